@@ -1,0 +1,1 @@
+// Keeps libraries whose sources are globbed non-empty while they grow.

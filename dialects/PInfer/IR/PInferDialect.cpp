@@ -1,0 +1,65 @@
+//===- PInferDialect.cpp - pinfer dialect registration --------------------===//
+//
+// Registers the types, attributes and ops, and implements the type
+// verifiers. Op verifiers live in PInferOps.cpp.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/PInfer/IR/PInferOps.h"
+
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace pinfer;
+
+#include "dialects/PInfer/IR/PInferDialect.cpp.inc"
+#include "dialects/PInfer/IR/PInferEnums.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/PInfer/IR/PInferAttrs.cpp.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "dialects/PInfer/IR/PInferTypes.cpp.inc"
+
+void PInferDialect::initialize() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "dialects/PInfer/IR/PInferAttrs.cpp.inc"
+      >();
+  addTypes<
+#define GET_TYPEDEF_LIST
+#include "dialects/PInfer/IR/PInferTypes.cpp.inc"
+      >();
+  addOperations<
+#define GET_OP_LIST
+#include "dialects/PInfer/IR/PInferOps.cpp.inc"
+      >();
+}
+
+static bool isBlockQuantised(DType dtype) {
+  return dtype == DType::q4_0 || dtype == DType::q8_0;
+}
+
+LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 DType dtype, ArrayRef<int64_t> shape) {
+  if (shape.empty() || shape.size() > 4)
+    return emitError() << "weight must have 1 to 4 dimensions, got "
+                       << shape.size();
+  for (int64_t dim : shape)
+    if (dim <= 0)
+      return emitError() << "weight dimensions must be positive, got " << dim;
+  // Quantised rows are stored as whole 32-element blocks.
+  if (isBlockQuantised(dtype) && shape.front() % 32 != 0)
+    return emitError() << "row length " << shape.front() << " of a "
+                       << stringifyDType(dtype)
+                       << " weight must be a multiple of 32";
+  return success();
+}
+
+int64_t WeightType::getNumRows() const {
+  int64_t rows = 1;
+  for (int64_t dim : getShape().drop_front())
+    rows *= dim;
+  return rows;
+}

@@ -1,0 +1,96 @@
+//===- PInferDialect.td - the pinfer dialect ---------------*- tablegen -*-===//
+//
+// The pinfer dialect models a decoder-only language model at the level of
+// its layers so that placement (which FFN neurons run on the GPU) and
+// scheduling can be expressed as IR transformations.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef PINFER_DIALECT_TD
+#define PINFER_DIALECT_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+def PInfer_Dialect : Dialect {
+  let name = "pinfer";
+  let cppNamespace = "::pinfer";
+  let summary = "Model-level IR for sparsity-aware GPU/CPU LLM inference.";
+  let description = [{
+    Values are per-token activation tensors. Weights are never inlined: a
+    `pinfer.weight` op names a GGUF tensor and carries its stored element
+    type and shape (in ggml order, row length first), so the IR of a 7B
+    model stays a few kilobytes and the packed-weights emitter can find the
+    bytes later.
+  }];
+  let useDefaultTypePrinterParser = 1;
+  let useDefaultAttributePrinterParser = 1;
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
+class PInfer_Op<string mnemonic, list<Trait> traits = []>
+    : Op<PInfer_Dialect, mnemonic, traits>;
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def PInfer_DTypeF32 : I32EnumAttrCase<"f32", 0>;
+def PInfer_DTypeF16 : I32EnumAttrCase<"f16", 1>;
+def PInfer_DTypeQ4_0 : I32EnumAttrCase<"q4_0", 2>;
+def PInfer_DTypeQ8_0 : I32EnumAttrCase<"q8_0", 8>;
+def PInfer_DTypeBF16 : I32EnumAttrCase<"bf16", 30>;
+
+// Numbered as ggml numbers them, so a value converts to GGMLType directly.
+def PInfer_DType : I32EnumAttr<"DType", "stored weight element type",
+    [PInfer_DTypeF32, PInfer_DTypeF16, PInfer_DTypeQ4_0, PInfer_DTypeQ8_0,
+     PInfer_DTypeBF16]> {
+  let cppNamespace = "::pinfer";
+  let genSpecializedAttr = 0;
+}
+
+def PInfer_ActSilu : I32EnumAttrCase<"silu", 0>;
+def PInfer_ActRelu : I32EnumAttrCase<"relu", 1>;
+def PInfer_ActDRelu : I32EnumAttrCase<"drelu", 2>;
+
+def PInfer_Activation : I32EnumAttr<"Activation", "FFN activation",
+    [PInfer_ActSilu, PInfer_ActRelu, PInfer_ActDRelu]> {
+  let cppNamespace = "::pinfer";
+  let genSpecializedAttr = 0;
+}
+
+def PInfer_ActivationAttr : EnumAttr<PInfer_Dialect, PInfer_Activation,
+                                     "activation"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+//===----------------------------------------------------------------------===//
+// Types
+//===----------------------------------------------------------------------===//
+
+def PInfer_WeightType : TypeDef<PInfer_Dialect, "Weight"> {
+  let mnemonic = "weight";
+  let summary = "A handle to a stored weight tensor.";
+  let description = [{
+    The stored element type and the shape in ggml order (`ne0` first, the
+    row length). Quantised types store blocks of 32 elements, so `ne0` must
+    be a multiple of 32 for them.
+
+    ```mlir
+    !pinfer.weight<q4_0, [4096, 11008]>
+    ```
+  }];
+  let parameters = (ins
+    EnumParameter<PInfer_DType>:$dtype,
+    ArrayRefParameter<"int64_t">:$shape);
+  let assemblyFormat = "`<` $dtype `,` `[` $shape `]` `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Row length (ne0) and number of rows (product of the other dims).
+    int64_t getRowLength() const { return getShape().front(); }
+    int64_t getNumRows() const;
+  }];
+}
+
+#endif // PINFER_DIALECT_TD
