@@ -102,6 +102,8 @@ public:
   uint32_t version() const { return version_; }
   bool isPowerInfer() const { return powerInfer_; } // magic "PWRI"
   uint64_t alignment() const { return alignment_; }
+  // Start of the tensor data section (aligned). A file without tensors may
+  // end before it, so it can exceed fileSize().
   uint64_t dataOffset() const { return dataOffset_; }
   uint64_t fileSize() const { return size_; }
   const uint8_t *base() const { return base_; }
@@ -181,11 +183,15 @@ public:
   bool write(const std::string &path, std::string &error) const;
 
 private:
+  static constexpr uint64_t kNoSrcBytes = ~uint64_t(0);
   struct PendingTensor {
     std::string name;
     GGMLType type;
     std::vector<int64_t> ne;
     Fill fill;
+    // Byte count handed to addTensorData, checked against the shape when
+    // writing; kNoSrcBytes for tensors filled by a callback.
+    uint64_t srcBytes = kNoSrcBytes;
   };
   bool powerInfer_ = false;
   uint32_t alignment_ = 32;
