@@ -1,0 +1,308 @@
+// Byte-level BPE (tokenizer.ggml.model = "gpt2") encoding. The text is first
+// cut into words by the vocabulary's pre-tokenizer: a list of passes, each
+// splitting every piece left by the previous one, written here as code with
+// the semantics of the regular expressions llama.cpp uses for them (a match
+// and the text between two matches each become a piece). Each word is
+// byte-mapped (GPT-2's printable stand-ins) and merged pair by pair in rank
+// order of tokenizer.ggml.merges, lowest rank first, leftmost on ties.
+#include "runtime/tokenizer.h"
+
+#include "runtime/unicode.h"
+
+#include <algorithm>
+#include <cstring>
+#include <queue>
+
+namespace pinfer {
+namespace {
+
+// A piece of the text as a codepoint range [begin, end).
+struct Span {
+  size_t begin, end;
+};
+
+using Spans = std::vector<Span>;
+
+bool isAsciiDigit(uint32_t cp) { return cp >= '0' && cp <= '9'; }
+
+// Characters of the class [\p{P}$+<=>^~|`] (falcon; the default list has no
+// backtick). ASCII punctuation is listed explicitly; beyond ASCII the
+// general category decides.
+bool isPunctOrListedSymbol(uint32_t cp, bool withBacktick) {
+  if (cp < 128) {
+    // ASCII \p{P}, then the listed symbols.
+    static const char kListed[] = "!\"#%&'()*,-./:;?@[\\]_{}$+<=>^~|";
+    if (cp == '`')
+      return withBacktick;
+    return cp != 0 && std::strchr(kListed, int(cp)) != nullptr;
+  }
+  return !unicodeIsWhitespace(cp) &&
+         unicodeCategory(cp) == UnicodeCategory::Punctuation;
+}
+
+// A pass that cuts maximal runs of characters satisfying `inClass` out of
+// each piece: "[class]+". Runs and the text between them are pieces.
+template <typename Pred>
+Spans splitRuns(const std::vector<uint32_t> &cps, const Spans &in,
+                Pred inClass) {
+  Spans out;
+  out.reserve(in.size() * 2);
+  for (const Span &s : in) {
+    size_t gap = s.begin;
+    size_t i = s.begin;
+    while (i < s.end) {
+      if (!inClass(cps[i])) {
+        ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < s.end && inClass(cps[j]))
+        ++j;
+      if (i > gap)
+        out.push_back(Span{gap, i});
+      out.push_back(Span{i, j});
+      gap = i = j;
+    }
+    if (s.end > gap)
+      out.push_back(Span{gap, s.end});
+  }
+  return out;
+}
+
+// "[0-9][0-9][0-9]": non-overlapping triples of ASCII digits, searched left
+// to right; a run's leftover digits stay with the text around them.
+Spans splitDigitTriples(const std::vector<uint32_t> &cps, const Spans &in) {
+  Spans out;
+  out.reserve(in.size() * 2);
+  for (const Span &s : in) {
+    size_t gap = s.begin;
+    size_t i = s.begin;
+    while (i + 3 <= s.end) {
+      if (isAsciiDigit(cps[i]) && isAsciiDigit(cps[i + 1]) &&
+          isAsciiDigit(cps[i + 2])) {
+        if (i > gap)
+          out.push_back(Span{gap, i});
+        out.push_back(Span{i, i + 3});
+        gap = i = i + 3;
+      } else {
+        ++i;
+      }
+    }
+    if (s.end > gap)
+      out.push_back(Span{gap, s.end});
+  }
+  return out;
+}
+
+// GPT-2's pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// matched at each position in turn, alternatives in order, as a
+// backtracking regex engine would. Positions outside the piece count as
+// "no character", so lookahead stops at the piece's edge.
+Spans splitGPT2(const std::vector<uint32_t> &cps, const Spans &in) {
+  Spans out;
+  out.reserve(in.size() * 2);
+  enum Kind : uint8_t { None, Letter, Number, Space, Other };
+  for (const Span &s : in) {
+    auto kindAt = [&](size_t p) -> Kind {
+      if (p < s.begin || p >= s.end)
+        return None;
+      uint32_t cp = cps[p];
+      if (unicodeIsWhitespace(cp))
+        return Space;
+      UnicodeCategory c = unicodeCategory(cp);
+      if (c == UnicodeCategory::Letter)
+        return Letter;
+      if (c == UnicodeCategory::Number)
+        return Number;
+      return Other;
+    };
+    auto cpAt = [&](size_t p) -> uint32_t {
+      return p < s.end ? cps[p] : 0xFFFFFFFFu;
+    };
+    size_t pos = s.begin;
+    while (pos < s.end) {
+      const size_t start = pos;
+      const uint32_t cp = cps[pos];
+      if (cp == '\'' && pos + 1 < s.end) {
+        uint32_t c1 = cpAt(pos + 1), c2 = cpAt(pos + 2);
+        size_t len = 0;
+        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+          len = 2;
+        else if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') ||
+                 (c1 == 'l' && c2 == 'l'))
+          len = 3;
+        if (len) {
+          out.push_back(Span{start, start + len});
+          pos = start + len;
+          continue;
+        }
+      }
+      // " ?X+" for X = letters, numbers, or anything but those and space.
+      const size_t body = cp == ' ' ? pos + 1 : pos;
+      const Kind k = kindAt(body);
+      if (k == Letter || k == Number || k == Other) {
+        pos = body;
+        while (kindAt(pos) == k)
+          ++pos;
+        out.push_back(Span{start, pos});
+        continue;
+      }
+      size_t nSpace = 0;
+      while (kindAt(pos + nSpace) == Space)
+        ++nSpace;
+      if (nSpace > 1 && pos + nSpace < s.end) {
+        // \s+(?!\S): leave the last space to prefix the next word.
+        pos += nSpace - 1;
+      } else if (nSpace > 0) {
+        pos += nSpace;
+      } else {
+        pos += 1;
+      }
+      out.push_back(Span{start, pos});
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+int Tokenizer::bpeRank(const std::string &left,
+                       const std::string &right) const {
+  std::string key;
+  key.reserve(left.size() + right.size() + 1);
+  key += left;
+  key.push_back('\0');
+  key += right;
+  auto it = bpeRanks_.find(key);
+  return it == bpeRanks_.end() ? -1 : it->second;
+}
+
+void Tokenizer::encodeBPE(const std::string &text,
+                          std::vector<int32_t> &out) const {
+  const std::vector<uint32_t> cps = utf8Decode(text);
+  Spans spans{Span{0, cps.size()}};
+  switch (pre_) {
+  case BPEPreTokenizer::GPT2:
+    spans = splitGPT2(cps, spans);
+    break;
+  case BPEPreTokenizer::Falcon:
+    spans = splitRuns(cps, spans, [](uint32_t cp) {
+      return isPunctOrListedSymbol(cp, /*withBacktick=*/true);
+    });
+    spans = splitGPT2(cps, spans);
+    spans = splitDigitTriples(cps, spans);
+    break;
+  case BPEPreTokenizer::Default:
+    spans = splitRuns(cps, spans, [](uint32_t cp) {
+      return isPunctOrListedSymbol(cp, /*withBacktick=*/false);
+    });
+    spans = splitGPT2(cps, spans);
+    spans = splitRuns(cps, spans, [](uint32_t cp) {
+      return cp < 128 ? isAsciiDigit(cp)
+                      : !unicodeIsWhitespace(cp) && unicodeIsNumber(cp);
+    });
+    spans = splitDigitTriples(cps, spans);
+    break;
+  }
+
+  std::string utf8, word;
+  for (const Span &s : spans) {
+    // Re-encode (invalid input bytes became U+FFFD), then map every byte to
+    // its printable stand-in, the alphabet the merges are written in.
+    utf8.clear();
+    for (size_t i = s.begin; i < s.end; ++i)
+      utf8Append(utf8, cps[i]);
+    word.clear();
+    for (unsigned char b : utf8)
+      word += byteToUnicode(b);
+    bpeWord(word, out);
+  }
+}
+
+namespace {
+
+struct Symbol {
+  int prev, next;
+  size_t offset, len; // bytes of the word; len 0 once merged into `prev`
+};
+
+struct Pair {
+  int left, right;
+  int rank;
+  size_t len; // left.len + right.len when queued; stale if that changed
+};
+
+struct PairOrder {
+  // priority_queue puts the "largest" on top: lowest rank, then leftmost.
+  bool operator()(const Pair &a, const Pair &b) const {
+    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
+  }
+};
+
+} // namespace
+
+void Tokenizer::bpeWord(const std::string &word,
+                        std::vector<int32_t> &out) const {
+  std::vector<Symbol> syms;
+  for (size_t off = 0; off < word.size();) {
+    size_t len = std::min(utf8SeqLen(static_cast<unsigned char>(word[off])),
+                          word.size() - off);
+    int idx = int(syms.size());
+    syms.push_back(Symbol{idx - 1, -1, off, len});
+    if (idx > 0)
+      syms[idx - 1].next = idx;
+    off += len;
+  }
+  if (syms.empty())
+    return;
+
+  std::priority_queue<Pair, std::vector<Pair>, PairOrder> queue;
+  std::string left, right;
+  auto consider = [&](int l, int r) {
+    if (l < 0 || r < 0)
+      return;
+    left.assign(word, syms[l].offset, syms[l].len);
+    right.assign(word, syms[r].offset, syms[r].len);
+    int rank = bpeRank(left, right);
+    if (rank >= 0)
+      queue.push(Pair{l, r, rank, syms[l].len + syms[r].len});
+  };
+  for (int i = 1; i < int(syms.size()); ++i)
+    consider(i - 1, i);
+
+  while (!queue.empty()) {
+    Pair p = queue.top();
+    queue.pop();
+    Symbol &l = syms[p.left];
+    Symbol &r = syms[p.right];
+    if (l.len == 0 || r.len == 0 || l.len + r.len != p.len)
+      continue; // one side was merged since this pair was queued
+    l.len += r.len;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0)
+      syms[r.next].prev = p.left;
+    consider(l.prev, p.left);
+    consider(p.left, l.next);
+  }
+
+  std::string piece;
+  for (int i = 0; i != -1; i = syms[i].next) {
+    piece.assign(word, syms[i].offset, syms[i].len);
+    int32_t id = findToken(piece);
+    if (id >= 0) {
+      out.push_back(id);
+      continue;
+    }
+    // A merge result missing from the vocabulary (a broken file): fall back
+    // to single-byte tokens where they exist, as llama.cpp does.
+    for (char b : piece) {
+      int32_t bid = findToken(std::string(1, b));
+      if (bid >= 0)
+        out.push_back(bid);
+    }
+  }
+}
+
+} // namespace pinfer
