@@ -1,0 +1,293 @@
+// The cost model: model shape, target figures and trace frequencies become a
+// PlacementProblem whose objective is the expected bytes the GPU reads per
+// token (time saved is that times a per-target constant, so maximising bytes
+// maximises saved time).
+#include "compiler/placement/CostModel.h"
+
+#include "compiler/Trace.h"
+#include "runtime/gguf.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+
+namespace pinfer {
+
+namespace {
+
+// "blk.12.attn_q.weight" -> (12, "attn_q.weight"); false for other names.
+bool splitBlockName(const std::string &name, uint32_t &layer,
+                    std::string &rest) {
+  if (name.compare(0, 4, "blk.") != 0)
+    return false;
+  size_t dot = name.find('.', 4);
+  if (dot == std::string::npos || dot == 4 || dot - 4 > 6)
+    return false;
+  uint32_t v = 0;
+  for (size_t i = 4; i < dot; ++i) {
+    if (name[i] < '0' || name[i] > '9')
+      return false;
+    v = v * 10 + uint32_t(name[i] - '0');
+  }
+  layer = v;
+  rest = name.substr(dot + 1);
+  return true;
+}
+
+uint64_t rowBytesOr0(GGMLType type, int64_t n) {
+  const TypeInfo *info = typeInfo(type);
+  if (!info || n % info->blockSize)
+    return 0;
+  return rowBytes(type, n);
+}
+
+} // namespace
+
+bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
+                        std::string &error) {
+  out = ModelShape();
+  const std::string &path = file.path();
+  const GGUFTensor *embd = nullptr, *output = nullptr;
+  uint32_t nLayer = 0;
+  for (const GGUFTensor &t : file.tensors()) {
+    uint32_t l;
+    std::string rest;
+    if (t.name == "token_embd.weight")
+      embd = &t;
+    else if (t.name == "output.weight")
+      output = &t;
+    else if (splitBlockName(t.name, l, rest))
+      nLayer = std::max(nLayer, l + 1);
+  }
+  if (!embd) {
+    error = path + ": tensor token_embd.weight: missing, expected the token "
+                   "embedding of a LLaMA-family model";
+    return false;
+  }
+  if (nLayer == 0) {
+    error = path + ": no blk.N.* tensors, expected at least one layer";
+    return false;
+  }
+  out.nLayer = nLayer;
+  out.nEmbd = uint32_t(embd->ne[0]);
+  out.nVocab = uint32_t(embd->ne[1]);
+  out.embeddingBytes = embd->nbytes;
+  out.outputBytes = output ? output->nbytes : embd->nbytes;
+  out.attentionBytes.assign(nLayer, 0);
+  std::vector<uint64_t> predictor(nLayer, 0);
+  std::vector<uint64_t> neuron(nLayer, 0);
+  std::vector<uint32_t> nFF(nLayer, 0);
+  bool anyPredictor = false;
+  for (const GGUFTensor &t : file.tensors()) {
+    uint32_t l;
+    std::string rest;
+    if (!splitBlockName(t.name, l, rest))
+      continue;
+    if (rest.compare(0, 5, "attn_") == 0 || rest == "ffn_norm.weight") {
+      out.attentionBytes[l] += t.nbytes;
+      if (rest == "attn_k.weight")
+        out.nKVDim = uint32_t(t.ne[1]);
+    } else if (rest == "fc1.weight" || rest == "fc2.weight") {
+      predictor[l] += t.nbytes;
+      anyPredictor = true;
+    } else if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") {
+      // {n_embd, n_ff}: one row of n_embd elements per neuron
+      nFF[l] = uint32_t(t.ne[1]);
+      neuron[l] += rowBytesOr0(t.type, t.ne[0]);
+      if (rest == "ffn_up.weight")
+        out.ffnType = t.type;
+    } else if (rest == "ffn_down.weight" || rest == "ffn_down_t.weight") {
+      // stored {n_ff, n_embd}; the packed file keeps it transposed, so a
+      // neuron owns n_embd elements of it either way
+      if (rest == "ffn_down.weight")
+        neuron[l] += rowBytesOr0(t.type, out.nEmbd);
+    }
+  }
+  out.nFF = nFF[0];
+  out.neuronBytes = neuron[0];
+  for (uint32_t l = 0; l < nLayer; ++l) {
+    if (nFF[l] != out.nFF || nFF[l] == 0) {
+      error = path + ": tensor blk." + std::to_string(l) +
+              ".ffn_up.weight: n_ff " + std::to_string(nFF[l]) +
+              ", expected " + std::to_string(out.nFF) +
+              " as in layer 0 (uniform FFNs only)";
+      return false;
+    }
+    if (neuron[l] != out.neuronBytes || neuron[l] == 0) {
+      error = path + ": layer " + std::to_string(l) +
+              ": FFN row size differs from layer 0 or is not a whole number "
+              "of blocks, expected uniform FFN weights";
+      return false;
+    }
+  }
+  if (anyPredictor)
+    out.predictorBytes = predictor;
+  return true;
+}
+
+ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
+                          uint32_t nKVDim, uint32_t nVocab, GGMLType type) {
+  ModelShape s;
+  s.nLayer = nLayer;
+  s.nFF = nFF;
+  s.nEmbd = nEmbd;
+  s.nKVDim = nKVDim;
+  s.nVocab = nVocab;
+  s.ffnType = type;
+  uint64_t row = rowBytesOr0(type, nEmbd);
+  s.neuronBytes = 3 * row;
+  uint64_t norms = 2ull * nEmbd * 4;
+  s.attentionBytes.assign(nLayer, 2 * uint64_t(nEmbd) * row +
+                                      2 * uint64_t(nKVDim) * row + norms);
+  s.outputBytes = uint64_t(nVocab) * row;
+  s.embeddingBytes = uint64_t(nVocab) * row;
+  return s;
+}
+
+CostModel costModelFor(const Target &target, const ModelShape &shape) {
+  CostModel c;
+  c.cpuBytesPerSecond = target.host.memBandwidthGBs * 1e9;
+  c.gpuBytesPerSecond = target.gpuBandwidthGBs * 1e9;
+  if (target.hasGPU()) {
+    // Per layer with a GPU FFN half: its two kernels (up/gate and down),
+    // one event wait to merge with the CPU half, and the layer input to the
+    // GPU and its output back over PCIe.
+    double transfer = 2.0 * shape.nEmbd * 4 / (target.pcieGBs * 1e9);
+    c.layerOverheadSeconds =
+        (2 * target.launchUs + target.syncUs) * 1e-6 + transfer;
+  }
+  return c;
+}
+
+uint32_t autoGranuleSize(uint32_t nFF) {
+  uint32_t g = 32;
+  while ((nFF + g - 1) / g > 256)
+    g += 32;
+  return g;
+}
+
+bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
+                         const Target &target, const PlacementOptions &opts,
+                         PlacementInput &out, std::string &error) {
+  out = PlacementInput();
+  if (trace.nLayer != shape.nLayer || trace.nFF != shape.nFF) {
+    error = "the trace has " + std::to_string(trace.nLayer) + " layers x n_ff " +
+            std::to_string(trace.nFF) + "; the model has " +
+            std::to_string(shape.nLayer) + " x " + std::to_string(shape.nFF);
+    return false;
+  }
+  if (shape.attentionBytes.size() != shape.nLayer || shape.neuronBytes == 0) {
+    error = "model shape is incomplete: per-layer attention sizes or the FFN "
+            "row size are missing";
+    return false;
+  }
+  PlacementProblem &p = out.problem;
+  uint32_t G = opts.granuleSize ? opts.granuleSize : autoGranuleSize(shape.nFF);
+  out.granuleSize = G;
+  out.cost = costModelFor(target, shape);
+  // A target without a GPU places nothing there, whatever the budget says.
+  bool gpu = target.hasGPU();
+  p.budget = !gpu ? 0 : opts.vramBudget ? opts.vramBudget : target.vramBytes;
+  p.maxGpuLayers = opts.maxGpuLayers;
+
+  // Mandatory bill.
+  uint64_t kvLayer = 2ull * opts.nCtx * shape.nKVDim * 2; // K and V, f16
+  if (gpu) {
+    p.mandatory.push_back({"CUDA context reserve", target.contextReserveBytes});
+    // One batch of activations through one layer (x, attention and FFN
+    // outputs, gate/up of every neuron at worst) plus one row of logits.
+    uint64_t scratch = uint64_t(opts.nBatch) *
+                           (3ull * shape.nEmbd + 2ull * shape.nFF) * 4 +
+                       uint64_t(shape.nVocab) * 4;
+    p.mandatory.push_back({"scratch buffers (batch " +
+                               std::to_string(opts.nBatch) + ")",
+                           scratch});
+    if (opts.attention == AttentionPolicy::GPU) {
+      uint64_t attn = std::accumulate(shape.attentionBytes.begin(),
+                                      shape.attentionBytes.end(), uint64_t(0));
+      p.mandatory.push_back({"KV cache at -c " + std::to_string(opts.nCtx),
+                             kvLayer * shape.nLayer});
+      p.mandatory.push_back({"attention weights (all layers)", attn});
+    }
+  }
+  uint64_t fixed = p.mandatoryBytes();
+  if (fixed > p.budget && gpu) {
+    std::string parts;
+    for (const BillLine &b : p.mandatory)
+      parts += (parts.empty() ? "" : ", ") + b.what + " " +
+               formatBytes(b.bytes);
+    error = "VRAM bill of mandatory parts is " + formatBytes(fixed) + " (" +
+            parts + "); budget is " + formatBytes(p.budget) +
+            (opts.vramBudget ? " (--vram-budget)" : " (" + target.name + ")");
+    return false;
+  }
+
+  // Per layer: sort neurons by firing count, hottest first, ties by id so
+  // the order is deterministic.
+  double rankBytes = double(shape.neuronBytes);
+  out.order.resize(shape.nLayer);
+  out.freq.resize(shape.nLayer);
+  p.layers.resize(shape.nLayer);
+  uint64_t predictorDefault =
+      (uint64_t(shape.nEmbd) * opts.predictorRank +
+       uint64_t(opts.predictorRank) * shape.nFF) * 2; // f16 fc1 + fc2
+  for (uint32_t l = 0; l < shape.nLayer; ++l) {
+    const std::vector<uint64_t> &fired = trace.fired[l];
+    std::vector<uint32_t> &order = out.order[l];
+    order.resize(shape.nFF);
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return fired[a] > fired[b]; });
+    std::vector<double> &f = out.freq[l];
+    f.resize(shape.nFF);
+    for (uint32_t r = 0; r < shape.nFF; ++r)
+      f[r] = trace.frequency(l, order[r]);
+
+    LayerProblem &lp = p.layers[l];
+    for (uint32_t first = 0; first < shape.nFF; first += G) {
+      Granule g;
+      g.firstRank = first;
+      g.count = std::min(G, shape.nFF - first);
+      g.bytes = g.count * (shape.neuronBytes + 4); // + int32 neuron index
+      for (uint32_t r = first; r < first + g.count; ++r)
+        g.firings += f[r];
+      g.utility = g.firings * rankBytes;
+      lp.granules.push_back(g);
+    }
+    lp.hotFixedBytes = shape.predictorBytes.empty() ? predictorDefault
+                                                    : shape.predictorBytes[l];
+    lp.hotFixedName = "predictor";
+    if (opts.minGranules >= 0) {
+      lp.minGranules = uint32_t(std::max(1, opts.minGranules));
+    } else {
+      // Smallest prefix whose saved CPU time pays for the layer's overhead.
+      double saved = out.cost.savedPerByte();
+      double need = out.cost.layerOverheadSeconds;
+      lp.minGranules = uint32_t(lp.granules.size()) + 1;
+      double u = 0;
+      for (uint32_t k = 0; k < lp.granules.size(); ++k) {
+        u += lp.granules[k].utility;
+        if (u * saved >= need) {
+          lp.minGranules = k + 1;
+          break;
+        }
+      }
+    }
+    if (!gpu)
+      lp.minGranules = uint32_t(lp.granules.size()) + 1;
+    if (gpu && opts.attention == AttentionPolicy::Optional) {
+      lp.hasAttention = true;
+      lp.attention.name = "attention + KV cache";
+      lp.attention.bytes = shape.attentionBytes[l] + kvLayer;
+      lp.attention.utility = double(shape.attentionBytes[l]);
+    }
+  }
+  if (gpu) {
+    out.outputName = "output head";
+    p.globals.push_back({out.outputName, shape.outputBytes,
+                         double(shape.outputBytes)});
+  }
+  return true;
+}
+
+} // namespace pinfer

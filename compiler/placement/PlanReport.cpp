@@ -1,0 +1,53 @@
+// The plan as a text table: what `pinferc plan` prints to the terminal.
+#include "compiler/placement/Plan.h"
+
+#include <cstdio>
+#include <ostream>
+
+namespace pinfer {
+
+void printPlanTable(std::ostream &os, const Plan &plan) {
+  char line[256];
+  os << "placement for target " << plan.target << ": budget "
+     << formatBytes(plan.budgetBytes) << ", n_ctx " << plan.nCtx
+     << ", granules of " << plan.granuleSize << " neurons\n";
+  os << "status: " << plan.status << "\n";
+  os << "  dp: " << plan.dpStatus << "\n";
+  os << "  z3: " << plan.z3Status << "\n";
+  std::snprintf(line, sizeof line, "%5s %15s %9s %8s %4s %10s %10s %10s\n",
+                "layer", "hot/n_ff", "granules", "coverage", "attn", "VRAM",
+                "GPU B/tok", "CPU B/tok");
+  os << line;
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    const LayerPlan &lp = plan.layers[l];
+    char hot[32], gran[32];
+    std::snprintf(hot, sizeof hot, "%u/%u", lp.nHot, plan.nFF);
+    std::snprintf(gran, sizeof gran, "%u/%u", lp.hotGranules, lp.nGranules);
+    std::snprintf(line, sizeof line,
+                  "%5zu %15s %9s %7.1f%% %4s %10s %10s %10s\n", l, hot, gran,
+                  100 * lp.coverage, lp.attentionOnGPU ? "gpu" : "cpu",
+                  formatBytes(lp.vramBytes).c_str(),
+                  formatBytes(uint64_t(lp.gpuBytesPerToken)).c_str(),
+                  formatBytes(uint64_t(lp.cpuBytesPerToken)).c_str());
+    os << line;
+  }
+  double all = plan.gpuBytesPerToken + plan.cpuBytesPerToken;
+  std::snprintf(line, sizeof line, " (%.1f%% on the GPU)\n",
+                all > 0 ? 100 * plan.gpuBytesPerToken / all : 0.0);
+  os << "expected weight bytes read per token: GPU "
+     << formatBytes(uint64_t(plan.gpuBytesPerToken)) << ", CPU "
+     << formatBytes(uint64_t(plan.cpuBytesPerToken)) << line;
+  os << "output head: " << (plan.outputOnGPU ? "GPU" : "CPU") << "\n";
+  os << "VRAM bill:\n";
+  for (const BillLine &b : plan.bill) {
+    std::snprintf(line, sizeof line, "  %-44s %12s\n", b.what.c_str(),
+                  formatBytes(b.bytes).c_str());
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "  %-44s %12s of %s\n", "total",
+                formatBytes(plan.billBytes).c_str(),
+                formatBytes(plan.budgetBytes).c_str());
+  os << line;
+}
+
+} // namespace pinfer
