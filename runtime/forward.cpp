@@ -1,0 +1,207 @@
+// The dense reference forward pass; see forward.h.
+//
+// Per layer: x += Wo · attention(rope(Wq·n), rope(Wk·n), Wv·n) with
+// n = rmsnorm(x) · attn_norm, then x += Wdown · act(Wgate·m, Wup·m) with
+// m = rmsnorm(x) · ffn_norm; finally logits = Wout · (rmsnorm(x) · out_norm).
+// A batch of tokens moves through each step together; attention of a token
+// sees the cache up to its own position only, so batching changes the order
+// of the work but not a single result.
+#include "runtime/forward.h"
+
+#include "runtime/kernels.h"
+#include "runtime/thread_pool.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <unistd.h>
+
+namespace pinfer {
+
+namespace {
+
+// One chunk of at most state.nBatch tokens; checks are done by the caller.
+void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
+                  const int32_t *tokens, int n, int pos0) {
+  const ModelParams &p = model.params();
+  const int nEmbd = p.nEmbd, headDim = p.headDim, kvDim = p.kvDim();
+  const int qDim = p.nHead * headDim, nFF = p.nFF;
+  const int groupSize = p.nHead / p.nKvHead; // query heads per KV head
+  const bool instrument = s.firingCounts || s.ffnHook;
+
+  const Weight &embd = model.tokenEmbedding();
+  for (int t = 0; t < n; ++t)
+    rowToF32(embd.type, embd.row(tokens[t]), s.x.data() + size_t(t) * nEmbd,
+             nEmbd);
+
+  for (int l = 0; l < p.nLayer; ++l) {
+    const LayerWeights &w = model.layer(l);
+    float *layerKeys = s.keyCache.data() + size_t(l) * s.nCtx * kvDim;
+    float *layerValues = s.valueCache.data() + size_t(l) * s.nCtx * kvDim;
+    float *kRows = layerKeys + size_t(pos0) * kvDim; // [n][kvDim] in the cache
+    float *vRows = layerValues + size_t(pos0) * kvDim;
+
+    // Attention block. K and V are written straight into the cache.
+    for (int t = 0; t < n; ++t)
+      rmsNorm(s.xb.data() + size_t(t) * nEmbd, s.x.data() + size_t(t) * nEmbd,
+              w.attnNorm.data(), nEmbd, p.normEps);
+    MatvecJob qkv[3] = {{&w.wq, s.xb.data(), s.q.data()},
+                        {&w.wk, s.xb.data(), kRows},
+                        {&w.wv, s.xb.data(), vRows}};
+    matvecs(qkv, 3, pool, n);
+    for (int t = 0; t < n; ++t) {
+      rope(s.q.data() + size_t(t) * qDim, p.nHead, headDim, p.nRot, pos0 + t,
+           s.invFreq.data());
+      rope(kRows + size_t(t) * kvDim, p.nKvHead, headDim, p.nRot, pos0 + t,
+           s.invFreq.data());
+    }
+    pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        int64_t t = i / p.nHead, h = i % p.nHead;
+        int64_t kvOff = (h / groupSize) * headDim;
+        attendHead(s.q.data() + t * qDim + h * headDim, layerKeys + kvOff,
+                   layerValues + kvOff, kvDim, pos0 + int(t) + 1, headDim,
+                   s.scores.data() + i * s.nCtx,
+                   s.attnOut.data() + t * qDim + h * headDim);
+      }
+    });
+    MatvecJob wo{&w.wo, s.attnOut.data(), s.xb2.data()};
+    matvecs(&wo, 1, pool, n);
+    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+      s.x[i] += s.xb2[i];
+
+    // FFN block.
+    for (int t = 0; t < n; ++t)
+      rmsNorm(s.xb.data() + size_t(t) * nEmbd, s.x.data() + size_t(t) * nEmbd,
+              w.ffnNorm.data(), nEmbd, p.normEps);
+    MatvecJob gateUp[2] = {{&w.gate, s.xb.data(), s.hGate.data()},
+                           {&w.up, s.xb.data(), s.hUp.data()}};
+    matvecs(gateUp, 2, pool, n);
+    float *h = s.hGate.data();
+    const float *u = s.hUp.data();
+    const size_t nh = size_t(n) * nFF;
+    switch (p.activation) {
+    case FfnActivation::SiLU:
+      for (size_t i = 0; i < nh; ++i)
+        h[i] = silu(h[i]) * u[i];
+      break;
+    case FfnActivation::ReLU:
+      for (size_t i = 0; i < nh; ++i)
+        h[i] = relu(h[i]) * u[i];
+      break;
+    case FfnActivation::DReLU:
+      for (size_t i = 0; i < nh; ++i)
+        h[i] = relu(h[i]) * relu(u[i]);
+      break;
+    }
+    if (instrument) {
+      for (int t = 0; t < n; ++t) {
+        const float *ht = h + size_t(t) * nFF;
+        for (int i = 0; i < nFF; ++i)
+          s.fired[i] = ht[i] != 0.f;
+        if (s.firingCounts) {
+          uint64_t *counts = s.firingCounts + size_t(l) * nFF;
+          for (int i = 0; i < nFF; ++i)
+            counts[i] += s.fired[i];
+        }
+        if (s.ffnHook) {
+          s.hookProduct = ht;
+          s.hookUp = u + size_t(t) * nFF;
+          s.ffnHook(l, pos0 + t, s.xb.data() + size_t(t) * nEmbd,
+                    s.fired.data());
+        }
+      }
+    }
+    MatvecJob down{&w.down, h, s.xb2.data()};
+    matvecs(&down, 1, pool, n);
+    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+      s.x[i] += s.xb2[i];
+  }
+  s.nPast = pos0 + n;
+}
+
+} // namespace
+
+bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
+                        int nBatchIn) {
+  const ModelParams &p = model.params();
+  if (nCtxIn < 1 || nCtxIn > (1 << 24)) {
+    error = "context size " + std::to_string(nCtxIn) +
+            " is out of range, expected 1..16777216 (-c)";
+    return false;
+  }
+  if (nBatchIn < 1 || nBatchIn > 4096) {
+    error = "batch size " + std::to_string(nBatchIn) +
+            " is out of range, expected 1..4096";
+    return false;
+  }
+  // Refuse a cache that cannot fit rather than fail inside an allocation.
+  double cacheBytes = 2.0 * sizeof(float) * p.nLayer * double(nCtxIn) * p.kvDim();
+  double memBytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (memBytes > 0 && cacheBytes > memBytes) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf),
+                  "the KV cache for %d positions needs %.1f GiB, more than the "
+                  "%.1f GiB of memory; use a smaller context (-c)",
+                  nCtxIn, cacheBytes / (1u << 30), memBytes / (1u << 30));
+    error = buf;
+    return false;
+  }
+  nCtx = nCtxIn;
+  nBatch = nBatchIn;
+  nPast = 0;
+  const size_t b = size_t(nBatch);
+  x.assign(b * p.nEmbd, 0.f);
+  xb.assign(b * p.nEmbd, 0.f);
+  xb2.assign(b * p.nEmbd, 0.f);
+  q.assign(b * p.nHead * p.headDim, 0.f);
+  attnOut.assign(b * p.nHead * p.headDim, 0.f);
+  scores.assign(b * p.nHead * nCtx, 0.f);
+  hGate.assign(b * p.nFF, 0.f);
+  hUp.assign(b * p.nFF, 0.f);
+  fired.assign(p.nFF, 0);
+  logits.assign(p.nVocab, 0.f);
+  size_t cache = size_t(p.nLayer) * nCtx * p.kvDim();
+  keyCache.assign(cache, 0.f);
+  valueCache.assign(cache, 0.f);
+  invFreq.resize(p.nRot / 2);
+  ropeInvFreq(invFreq.data(), p.nRot, p.ropeBase);
+  return true;
+}
+
+bool forwardBatch(const Model &model, ForwardState &s, ThreadPool &pool,
+                  const int32_t *tokens, int n, int pos, bool wantLogits,
+                  std::string &error) {
+  const ModelParams &p = model.params();
+  if (s.nBatch == 0) {
+    error = "the forward state was not initialised";
+    return false;
+  }
+  for (int t = 0; t < n; ++t)
+    if (tokens[t] < 0 || tokens[t] >= p.nVocab) {
+      error = "token " + std::to_string(tokens[t]) +
+              " is outside the vocabulary of " + std::to_string(p.nVocab) +
+              " tokens";
+      return false;
+    }
+  if (n < 1 || pos != s.nPast || int64_t(pos) + n > s.nCtx) {
+    error = "positions " + std::to_string(pos) + ".." +
+            std::to_string(int64_t(pos) + n - 1) + " cannot be evaluated: " +
+            std::to_string(s.nPast) + " positions are cached and the context is " +
+            std::to_string(s.nCtx) + " (-c)";
+    return false;
+  }
+  for (int done = 0; done < n; done += s.nBatch)
+    forwardChunk(model, s, pool, tokens + done, std::min(s.nBatch, n - done),
+                 pos + done);
+
+  if (wantLogits) {
+    // The last token's hidden state is row (n-1) % nBatch of the last chunk.
+    const float *last = s.x.data() + size_t((n - 1) % s.nBatch) * p.nEmbd;
+    rmsNorm(s.xb.data(), last, model.outputNorm().data(), p.nEmbd, p.normEps);
+    matvec(model.output(), s.xb.data(), s.logits.data(), pool);
+  }
+  return true;
+}
+
+} // namespace pinfer

@@ -1,0 +1,83 @@
+// The dense reference forward pass: one token at a time through every layer
+// of a LLaMA-family model, with an f32 KV cache. This is the oracle the
+// specialised (placed, sparse, GPU) paths are tested against, and the engine
+// of `pinferc run` and `pinferc profile`: straightforward before fast.
+#pragma once
+
+#include "runtime/model.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+class ThreadPool;
+
+// Called once per layer per token when set, after the FFN activation:
+// `ffnInput` is the layer's FFN input after ffn_norm [n_embd], `fired` the
+// neurons whose activation product is nonzero [n_ff] (1 = fired). Within a
+// batch the calls come layer by layer, tokens in order within each layer.
+using FfnHook = std::function<void(int layer, int pos, const float *ffnInput,
+                                   const uint8_t *fired)>;
+
+// Everything one sequence needs between tokens: the KV cache and scratch
+// buffers, all sized once by init() so that a token allocates nothing.
+struct ForwardState {
+  static constexpr int kDefaultBatch = 32;
+  // Sizes the buffers for `model`, `nCtx` positions and batches of up to
+  // `nBatch` tokens. False (and `error`) when a size is out of range.
+  bool init(const Model &model, int nCtx, std::string &error,
+            int nBatch = kDefaultBatch);
+  // Forgets the cached positions (the buffers stay).
+  void reset() { nPast = 0; }
+
+  int nCtx = 0;
+  int nBatch = 0;
+  int nPast = 0; // positions held in the KV cache
+
+  std::vector<float> x;        // [n_batch][n_embd] residual stream
+  std::vector<float> xb;       // [n_batch][n_embd] normed input of a block
+  std::vector<float> xb2;      // [n_batch][n_embd] block output before the residual add
+  std::vector<float> q;        // [n_batch][n_head*head_dim]
+  std::vector<float> attnOut;  // [n_batch][n_head*head_dim]
+  std::vector<float> scores;   // [n_batch][n_head][n_ctx] attention weights
+  std::vector<float> hGate;    // [n_batch][n_ff] gate projection, then activation product
+  std::vector<float> hUp;      // [n_batch][n_ff]
+  std::vector<uint8_t> fired;  // [n_ff] firing mask of one token in one layer
+  std::vector<float> logits;   // [n_vocab] of the last token evaluated with wantLogits
+  std::vector<float> keyCache;   // [n_layer][n_ctx][n_kv_head*head_dim]
+  std::vector<float> valueCache; // [n_layer][n_ctx][n_kv_head*head_dim]
+  std::vector<float> invFreq;    // [n_rot/2] rotary frequencies
+
+  // Optional instrumentation for profiling; both off by default.
+  uint64_t *firingCounts = nullptr; // [n_layer][n_ff], caller-owned, += per token
+  FfnHook ffnHook;
+  // During an ffnHook call: the token's rows of hGate (activation product)
+  // and hUp (up projection), [n_ff] each; row 0 when one token is evaluated.
+  const float *hookProduct = nullptr;
+  const float *hookUp = nullptr;
+};
+
+// Runs `n` tokens at positions pos..pos+n-1 (pos must equal state.nPast:
+// positions are evaluated in order) and appends their keys and values to the
+// cache. Tokens go through the layers together, state.nBatch at a time, so
+// that each weight row is read once per batch; the result for every token is
+// bitwise what one-token calls give. With `wantLogits` the next-token logits
+// after the last token are left in state.logits (prompt evaluation skips the
+// large output product for the others). False, with one line in `error`, for
+// a token outside the vocabulary or positions beyond the context; the state
+// is then unchanged.
+bool forwardBatch(const Model &model, ForwardState &state, ThreadPool &pool,
+                  const int32_t *tokens, int n, int pos, bool wantLogits,
+                  std::string &error);
+
+// One token: forwardBatch with n = 1.
+inline bool forward(const Model &model, ForwardState &state, ThreadPool &pool,
+                    int32_t token, int pos, bool wantLogits,
+                    std::string &error) {
+  return forwardBatch(model, state, pool, &token, 1, pos, wantLogits, error);
+}
+
+} // namespace pinfer

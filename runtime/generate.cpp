@@ -1,0 +1,227 @@
+// The generation loop; see generate.h.
+#include "runtime/generate.h"
+
+#include "runtime/json.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+namespace pinfer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double msSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// One line of the speed report, in llama.cpp's layout.
+std::string speedLine(const char *what, double ms, int n, const char *unit) {
+  char buf[256];
+  double perTok = n > 0 ? ms / n : 0;
+  double perSec = ms > 0 ? 1000.0 * n / ms : 0;
+  std::snprintf(buf, sizeof(buf),
+                "%16s = %10.2f ms / %5d %-6s (%8.2f ms per token, %8.2f "
+                "tokens per second)\n",
+                what, ms, n, unit, perTok, perSec);
+  return buf;
+}
+
+} // namespace
+
+bool Decoder::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
+                        std::string &error) {
+  for (int i = 0; i < n; ++i)
+    if (!eval(tokens[i], pos + i, wantLogits && i == n - 1, error))
+      return false;
+  return true;
+}
+
+ReferenceDecoder::ReferenceDecoder(const Model &model, int nThreads)
+    : model_(model),
+      pool_(nThreads < 1 ? ThreadPool::hardwareThreads() : nThreads) {}
+
+bool ReferenceDecoder::init(int nCtx, std::string &error) {
+  return state_.init(model_, nCtx, error);
+}
+
+bool ReferenceDecoder::evalBatch(const int32_t *tokens, int n, int pos,
+                                 bool wantLogits, std::string &error) {
+  return forwardBatch(model_, state_, pool_, tokens, n, pos, wantLogits, error);
+}
+
+int ReferenceDecoder::nVocab() const { return model_.params().nVocab; }
+
+bool ReferenceDecoder::eval(int32_t token, int pos, bool wantLogits,
+                            std::string &error) {
+  return forward(model_, state_, pool_, token, pos, wantLogits, error);
+}
+
+std::string sanitizeUtf8(const std::string &s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
+               : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      // Reject overlong forms, surrogates and values above U+10FFFF.
+      uint32_t cp = c & (0x7F >> len);
+      for (size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      static const uint32_t minCp[5] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= minCp[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+int generate(const Model &model, const Tokenizer &tokenizer,
+             const GenerateOptions &opts, GenerateResult *result) {
+  std::ostream &err = opts.err ? *opts.err : std::cerr;
+  ReferenceDecoder decoder(model, opts.nThreads);
+  int nCtx = opts.nCtx;
+  if (nCtx < 1)
+    nCtx = std::min(model.params().nCtxTrain, 4096);
+  std::string error;
+  if (!decoder.init(nCtx, error)) {
+    err << "error: " << error << "\n";
+    return 1;
+  }
+  return generate(decoder, tokenizer, opts, result);
+}
+
+int generate(Decoder &decoder, const Tokenizer &tokenizer,
+             const GenerateOptions &opts, GenerateResult *resultOut) {
+  std::ostream &out = opts.out ? *opts.out : std::cout;
+  std::ostream &err = opts.err ? *opts.err : std::cerr;
+  GenerateResult local;
+  GenerateResult &r = resultOut ? *resultOut : local;
+  r = GenerateResult();
+  auto fail = [&](const std::string &msg) {
+    err << "error: " << msg << "\n";
+    return 1;
+  };
+
+  if (opts.prompt.empty())
+    return fail("the prompt is empty, expected some text (-p)");
+  r.promptTokens = tokenizer.encode(
+      opts.prompt, opts.addBos && tokenizer.addBosByDefault(), false);
+  const int nPrompt = int(r.promptTokens.size());
+  const int nCtx = decoder.nCtx();
+  if (nPrompt == 0)
+    return fail("the prompt gave no tokens, expected at least one (-p)");
+  if (nPrompt >= nCtx)
+    return fail("prompt is " + std::to_string(nPrompt) +
+                " tokens but the context is " + std::to_string(nCtx) + " (-c)");
+  if (opts.nPredict >= 0 && nPrompt + opts.nPredict > nCtx)
+    return fail("prompt is " + std::to_string(nPrompt) + " tokens and -n asks for " +
+                std::to_string(opts.nPredict) + " more, but the context is " +
+                std::to_string(nCtx) + " (-c)");
+  for (int32_t t : r.promptTokens)
+    if (t < 0 || t >= decoder.nVocab())
+      return fail("the tokenizer produced token " + std::to_string(t) +
+                  " but the model has " + std::to_string(decoder.nVocab()) +
+                  " tokens");
+
+  Sampler sampler(opts.sampling, decoder.nVocab());
+  r.seed = sampler.seed();
+  if (!opts.json && opts.echoPrompt) {
+    out << opts.prompt;
+    out.flush();
+  }
+
+  std::string error;
+  decoder.reset();
+  Clock::time_point t0 = Clock::now();
+  if (!decoder.evalBatch(r.promptTokens.data(), nPrompt, 0, true, error))
+    return fail(error);
+  for (int32_t t : r.promptTokens)
+    sampler.accept(t);
+  r.promptMs = msSince(t0);
+
+  const int limit = opts.nPredict >= 0 ? opts.nPredict : nCtx - nPrompt;
+  int pos = nPrompt;
+  r.stopReason = opts.nPredict >= 0 ? "length" : "context";
+  while (int(r.tokens.size()) < limit) {
+    Clock::time_point ts = Clock::now();
+    int32_t tok = sampler.sample(decoder.logits());
+    r.sampleMs += msSince(ts);
+    if (tokenizer.isEog(tok)) {
+      r.stopReason = "eog";
+      break;
+    }
+    sampler.accept(tok);
+    r.tokens.push_back(tok);
+    std::string piece = tokenizer.tokenToPiece(tok, false);
+    r.text += piece;
+    if (!opts.json) {
+      out << piece;
+      out.flush();
+    }
+    if (int(r.tokens.size()) == limit || pos >= nCtx)
+      break;
+    Clock::time_point te = Clock::now();
+    if (!decoder.eval(tok, pos, true, error))
+      return fail(error);
+    r.genMs += msSince(te);
+    ++r.genEvals;
+    ++pos;
+  }
+
+  if (opts.json) {
+    double promptTps = r.promptMs > 0 ? 1000.0 * nPrompt / r.promptMs : 0;
+    double genTps = r.genMs > 0 ? 1000.0 * r.genEvals / r.genMs : 0;
+    JsonWriter w(out, false);
+    w.beginObject();
+    w.field("prompt_tokens", nPrompt);
+    w.array("tokens", r.tokens);
+    w.field("text", sanitizeUtf8(r.text));
+    w.field("stop", r.stopReason);
+    w.field("seed", uint64_t(r.seed));
+    w.key("timings").beginObject();
+    w.field("prompt_tokens_per_s", promptTps);
+    w.field("gen_tokens_per_s", genTps);
+    w.field("prompt_ms", r.promptMs);
+    w.field("gen_ms", r.genMs);
+    w.field("gen_evals", r.genEvals);
+    w.field("sample_ms", r.sampleMs);
+    w.endObject();
+    if (opts.extraJson)
+      opts.extraJson(w);
+    w.endObject();
+    out << "\n";
+    out.flush();
+  } else {
+    out << "\n";
+    out.flush();
+    err << "\n"
+        << speedLine("sampling time", r.sampleMs, int(r.tokens.size()), "runs")
+        << speedLine("prompt eval time", r.promptMs, nPrompt, "tokens")
+        << speedLine("eval time", r.genMs, r.genEvals, "runs");
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%16s = %10.2f ms / %5d tokens\n",
+                  "total time", r.promptMs + r.genMs + r.sampleMs,
+                  nPrompt + int(r.tokens.size()));
+    err << buf;
+  }
+  return 0;
+}
+
+} // namespace pinfer

@@ -1,0 +1,111 @@
+// The generation loop shared by `pinferc run` and every generated
+// executable: tokenise the prompt, evaluate it, then sample and stream one
+// token at a time until end of generation or -n tokens, and report speed the
+// way llama.cpp does (or one JSON object with --json). The model evaluation
+// itself is behind the Decoder interface so that the dense reference and the
+// compiled, placed schedules run the very same loop.
+#pragma once
+
+#include "runtime/forward.h"
+#include "runtime/sampler.h"
+#include "runtime/thread_pool.h"
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+class JsonWriter;
+class Model;
+class Tokenizer;
+
+// Evaluates tokens in order, keeping its own KV cache.
+class Decoder {
+public:
+  virtual ~Decoder() = default;
+  virtual int nCtx() const = 0;
+  virtual int nVocab() const = 0;
+  // Evaluates `token` at `pos` (= the number of tokens evaluated so far).
+  // With `wantLogits`, logits() then holds the next-token logits.
+  virtual bool eval(int32_t token, int pos, bool wantLogits,
+                    std::string &error) = 0;
+  // Evaluates tokens[0..n) at pos..pos+n-1 (a prompt); logits() then holds
+  // the logits after the last one when `wantLogits`. By default one eval()
+  // per token.
+  virtual bool evalBatch(const int32_t *tokens, int n, int pos,
+                         bool wantLogits, std::string &error);
+  virtual const float *logits() const = 0; // [n_vocab]
+  virtual void reset() = 0;                 // forget all positions
+};
+
+// The dense reference as a Decoder.
+class ReferenceDecoder : public Decoder {
+public:
+  // `nThreads` < 1: all hardware threads.
+  ReferenceDecoder(const Model &model, int nThreads);
+  // Sizes the KV cache; must succeed before eval().
+  bool init(int nCtx, std::string &error);
+
+  int nCtx() const override { return state_.nCtx; }
+  int nVocab() const override;
+  bool eval(int32_t token, int pos, bool wantLogits,
+            std::string &error) override;
+  bool evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
+                 std::string &error) override;
+  const float *logits() const override { return state_.logits.data(); }
+  void reset() override { state_.reset(); }
+
+  ForwardState &state() { return state_; } // for instrumentation
+  ThreadPool &pool() { return pool_; }
+
+private:
+  const Model &model_;
+  ThreadPool pool_;
+  ForwardState state_;
+};
+
+struct GenerateOptions {
+  std::string prompt;
+  int nPredict = 128;  // tokens to generate; < 0: until EOG or the context is full
+  int nThreads = 0;    // < 1: all hardware threads (reference decoder)
+  int nCtx = 0;        // < 1: the model's context length, at most 4096
+  SamplerOptions sampling;
+  bool json = false;       // one JSON object on `out` instead of text + report
+  bool addBos = true;      // add BOS when the vocabulary asks for it
+  bool echoPrompt = true;  // print the prompt before the generated text
+  std::ostream *out = nullptr; // generated text / JSON; default std::cout
+  std::ostream *err = nullptr; // speed report and errors; default std::cerr
+  // With json: writes extra fields into the result object (placement, measured
+  // sparsity...), called after generation, e.g. w.field("sparsity", 0.8).
+  std::function<void(JsonWriter &w)> extraJson;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> promptTokens;
+  std::vector<int32_t> tokens; // generated, EOG excluded
+  std::string text;            // pieces of `tokens`, concatenated
+  std::string stopReason;      // "eog", "length" or "context"
+  uint32_t seed = 0;
+  double promptMs = 0;  // evaluating the prompt
+  double genMs = 0;     // evaluating generated tokens
+  int genEvals = 0;     // generated tokens evaluated (the last one is not)
+  double sampleMs = 0;
+};
+
+// Runs the loop on any decoder. Returns 0, or 1 after printing one error
+// line ("error: ...") on the error stream. `result` may be null.
+int generate(Decoder &decoder, const Tokenizer &tokenizer,
+             const GenerateOptions &opts, GenerateResult *result = nullptr);
+// Same with the dense reference decoder, sized by opts.nThreads / opts.nCtx.
+int generate(const Model &model, const Tokenizer &tokenizer,
+             const GenerateOptions &opts, GenerateResult *result = nullptr);
+
+// Replaces each byte that is not part of a well-formed UTF-8 sequence with
+// U+FFFD, so that text cut inside a character is still valid JSON.
+std::string sanitizeUtf8(const std::string &s);
+
+} // namespace pinfer

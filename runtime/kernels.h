@@ -1,0 +1,92 @@
+// CPU kernels of the dense reference: dot products of one weight row of any
+// computable type with an f32 vector (dequantising block by block inside the
+// loop, so quantised weights are used straight from the mapped file), the
+// matrix-vector products built on them, and the small per-token operations
+// (RMS norm, rotary embedding, softmax, attention of one head, activations).
+// Plain C++ loops the compiler vectorises, plus AVX2/FMA/F16C versions of the
+// dot products chosen at run time when the CPU has them.
+#pragma once
+
+#include "runtime/ggml_types.h"
+#include "runtime/model.h"
+
+#include <cmath>
+#include <cstdint>
+
+namespace pinfer {
+
+class ThreadPool;
+
+// Which dot-product implementation runs. Auto picks AVX2 when the CPU has
+// AVX2, FMA and F16C; Scalar forces the portable loops (tests compare both).
+enum class KernelIsa { Auto, Scalar };
+void setKernelIsa(KernelIsa isa);
+// "avx2" or "scalar": what dot products use now.
+const char *kernelIsaName();
+
+// sum_i row[i] * x[i] over `n` elements of a row of `type`; `n` must be a
+// multiple of the type's block size and `type` one of F32, F16, BF16, Q8_0,
+// Q4_0 (Model::load guarantees both).
+float dotRow(GGMLType type, const void *row, const float *x, int64_t n);
+
+// The dot-product function dotRow uses for `type` under the current ISA
+// setting (null for a type without kernels), for loops that pick it once.
+using DotFn = float (*)(const void *row, const float *x, int64_t n);
+DotFn dotKernel(GGMLType type);
+
+// Converts one row to f32 (embedding lookup). Same contract as dotRow.
+void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
+
+// y[t*yStride + r] = dot(w.row(r), x + t*xStride) for r in [r0, r1) and
+// each of `nTok` tokens t. Rows are the outer loop so that a row is read
+// from memory once per batch; the per-token result is bitwise the same
+// whatever the batch. x: [nTok][xStride >= w.cols], y: [nTok][yStride >= w.rows].
+void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
+                int64_t yStride, int nTok, int64_t r0, int64_t r1);
+inline void matvecRows(const Weight &w, const float *x, float *y, int64_t r0,
+                       int64_t r1) {
+  matvecRows(w, x, w.cols, y, w.rows, 1, r0, r1);
+}
+
+// Several independent products run as one parallel step, rows split evenly
+// over the pool's threads (e.g. Q, K and V of one layer), each over the same
+// `nTok` tokens.
+struct MatvecJob {
+  const Weight *w;
+  const float *x; // [nTok][xStride]
+  float *y;       // [nTok][yStride]
+  int64_t xStride = 0; // 0: w->cols
+  int64_t yStride = 0; // 0: w->rows
+};
+void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok = 1);
+inline void matvec(const Weight &w, const float *x, float *y,
+                   ThreadPool &pool) {
+  MatvecJob job{&w, x, y};
+  matvecs(&job, 1, pool);
+}
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
+void rmsNorm(float *out, const float *x, const float *w, int n, float eps);
+
+// In-place softmax over x[0..n), max-subtracted.
+void softmax(float *x, int n);
+
+// Rotary position embedding, "normal" mode as used for LLaMA GGUF files:
+// within each head of `headDim` values, pairs (2i, 2i+1) for 2i < nRot are
+// rotated by pos * invFreq[i], where invFreq[i] = base^(-2i/nRot) (see
+// ropeInvFreq). `vec` holds `nHeads` heads back to back.
+void ropeInvFreq(float *invFreq, int nRot, float base); // invFreq: [nRot/2]
+void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
+          const float *invFreq);
+
+// Causal attention of one query head over positions [0, nPos):
+// out = sum_t softmax_t(q . k_t / sqrt(headDim)) v_t, where k_t is at
+// keys + t*stride and v_t at values + t*stride. scores: [nPos] scratch.
+void attendHead(const float *q, const float *keys, const float *values,
+                int64_t stride, int nPos, int headDim, float *scores,
+                float *out);
+
+inline float silu(float x) { return x / (1.f + std::exp(-x)); }
+inline float relu(float x) { return x > 0.f ? x : 0.f; }
+
+} // namespace pinfer

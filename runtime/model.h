@@ -1,0 +1,108 @@
+// The LLaMA-family model as the dense reference sees it: hyperparameters read
+// from GGUF metadata and every weight tensor bound, by pointer, to the mapped
+// file. Model::load checks names, shapes and types once so that the forward
+// pass can trust them.
+#pragma once
+
+#include "runtime/ggml_types.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+class GGUFFile;
+
+// The FFN non-linearity. Neurons of the ReLU families are exactly zero when
+// they do not fire, which is what sparse execution exploits.
+enum class FfnActivation {
+  SiLU,  // down(silu(gate x) * up x)
+  ReLU,  // down(relu(gate x) * up x)
+  DReLU, // down(relu(gate x) * relu(up x)), TurboSparse
+};
+const char *activationName(FfnActivation act);
+// Parses "silu" | "relu" | "drelu".
+bool parseActivation(const std::string &name, FfnActivation &out);
+
+struct ModelParams {
+  std::string arch;       // general.architecture
+  int nVocab = 0;
+  int nEmbd = 0;          // width of the residual stream
+  int nFF = 0;            // FFN neurons per layer
+  int nLayer = 0;
+  int nHead = 0;
+  int nKvHead = 0;        // < nHead for grouped-query attention
+  int headDim = 0;        // nEmbd / nHead
+  int nRot = 0;           // leading dimensions of each head that are rotated
+  int nCtxTrain = 0;      // context length the model was trained with
+  float normEps = 1e-5f;
+  float ropeBase = 10000.f;
+  FfnActivation activation = FfnActivation::SiLU;
+
+  int kvDim() const { return nKvHead * headDim; }
+};
+
+// A 2-D weight matrix in the mapped file: `rows` rows of `cols` elements of
+// `type`, each row `rowBytes` bytes long and stored contiguously.
+struct Weight {
+  const char *name = nullptr; // owned by the GGUFFile
+  GGMLType type = GGMLType::F32;
+  int64_t cols = 0; // ne0, the row length (input width of a matvec)
+  int64_t rows = 0; // ne1 (output width of a matvec)
+  size_t rowBytes = 0;
+  const uint8_t *data = nullptr;
+
+  const uint8_t *row(int64_t r) const { return data + r * rowBytes; }
+};
+
+struct LayerWeights {
+  std::vector<float> attnNorm; // [n_embd]
+  Weight wq;                   // {n_embd, n_embd}
+  Weight wk;                   // {n_embd, n_kv_head*head_dim}
+  Weight wv;                   // {n_embd, n_kv_head*head_dim}
+  Weight wo;                   // {n_embd, n_embd}
+  std::vector<float> ffnNorm;  // [n_embd]
+  Weight gate;                 // {n_embd, n_ff}
+  Weight up;                   // {n_embd, n_ff}
+  Weight down;                 // {n_ff, n_embd}
+};
+
+class Model {
+public:
+  // Binds the weights of `file`, which must outlive the model. On failure
+  // returns null and sets `error` to one line naming the file and the key or
+  // tensor at fault.
+  static std::unique_ptr<Model> load(const GGUFFile &file, std::string &error);
+  // Opens `path` and loads it; the model keeps the file open.
+  static std::unique_ptr<Model> open(const std::string &path,
+                                     std::string &error);
+  ~Model();
+
+  const GGUFFile &file() const { return *file_; }
+  const ModelParams &params() const { return params_; }
+  const Weight &tokenEmbedding() const { return tokEmbd_; } // {n_embd, n_vocab}
+  const std::vector<float> &outputNorm() const { return outputNorm_; }
+  const Weight &output() const { return output_; } // {n_embd, n_vocab}, may be tied
+  bool outputTied() const { return outputTied_; }
+  const LayerWeights &layer(int i) const { return layers_[i]; }
+
+  // Sum of the sizes of the bound tensors, in bytes.
+  size_t weightBytes() const;
+
+private:
+  Model() = default;
+
+  const GGUFFile *file_ = nullptr;
+  std::unique_ptr<GGUFFile> owned_; // set by open()
+  ModelParams params_;
+  Weight tokEmbd_;
+  std::vector<float> outputNorm_; // [n_embd]
+  Weight output_;
+  bool outputTied_ = false;
+  std::vector<LayerWeights> layers_; // [n_layer]
+};
+
+} // namespace pinfer

@@ -1,0 +1,56 @@
+// Chooses the next token from the logits: greedy, or temperature sampling
+// restricted by top-k and top-p, after llama.cpp's repetition penalty. A
+// seeded std::mt19937 makes every run reproducible given --seed.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace pinfer {
+
+struct SamplerOptions {
+  float temperature = 0.8f;   // <= 0: greedy (argmax)
+  int topK = 40;              // <= 0 or >= n_vocab: no limit
+  float topP = 0.95f;         // >= 1: no limit
+  float repeatPenalty = 1.0f; // 1: off; llama.cpp's --repeat-penalty
+  int repeatLastN = 64;       // tokens the penalty looks back over
+  // The RNG seed; kRandomSeed draws one from the clock (see Sampler::seed()).
+  static constexpr uint32_t kRandomSeed = 0xFFFFFFFFu;
+  uint32_t seed = kRandomSeed;
+};
+
+class Sampler {
+public:
+  Sampler(const SamplerOptions &opts, int nVocab);
+
+  // Picks a token from `logits` [n_vocab], which are left untouched. Does not
+  // record the token: call accept() with what was actually used.
+  int32_t sample(const float *logits);
+  // Appends a token (prompt or generated) to the penalty window.
+  void accept(int32_t token);
+  // Clears the penalty window and reseeds the RNG.
+  void reset();
+
+  uint32_t seed() const { return seed_; } // the seed in use, drawn or given
+  const SamplerOptions &options() const { return opts_; }
+
+private:
+  struct Candidate {
+    int32_t id;
+    float logit;
+    float p;
+  };
+
+  SamplerOptions opts_;
+  int nVocab_;
+  uint32_t seed_;
+  std::mt19937 rng_;
+  std::vector<int32_t> recent_;     // [<= repeatLastN] ring of recent tokens
+  size_t recentNext_ = 0;           // ring write position once full
+  std::vector<float> penalised_;    // [n_vocab] logits after the penalty
+  std::vector<Candidate> cand_;     // [n_vocab]
+  std::vector<uint8_t> seen_;       // [n_vocab] penalty applied once per id
+};
+
+} // namespace pinfer

@@ -1,0 +1,283 @@
+// Tests the reference CPU kernels against double-precision computations:
+// dot products for every weight type (both the AVX2 and the portable
+// versions), matrix-vector products under the thread pool, RMS norm,
+// softmax, rotary embedding, single-head attention and the activations.
+#include "runtime/kernels.h"
+
+#include "runtime/ggml_types.h"
+#include "runtime/model.h"
+#include "runtime/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace pinfer;
+
+namespace {
+
+std::vector<float> randomVector(size_t n, uint32_t seed, float lo = -1.f,
+                                float hi = 1.f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+// Rows of `type` holding `values` (quantised with the ggml_types quantiser).
+std::vector<uint8_t> encodeRows(GGMLType type, const std::vector<float> &values,
+                                int64_t cols) {
+  int64_t rows = int64_t(values.size()) / cols;
+  size_t rb = rowBytes(type, cols);
+  std::vector<uint8_t> out(rb * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_TRUE(quantizeRow(type, values.data() + r * cols, out.data() + r * rb,
+                            cols));
+  return out;
+}
+
+const GGMLType kTypes[] = {GGMLType::F32, GGMLType::F16, GGMLType::BF16,
+                           GGMLType::Q8_0, GGMLType::Q4_0};
+
+// Restores the automatic kernel choice however a test ends.
+struct IsaGuard {
+  explicit IsaGuard(KernelIsa isa) { setKernelIsa(isa); }
+  ~IsaGuard() { setKernelIsa(KernelIsa::Auto); }
+};
+
+} // namespace
+
+// Tests that dotRow matches a double-precision dot product of the
+// dequantised row for every type, size and kernel ISA. Bound: the error,
+// normalised by sum |w_i x_i|, stays below 1e-5 (f32 accumulation over up to
+// 4096 terms).
+TEST(Kernels, DotMatchesDoubleOnDequantisedWeights) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar}) {
+    IsaGuard guard(isa);
+    if (isa == KernelIsa::Scalar) {
+      EXPECT_STREQ(kernelIsaName(), "scalar");
+    }
+    for (GGMLType type : kTypes) {
+      for (int64_t n : {32, 64, 96, 4096, 37, 8, 1}) {
+        if (n % typeInfo(type)->blockSize != 0)
+          continue;
+        std::vector<float> w = randomVector(n, 7 + uint32_t(n));
+        std::vector<float> x = randomVector(n, 99 + uint32_t(n), -2.f, 2.f);
+        std::vector<uint8_t> row = encodeRows(type, w, n);
+        std::vector<float> deq(n);
+        ASSERT_TRUE(dequantizeRow(type, row.data(), deq.data(), n));
+        double ref = 0, mag = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          ref += double(deq[i]) * x[i];
+          mag += std::fabs(double(deq[i]) * x[i]);
+        }
+        float got = dotRow(type, row.data(), x.data(), n);
+        EXPECT_EQ(got, dotKernel(type)(row.data(), x.data(), n));
+        EXPECT_LE(std::fabs(got - ref) / std::max(mag, 1e-30), 1e-5)
+            << typeName(type) << " n=" << n << " isa=" << kernelIsaName();
+      }
+    }
+  }
+}
+
+// Tests that rowToF32 gives exactly the values of the shared dequantiser.
+TEST(Kernels, RowToF32MatchesDequantizeRow) {
+  const int64_t n = 128;
+  std::vector<float> w = randomVector(n, 3);
+  for (GGMLType type : kTypes) {
+    std::vector<uint8_t> row = encodeRows(type, w, n);
+    std::vector<float> a(n), b(n);
+    rowToF32(type, row.data(), a.data(), n);
+    ASSERT_TRUE(dequantizeRow(type, row.data(), b.data(), n));
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(a[i], b[i]) << typeName(type) << " i=" << i;
+  }
+}
+
+// Tests that the quantised dot products see the quantisation: Q4_0 of a row
+// differs from the f32 row by a bounded, nonzero amount.
+TEST(Kernels, QuantisedDotIsCloseToF32Dot) {
+  const int64_t n = 1024;
+  std::vector<float> w = randomVector(n, 11), x = randomVector(n, 12);
+  std::vector<uint8_t> f32 = encodeRows(GGMLType::F32, w, n);
+  float exact = dotRow(GGMLType::F32, f32.data(), x.data(), n);
+  double mag = 0;
+  for (int64_t i = 0; i < n; ++i)
+    mag += std::fabs(double(w[i]) * x[i]);
+  // Relative to sum |w x|: Q8_0 keeps ~1/127 per weight, Q4_0 ~1/8.
+  struct Case {
+    GGMLType type;
+    double bound;
+  } cases[] = {{GGMLType::F16, 1e-3}, {GGMLType::BF16, 1e-2},
+               {GGMLType::Q8_0, 1e-2}, {GGMLType::Q4_0, 1e-1}};
+  for (const Case &c : cases) {
+    std::vector<uint8_t> row = encodeRows(c.type, w, n);
+    float got = dotRow(c.type, row.data(), x.data(), n);
+    EXPECT_LE(std::fabs(got - exact) / mag, c.bound) << typeName(c.type);
+    EXPECT_NE(got, exact) << typeName(c.type);
+  }
+}
+
+// Tests that matvecs over a pool computes every row of every job exactly as
+// the serial product does, for several thread counts and row counts that do
+// not divide evenly.
+TEST(Kernels, MatvecsUnderThreadPoolMatchSerialRows) {
+  const int64_t cols = 64;
+  const int64_t rowsA = 37, rowsB = 5, rowsC = 130;
+  std::vector<float> a = randomVector(rowsA * cols, 1),
+                     b = randomVector(rowsB * cols, 2),
+                     c = randomVector(rowsC * cols, 3);
+  std::vector<uint8_t> da = encodeRows(GGMLType::Q8_0, a, cols),
+                       db = encodeRows(GGMLType::F16, b, cols),
+                       dc = encodeRows(GGMLType::Q4_0, c, cols);
+  Weight wa{"a", GGMLType::Q8_0, cols, rowsA, rowBytes(GGMLType::Q8_0, cols), da.data()};
+  Weight wb{"b", GGMLType::F16, cols, rowsB, rowBytes(GGMLType::F16, cols), db.data()};
+  Weight wc{"c", GGMLType::Q4_0, cols, rowsC, rowBytes(GGMLType::Q4_0, cols), dc.data()};
+  std::vector<float> x = randomVector(cols, 4);
+  std::vector<float> ra(rowsA), rb(rowsB), rc(rowsC);
+  matvecRows(wa, x.data(), ra.data(), 0, rowsA);
+  matvecRows(wb, x.data(), rb.data(), 0, rowsB);
+  matvecRows(wc, x.data(), rc.data(), 0, rowsC);
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    std::vector<float> ya(rowsA, NAN), yb(rowsB, NAN), yc(rowsC, NAN);
+    MatvecJob jobs[3] = {{&wa, x.data(), ya.data()},
+                         {&wb, x.data(), yb.data()},
+                         {&wc, x.data(), yc.data()}};
+    matvecs(jobs, 3, pool);
+    EXPECT_EQ(ya, ra) << threads;
+    EXPECT_EQ(yb, rb) << threads;
+    EXPECT_EQ(yc, rc) << threads;
+  }
+}
+
+// Tests that parallelFor visits every index exactly once, repeatedly.
+TEST(ThreadPool, ParallelForCoversEachIndexOnce) {
+  ThreadPool pool(4);
+  EXPECT_EQ(pool.size(), 4);
+  for (int64_t n : {0, 1, 3, 4, 5, 1000}) {
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.parallelFor(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          hits[i]++;
+      });
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+// Tests rmsNorm against double; bound 1e-6 relative per element.
+TEST(Kernels, RmsNormMatchesDouble) {
+  const int n = 96;
+  std::vector<float> x = randomVector(n, 5, -3.f, 3.f), w = randomVector(n, 6);
+  std::vector<float> out(n);
+  rmsNorm(out.data(), x.data(), w.data(), n, 1e-5f);
+  double ss = 0;
+  for (float v : x)
+    ss += double(v) * v;
+  double scale = 1.0 / std::sqrt(ss / n + 1e-5);
+  for (int i = 0; i < n; ++i) {
+    double ref = x[i] * scale * w[i];
+    EXPECT_NEAR(out[i], ref, 1e-6 * (1 + std::fabs(ref))) << i;
+  }
+  // In place gives the same result.
+  std::vector<float> inPlace = x;
+  rmsNorm(inPlace.data(), inPlace.data(), w.data(), n, 1e-5f);
+  EXPECT_EQ(inPlace, out);
+}
+
+// Tests softmax against double, including large logits that would overflow
+// without max subtraction. Bound 1e-6 absolute on probabilities.
+TEST(Kernels, SoftmaxMatchesDouble) {
+  std::vector<float> x = randomVector(50, 8, -5.f, 5.f);
+  x[3] = 500.f;
+  x[7] = 499.f;
+  std::vector<float> p = x;
+  softmax(p.data(), int(p.size()));
+  double mx = 500, sum = 0;
+  for (float v : x)
+    sum += std::exp(double(v) - mx);
+  double total = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(p[i], std::exp(double(x[i]) - mx) / sum, 1e-6) << i;
+    total += p[i];
+  }
+  EXPECT_NEAR(total, 1.0, 1e-6);
+}
+
+// Tests rope against the definition: pairs (2i, 2i+1) of each head rotated
+// by pos * base^(-2i/nRot); dimensions beyond nRot untouched. Bound 1e-5.
+TEST(Kernels, RopeRotatesAdjacentPairs) {
+  const int nHeads = 3, headDim = 16, nRot = 12, pos = 37;
+  const float base = 10000.f;
+  std::vector<float> inv(nRot / 2);
+  ropeInvFreq(inv.data(), nRot, base);
+  std::vector<float> v = randomVector(nHeads * headDim, 9);
+  std::vector<float> r = v;
+  rope(r.data(), nHeads, headDim, nRot, pos, inv.data());
+  for (int h = 0; h < nHeads; ++h) {
+    for (int i = 0; i < headDim / 2; ++i) {
+      int k = h * headDim + 2 * i;
+      double x0 = v[k], x1 = v[k + 1];
+      double e0 = x0, e1 = x1;
+      if (2 * i < nRot) {
+        double th = pos * std::pow(double(base), -2.0 * i / nRot);
+        e0 = x0 * std::cos(th) - x1 * std::sin(th);
+        e1 = x0 * std::sin(th) + x1 * std::cos(th);
+      }
+      EXPECT_NEAR(r[k], e0, 1e-5) << "head " << h << " pair " << i;
+      EXPECT_NEAR(r[k + 1], e1, 1e-5) << "head " << h << " pair " << i;
+    }
+  }
+  // Position 0 is the identity.
+  std::vector<float> z = v;
+  rope(z.data(), nHeads, headDim, nRot, 0, inv.data());
+  EXPECT_EQ(z, v);
+}
+
+// Tests attendHead against a double softmax-weighted sum over interleaved
+// (strided) keys and values. Bound 1e-5 absolute.
+TEST(Kernels, AttendHeadMatchesDouble) {
+  const int headDim = 32, nPos = 9, stride = 3 * headDim;
+  std::vector<float> q = randomVector(headDim, 20);
+  std::vector<float> k = randomVector(nPos * stride, 21, -2.f, 2.f);
+  std::vector<float> v = randomVector(nPos * stride, 22);
+  std::vector<float> scores(nPos), out(headDim);
+  const int off = headDim; // second of three heads per position
+  attendHead(q.data(), k.data() + off, v.data() + off, stride, nPos, headDim,
+             scores.data(), out.data());
+  std::vector<double> s(nPos);
+  double mx = -1e300, sum = 0;
+  for (int t = 0; t < nPos; ++t) {
+    double d = 0;
+    for (int i = 0; i < headDim; ++i)
+      d += double(q[i]) * k[t * stride + off + i];
+    s[t] = d / std::sqrt(double(headDim));
+    mx = std::max(mx, s[t]);
+  }
+  for (double &x : s)
+    sum += (x = std::exp(x - mx));
+  for (int i = 0; i < headDim; ++i) {
+    double ref = 0;
+    for (int t = 0; t < nPos; ++t)
+      ref += s[t] / sum * v[t * stride + off + i];
+    EXPECT_NEAR(out[i], ref, 1e-5) << i;
+  }
+}
+
+// Tests the activations against their definitions.
+TEST(Kernels, Activations) {
+  for (float x : {-20.f, -3.f, -0.5f, 0.f, 0.25f, 2.f, 15.f}) {
+    double ref = x / (1.0 + std::exp(-double(x)));
+    EXPECT_NEAR(silu(x), ref, 1e-6 * (1 + std::fabs(ref))) << x;
+    EXPECT_EQ(relu(x), x > 0 ? x : 0.f) << x;
+  }
+  EXPECT_EQ(relu(-0.0f), 0.f);
+}

@@ -1,0 +1,163 @@
+// Tests the sampler: greedy choice, seeded determinism, the top-k and top-p
+// cut-offs, temperature, and llama.cpp's repetition penalty.
+#include "runtime/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+using namespace pinfer;
+
+namespace {
+
+SamplerOptions greedy() {
+  SamplerOptions o;
+  o.temperature = 0.f;
+  o.seed = 1;
+  return o;
+}
+
+// Draws `n` tokens and returns how often each id came out.
+std::map<int32_t, int> histogram(Sampler &s, const std::vector<float> &logits,
+                                 int n) {
+  std::map<int32_t, int> h;
+  for (int i = 0; i < n; ++i)
+    h[s.sample(logits.data())]++;
+  return h;
+}
+
+} // namespace
+
+// Tests that greedy picks the largest logit and the lowest id on a tie.
+TEST(Sampler, GreedyPicksArgmaxLowestIdOnTie) {
+  Sampler s(greedy(), 6);
+  std::vector<float> l = {0.1f, 2.f, -1.f, 3.f, 3.f, 0.f};
+  EXPECT_EQ(s.sample(l.data()), 3);
+  l[3] = -5.f;
+  EXPECT_EQ(s.sample(l.data()), 4);
+}
+
+// Tests that one seed gives one sequence and another seed another one.
+TEST(Sampler, SeededSamplingIsDeterministic) {
+  SamplerOptions o;
+  o.temperature = 1.f;
+  o.topK = 0;
+  o.topP = 1.f;
+  o.seed = 1234;
+  std::vector<float> l(50);
+  for (int i = 0; i < 50; ++i)
+    l[i] = std::sin(i * 0.7f);
+  Sampler a(o, 50), b(o, 50);
+  o.seed = 4321;
+  Sampler c(o, 50);
+  std::vector<int32_t> sa, sb, sc;
+  for (int i = 0; i < 200; ++i) {
+    sa.push_back(a.sample(l.data()));
+    sb.push_back(b.sample(l.data()));
+    sc.push_back(c.sample(l.data()));
+  }
+  EXPECT_EQ(sa, sb);
+  EXPECT_NE(sa, sc);
+  EXPECT_EQ(a.seed(), 1234u);
+  // reset() restarts the same sequence.
+  a.reset();
+  std::vector<int32_t> again;
+  for (int i = 0; i < 200; ++i)
+    again.push_back(a.sample(l.data()));
+  EXPECT_EQ(again, sa);
+}
+
+// Tests that top-k = 1 is greedy at any temperature and that top-k = 3 only
+// returns the three best ids, with frequencies following their softmax
+// (20000 draws; each frequency within 0.02 of its probability).
+TEST(Sampler, TopKRestrictsAndFollowsSoftmax) {
+  std::vector<float> l = {1.f, 0.5f, 3.f, 2.f, 2.5f, -1.f};
+  SamplerOptions o;
+  o.temperature = 5.f;
+  o.topK = 1;
+  o.topP = 1.f;
+  o.seed = 7;
+  Sampler one(o, 6);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(one.sample(l.data()), 2);
+
+  o.temperature = 1.f;
+  o.topK = 3;
+  Sampler three(o, 6);
+  const int n = 20000;
+  std::map<int32_t, int> h = histogram(three, l, n);
+  EXPECT_EQ(h.size(), 3u);
+  double z = std::exp(3.0) + std::exp(2.5) + std::exp(2.0);
+  EXPECT_NEAR(h[2] / double(n), std::exp(3.0) / z, 0.02);
+  EXPECT_NEAR(h[4] / double(n), std::exp(2.5) / z, 0.02);
+  EXPECT_NEAR(h[3] / double(n), std::exp(2.0) / z, 0.02);
+}
+
+// Tests that top-p keeps the smallest prefix reaching p: with probabilities
+// 0.5, 0.3, 0.15, 0.05 and p = 0.7 only the first two remain, renormalised
+// to 0.625 / 0.375.
+TEST(Sampler, TopPKeepsSmallestPrefix) {
+  std::vector<float> l = {std::log(0.15f), std::log(0.5f), std::log(0.05f),
+                          std::log(0.3f)};
+  SamplerOptions o;
+  o.temperature = 1.f;
+  o.topK = 0;
+  o.topP = 0.7f;
+  o.seed = 99;
+  Sampler s(o, 4);
+  const int n = 20000;
+  std::map<int32_t, int> h = histogram(s, l, n);
+  EXPECT_EQ(h.size(), 2u);
+  EXPECT_NEAR(h[1] / double(n), 0.625, 0.02);
+  EXPECT_NEAR(h[3] / double(n), 0.375, 0.02);
+}
+
+// Tests that the temperature divides the logits: at T = 2 two tokens whose
+// logits differ by 2 are drawn in the ratio e : 1.
+TEST(Sampler, TemperatureScalesLogits) {
+  std::vector<float> l = {2.f, 0.f};
+  SamplerOptions o;
+  o.temperature = 2.f;
+  o.topK = 0;
+  o.topP = 1.f;
+  o.seed = 5;
+  Sampler s(o, 2);
+  const int n = 20000;
+  std::map<int32_t, int> h = histogram(s, l, n);
+  double p0 = std::exp(1.0) / (std::exp(1.0) + 1.0);
+  EXPECT_NEAR(h[0] / double(n), p0, 0.02);
+}
+
+// Tests llama.cpp's penalty: a positive logit is divided, a negative one
+// multiplied, each distinct recent token once, and only within the last
+// repeatLastN accepted tokens.
+TEST(Sampler, RepetitionPenalty) {
+  SamplerOptions o = greedy();
+  o.repeatPenalty = 2.f;
+  o.repeatLastN = 3;
+  // Token 0 at 3.0 beats token 1 at 2.0 until 0 is penalised to 1.5.
+  std::vector<float> l = {3.f, 2.f, -1.f, -0.6f};
+  Sampler s(o, 4);
+  EXPECT_EQ(s.sample(l.data()), 0);
+  s.accept(0);
+  EXPECT_EQ(s.sample(l.data()), 1);
+  // Repeats do not compound: 0 stays at 1.5, 1 becomes 1.0.
+  s.accept(0);
+  s.accept(1);
+  EXPECT_EQ(s.sample(l.data()), 0);
+  // Negative logits are multiplied: -1 becomes -2 and loses to -1.1.
+  std::vector<float> neg = {-1.f, -1.1f};
+  Sampler t(o, 2);
+  t.accept(0);
+  EXPECT_EQ(t.sample(neg.data()), 1); // -2.0 < -1.1
+  // The window slides: after three other tokens, 0 is no longer penalised.
+  Sampler u(o, 4);
+  u.accept(0);
+  u.accept(2);
+  u.accept(3);
+  EXPECT_EQ(u.sample(l.data()), 1);
+  u.accept(2);
+  EXPECT_EQ(u.sample(l.data()), 0);
+}
