@@ -1,0 +1,144 @@
+// Parser for the generation flags shared by `pinferc run` and executables.
+#include "runtime/cli_args.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace pinfer {
+
+static bool parseInt(const std::string &flag, const std::string &s, long lo,
+                     long hi, int &out, std::string &error) {
+  errno = 0;
+  char *end = nullptr;
+  long v = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end || errno || v < lo || v > hi) {
+    error = flag + ": expected an integer in [" + std::to_string(lo) + ", " +
+            std::to_string(hi) + "], got '" + s + "'";
+    return false;
+  }
+  out = int(v);
+  return true;
+}
+
+static bool parseFloat(const std::string &flag, const std::string &s, float lo,
+                       float hi, float &out, std::string &error) {
+  errno = 0;
+  char *end = nullptr;
+  float v = std::strtof(s.c_str(), &end);
+  if (s.empty() || *end || errno || !(v >= lo && v <= hi)) {
+    error = flag + ": expected a number in [" + std::to_string(lo) + ", " +
+            std::to_string(hi) + "], got '" + s + "'";
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+bool parseGenerateFlags(const std::vector<std::string> &args,
+                        GenerateFlags &out, std::string &error) {
+  GenerateOptions &g = out.gen;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i], value;
+    bool hasInline = false;
+    // Accept --flag=value as well as --flag value.
+    if (flag.rfind("--", 0) == 0) {
+      size_t eq = flag.find('=');
+      if (eq != std::string::npos) {
+        value = flag.substr(eq + 1);
+        flag = flag.substr(0, eq);
+        hasInline = true;
+      }
+    }
+    auto next = [&](std::string &v) {
+      if (hasInline) {
+        v = value;
+        return true;
+      }
+      if (i + 1 >= args.size()) {
+        error = flag + ": expected a value";
+        return false;
+      }
+      v = args[++i];
+      return true;
+    };
+    std::string v;
+    int seed = 0;
+    if (flag == "-h" || flag == "--help") {
+      out.help = true;
+    } else if (flag == "-p" || flag == "--prompt") {
+      if (!next(g.prompt))
+        return false;
+    } else if (flag == "-f" || flag == "--file") {
+      if (!next(out.promptFile))
+        return false;
+    } else if (flag == "-n" || flag == "--n-predict") {
+      if (!next(v) || !parseInt(flag, v, -1, 1 << 24, g.nPredict, error))
+        return false;
+    } else if (flag == "-t" || flag == "--threads") {
+      if (!next(v) || !parseInt(flag, v, 1, 1024, g.nThreads, error))
+        return false;
+    } else if (flag == "-c" || flag == "--ctx-size") {
+      if (!next(v) || !parseInt(flag, v, 1, 1 << 24, g.nCtx, error))
+        return false;
+    } else if (flag == "--temp") {
+      if (!next(v) ||
+          !parseFloat(flag, v, 0.f, 100.f, g.sampling.temperature, error))
+        return false;
+    } else if (flag == "--top-k") {
+      if (!next(v) || !parseInt(flag, v, 0, 1 << 30, g.sampling.topK, error))
+        return false;
+    } else if (flag == "--top-p") {
+      if (!next(v) || !parseFloat(flag, v, 0.f, 1.f, g.sampling.topP, error))
+        return false;
+    } else if (flag == "--repeat-penalty") {
+      if (!next(v) ||
+          !parseFloat(flag, v, 0.f, 100.f, g.sampling.repeatPenalty, error))
+        return false;
+    } else if (flag == "--repeat-last-n") {
+      if (!next(v) ||
+          !parseInt(flag, v, 0, 1 << 20, g.sampling.repeatLastN, error))
+        return false;
+    } else if (flag == "-s" || flag == "--seed") {
+      // -1 asks for a seed drawn from the clock, as in llama.cpp.
+      if (!next(v) || !parseInt(flag, v, -1, 0x7fffffff, seed, error))
+        return false;
+      g.sampling.seed =
+          seed < 0 ? SamplerOptions::kRandomSeed : uint32_t(seed);
+    } else if (flag == "--json") {
+      g.json = true;
+    } else if (flag == "--no-bos") {
+      g.addBos = false;
+    } else if (flag == "--no-display-prompt") {
+      g.echoPrompt = false;
+    } else if (flag.size() > 1 && flag[0] == '-') {
+      error = "unknown flag '" + flag + "' (see --help)";
+      return false;
+    } else {
+      out.positional.push_back(flag);
+    }
+  }
+  return true;
+}
+
+std::string generateFlagsHelp() {
+  return "  -p, --prompt TEXT       prompt to start generation with\n"
+         "  -f, --file FILE         read the prompt from FILE\n"
+         "  -n, --n-predict N       tokens to generate (-1: until end of text "
+         "or full context; default 128)\n"
+         "  -t, --threads N         CPU threads (default: all cores)\n"
+         "  -c, --ctx-size N        context length (default: the model's, at "
+         "most 4096)\n"
+         "      --temp X            temperature; 0 is greedy (default 0.8)\n"
+         "      --top-k K           top-k sampling; 0 disables (default 40)\n"
+         "      --top-p P           top-p sampling; 1 disables (default 0.95)\n"
+         "      --repeat-penalty X  penalise repeated tokens; 1 disables "
+         "(default 1.0)\n"
+         "      --repeat-last-n N   tokens the penalty looks back over "
+         "(default 64)\n"
+         "  -s, --seed S            RNG seed; -1 draws one (default -1)\n"
+         "      --json              print one JSON object instead of text\n"
+         "      --no-bos            do not add the BOS token\n"
+         "      --no-display-prompt do not echo the prompt\n";
+}
+
+} // namespace pinfer

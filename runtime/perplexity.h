@@ -1,0 +1,29 @@
+// Perplexity of a text under any Decoder (the dense reference or a compiled
+// executable), so sparsity modes can be compared on the same text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pinfer {
+
+class Decoder;
+class Tokenizer;
+
+struct PerplexityResult {
+  double perplexity = 0;
+  double meanNll = 0;      // nats per scored token
+  uint64_t scored = 0;     // tokens whose probability was scored
+  uint64_t chunks = 0;
+  double seconds = 0;
+};
+
+// Splits the tokenised text into chunks of the decoder's context length
+// (each starting with BOS when the vocabulary asks for it) and scores every
+// token of a chunk after its first `nCtx / 4` tokens, so each scored token
+// has some context. `maxChunks` 0 means all.
+bool perplexity(Decoder &decoder, const Tokenizer &tokenizer,
+                const std::string &text, uint64_t maxChunks,
+                PerplexityResult &out, std::string &error);
+
+} // namespace pinfer
