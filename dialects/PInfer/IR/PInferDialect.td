@@ -65,6 +65,38 @@ def PInfer_ActivationAttr : EnumAttr<PInfer_Dialect, PInfer_Activation,
   let assemblyFormat = "`<` $value `>`";
 }
 
+def PInfer_DeviceCPU : I32EnumAttrCase<"cpu", 0>;
+def PInfer_DeviceGPU : I32EnumAttrCase<"gpu", 1>;
+
+def PInfer_Device : I32EnumAttr<"Device", "where an op runs or a value lives",
+    [PInfer_DeviceCPU, PInfer_DeviceGPU]> {
+  let cppNamespace = "::pinfer";
+  let genSpecializedAttr = 0;
+}
+
+def PInfer_DeviceAttr : EnumAttr<PInfer_Dialect, PInfer_Device, "device"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+// How an FFN half skips neurons: `dense` computes every neuron it owns,
+// `exact` skips neurons whose activation is exactly zero (found from the
+// gate product, so results equal dense), `predicted` skips neurons a
+// predictor says will not fire (approximate).
+def PInfer_SparsityDense : I32EnumAttrCase<"dense", 0>;
+def PInfer_SparsityExact : I32EnumAttrCase<"exact", 1>;
+def PInfer_SparsityPredicted : I32EnumAttrCase<"predicted", 2>;
+
+def PInfer_Sparsity : I32EnumAttr<"Sparsity", "FFN neuron skipping mode",
+    [PInfer_SparsityDense, PInfer_SparsityExact, PInfer_SparsityPredicted]> {
+  let cppNamespace = "::pinfer";
+  let genSpecializedAttr = 0;
+}
+
+def PInfer_SparsityAttr : EnumAttr<PInfer_Dialect, PInfer_Sparsity,
+                                   "sparsity"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
 //===----------------------------------------------------------------------===//
 // Types
 //===----------------------------------------------------------------------===//
@@ -90,6 +122,18 @@ def PInfer_WeightType : TypeDef<PInfer_Dialect, "Weight"> {
     /// Row length (ne0) and number of rows (product of the other dims).
     int64_t getRowLength() const { return getShape().front(); }
     int64_t getNumRows() const;
+  }];
+}
+
+def PInfer_EventType : TypeDef<PInfer_Dialect, "Event"> {
+  let mnemonic = "event";
+  let summary = "Completion marker of the GPU work issued so far.";
+  let description = [{
+    Produced by `pinfer.record`, consumed by `pinfer.wait`.
+
+    ```mlir
+    %e = pinfer.record : !pinfer.event
+    ```
   }];
 }
 

@@ -52,7 +52,7 @@ func.func @gate_shape(%x: tensor<64xf32>) {
   %g = pinfer.weight "g" : !pinfer.weight<f32, [32, 128]>
   %d = pinfer.weight "d" : !pinfer.weight<f32, [128, 64]>
   // expected-error @+1 {{gate must be [n_embd, n_ff] with n_embd = 64}}
-  %y = pinfer.ffn %x, %g, %g, %d {activation = #pinfer.activation<relu>}
+  %y = pinfer.ffn %x, %g, %g, %d {activation = #pinfer.activation<relu>, layer = 0 : i64}
       : tensor<64xf32>, !pinfer.weight<f32, [32, 128]>, !pinfer.weight<f32, [32, 128]>, !pinfer.weight<f32, [128, 64]>
   return
 }
@@ -65,7 +65,7 @@ func.func @up_shape(%x: tensor<64xf32>) {
   %u = pinfer.weight "u" : !pinfer.weight<f32, [64, 96]>
   %d = pinfer.weight "d" : !pinfer.weight<f32, [128, 64]>
   // expected-error @+1 {{up must have the shape of gate [64, 128]}}
-  %y = pinfer.ffn %x, %g, %u, %d {activation = #pinfer.activation<relu>}
+  %y = pinfer.ffn %x, %g, %u, %d {activation = #pinfer.activation<relu>, layer = 0 : i64}
       : tensor<64xf32>, !pinfer.weight<f32, [64, 128]>, !pinfer.weight<f32, [64, 96]>, !pinfer.weight<f32, [128, 64]>
   return
 }
@@ -77,7 +77,27 @@ func.func @down_shape(%x: tensor<64xf32>) {
   %g = pinfer.weight "g" : !pinfer.weight<f32, [64, 128]>
   %d = pinfer.weight "d" : !pinfer.weight<f32, [64, 128]>
   // expected-error @+1 {{down must be [n_ff, n_embd] = [128, 64]}}
-  %y = pinfer.ffn %x, %g, %g, %d {activation = #pinfer.activation<relu>}
+  %y = pinfer.ffn %x, %g, %g, %d {activation = #pinfer.activation<relu>, layer = 0 : i64}
       : tensor<64xf32>, !pinfer.weight<f32, [64, 128]>, !pinfer.weight<f32, [64, 128]>, !pinfer.weight<f32, [64, 128]>
+  return
+}
+
+// -----
+
+// Tests that the embedding result must be a table row.
+func.func @embedding_length(%t: i32) {
+  %w = pinfer.weight "e" : !pinfer.weight<f16, [64, 100]>
+  // expected-error @+1 {{result length 32 must equal the row length 64 of the table}}
+  %x = pinfer.embedding %t, %w : !pinfer.weight<f16, [64, 100]> -> tensor<32xf32>
+  return
+}
+
+// -----
+
+// Tests that the embedding table is a matrix.
+func.func @embedding_rank(%t: i32) {
+  %w = pinfer.weight "e" : !pinfer.weight<f16, [64]>
+  // expected-error @+1 {{table must be [n_embd, n_vocab]}}
+  %x = pinfer.embedding %t, %w : !pinfer.weight<f16, [64]> -> tensor<64xf32>
   return
 }

@@ -1,0 +1,216 @@
+//===- Import.cpp - ModelSpec to the dense pinfer module ------------------===//
+//
+// One op per model-level step, weights referenced by GGUF name. Each weight
+// handle is created just before its first use so that the printed IR reads
+// layer by layer.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/Import.h"
+
+#include "compiler/placement/Plan.h"
+#include "dialects/PInfer/IR/PInferOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+
+namespace pinfer {
+
+namespace {
+
+class Importer {
+public:
+  Importer(MLIRContext &ctx, const ModelSpec &spec, std::string &error)
+      : ctx(ctx), spec(spec), error(error), b(&ctx) {}
+
+  OwningOpRef<ModuleOp> run();
+
+private:
+  Value weight(const std::string &name);
+
+  MLIRContext &ctx;
+  const ModelSpec &spec;
+  std::string &error;
+  OpBuilder b;
+  Location loc = UnknownLoc::get(&ctx);
+};
+
+Value Importer::weight(const std::string &name) {
+  const TensorSpec *t = spec.tensor(name);
+  if (!t) {
+    error = "import: tensor " + name + " is not in the model spec";
+    return Value();
+  }
+  auto dtype = symbolizeDType(static_cast<uint32_t>(t->type));
+  if (!dtype) {
+    const TypeInfo *info = typeInfo(t->type);
+    error = "import: tensor " + name + ": type " +
+            (info ? info->name : "unknown") +
+            " has no pinfer dtype, expected f32, f16, bf16, q8_0 or q4_0";
+    return Value();
+  }
+  auto type = WeightType::getChecked([&]() { return emitError(loc); }, &ctx,
+                                     *dtype, ArrayRef<int64_t>(t->ne));
+  if (!type) {
+    error = "import: tensor " + name + " has an invalid shape";
+    return Value();
+  }
+  return b.create<WeightOp>(loc, type, name, Attribute());
+}
+
+OwningOpRef<ModuleOp> Importer::run() {
+  const ModelParams &p = spec.params;
+  if (p.nLayer <= 0 || p.nEmbd <= 0 || p.nFF <= 0 || p.nVocab <= 0 ||
+      p.nHead <= 0) {
+    error = "import: model spec has a zero dimension (n_layer, n_embd, n_ff, "
+            "n_vocab or n_head)";
+    return nullptr;
+  }
+  Activation act = p.activation == FfnActivation::ReLU    ? Activation::relu
+                   : p.activation == FfnActivation::DReLU ? Activation::drelu
+                                                          : Activation::silu;
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  NamedAttrList model;
+  model.append("activation", ActivationAttr::get(&ctx, act));
+  model.append("arch", b.getStringAttr(p.arch));
+  model.append("n_ctx_train", b.getI64IntegerAttr(p.nCtxTrain));
+  model.append("n_layer", b.getI64IntegerAttr(p.nLayer));
+  (*module)->setAttr("pinfer.model", model.getDictionary(&ctx));
+  if (spec.hasPredictors) {
+    auto toType = [&](const TensorSpec &t) -> Type {
+      auto dtype = symbolizeDType(static_cast<uint32_t>(t.type));
+      return dtype ? WeightType::get(&ctx, *dtype, ArrayRef<int64_t>(t.ne))
+                   : Type();
+    };
+    Type fc1 = toType(spec.fc1), fc2 = toType(spec.fc2);
+    if (!fc1 || !fc2) {
+      error = "import: predictor weights have a type with no pinfer dtype";
+      return nullptr;
+    }
+    NamedAttrList pred;
+    pred.append("fc1", TypeAttr::get(fc1));
+    pred.append("fc2", TypeAttr::get(fc2));
+    (*module)->setAttr("pinfer.predictor", pred.getDictionary(&ctx));
+  }
+
+  auto vec = RankedTensorType::get({p.nEmbd}, b.getF32Type());
+  auto logitsType = RankedTensorType::get({p.nVocab}, b.getF32Type());
+  auto i32 = b.getI32Type();
+  b.setInsertionPointToEnd(module->getBody());
+  auto func = b.create<func::FuncOp>(
+      loc, "forward", b.getFunctionType({i32, i32}, {logitsType}));
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  Value token = entry->getArgument(0), pos = entry->getArgument(1);
+
+  Value embd = weight("token_embd.weight");
+  if (!embd)
+    return nullptr;
+  Value x = b.create<EmbeddingOp>(loc, vec, token, embd);
+  float eps = p.normEps > 0 ? p.normEps : 1e-5f;
+  int64_t headDim = p.headDim ? p.headDim : p.nEmbd / p.nHead;
+  int64_t nKV = p.nKvHead ? p.nKvHead : p.nHead;
+  int64_t nRot = p.nRot ? p.nRot : headDim;
+  for (int l = 0; l < p.nLayer; ++l) {
+    std::string blk = "blk." + std::to_string(l) + ".";
+    loc = NameLoc::get(b.getStringAttr("blk." + std::to_string(l)));
+    Value attnNorm = weight(blk + "attn_norm.weight");
+    if (!attnNorm)
+      return nullptr;
+    Value h = b.create<RmsNormOp>(loc, x, attnNorm, eps);
+    Value wq = weight(blk + "attn_q.weight");
+    Value wk = weight(blk + "attn_k.weight");
+    Value wv = weight(blk + "attn_v.weight");
+    Value wo = weight(blk + "attn_output.weight");
+    if (!wq || !wk || !wv || !wo)
+      return nullptr;
+    Value attn = b.create<AttentionOp>(
+        loc, vec, h, pos, wq, wk, wv, wo, b.getI64IntegerAttr(l),
+        b.getI64IntegerAttr(p.nHead), b.getI64IntegerAttr(nKV),
+        b.getI64IntegerAttr(headDim), b.getF32FloatAttr(p.ropeBase),
+        b.getI64IntegerAttr(nRot), DeviceAttr());
+    x = b.create<AddOp>(loc, vec, x, attn);
+    Value ffnNorm = weight(blk + "ffn_norm.weight");
+    if (!ffnNorm)
+      return nullptr;
+    h = b.create<RmsNormOp>(loc, x, ffnNorm, eps);
+    Value gate = weight(blk + "ffn_gate.weight");
+    Value up = weight(blk + "ffn_up.weight");
+    Value down = weight(blk + "ffn_down.weight");
+    if (!gate || !up || !down)
+      return nullptr;
+    Value ffn = b.create<FFNOp>(
+        loc, vec, h, gate, up, down, ActivationAttr::get(&ctx, act),
+        b.getI64IntegerAttr(l), IntegerAttr(), Attribute());
+    x = b.create<AddOp>(loc, vec, x, ffn);
+  }
+  loc = NameLoc::get(b.getStringAttr("output"));
+  Value outNorm = weight("output_norm.weight");
+  Value out = spec.tiedOutput ? embd : weight("output.weight");
+  if (!outNorm || !out)
+    return nullptr;
+  Value logits = b.create<LMHeadOp>(loc, logitsType, x, outNorm, out,
+                                    b.getF32FloatAttr(eps), DeviceAttr());
+  b.create<func::ReturnOp>(loc, logits);
+
+  // Collect verifier messages instead of printing them.
+  std::string diag;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &d) {
+    if (diag.empty())
+      diag = d.str();
+    return success();
+  });
+  if (failed(verify(*module))) {
+    error = "import: the model IR does not verify: " + diag;
+    return nullptr;
+  }
+  return module;
+}
+
+} // namespace
+
+OwningOpRef<ModuleOp> importModel(MLIRContext &ctx, const ModelSpec &spec,
+                                  std::string &error) {
+  ctx.loadDialect<PInferDialect, func::FuncDialect>();
+  return Importer(ctx, spec, error).run();
+}
+
+bool attachPlan(ModuleOp module, const Plan &plan, std::string &error) {
+  MLIRContext *ctx = module.getContext();
+  int64_t nLayer = 0;
+  module.walk([&](FFNOp) { ++nLayer; });
+  if (int64_t(plan.layers.size()) != nLayer) {
+    error = "plan has " + std::to_string(plan.layers.size()) +
+            " layers, the model has " + std::to_string(nLayer);
+    return false;
+  }
+  Builder b(ctx);
+  auto gpu = DeviceAttr::get(ctx, Device::gpu);
+  auto cpu = DeviceAttr::get(ctx, Device::cpu);
+  SmallVector<Attribute> layers;
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    const LayerPlan &lp = plan.layers[l];
+    NamedAttrList entry;
+    entry.append("attention", lp.attentionOnGPU ? gpu : cpu);
+    entry.append("hot", b.getI64IntegerAttr(lp.nHot));
+    if (!lp.order.empty()) {
+      SmallVector<int32_t> order(lp.order.begin(), lp.order.end());
+      entry.append(
+          "order",
+          makeNeuronTable(ctx, "blk." + std::to_string(l) + ".plan", order));
+    }
+    layers.push_back(entry.getDictionary(ctx));
+  }
+  NamedAttrList attrs;
+  attrs.append("layers", b.getArrayAttr(layers));
+  attrs.append("lm_head", plan.outputOnGPU ? gpu : cpu);
+  module->setAttr("pinfer.plan", attrs.getDictionary(ctx));
+  return true;
+}
+
+} // namespace pinfer

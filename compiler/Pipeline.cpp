@@ -1,0 +1,90 @@
+//===- Pipeline.cpp - run the registered pinfer pipelines -----------------===//
+
+#include "compiler/Pipeline.h"
+
+#include "compiler/Import.h"
+#include "compiler/InitAll.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/Support/raw_os_ostream.h"
+
+#include <ostream>
+
+using namespace mlir;
+
+namespace pinfer {
+
+std::string pipelineText(EmitStage to, const PipelineOptions &o) {
+  if (to == EmitStage::Dense)
+    return "";
+  std::string text = "pinfer-place{sparsity=" + o.sparsity +
+                     " threshold=" + std::to_string(o.threshold) + "}";
+  if (to == EmitStage::Scheduled)
+    text += ",pinfer-lower{vram-budget=" + std::to_string(o.vramBudget) +
+            " context-length=" + std::to_string(o.contextLength) + "}";
+  return text;
+}
+
+bool runPipeline(ModuleOp module, const std::string &pipeline,
+                 std::string &error) {
+  registerAllPasses();
+  MLIRContext *ctx = module.getContext();
+  std::string diag;
+  ScopedDiagnosticHandler handler(ctx, [&](Diagnostic &d) {
+    if (d.getSeverity() != DiagnosticSeverity::Error || !diag.empty())
+      return success();
+    llvm::raw_string_ostream os(diag);
+    if (!isa<UnknownLoc>(d.getLocation()))
+      os << d.getLocation() << ": ";
+    os << d.str();
+    return success();
+  });
+  PassManager pm(ctx, ModuleOp::getOperationName());
+  std::string parseError;
+  llvm::raw_string_ostream parseOs(parseError);
+  if (failed(parsePassPipeline(pipeline, pm, parseOs))) {
+    error = "pipeline '" + pipeline + "': " + parseOs.str();
+    while (!error.empty() && error.back() == '\n')
+      error.pop_back();
+    return false;
+  }
+  if (failed(pm.run(module))) {
+    error = diag.empty() ? "pipeline '" + pipeline + "' failed" : diag;
+    return false;
+  }
+  return true;
+}
+
+bool runStages(ModuleOp module, EmitStage to, const PipelineOptions &options,
+               std::string &error) {
+  if (to == EmitStage::Dense)
+    return true;
+  return runPipeline(module, pipelineText(to, options), error);
+}
+
+bool emitMLIR(const ModelSpec &spec, const Plan *plan, EmitStage stage,
+              std::ostream &os, std::string &error,
+              const PipelineOptions &options) {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  MLIRContext ctx(registry);
+  OwningOpRef<ModuleOp> module = importModel(ctx, spec, error);
+  if (!module)
+    return false;
+  if (stage != EmitStage::Dense && !plan) {
+    error = "a placement plan is needed to emit placed or scheduled IR";
+    return false;
+  }
+  // Dense IR keeps the plan as an attribute so that pinfer-opt can replay
+  // the later stages from it.
+  if (plan && (!attachPlan(*module, *plan, error) ||
+               !runStages(*module, stage, options, error)))
+    return false;
+  llvm::raw_os_ostream out(os);
+  module->print(out);
+  return true;
+}
+
+} // namespace pinfer

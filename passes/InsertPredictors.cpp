@@ -1,0 +1,110 @@
+//===- InsertPredictors.cpp - choose the sparsity of each FFN half --------===//
+//
+// Sparsity is a per-program choice: dense halves reproduce the reference
+// bit for bit, exact skipping gives the same result faster on ReLU models,
+// predicted skipping is fastest but approximate. The predictor runs on the
+// device of the half it serves, so no mask ever crosses PCIe.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "llvm/Support/Debug.h"
+
+#include <map>
+
+#define DEBUG_TYPE "pinfer-insert-predictors"
+
+namespace pinfer {
+#define GEN_PASS_DEF_INSERTPREDICTORSPASS
+#include "passes/Passes.h.inc"
+} // namespace pinfer
+
+using namespace mlir;
+using namespace pinfer;
+
+namespace {
+
+struct InsertPredictorsPass
+    : public pinfer::impl::InsertPredictorsPassBase<InsertPredictorsPass> {
+  using InsertPredictorsPassBase::InsertPredictorsPassBase;
+  void runOnOperation() override;
+};
+
+} // namespace
+
+void InsertPredictorsPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  Sparsity sparsity;
+  if (mode == "dense")
+    sparsity = Sparsity::dense;
+  else if (mode == "exact")
+    sparsity = Sparsity::exact;
+  else if (mode == "predicted")
+    sparsity = Sparsity::predicted;
+  else {
+    module.emitError("pinfer-insert-predictors: mode must be dense, exact or "
+                     "predicted, got '")
+        << mode << "'";
+    return signalPassFailure();
+  }
+
+  // Learned predictors when the model file has them.
+  WeightType fc1Type, fc2Type;
+  if (auto pred = module->getAttrOfType<DictionaryAttr>("pinfer.predictor")) {
+    auto fc1 = pred.getAs<TypeAttr>("fc1");
+    auto fc2 = pred.getAs<TypeAttr>("fc2");
+    if (fc1)
+      fc1Type = dyn_cast<WeightType>(fc1.getValue());
+    if (fc2)
+      fc2Type = dyn_cast<WeightType>(fc2.getValue());
+    if (!fc1Type || !fc2Type) {
+      module.emitError("pinfer.predictor must be {fc1 = !pinfer.weight<...>, "
+                       "fc2 = !pinfer.weight<...>}");
+      return signalPassFailure();
+    }
+  }
+
+  SmallVector<FFNPartOp> parts;
+  module.walk([&](FFNPartOp op) { parts.push_back(op); });
+  MLIRContext *ctx = &getContext();
+  // One pair of predictor weight handles per layer, shared by its halves.
+  std::map<int64_t, std::pair<Value, Value>> predictorWeights;
+  for (FFNPartOp part : parts) {
+    if (part.getMask())
+      continue; // already predicted
+    part.setSparsityAttr(SparsityAttr::get(ctx, sparsity));
+    if (sparsity != Sparsity::predicted)
+      continue;
+    OpBuilder b(part);
+    SmallVector<Value, 2> weights;
+    int64_t layer = part.getLayer();
+    if (fc1Type) {
+      auto it = predictorWeights.find(layer);
+      if (it == predictorWeights.end()) {
+        std::string base = "blk." + std::to_string(layer);
+        Value fc1 = b.create<WeightOp>(part.getLoc(), fc1Type,
+                                       base + ".fc1.weight", Attribute());
+        Value fc2 = b.create<WeightOp>(part.getLoc(), fc2Type,
+                                       base + ".fc2.weight", Attribute());
+        it = predictorWeights.emplace(layer, std::make_pair(fc1, fc2)).first;
+      }
+      weights = {it->second.first, it->second.second};
+    } else {
+      weights = {part.getGate()};
+    }
+    int64_t nFF = part.getNumNeurons();
+    auto maskType = RankedTensorType::get({nFF}, b.getI1Type());
+    auto predict =
+        b.create<PredictOp>(part.getLoc(), maskType, part.getInput(), weights,
+                            b.getI64IntegerAttr(layer),
+                            b.getF32FloatAttr(threshold), part.getDeviceAttr());
+    if (failed(predict.verify())) {
+      predict.erase();
+      return signalPassFailure();
+    }
+    part.getMaskMutable().assign(predict.getMask());
+    LLVM_DEBUG(llvm::dbgs() << "layer " << layer << ": predictor on "
+                            << stringifyDevice(part.getDevice()) << "\n");
+  }
+}

@@ -1,0 +1,194 @@
+//===- PlanMemory.cpp - static arenas and the VRAM bill -------------------===//
+//
+// Generated executables never allocate per token: every activation has a
+// fixed offset in one arena per device, found here from live ranges. The
+// same pass adds up what the program keeps in VRAM so that a plan that does
+// not fit the target is rejected at compile time, not at start-up.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/Debug.h"
+
+#define DEBUG_TYPE "pinfer-plan-memory"
+
+namespace pinfer {
+#define GEN_PASS_DEF_PLANMEMORYPASS
+#include "passes/Passes.h.inc"
+} // namespace pinfer
+
+using namespace mlir;
+using namespace pinfer;
+
+namespace {
+
+struct PlanMemoryPass
+    : public pinfer::impl::PlanMemoryPassBase<PlanMemoryPass> {
+  using PlanMemoryPassBase::PlanMemoryPassBase;
+  void runOnOperation() override;
+};
+
+// First-fit allocator over one arena. Buffers are freed when the op
+// index passes their last use.
+struct Arena {
+  struct Live {
+    int64_t offset, size, lastUse;
+  };
+  int64_t alignment;
+  int64_t size = 0;
+  std::vector<Live> live;
+
+  int64_t allocate(int64_t bytes, int64_t now, int64_t lastUse) {
+    live.erase(std::remove_if(live.begin(), live.end(),
+                              [&](const Live &l) { return l.lastUse < now; }),
+               live.end());
+    std::sort(live.begin(), live.end(),
+              [](const Live &a, const Live &b) { return a.offset < b.offset; });
+    bytes = (bytes + alignment - 1) / alignment * alignment;
+    int64_t offset = 0;
+    for (const Live &l : live) {
+      if (offset + bytes <= l.offset)
+        break;
+      offset = std::max(offset, l.offset + l.size);
+    }
+    live.push_back({offset, bytes, lastUse});
+    size = std::max(size, offset + bytes);
+    return offset;
+  }
+};
+
+int64_t valueBytes(Value v) {
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type || !type.hasStaticShape())
+    return 0;
+  int64_t elemBytes = type.getElementType().isInteger(1)
+                          ? 1
+                          : type.getElementTypeBitWidth() / 8;
+  return type.getNumElements() * elemBytes;
+}
+
+} // namespace
+
+void PlanMemoryPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  MLIRContext *ctx = &getContext();
+  if (contextLength <= 0) {
+    module.emitError("pinfer-plan-memory: context-length must be positive, "
+                     "got ")
+        << int64_t(contextLength);
+    return signalPassFailure();
+  }
+
+  Arena cpu{64}, gpu{256};
+  int64_t weightBytes = 0, kvGPU = 0, kvCPU = 0;
+  llvm::StringSet<> wholeOnGPU; // names of weights held whole in VRAM
+  auto addWhole = [&](Value w) {
+    auto op = w.getDefiningOp<WeightOp>();
+    if (op && wholeOnGPU.insert(op.getName()).second)
+      weightBytes += storedBytes(cast<WeightType>(w.getType()));
+  };
+  // Rows of a weight that a GPU half owns, `n` elements each. Down rows
+  // are counted as packed (see packedDownRowBytes).
+  auto addRows = [&](Value w, int64_t rows, int64_t n) {
+    weightBytes +=
+        rows * storedRowBytes(cast<WeightType>(w.getType()).getDtype(), n);
+  };
+
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    DenseMap<Operation *, int64_t> index;
+    std::vector<int64_t> waits; // op indices of pinfer.wait, ascending
+    int64_t i = 0;
+    func.walk([&](Operation *op) {
+      if (isa<WaitOp>(op))
+        waits.push_back(i);
+      index[op] = i++;
+    });
+    // A copy to the GPU reads its host buffer asynchronously: the buffer
+    // must stay untouched until the next wait has drained the stream.
+    auto drainedAt = [&](int64_t at) {
+      auto it = std::lower_bound(waits.begin(), waits.end(), at);
+      return it == waits.end() ? i : *it;
+    };
+    func.walk([&](Operation *op) {
+      auto device = op->getAttrOfType<DeviceAttr>("device");
+      bool gpuOp = device && device.getValue() == Device::gpu;
+      if (auto attn = dyn_cast<AttentionOp>(op)) {
+        int64_t kv = 2 * contextLength * attn.getNKvHead() * attn.getHeadDim() *
+                     2; // K and V, f16
+        bool onGPU = attn.getDevice() == Device::gpu;
+        (onGPU ? kvGPU : kvCPU) += kv;
+        if (onGPU)
+          for (Value w :
+               {attn.getWq(), attn.getWk(), attn.getWv(), attn.getWo()})
+            addWhole(w);
+      } else if (auto head = dyn_cast<LMHeadOp>(op)) {
+        if (head.getDevice() == Device::gpu) {
+          addWhole(head.getNorm());
+          addWhole(head.getOutput());
+        }
+      } else if (auto part = dyn_cast<FFNPartOp>(op)) {
+        if (gpuOp) {
+          int64_t nEmbd = cast<RankedTensorType>(part.getType()).getDimSize(0);
+          for (Value w : {part.getGate(), part.getUp()})
+            addRows(w, part.getCount(), nEmbd);
+          weightBytes +=
+              part.getCount() *
+              packedDownRowBytes(cast<WeightType>(part.getDown().getType()));
+          if (Value mask = part.getMask())
+            if (auto predict = mask.getDefiningOp<PredictOp>())
+              if (predict.getWeights().size() == 2) {
+                Value fc2 = predict.getWeights()[1];
+                addWhole(predict.getWeights()[0]);
+                addRows(fc2, part.getCount(),
+                        cast<WeightType>(fc2.getType()).getRowLength());
+              }
+        }
+      }
+      if (op->getNumResults() != 1 || !isa<PInferDialect>(op->getDialect()))
+        return;
+      Value result = op->getResult(0);
+      int64_t bytes = valueBytes(result);
+      if (!bytes)
+        return;
+      int64_t lastUse = index[op];
+      for (Operation *user : result.getUsers()) {
+        lastUse = std::max(lastUse, index[user]);
+        auto transfer = dyn_cast<TransferOp>(user);
+        if (transfer && transfer.getTo() == Device::gpu)
+          lastUse = std::max(lastUse, drainedAt(index[user]));
+      }
+      Arena &arena = getValueDevice(result) == Device::gpu ? gpu : cpu;
+      int64_t offset = arena.allocate(bytes, index[op], lastUse);
+      op->setAttr("pinfer.offset",
+                  IntegerAttr::get(IntegerType::get(ctx, 64), offset));
+    });
+  }
+
+  int64_t budget = vramBudget, tokens = contextLength;
+  int64_t total = weightBytes + kvGPU + gpu.size;
+  auto i64 = [&](int64_t v) {
+    return IntegerAttr::get(IntegerType::get(ctx, 64), v);
+  };
+  NamedAttrList memory;
+  memory.append("context_length", i64(tokens));
+  memory.append("cpu_arena", i64(cpu.size));
+  memory.append("gpu_arena", i64(gpu.size));
+  memory.append("host_kv_cache", i64(kvCPU));
+  memory.append("vram_kv_cache", i64(kvGPU));
+  memory.append("vram_total", i64(total));
+  memory.append("vram_weights", i64(weightBytes));
+  module->setAttr("pinfer.memory", memory.getDictionary(ctx));
+  LLVM_DEBUG(llvm::dbgs() << "VRAM bill " << total << " bytes\n");
+  if (budget > 0 && total > budget) {
+    module.emitError("VRAM bill of ")
+        << total << " bytes (weights " << weightBytes << ", KV cache " << kvGPU
+        << " for " << tokens << " tokens, arena " << gpu.size
+        << ") exceeds the budget of " << budget << " bytes";
+    return signalPassFailure();
+  }
+}
