@@ -2,10 +2,27 @@
 
 #include "compiler/Driver.h"
 
+#include "compiler/Calibration.h"
+#include "compiler/Compile.h"
+#include "compiler/ModelSpec.h"
+#include "compiler/Pipeline.h"
 #include "compiler/Inspect.h"
+#include "compiler/Profile.h"
+#include "compiler/Targets.h"
+#include "compiler/Trace.h"
+#include "compiler/placement/CostModel.h"
+#include "compiler/placement/Plan.h"
 #include "runtime/gguf.h"
+#include "runtime/json.h"
+#include "runtime/model.h"
+#include "runtime/perplexity.h"
+#include "runtime/tokenizer.h"
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace pinfer {
 
@@ -14,12 +31,235 @@ static int fail(const std::string &error) {
   return 1;
 }
 
+static bool readTextFile(const std::string &path, std::string &out,
+                         std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = path + ": cannot open for reading";
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+static bool fileExists(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
 int runInspect(const InspectArgs &args) {
   std::string error;
   auto file = GGUFFile::open(args.model, error);
   if (!file)
     return fail(error);
   if (!inspectModel(*file, args.json, std::cout, error))
+    return fail(error);
+  return 0;
+}
+
+int runTokenize(const TokenizeArgs &args) {
+  std::string error;
+  auto file = GGUFFile::open(args.model, error);
+  if (!file)
+    return fail(error);
+  auto tok = Tokenizer::fromGGUF(*file, error);
+  if (!tok)
+    return fail(error);
+  bool addBos = !args.noBos && tok->addBosByDefault() && tok->bos() >= 0;
+  std::vector<int32_t> ids = tok->encode(args.prompt, addBos, args.parseSpecial);
+  if (args.idsOnly) {
+    std::cout << "[";
+    for (size_t i = 0; i < ids.size(); ++i)
+      std::cout << (i ? ", " : "") << ids[i];
+    std::cout << "]\n";
+    return 0;
+  }
+  for (int32_t id : ids)
+    std::cout << id << " -> '" << tok->tokenToPiece(id) << "'\n";
+  return 0;
+}
+
+int runRun(RunArgs args) {
+  std::string error;
+  if (!args.promptFile.empty() &&
+      !readTextFile(args.promptFile, args.gen.prompt, error))
+    return fail(error);
+  auto model = Model::open(args.model, error);
+  if (!model)
+    return fail(error);
+  auto tok = Tokenizer::fromGGUF(model->file(), error);
+  if (!tok)
+    return fail(error);
+  return generate(*model, *tok, args.gen);
+}
+
+int runTargets() {
+  printTargets(std::cout);
+  return 0;
+}
+
+// Loads the model and profiles `corpus` (or the calibration text).
+static bool profileToTrace(const std::string &modelPath,
+                           const std::string &corpusPath,
+                           const ProfileOptions &opts, Trace &trace,
+                           std::string &error) {
+  auto model = Model::open(modelPath, error);
+  if (!model)
+    return false;
+  auto tok = Tokenizer::fromGGUF(model->file(), error);
+  if (!tok)
+    return false;
+  std::string text;
+  if (corpusPath.empty()) {
+    text = calibrationText();
+  } else if (!readTextFile(corpusPath, text, error)) {
+    return false;
+  }
+  return profileModel(*model, *tok, modelIdentity(model->file()), text, opts,
+                      trace, error);
+}
+
+int runProfile(const ProfileArgs &args) {
+  std::string error;
+  if (fileExists(args.output) && !args.force)
+    return fail(args.output + ": already exists (pass --force to overwrite)");
+  if (args.corpus.empty())
+    std::cerr << "pinferc: no --corpus given; profiling the built-in "
+                 "calibration text\n";
+  ProfileOptions opts;
+  opts.maxTokens = args.maxTokens;
+  opts.nThreads = args.nThreads;
+  opts.nCtx = args.nCtx;
+  opts.samplesPerLayer = args.samples;
+  opts.targetSparsity = args.targetSparsity;
+  opts.progress = ::isatty(2);
+  Trace trace;
+  if (!profileToTrace(args.model, args.corpus, opts, trace, error))
+    return fail(error);
+  if (!writeTrace(args.output, trace, error))
+    return fail(error);
+  uint64_t fired = 0;
+  for (const auto &layer : trace.fired)
+    for (uint64_t c : layer)
+      fired += c;
+  double rate = trace.nTokens && trace.nFF && trace.nLayer
+                    ? double(fired) / (double(trace.nTokens) * trace.nFF *
+                                       trace.nLayer)
+                    : 0.0;
+  std::cerr << "pinferc: profiled " << trace.nTokens << " tokens over "
+            << trace.nLayer << " layers x " << trace.nFF
+            << " neurons; mean firing rate " << rate << " (" << trace.activation
+            << "); wrote " << args.output << "\n";
+  return 0;
+}
+
+int runPlan(const PlanArgs &args) {
+  std::string error;
+  const Target *target = findTarget(args.target, error);
+  if (!target)
+    return fail(error);
+  auto file = GGUFFile::open(args.model, error);
+  if (!file)
+    return fail(error);
+  ModelShape shape;
+  if (!modelShapeFromGGUF(*file, shape, error))
+    return fail(error);
+
+  Trace trace;
+  if (args.trace.empty()) {
+    std::cerr << "pinferc: no --trace given; profiling the built-in "
+                 "calibration text\n";
+    ProfileOptions popts;
+    popts.nThreads = args.nThreads;
+    popts.progress = ::isatty(2);
+    if (!profileToTrace(args.model, "", popts, trace, error))
+      return fail(error);
+  } else {
+    if (!readTrace(args.trace, trace, error))
+      return fail(error);
+    // Layer count, n_ff and the model's identity must match the profile.
+    if (!checkTraceMatchesModel(trace, modelIdentity(*file), shape.nLayer,
+                                shape.nFF, error, args.trace, args.model))
+      return fail(error);
+  }
+
+  PlacementOptions opts;
+  if (!args.vramBudget.empty() &&
+      !parseSize(args.vramBudget, opts.vramBudget, error))
+    return fail("--vram-budget: " + error);
+  if (args.nCtx < 1)
+    return fail("-c must be at least 1");
+  opts.nCtx = uint32_t(args.nCtx);
+  opts.useZ3 = !args.noZ3;
+  opts.z3Seconds = args.z3Seconds;
+  Plan plan;
+  if (!planPlacement(trace, shape, *target, opts, plan, error))
+    return fail(error);
+  printPlanTable(std::cout, plan);
+  if (!args.jsonOut.empty() && !writePlanJson(args.jsonOut, plan, error))
+    return fail(error);
+  if (!args.svgOut.empty() && !writePlanSvg(args.svgOut, plan, error))
+    return fail(error);
+  return 0;
+}
+
+int runPerplexity(const PerplexityArgs &args) {
+  std::string error;
+  auto model = Model::open(args.model, error);
+  if (!model)
+    return fail(error);
+  auto tok = Tokenizer::fromGGUF(model->file(), error);
+  if (!tok)
+    return fail(error);
+  std::string text;
+  if (args.textFile.empty())
+    text = calibrationText();
+  else if (!readTextFile(args.textFile, text, error))
+    return fail(error);
+  ReferenceDecoder decoder(*model, args.nThreads);
+  if (!decoder.init(args.nCtx, error))
+    return fail(error);
+  PerplexityResult r;
+  if (!perplexity(decoder, *tok, text, args.maxChunks, r, error))
+    return fail(error);
+  if (args.json) {
+    JsonWriter w(std::cout);
+    w.beginObject().field("perplexity", r.perplexity)
+        .field("mean_nll", r.meanNll).field("scored_tokens", r.scored)
+        .field("chunks", r.chunks).field("seconds", r.seconds).endObject();
+  } else {
+    std::cout << "perplexity: " << r.perplexity << " over " << r.scored
+              << " tokens in " << r.chunks << " chunks of " << args.nCtx
+              << " (" << r.seconds << " s)\n";
+  }
+  return 0;
+}
+
+int runEmitMLIR(const CompileArgs &args) {
+  std::string error;
+  const Target *target = findTarget(args.target, error);
+  if (!target)
+    return fail(error);
+  auto model = Model::open(args.model, error);
+  if (!model)
+    return fail(error);
+  ModelSpec spec;
+  if (!readModelSpec(model->file(), spec, error))
+    return fail(error);
+  EmitStage stage = args.emit == "mlir"          ? EmitStage::Dense
+                    : args.emit == "mlir-placed" ? EmitStage::Placed
+                                                 : EmitStage::Scheduled;
+  Plan plan;
+  if (stage != EmitStage::Dense && !loadPlan(args, *model, *target, plan, error))
+    return fail(error);
+  PipelineOptions opts;
+  opts.sparsity = args.sparsity;
+  opts.contextLength = args.nCtx;
+  opts.vramBudget = int64_t(plan.budgetBytes);
+  if (!emitMLIR(spec, stage == EmitStage::Dense ? nullptr : &plan, stage,
+                std::cout, error, opts))
     return fail(error);
   return 0;
 }

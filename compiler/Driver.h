@@ -7,6 +7,9 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "runtime/generate.h"
+
+#include <cstdint>
 #include <string>
 
 namespace pinfer {
@@ -16,5 +19,64 @@ struct InspectArgs {
   bool json = false;
 };
 int runInspect(const InspectArgs &args);
+
+struct TokenizeArgs {
+  std::string model;
+  std::string prompt;
+  bool idsOnly = false;
+  bool noBos = false;
+  bool parseSpecial = false;
+};
+int runTokenize(const TokenizeArgs &args);
+
+struct RunArgs {
+  std::string model;
+  GenerateOptions gen;
+  std::string promptFile; // -f: read the prompt from a file
+};
+int runRun(RunArgs args);
+
+int runTargets();
+
+struct ProfileArgs {
+  std::string model;
+  std::string corpus; // empty: the built-in calibration text
+  std::string output;
+  uint64_t maxTokens = 0;
+  int nThreads = 0;
+  int nCtx = 0;
+  uint32_t samples = 0;
+  float targetSparsity = 0.5f;
+  bool force = false; // overwrite an existing output
+};
+int runProfile(const ProfileArgs &args);
+
+struct PlanArgs {
+  std::string model;
+  std::string trace; // empty: profile the calibration text first
+  std::string target = "rtx4090";
+  std::string vramBudget; // "6GiB"; empty: the target's VRAM
+  int nCtx = 4096;
+  std::string jsonOut, svgOut;
+  double z3Seconds = 10;
+  bool noZ3 = false;
+  int nThreads = 0;
+};
+int runPlan(const PlanArgs &args);
+
+struct PerplexityArgs {
+  std::string model;
+  std::string textFile; // empty: the built-in calibration text
+  int nCtx = 256;
+  int nThreads = 0;
+  uint64_t maxChunks = 0;
+  bool json = false;
+};
+int runPerplexity(const PerplexityArgs &args);
+
+struct CompileArgs;
+// `pinferc MODEL --emit=mlir|mlir-placed|mlir-scheduled`: prints the IR of
+// the model after that stage of the pipeline.
+int runEmitMLIR(const CompileArgs &args);
 
 } // namespace pinfer

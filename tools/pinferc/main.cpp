@@ -1,33 +1,200 @@
 //===- main.cpp - the pinferc command line --------------------------------===//
 //
 // Parses flags (CLI11, kept to this one file because it compiles slowly) and
-// calls the verbs in compiler/Driver.h.
+// calls the verbs in compiler/Driver.h. `pinferc run` takes exactly the
+// generation flags of a generated executable, so it is parsed by the
+// runtime's own parser.
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/Compile.h"
 #include "compiler/Driver.h"
+#include "runtime/cli_args.h"
 
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <iostream>
 
+static int runVerb(int argc, char **argv) {
+  std::vector<std::string> args(argv + 2, argv + argc);
+  pinfer::GenerateFlags flags;
+  std::string error;
+  if (!pinfer::parseGenerateFlags(args, flags, error)) {
+    std::cerr << "pinferc run: error: " << error << "\n";
+    return 2;
+  }
+  if (flags.help) {
+    std::cout << "usage: pinferc run MODEL.gguf [flags]\n\n"
+                 "Generates text with the dense reference (no compilation).\n\n"
+              << pinfer::generateFlagsHelp();
+    return 0;
+  }
+  if (flags.positional.size() != 1) {
+    std::cerr << "pinferc run: error: expected one model file, got "
+              << flags.positional.size() << " (see pinferc run --help)\n";
+    return 2;
+  }
+  pinfer::RunArgs run;
+  run.model = flags.positional[0];
+  run.gen = flags.gen;
+  run.promptFile = flags.promptFile;
+  return pinfer::runRun(run);
+}
+
+// The main job: pinferc MODEL.gguf --target T -o OUT.
+static int compileVerb(int argc, char **argv) {
+  CLI::App app{"pinferc: compiles a GGUF language model and its activation "
+               "profile into one executable split between GPU and CPU.\n"
+               "Verbs: inspect, tokenize, run, profile, plan, perplexity, "
+               "targets (pinferc VERB --help)."};
+  pinfer::CompileArgs c;
+  app.add_option("model", c.model, "GGUF model file")->required();
+  app.add_option("-o,--output", c.output, "Executable to write");
+  app.add_option("--target", c.target, "Target (see pinferc targets)")
+      ->capture_default_str();
+  app.add_option("--trace", c.trace,
+                 "Trace from pinferc profile (default: profile the built-in "
+                 "calibration text)");
+  app.add_option("--plan", c.plan, "Use this plan JSON instead of solving");
+  app.add_option("--sparsity", c.sparsity,
+                 "dense: compute every neuron; exact: skip neurons whose "
+                 "activation is exactly zero; predicted: use predictors")
+      ->check(CLI::IsMember({"dense", "exact", "predicted"}))
+      ->capture_default_str();
+  app.add_option("--emit", c.emit,
+                 "Print an intermediate form and stop: mlir, mlir-placed, "
+                 "mlir-scheduled, cuda, cpp")
+      ->check(CLI::IsMember(
+          {"mlir", "mlir-placed", "mlir-scheduled", "cuda", "cpp"}));
+  app.add_option("--vram-budget", c.vramBudget,
+                 "VRAM to plan for, e.g. 6GiB (default: the target's)");
+  app.add_option("-c,--ctx-size", c.nCtx, "Context length the plan reserves")
+      ->capture_default_str();
+  app.add_option("-t,--threads", c.nThreads, "Profiling threads");
+  app.add_option("--z3-timeout", c.z3Seconds,
+                 "Hard wall-clock limit of the Z3 solve, seconds")
+      ->capture_default_str();
+  app.add_flag("--no-z3", c.noZ3, "Use the exact DP only");
+  app.add_flag("-q,--quiet", c.quiet, "No progress lines");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    if (e.get_exit_code() == 0)
+      return app.exit(e);
+    std::cerr << "pinferc: error: " << e.what() << " (see pinferc --help)\n";
+    return 2;
+  }
+  if (c.emit.rfind("mlir", 0) == 0)
+    return pinfer::runEmitMLIR(c);
+  return pinfer::compileModel(c);
+}
+
+static bool isVerb(const char *arg) {
+  for (const char *verb : {"inspect", "tokenize", "targets", "profile", "plan",
+                           "perplexity"})
+    if (std::strcmp(arg, verb) == 0)
+      return true;
+  return false;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "run") == 0)
+    return runVerb(argc, argv);
+  if (argc < 2 || !isVerb(argv[1]))
+    return compileVerb(argc, argv);
+
   CLI::App app{"pinferc: compiles a GGUF language model and its activation "
                "profile into an executable split between GPU and CPU"};
   app.require_subcommand(1, 1);
+  app.footer("Also: pinferc run MODEL.gguf -p TEXT [-n N ...] runs the dense "
+             "reference (see pinferc run --help).");
 
   pinfer::InspectArgs inspect;
-  CLI::App *inspectCmd =
-      app.add_subcommand("inspect", "Print a model's metadata, tensors and "
-                                    "sparsity facts");
+  CLI::App *inspectCmd = app.add_subcommand(
+      "inspect", "Print a model's metadata, tensors and sparsity facts");
   inspectCmd->add_option("model", inspect.model, "GGUF model file")
       ->required();
   inspectCmd->add_flag("--json", inspect.json, "Print JSON");
 
+  pinfer::TokenizeArgs tokenize;
+  CLI::App *tokenizeCmd = app.add_subcommand(
+      "tokenize", "Print the tokens of a text (works on vocabulary-only files)");
+  tokenizeCmd->add_option("model", tokenize.model, "GGUF model or vocabulary")
+      ->required();
+  tokenizeCmd->add_option("-p,--prompt", tokenize.prompt, "Text to tokenize")
+      ->required();
+  tokenizeCmd->add_flag("--ids", tokenize.idsOnly,
+                        "Print only the ids, as [1, 2, 3]");
+  tokenizeCmd->add_flag("--no-bos", tokenize.noBos, "Do not add BOS");
+  tokenizeCmd->add_flag("--parse-special", tokenize.parseSpecial,
+                        "Turn special-token text into special tokens");
+
+  app.add_subcommand("run", "Generate with the dense reference (see pinferc "
+                            "run --help)");
+  CLI::App *targetsCmd =
+      app.add_subcommand("targets", "Print the table of compilation targets");
+
+  pinfer::ProfileArgs profile;
+  CLI::App *profileCmd = app.add_subcommand(
+      "profile", "Record per-neuron firing counts over a corpus");
+  profileCmd->add_option("model", profile.model, "GGUF model file")
+      ->required();
+  profileCmd->add_option("--corpus", profile.corpus,
+                         "Text file (default: built-in calibration text)");
+  profileCmd->add_option("-o,--output", profile.output, "Trace file to write")
+      ->required();
+  profileCmd->add_option("--tokens", profile.maxTokens,
+                         "Stop after N tokens (default: whole corpus)");
+  profileCmd->add_option("-t,--threads", profile.nThreads, "CPU threads");
+  profileCmd->add_option("-c,--ctx-size", profile.nCtx,
+                         "Chunk length (default: min(512, model context))");
+  profileCmd->add_option("--samples", profile.samples,
+                         "(input, firing mask) samples kept per layer for "
+                         "predictor training");
+  profileCmd->add_option("--target-sparsity", profile.targetSparsity,
+                         "SiLU models: share of neurons counted as off")
+      ->check(CLI::Range(0.0, 0.999));
+  profileCmd->add_flag("--force", profile.force, "Overwrite the output");
+
+  pinfer::PlanArgs plan;
+  CLI::App *planCmd = app.add_subcommand(
+      "plan", "Decide which FFN neurons go to the GPU; print the plan");
+  planCmd->add_option("model", plan.model, "GGUF model file")->required();
+  planCmd->add_option("--trace", plan.trace,
+                      "Trace from pinferc profile (default: profile the "
+                      "built-in calibration text)");
+  planCmd->add_option("--target", plan.target, "Target (see pinferc targets)")
+      ->capture_default_str();
+  planCmd->add_option("--vram-budget", plan.vramBudget,
+                      "VRAM to plan for, e.g. 6GiB (default: the target's)");
+  planCmd->add_option("-c,--ctx-size", plan.nCtx, "Context length (KV cache)")
+      ->capture_default_str();
+  planCmd->add_option("--json", plan.jsonOut, "Write the plan as JSON");
+  planCmd->add_option("--svg", plan.svgOut, "Write a plot of the plan");
+  planCmd->add_option("--z3-timeout", plan.z3Seconds,
+                      "Hard wall-clock limit of the Z3 solve, seconds")
+      ->capture_default_str();
+  planCmd->add_flag("--no-z3", plan.noZ3, "Use the exact DP only");
+  planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads");
+
+  pinfer::PerplexityArgs ppl;
+  CLI::App *pplCmd = app.add_subcommand(
+      "perplexity", "Perplexity of a text under the dense reference");
+  pplCmd->add_option("model", ppl.model, "GGUF model file")->required();
+  pplCmd->add_option("-f,--file", ppl.textFile,
+                     "Text file (default: built-in calibration text)");
+  pplCmd->add_option("-c,--ctx-size", ppl.nCtx, "Chunk length")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 1 << 20));
+  pplCmd->add_option("-t,--threads", ppl.nThreads, "CPU threads");
+  pplCmd->add_option("--chunks", ppl.maxChunks, "Score at most N chunks");
+  pplCmd->add_flag("--json", ppl.json, "Print JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
-    // Errors are one line; --help prints the usage and exits 0.
+    // --help prints the usage and exits 0; errors are one line.
     if (e.get_exit_code() == 0)
       return app.exit(e);
     std::cerr << "pinferc: error: " << e.what() << " (see pinferc --help)\n";
@@ -36,5 +203,15 @@ int main(int argc, char **argv) {
 
   if (*inspectCmd)
     return pinfer::runInspect(inspect);
+  if (*tokenizeCmd)
+    return pinfer::runTokenize(tokenize);
+  if (*targetsCmd)
+    return pinfer::runTargets();
+  if (*profileCmd)
+    return pinfer::runProfile(profile);
+  if (*planCmd)
+    return pinfer::runPlan(plan);
+  if (*pplCmd)
+    return pinfer::runPerplexity(ppl);
   return 0;
 }

@@ -1,0 +1,41 @@
+// Emits the CUDA C++ source of a program's GPU part: for every layer with
+// hot neurons, a gate/up kernel (one warp per hot neuron row: dot products
+// of the packed gate and up rows with the layer's FFN input, dequantised
+// block by block, then the activation) and a down kernel (one thread per
+// output element, summing the transposed down rows of the hot neurons
+// weighted by their activations). Every shape, count, row size and weight
+// type is a compile-time constant of the emitted code. `pinferc --emit=cuda`
+// prints it.
+#pragma once
+
+#include "codegen/ProgramDesc.h"
+
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+struct CudaKernel {
+  int layer = 0;
+  std::string gateUp, down; // extern "C" kernel names
+  unsigned gateUpBlock = 0, gateUpGrid = 0;
+  unsigned downBlock = 0, downGrid = 0;
+};
+
+struct CudaModule {
+  std::string source;
+  std::vector<CudaKernel> kernels; // layers with hot neurons, in order
+};
+
+// The kernels' parameters, as the executor passes them:
+//   gateUp(const uint8 *gate, const uint8 *up, const float *x, float *h)
+//   down(const uint8 *downT, const float *h, float *y)
+// with gate/up/downT the layer's first nHot packed rows, x [n_embd], h
+// [nHot] activations and y [n_embd] the hot half's down projection.
+CudaModule emitCuda(const ProgramDesc &program);
+
+// The name of the kernel whose body holds line `line` (1-based) of
+// `source`, or "" (used to name the kernel in compiler errors).
+std::string kernelAtLine(const std::string &source, int line);
+
+} // namespace pinfer

@@ -1,0 +1,162 @@
+// Writes the packed weights file; see PackedWeights.h. The layout keys and
+// the hash are defined by the runtime (runtime/executor.h), which reads the
+// file.
+#include "codegen/PackedWeights.h"
+
+#include "runtime/executor.h"
+#include "runtime/gguf.h"
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace pinfer {
+
+namespace {
+
+// "blk.N.NAME.weight" -> N and NAME; false for other tensors.
+bool splitLayerTensor(const std::string &name, int &layer, std::string &kind) {
+  if (name.compare(0, 4, "blk.") != 0)
+    return false;
+  size_t dot = name.find('.', 4);
+  if (dot == std::string::npos)
+    return false;
+  layer = std::atoi(name.substr(4, dot - 4).c_str());
+  kind = name.substr(dot + 1);
+  return true;
+}
+
+std::vector<int64_t> dims(const GGUFTensor &t) {
+  return std::vector<int64_t>(t.ne, t.ne + (t.nDims ? t.nDims : 1));
+}
+
+// Replaces the placeholder hash in the written file with the real one: the
+// metadata precedes the data, so the hash can only be known afterwards.
+bool patchHash(const std::string &path, uint64_t hash, std::string &error) {
+  std::unique_ptr<GGUFFile> f = GGUFFile::open(path, error);
+  if (!f)
+    return false;
+  const char *key = kPackedHashKey;
+  size_t keyLen = std::strlen(key);
+  const uint8_t *base = f->base();
+  const uint8_t *end = base + f->dataOffset();
+  const uint8_t *at = nullptr;
+  for (const uint8_t *p = base; p + keyLen + 12 + 16 <= end; ++p)
+    if (std::memcmp(p, key, keyLen) == 0) {
+      at = p + keyLen + 4 + 8; // key, value type, string length
+      break;
+    }
+  if (!at) {
+    error = path + ": key " + key + " not found after writing";
+    return false;
+  }
+  long offset = long(at - base);
+  f.reset();
+  std::string hex = formatPackedHash(hash);
+  FILE *out = std::fopen(path.c_str(), "r+b");
+  if (!out || std::fseek(out, offset, SEEK_SET) != 0 ||
+      std::fwrite(hex.data(), 1, hex.size(), out) != hex.size()) {
+    if (out)
+      std::fclose(out);
+    error = path + ": cannot write the content hash at offset " +
+            std::to_string(offset);
+    return false;
+  }
+  return std::fclose(out) == 0;
+}
+
+} // namespace
+
+bool writePackedWeights(const Model &model, const ProgramDesc &program,
+                        const std::string &path, PackedWeightsInfo &info,
+                        std::string &error) {
+  const GGUFFile &src = model.file();
+  const ModelParams &p = model.params();
+  GGUFWriter w;
+  w.setAlignment(uint32_t(src.alignment()));
+  for (const GGUFKV &kv : src.metadata())
+    if (kv.key != "general.alignment" &&
+        kv.key.compare(0, 14, "pinfer.packed.") != 0)
+      w.set(kv.key, kv.value);
+  // Keys the executable relies on even when the source left them implicit.
+  w.setString("pinfer.ffn_activation", activationName(p.activation));
+  w.setU32(kPackedVersionKey, kPackedVersion);
+  w.setString(kPackedHashKey, formatPackedHash(0));
+  std::vector<int32_t> nHot;
+  for (const LayerDesc &l : program.layers)
+    nHot.push_back(int32_t(l.hot.size()));
+  w.set(kPackedHotKey, GGUFValue::ofI32s(nHot));
+
+  std::vector<std::vector<uint32_t>> orders(p.nLayer);
+  for (int l = 0; l < p.nLayer; ++l)
+    orders[l] = program.packedOrder(l);
+
+  for (const GGUFTensor &t : src.tensors()) {
+    int layer = -1;
+    std::string kind;
+    bool inLayer =
+        splitLayerTensor(t.name, layer, kind) && layer >= 0 && layer < p.nLayer;
+    if (inLayer && kind == "ffn_down_t.weight")
+      continue; // a PowerInfer source's own transpose: replaced below
+    // Tensors with one row (or element) per neuron are stored in packed
+    // order: gate, up, and the predictor's output layer fc2 {R, n_ff} with
+    // its bias [n_ff].
+    bool perNeuronRow = kind == "ffn_gate.weight" || kind == "ffn_up.weight" ||
+                        (kind == "fc2.weight" && t.ne[1] == p.nFF);
+    bool perNeuronElem = kind == "fc2.bias" && t.nDims == 1 &&
+                         t.ne[0] == p.nFF && typeInfo(t.type) &&
+                         typeInfo(t.type)->blockSize == 1;
+    if (inLayer && (perNeuronRow || perNeuronElem)) {
+      const GGUFTensor *tp = &t;
+      const size_t rb = perNeuronRow ? rowBytes(t.type, t.ne[0])
+                                     : size_t(typeInfo(t.type)->typeSize);
+      const std::vector<uint32_t> *order = &orders[layer];
+      w.addTensor(
+          t.name, t.type, dims(t), [tp, rb, order](uint8_t *dst, size_t) {
+            for (size_t r = 0; r < order->size(); ++r)
+              std::memcpy(dst + r * rb, tp->data + (*order)[r] * rb, rb);
+          });
+      continue;
+    }
+    if (inLayer && kind == "ffn_down.weight") {
+      const Weight &down = model.layer(layer).down; // {n_ff, n_embd}
+      GGMLType tt = program.layers[layer].downTType;
+      const std::vector<uint32_t> *order = &orders[layer];
+      std::string name = "blk." + std::to_string(layer) + ".ffn_down_t.weight";
+      w.addTensor(name, tt, {down.rows, down.cols},
+                  [&down, order, tt](uint8_t *dst, size_t) {
+                    // Dequantise the source once, then write one row per
+                    // neuron in packed order.
+                    std::vector<float> full(size_t(down.rows) * down.cols);
+                    for (int64_t r = 0; r < down.rows; ++r)
+                      dequantizeRow(down.type, down.row(r),
+                                    full.data() + r * down.cols, down.cols);
+                    std::vector<float> row(down.rows);
+                    size_t rb = rowBytes(tt, down.rows);
+                    for (size_t k = 0; k < order->size(); ++k) {
+                      uint32_t n = (*order)[k];
+                      for (int64_t e = 0; e < down.rows; ++e)
+                        row[e] = full[size_t(e) * down.cols + n];
+                      quantizeRow(tt, row.data(), dst + k * rb, down.rows);
+                    }
+                  });
+      continue;
+    }
+    const GGUFTensor *tp = &t;
+    w.addTensor(t.name, t.type, dims(t), [tp](uint8_t *dst, size_t n) {
+      std::memcpy(dst, tp->data, std::min<size_t>(n, tp->nbytes));
+    });
+  }
+  if (!w.write(path, error))
+    return false;
+
+  std::unique_ptr<GGUFFile> written = GGUFFile::open(path, error);
+  if (!written)
+    return false;
+  info.hash = packedWeightsHash(*written);
+  info.fileBytes = written->fileSize();
+  written.reset();
+  return patchHash(path, info.hash, error);
+}
+
+} // namespace pinfer

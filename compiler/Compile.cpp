@@ -1,0 +1,297 @@
+// The main compile job; see Compile.h.
+#include "compiler/Compile.h"
+
+#include "codegen/CudaEmitter.h"
+#include "codegen/HostEmitter.h"
+#include "codegen/Nvrtc.h"
+#include "codegen/PackedWeights.h"
+#include "codegen/ProgramDesc.h"
+#include "compiler/Calibration.h"
+#include "compiler/Profile.h"
+#include "compiler/Targets.h"
+#include "compiler/Trace.h"
+#include "compiler/placement/Plan.h"
+#include "runtime/executor.h"
+#include "runtime/gguf.h"
+#include "runtime/tokenizer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace pinfer {
+
+namespace {
+
+int fail(const std::string &msg) {
+  std::cerr << "pinferc: error: " << msg << "\n";
+  return 1;
+}
+
+bool exists(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool sameFile(const std::string &a, const std::string &b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 &&
+         sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+std::string baseName(const std::string &path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Runs argv[0] with the arguments; its output goes to ours. Returns the exit
+// status, or -1 (with `error`) when it could not be started.
+int runProgram(const std::vector<std::string> &argv, std::string &error) {
+  std::vector<char *> args;
+  for (const std::string &a : argv)
+    args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) {
+    error = "cannot create a pipe";
+    return -1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    error = "cannot fork";
+    return -1;
+  }
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::execvp(args[0], args.data());
+    // Tell the parent that exec failed.
+    char c = 1;
+    (void)!::write(pipefd[1], &c, 1);
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  char c;
+  bool execFailed = ::read(pipefd[0], &c, 1) == 1;
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (execFailed) {
+    error = "host compiler '" + argv[0] +
+            "' not found (set CXX to a C++17 compiler)";
+    return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// A packed weights file that pinferc may replace: absent, or one it wrote.
+bool mayReplaceWeights(const std::string &path, std::string &error) {
+  if (!exists(path))
+    return true;
+  std::string ignored;
+  std::unique_ptr<GGUFFile> f = GGUFFile::open(path, ignored);
+  if (f && f->find(kPackedVersionKey))
+    return true;
+  error = path + ": exists and is not a packed weights file written by "
+                 "pinferc; not overwriting it (choose another -o)";
+  return false;
+}
+
+} // namespace
+
+bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
+              Plan &plan, std::string &error) {
+  if (!args.plan.empty())
+    return readPlanJson(args.plan, plan, error);
+  ModelShape shape;
+  if (!modelShapeFromGGUF(model.file(), shape, error))
+    return false;
+  Trace trace;
+  if (args.trace.empty()) {
+    if (!args.quiet)
+      std::cerr << "pinferc: no --trace given; profiling the built-in "
+                   "calibration text\n";
+    auto tok = Tokenizer::fromGGUF(model.file(), error);
+    if (!tok)
+      return false;
+    ProfileOptions popts;
+    popts.nThreads = args.nThreads;
+    if (!profileModel(model, *tok, modelIdentity(model.file()),
+                      calibrationText(), popts, trace, error))
+      return false;
+  } else {
+    if (!readTrace(args.trace, trace, error) ||
+        !checkTraceMatchesModel(trace, modelIdentity(model.file()),
+                                shape.nLayer, shape.nFF, error, args.trace,
+                                args.model))
+      return false;
+  }
+  PlacementOptions opts;
+  if (!args.vramBudget.empty() &&
+      !parseSize(args.vramBudget, opts.vramBudget, error)) {
+    error = "--vram-budget: " + error;
+    return false;
+  }
+  opts.nCtx = uint32_t(args.nCtx);
+  opts.useZ3 = !args.noZ3;
+  opts.z3Seconds = args.z3Seconds;
+  return planPlacement(trace, shape, target, opts, plan, error);
+}
+
+std::string weightsPathFor(const std::string &output) {
+  return output + ".weights.gguf";
+}
+
+int compileModel(const CompileArgs &args) {
+  std::string error;
+  auto t0 = std::chrono::steady_clock::now();
+  const Target *target = findTarget(args.target, error);
+  if (!target)
+    return fail(error);
+  SparsityMode mode;
+  if (!parseSparsityMode(args.sparsity.c_str(), mode))
+    return fail("--sparsity: '" + args.sparsity +
+                "' is not a mode, expected dense, exact or predicted");
+  if (args.emit != "" && args.emit != "cuda" && args.emit != "cpp")
+    return fail("--emit: '" + args.emit +
+                "' is not a stage, expected cuda or "
+                "cpp");
+  if (args.emit.empty() && args.output.empty())
+    return fail("no output named, expected -o PATH");
+  if (args.nCtx < 1)
+    return fail("-c must be at least 1");
+  if (!exists(args.model))
+    return fail(args.model + ": model file not found");
+  std::unique_ptr<Model> model = Model::open(args.model, error);
+  if (!model)
+    return fail(error);
+
+  // Placement. A target without a GPU puts every neuron on the CPU.
+  ProgramDesc program;
+  if (target->hasGPU()) {
+    Plan plan;
+    if (!loadPlan(args, *model, *target, plan, error))
+      return fail(error);
+    if (!programFromPlan(*model, plan, mode, target->smArch, program, error))
+      return fail(error);
+    program.target = target->name;
+  } else {
+    if (!programAllCold(*model, mode, program, error))
+      return fail(error);
+    program.target = target->name;
+  }
+
+  // The GPU part.
+  CudaModule cuda;
+  NvrtcOutput gpuImage;
+  const bool gpuPart = program.hasGpuPart();
+  if (gpuPart) {
+    cuda = emitCuda(program);
+    if (args.emit == "cuda") {
+      std::cout << cuda.source;
+      return 0;
+    }
+    // PTX, so that the driver can also run it on newer architectures.
+    std::string unit =
+        (args.output.empty() ? std::string("program") : baseName(args.output)) +
+        ".cu";
+    if (!compileCuda(cuda.source, unit, target->smArch, GpuImageKind::PTX,
+                     gpuImage, error))
+      return fail(error);
+  } else if (args.emit == "cuda") {
+    return fail("target " + target->name +
+                " has no GPU part to emit CUDA for (every neuron is on the "
+                "CPU)");
+  }
+
+  HostInputs host;
+  host.cuda = gpuPart ? &cuda : nullptr;
+  host.gpuImage = gpuImage.image;
+  if (args.emit == "cpp") {
+    // The hash is only known once the weights are written.
+    host.weightsFile = "OUT.weights.gguf";
+    std::cout << emitHostCpp(program, host);
+    return 0;
+  }
+
+  // Packed weights beside the executable.
+  const std::string weightsPath = weightsPathFor(args.output);
+  if (sameFile(weightsPath, args.model))
+    return fail(weightsPath + ": is the input model; choose another -o");
+  if (sameFile(args.output, args.model))
+    return fail(args.output + ": is the input model; choose another -o");
+  if (!mayReplaceWeights(weightsPath, error))
+    return fail(error);
+  PackedWeightsInfo packed;
+  if (!writePackedWeights(*model, program, weightsPath, packed, error))
+    return fail(error);
+  host.weightsHash = packed.hash;
+  host.weightsFile = baseName(weightsPath);
+
+  // Host code in a private temporary directory; the executable is linked
+  // beside the output under a unique name and renamed onto it, so that a
+  // failed link leaves the user's file as it was.
+  char dirTemplate[] = "/tmp/pinferc-XXXXXX";
+  if (!::mkdtemp(dirTemplate))
+    return fail("cannot create a temporary directory in /tmp");
+  const std::string dir = dirTemplate;
+  const std::string cpp = dir + "/main.cpp";
+  {
+    std::ofstream out(cpp);
+    out << emitHostCpp(program, host);
+    if (!out)
+      return fail(cpp + ": cannot write the host code");
+  }
+  std::string exeTemplate = args.output + ".XXXXXX";
+  int fd = ::mkstemp(&exeTemplate[0]);
+  if (fd < 0)
+    return fail(args.output + ": cannot create a file beside it");
+  ::close(fd);
+  const std::string exe = exeTemplate;
+  const char *cxxEnv = std::getenv("CXX");
+  std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
+  std::vector<std::string> cmd = {cxx,         "-std=c++17",
+                                  "-O2",       "-I" PINFER_INCLUDE_DIR,
+                                  cpp,         PINFER_RUNTIME_LIB,
+                                  "-lpthread", "-ldl",
+                                  "-o",        exe};
+  int rc = runProgram(cmd, error);
+  bool ok = rc == 0 && ::chmod(exe.c_str(), 0755) == 0 &&
+            std::rename(exe.c_str(), args.output.c_str()) == 0;
+  if (!ok)
+    std::remove(exe.c_str());
+  if (ok || rc == -1) {
+    std::remove(cpp.c_str());
+    ::rmdir(dir.c_str());
+  }
+  if (rc == -1)
+    return fail(error);
+  if (rc != 0)
+    return fail("host compiler '" + cxx + "' failed with status " +
+                std::to_string(rc) + " on " + cpp + " (kept for inspection)");
+  if (!ok)
+    return fail(args.output + ": cannot write the executable");
+
+  if (!args.quiet) {
+    uint64_t hot = 0;
+    for (const LayerDesc &l : program.layers)
+      hot += l.hot.size();
+    double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    std::cerr << "pinferc: wrote " << args.output << " and " << weightsPath
+              << " (" << formatBytes(packed.fileBytes) << ") for "
+              << target->name << ": " << hot << " of "
+              << uint64_t(program.params.nFF) * program.params.nLayer
+              << " FFN neurons on the GPU, sparsity " << sparsityModeName(mode)
+              << ", " << secs << " s\n";
+  }
+  return 0;
+}
+
+} // namespace pinfer

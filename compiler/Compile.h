@@ -1,0 +1,45 @@
+// The main job of pinferc without the MLIR pipeline: model + profile (or
+// plan) -> placement -> program description -> CUDA C++ (compiled with
+// NVRTC when the target has a GPU) + host C++ + packed weights -> the host
+// compiler links the host code against libpinfer_runtime.a -> one
+// executable, with its packed weights file beside it.
+#pragma once
+
+#include <string>
+
+namespace pinfer {
+
+class Model;
+struct Plan;
+struct Target;
+
+struct CompileArgs {
+  std::string model;
+  std::string target = "rtx4090";
+  std::string output; // -o: the executable
+  std::string trace;  // empty: profile the built-in calibration text
+  std::string plan;   // a plan JSON to use instead of solving one
+  std::string sparsity = "exact"; // dense | exact | predicted
+  std::string emit;       // "" | "cuda" | "cpp": print that source, stop
+  std::string vramBudget; // "6GiB"; empty: the target's VRAM
+  int nCtx = 4096;        // the context the plan reserves KV cache for
+  int nThreads = 0;       // profiling threads
+  double z3Seconds = 10;
+  bool noZ3 = false;
+  bool quiet = false; // no progress lines on stderr
+};
+
+// The packed weights path for an executable path: OUT.weights.gguf.
+std::string weightsPathFor(const std::string &output);
+
+// The placement the job uses for a GPU target: args.plan if given, else a
+// plan solved from args.trace (or from a profile of the built-in calibration
+// text) under args.vramBudget / args.nCtx. False with one line in `error`.
+bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
+              Plan &plan, std::string &error);
+
+// Runs the job. Returns the exit code after printing at most one error line
+// "pinferc: error: ..." on stderr.
+int compileModel(const CompileArgs &args);
+
+} // namespace pinfer

@@ -1,0 +1,146 @@
+// The CUDA driver API through dlopen; see cuda_driver.h.
+#include "runtime/cuda_driver.h"
+
+#include <dlfcn.h>
+
+namespace pinfer {
+
+namespace {
+// CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR.
+constexpr int kAttrCcMajor = 75;
+constexpr int kAttrCcMinor = 76;
+} // namespace
+
+CudaDriver::~CudaDriver() {
+  if (ctx_) {
+    for (DevPtr p : allocs_)
+      cuMemFree_(p);
+    cuDevicePrimaryCtxRelease_(device_);
+  }
+  if (lib_)
+    dlclose(lib_);
+}
+
+bool CudaDriver::check(int rc, const char *call, std::string &error) const {
+  if (rc == 0)
+    return true;
+  const char *msg = nullptr;
+  if (cuGetErrorString_)
+    cuGetErrorString_(rc, &msg);
+  error = std::string("CUDA ") + call +
+          " failed: " + (msg ? msg : "error " + std::to_string(rc));
+  return false;
+}
+
+bool CudaDriver::open(std::string &error) {
+  lib_ = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib_) {
+    error = "no CUDA driver (libcuda.so.1 could not be loaded)";
+    return false;
+  }
+  struct Sym {
+    void **slot;
+    const char *name;
+  } syms[] = {
+      {(void **)&cuInit_, "cuInit"},
+      {(void **)&cuDeviceGetCount_, "cuDeviceGetCount"},
+      {(void **)&cuDeviceGet_, "cuDeviceGet"},
+      {(void **)&cuDeviceGetName_, "cuDeviceGetName"},
+      {(void **)&cuDeviceGetAttribute_, "cuDeviceGetAttribute"},
+      {(void **)&cuDevicePrimaryCtxRetain_, "cuDevicePrimaryCtxRetain"},
+      {(void **)&cuDevicePrimaryCtxRelease_, "cuDevicePrimaryCtxRelease_v2"},
+      {(void **)&cuCtxSetCurrent_, "cuCtxSetCurrent"},
+      {(void **)&cuCtxSynchronize_, "cuCtxSynchronize"},
+      {(void **)&cuMemGetInfo_, "cuMemGetInfo_v2"},
+      {(void **)&cuModuleLoadData_, "cuModuleLoadData"},
+      {(void **)&cuModuleGetFunction_, "cuModuleGetFunction"},
+      {(void **)&cuMemAlloc_, "cuMemAlloc_v2"},
+      {(void **)&cuMemFree_, "cuMemFree_v2"},
+      {(void **)&cuMemcpyHtoD_, "cuMemcpyHtoD_v2"},
+      {(void **)&cuMemcpyDtoH_, "cuMemcpyDtoH_v2"},
+      {(void **)&cuLaunchKernel_, "cuLaunchKernel"},
+      {(void **)&cuGetErrorString_, "cuGetErrorString"},
+  };
+  for (const Sym &s : syms) {
+    *s.slot = dlsym(lib_, s.name);
+    if (!*s.slot) {
+      error = std::string("CUDA driver lacks ") + s.name;
+      return false;
+    }
+  }
+  int count = 0;
+  if (!check(cuInit_(0), "cuInit", error))
+    return false;
+  if (!check(cuDeviceGetCount_(&count), "cuDeviceGetCount", error))
+    return false;
+  if (count < 1) {
+    error = "no CUDA device";
+    return false;
+  }
+  if (!check(cuDeviceGet_(&device_, 0), "cuDeviceGet", error))
+    return false;
+  char name[256] = {};
+  cuDeviceGetName_(name, sizeof name, device_);
+  deviceName_ = name;
+  int major = 0, minor = 0;
+  cuDeviceGetAttribute_(&major, kAttrCcMajor, device_);
+  cuDeviceGetAttribute_(&minor, kAttrCcMinor, device_);
+  cc_ = major * 10 + minor;
+  void *ctx = nullptr;
+  if (!check(cuDevicePrimaryCtxRetain_(&ctx, device_),
+             "cuDevicePrimaryCtxRetain", error))
+    return false;
+  ctx_ = ctx;
+  if (!check(cuCtxSetCurrent_(ctx), "cuCtxSetCurrent", error))
+    return false;
+  return true;
+}
+
+bool CudaDriver::memInfo(size_t &freeBytes, size_t &totalBytes,
+                         std::string &error) {
+  return check(cuMemGetInfo_(&freeBytes, &totalBytes), "cuMemGetInfo", error);
+}
+
+bool CudaDriver::loadModule(const void *image, std::string &error) {
+  return check(cuModuleLoadData_(&module_, image), "cuModuleLoadData", error);
+}
+
+void *CudaDriver::function(const char *name, std::string &error) {
+  void *fn = nullptr;
+  if (!check(cuModuleGetFunction_(&fn, module_, name), "cuModuleGetFunction",
+             error)) {
+    error += std::string(" (kernel ") + name + ")";
+    return nullptr;
+  }
+  return fn;
+}
+
+bool CudaDriver::alloc(DevPtr &out, size_t bytes, std::string &error) {
+  if (!check(cuMemAlloc_(&out, bytes ? bytes : 4), "cuMemAlloc", error))
+    return false;
+  allocs_.push_back(out);
+  return true;
+}
+
+bool CudaDriver::upload(DevPtr dst, const void *src, size_t bytes,
+                        std::string &error) {
+  return check(cuMemcpyHtoD_(dst, src, bytes), "cuMemcpyHtoD", error);
+}
+
+bool CudaDriver::download(void *dst, DevPtr src, size_t bytes,
+                          std::string &error) {
+  return check(cuMemcpyDtoH_(dst, src, bytes), "cuMemcpyDtoH", error);
+}
+
+bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
+                        std::string &error) {
+  return check(
+      cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, nullptr, args, nullptr),
+      "cuLaunchKernel", error);
+}
+
+bool CudaDriver::synchronize(std::string &error) {
+  return check(cuCtxSynchronize_(), "cuCtxSynchronize", error);
+}
+
+} // namespace pinfer

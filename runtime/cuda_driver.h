@@ -1,0 +1,79 @@
+// The CUDA driver API, loaded at run time from libcuda.so.1 with dlopen so
+// that executables start on machines without a GPU or driver (linking
+// -lcuda would make them die at start-up there). Only the handful of calls
+// the executor needs; every failure becomes one error line naming the call
+// and the driver's message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+class CudaDriver {
+public:
+  using DevPtr = unsigned long long; // CUdeviceptr
+
+  ~CudaDriver();
+  // Loads the driver, initialises it and makes device 0's primary context
+  // current (shared with any other CUDA user in the process).
+  // False with the reason in `error` ("no libcuda.so.1", "no CUDA device").
+  bool open(std::string &error);
+  bool isOpen() const { return ctx_ != nullptr; }
+
+  std::string deviceName() const { return deviceName_; }
+  // Compute capability, e.g. 89.
+  int computeCapability() const { return cc_; }
+  bool memInfo(size_t &freeBytes, size_t &totalBytes, std::string &error);
+
+  // Loads a PTX (NUL-terminated) or CUBIN image.
+  bool loadModule(const void *image, std::string &error);
+  // A kernel of the loaded module; null with `error` when absent.
+  void *function(const char *name, std::string &error);
+
+  bool alloc(DevPtr &out, size_t bytes, std::string &error);
+  bool upload(DevPtr dst, const void *src, size_t bytes, std::string &error);
+  // Waits for all earlier work on the default stream, then copies.
+  bool download(void *dst, DevPtr src, size_t bytes, std::string &error);
+  // Asynchronous launch on the default stream; args as for cuLaunchKernel.
+  bool launch(void *fn, unsigned grid, unsigned block, void **args,
+              std::string &error);
+  bool synchronize(std::string &error);
+
+private:
+  bool check(int rc, const char *call, std::string &error) const;
+
+  void *lib_ = nullptr;
+  void *ctx_ = nullptr;
+  void *module_ = nullptr;
+  int device_ = 0;
+  int cc_ = 0;
+  std::string deviceName_;
+  std::vector<DevPtr> allocs_; // freed with the context
+
+  // Driver entry points (CUresult is an int).
+  int (*cuInit_)(unsigned) = nullptr;
+  int (*cuDeviceGetCount_)(int *) = nullptr;
+  int (*cuDeviceGet_)(int *, int) = nullptr;
+  int (*cuDeviceGetName_)(char *, int, int) = nullptr;
+  int (*cuDeviceGetAttribute_)(int *, int, int) = nullptr;
+  int (*cuDevicePrimaryCtxRetain_)(void **, int) = nullptr;
+  int (*cuDevicePrimaryCtxRelease_)(int) = nullptr;
+  int (*cuCtxSetCurrent_)(void *) = nullptr;
+  int (*cuCtxSynchronize_)() = nullptr;
+  int (*cuMemGetInfo_)(size_t *, size_t *) = nullptr;
+  int (*cuModuleLoadData_)(void **, const void *) = nullptr;
+  int (*cuModuleGetFunction_)(void **, void *, const char *) = nullptr;
+  int (*cuMemAlloc_)(DevPtr *, size_t) = nullptr;
+  int (*cuMemFree_)(DevPtr) = nullptr;
+  int (*cuMemcpyHtoD_)(DevPtr, const void *, size_t) = nullptr;
+  int (*cuMemcpyDtoH_)(void *, DevPtr, size_t) = nullptr;
+  int (*cuLaunchKernel_)(void *, unsigned, unsigned, unsigned, unsigned,
+                         unsigned, unsigned, unsigned, void *, void **,
+                         void **) = nullptr;
+  int (*cuGetErrorString_)(int, const char **) = nullptr;
+};
+
+} // namespace pinfer

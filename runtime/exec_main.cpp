@@ -1,0 +1,201 @@
+// The main logic of generated executables; see exec_main.h.
+#include "runtime/exec_main.h"
+
+#include "runtime/cli_args.h"
+#include "runtime/executor.h"
+#include "runtime/gguf.h"
+#include "runtime/json.h"
+#include "runtime/tokenizer.h"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace pinfer {
+
+namespace {
+
+int fail(const std::string &prog, const std::string &msg) {
+  std::cerr << prog << ": error: " << msg << "\n";
+  return 1;
+}
+
+// The directory of the running executable (/proc/self/exe), else argv[0]'s.
+std::string executableDir(const char *argv0) {
+  std::string path;
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0)
+    path.assign(buf, size_t(n));
+  else
+    path = argv0;
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+std::string baseName(const char *argv0) {
+  std::string s = argv0;
+  size_t slash = s.rfind('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+// Opens the packed weights and checks that they are the ones this program
+// was compiled with.
+std::unique_ptr<GGUFFile> openWeights(const std::string &path,
+                                      const Program &program,
+                                      std::string &error) {
+  if (::access(path.c_str(), R_OK) != 0) {
+    error = path + ": packed weights file not found (it is written beside "
+                   "the executable by pinferc; or pass --weights PATH)";
+    return nullptr;
+  }
+  std::unique_ptr<GGUFFile> f = GGUFFile::open(path, error);
+  if (!f)
+    return nullptr;
+  std::string stored;
+  uint64_t storedHash = 0;
+  if (!f->getString(kPackedHashKey, stored, error))
+    return nullptr;
+  if (!parsePackedHash(stored, storedHash)) {
+    error = path + ": key " + kPackedHashKey + ": '" + stored +
+            "' is not a 16-digit hex hash";
+    return nullptr;
+  }
+  std::string want = formatPackedHash(program.weightsHash);
+  if (storedHash != program.weightsHash) {
+    error = path + ": key " + kPackedHashKey + ": weights " + stored +
+            " were packed for another program, expected " + want +
+            " (recompile with pinferc)";
+    return nullptr;
+  }
+  uint64_t actual = packedWeightsHash(*f);
+  if (actual != program.weightsHash) {
+    error = path + ": tensor data at offset " +
+            std::to_string(f->dataOffset()) + " has content hash " +
+            formatPackedHash(actual) + ", expected " + want +
+            " (the file was changed after compilation)";
+    return nullptr;
+  }
+  return f;
+}
+
+} // namespace
+
+int execMain(int argc, char **argv, const Program &program) {
+  const std::string prog = baseName(argc > 0 ? argv[0] : "pinfer");
+  std::vector<std::string> rest;
+  std::string weightsPath;
+  bool noGpu = false;
+  bool measureRecall = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--weights" && i + 1 < argc)
+      weightsPath = argv[++i];
+    else if (a.rfind("--weights=", 0) == 0)
+      weightsPath = a.substr(10);
+    else if (a == "--weights")
+      return fail(prog, "--weights: expected a value");
+    else if (a == "--cpu")
+      noGpu = true;
+    else if (a == "--measure-recall")
+      measureRecall = true;
+    else
+      rest.push_back(a);
+  }
+  GenerateFlags flags;
+  std::string error;
+  if (!parseGenerateFlags(rest, flags, error))
+    return fail(prog, error);
+  if (flags.help) {
+    std::cout
+        << "usage: " << prog << " [flags]\n"
+        << "A " << program.modelName << " executable compiled by pinferc "
+        << "for target " << program.target << " (sparsity "
+        << sparsityModeName(program.mode) << ").\n"
+        << generateFlagsHelp()
+        << "      --weights PATH      packed weights (default: "
+        << program.weightsFile << " beside the executable)\n"
+        << "      --cpu               compute the GPU part on the CPU\n"
+        << "      --measure-recall    predicted sparsity: also count the "
+           "neurons the\n"
+        << "                          predictor missed (--json: recall)\n";
+    return 0;
+  }
+  if (!flags.positional.empty())
+    return fail(prog, "unexpected argument '" + flags.positional[0] +
+                          "' (see --help)");
+  if (!flags.promptFile.empty()) {
+    std::ifstream in(flags.promptFile, std::ios::binary);
+    if (!in)
+      return fail(prog, flags.promptFile + ": cannot read the prompt file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    flags.gen.prompt = ss.str();
+  }
+  if (weightsPath.empty())
+    weightsPath = executableDir(argv[0]) + "/" + program.weightsFile;
+  std::unique_ptr<GGUFFile> weights = openWeights(weightsPath, program, error);
+  if (!weights)
+    return fail(prog, error);
+  std::unique_ptr<Tokenizer> tok = Tokenizer::fromGGUF(*weights, error);
+  if (!tok)
+    return fail(prog, error);
+
+  GenerateOptions &g = flags.gen;
+  int nCtx = g.nCtx;
+  if (nCtx < 1)
+    nCtx =
+        std::min<int>(program.nCtxTrain ? int(program.nCtxTrain) : 4096, 4096);
+  Executor exec(program, *weights, g.nThreads);
+  if (!exec.init(nCtx, !noGpu, error))
+    return fail(prog, error);
+  exec.setMeasureRecall(measureRecall);
+  if (!exec.gpuNote().empty())
+    std::cerr << prog << ": " << exec.gpuNote() << "\n";
+
+  if (g.json) {
+    g.extraJson = [&](JsonWriter &w) {
+      w.field("target", program.target);
+      w.field("sparsity_mode", sparsityModeName(program.mode));
+      w.field("device", exec.deviceName());
+      w.field("gpu_active", exec.gpuActive());
+      uint64_t fired = 0, slots = 0;
+      w.key("layers").beginArray();
+      for (uint32_t l = 0; l < program.nLayer; ++l) {
+        const LayerStats &s = exec.stats()[l];
+        const ProgramLayer &pl = program.layers[l];
+        fired += s.fired;
+        slots += s.tokens * program.nFF;
+        w.beginObject();
+        w.field("layer", l);
+        w.field("hot_neurons", pl.nHot);
+        w.field("cold_neurons", pl.nCold);
+        w.field("ffn_hot_device", exec.gpuActive() && pl.nHot ? "gpu" : "cpu");
+        w.field("neurons_computed_gpu", s.gpuNeurons);
+        w.field("neurons_computed_cpu", s.cpuNeurons);
+        w.field("tokens", s.tokens);
+        if (program.mode == SparsityMode::Predicted) {
+          w.field("predicted_neurons", s.predicted);
+          if (exec.measureRecall())
+            w.field("recall",
+                    s.coldFired + s.missed
+                        ? double(s.coldFired) / double(s.coldFired + s.missed)
+                        : 1.0);
+        }
+        w.field("sparsity",
+                s.tokens
+                    ? 1.0 - double(s.fired) / (double(s.tokens) * program.nFF)
+                    : 0.0);
+        w.endObject();
+      }
+      w.endArray();
+      w.field("sparsity", slots ? 1.0 - double(fired) / double(slots) : 0.0);
+    };
+  }
+  return generate(exec, *tok, g);
+}
+
+} // namespace pinfer

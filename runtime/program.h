@@ -1,0 +1,62 @@
+// The compiled program as a generated executable holds it: constant tables
+// emitted by the host code generator (codegen/HostEmitter) and read by the
+// specialised decoder (runtime/executor.h). Plain data with static storage,
+// so that the generated main() is nothing but tables and one call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pinfer {
+
+// How the FFN halves skip neurons.
+enum class SparsityMode {
+  Dense,     // every neuron's gate, up and down computed
+  Exact,     // gate for all; up and down only where the activation is non-zero
+  Predicted, // cold half: a per-layer predictor chooses the neurons whose
+             // gate, up and down run; hot half as Exact
+};
+const char *sparsityModeName(SparsityMode mode);
+bool parseSparsityMode(const char *name, SparsityMode &out);
+
+// One layer. The packed weights store the layer's FFN neurons in the order
+// of `neuronIds`: packed rows [0, nHot) are the hot half (GPU), rows
+// [nHot, nHot + nCold) the cold half (CPU).
+struct ProgramLayer {
+  uint32_t nHot = 0;
+  uint32_t nCold = 0;
+  const uint32_t *neuronIds = nullptr; // [nHot + nCold] original neuron ids
+  bool attentionOnGPU = false; // planned; attention runs on the CPU for now
+  uint32_t predictorRank = 0;  // R of blk.N.fc1 {n_embd, R}; 0: none
+  const char *gateUpKernel = nullptr; // hot-half kernels in the GPU image;
+  const char *downKernel = nullptr;   // null when nHot == 0
+  uint32_t gateUpBlock = 0;           // threads per block of each kernel
+  uint32_t downBlock = 0;
+  uint32_t gateUpGrid = 0; // blocks of each kernel
+  uint32_t downGrid = 0;
+};
+
+struct Program {
+  uint32_t formatVersion = 1;
+  const char *modelName = "";
+  const char *target = "";      // "rtx4090", "cpu"
+  const char *weightsFile = ""; // default file name beside the executable
+  uint64_t weightsHash = 0;     // content hash of the packed weights
+  // The model's hyperparameters, constants of the program; the packed
+  // weights' shapes are checked against them at start-up.
+  uint32_t nLayer = 0, nEmbd = 0, nFF = 0, nVocab = 0;
+  uint32_t nHead = 0, nKvHead = 0, headDim = 0, nRot = 0, nCtxTrain = 0;
+  float normEps = 1e-5f, ropeBase = 10000.f;
+  const char *activation = "silu"; // as parseActivation reads it
+  // Predicted mode: a neuron runs when its predictor score is >= this.
+  float predictorThreshold = 0.f;
+  SparsityMode mode = SparsityMode::Exact;
+  const ProgramLayer *layers = nullptr; // [nLayer]
+  // The GPU part: PTX text (NUL-terminated) or a CUBIN; null for CPU-only.
+  const uint8_t *gpuImage = nullptr;
+  size_t gpuImageSize = 0;
+  const char *smArch = "";    // "sm_89"
+  uint64_t vramBillBytes = 0; // the plan's VRAM bill
+};
+
+} // namespace pinfer

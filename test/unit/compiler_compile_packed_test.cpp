@@ -1,0 +1,154 @@
+// Tests the packed weights file directly: gate, up and predictor rows (and
+// the predictor's bias) in the program's neuron order, the down projection
+// transposed per neuron (exact for every source type), other tensors byte
+// for byte, and the content hash that the executable checks.
+#include "codegen/PackedWeights.h"
+
+#include "runtime/executor.h"
+#include "runtime/gguf.h"
+#include "runtime/model.h"
+#include "tools/genmodel/model_generator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+using namespace pinfer;
+
+namespace {
+
+class PackedWeights : public ::testing::TestWithParam<GGMLType> {};
+
+TEST_P(PackedWeights, LayoutAndHash) {
+  char tmpl[] = "/tmp/pinfer-packed-test-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(tmpl));
+  const std::string dir = tmpl;
+  GenModelConfig cfg;
+  std::string error;
+  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+  cfg.nLayer = 1;
+  cfg.type = GetParam();
+  cfg.powerInfer = true;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  GenModelReport report;
+  const std::string src = dir + "/src.gguf", packed = dir + "/packed.gguf";
+  const std::string gen = dir + "/gen.gguf";
+  ASSERT_TRUE(generateModel(cfg, gen, report, error)) << error;
+  {
+    // The same model with a predictor output bias whose values are the
+    // neuron ids, as pinferc-trained predictors carry one.
+    auto g = GGUFFile::open(gen, error);
+    ASSERT_TRUE(g) << error;
+    GGUFWriter w;
+    for (const GGUFKV &kv : g->metadata())
+      if (kv.key != "general.alignment")
+        w.set(kv.key, kv.value);
+    for (const GGUFTensor &t : g->tensors())
+      w.addTensorData(t.name, t.type,
+                      std::vector<int64_t>(t.ne, t.ne + t.nDims), t.data,
+                      t.nbytes);
+    std::vector<float> bias(cfg.nFF);
+    for (int64_t i = 0; i < cfg.nFF; ++i)
+      bias[i] = float(i);
+    w.addTensorData("blk.0.fc2.bias", GGMLType::F32, {cfg.nFF}, bias.data(),
+                    bias.size() * sizeof(float));
+    ASSERT_TRUE(w.write(src, error)) << error;
+  }
+  auto model = Model::open(src, error);
+  ASSERT_TRUE(model) << error;
+  const ModelParams &p = model->params();
+
+  // A scrambled split: 100 hot neurons, the rest cold.
+  ProgramDesc prog;
+  ASSERT_TRUE(programAllCold(*model, SparsityMode::Predicted, prog, error))
+      << error;
+  std::vector<uint32_t> order;
+  for (int i = 0; i < p.nFF; ++i)
+    order.push_back(uint32_t((i * 97 + 5) % p.nFF));
+  prog.layers[0].hot.assign(order.begin(), order.begin() + 100);
+  prog.layers[0].cold.assign(order.begin() + 100, order.end());
+
+  PackedWeightsInfo info;
+  ASSERT_TRUE(writePackedWeights(*model, prog, packed, info, error)) << error;
+  auto f = GGUFFile::open(packed, error);
+  ASSERT_TRUE(f) << error;
+  EXPECT_EQ(packedWeightsHash(*f), info.hash);
+  std::string stored;
+  ASSERT_TRUE(f->getString(kPackedHashKey, stored, error));
+  EXPECT_EQ(stored, formatPackedHash(info.hash));
+  EXPECT_FALSE(f->tensor("blk.0.ffn_down.weight"));
+
+  const LayerWeights &w = model->layer(0);
+  const GGUFTensor *gate = f->tensor("blk.0.ffn_gate.weight");
+  const GGUFTensor *downT = f->tensor("blk.0.ffn_down_t.weight");
+  const GGUFTensor *fc2 = f->tensor("blk.0.fc2.weight");
+  const GGUFTensor *fc2Src = model->file().tensor("blk.0.fc2.weight");
+  ASSERT_TRUE(gate && downT && fc2 && fc2Src);
+  EXPECT_EQ(downT->type, transposedDownType(w.down.type));
+  EXPECT_EQ(downT->ne[0], p.nEmbd);
+  EXPECT_EQ(downT->ne[1], p.nFF);
+
+  std::vector<float> down(size_t(p.nFF) * p.nEmbd), row(p.nEmbd);
+  for (int e = 0; e < p.nEmbd; ++e)
+    ASSERT_TRUE(dequantizeRow(w.down.type, w.down.row(e),
+                              down.data() + size_t(e) * p.nFF, p.nFF));
+  const size_t fc2Row = rowBytes(fc2->type, fc2->ne[0]);
+  for (int k = 0; k < p.nFF; ++k) {
+    uint32_t n = order[k];
+    ASSERT_EQ(std::memcmp(gate->data + k * w.gate.rowBytes, w.gate.row(n),
+                          w.gate.rowBytes),
+              0)
+        << "gate row " << k;
+    ASSERT_EQ(
+        std::memcmp(fc2->data + k * fc2Row, fc2Src->data + n * fc2Row, fc2Row),
+        0)
+        << "fc2 row " << k;
+    ASSERT_TRUE(dequantizeRow(downT->type,
+                              downT->data + k * rowBytes(downT->type, p.nEmbd),
+                              row.data(), p.nEmbd));
+    for (int e = 0; e < p.nEmbd; ++e)
+      ASSERT_EQ(row[e], down[size_t(e) * p.nFF + n]) << k << "," << e;
+  }
+  const GGUFTensor *bias = f->tensor("blk.0.fc2.bias");
+  ASSERT_TRUE(bias);
+  for (int k = 0; k < p.nFF; ++k)
+    ASSERT_EQ(reinterpret_cast<const float *>(bias->data)[k], float(order[k]))
+        << "fc2 bias " << k;
+  // Tensors outside the FFN are copied byte for byte.
+  const GGUFTensor *q = f->tensor("blk.0.attn_q.weight");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(std::memcmp(q->data, w.wq.data, q->nbytes), 0);
+
+  // Any change to the data changes the hash.
+  f.reset();
+  {
+    FILE *io = std::fopen(packed.c_str(), "r+b");
+    ASSERT_TRUE(io);
+    std::fseek(io, -1, SEEK_END);
+    int c = std::fgetc(io);
+    std::fseek(io, -1, SEEK_END);
+    std::fputc(c ^ 1, io);
+    std::fclose(io);
+  }
+  f = GGUFFile::open(packed, error);
+  ASSERT_TRUE(f) << error;
+  EXPECT_NE(packedWeightsHash(*f), info.hash);
+  f.reset();
+  model.reset();
+  std::remove(gen.c_str());
+  std::remove(src.c_str());
+  std::remove(packed.c_str());
+  ::rmdir(dir.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, PackedWeights,
+                         ::testing::Values(GGMLType::F32, GGMLType::F16,
+                                           GGMLType::BF16, GGMLType::Q8_0,
+                                           GGMLType::Q4_0),
+                         [](const ::testing::TestParamInfo<GGMLType> &info) {
+                           return std::string(typeName(info.param));
+                         });
+
+} // namespace

@@ -1,0 +1,377 @@
+// End-to-end tests of the compile job: a tiny generated model is compiled
+// for a CPU-only target and for a GPU target (whose GPU part runs on the CPU
+// where there is no GPU), the executables are run greedily, and their tokens
+// are compared with the dense reference token for token, in exact and dense
+// sparsity modes. Also the job's errors.
+#include "compiler/Compile.h"
+
+#include "compiler/Profile.h"
+#include "compiler/Trace.h"
+#include "compiler/placement/Plan.h"
+#include "runtime/executor.h"
+#include "runtime/generate.h"
+#include "runtime/gguf.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer.h"
+#include "tools/genmodel/model_generator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace pinfer;
+
+namespace {
+
+const char *kPrompt = "Once upon a time there was a little";
+constexpr int kTokens = 24;
+
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `cmd`, returns its exit status; stdout and stderr into the strings.
+int run(const std::string &cmd, std::string &out, std::string &err,
+        const std::string &dir) {
+  std::string o = dir + "/stdout.txt", e = dir + "/stderr.txt";
+  int rc = std::system((cmd + " > " + o + " 2> " + e).c_str());
+  out = readFile(o);
+  err = readFile(e);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// The integers of the JSON array under "key".
+std::vector<int32_t> jsonInts(const std::string &json, const std::string &key) {
+  std::vector<int32_t> v;
+  size_t at = json.find("\"" + key + "\"");
+  if (at == std::string::npos)
+    return v;
+  at = json.find('[', at);
+  size_t end = json.find(']', at);
+  std::string body = json.substr(at + 1, end - at - 1);
+  for (char &c : body)
+    if (c == ',')
+      c = ' ';
+  std::istringstream in(body);
+  int32_t x;
+  while (in >> x)
+    v.push_back(x);
+  return v;
+}
+
+// Sum of every numeric value under "key" (one per layer object).
+double sumField(const std::string &json, const std::string &key) {
+  double sum = 0;
+  std::string k = "\"" + key + "\":";
+  for (size_t at = json.find(k); at != std::string::npos;
+       at = json.find(k, at + 1))
+    sum += std::atof(json.c_str() + at + k.size());
+  return sum;
+}
+
+class CompileTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/pinfer-compile-test-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(tmpl));
+    dir_ = tmpl;
+    model_ = dir_ + "/tiny.gguf";
+    GenModelConfig cfg;
+    std::string error;
+    ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+    cfg.type = GGMLType::Q8_0;
+    cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+    GenModelReport report;
+    ASSERT_TRUE(generateModel(cfg, model_, report, error)) << error;
+
+    // The dense reference's greedy tokens, and a profile for placement.
+    auto model = Model::open(model_, error);
+    ASSERT_TRUE(model) << error;
+    auto tok = Tokenizer::fromGGUF(model->file(), error);
+    ASSERT_TRUE(tok) << error;
+    GenerateOptions opts;
+    opts.prompt = kPrompt;
+    opts.nPredict = kTokens;
+    opts.sampling.temperature = 0;
+    std::ostringstream sink;
+    opts.out = &sink;
+    opts.err = &sink;
+    GenerateResult result;
+    ASSERT_EQ(generate(*model, *tok, opts, &result), 0) << sink.str();
+    reference_ = new std::vector<int32_t>(result.tokens);
+    ASSERT_EQ(int(reference_->size()), kTokens);
+
+    Trace trace;
+    ProfileOptions popts;
+    popts.maxTokens = 256;
+    ASSERT_TRUE(profileModel(*model, *tok, modelIdentity(model->file()),
+                             std::string(200, ' ') + kPrompt +
+                                 " girl who lived in a village near the "
+                                 "forest. Every day she walked to the river.",
+                             popts, trace, error))
+        << error;
+    trace_ = dir_ + "/tiny.trace";
+    ASSERT_TRUE(writeTrace(trace_, trace, error)) << error;
+
+    // A plan that splits each layer: 200 hot neurons in a scrambled order,
+    // so that the packing's permutation is exercised.
+    Plan plan;
+    plan.target = "rtx4090";
+    plan.nLayer = 2;
+    plan.nFF = 512;
+    plan.nCtx = 256;
+    plan.bill.push_back({"hot FFN rows", 1 << 20});
+    plan.billBytes = 1 << 20;
+    plan.layers.resize(2);
+    for (int l = 0; l < 2; ++l) {
+      plan.layers[l].nHot = 200 + 8 * l;
+      for (uint32_t i = 0; i < 512; ++i)
+        plan.layers[l].order.push_back((i * 37 + l) % 512);
+    }
+    plan_ = dir_ + "/split.plan.json";
+    ASSERT_TRUE(writePlanJson(plan_, plan, error)) << error;
+  }
+  static void TearDownTestSuite() {
+    std::system(("rm -rf " + dir_).c_str());
+    delete reference_;
+  }
+
+  // Compiles for `target` in `mode`, runs the executable greedily and
+  // returns its JSON output.
+  std::string compileAndRun(const std::string &target, const std::string &mode,
+                            const std::string &plan, std::string &err) {
+    CompileArgs args;
+    args.model = model_;
+    args.target = target;
+    args.trace = trace_;
+    args.sparsity = mode;
+    args.plan = plan;
+    args.nCtx = 256;
+    args.noZ3 = true;
+    args.quiet = true;
+    args.output = dir_ + "/exe-" + target + "-" + mode;
+    EXPECT_EQ(compileModel(args), 0);
+    std::string out;
+    EXPECT_EQ(run(args.output + " -p '" + std::string(kPrompt) + "' -n " +
+                      std::to_string(kTokens) + " --temp 0 --json -t 2",
+                  out, err, dir_),
+              0)
+        << err;
+    return out;
+  }
+
+  static std::string dir_, model_, trace_, plan_;
+  static std::vector<int32_t> *reference_;
+};
+
+std::string CompileTest::dir_, CompileTest::model_, CompileTest::trace_,
+    CompileTest::plan_;
+std::vector<int32_t> *CompileTest::reference_ = nullptr;
+
+// Tests that the CPU-only executable gives the reference's greedy tokens in
+// exact and dense modes, and reports all neurons on the CPU.
+TEST_F(CompileTest, CpuTargetMatchesReference) {
+  for (const char *mode : {"exact", "dense"}) {
+    std::string err;
+    std::string json = compileAndRun("cpu", mode, "", err);
+    EXPECT_EQ(jsonInts(json, "tokens"), *reference_) << mode << "\n" << json;
+    EXPECT_EQ(sumField(json, "neurons_computed_gpu"), 0) << json;
+    EXPECT_GT(sumField(json, "neurons_computed_cpu"), 0) << json;
+    EXPECT_NE(json.find("\"sparsity_mode\":\"" + std::string(mode) + "\""),
+              std::string::npos);
+  }
+}
+
+// Tests that the GPU target, with a plan that splits the layers, gives
+// the reference's tokens in both modes; without a GPU the hot half runs on
+// the CPU and the executable says so once.
+TEST_F(CompileTest, GpuTargetMatchesReference) {
+  for (const char *mode : {"exact", "dense"}) {
+    std::string err;
+    std::string json = compileAndRun("rtx4090", mode, plan_, err);
+    EXPECT_EQ(jsonInts(json, "tokens"), *reference_) << mode << "\n" << json;
+    // The plan puts part of each layer on the GPU.
+    EXPECT_GT(sumField(json, "hot_neurons"), 0) << json;
+    EXPECT_GT(sumField(json, "cold_neurons"), 0) << json;
+    CudaDriver probe;
+    std::string why;
+    if (!probe.open(why)) {
+      size_t first = err.find("computing the GPU part on the CPU");
+      EXPECT_NE(first, std::string::npos) << err;
+      EXPECT_EQ(err.find("computing the GPU part on the CPU", first + 1),
+                std::string::npos);
+    } else {
+      // On a GPU the hot half ran there.
+      EXPECT_NE(json.find("\"gpu_active\":true"), std::string::npos) << json;
+      EXPECT_GT(sumField(json, "neurons_computed_gpu"), 0) << json;
+    }
+  }
+}
+
+// Tests that exact mode skips work: it computes up and down only for the
+// neurons that fired, dense mode for all, and both measure the same
+// sparsity.
+TEST_F(CompileTest, ExactModeSkipsNeurons) {
+  std::string err;
+  std::string exact = compileAndRun("cpu", "exact", "", err);
+  std::string dense = compileAndRun("cpu", "dense", "", err);
+  double nExact = sumField(exact, "neurons_computed_cpu");
+  double nDense = sumField(dense, "neurons_computed_cpu");
+  EXPECT_GT(nExact, 0);
+  EXPECT_LT(nExact, 0.5 * nDense);
+  EXPECT_EQ(sumField(exact, "sparsity"), sumField(dense, "sparsity"));
+  EXPECT_GT(sumField(exact, "sparsity"), 0.3);
+}
+
+// Tests predicted sparsity on a PowerInfer-layout model: the executable
+// runs the predictors of the cold half, reports how many neurons they chose
+// and, with --measure-recall, how many firing neurons they caught; a model
+// without predictors is refused at compile time.
+TEST_F(CompileTest, PredictedMode) {
+  GenModelConfig cfg;
+  std::string error;
+  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+  cfg.type = GGMLType::F16;
+  cfg.powerInfer = true;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  GenModelReport report;
+  std::string pwri = dir_ + "/tiny-pwri.gguf";
+  ASSERT_TRUE(generateModel(cfg, pwri, report, error)) << error;
+
+  for (const char *target : {"cpu", "rtx4090"}) {
+    CompileArgs args;
+    args.model = pwri;
+    args.target = target;
+    args.plan = std::string(target) == "cpu" ? "" : plan_;
+    args.sparsity = "predicted";
+    args.quiet = true;
+    args.output = dir_ + "/exe-predicted-" + target;
+    ASSERT_EQ(compileModel(args), 0);
+    std::string out, err;
+    ASSERT_EQ(run(args.output + " -p '" + std::string(kPrompt) + "' -n " +
+                      std::to_string(kTokens) +
+                      " --temp 0 --json --measure-recall -t 2",
+                  out, err, dir_),
+              0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens").size(), size_t(kTokens)) << out;
+    // Per layer: tokens evaluated, cold neurons, neurons chosen.
+    double tokensPerLayer = sumField(out, "tokens") / 2;
+    double coldSlots = sumField(out, "cold_neurons") * tokensPerLayer;
+    double chosen = sumField(out, "predicted_neurons");
+    EXPECT_GT(chosen, 0) << out;
+    // The predictor skips most cold neurons ...
+    EXPECT_LT(chosen, 0.5 * coldSlots) << out;
+    // ... and catches most of those that fire (planted fidelity 0.9).
+    double recall = sumField(out, "recall") / 2;
+    EXPECT_GT(recall, 0.8) << out;
+    std::cerr << target << ": chosen " << chosen << " of " << coldSlots
+              << " cold neuron slots, recall " << recall << "\n";
+    EXPECT_LE(recall, 1.0);
+  }
+
+  CompileArgs args;
+  args.model = model_; // no predictors
+  args.target = "cpu";
+  args.sparsity = "predicted";
+  args.quiet = true;
+  args.output = dir_ + "/exe-predicted-none";
+  EXPECT_EQ(compileModel(args), 1);
+}
+
+// Tests --emit: the CUDA source of the GPU part and the host C++ are
+// printed and nothing is written; a CPU target has no CUDA to emit.
+TEST_F(CompileTest, EmitPrintsSources) {
+  CompileArgs args;
+  args.model = model_;
+  args.target = "rtx4090";
+  args.plan = plan_;
+  args.quiet = true;
+  args.emit = "cuda";
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(compileModel(args), 0);
+  std::string cuda = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(cuda.find("ffn_hot_l0_gate_up"), std::string::npos);
+  EXPECT_NE(cuda.find("kHot = 208"), std::string::npos);
+
+  args.emit = "cpp";
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(compileModel(args), 0);
+  std::string cpp = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(cpp.find("int main("), std::string::npos);
+  EXPECT_NE(cpp.find("kNeuronIds1[]"), std::string::npos);
+  EXPECT_NE(cpp.find("kGpuImage"), std::string::npos);
+
+  args.target = "cpu";
+  args.plan.clear();
+  args.emit = "cuda";
+  EXPECT_EQ(compileModel(args), 1);
+}
+
+// Tests that the weights are found with --weights when moved, and that a
+// missing or changed weights file is refused with a one-line error.
+TEST_F(CompileTest, ChangedWeightsAreRefused) {
+  CompileArgs args;
+  args.model = model_;
+  args.target = "cpu";
+  args.quiet = true;
+  args.output = dir_ + "/exe-changed";
+  ASSERT_EQ(compileModel(args), 0);
+  std::string weights = weightsPathFor(args.output);
+  std::string out, err;
+  // --weights finds a file that was moved away from the executable.
+  std::string moved = dir_ + "/moved.gguf";
+  ASSERT_EQ(std::rename(weights.c_str(), moved.c_str()), 0);
+  EXPECT_EQ(run(args.output + " -p hi -n 2 --temp 0 --weights " + moved, out,
+                err, dir_),
+            0)
+      << err;
+  EXPECT_EQ(run(args.output + " -p hi -n 2", out, err, dir_), 1);
+  EXPECT_NE(err.find("not found"), std::string::npos) << err;
+  ASSERT_EQ(std::rename(moved.c_str(), weights.c_str()), 0);
+  {
+    std::fstream f(weights, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x55');
+  }
+  EXPECT_EQ(run(args.output + " -p hi -n 2 --temp 0", out, err, dir_), 1);
+  EXPECT_NE(err.find("content hash"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+// Tests the job's one-line errors: unknown target, a file that is not ours
+// in the way of the weights, a missing host compiler.
+TEST_F(CompileTest, Errors) {
+  CompileArgs args;
+  args.model = model_;
+  args.output = dir_ + "/exe-err";
+  args.quiet = true;
+  args.target = "no-such-gpu";
+  EXPECT_EQ(compileModel(args), 1);
+
+  args.target = "cpu";
+  std::string foreign = weightsPathFor(args.output);
+  { std::ofstream(foreign) << "precious"; }
+  EXPECT_EQ(compileModel(args), 1);
+  EXPECT_EQ(readFile(foreign), "precious");
+  std::remove(foreign.c_str());
+
+  ::setenv("CXX", "/nonexistent/c++", 1);
+  EXPECT_EQ(compileModel(args), 1);
+  ::unsetenv("CXX");
+  struct stat st;
+  EXPECT_NE(::stat(args.output.c_str(), &st), 0);
+
+  args.sparsity = "sometimes";
+  EXPECT_EQ(compileModel(args), 1);
+}
+
+} // namespace
