@@ -1,0 +1,445 @@
+//===- LowerToProgram.cpp - scheduled pinfer IR to a ProgramDesc ----------===//
+//
+// Reads what the passes decided back out of the IR, checking it as it goes:
+// the emitters trust the description blindly, so a module that would make
+// them index out of range or drop a neuron is rejected here with the op and
+// layer at fault.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/LowerToProgram.h"
+
+#include "compiler/Import.h"
+#include "compiler/InitAll.h"
+#include "compiler/placement/Plan.h"
+#include "dialects/PInfer/IR/PInferOps.h"
+#include "runtime/gguf.h"
+#include "runtime/model.h"
+
+#include "mlir/IR/MLIRContext.h"
+
+#include <map>
+
+using namespace mlir;
+
+namespace pinfer {
+
+namespace {
+
+const char *modeName(SparsityMode mode) {
+  switch (mode) {
+  case SparsityMode::Dense:
+    return "dense";
+  case SparsityMode::Exact:
+    return "exact";
+  case SparsityMode::Predicted:
+    return "predicted";
+  }
+  return "exact";
+}
+
+SparsityMode toMode(Sparsity s) {
+  switch (s) {
+  case Sparsity::dense:
+    return SparsityMode::Dense;
+  case Sparsity::exact:
+    return SparsityMode::Exact;
+  case Sparsity::predicted:
+    return SparsityMode::Predicted;
+  }
+  return SparsityMode::Exact;
+}
+
+// The dialect numbers its dtypes as ggml does.
+GGMLType toGGML(DType d) { return static_cast<GGMLType>(uint32_t(d)); }
+
+std::string where(int64_t layer, llvm::StringRef op) {
+  return "scheduled IR: " + op.str() + " of layer " + std::to_string(layer) +
+         ": ";
+}
+
+std::string deviceName(Device d) { return stringifyDevice(d).str(); }
+
+// What one layer's halves say, gathered before the checks that need both.
+struct LayerRead {
+  FFNPartOp part[2]; // indexed by Device (cpu 0, gpu 1)
+  bool attentionOnGPU = false;
+  bool sawAttention = false;
+};
+
+// The neuron_order table of the weight behind `v` (empty: identity), or
+// false with `error` set.
+bool weightOrder(Value v, int64_t nFF, int64_t layer, Attribute &attr,
+                 SmallVector<int32_t> &order, std::string &error) {
+  auto weight = v.getDefiningOp<WeightOp>();
+  if (!weight) {
+    error = where(layer, "pinfer.ffn_part") +
+            "a weight does not come from pinfer.weight, expected a named "
+            "tensor";
+    return false;
+  }
+  attr = weight.getNeuronOrderAttr();
+  order.clear();
+  if (!attr)
+    return true;
+  auto table = getNeuronTable(attr);
+  if (!table || int64_t(table->size()) != nFF) {
+    error = where(layer, "pinfer.weight \"" + weight.getName().str() + "\"") +
+            "neuron_order has no data or not " + std::to_string(nFF) +
+            " entries";
+    return false;
+  }
+  order.assign(table->begin(), table->end());
+  return true;
+}
+
+// The neurons `part` owns, in the order it runs them.
+bool ownedNeurons(FFNPartOp part, int64_t nFF, std::vector<uint32_t> &out,
+                  std::string &error) {
+  int64_t layer = part.getLayer();
+  std::string at =
+      where(layer, "pinfer.ffn_part (" + deviceName(part.getDevice()) + ")");
+  int64_t count = part.getCount();
+  out.clear();
+  if (Attribute neurons = part.getNeuronsAttr()) {
+    auto table = getNeuronTable(neurons);
+    if (!table) {
+      error = at + "neuron table resource has no data";
+      return false;
+    }
+    if (int64_t(table->size()) != count) {
+      error = at + "table of " + std::to_string(table->size()) +
+              " neurons, expected count = " + std::to_string(count);
+      return false;
+    }
+    for (int32_t n : *table)
+      out.push_back(uint32_t(n));
+    return true;
+  }
+  int64_t offset = part.getOffsetAttr() ? part.getOffsetAttr().getInt() : 0;
+  if (offset < 0 || count < 0 || offset + count > nFF) {
+    error = at + "range [" + std::to_string(offset) + ", " +
+            std::to_string(offset + count) + ") outside [0, " +
+            std::to_string(nFF) + ")";
+    return false;
+  }
+  // A range indexes the permuted rows; all three weights must agree on
+  // the permutation or the packed gate, up and down rows would not match.
+  Attribute gateAttr;
+  SmallVector<int32_t> order;
+  if (!weightOrder(part.getGate(), nFF, layer, gateAttr, order, error))
+    return false;
+  for (Value w : {part.getUp(), part.getDown()}) {
+    Attribute attr;
+    SmallVector<int32_t> other;
+    if (!weightOrder(w, nFF, layer, attr, other, error))
+      return false;
+    if (attr != gateAttr) {
+      error = at + "gate, up and down carry different neuron_order tables, "
+                   "expected one permutation";
+      return false;
+    }
+  }
+  for (int64_t i = offset; i < offset + count; ++i)
+    out.push_back(order.empty() ? uint32_t(i) : uint32_t(order[i]));
+  return true;
+}
+
+// Checks a weight's type against the model's tensor of the same name.
+bool checkType(Value v, const ModelSpec &spec, int64_t layer,
+               std::string &error) {
+  auto weight = v.getDefiningOp<WeightOp>();
+  auto type = cast<WeightType>(v.getType());
+  const TensorSpec *t = weight ? spec.tensor(weight.getName().str()) : nullptr;
+  if (!t) {
+    error = where(layer, "pinfer.ffn_part") + "weight '" +
+            (weight ? weight.getName().str() : std::string("?")) +
+            "' is not a tensor of the model";
+    return false;
+  }
+  if (toGGML(type.getDtype()) != t->type) {
+    error = where(layer, "pinfer.weight \"" + weight.getName().str() + "\"") +
+            "type " + stringifyDType(type.getDtype()).str() +
+            ", the model stores " + typeName(t->type);
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
+                       const std::string &modelName, const std::string &target,
+                       const std::string &smArch, ProgramDesc &out,
+                       std::string &error) {
+  out = ProgramDesc();
+  out.params = spec.params;
+  out.modelName = modelName;
+  out.target = target;
+  out.smArch = smArch;
+  const int64_t nLayer = spec.params.nLayer, nFF = spec.params.nFF;
+  if (nLayer <= 0 || nFF <= 0) {
+    error = "scheduled IR: model of " + std::to_string(nLayer) + " layers of " +
+            std::to_string(nFF) + " neurons, expected positive sizes";
+    return false;
+  }
+
+  auto memory = scheduled->getAttrOfType<DictionaryAttr>("pinfer.memory");
+  auto total = memory ? memory.getAs<IntegerAttr>("vram_total") : IntegerAttr();
+  if (!total || total.getInt() < 0) {
+    error = "scheduled IR: module attribute pinfer.memory.vram_total is "
+            "missing, expected the output of pinfer-plan-memory";
+    return false;
+  }
+  out.vramBillBytes = uint64_t(total.getInt());
+
+  std::vector<LayerRead> read(nLayer);
+  bool ok = true;
+  bool sawMode = false, sawThreshold = false;
+  SparsityMode mode = SparsityMode::Exact;
+  float threshold = 0.f;
+  auto fail = [&](std::string message) {
+    if (ok)
+      error = std::move(message);
+    ok = false;
+    return WalkResult::interrupt();
+  };
+  scheduled.walk([&](Operation *op) -> WalkResult {
+    if (auto ffn = dyn_cast<FFNOp>(op))
+      return fail(where(ffn.getLayer(), "pinfer.ffn") +
+                  "not split into halves, expected the output of "
+                  "pinfer-place");
+    if (auto attn = dyn_cast<AttentionOp>(op)) {
+      int64_t l = attn.getLayer();
+      if (l < 0 || l >= nLayer)
+        return fail(where(l, "pinfer.attention") + "layer out of [0, " +
+                    std::to_string(nLayer) + ")");
+      read[l].sawAttention = true;
+      read[l].attentionOnGPU = attn.getDevice() == Device::gpu;
+      return WalkResult::advance();
+    }
+    // The description has no head placement: the program runs the head on
+    // the CPU, so a GPU head is only an error where there is no GPU at all.
+    if (auto head = dyn_cast<LMHeadOp>(op))
+      if (smArch.empty() && head.getDevice() == Device::gpu)
+        return fail("scheduled IR: pinfer.lm_head: placed on the GPU, but the "
+                    "target has no GPU (no sm arch)");
+    auto part = dyn_cast<FFNPartOp>(op);
+    if (!part)
+      return WalkResult::advance();
+    int64_t l = part.getLayer();
+    std::string at =
+        where(l, "pinfer.ffn_part (" + deviceName(part.getDevice()) + ")");
+    if (l < 0 || l >= nLayer)
+      return fail(at + "layer out of [0, " + std::to_string(nLayer) + ")");
+    if (part.getNumNeurons() != nFF)
+      return fail(at + "weights of " + std::to_string(part.getNumNeurons()) +
+                  " neurons, the model has n_ff = " + std::to_string(nFF));
+    FFNPartOp &slot = read[l].part[part.getDevice() == Device::gpu];
+    if (slot)
+      return fail(at + "a second half on the same device, expected at most "
+                       "one per device");
+    slot = part;
+    SparsityMode m = toMode(part.getSparsity());
+    if (sawMode && m != mode)
+      return fail(at + "sparsity " +
+                  stringifySparsity(part.getSparsity()).str() +
+                  " differs from the other halves' " + modeName(mode));
+    sawMode = true;
+    mode = m;
+    Value mask = part.getMask();
+    if (m != SparsityMode::Predicted)
+      return WalkResult::advance();
+    auto predict = mask ? mask.getDefiningOp<PredictOp>() : PredictOp();
+    if (!predict)
+      return fail(at + "predicted sparsity without a pinfer.predict mask");
+    if (predict.getWeights().size() != 2)
+      return fail(where(l, "pinfer.predict") +
+                  "predicts from the gate magnitude, expected learned "
+                  "fc1/fc2 predictors (the program description has no "
+                  "gate-magnitude rule)");
+    float t = predict.getThreshold().convertToFloat();
+    if (sawThreshold && t != threshold)
+      return fail(where(l, "pinfer.predict") + "threshold " +
+                  std::to_string(t) + " differs from the other predictors' " +
+                  std::to_string(threshold));
+    sawThreshold = true;
+    threshold = t;
+    return WalkResult::advance();
+  });
+  if (!ok)
+    return false;
+  if (!sawMode) {
+    error = "scheduled IR: no pinfer.ffn_part ops, expected the output of "
+            "pinfer-place for a model of " +
+            std::to_string(nLayer) + " layers";
+    return false;
+  }
+  out.mode = mode;
+  out.predictorThreshold = mode == SparsityMode::Predicted ? threshold : 0.f;
+
+  out.layers.resize(nLayer);
+  std::vector<uint8_t> seen(nFF);
+  for (int64_t l = 0; l < nLayer; ++l) {
+    LayerRead &r = read[l];
+    LayerDesc &d = out.layers[l];
+    FFNPartOp cpu = r.part[0], gpu = r.part[1];
+    FFNPartOp any = gpu ? gpu : cpu;
+    if (!any) {
+      error = where(l, "pinfer.ffn_part") +
+              "missing, expected one or two halves for every layer";
+      return false;
+    }
+    if (!r.sawAttention) {
+      error = where(l, "pinfer.attention") + "missing";
+      return false;
+    }
+    if (cpu && gpu && cpu.getGate() != gpu.getGate()) {
+      error = where(l, "pinfer.ffn_part") +
+              "the two halves read different gate weights, expected the "
+              "layer's one";
+      return false;
+    }
+    if (cpu && !ownedNeurons(cpu, nFF, d.cold, error))
+      return false;
+    if (gpu && !ownedNeurons(gpu, nFF, d.hot, error))
+      return false;
+    if (smArch.empty() && (!d.hot.empty() || r.attentionOnGPU)) {
+      error = where(l, d.hot.empty() ? "pinfer.attention" : "pinfer.ffn_part") +
+              "placed on the GPU, but the target has no GPU (no sm arch)";
+      return false;
+    }
+    d.attentionOnGPU = r.attentionOnGPU;
+
+    // Every neuron exactly once across the two halves.
+    std::fill(seen.begin(), seen.end(), 0);
+    for (const std::vector<uint32_t> *half : {&d.hot, &d.cold})
+      for (uint32_t n : *half) {
+        if (n >= uint32_t(nFF) || seen[n]) {
+          error =
+              where(l, "pinfer.ffn_part") + "neuron " + std::to_string(n) +
+              (n >= uint32_t(nFF) ? " is out of range" : " is owned twice") +
+              ", expected each of the " + std::to_string(nFF) +
+              " neurons exactly once across the halves";
+          return false;
+        }
+        seen[n] = 1;
+      }
+    if (d.hot.size() + d.cold.size() != size_t(nFF)) {
+      error = where(l, "pinfer.ffn_part") + "halves own " +
+              std::to_string(d.hot.size() + d.cold.size()) + " of " +
+              std::to_string(nFF) + " neurons, expected all of them";
+      return false;
+    }
+
+    if (!checkType(any.getGate(), spec, l, error) ||
+        !checkType(any.getUp(), spec, l, error) ||
+        !checkType(any.getDown(), spec, l, error))
+      return false;
+    d.gateType = toGGML(cast<WeightType>(any.getGate().getType()).getDtype());
+    d.upType = toGGML(cast<WeightType>(any.getUp().getType()).getDtype());
+    d.downType = toGGML(cast<WeightType>(any.getDown().getType()).getDtype());
+    d.downTType = transposedDownType(d.downType);
+
+    if (mode != SparsityMode::Predicted)
+      continue;
+    // Both halves' predictors share fc1/fc2; fc2's rows must follow the
+    // weights' permutation so that bit i scores packed neuron i.
+    for (FFNPartOp part : {gpu, cpu}) {
+      if (!part)
+        continue;
+      auto predict = part.getMask().getDefiningOp<PredictOp>();
+      auto fc1 = cast<WeightType>(predict.getWeights()[0].getType());
+      auto fc2w = predict.getWeights()[1].getDefiningOp<WeightOp>();
+      auto gatew = part.getGate().getDefiningOp<WeightOp>();
+      if (fc1.getShape().size() != 2 ||
+          fc1.getRowLength() != spec.params.nEmbd || fc1.getShape()[1] < 1) {
+        error = where(l, "pinfer.predict") +
+                "fc1 is not {n_embd, R}, expected {" +
+                std::to_string(spec.params.nEmbd) + ", R}";
+        return false;
+      }
+      uint32_t rank = uint32_t(fc1.getShape()[1]);
+      if (d.predictorRank && d.predictorRank != rank) {
+        error = where(l, "pinfer.predict") +
+                "the halves' predictors have "
+                "ranks " +
+                std::to_string(d.predictorRank) + " and " +
+                std::to_string(rank) + ", expected one predictor per layer";
+        return false;
+      }
+      d.predictorRank = rank;
+      if (part.getOffsetAttr() && fc2w && gatew &&
+          fc2w.getNeuronOrderAttr() != gatew.getNeuronOrderAttr()) {
+        error = where(l, "pinfer.predict") +
+                "fc2 rows are not permuted like the FFN weights, expected "
+                "the same neuron_order";
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool programFromModule(ModuleOp scheduled, const Model &model,
+                       const std::string &target, const std::string &smArch,
+                       ProgramDesc &out, std::string &error) {
+  ModelSpec spec;
+  if (!readModelSpec(model.file(), spec, error))
+    return false;
+  spec.params = model.params();
+  std::string name, ignored;
+  if (!model.file().getOptString("general.name", name, ignored))
+    name.clear();
+  return programFromModule(scheduled, spec, name, target, smArch, out, error);
+}
+
+bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
+                      const Plan &plan, SparsityMode mode,
+                      const std::string &target, const std::string &smArch,
+                      const PipelineOptions &options, ProgramDesc &out,
+                      std::string &error) {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  MLIRContext ctx(registry);
+  OwningOpRef<ModuleOp> module = importModel(ctx, spec, error);
+  if (!module)
+    return false;
+  // A target without a GPU runs everything on the CPU whatever the plan
+  // says; say so in the IR too, so that it is what the passes see.
+  const Plan *placed = &plan;
+  Plan cold;
+  if (smArch.empty()) {
+    cold = plan;
+    for (LayerPlan &lp : cold.layers) {
+      lp.nHot = 0;
+      lp.attentionOnGPU = false;
+    }
+    cold.outputOnGPU = false;
+    placed = &cold;
+  }
+  PipelineOptions o = options;
+  o.sparsity = modeName(mode);
+  if (!attachPlan(*module, *placed, error) ||
+      !runStages(*module, EmitStage::Scheduled, o, error))
+    return false;
+  return programFromModule(*module, spec, modelName, target, smArch, out,
+                           error);
+}
+
+bool compileToProgram(const Model &model, const Plan &plan, SparsityMode mode,
+                      const std::string &target, const std::string &smArch,
+                      const PipelineOptions &options, ProgramDesc &out,
+                      std::string &error) {
+  ModelSpec spec;
+  if (!readModelSpec(model.file(), spec, error))
+    return false;
+  spec.params = model.params();
+  std::string name, ignored;
+  if (!model.file().getOptString("general.name", name, ignored))
+    name.clear();
+  return compileToProgram(spec, name, plan, mode, target, smArch, options, out,
+                          error);
+}
+
+} // namespace pinfer
