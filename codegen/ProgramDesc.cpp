@@ -22,17 +22,6 @@ std::vector<uint32_t> ProgramDesc::packedOrder(int layer) const {
   return order;
 }
 
-GGMLType transposedDownType(GGMLType source) {
-  switch (source) {
-  case GGMLType::F32:
-  case GGMLType::F16:
-  case GGMLType::BF16:
-    return source;
-  default:
-    return GGMLType::F32;
-  }
-}
-
 // Types and predictor shapes of every layer. Predicted mode needs the
 // predictors PowerInfer files store: blk.N.fc1 {n_embd, R}, fc2 {R, n_ff}.
 static bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,

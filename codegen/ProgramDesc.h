@@ -44,11 +44,6 @@ struct ProgramDesc {
   std::vector<uint32_t> packedOrder(int layer) const;
 };
 
-// The type the transposed down projection is packed in: float types are
-// kept; block-quantised ones become F32, because the transpose cuts across
-// quantisation blocks and re-quantising would change the model's numbers.
-GGMLType transposedDownType(GGMLType source);
-
 // Builds the description of `model` placed by `plan` (hot neurons: the
 // first nHot of each layer's order; the rest cold in the same order). A plan
 // whose layer count, n_ff or orders do not fit the model, or predicted mode

@@ -10,6 +10,8 @@
 #include "compiler/Profile.h"
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
+#include "compiler/LowerToProgram.h"
+#include "compiler/Pipeline.h"
 #include "compiler/placement/Plan.h"
 #include "runtime/executor.h"
 #include "runtime/gguf.h"
@@ -177,7 +179,23 @@ int compileModel(const CompileArgs &args) {
     Plan plan;
     if (!loadPlan(args, *model, *target, plan, error))
       return fail(error);
-    if (!programFromPlan(*model, plan, mode, target->smArch, program, error))
+    // The program is what the scheduled, memory-planned IR says; its VRAM
+    // bill is pinfer-plan-memory's, which excludes the CUDA context that
+    // the executable finds already taken when it measures free VRAM.
+    PipelineOptions popts;
+    popts.sparsity = args.sparsity;
+    popts.contextLength = args.nCtx;
+    popts.vramBudget =
+        plan.budgetBytes > target->contextReserveBytes
+            ? int64_t(plan.budgetBytes - target->contextReserveBytes)
+            : 0;
+    float threshold = 0.f;
+    if (!model->file().getOptF32("powerinfer.sparse_threshold", threshold,
+                                 error))
+      return fail(error);
+    popts.threshold = threshold;
+    if (!compileToProgram(*model, plan, mode, target->name, target->smArch,
+                          popts, program, error))
       return fail(error);
     program.target = target->name;
   } else {

@@ -4,10 +4,27 @@
 // so that the generated main() is nothing but tables and one call.
 #pragma once
 
+#include "runtime/ggml_types.h"
+
 #include <cstddef>
 #include <cstdint>
 
 namespace pinfer {
+
+// The type of the packed, transposed down projection (one row of n_embd per
+// neuron). Block-quantised sources are stored as f32: re-quantising across
+// the other axis would change the numbers, and exact mode must match the
+// dense reference token for token.
+inline GGMLType transposedDownType(GGMLType source) {
+  switch (source) {
+  case GGMLType::F32:
+  case GGMLType::F16:
+  case GGMLType::BF16:
+    return source;
+  default:
+    return GGMLType::F32;
+  }
+}
 
 // How the FFN halves skip neurons.
 enum class SparsityMode {

@@ -3,6 +3,7 @@
 // token (time saved is that times a per-target constant, so maximising bytes
 // maximises saved time).
 #include "compiler/placement/CostModel.h"
+#include "runtime/program.h"
 
 #include "compiler/Trace.h"
 #include "runtime/gguf.h"
@@ -97,10 +98,11 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       if (rest == "ffn_up.weight")
         out.ffnType = t.type;
     } else if (rest == "ffn_down.weight" || rest == "ffn_down_t.weight") {
-      // stored {n_ff, n_embd}; the packed file keeps it transposed, so a
-      // neuron owns n_embd elements of it either way
+      // stored {n_ff, n_embd}; the packed file keeps it transposed, one
+      // row of n_embd per neuron, in transposedDownType (f32 for quantised
+      // sources), and that is what the GPU holds.
       if (rest == "ffn_down.weight")
-        neuron[l] += rowBytesOr0(t.type, out.nEmbd);
+        neuron[l] += rowBytesOr0(transposedDownType(t.type), out.nEmbd);
     }
   }
   out.nFF = nFF[0];
@@ -135,7 +137,7 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   s.nVocab = nVocab;
   s.ffnType = type;
   uint64_t row = rowBytesOr0(type, nEmbd);
-  s.neuronBytes = 3 * row;
+  s.neuronBytes = 2 * row + rowBytesOr0(transposedDownType(type), nEmbd);
   uint64_t norms = 2ull * nEmbd * 4;
   s.attentionBytes.assign(nLayer, 2 * uint64_t(nEmbd) * row +
                                       2 * uint64_t(nKVDim) * row + norms);

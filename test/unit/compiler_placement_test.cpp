@@ -436,7 +436,9 @@ TEST(PlacementCost, ShapeFromGGUF) {
   EXPECT_EQ(s.nKVDim, 32u);
   EXPECT_EQ(s.nVocab, 50u);
   EXPECT_EQ(s.ffnType, GGMLType::Q8_0);
-  EXPECT_EQ(s.neuronBytes, 3u * 68); // 64 q8_0 elements = 2 blocks of 34
+  // gate and up rows: 64 q8_0 elements = 2 blocks of 34 bytes; the packed
+  // transposed down row of a q8_0 model is f32.
+  EXPECT_EQ(s.neuronBytes, 2u * 68 + 64 * 4);
   ASSERT_EQ(s.attentionBytes.size(), 2u);
   EXPECT_EQ(s.attentionBytes[1], (64u * 64 * 2 + 64 * 32 * 2) * 2 + 2 * 64 * 4);
   ASSERT_EQ(s.predictorBytes.size(), 2u);
