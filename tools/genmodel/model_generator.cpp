@@ -675,11 +675,14 @@ struct Preset {
   const char *name;
   int64_t nEmbd, nFF, nLayer, nHead, nKVHead, nCtx;
 };
-// tiny/small: unit and end-to-end tests; 1b: benchmarks (TinyLlama's dims);
+// tiny/small: unit and end-to-end tests; medium: the walkthrough (big
+// enough that the planner splits FFNs between GPU and CPU, small enough to
+// generate and profile in seconds); 1b: benchmarks (TinyLlama's dims);
 // 7b: LLaMA-2-7B's dims; 70b: LLaMA-2-70B's dims, for planning.
 constexpr Preset kPresets[] = {
     {"tiny", 128, 512, 2, 4, 2, 256},
     {"small", 512, 1536, 8, 8, 8, 1024},
+    {"medium", 1024, 5632, 8, 16, 16, 1024},
     {"1b", 2048, 5632, 22, 32, 4, 2048},
     {"7b", 4096, 11008, 32, 32, 32, 4096},
     {"70b", 8192, 28672, 80, 64, 8, 4096},

@@ -56,7 +56,7 @@ struct GenModelConfig {
   int threads = 0; // 0: all hardware threads; the output never depends on it
 };
 
-// Presets: tiny, small, 1b, 7b, 70b (see docs/test-models.md). Only the
+// Presets: tiny, small, medium, 1b, 7b, 70b (see docs/test-models.md). Only the
 // shape fields are changed.
 bool applyPreset(const std::string &name, GenModelConfig &cfg,
                  std::string &error);
