@@ -161,7 +161,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GGMLType::Q4_0, GGMLType::Q4_0, FfnActivation::ReLU,
                            SparsityMode::Exact},
                       Case{GGMLType::Q4_0, GGMLType::F32, FfnActivation::SiLU,
-                           SparsityMode::Exact}));
+                           SparsityMode::Exact}),
+    // Readable names, e.g. q4_0_f32_silu_exact.
+    [](const ::testing::TestParamInfo<Case> &info) {
+      return std::string(typeName(info.param.type)) + "_" +
+             typeName(info.param.downType) + "_" +
+             activationName(info.param.act) + "_" +
+             sparsityModeName(info.param.mode);
+    });
 
 // Tests that without a driver or device the driver says why instead of
 // failing later (always runs).
