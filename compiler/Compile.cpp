@@ -11,6 +11,8 @@
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
 #include "compiler/LowerToProgram.h"
+#include "compiler/predictor/PredictorAttach.h"
+#include "compiler/predictor/PredictorFile.h"
 #include "compiler/Pipeline.h"
 #include "compiler/placement/Plan.h"
 #include "runtime/executor.h"
@@ -149,16 +151,105 @@ std::string weightsPathFor(const std::string &output) {
   return output + ".weights.gguf";
 }
 
+namespace {
+
+// Removes a file when it goes out of scope.
+struct TempFileGuard {
+  std::string path;
+  ~TempFileGuard() {
+    if (!path.empty())
+      std::remove(path.c_str());
+  }
+};
+
+bool hasStoredPredictors(const Model &model) {
+  return model.file().tensor("blk.0.fc1.weight") != nullptr;
+}
+
+// A trace worth training from: given, readable and holding samples.
+bool traceHasSamples(const std::string &path) {
+  if (path.empty())
+    return false;
+  Trace trace;
+  std::string error;
+  return readTrace(path, trace, error) && !trace.samples.empty();
+}
+
+SparsityMode autoSparsityMode(const CompileArgs &args, const Model &model) {
+  bool predictors = hasStoredPredictors(model) || !args.predictors.empty() ||
+                    traceHasSamples(args.trace);
+  return predictors ? SparsityMode::Predicted : SparsityMode::Exact;
+}
+
+// Finds or trains predictors for `model`, writes the model with them to a
+// temporary file beside the output and returns its path.
+bool attachPredictors(const CompileArgs &args,
+                      const std::unique_ptr<Model> &model, std::string &path,
+                      TempFileGuard &guard, std::string &error) {
+  const ModelParams &p = model->params();
+  const std::string identity = modelIdentity(model->file());
+  const std::string stem =
+      args.output.empty() ? std::string("/tmp/pinferc-emit") : args.output;
+  std::string predPath = args.predictors;
+  TempFileGuard trainedGuard;
+  if (predPath.empty()) {
+    Trace trace;
+    if (!args.trace.empty()) {
+      if (!readTrace(args.trace, trace, error) ||
+          !checkTraceMatchesModel(trace, identity, p.nLayer, p.nFF, error,
+                                  args.trace, args.model))
+        return false;
+      if (trace.samples.empty()) {
+        error = args.trace + ": holds no samples to train predictors from "
+                "(profile with --samples N, or pass --predictors FILE, or "
+                "use --sparsity exact)";
+        return false;
+      }
+    } else {
+      if (!args.quiet)
+        std::cerr << "pinferc: profiling the built-in calibration text for "
+                     "predictor training samples\n";
+      auto tok = Tokenizer::fromGGUF(model->file(), error);
+      if (!tok)
+        return false;
+      ProfileOptions popts;
+      popts.nThreads = args.nThreads;
+      popts.samplesPerLayer = 4000;
+      if (!profileModel(*model, *tok, identity, calibrationText(), popts,
+                        trace, error))
+        return false;
+    }
+    // Kept beside the executable (like its weights) only with -o.
+    predPath = stem + ".predictors.gguf";
+    if (args.output.empty())
+      trainedGuard.path = predPath;
+    if (!args.quiet)
+      std::cerr << "pinferc: training predictors from " << trace.nTokens
+                << " profiled tokens\n";
+    if (!trainPredictorFile(trace, predPath, args.nThreads, args.quiet, error))
+      return false;
+  }
+  LoadedPredictors loaded;
+  if (!readPredictorFile(predPath, identity, p.nLayer, p.nEmbd, p.nFF, loaded,
+                         error))
+    return false;
+  path = stem + ".with-predictors.tmp.gguf";
+  guard.path = path;
+  return writeModelWithPredictors(model->file(), *loaded.file, path, error);
+}
+
+} // namespace
+
 int compileModel(const CompileArgs &args) {
   std::string error;
   auto t0 = std::chrono::steady_clock::now();
   const Target *target = findTarget(args.target, error);
   if (!target)
     return fail(error);
-  SparsityMode mode;
-  if (!parseSparsityMode(args.sparsity.c_str(), mode))
+  SparsityMode mode = SparsityMode::Exact;
+  if (args.sparsity != "auto" && !parseSparsityMode(args.sparsity.c_str(), mode))
     return fail("--sparsity: '" + args.sparsity +
-                "' is not a mode, expected dense, exact or predicted");
+                "' is not a mode, expected dense, exact, predicted or auto");
   if (args.emit != "" && args.emit != "cuda" && args.emit != "cpp")
     return fail("--emit: '" + args.emit +
                 "' is not a stage, expected cuda or "
@@ -172,6 +263,22 @@ int compileModel(const CompileArgs &args) {
   std::unique_ptr<Model> model = Model::open(args.model, error);
   if (!model)
     return fail(error);
+  if (args.sparsity == "auto")
+    mode = autoSparsityMode(args, *model);
+
+  // Predicted mode for a model that stores no predictors: train them from
+  // the trace's samples (or take --predictors) and compile from a copy of
+  // the model that carries them. The copy is removed on every exit.
+  TempFileGuard withPredictors;
+  if (mode == SparsityMode::Predicted &&
+      !model->file().tensor("blk.0.fc1.weight")) {
+    std::string path;
+    if (!attachPredictors(args, model, path, withPredictors, error))
+      return fail(error);
+    model = Model::open(path, error);
+    if (!model)
+      return fail(error);
+  }
 
   // Placement. A target without a GPU puts every neuron on the CPU.
   ProgramDesc program;

@@ -19,7 +19,11 @@ struct CompileArgs {
   std::string output; // -o: the executable
   std::string trace;  // empty: profile the built-in calibration text
   std::string plan;   // a plan JSON to use instead of solving one
-  std::string sparsity = "exact"; // dense | exact | predicted
+  // dense | exact | predicted | auto (predicted when the model stores
+  // predictors, --predictors is given or the trace holds samples to train
+  // them from; exact otherwise)
+  std::string sparsity = "auto";
+  std::string predictors; // a predictor file from pinferc train-predictors
   std::string emit;       // "" | "cuda" | "cpp": print that source, stop
   std::string vramBudget; // "6GiB"; empty: the target's VRAM
   int nCtx = 4096;        // the context the plan reserves KV cache for

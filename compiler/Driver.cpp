@@ -12,6 +12,7 @@
 #include "compiler/Trace.h"
 #include "compiler/placement/CostModel.h"
 #include "compiler/placement/Plan.h"
+#include "compiler/predictor/PredictorAttach.h"
 #include "runtime/gguf.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
@@ -255,12 +256,38 @@ int runEmitMLIR(const CompileArgs &args) {
   if (stage != EmitStage::Dense && !loadPlan(args, *model, *target, plan, error))
     return fail(error);
   PipelineOptions opts;
+  // --emit shows the IR of what is stored: auto means predicted only for a
+  // model that carries predictors.
   opts.sparsity = args.sparsity;
+  if (opts.sparsity == "auto")
+    opts.sparsity =
+        model->file().tensor("blk.0.fc1.weight") ? "predicted" : "exact";
   opts.contextLength = args.nCtx;
   opts.vramBudget = int64_t(plan.budgetBytes);
   if (!emitMLIR(spec, stage == EmitStage::Dense ? nullptr : &plan, stage,
                 std::cout, error, opts))
     return fail(error);
+  return 0;
+}
+
+int runTrainPredictors(const TrainPredictorsArgs &args) {
+  std::string error;
+  if (fileExists(args.output) && !args.force)
+    return fail(args.output + ": already exists (pass --force to overwrite)");
+  auto file = GGUFFile::open(args.model, error);
+  if (!file)
+    return fail(error);
+  ModelShape shape;
+  if (!modelShapeFromGGUF(*file, shape, error))
+    return fail(error);
+  Trace trace;
+  if (!readTrace(args.trace, trace, error) ||
+      !checkTraceMatchesModel(trace, modelIdentity(*file), shape.nLayer,
+                              shape.nFF, error, args.trace, args.model))
+    return fail(error);
+  if (!trainPredictorFile(trace, args.output, args.nThreads, false, error))
+    return fail(args.trace + ": " + error);
+  std::cerr << "pinferc: wrote " << args.output << "\n";
   return 0;
 }
 

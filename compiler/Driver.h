@@ -74,6 +74,13 @@ struct PerplexityArgs {
 };
 int runPerplexity(const PerplexityArgs &args);
 
+struct TrainPredictorsArgs {
+  std::string model, trace, output;
+  int nThreads = 0;
+  bool force = false;
+};
+int runTrainPredictors(const TrainPredictorsArgs &args);
+
 struct CompileArgs;
 // `pinferc MODEL --emit=mlir|mlir-placed|mlir-scheduled`: prints the IR of
 // the model after that stage of the pipeline.

@@ -28,6 +28,14 @@ using namespace pinfer;
 
 namespace {
 
+bool fileExists(const std::string &path) {
+  std::FILE *f = std::fopen(path.c_str(), "rb");
+  if (f)
+    std::fclose(f);
+  return f != nullptr;
+}
+
+
 const char *kPrompt = "Once upon a time there was a little";
 constexpr int kTokens = 24;
 
@@ -278,13 +286,17 @@ TEST_F(CompileTest, PredictedMode) {
     EXPECT_LE(recall, 1.0);
   }
 
+  // A model without predictors gets them trained from profiling samples;
+  // they are kept beside the executable and the model copy is not.
   CompileArgs args;
-  args.model = model_; // no predictors
+  args.model = model_;
   args.target = "cpu";
   args.sparsity = "predicted";
   args.quiet = true;
-  args.output = dir_ + "/exe-predicted-none";
-  EXPECT_EQ(compileModel(args), 1);
+  args.output = dir_ + "/exe-predicted-trained";
+  EXPECT_EQ(compileModel(args), 0);
+  EXPECT_TRUE(fileExists(args.output + ".predictors.gguf"));
+  EXPECT_FALSE(fileExists(args.output + ".with-predictors.tmp.gguf"));
 }
 
 // Tests --emit: the CUDA source of the GPU part and the host C++ are

@@ -59,9 +59,13 @@ static int compileVerb(int argc, char **argv) {
   app.add_option("--plan", c.plan, "Use this plan JSON instead of solving");
   app.add_option("--sparsity", c.sparsity,
                  "dense: compute every neuron; exact: skip neurons whose "
-                 "activation is exactly zero; predicted: use predictors")
-      ->check(CLI::IsMember({"dense", "exact", "predicted"}))
+                 "activation is exactly zero; predicted: skip neurons the "
+                 "predictors call off; auto: predicted when predictors are "
+                 "stored, given or trainable from the trace, else exact")
+      ->check(CLI::IsMember({"dense", "exact", "predicted", "auto"}))
       ->capture_default_str();
+  app.add_option("--predictors", c.predictors,
+                 "Predictor file from pinferc train-predictors");
   app.add_option("--emit", c.emit,
                  "Print an intermediate form and stop: mlir, mlir-placed, "
                  "mlir-scheduled, cuda, cpp")
@@ -92,7 +96,7 @@ static int compileVerb(int argc, char **argv) {
 
 static bool isVerb(const char *arg) {
   for (const char *verb : {"inspect", "tokenize", "targets", "profile", "plan",
-                           "perplexity"})
+                           "perplexity", "train-predictors"})
     if (std::strcmp(arg, verb) == 0)
       return true;
   return false;
@@ -191,6 +195,19 @@ int main(int argc, char **argv) {
   pplCmd->add_option("--chunks", ppl.maxChunks, "Score at most N chunks");
   pplCmd->add_flag("--json", ppl.json, "Print JSON");
 
+  pinfer::TrainPredictorsArgs train;
+  CLI::App *trainCmd = app.add_subcommand(
+      "train-predictors",
+      "Train per-layer activation predictors from a trace's samples");
+  trainCmd->add_option("model", train.model, "GGUF model file")->required();
+  trainCmd->add_option("--trace", train.trace,
+                       "Trace from pinferc profile --samples N")
+      ->required();
+  trainCmd->add_option("-o,--output", train.output, "Predictor file to write")
+      ->required();
+  trainCmd->add_option("-t,--threads", train.nThreads, "CPU threads");
+  trainCmd->add_flag("--force", train.force, "Overwrite the output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -213,5 +230,7 @@ int main(int argc, char **argv) {
     return pinfer::runPlan(plan);
   if (*pplCmd)
     return pinfer::runPerplexity(ppl);
+  if (*trainCmd)
+    return pinfer::runTrainPredictors(train);
   return 0;
 }
