@@ -100,7 +100,7 @@ int execMain(int argc, char **argv, const Program &program) {
       return fail(prog, "--weights: expected a value");
     else if (a == "--cpu")
       noGpu = true;
-    else if (a == "--measure-recall")
+    else if (a == "--check-sparsity" || a == "--measure-recall")
       measureRecall = true;
     else
       rest.push_back(a);
@@ -119,9 +119,10 @@ int execMain(int argc, char **argv, const Program &program) {
         << "      --weights PATH      packed weights (default: "
         << program.weightsFile << " beside the executable)\n"
         << "      --cpu               compute the GPU part on the CPU\n"
-        << "      --measure-recall    predicted sparsity: also count the "
+        << "      --check-sparsity    predicted sparsity: also count the "
            "neurons the\n"
-        << "                          predictor missed (--json: recall)\n";
+        << "                          predictor missed (--json: recall;\n"
+        << "                          --measure-recall is the same)\n";
     return 0;
   }
   if (!flags.positional.empty())
