@@ -5,6 +5,7 @@
 #include "runtime/executor.h"
 #include "runtime/gguf.h"
 #include "runtime/json.h"
+#include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
 #include <fstream>
@@ -90,6 +91,7 @@ int execMain(int argc, char **argv, const Program &program) {
   std::string weightsPath;
   bool noGpu = false;
   bool measureRecall = false;
+  std::string pplFile; // --perplexity FILE: score a text instead
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--weights" && i + 1 < argc)
@@ -100,6 +102,10 @@ int execMain(int argc, char **argv, const Program &program) {
       return fail(prog, "--weights: expected a value");
     else if (a == "--cpu")
       noGpu = true;
+    else if (a == "--perplexity" && i + 1 < argc)
+      pplFile = argv[++i];
+    else if (a == "--perplexity")
+      return fail(prog, "--perplexity: expected a text file");
     else if (a == "--check-sparsity" || a == "--measure-recall")
       measureRecall = true;
     else
@@ -119,6 +125,8 @@ int execMain(int argc, char **argv, const Program &program) {
         << "      --weights PATH      packed weights (default: "
         << program.weightsFile << " beside the executable)\n"
         << "      --cpu               compute the GPU part on the CPU\n"
+        << "      --perplexity FILE   print the perplexity of FILE (chunks of "
+           "-c, default 256)\n"
         << "      --check-sparsity    predicted sparsity: also count the "
            "neurons the\n"
         << "                          predictor missed (--json: recall;\n"
@@ -147,6 +155,8 @@ int execMain(int argc, char **argv, const Program &program) {
 
   GenerateOptions &g = flags.gen;
   int nCtx = g.nCtx;
+  if (nCtx < 1 && !pplFile.empty())
+    nCtx = 256; // as pinferc perplexity, so the two compare
   if (nCtx < 1)
     nCtx =
         std::min<int>(program.nCtxTrain ? int(program.nCtxTrain) : 4096, 4096);
@@ -156,6 +166,30 @@ int execMain(int argc, char **argv, const Program &program) {
   exec.setMeasureRecall(measureRecall);
   if (!exec.gpuNote().empty())
     std::cerr << prog << ": " << exec.gpuNote() << "\n";
+
+  if (!pplFile.empty()) {
+    std::ifstream in(pplFile, std::ios::binary);
+    if (!in)
+      return fail(prog, pplFile + ": cannot read the text file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    PerplexityResult r;
+    if (!perplexity(exec, *tok, ss.str(), 0, r, error))
+      return fail(prog, pplFile + ": " + error);
+    if (g.json) {
+      JsonWriter w(std::cout);
+      w.beginObject().field("perplexity", r.perplexity)
+          .field("mean_nll", r.meanNll).field("scored_tokens", r.scored)
+          .field("chunks", r.chunks).field("seconds", r.seconds)
+          .field("sparsity_mode", sparsityModeName(program.mode)).endObject();
+    } else {
+      std::cout << "perplexity: " << r.perplexity << " over " << r.scored
+                << " tokens in " << r.chunks << " chunks of " << nCtx << " ("
+                << r.seconds << " s, sparsity "
+                << sparsityModeName(program.mode) << ")\n";
+    }
+    return 0;
+  }
 
   if (g.json) {
     g.extraJson = [&](JsonWriter &w) {
