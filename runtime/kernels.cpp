@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -89,6 +90,34 @@ float dotQ4_0(const void *row, const float *x, int64_t n) {
   return sum;
 }
 
+// Scalar quantised-activation kernels: exact integer sums per block, scaled
+// once by the product of the two block scales.
+float dotQ8_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
+    int32_t s = 0;
+    for (int j = 0; j < QK8_0; ++j)
+      s += int32_t(b[blk].qs[j]) * int32_t(x[blk].qs[j]);
+    sum += fp16ToF32(b[blk].d) * x[blk].d * float(s);
+  }
+  return sum;
+}
+
+float dotQ4_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK4_0; ++blk) {
+    int32_t s = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      s += (int32_t(b[blk].qs[j] & 0x0F) - 8) * int32_t(x[blk].qs[j]);
+      s += (int32_t(b[blk].qs[j] >> 4) - 8) * int32_t(x[blk].qs[j + QK4_0 / 2]);
+    }
+    sum += fp16ToF32(b[blk].d) * x[blk].d * float(s);
+  }
+  return sum;
+}
+
 // ---- AVX2 + FMA + F16C kernels ---------------------------------------------
 
 #ifdef PINFER_X86
@@ -129,19 +158,25 @@ PINFER_AVX2 float dotF32Avx2(const void *row, const float *x, int64_t n) {
 
 PINFER_AVX2 float dotF16Avx2(const void *row, const float *x, int64_t n) {
   const uint16_t *w = static_cast<const uint16_t *>(row);
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  // Four accumulators: one FMA chain's latency (4-5 cycles) would otherwise
+  // bound the loop below the rate at which memory delivers the row.
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + 32 <= n; i += 32) {
     __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
     __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8)));
+    __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16)));
+    __m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24)));
     a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
     a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
+    a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
   }
   for (; i + 8 <= n; i += 8) {
     __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
     a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
   }
-  float sum = hsum(_mm256_add_ps(a0, a1));
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   for (; i < n; ++i)
     sum += halfToFloat(w[i]) * x[i];
   return sum;
@@ -198,6 +233,78 @@ PINFER_AVX2 float dotQ4_0Avx2(const void *row, const float *x, int64_t n) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc);
   }
   return hsum(acc);
+}
+
+// Quantised-activation kernels. sign(w) is moved onto x so that maddubs
+// (unsigned x signed bytes) can multiply two signed operands: |w| * (x *
+// sign w) = w * x. Pairs of products fit in int16 (2 * 128 * 127 < 2^15).
+PINFER_AVX2 inline __m256 mulSumI8(__m256i w, __m256i x) {
+  __m256i p16 =
+      _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+PINFER_AVX2 float dotQ8_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  const int64_t nb = n / QK8_0;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+    __m256i w1 = _mm256_loadu_si256((const __m256i *)b[blk + 1].qs);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)x[blk + 1].qs);
+    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
+                         mulSumI8(w0, x0), a0);
+    a1 = _mm256_fmadd_ps(
+        _mm256_set1_ps(halfToFloat(b[blk + 1].d) * x[blk + 1].d),
+        mulSumI8(w1, x1), a1);
+  }
+  for (; blk < nb; ++blk) {
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
+    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
+                         mulSumI8(w0, x0), a0);
+  }
+  return hsum(_mm256_add_ps(a0, a1));
+}
+
+// 16 bytes of packed nibbles -> 32 unsigned bytes 0..15 in element order
+// (low nibbles are elements 0..15, high nibbles 16..31).
+PINFER_AVX2 inline __m256i unpackQ4(const uint8_t *qs) {
+  __m128i q = _mm_loadu_si128((const __m128i *)qs);
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
+                          _mm_and_si128(q, mask));
+}
+
+// The nibbles are unsigned, so they go straight into maddubs; the offset of
+// 8 is removed per block through the activation's precomputed sum s.
+PINFER_AVX2 inline __m256 q4Block(const BlockQ4_0 &b, const BlockQ8Act &x,
+                                  __m256 acc, float &corr) {
+  const float dw = halfToFloat(b.d);
+  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
+  __m256i p16 = _mm256_maddubs_epi16(unpackQ4(b.qs), x0);
+  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  corr += dw * x.s;
+  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
+}
+
+PINFER_AVX2 float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  const int64_t nb = n / QK4_0;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  float c0 = 0, c1 = 0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    a0 = q4Block(b[blk], x[blk], a0, c0);
+    a1 = q4Block(b[blk + 1], x[blk + 1], a1, c1);
+  }
+  for (; blk < nb; ++blk)
+    a0 = q4Block(b[blk], x[blk], a0, c0);
+  return hsum(_mm256_add_ps(a0, a1)) - 8.f * (c0 + c1);
 }
 
 bool cpuHasAvx2() {
@@ -314,8 +421,12 @@ void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok) {
   for (int j = 0; j < nJobs; ++j)
     total += jobs[j].w->rows;
   // Rows of all jobs are numbered one after the other; each thread takes a
-  // contiguous slice of that numbering, which may span jobs.
-  pool.parallelFor(total, [&](int64_t begin, int64_t end) {
+  // contiguous slice of that numbering, which may span jobs. Slices are
+  // whole groups of 16 rows (64 bytes of f32 output) so that, within a job
+  // that starts on a group, two threads never write one cache line of y.
+  const int64_t kGroup = 16;
+  pool.parallelFor((total + kGroup - 1) / kGroup, [&](int64_t g0, int64_t g1) {
+    const int64_t begin = g0 * kGroup, end = std::min(g1 * kGroup, total);
     int64_t base = 0;
     for (int j = 0; j < nJobs && begin < end; ++j) {
       const MatvecJob &job = jobs[j];
@@ -327,6 +438,129 @@ void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok) {
       base += job.w->rows;
     }
   });
+}
+
+void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n) {
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
+    float amax = 0;
+    for (int j = 0; j < QK8_0; ++j)
+      amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.f;
+    const float inv = d > 0 ? 1.f / d : 0.f;
+    out[blk].d = d;
+    int sum = 0;
+    for (int j = 0; j < QK8_0; ++j) {
+      out[blk].qs[j] = int8_t(std::lrint(x[j] * inv));
+      sum += out[blk].qs[j];
+    }
+    out[blk].s = d * float(sum);
+  }
+}
+
+DotQ8ActFn dotQ8ActKernel(GGMLType type) {
+  const bool avx2 = gUseAvx2.load(std::memory_order_relaxed);
+#ifdef PINFER_X86
+  if (avx2)
+    return type == GGMLType::Q8_0   ? dotQ8_0Q8Avx2
+           : type == GGMLType::Q4_0 ? dotQ4_0Q8Avx2
+                                    : nullptr;
+#else
+  (void)avx2;
+#endif
+  return type == GGMLType::Q8_0   ? dotQ8_0Q8
+         : type == GGMLType::Q4_0 ? dotQ4_0Q8
+                                  : nullptr;
+}
+
+void matvecsQ8Act(const MatvecJob *jobs, int nJobs, ThreadPool &pool) {
+  // The quantised inputs, one per job (jobs that share an input share the
+  // blocks). Reused across calls: a token runs hundreds of products.
+  // [sum over quantised jobs of cols/QK8_0]
+  static thread_local std::vector<BlockQ8Act> qbuf;
+  struct Part {
+    const MatvecJob *job;
+    DotQ8ActFn q8; // null: f32 kernel
+    DotFn f32;
+    int64_t qOffset; // into qbuf
+    int64_t rowBytes;
+    bool quantizes; // the first job with this input quantises it
+  };
+  static thread_local std::vector<Part> parts;
+  parts.clear();
+  int64_t qTotal = 0;
+  for (int j = 0; j < nJobs; ++j) {
+    const Weight &w = *jobs[j].w;
+    Part p{&jobs[j], dotQ8ActKernel(w.type), selectDot(w.type),
+           -1,       int64_t(w.rowBytes),    false};
+    if (p.q8) {
+      for (int k = 0; k < j && p.qOffset < 0; ++k)
+        if (parts[k].q8 && jobs[k].x == jobs[j].x && jobs[k].w->cols == w.cols)
+          p.qOffset = parts[k].qOffset;
+      if (p.qOffset < 0) {
+        p.qOffset = qTotal;
+        p.quantizes = true;
+        qTotal += w.cols / QK8_0;
+      }
+    }
+    parts.push_back(p);
+  }
+  if (int64_t(qbuf.size()) < qTotal)
+    qbuf.resize(size_t(qTotal));
+  for (const Part &p : parts)
+    if (p.quantizes)
+      quantizeActQ8(p.job->x, qbuf.data() + p.qOffset, p.job->w->cols);
+
+  // Split by bytes of weights, not by rows, so that jobs of different types
+  // in one step cost each thread the same; boundaries are rounded to 16
+  // rows (64 bytes of f32 output) so that threads never share a cache line
+  // of y.
+  int64_t totalBytes = 0;
+  for (const Part &p : parts)
+    totalBytes += p.rowBytes * p.job->w->rows;
+  const BlockQ8Act *q = qbuf.data();
+  const Part *ps = parts.data();
+  const int nParts = int(parts.size());
+  struct Ctx {
+    const Part *ps;
+    int nParts;
+    int64_t totalBytes;
+    const BlockQ8Act *q;
+  } ctx{ps, nParts, totalBytes, q};
+  pool.run(
+      [](void *vp, int t, int nt) {
+        const Ctx &c = *static_cast<const Ctx *>(vp);
+        const int64_t b0 = c.totalBytes * t / nt,
+                      b1 = c.totalBytes * (t + 1) / nt;
+        int64_t base = 0; // bytes before this part
+        for (int k = 0; k < c.nParts; ++k) {
+          const Part &p = c.ps[k];
+          const Weight &w = *p.job->w;
+          const int64_t bytes = p.rowBytes * w.rows;
+          // Row r belongs to the thread whose byte range holds the start of
+          // the 16-row group containing r.
+          auto firstRow = [&](int64_t b) {
+            if (b <= base)
+              return int64_t(0);
+            if (b >= base + bytes)
+              return w.rows;
+            int64_t r = (b - base + p.rowBytes - 1) / p.rowBytes;
+            r = (r + 15) / 16 * 16;
+            return std::min(r, w.rows);
+          };
+          const int64_t r0 = firstRow(b0), r1 = firstRow(b1);
+          float *y = p.job->y;
+          if (p.q8) {
+            const BlockQ8Act *xq = c.q + p.qOffset;
+            for (int64_t r = r0; r < r1; ++r)
+              y[r] = p.q8(w.row(r), xq, w.cols);
+          } else {
+            for (int64_t r = r0; r < r1; ++r)
+              y[r] = p.f32(w.row(r), p.job->x, w.cols);
+          }
+          base += bytes;
+        }
+      },
+      &ctx);
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -21,7 +21,7 @@ class ThreadPool;
 // AVX2, FMA and F16C; Scalar forces the portable loops (tests compare both).
 enum class KernelIsa { Auto, Scalar };
 void setKernelIsa(KernelIsa isa);
-// "avx2" or "scalar": what dot products use now.
+// "avx2" or "scalar": what dot products use now (both paths).
 const char *kernelIsaName();
 
 // sum_i row[i] * x[i] over `n` elements of a row of `type`; `n` must be a
@@ -64,6 +64,42 @@ inline void matvec(const Weight &w, const float *x, float *y,
   MatvecJob job{&w, x, y};
   matvecs(&job, 1, pool);
 }
+
+// ---- quantised-activation path (fast; not used by the reference) ---------
+//
+// For Q8_0 and Q4_0 weights the f32 kernels above spend most of their time
+// converting weight bytes to floats. The fast path instead quantises the
+// activation vector once per product to 8 bits per element with one f32
+// scale per 32-element block (QK8_0), and multiplies bytes by bytes with
+// integer instructions. This adds an error of at most half a step of the
+// activation's block scale per element, so the dense reference
+// (forward.cpp, the oracle of every test) keeps the f32 kernels; executors
+// and benchmarks that want speed call matvecsQ8Act.
+
+// One block of a quantised activation vector: x[j] ~= d * qs[j]; s = d *
+// sum(qs), which lets Q4_0 kernels multiply the unsigned nibbles and remove
+// their offset of 8 once per block (sum (q - 8) x = sum q x - 8 sum x).
+struct BlockQ8Act {
+  float d;
+  float s;
+  int8_t qs[QK8_0];
+};
+
+// Quantises x[0..n) (n a multiple of QK8_0) into n/QK8_0 blocks, scale =
+// max|x| / 127 per block, values rounded to nearest.
+void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
+
+// sum_i row[i] * x[i] for a Q8_0 or Q4_0 row and a quantised activation;
+// null for any other type (use the f32 kernels for those).
+using DotQ8ActFn = float (*)(const void *row, const BlockQ8Act *x, int64_t n);
+DotQ8ActFn dotQ8ActKernel(GGMLType type);
+
+// Same contract as matvecs with nTok = 1 but Q8_0 and Q4_0 weights use the
+// quantised-activation kernels (other types run the f32 kernels unchanged).
+// Each distinct input vector is quantised once, before the parallel step.
+// Rows are split over threads by bytes, in chunks aligned to a cache line
+// of the output so that no two threads write the same line.
+void matvecsQ8Act(const MatvecJob *jobs, int nJobs, ThreadPool &pool);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps);

@@ -4,6 +4,7 @@
 // that a token costs no thread creation and no allocation.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -51,6 +52,19 @@ public:
   // The number of hardware threads, at least 1.
   static int hardwareThreads();
 
+  // How long a thread polls for the next step (workers) or for the last
+  // worker (the caller) before it blocks on the condition variable, in
+  // microseconds; 0 blocks at once. Polling saves the futex wake-up between
+  // the few hundred steps of a token when cores are free, and costs a
+  // shared core's time when they are not (see docs/performance.md for the
+  // measurement behind the default). Idle workers pick up a new value at
+  // their next wait.
+  void setSpinMicros(int us) {
+    spinMicros_.store(us < 0 ? 0 : us, std::memory_order_relaxed);
+  }
+  int spinMicros() const { return spinMicros_.load(std::memory_order_relaxed); }
+  static constexpr int kDefaultSpinMicros = 0;
+
 private:
   void workerLoop(int index);
 
@@ -61,9 +75,12 @@ private:
   std::condition_variable done_; // the caller waits here for the last worker
   Task task_ = nullptr;
   void *ctx_ = nullptr;
-  uint64_t generation_ = 0; // bumped once per run(); workers compare it
-  int pending_ = 0;         // workers that have not finished this generation
+  // Written under mutex_ and also read without it by polling threads.
+  std::atomic<uint64_t> generation_{0}; // bumped once per run()
+  std::atomic<int> pending_{
+      0}; // workers that have not finished this generation
   bool stop_ = false;
+  std::atomic<int> spinMicros_{kDefaultSpinMicros}; // read by idle workers
 };
 
 } // namespace pinfer

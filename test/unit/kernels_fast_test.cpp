@@ -1,0 +1,228 @@
+// Tests the quantised-activation CPU kernels (quantizeActQ8, the Q8_0 and
+// Q4_0 integer dot products, matvecsQ8Act) against double precision, with
+// the error bound that follows from quantising the activation: each element
+// moves by at most half a step of its block's scale.
+#include "runtime/kernels.h"
+
+#include "runtime/ggml_types.h"
+#include "runtime/model.h"
+#include "runtime/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace pinfer;
+
+namespace {
+
+std::vector<float> randomVector(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, scale);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+std::vector<uint8_t> encodeRows(GGMLType type, const std::vector<float> &values,
+                                int64_t cols) {
+  int64_t rows = int64_t(values.size()) / cols;
+  size_t rb = rowBytes(type, cols);
+  std::vector<uint8_t> out(rb * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_TRUE(
+        quantizeRow(type, values.data() + r * cols, out.data() + r * rb, cols));
+  return out;
+}
+
+struct IsaGuard {
+  explicit IsaGuard(KernelIsa isa) { setKernelIsa(isa); }
+  ~IsaGuard() { setKernelIsa(KernelIsa::Auto); }
+};
+
+} // namespace
+
+// Tests that every quantised element is within half a step of the input,
+// codes stay in [-127, 127], each block's largest magnitude maps to +-127,
+// and an all-zero block gives scale 0 and zero codes.
+TEST(KernelsFast, QuantizeActQ8IsWithinHalfAStep) {
+  std::vector<float> x = randomVector(4096, 7, 3.f);
+  for (int j = 64; j < 96; ++j)
+    x[j] = 0.f;    // block 2: all zeros
+  x[200] = 1000.f; // an outlier, as real activations have
+  std::vector<BlockQ8Act> q(x.size() / QK8_0);
+  quantizeActQ8(x.data(), q.data(), int64_t(x.size()));
+  for (size_t b = 0; b < q.size(); ++b) {
+    float amax = 0;
+    int qmax = 0;
+    for (int j = 0; j < QK8_0; ++j) {
+      float v = x[b * QK8_0 + j];
+      amax = std::max(amax, std::fabs(v));
+      qmax = std::max(qmax, std::abs(int(q[b].qs[j])));
+      ASSERT_LE(std::abs(int(q[b].qs[j])), 127);
+      EXPECT_LE(std::fabs(double(q[b].d) * q[b].qs[j] - v),
+                0.5 * q[b].d * (1 + 1e-5))
+          << "block " << b << " element " << j;
+    }
+    EXPECT_NEAR(q[b].d, amax / 127.f, 1e-6 * amax) << b;
+    EXPECT_EQ(qmax, amax > 0 ? 127 : 0) << b;
+  }
+  EXPECT_EQ(q[2].d, 0.f);
+}
+
+// Tests the Q8_0 and Q4_0 quantised-activation dot products, on both ISAs,
+// against the double-precision product of the dequantised row and the f32
+// activation. Bound: sum over blocks of d_x/2 * sum |w| (activation
+// quantisation) plus 1e-5 * sum |w x| (f32 rounding). For Gaussian inputs
+// half a step is ~1 % of a typical |x| (up to ~2 % in a single block), so the
+// bound must stay below 3 % of sum |w x| (it is not vacuous). The per-element
+// errors have random signs, so on rows of >= 2048 elements the actual error
+// must also be below a fifth of the worst case (its expected share is ~1/50).
+TEST(KernelsFast, DotWithinActivationQuantisationBound) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar}) {
+    IsaGuard guard(isa);
+    for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+      DotQ8ActFn dot = dotQ8ActKernel(type);
+      ASSERT_NE(dot, nullptr);
+      for (int64_t n : {32, 64, 96, 2048, 5632}) {
+        for (uint32_t seed = 1; seed <= 5; ++seed) {
+          std::vector<float> w = randomVector(n, seed),
+                             x = randomVector(n, 100 + seed, 2.f);
+          std::vector<uint8_t> row = encodeRows(type, w, n);
+          std::vector<float> wd(n);
+          rowToF32(type, row.data(), wd.data(), n);
+          std::vector<BlockQ8Act> q(n / QK8_0);
+          quantizeActQ8(x.data(), q.data(), n);
+          double exact = 0, mag = 0, bound = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            exact += double(wd[i]) * x[i];
+            mag += std::fabs(double(wd[i]) * x[i]);
+            bound += 0.5 * q[i / QK8_0].d * std::fabs(wd[i]);
+          }
+          EXPECT_LT(bound, 3e-2 * mag);
+          double got = dot(row.data(), q.data(), n);
+          EXPECT_LE(std::fabs(got - exact), bound + 1e-5 * mag)
+              << typeName(type) << " n=" << n << " seed=" << seed << " isa "
+              << kernelIsaName();
+          if (n >= 2048) {
+            EXPECT_LT(std::fabs(got - exact), 0.2 * bound)
+                << typeName(type) << " n=" << n << " seed=" << seed;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(dotQ8ActKernel(GGMLType::F16), nullptr);
+  }
+}
+
+// Tests that the AVX2 and the portable quantised-activation kernels agree:
+// the per-block integer sums are exact in both, so only the order of the f32
+// accumulation differs (bound 1e-6 of sum |scaled block sums|).
+TEST(KernelsFast, Avx2MatchesScalar) {
+  setKernelIsa(KernelIsa::Auto);
+  if (std::string(kernelIsaName()) != "avx2")
+    GTEST_SKIP() << "no AVX2 on this CPU";
+  const int64_t n = 4096;
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+    std::vector<float> w = randomVector(n, 11), x = randomVector(n, 12);
+    std::vector<uint8_t> row = encodeRows(type, w, n);
+    std::vector<BlockQ8Act> q(n / QK8_0);
+    quantizeActQ8(x.data(), q.data(), n);
+    float fast = dotQ8ActKernel(type)(row.data(), q.data(), n);
+    float ref;
+    {
+      IsaGuard guard(KernelIsa::Scalar);
+      ref = dotQ8ActKernel(type)(row.data(), q.data(), n);
+    }
+    std::vector<float> wd(n);
+    rowToF32(type, row.data(), wd.data(), n);
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i)
+      mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
+                       q[i / QK8_0].qs[i % QK8_0]);
+    EXPECT_NEAR(fast, ref, 1e-6 * mag) << typeName(type);
+  }
+}
+
+// Tests that matvecsQ8Act over a pool gives, for every row of every job,
+// exactly the serial result: the quantised kernel for Q8_0/Q4_0 (jobs that
+// share an input and one with its own input) and the f32 kernel for F16,
+// with row counts that do not divide into 16-row groups and thread counts
+// from 1 to more than the rows of the smallest job.
+TEST(KernelsFast, MatvecsQ8ActUnderThreadPoolMatchSerialRows) {
+  const int64_t cols = 128;
+  struct Spec {
+    GGMLType type;
+    int64_t rows;
+    int input;
+  } specs[] = {{GGMLType::Q8_0, 37, 0},
+               {GGMLType::F16, 5, 0},
+               {GGMLType::Q4_0, 130, 0},
+               {GGMLType::Q4_0, 70, 1}};
+  std::vector<float> inputs[2] = {randomVector(cols, 40),
+                                  randomVector(cols, 41)};
+  std::vector<std::vector<uint8_t>> data;
+  std::vector<Weight> ws;
+  std::vector<std::vector<float>> expect;
+  for (const Spec &s : specs) {
+    data.push_back(
+        encodeRows(s.type, randomVector(s.rows * cols, 50 + ws.size()), cols));
+    ws.push_back(Weight{"w", s.type, cols, s.rows, rowBytes(s.type, cols),
+                        data.back().data()});
+  }
+  for (size_t k = 0; k < ws.size(); ++k) {
+    const Weight &w = ws[k];
+    const std::vector<float> &x = inputs[specs[k].input];
+    std::vector<float> y(w.rows);
+    if (DotQ8ActFn q8 = dotQ8ActKernel(w.type)) {
+      std::vector<BlockQ8Act> q(cols / QK8_0);
+      quantizeActQ8(x.data(), q.data(), cols);
+      for (int64_t r = 0; r < w.rows; ++r)
+        y[r] = q8(w.row(r), q.data(), cols);
+    } else {
+      matvecRows(w, x.data(), y.data(), 0, w.rows);
+    }
+    expect.push_back(y);
+  }
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 3; ++rep) {
+      std::vector<std::vector<float>> ys;
+      std::vector<MatvecJob> jobs;
+      for (size_t k = 0; k < ws.size(); ++k)
+        ys.emplace_back(ws[k].rows, NAN);
+      for (size_t k = 0; k < ws.size(); ++k)
+        jobs.push_back({&ws[k], inputs[specs[k].input].data(), ys[k].data()});
+      matvecsQ8Act(jobs.data(), int(jobs.size()), pool);
+      for (size_t k = 0; k < ws.size(); ++k)
+        EXPECT_EQ(ys[k], expect[k]) << "job " << k << " threads " << threads;
+    }
+  }
+}
+
+// Tests that a pool that polls before blocking (setSpinMicros) still runs
+// every index exactly once over many back-to-back steps, for polls shorter
+// and longer than a step, and that blocking again afterwards works.
+TEST(KernelsFast, PollingThreadPoolCoversEachIndexOnce) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (int spin : {1, 200, 0}) {
+      pool.setSpinMicros(spin);
+      EXPECT_EQ(pool.spinMicros(), spin);
+      for (int64_t n : {1, 5, 1000}) {
+        std::vector<int> hits(n, 0);
+        for (int rep = 0; rep < 200; ++rep)
+          pool.parallelFor(n, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+              hits[i]++; // ranges are disjoint: no two threads share an i
+          });
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(hits[i], 200)
+              << "n=" << n << " i=" << i << " spin=" << spin;
+      }
+    }
+  }
+}
