@@ -161,42 +161,22 @@ int runPlan(const PlanArgs &args) {
   const Target *target = findTarget(args.target, error);
   if (!target)
     return fail(error);
-  auto file = GGUFFile::open(args.model, error);
-  if (!file)
+  auto model = Model::open(args.model, error);
+  if (!model)
     return fail(error);
-  ModelShape shape;
-  if (!modelShapeFromGGUF(*file, shape, error))
-    return fail(error);
-
-  Trace trace;
-  if (args.trace.empty()) {
-    std::cerr << "pinferc: no --trace given; profiling the built-in "
-                 "calibration text\n";
-    ProfileOptions popts;
-    popts.nThreads = args.nThreads;
-    popts.progress = ::isatty(2);
-    if (!profileToTrace(args.model, "", popts, trace, error))
-      return fail(error);
-  } else {
-    if (!readTrace(args.trace, trace, error))
-      return fail(error);
-    // Layer count, n_ff and the model's identity must match the profile.
-    if (!checkTraceMatchesModel(trace, modelIdentity(*file), shape.nLayer,
-                                shape.nFF, error, args.trace, args.model))
-      return fail(error);
-  }
-
-  PlacementOptions opts;
-  if (!args.vramBudget.empty() &&
-      !parseSize(args.vramBudget, opts.vramBudget, error))
-    return fail("--vram-budget: " + error);
+  // The same trace-or-profile and solver settings as the main job.
+  CompileArgs c;
+  c.model = args.model;
+  c.trace = args.trace;
+  c.vramBudget = args.vramBudget;
+  c.nCtx = args.nCtx;
+  c.nThreads = args.nThreads;
+  c.z3Seconds = args.z3Seconds;
+  c.noZ3 = args.noZ3;
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
-  opts.nCtx = uint32_t(args.nCtx);
-  opts.useZ3 = !args.noZ3;
-  opts.z3Seconds = args.z3Seconds;
   Plan plan;
-  if (!planPlacement(trace, shape, *target, opts, plan, error))
+  if (!loadPlan(c, *model, *target, plan, error))
     return fail(error);
   printPlanTable(std::cout, plan);
   if (!args.jsonOut.empty() && !writePlanJson(args.jsonOut, plan, error))
