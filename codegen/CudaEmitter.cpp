@@ -3,6 +3,7 @@
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
 
+#include <iomanip>
 #include <sstream>
 
 namespace pinfer {
@@ -117,6 +118,16 @@ const char *typeSuffix(GGMLType t) {
   }
 }
 
+// A float as a C++/CUDA literal that reads back to the same value.
+std::string floatLiteral(float f) {
+  std::ostringstream os;
+  os << std::setprecision(9) << f << "f";
+  std::string s = os.str();
+  if (s.find_first_of(".e") == std::string::npos)
+    s.insert(s.size() - 1, ".0");
+  return s;
+}
+
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 constexpr unsigned kDownBlock = 128;
 
@@ -162,7 +173,11 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "  if (n >= kHot) return;\n"
        << "  const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
        << "<kEmbd>(gate + (long)n * kGateRow, x, lane));\n";
-    if (exact)
+    if (program.mode == SparsityMode::Threshold)
+      os << "  // The layer's calibrated threshold on |activation|.\n"
+         << "  if (fabsf(a) <= " << floatLiteral(d.actThreshold)
+         << ") { if (lane == 0) h[n] = 0.f; return; }\n";
+    else if (exact)
       os << "  if (a == 0.f) { if (lane == 0) h[n] = 0.f; return; }\n";
     os << "  const float u = pf_dot_" << typeSuffix(d.upType)
        << "<kEmbd>(up + (long)n * kUpRow, x, lane);\n"

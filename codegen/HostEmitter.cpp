@@ -80,6 +80,9 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
        << "].attentionOnGPU = " << (d.attentionOnGPU ? "true" : "false")
        << ";\n"
        << "  l[" << l << "].predictorRank = " << d.predictorRank << ";\n";
+    if (program.mode == SparsityMode::Threshold)
+      os << "  l[" << l << "].actThreshold = " << floatLiteral(d.actThreshold)
+         << ";\n";
     if (in.cuda)
       for (const CudaKernel &k : in.cuda->kernels)
         if (k.layer == int(l))
@@ -110,9 +113,10 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "  p.ropeBase = " << floatLiteral(p.ropeBase) << ";\n"
      << "  p.activation = " << quote(activationName(p.activation)) << ";\n"
      << "  p.mode = pinfer::SparsityMode::"
-     << (program.mode == SparsityMode::Dense   ? "Dense"
-         : program.mode == SparsityMode::Exact ? "Exact"
-                                               : "Predicted")
+     << (program.mode == SparsityMode::Dense       ? "Dense"
+         : program.mode == SparsityMode::Exact     ? "Exact"
+         : program.mode == SparsityMode::Threshold ? "Threshold"
+                                                   : "Predicted")
      << ";\n"
      << "  p.predictorThreshold = " << floatLiteral(program.predictorThreshold)
      << ";\n"

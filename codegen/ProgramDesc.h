@@ -27,6 +27,8 @@ struct LayerDesc {
   std::vector<uint32_t> cold;         // neuron ids on the CPU, hottest first
   uint32_t predictorRank = 0;         // 0: no predictor
   bool attentionOnGPU = false;
+  // Threshold mode: skip neurons with |act(gate x)| <= this (calibrated).
+  float actThreshold = 0.f;
 };
 
 struct ProgramDesc {

@@ -20,6 +20,7 @@
 #include "runtime/tokenizer.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -106,7 +107,90 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
   return false;
 }
 
+// Solves a placement from `trace` under args.vramBudget / args.nCtx.
+bool planFromTrace(const CompileArgs &args, const Model &model,
+                   const Target &target, const Trace &trace, Plan &plan,
+                   std::string &error) {
+  ModelShape shape;
+  if (!modelShapeFromGGUF(model.file(), shape, error))
+    return false;
+  PlacementOptions opts;
+  if (!args.vramBudget.empty() &&
+      !parseSize(args.vramBudget, opts.vramBudget, error)) {
+    error = "--vram-budget: " + error;
+    return false;
+  }
+  opts.nCtx = uint32_t(args.nCtx);
+  opts.useZ3 = !args.noZ3;
+  opts.z3Seconds = args.z3Seconds;
+  return planPlacement(trace, shape, target, opts, plan, error);
+}
+
+// Threshold mode: the trace whose per-layer thresholds the program uses.
+// args.trace when it was calibrated at the asked target sparsity (or none
+// was asked); otherwise a profile of the built-in calibration text at that
+// target. `fromTrace` says which, so that the placement can reuse it.
+bool thresholdTrace(const CompileArgs &args, const Model &model, Trace &trace,
+                    bool &fromTrace, std::string &error) {
+  const ModelParams &p = model.params();
+  fromTrace = false;
+  // ReLU-family models are refused: their activations are already exactly
+  // zero where they do not fire, which exact mode skips at no cost.
+  if (p.activation != FfnActivation::SiLU) {
+    error = "--sparsity threshold: " + args.model + " has activation " +
+            activationName(p.activation) +
+            ", expected a SiLU model (ReLU-family models skip exactly: use "
+            "--sparsity exact or predicted)";
+    return false;
+  }
+  if (!args.trace.empty()) {
+    if (!readTrace(args.trace, trace, error) ||
+        !checkTraceMatchesModel(trace, modelIdentity(model.file()), p.nLayer,
+                                p.nFF, error, args.trace, args.model))
+      return false;
+    if (args.targetSparsity < 0.f ||
+        std::fabs(args.targetSparsity - trace.targetSparsity) <= 1e-6f) {
+      if (trace.thresholds.size() != size_t(p.nLayer)) {
+        error = args.trace + ": has no activation thresholds, expected a "
+                             "trace profiled from a SiLU model";
+        return false;
+      }
+      fromTrace = true;
+      return true;
+    }
+  }
+  if (!args.quiet)
+    std::cerr << "pinferc: calibrating activation thresholds on the built-in "
+                 "text\n";
+  auto tok = Tokenizer::fromGGUF(model.file(), error);
+  if (!tok)
+    return false;
+  ProfileOptions popts;
+  popts.nThreads = args.nThreads;
+  if (args.targetSparsity >= 0.f)
+    popts.targetSparsity = args.targetSparsity;
+  trace = Trace();
+  if (!profileModel(model, *tok, modelIdentity(model.file()), calibrationText(),
+                    popts, trace, error))
+    return false;
+  if (trace.thresholds.size() != size_t(p.nLayer)) {
+    error = "the calibration profile has no activation thresholds";
+    return false;
+  }
+  return true;
+}
+
 } // namespace
+
+bool activationThresholds(const CompileArgs &args, const Model &model,
+                          std::vector<float> &out, std::string &error) {
+  Trace trace;
+  bool fromTrace = false;
+  if (!thresholdTrace(args, model, trace, fromTrace, error))
+    return false;
+  out = trace.thresholds;
+  return true;
+}
 
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error) {
@@ -135,16 +219,7 @@ bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
                                 args.model))
       return false;
   }
-  PlacementOptions opts;
-  if (!args.vramBudget.empty() &&
-      !parseSize(args.vramBudget, opts.vramBudget, error)) {
-    error = "--vram-budget: " + error;
-    return false;
-  }
-  opts.nCtx = uint32_t(args.nCtx);
-  opts.useZ3 = !args.noZ3;
-  opts.z3Seconds = args.z3Seconds;
-  return planPlacement(trace, shape, target, opts, plan, error);
+  return planFromTrace(args, model, target, trace, plan, error);
 }
 
 std::string weightsPathFor(const std::string &output) {
@@ -249,7 +324,11 @@ int compileModel(const CompileArgs &args) {
   SparsityMode mode = SparsityMode::Exact;
   if (args.sparsity != "auto" && !parseSparsityMode(args.sparsity.c_str(), mode))
     return fail("--sparsity: '" + args.sparsity +
-                "' is not a mode, expected dense, exact, predicted or auto");
+                "' is not a mode, expected dense, exact, predicted, threshold "
+                "or auto");
+  if (args.targetSparsity >= 1.f)
+    return fail("--target-sparsity: " + std::to_string(args.targetSparsity) +
+                " is not a share, expected a value in [0, 1)");
   if (args.emit != "" && args.emit != "cuda" && args.emit != "cpp")
     return fail("--emit: '" + args.emit +
                 "' is not a stage, expected cuda or "
@@ -280,11 +359,30 @@ int compileModel(const CompileArgs &args) {
       return fail(error);
   }
 
+  // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
+  // target sparsity.
+  std::vector<float> actThresholds;
+  Trace thresholdProfile;
+  bool thresholdsFromTrace = false;
+  if (mode == SparsityMode::Threshold) {
+    if (!thresholdTrace(args, *model, thresholdProfile, thresholdsFromTrace,
+                        error))
+      return fail(error);
+    actThresholds = thresholdProfile.thresholds;
+  }
+
   // Placement. A target without a GPU puts every neuron on the CPU.
   ProgramDesc program;
   if (target->hasGPU()) {
     Plan plan;
-    if (!loadPlan(args, *model, *target, plan, error))
+    // A profile made for the thresholds also serves the placement, unless
+    // a plan or a trace of the user's own text was given.
+    const bool reuseProfile = mode == SparsityMode::Threshold &&
+                              args.plan.empty() &&
+                              (args.trace.empty() || thresholdsFromTrace);
+    if (reuseProfile ? !planFromTrace(args, *model, *target, thresholdProfile,
+                                      plan, error)
+                     : !loadPlan(args, *model, *target, plan, error))
       return fail(error);
     // The program is what the scheduled, memory-planned IR says; its VRAM
     // bill is pinfer-plan-memory's, which excludes the CUDA context that
@@ -301,6 +399,7 @@ int compileModel(const CompileArgs &args) {
                                  error))
       return fail(error);
     popts.threshold = threshold;
+    popts.actThresholds = actThresholds;
     if (!compileToProgram(*model, plan, mode, target->name, target->smArch,
                           popts, program, error))
       return fail(error);
@@ -309,6 +408,9 @@ int compileModel(const CompileArgs &args) {
     if (!programAllCold(*model, mode, program, error))
       return fail(error);
     program.target = target->name;
+    // No IR on this path: the thresholds go straight to the layers.
+    for (size_t l = 0; l < actThresholds.size(); ++l)
+      program.layers[l].actThreshold = actThresholds[l];
   }
 
   // The GPU part.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace pinfer {
 
@@ -19,10 +20,13 @@ struct CompileArgs {
   std::string output; // -o: the executable
   std::string trace;  // empty: profile the built-in calibration text
   std::string plan;   // a plan JSON to use instead of solving one
-  // dense | exact | predicted | auto (predicted when the model stores
-  // predictors, --predictors is given or the trace holds samples to train
-  // them from; exact otherwise)
+  // dense | exact | predicted | threshold | auto (predicted when the model
+  // stores predictors, --predictors is given or the trace holds samples to
+  // train them from; exact otherwise)
   std::string sparsity = "auto";
+  // Threshold mode: the share of activations each layer's threshold skips.
+  // Negative: the trace's (0.5 when the built-in text is profiled).
+  float targetSparsity = -1.f;
   std::string predictors; // a predictor file from pinferc train-predictors
   std::string emit;       // "" | "cuda" | "cpp": print that source, stop
   std::string vramBudget; // "6GiB"; empty: the target's VRAM
@@ -41,6 +45,13 @@ std::string weightsPathFor(const std::string &output);
 // text) under args.vramBudget / args.nCtx. False with one line in `error`.
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error);
+
+// Threshold mode: the per-layer |silu(gate x)| thresholds the job uses,
+// from args.trace when it was calibrated at args.targetSparsity (or none was
+// asked), else from a profile of the built-in calibration text at that
+// target. False with one line in `error`, also for a ReLU-family model.
+bool activationThresholds(const CompileArgs &args, const Model &model,
+                          std::vector<float> &out, std::string &error);
 
 // Runs the job. Returns the exit code after printing at most one error line
 // "pinferc: error: ..." on stderr.

@@ -242,6 +242,11 @@ int runEmitMLIR(const CompileArgs &args) {
   if (opts.sparsity == "auto")
     opts.sparsity =
         model->file().tensor("blk.0.fc1.weight") ? "predicted" : "exact";
+  // Threshold mode's calibrated thresholds go into the module as
+  // pinfer.act_thresholds, as in the compile job.
+  if (opts.sparsity == "threshold" && stage != EmitStage::Dense &&
+      !activationThresholds(args, *model, opts.actThresholds, error))
+    return fail(error);
   opts.contextLength = args.nCtx;
   opts.vramBudget = int64_t(plan.budgetBytes);
   if (!emitMLIR(spec, stage == EmitStage::Dense ? nullptr : &plan, stage,

@@ -34,6 +34,8 @@ const char *modeName(SparsityMode mode) {
     return "exact";
   case SparsityMode::Predicted:
     return "predicted";
+  case SparsityMode::Threshold:
+    return "threshold";
   }
   return "exact";
 }
@@ -46,6 +48,8 @@ SparsityMode toMode(Sparsity s) {
     return SparsityMode::Exact;
   case Sparsity::predicted:
     return SparsityMode::Predicted;
+  case Sparsity::threshold:
+    return SparsityMode::Threshold;
   }
   return SparsityMode::Exact;
 }
@@ -341,6 +345,21 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     d.downType = toGGML(cast<WeightType>(any.getDown().getType()).getDtype());
     d.downTType = transposedDownType(d.downType);
 
+    if (mode == SparsityMode::Threshold) {
+      // One threshold per layer: both halves skip the same neurons they
+      // would skip if the layer were not split.
+      FloatAttr t = any.getThresholdAttr();
+      if (!t ||
+          (cpu && gpu && cpu.getThresholdAttr() != gpu.getThresholdAttr())) {
+        error = where(l, "pinfer.ffn_part") +
+                (t ? "the halves have different thresholds"
+                   : "threshold sparsity without a threshold") +
+                ", expected one threshold per layer";
+        return false;
+      }
+      d.actThreshold = t.getValue().convertToFloat();
+      continue;
+    }
     if (mode != SparsityMode::Predicted)
       continue;
     // Both halves' predictors share fc1/fc2; fc2's rows must follow the

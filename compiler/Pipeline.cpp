@@ -61,6 +61,10 @@ bool runStages(ModuleOp module, EmitStage to, const PipelineOptions &options,
                std::string &error) {
   if (to == EmitStage::Dense)
     return true;
+  if (!options.actThresholds.empty())
+    module->setAttr(
+        "pinfer.act_thresholds",
+        DenseF32ArrayAttr::get(module.getContext(), options.actThresholds));
   return runPipeline(module, pipelineText(to, options), error);
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 namespace mlir {
 class DialectRegistry;
@@ -29,8 +30,11 @@ struct Plan;
 enum class EmitStage { Dense, Placed, Scheduled };
 
 struct PipelineOptions {
-  std::string sparsity = "exact"; // dense | exact | predicted
+  std::string sparsity = "exact"; // dense | exact | predicted | threshold
   float threshold = 0.0f;         // predictor firing threshold
+  // sparsity = threshold: |activation| threshold per layer, attached to the
+  // module as pinfer.act_thresholds before the passes run.
+  std::vector<float> actThresholds;
   int64_t vramBudget = 0;         // bytes; 0: no limit
   int64_t contextLength = 512;    // KV cache tokens
 };

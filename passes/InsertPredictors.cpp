@@ -3,7 +3,10 @@
 // Sparsity is a per-program choice: dense halves reproduce the reference
 // bit for bit, exact skipping gives the same result faster on ReLU models,
 // predicted skipping is fastest but approximate. The predictor runs on the
-// device of the half it serves, so no mask ever crosses PCIe.
+// device of the half it serves, so no mask ever crosses PCIe. Threshold
+// skipping is the SiLU models' approximate mode: each layer skips neurons
+// whose |activation| falls at or below a threshold calibrated from a
+// profile, which the module carries as `pinfer.act_thresholds`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,11 +45,27 @@ void InsertPredictorsPass::runOnOperation() {
     sparsity = Sparsity::exact;
   else if (mode == "predicted")
     sparsity = Sparsity::predicted;
+  else if (mode == "threshold")
+    sparsity = Sparsity::threshold;
   else {
-    module.emitError("pinfer-insert-predictors: mode must be dense, exact or "
-                     "predicted, got '")
+    module.emitError("pinfer-insert-predictors: mode must be dense, exact, "
+                     "predicted or threshold, got '")
         << mode << "'";
     return signalPassFailure();
+  }
+
+  // Threshold mode: one calibrated threshold per layer, from the module.
+  ArrayRef<float> actThresholds;
+  if (sparsity == Sparsity::threshold) {
+    auto attr =
+        module->getAttrOfType<DenseF32ArrayAttr>("pinfer.act_thresholds");
+    if (!attr) {
+      module.emitError("pinfer-insert-predictors: mode=threshold needs the "
+                       "module attribute pinfer.act_thresholds = "
+                       "array<f32: ...> (one threshold per layer)");
+      return signalPassFailure();
+    }
+    actThresholds = attr.asArrayRef();
   }
 
   // Learned predictors when the model file has them.
@@ -74,6 +93,20 @@ void InsertPredictorsPass::runOnOperation() {
     if (part.getMask())
       continue; // already predicted
     part.setSparsityAttr(SparsityAttr::get(ctx, sparsity));
+    if (sparsity == Sparsity::threshold) {
+      int64_t layer = part.getLayer();
+      if (layer >= int64_t(actThresholds.size())) {
+        part.emitOpError("layer ")
+            << layer << " has no entry in pinfer.act_thresholds, which has "
+            << actThresholds.size() << "; expected one per layer";
+        return signalPassFailure();
+      }
+      part.setThresholdAttr(
+          FloatAttr::get(Float32Type::get(ctx), actThresholds[layer]));
+      if (failed(part.verify()))
+        return signalPassFailure();
+      continue;
+    }
     if (sparsity != Sparsity::predicted)
       continue;
     OpBuilder b(part);

@@ -25,9 +25,9 @@ namespace pinfer {
 /// permute-neurons.
 struct PlacePipelineOptions
     : public mlir::PassPipelineOptions<PlacePipelineOptions> {
-  Option<std::string> sparsity{*this, "sparsity",
-                               llvm::cl::desc("dense, exact or predicted"),
-                               llvm::cl::init("exact")};
+  Option<std::string> sparsity{
+      *this, "sparsity", llvm::cl::desc("dense, exact, predicted or threshold"),
+      llvm::cl::init("exact")};
   Option<float> threshold{*this, "threshold",
                           llvm::cl::desc("predictor firing threshold"),
                           llvm::cl::init(0.0f)};

@@ -52,11 +52,14 @@ def InsertPredictorsPass : Pass<"pinfer-insert-predictors", "mlir::ModuleOp"> {
     The predictor uses the model's `blk.N.fc1.weight`/`blk.N.fc2.weight`
     when the module attribute `pinfer.predictor = {fc1 = type, fc2 = type}`
     says the file has them, otherwise the magnitude of the gate product
-    against `threshold`.
+    against `threshold`. `mode=threshold` gives each part the `threshold`
+    of its layer from the module attribute `pinfer.act_thresholds =
+    array<f32: ...>` (one per layer, calibrated by the profiler), so that
+    neurons with `|act(gate x)| <= threshold` are skipped.
   }];
   let options = [
     Option<"mode", "mode", "std::string", /*default=*/"\"exact\"",
-           "dense, exact or predicted">,
+           "dense, exact, predicted or threshold">,
     Option<"threshold", "threshold", "float", /*default=*/"0.0f",
            "firing threshold of the predictor score">,
   ];

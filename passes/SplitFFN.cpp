@@ -34,7 +34,8 @@ FFNPartOp buildPart(OpBuilder &b, FFNOp ffn, Device device, int64_t count,
       ffn.getDown(), /*mask=*/Value(), ffn.getActivationAttr(),
       DeviceAttr::get(ctx, device), SparsityAttr::get(ctx, Sparsity::dense),
       ffn.getLayerAttr(), b.getI64IntegerAttr(count),
-      offset ? b.getI64IntegerAttr(*offset) : IntegerAttr(), neurons);
+      offset ? b.getI64IntegerAttr(*offset) : IntegerAttr(), neurons,
+      /*threshold=*/FloatAttr());
   return part;
 }
 

@@ -176,12 +176,25 @@ int execMain(int argc, char **argv, const Program &program) {
     PerplexityResult r;
     if (!perplexity(exec, *tok, ss.str(), 0, r, error))
       return fail(prog, pplFile + ": " + error);
+    // The FFN sparsity measured over the scored text, so that a mode's
+    // perplexity can be read against how much it skipped.
+    uint64_t fired = 0, slots = 0;
+    for (uint32_t l = 0; l < program.nLayer; ++l) {
+      fired += exec.stats()[l].fired;
+      slots += exec.stats()[l].tokens * program.nFF;
+    }
+    const double sparsity = slots ? 1.0 - double(fired) / double(slots) : 0.0;
     if (g.json) {
       JsonWriter w(std::cout);
-      w.beginObject().field("perplexity", r.perplexity)
-          .field("mean_nll", r.meanNll).field("scored_tokens", r.scored)
-          .field("chunks", r.chunks).field("seconds", r.seconds)
-          .field("sparsity_mode", sparsityModeName(program.mode)).endObject();
+      w.beginObject()
+          .field("perplexity", r.perplexity)
+          .field("mean_nll", r.meanNll)
+          .field("scored_tokens", r.scored)
+          .field("chunks", r.chunks)
+          .field("seconds", r.seconds)
+          .field("sparsity_mode", sparsityModeName(program.mode))
+          .field("sparsity", sparsity)
+          .endObject();
     } else {
       std::cout << "perplexity: " << r.perplexity << " over " << r.scored
                 << " tokens in " << r.chunks << " chunks of " << nCtx << " ("
@@ -220,6 +233,8 @@ int execMain(int argc, char **argv, const Program &program) {
                         ? double(s.coldFired) / double(s.coldFired + s.missed)
                         : 1.0);
         }
+        if (program.mode == SparsityMode::Threshold)
+          w.field("act_threshold", double(pl.actThreshold));
         w.field("sparsity",
                 s.tokens
                     ? 1.0 - double(s.fired) / (double(s.tokens) * program.nFF)

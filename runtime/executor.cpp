@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -20,6 +21,8 @@ const char *sparsityModeName(SparsityMode mode) {
     return "exact";
   case SparsityMode::Predicted:
     return "predicted";
+  case SparsityMode::Threshold:
+    return "threshold";
   }
   return "?";
 }
@@ -32,6 +35,8 @@ bool parseSparsityMode(const char *name, SparsityMode &out) {
     out = SparsityMode::Exact;
   else if (n == "predicted")
     out = SparsityMode::Predicted;
+  else if (n == "threshold")
+    out = SparsityMode::Threshold;
   else
     return false;
   return true;
@@ -317,6 +322,10 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
                            const float *x, float *h, float *y, bool predict) {
   const LayerBinding &b = layers_[l];
   const bool exact = program_.mode != SparsityMode::Dense;
+  // Exact mode skips |a| <= 0, threshold mode |a| <= the layer's threshold.
+  const float skipAtOrBelow = program_.mode == SparsityMode::Threshold
+                                  ? program_.layers[l].actThreshold
+                                  : 0.f;
   const FfnActivation act = params_.activation;
   const int64_t nEmbd = params_.nEmbd;
   std::fill(y, y + nEmbd, 0.f);
@@ -354,7 +363,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
       }
       float g = dotRow(b.gate.type, b.gate.row(first + k), x, nEmbd);
       float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
-      if (exact && a == 0.f) {
+      if (exact && std::fabs(a) <= skipAtOrBelow) {
         h[k] = 0.f;
         continue;
       }

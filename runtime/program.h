@@ -32,6 +32,8 @@ enum class SparsityMode {
   Exact,     // gate for all; up and down only where the activation is non-zero
   Predicted, // cold half: a per-layer predictor chooses the neurons whose
              // gate, up and down run; hot half as Exact
+  Threshold, // gate for all; up and down only where |activation| exceeds
+             // the layer's calibrated actThreshold (SiLU models' sparsity)
 };
 const char *sparsityModeName(SparsityMode mode);
 bool parseSparsityMode(const char *name, SparsityMode &out);
@@ -51,6 +53,9 @@ struct ProgramLayer {
   uint32_t downBlock = 0;
   uint32_t gateUpGrid = 0; // blocks of each kernel
   uint32_t downGrid = 0;
+  // Threshold mode: neurons with |act(gate x)| <= this are skipped on both
+  // devices (the GPU kernels have it as a constant too). 0 elsewhere.
+  float actThreshold = 0.f;
 };
 
 struct Program {

@@ -28,6 +28,9 @@ ProgramDesc makeProgram(GGMLType type, FfnActivation act, SparsityMode mode) {
     (i < 70 ? d.layers[0].hot : d.layers[0].cold).push_back(i);
   for (uint32_t i = 0; i < 200; ++i)
     d.layers[1].cold.push_back(i);
+  // Threshold mode's calibrated per-layer thresholds (ignored elsewhere).
+  d.layers[0].actThreshold = 0.1234567f;
+  d.layers[1].actThreshold = 0.25f;
   return d;
 }
 
@@ -47,6 +50,21 @@ TEST(CudaEmitter, KernelsPerHotLayer) {
   EXPECT_NE(m.source.find("pf_dot_q4_0<kEmbd>"), std::string::npos);
   EXPECT_NE(m.source.find("pf_at_f32(downT"), std::string::npos);
   EXPECT_EQ(m.source.find("ffn_hot_l1_"), std::string::npos);
+}
+
+// Tests that threshold mode's hot kernel compares |activation| with the
+// layer's threshold, written so that it reads back to the same float, and
+// that the other modes do not.
+TEST(CudaEmitter, ThresholdModeCompilesLayerThreshold) {
+  CudaModule m = emitCuda(
+      makeProgram(GGMLType::F16, FfnActivation::SiLU, SparsityMode::Threshold));
+  EXPECT_NE(m.source.find("if (fabsf(a) <= 0.123456702f)"), std::string::npos)
+      << m.source;
+  EXPECT_EQ(m.source.find("a == 0.f"), std::string::npos);
+  CudaModule exact = emitCuda(
+      makeProgram(GGMLType::F16, FfnActivation::SiLU, SparsityMode::Exact));
+  EXPECT_EQ(exact.source.find("fabsf(a)"), std::string::npos);
+  EXPECT_NE(exact.source.find("a == 0.f"), std::string::npos);
 }
 
 struct Case {
@@ -94,7 +112,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{GGMLType::F16, FfnActivation::SiLU, SparsityMode::Dense},
         Case{GGMLType::BF16, FfnActivation::DReLU, SparsityMode::Exact},
         Case{GGMLType::Q8_0, FfnActivation::ReLU, SparsityMode::Dense},
-        Case{GGMLType::Q4_0, FfnActivation::SiLU, SparsityMode::Exact}));
+        Case{GGMLType::Q4_0, FfnActivation::SiLU, SparsityMode::Exact},
+        Case{GGMLType::F16, FfnActivation::SiLU, SparsityMode::Threshold},
+        Case{GGMLType::Q8_0, FfnActivation::SiLU, SparsityMode::Threshold}));
 
 // Tests that a compile error names the kernel it is in and carries the log.
 TEST(Nvrtc, ErrorNamesKernel) {

@@ -1,7 +1,7 @@
 // Tests the emitted GPU kernels against their CPU twins (runtime/
 // sparse_kernels.h) on a real GPU, by normalised error, for every weight
-// type and both sparsity modes. Skipped where the CUDA driver finds no GPU
-// or pinferc was built without NVRTC.
+// type and every sparsity mode the hot half runs in. Skipped where the CUDA
+// driver finds no GPU or pinferc was built without NVRTC.
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "runtime/cuda_driver.h"
@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -86,6 +87,36 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   d.layers[0].downTType = c.downType;
   for (uint32_t i = 0; i < kHot; ++i)
     d.layers[0].hot.push_back(i);
+
+  Weight gate, up, downT;
+  auto gateBytes = randomRows(c.type, kEmbd, kHot, 1, gate);
+  auto upBytes = randomRows(c.type, kEmbd, kHot, 2, up);
+  auto downBytes = randomRows(c.downType, kEmbd, kHot, 3, downT);
+  std::vector<float> x(kEmbd);
+  for (int i = 0; i < kEmbd; ++i)
+    x[i] = 0.1f * std::cos(0.7f * float(i));
+  std::vector<float> act(kHot);
+  for (int n = 0; n < kHot; ++n) {
+    float g = dotRow(gate.type, gate.row(n), x.data(), kEmbd);
+    act[n] = c.act == FfnActivation::SiLU ? silu(g) : relu(g);
+  }
+  // Threshold mode: the middle of the widest gap between neighbouring
+  // |activations| around the median, so that rounding differences between
+  // the devices cannot move a neuron across it.
+  float threshold = 0.f;
+  if (c.mode == SparsityMode::Threshold) {
+    std::vector<float> mag(kHot);
+    for (int n = 0; n < kHot; ++n)
+      mag[n] = std::fabs(act[n]);
+    std::sort(mag.begin(), mag.end());
+    float gap = -1.f;
+    for (int n = kHot / 4; n < 3 * kHot / 4; ++n)
+      if (mag[n + 1] - mag[n] > gap) {
+        gap = mag[n + 1] - mag[n];
+        threshold = 0.5f * (mag[n] + mag[n + 1]);
+      }
+    d.layers[0].actThreshold = threshold;
+  }
   CudaModule m = emitCuda(d);
   NvrtcOutput ptx;
   std::string error;
@@ -98,19 +129,14 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   void *fnDown = gpu_.function(k.down.c_str(), error);
   ASSERT_TRUE(fnGateUp && fnDown) << error;
 
-  Weight gate, up, downT;
-  auto gateBytes = randomRows(c.type, kEmbd, kHot, 1, gate);
-  auto upBytes = randomRows(c.type, kEmbd, kHot, 2, up);
-  auto downBytes = randomRows(c.downType, kEmbd, kHot, 3, downT);
-  std::vector<float> x(kEmbd);
-  for (int i = 0; i < kEmbd; ++i)
-    x[i] = 0.1f * std::cos(0.7f * float(i));
-
   // The CPU twin.
   std::vector<float> hWant(kHot), yWant(kEmbd, 0.f);
   for (int n = 0; n < kHot; ++n) {
-    float g = dotRow(gate.type, gate.row(n), x.data(), kEmbd);
-    float a = c.act == FfnActivation::SiLU ? silu(g) : relu(g);
+    float a = act[n];
+    if (c.mode == SparsityMode::Threshold && std::fabs(a) <= threshold) {
+      hWant[n] = 0.f;
+      continue;
+    }
     float u = dotRow(up.type, up.row(n), x.data(), kEmbd);
     hWant[n] = a * (c.act == FfnActivation::DReLU ? relu(u) : u);
   }
@@ -161,7 +187,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GGMLType::Q4_0, GGMLType::Q4_0, FfnActivation::ReLU,
                            SparsityMode::Exact},
                       Case{GGMLType::Q4_0, GGMLType::F32, FfnActivation::SiLU,
-                           SparsityMode::Exact}),
+                           SparsityMode::Exact},
+                      Case{GGMLType::F16, GGMLType::F16, FfnActivation::SiLU,
+                           SparsityMode::Threshold},
+                      Case{GGMLType::Q8_0, GGMLType::F32, FfnActivation::SiLU,
+                           SparsityMode::Threshold}),
     // Readable names, e.g. q4_0_f32_silu_exact.
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(typeName(info.param.type)) + "_" +

@@ -46,7 +46,8 @@ static int runVerb(int argc, char **argv) {
 static int compileVerb(int argc, char **argv) {
   CLI::App app{"pinferc: compiles a GGUF language model and its activation "
                "profile into one executable split between GPU and CPU.\n"
-               "Verbs: inspect, tokenize, run, profile, plan, perplexity, "
+               "Verbs: inspect, tokenize, run, profile, plan, train-predictors, "
+               "perplexity, "
                "targets (pinferc VERB --help)."};
   pinfer::CompileArgs c;
   app.add_option("model", c.model, "GGUF model file")->required();
@@ -60,10 +61,17 @@ static int compileVerb(int argc, char **argv) {
   app.add_option("--sparsity", c.sparsity,
                  "dense: compute every neuron; exact: skip neurons whose "
                  "activation is exactly zero; predicted: skip neurons the "
-                 "predictors call off; auto: predicted when predictors are "
+                 "predictors call off; threshold: skip neurons whose "
+                 "|activation| is at most the layer's calibrated threshold "
+                 "(SiLU models); auto: predicted when predictors are "
                  "stored, given or trainable from the trace, else exact")
-      ->check(CLI::IsMember({"dense", "exact", "predicted", "auto"}))
+      ->check(
+          CLI::IsMember({"dense", "exact", "predicted", "threshold", "auto"}))
       ->capture_default_str();
+  app.add_option("--target-sparsity", c.targetSparsity,
+                 "Threshold mode: share of activations to skip, in [0, 1) "
+                 "(default: the trace's, or 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--predictors", c.predictors,
                  "Predictor file from pinferc train-predictors");
   app.add_option("--emit", c.emit,

@@ -81,13 +81,17 @@ def PInfer_DeviceAttr : EnumAttr<PInfer_Dialect, PInfer_Device, "device"> {
 // How an FFN half skips neurons: `dense` computes every neuron it owns,
 // `exact` skips neurons whose activation is exactly zero (found from the
 // gate product, so results equal dense), `predicted` skips neurons a
-// predictor says will not fire (approximate).
+// predictor says will not fire (approximate), `threshold` skips neurons
+// whose |activation| is at most a calibrated per-layer threshold (the
+// SiLU-family counterpart of exact: approximate, no predictor needed).
 def PInfer_SparsityDense : I32EnumAttrCase<"dense", 0>;
 def PInfer_SparsityExact : I32EnumAttrCase<"exact", 1>;
 def PInfer_SparsityPredicted : I32EnumAttrCase<"predicted", 2>;
+def PInfer_SparsityThreshold : I32EnumAttrCase<"threshold", 3>;
 
 def PInfer_Sparsity : I32EnumAttr<"Sparsity", "FFN neuron skipping mode",
-    [PInfer_SparsityDense, PInfer_SparsityExact, PInfer_SparsityPredicted]> {
+    [PInfer_SparsityDense, PInfer_SparsityExact, PInfer_SparsityPredicted,
+     PInfer_SparsityThreshold]> {
   let cppNamespace = "::pinfer";
   let genSpecializedAttr = 0;
 }

@@ -10,6 +10,8 @@
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace pinfer;
 
@@ -318,6 +320,17 @@ LogicalResult FFNPartOp::verify() {
     return emitOpError("a mask is required exactly when sparsity is predicted");
   if (getMask() && vectorLength(getMask()) != nFF)
     return emitOpError("mask must have n_ff = ") << nFF << " bits";
+  // The generated code compares |activation| against the threshold, so a
+  // negative or NaN one would silently skip nothing or everything.
+  bool thresholded = getSparsity() == Sparsity::threshold;
+  if (thresholded != bool(getThresholdAttr()))
+    return emitOpError(
+        "a threshold is required exactly when sparsity is threshold");
+  if (auto t = getThresholdAttr()) {
+    float v = t.getValue().convertToFloat();
+    if (!(v >= 0.f) || !std::isfinite(v))
+      return emitOpError("threshold ") << v << " must be finite and >= 0";
+  }
   return success();
 }
 

@@ -238,7 +238,10 @@ def PInfer_FFNPartOp : PInfer_Op<"ffn_part", [Pure, AllTypesMatch<["input", "res
     table `neurons` of `count` distinct indices in `[0, n_ff)` or, after
     `pinfer-permute-neurons`, the contiguous range `[offset, offset +
     count)` of the permuted weights. `sparsity` says which owned neurons may
-    be skipped; `predicted` takes the mask of a `pinfer.predict`. Down
+    be skipped; `predicted` takes the mask of a `pinfer.predict`;
+    `threshold` skips neurons with `|act(gate[i] x)| <= threshold`, the
+    layer's calibrated `threshold` attribute (present exactly in that mode,
+    non-negative and finite; 0 skips what exact skips). Down
     projections are stored transposed in the packed weights (as f32 when
     the file has them quantised), so a neuron's down row is contiguous.
 
@@ -259,7 +262,8 @@ def PInfer_FFNPartOp : PInfer_Op<"ffn_part", [Pure, AllTypesMatch<["input", "res
                            "::pinfer::Sparsity::dense">:$sparsity,
                        I64Attr:$layer, I64Attr:$count,
                        OptionalAttr<I64Attr>:$offset,
-                       OptionalAttr<PInfer_NeuronTable>:$neurons);
+                       OptionalAttr<PInfer_NeuronTable>:$neurons,
+                       OptionalAttr<F32Attr>:$threshold);
   let results = (outs PInfer_Vector:$result);
   let assemblyFormat = [{
     $input `,` $gate `,` $up `,` $down (`mask` $mask^ `:` type($mask))?

@@ -6,7 +6,7 @@
 // Tests that with the model's predictors each half gets its own predictor
 // on its own device, sharing the layer's fc1/fc2 handles; exact and dense
 // only set the sparsity.
-// BAD: mode must be dense, exact or predicted, got 'sometimes'
+// BAD: mode must be dense, exact, predicted or threshold, got 'sometimes'
 module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 = !pinfer.weight<f16, [8, 4]>}} {
   // PRED-LABEL: func.func @learned
   // EXACT-LABEL: func.func @learned
