@@ -123,6 +123,17 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.nCtx = uint32_t(args.nCtx);
   opts.useZ3 = !args.noZ3;
   opts.z3Seconds = args.z3Seconds;
+  // Predictors take VRAM only when the program will run them: predicted
+  // mode, or auto mode with predictors stored, given or trainable.
+  bool predicted =
+      args.sparsity == "predicted" ||
+      (args.sparsity == "auto" &&
+       (model.file().tensor("blk.0.fc1.weight") || !args.predictors.empty() ||
+        !trace.samples.empty()));
+  if (!predicted) {
+    shape.predictorBytes.clear();
+    opts.predictorRank = 0;
+  }
   return planPlacement(trace, shape, target, opts, plan, error);
 }
 

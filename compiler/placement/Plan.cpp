@@ -113,9 +113,10 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     plan.bill.push_back({"hot FFN rows + neuron index (" +
                              std::to_string(ffnLayers) + " layers)",
                          ffnBytes});
-    plan.bill.push_back({"predictors (" + std::to_string(ffnLayers) +
-                             " layers)",
-                         predictorBytes});
+    if (predictorBytes) // none when the program runs no predictors
+      plan.bill.push_back({"predictors (" + std::to_string(ffnLayers) +
+                               " layers)",
+                           predictorBytes});
   }
   if (attnLayers)
     plan.bill.push_back({"attention + KV cache (" +
