@@ -123,6 +123,7 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.nCtx = uint32_t(args.nCtx);
   opts.useZ3 = !args.noZ3;
   opts.z3Seconds = args.z3Seconds;
+  opts.minGranules = args.minGranules;
   // Predictors take VRAM only when the program will run them: predicted
   // mode, or auto mode with predictors stored, given or trainable.
   bool predicted =
@@ -134,6 +135,11 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
     shape.predictorBytes.clear();
     opts.predictorRank = 0;
   }
+  // The executable runs attention and the output head on the CPU (no GPU
+  // kernels are generated for them yet), so the plan gives their VRAM to
+  // FFN neurons instead of billing memory that would sit unused.
+  opts.attention = AttentionPolicy::CPU;
+  opts.outputMayUseGPU = false;
   return planPlacement(trace, shape, target, opts, plan, error);
 }
 

@@ -33,6 +33,7 @@ struct CompileArgs {
   int nCtx = 4096;        // the context the plan reserves KV cache for
   int nThreads = 0;       // profiling threads
   double z3Seconds = 10;
+  int minGranules = -1; // per-layer minimum GPU granules; -1: cost model
   bool noZ3 = false;
   bool quiet = false; // no progress lines on stderr
 };

@@ -173,6 +173,7 @@ int runPlan(const PlanArgs &args) {
   c.nThreads = args.nThreads;
   c.z3Seconds = args.z3Seconds;
   c.noZ3 = args.noZ3;
+  c.minGranules = args.minGranules;
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
   Plan plan;

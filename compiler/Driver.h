@@ -61,6 +61,7 @@ struct PlanArgs {
   double z3Seconds = 10;
   bool noZ3 = false;
   int nThreads = 0;
+  int minGranules = -1;
 };
 int runPlan(const PlanArgs &args);
 

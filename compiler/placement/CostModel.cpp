@@ -284,11 +284,19 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       lp.attention.utility = double(shape.attentionBytes[l]);
     }
   }
-  if (gpu) {
+  if (gpu && opts.outputMayUseGPU) {
     out.outputName = "output head";
     p.globals.push_back({out.outputName, shape.outputBytes,
                          double(shape.outputBytes)});
+  } else {
+    out.fixedCpuBytesPerToken += double(shape.outputBytes);
   }
+  double attention = std::accumulate(shape.attentionBytes.begin(),
+                                     shape.attentionBytes.end(), 0.0);
+  if (gpu && opts.attention == AttentionPolicy::GPU)
+    out.fixedGpuBytesPerToken += attention;
+  else if (!gpu || opts.attention == AttentionPolicy::CPU)
+    out.fixedCpuBytesPerToken += attention;
   return true;
 }
 

@@ -56,6 +56,7 @@ struct PlacementOptions {
   uint32_t predictorRank = 256; // when the model stores no predictors
   int minGranules = -1;       // -1: from the cost model
   AttentionPolicy attention = AttentionPolicy::Optional;
+  bool outputMayUseGPU = true; // the output head competes for VRAM
   uint32_t maxGpuLayers = 0;  // 0: no limit (a constraint only Z3 handles)
   bool useZ3 = true;
   // Run Z3 even when the DP has proven its answer optimal and no constraint
@@ -91,6 +92,11 @@ struct PlacementInput {
   std::vector<std::vector<uint32_t>> order;  // [n_layer] neurons, hottest first
   std::vector<std::vector<double>> freq;     // [n_layer] sorted frequencies
   std::string outputName;                    // "output head" when a global
+  // Weight bytes read per token by parts that are no decision of the
+  // solver: attention under AttentionPolicy::GPU or CPU, the output head
+  // when it may not use the GPU.
+  double fixedGpuBytesPerToken = 0;
+  double fixedCpuBytesPerToken = 0;
 };
 
 // The granule size used when options.granuleSize is 0.

@@ -122,6 +122,8 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     plan.bill.push_back({"attention + KV cache (" +
                              std::to_string(attnLayers) + " layers)",
                          attnBytes});
+  plan.gpuBytesPerToken += in.fixedGpuBytesPerToken;
+  plan.cpuBytesPerToken += in.fixedCpuBytesPerToken;
   for (size_t j = 0; j < p.globals.size(); ++j) {
     if (a.globals[j]) {
       plan.bill.push_back({p.globals[j].name, p.globals[j].bytes});

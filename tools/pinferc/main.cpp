@@ -88,6 +88,9 @@ static int compileVerb(int argc, char **argv) {
                  "Hard wall-clock limit of the Z3 solve, seconds")
       ->capture_default_str();
   app.add_flag("--no-z3", c.noZ3, "Use the exact DP only");
+  app.add_option("--min-granules", c.minGranules,
+                 "A layer gets no GPU neurons or at least N granules "
+                 "(default: from the target's sync cost)");
   app.add_flag("-q,--quiet", c.quiet, "No progress lines");
   try {
     app.parse(argc, argv);
@@ -188,6 +191,9 @@ int main(int argc, char **argv) {
                       "Hard wall-clock limit of the Z3 solve, seconds")
       ->capture_default_str();
   planCmd->add_flag("--no-z3", plan.noZ3, "Use the exact DP only");
+  planCmd->add_option("--min-granules", plan.minGranules,
+                      "A layer gets no GPU neurons or at least N granules "
+                      "(default: from the target's sync cost)");
   planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads");
 
   pinfer::PerplexityArgs ppl;
