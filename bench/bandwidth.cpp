@@ -1,7 +1,7 @@
 // pinfer-bench-bandwidth: measures how fast this machine's cores can stream
 // memory they only read, the limit that token generation runs into (every
 // weight a token needs is read once and used once). The benchmark script
-// runs it in the same session as the models so that the ratio "achieved /
+// runs it in the same benchmark run as the models so that the ratio "achieved /
 // measured" is taken under the same load of a shared machine.
 //
 // Each thread sums its own contiguous slice of a buffer several times larger
