@@ -453,36 +453,28 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
             std::to_string(nCtx_) + " (-c)";
     return false;
   }
-  const int nEmbd = p.nEmbd, headDim = p.headDim, kvDim = p.kvDim();
-  const int groupSize = p.nHead / p.nKvHead;
+  const int nEmbd = p.nEmbd, kvDim = p.kvDim();
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
     float *layerKeys = keyCache_.data() + size_t(l) * nCtx_ * kvDim;
     float *layerValues = valueCache_.data() + size_t(l) * nCtx_ * kvDim;
-    float *k = layerKeys + size_t(pos) * kvDim;
-    float *v = layerValues + size_t(pos) * kvDim;
-
-    // Attention, as the dense reference computes it.
-    rmsNorm(xb_.data(), x_.data(), b.attnNorm.data(), nEmbd, p.normEps);
-    MatvecJob qkv[3] = {{&b.wq, xb_.data(), q_.data()},
-                        {&b.wk, xb_.data(), k},
-                        {&b.wv, xb_.data(), v}};
-    matvecs(qkv, 3, pool_);
-    rope(q_.data(), p.nHead, headDim, p.nRot, pos, invFreq_.data());
-    rope(k, p.nKvHead, headDim, p.nRot, pos, invFreq_.data());
-    pool_.parallelFor(p.nHead, [&](int64_t h0, int64_t h1) {
-      for (int64_t h = h0; h < h1; ++h) {
-        int64_t kvOff = (h / groupSize) * headDim;
-        attendHead(q_.data() + h * headDim, layerKeys + kvOff,
-                   layerValues + kvOff, kvDim, pos + 1, headDim,
-                   scores_.data() + h * nCtx_, attnOut_.data() + h * headDim);
-      }
-    });
-    MatvecJob wo{&b.wo, attnOut_.data(), xb2_.data()};
-    matvecs(&wo, 1, pool_);
-    for (int i = 0; i < nEmbd; ++i)
-      x_[i] += xb2_[i];
+    // Attention, exactly as the dense reference computes it.
+    AttentionBlock ab{b.attnNorm.data(),
+                      &b.wq,
+                      &b.wk,
+                      &b.wv,
+                      &b.wo,
+                      layerKeys,
+                      layerValues,
+                      xb_.data(),
+                      xb2_.data(),
+                      q_.data(),
+                      attnOut_.data(),
+                      scores_.data(),
+                      invFreq_.data(),
+                      nCtx_};
+    attentionBlock(p, ab, x_.data(), 1, pos, pool_);
 
     rmsNorm(xb_.data(), x_.data(), b.ffnNorm.data(), nEmbd, p.normEps);
     if (!ffn(l, error))

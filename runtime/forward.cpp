@@ -18,15 +18,46 @@
 
 namespace pinfer {
 
+void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
+                    int n, int pos0, ThreadPool &pool) {
+  const int nEmbd = p.nEmbd, headDim = p.headDim, kvDim = p.kvDim();
+  const int qDim = p.nHead * headDim;
+  const int groupSize = p.nHead / p.nKvHead;         // query heads per KV head
+  float *kRows = b.layerKeys + size_t(pos0) * kvDim; // [n][kvDim] in the cache
+  float *vRows = b.layerValues + size_t(pos0) * kvDim;
+  for (int t = 0; t < n; ++t)
+    rmsNorm(b.xb + size_t(t) * nEmbd, x + size_t(t) * nEmbd, b.norm, nEmbd,
+            p.normEps);
+  MatvecJob qkv[3] = {
+      {b.wq, b.xb, b.q}, {b.wk, b.xb, kRows}, {b.wv, b.xb, vRows}};
+  matvecs(qkv, 3, pool, n);
+  for (int t = 0; t < n; ++t) {
+    rope(b.q + size_t(t) * qDim, p.nHead, headDim, p.nRot, pos0 + t, b.invFreq);
+    rope(kRows + size_t(t) * kvDim, p.nKvHead, headDim, p.nRot, pos0 + t,
+         b.invFreq);
+  }
+  pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t t = i / p.nHead, h = i % p.nHead;
+      int64_t kvOff = (h / groupSize) * headDim;
+      attendHead(b.q + t * qDim + h * headDim, b.layerKeys + kvOff,
+                 b.layerValues + kvOff, kvDim, pos0 + int(t) + 1, headDim,
+                 b.scores + i * b.nCtx, b.attnOut + t * qDim + h * headDim);
+    }
+  });
+  MatvecJob wo{b.wo, b.attnOut, b.xb2};
+  matvecs(&wo, 1, pool, n);
+  for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+    x[i] += b.xb2[i];
+}
+
 namespace {
 
 // One chunk of at most state.nBatch tokens; checks are done by the caller.
 void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
                   const int32_t *tokens, int n, int pos0) {
   const ModelParams &p = model.params();
-  const int nEmbd = p.nEmbd, headDim = p.headDim, kvDim = p.kvDim();
-  const int qDim = p.nHead * headDim, nFF = p.nFF;
-  const int groupSize = p.nHead / p.nKvHead; // query heads per KV head
+  const int nEmbd = p.nEmbd, kvDim = p.kvDim(), nFF = p.nFF;
   const bool instrument = s.firingCounts || s.ffnHook;
 
   const Weight &embd = model.tokenEmbedding();
@@ -38,37 +69,21 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     const LayerWeights &w = model.layer(l);
     float *layerKeys = s.keyCache.data() + size_t(l) * s.nCtx * kvDim;
     float *layerValues = s.valueCache.data() + size_t(l) * s.nCtx * kvDim;
-    float *kRows = layerKeys + size_t(pos0) * kvDim; // [n][kvDim] in the cache
-    float *vRows = layerValues + size_t(pos0) * kvDim;
-
-    // Attention block. K and V are written straight into the cache.
-    for (int t = 0; t < n; ++t)
-      rmsNorm(s.xb.data() + size_t(t) * nEmbd, s.x.data() + size_t(t) * nEmbd,
-              w.attnNorm.data(), nEmbd, p.normEps);
-    MatvecJob qkv[3] = {{&w.wq, s.xb.data(), s.q.data()},
-                        {&w.wk, s.xb.data(), kRows},
-                        {&w.wv, s.xb.data(), vRows}};
-    matvecs(qkv, 3, pool, n);
-    for (int t = 0; t < n; ++t) {
-      rope(s.q.data() + size_t(t) * qDim, p.nHead, headDim, p.nRot, pos0 + t,
-           s.invFreq.data());
-      rope(kRows + size_t(t) * kvDim, p.nKvHead, headDim, p.nRot, pos0 + t,
-           s.invFreq.data());
-    }
-    pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        int64_t t = i / p.nHead, h = i % p.nHead;
-        int64_t kvOff = (h / groupSize) * headDim;
-        attendHead(s.q.data() + t * qDim + h * headDim, layerKeys + kvOff,
-                   layerValues + kvOff, kvDim, pos0 + int(t) + 1, headDim,
-                   s.scores.data() + i * s.nCtx,
-                   s.attnOut.data() + t * qDim + h * headDim);
-      }
-    });
-    MatvecJob wo{&w.wo, s.attnOut.data(), s.xb2.data()};
-    matvecs(&wo, 1, pool, n);
-    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
-      s.x[i] += s.xb2[i];
+    AttentionBlock ab{w.attnNorm.data(),
+                      &w.wq,
+                      &w.wk,
+                      &w.wv,
+                      &w.wo,
+                      layerKeys,
+                      layerValues,
+                      s.xb.data(),
+                      s.xb2.data(),
+                      s.q.data(),
+                      s.attnOut.data(),
+                      s.scores.data(),
+                      s.invFreq.data(),
+                      s.nCtx};
+    attentionBlock(p, ab, s.x.data(), n, pos0, pool);
 
     // FFN block.
     for (int t = 0; t < n; ++t)

@@ -73,6 +73,25 @@ bool forwardBatch(const Model &model, ForwardState &state, ThreadPool &pool,
                   const int32_t *tokens, int n, int pos, bool wantLogits,
                   std::string &error);
 
+// The attention block of one layer for `n` tokens at positions pos0..:
+// RMS norm, Q/K/V, rope, attention over the cache, output projection, and
+// the residual add into `x`. K and V rows are written into the layer's
+// cache. The dense reference and the compiled executor both call this, so
+// that they compute attention exactly alike.
+struct AttentionBlock {
+  const float *norm; // [n_embd]
+  const Weight *wq, *wk, *wv, *wo;
+  float *layerKeys;     // [n_ctx][n_kv_head*head_dim]
+  float *layerValues;   // [n_ctx][n_kv_head*head_dim]
+  float *xb, *xb2;      // [n][n_embd] scratch
+  float *q, *attnOut;   // [n][n_head*head_dim] scratch
+  float *scores;        // [n][n_head][n_ctx] scratch
+  const float *invFreq; // [n_rot/2]
+  int nCtx;
+};
+void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
+                    int n, int pos0, ThreadPool &pool);
+
 // One token: forwardBatch with n = 1.
 inline bool forward(const Model &model, ForwardState &state, ThreadPool &pool,
                     int32_t token, int pos, bool wantLogits,
