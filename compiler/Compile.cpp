@@ -143,57 +143,81 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   return planPlacement(trace, shape, target, opts, plan, error);
 }
 
-// Threshold mode: the trace whose per-layer thresholds the program uses.
-// args.trace when it was calibrated at the asked target sparsity (or none
-// was asked); otherwise a profile of the built-in calibration text at that
-// target. `fromTrace` says which, so that the placement can reuse it.
-bool thresholdTrace(const CompileArgs &args, const Model &model, Trace &trace,
-                    bool &fromTrace, std::string &error) {
+// Reads the user's trace and checks it against the model the user gave
+// (never against a copy made later in the job).
+bool readUserTrace(const CompileArgs &args, const Model &model, Trace &trace,
+                   std::string &error) {
   const ModelParams &p = model.params();
-  fromTrace = false;
-  // ReLU-family models are refused: their activations are already exactly
-  // zero where they do not fire, which exact mode skips at no cost.
-  if (p.activation != FfnActivation::SiLU) {
-    error = "--sparsity threshold: " + args.model + " has activation " +
-            activationName(p.activation) +
-            ", expected a SiLU model (ReLU-family models skip exactly: use "
-            "--sparsity exact or predicted)";
-    return false;
-  }
-  if (!args.trace.empty()) {
-    if (!readTrace(args.trace, trace, error) ||
-        !checkTraceMatchesModel(trace, modelIdentity(model.file()), p.nLayer,
-                                p.nFF, error, args.trace, args.model))
-      return false;
-    if (args.targetSparsity < 0.f ||
-        std::fabs(args.targetSparsity - trace.targetSparsity) <= 1e-6f) {
-      if (trace.thresholds.size() != size_t(p.nLayer)) {
-        error = args.trace + ": has no activation thresholds, expected a "
-                             "trace profiled from a SiLU model";
-        return false;
-      }
-      fromTrace = true;
-      return true;
-    }
-  }
+  return readTrace(args.trace, trace, error) &&
+         checkTraceMatchesModel(trace, modelIdentity(model.file()), p.nLayer,
+                                p.nFF, error, args.trace, args.model);
+}
+
+// Profiles the built-in calibration text, keeping `samples` (input, mask)
+// pairs per layer and setting SiLU thresholds at --target-sparsity when
+// given. `why` starts the progress line.
+bool profileCalibration(const CompileArgs &args, const Model &model,
+                        uint32_t samples, const char *why, Trace &trace,
+                        std::string &error) {
   if (!args.quiet)
-    std::cerr << "pinferc: calibrating activation thresholds on the built-in "
-                 "text\n";
+    std::cerr << "pinferc: " << why << "\n";
   auto tok = Tokenizer::fromGGUF(model.file(), error);
   if (!tok)
     return false;
   ProfileOptions popts;
   popts.nThreads = args.nThreads;
+  popts.samplesPerLayer = samples;
   if (args.targetSparsity >= 0.f)
     popts.targetSparsity = args.targetSparsity;
-  trace = Trace();
-  if (!profileModel(model, *tok, modelIdentity(model.file()), calibrationText(),
-                    popts, trace, error))
+  return profileModel(model, *tok, modelIdentity(model.file()),
+                      calibrationText(), popts, trace, error);
+}
+
+// Threshold mode is for SiLU models: ReLU-family activations are already
+// exactly zero where they do not fire, which exact mode skips at no cost.
+bool thresholdModeFits(const CompileArgs &args, const Model &model,
+                       std::string &error) {
+  FfnActivation act = model.params().activation;
+  if (act == FfnActivation::SiLU)
+    return true;
+  error = "--sparsity threshold: " + args.model + " has activation " +
+          activationName(act) +
+          ", expected a SiLU model (ReLU-family models skip exactly: use "
+          "--sparsity exact or predicted)";
+  return false;
+}
+
+// The per-layer thresholds on |silu(gate x)|: those of `profile` when it
+// was calibrated at the asked target sparsity (or none was asked), else
+// those of a profile of the built-in text at that target.
+bool thresholdsFor(const CompileArgs &args, const Model &model,
+                   const Trace *profile, std::vector<float> &out,
+                   std::string &error) {
+  if (!thresholdModeFits(args, model, error))
     return false;
-  if (trace.thresholds.size() != size_t(p.nLayer)) {
+  const size_t nLayer = size_t(model.params().nLayer);
+  if (profile && (args.targetSparsity < 0.f ||
+                  std::fabs(args.targetSparsity - profile->targetSparsity) <=
+                      1e-6f)) {
+    if (profile->thresholds.size() != nLayer) {
+      error = args.trace + ": has no activation thresholds, expected a "
+                           "trace profiled from a SiLU model";
+      return false;
+    }
+    out = profile->thresholds;
+    return true;
+  }
+  Trace calibrated;
+  if (!profileCalibration(args, model, 0,
+                          "calibrating activation thresholds on the built-in "
+                          "text",
+                          calibrated, error))
+    return false;
+  if (calibrated.thresholds.size() != nLayer) {
     error = "the calibration profile has no activation thresholds";
     return false;
   }
+  out = calibrated.thresholds;
   return true;
 }
 
@@ -202,40 +226,24 @@ bool thresholdTrace(const CompileArgs &args, const Model &model, Trace &trace,
 bool activationThresholds(const CompileArgs &args, const Model &model,
                           std::vector<float> &out, std::string &error) {
   Trace trace;
-  bool fromTrace = false;
-  if (!thresholdTrace(args, model, trace, fromTrace, error))
+  if (!args.trace.empty() && !readUserTrace(args, model, trace, error))
     return false;
-  out = trace.thresholds;
-  return true;
+  return thresholdsFor(args, model, args.trace.empty() ? nullptr : &trace,
+                       out, error);
 }
 
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error) {
   if (!args.plan.empty())
     return readPlanJson(args.plan, plan, error);
-  ModelShape shape;
-  if (!modelShapeFromGGUF(model.file(), shape, error))
-    return false;
   Trace trace;
-  if (args.trace.empty()) {
-    if (!args.quiet)
-      std::cerr << "pinferc: no --trace given; profiling the built-in "
-                   "calibration text\n";
-    auto tok = Tokenizer::fromGGUF(model.file(), error);
-    if (!tok)
-      return false;
-    ProfileOptions popts;
-    popts.nThreads = args.nThreads;
-    if (!profileModel(model, *tok, modelIdentity(model.file()),
-                      calibrationText(), popts, trace, error))
-      return false;
-  } else {
-    if (!readTrace(args.trace, trace, error) ||
-        !checkTraceMatchesModel(trace, modelIdentity(model.file()),
-                                shape.nLayer, shape.nFF, error, args.trace,
-                                args.model))
-      return false;
-  }
+  if (!args.trace.empty() ? !readUserTrace(args, model, trace, error)
+                          : !profileCalibration(
+                                args, model, 0,
+                                "no --trace given; profiling the built-in "
+                                "calibration text",
+                                trace, error))
+    return false;
   return planFromTrace(args, model, target, trace, plan, error);
 }
 
@@ -258,76 +266,42 @@ bool hasStoredPredictors(const Model &model) {
   return model.file().tensor("blk.0.fc1.weight") != nullptr;
 }
 
-// A trace worth training from: given, readable and holding samples.
-bool traceHasSamples(const std::string &path) {
-  if (path.empty())
-    return false;
-  Trace trace;
-  std::string error;
-  return readTrace(path, trace, error) && !trace.samples.empty();
-}
-
-SparsityMode autoSparsityMode(const CompileArgs &args, const Model &model) {
-  bool predictors = hasStoredPredictors(model) || !args.predictors.empty() ||
-                    traceHasSamples(args.trace);
-  return predictors ? SparsityMode::Predicted : SparsityMode::Exact;
-}
-
-// Finds or trains predictors for `model`, writes the model with them to a
-// temporary file beside the output and returns its path.
-bool attachPredictors(const CompileArgs &args,
-                      const std::unique_ptr<Model> &model, std::string &path,
+// Writes `model` with predictors to a temporary file beside the output and
+// returns its path: those of --predictors, or ones trained from the
+// samples of `profile`.
+bool attachPredictors(const CompileArgs &args, const Model &model,
+                      const Trace &profile, std::string &path,
                       TempFileGuard &guard, std::string &error) {
-  const ModelParams &p = model->params();
-  const std::string identity = modelIdentity(model->file());
+  const ModelParams &p = model.params();
   const std::string stem =
       args.output.empty() ? std::string("/tmp/pinferc-emit") : args.output;
   std::string predPath = args.predictors;
   TempFileGuard trainedGuard;
   if (predPath.empty()) {
-    Trace trace;
-    if (!args.trace.empty()) {
-      if (!readTrace(args.trace, trace, error) ||
-          !checkTraceMatchesModel(trace, identity, p.nLayer, p.nFF, error,
-                                  args.trace, args.model))
-        return false;
-      if (trace.samples.empty()) {
-        error = args.trace + ": holds no samples to train predictors from "
-                "(profile with --samples N, or pass --predictors FILE, or "
-                "use --sparsity exact)";
-        return false;
-      }
-    } else {
-      if (!args.quiet)
-        std::cerr << "pinferc: profiling the built-in calibration text for "
-                     "predictor training samples\n";
-      auto tok = Tokenizer::fromGGUF(model->file(), error);
-      if (!tok)
-        return false;
-      ProfileOptions popts;
-      popts.nThreads = args.nThreads;
-      popts.samplesPerLayer = 4000;
-      if (!profileModel(*model, *tok, identity, calibrationText(), popts,
-                        trace, error))
-        return false;
+    if (profile.samples.empty()) {
+      error = args.trace + ": holds no samples to train predictors from "
+              "(profile with --samples N, or pass --predictors FILE, or "
+              "use --sparsity exact)";
+      return false;
     }
     // Kept beside the executable (like its weights) only with -o.
     predPath = stem + ".predictors.gguf";
     if (args.output.empty())
       trainedGuard.path = predPath;
     if (!args.quiet)
-      std::cerr << "pinferc: training predictors from " << trace.nTokens
+      std::cerr << "pinferc: training predictors from " << profile.nTokens
                 << " profiled tokens\n";
-    if (!trainPredictorFile(trace, predPath, args.nThreads, args.quiet, error))
+    if (!trainPredictorFile(profile, predPath, args.nThreads, args.quiet,
+                            error))
       return false;
   }
   LoadedPredictors loaded;
-  if (!readPredictorFile(predPath, identity, p.nLayer, p.nEmbd, p.nFF, loaded,
-                         error))
+  if (!readPredictorFile(predPath, modelIdentity(model.file()), p.nLayer,
+                         p.nEmbd, p.nFF, loaded, error))
     return false;
   path = stem + ".with-predictors.tmp.gguf";
   guard.path = path;
-  return writeModelWithPredictors(model->file(), *loaded.file, path, error);
+  return writeModelWithPredictors(model.file(), *loaded.file, path, error);
 }
 
 } // namespace
@@ -359,47 +333,66 @@ int compileModel(const CompileArgs &args) {
   std::unique_ptr<Model> model = Model::open(args.model, error);
   if (!model)
     return fail(error);
-  if (args.sparsity == "auto")
-    mode = autoSparsityMode(args, *model);
+  const bool storedPredictors = hasStoredPredictors(*model);
 
-  // Predicted mode for a model that stores no predictors: train them from
-  // the trace's samples (or take --predictors) and compile from a copy of
-  // the model that carries them. The copy is removed on every exit.
+  // The profile every decision below reads, obtained once: the user's trace,
+  // checked against the model the user gave (before predictors may be
+  // added to a copy of it), or one profile of the built-in text made with
+  // what the job needs.
+  Trace profile;
+  if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
+    return fail(error);
+  if (args.sparsity == "auto")
+    mode = storedPredictors || !args.predictors.empty() ||
+                   !profile.samples.empty()
+               ? SparsityMode::Predicted
+               : SparsityMode::Exact;
+  if (mode == SparsityMode::Threshold &&
+      !thresholdModeFits(args, *model, error))
+    return fail(error);
+  const bool train = mode == SparsityMode::Predicted && !storedPredictors &&
+                     args.predictors.empty();
+  const bool place = target->hasGPU() && args.plan.empty();
+  if (args.trace.empty() &&
+      (train || place || mode == SparsityMode::Threshold) &&
+      !profileCalibration(
+          args, *model, train ? 4000 : 0,
+          mode == SparsityMode::Threshold
+              ? "calibrating activation thresholds on the built-in text"
+          : train ? "profiling the built-in calibration text for predictor "
+                    "training samples"
+                  : "no --trace given; profiling the built-in calibration "
+                    "text",
+          profile, error))
+    return fail(error);
+
+  // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
+  // target sparsity.
+  std::vector<float> actThresholds;
+  if (mode == SparsityMode::Threshold &&
+      !thresholdsFor(args, *model, &profile, actThresholds, error))
+    return fail(error);
+
+  // Predicted mode for a model that stores no predictors: compile from a
+  // copy of the model that carries trained (or given) ones. The copy is
+  // removed on every exit.
   TempFileGuard withPredictors;
-  if (mode == SparsityMode::Predicted &&
-      !model->file().tensor("blk.0.fc1.weight")) {
+  if (mode == SparsityMode::Predicted && !storedPredictors) {
     std::string path;
-    if (!attachPredictors(args, model, path, withPredictors, error))
+    if (!attachPredictors(args, *model, profile, path, withPredictors, error))
       return fail(error);
     model = Model::open(path, error);
     if (!model)
       return fail(error);
   }
 
-  // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
-  // target sparsity.
-  std::vector<float> actThresholds;
-  Trace thresholdProfile;
-  bool thresholdsFromTrace = false;
-  if (mode == SparsityMode::Threshold) {
-    if (!thresholdTrace(args, *model, thresholdProfile, thresholdsFromTrace,
-                        error))
-      return fail(error);
-    actThresholds = thresholdProfile.thresholds;
-  }
-
   // Placement. A target without a GPU puts every neuron on the CPU.
   ProgramDesc program;
   if (target->hasGPU()) {
     Plan plan;
-    // A profile made for the thresholds also serves the placement, unless
-    // a plan or a trace of the user's own text was given.
-    const bool reuseProfile = mode == SparsityMode::Threshold &&
-                              args.plan.empty() &&
-                              (args.trace.empty() || thresholdsFromTrace);
-    if (reuseProfile ? !planFromTrace(args, *model, *target, thresholdProfile,
-                                      plan, error)
-                     : !loadPlan(args, *model, *target, plan, error))
+    if (!args.plan.empty() ? !readPlanJson(args.plan, plan, error)
+                           : !planFromTrace(args, *model, *target, profile,
+                                            plan, error))
       return fail(error);
     // The program is what the scheduled, memory-planned IR says; its VRAM
     // bill is pinfer-plan-memory's, which excludes the CUDA context that
