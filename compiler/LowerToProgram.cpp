@@ -26,20 +26,6 @@ namespace pinfer {
 
 namespace {
 
-const char *modeName(SparsityMode mode) {
-  switch (mode) {
-  case SparsityMode::Dense:
-    return "dense";
-  case SparsityMode::Exact:
-    return "exact";
-  case SparsityMode::Predicted:
-    return "predicted";
-  case SparsityMode::Threshold:
-    return "threshold";
-  }
-  return "exact";
-}
-
 SparsityMode toMode(Sparsity s) {
   switch (s) {
   case Sparsity::dense:
@@ -248,7 +234,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     if (sawMode && m != mode)
       return fail(at + "sparsity " +
                   stringifySparsity(part.getSparsity()).str() +
-                  " differs from the other halves' " + modeName(mode));
+                  " differs from the other halves' " + sparsityModeName(mode));
     sawMode = true;
     mode = m;
     Value mask = part.getMask();
@@ -438,7 +424,7 @@ bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
     placed = &cold;
   }
   PipelineOptions o = options;
-  o.sparsity = modeName(mode);
+  o.sparsity = sparsityModeName(mode);
   if (!attachPlan(*module, *placed, error) ||
       !runStages(*module, EmitStage::Scheduled, o, error))
     return false;
