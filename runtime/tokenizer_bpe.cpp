@@ -6,12 +6,12 @@
 // byte-mapped (GPT-2's printable stand-ins) and merged pair by pair in rank
 // order of tokenizer.ggml.merges, lowest rank first, leftmost on ties.
 #include "runtime/tokenizer.h"
+#include "runtime/tokenizer_merge.h"
 
 #include "runtime/unicode.h"
 
 #include <algorithm>
 #include <cstring>
-#include <queue>
 
 namespace pinfer {
 namespace {
@@ -220,76 +220,23 @@ void Tokenizer::encodeBPE(const std::string &text,
   }
 }
 
-namespace {
-
-struct Symbol {
-  int prev, next;
-  size_t offset, len; // bytes of the word; len 0 once merged into `prev`
-};
-
-struct Pair {
-  int left, right;
-  int rank;
-  size_t len; // left.len + right.len when queued; stale if that changed
-};
-
-struct PairOrder {
-  // priority_queue puts the "largest" on top: lowest rank, then leftmost.
-  bool operator()(const Pair &a, const Pair &b) const {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  }
-};
-
-} // namespace
 
 void Tokenizer::bpeWord(const std::string &word,
                         std::vector<int32_t> &out) const {
-  std::vector<Symbol> syms;
-  for (size_t off = 0; off < word.size();) {
-    size_t len = std::min(utf8SeqLen(static_cast<unsigned char>(word[off])),
-                          word.size() - off);
-    int idx = int(syms.size());
-    syms.push_back(Symbol{idx - 1, -1, off, len});
-    if (idx > 0)
-      syms[idx - 1].next = idx;
-    off += len;
-  }
-  if (syms.empty())
-    return;
-
-  std::priority_queue<Pair, std::vector<Pair>, PairOrder> queue;
-  std::string left, right;
-  auto consider = [&](int l, int r) {
-    if (l < 0 || r < 0)
-      return;
-    left.assign(word, syms[l].offset, syms[l].len);
-    right.assign(word, syms[r].offset, syms[r].len);
-    int rank = bpeRank(left, right);
-    if (rank >= 0)
-      queue.push(Pair{l, r, rank, syms[l].len + syms[r].len});
-  };
-  for (int i = 1; i < int(syms.size()); ++i)
-    consider(i - 1, i);
-
-  while (!queue.empty()) {
-    Pair p = queue.top();
-    queue.pop();
-    Symbol &l = syms[p.left];
-    Symbol &r = syms[p.right];
-    if (l.len == 0 || r.len == 0 || l.len + r.len != p.len)
-      continue; // one side was merged since this pair was queued
-    l.len += r.len;
-    r.len = 0;
-    l.next = r.next;
-    if (r.next >= 0)
-      syms[r.next].prev = p.left;
-    consider(l.prev, p.left);
-    consider(p.left, l.next);
-  }
+  // A lower merge rank merges first.
+  std::vector<MergedPiece> pieces = mergePieces(
+      word,
+      [&](const std::string &left,
+          const std::string &right) -> std::optional<double> {
+        int rank = bpeRank(left, right);
+        if (rank < 0)
+          return std::nullopt;
+        return -double(rank);
+      });
 
   std::string piece;
-  for (int i = 0; i != -1; i = syms[i].next) {
-    piece.assign(word, syms[i].offset, syms[i].len);
+  for (const MergedPiece &m : pieces) {
+    piece.assign(word, m.offset, m.len);
     int32_t id = findToken(piece);
     if (id >= 0) {
       out.push_back(id);
