@@ -7,6 +7,8 @@
 // reference. Also the mode's errors.
 #include "compiler/Compile.h"
 
+#include "compile_test_util.h"
+
 #include "compiler/Calibration.h"
 #include "compiler/Profile.h"
 #include "compiler/Trace.h"
@@ -29,58 +31,12 @@
 #include <unistd.h>
 
 using namespace pinfer;
+using namespace pinfer::testutil;
 
 namespace {
 
 const char *kPrompt = "Once upon a time there was a little";
 constexpr int kTokens = 24;
-
-std::string readFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `cmd`, returns its exit status; stdout and stderr into the strings.
-int run(const std::string &cmd, std::string &out, std::string &err,
-        const std::string &dir) {
-  std::string o = dir + "/stdout.txt", e = dir + "/stderr.txt";
-  int rc = std::system((cmd + " > " + o + " 2> " + e).c_str());
-  out = readFile(o);
-  err = readFile(e);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// The integers of the JSON array under "key".
-std::vector<int32_t> jsonInts(const std::string &json, const std::string &key) {
-  std::vector<int32_t> v;
-  size_t at = json.find("\"" + key + "\"");
-  if (at == std::string::npos)
-    return v;
-  at = json.find('[', at);
-  size_t end = json.find(']', at);
-  std::string body = json.substr(at + 1, end - at - 1);
-  for (char &c : body)
-    if (c == ',')
-      c = ' ';
-  std::istringstream in(body);
-  int32_t x;
-  while (in >> x)
-    v.push_back(x);
-  return v;
-}
-
-// Every numeric value under "key", in order of appearance.
-std::vector<double> jsonNumbers(const std::string &json,
-                                const std::string &key) {
-  std::vector<double> v;
-  std::string k = "\"" + key + "\":";
-  for (size_t at = json.find(k); at != std::string::npos;
-       at = json.find(k, at + 1))
-    v.push_back(std::atof(json.c_str() + at + k.size()));
-  return v;
-}
 
 // The last value under "key": the top-level one, which follows the
 // per-layer objects.
@@ -115,16 +71,11 @@ protected:
     ASSERT_EQ(model->params().activation, FfnActivation::SiLU);
     auto tok = Tokenizer::fromGGUF(model->file(), error);
     ASSERT_TRUE(tok) << error;
-    GenerateOptions opts;
-    opts.prompt = kPrompt;
-    opts.nPredict = kTokens;
-    opts.sampling.temperature = 0;
-    std::ostringstream sink;
-    opts.out = &sink;
-    opts.err = &sink;
-    GenerateResult result;
-    ASSERT_EQ(generate(*model, *tok, opts, &result), 0) << sink.str();
-    reference_ = new std::vector<int32_t>(result.tokens);
+    std::vector<int32_t> tokens;
+    std::string log;
+    ASSERT_TRUE(referenceTokens(*model, *tok, kPrompt, kTokens, tokens, log))
+        << log;
+    reference_ = new std::vector<int32_t>(tokens);
     ASSERT_EQ(int(reference_->size()), kTokens);
 
     // A profile at target sparsity 0.5, and a copy of it whose thresholds
@@ -147,21 +98,8 @@ protected:
 
     // A plan that splits each layer into a GPU and a CPU half, in a
     // scrambled order, so that both halves apply the threshold.
-    Plan plan;
-    plan.target = "rtx4090";
-    plan.nLayer = 2;
-    plan.nFF = 512;
-    plan.nCtx = 256;
-    plan.bill.push_back({"hot FFN rows", 1 << 20});
-    plan.billBytes = 1 << 20;
-    plan.layers.resize(2);
-    for (int l = 0; l < 2; ++l) {
-      plan.layers[l].nHot = 200 + 8 * l;
-      for (uint32_t i = 0; i < 512; ++i)
-        plan.layers[l].order.push_back((i * 37 + l) % 512);
-    }
     plan_ = dir_ + "/split.plan.json";
-    ASSERT_TRUE(writePlanJson(plan_, plan, error)) << error;
+    ASSERT_TRUE(writeSplitPlan(plan_, error)) << error;
   }
   static void TearDownTestSuite() {
     std::system(("rm -rf " + dir_).c_str());
