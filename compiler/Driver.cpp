@@ -14,7 +14,6 @@
 #include "compiler/placement/Plan.h"
 #include "compiler/predictor/PredictorAttach.h"
 #include "runtime/gguf.h"
-#include "runtime/json.h"
 #include "runtime/model.h"
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
@@ -206,16 +205,7 @@ int runPerplexity(const PerplexityArgs &args) {
   PerplexityResult r;
   if (!perplexity(decoder, *tok, text, args.maxChunks, r, error))
     return fail(error);
-  if (args.json) {
-    JsonWriter w(std::cout);
-    w.beginObject().field("perplexity", r.perplexity)
-        .field("mean_nll", r.meanNll).field("scored_tokens", r.scored)
-        .field("chunks", r.chunks).field("seconds", r.seconds).endObject();
-  } else {
-    std::cout << "perplexity: " << r.perplexity << " over " << r.scored
-              << " tokens in " << r.chunks << " chunks of " << args.nCtx
-              << " (" << r.seconds << " s)\n";
-  }
+  printPerplexity(std::cout, r, args.nCtx, args.json);
   return 0;
 }
 

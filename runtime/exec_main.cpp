@@ -184,23 +184,12 @@ int execMain(int argc, char **argv, const Program &program) {
       slots += exec.stats()[l].tokens * program.nFF;
     }
     const double sparsity = slots ? 1.0 - double(fired) / double(slots) : 0.0;
-    if (g.json) {
-      JsonWriter w(std::cout);
-      w.beginObject()
-          .field("perplexity", r.perplexity)
-          .field("mean_nll", r.meanNll)
-          .field("scored_tokens", r.scored)
-          .field("chunks", r.chunks)
-          .field("seconds", r.seconds)
-          .field("sparsity_mode", sparsityModeName(program.mode))
-          .field("sparsity", sparsity)
-          .endObject();
-    } else {
-      std::cout << "perplexity: " << r.perplexity << " over " << r.scored
-                << " tokens in " << r.chunks << " chunks of " << nCtx << " ("
-                << r.seconds << " s, sparsity "
-                << sparsityModeName(program.mode) << ")\n";
-    }
+    printPerplexity(std::cout, r, nCtx, g.json,
+                    std::string(", sparsity ") + sparsityModeName(program.mode),
+                    [&](JsonWriter &w) {
+                      w.field("sparsity_mode", sparsityModeName(program.mode))
+                          .field("sparsity", sparsity);
+                    });
     return 0;
   }
 

@@ -2,6 +2,7 @@
 #include "runtime/perplexity.h"
 
 #include "runtime/generate.h"
+#include "runtime/json.h"
 #include "runtime/tokenizer.h"
 
 #include <algorithm>
@@ -66,6 +67,27 @@ bool perplexity(Decoder &decoder, const Tokenizer &tokenizer,
                                               start)
                     .count();
   return true;
+}
+
+void printPerplexity(std::ostream &os, const PerplexityResult &r, int nCtx,
+                     bool json, const std::string &note,
+                     const std::function<void(JsonWriter &)> &extra) {
+  if (json) {
+    JsonWriter w(os);
+    w.beginObject()
+        .field("perplexity", r.perplexity)
+        .field("mean_nll", r.meanNll)
+        .field("scored_tokens", r.scored)
+        .field("chunks", r.chunks)
+        .field("seconds", r.seconds);
+    if (extra)
+      extra(w);
+    w.endObject();
+    return;
+  }
+  os << "perplexity: " << r.perplexity << " over " << r.scored
+     << " tokens in " << r.chunks << " chunks of " << nCtx << " (" << r.seconds
+     << " s" << note << ")\n";
 }
 
 } // namespace pinfer

@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <ostream>
 #include <string>
 
 namespace pinfer {
 
 class Decoder;
+class JsonWriter;
 class Tokenizer;
 
 struct PerplexityResult {
@@ -25,5 +28,11 @@ struct PerplexityResult {
 bool perplexity(Decoder &decoder, const Tokenizer &tokenizer,
                 const std::string &text, uint64_t maxChunks,
                 PerplexityResult &out, std::string &error);
+
+// Prints `r` as one line ("perplexity: P over N tokens in C chunks of
+// nCtx (S s<note>)") or as one JSON object to which `extra` may add fields.
+void printPerplexity(std::ostream &os, const PerplexityResult &r, int nCtx,
+                     bool json, const std::string &note = "",
+                     const std::function<void(JsonWriter &)> &extra = nullptr);
 
 } // namespace pinfer
