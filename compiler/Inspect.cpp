@@ -4,6 +4,7 @@
 
 #include "runtime/gguf.h"
 #include "runtime/json.h"
+#include "runtime/model.h"
 
 #include <cstdio>
 #include <iomanip>
@@ -14,28 +15,10 @@ namespace pinfer {
 
 bool ffnActivation(const GGUFFile &file, ActivationInfo &out,
                    std::string &error) {
-  std::string value;
-  if (!file.getOptString("pinfer.ffn_activation", value, error))
+  FfnActivation act;
+  if (!modelActivation(file, act, &out.source, error))
     return false;
-  if (!value.empty()) {
-    if (value != "silu" && value != "relu" && value != "drelu") {
-      error = file.path() + ": key pinfer.ffn_activation: unknown activation '" +
-              value + "' (expected silu, relu or drelu)";
-      return false;
-    }
-    out = {value, "key pinfer.ffn_activation"};
-    return true;
-  }
-  // PowerInfer files ship ReLU-family models; their predictors only make
-  // sense for them.
-  if (file.isPowerInfer()) {
-    out = {"relu", "PowerInfer file (PWRI) without pinfer.ffn_activation"};
-    return true;
-  }
-  std::string arch;
-  file.getOptString("general.architecture", arch, error);
-  out = {"silu", "default for architecture '" + arch +
-                     "' (no pinfer.ffn_activation key)"};
+  out.name = activationName(act);
   return true;
 }
 

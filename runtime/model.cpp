@@ -149,6 +149,37 @@ bool parseActivation(const std::string &name, FfnActivation &out) {
   return true;
 }
 
+bool modelActivation(const GGUFFile &file, FfnActivation &out,
+                     std::string *source, std::string &error) {
+  std::string act;
+  if (!file.getOptString("pinfer.ffn_activation", act, error))
+    return false;
+  if (!act.empty()) {
+    if (!parseActivation(act, out)) {
+      error = file.path() + ": key pinfer.ffn_activation: activation '" + act +
+              "' is not supported, expected silu, relu or drelu";
+      return false;
+    }
+    if (source)
+      *source = "key pinfer.ffn_activation";
+    return true;
+  }
+  if (file.isPowerInfer()) {
+    out = FfnActivation::ReLU;
+    if (source)
+      *source = "PowerInfer file (PWRI) without pinfer.ffn_activation";
+    return true;
+  }
+  out = FfnActivation::SiLU;
+  if (source) {
+    std::string arch;
+    file.getOptString("general.architecture", arch, error);
+    *source = "default for architecture '" + arch +
+              "' (no pinfer.ffn_activation key)";
+  }
+  return true;
+}
+
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::open(const std::string &path,
@@ -224,14 +255,8 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
     return nullptr;
   }
 
-  std::string act = "silu";
-  if (!file.getOptString("pinfer.ffn_activation", act, error))
+  if (!modelActivation(file, p.activation, nullptr, error))
     return nullptr;
-  if (!parseActivation(act, p.activation)) {
-    ld.fail("key pinfer.ffn_activation: activation '" + act +
-            "' is not supported, expected silu, relu or drelu");
-    return nullptr;
-  }
 
   // The vocabulary size: the explicit key, else the tokenizer's token list,
   // else the embedding matrix. All present ones must agree.

@@ -27,6 +27,13 @@ const char *activationName(FfnActivation act);
 // Parses "silu" | "relu" | "drelu".
 bool parseActivation(const std::string &name, FfnActivation &out);
 
+// The FFN activation of a model file: key pinfer.ffn_activation, else ReLU
+// for PowerInfer (PWRI) files, which hold only ReLU-family models, else
+// SiLU, LLaMA's own. `source`, when given, says which rule decided. A value
+// pinferc does not know is one error line naming the key.
+bool modelActivation(const GGUFFile &file, FfnActivation &out,
+                     std::string *source, std::string &error);
+
 struct ModelParams {
   std::string arch;       // general.architecture
   int nVocab = 0;

@@ -791,3 +791,20 @@ TEST(Generate, SanitizeUtf8) {
   EXPECT_EQ(sanitizeUtf8("\xC0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD"); // overlong
   EXPECT_EQ(sanitizeUtf8("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
 }
+
+// Tests that a PowerInfer file without pinfer.ffn_activation runs as ReLU,
+// as `pinferc inspect` reports it: one rule decides for both.
+TEST(Model, PowerInferFileDefaultsToRelu) {
+  TinySpec s;
+  s.activation = "";
+  s.edit = [](GGUFWriter &w) { w.setPowerInfer(true); };
+  std::string error;
+  auto model = Model::open(writeTinyModel(s, "pwri-noact.gguf"), error);
+  ASSERT_TRUE(model) << error;
+  EXPECT_EQ(model->params().activation, FfnActivation::ReLU);
+  FfnActivation act;
+  std::string source;
+  ASSERT_TRUE(modelActivation(model->file(), act, &source, error)) << error;
+  EXPECT_EQ(act, FfnActivation::ReLU);
+  EXPECT_NE(source.find("PWRI"), std::string::npos) << source;
+}
