@@ -156,10 +156,8 @@ double kernelPass(const std::vector<pinfer::Weight> &ws, const float *x,
   size_t bytes = 0;
   for (const pinfer::Weight &w : ws) {
     pinfer::MatvecJob job{&w, x, y};
-    if (q8act)
-      pinfer::matvecsQ8Act(&job, 1, pool);
-    else
-      pinfer::matvecs(&job, 1, pool);
+    job.f32Act = !q8act;
+    pinfer::matvecs(&job, 1, pool);
     bytes += w.rowBytes * size_t(w.rows);
   }
   return double(bytes) / (nowSeconds() - t0) / 1e9;

@@ -127,7 +127,11 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
         }
       }
     }
+    // The down projection keeps its input in f32: the compiled executors
+    // split it across devices by neuron, and a quantised copy would need
+    // every neuron's activation in each 32-neuron block on one device.
     MatvecJob down{&w.down, h, s.xb2.data()};
+    down.f32Act = true;
     matvecs(&down, 1, pool, n);
     for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
       s.x[i] += s.xb2[i];

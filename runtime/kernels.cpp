@@ -197,42 +197,60 @@ PINFER_AVX2 float dotBF16Avx2(const void *row, const float *x, int64_t n) {
   return sum;
 }
 
+// 8 signed bytes at p -> 8 floats; the sign extension reads memory
+// directly (no shuffle to reach the upper bytes of a register).
+PINFER_AVX2 inline __m256 load8BytesPs(const int8_t *p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+PINFER_AVX2 inline __m256 q8BlockF32(const BlockQ8_0 &b, const float *x,
+                                    __m256 acc) {
+  __m256 s = _mm256_mul_ps(load8BytesPs(b.qs), _mm256_loadu_ps(x));
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 8), _mm256_loadu_ps(x + 8), s);
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 16), _mm256_loadu_ps(x + 16), s);
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 24), _mm256_loadu_ps(x + 24), s);
+  return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d)), s, acc);
+}
+
 PINFER_AVX2 float dotQ8_0Avx2(const void *row, const float *x, int64_t n) {
   const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
-    __m128i q0 = _mm_loadu_si128((const __m128i *)b[blk].qs);
-    __m128i q1 = _mm_loadu_si128((const __m128i *)(b[blk].qs + 16));
-    __m256 s = _mm256_mul_ps(bytesToPs(q0), _mm256_loadu_ps(x));
-    s = _mm256_fmadd_ps(bytesToPs(_mm_srli_si128(q0, 8)),
-                        _mm256_loadu_ps(x + 8), s);
-    s = _mm256_fmadd_ps(bytesToPs(q1), _mm256_loadu_ps(x + 16), s);
-    s = _mm256_fmadd_ps(bytesToPs(_mm_srli_si128(q1, 8)),
-                        _mm256_loadu_ps(x + 24), s);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc);
+  const int64_t nb = n / QK8_0;
+  // Two accumulators: consecutive blocks do not wait for each other.
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
+    a1 = q8BlockF32(b[blk + 1], x + (blk + 1) * QK8_0, a1);
   }
-  return hsum(acc);
+  for (; blk < nb; ++blk)
+    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
+  return hsum(_mm256_add_ps(a0, a1));
 }
 
 PINFER_AVX2 float dotQ4_0Avx2(const void *row, const float *x, int64_t n) {
   const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i eight = _mm_set1_epi8(8);
-  __m256 acc = _mm256_setzero_ps();
+  const __m256i mask = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t blk = 0; blk < n / QK4_0; ++blk, x += QK4_0) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)b[blk].qs);
-    // Low nibbles are elements 0..15, high nibbles 16..31.
-    __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
-    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
-    __m256 s = _mm256_mul_ps(bytesToPs(lo), _mm256_loadu_ps(x));
-    s = _mm256_fmadd_ps(bytesToPs(_mm_srli_si128(lo, 8)),
-                        _mm256_loadu_ps(x + 8), s);
-    s = _mm256_fmadd_ps(bytesToPs(hi), _mm256_loadu_ps(x + 16), s);
-    s = _mm256_fmadd_ps(bytesToPs(_mm_srli_si128(hi, 8)),
-                        _mm256_loadu_ps(x + 24), s);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc);
+    // Bytes j..j+7 widened to 32-bit lanes straight from memory: their low
+    // nibbles are elements j..j+7, their high nibbles j+16..j+23. One
+    // widening per 16 elements instead of one per 8.
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
+    __m256i v1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
+    __m256 e0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
+    __m256 e1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
+    __m256 e2 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
+    __m256 e3 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
+    __m256 s = _mm256_mul_ps(e0, _mm256_loadu_ps(x));
+    s = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x + 8), s);
+    s = _mm256_fmadd_ps(e2, _mm256_loadu_ps(x + 16), s);
+    s = _mm256_fmadd_ps(e3, _mm256_loadu_ps(x + 24), s);
+    acc[blk & 1] =
+        _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc[blk & 1]);
   }
-  return hsum(acc);
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
 // Quantised-activation kernels. sign(w) is moved onto x so that maddubs
@@ -406,8 +424,24 @@ void rowToF32(GGMLType type, const void *row, float *out, int64_t n) {
   }
 }
 
-void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
-                int64_t yStride, int nTok, int64_t r0, int64_t r1) {
+namespace {
+
+// The rows [r0, r1) of one product for `nTok` tokens, from f32 inputs or,
+// when `xq` is set, from their quantised copies (w.cols/QK8_0 blocks per
+// token, back to back).
+void rowsKernel(const Weight &w, const float *x, int64_t xStride,
+                const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
+                int64_t r0, int64_t r1) {
+  if (xq) {
+    DotQ8ActFn fn = dotQ8ActKernel(w.type);
+    const int64_t nb = w.cols / QK8_0;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t *row = w.row(r);
+      for (int t = 0; t < nTok; ++t)
+        y[t * yStride + r] = fn(row, xq + t * nb, w.cols);
+    }
+    return;
+  }
   DotFn fn = selectDot(w.type);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t *row = w.row(r);
@@ -416,7 +450,62 @@ void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
   }
 }
 
+void quantizeTokens(const float *x, int64_t xStride, int64_t cols, int nTok,
+                    BlockQ8Act *out) {
+  for (int t = 0; t < nTok; ++t)
+    quantizeActQ8(x + t * xStride, out + t * (cols / QK8_0), cols);
+}
+
+} // namespace
+
+void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
+                int64_t yStride, int nTok, int64_t r0, int64_t r1,
+                bool f32Act) {
+  if (f32Act || !usesQ8Act(w.type)) {
+    rowsKernel(w, x, xStride, nullptr, y, yStride, nTok, r0, r1);
+    return;
+  }
+  static thread_local std::vector<BlockQ8Act> xq;
+  xq.resize(size_t(nTok) * (w.cols / QK8_0));
+  quantizeTokens(x, xStride, w.cols, nTok, xq.data());
+  rowsKernel(w, x, xStride, xq.data(), y, yStride, nTok, r0, r1);
+}
+
 void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok) {
+  // The quantised inputs, one per distinct input (jobs that share an input
+  // share its blocks), made before the parallel step. Reused across calls:
+  // a token runs hundreds of products.
+  static thread_local std::vector<BlockQ8Act> qbuf;
+  static thread_local std::vector<int64_t> qOffset; // per job; -1: f32
+  qOffset.assign(size_t(nJobs), -1);
+  int64_t qTotal = 0;
+  for (int j = 0; j < nJobs; ++j) {
+    const MatvecJob &job = jobs[j];
+    if (job.f32Act || !usesQ8Act(job.w->type))
+      continue;
+    for (int k = 0; k < j && qOffset[j] < 0; ++k)
+      if (qOffset[k] >= 0 && jobs[k].x == job.x &&
+          jobs[k].w->cols == job.w->cols && jobs[k].xStride == job.xStride)
+        qOffset[j] = qOffset[k];
+    if (qOffset[j] < 0) {
+      qOffset[j] = qTotal;
+      qTotal += int64_t(nTok) * (job.w->cols / QK8_0);
+    }
+  }
+  if (int64_t(qbuf.size()) < qTotal)
+    qbuf.resize(size_t(qTotal));
+  // Offsets grow with the first job of each input: that job quantises it.
+  for (int j = 0, next = 0; j < nJobs; ++j) {
+    const MatvecJob &job = jobs[j];
+    if (qOffset[j] != next)
+      continue;
+    quantizeTokens(job.x, job.xStride ? job.xStride : job.w->cols, job.w->cols,
+                   nTok, qbuf.data() + next);
+    next += int(int64_t(nTok) * (job.w->cols / QK8_0));
+  }
+  const BlockQ8Act *q = qbuf.data();
+  const int64_t *offsets = qOffset.data();
+
   int64_t total = 0;
   for (int j = 0; j < nJobs; ++j)
     total += jobs[j].w->rows;
@@ -432,9 +521,10 @@ void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok) {
       const MatvecJob &job = jobs[j];
       int64_t lo = std::max(begin, base), hi = std::min(end, base + job.w->rows);
       if (lo < hi)
-        matvecRows(*job.w, job.x, job.xStride ? job.xStride : job.w->cols,
-                   job.y, job.yStride ? job.yStride : job.w->rows, nTok,
-                   lo - base, hi - base);
+        rowsKernel(*job.w, job.x, job.xStride ? job.xStride : job.w->cols,
+                   offsets[j] >= 0 ? q + offsets[j] : nullptr, job.y,
+                   job.yStride ? job.yStride : job.w->rows, nTok, lo - base,
+                   hi - base);
       base += job.w->rows;
     }
   });
@@ -470,97 +560,6 @@ DotQ8ActFn dotQ8ActKernel(GGMLType type) {
   return type == GGMLType::Q8_0   ? dotQ8_0Q8
          : type == GGMLType::Q4_0 ? dotQ4_0Q8
                                   : nullptr;
-}
-
-void matvecsQ8Act(const MatvecJob *jobs, int nJobs, ThreadPool &pool) {
-  // The quantised inputs, one per job (jobs that share an input share the
-  // blocks). Reused across calls: a token runs hundreds of products.
-  // [sum over quantised jobs of cols/QK8_0]
-  static thread_local std::vector<BlockQ8Act> qbuf;
-  struct Part {
-    const MatvecJob *job;
-    DotQ8ActFn q8; // null: f32 kernel
-    DotFn f32;
-    int64_t qOffset; // into qbuf
-    int64_t rowBytes;
-    bool quantizes; // the first job with this input quantises it
-  };
-  static thread_local std::vector<Part> parts;
-  parts.clear();
-  int64_t qTotal = 0;
-  for (int j = 0; j < nJobs; ++j) {
-    const Weight &w = *jobs[j].w;
-    Part p{&jobs[j], dotQ8ActKernel(w.type), selectDot(w.type),
-           -1,       int64_t(w.rowBytes),    false};
-    if (p.q8) {
-      for (int k = 0; k < j && p.qOffset < 0; ++k)
-        if (parts[k].q8 && jobs[k].x == jobs[j].x && jobs[k].w->cols == w.cols)
-          p.qOffset = parts[k].qOffset;
-      if (p.qOffset < 0) {
-        p.qOffset = qTotal;
-        p.quantizes = true;
-        qTotal += w.cols / QK8_0;
-      }
-    }
-    parts.push_back(p);
-  }
-  if (int64_t(qbuf.size()) < qTotal)
-    qbuf.resize(size_t(qTotal));
-  for (const Part &p : parts)
-    if (p.quantizes)
-      quantizeActQ8(p.job->x, qbuf.data() + p.qOffset, p.job->w->cols);
-
-  // Split by bytes of weights, not by rows, so that jobs of different types
-  // in one step cost each thread the same; boundaries are rounded to 16
-  // rows (64 bytes of f32 output) so that threads never share a cache line
-  // of y.
-  int64_t totalBytes = 0;
-  for (const Part &p : parts)
-    totalBytes += p.rowBytes * p.job->w->rows;
-  const BlockQ8Act *q = qbuf.data();
-  const Part *ps = parts.data();
-  const int nParts = int(parts.size());
-  struct Ctx {
-    const Part *ps;
-    int nParts;
-    int64_t totalBytes;
-    const BlockQ8Act *q;
-  } ctx{ps, nParts, totalBytes, q};
-  pool.run(
-      [](void *vp, int t, int nt) {
-        const Ctx &c = *static_cast<const Ctx *>(vp);
-        const int64_t b0 = c.totalBytes * t / nt,
-                      b1 = c.totalBytes * (t + 1) / nt;
-        int64_t base = 0; // bytes before this part
-        for (int k = 0; k < c.nParts; ++k) {
-          const Part &p = c.ps[k];
-          const Weight &w = *p.job->w;
-          const int64_t bytes = p.rowBytes * w.rows;
-          // Row r belongs to the thread whose byte range holds the start of
-          // the 16-row group containing r.
-          auto firstRow = [&](int64_t b) {
-            if (b <= base)
-              return int64_t(0);
-            if (b >= base + bytes)
-              return w.rows;
-            int64_t r = (b - base + p.rowBytes - 1) / p.rowBytes;
-            r = (r + 15) / 16 * 16;
-            return std::min(r, w.rows);
-          };
-          const int64_t r0 = firstRow(b0), r1 = firstRow(b1);
-          float *y = p.job->y;
-          if (p.q8) {
-            const BlockQ8Act *xq = c.q + p.qOffset;
-            for (int64_t r = r0; r < r1; ++r)
-              y[r] = p.q8(w.row(r), xq, w.cols);
-          } else {
-            for (int64_t r = r0; r < r1; ++r)
-              y[r] = p.f32(w.row(r), p.job->x, w.cols);
-          }
-          base += bytes;
-        }
-      },
-      &ctx);
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -37,44 +37,17 @@ DotFn dotKernel(GGMLType type);
 // Converts one row to f32 (embedding lookup). Same contract as dotRow.
 void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
 
-// y[t*yStride + r] = dot(w.row(r), x + t*xStride) for r in [r0, r1) and
-// each of `nTok` tokens t. Rows are the outer loop so that a row is read
-// from memory once per batch; the per-token result is bitwise the same
-// whatever the batch. x: [nTok][xStride >= w.cols], y: [nTok][yStride >= w.rows].
-void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
-                int64_t yStride, int nTok, int64_t r0, int64_t r1);
-inline void matvecRows(const Weight &w, const float *x, float *y, int64_t r0,
-                       int64_t r1) {
-  matvecRows(w, x, w.cols, y, w.rows, 1, r0, r1);
-}
-
-// Several independent products run as one parallel step, rows split evenly
-// over the pool's threads (e.g. Q, K and V of one layer), each over the same
-// `nTok` tokens.
-struct MatvecJob {
-  const Weight *w;
-  const float *x; // [nTok][xStride]
-  float *y;       // [nTok][yStride]
-  int64_t xStride = 0; // 0: w->cols
-  int64_t yStride = 0; // 0: w->rows
-};
-void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok = 1);
-inline void matvec(const Weight &w, const float *x, float *y,
-                   ThreadPool &pool) {
-  MatvecJob job{&w, x, y};
-  matvecs(&job, 1, pool);
-}
-
-// ---- quantised-activation path (fast; not used by the reference) ---------
+// ---- quantised activations -------------------------------------------------
 //
-// For Q8_0 and Q4_0 weights the f32 kernels above spend most of their time
-// converting weight bytes to floats. The fast path instead quantises the
-// activation vector once per product to 8 bits per element with one f32
-// scale per 32-element block (QK8_0), and multiplies bytes by bytes with
-// integer instructions. This adds an error of at most half a step of the
-// activation's block scale per element, so the dense reference
-// (forward.cpp, the oracle of every test) keeps the f32 kernels; executors
-// and benchmarks that want speed call matvecsQ8Act.
+// For Q8_0 and Q4_0 weights, converting weight bytes to floats costs more
+// than reading them. Products with those weights therefore quantise the
+// activation vector once to 8 bits per element with one f32 scale per
+// 32-element block (QK8_0) and multiply bytes by bytes with integer
+// instructions, as llama.cpp does. This adds an error of at most half a
+// step of the activation's block scale per element. The dense reference and
+// the compiled executors do this alike, so they stay comparable token for
+// token; dotRow (f32 activations) remains for the sparse down projection,
+// whose input is the sparse activation vector split across devices.
 
 // One block of a quantised activation vector: x[j] ~= d * qs[j]; s = d *
 // sum(qs), which lets Q4_0 kernels multiply the unsigned nibbles and remove
@@ -94,12 +67,43 @@ void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
 using DotQ8ActFn = float (*)(const void *row, const BlockQ8Act *x, int64_t n);
 DotQ8ActFn dotQ8ActKernel(GGMLType type);
 
-// Same contract as matvecs with nTok = 1 but Q8_0 and Q4_0 weights use the
-// quantised-activation kernels (other types run the f32 kernels unchanged).
-// Each distinct input vector is quantised once, before the parallel step.
-// Rows are split over threads by bytes, in chunks aligned to a cache line
-// of the output so that no two threads write the same line.
-void matvecsQ8Act(const MatvecJob *jobs, int nJobs, ThreadPool &pool);
+// True when products with `type` weights use quantised activations.
+inline bool usesQ8Act(GGMLType type) {
+  return type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
+}
+
+// y[t*yStride + r] = w.row(r) . x_t for r in [r0, r1) and each of `nTok`
+// tokens t, x_t = x + t*xStride; with quantised activations for Q8_0/Q4_0
+// weights unless `f32Act`. Rows are the outer loop so that a row is read
+// from memory once per batch; the per-token result is bitwise the same
+// whatever the batch or the row range. x: [nTok][xStride >= w.cols],
+// y: [nTok][yStride >= w.rows].
+void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
+                int64_t yStride, int nTok, int64_t r0, int64_t r1,
+                bool f32Act = false);
+inline void matvecRows(const Weight &w, const float *x, float *y, int64_t r0,
+                       int64_t r1) {
+  matvecRows(w, x, w.cols, y, w.rows, 1, r0, r1);
+}
+
+// Several independent products run as one parallel step, rows split evenly
+// over the pool's threads (e.g. Q, K and V of one layer), each over the same
+// `nTok` tokens. Each distinct input is quantised once, before the step.
+// Results are bitwise those of matvecRows.
+struct MatvecJob {
+  const Weight *w;
+  const float *x; // [nTok][xStride]
+  float *y;       // [nTok][yStride]
+  int64_t xStride = 0; // 0: w->cols
+  int64_t yStride = 0; // 0: w->rows
+  bool f32Act = false; // keep x in f32 for Q8_0/Q4_0 weights too
+};
+void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok = 1);
+inline void matvec(const Weight &w, const float *x, float *y,
+                   ThreadPool &pool) {
+  MatvecJob job{&w, x, y};
+  matvecs(&job, 1, pool);
+}
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps);

@@ -3,10 +3,29 @@
 
 #include "runtime/kernels.h"
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PINFER_X86 1
+#endif
+
 namespace pinfer {
 
 void sparseDots(const Weight &w, const uint32_t *rows, int64_t first,
                 int64_t nRows, const float *x, float *out) {
+  if (DotQ8ActFn q8 = dotQ8ActKernel(w.type)) {
+    // Quantised input, as the dense products use it (kernels.h).
+    static thread_local std::vector<BlockQ8Act> xq;
+    xq.resize(size_t(w.cols / QK8_0));
+    quantizeActQ8(x, xq.data(), w.cols);
+    for (int64_t k = 0; k < nRows; ++k)
+      out[k] = q8(w.row(rows ? int64_t(rows[k]) : first + k), xq.data(),
+                  w.cols);
+    return;
+  }
   for (int64_t k = 0; k < nRows; ++k) {
     int64_t r = rows ? int64_t(rows[k]) : first + k;
     out[k] = dotRow(w.type, w.row(r), x, w.cols);
@@ -75,6 +94,101 @@ void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
     int64_t r = rows ? int64_t(rows[k]) : first + k;
     axpyRowRange(downT.type, downT.row(r), coef[k], y, c0, c1);
   }
+}
+
+namespace {
+
+void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
+                     int64_t c0, int64_t c1) {
+  static thread_local std::vector<float> accBuf;
+  accBuf.assign(size_t(c1 - c0), 0.f);
+  float *acc = accBuf.data() - c0;
+  for (int64_t gi = 0; gi < g.nGroups; ++gi) {
+    std::fill(accBuf.begin(), accBuf.end(), 0.f);
+    for (uint32_t i = g.start[gi]; i < g.start[gi + 1]; ++i) {
+      const uint8_t *q = d.rows + size_t(g.rows[i]) * d.rowBytes;
+      const float a = g.coef[i];
+      if (!d.q4) {
+        for (int64_t c = c0; c < c1; ++c)
+          acc[c] += a * float(int8_t(q[c]));
+        continue;
+      }
+      for (int64_t c = c0; c < c1; c += 32) {
+        const uint8_t *b = q + c / 2;
+        for (int j = 0; j < 16; ++j) {
+          acc[c + j] += a * float(int(b[j] & 0x0F) - 8);
+          acc[c + 16 + j] += a * float(int(b[j] >> 4) - 8);
+        }
+      }
+    }
+    const uint16_t *s = d.scales + size_t(g.block[gi]) * d.nEmbd;
+    for (int64_t c = c0; c < c1; ++c)
+      y[c] += fp16ToF32(s[c]) * acc[c];
+  }
+}
+
+#ifdef PINFER_X86
+#define PINFER_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+PINFER_AVX2 inline __m256 bytes8Ps(const uint8_t *p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+// Columns in chunks of 32 held in four registers while the group's rows
+// stream past: each row is read once, the output once per group.
+PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
+                               float *y, int64_t c0, int64_t c1) {
+  const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  for (int64_t gi = 0; gi < g.nGroups; ++gi) {
+    const uint32_t k0 = g.start[gi], k1 = g.start[gi + 1];
+    const uint16_t *s = d.scales + size_t(g.block[gi]) * d.nEmbd;
+    for (int64_t c = c0; c < c1; c += 32) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (uint32_t i = k0; i < k1; ++i) {
+        const uint8_t *q = d.rows + size_t(g.rows[i]) * d.rowBytes;
+        const __m256 coef = _mm256_set1_ps(g.coef[i]);
+        if (!d.q4) {
+          // Sign extension straight from memory, 8 quants at a time.
+          a0 = _mm256_fmadd_ps(coef, bytes8Ps(q + c), a0);
+          a1 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 8), a1);
+          a2 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 16), a2);
+          a3 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 24), a3);
+          continue;
+        }
+        // Elements c..c+15 and c+16..c+31 as signed bytes.
+        __m128i b = _mm_loadu_si128((const __m128i *)(q + c / 2));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(b, mask), eight);
+        __m128i hi =
+            _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), mask), eight);
+        a0 = _mm256_fmadd_ps(coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), a0);
+        a1 = _mm256_fmadd_ps(
+            coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), a1);
+        a2 = _mm256_fmadd_ps(coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), a2);
+        a3 = _mm256_fmadd_ps(
+            coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), a3);
+      }
+      __m256 acc[4] = {a0, a1, a2, a3};
+      for (int part = 0; part < 4; ++part) {
+        __m256 sc = _mm256_cvtph_ps(
+            _mm_loadu_si128((const __m128i *)(s + c + 8 * part)));
+        __m256 yv = _mm256_loadu_ps(y + c + 8 * part);
+        _mm256_storeu_ps(y + c + 8 * part, _mm256_fmadd_ps(sc, acc[part], yv));
+      }
+    }
+  }
+}
+#endif
+
+} // namespace
+
+void splitDownAxpy(const SplitDown &down, const DownGroups &groups, float *y,
+                   int64_t c0, int64_t c1) {
+#ifdef PINFER_X86
+  if (std::strcmp(kernelIsaName(), "avx2") == 0)
+    return splitDownAvx2(down, groups, y, c0, c1);
+#endif
+  splitDownScalar(down, groups, y, c0, c1);
 }
 
 } // namespace pinfer

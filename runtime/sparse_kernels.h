@@ -3,9 +3,9 @@
 // transposed down projection (one row per neuron) into the output. The
 // packed weights store each half's neurons contiguously, so a half is a row
 // range and the neurons that fired are a short index list within it.
-// Correctness first: simple loops the compiler vectorises; dot products reuse
-// the dense reference's dotRow so that a neuron's pre-activation is bitwise
-// the dense one.
+// Dot products use the dense products' kernels (quantised input for Q8_0 and
+// Q4_0 rows, kernels.h) so that a neuron's pre-activation is bitwise the
+// dense one.
 #pragma once
 
 #include "runtime/ggml_types.h"
@@ -37,5 +37,27 @@ bool axpyRowRange(GGMLType type, const void *row, float a, float *y, int64_t c0,
 void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t nRows, const float *coef, float *y, int64_t c0,
                     int64_t c1, bool skipZero = true);
+
+// The down projection of a split layout (program.h, DownLayout::SplitQ8 /
+// SplitQ4): neurons come in groups that share a source block, and for each
+// group g, y[c] += scale[g][c] * sum_k coef[k] * q_k[c] over the group's
+// neurons k, for c in [c0, c1) (multiples of 32). This is the reference's
+// per-block association: the block's partial sum, scaled once.
+struct SplitDown {
+  bool q4 = false;               // SplitQ4 (nibbles) or SplitQ8 (bytes)
+  const uint8_t *rows = nullptr; // packed neuron k's quants at rows + k*rowBytes
+  size_t rowBytes = 0;
+  const uint16_t *scales = nullptr; // f16 [n_ff/32][nEmbd], by source block
+  int64_t nEmbd = 0;
+};
+struct DownGroups {
+  const uint32_t *rows;  // packed rows, group after group
+  const float *coef;     // their coefficients
+  const uint32_t *start; // [nGroups + 1] into rows/coef
+  const uint32_t *block; // [nGroups] source block of each group
+  int64_t nGroups;
+};
+void splitDownAxpy(const SplitDown &down, const DownGroups &groups, float *y,
+                   int64_t c0, int64_t c1);
 
 } // namespace pinfer

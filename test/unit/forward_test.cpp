@@ -144,7 +144,7 @@ std::string writeTinyModel(const TinySpec &s, const std::string &file) {
         lin(s.nEmbd) * s.outputScale, false);
   if (s.edit)
     s.edit(w);
-  std::string path = ::testing::TempDir() + "/" + file;
+  std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + file;
   std::string error;
   EXPECT_TRUE(w.write(path, error)) << error;
   return path;
@@ -179,6 +179,28 @@ Vec matmul(const std::vector<float> &w, const Vec &x, size_t rows) {
     for (size_t c = 0; c < x.size(); ++c)
       y[r] += double(w[r * x.size() + c]) * x[c];
   return y;
+}
+
+// The activation quantisation products with Q8_0/Q4_0 weights apply
+// (runtime/kernels.h): per 32 elements, scale max|x| / 127, values rounded
+// to the nearest step.
+Vec quantAct(const Vec &x) {
+  Vec y(x.size());
+  for (size_t b = 0; b < x.size(); b += 32) {
+    double amax = 0;
+    for (size_t j = b; j < b + 32; ++j)
+      amax = std::max(amax, std::fabs(x[j]));
+    double d = amax / 127;
+    for (size_t j = b; j < b + 32; ++j)
+      y[j] = d > 0 ? d * std::nearbyint(x[j] / d) : 0.0;
+  }
+  return y;
+}
+
+// The input a product with tensor `name` sees: quantised for Q8_0/Q4_0.
+Vec actFor(const RefModel &m, const std::string &name, const Vec &x) {
+  const GGUFTensor *t = m.file->tensor(name);
+  return t && usesQ8Act(t->type) ? quantAct(x) : x;
 }
 
 Vec rmsnorm(const Vec &x, const std::vector<float> &w, double eps) {
@@ -227,9 +249,9 @@ Vec refLogits(const RefModel &m, const std::vector<int32_t> &tokens,
     std::vector<Vec> q(n), k(n), v(n);
     for (size_t t = 0; t < n; ++t) {
       Vec h = rmsnorm(x[t], attnNorm, m.eps);
-      q[t] = matmul(wq, h, m.nEmbd);
-      k[t] = matmul(wk, h, kvDim);
-      v[t] = matmul(wv, h, kvDim);
+      q[t] = matmul(wq, actFor(m, b + "attn_q.weight", h), m.nEmbd);
+      k[t] = matmul(wk, actFor(m, b + "attn_k.weight", h), kvDim);
+      v[t] = matmul(wv, actFor(m, b + "attn_v.weight", h), kvDim);
       ropeRef(q[t], m.nHead, m.headDim, m.nRot, int(t), m.base);
       ropeRef(k[t], m.nKvHead, m.headDim, m.nRot, int(t), m.base);
     }
@@ -253,13 +275,14 @@ Vec refLogits(const RefModel &m, const std::vector<int32_t> &tokens,
           for (int i = 0; i < m.headDim; ++i)
             att[h * m.headDim + i] += s[u] / z * v[u][kh * m.headDim + i];
       }
-      Vec o = matmul(wo, att, m.nEmbd);
+      Vec o = matmul(wo, actFor(m, b + "attn_output.weight", att), m.nEmbd);
       for (int i = 0; i < m.nEmbd; ++i)
         x[t][i] += o[i];
     }
     for (size_t t = 0; t < n; ++t) {
       Vec h = rmsnorm(x[t], ffnNorm, m.eps);
-      Vec g = matmul(gate, h, m.nFF), u = matmul(up, h, m.nFF);
+      Vec g = matmul(gate, actFor(m, b + "ffn_gate.weight", h), m.nFF),
+          u = matmul(up, actFor(m, b + "ffn_up.weight", h), m.nFF);
       Vec a(m.nFF);
       for (int i = 0; i < m.nFF; ++i) {
         if (m.act == "silu")
@@ -278,7 +301,8 @@ Vec refLogits(const RefModel &m, const std::vector<int32_t> &tokens,
   }
   Vec h = rmsnorm(x[n - 1], m.get("output_norm.weight"), m.eps);
   bool tied = m.file->tensor("output.weight") == nullptr;
-  return matmul(m.get(tied ? "token_embd.weight" : "output.weight"), h, m.nVocab);
+  std::string out = tied ? "token_embd.weight" : "output.weight";
+  return matmul(m.get(out), actFor(m, out, h), m.nVocab);
 }
 
 RefModel refOf(const Model &model, const GGUFFile &file) {
@@ -331,7 +355,8 @@ const char *typeTag(GGMLType t) { return typeName(t); }
 // Tests that the runtime forward pass (KV cache, one token at a time) gives
 // the logits of the naive double-precision pass at each of 8 positions, for
 // each weight type and kernel ISA (the reference uses the same dequantised
-// weights).
+// weights and, for Q8_0/Q4_0 products other than the down projection, the
+// same 8-bit quantisation of the input).
 // Bound: normalised error 1e-5 (f32 arithmetic through two layers; measured
 // 2.6e-7 to 3.7e-7).
 TEST(Forward, MatchesDoubleReferenceForEachType) {

@@ -1,5 +1,5 @@
 // Tests the quantised-activation CPU kernels (quantizeActQ8, the Q8_0 and
-// Q4_0 integer dot products, matvecsQ8Act) against double precision, with
+// Q4_0 integer dot products, matvecs) against double precision, with
 // the error bound that follows from quantising the activation: each element
 // moves by at most half a step of its block's scale.
 #include "runtime/kernels.h"
@@ -147,12 +147,12 @@ TEST(KernelsFast, Avx2MatchesScalar) {
   }
 }
 
-// Tests that matvecsQ8Act over a pool gives, for every row of every job,
+// Tests that matvecs over a pool gives, for every row of every job,
 // exactly the serial result: the quantised kernel for Q8_0/Q4_0 (jobs that
 // share an input and one with its own input) and the f32 kernel for F16,
 // with row counts that do not divide into 16-row groups and thread counts
 // from 1 to more than the rows of the smallest job.
-TEST(KernelsFast, MatvecsQ8ActUnderThreadPoolMatchSerialRows) {
+TEST(KernelsFast, QuantisedMatvecsUnderThreadPoolMatchSerialRows) {
   const int64_t cols = 128;
   struct Spec {
     GGMLType type;
@@ -196,7 +196,7 @@ TEST(KernelsFast, MatvecsQ8ActUnderThreadPoolMatchSerialRows) {
         ys.emplace_back(ws[k].rows, NAN);
       for (size_t k = 0; k < ws.size(); ++k)
         jobs.push_back({&ws[k], inputs[specs[k].input].data(), ys[k].data()});
-      matvecsQ8Act(jobs.data(), int(jobs.size()), pool);
+      matvecs(jobs.data(), int(jobs.size()), pool);
       for (size_t k = 0; k < ws.size(); ++k)
         EXPECT_EQ(ys[k], expect[k]) << "job " << k << " threads " << threads;
     }
