@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -17,7 +19,7 @@ using namespace pinfer;
 namespace {
 
 std::string tempPath(const std::string &leaf) {
-  return testing::TempDir() + "/pinfer_plan_" + leaf;
+  return testing::TempDir() + "/pinfer_plan_" + std::to_string(getpid()) + "_" + leaf;
 }
 
 // 4 layers x 512 neurons under a budget that fits only part of them.

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -30,7 +32,7 @@ std::string makeModel(FfnActivation act, const std::string &name) {
   cfg.activation = act;
   cfg.type = GGMLType::F16;
   cfg.seed = 7;
-  std::string path = testing::TempDir() + "/" + name;
+  std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
   GenModelReport report;
   EXPECT_TRUE(generateModel(cfg, path, report, err)) << err;
   return path;
@@ -92,7 +94,7 @@ TEST(Profile, RecoversPlantedReluRates) {
   }
 
   // The trace survives a write/read and matches the model it came from.
-  std::string tpath = testing::TempDir() + "/profile_relu.trace";
+  std::string tpath = testing::TempDir() + "/profile_relu_" + std::to_string(getpid()) + ".trace";
   ASSERT_TRUE(writeTrace(tpath, trace, err)) << err;
   Trace back;
   ASSERT_TRUE(readTrace(tpath, back, err)) << err;

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -16,7 +18,7 @@ using namespace pinfer;
 namespace {
 
 std::string tempPath(const std::string &leaf) {
-  return testing::TempDir() + "/pinfer_trace_" + leaf;
+  return testing::TempDir() + "/pinfer_trace_" + std::to_string(getpid()) + "_" + leaf;
 }
 
 Trace smallTrace(bool withSamples) {

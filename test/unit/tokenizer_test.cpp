@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -277,7 +279,7 @@ TEST(Unicode, CategoriesAndByteMapping) {
 std::unique_ptr<Tokenizer>
 loadWritten(const GGUFWriter &w, const std::string &name, std::string &error) {
   const std::string path =
-      ::testing::TempDir() + "/tokenizer_" + name + ".gguf";
+      ::testing::TempDir() + "/tokenizer_" + std::to_string(getpid()) + "_" + name + ".gguf";
   if (!w.write(path, error))
     return nullptr;
   std::unique_ptr<GGUFFile> f = GGUFFile::open(path, error);
