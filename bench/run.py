@@ -15,15 +15,15 @@ machine's read bandwidth with pinfer-bench-bandwidth, then runs every model
 and mode with 1 and 2 threads (median of --reps runs) and prints one table:
 
   prompt and generation tokens/s, bytes of weights read per generated token
-  (from the model's tensors: every matrix for dense; for sparse modes the FFN
-  rows the executable reports it computed), achieved bandwidth = bytes/token
-  x tokens/s, its ratio to the measured read bandwidth at the same thread
+  (the reference: every matrix of the model; a compiled executable: what it
+  counted as it ran, from its --json), achieved bandwidth = bytes/token x
+  tokens/s, its ratio to the measured read bandwidth at the same thread
   count, and the peak resident memory of the run (getrusage of the child).
 
-Sparse modes need the compiled executable (`pinferc MODEL -o OUT
---sparsity exact|predicted`); when compiling fails the row says so and the
-dense reference (`pinferc run`) is what the dense rows measure anyway. The
-"runner" column says which program produced each row.
+Both models run the dense reference (`pinferc run`); the sparse one also
+runs the compiled executable (`pinferc MODEL --target cpu --sparsity
+dense|exact|predicted -o OUT`) in each mode. When compiling fails the row
+says so. The "runner" column says which program produced each row.
 """
 
 import argparse
@@ -245,8 +245,6 @@ def main():
         if act != "relu":
             continue
         for mode in modes:
-            if mode == "dense":
-                continue
             exe = path[:-5] + f".{mode}.cpu"
             # Rebuilt when the compiler or the model is newer than it.
             if (not os.path.exists(exe) or os.path.getmtime(exe) <
@@ -263,9 +261,14 @@ def main():
     rows = []
     for ty, act, path in models:
         tensors, _ = _read_gguf_tensors(path)
-        for mode in (["dense"] if act == "silu" else modes):
+        # The dense reference for both models; the compiled executable in
+        # every mode (dense included) for the sparse one.
+        cells = [("dense", "ref")] if "dense" in modes else []
+        if act == "relu":
+            cells += [(m, "exe") for m in modes]
+        for mode, kind in cells:
             for nt in threads:
-                if mode == "dense":
+                if kind == "ref":
                     cmd = [pinferc, "run", path]
                     runner = "pinferc run"
                 else:
@@ -278,7 +281,7 @@ def main():
                     runner = "executable"
                 cmd += ["-p", PROMPT, "-n", str(gen), "-t", str(nt),
                         "--temp", "0", "--json"]
-                pp, tg, rss, sp, frac = [], [], [], None, None
+                pp, tg, rss, sp, frac, counted = [], [], [], None, None, None
                 for _ in range(reps):
                     rc, out, err, peak = run_child(cmd, 600)
                     js = last_json(out)
@@ -293,6 +296,9 @@ def main():
                     rss.append(peak)
                     if "sparsity" in js:
                         sp = js["sparsity"]
+                    if "cpu_weight_bytes_per_token" in js:
+                        counted = js["cpu_weight_bytes_per_token"] + \
+                            js.get("gpu_weight_bytes_per_token", 0)
                     if "layers" in js:
                         frac = {}
                         n_ff = None
@@ -304,7 +310,10 @@ def main():
                                 n_ff = tensors[f"blk.{L['layer']}.ffn_up.weight"][1][-1]
                             frac[L["layer"]] = comp / (tok * n_ff)
                 else:
-                    bpt = weight_bytes(tensors, mode, frac)
+                    # The executable counts what it read; the reference
+                    # reads every matrix.
+                    bpt = counted if counted else weight_bytes(tensors, mode,
+                                                               frac)
                     g = statistics.median(tg)
                     rows.append(dict(
                         type=ty, act=act, mode=mode, threads=nt, runner=runner,

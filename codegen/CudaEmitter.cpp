@@ -183,21 +183,51 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "<kEmbd>(up + (long)n * kUpRow, x, lane);\n"
        << "  if (lane == 0) h[n] = a * " << (drelu ? "pf_relu(u)" : "u")
        << ";\n}\n";
-    os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
-       << ") " << k.down << "(const u8 *__restrict__ downT,\n"
-       << "    const float *__restrict__ h, float *__restrict__ y) {\n"
-       << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
-       << "  constexpr int kRow = " << rowBytes(d.downTType, p.nEmbd) << ";\n"
-       << "  const int c = blockIdx.x * blockDim.x + threadIdx.x;\n"
+    const DownLayout layout = downLayoutFor(d.downType);
+    if (layout == DownLayout::Rows) {
+      os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
+         << ") " << k.down << "(const u8 *__restrict__ downT,\n"
+         << "    const float *__restrict__ h, float *__restrict__ y) {\n"
+         << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
+         << ";\n"
+         << "  constexpr int kRow = " << rowBytes(d.downTType, p.nEmbd)
+         << ";\n";
+    } else {
+      // Split layout (runtime/program.h): the quants of each hot neuron
+      // and the scales of every source block; ids[k] is hot neuron k's
+      // original id, whose block holds its scales.
+      os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
+         << ") " << k.down << "(const u8 *__restrict__ downT,\n"
+         << "    const u16 *__restrict__ scales, const unsigned *__restrict__ "
+            "ids,\n"
+         << "    const float *__restrict__ h, float *__restrict__ y) {\n"
+         << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
+         << ";\n"
+         << "  constexpr int kRow = "
+         << transposedDownRowBytes(d.downType, p.nEmbd) << ";\n";
+    }
+    os << "  const int c = blockIdx.x * blockDim.x + threadIdx.x;\n"
        << "  if (c >= kEmbd) return;\n"
        << "  float s = 0.f;\n"
        << "  for (int k = 0; k < kHot; ++k) {\n"
        << "    const float hk = h[k];\n";
     if (exact)
       os << "    if (hk == 0.f) continue;\n";
-    os << "    s += hk * pf_at_" << typeSuffix(d.downTType)
-       << "(downT + (long)k * kRow, c);\n"
-       << "  }\n"
+    if (layout == DownLayout::Rows) {
+      os << "    s += hk * pf_at_" << typeSuffix(d.downTType)
+         << "(downT + (long)k * kRow, c);\n";
+    } else {
+      os << "    const u8 *q = downT + (long)k * kRow;\n";
+      if (layout == DownLayout::SplitQ8)
+        os << "    const float v = (float)(signed char)q[c];\n";
+      else
+        os << "    const u8 b = q[(c >> 5) * 16 + (c & 15)];\n"
+           << "    const float v = (float)(((c & 31) < 16 ? (b & 15) : (b >> "
+              "4)) - 8);\n";
+      os << "    s += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + c]) * "
+            "v;\n";
+    }
+    os << "  }\n"
        << "  y[c] = s;\n}\n";
   }
   m.source = os.str();

@@ -69,6 +69,12 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
        << "alignas(64) ";
     emitArray(os, "unsigned char", "kGpuImage", in.gpuImage);
   }
+  if (!in.gpuCubin.empty()) {
+    os << "\n// The GPU part as a CUBIN for " << program.smArch << ", "
+       << in.gpuCubin.size() << " bytes.\n"
+       << "alignas(64) ";
+    emitArray(os, "unsigned char", "kGpuCubin", in.gpuCubin);
+  }
   os << "\nconst pinfer::ProgramLayer *layers() {\n"
      << "  static pinfer::ProgramLayer l[" << program.layers.size() << "];\n";
   for (size_t l = 0; l < program.layers.size(); ++l) {
@@ -124,6 +130,9 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
   if (!in.gpuImage.empty())
     os << "  p.gpuImage = kGpuImage;\n"
        << "  p.gpuImageSize = sizeof kGpuImage;\n";
+  if (!in.gpuCubin.empty())
+    os << "  p.gpuCubin = kGpuCubin;\n"
+       << "  p.gpuCubinSize = sizeof kGpuCubin;\n";
   os << "  p.smArch = " << quote(program.smArch) << ";\n"
      << "  p.vramBillBytes = " << program.vramBillBytes << "ull;\n"
      << "  return p;\n}\n\n"

@@ -1,7 +1,8 @@
 // Emits the host C++ of a generated executable: the program's constants
 // (model shape, sparsity mode, target), the per-layer neuron index tables
 // (packed row -> original neuron id; hot rows first, then cold), the GPU
-// image (PTX or CUBIN) as a byte array, the packed weights' content hash,
+// images (PTX, and a CUBIN when there is one) as byte arrays, the packed
+// weights' content hash,
 // and a main() that hands all of it to the runtime (runtime/exec_main.h).
 #pragma once
 
@@ -17,6 +18,7 @@ namespace pinfer {
 struct HostInputs {
   const CudaModule *cuda = nullptr; // null: no GPU part
   std::vector<uint8_t> gpuImage;    // PTX (with its NUL) or CUBIN
+  std::vector<uint8_t> gpuCubin;    // the CUBIN beside a PTX gpuImage
   uint64_t weightsHash = 0;
   std::string weightsFile; // file name beside the executable
 };

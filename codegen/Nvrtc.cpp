@@ -40,6 +40,74 @@ int firstErrorLine(const std::string &log, const std::string &name) {
   return std::atoi(log.c_str() + at + name.size() + 1);
 }
 
+// One NVRTC compilation of `source` with `-arch=<arch>`. On success `prog`
+// holds the result for the caller to read and destroy.
+bool compileProgram(const std::string &source, const std::string &name,
+                    const std::string &smArch, const std::string &arch,
+                    nvrtcProgram &prog, std::string &log, std::string &error) {
+  if (nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr,
+                         nullptr) != NVRTC_SUCCESS) {
+    error = "cannot compile " + name + ": NVRTC could not create a program";
+    return false;
+  }
+  std::string archFlag = "-arch=" + arch;
+  const char *opts[] = {archFlag.c_str(), "--std=c++17", "-default-device"};
+  nvrtcResult rc = nvrtcCompileProgram(prog, 3, opts);
+  size_t logSize = 0;
+  nvrtcGetProgramLogSize(prog, &logSize);
+  log.assign(logSize, '\0');
+  if (logSize)
+    nvrtcGetProgramLog(prog, &log[0]);
+  while (!log.empty() && (log.back() == '\0' || log.back() == '\n'))
+    log.pop_back();
+  if (rc != NVRTC_SUCCESS) {
+    std::string kernel = kernelAtLine(source, firstErrorLine(log, name));
+    error = "NVRTC failed to compile " +
+            (kernel.empty() ? name : "kernel " + kernel + " of " + name) +
+            " for " + smArch + ": " + nvrtcGetErrorString(rc) + "\n" + log;
+    nvrtcDestroyProgram(&prog);
+    return false;
+  }
+  return true;
+}
+
+// The PTX (with its NUL) or the CUBIN of a compiled program; false when
+// NVRTC has none (a CUBIN asked of a compute_XX compilation is empty).
+bool readImage(nvrtcProgram prog, GpuImageKind kind,
+               std::vector<uint8_t> &image) {
+  size_t size = 0;
+  nvrtcResult got;
+  if (kind == GpuImageKind::CUBIN) {
+    got = nvrtcGetCUBINSize(prog, &size);
+    image.resize(got == NVRTC_SUCCESS ? size : 0);
+    if (got == NVRTC_SUCCESS && size)
+      got = nvrtcGetCUBIN(prog, reinterpret_cast<char *>(image.data()));
+  } else {
+    got = nvrtcGetPTXSize(prog, &size); // includes the NUL
+    image.resize(got == NVRTC_SUCCESS ? size : 0);
+    if (got == NVRTC_SUCCESS && size)
+      got = nvrtcGetPTX(prog, reinterpret_cast<char *>(image.data()));
+  }
+  if (got != NVRTC_SUCCESS)
+    image.clear();
+  return !image.empty();
+}
+
+bool checkArch(const std::string &smArch, const std::string &name,
+               std::string &error) {
+  if (smArch.rfind("sm_", 0) != 0 || smArch.size() < 5) {
+    error = "cannot compile " + name + ": architecture '" + smArch +
+            "', expected sm_XX";
+    return false;
+  }
+  return true;
+}
+
+double secondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
 } // namespace
 #endif
 
@@ -52,62 +120,63 @@ bool compileCuda(const std::string &source, const std::string &name,
           "rebuild, or use --target cpu)";
   return false;
 #else
-  if (smArch.rfind("sm_", 0) != 0 || smArch.size() < 5) {
-    error = "cannot compile " + name + ": architecture '" + smArch +
-            "', expected sm_XX";
+  if (!checkArch(smArch, name, error))
     return false;
-  }
   auto t0 = std::chrono::steady_clock::now();
-  nvrtcProgram prog;
-  if (nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr,
-                         nullptr) != NVRTC_SUCCESS) {
-    error = "cannot compile " + name + ": NVRTC could not create a program";
-    return false;
-  }
   // CUBIN needs the real architecture; PTX the virtual one.
-  std::string arch = kind == GpuImageKind::CUBIN
-                         ? "-arch=" + smArch
-                         : "-arch=compute_" + smArch.substr(3);
-  const char *opts[] = {arch.c_str(), "--std=c++17", "-default-device"};
-  nvrtcResult rc = nvrtcCompileProgram(prog, 3, opts);
-  size_t logSize = 0;
-  nvrtcGetProgramLogSize(prog, &logSize);
-  out.log.assign(logSize, '\0');
-  if (logSize)
-    nvrtcGetProgramLog(prog, &out.log[0]);
-  while (!out.log.empty() && (out.log.back() == '\0' || out.log.back() == '\n'))
-    out.log.pop_back();
-  if (rc != NVRTC_SUCCESS) {
-    std::string kernel = kernelAtLine(source, firstErrorLine(out.log, name));
-    error = "NVRTC failed to compile " +
-            (kernel.empty() ? name : "kernel " + kernel + " of " + name) +
-            " for " + smArch + ": " + nvrtcGetErrorString(rc) + "\n" + out.log;
-    nvrtcDestroyProgram(&prog);
+  std::string arch =
+      kind == GpuImageKind::CUBIN ? smArch : "compute_" + smArch.substr(3);
+  nvrtcProgram prog;
+  if (!compileProgram(source, name, smArch, arch, prog, out.log, error))
     return false;
-  }
-  size_t size = 0;
-  nvrtcResult got;
-  if (kind == GpuImageKind::CUBIN) {
-    got = nvrtcGetCUBINSize(prog, &size);
-    out.image.resize(size);
-    if (got == NVRTC_SUCCESS)
-      got = nvrtcGetCUBIN(prog, reinterpret_cast<char *>(out.image.data()));
-  } else {
-    got = nvrtcGetPTXSize(prog, &size); // includes the NUL
-    out.image.resize(size);
-    if (got == NVRTC_SUCCESS)
-      got = nvrtcGetPTX(prog, reinterpret_cast<char *>(out.image.data()));
-  }
+  bool got = readImage(prog, kind, out.image);
   nvrtcDestroyProgram(&prog);
-  if (got != NVRTC_SUCCESS || out.image.empty()) {
+  if (!got) {
     error = "NVRTC produced no " +
             std::string(kind == GpuImageKind::CUBIN ? "CUBIN" : "PTX") +
             " for " + name + " (" + smArch + ")";
     return false;
   }
-  out.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-          .count();
+  out.seconds = secondsSince(t0);
+  return true;
+#endif
+}
+
+bool compileCudaImages(const std::string &source, const std::string &name,
+                       const std::string &smArch, NvrtcImages &out,
+                       std::string &error) {
+#ifndef PINFER_HAVE_NVRTC
+  NvrtcOutput unused;
+  return compileCuda(source, name, smArch, GpuImageKind::PTX, unused, error);
+#else
+  if (!checkArch(smArch, name, error))
+    return false;
+  auto t0 = std::chrono::steady_clock::now();
+  out = NvrtcImages();
+  nvrtcProgram prog;
+  std::string realError;
+  if (compileProgram(source, name, smArch, smArch, prog, out.log, realError)) {
+    bool ptx = readImage(prog, GpuImageKind::PTX, out.ptx);
+    if (!readImage(prog, GpuImageKind::CUBIN, out.cubin))
+      out.cubinNote =
+          "NVRTC " + nvrtcVersion() + " returned no CUBIN for " + smArch;
+    nvrtcDestroyProgram(&prog);
+    if (ptx) {
+      out.seconds = secondsSince(t0);
+      return true;
+    }
+    // No PTX kept beside the CUBIN: the PTX is compiled alone below.
+  } else {
+    // A toolkit that does not know sm_XX as a target refuses the real
+    // architecture; the source itself is judged by the PTX compilation.
+    out.cubinNote = realError.substr(0, realError.find('\n'));
+  }
+  NvrtcOutput ptx;
+  if (!compileCuda(source, name, smArch, GpuImageKind::PTX, ptx, error))
+    return false;
+  out.ptx = std::move(ptx.image);
+  out.log = std::move(ptx.log);
+  out.seconds = secondsSince(t0);
   return true;
 #endif
 }

@@ -65,7 +65,93 @@ bool patchHash(const std::string &path, uint64_t hash, std::string &error) {
   return std::fclose(out) == 0;
 }
 
+// The transposed down projection of one layer in the layout of
+// runtime/program.h (DownLayout): one row per neuron in packed order.
+void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
+                   const std::vector<uint32_t> &order) {
+  const std::string blk = "blk." + std::to_string(layer) + ".";
+  const int64_t nEmbd = down.rows, nFF = down.cols; // down is {n_ff, n_embd}
+  const DownLayout layout = downLayoutFor(down.type);
+  const Weight *src = &down;
+  const std::vector<uint32_t> *ord = &order;
+  if (layout == DownLayout::Rows) {
+    GGMLType tt = transposedDownType(down.type);
+    w.addTensor(blk + "ffn_down_t.weight", tt, {nEmbd, nFF},
+                [src, ord, tt, nEmbd, nFF](uint8_t *dst, size_t) {
+                  // Dequantise the source once, then write one row per
+                  // neuron in packed order (lossless: same type).
+                  std::vector<float> full(size_t(nEmbd) * nFF);
+                  for (int64_t r = 0; r < nEmbd; ++r)
+                    dequantizeRow(src->type, src->row(r),
+                                  full.data() + r * nFF, nFF);
+                  std::vector<float> row(nEmbd);
+                  size_t rb = rowBytes(tt, nEmbd);
+                  for (size_t k = 0; k < ord->size(); ++k) {
+                    uint32_t n = (*ord)[k];
+                    for (int64_t e = 0; e < nEmbd; ++e)
+                      row[e] = full[size_t(e) * nFF + n];
+                    quantizeRow(tt, row.data(), dst + k * rb, nEmbd);
+                  }
+                });
+    return;
+  }
+  const size_t rb = transposedDownRowBytes(down.type, nEmbd);
+  w.addTensor(blk + "ffn_down_t.weight", GGMLType::I8, {int64_t(rb), nFF},
+              [src, ord](uint8_t *dst, size_t) {
+                packSplitDownRows(*src, *ord, dst);
+              });
+  w.addTensor(blk + "ffn_down_s.weight", GGMLType::F16, {nEmbd, nFF / QK8_0},
+              [src](uint8_t *dst, size_t) {
+                packSplitDownScales(*src, reinterpret_cast<uint16_t *>(dst));
+              });
+}
+
 } // namespace
+
+void packSplitDownRows(const Weight &down, const std::vector<uint32_t> &order,
+                       uint8_t *dst) {
+  const int64_t nEmbd = down.rows, nFF = down.cols; // down is {n_ff, n_embd}
+  const bool q4 = down.type == GGMLType::Q4_0;
+  const size_t rb = transposedDownRowBytes(down.type, nEmbd);
+  std::memset(dst, 0, rb * order.size());
+  std::vector<uint32_t> packedRow(nFF);
+  for (size_t k = 0; k < order.size(); ++k)
+    packedRow[order[k]] = uint32_t(k);
+  // Source block by source block, so that reads are sequential and writes
+  // go to 32 rows at a time.
+  for (int64_t blk = 0; blk < nFF / QK8_0; ++blk) {
+    uint8_t *out[QK8_0];
+    for (int at = 0; at < QK8_0; ++at)
+      out[at] = dst + size_t(packedRow[blk * QK8_0 + at]) * rb;
+    for (int64_t e = 0; e < nEmbd; ++e) {
+      const uint8_t *row = down.row(e);
+      if (!q4) {
+        const BlockQ8_0 &b = reinterpret_cast<const BlockQ8_0 *>(row)[blk];
+        for (int at = 0; at < QK8_0; ++at)
+          out[at][e] = uint8_t(b.qs[at]);
+        continue;
+      }
+      const BlockQ4_0 &b = reinterpret_cast<const BlockQ4_0 *>(row)[blk];
+      // Output e is element e % 32 of chunk e / 32, as in a Q4_0 block.
+      const int64_t c = e / 32, m = e % 32;
+      for (int at = 0; at < QK8_0; ++at) {
+        uint8_t v = at < 16 ? b.qs[at] & 0x0F : b.qs[at - 16] >> 4;
+        out[at][c * 16 + (m % 16)] |= uint8_t(m < 16 ? v : v << 4);
+      }
+    }
+  }
+}
+
+void packSplitDownScales(const Weight &down, uint16_t *out) {
+  const int64_t nEmbd = down.rows, nFF = down.cols;
+  const bool q4 = down.type == GGMLType::Q4_0;
+  for (int64_t e = 0; e < nEmbd; ++e) {
+    const uint8_t *row = down.row(e);
+    for (int64_t b = 0; b < nFF / QK8_0; ++b)
+      out[b * nEmbd + e] = q4 ? reinterpret_cast<const BlockQ4_0 *>(row)[b].d
+                              : reinterpret_cast<const BlockQ8_0 *>(row)[b].d;
+  }
+}
 
 bool writePackedWeights(const Model &model, const ProgramDesc &program,
                         const std::string &path, PackedWeightsInfo &info,
@@ -119,27 +205,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
       continue;
     }
     if (inLayer && kind == "ffn_down.weight") {
-      const Weight &down = model.layer(layer).down; // {n_ff, n_embd}
-      GGMLType tt = program.layers[layer].downTType;
-      const std::vector<uint32_t> *order = &orders[layer];
-      std::string name = "blk." + std::to_string(layer) + ".ffn_down_t.weight";
-      w.addTensor(name, tt, {down.rows, down.cols},
-                  [&down, order, tt](uint8_t *dst, size_t) {
-                    // Dequantise the source once, then write one row per
-                    // neuron in packed order.
-                    std::vector<float> full(size_t(down.rows) * down.cols);
-                    for (int64_t r = 0; r < down.rows; ++r)
-                      dequantizeRow(down.type, down.row(r),
-                                    full.data() + r * down.cols, down.cols);
-                    std::vector<float> row(down.rows);
-                    size_t rb = rowBytes(tt, down.rows);
-                    for (size_t k = 0; k < order->size(); ++k) {
-                      uint32_t n = (*order)[k];
-                      for (int64_t e = 0; e < down.rows; ++e)
-                        row[e] = full[size_t(e) * down.cols + n];
-                      quantizeRow(tt, row.data(), dst + k * rb, down.rows);
-                    }
-                  });
+      addPackedDown(w, model.layer(layer).down, layer, orders[layer]);
       continue;
     }
     const GGUFTensor *tp = &t;

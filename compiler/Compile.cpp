@@ -8,6 +8,7 @@
 #include "codegen/ProgramDesc.h"
 #include "compiler/Calibration.h"
 #include "compiler/Profile.h"
+#include "compiler/RuntimeInstall.h"
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
 #include "compiler/LowerToProgram.h"
@@ -135,6 +136,10 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
     shape.predictorBytes.clear();
     opts.predictorRank = 0;
   }
+  // What a CPU neuron costs per token in the mode the program will run.
+  opts.reads = predicted                   ? NeuronReads::WhenFiring
+               : args.sparsity == "dense" ? NeuronReads::Always
+                                          : NeuronReads::GateAlways;
   // The executable runs attention and the output head on the CPU (no GPU
   // kernels are generated for them yet), so the plan gives their VRAM to
   // FFN neurons instead of billing memory that would sit unused.
@@ -425,7 +430,7 @@ int compileModel(const CompileArgs &args) {
 
   // The GPU part.
   CudaModule cuda;
-  NvrtcOutput gpuImage;
+  NvrtcImages gpuImages;
   const bool gpuPart = program.hasGpuPart();
   if (gpuPart) {
     cuda = emitCuda(program);
@@ -433,13 +438,18 @@ int compileModel(const CompileArgs &args) {
       std::cout << cuda.source;
       return 0;
     }
-    // PTX, so that the driver can also run it on newer architectures.
+    // Both images from one NVRTC run: the CUBIN for the target's
+    // architecture, which the executable loads without a JIT where the
+    // device runs it, and the PTX, which the driver compiles for any newer
+    // architecture.
     std::string unit =
         (args.output.empty() ? std::string("program") : baseName(args.output)) +
         ".cu";
-    if (!compileCuda(cuda.source, unit, target->smArch, GpuImageKind::PTX,
-                     gpuImage, error))
+    if (!compileCudaImages(cuda.source, unit, target->smArch, gpuImages, error))
       return fail(error);
+    if (!gpuImages.cubinNote.empty())
+      std::cerr << "pinferc: note: " << gpuImages.cubinNote
+                << "; embedding the PTX only\n";
   } else if (args.emit == "cuda") {
     return fail("target " + target->name +
                 " has no GPU part to emit CUDA for (every neuron is on the "
@@ -448,13 +458,20 @@ int compileModel(const CompileArgs &args) {
 
   HostInputs host;
   host.cuda = gpuPart ? &cuda : nullptr;
-  host.gpuImage = gpuImage.image;
+  host.gpuImage = gpuImages.ptx;
+  host.gpuCubin = gpuImages.cubin;
   if (args.emit == "cpp") {
     // The hash is only known once the weights are written.
     host.weightsFile = "OUT.weights.gguf";
     std::cout << emitHostCpp(program, host);
     return 0;
   }
+
+  // The runtime the executable is linked with, looked up before the
+  // weights are written so that a broken install fails at once.
+  RuntimeLocation runtime;
+  if (!findRuntime(runtime, error))
+    return fail(error);
 
   // Packed weights beside the executable.
   const std::string weightsPath = weightsPathFor(args.output);
@@ -493,8 +510,8 @@ int compileModel(const CompileArgs &args) {
   const char *cxxEnv = std::getenv("CXX");
   std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
   std::vector<std::string> cmd = {cxx,         "-std=c++17",
-                                  "-O2",       "-I" PINFER_INCLUDE_DIR,
-                                  cpp,         PINFER_RUNTIME_LIB,
+                                  "-O2",       "-I" + runtime.includeDir,
+                                  cpp,         runtime.library,
                                   "-lpthread", "-ldl",
                                   "-o",        exe};
   int rc = runProgram(cmd, error);

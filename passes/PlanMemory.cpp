@@ -136,9 +136,9 @@ void PlanMemoryPass::runOnOperation() {
           int64_t nEmbd = cast<RankedTensorType>(part.getType()).getDimSize(0);
           for (Value w : {part.getGate(), part.getUp()})
             addRows(w, part.getCount(), nEmbd);
-          weightBytes +=
-              part.getCount() *
-              packedDownRowBytes(cast<WeightType>(part.getDown().getType()));
+          auto down = cast<WeightType>(part.getDown().getType());
+          weightBytes += part.getCount() * packedDownRowBytes(down) +
+                         packedDownScaleBytes(down);
           if (Value mask = part.getMask())
             if (auto predict = mask.getDefiningOp<PredictOp>())
               if (predict.getWeights().size() == 2) {

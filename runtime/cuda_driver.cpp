@@ -1,6 +1,7 @@
 // The CUDA driver API through dlopen; see cuda_driver.h.
 #include "runtime/cuda_driver.h"
 
+#include <cstring>
 #include <dlfcn.h>
 
 namespace pinfer {
@@ -10,6 +11,30 @@ namespace {
 constexpr int kAttrCcMajor = 75;
 constexpr int kAttrCcMinor = 76;
 } // namespace
+
+bool cubinRunsOn(const char *smArch, int computeCapability) {
+  if (!smArch || std::strncmp(smArch, "sm_", 3) != 0 || computeCapability < 10)
+    return false;
+  const char *p = smArch + 3;
+  int version = 0, digits = 0;
+  for (; *p >= '0' && *p <= '9' && digits < 4; ++p, ++digits)
+    version = version * 10 + (*p - '0');
+  // Two digits at least: the last is the minor version ("sm_120" is 12.0).
+  if (digits < 2 || (p[0] != '\0' && p[1] != '\0'))
+    return false;
+  const int major = version / 10, minor = version % 10;
+  const int devMajor = computeCapability / 10,
+            devMinor = computeCapability % 10;
+  switch (*p) {
+  case '\0': // sm_XY
+  case 'f':  // sm_XYf: the family of major X, from X.Y on
+    return devMajor == major && devMinor >= minor;
+  case 'a': // sm_XYa: this exact architecture
+    return devMajor == major && devMinor == minor;
+  default:
+    return false;
+  }
+}
 
 CudaDriver::~CudaDriver() {
   if (ctx_) {
@@ -103,6 +128,34 @@ bool CudaDriver::memInfo(size_t &freeBytes, size_t &totalBytes,
 
 bool CudaDriver::loadModule(const void *image, std::string &error) {
   return check(cuModuleLoadData_(&module_, image), "cuModuleLoadData", error);
+}
+
+bool CudaDriver::loadModuleFor(const uint8_t *cubin, size_t cubinSize,
+                               const char *smArch, const uint8_t *ptx,
+                               std::string &error) {
+  moduleKind_ = "";
+  moduleNote_.clear();
+  // An ELF object, as NVRTC writes CUBINs; anything else goes to the PTX.
+  const bool haveCubin = cubin && cubinSize >= 4 && cubin[0] == 0x7f &&
+                         cubin[1] == 'E' && cubin[2] == 'L' && cubin[3] == 'F';
+  if (haveCubin && cubinRunsOn(smArch, cc_)) {
+    std::string why;
+    if (loadModule(cubin, why)) {
+      moduleKind_ = "cubin";
+      return true;
+    }
+    moduleNote_ = why + " for the " + smArch + " CUBIN; loaded the PTX";
+  }
+  if (!ptx) {
+    error = std::string("no PTX to load for ") + deviceName_ +
+            " (compute capability " + std::to_string(cc_ / 10) + "." +
+            std::to_string(cc_ % 10) + "), and the CUBIN is for " + smArch;
+    return false;
+  }
+  if (!loadModule(ptx, error))
+    return false;
+  moduleKind_ = "ptx";
+  return true;
 }
 
 void *CudaDriver::function(const char *name, std::string &error) {

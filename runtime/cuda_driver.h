@@ -12,6 +12,15 @@
 
 namespace pinfer {
 
+// True when a CUBIN built for `smArch` ("sm_89", "sm_90a", "sm_100f") runs
+// on a device of compute capability `computeCapability` (major * 10 +
+// minor, as CudaDriver reports it). CUDA's binary compatibility: a CUBIN
+// for X.y runs on X.z with z >= y, never across major versions; an
+// architecture-specific one (suffix "a") only on X.y itself; a
+// family-specific one (suffix "f") on the later members of family X. False
+// for anything else, so that the caller falls back to the PTX.
+bool cubinRunsOn(const char *smArch, int computeCapability);
+
 class CudaDriver {
 public:
   using DevPtr = unsigned long long; // CUdeviceptr
@@ -30,6 +39,16 @@ public:
 
   // Loads a PTX (NUL-terminated) or CUBIN image.
   bool loadModule(const void *image, std::string &error);
+  // Loads a program's GPU code: `cubin` (built for `smArch`, `cubinSize`
+  // bytes; may be null) when cubinRunsOn says this device runs it, else the
+  // PTX `ptx`, which the driver compiles for the device; also the PTX when
+  // the driver refuses the CUBIN, and then moduleNote() says why.
+  bool loadModuleFor(const uint8_t *cubin, size_t cubinSize, const char *smArch,
+                     const uint8_t *ptx, std::string &error);
+  // What loadModuleFor loaded: "cubin", "ptx", or "" before it succeeded.
+  const char *moduleKind() const { return moduleKind_; }
+  // Why a CUBIN that should have run was not loaded; else "".
+  const std::string &moduleNote() const { return moduleNote_; }
   // A kernel of the loaded module; null with `error` when absent.
   void *function(const char *name, std::string &error);
 
@@ -51,6 +70,8 @@ private:
   int device_ = 0;
   int cc_ = 0;
   std::string deviceName_;
+  const char *moduleKind_ = "";
+  std::string moduleNote_;
   std::vector<DevPtr> allocs_; // freed with the context
 
   // Driver entry points (CUresult is an int).

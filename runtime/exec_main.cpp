@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -46,7 +47,7 @@ std::string baseName(const char *argv0) {
 // Opens the packed weights and checks that they are the ones this program
 // was compiled with.
 std::unique_ptr<GGUFFile> openWeights(const std::string &path,
-                                      const Program &program,
+                                      const Program &program, int nThreads,
                                       std::string &error) {
   if (::access(path.c_str(), R_OK) != 0) {
     error = path + ": packed weights file not found (it is written beside "
@@ -72,7 +73,7 @@ std::unique_ptr<GGUFFile> openWeights(const std::string &path,
             " (recompile with pinferc)";
     return nullptr;
   }
-  uint64_t actual = packedWeightsHash(*f);
+  uint64_t actual = packedWeightsHash(*f, nThreads);
   if (actual != program.weightsHash) {
     error = path + ": tensor data at offset " +
             std::to_string(f->dataOffset()) + " has content hash " +
@@ -146,7 +147,12 @@ int execMain(int argc, char **argv, const Program &program) {
   }
   if (weightsPath.empty())
     weightsPath = executableDir(argv[0]) + "/" + program.weightsFile;
-  std::unique_ptr<GGUFFile> weights = openWeights(weightsPath, program, error);
+  // The content check reads the whole file: with the threads -t allows.
+  std::unique_ptr<GGUFFile> weights = openWeights(
+      weightsPath, program,
+      flags.gen.nThreads > 0 ? flags.gen.nThreads
+                             : int(std::thread::hardware_concurrency()),
+      error);
   if (!weights)
     return fail(prog, error);
   std::unique_ptr<Tokenizer> tok = Tokenizer::fromGGUF(*weights, error);
@@ -199,6 +205,11 @@ int execMain(int argc, char **argv, const Program &program) {
       w.field("sparsity_mode", sparsityModeName(program.mode));
       w.field("device", exec.deviceName());
       w.field("gpu_active", exec.gpuActive());
+      if (exec.gpuActive())
+        w.field("gpu_image", exec.gpuImageKind());
+      // What one generated token read, counted by the decoder as it ran.
+      w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());
+      w.field("gpu_weight_bytes_per_token", exec.gpuBytesPerToken());
       uint64_t fired = 0, slots = 0;
       w.key("layers").beginArray();
       for (uint32_t l = 0; l < program.nLayer; ++l) {

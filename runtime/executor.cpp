@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 namespace pinfer {
 
@@ -42,28 +43,58 @@ bool parseSparsityMode(const char *name, SparsityMode &out) {
   return true;
 }
 
-uint64_t packedWeightsHash(const GGUFFile &file) {
-  // Four independent multiply-xorshift lanes over 8-byte words, so that the
-  // start-up check of a large file runs near memory speed.
-  const uint64_t kMul = 0x9E3779B97F4A7C15ull;
+namespace {
+
+constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
+
+// Four independent multiply-xorshift lanes over 8-byte words, so that one
+// thread hashes near memory speed.
+uint64_t hashChunk(const uint8_t *p, size_t n) {
   uint64_t lanes[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull,
                        0xA4093822299F31D0ull, 0x082EFA98EC4E6C89ull};
-  uint64_t begin = std::min<uint64_t>(file.dataOffset(), file.fileSize());
-  const uint8_t *p = file.base() + begin;
-  size_t n = size_t(file.fileSize() - begin);
   size_t i = 0;
   for (; i + 32 <= n; i += 32)
     for (int l = 0; l < 4; ++l) {
       uint64_t w;
       std::memcpy(&w, p + i + 8 * l, 8);
-      lanes[l] = (lanes[l] ^ w) * kMul;
+      lanes[l] = (lanes[l] ^ w) * kHashMul;
       lanes[l] ^= lanes[l] >> 29;
     }
   uint64_t h = n;
   for (; i < n; ++i)
-    h = (h ^ p[i]) * kMul;
+    h = (h ^ p[i]) * kHashMul;
   for (uint64_t lane : lanes)
-    h = ((h ^ lane) * kMul) ^ (h >> 31);
+    h = ((h ^ lane) * kHashMul) ^ (h >> 31);
+  return h;
+}
+
+} // namespace
+
+uint64_t packedWeightsHash(const GGUFFile &file, int nThreads,
+                           size_t chunkBytes) {
+  // Chunks hashed independently, by up to nThreads threads, then combined
+  // in order: the start-up check of a large file reads it with every
+  // core's share of the memory (or disk) bandwidth.
+  const size_t kChunk = std::max<size_t>(chunkBytes, 1);
+  uint64_t begin = std::min<uint64_t>(file.dataOffset(), file.fileSize());
+  const uint8_t *p = file.base() + begin;
+  const size_t n = size_t(file.fileSize() - begin);
+  const size_t nChunks = (n + kChunk - 1) / kChunk;
+  std::vector<uint64_t> chunks(nChunks);
+  auto work = [&](size_t first, size_t step) {
+    for (size_t c = first; c < nChunks; c += step)
+      chunks[c] = hashChunk(p + c * kChunk, std::min(kChunk, n - c * kChunk));
+  };
+  const size_t nt = std::max<size_t>(1, std::min<size_t>(size_t(std::max(nThreads, 1)), nChunks));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < nt; ++t)
+    threads.emplace_back(work, t, nt);
+  work(0, nt);
+  for (std::thread &t : threads)
+    t.join();
+  uint64_t h = n;
+  for (uint64_t c : chunks)
+    h = ((h ^ c) * kHashMul) ^ (h >> 31);
   return h;
 }
 
@@ -99,7 +130,10 @@ std::string Executor::deviceName() const {
   return gpu_ ? gpu_->deviceName() : std::string("cpu");
 }
 
-void Executor::resetStats() { stats_.assign(params_.nLayer, LayerStats()); }
+void Executor::resetStats() {
+  stats_.assign(params_.nLayer, LayerStats());
+  cpuBytes_ = gpuBytes_ = tokenEvals_ = 0;
+}
 
 namespace {
 
@@ -153,7 +187,67 @@ bool bindVector(const GGUFFile &f, const std::string &name, int64_t n,
   return dequantizeRow(t->type, t->data, out.data(), n);
 }
 
+// Neurons [first, first+count) of a layer grouped by the source block
+// (32 neurons of the original order) they come from; rows relative to first.
+void groupByBlock(const uint32_t *ids, uint32_t first, uint32_t count,
+                  BlockGroups &g) {
+  std::vector<uint32_t> order(count);
+  for (uint32_t k = 0; k < count; ++k)
+    order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return ids[first + a] / QK8_0 < ids[first + b] / QK8_0;
+  });
+  g.rows = order;
+  g.start.clear();
+  g.block.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t blk = ids[first + order[i]] / QK8_0;
+    if (g.block.empty() || g.block.back() != blk) {
+      g.block.push_back(blk);
+      g.start.push_back(i);
+    }
+  }
+  g.start.push_back(count);
+}
+
 } // namespace
+
+// The packed down projection in the layout its tensors say (program.h,
+// DownLayout): ffn_down_s present means a split layout, whose quants'
+// row length tells Q8 (n_embd bytes) from Q4 (n_embd/2).
+bool Executor::bindDown(const GGUFFile &f, const std::string &prefix,
+                        int64_t nEmbd, int64_t nFF, LayerBinding &b,
+                        std::string &error) {
+  const std::string name = prefix + "ffn_down_t.weight";
+  const GGUFTensor *scales = f.tensor(prefix + "ffn_down_s.weight");
+  if (!scales) {
+    b.downLayout = DownLayout::Rows;
+    return bindWeight(f, name, nEmbd, nFF, b.downT, error);
+  }
+  if (!findTensor(f, prefix + "ffn_down_s.weight", nEmbd, nFF / QK8_0, error))
+    return false;
+  const GGUFTensor *t = f.tensor(name);
+  bool q8 = t && t->ne[0] == nEmbd, q4 = t && t->ne[0] == nEmbd / 2;
+  if (!t || t->type != GGMLType::I8 || !(q8 || q4) || t->ne[1] != nFF ||
+      t->ne[2] != 1 || t->ne[3] != 1 || nFF % QK8_0 || nEmbd % 32 ||
+      scales->type != GGMLType::F16 ||
+      t->nbytes < size_t(t->ne[0]) * size_t(nFF)) {
+    error = f.path() + ": tensor " + name + (t ? " has shape " + t->shapeString() : std::string(" is missing")) +
+            ", expected i8 [" + std::to_string(nEmbd) + " or " +
+            std::to_string(nEmbd / 2) + ", " + std::to_string(nFF) +
+            "] beside f16 scales for this program";
+    return false;
+  }
+  b.downLayout = q8 ? DownLayout::SplitQ8 : DownLayout::SplitQ4;
+  b.downT = Weight{t->name.c_str(), t->type, t->ne[0], nFF, size_t(t->ne[0]),
+                   t->data};
+  b.split.q4 = q4;
+  b.split.rows = t->data;
+  b.split.rowBytes = size_t(t->ne[0]);
+  b.split.scales = reinterpret_cast<const uint16_t *>(scales->data);
+  b.split.nEmbd = nEmbd;
+  return true;
+}
 
 bool Executor::bind(std::string &error) {
   const Program &pr = program_;
@@ -204,8 +298,12 @@ bool Executor::bind(std::string &error) {
         !bindVector(f, n + "ffn_norm.weight", p.nEmbd, b.ffnNorm, error) ||
         !bindWeight(f, n + "ffn_gate.weight", p.nEmbd, p.nFF, b.gate, error) ||
         !bindWeight(f, n + "ffn_up.weight", p.nEmbd, p.nFF, b.up, error) ||
-        !bindWeight(f, n + "ffn_down_t.weight", p.nEmbd, p.nFF, b.downT, error))
+        !bindDown(f, n, p.nEmbd, p.nFF, b, error))
       return false;
+    if (b.downLayout != DownLayout::Rows) {
+      groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
+      groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
+    }
     if (pr.mode == SparsityMode::Predicted && pl.predictorRank > 0) {
       if (!bindPredictor(f, uint32_t(l), pr.predictorThreshold, b.predictor,
                          error))
@@ -239,13 +337,16 @@ bool Executor::openGpu(std::string &error) {
             std::to_string(freeB >> 20) + " MiB are free";
     return false;
   }
-  if (!gpu->loadModule(program_.gpuImage, error)) {
+  if (!gpu->loadModuleFor(program_.gpuCubin, program_.gpuCubinSize,
+                          program_.smArch, program_.gpuImage, error)) {
     error += std::string(" (GPU code for ") + program_.smArch + " on " +
              gpu->deviceName() +
              "; a newer driver may be needed, or run with "
              "--cpu)";
     return false;
   }
+  if (!gpu->moduleNote().empty())
+    gpuNote_ = gpu->moduleNote();
   size_t maxHot = 0;
   for (int l = 0; l < params_.nLayer; ++l) {
     LayerBinding &b = layers_[l];
@@ -265,6 +366,17 @@ bool Executor::openGpu(std::string &error) {
       size_t bytes = part.w->rowBytes * pl.nHot;
       if (!gpu->alloc(*part.dst, bytes, error) ||
           !gpu->upload(*part.dst, part.w->data, bytes, error))
+        return false;
+    }
+    if (b.downLayout != DownLayout::Rows) {
+      // The split layout's kernel also needs every source block's scales
+      // and each hot neuron's original id (its block).
+      size_t scaleBytes = size_t(params_.nFF / QK8_0) * params_.nEmbd * 2;
+      size_t idBytes = sizeof(uint32_t) * pl.nHot;
+      if (!gpu->alloc(b.dDownS, scaleBytes, error) ||
+          !gpu->upload(b.dDownS, b.split.scales, scaleBytes, error) ||
+          !gpu->alloc(b.dIds, idBytes, error) ||
+          !gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
         return false;
     }
   }
@@ -293,6 +405,12 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   q_.assign(size_t(p.nHead) * p.headDim, 0.f);
   attnOut_.assign(size_t(p.nHead) * p.headDim, 0.f);
   scores_.assign(size_t(p.nHead) * nCtx, 0.f);
+  xq_.resize(size_t(p.nEmbd / QK8_0));
+  xGpu_.assign(p.nEmbd, 0.f);
+  firedRows_.reserve(p.nFF);
+  firedCoef_.reserve(p.nFF);
+  firedStart_.reserve(p.nFF / QK8_0 + 1);
+  firedBlock_.reserve(p.nFF / QK8_0);
   hHot_.assign(p.nFF, 0.f);
   hCold_.assign(p.nFF, 0.f);
   yHot_.assign(p.nEmbd, 0.f);
@@ -305,6 +423,7 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   invFreq_.resize(p.nRot / 2);
   ropeInvFreq(invFreq_.data(), p.nRot, p.ropeBase);
   resetStats();
+  sizeBatch();
 
   bool hasHot = false;
   for (uint32_t l = 0; l < program_.nLayer; ++l)
@@ -339,6 +458,21 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     predictorLogits(b.predictor, x, predScratch_, &pool_);
   const float *logits = predScratch_.logits.data();
   const float threshold = b.predictor.threshold;
+  // Gate and up products as the dense reference computes them (quantised
+  // input for Q8_0/Q4_0 rows, see ffn()), so a neuron's activation is
+  // bitwise the reference's.
+  const DotQ8ActFn gateQ = usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type)
+                                                  : nullptr;
+  const DotQ8ActFn upQ =
+      usesQ8Act(b.up.type) ? dotQ8ActKernel(b.up.type) : nullptr;
+  const DotFn gateF = dotKernel(b.gate.type), upF = dotKernel(b.up.type);
+  const BlockQ8Act *xq = xq_.data();
+  auto gateDot = [&](int64_t r) {
+    return gateQ ? gateQ(b.gate.row(r), xq, nEmbd) : gateF(b.gate.row(r), x, nEmbd);
+  };
+  auto upDot = [&](int64_t r) {
+    return upQ ? upQ(b.up.row(r), xq, nEmbd) : upF(b.up.row(r), x, nEmbd);
+  };
   // Gate for every (chosen) neuron; up only where the activation can be
   // non-zero.
   pool_.parallelFor(count, [&](int64_t k0, int64_t k1) {
@@ -351,45 +485,95 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
           if (!recall)
             continue;
           // Only to count a miss: would this neuron have fired?
-          float g = dotRow(b.gate.type, b.gate.row(first + k), x, nEmbd);
+          float g = gateDot(first + k);
           float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
           if (a != 0.f) {
-            float u = dotRow(b.up.type, b.up.row(first + k), x, nEmbd);
+            float u = upDot(first + k);
             wouldFire_[k] =
                 a * (act == FfnActivation::DReLU ? relu(u) : u) != 0.f;
           }
           continue;
         }
       }
-      float g = dotRow(b.gate.type, b.gate.row(first + k), x, nEmbd);
+      float g = gateDot(first + k);
       float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
       if (exact && std::fabs(a) <= skipAtOrBelow) {
         h[k] = 0.f;
         continue;
       }
-      float u = dotRow(b.up.type, b.up.row(first + k), x, nEmbd);
+      float u = upDot(first + k);
       h[k] = a * (act == FfnActivation::DReLU ? relu(u) : u);
     }
   });
-  // Down: output columns split over threads in whole blocks.
-  const int64_t unit = typeInfo(b.downT.type)->blockSize;
-  const int64_t nUnits = nEmbd / unit;
-  pool_.parallelFor(nUnits, [&](int64_t u0, int64_t u1) {
-    sparseDownAxpy(b.downT, nullptr, first, count, h, y, u0 * unit, u1 * unit,
-                   exact);
-  });
+  cpuDown(b, first < program_.layers[l].nHot ? b.hotGroups : b.coldGroups,
+          first, count, h, y, exact);
   uint64_t fired = 0;
   for (uint32_t k = 0; k < count; ++k)
     fired += h[k] != 0.f;
+  uint64_t gateRows = count;
   if (predict) {
     LayerStats &st = stats_[l];
+    gateRows = 0;
     for (uint32_t k = 0; k < count; ++k) {
       st.predicted += chosen_[k];
       st.missed += wouldFire_[k];
+      gateRows += chosen_[k];
     }
     st.coldFired += fired;
+    if (countBytes_)
+      cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
+                   b.predictor.fc2.rows * b.predictor.fc2.rowBytes;
   }
+  // Weight bytes this token read (the recall measurement's extra reads
+  // are not part of the program's work and are not counted).
+  if (countBytes_)
+    cpuBytes_ += gateRows * b.gate.rowBytes +
+                 (exact ? fired : count) * (b.up.rowBytes + b.downT.rowBytes);
   return fired;
+}
+
+void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
+                       uint32_t first, uint32_t count, const float *h,
+                       float *y, bool skipZero) {
+  const int64_t nEmbd = params_.nEmbd;
+  if (b.downLayout == DownLayout::Rows) {
+    // Output columns split over threads in whole blocks.
+    const int64_t unit = typeInfo(b.downT.type)->blockSize;
+    pool_.parallelFor(nEmbd / unit, [&](int64_t u0, int64_t u1) {
+      sparseDownAxpy(b.downT, nullptr, first, count, h, y, u0 * unit,
+                     u1 * unit, skipZero);
+    });
+    return;
+  }
+  // The neurons that fired, source block by source block.
+  firedRows_.clear();
+  firedCoef_.clear();
+  firedStart_.clear();
+  firedBlock_.clear();
+  for (size_t gi = 0; gi + 1 < all.start.size(); ++gi) {
+    const uint32_t before = uint32_t(firedRows_.size());
+    for (uint32_t i = all.start[gi]; i < all.start[gi + 1]; ++i) {
+      const uint32_t k = all.rows[i];
+      if (skipZero && h[k] == 0.f)
+        continue;
+      firedRows_.push_back(first + k);
+      firedCoef_.push_back(h[k]);
+    }
+    if (firedRows_.size() > before) {
+      firedStart_.push_back(before);
+      firedBlock_.push_back(all.block[gi]);
+    }
+  }
+  firedStart_.push_back(uint32_t(firedRows_.size()));
+  if (countBytes_) // the scale rows of the blocks the neurons come from
+    cpuBytes_ += firedBlock_.size() * size_t(nEmbd) * 2;
+  const DownGroups groups{firedRows_.data(), firedCoef_.data(),
+                          firedStart_.data(), firedBlock_.data(),
+                          int64_t(firedBlock_.size())};
+  // Output columns split over threads in chunks of 32.
+  pool_.parallelFor(nEmbd / 32, [&](int64_t u0, int64_t u1) {
+    splitDownAxpy(b.split, groups, y, u0 * 32, u1 * 32);
+  });
 }
 
 bool Executor::ffn(int l, std::string &error) {
@@ -400,12 +584,27 @@ bool Executor::ffn(int l, std::string &error) {
   const int nEmbd = params_.nEmbd;
   uint64_t firedHot = 0, firedCold = 0;
   bool onGpu = gpu_ && pl.nHot > 0;
+  // Q8_0/Q4_0 gate and up rows multiply the 8-bit quantised input, as in the
+  // dense reference; the GPU kernels get its dequantised values.
+  const bool quantised = usesQ8Act(b.gate.type) || usesQ8Act(b.up.type);
+  if (quantised)
+    quantizeActQ8(xb_.data(), xq_.data(), nEmbd);
   if (onGpu) {
+    const float *xGpu = xb_.data();
+    if (quantised) {
+      for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
+        for (int j = 0; j < QK8_0; ++j)
+          xGpu_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
+      xGpu = xGpu_.data();
+    }
     // Launch the hot half, compute the cold half meanwhile, then collect.
-    if (!gpu_->upload(dX_, xb_.data(), sizeof(float) * nEmbd, error))
+    if (!gpu_->upload(dX_, xGpu, sizeof(float) * nEmbd, error))
       return false;
     void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH_};
-    void *downArgs[] = {&b.dDownT, &dH_, &dY_};
+    void *downRowArgs[] = {&b.dDownT, &dH_, &dY_};
+    void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH_, &dY_};
+    void **downArgs =
+        b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
     if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                       error) ||
         !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error))
@@ -425,6 +624,16 @@ bool Executor::ffn(int l, std::string &error) {
       return false;
     for (uint32_t k = 0; k < pl.nHot; ++k)
       firedHot += hHot_[k] != 0.f;
+  }
+  if (onGpu && countBytes_) {
+    // The hot kernels read every gate row, up and down rows where the
+    // neuron fired (all of them in dense mode), and the scale table.
+    uint64_t rows = exact ? firedHot : pl.nHot;
+    gpuBytes_ += pl.nHot * b.gate.rowBytes +
+                 rows * (b.up.rowBytes + b.downT.rowBytes) +
+                 (b.downLayout == DownLayout::Rows
+                      ? 0
+                      : size_t(params_.nFF / QK8_0) * params_.nEmbd * 2);
   }
   for (int i = 0; i < nEmbd; ++i)
     x_[i] += yHot_[i] + yCold_[i];
@@ -454,9 +663,21 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
     return false;
   }
   const int nEmbd = p.nEmbd, kvDim = p.kvDim();
+  // One token's weight bytes are counted here, and only here (not in
+  // batched prompt evaluation), so that their sum over tokenEvals_ is a
+  // per-token figure.
+  countBytes_ = true;
+  struct Stop {
+    bool &flag;
+    ~Stop() { flag = false; }
+  } stop{countBytes_};
+  tokenEvals_ += 1;
+  cpuBytes_ += tokEmbd_.rowBytes;
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
+    for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
+      cpuBytes_ += w->rows * w->rowBytes;
     float *layerKeys = keyCache_.data() + size_t(l) * nCtx_ * kvDim;
     float *layerValues = valueCache_.data() + size_t(l) * nCtx_ * kvDim;
     // Attention, exactly as the dense reference computes it.
@@ -484,6 +705,7 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
   if (wantLogits) {
     rmsNorm(xb_.data(), x_.data(), outputNorm_.data(), nEmbd, p.normEps);
     matvec(output_, xb_.data(), logits_.data(), pool_);
+    cpuBytes_ += output_.rows * output_.rowBytes;
   }
   return true;
 }

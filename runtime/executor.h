@@ -10,9 +10,11 @@
 
 #include "runtime/cuda_driver.h"
 #include "runtime/generate.h"
+#include "runtime/kernels.h"
 #include "runtime/model.h"
 #include "runtime/predictor.h"
 #include "runtime/program.h"
+#include "runtime/sparse_kernels.h"
 #include "runtime/thread_pool.h"
 
 #include <cstdint>
@@ -29,13 +31,24 @@ class GGUFFile;
 constexpr const char *kPackedVersionKey = "pinfer.packed.version";
 constexpr const char *kPackedHashKey = "pinfer.packed.hash"; // 16 hex digits
 constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
-constexpr uint32_t kPackedVersion = 1;
+constexpr uint32_t kPackedVersion = 2; // 2: split down layouts
 
 // 64-bit content hash of the file's tensor data section (everything from
-// dataOffset() to the end of the file).
-uint64_t packedWeightsHash(const GGUFFile &file);
+// dataOffset() to the end of the file) in chunks of `chunkBytes` (the
+// format's value is the default), computed by up to `nThreads` threads;
+// the value does not depend on the thread count.
+uint64_t packedWeightsHash(const GGUFFile &file, int nThreads = 1,
+                           size_t chunkBytes = size_t(64) << 20);
 std::string formatPackedHash(uint64_t hash); // 16 lower-case hex digits
 bool parsePackedHash(const std::string &text, uint64_t &out);
+
+// Split down layouts: one half's neurons grouped by the source block (32
+// neurons of the original order) they come from. rows: packed rows relative
+// to the half's first, group after group; start: [groups + 1] into rows;
+// block: each group's source block.
+struct BlockGroups {
+  std::vector<uint32_t> rows, start, block;
+};
 
 // Per-layer counters since the last reset of the statistics.
 struct LayerStats {
@@ -65,6 +78,13 @@ public:
   int nVocab() const override { return int(program_.nVocab); }
   bool eval(int32_t token, int pos, bool wantLogits,
             std::string &error) override;
+  // A prompt in chunks of up to batchSize() tokens that move through each
+  // layer together, each weight row read once per chunk; every token's
+  // results (logits, KV cache, LayerStats) are bitwise those of eval()
+  // (runtime/executor_batch.cpp).
+  bool evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
+                 std::string &error) override;
+  int batchSize() const { return nBatch_; }
   const float *logits() const override { return logits_.data(); }
   void reset() override { nPast_ = 0; }
 
@@ -74,9 +94,20 @@ public:
   bool measureRecall() const { return measureRecall_; }
 
   bool gpuActive() const { return gpu_ != nullptr; }
+  // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
+  const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }
   const std::string &gpuNote() const { return gpuNote_; }
   std::string deviceName() const;
   const std::vector<LayerStats> &stats() const { return stats_; }
+  // Weight bytes read per token by the CPU and by the GPU, averaged over the
+  // tokens evaluated one at a time (generation; a batched prompt is not
+  // counted) since the last resetStats(); 0 before any.
+  double cpuBytesPerToken() const {
+    return tokenEvals_ ? double(cpuBytes_) / double(tokenEvals_) : 0.0;
+  }
+  double gpuBytesPerToken() const {
+    return tokenEvals_ ? double(gpuBytes_) / double(tokenEvals_) : 0.0;
+  }
   void resetStats();
 
 private:
@@ -85,12 +116,19 @@ private:
     Weight wq, wk, wv, wo;
     Weight gate, up; // {n_embd, n_ff}, rows in packed order
     Weight downT;    // {n_embd, n_ff}: row k is packed neuron k's down column
+                     // (split layouts: its quants, I8 rows of rowBytes)
+    DownLayout downLayout = DownLayout::Rows;
+    SplitDown split; // split layouts: quants and block scales
+    BlockGroups hotGroups, coldGroups; // split layouts
     PredictorWeights predictor; // fc2 rows and bias in packed order
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
+    CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
   };
 
   bool bind(std::string &error);
+  bool bindDown(const GGUFFile &f, const std::string &prefix, int64_t nEmbd,
+                int64_t nFF, LayerBinding &b, std::string &error);
   bool openGpu(std::string &error);
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].
@@ -98,7 +136,19 @@ private:
   // neurons whose predictor score passes the threshold run.
   uint64_t cpuHalf(int l, uint32_t first, uint32_t count, const float *x,
                    float *h, float *y, bool predict);
+  // y = the down projection of neurons [first, first+count) with
+  // activations h (skipping zeros unless dense).
+  void cpuDown(const LayerBinding &b, const BlockGroups &groups,
+               uint32_t first, uint32_t count, const float *h, float *y,
+               bool skipZero);
   bool ffn(int l, std::string &error);
+  // Batched prompt evaluation (executor_batch.cpp): sizes the chunk
+  // scratch (from init), runs one chunk, and one layer's FFN for a chunk.
+  void sizeBatch();
+  bool evalChunk(const int32_t *tokens, int n, int pos0, std::string &error);
+  bool ffnBatch(int l, int n, std::string &error);
+  void downBatch(int l, int n);
+  void predictBatch(const PredictorWeights &pw, int n, int64_t first);
 
   const Program &program_;
   const GGUFFile &weights_;
@@ -118,6 +168,11 @@ private:
   std::vector<float> q_, attnOut_;           // [n_head*head_dim]
   std::vector<float> scores_;                // [n_head][n_ctx]
   std::vector<float> hHot_, hCold_;          // [n_ff] activations of each half
+  std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
+  std::vector<float> xGpu_;                  // what the GPU's gate/up read
+  // Split layouts: the neurons that fired, grouped by source block.
+  std::vector<uint32_t> firedRows_, firedStart_, firedBlock_;
+  std::vector<float> firedCoef_;
   std::vector<float> yHot_, yCold_;          // [n_embd] partial down products
   std::vector<float> logits_;                // [n_vocab]
   PredictorScratch predScratch_;             // logits of all n_ff neurons
@@ -126,6 +181,29 @@ private:
   std::vector<float> keyCache_, valueCache_; // [n_layer][n_ctx][kv_dim]
   std::vector<float> invFreq_;               // [n_rot/2]
   std::vector<LayerStats> stats_;            // [n_layer]
+  bool countBytes_ = false; // inside eval(): reads are counted
+  uint64_t cpuBytes_ = 0, gpuBytes_ = 0, tokenEvals_ = 0;
+
+  // Batched prompt evaluation (executor_batch.cpp); sized by sizeBatch().
+  int nBatch_ = ForwardState::kDefaultBatch; // tokens per chunk
+  std::vector<float> bX_, bXb_, bXb2_;       // [nBatch][n_embd]
+  std::vector<float> bQ_, bAttnOut_;         // [nBatch][n_head*head_dim]
+  std::vector<float> bScores_;               // [nBatch][n_head][n_ctx]
+  std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
+  std::vector<float> bH_;                    // [nBatch][n_ff] packed order
+  std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's
+  std::vector<float> bPredHidden_;           // [nBatch][predictor rank]
+  std::vector<float> bPredLogits_;           // [nBatch][n_ff]
+  std::vector<float> bYHot_, bYCold_;        // [nBatch][n_embd]
+  std::vector<uint64_t> bFired_;             // [nBatch][2] hot, cold
+  // Split layouts, per token and half (hot rows at 0, cold at n_hot): the
+  // neurons that fired grouped by source block, as cpuDown groups them,
+  // and where each window of source blocks starts in the groups.
+  std::vector<uint32_t> bFiredRows_;         // [nBatch][n_ff]
+  std::vector<float> bFiredCoef_;            // [nBatch][n_ff]
+  std::vector<uint32_t> bFiredStart_;        // [nBatch][2][n_ff/32 + 1]
+  std::vector<uint32_t> bFiredBlock_;        // [nBatch][2][n_ff/32]
+  std::vector<uint32_t> bWindowStart_;       // [nBatch][2][nWindows + 1]
 };
 
 } // namespace pinfer

@@ -11,19 +11,48 @@
 
 namespace pinfer {
 
-// The type of the packed, transposed down projection (one row of n_embd per
-// neuron). Block-quantised sources are stored as f32: re-quantising across
-// the other axis would change the numbers, and exact mode must match the
-// dense reference token for token.
+// How the packed weights store a layer's transposed down projection: one
+// row of n_embd values per neuron, in packed order, keeping the source's
+// numbers exactly (exact mode must match the dense reference token for
+// token, so nothing is re-quantised across the other axis).
+enum class DownLayout {
+  // F32/F16/BF16 sources: blk.N.ffn_down_t.weight {n_embd, n_ff} in the
+  // source type.
+  Rows,
+  // Q8_0 and Q4_0 sources: the quants and the block scales apart. A source
+  // block covers 32 neurons of one output row, so its scale is shared by
+  // those neurons, not by a neuron's row. blk.N.ffn_down_t.weight holds each
+  // neuron's quants (I8 {n_embd, n_ff}; Q4_0: two unsigned 4-bit values
+  // per byte, I8 {n_embd/2, n_ff}, byte 16c+j holding elements 32c+j (low
+  // nibble) and 32c+j+16 (high)), and blk.N.ffn_down_s.weight the scales
+  // (F16 {n_embd, n_ff/32}: row b holds source block b's scale for every
+  // output, i.e. of neurons 32b..32b+31).
+  SplitQ8,
+  SplitQ4,
+};
+
+inline DownLayout downLayoutFor(GGMLType source) {
+  return source == GGMLType::Q8_0   ? DownLayout::SplitQ8
+         : source == GGMLType::Q4_0 ? DownLayout::SplitQ4
+                                    : DownLayout::Rows;
+}
+
+// The tensor type of blk.N.ffn_down_t.weight.
 inline GGMLType transposedDownType(GGMLType source) {
-  switch (source) {
-  case GGMLType::F32:
-  case GGMLType::F16:
-  case GGMLType::BF16:
-    return source;
-  default:
-    return GGMLType::F32;
+  return downLayoutFor(source) == DownLayout::Rows ? source : GGMLType::I8;
+}
+
+// Bytes of one neuron's row of ffn_down_t (n_embd outputs).
+inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
+  switch (downLayoutFor(source)) {
+  case DownLayout::SplitQ8:
+    return size_t(nEmbd);
+  case DownLayout::SplitQ4:
+    return size_t(nEmbd / 2);
+  case DownLayout::Rows:
+    break;
   }
+  return rowBytes(source, nEmbd);
 }
 
 // How the FFN halves skip neurons.
@@ -77,6 +106,11 @@ struct Program {
   // The GPU part: PTX text (NUL-terminated) or a CUBIN; null for CPU-only.
   const uint8_t *gpuImage = nullptr;
   size_t gpuImageSize = 0;
+  // The same GPU part as a CUBIN for smArch, beside a PTX gpuImage; null
+  // when the toolkit made none. Loaded instead of the PTX where the device
+  // can run it (cubinRunsOn), which saves the driver's JIT at start-up.
+  const uint8_t *gpuCubin = nullptr;
+  size_t gpuCubinSize = 0;
   const char *smArch = "";    // "sm_89"
   uint64_t vramBillBytes = 0; // the plan's VRAM bill
 };

@@ -42,6 +42,20 @@ uint64_t rowBytesOr0(GGMLType type, int64_t n) {
   return rowBytes(type, n);
 }
 
+// One neuron's row of the packed transposed down projection; 0 when the
+// source type has no whole rows of n_embd.
+uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
+  return rowBytesOr0(source, nEmbd) ? transposedDownRowBytes(source, nEmbd)
+                                    : 0;
+}
+
+// A layer's block scales kept apart from the rows (split layouts only).
+uint64_t downScaleBytesOf(GGMLType source, int64_t nFF, int64_t nEmbd) {
+  return downLayoutFor(source) == DownLayout::Rows
+             ? 0
+             : uint64_t(nFF / QK8_0) * uint64_t(nEmbd) * 2;
+}
+
 } // namespace
 
 bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
@@ -95,14 +109,18 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       // {n_embd, n_ff}: one row of n_embd elements per neuron
       nFF[l] = uint32_t(t.ne[1]);
       neuron[l] += rowBytesOr0(t.type, t.ne[0]);
+      if (rest == "ffn_gate.weight")
+        out.gateBytes = rowBytesOr0(t.type, t.ne[0]);
       if (rest == "ffn_up.weight")
         out.ffnType = t.type;
     } else if (rest == "ffn_down.weight" || rest == "ffn_down_t.weight") {
       // stored {n_ff, n_embd}; the packed file keeps it transposed, one
-      // row of n_embd per neuron, in transposedDownType (f32 for quantised
-      // sources), and that is what the GPU holds.
-      if (rest == "ffn_down.weight")
-        neuron[l] += rowBytesOr0(transposedDownType(t.type), out.nEmbd);
+      // row of n_embd per neuron (quantised sources: the quants per neuron,
+      // the block scales per layer), and that is what the GPU holds.
+      if (rest == "ffn_down.weight") {
+        neuron[l] += downRowBytes(t.type, out.nEmbd);
+        out.downScaleBytes = downScaleBytesOf(t.type, t.ne[0], out.nEmbd);
+      }
     }
   }
   out.nFF = nFF[0];
@@ -137,7 +155,9 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   s.nVocab = nVocab;
   s.ffnType = type;
   uint64_t row = rowBytesOr0(type, nEmbd);
-  s.neuronBytes = 2 * row + rowBytesOr0(transposedDownType(type), nEmbd);
+  s.neuronBytes = 2 * row + downRowBytes(type, nEmbd);
+  s.gateBytes = row;
+  s.downScaleBytes = downScaleBytesOf(type, nFF, nEmbd);
   uint64_t norms = 2ull * nEmbd * 4;
   s.attentionBytes.assign(nLayer, 2 * uint64_t(nEmbd) * row +
                                       2 * uint64_t(nKVDim) * row + norms);
@@ -226,7 +246,16 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
 
   // Per layer: sort neurons by firing count, hottest first, ties by id so
   // the order is deterministic.
-  double rankBytes = double(shape.neuronBytes);
+  // Bytes a neuron costs the CPU per token: some every token, the rest
+  // per firing.
+  double alwaysBytes = 0, firingBytes = double(shape.neuronBytes);
+  if (opts.reads == NeuronReads::GateAlways) {
+    alwaysBytes = double(shape.gateBytes);
+    firingBytes -= alwaysBytes;
+  } else if (opts.reads == NeuronReads::Always) {
+    alwaysBytes = firingBytes;
+    firingBytes = 0;
+  }
   out.order.resize(shape.nLayer);
   out.freq.resize(shape.nLayer);
   p.layers.resize(shape.nLayer);
@@ -253,12 +282,16 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       g.bytes = g.count * (shape.neuronBytes + 4); // + int32 neuron index
       for (uint32_t r = first; r < first + g.count; ++r)
         g.firings += f[r];
-      g.utility = g.firings * rankBytes;
+      g.utility = g.firings * firingBytes + g.count * alwaysBytes;
       lp.granules.push_back(g);
     }
-    lp.hotFixedBytes = shape.predictorBytes.empty() ? predictorDefault
-                                                    : shape.predictorBytes[l];
-    lp.hotFixedName = "predictor";
+    uint64_t predictor = shape.predictorBytes.empty() ? predictorDefault
+                                                      : shape.predictorBytes[l];
+    lp.hotFixedBytes = predictor + shape.downScaleBytes;
+    lp.hotFixedName = predictor && shape.downScaleBytes
+                          ? "predictors + down scales"
+                      : predictor ? "predictors"
+                                  : "down scales";
     if (opts.minGranules >= 0) {
       lp.minGranules = uint32_t(std::max(1, opts.minGranules));
     } else {

@@ -26,6 +26,11 @@ struct ModelShape {
   uint32_t nVocab = 0;
   GGMLType ffnType = GGMLType::F16;   // stored type of the FFN weights
   uint64_t neuronBytes = 0;           // gate+up+down rows of one neuron
+  uint64_t gateBytes = 0;             // of which the gate row
+  // Q8_0/Q4_0 down projections: the block scales the packed file keeps
+  // apart from the neurons' rows (runtime/program.h, DownLayout), which a
+  // layer's GPU half needs whole whenever it has hot neurons.
+  uint64_t downScaleBytes = 0;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   std::vector<uint64_t> predictorBytes; // [n_layer]; empty: none stored
   uint64_t outputBytes = 0;    // output head (the embedding when tied)
@@ -48,12 +53,21 @@ enum class AttentionPolicy {
   CPU,      // attention stays on the CPU
 };
 
+// Which of a neuron's rows a token reads, by sparsity mode: what moving the
+// neuron to the GPU takes off the CPU's bytes per token.
+enum class NeuronReads {
+  WhenFiring, // predicted: all three rows, only when (predicted) firing
+  GateAlways, // exact, threshold: the gate row always, up and down on firing
+  Always,     // dense: all three rows every token
+};
+
 struct PlacementOptions {
   uint64_t vramBudget = 0;    // 0: the target's VRAM
   uint32_t nCtx = 4096;       // KV cache length (-c)
   uint32_t nBatch = 512;      // prompt batch, sizes the scratch buffers
   uint32_t granuleSize = 0;   // 0: a multiple of 32 giving <= 256 per layer
   uint32_t predictorRank = 256; // when the model stores no predictors
+  NeuronReads reads = NeuronReads::WhenFiring;
   int minGranules = -1;       // -1: from the cost model
   AttentionPolicy attention = AttentionPolicy::Optional;
   bool outputMayUseGPU = true; // the output head competes for VRAM

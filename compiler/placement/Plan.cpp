@@ -113,9 +113,11 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     plan.bill.push_back({"hot FFN rows + neuron index (" +
                              std::to_string(ffnLayers) + " layers)",
                          ffnBytes});
-    if (predictorBytes) // none when the program runs no predictors
-      plan.bill.push_back({"predictors (" + std::to_string(ffnLayers) +
-                               " layers)",
+    // Per layer with hot neurons: its predictor (when the program runs
+    // one) and the down projection's block scales (quantised models).
+    if (predictorBytes)
+      plan.bill.push_back({in.problem.layers.front().hotFixedName + " (" +
+                               std::to_string(ffnLayers) + " layers)",
                            predictorBytes});
   }
   if (attnLayers)

@@ -1,10 +1,15 @@
 // Tests that every CUDA source the emitter produces compiles with NVRTC for
 // each supported architecture, as PTX and as CUBIN, for every weight type,
-// activation and sparsity mode. Needs no GPU; skipped without NVRTC.
+// activation and sparsity mode, and that the compile job's one NVRTC run
+// gives both images for every architecture of the target table. Needs no
+// GPU; skipped without NVRTC.
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
+#include "compiler/Targets.h"
 
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 using namespace pinfer;
 
@@ -36,6 +41,27 @@ ProgramDesc makeProgram(GGMLType type, FfnActivation act, SparsityMode mode) {
 
 const char *kArchs[] = {"sm_75", "sm_80", "sm_86", "sm_89", "sm_90"};
 
+// Checks that `image` is a CUDA ELF object (e_machine EM_CUDA, 190) for
+// `smArch`: the SM version sits in e_flags, bits 8-15 in the ELF ABI of
+// NVRTC 12.8 and later, bits 0-7 before.
+void expectCubinFor(const std::vector<uint8_t> &image,
+                    const std::string &smArch) {
+  ASSERT_GE(image.size(), 64u) << smArch;
+  EXPECT_EQ(image[0], 0x7f) << smArch;
+  EXPECT_EQ(image[1], 'E') << smArch;
+  EXPECT_EQ(image[2], 'L') << smArch;
+  EXPECT_EQ(image[3], 'F') << smArch;
+  ASSERT_EQ(image[4], 2) << smArch << ": not a 64-bit ELF";
+  uint16_t machine = 0;
+  uint32_t flags = 0;
+  std::memcpy(&machine, &image[18], 2);
+  std::memcpy(&flags, &image[48], 4);
+  EXPECT_EQ(machine, 190) << smArch;
+  const uint32_t sm = uint32_t(std::stoi(smArch.substr(3)));
+  EXPECT_TRUE(((flags >> 8) & 0xff) == sm || (flags & 0xff) == sm)
+      << smArch << ": e_flags 0x" << std::hex << flags;
+}
+
 // Tests the kernel list: one gate/up and one down kernel per layer with
 // hot neurons, launch shapes covering every hot row and output element.
 TEST(CudaEmitter, KernelsPerHotLayer) {
@@ -48,7 +74,9 @@ TEST(CudaEmitter, KernelsPerHotLayer) {
   EXPECT_GE(k.downGrid * k.downBlock, 96u);
   EXPECT_NE(m.source.find("kHot = 70"), std::string::npos);
   EXPECT_NE(m.source.find("pf_dot_q4_0<kEmbd>"), std::string::npos);
-  EXPECT_NE(m.source.find("pf_at_f32(downT"), std::string::npos);
+  // q4_0 downs: the split layout's quants and per-block scales.
+  EXPECT_NE(m.source.find("scales[(long)(ids[k] >> 5) * kEmbd + c]"),
+            std::string::npos);
   EXPECT_EQ(m.source.find("ffn_hot_l1_"), std::string::npos);
 }
 
@@ -97,9 +125,7 @@ TEST_P(NvrtcCompile, AllArchitectures) {
                   std::string::npos)
             << arch;
       } else {
-        // An ELF object.
-        EXPECT_EQ(out.image[0], 0x7f);
-        EXPECT_EQ(out.image[1], 'E');
+        expectCubinFor(out.image, arch);
       }
     }
   }
@@ -115,6 +141,61 @@ INSTANTIATE_TEST_SUITE_P(
         Case{GGMLType::Q4_0, FfnActivation::SiLU, SparsityMode::Exact},
         Case{GGMLType::F16, FfnActivation::SiLU, SparsityMode::Threshold},
         Case{GGMLType::Q8_0, FfnActivation::SiLU, SparsityMode::Threshold}));
+
+// Tests that one compilation for each GPU target's architecture gives a
+// CUBIN for that architecture and the same PTX as a compilation for the
+// virtual architecture alone, so that the executable's PTX is unchanged by
+// also embedding the CUBIN.
+TEST(NvrtcImages, EveryTargetGetsCubinAndPtx) {
+  if (!nvrtcAvailable())
+    GTEST_SKIP() << "built without NVRTC";
+  CudaModule m = emitCuda(
+      makeProgram(GGMLType::F16, FfnActivation::ReLU, SparsityMode::Exact));
+  int gpuTargets = 0;
+  for (const Target &t : allTargets()) {
+    if (!t.hasGPU())
+      continue;
+    ++gpuTargets;
+    NvrtcImages images;
+    std::string error;
+    ASSERT_TRUE(
+        compileCudaImages(m.source, "program.cu", t.smArch, images, error))
+        << t.name << ": " << error;
+    EXPECT_EQ(images.cubinNote, "") << t.name;
+    expectCubinFor(images.cubin, t.smArch);
+    NvrtcOutput ptx;
+    ASSERT_TRUE(compileCuda(m.source, "program.cu", t.smArch, GpuImageKind::PTX,
+                            ptx, error))
+        << t.name << ": " << error;
+    EXPECT_EQ(images.ptx, ptx.image) << t.name;
+    ASSERT_FALSE(images.ptx.empty());
+    EXPECT_EQ(images.ptx.back(), 0) << "PTX without its NUL";
+  }
+  EXPECT_GE(gpuTargets, 5);
+}
+
+// Tests that a source error fails the two-image compilation with the same
+// line as a PTX compilation: the kernel at fault and NVRTC's log.
+TEST(NvrtcImages, ErrorNamesKernel) {
+  if (!nvrtcAvailable())
+    GTEST_SKIP() << "built without NVRTC";
+  CudaModule m = emitCuda(
+      makeProgram(GGMLType::F16, FfnActivation::SiLU, SparsityMode::Dense));
+  std::string bad = m.source;
+  size_t at = bad.find("  y[c] = s;");
+  ASSERT_NE(at, std::string::npos);
+  bad.insert(at, "  undefined_symbol_here();\n");
+  NvrtcImages images;
+  std::string error;
+  EXPECT_FALSE(compileCudaImages(bad, "program.cu", "sm_89", images, error));
+  EXPECT_EQ(error.rfind("NVRTC failed to compile kernel ffn_hot_l0_down", 0),
+            0u)
+      << error;
+  EXPECT_NE(error.find("undefined_symbol_here"), std::string::npos) << error;
+  EXPECT_FALSE(
+      compileCudaImages(m.source, "program.cu", "compute_89", images, error));
+  EXPECT_NE(error.find("expected sm_XX"), std::string::npos) << error;
+}
 
 // Tests that a compile error names the kernel it is in and carries the log.
 TEST(Nvrtc, ErrorNamesKernel) {

@@ -75,6 +75,13 @@ TEST_P(PackedWeights, LayoutAndHash) {
   auto f = GGUFFile::open(packed, error);
   ASSERT_TRUE(f) << error;
   EXPECT_EQ(packedWeightsHash(*f), info.hash);
+  // Parallel hashing gives the same value whatever the thread count, also
+  // when the data spans many chunks.
+  EXPECT_EQ(packedWeightsHash(*f, 3), info.hash);
+  uint64_t small = packedWeightsHash(*f, 1, 4096);
+  EXPECT_NE(small, info.hash);
+  for (int threads : {2, 3, 8})
+    EXPECT_EQ(packedWeightsHash(*f, threads, 4096), small) << threads;
   std::string stored;
   ASSERT_TRUE(f->getString(kPackedHashKey, stored, error));
   EXPECT_EQ(stored, formatPackedHash(info.hash));
@@ -87,8 +94,13 @@ TEST_P(PackedWeights, LayoutAndHash) {
   const GGUFTensor *fc2Src = model->file().tensor("blk.0.fc2.weight");
   ASSERT_TRUE(gate && downT && fc2 && fc2Src);
   EXPECT_EQ(downT->type, transposedDownType(w.down.type));
-  EXPECT_EQ(downT->ne[0], p.nEmbd);
+  const size_t downRow = transposedDownRowBytes(w.down.type, p.nEmbd);
+  EXPECT_EQ(size_t(downT->ne[0]) * typeInfo(downT->type)->typeSize, downRow);
   EXPECT_EQ(downT->ne[1], p.nFF);
+  // Split layouts: the source's block scales, by source block.
+  const DownLayout layout = downLayoutFor(w.down.type);
+  const GGUFTensor *scales = f->tensor("blk.0.ffn_down_s.weight");
+  EXPECT_EQ(scales != nullptr, layout != DownLayout::Rows);
 
   std::vector<float> down(size_t(p.nFF) * p.nEmbd), row(p.nEmbd);
   for (int e = 0; e < p.nEmbd; ++e)
@@ -105,9 +117,23 @@ TEST_P(PackedWeights, LayoutAndHash) {
         std::memcmp(fc2->data + k * fc2Row, fc2Src->data + n * fc2Row, fc2Row),
         0)
         << "fc2 row " << k;
-    ASSERT_TRUE(dequantizeRow(downT->type,
-                              downT->data + k * rowBytes(downT->type, p.nEmbd),
-                              row.data(), p.nEmbd));
+    const uint8_t *dr = downT->data + k * downRow;
+    if (layout == DownLayout::Rows) {
+      ASSERT_TRUE(dequantizeRow(downT->type, dr, row.data(), p.nEmbd));
+    } else {
+      ASSERT_TRUE(scales && scales->type == GGMLType::F16 &&
+                  scales->ne[0] == p.nEmbd && scales->ne[1] == p.nFF / 32);
+      const uint16_t *sc = reinterpret_cast<const uint16_t *>(scales->data);
+      for (int e = 0; e < p.nEmbd; ++e) {
+        int q = layout == DownLayout::SplitQ8
+                    ? int(int8_t(dr[e]))
+                    : int((e % 32 < 16 ? dr[e / 32 * 16 + e % 16] & 15
+                                       : dr[e / 32 * 16 + e % 16] >> 4)) -
+                          8;
+        row[e] = fp16ToF32(sc[(n / 32) * p.nEmbd + e]) * float(q);
+      }
+    }
+    // Bit for bit the source's values: nothing is re-quantised.
     for (int e = 0; e < p.nEmbd; ++e)
       ASSERT_EQ(row[e], down[size_t(e) * p.nFF + n]) << k << "," << e;
   }

@@ -152,10 +152,17 @@ TEST_F(CompileTest, GpuTargetMatchesReference) {
       EXPECT_NE(first, std::string::npos) << err;
       EXPECT_EQ(err.find("computing the GPU part on the CPU", first + 1),
                 std::string::npos);
+      EXPECT_EQ(json.find("\"gpu_image\""), std::string::npos) << json;
     } else {
-      // On a GPU the hot half ran there.
+      // On a GPU the hot half ran there, from the CUBIN where the device
+      // runs sm_89 code, else from the PTX.
       EXPECT_NE(json.find("\"gpu_active\":true"), std::string::npos) << json;
       EXPECT_GT(sumField(json, "neurons_computed_gpu"), 0) << json;
+      const bool cubin = cubinRunsOn("sm_89", probe.computeCapability());
+      EXPECT_NE(json.find(std::string("\"gpu_image\":\"") +
+                          (cubin ? "cubin" : "ptx") + "\""),
+                std::string::npos)
+          << json;
     }
   }
 }
@@ -257,6 +264,9 @@ TEST_F(CompileTest, EmitPrintsSources) {
   EXPECT_NE(cpp.find("int main("), std::string::npos);
   EXPECT_NE(cpp.find("kNeuronIds1[]"), std::string::npos);
   EXPECT_NE(cpp.find("kGpuImage"), std::string::npos);
+  // The CUBIN for the target's architecture beside the PTX.
+  EXPECT_NE(cpp.find("CUBIN for sm_89"), std::string::npos);
+  EXPECT_NE(cpp.find("p.gpuCubin = kGpuCubin;"), std::string::npos);
 
   args.target = "cpu";
   args.plan.clear();

@@ -243,7 +243,7 @@ TEST(CompilerLower, MixedPlanMatchesProgramFromPlan) {
       EXPECT_EQ(ir.layers[0].hot.size(), 40u);
       EXPECT_EQ(ir.modelName, "lower-tiny");
       EXPECT_EQ(ir.layers[0].downTType,
-                type == GGMLType::F16 ? GGMLType::F16 : GGMLType::F32);
+                type == GGMLType::F16 ? GGMLType::F16 : GGMLType::I8);
     }
 }
 
@@ -495,7 +495,7 @@ TEST(CompilerLower, SevenBLikeShape) {
     const LayerPlan &lp = plan.layers[l];
     const LayerDesc &d = out.layers[l];
     EXPECT_EQ(d.gateType, GGMLType::Q4_0);
-    EXPECT_EQ(d.downTType, GGMLType::F32);
+    EXPECT_EQ(d.downTType, GGMLType::I8); // split layout (quants, scales)
     EXPECT_EQ(d.attentionOnGPU, lp.attentionOnGPU);
     if (lp.nHot == 0) {
       EXPECT_TRUE(d.hot.empty());
@@ -506,10 +506,13 @@ TEST(CompilerLower, SevenBLikeShape) {
     EXPECT_TRUE(std::equal(d.cold.begin(), d.cold.end(),
                            lp.order.begin() + lp.nHot, lp.order.end()));
   }
-  // 31 layers of 3000 hot q4_0 gate/up rows and f32 packed down rows, 16
-  // layers of attention weights and f16 KV cache for 2048 tokens.
-  uint64_t ffn = 31ull * 3000 *
-                 (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 * sizeof(float));
+  // 31 layers of 3000 hot q4_0 gate/up rows and packed down rows (4-bit
+  // quants) plus each layer's down block scales (11008 / 32 blocks x 4096
+  // outputs, f16), 16 layers of attention weights and f16 KV cache for
+  // 2048 tokens.
+  uint64_t ffn =
+      31ull * 3000 * (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 / 2) +
+      31ull * (11008 / 32) * 4096 * 2;
   uint64_t attn = 16ull * (4 * rowBytes(GGMLType::Q4_0, 4096) * 4096 +
                            2ull * 2048 * 4096 * 2);
   EXPECT_GT(out.vramBillBytes, ffn + attn);
@@ -569,10 +572,11 @@ TEST(CompilerLower, PlanBillAgainstPlanMemoryBill) {
                                plan.target, target->smArch, options, out,
                                error))
       << error;
-  uint64_t hot = 0;
+  uint64_t hot = 0, hotLayers = 0;
   int attn = 0;
   for (const LayerDesc &l : out.layers) {
     hot += l.hot.size();
+    hotLayers += !l.hot.empty();
     attn += l.attentionOnGPU;
   }
   std::printf("plan bill %llu bytes (%s), plan-memory bill %llu bytes; "
@@ -586,14 +590,16 @@ TEST(CompilerLower, PlanBillAgainstPlanMemoryBill) {
   EXPECT_GT(hot, 0u);
   EXPECT_LE(plan.billBytes, opts.vramBudget);
   // What the program keeps in VRAM: per hot neuron its q4_0 gate and up
-  // rows and its packed down row (transposed, f32), the head the plan put
-  // on the GPU, and a GPU arena of a few vectors. The cost model prices
-  // the down row as q4_0 (2,304 bytes, not 16,384), so its bill is the
-  // smaller one here; the IR's is what the packed weights really need.
-  uint64_t perNeuron =
-      2 * rowBytes(GGMLType::Q4_0, nEmbd) + nEmbd * sizeof(float);
+  // rows and its packed down row (4-bit quants), per layer with hot
+  // neurons the down block scales, the head the plan put on the GPU, and a
+  // GPU arena of a few vectors. The plan bills the same weights, plus the
+  // CUDA context reserve and its worst-case scratch buffers.
+  uint64_t perNeuron = 2 * rowBytes(GGMLType::Q4_0, nEmbd) + nEmbd / 2;
+  uint64_t scales = hotLayers * (nFF / 32) * uint64_t(nEmbd) * 2;
   uint64_t head =
       plan.outputOnGPU ? 32000 * rowBytes(GGMLType::Q4_0, nEmbd) : 0;
-  EXPECT_GT(out.vramBillBytes, hot * perNeuron + head);
-  EXPECT_LT(out.vramBillBytes, hot * perNeuron + head + (1 << 20));
+  uint64_t weights = hot * perNeuron + scales + head;
+  EXPECT_GT(out.vramBillBytes, weights);
+  EXPECT_LT(out.vramBillBytes, weights + (1 << 20));
+  EXPECT_LE(out.vramBillBytes, plan.billBytes);
 }

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -424,7 +426,7 @@ TEST(PlacementCost, ShapeFromGGUF) {
     add(b + "fc1.weight", GGMLType::F16, {64, 16});
     add(b + "fc2.weight", GGMLType::F16, {16, 96});
   }
-  std::string path = testing::TempDir() + "/pinfer_shape.gguf", err;
+  std::string path = testing::TempDir() + "/pinfer_shape_" + std::to_string(getpid()) + ".gguf", err;
   ASSERT_TRUE(w.write(path, err)) << err;
   auto f = GGUFFile::open(path, err);
   ASSERT_NE(f, nullptr) << err;
@@ -437,8 +439,10 @@ TEST(PlacementCost, ShapeFromGGUF) {
   EXPECT_EQ(s.nVocab, 50u);
   EXPECT_EQ(s.ffnType, GGMLType::Q8_0);
   // gate and up rows: 64 q8_0 elements = 2 blocks of 34 bytes; the packed
-  // transposed down row of a q8_0 model is f32.
-  EXPECT_EQ(s.neuronBytes, 2u * 68 + 64 * 4);
+  // transposed down row of a q8_0 model is one byte per output, its block
+  // scales (96 / 32 blocks x 64 outputs, f16) a per-layer cost.
+  EXPECT_EQ(s.neuronBytes, 2u * 68 + 64);
+  EXPECT_EQ(s.downScaleBytes, 3u * 64 * 2);
   ASSERT_EQ(s.attentionBytes.size(), 2u);
   EXPECT_EQ(s.attentionBytes[1], (64u * 64 * 2 + 64 * 32 * 2) * 2 + 2 * 64 * 4);
   ASSERT_EQ(s.predictorBytes.size(), 2u);
@@ -449,7 +453,7 @@ TEST(PlacementCost, ShapeFromGGUF) {
   GGUFWriter bad;
   bad.addTensor("blk.0.attn_q.weight", GGMLType::F16, {64, 64},
                 [](uint8_t *, size_t) {});
-  std::string badPath = testing::TempDir() + "/pinfer_noembd.gguf";
+  std::string badPath = testing::TempDir() + "/pinfer_noembd_" + std::to_string(getpid()) + ".gguf";
   ASSERT_TRUE(bad.write(badPath, err)) << err;
   auto g = GGUFFile::open(badPath, err);
   ASSERT_NE(g, nullptr) << err;

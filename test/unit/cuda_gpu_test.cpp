@@ -4,6 +4,8 @@
 // driver finds no GPU or pinferc was built without NVRTC.
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
+#include "codegen/PackedWeights.h"
+#include "runtime/program.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/kernels.h"
 #include "runtime/sparse_kernels.h"
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -199,6 +202,118 @@ INSTANTIATE_TEST_SUITE_P(
              activationName(info.param.act) + "_" +
              sparsityModeName(info.param.mode);
     });
+
+class CudaSplitDown : public ::testing::TestWithParam<GGMLType> {
+protected:
+  void SetUp() override {
+    if (!nvrtcAvailable())
+      GTEST_SKIP() << "built without NVRTC";
+    std::string why;
+    if (!gpu_.open(why))
+      GTEST_SKIP() << why;
+  }
+  CudaDriver gpu_;
+};
+
+// Tests the hot down kernel of the split layouts (Q8_0/Q4_0 sources: each
+// neuron's quants, the block scales apart, looked up through the hot
+// neurons' original ids) against the CPU half's splitDownAxpy over the same
+// packed data, with hot neurons in shuffled order and a third of the
+// activations exactly zero.
+TEST_P(CudaSplitDown, MatchesCpuTwin) {
+  const GGMLType type = GetParam();
+  constexpr int kFF = 320; // every neuron hot
+  ProgramDesc d;
+  d.params.nEmbd = kEmbd;
+  d.params.nFF = kFF;
+  d.params.nLayer = 1;
+  d.params.activation = FfnActivation::ReLU;
+  d.mode = SparsityMode::Exact;
+  d.smArch = "sm_" + std::to_string(gpu_.computeCapability());
+  d.layers.resize(1);
+  d.layers[0].gateType = d.layers[0].upType = GGMLType::F32;
+  d.layers[0].downType = type;
+  d.layers[0].downTType = transposedDownType(type);
+  std::vector<uint32_t> ids(kFF);
+  std::iota(ids.begin(), ids.end(), 0u);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(5));
+  d.layers[0].hot = ids;
+
+  // The source down {n_ff, n_embd}: kEmbd rows of kFF elements.
+  Weight down;
+  auto downBytes = randomRows(type, kFF, kEmbd, 9, down);
+  std::vector<uint8_t> rows(transposedDownRowBytes(type, kEmbd) * kFF);
+  std::vector<uint16_t> scales(size_t(kFF / 32) * kEmbd);
+  packSplitDownRows(down, ids, rows.data());
+  packSplitDownScales(down, scales.data());
+  std::vector<float> h(kFF);
+  for (int k = 0; k < kFF; ++k)
+    h[k] = k % 3 ? 0.05f * std::sin(0.3f * float(k)) : 0.f;
+
+  // CPU twin: the packed rows grouped by source block, as the executor does.
+  std::vector<uint32_t> gRows, gStart, gBlock;
+  std::vector<float> gCoef;
+  for (uint32_t blk = 0; blk < kFF / 32; ++blk) {
+    uint32_t before = uint32_t(gRows.size());
+    for (uint32_t k = 0; k < uint32_t(kFF); ++k)
+      if (ids[k] / 32 == blk && h[k] != 0.f) {
+        gRows.push_back(k);
+        gCoef.push_back(h[k]);
+      }
+    if (gRows.size() > before) {
+      gStart.push_back(before);
+      gBlock.push_back(blk);
+    }
+  }
+  gStart.push_back(uint32_t(gRows.size()));
+  SplitDown sd;
+  sd.q4 = type == GGMLType::Q4_0;
+  sd.rows = rows.data();
+  sd.rowBytes = transposedDownRowBytes(type, kEmbd);
+  sd.scales = scales.data();
+  sd.nEmbd = kEmbd;
+  std::vector<float> yWant(kEmbd, 0.f);
+  splitDownAxpy(sd,
+                DownGroups{gRows.data(), gCoef.data(), gStart.data(),
+                           gBlock.data(), int64_t(gBlock.size())},
+                yWant.data(), 0, kEmbd);
+
+  CudaModule m = emitCuda(d);
+  NvrtcOutput ptx;
+  std::string error;
+  ASSERT_TRUE(
+      compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
+      << error;
+  ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  const CudaKernel &k = m.kernels[0];
+  void *fnDown = gpu_.function(k.down.c_str(), error);
+  ASSERT_TRUE(fnDown) << error;
+  CudaDriver::DevPtr dRows, dScales, dIds, dH, dY;
+  ASSERT_TRUE(gpu_.alloc(dRows, rows.size(), error) &&
+              gpu_.upload(dRows, rows.data(), rows.size(), error) &&
+              gpu_.alloc(dScales, scales.size() * 2, error) &&
+              gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
+              gpu_.alloc(dIds, ids.size() * 4, error) &&
+              gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
+              gpu_.alloc(dH, sizeof(float) * kFF, error) &&
+              gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
+              gpu_.alloc(dY, sizeof(float) * kEmbd, error))
+      << error;
+  void *args[] = {&dRows, &dScales, &dIds, &dH, &dY};
+  ASSERT_TRUE(gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
+              gpu_.synchronize(error))
+      << error;
+  std::vector<float> yGot(kEmbd);
+  ASSERT_TRUE(gpu_.download(yGot.data(), dY, sizeof(float) * kEmbd, error))
+      << error;
+  EXPECT_LT(normalisedError(yGot, yWant), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaSplitDown,
+                         ::testing::Values(GGMLType::Q8_0, GGMLType::Q4_0),
+                         [](const ::testing::TestParamInfo<GGMLType> &info) {
+                           return std::string(typeName(info.param));
+                         });
 
 // Tests that without a driver or device the driver says why instead of
 // failing later (always runs).

@@ -76,11 +76,25 @@ int64_t pinfer::storedRowBytes(DType dtype, int64_t n) {
 
 int64_t pinfer::packedDownRowBytes(WeightType down) {
   // Transposing cuts across quantisation blocks, and re-quantising would
-  // change the model's numbers, so quantised downs are packed as f32.
+  // change the model's numbers, so a quantised down keeps each neuron's
+  // quants as a row (one byte, or half a byte for q4_0, per output) and the
+  // block scales apart (packedDownScaleBytes), as runtime/program.h says.
+  int64_t nEmbd = down.getNumRows();
+  switch (down.getDtype()) {
+  case DType::q8_0:
+    return nEmbd;
+  case DType::q4_0:
+    return nEmbd / 2;
+  default:
+    return storedRowBytes(down.getDtype(), nEmbd);
+  }
+}
+
+int64_t pinfer::packedDownScaleBytes(WeightType down) {
   DType dtype = down.getDtype();
-  if (dtype == DType::q4_0 || dtype == DType::q8_0)
-    dtype = DType::f32;
-  return storedRowBytes(dtype, down.getNumRows());
+  if (dtype != DType::q4_0 && dtype != DType::q8_0)
+    return 0;
+  return down.getRowLength() / 32 * down.getNumRows() * 2; // f16 each
 }
 
 int64_t pinfer::storedBytes(WeightType type) {

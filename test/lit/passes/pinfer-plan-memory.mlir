@@ -87,9 +87,10 @@ func.func @drain(%x: tensor<32xf32>) -> tensor<32xf32> {
 // -----
 
 // Tests that a GPU half's quantised down rows are billed as packed: one
-// transposed f32 row of n_embd = 32 (128 bytes) per neuron, next to one
-// q8_0 row each of gate and up (34 bytes).
-// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 196 : i64}}
+// row of n_embd = 32 one-byte quants per neuron (32 bytes) and the layer's
+// block scales (32 / 32 blocks x 32 outputs, f16: 64 bytes), next to one
+// q8_0 row each of gate and up (34 bytes): 164.
+// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 164 : i64}}
 func.func @quantised_down(%x: tensor<32xf32>) -> tensor<32xf32> {
   %g = pinfer.weight "g" : !pinfer.weight<q8_0, [32, 32]>
   %d = pinfer.weight "d" : !pinfer.weight<q8_0, [32, 32]>

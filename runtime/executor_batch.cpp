@@ -1,0 +1,390 @@
+// Batched prompt evaluation of the specialised decoder (Executor::evalBatch,
+// executor.h). A prompt's tokens move through each layer together in chunks
+// of up to batchSize() tokens, so that a weight row is read from memory once
+// per chunk instead of once per token: attention through the dense
+// reference's attentionBlock (which takes n tokens), then per layer the FFN
+// with rows outer and tokens inner. Every per-token number is computed by the
+// same kernels, from the same inputs, accumulated in the same order as
+// eval() computes it, so logits, the KV cache and the LayerStats are bitwise
+// those of evaluating the prompt token by token.
+#include "runtime/executor.h"
+
+#include "runtime/kernels.h"
+#include "runtime/sparse_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace pinfer {
+
+namespace {
+
+// Source blocks (32 neurons each) of a split down layout that one pass of
+// the down accumulation covers for every token of the chunk before moving
+// on: the slices of those neurons' rows in a thread's columns stay in cache
+// while the chunk's tokens use them.
+constexpr uint32_t kWindowBlocks = 4;
+// Packed rows per pass of the Rows layout's down accumulation, likewise.
+constexpr int64_t kRowBlock = 32;
+
+uint32_t windowCount(int64_t nFF) {
+  const uint32_t nBlocks = uint32_t(nFF / QK8_0);
+  return (nBlocks + kWindowBlocks - 1) / kWindowBlocks;
+}
+
+} // namespace
+
+void Executor::sizeBatch() {
+  const ModelParams &p = params_;
+  const size_t nb = size_t(nBatch_), nEmbd = size_t(p.nEmbd),
+               nFF = size_t(p.nFF), qDim = size_t(p.nHead) * p.headDim;
+  bX_.assign(nb * nEmbd, 0.f);
+  bXb_.assign(nb * nEmbd, 0.f);
+  bXb2_.assign(nb * nEmbd, 0.f);
+  bQ_.assign(nb * qDim, 0.f);
+  bAttnOut_.assign(nb * qDim, 0.f);
+  bScores_.assign(nb * p.nHead * size_t(nCtx_), 0.f);
+  bXq_.resize(nb * (nEmbd / QK8_0));
+  bH_.assign(nb * nFF, 0.f);
+  bChosen_.assign(nb * nFF, 0);
+  bYHot_.assign(nb * nEmbd, 0.f);
+  bYCold_.assign(nb * nEmbd, 0.f);
+  bFired_.assign(nb * 2, 0);
+  int64_t maxRank = 0;
+  for (const LayerBinding &b : layers_)
+    if (b.predictor.fc1.data)
+      maxRank = std::max(maxRank, b.predictor.rank());
+  if (maxRank > 0) {
+    bPredHidden_.assign(nb * size_t(maxRank), 0.f);
+    bPredLogits_.assign(nb * nFF, 0.f);
+  }
+  bool split = false;
+  for (const LayerBinding &b : layers_)
+    split |= b.downLayout != DownLayout::Rows;
+  if (!split)
+    return;
+  const size_t nBlocks = nFF / QK8_0;
+  bFiredRows_.assign(nb * nFF, 0);
+  bFiredCoef_.assign(nb * nFF, 0.f);
+  bFiredStart_.assign(nb * 2 * (nBlocks + 1), 0);
+  bFiredBlock_.assign(nb * 2 * nBlocks, 0);
+  bWindowStart_.assign(nb * 2 * (windowCount(p.nFF) + 1), 0);
+}
+
+bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
+                         std::string &error) {
+  // Measuring recall evaluates the neurons the predictor skipped, only to
+  // count misses; that diagnostic runs token by token.
+  if (measureRecall_ && program_.mode == SparsityMode::Predicted)
+    return Decoder::evalBatch(tokens, n, pos, wantLogits, error);
+  const ModelParams &p = params_;
+  for (int t = 0; t < n; ++t)
+    if (tokens[t] < 0 || tokens[t] >= p.nVocab) {
+      error = "token " + std::to_string(tokens[t]) +
+              " is outside the vocabulary of " + std::to_string(p.nVocab) +
+              " tokens";
+      return false;
+    }
+  if (n < 1 || pos != nPast_ || int64_t(pos) + n > nCtx_) {
+    error = "positions " + std::to_string(pos) + ".." +
+            std::to_string(int64_t(pos) + n - 1) +
+            " cannot be evaluated: " + std::to_string(nPast_) +
+            " positions are cached and the context is " +
+            std::to_string(nCtx_) + " (-c)";
+    return false;
+  }
+  int last = 0; // the last token's row in the last chunk
+  for (int done = 0; done < n; done += nBatch_) {
+    const int m = std::min(nBatch_, n - done);
+    if (!evalChunk(tokens + done, m, pos + done, error))
+      return false;
+    last = m - 1;
+  }
+  if (wantLogits) {
+    rmsNorm(xb_.data(), bX_.data() + size_t(last) * p.nEmbd, outputNorm_.data(),
+            p.nEmbd, p.normEps);
+    matvec(output_, xb_.data(), logits_.data(), pool_);
+  }
+  return true;
+}
+
+bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
+                         std::string &error) {
+  const ModelParams &p = params_;
+  const int nEmbd = p.nEmbd, kvDim = p.kvDim();
+  for (int t = 0; t < n; ++t)
+    rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]),
+             bX_.data() + size_t(t) * nEmbd, nEmbd);
+  for (int l = 0; l < p.nLayer; ++l) {
+    const LayerBinding &b = layers_[l];
+    float *layerKeys = keyCache_.data() + size_t(l) * nCtx_ * kvDim;
+    float *layerValues = valueCache_.data() + size_t(l) * nCtx_ * kvDim;
+    AttentionBlock ab{b.attnNorm.data(),
+                      &b.wq,
+                      &b.wk,
+                      &b.wv,
+                      &b.wo,
+                      layerKeys,
+                      layerValues,
+                      bXb_.data(),
+                      bXb2_.data(),
+                      bQ_.data(),
+                      bAttnOut_.data(),
+                      bScores_.data(),
+                      invFreq_.data(),
+                      nCtx_};
+    attentionBlock(p, ab, bX_.data(), n, pos0, pool_);
+    for (int t = 0; t < n; ++t)
+      rmsNorm(bXb_.data() + size_t(t) * nEmbd, bX_.data() + size_t(t) * nEmbd,
+              b.ffnNorm.data(), nEmbd, p.normEps);
+    if (!ffnBatch(l, n, error))
+      return false;
+  }
+  nPast_ = pos0 + n;
+  return true;
+}
+
+// The predictor's choice for the cold rows [first, n_ff) of every token of
+// the chunk into bChosen_: predictorLogits' two products for all tokens at
+// once (matvecs gives each token bitwise what matvec gives it alone), its
+// bias and ReLU steps per token in its order.
+void Executor::predictBatch(const PredictorWeights &pw, int n, int64_t first) {
+  const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF, rank = pw.rank();
+  float *hidden = bPredHidden_.data(), *logits = bPredLogits_.data();
+  MatvecJob fc1{&pw.fc1, bXb_.data(), hidden, nEmbd, rank};
+  matvecs(&fc1, 1, pool_, n);
+  for (size_t i = 0; i < size_t(n) * rank; ++i)
+    hidden[i] = relu(hidden[i] + (pw.b1 ? pw.b1[i % rank] : 0.f));
+  MatvecJob fc2{&pw.fc2, hidden, logits, rank, nFF};
+  matvecs(&fc2, 1, pool_, n);
+  for (int t = 0; t < n; ++t) {
+    float *lt = logits + size_t(t) * nFF;
+    uint8_t *ct = bChosen_.data() + size_t(t) * nFF;
+    if (pw.b2)
+      for (int64_t i = 0; i < nFF; ++i)
+        lt[i] += pw.b2[i];
+    for (int64_t k = first; k < nFF; ++k)
+      ct[k] = lt[k] > pw.threshold;
+  }
+}
+
+bool Executor::ffnBatch(int l, int n, std::string &error) {
+  const ProgramLayer &pl = program_.layers[l];
+  const LayerBinding &b = layers_[l];
+  const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
+  if (gpu_ && pl.nHot > 0) {
+    // With the hot half on the GPU the layer runs token by token through
+    // ffn(), exactly as eval() runs it.
+    for (int t = 0; t < n; ++t) {
+      float *xt = bX_.data() + size_t(t) * nEmbd;
+      std::copy(bXb_.data() + size_t(t) * nEmbd,
+                bXb_.data() + size_t(t + 1) * nEmbd, xb_.data());
+      std::copy(xt, xt + nEmbd, x_.data());
+      if (!ffn(l, error))
+        return false;
+      std::copy(x_.data(), x_.data() + nEmbd, xt);
+    }
+    return true;
+  }
+  const bool exact = program_.mode != SparsityMode::Dense;
+  // As cpuHalf: exact mode skips |a| <= 0, threshold mode |a| <= the layer's
+  // threshold.
+  const float skipAtOrBelow =
+      program_.mode == SparsityMode::Threshold ? pl.actThreshold : 0.f;
+  const FfnActivation act = params_.activation;
+  const int64_t nHot = pl.nHot, nCold = pl.nCold, nBlk = nEmbd / QK8_0;
+
+  // The quantised input of Q8_0/Q4_0 rows, per token, as ffn() makes it.
+  const bool quantised = usesQ8Act(b.gate.type) || usesQ8Act(b.up.type);
+  if (quantised)
+    for (int t = 0; t < n; ++t)
+      quantizeActQ8(bXb_.data() + size_t(t) * nEmbd,
+                    bXq_.data() + size_t(t) * nBlk, nEmbd);
+  // The predictor serves the cold half only; a layer without one runs its
+  // cold half as exact mode does.
+  const bool predict = program_.mode == SparsityMode::Predicted && nCold > 0 &&
+                       b.predictor.fc1.data;
+  uint8_t *chosen = bChosen_.data();
+  if (predict)
+    predictBatch(b.predictor, n, nHot);
+
+  // Gate for every (chosen) neuron and token, up only for the pairs whose
+  // activation passes the mode's test: rows outer, tokens inner, so each
+  // row is read once per chunk.
+  const DotQ8ActFn gateQ =
+      usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type) : nullptr;
+  const DotQ8ActFn upQ =
+      usesQ8Act(b.up.type) ? dotQ8ActKernel(b.up.type) : nullptr;
+  const DotFn gateF = dotKernel(b.gate.type), upF = dotKernel(b.up.type);
+  const float *xb = bXb_.data();
+  const BlockQ8Act *xq = bXq_.data();
+  float *h = bH_.data();
+  pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const uint8_t *gateRow = b.gate.row(k), *upRow = b.up.row(k);
+      const bool predicted = predict && k >= nHot;
+      for (int t = 0; t < n; ++t) {
+        float &ht = h[size_t(t) * nFF + k];
+        if (predicted && !chosen[size_t(t) * nFF + k]) {
+          ht = 0.f;
+          continue;
+        }
+        const float *x = xb + size_t(t) * nEmbd;
+        const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
+        float g = gateQ ? gateQ(gateRow, xqt, nEmbd) : gateF(gateRow, x, nEmbd);
+        float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+        if (exact && std::fabs(a) <= skipAtOrBelow) {
+          ht = 0.f;
+          continue;
+        }
+        float u = upQ ? upQ(upRow, xqt, nEmbd) : upF(upRow, x, nEmbd);
+        ht = a * (act == FfnActivation::DReLU ? relu(u) : u);
+      }
+    }
+  });
+
+  downBatch(l, n);
+
+  for (int t = 0; t < n; ++t) {
+    float *xt = bX_.data() + size_t(t) * nEmbd;
+    const float *yh = bYHot_.data() + size_t(t) * nEmbd;
+    const float *yc = bYCold_.data() + size_t(t) * nEmbd;
+    for (int64_t i = 0; i < nEmbd; ++i)
+      xt[i] += yh[i] + yc[i];
+  }
+  // The counters ffn() keeps, token by token (the hot half ran on the CPU).
+  LayerStats &st = stats_[l];
+  for (int t = 0; t < n; ++t) {
+    const uint64_t firedHot = bFired_[2 * t], firedCold = bFired_[2 * t + 1];
+    st.tokens += 1;
+    st.fired += firedHot + firedCold;
+    st.cpuNeurons += (exact ? firedCold : uint64_t(nCold)) +
+                     (exact ? firedHot : uint64_t(nHot));
+    if (predict) {
+      const uint8_t *ct = chosen + size_t(t) * nFF;
+      for (int64_t k = nHot; k < nFF; ++k)
+        st.predicted += ct[k];
+      st.coldFired += firedCold;
+    }
+  }
+  return true;
+}
+
+// The down projections of a chunk into bYHot_ / bYCold_, and each token's
+// fired counts into bFired_. Columns are split over threads as cpuDown splits
+// them; a thread takes a few rows (or source blocks) at a time and applies
+// them to every token before the next few, which keeps each token's
+// accumulation order that of cpuDown.
+void Executor::downBatch(int l, int n) {
+  const ProgramLayer &pl = program_.layers[l];
+  const LayerBinding &b = layers_[l];
+  const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
+  const int64_t nHot = pl.nHot;
+  const bool skipZero = program_.mode != SparsityMode::Dense;
+  const bool split = b.downLayout != DownLayout::Rows;
+  const float *h = bH_.data();
+  std::fill(bYHot_.begin(), bYHot_.begin() + size_t(n) * nEmbd, 0.f);
+  std::fill(bYCold_.begin(), bYCold_.begin() + size_t(n) * nEmbd, 0.f);
+
+  const uint32_t nBlocks = uint32_t(nFF / QK8_0), nWindows = windowCount(nFF);
+  // Split layouts: the neurons that fired, grouped by source block exactly
+  // as cpuDown groups them, per token and half; plus where each window of
+  // kWindowBlocks source blocks starts in those groups.
+  auto group = [&](int64_t t, int half, const BlockGroups &all, int64_t first) {
+    const float *ht = h + size_t(t) * nFF;
+    uint32_t *rows = bFiredRows_.data() + size_t(t) * nFF + first;
+    float *coef = bFiredCoef_.data() + size_t(t) * nFF + first;
+    uint32_t *start =
+        bFiredStart_.data() + size_t(2 * t + half) * (nBlocks + 1);
+    uint32_t *block = bFiredBlock_.data() + size_t(2 * t + half) * nBlocks;
+    uint32_t *window =
+        bWindowStart_.data() + size_t(2 * t + half) * (nWindows + 1);
+    uint32_t nRows = 0, nGroups = 0;
+    for (size_t gi = 0; gi + 1 < all.start.size(); ++gi) {
+      const uint32_t before = nRows;
+      for (uint32_t i = all.start[gi]; i < all.start[gi + 1]; ++i) {
+        const uint32_t k = all.rows[i];
+        if (skipZero && ht[first + k] == 0.f)
+          continue;
+        rows[nRows] = uint32_t(first + k);
+        coef[nRows] = ht[first + k];
+        ++nRows;
+      }
+      if (nRows > before) {
+        start[nGroups] = before;
+        block[nGroups] = all.block[gi];
+        ++nGroups;
+      }
+    }
+    start[nGroups] = nRows;
+    // Groups come in ascending source block order (groupByBlock).
+    for (uint32_t w = 0, g = 0; w <= nWindows; ++w) {
+      while (g < nGroups && block[g] < w * kWindowBlocks)
+        ++g;
+      window[w] = g;
+    }
+  };
+  pool_.parallelFor(n, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float *ht = h + size_t(t) * nFF;
+      uint64_t firedHot = 0, firedCold = 0;
+      for (int64_t k = 0; k < nHot; ++k)
+        firedHot += ht[k] != 0.f;
+      for (int64_t k = nHot; k < nFF; ++k)
+        firedCold += ht[k] != 0.f;
+      bFired_[2 * t] = firedHot;
+      bFired_[2 * t + 1] = firedCold;
+      if (split) {
+        group(t, 0, b.hotGroups, 0);
+        group(t, 1, b.coldGroups, nHot);
+      }
+    }
+  });
+
+  if (!split) {
+    // Output columns split over threads in whole blocks, as cpuDown does.
+    const int64_t unit = typeInfo(b.downT.type)->blockSize;
+    pool_.parallelFor(nEmbd / unit, [&](int64_t u0, int64_t u1) {
+      const int64_t c0 = u0 * unit, c1 = u1 * unit;
+      for (int64_t r0 = 0; r0 < nFF; r0 += kRowBlock) {
+        const int64_t r1 = std::min(r0 + kRowBlock, nFF);
+        const int64_t hot1 = std::min(r1, nHot), cold0 = std::max(r0, nHot);
+        for (int t = 0; t < n; ++t) {
+          const float *ht = h + size_t(t) * nFF;
+          if (r0 < hot1)
+            sparseDownAxpy(b.downT, nullptr, r0, hot1 - r0, ht + r0,
+                           bYHot_.data() + size_t(t) * nEmbd, c0, c1, skipZero);
+          if (cold0 < r1)
+            sparseDownAxpy(b.downT, nullptr, cold0, r1 - cold0, ht + cold0,
+                           bYCold_.data() + size_t(t) * nEmbd, c0, c1,
+                           skipZero);
+        }
+      }
+    });
+    return;
+  }
+  // Output columns split over threads in chunks of 32, as cpuDown does;
+  // splitDownAxpy applies group after group, so running a window's groups
+  // at a time keeps each token's result.
+  pool_.parallelFor(nEmbd / 32, [&](int64_t u0, int64_t u1) {
+    const int64_t c0 = u0 * 32, c1 = u1 * 32;
+    for (uint32_t w = 0; w < nWindows; ++w)
+      for (int t = 0; t < n; ++t)
+        for (int half = 0; half < 2; ++half) {
+          const size_t idx = size_t(2 * t + half);
+          const uint32_t *window = bWindowStart_.data() + idx * (nWindows + 1);
+          const uint32_t g0 = window[w], g1 = window[w + 1];
+          if (g0 == g1)
+            continue;
+          const size_t first = size_t(t) * nFF + (half ? size_t(nHot) : 0);
+          const DownGroups groups{
+              bFiredRows_.data() + first, bFiredCoef_.data() + first,
+              bFiredStart_.data() + idx * (nBlocks + 1) + g0,
+              bFiredBlock_.data() + idx * nBlocks + g0, int64_t(g1 - g0)};
+          float *y = (half ? bYCold_ : bYHot_).data() + size_t(t) * nEmbd;
+          splitDownAxpy(b.split, groups, y, c0, c1);
+        }
+  });
+}
+
+} // namespace pinfer
