@@ -77,6 +77,9 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
     } else if (flag == "-t" || flag == "--threads") {
       if (!next(v) || !parseInt(flag, v, 1, 1024, g.nThreads, error))
         return false;
+    } else if (flag == "--poll") {
+      if (!next(v) || !parseInt(flag, v, 0, 1000000, g.pollMicros, error))
+        return false;
     } else if (flag == "-c" || flag == "--ctx-size") {
       if (!next(v) || !parseInt(flag, v, 1, 1 << 24, g.nCtx, error))
         return false;
@@ -126,6 +129,10 @@ std::string generateFlagsHelp() {
          "  -n, --n-predict N       tokens to generate (-1: until end of text "
          "or full context; default 128)\n"
          "  -t, --threads N         CPU threads (default: all cores)\n"
+         "      --poll US           microseconds a waiting thread polls before "
+         "it sleeps;\n"
+         "                          0 on machines shared with other work "
+         "(default 200)\n"
          "  -c, --ctx-size N        context length (default: the model's, at "
          "most 4096)\n"
          "      --temp X            temperature; 0 is greedy (default 0.8)\n"

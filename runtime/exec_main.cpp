@@ -167,6 +167,7 @@ int execMain(int argc, char **argv, const Program &program) {
     nCtx =
         std::min<int>(program.nCtxTrain ? int(program.nCtxTrain) : 4096, 4096);
   Executor exec(program, *weights, g.nThreads);
+  exec.setPollMicros(g.pollMicros);
   if (!exec.init(nCtx, !noGpu, error))
     return fail(prog, error);
   exec.setMeasureRecall(measureRecall);

@@ -93,6 +93,9 @@ public:
   void setMeasureRecall(bool on) { measureRecall_ = on; }
   bool measureRecall() const { return measureRecall_; }
 
+  // See GenerateOptions::pollMicros.
+  void setPollMicros(int us) { pool_.setSpinMicros(us); }
+
   bool gpuActive() const { return gpu_ != nullptr; }
   // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
   const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }

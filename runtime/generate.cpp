@@ -96,6 +96,7 @@ int generate(const Model &model, const Tokenizer &tokenizer,
              const GenerateOptions &opts, GenerateResult *result) {
   std::ostream &err = opts.err ? *opts.err : std::cerr;
   ReferenceDecoder decoder(model, opts.nThreads);
+  decoder.pool().setSpinMicros(opts.pollMicros);
   int nCtx = opts.nCtx;
   if (nCtx < 1)
     nCtx = std::min(model.params().nCtxTrain, 4096);

@@ -72,6 +72,12 @@ struct GenerateOptions {
   std::string prompt;
   int nPredict = 128;  // tokens to generate; < 0: until EOG or the context is full
   int nThreads = 0;    // < 1: all hardware threads (reference decoder)
+  // Microseconds a thread waiting for the next parallel step polls before
+  // it sleeps (--poll). Polling saves the wake-up latency of the hundred or
+  // so steps of each token on a machine whose cores are free; 0 suits
+  // machines whose cores other work needs.
+  static constexpr int kDefaultPollMicros = 200;
+  int pollMicros = kDefaultPollMicros;
   int nCtx = 0;        // < 1: the model's context length, at most 4096
   SamplerOptions sampling;
   bool json = false;       // one JSON object on `out` instead of text + report

@@ -4,6 +4,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -85,9 +86,97 @@ bool axpyRow(GGMLType type, const void *row, float a, float *y, int64_t n) {
   return axpyRowRange(type, row, a, y, 0, n);
 }
 
+namespace {
+
+#ifdef PINFER_X86
+#define PINFER_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// 8 elements of a float-like row from column c, as floats.
+template <GGMLType T> PINFER_AVX2 inline __m256 load8(const void *row, int64_t c) {
+  if constexpr (T == GGMLType::F32)
+    return _mm256_loadu_ps(static_cast<const float *>(row) + c);
+  else if constexpr (T == GGMLType::F16)
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128((const __m128i *)(static_cast<const uint16_t *>(row) + c)));
+  else
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(
+            (const __m128i *)(static_cast<const uint16_t *>(row) + c))),
+        16));
+}
+
+template <GGMLType T> inline float at(const void *row, int64_t c) {
+  if constexpr (T == GGMLType::F32)
+    return static_cast<const float *>(row)[c];
+  else if constexpr (T == GGMLType::F16)
+    return fp16ToF32(static_cast<const uint16_t *>(row)[c]);
+  else
+    return bf16ToF32(static_cast<const uint16_t *>(row)[c]);
+}
+
+// y[c] = fma(a[i], row_i[c], y[c]) for i = 0..n-1 in order (n <= 4): up to
+// four rows per pass over y, each element updated by the same sequence of
+// fused multiply-adds as one row at a time, so that the grouping does not
+// change a bit of the result.
+template <GGMLType T>
+PINFER_AVX2 void axpyRowsAvx2(const void *const *r, const float *a, int n,
+                              float *y, int64_t c0, int64_t c1) {
+  int64_t c = c0;
+  for (; c + 8 <= c1; c += 8) {
+    __m256 v = _mm256_loadu_ps(y + c);
+    for (int i = 0; i < n; ++i)
+      v = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), load8<T>(r[i], c), v);
+    _mm256_storeu_ps(y + c, v);
+  }
+  for (; c < c1; ++c)
+    for (int i = 0; i < n; ++i)
+      y[c] = std::fma(a[i], at<T>(r[i], c), y[c]);
+}
+
+template <GGMLType T>
+PINFER_AVX2 void downRowsAvx2(const Weight &downT, const uint32_t *rows,
+                              int64_t first, int64_t nRows, const float *coef,
+                              float *y, int64_t c0, int64_t c1, bool skipZero) {
+  const void *r[4];
+  float a[4];
+  int n = 0;
+  for (int64_t k = 0; k < nRows; ++k) {
+    if (skipZero && coef[k] == 0.f)
+      continue;
+    r[n] = downT.row(rows ? int64_t(rows[k]) : first + k);
+    a[n] = coef[k];
+    if (++n == 4) {
+      axpyRowsAvx2<T>(r, a, n, y, c0, c1);
+      n = 0;
+    }
+  }
+  if (n)
+    axpyRowsAvx2<T>(r, a, n, y, c0, c1);
+}
+#endif
+
+} // namespace
+
 void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t nRows, const float *coef, float *y, int64_t c0,
                     int64_t c1, bool skipZero) {
+#ifdef PINFER_X86
+  if (std::strcmp(kernelIsaName(), "avx2") == 0) {
+    switch (downT.type) {
+    case GGMLType::F32:
+      return downRowsAvx2<GGMLType::F32>(downT, rows, first, nRows, coef, y,
+                                         c0, c1, skipZero);
+    case GGMLType::F16:
+      return downRowsAvx2<GGMLType::F16>(downT, rows, first, nRows, coef, y,
+                                         c0, c1, skipZero);
+    case GGMLType::BF16:
+      return downRowsAvx2<GGMLType::BF16>(downT, rows, first, nRows, coef, y,
+                                          c0, c1, skipZero);
+    default:
+      break;
+    }
+  }
+#endif
   for (int64_t k = 0; k < nRows; ++k) {
     if (skipZero && coef[k] == 0.f)
       continue;
@@ -128,8 +217,6 @@ void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
 }
 
 #ifdef PINFER_X86
-#define PINFER_AVX2 __attribute__((target("avx2,fma,f16c")))
-
 PINFER_AVX2 inline __m256 bytes8Ps(const uint8_t *p) {
   return _mm256_cvtepi32_ps(
       _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));

@@ -5,8 +5,10 @@
 // the wake-up latency is small next to the work, and blocking (rather than
 // spinning) keeps the pool polite on machines whose cores are shared. An
 // optional bounded poll before blocking (setSpinMicros) trades that
-// politeness for latency; it is off by default because on a loaded 2-core
-// machine it measured slower (docs/performance.md).
+// politeness for latency. It is off in the pool itself; text generation
+// turns it on (GenerateOptions::pollMicros, --poll), where it measured 1.3x
+// faster on a quiet 2-core machine and slower on a loaded one
+// (docs/performance.md).
 #include "runtime/thread_pool.h"
 
 #include <chrono>

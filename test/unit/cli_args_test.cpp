@@ -1,0 +1,80 @@
+// Tests the generation flags shared by `pinferc run` and every generated
+// executable: values land in the options, both --flag value and
+// --flag=value forms work, and every bad input is one line naming the flag.
+#include "runtime/cli_args.h"
+
+#include <gtest/gtest.h>
+
+using namespace pinfer;
+
+namespace {
+
+bool parse(std::vector<std::string> args, GenerateFlags &out,
+           std::string &error) {
+  out = GenerateFlags();
+  error.clear();
+  return parseGenerateFlags(args, out, error);
+}
+
+} // namespace
+
+TEST(CliArgs, DefaultsWhenNothingIsGiven) {
+  GenerateFlags f;
+  std::string error;
+  ASSERT_TRUE(parse({}, f, error)) << error;
+  EXPECT_EQ(f.gen.nPredict, 128);
+  EXPECT_EQ(f.gen.nThreads, 0);
+  EXPECT_EQ(f.gen.pollMicros, GenerateOptions::kDefaultPollMicros);
+  EXPECT_TRUE(f.gen.addBos);
+  EXPECT_FALSE(f.gen.json);
+  EXPECT_FALSE(f.help);
+}
+
+TEST(CliArgs, ValuesInBothForms) {
+  GenerateFlags f;
+  std::string error;
+  ASSERT_TRUE(parse({"-p", "hello there", "-n", "7", "--threads=3", "--poll",
+                     "0", "-c", "512", "--temp=0", "--top-k", "5", "--top-p",
+                     "0.5", "--repeat-penalty", "1.1", "--repeat-last-n",
+                     "32", "-s", "42", "--json", "--no-bos",
+                     "--no-display-prompt", "model.gguf"},
+                    f, error))
+      << error;
+  EXPECT_EQ(f.gen.prompt, "hello there");
+  EXPECT_EQ(f.gen.nPredict, 7);
+  EXPECT_EQ(f.gen.nThreads, 3);
+  EXPECT_EQ(f.gen.pollMicros, 0);
+  EXPECT_EQ(f.gen.nCtx, 512);
+  EXPECT_EQ(f.gen.sampling.temperature, 0.f);
+  EXPECT_EQ(f.gen.sampling.topK, 5);
+  EXPECT_FLOAT_EQ(f.gen.sampling.topP, 0.5f);
+  EXPECT_FLOAT_EQ(f.gen.sampling.repeatPenalty, 1.1f);
+  EXPECT_EQ(f.gen.sampling.repeatLastN, 32);
+  EXPECT_EQ(f.gen.sampling.seed, 42u);
+  EXPECT_TRUE(f.gen.json);
+  EXPECT_FALSE(f.gen.addBos);
+  EXPECT_FALSE(f.gen.echoPrompt);
+  EXPECT_EQ(f.positional, std::vector<std::string>{"model.gguf"});
+}
+
+TEST(CliArgs, BadInputIsOneLineNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    const char *mentions;
+  } cases[] = {
+      {{"--poll", "-1"}, "--poll: expected an integer in [0, 1000000]"},
+      {{"--poll", "fast"}, "--poll: expected an integer"},
+      {{"-t", "0"}, "-t: expected an integer in [1, 1024]"},
+      {{"-n"}, "-n: expected a value"},
+      {{"--top-p", "2"}, "--top-p: expected a number"},
+      {{"--temp", "x"}, "--temp: expected a number"},
+      {{"--frobnicate"}, "unknown flag '--frobnicate'"},
+  };
+  for (const Case &c : cases) {
+    GenerateFlags f;
+    std::string error;
+    EXPECT_FALSE(parse(c.args, f, error)) << c.args[0];
+    EXPECT_NE(error.find(c.mentions), std::string::npos) << error;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  }
+}
