@@ -86,7 +86,7 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
        << "].attentionOnGPU = " << (d.attentionOnGPU ? "true" : "false")
        << ";\n"
        << "  l[" << l << "].predictorRank = " << d.predictorRank << ";\n";
-    if (program.mode == SparsityMode::Threshold)
+    if (d.actThreshold != 0.f)
       os << "  l[" << l << "].actThreshold = " << floatLiteral(d.actThreshold)
          << ";\n";
     if (in.cuda)

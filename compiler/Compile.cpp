@@ -428,6 +428,15 @@ int compileModel(const CompileArgs &args) {
       program.layers[l].actThreshold = actThresholds[l];
   }
 
+  // Predicted mode on a SiLU model: the profile's firing thresholds, so that
+  // the executable's recall measurement counts what the predictors were
+  // trained to find (not every neuron, as "non-zero" would for SiLU).
+  if (mode == SparsityMode::Predicted &&
+      model->params().activation == FfnActivation::SiLU &&
+      profile.thresholds.size() == program.layers.size())
+    for (size_t l = 0; l < program.layers.size(); ++l)
+      program.layers[l].actThreshold = profile.thresholds[l];
+
   // The GPU part.
   CudaModule cuda;
   NvrtcImages gpuImages;

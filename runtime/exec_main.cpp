@@ -228,13 +228,17 @@ int execMain(int argc, char **argv, const Program &program) {
         w.field("tokens", s.tokens);
         if (program.mode == SparsityMode::Predicted) {
           w.field("predicted_neurons", s.predicted);
-          if (exec.measureRecall())
+          // SiLU without the profile's firing threshold: every neuron is
+          // non-zero, so recall would mean nothing and is left out.
+          const bool siluUnknown =
+              std::string(program.activation) == "silu" && pl.actThreshold <= 0.f;
+          if (exec.measureRecall() && !siluUnknown)
             w.field("recall",
                     s.coldFired + s.missed
                         ? double(s.coldFired) / double(s.coldFired + s.missed)
                         : 1.0);
         }
-        if (program.mode == SparsityMode::Threshold)
+        if (program.mode == SparsityMode::Threshold || pl.actThreshold > 0.f)
           w.field("act_threshold", double(pl.actThreshold));
         w.field("sparsity",
                 s.tokens

@@ -452,6 +452,11 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     return 0;
   predict = predict && b.predictor.fc1.data;
   const bool recall = predict && measureRecall_;
+  // What "fired" means for recall: a non-zero product for the ReLU family;
+  // for SiLU, |silu(gate x)| above the threshold the profile counted firing
+  // with, which is what the predictors were trained to find.
+  const float firingAbove = program_.layers[l].actThreshold;
+  const bool siluFiring = act == FfnActivation::SiLU && firingAbove > 0.f;
   // The predictor's logits, in packed order like its fc2 rows (those of the
   // other half are computed too: a few percent of this half's gate work).
   if (predict)
@@ -487,7 +492,9 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
           // Only to count a miss: would this neuron have fired?
           float g = gateDot(first + k);
           float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
-          if (a != 0.f) {
+          if (siluFiring) {
+            wouldFire_[k] = std::fabs(a) > firingAbove;
+          } else if (a != 0.f) {
             float u = upDot(first + k);
             wouldFire_[k] =
                 a * (act == FfnActivation::DReLU ? relu(u) : u) != 0.f;
@@ -503,6 +510,8 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
       }
       float u = upDot(first + k);
       h[k] = a * (act == FfnActivation::DReLU ? relu(u) : u);
+      if (recall)
+        wouldFire_[k] = siluFiring ? std::fabs(a) > firingAbove : h[k] != 0.f;
     }
   });
   cpuDown(b, first < program_.layers[l].nHot ? b.hotGroups : b.coldGroups,
@@ -516,10 +525,14 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     gateRows = 0;
     for (uint32_t k = 0; k < count; ++k) {
       st.predicted += chosen_[k];
-      st.missed += wouldFire_[k];
       gateRows += chosen_[k];
+      if (recall) {
+        st.coldFired += chosen_[k] && wouldFire_[k];
+        st.missed += !chosen_[k] && wouldFire_[k];
+      }
     }
-    st.coldFired += fired;
+    if (!recall)
+      st.coldFired += fired;
     if (countBytes_)
       cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
                    b.predictor.fc2.rows * b.predictor.fc2.rowBytes;

@@ -83,7 +83,10 @@ struct ProgramLayer {
   uint32_t gateUpGrid = 0; // blocks of each kernel
   uint32_t downGrid = 0;
   // Threshold mode: neurons with |act(gate x)| <= this are skipped on both
-  // devices (the GPU kernels have it as a constant too). 0 elsewhere.
+  // devices (the GPU kernels have it as a constant too). Predicted mode on
+  // a SiLU model: the |silu(gate x)| above which the profile counted a
+  // neuron as firing, what its predictors were trained to find; only the
+  // recall measurement (--check-sparsity) reads it. 0 elsewhere.
   float actThreshold = 0.f;
 };
 

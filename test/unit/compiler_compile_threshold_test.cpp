@@ -193,6 +193,32 @@ TEST_F(ThresholdTest, ProfilesWithoutTrace) {
   EXPECT_NEAR(lastNumber(json, "sparsity"), 0.6, 0.1) << json;
 }
 
+// Tests predicted mode on the SiLU model (predictors trained from the
+// calibration profile): the executable carries the profile's firing
+// thresholds, and --check-sparsity's recall counts the neurons with
+// |silu(gate x)| above them that the predictor chose (about the training
+// target, 0.9 here), not the share of all (non-zero) neurons chosen (about
+// 0.6 here, what counting "non-zero" gave).
+TEST_F(ThresholdTest, PredictedRecallUsesFiringThresholds) {
+  CompileArgs args = argsFor("cpu", "predicted", "predicted-silu");
+  args.trace.clear();
+  ASSERT_EQ(compileModel(args), 0);
+  std::string json = runExe(args, generateFlags() + " --check-sparsity");
+  std::vector<double> thresholds = jsonNumbers(json, "act_threshold");
+  ASSERT_EQ(thresholds.size(), 2u) << json;
+  for (double t : thresholds)
+    EXPECT_GT(t, 0.0) << json;
+  std::vector<double> recall = jsonNumbers(json, "recall");
+  ASSERT_EQ(recall.size(), 2u) << json;
+  std::vector<double> chosen = jsonNumbers(json, "predicted_neurons");
+  for (size_t l = 0; l < recall.size(); ++l) {
+    EXPECT_GT(recall[l], 0.7) << json;
+    EXPECT_LE(recall[l], 1.0) << json;
+    std::cerr << "layer " << l << ": recall " << recall[l] << ", chose "
+              << chosen[l] << " neuron slots\n";
+  }
+}
+
 // Tests that every threshold 0 gives exactly the tokens of exact mode and
 // of the dense reference, on both targets.
 TEST_F(ThresholdTest, ZeroThresholdsMatchExact) {
