@@ -333,6 +333,14 @@ int compileModel(const CompileArgs &args) {
     return fail("no output named, expected -o PATH");
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
+  // Checked early: it reaches the host compiler's command line.
+  if (args.march.empty() ||
+      args.march.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+          std::string::npos)
+    return fail("--march: '" + args.march +
+                "' is not a CPU name, expected e.g. native, x86-64-v3, "
+                "znver3 or skylake-avx512");
   if (!exists(args.model))
     return fail(args.model + ": model file not found");
   std::unique_ptr<Model> model = Model::open(args.model, error);
@@ -518,8 +526,12 @@ int compileModel(const CompileArgs &args) {
   const std::string exe = exeTemplate;
   const char *cxxEnv = std::getenv("CXX");
   std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
+  // The host code instantiates the CPU half's kernels with the program's
+  // constants (runtime/ffn_cpu.h): compiled for the target CPU.
+  const std::string march = "-march=" + args.march;
   std::vector<std::string> cmd = {cxx,         "-std=c++17",
-                                  "-O2",       "-I" + runtime.includeDir,
+                                  "-O2",       march,
+                                  "-I" + runtime.includeDir,
                                   cpp,         runtime.library,
                                   "-lpthread", "-ldl",
                                   "-o",        exe};
@@ -535,7 +547,7 @@ int compileModel(const CompileArgs &args) {
   if (rc == -1)
     return fail(error);
   if (rc != 0)
-    return fail("host compiler '" + cxx + "' failed with status " +
+    return fail("host compiler '" + cxx + " " + march + "' failed with status " +
                 std::to_string(rc) + " on " + cpp + " (kept for inspection)");
   if (!ok)
     return fail(args.output + ": cannot write the executable");

@@ -34,6 +34,8 @@ struct CompileArgs {
   int nThreads = 0;       // profiling threads
   double z3Seconds = 10;
   int minGranules = -1; // per-layer minimum GPU granules; -1: cost model
+  // The CPU the host code is compiled for: the host compiler's -march.
+  std::string march = "native";
   bool noZ3 = false;
   bool quiet = false; // no progress lines on stderr
 };

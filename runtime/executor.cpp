@@ -466,56 +466,78 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // Gate and up products as the dense reference computes them (quantised
   // input for Q8_0/Q4_0 rows, see ffn()), so a neuron's activation is
   // bitwise the reference's.
-  const DotQ8ActFn gateQ = usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type)
-                                                  : nullptr;
+  const DotQ8ActFn gateQ =
+      usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type) : nullptr;
   const DotQ8ActFn upQ =
       usesQ8Act(b.up.type) ? dotQ8ActKernel(b.up.type) : nullptr;
   const DotFn gateF = dotKernel(b.gate.type), upF = dotKernel(b.up.type);
   const BlockQ8Act *xq = xq_.data();
   auto gateDot = [&](int64_t r) {
-    return gateQ ? gateQ(b.gate.row(r), xq, nEmbd) : gateF(b.gate.row(r), x, nEmbd);
+    return gateQ ? gateQ(b.gate.row(r), xq, nEmbd)
+                 : gateF(b.gate.row(r), x, nEmbd);
   };
   auto upDot = [&](int64_t r) {
     return upQ ? upQ(b.up.row(r), xq, nEmbd) : upF(b.up.row(r), x, nEmbd);
   };
-  // Gate for every (chosen) neuron; up only where the activation can be
-  // non-zero.
-  pool_.parallelFor(count, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      if (predict) {
-        chosen_[k] = logits[first + k] > threshold;
-        wouldFire_[k] = 0;
-        if (!chosen_[k]) {
-          h[k] = 0.f;
-          if (!recall)
+  // The generated code's specialised loop for this layer, when there is
+  // one (not while measuring recall, which also scores skipped neurons).
+  const ProgramLayer &pl = program_.layers[l];
+  if (pl.cpuGateUp && !recall) {
+    GateUpArgs args;
+    args.gate = b.gate.data;
+    args.up = b.up.data;
+    args.gateRowBytes = b.gate.rowBytes;
+    args.upRowBytes = b.up.rowBytes;
+    args.x = x;
+    args.xq = xq;
+    args.first = first;
+    args.skipAtOrBelow = skipAtOrBelow;
+    args.logits = predict ? logits : nullptr;
+    args.predictorThreshold = threshold;
+    args.h = h;
+    args.chosen = chosen_.data();
+    pool_.parallelFor(
+        count, [&](int64_t k0, int64_t k1) { pl.cpuGateUp(args, k0, k1); });
+  } else {
+    // Gate for every (chosen) neuron; up only where the activation can be
+    // non-zero.
+    pool_.parallelFor(count, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        if (predict) {
+          chosen_[k] = logits[first + k] > threshold;
+          wouldFire_[k] = 0;
+          if (!chosen_[k]) {
+            h[k] = 0.f;
+            if (!recall)
+              continue;
+            // Only to count a miss: would this neuron have fired?
+            float g = gateDot(first + k);
+            float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+            if (siluFiring) {
+              wouldFire_[k] = std::fabs(a) > firingAbove;
+            } else if (a != 0.f) {
+              float u = upDot(first + k);
+              wouldFire_[k] =
+                  a * (act == FfnActivation::DReLU ? relu(u) : u) != 0.f;
+            }
             continue;
-          // Only to count a miss: would this neuron have fired?
-          float g = gateDot(first + k);
-          float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
-          if (siluFiring) {
-            wouldFire_[k] = std::fabs(a) > firingAbove;
-          } else if (a != 0.f) {
-            float u = upDot(first + k);
-            wouldFire_[k] =
-                a * (act == FfnActivation::DReLU ? relu(u) : u) != 0.f;
           }
+        }
+        float g = gateDot(first + k);
+        float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+        if (exact && std::fabs(a) <= skipAtOrBelow) {
+          h[k] = 0.f;
           continue;
         }
+        float u = upDot(first + k);
+        h[k] = a * (act == FfnActivation::DReLU ? relu(u) : u);
+        if (recall)
+          wouldFire_[k] = siluFiring ? std::fabs(a) > firingAbove : h[k] != 0.f;
       }
-      float g = gateDot(first + k);
-      float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
-      if (exact && std::fabs(a) <= skipAtOrBelow) {
-        h[k] = 0.f;
-        continue;
-      }
-      float u = upDot(first + k);
-      h[k] = a * (act == FfnActivation::DReLU ? relu(u) : u);
-      if (recall)
-        wouldFire_[k] = siluFiring ? std::fabs(a) > firingAbove : h[k] != 0.f;
-    }
-  });
-  cpuDown(b, first < program_.layers[l].nHot ? b.hotGroups : b.coldGroups,
-          first, count, h, y, exact);
+    });
+  }
+  cpuDown(b, first < pl.nHot ? b.hotGroups : b.coldGroups, first, count, h, y,
+          exact);
   uint64_t fired = 0;
   for (uint32_t k = 0; k < count; ++k)
     fired += h[k] != 0.f;
@@ -546,8 +568,8 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
 }
 
 void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
-                       uint32_t first, uint32_t count, const float *h,
-                       float *y, bool skipZero) {
+                       uint32_t first, uint32_t count, const float *h, float *y,
+                       bool skipZero) {
   const int64_t nEmbd = params_.nEmbd;
   if (b.downLayout == DownLayout::Rows) {
     // Output columns split over threads in whole blocks.

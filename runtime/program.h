@@ -67,6 +67,24 @@ enum class SparsityMode {
 const char *sparsityModeName(SparsityMode mode);
 bool parseSparsityMode(const char *name, SparsityMode &out);
 
+struct BlockQ8Act;
+
+// What the CPU half's gate/up loop works on for one token (runtime/
+// ffn_cpu.h): neurons [first + k0, first + k1) of the packed rows.
+struct GateUpArgs {
+  const uint8_t *gate = nullptr, *up = nullptr; // packed row 0 of each
+  size_t gateRowBytes = 0, upRowBytes = 0;
+  const float *x = nullptr;       // the FFN input [n_embd]
+  const BlockQ8Act *xq = nullptr; // its 8-bit copy (Q8_0/Q4_0 rows)
+  int64_t first = 0;              // the half's first packed row
+  float skipAtOrBelow = 0.f;      // exact: 0; threshold: the layer's
+  const float *logits = nullptr;  // predicted: scores in packed order
+  float predictorThreshold = 0.f; // ... a neuron runs when above this
+  float *h = nullptr;             // [count] activations out
+  uint8_t *chosen = nullptr;      // predicted: [count] the choice out
+};
+using GateUpFn = void (*)(const GateUpArgs &args, int64_t k0, int64_t k1);
+
 // One layer. The packed weights store the layer's FFN neurons in the order
 // of `neuronIds`: packed rows [0, nHot) are the hot half (GPU), rows
 // [nHot, nHot + nCold) the cold half (CPU).
@@ -88,6 +106,10 @@ struct ProgramLayer {
   // neuron as firing, what its predictors were trained to find; only the
   // recall measurement (--check-sparsity) reads it. 0 elsewhere.
   float actThreshold = 0.f;
+  // The layer's gate/up loop specialised by the generated code (shapes,
+  // types, activation and mode as constants, compiled for the target CPU);
+  // null: the runtime's generic loop.
+  GateUpFn cpuGateUp = nullptr;
 };
 
 struct Program {

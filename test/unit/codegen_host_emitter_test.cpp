@@ -104,4 +104,25 @@ TEST(HostEmitter, PtxOnlyAndCpuOnly) {
   EXPECT_NE(cpu.find("int main("), std::string::npos);
 }
 
+// Tests that each layer gets the gate/up loop instantiated with the
+// program's width, weight types, activation and mode, and that the host
+// code includes the template.
+TEST(HostEmitter, InstantiatesSpecialisedGateUp) {
+  ProgramDesc d = makeProgram(false);
+  d.layers[0].gateType = GGMLType::Q8_0;
+  d.layers[0].upType = GGMLType::Q4_0;
+  std::string cpp = emitHostCpp(d, HostInputs());
+  EXPECT_NE(cpp.find("#include \"runtime/ffn_cpu.h\""), std::string::npos);
+  const std::string want =
+      "l[0].cpuGateUp = &pinfer::gateUpRows<" + std::to_string(d.params.nEmbd) +
+      ", pinfer::GGMLType::Q8_0, pinfer::GGMLType::Q4_0, "
+      "pinfer::FfnActivation::ReLU, true>;";
+  EXPECT_NE(cpp.find(want), std::string::npos) << cpp;
+  d.mode = SparsityMode::Dense;
+  d.params.activation = FfnActivation::SiLU;
+  cpp = emitHostCpp(d, HostInputs());
+  EXPECT_NE(cpp.find("pinfer::FfnActivation::SiLU, false>;"), std::string::npos)
+      << cpp;
+}
+
 } // namespace

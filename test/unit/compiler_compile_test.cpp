@@ -330,6 +330,23 @@ TEST_F(CompileTest, Errors) {
 
   args.sparsity = "sometimes";
   EXPECT_EQ(compileModel(args), 1);
+
+  // --march reaches the host compiler: refused unless it looks like a CPU
+  // name, and a name the compiler does not know is one error line naming it.
+  args.sparsity = "exact";
+  args.march = "x86-64; true";
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(compileModel(args), 1);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--march: 'x86-64; true' is not a CPU name"),
+            std::string::npos)
+      << err;
+  args.march = "no-such-cpu";
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(compileModel(args), 1);
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("-march=no-such-cpu' failed"), std::string::npos) << err;
+  EXPECT_NE(::stat(args.output.c_str(), &st), 0);
 }
 
 } // namespace

@@ -91,6 +91,10 @@ static int compileVerb(int argc, char **argv) {
   app.add_option("--min-granules", c.minGranules,
                  "A layer gets no GPU neurons or at least N granules "
                  "(default: from the target's sync cost)");
+  app.add_option("--march", c.march,
+                 "CPU the executable's host code is compiled for (the host "
+                 "compiler's -march; native: this machine)")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", c.quiet, "No progress lines");
   try {
     app.parse(argc, argv);

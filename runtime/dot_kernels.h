@@ -1,0 +1,336 @@
+// The dot-product kernels of every weight type, portable and AVX2, as
+// inline functions: the runtime library picks among them at start-up
+// (kernels.cpp, dotKernel/dotQ8ActKernel), and generated executables
+// instantiate them with their constant shapes in code compiled for the
+// target CPU (runtime/ffn_cpu.h). One definition serves both, so a
+// specialised product is bitwise the runtime's.
+//
+// Quantised rows are dequantised one 32-element block at a time inside the
+// dot product: the block's partial sum is accumulated in f32 and scaled by
+// the block's f16 scale once, which is both faster and closer to the exact
+// value than scaling each element.
+#pragma once
+
+#include "runtime/ggml_types.h"
+#include "runtime/kernels.h"
+
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#ifndef PINFER_X86
+#define PINFER_X86 1
+#endif
+#endif
+
+namespace pinfer {
+namespace dotk {
+
+// ---- portable kernels ------------------------------------------------------
+
+inline float dotF32(const void *row, const float *x, int64_t n) {
+  const float *w = static_cast<const float *>(row);
+  // Eight partial sums so that the loop vectorises without -ffast-math.
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      acc[j] += w[i + j] * x[i + j];
+  float sum = 0;
+  for (; i < n; ++i)
+    sum += w[i] * x[i];
+  for (int j = 0; j < 8; ++j)
+    sum += acc[j];
+  return sum;
+}
+
+inline float dotF16(const void *row, const float *x, int64_t n) {
+  const uint16_t *w = static_cast<const uint16_t *>(row);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i)
+    sum += fp16ToF32(w[i]) * x[i];
+  return sum;
+}
+
+inline float dotBF16(const void *row, const float *x, int64_t n) {
+  const uint16_t *w = static_cast<const uint16_t *>(row);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j)
+      acc[j] += bf16ToF32(w[i + j]) * x[i + j];
+  float sum = 0;
+  for (; i < n; ++i)
+    sum += bf16ToF32(w[i]) * x[i];
+  for (int j = 0; j < 8; ++j)
+    sum += acc[j];
+  return sum;
+}
+
+inline float dotQ8_0(const void *row, const float *x, int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
+    float s = 0;
+    for (int j = 0; j < QK8_0; ++j)
+      s += float(b[blk].qs[j]) * x[j];
+    sum += fp16ToF32(b[blk].d) * s;
+  }
+  return sum;
+}
+
+inline float dotQ4_0(const void *row, const float *x, int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK4_0; ++blk, x += QK4_0) {
+    float s = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      s += float(int(b[blk].qs[j] & 0x0F) - 8) * x[j];
+      s += float(int(b[blk].qs[j] >> 4) - 8) * x[j + QK4_0 / 2];
+    }
+    sum += fp16ToF32(b[blk].d) * s;
+  }
+  return sum;
+}
+
+// Scalar quantised-activation kernels: exact integer sums per block, scaled
+// once by the product of the two block scales.
+inline float dotQ8_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
+    int32_t s = 0;
+    for (int j = 0; j < QK8_0; ++j)
+      s += int32_t(b[blk].qs[j]) * int32_t(x[blk].qs[j]);
+    sum += fp16ToF32(b[blk].d) * x[blk].d * float(s);
+  }
+  return sum;
+}
+
+inline float dotQ4_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK4_0; ++blk) {
+    int32_t s = 0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      s += (int32_t(b[blk].qs[j] & 0x0F) - 8) * int32_t(x[blk].qs[j]);
+      s += (int32_t(b[blk].qs[j] >> 4) - 8) * int32_t(x[blk].qs[j + QK4_0 / 2]);
+    }
+    sum += fp16ToF32(b[blk].d) * x[blk].d * float(s);
+  }
+  return sum;
+}
+
+// ---- AVX2 + FMA + F16C kernels ---------------------------------------------
+
+#ifdef PINFER_X86
+#ifndef PINFER_AVX2
+#define PINFER_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+PINFER_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+PINFER_AVX2 inline float halfToFloat(uint16_t h) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+// 8 signed bytes at p -> 8 floats.
+PINFER_AVX2 inline __m256 bytesToPs(__m128i bytes) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+}
+
+PINFER_AVX2 inline float dotF32Avx2(const void *row, const float *x, int64_t n) {
+  const float *w = static_cast<const float *>(row);
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8),
+                         _mm256_loadu_ps(x + i + 8), a1);
+  }
+  for (; i + 8 <= n; i += 8)
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+  float sum = hsum(_mm256_add_ps(a0, a1));
+  for (; i < n; ++i)
+    sum += w[i] * x[i];
+  return sum;
+}
+
+PINFER_AVX2 inline float dotF16Avx2(const void *row, const float *x, int64_t n) {
+  const uint16_t *w = static_cast<const uint16_t *>(row);
+  // Four accumulators: one FMA chain's latency (4-5 cycles) would otherwise
+  // bound the loop below the rate at which memory delivers the row.
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+    __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8)));
+    __m256 w2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16)));
+    __m256 w3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24)));
+    a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + i + 16), a2);
+    a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+    a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+  }
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i)
+    sum += halfToFloat(w[i]) * x[i];
+  return sum;
+}
+
+PINFER_AVX2 inline float dotBF16Avx2(const void *row, const float *x, int64_t n) {
+  const uint16_t *w = static_cast<const uint16_t *>(row);
+  __m256 a0 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i wi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
+    __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(wi, 16));
+    a0 = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), a0);
+  }
+  float sum = hsum(a0);
+  for (; i < n; ++i)
+    sum += bf16ToF32(w[i]) * x[i];
+  return sum;
+}
+
+// 8 signed bytes at p -> 8 floats; the sign extension reads memory
+// directly (no shuffle to reach the upper bytes of a register).
+PINFER_AVX2 inline __m256 load8BytesPs(const int8_t *p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+PINFER_AVX2 inline __m256 q8BlockF32(const BlockQ8_0 &b, const float *x,
+                                    __m256 acc) {
+  __m256 s = _mm256_mul_ps(load8BytesPs(b.qs), _mm256_loadu_ps(x));
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 8), _mm256_loadu_ps(x + 8), s);
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 16), _mm256_loadu_ps(x + 16), s);
+  s = _mm256_fmadd_ps(load8BytesPs(b.qs + 24), _mm256_loadu_ps(x + 24), s);
+  return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d)), s, acc);
+}
+
+PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x, int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  const int64_t nb = n / QK8_0;
+  // Two accumulators: consecutive blocks do not wait for each other.
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
+    a1 = q8BlockF32(b[blk + 1], x + (blk + 1) * QK8_0, a1);
+  }
+  for (; blk < nb; ++blk)
+    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
+  return hsum(_mm256_add_ps(a0, a1));
+}
+
+PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x, int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  const __m256i mask = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t blk = 0; blk < n / QK4_0; ++blk, x += QK4_0) {
+    // Bytes j..j+7 widened to 32-bit lanes straight from memory: their low
+    // nibbles are elements j..j+7, their high nibbles j+16..j+23. One
+    // widening per 16 elements instead of one per 8.
+    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
+    __m256i v1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
+    __m256 e0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
+    __m256 e1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
+    __m256 e2 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
+    __m256 e3 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
+    __m256 s = _mm256_mul_ps(e0, _mm256_loadu_ps(x));
+    s = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x + 8), s);
+    s = _mm256_fmadd_ps(e2, _mm256_loadu_ps(x + 16), s);
+    s = _mm256_fmadd_ps(e3, _mm256_loadu_ps(x + 24), s);
+    acc[blk & 1] =
+        _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc[blk & 1]);
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
+// Quantised-activation kernels. sign(w) is moved onto x so that maddubs
+// (unsigned x signed bytes) can multiply two signed operands: |w| * (x *
+// sign w) = w * x. Pairs of products fit in int16 (2 * 128 * 127 < 2^15).
+PINFER_AVX2 inline __m256 mulSumI8(__m256i w, __m256i x) {
+  __m256i p16 =
+      _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+PINFER_AVX2 inline float dotQ8_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                int64_t n) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  const int64_t nb = n / QK8_0;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+    __m256i w1 = _mm256_loadu_si256((const __m256i *)b[blk + 1].qs);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)x[blk + 1].qs);
+    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
+                         mulSumI8(w0, x0), a0);
+    a1 = _mm256_fmadd_ps(
+        _mm256_set1_ps(halfToFloat(b[blk + 1].d) * x[blk + 1].d),
+        mulSumI8(w1, x1), a1);
+  }
+  for (; blk < nb; ++blk) {
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
+    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
+                         mulSumI8(w0, x0), a0);
+  }
+  return hsum(_mm256_add_ps(a0, a1));
+}
+
+// 16 bytes of packed nibbles -> 32 unsigned bytes 0..15 in element order
+// (low nibbles are elements 0..15, high nibbles 16..31).
+PINFER_AVX2 inline __m256i unpackQ4(const uint8_t *qs) {
+  __m128i q = _mm_loadu_si128((const __m128i *)qs);
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask),
+                          _mm_and_si128(q, mask));
+}
+
+// The nibbles are unsigned, so they go straight into maddubs; the offset of
+// 8 is removed per block through the activation's precomputed sum s.
+PINFER_AVX2 inline __m256 q4Block(const BlockQ4_0 &b, const BlockQ8Act &x,
+                                  __m256 acc, float &corr) {
+  const float dw = halfToFloat(b.d);
+  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
+  __m256i p16 = _mm256_maddubs_epi16(unpackQ4(b.qs), x0);
+  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  corr += dw * x.s;
+  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
+}
+
+PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                int64_t n) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
+  const int64_t nb = n / QK4_0;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  float c0 = 0, c1 = 0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    a0 = q4Block(b[blk], x[blk], a0, c0);
+    a1 = q4Block(b[blk + 1], x[blk + 1], a1, c1);
+  }
+  for (; blk < nb; ++blk)
+    a0 = q4Block(b[blk], x[blk], a0, c0);
+  return hsum(_mm256_add_ps(a0, a1)) - 8.f * (c0 + c1);
+}
+
+#endif // PINFER_X86
+
+} // namespace dotk
+} // namespace pinfer
