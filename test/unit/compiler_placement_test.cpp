@@ -400,6 +400,40 @@ TEST(PlacementCost, GranulesOrderAndMinimums) {
       << plan.status;
 }
 
+// Tests that a granule's utility prices what the mode reads: firing rows
+// only (predicted), every gate row plus firing up/down rows (exact,
+// threshold), or every row (dense); and that a Q8_0 model's down block
+// scales are a per-layer cost of putting any neuron of it on the GPU.
+TEST(PlacementCost, UtilityFollowsTheModesReads) {
+  Trace t = powerLawTrace(2, 1000, 1.2, 9);
+  ModelShape s = syntheticShape(2, 1000, 256, 256, 1000, GGMLType::F16);
+  const double row = 256 * 2; // one f16 row of n_embd
+  std::string err;
+  const Target *target = findTarget("rtx3090", err);
+  PlacementOptions o;
+  o.predictorRank = 0;
+  for (NeuronReads reads : {NeuronReads::WhenFiring, NeuronReads::GateAlways,
+                            NeuronReads::Always}) {
+    o.reads = reads;
+    PlacementInput in;
+    ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
+    for (const Granule &g : in.problem.layers[0].granules) {
+      double want = reads == NeuronReads::WhenFiring ? g.firings * 3 * row
+                    : reads == NeuronReads::GateAlways
+                        ? g.count * row + g.firings * 2 * row
+                        : g.count * 3 * row;
+      EXPECT_NEAR(g.utility, want, 1e-9 * want) << int(reads);
+    }
+  }
+  ModelShape q = syntheticShape(2, 1024, 256, 256, 1000, GGMLType::Q8_0);
+  EXPECT_EQ(q.downScaleBytes, 1024u / 32 * 256 * 2);
+  PlacementInput in;
+  Trace tq = powerLawTrace(2, 1024, 1.2, 9);
+  ASSERT_TRUE(buildPlacementInput(tq, q, *target, o, in, err)) << err;
+  EXPECT_EQ(in.problem.layers[0].hotFixedBytes, q.downScaleBytes);
+  EXPECT_EQ(in.problem.layers[0].hotFixedName, "down scales");
+}
+
 TEST(PlacementCost, ShapeFromGGUF) {
   // A 2-layer LLaMA-like file: n_embd 64, n_ff 96, KV width 32, vocab 50,
   // FFN in q8_0, attention in f16, predictors in f16, separate output head.
