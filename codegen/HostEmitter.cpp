@@ -126,7 +126,8 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
          << ", pinfer::GGMLType::" << gateT << ", pinfer::GGMLType::" << upT
          << ", pinfer::FfnActivation::" << activationEnumerator(p.activation)
          << ", " << (program.mode != SparsityMode::Dense ? "true" : "false")
-         << ">;\n";
+         << ">;\n"
+         << "  l[" << l << "].cpuGateUpAvx2 = PINFER_FFN_AVX2 != 0;\n";
     if (d.actThreshold != 0.f)
       os << "  l[" << l << "].actThreshold = " << floatLiteral(d.actThreshold)
          << ";\n";

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -56,9 +57,11 @@ std::string baseName(const std::string &path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// Runs argv[0] with the arguments; its output goes to ours. Returns the exit
-// status, or -1 (with `error`) when it could not be started.
-int runProgram(const std::vector<std::string> &argv, std::string &error) {
+// Runs argv[0] with the arguments; its output goes to ours, or nowhere when
+// `quiet`. Returns the exit status, or -1 (with `error`) when it could not
+// be started.
+int runProgram(const std::vector<std::string> &argv, std::string &error,
+               bool quiet = false) {
   std::vector<char *> args;
   for (const std::string &a : argv)
     args.push_back(const_cast<char *>(a.c_str()));
@@ -75,6 +78,13 @@ int runProgram(const std::vector<std::string> &argv, std::string &error) {
   }
   if (pid == 0) {
     ::close(pipefd[0]);
+    if (quiet) {
+      int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0) {
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+      }
+    }
     ::execvp(args[0], args.data());
     // Tell the parent that exec failed.
     char c = 1;
@@ -346,6 +356,16 @@ int compileModel(const CompileArgs &args) {
   std::unique_ptr<Model> model = Model::open(args.model, error);
   if (!model)
     return fail(error);
+  // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
+  // 32-output chunks (runtime/program.h, DownLayout).
+  for (int l = 0; l < model->params().nLayer; ++l)
+    if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
+        model->params().nEmbd % 32 != 0)
+      return fail(args.model + ": tensor blk." + std::to_string(l) +
+                  ".ffn_down.weight: " +
+                  typeName(model->layer(l).down.type) +
+                  " with n_embd " + std::to_string(model->params().nEmbd) +
+                  ", expected n_embd a multiple of 32 for the packed layout");
   const bool storedPredictors = hasStoredPredictors(*model);
 
   // The profile every decision below reads, obtained once: the user's trace,
@@ -489,6 +509,17 @@ int compileModel(const CompileArgs &args) {
   RuntimeLocation runtime;
   if (!findRuntime(runtime, error))
     return fail(error);
+  // Likewise the host compiler and the CPU it is asked to compile for.
+  const char *cxxEnv = std::getenv("CXX");
+  const std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
+  const std::string march = "-march=" + args.march;
+  int probe = runProgram(
+      {cxx, march, "-x", "c++", "-fsyntax-only", "/dev/null"}, error, true);
+  if (probe == -1)
+    return fail(error);
+  if (probe != 0)
+    return fail("--march: host compiler '" + cxx + "' does not accept " +
+                march + ", expected a CPU it knows (e.g. native, x86-64-v3)");
 
   // Packed weights beside the executable.
   const std::string weightsPath = weightsPathFor(args.output);
@@ -524,11 +555,8 @@ int compileModel(const CompileArgs &args) {
     return fail(args.output + ": cannot create a file beside it");
   ::close(fd);
   const std::string exe = exeTemplate;
-  const char *cxxEnv = std::getenv("CXX");
-  std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
   // The host code instantiates the CPU half's kernels with the program's
   // constants (runtime/ffn_cpu.h): compiled for the target CPU.
-  const std::string march = "-march=" + args.march;
   std::vector<std::string> cmd = {cxx,         "-std=c++17",
                                   "-O2",       march,
                                   "-I" + runtime.includeDir,

@@ -139,6 +139,9 @@ void PlanMemoryPass::runOnOperation() {
           auto down = cast<WeightType>(part.getDown().getType());
           weightBytes += part.getCount() * packedDownRowBytes(down) +
                          packedDownScaleBytes(down);
+          // Split layouts: the hot neurons' original ids (their blocks).
+          if (packedDownScaleBytes(down))
+            weightBytes += part.getCount() * 4;
           if (Value mask = part.getMask())
             if (auto predict = mask.getDefiningOp<PredictOp>())
               if (predict.getWeights().size() == 2) {

@@ -224,6 +224,12 @@ bool Executor::bindDown(const GGUFFile &f, const std::string &prefix,
     b.downLayout = DownLayout::Rows;
     return bindWeight(f, name, nEmbd, nFF, b.downT, error);
   }
+  if (nEmbd % 32 != 0 || nFF % QK8_0 != 0) {
+    error = f.path() + ": tensor " + name + ": split down layout with n_embd " +
+            std::to_string(nEmbd) + " and n_ff " + std::to_string(nFF) +
+            ", expected both multiples of 32";
+    return false;
+  }
   if (!findTensor(f, prefix + "ffn_down_s.weight", nEmbd, nFF / QK8_0, error))
     return false;
   const GGUFTensor *t = f.tensor(name);
@@ -480,9 +486,13 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     return upQ ? upQ(b.up.row(r), xq, nEmbd) : upF(b.up.row(r), x, nEmbd);
   };
   // The generated code's specialised loop for this layer, when there is
-  // one (not while measuring recall, which also scores skipped neurons).
+  // one, compiled with the kernels the runtime picked (an executable built
+  // for a CPU without AVX2 but run on one with it would otherwise multiply
+  // its generated tokens differently from its prompt), and not while
+  // measuring recall, which also scores skipped neurons.
   const ProgramLayer &pl = program_.layers[l];
-  if (pl.cpuGateUp && !recall) {
+  const bool runtimeAvx2 = std::strcmp(kernelIsaName(), "avx2") == 0;
+  if (pl.cpuGateUp && pl.cpuGateUpAvx2 == runtimeAvx2 && !recall) {
     GateUpArgs args;
     args.gate = b.gate.data;
     args.up = b.up.data;
@@ -625,8 +635,12 @@ bool Executor::ffn(int l, std::string &error) {
   if (quantised)
     quantizeActQ8(xb_.data(), xq_.data(), nEmbd);
   if (onGpu) {
+    // The GPU's gate/up kernel reads one input for both rows: the 8-bit
+    // values when both are Q8_0/Q4_0, else f32 (a model mixing the two in
+    // one FFN then differs from the reference in that row by the
+    // activation quantisation).
     const float *xGpu = xb_.data();
-    if (quantised) {
+    if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type)) {
       for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
         for (int j = 0; j < QK8_0; ++j)
           xGpu_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);

@@ -110,6 +110,10 @@ struct ProgramLayer {
   // types, activation and mode as constants, compiled for the target CPU);
   // null: the runtime's generic loop.
   GateUpFn cpuGateUp = nullptr;
+  // Whether cpuGateUp was compiled with the AVX2 kernels: the executor uses
+  // it only when the runtime picked the same kernels at start-up, so that
+  // every path (and the dense reference) multiplies alike.
+  bool cpuGateUpAvx2 = false;
 };
 
 struct Program {

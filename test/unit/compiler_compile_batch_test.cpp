@@ -9,6 +9,7 @@
 #include "codegen/ProgramDesc.h"
 
 #include "runtime/executor.h"
+#include "runtime/ffn_cpu.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "tools/genmodel/model_generator.h"
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -156,6 +158,14 @@ public:
   }
 
   int nFF() const { return model_->params().nFF; }
+
+  // Hands every layer a specialised gate/up loop, as generated code does.
+  void setGateUp(GateUpFn fn, bool avx2) {
+    for (ProgramLayer &pl : layers_) {
+      pl.cpuGateUp = fn;
+      pl.cpuGateUpAvx2 = avx2;
+    }
+  }
 
 private:
   std::string dir_;
@@ -312,6 +322,58 @@ TEST(BatchPromptErrors, OneLine) {
   // Nothing was evaluated: the prompt still starts at position 0.
   prompt[7] = 1;
   EXPECT_TRUE(e->evalBatch(prompt.data(), kPrompt, 0, true, error)) << error;
+}
+
+// The gate/up loop generated code instantiates (tiny preset: n_embd 128),
+// compiled with this test's flags, and counted so that the test sees when
+// the executor runs it.
+std::atomic<int> gSpecialisedCalls{0};
+template <GGMLType T>
+void countingGateUp(const GateUpArgs &a, int64_t k0, int64_t k1) {
+  ++gSpecialisedCalls;
+  gateUpRows<128, T, T, FfnActivation::ReLU, true>(a, k0, k1);
+}
+
+// Tests that the executor runs a layer's specialised loop when it was
+// compiled with the kernels the runtime picked, and that its tokens' logits
+// are then bitwise the generic loop's; and that it keeps the generic loop
+// when the kernels differ (an executable built for another CPU).
+TEST(SpecialisedGateUp, UsedOnlyWithTheRuntimesKernels) {
+  const bool compiledAvx2 = PINFER_FFN_AVX2 != 0;
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::F16}) {
+    BatchFixture fx;
+    std::string error;
+    ASSERT_TRUE(fx.make({type, SparsityMode::Exact}, error)) << error;
+    const std::vector<int32_t> prompt = fx.prompt();
+    setKernelIsa(compiledAvx2 ? KernelIsa::Auto : KernelIsa::Scalar);
+    ASSERT_EQ(std::strcmp(kernelIsaName(), "avx2") == 0, compiledAvx2);
+    auto generic = fx.executor(error);
+    ASSERT_TRUE(generic) << error;
+    fx.setGateUp(type == GGMLType::Q8_0 ? countingGateUp<GGMLType::Q8_0>
+                                        : countingGateUp<GGMLType::F16>,
+                 compiledAvx2);
+    auto special = fx.executor(error);
+    ASSERT_TRUE(special) << error;
+    gSpecialisedCalls = 0;
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_TRUE(generic->eval(prompt[i], i, true, error)) << error;
+      ASSERT_TRUE(special->eval(prompt[i], i, true, error)) << error;
+      ASSERT_TRUE(sameLogits(*generic, *special)) << "token " << i;
+    }
+    EXPECT_GT(gSpecialisedCalls.load(), 0);
+    expectSameStats(*generic, *special, "specialised");
+    // The other kernels at start-up: the specialised loop is left alone.
+    setKernelIsa(compiledAvx2 ? KernelIsa::Scalar : KernelIsa::Auto);
+    if ((std::strcmp(kernelIsaName(), "avx2") == 0) != compiledAvx2) {
+      auto other = fx.executor(error);
+      ASSERT_TRUE(other) << error;
+      gSpecialisedCalls = 0;
+      for (int i = 0; i < 4; ++i)
+        ASSERT_TRUE(other->eval(prompt[i], i, true, error)) << error;
+      EXPECT_EQ(gSpecialisedCalls.load(), 0);
+    }
+    setKernelIsa(KernelIsa::Auto);
+  }
 }
 
 } // namespace

@@ -506,12 +506,12 @@ TEST(CompilerLower, SevenBLikeShape) {
     EXPECT_TRUE(std::equal(d.cold.begin(), d.cold.end(),
                            lp.order.begin() + lp.nHot, lp.order.end()));
   }
-  // 31 layers of 3000 hot q4_0 gate/up rows and packed down rows (4-bit
-  // quants) plus each layer's down block scales (11008 / 32 blocks x 4096
-  // outputs, f16), 16 layers of attention weights and f16 KV cache for
-  // 2048 tokens.
+  // 31 layers of 3000 hot q4_0 gate/up rows, packed down rows (4-bit
+  // quants) and original ids, plus each layer's down block scales (11008 /
+  // 32 blocks x 4096 outputs, f16), 16 layers of attention weights and f16
+  // KV cache for 2048 tokens.
   uint64_t ffn =
-      31ull * 3000 * (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 / 2) +
+      31ull * 3000 * (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 / 2 + 4) +
       31ull * (11008 / 32) * 4096 * 2;
   uint64_t attn = 16ull * (4 * rowBytes(GGMLType::Q4_0, 4096) * 4096 +
                            2ull * 2048 * 4096 * 2);
@@ -590,11 +590,12 @@ TEST(CompilerLower, PlanBillAgainstPlanMemoryBill) {
   EXPECT_GT(hot, 0u);
   EXPECT_LE(plan.billBytes, opts.vramBudget);
   // What the program keeps in VRAM: per hot neuron its q4_0 gate and up
-  // rows and its packed down row (4-bit quants), per layer with hot
+  // rows, its packed down row (4-bit quants) and its id, per layer with hot
   // neurons the down block scales, the head the plan put on the GPU, and a
   // GPU arena of a few vectors. The plan bills the same weights, plus the
   // CUDA context reserve and its worst-case scratch buffers.
-  uint64_t perNeuron = 2 * rowBytes(GGMLType::Q4_0, nEmbd) + nEmbd / 2;
+  uint64_t perNeuron = 2 * rowBytes(GGMLType::Q4_0, nEmbd) + nEmbd / 2 +
+                       4; // + its original id (the block of its scales)
   uint64_t scales = hotLayers * (nFF / 32) * uint64_t(nEmbd) * 2;
   uint64_t head =
       plan.outputOnGPU ? 32000 * rowBytes(GGMLType::Q4_0, nEmbd) : 0;

@@ -87,10 +87,10 @@ func.func @drain(%x: tensor<32xf32>) -> tensor<32xf32> {
 // -----
 
 // Tests that a GPU half's quantised down rows are billed as packed: one
-// row of n_embd = 32 one-byte quants per neuron (32 bytes) and the layer's
-// block scales (32 / 32 blocks x 32 outputs, f16: 64 bytes), next to one
-// q8_0 row each of gate and up (34 bytes): 164.
-// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 164 : i64}}
+// row of n_embd = 32 one-byte quants per neuron (32 bytes), its original id
+// (4 bytes) and the layer's block scales (32 / 32 blocks x 32 outputs, f16:
+// 64 bytes), next to one q8_0 row each of gate and up (34 bytes): 168.
+// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 168 : i64}}
 func.func @quantised_down(%x: tensor<32xf32>) -> tensor<32xf32> {
   %g = pinfer.weight "g" : !pinfer.weight<q8_0, [32, 32]>
   %d = pinfer.weight "d" : !pinfer.weight<q8_0, [32, 32]>
