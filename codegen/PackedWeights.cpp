@@ -192,6 +192,33 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     bool perNeuronElem = kind == "fc2.bias" && t.nDims == 1 &&
                          t.ne[0] == p.nFF && typeInfo(t.type) &&
                          typeInfo(t.type)->blockSize == 1;
+    // Predictor matrices go 8-bit where their rows allow: a predicted-mode
+    // token reads every row of both (on the benchmark's 1B shape, f16
+    // predictors were 86 of the 466 MB a token read), and the scores only
+    // rank neurons against a threshold.
+    bool predictorMatrix = kind == "fc1.weight" || kind == "fc2.weight";
+    if (inLayer && predictorMatrix && t.nDims == 2 && t.ne[0] % QK8_0 == 0 &&
+        (t.type == GGMLType::F16 || t.type == GGMLType::F32 ||
+         t.type == GGMLType::BF16)) {
+      const GGUFTensor *tp = &t;
+      const std::vector<uint32_t> *order = perNeuronRow ? &orders[layer]
+                                                        : nullptr;
+      w.addTensor(t.name, GGMLType::Q8_0, dims(t),
+                  [tp, order](uint8_t *dst, size_t) {
+                    const int64_t cols = tp->ne[0];
+                    const size_t src = rowBytes(tp->type, cols),
+                                 out = rowBytes(GGMLType::Q8_0, cols);
+                    std::vector<float> row(cols);
+                    for (int64_t r = 0; r < tp->ne[1]; ++r) {
+                      size_t from = order ? (*order)[r] : size_t(r);
+                      dequantizeRow(tp->type, tp->data + from * src,
+                                    row.data(), cols);
+                      quantizeRow(GGMLType::Q8_0, row.data(), dst + r * out,
+                                  cols);
+                    }
+                  });
+      continue;
+    }
     if (inLayer && (perNeuronRow || perNeuronElem)) {
       const GGUFTensor *tp = &t;
       const size_t rb = perNeuronRow ? rowBytes(t.type, t.ne[0])

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <unistd.h>
@@ -31,6 +33,7 @@ TEST_P(PackedWeights, LayoutAndHash) {
   cfg.nLayer = 1;
   cfg.type = GetParam();
   cfg.powerInfer = true;
+  cfg.predictorRank = 64; // rows of 64 and 128: both predictor matrices q8
   cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
   GenModelReport report;
   const std::string src = dir + "/src.gguf", packed = dir + "/packed.gguf";
@@ -106,17 +109,41 @@ TEST_P(PackedWeights, LayoutAndHash) {
   for (int e = 0; e < p.nEmbd; ++e)
     ASSERT_TRUE(dequantizeRow(w.down.type, w.down.row(e),
                               down.data() + size_t(e) * p.nFF, p.nFF));
-  const size_t fc2Row = rowBytes(fc2->type, fc2->ne[0]);
+  // Float predictor matrices are stored 8-bit, fc2's rows in packed order:
+  // each value within one quantisation step of its row's source values.
+  const GGUFTensor *fc1 = f->tensor("blk.0.fc1.weight");
+  const GGUFTensor *fc1Src = model->file().tensor("blk.0.fc1.weight");
+  ASSERT_TRUE(fc1 && fc1Src);
+  const bool floatPredictor = fc2Src->type == GGMLType::F16 ||
+                              fc2Src->type == GGMLType::F32 ||
+                              fc2Src->type == GGMLType::BF16;
+  EXPECT_EQ(fc1->type, floatPredictor ? GGMLType::Q8_0 : fc1Src->type);
+  EXPECT_EQ(fc2->type, floatPredictor ? GGMLType::Q8_0 : fc2Src->type);
+  auto closeRows = [](const GGUFTensor &got, int64_t gotRow,
+                      const GGUFTensor &want, int64_t wantRow) {
+    const int64_t n = want.ne[0];
+    std::vector<float> a(n), b(n);
+    dequantizeRow(got.type, got.data + gotRow * rowBytes(got.type, n),
+                  a.data(), n);
+    dequantizeRow(want.type, want.data + wantRow * rowBytes(want.type, n),
+                  b.data(), n);
+    float step = 0;
+    for (float v : b)
+      step = std::max(step, std::fabs(v) / 127.f);
+    for (int64_t i = 0; i < n; ++i)
+      if (std::fabs(a[i] - b[i]) > step * 1.001f)
+        return false;
+    return true;
+  };
+  for (int64_t r = 0; r < fc1->ne[1]; ++r)
+    ASSERT_TRUE(closeRows(*fc1, r, *fc1Src, r)) << "fc1 row " << r;
   for (int k = 0; k < p.nFF; ++k) {
     uint32_t n = order[k];
     ASSERT_EQ(std::memcmp(gate->data + k * w.gate.rowBytes, w.gate.row(n),
                           w.gate.rowBytes),
               0)
         << "gate row " << k;
-    ASSERT_EQ(
-        std::memcmp(fc2->data + k * fc2Row, fc2Src->data + n * fc2Row, fc2Row),
-        0)
-        << "fc2 row " << k;
+    ASSERT_TRUE(closeRows(*fc2, k, *fc2Src, n)) << "fc2 row " << k;
     const uint8_t *dr = downT->data + k * downRow;
     if (layout == DownLayout::Rows) {
       ASSERT_TRUE(dequantizeRow(downT->type, dr, row.data(), p.nEmbd));
