@@ -472,27 +472,19 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // Gate and up products as the dense reference computes them (quantised
   // input for Q8_0/Q4_0 rows, see ffn()), so a neuron's activation is
   // bitwise the reference's.
-  const DotQ8ActFn gateQ =
-      usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type) : nullptr;
-  const DotQ8ActFn upQ =
-      usesQ8Act(b.up.type) ? dotQ8ActKernel(b.up.type) : nullptr;
-  const DotFn gateF = dotKernel(b.gate.type), upF = dotKernel(b.up.type);
+  const RowDot gateRow = rowDot(b.gate.type), upRow = rowDot(b.up.type);
   const BlockQ8Act *xq = xq_.data();
   auto gateDot = [&](int64_t r) {
-    return gateQ ? gateQ(b.gate.row(r), xq, nEmbd)
-                 : gateF(b.gate.row(r), x, nEmbd);
+    return gateRow(b.gate.row(r), x, xq, nEmbd);
   };
-  auto upDot = [&](int64_t r) {
-    return upQ ? upQ(b.up.row(r), xq, nEmbd) : upF(b.up.row(r), x, nEmbd);
-  };
+  auto upDot = [&](int64_t r) { return upRow(b.up.row(r), x, xq, nEmbd); };
   // The generated code's specialised loop for this layer, when there is
   // one, compiled with the kernels the runtime picked (an executable built
   // for a CPU without AVX2 but run on one with it would otherwise multiply
   // its generated tokens differently from its prompt), and not while
   // measuring recall, which also scores skipped neurons.
   const ProgramLayer &pl = program_.layers[l];
-  const bool runtimeAvx2 = std::strcmp(kernelIsaName(), "avx2") == 0;
-  if (pl.cpuGateUp && pl.cpuGateUpAvx2 == runtimeAvx2 && !recall) {
+  if (pl.cpuGateUp && pl.cpuGateUpAvx2 == kernelIsaIsAvx2() && !recall) {
     GateUpArgs args;
     args.gate = b.gate.data;
     args.up = b.up.data;
@@ -695,6 +687,26 @@ bool Executor::ffn(int l, std::string &error) {
   return true;
 }
 
+AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
+                                     float *attnOut, float *scores) {
+  const LayerBinding &b = layers_[l];
+  const size_t layerCache = size_t(l) * nCtx_ * params_.kvDim();
+  return AttentionBlock{b.attnNorm.data(),
+                        &b.wq,
+                        &b.wk,
+                        &b.wv,
+                        &b.wo,
+                        keyCache_.data() + layerCache,
+                        valueCache_.data() + layerCache,
+                        xb,
+                        xb2,
+                        q,
+                        attnOut,
+                        scores,
+                        invFreq_.data(),
+                        nCtx_};
+}
+
 bool Executor::eval(int32_t token, int pos, bool wantLogits,
                     std::string &error) {
   const ModelParams &p = params_;
@@ -711,7 +723,7 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
             std::to_string(nCtx_) + " (-c)";
     return false;
   }
-  const int nEmbd = p.nEmbd, kvDim = p.kvDim();
+  const int nEmbd = p.nEmbd;
   // One token's weight bytes are counted here, and only here (not in
   // batched prompt evaluation), so that their sum over tokenEvals_ is a
   // per-token figure.
@@ -727,24 +739,11 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
     const LayerBinding &b = layers_[l];
     for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
       cpuBytes_ += w->rows * w->rowBytes;
-    float *layerKeys = keyCache_.data() + size_t(l) * nCtx_ * kvDim;
-    float *layerValues = valueCache_.data() + size_t(l) * nCtx_ * kvDim;
     // Attention, exactly as the dense reference computes it.
-    AttentionBlock ab{b.attnNorm.data(),
-                      &b.wq,
-                      &b.wk,
-                      &b.wv,
-                      &b.wo,
-                      layerKeys,
-                      layerValues,
-                      xb_.data(),
-                      xb2_.data(),
-                      q_.data(),
-                      attnOut_.data(),
-                      scores_.data(),
-                      invFreq_.data(),
-                      nCtx_};
-    attentionBlock(p, ab, x_.data(), 1, pos, pool_);
+    attentionBlock(p,
+                   attentionFor(l, xb_.data(), xb2_.data(), q_.data(),
+                                attnOut_.data(), scores_.data()),
+                   x_.data(), 1, pos, pool_);
 
     rmsNorm(xb_.data(), x_.data(), b.ffnNorm.data(), nEmbd, p.normEps);
     if (!ffn(l, error))

@@ -130,6 +130,10 @@ private:
   };
 
   bool bind(std::string &error);
+  // Layer l's attention over its KV cache with the given scratch buffers
+  // (one token's, or a chunk's).
+  AttentionBlock attentionFor(int l, float *xb, float *xb2, float *q,
+                              float *attnOut, float *scores);
   bool bindDown(const GGUFFile &f, const std::string &prefix, int64_t nEmbd,
                 int64_t nFF, LayerBinding &b, std::string &error);
   bool openGpu(std::string &error);

@@ -78,21 +78,8 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
   if (measureRecall_ && program_.mode == SparsityMode::Predicted)
     return Decoder::evalBatch(tokens, n, pos, wantLogits, error);
   const ModelParams &p = params_;
-  for (int t = 0; t < n; ++t)
-    if (tokens[t] < 0 || tokens[t] >= p.nVocab) {
-      error = "token " + std::to_string(tokens[t]) +
-              " is outside the vocabulary of " + std::to_string(p.nVocab) +
-              " tokens";
-      return false;
-    }
-  if (n < 1 || pos != nPast_ || int64_t(pos) + n > nCtx_) {
-    error = "positions " + std::to_string(pos) + ".." +
-            std::to_string(int64_t(pos) + n - 1) +
-            " cannot be evaluated: " + std::to_string(nPast_) +
-            " positions are cached and the context is " +
-            std::to_string(nCtx_) + " (-c)";
+  if (!checkBatch(tokens, n, pos, nPast_, nCtx_, p.nVocab, error))
     return false;
-  }
   int last = 0; // the last token's row in the last chunk
   for (int done = 0; done < n; done += nBatch_) {
     const int m = std::min(nBatch_, n - done);
@@ -111,29 +98,16 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
 bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
                          std::string &error) {
   const ModelParams &p = params_;
-  const int nEmbd = p.nEmbd, kvDim = p.kvDim();
+  const int nEmbd = p.nEmbd;
   for (int t = 0; t < n; ++t)
     rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]),
              bX_.data() + size_t(t) * nEmbd, nEmbd);
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
-    float *layerKeys = keyCache_.data() + size_t(l) * nCtx_ * kvDim;
-    float *layerValues = valueCache_.data() + size_t(l) * nCtx_ * kvDim;
-    AttentionBlock ab{b.attnNorm.data(),
-                      &b.wq,
-                      &b.wk,
-                      &b.wv,
-                      &b.wo,
-                      layerKeys,
-                      layerValues,
-                      bXb_.data(),
-                      bXb2_.data(),
-                      bQ_.data(),
-                      bAttnOut_.data(),
-                      bScores_.data(),
-                      invFreq_.data(),
-                      nCtx_};
-    attentionBlock(p, ab, bX_.data(), n, pos0, pool_);
+    attentionBlock(p,
+                   attentionFor(l, bXb_.data(), bXb2_.data(), bQ_.data(),
+                                bAttnOut_.data(), bScores_.data()),
+                   bX_.data(), n, pos0, pool_);
     for (int t = 0; t < n; ++t)
       rmsNorm(bXb_.data() + size_t(t) * nEmbd, bX_.data() + size_t(t) * nEmbd,
               b.ffnNorm.data(), nEmbd, p.normEps);
@@ -211,11 +185,7 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
   // Gate for every (chosen) neuron and token, up only for the pairs whose
   // activation passes the mode's test: rows outer, tokens inner, so each
   // row is read once per chunk.
-  const DotQ8ActFn gateQ =
-      usesQ8Act(b.gate.type) ? dotQ8ActKernel(b.gate.type) : nullptr;
-  const DotQ8ActFn upQ =
-      usesQ8Act(b.up.type) ? dotQ8ActKernel(b.up.type) : nullptr;
-  const DotFn gateF = dotKernel(b.gate.type), upF = dotKernel(b.up.type);
+  const RowDot gateDot = rowDot(b.gate.type), upDot = rowDot(b.up.type);
   const float *xb = bXb_.data();
   const BlockQ8Act *xq = bXq_.data();
   float *h = bH_.data();
@@ -231,13 +201,13 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
         }
         const float *x = xb + size_t(t) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-        float g = gateQ ? gateQ(gateRow, xqt, nEmbd) : gateF(gateRow, x, nEmbd);
+        float g = gateDot(gateRow, x, xqt, nEmbd);
         float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
-        float u = upQ ? upQ(upRow, xqt, nEmbd) : upF(upRow, x, nEmbd);
+        float u = upDot(upRow, x, xqt, nEmbd);
         ht = a * (act == FfnActivation::DReLU ? relu(u) : u);
       }
     }

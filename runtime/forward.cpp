@@ -188,6 +188,25 @@ bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
   return true;
 }
 
+bool checkBatch(const int32_t *tokens, int n, int pos, int nPast, int nCtx,
+                int nVocab, std::string &error) {
+  for (int t = 0; t < n; ++t)
+    if (tokens[t] < 0 || tokens[t] >= nVocab) {
+      error = "token " + std::to_string(tokens[t]) +
+              " is outside the vocabulary of " + std::to_string(nVocab) +
+              " tokens";
+      return false;
+    }
+  if (n < 1 || pos != nPast || int64_t(pos) + n > nCtx) {
+    error = "positions " + std::to_string(pos) + ".." +
+            std::to_string(int64_t(pos) + n - 1) + " cannot be evaluated: " +
+            std::to_string(nPast) + " positions are cached and the context is " +
+            std::to_string(nCtx) + " (-c)";
+    return false;
+  }
+  return true;
+}
+
 bool forwardBatch(const Model &model, ForwardState &s, ThreadPool &pool,
                   const int32_t *tokens, int n, int pos, bool wantLogits,
                   std::string &error) {
@@ -196,20 +215,8 @@ bool forwardBatch(const Model &model, ForwardState &s, ThreadPool &pool,
     error = "the forward state was not initialised";
     return false;
   }
-  for (int t = 0; t < n; ++t)
-    if (tokens[t] < 0 || tokens[t] >= p.nVocab) {
-      error = "token " + std::to_string(tokens[t]) +
-              " is outside the vocabulary of " + std::to_string(p.nVocab) +
-              " tokens";
-      return false;
-    }
-  if (n < 1 || pos != s.nPast || int64_t(pos) + n > s.nCtx) {
-    error = "positions " + std::to_string(pos) + ".." +
-            std::to_string(int64_t(pos) + n - 1) + " cannot be evaluated: " +
-            std::to_string(s.nPast) + " positions are cached and the context is " +
-            std::to_string(s.nCtx) + " (-c)";
+  if (!checkBatch(tokens, n, pos, s.nPast, s.nCtx, p.nVocab, error))
     return false;
-  }
   for (int done = 0; done < n; done += s.nBatch)
     forwardChunk(model, s, pool, tokens + done, std::min(s.nBatch, n - done),
                  pos + done);

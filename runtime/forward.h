@@ -92,6 +92,13 @@ struct AttentionBlock {
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool);
 
+// Whether tokens[0..n) can be evaluated at pos..pos+n-1 next: every token
+// in the vocabulary, pos == nPast (the positions already cached) and the
+// batch within the context nCtx. False with one line in `error`. Shared by
+// the reference and the executors' batched evaluation.
+bool checkBatch(const int32_t *tokens, int n, int pos, int nPast, int nCtx,
+                int nVocab, std::string &error);
+
 // One token: forwardBatch with n = 1.
 inline bool forward(const Model &model, ForwardState &state, ThreadPool &pool,
                     int32_t token, int pos, bool wantLogits,

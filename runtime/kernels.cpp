@@ -73,6 +73,8 @@ void setKernelIsa(KernelIsa isa) {
 
 const char *kernelIsaName() { return gUseAvx2.load() ? "avx2" : "scalar"; }
 
+bool kernelIsaIsAvx2() { return gUseAvx2.load(std::memory_order_relaxed); }
+
 DotFn dotKernel(GGMLType type) { return selectDot(type); }
 
 float dotRow(GGMLType type, const void *row, const float *x, int64_t n) {
@@ -255,6 +257,8 @@ DotQ8ActFn dotQ8ActKernel(GGMLType type) {
          : type == GGMLType::Q4_0 ? dotQ4_0Q8
                                   : nullptr;
 }
+
+RowDot rowDot(GGMLType type) { return RowDot{dotQ8ActKernel(type), selectDot(type)}; }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {
   double ss = 0;

@@ -23,6 +23,8 @@ enum class KernelIsa { Auto, Scalar };
 void setKernelIsa(KernelIsa isa);
 // "avx2" or "scalar": what dot products use now (both paths).
 const char *kernelIsaName();
+// Whether that is the AVX2 set.
+bool kernelIsaIsAvx2();
 
 // sum_i row[i] * x[i] over `n` elements of a row of `type`; `n` must be a
 // multiple of the type's block size and `type` one of F32, F16, BF16, Q8_0,
@@ -71,6 +73,19 @@ DotQ8ActFn dotQ8ActKernel(GGMLType type);
 inline bool usesQ8Act(GGMLType type) {
   return type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
 }
+
+// One row of `type` times an input, as the products above multiply it: the
+// 8-bit copy for Q8_0/Q4_0 rows, the f32 vector otherwise. For loops that
+// pick the kernels once and call them per row.
+struct RowDot {
+  DotQ8ActFn q8 = nullptr; // set for Q8_0/Q4_0
+  DotFn f32 = nullptr;
+  float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
+                   int64_t n) const {
+    return q8 ? q8(row, xq, n) : f32(row, x, n);
+  }
+};
+RowDot rowDot(GGMLType type);
 
 // y[t*yStride + r] = w.row(r) . x_t for r in [r0, r1) and each of `nTok`
 // tokens t, x_t = x + t*xStride; with quantised activations for Q8_0/Q4_0

@@ -161,7 +161,7 @@ void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t nRows, const float *coef, float *y, int64_t c0,
                     int64_t c1, bool skipZero) {
 #ifdef PINFER_X86
-  if (std::strcmp(kernelIsaName(), "avx2") == 0) {
+  if (kernelIsaIsAvx2()) {
     switch (downT.type) {
     case GGMLType::F32:
       return downRowsAvx2<GGMLType::F32>(downT, rows, first, nRows, coef, y,
@@ -272,7 +272,7 @@ PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
 void splitDownAxpy(const SplitDown &down, const DownGroups &groups, float *y,
                    int64_t c0, int64_t c1) {
 #ifdef PINFER_X86
-  if (std::strcmp(kernelIsaName(), "avx2") == 0)
+  if (kernelIsaIsAvx2())
     return splitDownAvx2(down, groups, y, c0, c1);
 #endif
   splitDownScalar(down, groups, y, c0, c1);

@@ -346,7 +346,7 @@ TEST(SpecialisedGateUp, UsedOnlyWithTheRuntimesKernels) {
     ASSERT_TRUE(fx.make({type, SparsityMode::Exact}, error)) << error;
     const std::vector<int32_t> prompt = fx.prompt();
     setKernelIsa(compiledAvx2 ? KernelIsa::Auto : KernelIsa::Scalar);
-    ASSERT_EQ(std::strcmp(kernelIsaName(), "avx2") == 0, compiledAvx2);
+    ASSERT_EQ(kernelIsaIsAvx2(), compiledAvx2);
     auto generic = fx.executor(error);
     ASSERT_TRUE(generic) << error;
     fx.setGateUp(type == GGMLType::Q8_0 ? countingGateUp<GGMLType::Q8_0>
@@ -364,7 +364,7 @@ TEST(SpecialisedGateUp, UsedOnlyWithTheRuntimesKernels) {
     expectSameStats(*generic, *special, "specialised");
     // The other kernels at start-up: the specialised loop is left alone.
     setKernelIsa(compiledAvx2 ? KernelIsa::Scalar : KernelIsa::Auto);
-    if ((std::strcmp(kernelIsaName(), "avx2") == 0) != compiledAvx2) {
+    if (kernelIsaIsAvx2() != compiledAvx2) {
       auto other = fx.executor(error);
       ASSERT_TRUE(other) << error;
       gSpecialisedCalls = 0;
