@@ -118,16 +118,6 @@ const char *typeSuffix(GGMLType t) {
   }
 }
 
-// A float as a C++/CUDA literal that reads back to the same value.
-std::string floatLiteral(float f) {
-  std::ostringstream os;
-  os << std::setprecision(9) << f << "f";
-  std::string s = os.str();
-  if (s.find_first_of(".e") == std::string::npos)
-    s.insert(s.size() - 1, ".0");
-  return s;
-}
-
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 constexpr unsigned kDownBlock = 128;
 
@@ -232,6 +222,15 @@ CudaModule emitCuda(const ProgramDesc &program) {
   }
   m.source = os.str();
   return m;
+}
+
+std::string floatLiteral(float f) {
+  std::ostringstream os;
+  os << std::setprecision(9) << f << "f";
+  std::string s = os.str();
+  if (s.find_first_of(".e") == std::string::npos)
+    s.insert(s.size() - 1, ".0");
+  return s;
 }
 
 std::string kernelAtLine(const std::string &source, int line) {

@@ -70,15 +70,6 @@ const char *activationEnumerator(FfnActivation a) {
   return "SiLU";
 }
 
-std::string floatLiteral(float f) {
-  std::ostringstream os;
-  os << std::setprecision(9) << f << "f";
-  std::string s = os.str();
-  if (s.find_first_of(".e") == std::string::npos)
-    s.insert(s.size() - 1, ".0");
-  return s;
-}
-
 } // namespace
 
 std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {

@@ -386,16 +386,26 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
   return true;
 }
 
+// The model's spec with its loaded hyperparameters, and its general.name
+// (empty when absent).
+static bool specOf(const Model &model, ModelSpec &spec, std::string &name,
+                   std::string &error) {
+  if (!readModelSpec(model.file(), spec, error))
+    return false;
+  spec.params = model.params();
+  std::string ignored;
+  if (!model.file().getOptString("general.name", name, ignored))
+    name.clear();
+  return true;
+}
+
 bool programFromModule(ModuleOp scheduled, const Model &model,
                        const std::string &target, const std::string &smArch,
                        ProgramDesc &out, std::string &error) {
   ModelSpec spec;
-  if (!readModelSpec(model.file(), spec, error))
+  std::string name;
+  if (!specOf(model, spec, name, error))
     return false;
-  spec.params = model.params();
-  std::string name, ignored;
-  if (!model.file().getOptString("general.name", name, ignored))
-    name.clear();
   return programFromModule(scheduled, spec, name, target, smArch, out, error);
 }
 
@@ -437,12 +447,9 @@ bool compileToProgram(const Model &model, const Plan &plan, SparsityMode mode,
                       const PipelineOptions &options, ProgramDesc &out,
                       std::string &error) {
   ModelSpec spec;
-  if (!readModelSpec(model.file(), spec, error))
+  std::string name;
+  if (!specOf(model, spec, name, error))
     return false;
-  spec.params = model.params();
-  std::string name, ignored;
-  if (!model.file().getOptString("general.name", name, ignored))
-    name.clear();
   return compileToProgram(spec, name, plan, mode, target, smArch, options, out,
                           error);
 }
