@@ -1,17 +1,12 @@
 // CPU kernels of the sparse FFN halves; see sparse_kernels.h.
 #include "runtime/sparse_kernels.h"
 
+#include "runtime/dot_kernels.h"
 #include "runtime/kernels.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define PINFER_X86 1
-#endif
 
 namespace pinfer {
 
@@ -89,7 +84,6 @@ bool axpyRow(GGMLType type, const void *row, float a, float *y, int64_t n) {
 namespace {
 
 #ifdef PINFER_X86
-#define PINFER_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // 8 elements of a float-like row from column c, as floats.
 template <GGMLType T> PINFER_AVX2 inline __m256 load8(const void *row, int64_t c) {
@@ -217,11 +211,6 @@ void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
 }
 
 #ifdef PINFER_X86
-PINFER_AVX2 inline __m256 bytes8Ps(const uint8_t *p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
 // Columns in chunks of 32 held in four registers while the group's rows
 // stream past: each row is read once, the output once per group.
 PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
@@ -237,10 +226,11 @@ PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
         const __m256 coef = _mm256_set1_ps(g.coef[i]);
         if (!d.q4) {
           // Sign extension straight from memory, 8 quants at a time.
-          a0 = _mm256_fmadd_ps(coef, bytes8Ps(q + c), a0);
-          a1 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 8), a1);
-          a2 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 16), a2);
-          a3 = _mm256_fmadd_ps(coef, bytes8Ps(q + c + 24), a3);
+          const int8_t *qs = reinterpret_cast<const int8_t *>(q) + c;
+          a0 = _mm256_fmadd_ps(coef, dotk::load8BytesPs(qs), a0);
+          a1 = _mm256_fmadd_ps(coef, dotk::load8BytesPs(qs + 8), a1);
+          a2 = _mm256_fmadd_ps(coef, dotk::load8BytesPs(qs + 16), a2);
+          a3 = _mm256_fmadd_ps(coef, dotk::load8BytesPs(qs + 24), a3);
           continue;
         }
         // Elements c..c+15 and c+16..c+31 as signed bytes.
@@ -248,12 +238,10 @@ PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
         __m128i lo = _mm_sub_epi8(_mm_and_si128(b, mask), eight);
         __m128i hi =
             _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), mask), eight);
-        a0 = _mm256_fmadd_ps(coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), a0);
-        a1 = _mm256_fmadd_ps(
-            coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), a1);
-        a2 = _mm256_fmadd_ps(coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), a2);
-        a3 = _mm256_fmadd_ps(
-            coef, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), a3);
+        a0 = _mm256_fmadd_ps(coef, dotk::bytesToPs(lo), a0);
+        a1 = _mm256_fmadd_ps(coef, dotk::bytesToPs(_mm_srli_si128(lo, 8)), a1);
+        a2 = _mm256_fmadd_ps(coef, dotk::bytesToPs(hi), a2);
+        a3 = _mm256_fmadd_ps(coef, dotk::bytesToPs(_mm_srli_si128(hi, 8)), a3);
       }
       __m256 acc[4] = {a0, a1, a2, a3};
       for (int part = 0; part < 4; ++part) {
