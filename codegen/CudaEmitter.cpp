@@ -2,6 +2,7 @@
 // headers (half and bfloat16 conversions are written out) so that NVRTC
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
+#include "codegen/SourceText.h"
 
 #include <iomanip>
 #include <sstream>
@@ -222,15 +223,6 @@ CudaModule emitCuda(const ProgramDesc &program) {
   }
   m.source = os.str();
   return m;
-}
-
-std::string floatLiteral(float f) {
-  std::ostringstream os;
-  os << std::setprecision(9) << f << "f";
-  std::string s = os.str();
-  if (s.find_first_of(".e") == std::string::npos)
-    s.insert(s.size() - 1, ".0");
-  return s;
 }
 
 std::string kernelAtLine(const std::string &source, int line) {

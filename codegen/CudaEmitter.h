@@ -38,8 +38,4 @@ CudaModule emitCuda(const ProgramDesc &program);
 // `source`, or "" (used to name the kernel in compiler errors).
 std::string kernelAtLine(const std::string &source, int line);
 
-// A float as a C++/CUDA literal that reads back to the same value (both
-// emitters write the program's thresholds and constants with it).
-std::string floatLiteral(float f);
-
 } // namespace pinfer
