@@ -18,12 +18,14 @@
 #include "compiler/placement/Plan.h"
 #include "runtime/executor.h"
 #include "runtime/gguf.h"
+#include "runtime/output_files.h"
 #include "runtime/tokenizer.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sys/stat.h>
@@ -46,28 +48,22 @@ bool exists(const std::string &path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-bool sameFile(const std::string &a, const std::string &b) {
-  struct stat sa, sb;
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 &&
-         sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 std::string baseName(const std::string &path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// Runs argv[0] with the arguments; its output goes to ours, or nowhere when
-// `quiet`. Returns the exit status, or -1 (with `error`) when it could not
-// be started.
+// Runs argv[0] with the arguments; its standard output and error go to
+// `logPath` (our own when empty). Returns the exit status, or -1 (with
+// `error`) when it could not be started.
 int runProgram(const std::vector<std::string> &argv, std::string &error,
-               bool quiet = false) {
+               const std::string &logPath = "") {
   std::vector<char *> args;
   for (const std::string &a : argv)
     args.push_back(const_cast<char *>(a.c_str()));
   args.push_back(nullptr);
   int pipefd[2];
-  if (::pipe(pipefd) != 0) {
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     error = "cannot create a pipe";
     return -1;
   }
@@ -78,11 +74,11 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
   }
   if (pid == 0) {
     ::close(pipefd[0]);
-    if (quiet) {
-      int null = ::open("/dev/null", O_WRONLY);
-      if (null >= 0) {
-        ::dup2(null, 1);
-        ::dup2(null, 2);
+    if (!logPath.empty()) {
+      int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (log >= 0) {
+        ::dup2(log, 1);
+        ::dup2(log, 2);
       }
     }
     ::execvp(args[0], args.data());
@@ -103,6 +99,20 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
     return -1;
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// Why the host compiler failed, from its log: a full disk is named as such;
+// otherwise its first error line.
+std::string hostCompilerFailure(const std::string &logPath) {
+  std::ifstream in(logPath);
+  std::string line, first;
+  while (std::getline(in, line)) {
+    if (line.find("No space left on device") != std::string::npos)
+      return "no space left on device";
+    if (first.empty() && line.find("error") != std::string::npos)
+      first = line;
+  }
+  return first;
 }
 
 // A packed weights file that pinferc may replace: absent, or one it wrote.
@@ -250,7 +260,9 @@ bool activationThresholds(const CompileArgs &args, const Model &model,
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error) {
   if (!args.plan.empty())
-    return readPlanJson(args.plan, plan, error);
+    return readPlanJson(args.plan, plan, error) &&
+           checkPlanFits(plan, args.plan, modelIdentity(model.file()),
+                         model.params(), target, error);
   Trace trace;
   if (!args.trace.empty() ? !readUserTrace(args, model, trace, error)
                           : !profileCalibration(
@@ -266,16 +278,42 @@ std::string weightsPathFor(const std::string &output) {
   return output + ".weights.gguf";
 }
 
-namespace {
+std::string predictorsPathFor(const std::string &output) {
+  return output + ".predictors.gguf";
+}
 
-// Removes a file when it goes out of scope.
-struct TempFileGuard {
-  std::string path;
-  ~TempFileGuard() {
-    if (!path.empty())
-      std::remove(path.c_str());
+bool checkPlanFits(const Plan &plan, const std::string &planPath,
+                   const std::string &identity, const ModelParams &p,
+                   const Target &target, std::string &error) {
+  if (plan.target != target.name) {
+    error = planPath + ": was made for target '" + plan.target +
+            "', expected one for " + target.name +
+            " (pinferc plan --target " + target.name + ")";
+    return false;
   }
-};
+  if (plan.nLayer != uint32_t(p.nLayer) || plan.nFF != uint32_t(p.nFF)) {
+    error = planPath + ": was made for a model of " +
+            std::to_string(plan.nLayer) + " layers x n_ff " +
+            std::to_string(plan.nFF) + ", expected " +
+            std::to_string(p.nLayer) + " x " + std::to_string(p.nFF);
+    return false;
+  }
+  if (plan.modelIdentity != identity) {
+    error = planPath + ": was made for model '" + plan.modelIdentity +
+            "', expected one for this model (" + identity +
+            "): make the plan again with pinferc plan";
+    return false;
+  }
+  if (plan.budgetBytes > target.vramBytes) {
+    error = planPath + ": budget " + formatBytes(plan.budgetBytes) +
+            " exceeds the " + formatBytes(target.vramBytes) + " of " +
+            target.name;
+    return false;
+  }
+  return true;
+}
+
+namespace {
 
 bool hasStoredPredictors(const Model &model) {
   return model.file().tensor("blk.0.fc1.weight") != nullptr;
@@ -285,13 +323,13 @@ bool hasStoredPredictors(const Model &model) {
 // returns its path: those of --predictors, or ones trained from the
 // samples of `profile`.
 bool attachPredictors(const CompileArgs &args, const Model &model,
-                      const Trace &profile, std::string &path,
-                      TempFileGuard &guard, std::string &error) {
+                      const Trace &profile, TempPath &copy,
+                      std::string &error) {
   const ModelParams &p = model.params();
   const std::string stem =
       args.output.empty() ? std::string("/tmp/pinferc-emit") : args.output;
   std::string predPath = args.predictors;
-  TempFileGuard trainedGuard;
+  TempPath trained;
   if (predPath.empty()) {
     if (profile.samples.empty()) {
       error = args.trace + ": holds no samples to train predictors from "
@@ -300,9 +338,9 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
       return false;
     }
     // Kept beside the executable (like its weights) only with -o.
-    predPath = stem + ".predictors.gguf";
+    predPath = predictorsPathFor(stem);
     if (args.output.empty())
-      trainedGuard.path = predPath;
+      trained.adopt(predPath);
     if (!args.quiet)
       std::cerr << "pinferc: training predictors from " << profile.nTokens
                 << " profiled tokens\n";
@@ -314,9 +352,10 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
   if (!readPredictorFile(predPath, modelIdentity(model.file()), p.nLayer,
                          p.nEmbd, p.nFF, loaded, error))
     return false;
-  path = stem + ".with-predictors.tmp.gguf";
-  guard.path = path;
-  return writeModelWithPredictors(model.file(), *loaded.file, path, error);
+  if (!makeTempBeside(stem + ".with-predictors.gguf", copy, error))
+    return false;
+  return writeModelWithPredictors(model.file(), *loaded.file, copy.path(),
+                                  error);
 }
 
 } // namespace
@@ -353,9 +392,33 @@ int compileModel(const CompileArgs &args) {
                 "znver3 or skylake-avx512");
   if (!exists(args.model))
     return fail(args.model + ": model file not found");
+  // What the job writes, checked before any work: never one of its inputs,
+  // never a directory, in a directory that takes new files.
+  const std::string weightsPath =
+      args.emit.empty() ? weightsPathFor(args.output) : "";
+  if (args.emit.empty()) {
+    const std::string trainedPath = args.predictors.empty() && args.plan.empty()
+                                        ? predictorsPathFor(args.output)
+                                        : "";
+    if (!checkOutputsAreNotInputs(
+            {{args.output, "-o"},
+             {weightsPath, "the packed weights"},
+             {trainedPath, "the trained predictors"}},
+            {{args.model, "the model"},
+             {args.trace, "the --trace file"},
+             {args.plan, "the --plan file"},
+             {args.predictors, "the --predictors file"}},
+            error))
+      return fail(error);
+    TempPath probe;
+    if (!makeTempBeside(args.output, probe, error))
+      return fail(error);
+  }
   std::unique_ptr<Model> model = Model::open(args.model, error);
   if (!model)
     return fail(error);
+  // The model the user gave, by content: plans are checked against it.
+  const std::string identity = modelIdentity(model->file());
   // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
   // 32-output chunks (runtime/program.h, DownLayout).
   for (int l = 0; l < model->params().nLayer; ++l)
@@ -409,12 +472,11 @@ int compileModel(const CompileArgs &args) {
   // Predicted mode for a model that stores no predictors: compile from a
   // copy of the model that carries trained (or given) ones. The copy is
   // removed on every exit.
-  TempFileGuard withPredictors;
+  TempPath withPredictors;
   if (mode == SparsityMode::Predicted && !storedPredictors) {
-    std::string path;
-    if (!attachPredictors(args, *model, profile, path, withPredictors, error))
+    if (!attachPredictors(args, *model, profile, withPredictors, error))
       return fail(error);
-    model = Model::open(path, error);
+    model = Model::open(withPredictors.path(), error);
     if (!model)
       return fail(error);
   }
@@ -423,9 +485,11 @@ int compileModel(const CompileArgs &args) {
   ProgramDesc program;
   if (target->hasGPU()) {
     Plan plan;
-    if (!args.plan.empty() ? !readPlanJson(args.plan, plan, error)
-                           : !planFromTrace(args, *model, *target, profile,
-                                            plan, error))
+    if (!args.plan.empty()
+            ? !readPlanJson(args.plan, plan, error) ||
+                  !checkPlanFits(plan, args.plan, identity, model->params(),
+                                 *target, error)
+            : !planFromTrace(args, *model, *target, profile, plan, error))
       return fail(error);
     // The program is what the scheduled, memory-planned IR says; its VRAM
     // bill is pinfer-plan-memory's, which excludes the CUDA context that
@@ -514,71 +578,73 @@ int compileModel(const CompileArgs &args) {
   const std::string cxx = cxxEnv && *cxxEnv ? cxxEnv : "c++";
   const std::string march = "-march=" + args.march;
   int probe = runProgram(
-      {cxx, march, "-x", "c++", "-fsyntax-only", "/dev/null"}, error, true);
+      {cxx, march, "-x", "c++", "-fsyntax-only", "/dev/null"}, error,
+      "/dev/null");
   if (probe == -1)
     return fail(error);
   if (probe != 0)
     return fail("--march: host compiler '" + cxx + "' does not accept " +
                 march + ", expected a CPU it knows (e.g. native, x86-64-v3)");
 
-  // Packed weights beside the executable.
-  const std::string weightsPath = weightsPathFor(args.output);
-  if (sameFile(weightsPath, args.model))
-    return fail(weightsPath + ": is the input model; choose another -o");
-  if (sameFile(args.output, args.model))
-    return fail(args.output + ": is the input model; choose another -o");
+  // Packed weights and the executable are made under temporary names
+  // beside their destinations and put in place together at the end, so that
+  // a failure or an interruption leaves the previous pair as it was.
   if (!mayReplaceWeights(weightsPath, error))
     return fail(error);
+  TempPath weightsTmp;
+  if (!makeTempBeside(weightsPath, weightsTmp, error))
+    return fail(error);
   PackedWeightsInfo packed;
-  if (!writePackedWeights(*model, program, weightsPath, packed, error))
+  if (!writePackedWeights(*model, program, weightsTmp.path(), packed, error))
     return fail(error);
   host.weightsHash = packed.hash;
   host.weightsFile = baseName(weightsPath);
 
-  // Host code in a private temporary directory; the executable is linked
-  // beside the output under a unique name and renamed onto it, so that a
-  // failed link leaves the user's file as it was.
-  char dirTemplate[] = "/tmp/pinferc-XXXXXX";
-  if (!::mkdtemp(dirTemplate))
-    return fail("cannot create a temporary directory in /tmp");
-  const std::string dir = dirTemplate;
-  const std::string cpp = dir + "/main.cpp";
+  // Host code in a private temporary directory.
+  TempPath dir, cpp, log;
+  if (!makeTempDir("pinferc", dir, error))
+    return fail(error);
+  cpp.adopt(dir.path() + "/main.cpp");
+  log.adopt(dir.path() + "/compile.log");
   {
-    std::ofstream out(cpp);
+    std::ofstream out(cpp.path());
     out << emitHostCpp(program, host);
     if (!out)
-      return fail(cpp + ": cannot write the host code");
+      return fail(cpp.path() + ": cannot write the host code");
   }
-  std::string exeTemplate = args.output + ".XXXXXX";
-  int fd = ::mkstemp(&exeTemplate[0]);
-  if (fd < 0)
-    return fail(args.output + ": cannot create a file beside it");
-  ::close(fd);
-  const std::string exe = exeTemplate;
+  TempPath exe;
+  if (!makeTempBeside(args.output, exe, error))
+    return fail(error);
   // The host code instantiates the CPU half's kernels with the program's
   // constants (runtime/ffn_cpu.h): compiled for the target CPU.
   std::vector<std::string> cmd = {cxx,         "-std=c++17",
                                   "-O2",       march,
                                   "-I" + runtime.includeDir,
-                                  cpp,         runtime.library,
+                                  cpp.path(),  runtime.library,
                                   "-lpthread", "-ldl",
-                                  "-o",        exe};
-  int rc = runProgram(cmd, error);
-  bool ok = rc == 0 && ::chmod(exe.c_str(), 0755) == 0 &&
-            std::rename(exe.c_str(), args.output.c_str()) == 0;
-  if (!ok)
-    std::remove(exe.c_str());
-  if (ok || rc == -1) {
-    std::remove(cpp.c_str());
-    ::rmdir(dir.c_str());
-  }
+                                  "-o",        exe.path()};
+  int rc = runProgram(cmd, error, log.path());
   if (rc == -1)
     return fail(error);
-  if (rc != 0)
-    return fail("host compiler '" + cxx + " " + march + "' failed with status " +
-                std::to_string(rc) + " on " + cpp + " (kept for inspection)");
-  if (!ok)
-    return fail(args.output + ": cannot write the executable");
+  if (rc != 0) {
+    std::string why = hostCompilerFailure(log.path());
+    if (why == "no space left on device")
+      return fail(args.output + ": no space left on device while the host "
+                                "compiler wrote it");
+    // Kept for inspection.
+    cpp.release();
+    log.release();
+    const std::string kept = dir.release();
+    return fail("host compiler '" + cxx + " " + march +
+                "' failed with status " + std::to_string(rc) +
+                (why.empty() ? "" : ": " + why) + " (" + kept +
+                "/main.cpp and compile.log kept)");
+  }
+  if (::chmod(exe.path().c_str(), 0755) != 0)
+    return fail(args.output + ": cannot make it executable: " +
+                std::strerror(errno));
+  if (!commitOutputs({{&weightsTmp, weightsPath}, {&exe, args.output}}, error))
+    return fail(error);
 
   if (!args.quiet) {
     uint64_t hot = 0;

@@ -11,6 +11,7 @@
 namespace pinfer {
 
 class Model;
+struct ModelParams;
 struct Plan;
 struct Target;
 
@@ -42,6 +43,16 @@ struct CompileArgs {
 
 // The packed weights path for an executable path: OUT.weights.gguf.
 std::string weightsPathFor(const std::string &output);
+// Where trained predictors are kept beside an executable:
+// OUT.predictors.gguf.
+std::string predictorsPathFor(const std::string &output);
+
+// A plan given with --plan must have been made for this model (`identity`,
+// its modelIdentity before any predictors are attached), its shape and this
+// target, within the target's VRAM. False with one line in `error`.
+bool checkPlanFits(const Plan &plan, const std::string &planPath,
+                   const std::string &identity, const ModelParams &p,
+                   const Target &target, std::string &error);
 
 // The placement the job uses for a GPU target: args.plan if given, else a
 // plan solved from args.trace (or from a profile of the built-in calibration

@@ -15,6 +15,7 @@
 #include "compiler/predictor/PredictorAttach.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/output_files.h"
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
@@ -123,6 +124,11 @@ static bool profileToTrace(const std::string &modelPath,
 
 int runProfile(const ProfileArgs &args) {
   std::string error;
+  if (!checkOutputsAreNotInputs({{args.output, "-o"}},
+                                {{args.model, "the model"},
+                                 {args.corpus, "the --corpus file"}},
+                                error))
+    return fail(error);
   if (fileExists(args.output) && !args.force)
     return fail(args.output + ": already exists (pass --force to overwrite)");
   if (args.corpus.empty())
@@ -157,6 +163,11 @@ int runProfile(const ProfileArgs &args) {
 
 int runPlan(const PlanArgs &args) {
   std::string error;
+  if (!checkOutputsAreNotInputs({{args.jsonOut, "--json"}, {args.svgOut, "--svg"}},
+                                {{args.model, "the model"},
+                                 {args.trace, "the --trace file"}},
+                                error))
+    return fail(error);
   const Target *target = findTarget(args.target, error);
   if (!target)
     return fail(error);
@@ -179,9 +190,13 @@ int runPlan(const PlanArgs &args) {
   if (!loadPlan(c, *model, *target, plan, error))
     return fail(error);
   printPlanTable(std::cout, plan);
-  if (!args.jsonOut.empty() && !writePlanJson(args.jsonOut, plan, error))
-    return fail(error);
-  if (!args.svgOut.empty() && !writePlanSvg(args.svgOut, plan, error))
+  // Both files or neither.
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!args.jsonOut.empty())
+    files.push_back({args.jsonOut, planToJson(plan)});
+  if (!args.svgOut.empty())
+    files.push_back({args.svgOut, planToSvg(plan)});
+  if (!writeTextFiles(files, error))
     return fail(error);
   return 0;
 }
@@ -248,6 +263,11 @@ int runEmitMLIR(const CompileArgs &args) {
 
 int runTrainPredictors(const TrainPredictorsArgs &args) {
   std::string error;
+  if (!checkOutputsAreNotInputs({{args.output, "-o"}},
+                                {{args.model, "the model"},
+                                 {args.trace, "the --trace file"}},
+                                error))
+    return fail(error);
   if (fileExists(args.output) && !args.force)
     return fail(args.output + ": already exists (pass --force to overwrite)");
   auto file = GGUFFile::open(args.model, error);

@@ -3,6 +3,7 @@
 #include "compiler/Trace.h"
 
 #include "runtime/gguf.h"
+#include "runtime/output_files.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -242,10 +243,12 @@ bool writeTrace(const std::string &path, const Trace &trace,
     offset += s.data.buf.size();
   }
 
-  std::string tmp = path + ".tmp";
-  FILE *f = std::fopen(tmp.c_str(), "wb");
+  TempPath tmp;
+  if (!makeTempBeside(path, tmp, error))
+    return false;
+  FILE *f = std::fopen(tmp.path().c_str(), "wb");
   if (!f) {
-    error = tmp + ": cannot create: " + std::strerror(errno);
+    error = path + ": cannot create: " + std::strerror(errno);
     return false;
   }
   bool ok = std::fwrite(head.buf.data(), 1, head.buf.size(), f) ==
@@ -259,12 +262,11 @@ bool writeTrace(const std::string &path, const Trace &trace,
     at = offsets[i] + b.size();
   }
   ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!ok) {
     error = path + ": cannot write: " + std::strerror(errno);
-    std::remove(tmp.c_str());
     return false;
   }
-  return true;
+  return commitOutputs({{&tmp, path}}, error);
 }
 
 bool readTraceFromMemory(const uint8_t *data, size_t size,

@@ -5,6 +5,7 @@
 // malformed file produces one error line naming the file, the offset (and
 // key or tensor) and what was expected.
 #include "runtime/gguf.h"
+#include "runtime/output_files.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -1174,16 +1175,18 @@ bool GGUFWriter::write(const std::string &path, std::string &error) const {
   size_t pad = (align - head.bytes.size() % align) % align;
   head.bytes.resize(head.bytes.size() + pad, 0);
 
-  std::string tmp = path + ".tmp";
+  TempPath tmpFile;
+  if (!makeTempBeside(path, tmpFile, error))
+    return false;
+  const std::string &tmp = tmpFile.path();
   FILE *f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
     error = tmp + ": cannot create: " + std::strerror(errno);
     return false;
   }
   auto abandon = [&](const std::string &what) {
-    error = tmp + ": " + what + ": " + std::strerror(errno);
+    error = path + ": " + what + ": " + std::strerror(errno);
     std::fclose(f);
-    std::remove(tmp.c_str());
     return false;
   };
   if (!writeAll(f, head.bytes.data(), head.bytes.size()))
@@ -1218,17 +1221,10 @@ bool GGUFWriter::write(const std::string &path, std::string &error) const {
   if (std::fflush(f) != 0)
     return abandon("write failed");
   if (std::fclose(f) != 0) {
-    error = tmp + ": close failed: " + std::strerror(errno);
-    std::remove(tmp.c_str());
+    error = path + ": close failed: " + std::strerror(errno);
     return false;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = path + ": cannot rename " + tmp +
-            " into place: " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  return commitOutputs({{&tmpFile, path}}, error);
 }
 
 } // namespace pinfer

@@ -154,9 +154,10 @@ private:
 
 // Writes GGUF v3 files (or PWRI with `setPowerInfer`). Tensor data is
 // produced one tensor at a time by a fill callback, so multi-gigabyte models
-// are written without holding them in memory. The file is written to
-// PATH.tmp and renamed on success, so a failure never leaves a half file
-// under the user's name.
+// are written without holding them in memory. The file is written under a
+// temporary name beside PATH (runtime/output_files.h) and renamed on
+// success, so a failure or an interruption never leaves a half file under
+// the user's name, nor a temporary.
 class GGUFWriter {
 public:
   using Fill = std::function<void(uint8_t *dst, size_t nbytes)>;

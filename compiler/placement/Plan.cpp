@@ -5,6 +5,7 @@
 #include "compiler/placement/Plan.h"
 
 #include "compiler/Trace.h"
+#include "runtime/output_files.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -736,28 +737,7 @@ bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
 
 bool writePlanJson(const std::string &path, const Plan &plan,
                    std::string &error) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) {
-      error = tmp + ": cannot create: " + std::strerror(errno);
-      return false;
-    }
-    std::string text = planToJson(plan);
-    f.write(text.data(), std::streamsize(text.size()));
-    f.close();
-    if (!f) {
-      error = tmp + ": cannot write";
-      std::remove(tmp.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = path + ": cannot rename from " + tmp + ": " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  return writeTextFile(path, planToJson(plan), error);
 }
 
 bool readPlanJson(const std::string &path, Plan &plan, std::string &error) {

@@ -2,13 +2,13 @@
 // sorted firing-frequency curve on a log scale and the GPU/CPU cut, and a
 // stacked bar of the VRAM bill against the budget.
 #include "compiler/placement/Plan.h"
+#include "runtime/output_files.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 namespace pinfer {
 
@@ -129,19 +129,7 @@ std::string planToSvg(const Plan &plan) {
 
 bool writePlanSvg(const std::string &path, const Plan &plan,
                   std::string &error) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) {
-    error = path + ": cannot create: " + std::strerror(errno);
-    return false;
-  }
-  std::string text = planToSvg(plan);
-  f.write(text.data(), std::streamsize(text.size()));
-  f.close();
-  if (!f) {
-    error = path + ": cannot write";
-    return false;
-  }
-  return true;
+  return writeTextFile(path, planToSvg(plan), error);
 }
 
 } // namespace pinfer

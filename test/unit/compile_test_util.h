@@ -95,10 +95,13 @@ inline bool referenceTokens(const Model &model, const Tokenizer &tok,
 
 // A plan for the tiny preset (2 layers of 512 neurons) that splits each
 // layer: 200 + 8 l hot neurons in a scrambled order, so that the packing's
-// permutation is exercised.
-inline bool writeSplitPlan(const std::string &path, std::string &error) {
+// permutation is exercised. `identity` is the model's (modelIdentity): the
+// compiler refuses a plan made for another model.
+inline bool writeSplitPlan(const std::string &path, const std::string &identity,
+                           std::string &error) {
   Plan plan;
   plan.target = "rtx4090";
+  plan.modelIdentity = identity;
   plan.nLayer = 2;
   plan.nFF = 512;
   plan.nCtx = 256;

@@ -81,7 +81,7 @@ protected:
     ASSERT_TRUE(writeTrace(trace_, trace, error)) << error;
 
     plan_ = dir_ + "/split.plan.json";
-    ASSERT_TRUE(writeSplitPlan(plan_, error)) << error;
+    ASSERT_TRUE(writeSplitPlan(plan_, trace.modelIdentity, error)) << error;
   }
   static void TearDownTestSuite() {
     std::system(("rm -rf " + dir_).c_str());
@@ -196,12 +196,19 @@ TEST_F(CompileTest, PredictedMode) {
   GenModelReport report;
   std::string pwri = dir_ + "/tiny-pwri.gguf";
   ASSERT_TRUE(generateModel(cfg, pwri, report, error)) << error;
+  // The same split, made for this model: a plan names the model it is for.
+  const std::string pwriPlan = dir_ + "/pwri.plan.json";
+  {
+    auto file = GGUFFile::open(pwri, error);
+    ASSERT_TRUE(file) << error;
+    ASSERT_TRUE(writeSplitPlan(pwriPlan, modelIdentity(*file), error)) << error;
+  }
 
   for (const char *target : {"cpu", "rtx4090"}) {
     CompileArgs args;
     args.model = pwri;
     args.target = target;
-    args.plan = std::string(target) == "cpu" ? "" : plan_;
+    args.plan = std::string(target) == "cpu" ? "" : pwriPlan;
     args.sparsity = "predicted";
     args.quiet = true;
     args.output = dir_ + "/exe-predicted-" + target;

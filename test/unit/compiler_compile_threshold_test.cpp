@@ -99,7 +99,7 @@ protected:
     // A plan that splits each layer into a GPU and a CPU half, in a
     // scrambled order, so that both halves apply the threshold.
     plan_ = dir_ + "/split.plan.json";
-    ASSERT_TRUE(writeSplitPlan(plan_, error)) << error;
+    ASSERT_TRUE(writeSplitPlan(plan_, trace.modelIdentity, error)) << error;
   }
   static void TearDownTestSuite() {
     std::system(("rm -rf " + dir_).c_str());

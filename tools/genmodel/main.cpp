@@ -3,6 +3,7 @@
 // parsed by hand to keep this tool quick to build; the work is done by the
 // pinfer_genmodel library.
 #include "tools/genmodel/model_generator.h"
+#include "runtime/output_files.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -245,6 +246,11 @@ int main(int argc, char **argv) {
               rep.fit.hotShareReached ? "" : " (--hot-share out of reach)");
   if (dryRun)
     return 0;
+  if (!checkOutputsAreNotInputs({{out, "-o"}}, {{cfg.vocabPath, "--vocab"}},
+                                err)) {
+    std::fprintf(stderr, "pinfer-genmodel: %s\n", err.c_str());
+    return 1;
+  }
   if (gib > 64 && !force) {
     std::fprintf(stderr,
                  "pinfer-genmodel: %s would hold %.1f GiB, expected at most "
@@ -252,6 +258,7 @@ int main(int argc, char **argv) {
                  out.c_str(), gib);
     return 1;
   }
+  installTempCleanup(); // no temporary left behind on Ctrl-C
   if (!generateModel(cfg, out, rep, err)) {
     std::fprintf(stderr, "pinfer-genmodel: %s\n", err.c_str());
     return 1;

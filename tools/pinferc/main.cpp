@@ -10,6 +10,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Driver.h"
 #include "runtime/cli_args.h"
+#include "runtime/output_files.h"
 
 #include <CLI/CLI.hpp>
 
@@ -118,6 +119,9 @@ static bool isVerb(const char *arg) {
 }
 
 int main(int argc, char **argv) {
+  // Every verb that writes files writes them through temporaries
+  // (runtime/output_files.h); none is left behind on Ctrl-C.
+  pinfer::installTempCleanup();
   if (argc >= 2 && std::strcmp(argv[1], "run") == 0)
     return runVerb(argc, argv);
   if (argc < 2 || !isVerb(argv[1]))
