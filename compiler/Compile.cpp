@@ -136,11 +136,8 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   if (!modelShapeFromGGUF(model.file(), shape, error))
     return false;
   PlacementOptions opts;
-  if (!args.vramBudget.empty() &&
-      !parseSize(args.vramBudget, opts.vramBudget, error)) {
-    error = "--vram-budget: " + error;
+  if (!parseVramBudget(args.vramBudget, target, opts.vramBudget, error))
     return false;
-  }
   opts.nCtx = uint32_t(args.nCtx);
   opts.useZ3 = !args.noZ3;
   opts.z3Seconds = args.z3Seconds;
@@ -282,6 +279,35 @@ std::string predictorsPathFor(const std::string &output) {
   return output + ".predictors.gguf";
 }
 
+bool parseVramBudget(const std::string &text, const Target &target,
+                     uint64_t &bytes, std::string &error) {
+  bytes = 0;
+  if (text.empty())
+    return true;
+  if (!target.hasGPU()) {
+    error = "--vram-budget: target " + target.name +
+            " has no GPU, expected no budget (or a GPU target)";
+    return false;
+  }
+  if (!parseSize(text, bytes, error)) {
+    error = "--vram-budget: " + error;
+    return false;
+  }
+  if (bytes == 0) {
+    error = "--vram-budget: 0 leaves nothing to place, expected a positive "
+            "size (default: the " +
+            formatBytes(target.vramBytes) + " of " + target.name + ")";
+    return false;
+  }
+  if (bytes > target.vramBytes) {
+    error = "--vram-budget: " + formatBytes(bytes) + " exceeds the " +
+            formatBytes(target.vramBytes) + " of " + target.name +
+            ", expected at most that";
+    return false;
+  }
+  return true;
+}
+
 bool checkPlanFits(const Plan &plan, const std::string &planPath,
                    const std::string &identity, const ModelParams &p,
                    const Target &target, std::string &error) {
@@ -382,6 +408,9 @@ int compileModel(const CompileArgs &args) {
     return fail("no output named, expected -o PATH");
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
+  uint64_t budget = 0;
+  if (!parseVramBudget(args.vramBudget, *target, budget, error))
+    return fail(error);
   // Checked early: it reaches the host compiler's command line.
   if (args.march.empty() ||
       args.march.find_first_not_of("abcdefghijklmnopqrstuvwxyz"

@@ -5,6 +5,7 @@
 // executable, with its packed weights file beside it.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,12 @@ std::string weightsPathFor(const std::string &output);
 // Where trained predictors are kept beside an executable:
 // OUT.predictors.gguf.
 std::string predictorsPathFor(const std::string &output);
+
+// --vram-budget for `target`: empty is 0 (the target's VRAM); refused when
+// the target has no GPU, when zero, and above the target's VRAM. False with
+// one line in `error`.
+bool parseVramBudget(const std::string &text, const Target &target,
+                     uint64_t &bytes, std::string &error);
 
 // A plan given with --plan must have been made for this model (`identity`,
 // its modelIdentity before any predictors are attached), its shape and this

@@ -171,6 +171,9 @@ int runPlan(const PlanArgs &args) {
   const Target *target = findTarget(args.target, error);
   if (!target)
     return fail(error);
+  uint64_t budget = 0;
+  if (!parseVramBudget(args.vramBudget, *target, budget, error))
+    return fail(error);
   auto model = Model::open(args.model, error);
   if (!model)
     return fail(error);

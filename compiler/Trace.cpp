@@ -434,6 +434,11 @@ bool readTrace(const std::string &path, Trace &trace, std::string &error) {
     ::close(fd);
     return false;
   }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    error = path + ": not a regular file, expected a pinferc trace";
+    return false;
+  }
   size_t size = size_t(st.st_size);
   if (size == 0) {
     ::close(fd);

@@ -97,6 +97,12 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       if (!next(v) ||
           !parseFloat(flag, v, 0.f, 100.f, g.sampling.repeatPenalty, error))
         return false;
+      // The penalty divides positive logits: 0 would make them infinite.
+      if (!(g.sampling.repeatPenalty > 0.f)) {
+        error = flag + ": '" + v + "' is not above 0, expected a value in "
+                "(0, 100] (1 disables the penalty)";
+        return false;
+      }
     } else if (flag == "--repeat-last-n") {
       if (!next(v) ||
           !parseInt(flag, v, 0, 1 << 20, g.sampling.repeatLastN, error))

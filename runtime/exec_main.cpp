@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <new>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -57,6 +58,15 @@ std::unique_ptr<GGUFFile> openWeights(const std::string &path,
   std::unique_ptr<GGUFFile> f = GGUFFile::open(path, error);
   if (!f)
     return nullptr;
+  if (!f->find(kPackedHashKey)) {
+    error = path + ": has no key " + kPackedHashKey +
+            (f->find("general.architecture")
+                 ? ": this is a source model, not the packed weights pinferc "
+                   "wrote beside the executable (OUT.weights.gguf)"
+                 : ", expected the packed weights pinferc wrote beside the "
+                   "executable (OUT.weights.gguf)");
+    return nullptr;
+  }
   std::string stored;
   uint64_t storedHash = 0;
   if (!f->getString(kPackedHashKey, stored, error))
@@ -86,7 +96,23 @@ std::unique_ptr<GGUFFile> openWeights(const std::string &path,
 
 } // namespace
 
+namespace {
+int execMainUnguarded(int argc, char **argv, const Program &program);
+} // namespace
+
+// Every allocation a flag or a file decides is sized and checked before it
+// is made; this catches what is left (memory taken by other programs in
+// the meantime) as one line instead of an abort.
 int execMain(int argc, char **argv, const Program &program) {
+  try {
+    return execMainUnguarded(argc, argv, program);
+  } catch (const std::bad_alloc &) {
+    return fail(argc > 0 ? argv[0] : "pinfer", "out of memory");
+  }
+}
+
+namespace {
+int execMainUnguarded(int argc, char **argv, const Program &program) {
   const std::string prog = baseName(argc > 0 ? argv[0] : "pinfer");
   std::vector<std::string> rest;
   std::string weightsPath;
@@ -170,6 +196,7 @@ int execMain(int argc, char **argv, const Program &program) {
   exec.setPollMicros(g.pollMicros);
   if (!exec.init(nCtx, !noGpu, error))
     return fail(prog, error);
+  warnAboutFlags(g, nCtx, int(program.nCtxTrain), std::cerr);
   exec.setMeasureRecall(measureRecall);
   if (!exec.gpuNote().empty())
     std::cerr << prog << ": " << exec.gpuNote() << "\n";
@@ -252,5 +279,6 @@ int execMain(int argc, char **argv, const Program &program) {
   }
   return generate(exec, *tok, g);
 }
+} // namespace
 
 } // namespace pinfer

@@ -398,11 +398,8 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   if (!bind(error))
     return false;
   const ModelParams &p = params_;
-  if (nCtx < 1 || nCtx > (1 << 24)) {
-    error = "context size " + std::to_string(nCtx) +
-            " is out of range, expected 1..16777216 (-c)";
+  if (!checkContextSize(p, nCtx, nBatch_, error))
     return false;
-  }
   nCtx_ = nCtx;
   nPast_ = 0;
   x_.assign(p.nEmbd, 0.f);

@@ -141,31 +141,66 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
 
 } // namespace
 
-bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
-                        int nBatchIn) {
-  const ModelParams &p = model.params();
-  if (nCtxIn < 1 || nCtxIn > (1 << 24)) {
-    error = "context size " + std::to_string(nCtxIn) +
+uint64_t contextBytes(const ModelParams &p, int nCtx, int nBatch) {
+  const uint64_t ctx = uint64_t(nCtx > 0 ? nCtx : 0);
+  const uint64_t cache = 2ull * p.nLayer * ctx * uint64_t(p.kvDim());
+  const uint64_t scores = (uint64_t(nBatch) + 1) * uint64_t(p.nHead) * ctx;
+  return sizeof(float) * (cache + scores);
+}
+
+namespace {
+
+// Memory a new allocation can have without swapping or the OOM killer:
+// MemAvailable, else the physical memory.
+uint64_t availableMemory() {
+  if (FILE *f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f))
+      found = std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+    std::fclose(f);
+    if (found)
+      return uint64_t(kb) * 1024;
+  }
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? uint64_t(pages) * uint64_t(size) : 0;
+}
+
+} // namespace
+
+bool checkContextSize(const ModelParams &p, int nCtx, int nBatch,
+                      std::string &error) {
+  if (nCtx < 1 || nCtx > (1 << 24)) {
+    error = "context size " + std::to_string(nCtx) +
             " is out of range, expected 1..16777216 (-c)";
     return false;
   }
+  const uint64_t need = contextBytes(p, nCtx, nBatch);
+  const uint64_t have = availableMemory();
+  if (have > 0 && need > have) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf),
+                  "a context of %d tokens needs %.2f GiB (KV cache and "
+                  "attention scores), more than the %.2f GiB of memory "
+                  "available; use a smaller -c",
+                  nCtx, double(need) / (1u << 30), double(have) / (1u << 30));
+    error = buf;
+    return false;
+  }
+  return true;
+}
+
+bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
+                        int nBatchIn) {
+  const ModelParams &p = model.params();
   if (nBatchIn < 1 || nBatchIn > 4096) {
     error = "batch size " + std::to_string(nBatchIn) +
             " is out of range, expected 1..4096";
     return false;
   }
-  // Refuse a cache that cannot fit rather than fail inside an allocation.
-  double cacheBytes = 2.0 * sizeof(float) * p.nLayer * double(nCtxIn) * p.kvDim();
-  double memBytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  if (memBytes > 0 && cacheBytes > memBytes) {
-    char buf[160];
-    std::snprintf(buf, sizeof(buf),
-                  "the KV cache for %d positions needs %.1f GiB, more than the "
-                  "%.1f GiB of memory; use a smaller context (-c)",
-                  nCtxIn, cacheBytes / (1u << 30), memBytes / (1u << 30));
-    error = buf;
+  if (!checkContextSize(p, nCtxIn, nBatchIn, error))
     return false;
-  }
   nCtx = nCtxIn;
   nBatch = nBatchIn;
   nPast = 0;

@@ -22,6 +22,16 @@ class ThreadPool;
 using FfnHook = std::function<void(int layer, int pos, const float *ffnInput,
                                    const uint8_t *fired)>;
 
+// The bytes of the buffers whose size the context decides: the KV cache
+// and the attention scores of `nBatch` tokens (a chunk) plus one.
+uint64_t contextBytes(const ModelParams &p, int nCtx, int nBatch);
+
+// Checks -c before anything is allocated: in 1..16777216, and its buffers
+// (contextBytes) within the memory this machine has available. False with
+// one line saying what the context would need.
+bool checkContextSize(const ModelParams &p, int nCtx, int nBatch,
+                      std::string &error);
+
 // Everything one sequence needs between tokens: the KV cache and scratch
 // buffers, all sized once by init() so that a token allocates nothing.
 struct ForwardState {

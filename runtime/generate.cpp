@@ -6,9 +6,14 @@
 #include "runtime/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <thread>
 
 namespace pinfer {
 
@@ -32,7 +37,53 @@ std::string speedLine(const char *what, double ms, int n, const char *unit) {
   return buf;
 }
 
+// Ctrl-C during generation stops it after the current token, so that the
+// text so far, the timing lines and the JSON are still printed (as
+// llama-cli does); a second Ctrl-C ends the process at once.
+std::atomic<int> gInterrupted{0};
+
+void onInterrupt(int) {
+  gInterrupted.store(1);
+  ::signal(SIGINT, SIG_DFL);
+}
+
+// Installs onInterrupt for its lifetime, then puts the previous handler back.
+struct InterruptScope {
+  struct sigaction previous;
+  InterruptScope() {
+    gInterrupted.store(0);
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = onInterrupt;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &previous);
+  }
+  ~InterruptScope() { ::sigaction(SIGINT, &previous, nullptr); }
+};
+
+// Index of the first logit that is NaN or infinite, or -1.
+int firstNonFinite(const float *logits, int n) {
+  for (int i = 0; i < n; ++i)
+    if (!std::isfinite(logits[i]))
+      return i;
+  return -1;
+}
+
 } // namespace
+
+void warnAboutFlags(const GenerateOptions &opts, int nCtx, int nCtxTrain,
+                    std::ostream &err) {
+  if (nCtxTrain > 0 && nCtx > nCtxTrain)
+    err << "warning: the context of " << nCtx
+        << " tokens (-c) exceeds the model's trained context of " << nCtxTrain
+        << "; output may degrade past it\n";
+  const unsigned hw = std::thread::hardware_concurrency();
+  if (hw > 0 && opts.nThreads > int(hw))
+    err << "warning: -t " << opts.nThreads << " is more than the " << hw
+        << " hardware threads of this machine; generation will be slower "
+           "than with -t "
+        << hw << "\n";
+}
 
 bool Decoder::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
                         std::string &error) {
@@ -62,36 +113,6 @@ bool ReferenceDecoder::eval(int32_t token, int pos, bool wantLogits,
   return forward(model_, state_, pool_, token, pos, wantLogits, error);
 }
 
-std::string sanitizeUtf8(const std::string &s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
-               : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {
-      // Reject overlong forms, surrogates and values above U+10FFFF.
-      uint32_t cp = c & (0x7F >> len);
-      for (size_t k = 1; k < len; ++k)
-        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      static const uint32_t minCp[5] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= minCp[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 int generate(const Model &model, const Tokenizer &tokenizer,
              const GenerateOptions &opts, GenerateResult *result) {
   std::ostream &err = opts.err ? *opts.err : std::cerr;
@@ -105,6 +126,7 @@ int generate(const Model &model, const Tokenizer &tokenizer,
     err << "error: " << error << "\n";
     return 1;
   }
+  warnAboutFlags(opts, nCtx, model.params().nCtxTrain, err);
   return generate(decoder, tokenizer, opts, result);
 }
 
@@ -149,6 +171,7 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   }
 
   std::string error;
+  InterruptScope interruptible;
   decoder.reset();
   Clock::time_point t0 = Clock::now();
   if (!decoder.evalBatch(r.promptTokens.data(), nPrompt, 0, true, error))
@@ -161,6 +184,16 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   int pos = nPrompt;
   r.stopReason = opts.nPredict >= 0 ? "length" : "context";
   while (int(r.tokens.size()) < limit) {
+    if (gInterrupted.load()) {
+      r.stopReason = "interrupted";
+      break;
+    }
+    const int bad = firstNonFinite(decoder.logits(), decoder.nVocab());
+    if (bad >= 0)
+      return fail("the model computed a non-finite logit (token " +
+                  std::to_string(bad) + ") at position " +
+                  std::to_string(pos - 1) +
+                  ": its weights hold NaN or infinite values, or overflow");
     Clock::time_point ts = Clock::now();
     int32_t tok = sampler.sample(decoder.logits());
     r.sampleMs += msSince(ts);
@@ -193,7 +226,7 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     w.beginObject();
     w.field("prompt_tokens", nPrompt);
     w.array("tokens", r.tokens);
-    w.field("text", sanitizeUtf8(r.text));
+    w.field("text", r.text);
     w.field("stop", r.stopReason);
     w.field("seed", uint64_t(r.seed));
     w.key("timings").beginObject();
@@ -222,7 +255,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
                   nPrompt + int(r.tokens.size()));
     err << buf;
   }
-  return 0;
+  // As a shell reports a command that Ctrl-C ended.
+  return r.stopReason == "interrupted" ? 128 + SIGINT : 0;
 }
 
 } // namespace pinfer

@@ -94,7 +94,7 @@ struct GenerateResult {
   std::vector<int32_t> promptTokens;
   std::vector<int32_t> tokens; // generated, EOG excluded
   std::string text;            // pieces of `tokens`, concatenated
-  std::string stopReason;      // "eog", "length" or "context"
+  std::string stopReason;      // "eog", "length", "context" or "interrupted"
   uint32_t seed = 0;
   double promptMs = 0;  // evaluating the prompt
   double genMs = 0;     // evaluating generated tokens
@@ -102,16 +102,21 @@ struct GenerateResult {
   double sampleMs = 0;
 };
 
+// Warnings (one line each on `err`) for flags that work but not as the
+// user may hope: a context beyond the model's trained one, more threads
+// than the machine has.
+void warnAboutFlags(const GenerateOptions &opts, int nCtx, int nCtxTrain,
+                    std::ostream &err);
+
 // Runs the loop on any decoder. Returns 0, or 1 after printing one error
-// line ("error: ...") on the error stream. `result` may be null.
+// line ("error: ...") on the error stream. Ctrl-C stops it after the
+// current token with stop reason "interrupted", prints what was generated
+// and the timings (or the JSON) as usual, and returns 130. `result` may be
+// null.
 int generate(Decoder &decoder, const Tokenizer &tokenizer,
              const GenerateOptions &opts, GenerateResult *result = nullptr);
 // Same with the dense reference decoder, sized by opts.nThreads / opts.nCtx.
 int generate(const Model &model, const Tokenizer &tokenizer,
              const GenerateOptions &opts, GenerateResult *result = nullptr);
-
-// Replaces each byte that is not part of a well-formed UTF-8 sequence with
-// U+FFFD, so that text cut inside a character is still valid JSON.
-std::string sanitizeUtf8(const std::string &s);
 
 } // namespace pinfer

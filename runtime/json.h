@@ -10,8 +10,14 @@
 
 namespace pinfer {
 
-// Escapes a UTF-8 string for a JSON string literal (quotes included).
-// Control characters become \uXXXX; bytes >= 0x80 pass through.
+// `s` with every byte that does not belong to a valid UTF-8 sequence
+// (overlong forms, surrogates and values above U+10FFFF included) replaced
+// by U+FFFD.
+std::string sanitizeUtf8(const std::string &s);
+
+// Escapes a string for a JSON string literal (quotes included). Invalid
+// UTF-8 becomes U+FFFD (sanitizeUtf8), so the output is always valid JSON
+// text; control characters become \uXXXX.
 std::string jsonQuote(const std::string &s);
 
 class JsonWriter {

@@ -5,6 +5,8 @@
 
 #include "runtime/gguf.h"
 
+#include <cstdlib>
+
 namespace pinfer {
 
 namespace {
@@ -229,6 +231,15 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
             std::to_string(p.ropeBase) + " is out of range, expected > 0");
     return nullptr;
   }
+  // The width every other check is derived from: checked against the
+  // embedding matrix first, so that a wrong key is named as such.
+  if (const GGUFTensor *e = file.tensor("token_embd.weight");
+      e && e->ne[0] != p.nEmbd) {
+    ld.fail("key " + a + "embedding_length: " + std::to_string(p.nEmbd) +
+            ", but tensor token_embd.weight has rows of " +
+            std::to_string(e->ne[0]) + ", expected the two to agree");
+    return nullptr;
+  }
   if (p.nEmbd % p.nHead != 0) {
     ld.fail("key " + a + "attention.head_count: " + std::to_string(p.nHead) +
             " heads do not divide embedding_length " + std::to_string(p.nEmbd));
@@ -308,6 +319,19 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
         !ld.bindMatrix(b + "ffn_up.weight", p.nEmbd, p.nFF, l.up) ||
         !ld.bindMatrix(b + "ffn_down.weight", p.nFF, p.nEmbd, l.down))
       return nullptr;
+  }
+  // Layers the file holds beyond block_count would be ignored silently.
+  for (const GGUFTensor &t : file.tensors()) {
+    if (t.name.compare(0, 4, "blk.") != 0)
+      continue;
+    long long layer = std::strtoll(t.name.c_str() + 4, nullptr, 10);
+    if (layer >= p.nLayer) {
+      ld.fail("tensor " + t.name + ": layer " + std::to_string(layer) +
+              " is beyond key " + a + "block_count " +
+              std::to_string(p.nLayer) + ", expected layers 0.." +
+              std::to_string(p.nLayer - 1));
+      return nullptr;
+    }
   }
   return m;
 }

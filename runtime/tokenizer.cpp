@@ -77,9 +77,16 @@ bool readOptId(const GGUFFile &f, const char *key, int32_t &out,
             ", expected an integer token id";
     return false;
   }
-  if (id < 0)
+  // -1, and 0xFFFFFFFF as a uint32, mean "no such token" (llama.cpp's
+  // LLAMA_TOKEN_NULL).
+  if (id < 0 || id == 0xFFFFFFFFll)
     return true;
-  out = id > INT32_MAX ? INT32_MAX : int32_t(id); // range-checked in init()
+  if (id > INT32_MAX) {
+    error = f.path() + ": key " + key + ": token id " + std::to_string(id) +
+            " is out of range, expected an id below the vocabulary size";
+    return false;
+  }
+  out = int32_t(id); // checked against the vocabulary in init()
   return true;
 }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <sys/stat.h>
 
 namespace pinfer {
 
@@ -365,6 +366,22 @@ std::string planToJson(const Plan &plan) {
 
 namespace {
 
+// Control characters of the input quoted in an error (a bad escape, a
+// wrong key's value) as \xNN, so that the error stays one line.
+std::string oneLine(const std::string &what) {
+  std::string out;
+  for (unsigned char c : what) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
 class JsonIn {
 public:
   JsonIn(const std::string &s, const std::string &name, std::string &error)
@@ -372,7 +389,8 @@ public:
 
   bool fail(const std::string &what) {
     if (!failed_)
-      error_ = name_ + ": at offset " + std::to_string(pos_) + ": " + what;
+      error_ = name_ + ": at offset " + std::to_string(pos_) + ": " +
+               oneLine(what);
     failed_ = true;
     return false;
   }
@@ -694,7 +712,7 @@ bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
   if (!ok || !in.atEnd())
     return false;
   auto fail = [&](const std::string &what) {
-    error = name + ": " + what;
+    error = name + ": " + oneLine(what);
     return false;
   };
   if (format != "pinferc-plan")
@@ -707,19 +725,50 @@ bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
     return fail("key layers: " + std::to_string(plan.layers.size()) +
                 " entries, expected n_layer = " + std::to_string(plan.nLayer));
   uint64_t bill = 0;
-  for (const BillLine &b : plan.bill)
+  for (const BillLine &b : plan.bill) {
+    if (b.bytes > UINT64_MAX - bill)
+      return fail("key bill: the lines' bytes overflow 64 bits");
     bill += b.bytes;
+  }
   if (bill != plan.billBytes)
     return fail("key bill_bytes: " + std::to_string(plan.billBytes) +
                 ", expected the sum of the bill lines " + std::to_string(bill));
-  std::vector<uint8_t> seen(plan.nFF);
+  // Shares in [0, 1]; byte counts non-negative and below 2^64 (the table
+  // prints them as integers); times non-negative.
+  auto inRange = [&](const std::string &key, double v, double hi) {
+    return (v >= 0 && v <= hi) ||
+           fail("key " + key + ": found " + fmt("%g", v) +
+                ", expected a value in [0, " + fmt("%g", hi) + "]");
+  };
+  const double kBytes = 1.8e19;
+  if (!inRange("gpu_bytes_per_token", plan.gpuBytesPerToken, kBytes) ||
+      !inRange("cpu_bytes_per_token", plan.cpuBytesPerToken, kBytes) ||
+      !inRange("objective", plan.objective, kBytes) ||
+      !inRange("upper_bound", plan.upperBound, kBytes) ||
+      !inRange("dp_seconds", plan.dpSeconds, HUGE_VAL) ||
+      !inRange("z3_seconds", plan.z3Seconds, HUGE_VAL))
+    return false;
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    const LayerPlan &lp = plan.layers[l];
+    std::string where = "layers[" + std::to_string(l) + "].";
+    if (!inRange(where + "coverage", lp.coverage, 1) ||
+        !inRange(where + "gpu_bytes_per_token", lp.gpuBytesPerToken, kBytes) ||
+        !inRange(where + "cpu_bytes_per_token", lp.cpuBytesPerToken, kBytes))
+      return false;
+    for (const auto &pt : lp.curve)
+      if (!inRange(where + "curve", pt.second, 1))
+        return false;
+  }
+  // Sized only once an order of n_ff entries was read: n_ff itself is
+  // untrusted and must not size an allocation.
+  std::vector<uint8_t> seen;
   for (size_t l = 0; l < plan.layers.size(); ++l) {
     const LayerPlan &lp = plan.layers[l];
     std::string where = "layers[" + std::to_string(l) + "]";
     if (lp.order.size() != plan.nFF)
       return fail(where + ".order: " + std::to_string(lp.order.size()) +
                   " entries, expected n_ff = " + std::to_string(plan.nFF));
-    std::fill(seen.begin(), seen.end(), 0);
+    seen.assign(plan.nFF, 0);
     for (uint32_t v : lp.order) {
       if (v >= plan.nFF || seen[v])
         return fail(where + ".order: neuron " + std::to_string(v) +
@@ -741,6 +790,11 @@ bool writePlanJson(const std::string &path, const Plan &plan,
 }
 
 bool readPlanJson(const std::string &path, Plan &plan, std::string &error) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    error = path + ": not a regular file, expected a plan JSON file";
+    return false;
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) {
     error = path + ": cannot open: " + std::strerror(errno);

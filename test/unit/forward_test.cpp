@@ -607,7 +607,34 @@ TEST(Forward, RefusesKvCacheLargerThanMemory) {
     GTEST_SKIP() << "this machine has more memory than the test asks for";
   ForwardState st;
   EXPECT_FALSE(st.init(*model, 1 << 24, error));
-  EXPECT_NE(error.find("KV cache for 16777216 positions needs 512.0 GiB"),
+  EXPECT_NE(error.find("a context of 16777216 tokens needs 516.12 GiB (KV "
+                       "cache and attention scores)"),
+            std::string::npos)
+      << error;
+}
+
+// Tests that the context's other buffers count too: here the KV cache is
+// small (one 2-wide KV head) and the attention scores of a 32-token chunk
+// of 32 heads are not; sized by -c alone they ended in std::bad_alloc.
+TEST(Forward, RefusesAttentionScoresLargerThanMemory) {
+  TinySpec s;
+  s.nLayer = 1;
+  s.nEmbd = 64;
+  s.nHead = 32;
+  s.nKvHead = 1;
+  s.nFF = 32;
+  std::string error;
+  auto model = Model::open(writeTinyModel(s, "wide.gguf"), error);
+  ASSERT_TRUE(model) << error;
+  const uint64_t need = contextBytes(model->params(), 1 << 24,
+                                     ForwardState::kDefaultBatch);
+  EXPECT_EQ(need, 4ull * (2 * 2 + 33 * 32) * (1 << 24));
+  double mem = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (double(need) <= mem)
+    GTEST_SKIP() << "this machine has more memory than the test asks for";
+  ForwardState st;
+  EXPECT_FALSE(st.init(*model, 1 << 24, error));
+  EXPECT_NE(error.find("a context of 16777216 tokens needs 66.25 GiB"),
             std::string::npos)
       << error;
 }

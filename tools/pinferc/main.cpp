@@ -16,6 +16,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <new>
 
 static int runVerb(int argc, char **argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
@@ -83,15 +84,19 @@ static int compileVerb(int argc, char **argv) {
   app.add_option("--vram-budget", c.vramBudget,
                  "VRAM to plan for, e.g. 6GiB (default: the target's)");
   app.add_option("-c,--ctx-size", c.nCtx, "Context length the plan reserves")
-      ->capture_default_str();
-  app.add_option("-t,--threads", c.nThreads, "Profiling threads");
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("-t,--threads", c.nThreads, "Profiling threads")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--z3-timeout", c.z3Seconds,
                  "Hard wall-clock limit of the Z3 solve, seconds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   app.add_flag("--no-z3", c.noZ3, "Use the exact DP only");
   app.add_option("--min-granules", c.minGranules,
                  "A layer gets no GPU neurons or at least N granules "
-                 "(default: from the target's sync cost)");
+                 "(default: from the target's sync cost)")
+      ->check(CLI::Range(0, 1 << 20));
   app.add_option("--march", c.march,
                  "CPU the executable's host code is compiled for (the host "
                  "compiler's -march; native: this machine)")
@@ -118,7 +123,20 @@ static bool isVerb(const char *arg) {
   return false;
 }
 
+static int pinfercMain(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  // Allocations that flags or files decide are sized and checked before
+  // they are made; this turns what is left into one line, not an abort.
+  try {
+    return pinfercMain(argc, argv);
+  } catch (const std::bad_alloc &) {
+    std::cerr << "pinferc: error: out of memory\n";
+    return 1;
+  }
+}
+
+static int pinfercMain(int argc, char **argv) {
   // Every verb that writes files writes them through temporaries
   // (runtime/output_files.h); none is left behind on Ctrl-C.
   pinfer::installTempCleanup();
@@ -168,10 +186,13 @@ int main(int argc, char **argv) {
   profileCmd->add_option("-o,--output", profile.output, "Trace file to write")
       ->required();
   profileCmd->add_option("--tokens", profile.maxTokens,
-                         "Stop after N tokens (default: whole corpus)");
-  profileCmd->add_option("-t,--threads", profile.nThreads, "CPU threads");
+                         "Stop after N tokens (default: whole corpus)")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
+  profileCmd->add_option("-t,--threads", profile.nThreads, "CPU threads")
+      ->check(CLI::Range(1, 1024));
   profileCmd->add_option("-c,--ctx-size", profile.nCtx,
-                         "Chunk length (default: min(512, model context))");
+                         "Chunk length (default: min(512, model context))")
+      ->check(CLI::Range(2, 1 << 24));
   profileCmd->add_option("--samples", profile.samples,
                          "(input, firing mask) samples kept per layer for "
                          "predictor training");
@@ -192,17 +213,21 @@ int main(int argc, char **argv) {
   planCmd->add_option("--vram-budget", plan.vramBudget,
                       "VRAM to plan for, e.g. 6GiB (default: the target's)");
   planCmd->add_option("-c,--ctx-size", plan.nCtx, "Context length (KV cache)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 24));
   planCmd->add_option("--json", plan.jsonOut, "Write the plan as JSON");
   planCmd->add_option("--svg", plan.svgOut, "Write a plot of the plan");
   planCmd->add_option("--z3-timeout", plan.z3Seconds,
                       "Hard wall-clock limit of the Z3 solve, seconds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   planCmd->add_flag("--no-z3", plan.noZ3, "Use the exact DP only");
   planCmd->add_option("--min-granules", plan.minGranules,
                       "A layer gets no GPU neurons or at least N granules "
-                      "(default: from the target's sync cost)");
-  planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads");
+                      "(default: from the target's sync cost)")
+      ->check(CLI::Range(0, 1 << 20));
+  planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads")
+      ->check(CLI::Range(1, 1024));
 
   pinfer::PerplexityArgs ppl;
   CLI::App *pplCmd = app.add_subcommand(
@@ -213,8 +238,10 @@ int main(int argc, char **argv) {
   pplCmd->add_option("-c,--ctx-size", ppl.nCtx, "Chunk length")
       ->capture_default_str()
       ->check(CLI::Range(8, 1 << 20));
-  pplCmd->add_option("-t,--threads", ppl.nThreads, "CPU threads");
-  pplCmd->add_option("--chunks", ppl.maxChunks, "Score at most N chunks");
+  pplCmd->add_option("-t,--threads", ppl.nThreads, "CPU threads")
+      ->check(CLI::Range(1, 1024));
+  pplCmd->add_option("--chunks", ppl.maxChunks, "Score at most N chunks")
+      ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
   pplCmd->add_flag("--json", ppl.json, "Print JSON");
 
   pinfer::TrainPredictorsArgs train;
@@ -227,7 +254,8 @@ int main(int argc, char **argv) {
       ->required();
   trainCmd->add_option("-o,--output", train.output, "Predictor file to write")
       ->required();
-  trainCmd->add_option("-t,--threads", train.nThreads, "CPU threads");
+  trainCmd->add_option("-t,--threads", train.nThreads, "CPU threads")
+      ->check(CLI::Range(1, 1024));
   trainCmd->add_flag("--force", train.force, "Overwrite the output");
 
   try {

@@ -1,0 +1,246 @@
+// Tests that the bad inputs and flag values a user may give get one clear
+// line and a non-zero exit (or, where the value works but not as hoped, a
+// warning), never a crash or silence: sizes, budgets, thread counts and
+// contexts out of range, models whose metadata contradicts their tensors,
+// NaN weights, invalid UTF-8 in metadata, a directory or a source model
+// where a file of another kind is expected, and Ctrl-C during generation.
+// Runs the built tools as a user would.
+#include "compile_test_util.h"
+
+#include "runtime/gguf.h"
+#include "runtime/json.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace pinfer;
+using namespace pinfer::testutil;
+
+namespace {
+
+const std::string kPinferc = PINFER_BINARY_DIR "/tools/pinferc/pinferc";
+const std::string kGenmodel =
+    PINFER_BINARY_DIR "/tools/genmodel/pinfer-genmodel";
+
+class BadInputTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/pinfer-bad-input-test-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(tmpl));
+    dir_ = tmpl;
+    model_ = dir_ + "/m.gguf";
+    trace_ = dir_ + "/m.trace";
+    exe_ = dir_ + "/exe";
+    std::string out, err;
+    ASSERT_EQ(run(kGenmodel + " --preset tiny -o " + model_, out, err, dir_), 0)
+        << err;
+    ASSERT_EQ(run(kPinferc + " profile " + model_ + " --tokens 64 -o " +
+                      trace_,
+                  out, err, dir_),
+              0)
+        << err;
+    ASSERT_EQ(run(kPinferc + " " + model_ + " --trace " + trace_ +
+                      " --target cpu -q -o " + exe_,
+                  out, err, dir_),
+              0)
+        << err;
+  }
+  static void TearDownTestSuite() {
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  // Runs `cmd`; expects a non-zero exit and exactly one stderr line
+  // holding `what`.
+  void expectError(const std::string &cmd, const std::string &what) {
+    std::string out, err;
+    int rc = run(cmd, out, err, dir_);
+    EXPECT_NE(rc, 0) << cmd;
+    EXPECT_NE(rc, -1) << cmd << ": died of a signal";
+    EXPECT_NE(err.find(what), std::string::npos) << cmd << "\n" << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << cmd << "\n"
+                                                           << err;
+  }
+
+  // Writes a copy of model_ to `path` with `kv` applied to its metadata and
+  // `tensor` to each tensor's bytes.
+  static void rewrite(
+      const std::string &path, const std::function<void(GGUFWriter &)> &kv,
+      const std::function<void(const std::string &, std::vector<uint8_t> &)>
+          &tensor = nullptr) {
+    std::string error;
+    auto src = GGUFFile::open(model_, error);
+    ASSERT_TRUE(src) << error;
+    GGUFWriter w;
+    for (const GGUFKV &e : src->metadata())
+      if (e.key != "general.alignment")
+        w.set(e.key, e.value);
+    kv(w);
+    // The writer reads tensor data when it writes: kept alive until then.
+    std::vector<std::vector<uint8_t>> data;
+    data.reserve(src->tensors().size());
+    for (const GGUFTensor &t : src->tensors()) {
+      std::vector<uint8_t> &bytes = data.emplace_back(t.data, t.data + t.nbytes);
+      if (tensor)
+        tensor(t.name, bytes);
+      w.addTensorData(t.name, t.type,
+                      std::vector<int64_t>(t.ne, t.ne + t.nDims),
+                      bytes.data(), bytes.size());
+    }
+    ASSERT_TRUE(w.write(path, error)) << error;
+  }
+
+  static std::string dir_, model_, trace_, exe_;
+};
+std::string BadInputTest::dir_, BadInputTest::model_, BadInputTest::trace_,
+    BadInputTest::exe_;
+
+// Tests the flag values that were accepted silently.
+TEST_F(BadInputTest, FlagValuesOutOfRange) {
+  const std::string job = kPinferc + " " + model_ + " --trace " + trace_ +
+                          " -o " + dir_ + "/never ";
+  expectError(job + "--target rtx4090 --vram-budget 0",
+              "--vram-budget: 0 leaves nothing to place");
+  expectError(job + "--target rtx4090 --vram-budget 30GiB",
+              "--vram-budget: 30.00 GiB exceeds the 24.00 GiB of rtx4090");
+  expectError(job + "--target cpu --vram-budget 1GiB",
+              "--vram-budget: target cpu has no GPU");
+  expectError(job + "--target cpu -c 100000000", "-c");
+  expectError(job + "--target rtx4090 --z3-timeout -1", "--z3-timeout");
+  expectError(job + "--target rtx4090 --min-granules -5", "--min-granules");
+  const std::string plan = kPinferc + " plan " + model_ + " --trace " + trace_;
+  expectError(plan + " --vram-budget 0", "--vram-budget: 0");
+  expectError(plan + " --vram-budget 1TiB", "exceeds the 24.00 GiB");
+  const std::string profile =
+      kPinferc + " profile " + model_ + " -o " + dir_ + "/never.trace ";
+  expectError(profile + "-c 0", "-c");
+  expectError(profile + "-t 0", "-t");
+  expectError(profile + "--tokens 0", "--tokens");
+  expectError(kPinferc + " run " + model_ + " -p hi --repeat-penalty 0",
+              "--repeat-penalty: '0' is not above 0");
+  expectError(exe_ + " -p hi --repeat-penalty 0", "not above 0");
+  struct stat st;
+  EXPECT_NE(::stat((dir_ + "/never").c_str(), &st), 0);
+  EXPECT_NE(::stat((dir_ + "/never.trace").c_str(), &st), 0);
+}
+
+// Tests that a context too large for the machine's memory is refused with
+// what it would need, in the reference and in executables (it aborted in
+// std::bad_alloc), and that one beyond the trained context and more
+// threads than the machine has are warned about.
+TEST_F(BadInputTest, ContextsAndThreads) {
+  expectError(kPinferc + " run " + model_ + " -p hi -n 1 -c 16777216",
+              "a context of 16777216 tokens needs");
+  expectError(exe_ + " -p hi -n 1 -c 16777216",
+              "a context of 16777216 tokens needs");
+  std::string out, err;
+  ASSERT_NE(run(exe_ + " -p hi -n 1 -c 1024 -t 4096", out, err, dir_), 0);
+  ASSERT_EQ(run(exe_ + " -p hi -n 1 -c 1024 -t 1000", out, err, dir_), 0)
+      << err;
+  EXPECT_NE(err.find("warning: the context of 1024 tokens (-c) exceeds the "
+                     "model's trained context of 256"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("warning: -t 1000 is more than the"), std::string::npos)
+      << err;
+}
+
+// Tests models whose metadata contradicts their tensors, and NaN weights.
+TEST_F(BadInputTest, ModelsThatContradictThemselves) {
+  const std::string fewer = dir_ + "/fewer-blocks.gguf";
+  rewrite(fewer, [](GGUFWriter &w) { w.setU32("llama.block_count", 1); });
+  expectError(kPinferc + " run " + fewer + " -p hi -n 1",
+              "tensor blk.1.attn_norm.weight: layer 1 is beyond key "
+              "llama.block_count 1");
+  const std::string narrow = dir_ + "/narrow.gguf";
+  rewrite(narrow,
+          [](GGUFWriter &w) { w.setU32("llama.embedding_length", 64); });
+  expectError(kPinferc + " run " + narrow + " -p hi -n 1",
+              "key llama.embedding_length: 64, but tensor token_embd.weight "
+              "has rows of");
+  const std::string nan = dir_ + "/nan.gguf";
+  rewrite(nan, [](GGUFWriter &) {},
+          [](const std::string &name, std::vector<uint8_t> &bytes) {
+            if (name != "output_norm.weight")
+              return;
+            const float q = std::nanf("");
+            for (size_t i = 0; i + 4 <= bytes.size(); i += 4)
+              std::memcpy(&bytes[i], &q, 4);
+          });
+  expectError(kPinferc + " run " + nan + " -p hi -n 4",
+              "the model computed a non-finite logit");
+}
+
+// Tests token ids: 0xFFFFFFFF is "none" (as in llama.cpp), any other id
+// beyond int32 is named as written.
+TEST_F(BadInputTest, TokenIds) {
+  const std::string none = dir_ + "/eos-none.gguf";
+  rewrite(none, [](GGUFWriter &w) {
+    w.setU32("tokenizer.ggml.eos_token_id", 0xFFFFFFFFu);
+  });
+  std::string out, err;
+  EXPECT_EQ(run(kPinferc + " run " + none + " -p hi -n 2", out, err, dir_), 0)
+      << err;
+  const std::string bad = dir_ + "/eos-bad.gguf";
+  rewrite(bad, [](GGUFWriter &w) {
+    w.setU32("tokenizer.ggml.eos_token_id", 0xFFFFFFFEu);
+  });
+  expectError(kPinferc + " run " + bad + " -p hi -n 2",
+              "key tokenizer.ggml.eos_token_id: token id 4294967294 is out of "
+              "range");
+}
+
+// Tests that inspect --json writes valid UTF-8 whatever the metadata holds.
+TEST_F(BadInputTest, InspectJsonIsValidUtf8) {
+  const std::string odd = dir_ + "/odd-name.gguf";
+  rewrite(odd, [](GGUFWriter &w) {
+    w.setString("general.name", std::string("bad \xff\xfe\xc0\x80 name\x01"));
+  });
+  std::string out, err;
+  ASSERT_EQ(run(kPinferc + " inspect --json " + odd, out, err, dir_), 0)
+      << err;
+  EXPECT_EQ(sanitizeUtf8(out), out);
+  EXPECT_NE(out.find("bad \xEF\xBF\xBD\xEF\xBF\xBD"), std::string::npos);
+  EXPECT_NE(out.find("name\\u0001"), std::string::npos);
+}
+
+// Tests files of the wrong kind: a directory as trace or plan, the source
+// model as an executable's --weights.
+TEST_F(BadInputTest, WrongKindOfFile) {
+  const std::string job = kPinferc + " " + model_ + " -o " + dir_ + "/never ";
+  expectError(job + "--target cpu --trace " + dir_,
+              dir_ + ": not a regular file, expected a pinferc trace");
+  expectError(job + "--target rtx4090 --plan " + dir_,
+              dir_ + ": not a regular file, expected a plan JSON file");
+  expectError(exe_ + " -p hi --weights " + model_,
+              "this is a source model, not the packed weights");
+}
+
+// Tests that Ctrl-C during generation stops it, still prints the JSON (and
+// the timing lines without --json) and exits 130.
+TEST_F(BadInputTest, InterruptedGenerationStillReports) {
+  for (bool json : {true, false}) {
+    const std::string out = dir_ + "/gen.out", err = dir_ + "/gen.err";
+    const std::string cmd = exe_ + " -p hi -n -1 -c 200000 --temp 0 -t 1" +
+                            (json ? " --json" : "") + " > " + out + " 2> " +
+                            err + " & pid=$!; sleep 0.5; kill -INT $pid; "
+                                  "wait $pid";
+    int rc = std::system(("/bin/sh -c '" + cmd + "'").c_str());
+    EXPECT_EQ(WEXITSTATUS(rc), 130);
+    const std::string o = readFile(out), e = readFile(err);
+    if (json) {
+      EXPECT_NE(o.find("\"stop\":\"interrupted\""), std::string::npos) << o;
+      EXPECT_EQ(o.back(), '\n');
+      EXPECT_EQ(o[o.size() - 2], '}');
+    } else {
+      EXPECT_NE(e.find("eval time ="), std::string::npos) << e;
+    }
+  }
+}
+
+} // namespace
