@@ -20,6 +20,11 @@
 
 namespace pinfer::testutil {
 
+// The built tools, for tests that run them as a user would.
+inline const std::string kPinferc = PINFER_BINARY_DIR "/tools/pinferc/pinferc";
+inline const std::string kGenmodel =
+    PINFER_BINARY_DIR "/tools/genmodel/pinfer-genmodel";
+
 inline std::string readFile(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

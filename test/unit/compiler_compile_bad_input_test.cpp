@@ -24,10 +24,6 @@ using namespace pinfer::testutil;
 
 namespace {
 
-const std::string kPinferc = PINFER_BINARY_DIR "/tools/pinferc/pinferc";
-const std::string kGenmodel =
-    PINFER_BINARY_DIR "/tools/genmodel/pinfer-genmodel";
-
 class BadInputTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {

@@ -21,10 +21,6 @@ using namespace pinfer::testutil;
 
 namespace {
 
-const std::string kPinferc = PINFER_BINARY_DIR "/tools/pinferc/pinferc";
-const std::string kGenmodel =
-    PINFER_BINARY_DIR "/tools/genmodel/pinfer-genmodel";
-
 std::set<std::string> listDir(const std::string &dir) {
   std::set<std::string> names;
   if (DIR *d = ::opendir(dir.c_str())) {
