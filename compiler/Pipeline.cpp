@@ -4,6 +4,7 @@
 
 #include "compiler/Import.h"
 #include "compiler/InitAll.h"
+#include "passes/Passes.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
@@ -16,20 +17,12 @@ using namespace mlir;
 
 namespace pinfer {
 
-std::string pipelineText(EmitStage to, const PipelineOptions &o) {
-  if (to == EmitStage::Dense)
-    return "";
-  std::string text = "pinfer-place{sparsity=" + o.sparsity +
-                     " threshold=" + std::to_string(o.threshold) + "}";
-  if (to == EmitStage::Scheduled)
-    text += ",pinfer-lower{vram-budget=" + std::to_string(o.vramBudget) +
-            " context-length=" + std::to_string(o.contextLength) + "}";
-  return text;
-}
+namespace {
 
-bool runPipeline(ModuleOp module, const std::string &pipeline,
-                 std::string &error) {
-  registerAllPasses();
+// Runs `pm` on `module`; on failure `error` holds the first error
+// diagnostic, with its location, on one line (or `what` failed).
+bool runPassManager(PassManager &pm, ModuleOp module, const std::string &what,
+                    std::string &error) {
   MLIRContext *ctx = module.getContext();
   std::string diag;
   ScopedDiagnosticHandler handler(ctx, [&](Diagnostic &d) {
@@ -41,7 +34,19 @@ bool runPipeline(ModuleOp module, const std::string &pipeline,
     os << d.str();
     return success();
   });
-  PassManager pm(ctx, ModuleOp::getOperationName());
+  if (failed(pm.run(module))) {
+    error = diag.empty() ? what + " failed" : diag;
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+bool runPipeline(ModuleOp module, const std::string &pipeline,
+                 std::string &error) {
+  registerAllPasses();
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
   std::string parseError;
   llvm::raw_string_ostream parseOs(parseError);
   if (failed(parsePassPipeline(pipeline, pm, parseOs))) {
@@ -50,11 +55,7 @@ bool runPipeline(ModuleOp module, const std::string &pipeline,
       error.pop_back();
     return false;
   }
-  if (failed(pm.run(module))) {
-    error = diag.empty() ? "pipeline '" + pipeline + "' failed" : diag;
-    return false;
-  }
-  return true;
+  return runPassManager(pm, module, "pipeline '" + pipeline + "'", error);
 }
 
 bool runStages(ModuleOp module, EmitStage to, const PipelineOptions &options,
@@ -65,7 +66,23 @@ bool runStages(ModuleOp module, EmitStage to, const PipelineOptions &options,
     module->setAttr(
         "pinfer.act_thresholds",
         DenseF32ArrayAttr::get(module.getContext(), options.actThresholds));
-  return runPipeline(module, pipelineText(to, options), error);
+  // Built with the C++ builders, so that every option reaches the passes
+  // as it is (a float printed into a textual pipeline lost digits).
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  PlacePipelineOptions place;
+  place.sparsity = options.sparsity;
+  place.threshold = options.threshold;
+  buildPlacePipeline(pm, place);
+  if (to == EmitStage::Scheduled) {
+    LowerPipelineOptions lower;
+    lower.vramBudget = options.vramBudget;
+    lower.contextLength = options.contextLength;
+    buildLowerPipeline(pm, lower);
+  }
+  return runPassManager(pm, module,
+                        to == EmitStage::Scheduled ? "pinfer-place,pinfer-lower"
+                                                   : "pinfer-place",
+                        error);
 }
 
 bool emitMLIR(const ModelSpec &spec, const Plan *plan, EmitStage stage,

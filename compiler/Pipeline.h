@@ -39,10 +39,6 @@ struct PipelineOptions {
   int64_t contextLength = 512;    // KV cache tokens
 };
 
-/// The textual pipeline for the stages after `from` up to `to`, e.g.
-/// "pinfer-place{sparsity=exact threshold=0},pinfer-lower{...}".
-std::string pipelineText(EmitStage to, const PipelineOptions &options);
-
 /// Runs a textual pass pipeline (anything pinfer-opt accepts, without the
 /// builtin.module wrapper) on `module`. On failure `error` holds the first
 /// diagnostic, with its location, on one line.
@@ -50,7 +46,9 @@ bool runPipeline(mlir::ModuleOp module, const std::string &pipeline,
                  std::string &error);
 
 /// Runs pinfer-place (needs pinfer.plan on the module, see attachPlan) and,
-/// for Scheduled, pinfer-lower.
+/// for Scheduled, pinfer-lower, built with passes/Pipelines.cpp's builders
+/// (the same pass sequences pinfer-opt registers), options passed as they
+/// are.
 bool runStages(mlir::ModuleOp module, EmitStage to,
                const PipelineOptions &options, std::string &error);
 

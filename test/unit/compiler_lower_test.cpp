@@ -296,6 +296,22 @@ TEST(CompilerLower, NoGpuTargetIsAllCold) {
   }
 }
 
+// Tests that the predictor threshold reaches the program bit for bit (the
+// pipeline was once printed as text and parsed back, which kept 6 digits).
+TEST(CompilerLower, PredictorThresholdKeepsEveryDigit) {
+  const Model &pwri = tinyModel(GGMLType::F16, true);
+  Plan plan = makePlan({40, 0, kFF}, {true, false, true}, 7);
+  PipelineOptions options;
+  options.threshold = 0.123456789f;
+  options.contextLength = 128;
+  ProgramDesc ir;
+  std::string error;
+  ASSERT_TRUE(compileToProgram(pwri, plan, SparsityMode::Predicted,
+                               plan.target, kArch, options, ir, error))
+      << error;
+  EXPECT_EQ(ir.predictorThreshold, 0.123456789f);
+}
+
 // Tests predicted sparsity on a PowerInfer model: predictor rank and
 // threshold come from the predict ops, equal to the file's; the VRAM bill
 // counts the GPU predictors. A model without predictors is refused on
