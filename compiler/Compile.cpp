@@ -14,6 +14,7 @@
 #include "compiler/LowerToProgram.h"
 #include "compiler/predictor/PredictorAttach.h"
 #include "compiler/predictor/PredictorFile.h"
+#include "compiler/ModelSpec.h"
 #include "compiler/Pipeline.h"
 #include "compiler/placement/Plan.h"
 #include "runtime/executor.h"
@@ -245,15 +246,6 @@ bool thresholdsFor(const CompileArgs &args, const Model &model,
 
 } // namespace
 
-bool activationThresholds(const CompileArgs &args, const Model &model,
-                          std::vector<float> &out, std::string &error) {
-  Trace trace;
-  if (!args.trace.empty() && !readUserTrace(args, model, trace, error))
-    return false;
-  return thresholdsFor(args, model, args.trace.empty() ? nullptr : &trace,
-                       out, error);
-}
-
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error) {
   if (!args.plan.empty())
@@ -352,8 +344,6 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
                       const Trace &profile, TempPath &copy,
                       std::string &error) {
   const ModelParams &p = model.params();
-  const std::string stem =
-      args.output.empty() ? std::string("/tmp/pinferc-emit") : args.output;
   std::string predPath = args.predictors;
   TempPath trained;
   if (predPath.empty()) {
@@ -363,10 +353,15 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
               "use --sparsity exact)";
       return false;
     }
-    // Kept beside the executable (like its weights) only with -o.
-    predPath = predictorsPathFor(stem);
-    if (args.output.empty())
-      trained.adopt(predPath);
+    // Kept beside the executable (like its weights) with -o; a temporary
+    // for --emit.
+    if (!args.output.empty())
+      predPath = predictorsPathFor(args.output);
+    else if (!makeTempBeside(tempDirectory() + "/pinferc-predictors.gguf",
+                             trained, error))
+      return false;
+    else
+      predPath = trained.path();
     if (!args.quiet)
       std::cerr << "pinferc: training predictors from " << profile.nTokens
                 << " profiled tokens\n";
@@ -378,13 +373,129 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
   if (!readPredictorFile(predPath, modelIdentity(model.file()), p.nLayer,
                          p.nEmbd, p.nFF, loaded, error))
     return false;
-  if (!makeTempBeside(stem + ".with-predictors.gguf", copy, error))
+  if (!makeTempBeside(args.output.empty()
+                          ? tempDirectory() + "/pinferc-model.gguf"
+                          : args.output + ".with-predictors.gguf",
+                      copy, error))
     return false;
   return writeModelWithPredictors(model.file(), *loaded.file, copy.path(),
                                   error);
 }
 
 } // namespace
+
+// Everything the job decides before code generation, decided once from the
+// flags and used by the main job and every --emit.
+struct CompileJob {
+  std::unique_ptr<Model> model; // the user's, or its copy with predictors
+  TempPath withPredictors;      // that copy, removed with the job
+  ModelSpec spec;               // of `model`
+  std::string modelName;        // its general.name
+  Trace profile;                // the trace, or the built-in text's profile
+  SparsityMode mode = SparsityMode::Exact; // auto resolved
+  Plan plan;                    // all cold without a GPU
+  PipelineOptions pipeline;     // the pass options, budget and thresholds
+};
+
+bool prepareJob(const CompileArgs &args, const Target &target,
+                SparsityMode mode, CompileJob &job, std::string &error) {
+  const Target *tp = &target;
+  job.model = Model::open(args.model, error);
+  if (!job.model)
+    return false;
+  std::unique_ptr<Model> &model = job.model;
+  // The model the user gave, by content: plans are checked against it.
+  const std::string identity = modelIdentity(model->file());
+  // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
+  // 32-output chunks (runtime/program.h, DownLayout).
+  for (int l = 0; l < model->params().nLayer; ++l)
+    if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
+        model->params().nEmbd % 32 != 0) {
+      error = args.model + ": tensor blk." + std::to_string(l) +
+              ".ffn_down.weight: " + typeName(model->layer(l).down.type) +
+              " with n_embd " + std::to_string(model->params().nEmbd) +
+              ", expected n_embd a multiple of 32 for the packed layout";
+      return false;
+    }
+  const bool storedPredictors = hasStoredPredictors(*model);
+
+  // The profile every decision below reads, obtained once: the user's trace,
+  // checked against the model the user gave (before predictors may be
+  // added to a copy of it), or one profile of the built-in text made with
+  // what the job needs.
+  Trace &profile = job.profile;
+  if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
+    return false;
+  if (args.sparsity == "auto")
+    mode = storedPredictors || !args.predictors.empty() ||
+                   !profile.samples.empty()
+               ? SparsityMode::Predicted
+               : SparsityMode::Exact;
+  job.mode = mode;
+  if (mode == SparsityMode::Threshold &&
+      !thresholdModeFits(args, *model, error))
+    return false;
+  const bool train = mode == SparsityMode::Predicted && !storedPredictors &&
+                     args.predictors.empty();
+  const bool place = tp->hasGPU() && args.plan.empty();
+  if (args.trace.empty() &&
+      (train || place || mode == SparsityMode::Threshold) &&
+      !profileCalibration(
+          args, *model, train ? 4000 : 0,
+          mode == SparsityMode::Threshold
+              ? "calibrating activation thresholds on the built-in text"
+          : train ? "profiling the built-in calibration text for predictor "
+                    "training samples"
+                  : "no --trace given; profiling the built-in calibration "
+                    "text",
+          profile, error))
+    return false;
+
+  // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
+  // target sparsity.
+  if (mode == SparsityMode::Threshold &&
+      !thresholdsFor(args, *model, &profile, job.pipeline.actThresholds,
+                     error))
+    return false;
+
+  // Predicted mode for a model that stores no predictors: compile from a
+  // copy of the model that carries trained (or given) ones. The copy is
+  // removed on every exit.
+  if (mode == SparsityMode::Predicted && !storedPredictors) {
+    if (!attachPredictors(args, *model, profile, job.withPredictors, error))
+      return false;
+    model = Model::open(job.withPredictors.path(), error);
+    if (!model)
+      return false;
+  }
+
+  // Placement. A target without a GPU puts every neuron on the CPU: the
+  // same IR with an all-cold plan.
+  Plan &plan = job.plan;
+  if (!tp->hasGPU())
+    plan = coldPlan(uint32_t(model->params().nLayer),
+                    uint32_t(model->params().nFF), tp->name, identity);
+  else if (!args.plan.empty()
+               ? !readPlanJson(args.plan, plan, error) ||
+                     !checkPlanFits(plan, args.plan, identity,
+                                    model->params(), *tp, error)
+               : !planFromTrace(args, *model, *tp, profile, plan, error))
+    return false;
+  // pinfer-plan-memory's bill excludes the CUDA context, which the
+  // executable finds already taken when it measures free VRAM.
+  PipelineOptions &popts = job.pipeline;
+  popts.sparsity = sparsityModeName(mode);
+  popts.contextLength = args.nCtx;
+  popts.vramBudget = plan.budgetBytes > tp->contextReserveBytes
+                         ? int64_t(plan.budgetBytes - tp->contextReserveBytes)
+                         : 0;
+  float threshold = 0.f;
+  if (!model->file().getOptF32("powerinfer.sparse_threshold", threshold,
+                               error))
+    return false;
+  popts.threshold = threshold;
+  return modelSpecOf(*model, job.spec, job.modelName, error);
+}
 
 int compileModel(const CompileArgs &args) {
   std::string error;
@@ -400,10 +511,12 @@ int compileModel(const CompileArgs &args) {
   if (args.targetSparsity >= 1.f)
     return fail("--target-sparsity: " + std::to_string(args.targetSparsity) +
                 " is not a share, expected a value in [0, 1)");
-  if (args.emit != "" && args.emit != "cuda" && args.emit != "cpp")
+  if (args.emit != "" && args.emit != "mlir" && args.emit != "mlir-placed" &&
+      args.emit != "mlir-scheduled" && args.emit != "cuda" &&
+      args.emit != "cpp")
     return fail("--emit: '" + args.emit +
-                "' is not a stage, expected cuda or "
-                "cpp");
+                "' is not a stage, expected mlir, mlir-placed, mlir-scheduled, "
+                "cuda or cpp");
   if (args.emit.empty() && args.output.empty())
     return fail("no output named, expected -o PATH");
   if (args.nCtx < 1)
@@ -443,120 +556,47 @@ int compileModel(const CompileArgs &args) {
     if (!makeTempBeside(args.output, probe, error))
       return fail(error);
   }
-  std::unique_ptr<Model> model = Model::open(args.model, error);
-  if (!model)
-    return fail(error);
-  // The model the user gave, by content: plans are checked against it.
-  const std::string identity = modelIdentity(model->file());
-  // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
-  // 32-output chunks (runtime/program.h, DownLayout).
-  for (int l = 0; l < model->params().nLayer; ++l)
-    if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
-        model->params().nEmbd % 32 != 0)
-      return fail(args.model + ": tensor blk." + std::to_string(l) +
-                  ".ffn_down.weight: " +
-                  typeName(model->layer(l).down.type) +
-                  " with n_embd " + std::to_string(model->params().nEmbd) +
-                  ", expected n_embd a multiple of 32 for the packed layout");
-  const bool storedPredictors = hasStoredPredictors(*model);
-
-  // The profile every decision below reads, obtained once: the user's trace,
-  // checked against the model the user gave (before predictors may be
-  // added to a copy of it), or one profile of the built-in text made with
-  // what the job needs.
-  Trace profile;
-  if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
-    return fail(error);
-  if (args.sparsity == "auto")
-    mode = storedPredictors || !args.predictors.empty() ||
-                   !profile.samples.empty()
-               ? SparsityMode::Predicted
-               : SparsityMode::Exact;
-  if (mode == SparsityMode::Threshold &&
-      !thresholdModeFits(args, *model, error))
-    return fail(error);
-  const bool train = mode == SparsityMode::Predicted && !storedPredictors &&
-                     args.predictors.empty();
-  const bool place = target->hasGPU() && args.plan.empty();
-  if (args.trace.empty() &&
-      (train || place || mode == SparsityMode::Threshold) &&
-      !profileCalibration(
-          args, *model, train ? 4000 : 0,
-          mode == SparsityMode::Threshold
-              ? "calibrating activation thresholds on the built-in text"
-          : train ? "profiling the built-in calibration text for predictor "
-                    "training samples"
-                  : "no --trace given; profiling the built-in calibration "
-                    "text",
-          profile, error))
-    return fail(error);
-
-  // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
-  // target sparsity.
-  std::vector<float> actThresholds;
-  if (mode == SparsityMode::Threshold &&
-      !thresholdsFor(args, *model, &profile, actThresholds, error))
-    return fail(error);
-
-  // Predicted mode for a model that stores no predictors: compile from a
-  // copy of the model that carries trained (or given) ones. The copy is
-  // removed on every exit.
-  TempPath withPredictors;
-  if (mode == SparsityMode::Predicted && !storedPredictors) {
-    if (!attachPredictors(args, *model, profile, withPredictors, error))
+  if (args.emit == "mlir") {
+    // The model as imported: nothing the job decides shows in it.
+    std::unique_ptr<Model> model = Model::open(args.model, error);
+    ModelSpec spec;
+    std::string name;
+    if (!model || !modelSpecOf(*model, spec, name, error) ||
+        !emitMLIR(spec, nullptr, EmitStage::Dense, std::cout, error))
       return fail(error);
-    model = Model::open(withPredictors.path(), error);
-    if (!model)
-      return fail(error);
+    return 0;
   }
-
-  // Placement. A target without a GPU puts every neuron on the CPU.
+  CompileJob job;
+  if (!prepareJob(args, *target, mode, job, error))
+    return fail(error);
+  if (args.emit == "mlir-placed") {
+    if (!emitMLIR(job.spec, &job.plan, EmitStage::Placed, std::cout, error,
+                  job.pipeline))
+      return fail(error);
+    return 0;
+  }
+  // The program is what the scheduled, memory-planned IR says.
   ProgramDesc program;
-  if (target->hasGPU()) {
-    Plan plan;
-    if (!args.plan.empty()
-            ? !readPlanJson(args.plan, plan, error) ||
-                  !checkPlanFits(plan, args.plan, identity, model->params(),
-                                 *target, error)
-            : !planFromTrace(args, *model, *target, profile, plan, error))
-      return fail(error);
-    // The program is what the scheduled, memory-planned IR says; its VRAM
-    // bill is pinfer-plan-memory's, which excludes the CUDA context that
-    // the executable finds already taken when it measures free VRAM.
-    PipelineOptions popts;
-    popts.sparsity = args.sparsity;
-    popts.contextLength = args.nCtx;
-    popts.vramBudget =
-        plan.budgetBytes > target->contextReserveBytes
-            ? int64_t(plan.budgetBytes - target->contextReserveBytes)
-            : 0;
-    float threshold = 0.f;
-    if (!model->file().getOptF32("powerinfer.sparse_threshold", threshold,
-                                 error))
-      return fail(error);
-    popts.threshold = threshold;
-    popts.actThresholds = actThresholds;
-    if (!compileToProgram(*model, plan, mode, target->name, target->smArch,
-                          popts, program, error))
-      return fail(error);
-    program.target = target->name;
-  } else {
-    if (!programAllCold(*model, mode, program, error))
-      return fail(error);
-    program.target = target->name;
-    // No IR on this path: the thresholds go straight to the layers.
-    for (size_t l = 0; l < actThresholds.size(); ++l)
-      program.layers[l].actThreshold = actThresholds[l];
-  }
+  if (!compileToProgram(job.spec, job.modelName, job.plan, job.mode,
+                        target->name, target->smArch, job.pipeline, program,
+                        error,
+                        args.emit == "mlir-scheduled" ? &std::cout
+                                                      : args.loweredIr))
+    return fail(error);
+  if (args.emit == "mlir-scheduled")
+    return 0;
+  program.target = target->name;
+  const std::unique_ptr<Model> &model = job.model;
+  mode = job.mode;
 
   // Predicted mode on a SiLU model: the profile's firing thresholds, so that
   // the executable's recall measurement counts what the predictors were
   // trained to find (not every neuron, as "non-zero" would for SiLU).
   if (mode == SparsityMode::Predicted &&
       model->params().activation == FfnActivation::SiLU &&
-      profile.thresholds.size() == program.layers.size())
+      job.profile.thresholds.size() == program.layers.size())
     for (size_t l = 0; l < program.layers.size(); ++l)
-      program.layers[l].actThreshold = profile.thresholds[l];
+      program.layers[l].actThreshold = job.profile.thresholds[l];
 
   // The GPU part.
   CudaModule cuda;

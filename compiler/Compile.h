@@ -1,11 +1,15 @@
-// The main job of pinferc without the MLIR pipeline: model + profile (or
-// plan) -> placement -> program description -> CUDA C++ (compiled with
-// NVRTC when the target has a GPU) + host C++ + packed weights -> the host
-// compiler links the host code against libpinfer_runtime.a -> one
-// executable, with its packed weights file beside it.
+// The main job of pinferc, and every --emit of it: the flags become one
+// job (model, profile, resolved sparsity mode, thresholds, plan — all cold
+// without a GPU — and pass options), decided once; the job's plan goes
+// through the pinfer pipeline to the scheduled IR, which is lowered to the
+// program description -> CUDA C++ (compiled with NVRTC when the target has
+// a GPU) + host C++ + packed weights -> the host compiler links the host
+// code against libpinfer_runtime.a -> one executable, with its packed
+// weights file beside it.
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -30,7 +34,9 @@ struct CompileArgs {
   // Negative: the trace's (0.5 when the built-in text is profiled).
   float targetSparsity = -1.f;
   std::string predictors; // a predictor file from pinferc train-predictors
-  std::string emit;       // "" | "cuda" | "cpp": print that source, stop
+  // "" | "mlir" | "mlir-placed" | "mlir-scheduled" | "cuda" | "cpp": print
+  // that form of the job's program and stop.
+  std::string emit;
   std::string vramBudget; // "6GiB"; empty: the target's VRAM
   int nCtx = 4096;        // the context the plan reserves KV cache for
   int nThreads = 0;       // profiling threads
@@ -40,6 +46,9 @@ struct CompileArgs {
   std::string march = "native";
   bool noZ3 = false;
   bool quiet = false; // no progress lines on stderr
+  // Where the job prints the scheduled IR it lowers (--emit=mlir-scheduled
+  // prints the same to stdout); null: nowhere.
+  std::ostream *loweredIr = nullptr;
 };
 
 // The packed weights path for an executable path: OUT.weights.gguf.
@@ -66,13 +75,6 @@ bool checkPlanFits(const Plan &plan, const std::string &planPath,
 // text) under args.vramBudget / args.nCtx. False with one line in `error`.
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error);
-
-// Threshold mode: the per-layer |silu(gate x)| thresholds the job uses,
-// from args.trace when it was calibrated at args.targetSparsity (or none was
-// asked), else from a profile of the built-in calibration text at that
-// target. False with one line in `error`, also for a ReLU-family model.
-bool activationThresholds(const CompileArgs &args, const Model &model,
-                          std::vector<float> &out, std::string &error);
 
 // Runs the job. Returns the exit code after printing at most one error line
 // "pinferc: error: ..." on stderr.

@@ -227,43 +227,6 @@ int runPerplexity(const PerplexityArgs &args) {
   return 0;
 }
 
-int runEmitMLIR(const CompileArgs &args) {
-  std::string error;
-  const Target *target = findTarget(args.target, error);
-  if (!target)
-    return fail(error);
-  auto model = Model::open(args.model, error);
-  if (!model)
-    return fail(error);
-  ModelSpec spec;
-  if (!readModelSpec(model->file(), spec, error))
-    return fail(error);
-  EmitStage stage = args.emit == "mlir"          ? EmitStage::Dense
-                    : args.emit == "mlir-placed" ? EmitStage::Placed
-                                                 : EmitStage::Scheduled;
-  Plan plan;
-  if (stage != EmitStage::Dense && !loadPlan(args, *model, *target, plan, error))
-    return fail(error);
-  PipelineOptions opts;
-  // --emit shows the IR of what is stored: auto means predicted only for a
-  // model that carries predictors.
-  opts.sparsity = args.sparsity;
-  if (opts.sparsity == "auto")
-    opts.sparsity =
-        model->file().tensor("blk.0.fc1.weight") ? "predicted" : "exact";
-  // Threshold mode's calibrated thresholds go into the module as
-  // pinfer.act_thresholds, as in the compile job.
-  if (opts.sparsity == "threshold" && stage != EmitStage::Dense &&
-      !activationThresholds(args, *model, opts.actThresholds, error))
-    return fail(error);
-  opts.contextLength = args.nCtx;
-  opts.vramBudget = int64_t(plan.budgetBytes);
-  if (!emitMLIR(spec, stage == EmitStage::Dense ? nullptr : &plan, stage,
-                std::cout, error, opts))
-    return fail(error);
-  return 0;
-}
-
 int runTrainPredictors(const TrainPredictorsArgs &args) {
   std::string error;
   if (!checkOutputsAreNotInputs({{args.output, "-o"}},

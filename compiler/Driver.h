@@ -82,9 +82,5 @@ struct TrainPredictorsArgs {
 };
 int runTrainPredictors(const TrainPredictorsArgs &args);
 
-struct CompileArgs;
-// `pinferc MODEL --emit=mlir|mlir-placed|mlir-scheduled`: prints the IR of
-// the model after that stage of the pipeline.
-int runEmitMLIR(const CompileArgs &args);
 
 } // namespace pinfer

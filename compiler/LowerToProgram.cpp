@@ -9,6 +9,8 @@
 
 #include "compiler/LowerToProgram.h"
 
+#include "llvm/Support/raw_os_ostream.h"
+
 #include "compiler/Import.h"
 #include "compiler/InitAll.h"
 #include "compiler/placement/Plan.h"
@@ -386,10 +388,8 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
   return true;
 }
 
-// The model's spec with its loaded hyperparameters, and its general.name
-// (empty when absent).
-static bool specOf(const Model &model, ModelSpec &spec, std::string &name,
-                   std::string &error) {
+bool modelSpecOf(const Model &model, ModelSpec &spec, std::string &name,
+                 std::string &error) {
   if (!readModelSpec(model.file(), spec, error))
     return false;
   spec.params = model.params();
@@ -404,7 +404,7 @@ bool programFromModule(ModuleOp scheduled, const Model &model,
                        ProgramDesc &out, std::string &error) {
   ModelSpec spec;
   std::string name;
-  if (!specOf(model, spec, name, error))
+  if (!modelSpecOf(model, spec, name, error))
     return false;
   return programFromModule(scheduled, spec, name, target, smArch, out, error);
 }
@@ -413,7 +413,7 @@ bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
                       const Plan &plan, SparsityMode mode,
                       const std::string &target, const std::string &smArch,
                       const PipelineOptions &options, ProgramDesc &out,
-                      std::string &error) {
+                      std::string &error, std::ostream *printScheduled) {
   DialectRegistry registry;
   registerAllDialects(registry);
   MLIRContext ctx(registry);
@@ -438,6 +438,10 @@ bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
   if (!attachPlan(*module, *placed, error) ||
       !runStages(*module, EmitStage::Scheduled, o, error))
     return false;
+  if (printScheduled) {
+    llvm::raw_os_ostream os(*printScheduled);
+    module->print(os);
+  }
   return programFromModule(*module, spec, modelName, target, smArch, out,
                            error);
 }
@@ -445,13 +449,13 @@ bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
 bool compileToProgram(const Model &model, const Plan &plan, SparsityMode mode,
                       const std::string &target, const std::string &smArch,
                       const PipelineOptions &options, ProgramDesc &out,
-                      std::string &error) {
+                      std::string &error, std::ostream *printScheduled) {
   ModelSpec spec;
   std::string name;
-  if (!specOf(model, spec, name, error))
+  if (!modelSpecOf(model, spec, name, error))
     return false;
   return compileToProgram(spec, name, plan, mode, target, smArch, options, out,
-                          error);
+                          error, printScheduled);
 }
 
 } // namespace pinfer

@@ -18,6 +18,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <iosfwd>
 #include <string>
 
 namespace pinfer {
@@ -41,8 +42,14 @@ bool programFromModule(mlir::ModuleOp scheduled, const Model &model,
                        const std::string &target, const std::string &smArch,
                        ProgramDesc &out, std::string &error);
 
+/// The spec of a loaded model (its hyperparameters as loaded) and its
+/// general.name (empty when absent).
+bool modelSpecOf(const Model &model, ModelSpec &spec, std::string &name,
+                 std::string &error);
+
 /// Import → attachPlan → pinfer-place and pinfer-lower → programFromModule
-/// in one call. `mode` overrides options.sparsity; the predictor threshold,
+/// in one call; with `printScheduled`, the scheduled module is printed there
+/// first (what --emit=mlir-scheduled shows is the module lowered here). `mode` overrides options.sparsity; the predictor threshold,
 /// VRAM budget and context length come from `options`. Without a GPU
 /// (`smArch` empty) the plan is taken as all cold with CPU attention and
 /// head, as programFromPlan does. A pass failure (e.g. the VRAM bill over
@@ -51,11 +58,13 @@ bool compileToProgram(const ModelSpec &spec, const std::string &modelName,
                       const Plan &plan, SparsityMode mode,
                       const std::string &target, const std::string &smArch,
                       const PipelineOptions &options, ProgramDesc &out,
-                      std::string &error);
+                      std::string &error,
+                      std::ostream *printScheduled = nullptr);
 
 bool compileToProgram(const Model &model, const Plan &plan, SparsityMode mode,
                       const std::string &target, const std::string &smArch,
                       const PipelineOptions &options, ProgramDesc &out,
-                      std::string &error);
+                      std::string &error,
+                      std::ostream *printScheduled = nullptr);
 
 } // namespace pinfer

@@ -149,11 +149,14 @@ bool makeTempBeside(const std::string &dest, TempPath &out,
   return true;
 }
 
+std::string tempDirectory() {
+  const char *env = std::getenv("TMPDIR");
+  return env && *env ? env : "/tmp";
+}
+
 bool makeTempDir(const std::string &prefix, TempPath &out,
                  std::string &error) {
-  const char *env = std::getenv("TMPDIR");
-  std::string name = std::string(env && *env ? env : "/tmp") + "/" + prefix +
-                     "-XXXXXX";
+  std::string name = tempDirectory() + "/" + prefix + "-XXXXXX";
   if (!::mkdtemp(&name[0])) {
     error = "cannot create a temporary directory " + name + ": " +
             std::strerror(errno);

@@ -45,6 +45,9 @@ private:
 bool makeTempBeside(const std::string &dest, TempPath &out,
                     std::string &error);
 
+// $TMPDIR, else /tmp.
+std::string tempDirectory();
+
 // Creates a private directory /tmp/PREFIX-XXXXXX (or under $TMPDIR).
 bool makeTempDir(const std::string &prefix, TempPath &out, std::string &error);
 

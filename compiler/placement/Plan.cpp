@@ -784,6 +784,23 @@ bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
   return true;
 }
 
+Plan coldPlan(uint32_t nLayer, uint32_t nFF, const std::string &target,
+              const std::string &modelIdentity) {
+  Plan plan;
+  plan.target = target;
+  plan.modelIdentity = modelIdentity;
+  plan.nLayer = nLayer;
+  plan.nFF = nFF;
+  plan.layers.resize(nLayer);
+  for (LayerPlan &lp : plan.layers) {
+    lp.order.resize(nFF);
+    for (uint32_t i = 0; i < nFF; ++i)
+      lp.order[i] = i;
+  }
+  plan.status = "no GPU: every neuron on the CPU";
+  return plan;
+}
+
 bool writePlanJson(const std::string &path, const Plan &plan,
                    std::string &error) {
   return writeTextFile(path, planToJson(plan), error);

@@ -68,6 +68,12 @@ bool planPlacement(const Trace &trace, const ModelShape &shape,
 Plan makePlan(const PlacementInput &in, const Assignment &a,
               const std::string &target);
 
+// The plan of a target without a GPU, or of a budget that holds no neuron:
+// every layer's neurons in id order, all on the CPU, attention and the head
+// too.
+Plan coldPlan(uint32_t nLayer, uint32_t nFF, const std::string &target,
+              const std::string &modelIdentity);
+
 std::string planToJson(const Plan &plan);
 bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
                   std::string &error);

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -212,7 +213,23 @@ TEST_F(CompileTest, PredictedMode) {
     args.sparsity = "predicted";
     args.quiet = true;
     args.output = dir_ + "/exe-predicted-" + target;
+    std::ostringstream lowered;
+    args.loweredIr = &lowered;
     ASSERT_EQ(compileModel(args), 0);
+    // --emit=mlir-scheduled shows the IR this compile lowered.
+    {
+      CompileArgs emit = args;
+      emit.output.clear();
+      emit.loweredIr = nullptr;
+      emit.emit = "mlir-scheduled";
+      std::ostringstream printed;
+      std::streambuf *stdoutBuf = std::cout.rdbuf(printed.rdbuf());
+      const int rc = compileModel(emit);
+      std::cout.rdbuf(stdoutBuf);
+      ASSERT_EQ(rc, 0);
+      EXPECT_EQ(printed.str(), lowered.str());
+      EXPECT_NE(printed.str().find("pinfer.predict"), std::string::npos);
+    }
     std::string out, err;
     ASSERT_EQ(run(args.output + " -p '" + std::string(kPrompt) + "' -n " +
                       std::to_string(kTokens) +
@@ -279,6 +296,42 @@ TEST_F(CompileTest, EmitPrintsSources) {
   args.plan.clear();
   args.emit = "cuda";
   EXPECT_EQ(compileModel(args), 1);
+}
+
+// Tests that --emit=mlir-scheduled prints the very IR the compile job
+// lowers into the executable's program, byte for byte, in each sparsity
+// mode on a GPU target (split plan) and on --target cpu (the same IR with
+// an all-cold plan); and that the CPU target's IR has no GPU op.
+TEST_F(CompileTest, EmitShowsTheIrTheJobLowers) {
+  for (const char *target : {"cpu", "rtx4090"})
+    for (const char *sparsity : {"dense", "exact"}) {
+      SCOPED_TRACE(std::string(target) + " " + sparsity);
+      CompileArgs args;
+      args.model = model_;
+      args.trace = trace_;
+      args.target = target;
+      args.plan = std::string(target) == "cpu" ? "" : plan_;
+      args.sparsity = sparsity;
+      args.quiet = true;
+      args.output = dir_ + "/exe-ir";
+      std::ostringstream lowered;
+      args.loweredIr = &lowered;
+      ASSERT_EQ(compileModel(args), 0);
+
+      args.output.clear();
+      args.loweredIr = nullptr;
+      args.emit = "mlir-scheduled";
+      std::ostringstream printed;
+      std::streambuf *stdoutBuf = std::cout.rdbuf(printed.rdbuf());
+      const int rc = compileModel(args);
+      std::cout.rdbuf(stdoutBuf);
+      ASSERT_EQ(rc, 0);
+      const std::string emitted = printed.str();
+      EXPECT_EQ(emitted, lowered.str());
+      EXPECT_NE(emitted.find("pinfer.memory"), std::string::npos);
+      EXPECT_EQ(emitted.find("#pinfer.device<gpu>") == std::string::npos,
+                std::string(target) == "cpu");
+    }
 }
 
 // Tests that the weights are found with --weights when moved, and that a

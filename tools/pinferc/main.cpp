@@ -110,8 +110,6 @@ static int compileVerb(int argc, char **argv) {
     std::cerr << "pinferc: error: " << e.what() << " (see pinferc --help)\n";
     return 2;
   }
-  if (c.emit.rfind("mlir", 0) == 0)
-    return pinfer::runEmitMLIR(c);
   return pinfer::compileModel(c);
 }
 
