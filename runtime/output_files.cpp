@@ -144,6 +144,14 @@ bool makeTempBeside(const std::string &dest, TempPath &out,
             std::strerror(errno);
     return false;
   }
+  // mkstemp makes the file private (0600); the finished output gets the
+  // permissions any new file of the user's would (0666 less the umask).
+  static const mode_t umaskBits = [] {
+    mode_t m = ::umask(0);
+    ::umask(m);
+    return m;
+  }();
+  ::fchmod(fd, 0666 & ~umaskBits);
   ::close(fd);
   out.adopt(name);
   return true;

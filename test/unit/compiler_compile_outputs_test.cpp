@@ -122,6 +122,29 @@ TEST_F(OutputsTest, OutputsNeverReplaceInputs) {
   std::remove((stem + ".weights.gguf").c_str());
 }
 
+// Tests that outputs get the permissions of any new file of the user's
+// (temporaries are made private), and that an interrupted model generator
+// leaves no temporary behind.
+TEST_F(OutputsTest, OutputsHaveUsualPermissions) {
+  struct stat st;
+  ASSERT_EQ(::stat(model_.c_str(), &st), 0);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask);
+  ASSERT_EQ(::stat(trace_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask);
+
+  const auto before = listDir(dir_);
+  std::system(("sh -c '" + kGenmodel + " --preset small -o " + dir_ +
+               "/big.gguf >/dev/null & pid=$!; sleep 0.3; kill -INT $pid; "
+               "wait $pid'")
+                  .c_str());
+  auto after = listDir(dir_);
+  after.erase("big.gguf"); // finished before the signal: fine
+  EXPECT_EQ(after, before);
+  std::remove((dir_ + "/big.gguf").c_str());
+}
+
 // Tests that -o naming a directory or a missing directory is one line and
 // writes nothing.
 TEST_F(OutputsTest, UnusableOutputPathWritesNothing) {
