@@ -51,6 +51,24 @@ int hexDigit(char c) {
   return -1;
 }
 
+// A string from the file quoted in an error: control bytes, quotes and
+// backslashes as \xNN, so that the error stays one line, and at most 64
+// bytes of it (as in gguf.cpp).
+std::string quoted(const std::string &s) {
+  std::string out = "'";
+  for (unsigned char c : s.substr(0, 64)) {
+    if (c >= 0x20 && c != 0x7f && c != '\\' && c != '\'') {
+      out += char(c);
+    } else {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out + (s.size() > 64 ? "...'" : "'");
+}
+
 // "<0xNN>" -> NN, or -1.
 int byteTokenValue(const std::string &text) {
   if (text.size() != 6 || text.compare(0, 3, "<0x") != 0 || text[5] != '>')
@@ -115,8 +133,8 @@ std::unique_ptr<Tokenizer> Tokenizer::fromGGUF(const GGUFFile &f,
   } else if (model == "gpt2") {
     v.kind = TokenizerKind::BPE;
   } else {
-    error = path + ": key tokenizer.ggml.model: unknown tokenizer '" + model +
-            "' (expected llama or gpt2)";
+    error = path + ": key tokenizer.ggml.model: unknown tokenizer " +
+            quoted(model) + " (expected llama or gpt2)";
     return nullptr;
   }
   if (!f.getOptString("tokenizer.ggml.pre", v.pre, error) ||
@@ -189,8 +207,9 @@ bool Tokenizer::init(Vocab &v, const std::string &source, std::string &error) {
     } else if (v.pre == "falcon") {
       pre_ = BPEPreTokenizer::Falcon;
     } else {
-      error = source + ": key tokenizer.ggml.pre: unknown pre-tokenizer '" +
-              v.pre + "' (expected default, gpt-2, phi-2, mpt, olmo or falcon)";
+      error = source + ": key tokenizer.ggml.pre: unknown pre-tokenizer " +
+              quoted(v.pre) +
+              " (expected default, gpt-2, phi-2, mpt, olmo or falcon)";
       return false;
     }
   }
@@ -285,8 +304,8 @@ bool Tokenizer::init(Vocab &v, const std::string &source, std::string &error) {
       size_t pos = m.find(' ', 1);
       if (pos == std::string::npos) {
         error = source + ": key tokenizer.ggml.merges: entry " +
-                std::to_string(i) + " '" + m +
-                "' has no space (expected 'LEFT RIGHT')";
+                std::to_string(i) + " " + quoted(m) +
+                " has no space (expected 'LEFT RIGHT')";
         return false;
       }
       std::string key = m.substr(0, pos);
