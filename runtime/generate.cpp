@@ -165,13 +165,15 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
 
   Sampler sampler(opts.sampling, decoder.nVocab());
   r.seed = sampler.seed();
+  // From here on Ctrl-C stops generation and still reports (the echoed
+  // prompt shows that it is in place).
+  InterruptScope interruptible;
   if (!opts.json && opts.echoPrompt) {
     out << opts.prompt;
     out.flush();
   }
 
   std::string error;
-  InterruptScope interruptible;
   decoder.reset();
   Clock::time_point t0 = Clock::now();
   if (!decoder.evalBatch(r.promptTokens.data(), nPrompt, 0, true, error))

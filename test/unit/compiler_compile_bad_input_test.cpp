@@ -17,6 +17,7 @@
 #include <cstring>
 #include <functional>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace pinfer;
@@ -218,19 +219,50 @@ TEST_F(BadInputTest, WrongKindOfFile) {
 }
 
 // Tests that Ctrl-C during generation stops it, still prints the JSON (and
-// the timing lines without --json) and exits 130.
+// the timing lines without --json) and exits 130. The executable is started
+// directly (a shell's background job would ignore SIGINT) and interrupted
+// until it stops, so that a slow start-up cannot miss the signal.
 TEST_F(BadInputTest, InterruptedGenerationStillReports) {
   for (bool json : {true, false}) {
     const std::string out = dir_ + "/gen.out", err = dir_ + "/gen.err";
-    const std::string cmd = exe_ + " -p hi -n -1 -c 200000 --temp 0 -t 1" +
-                            (json ? " --json" : "") + " > " + out + " 2> " +
-                            err + " & pid=$!; sleep 0.5; kill -INT $pid; "
-                                  "wait $pid";
-    int rc = std::system(("/bin/sh -c '" + cmd + "'").c_str());
-    EXPECT_EQ(WEXITSTATUS(rc), 130);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      std::freopen(out.c_str(), "w", stdout);
+      std::freopen(err.c_str(), "w", stderr);
+      ::execl(exe_.c_str(), exe_.c_str(), "-p", "hi", "-n", "-1", "-c",
+              "200000", "--temp", "0", "-t", "1", json ? "--json" : "--cpu",
+              (char *)nullptr);
+      ::_exit(127);
+    }
+    // Ready when generation has begun: the prompt is echoed (text mode), or
+    // the warning about -c printed just before generation (JSON mode).
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 400 && !exited; ++i) {
+      ::usleep(50000);
+      exited = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!(json ? readFile(err) : readFile(out)).empty())
+        break;
+    }
+    ASSERT_FALSE(exited);
+    ::usleep(300000);
+    ::kill(pid, SIGINT);
+    for (int i = 0; i < 600 && !exited; ++i) {
+      exited = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!exited)
+        ::usleep(50000);
+    }
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 130);
     const std::string o = readFile(out), e = readFile(err);
     if (json) {
       EXPECT_NE(o.find("\"stop\":\"interrupted\""), std::string::npos) << o;
+      ASSERT_GE(o.size(), 2u);
       EXPECT_EQ(o.back(), '\n');
       EXPECT_EQ(o[o.size() - 2], '}');
     } else {
