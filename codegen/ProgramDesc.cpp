@@ -120,6 +120,20 @@ bool programFromPlan(const Model &model, const Plan &plan, SparsityMode mode,
     d.cold.assign(lp.order.begin() + nHot, lp.order.end());
     d.attentionOnGPU = !smArch.empty() && lp.attentionOnGPU;
   }
+  // Predictors serve the cold (CPU) halves only: a layer without one has
+  // none, and a program without any is exact.
+  if (mode == SparsityMode::Predicted) {
+    bool anyCold = false;
+    for (LayerDesc &d : out.layers) {
+      if (d.cold.empty())
+        d.predictorRank = 0;
+      anyCold |= !d.cold.empty();
+    }
+    if (!anyCold) {
+      out.mode = SparsityMode::Exact;
+      out.predictorThreshold = 0.f;
+    }
+  }
   return true;
 }
 

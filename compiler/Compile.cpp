@@ -143,17 +143,13 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.useZ3 = !args.noZ3;
   opts.z3Seconds = args.z3Seconds;
   opts.minGranules = args.minGranules;
-  // Predictors take VRAM only when the program will run them: predicted
-  // mode, or auto mode with predictors stored, given or trainable.
+  // Predicted mode, or auto mode with predictors stored, given or
+  // trainable: the CPU half reads a neuron's rows only when predicted.
   bool predicted =
       args.sparsity == "predicted" ||
       (args.sparsity == "auto" &&
        (model.file().tensor("blk.0.fc1.weight") || !args.predictors.empty() ||
         !trace.samples.empty()));
-  if (!predicted) {
-    shape.predictorBytes.clear();
-    opts.predictorRank = 0;
-  }
   // What a CPU neuron costs per token in the mode the program will run.
   opts.reads = predicted                   ? NeuronReads::WhenFiring
                : args.sparsity == "dense" ? NeuronReads::Always

@@ -188,6 +188,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
   std::vector<LayerRead> read(nLayer);
   bool ok = true;
   bool sawMode = false, sawThreshold = false;
+  bool gpuExactOnly = false; // every half so far a GPU half skipping exact zeros
   SparsityMode mode = SparsityMode::Exact;
   float threshold = 0.f;
   auto fail = [&](std::string message) {
@@ -233,12 +234,20 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
                        "one per device");
     slot = part;
     SparsityMode m = toMode(part.getSparsity());
-    if (sawMode && m != mode)
+    // In a predicted program the GPU halves skip exact zeros (only the CPU
+    // half has a predictor): they agree with either mode.
+    const bool gpuExact =
+        part.getDevice() == Device::gpu && m == SparsityMode::Exact;
+    if (sawMode && m != mode &&
+        !(gpuExact && mode == SparsityMode::Predicted) &&
+        !(gpuExactOnly && m == SparsityMode::Predicted))
       return fail(at + "sparsity " +
                   stringifySparsity(part.getSparsity()).str() +
                   " differs from the other halves' " + sparsityModeName(mode));
+    if (!sawMode || !gpuExact)
+      mode = m;
+    gpuExactOnly = (gpuExactOnly || !sawMode) && gpuExact;
     sawMode = true;
-    mode = m;
     Value mask = part.getMask();
     if (m != SparsityMode::Predicted)
       return WalkResult::advance();
@@ -353,7 +362,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     // Both halves' predictors share fc1/fc2; fc2's rows must follow the
     // weights' permutation so that bit i scores packed neuron i.
     for (FFNPartOp part : {gpu, cpu}) {
-      if (!part)
+      if (!part || !part.getMask()) // GPU halves skip exact zeros
         continue;
       auto predict = part.getMask().getDefiningOp<PredictOp>();
       auto fc1 = cast<WeightType>(predict.getWeights()[0].getType());

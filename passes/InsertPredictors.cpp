@@ -2,8 +2,11 @@
 //
 // Sparsity is a per-program choice: dense halves reproduce the reference
 // bit for bit, exact skipping gives the same result faster on ReLU models,
-// predicted skipping is fastest but approximate. The predictor runs on the
-// device of the half it serves, so no mask ever crosses PCIe. Threshold
+// predicted skipping is fastest but approximate. Only the CPU half gets a
+// predictor: the hot (GPU) neurons fire often enough that predicting them
+// saves little, so the GPU half skips exactly-zero activations instead, and
+// no predictor is uploaded or billed in VRAM. The predictors are the
+// model's learned fc1/fc2 ones: the runtime has no other kind. Threshold
 // skipping is the SiLU models' approximate mode: each layer skips neurons
 // whose |activation| falls at or below a threshold calibrated from a
 // profile, which the module carries as `pinfer.act_thresholds`.
@@ -84,6 +87,13 @@ void InsertPredictorsPass::runOnOperation() {
     }
   }
 
+  if (sparsity == Sparsity::predicted && !fc1Type) {
+    module.emitError("pinfer-insert-predictors: mode=predicted needs the "
+                     "model's learned fc1/fc2 predictors (module attribute "
+                     "pinfer.predictor); the runtime has no other predictor");
+    return signalPassFailure();
+  }
+
   SmallVector<FFNPartOp> parts;
   module.walk([&](FFNPartOp op) { parts.push_back(op); });
   MLIRContext *ctx = &getContext();
@@ -92,7 +102,10 @@ void InsertPredictorsPass::runOnOperation() {
   for (FFNPartOp part : parts) {
     if (part.getMask())
       continue; // already predicted
-    part.setSparsityAttr(SparsityAttr::get(ctx, sparsity));
+    const bool gpuHalf = part.getDevice() == Device::gpu;
+    part.setSparsityAttr(SparsityAttr::get(
+        ctx, sparsity == Sparsity::predicted && gpuHalf ? Sparsity::exact
+                                                        : sparsity));
     if (sparsity == Sparsity::threshold) {
       int64_t layer = part.getLayer();
       if (layer >= int64_t(actThresholds.size())) {
@@ -107,25 +120,21 @@ void InsertPredictorsPass::runOnOperation() {
         return signalPassFailure();
       continue;
     }
-    if (sparsity != Sparsity::predicted)
+    if (sparsity != Sparsity::predicted || gpuHalf)
       continue;
     OpBuilder b(part);
     SmallVector<Value, 2> weights;
     int64_t layer = part.getLayer();
-    if (fc1Type) {
-      auto it = predictorWeights.find(layer);
-      if (it == predictorWeights.end()) {
-        std::string base = "blk." + std::to_string(layer);
-        Value fc1 = b.create<WeightOp>(part.getLoc(), fc1Type,
-                                       base + ".fc1.weight", Attribute());
-        Value fc2 = b.create<WeightOp>(part.getLoc(), fc2Type,
-                                       base + ".fc2.weight", Attribute());
-        it = predictorWeights.emplace(layer, std::make_pair(fc1, fc2)).first;
-      }
-      weights = {it->second.first, it->second.second};
-    } else {
-      weights = {part.getGate()};
+    auto it = predictorWeights.find(layer);
+    if (it == predictorWeights.end()) {
+      std::string base = "blk." + std::to_string(layer);
+      Value fc1 = b.create<WeightOp>(part.getLoc(), fc1Type,
+                                     base + ".fc1.weight", Attribute());
+      Value fc2 = b.create<WeightOp>(part.getLoc(), fc2Type,
+                                     base + ".fc2.weight", Attribute());
+      it = predictorWeights.emplace(layer, std::make_pair(fc1, fc2)).first;
     }
+    weights = {it->second.first, it->second.second};
     int64_t nFF = part.getNumNeurons();
     auto maskType = RankedTensorType::get({nFF}, b.getI1Type());
     auto predict =

@@ -48,11 +48,13 @@ def InsertPredictorsPass : Pass<"pinfer-insert-predictors", "mlir::ModuleOp"> {
   let description = [{
     `mode=dense` leaves every ffn_part dense; `mode=exact` marks them to skip
     neurons whose activation is exactly zero; `mode=predicted` adds a
-    `pinfer.predict` on each part's device and feeds its mask to the part.
-    The predictor uses the model's `blk.N.fc1.weight`/`blk.N.fc2.weight`
-    when the module attribute `pinfer.predictor = {fc1 = type, fc2 = type}`
-    says the file has them, otherwise the magnitude of the gate product
-    against `threshold`. `mode=threshold` gives each part the `threshold`
+    `pinfer.predict` before each CPU part and feeds its mask to the part,
+    while GPU parts skip exactly-zero activations (hot neurons fire often:
+    predicting them saves little, and no predictor goes to VRAM). The
+    predictor uses the model's `blk.N.fc1.weight`/`blk.N.fc2.weight`,
+    which the module attribute `pinfer.predictor = {fc1 = type, fc2 =
+    type}` says the file has; without it `mode=predicted` fails (the
+    runtime has no other predictor). `mode=threshold` gives each part the `threshold`
     of its layer from the module attribute `pinfer.act_thresholds =
     array<f32: ...>` (one per layer, calibrated by the profiler), so that
     neurons with `|act(gate x)| <= threshold` are skipped.
@@ -111,6 +113,25 @@ def PlanMemoryPass : Pass<"pinfer-plan-memory", "mlir::ModuleOp"> {
     Option<"contextLength", "context-length", "int64_t", /*default=*/"512",
            "tokens of KV cache to reserve">,
   ];
+  let dependentDialects = ["::pinfer::PInferDialect"];
+}
+
+def VerifyLoweringPass : Pass<"pinfer-verify-lowering", "mlir::ModuleOp"> {
+  let summary = "Checks that the lowered IR holds only what the runtime runs";
+  let description = [{
+    Closes pinfer-lower: what passes this is what the executable runs,
+    step for step, and what pinfer-plan-memory billed. It fails on any op
+    the runtime has no routine for yet: attention or the output head on
+    the GPU, a predictor on the GPU or one that is not the model's fc1/fc2
+    pair, a GPU ffn_part with predicted sparsity, a `pinfer.record` without
+    exactly one `pinfer.wait`, and a module without `pinfer.memory` (the
+    memory plan did not run).
+
+    ```mlir
+    // Fails: the runtime has no GPU attention.
+    %a = pinfer.attention %x, %pos, %w, %w, %w, %w {device = #pinfer.device<gpu>, ...}
+    ```
+  }];
   let dependentDialects = ["::pinfer::PInferDialect"];
 }
 

@@ -29,6 +29,7 @@ void pinfer::buildLowerPipeline(OpPassManager &pm,
   memory.vramBudget = options.vramBudget;
   memory.contextLength = options.contextLength;
   pm.addPass(createPlanMemoryPass(memory));
+  pm.addPass(createVerifyLoweringPass());
 }
 
 void pinfer::registerPipelines() {
@@ -38,6 +39,7 @@ void pinfer::registerPipelines() {
       buildPlacePipeline);
   PassPipelineRegistration<LowerPipelineOptions>(
       "pinfer-lower",
-      "Schedule CPU/GPU overlap and plan memory against the VRAM budget",
+      "Schedule CPU/GPU overlap, plan memory against the VRAM budget and "
+      "verify that the runtime runs every op",
       buildLowerPipeline);
 }

@@ -89,10 +89,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
   out.embeddingBytes = embd->nbytes;
   out.outputBytes = output ? output->nbytes : embd->nbytes;
   out.attentionBytes.assign(nLayer, 0);
-  std::vector<uint64_t> predictor(nLayer, 0);
   std::vector<uint64_t> neuron(nLayer, 0);
   std::vector<uint32_t> nFF(nLayer, 0);
-  bool anyPredictor = false;
   for (const GGUFTensor &t : file.tensors()) {
     uint32_t l;
     std::string rest;
@@ -102,9 +100,6 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       out.attentionBytes[l] += t.nbytes;
       if (rest == "attn_k.weight")
         out.nKVDim = uint32_t(t.ne[1]);
-    } else if (rest == "fc1.weight" || rest == "fc2.weight") {
-      predictor[l] += t.nbytes;
-      anyPredictor = true;
     } else if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") {
       // {n_embd, n_ff}: one row of n_embd elements per neuron
       nFF[l] = uint32_t(t.ne[1]);
@@ -140,8 +135,6 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       return false;
     }
   }
-  if (anyPredictor)
-    out.predictorBytes = predictor;
   return true;
 }
 
@@ -259,9 +252,6 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   out.order.resize(shape.nLayer);
   out.freq.resize(shape.nLayer);
   p.layers.resize(shape.nLayer);
-  uint64_t predictorDefault =
-      (uint64_t(shape.nEmbd) * opts.predictorRank +
-       uint64_t(opts.predictorRank) * shape.nFF) * 2; // f16 fc1 + fc2
   for (uint32_t l = 0; l < shape.nLayer; ++l) {
     const std::vector<uint64_t> &fired = trace.fired[l];
     std::vector<uint32_t> &order = out.order[l];
@@ -285,13 +275,11 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       g.utility = g.firings * firingBytes + g.count * alwaysBytes;
       lp.granules.push_back(g);
     }
-    uint64_t predictor = shape.predictorBytes.empty() ? predictorDefault
-                                                      : shape.predictorBytes[l];
-    lp.hotFixedBytes = predictor + shape.downScaleBytes;
-    lp.hotFixedName = predictor && shape.downScaleBytes
-                          ? "predictors + down scales"
-                      : predictor ? "predictors"
-                                  : "down scales";
+    // Predictors stay on the CPU (only the cold half is predicted: see
+    // pinfer-insert-predictors), so a layer's GPU half needs only the
+    // down projection's block scales whole.
+    lp.hotFixedBytes = shape.downScaleBytes;
+    lp.hotFixedName = "down scales";
     if (opts.minGranules >= 0) {
       lp.minGranules = uint32_t(std::max(1, opts.minGranules));
     } else {

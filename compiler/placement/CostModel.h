@@ -32,7 +32,6 @@ struct ModelShape {
   // layer's GPU half needs whole whenever it has hot neurons.
   uint64_t downScaleBytes = 0;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
-  std::vector<uint64_t> predictorBytes; // [n_layer]; empty: none stored
   uint64_t outputBytes = 0;    // output head (the embedding when tied)
   uint64_t embeddingBytes = 0; // token embedding: always on the CPU
 };
@@ -66,7 +65,6 @@ struct PlacementOptions {
   uint32_t nCtx = 4096;       // KV cache length (-c)
   uint32_t nBatch = 512;      // prompt batch, sizes the scratch buffers
   uint32_t granuleSize = 0;   // 0: a multiple of 32 giving <= 256 per layer
-  uint32_t predictorRank = 256; // when the model stores no predictors
   NeuronReads reads = NeuronReads::WhenFiring;
   int minGranules = -1;       // -1: from the cost model
   AttentionPolicy attention = AttentionPolicy::Optional;

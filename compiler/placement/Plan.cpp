@@ -63,7 +63,7 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
   plan.granuleSize = in.granuleSize;
   plan.budgetBytes = p.budget;
   plan.bill = p.mandatory;
-  uint64_t ffnBytes = 0, predictorBytes = 0, attnBytes = 0;
+  uint64_t ffnBytes = 0, hotFixedBytes = 0, attnBytes = 0;
   uint32_t ffnLayers = 0, attnLayers = 0;
   for (size_t l = 0; l < p.layers.size(); ++l) {
     const LayerProblem &lp = p.layers[l];
@@ -89,7 +89,7 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     lay.vramBytes = hotBytes;
     if (lay.hotGranules) {
       lay.vramBytes += lp.hotFixedBytes;
-      predictorBytes += lp.hotFixedBytes;
+      hotFixedBytes += lp.hotFixedBytes;
       ffnBytes += hotBytes;
       ++ffnLayers;
     }
@@ -115,12 +115,12 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     plan.bill.push_back({"hot FFN rows + neuron index (" +
                              std::to_string(ffnLayers) + " layers)",
                          ffnBytes});
-    // Per layer with hot neurons: its predictor (when the program runs
-    // one) and the down projection's block scales (quantised models).
-    if (predictorBytes)
+    // Per layer with hot neurons: the down projection's block scales
+    // (quantised models).
+    if (hotFixedBytes)
       plan.bill.push_back({in.problem.layers.front().hotFixedName + " (" +
                                std::to_string(ffnLayers) + " layers)",
-                           predictorBytes});
+                           hotFixedBytes});
   }
   if (attnLayers)
     plan.bill.push_back({"attention + KV cache (" +

@@ -411,7 +411,6 @@ TEST(PlacementCost, UtilityFollowsTheModesReads) {
   std::string err;
   const Target *target = findTarget("rtx3090", err);
   PlacementOptions o;
-  o.predictorRank = 0;
   for (NeuronReads reads : {NeuronReads::WhenFiring, NeuronReads::GateAlways,
                             NeuronReads::Always}) {
     o.reads = reads;
@@ -479,8 +478,6 @@ TEST(PlacementCost, ShapeFromGGUF) {
   EXPECT_EQ(s.downScaleBytes, 3u * 64 * 2);
   ASSERT_EQ(s.attentionBytes.size(), 2u);
   EXPECT_EQ(s.attentionBytes[1], (64u * 64 * 2 + 64 * 32 * 2) * 2 + 2 * 64 * 4);
-  ASSERT_EQ(s.predictorBytes.size(), 2u);
-  EXPECT_EQ(s.predictorBytes[0], (64u * 16 + 16 * 96) * 2);
   EXPECT_EQ(s.outputBytes, 50u * 68);
   EXPECT_EQ(s.embeddingBytes, 50u * 64 * 2);
 

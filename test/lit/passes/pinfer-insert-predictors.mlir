@@ -3,9 +3,9 @@
 // RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-insert-predictors=mode=dense | FileCheck %s --check-prefix=DENSE
 // RUN: not pinfer-opt %s -split-input-file -pinfer-insert-predictors=mode=sometimes 2>&1 | FileCheck %s --check-prefix=BAD
 
-// Tests that with the model's predictors each half gets its own predictor
-// on its own device, sharing the layer's fc1/fc2 handles; exact and dense
-// only set the sparsity.
+// Tests that with the model's predictors the CPU half gets a predictor over
+// the layer's fc1/fc2 and the GPU half skips exact zeros (no predictor in
+// VRAM); exact and dense only set the sparsity.
 // BAD: mode must be dense, exact, predicted or threshold, got 'sometimes'
 module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 = !pinfer.weight<f16, [8, 4]>}} {
   // PRED-LABEL: func.func @learned
@@ -14,11 +14,11 @@ module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 =
   func.func @learned(%x: tensor<32xf32>) -> tensor<32xf32> {
     %g = pinfer.weight "g" : !pinfer.weight<f16, [32, 4]>
     %d = pinfer.weight "d" : !pinfer.weight<f16, [4, 32]>
+    // PRED-NOT: pinfer.predict {{.*}}device = #pinfer.device<gpu>
+    // PRED: pinfer.ffn_part %[[X:.+]], %{{.+}}, %{{.+}}, %{{.+}} {{{.*}}device = #pinfer.device<gpu>{{.*}}sparsity = #pinfer.sparsity<exact>
     // PRED: %[[FC1:.+]] = pinfer.weight "blk.2.fc1.weight" : !pinfer.weight<f16, [32, 8]>
     // PRED: %[[FC2:.+]] = pinfer.weight "blk.2.fc2.weight" : !pinfer.weight<f16, [8, 4]>
-    // PRED: %[[M0:.+]] = pinfer.predict %[[X:.+]], %[[FC1]], %[[FC2]] {device = #pinfer.device<gpu>, layer = 2 : i64, threshold = 0.000000e+00 : f32}
-    // PRED: pinfer.ffn_part %[[X]], %{{.+}}, %{{.+}}, %{{.+}} mask %[[M0]] : tensor<4xi1> {{.*}}device = #pinfer.device<gpu>{{.*}}sparsity = #pinfer.sparsity<predicted>
-    // PRED: %[[M1:.+]] = pinfer.predict %[[X]], %[[FC1]], %[[FC2]] {device = #pinfer.device<cpu>
+    // PRED: %[[M1:.+]] = pinfer.predict %[[X]], %[[FC1]], %[[FC2]] {device = #pinfer.device<cpu>, layer = 2 : i64, threshold = 0.000000e+00 : f32}
     // PRED: pinfer.ffn_part {{.*}} mask %[[M1]] : tensor<4xi1> {{.*}}sparsity = #pinfer.sparsity<predicted>
     // EXACT-NOT: pinfer.predict
     // EXACT-COUNT-2: sparsity = #pinfer.sparsity<exact>
@@ -29,24 +29,6 @@ module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 =
         : tensor<32xf32>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [4, 32]>
     %y = pinfer.merge %h, %c : tensor<32xf32>
     return %y : tensor<32xf32>
-  }
-}
-
-// -----
-
-// Tests that without predictors in the model the gate magnitude is used,
-// and that a layer wholly on the CPU gets a CPU predictor.
-module {
-  // PRED-LABEL: func.func @magnitude
-  func.func @magnitude(%x: tensor<32xf32>) -> tensor<32xf32> {
-    // PRED: %[[G:.+]] = pinfer.weight "g"
-    %g = pinfer.weight "g" : !pinfer.weight<f16, [32, 4]>
-    %d = pinfer.weight "d" : !pinfer.weight<f16, [4, 32]>
-    // PRED: %[[M:.+]] = pinfer.predict %{{.+}}, %[[G]] {device = #pinfer.device<cpu>, layer = 0 : i64, threshold = 0.000000e+00 : f32} : tensor<32xf32>, !pinfer.weight<f16, [32, 4]> -> tensor<4xi1>
-    // PRED: pinfer.ffn_part {{.*}} mask %[[M]]
-    %c = pinfer.ffn_part %x, %g, %g, %d {activation = #pinfer.activation<relu>, count = 4 : i64, device = #pinfer.device<cpu>, layer = 0 : i64, offset = 0 : i64}
-        : tensor<32xf32>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [4, 32]>
-    return %c : tensor<32xf32>
   }
 }
 

@@ -1,0 +1,79 @@
+//===- VerifyLowering.cpp - the lowered IR holds only what runs -----------===//
+//
+// The last pass of pinfer-lower. The executable runs the lowered IR's steps
+// with the runtime's routines; an op it has no routine for would be billed
+// by pinfer-plan-memory and then silently run another way (or not at all).
+// So such ops are refused here, each with the reason, until a runtime
+// routine for them exists.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "llvm/Support/Debug.h"
+
+#define DEBUG_TYPE "pinfer-verify-lowering"
+
+namespace pinfer {
+#define GEN_PASS_DEF_VERIFYLOWERINGPASS
+#include "passes/Passes.h.inc"
+} // namespace pinfer
+
+using namespace mlir;
+using namespace pinfer;
+
+namespace {
+
+struct VerifyLoweringPass
+    : public pinfer::impl::VerifyLoweringPassBase<VerifyLoweringPass> {
+  void runOnOperation() override;
+};
+
+} // namespace
+
+void VerifyLoweringPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  bool ok = true;
+  auto refuse = [&](Operation *op, const Twine &why) {
+    op->emitOpError(why);
+    ok = false;
+  };
+  if (!module->getAttrOfType<DictionaryAttr>("pinfer.memory")) {
+    module.emitError("pinfer-verify-lowering: the module has no "
+                     "pinfer.memory; expected the output of "
+                     "pinfer-plan-memory");
+    return signalPassFailure();
+  }
+  module.walk([&](Operation *op) {
+    if (auto attn = dyn_cast<AttentionOp>(op)) {
+      if (attn.getDevice() == Device::gpu)
+        refuse(op, "on the GPU: the runtime runs attention on the CPU; "
+                   "expected device cpu");
+    } else if (auto head = dyn_cast<LMHeadOp>(op)) {
+      if (head.getDevice() == Device::gpu)
+        refuse(op, "on the GPU: the runtime runs the output head on the CPU; "
+                   "expected device cpu");
+    } else if (auto predict = dyn_cast<PredictOp>(op)) {
+      if (predict.getDevice() == Device::gpu)
+        refuse(op, "on the GPU: the runtime predicts for the CPU half only; "
+                   "expected device cpu");
+      else if (predict.getWeights().size() != 2)
+        refuse(op, "predicts from the gate magnitude: the runtime runs "
+                   "only the model's fc1/fc2 predictors");
+    } else if (auto part = dyn_cast<FFNPartOp>(op)) {
+      if (part.getDevice() == Device::gpu &&
+          part.getSparsity() == Sparsity::predicted)
+        refuse(op, "on the GPU with predicted sparsity: the runtime's GPU "
+                   "half skips exact zeros; expected sparsity exact");
+    } else if (auto record = dyn_cast<RecordOp>(op)) {
+      auto users = record.getEvent().getUsers();
+      int64_t waits = std::distance(users.begin(), users.end());
+      if (waits != 1)
+        refuse(op, "has " + Twine(waits) +
+                       " waits: the runtime syncs each recorded event "
+                       "exactly once");
+    }
+  });
+  if (!ok)
+    signalPassFailure();
+}
