@@ -121,6 +121,7 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "pinfer::Program program() {\n"
      << "  pinfer::Program p;\n"
      << "  p.modelName = " << cppStringLiteral(program.modelName) << ";\n"
+     << "  p.arch = " << cppStringLiteral(p.arch) << ";\n"
      << "  p.target = " << cppStringLiteral(program.target) << ";\n"
      << "  p.weightsFile = " << cppStringLiteral(in.weightsFile) << ";\n"
      << "  p.weightsHash = 0x" << formatPackedHash(in.weightsHash) << "ull;\n"
@@ -135,7 +136,8 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "  p.nCtxTrain = " << p.nCtxTrain << ";\n"
      << "  p.normEps = " << floatLiteral(p.normEps) << ";\n"
      << "  p.ropeBase = " << floatLiteral(p.ropeBase) << ";\n"
-     << "  p.activation = " << cppStringLiteral(activationName(p.activation)) << ";\n"
+     << "  p.activation = " << cppStringLiteral(activationName(p.activation))
+     << ";\n"
      << "  p.mode = pinfer::SparsityMode::"
      << (program.mode == SparsityMode::Dense       ? "Dense"
          : program.mode == SparsityMode::Exact     ? "Exact"

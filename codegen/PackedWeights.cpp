@@ -14,18 +14,6 @@ namespace pinfer {
 
 namespace {
 
-// "blk.N.NAME.weight" -> N and NAME; false for other tensors.
-bool splitLayerTensor(const std::string &name, int &layer, std::string &kind) {
-  if (name.compare(0, 4, "blk.") != 0)
-    return false;
-  size_t dot = name.find('.', 4);
-  if (dot == std::string::npos)
-    return false;
-  layer = std::atoi(name.substr(4, dot - 4).c_str());
-  kind = name.substr(dot + 1);
-  return true;
-}
-
 std::vector<int64_t> dims(const GGUFTensor &t) {
   return std::vector<int64_t>(t.ne, t.ne + (t.nDims ? t.nDims : 1));
 }
@@ -69,14 +57,14 @@ bool patchHash(const std::string &path, uint64_t hash, std::string &error) {
 // runtime/program.h (DownLayout): one row per neuron in packed order.
 void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
                    const std::vector<uint32_t> &order) {
-  const std::string blk = "blk." + std::to_string(layer) + ".";
+  const std::string downT = tensorName(TensorKind::FfnDownT, layer);
   const int64_t nEmbd = down.rows, nFF = down.cols; // down is {n_ff, n_embd}
   const DownLayout layout = downLayoutFor(down.type);
   const Weight *src = &down;
   const std::vector<uint32_t> *ord = &order;
   if (layout == DownLayout::Rows) {
     GGMLType tt = transposedDownType(down.type);
-    w.addTensor(blk + "ffn_down_t.weight", tt, {nEmbd, nFF},
+    w.addTensor(downT, tt, {nEmbd, nFF},
                 [src, ord, tt, nEmbd, nFF](uint8_t *dst, size_t) {
                   // Dequantise the source once, then write one row per
                   // neuron in packed order (lossless: same type).
@@ -96,12 +84,11 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
     return;
   }
   const size_t rb = transposedDownRowBytes(down.type, nEmbd);
-  w.addTensor(blk + "ffn_down_t.weight", GGMLType::I8, {int64_t(rb), nFF},
-              [src, ord](uint8_t *dst, size_t) {
-                packSplitDownRows(*src, *ord, dst);
-              });
-  w.addTensor(blk + "ffn_down_s.weight", GGMLType::F16, {nEmbd, nFF / QK8_0},
-              [src](uint8_t *dst, size_t) {
+  w.addTensor(
+      downT, GGMLType::I8, {int64_t(rb), nFF},
+      [src, ord](uint8_t *dst, size_t) { packSplitDownRows(*src, *ord, dst); });
+  w.addTensor(tensorName(TensorKind::FfnDownS, layer), GGMLType::F16,
+              {nEmbd, nFF / QK8_0}, [src](uint8_t *dst, size_t) {
                 packSplitDownScales(*src, reinterpret_cast<uint16_t *>(dst));
               });
 }
@@ -165,7 +152,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
         kv.key.compare(0, 14, "pinfer.packed.") != 0)
       w.set(kv.key, kv.value);
   // Keys the executable relies on even when the source left them implicit.
-  w.setString("pinfer.ffn_activation", activationName(p.activation));
+  w.setString(kFfnActivationKey, activationName(p.activation));
   w.setU32(kPackedVersionKey, kPackedVersion);
   w.setString(kPackedHashKey, formatPackedHash(0));
   std::vector<int32_t> nHot;
@@ -179,24 +166,28 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
 
   for (const GGUFTensor &t : src.tensors()) {
     int layer = -1;
-    std::string kind;
+    TensorKind kind = TensorKind::TokenEmbd;
+    // Tensors of the table in a layer of the model; every other one (a
+    // global tensor, or one pinferc does not know) is copied as it is.
     bool inLayer =
-        splitLayerTensor(t.name, layer, kind) && layer >= 0 && layer < p.nLayer;
-    if (inLayer && kind == "ffn_down_t.weight")
+        parseTensorName(t.name, kind, layer) && layer >= 0 && layer < p.nLayer;
+    if (inLayer && kind == TensorKind::FfnDownT)
       continue; // a PowerInfer source's own transpose: replaced below
     // Tensors with one row (or element) per neuron are stored in packed
     // order: gate, up, and the predictor's output layer fc2 {R, n_ff} with
     // its bias [n_ff].
-    bool perNeuronRow = kind == "ffn_gate.weight" || kind == "ffn_up.weight" ||
-                        (kind == "fc2.weight" && t.ne[1] == p.nFF);
-    bool perNeuronElem = kind == "fc2.bias" && t.nDims == 1 &&
-                         t.ne[0] == p.nFF && typeInfo(t.type) &&
+    bool perNeuronRow =
+        inLayer && (kind == TensorKind::FfnGate || kind == TensorKind::FfnUp ||
+                    (kind == TensorKind::PredFc2 && t.ne[1] == p.nFF));
+    bool perNeuronElem = inLayer && kind == TensorKind::PredFc2Bias &&
+                         t.nDims == 1 && t.ne[0] == p.nFF && typeInfo(t.type) &&
                          typeInfo(t.type)->blockSize == 1;
     // Predictor matrices go 8-bit where their rows allow: a predicted-mode
     // token reads every row of both (on the benchmark's 1B shape, f16
     // predictors were 86 of the 466 MB a token read), and the scores only
     // rank neurons against a threshold.
-    bool predictorMatrix = kind == "fc1.weight" || kind == "fc2.weight";
+    bool predictorMatrix =
+        kind == TensorKind::PredFc1 || kind == TensorKind::PredFc2;
     if (inLayer && predictorMatrix && t.nDims == 2 && t.ne[0] % QK8_0 == 0 &&
         (t.type == GGMLType::F16 || t.type == GGMLType::F32 ||
          t.type == GGMLType::BF16)) {
@@ -231,7 +222,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
           });
       continue;
     }
-    if (inLayer && kind == "ffn_down.weight") {
+    if (inLayer && kind == TensorKind::FfnDown) {
       addPackedDown(w, model.layer(layer).down, layer, orders[layer]);
       continue;
     }

@@ -2,6 +2,7 @@
 #include "codegen/ProgramDesc.h"
 
 #include "compiler/placement/Plan.h"
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 
 namespace pinfer {
@@ -43,22 +44,22 @@ static bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
     d.downTType = transposedDownType(w.down.type);
     if (mode != SparsityMode::Predicted)
       continue;
-    std::string b = "blk." + std::to_string(l) + ".";
-    const GGUFTensor *fc1 = f.tensor(b + "fc1.weight");
-    const GGUFTensor *fc2 = f.tensor(b + "fc2.weight");
+    const std::string fc1Name = tensorName(TensorKind::PredFc1, l),
+                      fc2Name = tensorName(TensorKind::PredFc2, l);
+    const GGUFTensor *fc1 = f.tensor(fc1Name);
+    const GGUFTensor *fc2 = f.tensor(fc2Name);
     if (!fc1 || !fc2 || fc1->ne[0] != out.params.nEmbd ||
         fc2->ne[0] != fc1->ne[1] || fc2->ne[1] != out.params.nFF ||
         fc1->ne[1] < 1) {
-      error = f.path() + ": tensor " + b +
-              "fc1.weight/fc2.weight: missing or misshapen, expected "
+      error = f.path() + ": tensor " + fc1Name + "/" + fc2Name +
+              ": missing or misshapen, expected "
               "predictors {n_embd, R} and {R, n_ff} for --sparsity predicted";
       return false;
     }
     d.predictorRank = uint32_t(fc1->ne[1]);
   }
   if (mode == SparsityMode::Predicted &&
-      !f.getOptF32("powerinfer.sparse_threshold", out.predictorThreshold,
-                   error))
+      !f.getOptF32(kSparseThresholdKey, out.predictorThreshold, error))
     return false;
   return true;
 }

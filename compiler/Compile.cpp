@@ -145,11 +145,10 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.minGranules = args.minGranules;
   // Predicted mode, or auto mode with predictors stored, given or
   // trainable: the CPU half reads a neuron's rows only when predicted.
-  bool predicted =
-      args.sparsity == "predicted" ||
-      (args.sparsity == "auto" &&
-       (model.file().tensor("blk.0.fc1.weight") || !args.predictors.empty() ||
-        !trace.samples.empty()));
+  bool predicted = args.sparsity == "predicted" ||
+                   (args.sparsity == "auto" &&
+                    (hasStoredPredictors(model.file()) ||
+                     !args.predictors.empty() || !trace.samples.empty()));
   // What a CPU neuron costs per token in the mode the program will run.
   opts.reads = predicted                   ? NeuronReads::WhenFiring
                : args.sparsity == "dense" ? NeuronReads::Always
@@ -329,10 +328,6 @@ bool checkPlanFits(const Plan &plan, const std::string &planPath,
 
 namespace {
 
-bool hasStoredPredictors(const Model &model) {
-  return model.file().tensor("blk.0.fc1.weight") != nullptr;
-}
-
 // Writes `model` with predictors to a temporary file beside the output and
 // returns its path: those of --predictors, or ones trained from the
 // samples of `profile`.
@@ -407,13 +402,13 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   for (int l = 0; l < model->params().nLayer; ++l)
     if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
         model->params().nEmbd % 32 != 0) {
-      error = args.model + ": tensor blk." + std::to_string(l) +
-              ".ffn_down.weight: " + typeName(model->layer(l).down.type) +
-              " with n_embd " + std::to_string(model->params().nEmbd) +
+      error = args.model + ": tensor " + tensorName(TensorKind::FfnDown, l) +
+              ": " + typeName(model->layer(l).down.type) + " with n_embd " +
+              std::to_string(model->params().nEmbd) +
               ", expected n_embd a multiple of 32 for the packed layout";
       return false;
     }
-  const bool storedPredictors = hasStoredPredictors(*model);
+  const bool storedPredictors = hasStoredPredictors(model->file());
 
   // The profile every decision below reads, obtained once: the user's trace,
   // checked against the model the user gave (before predictors may be
@@ -486,8 +481,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
                          ? int64_t(plan.budgetBytes - tp->contextReserveBytes)
                          : 0;
   float threshold = 0.f;
-  if (!model->file().getOptF32("powerinfer.sparse_threshold", threshold,
-                               error))
+  if (!model->file().getOptF32(kSparseThresholdKey, threshold, error))
     return false;
   popts.threshold = threshold;
   return modelSpecOf(*model, job.spec, job.modelName, error);

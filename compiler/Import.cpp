@@ -32,6 +32,9 @@ public:
 
 private:
   Value weight(const std::string &name);
+  Value weight(TensorKind kind, int layer = -1) {
+    return weight(tensorName(kind, layer));
+  }
 
   MLIRContext &ctx;
   const ModelSpec &spec;
@@ -108,7 +111,19 @@ OwningOpRef<ModuleOp> Importer::run() {
   b.setInsertionPointToStart(entry);
   Value token = entry->getArgument(0), pos = entry->getArgument(1);
 
-  Value embd = weight("token_embd.weight");
+  const ArchInfo *arch = findArch(p.arch);
+  if (!arch) {
+    error = "import: " + unsupportedArchMessage(p.arch);
+    return nullptr;
+  }
+  // The body below is the LLaMA forward pass (runtime/forward.cpp); a row
+  // of other styles needs its own.
+  if (arch->norm != NormStyle::RMSNorm || arch->rope != RopeStyle::Normal) {
+    error = std::string("import: architecture '") + arch->name +
+            "' has a norm or rope style the importer does not build";
+    return nullptr;
+  }
+  Value embd = weight(TensorKind::TokenEmbd);
   if (!embd)
     return nullptr;
   Value x = b.create<EmbeddingOp>(loc, vec, token, embd);
@@ -117,16 +132,15 @@ OwningOpRef<ModuleOp> Importer::run() {
   int64_t nKV = p.nKvHead ? p.nKvHead : p.nHead;
   int64_t nRot = p.nRot ? p.nRot : headDim;
   for (int l = 0; l < p.nLayer; ++l) {
-    std::string blk = "blk." + std::to_string(l) + ".";
-    loc = NameLoc::get(b.getStringAttr("blk." + std::to_string(l)));
-    Value attnNorm = weight(blk + "attn_norm.weight");
+    loc = NameLoc::get(b.getStringAttr(layerName(l)));
+    Value attnNorm = weight(TensorKind::AttnNorm, l);
     if (!attnNorm)
       return nullptr;
     Value h = b.create<RmsNormOp>(loc, x, attnNorm, eps);
-    Value wq = weight(blk + "attn_q.weight");
-    Value wk = weight(blk + "attn_k.weight");
-    Value wv = weight(blk + "attn_v.weight");
-    Value wo = weight(blk + "attn_output.weight");
+    Value wq = weight(TensorKind::AttnQ, l);
+    Value wk = weight(TensorKind::AttnK, l);
+    Value wv = weight(TensorKind::AttnV, l);
+    Value wo = weight(TensorKind::AttnOutput, l);
     if (!wq || !wk || !wv || !wo)
       return nullptr;
     Value attn = b.create<AttentionOp>(
@@ -135,13 +149,13 @@ OwningOpRef<ModuleOp> Importer::run() {
         b.getI64IntegerAttr(headDim), b.getF32FloatAttr(p.ropeBase),
         b.getI64IntegerAttr(nRot), DeviceAttr());
     x = b.create<AddOp>(loc, vec, x, attn);
-    Value ffnNorm = weight(blk + "ffn_norm.weight");
+    Value ffnNorm = weight(TensorKind::FfnNorm, l);
     if (!ffnNorm)
       return nullptr;
     h = b.create<RmsNormOp>(loc, x, ffnNorm, eps);
-    Value gate = weight(blk + "ffn_gate.weight");
-    Value up = weight(blk + "ffn_up.weight");
-    Value down = weight(blk + "ffn_down.weight");
+    Value gate = weight(TensorKind::FfnGate, l);
+    Value up = weight(TensorKind::FfnUp, l);
+    Value down = weight(TensorKind::FfnDown, l);
     if (!gate || !up || !down)
       return nullptr;
     Value ffn = b.create<FFNOp>(
@@ -150,8 +164,8 @@ OwningOpRef<ModuleOp> Importer::run() {
     x = b.create<AddOp>(loc, vec, x, ffn);
   }
   loc = NameLoc::get(b.getStringAttr("output"));
-  Value outNorm = weight("output_norm.weight");
-  Value out = spec.tiedOutput ? embd : weight("output.weight");
+  Value outNorm = weight(TensorKind::OutputNorm);
+  Value out = spec.tiedOutput ? embd : weight(TensorKind::Output);
   if (!outNorm || !out)
     return nullptr;
   Value logits = b.create<LMHeadOp>(loc, logitsType, x, outNorm, out,
@@ -200,9 +214,8 @@ bool attachPlan(ModuleOp module, const Plan &plan, std::string &error) {
     entry.append("hot", b.getI64IntegerAttr(lp.nHot));
     if (!lp.order.empty()) {
       SmallVector<int32_t> order(lp.order.begin(), lp.order.end());
-      entry.append(
-          "order",
-          makeNeuronTable(ctx, "blk." + std::to_string(l) + ".plan", order));
+      entry.append("order",
+                   makeNeuronTable(ctx, layerName(int(l)) + ".plan", order));
     }
     layers.push_back(entry.getDictionary(ctx));
   }

@@ -2,6 +2,7 @@
 
 #include "compiler/Inspect.h"
 
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
@@ -94,6 +95,9 @@ static void jsonValue(JsonWriter &w, const GGUFValue &v) {
 namespace {
 struct Summary {
   std::string arch, tokenizer;
+  // Why pinferc cannot compute the model: its architecture is not in the
+  // table (runtime/arch.h). Empty when it is.
+  std::string unsupported;
   uint64_t nVocab = 0;
   ActivationInfo act;
   bool predictors = false;
@@ -104,12 +108,20 @@ struct Summary {
 } // namespace
 
 static bool summarise(const GGUFFile &file, Summary &s, std::string &error) {
-  if (!file.getOptString("general.architecture", s.arch, error) ||
+  if (!file.getOptString(kArchitectureKey, s.arch, error) ||
       !file.getOptString("tokenizer.ggml.model", s.tokenizer, error))
     return false;
   if (const GGUFValue *tokens = file.find("tokenizer.ggml.tokens"))
     s.nVocab = tokens->arr.size();
-  if (!ffnActivation(file, s.act, error))
+  // An architecture the table does not know has no activation to report:
+  // say so instead of guessing one.
+  if (!findArch(s.arch))
+    s.unsupported =
+        s.arch.empty()
+            ? std::string("key ") + kArchitectureKey +
+                  " is missing, expected one of: " + supportedArchNames()
+            : unsupportedArchMessage(s.arch);
+  else if (!ffnActivation(file, s.act, error))
     return false;
   for (const GGUFTensor &t : file.tensors()) {
     auto &entry = s.byType[typeName(t.type)];
@@ -117,7 +129,9 @@ static bool summarise(const GGUFFile &file, Summary &s, std::string &error) {
     entry.second += t.nbytes;
     s.totalBytes += t.nbytes;
     s.params += static_cast<uint64_t>(t.nelements());
-    if (t.name.find(".fc1.weight") != std::string::npos)
+    TensorKind kind;
+    int layer;
+    if (parseTensorName(t.name, kind, layer) && kind == TensorKind::PredFc1)
       s.predictors = true;
   }
   return true;
@@ -133,6 +147,9 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
   if (json) {
     JsonWriter w(os);
     w.beginObject();
+    w.field("supported", s.unsupported.empty());
+    if (!s.unsupported.empty())
+      w.field("unsupported", s.unsupported);
     w.field("file", file.path());
     w.field("format", file.isPowerInfer() ? "PWRI" : "GGUF");
     w.field("version", static_cast<uint64_t>(file.version()));
@@ -148,8 +165,13 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
     w.key("tokenizer").beginObject();
     w.field("model", s.tokenizer).field("tokens", s.nVocab).endObject();
     w.key("ffn").beginObject();
-    w.field("activation", s.act.name).field("source", s.act.source);
-    w.field("relu_family", s.act.reluFamily());
+    if (s.unsupported.empty()) {
+      w.field("activation", s.act.name).field("source", s.act.source);
+      w.field("relu_family", s.act.reluFamily());
+    } else {
+      w.key("activation").null();
+      w.field("source", s.unsupported);
+    }
     w.field("predictors", s.predictors).endObject();
     w.key("metadata").beginObject();
     for (const GGUFKV &kv : file.metadata()) {
@@ -177,6 +199,8 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
     return true;
   }
 
+  if (!s.unsupported.empty())
+    os << s.unsupported << "\n";
   os << "file:          " << file.path() << "\n";
   os << "format:        " << (file.isPowerInfer() ? "PWRI (PowerInfer)" : "GGUF")
      << " v" << file.version() << ", alignment " << file.alignment() << "\n";
@@ -191,10 +215,13 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
   os << "tokenizer:     "
      << (s.tokenizer.empty() ? "(none)" : s.tokenizer) << ", " << s.nVocab
      << " tokens\n";
-  os << "ffn:           " << s.act.name
-     << (s.act.reluFamily() ? " (ReLU family: activation-sparse)"
-                            : " (SiLU family: needs thresholds for sparsity)")
-     << "; " << s.act.source << "\n";
+  if (!s.unsupported.empty())
+    os << "ffn:           unknown; " << s.unsupported << "\n";
+  else
+    os << "ffn:           " << s.act.name
+       << (s.act.reluFamily() ? " (ReLU family: activation-sparse)"
+                              : " (SiLU family: needs thresholds for sparsity)")
+       << "; " << s.act.source << "\n";
   os << "predictors:    " << (s.predictors ? "present" : "none") << "\n";
   os << "tensors:       " << file.tensors().size() << ", "
      << humanBytes(s.totalBytes) << ", " << s.params << " parameters\n";

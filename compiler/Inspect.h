@@ -20,8 +20,9 @@ struct ActivationInfo {
   bool reluFamily() const { return name == "relu" || name == "drelu"; }
 };
 
-// Reads `pinfer.ffn_activation`, else the architecture's default. Returns
-// false with an error for a value pinferc does not know.
+// Reads `pinfer.ffn_activation`, else the architecture's default
+// (modelActivation, runtime/arch.h). Returns false with an error for a value
+// or an architecture pinferc does not know.
 bool ffnActivation(const GGUFFile &file, ActivationInfo &out,
                    std::string &error);
 

@@ -4,6 +4,8 @@
 
 #include "runtime/gguf.h"
 
+#include <cassert>
+
 namespace pinfer {
 
 namespace {
@@ -55,37 +57,42 @@ bool readModelSpec(const GGUFFile &file, ModelSpec &spec, std::string &error) {
   spec = ModelSpec();
   spec.params = model->params();
   spec.tiedOutput = model->outputTied();
-  std::vector<std::pair<std::string, bool>> names = {
-      {"token_embd.weight", false}, {"output_norm.weight", true}};
-  if (!spec.tiedOutput)
-    names.push_back({"output.weight", false});
-  for (int l = 0; l < spec.params.nLayer; ++l) {
-    std::string b = "blk." + std::to_string(l) + ".";
-    for (const char *n : {"attn_norm", "ffn_norm"})
-      names.push_back({b + n + ".weight", true});
-    for (const char *n : {"attn_q", "attn_k", "attn_v", "attn_output",
-                          "ffn_gate", "ffn_up", "ffn_down"})
-      names.push_back({b + n + ".weight", false});
-  }
-  for (const auto &[name, isNorm] : names)
-    if (!takeTensor(file, name, isNorm, spec.tensors[name], error))
+  // The architecture row's tensors, as the loader bound them.
+  const ArchInfo &arch = model->arch();
+  for (size_t k = 0; k < arch.nGlobalTensors; ++k) {
+    TensorKind kind = arch.globalTensors[k];
+    if (kind == TensorKind::Output && spec.tiedOutput)
+      continue;
+    std::string name = tensorName(kind);
+    if (!takeTensor(file, name, tensorInfo(kind).isVector, spec.tensors[name],
+                    error))
       return false;
+  }
+  for (int l = 0; l < spec.params.nLayer; ++l)
+    for (size_t k = 0; k < arch.nLayerTensors; ++k) {
+      TensorKind kind = arch.layerTensors[k];
+      std::string name = tensorName(kind, l);
+      if (!takeTensor(file, name, tensorInfo(kind).isVector, spec.tensors[name],
+                      error))
+        return false;
+    }
 
-  if (!file.tensor("blk.0.fc1.weight"))
+  if (!hasStoredPredictors(file))
     return true;
   const ModelParams &p = spec.params;
   for (int l = 0; l < p.nLayer; ++l) {
-    std::string b = "blk." + std::to_string(l) + ".";
+    const std::string fc1Name = tensorName(TensorKind::PredFc1, l),
+                      fc2Name = tensorName(TensorKind::PredFc2, l);
     TensorSpec fc1, fc2;
-    if (!takeTensor(file, b + "fc1.weight", false, fc1, error) ||
-        !takeTensor(file, b + "fc2.weight", false, fc2, error))
+    if (!takeTensor(file, fc1Name, false, fc1, error) ||
+        !takeTensor(file, fc2Name, false, fc2, error))
       return false;
     bool shapes = fc1.ne.size() == 2 && fc1.ne[0] == p.nEmbd &&
                   fc2.ne.size() == 2 && fc2.ne[0] == fc1.ne[1] &&
                   fc2.ne[1] == p.nFF;
     if (!shapes) {
-      error = file.path() + ": tensors " + b + "fc1.weight " + shapeOf(fc1.ne) +
-              " and " + b + "fc2.weight " + shapeOf(fc2.ne) + ": expected [" +
+      error = file.path() + ": tensors " + fc1Name + " " + shapeOf(fc1.ne) +
+              " and " + fc2Name + " " + shapeOf(fc2.ne) + ": expected [" +
               std::to_string(p.nEmbd) + ", R] and [R, " +
               std::to_string(p.nFF) + "]";
       return false;
@@ -95,8 +102,8 @@ bool readModelSpec(const GGUFFile &file, ModelSpec &spec, std::string &error) {
       spec.fc2 = fc2;
     } else if (fc1.type != spec.fc1.type || fc2.type != spec.fc2.type ||
                fc1.ne != spec.fc1.ne) {
-      error = file.path() + ": tensor " + b +
-              "fc1.weight: predictors differ from layer 0 in type or rank, "
+      error = file.path() + ": tensor " + fc1Name +
+              ": predictors differ from layer 0 in type or rank, "
               "expected the same in every layer";
       return false;
     }
@@ -114,33 +121,26 @@ ModelSpec makeModelSpec(ModelParams p, GGMLType matrixType, bool tiedOutput) {
     p.nKvHead = p.nHead;
   if (p.arch.empty())
     p.arch = "llama";
+  const ArchInfo *arch = findArch(p.arch);
+  assert(arch && "makeModelSpec: an architecture of the table");
   ModelSpec spec;
   spec.params = p;
-  spec.tiedOutput = tiedOutput;
-  auto matrix = [&](const std::string &name, int64_t cols, int64_t rows) {
-    spec.tensors[name] = TensorSpec{matrixType, {cols, rows}};
+  spec.tiedOutput = tiedOutput && arch->tiedOutput;
+  // Every tensor of the row, of the table's shape; norms f32.
+  auto add = [&](TensorKind kind, int layer) {
+    const TensorInfo &t = tensorInfo(kind);
+    TensorSpec &out = spec.tensors[tensorName(kind, layer)];
+    out.type = t.isVector ? GGMLType::F32 : matrixType;
+    out.ne = {dimValue(t.ne0, p)};
+    if (t.ne1 != Dim::One)
+      out.ne.push_back(dimValue(t.ne1, p));
   };
-  auto vec = [&](const std::string &name) {
-    spec.tensors[name] = TensorSpec{GGMLType::F32, {p.nEmbd}};
-  };
-  matrix("token_embd.weight", p.nEmbd, p.nVocab);
-  vec("output_norm.weight");
-  if (!tiedOutput)
-    matrix("output.weight", p.nEmbd, p.nVocab);
-  int64_t qDim = int64_t(p.nHead) * p.headDim;
-  int64_t kvDim = int64_t(p.nKvHead) * p.headDim;
-  for (int l = 0; l < p.nLayer; ++l) {
-    std::string b = "blk." + std::to_string(l) + ".";
-    vec(b + "attn_norm.weight");
-    vec(b + "ffn_norm.weight");
-    matrix(b + "attn_q.weight", p.nEmbd, qDim);
-    matrix(b + "attn_k.weight", p.nEmbd, kvDim);
-    matrix(b + "attn_v.weight", p.nEmbd, kvDim);
-    matrix(b + "attn_output.weight", qDim, p.nEmbd);
-    matrix(b + "ffn_gate.weight", p.nEmbd, p.nFF);
-    matrix(b + "ffn_up.weight", p.nEmbd, p.nFF);
-    matrix(b + "ffn_down.weight", p.nFF, p.nEmbd);
-  }
+  for (size_t k = 0; k < arch->nGlobalTensors; ++k)
+    if (!(arch->globalTensors[k] == TensorKind::Output && spec.tiedOutput))
+      add(arch->globalTensors[k], -1);
+  for (int l = 0; l < p.nLayer; ++l)
+    for (size_t k = 0; k < arch->nLayerTensors; ++k)
+      add(arch->layerTensors[k], l);
   return spec;
 }
 

@@ -15,6 +15,8 @@
 
 #include "passes/Passes.h"
 
+#include "runtime/arch.h"
+
 #include "llvm/Support/Debug.h"
 
 #include <map>
@@ -127,11 +129,12 @@ void InsertPredictorsPass::runOnOperation() {
     int64_t layer = part.getLayer();
     auto it = predictorWeights.find(layer);
     if (it == predictorWeights.end()) {
-      std::string base = "blk." + std::to_string(layer);
-      Value fc1 = b.create<WeightOp>(part.getLoc(), fc1Type,
-                                     base + ".fc1.weight", Attribute());
-      Value fc2 = b.create<WeightOp>(part.getLoc(), fc2Type,
-                                     base + ".fc2.weight", Attribute());
+      Value fc1 = b.create<WeightOp>(
+          part.getLoc(), fc1Type, tensorName(TensorKind::PredFc1, int(layer)),
+          Attribute());
+      Value fc2 = b.create<WeightOp>(
+          part.getLoc(), fc2Type, tensorName(TensorKind::PredFc2, int(layer)),
+          Attribute());
       it = predictorWeights.emplace(layer, std::make_pair(fc1, fc2)).first;
     }
     weights = {it->second.first, it->second.second};

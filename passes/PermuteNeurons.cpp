@@ -10,6 +10,8 @@
 
 #include "passes/Passes.h"
 
+#include "runtime/arch.h"
+
 #include "llvm/ADT/MapVector.h"
 #include "llvm/Support/Debug.h"
 
@@ -85,8 +87,8 @@ void PermuteNeuronsPass::runOnOperation() {
       identity &= order[i] == i;
     if (!identity) {
       int64_t layer = parts.front().getLayer();
-      Attribute table = makeNeuronTable(
-          ctx, "blk." + std::to_string(layer) + ".neuron_order", order);
+      Attribute table =
+          makeNeuronTable(ctx, layerName(int(layer)) + ".neuron_order", order);
       FFNPartOp first = parts.front();
       if (failed(setOrder(first, first.getGate(), table)) ||
           failed(setOrder(first, first.getUp(), table)) ||

@@ -8,6 +8,8 @@
 
 #include "passes/Passes.h"
 
+#include "runtime/arch.h"
+
 #include "llvm/Support/Debug.h"
 
 #define DEBUG_TYPE "pinfer-split-ffn"
@@ -71,7 +73,7 @@ void SplitFFNPass::runOnOperation() {
         for (int64_t i = 0; i < nFF; ++i)
           order.push_back(int32_t(i));
       }
-      std::string base = "blk." + std::to_string(layer);
+      std::string base = layerName(int(layer));
       ArrayRef<int32_t> all(order);
       auto gpu = buildPart(
           b, ffn, Device::gpu, hot, std::nullopt,

@@ -60,7 +60,7 @@ std::unique_ptr<GGUFFile> openWeights(const std::string &path,
     return nullptr;
   if (!f->find(kPackedHashKey)) {
     error = path + ": has no key " + kPackedHashKey +
-            (f->find("general.architecture")
+            (f->find(kArchitectureKey)
                  ? ": this is a source model, not the packed weights pinferc "
                    "wrote beside the executable (OUT.weights.gguf)"
                  : ", expected the packed weights pinferc wrote beside the "

@@ -215,11 +215,11 @@ void groupByBlock(const uint32_t *ids, uint32_t first, uint32_t count,
 // The packed down projection in the layout its tensors say (program.h,
 // DownLayout): ffn_down_s present means a split layout, whose quants'
 // row length tells Q8 (n_embd bytes) from Q4 (n_embd/2).
-bool Executor::bindDown(const GGUFFile &f, const std::string &prefix,
-                        int64_t nEmbd, int64_t nFF, LayerBinding &b,
-                        std::string &error) {
-  const std::string name = prefix + "ffn_down_t.weight";
-  const GGUFTensor *scales = f.tensor(prefix + "ffn_down_s.weight");
+bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
+                        int64_t nFF, LayerBinding &b, std::string &error) {
+  const std::string name = tensorName(TensorKind::FfnDownT, layer);
+  const std::string scalesName = tensorName(TensorKind::FfnDownS, layer);
+  const GGUFTensor *scales = f.tensor(scalesName);
   if (!scales) {
     b.downLayout = DownLayout::Rows;
     return bindWeight(f, name, nEmbd, nFF, b.downT, error);
@@ -230,7 +230,7 @@ bool Executor::bindDown(const GGUFFile &f, const std::string &prefix,
             ", expected both multiples of 32";
     return false;
   }
-  if (!findTensor(f, prefix + "ffn_down_s.weight", nEmbd, nFF / QK8_0, error))
+  if (!findTensor(f, scalesName, nEmbd, nFF / QK8_0, error))
     return false;
   const GGUFTensor *t = f.tensor(name);
   bool q8 = t && t->ne[0] == nEmbd, q4 = t && t->ne[0] == nEmbd / 2;
@@ -274,12 +274,28 @@ bool Executor::bind(std::string &error) {
             "' is not supported";
     return false;
   }
-  const GGUFFile &f = weights_;
-  if (!bindWeight(f, "token_embd.weight", p.nEmbd, p.nVocab, tokEmbd_, error) ||
-      !bindVector(f, "output_norm.weight", p.nEmbd, outputNorm_, error))
+  const ArchInfo *arch = findArch(pr.arch);
+  if (!arch) {
+    error = "program: " + unsupportedArchMessage(pr.arch);
     return false;
-  if (f.tensor("output.weight")) {
-    if (!bindWeight(f, "output.weight", p.nEmbd, p.nVocab, output_, error))
+  }
+  p.arch = arch->name;
+  const GGUFFile &f = weights_;
+  // A tensor of the table, of the shape the table gives for this program.
+  auto weight = [&](TensorKind kind, int layer, Weight &out) {
+    const TensorInfo &t = tensorInfo(kind);
+    return bindWeight(f, tensorName(kind, layer), dimValue(t.ne0, p),
+                      dimValue(t.ne1, p), out, error);
+  };
+  auto vector = [&](TensorKind kind, int layer, std::vector<float> &out) {
+    return bindVector(f, tensorName(kind, layer),
+                      dimValue(tensorInfo(kind).ne0, p), out, error);
+  };
+  if (!weight(TensorKind::TokenEmbd, -1, tokEmbd_) ||
+      !vector(TensorKind::OutputNorm, -1, outputNorm_))
+    return false;
+  if (f.tensor(tensorName(TensorKind::Output)) || !arch->tiedOutput) {
+    if (!weight(TensorKind::Output, -1, output_))
       return false;
   } else {
     output_ = tokEmbd_;
@@ -294,18 +310,48 @@ bool Executor::bind(std::string &error) {
               " cold neurons, expected " + std::to_string(p.nFF);
       return false;
     }
-    std::string n = "blk." + std::to_string(l) + ".";
-    if (!bindVector(f, n + "attn_norm.weight", p.nEmbd, b.attnNorm, error) ||
-        !bindWeight(f, n + "attn_q.weight", p.nEmbd, p.nEmbd, b.wq, error) ||
-        !bindWeight(f, n + "attn_k.weight", p.nEmbd, p.kvDim(), b.wk, error) ||
-        !bindWeight(f, n + "attn_v.weight", p.nEmbd, p.kvDim(), b.wv, error) ||
-        !bindWeight(f, n + "attn_output.weight", p.nEmbd, p.nEmbd, b.wo,
-                    error) ||
-        !bindVector(f, n + "ffn_norm.weight", p.nEmbd, b.ffnNorm, error) ||
-        !bindWeight(f, n + "ffn_gate.weight", p.nEmbd, p.nFF, b.gate, error) ||
-        !bindWeight(f, n + "ffn_up.weight", p.nEmbd, p.nFF, b.up, error) ||
-        !bindDown(f, n, p.nEmbd, p.nFF, b, error))
-      return false;
+    // The row's tensors, in its order; the down projection is the packed
+    // file's transpose.
+    for (size_t k = 0; k < arch->nLayerTensors; ++k) {
+      const TensorKind kind = arch->layerTensors[k];
+      bool ok = false;
+      switch (kind) {
+      case TensorKind::AttnNorm:
+        ok = vector(kind, l, b.attnNorm);
+        break;
+      case TensorKind::AttnQ:
+        ok = weight(kind, l, b.wq);
+        break;
+      case TensorKind::AttnK:
+        ok = weight(kind, l, b.wk);
+        break;
+      case TensorKind::AttnV:
+        ok = weight(kind, l, b.wv);
+        break;
+      case TensorKind::AttnOutput:
+        ok = weight(kind, l, b.wo);
+        break;
+      case TensorKind::FfnNorm:
+        ok = vector(kind, l, b.ffnNorm);
+        break;
+      case TensorKind::FfnGate:
+        ok = weight(kind, l, b.gate);
+        break;
+      case TensorKind::FfnUp:
+        ok = weight(kind, l, b.up);
+        break;
+      case TensorKind::FfnDown:
+        ok = bindDown(f, l, p.nEmbd, p.nFF, b, error);
+        break;
+      default:
+        error = "program: tensor " + tensorName(kind, l) +
+                " of architecture '" + arch->name +
+                "': the executor has no place for it";
+        break;
+      }
+      if (!ok)
+        return false;
+    }
     if (b.downLayout != DownLayout::Rows) {
       groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
       groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
@@ -316,7 +362,8 @@ bool Executor::bind(std::string &error) {
         return false;
       if (b.predictor.nEmbd() != p.nEmbd || b.predictor.nFF() != p.nFF ||
           b.predictor.rank() != pl.predictorRank) {
-        error = f.path() + ": tensor " + n + "fc1.weight/fc2.weight: rank " +
+        error = f.path() + ": tensor " + tensorName(TensorKind::PredFc1, l) +
+                "/" + tensorName(TensorKind::PredFc2, l) + ": rank " +
                 std::to_string(b.predictor.rank()) + ", expected " +
                 std::to_string(pl.predictorRank) + " for this program";
         return false;

@@ -134,8 +134,8 @@ private:
   // (one token's, or a chunk's).
   AttentionBlock attentionFor(int l, float *xb, float *xb2, float *q,
                               float *attnOut, float *scores);
-  bool bindDown(const GGUFFile &f, const std::string &prefix, int64_t nEmbd,
-                int64_t nFF, LayerBinding &b, std::string &error);
+  bool bindDown(const GGUFFile &f, int layer, int64_t nEmbd, int64_t nFF,
+                LayerBinding &b, std::string &error);
   bool openGpu(std::string &error);
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].

@@ -1,11 +1,12 @@
 // Reads LLaMA-family hyperparameters from GGUF metadata and binds the weight
-// tensors; see model.h. Every check here exists so that the forward pass can
+// tensors, by the keys and names of the architecture table (arch.h); see
+// model.h. Every check here exists so that the forward pass can
 // index weights without bounds checks.
 #include "runtime/model.h"
 
 #include "runtime/gguf.h"
 
-#include <cstdlib>
+#include <cassert>
 
 namespace pinfer {
 
@@ -123,64 +124,70 @@ struct Loader {
                   typeString(t->type) + " to f32");
     return true;
   }
+
+  // A tensor of the table, of the shape the table gives for these
+  // hyperparameters.
+  bool bind(TensorKind kind, int layer, const ModelParams &p, Weight &out) {
+    const TensorInfo &t = tensorInfo(kind);
+    return bindMatrix(tensorName(kind, layer), dimValue(t.ne0, p),
+                      dimValue(t.ne1, p), out);
+  }
+  bool bind(TensorKind kind, int layer, const ModelParams &p,
+            std::vector<float> &out) {
+    return bindVector(tensorName(kind, layer),
+                      dimValue(tensorInfo(kind).ne0, p), out);
+  }
 };
 
-} // namespace
-
-const char *activationName(FfnActivation act) {
-  switch (act) {
-  case FfnActivation::SiLU:
-    return "silu";
-  case FfnActivation::ReLU:
-    return "relu";
-  case FfnActivation::DReLU:
-    return "drelu";
+// Binds one tensor of layer `layer` to where the forward pass reads it.
+bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
+                     const ModelParams &p, LayerWeights &l) {
+  switch (kind) {
+  case TensorKind::AttnNorm:
+    return ld.bind(kind, layer, p, l.attnNorm);
+  case TensorKind::AttnQ:
+    return ld.bind(kind, layer, p, l.wq);
+  case TensorKind::AttnK:
+    return ld.bind(kind, layer, p, l.wk);
+  case TensorKind::AttnV:
+    return ld.bind(kind, layer, p, l.wv);
+  case TensorKind::AttnOutput:
+    return ld.bind(kind, layer, p, l.wo);
+  case TensorKind::FfnNorm:
+    return ld.bind(kind, layer, p, l.ffnNorm);
+  case TensorKind::FfnGate:
+    return ld.bind(kind, layer, p, l.gate);
+  case TensorKind::FfnUp:
+    return ld.bind(kind, layer, p, l.up);
+  case TensorKind::FfnDown:
+    return ld.bind(kind, layer, p, l.down);
+  default:
+    break;
   }
-  return "?";
+  assert(false && "an architecture row lists a tensor the forward pass has "
+                  "no place for");
+  return ld.fail("tensor " + tensorName(kind, layer) +
+                 ": the forward pass has no place for it");
 }
 
-bool parseActivation(const std::string &name, FfnActivation &out) {
-  if (name == "silu")
-    out = FfnActivation::SiLU;
-  else if (name == "relu")
-    out = FfnActivation::ReLU;
-  else if (name == "drelu")
-    out = FfnActivation::DReLU;
-  else
+// Whether the forward pass (runtime/forward.cpp) computes this row's norm
+// and rope style and reads every tensor it needs from the row.
+bool computable(const ArchInfo &a) {
+  if (a.norm != NormStyle::RMSNorm || a.rope != RopeStyle::Normal)
     return false;
-  return true;
-}
-
-bool modelActivation(const GGUFFile &file, FfnActivation &out,
-                     std::string *source, std::string &error) {
-  std::string act;
-  if (!file.getOptString("pinfer.ffn_activation", act, error))
-    return false;
-  if (!act.empty()) {
-    if (!parseActivation(act, out)) {
-      error = file.path() + ": key pinfer.ffn_activation: activation '" + act +
-              "' is not supported, expected silu, relu or drelu";
+  uint32_t seen = 0;
+  for (size_t i = 0; i < a.nLayerTensors; ++i)
+    seen |= 1u << int(a.layerTensors[i]);
+  for (TensorKind k :
+       {TensorKind::AttnNorm, TensorKind::AttnQ, TensorKind::AttnK,
+        TensorKind::AttnV, TensorKind::AttnOutput, TensorKind::FfnNorm,
+        TensorKind::FfnGate, TensorKind::FfnUp, TensorKind::FfnDown})
+    if (!(seen & (1u << int(k))))
       return false;
-    }
-    if (source)
-      *source = "key pinfer.ffn_activation";
-    return true;
-  }
-  if (file.isPowerInfer()) {
-    out = FfnActivation::ReLU;
-    if (source)
-      *source = "PowerInfer file (PWRI) without pinfer.ffn_activation";
-    return true;
-  }
-  out = FfnActivation::SiLU;
-  if (source) {
-    std::string arch;
-    file.getOptString("general.architecture", arch, error);
-    *source = "default for architecture '" + arch +
-              "' (no pinfer.ffn_activation key)";
-  }
   return true;
 }
+
+} // namespace
 
 Model::~Model() = default;
 
@@ -201,67 +208,75 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
   m->file_ = &file;
   ModelParams &p = m->params_;
 
-  if (!file.getString("general.architecture", p.arch, error))
+  const ArchInfo *arch = archOf(file, error);
+  if (!arch)
     return nullptr;
-  if (p.arch != "llama") {
-    ld.fail("key general.architecture: architecture '" + p.arch +
-            "' is not supported, expected 'llama'");
+  // A row the forward pass cannot compute is a table error, not the file's.
+  if (!computable(*arch)) {
+    ld.fail(std::string("key ") + kArchitectureKey + ": architecture '" +
+            arch->name + "' (norm " + normStyleName(arch->norm) + ", rope " +
+            ropeStyleName(arch->rope) +
+            ") is in the table but not computed by the forward pass");
     return nullptr;
   }
-  const std::string a = p.arch + ".";
-  if (!ld.getDim(a + "embedding_length", p.nEmbd, kMaxDim) ||
-      !ld.getDim(a + "feed_forward_length", p.nFF, kMaxDim) ||
-      !ld.getDim(a + "block_count", p.nLayer, kMaxLayers) ||
-      !ld.getDim(a + "attention.head_count", p.nHead, kMaxDim) ||
-      !ld.getDim(a + "context_length", p.nCtxTrain, kMaxDim * 16))
+  m->arch_ = arch;
+  p.arch = arch->name;
+  auto key = [&](ArchKey k) { return arch->key(k); };
+  if (!ld.getDim(key(ArchKey::EmbeddingLength), p.nEmbd, kMaxDim) ||
+      !ld.getDim(key(ArchKey::FeedForwardLength), p.nFF, kMaxDim) ||
+      !ld.getDim(key(ArchKey::BlockCount), p.nLayer, kMaxLayers) ||
+      !ld.getDim(key(ArchKey::HeadCount), p.nHead, kMaxDim) ||
+      !ld.getDim(key(ArchKey::ContextLength), p.nCtxTrain, kMaxDim * 16))
     return nullptr;
   p.nKvHead = p.nHead;
-  if (!ld.getOptDim(a + "attention.head_count_kv", p.nKvHead, kMaxDim))
+  if (!ld.getOptDim(key(ArchKey::HeadCountKv), p.nKvHead, kMaxDim))
     return nullptr;
-  if (!file.getF32(a + "attention.layer_norm_rms_epsilon", p.normEps, error) ||
-      !file.getOptF32(a + "rope.freq_base", p.ropeBase, error))
+  if (!file.getF32(key(ArchKey::RmsEps), p.normEps, error) ||
+      !file.getOptF32(key(ArchKey::RopeFreqBase), p.ropeBase, error))
     return nullptr;
   if (!(p.normEps >= 0.f && p.normEps < 1.f)) {
-    ld.fail("key " + a + "attention.layer_norm_rms_epsilon: value " +
+    ld.fail("key " + key(ArchKey::RmsEps) + ": value " +
             std::to_string(p.normEps) + " is out of range, expected [0, 1)");
     return nullptr;
   }
   if (!(p.ropeBase > 0.f)) {
-    ld.fail("key " + a + "rope.freq_base: value " +
+    ld.fail("key " + key(ArchKey::RopeFreqBase) + ": value " +
             std::to_string(p.ropeBase) + " is out of range, expected > 0");
     return nullptr;
   }
   // The width every other check is derived from: checked against the
   // embedding matrix first, so that a wrong key is named as such.
-  if (const GGUFTensor *e = file.tensor("token_embd.weight");
-      e && e->ne[0] != p.nEmbd) {
-    ld.fail("key " + a + "embedding_length: " + std::to_string(p.nEmbd) +
-            ", but tensor token_embd.weight has rows of " +
-            std::to_string(e->ne[0]) + ", expected the two to agree");
+  const std::string embdName = tensorName(TensorKind::TokenEmbd);
+  if (const GGUFTensor *e = file.tensor(embdName); e && e->ne[0] != p.nEmbd) {
+    ld.fail("key " + key(ArchKey::EmbeddingLength) + ": " +
+            std::to_string(p.nEmbd) + ", but tensor " + embdName +
+            " has rows of " + std::to_string(e->ne[0]) +
+            ", expected the two to agree");
     return nullptr;
   }
   if (p.nEmbd % p.nHead != 0) {
-    ld.fail("key " + a + "attention.head_count: " + std::to_string(p.nHead) +
+    ld.fail("key " + key(ArchKey::HeadCount) + ": " + std::to_string(p.nHead) +
             " heads do not divide embedding_length " + std::to_string(p.nEmbd));
     return nullptr;
   }
   if (p.nHead % p.nKvHead != 0) {
-    ld.fail("key " + a + "attention.head_count_kv: " +
+    ld.fail("key " + key(ArchKey::HeadCountKv) + ": " +
             std::to_string(p.nKvHead) + " KV heads do not divide the " +
             std::to_string(p.nHead) + " query heads");
     return nullptr;
   }
   p.headDim = p.nEmbd / p.nHead;
   if (p.headDim % 2 != 0) {
-    ld.fail("key " + a + "attention.head_count: head size " +
+    ld.fail("key " + key(ArchKey::HeadCount) + ": head size " +
             std::to_string(p.headDim) + " is odd, expected an even size");
     return nullptr;
   }
   p.nRot = p.headDim;
-  if (!ld.getOptDim(a + "rope.dimension_count", p.nRot, p.headDim))
+  if (!ld.getOptDim(key(ArchKey::RopeDimensionCount), p.nRot, p.headDim))
     return nullptr;
   if (p.nRot % 2 != 0) {
-    ld.fail("key " + a + "rope.dimension_count: " + std::to_string(p.nRot) +
+    ld.fail("key " + key(ArchKey::RopeDimensionCount) + ": " +
+            std::to_string(p.nRot) +
             " is odd, expected an even number of rotated dimensions");
     return nullptr;
   }
@@ -271,14 +286,14 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
 
   // The vocabulary size: the explicit key, else the tokenizer's token list,
   // else the embedding matrix. All present ones must agree.
-  const GGUFTensor *embd = file.tensor("token_embd.weight");
+  const GGUFTensor *embd = file.tensor(embdName);
   if (!embd) {
-    ld.fail("tensor token_embd.weight is missing");
+    ld.fail("tensor " + embdName + " is missing");
     return nullptr;
   }
   p.nVocab = 0;
-  if (file.find(a + "vocab_size")) {
-    if (!ld.getDim(a + "vocab_size", p.nVocab, kMaxDim * 16))
+  if (file.find(key(ArchKey::VocabSize))) {
+    if (!ld.getDim(key(ArchKey::VocabSize), p.nVocab, kMaxDim * 16))
       return nullptr;
   } else if (const GGUFValue *toks = file.find("tokenizer.ggml.tokens")) {
     if (toks->type == GGUFValueType::ARRAY && !toks->arr.empty() &&
@@ -287,18 +302,18 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
   }
   if (p.nVocab == 0) {
     if (embd->ne[1] < 1 || embd->ne[1] > kMaxDim * 16) {
-      ld.fail("tensor token_embd.weight has shape " + embd->shapeString() +
+      ld.fail("tensor " + embdName + " has shape " + embd->shapeString() +
               ", expected [" + std::to_string(p.nEmbd) + ", n_vocab]");
       return nullptr;
     }
     p.nVocab = static_cast<int>(embd->ne[1]);
   }
 
-  if (!ld.bindMatrix("token_embd.weight", p.nEmbd, p.nVocab, m->tokEmbd_) ||
-      !ld.bindVector("output_norm.weight", p.nEmbd, m->outputNorm_))
+  if (!ld.bind(TensorKind::TokenEmbd, -1, p, m->tokEmbd_) ||
+      !ld.bind(TensorKind::OutputNorm, -1, p, m->outputNorm_))
     return nullptr;
-  if (file.tensor("output.weight")) {
-    if (!ld.bindMatrix("output.weight", p.nEmbd, p.nVocab, m->output_))
+  if (file.tensor(tensorName(TensorKind::Output)) || !arch->tiedOutput) {
+    if (!ld.bind(TensorKind::Output, -1, p, m->output_))
       return nullptr;
   } else {
     m->output_ = m->tokEmbd_;
@@ -306,28 +321,19 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
   }
 
   m->layers_.resize(p.nLayer);
-  for (int i = 0; i < p.nLayer; ++i) {
-    LayerWeights &l = m->layers_[i];
-    std::string b = "blk." + std::to_string(i) + ".";
-    if (!ld.bindVector(b + "attn_norm.weight", p.nEmbd, l.attnNorm) ||
-        !ld.bindMatrix(b + "attn_q.weight", p.nEmbd, p.nEmbd, l.wq) ||
-        !ld.bindMatrix(b + "attn_k.weight", p.nEmbd, p.kvDim(), l.wk) ||
-        !ld.bindMatrix(b + "attn_v.weight", p.nEmbd, p.kvDim(), l.wv) ||
-        !ld.bindMatrix(b + "attn_output.weight", p.nEmbd, p.nEmbd, l.wo) ||
-        !ld.bindVector(b + "ffn_norm.weight", p.nEmbd, l.ffnNorm) ||
-        !ld.bindMatrix(b + "ffn_gate.weight", p.nEmbd, p.nFF, l.gate) ||
-        !ld.bindMatrix(b + "ffn_up.weight", p.nEmbd, p.nFF, l.up) ||
-        !ld.bindMatrix(b + "ffn_down.weight", p.nFF, p.nEmbd, l.down))
-      return nullptr;
-  }
+  for (int i = 0; i < p.nLayer; ++i)
+    for (size_t k = 0; k < arch->nLayerTensors; ++k)
+      if (!bindLayerTensor(ld, arch->layerTensors[k], i, p, m->layers_[i]))
+        return nullptr;
   // Layers the file holds beyond block_count would be ignored silently.
   for (const GGUFTensor &t : file.tensors()) {
-    if (t.name.compare(0, 4, "blk.") != 0)
+    int layer;
+    std::string rest;
+    if (!splitLayerName(t.name, layer, rest))
       continue;
-    long long layer = std::strtoll(t.name.c_str() + 4, nullptr, 10);
     if (layer >= p.nLayer) {
       ld.fail("tensor " + t.name + ": layer " + std::to_string(layer) +
-              " is beyond key " + a + "block_count " +
+              " is beyond key " + key(ArchKey::BlockCount) + " " +
               std::to_string(p.nLayer) + ", expected layers 0.." +
               std::to_string(p.nLayer - 1));
       return nullptr;

@@ -4,6 +4,7 @@
 // pass can trust them.
 #pragma once
 
+#include "runtime/arch.h"
 #include "runtime/ggml_types.h"
 
 #include <cstddef>
@@ -15,24 +16,6 @@
 namespace pinfer {
 
 class GGUFFile;
-
-// The FFN non-linearity. Neurons of the ReLU families are exactly zero when
-// they do not fire, which is what sparse execution exploits.
-enum class FfnActivation {
-  SiLU,  // down(silu(gate x) * up x)
-  ReLU,  // down(relu(gate x) * up x)
-  DReLU, // down(relu(gate x) * relu(up x)), TurboSparse
-};
-const char *activationName(FfnActivation act);
-// Parses "silu" | "relu" | "drelu".
-bool parseActivation(const std::string &name, FfnActivation &out);
-
-// The FFN activation of a model file: key pinfer.ffn_activation, else ReLU
-// for PowerInfer (PWRI) files, which hold only ReLU-family models, else
-// SiLU, LLaMA's own. `source`, when given, says which rule decided. A value
-// pinferc does not know is one error line naming the key.
-bool modelActivation(const GGUFFile &file, FfnActivation &out,
-                     std::string *source, std::string &error);
 
 struct ModelParams {
   std::string arch;       // general.architecture
@@ -49,6 +32,7 @@ struct ModelParams {
   float ropeBase = 10000.f;
   FfnActivation activation = FfnActivation::SiLU;
 
+  int qDim() const { return nHead * headDim; }
   int kvDim() const { return nKvHead * headDim; }
 };
 
@@ -89,6 +73,7 @@ public:
   ~Model();
 
   const GGUFFile &file() const { return *file_; }
+  const ArchInfo &arch() const { return *arch_; } // its row of runtime/arch.h
   const ModelParams &params() const { return params_; }
   const Weight &tokenEmbedding() const { return tokEmbd_; } // {n_embd, n_vocab}
   const std::vector<float> &outputNorm() const { return outputNorm_; }
@@ -104,6 +89,7 @@ private:
 
   const GGUFFile *file_ = nullptr;
   std::unique_ptr<GGUFFile> owned_; // set by open()
+  const ArchInfo *arch_ = nullptr;
   ModelParams params_;
   Weight tokEmbd_;
   std::vector<float> outputNorm_; // [n_embd]

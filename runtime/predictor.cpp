@@ -1,6 +1,7 @@
 // Run-time evaluation of activation predictors (see predictor.h).
 #include "runtime/predictor.h"
 
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 #include "runtime/kernels.h"
 #include "runtime/thread_pool.h"
@@ -59,20 +60,23 @@ bool bindBias(const GGUFFile &file, const std::string &name, int64_t n,
 
 bool bindPredictor(const GGUFFile &file, uint32_t layer, float threshold,
                    PredictorWeights &out, std::string &error) {
-  std::string prefix = "blk." + std::to_string(layer) + ".";
+  const int l = int(layer);
+  const std::string fc1 = tensorName(TensorKind::PredFc1, l),
+                    fc2 = tensorName(TensorKind::PredFc2, l);
   PredictorWeights p;
-  if (!bindWeight(file, prefix + "fc1.weight", p.fc1, error) ||
-      !bindWeight(file, prefix + "fc2.weight", p.fc2, error))
+  if (!bindWeight(file, fc1, p.fc1, error) ||
+      !bindWeight(file, fc2, p.fc2, error))
     return false;
   if (p.fc2.cols != p.fc1.rows) {
-    error = file.path() + ": tensor " + prefix + "fc2.weight has rows of " +
+    error = file.path() + ": tensor " + fc2 + " has rows of " +
             std::to_string(p.fc2.cols) + " values, expected " +
-            std::to_string(p.fc1.rows) + " (the rank of " + prefix +
-            "fc1.weight)";
+            std::to_string(p.fc1.rows) + " (the rank of " + fc1 + ")";
     return false;
   }
-  if (!bindBias(file, prefix + "fc1.bias", p.fc1.rows, p.b1, error) ||
-      !bindBias(file, prefix + "fc2.bias", p.fc2.rows, p.b2, error))
+  if (!bindBias(file, tensorName(TensorKind::PredFc1Bias, l), p.fc1.rows, p.b1,
+                error) ||
+      !bindBias(file, tensorName(TensorKind::PredFc2Bias, l), p.fc2.rows, p.b2,
+                error))
     return false;
   p.threshold = threshold;
   out = p;

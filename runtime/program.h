@@ -119,6 +119,7 @@ struct ProgramLayer {
 struct Program {
   uint32_t formatVersion = 1;
   const char *modelName = "";
+  const char *arch = "";        // general.architecture, a row of runtime/arch.h
   const char *target = "";      // "rtx4090", "cpu"
   const char *weightsFile = ""; // default file name beside the executable
   uint64_t weightsHash = 0;     // content hash of the packed weights

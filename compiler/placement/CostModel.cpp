@@ -6,6 +6,7 @@
 #include "runtime/program.h"
 
 #include "compiler/Trace.h"
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 
 #include <algorithm>
@@ -16,24 +17,8 @@ namespace pinfer {
 
 namespace {
 
-// "blk.12.attn_q.weight" -> (12, "attn_q.weight"); false for other names.
-bool splitBlockName(const std::string &name, uint32_t &layer,
-                    std::string &rest) {
-  if (name.compare(0, 4, "blk.") != 0)
-    return false;
-  size_t dot = name.find('.', 4);
-  if (dot == std::string::npos || dot == 4 || dot - 4 > 6)
-    return false;
-  uint32_t v = 0;
-  for (size_t i = 4; i < dot; ++i) {
-    if (name[i] < '0' || name[i] > '9')
-      return false;
-    v = v * 10 + uint32_t(name[i] - '0');
-  }
-  layer = v;
-  rest = name.substr(dot + 1);
-  return true;
-}
+// Bounds the layer count a file can make the cost model allocate for.
+constexpr int kMaxLayers = 4096;
 
 uint64_t rowBytesOr0(GGMLType type, int64_t n) {
   const TypeInfo *info = typeInfo(type);
@@ -62,25 +47,34 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
                         std::string &error) {
   out = ModelShape();
   const std::string &path = file.path();
+  if (!archOf(file, error))
+    return false;
   const GGUFTensor *embd = nullptr, *output = nullptr;
   uint32_t nLayer = 0;
   for (const GGUFTensor &t : file.tensors()) {
-    uint32_t l;
-    std::string rest;
-    if (t.name == "token_embd.weight")
+    TensorKind kind;
+    int l;
+    if (!parseTensorName(t.name, kind, l))
+      continue;
+    if (kind == TensorKind::TokenEmbd)
       embd = &t;
-    else if (t.name == "output.weight")
+    else if (kind == TensorKind::Output)
       output = &t;
-    else if (splitBlockName(t.name, l, rest))
-      nLayer = std::max(nLayer, l + 1);
+    else if (l >= kMaxLayers) {
+      error = path + ": tensor " + t.name + ": layer " + std::to_string(l) +
+              ", expected fewer than " + std::to_string(kMaxLayers) + " layers";
+      return false;
+    } else if (l >= 0)
+      nLayer = std::max(nLayer, uint32_t(l) + 1);
   }
   if (!embd) {
-    error = path + ": tensor token_embd.weight: missing, expected the token "
-                   "embedding of a LLaMA-family model";
+    error = path + ": tensor " + tensorName(TensorKind::TokenEmbd) +
+            ": missing, expected the token embedding of a LLaMA-family model";
     return false;
   }
   if (nLayer == 0) {
-    error = path + ": no blk.N.* tensors, expected at least one layer";
+    error = path + ": no layer tensors (" + layerName(0) +
+            ".*), expected at least one layer";
     return false;
   }
   out.nLayer = nLayer;
@@ -92,40 +86,50 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
   std::vector<uint64_t> neuron(nLayer, 0);
   std::vector<uint32_t> nFF(nLayer, 0);
   for (const GGUFTensor &t : file.tensors()) {
-    uint32_t l;
-    std::string rest;
-    if (!splitBlockName(t.name, l, rest))
+    TensorKind kind;
+    int l;
+    if (!parseTensorName(t.name, kind, l) || l < 0)
       continue;
-    if (rest.compare(0, 5, "attn_") == 0 || rest == "ffn_norm.weight") {
+    switch (kind) {
+    case TensorKind::AttnNorm:
+    case TensorKind::AttnQ:
+    case TensorKind::AttnK:
+    case TensorKind::AttnV:
+    case TensorKind::AttnOutput:
+    case TensorKind::FfnNorm:
       out.attentionBytes[l] += t.nbytes;
-      if (rest == "attn_k.weight")
+      if (kind == TensorKind::AttnK)
         out.nKVDim = uint32_t(t.ne[1]);
-    } else if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") {
+      break;
+    case TensorKind::FfnGate:
+    case TensorKind::FfnUp:
       // {n_embd, n_ff}: one row of n_embd elements per neuron
       nFF[l] = uint32_t(t.ne[1]);
       neuron[l] += rowBytesOr0(t.type, t.ne[0]);
-      if (rest == "ffn_gate.weight")
+      if (kind == TensorKind::FfnGate)
         out.gateBytes = rowBytesOr0(t.type, t.ne[0]);
-      if (rest == "ffn_up.weight")
+      else
         out.ffnType = t.type;
-    } else if (rest == "ffn_down.weight" || rest == "ffn_down_t.weight") {
+      break;
+    case TensorKind::FfnDown:
       // stored {n_ff, n_embd}; the packed file keeps it transposed, one
       // row of n_embd per neuron (quantised sources: the quants per neuron,
-      // the block scales per layer), and that is what the GPU holds.
-      if (rest == "ffn_down.weight") {
-        neuron[l] += downRowBytes(t.type, out.nEmbd);
-        out.downScaleBytes = downScaleBytesOf(t.type, t.ne[0], out.nEmbd);
-      }
+      // the block scales per layer), and that is what the GPU holds. A
+      // PowerInfer source's own transpose (ffn_down_t) is replaced by it.
+      neuron[l] += downRowBytes(t.type, out.nEmbd);
+      out.downScaleBytes = downScaleBytesOf(t.type, t.ne[0], out.nEmbd);
+      break;
+    default:
+      break;
     }
   }
   out.nFF = nFF[0];
   out.neuronBytes = neuron[0];
   for (uint32_t l = 0; l < nLayer; ++l) {
     if (nFF[l] != out.nFF || nFF[l] == 0) {
-      error = path + ": tensor blk." + std::to_string(l) +
-              ".ffn_up.weight: n_ff " + std::to_string(nFF[l]) +
-              ", expected " + std::to_string(out.nFF) +
-              " as in layer 0 (uniform FFNs only)";
+      error = path + ": tensor " + tensorName(TensorKind::FfnUp, int(l)) +
+              ": n_ff " + std::to_string(nFF[l]) + ", expected " +
+              std::to_string(out.nFF) + " as in layer 0 (uniform FFNs only)";
       return false;
     }
     if (neuron[l] != out.neuronBytes || neuron[l] == 0) {

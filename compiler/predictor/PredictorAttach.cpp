@@ -5,6 +5,7 @@
 #include "compiler/Trace.h"
 #include "compiler/predictor/PredictorFile.h"
 #include "compiler/predictor/PredictorTrainer.h"
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 
 #include <cstring>
@@ -13,13 +14,18 @@
 
 namespace pinfer {
 
-static bool isPredictorTensor(const std::string &name) {
-  size_t dot = name.find('.', 4);
-  if (name.rfind("blk.", 0) != 0 || dot == std::string::npos)
+// A predictor tensor of some layer: its kind and layer.
+static bool isPredictorTensor(const std::string &name, TensorKind &kind,
+                              int &layer) {
+  if (!parseTensorName(name, kind, layer) || layer < 0)
     return false;
-  std::string rest = name.substr(dot + 1);
-  return rest == "fc1.weight" || rest == "fc1.bias" || rest == "fc2.weight" ||
-         rest == "fc2.bias";
+  return kind == TensorKind::PredFc1 || kind == TensorKind::PredFc1Bias ||
+         kind == TensorKind::PredFc2 || kind == TensorKind::PredFc2Bias;
+}
+static bool isPredictorTensor(const std::string &name) {
+  TensorKind kind;
+  int layer;
+  return isPredictorTensor(name, kind, layer);
 }
 
 bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
@@ -30,7 +36,7 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
   for (const GGUFKV &kv : model.metadata())
     if (kv.key != "general.alignment")
       w.set(kv.key, kv.value);
-  w.setF32("powerinfer.sparse_threshold", 0.f);
+  w.setF32(kSparseThresholdKey, 0.f);
   auto copy = [&](const GGUFTensor &t) {
     std::vector<int64_t> ne(t.ne, t.ne + t.nDims);
     const uint8_t *src = t.data;
@@ -42,18 +48,19 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
     if (!isPredictorTensor(t.name))
       copy(t);
   for (const GGUFTensor &t : predictors.tensors()) {
-    if (!isPredictorTensor(t.name))
+    TensorKind kind;
+    int layer;
+    if (!isPredictorTensor(t.name, kind, layer))
       continue;
-    size_t dot = t.name.find('.', 4);
-    if (t.name.compare(dot + 1, std::string::npos, "fc2.bias") != 0) {
+    if (kind != TensorKind::PredFc2Bias) {
       copy(t);
       continue;
     }
     // Active where logit > threshold  <=>  logit - threshold > 0.
-    std::string layer = t.name.substr(4, dot - 4);
     float threshold = 0;
-    if (!predictors.getF32("pinfer.predictor.threshold." + layer, threshold,
-                           error))
+    if (!predictors.getF32("pinfer.predictor.threshold." +
+                               std::to_string(layer),
+                           threshold, error))
       return false;
     if (t.type != GGMLType::F32) {
       error = predictors.path() + ": tensor " + t.name +

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 #include "compiler/predictor/PredictorFile.h"
 
+#include "runtime/arch.h"
 #include "runtime/gguf.h"
 
 #include <cstring>
@@ -56,7 +57,7 @@ bool writePredictorFile(const std::string &path, const PredictorSet &set,
     return false;
   }
   GGUFWriter w;
-  w.setString("general.architecture", kArch);
+  w.setString(kArchitectureKey, kArch);
   w.setString(kPrefix + "model_identity", set.modelIdentity);
   w.setString(kPrefix + "activation", set.activation);
   w.setU32(kPrefix + "n_layer", set.nLayer);
@@ -76,13 +77,15 @@ bool writePredictorFile(const std::string &path, const PredictorSet &set,
     w.setF32(layerKey("threshold", l), p.threshold);
     w.setF32(layerKey("recall", l), float(p.recall));
     w.setF32(layerKey("predicted_sparsity", l), float(p.predictedSparsity));
-    std::string blk = "blk." + std::to_string(l) + ".";
-    addMatrix(w, blk + "fc1.weight", set.type, p.fc1, set.nEmbd, R);
-    w.addTensorData(blk + "fc1.bias", GGMLType::F32, {int64_t(R)},
-                    p.b1.data(), R * sizeof(float));
-    addMatrix(w, blk + "fc2.weight", set.type, p.fc2, R, set.nFF);
-    w.addTensorData(blk + "fc2.bias", GGMLType::F32, {int64_t(set.nFF)},
-                    p.b2.data(), set.nFF * sizeof(float));
+    const int layer = int(l);
+    addMatrix(w, tensorName(TensorKind::PredFc1, layer), set.type, p.fc1,
+              set.nEmbd, R);
+    w.addTensorData(tensorName(TensorKind::PredFc1Bias, layer), GGMLType::F32,
+                    {int64_t(R)}, p.b1.data(), R * sizeof(float));
+    addMatrix(w, tensorName(TensorKind::PredFc2, layer), set.type, p.fc2, R,
+              set.nFF);
+    w.addTensorData(tensorName(TensorKind::PredFc2Bias, layer), GGMLType::F32,
+                    {int64_t(set.nFF)}, p.b2.data(), set.nFF * sizeof(float));
   }
   return w.write(path, error);
 }
@@ -97,10 +100,10 @@ bool readPredictorFile(const std::string &path,
     return false;
   const GGUFFile &f = *lp.file;
   std::string arch;
-  if (!f.getString("general.architecture", arch, error))
+  if (!f.getString(kArchitectureKey, arch, error))
     return false;
   if (arch != kArch) {
-    error = path + ": key general.architecture is '" + arch +
+    error = path + ": key " + kArchitectureKey + " is '" + arch +
             "', expected '" + kArch + "'";
     return false;
   }

@@ -114,6 +114,7 @@ public:
     }
     program_.modelName = "batch-test";
     program_.target = "cpu";
+    program_.arch = model_->arch().name;
     program_.weightsHash = info.hash;
     program_.nLayer = uint32_t(p.nLayer);
     program_.nEmbd = uint32_t(p.nEmbd);

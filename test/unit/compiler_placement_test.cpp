@@ -482,6 +482,7 @@ TEST(PlacementCost, ShapeFromGGUF) {
   EXPECT_EQ(s.embeddingBytes, 50u * 64 * 2);
 
   GGUFWriter bad;
+  bad.setString("general.architecture", "llama");
   bad.addTensor("blk.0.attn_q.weight", GGMLType::F16, {64, 64},
                 [](uint8_t *, size_t) {});
   std::string badPath = testing::TempDir() + "/pinfer_noembd_" + std::to_string(getpid()) + ".gguf";

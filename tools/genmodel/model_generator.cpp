@@ -179,27 +179,28 @@ std::vector<TensorSpec> tensorList(const GenModelConfig &cfg, int64_t nVocab) {
   const int64_t n = cfg.nEmbd, kv = cfg.nKVHead * (cfg.nEmbd / cfg.nHead);
   const GGMLType t = cfg.type;
   std::vector<TensorSpec> out;
-  out.push_back({"token_embd.weight", t, {n, nVocab}});
-  for (int64_t l = 0; l < cfg.nLayer; ++l) {
-    std::string b = "blk." + std::to_string(l) + ".";
-    out.push_back({b + "attn_norm.weight", GGMLType::F32, {n}});
-    out.push_back({b + "attn_q.weight", t, {n, n}});
-    out.push_back({b + "attn_k.weight", t, {n, kv}});
-    out.push_back({b + "attn_v.weight", t, {n, kv}});
-    out.push_back({b + "attn_output.weight", t, {n, n}});
-    out.push_back({b + "ffn_norm.weight", GGMLType::F32, {n}});
-    out.push_back({b + "ffn_gate.weight", t, {n, cfg.nFF}});
-    out.push_back({b + "ffn_up.weight", t, {n, cfg.nFF}});
-    out.push_back({b + "ffn_down.weight", t, {cfg.nFF, n}});
+  using K = TensorKind;
+  out.push_back({tensorName(K::TokenEmbd), t, {n, nVocab}});
+  for (int l = 0; l < int(cfg.nLayer); ++l) {
+    out.push_back({tensorName(K::AttnNorm, l), GGMLType::F32, {n}});
+    out.push_back({tensorName(K::AttnQ, l), t, {n, n}});
+    out.push_back({tensorName(K::AttnK, l), t, {n, kv}});
+    out.push_back({tensorName(K::AttnV, l), t, {n, kv}});
+    out.push_back({tensorName(K::AttnOutput, l), t, {n, n}});
+    out.push_back({tensorName(K::FfnNorm, l), GGMLType::F32, {n}});
+    out.push_back({tensorName(K::FfnGate, l), t, {n, cfg.nFF}});
+    out.push_back({tensorName(K::FfnUp, l), t, {n, cfg.nFF}});
+    out.push_back({tensorName(K::FfnDown, l), t, {cfg.nFF, n}});
     if (cfg.powerInfer) {
       int64_t r = effectivePredictorRank(cfg);
-      out.push_back({b + "fc1.weight", predictorType(cfg), {n, r}});
-      out.push_back({b + "fc2.weight", predictorType(cfg), {r, cfg.nFF}});
-      out.push_back({b + "ffn_down_t.weight", t, {n, cfg.nFF}});
+      out.push_back({tensorName(K::PredFc1, l), predictorType(cfg), {n, r}});
+      out.push_back(
+          {tensorName(K::PredFc2, l), predictorType(cfg), {r, cfg.nFF}});
+      out.push_back({tensorName(K::FfnDownT, l), t, {n, cfg.nFF}});
     }
   }
-  out.push_back({"output_norm.weight", GGMLType::F32, {n}});
-  out.push_back({"output.weight", t, {n, nVocab}});
+  out.push_back({tensorName(K::OutputNorm), GGMLType::F32, {n}});
+  out.push_back({tensorName(K::Output), t, {n, nVocab}});
   return out;
 }
 
@@ -561,32 +562,33 @@ void Generator::addTensors(GGUFWriter &w) {
   const int64_t kvDim = cfg_.nKVHead * (cfg_.nEmbd / cfg_.nHead);
   using Tmp = std::vector<uint8_t>;
 
-  w.addTensor("token_embd.weight", t, {n, nv}, [=](uint8_t *dst, size_t) {
+  using K = TensorKind;
+  w.addTensor(tensorName(K::TokenEmbd), t, {n, nv}, [=](uint8_t *dst, size_t) {
     fillRows(dst, t, n, nv,
              [&](int64_t r, float *row, Tmp &) { embdRow(r, row); });
   });
   for (int64_t l = 0; l < cfg_.nLayer; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
+    auto name = [l](TensorKind kind) { return tensorName(kind, int(l)); };
     const LayerPlan *lp = &layers_[l];
-    w.addTensorData(b + "attn_norm.weight", GGMLType::F32, {n},
-                    lp->attnNorm.data(), n * sizeof(float));
+    w.addTensorData(name(K::AttnNorm), GGMLType::F32, {n}, lp->attnNorm.data(),
+                    n * sizeof(float));
     struct Proj {
-      const char *name;
+      TensorKind tensor;
       Stream kind;
       int64_t rows;
       double sigma;
     };
-    const Proj projs[] = {{"attn_q.weight", Stream::Wq, n, lp->sigmaQK},
-                          {"attn_k.weight", Stream::Wk, kvDim, lp->sigmaQK},
-                          {"attn_v.weight", Stream::Wv, kvDim, lp->sigmaV}};
+    const Proj projs[] = {{K::AttnQ, Stream::Wq, n, lp->sigmaQK},
+                          {K::AttnK, Stream::Wk, kvDim, lp->sigmaQK},
+                          {K::AttnV, Stream::Wv, kvDim, lp->sigmaV}};
     for (const Proj &p : projs)
-      w.addTensor(b + p.name, t, {n, p.rows}, [=](uint8_t *dst, size_t) {
+      w.addTensor(name(p.tensor), t, {n, p.rows}, [=](uint8_t *dst, size_t) {
         fillRows(dst, t, n, p.rows, [&](int64_t r, float *row, Tmp &) {
           plainRow(p.kind, l, r, p.sigma, row);
         });
       });
     // Output dimensions on the bias channel stay zero.
-    w.addTensor(b + "attn_output.weight", t, {n, n}, [=](uint8_t *dst, size_t) {
+    w.addTensor(name(K::AttnOutput), t, {n, n}, [=](uint8_t *dst, size_t) {
       fillRows(dst, t, n, n, [&](int64_t r, float *row, Tmp &) {
         if (r < kB)
           return;
@@ -595,9 +597,9 @@ void Generator::addTensors(GGUFWriter &w) {
           row[j] = float(lp->sigmaO * rng.gauss(uint64_t(r) * n + j));
       });
     });
-    w.addTensorData(b + "ffn_norm.weight", GGMLType::F32, {n},
-                    lp->ffnNorm.data(), n * sizeof(float));
-    w.addTensor(b + "ffn_gate.weight", t, {n, nff}, [=](uint8_t *dst, size_t) {
+    w.addTensorData(name(K::FfnNorm), GGMLType::F32, {n}, lp->ffnNorm.data(),
+                    n * sizeof(float));
+    w.addTensor(name(K::FfnGate), t, {n, nff}, [=](uint8_t *dst, size_t) {
       meanShift(l); // computed here: the pool is not reentrant
       lowRankP(l);
       std::vector<float> beta(nff);
@@ -607,12 +609,12 @@ void Generator::addTensors(GGUFWriter &w) {
       std::lock_guard<std::mutex> lock(cacheMutex_);
       beta_[l] = std::move(beta);
     });
-    w.addTensor(b + "ffn_up.weight", t, {n, nff}, [=](uint8_t *dst, size_t) {
+    w.addTensor(name(K::FfnUp), t, {n, nff}, [=](uint8_t *dst, size_t) {
       meanShift(l);
       fillRows(dst, t, n, nff,
                [&](int64_t r, float *row, Tmp &tmp) { upRow(l, r, row, tmp); });
     });
-    w.addTensor(b + "ffn_down.weight", t, {nff, n}, [=](uint8_t *dst, size_t) {
+    w.addTensor(name(K::FfnDown), t, {nff, n}, [=](uint8_t *dst, size_t) {
       fillRows(dst, t, nff, n,
                [&](int64_t r, float *row, Tmp &) { downElems(l, r, row); });
     });
@@ -625,7 +627,7 @@ void Generator::addTensors(GGUFWriter &w) {
     // its unpredictable noise part.
     const int64_t R = predRank_, K = std::min(gateRank_, (R - 1) / 2);
     const GGMLType pt = predictorType(cfg_);
-    w.addTensor(b + "fc1.weight", pt, {n, R}, [=](uint8_t *dst, size_t) {
+    w.addTensor(name(K::PredFc1), pt, {n, R}, [=](uint8_t *dst, size_t) {
       const std::vector<float> &p = lowRankP(l);
       fillRows(dst, pt, n, R, [&](int64_t r, float *row, Tmp &) {
         if (r == 0) {
@@ -639,7 +641,7 @@ void Generator::addTensors(GGUFWriter &w) {
         }
       });
     });
-    w.addTensor(b + "fc2.weight", pt, {R, nff}, [=](uint8_t *dst, size_t) {
+    w.addTensor(name(K::PredFc2), pt, {R, nff}, [=](uint8_t *dst, size_t) {
       const std::vector<float> &beta = gateBias(l);
       double a = std::sqrt(cfg_.predictorFidelity);
       fillRows(dst, pt, R, nff, [&](int64_t i, float *row, Tmp &) {
@@ -654,7 +656,7 @@ void Generator::addTensors(GGUFWriter &w) {
       });
     });
     w.addTensor(
-        b + "ffn_down_t.weight", t, {n, nff}, [=](uint8_t *dst, size_t) {
+        name(K::FfnDownT), t, {n, nff}, [=](uint8_t *dst, size_t) {
           fillRows(dst, t, n, nff, [&](int64_t i, float *row, Tmp &) {
             Rng rng(cfg_.seed, Stream::Down, l);
             for (int64_t j = kB; j < n; ++j)
@@ -662,9 +664,9 @@ void Generator::addTensors(GGUFWriter &w) {
           });
         });
   }
-  w.addTensorData("output_norm.weight", GGMLType::F32, {n}, outputNorm_.data(),
-                  n * sizeof(float));
-  w.addTensor("output.weight", t, {n, nv}, [=](uint8_t *dst, size_t) {
+  w.addTensorData(tensorName(K::OutputNorm), GGMLType::F32, {n},
+                  outputNorm_.data(), n * sizeof(float));
+  w.addTensor(tensorName(K::Output), t, {n, nv}, [=](uint8_t *dst, size_t) {
     fillRows(dst, t, n, nv, [&](int64_t r, float *row, Tmp &) {
       plainRow(Stream::Output, 0, r, sigmaOut_, row);
     });
@@ -945,23 +947,25 @@ bool generateModel(const GenModelConfig &cfg, const std::string &path,
 
   GGUFWriter w;
   w.setPowerInfer(cfg.powerInfer);
-  const std::string a = "llama.";
-  w.setString("general.architecture", "llama");
+  // The generator writes LLaMA models: its planted weights are LLaMA's.
+  const ArchInfo &arch = *findArch("llama");
+  using Key = ArchKey;
+  w.setString(kArchitectureKey, arch.name);
   w.setString("general.name", cfg.name);
   w.setU32("general.file_type", fileTypeOf(cfg.type));
-  w.setU32(a + "context_length", uint32_t(cfg.nCtx));
-  w.setU32(a + "embedding_length", uint32_t(cfg.nEmbd));
-  w.setU32(a + "block_count", uint32_t(cfg.nLayer));
-  w.setU32(a + "feed_forward_length", uint32_t(cfg.nFF));
-  w.setU32(a + "attention.head_count", uint32_t(cfg.nHead));
-  w.setU32(a + "attention.head_count_kv", uint32_t(cfg.nKVHead));
-  w.setF32(a + "attention.layer_norm_rms_epsilon", cfg.rmsEps);
-  w.setU32(a + "rope.dimension_count", uint32_t(cfg.nEmbd / cfg.nHead));
-  w.setF32(a + "rope.freq_base", cfg.ropeFreqBase);
-  w.setU32(a + "vocab_size", uint32_t(nVocab));
-  w.setString("pinfer.ffn_activation", activationName(cfg.activation));
+  w.setU32(arch.key(Key::ContextLength), uint32_t(cfg.nCtx));
+  w.setU32(arch.key(Key::EmbeddingLength), uint32_t(cfg.nEmbd));
+  w.setU32(arch.key(Key::BlockCount), uint32_t(cfg.nLayer));
+  w.setU32(arch.key(Key::FeedForwardLength), uint32_t(cfg.nFF));
+  w.setU32(arch.key(Key::HeadCount), uint32_t(cfg.nHead));
+  w.setU32(arch.key(Key::HeadCountKv), uint32_t(cfg.nKVHead));
+  w.setF32(arch.key(Key::RmsEps), cfg.rmsEps);
+  w.setU32(arch.key(Key::RopeDimensionCount), uint32_t(cfg.nEmbd / cfg.nHead));
+  w.setF32(arch.key(Key::RopeFreqBase), cfg.ropeFreqBase);
+  w.setU32(arch.key(Key::VocabSize), uint32_t(nVocab));
+  w.setString(kFfnActivationKey, activationName(cfg.activation));
   if (cfg.powerInfer)
-    w.setF32("powerinfer.sparse_threshold", cfg.sparseThreshold);
+    w.setF32(kSparseThresholdKey, cfg.sparseThreshold);
 
   // What was planted, so that profiles can be checked against it.
   const PowerLawFit &fit = gen.fit();

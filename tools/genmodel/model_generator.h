@@ -6,8 +6,8 @@
 // from a seed; docs/test-models.md explains how the sparsity is planted.
 #pragma once
 
+#include "runtime/arch.h" // FfnActivation, activationName, parseActivation
 #include "runtime/ggml_types.h"
-#include "runtime/model.h" // FfnActivation, activationName, parseActivation
 
 #include <cstdint>
 #include <string>
