@@ -190,8 +190,8 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     bool perNeuronRow = kind == "ffn_gate.weight" || kind == "ffn_up.weight" ||
                         (kind == "fc2.weight" && t.ne[1] == p.nFF);
     bool perNeuronElem = kind == "fc2.bias" && t.nDims == 1 &&
-                         t.ne[0] == p.nFF && typeInfo(t.type) &&
-                         typeInfo(t.type)->blockSize == 1;
+                         t.ne[0] == p.nFF && typeTraits(t.type) &&
+                         typeTraits(t.type)->blockSize == 1;
     // Predictor matrices go 8-bit where their rows allow: a predicted-mode
     // token reads every row of both (on the benchmark's 1B shape, f16
     // predictors were 86 of the 466 MB a token read), and the scores only
@@ -222,7 +222,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     if (inLayer && (perNeuronRow || perNeuronElem)) {
       const GGUFTensor *tp = &t;
       const size_t rb = perNeuronRow ? rowBytes(t.type, t.ne[0])
-                                     : size_t(typeInfo(t.type)->typeSize);
+                                     : size_t(typeTraits(t.type)->typeSize);
       const std::vector<uint32_t> *order = &orders[layer];
       w.addTensor(
           t.name, t.type, dims(t), [tp, rb, order](uint8_t *dst, size_t) {

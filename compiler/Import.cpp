@@ -48,7 +48,7 @@ Value Importer::weight(const std::string &name) {
   }
   auto dtype = symbolizeDType(static_cast<uint32_t>(t->type));
   if (!dtype) {
-    const TypeInfo *info = typeInfo(t->type);
+    const TypeTraits *info = typeTraits(t->type);
     error = "import: tensor " + name + ": type " +
             (info ? info->name : "unknown") +
             " has no pinfer dtype, expected f32, f16, bf16, q8_0 or q4_0";

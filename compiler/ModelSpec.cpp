@@ -35,7 +35,7 @@ bool takeTensor(const GGUFFile &file, const std::string &name, bool isNorm,
     return true;
   }
   if (!isCompilable(t->type)) {
-    const TypeInfo *info = typeInfo(t->type);
+    const TypeTraits *info = typeTraits(t->type);
     error = file.path() + ": tensor " + name + ": type " +
             (info ? info->name : "unknown") +
             " is not supported by the compiler, expected f32, f16, bf16, "

@@ -36,7 +36,7 @@ bool splitBlockName(const std::string &name, uint32_t &layer,
 }
 
 uint64_t rowBytesOr0(GGMLType type, int64_t n) {
-  const TypeInfo *info = typeInfo(type);
+  const TypeTraits *info = typeTraits(type);
   if (!info || n % info->blockSize)
     return 0;
   return rowBytes(type, n);
