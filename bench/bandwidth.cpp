@@ -300,7 +300,7 @@ int main(int argc, char **argv) {
         for (int r = 0; r < reps; ++r) {
           probe.push_back(onePass(buf, used / 8, pool, sum, sink));
           f32.push_back(kernelPass(ws, x.data(), y.data(), false, pool));
-          if (type != GGMLType::F16)
+          if (pinfer::usesQ8Act(type))
             q8.push_back(kernelPass(ws, x.data(), y.data(), true, pool));
         }
         double p = median(probe), a = median(f32);

@@ -101,22 +101,11 @@ __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v));
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
 )";
 
-// The suffix of the device helpers for a weight type.
+// The suffix of the device helpers for a weight type: its row's
+// cudaSuffix, whose pf_dot_/pf_at_ bodies the prelude above defines.
 const char *typeSuffix(GGMLType t) {
-  switch (t) {
-  case GGMLType::F32:
-    return "f32";
-  case GGMLType::F16:
-    return "f16";
-  case GGMLType::BF16:
-    return "bf16";
-  case GGMLType::Q8_0:
-    return "q8_0";
-  case GGMLType::Q4_0:
-    return "q4_0";
-  default:
-    return nullptr;
-  }
+  const TypeTraits *row = typeTraits(t);
+  return row && row->computable ? row->cudaSuffix : nullptr;
 }
 
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
@@ -184,8 +173,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
          << "  constexpr int kRow = " << rowBytes(d.downTType, p.nEmbd)
          << ";\n";
     } else {
-      // Split layout (runtime/program.h): the quants of each hot neuron
-      // and the scales of every source block; ids[k] is hot neuron k's
+      // Split layout (runtime/ggml_types.h, DownLayout): the quants of each hot
+      // neuron and the scales of every source block; ids[k] is hot neuron k's
       // original id, whose block holds its scales.
       os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
          << ") " << k.down << "(const u8 *__restrict__ downT,\n"

@@ -23,22 +23,11 @@ void emitArray(std::ostream &os, const char *type, const std::string &name,
   os << "\n};\n";
 }
 
-// The enumerator spelling of a computable weight type in generated code.
+// The enumerator spelling of a computable weight type in generated code:
+// its row's.
 const char *typeEnumerator(GGMLType t) {
-  switch (t) {
-  case GGMLType::F32:
-    return "F32";
-  case GGMLType::F16:
-    return "F16";
-  case GGMLType::BF16:
-    return "BF16";
-  case GGMLType::Q8_0:
-    return "Q8_0";
-  case GGMLType::Q4_0:
-    return "Q4_0";
-  default:
-    return nullptr;
-  }
+  const TypeTraits *row = typeTraits(t);
+  return row && row->computable ? row->enumerator : nullptr;
 }
 
 const char *activationEnumerator(FfnActivation a) {

@@ -54,7 +54,7 @@ bool patchHash(const std::string &path, uint64_t hash, std::string &error) {
 }
 
 // The transposed down projection of one layer in the layout of
-// runtime/program.h (DownLayout): one row per neuron in packed order.
+// runtime/ggml_types.h (DownLayout): one row per neuron in packed order.
 void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
                    const std::vector<uint32_t> &order) {
   const std::string downT = tensorName(TensorKind::FfnDownT, layer);
@@ -98,7 +98,7 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
 void packSplitDownRows(const Weight &down, const std::vector<uint32_t> &order,
                        uint8_t *dst) {
   const int64_t nEmbd = down.rows, nFF = down.cols; // down is {n_ff, n_embd}
-  const bool q4 = down.type == GGMLType::Q4_0;
+  const bool q4 = downLayoutFor(down.type) == DownLayout::SplitQ4;
   const size_t rb = transposedDownRowBytes(down.type, nEmbd);
   std::memset(dst, 0, rb * order.size());
   std::vector<uint32_t> packedRow(nFF);
@@ -131,7 +131,7 @@ void packSplitDownRows(const Weight &down, const std::vector<uint32_t> &order,
 
 void packSplitDownScales(const Weight &down, uint16_t *out) {
   const int64_t nEmbd = down.rows, nFF = down.cols;
-  const bool q4 = down.type == GGMLType::Q4_0;
+  const bool q4 = downLayoutFor(down.type) == DownLayout::SplitQ4;
   for (int64_t e = 0; e < nEmbd; ++e) {
     const uint8_t *row = down.row(e);
     for (int64_t b = 0; b < nFF / QK8_0; ++b)
@@ -180,17 +180,20 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
         inLayer && (kind == TensorKind::FfnGate || kind == TensorKind::FfnUp ||
                     (kind == TensorKind::PredFc2 && t.ne[1] == p.nFF));
     bool perNeuronElem = inLayer && kind == TensorKind::PredFc2Bias &&
-                         t.nDims == 1 && t.ne[0] == p.nFF && typeInfo(t.type) &&
-                         typeInfo(t.type)->blockSize == 1;
+                         t.nDims == 1 && t.ne[0] == p.nFF &&
+                         typeTraits(t.type) &&
+                         typeTraits(t.type)->blockSize == 1;
     // Predictor matrices go 8-bit where their rows allow: a predicted-mode
     // token reads every row of both (on the benchmark's 1B shape, f16
     // predictors were 86 of the 466 MB a token read), and the scores only
-    // rank neurons against a threshold.
+    // rank neurons against a threshold. Only unquantised (one element per
+    // block) computable types are converted.
     bool predictorMatrix =
         kind == TensorKind::PredFc1 || kind == TensorKind::PredFc2;
+    const TypeTraits *tt = typeTraits(t.type);
+    bool unquantised = tt && tt->computable && tt->blockSize == 1;
     if (inLayer && predictorMatrix && t.nDims == 2 && t.ne[0] % QK8_0 == 0 &&
-        (t.type == GGMLType::F16 || t.type == GGMLType::F32 ||
-         t.type == GGMLType::BF16)) {
+        unquantised) {
       const GGUFTensor *tp = &t;
       const std::vector<uint32_t> *order = perNeuronRow ? &orders[layer]
                                                         : nullptr;
@@ -213,7 +216,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     if (inLayer && (perNeuronRow || perNeuronElem)) {
       const GGUFTensor *tp = &t;
       const size_t rb = perNeuronRow ? rowBytes(t.type, t.ne[0])
-                                     : size_t(typeInfo(t.type)->typeSize);
+                                     : size_t(typeTraits(t.type)->typeSize);
       const std::vector<uint32_t> *order = &orders[layer];
       w.addTensor(
           t.name, t.type, dims(t), [tp, rb, order](uint8_t *dst, size_t) {

@@ -3,10 +3,10 @@
 // stored in the program's neuron order (hot rows, then cold rows, each
 // contiguous) and the down projection is stored transposed, one row per
 // neuron (blk.N.ffn_down_t.weight; Q8_0/Q4_0 sources keep their block
-// scales apart in blk.N.ffn_down_s.weight, see runtime/program.h), so that
-// both halves read whole rows. A content hash of the tensor data is stored under
-// pinfer.packed.hash and baked into the executable, which checks it at
-// start-up.
+// scales apart in blk.N.ffn_down_s.weight, see runtime/ggml_types.h,
+// DownLayout), so that both halves read whole rows. A content hash of the
+// tensor data is stored under pinfer.packed.hash and baked into the executable,
+// which checks it at start-up.
 #pragma once
 
 #include "codegen/ProgramDesc.h"
@@ -28,7 +28,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
                         const std::string &path, PackedWeightsInfo &info,
                         std::string &error);
 
-// The split down layouts (runtime/program.h, DownLayout::SplitQ8/SplitQ4)
+// The split down layouts (runtime/ggml_types.h, DownLayout::SplitQ8/SplitQ4)
 // of a Q8_0 or Q4_0 down projection {n_ff, n_embd}, copied bit for bit:
 // packed row k holds the quants of neuron order[k]
 // (transposedDownRowBytes each), and the scales are f16 [n_ff/32][n_embd].

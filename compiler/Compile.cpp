@@ -398,7 +398,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   // The model the user gave, by content: plans are checked against it.
   const std::string identity = modelIdentity(model->file());
   // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
-  // 32-output chunks (runtime/program.h, DownLayout).
+  // 32-output chunks (runtime/ggml_types.h, DownLayout).
   for (int l = 0; l < model->params().nLayer; ++l)
     if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
         model->params().nEmbd % 32 != 0) {

@@ -49,16 +49,14 @@ Value Importer::weight(const std::string &name) {
     error = "import: tensor " + name + " is not in the model spec";
     return Value();
   }
-  auto dtype = symbolizeDType(static_cast<uint32_t>(t->type));
-  if (!dtype) {
-    const TypeInfo *info = typeInfo(t->type);
-    error = "import: tensor " + name + ": type " +
-            (info ? info->name : "unknown") +
-            " has no pinfer dtype, expected f32, f16, bf16, q8_0 or q4_0";
+  // The dialect's dtypes are the type table's computable rows.
+  if (!isComputable(t->type)) {
+    error = "import: tensor " + name + ": type " + typeName(t->type) +
+            " has no pinfer dtype, expected " + computableTypeNames();
     return Value();
   }
   auto type = WeightType::getChecked([&]() { return emitError(loc); }, &ctx,
-                                     *dtype, ArrayRef<int64_t>(t->ne));
+                                     t->type, ArrayRef<int64_t>(t->ne));
   if (!type) {
     error = "import: tensor " + name + " has an invalid shape";
     return Value();
@@ -86,9 +84,9 @@ OwningOpRef<ModuleOp> Importer::run() {
   (*module)->setAttr("pinfer.model", model.getDictionary(&ctx));
   if (spec.hasPredictors) {
     auto toType = [&](const TensorSpec &t) -> Type {
-      auto dtype = symbolizeDType(static_cast<uint32_t>(t.type));
-      return dtype ? WeightType::get(&ctx, *dtype, ArrayRef<int64_t>(t.ne))
-                   : Type();
+      return isComputable(t.type)
+                 ? WeightType::get(&ctx, t.type, ArrayRef<int64_t>(t.ne))
+                 : Type();
     };
     Type fc1 = toType(spec.fc1), fc2 = toType(spec.fc2);
     if (!fc1 || !fc2) {

@@ -42,9 +42,6 @@ SparsityMode toMode(Sparsity s) {
   return SparsityMode::Exact;
 }
 
-// The dialect numbers its dtypes as ggml does.
-GGMLType toGGML(DType d) { return static_cast<GGMLType>(uint32_t(d)); }
-
 std::string where(int64_t layer, llvm::StringRef op) {
   return "scheduled IR: " + op.str() + " of layer " + std::to_string(layer) +
          ": ";
@@ -149,9 +146,9 @@ bool checkType(Value v, const ModelSpec &spec, int64_t layer,
             "' is not a tensor of the model";
     return false;
   }
-  if (toGGML(type.getDtype()) != t->type) {
+  if (type.getDtype() != t->type) {
     error = where(layer, "pinfer.weight \"" + weight.getName().str() + "\"") +
-            "type " + stringifyDType(type.getDtype()).str() +
+            "type " + std::string(typeName(type.getDtype())) +
             ", the model stores " + typeName(t->type);
     return false;
   }
@@ -337,9 +334,9 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
         !checkType(any.getUp(), spec, l, error) ||
         !checkType(any.getDown(), spec, l, error))
       return false;
-    d.gateType = toGGML(cast<WeightType>(any.getGate().getType()).getDtype());
-    d.upType = toGGML(cast<WeightType>(any.getUp().getType()).getDtype());
-    d.downType = toGGML(cast<WeightType>(any.getDown().getType()).getDtype());
+    d.gateType = cast<WeightType>(any.getGate().getType()).getDtype();
+    d.upType = cast<WeightType>(any.getUp().getType()).getDtype();
+    d.downType = cast<WeightType>(any.getDown().getType()).getDtype();
     d.downTType = transposedDownType(d.downType);
 
     if (mode == SparsityMode::Threshold) {

@@ -10,11 +10,6 @@ namespace pinfer {
 
 namespace {
 
-bool isCompilable(GGMLType t) {
-  return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16 ||
-         t == GGMLType::Q8_0 || t == GGMLType::Q4_0;
-}
-
 std::string shapeOf(const std::vector<int64_t> &ne) {
   std::string s = "[";
   for (size_t i = 0; i < ne.size(); ++i)
@@ -36,12 +31,12 @@ bool takeTensor(const GGUFFile &file, const std::string &name, bool isNorm,
     out.type = GGMLType::F32;
     return true;
   }
-  if (!isCompilable(t->type)) {
-    const TypeInfo *info = typeInfo(t->type);
+  if (!isComputable(t->type)) {
+    const TypeTraits *info = typeTraits(t->type);
     error = file.path() + ": tensor " + name + ": type " +
             (info ? info->name : "unknown") +
-            " is not supported by the compiler, expected f32, f16, bf16, "
-            "q8_0 or q4_0";
+            " is not supported by the compiler, expected " +
+            computableTypeNames();
     return false;
   }
   out.type = t->type;

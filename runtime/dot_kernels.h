@@ -1,9 +1,11 @@
 // The dot-product kernels of every weight type, portable and AVX2, as
-// inline functions: the runtime library picks among them at start-up
-// (kernels.cpp, dotKernel/dotQ8ActKernel), and generated executables
-// instantiate them with their constant shapes in code compiled for the
-// target CPU (runtime/ffn_cpu.h). One definition serves both, so a
-// specialised product is bitwise the runtime's.
+// inline functions, and the AVX2 accumulation of transposed down rows. The
+// type table (runtime/type_table.h) points at them: the runtime library
+// picks among them at start-up through the rows (kernels.cpp,
+// dotKernel/dotQ8ActKernel), and generated executables read the rows at
+// compile time and instantiate the kernels with their constant shapes in
+// code compiled for the target CPU (runtime/ffn_cpu.h). One definition
+// serves both, so a specialised product is bitwise the runtime's.
 //
 // Quantised rows are dequantised one 32-element block at a time inside the
 // dot product: the block's partial sum is accumulated in f32 and scaled by
@@ -12,8 +14,8 @@
 #pragma once
 
 #include "runtime/ggml_types.h"
-#include "runtime/kernels.h"
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -328,6 +330,53 @@ PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
   for (; blk < nb; ++blk)
     a0 = q4Block(b[blk], x[blk], a0, c0);
   return hsum(_mm256_add_ps(a0, a1)) - 8.f * (c0 + c1);
+}
+
+// ---- transposed down rows -------------------------------------------------
+
+// 8 elements of a row of a float type from column c, as floats.
+template <GGMLType T>
+PINFER_AVX2 inline __m256 load8(const void *row, int64_t c) {
+  static_assert(T == GGMLType::F32 || T == GGMLType::F16 || T == GGMLType::BF16,
+                "a float type");
+  if constexpr (T == GGMLType::F32)
+    return _mm256_loadu_ps(static_cast<const float *>(row) + c);
+  else if constexpr (T == GGMLType::F16)
+    return _mm256_cvtph_ps(_mm_loadu_si128(
+        (const __m128i *)(static_cast<const uint16_t *>(row) + c)));
+  else
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(
+            (const __m128i *)(static_cast<const uint16_t *>(row) + c))),
+        16));
+}
+
+template <GGMLType T> inline float at(const void *row, int64_t c) {
+  if constexpr (T == GGMLType::F32)
+    return static_cast<const float *>(row)[c];
+  else if constexpr (T == GGMLType::F16)
+    return fp16ToF32(static_cast<const uint16_t *>(row)[c]);
+  else
+    return bf16ToF32(static_cast<const uint16_t *>(row)[c]);
+}
+
+// y[c] = fma(a[i], row_i[c], y[c]) for i = 0..n-1 in order (n <= 4): up to
+// four rows per pass over y, each element updated by the same sequence of
+// fused multiply-adds as one row at a time, so that the grouping does not
+// change a bit of the result (AxpyRowsFn).
+template <GGMLType T>
+PINFER_AVX2 inline void axpyRowsAvx2(const void *const *r, const float *a,
+                                     int n, float *y, int64_t c0, int64_t c1) {
+  int64_t c = c0;
+  for (; c + 8 <= c1; c += 8) {
+    __m256 v = _mm256_loadu_ps(y + c);
+    for (int i = 0; i < n; ++i)
+      v = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), load8<T>(r[i], c), v);
+    _mm256_storeu_ps(y + c, v);
+  }
+  for (; c < c1; ++c)
+    for (int i = 0; i < n; ++i)
+      y[c] = std::fma(a[i], at<T>(r[i], c), y[c]);
 }
 
 #endif // PINFER_X86

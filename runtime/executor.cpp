@@ -152,13 +152,13 @@ const GGUFTensor *findTensor(const GGUFFile &f, const std::string &name,
             "] for this program";
     return nullptr;
   }
-  const TypeInfo *info = typeInfo(t->type);
+  const TypeTraits *info = typeTraits(t->type);
   if (!info || !info->computable || ne0 % info->blockSize != 0 || !t->data ||
       t->nbytes < rowBytes(t->type, ne0) * size_t(ne1)) {
     error = f.path() + ": tensor " + name +
             " has an unusable type or too little data, expected " +
             std::to_string(ne1) + " rows of " + std::to_string(ne0) +
-            " f32/f16/bf16/q8_0/q4_0 elements";
+            " elements of " + computableTypeNames();
     return nullptr;
   }
   return t;
@@ -212,7 +212,7 @@ void groupByBlock(const uint32_t *ids, uint32_t first, uint32_t count,
 
 } // namespace
 
-// The packed down projection in the layout its tensors say (program.h,
+// The packed down projection in the layout its tensors say (ggml_types.h,
 // DownLayout): ffn_down_s present means a split layout, whose quants'
 // row length tells Q8 (n_embd bytes) from Q4 (n_embd/2).
 bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
@@ -619,7 +619,7 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
   const int64_t nEmbd = params_.nEmbd;
   if (b.downLayout == DownLayout::Rows) {
     // Output columns split over threads in whole blocks.
-    const int64_t unit = typeInfo(b.downT.type)->blockSize;
+    const int64_t unit = typeTraits(b.downT.type)->blockSize;
     pool_.parallelFor(nEmbd / unit, [&](int64_t u0, int64_t u1) {
       sparseDownAxpy(b.downT, nullptr, first, count, h, y, u0 * unit,
                      u1 * unit, skipZero);

@@ -313,7 +313,7 @@ void Executor::downBatch(int l, int n) {
 
   if (!split) {
     // Output columns split over threads in whole blocks, as cpuDown does.
-    const int64_t unit = typeInfo(b.downT.type)->blockSize;
+    const int64_t unit = typeTraits(b.downT.type)->blockSize;
     pool_.parallelFor(nEmbd / unit, [&](int64_t u0, int64_t u1) {
       const int64_t c0 = u0 * unit, c1 = u1 * unit;
       for (int64_t r0 = 0; r0 < nFF; r0 += kRowBlock) {

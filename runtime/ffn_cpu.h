@@ -2,17 +2,18 @@
 // executables instantiate once per layer, with the layer's width, weight
 // types, activation and sparsity mode as constants, and compile for the
 // target CPU (pinferc passes -march to the host compiler). The dot products
-// are runtime/dot_kernels.h's, the very functions the runtime's generic
-// loop calls through pointers, so a specialised neuron's activation is
+// are runtime/dot_kernels.h's, named by the type table's rows
+// (runtime/type_table.h), the very functions the runtime's generic loop
+// calls through pointers, so a specialised neuron's activation is
 // bitwise the generic one's (and the dense reference's); what the
 // specialisation removes is the per-row dispatch, the mode and activation
 // branches, and the loop bounds the compiler could not see.
 #pragma once
 
-#include "runtime/dot_kernels.h"
 #include "runtime/kernels.h"
 #include "runtime/model.h"
 #include "runtime/program.h"
+#include "runtime/type_table.h"
 
 #include <cmath>
 #include <cstdint>
@@ -28,34 +29,27 @@ namespace pinfer {
 #define PINFER_FFN_AVX2 0
 #endif
 
-// One row of weight type T (N elements) with the FFN input: Q8_0/Q4_0 rows
-// with its 8-bit copy, the others with the f32 vector, as the runtime's
-// products do.
+// One row of weight type T (N elements) with the FFN input, as the
+// runtime's products multiply it: the kernel and the activation format come
+// from T's row of the type table, read at compile time, so the call is a
+// direct (inlinable) call of the very function the runtime reaches through
+// the row.
 template <GGMLType T, int64_t N>
 inline float ffnDot(const uint8_t *row, const float *x, const BlockQ8Act *xq) {
+  constexpr const TypeTraits &t = traitsOf<T>();
+  static_assert(t.computable, "gateUpRows needs a computable type");
 #if PINFER_FFN_AVX2
-  if constexpr (T == GGMLType::Q8_0)
-    return dotk::dotQ8_0Q8Avx2(row, xq, N);
-  else if constexpr (T == GGMLType::Q4_0)
-    return dotk::dotQ4_0Q8Avx2(row, xq, N);
-  else if constexpr (T == GGMLType::F16)
-    return dotk::dotF16Avx2(row, x, N);
-  else if constexpr (T == GGMLType::BF16)
-    return dotk::dotBF16Avx2(row, x, N);
-  else
-    return dotk::dotF32Avx2(row, x, N);
+  constexpr TypeKernels k = t.avx2;
 #else
-  if constexpr (T == GGMLType::Q8_0)
-    return dotk::dotQ8_0Q8(row, xq, N);
-  else if constexpr (T == GGMLType::Q4_0)
-    return dotk::dotQ4_0Q8(row, xq, N);
-  else if constexpr (T == GGMLType::F16)
-    return dotk::dotF16(row, x, N);
-  else if constexpr (T == GGMLType::BF16)
-    return dotk::dotBF16(row, x, N);
-  else
-    return dotk::dotF32(row, x, N);
+  constexpr TypeKernels k = t.portable;
 #endif
+  if constexpr (t.act == ActFormat::Q8) {
+    static_assert(k.dotQ8 != nullptr, "a Q8 type has a quantised dot");
+    return k.dotQ8(row, xq, N);
+  } else {
+    static_assert(k.dot != nullptr, "a computable type has an f32 dot");
+    return k.dot(row, x, N);
+  }
 }
 
 // Neurons [first + k0, first + k1): gate, activation, the mode's test, up

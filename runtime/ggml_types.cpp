@@ -1,68 +1,21 @@
-// The ggml tensor type table (names, block sizes, bytes per block) and the
-// scalar conversions pinfer computes with: IEEE half and bfloat16 to and from
-// f32, and the Q8_0 / Q4_0 block formats. Quantisation reproduces ggml's
-// reference quantiser bit for bit so that files written here load in ggml
-// tools with identical weights.
+// Lookups in the type table (runtime/type_table.h) and the scalar row
+// functions its rows point at: IEEE half and bfloat16 to and from f32, the
+// Q8_0 / Q4_0 block formats, and each type's scaled-row accumulation.
+// Quantisation reproduces ggml's reference quantiser bit for bit so that
+// files written here load in ggml tools with identical weights.
 #include "runtime/ggml_types.h"
+
+#include "runtime/type_table.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <string>
+#include <vector>
 
 namespace pinfer {
 
 namespace {
-
-constexpr uint32_t QK_K = 256;
-
-// Indexed by the ggml type number. Numbers ggml retired (4, 5, 31-33, 36-38)
-// have no name: files using them cannot be read by current ggml either.
-// Block byte counts follow the block structs of ggml-common.h.
-constexpr TypeInfo kTypes[] = {
-    /* 0 */ {"f32", 1, 4, true},
-    /* 1 */ {"f16", 1, 2, true},
-    /* 2 */ {"q4_0", 32, 18, true},
-    /* 3 */ {"q4_1", 32, 20, false},
-    /* 4 */ {nullptr, 0, 0, false},
-    /* 5 */ {nullptr, 0, 0, false},
-    /* 6 */ {"q5_0", 32, 22, false},
-    /* 7 */ {"q5_1", 32, 24, false},
-    /* 8 */ {"q8_0", 32, 34, true},
-    /* 9 */ {"q8_1", 32, 36, false},
-    /* 10 */ {"q2_K", QK_K, 84, false},
-    /* 11 */ {"q3_K", QK_K, 110, false},
-    /* 12 */ {"q4_K", QK_K, 144, false},
-    /* 13 */ {"q5_K", QK_K, 176, false},
-    /* 14 */ {"q6_K", QK_K, 210, false},
-    /* 15 */ {"q8_K", QK_K, 292, false},
-    /* 16 */ {"iq2_xxs", QK_K, 66, false},
-    /* 17 */ {"iq2_xs", QK_K, 74, false},
-    /* 18 */ {"iq3_xxs", QK_K, 98, false},
-    /* 19 */ {"iq1_s", QK_K, 50, false},
-    /* 20 */ {"iq4_nl", 32, 18, false},
-    /* 21 */ {"iq3_s", QK_K, 110, false},
-    /* 22 */ {"iq2_s", QK_K, 82, false},
-    /* 23 */ {"iq4_xs", QK_K, 136, false},
-    /* 24 */ {"i8", 1, 1, false},
-    /* 25 */ {"i16", 1, 2, false},
-    /* 26 */ {"i32", 1, 4, false},
-    /* 27 */ {"i64", 1, 8, false},
-    /* 28 */ {"f64", 1, 8, false},
-    /* 29 */ {"iq1_m", QK_K, 56, false},
-    /* 30 */ {"bf16", 1, 2, true},
-    /* 31 */ {nullptr, 0, 0, false},
-    /* 32 */ {nullptr, 0, 0, false},
-    /* 33 */ {nullptr, 0, 0, false},
-    /* 34 */ {"tq1_0", QK_K, 54, false},
-    /* 35 */ {"tq2_0", QK_K, 66, false},
-    /* 36 */ {nullptr, 0, 0, false},
-    /* 37 */ {nullptr, 0, 0, false},
-    /* 38 */ {nullptr, 0, 0, false},
-    /* 39 */ {"mxfp4", 32, 17, false},
-    /* 40 */ {"nvfp4", 64, 36, false},
-    /* 41 */ {"q1_0", 128, 18, false},
-};
-constexpr uint32_t kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
 inline uint32_t floatBits(float f) {
   uint32_t u;
@@ -78,14 +31,14 @@ inline float bitsFloat(uint32_t u) {
 
 } // namespace
 
-const TypeInfo *typeInfo(uint32_t type) {
-  if (type >= kNumTypes || kTypes[type].name == nullptr)
+const TypeTraits *typeTraits(uint32_t type) {
+  if (type >= kNumTypes || kTypeTable[type].name == nullptr)
     return nullptr;
-  return &kTypes[type];
+  return &kTypeTable[type];
 }
 
 const char *typeName(GGMLType type) {
-  const TypeInfo *info = typeInfo(type);
+  const TypeTraits *info = typeTraits(type);
   return info ? info->name : "unknown";
 }
 
@@ -93,7 +46,7 @@ bool parseTypeName(const char *name, GGMLType &out) {
   if (name == nullptr)
     return false;
   for (uint32_t t = 0; t < kNumTypes; ++t) {
-    const char *n = kTypes[t].name;
+    const char *n = kTypeTable[t].name;
     if (n == nullptr)
       continue;
     size_t i = 0;
@@ -109,8 +62,22 @@ bool parseTypeName(const char *name, GGMLType &out) {
   return false;
 }
 
+std::string computableTypeNames(const char *lastJoin) {
+  std::vector<const char *> names;
+  for (const TypeTraits &t : kTypeTable)
+    if (t.computable)
+      names.push_back(t.name);
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0)
+      out += i + 1 == names.size() ? std::string(" ") + lastJoin + " " : ", ";
+    out += names[i];
+  }
+  return out;
+}
+
 size_t rowBytes(GGMLType type, int64_t n) {
-  const TypeInfo *info = typeInfo(type);
+  const TypeTraits *info = typeTraits(type);
   if (info == nullptr || n < 0 || n % info->blockSize != 0)
     return 0;
   return static_cast<size_t>(n / info->blockSize) * info->typeSize;
@@ -183,64 +150,61 @@ uint16_t f32ToBf16(float f) {
   return static_cast<uint16_t>(x >> 16);
 }
 
-bool dequantizeRow(GGMLType type, const void *src, float *dst, int64_t n) {
-  const TypeInfo *info = typeInfo(type);
-  if (info == nullptr || !info->computable || n < 0 || n % info->blockSize != 0)
-    return false;
-  switch (type) {
-  case GGMLType::F32:
-    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-    return true;
-  case GGMLType::F16: {
-    const uint8_t *p = static_cast<const uint8_t *>(src);
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      dst[i] = fp16ToF32(h);
-    }
-    return true;
-  }
-  case GGMLType::BF16: {
-    const uint8_t *p = static_cast<const uint8_t *>(src);
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      dst[i] = bf16ToF32(h);
-    }
-    return true;
-  }
-  case GGMLType::Q8_0: {
-    // Blocks are read through memcpy: tensor data in a file is only
-    // guaranteed to be aligned to the file's alignment, not to 2 bytes
-    // within a row of 34-byte blocks.
-    const uint8_t *p = static_cast<const uint8_t *>(src);
-    for (int64_t b = 0; b < n / QK8_0; ++b) {
-      BlockQ8_0 blk;
-      std::memcpy(&blk, p + b * sizeof(BlockQ8_0), sizeof(BlockQ8_0));
-      float d = fp16ToF32(blk.d);
-      for (int j = 0; j < QK8_0; ++j)
-        dst[b * QK8_0 + j] = d * blk.qs[j];
-    }
-    return true;
-  }
-  case GGMLType::Q4_0: {
-    const uint8_t *p = static_cast<const uint8_t *>(src);
-    for (int64_t b = 0; b < n / QK4_0; ++b) {
-      BlockQ4_0 blk;
-      std::memcpy(&blk, p + b * sizeof(BlockQ4_0), sizeof(BlockQ4_0));
-      float d = fp16ToF32(blk.d);
-      float *y = dst + b * QK4_0;
-      for (int j = 0; j < QK4_0 / 2; ++j) {
-        y[j] = d * (static_cast<int>(blk.qs[j] & 0xf) - 8);
-        y[j + QK4_0 / 2] = d * (static_cast<int>(blk.qs[j] >> 4) - 8);
-      }
-    }
-    return true;
-  }
-  default:
-    return false;
+// ---- the rows' functions ----------------------------------------------------
+
+namespace rowk {
+
+void dequantizeF32(const void *src, float *dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void dequantizeF16(const void *src, float *dst, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    dst[i] = fp16ToF32(h);
   }
 }
+
+void dequantizeBF16(const void *src, float *dst, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    dst[i] = bf16ToF32(h);
+  }
+}
+
+void dequantizeQ8_0(const void *src, float *dst, int64_t n) {
+  // Blocks are read through memcpy: tensor data in a file is only
+  // guaranteed to be aligned to the file's alignment, not to 2 bytes
+  // within a row of 34-byte blocks.
+  const uint8_t *p = static_cast<const uint8_t *>(src);
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    BlockQ8_0 blk;
+    std::memcpy(&blk, p + b * sizeof(BlockQ8_0), sizeof(BlockQ8_0));
+    float d = fp16ToF32(blk.d);
+    for (int j = 0; j < QK8_0; ++j)
+      dst[b * QK8_0 + j] = d * blk.qs[j];
+  }
+}
+
+void dequantizeQ4_0(const void *src, float *dst, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(src);
+  for (int64_t b = 0; b < n / QK4_0; ++b) {
+    BlockQ4_0 blk;
+    std::memcpy(&blk, p + b * sizeof(BlockQ4_0), sizeof(BlockQ4_0));
+    float d = fp16ToF32(blk.d);
+    float *y = dst + b * QK4_0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      y[j] = d * (static_cast<int>(blk.qs[j] & 0xf) - 8);
+      y[j + QK4_0 / 2] = d * (static_cast<int>(blk.qs[j] >> 4) - 8);
+    }
+  }
+}
+
+} // namespace rowk
 
 namespace {
 
@@ -257,73 +221,134 @@ inline int clampToInt(float v, int lo, int hi) {
 
 } // namespace
 
-bool quantizeRow(GGMLType type, const float *src, void *dst, int64_t n) {
-  const TypeInfo *info = typeInfo(type);
+namespace rowk {
+
+void quantizeF32(const float *src, void *dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+}
+
+void quantizeF16(const float *src, void *dst, int64_t n) {
+  uint8_t *out = static_cast<uint8_t *>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h = f32ToFp16(src[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+void quantizeBF16(const float *src, void *dst, int64_t n) {
+  uint8_t *out = static_cast<uint8_t *>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h = f32ToBf16(src[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+void quantizeQ8_0(const float *src, void *dst, int64_t n) {
+  uint8_t *out = static_cast<uint8_t *>(dst);
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    const float *x = src + b * QK8_0;
+    float amax = 0;
+    for (int j = 0; j < QK8_0; ++j)
+      amax = std::max(amax, std::fabs(x[j]));
+    // ggml's reference: d = amax/127 and the quants are x * (1/d), rounded
+    // half away from zero. Multiplying by the reciprocal (not dividing)
+    // matters for bit-exact agreement at rounding ties.
+    float d = amax / 127.0f;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    BlockQ8_0 blk;
+    blk.d = f32ToFp16(d);
+    for (int j = 0; j < QK8_0; ++j)
+      blk.qs[j] =
+          static_cast<int8_t>(clampToInt(std::round(x[j] * id), -128, 127));
+    std::memcpy(out + b * sizeof(BlockQ8_0), &blk, sizeof(BlockQ8_0));
+  }
+}
+
+void quantizeQ4_0(const float *src, void *dst, int64_t n) {
+  uint8_t *out = static_cast<uint8_t *>(dst);
+  for (int64_t b = 0; b < n / QK4_0; ++b) {
+    const float *x = src + b * QK4_0;
+    // The signed value of largest magnitude maps to quant 0 (-8 * d), so
+    // the scale's sign follows it and the other extreme gets 7.
+    float amax = 0, max = 0;
+    for (int j = 0; j < QK4_0; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    float d = max / -8.0f;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    BlockQ4_0 blk;
+    blk.d = f32ToFp16(d);
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      int q0 = std::min(15, clampToInt(x[j] * id + 8.5f, 0, 127));
+      int q1 = std::min(15, clampToInt(x[j + QK4_0 / 2] * id + 8.5f, 0, 127));
+      blk.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+    }
+    std::memcpy(out + b * sizeof(BlockQ4_0), &blk, sizeof(BlockQ4_0));
+  }
+}
+
+// The sparse down projection's scalar path (runtime/sparse_kernels.cpp):
+// rows of the mapped file, read in place.
+void axpyF32(const void *rowv, float a, float *y, int64_t c0, int64_t c1) {
+  const float *row = static_cast<const float *>(rowv);
+  for (int64_t i = c0; i < c1; ++i)
+    y[i] += a * row[i];
+}
+
+void axpyF16(const void *rowv, float a, float *y, int64_t c0, int64_t c1) {
+  const uint16_t *row = static_cast<const uint16_t *>(rowv);
+  for (int64_t i = c0; i < c1; ++i)
+    y[i] += a * fp16ToF32(row[i]);
+}
+
+void axpyBF16(const void *rowv, float a, float *y, int64_t c0, int64_t c1) {
+  const uint16_t *row = static_cast<const uint16_t *>(rowv);
+  for (int64_t i = c0; i < c1; ++i)
+    y[i] += a * bf16ToF32(row[i]);
+}
+
+void axpyQ8_0(const void *rowv, float a, float *y, int64_t c0, int64_t c1) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(rowv);
+  for (int64_t blk = c0 / QK8_0; blk < c1 / QK8_0; ++blk) {
+    // Scale once per block: a * d * q.
+    float s = a * fp16ToF32(b[blk].d);
+    float *yb = y + blk * QK8_0;
+    for (int j = 0; j < QK8_0; ++j)
+      yb[j] += s * float(b[blk].qs[j]);
+  }
+}
+
+void axpyQ4_0(const void *rowv, float a, float *y, int64_t c0, int64_t c1) {
+  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(rowv);
+  for (int64_t blk = c0 / QK4_0; blk < c1 / QK4_0; ++blk) {
+    float s = a * fp16ToF32(b[blk].d);
+    float *yb = y + blk * QK4_0;
+    for (int j = 0; j < QK4_0 / 2; ++j) {
+      yb[j] += s * float((b[blk].qs[j] & 0xF) - 8);
+      yb[j + QK4_0 / 2] += s * float((b[blk].qs[j] >> 4) - 8);
+    }
+  }
+}
+
+} // namespace rowk
+
+bool dequantizeRow(GGMLType type, const void *src, float *dst, int64_t n) {
+  const TypeTraits *info = typeTraits(type);
   if (info == nullptr || !info->computable || n < 0 || n % info->blockSize != 0)
     return false;
-  uint8_t *out = static_cast<uint8_t *>(dst);
-  switch (type) {
-  case GGMLType::F32:
-    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-    return true;
-  case GGMLType::F16:
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h = f32ToFp16(src[i]);
-      std::memcpy(out + 2 * i, &h, 2);
-    }
-    return true;
-  case GGMLType::BF16:
-    for (int64_t i = 0; i < n; ++i) {
-      uint16_t h = f32ToBf16(src[i]);
-      std::memcpy(out + 2 * i, &h, 2);
-    }
-    return true;
-  case GGMLType::Q8_0:
-    for (int64_t b = 0; b < n / QK8_0; ++b) {
-      const float *x = src + b * QK8_0;
-      float amax = 0;
-      for (int j = 0; j < QK8_0; ++j)
-        amax = std::max(amax, std::fabs(x[j]));
-      // ggml's reference: d = amax/127 and the quants are x * (1/d), rounded
-      // half away from zero. Multiplying by the reciprocal (not dividing)
-      // matters for bit-exact agreement at rounding ties.
-      float d = amax / 127.0f;
-      float id = d != 0 ? 1.0f / d : 0.0f;
-      BlockQ8_0 blk;
-      blk.d = f32ToFp16(d);
-      for (int j = 0; j < QK8_0; ++j)
-        blk.qs[j] =
-            static_cast<int8_t>(clampToInt(std::round(x[j] * id), -128, 127));
-      std::memcpy(out + b * sizeof(BlockQ8_0), &blk, sizeof(BlockQ8_0));
-    }
-    return true;
-  case GGMLType::Q4_0:
-    for (int64_t b = 0; b < n / QK4_0; ++b) {
-      const float *x = src + b * QK4_0;
-      // The signed value of largest magnitude maps to quant 0 (-8 * d), so
-      // the scale's sign follows it and the other extreme gets 7.
-      float amax = 0, max = 0;
-      for (int j = 0; j < QK4_0; ++j) {
-        if (std::fabs(x[j]) > amax) {
-          amax = std::fabs(x[j]);
-          max = x[j];
-        }
-      }
-      float d = max / -8.0f;
-      float id = d != 0 ? 1.0f / d : 0.0f;
-      BlockQ4_0 blk;
-      blk.d = f32ToFp16(d);
-      for (int j = 0; j < QK4_0 / 2; ++j) {
-        int q0 = std::min(15, clampToInt(x[j] * id + 8.5f, 0, 127));
-        int q1 = std::min(15, clampToInt(x[j + QK4_0 / 2] * id + 8.5f, 0, 127));
-        blk.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-      }
-      std::memcpy(out + b * sizeof(BlockQ4_0), &blk, sizeof(BlockQ4_0));
-    }
-    return true;
-  default:
+  info->toF32(src, dst, n);
+  return true;
+}
+
+bool quantizeRow(GGMLType type, const float *src, void *dst, int64_t n) {
+  const TypeTraits *info = typeTraits(type);
+  if (info == nullptr || !info->computable || n < 0 || n % info->blockSize != 0)
     return false;
-  }
+  info->fromF32(src, dst, n);
+  return true;
 }
 
 } // namespace pinfer

@@ -1,13 +1,20 @@
-// Tensor element types as ggml numbers them, their block layouts, and
-// conversions between them and f32. Only F32, F16, BF16, Q8_0 and Q4_0 are
-// computed on; every other ggml type is recognised (name, block size, bytes)
-// so that files holding them can be inspected and refused with a clear
-// message.
+// Tensor element types as ggml numbers them and the type-traits row of each:
+// everything pinfer knows about a type (name, block layout, conversions to
+// and from f32, the dot-product kernels and the activation format they
+// multiply, the packed layout of a transposed down projection, the names
+// the code generators spell) is in one row, and every other file reads the
+// row instead of switching over types. The rows themselves are in
+// runtime/type_table.h (docs/types.md: adding a weight type).
+//
+// Only F32, F16, BF16, Q8_0 and Q4_0 are computed on; every other ggml type
+// is recognised (name, block size, bytes) so that files holding them can be
+// inspected and refused with a clear message.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace pinfer {
 
@@ -48,27 +55,146 @@ enum class GGMLType : uint32_t {
   Q1_0 = 41,
 };
 
-struct TypeInfo {
-  const char *name;   // "q4_0"
-  uint32_t blockSize; // elements per block
-  uint32_t typeSize;  // bytes per block
-  bool computable;    // pinfer has kernels for it
+constexpr int QK8_0 = 32;
+constexpr int QK4_0 = 32;
+
+// One block of a quantised activation vector: x[j] ~= d * qs[j]; s = d *
+// sum(qs), which lets Q4_0 kernels multiply the unsigned nibbles and remove
+// their offset of 8 once per block (sum (q - 8) x = sum q x - 8 sum x).
+// Made by quantizeActQ8 (runtime/kernels.h).
+struct BlockQ8Act {
+  float d;
+  float s;
+  int8_t qs[QK8_0];
+};
+
+// Which form of the activation vector a type's products multiply. For block
+// quantised weights, converting weight bytes to floats costs more than
+// reading them, so their products quantise the activation once to 8 bits
+// and multiply bytes by bytes, as llama.cpp does (runtime/kernels.h).
+enum class ActFormat : uint8_t {
+  F32, // the f32 vector as it is
+  Q8,  // BlockQ8Act blocks of QK8_0 elements (quantizeActQ8)
+};
+
+// How the packed weights store a layer's transposed down projection: one
+// row of n_embd values per neuron, in packed order, keeping the source's
+// numbers exactly (exact mode must match the dense reference token for
+// token, so nothing is re-quantised across the other axis).
+enum class DownLayout : uint8_t {
+  // F32/F16/BF16 sources: blk.N.ffn_down_t.weight {n_embd, n_ff} in the
+  // source type.
+  Rows,
+  // Q8_0 and Q4_0 sources: the quants and the block scales apart. A source
+  // block covers 32 neurons of one output row, so its scale is shared by
+  // those neurons, not by a neuron's row. blk.N.ffn_down_t.weight holds each
+  // neuron's quants (I8 {n_embd, n_ff}; Q4_0: two unsigned 4-bit values
+  // per byte, I8 {n_embd/2, n_ff}, byte 16c+j holding elements 32c+j (low
+  // nibble) and 32c+j+16 (high)), and blk.N.ffn_down_s.weight the scales
+  // (F16 {n_embd, n_ff/32}: row b holds source block b's scale for every
+  // output, i.e. of neurons 32b..32b+31).
+  SplitQ8,
+  SplitQ4,
+};
+
+// The kernel signatures a row holds. `n` is a multiple of the block size.
+// sum_i row[i] * x[i] with an f32 activation:
+using DotFn = float (*)(const void *row, const float *x, int64_t n);
+// ... with a quantised activation (ActFormat::Q8):
+using DotQ8ActFn = float (*)(const void *row, const BlockQ8Act *x, int64_t n);
+// dst[0..n) = the row's values as f32 (dequantise):
+using RowToF32Fn = void (*)(const void *src, float *dst, int64_t n);
+// The row of n values nearest to src (quantise; ggml's reference quantiser):
+using RowFromF32Fn = void (*)(const float *src, void *dst, int64_t n);
+// y[c] += a * row[c] for c in [c0, c1), multiples of the block size:
+using AxpyFn = void (*)(const void *row, float a, float *y, int64_t c0,
+                        int64_t c1);
+// y[c] = fma(a[i], rows[i][c], y[c]) for i = 0..n-1 in order, n <= 4, over
+// rows of a Rows-layout transposed down projection:
+using AxpyRowsFn = void (*)(const void *const *rows, const float *a, int n,
+                            float *y, int64_t c0, int64_t c1);
+
+// The kernels of one instruction set. Null where the set has none.
+struct TypeKernels {
+  DotFn dot = nullptr;           // every computable type
+  DotQ8ActFn dotQ8 = nullptr;    // types whose products use ActFormat::Q8
+  AxpyRowsFn axpyRows = nullptr; // the sparse down projection's fast path
+};
+
+// One row of the table. Recognised types set the first three fields only.
+struct TypeTraits {
+  const char *name = nullptr; // "q4_0": GGUF, dialect and command-line name
+  uint32_t blockSize = 0;     // elements per block
+  uint32_t typeSize = 0;      // bytes per block
+  bool computable = false;    // pinfer has kernels for it; the rest is set
+  // The spelling of the GGMLType enumerator in generated host code
+  // (codegen/HostEmitter: gateUpRows<..., pinfer::GGMLType::Q4_0, ...>).
+  const char *enumerator = nullptr;
+  // The suffix of the CUDA device functions of the type in the emitted
+  // source: pf_dot_<suffix><N>(row, x, lane) and pf_at_<suffix>(row, i)
+  // (codegen/CudaEmitter.cpp writes their bodies).
+  const char *cudaSuffix = nullptr;
+  uint32_t fileType = 0; // llama_ftype of a model whose matrices are all this
+  RowToF32Fn toF32 = nullptr;
+  RowFromF32Fn fromF32 = nullptr;
+  // |toF32(fromF32(x)) - x| <= roundTripError * max |x| over x's block, for
+  // x of normal magnitude (the unit tests hold every row to it).
+  float roundTripError = 0.f;
+  AxpyFn axpy = nullptr;
+  ActFormat act = ActFormat::F32;           // what the dot products multiply
+  DownLayout downLayout = DownLayout::Rows; // of a transposed down projection
+  TypeKernels portable;                     // plain C++ loops
+  TypeKernels avx2;                         // AVX2 + FMA + F16C; null off x86
+  // The AVX2 set when `useAvx2` (the CPU has it), else the portable one.
+  constexpr const TypeKernels &kernels(bool useAvx2) const {
+    return useAvx2 ? avx2 : portable;
+  }
 };
 
 // Null for a number ggml does not define.
-const TypeInfo *typeInfo(uint32_t type);
-inline const TypeInfo *typeInfo(GGMLType type) {
-  return typeInfo(static_cast<uint32_t>(type));
+const TypeTraits *typeTraits(uint32_t type);
+inline const TypeTraits *typeTraits(GGMLType type) {
+  return typeTraits(static_cast<uint32_t>(type));
+}
+// Whether pinfer computes with `type` (false for unknown numbers).
+inline bool isComputable(GGMLType type) {
+  const TypeTraits *t = typeTraits(type);
+  return t && t->computable;
 }
 const char *typeName(GGMLType type);
 // Parses "f32", "F16", "q8_0", ... ; false if unknown.
 bool parseTypeName(const char *name, GGMLType &out);
+// The computable types' names for messages, in table order, the last two
+// joined by `lastJoin`: "f32, f16, q4_0, q8_0 or bf16".
+std::string computableTypeNames(const char *lastJoin = "or");
 
 // Bytes of a row of `n` elements; `n` must be a multiple of the block size.
 size_t rowBytes(GGMLType type, int64_t n);
 
-constexpr int QK8_0 = 32;
-constexpr int QK4_0 = 32;
+// The transposed down layout of a source type (Rows for a type that is not
+// computable).
+inline DownLayout downLayoutFor(GGMLType source) {
+  const TypeTraits *t = typeTraits(source);
+  return t ? t->downLayout : DownLayout::Rows;
+}
+
+// The tensor type of blk.N.ffn_down_t.weight.
+inline GGMLType transposedDownType(GGMLType source) {
+  return downLayoutFor(source) == DownLayout::Rows ? source : GGMLType::I8;
+}
+
+// Bytes of one neuron's row of ffn_down_t (n_embd outputs).
+inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
+  switch (downLayoutFor(source)) {
+  case DownLayout::SplitQ8:
+    return size_t(nEmbd);
+  case DownLayout::SplitQ4:
+    return size_t(nEmbd / 2);
+  case DownLayout::Rows:
+    break;
+  }
+  return rowBytes(source, nEmbd);
+}
 
 // ggml block_q8_0: x[i] = d * qs[i].
 struct BlockQ8_0 {

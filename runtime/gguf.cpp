@@ -673,7 +673,7 @@ bool GGUFFile::parse(std::string &error) {
     uint32_t type;
     if (!c.read(type, ctx, "the tensor type (uint32)"))
       return false;
-    const TypeInfo *info = typeInfo(type);
+    const TypeTraits *info = typeTraits(type);
     if (info == nullptr)
       return c.fail(typeAt, ctx,
                     "tensor type " + std::to_string(type) +
@@ -1115,7 +1115,7 @@ bool GGUFWriter::write(const std::string &path, std::string &error) const {
       error = ctx + "duplicate tensor name";
       return false;
     }
-    const TypeInfo *info = typeInfo(t.type);
+    const TypeTraits *info = typeTraits(t.type);
     if (info == nullptr) {
       error = ctx + "type " + std::to_string(static_cast<uint32_t>(t.type)) +
               " is not a ggml type";

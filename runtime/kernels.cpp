@@ -1,9 +1,10 @@
 // CPU kernels of the dense reference; see kernels.h. The dot products
-// themselves are in runtime/dot_kernels.h; this file picks among them at
-// start-up and builds the products, norms and attention on them.
+// themselves are in runtime/dot_kernels.h, reached through the type table's
+// rows (runtime/type_table.h); this file picks among them at start-up and
+// builds the products, norms and attention on them.
 #include "runtime/kernels.h"
 
-#include "runtime/dot_kernels.h"
+#include "runtime/dot_kernels.h" // PINFER_X86
 #include "runtime/model.h"
 #include "runtime/thread_pool.h"
 
@@ -15,8 +16,6 @@
 namespace pinfer {
 
 namespace {
-
-using namespace dotk;
 
 #ifdef PINFER_X86
 bool cpuHasAvx2() {
@@ -30,39 +29,18 @@ bool cpuHasAvx2() { return false; }
 
 std::atomic<bool> gUseAvx2{cpuHasAvx2()};
 
-DotFn selectDot(GGMLType type) {
-#ifdef PINFER_X86
-  if (gUseAvx2.load(std::memory_order_relaxed)) {
-    switch (type) {
-    case GGMLType::F32:
-      return dotF32Avx2;
-    case GGMLType::F16:
-      return dotF16Avx2;
-    case GGMLType::BF16:
-      return dotBF16Avx2;
-    case GGMLType::Q8_0:
-      return dotQ8_0Avx2;
-    case GGMLType::Q4_0:
-      return dotQ4_0Avx2;
-    default:
-      return nullptr;
-    }
-  }
-#endif
-  switch (type) {
-  case GGMLType::F32:
-    return dotF32;
-  case GGMLType::F16:
-    return dotF16;
-  case GGMLType::BF16:
-    return dotBF16;
-  case GGMLType::Q8_0:
-    return dotQ8_0;
-  case GGMLType::Q4_0:
-    return dotQ4_0;
-  default:
+// The kernels of `type`'s row for the ISA in use; null for a type without
+// kernels.
+const TypeKernels *kernelsOf(GGMLType type) {
+  const TypeTraits *t = typeTraits(type);
+  if (!t || !t->computable)
     return nullptr;
-  }
+  return &t->kernels(gUseAvx2.load(std::memory_order_relaxed));
+}
+
+DotFn selectDot(GGMLType type) {
+  const TypeKernels *k = kernelsOf(type);
+  return k ? k->dot : nullptr;
 }
 
 } // namespace
@@ -83,41 +61,11 @@ float dotRow(GGMLType type, const void *row, const float *x, int64_t n) {
 }
 
 void rowToF32(GGMLType type, const void *row, float *out, int64_t n) {
-  switch (type) {
-  case GGMLType::F32:
-    std::copy_n(static_cast<const float *>(row), n, out);
-    return;
-  case GGMLType::F16:
-  case GGMLType::BF16: {
-    const uint16_t *w = static_cast<const uint16_t *>(row);
-    for (int64_t i = 0; i < n; ++i)
-      out[i] = type == GGMLType::F16 ? fp16ToF32(w[i]) : bf16ToF32(w[i]);
-    return;
-  }
-  case GGMLType::Q8_0: {
-    const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
-    for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
-      float d = fp16ToF32(b[blk].d);
-      for (int j = 0; j < QK8_0; ++j)
-        out[blk * QK8_0 + j] = d * float(b[blk].qs[j]);
-    }
-    return;
-  }
-  case GGMLType::Q4_0: {
-    const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
-    for (int64_t blk = 0; blk < n / QK4_0; ++blk) {
-      float d = fp16ToF32(b[blk].d);
-      float *o = out + blk * QK4_0;
-      for (int j = 0; j < QK4_0 / 2; ++j) {
-        o[j] = d * float(int(b[blk].qs[j] & 0x0F) - 8);
-        o[j + QK4_0 / 2] = d * float(int(b[blk].qs[j] >> 4) - 8);
-      }
-    }
-    return;
-  }
-  default:
+  const TypeTraits *t = typeTraits(type);
+  if (t && t->computable)
+    t->toF32(row, out, n);
+  else
     std::fill_n(out, n, NAN);
-  }
 }
 
 namespace {
@@ -244,18 +192,8 @@ void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n) {
 }
 
 DotQ8ActFn dotQ8ActKernel(GGMLType type) {
-  const bool avx2 = gUseAvx2.load(std::memory_order_relaxed);
-#ifdef PINFER_X86
-  if (avx2)
-    return type == GGMLType::Q8_0   ? dotQ8_0Q8Avx2
-           : type == GGMLType::Q4_0 ? dotQ4_0Q8Avx2
-                                    : nullptr;
-#else
-  (void)avx2;
-#endif
-  return type == GGMLType::Q8_0   ? dotQ8_0Q8
-         : type == GGMLType::Q4_0 ? dotQ4_0Q8
-                                  : nullptr;
+  const TypeKernels *k = kernelsOf(type);
+  return k ? k->dotQ8 : nullptr;
 }
 
 RowDot rowDot(GGMLType type) { return RowDot{dotQ8ActKernel(type), selectDot(type)}; }

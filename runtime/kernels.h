@@ -27,58 +27,50 @@ const char *kernelIsaName();
 bool kernelIsaIsAvx2();
 
 // sum_i row[i] * x[i] over `n` elements of a row of `type`; `n` must be a
-// multiple of the type's block size and `type` one of F32, F16, BF16, Q8_0,
-// Q4_0 (Model::load guarantees both).
+// multiple of the type's block size and `type` computable (Model::load
+// guarantees both).
 float dotRow(GGMLType type, const void *row, const float *x, int64_t n);
 
-// The dot-product function dotRow uses for `type` under the current ISA
-// setting (null for a type without kernels), for loops that pick it once.
-using DotFn = float (*)(const void *row, const float *x, int64_t n);
+// The f32-activation dot product of `type`'s row (runtime/type_table.h)
+// under the current ISA setting (null for a type without kernels), for
+// loops that pick it once.
 DotFn dotKernel(GGMLType type);
 
-// Converts one row to f32 (embedding lookup). Same contract as dotRow.
+// Converts one row to f32 (embedding lookup): the row's dequantisation.
+// Same contract as dotRow.
 void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
 
 // ---- quantised activations -------------------------------------------------
 //
-// For Q8_0 and Q4_0 weights, converting weight bytes to floats costs more
-// than reading them. Products with those weights therefore quantise the
-// activation vector once to 8 bits per element with one f32 scale per
-// 32-element block (QK8_0) and multiply bytes by bytes with integer
-// instructions, as llama.cpp does. This adds an error of at most half a
-// step of the activation's block scale per element. The dense reference and
-// the compiled executors do this alike, so they stay comparable token for
-// token; dotRow (f32 activations) remains for the sparse down projection,
-// whose input is the sparse activation vector split across devices.
-
-// One block of a quantised activation vector: x[j] ~= d * qs[j]; s = d *
-// sum(qs), which lets Q4_0 kernels multiply the unsigned nibbles and remove
-// their offset of 8 once per block (sum (q - 8) x = sum q x - 8 sum x).
-struct BlockQ8Act {
-  float d;
-  float s;
-  int8_t qs[QK8_0];
-};
+// Products with weights whose row says ActFormat::Q8 (Q8_0, Q4_0) quantise
+// the activation vector once to 8 bits per element with one f32 scale per
+// 32-element block (QK8_0, BlockQ8Act in runtime/ggml_types.h) and multiply
+// bytes by bytes with integer instructions, as llama.cpp does. This adds an
+// error of at most half a step of the activation's block scale per element.
+// The dense reference and the compiled executors do this alike, so they
+// stay comparable token for token; dotRow (f32 activations) remains for the
+// sparse down projection, whose input is the sparse activation vector split
+// across devices.
 
 // Quantises x[0..n) (n a multiple of QK8_0) into n/QK8_0 blocks, scale =
 // max|x| / 127 per block, values rounded to nearest.
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
 
-// sum_i row[i] * x[i] for a Q8_0 or Q4_0 row and a quantised activation;
-// null for any other type (use the f32 kernels for those).
-using DotQ8ActFn = float (*)(const void *row, const BlockQ8Act *x, int64_t n);
+// The quantised-activation dot product of `type`'s row under the current
+// ISA setting; null for a type whose products use f32 activations.
 DotQ8ActFn dotQ8ActKernel(GGMLType type);
 
 // True when products with `type` weights use quantised activations.
 inline bool usesQ8Act(GGMLType type) {
-  return type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
+  const TypeTraits *t = typeTraits(type);
+  return t && t->computable && t->act == ActFormat::Q8;
 }
 
 // One row of `type` times an input, as the products above multiply it: the
-// 8-bit copy for Q8_0/Q4_0 rows, the f32 vector otherwise. For loops that
-// pick the kernels once and call them per row.
+// 8-bit copy for ActFormat::Q8 rows, the f32 vector otherwise. For loops
+// that pick the kernels once and call them per row.
 struct RowDot {
-  DotQ8ActFn q8 = nullptr; // set for Q8_0/Q4_0
+  DotQ8ActFn q8 = nullptr; // set for ActFormat::Q8 types
   DotFn f32 = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
@@ -88,9 +80,9 @@ struct RowDot {
 RowDot rowDot(GGMLType type);
 
 // y[t*yStride + r] = w.row(r) . x_t for r in [r0, r1) and each of `nTok`
-// tokens t, x_t = x + t*xStride; with quantised activations for Q8_0/Q4_0
-// weights unless `f32Act`. Rows are the outer loop so that a row is read
-// from memory once per batch; the per-token result is bitwise the same
+// tokens t, x_t = x + t*xStride; with quantised activations for
+// ActFormat::Q8 weights unless `f32Act`. Rows are the outer loop so that a row
+// is read from memory once per batch; the per-token result is bitwise the same
 // whatever the batch or the row range. x: [nTok][xStride >= w.cols],
 // y: [nTok][yStride >= w.rows].
 void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
@@ -111,7 +103,7 @@ struct MatvecJob {
   float *y;       // [nTok][yStride]
   int64_t xStride = 0; // 0: w->cols
   int64_t yStride = 0; // 0: w->rows
-  bool f32Act = false; // keep x in f32 for Q8_0/Q4_0 weights too
+  bool f32Act = false; // keep x in f32 for ActFormat::Q8 weights too
 };
 void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok = 1);
 inline void matvec(const Weight &w, const float *x, float *y,

@@ -17,21 +17,8 @@ namespace {
 constexpr int64_t kMaxDim = int64_t(1) << 20;
 constexpr int64_t kMaxLayers = 4096;
 
-bool isComputable(GGMLType type) {
-  switch (type) {
-  case GGMLType::F32:
-  case GGMLType::F16:
-  case GGMLType::BF16:
-  case GGMLType::Q8_0:
-  case GGMLType::Q4_0:
-    return true;
-  default:
-    return false;
-  }
-}
-
 std::string typeString(GGMLType type) {
-  const TypeInfo *info = typeInfo(type);
+  const TypeTraits *info = typeTraits(type);
   return info ? info->name
               : "#" + std::to_string(static_cast<uint32_t>(type));
 }
@@ -80,10 +67,10 @@ struct Loader {
     }
     if (!isComputable(t->type)) {
       fail("tensor " + name + " has type " + typeString(t->type) +
-           "; pinferc computes f32, f16, bf16, q8_0 and q4_0");
+           "; pinferc computes " + computableTypeNames("and"));
       return nullptr;
     }
-    const TypeInfo *info = typeInfo(t->type);
+    const TypeTraits *info = typeTraits(t->type);
     if (ne0 % info->blockSize != 0) {
       fail("tensor " + name + " has rows of " + std::to_string(ne0) +
            " elements, expected a multiple of " +

@@ -17,11 +17,11 @@ bool bindWeight(const GGUFFile &file, const std::string &name, Weight &w,
     error = file.path() + ": tensor " + name + " is missing";
     return false;
   }
-  const TypeInfo *info = typeInfo(t->type);
+  const TypeTraits *info = typeTraits(t->type);
   if (!info || !info->computable) {
     error = file.path() + ": tensor " + name + " has type " +
-            (info ? info->name : "unknown") +
-            ", expected one of f32, f16, bf16, q8_0, q4_0";
+            (info ? info->name : "unknown") + ", expected one of " +
+            computableTypeNames();
     return false;
   }
   if (t->nDims != 2 || t->ne[0] % info->blockSize != 0) {

@@ -11,49 +11,9 @@
 
 namespace pinfer {
 
-// How the packed weights store a layer's transposed down projection: one
-// row of n_embd values per neuron, in packed order, keeping the source's
-// numbers exactly (exact mode must match the dense reference token for
-// token, so nothing is re-quantised across the other axis).
-enum class DownLayout {
-  // F32/F16/BF16 sources: blk.N.ffn_down_t.weight {n_embd, n_ff} in the
-  // source type.
-  Rows,
-  // Q8_0 and Q4_0 sources: the quants and the block scales apart. A source
-  // block covers 32 neurons of one output row, so its scale is shared by
-  // those neurons, not by a neuron's row. blk.N.ffn_down_t.weight holds each
-  // neuron's quants (I8 {n_embd, n_ff}; Q4_0: two unsigned 4-bit values
-  // per byte, I8 {n_embd/2, n_ff}, byte 16c+j holding elements 32c+j (low
-  // nibble) and 32c+j+16 (high)), and blk.N.ffn_down_s.weight the scales
-  // (F16 {n_embd, n_ff/32}: row b holds source block b's scale for every
-  // output, i.e. of neurons 32b..32b+31).
-  SplitQ8,
-  SplitQ4,
-};
-
-inline DownLayout downLayoutFor(GGMLType source) {
-  return source == GGMLType::Q8_0   ? DownLayout::SplitQ8
-         : source == GGMLType::Q4_0 ? DownLayout::SplitQ4
-                                    : DownLayout::Rows;
-}
-
-// The tensor type of blk.N.ffn_down_t.weight.
-inline GGMLType transposedDownType(GGMLType source) {
-  return downLayoutFor(source) == DownLayout::Rows ? source : GGMLType::I8;
-}
-
-// Bytes of one neuron's row of ffn_down_t (n_embd outputs).
-inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
-  switch (downLayoutFor(source)) {
-  case DownLayout::SplitQ8:
-    return size_t(nEmbd);
-  case DownLayout::SplitQ4:
-    return size_t(nEmbd / 2);
-  case DownLayout::Rows:
-    break;
-  }
-  return rowBytes(source, nEmbd);
-}
+// The packed layout of a transposed down projection (DownLayout,
+// downLayoutFor, transposedDownType, transposedDownRowBytes) is a property
+// of the source type: runtime/ggml_types.h.
 
 // How the FFN halves skip neurons.
 enum class SparsityMode {
@@ -67,15 +27,13 @@ enum class SparsityMode {
 const char *sparsityModeName(SparsityMode mode);
 bool parseSparsityMode(const char *name, SparsityMode &out);
 
-struct BlockQ8Act;
-
 // What the CPU half's gate/up loop works on for one token (runtime/
 // ffn_cpu.h): neurons [first + k0, first + k1) of the packed rows.
 struct GateUpArgs {
   const uint8_t *gate = nullptr, *up = nullptr; // packed row 0 of each
   size_t gateRowBytes = 0, upRowBytes = 0;
   const float *x = nullptr;       // the FFN input [n_embd]
-  const BlockQ8Act *xq = nullptr; // its 8-bit copy (Q8_0/Q4_0 rows)
+  const BlockQ8Act *xq = nullptr; // its 8-bit copy (ActFormat::Q8 rows)
   int64_t first = 0;              // the half's first packed row
   float skipAtOrBelow = 0.f;      // exact: 0; threshold: the layer's
   const float *logits = nullptr;  // predicted: scores in packed order

@@ -28,53 +28,13 @@ void sparseDots(const Weight &w, const uint32_t *rows, int64_t first,
   }
 }
 
-bool axpyRowRange(GGMLType type, const void *rowv, float a, float *y,
-                  int64_t c0, int64_t c1) {
-  switch (type) {
-  case GGMLType::F32: {
-    const float *row = static_cast<const float *>(rowv);
-    for (int64_t i = c0; i < c1; ++i)
-      y[i] += a * row[i];
-    return true;
-  }
-  case GGMLType::F16: {
-    const uint16_t *row = static_cast<const uint16_t *>(rowv);
-    for (int64_t i = c0; i < c1; ++i)
-      y[i] += a * fp16ToF32(row[i]);
-    return true;
-  }
-  case GGMLType::BF16: {
-    const uint16_t *row = static_cast<const uint16_t *>(rowv);
-    for (int64_t i = c0; i < c1; ++i)
-      y[i] += a * bf16ToF32(row[i]);
-    return true;
-  }
-  case GGMLType::Q8_0: {
-    const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(rowv);
-    for (int64_t blk = c0 / QK8_0; blk < c1 / QK8_0; ++blk) {
-      // Scale once per block: a * d * q.
-      float s = a * fp16ToF32(b[blk].d);
-      float *yb = y + blk * QK8_0;
-      for (int j = 0; j < QK8_0; ++j)
-        yb[j] += s * float(b[blk].qs[j]);
-    }
-    return true;
-  }
-  case GGMLType::Q4_0: {
-    const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(rowv);
-    for (int64_t blk = c0 / QK4_0; blk < c1 / QK4_0; ++blk) {
-      float s = a * fp16ToF32(b[blk].d);
-      float *yb = y + blk * QK4_0;
-      for (int j = 0; j < QK4_0 / 2; ++j) {
-        yb[j] += s * float((b[blk].qs[j] & 0xF) - 8);
-        yb[j + QK4_0 / 2] += s * float((b[blk].qs[j] >> 4) - 8);
-      }
-    }
-    return true;
-  }
-  default:
+bool axpyRowRange(GGMLType type, const void *row, float a, float *y, int64_t c0,
+                  int64_t c1) {
+  const TypeTraits *t = typeTraits(type);
+  if (!t || !t->computable)
     return false;
-  }
+  t->axpy(row, a, y, c0, c1);
+  return true;
 }
 
 bool axpyRow(GGMLType type, const void *row, float a, float *y, int64_t n) {
@@ -83,54 +43,13 @@ bool axpyRow(GGMLType type, const void *row, float a, float *y, int64_t n) {
 
 namespace {
 
-#ifdef PINFER_X86
-
-// 8 elements of a float-like row from column c, as floats.
-template <GGMLType T> PINFER_AVX2 inline __m256 load8(const void *row, int64_t c) {
-  if constexpr (T == GGMLType::F32)
-    return _mm256_loadu_ps(static_cast<const float *>(row) + c);
-  else if constexpr (T == GGMLType::F16)
-    return _mm256_cvtph_ps(
-        _mm_loadu_si128((const __m128i *)(static_cast<const uint16_t *>(row) + c)));
-  else
-    return _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(
-            (const __m128i *)(static_cast<const uint16_t *>(row) + c))),
-        16));
-}
-
-template <GGMLType T> inline float at(const void *row, int64_t c) {
-  if constexpr (T == GGMLType::F32)
-    return static_cast<const float *>(row)[c];
-  else if constexpr (T == GGMLType::F16)
-    return fp16ToF32(static_cast<const uint16_t *>(row)[c]);
-  else
-    return bf16ToF32(static_cast<const uint16_t *>(row)[c]);
-}
-
-// y[c] = fma(a[i], row_i[c], y[c]) for i = 0..n-1 in order (n <= 4): up to
-// four rows per pass over y, each element updated by the same sequence of
-// fused multiply-adds as one row at a time, so that the grouping does not
-// change a bit of the result.
-template <GGMLType T>
-PINFER_AVX2 void axpyRowsAvx2(const void *const *r, const float *a, int n,
-                              float *y, int64_t c0, int64_t c1) {
-  int64_t c = c0;
-  for (; c + 8 <= c1; c += 8) {
-    __m256 v = _mm256_loadu_ps(y + c);
-    for (int i = 0; i < n; ++i)
-      v = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), load8<T>(r[i], c), v);
-    _mm256_storeu_ps(y + c, v);
-  }
-  for (; c < c1; ++c)
-    for (int i = 0; i < n; ++i)
-      y[c] = std::fma(a[i], at<T>(r[i], c), y[c]);
-}
-
-template <GGMLType T>
-PINFER_AVX2 void downRowsAvx2(const Weight &downT, const uint32_t *rows,
-                              int64_t first, int64_t nRows, const float *coef,
-                              float *y, int64_t c0, int64_t c1, bool skipZero) {
+// Rows four at a time through the type's AVX2 kernel (dot_kernels.h,
+// axpyRowsAvx2): one indirect call per four rows, against 4 x (c1 - c0)
+// fused multiply-adds inside it.
+void downRowsGrouped(AxpyRowsFn axpyRows, const Weight &downT,
+                     const uint32_t *rows, int64_t first, int64_t nRows,
+                     const float *coef, float *y, int64_t c0, int64_t c1,
+                     bool skipZero) {
   const void *r[4];
   float a[4];
   int n = 0;
@@ -140,42 +59,30 @@ PINFER_AVX2 void downRowsAvx2(const Weight &downT, const uint32_t *rows,
     r[n] = downT.row(rows ? int64_t(rows[k]) : first + k);
     a[n] = coef[k];
     if (++n == 4) {
-      axpyRowsAvx2<T>(r, a, n, y, c0, c1);
+      axpyRows(r, a, n, y, c0, c1);
       n = 0;
     }
   }
   if (n)
-    axpyRowsAvx2<T>(r, a, n, y, c0, c1);
+    axpyRows(r, a, n, y, c0, c1);
 }
-#endif
 
 } // namespace
 
 void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t nRows, const float *coef, float *y, int64_t c0,
                     int64_t c1, bool skipZero) {
-#ifdef PINFER_X86
-  if (kernelIsaIsAvx2()) {
-    switch (downT.type) {
-    case GGMLType::F32:
-      return downRowsAvx2<GGMLType::F32>(downT, rows, first, nRows, coef, y,
-                                         c0, c1, skipZero);
-    case GGMLType::F16:
-      return downRowsAvx2<GGMLType::F16>(downT, rows, first, nRows, coef, y,
-                                         c0, c1, skipZero);
-    case GGMLType::BF16:
-      return downRowsAvx2<GGMLType::BF16>(downT, rows, first, nRows, coef, y,
-                                          c0, c1, skipZero);
-    default:
-      break;
-    }
-  }
-#endif
+  const TypeTraits *t = typeTraits(downT.type);
+  if (!t || !t->computable)
+    return;
+  if (kernelIsaIsAvx2() && t->avx2.axpyRows)
+    return downRowsGrouped(t->avx2.axpyRows, downT, rows, first, nRows, coef, y,
+                           c0, c1, skipZero);
   for (int64_t k = 0; k < nRows; ++k) {
     if (skipZero && coef[k] == 0.f)
       continue;
     int64_t r = rows ? int64_t(rows[k]) : first + k;
-    axpyRowRange(downT.type, downT.row(r), coef[k], y, c0, c1);
+    t->axpy(downT.row(r), coef[k], y, c0, c1);
   }
 }
 

@@ -3,9 +3,10 @@
 // transposed down projection (one row per neuron) into the output. The
 // packed weights store each half's neurons contiguously, so a half is a row
 // range and the neurons that fired are a short index list within it.
-// Dot products use the dense products' kernels (quantised input for Q8_0 and
-// Q4_0 rows, kernels.h) so that a neuron's pre-activation is bitwise the
-// dense one.
+// Dot products use the dense products' kernels (quantised input for
+// ActFormat::Q8 rows, kernels.h) so that a neuron's pre-activation is
+// bitwise the dense one. Per-type kernels are reached through the type
+// table's rows (runtime/type_table.h).
 #pragma once
 
 #include "runtime/ggml_types.h"
@@ -20,9 +21,9 @@ namespace pinfer {
 void sparseDots(const Weight &w, const uint32_t *rows, int64_t first,
                 int64_t nRows, const float *x, float *out);
 
-// y[i] += a * row[i] for i in [0, n) over a row of `type` (F32, F16, BF16,
-// Q8_0, Q4_0); `n` a multiple of the type's block size. False for another
-// type.
+// y[i] += a * row[i] for i in [0, n) over a row of a computable `type`
+// (its row's axpy); `n` a multiple of the type's block size. False for
+// another type.
 bool axpyRow(GGMLType type, const void *row, float a, float *y, int64_t n);
 
 // Elements [c0, c1) of the same: c0 and c1 multiples of the block size.
@@ -38,7 +39,7 @@ void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t nRows, const float *coef, float *y, int64_t c0,
                     int64_t c1, bool skipZero = true);
 
-// The down projection of a split layout (program.h, DownLayout::SplitQ8 /
+// The down projection of a split layout (ggml_types.h, DownLayout::SplitQ8 /
 // SplitQ4): neurons come in groups that share a source block, and for each
 // group g, y[c] += scale[g][c] * sum_k coef[k] * q_k[c] over the group's
 // neurons k, for c in [c0, c1) (multiples of 32). This is the reference's

@@ -21,7 +21,7 @@ namespace {
 constexpr int kMaxLayers = 4096;
 
 uint64_t rowBytesOr0(GGMLType type, int64_t n) {
-  const TypeInfo *info = typeInfo(type);
+  const TypeTraits *info = typeTraits(type);
   if (!info || n % info->blockSize)
     return 0;
   return rowBytes(type, n);

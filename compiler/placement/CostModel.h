@@ -28,7 +28,7 @@ struct ModelShape {
   uint64_t neuronBytes = 0;           // gate+up+down rows of one neuron
   uint64_t gateBytes = 0;             // of which the gate row
   // Q8_0/Q4_0 down projections: the block scales the packed file keeps
-  // apart from the neurons' rows (runtime/program.h, DownLayout), which a
+  // apart from the neurons' rows (runtime/ggml_types.h, DownLayout), which a
   // layer's GPU half needs whole whenever it has hot neurons.
   uint64_t downScaleBytes = 0;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms

@@ -87,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     // Every byte the reader vouched for must be readable (ASan checks).
     for (uint64_t k = 0; k < t.nbytes; ++k)
       h += t.data[k];
-    const TypeInfo *info = typeInfo(t.type);
+    const TypeTraits *info = typeTraits(t.type);
     if (info == nullptr)
       __builtin_trap();
     if (info->computable && rowBytes(t.type, t.ne[0]) <= t.nbytes &&

@@ -39,11 +39,11 @@ struct Case {
 };
 
 void PrintTo(const Case &c, std::ostream *os) {
-  *os << typeInfo(c.type)->name << " " << sparsityModeName(c.mode);
+  *os << typeTraits(c.type)->name << " " << sparsityModeName(c.mode);
 }
 
 std::string caseName(const ::testing::TestParamInfo<Case> &info) {
-  return std::string(typeInfo(info.param.type)->name) + "_" +
+  return std::string(typeTraits(info.param.type)->name) + "_" +
          sparsityModeName(info.param.mode);
 }
 

@@ -98,7 +98,7 @@ TEST_P(PackedWeights, LayoutAndHash) {
   ASSERT_TRUE(gate && downT && fc2 && fc2Src);
   EXPECT_EQ(downT->type, transposedDownType(w.down.type));
   const size_t downRow = transposedDownRowBytes(w.down.type, p.nEmbd);
-  EXPECT_EQ(size_t(downT->ne[0]) * typeInfo(downT->type)->typeSize, downRow);
+  EXPECT_EQ(size_t(downT->ne[0]) * typeTraits(downT->type)->typeSize, downRow);
   EXPECT_EQ(downT->ne[1], p.nFF);
   // Split layouts: the source's block scales, by source block.
   const DownLayout layout = downLayoutFor(w.down.type);

@@ -650,7 +650,7 @@ TEST(Model, LoadRefusesMalformedModels) {
       {"missing", [](TinySpec &s) { s.skipTensor = "blk.1.ffn_up.weight"; },
        {"tensor blk.1.ffn_up.weight is missing"}},
       {"badtype", [](TinySpec &s) { s.badTypeTensor = "blk.1.ffn_up.weight"; },
-       {"blk.1.ffn_up.weight has type q4_1; pinferc computes f32, f16, bf16, q8_0 and q4_0"}},
+       {"blk.1.ffn_up.weight has type q4_1; pinferc computes f32, f16, q4_0, q8_0 and bf16"}},
       {"shape",
        [](TinySpec &s) {
          s.edit = [](GGUFWriter &w) { w.setU32("llama.feed_forward_length", 96); };

@@ -59,10 +59,10 @@ TEST(GGMLTypes, TableMatchesGGML) {
   };
   size_t known = 0;
   for (uint32_t id = 0; id < 64; ++id)
-    known += typeInfo(id) != nullptr;
+    known += typeTraits(id) != nullptr;
   EXPECT_EQ(known, sizeof rows / sizeof rows[0]);
   for (const Row &r : rows) {
-    const TypeInfo *info = typeInfo(r.id);
+    const TypeTraits *info = typeTraits(r.id);
     ASSERT_NE(info, nullptr) << r.name;
     EXPECT_STREQ(info->name, r.name);
     EXPECT_EQ(info->blockSize, r.block) << r.name;
@@ -74,7 +74,7 @@ TEST(GGMLTypes, TableMatchesGGML) {
     EXPECT_STREQ(typeName(parsed), r.name);
   }
   for (uint32_t retired : {4u, 5u, 31u, 32u, 33u, 36u, 37u, 38u, 1000u})
-    EXPECT_EQ(typeInfo(retired), nullptr) << retired;
+    EXPECT_EQ(typeTraits(retired), nullptr) << retired;
   EXPECT_STREQ(typeName(static_cast<GGMLType>(5)), "unknown");
 }
 

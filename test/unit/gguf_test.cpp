@@ -751,7 +751,7 @@ makeTensorBytes(GGMLType type, const std::vector<int64_t> &ne, uint32_t seed) {
     n *= d;
   std::mt19937 rng(seed);
   std::vector<uint8_t> out(rowBytes(type, ne[0]) * (n / ne[0]));
-  if (typeInfo(type)->computable) {
+  if (typeTraits(type)->computable) {
     std::normal_distribution<float> dist(0.0f, 1.0f);
     std::vector<float> x(static_cast<size_t>(n));
     for (float &v : x)
@@ -845,7 +845,7 @@ TEST(GGUFWrite, RoundTripEveryTensorType) {
   for (GGMLType t : {GGMLType::F32, GGMLType::F16, GGMLType::BF16,
                      GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q4_K,
                      GGMLType::Q6_K, GGMLType::I32, GGMLType::IQ4_NL}) {
-    const TypeInfo *info = typeInfo(t);
+    const TypeTraits *info = typeTraits(t);
     std::vector<int64_t> ne = {info->blockSize * 2, 3};
     if (t == GGMLType::F32)
       ne = {5, 1, 2, 3}; // 4 dims, odd sizes: exercises padding

@@ -64,7 +64,7 @@ TEST(Kernels, DotMatchesDoubleOnDequantisedWeights) {
     }
     for (GGMLType type : kTypes) {
       for (int64_t n : {32, 64, 96, 4096, 37, 8, 1}) {
-        if (n % typeInfo(type)->blockSize != 0)
+        if (n % typeTraits(type)->blockSize != 0)
           continue;
         std::vector<float> w = randomVector(n, 7 + uint32_t(n));
         std::vector<float> x = randomVector(n, 99 + uint32_t(n), -2.f, 2.f);

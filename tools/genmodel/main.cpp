@@ -181,8 +181,8 @@ int main(int argc, char **argv) {
     } else if (f == "--type") {
       ok = parseTypeName(v, cfg.type);
       if (!ok)
-        err = std::string("--type '") + v +
-              "': expected f32, f16, bf16, q8_0 or q4_0";
+        err = std::string("--type '") + v + "': expected " +
+              computableTypeNames();
     } else if (f == "--activation") {
       ok = parseActivation(v, cfg.activation);
       if (!ok)

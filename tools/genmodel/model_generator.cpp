@@ -125,27 +125,13 @@ void siluMoments(double z, double s, double &m1, double &m2) {
   m2 = b / wsum;
 }
 
-bool isGeneratable(GGMLType t) {
-  return t == GGMLType::F32 || t == GGMLType::F16 || t == GGMLType::BF16 ||
-         t == GGMLType::Q8_0 || t == GGMLType::Q4_0;
-}
+// Models can be generated in every computable type (runtime/type_table.h).
+bool isGeneratable(GGMLType t) { return isComputable(t); }
 
-// llama_ftype of a model whose matrices are all `t`.
+// llama_ftype of a model whose matrices are all `t`: its row's.
 uint32_t fileTypeOf(GGMLType t) {
-  switch (t) {
-  case GGMLType::F32:
-    return 0;
-  case GGMLType::F16:
-    return 1;
-  case GGMLType::Q4_0:
-    return 2;
-  case GGMLType::Q8_0:
-    return 7;
-  case GGMLType::BF16:
-    return 32;
-  default:
-    return 0;
-  }
+  const TypeTraits *row = typeTraits(t);
+  return row && row->computable ? row->fileType : 0;
 }
 
 // Replaces `row` by what it becomes once stored as `type` and read back.
@@ -861,8 +847,8 @@ bool validateConfig(const GenModelConfig &cfg, std::string &error) {
   if (cfg.nCtx < 1)
     return fail("--n-ctx " + std::to_string(cfg.nCtx) + ": expected >= 1");
   if (!isGeneratable(cfg.type))
-    return fail(std::string("--type ") + typeName(cfg.type) +
-                ": expected f32, f16, bf16, q8_0 or q4_0");
+    return fail(std::string("--type ") + typeName(cfg.type) + ": expected " +
+                computableTypeNames());
   if (!(cfg.maxRate > 0 && cfg.maxRate < 1))
     return fail("maximum firing rate " + s(cfg.maxRate) + ": expected (0, 1)");
   if (!(cfg.activeFraction > 0 && cfg.activeFraction < cfg.maxRate))

@@ -37,23 +37,45 @@ void PInferDialect::initialize() {
       >();
 }
 
-static bool isBlockQuantised(DType dtype) {
-  return dtype == DType::q4_0 || dtype == DType::q8_0;
+FailureOr<GGMLType> pinfer::parseWeightDType(AsmParser &parser) {
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef name;
+  if (parser.parseKeyword(&name))
+    return failure();
+  // Exactly the table's spelling, so that printing gives back the input.
+  GGMLType dtype;
+  if (!parseTypeName(name.str().c_str(), dtype) || !isComputable(dtype) ||
+      name != typeName(dtype))
+    return parser.emitError(loc)
+           << "expected a weight dtype (" << computableTypeNames() << "), got '"
+           << name << "'";
+  return dtype;
+}
+
+void pinfer::printWeightDType(AsmPrinter &printer, GGMLType dtype) {
+  printer << typeName(dtype);
 }
 
 LogicalResult WeightType::verify(function_ref<InFlightDiagnostic()> emitError,
-                                 DType dtype, ArrayRef<int64_t> shape) {
+                                 GGMLType dtype, ArrayRef<int64_t> shape) {
+  // The parser admits computable types only; C++ builders are held to the
+  // same.
+  const TypeTraits *traits = typeTraits(dtype);
+  if (!traits || !traits->computable)
+    return emitError() << "weight dtype " << typeName(dtype)
+                       << " is not computable, expected "
+                       << computableTypeNames();
   if (shape.empty() || shape.size() > 4)
     return emitError() << "weight must have 1 to 4 dimensions, got "
                        << shape.size();
   for (int64_t dim : shape)
     if (dim <= 0)
       return emitError() << "weight dimensions must be positive, got " << dim;
-  // Quantised rows are stored as whole 32-element blocks.
-  if (isBlockQuantised(dtype) && shape.front() % 32 != 0)
+  // Quantised rows are stored as whole blocks.
+  if (shape.front() % traits->blockSize != 0)
     return emitError() << "row length " << shape.front() << " of a "
-                       << stringifyDType(dtype)
-                       << " weight must be a multiple of 32";
+                       << typeName(dtype) << " weight must be a multiple of "
+                       << traits->blockSize;
   return success();
 }
 

@@ -36,18 +36,14 @@ class PInfer_Op<string mnemonic, list<Trait> traits = []>
 // Enums
 //===----------------------------------------------------------------------===//
 
-def PInfer_DTypeF32 : I32EnumAttrCase<"f32", 0>;
-def PInfer_DTypeF16 : I32EnumAttrCase<"f16", 1>;
-def PInfer_DTypeQ4_0 : I32EnumAttrCase<"q4_0", 2>;
-def PInfer_DTypeQ8_0 : I32EnumAttrCase<"q8_0", 8>;
-def PInfer_DTypeBF16 : I32EnumAttrCase<"bf16", 30>;
-
-// Numbered as ggml numbers them, so a value converts to GGMLType directly.
-def PInfer_DType : I32EnumAttr<"DType", "stored weight element type",
-    [PInfer_DTypeF32, PInfer_DTypeF16, PInfer_DTypeQ4_0, PInfer_DTypeQ8_0,
-     PInfer_DTypeBF16]> {
-  let cppNamespace = "::pinfer";
-  let genSpecializedAttr = 0;
+// The stored element type of a weight is the runtime's own GGMLType, one of
+// the computable rows of the type table (runtime/type_table.h), written by
+// its name (`q4_0`). The dialect keeps no list of types of its own, so a
+// type added to the table is a dialect dtype with no edit here.
+def PInfer_WeightDType : TypeParameter<"::pinfer::GGMLType",
+                                       "stored weight element type"> {
+  let parser = "::pinfer::parseWeightDType($_parser)";
+  let printer = "::pinfer::printWeightDType($_printer, $_self)";
 }
 
 def PInfer_ActSilu : I32EnumAttrCase<"silu", 0>;
@@ -109,16 +105,18 @@ def PInfer_WeightType : TypeDef<PInfer_Dialect, "Weight"> {
   let mnemonic = "weight";
   let summary = "A handle to a stored weight tensor.";
   let description = [{
-    The stored element type and the shape in ggml order (`ne0` first, the
-    row length). Quantised types store blocks of 32 elements, so `ne0` must
-    be a multiple of 32 for them.
+    The stored element type, a computable ggml type by its name (f32, f16,
+    q4_0, q8_0, bf16: the rows of runtime/type_table.h), and the shape in
+    ggml order (`ne0` first, the row length). Quantised types store blocks
+    (32 elements for q4_0 and q8_0), so `ne0` must be a multiple of the
+    type's block size.
 
     ```mlir
     !pinfer.weight<q4_0, [4096, 11008]>
     ```
   }];
   let parameters = (ins
-    EnumParameter<PInfer_DType>:$dtype,
+    PInfer_WeightDType:$dtype,
     ArrayRefParameter<"int64_t">:$shape);
   let assemblyFormat = "`<` $dtype `,` `[` $shape `]` `>`";
   let genVerifyDecl = 1;

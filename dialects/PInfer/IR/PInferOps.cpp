@@ -59,42 +59,31 @@ std::string pinfer::checkNeuronIndices(ArrayRef<int32_t> table, int64_t limit) {
   return "";
 }
 
-int64_t pinfer::storedRowBytes(DType dtype, int64_t n) {
-  switch (dtype) {
-  case DType::f32:
-    return 4 * n;
-  case DType::f16:
-  case DType::bf16:
-    return 2 * n;
-  case DType::q4_0: // 32 elements in 2 bytes of scale + 16 bytes of nibbles
-    return (n + 31) / 32 * 18;
-  case DType::q8_0: // 32 elements in 2 bytes of scale + 32 bytes
-    return (n + 31) / 32 * 34;
-  }
-  return 4 * n;
+int64_t pinfer::storedRowBytes(GGMLType dtype, int64_t n) {
+  // WeightType::verify admits computable types only, which have a row.
+  const TypeTraits &t = *typeTraits(dtype);
+  return (n + t.blockSize - 1) / t.blockSize * t.typeSize;
 }
 
 int64_t pinfer::packedDownRowBytes(WeightType down) {
   // Transposing cuts across quantisation blocks, and re-quantising would
   // change the model's numbers, so a quantised down keeps each neuron's
   // quants as a row (one byte, or half a byte for q4_0, per output) and the
-  // block scales apart (packedDownScaleBytes), as runtime/program.h says.
+  // block scales apart (packedDownScaleBytes): the type's DownLayout
+  // (runtime/ggml_types.h).
   int64_t nEmbd = down.getNumRows();
-  switch (down.getDtype()) {
-  case DType::q8_0:
-    return nEmbd;
-  case DType::q4_0:
-    return nEmbd / 2;
-  default:
+  if (downLayoutFor(down.getDtype()) == DownLayout::Rows)
     return storedRowBytes(down.getDtype(), nEmbd);
-  }
+  return int64_t(transposedDownRowBytes(down.getDtype(), nEmbd));
 }
 
 int64_t pinfer::packedDownScaleBytes(WeightType down) {
-  DType dtype = down.getDtype();
-  if (dtype != DType::q4_0 && dtype != DType::q8_0)
+  GGMLType dtype = down.getDtype();
+  if (downLayoutFor(dtype) == DownLayout::Rows)
     return 0;
-  return down.getRowLength() / 32 * down.getNumRows() * 2; // f16 each
+  // One f16 scale per source block of every output row.
+  return down.getRowLength() / typeTraits(dtype)->blockSize *
+         down.getNumRows() * 2;
 }
 
 int64_t pinfer::storedBytes(WeightType type) {
@@ -179,7 +168,7 @@ LogicalResult RmsNormOp::verify() {
   if (w.getShape().size() != 1 || w.getShape()[0] != vectorLength(getInput()))
     return emitOpError("weight must be a vector of length ")
            << vectorLength(getInput()) << " to match the input";
-  if (w.getDtype() != DType::f32)
+  if (w.getDtype() != GGMLType::F32)
     return emitOpError("norm weight must be stored as f32");
   if (!(getEpsilon().convertToFloat() > 0.0f))
     return emitOpError("epsilon must be positive");
@@ -260,7 +249,7 @@ LogicalResult LMHeadOp::verify() {
   int64_t nEmbd = vectorLength(getInput());
   auto norm = cast<WeightType>(getNorm().getType());
   if (norm.getShape().size() != 1 || norm.getShape()[0] != nEmbd ||
-      norm.getDtype() != DType::f32)
+      norm.getDtype() != GGMLType::F32)
     return emitOpError("norm must be an f32 vector of length ") << nEmbd;
   if (!(getEpsilon().convertToFloat() > 0.0f))
     return emitOpError("epsilon must be positive");

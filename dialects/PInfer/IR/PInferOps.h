@@ -8,6 +8,7 @@
 #pragma once
 
 #include "dialects/PInfer/IR/PInferDialect.h"
+#include "runtime/ggml_types.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -20,6 +21,13 @@
 #include <optional>
 
 #include "dialects/PInfer/IR/PInferEnums.h.inc"
+
+namespace pinfer {
+/// A weight's dtype in the assembly: the name of a computable GGMLType
+/// (runtime/type_table.h), e.g. `q4_0`.
+mlir::FailureOr<GGMLType> parseWeightDType(mlir::AsmParser &parser);
+void printWeightDType(mlir::AsmPrinter &printer, GGMLType dtype);
+} // namespace pinfer
 
 #define GET_ATTRDEF_CLASSES
 #include "dialects/PInfer/IR/PInferAttrs.h.inc"
@@ -49,14 +57,14 @@ mlir::Attribute makeNeuronTable(mlir::MLIRContext *ctx,
 /// an empty string when it does, otherwise what is wrong.
 std::string checkNeuronIndices(llvm::ArrayRef<int32_t> table, int64_t limit);
 
-/// Bytes of one stored row of `n` elements of `dtype` (blocks for the
+/// Bytes of one stored row of `n` elements of `dtype` (whole blocks for the
 /// quantised types).
-int64_t storedRowBytes(DType dtype, int64_t n);
+int64_t storedRowBytes(GGMLType dtype, int64_t n);
 /// Bytes of a whole stored weight.
 int64_t storedBytes(WeightType type);
 /// Bytes of one neuron's row of a down projection [n_ff, n_embd] as the
 /// packed weights store it: transposed, n_embd long; for q8_0/q4_0 the
-/// quants only (runtime/program.h, DownLayout).
+/// quants only (runtime/ggml_types.h, DownLayout).
 int64_t packedDownRowBytes(WeightType down);
 /// Bytes of a layer's down-projection block scales, kept apart from the rows
 /// for q8_0/q4_0 (0 otherwise); a GPU half needs them whole.
