@@ -1,9 +1,6 @@
-// Builds program descriptions from placement plans; see ProgramDesc.h.
+// The program description the emitters read; see ProgramDesc.h.
 #include "codegen/ProgramDesc.h"
 
-#include "compiler/placement/Plan.h"
-#include "runtime/arch.h"
-#include "runtime/gguf.h"
 
 namespace pinfer {
 
@@ -21,121 +18,6 @@ std::vector<uint32_t> ProgramDesc::packedOrder(int layer) const {
   std::vector<uint32_t> order(l.hot);
   order.insert(order.end(), l.cold.begin(), l.cold.end());
   return order;
-}
-
-// Types and predictor shapes of every layer. Predicted mode needs the
-// predictors PowerInfer files store: blk.N.fc1 {n_embd, R}, fc2 {R, n_ff}.
-static bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
-                      std::string &error) {
-  out.params = model.params();
-  out.mode = mode;
-  const GGUFFile &f = model.file();
-  std::string name;
-  std::string ignored;
-  if (model.file().getOptString("general.name", name, ignored))
-    out.modelName = name;
-  out.layers.resize(out.params.nLayer);
-  for (int l = 0; l < out.params.nLayer; ++l) {
-    const LayerWeights &w = model.layer(l);
-    LayerDesc &d = out.layers[l];
-    d.gateType = w.gate.type;
-    d.upType = w.up.type;
-    d.downType = w.down.type;
-    d.downTType = transposedDownType(w.down.type);
-    if (mode != SparsityMode::Predicted)
-      continue;
-    const std::string fc1Name = tensorName(TensorKind::PredFc1, l),
-                      fc2Name = tensorName(TensorKind::PredFc2, l);
-    const GGUFTensor *fc1 = f.tensor(fc1Name);
-    const GGUFTensor *fc2 = f.tensor(fc2Name);
-    if (!fc1 || !fc2 || fc1->ne[0] != out.params.nEmbd ||
-        fc2->ne[0] != fc1->ne[1] || fc2->ne[1] != out.params.nFF ||
-        fc1->ne[1] < 1) {
-      error = f.path() + ": tensor " + fc1Name + "/" + fc2Name +
-              ": missing or misshapen, expected "
-              "predictors {n_embd, R} and {R, n_ff} for --sparsity predicted";
-      return false;
-    }
-    d.predictorRank = uint32_t(fc1->ne[1]);
-  }
-  if (mode == SparsityMode::Predicted &&
-      !f.getOptF32(kSparseThresholdKey, out.predictorThreshold, error))
-    return false;
-  return true;
-}
-
-bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &out,
-                    std::string &error) {
-  out = ProgramDesc();
-  if (!fillTypes(model, mode, out, error))
-    return false;
-  out.target = "cpu";
-  for (LayerDesc &d : out.layers)
-    for (int i = 0; i < out.params.nFF; ++i)
-      d.cold.push_back(uint32_t(i));
-  return true;
-}
-
-bool programFromPlan(const Model &model, const Plan &plan, SparsityMode mode,
-                     const std::string &smArch, ProgramDesc &out,
-                     std::string &error) {
-  out = ProgramDesc();
-  if (!fillTypes(model, mode, out, error))
-    return false;
-  out.target = plan.target;
-  out.smArch = smArch;
-  out.vramBillBytes = plan.billBytes;
-  const ModelParams &p = out.params;
-  if (plan.layers.size() != size_t(p.nLayer) || plan.nFF != uint32_t(p.nFF)) {
-    error = "plan for target " + plan.target + ": " +
-            std::to_string(plan.layers.size()) + " layers of " +
-            std::to_string(plan.nFF) + " neurons, expected " +
-            std::to_string(p.nLayer) + " layers of " + std::to_string(p.nFF);
-    return false;
-  }
-  for (int l = 0; l < p.nLayer; ++l) {
-    const LayerPlan &lp = plan.layers[l];
-    LayerDesc &d = out.layers[l];
-    if (lp.order.size() != size_t(p.nFF) || lp.nHot > lp.order.size()) {
-      error = "plan layer " + std::to_string(l) + ": neuron order of " +
-              std::to_string(lp.order.size()) + " ids with " +
-              std::to_string(lp.nHot) + " hot, expected a permutation of " +
-              std::to_string(p.nFF) + " ids";
-      return false;
-    }
-    std::vector<uint8_t> seen(p.nFF, 0);
-    for (uint32_t id : lp.order) {
-      if (id >= uint32_t(p.nFF) || seen[id]) {
-        error = "plan layer " + std::to_string(l) + ": neuron id " +
-                std::to_string(id) +
-                " is out of range or repeated, expected "
-                "a permutation of 0.." +
-                std::to_string(p.nFF - 1);
-        return false;
-      }
-      seen[id] = 1;
-    }
-    // Without a GPU in the target the whole layer is cold.
-    uint32_t nHot = smArch.empty() ? 0 : lp.nHot;
-    d.hot.assign(lp.order.begin(), lp.order.begin() + nHot);
-    d.cold.assign(lp.order.begin() + nHot, lp.order.end());
-    d.attentionOnGPU = !smArch.empty() && lp.attentionOnGPU;
-  }
-  // Predictors serve the cold (CPU) halves only: a layer without one has
-  // none, and a program without any is exact.
-  if (mode == SparsityMode::Predicted) {
-    bool anyCold = false;
-    for (LayerDesc &d : out.layers) {
-      if (d.cold.empty())
-        d.predictorRank = 0;
-      anyCold |= !d.cold.empty();
-    }
-    if (!anyCold) {
-      out.mode = SparsityMode::Exact;
-      out.predictorThreshold = 0.f;
-    }
-  }
-  return true;
 }
 
 } // namespace pinfer

@@ -2,8 +2,8 @@
 // layer, the FFN weight types, which neurons run on the GPU (hot) and which
 // on the CPU (cold) in packed order, the sparsity mode, the predictor shape
 // and the attention device. The emitters (CUDA, host C++, packed weights)
-// read only this. Today programFromPlan builds it from a placement plan;
-// later the scheduled IR will.
+// read only this. The compiler builds it from the scheduled IR
+// (compiler/LowerToProgram.h).
 #pragma once
 
 #include "runtime/ggml_types.h"
@@ -15,8 +15,6 @@
 #include <vector>
 
 namespace pinfer {
-
-struct Plan;
 
 struct LayerDesc {
   GGMLType gateType = GGMLType::F32;
@@ -45,18 +43,5 @@ struct ProgramDesc {
   // The packed row order of a layer: hot ids then cold ids.
   std::vector<uint32_t> packedOrder(int layer) const;
 };
-
-// Builds the description of `model` placed by `plan` (hot neurons: the
-// first nHot of each layer's order; the rest cold in the same order). A plan
-// whose layer count, n_ff or orders do not fit the model, or predicted mode
-// for a model without predictors (blk.N.fc1/fc2), gives false and one line
-// in `error`.
-bool programFromPlan(const Model &model, const Plan &plan, SparsityMode mode,
-                     const std::string &smArch, ProgramDesc &out,
-                     std::string &error);
-
-// The CPU-only description: every neuron cold, in id order. Same errors.
-bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &out,
-                    std::string &error);
 
 } // namespace pinfer

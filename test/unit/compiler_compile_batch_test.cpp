@@ -14,6 +14,8 @@
 #include "runtime/model.h"
 #include "tools/genmodel/model_generator.h"
 
+#include "program_desc_oracle.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -18,6 +18,8 @@
 
 #include "mlir/IR/MLIRContext.h"
 
+#include "program_desc_oracle.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
