@@ -360,23 +360,54 @@ template <GGMLType T> inline float at(const void *row, int64_t c) {
     return bf16ToF32(static_cast<const uint16_t *>(row)[c]);
 }
 
-// y[c] = fma(a[i], row_i[c], y[c]) for i = 0..n-1 in order (n <= 4): up to
-// four rows per pass over y, each element updated by the same sequence of
-// fused multiply-adds as one row at a time, so that the grouping does not
-// change a bit of the result (AxpyRowsFn).
-template <GGMLType T>
-PINFER_AVX2 inline void axpyRowsAvx2(const void *const *r, const float *a,
-                                     int n, float *y, int64_t c0, int64_t c1) {
+// y[c] = fma(a[i], row_i[c], y[c]) for i = 0..N-1 in order: the rows'
+// pointers and coefficients are copied into locals first, so that the
+// compiler keeps them in registers instead of reloading them after every
+// store to y (which it must assume may alias r and a).
+template <GGMLType T, int N>
+PINFER_AVX2 inline void axpyRowsNAvx2(const void *const *r, const float *a,
+                                      float *y, int64_t c0, int64_t c1) {
+  const void *rows[N];
+  float coef[N];
+  __m256 coef8[N];
+  for (int i = 0; i < N; ++i) {
+    rows[i] = r[i];
+    coef[i] = a[i];
+    coef8[i] = _mm256_set1_ps(a[i]);
+  }
   int64_t c = c0;
   for (; c + 8 <= c1; c += 8) {
     __m256 v = _mm256_loadu_ps(y + c);
-    for (int i = 0; i < n; ++i)
-      v = _mm256_fmadd_ps(_mm256_set1_ps(a[i]), load8<T>(r[i], c), v);
+    for (int i = 0; i < N; ++i)
+      v = _mm256_fmadd_ps(coef8[i], load8<T>(rows[i], c), v);
     _mm256_storeu_ps(y + c, v);
   }
-  for (; c < c1; ++c)
-    for (int i = 0; i < n; ++i)
-      y[c] = std::fma(a[i], at<T>(r[i], c), y[c]);
+  for (; c < c1; ++c) {
+    float v = y[c];
+    for (int i = 0; i < N; ++i)
+      v = std::fma(coef[i], at<T>(rows[i], c), v);
+    y[c] = v;
+  }
+}
+
+// Up to four rows per pass over y, each element updated by the same
+// sequence of fused multiply-adds as one row at a time, so that the
+// grouping does not change a bit of the result (AxpyRowsFn).
+template <GGMLType T>
+PINFER_AVX2 inline void axpyRowsAvx2(const void *const *r, const float *a,
+                                     int n, float *y, int64_t c0, int64_t c1) {
+  switch (n) {
+  case 4:
+    return axpyRowsNAvx2<T, 4>(r, a, y, c0, c1);
+  case 3:
+    return axpyRowsNAvx2<T, 3>(r, a, y, c0, c1);
+  case 2:
+    return axpyRowsNAvx2<T, 2>(r, a, y, c0, c1);
+  case 1:
+    return axpyRowsNAvx2<T, 1>(r, a, y, c0, c1);
+  default:
+    return;
+  }
 }
 
 #endif // PINFER_X86
