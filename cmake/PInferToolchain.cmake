@@ -18,3 +18,6 @@ if(PINFER_HAVE_LLD)
 endif()
 
 add_compile_options(-Wall -Wno-unused-parameter)
+
+# PINFER_SANITIZE: the ASan+UBSan build of scripts/test.sh --sanitize.
+include(PInferSanitize)

@@ -1,8 +1,30 @@
 #!/usr/bin/env bash
 # Installs dependencies if missing, builds everything and runs every test
-# (GoogleTest unit tests and lit tests) through ctest.
+# (GoogleTest unit tests, lit tests, short fuzz runs) through ctest.
+#
+#   bash scripts/test.sh              the suite, in ${BUILD_DIR:-build}
+#   bash scripts/test.sh --sanitize   the suite built with ASan+UBSan (UBSan
+#                                     only where MLIR is used) in
+#                                     ${BUILD_DIR:-build-sanitize}; see
+#                                     cmake/PInferSanitize.cmake
+#
+# Further arguments go to ctest (e.g. -L unit, -R Plan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sanitize=0
+if [ "${1:-}" = "--sanitize" ]; then
+  sanitize=1
+  shift
+fi
 bash scripts/install-deps.sh
+if [ "$sanitize" = 1 ]; then
+  export BUILD_DIR=${BUILD_DIR:-build-sanitize}
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    mkdir -p "$BUILD_DIR"
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DPINFER_SANITIZE=ON >"$BUILD_DIR.configure.log" 2>&1 \
+      || { cat "$BUILD_DIR.configure.log"; exit 1; }
+  fi
+fi
 bash scripts/build.sh
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"${JOBS:-$(nproc)}"
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"${JOBS:-$(nproc)}" "$@"
