@@ -40,6 +40,19 @@ bool fileExists(const std::string &path) {
 }
 
 const char *kPrompt = "Once upon a time there was a little";
+
+// What --emit=mlir-scheduled prints for the job `args` describes (its
+// output and IR hook cleared); "" when the job fails.
+std::string emitScheduled(CompileArgs args) {
+  args.output.clear();
+  args.loweredIr = nullptr;
+  args.emit = "mlir-scheduled";
+  std::ostringstream printed;
+  std::streambuf *stdoutBuf = std::cout.rdbuf(printed.rdbuf());
+  const int rc = compileModel(args);
+  std::cout.rdbuf(stdoutBuf);
+  return rc == 0 ? printed.str() : "";
+}
 constexpr int kTokens = 24;
 
 class CompileTest : public ::testing::Test {
@@ -217,19 +230,9 @@ TEST_F(CompileTest, PredictedMode) {
     args.loweredIr = &lowered;
     ASSERT_EQ(compileModel(args), 0);
     // --emit=mlir-scheduled shows the IR this compile lowered.
-    {
-      CompileArgs emit = args;
-      emit.output.clear();
-      emit.loweredIr = nullptr;
-      emit.emit = "mlir-scheduled";
-      std::ostringstream printed;
-      std::streambuf *stdoutBuf = std::cout.rdbuf(printed.rdbuf());
-      const int rc = compileModel(emit);
-      std::cout.rdbuf(stdoutBuf);
-      ASSERT_EQ(rc, 0);
-      EXPECT_EQ(printed.str(), lowered.str());
-      EXPECT_NE(printed.str().find("pinfer.predict"), std::string::npos);
-    }
+    const std::string emitted = emitScheduled(args);
+    EXPECT_EQ(emitted, lowered.str());
+    EXPECT_NE(emitted.find("pinfer.predict"), std::string::npos);
     std::string out, err;
     ASSERT_EQ(run(args.output + " -p '" + std::string(kPrompt) + "' -n " +
                       std::to_string(kTokens) +
@@ -318,15 +321,7 @@ TEST_F(CompileTest, EmitShowsTheIrTheJobLowers) {
       args.loweredIr = &lowered;
       ASSERT_EQ(compileModel(args), 0);
 
-      args.output.clear();
-      args.loweredIr = nullptr;
-      args.emit = "mlir-scheduled";
-      std::ostringstream printed;
-      std::streambuf *stdoutBuf = std::cout.rdbuf(printed.rdbuf());
-      const int rc = compileModel(args);
-      std::cout.rdbuf(stdoutBuf);
-      ASSERT_EQ(rc, 0);
-      const std::string emitted = printed.str();
+      const std::string emitted = emitScheduled(args);
       EXPECT_EQ(emitted, lowered.str());
       EXPECT_NE(emitted.find("pinfer.memory"), std::string::npos);
       EXPECT_EQ(emitted.find("#pinfer.device<gpu>") == std::string::npos,
