@@ -1,8 +1,9 @@
-// Regression tests for what the plan fuzzer (test/fuzz/plan_fuzz.cpp) found
-// in planFromJson: an allocation sized by the untrusted n_ff, errors that
-// quoted control characters of the input (breaking the one-line rule), and
-// numbers the table and the compiler cannot use (negative or huge byte
-// counts, shares outside [0, 1], bill lines that overflow).
+// Regression tests for what fuzzing planFromJson (test/fuzz/plan_fuzz.cpp,
+// docs/fuzzing.md) turned up: an allocation sized by the untrusted n_ff,
+// errors that quoted control characters of the input (breaking the
+// one-line rule), and numbers the table and the compiler cannot use
+// (negative or huge byte counts, shares outside [0, 1], bill lines that
+// overflow).
 #include "compiler/placement/Plan.h"
 
 #include <gtest/gtest.h>
