@@ -146,7 +146,7 @@ bool checkConsistent(const Trace &t, std::string &error) {
                   " layers, expected 0 or " + std::to_string(t.nLayer));
     for (uint32_t l = 0; l < t.nLayer; ++l)
       for (const TraceSample &s : t.samples[l])
-        if (s.input.size() != t.nEmbd || s.mask.size() != (t.nFF + 7) / 8)
+        if (s.input.size() != t.nEmbd || s.mask.size() != (uint64_t(t.nFF) + 7) / 8)
           return fail("a sample of layer " + std::to_string(l) +
                       " has the wrong input or mask length");
   }
@@ -397,7 +397,7 @@ bool readTraceFromMemory(const uint8_t *data, size_t size,
       return false;
     std::memcpy(counts.data(), data + s.pos, trace.nLayer * 4ull);
     s.pos += trace.nLayer * 4ull;
-    uint64_t maskBytes = (trace.nFF + 7) / 8;
+    uint64_t maskBytes = (uint64_t(trace.nFF) + 7) / 8; // no 32-bit wrap
     uint64_t each = uint64_t(trace.nEmbd) * 4 + maskBytes;
     uint64_t total = 0;
     for (uint32_t n : counts)
