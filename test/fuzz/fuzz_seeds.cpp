@@ -20,6 +20,7 @@
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
 #include "compiler/placement/Plan.h"
+#include "fuzz_data_dir.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
@@ -42,10 +43,6 @@ using namespace pinfer;
 namespace {
 
 const std::string kVocabDir = std::string(PINFER_FIXTURES_DIR) + "/vocab/";
-
-bool makeDir(const std::string &p) {
-  return mkdir(p.c_str(), 0755) == 0 || errno == EEXIST;
-}
 
 bool readFile(const std::string &path, std::string &out) {
   std::ifstream f(path, std::ios::binary);
@@ -283,13 +280,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   std::string dir = argv[2];
-  for (const char *sub : {"", "/seeds", "/corpus", "/crashes"}) {
-    if (!makeDir(dir + sub)) {
-      std::fprintf(stderr, "%s%s: cannot create: %s\n", dir.c_str(), sub,
-                   std::strerror(errno));
-      return 1;
-    }
-  }
+  if (!fuzz::makeFuzzDataDir(dir))
+    return 1;
   std::string seeds = dir + "/seeds/";
   bool ok = kind == "trace"  ? traceSeeds(dir, seeds)
             : kind == "plan" ? planSeeds(dir, seeds)

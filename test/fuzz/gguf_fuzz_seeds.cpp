@@ -7,6 +7,7 @@
 //
 // Usage: gguf_fuzz_seeds DIR   (DIR/seeds, DIR/corpus and DIR/crashes are
 // created; seeds go to DIR/seeds)
+#include "fuzz_data_dir.h"
 #include "runtime/gguf.h"
 
 #include <cerrno>
@@ -20,10 +21,6 @@
 using namespace pinfer;
 
 namespace {
-
-bool makeDir(const std::string &p) {
-  return mkdir(p.c_str(), 0755) == 0 || errno == EEXIST;
-}
 
 GGUFValue array(GGUFValueType et, std::vector<GGUFValue> elems) {
   GGUFValue v;
@@ -80,13 +77,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   std::string dir = argv[1];
-  for (const char *sub : {"", "/seeds", "/corpus", "/crashes"}) {
-    if (!makeDir(dir + sub)) {
-      std::fprintf(stderr, "%s%s: cannot create: %s\n", dir.c_str(), sub,
-                   std::strerror(errno));
-      return 1;
-    }
-  }
+  if (!fuzz::makeFuzzDataDir(dir))
+    return 1;
   std::string seeds = dir + "/seeds/";
   bool ok = true;
 
