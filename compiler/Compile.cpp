@@ -129,10 +129,25 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
   return false;
 }
 
-// Solves a placement from `trace` under args.vramBudget / args.nCtx.
+// The mode the program runs: --sparsity, or for auto predicted when
+// predictors are stored, given or trainable from the profile's samples,
+// else exact. (--sparsity was validated before this is asked.)
+SparsityMode resolvedMode(const CompileArgs &args, const GGUFFile &model,
+                          const Trace &profile) {
+  SparsityMode mode = SparsityMode::Exact;
+  if (args.sparsity != "auto")
+    parseSparsityMode(args.sparsity.c_str(), mode);
+  else if (hasStoredPredictors(model) || !args.predictors.empty() ||
+           !profile.samples.empty())
+    mode = SparsityMode::Predicted;
+  return mode;
+}
+
+// Solves a placement from `trace` under args.vramBudget / args.nCtx for a
+// program running in `mode`.
 bool planFromTrace(const CompileArgs &args, const Model &model,
-                   const Target &target, const Trace &trace, Plan &plan,
-                   std::string &error) {
+                   const Target &target, const Trace &trace,
+                   SparsityMode mode, Plan &plan, std::string &error) {
   ModelShape shape;
   if (!modelShapeFromGGUF(model.file(), shape, error))
     return false;
@@ -143,16 +158,11 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.useZ3 = !args.noZ3;
   opts.z3Seconds = args.z3Seconds;
   opts.minGranules = args.minGranules;
-  // Predicted mode, or auto mode with predictors stored, given or
-  // trainable: the CPU half reads a neuron's rows only when predicted.
-  bool predicted = args.sparsity == "predicted" ||
-                   (args.sparsity == "auto" &&
-                    (hasStoredPredictors(model.file()) ||
-                     !args.predictors.empty() || !trace.samples.empty()));
-  // What a CPU neuron costs per token in the mode the program will run.
-  opts.reads = predicted                   ? NeuronReads::WhenFiring
-               : args.sparsity == "dense" ? NeuronReads::Always
-                                          : NeuronReads::GateAlways;
+  // What a CPU neuron costs per token in the mode the program will run:
+  // predicted reads a neuron's rows only when predicted.
+  opts.reads = mode == SparsityMode::Predicted ? NeuronReads::WhenFiring
+               : mode == SparsityMode::Dense   ? NeuronReads::Always
+                                               : NeuronReads::GateAlways;
   // The executable runs attention and the output head on the CPU (no GPU
   // kernels are generated for them yet), so the plan gives their VRAM to
   // FFN neurons instead of billing memory that would sit unused.
@@ -255,7 +265,8 @@ bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
                                 "calibration text",
                                 trace, error))
     return false;
-  return planFromTrace(args, model, target, trace, plan, error);
+  return planFromTrace(args, model, target, trace,
+                       resolvedMode(args, model.file(), trace), plan, error);
 }
 
 std::string weightsPathFor(const std::string &output) {
@@ -389,7 +400,7 @@ struct CompileJob {
 };
 
 bool prepareJob(const CompileArgs &args, const Target &target,
-                SparsityMode mode, CompileJob &job, std::string &error) {
+                CompileJob &job, std::string &error) {
   const Target *tp = &target;
   job.model = Model::open(args.model, error);
   if (!job.model)
@@ -417,11 +428,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   Trace &profile = job.profile;
   if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
     return false;
-  if (args.sparsity == "auto")
-    mode = storedPredictors || !args.predictors.empty() ||
-                   !profile.samples.empty()
-               ? SparsityMode::Predicted
-               : SparsityMode::Exact;
+  const SparsityMode mode = resolvedMode(args, model->file(), profile);
   job.mode = mode;
   if (mode == SparsityMode::Threshold &&
       !thresholdModeFits(args, *model, error))
@@ -470,7 +477,8 @@ bool prepareJob(const CompileArgs &args, const Target &target,
                ? !readPlanJson(args.plan, plan, error) ||
                      !checkPlanFits(plan, args.plan, identity,
                                     model->params(), *tp, error)
-               : !planFromTrace(args, *model, *tp, profile, plan, error))
+               : !planFromTrace(args, *model, *tp, profile, mode, plan,
+                                error))
     return false;
   // pinfer-plan-memory's bill excludes the CUDA context, which the
   // executable finds already taken when it measures free VRAM.
@@ -493,8 +501,9 @@ int compileModel(const CompileArgs &args) {
   const Target *target = findTarget(args.target, error);
   if (!target)
     return fail(error);
-  SparsityMode mode = SparsityMode::Exact;
-  if (args.sparsity != "auto" && !parseSparsityMode(args.sparsity.c_str(), mode))
+  SparsityMode parsed = SparsityMode::Exact;
+  if (args.sparsity != "auto" &&
+      !parseSparsityMode(args.sparsity.c_str(), parsed))
     return fail("--sparsity: '" + args.sparsity +
                 "' is not a mode, expected dense, exact, predicted, threshold "
                 "or auto");
@@ -557,7 +566,7 @@ int compileModel(const CompileArgs &args) {
     return 0;
   }
   CompileJob job;
-  if (!prepareJob(args, *target, mode, job, error))
+  if (!prepareJob(args, *target, job, error))
     return fail(error);
   if (args.emit == "mlir-placed") {
     if (!emitMLIR(job.spec, &job.plan, EmitStage::Placed, std::cout, error,
@@ -577,7 +586,7 @@ int compileModel(const CompileArgs &args) {
     return 0;
   program.target = target->name;
   const std::unique_ptr<Model> &model = job.model;
-  mode = job.mode;
+  const SparsityMode mode = job.mode;
 
   // Predicted mode on a SiLU model: the profile's firing thresholds, so that
   // the executable's recall measurement counts what the predictors were
