@@ -97,8 +97,125 @@ __device__ __forceinline__ float pf_at_q4_0(const u8 *row, int i) {
   return pf_h2f(pf_ld16(blk)) * (float)((j < 16 ? (q & 15) : (q >> 4)) - 8);
 }
 
+// The formats of runtime/quant_blocks.h, element by element with the
+// formulas of their CPU decoders (qblk::decode*).
+__device__ __forceinline__ unsigned pf_ld32b(const u8 *p) {
+  return p[0] | (p[1] << 8) | (p[2] << 16) | ((unsigned)p[3] << 24);
+}
+__device__ __forceinline__ float pf_at_q4_1(const u8 *row, int i) {
+  const u8 *blk = row + (i / 32) * 20;
+  int j = i % 32;
+  u8 q = blk[4 + (j & 15)];
+  return (float)(j < 16 ? (q & 15) : (q >> 4)) * pf_h2f(pf_ld16(blk)) +
+         pf_h2f(pf_ld16(blk + 2));
+}
+__device__ __forceinline__ float pf_at_q5_0(const u8 *row, int i) {
+  const u8 *blk = row + (i / 32) * 22;
+  int j = i % 32;
+  u8 q = blk[6 + (j & 15)];
+  int v = (j < 16 ? (q & 15) : (q >> 4)) | (((pf_ld32b(blk + 2) >> j) & 1) << 4);
+  return (float)(v - 16) * pf_h2f(pf_ld16(blk));
+}
+__device__ __forceinline__ float pf_at_q5_1(const u8 *row, int i) {
+  const u8 *blk = row + (i / 32) * 24;
+  int j = i % 32;
+  u8 q = blk[8 + (j & 15)];
+  int v = (j < 16 ? (q & 15) : (q >> 4)) | (((pf_ld32b(blk + 4) >> j) & 1) << 4);
+  return (float)v * pf_h2f(pf_ld16(blk)) + pf_h2f(pf_ld16(blk + 2));
+}
+__device__ __forceinline__ float pf_at_q2_K(const u8 *row, int i) {
+  const u8 *blk = row + (i / 256) * 84;
+  int e = i % 256, n = e / 128, r = e % 128, j = r / 32, l = r % 32;
+  u8 sc = blk[e / 16];
+  int q = (blk[16 + n * 32 + l] >> (2 * j)) & 3;
+  return pf_h2f(pf_ld16(blk + 80)) * (float)(sc & 15) * (float)q -
+         pf_h2f(pf_ld16(blk + 82)) * (float)(sc >> 4);
+}
+__device__ __forceinline__ float pf_at_q3_K(const u8 *row, int i) {
+  const u8 *blk = row + (i / 256) * 110;
+  int e = i % 256, n = e / 128, r = e % 128, j = r / 32, l = r % 32;
+  int is = e / 16;
+  int lo = is < 8 ? (blk[96 + is] & 15) : (blk[96 + is - 8] >> 4);
+  int hi = (blk[104 + is % 4] >> (2 * (is / 4))) & 3;
+  int q = ((blk[32 + n * 32 + l] >> (2 * j)) & 3) -
+          ((blk[l] & (1 << (4 * n + j))) ? 0 : 4);
+  return pf_h2f(pf_ld16(blk + 108)) * (float)((lo | (hi << 4)) - 32) * (float)q;
+}
+__device__ __forceinline__ void pf_scale_min_k4(int j, const u8 *q, int &d, int &m) {
+  if (j < 4) {
+    d = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    d = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+__device__ __forceinline__ float pf_at_q4_K(const u8 *row, int i) {
+  const u8 *blk = row + (i / 256) * 144;
+  int e = i % 256, g = e / 64, r = e % 64, l = r % 32, h = r / 32;
+  u8 q = blk[16 + 32 * g + l];
+  int sc, m;
+  pf_scale_min_k4(2 * g + h, blk + 4, sc, m);
+  return pf_h2f(pf_ld16(blk)) * (float)sc * (float)(h ? (q >> 4) : (q & 15)) -
+         pf_h2f(pf_ld16(blk + 2)) * (float)m;
+}
+__device__ __forceinline__ float pf_at_q5_K(const u8 *row, int i) {
+  const u8 *blk = row + (i / 256) * 176;
+  int e = i % 256, g = e / 64, r = e % 64, l = r % 32, h = r / 32;
+  u8 q = blk[48 + 32 * g + l];
+  int v = (h ? (q >> 4) : (q & 15)) + ((blk[16 + l] & (1 << (2 * g + h))) ? 16 : 0);
+  int sc, m;
+  pf_scale_min_k4(2 * g + h, blk + 4, sc, m);
+  return pf_h2f(pf_ld16(blk)) * (float)sc * (float)v -
+         pf_h2f(pf_ld16(blk + 2)) * (float)m;
+}
+__device__ __forceinline__ float pf_at_q6_K(const u8 *row, int i) {
+  const u8 *blk = row + (i / 256) * 210;
+  int e = i % 256, n = e / 128, r = e % 128, l = r % 32, k = r / 32;
+  u8 b = blk[64 * n + l + 32 * (k & 1)];
+  int lo = k >= 2 ? (b >> 4) : (b & 15);
+  int hi = (blk[128 + 32 * n + l] >> (2 * k)) & 3;
+  int sc = (signed char)blk[192 + 8 * n + l / 16 + 2 * k];
+  return pf_h2f(pf_ld16(blk + 208)) * (float)sc * (float)((lo | (hi << 4)) - 32);
+}
+// Their dot products: each lane takes every 32nd element.
+template <int N, float (*At)(const u8 *, int)>
+__device__ __forceinline__ float pf_dot_by_element(const u8 *row, const float *x, int lane) {
+  float s = 0.f;
+  for (int i = lane; i < N; i += 32)
+    s += At(row, i) * x[i];
+  return pf_warp_sum(s);
+}
+template <int N> __device__ float pf_dot_q4_1(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q4_1>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q5_0(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q5_0>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q5_1(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q5_1>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q2_K>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q3_K>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q4_K(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q4_K>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q5_K(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q5_K>(row, x, lane);
+}
+template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int lane) {
+  return pf_dot_by_element<N, pf_at_q6_K>(row, x, lane);
+}
+
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
+__device__ __forceinline__ float pf_gelu(float v) {
+  return 0.5f * v * (1.f + tanhf(0.7978845608028654f * v * (1.f + 0.044715f * v * v)));
+}
 )";
 
 // The suffix of the device helpers for a weight type: its row's
@@ -119,7 +236,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
   os << kPrelude;
   const ModelParams &p = program.params;
   const bool exact = program.mode != SparsityMode::Dense;
-  const char *act = p.activation == FfnActivation::SiLU ? "pf_silu" : "pf_relu";
+  const char *act = p.activation == FfnActivation::SiLU       ? "pf_silu"
+                    : p.activation == FfnActivation::GeluTanh ? "pf_gelu"
+                                                              : "pf_relu";
   const bool drelu = p.activation == FfnActivation::DReLU;
   for (size_t l = 0; l < program.layers.size(); ++l) {
     const LayerDesc &d = program.layers[l];

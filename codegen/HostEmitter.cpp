@@ -38,6 +38,8 @@ const char *activationEnumerator(FfnActivation a) {
     return "ReLU";
   case FfnActivation::DReLU:
     return "DReLU";
+  case FfnActivation::GeluTanh:
+    return "GeluTanh";
   }
   return "SiLU";
 }

@@ -406,6 +406,15 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   if (!job.model)
     return false;
   std::unique_ptr<Model> &model = job.model;
+  // The dense reference computes every row of the architecture table; the
+  // compiled executor computes the LLaMA layer only so far.
+  if (model->arch().rope != RopeStyle::Normal ||
+      model->arch().scaleEmbedding || model->arch().slidingWindowPattern) {
+    error = args.model + ": architecture '" + model->arch().name +
+            "' runs in `pinferc run`, `perplexity` and `profile`, but "
+            "compiled executables do not compute it yet";
+    return false;
+  }
   // The model the user gave, by content: plans are checked against it.
   const std::string identity = modelIdentity(model->file());
   // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in

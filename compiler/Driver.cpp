@@ -16,6 +16,7 @@
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/output_files.h"
+#include "runtime/json.h"
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
@@ -223,7 +224,10 @@ int runPerplexity(const PerplexityArgs &args) {
   PerplexityResult r;
   if (!perplexity(decoder, *tok, text, args.maxChunks, r, error))
     return fail(error);
-  printPerplexity(std::cout, r, args.nCtx, args.json);
+  std::function<void(JsonWriter &)> extra;
+  if (args.argmax)
+    extra = [&r](JsonWriter &w) { w.array("argmax", r.argmax); };
+  printPerplexity(std::cout, r, args.nCtx, args.json, "", extra);
   return 0;
 }
 

@@ -71,6 +71,7 @@ struct PerplexityArgs {
   int nCtx = 256;
   int nThreads = 0;
   uint64_t maxChunks = 0;
+  bool argmax = false; // --argmax: JSON lists each scored position's argmax
   bool json = false;
 };
 int runPerplexity(const PerplexityArgs &args);

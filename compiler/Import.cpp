@@ -72,9 +72,22 @@ OwningOpRef<ModuleOp> Importer::run() {
             "n_vocab or n_head)";
     return nullptr;
   }
-  Activation act = p.activation == FfnActivation::ReLU    ? Activation::relu
-                   : p.activation == FfnActivation::DReLU ? Activation::drelu
-                                                          : Activation::silu;
+  // The dialect spells the runtime's FfnActivation by the same names.
+  Activation act = Activation::silu;
+  switch (p.activation) {
+  case FfnActivation::SiLU:
+    act = Activation::silu;
+    break;
+  case FfnActivation::ReLU:
+    act = Activation::relu;
+    break;
+  case FfnActivation::DReLU:
+    act = Activation::drelu;
+    break;
+  case FfnActivation::GeluTanh:
+    act = Activation::gelu;
+    break;
+  }
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   NamedAttrList model;
   model.append("activation", ActivationAttr::get(&ctx, act));

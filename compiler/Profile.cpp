@@ -71,9 +71,6 @@ struct SampleReservoir {
 
 } // namespace
 
-static bool isReluFamily(FfnActivation a) {
-  return a == FfnActivation::ReLU || a == FfnActivation::DReLU;
-}
 
 bool profileModel(const Model &model, const Tokenizer &tokenizer,
                   const std::string &identity, const std::string &text,

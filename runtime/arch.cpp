@@ -36,6 +36,14 @@ constexpr TensorInfo kTensors[] = {
      Dim::FF},
     {TensorKind::FfnDown, "blk.%d.ffn_down.weight", true, false, Dim::FF,
      Dim::Embd},
+    {TensorKind::AttnQNorm, "blk.%d.attn_q_norm.weight", true, true, Dim::Head,
+     Dim::One},
+    {TensorKind::AttnKNorm, "blk.%d.attn_k_norm.weight", true, true, Dim::Head,
+     Dim::One},
+    {TensorKind::PostAttnNorm, "blk.%d.post_attention_norm.weight", true, true,
+     Dim::Embd, Dim::One},
+    {TensorKind::PostFfnNorm, "blk.%d.post_ffw_norm.weight", true, true,
+     Dim::Embd, Dim::One},
     {TensorKind::PredFc1, "blk.%d.fc1.weight", true, false, Dim::Embd,
      Dim::Rank},
     {TensorKind::PredFc1Bias, "blk.%d.fc1.bias", true, true, Dim::Rank,
@@ -59,6 +67,16 @@ constexpr TensorKind kLlamaLayer[] = {
     TensorKind::AttnV,    TensorKind::AttnOutput, TensorKind::FfnNorm,
     TensorKind::FfnGate,  TensorKind::FfnUp,      TensorKind::FfnDown};
 
+constexpr TensorKind kGemma3Global[] = {TensorKind::TokenEmbd,
+                                        TensorKind::OutputNorm,
+                                        TensorKind::Output};
+constexpr TensorKind kGemma3Layer[] = {
+    TensorKind::AttnNorm,    TensorKind::AttnQ,        TensorKind::AttnK,
+    TensorKind::AttnV,       TensorKind::AttnQNorm,    TensorKind::AttnKNorm,
+    TensorKind::AttnOutput,  TensorKind::PostAttnNorm, TensorKind::FfnNorm,
+    TensorKind::FfnGate,     TensorKind::FfnUp,        TensorKind::FfnDown,
+    TensorKind::PostFfnNorm};
+
 template <size_t N> constexpr size_t countOf(const TensorKind (&)[N]) {
   return N;
 }
@@ -67,8 +85,16 @@ template <size_t N> constexpr size_t countOf(const TensorKind (&)[N]) {
 // computes (runtime/forward.cpp); Model::load refuses any other.
 const ArchInfo kArchs[] = {
     {"llama", FfnActivation::SiLU, NormStyle::RMSNorm, RopeStyle::Normal,
-     /*tiedOutput=*/true, kLlamaGlobal, countOf(kLlamaGlobal), kLlamaLayer,
-     countOf(kLlamaLayer)},
+     /*tiedOutput=*/true, /*scaleEmbedding=*/false,
+     /*slidingWindowPattern=*/0, /*ropeBaseLocal=*/0.f, kLlamaGlobal,
+     countOf(kLlamaGlobal), kLlamaLayer, countOf(kLlamaLayer)},
+    // Gemma 3: every sixth layer global, the others over a sliding window
+    // rotated with base 10000 (the GGUF files store neither; llama.cpp
+    // fixes both too).
+    {"gemma3", FfnActivation::GeluTanh, NormStyle::RMSNorm, RopeStyle::Neox,
+     /*tiedOutput=*/true, /*scaleEmbedding=*/true,
+     /*slidingWindowPattern=*/6, /*ropeBaseLocal=*/10000.f, kGemma3Global,
+     countOf(kGemma3Global), kGemma3Layer, countOf(kGemma3Layer)},
 };
 
 const char *keySuffix(ArchKey k) {
@@ -93,6 +119,10 @@ const char *keySuffix(ArchKey k) {
     return "rope.dimension_count";
   case ArchKey::VocabSize:
     return "vocab_size";
+  case ArchKey::KeyLength:
+    return "attention.key_length";
+  case ArchKey::SlidingWindow:
+    return "attention.sliding_window";
   }
   return "?";
 }
@@ -107,6 +137,8 @@ const char *activationName(FfnActivation act) {
     return "relu";
   case FfnActivation::DReLU:
     return "drelu";
+  case FfnActivation::GeluTanh:
+    return "gelu";
   }
   return "?";
 }
@@ -118,6 +150,8 @@ bool parseActivation(const std::string &name, FfnActivation &out) {
     out = FfnActivation::ReLU;
   else if (name == "drelu")
     out = FfnActivation::DReLU;
+  else if (name == "gelu")
+    out = FfnActivation::GeluTanh;
   else
     return false;
   return true;
@@ -135,6 +169,8 @@ const char *ropeStyleName(RopeStyle s) {
   switch (s) {
   case RopeStyle::Normal:
     return "normal";
+  case RopeStyle::Neox:
+    return "neox";
   }
   return "?";
 }
@@ -207,6 +243,8 @@ int64_t dimValue(Dim d, const ModelParams &p) {
     return p.nFF;
   case Dim::Vocab:
     return p.nVocab;
+  case Dim::Head:
+    return p.headDim;
   case Dim::None:
   case Dim::Rank:
     break;
@@ -268,7 +306,7 @@ bool modelActivation(const GGUFFile &file, FfnActivation &out,
   if (!act.empty()) {
     if (!parseActivation(act, out)) {
       error = file.path() + ": key " + kFfnActivationKey + ": activation '" +
-              act + "' is not supported, expected silu, relu or drelu";
+              act + "' is not supported, expected silu, relu, drelu or gelu";
       return false;
     }
     if (source)

@@ -23,9 +23,15 @@ enum class FfnActivation {
   SiLU,  // down(silu(gate x) * up x)
   ReLU,  // down(relu(gate x) * up x)
   DReLU, // down(relu(gate x) * relu(up x)), TurboSparse
+  GeluTanh, // down(gelu(gate x) * up x), GELU's tanh approximation (Gemma)
 };
 const char *activationName(FfnActivation act);
-// Parses "silu" | "relu" | "drelu".
+// ReLU and DReLU: a neuron that does not fire is exactly zero. The others
+// (SiLU, GELU) are sparse only under a threshold on |act(gate x)|.
+inline bool isReluFamily(FfnActivation a) {
+  return a == FfnActivation::ReLU || a == FfnActivation::DReLU;
+}
+// Parses "silu" | "relu" | "drelu" | "gelu".
 bool parseActivation(const std::string &name, FfnActivation &out);
 
 enum class NormStyle {
@@ -33,6 +39,7 @@ enum class NormStyle {
 };
 enum class RopeStyle {
   Normal, // pairs (2i, 2i+1) rotated, GGML rope mode 0 (LLaMA)
+  Neox,   // pairs (i, i + n_rot/2) rotated, GGML rope mode 2 (Gemma, Qwen)
 };
 const char *normStyleName(NormStyle s);
 const char *ropeStyleName(RopeStyle s);
@@ -55,6 +62,8 @@ enum class ArchKey {
   RopeFreqBase,       // rope.freq_base
   RopeDimensionCount, // rope.dimension_count
   VocabSize,          // vocab_size
+  KeyLength,          // attention.key_length: the head size, when given
+  SlidingWindow,      // attention.sliding_window
 };
 
 // Every tensor pinferc reads or writes, by kind. The name of each is in one
@@ -74,6 +83,12 @@ enum class TensorKind {
   FfnGate,    // blk.N.ffn_gate.weight
   FfnUp,      // blk.N.ffn_up.weight
   FfnDown,    // blk.N.ffn_down.weight
+  // Gemma 3's extra norms: of each head's query and key (before rope), and
+  // of the attention and FFN outputs (before the residual add).
+  AttnQNorm,    // blk.N.attn_q_norm.weight [head_dim]
+  AttnKNorm,    // blk.N.attn_k_norm.weight [head_dim]
+  PostAttnNorm, // blk.N.post_attention_norm.weight [n_embd]
+  PostFfnNorm,  // blk.N.post_ffw_norm.weight [n_embd]
   // PowerInfer activation predictors (PWRI files, and pinferc's own)
   PredFc1,     // blk.N.fc1.weight {n_embd, R}
   PredFc1Bias, // blk.N.fc1.bias [R]
@@ -97,6 +112,7 @@ enum class Dim {
   FF,    // n_ff
   Vocab, // n_vocab
   Rank,  // a predictor's rank R, the file's own
+  Head,  // head_dim
 };
 
 struct TensorInfo {
@@ -131,6 +147,14 @@ struct ArchInfo {
   RopeStyle rope;
   // Whether output.weight may be absent, the head then reusing token_embd.
   bool tiedOutput;
+  // Token embeddings are multiplied by sqrt(n_embd) (Gemma).
+  bool scaleEmbedding;
+  // Sliding-window attention: with a pattern N > 0, layer l attends to the
+  // last attention.sliding_window positions only, unless l % N == N - 1
+  // (a global layer); sliding layers rotate with ropeBaseLocal instead of
+  // rope.freq_base. 0: every layer global.
+  int slidingWindowPattern;
+  float ropeBaseLocal;
   // The tensors the forward pass binds, in the loader's order: global ones
   // first (Output optional when tiedOutput), then those of every layer.
   const TensorKind *globalTensors;
@@ -146,7 +170,7 @@ struct ArchInfo {
 const ArchInfo *archTable(size_t &count);
 // The row for `name`, null when the table has none.
 const ArchInfo *findArch(const std::string &name);
-// "llama" or "llama, qwen2": the names of the table's rows.
+// "llama" or "llama, gemma3": the names of the table's rows.
 std::string supportedArchNames();
 // "architecture 'X' is not supported, expected one of: llama"
 std::string unsupportedArchMessage(const std::string &name);

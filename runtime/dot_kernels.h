@@ -14,6 +14,7 @@
 #pragma once
 
 #include "runtime/ggml_types.h"
+#include "runtime/quant_blocks.h"
 
 #include <cmath>
 #include <cstdint>
@@ -91,6 +92,27 @@ inline float dotQ4_0(const void *row, const float *x, int64_t n) {
       s += float(int(b[blk].qs[j] >> 4) - 8) * x[j + QK4_0 / 2];
     }
     sum += fp16ToF32(b[blk].d) * s;
+  }
+  return sum;
+}
+
+// The formats of runtime/quant_blocks.h: each block decoded by the
+// reference formulas into a buffer, then multiplied in f32 (no activation
+// quantisation, so these products are at least as close as llama.cpp's
+// Q8_K/Q8_1 ones).
+template <DecodeBlockFn Decode, int QK, int Bytes>
+inline float dotBlocks(const void *row, const float *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  float buf[QK];
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK; ++b, x += QK) {
+    Decode(p + b * Bytes, buf);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < QK; j += 8)
+      for (int k = 0; k < 8; ++k)
+        acc[k] += buf[j + k] * x[j + k];
+    sum += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   }
   return sum;
 }
@@ -408,6 +430,25 @@ PINFER_AVX2 inline void axpyRowsAvx2(const void *const *r, const float *a,
   default:
     return;
   }
+}
+
+// The decoded formats: the decoder inlined into the AVX2 function, then
+// two FMA chains per block.
+template <DecodeBlockFn Decode, int QK, int Bytes>
+PINFER_AVX2 inline float dotBlocksAvx2(const void *row, const float *x,
+                                       int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  alignas(32) float buf[QK];
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  for (int64_t b = 0; b < n / QK; ++b, x += QK) {
+    Decode(p + b * Bytes, buf);
+    for (int j = 0; j < QK; j += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_load_ps(buf + j), _mm256_loadu_ps(x + j), a0);
+      a1 = _mm256_fmadd_ps(_mm256_load_ps(buf + j + 8),
+                           _mm256_loadu_ps(x + j + 8), a1);
+    }
+  }
+  return hsum(_mm256_add_ps(a0, a1));
 }
 
 #endif // PINFER_X86

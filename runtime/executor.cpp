@@ -506,7 +506,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // for SiLU, |silu(gate x)| above the threshold the profile counted firing
   // with, which is what the predictors were trained to find.
   const float firingAbove = program_.layers[l].actThreshold;
-  const bool siluFiring = act == FfnActivation::SiLU && firingAbove > 0.f;
+  const bool siluFiring = !isReluFamily(act) && firingAbove > 0.f;
   // The predictor's logits, in packed order like its fc2 rows (those of the
   // other half are computed too: a few percent of this half's gate work).
   if (predict)
@@ -558,25 +558,25 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
               continue;
             // Only to count a miss: would this neuron have fired?
             float g = gateDot(first + k);
-            float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+            float a = ffnActivate(act, g);
             if (siluFiring) {
               wouldFire_[k] = std::fabs(a) > firingAbove;
             } else if (a != 0.f) {
               float u = upDot(first + k);
               wouldFire_[k] =
-                  a * (act == FfnActivation::DReLU ? relu(u) : u) != 0.f;
+                  a * ffnUpFactor(act, u) != 0.f;
             }
             continue;
           }
         }
         float g = gateDot(first + k);
-        float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+        float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           h[k] = 0.f;
           continue;
         }
         float u = upDot(first + k);
-        h[k] = a * (act == FfnActivation::DReLU ? relu(u) : u);
+        h[k] = a * ffnUpFactor(act, u);
         if (recall)
           wouldFire_[k] = siluFiring ? std::fabs(a) > firingAbove : h[k] != 0.f;
       }

@@ -202,13 +202,13 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
         const float *x = xb + size_t(t) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
         float g = gateDot(gateRow, x, xqt, nEmbd);
-        float a = act == FfnActivation::SiLU ? silu(g) : relu(g);
+        float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
         float u = upDot(upRow, x, xqt, nEmbd);
-        ht = a * (act == FfnActivation::DReLU ? relu(u) : u);
+        ht = a * ffnUpFactor(act, u);
       }
     }
   });

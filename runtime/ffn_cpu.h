@@ -70,13 +70,13 @@ void gateUpRows(const GateUpArgs &a, int64_t k0, int64_t k1) {
     }
     const float g =
         ffnDot<Gate, N>(a.gate + size_t(r) * a.gateRowBytes, a.x, a.xq);
-    const float act = Act == FfnActivation::SiLU ? silu(g) : relu(g);
+    const float act = ffnGate<Act>(g);
     if (Skip && std::fabs(act) <= a.skipAtOrBelow) {
       a.h[k] = 0.f;
       continue;
     }
     const float u = ffnDot<Up, N>(a.up + size_t(r) * a.upRowBytes, a.x, a.xq);
-    a.h[k] = act * (Act == FfnActivation::DReLU ? relu(u) : u);
+    a.h[k] = act * ffnUp<Act>(u);
   }
 }
 

@@ -12,11 +12,23 @@
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <unistd.h>
 
 namespace pinfer {
+
+void setLayerAttention(const ModelParams &p, const LayerWeights &w, int l,
+                       const float *invFreqGlobal, const float *invFreqLocal,
+                       AttentionBlock &b) {
+  const bool sliding = p.isSlidingLayer(l);
+  b.invFreq = sliding && invFreqLocal ? invFreqLocal : invFreqGlobal;
+  b.window = sliding ? p.slidingWindow : 0;
+  b.qNorm = w.qNorm.empty() ? nullptr : w.qNorm.data();
+  b.kNorm = w.kNorm.empty() ? nullptr : w.kNorm.data();
+  b.postNorm = w.postAttnNorm.empty() ? nullptr : w.postAttnNorm.data();
+}
 
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool) {
@@ -32,21 +44,38 @@ void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
       {b.wq, b.xb, b.q}, {b.wk, b.xb, kRows}, {b.wv, b.xb, vRows}};
   matvecs(qkv, 3, pool, n);
   for (int t = 0; t < n; ++t) {
-    rope(b.q + size_t(t) * qDim, p.nHead, headDim, p.nRot, pos0 + t, b.invFreq);
-    rope(kRows + size_t(t) * kvDim, p.nKvHead, headDim, p.nRot, pos0 + t,
-         b.invFreq);
+    float *qt = b.q + size_t(t) * qDim, *kt = kRows + size_t(t) * kvDim;
+    if (b.qNorm)
+      for (int h = 0; h < p.nHead; ++h)
+        rmsNorm(qt + h * headDim, qt + h * headDim, b.qNorm, headDim,
+                p.normEps);
+    if (b.kNorm)
+      for (int h = 0; h < p.nKvHead; ++h)
+        rmsNorm(kt + h * headDim, kt + h * headDim, b.kNorm, headDim,
+                p.normEps);
+    rope(qt, p.nHead, headDim, p.nRot, pos0 + t, b.invFreq, p.ropeStyle);
+    rope(kt, p.nKvHead, headDim, p.nRot, pos0 + t, b.invFreq, p.ropeStyle);
   }
   pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       int64_t t = i / p.nHead, h = i % p.nHead;
       int64_t kvOff = (h / groupSize) * headDim;
-      attendHead(b.q + t * qDim + h * headDim, b.layerKeys + kvOff,
-                 b.layerValues + kvOff, kvDim, pos0 + int(t) + 1, headDim,
-                 b.scores + i * b.nCtx, b.attnOut + t * qDim + h * headDim);
+      // A sliding layer sees the last `window` positions, its own included.
+      const int end = pos0 + int(t) + 1;
+      const int first = b.window > 0 ? std::max(0, end - b.window) : 0;
+      attendHead(b.q + t * qDim + h * headDim,
+                 b.layerKeys + size_t(first) * kvDim + kvOff,
+                 b.layerValues + size_t(first) * kvDim + kvOff, kvDim,
+                 end - first, headDim, b.scores + i * b.nCtx,
+                 b.attnOut + t * qDim + h * headDim);
     }
   });
   MatvecJob wo{b.wo, b.attnOut, b.xb2};
   matvecs(&wo, 1, pool, n);
+  if (b.postNorm)
+    for (int t = 0; t < n; ++t)
+      rmsNorm(b.xb2 + size_t(t) * nEmbd, b.xb2 + size_t(t) * nEmbd, b.postNorm,
+              nEmbd, p.normEps);
   for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
     x[i] += b.xb2[i];
 }
@@ -64,6 +93,11 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
   for (int t = 0; t < n; ++t)
     rowToF32(embd.type, embd.row(tokens[t]), s.x.data() + size_t(t) * nEmbd,
              nEmbd);
+  if (p.scaleEmbedding) {
+    const float scale = std::sqrt(float(nEmbd));
+    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+      s.x[i] *= scale;
+  }
 
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerWeights &w = model.layer(l);
@@ -83,6 +117,9 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
                       s.scores.data(),
                       s.invFreq.data(),
                       s.nCtx};
+    setLayerAttention(p, w, l, s.invFreq.data(),
+                      s.invFreqLocal.empty() ? nullptr : s.invFreqLocal.data(),
+                      ab);
     attentionBlock(p, ab, s.x.data(), n, pos0, pool);
 
     // FFN block.
@@ -98,15 +135,19 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     switch (p.activation) {
     case FfnActivation::SiLU:
       for (size_t i = 0; i < nh; ++i)
-        h[i] = silu(h[i]) * u[i];
+        h[i] = ffnProduct<FfnActivation::SiLU>(h[i], u[i]);
       break;
     case FfnActivation::ReLU:
       for (size_t i = 0; i < nh; ++i)
-        h[i] = relu(h[i]) * u[i];
+        h[i] = ffnProduct<FfnActivation::ReLU>(h[i], u[i]);
       break;
     case FfnActivation::DReLU:
       for (size_t i = 0; i < nh; ++i)
-        h[i] = relu(h[i]) * relu(u[i]);
+        h[i] = ffnProduct<FfnActivation::DReLU>(h[i], u[i]);
+      break;
+    case FfnActivation::GeluTanh:
+      for (size_t i = 0; i < nh; ++i)
+        h[i] = ffnProduct<FfnActivation::GeluTanh>(h[i], u[i]);
       break;
     }
     if (instrument) {
@@ -133,6 +174,11 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     MatvecJob down{&w.down, h, s.xb2.data()};
     down.f32Act = true;
     matvecs(&down, 1, pool, n);
+    if (!w.postFfnNorm.empty())
+      for (int t = 0; t < n; ++t)
+        rmsNorm(s.xb2.data() + size_t(t) * nEmbd,
+                s.xb2.data() + size_t(t) * nEmbd, w.postFfnNorm.data(), nEmbd,
+                p.normEps);
     for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
       s.x[i] += s.xb2[i];
   }
@@ -220,6 +266,11 @@ bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
   valueCache.assign(cache, 0.f);
   invFreq.resize(p.nRot / 2);
   ropeInvFreq(invFreq.data(), p.nRot, p.ropeBase);
+  invFreqLocal.clear();
+  if (p.slidingWindow > 0) {
+    invFreqLocal.resize(p.nRot / 2);
+    ropeInvFreq(invFreqLocal.data(), p.nRot, p.ropeBaseLocal);
+  }
   return true;
 }
 

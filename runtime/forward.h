@@ -60,6 +60,7 @@ struct ForwardState {
   std::vector<float> keyCache;   // [n_layer][n_ctx][n_kv_head*head_dim]
   std::vector<float> valueCache; // [n_layer][n_ctx][n_kv_head*head_dim]
   std::vector<float> invFreq;    // [n_rot/2] rotary frequencies
+  std::vector<float> invFreqLocal; // [n_rot/2] of sliding layers; empty: none
 
   // Optional instrumentation for profiling; both off by default.
   uint64_t *firingCounts = nullptr; // [n_layer][n_ff], caller-owned, += per token
@@ -96,9 +97,20 @@ struct AttentionBlock {
   float *xb, *xb2;      // [n][n_embd] scratch
   float *q, *attnOut;   // [n][n_head*head_dim] scratch
   float *scores;        // [n][n_head][n_ctx] scratch
-  const float *invFreq; // [n_rot/2]
+  const float *invFreq; // [n_rot/2] of this layer's rope base
   int nCtx;
+  // Gemma 3 (null/0 elsewhere): per-head query and key norms [head_dim],
+  // the norm of the block's output [n_embd], and the sliding window (the
+  // positions a token sees, itself included; 0: all).
+  const float *qNorm = nullptr, *kNorm = nullptr, *postNorm = nullptr;
+  int window = 0;
 };
+// The block of layer `l` of a model: its norms, window and rope table
+// (state's local or global one) filled in around the caller's buffers.
+struct LayerWeights;
+void setLayerAttention(const ModelParams &p, const LayerWeights &w, int l,
+                       const float *invFreqGlobal, const float *invFreqLocal,
+                       AttentionBlock &b);
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool);
 

@@ -6,9 +6,10 @@
 // row instead of switching over types. The rows themselves are in
 // runtime/type_table.h (docs/types.md: adding a weight type).
 //
-// Only F32, F16, BF16, Q8_0 and Q4_0 are computed on; every other ggml type
-// is recognised (name, block size, bytes) so that files holding them can be
-// inspected and refused with a clear message.
+// F32, F16, BF16, the legacy Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants
+// Q2_K..Q6_K are computed on; every other ggml type is recognised (name,
+// block size, bytes) so that files holding them can be inspected and
+// refused with a clear message.
 #pragma once
 
 #include <cstddef>
@@ -143,6 +144,12 @@ struct TypeTraits {
   AxpyFn axpy = nullptr;
   ActFormat act = ActFormat::F32;           // what the dot products multiply
   DownLayout downLayout = DownLayout::Rows; // of a transposed down projection
+  // The type of a Rows-layout transposed down projection: the source type
+  // for float types; F32 for block formats whose blocks run along the
+  // neuron axis (the K-quants' 256-neuron super-blocks cannot be re-cut
+  // into rows of n_embd without requantising, and f32 holds every decoded
+  // value exactly).
+  GGMLType downRowsType = GGMLType::F32;
   TypeKernels portable;                     // plain C++ loops
   TypeKernels avx2;                         // AVX2 + FMA + F16C; null off x86
   // The AVX2 set when `useAvx2` (the CPU has it), else the portable one.
@@ -180,7 +187,10 @@ inline DownLayout downLayoutFor(GGMLType source) {
 
 // The tensor type of blk.N.ffn_down_t.weight.
 inline GGMLType transposedDownType(GGMLType source) {
-  return downLayoutFor(source) == DownLayout::Rows ? source : GGMLType::I8;
+  const TypeTraits *t = typeTraits(source);
+  if (!t || !t->computable)
+    return source;
+  return t->downLayout == DownLayout::Rows ? t->downRowsType : GGMLType::I8;
 }
 
 // Bytes of one neuron's row of ffn_down_t (n_embd outputs).
@@ -193,7 +203,7 @@ inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   case DownLayout::Rows:
     break;
   }
-  return rowBytes(source, nEmbd);
+  return rowBytes(transposedDownType(source), nEmbd);
 }
 
 // ggml block_q8_0: x[i] = d * qs[i].

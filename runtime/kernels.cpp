@@ -227,15 +227,18 @@ void ropeInvFreq(float *invFreq, int nRot, float base) {
 }
 
 void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
-          const float *invFreq) {
+          const float *invFreq, RopeStyle style) {
+  // The two elements of pair i: adjacent, or half the rotated span apart.
+  const int first = style == RopeStyle::Neox ? 1 : 2;
+  const int second = style == RopeStyle::Neox ? nRot / 2 : 1;
   for (int i = 0; i < nRot / 2; ++i) {
     double theta = double(pos) * invFreq[i];
     float c = float(std::cos(theta)), s = float(std::sin(theta));
     for (int h = 0; h < nHeads; ++h) {
-      float *v = vec + int64_t(h) * headDim + 2 * i;
-      float x0 = v[0], x1 = v[1];
+      float *v = vec + int64_t(h) * headDim + first * i;
+      float x0 = v[0], x1 = v[second];
       v[0] = x0 * c - x1 * s;
-      v[1] = x0 * s + x1 * c;
+      v[second] = x0 * s + x1 * c;
     }
   }
 }

@@ -123,8 +123,9 @@ void softmax(float *x, int n);
 // rotated by pos * invFreq[i], where invFreq[i] = base^(-2i/nRot) (see
 // ropeInvFreq). `vec` holds `nHeads` heads back to back.
 void ropeInvFreq(float *invFreq, int nRot, float base); // invFreq: [nRot/2]
+// NeoX style (Gemma, Qwen) pairs (i, i + nRot/2) instead.
 void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
-          const float *invFreq);
+          const float *invFreq, RopeStyle style = RopeStyle::Normal);
 
 // Causal attention of one query head over positions [0, nPos):
 // out = sum_t softmax_t(q . k_t / sqrt(headDim)) v_t, where k_t is at
@@ -135,5 +136,48 @@ void attendHead(const float *q, const float *keys, const float *values,
 
 inline float silu(float x) { return x / (1.f + std::exp(-x)); }
 inline float relu(float x) { return x > 0.f ? x : 0.f; }
+// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+inline float gelu(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.f + std::tanh(kSqrt2OverPi * x * (1.f + 0.044715f * x * x)));
+}
+
+// The FFN's activation product of one neuron from its gate and up
+// projections, act(g) * u (DReLU: relu(g) * relu(u)), as its two factors:
+// ffnGate is what exact and threshold modes test before computing up. The
+// one formula the reference, the CPU executors and the generated host code
+// share; the CUDA emitter writes its twin.
+template <FfnActivation A> inline float ffnGate(float g) {
+  if constexpr (A == FfnActivation::SiLU)
+    return silu(g);
+  else if constexpr (A == FfnActivation::GeluTanh)
+    return gelu(g);
+  else
+    return relu(g);
+}
+template <FfnActivation A> inline float ffnUp(float u) {
+  if constexpr (A == FfnActivation::DReLU)
+    return relu(u);
+  else
+    return u;
+}
+template <FfnActivation A> inline float ffnProduct(float g, float u) {
+  return ffnGate<A>(g) * ffnUp<A>(u);
+}
+inline float ffnActivate(FfnActivation a, float g) {
+  switch (a) {
+  case FfnActivation::SiLU:
+    return ffnGate<FfnActivation::SiLU>(g);
+  case FfnActivation::GeluTanh:
+    return ffnGate<FfnActivation::GeluTanh>(g);
+  case FfnActivation::ReLU:
+  case FfnActivation::DReLU:
+    break;
+  }
+  return ffnGate<FfnActivation::ReLU>(g);
+}
+inline float ffnUpFactor(FfnActivation a, float u) {
+  return a == FfnActivation::DReLU ? ffnUp<FfnActivation::DReLU>(u) : u;
+}
 
 } // namespace pinfer

@@ -148,6 +148,14 @@ bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
     return ld.bind(kind, layer, p, l.up);
   case TensorKind::FfnDown:
     return ld.bind(kind, layer, p, l.down);
+  case TensorKind::AttnQNorm:
+    return ld.bind(kind, layer, p, l.qNorm);
+  case TensorKind::AttnKNorm:
+    return ld.bind(kind, layer, p, l.kNorm);
+  case TensorKind::PostAttnNorm:
+    return ld.bind(kind, layer, p, l.postAttnNorm);
+  case TensorKind::PostFfnNorm:
+    return ld.bind(kind, layer, p, l.postFfnNorm);
   default:
     break;
   }
@@ -160,7 +168,7 @@ bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
 // Whether the forward pass (runtime/forward.cpp) computes this row's norm
 // and rope style and reads every tensor it needs from the row.
 bool computable(const ArchInfo &a) {
-  if (a.norm != NormStyle::RMSNorm || a.rope != RopeStyle::Normal)
+  if (a.norm != NormStyle::RMSNorm)
     return false;
   uint32_t seen = 0;
   for (size_t i = 0; i < a.nLayerTensors; ++i)
@@ -241,10 +249,26 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
             ", expected the two to agree");
     return nullptr;
   }
-  if (p.nEmbd % p.nHead != 0) {
+  // The head size: attention.key_length where the file gives it (Gemma's
+  // heads are not n_embd / n_head wide), else n_embd / n_head.
+  if (file.find(key(ArchKey::KeyLength))) {
+    if (!ld.getDim(key(ArchKey::KeyLength), p.headDim, kMaxDim))
+      return nullptr;
+    int valueLength = p.headDim;
+    const std::string vkey = std::string(arch->name) + ".attention.value_length";
+    if (!ld.getOptDim(vkey, valueLength, kMaxDim))
+      return nullptr;
+    if (valueLength != p.headDim) {
+      ld.fail("key " + vkey + ": " + std::to_string(valueLength) +
+              ", expected the key length " + std::to_string(p.headDim));
+      return nullptr;
+    }
+  } else if (p.nEmbd % p.nHead != 0) {
     ld.fail("key " + key(ArchKey::HeadCount) + ": " + std::to_string(p.nHead) +
             " heads do not divide embedding_length " + std::to_string(p.nEmbd));
     return nullptr;
+  } else {
+    p.headDim = p.nEmbd / p.nHead;
   }
   if (p.nHead % p.nKvHead != 0) {
     ld.fail("key " + key(ArchKey::HeadCountKv) + ": " +
@@ -252,7 +276,6 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
             std::to_string(p.nHead) + " query heads");
     return nullptr;
   }
-  p.headDim = p.nEmbd / p.nHead;
   if (p.headDim % 2 != 0) {
     ld.fail("key " + key(ArchKey::HeadCount) + ": head size " +
             std::to_string(p.headDim) + " is odd, expected an even size");
@@ -269,6 +292,14 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
   }
 
   if (!modelActivation(file, p.activation, nullptr, error))
+    return nullptr;
+  p.ropeStyle = arch->rope;
+  p.scaleEmbedding = arch->scaleEmbedding;
+  p.slidingWindowPattern = arch->slidingWindowPattern;
+  p.ropeBaseLocal = arch->ropeBaseLocal;
+  if (arch->slidingWindowPattern > 0 &&
+      !ld.getOptDim(key(ArchKey::SlidingWindow), p.slidingWindow,
+                    kMaxDim * 16))
     return nullptr;
 
   // The vocabulary size: the explicit key, else the tokenizer's token list,
@@ -336,7 +367,9 @@ size_t Model::weightBytes() const {
   for (const LayerWeights &l : layers_)
     total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) +
              bytes(l.gate) + bytes(l.up) + bytes(l.down) +
-             (l.attnNorm.size() + l.ffnNorm.size()) * sizeof(float);
+             (l.attnNorm.size() + l.ffnNorm.size() + l.qNorm.size() +
+              l.kNorm.size() + l.postAttnNorm.size() + l.postFfnNorm.size()) *
+                 sizeof(float);
   return total;
 }
 

@@ -25,13 +25,23 @@ struct ModelParams {
   int nLayer = 0;
   int nHead = 0;
   int nKvHead = 0;        // < nHead for grouped-query attention
-  int headDim = 0;        // nEmbd / nHead
+  int headDim = 0;        // attention.key_length, else nEmbd / nHead
   int nRot = 0;           // leading dimensions of each head that are rotated
   int nCtxTrain = 0;      // context length the model was trained with
   float normEps = 1e-5f;
   float ropeBase = 10000.f;
   FfnActivation activation = FfnActivation::SiLU;
+  // From the architecture's row (runtime/arch.h).
+  RopeStyle ropeStyle = RopeStyle::Normal;
+  bool scaleEmbedding = false;  // embeddings times sqrt(n_embd)
+  int slidingWindow = 0;        // positions a sliding layer sees; 0: none
+  int slidingWindowPattern = 0; // layer l slides unless l % N == N - 1
+  float ropeBaseLocal = 10000.f; // rope base of the sliding layers
 
+  bool isSlidingLayer(int l) const {
+    return slidingWindow > 0 && slidingWindowPattern > 0 &&
+           l % slidingWindowPattern != slidingWindowPattern - 1;
+  }
   int qDim() const { return nHead * headDim; }
   int kvDim() const { return nKvHead * headDim; }
 };
@@ -59,6 +69,9 @@ struct LayerWeights {
   Weight gate;                 // {n_embd, n_ff}
   Weight up;                   // {n_embd, n_ff}
   Weight down;                 // {n_ff, n_embd}
+  // Gemma 3 only (empty elsewhere): per-head query and key norms
+  // [head_dim], and the norms of the attention and FFN outputs [n_embd].
+  std::vector<float> qNorm, kNorm, postAttnNorm, postFfnNorm;
 };
 
 class Model {

@@ -51,7 +51,10 @@ bool perplexity(Decoder &decoder, const Tokenizer &tokenizer,
       if (!decoder.eval(tokens[i], pos, score, error))
         return false;
       if (score) {
-        nll -= logProb(decoder.logits(), decoder.nVocab(), tokens[i + 1]);
+        const float *logits = decoder.logits();
+        nll -= logProb(logits, decoder.nVocab(), tokens[i + 1]);
+        out.argmax.push_back(int32_t(
+            std::max_element(logits, logits + decoder.nVocab()) - logits));
         ++out.scored;
       }
     }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace pinfer {
 
@@ -19,6 +20,9 @@ struct PerplexityResult {
   uint64_t scored = 0;     // tokens whose probability was scored
   uint64_t chunks = 0;
   double seconds = 0;
+  // The most likely next token at each scored position, in order: what an
+  // oracle compares position by position (`perplexity --argmax`).
+  std::vector<int32_t> argmax;
 };
 
 // Splits the tokenised text into chunks of the decoder's context length

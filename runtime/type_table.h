@@ -13,6 +13,7 @@
 
 #include "runtime/dot_kernels.h"
 #include "runtime/ggml_types.h"
+#include "runtime/quant_blocks.h"
 
 #include <cstdint>
 
@@ -73,6 +74,7 @@ constexpr TypeTraits f32() {
   t.axpy = rowk::axpyF32;
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
+  t.downRowsType = GGMLType::F32;
   t.portable = {dotk::dotF32, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotF32Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::F32>)};
@@ -91,6 +93,7 @@ constexpr TypeTraits f16() {
   t.axpy = rowk::axpyF16;
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
+  t.downRowsType = GGMLType::F16;
   t.portable = {dotk::dotF16, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotF16Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::F16>)};
@@ -109,6 +112,7 @@ constexpr TypeTraits bf16() {
   t.axpy = rowk::axpyBF16;
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
+  t.downRowsType = GGMLType::BF16;
   t.portable = {dotk::dotBF16, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotBF16Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::BF16>)};
@@ -155,9 +159,72 @@ constexpr TypeTraits q4_0() {
   return t;
 }
 
-#undef PINFER_IF_X86
+// The formats of runtime/quant_blocks.h: kernels generated from the block
+// decoder; products multiply the f32 activation; the transposed down
+// projection is stored as f32 rows (downRowsType).
+template <DecodeBlockFn Decode, int QK, int Bytes>
+constexpr TypeTraits decoded(const char *name, const char *enumerator,
+                             const char *cudaSuffix, uint32_t fileType,
+                             RowFromF32Fn quantize, float roundTripError) {
+  TypeTraits t = known(name, QK, Bytes);
+  t.computable = true;
+  t.enumerator = enumerator;
+  t.cudaSuffix = cudaSuffix;
+  t.fileType = fileType;
+  t.toF32 = rowk::dequantizeBlocks<Decode, QK, Bytes>;
+  t.fromF32 = quantize;
+  t.roundTripError = roundTripError;
+  t.axpy = rowk::axpyBlocks<Decode, QK, Bytes>;
+  t.act = ActFormat::F32;
+  t.downLayout = DownLayout::Rows;
+  t.downRowsType = GGMLType::F32;
+  t.portable = {dotk::dotBlocks<Decode, QK, Bytes>, nullptr, nullptr};
+  t.avx2 = {PINFER_IF_X86((dotk::dotBlocksAvx2<Decode, QK, Bytes>)), nullptr,
+            nullptr};
+  return t;
+}
 
-constexpr uint32_t QK_K = 256;
+// The round-trip bounds follow from each quantiser (runtime/
+// quant_blocks.cpp): half a step of the widest sub-block scale, the scale's
+// own rounding up to its bit width, half a step of the min's, and the f16
+// rounding of the super-block scales.
+constexpr TypeTraits q4_1() {
+  // (max - min) / 15 steps, max - min <= 2 max|x|.
+  return decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
+      "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512);
+}
+constexpr TypeTraits q5_0() {
+  // ggml maps the signed extreme to -16: the other extreme may clip to 15,
+  // a whole step of max/16.
+  return decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
+      "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024);
+}
+constexpr TypeTraits q5_1() {
+  return decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
+      "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512);
+}
+constexpr TypeTraits q2_K() {
+  return decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
+      "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f);
+}
+constexpr TypeTraits q3_K() {
+  return decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
+      "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f);
+}
+constexpr TypeTraits q4_K() {
+  return decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
+      "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f);
+}
+constexpr TypeTraits q5_K() {
+  return decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
+      "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f);
+}
+constexpr TypeTraits q6_K() {
+  return decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
+      "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f);
+}
+
+#undef PINFER_IF_X86
 
 } // namespace table
 
@@ -168,39 +235,39 @@ inline constexpr TypeTraits kTypeTable[] = {
     /* 0 */ table::f32(),
     /* 1 */ table::f16(),
     /* 2 */ table::q4_0(),
-    /* 3 */ table::known("q4_1", 32, 20),
+    /* 3 */ table::q4_1(),
     /* 4 */ table::retired(),
     /* 5 */ table::retired(),
-    /* 6 */ table::known("q5_0", 32, 22),
-    /* 7 */ table::known("q5_1", 32, 24),
+    /* 6 */ table::q5_0(),
+    /* 7 */ table::q5_1(),
     /* 8 */ table::q8_0(),
     /* 9 */ table::known("q8_1", 32, 36),
-    /* 10 */ table::known("q2_K", table::QK_K, 84),
-    /* 11 */ table::known("q3_K", table::QK_K, 110),
-    /* 12 */ table::known("q4_K", table::QK_K, 144),
-    /* 13 */ table::known("q5_K", table::QK_K, 176),
-    /* 14 */ table::known("q6_K", table::QK_K, 210),
-    /* 15 */ table::known("q8_K", table::QK_K, 292),
-    /* 16 */ table::known("iq2_xxs", table::QK_K, 66),
-    /* 17 */ table::known("iq2_xs", table::QK_K, 74),
-    /* 18 */ table::known("iq3_xxs", table::QK_K, 98),
-    /* 19 */ table::known("iq1_s", table::QK_K, 50),
+    /* 10 */ table::q2_K(),
+    /* 11 */ table::q3_K(),
+    /* 12 */ table::q4_K(),
+    /* 13 */ table::q5_K(),
+    /* 14 */ table::q6_K(),
+    /* 15 */ table::known("q8_K", QK_K, 292),
+    /* 16 */ table::known("iq2_xxs", QK_K, 66),
+    /* 17 */ table::known("iq2_xs", QK_K, 74),
+    /* 18 */ table::known("iq3_xxs", QK_K, 98),
+    /* 19 */ table::known("iq1_s", QK_K, 50),
     /* 20 */ table::known("iq4_nl", 32, 18),
-    /* 21 */ table::known("iq3_s", table::QK_K, 110),
-    /* 22 */ table::known("iq2_s", table::QK_K, 82),
-    /* 23 */ table::known("iq4_xs", table::QK_K, 136),
+    /* 21 */ table::known("iq3_s", QK_K, 110),
+    /* 22 */ table::known("iq2_s", QK_K, 82),
+    /* 23 */ table::known("iq4_xs", QK_K, 136),
     /* 24 */ table::known("i8", 1, 1),
     /* 25 */ table::known("i16", 1, 2),
     /* 26 */ table::known("i32", 1, 4),
     /* 27 */ table::known("i64", 1, 8),
     /* 28 */ table::known("f64", 1, 8),
-    /* 29 */ table::known("iq1_m", table::QK_K, 56),
+    /* 29 */ table::known("iq1_m", QK_K, 56),
     /* 30 */ table::bf16(),
     /* 31 */ table::retired(),
     /* 32 */ table::retired(),
     /* 33 */ table::retired(),
-    /* 34 */ table::known("tq1_0", table::QK_K, 54),
-    /* 35 */ table::known("tq2_0", table::QK_K, 66),
+    /* 34 */ table::known("tq1_0", QK_K, 54),
+    /* 35 */ table::known("tq2_0", QK_K, 66),
     /* 36 */ table::retired(),
     /* 37 */ table::retired(),
     /* 38 */ table::retired(),

@@ -18,7 +18,8 @@ namespace {
 // A two-layer program: layer 0 with hot neurons, layer 1 all cold.
 ProgramDesc makeProgram(GGMLType type, FfnActivation act, SparsityMode mode) {
   ProgramDesc d;
-  d.params.nEmbd = 96;
+  // K-quant rows are whole 256-element super-blocks.
+  d.params.nEmbd = typeTraits(type)->blockSize > 32 ? 256 : 96;
   d.params.nFF = 200;
   d.params.nLayer = 2;
   d.params.activation = act;
@@ -140,7 +141,15 @@ INSTANTIATE_TEST_SUITE_P(
         Case{GGMLType::Q8_0, FfnActivation::ReLU, SparsityMode::Dense},
         Case{GGMLType::Q4_0, FfnActivation::SiLU, SparsityMode::Exact},
         Case{GGMLType::F16, FfnActivation::SiLU, SparsityMode::Threshold},
-        Case{GGMLType::Q8_0, FfnActivation::SiLU, SparsityMode::Threshold}));
+        Case{GGMLType::Q8_0, FfnActivation::SiLU, SparsityMode::Threshold},
+        Case{GGMLType::Q4_1, FfnActivation::ReLU, SparsityMode::Exact},
+        Case{GGMLType::Q5_0, FfnActivation::SiLU, SparsityMode::Threshold},
+        Case{GGMLType::Q5_1, FfnActivation::ReLU, SparsityMode::Dense},
+        Case{GGMLType::Q2_K, FfnActivation::ReLU, SparsityMode::Exact},
+        Case{GGMLType::Q3_K, FfnActivation::SiLU, SparsityMode::Exact},
+        Case{GGMLType::Q4_K, FfnActivation::ReLU, SparsityMode::Exact},
+        Case{GGMLType::Q5_K, FfnActivation::SiLU, SparsityMode::Dense},
+        Case{GGMLType::Q6_K, FfnActivation::DReLU, SparsityMode::Exact}));
 
 // Tests that one compilation for each GPU target's architecture gives a
 // CUBIN for that architecture and the same PTX as a compilation for the

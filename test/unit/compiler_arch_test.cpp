@@ -28,7 +28,7 @@ using namespace pinfer::testutil;
 namespace {
 
 const char *const kUnknown =
-    "architecture 'gemma3' is not supported, expected one of: llama";
+    "architecture 'rwkv6' is not supported, expected one of: llama, gemma3";
 
 class ArchTest : public ::testing::Test {
 protected:
@@ -153,11 +153,17 @@ TEST(ArchTable, LlamaRowAndUnknownNames) {
   EXPECT_TRUE(llama->tiedOutput);
   size_t n = 0;
   const ArchInfo *rows = archTable(n);
-  ASSERT_EQ(n, 1u);
+  ASSERT_EQ(n, 2u);
   EXPECT_EQ(&rows[0], llama);
-  EXPECT_EQ(findArch("gemma3"), nullptr);
+  const ArchInfo *gemma3 = findArch("gemma3");
+  ASSERT_NE(gemma3, nullptr);
+  EXPECT_EQ(gemma3->activation, FfnActivation::GeluTanh);
+  EXPECT_EQ(gemma3->rope, RopeStyle::Neox);
+  EXPECT_TRUE(gemma3->scaleEmbedding);
+  EXPECT_EQ(gemma3->slidingWindowPattern, 6);
+  EXPECT_EQ(findArch("rwkv6"), nullptr);
   EXPECT_EQ(findArch(""), nullptr);
-  EXPECT_EQ(unsupportedArchMessage("gemma3"), kUnknown);
+  EXPECT_EQ(unsupportedArchMessage("rwkv6"), kUnknown);
 }
 
 // Tests that the tiny generated model holds exactly the table's tensors for
@@ -241,8 +247,8 @@ TEST_F(ArchTest, LoaderBindsTheTableNames) {
 // spec and cost model, `pinferc inspect` (which says so first and prints no
 // activation) and the main job.
 TEST_F(ArchTest, UnknownArchitectureIsRefusedByName) {
-  std::string path = rewrite("gemma3.gguf", "", [](GGUFWriter &w) {
-    w.setString("general.architecture", "gemma3");
+  std::string path = rewrite("rwkv6.gguf", "", [](GGUFWriter &w) {
+    w.setString("general.architecture", "rwkv6");
   });
   std::string error;
   auto f = GGUFFile::open(path, error);

@@ -237,23 +237,28 @@ TEST(TypeTraits, KernelsAgreeWithDequantisation) {
   }
 }
 
-// A transposed down row in the row's layout: Rows keep the type, split
-// layouts keep 8 or 4 bits per output beside f16 scales of 32-neuron
-// source blocks; the AVX2 accumulation of rows exists for Rows types.
+// A transposed down row in the row's layout: Rows keep a float type's own
+// type and decode a block format's to f32, split layouts keep 8 or 4 bits
+// per output beside f16 scales of 32-neuron source blocks; the AVX2
+// accumulation of rows exists for the types Rows are stored in.
 TEST(TypeTraits, DownLayoutsAgreeWithTheType) {
   const int64_t nEmbd = 256;
   for (GGMLType type : computableTypes()) {
     const TypeTraits &t = *typeTraits(type);
     SCOPED_TRACE(t.name);
     switch (t.downLayout) {
-    case DownLayout::Rows:
-      EXPECT_EQ(transposedDownType(type), type);
-      EXPECT_EQ(transposedDownRowBytes(type, nEmbd), rowBytes(type, nEmbd));
-      EXPECT_EQ(t.blockSize, 1u); // a column of blocks is not a row
+    case DownLayout::Rows: {
+      const GGMLType rows = t.downRowsType;
+      EXPECT_EQ(transposedDownType(type), rows);
+      // A column of blocks is not a row: block formats decode to f32.
+      EXPECT_EQ(rows, t.blockSize == 1 ? type : GGMLType::F32);
+      EXPECT_EQ(transposedDownRowBytes(type, nEmbd), rowBytes(rows, nEmbd));
+      EXPECT_EQ(typeTraits(rows)->downRowsType, rows);
 #ifdef PINFER_X86
-      EXPECT_NE(t.avx2.axpyRows, nullptr);
+      EXPECT_NE(typeTraits(rows)->avx2.axpyRows, nullptr);
 #endif
       break;
+    }
     case DownLayout::SplitQ8:
     case DownLayout::SplitQ4: {
       const bool q4 = t.downLayout == DownLayout::SplitQ4;
@@ -281,7 +286,7 @@ TEST(TypeTraits, DialectDTypeRoundTrips) {
     const TypeTraits &t = *typeTraits(type);
     SCOPED_TRACE(t.name);
     const std::string text =
-        "!pinfer.weight<" + std::string(t.name) + ", [64, 2]>";
+        "!pinfer.weight<" + std::string(t.name) + ", [256, 2]>";
     mlir::Type parsed = mlir::parseType(text, &ctx);
     ASSERT_TRUE(parsed);
     auto w = mlir::dyn_cast<WeightType>(parsed);
@@ -291,19 +296,19 @@ TEST(TypeTraits, DialectDTypeRoundTrips) {
     llvm::raw_string_ostream os(printed);
     parsed.print(os);
     EXPECT_EQ(os.str(), text);
-    EXPECT_EQ(WeightType::get(&ctx, type, {64, 2}), w);
-    EXPECT_EQ(storedRowBytes(type, 64), int64_t(rowBytes(type, 64)));
+    EXPECT_EQ(WeightType::get(&ctx, type, {256, 2}), w);
+    EXPECT_EQ(storedRowBytes(type, 256), int64_t(rowBytes(type, 256)));
   }
   // A recognised but not computable type, an unknown name, and a name in
   // the wrong case are not dtypes.
   ctx.getDiagEngine().registerHandler([](mlir::Diagnostic &) {});
-  for (const char *bad : {"q4_1", "q9_9", "Q4_0"})
+  for (const char *bad : {"q8_1", "q9_9", "Q4_0"})
     EXPECT_FALSE(mlir::parseType(
         "!pinfer.weight<" + std::string(bad) + ", [64, 2]>", &ctx))
         << bad;
   EXPECT_FALSE(WeightType::getChecked(
       [&] { return mlir::emitError(mlir::UnknownLoc::get(&ctx)); }, &ctx,
-      GGMLType::Q4_1, llvm::ArrayRef<int64_t>{64, 2}));
+      GGMLType::Q8_1, llvm::ArrayRef<int64_t>{64, 2}));
 }
 
 // The CUDA prelude defines the device functions each computable row names.

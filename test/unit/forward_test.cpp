@@ -38,7 +38,7 @@ struct TinySpec {
   // Edits before writing, for the refusal tests.
   std::function<void(GGUFWriter &)> edit;
   std::string skipTensor;  // not written
-  std::string badTypeTensor; // written as q4_1
+  std::string badTypeTensor; // written as iq4_nl
 };
 
 // An SPM vocabulary: unk, bos, eos, the 256 byte tokens and a few pieces.
@@ -112,12 +112,12 @@ std::string writeTinyModel(const TinySpec &s, const std::string &file) {
       return;
     GGMLType type = isNorm ? GGMLType::F32 : s.type;
     if (name == s.badTypeTensor)
-      type = GGMLType::Q4_1;
+      type = GGMLType::IQ4_NL;
     std::vector<float> v = tensorValues(name, ne0 * ne1, lo, hi);
     std::vector<int64_t> ne = ne1 == 1 && isNorm ? std::vector<int64_t>{ne0}
                                                  : std::vector<int64_t>{ne0, ne1};
     w.addTensor(name, type, ne, [v, type, ne0, ne1](uint8_t *dst, size_t) {
-      if (type == GGMLType::Q4_1)
+      if (type == GGMLType::IQ4_NL)
         return; // refused before use; zero bytes suffice
       size_t rb = rowBytes(type, ne0);
       for (int64_t r = 0; r < ne1; ++r)
@@ -650,7 +650,7 @@ TEST(Model, LoadRefusesMalformedModels) {
       {"missing", [](TinySpec &s) { s.skipTensor = "blk.1.ffn_up.weight"; },
        {"tensor blk.1.ffn_up.weight is missing"}},
       {"badtype", [](TinySpec &s) { s.badTypeTensor = "blk.1.ffn_up.weight"; },
-       {"blk.1.ffn_up.weight has type q4_1; pinferc computes f32, f16, q4_0, q8_0 and bf16"}},
+       {"blk.1.ffn_up.weight has type iq4_nl; pinferc computes f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K and bf16"}},
       {"shape",
        [](TinySpec &s) {
          s.edit = [](GGUFWriter &w) { w.setU32("llama.feed_forward_length", 96); };
@@ -666,8 +666,8 @@ TEST(Model, LoadRefusesMalformedModels) {
          s.edit = [](GGUFWriter &w) { w.setU32("llama.attention.head_count_kv", 3); };
        },
        {"llama.attention.head_count_kv"}},
-      {"act", [](TinySpec &s) { s.activation = "gelu"; },
-       {"pinfer.ffn_activation", "'gelu'", "silu, relu or drelu"}},
+      {"act", [](TinySpec &s) { s.activation = "tanh"; },
+       {"pinfer.ffn_activation", "'tanh'", "silu, relu, drelu or gelu"}},
       {"arch",
        [](TinySpec &s) {
          s.edit = [](GGUFWriter &w) { w.setString("general.architecture", "falcon"); };

@@ -252,9 +252,9 @@ TEST(GenModelConfigTest, RejectsBadShapesInOneLine) {
   EXPECT_FALSE(validateConfig(cfg, err));
   EXPECT_NE(err.find("--n-kv-head"), std::string::npos) << err;
   cfg = GenModelConfig();
-  cfg.type = GGMLType::Q4_1;
+  cfg.type = GGMLType::IQ4_NL;
   EXPECT_FALSE(validateConfig(cfg, err));
-  EXPECT_NE(err.find("--type q4_1"), std::string::npos) << err;
+  EXPECT_NE(err.find("--type iq4_nl"), std::string::npos) << err;
   EXPECT_FALSE(applyPreset("13b", cfg, err));
   EXPECT_NE(err.find("tiny"), std::string::npos) << err;
   EXPECT_EQ(err.find('\n'), std::string::npos);

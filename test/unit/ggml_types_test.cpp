@@ -40,12 +40,12 @@ TEST(GGMLTypes, TableMatchesGGML) {
   // ggml.h numbering and ggml-common.h block struct sizes.
   const Row rows[] = {
       {0, "f32", 1, 4, true},          {1, "f16", 1, 2, true},
-      {2, "q4_0", 32, 18, true},       {3, "q4_1", 32, 20, false},
-      {6, "q5_0", 32, 22, false},      {7, "q5_1", 32, 24, false},
+      {2, "q4_0", 32, 18, true},       {3, "q4_1", 32, 20, true},
+      {6, "q5_0", 32, 22, true},      {7, "q5_1", 32, 24, true},
       {8, "q8_0", 32, 34, true},       {9, "q8_1", 32, 36, false},
-      {10, "q2_K", 256, 84, false},    {11, "q3_K", 256, 110, false},
-      {12, "q4_K", 256, 144, false},   {13, "q5_K", 256, 176, false},
-      {14, "q6_K", 256, 210, false},   {15, "q8_K", 256, 292, false},
+      {10, "q2_K", 256, 84, true},    {11, "q3_K", 256, 110, true},
+      {12, "q4_K", 256, 144, true},   {13, "q5_K", 256, 176, true},
+      {14, "q6_K", 256, 210, true},   {15, "q8_K", 256, 292, false},
       {16, "iq2_xxs", 256, 66, false}, {17, "iq2_xs", 256, 74, false},
       {18, "iq3_xxs", 256, 98, false}, {19, "iq1_s", 256, 50, false},
       {20, "iq4_nl", 32, 18, false},   {21, "iq3_s", 256, 110, false},
@@ -429,8 +429,9 @@ TEST(GGMLTypes, RowsOfEveryComputableType) {
 TEST(GGMLTypes, RefusesWhatItCannotCompute) {
   float x[256] = {};
   uint8_t buf[1024];
-  EXPECT_FALSE(quantizeRow(GGMLType::Q4_K, x, buf, 256));
-  EXPECT_FALSE(dequantizeRow(GGMLType::Q4_K, buf, x, 256));
+  EXPECT_FALSE(quantizeRow(GGMLType::IQ4_XS, x, buf, 256));
+  EXPECT_FALSE(dequantizeRow(GGMLType::Q8_K, buf, x, 256));
+  EXPECT_FALSE(dequantizeRow(GGMLType::Q4_K, buf, x, 128));
   EXPECT_FALSE(quantizeRow(GGMLType::Q8_0, x, buf, 33));
   EXPECT_FALSE(dequantizeRow(GGMLType::Q4_0, buf, x, 16));
   EXPECT_FALSE(dequantizeRow(static_cast<GGMLType>(5), buf, x, 32));

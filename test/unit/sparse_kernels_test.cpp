@@ -117,7 +117,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, SparseKernels, ::testing::ValuesIn(kTypes),
 TEST(SparseKernelsTypes, RefusesUnknownType) {
   float y[32] = {};
   uint8_t row[64] = {};
-  EXPECT_FALSE(axpyRow(GGMLType::Q4_K, row, 1.f, y, 32));
+  EXPECT_FALSE(axpyRow(GGMLType::IQ4_XS, row, 1.f, y, 32));
 }
 
 } // namespace

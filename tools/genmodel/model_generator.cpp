@@ -849,6 +849,14 @@ bool validateConfig(const GenModelConfig &cfg, std::string &error) {
   if (!isGeneratable(cfg.type))
     return fail(std::string("--type ") + typeName(cfg.type) + ": expected " +
                 computableTypeNames());
+  // Matrix rows are n_embd (attention, gate, up) or n_ff (down) long.
+  if (const uint32_t block = typeTraits(cfg.type)->blockSize;
+      cfg.nEmbd % block != 0 || cfg.nFF % block != 0)
+    return fail(std::string("--type ") + typeName(cfg.type) +
+                ": expected n_embd and n_ff multiples of its block of " +
+                std::to_string(block) + " (n_embd " +
+                std::to_string(cfg.nEmbd) + ", n_ff " +
+                std::to_string(cfg.nFF) + ")");
   if (!(cfg.maxRate > 0 && cfg.maxRate < 1))
     return fail("maximum firing rate " + s(cfg.maxRate) + ": expected (0, 1)");
   if (!(cfg.activeFraction > 0 && cfg.activeFraction < cfg.maxRate))

