@@ -127,6 +127,7 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "  p.nCtxTrain = " << p.nCtxTrain << ";\n"
      << "  p.normEps = " << floatLiteral(p.normEps) << ";\n"
      << "  p.ropeBase = " << floatLiteral(p.ropeBase) << ";\n"
+     << "  p.slidingWindow = " << p.slidingWindow << ";\n"
      << "  p.activation = " << cppStringLiteral(activationName(p.activation))
      << ";\n"
      << "  p.mode = pinfer::SparsityMode::"

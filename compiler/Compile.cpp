@@ -201,17 +201,18 @@ bool profileCalibration(const CompileArgs &args, const Model &model,
                       calibrationText(), popts, trace, error);
 }
 
-// Threshold mode is for SiLU models: ReLU-family activations are already
-// exactly zero where they do not fire, which exact mode skips at no cost.
+// Threshold mode is for SiLU and GELU models: ReLU-family activations are
+// already exactly zero where they do not fire, which exact mode skips at no
+// cost.
 bool thresholdModeFits(const CompileArgs &args, const Model &model,
                        std::string &error) {
   FfnActivation act = model.params().activation;
-  if (act == FfnActivation::SiLU)
+  if (!isReluFamily(act))
     return true;
   error = "--sparsity threshold: " + args.model + " has activation " +
           activationName(act) +
-          ", expected a SiLU model (ReLU-family models skip exactly: use "
-          "--sparsity exact or predicted)";
+          ", expected a SiLU or GELU model (ReLU-family models skip exactly: "
+          "use --sparsity exact or predicted)";
   return false;
 }
 
@@ -406,15 +407,6 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   if (!job.model)
     return false;
   std::unique_ptr<Model> &model = job.model;
-  // The dense reference computes every row of the architecture table; the
-  // compiled executor computes the LLaMA layer only so far.
-  if (model->arch().rope != RopeStyle::Normal ||
-      model->arch().scaleEmbedding || model->arch().slidingWindowPattern) {
-    error = args.model + ": architecture '" + model->arch().name +
-            "' runs in `pinferc run`, `perplexity` and `profile`, but "
-            "compiled executables do not compute it yet";
-    return false;
-  }
   // The model the user gave, by content: plans are checked against it.
   const std::string identity = modelIdentity(model->file());
   // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
@@ -601,7 +593,7 @@ int compileModel(const CompileArgs &args) {
   // the executable's recall measurement counts what the predictors were
   // trained to find (not every neuron, as "non-zero" would for SiLU).
   if (mode == SparsityMode::Predicted &&
-      model->params().activation == FfnActivation::SiLU &&
+      !isReluFamily(model->params().activation) &&
       job.profile.thresholds.size() == program.layers.size())
     for (size_t l = 0; l < program.layers.size(); ++l)
       program.layers[l].actThreshold = job.profile.thresholds[l];

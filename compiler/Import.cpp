@@ -127,17 +127,21 @@ OwningOpRef<ModuleOp> Importer::run() {
     error = "import: " + unsupportedArchMessage(p.arch);
     return nullptr;
   }
-  // The body below is the LLaMA forward pass (runtime/forward.cpp); a row
-  // of other styles needs its own.
-  if (arch->norm != NormStyle::RMSNorm || arch->rope != RopeStyle::Normal) {
+  // The body below is the forward pass of runtime/forward.cpp: LLaMA's,
+  // with Gemma 3's additions where the row has them.
+  if (arch->norm != NormStyle::RMSNorm) {
     error = std::string("import: architecture '") + arch->name +
-            "' has a norm or rope style the importer does not build";
+            "' has a norm style the importer does not build";
     return nullptr;
   }
   Value embd = weight(TensorKind::TokenEmbd);
   if (!embd)
     return nullptr;
   Value x = b.create<EmbeddingOp>(loc, vec, token, embd);
+  // What the attention and embedding ops compute beyond LLaMA's, recorded
+  // on them (the CPU runs attention; a GPU attention op would read these).
+  if (arch->scaleEmbedding)
+    x.getDefiningOp()->setAttr("scale_by_sqrt_n_embd", b.getUnitAttr());
   float eps = p.normEps > 0 ? p.normEps : 1e-5f;
   int64_t headDim = p.headDim ? p.headDim : p.nEmbd / p.nHead;
   int64_t nKV = p.nKvHead ? p.nKvHead : p.nHead;
@@ -159,6 +163,23 @@ OwningOpRef<ModuleOp> Importer::run() {
         b.getI64IntegerAttr(p.nHead), b.getI64IntegerAttr(nKV),
         b.getI64IntegerAttr(headDim), b.getF32FloatAttr(p.ropeBase),
         b.getI64IntegerAttr(nRot), DeviceAttr());
+    Operation *attnOp = attn.getDefiningOp();
+    if (arch->rope == RopeStyle::Neox)
+      attnOp->setAttr("rope_style", b.getStringAttr(ropeStyleName(arch->rope)));
+    if (p.isSlidingLayer(l)) {
+      attnOp->setAttr("window", b.getI64IntegerAttr(p.slidingWindow));
+      attnOp->setAttr("rope_base_local", b.getF32FloatAttr(p.ropeBaseLocal));
+    }
+    for (TensorKind k : {TensorKind::AttnQNorm, TensorKind::AttnKNorm})
+      if (spec.tensor(tensorName(k, l)))
+        attnOp->setAttr(k == TensorKind::AttnQNorm ? "q_norm" : "k_norm",
+                        b.getStringAttr(tensorName(k, l)));
+    if (spec.tensor(tensorName(TensorKind::PostAttnNorm, l))) {
+      Value post = weight(TensorKind::PostAttnNorm, l);
+      if (!post)
+        return nullptr;
+      attn = b.create<RmsNormOp>(loc, attn, post, eps);
+    }
     x = b.create<AddOp>(loc, vec, x, attn);
     Value ffnNorm = weight(TensorKind::FfnNorm, l);
     if (!ffnNorm)
@@ -172,6 +193,12 @@ OwningOpRef<ModuleOp> Importer::run() {
     Value ffn = b.create<FFNOp>(
         loc, vec, h, gate, up, down, ActivationAttr::get(&ctx, act),
         b.getI64IntegerAttr(l), IntegerAttr(), Attribute());
+    if (spec.tensor(tensorName(TensorKind::PostFfnNorm, l))) {
+      Value post = weight(TensorKind::PostFfnNorm, l);
+      if (!post)
+        return nullptr;
+      ffn = b.create<RmsNormOp>(loc, ffn, post, eps);
+    }
     x = b.create<AddOp>(loc, vec, x, ffn);
   }
   loc = NameLoc::get(b.getStringAttr("output"));

@@ -269,6 +269,7 @@ bool Executor::bind(std::string &error) {
   p.nCtxTrain = int(pr.nCtxTrain);
   p.normEps = pr.normEps;
   p.ropeBase = pr.ropeBase;
+  p.slidingWindow = int(pr.slidingWindow);
   if (!parseActivation(pr.activation, p.activation)) {
     error = std::string("program: activation '") + pr.activation +
             "' is not supported";
@@ -280,6 +281,10 @@ bool Executor::bind(std::string &error) {
     return false;
   }
   p.arch = arch->name;
+  p.ropeStyle = arch->rope;
+  p.scaleEmbedding = arch->scaleEmbedding;
+  p.slidingWindowPattern = arch->slidingWindowPattern;
+  p.ropeBaseLocal = arch->ropeBaseLocal;
   const GGUFFile &f = weights_;
   // A tensor of the table, of the shape the table gives for this program.
   auto weight = [&](TensorKind kind, int layer, Weight &out) {
@@ -342,6 +347,18 @@ bool Executor::bind(std::string &error) {
         break;
       case TensorKind::FfnDown:
         ok = bindDown(f, l, p.nEmbd, p.nFF, b, error);
+        break;
+      case TensorKind::AttnQNorm:
+        ok = vector(kind, l, b.qNorm);
+        break;
+      case TensorKind::AttnKNorm:
+        ok = vector(kind, l, b.kNorm);
+        break;
+      case TensorKind::PostAttnNorm:
+        ok = vector(kind, l, b.postAttnNorm);
+        break;
+      case TensorKind::PostFfnNorm:
+        ok = vector(kind, l, b.postFfnNorm);
         break;
       default:
         error = "program: tensor " + tensorName(kind, l) +
@@ -472,6 +489,11 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   valueCache_.assign(size_t(p.nLayer) * nCtx * p.kvDim(), 0.f);
   invFreq_.resize(p.nRot / 2);
   ropeInvFreq(invFreq_.data(), p.nRot, p.ropeBase);
+  invFreqLocal_.clear();
+  if (p.slidingWindow > 0) {
+    invFreqLocal_.resize(p.nRot / 2);
+    ropeInvFreq(invFreqLocal_.data(), p.nRot, p.ropeBaseLocal);
+  }
   resetStats();
   sizeBatch();
 
@@ -720,8 +742,10 @@ bool Executor::ffn(int l, std::string &error) {
                       ? 0
                       : size_t(params_.nFF / QK8_0) * params_.nEmbd * 2);
   }
+  // x += (yHot + yCold), normed first where the layer has a post-FFN norm.
   for (int i = 0; i < nEmbd; ++i)
-    x_[i] += yHot_[i] + yCold_[i];
+    yHot_[i] += yCold_[i];
+  addFfnOutput(params_, b.postFfnNorm, x_.data(), yHot_.data());
   st.tokens += 1;
   st.fired += firedHot + firedCold;
   st.gpuNeurons += onGpu ? (exact ? firedHot : pl.nHot) : 0;
@@ -735,20 +759,24 @@ AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
                                      float *attnOut, float *scores) {
   const LayerBinding &b = layers_[l];
   const size_t layerCache = size_t(l) * nCtx_ * params_.kvDim();
-  return AttentionBlock{b.attnNorm.data(),
-                        &b.wq,
-                        &b.wk,
-                        &b.wv,
-                        &b.wo,
-                        keyCache_.data() + layerCache,
-                        valueCache_.data() + layerCache,
-                        xb,
-                        xb2,
-                        q,
-                        attnOut,
-                        scores,
-                        invFreq_.data(),
-                        nCtx_};
+  AttentionBlock ab{b.attnNorm.data(),
+                    &b.wq,
+                    &b.wk,
+                    &b.wv,
+                    &b.wo,
+                    keyCache_.data() + layerCache,
+                    valueCache_.data() + layerCache,
+                    xb,
+                    xb2,
+                    q,
+                    attnOut,
+                    scores,
+                    invFreq_.data(),
+                    nCtx_};
+  setLayerAttention(params_, l, b.qNorm, b.kNorm, b.postAttnNorm,
+                    invFreq_.data(),
+                    invFreqLocal_.empty() ? nullptr : invFreqLocal_.data(), ab);
+  return ab;
 }
 
 bool Executor::eval(int32_t token, int pos, bool wantLogits,
@@ -779,6 +807,7 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
   tokenEvals_ += 1;
   cpuBytes_ += tokEmbd_.rowBytes;
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
+  scaleEmbeddings(p, x_.data(), 1);
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
     for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})

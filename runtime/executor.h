@@ -116,6 +116,8 @@ public:
 private:
   struct LayerBinding {
     std::vector<float> attnNorm, ffnNorm; // [n_embd]
+    // Gemma 3 (empty elsewhere): [head_dim] x2, [n_embd] x2.
+    std::vector<float> qNorm, kNorm, postAttnNorm, postFfnNorm;
     Weight wq, wk, wv, wo;
     Weight gate, up; // {n_embd, n_ff}, rows in packed order
     Weight downT;    // {n_embd, n_ff}: row k is packed neuron k's down column
@@ -187,6 +189,7 @@ private:
   std::vector<uint8_t> wouldFire_;           // [n_ff] skipped but firing
   std::vector<float> keyCache_, valueCache_; // [n_layer][n_ctx][kv_dim]
   std::vector<float> invFreq_;               // [n_rot/2]
+  std::vector<float> invFreqLocal_;          // [n_rot/2] of sliding layers; or empty
   std::vector<LayerStats> stats_;            // [n_layer]
   bool countBytes_ = false; // inside eval(): reads are counted
   uint64_t cpuBytes_ = 0, gpuBytes_ = 0, tokenEvals_ = 0;

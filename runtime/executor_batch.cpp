@@ -102,6 +102,7 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
   for (int t = 0; t < n; ++t)
     rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]),
              bX_.data() + size_t(t) * nEmbd, nEmbd);
+  scaleEmbeddings(p, bX_.data(), n);
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
     attentionBlock(p,
@@ -216,11 +217,11 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
   downBatch(l, n);
 
   for (int t = 0; t < n; ++t) {
-    float *xt = bX_.data() + size_t(t) * nEmbd;
-    const float *yh = bYHot_.data() + size_t(t) * nEmbd;
+    float *yh = bYHot_.data() + size_t(t) * nEmbd;
     const float *yc = bYCold_.data() + size_t(t) * nEmbd;
     for (int64_t i = 0; i < nEmbd; ++i)
-      xt[i] += yh[i] + yc[i];
+      yh[i] += yc[i];
+    addFfnOutput(params_, b.postFfnNorm, bX_.data() + size_t(t) * nEmbd, yh);
   }
   // The counters ffn() keeps, token by token (the hot half ran on the CPU).
   LayerStats &st = stats_[l];

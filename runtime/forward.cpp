@@ -19,15 +19,34 @@
 
 namespace pinfer {
 
-void setLayerAttention(const ModelParams &p, const LayerWeights &w, int l,
+void setLayerAttention(const ModelParams &p, int l,
+                       const std::vector<float> &qNorm,
+                       const std::vector<float> &kNorm,
+                       const std::vector<float> &postNorm,
                        const float *invFreqGlobal, const float *invFreqLocal,
                        AttentionBlock &b) {
   const bool sliding = p.isSlidingLayer(l);
   b.invFreq = sliding && invFreqLocal ? invFreqLocal : invFreqGlobal;
   b.window = sliding ? p.slidingWindow : 0;
-  b.qNorm = w.qNorm.empty() ? nullptr : w.qNorm.data();
-  b.kNorm = w.kNorm.empty() ? nullptr : w.kNorm.data();
-  b.postNorm = w.postAttnNorm.empty() ? nullptr : w.postAttnNorm.data();
+  b.qNorm = qNorm.empty() ? nullptr : qNorm.data();
+  b.kNorm = kNorm.empty() ? nullptr : kNorm.data();
+  b.postNorm = postNorm.empty() ? nullptr : postNorm.data();
+}
+
+void scaleEmbeddings(const ModelParams &p, float *x, int n) {
+  if (!p.scaleEmbedding)
+    return;
+  const float scale = std::sqrt(float(p.nEmbd));
+  for (size_t i = 0; i < size_t(n) * p.nEmbd; ++i)
+    x[i] *= scale;
+}
+
+void addFfnOutput(const ModelParams &p, const std::vector<float> &postNorm,
+                  float *x, float *y) {
+  if (!postNorm.empty())
+    rmsNorm(y, y, postNorm.data(), p.nEmbd, p.normEps);
+  for (int i = 0; i < p.nEmbd; ++i)
+    x[i] += y[i];
 }
 
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
@@ -93,11 +112,7 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
   for (int t = 0; t < n; ++t)
     rowToF32(embd.type, embd.row(tokens[t]), s.x.data() + size_t(t) * nEmbd,
              nEmbd);
-  if (p.scaleEmbedding) {
-    const float scale = std::sqrt(float(nEmbd));
-    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
-      s.x[i] *= scale;
-  }
+  scaleEmbeddings(p, s.x.data(), n);
 
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerWeights &w = model.layer(l);
@@ -117,7 +132,7 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
                       s.scores.data(),
                       s.invFreq.data(),
                       s.nCtx};
-    setLayerAttention(p, w, l, s.invFreq.data(),
+    setLayerAttention(p, l, w.qNorm, w.kNorm, w.postAttnNorm, s.invFreq.data(),
                       s.invFreqLocal.empty() ? nullptr : s.invFreqLocal.data(),
                       ab);
     attentionBlock(p, ab, s.x.data(), n, pos0, pool);
@@ -174,13 +189,9 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     MatvecJob down{&w.down, h, s.xb2.data()};
     down.f32Act = true;
     matvecs(&down, 1, pool, n);
-    if (!w.postFfnNorm.empty())
-      for (int t = 0; t < n; ++t)
-        rmsNorm(s.xb2.data() + size_t(t) * nEmbd,
-                s.xb2.data() + size_t(t) * nEmbd, w.postFfnNorm.data(), nEmbd,
-                p.normEps);
-    for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
-      s.x[i] += s.xb2[i];
+    for (int t = 0; t < n; ++t)
+      addFfnOutput(p, w.postFfnNorm, s.x.data() + size_t(t) * nEmbd,
+                   s.xb2.data() + size_t(t) * nEmbd);
   }
   s.nPast = pos0 + n;
 }

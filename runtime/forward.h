@@ -105,12 +105,23 @@ struct AttentionBlock {
   const float *qNorm = nullptr, *kNorm = nullptr, *postNorm = nullptr;
   int window = 0;
 };
-// The block of layer `l` of a model: its norms, window and rope table
-// (state's local or global one) filled in around the caller's buffers.
-struct LayerWeights;
-void setLayerAttention(const ModelParams &p, const LayerWeights &w, int l,
+// The attention block of layer `l`: its window, its rope table (the local
+// one on sliding layers) and the Gemma norms where the layer has them
+// (empty vectors: none), filled in around the caller's buffers.
+void setLayerAttention(const ModelParams &p, int l,
+                       const std::vector<float> &qNorm,
+                       const std::vector<float> &kNorm,
+                       const std::vector<float> &postNorm,
                        const float *invFreqGlobal, const float *invFreqLocal,
                        AttentionBlock &b);
+
+// The steps around the layers that some architectures add, shared by the
+// reference and the executors: embeddings of n tokens scaled by
+// sqrt(n_embd) where the architecture says so; and the FFN output y [n_embd]
+// normed by `postNorm` (when not empty, in place) and added to x.
+void scaleEmbeddings(const ModelParams &p, float *x, int n);
+void addFfnOutput(const ModelParams &p, const std::vector<float> &postNorm,
+                  float *x, float *y);
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool);
 

@@ -86,6 +86,9 @@ struct Program {
   uint32_t nLayer = 0, nEmbd = 0, nFF = 0, nVocab = 0;
   uint32_t nHead = 0, nKvHead = 0, headDim = 0, nRot = 0, nCtxTrain = 0;
   float normEps = 1e-5f, ropeBase = 10000.f;
+  // Positions a sliding-window layer sees (the architecture row says which
+  // layers slide); 0: none.
+  uint32_t slidingWindow = 0;
   const char *activation = "silu"; // as parseActivation reads it
   // Predicted mode: a neuron runs when its predictor score is >= this.
   float predictorThreshold = 0.f;
