@@ -98,6 +98,15 @@ void quantK4K5(const float *x, int maxQ, uint16_t &dBits, uint16_t &dminBits,
     quantAffine(x + 32 * j, 32, d * ls[j], dmin * lm[j], maxQ, L + 32 * j);
 }
 
+// Q2_K/Q3_K: the low 2 bits of 256 values, four to a byte: byte 32c + l of
+// chunk c (128 values) holds values 128c + l + 32i in bits 2i, 2i+1.
+void pack2Bits(const uint8_t *L, uint8_t *qs) {
+  for (int j = 0; j < QK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) |
+                              (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 } // namespace
 
 namespace rowk {
@@ -204,11 +213,7 @@ void quantizeQ2_K(const float *src, void *dst, int64_t n) {
       blk.scales[j] = uint8_t(ls | (lm << 4));
       quantAffine(src + 16 * j, 16, d * ls, dmin * lm, 3, L + 16 * j);
     }
-    for (int j = 0; j < QK_K; j += 128)
-      for (int l = 0; l < 32; ++l)
-        blk.qs[j / 4 + l] =
-            uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
-                    (L[j + l + 96] << 6));
+    pack2Bits(L, blk.qs);
     std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
@@ -256,11 +261,7 @@ void quantizeQ3_K(const float *src, void *dst, int64_t n) {
         hm <<= 1;
       }
     }
-    for (int j = 0; j < QK_K; j += 128)
-      for (int l = 0; l < 32; ++l)
-        blk.qs[j / 4 + l] =
-            uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
-                    (L[j + l + 96] << 6));
+    pack2Bits(L, blk.qs);
     std::memcpy(out + b * sizeof(blk), &blk, sizeof(blk));
   }
 }
