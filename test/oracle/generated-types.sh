@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every computable block format against llama.cpp: a tiny generated LLaMA
+# model in each type (written by pinfer-genmodel's quantisers, read by
+# llama.cpp's ggml), scored on the same text by both; perplexity and
+# next-token choices must agree (llama_cpp_oracle.py). A wrong block layout
+# on either side makes the two read different weights and fails at once.
+# Skips (77) without scripts/install-models.sh.
+set -euo pipefail
+pinferc="$1" genmodel="$2" vocab="$3" text="$4"
+CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
+PY="$CACHE/venv/bin/python"
+if [ ! -x "$PY" ]; then
+  echo "skipped: no llama.cpp in $CACHE (bash scripts/install-models.sh)"
+  exit 77
+fi
+here="$(dirname "$0")"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+status=0
+for type in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K; do
+  "$genmodel" --preset tiny --n-embd 256 --activation silu --type "$type" \
+    --vocab "$vocab" -o "$work/m.gguf" >/dev/null
+  if out="$("$PY" "$here/llama_cpp_oracle.py" "$pinferc" "$work/m.gguf" "$text" \
+      --ctx 128 --chunks 1 --tolerance 0.002 --min-agreement 0.85 2>/dev/null)"; then
+    echo "$type: $(echo "$out" | grep -E "perplexity|argmax" | tr "\n" " ")"
+  else
+    echo "$type: FAIL"
+    echo "$out"
+    status=1
+  fi
+done
+exit $status
