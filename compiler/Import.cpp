@@ -170,10 +170,14 @@ OwningOpRef<ModuleOp> Importer::run() {
       attnOp->setAttr("window", b.getI64IntegerAttr(p.slidingWindow));
       attnOp->setAttr("rope_base_local", b.getF32FloatAttr(p.ropeBaseLocal));
     }
-    for (TensorKind k : {TensorKind::AttnQNorm, TensorKind::AttnKNorm})
+    // Extra small tensors by name: norms (Gemma 3) and biases (Qwen2).
+    const std::pair<TensorKind, const char *> extras[] = {
+        {TensorKind::AttnQNorm, "q_norm"}, {TensorKind::AttnKNorm, "k_norm"},
+        {TensorKind::AttnQBias, "q_bias"}, {TensorKind::AttnKBias, "k_bias"},
+        {TensorKind::AttnVBias, "v_bias"}};
+    for (const auto &[k, attr] : extras)
       if (spec.tensor(tensorName(k, l)))
-        attnOp->setAttr(k == TensorKind::AttnQNorm ? "q_norm" : "k_norm",
-                        b.getStringAttr(tensorName(k, l)));
+        attnOp->setAttr(attr, b.getStringAttr(tensorName(k, l)));
     if (spec.tensor(tensorName(TensorKind::PostAttnNorm, l))) {
       Value post = weight(TensorKind::PostAttnNorm, l);
       if (!post)

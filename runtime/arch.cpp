@@ -44,6 +44,12 @@ constexpr TensorInfo kTensors[] = {
      Dim::Embd, Dim::One},
     {TensorKind::PostFfnNorm, "blk.%d.post_ffw_norm.weight", true, true,
      Dim::Embd, Dim::One},
+    {TensorKind::AttnQBias, "blk.%d.attn_q.bias", true, true, Dim::QDim,
+     Dim::One},
+    {TensorKind::AttnKBias, "blk.%d.attn_k.bias", true, true, Dim::KvDim,
+     Dim::One},
+    {TensorKind::AttnVBias, "blk.%d.attn_v.bias", true, true, Dim::KvDim,
+     Dim::One},
     {TensorKind::PredFc1, "blk.%d.fc1.weight", true, false, Dim::Embd,
      Dim::Rank},
     {TensorKind::PredFc1Bias, "blk.%d.fc1.bias", true, true, Dim::Rank,
@@ -77,6 +83,12 @@ constexpr TensorKind kGemma3Layer[] = {
     TensorKind::FfnGate,     TensorKind::FfnUp,        TensorKind::FfnDown,
     TensorKind::PostFfnNorm};
 
+constexpr TensorKind kQwen2Layer[] = {
+    TensorKind::AttnNorm,  TensorKind::AttnQ,     TensorKind::AttnQBias,
+    TensorKind::AttnK,     TensorKind::AttnKBias, TensorKind::AttnV,
+    TensorKind::AttnVBias, TensorKind::AttnOutput, TensorKind::FfnNorm,
+    TensorKind::FfnGate,   TensorKind::FfnUp,     TensorKind::FfnDown};
+
 template <size_t N> constexpr size_t countOf(const TensorKind (&)[N]) {
   return N;
 }
@@ -88,6 +100,11 @@ const ArchInfo kArchs[] = {
      /*tiedOutput=*/true, /*scaleEmbedding=*/false,
      /*slidingWindowPattern=*/0, /*ropeBaseLocal=*/0.f, kLlamaGlobal,
      countOf(kLlamaGlobal), kLlamaLayer, countOf(kLlamaLayer)},
+    // Qwen2: LLaMA with Q/K/V biases and NeoX rope.
+    {"qwen2", FfnActivation::SiLU, NormStyle::RMSNorm, RopeStyle::Neox,
+     /*tiedOutput=*/true, /*scaleEmbedding=*/false,
+     /*slidingWindowPattern=*/0, /*ropeBaseLocal=*/0.f, kLlamaGlobal,
+     countOf(kLlamaGlobal), kQwen2Layer, countOf(kQwen2Layer)},
     // Gemma 3: every sixth layer global, the others over a sliding window
     // rotated with base 10000 (the GGUF files store neither; llama.cpp
     // fixes both too).

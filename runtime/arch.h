@@ -89,6 +89,10 @@ enum class TensorKind {
   AttnKNorm,    // blk.N.attn_k_norm.weight [head_dim]
   PostAttnNorm, // blk.N.post_attention_norm.weight [n_embd]
   PostFfnNorm,  // blk.N.post_ffw_norm.weight [n_embd]
+  // Qwen2's attention biases, added to the Q, K and V projections.
+  AttnQBias, // blk.N.attn_q.bias [n_head*head_dim]
+  AttnKBias, // blk.N.attn_k.bias [n_kv_head*head_dim]
+  AttnVBias, // blk.N.attn_v.bias [n_kv_head*head_dim]
   // PowerInfer activation predictors (PWRI files, and pinferc's own)
   PredFc1,     // blk.N.fc1.weight {n_embd, R}
   PredFc1Bias, // blk.N.fc1.bias [R]

@@ -360,6 +360,15 @@ bool Executor::bind(std::string &error) {
       case TensorKind::PostFfnNorm:
         ok = vector(kind, l, b.postFfnNorm);
         break;
+      case TensorKind::AttnQBias:
+        ok = vector(kind, l, b.bq);
+        break;
+      case TensorKind::AttnKBias:
+        ok = vector(kind, l, b.bk);
+        break;
+      case TensorKind::AttnVBias:
+        ok = vector(kind, l, b.bv);
+        break;
       default:
         error = "program: tensor " + tensorName(kind, l) +
                 " of architecture '" + arch->name +
@@ -773,8 +782,7 @@ AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
                     scores,
                     invFreq_.data(),
                     nCtx_};
-  setLayerAttention(params_, l, b.qNorm, b.kNorm, b.postAttnNorm,
-                    invFreq_.data(),
+  setLayerAttention(params_, l, b, invFreq_.data(),
                     invFreqLocal_.empty() ? nullptr : invFreqLocal_.data(), ab);
   return ab;
 }

@@ -114,10 +114,8 @@ public:
   void resetStats();
 
 private:
-  struct LayerBinding {
+  struct LayerBinding : LayerExtras {
     std::vector<float> attnNorm, ffnNorm; // [n_embd]
-    // Gemma 3 (empty elsewhere): [head_dim] x2, [n_embd] x2.
-    std::vector<float> qNorm, kNorm, postAttnNorm, postFfnNorm;
     Weight wq, wk, wv, wo;
     Weight gate, up; // {n_embd, n_ff}, rows in packed order
     Weight downT;    // {n_embd, n_ff}: row k is packed neuron k's down column

@@ -19,18 +19,21 @@
 
 namespace pinfer {
 
-void setLayerAttention(const ModelParams &p, int l,
-                       const std::vector<float> &qNorm,
-                       const std::vector<float> &kNorm,
-                       const std::vector<float> &postNorm,
+void setLayerAttention(const ModelParams &p, int l, const LayerExtras &e,
                        const float *invFreqGlobal, const float *invFreqLocal,
                        AttentionBlock &b) {
   const bool sliding = p.isSlidingLayer(l);
   b.invFreq = sliding && invFreqLocal ? invFreqLocal : invFreqGlobal;
   b.window = sliding ? p.slidingWindow : 0;
-  b.qNorm = qNorm.empty() ? nullptr : qNorm.data();
-  b.kNorm = kNorm.empty() ? nullptr : kNorm.data();
-  b.postNorm = postNorm.empty() ? nullptr : postNorm.data();
+  auto ptr = [](const std::vector<float> &v) {
+    return v.empty() ? nullptr : v.data();
+  };
+  b.qNorm = ptr(e.qNorm);
+  b.kNorm = ptr(e.kNorm);
+  b.postNorm = ptr(e.postAttnNorm);
+  b.bq = ptr(e.bq);
+  b.bk = ptr(e.bk);
+  b.bv = ptr(e.bv);
 }
 
 void scaleEmbeddings(const ModelParams &p, float *x, int n) {
@@ -64,6 +67,16 @@ void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
   matvecs(qkv, 3, pool, n);
   for (int t = 0; t < n; ++t) {
     float *qt = b.q + size_t(t) * qDim, *kt = kRows + size_t(t) * kvDim;
+    float *vt = vRows + size_t(t) * kvDim;
+    if (b.bq)
+      for (int i = 0; i < qDim; ++i)
+        qt[i] += b.bq[i];
+    if (b.bk)
+      for (int i = 0; i < kvDim; ++i)
+        kt[i] += b.bk[i];
+    if (b.bv)
+      for (int i = 0; i < kvDim; ++i)
+        vt[i] += b.bv[i];
     if (b.qNorm)
       for (int h = 0; h < p.nHead; ++h)
         rmsNorm(qt + h * headDim, qt + h * headDim, b.qNorm, headDim,
@@ -132,7 +145,7 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
                       s.scores.data(),
                       s.invFreq.data(),
                       s.nCtx};
-    setLayerAttention(p, l, w.qNorm, w.kNorm, w.postAttnNorm, s.invFreq.data(),
+    setLayerAttention(p, l, w, s.invFreq.data(),
                       s.invFreqLocal.empty() ? nullptr : s.invFreqLocal.data(),
                       ab);
     attentionBlock(p, ab, s.x.data(), n, pos0, pool);

@@ -104,14 +104,13 @@ struct AttentionBlock {
   // positions a token sees, itself included; 0: all).
   const float *qNorm = nullptr, *kNorm = nullptr, *postNorm = nullptr;
   int window = 0;
+  // Qwen2 (null elsewhere): biases of the Q, K and V projections.
+  const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
 };
 // The attention block of layer `l`: its window, its rope table (the local
-// one on sliding layers) and the Gemma norms where the layer has them
-// (empty vectors: none), filled in around the caller's buffers.
-void setLayerAttention(const ModelParams &p, int l,
-                       const std::vector<float> &qNorm,
-                       const std::vector<float> &kNorm,
-                       const std::vector<float> &postNorm,
+// one on sliding layers) and the layer's extras where it has them (empty
+// vectors: none), filled in around the caller's buffers.
+void setLayerAttention(const ModelParams &p, int l, const LayerExtras &e,
                        const float *invFreqGlobal, const float *invFreqLocal,
                        AttentionBlock &b);
 

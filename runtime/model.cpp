@@ -156,6 +156,12 @@ bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
     return ld.bind(kind, layer, p, l.postAttnNorm);
   case TensorKind::PostFfnNorm:
     return ld.bind(kind, layer, p, l.postFfnNorm);
+  case TensorKind::AttnQBias:
+    return ld.bind(kind, layer, p, l.bq);
+  case TensorKind::AttnKBias:
+    return ld.bind(kind, layer, p, l.bk);
+  case TensorKind::AttnVBias:
+    return ld.bind(kind, layer, p, l.bv);
   default:
     break;
   }
@@ -368,7 +374,8 @@ size_t Model::weightBytes() const {
     total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo) +
              bytes(l.gate) + bytes(l.up) + bytes(l.down) +
              (l.attnNorm.size() + l.ffnNorm.size() + l.qNorm.size() +
-              l.kNorm.size() + l.postAttnNorm.size() + l.postFfnNorm.size()) *
+              l.kNorm.size() + l.postAttnNorm.size() + l.postFfnNorm.size() +
+              l.bq.size() + l.bk.size() + l.bv.size()) *
                  sizeof(float);
   return total;
 }

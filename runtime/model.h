@@ -59,7 +59,17 @@ struct Weight {
   const uint8_t *row(int64_t r) const { return data + r * rowBytes; }
 };
 
-struct LayerWeights {
+// A layer's small tensors beyond LLaMA's, shared by the reference's
+// LayerWeights and the executor's binding (empty where the architecture
+// has none): Gemma 3's per-head query and key norms [head_dim] and the
+// norms of the attention and FFN outputs [n_embd]; Qwen2's Q, K and V
+// biases [n_head*head_dim], [n_kv_head*head_dim] x2.
+struct LayerExtras {
+  std::vector<float> qNorm, kNorm, postAttnNorm, postFfnNorm;
+  std::vector<float> bq, bk, bv;
+};
+
+struct LayerWeights : LayerExtras {
   std::vector<float> attnNorm; // [n_embd]
   Weight wq;                   // {n_embd, n_embd}
   Weight wk;                   // {n_embd, n_kv_head*head_dim}
@@ -69,9 +79,6 @@ struct LayerWeights {
   Weight gate;                 // {n_embd, n_ff}
   Weight up;                   // {n_embd, n_ff}
   Weight down;                 // {n_ff, n_embd}
-  // Gemma 3 only (empty elsewhere): per-head query and key norms
-  // [head_dim], and the norms of the attention and FFN outputs [n_embd].
-  std::vector<float> qNorm, kNorm, postAttnNorm, postFfnNorm;
 };
 
 class Model {

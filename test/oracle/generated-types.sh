@@ -29,4 +29,33 @@ for type in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K; do
     status=1
   fi
 done
+
+# Qwen2 (Q/K/V biases, NeoX rope): scored against llama.cpp, then compiled:
+# dense (cpu) and exact (rtx4090, layers split) executables give the
+# reference's greedy tokens.
+"$genmodel" --preset tiny --n-embd 256 --arch qwen2 --activation silu \
+  --type q8_0 --vocab "$vocab" -o "$work/q.gguf" >/dev/null
+if out="$("$PY" "$here/llama_cpp_oracle.py" "$pinferc" "$work/q.gguf" "$text" \
+    --ctx 128 --chunks 1 --tolerance 0.002 --min-agreement 0.85 2>/dev/null)"; then
+  echo "qwen2: $(echo "$out" | grep -E "perplexity|argmax" | tr "\n" " ")"
+else
+  echo "qwen2: FAIL"
+  echo "$out"
+  status=1
+fi
+"$genmodel" --preset tiny --n-embd 256 --arch qwen2 --activation relu \
+  --type q4_K --vocab "$vocab" -o "$work/q4.gguf" >/dev/null
+ref="$("$pinferc" run "$work/q4.gguf" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)"
+"$pinferc" "$work/q4.gguf" --target cpu --sparsity dense -o "$work/dense" >/dev/null
+"$pinferc" "$work/q4.gguf" --target rtx4090 --sparsity exact \
+  --vram-budget 404MiB --min-granules 1 -o "$work/exact" | tail -1
+for exe in dense exact; do
+  got="$("$work/$exe" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)"
+  if [ "$got" = "$ref" ]; then
+    echo "qwen2 q4_K $exe executable: the reference's tokens"
+  else
+    echo "qwen2 q4_K $exe executable: FAIL: '$got', reference '$ref'"
+    status=1
+  fi
+done
 exit $status

@@ -28,7 +28,8 @@ using namespace pinfer::testutil;
 namespace {
 
 const char *const kUnknown =
-    "architecture 'rwkv6' is not supported, expected one of: llama, gemma3";
+    "architecture 'rwkv6' is not supported, expected one of: llama, qwen2, "
+    "gemma3";
 
 class ArchTest : public ::testing::Test {
 protected:
@@ -127,7 +128,7 @@ TEST(ArchTable, TensorNamesRoundTrip) {
   TensorKind kind;
   int layer;
   for (const char *bad :
-       {"blk.0.attn_q.bias", "blk.x.attn_q.weight", "blk..ffn_up.weight",
+       {"blk.0.attn_output.bias", "blk.x.attn_q.weight", "blk..ffn_up.weight",
         "blk.0", "token_embd", "rope_freqs.weight", "attn_q.weight",
         "blk.0.token_embd.weight"})
     EXPECT_FALSE(parseTensorName(bad, kind, layer)) << bad;
@@ -153,8 +154,13 @@ TEST(ArchTable, LlamaRowAndUnknownNames) {
   EXPECT_TRUE(llama->tiedOutput);
   size_t n = 0;
   const ArchInfo *rows = archTable(n);
-  ASSERT_EQ(n, 2u);
+  ASSERT_EQ(n, 3u);
   EXPECT_EQ(&rows[0], llama);
+  const ArchInfo *qwen2 = findArch("qwen2");
+  ASSERT_NE(qwen2, nullptr);
+  EXPECT_EQ(qwen2->activation, FfnActivation::SiLU);
+  EXPECT_EQ(qwen2->rope, RopeStyle::Neox);
+  EXPECT_FALSE(qwen2->scaleEmbedding);
   const ArchInfo *gemma3 = findArch("gemma3");
   ASSERT_NE(gemma3, nullptr);
   EXPECT_EQ(gemma3->activation, FfnActivation::GeluTanh);

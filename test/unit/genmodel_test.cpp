@@ -508,3 +508,35 @@ TEST_F(GenModelTest, DeterministicFromSeed) {
 }
 
 } // namespace
+
+// A qwen2 file: the same generator with the architecture's Q/K/V biases,
+// loaded by the reference with them bound, and byte-for-byte the same on
+// every run (the biases are written when the file is).
+TEST_F(GenModelTest, Qwen2WithBiasesIsDeterministic) {
+  GenModelConfig cfg = tinyConfig();
+  cfg.arch = "qwen2";
+  std::string a = generate(cfg, "qa.gguf");
+  std::string b = generate(cfg, "qb.gguf");
+  auto bytes = [](const std::string &p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_TRUE(bytes(a) == bytes(b));
+  std::string error;
+  std::unique_ptr<Model> m = Model::open(a, error);
+  ASSERT_TRUE(m) << error;
+  EXPECT_EQ(m->params().arch, "qwen2");
+  EXPECT_EQ(m->params().ropeStyle, RopeStyle::Neox);
+  const LayerWeights &l0 = m->layer(0);
+  ASSERT_EQ(int(l0.bq.size()), m->params().qDim());
+  ASSERT_EQ(int(l0.bk.size()), m->params().kvDim());
+  ASSERT_EQ(int(l0.bv.size()), m->params().kvDim());
+  float sum = 0;
+  for (float v : l0.bq)
+    sum += std::fabs(v);
+  EXPECT_GT(sum, 0.f);
+  cfg.arch = "gemma3";
+  EXPECT_FALSE(validateConfig(cfg, error));
+  EXPECT_NE(error.find("--arch gemma3: expected llama or qwen2"),
+            std::string::npos) << error;
+}

@@ -24,7 +24,8 @@ Shape (a preset, then any field overridden):
 Weights:
   --type T               f32 | f16 | bf16 | q8_0 | q4_0 (norms stay f32)
                                                                (default f16)
-  --activation A         relu | drelu | silu                  (default relu)
+  --activation A         relu | drelu | silu | gelu           (default relu)
+  --arch A               llama | qwen2 (Q/K/V biases)         (default llama)
   --seed N               same seed, same bytes                   (default 1)
   --vocab PATH           GGUF whose tokenizer.* keys are copied
                          (default: the LLaMA SentencePiece fixture)
@@ -127,6 +128,7 @@ int main(int argc, char **argv) {
                                           "--activation",
                                           "--seed",
                                           "--vocab",
+                                          "--arch",
                                           "--name",
                                           "--rms-eps",
                                           "--rope-freq-base",
@@ -187,9 +189,11 @@ int main(int argc, char **argv) {
       ok = parseActivation(v, cfg.activation);
       if (!ok)
         err = std::string("--activation '") + v +
-              "': expected relu, drelu or silu";
+              "': expected relu, drelu, silu or gelu";
     } else if (f == "--vocab")
       cfg.vocabPath = v;
+    else if (f == "--arch")
+      cfg.arch = v;
     else if (f == "--name")
       cfg.name = v;
     else if (f == "--active-fraction")

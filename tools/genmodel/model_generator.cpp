@@ -63,6 +63,7 @@ enum class Stream : uint64_t {
   OutputNorm,
   Output,
   Permutation,
+  AttnBias,
 };
 
 inline uint64_t mix64(uint64_t x) {
@@ -161,6 +162,17 @@ GGMLType predictorType(const GenModelConfig &cfg) {
   return cfg.type == GGMLType::F32 ? GGMLType::F32 : GGMLType::F16;
 }
 
+// Whether the architecture's layer has Qwen2's Q/K/V biases.
+bool hasAttnBiases(const GenModelConfig &cfg) {
+  const ArchInfo *a = findArch(cfg.arch);
+  if (!a)
+    return false;
+  for (size_t k = 0; k < a->nLayerTensors; ++k)
+    if (a->layerTensors[k] == TensorKind::AttnQBias)
+      return true;
+  return false;
+}
+
 std::vector<TensorSpec> tensorList(const GenModelConfig &cfg, int64_t nVocab) {
   const int64_t n = cfg.nEmbd, kv = cfg.nKVHead * (cfg.nEmbd / cfg.nHead);
   const GGMLType t = cfg.type;
@@ -172,6 +184,11 @@ std::vector<TensorSpec> tensorList(const GenModelConfig &cfg, int64_t nVocab) {
     out.push_back({tensorName(K::AttnQ, l), t, {n, n}});
     out.push_back({tensorName(K::AttnK, l), t, {n, kv}});
     out.push_back({tensorName(K::AttnV, l), t, {n, kv}});
+    if (hasAttnBiases(cfg)) {
+      out.push_back({tensorName(K::AttnQBias, l), GGMLType::F32, {n}});
+      out.push_back({tensorName(K::AttnKBias, l), GGMLType::F32, {kv}});
+      out.push_back({tensorName(K::AttnVBias, l), GGMLType::F32, {kv}});
+    }
     out.push_back({tensorName(K::AttnOutput, l), t, {n, n}});
     out.push_back({tensorName(K::FfnNorm, l), GGMLType::F32, {n}});
     out.push_back({tensorName(K::FfnGate, l), t, {n, cfg.nFF}});
@@ -573,6 +590,21 @@ void Generator::addTensors(GGUFWriter &w) {
           plainRow(p.kind, l, r, p.sigma, row);
         });
       });
+    if (hasAttnBiases(cfg_)) {
+      // Small biases, the size of a projection's typical output.
+      const TensorKind biases[] = {K::AttnQBias, K::AttnKBias, K::AttnVBias};
+      for (int i = 0; i < 3; ++i) {
+        const int64_t rows = i == 0 ? n : kvDim;
+        // Written when the file is, like the matrices.
+        w.addTensor(name(biases[i]), GGMLType::F32, {rows},
+                    [=](uint8_t *dst, size_t) {
+                      Rng rng(cfg_.seed, Stream::AttnBias, uint64_t(l) * 3 + i);
+                      float *b = reinterpret_cast<float *>(dst);
+                      for (int64_t r = 0; r < rows; ++r)
+                        b[r] = float(0.1 * rng.gauss(uint64_t(r)));
+                    });
+      }
+    }
     // Output dimensions on the bias channel stay zero.
     w.addTensor(name(K::AttnOutput), t, {n, n}, [=](uint8_t *dst, size_t) {
       fillRows(dst, t, n, n, [&](int64_t r, float *row, Tmp &) {
@@ -846,6 +878,8 @@ bool validateConfig(const GenModelConfig &cfg, std::string &error) {
                 ": expected a divisor of n_head");
   if (cfg.nCtx < 1)
     return fail("--n-ctx " + std::to_string(cfg.nCtx) + ": expected >= 1");
+  if (cfg.arch != "llama" && cfg.arch != "qwen2")
+    return fail("--arch " + cfg.arch + ": expected llama or qwen2");
   if (!isGeneratable(cfg.type))
     return fail(std::string("--type ") + typeName(cfg.type) + ": expected " +
                 computableTypeNames());
@@ -941,8 +975,9 @@ bool generateModel(const GenModelConfig &cfg, const std::string &path,
 
   GGUFWriter w;
   w.setPowerInfer(cfg.powerInfer);
-  // The generator writes LLaMA models: its planted weights are LLaMA's.
-  const ArchInfo &arch = *findArch("llama");
+  // The generator's planted weights are LLaMA's; the architectures it
+  // writes differ only by the extras it fills (validateConfig).
+  const ArchInfo &arch = *findArch(cfg.arch);
   using Key = ArchKey;
   w.setString(kArchitectureKey, arch.name);
   w.setString("general.name", cfg.name);

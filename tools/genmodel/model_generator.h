@@ -24,6 +24,9 @@ constexpr int64_t kBiasChannelDims = 32;
 
 struct GenModelConfig {
   std::string name = "pinfer-synthetic";
+  // A row of runtime/arch.h whose layer is LLaMA's plus small extras the
+  // generator can fill: llama, qwen2 (Q/K/V biases, NeoX rope).
+  std::string arch = "llama";
   int64_t nEmbd = 128;
   int64_t nFF = 512;
   int64_t nLayer = 2;
