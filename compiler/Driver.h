@@ -25,7 +25,7 @@ struct TokenizeArgs {
   std::string prompt;
   bool idsOnly = false;
   bool noBos = false;
-  bool parseSpecial = false;
+  bool parseSpecial = true; // --no-parse-special turns it off
 };
 int runTokenize(const TokenizeArgs &args);
 

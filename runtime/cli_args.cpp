@@ -117,6 +117,8 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       g.json = true;
     } else if (flag == "--no-bos") {
       g.addBos = false;
+    } else if (flag == "--no-parse-special") {
+      g.parseSpecial = false;
     } else if (flag == "--no-display-prompt") {
       g.echoPrompt = false;
     } else if (flag.size() > 1 && flag[0] == '-') {
@@ -151,6 +153,8 @@ std::string generateFlagsHelp() {
          "  -s, --seed S            RNG seed; -1 draws one (default -1)\n"
          "      --json              print one JSON object instead of text\n"
          "      --no-bos            do not add the BOS token\n"
+         "      --no-parse-special  keep special-token text in the prompt as "
+         "text\n"
          "      --no-display-prompt do not echo the prompt\n";
 }
 

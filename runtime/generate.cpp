@@ -145,7 +145,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   if (opts.prompt.empty())
     return fail("the prompt is empty, expected some text (-p)");
   r.promptTokens = tokenizer.encode(
-      opts.prompt, opts.addBos && tokenizer.addBosByDefault(), false);
+      opts.prompt, opts.addBos && tokenizer.addBosByDefault(),
+      opts.parseSpecial);
   const int nPrompt = int(r.promptTokens.size());
   const int nCtx = decoder.nCtx();
   if (nPrompt == 0)

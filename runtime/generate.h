@@ -82,6 +82,9 @@ struct GenerateOptions {
   SamplerOptions sampling;
   bool json = false;       // one JSON object on `out` instead of text + report
   bool addBos = true;      // add BOS when the vocabulary asks for it
+  // Special-token text in the prompt ("<|im_start|>", "</s>") becomes those
+  // tokens, as llama-cli does; false keeps it as text (--no-parse-special).
+  bool parseSpecial = true;
   bool echoPrompt = true;  // print the prompt before the generated text
   std::ostream *out = nullptr; // generated text / JSON; default std::cout
   std::ostream *err = nullptr; // speed report and errors; default std::cerr

@@ -26,6 +26,7 @@ TEST(CliArgs, DefaultsWhenNothingIsGiven) {
   EXPECT_EQ(f.gen.nThreads, 0);
   EXPECT_EQ(f.gen.pollMicros, GenerateOptions::kDefaultPollMicros);
   EXPECT_TRUE(f.gen.addBos);
+  EXPECT_TRUE(f.gen.parseSpecial);
   EXPECT_FALSE(f.gen.json);
   EXPECT_FALSE(f.help);
 }
@@ -37,7 +38,8 @@ TEST(CliArgs, ValuesInBothForms) {
                      "0", "-c", "512", "--temp=0", "--top-k", "5", "--top-p",
                      "0.5", "--repeat-penalty", "1.1", "--repeat-last-n",
                      "32", "-s", "42", "--json", "--no-bos",
-                     "--no-display-prompt", "model.gguf"},
+                     "--no-display-prompt", "--no-parse-special",
+                     "model.gguf"},
                     f, error))
       << error;
   EXPECT_EQ(f.gen.prompt, "hello there");
@@ -54,6 +56,7 @@ TEST(CliArgs, ValuesInBothForms) {
   EXPECT_TRUE(f.gen.json);
   EXPECT_FALSE(f.gen.addBos);
   EXPECT_FALSE(f.gen.echoPrompt);
+  EXPECT_FALSE(f.gen.parseSpecial);
   EXPECT_EQ(f.positional, std::vector<std::string>{"model.gguf"});
 }
 

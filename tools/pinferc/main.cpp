@@ -166,8 +166,13 @@ static int pinfercMain(int argc, char **argv) {
   tokenizeCmd->add_flag("--ids", tokenize.idsOnly,
                         "Print only the ids, as [1, 2, 3]");
   tokenizeCmd->add_flag("--no-bos", tokenize.noBos, "Do not add BOS");
+  tokenizeCmd->add_flag("!--no-parse-special", tokenize.parseSpecial,
+                        "Keep special-token text as text (by default it "
+                        "becomes the special token, as in llama-tokenize)");
+  // The old opt-in, now the default; accepted so that scripts keep working.
   tokenizeCmd->add_flag("--parse-special", tokenize.parseSpecial,
-                        "Turn special-token text into special tokens");
+                        "Turn special-token text into special tokens "
+                        "(the default)");
 
   app.add_subcommand("run", "Generate with the dense reference (see pinferc "
                             "run --help)");
