@@ -206,10 +206,17 @@ bool Tokenizer::init(Vocab &v, const std::string &source, std::string &error) {
       pre_ = BPEPreTokenizer::GPT2;
     } else if (v.pre == "falcon") {
       pre_ = BPEPreTokenizer::Falcon;
+    } else if (v.pre == "llama-bpe" || v.pre == "llama3" ||
+               v.pre == "llama-v3" || v.pre == "smaug-bpe") {
+      pre_ = BPEPreTokenizer::Llama3;
+    } else if (v.pre == "qwen2" || v.pre == "deepseek-r1-qwen") {
+      pre_ = BPEPreTokenizer::Qwen2;
     } else {
       error = source + ": key tokenizer.ggml.pre: unknown pre-tokenizer " +
               quoted(v.pre) +
-              " (expected default, gpt-2, phi-2, mpt, olmo or falcon)";
+              " (expected default, gpt-2, phi-2, mpt, olmo, falcon, "
+              "llama-bpe, llama3, llama-v3, smaug-bpe, qwen2 or "
+              "deepseek-r1-qwen)";
       return false;
     }
   }

@@ -26,6 +26,8 @@ enum class BPEPreTokenizer {
   Default, // "default" or absent: llama.cpp's fallback rule list
   GPT2,    // "gpt-2" and vocabularies that reuse its regex
   Falcon,  // "falcon"
+  Llama3,  // "llama-bpe", "llama3", "llama-v3", "smaug-bpe": LLaMA-3's regex
+  Qwen2,   // "qwen2", "deepseek-r1-qwen": LLaMA-3's with single digits
 };
 
 // Token types as GGUF stores them in tokenizer.ggml.token_type.

@@ -165,6 +165,114 @@ Spans splitGPT2(const std::vector<uint32_t> &cps, const Spans &in) {
   return out;
 }
 
+// LLaMA-3's pattern (Qwen2's is the same with \p{N} for \p{N}{1,3}):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+//   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// matched as splitGPT2 matches GPT-2's: alternatives in order at each
+// position, positions outside the piece being "no character".
+Spans splitLlama3(const std::vector<uint32_t> &cps, const Spans &in,
+                  size_t maxDigits) {
+  Spans out;
+  out.reserve(in.size() * 2);
+  for (const Span &s : in) {
+    auto at = [&](size_t p) -> uint32_t {
+      return p < s.end ? cps[p] : 0xFFFFFFFFu;
+    };
+    auto inside = [&](size_t p) { return p < s.end; };
+    auto isSpace = [&](size_t p) {
+      return inside(p) && unicodeIsWhitespace(cps[p]);
+    };
+    auto isLetter = [&](size_t p) {
+      return inside(p) && unicodeIsLetter(cps[p]);
+    };
+    auto isNumber = [&](size_t p) {
+      return inside(p) && unicodeIsNumber(cps[p]);
+    };
+    auto isNewline = [&](size_t p) {
+      return inside(p) && (cps[p] == '\r' || cps[p] == '\n');
+    };
+    // [^\s\p{L}\p{N}]
+    auto isOther = [&](size_t p) {
+      return inside(p) && !isSpace(p) && !isLetter(p) && !isNumber(p);
+    };
+    auto lower = [](uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+    size_t pos = s.begin;
+    while (pos < s.end) {
+      const size_t start = pos;
+      auto emit = [&](size_t end) {
+        out.push_back(Span{start, end});
+        pos = end;
+      };
+      if (at(pos) == '\'') {
+        const uint32_t c1 = lower(at(pos + 1)), c2 = lower(at(pos + 2));
+        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
+          emit(pos + 2);
+          continue;
+        }
+        if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') ||
+            (c1 == 'l' && c2 == 'l')) {
+          emit(pos + 3);
+          continue;
+        }
+      }
+      // [^\r\n\p{L}\p{N}]?\p{L}+
+      {
+        size_t body = pos;
+        if (!isNewline(pos) && !isLetter(pos) && !isNumber(pos) &&
+            isLetter(pos + 1))
+          body = pos + 1;
+        if (isLetter(body)) {
+          size_t e = body;
+          while (isLetter(e))
+            ++e;
+          emit(e);
+          continue;
+        }
+      }
+      // \p{N}{1,maxDigits}
+      if (isNumber(pos)) {
+        size_t e = pos;
+        while (isNumber(e) && e - pos < maxDigits)
+          ++e;
+        emit(e);
+        continue;
+      }
+      // ' '?[^\s\p{L}\p{N}]+[\r\n]*
+      {
+        const size_t body = at(pos) == ' ' && isOther(pos + 1) ? pos + 1 : pos;
+        if (isOther(body)) {
+          size_t e = body;
+          while (isOther(e))
+            ++e;
+          while (isNewline(e))
+            ++e;
+          emit(e);
+          continue;
+        }
+      }
+      // Whitespace: \s*[\r\n]+ ends after the run's last newline;
+      // \s+(?!\S) leaves the run's last space to the next word; \s+.
+      size_t e = pos;
+      size_t lastNewline = s.end;
+      while (isSpace(e)) {
+        if (isNewline(e))
+          lastNewline = e;
+        ++e;
+      }
+      if (lastNewline != s.end) {
+        emit(lastNewline + 1);
+      } else if (e > pos + 1 && inside(e)) {
+        emit(e - 1);
+      } else if (e > pos) {
+        emit(e);
+      } else {
+        emit(pos + 1);
+      }
+    }
+  }
+  return out;
+}
+
 } // namespace
 
 int Tokenizer::bpeRank(const std::string &left,
@@ -185,6 +293,12 @@ void Tokenizer::encodeBPE(const std::string &text,
   switch (pre_) {
   case BPEPreTokenizer::GPT2:
     spans = splitGPT2(cps, spans);
+    break;
+  case BPEPreTokenizer::Llama3:
+    spans = splitLlama3(cps, spans, 3);
+    break;
+  case BPEPreTokenizer::Qwen2:
+    spans = splitLlama3(cps, spans, 1);
     break;
   case BPEPreTokenizer::Falcon:
     spans = splitRuns(cps, spans, [](uint32_t cp) {
@@ -216,10 +330,19 @@ void Tokenizer::encodeBPE(const std::string &text,
     word.clear();
     for (unsigned char b : utf8)
       word += byteToUnicode(b);
+    // LLaMA-3's vocabulary takes a pre-token that is itself a token whole,
+    // without merging (llama.cpp's ignore_merges): its merges do not
+    // always rebuild every token.
+    if (pre_ == BPEPreTokenizer::Llama3) {
+      const int32_t whole = findToken(word);
+      if (whole >= 0) {
+        out.push_back(whole);
+        continue;
+      }
+    }
     bpeWord(word, out);
   }
 }
-
 
 void Tokenizer::bpeWord(const std::string &word,
                         std::vector<int32_t> &out) const {

@@ -41,5 +41,24 @@ if ! "$PY" -c 'import llama_cpp' 2>/dev/null; then
     "$PY" -m pip install -q --no-cache-dir llama-cpp-python
 fi
 
+# llama.cpp's tokenizer test vocabularies (vocabulary-only GGUF files with
+# its expected token ids) for the BPE pre-tokenizers that have no fixture
+# here: LLaMA-3 (llama-bpe) and Qwen2. They ship in the same source package.
+VOCAB="$CACHE/vocab"
+if [ ! -f "$VOCAB/ggml-vocab-qwen2.gguf.out" ]; then
+  echo "install-models: extracting llama.cpp's test vocabularies" >&2
+  version="$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  "$PY" -m pip download -q --no-deps --no-binary :all: -d "$tmp" \
+    "llama-cpp-python==$version"
+  mkdir -p "$VOCAB"
+  tar xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp" --wildcards \
+    '*/models/ggml-vocab-llama-bpe.gguf*' '*/models/ggml-vocab-qwen2.gguf*'
+  for f in "$tmp"/*/vendor/llama.cpp/models/ggml-vocab-*; do
+    cp "$f" "$VOCAB/"
+  done
+fi
+
 echo "$MODEL"
 echo "$PY"
