@@ -98,6 +98,9 @@ struct Summary {
   // Why pinferc cannot compute the model: its architecture is not in the
   // table (runtime/arch.h). Empty when it is.
   std::string unsupported;
+  // Why the model cannot run (the loader's one line: architecture, key,
+  // tensor, type or shape); empty when it can.
+  std::string whyNot;
   uint64_t nVocab = 0;
   ActivationInfo act;
   bool predictors = false;
@@ -123,6 +126,19 @@ static bool summarise(const GGUFFile &file, Summary &s, std::string &error) {
             : unsupportedArchMessage(s.arch);
   else if (!ffnActivation(file, s.act, error))
     return false;
+  // Whether it runs is whatever the loader says: the same checks as every
+  // command that computes with it.
+  if (!s.unsupported.empty()) {
+    s.whyNot = s.unsupported;
+  } else {
+    std::string loadError;
+    if (!Model::load(file, loadError)) {
+      const std::string prefix = file.path() + ": ";
+      s.whyNot = loadError.rfind(prefix, 0) == 0
+                     ? loadError.substr(prefix.size())
+                     : loadError;
+    }
+  }
   for (const GGUFTensor &t : file.tensors()) {
     auto &entry = s.byType[typeName(t.type)];
     entry.first += 1;
@@ -147,6 +163,9 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
   if (json) {
     JsonWriter w(os);
     w.beginObject();
+    w.field("runs", s.whyNot.empty());
+    if (!s.whyNot.empty())
+      w.field("why_not", s.whyNot);
     w.field("supported", s.unsupported.empty());
     if (!s.unsupported.empty())
       w.field("unsupported", s.unsupported);
@@ -199,8 +218,8 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
     return true;
   }
 
-  if (!s.unsupported.empty())
-    os << s.unsupported << "\n";
+  os << "runs:          "
+     << (s.whyNot.empty() ? std::string("yes") : "no: " + s.whyNot) << "\n";
   os << "file:          " << file.path() << "\n";
   os << "format:        " << (file.isPowerInfer() ? "PWRI (PowerInfer)" : "GGUF")
      << " v" << file.version() << ", alignment " << file.alignment() << "\n";
@@ -220,7 +239,8 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
   else
     os << "ffn:           " << s.act.name
        << (s.act.reluFamily() ? " (ReLU family: activation-sparse)"
-                              : " (SiLU family: needs thresholds for sparsity)")
+                              : " (SiLU/GELU family: needs thresholds for "
+                                "sparsity)")
        << "; " << s.act.source << "\n";
   os << "predictors:    " << (s.predictors ? "present" : "none") << "\n";
   os << "tensors:       " << file.tensors().size() << ", "

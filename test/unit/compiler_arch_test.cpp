@@ -280,11 +280,16 @@ TEST_F(ArchTest, UnknownArchitectureIsRefusedByName) {
   std::ostringstream text, json;
   ASSERT_TRUE(inspectModel(*f, false, text, error)) << error;
   std::string report = text.str();
-  EXPECT_EQ(report.substr(0, report.find('\n')), kUnknown) << report;
+  // The first line says it cannot run, and why.
+  EXPECT_EQ(report.substr(0, report.find('\n')),
+            "runs:          no: " + std::string(kUnknown))
+      << report;
   EXPECT_NE(report.find("ffn:           unknown"), std::string::npos) << report;
   EXPECT_EQ(report.find("silu"), std::string::npos) << report;
   ASSERT_TRUE(inspectModel(*f, true, json, error)) << error;
   EXPECT_NE(json.str().find("\"supported\": false"), std::string::npos)
+      << json.str();
+  EXPECT_NE(json.str().find("\"runs\": false"), std::string::npos)
       << json.str();
   EXPECT_NE(json.str().find("\"activation\": null"), std::string::npos)
       << json.str();
@@ -297,7 +302,9 @@ TEST_F(ArchTest, UnknownArchitectureIsRefusedByName) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   rc = run(kPinferc + " inspect " + path, out, err, dir_);
   EXPECT_EQ(rc, 0) << err;
-  EXPECT_EQ(out.substr(0, out.find('\n')), kUnknown) << out;
+  EXPECT_EQ(out.substr(0, out.find('\n')),
+            "runs:          no: " + std::string(kUnknown))
+      << out;
 }
 
 } // namespace
