@@ -101,14 +101,21 @@ OwningOpRef<ModuleOp> Importer::run() {
                  ? WeightType::get(&ctx, t.type, ArrayRef<int64_t>(t.ne))
                  : Type();
     };
-    Type fc1 = toType(spec.fc1), fc2 = toType(spec.fc2);
-    if (!fc1 || !fc2) {
-      error = "import: predictor weights have a type with no pinfer dtype";
-      return nullptr;
+    // One type per layer: each layer's predictor has its own rank.
+    SmallVector<Attribute> fc1s, fc2s;
+    for (size_t l = 0; l < spec.fc1.size() && l < spec.fc2.size(); ++l) {
+      Type fc1 = toType(spec.fc1[l]), fc2 = toType(spec.fc2[l]);
+      if (!fc1 || !fc2) {
+        error = "import: predictor weights of layer " + std::to_string(l) +
+                " have a type with no pinfer dtype";
+        return nullptr;
+      }
+      fc1s.push_back(TypeAttr::get(fc1));
+      fc2s.push_back(TypeAttr::get(fc2));
     }
     NamedAttrList pred;
-    pred.append("fc1", TypeAttr::get(fc1));
-    pred.append("fc2", TypeAttr::get(fc2));
+    pred.append("fc1", b.getArrayAttr(fc1s));
+    pred.append("fc2", b.getArrayAttr(fc2s));
     (*module)->setAttr("pinfer.predictor", pred.getDictionary(&ctx));
   }
 

@@ -92,16 +92,8 @@ bool readModelSpec(const GGUFFile &file, ModelSpec &spec, std::string &error) {
               std::to_string(p.nFF) + "]";
       return false;
     }
-    if (l == 0) {
-      spec.fc1 = fc1;
-      spec.fc2 = fc2;
-    } else if (fc1.type != spec.fc1.type || fc2.type != spec.fc2.type ||
-               fc1.ne != spec.fc1.ne) {
-      error = file.path() + ": tensor " + fc1Name +
-              ": predictors differ from layer 0 in type or rank, "
-              "expected the same in every layer";
-      return false;
-    }
+    spec.fc1.push_back(fc1);
+    spec.fc2.push_back(fc2);
   }
   spec.hasPredictors = true;
   return true;

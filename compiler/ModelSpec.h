@@ -29,9 +29,10 @@ struct ModelSpec {
   // listed as f32 whatever the file stores: the packed weights keep them so.
   std::map<std::string, TensorSpec> tensors;
   // PowerInfer predictors (blk.N.fc1.weight {n_embd, R}, blk.N.fc2.weight
-  // {R, n_ff}); the same type and rank in every layer when present.
+  // {R, n_ff}), one pair per layer when present: each layer has its own
+  // rank (the trainer sizes each to its layer) and may have its own type.
   bool hasPredictors = false;
-  TensorSpec fc1, fc2;
+  std::vector<TensorSpec> fc1, fc2; // [n_layer]
 
   const TensorSpec *tensor(const std::string &name) const {
     auto it = tensors.find(name);

@@ -73,23 +73,31 @@ void InsertPredictorsPass::runOnOperation() {
     actThresholds = attr.asArrayRef();
   }
 
-  // Learned predictors when the model file has them.
-  WeightType fc1Type, fc2Type;
+  // Learned predictors when the model file has them: one fc1 and one fc2
+  // type per layer (each layer's predictor has its own rank).
+  SmallVector<WeightType> fc1Types, fc2Types;
+  bool havePredictors = false;
   if (auto pred = module->getAttrOfType<DictionaryAttr>("pinfer.predictor")) {
-    auto fc1 = pred.getAs<TypeAttr>("fc1");
-    auto fc2 = pred.getAs<TypeAttr>("fc2");
-    if (fc1)
-      fc1Type = dyn_cast<WeightType>(fc1.getValue());
-    if (fc2)
-      fc2Type = dyn_cast<WeightType>(fc2.getValue());
-    if (!fc1Type || !fc2Type) {
-      module.emitError("pinfer.predictor must be {fc1 = !pinfer.weight<...>, "
-                       "fc2 = !pinfer.weight<...>}");
+    auto fc1 = pred.getAs<ArrayAttr>("fc1");
+    auto fc2 = pred.getAs<ArrayAttr>("fc2");
+    bool ok = fc1 && fc2 && fc1.size() == fc2.size() && !fc1.empty();
+    for (size_t l = 0; ok && l < fc1.size(); ++l) {
+      auto t1 = dyn_cast<TypeAttr>(fc1[l]), t2 = dyn_cast<TypeAttr>(fc2[l]);
+      WeightType w1 = t1 ? dyn_cast<WeightType>(t1.getValue()) : WeightType();
+      WeightType w2 = t2 ? dyn_cast<WeightType>(t2.getValue()) : WeightType();
+      ok = w1 && w2;
+      fc1Types.push_back(w1);
+      fc2Types.push_back(w2);
+    }
+    if (!ok) {
+      module.emitError("pinfer.predictor must be {fc1 = [!pinfer.weight<...>, "
+                       "...], fc2 = [...]}, one type per layer in each");
       return signalPassFailure();
     }
+    havePredictors = true;
   }
 
-  if (sparsity == Sparsity::predicted && !fc1Type) {
+  if (sparsity == Sparsity::predicted && !havePredictors) {
     module.emitError("pinfer-insert-predictors: mode=predicted needs the "
                      "model's learned fc1/fc2 predictors (module attribute "
                      "pinfer.predictor); the runtime has no other predictor");
@@ -127,14 +135,20 @@ void InsertPredictorsPass::runOnOperation() {
     OpBuilder b(part);
     SmallVector<Value, 2> weights;
     int64_t layer = part.getLayer();
+    if (layer < 0 || layer >= int64_t(fc1Types.size())) {
+      part.emitOpError("layer ")
+          << layer << " has no predictor type in pinfer.predictor, which has "
+          << fc1Types.size() << " layers";
+      return signalPassFailure();
+    }
     auto it = predictorWeights.find(layer);
     if (it == predictorWeights.end()) {
       Value fc1 = b.create<WeightOp>(
-          part.getLoc(), fc1Type, tensorName(TensorKind::PredFc1, int(layer)),
-          Attribute());
+          part.getLoc(), fc1Types[layer],
+          tensorName(TensorKind::PredFc1, int(layer)), Attribute());
       Value fc2 = b.create<WeightOp>(
-          part.getLoc(), fc2Type, tensorName(TensorKind::PredFc2, int(layer)),
-          Attribute());
+          part.getLoc(), fc2Types[layer],
+          tensorName(TensorKind::PredFc2, int(layer)), Attribute());
       it = predictorWeights.emplace(layer, std::make_pair(fc1, fc2)).first;
     }
     weights = {it->second.first, it->second.second};

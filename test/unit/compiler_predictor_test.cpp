@@ -5,10 +5,16 @@
 // determinism, rank growth under a size budget, file round trip and refusal
 // of a file trained for another model.
 #include "compiler/Calibration.h"
+#include "compiler/LowerToProgram.h"
+#include "compiler/ModelSpec.h"
+#include "compiler/Trace.h"
+#include "compiler/placement/Plan.h"
+#include "compiler/predictor/PredictorAttach.h"
 #include "compiler/Profile.h"
 #include "compiler/predictor/PredictorFile.h"
 #include "compiler/predictor/PredictorTrainer.h"
 #include "runtime/ggml_types.h"
+#include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/predictor.h"
 #include "runtime/tokenizer.h"
@@ -527,4 +533,74 @@ TEST(PredictorTrainer, DISABLED_SevenBShapeTiming) {
   std::printf("samples drawn in %.1f s\n%s", gen, os.str().c_str());
   std::printf("extrapolated to 32 layers: %.0f s\n",
               set.seconds / layers * 32);
+}
+
+// Each layer's predictor has its own rank (the trainer sizes each to its
+// layer): a model carrying predictors of ranks 8 and 16 reads back into a
+// spec with both, and compiles in predicted mode into a program whose
+// layers keep their own ranks. (The spec once refused any rank but layer
+// 0's, so the main job refused the predictors it had just trained.)
+TEST(PredictorAttach, RanksDifferPerLayer) {
+  GenModelConfig cfg;
+  cfg.activation = FfnActivation::SiLU;
+  cfg.threads = 2;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string modelPath = tempPath("ranks-model.gguf");
+  GenModelReport report;
+  std::string err;
+  ASSERT_TRUE(generateModel(cfg, modelPath, report, err)) << err;
+  auto model = GGUFFile::open(modelPath, err);
+  ASSERT_TRUE(model) << err;
+
+  PredictorSet set;
+  set.modelIdentity = modelIdentity(*model);
+  set.activation = "silu";
+  set.nLayer = uint32_t(cfg.nLayer);
+  set.nEmbd = uint32_t(cfg.nEmbd);
+  set.nFF = uint32_t(cfg.nFF);
+  set.type = GGMLType::F16;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0.f, 0.1f);
+  for (uint32_t l = 0; l < set.nLayer; ++l) {
+    LayerPredictor lp;
+    lp.rank = l == 0 ? 8 : 16;
+    lp.fc1.resize(size_t(lp.rank) * set.nEmbd);
+    lp.fc2.resize(size_t(set.nFF) * lp.rank);
+    for (float &v : lp.fc1)
+      v = g(rng);
+    for (float &v : lp.fc2)
+      v = g(rng);
+    lp.b1.assign(lp.rank, 0.f);
+    lp.b2.assign(set.nFF, 0.f);
+    set.layers.push_back(lp);
+  }
+  const std::string predPath = tempPath("ranks-pred.gguf");
+  ASSERT_TRUE(writePredictorFile(predPath, set, err)) << err;
+  auto preds = GGUFFile::open(predPath, err);
+  ASSERT_TRUE(preds) << err;
+  const std::string withPath = tempPath("ranks-with.gguf");
+  ASSERT_TRUE(writeModelWithPredictors(*model, *preds, withPath, err)) << err;
+
+  auto with = Model::open(withPath, err);
+  ASSERT_TRUE(with) << err;
+  ModelSpec spec;
+  ASSERT_TRUE(readModelSpec(with->file(), spec, err)) << err;
+  ASSERT_EQ(spec.fc1.size(), 2u);
+  EXPECT_EQ(spec.fc1[0].ne[1], 8);
+  EXPECT_EQ(spec.fc1[1].ne[1], 16);
+
+  PipelineOptions opts;
+  opts.sparsity = "predicted";
+  ProgramDesc program;
+  const Plan plan = coldPlan(uint32_t(cfg.nLayer), uint32_t(cfg.nFF), "cpu",
+                             modelIdentity(with->file()));
+  ASSERT_TRUE(compileToProgram(*with, plan, SparsityMode::Predicted, "cpu", "",
+                               opts, program, err))
+      << err;
+  ASSERT_EQ(program.layers.size(), 2u);
+  EXPECT_EQ(program.mode, SparsityMode::Predicted);
+  EXPECT_EQ(program.layers[0].predictorRank, 8u);
+  EXPECT_EQ(program.layers[1].predictorRank, 16u);
+  for (const std::string &p : {modelPath, predPath, withPath})
+    std::remove(p.c_str());
 }

@@ -4,10 +4,11 @@
 // RUN: not pinfer-opt %s -split-input-file -pinfer-insert-predictors=mode=sometimes 2>&1 | FileCheck %s --check-prefix=BAD
 
 // Tests that with the model's predictors the CPU half gets a predictor over
-// the layer's fc1/fc2 and the GPU half skips exact zeros (no predictor in
-// VRAM); exact and dense only set the sparsity.
+// the layer's fc1/fc2, of that layer's own rank (layers 0 and 1 have other
+// ranks), and the GPU half skips exact zeros (no predictor in VRAM); exact
+// and dense only set the sparsity.
 // BAD: mode must be dense, exact, predicted or threshold, got 'sometimes'
-module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 = !pinfer.weight<f16, [8, 4]>}} {
+module attributes {pinfer.predictor = {fc1 = [!pinfer.weight<f16, [32, 5]>, !pinfer.weight<f16, [32, 6]>, !pinfer.weight<f16, [32, 8]>], fc2 = [!pinfer.weight<f16, [5, 4]>, !pinfer.weight<f16, [6, 4]>, !pinfer.weight<f16, [8, 4]>]}} {
   // PRED-LABEL: func.func @learned
   // EXACT-LABEL: func.func @learned
   // DENSE-LABEL: func.func @learned
@@ -35,8 +36,8 @@ module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>, fc2 =
 // -----
 
 // Tests that a malformed pinfer.predictor attribute is rejected.
-// expected-error @+1 {{pinfer.predictor must be {fc1 = !pinfer.weight<...>, fc2 = !pinfer.weight<...>}}}
-module attributes {pinfer.predictor = {fc1 = !pinfer.weight<f16, [32, 8]>}} {
+// expected-error @+1 {{pinfer.predictor must be {fc1 = [!pinfer.weight<...>, ...], fc2 = [...]}, one type per layer in each}}
+module attributes {pinfer.predictor = {fc1 = [!pinfer.weight<f16, [32, 8]>]}} {
   func.func @bad_predictor() {
     return
   }
