@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -141,6 +142,27 @@ inline float dotQ4_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
       s += (int32_t(b[blk].qs[j] >> 4) - 8) * int32_t(x[blk].qs[j + QK4_0 / 2]);
     }
     sum += fp16ToF32(b[blk].d) * x[blk].d * float(s);
+  }
+  return sum;
+}
+
+// Q5_0 times an 8-bit activation: values 0..31 with an offset of 16, the
+// fifth bits from qh (element j: bit j).
+inline float dotQ5_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK5_0; ++blk, p += sizeof(BlockQ5_0)) {
+    uint32_t qh;
+    std::memcpy(&qh, p + 2, 4);
+    const uint8_t *qs = p + 6;
+    int32_t s = 0;
+    for (int j = 0; j < QK5_0 / 2; ++j) {
+      const int32_t lo = int32_t((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16;
+      const int32_t hi =
+          int32_t((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
+      s += lo * int32_t(x[blk].qs[j]) + hi * int32_t(x[blk].qs[j + 16]);
+    }
+    sum += qblk::half(p) * x[blk].d * float(s);
   }
   return sum;
 }
@@ -352,6 +374,50 @@ PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
   for (; blk < nb; ++blk)
     a0 = q4Block(b[blk], x[blk], a0, c0);
   return hsum(_mm256_add_ps(a0, a1)) - 8.f * (c0 + c1);
+}
+
+// 32 bits -> 32 bytes, byte j 0x10 where bit j is set: each byte picks the
+// byte of `bits` that holds its bit, keeps that bit alone and compares.
+PINFER_AVX2 inline __m256i fifthBits(uint32_t bits) {
+  const __m256i pick = _mm256_setr_epi8(
+      0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+      2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_setr_epi8(
+      1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, //
+      1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)), pick);
+  b = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+  return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+}
+
+// As q4Block, with the fifth bits or-ed in and an offset of 16.
+PINFER_AVX2 inline __m256 q5Block(const uint8_t *b, const BlockQ8Act &x,
+                                  __m256 acc, float &corr) {
+  const float dw = halfToFloat(uint16_t(b[0] | (b[1] << 8)));
+  uint32_t qh;
+  std::memcpy(&qh, b + 2, 4);
+  const __m256i q = _mm256_or_si256(unpackQ4(b + 6), fifthBits(qh));
+  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
+  __m256i p16 = _mm256_maddubs_epi16(q, x0);
+  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  corr += dw * x.s;
+  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
+}
+
+PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  const uint8_t *b = static_cast<const uint8_t *>(row);
+  const int64_t nb = n / QK5_0;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  float c0 = 0, c1 = 0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    a0 = q5Block(b + blk * sizeof(BlockQ5_0), x[blk], a0, c0);
+    a1 = q5Block(b + (blk + 1) * sizeof(BlockQ5_0), x[blk + 1], a1, c1);
+  }
+  for (; blk < nb; ++blk)
+    a0 = q5Block(b + blk * sizeof(BlockQ5_0), x[blk], a0, c0);
+  return hsum(_mm256_add_ps(a0, a1)) - 16.f * (c0 + c1);
 }
 
 // ---- transposed down rows -------------------------------------------------

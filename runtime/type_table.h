@@ -196,8 +196,14 @@ constexpr TypeTraits q4_1() {
 constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
   // a whole step of max/16.
-  return decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
+  TypeTraits t = decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
       "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024);
+  // Products quantise the activation to 8 bits and multiply integers, as
+  // for Q4_0 (and as llama.cpp does for Q5_0).
+  t.act = ActFormat::Q8;
+  t.portable.dotQ8 = dotk::dotQ5_0Q8;
+  t.avx2.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0Q8Avx2);
+  return t;
 }
 constexpr TypeTraits q5_1() {
   return decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
