@@ -3,7 +3,8 @@
 // all cold, zero hot, no GPU) in every sparsity mode, the description read
 // from the IR must equal the one programFromPlan builds from the plan
 // directly; the VRAM bill is the plan-memory pass's; broken IR is refused
-// with a line naming the op and layer; a 7B-like shape is timed.
+// with a line naming the op and layer, and so are ops no runtime step runs;
+// a 7B-like shape is timed.
 #include "compiler/LowerToProgram.h"
 
 #include "compiler/Import.h"
@@ -159,6 +160,12 @@ void expectSameDesc(const ProgramDesc &ir, const ProgramDesc &ref) {
     EXPECT_EQ(a.downTType, b.downTType);
     EXPECT_EQ(a.predictorRank, b.predictorRank);
     EXPECT_EQ(a.attentionOnGPU, b.attentionOnGPU);
+    // The steps, in order: what each is, where it runs, what an add adds.
+    EXPECT_EQ(stepsText(a.steps.data(), a.steps.size()),
+              stepsText(b.steps.data(), b.steps.size()));
+    ASSERT_EQ(a.steps.size(), b.steps.size());
+    for (size_t k = 0; k < a.steps.size(); ++k)
+      EXPECT_EQ(a.steps[k].from, b.steps[k].from) << "step " << k;
     ASSERT_EQ(a.hot.size(), b.hot.size());
     ASSERT_EQ(a.cold.size(), b.cold.size());
     if (!b.hot.empty() && !b.cold.empty()) {
@@ -457,6 +464,70 @@ TEST(CompilerLower, RefusesInconsistentIR) {
     schedule(model, plan, s);
     EXPECT_FALSE(programFromModule(*s.module, q8, "t", kArch, out, error));
     EXPECT_NE(error.find("the model stores q8_0"), std::string::npos) << error;
+  }
+}
+
+// Tests the steps read off the scheduled IR: a split layer's, in the
+// schedule's order with the arena offsets plan-memory gave; an op no
+// runtime step runs is refused naming it and its layer, and so is a
+// layer's op placed among the next layer's.
+TEST(CompilerLower, StepsFollowTheScheduledIR) {
+  const Model &model = tinyModel(GGMLType::F16, false);
+  Plan plan = makePlan({40, 0, kFF}, {false, false, false}, 12);
+  ProgramDesc out;
+  std::string error;
+  {
+    Scheduled s;
+    schedule(model, plan, s);
+    ASSERT_TRUE(programFromModule(*s.module, model, "t", kArch, out, error))
+        << error;
+    const std::vector<ProgramStep> &steps = out.layers[0].steps;
+    EXPECT_EQ(stepsText(steps.data(), steps.size()),
+              "attn_norm attention@cpu attn_add ffn_norm transfer@gpu "
+              "ffn_half@gpu transfer@cpu record ffn_half@cpu wait merge "
+              "ffn_add");
+    // Every op with a result has its arena offset; record and wait none.
+    for (const ProgramStep &step : steps)
+      EXPECT_EQ(step.arenaOffset < 0,
+                step.kind == StepKind::Record || step.kind == StepKind::Wait)
+          << stepKindName(step.kind);
+    EXPECT_EQ(stepsText(out.layers[1].steps.data(), out.layers[1].steps.size()),
+              "attn_norm attention@cpu attn_add ffn_norm ffn_half@cpu ffn_add");
+    EXPECT_EQ(out.layers[1].steps.back().from, StepDevice::Cpu);
+    EXPECT_EQ(out.layers[2].steps.back().from, StepDevice::Gpu);
+
+    // A call between layer 0 and layer 1.
+    mlir::OpBuilder b(s.ctx.get());
+    b.setInsertionPointToEnd(s.module->getBody());
+    auto probe = b.create<mlir::func::FuncOp>(s.module->getLoc(), "probe",
+                                              b.getFunctionType({}, {}));
+    probe.setPrivate();
+    AttentionOp attn1;
+    s.module->walk([&](AttentionOp op) {
+      if (op.getLayer() == 1)
+        attn1 = op;
+    });
+    ASSERT_TRUE(attn1);
+    mlir::Operation *norm1 = attn1.getInput().getDefiningOp();
+    b.setInsertionPoint(norm1);
+    auto call = b.create<mlir::func::CallOp>(norm1->getLoc(), probe);
+    EXPECT_FALSE(programFromModule(*s.module, model, "t", kArch, out, error));
+    EXPECT_EQ(error, "scheduled IR: func.call of layer 0: no runtime step "
+                     "runs it");
+    call.erase();
+
+    // Layer 0's wait after layer 1's attention.
+    WaitOp wait0;
+    s.module->walk([&](WaitOp op) {
+      if (!wait0)
+        wait0 = op;
+    });
+    ASSERT_TRUE(wait0);
+    wait0->moveAfter(attn1);
+    EXPECT_FALSE(programFromModule(*s.module, model, "t", kArch, out, error));
+    EXPECT_EQ(error, "scheduled IR: pinfer.wait of layer 0: comes after steps "
+                     "of layer 1, expected each layer's ops together, in "
+                     "layer order");
   }
 }
 
