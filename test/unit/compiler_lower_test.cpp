@@ -617,6 +617,69 @@ TEST(CompilerLower, SevenBLikeShape) {
   EXPECT_LT(out.vramBillBytes, ffn + (1 << 20));
 }
 
+// Tests that the placement's cost model and pinfer-plan-memory bill the
+// same bytes for the same hot neurons (runtime/vram_bill.h): for f16,
+// q8_0 and q4_0 FFNs (rows, and split down layouts with their ids and
+// block scales), a split layer, an all-cold one and an all-hot one, the
+// FFN part of the cost model's bill of the assignment equals the IR's
+// vram_weights. Attention and the head stay on the CPU, so the IR holds
+// nothing else in VRAM.
+TEST(CompilerLower, CostModelAndPlanMemoryBillAlike) {
+  for (GGMLType type : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0}) {
+    SCOPED_TRACE(typeName(type));
+    const Model &model = tinyModel(type, false);
+    ModelShape shape;
+    std::string error;
+    ASSERT_TRUE(modelShapeFromGGUF(model.file(), shape, error)) << error;
+    Trace trace;
+    trace.nLayer = kLayers;
+    trace.nFF = kFF;
+    trace.nTokens = 1000;
+    trace.activation = "relu";
+    for (int l = 0; l < kLayers; ++l) {
+      std::vector<uint64_t> fired(kFF);
+      for (int i = 0; i < kFF; ++i)
+        fired[i] = uint64_t(1000 / (1 + i));
+      trace.fired.push_back(fired);
+    }
+    const Target *target = findTarget("rtx4090", error);
+    ASSERT_TRUE(target) << error;
+    PlacementOptions opts;
+    opts.granuleSize = 8;
+    opts.minGranules = 1;
+    opts.attention = AttentionPolicy::CPU;
+    opts.outputMayUseGPU = false;
+    PlacementInput in;
+    ASSERT_TRUE(buildPlacementInput(trace, shape, *target, opts, in, error))
+        << error;
+    Assignment a;
+    a.hotGranules = {5, 0, kFF / 8}; // 40, 0 and 128 hot neurons
+    a.attention.assign(kLayers, false);
+    const uint64_t costModel =
+        assignmentBytes(in.problem, a) - in.problem.mandatoryBytes();
+
+    Scheduled s;
+    schedule(model, makePlan({40, 0, kFF}, {false, false, false}, 14), s);
+    auto memory =
+        (*s.module)->getAttrOfType<mlir::DictionaryAttr>("pinfer.memory");
+    ASSERT_TRUE(memory);
+    const uint64_t planMemory =
+        memory.getAs<mlir::IntegerAttr>("vram_weights").getInt();
+    EXPECT_EQ(costModel, planMemory);
+    // Worked out by hand: per hot neuron its gate and up rows and its
+    // packed down row (+ its id for a split layout), per layer with hot
+    // neurons the split layout's scales.
+    const uint64_t row = rowBytes(type, kEmbd);
+    const bool split = type != GGMLType::F16;
+    const uint64_t perNeuron =
+        2 * row + (type == GGMLType::F16    ? row
+                   : type == GGMLType::Q8_0 ? kEmbd + 4
+                                            : kEmbd / 2 + 4);
+    const uint64_t scales = split ? kFF / 32 * kEmbd * 2 : 0;
+    EXPECT_EQ(planMemory, (40 + kFF) * perNeuron + 2 * scales);
+  }
+}
+
 // Measures the two VRAM bills of one real plan (DP placement of a 7B-like
 // q4_0 shape on an RTX 4090 with a 2.5 GiB budget, attention on the CPU,
 // power-law firing counts): the cost model's, which programFromPlan carries,
