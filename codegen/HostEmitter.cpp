@@ -30,6 +30,66 @@ const char *typeEnumerator(GGMLType t) {
   return row && row->computable ? row->enumerator : nullptr;
 }
 
+const char *stepKindEnumerator(StepKind k) {
+  switch (k) {
+  case StepKind::AttnNorm:
+    return "AttnNorm";
+  case StepKind::Attention:
+    return "Attention";
+  case StepKind::AttnAdd:
+    return "AttnAdd";
+  case StepKind::FfnNorm:
+    return "FfnNorm";
+  case StepKind::Transfer:
+    return "Transfer";
+  case StepKind::FfnHalf:
+    return "FfnHalf";
+  case StepKind::Record:
+    return "Record";
+  case StepKind::Predict:
+    return "Predict";
+  case StepKind::Wait:
+    return "Wait";
+  case StepKind::Merge:
+    return "Merge";
+  case StepKind::FfnAdd:
+    return "FfnAdd";
+  case StepKind::AttnPostNorm:
+    return "AttnPostNorm";
+  case StepKind::FfnPostNorm:
+    return "FfnPostNorm";
+  }
+  return "AttnNorm";
+}
+
+const char *stepDeviceEnumerator(StepDevice d) {
+  switch (d) {
+  case StepDevice::None:
+    return "None";
+  case StepDevice::Cpu:
+    return "Cpu";
+  case StepDevice::Gpu:
+    return "Gpu";
+  }
+  return "None";
+}
+
+// A layer's steps as a table, one step a line, with the text form in a
+// comment so that the generated source reads like the program it runs.
+void emitSteps(std::ostream &os, const std::string &name,
+               const std::vector<ProgramStep> &steps) {
+  os << "// " << stepsText(steps.data(), steps.size()) << "\n"
+     << "const pinfer::ProgramStep " << name << "[] = {";
+  for (const ProgramStep &s : steps)
+    os << "\n    {pinfer::StepKind::" << stepKindEnumerator(s.kind)
+       << ", pinfer::StepDevice::" << stepDeviceEnumerator(s.device)
+       << ", pinfer::StepDevice::" << stepDeviceEnumerator(s.from) << ", "
+       << s.arenaOffset << "},";
+  if (steps.empty())
+    os << "{}";
+  os << "\n};\n";
+}
+
 const char *activationEnumerator(FfnActivation a) {
   switch (a) {
   case FfnActivation::SiLU:
@@ -62,6 +122,8 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
   for (size_t l = 0; l < program.layers.size(); ++l)
     emitArray(os, "uint32_t", "kNeuronIds" + std::to_string(l),
               program.packedOrder(int(l)));
+  for (size_t l = 0; l < program.layers.size(); ++l)
+    emitSteps(os, "kSteps" + std::to_string(l), program.layers[l].steps);
   if (!in.gpuImage.empty()) {
     os << "\n// The GPU part, " << in.gpuImage.size() << " bytes.\n"
        << "alignas(64) ";
@@ -83,7 +145,9 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
        << "  l[" << l
        << "].attentionOnGPU = " << (d.attentionOnGPU ? "true" : "false")
        << ";\n"
-       << "  l[" << l << "].predictorRank = " << d.predictorRank << ";\n";
+       << "  l[" << l << "].predictorRank = " << d.predictorRank << ";\n"
+       << "  l[" << l << "].steps = kSteps" << l << ";\n"
+       << "  l[" << l << "].nSteps = " << d.steps.size() << ";\n";
     // The layer's gate/up loop with its constants, compiled for the
     // target CPU.
     const char *gateT = typeEnumerator(d.gateType),

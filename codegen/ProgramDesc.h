@@ -1,9 +1,9 @@
 // The program to emit, as a plain description: the model's shape and, per
 // layer, the FFN weight types, which neurons run on the GPU (hot) and which
-// on the CPU (cold) in packed order, the sparsity mode, the predictor shape
-// and the attention device. The emitters (CUDA, host C++, packed weights)
-// read only this. The compiler builds it from the scheduled IR
-// (compiler/LowerToProgram.h).
+// on the CPU (cold) in packed order, the sparsity mode, the predictor shape,
+// the attention device and the steps the executable runs, in order. The
+// emitters (CUDA, host C++, packed weights) read only this. The compiler
+// builds it from the scheduled IR (compiler/LowerToProgram.h).
 #pragma once
 
 #include "runtime/ggml_types.h"
@@ -27,6 +27,9 @@ struct LayerDesc {
   bool attentionOnGPU = false;
   // Threshold mode: skip neurons with |act(gate x)| <= this (calibrated).
   float actThreshold = 0.f;
+  // What the executable runs for the layer, in order: the scheduled IR's
+  // ops (runtime/program.h, ProgramStep).
+  std::vector<ProgramStep> steps;
 };
 
 struct ProgramDesc {

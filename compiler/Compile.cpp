@@ -512,11 +512,11 @@ int compileModel(const CompileArgs &args) {
     return fail("--target-sparsity: " + std::to_string(args.targetSparsity) +
                 " is not a share, expected a value in [0, 1)");
   if (args.emit != "" && args.emit != "mlir" && args.emit != "mlir-placed" &&
-      args.emit != "mlir-scheduled" && args.emit != "cuda" &&
-      args.emit != "cpp")
+      args.emit != "mlir-scheduled" && args.emit != "steps" &&
+      args.emit != "cuda" && args.emit != "cpp")
     return fail("--emit: '" + args.emit +
                 "' is not a stage, expected mlir, mlir-placed, mlir-scheduled, "
-                "cuda or cpp");
+                "steps, cuda or cpp");
   if (args.emit.empty() && args.output.empty())
     return fail("no output named, expected -o PATH");
   if (args.nCtx < 1)
@@ -584,6 +584,13 @@ int compileModel(const CompileArgs &args) {
                                                       : args.loweredIr))
     return fail(error);
   if (args.emit == "mlir-scheduled")
+    return 0;
+  if (std::ostream *steps =
+          args.emit == "steps" ? &std::cout : args.loweredSteps)
+    for (size_t l = 0; l < program.layers.size(); ++l)
+      *steps << stepsLine(l, program.layers[l].steps.data(),
+                          program.layers[l].steps.size());
+  if (args.emit == "steps")
     return 0;
   program.target = target->name;
   const std::unique_ptr<Model> &model = job.model;

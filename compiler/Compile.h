@@ -34,8 +34,9 @@ struct CompileArgs {
   // Negative: the trace's (0.5 when the built-in text is profiled).
   float targetSparsity = -1.f;
   std::string predictors; // a predictor file from pinferc train-predictors
-  // "" | "mlir" | "mlir-placed" | "mlir-scheduled" | "cuda" | "cpp": print
-  // that form of the job's program and stop.
+  // "" | "mlir" | "mlir-placed" | "mlir-scheduled" | "steps" | "cuda" |
+  // "cpp": print that form of the job's program and stop ("steps": each
+  // layer's lowered steps, one stepsLine each).
   std::string emit;
   std::string vramBudget; // "6GiB"; empty: the target's VRAM
   int nCtx = 4096;        // the context the plan reserves KV cache for
@@ -49,6 +50,9 @@ struct CompileArgs {
   // Where the job prints the scheduled IR it lowers (--emit=mlir-scheduled
   // prints the same to stdout); null: nowhere.
   std::ostream *loweredIr = nullptr;
+  // Where the job prints the steps it lowered that IR to (--emit=steps
+  // prints the same to stdout); null: nowhere.
+  std::ostream *loweredSteps = nullptr;
 };
 
 // The packed weights path for an executable path: OUT.weights.gguf.

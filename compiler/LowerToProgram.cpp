@@ -18,6 +18,7 @@
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 
 #include <map>
@@ -151,6 +152,287 @@ bool checkType(Value v, const ModelSpec &spec, int64_t layer,
             "type " + std::string(typeName(type.getDtype())) +
             ", the model stores " + typeName(t->type);
     return false;
+  }
+  return true;
+}
+
+StepDevice stepDevice(Device d) {
+  return d == Device::gpu ? StepDevice::Gpu : StepDevice::Cpu;
+}
+
+// The FFN half behind `v`: its result, or that result moved by a
+// pinfer.transfer; null otherwise.
+FFNPartOp halfBehind(Value v) {
+  if (auto transfer = v.getDefiningOp<TransferOp>())
+    v = transfer.getInput();
+  return v.getDefiningOp<FFNPartOp>();
+}
+
+// The FFN output behind `v`: a merge of two halves, or one half (moved or
+// not); sets `from` as FfnAdd reads it. False otherwise.
+bool ffnOutputBehind(Value v, int64_t &layer, StepDevice &from) {
+  if (auto merge = v.getDefiningOp<MergeOp>()) {
+    if (FFNPartOp half = halfBehind(merge.getLhs())) {
+      layer = half.getLayer();
+      from = StepDevice::None;
+      return true;
+    }
+    return false;
+  }
+  if (FFNPartOp half = halfBehind(v)) {
+    layer = half.getLayer();
+    from = stepDevice(half.getDevice());
+    return true;
+  }
+  return false;
+}
+
+// `v` through a post-norm (Gemma 3): the attention or FFN output a
+// pinfer.rms_norm of a block's output reads; `v` itself otherwise.
+Value throughPostNorm(Value v) {
+  auto norm = v.getDefiningOp<RmsNormOp>();
+  if (!norm)
+    return v;
+  Value in = norm.getInput();
+  int64_t layer;
+  StepDevice from;
+  if (in.getDefiningOp<AttentionOp>() || ffnOutputBehind(in, layer, from))
+    return in;
+  return v;
+}
+
+// The layer whose FFN reads `v` (an ffn_part or predict, directly or
+// through a transfer to the GPU); -1 when nothing does.
+int64_t ffnReaderLayer(Value v) {
+  for (Operation *user : v.getUsers()) {
+    if (auto part = dyn_cast<FFNPartOp>(user))
+      return part.getLayer();
+    if (auto predict = dyn_cast<PredictOp>(user))
+      return predict.getLayer();
+    if (auto transfer = dyn_cast<TransferOp>(user))
+      if (transfer.getTo() == Device::gpu)
+        if (int64_t l = ffnReaderLayer(transfer.getResult()); l >= 0)
+          return l;
+  }
+  return -1;
+}
+
+// One op of the scheduled function as a step of a layer. The executor runs
+// a step on fixed buffers (runtime/program.h), so an op becomes a step only
+// where its operands are the values that step reads: a norm feeds an
+// attention or an FFN, an add sums an attention's or an FFN's output into
+// the residual, a transfer moves the FFN input up or a GPU half's output
+// down. `current` is the layer of the step before (a record belongs to the
+// GPU work issued before it). Sets `layer` and `step`, or `why`.
+void readStep(Operation &op, int64_t current,
+              const llvm::DenseMap<Operation *, int64_t> &recordLayer,
+              int64_t &layer, ProgramStep &step, std::string &why) {
+  layer = -1;
+  if (auto norm = dyn_cast<RmsNormOp>(op)) {
+    // A norm of a block's output (Gemma 3's post norms).
+    if (auto attn = norm.getInput().getDefiningOp<AttentionOp>()) {
+      step.kind = StepKind::AttnPostNorm;
+      layer = attn.getLayer();
+      return;
+    }
+    if (ffnOutputBehind(norm.getInput(), layer, step.from)) {
+      step.kind = StepKind::FfnPostNorm;
+      return;
+    }
+    for (Operation *user : norm->getUsers())
+      if (auto attn = dyn_cast<AttentionOp>(user)) {
+        step.kind = StepKind::AttnNorm;
+        layer = attn.getLayer();
+        return;
+      }
+    step.kind = StepKind::FfnNorm;
+    layer = ffnReaderLayer(norm.getResult());
+    if (layer < 0)
+      why = "its result feeds neither an attention nor an FFN half";
+  } else if (auto attn = dyn_cast<AttentionOp>(op)) {
+    step.kind = StepKind::Attention;
+    step.device = stepDevice(attn.getDevice().value_or(Device::cpu));
+    layer = attn.getLayer();
+  } else if (auto add = dyn_cast<AddOp>(op)) {
+    // The residual is one operand, the block's output (normed or not) the
+    // other.
+    for (Value v : {add.getRhs(), add.getLhs()}) {
+      v = throughPostNorm(v);
+      if (auto a = v.getDefiningOp<AttentionOp>()) {
+        step.kind = StepKind::AttnAdd;
+        layer = a.getLayer();
+        return;
+      }
+      if (ffnOutputBehind(v, layer, step.from)) {
+        step.kind = StepKind::FfnAdd;
+        return;
+      }
+    }
+    why = "adds neither an attention's nor an FFN's output to the residual";
+  } else if (auto transfer = dyn_cast<TransferOp>(op)) {
+    step.kind = StepKind::Transfer;
+    step.device = stepDevice(transfer.getTo());
+    if (transfer.getTo() == Device::gpu) {
+      layer = ffnReaderLayer(transfer.getResult());
+      if (layer < 0 || !transfer.getInput().getDefiningOp<RmsNormOp>())
+        why = "moves to the GPU a value other than an FFN input, the only "
+              "one the runtime uploads";
+    } else {
+      auto half = transfer.getInput().getDefiningOp<FFNPartOp>();
+      if (half && half.getDevice() == Device::gpu)
+        layer = half.getLayer();
+      else
+        why = "moves to the host a value other than a GPU half's output, the "
+              "only one the runtime downloads";
+    }
+  } else if (auto part = dyn_cast<FFNPartOp>(op)) {
+    step.kind = StepKind::FfnHalf;
+    step.device = stepDevice(part.getDevice());
+    layer = part.getLayer();
+  } else if (auto predict = dyn_cast<PredictOp>(op)) {
+    step.kind = StepKind::Predict;
+    step.device = stepDevice(predict.getDevice().value_or(Device::cpu));
+    layer = predict.getLayer();
+  } else if (isa<RecordOp>(op)) {
+    step.kind = StepKind::Record;
+    layer = current;
+    if (layer < 0)
+      why = "records before any layer's GPU work";
+  } else if (auto wait = dyn_cast<WaitOp>(op)) {
+    step.kind = StepKind::Wait;
+    auto it = recordLayer.find(wait.getEvent().getDefiningOp());
+    if (it != recordLayer.end())
+      layer = it->second;
+    else
+      why = "waits for an event no pinfer.record before it made";
+  } else if (auto merge = dyn_cast<MergeOp>(op)) {
+    step.kind = StepKind::Merge;
+    FFNPartOp a = halfBehind(merge.getLhs()), b = halfBehind(merge.getRhs());
+    if (a && b && a.getLayer() == b.getLayer() &&
+        a.getDevice() != b.getDevice())
+      layer = a.getLayer();
+    else
+      why = "sums values other than one layer's GPU and CPU halves";
+  } else {
+    why = "no runtime step runs it";
+  }
+}
+
+// Each layer's steps: the ops of the scheduled function in block order.
+// Weights are bound at start-up and the embedding and head run before and
+// after the layers, so none of them is a step; every other op is one, or
+// the module is refused with the op and its layer.
+bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
+               std::string &error) {
+  const int64_t nLayer = int64_t(layers.size());
+  func::FuncOp forward;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    if (forward || !func.getBody().hasOneBlock()) {
+      error = "scheduled IR: function @" + func.getSymName().str() +
+              ": expected one forward function of one block";
+      return false;
+    }
+    forward = func;
+  }
+  if (!forward) {
+    error = "scheduled IR: no function with a body, expected @forward";
+    return false;
+  }
+  int64_t current = -1; // the layer of the last step
+  bool afterHead = false;
+  llvm::DenseMap<Operation *, int64_t> recordLayer;
+  for (Operation &op : forward.getBody().front()) {
+    if (isa<WeightOp, func::ReturnOp>(op))
+      continue;
+    const std::string name = op.getName().getStringRef().str();
+    if (isa<EmbeddingOp>(op)) {
+      if (current >= 0) {
+        error = where(current, name) + "after the layer's steps, expected it "
+                                       "before layer 0";
+        return false;
+      }
+      continue;
+    }
+    if (isa<LMHeadOp>(op)) {
+      afterHead = true;
+      continue;
+    }
+    int64_t layer = -1;
+    ProgramStep step;
+    std::string why;
+    readStep(op, current, recordLayer, layer, step, why);
+    if (!why.empty()) {
+      error =
+          where(layer >= 0 ? layer : std::max<int64_t>(current, 0), name) + why;
+      return false;
+    }
+    if (layer < 0 || layer >= nLayer) {
+      error = where(layer, name) + "layer out of [0, " +
+              std::to_string(nLayer) + ")";
+      return false;
+    }
+    // The executor runs the layers one after the other, each to its end.
+    if (layer < current || afterHead) {
+      error = where(layer, name) + "comes after " +
+              (afterHead ? std::string("pinfer.lm_head")
+                         : "steps of layer " + std::to_string(current)) +
+              ", expected each layer's ops together, in layer order";
+      return false;
+    }
+    if (isa<RecordOp>(op))
+      recordLayer[&op] = layer;
+    if (auto offset = op.getAttrOfType<IntegerAttr>("pinfer.offset"))
+      step.arenaOffset = offset.getInt();
+    layers[layer].steps.push_back(step);
+    current = layer;
+  }
+
+  // What the runtime computes once per layer and token must be there once:
+  // a step list that left out a half, a merge or an add would run, and
+  // compute something else.
+  for (int64_t l = 0; l < nLayer; ++l) {
+    const LayerDesc &d = layers[l];
+    int count[kNumStepKinds] = {};
+    int halves[3] = {};
+    for (const ProgramStep &s : d.steps) {
+      count[int(s.kind)] += 1;
+      if (s.kind == StepKind::FfnHalf)
+        halves[int(s.device)] += 1;
+    }
+    const bool both = !d.hot.empty() && !d.cold.empty();
+    struct {
+      StepKind kind;
+      int expected;
+    } want[] = {{StepKind::AttnNorm, 1},
+                {StepKind::Attention, 1},
+                {StepKind::AttnAdd, 1},
+                {StepKind::FfnNorm, 1},
+                {StepKind::Merge, both ? 1 : 0},
+                {StepKind::Predict, d.predictorRank ? 1 : 0},
+                {StepKind::FfnAdd, 1},
+                {StepKind::Wait, count[int(StepKind::Record)]},
+                // Post norms where the layer has them, once.
+                {StepKind::AttnPostNorm,
+                 std::min(count[int(StepKind::AttnPostNorm)], 1)},
+                {StepKind::FfnPostNorm,
+                 std::min(count[int(StepKind::FfnPostNorm)], 1)}};
+    for (auto w : want)
+      if (count[int(w.kind)] != w.expected) {
+        error = "scheduled IR: layer " + std::to_string(l) + " has " +
+                std::to_string(count[int(w.kind)]) + " " +
+                stepKindName(w.kind) + " steps, expected " +
+                std::to_string(w.expected);
+        return false;
+      }
+    if (halves[int(StepDevice::Gpu)] != int(!d.hot.empty()) ||
+        halves[int(StepDevice::Cpu)] != int(!d.cold.empty())) {
+      error = "scheduled IR: layer " + std::to_string(l) +
+              ": the FFN half steps do not match the halves, expected one "
+              "per device that owns neurons";
+      return false;
+    }
   }
   return true;
 }
@@ -391,7 +673,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       }
     }
   }
-  return true;
+  return readSteps(scheduled, out.layers, error);
 }
 
 bool modelSpecOf(const Model &model, ModelSpec &spec, std::string &name,

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
+#include "runtime/vram_bill.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -90,8 +91,7 @@ void PlanMemoryPass::runOnOperation() {
     if (op && wholeOnGPU.insert(op.getName()).second)
       weightBytes += storedBytes(cast<WeightType>(w.getType()));
   };
-  // Rows of a weight that a GPU half owns, `n` elements each. Down rows
-  // are counted as packed (see packedDownRowBytes).
+  // Rows of a weight that a GPU half owns, `n` elements each.
   auto addRows = [&](Value w, int64_t rows, int64_t n) {
     weightBytes +=
         rows * storedRowBytes(cast<WeightType>(w.getType()).getDtype(), n);
@@ -118,8 +118,8 @@ void PlanMemoryPass::runOnOperation() {
       auto device = op->getAttrOfType<DeviceAttr>("device");
       bool gpuOp = device && device.getValue() == Device::gpu;
       if (auto attn = dyn_cast<AttentionOp>(op)) {
-        int64_t kv = 2 * contextLength * attn.getNKvHead() * attn.getHeadDim() *
-                     2; // K and V, f16
+        int64_t kv = int64_t(
+            kvCacheVram(contextLength, attn.getNKvHead() * attn.getHeadDim()));
         bool onGPU = attn.getDevice() == Device::gpu;
         (onGPU ? kvGPU : kvCPU) += kv;
         if (onGPU)
@@ -133,15 +133,16 @@ void PlanMemoryPass::runOnOperation() {
         }
       } else if (auto part = dyn_cast<FFNPartOp>(op)) {
         if (gpuOp) {
+          // The hot rows as the placement's cost model bills them
+          // (runtime/vram_bill.h).
           int64_t nEmbd = cast<RankedTensorType>(part.getType()).getDimSize(0);
-          for (Value w : {part.getGate(), part.getUp()})
-            addRows(w, part.getCount(), nEmbd);
-          auto down = cast<WeightType>(part.getDown().getType());
-          weightBytes += part.getCount() * packedDownRowBytes(down) +
-                         packedDownScaleBytes(down);
-          // Split layouts: the hot neurons' original ids (their blocks).
-          if (packedDownScaleBytes(down))
-            weightBytes += part.getCount() * 4;
+          auto dtype = [](Value w) {
+            return cast<WeightType>(w.getType()).getDtype();
+          };
+          weightBytes += int64_t(
+              hotFfnVram(dtype(part.getGate()), dtype(part.getUp()),
+                         dtype(part.getDown()), nEmbd, part.getNumNeurons())
+                  .bytes(uint64_t(part.getCount())));
           if (Value mask = part.getMask())
             if (auto predict = mask.getDefiningOp<PredictOp>())
               if (predict.getWeights().size() == 2) {

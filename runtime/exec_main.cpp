@@ -118,6 +118,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   std::string weightsPath;
   bool noGpu = false;
   bool measureRecall = false;
+  bool verbose = false; // also print the steps run per layer
   std::string pplFile; // --perplexity FILE: score a text instead
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -135,6 +136,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       return fail(prog, "--perplexity: expected a text file");
     else if (a == "--check-sparsity" || a == "--measure-recall")
       measureRecall = true;
+    else if (a == "--verbose")
+      verbose = true;
     else
       rest.push_back(a);
   }
@@ -157,7 +160,10 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         << "      --check-sparsity    predicted sparsity: also count the "
            "neurons the\n"
         << "                          predictor missed (--json: recall;\n"
-        << "                          --measure-recall is the same)\n";
+        << "                          --measure-recall is the same)\n"
+        << "      --verbose           print the program steps each layer ran "
+           "for the\n"
+        << "                          last generated token (on stderr)\n";
     return 0;
   }
   if (!flags.positional.empty())
@@ -267,6 +273,10 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         }
         if (program.mode == SparsityMode::Threshold || pl.actThreshold > 0.f)
           w.field("act_threshold", double(pl.actThreshold));
+        // The steps the decoder ran for the last token it evaluated alone.
+        const std::vector<ProgramStep> &ran = exec.ranSteps()[l];
+        if (!ran.empty())
+          w.field("steps", stepsText(ran.data(), ran.size()));
         w.field("sparsity",
                 s.tokens
                     ? 1.0 - double(s.fired) / (double(s.tokens) * program.nFF)
@@ -277,7 +287,14 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       w.field("sparsity", slots ? 1.0 - double(fired) / double(slots) : 0.0);
     };
   }
-  return generate(exec, *tok, g);
+  const int rc = generate(exec, *tok, g);
+  if (verbose)
+    for (uint32_t l = 0; l < program.nLayer; ++l) {
+      const std::vector<ProgramStep> &ran = exec.ranSteps()[l];
+      if (!ran.empty())
+        std::cerr << stepsLine(l, ran.data(), ran.size());
+    }
+  return rc;
 }
 } // namespace
 

@@ -468,7 +468,7 @@ bool Executor::openGpu(std::string &error) {
 }
 
 bool Executor::init(int nCtx, bool useGpu, std::string &error) {
-  if (!bind(error))
+  if (!bind(error) || !checkSteps(error))
     return false;
   const ModelParams &p = params_;
   if (!checkContextSize(p, nCtx, nBatch_, error))
@@ -491,6 +491,8 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   hCold_.assign(p.nFF, 0.f);
   yHot_.assign(p.nEmbd, 0.f);
   yCold_.assign(p.nEmbd, 0.f);
+  yFfn_.assign(p.nEmbd, 0.f);
+  ranSteps_.assign(p.nLayer, {});
   logits_.assign(p.nVocab, 0.f);
   chosen_.assign(p.nFF, 1);
   wouldFire_.assign(p.nFF, 0);
@@ -538,10 +540,8 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // with, which is what the predictors were trained to find.
   const float firingAbove = program_.layers[l].actThreshold;
   const bool siluFiring = !isReluFamily(act) && firingAbove > 0.f;
-  // The predictor's logits, in packed order like its fc2 rows (those of the
-  // other half are computed too: a few percent of this half's gate work).
-  if (predict)
-    predictorLogits(b.predictor, x, predScratch_, &pool_);
+  // The predictor's logits, in packed order like its fc2 rows, computed by
+  // the layer's predict step before this half.
   const float *logits = predScratch_.logits.data();
   const float threshold = b.predictor.threshold;
   // Gate and up products as the dense reference computes them (quantised
@@ -632,9 +632,6 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     }
     if (!recall)
       st.coldFired += fired;
-    if (countBytes_)
-      cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
-                   b.predictor.fc2.rows * b.predictor.fc2.rowBytes;
   }
   // Weight bytes this token read (the recall measurement's extra reads
   // are not part of the program's work and are not counted).
@@ -688,79 +685,266 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
   });
 }
 
-bool Executor::ffn(int l, std::string &error) {
-  const ProgramLayer &pl = program_.layers[l];
-  LayerBinding &b = layers_[l];
-  LayerStats &st = stats_[l];
-  const bool exact = program_.mode != SparsityMode::Dense;
-  const int nEmbd = params_.nEmbd;
-  uint64_t firedHot = 0, firedCold = 0;
-  bool onGpu = gpu_ && pl.nHot > 0;
+void Executor::quantiseFfnInput(int l) {
   // Q8_0/Q4_0 gate and up rows multiply the 8-bit quantised input, as in the
   // dense reference; the GPU kernels get its dequantised values.
-  const bool quantised = usesQ8Act(b.gate.type) || usesQ8Act(b.up.type);
-  if (quantised)
-    quantizeActQ8(xb_.data(), xq_.data(), nEmbd);
-  if (onGpu) {
-    // The GPU's gate/up kernel reads one input for both rows: the 8-bit
-    // values when both are Q8_0/Q4_0, else f32 (a model mixing the two in
-    // one FFN then differs from the reference in that row by the
-    // activation quantisation).
-    const float *xGpu = xb_.data();
-    if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type)) {
-      for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
-        for (int j = 0; j < QK8_0; ++j)
-          xGpu_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
-      xGpu = xGpu_.data();
+  const LayerBinding &b = layers_[l];
+  if (xqReady_ || !(usesQ8Act(b.gate.type) || usesQ8Act(b.up.type)))
+    return;
+  quantizeActQ8(xb_.data(), xq_.data(), params_.nEmbd);
+  xqReady_ = true;
+}
+
+namespace {
+
+std::string stepError(int l, const ProgramStep &s, const std::string &why) {
+  return "program layer " + std::to_string(l) + ", step " + stepsText(&s, 1) +
+         ": " + why;
+}
+
+} // namespace
+
+bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
+                       std::string &error) {
+  const ProgramLayer &pl = program_.layers[l];
+  LayerBinding &b = layers_[l];
+  const ModelParams &p = params_;
+  const int nEmbd = p.nEmbd;
+  switch (s.kind) {
+  case StepKind::AttnNorm:
+    rmsNorm(xb_.data(), x_.data(), b.attnNorm.data(), nEmbd, p.normEps);
+    xqReady_ = false;
+    return true;
+  case StepKind::Attention:
+    // Exactly as the dense reference computes it.
+    for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
+      cpuBytes_ += w->rows * w->rowBytes;
+    attentionCore(p,
+                  attentionFor(l, xb_.data(), xb2_.data(), q_.data(),
+                               attnOut_.data(), scores_.data()),
+                  1, pos, pool_);
+    return true;
+  case StepKind::AttnAdd:
+    for (int i = 0; i < nEmbd; ++i)
+      x_[i] += xb2_[i];
+    return true;
+  case StepKind::AttnPostNorm:
+    rmsNorm(xb2_.data(), xb2_.data(), b.postAttnNorm.data(), nEmbd,
+            p.normEps);
+    return true;
+  case StepKind::FfnNorm:
+    rmsNorm(xb_.data(), x_.data(), b.ffnNorm.data(), nEmbd, p.normEps);
+    xqReady_ = false;
+    return true;
+  case StepKind::Transfer:
+    // Without a GPU the hot half reads and writes host memory: nothing to
+    // move.
+    if (!run.onGpu)
+      return true;
+    if (s.device == StepDevice::Cpu) {
+      // The driver's copies to the host block; the copy is done at the
+      // wait that completes it, so that the CPU work scheduled between
+      // runs while the GPU computes.
+      run.copyPending = true;
+      return true;
     }
-    // Launch the hot half, compute the cold half meanwhile, then collect.
-    if (!gpu_->upload(dX_, xGpu, sizeof(float) * nEmbd, error))
-      return false;
-    void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH_};
-    void *downRowArgs[] = {&b.dDownT, &dH_, &dY_};
-    void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH_, &dY_};
-    void **downArgs =
-        b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
-    if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                      error) ||
-        !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error))
-      return false;
-  } else {
-    firedHot =
-        cpuHalf(l, 0, pl.nHot, xb_.data(), hHot_.data(), yHot_.data(), false);
-  }
-  // The predictor, when there is one, serves the cold half only: the hot
-  // neurons fire often enough that predicting them saves little.
-  const bool predict = program_.mode == SparsityMode::Predicted;
-  firedCold = cpuHalf(l, pl.nHot, pl.nCold, xb_.data(), hCold_.data(),
-                      yCold_.data(), predict);
-  if (onGpu) {
+    {
+      // The GPU's gate/up kernel reads one input for both rows: the 8-bit
+      // values when both are Q8_0/Q4_0, else f32 (a model mixing the two in
+      // one FFN then differs from the reference in that row by the
+      // activation quantisation).
+      quantiseFfnInput(l);
+      const float *xGpu = xb_.data();
+      if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type)) {
+        for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
+          for (int j = 0; j < QK8_0; ++j)
+            xGpu_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
+        xGpu = xGpu_.data();
+      }
+      return gpu_->upload(dX_, xGpu, sizeof(float) * nEmbd, error);
+    }
+  case StepKind::FfnHalf:
+    quantiseFfnInput(l);
+    if (s.device == StepDevice::Cpu) {
+      // The predictor, when there is one, serves the cold half only: the
+      // hot neurons fire often enough that predicting them saves little.
+      run.firedCold = cpuHalf(l, pl.nHot, pl.nCold, xb_.data(), hCold_.data(),
+                              yCold_.data(), run.predicted);
+      run.coldReady = true;
+      return true;
+    }
+    if (!run.onGpu) {
+      run.firedHot =
+          cpuHalf(l, 0, pl.nHot, xb_.data(), hHot_.data(), yHot_.data(), false);
+      run.hotReady = true;
+      return true;
+    }
+    {
+      // Enqueued: the kernels run while the host goes on to the next steps.
+      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH_};
+      void *downRowArgs[] = {&b.dDownT, &dH_, &dY_};
+      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH_, &dY_};
+      void **downArgs =
+          b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
+      return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
+                          error) &&
+             gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error);
+    }
+  case StepKind::Record:
+    run.copyRecorded = run.copyPending;
+    return true;
+  case StepKind::Predict:
+    // The scores of every neuron, in packed order like fc2's rows (those of
+    // the other half too: a few percent of the cold half's gate work).
+    predictorLogits(b.predictor, xb_.data(), predScratch_, &pool_);
+    if (countBytes_)
+      cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
+                   b.predictor.fc2.rows * b.predictor.fc2.rowBytes;
+    run.predicted = true;
+    return true;
+  case StepKind::Wait:
+    if (!run.copyRecorded)
+      return true;
+    // The copies wait for the kernels on the stream before they copy.
     if (!gpu_->download(yHot_.data(), dY_, sizeof(float) * nEmbd, error) ||
         !gpu_->download(hHot_.data(), dH_, sizeof(float) * pl.nHot, error))
       return false;
     for (uint32_t k = 0; k < pl.nHot; ++k)
-      firedHot += hHot_[k] != 0.f;
+      run.firedHot += hHot_[k] != 0.f;
+    run.copyPending = run.copyRecorded = false;
+    run.hotReady = true;
+    return true;
+  case StepKind::Merge:
+    if (!run.hotReady || !run.coldReady) {
+      error = stepError(l, s, "a half's output is not complete here");
+      return false;
+    }
+    for (int i = 0; i < nEmbd; ++i)
+      yFfn_[i] = yHot_[i] + yCold_[i];
+    run.merged = true;
+    return true;
+  case StepKind::FfnPostNorm:
+  case StepKind::FfnAdd: {
+    const bool ready = s.from == StepDevice::None  ? run.merged
+                       : s.from == StepDevice::Gpu ? run.hotReady
+                                                   : run.coldReady;
+    if (!ready) {
+      error = stepError(l, s, "the value it reads is not complete here");
+      return false;
+    }
+    float *y = s.from == StepDevice::None  ? yFfn_.data()
+               : s.from == StepDevice::Gpu ? yHot_.data()
+                                           : yCold_.data();
+    if (s.kind == StepKind::FfnPostNorm)
+      rmsNorm(y, y, b.postFfnNorm.data(), nEmbd, p.normEps);
+    else
+      for (int i = 0; i < nEmbd; ++i)
+        x_[i] += y[i];
+    return true;
   }
-  if (onGpu && countBytes_) {
+  }
+  error = stepError(l, s, "unknown step kind " + std::to_string(int(s.kind)));
+  return false;
+}
+
+void Executor::countFfn(int l, const LayerRun &run) {
+  const ProgramLayer &pl = program_.layers[l];
+  const LayerBinding &b = layers_[l];
+  LayerStats &st = stats_[l];
+  const bool exact = program_.mode != SparsityMode::Dense;
+  if (run.onGpu && countBytes_) {
     // The hot kernels read every gate row, up and down rows where the
     // neuron fired (all of them in dense mode), and the scale table.
-    uint64_t rows = exact ? firedHot : pl.nHot;
+    uint64_t rows = exact ? run.firedHot : pl.nHot;
     gpuBytes_ += pl.nHot * b.gate.rowBytes +
                  rows * (b.up.rowBytes + b.downT.rowBytes) +
                  (b.downLayout == DownLayout::Rows
                       ? 0
                       : size_t(params_.nFF / QK8_0) * params_.nEmbd * 2);
   }
-  // x += (yHot + yCold), normed first where the layer has a post-FFN norm.
-  for (int i = 0; i < nEmbd; ++i)
-    yHot_[i] += yCold_[i];
-  addFfnOutput(params_, b.postFfnNorm, x_.data(), yHot_.data());
   st.tokens += 1;
-  st.fired += firedHot + firedCold;
-  st.gpuNeurons += onGpu ? (exact ? firedHot : pl.nHot) : 0;
+  st.fired += run.firedHot + run.firedCold;
+  st.gpuNeurons += run.onGpu ? (exact ? run.firedHot : pl.nHot) : 0;
   // Exact and predicted modes run up and down for the neurons that fired.
-  st.cpuNeurons += (exact ? firedCold : pl.nCold) +
-                   (onGpu ? 0 : (exact ? firedHot : pl.nHot));
+  st.cpuNeurons += (exact ? run.firedCold : pl.nCold) +
+                   (run.onGpu ? 0 : (exact ? run.firedHot : pl.nHot));
+}
+
+bool Executor::checkSteps(std::string &error) {
+  const uint32_t nLayer = program_.nLayer;
+  ffnFirst_.assign(nLayer, 0);
+  ffnLast_.assign(nLayer, 0);
+  hasPredict_.assign(nLayer, 0);
+  batchable_ = true;
+  for (uint32_t l = 0; l < nLayer; ++l) {
+    const ProgramLayer &pl = program_.layers[l];
+    if (!pl.steps || pl.nSteps == 0) {
+      error = "program layer " + std::to_string(l) +
+              " has no steps, expected the lowered IR's (recompile with "
+              "pinferc)";
+      return false;
+    }
+    bool sawFfn = false, sawAdd = false;
+    int postNorms[2] = {0, 0}; // attention's, FFN's
+    for (uint32_t k = 0; k < pl.nSteps; ++k) {
+      const ProgramStep &s = pl.steps[k];
+      postNorms[0] += s.kind == StepKind::AttnPostNorm;
+      postNorms[1] += s.kind == StepKind::FfnPostNorm;
+      if (int(s.kind) >= kNumStepKinds) {
+        error = "program layer " + std::to_string(l) + ": step " +
+                std::to_string(k) + " has unknown kind " +
+                std::to_string(int(s.kind));
+        return false;
+      }
+      // What the runtime has routines for (pinfer-verify-lowering refuses
+      // the rest at compile time).
+      const bool gpu = s.device == StepDevice::Gpu;
+      std::string why;
+      if ((s.kind == StepKind::Attention || s.kind == StepKind::Predict) && gpu)
+        why = "the runtime runs it on the CPU only";
+      else if (s.kind == StepKind::FfnHalf && (gpu ? pl.nHot : pl.nCold) == 0)
+        why = "the layer has no neurons on that device";
+      else if (s.kind == StepKind::Predict && !layers_[l].predictor.fc1.data)
+        why = "the layer has no predictor";
+      else if ((s.kind == StepKind::AttnPostNorm &&
+                layers_[l].postAttnNorm.empty()) ||
+               (s.kind == StepKind::FfnPostNorm &&
+                layers_[l].postFfnNorm.empty()))
+        why = "the layer has no such norm";
+      if (!why.empty()) {
+        error = stepError(int(l), s, why);
+        return false;
+      }
+      hasPredict_[l] |= s.kind == StepKind::Predict;
+      // The batched prompt path runs the attention steps for the chunk one
+      // by one and the FFN steps as one group, which must end the layer
+      // with its ffn_add.
+      const bool ffnStep =
+          s.kind != StepKind::AttnNorm && s.kind != StepKind::Attention &&
+          s.kind != StepKind::AttnPostNorm && s.kind != StepKind::AttnAdd &&
+          s.kind != StepKind::FfnNorm;
+      if (ffnStep && !sawFfn) {
+        sawFfn = true;
+        ffnFirst_[l] = k;
+      }
+      if (sawAdd || (sawFfn && !ffnStep))
+        batchable_ = false;
+      if (s.kind == StepKind::FfnAdd) {
+        sawAdd = true;
+        ffnLast_[l] = k;
+      }
+    }
+    if (!sawAdd)
+      batchable_ = false;
+    // A norm the weights have must be a step, or it would be skipped.
+    if ((!layers_[l].postAttnNorm.empty() && postNorms[0] != 1) ||
+        (!layers_[l].postFfnNorm.empty() && postNorms[1] != 1)) {
+      error = "program layer " + std::to_string(l) +
+              ": the weights have post-attention/post-FFN norms, expected "
+              "one attn_post_norm and one ffn_post_norm step";
+      return false;
+    }
+  }
   return true;
 }
 
@@ -816,19 +1000,19 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
   cpuBytes_ += tokEmbd_.rowBytes;
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
   scaleEmbeddings(p, x_.data(), 1);
+  // Each layer runs its steps in the program's order, and records them.
   for (int l = 0; l < p.nLayer; ++l) {
-    const LayerBinding &b = layers_[l];
-    for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
-      cpuBytes_ += w->rows * w->rowBytes;
-    // Attention, exactly as the dense reference computes it.
-    attentionBlock(p,
-                   attentionFor(l, xb_.data(), xb2_.data(), q_.data(),
-                                attnOut_.data(), scores_.data()),
-                   x_.data(), 1, pos, pool_);
-
-    rmsNorm(xb_.data(), x_.data(), b.ffnNorm.data(), nEmbd, p.normEps);
-    if (!ffn(l, error))
-      return false;
+    const ProgramLayer &pl = program_.layers[l];
+    std::vector<ProgramStep> &ran = ranSteps_[l];
+    ran.clear();
+    LayerRun run;
+    run.onGpu = gpu_ && pl.nHot > 0;
+    for (uint32_t k = 0; k < pl.nSteps; ++k) {
+      if (!runStep(l, pl.steps[k], pos, run, error))
+        return false;
+      ran.push_back(pl.steps[k]);
+    }
+    countFfn(l, run);
   }
   nPast_ = pos + 1;
   if (wantLogits) {

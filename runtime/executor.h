@@ -1,7 +1,8 @@
 // The specialised decoder of generated executables: the Decoder of
 // runtime/generate.h over the packed weights and the program's tables. Per
-// layer: attention on the CPU (as the dense reference computes it), then the
-// FFN split in two halves — the hot neurons on the GPU (the embedded kernels,
+// layer it runs the program's steps (runtime/program.h), in their order:
+// attention on the CPU (as the dense reference computes it), then the FFN
+// split in two halves — the hot neurons on the GPU (the embedded kernels,
 // launched through runtime/cuda_driver.h, their weights uploaded once) or,
 // without a GPU, on the CPU; the cold neurons on the CPU with the sparse
 // kernels — and the two partial down projections summed. Also defines the
@@ -102,6 +103,11 @@ public:
   const std::string &gpuNote() const { return gpuNote_; }
   std::string deviceName() const;
   const std::vector<LayerStats> &stats() const { return stats_; }
+  // The steps eval() ran for each layer of the last token it evaluated,
+  // recorded as it ran them; empty before any.
+  const std::vector<std::vector<ProgramStep>> &ranSteps() const {
+    return ranSteps_;
+  }
   // Weight bytes read per token by the CPU and by the GPU, averaged over the
   // tokens evaluated one at a time (generation; a batched prompt is not
   // counted) since the last resetStats(); 0 before any.
@@ -148,12 +154,36 @@ private:
   void cpuDown(const LayerBinding &b, const BlockGroups &groups,
                uint32_t first, uint32_t count, const float *h, float *y,
                bool skipZero);
-  bool ffn(int l, std::string &error);
+  // What one layer's steps hand each other within one token, beyond the
+  // decoder's buffers.
+  struct LayerRun {
+    bool onGpu = false;        // the hot half runs on the GPU, not the CPU
+    bool copyPending = false;  // its output is enqueued for the host ...
+    bool copyRecorded = false; // ... and an event recorded after it
+    bool hotReady = false;     // yHot_/hHot_ hold this token's hot half
+    bool coldReady = false;    // yCold_/hCold_ the cold half's
+    bool merged = false;       // yFfn_ holds their sum
+    bool predicted = false;    // the predictor's scores are this token's
+    uint64_t firedHot = 0, firedCold = 0;
+  };
+  // Runs step `s` of layer `l` for the token at `pos` (buffers x_, xb_...).
+  // False with one line in `error`.
+  bool runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
+               std::string &error);
+  // The layer's FFN counters (LayerStats, bytes) once its steps have run.
+  void countFfn(int l, const LayerRun &run);
+  // The quantised FFN input of Q8_0/Q4_0 rows, made once per token from xb_.
+  void quantiseFfnInput(int l);
+  // Checks that every layer's steps are ones this runtime runs, and finds
+  // where the batched prompt path can take a layer's FFN steps together.
+  bool checkSteps(std::string &error);
   // Batched prompt evaluation (executor_batch.cpp): sizes the chunk
   // scratch (from init), runs one chunk, and one layer's FFN for a chunk.
   void sizeBatch();
   bool evalChunk(const int32_t *tokens, int n, int pos0, std::string &error);
-  bool ffnBatch(int l, int n, std::string &error);
+  // Layer l's FFN steps [first, last] for a chunk of n tokens at pos0...
+  bool ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
+                std::string &error);
   void downBatch(int l, int n);
   void predictBatch(const PredictorWeights &pw, int n, int64_t first);
 
@@ -181,6 +211,8 @@ private:
   std::vector<uint32_t> firedRows_, firedStart_, firedBlock_;
   std::vector<float> firedCoef_;
   std::vector<float> yHot_, yCold_;          // [n_embd] partial down products
+  std::vector<float> yFfn_;                  // [n_embd] their sum (merge)
+  bool xqReady_ = false;                     // xq_ is xb_'s, quantised
   std::vector<float> logits_;                // [n_vocab]
   PredictorScratch predScratch_;             // logits of all n_ff neurons
   std::vector<uint8_t> chosen_;              // [n_ff] predictor's choice
@@ -189,6 +221,14 @@ private:
   std::vector<float> invFreq_;               // [n_rot/2]
   std::vector<float> invFreqLocal_;          // [n_rot/2] of sliding layers; or empty
   std::vector<LayerStats> stats_;            // [n_layer]
+  std::vector<std::vector<ProgramStep>> ranSteps_; // [n_layer][steps run]
+  // Per layer, the batched prompt path: the index of its first FFN step and
+  // of its ffn_add, which ends the FFN steps; batchable_ false when some
+  // layer's steps do not have that shape (the prompt then runs token by
+  // token through eval()).
+  std::vector<uint32_t> ffnFirst_, ffnLast_;
+  std::vector<uint8_t> hasPredict_; // [n_layer] a predict step
+  bool batchable_ = true;
   bool countBytes_ = false; // inside eval(): reads are counted
   uint64_t cpuBytes_ = 0, gpuBytes_ = 0, tokenEvals_ = 0;
 

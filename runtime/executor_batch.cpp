@@ -1,9 +1,13 @@
 // Batched prompt evaluation of the specialised decoder (Executor::evalBatch,
 // executor.h). A prompt's tokens move through each layer together in chunks
 // of up to batchSize() tokens, so that a weight row is read from memory once
-// per chunk instead of once per token: attention through the dense
-// reference's attentionBlock (which takes n tokens), then per layer the FFN
-// with rows outer and tokens inner. Every per-token number is computed by the
+// per chunk instead of once per token. Each layer runs its program steps in
+// their order: the attention steps for all tokens at once (the dense
+// reference's routines take n tokens), then the FFN steps as one group —
+// token by token through eval()'s steps when the hot half is on the GPU,
+// else with rows outer and tokens inner for both halves together. A program
+// whose steps do not split that way runs token by token (checkSteps). Every
+// per-token number is computed by the
 // same kernels, from the same inputs, accumulated in the same order as
 // eval() computes it, so logits, the KV cache and the LayerStats are bitwise
 // those of evaluating the prompt token by token.
@@ -74,8 +78,10 @@ void Executor::sizeBatch() {
 bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
                          std::string &error) {
   // Measuring recall evaluates the neurons the predictor skipped, only to
-  // count misses; that diagnostic runs token by token.
-  if (measureRecall_ && program_.mode == SparsityMode::Predicted)
+  // count misses; that diagnostic runs token by token. So does a program
+  // whose steps this path cannot take in its order (see checkSteps).
+  if ((measureRecall_ && program_.mode == SparsityMode::Predicted) ||
+      !batchable_)
     return Decoder::evalBatch(tokens, n, pos, wantLogits, error);
   const ModelParams &p = params_;
   if (!checkBatch(tokens, n, pos, nPast_, nCtx_, p.nVocab, error))
@@ -103,17 +109,48 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
     rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]),
              bX_.data() + size_t(t) * nEmbd, nEmbd);
   scaleEmbeddings(p, bX_.data(), n);
+  // The layer's steps in the program's order, each for the whole chunk;
+  // the FFN steps (from the first after ffn_norm to ffn_add) as one group.
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerBinding &b = layers_[l];
-    attentionBlock(p,
-                   attentionFor(l, bXb_.data(), bXb2_.data(), bQ_.data(),
-                                bAttnOut_.data(), bScores_.data()),
-                   bX_.data(), n, pos0, pool_);
-    for (int t = 0; t < n; ++t)
-      rmsNorm(bXb_.data() + size_t(t) * nEmbd, bX_.data() + size_t(t) * nEmbd,
-              b.ffnNorm.data(), nEmbd, p.normEps);
-    if (!ffnBatch(l, n, error))
-      return false;
+    const ProgramLayer &pl = program_.layers[l];
+    for (uint32_t k = 0; k < pl.nSteps; ++k) {
+      switch (pl.steps[k].kind) {
+      case StepKind::AttnNorm:
+        for (int t = 0; t < n; ++t)
+          rmsNorm(bXb_.data() + size_t(t) * nEmbd,
+                  bX_.data() + size_t(t) * nEmbd, b.attnNorm.data(), nEmbd,
+                  p.normEps);
+        break;
+      case StepKind::Attention:
+        attentionCore(p,
+                      attentionFor(l, bXb_.data(), bXb2_.data(), bQ_.data(),
+                                   bAttnOut_.data(), bScores_.data()),
+                      n, pos0, pool_);
+        break;
+      case StepKind::AttnPostNorm:
+        for (int t = 0; t < n; ++t)
+          rmsNorm(bXb2_.data() + size_t(t) * nEmbd,
+                  bXb2_.data() + size_t(t) * nEmbd, b.postAttnNorm.data(),
+                  nEmbd, p.normEps);
+        break;
+      case StepKind::AttnAdd:
+        for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+          bX_[i] += bXb2_[i];
+        break;
+      case StepKind::FfnNorm:
+        for (int t = 0; t < n; ++t)
+          rmsNorm(bXb_.data() + size_t(t) * nEmbd,
+                  bX_.data() + size_t(t) * nEmbd, b.ffnNorm.data(), nEmbd,
+                  p.normEps);
+        break;
+      default: // checkSteps: the FFN group starts here
+        if (!ffnBatch(l, n, pos0, ffnFirst_[l], ffnLast_[l], error))
+          return false;
+        k = ffnLast_[l];
+        break;
+      }
+    }
   }
   nPast_ = pos0 + n;
   return true;
@@ -143,24 +180,34 @@ void Executor::predictBatch(const PredictorWeights &pw, int n, int64_t first) {
   }
 }
 
-bool Executor::ffnBatch(int l, int n, std::string &error) {
+bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
+                        std::string &error) {
   const ProgramLayer &pl = program_.layers[l];
   const LayerBinding &b = layers_[l];
   const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
   if (gpu_ && pl.nHot > 0) {
-    // With the hot half on the GPU the layer runs token by token through
-    // ffn(), exactly as eval() runs it.
+    // With the hot half on the GPU the FFN steps run token by token,
+    // exactly as eval() runs them.
     for (int t = 0; t < n; ++t) {
       float *xt = bX_.data() + size_t(t) * nEmbd;
       std::copy(bXb_.data() + size_t(t) * nEmbd,
                 bXb_.data() + size_t(t + 1) * nEmbd, xb_.data());
+      xqReady_ = false;
       std::copy(xt, xt + nEmbd, x_.data());
-      if (!ffn(l, error))
-        return false;
+      LayerRun run;
+      run.onGpu = true;
+      for (uint32_t k = first; k <= last; ++k)
+        if (!runStep(l, pl.steps[k], pos0 + t, run, error))
+          return false;
+      countFfn(l, run);
       std::copy(x_.data(), x_.data() + nEmbd, xt);
     }
     return true;
   }
+  // Without a GPU the group's steps are one computation: both halves' gate
+  // and up rows for the whole chunk, row by row (the transfers, record and
+  // wait have nothing to move or wait for), the predictor where the steps
+  // have one, the down products, their sum and the residual add.
   const bool exact = program_.mode != SparsityMode::Dense;
   // As cpuHalf: exact mode skips |a| <= 0, threshold mode |a| <= the layer's
   // threshold.
@@ -177,8 +224,7 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
                     bXq_.data() + size_t(t) * nBlk, nEmbd);
   // The predictor serves the cold half only; a layer without one runs its
   // cold half as exact mode does.
-  const bool predict = program_.mode == SparsityMode::Predicted && nCold > 0 &&
-                       b.predictor.fc1.data;
+  const bool predict = hasPredict_[l] && nCold > 0;
   uint8_t *chosen = bChosen_.data();
   if (predict)
     predictBatch(b.predictor, n, nHot);
@@ -216,12 +262,17 @@ bool Executor::ffnBatch(int l, int n, std::string &error) {
 
   downBatch(l, n);
 
+  // The ffn_add step: the merge's sum, or the layer's one half, as eval()
+  // adds it.
+  const StepDevice from = pl.steps[last].from;
   for (int t = 0; t < n; ++t) {
     float *yh = bYHot_.data() + size_t(t) * nEmbd;
-    const float *yc = bYCold_.data() + size_t(t) * nEmbd;
-    for (int64_t i = 0; i < nEmbd; ++i)
-      yh[i] += yc[i];
-    addFfnOutput(params_, b.postFfnNorm, bX_.data() + size_t(t) * nEmbd, yh);
+    float *yc = bYCold_.data() + size_t(t) * nEmbd;
+    float *y = from == StepDevice::Cpu ? yc : yh;
+    if (from == StepDevice::None)
+      for (int64_t i = 0; i < nEmbd; ++i)
+        yh[i] += yc[i];
+    addFfnOutput(params_, b.postFfnNorm, bX_.data() + size_t(t) * nEmbd, y);
   }
   // The counters ffn() keeps, token by token (the hot half ran on the CPU).
   LayerStats &st = stats_[l];

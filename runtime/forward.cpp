@@ -54,14 +54,26 @@ void addFfnOutput(const ModelParams &p, const std::vector<float> &postNorm,
 
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool) {
-  const int nEmbd = p.nEmbd, headDim = p.headDim, kvDim = p.kvDim();
+  const int nEmbd = p.nEmbd;
+  for (int t = 0; t < n; ++t)
+    rmsNorm(b.xb + size_t(t) * nEmbd, x + size_t(t) * nEmbd, b.norm, nEmbd,
+            p.normEps);
+  attentionCore(p, b, n, pos0, pool);
+  if (b.postNorm)
+    for (int t = 0; t < n; ++t)
+      rmsNorm(b.xb2 + size_t(t) * nEmbd, b.xb2 + size_t(t) * nEmbd, b.postNorm,
+              nEmbd, p.normEps);
+  for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
+    x[i] += b.xb2[i];
+}
+
+void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
+                   int pos0, ThreadPool &pool) {
+  const int headDim = p.headDim, kvDim = p.kvDim();
   const int qDim = p.nHead * headDim;
   const int groupSize = p.nHead / p.nKvHead;         // query heads per KV head
   float *kRows = b.layerKeys + size_t(pos0) * kvDim; // [n][kvDim] in the cache
   float *vRows = b.layerValues + size_t(pos0) * kvDim;
-  for (int t = 0; t < n; ++t)
-    rmsNorm(b.xb + size_t(t) * nEmbd, x + size_t(t) * nEmbd, b.norm, nEmbd,
-            p.normEps);
   MatvecJob qkv[3] = {
       {b.wq, b.xb, b.q}, {b.wk, b.xb, kRows}, {b.wv, b.xb, vRows}};
   matvecs(qkv, 3, pool, n);
@@ -104,12 +116,6 @@ void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
   });
   MatvecJob wo{b.wo, b.attnOut, b.xb2};
   matvecs(&wo, 1, pool, n);
-  if (b.postNorm)
-    for (int t = 0; t < n; ++t)
-      rmsNorm(b.xb2 + size_t(t) * nEmbd, b.xb2 + size_t(t) * nEmbd, b.postNorm,
-              nEmbd, p.normEps);
-  for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
-    x[i] += b.xb2[i];
 }
 
 namespace {

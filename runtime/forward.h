@@ -123,6 +123,11 @@ void addFfnOutput(const ModelParams &p, const std::vector<float> &postNorm,
                   float *x, float *y);
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool);
+// The block without its norm and residual add, which the compiled program
+// runs as steps of their own: from the normalised input in b.xb to the
+// output projection in b.xb2 (K and V rows into the cache).
+void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
+                   int pos0, ThreadPool &pool);
 
 // Whether tokens[0..n) can be evaluated at pos..pos+n-1 next: every token
 // in the vocabulary, pos == nPast (the positions already cached) and the

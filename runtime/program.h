@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace pinfer {
 
@@ -43,6 +44,58 @@ struct GateUpArgs {
 };
 using GateUpFn = void (*)(const GateUpArgs &args, int64_t k0, int64_t k1);
 
+// One step of a layer's program: one op of the scheduled IR, in the order
+// the IR lists them (compiler/LowerToProgram.cpp reads them off; the
+// executor runs them in that order and decides none of it). Every step
+// works on the decoder's one residual stream and its fixed buffers, so a
+// kind says which value it reads and writes.
+enum class StepKind : uint8_t {
+  AttnNorm,  // pinfer.rms_norm with the attention norm: residual -> input
+  Attention, // pinfer.attention of that input (and the layer's KV cache)
+  AttnAdd,   // pinfer.add of the attention output into the residual
+  FfnNorm,   // pinfer.rms_norm with the FFN norm: residual -> FFN input
+  Transfer,  // pinfer.transfer; device: where to (gpu: the FFN input up,
+             // cpu: the GPU half's output down, complete at the next wait)
+  FfnHalf,   // pinfer.ffn_part on `device`: the hot (gpu) or cold (cpu) half
+  Record,    // pinfer.record: an event after the GPU work issued so far
+  Predict,   // pinfer.predict: the cold half's predictor scores
+  Wait,      // pinfer.wait: the host blocks until the recorded event
+  Merge,     // pinfer.merge: the sum of the two halves' outputs
+  FfnAdd,    // pinfer.add of the FFN output (`from`) into the residual
+  // Gemma 3's norms of a block's output before it is added:
+  AttnPostNorm, // pinfer.rms_norm of the attention output
+  FfnPostNorm,  // pinfer.rms_norm of the FFN output (`from`, as FfnAdd)
+};
+constexpr int kNumStepKinds = int(StepKind::FfnPostNorm) + 1;
+// Where a step runs. None: an op the IR gives no device (the host's
+// bookkeeping: norms, adds, merge, record, wait).
+enum class StepDevice : uint8_t { None, Cpu, Gpu };
+
+struct ProgramStep {
+  StepKind kind = StepKind::AttnNorm;
+  StepDevice device = StepDevice::None;
+  // FfnAdd: the value added: None the merge's sum, Cpu or Gpu the one
+  // half's output of a layer with a single half. None elsewhere.
+  StepDevice from = StepDevice::None;
+  // pinfer-plan-memory's arena offset of the step's result (its device's
+  // arena); -1 for a step without a result. Carried for the record: the
+  // executor's buffers are still fixed ones (docs/architecture.md).
+  int64_t arenaOffset = -1;
+};
+
+// "attention", "ffn_half", ...: the step's name in the text form.
+const char *stepKindName(StepKind kind);
+// The text form of `n` steps: names separated by spaces, "@cpu"/"@gpu"
+// after the steps that have a device, e.g. "attn_norm attention@cpu
+// attn_add ffn_norm transfer@gpu ffn_half@gpu transfer@cpu record
+// ffn_half@cpu wait merge ffn_add". The compiler prints the lowered IR's
+// steps and the executable the steps it ran in this one form, so that the
+// two compare as text.
+std::string stepsText(const ProgramStep *steps, size_t n);
+// "steps layer L: <stepsText>\n", one layer's line of the steps report
+// (pinferc --emit=steps; the executable's --verbose, of the steps it ran).
+std::string stepsLine(size_t layer, const ProgramStep *steps, size_t n);
+
 // One layer. The packed weights store the layer's FFN neurons in the order
 // of `neuronIds`: packed rows [0, nHot) are the hot half (GPU), rows
 // [nHot, nHot + nCold) the cold half (CPU).
@@ -72,6 +125,9 @@ struct ProgramLayer {
   // it only when the runtime picked the same kernels at start-up, so that
   // every path (and the dense reference) multiplies alike.
   bool cpuGateUpAvx2 = false;
+  // What the executor runs for this layer, in order.
+  const ProgramStep *steps = nullptr; // [nSteps]
+  uint32_t nSteps = 0;
 };
 
 struct Program {

@@ -4,6 +4,7 @@
 // maximises saved time).
 #include "compiler/placement/CostModel.h"
 #include "runtime/program.h"
+#include "runtime/vram_bill.h"
 
 #include "compiler/Trace.h"
 #include "runtime/arch.h"
@@ -34,11 +35,12 @@ uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
                                     : 0;
 }
 
-// A layer's block scales kept apart from the rows (split layouts only).
-uint64_t downScaleBytesOf(GGMLType source, int64_t nFF, int64_t nEmbd) {
-  return downLayoutFor(source) == DownLayout::Rows
-             ? 0
-             : uint64_t(nFF / QK8_0) * uint64_t(nEmbd) * 2;
+// The VRAM figures of a shape whose FFN weights are stored as gate, up and
+// down: the bill's (runtime/vram_bill.h).
+void setHotVram(ModelShape &s, GGMLType gate, GGMLType up, GGMLType down) {
+  const HotFfnVram v = hotFfnVram(gate, up, down, s.nEmbd, s.nFF);
+  s.hotNeuronBytes = v.perNeuron;
+  s.downScaleBytes = v.perLayer;
 }
 
 } // namespace
@@ -85,6 +87,7 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
   out.attentionBytes.assign(nLayer, 0);
   std::vector<uint64_t> neuron(nLayer, 0);
   std::vector<uint32_t> nFF(nLayer, 0);
+  GGMLType ffnTypes[3] = {GGMLType::F32, GGMLType::F32, GGMLType::F32};
   for (const GGUFTensor &t : file.tensors()) {
     TensorKind kind;
     int l;
@@ -110,6 +113,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
         out.gateBytes = rowBytesOr0(t.type, t.ne[0]);
       else
         out.ffnType = t.type;
+      if (l == 0)
+        ffnTypes[kind == TensorKind::FfnGate ? 0 : 1] = t.type;
       break;
     case TensorKind::FfnDown:
       // stored {n_ff, n_embd}; the packed file keeps it transposed, one
@@ -117,7 +122,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       // the block scales per layer), and that is what the GPU holds. A
       // PowerInfer source's own transpose (ffn_down_t) is replaced by it.
       neuron[l] += downRowBytes(t.type, out.nEmbd);
-      out.downScaleBytes = downScaleBytesOf(t.type, t.ne[0], out.nEmbd);
+      if (l == 0)
+        ffnTypes[2] = t.type;
       break;
     default:
       break;
@@ -139,6 +145,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       return false;
     }
   }
+  // The layers are alike: layer 0's types stand for all.
+  setHotVram(out, ffnTypes[0], ffnTypes[1], ffnTypes[2]);
   return true;
 }
 
@@ -154,7 +162,7 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   uint64_t row = rowBytesOr0(type, nEmbd);
   s.neuronBytes = 2 * row + downRowBytes(type, nEmbd);
   s.gateBytes = row;
-  s.downScaleBytes = downScaleBytesOf(type, nFF, nEmbd);
+  setHotVram(s, type, type, type);
   uint64_t norms = 2ull * nEmbd * 4;
   s.attentionBytes.assign(nLayer, 2 * uint64_t(nEmbd) * row +
                                       2 * uint64_t(nKVDim) * row + norms);
@@ -210,7 +218,7 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   p.maxGpuLayers = opts.maxGpuLayers;
 
   // Mandatory bill.
-  uint64_t kvLayer = 2ull * opts.nCtx * shape.nKVDim * 2; // K and V, f16
+  const uint64_t kvLayer = kvCacheVram(opts.nCtx, shape.nKVDim);
   if (gpu) {
     p.mandatory.push_back({"CUDA context reserve", target.contextReserveBytes});
     // One batch of activations through one layer (x, attention and FFN
@@ -273,7 +281,7 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       Granule g;
       g.firstRank = first;
       g.count = std::min(G, shape.nFF - first);
-      g.bytes = g.count * (shape.neuronBytes + 4); // + int32 neuron index
+      g.bytes = g.count * shape.hotNeuronBytes;
       for (uint32_t r = first; r < first + g.count; ++r)
         g.firings += f[r];
       g.utility = g.firings * firingBytes + g.count * alwaysBytes;

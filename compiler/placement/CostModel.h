@@ -27,9 +27,11 @@ struct ModelShape {
   GGMLType ffnType = GGMLType::F16;   // stored type of the FFN weights
   uint64_t neuronBytes = 0;           // gate+up+down rows of one neuron
   uint64_t gateBytes = 0;             // of which the gate row
-  // Q8_0/Q4_0 down projections: the block scales the packed file keeps
-  // apart from the neurons' rows (runtime/ggml_types.h, DownLayout), which a
-  // layer's GPU half needs whole whenever it has hot neurons.
+  // VRAM of one hot neuron and of a layer with any (runtime/vram_bill.h,
+  // the bill pinfer-plan-memory makes too): its rows as packed, plus for
+  // Q8_0/Q4_0 down projections its id and the layer's block scales, kept
+  // apart from the neurons' rows (runtime/ggml_types.h, DownLayout).
+  uint64_t hotNeuronBytes = 0;
   uint64_t downScaleBytes = 0;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   uint64_t outputBytes = 0;    // output head (the embedding when tied)

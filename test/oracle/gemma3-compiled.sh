@@ -20,6 +20,13 @@ echo "reference: $ref"
 "$pinferc" "$MODEL" --target rtx4090 --sparsity exact --vram-budget 420MiB \
   -o "$work/exact" 2>&1 | tail -1
 status=0
+# Gemma 3's post norms are steps of the lowered program, in their place.
+steps="$("$pinferc" "$MODEL" --target cpu --sparsity dense --emit=steps)"
+want="steps layer 0: attn_norm attention@cpu attn_post_norm attn_add ffn_norm ffn_half@cpu ffn_post_norm ffn_add"
+if [ "$(echo "$steps" | head -1)" != "$want" ]; then
+  echo "FAIL: layer 0's steps: $(echo "$steps" | head -1)"
+  status=1
+fi
 for exe in dense exact; do
   got="$("$work/$exe" -p "$prompt" -n 16 --temp 0 2>/dev/null)"
   echo "$exe: $got"

@@ -4,7 +4,8 @@
 // the LayerStats of evaluating the prompt token by token with eval(). The
 // executor is built directly over packed weights written for a generated
 // tiny model and a program whose layers split hot and cold neurons in a
-// scrambled order (no GPU here: the hot half runs on the CPU).
+// scrambled order (no GPU here: the hot half runs on the CPU). Also that
+// the executor runs each layer's program steps in their order.
 #include "codegen/PackedWeights.h"
 #include "codegen/ProgramDesc.h"
 
@@ -95,6 +96,7 @@ public:
       desc_.layers[l].actThreshold =
           c.mode == SparsityMode::Threshold ? 0.02f * float(l + 1) : 0.f;
     }
+    fillExpectedSteps(desc_);
     PackedWeightsInfo info;
     if (!writePackedWeights(*model_, desc_, packed, info, error))
       return false;
@@ -113,6 +115,8 @@ public:
       pl.neuronIds = ids_[l].data();
       pl.predictorRank = d.predictorRank;
       pl.actThreshold = d.actThreshold;
+      pl.steps = d.steps.data();
+      pl.nSteps = uint32_t(d.steps.size());
     }
     program_.modelName = "batch-test";
     program_.target = "cpu";
@@ -161,6 +165,16 @@ public:
   }
 
   int nFF() const { return model_->params().nFF; }
+
+  // Replaces layer l's steps (kept by the fixture).
+  void setSteps(int l, std::vector<ProgramStep> steps) {
+    desc_.layers[l].steps = std::move(steps);
+    layers_[l].steps = desc_.layers[l].steps.data();
+    layers_[l].nSteps = uint32_t(desc_.layers[l].steps.size());
+  }
+  const std::vector<ProgramStep> &steps(int l) const {
+    return desc_.layers[l].steps;
+  }
 
   // Hands every layer a specialised gate/up loop, as generated code does.
   void setGateUp(GateUpFn fn, bool avx2) {
@@ -299,6 +313,82 @@ TEST(BatchPromptRecall, MatchesTokenByToken) {
       << error;
   EXPECT_TRUE(sameLogits(*one, *batch));
   expectSameStats(*one, *batch, "with recall");
+}
+
+// The steps of a layer in `text` form, built from the fixture's own.
+std::vector<ProgramStep> reorder(const std::vector<ProgramStep> &steps,
+                                 const std::vector<std::string> &order) {
+  std::vector<ProgramStep> out;
+  for (const std::string &name : order)
+    for (const ProgramStep &s : steps)
+      if (stepsText(&s, 1) == name) {
+        out.push_back(s);
+        break;
+      }
+  return out;
+}
+
+// Tests that the executor runs a layer's steps in the program's order and
+// records them as run: the CPU half moved before the GPU half's transfer
+// (an order the scheduler does not make, with the same dataflow) gives
+// bitwise the same logits, token by token and batched, and is the order
+// reported; a merge before the CPU half has run is refused with a line
+// naming the layer and step; a layer without steps is refused at start-up.
+TEST(ExecutorSteps, RunsTheProgramOrder) {
+  BatchFixture fx, moved;
+  std::string error;
+  ASSERT_TRUE(fx.make({GGMLType::Q8_0, SparsityMode::Predicted}, error))
+      << error;
+  ASSERT_TRUE(moved.make({GGMLType::Q8_0, SparsityMode::Predicted}, error))
+      << error;
+  ASSERT_EQ(stepsText(fx.steps(0).data(), fx.steps(0).size()),
+            "attn_norm attention@cpu attn_add ffn_norm transfer@gpu "
+            "ffn_half@gpu transfer@cpu record predict@cpu ffn_half@cpu wait "
+            "merge ffn_add");
+  const std::vector<std::string> cpuFirst = {
+      "attn_norm",    "attention@cpu", "attn_add",     "ffn_norm",
+      "predict@cpu",  "ffn_half@cpu",  "transfer@gpu", "ffn_half@gpu",
+      "transfer@cpu", "record",        "wait",         "merge",
+      "ffn_add"};
+  moved.setSteps(0, reorder(fx.steps(0), cpuFirst));
+  ASSERT_EQ(moved.steps(0).size(), cpuFirst.size());
+
+  const std::vector<int32_t> prompt = fx.prompt();
+  auto a = fx.executor(error), b = moved.executor(error),
+       batch = moved.executor(error);
+  ASSERT_TRUE(a && b && batch) << error;
+  for (int i = 0; i < kPrompt; ++i) {
+    ASSERT_TRUE(a->eval(prompt[i], i, true, error)) << error;
+    ASSERT_TRUE(b->eval(prompt[i], i, true, error)) << error;
+    ASSERT_TRUE(sameLogits(*a, *b)) << "position " << i;
+  }
+  ASSERT_TRUE(batch->evalBatch(prompt.data(), kPrompt, 0, true, error))
+      << error;
+  EXPECT_TRUE(sameLogits(*a, *batch));
+  const std::vector<ProgramStep> &ran = b->ranSteps()[0];
+  std::string expected;
+  for (const std::string &name : cpuFirst)
+    expected += (expected.empty() ? "" : " ") + name;
+  EXPECT_EQ(stepsText(ran.data(), ran.size()), expected);
+  EXPECT_EQ(stepsText(a->ranSteps()[1].data(), a->ranSteps()[1].size()),
+            stepsText(fx.steps(1).data(), fx.steps(1).size()));
+
+  // The merge before the CPU half it sums.
+  moved.setSteps(
+      0, reorder(fx.steps(0),
+                 {"attn_norm", "attention@cpu", "attn_add", "ffn_norm",
+                  "transfer@gpu", "ffn_half@gpu", "transfer@cpu", "record",
+                  "wait", "merge", "predict@cpu", "ffn_half@cpu", "ffn_add"}));
+  auto bad = moved.executor(error);
+  ASSERT_TRUE(bad) << error;
+  EXPECT_FALSE(bad->eval(prompt[0], 0, true, error));
+  EXPECT_EQ(error, "program layer 0, step merge: a half's output is not "
+                   "complete here");
+
+  moved.setSteps(1, {});
+  EXPECT_FALSE(moved.executor(error));
+  EXPECT_NE(error.find("program layer 1 has no steps"), std::string::npos)
+      << error;
 }
 
 TEST(BatchPromptErrors, OneLine) {

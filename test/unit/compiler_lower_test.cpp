@@ -3,7 +3,8 @@
 // all cold, zero hot, no GPU) in every sparsity mode, the description read
 // from the IR must equal the one programFromPlan builds from the plan
 // directly; the VRAM bill is the plan-memory pass's; broken IR is refused
-// with a line naming the op and layer; a 7B-like shape is timed.
+// with a line naming the op and layer, and so are ops no runtime step runs;
+// a 7B-like shape is timed.
 #include "compiler/LowerToProgram.h"
 
 #include "compiler/Import.h"
@@ -159,6 +160,12 @@ void expectSameDesc(const ProgramDesc &ir, const ProgramDesc &ref) {
     EXPECT_EQ(a.downTType, b.downTType);
     EXPECT_EQ(a.predictorRank, b.predictorRank);
     EXPECT_EQ(a.attentionOnGPU, b.attentionOnGPU);
+    // The steps, in order: what each is, where it runs, what an add adds.
+    EXPECT_EQ(stepsText(a.steps.data(), a.steps.size()),
+              stepsText(b.steps.data(), b.steps.size()));
+    ASSERT_EQ(a.steps.size(), b.steps.size());
+    for (size_t k = 0; k < a.steps.size(); ++k)
+      EXPECT_EQ(a.steps[k].from, b.steps[k].from) << "step " << k;
     ASSERT_EQ(a.hot.size(), b.hot.size());
     ASSERT_EQ(a.cold.size(), b.cold.size());
     if (!b.hot.empty() && !b.cold.empty()) {
@@ -460,6 +467,70 @@ TEST(CompilerLower, RefusesInconsistentIR) {
   }
 }
 
+// Tests the steps read off the scheduled IR: a split layer's, in the
+// schedule's order with the arena offsets plan-memory gave; an op no
+// runtime step runs is refused naming it and its layer, and so is a
+// layer's op placed among the next layer's.
+TEST(CompilerLower, StepsFollowTheScheduledIR) {
+  const Model &model = tinyModel(GGMLType::F16, false);
+  Plan plan = makePlan({40, 0, kFF}, {false, false, false}, 12);
+  ProgramDesc out;
+  std::string error;
+  {
+    Scheduled s;
+    schedule(model, plan, s);
+    ASSERT_TRUE(programFromModule(*s.module, model, "t", kArch, out, error))
+        << error;
+    const std::vector<ProgramStep> &steps = out.layers[0].steps;
+    EXPECT_EQ(stepsText(steps.data(), steps.size()),
+              "attn_norm attention@cpu attn_add ffn_norm transfer@gpu "
+              "ffn_half@gpu transfer@cpu record ffn_half@cpu wait merge "
+              "ffn_add");
+    // Every op with a result has its arena offset; record and wait none.
+    for (const ProgramStep &step : steps)
+      EXPECT_EQ(step.arenaOffset < 0,
+                step.kind == StepKind::Record || step.kind == StepKind::Wait)
+          << stepKindName(step.kind);
+    EXPECT_EQ(stepsText(out.layers[1].steps.data(), out.layers[1].steps.size()),
+              "attn_norm attention@cpu attn_add ffn_norm ffn_half@cpu ffn_add");
+    EXPECT_EQ(out.layers[1].steps.back().from, StepDevice::Cpu);
+    EXPECT_EQ(out.layers[2].steps.back().from, StepDevice::Gpu);
+
+    // A call between layer 0 and layer 1.
+    mlir::OpBuilder b(s.ctx.get());
+    b.setInsertionPointToEnd(s.module->getBody());
+    auto probe = b.create<mlir::func::FuncOp>(s.module->getLoc(), "probe",
+                                              b.getFunctionType({}, {}));
+    probe.setPrivate();
+    AttentionOp attn1;
+    s.module->walk([&](AttentionOp op) {
+      if (op.getLayer() == 1)
+        attn1 = op;
+    });
+    ASSERT_TRUE(attn1);
+    mlir::Operation *norm1 = attn1.getInput().getDefiningOp();
+    b.setInsertionPoint(norm1);
+    auto call = b.create<mlir::func::CallOp>(norm1->getLoc(), probe);
+    EXPECT_FALSE(programFromModule(*s.module, model, "t", kArch, out, error));
+    EXPECT_EQ(error, "scheduled IR: func.call of layer 0: no runtime step "
+                     "runs it");
+    call.erase();
+
+    // Layer 0's wait after layer 1's attention.
+    WaitOp wait0;
+    s.module->walk([&](WaitOp op) {
+      if (!wait0)
+        wait0 = op;
+    });
+    ASSERT_TRUE(wait0);
+    wait0->moveAfter(attn1);
+    EXPECT_FALSE(programFromModule(*s.module, model, "t", kArch, out, error));
+    EXPECT_EQ(error, "scheduled IR: pinfer.wait of layer 0: comes after steps "
+                     "of layer 1, expected each layer's ops together, in "
+                     "layer order");
+  }
+}
+
 // Tests and times the ModelSpec path on a 7B-like shape (32 layers, n_embd
 // 4096, n_ff 11008, q4_0, 3000 hot neurons per layer, context 2048): the
 // halves are the plan's order cut at the hot count.
@@ -544,6 +615,69 @@ TEST(CompilerLower, SevenBLikeShape) {
       31ull * (11008 / 32) * 4096 * 2;
   EXPECT_GT(out.vramBillBytes, ffn);
   EXPECT_LT(out.vramBillBytes, ffn + (1 << 20));
+}
+
+// Tests that the placement's cost model and pinfer-plan-memory bill the
+// same bytes for the same hot neurons (runtime/vram_bill.h): for f16,
+// q8_0 and q4_0 FFNs (rows, and split down layouts with their ids and
+// block scales), a split layer, an all-cold one and an all-hot one, the
+// FFN part of the cost model's bill of the assignment equals the IR's
+// vram_weights. Attention and the head stay on the CPU, so the IR holds
+// nothing else in VRAM.
+TEST(CompilerLower, CostModelAndPlanMemoryBillAlike) {
+  for (GGMLType type : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0}) {
+    SCOPED_TRACE(typeName(type));
+    const Model &model = tinyModel(type, false);
+    ModelShape shape;
+    std::string error;
+    ASSERT_TRUE(modelShapeFromGGUF(model.file(), shape, error)) << error;
+    Trace trace;
+    trace.nLayer = kLayers;
+    trace.nFF = kFF;
+    trace.nTokens = 1000;
+    trace.activation = "relu";
+    for (int l = 0; l < kLayers; ++l) {
+      std::vector<uint64_t> fired(kFF);
+      for (int i = 0; i < kFF; ++i)
+        fired[i] = uint64_t(1000 / (1 + i));
+      trace.fired.push_back(fired);
+    }
+    const Target *target = findTarget("rtx4090", error);
+    ASSERT_TRUE(target) << error;
+    PlacementOptions opts;
+    opts.granuleSize = 8;
+    opts.minGranules = 1;
+    opts.attention = AttentionPolicy::CPU;
+    opts.outputMayUseGPU = false;
+    PlacementInput in;
+    ASSERT_TRUE(buildPlacementInput(trace, shape, *target, opts, in, error))
+        << error;
+    Assignment a;
+    a.hotGranules = {5, 0, kFF / 8}; // 40, 0 and 128 hot neurons
+    a.attention.assign(kLayers, false);
+    const uint64_t costModel =
+        assignmentBytes(in.problem, a) - in.problem.mandatoryBytes();
+
+    Scheduled s;
+    schedule(model, makePlan({40, 0, kFF}, {false, false, false}, 14), s);
+    auto memory =
+        (*s.module)->getAttrOfType<mlir::DictionaryAttr>("pinfer.memory");
+    ASSERT_TRUE(memory);
+    const uint64_t planMemory =
+        memory.getAs<mlir::IntegerAttr>("vram_weights").getInt();
+    EXPECT_EQ(costModel, planMemory);
+    // Worked out by hand: per hot neuron its gate and up rows and its
+    // packed down row (+ its id for a split layout), per layer with hot
+    // neurons the split layout's scales.
+    const uint64_t row = rowBytes(type, kEmbd);
+    const bool split = type != GGMLType::F16;
+    const uint64_t perNeuron =
+        2 * row + (type == GGMLType::F16    ? row
+                   : type == GGMLType::Q8_0 ? kEmbd + 4
+                                            : kEmbd / 2 + 4);
+    const uint64_t scales = split ? kFF / 32 * kEmbd * 2 : 0;
+    EXPECT_EQ(planMemory, (40 + kFF) * perNeuron + 2 * scales);
+  }
 }
 
 // Measures the two VRAM bills of one real plan (DP placement of a 7B-like

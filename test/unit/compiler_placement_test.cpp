@@ -365,7 +365,9 @@ TEST(PlacementCost, GranulesOrderAndMinimums) {
   const LayerProblem &lp = in.problem.layers[0];
   ASSERT_EQ(lp.granules.size(), 32u); // 31 of 32 and one of 8
   EXPECT_EQ(lp.granules.back().count, 8u);
-  EXPECT_EQ(lp.granules[0].bytes, 32u * (3 * 256 * 2 + 4));
+  // f16 rows: a hot neuron is its three rows; only split down layouts
+  // (q8_0, q4_0) also keep its id on the GPU.
+  EXPECT_EQ(lp.granules[0].bytes, 32u * (3 * 256 * 2));
   for (size_t g = 1; g < lp.granules.size(); ++g)
     EXPECT_GE(lp.granules[g - 1].firings, lp.granules[g].firings);
   for (size_t r = 1; r < in.order[0].size(); ++r)
@@ -475,6 +477,7 @@ TEST(PlacementCost, ShapeFromGGUF) {
   // transposed down row of a q8_0 model is one byte per output, its block
   // scales (96 / 32 blocks x 64 outputs, f16) a per-layer cost.
   EXPECT_EQ(s.neuronBytes, 2u * 68 + 64);
+  EXPECT_EQ(s.hotNeuronBytes, 2u * 68 + 64 + 4); // + its id on the GPU
   EXPECT_EQ(s.downScaleBytes, 3u * 64 * 2);
   ASSERT_EQ(s.attentionBytes.size(), 2u);
   EXPECT_EQ(s.attentionBytes[1], (64u * 64 * 2 + 64 * 32 * 2) * 2 + 2 * 64 * 4);

@@ -1,5 +1,6 @@
 // The independent oracle of the lowering: program descriptions built
-// straight from a placement plan (or all cold), without the IR. The
+// straight from a placement plan (or all cold), without the IR, steps
+// included. The
 // compiler builds its programs from the scheduled IR only
 // (compiler/LowerToProgram.h); tests compare the two, and use the all-cold
 // description where they need a program without compiling one.
@@ -57,6 +58,49 @@ inline bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
   return true;
 }
 
+// The steps pinfer-schedule gives a layer, stated from its halves alone:
+// the GPU half is enqueued first, the CPU half (after its predictor) runs
+// between the GPU half's record and the one wait, and the FFN's output (the
+// merge of two halves, or the one half) is added to the residual last.
+inline std::vector<ProgramStep> expectedSteps(const LayerDesc &d) {
+  auto step = [](StepKind kind, StepDevice device = StepDevice::None,
+                 StepDevice from = StepDevice::None) {
+    ProgramStep s;
+    s.kind = kind;
+    s.device = device;
+    s.from = from;
+    return s;
+  };
+  const bool hot = !d.hot.empty(), cold = !d.cold.empty();
+  std::vector<ProgramStep> steps = {
+      step(StepKind::AttnNorm), step(StepKind::Attention, StepDevice::Cpu),
+      step(StepKind::AttnAdd), step(StepKind::FfnNorm)};
+  if (hot)
+    for (ProgramStep s :
+         {step(StepKind::Transfer, StepDevice::Gpu),
+          step(StepKind::FfnHalf, StepDevice::Gpu),
+          step(StepKind::Transfer, StepDevice::Cpu), step(StepKind::Record)})
+      steps.push_back(s);
+  if (cold && d.predictorRank)
+    steps.push_back(step(StepKind::Predict, StepDevice::Cpu));
+  if (cold)
+    steps.push_back(step(StepKind::FfnHalf, StepDevice::Cpu));
+  if (hot)
+    steps.push_back(step(StepKind::Wait));
+  if (hot && cold)
+    steps.push_back(step(StepKind::Merge));
+  steps.push_back(step(StepKind::FfnAdd, StepDevice::None,
+                       hot && cold ? StepDevice::None
+                       : hot       ? StepDevice::Gpu
+                                   : StepDevice::Cpu));
+  return steps;
+}
+
+inline void fillExpectedSteps(ProgramDesc &desc) {
+  for (LayerDesc &d : desc.layers)
+    d.steps = expectedSteps(d);
+}
+
 inline bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &out,
                     std::string &error) {
   out = ProgramDesc();
@@ -66,6 +110,7 @@ inline bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &o
   for (LayerDesc &d : out.layers)
     for (int i = 0; i < out.params.nFF; ++i)
       d.cold.push_back(uint32_t(i));
+  fillExpectedSteps(out);
   return true;
 }
 
@@ -128,6 +173,7 @@ inline bool programFromPlan(const Model &model, const Plan &plan, SparsityMode m
       out.predictorThreshold = 0.f;
     }
   }
+  fillExpectedSteps(out);
   return true;
 }
 

@@ -78,9 +78,9 @@ static int compileVerb(int argc, char **argv) {
                  "Predictor file from pinferc train-predictors");
   app.add_option("--emit", c.emit,
                  "Print an intermediate form and stop: mlir, mlir-placed, "
-                 "mlir-scheduled, cuda, cpp")
+                 "mlir-scheduled, steps, cuda, cpp")
       ->check(CLI::IsMember(
-          {"mlir", "mlir-placed", "mlir-scheduled", "cuda", "cpp"}));
+          {"mlir", "mlir-placed", "mlir-scheduled", "steps", "cuda", "cpp"}));
   app.add_option("--vram-budget", c.vramBudget,
                  "VRAM to plan for, e.g. 6GiB (default: the target's)");
   app.add_option("-c,--ctx-size", c.nCtx, "Context length the plan reserves")

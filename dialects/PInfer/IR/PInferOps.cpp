@@ -65,27 +65,6 @@ int64_t pinfer::storedRowBytes(GGMLType dtype, int64_t n) {
   return (n + t.blockSize - 1) / t.blockSize * t.typeSize;
 }
 
-int64_t pinfer::packedDownRowBytes(WeightType down) {
-  // Transposing cuts across quantisation blocks, and re-quantising would
-  // change the model's numbers, so a quantised down keeps each neuron's
-  // quants as a row (one byte, or half a byte for q4_0, per output) and the
-  // block scales apart (packedDownScaleBytes): the type's DownLayout
-  // (runtime/ggml_types.h).
-  int64_t nEmbd = down.getNumRows();
-  if (downLayoutFor(down.getDtype()) == DownLayout::Rows)
-    return storedRowBytes(down.getDtype(), nEmbd);
-  return int64_t(transposedDownRowBytes(down.getDtype(), nEmbd));
-}
-
-int64_t pinfer::packedDownScaleBytes(WeightType down) {
-  GGMLType dtype = down.getDtype();
-  if (downLayoutFor(dtype) == DownLayout::Rows)
-    return 0;
-  // One f16 scale per source block of every output row.
-  return down.getRowLength() / typeTraits(dtype)->blockSize *
-         down.getNumRows() * 2;
-}
-
 int64_t pinfer::storedBytes(WeightType type) {
   return storedRowBytes(type.getDtype(), type.getRowLength()) *
          type.getNumRows();

@@ -62,13 +62,6 @@ std::string checkNeuronIndices(llvm::ArrayRef<int32_t> table, int64_t limit);
 int64_t storedRowBytes(GGMLType dtype, int64_t n);
 /// Bytes of a whole stored weight.
 int64_t storedBytes(WeightType type);
-/// Bytes of one neuron's row of a down projection [n_ff, n_embd] as the
-/// packed weights store it: transposed, n_embd long; for q8_0/q4_0 the
-/// quants only (runtime/ggml_types.h, DownLayout).
-int64_t packedDownRowBytes(WeightType down);
-/// Bytes of a layer's down-projection block scales, kept apart from the rows
-/// for q8_0/q4_0 (0 otherwise); a GPU half needs them whole.
-int64_t packedDownScaleBytes(WeightType down);
 
 /// Where a value lives: the `to` of a transfer, the `device` of the op
 /// that made it, the CPU otherwise (block arguments, host-side ops).

@@ -1,0 +1,52 @@
+// What a compiled program keeps in VRAM for a layer's hot FFN neurons, and
+// for a layer's KV cache, from weight types and shapes alone. The
+// placement's cost model (compiler/placement/CostModel.cpp) and
+// pinfer-plan-memory (passes/PlanMemory.cpp) both bill these, so that the
+// plan the solver chose and the IR it becomes count the same bytes. The
+// counts follow what Executor::openGpu uploads (runtime/executor.cpp).
+#pragma once
+
+#include "runtime/ggml_types.h"
+
+#include <cstdint>
+
+namespace pinfer {
+
+struct HotFfnVram {
+  // One hot neuron: its gate and up rows, its row of the packed transposed
+  // down projection and, for split down layouts, its original id (the
+  // source block of its scales).
+  uint64_t perNeuron = 0;
+  // Split down layouts: the layer's down block scales, needed whole as soon
+  // as one of its neurons is hot.
+  uint64_t perLayer = 0;
+
+  uint64_t bytes(uint64_t nHot) const {
+    return nHot ? nHot * perNeuron + perLayer : 0;
+  }
+};
+
+// An FFN of `nFF` neurons over `nEmbd` inputs with gate, up and down
+// stored in the given types (down as the source file stores it, {n_ff,
+// n_embd}; the packed file's transposed layout follows from its type).
+inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
+                             int64_t nEmbd, int64_t nFF) {
+  HotFfnVram v;
+  v.perNeuron = rowBytes(gate, nEmbd) + rowBytes(up, nEmbd) +
+                transposedDownRowBytes(down, nEmbd);
+  if (downLayoutFor(down) != DownLayout::Rows) {
+    v.perNeuron += sizeof(uint32_t);
+    // One f16 scale per source block of every output.
+    v.perLayer =
+        uint64_t(nFF / typeTraits(down)->blockSize) * uint64_t(nEmbd) * 2;
+  }
+  return v;
+}
+
+// One layer's KV cache for `nCtx` positions: K and V rows of `kvDim`
+// (n_kv_head * head_dim) values, f16.
+inline uint64_t kvCacheVram(int64_t nCtx, int64_t kvDim) {
+  return 2 * uint64_t(nCtx) * uint64_t(kvDim) * 2;
+}
+
+} // namespace pinfer
