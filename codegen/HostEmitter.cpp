@@ -2,7 +2,7 @@
 #include "codegen/HostEmitter.h"
 #include "codegen/SourceText.h"
 
-#include "runtime/executor.h"
+#include "runtime/packed_format.h"
 
 #include <iomanip>
 #include <sstream>

@@ -1,9 +1,9 @@
 // Writes the packed weights file; see PackedWeights.h. The layout keys and
-// the hash are defined by the runtime (runtime/executor.h), which reads the
+// the hash are defined by the runtime (runtime/packed_format.h), which reads the
 // file.
 #include "codegen/PackedWeights.h"
 
-#include "runtime/executor.h"
+#include "runtime/packed_format.h"
 #include "runtime/gguf.h"
 
 #include <cstdio>

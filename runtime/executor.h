@@ -5,14 +5,15 @@
 // split in two halves — the hot neurons on the GPU (the embedded kernels,
 // launched through runtime/cuda_driver.h, their weights uploaded once) or,
 // without a GPU, on the CPU; the cold neurons on the CPU with the sparse
-// kernels — and the two partial down projections summed. Also defines the
-// packed weights layout (keys, content hash) shared with the writer.
+// kernels — and the two partial down projections summed. The packed
+// weights' format (keys, content hash) is runtime/packed_format.h.
 #pragma once
 
 #include "runtime/cuda_driver.h"
 #include "runtime/generate.h"
 #include "runtime/kernels.h"
 #include "runtime/model.h"
+#include "runtime/packed_format.h"
 #include "runtime/predictor.h"
 #include "runtime/program.h"
 #include "runtime/sparse_kernels.h"
@@ -27,21 +28,6 @@
 namespace pinfer {
 
 class GGUFFile;
-
-// Packed weights metadata.
-constexpr const char *kPackedVersionKey = "pinfer.packed.version";
-constexpr const char *kPackedHashKey = "pinfer.packed.hash"; // 16 hex digits
-constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
-constexpr uint32_t kPackedVersion = 2; // 2: split down layouts
-
-// 64-bit content hash of the file's tensor data section (everything from
-// dataOffset() to the end of the file) in chunks of `chunkBytes` (the
-// format's value is the default), computed by up to `nThreads` threads;
-// the value does not depend on the thread count.
-uint64_t packedWeightsHash(const GGUFFile &file, int nThreads = 1,
-                           size_t chunkBytes = size_t(64) << 20);
-std::string formatPackedHash(uint64_t hash); // 16 lower-case hex digits
-bool parsePackedHash(const std::string &text, uint64_t &out);
 
 // Split down layouts: one half's neurons grouped by the source block (32
 // neurons of the original order) they come from. rows: packed rows relative

@@ -1,0 +1,30 @@
+// The packed weights file's format: the keys a compiled executable checks
+// its weights file by, and the content hash that binds the two (written by
+// codegen/PackedWeights.cpp and the compiler, read by runtime/exec_main.cpp).
+// The file's tensors and their layouts are described in
+// codegen/PackedWeights.h and runtime/ggml_types.h (DownLayout).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pinfer {
+
+class GGUFFile;
+
+constexpr const char *kPackedVersionKey = "pinfer.packed.version";
+constexpr const char *kPackedHashKey = "pinfer.packed.hash"; // 16 hex digits
+constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
+constexpr uint32_t kPackedVersion = 2; // 2: split down layouts
+
+// 64-bit content hash of the file's tensor data section (everything from
+// dataOffset() to the end of the file) in chunks of `chunkBytes` (the
+// format's value is the default), computed by up to `nThreads` threads;
+// the value does not depend on the thread count.
+uint64_t packedWeightsHash(const GGUFFile &file, int nThreads = 1,
+                           size_t chunkBytes = size_t(64) << 20);
+std::string formatPackedHash(uint64_t hash); // 16 lower-case hex digits
+bool parsePackedHash(const std::string &text, uint64_t &out);
+
+} // namespace pinfer
