@@ -360,20 +360,31 @@ PINFER_AVX2 inline __m256 q4Block(const BlockQ4_0 &b, const BlockQ8Act &x,
   return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
 }
 
-PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
-                                int64_t n) {
-  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
-  const int64_t nb = n / QK4_0;
+// A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16) times an 8-bit
+// activation: two accumulators over the blocks, each block's offset taken
+// off once at the end through the activation sums Block adds to `corr`.
+template <class B, __m256 (*Block)(const B &, const BlockQ8Act &, __m256,
+                                   float &),
+          int Offset>
+PINFER_AVX2 inline float dotOffsetBlocksAvx2(const void *row,
+                                             const BlockQ8Act *x, int64_t n) {
+  const B *b = static_cast<const B *>(row);
+  const int64_t nb = n / QK8_0;
   __m256 a0 = _mm256_setzero_ps(), a1 = a0;
   float c0 = 0, c1 = 0;
   int64_t blk = 0;
   for (; blk + 2 <= nb; blk += 2) {
-    a0 = q4Block(b[blk], x[blk], a0, c0);
-    a1 = q4Block(b[blk + 1], x[blk + 1], a1, c1);
+    a0 = Block(b[blk], x[blk], a0, c0);
+    a1 = Block(b[blk + 1], x[blk + 1], a1, c1);
   }
   for (; blk < nb; ++blk)
-    a0 = q4Block(b[blk], x[blk], a0, c0);
-  return hsum(_mm256_add_ps(a0, a1)) - 8.f * (c0 + c1);
+    a0 = Block(b[blk], x[blk], a0, c0);
+  return hsum(_mm256_add_ps(a0, a1)) - float(Offset) * (c0 + c1);
+}
+
+PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotOffsetBlocksAvx2<BlockQ4_0, q4Block, 8>(row, x, n);
 }
 
 // 32 bits -> 32 bytes, byte j 0x10 where bit j is set: each byte picks the
@@ -391,12 +402,12 @@ PINFER_AVX2 inline __m256i fifthBits(uint32_t bits) {
 }
 
 // As q4Block, with the fifth bits or-ed in and an offset of 16.
-PINFER_AVX2 inline __m256 q5Block(const uint8_t *b, const BlockQ8Act &x,
+PINFER_AVX2 inline __m256 q5Block(const BlockQ5_0 &b, const BlockQ8Act &x,
                                   __m256 acc, float &corr) {
-  const float dw = halfToFloat(uint16_t(b[0] | (b[1] << 8)));
+  const float dw = halfToFloat(b.d);
   uint32_t qh;
-  std::memcpy(&qh, b + 2, 4);
-  const __m256i q = _mm256_or_si256(unpackQ4(b + 6), fifthBits(qh));
+  std::memcpy(&qh, b.qh, 4);
+  const __m256i q = _mm256_or_si256(unpackQ4(b.qs), fifthBits(qh));
   __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
   __m256i p16 = _mm256_maddubs_epi16(q, x0);
   __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
@@ -406,18 +417,7 @@ PINFER_AVX2 inline __m256 q5Block(const uint8_t *b, const BlockQ8Act &x,
 
 PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
-  const uint8_t *b = static_cast<const uint8_t *>(row);
-  const int64_t nb = n / QK5_0;
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  float c0 = 0, c1 = 0;
-  int64_t blk = 0;
-  for (; blk + 2 <= nb; blk += 2) {
-    a0 = q5Block(b + blk * sizeof(BlockQ5_0), x[blk], a0, c0);
-    a1 = q5Block(b + (blk + 1) * sizeof(BlockQ5_0), x[blk + 1], a1, c1);
-  }
-  for (; blk < nb; ++blk)
-    a0 = q5Block(b + blk * sizeof(BlockQ5_0), x[blk], a0, c0);
-  return hsum(_mm256_add_ps(a0, a1)) - 16.f * (c0 + c1);
+  return dotOffsetBlocksAvx2<BlockQ5_0, q5Block, 16>(row, x, n);
 }
 
 // ---- transposed down rows -------------------------------------------------
