@@ -117,10 +117,8 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
     for (uint32_t k = 0; k < pl.nSteps; ++k) {
       switch (pl.steps[k].kind) {
       case StepKind::AttnNorm:
-        for (int t = 0; t < n; ++t)
-          rmsNorm(bXb_.data() + size_t(t) * nEmbd,
-                  bX_.data() + size_t(t) * nEmbd, b.attnNorm.data(), nEmbd,
-                  p.normEps);
+        rmsNormRows(bXb_.data(), bX_.data(), b.attnNorm.data(), n, nEmbd,
+                    p.normEps);
         break;
       case StepKind::Attention:
         attentionCore(p,
@@ -129,20 +127,16 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
                       n, pos0, pool_);
         break;
       case StepKind::AttnPostNorm:
-        for (int t = 0; t < n; ++t)
-          rmsNorm(bXb2_.data() + size_t(t) * nEmbd,
-                  bXb2_.data() + size_t(t) * nEmbd, b.postAttnNorm.data(),
-                  nEmbd, p.normEps);
+        rmsNormRows(bXb2_.data(), bXb2_.data(), b.postAttnNorm.data(), n,
+                    nEmbd, p.normEps);
         break;
       case StepKind::AttnAdd:
         for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
           bX_[i] += bXb2_[i];
         break;
       case StepKind::FfnNorm:
-        for (int t = 0; t < n; ++t)
-          rmsNorm(bXb_.data() + size_t(t) * nEmbd,
-                  bX_.data() + size_t(t) * nEmbd, b.ffnNorm.data(), nEmbd,
-                  p.normEps);
+        rmsNormRows(bXb_.data(), bX_.data(), b.ffnNorm.data(), n, nEmbd,
+                    p.normEps);
         break;
       default: // checkSteps: the FFN group starts here
         if (!ffnBatch(l, n, pos0, ffnFirst_[l], ffnLast_[l], error))

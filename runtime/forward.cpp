@@ -55,14 +55,10 @@ void addFfnOutput(const ModelParams &p, const std::vector<float> &postNorm,
 void attentionBlock(const ModelParams &p, const AttentionBlock &b, float *x,
                     int n, int pos0, ThreadPool &pool) {
   const int nEmbd = p.nEmbd;
-  for (int t = 0; t < n; ++t)
-    rmsNorm(b.xb + size_t(t) * nEmbd, x + size_t(t) * nEmbd, b.norm, nEmbd,
-            p.normEps);
+  rmsNormRows(b.xb, x, b.norm, n, nEmbd, p.normEps);
   attentionCore(p, b, n, pos0, pool);
   if (b.postNorm)
-    for (int t = 0; t < n; ++t)
-      rmsNorm(b.xb2 + size_t(t) * nEmbd, b.xb2 + size_t(t) * nEmbd, b.postNorm,
-              nEmbd, p.normEps);
+    rmsNormRows(b.xb2, b.xb2, b.postNorm, n, nEmbd, p.normEps);
   for (size_t i = 0; i < size_t(n) * nEmbd; ++i)
     x[i] += b.xb2[i];
 }
@@ -157,9 +153,8 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     attentionBlock(p, ab, s.x.data(), n, pos0, pool);
 
     // FFN block.
-    for (int t = 0; t < n; ++t)
-      rmsNorm(s.xb.data() + size_t(t) * nEmbd, s.x.data() + size_t(t) * nEmbd,
-              w.ffnNorm.data(), nEmbd, p.normEps);
+    rmsNormRows(s.xb.data(), s.x.data(), w.ffnNorm.data(), n, nEmbd,
+                p.normEps);
     MatvecJob gateUp[2] = {{&w.gate, s.xb.data(), s.hGate.data()},
                            {&w.up, s.xb.data(), s.hUp.data()}};
     matvecs(gateUp, 2, pool, n);

@@ -114,6 +114,12 @@ inline void matvec(const Weight &w, const float *x, float *y,
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps);
+// The same for `rows` rows of n values each, back to back.
+inline void rmsNormRows(float *out, const float *x, const float *w, int rows,
+                        int n, float eps) {
+  for (int r = 0; r < rows; ++r)
+    rmsNorm(out + size_t(r) * n, x + size_t(r) * n, w, n, eps);
+}
 
 // In-place softmax over x[0..n), max-subtracted.
 void softmax(float *x, int n);
