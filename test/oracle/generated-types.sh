@@ -17,17 +17,23 @@ here="$(dirname "$0")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 status=0
-for type in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K; do
-  "$genmodel" --preset tiny --n-embd 256 --activation silu --type "$type" \
-    --vocab "$vocab" -o "$work/m.gguf" >/dev/null
-  if out="$("$PY" "$here/llama_cpp_oracle.py" "$pinferc" "$work/m.gguf" "$text" \
+# Scores MODEL against llama.cpp under LABEL: one line, FAIL and the
+# oracle's output when they disagree.
+score() {
+  local label="$1" model="$2" out
+  if out="$("$PY" "$here/llama_cpp_oracle.py" "$pinferc" "$model" "$text" \
       --ctx 128 --chunks 1 --tolerance 0.002 --min-agreement 0.85 2>/dev/null)"; then
-    echo "$type: $(echo "$out" | grep -E "perplexity|argmax" | tr "\n" " ")"
+    echo "$label: $(echo "$out" | grep -E "perplexity|argmax" | tr "\n" " ")"
   else
-    echo "$type: FAIL"
+    echo "$label: FAIL"
     echo "$out"
     status=1
   fi
+}
+for type in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K; do
+  "$genmodel" --preset tiny --n-embd 256 --activation silu --type "$type" \
+    --vocab "$vocab" -o "$work/m.gguf" >/dev/null
+  score "$type" "$work/m.gguf"
 done
 
 # Qwen2 (Q/K/V biases, NeoX rope): scored against llama.cpp, then compiled:
@@ -35,14 +41,7 @@ done
 # reference's greedy tokens.
 "$genmodel" --preset tiny --n-embd 256 --arch qwen2 --activation silu \
   --type q8_0 --vocab "$vocab" -o "$work/q.gguf" >/dev/null
-if out="$("$PY" "$here/llama_cpp_oracle.py" "$pinferc" "$work/q.gguf" "$text" \
-    --ctx 128 --chunks 1 --tolerance 0.002 --min-agreement 0.85 2>/dev/null)"; then
-  echo "qwen2: $(echo "$out" | grep -E "perplexity|argmax" | tr "\n" " ")"
-else
-  echo "qwen2: FAIL"
-  echo "$out"
-  status=1
-fi
+score qwen2 "$work/q.gguf"
 "$genmodel" --preset tiny --n-embd 256 --arch qwen2 --activation relu \
   --type q4_K --vocab "$vocab" -o "$work/q4.gguf" >/dev/null
 ref="$("$pinferc" run "$work/q4.gguf" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)"
