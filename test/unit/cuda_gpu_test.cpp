@@ -1,7 +1,9 @@
 // Tests the emitted GPU kernels against their CPU twins (runtime/
-// sparse_kernels.h) on a real GPU, by normalised error, for every weight
-// type and every sparsity mode the hot half runs in. Skipped where the CUDA
-// driver finds no GPU or pinferc was built without NVRTC.
+// sparse_kernels.h) by normalised error, for every weight type and every
+// sparsity mode the hot half runs in: on a real GPU, and in ctest's
+// ".standin" runs through the libcuda stand-in with the emitted source
+// built as host C++ (test/cuda_host). Skipped where the CUDA driver finds no
+// GPU (and no stand-in) or pinferc was built without NVRTC.
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "codegen/PackedWeights.h"
@@ -9,6 +11,8 @@
 #include "runtime/cuda_driver.h"
 #include "runtime/kernels.h"
 #include "runtime/sparse_kernels.h"
+
+#include "host_kernels.h"
 
 #include <gtest/gtest.h>
 
@@ -19,10 +23,13 @@
 #include <vector>
 
 using namespace pinfer;
+using pinfer::testutil::underCudaStandin;
+using pinfer::testutil::useHostKernels;
 
 namespace {
 
-constexpr int kEmbd = 128, kHot = 300;
+// n_embd a multiple of the K-quants' 256-element blocks.
+constexpr int kEmbd = 256, kHot = 300;
 
 // kHot rows of `cols` elements of `type`, random normal values.
 std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
@@ -68,8 +75,11 @@ protected:
     if (!nvrtcAvailable())
       GTEST_SKIP() << "built without NVRTC";
     std::string why;
-    if (!gpu_.open(why))
+    if (!gpu_.open(why)) {
+      // Under the stand-in the driver must open.
+      ASSERT_FALSE(underCudaStandin()) << why;
       GTEST_SKIP() << why;
+    }
   }
   CudaDriver gpu_;
 };
@@ -101,7 +111,7 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   std::vector<float> act(kHot);
   for (int n = 0; n < kHot; ++n) {
     float g = dotRow(gate.type, gate.row(n), x.data(), kEmbd);
-    act[n] = c.act == FfnActivation::SiLU ? silu(g) : relu(g);
+    act[n] = ffnActivate(c.act, g);
   }
   // Threshold mode: the middle of the widest gap between neighbouring
   // |activations| around the median, so that rounding differences between
@@ -126,6 +136,10 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   ASSERT_TRUE(
       compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
       << error;
+  const std::string name = ::testing::UnitTest::GetInstance()
+                               ->current_test_info()
+                               ->name();
+  ASSERT_EQ(useHostKernels(m.source, "k" + std::to_string(std::hash<std::string>()(name))), "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   const CudaKernel &k = m.kernels[0];
   void *fnGateUp = gpu_.function(k.gateUp.c_str(), error);
@@ -141,7 +155,7 @@ TEST_P(CudaKernels, MatchCpuTwin) {
       continue;
     }
     float u = dotRow(up.type, up.row(n), x.data(), kEmbd);
-    hWant[n] = a * (c.act == FfnActivation::DReLU ? relu(u) : u);
+    hWant[n] = a * ffnUpFactor(c.act, u);
   }
   sparseDownAxpy(downT, nullptr, 0, kHot, hWant.data(), yWant.data(), 0, kEmbd);
 
@@ -177,24 +191,33 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   EXPECT_LE(mismatched, 1);
 }
 
+// Every computable type as gate/up and as the transposed down rows, in
+// every sparsity mode, the activations taking turns; and the mixes the
+// packer makes (Q8_0/Q4_0 gate/up with f32 down rows).
+std::vector<Case> allCases() {
+  const FfnActivation acts[] = {FfnActivation::ReLU, FfnActivation::SiLU,
+                                FfnActivation::DReLU, FfnActivation::GeluTanh};
+  const SparsityMode modes[] = {SparsityMode::Exact, SparsityMode::Dense,
+                                SparsityMode::Threshold};
+  std::vector<Case> cases;
+  int turn = 0;
+  for (uint32_t t = 0; t < 64; ++t) {
+    const TypeTraits *row = typeTraits(t);
+    if (!row || !row->computable)
+      continue;
+    for (SparsityMode mode : modes)
+      cases.push_back(
+          Case{GGMLType(t), GGMLType(t), acts[turn++ % 4], mode});
+  }
+  cases.push_back(Case{GGMLType::Q4_0, GGMLType::F32, FfnActivation::SiLU,
+                       SparsityMode::Exact});
+  cases.push_back(Case{GGMLType::Q8_0, GGMLType::F32, FfnActivation::SiLU,
+                       SparsityMode::Threshold});
+  return cases;
+}
+
 INSTANTIATE_TEST_SUITE_P(
-    Kernels, CudaKernels,
-    ::testing::Values(Case{GGMLType::F32, GGMLType::F32, FfnActivation::ReLU,
-                           SparsityMode::Exact},
-                      Case{GGMLType::F16, GGMLType::F16, FfnActivation::SiLU,
-                           SparsityMode::Dense},
-                      Case{GGMLType::BF16, GGMLType::BF16, FfnActivation::DReLU,
-                           SparsityMode::Exact},
-                      Case{GGMLType::Q8_0, GGMLType::Q8_0, FfnActivation::ReLU,
-                           SparsityMode::Dense},
-                      Case{GGMLType::Q4_0, GGMLType::Q4_0, FfnActivation::ReLU,
-                           SparsityMode::Exact},
-                      Case{GGMLType::Q4_0, GGMLType::F32, FfnActivation::SiLU,
-                           SparsityMode::Exact},
-                      Case{GGMLType::F16, GGMLType::F16, FfnActivation::SiLU,
-                           SparsityMode::Threshold},
-                      Case{GGMLType::Q8_0, GGMLType::F32, FfnActivation::SiLU,
-                           SparsityMode::Threshold}),
+    Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
     // Readable names, e.g. q4_0_f32_silu_exact.
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(typeName(info.param.type)) + "_" +
@@ -209,8 +232,10 @@ protected:
     if (!nvrtcAvailable())
       GTEST_SKIP() << "built without NVRTC";
     std::string why;
-    if (!gpu_.open(why))
+    if (!gpu_.open(why)) {
+      ASSERT_FALSE(underCudaStandin()) << why;
       GTEST_SKIP() << why;
+    }
   }
   CudaDriver gpu_;
 };
@@ -284,6 +309,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_TRUE(
       compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
       << error;
+  ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type)),
+            "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   const CudaKernel &k = m.kernels[0];
   void *fnDown = gpu_.function(k.down.c_str(), error);

@@ -1,0 +1,438 @@
+// Test only: compiles pinferc's emitted CUDA C++ as host C++, so that its
+// kernels run in ctest on a machine without a GPU, through real code paths
+// (never installed, never found by a user's executable).
+//
+// Each thread of a block is a fiber (ucontext) on one OS thread; blocks run
+// one after another. Warp shuffles and __syncthreads are rendezvous points:
+// a fiber that reaches one yields until its partners have, so values move
+// between lanes as on the GPU. What the GPU leaves undefined is reported and
+// stops the launch: a shuffle that names an exited lane or one outside the
+// block, lanes that disagree on a shuffle's mask, a barrier that a thread of
+// the block returned without reaching, and deadlock. Shared memory is a
+// function-local static: one block runs at a time, so it is per block.
+//
+// A file that includes this header, then the emitted source, then
+// PF_SHIM_KERNELS(PF_SHIM_ENTRY(name) ...) exports pf_shim_params and
+// pf_shim_launch, which
+// test/cuda_host/driver_standin.cpp (the libcuda stand-in) calls.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define PF_SHIM_ASAN 1
+#endif
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __shared__ static
+#define __constant__ const
+#define __launch_bounds__(...)
+
+namespace pf_shim {
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+enum class Wait { None, Shuffle, Barrier, Done };
+
+struct Thread {
+  ucontext_t ctx;
+  char *stack = nullptr;
+  Wait wait = Wait::None;
+  unsigned shuffles = 0; // its shuffle count: the rendezvous' parity
+  unsigned linear = 0;   // x + y * bx + z * bx * by
+  dim3 idx;
+#ifdef PF_SHIM_ASAN
+  void *fakeStack = nullptr;
+#endif
+};
+
+// One warp's rendezvous: two rounds in flight at most (a lane cannot start
+// round n + 2 before every lane has finished reading round n).
+struct Warp {
+  unsigned arrived[2] = {0, 0}, consumed[2] = {0, 0}, mask[2] = {0, 0};
+  unsigned long long slot[2][32] = {};
+};
+
+constexpr size_t kStackBytes = 256 << 10;
+
+struct Launch {
+  const char *kernel = "";
+  dim3 grid, block, blockIdx;
+  void (*thunk)(void **) = nullptr;
+  void **args = nullptr;
+  std::vector<Thread> threads;
+  std::vector<Warp> warps;
+  unsigned current = 0;
+  ucontext_t sched;
+  std::string error;
+  unsigned barrierArrived = 0, barrierGen = 0;
+  unsigned long long progress = 0; // arrivals, reads and exits
+  const void *schedBottom = nullptr;
+  size_t schedSize = 0;
+};
+
+inline Launch *&active() {
+  static Launch *launch = nullptr;
+  return launch;
+}
+inline Thread &self() { return active()->threads[active()->current]; }
+
+// Back to the scheduler; returns when the scheduler resumes this thread.
+inline void yield() {
+  Launch &L = *active();
+  Thread &t = self();
+#ifdef PF_SHIM_ASAN
+  __sanitizer_start_switch_fiber(&t.fakeStack, L.schedBottom, L.schedSize);
+#endif
+  swapcontext(&t.ctx, &L.sched);
+#ifdef PF_SHIM_ASAN
+  __sanitizer_finish_switch_fiber(t.fakeStack, &L.schedBottom, &L.schedSize);
+#endif
+}
+
+// Records the first error of the launch and parks the thread for good: the
+// scheduler stops the launch when it sees the error.
+[[noreturn]] inline void fail(const std::string &what) {
+  Launch &L = *active();
+  if (L.error.empty()) {
+    char where[160];
+    snprintf(where, sizeof where, " (kernel %s, block (%u,%u,%u), thread %u)",
+             L.kernel, L.blockIdx.x, L.blockIdx.y, L.blockIdx.z,
+             self().linear);
+    L.error = what + where;
+  }
+  for (;;)
+    yield();
+}
+
+inline void threadMain() {
+  Launch &L = *active();
+#ifdef PF_SHIM_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &L.schedBottom, &L.schedSize);
+#endif
+  L.thunk(L.args);
+  Thread &t = self();
+  t.wait = Wait::Done;
+  ++L.progress;
+#ifdef PF_SHIM_ASAN
+  __sanitizer_start_switch_fiber(nullptr, L.schedBottom, L.schedSize);
+#endif
+  setcontext(&L.sched);
+}
+
+// The value of `v` held by lane `src` of the calling warp, once every lane
+// of `mask` has arrived.
+inline unsigned long long exchange(unsigned mask, unsigned long long v,
+                                   int src) {
+  Launch &L = *active();
+  Thread &t = self();
+  const unsigned lane = t.linear & 31, warp = t.linear >> 5;
+  const unsigned warpBase = warp * 32;
+  const unsigned inBlock = unsigned(L.threads.size()) - warpBase;
+  Warp &w = L.warps[warp];
+  if (!(mask >> lane & 1))
+    fail("shuffle: the calling lane is not in its mask");
+  for (unsigned j = 0; j < 32; ++j)
+    if ((mask >> j & 1) && j >= inBlock)
+      fail("shuffle: mask names lane " + std::to_string(j) +
+           ", beyond the block");
+  const unsigned p = t.shuffles++ & 1;
+  if (w.arrived[p] == 0)
+    w.mask[p] = mask;
+  else if (w.mask[p] != mask)
+    fail("shuffle: lanes of one warp disagree on the mask");
+  w.slot[p][lane] = v;
+  w.arrived[p] |= 1u << lane;
+  ++L.progress;
+  while ((w.arrived[p] & mask) != mask) {
+    for (unsigned j = 0; j < 32; ++j)
+      if ((mask >> j & 1) && !(w.arrived[p] >> j & 1) &&
+          L.threads[warpBase + j].wait == Wait::Done)
+        fail("shuffle: includes lane " + std::to_string(j) +
+             ", which has exited");
+    t.wait = Wait::Shuffle;
+    yield();
+  }
+  t.wait = Wait::None;
+  const unsigned from = unsigned(src) & 31;
+  if (!(mask >> from & 1))
+    fail("shuffle: reads lane " + std::to_string(from) +
+         ", which is not in the mask");
+  const unsigned long long r = w.slot[p][from];
+  w.consumed[p] |= 1u << lane;
+  ++L.progress;
+  if (w.consumed[p] == mask)
+    w.arrived[p] = w.consumed[p] = 0;
+  return r;
+}
+
+template <class T> T shuffle(unsigned mask, T v, int src) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value,
+                "shuffles move 8 bytes at most");
+  unsigned long long bits = 0;
+  memcpy(&bits, &v, sizeof v);
+  bits = exchange(mask, bits, src);
+  T r;
+  memcpy(&r, &bits, sizeof r);
+  return r;
+}
+
+inline unsigned laneId() { return self().linear & 31; }
+
+inline void syncthreads() {
+  Launch &L = *active();
+  Thread &t = self();
+  const unsigned gen = L.barrierGen;
+  ++L.barrierArrived;
+  ++L.progress;
+  while (L.barrierGen == gen) {
+    t.wait = Wait::Barrier;
+    yield();
+  }
+  t.wait = Wait::None;
+}
+
+// Runs every thread of the current block; false with L.error set.
+inline bool runBlock(Launch &L) {
+  const unsigned n = unsigned(L.threads.size());
+  for (unsigned i = 0; i < n; ++i) {
+    Thread &t = L.threads[i];
+    t.wait = Wait::None;
+    t.shuffles = 0;
+#ifdef PF_SHIM_ASAN
+    // A stack abandoned by a failed launch may still be poisoned.
+    ASAN_UNPOISON_MEMORY_REGION(t.stack, kStackBytes);
+#endif
+    getcontext(&t.ctx);
+    t.ctx.uc_stack.ss_sp = t.stack;
+    t.ctx.uc_stack.ss_size = kStackBytes;
+    t.ctx.uc_link = nullptr;
+    makecontext(&t.ctx, threadMain, 0);
+  }
+  for (Warp &w : L.warps)
+    w = Warp();
+  L.barrierArrived = 0;
+  for (;;) {
+    const unsigned long long before = L.progress;
+    unsigned live = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      Thread &t = L.threads[i];
+      if (t.wait == Wait::Done)
+        continue;
+      L.current = i;
+#ifdef PF_SHIM_ASAN
+      void *fake = nullptr;
+      __sanitizer_start_switch_fiber(&fake, t.stack, kStackBytes);
+#endif
+      swapcontext(&L.sched, &t.ctx);
+#ifdef PF_SHIM_ASAN
+      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+      if (!L.error.empty())
+        return false;
+      live += t.wait != Wait::Done;
+    }
+    if (live == 0)
+      return true;
+    if (L.barrierArrived > 0 && L.barrierArrived == live) {
+      if (live != n) {
+        for (unsigned i = 0; i < n; ++i)
+          if (L.threads[i].wait == Wait::Done) {
+            L.current = i;
+            L.error = "__syncthreads: thread " + std::to_string(i) +
+                      " of the block returned without reaching it (kernel " +
+                      L.kernel + ")";
+            return false;
+          }
+      }
+      ++L.barrierGen;
+      L.barrierArrived = 0;
+      continue;
+    }
+    if (L.progress == before) {
+      L.error = std::string("deadlock: every live thread waits at a shuffle "
+                            "or a barrier that cannot complete (kernel ") +
+                L.kernel + ")";
+      return false;
+    }
+  }
+}
+
+// Launches `thunk` on grid x block; "" or the error.
+inline std::string launch(const char *kernel, void (*thunk)(void **),
+                          dim3 grid, dim3 block, void **args) {
+  const unsigned n = block.x * block.y * block.z;
+  if (n == 0 || n > 1024)
+    return "launch of " + std::string(kernel) + ": " + std::to_string(n) +
+           " threads per block (1..1024)";
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return "launch of " + std::string(kernel) + ": an empty grid";
+  static std::vector<char *> stacks; // kept across launches
+  while (stacks.size() < n) {
+    void *m = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      return "launch of " + std::string(kernel) + ": no memory for stacks";
+    stacks.push_back(static_cast<char *>(m));
+  }
+  Launch L;
+  L.kernel = kernel;
+  L.grid = grid;
+  L.block = block;
+  L.thunk = thunk;
+  L.args = args;
+  L.threads.resize(n);
+  L.warps.resize((n + 31) / 32);
+  for (unsigned i = 0; i < n; ++i) {
+    Thread &t = L.threads[i];
+    t.stack = stacks[i];
+    t.linear = i;
+    t.idx.x = i % block.x;
+    t.idx.y = i / block.x % block.y;
+    t.idx.z = i / (block.x * block.y);
+  }
+  Launch *outer = active();
+  active() = &L;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        L.blockIdx.x = x;
+        L.blockIdx.y = y;
+        L.blockIdx.z = z;
+        if (!runBlock(L)) {
+          active() = outer;
+          return L.error;
+        }
+      }
+  active() = outer;
+  return "";
+}
+
+// Calls a kernel with cuLaunchKernel's argument array: args[i] points at
+// parameter i.
+template <class... A, size_t... I>
+void callWith(void (*f)(A...), void **args, std::index_sequence<I...>) {
+  f(*static_cast<std::decay_t<A> *>(args[I])...);
+}
+template <class... A> void callAll(void (*f)(A...), void **args) {
+  callWith(f, args, std::index_sequence_for<A...>{});
+}
+template <auto F> void thunk(void **args) { callAll(F, args); }
+
+// The byte size of each parameter, so that a launch can copy them as
+// cuLaunchKernel does (the caller may reuse its variables at once).
+template <class... A> unsigned paramSizes(void (*)(A...), unsigned *out) {
+  const unsigned sizes[] = {unsigned(sizeof(std::decay_t<A>))..., 0u};
+  for (unsigned i = 0; i < sizeof...(A); ++i)
+    out[i] = sizes[i];
+  return unsigned(sizeof...(A));
+}
+template <auto F> unsigned sizesOf(unsigned *out) { return paramSizes(F, out); }
+
+struct Entry {
+  const char *name;
+  void (*thunk)(void **);
+  unsigned (*sizes)(unsigned *);
+};
+
+} // namespace pf_shim
+
+#define threadIdx (::pf_shim::self().idx)
+#define blockIdx (::pf_shim::active()->blockIdx)
+#define blockDim (::pf_shim::active()->block)
+#define gridDim (::pf_shim::active()->grid)
+#define warpSize 32
+
+inline float __uint_as_float(unsigned u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int laneMask,
+                                     int width = 32) {
+  return pf_shim::shuffle(mask, v,
+                          int(pf_shim::laneId() ^ unsigned(laneMask)) &
+                              (width - 1) |
+                              int(pf_shim::laneId() & ~unsigned(width - 1)));
+}
+template <class T> T __shfl_down_sync(unsigned mask, T v, unsigned delta,
+                                      int width = 32) {
+  const unsigned lane = pf_shim::laneId();
+  const unsigned base = lane & ~unsigned(width - 1);
+  const unsigned src = (lane - base) + delta < unsigned(width) ? lane + delta
+                                                               : lane;
+  return pf_shim::shuffle(mask, v, int(src));
+}
+template <class T> T __shfl_sync(unsigned mask, T v, int srcLane,
+                                 int width = 32) {
+  const unsigned base = pf_shim::laneId() & ~unsigned(width - 1);
+  return pf_shim::shuffle(mask, v, int(base + (unsigned(srcLane) % width)));
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  pf_shim::exchange(mask, 0, int(pf_shim::laneId()));
+}
+inline void __syncthreads() { pf_shim::syncthreads(); }
+template <class T> T __ldg(const T *p) { return *p; }
+inline int __dp4a(int a, int b, int c) {
+  for (int i = 0; i < 4; ++i)
+    c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
+  return c;
+}
+// Fibers share one OS thread and switch only at rendezvous: plain adds are
+// atomic here.
+template <class T> T atomicAdd(T *p, T v) {
+  T old = *p;
+  *p = old + v;
+  return old;
+}
+
+// Exports the kernels named: each as a name and a thunk taking
+// cuLaunchKernel's argument array.
+#define PF_SHIM_ENTRY(name)                                                    \
+  {#name, &::pf_shim::thunk<&name>, &::pf_shim::sizesOf<&name>},
+#define PF_SHIM_KERNELS(...)                                                   \
+  static const ::pf_shim::Entry pf_shim_table[] = {__VA_ARGS__};              \
+  /* The parameters' sizes (at most 32); their count, or -1. */             \
+  extern "C" int pf_shim_params(const char *name, unsigned *sizes) {          \
+    for (const auto &e : pf_shim_table)                                        \
+      if (strcmp(e.name, name) == 0)                                           \
+        return int(e.sizes(sizes));                                            \
+    return -1;                                                                 \
+  }                                                                            \
+  extern "C" int pf_shim_launch(const char *name, const unsigned *grid,        \
+                                const unsigned *block, void **args,            \
+                                char *error, size_t errorSize) {               \
+    for (const auto &e : pf_shim_table)                                        \
+      if (strcmp(e.name, name) == 0) {                                         \
+        std::string why = ::pf_shim::launch(                                   \
+            e.name, e.thunk, {grid[0], grid[1], grid[2]},                      \
+            {block[0], block[1], block[2]}, args);                             \
+        snprintf(error, errorSize, "%s", why.c_str());                         \
+        return why.empty() ? 0 : 1;                                            \
+      }                                                                        \
+    snprintf(error, errorSize, "no kernel %s", name);                          \
+    return 1;                                                                  \
+  }

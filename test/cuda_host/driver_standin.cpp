@@ -1,0 +1,599 @@
+// Test only: a stand-in for libcuda.so.1, so that an executable's GPU path
+// runs end to end in ctest on a machine without a GPU. Built as
+// build/test/cuda_host/standin/libcuda.so.1 and found only through the
+// LD_LIBRARY_PATH that ctest sets for the tests that ask for it; never
+// installed.
+//
+// Device memory is host memory. A module's kernels are the emitted CUDA
+// source compiled as host C++ (cuda_host_shim.h, build-host-kernels.sh):
+// the shared object named by PINFER_CUDA_STANDIN_KERNELS; a kernel is
+// found only when the loaded PTX or CUBIN image names it too. Work enqueued
+// on streams (launches, asynchronous copies, events) runs only when the host
+// synchronises with it, so a host that reads a result it has not waited for
+// sees stale data, as it may on a GPU. Every call that needs a context fails
+// on a thread where none is current.
+//
+// Environment:
+//   PINFER_CUDA_STANDIN_KERNELS  the kernels' shared object
+//   PINFER_CUDA_STANDIN_VRAM_MIB total memory (default 24564, an RTX 4090)
+//   PINFER_CUDA_STANDIN_CC       compute capability (default 89)
+//   PINFER_CUDA_STANDIN_FAIL     KIND=N: the Nth call of a kind fails
+//                                (alloc, copy, launch, load; launch fails
+//                                as a kernel fault seen at the next sync)
+//   PINFER_CUDA_STANDIN_REPORT   file that gets counts at exit: launches,
+//                                leaked allocations, modules left loaded,
+//                                asynchronous copies from pageable memory
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+// CUresult values used here.
+constexpr int kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
+              kNotInitialized = 3, kInvalidContext = 201, kInvalidImage = 200,
+              kInvalidHandle = 400, kNotFound = 500, kIllegalAddress = 700,
+              kLaunchFailed = 719;
+
+struct Module {
+  void *so = nullptr;
+  std::string image; // PTX text or CUBIN bytes
+  int (*params)(const char *, unsigned *) = nullptr;
+  int (*launch)(const char *, const unsigned *, const unsigned *, void **,
+                char *, size_t) = nullptr;
+};
+struct Function {
+  Module *module;
+  std::string name;
+  std::vector<unsigned> sizes;
+};
+struct Event {
+  uint64_t recordedAt = 0; // queue position; 0: never recorded
+};
+
+struct Op {
+  uint64_t seq;
+  std::function<int()> run;
+};
+
+struct State {
+  std::mutex mu;
+  bool initialised = false;
+  int ctxRetains = 0;
+  std::map<uintptr_t, size_t> allocs; // device memory
+  std::map<uintptr_t, size_t> pinned; // page-locked host memory
+  size_t used = 0, total = 0;
+  std::vector<Op> queue; // enqueued work, in issue order
+  uint64_t nextSeq = 1, doneSeq = 0;
+  int sticky = 0; // a kernel fault: every later call fails with it
+  std::string stickyWhat;
+  std::map<std::string, int> calls, failAt;
+  long launches = 0, pageableAsync = 0, modulesLoaded = 0, modulesUnloaded = 0;
+  std::string lastError;
+};
+
+State &st() {
+  static State *s = new State; // outlives every static destructor
+  return *s;
+}
+
+thread_local void *tlsCtx = nullptr;
+char ctxToken; // the primary context's handle
+
+bool failNow(State &s, const char *kind) {
+  int n = ++s.calls[kind];
+  auto it = s.failAt.find(kind);
+  return it != s.failAt.end() && it->second == n;
+}
+
+// Runs queued work up to and including `seq`; the first fault is sticky.
+int drain(State &s, uint64_t seq) {
+  size_t i = 0;
+  for (; i < s.queue.size() && s.queue[i].seq <= seq; ++i) {
+    if (s.sticky)
+      break;
+    int rc = s.queue[i].run();
+    if (rc != kSuccess)
+      s.sticky = rc;
+    s.doneSeq = s.queue[i].seq;
+  }
+  s.queue.erase(s.queue.begin(), s.queue.begin() + long(i));
+  if (s.sticky)
+    s.queue.clear();
+  return s.sticky;
+}
+int drainAll(State &s) { return drain(s, UINT64_MAX); }
+
+uint64_t enqueue(State &s, std::function<int()> fn) {
+  uint64_t seq = s.nextSeq++;
+  s.queue.push_back(Op{seq, std::move(fn)});
+  return seq;
+}
+
+// Common entry checks: initialised, a current context, no sticky fault.
+int ready(State &s) {
+  if (!s.initialised)
+    return kNotInitialized;
+  if (!tlsCtx)
+    return kInvalidContext;
+  return s.sticky;
+}
+
+bool inDevice(State &s, uintptr_t p, size_t bytes) {
+  auto it = s.allocs.upper_bound(p);
+  if (it == s.allocs.begin())
+    return false;
+  --it;
+  return p >= it->first && p + bytes <= it->first + it->second;
+}
+
+void writeReport() {
+  const char *path = getenv("PINFER_CUDA_STANDIN_REPORT");
+  if (!path)
+    return;
+  State &s = st();
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return;
+  fprintf(f,
+          "launches %ld\nleaked_allocations %zu\nleaked_pinned %zu\n"
+          "modules_loaded %ld\nmodules_unloaded %ld\ncontext_retains %d\n"
+          "pageable_async_copies %ld\n",
+          s.launches, s.allocs.size(), s.pinned.size(), s.modulesLoaded,
+          s.modulesUnloaded, s.ctxRetains, s.pageableAsync);
+  fclose(f);
+}
+
+} // namespace
+
+extern "C" {
+
+int cuInit(unsigned) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (s.initialised)
+    return kSuccess;
+  s.initialised = true;
+  const char *vram = getenv("PINFER_CUDA_STANDIN_VRAM_MIB");
+  s.total = size_t(vram ? atol(vram) : 24564) << 20;
+  if (const char *fail = getenv("PINFER_CUDA_STANDIN_FAIL")) {
+    std::string spec = fail;
+    size_t eq = spec.find('=');
+    if (eq != std::string::npos)
+      s.failAt[spec.substr(0, eq)] = atoi(spec.c_str() + eq + 1);
+  }
+  atexit(writeReport);
+  return kSuccess;
+}
+
+// NVRTC asks the driver, when one is loaded, for its private tables: the
+// stand-in has none.
+int cuGetExportTable(const void **table, const void *) {
+  *table = nullptr;
+  return 801; // CUDA_ERROR_NOT_SUPPORTED
+}
+
+int cuDeviceGetCount(int *n) {
+  *n = st().initialised ? 1 : 0;
+  return st().initialised ? kSuccess : kNotInitialized;
+}
+int cuDeviceGet(int *dev, int ordinal) {
+  if (ordinal != 0)
+    return kInvalidValue;
+  *dev = 0;
+  return kSuccess;
+}
+int cuDeviceGetName(char *name, int len, int) {
+  snprintf(name, size_t(len), "pinfer host stand-in (test only)");
+  return kSuccess;
+}
+int cuDeviceGetAttribute(int *v, int attr, int) {
+  const char *cc = getenv("PINFER_CUDA_STANDIN_CC");
+  int c = cc ? atoi(cc) : 89;
+  switch (attr) {
+  case 75: // compute capability major
+    *v = c / 10;
+    return kSuccess;
+  case 76:
+    *v = c % 10;
+    return kSuccess;
+  case 16: // multiprocessors
+    *v = 8;
+    return kSuccess;
+  default:
+    *v = 0;
+    return kSuccess;
+  }
+}
+int cuDevicePrimaryCtxRetain(void **ctx, int) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  ++s.ctxRetains;
+  *ctx = &ctxToken;
+  return kSuccess;
+}
+int cuDevicePrimaryCtxRelease_v2(int) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  --s.ctxRetains;
+  return kSuccess;
+}
+int cuCtxSetCurrent(void *ctx) {
+  if (ctx && ctx != &ctxToken)
+    return kInvalidContext;
+  tlsCtx = ctx;
+  return kSuccess;
+}
+int cuCtxGetCurrent(void **ctx) {
+  *ctx = tlsCtx;
+  return kSuccess;
+}
+int cuCtxSynchronize() {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  return drainAll(s);
+}
+int cuMemGetInfo_v2(size_t *freeB, size_t *totalB) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  *freeB = s.total - s.used;
+  *totalB = s.total;
+  return kSuccess;
+}
+
+int cuModuleLoadData(void **mod, const void *image) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (failNow(s, "load"))
+    return kInvalidImage;
+  const char *path = getenv("PINFER_CUDA_STANDIN_KERNELS");
+  if (!path || !image)
+    return kInvalidImage;
+  auto m = std::make_unique<Module>();
+  const unsigned char *b = static_cast<const unsigned char *>(image);
+  if (b[0] == 0x7f && b[1] == 'E' && b[2] == 'L' && b[3] == 'F') {
+    // A 64-bit ELF ends with its section headers.
+    uint64_t shoff;
+    uint16_t shentsize, shnum;
+    memcpy(&shoff, b + 0x28, 8);
+    memcpy(&shentsize, b + 0x3a, 2);
+    memcpy(&shnum, b + 0x3c, 2);
+    m->image.assign(reinterpret_cast<const char *>(b),
+                    size_t(shoff + uint64_t(shentsize) * shnum));
+  } else {
+    m->image = static_cast<const char *>(image);
+  }
+  m->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!m->so) {
+    fprintf(stderr, "stand-in: %s\n", dlerror());
+    return kInvalidImage;
+  }
+  m->params = reinterpret_cast<int (*)(const char *, unsigned *)>(
+      dlsym(m->so, "pf_shim_params"));
+  m->launch =
+      reinterpret_cast<int (*)(const char *, const unsigned *,
+                               const unsigned *, void **, char *, size_t)>(
+          dlsym(m->so, "pf_shim_launch"));
+  if (!m->params || !m->launch) {
+    dlclose(m->so);
+    return kInvalidImage;
+  }
+  ++s.modulesLoaded;
+  *mod = m.release();
+  return kSuccess;
+}
+int cuModuleUnload(void *mod) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (!mod)
+    return kInvalidHandle;
+  // Work still queued may use the module's kernels.
+  drainAll(s);
+  Module *m = static_cast<Module *>(mod);
+  dlclose(m->so);
+  delete m;
+  ++s.modulesUnloaded;
+  return kSuccess;
+}
+int cuModuleGetFunction(void **fn, void *mod, const char *name) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  Module *m = static_cast<Module *>(mod);
+  if (!m)
+    return kInvalidHandle;
+  // The image must name the kernel as well as the host build: the two come
+  // from the same emitted source.
+  const bool ptx = m->image.compare(0, 4, "\x7f"
+                                          "ELF") != 0;
+  const std::string entry =
+      ptx ? ".entry " + std::string(name) + "(" : std::string(name);
+  unsigned sizes[32];
+  int n = m->params(name, sizes);
+  if (m->image.find(entry) == std::string::npos || n < 0)
+    return kNotFound;
+  auto *f = new Function{m, name, std::vector<unsigned>(sizes, sizes + n)};
+  *fn = f; // leaked with the module on purpose: handles stay valid
+  return kSuccess;
+}
+
+int cuMemAlloc_v2(unsigned long long *p, size_t bytes) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (failNow(s, "alloc") || bytes > s.total - s.used)
+    return kOutOfMemory;
+  void *m = aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (!m)
+    return kOutOfMemory;
+  // Fresh device memory holds garbage, not zeros.
+  memset(m, 0xa5, bytes);
+  s.allocs[uintptr_t(m)] = bytes;
+  s.used += bytes;
+  *p = uintptr_t(m);
+  return kSuccess;
+}
+int cuMemFree_v2(unsigned long long p) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  drainAll(s);
+  auto it = s.allocs.find(uintptr_t(p));
+  if (it == s.allocs.end())
+    return kInvalidValue;
+  s.used -= it->second;
+  s.allocs.erase(it);
+  free(reinterpret_cast<void *>(p));
+  return kSuccess;
+}
+int cuMemHostAlloc(void **p, size_t bytes, unsigned) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (failNow(s, "alloc"))
+    return kOutOfMemory;
+  *p = aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+  if (!*p)
+    return kOutOfMemory;
+  s.pinned[uintptr_t(*p)] = bytes;
+  return kSuccess;
+}
+int cuMemFreeHost(void *p) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  drainAll(s);
+  if (!s.pinned.erase(uintptr_t(p)))
+    return kInvalidValue;
+  free(p);
+  return kSuccess;
+}
+
+// Copies: synchronous ones wait for all queued work first (the legacy
+// default stream's semantics).
+static int copyCheck(State &s, uintptr_t dev, size_t bytes) {
+  if (failNow(s, "copy"))
+    return kIllegalAddress;
+  return inDevice(s, dev, bytes) ? kSuccess : kInvalidValue;
+}
+static bool isPinned(State &s, const void *p, size_t bytes) {
+  auto it = s.pinned.upper_bound(uintptr_t(p));
+  if (it == s.pinned.begin())
+    return false;
+  --it;
+  return uintptr_t(p) + bytes <= it->first + it->second;
+}
+int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (int rc = drainAll(s))
+    return rc;
+  if (int rc = copyCheck(s, uintptr_t(dst), bytes))
+    return rc;
+  memcpy(reinterpret_cast<void *>(dst), src, bytes);
+  return kSuccess;
+}
+int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (int rc = drainAll(s))
+    return rc;
+  if (int rc = copyCheck(s, uintptr_t(src), bytes))
+    return rc;
+  memcpy(dst, reinterpret_cast<void *>(src), bytes);
+  return kSuccess;
+}
+int cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src,
+                         size_t bytes, void *) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (int rc = copyCheck(s, uintptr_t(dst), bytes))
+    return rc;
+  if (!isPinned(s, src, bytes))
+    ++s.pageableAsync;
+  enqueue(s, [=] {
+    memcpy(reinterpret_cast<void *>(dst), src, bytes);
+    return kSuccess;
+  });
+  return kSuccess;
+}
+int cuMemcpyDtoHAsync_v2(void *dst, unsigned long long src, size_t bytes,
+                         void *) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (int rc = copyCheck(s, uintptr_t(src), bytes))
+    return rc;
+  if (!isPinned(s, dst, bytes))
+    ++s.pageableAsync;
+  enqueue(s, [=] {
+    memcpy(dst, reinterpret_cast<void *>(src), bytes);
+    return kSuccess;
+  });
+  return kSuccess;
+}
+
+// Streams share one queue in issue order: a valid order for any program
+// that synchronises correctly.
+int cuStreamCreate(void **stream, unsigned) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  *stream = new char;
+  return kSuccess;
+}
+int cuStreamDestroy_v2(void *stream) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  drainAll(s);
+  delete static_cast<char *>(stream);
+  return kSuccess;
+}
+int cuStreamSynchronize(void *) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  return drainAll(s);
+}
+int cuEventCreate(void **event, unsigned) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  *event = new Event;
+  return kSuccess;
+}
+int cuEventDestroy_v2(void *event) {
+  delete static_cast<Event *>(event);
+  return kSuccess;
+}
+int cuEventRecord(void *event, void *) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  static_cast<Event *>(event)->recordedAt =
+      enqueue(s, [] { return kSuccess; });
+  return kSuccess;
+}
+int cuEventSynchronize(void *event) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  return drain(s, static_cast<Event *>(event)->recordedAt);
+}
+int cuStreamWaitEvent(void *, void *, unsigned) {
+  // One queue in issue order: the event's work runs before what follows.
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  return ready(s);
+}
+
+int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz,
+                   unsigned bx, unsigned by, unsigned bz, unsigned, void *,
+                   void **params, void **) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  Function *f = static_cast<Function *>(fn);
+  if (!f || !params)
+    return kInvalidValue;
+  const unsigned block = bx * by * bz;
+  if (block == 0 || block > 1024 || gx == 0 || gy == 0 || gz == 0)
+    return kInvalidValue;
+  ++s.launches;
+  const bool fault = failNow(s, "launch");
+  // The parameters' values, copied now as the driver does.
+  std::vector<std::vector<char>> values;
+  for (size_t i = 0; i < f->sizes.size(); ++i)
+    values.emplace_back(static_cast<char *>(params[i]),
+                        static_cast<char *>(params[i]) + f->sizes[i]);
+  enqueue(s, [f, fault, values, gx, gy, gz, bx, by, bz]() mutable {
+    State &s = st();
+    if (fault) {
+      s.stickyWhat = "injected fault in " + f->name;
+      return kLaunchFailed;
+    }
+    std::vector<void *> args;
+    for (auto &v : values)
+      args.push_back(v.data());
+    unsigned grid[3] = {gx, gy, gz}, blk[3] = {bx, by, bz};
+    char error[512] = {};
+    if (f->module->launch(f->name.c_str(), grid, blk, args.data(), error,
+                          sizeof error) != 0) {
+      fprintf(stderr, "stand-in: %s\n", error);
+      s.stickyWhat = error;
+      return kIllegalAddress;
+    }
+    return kSuccess;
+  });
+  return kSuccess;
+}
+
+int cuGetErrorString(int rc, const char **msg) {
+  switch (rc) {
+  case kSuccess:
+    *msg = "no error";
+    return kSuccess;
+  case kInvalidValue:
+    *msg = "invalid argument";
+    return kSuccess;
+  case kOutOfMemory:
+    *msg = "out of memory";
+    return kSuccess;
+  case kNotInitialized:
+    *msg = "initialization error";
+    return kSuccess;
+  case kInvalidImage:
+    *msg = "device kernel image is invalid";
+    return kSuccess;
+  case kInvalidContext:
+    *msg = "invalid device context";
+    return kSuccess;
+  case kInvalidHandle:
+    *msg = "invalid resource handle";
+    return kSuccess;
+  case kNotFound:
+    *msg = "named symbol not found";
+    return kSuccess;
+  case kIllegalAddress:
+    *msg = "an illegal memory access was encountered";
+    return kSuccess;
+  case kLaunchFailed:
+    *msg = "unspecified launch failure";
+    return kSuccess;
+  default:
+    *msg = nullptr;
+    return kInvalidValue;
+  }
+}
+
+} // extern "C"

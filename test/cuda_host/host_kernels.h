@@ -1,0 +1,80 @@
+// Test only: runs emitted kernels through the libcuda stand-in
+// (driver_standin.cpp). Where ctest runs a test with the stand-in (its
+// LD_LIBRARY_PATH names the stand-in's directory, PINFER_CUDA_STANDIN_DIR),
+// the emitted source is built as host C++ (build-host-kernels.sh) and the
+// stand-in is pointed at the result; on a real GPU nothing happens.
+#pragma once
+
+#include <cstdlib>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pinfer::testutil {
+
+#ifndef PINFER_CUDA_STANDIN_DIR
+#error "PINFER_CUDA_STANDIN_DIR: the directory of the test-only libcuda.so.1"
+#endif
+
+inline bool underCudaStandin() {
+  const char *path = std::getenv("LD_LIBRARY_PATH");
+  return path && std::string(path).find(PINFER_CUDA_STANDIN_DIR) !=
+                     std::string::npos;
+}
+
+// Builds `source` into `dir`/NAME.so with the shim; "" on success, else the
+// compiler's output.
+inline std::string buildHostKernels(const std::string &source,
+                                    const std::string &dir,
+                                    const std::string &name) {
+  const std::string cu = dir + "/" + name + ".cu", so = dir + "/" + name + ".so",
+                    log = dir + "/" + name + ".log";
+  FILE *f = std::fopen(cu.c_str(), "w");
+  if (!f)
+    return "cannot write " + cu;
+  std::fwrite(source.data(), 1, source.size(), f);
+  std::fclose(f);
+  const std::string cmd = "bash " PINFER_SOURCE_DIR
+                          "/test/cuda_host/build-host-kernels.sh " +
+                          cu + " " + so + " > " + log + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+    std::string out;
+    if (FILE *l = std::fopen(log.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, l)) > 0)
+        out.append(buf, n);
+      std::fclose(l);
+    }
+    return "building host kernels failed: " + out;
+  }
+  return "";
+}
+
+// Under the stand-in: builds `source` and makes it the kernels of the next
+// module load. "" on success (or when not under the stand-in).
+inline std::string useHostKernels(const std::string &source,
+                                  const std::string &name) {
+  if (!underCudaStandin())
+    return "";
+  static std::string dir;
+  if (dir.empty()) {
+    char tmpl[] = "/tmp/pinfer-host-kernels-XXXXXX";
+    if (!::mkdtemp(tmpl))
+      return "cannot make a temporary directory";
+    dir = tmpl;
+    // Removed when the test program ends.
+    static struct Cleanup {
+      ~Cleanup() { std::system(("rm -rf " + dir).c_str()); }
+    } cleanup;
+  }
+  std::string why = buildHostKernels(source, dir, name);
+  if (!why.empty())
+    return why;
+  ::setenv("PINFER_CUDA_STANDIN_KERNELS", (dir + "/" + name + ".so").c_str(),
+           1);
+  return "";
+}
+
+} // namespace pinfer::testutil
