@@ -36,11 +36,35 @@ bool cubinRunsOn(const char *smArch, int computeCapability) {
   }
 }
 
+namespace {
+// The context current on this thread, as far as CudaDriver set it.
+thread_local void *tCurrent = nullptr;
+// CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy stream of
+// other CUDA users in the process.
+constexpr unsigned kStreamNonBlocking = 1;
+// CU_EVENT_DISABLE_TIMING: the cheaper event, for ordering only.
+constexpr unsigned kEventDisableTiming = 2;
+} // namespace
+
 CudaDriver::~CudaDriver() {
   if (ctx_) {
-    for (DevPtr p : allocs_)
-      cuMemFree_(p);
+    std::string ignored;
+    if (current(ignored)) {
+      if (stream_)
+        cuStreamSynchronize_(stream_);
+      for (void *e : events_)
+        cuEventDestroy_(e);
+      for (DevPtr p : allocs_)
+        cuMemFree_(p);
+      for (void *p : hostAllocs_)
+        cuMemFreeHost_(p);
+      if (stream_)
+        cuStreamDestroy_(stream_);
+      if (module_)
+        cuModuleUnload_(module_);
+    }
     cuDevicePrimaryCtxRelease_(device_);
+    tCurrent = nullptr;
   }
   if (lib_)
     dlclose(lib_);
@@ -55,6 +79,32 @@ bool CudaDriver::check(int rc, const char *call, std::string &error) const {
   error = std::string("CUDA ") + call +
           " failed: " + (msg ? msg : "error " + std::to_string(rc));
   return false;
+}
+
+bool CudaDriver::checkSync(int rc, const char *call, std::string &error) {
+  if (check(rc, call, error)) {
+    pending_.clear();
+    return true;
+  }
+  if (!pending_.empty()) {
+    error += pending_.size() == 1 ? ", in the GPU work of "
+                                  : ", in the GPU work since the last "
+                                    "synchronisation: ";
+    for (size_t i = 0; i < pending_.size(); ++i)
+      error += (i ? ", " : "") + pending_[i];
+    if (!syncDebug_ && pending_.size() > 1)
+      error += " (--gpu-sync-debug names the one that failed)";
+  }
+  return false;
+}
+
+bool CudaDriver::current(std::string &error) {
+  if (tCurrent == ctx_)
+    return true;
+  if (!check(cuCtxSetCurrent_(ctx_), "cuCtxSetCurrent", error))
+    return false;
+  tCurrent = ctx_;
+  return true;
 }
 
 bool CudaDriver::open(std::string &error) {
@@ -75,14 +125,25 @@ bool CudaDriver::open(std::string &error) {
       {(void **)&cuDevicePrimaryCtxRetain_, "cuDevicePrimaryCtxRetain"},
       {(void **)&cuDevicePrimaryCtxRelease_, "cuDevicePrimaryCtxRelease_v2"},
       {(void **)&cuCtxSetCurrent_, "cuCtxSetCurrent"},
-      {(void **)&cuCtxSynchronize_, "cuCtxSynchronize"},
       {(void **)&cuMemGetInfo_, "cuMemGetInfo_v2"},
       {(void **)&cuModuleLoadData_, "cuModuleLoadData"},
+      {(void **)&cuModuleUnload_, "cuModuleUnload"},
       {(void **)&cuModuleGetFunction_, "cuModuleGetFunction"},
       {(void **)&cuMemAlloc_, "cuMemAlloc_v2"},
       {(void **)&cuMemFree_, "cuMemFree_v2"},
+      {(void **)&cuMemHostAlloc_, "cuMemHostAlloc"},
+      {(void **)&cuMemFreeHost_, "cuMemFreeHost"},
       {(void **)&cuMemcpyHtoD_, "cuMemcpyHtoD_v2"},
       {(void **)&cuMemcpyDtoH_, "cuMemcpyDtoH_v2"},
+      {(void **)&cuMemcpyHtoDAsync_, "cuMemcpyHtoDAsync_v2"},
+      {(void **)&cuMemcpyDtoHAsync_, "cuMemcpyDtoHAsync_v2"},
+      {(void **)&cuStreamCreate_, "cuStreamCreate"},
+      {(void **)&cuStreamDestroy_, "cuStreamDestroy_v2"},
+      {(void **)&cuStreamSynchronize_, "cuStreamSynchronize"},
+      {(void **)&cuEventCreate_, "cuEventCreate"},
+      {(void **)&cuEventDestroy_, "cuEventDestroy_v2"},
+      {(void **)&cuEventRecord_, "cuEventRecord"},
+      {(void **)&cuEventSynchronize_, "cuEventSynchronize"},
       {(void **)&cuLaunchKernel_, "cuLaunchKernel"},
       {(void **)&cuGetErrorString_, "cuGetErrorString"},
   };
@@ -116,17 +177,25 @@ bool CudaDriver::open(std::string &error) {
              "cuDevicePrimaryCtxRetain", error))
     return false;
   ctx_ = ctx;
-  if (!check(cuCtxSetCurrent_(ctx), "cuCtxSetCurrent", error))
-    return false;
-  return true;
+  tCurrent = nullptr;
+  return current(error) &&
+         check(cuStreamCreate_(&stream_, kStreamNonBlocking), "cuStreamCreate",
+               error);
 }
 
 bool CudaDriver::memInfo(size_t &freeBytes, size_t &totalBytes,
                          std::string &error) {
-  return check(cuMemGetInfo_(&freeBytes, &totalBytes), "cuMemGetInfo", error);
+  return current(error) &&
+         check(cuMemGetInfo_(&freeBytes, &totalBytes), "cuMemGetInfo", error);
 }
 
 bool CudaDriver::loadModule(const void *image, std::string &error) {
+  if (!current(error))
+    return false;
+  if (module_) {
+    cuModuleUnload_(module_);
+    module_ = nullptr;
+  }
   return check(cuModuleLoadData_(&module_, image), "cuModuleLoadData", error);
 }
 
@@ -160,7 +229,8 @@ bool CudaDriver::loadModuleFor(const uint8_t *cubin, size_t cubinSize,
 
 void *CudaDriver::function(const char *name, std::string &error) {
   void *fn = nullptr;
-  if (!check(cuModuleGetFunction_(&fn, module_, name), "cuModuleGetFunction",
+  if (!current(error) ||
+      !check(cuModuleGetFunction_(&fn, module_, name), "cuModuleGetFunction",
              error)) {
     error += std::string(" (kernel ") + name + ")";
     return nullptr;
@@ -169,31 +239,88 @@ void *CudaDriver::function(const char *name, std::string &error) {
 }
 
 bool CudaDriver::alloc(DevPtr &out, size_t bytes, std::string &error) {
-  if (!check(cuMemAlloc_(&out, bytes ? bytes : 4), "cuMemAlloc", error))
+  if (!current(error) ||
+      !check(cuMemAlloc_(&out, bytes ? bytes : 4), "cuMemAlloc", error))
     return false;
   allocs_.push_back(out);
   return true;
 }
 
+bool CudaDriver::allocHost(void *&out, size_t bytes, std::string &error) {
+  if (!current(error) || !check(cuMemHostAlloc_(&out, bytes ? bytes : 4, 0),
+                                "cuMemHostAlloc", error))
+    return false;
+  hostAllocs_.push_back(out);
+  return true;
+}
+
 bool CudaDriver::upload(DevPtr dst, const void *src, size_t bytes,
                         std::string &error) {
-  return check(cuMemcpyHtoD_(dst, src, bytes), "cuMemcpyHtoD", error);
+  return current(error) &&
+         checkSync(cuMemcpyHtoD_(dst, src, bytes), "cuMemcpyHtoD", error);
 }
 
 bool CudaDriver::download(void *dst, DevPtr src, size_t bytes,
                           std::string &error) {
-  return check(cuMemcpyDtoH_(dst, src, bytes), "cuMemcpyDtoH", error);
+  // The legacy stream's copy does not wait for a non-blocking stream.
+  return synchronize(error) &&
+         checkSync(cuMemcpyDtoH_(dst, src, bytes), "cuMemcpyDtoH", error);
+}
+
+bool CudaDriver::uploadAsync(DevPtr dst, const void *src, size_t bytes,
+                             std::string &error) {
+  return current(error) &&
+         check(cuMemcpyHtoDAsync_(dst, src, bytes, stream_),
+               "cuMemcpyHtoDAsync", error);
+}
+
+bool CudaDriver::downloadAsync(void *dst, DevPtr src, size_t bytes,
+                               std::string &error) {
+  return current(error) &&
+         check(cuMemcpyDtoHAsync_(dst, src, bytes, stream_),
+               "cuMemcpyDtoHAsync", error);
 }
 
 bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
-                        std::string &error) {
-  return check(
-      cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, nullptr, args, nullptr),
-      "cuLaunchKernel", error);
+                        std::string &error, const char *name, int layer) {
+  if (!current(error))
+    return false;
+  std::string what = std::string("kernel ") + name;
+  if (layer >= 0)
+    what += " (layer " + std::to_string(layer) + ")";
+  if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
+                             nullptr),
+             "cuLaunchKernel", error)) {
+    error += ", launching " + what;
+    return false;
+  }
+  pending_.push_back(what);
+  return !syncDebug_ || synchronize(error);
+}
+
+bool CudaDriver::createEvent(void *&event, std::string &error) {
+  if (!current(error) ||
+      !check(cuEventCreate_(&event, kEventDisableTiming), "cuEventCreate",
+             error))
+    return false;
+  events_.push_back(event);
+  return true;
+}
+
+bool CudaDriver::record(void *event, std::string &error) {
+  return current(error) &&
+         check(cuEventRecord_(event, stream_), "cuEventRecord", error);
+}
+
+bool CudaDriver::wait(void *event, std::string &error) {
+  return current(error) &&
+         checkSync(cuEventSynchronize_(event), "cuEventSynchronize", error);
 }
 
 bool CudaDriver::synchronize(std::string &error) {
-  return check(cuCtxSynchronize_(), "cuCtxSynchronize", error);
+  return current(error) &&
+         checkSync(cuStreamSynchronize_(stream_), "cuStreamSynchronize",
+                   error);
 }
 
 } // namespace pinfer

@@ -25,10 +25,14 @@ class CudaDriver {
 public:
   using DevPtr = unsigned long long; // CUdeviceptr
 
+  // Waits for the stream, then frees what it allocated (device and pinned
+  // memory, events, the stream), unloads the module and releases the
+  // context.
   ~CudaDriver();
-  // Loads the driver, initialises it and makes device 0's primary context
-  // current (shared with any other CUDA user in the process).
-  // False with the reason in `error` ("no libcuda.so.1", "no CUDA device").
+  // Loads the driver, initialises it, makes device 0's primary context
+  // current (shared with any other CUDA user in the process) and creates
+  // the stream all work goes to. False with the reason in `error` ("no
+  // libcuda.so.1", "no CUDA device").
   bool open(std::string &error);
   bool isOpen() const { return ctx_ != nullptr; }
 
@@ -36,6 +40,9 @@ public:
   // Compute capability, e.g. 89.
   int computeCapability() const { return cc_; }
   bool memInfo(size_t &freeBytes, size_t &totalBytes, std::string &error);
+  // Synchronise after every launch, so that a fault names its kernel
+  // (executables' --gpu-sync-debug).
+  void setSyncDebug(bool on) { syncDebug_ = on; }
 
   // Loads a PTX (NUL-terminated) or CUBIN image.
   bool loadModule(const void *image, std::string &error);
@@ -53,26 +60,51 @@ public:
   void *function(const char *name, std::string &error);
 
   bool alloc(DevPtr &out, size_t bytes, std::string &error);
+  // Page-locked host memory, which asynchronous copies need to overlap.
+  bool allocHost(void *&out, size_t bytes, std::string &error);
+  // Synchronous copies (weights at load time, tests).
   bool upload(DevPtr dst, const void *src, size_t bytes, std::string &error);
-  // Waits for all earlier work on the default stream, then copies.
+  // Waits for all earlier work, then copies.
   bool download(void *dst, DevPtr src, size_t bytes, std::string &error);
-  // Asynchronous launch on the default stream; args as for cuLaunchKernel.
+  // Enqueued on the stream; the host buffer must stay as it is until an
+  // event recorded after the copy has completed.
+  bool uploadAsync(DevPtr dst, const void *src, size_t bytes,
+                   std::string &error);
+  bool downloadAsync(void *dst, DevPtr src, size_t bytes, std::string &error);
+  // Enqueues kernel `fn` on the stream; args as for cuLaunchKernel. `name`
+  // and `layer` name the work in the errors of later synchronisations.
   bool launch(void *fn, unsigned grid, unsigned block, void **args,
-              std::string &error);
+              std::string &error, const char *name = "kernel",
+              int layer = -1);
+  // An event (freed with the driver), recorded on the stream, waited for.
+  bool createEvent(void *&event, std::string &error);
+  bool record(void *event, std::string &error);
+  bool wait(void *event, std::string &error);
+  // Waits for everything enqueued.
   bool synchronize(std::string &error);
 
 private:
   bool check(int rc, const char *call, std::string &error) const;
+  // check() for a call that completes earlier work: a failure names the
+  // kernels enqueued since the last synchronisation.
+  bool checkSync(int rc, const char *call, std::string &error);
+  // Makes the context current on the calling thread (each thread has its
+  // own current context; the executor may be driven from several).
+  bool current(std::string &error);
 
   void *lib_ = nullptr;
   void *ctx_ = nullptr;
   void *module_ = nullptr;
+  void *stream_ = nullptr;
   int device_ = 0;
   int cc_ = 0;
+  bool syncDebug_ = false;
   std::string deviceName_;
   const char *moduleKind_ = "";
   std::string moduleNote_;
-  std::vector<DevPtr> allocs_; // freed with the context
+  std::vector<DevPtr> allocs_;
+  std::vector<void *> hostAllocs_, events_;
+  std::vector<std::string> pending_; // kernels since the last sync
 
   // Driver entry points (CUresult is an int).
   int (*cuInit_)(unsigned) = nullptr;
@@ -83,14 +115,25 @@ private:
   int (*cuDevicePrimaryCtxRetain_)(void **, int) = nullptr;
   int (*cuDevicePrimaryCtxRelease_)(int) = nullptr;
   int (*cuCtxSetCurrent_)(void *) = nullptr;
-  int (*cuCtxSynchronize_)() = nullptr;
   int (*cuMemGetInfo_)(size_t *, size_t *) = nullptr;
   int (*cuModuleLoadData_)(void **, const void *) = nullptr;
+  int (*cuModuleUnload_)(void *) = nullptr;
   int (*cuModuleGetFunction_)(void **, void *, const char *) = nullptr;
   int (*cuMemAlloc_)(DevPtr *, size_t) = nullptr;
   int (*cuMemFree_)(DevPtr) = nullptr;
+  int (*cuMemHostAlloc_)(void **, size_t, unsigned) = nullptr;
+  int (*cuMemFreeHost_)(void *) = nullptr;
   int (*cuMemcpyHtoD_)(DevPtr, const void *, size_t) = nullptr;
   int (*cuMemcpyDtoH_)(void *, DevPtr, size_t) = nullptr;
+  int (*cuMemcpyHtoDAsync_)(DevPtr, const void *, size_t, void *) = nullptr;
+  int (*cuMemcpyDtoHAsync_)(void *, DevPtr, size_t, void *) = nullptr;
+  int (*cuStreamCreate_)(void **, unsigned) = nullptr;
+  int (*cuStreamDestroy_)(void *) = nullptr;
+  int (*cuStreamSynchronize_)(void *) = nullptr;
+  int (*cuEventCreate_)(void **, unsigned) = nullptr;
+  int (*cuEventDestroy_)(void *) = nullptr;
+  int (*cuEventRecord_)(void *, void *) = nullptr;
+  int (*cuEventSynchronize_)(void *) = nullptr;
   int (*cuLaunchKernel_)(void *, unsigned, unsigned, unsigned, unsigned,
                          unsigned, unsigned, unsigned, void *, void **,
                          void **) = nullptr;

@@ -117,6 +117,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   std::vector<std::string> rest;
   std::string weightsPath;
   bool noGpu = false;
+  bool gpuSyncDebug = false;
   bool measureRecall = false;
   bool verbose = false; // also print the steps run per layer
   std::string pplFile; // --perplexity FILE: score a text instead
@@ -130,6 +131,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       return fail(prog, "--weights: expected a value");
     else if (a == "--cpu")
       noGpu = true;
+    else if (a == "--gpu-sync-debug")
+      gpuSyncDebug = true;
     else if (a == "--perplexity" && i + 1 < argc)
       pplFile = argv[++i];
     else if (a == "--perplexity")
@@ -155,6 +158,9 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         << "      --weights PATH      packed weights (default: "
         << program.weightsFile << " beside the executable)\n"
         << "      --cpu               compute the GPU part on the CPU\n"
+        << "      --gpu-sync-debug    wait for each GPU kernel, so that a fault "
+           "names\n"
+        << "                          its kernel and layer (slower)\n"
         << "      --perplexity FILE   print the perplexity of FILE (chunks of "
            "-c, default 256)\n"
         << "      --check-sparsity    predicted sparsity: also count the "
@@ -200,6 +206,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         std::min<int>(program.nCtxTrain ? int(program.nCtxTrain) : 4096, 4096);
   Executor exec(program, *weights, g.nThreads);
   exec.setPollMicros(g.pollMicros);
+  exec.setGpuSyncDebug(gpuSyncDebug);
   if (!exec.init(nCtx, !noGpu, error))
     return fail(prog, error);
   warnAboutFlags(g, nCtx, int(program.nCtxTrain), std::cerr);

@@ -338,6 +338,7 @@ bool Executor::openGpu(std::string &error) {
             std::to_string(freeB >> 20) + " MiB are free";
     return false;
   }
+  gpu->setSyncDebug(gpuSyncDebug_);
   if (!gpu->loadModuleFor(program_.gpuCubin, program_.gpuCubinSize,
                           program_.smArch, program_.gpuImage, error)) {
     error += std::string(" (GPU code for ") + program_.smArch + " on " +
@@ -348,6 +349,16 @@ bool Executor::openGpu(std::string &error) {
   }
   if (!gpu->moduleNote().empty())
     gpuNote_ = gpu->moduleNote();
+  // An allocation that fails despite the check above (another process took
+  // the memory, or fragmentation) names what was being uploaded.
+  auto outOfMemory = [&](const std::string &what) {
+    error = "out of GPU memory on " + gpu->deviceName() + " uploading " +
+            what + " (" + error + "): the plan for " + program_.target +
+            " bills " + std::to_string(program_.vramBillBytes >> 20) +
+            " MiB and " + std::to_string(freeB >> 20) +
+            " MiB were free at start";
+    return false;
+  };
   size_t maxHot = 0;
   for (int l = 0; l < params_.nLayer; ++l) {
     LayerBinding &b = layers_[l];
@@ -356,17 +367,23 @@ bool Executor::openGpu(std::string &error) {
     if (pl.nHot == 0)
       continue;
     if (!(b.fnGateUp = gpu->function(pl.gateUpKernel, error)) ||
-        !(b.fnDown = gpu->function(pl.downKernel, error)))
+        !(b.fnDown = gpu->function(pl.downKernel, error)) ||
+        !gpu->createEvent(b.outCopied, error))
       return false;
+    const std::string rowsOf = "layer " + std::to_string(l) + "'s ";
     // Hot rows are the first nHot rows of each packed tensor: one upload.
     struct {
       const Weight *w;
       CudaDriver::DevPtr *dst;
-    } parts[3] = {{&b.gate, &b.dGate}, {&b.up, &b.dUp}, {&b.downT, &b.dDownT}};
+      const char *name;
+    } parts[3] = {{&b.gate, &b.dGate, "gate"},
+                  {&b.up, &b.dUp, "up"},
+                  {&b.downT, &b.dDownT, "down"}};
     for (auto &part : parts) {
       size_t bytes = part.w->rowBytes * pl.nHot;
-      if (!gpu->alloc(*part.dst, bytes, error) ||
-          !gpu->upload(*part.dst, part.w->data, bytes, error))
+      if (!gpu->alloc(*part.dst, bytes, error))
+        return outOfMemory(rowsOf + "hot " + part.name + " rows");
+      if (!gpu->upload(*part.dst, part.w->data, bytes, error))
         return false;
     }
     if (b.downLayout != DownLayout::Rows) {
@@ -375,16 +392,23 @@ bool Executor::openGpu(std::string &error) {
       size_t scaleBytes = size_t(params_.nFF / QK8_0) * params_.nEmbd * 2;
       size_t idBytes = sizeof(uint32_t) * pl.nHot;
       if (!gpu->alloc(b.dDownS, scaleBytes, error) ||
-          !gpu->upload(b.dDownS, b.split.scales, scaleBytes, error) ||
-          !gpu->alloc(b.dIds, idBytes, error) ||
+          !gpu->alloc(b.dIds, idBytes, error))
+        return outOfMemory(rowsOf + "down scales");
+      if (!gpu->upload(b.dDownS, b.split.scales, scaleBytes, error) ||
           !gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
         return false;
     }
   }
+  const size_t outFloats = size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1);
+  void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
-      !gpu->alloc(dH_, sizeof(float) * std::max<size_t>(maxHot, 1), error) ||
-      !gpu->alloc(dY_, sizeof(float) * params_.nEmbd, error))
+      !gpu->alloc(dOut_, sizeof(float) * outFloats, error))
+    return outOfMemory("the activation buffers");
+  if (!gpu->allocHost(hx, sizeof(float) * params_.nEmbd, error) ||
+      !gpu->allocHost(hout, sizeof(float) * outFloats, error))
     return false;
+  hostX_ = static_cast<float *>(hx);
+  hostOut_ = static_cast<float *>(hout);
   gpu_ = std::move(gpu);
   return true;
 }
@@ -404,7 +428,6 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   attnOut_.assign(size_t(p.nHead) * p.headDim, 0.f);
   scores_.assign(size_t(p.nHead) * nCtx, 0.f);
   xq_.resize(size_t(p.nEmbd / QK8_0));
-  xGpu_.assign(p.nEmbd, 0.f);
   firedRows_.reserve(p.nFF);
   firedCoef_.reserve(p.nFF);
   firedStart_.reserve(p.nFF / QK8_0 + 1);
@@ -675,15 +698,17 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // values when both are Q8_0/Q4_0, else f32 (a model mixing the two in
       // one FFN then differs from the reference in that row by the
       // activation quantisation).
+      // The previous layer's wait has completed the last copy from
+      // hostX_, so it can be written.
       quantiseFfnInput(l);
-      const float *xGpu = xb_.data();
       if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type)) {
         for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
           for (int j = 0; j < QK8_0; ++j)
-            xGpu_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
-        xGpu = xGpu_.data();
+            hostX_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
+      } else {
+        std::copy(xb_.data(), xb_.data() + nEmbd, hostX_);
       }
-      return gpu_->upload(dX_, xGpu, sizeof(float) * nEmbd, error);
+      return gpu_->uploadAsync(dX_, hostX_, sizeof(float) * nEmbd, error);
     }
   case StepKind::FfnHalf:
     quantiseFfnInput(l);
@@ -702,15 +727,22 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       return true;
     }
     {
-      // Enqueued: the kernels run while the host goes on to the next steps.
-      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH_};
-      void *downRowArgs[] = {&b.dDownT, &dH_, &dY_};
-      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH_, &dY_};
+      // Enqueued: the kernels and the copy of their output (y, then the
+      // activations, which count the neurons that fired) run while the
+      // host goes on to the next steps; the event marks the copy's end.
+      CudaDriver::DevPtr dY = dOut_, dH = dOut_ + sizeof(float) * nEmbd;
+      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH};
+      void *downRowArgs[] = {&b.dDownT, &dH, &dY};
+      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH, &dY};
       void **downArgs =
           b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
       return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                          error) &&
-             gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error);
+                          error, pl.gateUpKernel, l) &&
+             gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
+                          pl.downKernel, l) &&
+             gpu_->downloadAsync(hostOut_, dOut_,
+                                 sizeof(float) * (nEmbd + pl.nHot), error) &&
+             gpu_->record(b.outCopied, error);
     }
   case StepKind::Record:
     run.copyRecorded = run.copyPending;
@@ -727,10 +759,10 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
   case StepKind::Wait:
     if (!run.copyRecorded)
       return true;
-    // The copies wait for the kernels on the stream before they copy.
-    if (!gpu_->download(yHot_.data(), dY_, sizeof(float) * nEmbd, error) ||
-        !gpu_->download(hHot_.data(), dH_, sizeof(float) * pl.nHot, error))
+    if (!gpu_->wait(b.outCopied, error))
       return false;
+    std::copy(hostOut_, hostOut_ + nEmbd, yHot_.data());
+    std::copy(hostOut_ + nEmbd, hostOut_ + nEmbd + pl.nHot, hHot_.data());
     for (uint32_t k = 0; k < pl.nHot; ++k)
       run.firedHot += hHot_[k] != 0.f;
     run.copyPending = run.copyRecorded = false;

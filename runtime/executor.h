@@ -60,6 +60,9 @@ public:
   // GPU and uploads the hot weights. Without a GPU the hot half is computed
   // on the CPU and `gpuNote()` says why. False with one line in `error`.
   bool init(int nCtx, bool useGpu, std::string &error);
+  // Before init: synchronise after every GPU launch, so that a kernel fault
+  // names its kernel and layer (--gpu-sync-debug).
+  void setGpuSyncDebug(bool on) { gpuSyncDebug_ = on; }
 
   int nCtx() const override { return nCtx_; }
   int nVocab() const override { return int(program_.nVocab); }
@@ -119,6 +122,7 @@ private:
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
+    void *outCopied = nullptr; // event: the hot half's output is on the host
   };
 
   bool bind(std::string &error);
@@ -182,7 +186,11 @@ private:
   std::vector<float> outputNorm_;
   std::unique_ptr<CudaDriver> gpu_;
   std::string gpuNote_;
-  CudaDriver::DevPtr dX_ = 0, dH_ = 0, dY_ = 0;
+  bool gpuSyncDebug_ = false;
+  // The hot half's input x [n_embd] and output: y [n_embd], then the hot
+  // activations h [max hot] (one copy back brings both).
+  CudaDriver::DevPtr dX_ = 0, dOut_ = 0;
+  float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
 
   bool measureRecall_ = false;
   int nCtx_ = 0;
@@ -192,7 +200,6 @@ private:
   std::vector<float> scores_;                // [n_head][n_ctx]
   std::vector<float> hHot_, hCold_;          // [n_ff] activations of each half
   std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
-  std::vector<float> xGpu_;                  // what the GPU's gate/up read
   // Split layouts: the neurons that fired, grouped by source block.
   std::vector<uint32_t> firedRows_, firedStart_, firedBlock_;
   std::vector<float> firedCoef_;
