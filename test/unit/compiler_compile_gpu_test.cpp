@@ -1,0 +1,259 @@
+// End-to-end tests of an executable's GPU path without a GPU: the job
+// compiles a tiny generated model for rtx4090 with a plan that splits every
+// layer, its emitted CUDA source is built as host C++ (test/cuda_host), and
+// the executable runs with the test-only libcuda stand-in on its
+// LD_LIBRARY_PATH. Its hot halves then run as kernels through the driver
+// calls a GPU would get: uploads, a stream, pinned buffers, asynchronous
+// copies, events. Checked: the dense reference's tokens in every sparsity
+// mode, nothing leaked, and injected faults (allocation, launch, copy, too
+// little memory) each end it with one clear line.
+#include "compiler/Compile.h"
+
+#include "compile_test_util.h"
+#include "host_kernels.h"
+
+#include "compiler/Profile.h"
+#include "compiler/Trace.h"
+#include "runtime/gguf.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer.h"
+#include "tools/genmodel/model_generator.h"
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <unistd.h>
+
+using namespace pinfer;
+using namespace pinfer::testutil;
+
+namespace {
+
+const char *kPrompt = "Once upon a time there was a little";
+constexpr int kTokens = 16;
+
+// The stand-in's counts at exit (driver_standin.cpp, writeReport).
+std::map<std::string, long> readReport(const std::string &path) {
+  std::map<std::string, long> counts;
+  std::istringstream in(readFile(path));
+  std::string key;
+  long value;
+  while (in >> key >> value)
+    counts[key] = value;
+  return counts;
+}
+
+class CompileGpuTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/pinfer-compile-gpu-test-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(tmpl));
+    dir_ = tmpl;
+    model_ = dir_ + "/tiny.gguf";
+    GenModelConfig cfg;
+    std::string error;
+    ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+    cfg.type = GGMLType::Q8_0;
+    cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+    GenModelReport report;
+    ASSERT_TRUE(generateModel(cfg, model_, report, error)) << error;
+    auto model = Model::open(model_, error);
+    ASSERT_TRUE(model) << error;
+    auto tok = Tokenizer::fromGGUF(model->file(), error);
+    ASSERT_TRUE(tok) << error;
+    std::vector<int32_t> tokens;
+    std::string log;
+    ASSERT_TRUE(referenceTokens(*model, *tok, kPrompt, kTokens, tokens, log))
+        << log;
+    reference_ = new std::vector<int32_t>(tokens);
+    Trace trace;
+    ProfileOptions popts;
+    popts.maxTokens = 256;
+    ASSERT_TRUE(profileModel(*model, *tok, modelIdentity(model->file()),
+                             std::string(kPrompt) +
+                                 " girl who lived in a village near the "
+                                 "forest. Every day she walked to the river.",
+                             popts, trace, error))
+        << error;
+    trace_ = dir_ + "/tiny.trace";
+    ASSERT_TRUE(writeTrace(trace_, trace, error)) << error;
+    plan_ = dir_ + "/split.plan.json";
+    ASSERT_TRUE(writeSplitPlan(plan_, trace.modelIdentity, error)) << error;
+  }
+  static void TearDownTestSuite() {
+    std::system(("rm -rf " + dir_).c_str());
+    delete reference_;
+  }
+
+  // Compiles for rtx4090 in `mode` with the split plan, and builds the
+  // emitted CUDA source as host kernels; the executable's path.
+  static std::string compile(const std::string &mode) {
+    CompileArgs args;
+    args.model = model_;
+    args.target = "rtx4090";
+    args.trace = trace_;
+    args.sparsity = mode;
+    args.plan = plan_;
+    args.nCtx = 256;
+    args.noZ3 = true;
+    args.quiet = true;
+    args.output = dir_ + "/exe-" + mode;
+    EXPECT_EQ(compileModel(args), 0);
+    args.output.clear();
+    args.emit = "cuda";
+    std::ostringstream printed;
+    std::streambuf *saved = std::cout.rdbuf(printed.rdbuf());
+    EXPECT_EQ(compileModel(args), 0);
+    std::cout.rdbuf(saved);
+    EXPECT_EQ(buildHostKernels(printed.str(), dir_, "kernels-" + mode), "");
+    return dir_ + "/exe-" + mode;
+  }
+
+  // Runs `exe` greedily through the stand-in with `env` added; its exit
+  // status, JSON output, stderr and the stand-in's report.
+  int runOnStandin(const std::string &exe, const std::string &mode,
+                   const std::string &env, const std::string &flags,
+                   std::string &out, std::string &err,
+                   std::map<std::string, long> &report) {
+    const std::string reportPath = dir_ + "/report-" + mode + ".txt";
+    std::remove(reportPath.c_str());
+    const std::string cmd =
+        "env LD_LIBRARY_PATH=" PINFER_CUDA_STANDIN_DIR
+        " PINFER_CUDA_STANDIN_KERNELS=" +
+        dir_ + "/kernels-" + mode + ".so PINFER_CUDA_STANDIN_REPORT=" +
+        reportPath + " " + env + " " + exe + " -p '" + kPrompt + "' -n " +
+        std::to_string(kTokens) + " --temp 0 --json -t 2 " + flags;
+    const int rc = run(cmd, out, err, dir_);
+    report = readReport(reportPath);
+    return rc;
+  }
+
+  static std::string dir_, model_, trace_, plan_;
+  static std::vector<int32_t> *reference_;
+};
+
+std::string CompileGpuTest::dir_, CompileGpuTest::model_,
+    CompileGpuTest::trace_, CompileGpuTest::plan_;
+std::vector<int32_t> *CompileGpuTest::reference_ = nullptr;
+
+// Tests that the GPU path gives the reference's tokens in dense and exact
+// modes (threshold mode's kernels: cuda_gpu_test), with the hot halves computed by kernels, and that the
+// executable frees what it allocated, unloads its module, releases the
+// context and copies asynchronously only from page-locked memory.
+TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
+  for (const char *mode : {"dense", "exact"}) {
+    SCOPED_TRACE(mode);
+    const std::string exe = compile(mode);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(runOnStandin(exe, mode, "", "", out, err, report), 0) << err;
+    EXPECT_NE(out.find("\"gpu_active\":true"), std::string::npos) << out;
+    // The stand-in is compute capability 8.9: the sm_89 CUBIN runs.
+    EXPECT_NE(out.find("\"gpu_image\":\"cubin\""), std::string::npos) << out;
+    EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+    EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+    // Two kernels per layer and token evaluation (2 layers).
+    EXPECT_GE(report["launches"], 4 * kTokens) << out;
+    EXPECT_EQ(report["leaked_allocations"], 0);
+    EXPECT_EQ(report["leaked_pinned"], 0);
+    EXPECT_EQ(report["modules_loaded"], 1);
+    EXPECT_EQ(report["modules_unloaded"], 1);
+    EXPECT_EQ(report["context_retains"], 0);
+    EXPECT_EQ(report["pageable_async_copies"], 0);
+  }
+}
+
+// Tests that a device that cannot run the CUBIN gets the PTX, with the
+// same tokens.
+TEST_F(CompileGpuTest, OlderDeviceLoadsThePtx) {
+  const std::string exe = compile("exact");
+  std::string out, err;
+  std::map<std::string, long> report;
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_CC=80", "", out,
+                         err, report),
+            0)
+      << err;
+  EXPECT_NE(out.find("\"gpu_image\":\"ptx\""), std::string::npos) << out;
+  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+}
+
+// One line on stderr, naming the executable.
+void expectOneLine(const std::string &err, const std::string &exe) {
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(err.rfind(exe.substr(exe.rfind('/') + 1) + ": ", 0), 0u) << err;
+}
+
+// Tests that injected faults end the run with one line that says what
+// failed: an allocation names what it was for, the bill and the free
+// memory; a kernel fault names the kernels and layer since the last
+// synchronisation, and the one kernel under --gpu-sync-debug.
+TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
+  const std::string exe = compile("exact");
+  std::string out, err;
+  std::map<std::string, long> report;
+
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=alloc=2", "",
+                         out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("out of GPU memory on pinfer host stand-in"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("layer 0's hot up rows"), std::string::npos) << err;
+  EXPECT_NE(err.find("MiB were free at start"), std::string::npos) << err;
+  EXPECT_EQ(report["leaked_allocations"], 0) << err;
+
+  // The prompt runs layer by layer over its tokens: launches 3 and 4 are
+  // layer 0's gate/up and down kernels of its second token. The fault
+  // surfaces at the layer's wait, which names both ...
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=4", "",
+                         out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("unspecified launch failure"), std::string::npos) << err;
+  EXPECT_NE(err.find("kernel ffn_hot_l0_gate_up (layer 0), kernel "
+                     "ffn_hot_l0_down (layer 0)"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("--gpu-sync-debug"), std::string::npos) << err;
+  // ... and --gpu-sync-debug the one that failed.
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=4",
+                         "--gpu-sync-debug", out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("in the GPU work of kernel ffn_hot_l0_down (layer 0)"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("gate_up"), std::string::npos) << err;
+
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=copy=1", "",
+                         out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("cuMemcpyHtoD failed"), std::string::npos) << err;
+
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_VRAM_MIB=0", "",
+                         out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("not enough free VRAM on pinfer host stand-in"),
+            std::string::npos)
+      << err;
+
+  // Without the kernels the module does not load: one line, and --cpu
+  // still runs.
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_KERNELS=", "", out,
+                         err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("cuModuleLoadData failed"), std::string::npos) << err;
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_KERNELS=", "--cpu",
+                         out, err, report),
+            0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+}
+
+} // namespace

@@ -1,0 +1,170 @@
+// Tests the CUDA-as-host-C++ header (test/cuda_host/cuda_host_shim.h) that
+// the kernel checks rely on: warp shuffles and block barriers move values
+// as on a GPU, and the mistakes a GPU leaves undefined are reported with
+// the kernel, block and thread: a shuffle with an exited lane, lanes that
+// disagree on the mask, a barrier that a thread returned without reaching,
+// deadlock; out-of-bounds reads are AddressSanitizer's, in the sanitised
+// build.
+#include "host_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace pinfer::testutil;
+
+namespace {
+
+using LaunchFn = int (*)(const char *, const unsigned *, const unsigned *,
+                         void **, char *, size_t);
+
+// Kernels in the style of the emitted source (declared with
+// __launch_bounds__ so that build-host-kernels.sh finds them).
+const char *kSource = R"(
+__device__ __forceinline__ float warp_sum(float s) {
+  for (int o = 16; o > 0; o >>= 1)
+    s += __shfl_xor_sync(0xffffffffu, s, o);
+  return s;
+}
+// y[block] = sum of x over the block: warps, then shared memory.
+extern "C" __global__ void __launch_bounds__(256) block_sum(const float *x, float *y) {
+  __shared__ float part[8];
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  float s = warp_sum(x[i]);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int w = 0; w < (int)blockDim.x / 32; ++w) t += part[w];
+    y[blockIdx.x] = t;
+  }
+}
+// y[i] = x of the lane 3 below (wrapping within the warp is not done).
+extern "C" __global__ void __launch_bounds__(64) shift_down(const float *x, float *y) {
+  const int i = threadIdx.x;
+  y[i] = __shfl_down_sync(0xffffffffu, x[i], 3);
+}
+extern "C" __global__ void __launch_bounds__(64) early_return(const float *x, float *y) {
+  if (threadIdx.x == 5) return;
+  float s = warp_sum(x[threadIdx.x]);
+  if (threadIdx.x == 0) y[0] = s;
+}
+extern "C" __global__ void __launch_bounds__(64) skipped_barrier(const float *x, float *y) {
+  if (threadIdx.x == 7) return;
+  __syncthreads();
+  y[threadIdx.x] = x[threadIdx.x];
+}
+extern "C" __global__ void __launch_bounds__(64) mixed_masks(const float *x, float *y) {
+  const unsigned mask = threadIdx.x < 16 ? 0x0000ffffu : 0xffffffffu;
+  y[threadIdx.x] = __shfl_xor_sync(mask, x[threadIdx.x], 1);
+}
+extern "C" __global__ void __launch_bounds__(64) deadlock(const float *x, float *y) {
+  if (threadIdx.x == 0) __syncthreads();
+  else y[threadIdx.x] = warp_sum(x[threadIdx.x]);
+}
+extern "C" __global__ void __launch_bounds__(32) read_past_end(const float *x, float *y) {
+  y[threadIdx.x] = x[threadIdx.x + 1];
+}
+)";
+
+class CudaHostShim : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/pinfer-shim-test-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(tmpl));
+    dir_ = tmpl;
+    ASSERT_EQ(buildHostKernels(kSource, dir_, "shim"), "");
+    so_ = dlopen((dir_ + "/shim.so").c_str(), RTLD_NOW | RTLD_LOCAL);
+    ASSERT_TRUE(so_) << dlerror();
+    launch_ = reinterpret_cast<LaunchFn>(dlsym(so_, "pf_shim_launch"));
+    ASSERT_TRUE(launch_);
+  }
+  static void TearDownTestSuite() {
+    if (so_)
+      dlclose(so_);
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  // Launches `name` on grid x block with x and y; "" or the error.
+  static std::string launch(const char *name, unsigned grid, unsigned block,
+                            const float *x, float *y) {
+    unsigned g[3] = {grid, 1, 1}, b[3] = {block, 1, 1};
+    void *args[] = {&x, &y};
+    char error[512] = {};
+    launch_(name, g, b, args, error, sizeof error);
+    return error;
+  }
+  static std::string dir_;
+  static void *so_;
+  static LaunchFn launch_;
+};
+std::string CudaHostShim::dir_;
+void *CudaHostShim::so_ = nullptr;
+LaunchFn CudaHostShim::launch_ = nullptr;
+
+// Tests that shuffles and barriers give the values a GPU gives.
+TEST_F(CudaHostShim, ShufflesAndBarriersMoveValues) {
+  std::vector<float> x(3 * 256), y(3, -1.f);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(i % 7);
+  ASSERT_EQ(launch("block_sum", 3, 256, x.data(), y.data()), "");
+  for (int b = 0; b < 3; ++b) {
+    float want = 0;
+    for (int i = 0; i < 256; ++i)
+      want += x[b * 256 + i];
+    EXPECT_EQ(y[b], want) << b;
+  }
+  std::vector<float> in(64), out(64);
+  for (int i = 0; i < 64; ++i)
+    in[i] = float(i);
+  ASSERT_EQ(launch("shift_down", 1, 64, in.data(), out.data()), "");
+  for (int i = 0; i < 64; ++i)
+    EXPECT_EQ(out[i], float((i & 31) + 3 < 32 ? i + 3 : i)) << i;
+}
+
+// Tests that undefined uses of shuffles and barriers stop the launch with
+// the kernel, block and thread named.
+TEST_F(CudaHostShim, ReportsWhatTheGpuLeavesUndefined) {
+  std::vector<float> x(64, 1.f), y(64);
+  std::string e = launch("early_return", 1, 64, x.data(), y.data());
+  EXPECT_NE(e.find("includes lane 5, which has exited"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("kernel early_return, block (0,0,0)"), std::string::npos)
+      << e;
+  e = launch("skipped_barrier", 1, 64, x.data(), y.data());
+  EXPECT_NE(e.find("thread 7 of the block returned without reaching it"),
+            std::string::npos)
+      << e;
+  e = launch("mixed_masks", 1, 64, x.data(), y.data());
+  EXPECT_NE(e.find("disagree on the mask"), std::string::npos) << e;
+  e = launch("deadlock", 1, 64, x.data(), y.data());
+  EXPECT_NE(e.find("deadlock"), std::string::npos) << e;
+  // A launch after a failed one runs normally.
+  std::vector<float> big(256, 2.f), sum(1);
+  EXPECT_EQ(launch("block_sum", 1, 256, big.data(), sum.data()), "");
+  EXPECT_EQ(sum[0], 512.f);
+}
+
+// Tests that a read past the end of a buffer is caught (AddressSanitizer:
+// the kernels are built with the test build's compiler and flags).
+TEST_F(CudaHostShim, OutOfBoundsReadIsCaught) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<float> y(32);
+  EXPECT_DEATH(
+      {
+        float *x = new float[32];
+        launch("read_past_end", 1, 32, x, y.data());
+        delete[] x;
+      },
+      "heap-buffer-overflow");
+#else
+  GTEST_SKIP() << "needs the sanitised build (scripts/test.sh --sanitize)";
+#endif
+}
+
+} // namespace
