@@ -94,6 +94,7 @@ int runRun(RunArgs args) {
   auto tok = Tokenizer::fromGGUF(model->file(), error);
   if (!tok)
     return fail(error);
+  args.gen.program = "pinferc";
   return generate(*model, *tok, args.gen);
 }
 

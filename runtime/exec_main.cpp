@@ -294,6 +294,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       w.field("sparsity", slots ? 1.0 - double(fired) / double(slots) : 0.0);
     };
   }
+  g.program = prog;
   const int rc = generate(exec, *tok, g);
   if (verbose)
     for (uint32_t l = 0; l < program.nLayer; ++l) {

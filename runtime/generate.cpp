@@ -123,7 +123,8 @@ int generate(const Model &model, const Tokenizer &tokenizer,
     nCtx = std::min(model.params().nCtxTrain, 4096);
   std::string error;
   if (!decoder.init(nCtx, error)) {
-    err << "error: " << error << "\n";
+    err << (opts.program.empty() ? "" : opts.program + ": ") << "error: "
+        << error << "\n";
     return 1;
   }
   warnAboutFlags(opts, nCtx, model.params().nCtxTrain, err);
@@ -138,7 +139,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   GenerateResult &r = resultOut ? *resultOut : local;
   r = GenerateResult();
   auto fail = [&](const std::string &msg) {
-    err << "error: " << msg << "\n";
+    err << (opts.program.empty() ? "" : opts.program + ": ") << "error: "
+        << msg << "\n";
     return 1;
   };
 

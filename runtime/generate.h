@@ -88,6 +88,7 @@ struct GenerateOptions {
   bool echoPrompt = true;  // print the prompt before the generated text
   std::ostream *out = nullptr; // generated text / JSON; default std::cout
   std::ostream *err = nullptr; // speed report and errors; default std::cerr
+  std::string program;         // names the program in error lines
   // With json: writes extra fields into the result object (placement, measured
   // sparsity...), called after generation, e.g. w.field("sparsity", 0.8).
   std::function<void(JsonWriter &w)> extraJson;
