@@ -4,6 +4,7 @@
 #include "codegen/CudaEmitter.h"
 #include "codegen/SourceText.h"
 
+#include <algorithm>
 #include <iomanip>
 #include <sstream>
 
@@ -244,6 +245,19 @@ constexpr unsigned kDownBlock = 128;
 
 } // namespace
 
+unsigned downSplits(unsigned nHot, unsigned tiles) {
+  // Chunks of at least 32 hot neurons (each block's loop must outweigh
+  // its share of the reduction), and enough blocks to fill the largest
+  // targets' SMs a few times over: 512 blocks, or 64 chunks at most.
+  unsigned splits = std::max(1u, nHot / 32);
+  splits = std::min(splits, std::max(1u, 512u / std::max(1u, tiles)));
+  return std::min(splits, 64u);
+}
+
+namespace {
+
+} // namespace
+
 CudaModule emitCuda(const ProgramDesc &program) {
   CudaModule m;
   std::ostringstream os;
@@ -266,8 +280,6 @@ CudaModule emitCuda(const ProgramDesc &program) {
     k.gateUpBlock = kGateUpBlock;
     k.gateUpGrid = (nHot * 32 + kGateUpBlock - 1) / kGateUpBlock;
     k.downBlock = kDownBlock;
-    k.downGrid = (unsigned(p.nEmbd) + kDownBlock - 1) / kDownBlock;
-    m.kernels.push_back(k);
 
     os << "\n// Layer " << l << ": " << nHot << " hot neurons of " << p.nFF
        << "; gate " << typeName(d.gateType) << ", up " << typeName(d.upType)
@@ -296,52 +308,83 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "<kEmbd>(up + (long)n * kUpRow, x, lane);\n"
        << "  if (lane == 0) h[n] = a * " << (drelu ? "pf_relu(u)" : "u")
        << ";\n}\n";
+    // The down projection over every SM: block b takes column tile
+    // b % kTiles (128 outputs, coalesced along each row) and chunk
+    // b / kTiles of the hot neurons; each writes its partial sums, and the
+    // last block of a tile to finish adds the chunks in chunk order (the
+    // same order whichever block is last: the sum is deterministic) and
+    // resets the tile's counter for the next launch.
+    const unsigned tiles = (unsigned(p.nEmbd) + kDownBlock - 1) / kDownBlock;
+    const unsigned splits = downSplits(nHot, tiles);
+    k.downGrid = tiles * splits;
     const DownLayout layout = downLayoutFor(d.downType);
-    if (layout == DownLayout::Rows) {
-      os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
-         << ") " << k.down << "(const u8 *__restrict__ downT,\n"
-         << "    const float *__restrict__ h, float *__restrict__ y) {\n"
-         << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
-         << ";\n"
-         << "  constexpr int kRow = " << rowBytes(d.downTType, p.nEmbd)
-         << ";\n";
-    } else {
-      // Split layout (runtime/ggml_types.h, DownLayout): the quants of each hot
-      // neuron and the scales of every source block; ids[k] is hot neuron k's
-      // original id, whose block holds its scales.
-      os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
-         << ") " << k.down << "(const u8 *__restrict__ downT,\n"
-         << "    const u16 *__restrict__ scales, const unsigned *__restrict__ "
-            "ids,\n"
-         << "    const float *__restrict__ h, float *__restrict__ y) {\n"
-         << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
-         << ";\n"
-         << "  constexpr int kRow = "
-         << transposedDownRowBytes(d.downType, p.nEmbd) << ";\n";
-    }
-    os << "  const int c = blockIdx.x * blockDim.x + threadIdx.x;\n"
-       << "  if (c >= kEmbd) return;\n"
-       << "  float s = 0.f;\n"
-       << "  for (int k = 0; k < kHot; ++k) {\n"
-       << "    const float hk = h[k];\n";
+    os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
+       << ") " << k.down << "(const u8 *__restrict__ downT,\n";
+    if (layout != DownLayout::Rows)
+      // Split layout (runtime/ggml_types.h, DownLayout): the quants of each
+      // hot neuron and the scales of every source block; ids[k] is hot
+      // neuron k's original id, whose block holds its scales.
+      os << "    const u16 *__restrict__ scales, const unsigned *__restrict__ "
+            "ids,\n";
+    os << "    const float *__restrict__ h, float *__restrict__ y,\n"
+       << "    float *__restrict__ part, unsigned *__restrict__ done) {\n"
+       << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
+       << ";\n"
+       << "  constexpr int kRow = "
+       << (layout == DownLayout::Rows
+               ? rowBytes(d.downTType, p.nEmbd)
+               : transposedDownRowBytes(d.downType, p.nEmbd))
+       << ";\n"
+       << "  constexpr int kTiles = " << tiles << ", kSplits = " << splits
+       << ", kChunk = " << (nHot + splits - 1) / splits << ";\n"
+       << "  const int tile = blockIdx.x % kTiles, split = blockIdx.x / "
+          "kTiles;\n"
+       << "  const int c = tile * " << kDownBlock << " + threadIdx.x;\n"
+       << "  const int k0 = split * kChunk;\n"
+       << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n"
+       << "  if (c < kEmbd) {\n"
+       << "    float s = 0.f;\n"
+       << "    for (int k = k0; k < k1; ++k) {\n"
+       << "      const float hk = h[k];\n";
     if (exact)
-      os << "    if (hk == 0.f) continue;\n";
+      os << "      if (hk == 0.f) continue;\n";
     if (layout == DownLayout::Rows) {
-      os << "    s += hk * pf_at_" << typeSuffix(d.downTType)
+      os << "      s += hk * pf_at_" << typeSuffix(d.downTType)
          << "(downT + (long)k * kRow, c);\n";
     } else {
-      os << "    const u8 *q = downT + (long)k * kRow;\n";
+      os << "      const u8 *q = downT + (long)k * kRow;\n";
       if (layout == DownLayout::SplitQ8)
-        os << "    const float v = (float)(signed char)q[c];\n";
+        os << "      const float v = (float)(signed char)q[c];\n";
       else
-        os << "    const u8 b = q[(c >> 5) * 16 + (c & 15)];\n"
-           << "    const float v = (float)(((c & 31) < 16 ? (b & 15) : (b >> "
-              "4)) - 8);\n";
-      os << "    s += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + c]) * "
-            "v;\n";
+        os << "      const u8 b = q[(c >> 5) * 16 + (c & 15)];\n"
+           << "      const float v = (float)(((c & 31) < 16 ? (b & 15) : (b "
+              ">> 4)) - 8);\n";
+      os << "      s += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + c]) "
+            "* v;\n";
     }
-    os << "  }\n"
-       << "  y[c] = s;\n}\n";
+    os << "    }\n"
+       << "    part[(long)split * kEmbd + c] = s;\n"
+       << "  }\n"
+       << "  // Every thread reaches the barriers: the partial sums are\n"
+       << "  // visible before the tile's counter moves.\n"
+       << "  __shared__ unsigned last;\n"
+       << "  __threadfence();\n"
+       << "  __syncthreads();\n"
+       << "  if (threadIdx.x == 0) last = atomicAdd(&done[tile], 1u) == "
+          "kSplits - 1;\n"
+       << "  __syncthreads();\n"
+       << "  if (!last) return;\n"
+       << "  if (c < kEmbd) {\n"
+       << "    // Past L1: the other blocks' sums were written on other SMs.\n"
+       << "    const volatile float *pv = part;\n"
+       << "    float t = 0.f;\n"
+       << "    for (int q = 0; q < kSplits; ++q) t += pv[(long)q * kEmbd + "
+          "c];\n"
+       << "    y[c] = t;\n"
+       << "  }\n"
+       << "  if (threadIdx.x == 0) done[tile] = 0u;\n"
+       << "}\n";
+    m.kernels.push_back(k);
   }
   m.source = os.str();
   return m;

@@ -1,11 +1,11 @@
 // Emits the CUDA C++ source of a program's GPU part: for every layer with
 // hot neurons, a gate/up kernel (one warp per hot neuron row: dot products
 // of the packed gate and up rows with the layer's FFN input, dequantised
-// block by block, then the activation) and a down kernel (one thread per
-// output element, summing the transposed down rows of the hot neurons
-// weighted by their activations). Every shape, count, row size and weight
-// type is a compile-time constant of the emitted code. `pinferc --emit=cuda`
-// prints it.
+// block by block, then the activation) and a down kernel (the transposed
+// down rows of the hot neurons weighted by their activations, spread over
+// column tiles x chunks of neurons, with a deterministic reduction of the
+// chunks). Every shape, count, row size and weight type is a compile-time
+// constant of the emitted code. `pinferc --emit=cuda` prints it.
 #pragma once
 
 #include "codegen/ProgramDesc.h"
@@ -29,10 +29,20 @@ struct CudaModule {
 
 // The kernels' parameters, as the executor passes them:
 //   gateUp(const uint8 *gate, const uint8 *up, const float *x, float *h)
-//   down(const uint8 *downT, const float *h, float *y)
+//   down(const uint8 *downT, [const u16 *scales, const unsigned *ids,]
+//        const float *h, float *y, float *part, unsigned *done)
 // with gate/up/downT the layer's first nHot packed rows, x [n_embd], h
-// [nHot] activations and y [n_embd] the hot half's down projection.
+// [nHot] activations and y [n_embd] the hot half's down projection (split
+// layouts also take the block scales and the hot neurons' ids). The down
+// kernel's grid is column tiles x chunks of hot neurons: `part` holds
+// downGrid * downBlock floats of partial sums, `done` downGrid counters
+// that must be zero before the first launch (each launch leaves them so).
+
 CudaModule emitCuda(const ProgramDesc &program);
+
+// The chunks of hot neurons a down kernel splits its `nHot` neurons into,
+// for `tiles` column tiles of 128 outputs.
+unsigned downSplits(unsigned nHot, unsigned tiles);
 
 // The name of the kernel whose body holds line `line` (1-based) of
 // `source`, or "" (used to name the kernel in compiler errors).

@@ -285,7 +285,7 @@ bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
                         std::string &error, const char *name, int layer) {
   if (!current(error))
     return false;
-  std::string what = std::string("kernel ") + name;
+  std::string what = *name ? std::string("kernel ") + name : "a kernel";
   if (layer >= 0)
     what += " (layer " + std::to_string(layer) + ")";
   if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,

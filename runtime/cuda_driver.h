@@ -74,7 +74,7 @@ public:
   // Enqueues kernel `fn` on the stream; args as for cuLaunchKernel. `name`
   // and `layer` name the work in the errors of later synchronisations.
   bool launch(void *fn, unsigned grid, unsigned block, void **args,
-              std::string &error, const char *name = "kernel",
+              std::string &error, const char *name = "",
               int layer = -1);
   // An event (freed with the driver), recorded on the stream, waited for.
   bool createEvent(void *&event, std::string &error);

@@ -359,11 +359,14 @@ bool Executor::openGpu(std::string &error) {
             " MiB were free at start";
     return false;
   };
-  size_t maxHot = 0;
+  size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0;
   for (int l = 0; l < params_.nLayer; ++l) {
     LayerBinding &b = layers_[l];
     const ProgramLayer &pl = program_.layers[l];
     maxHot = std::max<size_t>(maxHot, pl.nHot);
+    maxDownThreads =
+        std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
+    maxDownGrid = std::max<size_t>(maxDownGrid, pl.downGrid);
     if (pl.nHot == 0)
       continue;
     if (!(b.fnGateUp = gpu->function(pl.gateUpKernel, error)) ||
@@ -402,8 +405,15 @@ bool Executor::openGpu(std::string &error) {
   const size_t outFloats = size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1);
   void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
-      !gpu->alloc(dOut_, sizeof(float) * outFloats, error))
+      !gpu->alloc(dOut_, sizeof(float) * outFloats, error) ||
+      !gpu->alloc(dPart_, sizeof(float) * maxDownThreads, error) ||
+      !gpu->alloc(dDone_, sizeof(uint32_t) * maxDownGrid, error))
     return outOfMemory("the activation buffers");
+  // The down kernels' counters start at zero; each launch leaves them so.
+  const std::vector<uint32_t> zeros(std::max<size_t>(maxDownGrid, 1), 0);
+  if (!gpu->upload(dDone_, zeros.data(), sizeof(uint32_t) * maxDownGrid,
+                   error))
+    return false;
   if (!gpu->allocHost(hx, sizeof(float) * params_.nEmbd, error) ||
       !gpu->allocHost(hout, sizeof(float) * outFloats, error))
     return false;
@@ -732,8 +742,9 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // host goes on to the next steps; the event marks the copy's end.
       CudaDriver::DevPtr dY = dOut_, dH = dOut_ + sizeof(float) * nEmbd;
       void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH};
-      void *downRowArgs[] = {&b.dDownT, &dH, &dY};
-      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH, &dY};
+      void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dPart_, &dDone_};
+      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
+                               &dY,       &dPart_,   &dDone_};
       void **downArgs =
           b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
       return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,

@@ -190,6 +190,8 @@ private:
   // The hot half's input x [n_embd] and output: y [n_embd], then the hot
   // activations h [max hot] (one copy back brings both).
   CudaDriver::DevPtr dX_ = 0, dOut_ = 0;
+  // The down kernels' partial sums and per-tile counters (CudaEmitter.h).
+  CudaDriver::DevPtr dPart_ = 0, dDone_ = 0;
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
 
   bool measureRecall_ = false;

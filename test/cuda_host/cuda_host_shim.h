@@ -401,6 +401,9 @@ inline int __dp4a(int a, int b, int c) {
     c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
   return c;
 }
+// Blocks run one after another: memory written by one is visible to the
+// next without a fence.
+inline void __threadfence() {}
 // Fibers share one OS thread and switch only at rendezvous: plain adds are
 // atomic here.
 template <class T> T atomicAdd(T *p, T v) {

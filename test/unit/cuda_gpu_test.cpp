@@ -159,7 +159,8 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   }
   sparseDownAxpy(downT, nullptr, 0, kHot, hWant.data(), yWant.data(), 0, kEmbd);
 
-  CudaDriver::DevPtr dGate, dUp, dDown, dX, dH, dY;
+  CudaDriver::DevPtr dGate, dUp, dDown, dX, dH, dY, dPart, dDone;
+  std::vector<uint32_t> zeros(k.downGrid, 0);
   ASSERT_TRUE(gpu_.alloc(dGate, gateBytes.size(), error) &&
               gpu_.upload(dGate, gateBytes.data(), gateBytes.size(), error) &&
               gpu_.alloc(dUp, upBytes.size(), error) &&
@@ -169,10 +170,14 @@ TEST_P(CudaKernels, MatchCpuTwin) {
               gpu_.alloc(dX, sizeof(float) * kEmbd, error) &&
               gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
               gpu_.alloc(dH, sizeof(float) * kHot, error) &&
-              gpu_.alloc(dY, sizeof(float) * kEmbd, error))
+              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+              gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock,
+                         error) &&
+              gpu_.alloc(dDone, 4 * k.downGrid, error) &&
+              gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
   void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH};
-  void *downArgs[] = {&dDown, &dH, &dY};
+  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone};
   ASSERT_TRUE(
       gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs, error) &&
       gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
@@ -184,6 +189,14 @@ TEST_P(CudaKernels, MatchCpuTwin) {
       << error;
   EXPECT_LT(normalisedError(hGot, hWant), 1e-4);
   EXPECT_LT(normalisedError(yGot, yWant), 1e-4);
+  // Launched again (its tile counters reset by the first launch), the
+  // down kernel gives the same bits: the chunks are added in one order.
+  std::vector<float> yAgain(kEmbd);
+  ASSERT_TRUE(
+      gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
+      gpu_.download(yAgain.data(), dY, sizeof(float) * kEmbd, error))
+      << error;
+  EXPECT_EQ(yAgain, yGot);
   // The same neurons fire: a zero activation is exactly zero on both.
   int mismatched = 0;
   for (int n = 0; n < kHot; ++n)
@@ -315,7 +328,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   const CudaKernel &k = m.kernels[0];
   void *fnDown = gpu_.function(k.down.c_str(), error);
   ASSERT_TRUE(fnDown) << error;
-  CudaDriver::DevPtr dRows, dScales, dIds, dH, dY;
+  CudaDriver::DevPtr dRows, dScales, dIds, dH, dY, dPart, dDone;
+  std::vector<uint32_t> zeros(k.downGrid, 0);
   ASSERT_TRUE(gpu_.alloc(dRows, rows.size(), error) &&
               gpu_.upload(dRows, rows.data(), rows.size(), error) &&
               gpu_.alloc(dScales, scales.size() * 2, error) &&
@@ -324,9 +338,13 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
               gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
               gpu_.alloc(dH, sizeof(float) * kFF, error) &&
               gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
-              gpu_.alloc(dY, sizeof(float) * kEmbd, error))
+              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+              gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock,
+                         error) &&
+              gpu_.alloc(dDone, 4 * k.downGrid, error) &&
+              gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
-  void *args[] = {&dRows, &dScales, &dIds, &dH, &dY};
+  void *args[] = {&dRows, &dScales, &dIds, &dH, &dY, &dPart, &dDone};
   ASSERT_TRUE(gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
               gpu_.synchronize(error))
       << error;
