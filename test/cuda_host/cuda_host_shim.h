@@ -109,15 +109,18 @@ inline void yield() {
 }
 
 // Records the first error of the launch and parks the thread for good: the
-// scheduler stops the launch when it sees the error.
-[[noreturn]] inline void fail(const std::string &what) {
+// scheduler stops the launch when it sees the error. `what` is a format
+// with one %u; nothing here allocates, since the parked fiber's frame is
+// never unwound.
+[[noreturn]] inline void fail(const char *what, unsigned arg = 0) {
   Launch &L = *active();
   if (L.error.empty()) {
-    char where[160];
-    snprintf(where, sizeof where, " (kernel %s, block (%u,%u,%u), thread %u)",
-             L.kernel, L.blockIdx.x, L.blockIdx.y, L.blockIdx.z,
-             self().linear);
-    L.error = what + where;
+    char text[320];
+    int n = snprintf(text, sizeof text, what, arg);
+    snprintf(text + n, sizeof text - size_t(n),
+             " (kernel %s, block (%u,%u,%u), thread %u)", L.kernel,
+             L.blockIdx.x, L.blockIdx.y, L.blockIdx.z, self().linear);
+    L.error = text;
   }
   for (;;)
     yield();
@@ -152,8 +155,7 @@ inline unsigned long long exchange(unsigned mask, unsigned long long v,
     fail("shuffle: the calling lane is not in its mask");
   for (unsigned j = 0; j < 32; ++j)
     if ((mask >> j & 1) && j >= inBlock)
-      fail("shuffle: mask names lane " + std::to_string(j) +
-           ", beyond the block");
+      fail("shuffle: mask names lane %u, beyond the block", j);
   const unsigned p = t.shuffles++ & 1;
   if (w.arrived[p] == 0)
     w.mask[p] = mask;
@@ -166,16 +168,14 @@ inline unsigned long long exchange(unsigned mask, unsigned long long v,
     for (unsigned j = 0; j < 32; ++j)
       if ((mask >> j & 1) && !(w.arrived[p] >> j & 1) &&
           L.threads[warpBase + j].wait == Wait::Done)
-        fail("shuffle: includes lane " + std::to_string(j) +
-             ", which has exited");
+        fail("shuffle: includes lane %u, which has exited", j);
     t.wait = Wait::Shuffle;
     yield();
   }
   t.wait = Wait::None;
   const unsigned from = unsigned(src) & 31;
   if (!(mask >> from & 1))
-    fail("shuffle: reads lane " + std::to_string(from) +
-         ", which is not in the mask");
+    fail("shuffle: reads lane %u, which is not in the mask", from);
   const unsigned long long r = w.slot[p][from];
   w.consumed[p] |= 1u << lane;
   ++L.progress;

@@ -45,17 +45,23 @@ constexpr int kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
               kInvalidHandle = 400, kNotFound = 500, kIllegalAddress = 700,
               kLaunchFailed = 719;
 
+struct Module;
+struct Function {
+  Module *module;
+  std::string name;
+  std::vector<unsigned> sizes;
+};
 struct Module {
   void *so = nullptr;
   std::string image; // PTX text or CUBIN bytes
   int (*params)(const char *, unsigned *) = nullptr;
   int (*launch)(const char *, const unsigned *, const unsigned *, void **,
                 char *, size_t) = nullptr;
-};
-struct Function {
-  Module *module;
-  std::string name;
-  std::vector<unsigned> sizes;
+  std::vector<std::unique_ptr<Function>> functions; // valid until unloaded
+  ~Module() {
+    if (so)
+      dlclose(so);
+  }
 };
 struct Event {
   uint64_t recordedAt = 0; // queue position; 0: never recorded
@@ -79,12 +85,15 @@ struct State {
   std::string stickyWhat;
   std::map<std::string, int> calls, failAt;
   long launches = 0, pageableAsync = 0, modulesLoaded = 0, modulesUnloaded = 0;
+  std::vector<std::unique_ptr<Module>> modules; // loaded, not yet unloaded
   std::string lastError;
 };
 
+// Destroyed when the library is unloaded, after writeReport (registered
+// later).
 State &st() {
-  static State *s = new State; // outlives every static destructor
-  return *s;
+  static State s;
+  return s;
 }
 
 thread_local void *tlsCtx = nullptr;
@@ -280,22 +289,19 @@ int cuModuleLoadData(void **mod, const void *image) {
     m->image = static_cast<const char *>(image);
   }
   m->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!m->so) {
-    fprintf(stderr, "stand-in: %s\n", dlerror());
+  if (!m->so)
     return kInvalidImage;
-  }
   m->params = reinterpret_cast<int (*)(const char *, unsigned *)>(
       dlsym(m->so, "pf_shim_params"));
   m->launch =
       reinterpret_cast<int (*)(const char *, const unsigned *,
                                const unsigned *, void **, char *, size_t)>(
           dlsym(m->so, "pf_shim_launch"));
-  if (!m->params || !m->launch) {
-    dlclose(m->so);
+  if (!m->params || !m->launch)
     return kInvalidImage;
-  }
   ++s.modulesLoaded;
-  *mod = m.release();
+  *mod = m.get();
+  s.modules.push_back(std::move(m));
   return kSuccess;
 }
 int cuModuleUnload(void *mod) {
@@ -305,11 +311,13 @@ int cuModuleUnload(void *mod) {
     return kInvalidHandle;
   // Work still queued may use the module's kernels.
   drainAll(s);
-  Module *m = static_cast<Module *>(mod);
-  dlclose(m->so);
-  delete m;
-  ++s.modulesUnloaded;
-  return kSuccess;
+  for (auto it = s.modules.begin(); it != s.modules.end(); ++it)
+    if (it->get() == mod) {
+      s.modules.erase(it);
+      ++s.modulesUnloaded;
+      return kSuccess;
+    }
+  return kInvalidHandle;
 }
 int cuModuleGetFunction(void **fn, void *mod, const char *name) {
   State &s = st();
@@ -329,8 +337,9 @@ int cuModuleGetFunction(void **fn, void *mod, const char *name) {
   int n = m->params(name, sizes);
   if (m->image.find(entry) == std::string::npos || n < 0)
     return kNotFound;
-  auto *f = new Function{m, name, std::vector<unsigned>(sizes, sizes + n)};
-  *fn = f; // leaked with the module on purpose: handles stay valid
+  m->functions.push_back(std::make_unique<Function>(
+      Function{m, name, std::vector<unsigned>(sizes, sizes + n)}));
+  *fn = m->functions.back().get();
   return kSuccess;
 }
 
