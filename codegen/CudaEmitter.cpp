@@ -2,6 +2,7 @@
 // headers (half and bfloat16 conversions are written out) so that NVRTC
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
+#include "codegen/CudaAttention.h"
 #include "codegen/SourceText.h"
 
 #include <algorithm>
@@ -254,10 +255,6 @@ unsigned downSplits(unsigned nHot, unsigned tiles) {
   return std::min(splits, 64u);
 }
 
-namespace {
-
-} // namespace
-
 CudaModule emitCuda(const ProgramDesc &program) {
   CudaModule m;
   std::ostringstream os;
@@ -268,8 +265,15 @@ CudaModule emitCuda(const ProgramDesc &program) {
                     : p.activation == FfnActivation::GeluTanh ? "pf_gelu"
                                                               : "pf_relu";
   const bool drelu = p.activation == FfnActivation::DReLU;
+  bool helpers = false;
   for (size_t l = 0; l < program.layers.size(); ++l) {
     const LayerDesc &d = program.layers[l];
+    if (d.attentionOnGPU) {
+      if (!helpers)
+        emitAttentionHelpers(os);
+      helpers = true;
+      emitAttentionKernels(os, p, int(l), d.attention);
+    }
     if (d.hot.empty())
       continue;
     CudaKernel k;

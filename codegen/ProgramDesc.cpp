@@ -8,7 +8,7 @@ bool ProgramDesc::hasGpuPart() const {
   if (smArch.empty())
     return false;
   for (const LayerDesc &l : layers)
-    if (!l.hot.empty())
+    if (!l.hot.empty() || l.attentionOnGPU)
       return true;
   return false;
 }

@@ -16,6 +16,16 @@
 
 namespace pinfer {
 
+// A layer's attention as the GPU kernels compute it (runtime/
+// gpu_attention.h): the projections' types and the extras the layer has.
+struct AttentionDesc {
+  GGMLType wq = GGMLType::F32, wk = GGMLType::F32, wv = GGMLType::F32,
+           wo = GGMLType::F32;
+  bool bias = false;   // Q, K and V biases (Qwen2)
+  bool qkNorm = false; // per-head query and key norms (Gemma 3)
+  int window = 0;      // positions a token sees on a sliding layer; 0: all
+};
+
 struct LayerDesc {
   GGMLType gateType = GGMLType::F32;
   GGMLType upType = GGMLType::F32;
@@ -25,6 +35,7 @@ struct LayerDesc {
   std::vector<uint32_t> cold;         // neuron ids on the CPU, hottest first
   uint32_t predictorRank = 0;         // 0: no predictor
   bool attentionOnGPU = false;
+  AttentionDesc attention; // set where attentionOnGPU
   // Threshold mode: skip neurons with |act(gate x)| <= this (calibrated).
   float actThreshold = 0.f;
   // What the executable runs for the layer, in order: the scheduled IR's

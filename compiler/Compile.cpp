@@ -163,10 +163,10 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   opts.reads = mode == SparsityMode::Predicted ? NeuronReads::WhenFiring
                : mode == SparsityMode::Dense   ? NeuronReads::Always
                                                : NeuronReads::GateAlways;
-  // The executable runs attention and the output head on the CPU (no GPU
-  // kernels are generated for them yet), so the plan gives their VRAM to
-  // FFN neurons instead of billing memory that would sit unused.
-  opts.attention = AttentionPolicy::CPU;
+  // Each layer's attention (weights and KV cache) competes for VRAM with
+  // its FFN neurons; the output head runs on the CPU (no GPU kernel is
+  // generated for it yet), so the plan gives its VRAM to the layers.
+  opts.attention = AttentionPolicy::Optional;
   opts.outputMayUseGPU = false;
   return planPlacement(trace, shape, target, opts, plan, error);
 }

@@ -9,6 +9,7 @@
 
 #include "compiler/LowerToProgram.h"
 
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/raw_os_ostream.h"
 
 #include "compiler/Import.h"
@@ -187,6 +188,24 @@ bool ffnOutputBehind(Value v, int64_t &layer, StepDevice &from) {
   return false;
 }
 
+// A GPU attention's output, brought back to the host: the attention step
+// itself moves its input up and its output down (runtime/program.h), so
+// the transfers around it are not steps of their own.
+AttentionOp attentionBehind(Value v) {
+  if (auto t = v.getDefiningOp<TransferOp>())
+    v = t.getInput();
+  return v.getDefiningOp<AttentionOp>();
+}
+// Whether a transfer moves an attention's input or output.
+bool attentionTransfer(TransferOp t) {
+  if (t.getInput().getDefiningOp<AttentionOp>())
+    return true;
+  for (Operation *user : t->getUsers())
+    if (isa<AttentionOp>(user))
+      return true;
+  return false;
+}
+
 // `v` through a post-norm (Gemma 3): the attention or FFN output a
 // pinfer.rms_norm of a block's output reads; `v` itself otherwise.
 Value throughPostNorm(Value v) {
@@ -196,7 +215,7 @@ Value throughPostNorm(Value v) {
   Value in = norm.getInput();
   int64_t layer;
   StepDevice from;
-  if (in.getDefiningOp<AttentionOp>() || ffnOutputBehind(in, layer, from))
+  if (attentionBehind(in) || ffnOutputBehind(in, layer, from))
     return in;
   return v;
 }
@@ -230,7 +249,7 @@ void readStep(Operation &op, int64_t current,
   layer = -1;
   if (auto norm = dyn_cast<RmsNormOp>(op)) {
     // A norm of a block's output (Gemma 3's post norms).
-    if (auto attn = norm.getInput().getDefiningOp<AttentionOp>()) {
+    if (auto attn = attentionBehind(norm.getInput())) {
       step.kind = StepKind::AttnPostNorm;
       layer = attn.getLayer();
       return;
@@ -239,12 +258,18 @@ void readStep(Operation &op, int64_t current,
       step.kind = StepKind::FfnPostNorm;
       return;
     }
-    for (Operation *user : norm->getUsers())
+    for (Operation *user : norm->getUsers()) {
+      // Directly, or through the transfer to a GPU attention.
+      if (auto t = dyn_cast<TransferOp>(user))
+        for (Operation *u : t->getUsers())
+          if (isa<AttentionOp>(u))
+            user = u;
       if (auto attn = dyn_cast<AttentionOp>(user)) {
         step.kind = StepKind::AttnNorm;
         layer = attn.getLayer();
         return;
       }
+    }
     step.kind = StepKind::FfnNorm;
     layer = ffnReaderLayer(norm.getResult());
     if (layer < 0)
@@ -258,7 +283,7 @@ void readStep(Operation &op, int64_t current,
     // other.
     for (Value v : {add.getRhs(), add.getLhs()}) {
       v = throughPostNorm(v);
-      if (auto a = v.getDefiningOp<AttentionOp>()) {
+      if (auto a = attentionBehind(v)) {
         step.kind = StepKind::AttnAdd;
         layer = a.getLayer();
         return;
@@ -343,6 +368,8 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
   int64_t current = -1; // the layer of the last step
   bool afterHead = false;
   llvm::DenseMap<Operation *, int64_t> recordLayer;
+  bool attentionCopyPending = false;
+  llvm::SmallPtrSet<Operation *, 8> foldedRecords;
   for (Operation &op : forward.getBody().front()) {
     if (isa<WeightOp, func::ReturnOp>(op))
       continue;
@@ -359,6 +386,22 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
       afterHead = true;
       continue;
     }
+    // The copies of a GPU attention's input and output, and the record and
+    // wait that complete the second, are the attention step's own.
+    if (auto t = dyn_cast<TransferOp>(op))
+      if (attentionTransfer(t)) {
+        if (t.getTo() == Device::cpu)
+          attentionCopyPending = true;
+        continue;
+      }
+    if (isa<RecordOp>(op) && attentionCopyPending) {
+      attentionCopyPending = false;
+      foldedRecords.insert(&op);
+      continue;
+    }
+    if (auto wait = dyn_cast<WaitOp>(op))
+      if (foldedRecords.count(wait.getEvent().getDefiningOp()))
+        continue;
     int64_t layer = -1;
     ProgramStep step;
     std::string why;
@@ -438,6 +481,30 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
 }
 
 } // namespace
+
+// The types and extras of layer l's attention, from the model's tensors.
+static bool attentionDesc(const ModelSpec &spec, int64_t l, AttentionDesc &a,
+                   std::string &error) {
+  auto type = [&](const char *kind, GGMLType &out) {
+    const std::string name =
+        "blk." + std::to_string(l) + ".attn_" + kind + ".weight";
+    const TensorSpec *t = spec.tensor(name);
+    if (!t) {
+      error = "layer " + std::to_string(l) + ": no " + name +
+              " for the attention the plan puts on the GPU";
+      return false;
+    }
+    out = t->type;
+    return true;
+  };
+  const std::string blk = "blk." + std::to_string(l) + ".";
+  a.bias = spec.tensor(blk + "attn_q.bias") != nullptr;
+  a.qkNorm = spec.tensor(blk + "attn_q_norm.weight") != nullptr;
+  a.window = spec.params.isSlidingLayer(int(l)) ? spec.params.slidingWindow
+                                                : 0;
+  return type("q", a.wq) && type("k", a.wk) && type("v", a.wv) &&
+         type("output", a.wo);
+}
 
 bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
                        const std::string &modelName, const std::string &target,
@@ -590,6 +657,8 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       return false;
     }
     d.attentionOnGPU = r.attentionOnGPU;
+    if (d.attentionOnGPU && !attentionDesc(spec, l, d.attention, error))
+      return false;
 
     // Every neuron exactly once across the two halves.
     std::fill(seen.begin(), seen.end(), 0);

@@ -45,11 +45,7 @@ void VerifyLoweringPass::runOnOperation() {
     return signalPassFailure();
   }
   module.walk([&](Operation *op) {
-    if (auto attn = dyn_cast<AttentionOp>(op)) {
-      if (attn.getDevice() == Device::gpu)
-        refuse(op, "on the GPU: the runtime runs attention on the CPU; "
-                   "expected device cpu");
-    } else if (auto head = dyn_cast<LMHeadOp>(op)) {
+    if (auto head = dyn_cast<LMHeadOp>(op)) {
       if (head.getDevice() == Device::gpu)
         refuse(op, "on the GPU: the runtime runs the output head on the CPU; "
                    "expected device cpu");

@@ -351,8 +351,9 @@ bool Executor::openGpu(std::string &error) {
     gpuNote_ = gpu->moduleNote();
   // An allocation that fails despite the check above (another process took
   // the memory, or fragmentation) names what was being uploaded.
-  auto outOfMemory = [&](const std::string &what) {
-    error = "out of GPU memory on " + gpu->deviceName() + " uploading " +
+  const std::string device = gpu->deviceName();
+  auto outOfMemory = [&, device](const std::string &what) {
+    error = "out of GPU memory on " + device + " uploading " +
             what + " (" + error + "): the plan for " + program_.target +
             " bills " + std::to_string(program_.vramBillBytes >> 20) +
             " MiB and " + std::to_string(freeB >> 20) +
@@ -420,7 +421,43 @@ bool Executor::openGpu(std::string &error) {
   hostX_ = static_cast<float *>(hx);
   hostOut_ = static_cast<float *>(hout);
   gpu_ = std::move(gpu);
-  return true;
+  // Attention of the layers the plan puts on the GPU, then what they share:
+  // input and output buffers, scratch, the RoPE tables.
+  const ModelParams &p = params_;
+  bool attention = false;
+  for (int l = 0; l < p.nLayer; ++l)
+    if (program_.layers[l].attentionOnGPU) {
+      if (!uploadAttention(l, error))
+        return error.find("cuMemAlloc") != std::string::npos
+                   ? outOfMemory("layer " + std::to_string(l) +
+                                 "'s attention and KV cache")
+                   : false;
+      attention = true;
+    }
+  if (!attention)
+    return true;
+  const size_t f = sizeof(float);
+  void *ax = nullptr, *ay = nullptr;
+  if (!gpu_->alloc(dAttnX_, f * 2 * p.nEmbd, error) ||
+      !gpu_->alloc(dAttnY_, f * p.nEmbd, error) ||
+      !gpu_->alloc(dQ_, f * p.qDim(), error) ||
+      !gpu_->alloc(dScores_, f * size_t(p.nHead) * nCtx_, error) ||
+      !gpu_->alloc(dAttnOut_, f * p.qDim(), error) ||
+      !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error) ||
+      !gpu_->alloc(dInvFreq_, f * invFreq_.size(), error) ||
+      (!invFreqLocal_.empty() &&
+       !gpu_->alloc(dInvFreqLocal_, f * invFreqLocal_.size(), error)))
+    return outOfMemory("the attention buffers");
+  return gpu_->upload(dInvFreq_, invFreq_.data(), f * invFreq_.size(),
+                      error) &&
+         (invFreqLocal_.empty() ||
+          gpu_->upload(dInvFreqLocal_, invFreqLocal_.data(),
+                       f * invFreqLocal_.size(), error)) &&
+         gpu_->allocHost(ax, f * 2 * p.nEmbd, error) &&
+         gpu_->allocHost(ay, f * p.nEmbd, error) &&
+         (hostAttnX_ = static_cast<float *>(ax),
+          hostAttnY_ = static_cast<float *>(ay), true) &&
+         gpu_->createEvent(attnCopied_, error);
 }
 
 bool Executor::init(int nCtx, bool useGpu, std::string &error) {
@@ -463,15 +500,21 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   resetStats();
   sizeBatch();
 
-  bool hasHot = false;
+  bool hasGpuPart = false;
   for (uint32_t l = 0; l < program_.nLayer; ++l)
-    hasHot |= program_.layers[l].nHot > 0;
-  if (hasHot && program_.gpuImage) {
+    hasGpuPart |=
+        program_.layers[l].nHot > 0 || program_.layers[l].attentionOnGPU;
+  if (hasGpuPart && program_.gpuImage) {
     if (!useGpu)
       gpuNote_ = "GPU disabled; computing the GPU part on the CPU";
     else if (!openGpu(error))
       return false;
   }
+  // The KV cache of a layer whose attention runs on the GPU is there: the
+  // prompt's attention then runs token by token too.
+  for (const LayerBinding &b : layers_)
+    if (b.attnOnGpu)
+      batchable_ = false;
   return true;
 }
 
@@ -671,6 +714,8 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
     xqReady_ = false;
     return true;
   case StepKind::Attention:
+    if (b.attnOnGpu)
+      return attentionGpu(l, pos, error);
     // Exactly as the dense reference computes it.
     for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
       cpuBytes_ += w->rows * w->rowBytes;
@@ -865,8 +910,11 @@ bool Executor::checkSteps(std::string &error) {
       // the rest at compile time).
       const bool gpu = s.device == StepDevice::Gpu;
       std::string why;
-      if ((s.kind == StepKind::Attention || s.kind == StepKind::Predict) && gpu)
+      if (s.kind == StepKind::Predict && gpu)
         why = "the runtime runs it on the CPU only";
+      else if (s.kind == StepKind::Attention && gpu != pl.attentionOnGPU)
+        why = "the program's table puts the layer's attention on the other "
+              "device";
       else if (s.kind == StepKind::FfnHalf && (gpu ? pl.nHot : pl.nCold) == 0)
         why = "the layer has no neurons on that device";
       else if (s.kind == StepKind::Predict && !layers_[l].predictor.fc1.data)

@@ -123,6 +123,14 @@ private:
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
     void *outCopied = nullptr; // event: the hot half's output is on the host
+    // Attention on the GPU (runtime/gpu_attention.h): weights, extras, the
+    // layer's KV cache [n_ctx][kv_dim] and kernels.
+    bool attnOnGpu = false;
+    CudaDriver::DevPtr dWq = 0, dWk = 0, dWv = 0, dWo = 0;
+    CudaDriver::DevPtr dBq = 0, dBk = 0, dBv = 0, dQNorm = 0, dKNorm = 0;
+    CudaDriver::DevPtr dKeys = 0, dValues = 0;
+    void *fnWq = nullptr, *fnWk = nullptr, *fnWv = nullptr, *fnRope = nullptr,
+         *fnAttend = nullptr, *fnQuant = nullptr, *fnWo = nullptr;
   };
 
   bool bind(std::string &error);
@@ -133,6 +141,11 @@ private:
   bool bindDown(const GGUFFile &f, int layer, int64_t nEmbd, int64_t nFF,
                 LayerBinding &b, std::string &error);
   bool openGpu(std::string &error);
+  // executor_attention.cpp: uploads layer l's attention (weights, extras,
+  // an empty KV cache) and finds its kernels; runs it for the token at pos
+  // from xb_ (normalised) into xb2_ (the output projection).
+  bool uploadAttention(int l, std::string &error);
+  bool attentionGpu(int l, int pos, std::string &error);
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].
   // Returns the number of neurons that fired. With `predict`, only the
@@ -192,6 +205,14 @@ private:
   CudaDriver::DevPtr dX_ = 0, dOut_ = 0;
   // The down kernels' partial sums and per-tile counters (CudaEmitter.h).
   CudaDriver::DevPtr dPart_ = 0, dDone_ = 0;
+  // Attention on the GPU: its input (f32, then 8-bit quantised values) and
+  // output, their page-locked twins, and scratch.
+  CudaDriver::DevPtr dAttnX_ = 0, dAttnY_ = 0, dQ_ = 0, dScores_ = 0,
+                     dAttnOut_ = 0, dAttnOutQ_ = 0, dInvFreq_ = 0,
+                     dInvFreqLocal_ = 0;
+  float *hostAttnX_ = nullptr, *hostAttnY_ = nullptr;
+  void *attnCopied_ = nullptr; // event: the output is on the host
+  std::vector<BlockQ8Act> attnXq_;  // the input quantised, as matvecs do
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
 
   bool measureRecall_ = false;

@@ -51,7 +51,10 @@ using GateUpFn = void (*)(const GateUpArgs &args, int64_t k0, int64_t k1);
 // kind says which value it reads and writes.
 enum class StepKind : uint8_t {
   AttnNorm,  // pinfer.rms_norm with the attention norm: residual -> input
-  Attention, // pinfer.attention of that input (and the layer's KV cache)
+  Attention, // pinfer.attention of that input (and the layer's KV cache);
+             // on the GPU it also moves the input up and the output down
+             // and waits for it (the IR's transfers, record and wait
+             // around a GPU attention)
   AttnAdd,   // pinfer.add of the attention output into the residual
   FfnNorm,   // pinfer.rms_norm with the FFN norm: residual -> FFN input
   Transfer,  // pinfer.transfer; device: where to (gpu: the FFN input up,
@@ -103,7 +106,7 @@ struct ProgramLayer {
   uint32_t nHot = 0;
   uint32_t nCold = 0;
   const uint32_t *neuronIds = nullptr; // [nHot + nCold] original neuron ids
-  bool attentionOnGPU = false; // planned; attention runs on the CPU for now
+  bool attentionOnGPU = false; // its attention step runs on the GPU
   uint32_t predictorRank = 0;  // R of blk.N.fc1 {n_embd, R}; 0: none
   const char *gateUpKernel = nullptr; // hot-half kernels in the GPU image;
   const char *downKernel = nullptr;   // null when nHot == 0

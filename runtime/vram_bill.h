@@ -44,9 +44,10 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
 }
 
 // One layer's KV cache for `nCtx` positions: K and V rows of `kvDim`
-// (n_kv_head * head_dim) values, f16.
+// (n_kv_head * head_dim) values, f32 as the CPU's cache, so that the two
+// devices attend alike.
 inline uint64_t kvCacheVram(int64_t nCtx, int64_t kvDim) {
-  return 2 * uint64_t(nCtx) * uint64_t(kvDim) * 2;
+  return 2 * uint64_t(nCtx) * uint64_t(kvDim) * sizeof(float);
 }
 
 } // namespace pinfer

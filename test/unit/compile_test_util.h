@@ -101,9 +101,10 @@ inline bool referenceTokens(const Model &model, const Tokenizer &tok,
 // A plan for the tiny preset (2 layers of 512 neurons) that splits each
 // layer: 200 + 8 l hot neurons in a scrambled order, so that the packing's
 // permutation is exercised. `identity` is the model's (modelIdentity): the
-// compiler refuses a plan made for another model.
+// compiler refuses a plan made for another model. With `attentionOnGPU`
+// each layer's attention (and KV cache) is on the GPU too.
 inline bool writeSplitPlan(const std::string &path, const std::string &identity,
-                           std::string &error) {
+                           std::string &error, bool attentionOnGPU = false) {
   Plan plan;
   plan.target = "rtx4090";
   plan.modelIdentity = identity;
@@ -115,6 +116,7 @@ inline bool writeSplitPlan(const std::string &path, const std::string &identity,
   plan.layers.resize(2);
   for (int l = 0; l < 2; ++l) {
     plan.layers[l].nHot = 200 + 8 * l;
+    plan.layers[l].attentionOnGPU = attentionOnGPU;
     for (uint32_t i = 0; i < 512; ++i)
       plan.layers[l].order.push_back((i * 37 + l) % 512);
   }

@@ -81,6 +81,10 @@ protected:
     ASSERT_TRUE(writeTrace(trace_, trace, error)) << error;
     plan_ = dir_ + "/split.plan.json";
     ASSERT_TRUE(writeSplitPlan(plan_, trace.modelIdentity, error)) << error;
+    attnPlan_ = dir_ + "/split-attention.plan.json";
+    ASSERT_TRUE(
+        writeSplitPlan(attnPlan_, trace.modelIdentity, error, true))
+        << error;
   }
   static void TearDownTestSuite() {
     std::system(("rm -rf " + dir_).c_str());
@@ -89,13 +93,14 @@ protected:
 
   // Compiles for rtx4090 in `mode` with the split plan, and builds the
   // emitted CUDA source as host kernels; the executable's path.
-  static std::string compile(const std::string &mode) {
+  static std::string compile(const std::string &mode,
+                             const std::string &plan = plan_) {
     CompileArgs args;
     args.model = model_;
     args.target = "rtx4090";
     args.trace = trace_;
     args.sparsity = mode;
-    args.plan = plan_;
+    args.plan = plan;
     args.nCtx = 256;
     args.noZ3 = true;
     args.quiet = true;
@@ -130,12 +135,12 @@ protected:
     return rc;
   }
 
-  static std::string dir_, model_, trace_, plan_;
+  static std::string dir_, model_, trace_, plan_, attnPlan_;
   static std::vector<int32_t> *reference_;
 };
 
 std::string CompileGpuTest::dir_, CompileGpuTest::model_,
-    CompileGpuTest::trace_, CompileGpuTest::plan_;
+    CompileGpuTest::trace_, CompileGpuTest::plan_, CompileGpuTest::attnPlan_;
 std::vector<int32_t> *CompileGpuTest::reference_ = nullptr;
 
 // Tests that the GPU path gives the reference's tokens in dense and exact
@@ -163,6 +168,29 @@ TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
     EXPECT_EQ(report["context_retains"], 0);
     EXPECT_EQ(report["pageable_async_copies"], 0);
   }
+}
+
+// Tests that with attention on the GPU (the plan puts each layer's there,
+// with its KV cache) the executable runs the attention kernels, reads no
+// attention weight on the CPU and still gives the reference's tokens.
+TEST_F(CompileGpuTest, AttentionRunsOnTheGpu) {
+  const std::string exe = compile("exact", attnPlan_);
+  std::string out, err;
+  std::map<std::string, long> report;
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "--verbose", out, err, report), 0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+  EXPECT_NE(err.find("attn_norm attention@gpu attn_add"), std::string::npos)
+      << err;
+  // Per layer and token: 6 attention kernels (Q8_0: and the quantisation
+  // of the output projection's input) and the FFN's 2.
+  EXPECT_GE(report["launches"], 2 * 9 * kTokens) << out;
+  EXPECT_EQ(report["leaked_allocations"], 0);
+  EXPECT_EQ(report["pageable_async_copies"], 0);
+  // The same executable without the GPU runs attention on the CPU.
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "--cpu", out, err, report), 0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
 }
 
 // Tests that a device that cannot run the CUBIN gets the PTX, with the

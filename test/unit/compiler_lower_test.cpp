@@ -276,20 +276,25 @@ TEST(CompilerLower, EdgePlansMatchProgramFromPlan) {
     EXPECT_EQ(ir.vramBillBytes, 0u); // nothing in VRAM, not even an arena
   }
   {
-    // The runtime has no GPU attention yet: pinfer-verify-lowering refuses
-    // a plan that asks for it, so that the bill and the run agree.
+    // Attention on the GPU: the step runs there, with the projections'
+    // types for its kernels.
     SCOPED_TRACE("GPU attention");
     PipelineOptions options;
     options.contextLength = 128;
     std::string error;
-    EXPECT_FALSE(compileToProgram(model,
-                                  makePlan({0, 0, 0}, {true, false, false}, 4),
-                                  SparsityMode::Dense, "rtx4090", kArch,
-                                  options, ir, error));
-    EXPECT_NE(error.find("'pinfer.attention' op on the GPU: the runtime runs "
-                         "attention on the CPU"),
-              std::string::npos)
+    ASSERT_TRUE(compileToProgram(model,
+                                 makePlan({0, 0, 0}, {true, false, false}, 4),
+                                 SparsityMode::Dense, "rtx4090", kArch,
+                                 options, ir, error))
         << error;
+    EXPECT_TRUE(ir.layers[0].attentionOnGPU);
+    EXPECT_FALSE(ir.layers[1].attentionOnGPU);
+    EXPECT_TRUE(ir.hasGpuPart());
+    EXPECT_EQ(ir.layers[0].attention.wq, model.layer(0).wq.type);
+    EXPECT_EQ(stepsText(ir.layers[0].steps.data(), 3),
+              "attn_norm attention@gpu attn_add");
+    EXPECT_EQ(stepsText(ir.layers[1].steps.data(), 3),
+              "attn_norm attention@cpu attn_add");
   }
   {
     SCOPED_TRACE("one hot neuron, one cold neuron");

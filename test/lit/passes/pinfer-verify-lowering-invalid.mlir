@@ -1,18 +1,5 @@
 // RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-verify-lowering
 
-// Tests that attention on the GPU is refused: the runtime runs it on the CPU.
-module attributes {pinfer.memory = {context_length = 8 : i64}} {
-  func.func @gpu_attention(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
-    %w = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
-    // expected-error @+1 {{on the GPU: the runtime runs attention on the CPU}}
-    %a = pinfer.attention %x, %pos, %w, %w, %w, %w {device = #pinfer.device<gpu>, layer = 0 : i64, n_head = 2 : i64, n_kv_head = 2 : i64, head_dim = 16 : i64, rope_base = 1.0e+04 : f32, rope_dim = 16 : i64}
-        : tensor<32xf32>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>
-    return %a : tensor<32xf32>
-  }
-}
-
-// -----
-
 // Tests that the output head on the GPU is refused.
 module attributes {pinfer.memory = {context_length = 8 : i64}} {
   func.func @gpu_head(%x: tensor<32xf32>) -> tensor<4xf32> {

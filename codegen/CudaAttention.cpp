@@ -1,0 +1,180 @@
+// Emits a layer's attention kernels; see CudaAttention.h. Each mirrors the
+// CPU routine of the dense reference it replaces (runtime/forward.cpp,
+// attentionCore; runtime/kernels.cpp, rmsNorm, rope, attendHead, softmax),
+// so that the two devices compute alike up to the order of float sums.
+#include "codegen/CudaAttention.h"
+
+#include "codegen/SourceText.h"
+#include "runtime/gpu_attention.h"
+
+namespace pinfer {
+
+namespace {
+
+const char *kHelpers = R"(
+// Block-wide max and sum over blockDim.x threads (a multiple of 32): every
+// thread reaches the barriers and gets the result.
+__device__ float pf_block_max(float v, float *red) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = red[0];
+  for (int w = 1; w < (int)(blockDim.x >> 5); ++w) r = fmaxf(r, red[w]);
+  return r;
+}
+__device__ float pf_block_sum(float v, float *red) {
+  v = pf_warp_sum(v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = 0.f;
+  for (int w = 0; w < (int)(blockDim.x >> 5); ++w) r += red[w];
+  return r;
+}
+)";
+
+// The CUDA suffix of a computable type (its pf_dot_ helper).
+const char *suffix(GGMLType t) {
+  const TypeTraits *row = typeTraits(t);
+  return row && row->computable ? row->cudaSuffix : "f32";
+}
+
+void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
+                int64_t rows, int64_t cols, bool bias) {
+  using namespace gpuattn;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
+     << ") " << name
+     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+     << "    const float *__restrict__ x, float *__restrict__ y) {\n"
+     << "  constexpr int kRows = " << rows << ", kCols = " << cols
+     << ", kRow = " << rowBytes(type, cols) << ";\n"
+     << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
+     << "  const int lane = threadIdx.x & 31;\n"
+     << "  if (r >= kRows) return; // whole warps\n"
+     << "  const float s = pf_dot_" << suffix(type)
+     << "<kCols>(w + (long)r * kRow, x, lane);\n"
+     << "  if (lane == 0) y[r] = s" << (bias ? " + bias[r]" : "") << ";\n"
+     << "}\n";
+}
+
+} // namespace
+
+void emitAttentionHelpers(std::ostream &os) { os << kHelpers; }
+
+void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
+                          const AttentionDesc &a) {
+  using namespace gpuattn;
+  const int64_t qDim = p.qDim(), kvDim = p.kvDim();
+  os << "\n// Layer " << layer << "'s attention: " << p.nHead << " heads ("
+     << p.nKvHead << " KV) of " << p.headDim << "; wq " << typeName(a.wq)
+     << ", wk " << typeName(a.wk) << ", wv " << typeName(a.wv) << ", wo "
+     << typeName(a.wo) << (a.bias ? ", biases" : "")
+     << (a.qkNorm ? ", Q/K norms" : "");
+  if (a.window)
+    os << ", window " << a.window;
+  os << ".\n";
+  emitMatvec(os, kernelName(layer, "wq"), a.wq, qDim, p.nEmbd, a.bias);
+  emitMatvec(os, kernelName(layer, "wk"), a.wk, kvDim, p.nEmbd, a.bias);
+  emitMatvec(os, kernelName(layer, "wv"), a.wv, kvDim, p.nEmbd, a.bias);
+
+  // RoPE pairs: adjacent, or half the rotated span apart (NeoX).
+  const bool neox = p.ropeStyle == RopeStyle::Neox;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kRopeBlock
+     << ") " << kernelName(layer, "rope")
+     << "(float *__restrict__ q, float *__restrict__ k,\n"
+     << "    const float *__restrict__ qNorm, const float *__restrict__ "
+        "kNorm,\n"
+     << "    const float *__restrict__ invFreq, int pos) {\n"
+     << "  constexpr int kHeads = " << p.nHead << ", kHeadDim = " << p.headDim
+     << ", kRot = " << p.nRot << ";\n"
+     << "  const int h = blockIdx.x, lane = threadIdx.x;\n"
+     << "  float *v = h < kHeads ? q + h * kHeadDim : k + (h - kHeads) * "
+        "kHeadDim;\n";
+  if (a.qkNorm)
+    os << "  const float *nw = h < kHeads ? qNorm : kNorm;\n"
+       << "  float ss = 0.f;\n"
+       << "  for (int i = lane; i < kHeadDim; i += 32) ss += v[i] * v[i];\n"
+       << "  ss = pf_warp_sum(ss);\n"
+       << "  const float scale = (float)(1.0 / sqrt((double)ss / kHeadDim + "
+       << floatLiteral(p.normEps) << "));\n"
+       << "  for (int i = lane; i < kHeadDim; i += 32) v[i] = v[i] * scale * "
+          "nw[i];\n"
+       << "  __syncwarp();\n";
+  os << "  for (int i = lane; i < kRot / 2; i += 32) {\n"
+     << "    const double theta = (double)pos * (double)invFreq[i];\n"
+     << "    const float c = (float)cos(theta), s = (float)sin(theta);\n"
+     << "    float *e = v + " << (neox ? "i" : "2 * i") << ";\n"
+     << "    const float x0 = e[0], x1 = e[" << (neox ? "kRot / 2" : "1")
+     << "];\n"
+     << "    e[0] = x0 * c - x1 * s;\n"
+     << "    e[" << (neox ? "kRot / 2" : "1") << "] = x0 * s + x1 * c;\n"
+     << "  }\n"
+     << "}\n";
+
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kAttendBlock
+     << ") " << kernelName(layer, "attend")
+     << "(const float *__restrict__ q,\n"
+     << "    const float *__restrict__ keys, const float *__restrict__ "
+        "values,\n"
+     << "    float *__restrict__ scores, float *__restrict__ out, int pos, "
+        "int nCtx) {\n"
+     << "  constexpr int kHeadDim = " << p.headDim << ", kKvDim = " << kvDim
+     << ", kGroup = " << p.nHead / p.nKvHead << ", kWindow = " << a.window
+     << ";\n"
+     << "  __shared__ float red[" << kAttendBlock / 32 << "];\n"
+     << "  const int h = blockIdx.x, t = threadIdx.x;\n"
+     << "  const int end = pos + 1;\n"
+     << "  const int first = kWindow > 0 && end > kWindow ? end - kWindow : "
+        "0;\n"
+     << "  const int n = end - first;\n"
+     << "  const float *qh = q + h * kHeadDim;\n"
+     << "  const long kvOff = (long)first * kKvDim + (h / kGroup) * "
+        "kHeadDim;\n"
+     << "  float *sc = scores + (long)h * nCtx;\n"
+     << "  const float scale = 1.f / sqrtf((float)kHeadDim);\n"
+     << "  float mx = -3.402823466e38f;\n"
+     << "  for (int j = t; j < n; j += blockDim.x) {\n"
+     << "    const float *kj = keys + kvOff + (long)j * kKvDim;\n"
+     << "    float s = 0.f;\n"
+     << "    for (int d = 0; d < kHeadDim; ++d) s += kj[d] * qh[d];\n"
+     << "    s *= scale;\n"
+     << "    sc[j] = s;\n"
+     << "    mx = fmaxf(mx, s);\n"
+     << "  }\n"
+     << "  mx = pf_block_max(mx, red);\n"
+     << "  float sum = 0.f;\n"
+     << "  for (int j = t; j < n; j += blockDim.x) {\n"
+     << "    const float e = expf(sc[j] - mx);\n"
+     << "    sc[j] = e;\n"
+     << "    sum += e;\n"
+     << "  }\n"
+     << "  sum = pf_block_sum(sum, red); // its barriers publish sc\n"
+     << "  const float inv = 1.f / sum;\n"
+     << "  for (int d = t; d < kHeadDim; d += blockDim.x) {\n"
+     << "    float o = 0.f;\n"
+     << "    for (int j = 0; j < n; ++j) o += sc[j] * inv * values[kvOff + "
+        "(long)j * kKvDim + d];\n"
+     << "    out[h * kHeadDim + d] = o;\n"
+     << "  }\n"
+     << "}\n";
+
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kQuantBlock
+     << ") " << kernelName(layer, "quant")
+     << "(const float *__restrict__ x, float *__restrict__ xq) {\n"
+     << "  constexpr int kN = " << qDim << ";\n"
+     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+     << "  if ((i & ~31) >= kN) return; // whole warps\n"
+     << "  const float v = x[i];\n"
+     << "  float amax = fabsf(v);\n"
+     << "  for (int o = 16; o > 0; o >>= 1)\n"
+     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
+     << "  const float d = amax / 127.f;\n"
+     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
+     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
+     << "}\n";
+  emitMatvec(os, kernelName(layer, "wo"), a.wo, p.nEmbd, qDim, false);
+}
+
+} // namespace pinfer

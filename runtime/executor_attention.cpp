@@ -1,0 +1,123 @@
+// Attention on the GPU for the layers the plan puts there; see executor.h
+// and runtime/gpu_attention.h (the kernels and their order). The norm
+// before and the residual add after stay host steps: per layer only the
+// normalised input goes up and the output projection comes back.
+#include "runtime/executor.h"
+
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+
+#include <algorithm>
+
+namespace pinfer {
+
+bool Executor::uploadAttention(int l, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ModelParams &p = params_;
+  CudaDriver &gpu = *gpu_;
+  static const char *kKernels[] = {"wq",     "wk",    "wv", "rope",
+                                   "attend", "quant", "wo"};
+  void **fns[] = {&b.fnWq,     &b.fnWk,    &b.fnWv, &b.fnRope,
+                  &b.fnAttend, &b.fnQuant, &b.fnWo};
+  for (int k = 0; k < 7; ++k)
+    if (!(*fns[k] = gpu.function(gpuattn::kernelName(l, kKernels[k]).c_str(),
+                                 error)))
+      return false;
+  struct Part {
+    const void *src;
+    size_t bytes;
+    CudaDriver::DevPtr *dst;
+  };
+  auto vec = [](const std::vector<float> &v, CudaDriver::DevPtr *dst) {
+    return Part{v.data(), v.size() * sizeof(float), dst};
+  };
+  const Weight *ws[] = {&b.wq, &b.wk, &b.wv, &b.wo};
+  CudaDriver::DevPtr *ds[] = {&b.dWq, &b.dWk, &b.dWv, &b.dWo};
+  std::vector<Part> parts;
+  for (int k = 0; k < 4; ++k)
+    parts.push_back(Part{ws[k]->data, ws[k]->rowBytes * ws[k]->rows, ds[k]});
+  for (Part extra : {vec(b.bq, &b.dBq), vec(b.bk, &b.dBk), vec(b.bv, &b.dBv),
+                     vec(b.qNorm, &b.dQNorm), vec(b.kNorm, &b.dKNorm)})
+    if (extra.bytes)
+      parts.push_back(extra);
+  for (const Part &part : parts)
+    if (!gpu.alloc(*part.dst, part.bytes, error) ||
+        !gpu.upload(*part.dst, part.src, part.bytes, error))
+      return false;
+  const size_t cache = sizeof(float) * size_t(nCtx_) * p.kvDim();
+  if (!gpu.alloc(b.dKeys, cache, error) || !gpu.alloc(b.dValues, cache, error))
+    return false;
+  b.attnOnGpu = true;
+  return true;
+}
+
+bool Executor::attentionGpu(int l, int pos, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ModelParams &p = params_;
+  const int nEmbd = p.nEmbd, qDim = p.qDim(), kvDim = p.kvDim();
+  CudaDriver &gpu = *gpu_;
+  // The input, f32 and as the 8-bit values the CPU's matvecs multiply for
+  // Q8_0/Q4_0/Q5_0 rows; each projection reads the one its type reads.
+  std::copy(xb_.begin(), xb_.end(), hostAttnX_);
+  if (usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) || usesQ8Act(b.wv.type)) {
+    attnXq_.resize(size_t(nEmbd / QK8_0));
+    quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
+    for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
+      for (int j = 0; j < QK8_0; ++j)
+        hostAttnX_[nEmbd + blk * QK8_0 + j] =
+            attnXq_[blk].d * float(attnXq_[blk].qs[j]);
+  }
+  CudaDriver::DevPtr x32 = dAttnX_, x8 = dAttnX_ + sizeof(float) * nEmbd;
+  auto input = [&](const Weight &w) { return usesQ8Act(w.type) ? &x8 : &x32; };
+  CudaDriver::DevPtr kRow = b.dKeys + sizeof(float) * size_t(pos) * kvDim;
+  CudaDriver::DevPtr vRow = b.dValues + sizeof(float) * size_t(pos) * kvDim;
+  CudaDriver::DevPtr invFreq =
+      p.isSlidingLayer(l) && dInvFreqLocal_ ? dInvFreqLocal_ : dInvFreq_;
+  CudaDriver::DevPtr noBias = 0;
+  CudaDriver::DevPtr woIn = usesQ8Act(b.wo.type) ? dAttnOutQ_ : dAttnOut_;
+  int position = pos, nCtx = nCtx_;
+  void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dQ_};
+  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &kRow};
+  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &vRow};
+  void *ar[] = {&dQ_, &kRow, &b.dQNorm, &b.dKNorm, &invFreq, &position};
+  void *aa[] = {&dQ_,       &b.dKeys,   &b.dValues, &dScores_,
+                &dAttnOut_, &position, &nCtx};
+  void *an[] = {&dAttnOut_, &dAttnOutQ_};
+  void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_};
+  using namespace gpuattn;
+  const std::string name[] = {kernelName(l, "wq"),   kernelName(l, "wk"),
+                              kernelName(l, "wv"),   kernelName(l, "rope"),
+                              kernelName(l, "attend"), kernelName(l, "quant"),
+                              kernelName(l, "wo")};
+  if (!gpu.uploadAsync(dAttnX_, hostAttnX_, sizeof(float) * 2 * nEmbd,
+                       error) ||
+      !gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
+                  name[0].c_str(), l) ||
+      !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
+                  name[1].c_str(), l) ||
+      !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
+                  name[2].c_str(), l) ||
+      !gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
+                  error, name[3].c_str(), l) ||
+      !gpu.launch(b.fnAttend, unsigned(p.nHead), kAttendBlock, aa, error,
+                  name[4].c_str(), l))
+    return false;
+  if (usesQ8Act(b.wo.type) &&
+      !gpu.launch(b.fnQuant, quantGrid(qDim), kQuantBlock, an, error,
+                  name[5].c_str(), l))
+    return false;
+  if (!gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
+                  name[6].c_str(), l) ||
+      !gpu.downloadAsync(hostAttnY_, dAttnY_, sizeof(float) * nEmbd, error) ||
+      !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+    return false;
+  std::copy(hostAttnY_, hostAttnY_ + nEmbd, xb2_.begin());
+  if (countBytes_) {
+    for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
+      gpuBytes_ += w->rows * w->rowBytes;
+    gpuBytes_ += 2 * sizeof(float) * uint64_t(pos + 1) * kvDim;
+  }
+  return true;
+}
+
+} // namespace pinfer

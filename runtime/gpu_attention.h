@@ -1,0 +1,41 @@
+// The GPU kernels of a layer whose attention runs on the GPU: their names
+// and launch geometry, shared by the CUDA emitter (codegen/CudaEmitter.cpp,
+// which bakes the shapes into the kernels) and the executor (which launches
+// them), so that the two cannot disagree.
+//
+// Per layer L, in launch order:
+//   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y): one warp per
+//                                     output row (+ bias); K and V rows go
+//                                     straight into the KV cache at pos
+//   attn_L_rope(q, k, qNorm, kNorm, invFreq, pos): one warp per head, the
+//                                     per-head norms (Gemma 3), then RoPE
+//   attn_L_attend(q, keys, values, scores, out, pos, nCtx): one block per
+//                                     query head (GQA), the causal softmax
+//                                     over the window and the weighted sum
+//   attn_L_quant(x, xq)              Q8_0/Q4_0/Q5_0 output projections: the
+//                                     input quantised to 8 bits per 32 as
+//                                     the CPU does (quantizeActQ8)
+//   attn_L_wo(w, bias, x, y)         the output projection
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pinfer::gpuattn {
+
+constexpr unsigned kMatvecBlock = 256; // 8 warps, one output row each
+constexpr unsigned kRopeBlock = 32;    // one warp per head
+constexpr unsigned kAttendBlock = 128; // per query head
+constexpr unsigned kQuantBlock = 256;  // one warp per block of 32 values
+
+inline unsigned matvecGrid(int64_t rows) {
+  return unsigned((rows * 32 + kMatvecBlock - 1) / kMatvecBlock);
+}
+inline unsigned quantGrid(int64_t n) {
+  return unsigned((n + kQuantBlock - 1) / kQuantBlock);
+}
+inline std::string kernelName(int layer, const char *what) {
+  return "attn_l" + std::to_string(layer) + "_" + what;
+}
+
+} // namespace pinfer::gpuattn

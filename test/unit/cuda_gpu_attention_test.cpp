@@ -1,0 +1,260 @@
+// Tests the emitted attention kernels (runtime/gpu_attention.h) against
+// their CPU twin, the dense reference's attentionCore, token after token
+// over a growing KV cache: LLaMA-shaped (Q8_0, grouped-query), Qwen2-shaped
+// (biases, NeoX RoPE) and Gemma-3-shaped (K-quant projections, per-head
+// Q/K norms, head size unlike n_embd/n_head, one KV head, a sliding window,
+// a Q5_0 output projection whose input the GPU quantises as the CPU does).
+// On a real GPU, and in ctest's ".standin" runs through the libcuda
+// stand-in (test/cuda_host).
+#include "codegen/CudaEmitter.h"
+#include "codegen/Nvrtc.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/forward.h"
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+#include "runtime/thread_pool.h"
+
+#include "host_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace pinfer;
+using pinfer::testutil::underCudaStandin;
+using pinfer::testutil::useHostKernels;
+
+namespace {
+
+struct Shape {
+  const char *name;
+  GGMLType wq, wkv, wo;
+  int nEmbd, nHead, nKvHead, headDim;
+  RopeStyle rope;
+  bool bias, qkNorm;
+  int window;
+};
+
+struct Matrix {
+  Weight w;
+  std::vector<uint8_t> bytes;
+};
+
+Matrix randomMatrix(GGMLType type, int cols, int rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, 0.3f);
+  Matrix m;
+  m.w.type = type;
+  m.w.cols = cols;
+  m.w.rows = rows;
+  m.w.rowBytes = rowBytes(type, cols);
+  m.bytes.resize(m.w.rowBytes * rows);
+  std::vector<float> src(cols);
+  for (int r = 0; r < rows; ++r) {
+    for (float &v : src)
+      v = dist(rng);
+    quantizeRow(type, src.data(), m.bytes.data() + r * m.w.rowBytes, cols);
+  }
+  m.w.data = m.bytes.data();
+  return m;
+}
+
+std::vector<float> randomVector(int n, uint32_t seed, float mean = 0.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(mean, 0.5f);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+double normalisedError(const float *got, const float *want, int n) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; ++i) {
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+class CudaAttention : public ::testing::TestWithParam<Shape> {
+protected:
+  void SetUp() override {
+    if (!nvrtcAvailable())
+      GTEST_SKIP() << "built without NVRTC";
+    std::string why;
+    if (!gpu_.open(why)) {
+      ASSERT_FALSE(underCudaStandin()) << why;
+      GTEST_SKIP() << why;
+    }
+  }
+  CudaDriver gpu_;
+};
+
+TEST_P(CudaAttention, MatchesAttentionCore) {
+  const Shape &s = GetParam();
+  constexpr int kCtx = 8, kTokens = 7;
+  ModelParams p;
+  p.nEmbd = s.nEmbd;
+  p.nHead = s.nHead;
+  p.nKvHead = s.nKvHead;
+  p.headDim = s.headDim;
+  p.nRot = s.headDim;
+  p.nLayer = 1;
+  p.nFF = 32;
+  p.normEps = 1e-6f;
+  p.ropeStyle = s.rope;
+  const int qDim = p.qDim(), kvDim = p.kvDim();
+
+  Matrix wq = randomMatrix(s.wq, s.nEmbd, qDim, 1),
+         wk = randomMatrix(s.wkv, s.nEmbd, kvDim, 2),
+         wv = randomMatrix(s.wkv, s.nEmbd, kvDim, 3),
+         wo = randomMatrix(s.wo, qDim, s.nEmbd, 4);
+  std::vector<float> bq, bk, bv, qNorm, kNorm;
+  if (s.bias) {
+    bq = randomVector(qDim, 5);
+    bk = randomVector(kvDim, 6);
+    bv = randomVector(kvDim, 7);
+  }
+  if (s.qkNorm) {
+    qNorm = randomVector(s.headDim, 8, 1.f);
+    kNorm = randomVector(s.headDim, 9, 1.f);
+  }
+  std::vector<float> invFreq(p.nRot / 2);
+  ropeInvFreq(invFreq.data(), p.nRot, 10000.f);
+
+  // The CPU twin's state.
+  std::vector<float> keys(size_t(kCtx) * kvDim), values(keys.size());
+  std::vector<float> xb(s.nEmbd), xb2(s.nEmbd), q(qDim), attnOut(qDim),
+      scores(size_t(p.nHead) * kCtx);
+  AttentionBlock ab{nullptr,        &wq.w,          &wk.w,       &wv.w,
+                    &wo.w,          keys.data(),    values.data(), xb.data(),
+                    xb2.data(),     q.data(),       attnOut.data(),
+                    scores.data(),  invFreq.data(), kCtx};
+  ab.qNorm = s.qkNorm ? qNorm.data() : nullptr;
+  ab.kNorm = s.qkNorm ? kNorm.data() : nullptr;
+  ab.window = s.window;
+  ab.bq = s.bias ? bq.data() : nullptr;
+  ab.bk = s.bias ? bk.data() : nullptr;
+  ab.bv = s.bias ? bv.data() : nullptr;
+  ThreadPool pool(1);
+
+  // The kernels, as the compiler emits them for this layer.
+  ProgramDesc d;
+  d.params = p;
+  d.smArch = "sm_" + std::to_string(gpu_.computeCapability());
+  d.layers.resize(1);
+  d.layers[0].attentionOnGPU = true;
+  d.layers[0].attention =
+      AttentionDesc{s.wq, s.wkv, s.wkv, s.wo, s.bias, s.qkNorm, s.window};
+  CudaModule m = emitCuda(d);
+  NvrtcOutput ptx;
+  std::string error;
+  ASSERT_TRUE(
+      compileCuda(m.source, "attn.cu", d.smArch, GpuImageKind::PTX, ptx, error))
+      << error;
+  ASSERT_EQ(useHostKernels(m.source, std::string("attn_") + s.name), "");
+  ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  using namespace gpuattn;
+  void *fn[7];
+  const char *names[] = {"wq", "wk", "wv", "rope", "attend", "quant", "wo"};
+  for (int k = 0; k < 7; ++k)
+    ASSERT_TRUE(fn[k] = gpu_.function(kernelName(0, names[k]).c_str(), error))
+        << error;
+
+  using Ptr = CudaDriver::DevPtr;
+  auto upload = [&](const void *src, size_t bytes, Ptr &dst) {
+    return gpu_.alloc(dst, bytes, error) &&
+           (!src || gpu_.upload(dst, src, bytes, error));
+  };
+  Ptr dWq, dWk, dWv, dWo, dBq = 0, dBk = 0, dBv = 0, dQn = 0, dKn = 0, dInv,
+      dKeys, dValues, dX, dQ, dScores, dOut, dOutQ, dY;
+  const size_t f = sizeof(float);
+  ASSERT_TRUE(upload(wq.bytes.data(), wq.bytes.size(), dWq) &&
+              upload(wk.bytes.data(), wk.bytes.size(), dWk) &&
+              upload(wv.bytes.data(), wv.bytes.size(), dWv) &&
+              upload(wo.bytes.data(), wo.bytes.size(), dWo) &&
+              upload(invFreq.data(), f * invFreq.size(), dInv) &&
+              upload(nullptr, f * keys.size(), dKeys) &&
+              upload(nullptr, f * keys.size(), dValues) &&
+              upload(nullptr, f * 2 * s.nEmbd, dX) &&
+              upload(nullptr, f * qDim, dQ) &&
+              upload(nullptr, f * scores.size(), dScores) &&
+              upload(nullptr, f * qDim, dOut) &&
+              upload(nullptr, f * qDim, dOutQ) &&
+              upload(nullptr, f * s.nEmbd, dY))
+      << error;
+  if (s.bias)
+    ASSERT_TRUE(upload(bq.data(), f * qDim, dBq) &&
+                upload(bk.data(), f * kvDim, dBk) &&
+                upload(bv.data(), f * kvDim, dBv))
+        << error;
+  if (s.qkNorm)
+    ASSERT_TRUE(upload(qNorm.data(), f * s.headDim, dQn) &&
+                upload(kNorm.data(), f * s.headDim, dKn))
+        << error;
+
+  std::vector<BlockQ8Act> xq(s.nEmbd / QK8_0);
+  std::vector<float> hostX(2 * s.nEmbd), got(s.nEmbd);
+  for (int pos = 0; pos < kTokens; ++pos) {
+    SCOPED_TRACE("position " + std::to_string(pos));
+    std::vector<float> x = randomVector(s.nEmbd, 100 + pos);
+    std::copy(x.begin(), x.end(), xb.begin());
+    attentionCore(p, ab, 1, pos, pool);
+
+    // The executor's sequence (runtime/executor_attention.cpp).
+    std::copy(x.begin(), x.end(), hostX.begin());
+    quantizeActQ8(x.data(), xq.data(), s.nEmbd);
+    for (int i = 0; i < s.nEmbd; ++i)
+      hostX[s.nEmbd + i] = xq[i / QK8_0].d * float(xq[i / QK8_0].qs[i % QK8_0]);
+    Ptr x32 = dX, x8 = dX + f * s.nEmbd;
+    Ptr kRow = dKeys + f * size_t(pos) * kvDim,
+        vRow = dValues + f * size_t(pos) * kvDim, noBias = 0;
+    Ptr woIn = usesQ8Act(s.wo) ? dOutQ : dOut;
+    int position = pos, nCtx = kCtx;
+    void *aq[] = {&dWq, &dBq, usesQ8Act(s.wq) ? &x8 : &x32, &dQ};
+    void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &kRow};
+    void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &vRow};
+    void *ar[] = {&dQ, &kRow, &dQn, &dKn, &dInv, &position};
+    void *aa[] = {&dQ, &dKeys, &dValues, &dScores, &dOut, &position, &nCtx};
+    void *an[] = {&dOut, &dOutQ};
+    void *ao[] = {&dWo, &noBias, &woIn, &dY};
+    ASSERT_TRUE(
+        gpu_.upload(dX, hostX.data(), f * hostX.size(), error) &&
+        gpu_.launch(fn[0], matvecGrid(qDim), kMatvecBlock, aq, error) &&
+        gpu_.launch(fn[1], matvecGrid(kvDim), kMatvecBlock, ak, error) &&
+        gpu_.launch(fn[2], matvecGrid(kvDim), kMatvecBlock, av, error) &&
+        gpu_.launch(fn[3], unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
+                    error) &&
+        gpu_.launch(fn[4], unsigned(p.nHead), kAttendBlock, aa, error) &&
+        (!usesQ8Act(s.wo) ||
+         gpu_.launch(fn[5], quantGrid(qDim), kQuantBlock, an, error)) &&
+        gpu_.launch(fn[6], matvecGrid(s.nEmbd), kMatvecBlock, ao, error) &&
+        gpu_.download(got.data(), dY, f * s.nEmbd, error))
+        << error;
+    EXPECT_LT(normalisedError(got.data(), xb2.data(), s.nEmbd), 1e-4);
+    // The cache rows the GPU wrote are the CPU's.
+    std::vector<float> kGot(kvDim);
+    ASSERT_TRUE(gpu_.download(kGot.data(), kRow, f * kvDim, error)) << error;
+    EXPECT_LT(normalisedError(kGot.data(), keys.data() + size_t(pos) * kvDim,
+                              kvDim),
+              1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaAttention,
+    ::testing::Values(
+        Shape{"llama", GGMLType::Q8_0, GGMLType::Q8_0, GGMLType::Q8_0, 128, 4,
+              2, 32, RopeStyle::Normal, false, false, 0},
+        Shape{"qwen2", GGMLType::F16, GGMLType::F16, GGMLType::F32, 128, 4, 4,
+              32, RopeStyle::Neox, true, false, 0},
+        Shape{"gemma3", GGMLType::Q4_K, GGMLType::Q6_K, GGMLType::Q5_0, 256,
+              2, 1, 64, RopeStyle::Neox, false, true, 3}),
+    [](const ::testing::TestParamInfo<Shape> &info) {
+      return std::string(info.param.name);
+    });
+
+} // namespace
