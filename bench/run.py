@@ -222,7 +222,11 @@ def main():
         for act in ("silu", "relu"):
             path = os.path.join(mdir, f"{tag}-{ty}-{act}.gguf")
             if not os.path.exists(path):
-                extra = ["--powerinfer"] if act == "relu" else []
+                # ffn_down kept beside PowerInfer's ffn_down_t: quantised
+                # downs are then packed at their own size, as in the
+                # numbers of docs/performance.md.
+                extra = (["--powerinfer", "--with-ffn-down"]
+                         if act == "relu" else [])
                 cmd = [genmodel, *shape, "--type", ty, "--activation", act,
                        "--active-fraction", "0.10", *extra, "-o", path + ".tmp"]
                 print(f"generating {os.path.basename(path)} ...", flush=True)

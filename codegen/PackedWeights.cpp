@@ -6,6 +6,7 @@
 #include "runtime/packed_format.h"
 #include "runtime/gguf.h"
 
+#include <cassert>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -93,6 +94,34 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
               });
 }
 
+// The same from a source holding only PowerInfer's ffn_down_t {n_embd,
+// n_ff} (`downT`): it is already one row per neuron, so its rows are
+// copied in packed order, or decoded to f32 for block types (the type the
+// loader gives such a down projection, downTypeFromTransposed).
+void addPackedDownFromT(GGUFWriter &w, const GGUFTensor &downT,
+                        GGMLType downType, int layer,
+                        const std::vector<uint32_t> &order) {
+  const int64_t nEmbd = downT.ne[0], nFF = downT.ne[1];
+  const GGMLType tt = transposedDownType(downType);
+  // Model::load gives a transposed source a Rows type, the one written here.
+  assert(downLayoutFor(downType) == DownLayout::Rows && tt == downType);
+  const GGUFTensor *src = &downT;
+  const std::vector<uint32_t> *ord = &order;
+  w.addTensor(
+      tensorName(TensorKind::FfnDownT, layer), tt, {nEmbd, nFF},
+      [src, ord, tt, nEmbd](uint8_t *dst, size_t) {
+        const size_t in = rowBytes(src->type, nEmbd), out = rowBytes(tt, nEmbd);
+        for (size_t k = 0; k < ord->size(); ++k) {
+          const uint8_t *row = src->data + (*ord)[k] * in;
+          if (src->type == tt)
+            std::memcpy(dst + k * out, row, out);
+          else
+            dequantizeRow(src->type, row,
+                          reinterpret_cast<float *>(dst + k * out), nEmbd);
+        }
+      });
+}
+
 } // namespace
 
 void packSplitDownRows(const Weight &down, const std::vector<uint32_t> &order,
@@ -171,8 +200,16 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     // global tensor, or one pinferc does not know) is copied as it is.
     bool inLayer =
         parseTensorName(t.name, kind, layer) && layer >= 0 && layer < p.nLayer;
-    if (inLayer && kind == TensorKind::FfnDownT)
-      continue; // a PowerInfer source's own transpose: replaced below
+    if (inLayer && kind == TensorKind::FfnDownT) {
+      // A PowerInfer source's own transpose is replaced by one made from
+      // ffn_down, the matrix the reference computes with (for a quantised
+      // model the two are quantised along different axes); without
+      // ffn_down, it is that matrix.
+      if (!src.tensor(tensorName(TensorKind::FfnDown, layer)))
+        addPackedDownFromT(w, t, model.layer(layer).down.type, layer,
+                           orders[layer]);
+      continue;
+    }
     // Tensors with one row (or element) per neuron are stored in packed
     // order: gate, up, and the predictor's output layer fc2 {R, n_ff} with
     // its bias [n_ff].

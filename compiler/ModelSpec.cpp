@@ -67,6 +67,14 @@ bool readModelSpec(const GGUFFile &file, ModelSpec &spec, std::string &error) {
     for (size_t k = 0; k < arch.nLayerTensors; ++k) {
       TensorKind kind = arch.layerTensors[k];
       std::string name = tensorName(kind, l);
+      if (kind == TensorKind::FfnDown) {
+        // As bound: a file with only PowerInfer's ffn_down_t has it
+        // transposed at load (Model::load) into this {n_ff, n_embd} matrix,
+        // which the packed weights are made from.
+        const Weight &d = model->layer(l).down;
+        spec.tensors[name] = TensorSpec{d.type, {d.cols, d.rows}};
+        continue;
+      }
       if (!takeTensor(file, name, tensorInfo(kind).isVector, spec.tensors[name],
                       error))
         return false;

@@ -193,6 +193,17 @@ inline GGMLType transposedDownType(GGMLType source) {
   return t->downLayout == DownLayout::Rows ? t->downRowsType : GGMLType::I8;
 }
 
+// The type Model::load gives a down projection that a file holds only
+// transposed, as PowerInfer's converter writes it (blk.N.ffn_down_t.weight
+// {n_embd, n_ff}, of type `downT`): that type where elements stand alone
+// (f32, f16, bf16), else f32, which holds every decoded value exactly (a
+// block type's blocks run along n_embd there; re-cutting them along n_ff
+// would requantise).
+inline GGMLType downTypeFromTransposed(GGMLType downT) {
+  const TypeTraits *t = typeTraits(downT);
+  return t && t->blockSize == 1 ? downT : GGMLType::F32;
+}
+
 // Bytes of one neuron's row of ffn_down_t (n_embd outputs).
 inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   switch (downLayoutFor(source)) {

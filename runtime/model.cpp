@@ -6,7 +6,9 @@
 
 #include "runtime/gguf.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cstring>
 
 namespace pinfer {
 
@@ -112,6 +114,59 @@ struct Loader {
     return true;
   }
 
+  // A layer's down projection {n_ff, n_embd}: ffn_down where the file has
+  // it, else PowerInfer's ffn_down_t {n_embd, n_ff} transposed once into
+  // `owned`. A copy rather than a second, neuron-major down projection in
+  // the forward pass: the reference stays one matvec summing in the same
+  // order as for the same model stored untransposed (f32/f16/bf16: the same
+  // bits, so the same logits), and the other readers of LayerWeights::down
+  // (the compiler's model spec and checks) need no second path. The cost is
+  // the layer's down projection in memory (f32 for block types).
+  bool bindDown(int layer, const ModelParams &p, Weight &out,
+                std::vector<uint8_t> &owned) {
+    const std::string name = tensorName(TensorKind::FfnDownT, layer);
+    if (file.tensor(tensorName(TensorKind::FfnDown, layer)) ||
+        !file.tensor(name))
+      return bind(TensorKind::FfnDown, layer, p, out);
+    const int64_t nEmbd = p.nEmbd, nFF = p.nFF;
+    const GGUFTensor *t = find(name, nEmbd, nFF); // checks shape and bytes
+    if (!t)
+      return false;
+    const GGMLType type = downTypeFromTransposed(t->type);
+    const size_t elem = typeTraits(type)->typeSize,
+                 inRow = rowBytes(t->type, nEmbd);
+    // Bounded by the tensor's bytes in the file: at most 8 times them.
+    owned.resize(size_t(nEmbd) * size_t(nFF) * elem);
+    // Row i of ffn_down_t is neuron i. In tiles of neurons, so that each
+    // write is a run of adjacent elements of an output row.
+    constexpr int64_t kTile = 64;
+    std::vector<float> rows(type == t->type ? 0 : size_t(kTile) * nEmbd);
+    const uint8_t *src[kTile];
+    for (int64_t i0 = 0; i0 < nFF; i0 += kTile) {
+      const int64_t n = std::min(kTile, nFF - i0);
+      for (int64_t j = 0; j < n; ++j) {
+        src[j] = t->data + size_t(i0 + j) * inRow;
+        if (rows.empty())
+          continue;
+        float *f = rows.data() + size_t(j) * nEmbd;
+        dequantizeRow(t->type, src[j], f, nEmbd);
+        src[j] = reinterpret_cast<const uint8_t *>(f);
+      }
+      for (int64_t e = 0; e < nEmbd; ++e) {
+        uint8_t *dst = &owned[(size_t(e) * nFF + i0) * elem];
+        for (int64_t j = 0; j < n; ++j)
+          std::memcpy(dst + j * elem, src[j] + e * elem, elem);
+      }
+    }
+    out.name = t->name.c_str();
+    out.type = type;
+    out.cols = nFF;
+    out.rows = nEmbd;
+    out.rowBytes = size_t(nFF) * elem;
+    out.data = owned.data();
+    return true;
+  }
+
   // A tensor of the table, of the shape the table gives for these
   // hyperparameters.
   bool bind(TensorKind kind, int layer, const ModelParams &p, Weight &out) {
@@ -128,7 +183,8 @@ struct Loader {
 
 // Binds one tensor of layer `layer` to where the forward pass reads it.
 bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
-                     const ModelParams &p, LayerWeights &l) {
+                     const ModelParams &p, LayerWeights &l,
+                     std::vector<uint8_t> &ownedDown) {
   switch (kind) {
   case TensorKind::AttnNorm:
     return ld.bind(kind, layer, p, l.attnNorm);
@@ -147,7 +203,7 @@ bool bindLayerTensor(Loader &ld, TensorKind kind, int layer,
   case TensorKind::FfnUp:
     return ld.bind(kind, layer, p, l.up);
   case TensorKind::FfnDown:
-    return ld.bind(kind, layer, p, l.down);
+    return ld.bindDown(layer, p, l.down, ownedDown);
   case TensorKind::AttnQNorm:
     return ld.bind(kind, layer, p, l.qNorm);
   case TensorKind::AttnKNorm:
@@ -345,9 +401,11 @@ std::unique_ptr<Model> Model::load(const GGUFFile &file, std::string &error) {
   }
 
   m->layers_.resize(p.nLayer);
+  m->transposedDown_.resize(p.nLayer);
   for (int i = 0; i < p.nLayer; ++i)
     for (size_t k = 0; k < arch->nLayerTensors; ++k)
-      if (!bindLayerTensor(ld, arch->layerTensors[k], i, p, m->layers_[i]))
+      if (!bindLayerTensor(ld, arch->layerTensors[k], i, p, m->layers_[i],
+                           m->transposedDown_[i]))
         return nullptr;
   // Layers the file holds beyond block_count would be ignored silently.
   for (const GGUFTensor &t : file.tensors()) {

@@ -116,6 +116,9 @@ private:
   Weight output_;
   bool outputTied_ = false;
   std::vector<LayerWeights> layers_; // [n_layer]
+  // [n_layer][n_embd*n_ff elements]: the down projections of layers stored
+  // only as ffn_down_t, transposed at load; empty for the others.
+  std::vector<std::vector<uint8_t>> transposedDown_;
 };
 
 } // namespace pinfer

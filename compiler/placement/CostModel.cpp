@@ -125,6 +125,17 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       if (l == 0)
         ffnTypes[2] = t.type;
       break;
+    case TensorKind::FfnDownT:
+      // A layer stored as PowerInfer's converter writes it, with no
+      // ffn_down: its {n_embd, n_ff} transpose stands for it, as the
+      // loader binds it (Model::load).
+      if (!file.tensor(tensorName(TensorKind::FfnDown, l))) {
+        const GGMLType type = downTypeFromTransposed(t.type);
+        neuron[l] += downRowBytes(type, out.nEmbd);
+        if (l == 0)
+          ffnTypes[2] = type;
+      }
+      break;
     default:
       break;
     }

@@ -91,10 +91,13 @@ std::set<std::string> tableNames(const ArchInfo &arch, int nLayer,
   for (int l = 0; l < nLayer; ++l) {
     for (size_t k = 0; k < arch.nLayerTensors; ++k)
       names.insert(tensorName(arch.layerTensors[k], l));
-    if (powerInfer)
-      for (TensorKind kind :
-           {TensorKind::PredFc1, TensorKind::PredFc2, TensorKind::FfnDownT})
-        names.insert(tensorName(kind, l));
+    if (!powerInfer)
+      continue;
+    // PowerInfer's layout holds the down projection only transposed.
+    names.erase(tensorName(TensorKind::FfnDown, l));
+    for (TensorKind kind :
+         {TensorKind::PredFc1, TensorKind::PredFc2, TensorKind::FfnDownT})
+      names.insert(tensorName(kind, l));
   }
   return names;
 }

@@ -1,7 +1,8 @@
 // Tests the packed weights file directly: gate, up and predictor rows (and
 // the predictor's bias) in the program's neuron order, the down projection
-// transposed per neuron (exact for every source type), other tensors byte
-// for byte, and the content hash that the executable checks.
+// transposed per neuron (exact for every source type, made from ffn_down or,
+// in a source without it, from PowerInfer's ffn_down_t), other tensors
+// byte for byte, and the content hash that the executable checks.
 #include "codegen/PackedWeights.h"
 
 #include "runtime/executor.h"
@@ -17,13 +18,18 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 #include <unistd.h>
 
 using namespace pinfer;
 
 namespace {
 
-class PackedWeights : public ::testing::TestWithParam<GGMLType> {};
+// The source type, and whether the source holds ffn_down beside
+// PowerInfer's ffn_down_t (the packed down is then made from ffn_down; else
+// from ffn_down_t's rows).
+class PackedWeights
+    : public ::testing::TestWithParam<std::tuple<GGMLType, bool>> {};
 
 TEST_P(PackedWeights, LayoutAndHash) {
   char tmpl[] = "/tmp/pinfer-packed-test-XXXXXX";
@@ -33,8 +39,9 @@ TEST_P(PackedWeights, LayoutAndHash) {
   std::string error;
   ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
   cfg.nLayer = 1;
-  cfg.type = GetParam();
+  cfg.type = std::get<0>(GetParam());
   cfg.powerInfer = true;
+  cfg.withFfnDown = std::get<1>(GetParam());
   cfg.predictorRank = 64; // rows of 64 and 128: both predictor matrices q8
   cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
   GenModelReport report;
@@ -93,6 +100,10 @@ TEST_P(PackedWeights, LayoutAndHash) {
   EXPECT_FALSE(f->tensor("blk.0.ffn_down.weight"));
 
   const LayerWeights &w = model->layer(0);
+  // From ffn_down: the model's type; from ffn_down_t: as Model::load binds
+  // it (block types decoded to f32).
+  EXPECT_EQ(w.down.type,
+            cfg.withFfnDown ? cfg.type : downTypeFromTransposed(cfg.type));
   const GGUFTensor *gate = f->tensor("blk.0.ffn_gate.weight");
   const GGUFTensor *downT = f->tensor("blk.0.ffn_down_t.weight");
   const GGUFTensor *fc2 = f->tensor("blk.0.fc2.weight");
@@ -198,12 +209,15 @@ TEST_P(PackedWeights, LayoutAndHash) {
   ::rmdir(dir.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, PackedWeights,
-                         ::testing::Values(GGMLType::F32, GGMLType::F16,
-                                           GGMLType::BF16, GGMLType::Q8_0,
-                                           GGMLType::Q4_0),
-                         [](const ::testing::TestParamInfo<GGMLType> &info) {
-                           return std::string(typeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Types, PackedWeights,
+    ::testing::Combine(::testing::Values(GGMLType::F32, GGMLType::F16,
+                                         GGMLType::BF16, GGMLType::Q8_0,
+                                         GGMLType::Q4_0),
+                       ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<GGMLType, bool>> &info) {
+      return std::string(typeName(std::get<0>(info.param))) +
+             (std::get<1>(info.param) ? "_down" : "_downT");
+    });
 
 } // namespace

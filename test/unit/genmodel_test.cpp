@@ -433,13 +433,22 @@ TEST_F(GenModelTest, PowerInferPredictorPredicts) {
   float thr = -1;
   ASSERT_TRUE(f->getF32("powerinfer.sparse_threshold", thr, err)) << err;
   EXPECT_EQ(thr, 0.f);
+  // The same model without --powerinfer.
+  GenModelConfig plainCfg = cfg;
+  plainCfg.powerInfer = false;
+  std::unique_ptr<GGUFFile> plain =
+      GGUFFile::open(generate(plainCfg, "plain.gguf"), err);
+  ASSERT_TRUE(plain) << err;
   const int64_t R = effectivePredictorRank(cfg);
   for (int l = 0; l < 2; ++l) {
     std::string b = "blk." + std::to_string(l) + ".";
     const GGUFTensor *fc1 = f->tensor(b + "fc1.weight");
     const GGUFTensor *fc2 = f->tensor(b + "fc2.weight");
     const GGUFTensor *dt = f->tensor(b + "ffn_down_t.weight");
-    const GGUFTensor *down = f->tensor(b + "ffn_down.weight");
+    // As PowerInfer's converter writes: the down projection only
+    // transposed (PowerInfer refuses a file that also has ffn_down).
+    EXPECT_FALSE(f->tensor(b + "ffn_down.weight"));
+    const GGUFTensor *down = plain->tensor(b + "ffn_down.weight");
     ASSERT_TRUE(fc1 && fc2 && dt && down);
     EXPECT_EQ(fc1->ne[0], 128);
     EXPECT_EQ(fc1->ne[1], R);
@@ -449,7 +458,8 @@ TEST_F(GenModelTest, PowerInferPredictorPredicts) {
     EXPECT_EQ(dt->ne[0], 128);
     EXPECT_EQ(dt->ne[1], 512);
     EXPECT_EQ(dt->type, GGMLType::Q8_0);
-    // ffn_down_t is ffn_down transposed (each quantized along its rows).
+    // ffn_down_t is the plain model's ffn_down transposed (each quantized
+    // along its rows).
     double maxAbs = 0, maxDiff = 0;
     for (int64_t i = 0; i < 512; i += 37) {
       std::vector<float> col = dequantRow(*dt, i);
@@ -462,19 +472,20 @@ TEST_F(GenModelTest, PowerInferPredictorPredicts) {
     EXPECT_GT(maxAbs, 0);
     EXPECT_LT(maxDiff, 0.02 * maxAbs);
   }
-  // Everything but the PowerInfer additions is the plain model's.
-  GenModelConfig plainCfg = cfg;
-  plainCfg.powerInfer = false;
-  std::unique_ptr<GGUFFile> plain =
-      GGUFFile::open(generate(plainCfg, "plain.gguf"), err);
-  ASSERT_TRUE(plain) << err;
+  // Everything but the PowerInfer layout's own tensors is the plain
+  // model's.
   for (const GGUFTensor &t : plain->tensors()) {
+    TensorKind kind;
+    int layer;
+    if (parseTensorName(t.name, kind, layer) && kind == TensorKind::FfnDown)
+      continue;
     const GGUFTensor *q = f->tensor(t.name);
     ASSERT_NE(q, nullptr) << t.name;
     ASSERT_EQ(q->nbytes, t.nbytes) << t.name;
     EXPECT_EQ(std::memcmp(q->data, t.data, t.nbytes), 0) << t.name;
   }
-  EXPECT_EQ(f->tensors().size(), plain->tensors().size() + 2 * 3);
+  // Per layer: fc1, fc2 and ffn_down_t in, ffn_down out.
+  EXPECT_EQ(f->tensors().size(), plain->tensors().size() + 2 * 2);
 
   Measured m = measure(path, 4, 64, true);
   expectPlanted(path, m.fireRate, 0.10, "relu q8_0 powerinfer");

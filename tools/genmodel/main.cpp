@@ -37,7 +37,9 @@ Planted sparsity:
                                                                (default 0.80)
   --alpha A              fix the power-law exponent instead of --hot-share
 PowerInfer layout:
-  --powerinfer           PWRI magic, predictors fc1/fc2, ffn_down_t
+  --powerinfer           PWRI magic, predictors fc1/fc2, ffn_down_t for ffn_down
+  --with-ffn-down        keep ffn_down too (for pinferc: a quantised model's
+                         packed down then keeps its type; PowerInfer refuses it)
   --predictor-rank R     predictor hidden size (default 2*n_embd/16+1)
   --predictor-fidelity F share of gate variance the predictor can see
                                                                (default 0.9)
@@ -101,6 +103,10 @@ int main(int argc, char **argv) {
     }
     if (!std::strcmp(a, "--powerinfer")) {
       cfg.powerInfer = true;
+      continue;
+    }
+    if (!std::strcmp(a, "--with-ffn-down")) {
+      cfg.withFfnDown = true;
       continue;
     }
     if (!std::strcmp(a, "--dry-run")) {

@@ -193,14 +193,20 @@ std::vector<TensorSpec> tensorList(const GenModelConfig &cfg, int64_t nVocab) {
     out.push_back({tensorName(K::FfnNorm, l), GGMLType::F32, {n}});
     out.push_back({tensorName(K::FfnGate, l), t, {n, cfg.nFF}});
     out.push_back({tensorName(K::FfnUp, l), t, {n, cfg.nFF}});
-    out.push_back({tensorName(K::FfnDown, l), t, {cfg.nFF, n}});
-    if (cfg.powerInfer) {
-      int64_t r = effectivePredictorRank(cfg);
-      out.push_back({tensorName(K::PredFc1, l), predictorType(cfg), {n, r}});
-      out.push_back(
-          {tensorName(K::PredFc2, l), predictorType(cfg), {r, cfg.nFF}});
-      out.push_back({tensorName(K::FfnDownT, l), t, {n, cfg.nFF}});
-    }
+    // PowerInfer's own files hold the down projection only transposed
+    // (ffn_down_t): its loader refuses a file holding a tensor it does not
+    // create, ffn_down included. --with-ffn-down keeps it for pinferc, which
+    // then packs a quantised model's down projection at its own size
+    // (codegen/PackedWeights.cpp) rather than in f32.
+    if (!cfg.powerInfer || cfg.withFfnDown)
+      out.push_back({tensorName(K::FfnDown, l), t, {cfg.nFF, n}});
+    if (!cfg.powerInfer)
+      continue;
+    int64_t r = effectivePredictorRank(cfg);
+    out.push_back({tensorName(K::PredFc1, l), predictorType(cfg), {n, r}});
+    out.push_back(
+        {tensorName(K::PredFc2, l), predictorType(cfg), {r, cfg.nFF}});
+    out.push_back({tensorName(K::FfnDownT, l), t, {n, cfg.nFF}});
   }
   out.push_back({tensorName(K::OutputNorm), GGMLType::F32, {n}});
   out.push_back({tensorName(K::Output), t, {n, nVocab}});
@@ -632,10 +638,12 @@ void Generator::addTensors(GGUFWriter &w) {
       fillRows(dst, t, n, nff,
                [&](int64_t r, float *row, Tmp &tmp) { upRow(l, r, row, tmp); });
     });
-    w.addTensor(name(K::FfnDown), t, {nff, n}, [=](uint8_t *dst, size_t) {
-      fillRows(dst, t, nff, n,
-               [&](int64_t r, float *row, Tmp &) { downElems(l, r, row); });
-    });
+    // PowerInfer's layout has ffn_down_t instead (see tensorList).
+    if (!cfg_.powerInfer || cfg_.withFfnDown)
+      w.addTensor(name(K::FfnDown), t, {nff, n}, [=](uint8_t *dst, size_t) {
+        fillRows(dst, t, nff, n,
+                 [&](int64_t r, float *row, Tmp &) { downElems(l, r, row); });
+      });
     if (!cfg_.powerInfer)
       continue;
     // Predictor: hidden unit 0 reads the bias channel, units 1..K and
@@ -867,6 +875,8 @@ bool validateConfig(const GenModelConfig &cfg, std::string &error) {
   if (cfg.nFF < 32 || cfg.nFF % 32 != 0)
     return fail("--n-ff " + std::to_string(cfg.nFF) +
                 ": expected a positive multiple of 32");
+  if (cfg.withFfnDown && !cfg.powerInfer)
+    return fail("--with-ffn-down: expected --powerinfer too");
   if (cfg.nLayer < 1)
     return fail("--n-layer " + std::to_string(cfg.nLayer) + ": expected >= 1");
   if (cfg.nHead < 1 || cfg.nEmbd % cfg.nHead != 0 ||

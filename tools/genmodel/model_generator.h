@@ -48,6 +48,9 @@ struct GenModelConfig {
 
   // PowerInfer layout: PWRI magic, predictors, transposed down projection.
   bool powerInfer = false;
+  // ffn_down beside ffn_down_t: pinferc packs quantised types from it at
+  // their own size; PowerInfer refuses such files.
+  bool withFfnDown = false;
   int64_t predictorRank = 0; // 0: enough to see the whole planted structure
   float sparseThreshold = 0.0f;
   // Share of each gate row's variance that lies in a low-rank subspace the
