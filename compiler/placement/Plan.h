@@ -83,6 +83,8 @@ bool readPlanJson(const std::string &path, Plan &plan, std::string &error);
 
 // Layers x (hot neurons, granules, coverage, attention), then the bill.
 void printPlanTable(std::ostream &os, const Plan &plan);
+// Why a layer of `plan` got no GPU neuron (its nHot is 0), in one clause.
+std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp);
 
 // Standalone SVG: per layer the sorted firing frequency on a log scale with
 // the GPU/CPU cut, and a stacked bar of the VRAM bill.

@@ -2,9 +2,25 @@
 #include "compiler/placement/Plan.h"
 
 #include <cstdio>
+#include <string>
 #include <ostream>
 
 namespace pinfer {
+
+// Why layer `lp` got no GPU neuron, from what the plan records.
+std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp) {
+  if (lp.minGranules > lp.nGranules)
+    return lp.minGranules == lp.nGranules + 1 && plan.budgetBytes == 0
+               ? "the target has no GPU"
+               : "even all " + std::to_string(plan.nFF) +
+                     " of its neurons would save the CPU less time than the "
+                     "layer's GPU round trip costs (the cost model's "
+                     "per-layer overhead; --min-granules 1 splits it anyway)";
+  return "the budget went to neurons that save more CPU time per byte in "
+         "other layers (at least " +
+         std::to_string(lp.minGranules * plan.granuleSize) +
+         " neurons would have to move for the layer to pay)";
+}
 
 void printPlanTable(std::ostream &os, const Plan &plan) {
   char line[256];
@@ -31,6 +47,10 @@ void printPlanTable(std::ostream &os, const Plan &plan) {
                   formatBytes(uint64_t(lp.cpuBytesPerToken)).c_str());
     os << line;
   }
+  for (size_t l = 0; l < plan.layers.size(); ++l)
+    if (plan.layers[l].nHot == 0)
+      os << "layer " << l << " has no GPU neuron: "
+         << noGpuNeuronReason(plan, plan.layers[l]) << "\n";
   double all = plan.gpuBytesPerToken + plan.cpuBytesPerToken;
   std::snprintf(line, sizeof line, " (%.1f%% on the GPU)\n",
                 all > 0 ? 100 * plan.gpuBytesPerToken / all : 0.0);

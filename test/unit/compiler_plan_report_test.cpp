@@ -215,6 +215,33 @@ TEST(PlanReport, TableShowsLayersAndBill) {
   std::printf("%s", text.c_str());
 }
 
+// Tests that a layer without GPU neurons is named with the reason: the
+// budget went elsewhere, or even the whole layer would not pay for its
+// round trip (a tiny model under the cost model's own minimum).
+TEST(PlanReport, SaysWhyALayerHasNoGpuNeuron) {
+  Plan plan = smallPlan();
+  plan.layers[1].nHot = 0;
+  plan.layers[1].minGranules = 2;
+  plan.layers[2].nHot = 0;
+  plan.layers[2].minGranules = plan.layers[2].nGranules + 1;
+  std::ostringstream os;
+  printPlanTable(os, plan);
+  const std::string text = os.str();
+  EXPECT_NE(text.find("layer 1 has no GPU neuron: the budget went to neurons "
+                      "that save more CPU time per byte in other layers (at "
+                      "least " +
+                      std::to_string(2 * plan.granuleSize) + " neurons"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("layer 2 has no GPU neuron: even all 512 of its "
+                      "neurons would save the CPU less time than the layer's "
+                      "GPU round trip costs"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("layer 0 has no GPU neuron"), std::string::npos)
+      << text;
+}
+
 TEST(PlanReport, SvgIsWellFormedXml) {
   Plan plan = smallPlan();
   plan.bill.push_back({"odd <name> & \"quotes\"", 0}); // must be escaped
