@@ -325,7 +325,9 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       lp.hasAttention = true;
       lp.attention.name = "attention + KV cache";
       lp.attention.bytes = shape.attentionBytes[l] + kvLayer;
-      lp.attention.utility = double(shape.attentionBytes[l]);
+      // Per token the attention reads its weights and the KV rows so far:
+      // half the cache on average over a context filled to n_ctx.
+      lp.attention.utility = double(shape.attentionBytes[l]) + kvLayer / 2.0;
     }
   }
   if (gpu && opts.outputMayUseGPU) {
@@ -336,7 +338,8 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     out.fixedCpuBytesPerToken += double(shape.outputBytes);
   }
   double attention = std::accumulate(shape.attentionBytes.begin(),
-                                     shape.attentionBytes.end(), 0.0);
+                                     shape.attentionBytes.end(), 0.0) +
+                     shape.nLayer * (kvLayer / 2.0); // KV reads, as above
   if (gpu && opts.attention == AttentionPolicy::GPU)
     out.fixedGpuBytesPerToken += attention;
   else if (!gpu || opts.attention == AttentionPolicy::CPU)

@@ -8,6 +8,8 @@
 #include "compiler/placement/PlacementProblem.h"
 #include "runtime/gguf.h"
 
+#include "runtime/vram_bill.h"
+
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -433,6 +435,30 @@ TEST(PlacementCost, UtilityFollowsTheModesReads) {
   ASSERT_TRUE(buildPlacementInput(tq, q, *target, o, in, err)) << err;
   EXPECT_EQ(in.problem.layers[0].hotFixedBytes, q.downScaleBytes);
   EXPECT_EQ(in.problem.layers[0].hotFixedName, "down scales");
+}
+
+// Tests that attention is worth its weights plus its KV-cache reads per
+// token (half the cache on average), on whichever device it runs: a longer
+// context makes GPU attention worth more and CPU attention cost more.
+TEST(PlacementCost, AttentionCountsKvReads) {
+  Trace t = powerLawTrace(2, 1000, 1.2, 9);
+  ModelShape s = syntheticShape(2, 1000, 256, 128, 1000, GGMLType::F16);
+  std::string err;
+  const Target *gpu = findTarget("rtx3090", err), *cpu = findTarget("cpu", err);
+  for (uint32_t nCtx : {256u, 4096u}) {
+    PlacementOptions o;
+    o.nCtx = nCtx;
+    const double kvReads = kvCacheVram(nCtx, 128) / 2.0;
+    PlacementInput in;
+    ASSERT_TRUE(buildPlacementInput(t, s, *gpu, o, in, err)) << err;
+    const OptionalItem &a = in.problem.layers[1].attention;
+    EXPECT_DOUBLE_EQ(a.utility, double(s.attentionBytes[1]) + kvReads);
+    EXPECT_EQ(a.bytes, s.attentionBytes[1] + kvCacheVram(nCtx, 128));
+    ASSERT_TRUE(buildPlacementInput(t, s, *cpu, o, in, err)) << err;
+    EXPECT_DOUBLE_EQ(in.fixedCpuBytesPerToken,
+                     double(s.outputBytes) + s.attentionBytes[0] +
+                         s.attentionBytes[1] + 2 * kvReads);
+  }
 }
 
 TEST(PlacementCost, ShapeFromGGUF) {
