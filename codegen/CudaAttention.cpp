@@ -41,6 +41,9 @@ const char *suffix(GGMLType t) {
   return row && row->computable ? row->cudaSuffix : "f32";
 }
 
+
+} // namespace
+
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias) {
   using namespace gpuattn;
@@ -59,7 +62,6 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "}\n";
 }
 
-} // namespace
 
 void emitAttentionHelpers(std::ostream &os) { os << kHelpers; }
 

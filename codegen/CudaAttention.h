@@ -10,6 +10,10 @@ namespace pinfer {
 
 // The device helpers the attention kernels share; once per source.
 void emitAttentionHelpers(std::ostream &os);
+// One matvec kernel: y[r] = row r of w (rows x cols of `type`) . x
+// (+ bias[r]); one warp per row.
+void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
+                int64_t rows, int64_t cols, bool bias);
 // Layer `layer`'s kernels, every shape a constant.
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
                           const AttentionDesc &a);

@@ -3,6 +3,7 @@
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
 #include "codegen/CudaAttention.h"
+#include "runtime/gpu_attention.h"
 #include "codegen/SourceText.h"
 
 #include <algorithm>
@@ -389,6 +390,12 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "  if (threadIdx.x == 0) done[tile] = 0u;\n"
        << "}\n";
     m.kernels.push_back(k);
+  }
+  if (program.headOnGPU) {
+    os << "\n// The output head: " << p.nVocab << " rows of "
+       << typeName(program.headType) << ".\n";
+    emitMatvec(os, gpuattn::kHeadKernel, program.headType, p.nVocab, p.nEmbd,
+               false);
   }
   m.source = os.str();
   return m;

@@ -7,6 +7,8 @@ namespace pinfer {
 bool ProgramDesc::hasGpuPart() const {
   if (smArch.empty())
     return false;
+  if (headOnGPU)
+    return true;
   for (const LayerDesc &l : layers)
     if (!l.hot.empty() || l.attentionOnGPU)
       return true;

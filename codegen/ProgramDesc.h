@@ -51,6 +51,10 @@ struct ProgramDesc {
   SparsityMode mode = SparsityMode::Exact;
   float predictorThreshold = 0.f; // powerinfer.sparse_threshold
   uint64_t vramBillBytes = 0;
+  // The output head on the GPU (runtime/gpu_attention.h, kHeadKernel):
+  // its matrix's type (token_embd's where the output is tied).
+  bool headOnGPU = false;
+  GGMLType headType = GGMLType::F32;
   std::vector<LayerDesc> layers; // [n_layer]
 
   bool hasGpuPart() const;

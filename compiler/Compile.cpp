@@ -164,10 +164,9 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
                : mode == SparsityMode::Dense   ? NeuronReads::Always
                                                : NeuronReads::GateAlways;
   // Each layer's attention (weights and KV cache) competes for VRAM with
-  // its FFN neurons; the output head runs on the CPU (no GPU kernel is
-  // generated for it yet), so the plan gives its VRAM to the layers.
+  // its FFN neurons, and so does the output head.
   opts.attention = AttentionPolicy::Optional;
-  opts.outputMayUseGPU = false;
+  opts.outputMayUseGPU = true;
   return planPlacement(trace, shape, target, opts, plan, error);
 }
 

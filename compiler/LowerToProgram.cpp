@@ -196,12 +196,16 @@ AttentionOp attentionBehind(Value v) {
     v = t.getInput();
   return v.getDefiningOp<AttentionOp>();
 }
-// Whether a transfer moves an attention's input or output.
-bool attentionTransfer(TransferOp t) {
-  if (t.getInput().getDefiningOp<AttentionOp>())
+// Whether a transfer moves a GPU attention's or the GPU head's input or
+// output: those are the attention step's own, and the head's (which runs
+// after the steps: the executor normalises on the host, sends the result
+// up and brings the logits back).
+bool ownedTransfer(TransferOp t) {
+  if (t.getInput().getDefiningOp<AttentionOp>() ||
+      t.getInput().getDefiningOp<LMHeadOp>())
     return true;
   for (Operation *user : t->getUsers())
-    if (isa<AttentionOp>(user))
+    if (isa<AttentionOp, LMHeadOp>(user))
       return true;
   return false;
 }
@@ -386,10 +390,10 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
       afterHead = true;
       continue;
     }
-    // The copies of a GPU attention's input and output, and the record and
-    // wait that complete the second, are the attention step's own.
+    // The copies of a GPU attention's (or head's) input and output, and the
+    // record and wait that complete the second, are its own.
     if (auto t = dyn_cast<TransferOp>(op))
-      if (attentionTransfer(t)) {
+      if (ownedTransfer(t)) {
         if (t.getTo() == Device::cpu)
           attentionCopyPending = true;
         continue;
@@ -557,12 +561,21 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       read[l].attentionOnGPU = attn.getDevice() == Device::gpu;
       return WalkResult::advance();
     }
-    // The description has no head placement: the program runs the head on
-    // the CPU, so a GPU head is only an error where there is no GPU at all.
-    if (auto head = dyn_cast<LMHeadOp>(op))
-      if (smArch.empty() && head.getDevice() == Device::gpu)
+    if (auto head = dyn_cast<LMHeadOp>(op)) {
+      if (head.getDevice() != Device::gpu)
+        return WalkResult::advance();
+      if (smArch.empty())
         return fail("scheduled IR: pinfer.lm_head: placed on the GPU, but the "
                     "target has no GPU (no sm arch)");
+      const TensorSpec *w = spec.tensor(
+          spec.tiedOutput ? "token_embd.weight" : "output.weight");
+      if (!w)
+        return fail("scheduled IR: pinfer.lm_head: the model has no output "
+                    "matrix for the head the plan puts on the GPU");
+      out.headOnGPU = true;
+      out.headType = w->type;
+      return WalkResult::advance();
+    }
     auto part = dyn_cast<FFNPartOp>(op);
     if (!part)
       return WalkResult::advance();

@@ -45,11 +45,7 @@ void VerifyLoweringPass::runOnOperation() {
     return signalPassFailure();
   }
   module.walk([&](Operation *op) {
-    if (auto head = dyn_cast<LMHeadOp>(op)) {
-      if (head.getDevice() == Device::gpu)
-        refuse(op, "on the GPU: the runtime runs the output head on the CPU; "
-                   "expected device cpu");
-    } else if (auto predict = dyn_cast<PredictOp>(op)) {
+    if (auto predict = dyn_cast<PredictOp>(op)) {
       if (predict.getDevice() == Device::gpu)
         refuse(op, "on the GPU: the runtime predicts for the CPU half only; "
                    "expected device cpu");

@@ -248,6 +248,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       w.field("gpu_active", exec.gpuActive());
       if (exec.gpuActive())
         w.field("gpu_image", exec.gpuImageKind());
+      w.field("output_head_device", exec.headOnGpu() ? "gpu" : "cpu");
       // What one generated token read, counted by the decoder as it ran.
       w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());
       w.field("gpu_weight_bytes_per_token", exec.gpuBytesPerToken());

@@ -2,6 +2,7 @@
 #include "runtime/executor.h"
 
 #include "runtime/gguf.h"
+#include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
 #include "runtime/sparse_kernels.h"
 
@@ -434,9 +435,27 @@ bool Executor::openGpu(std::string &error) {
                    : false;
       attention = true;
     }
-  if (!attention)
-    return true;
   const size_t f = sizeof(float);
+  if (program_.headOnGPU) {
+    // The output head: the whole matrix, its input and the logits.
+    void *hx = nullptr, *hl = nullptr;
+    const size_t headBytes = output_.rowBytes * output_.rows;
+    if (!(fnHead_ = gpu_->function(gpuattn::kHeadKernel, error)))
+      return false;
+    if (!gpu_->alloc(dHeadW_, headBytes, error) ||
+        !gpu_->alloc(dHeadX_, f * 2 * p.nEmbd, error) ||
+        !gpu_->alloc(dLogits_, f * p.nVocab, error))
+      return outOfMemory("the output head");
+    if (!gpu_->upload(dHeadW_, output_.data, headBytes, error) ||
+        !gpu_->allocHost(hx, f * 2 * p.nEmbd, error) ||
+        !gpu_->allocHost(hl, f * p.nVocab, error))
+      return false;
+    hostHeadX_ = static_cast<float *>(hx);
+    hostLogits_ = static_cast<float *>(hl);
+    headOnGpu_ = true;
+  }
+  if (!attention)
+    return gpu_->createEvent(attnCopied_, error);
   void *ax = nullptr, *ay = nullptr;
   if (!gpu_->alloc(dAttnX_, f * 2 * p.nEmbd, error) ||
       !gpu_->alloc(dAttnY_, f * p.nEmbd, error) ||
@@ -500,7 +519,7 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   resetStats();
   sizeBatch();
 
-  bool hasGpuPart = false;
+  bool hasGpuPart = program_.headOnGPU;
   for (uint32_t l = 0; l < program_.nLayer; ++l)
     hasGpuPart |=
         program_.layers[l].nHot > 0 || program_.layers[l].attentionOnGPU;
@@ -1028,12 +1047,7 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
     countFfn(l, run);
   }
   nPast_ = pos + 1;
-  if (wantLogits) {
-    rmsNorm(xb_.data(), x_.data(), outputNorm_.data(), nEmbd, p.normEps);
-    matvec(output_, xb_.data(), logits_.data(), pool_);
-    cpuBytes_ += output_.rows * output_.rowBytes;
-  }
-  return true;
+  return !wantLogits || computeLogits(error);
 }
 
 } // namespace pinfer

@@ -87,6 +87,7 @@ public:
   void setPollMicros(int us) { pool_.setSpinMicros(us); }
 
   bool gpuActive() const { return gpu_ != nullptr; }
+  bool headOnGpu() const { return headOnGpu_; }
   // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
   const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }
   const std::string &gpuNote() const { return gpuNote_; }
@@ -146,6 +147,9 @@ private:
   // from xb_ (normalised) into xb2_ (the output projection).
   bool uploadAttention(int l, std::string &error);
   bool attentionGpu(int l, int pos, std::string &error);
+  // The logits from x_: the final norm, then the head's matvec on the GPU
+  // (Program::headOnGPU, a GPU open) or on the CPU.
+  bool computeLogits(std::string &error);
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].
   // Returns the number of neurons that fired. With `predict`, only the
@@ -213,6 +217,12 @@ private:
   float *hostAttnX_ = nullptr, *hostAttnY_ = nullptr;
   void *attnCopied_ = nullptr; // event: the output is on the host
   std::vector<BlockQ8Act> attnXq_;  // the input quantised, as matvecs do
+  // The output head on the GPU: its matrix, input (f32, then 8-bit
+  // values), logits, their page-locked twins.
+  bool headOnGpu_ = false;
+  void *fnHead_ = nullptr;
+  CudaDriver::DevPtr dHeadW_ = 0, dHeadX_ = 0, dLogits_ = 0;
+  float *hostHeadX_ = nullptr, *hostLogits_ = nullptr;
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
 
   bool measureRecall_ = false;

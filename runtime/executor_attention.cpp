@@ -120,4 +120,42 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   return true;
 }
 
+bool Executor::computeLogits(std::string &error) {
+  const ModelParams &p = params_;
+  const int nEmbd = p.nEmbd;
+  rmsNorm(xb_.data(), x_.data(), outputNorm_.data(), nEmbd, p.normEps);
+  if (!headOnGpu_) {
+    matvec(output_, xb_.data(), logits_.data(), pool_);
+    if (countBytes_)
+      cpuBytes_ += output_.rows * output_.rowBytes;
+    return true;
+  }
+  // As the CPU's matvec: 8-bit input for Q8_0/Q4_0/Q5_0 rows.
+  std::copy(xb_.begin(), xb_.end(), hostHeadX_);
+  const bool q8 = usesQ8Act(output_.type);
+  if (q8) {
+    attnXq_.resize(size_t(nEmbd / QK8_0));
+    quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
+    for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
+      for (int j = 0; j < QK8_0; ++j)
+        hostHeadX_[nEmbd + blk * QK8_0 + j] =
+            attnXq_[blk].d * float(attnXq_[blk].qs[j]);
+  }
+  CudaDriver::DevPtr x = q8 ? dHeadX_ + sizeof(float) * nEmbd : dHeadX_;
+  CudaDriver::DevPtr noBias = 0;
+  void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
+  if (!gpu_->uploadAsync(dHeadX_, hostHeadX_, sizeof(float) * 2 * nEmbd,
+                         error) ||
+      !gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
+                    gpuattn::kMatvecBlock, args, error, gpuattn::kHeadKernel) ||
+      !gpu_->downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,
+                           error) ||
+      !gpu_->record(attnCopied_, error) || !gpu_->wait(attnCopied_, error))
+    return false;
+  std::copy(hostLogits_, hostLogits_ + p.nVocab, logits_.begin());
+  if (countBytes_)
+    gpuBytes_ += output_.rows * output_.rowBytes;
+  return true;
+}
+
 } // namespace pinfer

@@ -93,12 +93,12 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
       return false;
     last = m - 1;
   }
-  if (wantLogits) {
-    rmsNorm(xb_.data(), bX_.data() + size_t(last) * p.nEmbd, outputNorm_.data(),
-            p.nEmbd, p.normEps);
-    matvec(output_, xb_.data(), logits_.data(), pool_);
-  }
-  return true;
+  if (!wantLogits)
+    return true;
+  // The last token's residual, through the head as eval() runs it.
+  std::copy(bX_.data() + size_t(last) * p.nEmbd,
+            bX_.data() + size_t(last + 1) * p.nEmbd, x_.data());
+  return computeLogits(error);
 }
 
 bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,

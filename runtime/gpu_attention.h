@@ -34,6 +34,10 @@ inline unsigned matvecGrid(int64_t rows) {
 inline unsigned quantGrid(int64_t n) {
   return unsigned((n + kQuantBlock - 1) / kQuantBlock);
 }
+// The output head: matvec(w, bias, x, y) over n_vocab rows, its input the
+// final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
+constexpr const char *kHeadKernel = "lm_head";
+
 inline std::string kernelName(int layer, const char *what) {
   return "attn_l" + std::to_string(layer) + "_" + what;
 }

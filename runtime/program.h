@@ -163,6 +163,7 @@ struct Program {
   size_t gpuCubinSize = 0;
   const char *smArch = "";    // "sm_89"
   uint64_t vramBillBytes = 0; // the plan's VRAM bill
+  bool headOnGPU = false;      // the output head's matvec runs on the GPU
 };
 
 } // namespace pinfer

@@ -2,7 +2,7 @@
 // kernels run in ctest on a machine without a GPU, through real code paths
 // (never installed, never found by a user's executable).
 //
-// Each thread of a block is a fiber (ucontext) on one OS thread; blocks run
+// Each thread of a block is a fiber on one OS thread; blocks run
 // one after another. Warp shuffles and __syncthreads are rendezvous points:
 // a fiber that reaches one yields until its partners have, so values move
 // between lanes as on the GPU. What the GPU leaves undefined is reported and
@@ -46,6 +46,49 @@
 
 namespace pf_shim {
 
+// Switching fibers: on x86-64 a few instructions that save the callee-saved
+// registers and the stack pointer of one fiber and load another's (kernels
+// switch at every shuffle: glibc's swapcontext makes a system call each
+// time); elsewhere ucontext.
+#if defined(__x86_64__)
+struct Context {
+  void *sp = nullptr;
+};
+__attribute__((naked, noinline)) inline void switchStacks(void **save,
+                                                          void *load) {
+  asm volatile("pushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\t"
+               "pushq %r14\n\tpushq %r15\n\t"
+               "movq %rsp, (%rdi)\n\tmovq %rsi, %rsp\n\t"
+               "popq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\t"
+               "popq %rbx\n\tpopq %rbp\n\tret\n\t");
+}
+inline void swapTo(Context &from, Context &to) { switchStacks(&from.sp, to.sp); }
+// A fresh context that starts `entry` (which never returns) on the stack.
+inline void makeContext(Context &c, char *stack, size_t bytes,
+                        void (*entry)()) {
+  uintptr_t top = (uintptr_t(stack) + bytes) & ~uintptr_t(15);
+  void **sp = reinterpret_cast<void **>(top);
+  *--sp = nullptr;                           // entry's return address
+  *--sp = reinterpret_cast<void *>(entry);   // where the first switch returns
+  for (int i = 0; i < 6; ++i)
+    *--sp = nullptr;                         // rbp rbx r12-r15
+  c.sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+inline void swapTo(Context &from, Context &to) { swapcontext(&from.uc, &to.uc); }
+inline void makeContext(Context &c, char *stack, size_t bytes,
+                        void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
+
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
@@ -53,7 +96,7 @@ struct dim3 {
 enum class Wait { None, Shuffle, Barrier, Done };
 
 struct Thread {
-  ucontext_t ctx;
+  Context ctx;
   char *stack = nullptr;
   Wait wait = Wait::None;
   unsigned shuffles = 0; // its shuffle count: the rendezvous' parity
@@ -81,7 +124,7 @@ struct Launch {
   std::vector<Thread> threads;
   std::vector<Warp> warps;
   unsigned current = 0;
-  ucontext_t sched;
+  Context sched;
   std::string error;
   unsigned barrierArrived = 0, barrierGen = 0;
   unsigned long long progress = 0; // arrivals, reads and exits
@@ -102,7 +145,7 @@ inline void yield() {
 #ifdef PF_SHIM_ASAN
   __sanitizer_start_switch_fiber(&t.fakeStack, L.schedBottom, L.schedSize);
 #endif
-  swapcontext(&t.ctx, &L.sched);
+  swapTo(t.ctx, L.sched);
 #ifdef PF_SHIM_ASAN
   __sanitizer_finish_switch_fiber(t.fakeStack, &L.schedBottom, &L.schedSize);
 #endif
@@ -138,7 +181,9 @@ inline void threadMain() {
 #ifdef PF_SHIM_ASAN
   __sanitizer_start_switch_fiber(nullptr, L.schedBottom, L.schedSize);
 #endif
-  setcontext(&L.sched);
+  Context done; // never resumed
+  swapTo(done, L.sched);
+  __builtin_unreachable();
 }
 
 // The value of `v` held by lane `src` of the calling warp, once every lane
@@ -221,11 +266,7 @@ inline bool runBlock(Launch &L) {
     // A stack abandoned by a failed launch may still be poisoned.
     ASAN_UNPOISON_MEMORY_REGION(t.stack, kStackBytes);
 #endif
-    getcontext(&t.ctx);
-    t.ctx.uc_stack.ss_sp = t.stack;
-    t.ctx.uc_stack.ss_size = kStackBytes;
-    t.ctx.uc_link = nullptr;
-    makecontext(&t.ctx, threadMain, 0);
+    makeContext(t.ctx, t.stack, kStackBytes, threadMain);
   }
   for (Warp &w : L.warps)
     w = Warp();
@@ -242,7 +283,7 @@ inline bool runBlock(Launch &L) {
       void *fake = nullptr;
       __sanitizer_start_switch_fiber(&fake, t.stack, kStackBytes);
 #endif
-      swapcontext(&L.sched, &t.ctx);
+      swapTo(L.sched, t.ctx);
 #ifdef PF_SHIM_ASAN
       __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif

@@ -93,6 +93,7 @@ protected:
 
   // Compiles for rtx4090 in `mode` with the split plan, and builds the
   // emitted CUDA source as host kernels; the executable's path.
+  // With plan "": the job's own placement, every layer allowed a split.
   static std::string compile(const std::string &mode,
                              const std::string &plan = plan_) {
     CompileArgs args;
@@ -101,6 +102,8 @@ protected:
     args.trace = trace_;
     args.sparsity = mode;
     args.plan = plan;
+    if (plan.empty())
+      args.minGranules = 1;
     args.nCtx = 256;
     args.noZ3 = true;
     args.quiet = true;
@@ -191,6 +194,25 @@ TEST_F(CompileGpuTest, AttentionRunsOnTheGpu) {
   ASSERT_EQ(runOnStandin(exe, "exact", "", "--cpu", out, err, report), 0)
       << err;
   EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+}
+
+// Tests that where the whole model fits (the job's own placement on a
+// 24 GiB target), attention, every FFN neuron and the output head run on
+// the GPU: the CPU reads only the token's embedding row, and the tokens
+// are the reference's.
+TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
+  const std::string exe = compile("exact", "");
+  std::string out, err;
+  std::map<std::string, long> report;
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "--verbose", out, err, report), 0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+  EXPECT_NE(out.find("\"output_head_device\":\"gpu\""), std::string::npos)
+      << out;
+  EXPECT_EQ(sumField(out, "cold_neurons"), 0) << out;
+  EXPECT_LT(sumField(out, "cpu_weight_bytes_per_token"), 1024) << out;
+  EXPECT_GT(sumField(out, "gpu_weight_bytes_per_token"), 1 << 20) << out;
+  EXPECT_EQ(report["leaked_allocations"], 0);
 }
 
 // Tests that a device that cannot run the CUBIN gets the PTX, with the

@@ -1,18 +1,5 @@
 // RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-verify-lowering
 
-// Tests that the output head on the GPU is refused.
-module attributes {pinfer.memory = {context_length = 8 : i64}} {
-  func.func @gpu_head(%x: tensor<32xf32>) -> tensor<4xf32> {
-    %n = pinfer.weight "n" : !pinfer.weight<f32, [32]>
-    %o = pinfer.weight "o" : !pinfer.weight<f16, [32, 4]>
-    // expected-error @+1 {{on the GPU: the runtime runs the output head on the CPU}}
-    %l = pinfer.lm_head %x, %n, %o {device = #pinfer.device<gpu>, epsilon = 1.0e-05 : f32} : tensor<32xf32>, !pinfer.weight<f32, [32]>, !pinfer.weight<f16, [32, 4]> -> tensor<4xf32>
-    return %l : tensor<4xf32>
-  }
-}
-
-// -----
-
 // Tests that a GPU predictor (never uploaded by the runtime) and a
 // gate-magnitude predictor are refused.
 module attributes {pinfer.memory = {context_length = 8 : i64}} {
