@@ -719,6 +719,10 @@ bool trainPredictors(const Trace &trace, const PredictorOptions &opts,
       lastSparsity = lp.predictedSparsity;
       uint32_t next = std::min<uint64_t>(uint64_t(rank) * 2, opts.maxRank);
       next = std::min(next, std::max<uint32_t>(F, 1));
+      // A predictor must cost well under the gate it saves reading: at most
+      // half the gate matrix (rank x (n_embd + n_ff) <= n_embd x n_ff / 2).
+      next = std::min<uint64_t>(
+          next, std::max<uint64_t>(1, uint64_t(E) * F / (2 * (uint64_t(E) + F))));
       if (next <= rank)
         break;
       uint64_t extra = predictorBytes(next, E, F, opts.type) -

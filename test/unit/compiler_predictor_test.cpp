@@ -233,8 +233,11 @@ TEST(PredictorTrainer, GrowsRankWithinBudget) {
   ASSERT_TRUE(trainPredictors(t, o, free, err)) << err;
   EXPECT_GT(free.layers[0].rank, 2u);
   EXPECT_GT(free.layers[1].rank, 2u);
-  for (const LayerPredictor &lp : free.layers)
+  for (const LayerPredictor &lp : free.layers) {
     EXPECT_EQ(lp.bytes, predictorBytes(lp.rank, 64, 256, GGMLType::F16));
+    // Never more than half the gate it saves reading: 64 x 256 / (2 x 320).
+    EXPECT_LE(lp.rank, 25u);
+  }
 
   o.sizeBudget = 2 * predictorBytes(2, 64, 256, GGMLType::F16) +
                  (predictorBytes(8, 64, 256, GGMLType::F16) -
