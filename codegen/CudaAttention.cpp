@@ -14,7 +14,7 @@ namespace {
 const char *kHelpers = R"(
 // Block-wide max and sum over blockDim.x threads (a multiple of 32): every
 // thread reaches the barriers and gets the result.
-__device__ float pf_block_max(float v, float *red) {
+__device__ __forceinline__ float pf_block_max(float v, float *red) {
   for (int o = 16; o > 0; o >>= 1)
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   __syncthreads();
@@ -24,7 +24,7 @@ __device__ float pf_block_max(float v, float *red) {
   for (int w = 1; w < (int)(blockDim.x >> 5); ++w) r = fmaxf(r, red[w]);
   return r;
 }
-__device__ float pf_block_sum(float v, float *red) {
+__device__ __forceinline__ float pf_block_sum(float v, float *red) {
   v = pf_warp_sum(v);
   __syncthreads();
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
@@ -88,7 +88,7 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "(float *__restrict__ q, float *__restrict__ k,\n"
      << "    const float *__restrict__ qNorm, const float *__restrict__ "
         "kNorm,\n"
-     << "    const float *__restrict__ invFreq, int pos) {\n"
+     << "    const float *__restrict__ cs) {\n"
      << "  constexpr int kHeads = " << p.nHead << ", kHeadDim = " << p.headDim
      << ", kRot = " << p.nRot << ";\n"
      << "  const int h = blockIdx.x, lane = threadIdx.x;\n"
@@ -104,9 +104,10 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
        << "  for (int i = lane; i < kHeadDim; i += 32) v[i] = v[i] * scale * "
           "nw[i];\n"
        << "  __syncwarp();\n";
-  os << "  for (int i = lane; i < kRot / 2; i += 32) {\n"
-     << "    const double theta = (double)pos * (double)invFreq[i];\n"
-     << "    const float c = (float)cos(theta), s = (float)sin(theta);\n"
+  os << "  // cs: cos and sin of each pair's angle at this position, made by\n"
+     << "  // the host as the CPU's rope() makes them.\n"
+     << "  for (int i = lane; i < kRot / 2; i += 32) {\n"
+     << "    const float c = cs[2 * i], s = cs[2 * i + 1];\n"
      << "    float *e = v + " << (neox ? "i" : "2 * i") << ";\n"
      << "    const float x0 = e[0], x1 = e[" << (neox ? "kRot / 2" : "1")
      << "];\n"
@@ -140,6 +141,7 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  for (int j = t; j < n; j += blockDim.x) {\n"
      << "    const float *kj = keys + kvOff + (long)j * kKvDim;\n"
      << "    float s = 0.f;\n"
+     << "#pragma unroll 8\n"
      << "    for (int d = 0; d < kHeadDim; ++d) s += kj[d] * qh[d];\n"
      << "    s *= scale;\n"
      << "    sc[j] = s;\n"

@@ -457,22 +457,14 @@ bool Executor::openGpu(std::string &error) {
   if (!attention)
     return gpu_->createEvent(attnCopied_, error);
   void *ax = nullptr, *ay = nullptr;
-  if (!gpu_->alloc(dAttnX_, f * 2 * p.nEmbd, error) ||
+  if (!gpu_->alloc(dAttnX_, f * (2 * p.nEmbd + p.nRot), error) ||
       !gpu_->alloc(dAttnY_, f * p.nEmbd, error) ||
       !gpu_->alloc(dQ_, f * p.qDim(), error) ||
       !gpu_->alloc(dScores_, f * size_t(p.nHead) * nCtx_, error) ||
       !gpu_->alloc(dAttnOut_, f * p.qDim(), error) ||
-      !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error) ||
-      !gpu_->alloc(dInvFreq_, f * invFreq_.size(), error) ||
-      (!invFreqLocal_.empty() &&
-       !gpu_->alloc(dInvFreqLocal_, f * invFreqLocal_.size(), error)))
+      !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error))
     return outOfMemory("the attention buffers");
-  return gpu_->upload(dInvFreq_, invFreq_.data(), f * invFreq_.size(),
-                      error) &&
-         (invFreqLocal_.empty() ||
-          gpu_->upload(dInvFreqLocal_, invFreqLocal_.data(),
-                       f * invFreqLocal_.size(), error)) &&
-         gpu_->allocHost(ax, f * 2 * p.nEmbd, error) &&
+  return gpu_->allocHost(ax, f * (2 * p.nEmbd + p.nRot), error) &&
          gpu_->allocHost(ay, f * p.nEmbd, error) &&
          (hostAttnX_ = static_cast<float *>(ax),
           hostAttnY_ = static_cast<float *>(ay), true) &&

@@ -209,11 +209,11 @@ private:
   CudaDriver::DevPtr dX_ = 0, dOut_ = 0;
   // The down kernels' partial sums and per-tile counters (CudaEmitter.h).
   CudaDriver::DevPtr dPart_ = 0, dDone_ = 0;
-  // Attention on the GPU: its input (f32, then 8-bit quantised values) and
-  // output, their page-locked twins, and scratch.
+  // Attention on the GPU: its input (f32, then 8-bit quantised values, then
+  // the position's RoPE cos/sin pairs) and output, their page-locked twins,
+  // and scratch.
   CudaDriver::DevPtr dAttnX_ = 0, dAttnY_ = 0, dQ_ = 0, dScores_ = 0,
-                     dAttnOut_ = 0, dAttnOutQ_ = 0, dInvFreq_ = 0,
-                     dInvFreqLocal_ = 0;
+                     dAttnOut_ = 0, dAttnOutQ_ = 0;
   float *hostAttnX_ = nullptr, *hostAttnY_ = nullptr;
   void *attnCopied_ = nullptr; // event: the output is on the host
   std::vector<BlockQ8Act> attnXq_;  // the input quantised, as matvecs do

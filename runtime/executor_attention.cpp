@@ -67,19 +67,22 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
         hostAttnX_[nEmbd + blk * QK8_0 + j] =
             attnXq_[blk].d * float(attnXq_[blk].qs[j]);
   }
+  // After the input: this position's RoPE cos/sin pairs for the layer.
+  const bool local = p.isSlidingLayer(l) && !invFreqLocal_.empty();
+  gpuattn::ropeAngles(local ? invFreqLocal_.data() : invFreq_.data(), p.nRot,
+                      pos, hostAttnX_ + 2 * nEmbd);
   CudaDriver::DevPtr x32 = dAttnX_, x8 = dAttnX_ + sizeof(float) * nEmbd;
+  CudaDriver::DevPtr cs = dAttnX_ + sizeof(float) * 2 * nEmbd;
   auto input = [&](const Weight &w) { return usesQ8Act(w.type) ? &x8 : &x32; };
   CudaDriver::DevPtr kRow = b.dKeys + sizeof(float) * size_t(pos) * kvDim;
   CudaDriver::DevPtr vRow = b.dValues + sizeof(float) * size_t(pos) * kvDim;
-  CudaDriver::DevPtr invFreq =
-      p.isSlidingLayer(l) && dInvFreqLocal_ ? dInvFreqLocal_ : dInvFreq_;
   CudaDriver::DevPtr noBias = 0;
   CudaDriver::DevPtr woIn = usesQ8Act(b.wo.type) ? dAttnOutQ_ : dAttnOut_;
   int position = pos, nCtx = nCtx_;
   void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dQ_};
   void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &kRow};
   void *av[] = {&b.dWv, &b.dBv, input(b.wv), &vRow};
-  void *ar[] = {&dQ_, &kRow, &b.dQNorm, &b.dKNorm, &invFreq, &position};
+  void *ar[] = {&dQ_, &kRow, &b.dQNorm, &b.dKNorm, &cs};
   void *aa[] = {&dQ_,       &b.dKeys,   &b.dValues, &dScores_,
                 &dAttnOut_, &position, &nCtx};
   void *an[] = {&dAttnOut_, &dAttnOutQ_};
@@ -89,8 +92,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                               kernelName(l, "wv"),   kernelName(l, "rope"),
                               kernelName(l, "attend"), kernelName(l, "quant"),
                               kernelName(l, "wo")};
-  if (!gpu.uploadAsync(dAttnX_, hostAttnX_, sizeof(float) * 2 * nEmbd,
-                       error) ||
+  if (!gpu.uploadAsync(dAttnX_, hostAttnX_,
+                       sizeof(float) * (2 * nEmbd + p.nRot), error) ||
       !gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
                   name[0].c_str(), l) ||
       !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,

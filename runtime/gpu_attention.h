@@ -7,8 +7,10 @@
 //   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y): one warp per
 //                                     output row (+ bias); K and V rows go
 //                                     straight into the KV cache at pos
-//   attn_L_rope(q, k, qNorm, kNorm, invFreq, pos): one warp per head, the
-//                                     per-head norms (Gemma 3), then RoPE
+//   attn_L_rope(q, k, qNorm, kNorm, cs): one warp per head, the per-head
+//                                     norms (Gemma 3), then RoPE with the
+//                                     cos/sin pairs the host made for the
+//                                     position (ropeAngles)
 //   attn_L_attend(q, keys, values, scores, out, pos, nCtx): one block per
 //                                     query head (GQA), the causal softmax
 //                                     over the window and the weighted sum
@@ -18,6 +20,7 @@
 //   attn_L_wo(w, bias, x, y)         the output projection
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -37,6 +40,17 @@ inline unsigned quantGrid(int64_t n) {
 // The output head: matvec(w, bias, x, y) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";
+
+// The cos and sin of every rotated pair's angle at `pos` (cs: [nRot]),
+// computed exactly as the CPU's rope() computes them, so that both devices
+// rotate by the same floats.
+inline void ropeAngles(const float *invFreq, int nRot, int pos, float *cs) {
+  for (int i = 0; i < nRot / 2; ++i) {
+    const double theta = double(pos) * invFreq[i];
+    cs[2 * i] = float(std::cos(theta));
+    cs[2 * i + 1] = float(std::sin(theta));
+  }
+}
 
 inline std::string kernelName(int layer, const char *what) {
   return "attn_l" + std::to_string(layer) + "_" + what;

@@ -169,14 +169,14 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     return gpu_.alloc(dst, bytes, error) &&
            (!src || gpu_.upload(dst, src, bytes, error));
   };
-  Ptr dWq, dWk, dWv, dWo, dBq = 0, dBk = 0, dBv = 0, dQn = 0, dKn = 0, dInv,
+  Ptr dWq, dWk, dWv, dWo, dBq = 0, dBk = 0, dBv = 0, dQn = 0, dKn = 0, dCs,
       dKeys, dValues, dX, dQ, dScores, dOut, dOutQ, dY;
   const size_t f = sizeof(float);
   ASSERT_TRUE(upload(wq.bytes.data(), wq.bytes.size(), dWq) &&
               upload(wk.bytes.data(), wk.bytes.size(), dWk) &&
               upload(wv.bytes.data(), wv.bytes.size(), dWv) &&
               upload(wo.bytes.data(), wo.bytes.size(), dWo) &&
-              upload(invFreq.data(), f * invFreq.size(), dInv) &&
+              upload(nullptr, f * p.nRot, dCs) &&
               upload(nullptr, f * keys.size(), dKeys) &&
               upload(nullptr, f * keys.size(), dValues) &&
               upload(nullptr, f * 2 * s.nEmbd, dX) &&
@@ -217,12 +217,15 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     void *aq[] = {&dWq, &dBq, usesQ8Act(s.wq) ? &x8 : &x32, &dQ};
     void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &kRow};
     void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &vRow};
-    void *ar[] = {&dQ, &kRow, &dQn, &dKn, &dInv, &position};
+    std::vector<float> cs(p.nRot);
+    ropeAngles(invFreq.data(), p.nRot, pos, cs.data());
+    void *ar[] = {&dQ, &kRow, &dQn, &dKn, &dCs};
     void *aa[] = {&dQ, &dKeys, &dValues, &dScores, &dOut, &position, &nCtx};
     void *an[] = {&dOut, &dOutQ};
     void *ao[] = {&dWo, &noBias, &woIn, &dY};
     ASSERT_TRUE(
         gpu_.upload(dX, hostX.data(), f * hostX.size(), error) &&
+        gpu_.upload(dCs, cs.data(), f * cs.size(), error) &&
         gpu_.launch(fn[0], matvecGrid(qDim), kMatvecBlock, aq, error) &&
         gpu_.launch(fn[1], matvecGrid(kvDim), kMatvecBlock, ak, error) &&
         gpu_.launch(fn[2], matvecGrid(kvDim), kMatvecBlock, av, error) &&
