@@ -35,6 +35,12 @@ static int fail(const std::string &error) {
 
 static bool readTextFile(const std::string &path, std::string &out,
                          std::string &error) {
+  if (path == "-") { // standard input, as llama.cpp's -f -
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    out = ss.str();
+    return true;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = path + ": cannot open for reading";

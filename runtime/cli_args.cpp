@@ -103,6 +103,21 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
                 "(0, 100] (1 disables the penalty)";
         return false;
       }
+    } else if (flag == "--min-p") {
+      if (!next(v) || !parseFloat(flag, v, 0.f, 1.f, g.sampling.minP, error))
+        return false;
+    } else if (flag == "--ignore-eos") {
+      g.ignoreEos = true;
+    } else if (flag == "-r" || flag == "--reverse-prompt") {
+      if (!next(v))
+        return false;
+      if (v.empty()) {
+        error = flag + ": expected a non-empty string";
+        return false;
+      }
+      g.stopStrings.push_back(v);
+    } else if (flag == "--version") {
+      out.version = true;
     } else if (flag == "--repeat-last-n") {
       if (!next(v) ||
           !parseInt(flag, v, 0, 1 << 20, g.sampling.repeatLastN, error))
@@ -133,7 +148,13 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
 
 std::string generateFlagsHelp() {
   return "  -p, --prompt TEXT       prompt to start generation with\n"
-         "  -f, --file FILE         read the prompt from FILE\n"
+         "  -f, --file FILE         read the prompt from FILE (- : standard "
+         "input)\n"
+         "  -r, --reverse-prompt S  stop once the generated text contains S "
+         "(repeatable)\n"
+         "      --ignore-eos        never sample end-of-generation tokens\n"
+         "      --min-p P           min-p sampling; 0 disables (default 0)\n"
+         "      --version           print the version and exit\n"
          "  -n, --n-predict N       tokens to generate (-1: until end of text "
          "or full context; default 128)\n"
          "  -t, --threads N         CPU threads (default: all cores)\n"

@@ -14,6 +14,7 @@ struct GenerateFlags {
   GenerateOptions gen;
   std::string promptFile; // -f
   bool help = false;
+  bool version = false;
   std::vector<std::string> positional; // arguments that are not flags
 };
 

@@ -1,5 +1,6 @@
 // The main logic of generated executables; see exec_main.h.
 #include "runtime/exec_main.h"
+#include "runtime/version.h"
 
 #include "runtime/cli_args.h"
 #include "runtime/executor.h"
@@ -175,7 +176,18 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   if (!flags.positional.empty())
     return fail(prog, "unexpected argument '" + flags.positional[0] +
                           "' (see --help)");
-  if (!flags.promptFile.empty()) {
+  if (flags.version) {
+    std::cout << prog << ": " << program.modelName << " for "
+              << program.target << " (sparsity "
+              << sparsityModeName(program.mode) << "), compiled by pinferc "
+              << pinferVersion() << "\n";
+    return 0;
+  }
+  if (flags.promptFile == "-") { // standard input, as llama.cpp's -f -
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    flags.gen.prompt = ss.str();
+  } else if (!flags.promptFile.empty()) {
     std::ifstream in(flags.promptFile, std::ios::binary);
     if (!in)
       return fail(prog, flags.promptFile + ": cannot read the prompt file");

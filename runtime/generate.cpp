@@ -166,7 +166,12 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
                   " but the model has " + std::to_string(decoder.nVocab()) +
                   " tokens");
 
-  Sampler sampler(opts.sampling, decoder.nVocab());
+  SamplerOptions sampling = opts.sampling;
+  if (opts.ignoreEos)
+    for (int32_t t = 0; t < decoder.nVocab(); ++t)
+      if (tokenizer.isEog(t))
+        sampling.banned.push_back(t);
+  Sampler sampler(sampling, decoder.nVocab());
   r.seed = sampler.seed();
   // From here on Ctrl-C stops generation and still reports (the echoed
   // prompt shows that it is in place).
@@ -213,6 +218,17 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     if (!opts.json) {
       out << piece;
       out.flush();
+    }
+    // A stop string may end in this piece and begin in earlier ones.
+    bool stopped = false;
+    for (const std::string &s : opts.stopStrings) {
+      const size_t tail = piece.size() + s.size();
+      const size_t from = r.text.size() > tail ? r.text.size() - tail : 0;
+      stopped |= !s.empty() && r.text.find(s, from) != std::string::npos;
+    }
+    if (stopped) {
+      r.stopReason = "stop";
+      break;
     }
     if (int(r.tokens.size()) == limit || pos >= nCtx)
       break;

@@ -86,6 +86,12 @@ struct GenerateOptions {
   // tokens, as llama-cli does; false keeps it as text (--no-parse-special).
   bool parseSpecial = true;
   bool echoPrompt = true;  // print the prompt before the generated text
+  // --ignore-eos: end-of-generation tokens are never sampled, so that
+  // generation runs to -n (benchmarks, as PowerInfer's examples use it).
+  bool ignoreEos = false;
+  // -r/--reverse-prompt: generation stops once the generated text contains
+  // one of these (stop reason "stop"); the text keeps it.
+  std::vector<std::string> stopStrings;
   std::ostream *out = nullptr; // generated text / JSON; default std::cout
   std::ostream *err = nullptr; // speed report and errors; default std::cerr
   std::string program;         // names the program in error lines
@@ -98,7 +104,8 @@ struct GenerateResult {
   std::vector<int32_t> promptTokens;
   std::vector<int32_t> tokens; // generated, EOG excluded
   std::string text;            // pieces of `tokens`, concatenated
-  std::string stopReason;      // "eog", "length", "context" or "interrupted"
+  std::string stopReason;      // "eog", "stop", "length", "context" or
+                               // "interrupted"
   uint32_t seed = 0;
   double promptMs = 0;  // evaluating the prompt
   double genMs = 0;     // evaluating generated tokens

@@ -1,13 +1,15 @@
 // Token sampling; see sampler.h.
 //
 // The order of the steps follows llama.cpp's default chain: repetition
-// penalty, top-k, top-p (on the probabilities at temperature 1), then the
-// temperature, then a draw. A draw uses one 32-bit output of mt19937 turned
+// penalty, top-k, top-p (on the probabilities at temperature 1), min-p,
+// then the temperature, then a draw. A draw uses one 32-bit output of mt19937 turned
 // into a double by hand, so that a seed gives the same tokens with any
 // standard library.
 #include "runtime/sampler.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <chrono>
 #include <cmath>
 
@@ -83,6 +85,10 @@ int32_t Sampler::sample(const float *logits) {
         seen_[t] = 0;
   }
 
+  for (int32_t t : opts_.banned)
+    if (t >= 0 && t < nVocab_)
+      penalised_[t] = -std::numeric_limits<float>::infinity();
+
   if (opts_.temperature <= 0.f) {
     // Greedy; the lowest id wins a tie.
     return int32_t(std::max_element(penalised_.begin(), penalised_.end()) -
@@ -115,6 +121,16 @@ int32_t Sampler::sample(const float *logits) {
         break;
       }
     }
+    n = keep;
+  }
+
+  if (opts_.minP > 0.f && n > 1) {
+    // Candidates are sorted: keep those whose logit is within log(min-p)
+    // of the best (p_i >= min_p * p_max at temperature 1).
+    const float floor = cand_[0].logit + std::log(opts_.minP);
+    size_t keep = 1;
+    while (keep < n && cand_[keep].logit >= floor)
+      ++keep;
     n = keep;
   }
 

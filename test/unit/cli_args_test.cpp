@@ -60,6 +60,25 @@ TEST(CliArgs, ValuesInBothForms) {
   EXPECT_EQ(f.positional, std::vector<std::string>{"model.gguf"});
 }
 
+// Tests llama.cpp's --min-p, --ignore-eos, repeatable -r/--reverse-prompt,
+// -f - (standard input, read by the caller) and --version.
+TEST(CliArgs, LlamaCppHabits) {
+  GenerateFlags f;
+  std::string error;
+  ASSERT_TRUE(parse({"--min-p", "0.05", "--ignore-eos", "-r", "User:",
+                     "--reverse-prompt=###", "-f", "-", "--version"},
+                    f, error))
+      << error;
+  EXPECT_FLOAT_EQ(f.gen.sampling.minP, 0.05f);
+  EXPECT_TRUE(f.gen.ignoreEos);
+  EXPECT_EQ(f.gen.stopStrings, (std::vector<std::string>{"User:", "###"}));
+  EXPECT_EQ(f.promptFile, "-");
+  EXPECT_TRUE(f.version);
+  EXPECT_FALSE(parse({"-r", ""}, f, error));
+  EXPECT_EQ(error, "-r: expected a non-empty string");
+  EXPECT_FALSE(parse({"--min-p", "2"}, f, error));
+}
+
 TEST(CliArgs, BadInputIsOneLineNamingTheFlag) {
   struct Case {
     std::vector<std::string> args;

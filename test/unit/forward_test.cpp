@@ -766,6 +766,52 @@ TEST(Generate, GreedyMatchesManualLoop) {
   EXPECT_NE(err.str().find("       eval time ="), std::string::npos) << err.str();
 }
 
+// Tests -r/--reverse-prompt: generation stops at the token whose piece
+// completes a stop string (which may begin in an earlier piece), with stop
+// reason "stop"; and --ignore-eos: the run goes to -n even where greedy
+// decoding would end it.
+TEST(Generate, StopStringsAndIgnoreEos) {
+  Loaded l = loadWithTokenizer("genstop.gguf");
+  ASSERT_TRUE(l.tok);
+  GenerateOptions o;
+  o.prompt = "the cat sat on the mat";
+  o.nPredict = 12;
+  o.nThreads = 1;
+  o.nCtx = 64;
+  o.sampling.temperature = 0;
+  std::ostringstream out, err;
+  o.out = &out;
+  o.err = &err;
+  GenerateResult full;
+  ASSERT_EQ(generate(*l.model, *l.tok, o, &full), 0) << err.str();
+  ASSERT_GE(full.tokens.size(), 4u);
+  // A stop string spanning the end of the second piece and the third.
+  std::string upTo2, upTo3;
+  for (int i = 0; i < 3; ++i)
+    (i < 2 ? upTo2 : upTo3) += l.tok->tokenToPiece(full.tokens[i], false);
+  upTo3 = upTo2 + upTo3;
+  ASSERT_GT(upTo3.size(), upTo2.size());
+  const std::string stop = upTo3.substr(upTo2.size() - 1, 2);
+  ASSERT_EQ(upTo2.find(stop), std::string::npos) << stop;
+  o.stopStrings = {"never there", stop};
+  {
+    GenerateResult r;
+    ASSERT_EQ(generate(*l.model, *l.tok, o, &r), 0) << err.str();
+    EXPECT_EQ(r.stopReason, "stop");
+    EXPECT_EQ(r.tokens, std::vector<int32_t>(full.tokens.begin(),
+                                             full.tokens.begin() + 3));
+  }
+  o.stopStrings.clear();
+  o.ignoreEos = true;
+  o.nPredict = 40;
+  GenerateResult r;
+  ASSERT_EQ(generate(*l.model, *l.tok, o, &r), 0) << err.str();
+  EXPECT_EQ(r.tokens.size(), 40u);
+  EXPECT_EQ(r.stopReason, "length");
+  for (int32_t t : r.tokens)
+    EXPECT_FALSE(l.tok->isEog(t));
+}
+
 // Tests the JSON result: one object with the required fields, valid
 // escaping, extra fields from the callback, and a reproducible sampled run.
 TEST(Generate, JsonOutputAndSeededSampling) {

@@ -114,6 +114,38 @@ TEST(Sampler, TopPKeepsSmallestPrefix) {
   EXPECT_NEAR(h[3] / double(n), 0.375, 0.02);
 }
 
+// Tests llama.cpp's min-p: tokens under min_p x the likeliest's probability
+// are never drawn; the rest keep their ratios.
+TEST(Sampler, MinPDropsTheUnlikely) {
+  std::vector<float> l = {std::log(0.5f), std::log(0.04f), std::log(0.3f),
+                          std::log(0.16f)};
+  SamplerOptions o;
+  o.temperature = 1.f;
+  o.topK = 0;
+  o.topP = 1.f;
+  o.minP = 0.1f; // keeps p >= 0.05: ids 0, 2, 3
+  o.seed = 7;
+  Sampler s(o, 4);
+  const int n = 20000;
+  std::map<int32_t, int> h = histogram(s, l, n);
+  EXPECT_EQ(h.count(1), 0u);
+  EXPECT_NEAR(h[0] / double(n), 0.5 / 0.96, 0.02);
+  EXPECT_NEAR(h[3] / double(n), 0.16 / 0.96, 0.02);
+}
+
+// Tests that banned tokens (--ignore-eos) are never chosen, greedy or not.
+TEST(Sampler, BannedTokensAreNeverChosen) {
+  SamplerOptions o = greedy();
+  o.banned = {3};
+  Sampler g(o, 4);
+  std::vector<float> l = {0.f, 1.f, 0.5f, 9.f};
+  EXPECT_EQ(g.sample(l.data()), 1);
+  o.temperature = 1.f;
+  o.topK = 0;
+  Sampler s(o, 4);
+  EXPECT_EQ(histogram(s, l, 2000).count(3), 0u);
+}
+
 // Tests that the temperature divides the logits: at T = 2 two tokens whose
 // logits differ by 2 are drawn in the ratio e : 1.
 TEST(Sampler, TemperatureScalesLogits) {

@@ -2,6 +2,7 @@
 // planted power-law activation sparsity (see docs/test-models.md). Flags are
 // parsed by hand to keep this tool quick to build; the work is done by the
 // pinfer_genmodel library.
+#include "runtime/version.h"
 #include "tools/genmodel/model_generator.h"
 #include "runtime/output_files.h"
 
@@ -99,6 +100,10 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
       usage(stdout);
+      return 0;
+    }
+    if (!std::strcmp(a, "--version")) {
+      std::printf("pinfer-genmodel (pinferc %s)\n", pinfer::pinferVersion());
       return 0;
     }
     if (!std::strcmp(a, "--powerinfer")) {

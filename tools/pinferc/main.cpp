@@ -9,6 +9,7 @@
 
 #include "compiler/Compile.h"
 #include "compiler/Driver.h"
+#include "runtime/version.h"
 #include "runtime/cli_args.h"
 #include "runtime/output_files.h"
 
@@ -25,6 +26,10 @@ static int runVerb(int argc, char **argv) {
   if (!pinfer::parseGenerateFlags(args, flags, error)) {
     std::cerr << "pinferc run: error: " << error << "\n";
     return 2;
+  }
+  if (flags.version) {
+    std::cout << "pinferc " << pinfer::pinferVersion() << "\n";
+    return 0;
   }
   if (flags.help) {
     std::cout << "usage: pinferc run MODEL.gguf [flags]\n\n"
@@ -52,6 +57,8 @@ static int compileVerb(int argc, char **argv) {
                "perplexity, "
                "targets (pinferc VERB --help)."};
   pinfer::CompileArgs c;
+  app.set_version_flag("--version",
+                       std::string("pinferc ") + pinfer::pinferVersion());
   app.add_option("model", c.model, "GGUF model file")->required();
   app.add_option("-o,--output", c.output, "Executable to write");
   app.add_option("--target", c.target, "Target (see pinferc targets)")
@@ -146,6 +153,8 @@ static int pinfercMain(int argc, char **argv) {
   CLI::App app{"pinferc: compiles a GGUF language model and its activation "
                "profile into an executable split between GPU and CPU"};
   app.require_subcommand(1, 1);
+  app.set_version_flag("--version",
+                       std::string("pinferc ") + pinfer::pinferVersion());
   app.footer("Also: pinferc run MODEL.gguf -p TEXT [-n N ...] runs the dense "
              "reference (see pinferc run --help).");
 
