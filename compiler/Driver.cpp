@@ -20,6 +20,7 @@
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -91,6 +92,7 @@ int runTokenize(const TokenizeArgs &args) {
 
 int runRun(RunArgs args) {
   std::string error;
+  const auto loadStart = std::chrono::steady_clock::now();
   if (!args.promptFile.empty() &&
       !readTextFile(args.promptFile, args.gen.prompt, error))
     return fail(error);
@@ -101,6 +103,9 @@ int runRun(RunArgs args) {
   if (!tok)
     return fail(error);
   args.gen.program = "pinferc";
+  args.gen.loadMs = std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - loadStart)
+                        .count();
   return generate(*model, *tok, args.gen);
 }
 

@@ -163,6 +163,8 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
   if (json) {
     JsonWriter w(os);
     w.beginObject();
+    // What this object is (docs/json.md), then the facts.
+    w.field("format", "pinferc-inspect").field("version", uint64_t(1));
     w.field("runs", s.whyNot.empty());
     if (!s.whyNot.empty())
       w.field("why_not", s.whyNot);
@@ -170,8 +172,8 @@ bool inspectModel(const GGUFFile &file, bool json, std::ostream &os,
     if (!s.unsupported.empty())
       w.field("unsupported", s.unsupported);
     w.field("file", file.path());
-    w.field("format", file.isPowerInfer() ? "PWRI" : "GGUF");
-    w.field("version", static_cast<uint64_t>(file.version()));
+    w.field("file_format", file.isPowerInfer() ? "PWRI" : "GGUF");
+    w.field("file_version", static_cast<uint64_t>(file.version()));
     w.field("alignment", file.alignment());
     w.field("architecture", s.arch);
     w.key("hyperparameters").beginObject();

@@ -9,6 +9,7 @@
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -197,6 +198,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   }
   if (weightsPath.empty())
     weightsPath = executableDir(argv[0]) + "/" + program.weightsFile;
+  const auto loadStart = std::chrono::steady_clock::now();
   // The content check reads the whole file: with the threads -t allows.
   std::unique_ptr<GGUFFile> weights = openWeights(
       weightsPath, program,
@@ -308,6 +310,9 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
     };
   }
   g.program = prog;
+  g.loadMs = std::chrono::duration<double, std::milli>(
+                 std::chrono::steady_clock::now() - loadStart)
+                 .count();
   const int rc = generate(exec, *tok, g);
   if (verbose)
     for (uint32_t l = 0; l < program.nLayer; ++l) {

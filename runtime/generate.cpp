@@ -245,6 +245,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     double genTps = r.genMs > 0 ? 1000.0 * r.genEvals / r.genMs : 0;
     JsonWriter w(out, false);
     w.beginObject();
+    // What this object is (docs/json.md): pinferc run's and executables'.
+    w.field("format", "pinferc-generation").field("version", uint64_t(1));
     w.field("prompt_tokens", nPrompt);
     w.array("tokens", r.tokens);
     w.field("text", r.text);
@@ -257,6 +259,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     w.field("gen_ms", r.genMs);
     w.field("gen_evals", r.genEvals);
     w.field("sample_ms", r.sampleMs);
+    if (opts.loadMs >= 0)
+      w.field("load_ms", opts.loadMs);
     w.endObject();
     if (opts.extraJson)
       opts.extraJson(w);
@@ -266,8 +270,14 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   } else {
     out << "\n";
     out.flush();
-    err << "\n"
-        << speedLine("sampling time", r.sampleMs, int(r.tokens.size()), "runs")
+    err << "\n";
+    if (opts.loadMs >= 0) {
+      char load[96];
+      std::snprintf(load, sizeof load, "%16s = %10.2f ms\n", "load time",
+                    opts.loadMs);
+      err << load;
+    }
+    err << speedLine("sampling time", r.sampleMs, int(r.tokens.size()), "runs")
         << speedLine("prompt eval time", r.promptMs, nPrompt, "tokens")
         << speedLine("eval time", r.genMs, r.genEvals, "runs");
     char buf[128];

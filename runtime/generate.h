@@ -95,6 +95,9 @@ struct GenerateOptions {
   std::ostream *out = nullptr; // generated text / JSON; default std::cout
   std::ostream *err = nullptr; // speed report and errors; default std::cerr
   std::string program;         // names the program in error lines
+  // Milliseconds the caller took to load the model and set up its decoder,
+  // reported first (llama.cpp's "load time"); < 0: not reported.
+  double loadMs = -1;
   // With json: writes extra fields into the result object (placement, measured
   // sparsity...), called after generation, e.g. w.field("sparsity", 0.8).
   std::function<void(JsonWriter &w)> extraJson;

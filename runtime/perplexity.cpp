@@ -78,6 +78,8 @@ void printPerplexity(std::ostream &os, const PerplexityResult &r, int nCtx,
   if (json) {
     JsonWriter w(os);
     w.beginObject()
+        .field("format", "pinferc-perplexity")
+        .field("version", uint64_t(1))
         .field("perplexity", r.perplexity)
         .field("mean_nll", r.meanNll)
         .field("scored_tokens", r.scored)

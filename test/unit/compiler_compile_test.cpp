@@ -142,6 +142,12 @@ TEST_F(CompileTest, CpuTargetMatchesReference) {
     std::string json = compileAndRun("cpu", mode, "", err);
     EXPECT_EQ(jsonInts(json, "tokens"), *reference_) << mode << "\n" << json;
     EXPECT_EQ(sumField(json, "neurons_computed_gpu"), 0) << json;
+    // What the object is, and the load time beside the other timings.
+    EXPECT_EQ(json.rfind("{\"format\":\"pinferc-generation\",\"version\":1,",
+                         0),
+              0u)
+        << json;
+    EXPECT_NE(json.find("\"load_ms\":"), std::string::npos) << json;
     EXPECT_GT(sumField(json, "neurons_computed_cpu"), 0) << json;
     EXPECT_NE(json.find("\"sparsity_mode\":\"" + std::string(mode) + "\""),
               std::string::npos);
