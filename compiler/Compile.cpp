@@ -696,6 +696,8 @@ int compileModel(const CompileArgs &args) {
                                   "-O2",       march,
                                   "-I" + runtime.includeDir,
                                   cpp.path(),  runtime.library,
+                                  // runtime/server.cpp's HTTP library
+                                  "-lcpp-httplib",
                                   "-lpthread", "-ldl",
                                   "-o",        exe.path()};
   int rc = runProgram(cmd, error, log.path());

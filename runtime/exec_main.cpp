@@ -1,5 +1,7 @@
 // The main logic of generated executables; see exec_main.h.
 #include "runtime/exec_main.h"
+#include "runtime/chat_template.h"
+#include "runtime/server.h"
 #include "runtime/version.h"
 
 #include "runtime/cli_args.h"
@@ -120,6 +122,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   std::string weightsPath;
   bool noGpu = false;
   bool gpuSyncDebug = false;
+  bool serve = false; // --server
+  ServerOptions server;
   bool measureRecall = false;
   bool verbose = false; // also print the steps run per layer
   std::string pplFile; // --perplexity FILE: score a text instead
@@ -135,6 +139,30 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       noGpu = true;
     else if (a == "--gpu-sync-debug")
       gpuSyncDebug = true;
+    else if (a == "--server")
+      serve = true;
+    else if ((a == "--host" || a == "--port" || a == "--chat-template") &&
+             i + 1 >= argc)
+      return fail(prog, a + ": expected a value");
+    else if (a == "--host")
+      server.host = argv[++i];
+    else if (a == "--chat-template") {
+      server.chatTemplate = argv[++i];
+      bool known = false;
+      for (const std::string &n : chatTemplateNames())
+        known |= n == server.chatTemplate;
+      if (!known)
+        return fail(prog, "--chat-template: '" + server.chatTemplate +
+                              "' is not one of chatml, llama3, gemma, phi3, "
+                              "llama2, mistral");
+    } else if (a == "--port") {
+      char *end = nullptr;
+      const long port = std::strtol(argv[++i], &end, 10);
+      if (!*argv[i] || *end || port < 0 || port > 65535)
+        return fail(prog, std::string("--port: expected 0..65535, got '") +
+                              argv[i] + "'");
+      server.port = int(port);
+    }
     else if (a == "--perplexity" && i + 1 < argc)
       pplFile = argv[++i];
     else if (a == "--perplexity")
@@ -160,6 +188,13 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         << "      --weights PATH      packed weights (default: "
         << program.weightsFile << " beside the executable)\n"
         << "      --cpu               compute the GPU part on the CPU\n"
+        << "      --server            serve an OpenAI-compatible HTTP API "
+           "(docs/server.md)\n"
+        << "      --host H, --port P  where it listens (default 127.0.0.1:8080; "
+           "port 0: any)\n"
+        << "      --chat-template T   chatml, llama3, gemma, phi3, llama2 or "
+           "mistral\n"
+        << "                          (default: the model's)\n"
         << "      --gpu-sync-debug    wait for each GPU kernel, so that a fault "
            "names\n"
         << "                          its kernel and layer (slower)\n"
@@ -254,6 +289,14 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
     return 0;
   }
 
+  if (serve) {
+    std::string tmpl, ignored;
+    weights->getString("tokenizer.chat_template", tmpl, ignored);
+    server.modelName = program.modelName;
+    server.defaults = g;
+    server.program = prog;
+    return runServer(exec, *tok, tmpl, server, std::cerr);
+  }
   if (g.json) {
     g.extraJson = [&](JsonWriter &w) {
       w.field("target", program.target);

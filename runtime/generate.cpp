@@ -219,6 +219,10 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
       out << piece;
       out.flush();
     }
+    if (opts.onToken && !opts.onToken(piece)) {
+      r.stopReason = "cancelled";
+      break;
+    }
     // A stop string may end in this piece and begin in earlier ones.
     bool stopped = false;
     for (const std::string &s : opts.stopStrings) {

@@ -95,6 +95,10 @@ struct GenerateOptions {
   std::ostream *out = nullptr; // generated text / JSON; default std::cout
   std::ostream *err = nullptr; // speed report and errors; default std::cerr
   std::string program;         // names the program in error lines
+  // Called with each generated token's text as it is made (the server's
+  // streams); returning false ends generation with stop reason
+  // "cancelled" (a client that went away, a request past its time).
+  std::function<bool(const std::string &piece)> onToken;
   // Milliseconds the caller took to load the model and set up its decoder,
   // reported first (llama.cpp's "load time"); < 0: not reported.
   double loadMs = -1;
@@ -107,8 +111,8 @@ struct GenerateResult {
   std::vector<int32_t> promptTokens;
   std::vector<int32_t> tokens; // generated, EOG excluded
   std::string text;            // pieces of `tokens`, concatenated
-  std::string stopReason;      // "eog", "stop", "length", "context" or
-                               // "interrupted"
+  std::string stopReason;      // "eog", "stop", "length", "context",
+                               // "interrupted" or "cancelled"
   uint32_t seed = 0;
   double promptMs = 0;  // evaluating the prompt
   double genMs = 0;     // evaluating generated tokens

@@ -9,6 +9,7 @@ PACKAGES=(
   llvm-$LLVM-dev libmlir-$LLVM-dev mlir-$LLVM-tools llvm-$LLVM-tools
   clang-$LLVM lld-$LLVM libclang-rt-$LLVM-dev libzstd-dev
   libz3-dev libcli11-dev googletest libgtest-dev
+  libcpp-httplib-dev nlohmann-json3-dev curl
 )
 
 missing=()

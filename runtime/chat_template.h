@@ -1,0 +1,33 @@
+// Chat prompts from messages, in the model's template family, as
+// llama.cpp's llama_chat_apply_template recognises them: by telltale
+// substrings of the Jinja text in tokenizer.chat_template (the template is
+// never executed). Used by the server's /v1/chat/completions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace pinfer {
+
+struct ChatMessage {
+  std::string role; // "system", "user" or "assistant"
+  std::string content;
+};
+
+// The families known: "chatml", "llama3", "gemma", "phi3", "llama2",
+// "mistral".
+const std::vector<std::string> &chatTemplateNames();
+
+// The family of a GGUF tokenizer.chat_template text; "" when it is none of
+// the known ones. An empty text (no template in the file) is chatml, as in
+// llama.cpp.
+std::string detectChatTemplate(const std::string &jinja);
+
+// The prompt for `messages` in `family`, ending where the assistant's
+// answer begins. The BOS token is not written (the tokenizer adds it).
+// False with `error` for an unknown family or role.
+bool applyChatTemplate(const std::string &family,
+                       const std::vector<ChatMessage> &messages,
+                       std::string &prompt, std::string &error);
+
+} // namespace pinfer

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The executables' OpenAI-compatible server as a client sees it (curl):
+# whole and streamed completions give the executable's own greedy text,
+# chat works, every bad request gets its status and an OpenAI-style error
+# and the server keeps serving, a client that goes away mid-stream frees
+# it, and parallel clients each get their own answer. Bounded in time.
+#
+#   server-test.sh PINFERC GENMODEL VOCAB
+set -euo pipefail
+pinferc="$1"
+genmodel="$2"
+vocab="$3"
+command -v curl >/dev/null || { echo "skipped: no curl (scripts/install-deps.sh)"; exit 77; }
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+"$genmodel" -o "$work/m.gguf" --vocab "$vocab" >/dev/null
+"$pinferc" "$work/m.gguf" --target cpu -q -o "$work/exe"
+"$work/exe" --server --port 0 -t 1 -c 256 2>"$work/log" &
+pid=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/log" && break
+  sleep 0.1
+done
+port="$(grep -o '127.0.0.1:[0-9]*' "$work/log" | cut -d: -f2)"
+[ -n "$port" ] || { cat "$work/log"; echo "FAIL: the server did not start"; exit 1; }
+url="http://127.0.0.1:$port"
+status=0
+fail() { echo "FAIL: $*"; status=1; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+post() { curl -s --max-time 60 "$url$1" -d "$2"; }
+
+[ "$(curl -s --max-time 5 "$url/health" | field 'd["status"]')" = ok ] || fail "/health"
+[ "$(curl -s "$url/v1/models" | field 'd["data"][0]["id"]')" = pinfer-synthetic ] || fail "/v1/models"
+
+prompt="Once upon a time there was"
+want="$("$work/exe" -p "$prompt" -n 12 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+got="$(post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" | field 'd["choices"][0]["text"]')"
+[ "$got" = "$want" ] || fail "whole completion: '$got', expected '$want'"
+streamed="$(curl -s -N --max-time 60 "$url/v1/completions" \
+  -d "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0,\"stream\":true}")"
+[ "$(grep -v '^$' <<<"$streamed" | tail -1)" = "data: [DONE]" ] || fail "stream does not end with [DONE]"
+joined="$(python3 -c '
+import json, sys
+text = ""
+for line in sys.stdin:
+    if line.startswith("data: {"):
+        text += json.loads(line[6:])["choices"][0]["text"]
+print(text)' <<<"$streamed")"
+[ "$joined" = "$want" ] || fail "streamed completion: '$joined', expected '$want'"
+chat="$(post /v1/chat/completions '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"}],"max_tokens":5,"temperature":0}')"
+[ "$(field 'd["usage"]["completion_tokens"]' <<<"$chat")" = 5 ] || fail "chat: $chat"
+[ "$(field 'd["choices"][0]["message"]["role"]' <<<"$chat")" = assistant ] || fail "chat role: $chat"
+
+# Bad requests: status, error type, and the next request still served.
+expect() { # STATUS BODY [PATH]
+  local code
+  code="$(curl -s -o "$work/err" -w '%{http_code}' --max-time 30 "$url${3:-/v1/completions}" --data-binary "$2")"
+  [ "$code" = "$1" ] || fail "expected $1 for ${2:0:40}, got $code: $(cat "$work/err")"
+  field 'd["error"]["message"]' <"$work/err" >/dev/null || fail "no OpenAI error for ${2:0:40}"
+  [ "$(curl -s --max-time 5 "$url/health" | field 'd["status"]')" = ok ] || fail "not serving after ${2:0:40}"
+}
+expect 400 '{not json'
+expect 400 '{"prompt":"x","max_tokens":-5}'
+expect 400 '{"prompt":"x","temperature":"hot"}'
+expect 400 '{"prompt":"x","surprise":1}'
+expect 400 '{"prompt":7}'
+expect 400 '{"prompt":"x","max_tokens":100000}'
+expect 404 '{"prompt":"x","model":"gpt-9"}'
+expect 400 '{"messages":[{"role":"robot","content":"x"}]}' /v1/chat/completions
+head -c 2000000 /dev/zero | tr '\0' a >"$work/big"
+expect 413 "@$work/big"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/nothing")"
+[ "$code" = 404 ] || fail "unknown path: $code"
+
+# A client that goes away mid-stream: the next request is served at once.
+curl -s -N --max-time 30 "$url/v1/completions" \
+  -d '{"prompt":"A long story","max_tokens":200,"stream":true}' | head -c 200 >/dev/null || true
+again="$(post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" | field 'd["choices"][0]["text"]')"
+[ "$again" = "$want" ] || fail "after a disconnect: '$again'"
+
+# Parallel clients: each answer is its own prompt's greedy run.
+other="The little dog"
+want2="$("$work/exe" -p "$other" -n 12 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" >"$work/a" &
+post /v1/completions "{\"prompt\":\"$other\",\"max_tokens\":12,\"temperature\":0}" >"$work/b" &
+wait %2 %3 2>/dev/null || wait
+[ "$(field 'd["choices"][0]["text"]' <"$work/a")" = "$want" ] || fail "parallel A: $(cat "$work/a")"
+[ "$(field 'd["choices"][0]["text"]' <"$work/b")" = "$want2" ] || fail "parallel B: $(cat "$work/b")"
+
+[ $status = 0 ] && echo "server: all checks passed (port $port)"
+exit $status
