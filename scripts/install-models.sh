@@ -41,6 +41,12 @@ if ! "$PY" -c 'import llama_cpp' 2>/dev/null; then
     "$PY" -m pip install -q --no-cache-dir llama-cpp-python
 fi
 
+# The `openai` client, which the server's test drives the server with.
+if ! "$PY" -c 'import openai' 2>/dev/null; then
+  echo "install-models: installing the openai client" >&2
+  "$PY" -m pip install -q openai
+fi
+
 # llama.cpp's tokenizer test vocabularies (vocabulary-only GGUF files with
 # its expected token ids) for the BPE pre-tokenizers that have no fixture
 # here: LLaMA-3 (llama-bpe) and Qwen2. They ship in the same source package.

@@ -92,5 +92,43 @@ wait %2 %3 2>/dev/null || wait
 [ "$(field 'd["choices"][0]["text"]' <"$work/a")" = "$want" ] || fail "parallel A: $(cat "$work/a")"
 [ "$(field 'd["choices"][0]["text"]' <"$work/b")" = "$want2" ] || fail "parallel B: $(cat "$work/b")"
 
+# The OpenAI Python client (scripts/install-models.sh installs it into the
+# cache's venv): whole and streamed, completion and chat.
+CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
+PY="$CACHE/venv/bin/python"
+if [ -x "$PY" ] && "$PY" -c 'import openai' 2>/dev/null; then
+  "$PY" - "$url/v1" "$prompt" "$want" <<'PYEOF' || fail "the openai client"
+import sys
+import openai
+
+base, prompt, want = sys.argv[1:4]
+client = openai.OpenAI(base_url=base, api_key="none", timeout=60)
+model = client.models.list().data[0].id
+r = client.completions.create(model=model, prompt=prompt, max_tokens=12,
+                              temperature=0)
+assert r.choices[0].text == want, (r.choices[0].text, want)
+assert r.usage.completion_tokens == 12
+text = "".join(c.choices[0].text for c in client.completions.create(
+    model=model, prompt=prompt, max_tokens=12, temperature=0, stream=True))
+assert text == want, (text, want)
+chat = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Hello"}],
+    max_tokens=5, temperature=0)
+assert chat.choices[0].message.role == "assistant"
+parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Hello"}],
+    max_tokens=5, temperature=0, stream=True)]
+assert "".join(parts) == chat.choices[0].message.content
+try:
+    client.completions.create(model=model, prompt=prompt, max_tokens=-1)
+    raise SystemExit("a negative max_tokens was accepted")
+except openai.BadRequestError as e:
+    assert "max_tokens" in str(e)
+print("openai client: completions, chat, streams and errors as expected")
+PYEOF
+else
+  echo "openai client absent (scripts/install-models.sh): that part skipped"
+fi
+
 [ $status = 0 ] && echo "server: all checks passed (port $port)"
 exit $status
