@@ -124,7 +124,8 @@ protected:
   int runOnStandin(const std::string &exe, const std::string &mode,
                    const std::string &env, const std::string &flags,
                    std::string &out, std::string &err,
-                   std::map<std::string, long> &report) {
+                   std::map<std::string, long> &report,
+                   int nTokens = kTokens) {
     const std::string reportPath = dir_ + "/report-" + mode + ".txt";
     std::remove(reportPath.c_str());
     const std::string cmd =
@@ -132,7 +133,7 @@ protected:
         " PINFER_CUDA_STANDIN_KERNELS=" +
         dir_ + "/kernels-" + mode + ".so PINFER_CUDA_STANDIN_REPORT=" +
         reportPath + " " + env + " " + exe + " -p '" + kPrompt + "' -n " +
-        std::to_string(kTokens) + " --temp 0 --json -t 2 " + flags;
+        std::to_string(nTokens) + " --temp 0 --json -t 2 " + flags;
     const int rc = run(cmd, out, err, dir_);
     report = readReport(reportPath);
     return rc;
@@ -204,9 +205,16 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   const std::string exe = compile("exact", "");
   std::string out, err;
   std::map<std::string, long> report;
-  ASSERT_EQ(runOnStandin(exe, "exact", "", "--verbose", out, err, report), 0)
+  // A few tokens: the head's 32,000 rows are most of the work through the
+  // stand-in's fibers.
+  constexpr int kFew = 4;
+  ASSERT_EQ(
+      runOnStandin(exe, "exact", "", "--verbose", out, err, report, kFew), 0)
       << err;
-  EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+  EXPECT_EQ(jsonInts(out, "tokens"),
+            std::vector<int32_t>(reference_->begin(),
+                                 reference_->begin() + kFew))
+      << out;
   EXPECT_NE(out.find("\"output_head_device\":\"gpu\""), std::string::npos)
       << out;
   EXPECT_EQ(sumField(out, "cold_neurons"), 0) << out;
