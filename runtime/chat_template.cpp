@@ -9,9 +9,13 @@ const std::vector<std::string> &chatTemplateNames() {
   return names;
 }
 
-std::string detectChatTemplate(const std::string &t) {
+std::string detectChatTemplate(const std::string &t, const std::string &arch) {
   auto has = [&](const char *s) { return t.find(s) != std::string::npos; };
-  if (t.empty() || has("<|im_start|>"))
+  if (t.empty())
+    return arch.rfind("gemma", 0) == 0 ? "gemma"
+           : arch == "phi3"            ? "phi3"
+                                       : "chatml";
+  if (has("<|im_start|>"))
     return "chatml";
   if (has("<|start_header_id|>") && has("<|eot_id|>"))
     return "llama3";

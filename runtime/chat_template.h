@@ -19,9 +19,11 @@ struct ChatMessage {
 const std::vector<std::string> &chatTemplateNames();
 
 // The family of a GGUF tokenizer.chat_template text; "" when it is none of
-// the known ones. An empty text (no template in the file) is chatml, as in
-// llama.cpp.
-std::string detectChatTemplate(const std::string &jinja);
+// the known ones. A file without a template gets its architecture's family
+// (`arch`: general.architecture; Gemma's files often carry none), else
+// chatml, as llama.cpp falls back to.
+std::string detectChatTemplate(const std::string &jinja,
+                               const std::string &arch = "");
 
 // The prompt for `messages` in `family`, ending where the assistant's
 // answer begins. The BOS token is not written (the tokenizer adds it).

@@ -1,5 +1,6 @@
 // The main logic of generated executables; see exec_main.h.
 #include "runtime/exec_main.h"
+#include "runtime/chat_cli.h"
 #include "runtime/chat_template.h"
 #include "runtime/server.h"
 #include "runtime/version.h"
@@ -123,6 +124,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   bool noGpu = false;
   bool gpuSyncDebug = false;
   bool serve = false; // --server
+  bool chat = false;  // -cnv
+  std::string systemPrompt;
   ServerOptions server;
   bool measureRecall = false;
   bool verbose = false; // also print the steps run per layer
@@ -141,6 +144,12 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       gpuSyncDebug = true;
     else if (a == "--server")
       serve = true;
+    else if (a == "-cnv" || a == "--conversation")
+      chat = true;
+    else if ((a == "-sys" || a == "--system-prompt") && i + 1 < argc)
+      systemPrompt = argv[++i];
+    else if (a == "-sys" || a == "--system-prompt")
+      return fail(prog, a + ": expected a value");
     else if ((a == "--host" || a == "--port" || a == "--chat-template") &&
              i + 1 >= argc)
       return fail(prog, a + ": expected a value");
@@ -188,6 +197,9 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         << "      --weights PATH      packed weights (default: "
         << program.weightsFile << " beside the executable)\n"
         << "      --cpu               compute the GPU part on the CPU\n"
+        << "  -cnv, --conversation    chat in the terminal in the model's "
+           "template\n"
+        << "  -sys, --system-prompt T the chat's system message\n"
         << "      --server            serve an OpenAI-compatible HTTP API "
            "(docs/server.md)\n"
         << "      --host H, --port P  where it listens (default 127.0.0.1:8080; "
@@ -289,10 +301,29 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
     return 0;
   }
 
+  std::string arch, ignored;
+  weights->getString("general.architecture", arch, ignored);
+  if (chat) {
+    std::string tmpl;
+    weights->getString("tokenizer.chat_template", tmpl, ignored);
+    std::string family = server.chatTemplate.empty()
+                             ? detectChatTemplate(tmpl, arch)
+                             : server.chatTemplate;
+    if (family.empty())
+      return fail(prog, "the model's chat template is none of chatml, llama3, "
+                        "gemma, phi3, llama2, mistral: choose one with "
+                        "--chat-template NAME");
+    g.program = prog;
+    if (flags.gen.nPredict == GenerateOptions().nPredict)
+      g.nPredict = -1; // each answer to its end, as llama-cli
+    return runChat(exec, *tok, family, systemPrompt, g, std::cin, std::cout,
+                   std::cerr);
+  }
   if (serve) {
-    std::string tmpl, ignored;
+    std::string tmpl;
     weights->getString("tokenizer.chat_template", tmpl, ignored);
     server.modelName = program.modelName;
+    server.architecture = arch;
     server.defaults = g;
     server.program = prog;
     return runServer(exec, *tok, tmpl, server, std::cerr);

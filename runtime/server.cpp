@@ -198,7 +198,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
               std::ostream &log) {
   std::string family = opts.chatTemplate;
   if (family.empty()) {
-    family = detectChatTemplate(templateText);
+    family = detectChatTemplate(templateText, opts.architecture);
     if (family.empty()) {
       // Chat then answers 400; completions still work.
       log << opts.program << ": note: the model's chat template is none of "

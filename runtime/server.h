@@ -18,6 +18,7 @@ struct ServerOptions {
   int port = 8080;                // 0: any free port (printed)
   std::string modelName;          // what /v1/models lists
   std::string chatTemplate;       // family (chat_template.h); "" detect
+  std::string architecture;       // general.architecture, for detection
   GenerateOptions defaults;       // sampling, threads, context from flags
   size_t maxBodyBytes = 1 << 20;  // larger requests get 413
   double requestSeconds = 600;    // a generation past this is ended

@@ -92,6 +92,16 @@ wait %2 %3 2>/dev/null || wait
 [ "$(field 'd["choices"][0]["text"]' <"$work/a")" = "$want" ] || fail "parallel A: $(cat "$work/a")"
 [ "$(field 'd["choices"][0]["text"]' <"$work/b")" = "$want2" ] || fail "parallel B: $(cat "$work/b")"
 
+# -cnv: each input line is a user turn in the template (chatml here: the
+# generated model has none); the first answer is the greedy run of that
+# prompt, and the chat ends at end of input.
+turn=$'<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n'
+answer="$("$work/exe" -p "$turn" -n 4 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+chat_out="$(printf 'Hello there\nAgain\n' | timeout 60 "$work/exe" -cnv -n 4 --temp 0 -t 1 2>/dev/null)" \
+  || fail "-cnv exited with an error"
+[ "$(grep -c '^> ' <<<"$chat_out")" = 3 ] || fail "-cnv: expected 3 prompts: $chat_out"
+grep -qF -- "> $answer" <<<"$chat_out" || fail "-cnv: first answer is not '$answer': $chat_out"
+
 # The OpenAI Python client (scripts/install-models.sh installs it into the
 # cache's venv): whole and streamed, completion and chat.
 CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"

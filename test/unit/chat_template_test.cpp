@@ -47,6 +47,9 @@ TEST(ChatTemplate, Families) {
 
 TEST(ChatTemplate, RecognisedFromTheModelsText) {
   EXPECT_EQ(detectChatTemplate(""), "chatml");
+  // No template in the file: the architecture's family.
+  EXPECT_EQ(detectChatTemplate("", "gemma3"), "gemma");
+  EXPECT_EQ(detectChatTemplate("", "qwen2"), "chatml");
   EXPECT_EQ(detectChatTemplate("{% for m in messages %}<|im_start|>{{ m.role }}"),
             "chatml");
   EXPECT_EQ(detectChatTemplate("<|start_header_id|>' + role + '<|end_header_id|>"

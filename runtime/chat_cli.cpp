@@ -1,0 +1,50 @@
+// Interactive chat; see chat_cli.h.
+#include "runtime/chat_cli.h"
+
+#include "runtime/chat_template.h"
+
+#include <sstream>
+
+namespace pinfer {
+
+int runChat(Decoder &decoder, const Tokenizer &tokenizer,
+            const std::string &family, const std::string &system,
+            GenerateOptions gen, std::istream &in, std::ostream &out,
+            std::ostream &err) {
+  std::vector<ChatMessage> messages;
+  if (!system.empty())
+    messages.push_back({"system", system});
+  gen.echoPrompt = false;
+  gen.json = false;
+  std::string line;
+  for (;;) {
+    out << "\n> " << std::flush;
+    if (!std::getline(in, line))
+      break;
+    if (line.empty())
+      continue;
+    messages.push_back({"user", line});
+    std::string error;
+    if (!applyChatTemplate(family, messages, gen.prompt, error)) {
+      err << gen.program << ": error: " << error << "\n";
+      return 1;
+    }
+    // The answer streams to `out`; the speed lines of each answer are
+    // dropped (the end of the chat is what matters).
+    std::ostringstream report;
+    gen.out = &out;
+    gen.err = &report;
+    GenerateResult r;
+    if (generate(decoder, tokenizer, gen, &r) != 0) {
+      err << report.str();
+      return 1;
+    }
+    if (r.stopReason == "interrupted")
+      break;
+    messages.push_back({"assistant", r.text});
+  }
+  out << "\n";
+  return 0;
+}
+
+} // namespace pinfer

@@ -1,0 +1,25 @@
+// Interactive chat in a terminal (-cnv), as llama-cli's conversation mode:
+// each line the user types is a user message; the conversation so far, in
+// the model's chat template, is the prompt of the assistant's answer,
+// which is printed as it is generated. Ends at end of input.
+#pragma once
+
+#include "runtime/generate.h"
+#include "runtime/tokenizer.h"
+
+#include <istream>
+#include <ostream>
+#include <string>
+
+namespace pinfer {
+
+// `family`: a chat_template.h family; `system`: -sys, or "". `gen` gives
+// the sampling and -n per answer (-1: until the end of the turn or the
+// context). Returns the exit status; an answer that no longer fits the
+// context ends the chat with one line on `err`.
+int runChat(Decoder &decoder, const Tokenizer &tokenizer,
+            const std::string &family, const std::string &system,
+            GenerateOptions gen, std::istream &in, std::ostream &out,
+            std::ostream &err);
+
+} // namespace pinfer
