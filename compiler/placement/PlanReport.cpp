@@ -16,8 +16,8 @@ std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp) {
                      " of its neurons would save the CPU less time than the "
                      "layer's GPU round trip costs (the cost model's "
                      "per-layer overhead; --min-granules 1 splits it anyway)";
-  return "the budget went to neurons that save more CPU time per byte in "
-         "other layers (at least " +
+  return "the budget went to what saves more CPU time per byte (other "
+         "layers' neurons, attention, the output head; at least " +
          std::to_string(lp.minGranules * plan.granuleSize) +
          " neurons would have to move for the layer to pay)";
 }

@@ -227,9 +227,9 @@ TEST(PlanReport, SaysWhyALayerHasNoGpuNeuron) {
   std::ostringstream os;
   printPlanTable(os, plan);
   const std::string text = os.str();
-  EXPECT_NE(text.find("layer 1 has no GPU neuron: the budget went to neurons "
-                      "that save more CPU time per byte in other layers (at "
-                      "least " +
+  EXPECT_NE(text.find("layer 1 has no GPU neuron: the budget went to what "
+                      "saves more CPU time per byte (other layers' neurons, "
+                      "attention, the output head; at least " +
                       std::to_string(2 * plan.granuleSize) + " neurons"),
             std::string::npos)
       << text;
