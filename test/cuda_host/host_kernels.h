@@ -5,6 +5,12 @@
 // stand-in is pointed at the result; on a real GPU nothing happens.
 #pragma once
 
+#include "codegen/Nvrtc.h"
+#include "runtime/cuda_driver.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <sys/wait.h>
@@ -75,6 +81,32 @@ inline std::string useHostKernels(const std::string &source,
   ::setenv("PINFER_CUDA_STANDIN_KERNELS", (dir + "/" + name + ".so").c_str(),
            1);
   return "";
+}
+
+// Why a GPU test cannot run here ("" when `gpu` opened): built without
+// NVRTC, or no driver or device. Under the stand-in the driver must open:
+// the test fails instead.
+inline std::string gpuSkipReason(CudaDriver &gpu) {
+  if (!nvrtcAvailable())
+    return "built without NVRTC";
+  std::string why;
+  if (gpu.open(why))
+    return "";
+  if (underCudaStandin())
+    ADD_FAILURE() << "the libcuda stand-in did not open: " << why;
+  return why;
+}
+
+// sqrt(sum (got - want)^2 / sum want^2): the kernels' error against their
+// CPU twins (absolute where `want` is all zero).
+inline double normalisedError(const float *got, const float *want,
+                              size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 } // namespace pinfer::testutil

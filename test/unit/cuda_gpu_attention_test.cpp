@@ -23,7 +23,8 @@
 #include <vector>
 
 using namespace pinfer;
-using pinfer::testutil::underCudaStandin;
+using pinfer::testutil::gpuSkipReason;
+using pinfer::testutil::normalisedError;
 using pinfer::testutil::useHostKernels;
 
 namespace {
@@ -70,25 +71,12 @@ std::vector<float> randomVector(int n, uint32_t seed, float mean = 0.f) {
   return v;
 }
 
-double normalisedError(const float *got, const float *want, int n) {
-  double num = 0, den = 0;
-  for (int i = 0; i < n; ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
 class CudaAttention : public ::testing::TestWithParam<Shape> {
 protected:
   void SetUp() override {
-    if (!nvrtcAvailable())
-      GTEST_SKIP() << "built without NVRTC";
-    std::string why;
-    if (!gpu_.open(why)) {
-      ASSERT_FALSE(underCudaStandin()) << why;
+    const std::string why = gpuSkipReason(gpu_);
+    if (!why.empty())
       GTEST_SKIP() << why;
-    }
   }
   CudaDriver gpu_;
 };

@@ -23,7 +23,7 @@
 #include <vector>
 
 using namespace pinfer;
-using pinfer::testutil::underCudaStandin;
+using pinfer::testutil::gpuSkipReason;
 using pinfer::testutil::useHostKernels;
 
 namespace {
@@ -54,12 +54,8 @@ std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
 
 double normalisedError(const std::vector<float> &got,
                        const std::vector<float> &want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  return pinfer::testutil::normalisedError(got.data(), want.data(),
+                                           want.size());
 }
 
 struct Case {
@@ -72,14 +68,9 @@ struct Case {
 class CudaKernels : public ::testing::TestWithParam<Case> {
 protected:
   void SetUp() override {
-    if (!nvrtcAvailable())
-      GTEST_SKIP() << "built without NVRTC";
-    std::string why;
-    if (!gpu_.open(why)) {
-      // Under the stand-in the driver must open.
-      ASSERT_FALSE(underCudaStandin()) << why;
+    const std::string why = gpuSkipReason(gpu_);
+    if (!why.empty())
       GTEST_SKIP() << why;
-    }
   }
   CudaDriver gpu_;
 };
@@ -242,13 +233,9 @@ INSTANTIATE_TEST_SUITE_P(
 class CudaSplitDown : public ::testing::TestWithParam<GGMLType> {
 protected:
   void SetUp() override {
-    if (!nvrtcAvailable())
-      GTEST_SKIP() << "built without NVRTC";
-    std::string why;
-    if (!gpu_.open(why)) {
-      ASSERT_FALSE(underCudaStandin()) << why;
+    const std::string why = gpuSkipReason(gpu_);
+    if (!why.empty())
       GTEST_SKIP() << why;
-    }
   }
   CudaDriver gpu_;
 };
