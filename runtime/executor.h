@@ -147,6 +147,10 @@ private:
   // from xb_ (normalised) into xb2_ (the output projection).
   bool uploadAttention(int l, std::string &error);
   bool attentionGpu(int l, int pos, std::string &error);
+  // Writes xb_ to `host` [n_embd], then, `withQ8`, the 8-bit values the
+  // CPU's matvecs multiply for Q8_0/Q4_0/Q5_0 rows [n_embd] after it: the
+  // input a GPU matvec reads (attention, the head).
+  void stageInput(float *host, bool withQ8);
   // The logits from x_: the final norm, then the head's matvec on the GPU
   // (Program::headOnGPU, a GPU open) or on the CPU.
   bool computeLogits(std::string &error);

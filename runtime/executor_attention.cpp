@@ -51,6 +51,19 @@ bool Executor::uploadAttention(int l, std::string &error) {
   return true;
 }
 
+void Executor::stageInput(float *host, bool withQ8) {
+  const int nEmbd = params_.nEmbd;
+  std::copy(xb_.begin(), xb_.end(), host);
+  if (!withQ8)
+    return;
+  attnXq_.resize(size_t(nEmbd / QK8_0));
+  quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
+  for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
+    for (int j = 0; j < QK8_0; ++j)
+      host[nEmbd + blk * QK8_0 + j] =
+          attnXq_[blk].d * float(attnXq_[blk].qs[j]);
+}
+
 bool Executor::attentionGpu(int l, int pos, std::string &error) {
   LayerBinding &b = layers_[l];
   const ModelParams &p = params_;
@@ -58,15 +71,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   CudaDriver &gpu = *gpu_;
   // The input, f32 and as the 8-bit values the CPU's matvecs multiply for
   // Q8_0/Q4_0/Q5_0 rows; each projection reads the one its type reads.
-  std::copy(xb_.begin(), xb_.end(), hostAttnX_);
-  if (usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) || usesQ8Act(b.wv.type)) {
-    attnXq_.resize(size_t(nEmbd / QK8_0));
-    quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
-    for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
-      for (int j = 0; j < QK8_0; ++j)
-        hostAttnX_[nEmbd + blk * QK8_0 + j] =
-            attnXq_[blk].d * float(attnXq_[blk].qs[j]);
-  }
+  stageInput(hostAttnX_, usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
+                             usesQ8Act(b.wv.type));
   // After the input: this position's RoPE cos/sin pairs for the layer.
   const bool local = p.isSlidingLayer(l) && !invFreqLocal_.empty();
   gpuattn::ropeAngles(local ? invFreqLocal_.data() : invFreq_.data(), p.nRot,
@@ -134,16 +140,8 @@ bool Executor::computeLogits(std::string &error) {
     return true;
   }
   // As the CPU's matvec: 8-bit input for Q8_0/Q4_0/Q5_0 rows.
-  std::copy(xb_.begin(), xb_.end(), hostHeadX_);
   const bool q8 = usesQ8Act(output_.type);
-  if (q8) {
-    attnXq_.resize(size_t(nEmbd / QK8_0));
-    quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
-    for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
-      for (int j = 0; j < QK8_0; ++j)
-        hostHeadX_[nEmbd + blk * QK8_0 + j] =
-            attnXq_[blk].d * float(attnXq_[blk].qs[j]);
-  }
+  stageInput(hostHeadX_, q8);
   CudaDriver::DevPtr x = q8 ? dHeadX_ + sizeof(float) * nEmbd : dHeadX_;
   CudaDriver::DevPtr noBias = 0;
   void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
