@@ -5,15 +5,16 @@ and a decode speed table.
 
 For each model shape (generated, LLaMA-shaped ReLU with planted sparsity,
 PowerInfer layout so that predicted mode has predictors) and each VRAM
-budget (100 %, 50 % and 30 % of the model's file size, plus the target's
-reserve and scratch), the main job compiles an executable per sparsity mode,
-runs it greedily and reports:
+budget (100 %, 30 % and 50 % of the model's file size, plus the target's
+reserve and scratch, and 0: the CPU alone), the main job compiles an
+executable per sparsity mode (one budget's side by side), runs it greedily
+and reports:
 
   whether its tokens equal the dense reference's (`pinferc run`, CPU),
   decode tokens/s, the weight bytes it read per token on each device (its
   own --json counts), the achieved GPU bandwidth (GPU bytes/token x
   tokens/s) and its ratio to the card's (the target table's GB/s),
-  and where attention ran.
+  the speed-up over the CPU-only dense executable, and where attention ran.
 
 Rows stop at --deadline seconds (default 270) so the whole check stays under
 5 minutes on one GPU; rows left out are listed. With --standin the same runs
@@ -22,6 +23,7 @@ check this script on a machine without a GPU: speeds are then meaningless.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -29,6 +31,27 @@ import sys
 import time
 
 PROMPT = "Once upon a time there was a little girl who lived in a village"
+# Scored by the reference and by each executable: greedy tokens of a
+# random-weight model can part on a near tie after a few dozen tokens from
+# a mere change of summation order, so an executable whose tokens differ
+# must still give the reference's perplexity within PPL_TOLERANCE.
+PPL_TEXT = ("The old lighthouse keeper climbed the stairs every evening, "
+            "counting each step as his father had taught him. From the top "
+            "he could see the fishing boats returning to the harbour, their "
+            "lamps swaying over the dark water, and the lights of the village "
+            "coming on one by one along the hill. ") * 2
+PPL_CTX = 64
+PPL_TOLERANCE = 0.01
+
+
+def perplexity(cmd, env=None):
+    """The perplexity `cmd` (a --perplexity/perplexity command line without
+    its --json) prints, or None."""
+    rc, out, _ = run(cmd + ["--json"], env=env)
+    try:
+        return json.loads(out)["perplexity"] if rc == 0 else None
+    except (ValueError, KeyError):
+        return None
 
 
 def run(cmd, env=None, timeout=600):
@@ -63,36 +86,113 @@ def detect_target():
     return "rtx4090"
 
 
+HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
+          f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
+          f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8}")
+
+
+def format_row(r, card_gbs, rows):
+    """One line of the table; 'x CPU' is the speed-up over the same model
+    compiled for the CPU alone, dense (where that row exists)."""
+    if "note" in r:
+        return f"{r['model']:10} {r['budget']:>6} {r['mode']:9} failed: {r['note']}"
+    base = next((x["tps"] for x in rows if x["model"] == r["model"] and
+                 x["budget"] == "CPU" and x["mode"] == "dense" and
+                 x.get("tps")), 0)
+    speedup = f"{r['tps'] / base:5.2f}x" if base else f"{'-':>6}"
+    return (f"{r['model']:10} {r['budget']:>6} {r['mode']:9} "
+            f"{'yes' if r['gpu'] else 'no':>3} {r['attn']:>4} "
+            f"{r['tps']:8.1f} {r['gpu_mib']:9.1f} {r['cpu_mib']:9.1f} "
+            f"{r['gbs']:8.1f} {100 * r['gbs'] / card_gbs:6.1f}% "
+            f"{speedup} {r['same']:>6} "
+            + (f"{100 * r['dppl']:7.3f}%" if r.get("dppl") is not None
+               else f"{'-':>8}"))
+
+
+def compile_row(cmd, exe, standin, env):
+    """Compiles one executable (and, through the stand-in, its host-built
+    kernels); '' or the last line of the failure."""
+    rc, _, err = run(cmd + ["-o", exe], env=env)
+    if rc:
+        return err.strip().splitlines()[-1][:60]
+    if standin:
+        rc, cu, err = run(cmd + ["--emit=cuda"], env=env)
+        with open(exe + ".cu", "w") as f:
+            f.write(cu)
+        here = os.path.dirname(os.path.abspath(__file__))
+        run(["bash", f"{here}/../test/cuda_host/build-host-kernels.sh",
+             exe + ".cu", exe + ".so"])
+    return ""
+
+
+def remove_exe(exe):
+    for f in (exe, exe + ".weights.gguf", exe + ".so", exe + ".cu"):
+        if os.path.exists(f):
+            os.remove(f)
+
+
+def wait_for(pid):
+    """Waits for another process (the GPU tests) to end, so that timings do
+    not share the GPU with it."""
+    while pid:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--kit", default=os.environ.get("PINFER_KIT", ""),
+                    help="a bench/pack-gpu-kit.sh kit instead of the build")
+    ap.add_argument("--work", default="", help="default: BUILD/gpu-check")
     ap.add_argument("--target", default="", help="default: from nvidia-smi")
     ap.add_argument("--models", default="1b:q4_0,7b:q4_0",
                     help="preset:type list (genmodel presets and types)")
-    ap.add_argument("--budgets", default="100,50,30")
+    ap.add_argument("--budgets", default="100,30,0,50",
+                    help="percent of the model's size; 0: the CPU alone")
     ap.add_argument("--modes", default="dense,exact,predicted")
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--profile-tokens", type=int, default=128)
     ap.add_argument("--deadline", type=float, default=270)
+    ap.add_argument("--wait-pid", type=int, default=0,
+                    help="before the first timed run, wait for this process")
+    ap.add_argument("--clean", action="store_true",
+                    help="remove each model once its rows are done")
+    ap.add_argument("--json-out", default="", help="also write the rows here")
     ap.add_argument("--standin", action="store_true",
                     help="run through the libcuda stand-in (no GPU)")
     args = ap.parse_args()
     start = time.time()
     b = os.path.abspath(args.build_dir)
-    pinferc = f"{b}/tools/pinferc/pinferc"
-    genmodel = f"{b}/tools/genmodel/pinfer-genmodel"
+    if args.kit:
+        pinferc = f"{args.kit}/bin/pinferc"
+        genmodel = f"{args.kit}/bin/pinfer-genmodel"
+    else:
+        pinferc = f"{b}/tools/pinferc/pinferc"
+        genmodel = f"{b}/tools/genmodel/pinfer-genmodel"
     target = args.target or detect_target()
     vram_gib, card_gbs, reserve_mib = target_row(pinferc, target)
-    work = f"{b}/gpu-check"
+    work = os.path.abspath(args.work or f"{b}/gpu-check")
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ)
+    lib_path = []
+    if args.kit:
+        # Executables link and load the kit's HTTP library.
+        env["LIBRARY_PATH"] = f"{args.kit}/lib/http"
+        lib_path.append(f"{args.kit}/lib/http")
     if args.standin:
-        env["LD_LIBRARY_PATH"] = f"{b}/test/cuda_host/standin"
+        lib_path.append(f"{b}/test/cuda_host/standin")
+    if lib_path:
+        env["LD_LIBRARY_PATH"] = ":".join(lib_path)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "unknown CPU")
     print(f"target {target} ({card_gbs:.0f} GB/s, {vram_gib:.0f} GiB); "
           f"CPU {cpu}, {os.cpu_count()} threads"
           + ("; through the stand-in (speeds meaningless)" if args.standin
-             else ""))
+             else ""), flush=True)
     rows, skipped = [], []
     for spec in args.models.split(","):
         preset, wtype = spec.split(":")
@@ -104,78 +204,105 @@ def main():
                 sys.exit(f"gpu_check: genmodel failed: {err.strip()}")
         trace = model + ".trace"
         if not os.path.exists(trace):
-            rc, _, err = run([pinferc, "profile", model, "--tokens", "256",
-                              "-o", trace, "--force"])
+            rc, _, err = run([pinferc, "profile", model, "--tokens",
+                              str(args.profile_tokens), "-o", trace,
+                              "--force"])
             if rc:
                 sys.exit(f"gpu_check: profile failed: {err.strip()}")
         rc, out, err = run([pinferc, "run", model, "-p", PROMPT, "-n",
                             str(args.tokens), "--temp", "0", "--json"])
         reference = json.loads(out)["tokens"] if rc == 0 else None
+        ppl_file = f"{work}/ppl.txt"
+        with open(ppl_file, "w") as f:
+            f.write(PPL_TEXT)
+        ref_ppl = perplexity([pinferc, "perplexity", model, "-f", ppl_file,
+                              "-c", str(PPL_CTX)])
+        print(f"{preset} {wtype}: model, trace and reference ready at "
+              f"{time.time() - start:.0f} s", flush=True)
         size = os.path.getsize(model)
         for pct in [int(x) for x in args.budgets.split(",")]:
             budget_mib = int(size * pct / 100 / 2**20 + reserve_mib + 256)
+            # Budget 0: the same model compiled for the CPU alone, the
+            # baseline of the speed-up column.
+            where = (["--target", "cpu"] if pct == 0 else
+                     ["--target", target, "--vram-budget", f"{budget_mib}MiB"])
+            batch = []
             for mode in args.modes.split(","):
-                row = dict(model=f"{preset} {wtype}", budget=f"{pct}%",
-                           mode=mode)
+                row = dict(model=f"{preset} {wtype}",
+                           budget=f"{pct}%" if pct else "CPU", mode=mode)
                 if time.time() - start > args.deadline:
                     skipped.append(row)
                     continue
                 exe = f"{work}/{preset}-{wtype}-{pct}-{mode}"
-                cmd = [pinferc, model, "--trace", trace, "--target", target,
-                       "--vram-budget", f"{budget_mib}MiB", "--sparsity", mode,
-                       "-q", "-o", exe]
-                rc, _, err = run(cmd)
-                if rc:
-                    row["note"] = err.strip().splitlines()[-1][:60]
-                    rows.append(row)
+                cmd = [pinferc, model, "--trace", trace] + where + [
+                    "--sparsity", mode, "-q"]
+                batch.append((row, exe, cmd))
+            # One budget's executables compile side by side (each writes
+            # its packed weights: a whole batch of 7B ones fills tens of
+            # GB, so batches stay one budget wide and are removed after
+            # their runs).
+            with concurrent.futures.ThreadPoolExecutor(len(batch) or 1) as ex:
+                notes = list(ex.map(
+                    lambda r: compile_row(r[2], r[1], args.standin, env), batch))
+            wait_for(args.wait_pid)
+            for (row, exe, cmd), note in zip(batch, notes):
+                rows.append(row)
+                if note:
+                    row["note"] = note
                     continue
                 if args.standin:
-                    rc, cu, err = run(cmd[:-2] + ["--emit=cuda"])
-                    with open(exe + ".cu", "w") as f:
-                        f.write(cu)
-                    here = os.path.dirname(os.path.abspath(__file__))
-                    run(["bash", f"{here}/../test/cuda_host/build-host-kernels.sh",
-                         exe + ".cu", exe + ".so"])
                     env["PINFER_CUDA_STANDIN_KERNELS"] = exe + ".so"
-                rc, out, err = run([exe, "-p", PROMPT, "-n", str(args.tokens),
-                                    "--temp", "0", "--json", "--verbose"],
-                                   env=env)
+                rc, out, err = run([exe, "-p", PROMPT, "-n",
+                                    str(args.tokens), "--temp", "0", "--json",
+                                    "--verbose"], env=env)
                 if rc:
+                    remove_exe(exe)
                     row["note"] = err.strip().splitlines()[-1][:60]
-                    rows.append(row)
+                    print(f"{row['model']} {row['budget']} {row['mode']} "
+                          f"failed:\n  " + "\n  ".join(
+                              err.strip().splitlines()[-5:]), flush=True)
                     continue
                 j = json.loads(out)
                 tps = j.get("timings", {}).get("gen_tokens_per_s", 0.0)
                 gpu_b = j.get("gpu_weight_bytes_per_token", 0.0)
+                same = reference is not None and reference == j["tokens"]
+                ppl = None
+                if not same:
+                    ppl = perplexity([exe, "--perplexity", ppl_file, "-c",
+                                      str(PPL_CTX)], env=env)
+                dppl = (abs(ppl / ref_ppl - 1) if ppl and ref_ppl else None)
                 row.update(
                     tps=tps, gpu_mib=gpu_b / 2**20,
                     cpu_mib=j.get("cpu_weight_bytes_per_token", 0.0) / 2**20,
                     gbs=gpu_b * tps / 1e9,
                     attn="gpu" if "attention@gpu" in err else "cpu",
-                    # Predicted mode approximates: its tokens may differ.
-                    same=("yes" if reference == j["tokens"] else
-                          "no" if mode != "predicted" else "diff")
-                    if reference else "?",
+                    dppl=dppl,
+                    # Predicted mode approximates: its perplexity may differ.
+                    same="yes" if same else
+                    "?" if dppl is None else
+                    "ppl" if dppl <= PPL_TOLERANCE else
+                    "no" if row["mode"] != "predicted" else "approx",
                     gpu=j.get("gpu_active", False))
-                rows.append(row)
-    print(f"\n{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
-          f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
-          f"{'of card':>7} {'=ref':>4}")
+                remove_exe(exe)
+                print(format_row(row, card_gbs, rows), flush=True)
+        if args.clean:
+            for f in (model, trace):
+                os.remove(f)
+    print(f"\n{HEADER}")
     for r in rows:
-        if "note" in r:
-            print(f"{r['model']:10} {r['budget']:>6} {r['mode']:9} "
-                  f"failed: {r['note']}")
-            continue
-        print(f"{r['model']:10} {r['budget']:>6} {r['mode']:9} "
-              f"{'yes' if r['gpu'] else 'no':>3} {r['attn']:>4} "
-              f"{r['tps']:8.1f} {r['gpu_mib']:9.1f} {r['cpu_mib']:9.1f} "
-              f"{r['gbs']:8.1f} {100 * r['gbs'] / card_gbs:6.1f}% "
-              f"{r['same']:>4}")
+        print(format_row(r, card_gbs, rows))
     for r in skipped:
         print(f"{r['model']:10} {r['budget']:>6} {r['mode']:9} "
               f"skipped: past --deadline {args.deadline:.0f} s")
     print(f"\n{time.time() - start:.0f} s")
-    bad = [r for r in rows if "note" in r or r.get("same") == "no"]
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(dict(target=target, cpu=cpu, card_gbs=card_gbs,
+                           rows=rows, skipped=skipped), f, indent=1)
+    print("=ref: yes, the dense reference's greedy tokens; ppl, other tokens "
+          f"but its perplexity within {100 * PPL_TOLERANCE:g} %; approx, "
+          "predicted mode further off; no, a failure")
+    bad = [r for r in rows if "note" in r or r.get("same") in ("no", "?")]
     return 1 if bad else 0
 
 
