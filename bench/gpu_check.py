@@ -5,8 +5,9 @@ and a decode speed table.
 
 For each model shape (generated, LLaMA-shaped ReLU with planted sparsity,
 PowerInfer layout so that predicted mode has predictors) and each VRAM
-budget (100 %, 30 % and 50 % of the model's file size, plus the target's
-reserve and scratch, and 0: the CPU alone), the main job compiles an
+budget (the card's whole VRAM; 30 %, 100 % and 50 % of the model's file
+size, plus the target's reserve and scratch; and 0: the CPU alone), the
+main job compiles an
 executable per sparsity mode (one budget's side by side), runs it greedily
 and reports:
 
@@ -151,8 +152,9 @@ def main():
     ap.add_argument("--target", default="", help="default: from nvidia-smi")
     ap.add_argument("--models", default="1b:q4_0,7b:q4_0",
                     help="preset:type list (genmodel presets and types)")
-    ap.add_argument("--budgets", default="100,30,0,50",
-                    help="percent of the model's size; 0: the CPU alone")
+    ap.add_argument("--budgets", default="card,30,0,100,50",
+                    help="percent of the model's size; card: the target's "
+                    "whole VRAM; 0: the CPU alone")
     ap.add_argument("--modes", default="dense,exact,predicted")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--profile-tokens", type=int, default=128)
@@ -220,20 +222,23 @@ def main():
         print(f"{preset} {wtype}: model, trace and reference ready at "
               f"{time.time() - start:.0f} s", flush=True)
         size = os.path.getsize(model)
-        for pct in [int(x) for x in args.budgets.split(",")]:
+        for spec_budget in args.budgets.split(","):
+            # card: the target's whole VRAM; 0: the same model compiled for
+            # the CPU alone, the baseline of the speed-up column.
+            pct = -1 if spec_budget == "card" else int(spec_budget)
             budget_mib = int(size * pct / 100 / 2**20 + reserve_mib + 256)
-            # Budget 0: the same model compiled for the CPU alone, the
-            # baseline of the speed-up column.
             where = (["--target", "cpu"] if pct == 0 else
+                     ["--target", target] if pct < 0 else
                      ["--target", target, "--vram-budget", f"{budget_mib}MiB"])
             batch = []
             for mode in args.modes.split(","):
                 row = dict(model=f"{preset} {wtype}",
-                           budget=f"{pct}%" if pct else "CPU", mode=mode)
+                           budget="card" if pct < 0 else
+                           f"{pct}%" if pct else "CPU", mode=mode)
                 if time.time() - start > args.deadline:
                     skipped.append(row)
                     continue
-                exe = f"{work}/{preset}-{wtype}-{pct}-{mode}"
+                exe = f"{work}/{preset}-{wtype}-{spec_budget}-{mode}"
                 cmd = [pinferc, model, "--trace", trace] + where + [
                     "--sparsity", mode, "-q"]
                 batch.append((row, exe, cmd))

@@ -65,6 +65,59 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
 
 void emitAttentionHelpers(std::ostream &os) { os << kHelpers; }
 
+void emitResidualKernels(std::ostream &os, const ModelParams &p) {
+  using namespace gpuattn;
+  os << "\n// The residual stream on the GPU: norms, adds, the 8-bit input of\n"
+     << "// Q8_0/Q4_0/Q5_0 matvecs, and the count of hot neurons that fired.\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidNormBlock
+     << ") " << kResidNorm
+     << "(const float *x, const float *__restrict__ w, float *y) {\n"
+     << "  constexpr int kN = " << p.nEmbd << ";\n"
+     << "  __shared__ double red[" << kResidNormBlock / 32 << "];\n"
+     << "  double ss = 0.0;\n"
+     << "  for (int i = threadIdx.x; i < kN; i += blockDim.x)\n"
+     << "    ss += (double)x[i] * x[i];\n"
+     << "  for (int o = 16; o > 0; o >>= 1)\n"
+     << "    ss += __shfl_xor_sync(0xffffffffu, ss, o);\n"
+     << "  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;\n"
+     << "  __syncthreads();\n"
+     << "  double t = 0.0;\n"
+     << "  for (int k = 0; k < (int)(blockDim.x >> 5); ++k) t += red[k];\n"
+     << "  const float scale = (float)(1.0 / sqrt(t / kN + "
+     << floatLiteral(p.normEps) << "));\n"
+     << "  for (int i = threadIdx.x; i < kN; i += blockDim.x)\n"
+     << "    y[i] = x[i] * scale * w[i];\n"
+     << "}\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
+     << ") " << kResidAdd
+     << "(float *__restrict__ x, const float *__restrict__ y) {\n"
+     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+     << "  if (i < " << p.nEmbd << ") x[i] += y[i];\n"
+     << "}\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
+     << ") " << kResidQuant << "(const float *x, float *xq) {\n"
+     << "  constexpr int kN = " << p.nEmbd << ";\n"
+     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+     << "  if ((i & ~31) >= kN) return; // whole warps\n"
+     << "  const float v = x[i];\n"
+     << "  float amax = fabsf(v);\n"
+     << "  for (int o = 16; o > 0; o >>= 1)\n"
+     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
+     << "  const float d = amax / 127.f;\n"
+     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
+     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
+     << "}\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
+     << ") " << kResidCount
+     << "(const float *__restrict__ h, int n, unsigned *__restrict__ c) {\n"
+     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+     << "  if ((i & ~31) >= n) return; // whole warps\n"
+     << "  float f = i < n && h[i] != 0.f ? 1.f : 0.f;\n"
+     << "  f = pf_warp_sum(f);\n"
+     << "  if ((threadIdx.x & 31) == 0) atomicAdd(c, (unsigned)f);\n"
+     << "}\n";
+}
+
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
                           const AttentionDesc &a) {
   using namespace gpuattn;

@@ -391,6 +391,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "}\n";
     m.kernels.push_back(k);
   }
+  const LayerDesc *first = program.layers.empty() ? nullptr : &program.layers[0];
+  if (first && residualOnGpu(first->steps.data(), uint32_t(first->steps.size())))
+    emitResidualKernels(os, p);
   if (program.headOnGPU) {
     os << "\n// The output head: " << p.nVocab << " rows of "
        << typeName(program.headType) << ".\n";

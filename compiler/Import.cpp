@@ -191,7 +191,7 @@ OwningOpRef<ModuleOp> Importer::run() {
         return nullptr;
       attn = b.create<RmsNormOp>(loc, attn, post, eps);
     }
-    x = b.create<AddOp>(loc, vec, x, attn);
+    x = b.create<AddOp>(loc, vec, x, attn, DeviceAttr());
     Value ffnNorm = weight(TensorKind::FfnNorm, l);
     if (!ffnNorm)
       return nullptr;
@@ -210,7 +210,7 @@ OwningOpRef<ModuleOp> Importer::run() {
         return nullptr;
       ffn = b.create<RmsNormOp>(loc, ffn, post, eps);
     }
-    x = b.create<AddOp>(loc, vec, x, ffn);
+    x = b.create<AddOp>(loc, vec, x, ffn, DeviceAttr());
   }
   loc = NameLoc::get(b.getStringAttr("output"));
   Value outNorm = weight(TensorKind::OutputNorm);

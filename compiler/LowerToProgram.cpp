@@ -201,8 +201,11 @@ AttentionOp attentionBehind(Value v) {
 // after the steps: the executor normalises on the host, sends the result
 // up and brings the logits back).
 bool ownedTransfer(TransferOp t) {
+  // The embedding's copy up is the token's upload, before the layers, when
+  // the residual stream stays on the GPU.
   if (t.getInput().getDefiningOp<AttentionOp>() ||
-      t.getInput().getDefiningOp<LMHeadOp>())
+      t.getInput().getDefiningOp<LMHeadOp>() ||
+      t.getInput().getDefiningOp<EmbeddingOp>())
     return true;
   for (Operation *user : t->getUsers())
     if (isa<AttentionOp, LMHeadOp>(user))
@@ -251,6 +254,11 @@ void readStep(Operation &op, int64_t current,
               const llvm::DenseMap<Operation *, int64_t> &recordLayer,
               int64_t &layer, ProgramStep &step, std::string &why) {
   layer = -1;
+  // Norms and adds run on the host unless the residual stream stays on the
+  // GPU (pinfer-schedule).
+  if (isa<RmsNormOp, AddOp>(op))
+    if (auto device = op.getAttrOfType<DeviceAttr>("device"))
+      step.device = stepDevice(device.getValue());
   if (auto norm = dyn_cast<RmsNormOp>(op)) {
     // A norm of a block's output (Gemma 3's post norms).
     if (auto attn = attentionBehind(norm.getInput())) {

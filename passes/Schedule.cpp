@@ -38,6 +38,26 @@ bool isOnGPU(Operation *op) {
 
 } // namespace
 
+// Whether the residual stream can stay on the GPU (see the header), and if
+// so marks the block's norms and adds for the GPU.
+void placeResidualStream(Block &block, MLIRContext *ctx) {
+  bool anyLayer = false;
+  for (Operation &op : block) {
+    if (isa<MergeOp>(op))
+      return;
+    if (isa<AttentionOp, FFNPartOp, PredictOp, LMHeadOp>(op)) {
+      if (!isOnGPU(&op))
+        return;
+      anyLayer |= isa<AttentionOp>(op);
+    }
+  }
+  if (!anyLayer)
+    return;
+  for (Operation &op : block)
+    if (isa<RmsNormOp, AddOp>(op))
+      op.setAttr("device", DeviceAttr::get(ctx, Device::gpu));
+}
+
 LogicalResult SchedulePass::scheduleBlock(Block &block) {
   // The CPU half (and its predictor) goes right before the merge, so that
   // it is issued after the GPU half's record and before the wait.
@@ -58,6 +78,7 @@ LogicalResult SchedulePass::scheduleBlock(Block &block) {
   }
 
   MLIRContext *ctx = &getContext();
+  placeResidualStream(block, ctx);
   DenseMap<Value, Value> onGPU; // host value -> its copy on the GPU
   SmallVector<Operation *> ops;
   for (Operation &op : block)

@@ -464,11 +464,13 @@ bool Executor::openGpu(std::string &error) {
       !gpu_->alloc(dAttnOut_, f * p.qDim(), error) ||
       !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error))
     return outOfMemory("the attention buffers");
-  return gpu_->allocHost(ax, f * (2 * p.nEmbd + p.nRot), error) &&
-         gpu_->allocHost(ay, f * p.nEmbd, error) &&
-         (hostAttnX_ = static_cast<float *>(ax),
-          hostAttnY_ = static_cast<float *>(ay), true) &&
-         gpu_->createEvent(attnCopied_, error);
+  if (!gpu_->allocHost(ax, f * (2 * p.nEmbd + p.nRot), error) ||
+      !gpu_->allocHost(ay, f * p.nEmbd, error) ||
+      !gpu_->createEvent(attnCopied_, error))
+    return false;
+  hostAttnX_ = static_cast<float *>(ax);
+  hostAttnY_ = static_cast<float *>(ay);
+  return !resident_ || uploadResident(error);
 }
 
 bool Executor::init(int nCtx, bool useGpu, std::string &error) {
@@ -521,6 +523,7 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
     else if (!openGpu(error))
       return false;
   }
+  residentOn_ = resident_ && gpu_;
   // The KV cache of a layer whose attention runs on the GPU is there: the
   // prompt's attention then runs token by token too.
   for (const LayerBinding &b : layers_)
@@ -719,6 +722,9 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
   LayerBinding &b = layers_[l];
   const ModelParams &p = params_;
   const int nEmbd = p.nEmbd;
+  if (residentOn_ && s.device == StepDevice::Gpu &&
+      s.kind != StepKind::Attention && s.kind != StepKind::FfnHalf)
+    return residentStep(l, s, error);
   switch (s.kind) {
   case StepKind::AttnNorm:
     rmsNorm(xb_.data(), x_.data(), b.attnNorm.data(), nEmbd, p.normEps);
@@ -803,6 +809,22 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
                                &dY,       &dPart_,   &dDone_};
       void **downArgs =
           b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
+      if (residentOn_) {
+        // The output stays for the next steps; the neurons that fired are
+        // counted into the token's counters, which come down at its end.
+        int n = int(pl.nHot);
+        CudaDriver::DevPtr counter =
+            dTok_ + sizeof(float) * (size_t(nEmbd) + 2 * size_t(p.nRot)) +
+            sizeof(uint32_t) * size_t(l);
+        void *countArgs[] = {&dH, &n, &counter};
+        return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
+                            gateUpArgs, error, pl.gateUpKernel, l) &&
+               gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs,
+                            error, pl.downKernel, l) &&
+               gpu_->launch(fnResCount_, gpuattn::residGrid(n),
+                            gpuattn::kResidBlock, countArgs, error,
+                            gpuattn::kResidCount, l);
+      }
       return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                           error, pl.gateUpKernel, l) &&
              gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
@@ -891,14 +913,37 @@ void Executor::countFfn(int l, const LayerRun &run) {
                    (run.onGpu ? 0 : (exact ? run.firedHot : pl.nHot));
 }
 
+namespace {
+
+// A layer of a program whose residual stream stays on the GPU has every
+// step there (the runtime has no copies between them), and so does the head.
+bool residentLayerOk(const ProgramLayer &pl) {
+  if (!pl.steps || !pl.attentionOnGPU || pl.nCold != 0 || pl.nHot == 0)
+    return false;
+  for (uint32_t k = 0; k < pl.nSteps; ++k)
+    if (pl.steps[k].device != StepDevice::Gpu)
+      return false;
+  return true;
+}
+
+} // namespace
+
 bool Executor::checkSteps(std::string &error) {
   const uint32_t nLayer = program_.nLayer;
   ffnFirst_.assign(nLayer, 0);
   ffnLast_.assign(nLayer, 0);
   hasPredict_.assign(nLayer, 0);
   batchable_ = true;
+  resident_ = nLayer > 0 && program_.layers[0].steps &&
+              residualOnGpu(program_.layers[0].steps, program_.layers[0].nSteps);
   for (uint32_t l = 0; l < nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];
+    if (resident_ && (!residentLayerOk(pl) || !program_.headOnGPU)) {
+      error = "program layer " + std::to_string(l) +
+              ": the residual stream is on the GPU, expected every norm and "
+              "add step, the attention and one FFN half there, and the head";
+      return false;
+    }
     if (!pl.steps || pl.nSteps == 0) {
       error = "program layer " + std::to_string(l) +
               " has no steps, expected the lowered IR's (recompile with "
@@ -958,7 +1003,7 @@ bool Executor::checkSteps(std::string &error) {
         ffnLast_[l] = k;
       }
     }
-    if (!sawAdd)
+    if (!sawAdd || resident_)
       batchable_ = false;
     // A norm the weights have must be a step, or it would be skipped.
     if ((!layers_[l].postAttnNorm.empty() && postNorms[0] != 1) ||
@@ -1024,6 +1069,8 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
   cpuBytes_ += tokEmbd_.rowBytes;
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
   scaleEmbeddings(p, x_.data(), 1);
+  if (residentOn_ && !beginResidentToken(pos, error))
+    return false;
   // Each layer runs its steps in the program's order, and records them.
   for (int l = 0; l < p.nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];
@@ -1036,9 +1083,12 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
         return false;
       ran.push_back(pl.steps[k]);
     }
-    countFfn(l, run);
+    if (!residentOn_)
+      countFfn(l, run);
   }
   nPast_ = pos + 1;
+  if (residentOn_)
+    return endResidentToken(wantLogits, error);
   return !wantLogits || computeLogits(error);
 }
 

@@ -132,6 +132,9 @@ private:
     CudaDriver::DevPtr dKeys = 0, dValues = 0;
     void *fnWq = nullptr, *fnWk = nullptr, *fnWv = nullptr, *fnRope = nullptr,
          *fnAttend = nullptr, *fnQuant = nullptr, *fnWo = nullptr;
+    // The residual stream on the GPU: the layer's norm weights.
+    CudaDriver::DevPtr dAttnNorm = 0, dFfnNorm = 0, dPostAttnNorm = 0,
+                       dPostFfnNorm = 0;
   };
 
   bool bind(std::string &error);
@@ -147,6 +150,20 @@ private:
   // from xb_ (normalised) into xb2_ (the output projection).
   bool uploadAttention(int l, std::string &error);
   bool attentionGpu(int l, int pos, std::string &error);
+  // executor_resident.cpp: the residual stream on the GPU (resident_): its
+  // kernels, buffers and norm weights; a token's upload (the embedding, the
+  // position's RoPE tables, zeroed counters); a norm/add step on the GPU;
+  // the token's end (final norm, head, the logits and counters down, one
+  // wait).
+  bool uploadResident(std::string &error);
+  bool beginResidentToken(int pos, std::string &error);
+  bool residentStep(int l, const ProgramStep &s, std::string &error);
+  bool endResidentToken(bool wantLogits, std::string &error);
+  // Launches resid_norm (x -> y, weights w), then resid_quant on y in
+  // place when `q8` (or into y + n_embd when `q8Beside`).
+  bool residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
+                    CudaDriver::DevPtr y, bool q8, bool q8Beside, int l,
+                    std::string &error);
   // Writes xb_ to `host` [n_embd], then, `withQ8`, the 8-bit values the
   // CPU's matvecs multiply for Q8_0/Q4_0/Q5_0 rows [n_embd] after it: the
   // input a GPU matvec reads (attention, the head).
@@ -228,6 +245,18 @@ private:
   CudaDriver::DevPtr dHeadW_ = 0, dHeadX_ = 0, dLogits_ = 0;
   float *hostHeadX_ = nullptr, *hostLogits_ = nullptr;
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
+
+  // The residual stream on the GPU: the steps say so (resident_), a GPU is
+  // open (residentOn_). dTok_: the residual [n_embd], the position's RoPE
+  // cos/sin pairs [n_rot] (then the sliding layers' [n_rot]), and each
+  // layer's count of hot neurons that fired [n_layer]; hostTok_ its
+  // page-locked twin.
+  bool resident_ = false, residentOn_ = false;
+  void *fnResNorm_ = nullptr, *fnResAdd_ = nullptr, *fnResQuant_ = nullptr,
+       *fnResCount_ = nullptr;
+  CudaDriver::DevPtr dTok_ = 0, dOutNorm_ = 0;
+  float *hostTok_ = nullptr;
+  uint32_t *hostFired_ = nullptr;
 
   bool measureRecall_ = false;
   int nCtx_ = 0;

@@ -69,16 +69,22 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   const ModelParams &p = params_;
   const int nEmbd = p.nEmbd, qDim = p.qDim(), kvDim = p.kvDim();
   CudaDriver &gpu = *gpu_;
-  // The input, f32 and as the 8-bit values the CPU's matvecs multiply for
-  // Q8_0/Q4_0/Q5_0 rows; each projection reads the one its type reads.
-  stageInput(hostAttnX_, usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
-                             usesQ8Act(b.wv.type));
-  // After the input: this position's RoPE cos/sin pairs for the layer.
   const bool local = p.isSlidingLayer(l) && !invFreqLocal_.empty();
-  gpuattn::ropeAngles(local ? invFreqLocal_.data() : invFreq_.data(), p.nRot,
-                      pos, hostAttnX_ + 2 * nEmbd);
   CudaDriver::DevPtr x32 = dAttnX_, x8 = dAttnX_ + sizeof(float) * nEmbd;
   CudaDriver::DevPtr cs = dAttnX_ + sizeof(float) * 2 * nEmbd;
+  if (residentOn_) {
+    // The input is already there (the attn_norm step's), and the
+    // position's RoPE tables came up with the token.
+    cs = dTok_ + sizeof(float) * (nEmbd + (local ? p.nRot : 0));
+  } else {
+    // The input, f32 and as the 8-bit values the CPU's matvecs multiply for
+    // Q8_0/Q4_0/Q5_0 rows; each projection reads the one its type reads.
+    stageInput(hostAttnX_, usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
+                               usesQ8Act(b.wv.type));
+    // After the input: this position's RoPE cos/sin pairs for the layer.
+    gpuattn::ropeAngles(local ? invFreqLocal_.data() : invFreq_.data(),
+                        p.nRot, pos, hostAttnX_ + 2 * nEmbd);
+  }
   auto input = [&](const Weight &w) { return usesQ8Act(w.type) ? &x8 : &x32; };
   CudaDriver::DevPtr kRow = b.dKeys + sizeof(float) * size_t(pos) * kvDim;
   CudaDriver::DevPtr vRow = b.dValues + sizeof(float) * size_t(pos) * kvDim;
@@ -98,8 +104,9 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                               kernelName(l, "wv"),   kernelName(l, "rope"),
                               kernelName(l, "attend"), kernelName(l, "quant"),
                               kernelName(l, "wo")};
-  if (!gpu.uploadAsync(dAttnX_, hostAttnX_,
-                       sizeof(float) * (2 * nEmbd + p.nRot), error) ||
+  if ((!residentOn_ &&
+       !gpu.uploadAsync(dAttnX_, hostAttnX_,
+                        sizeof(float) * (2 * nEmbd + p.nRot), error)) ||
       !gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
                   name[0].c_str(), l) ||
       !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
@@ -116,11 +123,17 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                   name[5].c_str(), l))
     return false;
   if (!gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
-                  name[6].c_str(), l) ||
-      !gpu.downloadAsync(hostAttnY_, dAttnY_, sizeof(float) * nEmbd, error) ||
-      !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+                  name[6].c_str(), l))
     return false;
-  std::copy(hostAttnY_, hostAttnY_ + nEmbd, xb2_.begin());
+  // The output stays on the GPU for the residual stream's next steps, or
+  // comes down for the host's.
+  if (!residentOn_) {
+    if (!gpu.downloadAsync(hostAttnY_, dAttnY_, sizeof(float) * nEmbd,
+                           error) ||
+        !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+      return false;
+    std::copy(hostAttnY_, hostAttnY_ + nEmbd, xb2_.begin());
+  }
   if (countBytes_) {
     for (const Weight *w : {&b.wq, &b.wk, &b.wv, &b.wo})
       gpuBytes_ += w->rows * w->rowBytes;

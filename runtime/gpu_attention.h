@@ -52,6 +52,26 @@ inline void ropeAngles(const float *invFreq, int nRot, int pos, float *cs) {
   }
 }
 
+// The residual stream on the GPU (a program whose norm and add steps run
+// there): one of each for the whole program, shapes baked in.
+//   resid_norm(x, w, y)      y = rmsNorm(x) * w over n_embd, one block,
+//                            summed in double as the CPU's rmsNorm; y may
+//                            be x
+//   resid_add(x, y)          x += y over n_embd
+//   resid_quant(x, xq)       x quantised to 8 bits per 32 values as the CPU
+//                            does (quantizeActQ8), dequantised; xq may be x
+//   resid_count(h, n, c)     *c += the number of non-zero h[0..n) (the
+//                            neurons of a hot half that fired)
+constexpr const char *kResidNorm = "resid_norm";
+constexpr const char *kResidAdd = "resid_add";
+constexpr const char *kResidQuant = "resid_quant";
+constexpr const char *kResidCount = "resid_count";
+constexpr unsigned kResidNormBlock = 1024;
+constexpr unsigned kResidBlock = 256;
+inline unsigned residGrid(int64_t n) {
+  return unsigned((n + kResidBlock - 1) / kResidBlock);
+}
+
 inline std::string kernelName(int layer, const char *what) {
   return "attn_l" + std::to_string(layer) + "_" + what;
 }

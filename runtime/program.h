@@ -86,6 +86,18 @@ struct ProgramStep {
   int64_t arenaOffset = -1;
 };
 
+// Whether these steps keep the residual stream on the GPU: their norms and
+// adds run there (pinfer-schedule does so for a program whose every layer
+// and head run on the GPU).
+inline bool residualOnGpu(const ProgramStep *steps, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if ((steps[i].kind == StepKind::AttnNorm ||
+         steps[i].kind == StepKind::FfnNorm) &&
+        steps[i].device == StepDevice::Gpu)
+      return true;
+  return false;
+}
+
 // "attention", "ffn_half", ...: the step's name in the text form.
 const char *stepKindName(StepKind kind);
 // The text form of `n` steps: names separated by spaces, "@cpu"/"@gpu"

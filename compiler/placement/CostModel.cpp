@@ -288,14 +288,22 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       f[r] = trace.frequency(l, order[r]);
 
     LayerProblem &lp = p.layers[l];
+    // A neuron the trace never saw fire may still fire: its value is that
+    // of the rule of succession, (fired + 1) / (tokens + 2), so that VRAM
+    // left over holds the tail too (a layer then needs no CPU half) while
+    // the measured order decides everything else.
+    const double n = double(trace.nTokens);
     for (uint32_t first = 0; first < shape.nFF; first += G) {
       Granule g;
       g.firstRank = first;
       g.count = std::min(G, shape.nFF - first);
       g.bytes = g.count * shape.hotNeuronBytes;
-      for (uint32_t r = first; r < first + g.count; ++r)
+      double expected = 0;
+      for (uint32_t r = first; r < first + g.count; ++r) {
         g.firings += f[r];
-      g.utility = g.firings * firingBytes + g.count * alwaysBytes;
+        expected += (double(fired[order[r]]) + 1) / (n + 2);
+      }
+      g.utility = expected * firingBytes + g.count * alwaysBytes;
       lp.granules.push_back(g);
     }
     // Predictors stay on the CPU (only the cold half is predicted: see

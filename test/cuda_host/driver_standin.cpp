@@ -85,6 +85,7 @@ struct State {
   std::string stickyWhat;
   std::map<std::string, int> calls, failAt;
   long launches = 0, pageableAsync = 0, modulesLoaded = 0, modulesUnloaded = 0;
+  long hostWaits = 0; // event, stream and context synchronisations
   std::vector<std::unique_ptr<Module>> modules; // loaded, not yet unloaded
   std::string lastError;
 };
@@ -157,9 +158,9 @@ void writeReport() {
   fprintf(f,
           "launches %ld\nleaked_allocations %zu\nleaked_pinned %zu\n"
           "modules_loaded %ld\nmodules_unloaded %ld\ncontext_retains %d\n"
-          "pageable_async_copies %ld\n",
+          "pageable_async_copies %ld\nhost_waits %ld\n",
           s.launches, s.allocs.size(), s.pinned.size(), s.modulesLoaded,
-          s.modulesUnloaded, s.ctxRetains, s.pageableAsync);
+          s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits);
   fclose(f);
 }
 
@@ -250,6 +251,7 @@ int cuCtxGetCurrent(void **ctx) {
 int cuCtxSynchronize() {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
   return drainAll(s);
@@ -486,6 +488,7 @@ int cuStreamDestroy_v2(void *stream) {
 int cuStreamSynchronize(void *) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
   return drainAll(s);
@@ -514,6 +517,7 @@ int cuEventRecord(void *event, void *) {
 int cuEventSynchronize(void *event) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
   return drain(s, static_cast<Event *>(event)->recordedAt);

@@ -63,7 +63,8 @@ std::map<std::string, Resources> parsePtxas(const std::string &log) {
 // A program with one layer per computable type (gate, up and down of that
 // type; Q8_0/Q4_0 also in their split down layouts), each layer's
 // attention on the GPU in that type too (biases, Q/K norms and a sliding
-// window taking turns) and the output head in dense mode.
+// window taking turns), the output head and the residual stream's kernels
+// in dense mode.
 ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
   ProgramDesc d;
   d.params.nEmbd = 512;
@@ -93,6 +94,12 @@ ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
                                 turn % 3 == 2 ? 4 : 0};
     for (uint32_t i = 0; i < 300; ++i)
       l.hot.push_back(i * 3);
+    if (mode == SparsityMode::Dense) {
+      ProgramStep norm;
+      norm.kind = StepKind::AttnNorm;
+      norm.device = StepDevice::Gpu;
+      l.steps.push_back(norm);
+    }
     d.layers.push_back(l);
   }
   d.params.nLayer = int(d.layers.size());

@@ -200,7 +200,9 @@ TEST_F(CompileGpuTest, AttentionRunsOnTheGpu) {
 // Tests that where the whole model fits (the job's own placement on a
 // 24 GiB target), attention, every FFN neuron and the output head run on
 // the GPU: the CPU reads only the token's embedding row, and the tokens
-// are the reference's.
+// are the reference's. The residual stream stays there too: norms and adds
+// are GPU steps, and the host waits once per token (not after each
+// attention and FFN).
 TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   const std::string exe = compile("exact", "");
   std::string out, err;
@@ -221,6 +223,22 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   EXPECT_LT(sumField(out, "cpu_weight_bytes_per_token"), 1024) << out;
   EXPECT_GT(sumField(out, "gpu_weight_bytes_per_token"), 1 << 20) << out;
   EXPECT_EQ(report["leaked_allocations"], 0);
+  EXPECT_NE(err.find("steps layer 1: attn_norm@gpu attention@gpu "
+                     "attn_add@gpu ffn_norm@gpu ffn_half@gpu ffn_add@gpu"),
+            std::string::npos)
+      << err;
+  const long evaluated = sumField(out, "prompt_tokens") + kFew;
+  EXPECT_LE(report["host_waits"], evaluated + 1) << out;
+  EXPECT_GE(report["host_waits"], kFew) << out;
+  EXPECT_EQ(report["pageable_async_copies"], 0);
+  // Without the GPU the same steps run on the host, with the same tokens.
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "--cpu", out, err, report, kFew),
+            0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"),
+            std::vector<int32_t>(reference_->begin(),
+                                 reference_->begin() + kFew))
+      << out;
 }
 
 // Tests that a device that cannot run the CUBIN gets the PTX, with the

@@ -56,7 +56,9 @@ def PInfer_RmsNormOp : PInfer_Op<"rms_norm", [Pure, AllTypesMatch<["input", "res
   let summary = "RMS normalisation scaled by a weight vector.";
   let description = [{
     `y = x / sqrt(mean(x^2) + epsilon) * w`. The weight is a vector of the
-    same length as `x`.
+    same length as `x`. `device` (set by pinfer-schedule when every layer
+    runs on the GPU, so that the residual stream stays there): where it
+    runs; absent, on the host.
 
     ```mlir
     %y = pinfer.rms_norm %x, %w {epsilon = 1.0e-05 : f32}
@@ -64,7 +66,8 @@ def PInfer_RmsNormOp : PInfer_Op<"rms_norm", [Pure, AllTypesMatch<["input", "res
     ```
   }];
   let arguments = (ins PInfer_Vector:$input, PInfer_WeightType:$weight,
-                       F32Attr:$epsilon);
+                       F32Attr:$epsilon,
+                       OptionalAttr<PInfer_DeviceAttr>:$device);
   let results = (outs PInfer_Vector:$result);
   let assemblyFormat = [{
     $input `,` $weight attr-dict `:` type($input) `,` qualified(type($weight))
@@ -73,7 +76,7 @@ def PInfer_RmsNormOp : PInfer_Op<"rms_norm", [Pure, AllTypesMatch<["input", "res
     OpBuilder<(ins "::mlir::Value":$input, "::mlir::Value":$weight,
                    "float":$epsilon), [{
       build($_builder, $_state, input.getType(), input, weight,
-            $_builder.getF32FloatAttr(epsilon));
+            $_builder.getF32FloatAttr(epsilon), DeviceAttr());
     }]>];
   let hasVerifier = 1;
 }
@@ -84,8 +87,10 @@ def PInfer_AddOp : PInfer_Op<"add", [Pure, SameOperandsAndResultType]> {
     ```mlir
     %h = pinfer.add %x, %y : tensor<64xf32>
     ```
+    `device`: as pinfer.rms_norm's.
   }];
-  let arguments = (ins PInfer_Vector:$lhs, PInfer_Vector:$rhs);
+  let arguments = (ins PInfer_Vector:$lhs, PInfer_Vector:$rhs,
+                       OptionalAttr<PInfer_DeviceAttr>:$device);
   let results = (outs PInfer_Vector:$result);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
 }

@@ -27,8 +27,8 @@ func.func @split_layer(%x: tensor<32xf32>) -> tensor<32xf32> {
 }
 
 // Tests that GPU attention and a wholly-GPU FFN each round-trip through one
-// transfer pair and one sync before the host-side add, and that the head's
-// logits come back before the return.
+// transfer pair and one sync before the host-side add when the head runs on
+// the host (the residual stream then stays there).
 // CHECK-LABEL: func.func @gpu_layer
 func.func @gpu_layer(%x: tensor<32xf32>, %pos: i32) -> tensor<4xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
@@ -37,7 +37,7 @@ func.func @gpu_layer(%x: tensor<32xf32>, %pos: i32) -> tensor<4xf32> {
   // CHECK: %[[AH:.+]] = pinfer.transfer %[[A]] to <cpu>
   // CHECK: %[[E1:.+]] = pinfer.record
   // CHECK: pinfer.wait %[[E1]]
-  // CHECK-NEXT: %[[R:.+]] = pinfer.add %[[X]], %[[AH]]
+  // CHECK-NEXT: %[[R:.+]] = pinfer.add %[[X]], %[[AH]] :
   %a = pinfer.attention %x, %pos, %wq, %wq, %wq, %wq {device = #pinfer.device<gpu>, layer = 0 : i64, n_head = 2 : i64, n_kv_head = 2 : i64, head_dim = 16 : i64, rope_base = 1.0e+04 : f32, rope_dim = 16 : i64}
       : tensor<32xf32>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>
   %r = pinfer.add %x, %a : tensor<32xf32>
@@ -48,17 +48,45 @@ func.func @gpu_layer(%x: tensor<32xf32>, %pos: i32) -> tensor<4xf32> {
   // CHECK: %[[FH:.+]] = pinfer.transfer %[[F]] to <cpu>
   // CHECK: %[[E2:.+]] = pinfer.record
   // CHECK: pinfer.wait %[[E2]]
-  // CHECK-NEXT: %[[S:.+]] = pinfer.add %[[R]], %[[FH]]
+  // CHECK-NEXT: %[[S:.+]] = pinfer.add %[[R]], %[[FH]] :
   %f = pinfer.ffn_part %r, %g, %g, %d {activation = #pinfer.activation<relu>, count = 4 : i64, device = #pinfer.device<gpu>, layer = 0 : i64, offset = 0 : i64}
       : tensor<32xf32>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [4, 32]>
   %s = pinfer.add %r, %f : tensor<32xf32>
   %n = pinfer.weight "n" : !pinfer.weight<f32, [32]>
-  // CHECK: %[[SG:.+]] = pinfer.transfer %[[S]] to <gpu>
-  // CHECK: %[[L:.+]] = pinfer.lm_head %[[SG]]
-  // CHECK: %[[LH:.+]] = pinfer.transfer %[[L]] to <cpu> : tensor<4xf32>
-  // CHECK: %[[E3:.+]] = pinfer.record
-  // CHECK: pinfer.wait %[[E3]]
+  // CHECK: %[[L:.+]] = pinfer.lm_head %[[S]]
+  // CHECK-NEXT: return %[[L]]
+  %l = pinfer.lm_head %s, %n, %g {device = #pinfer.device<cpu>, epsilon = 1.0e-05 : f32}
+      : tensor<32xf32>, !pinfer.weight<f32, [32]>, !pinfer.weight<f16, [32, 4]> -> tensor<4xf32>
+  return %l : tensor<4xf32>
+}
+
+// Tests that when the attention, the FFN and the head all run on the GPU,
+// the norms and adds go there too: the residual stream goes up once, and
+// the logits come back with the only sync.
+// CHECK-LABEL: func.func @resident_layer
+func.func @resident_layer(%x: tensor<32xf32>, %pos: i32) -> tensor<4xf32> {
+  %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
+  %n = pinfer.weight "n" : !pinfer.weight<f32, [32]>
+  // CHECK: %[[XG:.+]] = pinfer.transfer %[[X:.+]] to <gpu>
+  // CHECK: %[[H:.+]] = pinfer.rms_norm %[[XG]], %{{.+}} {device = #pinfer.device<gpu>
+  // CHECK-NEXT: %[[A:.+]] = pinfer.attention %[[H]]
+  // CHECK-NEXT: %[[R:.+]] = pinfer.add %[[XG]], %[[A]] {device = #pinfer.device<gpu>}
+  // CHECK-NOT: pinfer.transfer
+  // CHECK: %[[L:.+]] = pinfer.lm_head
+  // CHECK-NEXT: %[[LH:.+]] = pinfer.transfer %[[L]] to <cpu> : tensor<4xf32>
+  // CHECK-NEXT: %[[E:.+]] = pinfer.record
+  // CHECK-NEXT: pinfer.wait %[[E]]
   // CHECK-NEXT: return %[[LH]]
+  %h = pinfer.rms_norm %x, %n {epsilon = 1.0e-05 : f32} : tensor<32xf32>, !pinfer.weight<f32, [32]>
+  %a = pinfer.attention %h, %pos, %wq, %wq, %wq, %wq {device = #pinfer.device<gpu>, layer = 0 : i64, n_head = 2 : i64, n_kv_head = 2 : i64, head_dim = 16 : i64, rope_base = 1.0e+04 : f32, rope_dim = 16 : i64}
+      : tensor<32xf32>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>, !pinfer.weight<f16, [32, 32]>
+  %r = pinfer.add %x, %a : tensor<32xf32>
+  %g = pinfer.weight "g" : !pinfer.weight<f16, [32, 4]>
+  %d = pinfer.weight "d" : !pinfer.weight<f16, [4, 32]>
+  %h2 = pinfer.rms_norm %r, %n {epsilon = 1.0e-05 : f32} : tensor<32xf32>, !pinfer.weight<f32, [32]>
+  %f = pinfer.ffn_part %h2, %g, %g, %d {activation = #pinfer.activation<relu>, count = 4 : i64, device = #pinfer.device<gpu>, layer = 0 : i64, offset = 0 : i64}
+      : tensor<32xf32>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [32, 4]>, !pinfer.weight<f16, [4, 32]>
+  %s = pinfer.add %r, %f : tensor<32xf32>
   %l = pinfer.lm_head %s, %n, %g {device = #pinfer.device<gpu>, epsilon = 1.0e-05 : f32}
       : tensor<32xf32>, !pinfer.weight<f32, [32]>, !pinfer.weight<f16, [32, 4]> -> tensor<4xf32>
   return %l : tensor<4xf32>

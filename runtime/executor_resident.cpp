@@ -1,0 +1,158 @@
+// The residual stream on the GPU; see executor.h. When the program's norm
+// and add steps run on the GPU (every layer's attention and FFN and the
+// head are there), a token costs one upload (its embedding row, the RoPE
+// tables of its position, zeroed counters), the layers' kernels back to
+// back on the stream, and one copy down (the logits and the per-layer
+// counts of hot neurons that fired) with the token's only wait.
+#include "runtime/executor.h"
+
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+
+#include <algorithm>
+
+namespace pinfer {
+
+namespace {
+
+size_t tokFloats(const ModelParams &p) {
+  return size_t(p.nEmbd) + 2 * size_t(p.nRot);
+}
+
+} // namespace
+
+bool Executor::uploadResident(std::string &error) {
+  CudaDriver &gpu = *gpu_;
+  const ModelParams &p = params_;
+  using namespace gpuattn;
+  if (!(fnResNorm_ = gpu.function(kResidNorm, error)) ||
+      !(fnResAdd_ = gpu.function(kResidAdd, error)) ||
+      !(fnResQuant_ = gpu.function(kResidQuant, error)) ||
+      !(fnResCount_ = gpu.function(kResidCount, error)))
+    return false;
+  auto put = [&](const std::vector<float> &v, CudaDriver::DevPtr &dst) {
+    return v.empty() || (gpu.alloc(dst, sizeof(float) * v.size(), error) &&
+                         gpu.upload(dst, v.data(), sizeof(float) * v.size(),
+                                    error));
+  };
+  for (LayerBinding &b : layers_)
+    if (!put(b.attnNorm, b.dAttnNorm) || !put(b.ffnNorm, b.dFfnNorm) ||
+        !put(b.postAttnNorm, b.dPostAttnNorm) ||
+        !put(b.postFfnNorm, b.dPostFfnNorm))
+      return false;
+  const size_t bytes =
+      sizeof(float) * tokFloats(p) + sizeof(uint32_t) * size_t(p.nLayer);
+  void *ht = nullptr, *hf = nullptr;
+  if (!put(outputNorm_, dOutNorm_) || !gpu.alloc(dTok_, bytes, error) ||
+      !gpu.allocHost(ht, bytes, error) ||
+      !gpu.allocHost(hf, sizeof(uint32_t) * size_t(p.nLayer), error))
+    return false;
+  hostTok_ = static_cast<float *>(ht);
+  hostFired_ = static_cast<uint32_t *>(hf);
+  return true;
+}
+
+bool Executor::beginResidentToken(int pos, std::string &error) {
+  const ModelParams &p = params_;
+  // The last token's wait has completed every copy from hostTok_.
+  std::copy(x_.begin(), x_.end(), hostTok_);
+  gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos, hostTok_ + p.nEmbd);
+  if (!invFreqLocal_.empty())
+    gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos,
+                        hostTok_ + p.nEmbd + p.nRot);
+  std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p)),
+              p.nLayer, 0u);
+  return gpu_->uploadAsync(dTok_, hostTok_,
+                           sizeof(float) * tokFloats(p) +
+                               sizeof(uint32_t) * size_t(p.nLayer),
+                           error);
+}
+
+bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
+                            CudaDriver::DevPtr y, bool q8, bool q8Beside,
+                            int l, std::string &error) {
+  using namespace gpuattn;
+  void *norm[] = {&x, &w, &y};
+  if (!gpu_->launch(fnResNorm_, 1, kResidNormBlock, norm, error, kResidNorm,
+                    l))
+    return false;
+  if (!q8 && !q8Beside)
+    return true;
+  CudaDriver::DevPtr yq = q8Beside ? y + sizeof(float) * params_.nEmbd : y;
+  void *quant[] = {&y, &yq};
+  return gpu_->launch(fnResQuant_, residGrid(params_.nEmbd), kResidBlock,
+                      quant, error, kResidQuant, l);
+}
+
+bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
+  LayerBinding &b = layers_[l];
+  using namespace gpuattn;
+  auto add = [&](CudaDriver::DevPtr y) {
+    void *args[] = {&dTok_, &y};
+    return gpu_->launch(fnResAdd_, residGrid(params_.nEmbd), kResidBlock,
+                        args, error, kResidAdd, l);
+  };
+  switch (s.kind) {
+  case StepKind::AttnNorm:
+    // Into the attention's input: f32, then its 8-bit values beside.
+    return residentNorm(dTok_, b.dAttnNorm, dAttnX_, false,
+                        usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
+                            usesQ8Act(b.wv.type),
+                        l, error);
+  case StepKind::AttnPostNorm:
+    return residentNorm(dAttnY_, b.dPostAttnNorm, dAttnY_, false, false, l,
+                        error);
+  case StepKind::AttnAdd:
+    return add(dAttnY_);
+  case StepKind::FfnNorm:
+    // Into the hot half's input, which reads one form for both rows (see
+    // the Transfer step).
+    return residentNorm(dTok_, b.dFfnNorm, dX_,
+                        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type), false,
+                        l, error);
+  case StepKind::FfnPostNorm:
+    return residentNorm(dOut_, b.dPostFfnNorm, dOut_, false, false, l, error);
+  case StepKind::FfnAdd:
+    return add(dOut_);
+  default:
+    error = "program layer " + std::to_string(l) + ", step " +
+            stepsText(&s, 1) + ": no GPU routine for it";
+    return false;
+  }
+}
+
+bool Executor::endResidentToken(bool wantLogits, std::string &error) {
+  const ModelParams &p = params_;
+  CudaDriver &gpu = *gpu_;
+  using namespace gpuattn;
+  if (wantLogits) {
+    const bool q8 = usesQ8Act(output_.type);
+    CudaDriver::DevPtr x = q8 ? dHeadX_ + sizeof(float) * p.nEmbd : dHeadX_;
+    CudaDriver::DevPtr noBias = 0;
+    void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
+    if (!residentNorm(dTok_, dOutNorm_, dHeadX_, false, q8, -1, error) ||
+        !gpu.launch(fnHead_, matvecGrid(p.nVocab), kMatvecBlock, args, error,
+                    kHeadKernel) ||
+        !gpu.downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,
+                           error))
+      return false;
+  }
+  if (!gpu.downloadAsync(hostFired_, dTok_ + sizeof(float) * tokFloats(p),
+                         sizeof(uint32_t) * size_t(p.nLayer), error) ||
+      !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+    return false;
+  for (int l = 0; l < p.nLayer; ++l) {
+    LayerRun run;
+    run.onGpu = true;
+    run.firedHot = hostFired_[l];
+    countFfn(l, run);
+  }
+  if (!wantLogits)
+    return true;
+  std::copy(hostLogits_, hostLogits_ + p.nVocab, logits_.begin());
+  if (countBytes_)
+    gpuBytes_ += output_.rows * output_.rowBytes;
+  return true;
+}
+
+} // namespace pinfer
