@@ -158,7 +158,7 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
          << ", pinfer::FfnActivation::" << activationEnumerator(p.activation)
          << ", " << (program.mode != SparsityMode::Dense ? "true" : "false")
          << ">;\n"
-         << "  l[" << l << "].cpuGateUpAvx2 = PINFER_FFN_AVX2 != 0;\n";
+         << "  l[" << l << "].cpuGateUpLevel = PINFER_FFN_LEVEL;\n";
     if (d.actThreshold != 0.f)
       os << "  l[" << l << "].actThreshold = " << floatLiteral(d.actThreshold)
          << ";\n";

@@ -420,6 +420,90 @@ PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
   return dotOffsetBlocksAvx2<BlockQ5_0, q5Block, 16>(row, x, n);
 }
 
+// ---- AVX-512 VNNI kernels --------------------------------------------------
+//
+// Two 32-byte blocks per 512-bit register and one vpdpbusd (unsigned x
+// signed bytes, summed in fours into int32) per pair: the integer sum of
+// each block is exact, as in the other kernels; only the order of the f32
+// accumulation differs. Signed weights are offset by 128 to be unsigned,
+// and the offset is taken off per block through the activation's sum s.
+
+#ifndef PINFER_AVX512
+#define PINFER_AVX512                                                          \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#endif
+
+PINFER_AVX512 inline float hsum512(__m512 v) {
+  return _mm512_reduce_add_ps(v);
+}
+
+// Each block's two scales multiplied, spread over its 8 int32 lanes.
+PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(
+      _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(s0))),
+      _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
+}
+
+PINFER_AVX512 inline __m512i pairBytes(const int8_t *a, const int8_t *b) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+      _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+// A block's 32 weights as unsigned bytes: Q8_0's plus 128, Q4_0's nibbles.
+template <class B, int Offset>
+PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
+  if constexpr (Offset == 128)
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk.qs),
+                            _mm256_set1_epi8(char(0x80)));
+  else
+    return unpackQ4(blk.qs);
+}
+
+// Rows of 8-bit blocks (Q8_0, offset 128) or 4-bit ones (Q4_0, offset 8)
+// times an 8-bit activation.
+template <class B, int Offset>
+PINFER_AVX512 inline float dotOffsetPairsAvx512(const void *row,
+                                                const BlockQ8Act *x,
+                                                int64_t n) {
+  const B *b = static_cast<const B *>(row);
+  const int64_t nb = n / QK8_0;
+  __m512 acc = _mm512_setzero_ps();
+  float corr = 0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    const float d0 = halfToFloat(b[blk].d), d1 = halfToFloat(b[blk + 1].d);
+    const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
+    const __m256i w1 = offsetBytes<B, Offset>(b[blk + 1]);
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+    const __m512i xs = pairBytes(x[blk].qs, x[blk + 1].qs);
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs);
+    acc = _mm512_fmadd_ps(pairScales(d0 * x[blk].d, d1 * x[blk + 1].d),
+                          _mm512_cvtepi32_ps(p), acc);
+    corr += d0 * x[blk].s + d1 * x[blk + 1].s;
+  }
+  float tail = 0;
+  for (; blk < nb; ++blk) {
+    const float d0 = halfToFloat(b[blk].d);
+    const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
+    const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, x0);
+    tail += d0 * x[blk].d * hsum(_mm256_cvtepi32_ps(p));
+    corr += d0 * x[blk].s;
+  }
+  return hsum512(acc) + tail - float(Offset) * corr;
+}
+
+PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row,
+                                           const BlockQ8Act *x, int64_t n) {
+  return dotOffsetPairsAvx512<BlockQ8_0, 128>(row, x, n);
+}
+
+PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row,
+                                           const BlockQ8Act *x, int64_t n) {
+  return dotOffsetPairsAvx512<BlockQ4_0, 8>(row, x, n);
+}
+
 // ---- transposed down rows -------------------------------------------------
 
 // 8 elements of a row of a float type from column c, as floats.

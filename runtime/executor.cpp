@@ -571,7 +571,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // its generated tokens differently from its prompt), and not while
   // measuring recall, which also scores skipped neurons.
   const ProgramLayer &pl = program_.layers[l];
-  if (pl.cpuGateUp && pl.cpuGateUpAvx2 == kernelIsaIsAvx2() && !recall) {
+  if (pl.cpuGateUp && pl.cpuGateUpLevel == kernelLevel() && !recall) {
     GateUpArgs args;
     args.gate = b.gate.data;
     args.up = b.up.data;

@@ -28,6 +28,14 @@ namespace pinfer {
 #else
 #define PINFER_FFN_AVX2 0
 #endif
+// The kernel level (runtime/kernels.h, kernelLevel) this translation unit
+// instantiates: AVX-512 VNNI where the target CPU has F, BW, VL and VNNI.
+#if PINFER_FFN_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) &&      \
+    defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#define PINFER_FFN_LEVEL 2
+#else
+#define PINFER_FFN_LEVEL PINFER_FFN_AVX2
+#endif
 
 // One row of weight type T (N elements) with the FFN input, as the
 // runtime's products multiply it: the kernel and the activation format come
@@ -38,11 +46,7 @@ template <GGMLType T, int64_t N>
 inline float ffnDot(const uint8_t *row, const float *x, const BlockQ8Act *xq) {
   constexpr const TypeTraits &t = traitsOf<T>();
   static_assert(t.computable, "gateUpRows needs a computable type");
-#if PINFER_FFN_AVX2
-  constexpr TypeKernels k = t.avx2;
-#else
-  constexpr TypeKernels k = t.portable;
-#endif
+  constexpr TypeKernels k = t.kernelsAt(PINFER_FFN_LEVEL);
   // Every computable row has the kernels its activation format needs
   // (compiler_type_traits_test); a function pointer's null test is not a
   // constant expression in a sanitised build, so it is not asserted here.

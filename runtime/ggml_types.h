@@ -152,9 +152,14 @@ struct TypeTraits {
   GGMLType downRowsType = GGMLType::F32;
   TypeKernels portable;                     // plain C++ loops
   TypeKernels avx2;                         // AVX2 + FMA + F16C; null off x86
-  // The AVX2 set when `useAvx2` (the CPU has it), else the portable one.
-  constexpr const TypeKernels &kernels(bool useAvx2) const {
-    return useAvx2 ? avx2 : portable;
+  // AVX-512 F/BW/VNNI, for the types where wider integer products pay; the
+  // AVX2 set serves the others at that level.
+  TypeKernels avx512;
+  bool hasAvx512 = false;
+  // The set of a kernel level (runtime/kernels.h, KernelLevel): 2 AVX-512
+  // VNNI, 1 AVX2, 0 portable.
+  constexpr const TypeKernels &kernelsAt(int level) const {
+    return level >= 2 && hasAvx512 ? avx512 : level >= 1 ? avx2 : portable;
   }
 };
 

@@ -11,31 +11,54 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace pinfer {
 
 namespace {
 
+// The widest kernel level this CPU runs: 2 AVX-512 F/BW/VL/VNNI (with
+// AVX2, FMA, F16C), 1 AVX2 + FMA + F16C, 0 portable.
 #ifdef PINFER_X86
-bool cpuHasAvx2() {
+int cpuKernelLevel() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")))
+    return 0;
+  return __builtin_cpu_supports("avx512f") &&
+                 __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") &&
+                 __builtin_cpu_supports("avx512vnni")
+             ? 2
+             : 1;
 }
 #else
-bool cpuHasAvx2() { return false; }
+int cpuKernelLevel() { return 0; }
 #endif
 
-std::atomic<bool> gUseAvx2{cpuHasAvx2()};
+// PINFER_KERNELS=avx2 or scalar caps the level (to compare kernels on one
+// machine); unset or anything else: the CPU's widest.
+int startLevel() {
+  const int cpu = cpuKernelLevel();
+  const char *cap = std::getenv("PINFER_KERNELS");
+  if (cap && std::strcmp(cap, "avx2") == 0)
+    return std::min(cpu, 1);
+  if (cap && std::strcmp(cap, "scalar") == 0)
+    return 0;
+  return cpu;
+}
 
-// The kernels of `type`'s row for the ISA in use; null for a type without
+std::atomic<int> gLevel{startLevel()};
+
+// The kernels of `type`'s row for the level in use; null for a type without
 // kernels.
 const TypeKernels *kernelsOf(GGMLType type) {
   const TypeTraits *t = typeTraits(type);
   if (!t || !t->computable)
     return nullptr;
-  return &t->kernels(gUseAvx2.load(std::memory_order_relaxed));
+  return &t->kernelsAt(gLevel.load(std::memory_order_relaxed));
 }
 
 DotFn selectDot(GGMLType type) {
@@ -46,12 +69,20 @@ DotFn selectDot(GGMLType type) {
 } // namespace
 
 void setKernelIsa(KernelIsa isa) {
-  gUseAvx2.store(isa == KernelIsa::Auto && cpuHasAvx2());
+  const int cpu = cpuKernelLevel();
+  gLevel.store(isa == KernelIsa::Auto   ? cpu
+               : isa == KernelIsa::Avx2 ? std::min(cpu, 1)
+                                        : 0);
 }
 
-const char *kernelIsaName() { return gUseAvx2.load() ? "avx2" : "scalar"; }
+const char *kernelIsaName() {
+  const int level = gLevel.load();
+  return level == 2 ? "avx512vnni" : level == 1 ? "avx2" : "scalar";
+}
 
-bool kernelIsaIsAvx2() { return gUseAvx2.load(std::memory_order_relaxed); }
+bool kernelIsaIsAvx2() { return gLevel.load(std::memory_order_relaxed) >= 1; }
+
+int kernelLevel() { return gLevel.load(std::memory_order_relaxed); }
 
 DotFn dotKernel(GGMLType type) { return selectDot(type); }
 

@@ -17,14 +17,20 @@ namespace pinfer {
 
 class ThreadPool;
 
-// Which dot-product implementation runs. Auto picks AVX2 when the CPU has
-// AVX2, FMA and F16C; Scalar forces the portable loops (tests compare both).
-enum class KernelIsa { Auto, Scalar };
+// Which dot-product implementation runs. Auto picks the widest the CPU
+// has: AVX-512 VNNI (with F, BW, VL) for the 8-bit products of Q8_0/Q4_0,
+// else AVX2 with FMA and F16C, else the portable loops; Avx2 caps it at
+// AVX2 and Scalar forces the portable loops (tests compare them).
+enum class KernelIsa { Auto, Avx2, Scalar };
 void setKernelIsa(KernelIsa isa);
-// "avx2" or "scalar": what dot products use now (both paths).
+// "avx512vnni", "avx2" or "scalar": what dot products use now.
 const char *kernelIsaName();
-// Whether that is the AVX2 set.
+// Whether that is AVX2 or wider (the AVX2 routines of the other kernels).
 bool kernelIsaIsAvx2();
+// The level in use: 2 AVX-512 VNNI, 1 AVX2, 0 portable
+// (TypeTraits::kernelsAt; generated code records the level it was compiled
+// for, runtime/ffn_cpu.h).
+int kernelLevel();
 
 // sum_i row[i] * x[i] over `n` elements of a row of `type`; `n` must be a
 // multiple of the type's block size and `type` computable (Model::load

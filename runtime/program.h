@@ -136,10 +136,11 @@ struct ProgramLayer {
   // types, activation and mode as constants, compiled for the target CPU);
   // null: the runtime's generic loop.
   GateUpFn cpuGateUp = nullptr;
-  // Whether cpuGateUp was compiled with the AVX2 kernels: the executor uses
-  // it only when the runtime picked the same kernels at start-up, so that
-  // every path (and the dense reference) multiplies alike.
-  bool cpuGateUpAvx2 = false;
+  // The kernel level cpuGateUp was compiled with (runtime/kernels.h,
+  // kernelLevel): the executor uses it only when the runtime picked the
+  // same kernels at start-up, so that every path (and the dense reference)
+  // multiplies alike.
+  int cpuGateUpLevel = 0;
   // What the executor runs for this layer, in order.
   const ProgramStep *steps = nullptr; // [nSteps]
   uint32_t nSteps = 0;

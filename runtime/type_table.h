@@ -135,6 +135,9 @@ constexpr TypeTraits q8_0() {
   t.portable = {dotk::dotQ8_0, dotk::dotQ8_0Q8, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotQ8_0Avx2),
             PINFER_IF_X86(dotk::dotQ8_0Q8Avx2), nullptr};
+  t.avx512 = t.avx2;
+  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ8_0Q8Avx512);
+  t.hasAvx512 = true;
   return t;
 }
 
@@ -156,6 +159,9 @@ constexpr TypeTraits q4_0() {
   t.portable = {dotk::dotQ4_0, dotk::dotQ4_0Q8, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotQ4_0Avx2),
             PINFER_IF_X86(dotk::dotQ4_0Q8Avx2), nullptr};
+  t.avx512 = t.avx2;
+  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ4_0Q8Avx512);
+  t.hasAvx512 = true;
   return t;
 }
 

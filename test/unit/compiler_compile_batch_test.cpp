@@ -177,10 +177,10 @@ public:
   }
 
   // Hands every layer a specialised gate/up loop, as generated code does.
-  void setGateUp(GateUpFn fn, bool avx2) {
+  void setGateUp(GateUpFn fn, int level) {
     for (ProgramLayer &pl : layers_) {
       pl.cpuGateUp = fn;
-      pl.cpuGateUpAvx2 = avx2;
+      pl.cpuGateUpLevel = level;
     }
   }
 
@@ -432,19 +432,24 @@ void countingGateUp(const GateUpArgs &a, int64_t k0, int64_t k1) {
 // are then bitwise the generic loop's; and that it keeps the generic loop
 // when the kernels differ (an executable built for another CPU).
 TEST(SpecialisedGateUp, UsedOnlyWithTheRuntimesKernels) {
-  const bool compiledAvx2 = PINFER_FFN_AVX2 != 0;
+  const int compiled = PINFER_FFN_LEVEL;
+  // The runtime's level that matches this file's, and one that does not.
+  const KernelIsa same = compiled == 2   ? KernelIsa::Auto
+                         : compiled == 1 ? KernelIsa::Avx2
+                                         : KernelIsa::Scalar;
+  const KernelIsa other = compiled == 0 ? KernelIsa::Auto : KernelIsa::Scalar;
   for (GGMLType type : {GGMLType::Q8_0, GGMLType::F16}) {
     BatchFixture fx;
     std::string error;
     ASSERT_TRUE(fx.make({type, SparsityMode::Exact}, error)) << error;
     const std::vector<int32_t> prompt = fx.prompt();
-    setKernelIsa(compiledAvx2 ? KernelIsa::Auto : KernelIsa::Scalar);
-    ASSERT_EQ(kernelIsaIsAvx2(), compiledAvx2);
+    setKernelIsa(same);
+    ASSERT_EQ(kernelLevel(), compiled);
     auto generic = fx.executor(error);
     ASSERT_TRUE(generic) << error;
     fx.setGateUp(type == GGMLType::Q8_0 ? countingGateUp<GGMLType::Q8_0>
                                         : countingGateUp<GGMLType::F16>,
-                 compiledAvx2);
+                 compiled);
     auto special = fx.executor(error);
     ASSERT_TRUE(special) << error;
     gSpecialisedCalls = 0;
@@ -456,8 +461,8 @@ TEST(SpecialisedGateUp, UsedOnlyWithTheRuntimesKernels) {
     EXPECT_GT(gSpecialisedCalls.load(), 0);
     expectSameStats(*generic, *special, "specialised");
     // The other kernels at start-up: the specialised loop is left alone.
-    setKernelIsa(compiledAvx2 ? KernelIsa::Scalar : KernelIsa::Auto);
-    if (kernelIsaIsAvx2() != compiledAvx2) {
+    setKernelIsa(other);
+    if (kernelLevel() != compiled) {
       auto other = fx.executor(error);
       ASSERT_TRUE(other) << error;
       gSpecialisedCalls = 0;

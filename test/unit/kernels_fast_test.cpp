@@ -82,7 +82,7 @@ TEST(KernelsFast, QuantizeActQ8IsWithinHalfAStep) {
 // errors have random signs, so on rows of >= 2048 elements the actual error
 // must also be below a fifth of the worst case (its expected share is ~1/50).
 TEST(KernelsFast, DotWithinActivationQuantisationBound) {
-  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar}) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
     for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
       DotQ8ActFn dot = dotQ8ActKernel(type);
@@ -122,15 +122,18 @@ TEST(KernelsFast, DotWithinActivationQuantisationBound) {
 // the per-block integer sums are exact in both, so only the order of the f32
 // accumulation differs (bound 1e-6 of sum |scaled block sums|).
 TEST(KernelsFast, Avx2MatchesScalar) {
-  setKernelIsa(KernelIsa::Auto);
-  if (std::string(kernelIsaName()) != "avx2")
+  setKernelIsa(KernelIsa::Avx2);
+  if (kernelLevel() != 1) {
+    setKernelIsa(KernelIsa::Auto);
     GTEST_SKIP() << "no AVX2 on this CPU";
+  }
   const int64_t n = 4096;
   for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
     std::vector<float> w = randomVector(n, 11), x = randomVector(n, 12);
     std::vector<uint8_t> row = encodeRows(type, w, n);
     std::vector<BlockQ8Act> q(n / QK8_0);
     quantizeActQ8(x.data(), q.data(), n);
+    setKernelIsa(KernelIsa::Avx2);
     float fast = dotQ8ActKernel(type)(row.data(), q.data(), n);
     float ref;
     {
@@ -144,6 +147,46 @@ TEST(KernelsFast, Avx2MatchesScalar) {
       mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
                        q[i / QK8_0].qs[i % QK8_0]);
     EXPECT_NEAR(fast, ref, 1e-6 * mag) << typeName(type);
+  }
+  setKernelIsa(KernelIsa::Auto);
+}
+
+// Tests that the AVX-512 VNNI kernels agree with the portable ones as the
+// AVX2 ones do (exact per-block integer sums, only the f32 accumulation
+// order differs), over odd and even block counts (the pair loop's tail),
+// with blocks at the integer extremes; and with the AVX2 ones.
+TEST(KernelsFast, Avx512VnniMatchesScalar) {
+  setKernelIsa(KernelIsa::Auto);
+  if (kernelLevel() < 2)
+    GTEST_SKIP() << "no AVX-512 VNNI on this CPU (kernels: "
+                 << kernelIsaName() << ")";
+  for (int64_t n : {32, 96, 4096, 5632}) {
+    for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+      std::vector<float> w = randomVector(n, 21), x = randomVector(n, 22);
+      // Extremes: a block of +/-max weights against +/-max activations.
+      for (int j = 0; j < 32; ++j) {
+        w[j] = j % 2 ? 1.f : -1.f;
+        x[j] = j % 3 ? -1.f : 1.f;
+      }
+      std::vector<uint8_t> row = encodeRows(type, w, n);
+      std::vector<BlockQ8Act> q(n / QK8_0);
+      quantizeActQ8(x.data(), q.data(), n);
+      setKernelIsa(KernelIsa::Auto);
+      const float wide = dotQ8ActKernel(type)(row.data(), q.data(), n);
+      setKernelIsa(KernelIsa::Avx2);
+      const float avx2 = dotQ8ActKernel(type)(row.data(), q.data(), n);
+      setKernelIsa(KernelIsa::Scalar);
+      const float ref = dotQ8ActKernel(type)(row.data(), q.data(), n);
+      setKernelIsa(KernelIsa::Auto);
+      std::vector<float> wd(n);
+      rowToF32(type, row.data(), wd.data(), n);
+      double mag = 0;
+      for (int64_t i = 0; i < n; ++i)
+        mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
+                         q[i / QK8_0].qs[i % QK8_0]);
+      EXPECT_NEAR(wide, ref, 1e-6 * mag) << typeName(type) << " n=" << n;
+      EXPECT_NEAR(wide, avx2, 1e-6 * mag) << typeName(type) << " n=" << n;
+    }
   }
 }
 
