@@ -42,6 +42,26 @@ const char *suffix(GGMLType t) {
 }
 
 
+// x[0, n) quantised to 8 bits per 32 values exactly as the CPU's
+// quantizeActQ8 does, dequantised into xq: one warp per block of 32.
+void emitQuant(std::ostream &os, const std::string &name, unsigned block,
+               int64_t n, const char *restrict) {
+  os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") "
+     << name << "(const float *" << restrict << "x, float *" << restrict
+     << "xq) {\n"
+     << "  constexpr int kN = " << n << ";\n"
+     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+     << "  if ((i & ~31) >= kN) return; // whole warps\n"
+     << "  const float v = x[i];\n"
+     << "  float amax = fabsf(v);\n"
+     << "  for (int o = 16; o > 0; o >>= 1)\n"
+     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
+     << "  const float d = amax / 127.f;\n"
+     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
+     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
+     << "}\n";
+}
+
 } // namespace
 
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
@@ -94,19 +114,9 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
      << "  if (i < " << p.nEmbd << ") x[i] += y[i];\n"
      << "}\n";
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
-     << ") " << kResidQuant << "(const float *x, float *xq) {\n"
-     << "  constexpr int kN = " << p.nEmbd << ";\n"
-     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-     << "  if ((i & ~31) >= kN) return; // whole warps\n"
-     << "  const float v = x[i];\n"
-     << "  float amax = fabsf(v);\n"
-     << "  for (int o = 16; o > 0; o >>= 1)\n"
-     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
-     << "  const float d = amax / 127.f;\n"
-     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
-     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
-     << "}\n";
+  // In place (xq == x) too: each thread reads its value before the
+  // shuffles and writes only its own.
+  emitQuant(os, kResidQuant, kResidBlock, p.nEmbd, "");
   os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
      << ") " << kResidCount
      << "(const float *__restrict__ h, int n, unsigned *__restrict__ c) {\n"
@@ -217,20 +227,8 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  }\n"
      << "}\n";
 
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kQuantBlock
-     << ") " << kernelName(layer, "quant")
-     << "(const float *__restrict__ x, float *__restrict__ xq) {\n"
-     << "  constexpr int kN = " << qDim << ";\n"
-     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-     << "  if ((i & ~31) >= kN) return; // whole warps\n"
-     << "  const float v = x[i];\n"
-     << "  float amax = fabsf(v);\n"
-     << "  for (int o = 16; o > 0; o >>= 1)\n"
-     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
-     << "  const float d = amax / 127.f;\n"
-     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
-     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
-     << "}\n";
+  emitQuant(os, kernelName(layer, "quant"), kQuantBlock, qDim,
+            "__restrict__ ");
   emitMatvec(os, kernelName(layer, "wo"), a.wo, p.nEmbd, qDim, false);
 }
 

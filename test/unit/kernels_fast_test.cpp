@@ -118,6 +118,19 @@ TEST(KernelsFast, DotWithinActivationQuantisationBound) {
   }
 }
 
+// sum |w_i * x_i| over the dequantised row and the 8-bit activation: the
+// scale of a quantised-activation product's rounding.
+static double blockProductMagnitude(GGMLType type, const std::vector<uint8_t> &row,
+                             const std::vector<BlockQ8Act> &q, int64_t n) {
+  std::vector<float> wd(n);
+  rowToF32(type, row.data(), wd.data(), n);
+  double mag = 0;
+  for (int64_t i = 0; i < n; ++i)
+    mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
+                     q[i / QK8_0].qs[i % QK8_0]);
+  return mag;
+}
+
 // Tests that the AVX2 and the portable quantised-activation kernels agree:
 // the per-block integer sums are exact in both, so only the order of the f32
 // accumulation differs (bound 1e-6 of sum |scaled block sums|).
@@ -140,12 +153,7 @@ TEST(KernelsFast, Avx2MatchesScalar) {
       IsaGuard guard(KernelIsa::Scalar);
       ref = dotQ8ActKernel(type)(row.data(), q.data(), n);
     }
-    std::vector<float> wd(n);
-    rowToF32(type, row.data(), wd.data(), n);
-    double mag = 0;
-    for (int64_t i = 0; i < n; ++i)
-      mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
-                       q[i / QK8_0].qs[i % QK8_0]);
+    const double mag = blockProductMagnitude(type, row, q, n);
     EXPECT_NEAR(fast, ref, 1e-6 * mag) << typeName(type);
   }
   setKernelIsa(KernelIsa::Auto);
@@ -178,12 +186,7 @@ TEST(KernelsFast, Avx512VnniMatchesScalar) {
       setKernelIsa(KernelIsa::Scalar);
       const float ref = dotQ8ActKernel(type)(row.data(), q.data(), n);
       setKernelIsa(KernelIsa::Auto);
-      std::vector<float> wd(n);
-      rowToF32(type, row.data(), wd.data(), n);
-      double mag = 0;
-      for (int64_t i = 0; i < n; ++i)
-        mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
-                         q[i / QK8_0].qs[i % QK8_0]);
+      const double mag = blockProductMagnitude(type, row, q, n);
       EXPECT_NEAR(wide, ref, 1e-6 * mag) << typeName(type) << " n=" << n;
       EXPECT_NEAR(wide, avx2, 1e-6 * mag) << typeName(type) << " n=" << n;
     }
