@@ -425,8 +425,8 @@ PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
 // Two 32-byte blocks per 512-bit register and one vpdpbusd (unsigned x
 // signed bytes, summed in fours into int32) per pair: the integer sum of
 // each block is exact, as in the other kernels; only the order of the f32
-// accumulation differs. Signed weights are offset by 128 to be unsigned,
-// and the offset is taken off per block through the activation's sum s.
+// accumulation differs. Signed weights are offset by 128 to be unsigned;
+// the offset comes off in the integer sums.
 
 #ifndef PINFER_AVX512
 #define PINFER_AVX512                                                          \
@@ -444,12 +444,6 @@ PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
       _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
 }
 
-PINFER_AVX512 inline __m512i pairBytes(const int8_t *a, const int8_t *b) {
-  return _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-      _mm256_loadu_si256((const __m256i *)b), 1);
-}
-
 // A block's 32 weights as unsigned bytes: Q8_0's plus 128, Q4_0's nibbles.
 template <class B, int Offset>
 PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
@@ -461,37 +455,39 @@ PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
 }
 
 // Rows of 8-bit blocks (Q8_0, offset 128) or 4-bit ones (Q4_0, offset 8)
-// times an 8-bit activation.
+// times an 8-bit activation. The offset comes off in the integers
+// (vpdpbusd of the offset byte with the activation), and an odd last block
+// runs as a pair with an empty one, so the only float operations are the
+// explicit FMAs and the final sum: no scalar expression the compiler could
+// contract differently where the kernel is inlined into generated code,
+// which must multiply bitwise as the runtime does.
 template <class B, int Offset>
 PINFER_AVX512 inline float dotOffsetPairsAvx512(const void *row,
                                                 const BlockQ8Act *x,
                                                 int64_t n) {
   const B *b = static_cast<const B *>(row);
   const int64_t nb = n / QK8_0;
+  const __m512i offset = _mm512_set1_epi8(char(Offset));
   __m512 acc = _mm512_setzero_ps();
-  float corr = 0;
-  int64_t blk = 0;
-  for (; blk + 2 <= nb; blk += 2) {
-    const float d0 = halfToFloat(b[blk].d), d1 = halfToFloat(b[blk + 1].d);
+  for (int64_t blk = 0; blk < nb; blk += 2) {
+    const bool pair = blk + 1 < nb;
+    const float s0 = halfToFloat(b[blk].d) * x[blk].d;
+    const float s1 = pair ? halfToFloat(b[blk + 1].d) * x[blk + 1].d : 0.f;
     const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
-    const __m256i w1 = offsetBytes<B, Offset>(b[blk + 1]);
+    const __m256i w1 =
+        pair ? offsetBytes<B, Offset>(b[blk + 1]) : _mm256_setzero_si256();
     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-    const __m512i xs = pairBytes(x[blk].qs, x[blk + 1].qs);
-    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs);
-    acc = _mm512_fmadd_ps(pairScales(d0 * x[blk].d, d1 * x[blk + 1].d),
-                          _mm512_cvtepi32_ps(p), acc);
-    corr += d0 * x[blk].s + d1 * x[blk + 1].s;
-  }
-  float tail = 0;
-  for (; blk < nb; ++blk) {
-    const float d0 = halfToFloat(b[blk].d);
     const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
-    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, x0);
-    tail += d0 * x[blk].d * hsum(_mm256_cvtepi32_ps(p));
-    corr += d0 * x[blk].s;
+    const __m256i x1 =
+        pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
+             : _mm256_setzero_si256();
+    const __m512i xs = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+    const __m512i p = _mm512_sub_epi32(
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs),
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xs));
+    acc = _mm512_fmadd_ps(pairScales(s0, s1), _mm512_cvtepi32_ps(p), acc);
   }
-  return hsum512(acc) + tail - float(Offset) * corr;
+  return hsum512(acc);
 }
 
 PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row,

@@ -176,6 +176,10 @@ TEST(KernelsFast, Avx512VnniMatchesScalar) {
         w[j] = j % 2 ? 1.f : -1.f;
         x[j] = j % 3 ? -1.f : 1.f;
       }
+      // Then blocks of one outlier and near-zero weights (quants of 0 and
+      // +/-1), where the kernels' offset (+128 for Q8_0) dwarfs the sum.
+      for (int64_t j = 32; j < n; ++j)
+        w[j] = j % 32 == 5 ? 50.f : 0.2f * w[j];
       std::vector<uint8_t> row = encodeRows(type, w, n);
       std::vector<BlockQ8Act> q(n / QK8_0);
       quantizeActQ8(x.data(), q.data(), n);
