@@ -149,6 +149,14 @@ static int pinfercMain(int argc, char **argv) {
     return runVerb(argc, argv);
   if (argc < 2 || !isVerb(argv[1]))
     return compileVerb(argc, argv);
+  // `pinferc VERB --version` too, whatever else the line holds (as
+  // llama.cpp's tools answer it): the verbs' own parsers would first ask
+  // for their required arguments.
+  for (int i = 2; i < argc; ++i)
+    if (std::strcmp(argv[i], "--version") == 0) {
+      std::cout << "pinferc " << pinfer::pinferVersion() << "\n";
+      return 0;
+    }
 
   CLI::App app{"pinferc: compiles a GGUF language model and its activation "
                "profile into an executable split between GPU and CPU"};
