@@ -809,27 +809,17 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
                                &dY,       &dPart_,   &dDone_};
       void **downArgs =
           b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
-      if (residentOn_) {
-        // The output stays for the next steps; the neurons that fired are
-        // counted into the token's counters, which come down at its end.
-        int n = int(pl.nHot);
-        CudaDriver::DevPtr counter =
-            dTok_ + sizeof(float) * (size_t(nEmbd) + 2 * size_t(p.nRot)) +
-            sizeof(uint32_t) * size_t(l);
-        void *countArgs[] = {&dH, &n, &counter};
-        return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
-                            gateUpArgs, error, pl.gateUpKernel, l) &&
-               gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs,
-                            error, pl.downKernel, l) &&
-               gpu_->launch(fnResCount_, gpuattn::residGrid(n),
-                            gpuattn::kResidBlock, countArgs, error,
-                            gpuattn::kResidCount, l);
-      }
-      return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                          error, pl.gateUpKernel, l) &&
-             gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                          pl.downKernel, l) &&
-             gpu_->downloadAsync(hostOut_, dOut_,
+      if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
+                        gateUpArgs, error, pl.gateUpKernel, l) ||
+          !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
+                        pl.downKernel, l))
+        return false;
+      // With the residual stream on the GPU the output stays for the next
+      // steps, and the neurons that fired are counted into the token's
+      // counters, which come down at its end.
+      if (residentOn_)
+        return countHotFired(l, dH, pl.nHot, error);
+      return gpu_->downloadAsync(hostOut_, dOut_,
                                  sizeof(float) * (nEmbd + pl.nHot), error) &&
              gpu_->record(b.outCopied, error);
     }
@@ -1003,7 +993,7 @@ bool Executor::checkSteps(std::string &error) {
         ffnLast_[l] = k;
       }
     }
-    if (!sawAdd || resident_)
+    if (!sawAdd)
       batchable_ = false;
     // A norm the weights have must be a step, or it would be skipped.
     if ((!layers_[l].postAttnNorm.empty() && postNorms[0] != 1) ||

@@ -159,6 +159,11 @@ private:
   bool beginResidentToken(int pos, std::string &error);
   bool residentStep(int l, const ProgramStep &s, std::string &error);
   bool endResidentToken(bool wantLogits, std::string &error);
+  // Layer l's count of hot neurons that fired, in dTok_; the launch that
+  // adds the non-zero h[0..nHot) to it.
+  CudaDriver::DevPtr firedCounter(int l) const;
+  bool countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,
+                     std::string &error);
   // Launches resid_norm (x -> y, weights w), then resid_quant on y in
   // place when `q8` (or into y + n_embd when `q8Beside`).
   bool residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
@@ -171,6 +176,11 @@ private:
   // The logits from x_: the final norm, then the head's matvec on the GPU
   // (Program::headOnGPU, a GPU open) or on the CPU.
   bool computeLogits(std::string &error);
+  // The head on the GPU: its matvec over dHeadX_ (f32, then the 8-bit
+  // values of Q8_0/Q4_0/Q5_0 rows) and the logits' copy down, enqueued;
+  // after the wait, those logits into logits_ (and the head's bytes).
+  bool enqueueHead(std::string &error);
+  void takeLogits();
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].
   // Returns the number of neurons that fired. With `predict`, only the

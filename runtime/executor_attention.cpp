@@ -153,23 +153,34 @@ bool Executor::computeLogits(std::string &error) {
     return true;
   }
   // As the CPU's matvec: 8-bit input for Q8_0/Q4_0/Q5_0 rows.
-  const bool q8 = usesQ8Act(output_.type);
-  stageInput(hostHeadX_, q8);
-  CudaDriver::DevPtr x = q8 ? dHeadX_ + sizeof(float) * nEmbd : dHeadX_;
-  CudaDriver::DevPtr noBias = 0;
-  void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
+  stageInput(hostHeadX_, usesQ8Act(output_.type));
   if (!gpu_->uploadAsync(dHeadX_, hostHeadX_, sizeof(float) * 2 * nEmbd,
                          error) ||
-      !gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
-                    gpuattn::kMatvecBlock, args, error, gpuattn::kHeadKernel) ||
-      !gpu_->downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,
-                           error) ||
-      !gpu_->record(attnCopied_, error) || !gpu_->wait(attnCopied_, error))
+      !enqueueHead(error) || !gpu_->record(attnCopied_, error) ||
+      !gpu_->wait(attnCopied_, error))
     return false;
-  std::copy(hostLogits_, hostLogits_ + p.nVocab, logits_.begin());
+  takeLogits();
+  return true;
+}
+
+bool Executor::enqueueHead(std::string &error) {
+  const ModelParams &p = params_;
+  CudaDriver::DevPtr x = usesQ8Act(output_.type)
+                             ? dHeadX_ + sizeof(float) * p.nEmbd
+                             : dHeadX_;
+  CudaDriver::DevPtr noBias = 0;
+  void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
+  return gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
+                      gpuattn::kMatvecBlock, args, error,
+                      gpuattn::kHeadKernel) &&
+         gpu_->downloadAsync(hostLogits_, dLogits_,
+                             sizeof(float) * p.nVocab, error);
+}
+
+void Executor::takeLogits() {
+  std::copy(hostLogits_, hostLogits_ + params_.nVocab, logits_.begin());
   if (countBytes_)
     gpuBytes_ += output_.rows * output_.rowBytes;
-  return true;
 }
 
 } // namespace pinfer

@@ -19,6 +19,11 @@ size_t tokFloats(const ModelParams &p) {
   return size_t(p.nEmbd) + 2 * size_t(p.nRot);
 }
 
+// Bytes of dTok_: those floats, then the per-layer counters.
+size_t tokBytes(const ModelParams &p) {
+  return sizeof(float) * tokFloats(p) + sizeof(uint32_t) * size_t(p.nLayer);
+}
+
 } // namespace
 
 bool Executor::uploadResident(std::string &error) {
@@ -40,11 +45,9 @@ bool Executor::uploadResident(std::string &error) {
         !put(b.postAttnNorm, b.dPostAttnNorm) ||
         !put(b.postFfnNorm, b.dPostFfnNorm))
       return false;
-  const size_t bytes =
-      sizeof(float) * tokFloats(p) + sizeof(uint32_t) * size_t(p.nLayer);
   void *ht = nullptr, *hf = nullptr;
-  if (!put(outputNorm_, dOutNorm_) || !gpu.alloc(dTok_, bytes, error) ||
-      !gpu.allocHost(ht, bytes, error) ||
+  if (!put(outputNorm_, dOutNorm_) || !gpu.alloc(dTok_, tokBytes(p), error) ||
+      !gpu.allocHost(ht, tokBytes(p), error) ||
       !gpu.allocHost(hf, sizeof(uint32_t) * size_t(p.nLayer), error))
     return false;
   hostTok_ = static_cast<float *>(ht);
@@ -62,10 +65,22 @@ bool Executor::beginResidentToken(int pos, std::string &error) {
                         hostTok_ + p.nEmbd + p.nRot);
   std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p)),
               p.nLayer, 0u);
-  return gpu_->uploadAsync(dTok_, hostTok_,
-                           sizeof(float) * tokFloats(p) +
-                               sizeof(uint32_t) * size_t(p.nLayer),
-                           error);
+  return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
+}
+
+CudaDriver::DevPtr Executor::firedCounter(int l) const {
+  return dTok_ + sizeof(float) * tokFloats(params_) +
+         sizeof(uint32_t) * size_t(l);
+}
+
+bool Executor::countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,
+                             std::string &error) {
+  using namespace gpuattn;
+  int n = int(nHot);
+  CudaDriver::DevPtr counter = firedCounter(l);
+  void *args[] = {&h, &n, &counter};
+  return gpu_->launch(fnResCount_, residGrid(n), kResidBlock, args, error,
+                      kResidCount, l);
 }
 
 bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
@@ -124,20 +139,13 @@ bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
 bool Executor::endResidentToken(bool wantLogits, std::string &error) {
   const ModelParams &p = params_;
   CudaDriver &gpu = *gpu_;
-  using namespace gpuattn;
-  if (wantLogits) {
-    const bool q8 = usesQ8Act(output_.type);
-    CudaDriver::DevPtr x = q8 ? dHeadX_ + sizeof(float) * p.nEmbd : dHeadX_;
-    CudaDriver::DevPtr noBias = 0;
-    void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
-    if (!residentNorm(dTok_, dOutNorm_, dHeadX_, false, q8, -1, error) ||
-        !gpu.launch(fnHead_, matvecGrid(p.nVocab), kMatvecBlock, args, error,
-                    kHeadKernel) ||
-        !gpu.downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,
-                           error))
-      return false;
-  }
-  if (!gpu.downloadAsync(hostFired_, dTok_ + sizeof(float) * tokFloats(p),
+  // The final norm into the head's input (f32, then its 8-bit values).
+  if (wantLogits &&
+      (!residentNorm(dTok_, dOutNorm_, dHeadX_, false,
+                     usesQ8Act(output_.type), -1, error) ||
+       !enqueueHead(error)))
+    return false;
+  if (!gpu.downloadAsync(hostFired_, firedCounter(0),
                          sizeof(uint32_t) * size_t(p.nLayer), error) ||
       !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
     return false;
@@ -147,11 +155,8 @@ bool Executor::endResidentToken(bool wantLogits, std::string &error) {
     run.firedHot = hostFired_[l];
     countFfn(l, run);
   }
-  if (!wantLogits)
-    return true;
-  std::copy(hostLogits_, hostLogits_ + p.nVocab, logits_.begin());
-  if (countBytes_)
-    gpuBytes_ += output_.rows * output_.rowBytes;
+  if (wantLogits)
+    takeLogits();
   return true;
 }
 
