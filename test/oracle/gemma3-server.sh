@@ -8,8 +8,7 @@
 #   gemma3-server.sh PINFERC
 set -euo pipefail
 pinferc="$1"
-CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
-MODEL="$CACHE/gemma3-270m-q4_k_m.gguf"
+source "$(dirname "$0")/gemma3-model.sh"
 PY="$CACHE/venv/bin/python"
 if [ ! -f "$MODEL" ] || ! "$PY" -c 'import openai' 2>/dev/null; then
   echo "skipped: the model or the openai package is absent (bash scripts/install-models.sh)"

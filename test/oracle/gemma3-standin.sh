@@ -12,12 +12,8 @@ set -euo pipefail
 pinferc="$1"
 standin="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
-CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
-MODEL="$CACHE/gemma3-270m-q4_k_m.gguf"
-if [ ! -f "$MODEL" ]; then
-  echo "skipped: $MODEL is absent (bash scripts/install-models.sh)"
-  exit 77
-fi
+source "$(dirname "$0")/gemma3-model.sh"
+skip_without_gemma3
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 prompt="The capital of France is"

@@ -7,7 +7,7 @@
 # Skips (77) without scripts/install-models.sh.
 set -euo pipefail
 pinferc="$1" genmodel="$2" vocab="$3" text="$4"
-CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
+source "$(dirname "$0")/gemma3-model.sh"
 PY="$CACHE/venv/bin/python"
 if [ ! -x "$PY" ]; then
   echo "skipped: no llama.cpp in $CACHE (bash scripts/install-models.sh)"

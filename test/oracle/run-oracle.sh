@@ -3,9 +3,8 @@
 # made (found at run time, so installing it later needs no reconfigure).
 # Exits 77, a ctest skip, with one line when it is absent.
 set -euo pipefail
-CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
+source "$(dirname "$0")/gemma3-model.sh"
 PY="$CACHE/venv/bin/python"
-MODEL="$CACHE/gemma3-270m-q4_k_m.gguf"
 if [ ! -x "$PY" ] || [ ! -f "$MODEL" ]; then
   echo "skipped: no real model or llama.cpp in $CACHE (bash scripts/install-models.sh)"
   exit 77
