@@ -36,8 +36,6 @@ bool isOnGPU(Operation *op) {
   return device && device.getValue() == Device::gpu;
 }
 
-} // namespace
-
 // Whether the residual stream can stay on the GPU (see the header), and if
 // so marks the block's norms and adds for the GPU.
 void placeResidualStream(Block &block, MLIRContext *ctx) {
@@ -57,6 +55,8 @@ void placeResidualStream(Block &block, MLIRContext *ctx) {
     if (isa<RmsNormOp, AddOp>(op))
       op.setAttr("device", DeviceAttr::get(ctx, Device::gpu));
 }
+
+} // namespace
 
 LogicalResult SchedulePass::scheduleBlock(Block &block) {
   // The CPU half (and its predictor) goes right before the merge, so that

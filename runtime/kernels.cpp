@@ -38,16 +38,21 @@ int cpuKernelLevel() {
 int cpuKernelLevel() { return 0; }
 #endif
 
+// The level `isa` asks for on this CPU.
+int levelFor(KernelIsa isa) {
+  const int cpu = cpuKernelLevel();
+  return isa == KernelIsa::Auto   ? cpu
+         : isa == KernelIsa::Avx2 ? std::min(cpu, 1)
+                                  : 0;
+}
+
 // PINFER_KERNELS=avx2 or scalar caps the level (to compare kernels on one
 // machine); unset or anything else: the CPU's widest.
 int startLevel() {
-  const int cpu = cpuKernelLevel();
   const char *cap = std::getenv("PINFER_KERNELS");
-  if (cap && std::strcmp(cap, "avx2") == 0)
-    return std::min(cpu, 1);
-  if (cap && std::strcmp(cap, "scalar") == 0)
-    return 0;
-  return cpu;
+  return levelFor(cap && std::strcmp(cap, "avx2") == 0     ? KernelIsa::Avx2
+                  : cap && std::strcmp(cap, "scalar") == 0 ? KernelIsa::Scalar
+                                                           : KernelIsa::Auto);
 }
 
 std::atomic<int> gLevel{startLevel()};
@@ -68,12 +73,7 @@ DotFn selectDot(GGMLType type) {
 
 } // namespace
 
-void setKernelIsa(KernelIsa isa) {
-  const int cpu = cpuKernelLevel();
-  gLevel.store(isa == KernelIsa::Auto   ? cpu
-               : isa == KernelIsa::Avx2 ? std::min(cpu, 1)
-                                        : 0);
-}
+void setKernelIsa(KernelIsa isa) { gLevel.store(levelFor(isa)); }
 
 const char *kernelIsaName() {
   const int level = gLevel.load();
