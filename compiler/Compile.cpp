@@ -692,8 +692,11 @@ int compileModel(const CompileArgs &args) {
     return fail(error);
   // The host code instantiates the CPU half's kernels with the program's
   // constants (runtime/ffn_cpu.h): compiled for the target CPU.
+  // -ffp-contract=off as the runtime is built (CMakeLists.txt): the
+  // inlined kernels multiply bitwise as the runtime's.
   std::vector<std::string> cmd = {cxx,         "-std=c++17",
                                   "-O2",       march,
+                                  "-ffp-contract=off",
                                   "-I" + runtime.includeDir,
                                   cpp.path(),  runtime.library,
                                   // runtime/server.cpp's HTTP library

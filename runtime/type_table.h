@@ -11,7 +11,9 @@
 // includes runtime/ggml_types.h instead.
 #pragma once
 
+#include "runtime/decode_blocks_avx2.h"
 #include "runtime/dot_kernels.h"
+#include "runtime/dot_q8_blocks.h"
 #include "runtime/ggml_types.h"
 #include "runtime/quant_blocks.h"
 
@@ -165,9 +167,10 @@ constexpr TypeTraits q4_0() {
   return t;
 }
 
-// The formats of runtime/quant_blocks.h: kernels generated from the block
-// decoder; products multiply the f32 activation; the transposed down
-// projection is stored as f32 rows (downRowsType).
+// The formats of runtime/quant_blocks.h: f32-activation kernels generated
+// from the block decoder (the dense down projection multiplies the f32
+// activation); the transposed down projection is stored as f32 rows
+// (downRowsType).
 template <DecodeBlockFn Decode, int QK, int Bytes>
 constexpr TypeTraits decoded(const char *name, const char *enumerator,
                              const char *cudaSuffix, uint32_t fileType,
@@ -190,50 +193,82 @@ constexpr TypeTraits decoded(const char *name, const char *enumerator,
   return t;
 }
 
+// Products quantise the activation to 8 bits and multiply integers
+// (runtime/dot_q8_blocks.h), as for Q8_0/Q4_0 and as llama.cpp does for
+// these types. Q2_K and Q3_K have no AVX2 loop: their AVX2 set names the
+// portable one.
+constexpr TypeTraits withQ8Act(TypeTraits t, DotQ8ActFn portable,
+                               DotQ8ActFn avx2) {
+  t.act = ActFormat::Q8;
+  t.portable.dotQ8 = portable;
+  t.avx2.dotQ8 = avx2;
+  return t;
+}
+
 // The round-trip bounds follow from each quantiser (runtime/
 // quant_blocks.cpp): half a step of the widest sub-block scale, the scale's
 // own rounding up to its bit width, half a step of the min's, and the f16
 // rounding of the super-block scales.
 constexpr TypeTraits q4_1() {
   // (max - min) / 15 steps, max - min <= 2 max|x|.
-  return decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
-      "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512);
+  return withQ8Act(
+      decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
+          "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512),
+      dotk::dotQ4_1Q8, PINFER_IF_X86(dotk::dotQ4_1Q8Avx2));
 }
 constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
   // a whole step of max/16.
-  TypeTraits t = decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
-      "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024);
-  // Products quantise the activation to 8 bits and multiply integers, as
-  // for Q4_0 (and as llama.cpp does for Q5_0).
-  t.act = ActFormat::Q8;
-  t.portable.dotQ8 = dotk::dotQ5_0Q8;
-  t.avx2.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0Q8Avx2);
-  return t;
+  return withQ8Act(
+      decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
+          "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024),
+      dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2));
 }
 constexpr TypeTraits q5_1() {
-  return decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
-      "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512);
+  return withQ8Act(
+      decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
+          "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512),
+      dotk::dotQ5_1Q8, PINFER_IF_X86(dotk::dotQ5_1Q8Avx2));
 }
 constexpr TypeTraits q2_K() {
-  return decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
-      "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f);
+  return withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
+                       "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f),
+                   dotk::dotQ2_KQ8, PINFER_IF_X86(dotk::dotQ2_KQ8));
 }
 constexpr TypeTraits q3_K() {
-  return decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
-      "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f);
+  return withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
+                       "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f),
+                   dotk::dotQ3_KQ8, PINFER_IF_X86(dotk::dotQ3_KQ8));
 }
 constexpr TypeTraits q4_K() {
-  return decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
-      "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f);
+  TypeTraits t =
+      withQ8Act(decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
+                    "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
+                dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2));
+  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
+  t.avx2.dot = PINFER_IF_X86(
+      (dotk::dotBlocksAvx2<qblk::decodeQ4_KAvx2, QK_K, sizeof(BlockQ4_K)>));
+  return t;
 }
 constexpr TypeTraits q5_K() {
-  return decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
-      "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f);
+  TypeTraits t =
+      withQ8Act(decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
+                    "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
+                dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2));
+  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
+  t.avx2.dot = PINFER_IF_X86(
+      (dotk::dotBlocksAvx2<qblk::decodeQ5_KAvx2, QK_K, sizeof(BlockQ5_K)>));
+  return t;
 }
 constexpr TypeTraits q6_K() {
-  return decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
-      "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f);
+  TypeTraits t =
+      withQ8Act(decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
+                    "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
+                dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2));
+  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
+  t.avx2.dot = PINFER_IF_X86(
+      (dotk::dotBlocksAvx2<qblk::decodeQ6_KAvx2, QK_K, sizeof(BlockQ6_K)>));
+  return t;
 }
 
 #undef PINFER_IF_X86

@@ -1,12 +1,14 @@
-// Tests the quantised-activation CPU kernels (quantizeActQ8, the Q8_0 and
-// Q4_0 integer dot products, matvecs) against double precision, with
-// the error bound that follows from quantising the activation: each element
-// moves by at most half a step of its block's scale.
+// Tests the quantised-activation CPU kernels (quantizeActQ8, the integer
+// dot products of every type that multiplies 8-bit activations, matvecs)
+// against double precision, with the error bound that follows from quantising
+// the activation: each element moves by at most half a step of its block's
+// scale.
 #include "runtime/kernels.h"
 
 #include "runtime/ggml_types.h"
 #include "runtime/model.h"
 #include "runtime/thread_pool.h"
+#include "runtime/type_table.h"
 
 #include <gtest/gtest.h>
 
@@ -35,6 +37,16 @@ std::vector<uint8_t> encodeRows(GGMLType type, const std::vector<float> &values,
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_TRUE(
         quantizeRow(type, values.data() + r * cols, out.data() + r * rb, cols));
+  return out;
+}
+
+// The types whose products multiply an 8-bit activation (the row's
+// ActFormat), in table order.
+std::vector<GGMLType> q8ActTypes() {
+  std::vector<GGMLType> out;
+  for (uint32_t i = 0; i < kNumTypes; ++i)
+    if (usesQ8Act(GGMLType(i)))
+      out.push_back(GGMLType(i));
   return out;
 }
 
@@ -84,10 +96,12 @@ TEST(KernelsFast, QuantizeActQ8IsWithinHalfAStep) {
 TEST(KernelsFast, DotWithinActivationQuantisationBound) {
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
-    for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+    for (GGMLType type : q8ActTypes()) {
       DotQ8ActFn dot = dotQ8ActKernel(type);
       ASSERT_NE(dot, nullptr);
-      for (int64_t n : {32, 64, 96, 2048, 5632}) {
+      for (int64_t n : {32, 64, 96, 256, 768, 2048, 5632}) {
+        if (n % typeTraits(type)->blockSize)
+          continue;
         for (uint32_t seed = 1; seed <= 5; ++seed) {
           std::vector<float> w = randomVector(n, seed),
                              x = randomVector(n, 100 + seed, 2.f);
@@ -120,14 +134,16 @@ TEST(KernelsFast, DotWithinActivationQuantisationBound) {
 
 // sum |w_i * x_i| over the dequantised row and the 8-bit activation: the
 // scale of a quantised-activation product's rounding.
-static double blockProductMagnitude(GGMLType type, const std::vector<uint8_t> &row,
-                             const std::vector<BlockQ8Act> &q, int64_t n) {
+static double blockProductMagnitude(GGMLType type,
+                                    const std::vector<uint8_t> &row,
+                                    const std::vector<BlockQ8Act> &q,
+                                    int64_t n) {
   std::vector<float> wd(n);
   rowToF32(type, row.data(), wd.data(), n);
   double mag = 0;
   for (int64_t i = 0; i < n; ++i)
-    mag += std::fabs(double(wd[i]) * q[i / QK8_0].d *
-                     q[i / QK8_0].qs[i % QK8_0]);
+    mag +=
+        std::fabs(double(wd[i]) * q[i / QK8_0].d * q[i / QK8_0].qs[i % QK8_0]);
   return mag;
 }
 
@@ -141,8 +157,15 @@ TEST(KernelsFast, Avx2MatchesScalar) {
     GTEST_SKIP() << "no AVX2 on this CPU";
   }
   const int64_t n = 4096;
-  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+  for (GGMLType type : q8ActTypes()) {
     std::vector<float> w = randomVector(n, 11), x = randomVector(n, 12);
+    // The first super-block at the integer extremes: weights at +-max
+    // (the largest quants of every format) against activations of +-127
+    // of the same sign, where the int16 pair sums are largest.
+    for (int j = 0; j < 256; ++j) {
+      w[j] = j % 5 ? 1.f : -1.f;
+      x[j] = w[j];
+    }
     std::vector<uint8_t> row = encodeRows(type, w, n);
     std::vector<BlockQ8Act> q(n / QK8_0);
     quantizeActQ8(x.data(), q.data(), n);
@@ -166,8 +189,8 @@ TEST(KernelsFast, Avx2MatchesScalar) {
 TEST(KernelsFast, Avx512VnniMatchesScalar) {
   setKernelIsa(KernelIsa::Auto);
   if (kernelLevel() < 2)
-    GTEST_SKIP() << "no AVX-512 VNNI on this CPU (kernels: "
-                 << kernelIsaName() << ")";
+    GTEST_SKIP() << "no AVX-512 VNNI on this CPU (kernels: " << kernelIsaName()
+                 << ")";
   for (int64_t n : {32, 96, 4096, 5632}) {
     for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
       std::vector<float> w = randomVector(n, 21), x = randomVector(n, 22);

@@ -64,6 +64,12 @@ TEST(KernelsInlined, BitwiseTheRuntimesAtItsLevel) {
   expectBitwise<GGMLType::Q5_0, 640>(64);
   expectBitwise<GGMLType::F16, 640>(64);
   expectBitwise<GGMLType::Q4_K, 2048>(32);
+  expectBitwise<GGMLType::Q5_K, 1024>(32);
+  expectBitwise<GGMLType::Q6_K, 1024>(32);
+  expectBitwise<GGMLType::Q2_K, 512>(32);
+  expectBitwise<GGMLType::Q3_K, 512>(32);
+  expectBitwise<GGMLType::Q4_1, 640>(32);
+  expectBitwise<GGMLType::Q5_1, 640>(32);
 }
 
 } // namespace

@@ -4,11 +4,15 @@
 // scale), as the CUDA prelude's pf_at_* functions read it. Random blocks of
 // random bytes (f16 fields set to finite values) must decode bitwise alike,
 // through the table's row conversion and through the row axpy.
+#include "runtime/decode_blocks_avx2.h"
+#include "runtime/kernels.h"
 #include "runtime/quant_blocks.h"
 #include "runtime/type_table.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -104,10 +108,10 @@ struct Format {
 };
 
 const Format kFormats[] = {
-    {GGMLType::Q4_1, atQ4_1, {0, 2}},   {GGMLType::Q5_0, atQ5_0, {0}},
-    {GGMLType::Q5_1, atQ5_1, {0, 2}},   {GGMLType::Q2_K, atQ2_K, {80, 82}},
-    {GGMLType::Q3_K, atQ3_K, {108}},    {GGMLType::Q4_K, atQ4_K, {0, 2}},
-    {GGMLType::Q5_K, atQ5_K, {0, 2}},   {GGMLType::Q6_K, atQ6_K, {208}},
+    {GGMLType::Q4_1, atQ4_1, {0, 2}}, {GGMLType::Q5_0, atQ5_0, {0}},
+    {GGMLType::Q5_1, atQ5_1, {0, 2}}, {GGMLType::Q2_K, atQ2_K, {80, 82}},
+    {GGMLType::Q3_K, atQ3_K, {108}},  {GGMLType::Q4_K, atQ4_K, {0, 2}},
+    {GGMLType::Q5_K, atQ5_K, {0, 2}}, {GGMLType::Q6_K, atQ6_K, {208}},
 };
 
 // Random bytes with every f16 field a finite value of either sign.
@@ -170,6 +174,78 @@ TEST(QuantBlocks, QuantisersKeepDegenerateRows) {
     for (float v : back)
       ASSERT_NEAR(v, -0.75f, t.roundTripError * 0.75f);
   }
+}
+
+#ifdef PINFER_X86
+// The AVX2 decoders of the f32 products (runtime/decode_blocks_avx2.h) give
+// the reference decoders' floats bit for bit, on random bytes (every scale,
+// min and sign the formats can hold).
+TEST(QuantBlocks, Avx2DecodersAreBitwiseTheReference) {
+  setKernelIsa(KernelIsa::Avx2);
+  const bool avx2 = kernelLevel() == 1;
+  setKernelIsa(KernelIsa::Auto);
+  if (!avx2)
+    GTEST_SKIP() << "no AVX2 on this CPU";
+  struct Pair {
+    GGMLType type;
+    DecodeBlockFn ref, avx2;
+  };
+  const Pair pairs[] = {
+      {GGMLType::Q4_K, qblk::decodeQ4_K, qblk::decodeQ4_KAvx2},
+      {GGMLType::Q5_K, qblk::decodeQ5_K, qblk::decodeQ5_KAvx2},
+      {GGMLType::Q6_K, qblk::decodeQ6_K, qblk::decodeQ6_KAvx2}};
+  for (const Pair &p : pairs) {
+    const Format &f =
+        *std::find_if(std::begin(kFormats), std::end(kFormats),
+                      [&](const Format &g) { return g.type == p.type; });
+    const TypeTraits &t = *typeTraits(p.type);
+    SCOPED_TRACE(t.name);
+    const std::vector<uint8_t> row = randomBlocks(f, 32, 7);
+    for (int b = 0; b < 32; ++b) {
+      float want[QK_K], got[QK_K];
+      p.ref(row.data() + size_t(b) * t.typeSize, want);
+      p.avx2(row.data() + size_t(b) * t.typeSize, got);
+      ASSERT_EQ(std::memcmp(want, got, sizeof(want)), 0) << "block " << b;
+    }
+  }
+}
+#endif
+
+// The 8-bit-activation products of every format, at every kernel level
+// this CPU runs, against the element-wise reading times the quantised
+// activation, summed in double: the integer sums are exact, so only the f32
+// accumulation of the block sums may differ.
+TEST(QuantBlocks, Q8ActProductsAgreeWithElementwiseReading) {
+  for (KernelIsa isa : {KernelIsa::Scalar, KernelIsa::Avx2, KernelIsa::Auto}) {
+    setKernelIsa(isa);
+    for (const Format &f : kFormats) {
+      const TypeTraits &t = *typeTraits(f.type);
+      SCOPED_TRACE(std::string(t.name) + " at " + kernelIsaName());
+      ASSERT_TRUE(usesQ8Act(f.type));
+      const int nBlocks = 8;
+      const int64_t n = int64_t(nBlocks) * t.blockSize;
+      const std::vector<uint8_t> row = randomBlocks(f, nBlocks, 99);
+      std::mt19937 rng(5);
+      std::normal_distribution<float> dist(0.f, 2.f);
+      std::vector<float> x(n);
+      for (float &v : x)
+        v = dist(rng);
+      // An activation block at +-127 throughout: the largest integer sums.
+      for (int j = 0; j < QK8_0; ++j)
+        x[j] = j % 3 ? 4.f : -4.f;
+      std::vector<BlockQ8Act> xq(n / QK8_0);
+      quantizeActQ8(x.data(), xq.data(), n);
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double a = double(xq[i / QK8_0].d) * xq[i / QK8_0].qs[i % QK8_0];
+        want += double(f.at(row.data(), int(i))) * a;
+        mag += std::fabs(double(f.at(row.data(), int(i))) * a);
+      }
+      const float got = dotQ8ActKernel(f.type)(row.data(), xq.data(), n);
+      EXPECT_NEAR(got, want, 1e-5 * mag);
+    }
+  }
+  setKernelIsa(KernelIsa::Auto);
 }
 
 } // namespace

@@ -1,0 +1,344 @@
+// The 8-bit-activation products of the formats of runtime/quant_blocks.h:
+// the affine legacy formats (Q4_1, Q5_1) and the K-quants (Q2_K..Q6_K).
+// Their rows multiply the same quantised activation as Q8_0/Q4_0/Q5_0
+// (BlockQ8Act, one f32 scale per 32 elements), so a layer quantises its
+// input once whatever mix of types its matrices have (a Q4_K_M file mixes
+// Q4_K, Q6_K, Q5_0 and Q8_0 on one input).
+//
+// llama.cpp quantises the input of K-quant products with one scale per 256
+// elements (Q8_K). A scale per 32 elements is finer (its rounding error is
+// at most that of Q8_K's, block by block) and costs one f32 multiply-add per
+// 32 elements, against Q8_K's one per 256: the products stay integer sums
+// of bytes, exact, within each 32- or 16-element sub-block, weighted by the
+// sub-block's integer scale; a min or offset comes off through the
+// activation block's sum (BlockQ8Act::s) or, for 16-element sub-blocks,
+// an integer sum of its half.
+//
+// Portable loops, plus AVX2 versions of the types of common downloads
+// (Q4_K, Q5_K, Q6_K, Q4_1, Q5_1); Q2_K and Q3_K use the portable loops at
+// every level. Each AVX2 kernel computes the same integer sums as its
+// portable twin; only the order of the f32 accumulation differs.
+#pragma once
+
+#include "runtime/dot_kernels.h"
+#include "runtime/quant_blocks.h"
+
+namespace pinfer {
+namespace dotk {
+
+// ---- portable kernels ------------------------------------------------------
+
+inline int32_t isumI8(const int8_t *w, const int8_t *x, int n) {
+  int32_t s = 0;
+  for (int i = 0; i < n; ++i)
+    s += int32_t(w[i]) * int32_t(x[i]);
+  return s;
+}
+
+inline int32_t sumI8(const int8_t *x, int n) {
+  int32_t s = 0;
+  for (int i = 0; i < n; ++i)
+    s += x[i];
+  return s;
+}
+
+// Q4_1/Q5_1: x = d q + m, so sum x a = d da isum(q, qa) + m sum a, and
+// sum a = BlockQ8Act::s. Bits: the block's values 0..15 (or 0..31).
+template <bool Five>
+inline float dotAffineQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Five ? sizeof(BlockQ5_1) : sizeof(BlockQ4_1);
+  float sum = 0;
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk, p += bytes) {
+    uint32_t qh = 0;
+    if (Five)
+      std::memcpy(&qh, p + 4, 4);
+    const uint8_t *qs = p + (Five ? 8 : 4);
+    int8_t q[QK8_0];
+    for (int j = 0; j < 16; ++j) {
+      q[j] = int8_t((qs[j] & 0x0F) | (((qh >> j) & 1) << 4));
+      q[j + 16] = int8_t((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+    const float d = qblk::half(p), m = qblk::half(p + 2);
+    sum += d * x[blk].d * float(isumI8(q, x[blk].qs, QK8_0)) + m * x[blk].s;
+  }
+  return sum;
+}
+
+inline float dotQ4_1Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  return dotAffineQ8<false>(row, x, n);
+}
+inline float dotQ5_1Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  return dotAffineQ8<true>(row, x, n);
+}
+
+// Q4_K/Q5_K: 8 sub-blocks of 32, one per activation block; x = d sc q -
+// dmin m, so a sub-block adds d sc da isum(q, qa) - dmin m sa.
+template <bool Five>
+inline float dotK4K5Q8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    const uint8_t *qh = p + 16;
+    const uint8_t *qs = p + (Five ? 48 : 16);
+    float sd = 0, sm = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      qblk::scaleMinK4(j, p + 4, sc, m);
+      const uint8_t *q = qs + 32 * (j / 2);
+      const int shift = 4 * (j & 1);
+      int8_t v[32];
+      for (int l = 0; l < 32; ++l)
+        v[l] = int8_t(((q[l] >> shift) & 0x0F) |
+                      (Five ? ((qh[l] >> j) & 1) << 4 : 0));
+      sd += x[j].d * float(int32_t(sc) * isumI8(v, x[j].qs, 32));
+      sm += float(m) * x[j].s;
+    }
+    sum += qblk::half(p) * sd - qblk::half(p + 2) * sm;
+  }
+  return sum;
+}
+
+inline float dotQ4_KQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  return dotK4K5Q8<false>(row, x, n);
+}
+inline float dotQ5_KQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  return dotK4K5Q8<true>(row, x, n);
+}
+
+// Q6_K: 16 sub-blocks of 16 with signed 8-bit scales, x = d sc (q - 32);
+// activation block k of a 128-value half holds sub-blocks 2k and 2k+1.
+inline float dotQ6_KQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K)) {
+    const int8_t *scales = reinterpret_cast<const int8_t *>(p + 192);
+    float sd = 0;
+    for (int h = 0; h < 2; ++h, x += 4) {
+      const uint8_t *ql = p + 64 * h, *qh = p + 128 + 32 * h;
+      const int8_t *sc = scales + 8 * h;
+      for (int k = 0; k < 4; ++k) {
+        int8_t v[32];
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t lo =
+              k < 2 ? ql[l + 32 * k] & 0x0F : ql[l + 32 * (k - 2)] >> 4;
+          v[l] = int8_t((lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32);
+        }
+        const int32_t s =
+            int32_t(sc[2 * k]) * isumI8(v, x[k].qs, 16) +
+            int32_t(sc[2 * k + 1]) * isumI8(v + 16, x[k].qs + 16, 16);
+        sd += x[k].d * float(s);
+      }
+    }
+    sum += qblk::half(p + 208) * sd;
+  }
+  return sum;
+}
+
+// Q2_K: 16 sub-blocks of 16, 4-bit scale and min each, x = d sc q - dmin
+// m with q in 0..3; activation block k of a 128-value half holds the
+// values at bit pair k of its 32 bytes (sub-blocks 2k, 2k+1 of the half).
+inline float dotQ2_KQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ2_K)) {
+    float sd = 0, sm = 0;
+    for (int h = 0; h < 2; ++h, x += 4) {
+      const uint8_t *q = p + 16 + 32 * h, *sc = p + 8 * h;
+      for (int k = 0; k < 4; ++k) {
+        int8_t v[32];
+        for (int l = 0; l < 32; ++l)
+          v[l] = int8_t((q[l] >> (2 * k)) & 3);
+        const uint8_t a = sc[2 * k], b = sc[2 * k + 1];
+        const int32_t s = int32_t(a & 0x0F) * isumI8(v, x[k].qs, 16) +
+                          int32_t(b & 0x0F) * isumI8(v + 16, x[k].qs + 16, 16);
+        const int32_t m = int32_t(a >> 4) * sumI8(x[k].qs, 16) +
+                          int32_t(b >> 4) * sumI8(x[k].qs + 16, 16);
+        sd += x[k].d * float(s);
+        sm += x[k].d * float(m);
+      }
+    }
+    sum += qblk::half(p + 80) * sd - qblk::half(p + 82) * sm;
+  }
+  return sum;
+}
+
+// Q3_K: as Q2_K's layout with signed 6-bit scales (minus 32) and q - 4
+// unless the value's hmask bit is set; no min.
+inline float dotQ3_KQ8(const void *row, const BlockQ8Act *x, int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  float sum = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ3_K)) {
+    int8_t scales[16];
+    qblk::scalesQ3_K(p + 96, scales);
+    float sd = 0;
+    for (int h = 0; h < 2; ++h, x += 4) {
+      const uint8_t *q = p + 32 + 32 * h;
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t bit = uint8_t(1u << (4 * h + k));
+        int8_t v[32];
+        for (int l = 0; l < 32; ++l)
+          v[l] = int8_t(((q[l] >> (2 * k)) & 3) - ((p[l] & bit) ? 0 : 4));
+        const int8_t *sc = scales + 8 * h + 2 * k;
+        const int32_t s =
+            int32_t(sc[0] - 32) * isumI8(v, x[k].qs, 16) +
+            int32_t(sc[1] - 32) * isumI8(v + 16, x[k].qs + 16, 16);
+        sd += x[k].d * float(s);
+      }
+    }
+    sum += qblk::half(p + 108) * sd;
+  }
+  return sum;
+}
+
+// ---- AVX2 kernels
+// ------------------------------------------------------------
+
+#ifdef PINFER_X86
+
+// 16 int16 pair sums of maddubs weighted by two sub-block scales (lanes
+// 0-7 the first 16 elements, 8-15 the last) and summed in pairs: 8 int32.
+PINFER_AVX2 inline __m256i scalePairs(__m256i p16, int16_t s0, int16_t s1) {
+  return _mm256_madd_epi16(
+      p16, _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0)));
+}
+
+// As q4Block with the min added: Q4_1/Q5_1 blocks (x = d q + m).
+template <class B, bool Five>
+PINFER_AVX2 inline __m256 affineBlock(const B &b, const BlockQ8Act &x,
+                                      __m256 acc, float &corr) {
+  __m256i q = unpackQ4(b.qs);
+  if constexpr (Five) {
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    q = _mm256_or_si256(q, fifthBits(qh));
+  }
+  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
+  __m256i p16 = _mm256_maddubs_epi16(q, x0);
+  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  // dotOffsetBlocksAvx2 subtracts Offset * corr: Offset -1 adds the mins.
+  corr += halfToFloat(b.m) * x.s;
+  return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d) * x.d), p, acc);
+}
+
+PINFER_AVX2 inline float dotQ4_1Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotOffsetBlocksAvx2<BlockQ4_1, affineBlock<BlockQ4_1, false>, -1>(
+      row, x, n);
+}
+PINFER_AVX2 inline float dotQ5_1Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotOffsetBlocksAvx2<BlockQ5_1, affineBlock<BlockQ5_1, true>, -1>(row,
+                                                                          x, n);
+}
+
+// Q4_K/Q5_K: a 32-byte load of nibbles serves two sub-blocks (low and high
+// nibbles); the fifth bits of sub-block j are bit j of each qh byte.
+template <bool Five>
+PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  float corr = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j)
+      qblk::scaleMinK4(j, p + 4, sc[j], m[j]);
+    const uint8_t *qs = p + (Five ? 48 : 16);
+    __m256i qh;
+    if constexpr (Five)
+      qh = _mm256_loadu_si256((const __m256i *)(p + 16));
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    float sm = 0;
+    for (int g = 0; g < 4; ++g) {
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+      __m256i lo = _mm256_and_si256(q, low);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+      if constexpr (Five) {
+        // Bit 2g (2g+1) of each byte moved to bit 4; srli_epi16 carries
+        // the upper byte's bits into the lower's top, masked off by `one`.
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+        hi = _mm256_or_si256(
+            hi,
+            _mm256_slli_epi16(
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+      }
+      const BlockQ8Act &a = x[2 * g], &b = x[2 * g + 1];
+      const __m256i pa = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a.qs)),
+          _mm256_set1_epi16(int16_t(sc[2 * g])));
+      const __m256i pb = _mm256_madd_epi16(
+          _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)b.qs)),
+          _mm256_set1_epi16(int16_t(sc[2 * g + 1])));
+      s0 = _mm256_fmadd_ps(_mm256_set1_ps(a.d), _mm256_cvtepi32_ps(pa), s0);
+      s1 = _mm256_fmadd_ps(_mm256_set1_ps(b.d), _mm256_cvtepi32_ps(pb), s1);
+      sm += float(m[2 * g]) * a.s + float(m[2 * g + 1]) * b.s;
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(qblk::half(p)), _mm256_add_ps(s0, s1),
+                          acc);
+    corr += qblk::half(p + 2) * sm;
+  }
+  return hsum(acc) - corr;
+}
+
+PINFER_AVX2 inline float dotQ4_KQ8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotK4K5Q8Avx2<false>(row, x, n);
+}
+PINFER_AVX2 inline float dotQ5_KQ8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotK4K5Q8Avx2<true>(row, x, n);
+}
+
+// Q6_K: the unsigned 6-bit values go into maddubs and the offset of 32
+// comes off in the int16 pair sums (maddubs of 32 with the activation),
+// both within int16: |63 * 127 * 2| + |32 * 127 * 2| < 2^15.
+PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3),
+                c32 = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K)) {
+    const int8_t *scales = reinterpret_cast<const int8_t *>(p + 192);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    for (int h = 0; h < 2; ++h, x += 4) {
+      const __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32));
+      const __m256i qh =
+          _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+      const __m256i q[4] = {_mm256_and_si256(l0, low),
+                            _mm256_and_si256(l1, low),
+                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
+                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), low)};
+      const int8_t *sc = scales + 8 * h;
+      for (int k = 0; k < 4; ++k) {
+        const __m256i hb = _mm256_slli_epi16(
+            _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), three), 4);
+        const __m256i v = _mm256_or_si256(q[k], hb);
+        const __m256i a = _mm256_loadu_si256((const __m256i *)x[k].qs);
+        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v, a),
+                                             _mm256_maddubs_epi16(c32, a));
+        const __m256 s =
+            _mm256_cvtepi32_ps(scalePairs(p16, sc[2 * k], sc[2 * k + 1]));
+        if (k & 1)
+          s1 = _mm256_fmadd_ps(_mm256_set1_ps(x[k].d), s, s1);
+        else
+          s0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k].d), s, s0);
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(qblk::half(p + 208)),
+                          _mm256_add_ps(s0, s1), acc);
+  }
+  return hsum(acc);
+}
+
+#endif // PINFER_X86
+
+} // namespace dotk
+} // namespace pinfer
