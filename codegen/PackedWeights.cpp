@@ -1,10 +1,10 @@
 // Writes the packed weights file; see PackedWeights.h. The layout keys and
-// the hash are defined by the runtime (runtime/packed_format.h), which reads the
-// file.
+// the hash are defined by the runtime (runtime/packed_format.h), which reads
+// the file.
 #include "codegen/PackedWeights.h"
 
-#include "runtime/packed_format.h"
 #include "runtime/gguf.h"
+#include "runtime/packed_format.h"
 
 #include <cassert>
 #include <cstdio>
@@ -71,8 +71,8 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
                   // neuron in packed order (lossless: same type).
                   std::vector<float> full(size_t(nEmbd) * nFF);
                   for (int64_t r = 0; r < nEmbd; ++r)
-                    dequantizeRow(src->type, src->row(r),
-                                  full.data() + r * nFF, nFF);
+                    dequantizeRow(src->type, src->row(r), full.data() + r * nFF,
+                                  nFF);
                   std::vector<float> row(nEmbd);
                   size_t rb = rowBytes(tt, nEmbd);
                   for (size_t k = 0; k < ord->size(); ++k) {
@@ -232,22 +232,20 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
     if (inLayer && predictorMatrix && t.nDims == 2 && t.ne[0] % QK8_0 == 0 &&
         unquantised) {
       const GGUFTensor *tp = &t;
-      const std::vector<uint32_t> *order = perNeuronRow ? &orders[layer]
-                                                        : nullptr;
-      w.addTensor(t.name, GGMLType::Q8_0, dims(t),
-                  [tp, order](uint8_t *dst, size_t) {
-                    const int64_t cols = tp->ne[0];
-                    const size_t src = rowBytes(tp->type, cols),
-                                 out = rowBytes(GGMLType::Q8_0, cols);
-                    std::vector<float> row(cols);
-                    for (int64_t r = 0; r < tp->ne[1]; ++r) {
-                      size_t from = order ? (*order)[r] : size_t(r);
-                      dequantizeRow(tp->type, tp->data + from * src,
-                                    row.data(), cols);
-                      quantizeRow(GGMLType::Q8_0, row.data(), dst + r * out,
-                                  cols);
-                    }
-                  });
+      const std::vector<uint32_t> *order =
+          perNeuronRow ? &orders[layer] : nullptr;
+      w.addTensor(
+          t.name, GGMLType::Q8_0, dims(t), [tp, order](uint8_t *dst, size_t) {
+            const int64_t cols = tp->ne[0];
+            const size_t src = rowBytes(tp->type, cols),
+                         out = rowBytes(GGMLType::Q8_0, cols);
+            std::vector<float> row(cols);
+            for (int64_t r = 0; r < tp->ne[1]; ++r) {
+              size_t from = order ? (*order)[r] : size_t(r);
+              dequantizeRow(tp->type, tp->data + from * src, row.data(), cols);
+              quantizeRow(GGMLType::Q8_0, row.data(), dst + r * out, cols);
+            }
+          });
       continue;
     }
     if (inLayer && (perNeuronRow || perNeuronElem)) {

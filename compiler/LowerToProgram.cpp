@@ -496,7 +496,7 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
 
 // The types and extras of layer l's attention, from the model's tensors.
 static bool attentionDesc(const ModelSpec &spec, int64_t l, AttentionDesc &a,
-                   std::string &error) {
+                          std::string &error) {
   auto type = [&](const char *kind, GGMLType &out) {
     const std::string name =
         "blk." + std::to_string(l) + ".attn_" + kind + ".weight";
@@ -512,8 +512,7 @@ static bool attentionDesc(const ModelSpec &spec, int64_t l, AttentionDesc &a,
   const std::string blk = "blk." + std::to_string(l) + ".";
   a.bias = spec.tensor(blk + "attn_q.bias") != nullptr;
   a.qkNorm = spec.tensor(blk + "attn_q_norm.weight") != nullptr;
-  a.window = spec.params.isSlidingLayer(int(l)) ? spec.params.slidingWindow
-                                                : 0;
+  a.window = spec.params.isSlidingLayer(int(l)) ? spec.params.slidingWindow : 0;
   return type("q", a.wq) && type("k", a.wk) && type("v", a.wv) &&
          type("output", a.wo);
 }
@@ -546,7 +545,8 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
   std::vector<LayerRead> read(nLayer);
   bool ok = true;
   bool sawMode = false, sawThreshold = false;
-  bool gpuExactOnly = false; // every half so far a GPU half skipping exact zeros
+  bool gpuExactOnly =
+      false; // every half so far a GPU half skipping exact zeros
   SparsityMode mode = SparsityMode::Exact;
   float threshold = 0.f;
   auto fail = [&](std::string message) {
@@ -575,8 +575,8 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       if (smArch.empty())
         return fail("scheduled IR: pinfer.lm_head: placed on the GPU, but the "
                     "target has no GPU (no sm arch)");
-      const TensorSpec *w = spec.tensor(
-          spec.tiedOutput ? "token_embd.weight" : "output.weight");
+      const TensorSpec *w =
+          spec.tensor(spec.tiedOutput ? "token_embd.weight" : "output.weight");
       if (!w)
         return fail("scheduled IR: pinfer.lm_head: the model has no output "
                     "matrix for the head the plan puts on the GPU");

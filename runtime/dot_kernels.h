@@ -190,14 +190,15 @@ PINFER_AVX2 inline __m256 bytesToPs(__m128i bytes) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
 }
 
-PINFER_AVX2 inline float dotF32Avx2(const void *row, const float *x, int64_t n) {
+PINFER_AVX2 inline float dotF32Avx2(const void *row, const float *x,
+                                    int64_t n) {
   const float *w = static_cast<const float *>(row);
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8),
-                         _mm256_loadu_ps(x + i + 8), a1);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8),
+                         a1);
   }
   for (; i + 8 <= n; i += 8)
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
@@ -207,7 +208,8 @@ PINFER_AVX2 inline float dotF32Avx2(const void *row, const float *x, int64_t n) 
   return sum;
 }
 
-PINFER_AVX2 inline float dotF16Avx2(const void *row, const float *x, int64_t n) {
+PINFER_AVX2 inline float dotF16Avx2(const void *row, const float *x,
+                                    int64_t n) {
   const uint16_t *w = static_cast<const uint16_t *>(row);
   // Four accumulators: one FMA chain's latency (4-5 cycles) would otherwise
   // bound the loop below the rate at which memory delivers the row.
@@ -233,12 +235,14 @@ PINFER_AVX2 inline float dotF16Avx2(const void *row, const float *x, int64_t n) 
   return sum;
 }
 
-PINFER_AVX2 inline float dotBF16Avx2(const void *row, const float *x, int64_t n) {
+PINFER_AVX2 inline float dotBF16Avx2(const void *row, const float *x,
+                                     int64_t n) {
   const uint16_t *w = static_cast<const uint16_t *>(row);
   __m256 a0 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256i wi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
+    __m256i wi =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
     __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(wi, 16));
     a0 = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), a0);
   }
@@ -256,7 +260,7 @@ PINFER_AVX2 inline __m256 load8BytesPs(const int8_t *p) {
 }
 
 PINFER_AVX2 inline __m256 q8BlockF32(const BlockQ8_0 &b, const float *x,
-                                    __m256 acc) {
+                                     __m256 acc) {
   __m256 s = _mm256_mul_ps(load8BytesPs(b.qs), _mm256_loadu_ps(x));
   s = _mm256_fmadd_ps(load8BytesPs(b.qs + 8), _mm256_loadu_ps(x + 8), s);
   s = _mm256_fmadd_ps(load8BytesPs(b.qs + 16), _mm256_loadu_ps(x + 16), s);
@@ -264,7 +268,8 @@ PINFER_AVX2 inline __m256 q8BlockF32(const BlockQ8_0 &b, const float *x,
   return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d)), s, acc);
 }
 
-PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x, int64_t n) {
+PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x,
+                                     int64_t n) {
   const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
   const int64_t nb = n / QK8_0;
   // Two accumulators: consecutive blocks do not wait for each other.
@@ -279,7 +284,8 @@ PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x, int64_t n)
   return hsum(_mm256_add_ps(a0, a1));
 }
 
-PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x, int64_t n) {
+PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x,
+                                     int64_t n) {
   const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
   const __m256i mask = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -287,13 +293,18 @@ PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x, int64_t n)
     // Bytes j..j+7 widened to 32-bit lanes straight from memory: their low
     // nibbles are elements j..j+7, their high nibbles j+16..j+23. One
     // widening per 16 elements instead of one per 8.
-    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
+    __m256i v0 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
     __m256i v1 =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
-    __m256 e0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
-    __m256 e1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
-    __m256 e2 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
-    __m256 e3 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
+    __m256 e0 =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
+    __m256 e1 =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
+    __m256 e2 =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
+    __m256 e3 =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
     __m256 s = _mm256_mul_ps(e0, _mm256_loadu_ps(x));
     s = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x + 8), s);
     s = _mm256_fmadd_ps(e2, _mm256_loadu_ps(x + 16), s);
@@ -314,7 +325,7 @@ PINFER_AVX2 inline __m256 mulSumI8(__m256i w, __m256i x) {
 }
 
 PINFER_AVX2 inline float dotQ8_0Q8Avx2(const void *row, const BlockQ8Act *x,
-                                int64_t n) {
+                                       int64_t n) {
   const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
   const int64_t nb = n / QK8_0;
   __m256 a0 = _mm256_setzero_ps(), a1 = a0;
@@ -363,8 +374,8 @@ PINFER_AVX2 inline __m256 q4Block(const BlockQ4_0 &b, const BlockQ8Act &x,
 // A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16) times an 8-bit
 // activation: two accumulators over the blocks, each block's offset taken
 // off once at the end through the activation sums Block adds to `corr`.
-template <class B, __m256 (*Block)(const B &, const BlockQ8Act &, __m256,
-                                   float &),
+template <class B,
+          __m256 (*Block)(const B &, const BlockQ8Act &, __m256, float &),
           int Offset>
 PINFER_AVX2 inline float dotOffsetBlocksAvx2(const void *row,
                                              const BlockQ8Act *x, int64_t n) {
@@ -390,9 +401,9 @@ PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
 // 32 bits -> 32 bytes, byte j 0x10 where bit j is set: each byte picks the
 // byte of `bits` that holds its bit, keeps that bit alone and compares.
 PINFER_AVX2 inline __m256i fifthBits(uint32_t bits) {
-  const __m256i pick = _mm256_setr_epi8(
-      0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
-      2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i pick =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+                       2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   const __m256i bit = _mm256_setr_epi8(
       1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, //
       1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
@@ -430,12 +441,11 @@ PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
 
 #ifndef PINFER_AVX512
 #define PINFER_AVX512                                                          \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,"       \
+                        "f16c")))
 #endif
 
-PINFER_AVX512 inline float hsum512(__m512 v) {
-  return _mm512_reduce_add_ps(v);
-}
+PINFER_AVX512 inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Each block's two scales multiplied, spread over its 8 int32 lanes.
 PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
@@ -462,9 +472,8 @@ PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
 // contract differently where the kernel is inlined into generated code,
 // which must multiply bitwise as the runtime does.
 template <class B, int Offset>
-PINFER_AVX512 inline float dotOffsetPairsAvx512(const void *row,
-                                                const BlockQ8Act *x,
-                                                int64_t n) {
+PINFER_AVX512 inline float
+dotOffsetPairsAvx512(const void *row, const BlockQ8Act *x, int64_t n) {
   const B *b = static_cast<const B *>(row);
   const int64_t nb = n / QK8_0;
   const __m512i offset = _mm512_set1_epi8(char(Offset));
@@ -478,9 +487,8 @@ PINFER_AVX512 inline float dotOffsetPairsAvx512(const void *row,
         pair ? offsetBytes<B, Offset>(b[blk + 1]) : _mm256_setzero_si256();
     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
     const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    const __m256i x1 =
-        pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
-             : _mm256_setzero_si256();
+    const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
+                            : _mm256_setzero_si256();
     const __m512i xs = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
     const __m512i p = _mm512_sub_epi32(
         _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs),
@@ -490,13 +498,13 @@ PINFER_AVX512 inline float dotOffsetPairsAvx512(const void *row,
   return hsum512(acc);
 }
 
-PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row,
-                                           const BlockQ8Act *x, int64_t n) {
+PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row, const BlockQ8Act *x,
+                                           int64_t n) {
   return dotOffsetPairsAvx512<BlockQ8_0, 128>(row, x, n);
 }
 
-PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row,
-                                           const BlockQ8Act *x, int64_t n) {
+PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row, const BlockQ8Act *x,
+                                           int64_t n) {
   return dotOffsetPairsAvx512<BlockQ4_0, 8>(row, x, n);
 }
 

@@ -161,15 +161,17 @@ bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
       t->ne[2] != 1 || t->ne[3] != 1 || nFF % QK8_0 || nEmbd % 32 ||
       scales->type != GGMLType::F16 ||
       t->nbytes < size_t(t->ne[0]) * size_t(nFF)) {
-    error = f.path() + ": tensor " + name + (t ? " has shape " + t->shapeString() : std::string(" is missing")) +
-            ", expected i8 [" + std::to_string(nEmbd) + " or " +
-            std::to_string(nEmbd / 2) + ", " + std::to_string(nFF) +
-            "] beside f16 scales for this program";
+    error =
+        f.path() + ": tensor " + name +
+        (t ? " has shape " + t->shapeString() : std::string(" is missing")) +
+        ", expected i8 [" + std::to_string(nEmbd) + " or " +
+        std::to_string(nEmbd / 2) + ", " + std::to_string(nFF) +
+        "] beside f16 scales for this program";
     return false;
   }
   b.downLayout = q8 ? DownLayout::SplitQ8 : DownLayout::SplitQ4;
-  b.downT = Weight{t->name.c_str(), t->type, t->ne[0], nFF, size_t(t->ne[0]),
-                   t->data};
+  b.downT = Weight{t->name.c_str(),  t->type, t->ne[0], nFF,
+                   size_t(t->ne[0]), t->data};
   b.split.q4 = q4;
   b.split.rows = t->data;
   b.split.rowBytes = size_t(t->ne[0]);
@@ -354,11 +356,10 @@ bool Executor::openGpu(std::string &error) {
   // the memory, or fragmentation) names what was being uploaded.
   const std::string device = gpu->deviceName();
   auto outOfMemory = [&, device](const std::string &what) {
-    error = "out of GPU memory on " + device + " uploading " +
-            what + " (" + error + "): the plan for " + program_.target +
-            " bills " + std::to_string(program_.vramBillBytes >> 20) +
-            " MiB and " + std::to_string(freeB >> 20) +
-            " MiB were free at start";
+    error = "out of GPU memory on " + device + " uploading " + what + " (" +
+            error + "): the plan for " + program_.target + " bills " +
+            std::to_string(program_.vramBillBytes >> 20) + " MiB and " +
+            std::to_string(freeB >> 20) + " MiB were free at start";
     return false;
   };
   size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0;
@@ -413,8 +414,7 @@ bool Executor::openGpu(std::string &error) {
     return outOfMemory("the activation buffers");
   // The down kernels' counters start at zero; each launch leaves them so.
   const std::vector<uint32_t> zeros(std::max<size_t>(maxDownGrid, 1), 0);
-  if (!gpu->upload(dDone_, zeros.data(), sizeof(uint32_t) * maxDownGrid,
-                   error))
+  if (!gpu->upload(dDone_, zeros.data(), sizeof(uint32_t) * maxDownGrid, error))
     return false;
   if (!gpu->allocHost(hx, sizeof(float) * params_.nEmbd, error) ||
       !gpu->allocHost(hout, sizeof(float) * outFloats, error))
@@ -606,8 +606,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
               wouldFire_[k] = std::fabs(a) > firingAbove;
             } else if (a != 0.f) {
               float u = upDot(first + k);
-              wouldFire_[k] =
-                  a * ffnUpFactor(act, u) != 0.f;
+              wouldFire_[k] = a * ffnUpFactor(act, u) != 0.f;
             }
             continue;
           }
@@ -661,8 +660,8 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
     // Output columns split over threads in whole blocks.
     const int64_t unit = typeTraits(b.downT.type)->blockSize;
     pool_.parallelFor(nEmbd / unit, [&](int64_t u0, int64_t u1) {
-      sparseDownAxpy(b.downT, nullptr, first, count, h, y, u0 * unit,
-                     u1 * unit, skipZero);
+      sparseDownAxpy(b.downT, nullptr, first, count, h, y, u0 * unit, u1 * unit,
+                     skipZero);
     });
     return;
   }
@@ -746,8 +745,7 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       x_[i] += xb2_[i];
     return true;
   case StepKind::AttnPostNorm:
-    rmsNorm(xb2_.data(), xb2_.data(), b.postAttnNorm.data(), nEmbd,
-            p.normEps);
+    rmsNorm(xb2_.data(), xb2_.data(), b.postAttnNorm.data(), nEmbd, p.normEps);
     return true;
   case StepKind::FfnNorm:
     rmsNorm(xb_.data(), x_.data(), b.ffnNorm.data(), nEmbd, p.normEps);
@@ -809,8 +807,8 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
                                &dY,       &dPart_,   &dDone_};
       void **downArgs =
           b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
-      if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
-                        gateUpArgs, error, pl.gateUpKernel, l) ||
+      if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
+                        error, pl.gateUpKernel, l) ||
           !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
                         pl.downKernel, l))
         return false;
@@ -924,8 +922,9 @@ bool Executor::checkSteps(std::string &error) {
   ffnLast_.assign(nLayer, 0);
   hasPredict_.assign(nLayer, 0);
   batchable_ = true;
-  resident_ = nLayer > 0 && program_.layers[0].steps &&
-              residualOnGpu(program_.layers[0].steps, program_.layers[0].nSteps);
+  resident_ =
+      nLayer > 0 && program_.layers[0].steps &&
+      residualOnGpu(program_.layers[0].steps, program_.layers[0].nSteps);
   for (uint32_t l = 0; l < nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];
     if (resident_ && (!residentLayerOk(pl) || !program_.headOnGPU)) {
@@ -1008,7 +1007,7 @@ bool Executor::checkSteps(std::string &error) {
 }
 
 AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
-                                     float *attnOut, float *scores) {
+                                      float *attnOut, float *scores) {
   const LayerBinding &b = layers_[l];
   const size_t layerCache = size_t(l) * nCtx_ * params_.kvDim();
   AttentionBlock ab{b.attnNorm.data(),

@@ -127,8 +127,8 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
                       n, pos0, pool_);
         break;
       case StepKind::AttnPostNorm:
-        rmsNormRows(bXb2_.data(), bXb2_.data(), b.postAttnNorm.data(), n,
-                    nEmbd, p.normEps);
+        rmsNormRows(bXb2_.data(), bXb2_.data(), b.postAttnNorm.data(), n, nEmbd,
+                    p.normEps);
         break;
       case StepKind::AttnAdd:
         for (size_t i = 0; i < size_t(n) * nEmbd; ++i)

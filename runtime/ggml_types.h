@@ -150,8 +150,8 @@ struct TypeTraits {
   // into rows of n_embd without requantising, and f32 holds every decoded
   // value exactly).
   GGMLType downRowsType = GGMLType::F32;
-  TypeKernels portable;                     // plain C++ loops
-  TypeKernels avx2;                         // AVX2 + FMA + F16C; null off x86
+  TypeKernels portable; // plain C++ loops
+  TypeKernels avx2;     // AVX2 + FMA + F16C; null off x86
   // AVX-512 F/BW/VNNI, for the types where wider integer products pay; the
   // AVX2 set serves the others at that level.
   TypeKernels avx512;

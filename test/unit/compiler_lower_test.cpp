@@ -282,10 +282,9 @@ TEST(CompilerLower, EdgePlansMatchProgramFromPlan) {
     PipelineOptions options;
     options.contextLength = 128;
     std::string error;
-    ASSERT_TRUE(compileToProgram(model,
-                                 makePlan({0, 0, 0}, {true, false, false}, 4),
-                                 SparsityMode::Dense, "rtx4090", kArch,
-                                 options, ir, error))
+    ASSERT_TRUE(compileToProgram(
+        model, makePlan({0, 0, 0}, {true, false, false}, 4),
+        SparsityMode::Dense, "rtx4090", kArch, options, ir, error))
         << error;
     EXPECT_TRUE(ir.layers[0].attentionOnGPU);
     EXPECT_FALSE(ir.layers[1].attentionOnGPU);
@@ -330,8 +329,8 @@ TEST(CompilerLower, PredictorThresholdKeepsEveryDigit) {
   options.contextLength = 128;
   ProgramDesc ir;
   std::string error;
-  ASSERT_TRUE(compileToProgram(pwri, plan, SparsityMode::Predicted,
-                               plan.target, kArch, options, ir, error))
+  ASSERT_TRUE(compileToProgram(pwri, plan, SparsityMode::Predicted, plan.target,
+                               kArch, options, ir, error))
       << error;
   EXPECT_EQ(ir.predictorThreshold, 0.123456789f);
 }

@@ -101,8 +101,8 @@ inline void fillExpectedSteps(ProgramDesc &desc) {
     d.steps = expectedSteps(d);
 }
 
-inline bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &out,
-                    std::string &error) {
+inline bool programAllCold(const Model &model, SparsityMode mode,
+                           ProgramDesc &out, std::string &error) {
   out = ProgramDesc();
   if (!fillTypes(model, mode, out, error))
     return false;
@@ -114,9 +114,9 @@ inline bool programAllCold(const Model &model, SparsityMode mode, ProgramDesc &o
   return true;
 }
 
-inline bool programFromPlan(const Model &model, const Plan &plan, SparsityMode mode,
-                     const std::string &smArch, ProgramDesc &out,
-                     std::string &error) {
+inline bool programFromPlan(const Model &model, const Plan &plan,
+                            SparsityMode mode, const std::string &smArch,
+                            ProgramDesc &out, std::string &error) {
   out = ProgramDesc();
   if (!fillTypes(model, mode, out, error))
     return false;
