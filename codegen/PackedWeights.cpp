@@ -190,8 +190,21 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
   w.set(kPackedHotKey, GGUFValue::ofI32s(nHot));
 
   std::vector<std::vector<uint32_t>> orders(p.nLayer);
-  for (int l = 0; l < p.nLayer; ++l)
+  for (int l = 0; l < p.nLayer; ++l) {
     orders[l] = program.packedOrder(l);
+    // The source's down matrix multiplies neurons in source order.
+    const LayerDesc &d = program.layers[l];
+    bool identity = true;
+    for (size_t k = 0; k < orders[l].size(); ++k)
+      identity = identity && orders[l][k] == k;
+    if (d.sourceDown &&
+        (!identity || !src.tensor(tensorName(TensorKind::FfnDown, l)))) {
+      error = path + ": layer " + std::to_string(l) +
+              " keeps the source's down projection, which needs ffn_down "
+              "and the neurons in source order";
+      return false;
+    }
+  }
 
   for (const GGUFTensor &t : src.tensors()) {
     int layer = -1;
@@ -260,7 +273,9 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
           });
       continue;
     }
-    if (inLayer && kind == TensorKind::FfnDown) {
+    // DownLayout::Source: ffn_down copied as it is, below.
+    if (inLayer && kind == TensorKind::FfnDown &&
+        !program.layers[layer].sourceDown) {
       addPackedDown(w, model.layer(layer).down, layer, orders[layer]);
       continue;
     }

@@ -31,9 +31,13 @@ struct LayerDesc {
   GGMLType upType = GGMLType::F32;
   GGMLType downType = GGMLType::F32;  // of the source {n_ff, n_embd} matrix
   GGMLType downTType = GGMLType::F32; // of the packed transposed down
-  std::vector<uint32_t> hot;          // neuron ids on the GPU, hottest first
-  std::vector<uint32_t> cold;         // neuron ids on the CPU, hottest first
-  uint32_t predictorRank = 0;         // 0: no predictor
+  // The packed file keeps the source's ffn_down instead of a transposed
+  // down (runtime/ggml_types.h, DownLayout::Source); `cold` is then in
+  // source order and `hot` empty.
+  bool sourceDown = false;
+  std::vector<uint32_t> hot;  // neuron ids on the GPU, hottest first
+  std::vector<uint32_t> cold; // neuron ids on the CPU, hottest first
+  uint32_t predictorRank = 0; // 0: no predictor
   bool attentionOnGPU = false;
   AttentionDesc attention; // set where attentionOnGPU
   // Threshold mode: skip neurons with |act(gate x)| <= this (calibrated).

@@ -131,15 +131,23 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
 
 // The mode the program runs: --sparsity, or for auto predicted when
 // predictors are stored, given or trainable from the profile's samples,
-// else exact. (--sparsity was validated before this is asked.)
-SparsityMode resolvedMode(const CompileArgs &args, const GGUFFile &model,
+// else exact for the ReLU family and dense for SiLU and GELU models: their
+// activations are (almost) never exactly zero, so exact mode would test
+// every neuron and skip none, and dense lets an all-CPU layer keep the
+// source's down matrix (DownLayout::Source). Threshold mode, their
+// sparsity, changes the results and is the user's choice. (--sparsity was
+// validated before this is asked.)
+SparsityMode resolvedMode(const CompileArgs &args, const Model &model,
                           const Trace &profile) {
   SparsityMode mode = SparsityMode::Exact;
+  const FfnActivation act = model.params().activation;
   if (args.sparsity != "auto")
     parseSparsityMode(args.sparsity.c_str(), mode);
-  else if (hasStoredPredictors(model) || !args.predictors.empty() ||
+  else if (hasStoredPredictors(model.file()) || !args.predictors.empty() ||
            !profile.samples.empty())
     mode = SparsityMode::Predicted;
+  else if (act == FfnActivation::SiLU || act == FfnActivation::GeluTanh)
+    mode = SparsityMode::Dense;
   return mode;
 }
 
@@ -266,7 +274,7 @@ bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
                                 trace, error))
     return false;
   return planFromTrace(args, model, target, trace,
-                       resolvedMode(args, model.file(), trace), plan, error);
+                       resolvedMode(args, model, trace), plan, error);
 }
 
 std::string weightsPathFor(const std::string &output) {
@@ -428,7 +436,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   Trace &profile = job.profile;
   if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
     return false;
-  const SparsityMode mode = resolvedMode(args, model->file(), profile);
+  const SparsityMode mode = resolvedMode(args, *model, profile);
   job.mode = mode;
   if (mode == SparsityMode::Threshold &&
       !thresholdModeFits(args, *model, error))

@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 
+#include <algorithm>
 #include <map>
 
 using namespace mlir;
@@ -710,6 +711,16 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     d.upType = cast<WeightType>(any.getUp().getType()).getDtype();
     d.downType = cast<WeightType>(any.getDown().getType()).getDtype();
     d.downTType = transposedDownType(d.downType);
+    // A dense layer wholly on the CPU reads every neuron's down column:
+    // where the transposed rows would be decoded f32 (a block type whose
+    // blocks run along the neuron axis), the source matrix is the smaller
+    // read, multiplied as the dense reference does. Its product needs the
+    // neurons in source order.
+    if (mode == SparsityMode::Dense && d.hot.empty() &&
+        d.downTType == GGMLType::F32 && d.downType != GGMLType::F32) {
+      d.sourceDown = true;
+      std::sort(d.cold.begin(), d.cold.end());
+    }
 
     if (mode == SparsityMode::Threshold) {
       // One threshold per layer: both halves skip the same neurons they

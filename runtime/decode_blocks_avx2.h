@@ -40,7 +40,7 @@ PINFER_AVX2 inline void store32(float *y, __m256i v, float s0, float s1,
 
 template <bool Five>
 PINFER_AVX2 inline void decodeK4K5Avx2(const uint8_t *p, float *y) {
-  const float d = half(p), min = half(p + 2);
+  const float d = dotk::halfAt(p), min = dotk::halfAt(p + 2);
   const uint8_t *qs = p + (Five ? 48 : 16);
   const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256i qh;
@@ -77,7 +77,7 @@ PINFER_AVX2 inline void decodeQ5_KAvx2(const uint8_t *p, float *y) {
 
 PINFER_AVX2 inline void decodeQ6_KAvx2(const uint8_t *p, float *y) {
   const int8_t *sc = reinterpret_cast<const int8_t *>(p + 192);
-  const float d = half(p + 208);
+  const float d = dotk::halfAt(p + 208);
   const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3),
                 c32 = _mm256_set1_epi8(32);
   for (int h = 0; h < 2; ++h, y += 128, sc += 8) {

@@ -185,6 +185,14 @@ PINFER_AVX2 inline float halfToFloat(uint16_t h) {
   return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
+// The f16 at p, which a file aligns only to 2 bytes at best (qblk::half's
+// value: the conversion is exact either way).
+PINFER_AVX2 inline float halfAt(const uint8_t *p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return halfToFloat(h);
+}
+
 // 8 signed bytes at p -> 8 floats.
 PINFER_AVX2 inline __m256 bytesToPs(__m128i bytes) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));

@@ -279,9 +279,9 @@ PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
       s1 = _mm256_fmadd_ps(_mm256_set1_ps(b.d), _mm256_cvtepi32_ps(pb), s1);
       sm += float(m[2 * g]) * a.s + float(m[2 * g + 1]) * b.s;
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(qblk::half(p)), _mm256_add_ps(s0, s1),
-                          acc);
-    corr += qblk::half(p + 2) * sm;
+    acc =
+        _mm256_fmadd_ps(_mm256_set1_ps(halfAt(p)), _mm256_add_ps(s0, s1), acc);
+    corr += halfAt(p + 2) * sm;
   }
   return hsum(acc) - corr;
 }
@@ -332,7 +332,7 @@ PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
           s0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k].d), s, s0);
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(qblk::half(p + 208)),
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(halfAt(p + 208)),
                           _mm256_add_ps(s0, s1), acc);
   }
   return hsum(acc);

@@ -143,6 +143,23 @@ bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
   const std::string name = tensorName(TensorKind::FfnDownT, layer);
   const std::string scalesName = tensorName(TensorKind::FfnDownS, layer);
   const GGUFTensor *scales = f.tensor(scalesName);
+  const std::string sourceName = tensorName(TensorKind::FfnDown, layer);
+  if (!f.tensor(name) && f.tensor(sourceName)) {
+    // DownLayout::Source: only a dense layer wholly on the CPU, whose
+    // neurons the packed file keeps in source order.
+    const ProgramLayer &pl = program_.layers[layer];
+    bool identity = pl.nHot == 0;
+    for (uint32_t k = 0; identity && k < pl.nCold; ++k)
+      identity = pl.neuronIds[k] == k;
+    if (program_.mode != SparsityMode::Dense || !identity) {
+      error = f.path() + ": tensor " + sourceName +
+              ": the source's down projection, expected only for a dense "
+              "layer on the CPU with its neurons in source order";
+      return false;
+    }
+    b.downLayout = DownLayout::Source;
+    return bindWeight(f, sourceName, nFF, nEmbd, b.downT, error);
+  }
   if (!scales) {
     b.downLayout = DownLayout::Rows;
     return bindWeight(f, name, nEmbd, nFF, b.downT, error);
@@ -303,7 +320,7 @@ bool Executor::bind(std::string &error) {
       if (!ok)
         return false;
     }
-    if (b.downLayout != DownLayout::Rows) {
+    if (isSplitDown(b.downLayout)) {
       groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
       groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
     }
@@ -392,7 +409,7 @@ bool Executor::openGpu(std::string &error) {
       if (!gpu->upload(*part.dst, part.w->data, bytes, error))
         return false;
     }
-    if (b.downLayout != DownLayout::Rows) {
+    if (isSplitDown(b.downLayout)) {
       // The split layout's kernel also needs every source block's scales
       // and each hot neuron's original id (its block).
       size_t scaleBytes = size_t(params_.nFF / QK8_0) * params_.nEmbd * 2;
@@ -648,7 +665,10 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // are not part of the program's work and are not counted).
   if (countBytes_)
     cpuBytes_ += gateRows * b.gate.rowBytes +
-                 (exact ? fired : count) * (b.up.rowBytes + b.downT.rowBytes);
+                 (exact ? fired : count) * b.up.rowBytes +
+                 (b.downLayout == DownLayout::Source
+                      ? b.downT.rowBytes * size_t(params_.nEmbd)
+                      : (exact ? fired : count) * b.downT.rowBytes);
   return fired;
 }
 
@@ -656,6 +676,17 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
                        uint32_t first, uint32_t count, const float *h, float *y,
                        bool skipZero) {
   const int64_t nEmbd = params_.nEmbd;
+  if (b.downLayout == DownLayout::Source) {
+    // The dense reference's product, bitwise: every neuron (the CPU half
+    // is the whole layer) in source order (bindDown), one f32-activation
+    // dot product per output, outputs split over threads.
+    const DotFn dot = dotKernel(b.downT.type);
+    pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e)
+        y[e] += dot(b.downT.row(e), h, b.downT.cols);
+    });
+    return;
+  }
   if (b.downLayout == DownLayout::Rows) {
     // Output columns split over threads in whole blocks.
     const int64_t unit = typeTraits(b.downT.type)->blockSize;
@@ -805,8 +836,7 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dPart_, &dDone_};
       void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
                                &dY,       &dPart_,   &dDone_};
-      void **downArgs =
-          b.downLayout == DownLayout::Rows ? downRowArgs : downSplitArgs;
+      void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
       if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                         error, pl.gateUpKernel, l) ||
           !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
@@ -889,9 +919,9 @@ void Executor::countFfn(int l, const LayerRun &run) {
     uint64_t rows = exact ? run.firedHot : pl.nHot;
     gpuBytes_ += pl.nHot * b.gate.rowBytes +
                  rows * (b.up.rowBytes + b.downT.rowBytes) +
-                 (b.downLayout == DownLayout::Rows
-                      ? 0
-                      : size_t(params_.nFF / QK8_0) * params_.nEmbd * 2);
+                 (isSplitDown(b.downLayout)
+                      ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
+                      : 0);
   }
   st.tokens += 1;
   st.fired += run.firedHot + run.firedCold;

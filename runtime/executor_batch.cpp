@@ -64,7 +64,7 @@ void Executor::sizeBatch() {
   }
   bool split = false;
   for (const LayerBinding &b : layers_)
-    split |= b.downLayout != DownLayout::Rows;
+    split |= isSplitDown(b.downLayout);
   if (!split)
     return;
   const size_t nBlocks = nFF / QK8_0;
@@ -297,7 +297,7 @@ void Executor::downBatch(int l, int n) {
   const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
   const int64_t nHot = pl.nHot;
   const bool skipZero = program_.mode != SparsityMode::Dense;
-  const bool split = b.downLayout != DownLayout::Rows;
+  const bool split = isSplitDown(b.downLayout);
   const float *h = bH_.data();
   std::fill(bYHot_.begin(), bYHot_.begin() + size_t(n) * nEmbd, 0.f);
   std::fill(bYCold_.begin(), bYCold_.begin() + size_t(n) * nEmbd, 0.f);
@@ -357,6 +357,18 @@ void Executor::downBatch(int l, int n) {
     }
   });
 
+  if (b.downLayout == DownLayout::Source) {
+    // As cpuDown: the dense reference's product, outputs split over
+    // threads, each output row applied to every token.
+    const DotFn dot = dotKernel(b.downT.type);
+    pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e)
+        for (int t = 0; t < n; ++t)
+          bYCold_[size_t(t) * nEmbd + e] +=
+              dot(b.downT.row(e), h + size_t(t) * nFF, nFF);
+    });
+    return;
+  }
   if (!split) {
     // Output columns split over threads in whole blocks, as cpuDown does.
     const int64_t unit = typeTraits(b.downT.type)->blockSize;

@@ -96,7 +96,20 @@ enum class DownLayout : uint8_t {
   // output, i.e. of neurons 32b..32b+31).
   SplitQ8,
   SplitQ4,
+  // A dense layer wholly on the CPU whose transposed rows would be decoded
+  // f32 (the block formats of runtime/quant_blocks.h, 4 bytes a weight
+  // against the source's 0.3 to 0.8): blk.N.ffn_down.weight {n_ff, n_embd}
+  // is kept as the source has it, the layer's neurons stay in source order,
+  // and the down projection is the dense reference's product (one dot
+  // product per output over every neuron). Chosen per layer by the
+  // lowering (compiler/LowerToProgram.cpp), never a type's own layout.
+  Source,
 };
+
+// The layouts that keep quants and block scales apart.
+inline bool isSplitDown(DownLayout l) {
+  return l == DownLayout::SplitQ8 || l == DownLayout::SplitQ4;
+}
 
 // The kernel signatures a row holds. `n` is a multiple of the block size.
 // sum_i row[i] * x[i] with an f32 activation:
@@ -217,6 +230,7 @@ inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   case DownLayout::SplitQ4:
     return size_t(nEmbd / 2);
   case DownLayout::Rows:
+  case DownLayout::Source: // a layer's choice, never a type's layout
     break;
   }
   return rowBytes(transposedDownType(source), nEmbd);

@@ -11,8 +11,10 @@
 
 #include "runtime/executor.h"
 #include "runtime/ffn_cpu.h"
+#include "runtime/forward.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/thread_pool.h"
 #include "tools/genmodel/model_generator.h"
 
 #include "program_desc_oracle.h"
@@ -54,7 +56,9 @@ std::string caseName(const ::testing::TestParamInfo<Case> &info) {
 // the program tables an executable would carry for it.
 class BatchFixture {
 public:
-  bool make(const Case &c, std::string &error) {
+  // `asLowered`: the all-CPU program as the lowering gives it (neurons in
+  // id order, no hot half), instead of the scrambled split below.
+  bool make(const Case &c, std::string &error, bool asLowered = false) {
     char tmpl[] = "/tmp/pinfer-batch-test-XXXXXX";
     if (!::mkdtemp(tmpl)) {
       error = "mkdtemp failed";
@@ -84,12 +88,17 @@ public:
     const ModelParams &p = model_->params();
     // Layer 0: 200 hot neurons (not a multiple of 32, so row blocks and
     // source blocks straddle the halves) in a scrambled order; layer 1: all
-    // cold, also scrambled.
-    for (int l = 0; l < p.nLayer; ++l) {
+    // cold, also scrambled, but where the lowering keeps the source's down
+    // matrix (a dense all-CPU layer of a decoded block type), whose
+    // neurons stay in source order.
+    for (int l = 0; l < p.nLayer && !asLowered; ++l) {
       std::vector<uint32_t> order;
       for (int i = 0; i < p.nFF; ++i)
-        order.push_back(uint32_t((i * 37 + 5 * l) % p.nFF));
+        order.push_back(desc_.layers[l].sourceDown && l == 1
+                            ? uint32_t(i)
+                            : uint32_t((i * 37 + 5 * l) % p.nFF));
       const size_t nHot = l == 0 ? 200 : 0;
+      desc_.layers[l].sourceDown = desc_.layers[l].sourceDown && l == 1;
       desc_.layers[l].hot.assign(order.begin(), order.begin() + nHot);
       desc_.layers[l].cold.assign(order.begin() + nHot, order.end());
       // A cut-off that skips part of the SiLU activations, not all.
@@ -165,6 +174,10 @@ public:
   }
 
   int nFF() const { return model_->params().nFF; }
+  const Model &model() const { return *model_; }
+  bool packedHas(const std::string &tensor) const {
+    return weights_->tensor(tensor) != nullptr;
+  }
 
   // Replaces layer l's steps (kept by the fixture).
   void setSteps(int l, std::vector<ProgramStep> steps) {
@@ -225,6 +238,11 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   std::string error;
   ASSERT_TRUE(fx.make(c, error)) << error;
   const std::vector<int32_t> prompt = fx.prompt();
+  // Which down layout layer 1 runs: the source's matrix only for a dense
+  // decoded block type.
+  const bool source = c.type == GGMLType::Q4_1 && c.mode == SparsityMode::Dense;
+  EXPECT_EQ(fx.packedHas("blk.1.ffn_down.weight"), source);
+  EXPECT_EQ(fx.packedHas("blk.1.ffn_down_t.weight"), !source);
 
   // Token by token: the reference of this test.
   auto one = fx.executor(error);
@@ -282,10 +300,45 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   expectSameStats(*one, *whole, "after generation");
 }
 
+// Tests that a dense all-CPU program of a decoded block type, whose
+// layers keep the source's down matrix, gives bitwise the dense
+// reference's logits: the same products of the same rows in the same order.
+TEST(SourceDown, BitwiseTheDenseReference) {
+  BatchFixture fx;
+  std::string error;
+  ASSERT_TRUE(fx.make({GGMLType::Q4_1, SparsityMode::Dense}, error, true))
+      << error;
+  ASSERT_TRUE(fx.packedHas("blk.0.ffn_down.weight"));
+  ASSERT_TRUE(fx.packedHas("blk.1.ffn_down.weight"));
+  auto exe = fx.executor(error);
+  ASSERT_TRUE(exe) << error;
+  ForwardState ref;
+  ASSERT_TRUE(ref.init(fx.model(), 128, error)) << error;
+  ThreadPool pool(kThreads);
+  const std::vector<int32_t> prompt = fx.prompt();
+  ASSERT_TRUE(exe->evalBatch(prompt.data(), kPrompt, 0, true, error)) << error;
+  ASSERT_TRUE(forwardBatch(fx.model(), ref, pool, prompt.data(), kPrompt, 0,
+                           true, error))
+      << error;
+  for (int i = 0; i <= kGenerate; ++i) {
+    ASSERT_EQ(std::memcmp(exe->logits(), ref.logits.data(),
+                          sizeof(float) * exe->nVocab()),
+              0)
+        << "position " << kPrompt + i;
+    const int32_t next = argmax(*exe);
+    ASSERT_TRUE(exe->eval(next, kPrompt + i, true, error)) << error;
+    ASSERT_TRUE(
+        forwardBatch(fx.model(), ref, pool, &next, 1, kPrompt + i, true, error))
+        << error;
+  }
+}
+
 std::vector<Case> allCases() {
   std::vector<Case> cases;
+  // Q4_1 stands for the decoded block formats (f32 transposed rows, or in
+  // a dense all-CPU layer the source's down matrix).
   for (GGMLType t : {GGMLType::F32, GGMLType::F16, GGMLType::BF16,
-                     GGMLType::Q8_0, GGMLType::Q4_0})
+                     GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q4_1})
     for (SparsityMode m : {SparsityMode::Dense, SparsityMode::Exact,
                            SparsityMode::Predicted, SparsityMode::Threshold})
       cases.push_back({t, m});

@@ -158,6 +158,9 @@ void expectSameDesc(const ProgramDesc &ir, const ProgramDesc &ref) {
     EXPECT_EQ(a.upType, b.upType);
     EXPECT_EQ(a.downType, b.downType);
     EXPECT_EQ(a.downTType, b.downTType);
+    EXPECT_EQ(a.sourceDown, b.sourceDown);
+    if (b.sourceDown)
+      EXPECT_TRUE(isIdentity(a.cold, 0));
     EXPECT_EQ(a.predictorRank, b.predictorRank);
     EXPECT_EQ(a.attentionOnGPU, b.attentionOnGPU);
     // The steps, in order: what each is, where it runs, what an add adds.
@@ -240,7 +243,8 @@ void schedule(const Model &model, const Plan &plan, Scheduled &s,
 // same description as programFromPlan in each sparsity mode, for float and
 // block-quantised weights.
 TEST(CompilerLower, MixedPlanMatchesProgramFromPlan) {
-  for (GGMLType type : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0})
+  for (GGMLType type :
+       {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q4_1})
     for (SparsityMode mode : {SparsityMode::Dense, SparsityMode::Exact}) {
       SCOPED_TRACE(std::string(typeName(type)) + " mode " +
                    std::to_string(int(mode)));
@@ -251,8 +255,17 @@ TEST(CompilerLower, MixedPlanMatchesProgramFromPlan) {
       ASSERT_EQ(ir.layers.size(), size_t(kLayers));
       EXPECT_EQ(ir.layers[0].hot.size(), 40u);
       EXPECT_EQ(ir.modelName, "lower-tiny");
-      EXPECT_EQ(ir.layers[0].downTType,
-                type == GGMLType::F16 ? GGMLType::F16 : GGMLType::I8);
+      EXPECT_EQ(ir.layers[0].downTType, type == GGMLType::F16 ? GGMLType::F16
+                                        : type == GGMLType::Q4_1
+                                            ? GGMLType::F32
+                                            : GGMLType::I8);
+      // Only the all-CPU layer of a dense q4_1 program keeps the source's
+      // down matrix.
+      for (int l = 0; l < kLayers; ++l)
+        EXPECT_EQ(ir.layers[l].sourceDown, type == GGMLType::Q4_1 &&
+                                               mode == SparsityMode::Dense &&
+                                               l == 1)
+            << "layer " << l;
     }
 }
 

@@ -271,6 +271,9 @@ TEST(TypeTraits, DownLayoutsAgreeWithTheType) {
       EXPECT_EQ(t.avx2.axpyRows, nullptr);
       break;
     }
+    case DownLayout::Source:
+      ADD_FAILURE() << "Source is a layer's choice, not a type's layout";
+      break;
     }
   }
 }

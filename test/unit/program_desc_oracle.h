@@ -101,6 +101,21 @@ inline void fillExpectedSteps(ProgramDesc &desc) {
     d.steps = expectedSteps(d);
 }
 
+// A dense layer with no GPU neuron keeps the source's down matrix where
+// its transposed rows would be f32 but the source is a block format
+// (runtime/ggml_types.h, DownLayout::Source); its neurons are then in id
+// order.
+inline void fillSourceDown(ProgramDesc &desc) {
+  for (LayerDesc &d : desc.layers) {
+    const TypeTraits *t = typeTraits(d.downType);
+    d.sourceDown = desc.mode == SparsityMode::Dense && d.hot.empty() &&
+                   t->blockSize > 1 && t->downLayout == DownLayout::Rows;
+    if (d.sourceDown)
+      for (uint32_t i = 0; i < d.cold.size(); ++i)
+        d.cold[i] = i;
+  }
+}
+
 inline bool programAllCold(const Model &model, SparsityMode mode,
                            ProgramDesc &out, std::string &error) {
   out = ProgramDesc();
@@ -110,6 +125,7 @@ inline bool programAllCold(const Model &model, SparsityMode mode,
   for (LayerDesc &d : out.layers)
     for (int i = 0; i < out.params.nFF; ++i)
       d.cold.push_back(uint32_t(i));
+  fillSourceDown(out);
   fillExpectedSteps(out);
   return true;
 }
@@ -173,6 +189,7 @@ inline bool programFromPlan(const Model &model, const Plan &plan,
       out.predictorThreshold = 0.f;
     }
   }
+  fillSourceDown(out);
   fillExpectedSteps(out);
   return true;
 }
