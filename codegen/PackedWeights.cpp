@@ -96,15 +96,12 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
 
 // The same from a source holding only PowerInfer's ffn_down_t {n_embd,
 // n_ff} (`downT`): it is already one row per neuron, so its rows are
-// copied in packed order, or decoded to f32 for block types (the type the
-// loader gives such a down projection, downTypeFromTransposed).
-void addPackedDownFromT(GGUFWriter &w, const GGUFTensor &downT,
-                        GGMLType downType, int layer,
-                        const std::vector<uint32_t> &order) {
+// copied in packed order where the program keeps their type (`tt`,
+// packedTypeOfTransposed: float types, Q8_0, Q4_0), else decoded to f32.
+void addPackedDownFromT(GGUFWriter &w, const GGUFTensor &downT, GGMLType tt,
+                        int layer, const std::vector<uint32_t> &order) {
   const int64_t nEmbd = downT.ne[0], nFF = downT.ne[1];
-  const GGMLType tt = transposedDownType(downType);
-  // Model::load gives a transposed source a Rows type, the one written here.
-  assert(downLayoutFor(downType) == DownLayout::Rows && tt == downType);
+  assert(tt == downT.type || tt == GGMLType::F32);
   const GGUFTensor *src = &downT;
   const std::vector<uint32_t> *ord = &order;
   w.addTensor(
@@ -219,7 +216,7 @@ bool writePackedWeights(const Model &model, const ProgramDesc &program,
       // model the two are quantised along different axes); without
       // ffn_down, it is that matrix.
       if (!src.tensor(tensorName(TensorKind::FfnDown, layer)))
-        addPackedDownFromT(w, t, model.layer(layer).down.type, layer,
+        addPackedDownFromT(w, t, program.layers[layer].downTType, layer,
                            orders[layer]);
       continue;
     }

@@ -711,6 +711,12 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     d.upType = cast<WeightType>(any.getUp().getType()).getDtype();
     d.downType = cast<WeightType>(any.getDown().getType()).getDtype();
     d.downTType = transposedDownType(d.downType);
+    // A file that holds the down projection only transposed (PowerInfer's
+    // converter) keeps its rows where their type allows (a q4_0 file's
+    // rows stay q4_0, not f32).
+    if (const TensorSpec *t =
+            spec.tensor(tensorName(TensorKind::FfnDownT, int(l))))
+      d.downTType = packedTypeOfTransposed(t->type);
     // A dense layer wholly on the CPU reads every neuron's down column:
     // where the transposed rows would be decoded f32 (a block type whose
     // blocks run along the neuron axis), the source matrix is the smaller

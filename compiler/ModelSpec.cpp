@@ -73,6 +73,12 @@ bool readModelSpec(const GGUFFile &file, ModelSpec &spec, std::string &error) {
         // which the packed weights are made from.
         const Weight &d = model->layer(l).down;
         spec.tensors[name] = TensorSpec{d.type, {d.cols, d.rows}};
+        // Such a file's own transposed rows, which the packed weights keep
+        // where their type allows (packedTypeOfTransposed).
+        const std::string downT = tensorName(TensorKind::FfnDownT, l);
+        const GGUFTensor *t = file.tensor(downT);
+        if (t && !file.tensor(name))
+          spec.tensors[downT] = TensorSpec{t->type, {t->ne[0], t->ne[1]}};
         continue;
       }
       if (!takeTensor(file, name, tensorInfo(kind).isVector, spec.tensors[name],

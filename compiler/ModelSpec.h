@@ -27,6 +27,9 @@ struct ModelSpec {
   bool tiedOutput = false; // output.weight absent: the head reuses token_embd
   // Every weight the forward pass reads, by GGUF name. Norm vectors are
   // listed as f32 whatever the file stores: the packed weights keep them so.
+  // A layer whose file holds its down projection only as PowerInfer's
+  // blk.N.ffn_down_t lists ffn_down as the loader binds it and ffn_down_t
+  // as stored.
   std::map<std::string, TensorSpec> tensors;
   // PowerInfer predictors (blk.N.fc1.weight {n_embd, R}, blk.N.fc2.weight
   // {R, n_ff}), one pair per layer when present: each layer has its own

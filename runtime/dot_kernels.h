@@ -518,30 +518,94 @@ PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row, const BlockQ8Act *x,
 
 // ---- transposed down rows -------------------------------------------------
 
-// 8 elements of a row of a float type from column c, as floats.
+// 8 elements of a row from column c (a multiple of 8), as floats: a float
+// type's, or a Q8_0/Q4_0 row's values as their dequantisation computes
+// them (d * q, d * (q - 8): the same float product), which lets a
+// transposed down projection that a file stores in those types stay in
+// them (TypeTraits::keepsTransposedRows).
 template <GGMLType T>
 PINFER_AVX2 inline __m256 load8(const void *row, int64_t c) {
-  static_assert(T == GGMLType::F32 || T == GGMLType::F16 || T == GGMLType::BF16,
-                "a float type");
+  static_assert(T == GGMLType::F32 || T == GGMLType::F16 ||
+                    T == GGMLType::BF16 || T == GGMLType::Q8_0 ||
+                    T == GGMLType::Q4_0,
+                "a type whose rows load8 reads");
+  const uint8_t *p = static_cast<const uint8_t *>(row);
   if constexpr (T == GGMLType::F32)
     return _mm256_loadu_ps(static_cast<const float *>(row) + c);
   else if constexpr (T == GGMLType::F16)
     return _mm256_cvtph_ps(_mm_loadu_si128(
         (const __m128i *)(static_cast<const uint16_t *>(row) + c)));
-  else
+  else if constexpr (T == GGMLType::BF16)
     return _mm256_castsi256_ps(_mm256_slli_epi32(
         _mm256_cvtepu16_epi32(_mm_loadu_si128(
             (const __m128i *)(static_cast<const uint16_t *>(row) + c))),
         16));
+  else if constexpr (T == GGMLType::Q8_0) {
+    const uint8_t *b = p + (c / QK8_0) * sizeof(BlockQ8_0);
+    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+        _mm_loadl_epi64((const __m128i *)(b + 2 + c % QK8_0))));
+    return _mm256_mul_ps(_mm256_set1_ps(halfAt(b)), q);
+  } else {
+    // Elements j < 16 of a block are the low nibbles of bytes j, the
+    // others the high nibbles of bytes j - 16.
+    const uint8_t *b = p + (c / QK4_0) * sizeof(BlockQ4_0);
+    const int64_t j = c % QK4_0;
+    __m256i v = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64((const __m128i *)(b + 2 + (j & 15))));
+    v = j < 16 ? _mm256_and_si256(v, _mm256_set1_epi32(0x0F))
+               : _mm256_srli_epi32(v, 4);
+    const __m256 q =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8)));
+    return _mm256_mul_ps(_mm256_set1_ps(halfAt(b)), q);
+  }
 }
 
 template <GGMLType T> inline float at(const void *row, int64_t c) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
   if constexpr (T == GGMLType::F32)
     return static_cast<const float *>(row)[c];
   else if constexpr (T == GGMLType::F16)
     return fp16ToF32(static_cast<const uint16_t *>(row)[c]);
-  else
+  else if constexpr (T == GGMLType::BF16)
     return bf16ToF32(static_cast<const uint16_t *>(row)[c]);
+  else if constexpr (T == GGMLType::Q8_0) {
+    const uint8_t *b = p + (c / QK8_0) * sizeof(BlockQ8_0);
+    return qblk::half(b) * float(int8_t(b[2 + c % QK8_0]));
+  } else {
+    const uint8_t *b = p + (c / QK4_0) * sizeof(BlockQ4_0);
+    const int64_t j = c % QK4_0;
+    const uint8_t q = b[2 + (j & 15)];
+    return qblk::half(b) * float(int(j < 16 ? q & 0x0F : q >> 4) - 8);
+  }
+}
+
+// The 32 values of the Q8_0/Q4_0 block at column c (a multiple of 32) as
+// load8 gives them, 8 per vector.
+template <GGMLType T>
+PINFER_AVX2 inline void load32(const void *row, int64_t c, __m256 *w) {
+  static_assert(T == GGMLType::Q8_0 || T == GGMLType::Q4_0, "a block type");
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  if constexpr (T == GGMLType::Q8_0) {
+    const uint8_t *b = p + (c / QK8_0) * sizeof(BlockQ8_0);
+    const __m256 d = _mm256_set1_ps(halfAt(b));
+    for (int k = 0; k < 4; ++k)
+      w[k] = _mm256_mul_ps(
+          d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                 _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * k)))));
+  } else {
+    const uint8_t *b = p + (c / QK4_0) * sizeof(BlockQ4_0);
+    const __m256 d = _mm256_set1_ps(halfAt(b));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(q, mask),
+                  hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi,
+                              _mm_srli_si128(hi, 8)};
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (int k = 0; k < 4; ++k)
+      w[k] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                  _mm256_cvtepu8_epi32(parts[k]), eight)));
+  }
 }
 
 // y[c] = fma(a[i], row_i[c], y[c]) for i = 0..N-1 in order: the rows'
@@ -560,6 +624,24 @@ PINFER_AVX2 inline void axpyRowsNAvx2(const void *const *r, const float *a,
     coef8[i] = _mm256_set1_ps(a[i]);
   }
   int64_t c = c0;
+  if constexpr (T == GGMLType::Q8_0 || T == GGMLType::Q4_0) {
+    // A block's 32 values at a time (c0, c1 are multiples of 32): its
+    // scale converted and its quants unpacked once per row, not per 8
+    // values; each element still gets the same FMAs in the same order.
+    for (; c + 32 <= c1; c += 32) {
+      __m256 v[4];
+      for (int k = 0; k < 4; ++k)
+        v[k] = _mm256_loadu_ps(y + c + 8 * k);
+      for (int i = 0; i < N; ++i) {
+        __m256 w[4];
+        load32<T>(rows[i], c, w);
+        for (int k = 0; k < 4; ++k)
+          v[k] = _mm256_fmadd_ps(coef8[i], w[k], v[k]);
+      }
+      for (int k = 0; k < 4; ++k)
+        _mm256_storeu_ps(y + c + 8 * k, v[k]);
+    }
+  }
   for (; c + 8 <= c1; c += 8) {
     __m256 v = _mm256_loadu_ps(y + c);
     for (int i = 0; i < N; ++i)

@@ -163,6 +163,11 @@ struct TypeTraits {
   // into rows of n_embd without requantising, and f32 holds every decoded
   // value exactly).
   GGMLType downRowsType = GGMLType::F32;
+  // A transposed down projection a file already stores in this type (a
+  // PowerInfer file's blk.N.ffn_down_t, rows along n_embd) is packed and
+  // multiplied in it, row by row (its axpyRows): the float types and
+  // Q8_0/Q4_0. Other types' such rows are decoded to f32 when packed.
+  bool keepsTransposedRows = false;
   TypeKernels portable; // plain C++ loops
   TypeKernels avx2;     // AVX2 + FMA + F16C; null off x86
   // AVX-512 F/BW/VNNI, for the types where wider integer products pay; the
@@ -209,6 +214,14 @@ inline GGMLType transposedDownType(GGMLType source) {
   if (!t || !t->computable)
     return source;
   return t->downLayout == DownLayout::Rows ? t->downRowsType : GGMLType::I8;
+}
+
+// The type of the packed transposed down projection of a layer whose file
+// holds it only transposed, as blk.N.ffn_down_t of type `downT`: that type
+// where its rows are kept (TypeTraits::keepsTransposedRows), else f32.
+inline GGMLType packedTypeOfTransposed(GGMLType downT) {
+  const TypeTraits *t = typeTraits(downT);
+  return t && t->computable && t->keepsTransposedRows ? downT : GGMLType::F32;
 }
 
 // The type Model::load gives a down projection that a file holds only

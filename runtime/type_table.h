@@ -77,6 +77,7 @@ constexpr TypeTraits f32() {
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
   t.downRowsType = GGMLType::F32;
+  t.keepsTransposedRows = true;
   t.portable = {dotk::dotF32, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotF32Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::F32>)};
@@ -96,6 +97,7 @@ constexpr TypeTraits f16() {
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
   t.downRowsType = GGMLType::F16;
+  t.keepsTransposedRows = true;
   t.portable = {dotk::dotF16, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotF16Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::F16>)};
@@ -115,6 +117,7 @@ constexpr TypeTraits bf16() {
   t.act = ActFormat::F32;
   t.downLayout = DownLayout::Rows;
   t.downRowsType = GGMLType::BF16;
+  t.keepsTransposedRows = true;
   t.portable = {dotk::dotBF16, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotBF16Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::BF16>)};
@@ -139,6 +142,10 @@ constexpr TypeTraits q8_0() {
             PINFER_IF_X86(dotk::dotQ8_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ8_0Q8Avx512);
+  // A file's own transposed rows (PowerInfer's ffn_down_t) stay q8_0.
+  t.keepsTransposedRows = true;
+  t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q8_0>);
+  t.avx512.axpyRows = t.avx2.axpyRows;
   t.hasAvx512 = true;
   return t;
 }
@@ -163,6 +170,10 @@ constexpr TypeTraits q4_0() {
             PINFER_IF_X86(dotk::dotQ4_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ4_0Q8Avx512);
+  // A file's own transposed rows (PowerInfer's ffn_down_t) stay q4_0.
+  t.keepsTransposedRows = true;
+  t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q4_0>);
+  t.avx512.axpyRows = t.avx2.axpyRows;
   t.hasAvx512 = true;
   return t;
 }

@@ -174,6 +174,65 @@ TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
   }
 }
 
+// Tests a PowerInfer q4_0 file, whose packed down rows stay q4_0 (its own
+// ffn_down_t rows): the hot halves' down kernels read those rows on the
+// GPU path and the executable gives the reference's tokens.
+TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
+  GenModelConfig cfg;
+  std::string error;
+  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+  cfg.type = GGMLType::Q4_0;
+  cfg.powerInfer = true;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string model = dir_ + "/pwri.gguf";
+  GenModelReport genReport;
+  ASSERT_TRUE(generateModel(cfg, model, genReport, error)) << error;
+  std::vector<int32_t> reference;
+  {
+    auto m = Model::open(model, error);
+    ASSERT_TRUE(m) << error;
+    auto tok = Tokenizer::fromGGUF(m->file(), error);
+    ASSERT_TRUE(tok) << error;
+    std::string log;
+    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kTokens, reference, log))
+        << log;
+    ASSERT_TRUE(writeSplitPlan(dir_ + "/pwri.plan.json",
+                               modelIdentity(m->file()), error))
+        << error;
+  }
+  CompileArgs args;
+  args.model = model;
+  args.target = "rtx4090";
+  args.plan = dir_ + "/pwri.plan.json";
+  args.sparsity = "exact";
+  args.nCtx = 256;
+  args.noZ3 = true;
+  args.quiet = true;
+  args.output = dir_ + "/exe-pwri";
+  ASSERT_EQ(compileModel(args), 0);
+  auto packed = GGUFFile::open(args.output + ".weights.gguf", error);
+  ASSERT_TRUE(packed) << error;
+  const GGUFTensor *downT = packed->tensor("blk.0.ffn_down_t.weight");
+  ASSERT_TRUE(downT);
+  EXPECT_EQ(downT->type, GGMLType::Q4_0);
+  packed.reset();
+  const std::string exe = args.output;
+  args.output.clear();
+  args.emit = "cuda";
+  std::ostringstream printed;
+  std::streambuf *saved = std::cout.rdbuf(printed.rdbuf());
+  ASSERT_EQ(compileModel(args), 0);
+  std::cout.rdbuf(saved);
+  EXPECT_NE(printed.str().find("pf_at_q4_0(downT"), std::string::npos);
+  ASSERT_EQ(buildHostKernels(printed.str(), dir_, "kernels-pwri"), "");
+  std::string out, err;
+  std::map<std::string, long> report;
+  ASSERT_EQ(runOnStandin(exe, "pwri", "", "", out, err, report), 0) << err;
+  EXPECT_NE(out.find("\"gpu_active\":true"), std::string::npos) << out;
+  EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+  EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+}
+
 // Tests that with attention on the GPU (the plan puts each layer's there,
 // with its KV cache) the executable runs the attention kernels, reads no
 // attention weight on the CPU and still gives the reference's tokens.

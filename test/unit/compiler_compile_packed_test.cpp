@@ -109,9 +109,16 @@ TEST_P(PackedWeights, LayoutAndHash) {
   const GGUFTensor *fc2 = f->tensor("blk.0.fc2.weight");
   const GGUFTensor *fc2Src = model->file().tensor("blk.0.fc2.weight");
   ASSERT_TRUE(gate && downT && fc2 && fc2Src);
-  EXPECT_EQ(downT->type, transposedDownType(w.down.type));
-  const size_t downRow = transposedDownRowBytes(w.down.type, p.nEmbd);
-  EXPECT_EQ(size_t(downT->ne[0]) * typeTraits(downT->type)->typeSize, downRow);
+  // From ffn_down: its transposed layout; from ffn_down_t: its own rows
+  // where their type is kept (q8_0, q4_0, float types), else f32.
+  EXPECT_EQ(downT->type, cfg.withFfnDown ? transposedDownType(w.down.type)
+                                         : packedTypeOfTransposed(cfg.type));
+  const size_t downRow =
+      cfg.withFfnDown ? transposedDownRowBytes(w.down.type, p.nEmbd)
+                      : rowBytes(downT->type, p.nEmbd);
+  EXPECT_EQ(size_t(downT->ne[0]) * typeTraits(downT->type)->typeSize /
+                typeTraits(downT->type)->blockSize,
+            downRow);
   EXPECT_EQ(downT->ne[1], p.nFF);
   // Split layouts: the source's block scales, by source block.
   const DownLayout layout = downLayoutFor(w.down.type);

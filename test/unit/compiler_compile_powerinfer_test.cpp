@@ -181,8 +181,8 @@ TEST_F(PowerInferLayout, SameTokensAsPlainModel) {
 
 // Tests that the main job compiles a --powerinfer file, its layers split
 // between GPU and CPU, and that the executable gives the reference's
-// tokens: f16 (packed rows copied from ffn_down_t) and q4_0 (decoded to
-// f32 rows).
+// tokens: f16 and q4_0, whose packed rows are ffn_down_t's own, copied
+// in packed order (the q4_0 rows at an eighth of the f32 rows' bytes).
 TEST_F(PowerInferLayout, CompiledExecutableMatchesReference) {
   for (GGMLType type : {GGMLType::F16, GGMLType::Q4_0}) {
     SCOPED_TRACE(typeName(type));
@@ -211,6 +211,11 @@ TEST_F(PowerInferLayout, CompiledExecutableMatchesReference) {
               0)
         << err;
     EXPECT_EQ(jsonInts(out, "tokens"), reference(pwri)) << out;
+    auto packed = GGUFFile::open(args.output + ".weights.gguf", error);
+    ASSERT_TRUE(packed) << error;
+    const GGUFTensor *downT = packed->tensor("blk.0.ffn_down_t.weight");
+    ASSERT_TRUE(downT);
+    EXPECT_EQ(downT->type, type);
     EXPECT_GT(sumField(out, "cold_neurons"), 0) << out;
     EXPECT_GT(sumField(out, "hot_neurons"), 0) << out;
   }

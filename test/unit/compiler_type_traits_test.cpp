@@ -268,13 +268,22 @@ TEST(TypeTraits, DownLayoutsAgreeWithTheType) {
       EXPECT_EQ(t.blockSize, uint32_t(QK8_0));
       // An f16 scale and the quants: what the split packers copy.
       EXPECT_EQ(t.typeSize, 2u + t.blockSize * (q4 ? 4 : 8) / 8);
-      EXPECT_EQ(t.avx2.axpyRows, nullptr);
       break;
     }
     case DownLayout::Source:
       ADD_FAILURE() << "Source is a layer's choice, not a type's layout";
       break;
     }
+    // A file's own transposed rows are kept where the type's rows can be
+    // accumulated as they are: float types, Q8_0 and Q4_0.
+    EXPECT_EQ(t.keepsTransposedRows,
+              t.blockSize == 1 || type == GGMLType::Q8_0 ||
+                  type == GGMLType::Q4_0);
+    EXPECT_EQ(packedTypeOfTransposed(type),
+              t.keepsTransposedRows ? type : GGMLType::F32);
+#ifdef PINFER_X86
+    EXPECT_EQ(t.avx2.axpyRows != nullptr, t.keepsTransposedRows);
+#endif
   }
 }
 

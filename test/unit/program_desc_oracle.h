@@ -36,6 +36,14 @@ inline bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
     d.upType = w.up.type;
     d.downType = w.down.type;
     d.downTType = transposedDownType(w.down.type);
+    // PowerInfer's ffn_down_t alone: its rows, where their type is kept.
+    const GGUFTensor *downT = f.tensor(tensorName(TensorKind::FfnDownT, l));
+    if (downT && !f.tensor(tensorName(TensorKind::FfnDown, l)))
+      d.downTType = downT->type == GGMLType::Q8_0 ||
+                            downT->type == GGMLType::Q4_0 ||
+                            typeTraits(downT->type)->blockSize == 1
+                        ? downT->type
+                        : GGMLType::F32;
     if (mode != SparsityMode::Predicted)
       continue;
     const std::string fc1Name = tensorName(TensorKind::PredFc1, l),
