@@ -20,6 +20,7 @@
 // portable twin; only the order of the f32 accumulation differs.
 #pragma once
 
+#include "runtime/decode_blocks_avx2.h"
 #include "runtime/dot_kernels.h"
 #include "runtime/quant_blocks.h"
 
@@ -240,34 +241,17 @@ PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   float corr = 0;
   for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; ++j)
       qblk::scaleMinK4(j, p + 4, sc[j], m[j]);
-    const uint8_t *qs = p + (Five ? 48 : 16);
-    __m256i qh;
-    if constexpr (Five)
-      qh = _mm256_loadu_si256((const __m256i *)(p + 16));
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     float sm = 0;
     for (int g = 0; g < 4; ++g) {
-      const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-      __m256i lo = _mm256_and_si256(q, low);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-      if constexpr (Five) {
-        // Bit 2g (2g+1) of each byte moved to bit 4; srli_epi16 carries
-        // the upper byte's bits into the lower's top, masked off by `one`.
-        lo = _mm256_or_si256(
-            lo, _mm256_slli_epi16(
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
-        hi = _mm256_or_si256(
-            hi,
-            _mm256_slli_epi16(
-                _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
-      }
+      __m256i lo, hi;
+      qblk::unpackK4K5<Five>(p, g, lo, hi);
       const BlockQ8Act &a = x[2 * g], &b = x[2 * g + 1];
       const __m256i pa = _mm256_madd_epi16(
           _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a.qs)),
@@ -301,28 +285,18 @@ PINFER_AVX2 inline float dotQ5_KQ8Avx2(const void *row, const BlockQ8Act *x,
 PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
-  const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3),
-                c32 = _mm256_set1_epi8(32);
+  const __m256i c32 = _mm256_set1_epi8(32);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K)) {
     const int8_t *scales = reinterpret_cast<const int8_t *>(p + 192);
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     for (int h = 0; h < 2; ++h, x += 4) {
-      const __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + 64 * h));
-      const __m256i l1 = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32));
-      const __m256i qh =
-          _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-      const __m256i q[4] = {_mm256_and_si256(l0, low),
-                            _mm256_and_si256(l1, low),
-                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
-                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), low)};
+      __m256i v[4];
+      qblk::unpackQ6K(p, h, v);
       const int8_t *sc = scales + 8 * h;
       for (int k = 0; k < 4; ++k) {
-        const __m256i hb = _mm256_slli_epi16(
-            _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), three), 4);
-        const __m256i v = _mm256_or_si256(q[k], hb);
         const __m256i a = _mm256_loadu_si256((const __m256i *)x[k].qs);
-        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v, a),
+        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], a),
                                              _mm256_maddubs_epi16(c32, a));
         const __m256 s =
             _mm256_cvtepi32_ps(scalePairs(p16, sc[2 * k], sc[2 * k + 1]));

@@ -96,10 +96,20 @@ protected:
   // With plan "": the job's own placement, every layer allowed a split.
   static std::string compile(const std::string &mode,
                              const std::string &plan = plan_) {
+    return compileModelAs(model_, trace_, mode, plan, mode);
+  }
+  // The same for any model and trace (""), named by `tag`: dir_/exe-TAG
+  // and its kernels dir_/kernels-TAG (runOnStandin's `mode`).
+  static std::string compileModelAs(const std::string &model,
+                                    const std::string &trace,
+                                    const std::string &mode,
+                                    const std::string &plan,
+                                    const std::string &tag,
+                                    std::string *cuda = nullptr) {
     CompileArgs args;
-    args.model = model_;
+    args.model = model;
     args.target = "rtx4090";
-    args.trace = trace_;
+    args.trace = trace;
     args.sparsity = mode;
     args.plan = plan;
     if (plan.empty())
@@ -107,7 +117,7 @@ protected:
     args.nCtx = 256;
     args.noZ3 = true;
     args.quiet = true;
-    args.output = dir_ + "/exe-" + mode;
+    args.output = dir_ + "/exe-" + tag;
     EXPECT_EQ(compileModel(args), 0);
     args.output.clear();
     args.emit = "cuda";
@@ -115,8 +125,10 @@ protected:
     std::streambuf *saved = std::cout.rdbuf(printed.rdbuf());
     EXPECT_EQ(compileModel(args), 0);
     std::cout.rdbuf(saved);
-    EXPECT_EQ(buildHostKernels(printed.str(), dir_, "kernels-" + mode), "");
-    return dir_ + "/exe-" + mode;
+    EXPECT_EQ(buildHostKernels(printed.str(), dir_, "kernels-" + tag), "");
+    if (cuda)
+      *cuda = printed.str();
+    return dir_ + "/exe-" + tag;
   }
 
   // Runs `exe` greedily through the stand-in with `env` added; its exit
@@ -200,31 +212,16 @@ TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
                                modelIdentity(m->file()), error))
         << error;
   }
-  CompileArgs args;
-  args.model = model;
-  args.target = "rtx4090";
-  args.plan = dir_ + "/pwri.plan.json";
-  args.sparsity = "exact";
-  args.nCtx = 256;
-  args.noZ3 = true;
-  args.quiet = true;
-  args.output = dir_ + "/exe-pwri";
-  ASSERT_EQ(compileModel(args), 0);
-  auto packed = GGUFFile::open(args.output + ".weights.gguf", error);
+  std::string cuda;
+  const std::string exe = compileModelAs(
+      model, "", "exact", dir_ + "/pwri.plan.json", "pwri", &cuda);
+  EXPECT_NE(cuda.find("pf_at_q4_0(downT"), std::string::npos);
+  auto packed = GGUFFile::open(exe + ".weights.gguf", error);
   ASSERT_TRUE(packed) << error;
   const GGUFTensor *downT = packed->tensor("blk.0.ffn_down_t.weight");
   ASSERT_TRUE(downT);
   EXPECT_EQ(downT->type, GGMLType::Q4_0);
   packed.reset();
-  const std::string exe = args.output;
-  args.output.clear();
-  args.emit = "cuda";
-  std::ostringstream printed;
-  std::streambuf *saved = std::cout.rdbuf(printed.rdbuf());
-  ASSERT_EQ(compileModel(args), 0);
-  std::cout.rdbuf(saved);
-  EXPECT_NE(printed.str().find("pf_at_q4_0(downT"), std::string::npos);
-  ASSERT_EQ(buildHostKernels(printed.str(), dir_, "kernels-pwri"), "");
   std::string out, err;
   std::map<std::string, long> report;
   ASSERT_EQ(runOnStandin(exe, "pwri", "", "", out, err, report), 0) << err;
