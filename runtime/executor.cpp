@@ -677,14 +677,8 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
                        bool skipZero) {
   const int64_t nEmbd = params_.nEmbd;
   if (b.downLayout == DownLayout::Source) {
-    // The dense reference's product, bitwise: every neuron (the CPU half
-    // is the whole layer) in source order (bindDown), one f32-activation
-    // dot product per output, outputs split over threads.
-    const DotFn dot = dotKernel(b.downT.type);
-    pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e)
-        y[e] += dot(b.downT.row(e), h, b.downT.cols);
-    });
+    // Every neuron: the CPU half is the whole layer (bindDown).
+    sourceDown(b, h, 1, y);
     return;
   }
   if (b.downLayout == DownLayout::Rows) {
@@ -724,6 +718,18 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
   // Output columns split over threads in chunks of 32.
   pool_.parallelFor(nEmbd / 32, [&](int64_t u0, int64_t u1) {
     splitDownAxpy(b.split, groups, y, u0 * 32, u1 * 32);
+  });
+}
+
+void Executor::sourceDown(const LayerBinding &b, const float *h, int n,
+                          float *y) {
+  const int64_t nEmbd = params_.nEmbd, nFF = b.downT.cols;
+  const DotFn dot = dotKernel(b.downT.type);
+  pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e)
+      for (int t = 0; t < n; ++t)
+        y[size_t(t) * nEmbd + e] +=
+            dot(b.downT.row(e), h + size_t(t) * nFF, nFF);
   });
 }
 

@@ -358,15 +358,7 @@ void Executor::downBatch(int l, int n) {
   });
 
   if (b.downLayout == DownLayout::Source) {
-    // As cpuDown: the dense reference's product, outputs split over
-    // threads, each output row applied to every token.
-    const DotFn dot = dotKernel(b.downT.type);
-    pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e)
-        for (int t = 0; t < n; ++t)
-          bYCold_[size_t(t) * nEmbd + e] +=
-              dot(b.downT.row(e), h + size_t(t) * nFF, nFF);
-    });
+    sourceDown(b, h, n, bYCold_.data()); // as cpuDown
     return;
   }
   if (!split) {
