@@ -1,10 +1,12 @@
-// AVX2 twins of the decoders of the K-quants of common downloads (Q4_K,
-// Q5_K, Q6_K; runtime/quant_blocks.h): the same floats, bit for bit (each
-// value is the same float product, and difference, of the same operands:
-// (d * sc) * q, or (d * sc) * q - dmin * m), unpacked 32 bytes at a time
-// instead of one value at a time. The f32-activation products of these
-// types (the dense down projection, whose input stays in f32) decode every
-// block they read, so the decoder is their cost.
+// AVX2 decoding of the K-quants of common downloads (Q4_K, Q5_K, Q6_K;
+// runtime/quant_blocks.h): the unpacking of a block's values, 32 bytes at
+// a time, which their integer products share (runtime/dot_q8_blocks.h),
+// and their f32-activation products (the dense down projection, whose
+// input stays in f32), which decode every block they read: each value is
+// the reference decoder's float, bit for bit (the same product, and
+// difference, of the same operands: (d * sc) * q, or (d * sc) * q - dmin *
+// m), multiplied in the order dotk::dotBlocksAvx2 multiplies a decoded
+// block, without the round trip through a buffer.
 #pragma once
 
 #include "runtime/dot_kernels.h"
@@ -15,11 +17,11 @@
 namespace pinfer {
 namespace qblk {
 
-// y[0..32) = scale * float(v) - minus for the 32 unsigned (Signed: signed)
-// bytes of v, 16 with each of two scales (s0 for the first 16).
+// w[k] = scale * float(v) - minus for bytes 8k..8k+7 of v, unsigned
+// (Signed: signed), 16 bytes with each of two scales (s0 for the first).
 template <bool Signed, bool Min>
-PINFER_AVX2 inline void store32(float *y, __m256i v, float s0, float s1,
-                                float m0, float m1) {
+PINFER_AVX2 inline void values32(__m256i v, float s0, float s1, float m0,
+                                 float m1, __m256 *w) {
   const __m128i halves[2] = {_mm256_castsi256_si128(v),
                              _mm256_extracti128_si256(v, 1)};
   for (int h = 0; h < 2; ++h) {
@@ -33,9 +35,19 @@ PINFER_AVX2 inline void store32(float *y, __m256i v, float s0, float s1,
       __m256 f = _mm256_mul_ps(s, _mm256_cvtepi32_ps(i32));
       if constexpr (Min)
         f = _mm256_sub_ps(f, m);
-      _mm256_storeu_ps(y + 16 * h + 8 * e, f);
+      w[2 * h + e] = f;
     }
   }
+}
+
+// 32 decoded values times x[0..32) into the two chains of dotBlocksAvx2:
+// values 0-7 and 16-23 into a0, 8-15 and 24-31 into a1.
+PINFER_AVX2 inline void fma32(const __m256 *w, const float *x, __m256 &a0,
+                              __m256 &a1) {
+  a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(x), a0);
+  a1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x + 8), a1);
+  a0 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(x + 16), a0);
+  a1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x + 24), a1);
 }
 
 // The unsigned values of sub-blocks 2g (lo) and 2g+1 (hi) of a Q4_K/Q5_K
@@ -77,43 +89,109 @@ PINFER_AVX2 inline void unpackQ6K(const uint8_t *p, int h, __m256i *v) {
                   _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), three), 4));
 }
 
-template <bool Five>
-PINFER_AVX2 inline void decodeK4K5Avx2(const uint8_t *p, float *y) {
-  const float d = dotk::halfAt(p), min = dotk::halfAt(p + 2);
-  for (int g = 0; g < 4; ++g, y += 64) {
-    uint8_t sc, m;
-    scaleMinK4(2 * g, p + 4, sc, m);
-    const float d1 = d * sc, m1 = min * m;
-    scaleMinK4(2 * g + 1, p + 4, sc, m);
-    const float d2 = d * sc, m2 = min * m;
-    __m256i lo, hi;
-    unpackK4K5<Five>(p, g, lo, hi);
-    store32<false, true>(y, lo, d1, d1, m1, m1);
-    store32<false, true>(y + 32, hi, d2, d2, m2, m2);
-  }
-}
-
-PINFER_AVX2 inline void decodeQ4_KAvx2(const uint8_t *p, float *y) {
-  decodeK4K5Avx2<false>(p, y);
-}
-PINFER_AVX2 inline void decodeQ5_KAvx2(const uint8_t *p, float *y) {
-  decodeK4K5Avx2<true>(p, y);
-}
-
-PINFER_AVX2 inline void decodeQ6_KAvx2(const uint8_t *p, float *y) {
-  const int8_t *sc = reinterpret_cast<const int8_t *>(p + 192);
-  const float d = dotk::halfAt(p + 208);
-  const __m256i c32 = _mm256_set1_epi8(32);
-  for (int h = 0; h < 2; ++h, y += 128, sc += 8) {
-    __m256i v[4];
-    unpackQ6K(p, h, v);
-    for (int k = 0; k < 4; ++k)
-      store32<true, false>(y + 32 * k, _mm256_sub_epi8(v[k], c32),
-                           d * sc[2 * k], d * sc[2 * k + 1], 0.f, 0.f);
-  }
-}
-
 } // namespace qblk
+
+namespace dotk {
+
+// The f32-activation products: bitwise dotk::dotBlocksAvx2 over the
+// reference decoders (runtime/quant_blocks.h); for NT tokens at once (x +
+// t * xStride), each block decoded once for all of them (see
+// dotQ8_0Q8NAvx2).
+template <bool Five, int NT>
+PINFER_AVX2 inline void dotK4K5F32NAvx2(const void *row, const float *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  __m256 a[NT][2];
+  for (int t = 0; t < NT; ++t)
+    a[t][0] = a[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b, p += bytes) {
+    const float d = halfAt(p), min = halfAt(p + 2);
+    for (int g = 0; g < 4; ++g, x += 64) {
+      uint8_t sc, m;
+      qblk::scaleMinK4(2 * g, p + 4, sc, m);
+      const float d1 = d * sc, m1 = min * m;
+      qblk::scaleMinK4(2 * g + 1, p + 4, sc, m);
+      const float d2 = d * sc, m2 = min * m;
+      __m256i lo, hi;
+      qblk::unpackK4K5<Five>(p, g, lo, hi);
+      __m256 wl[4], wh[4];
+      qblk::values32<false, true>(lo, d1, d1, m1, m1, wl);
+      qblk::values32<false, true>(hi, d2, d2, m2, m2, wh);
+      for (int t = 0; t < NT; ++t) {
+        qblk::fma32(wl, x + t * xStride, a[t][0], a[t][1]);
+        qblk::fma32(wh, x + t * xStride + 32, a[t][0], a[t][1]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+}
+
+template <int NT>
+PINFER_AVX2 inline void dotQ6_KF32NAvx2(const void *row, const float *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const __m256i c32 = _mm256_set1_epi8(32);
+  __m256 a[NT][2];
+  for (int t = 0; t < NT; ++t)
+    a[t][0] = a[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b, p += sizeof(BlockQ6_K)) {
+    const int8_t *sc = reinterpret_cast<const int8_t *>(p + 192);
+    const float d = halfAt(p + 208);
+    for (int h = 0; h < 2; ++h, sc += 8) {
+      __m256i v[4];
+      qblk::unpackQ6K(p, h, v);
+      for (int k = 0; k < 4; ++k, x += 32) {
+        __m256 w[4];
+        qblk::values32<true, false>(_mm256_sub_epi8(v[k], c32), d * sc[2 * k],
+                                    d * sc[2 * k + 1], 0.f, 0.f, w);
+        for (int t = 0; t < NT; ++t)
+          qblk::fma32(w, x + t * xStride, a[t][0], a[t][1]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+}
+
+PINFER_AVX2 inline float dotQ4_KF32Avx2(const void *row, const float *x,
+                                        int64_t n) {
+  float out;
+  dotK4K5F32NAvx2<false, 1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX2 inline float dotQ5_KF32Avx2(const void *row, const float *x,
+                                        int64_t n) {
+  float out;
+  dotK4K5F32NAvx2<true, 1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX2 inline float dotQ6_KF32Avx2(const void *row, const float *x,
+                                        int64_t n) {
+  float out;
+  dotQ6_KF32NAvx2<1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX2 inline void dotQ4_KF32x4Avx2(const void *row, const float *x,
+                                         int64_t xStride, int64_t n,
+                                         float *out) {
+  dotK4K5F32NAvx2<false, kTokensAtOnce>(row, x, xStride, n, out);
+}
+PINFER_AVX2 inline void dotQ5_KF32x4Avx2(const void *row, const float *x,
+                                         int64_t xStride, int64_t n,
+                                         float *out) {
+  dotK4K5F32NAvx2<true, kTokensAtOnce>(row, x, xStride, n, out);
+}
+PINFER_AVX2 inline void dotQ6_KF32x4Avx2(const void *row, const float *x,
+                                         int64_t xStride, int64_t n,
+                                         float *out) {
+  dotQ6_KF32NAvx2<kTokensAtOnce>(row, x, xStride, n, out);
+}
+
+} // namespace dotk
 } // namespace pinfer
 
 #endif // PINFER_X86

@@ -332,30 +332,46 @@ PINFER_AVX2 inline __m256 mulSumI8(__m256i w, __m256i x) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
+// The products of one row with NT tokens' activations at once (x + t *
+// xStride blocks for token t), the row's blocks unpacked once for all of
+// them: each token's result is bitwise its one-token product (the same
+// operations in the same order), so a batch multiplies as tokens one by
+// one do. NT = 1 is the one-token kernel; kTokensAtOnce (ggml_types.h)
+// the multi-token one.
+
+template <int NT>
+PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
+                                       int64_t xStride, int64_t n, float *out) {
+  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
+  __m256 a[NT][2];
+  for (int t = 0; t < NT; ++t)
+    a[t][0] = a[t][1] = _mm256_setzero_ps();
+  // Consecutive blocks alternate between two accumulators.
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
+    const __m256i w = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+    const float dw = halfToFloat(b[blk].d);
+    __m256 *slot = &a[0][blk & 1];
+    for (int t = 0; t < NT; ++t, slot += 2) {
+      const BlockQ8Act &xb = x[t * xStride + blk];
+      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
+      *slot =
+          _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), mulSumI8(w, x0), *slot);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+}
+
 PINFER_AVX2 inline float dotQ8_0Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
-  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
-  const int64_t nb = n / QK8_0;
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  int64_t blk = 0;
-  for (; blk + 2 <= nb; blk += 2) {
-    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
-    __m256i w1 = _mm256_loadu_si256((const __m256i *)b[blk + 1].qs);
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    __m256i x1 = _mm256_loadu_si256((const __m256i *)x[blk + 1].qs);
-    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
-                         mulSumI8(w0, x0), a0);
-    a1 = _mm256_fmadd_ps(
-        _mm256_set1_ps(halfToFloat(b[blk + 1].d) * x[blk + 1].d),
-        mulSumI8(w1, x1), a1);
-  }
-  for (; blk < nb; ++blk) {
-    __m256i w0 = _mm256_loadu_si256((const __m256i *)b[blk].qs);
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    a0 = _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d) * x[blk].d),
-                         mulSumI8(w0, x0), a0);
-  }
-  return hsum(_mm256_add_ps(a0, a1));
+  float out;
+  dotQ8_0Q8NAvx2<1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX2 inline void dotQ8_0Q8x4Avx2(const void *row, const BlockQ8Act *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  dotQ8_0Q8NAvx2<kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 // 16 bytes of packed nibbles -> 32 unsigned bytes 0..15 in element order
@@ -367,43 +383,66 @@ PINFER_AVX2 inline __m256i unpackQ4(const uint8_t *qs) {
                           _mm_and_si128(q, mask));
 }
 
-// The nibbles are unsigned, so they go straight into maddubs; the offset of
-// 8 is removed per block through the activation's precomputed sum s.
-PINFER_AVX2 inline __m256 q4Block(const BlockQ4_0 &b, const BlockQ8Act &x,
-                                  __m256 acc, float &corr) {
+// A block's 32 values as unsigned bytes for maddubs, and what turns their
+// integer sum with an activation block into the product: value = d * q -
+// c * Offset, so a block adds d * da * isum - Offset * c * sa, the offset
+// taken off once at the end through the activation's sum s.
+struct UnsignedBlock {
+  __m256i q;
+  float d, c;
+};
+
+// Q4_0: the nibbles, offset 8.
+PINFER_AVX2 inline UnsignedBlock q4Block(const BlockQ4_0 &b) {
   const float dw = halfToFloat(b.d);
-  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
-  __m256i p16 = _mm256_maddubs_epi16(unpackQ4(b.qs), x0);
-  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-  corr += dw * x.s;
-  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
+  return {unpackQ4(b.qs), dw, dw};
 }
 
-// A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16) times an 8-bit
-// activation: two accumulators over the blocks, each block's offset taken
-// off once at the end through the activation sums Block adds to `corr`.
-template <class B,
-          __m256 (*Block)(const B &, const BlockQ8Act &, __m256, float &),
-          int Offset>
+// A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16; Q4_1/Q5_1: -1, their
+// mins added) times NT tokens' 8-bit activations: two accumulators over
+// the blocks (consecutive blocks alternate), per token.
+template <class B, UnsignedBlock (*Unpack)(const B &), int Offset, int NT>
+PINFER_AVX2 inline void
+dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
+                     int64_t n, float *out) {
+  const B *b = static_cast<const B *>(row);
+  __m256 a[NT][2];
+  float c[NT][2];
+  for (int t = 0; t < NT; ++t) {
+    a[t][0] = a[t][1] = _mm256_setzero_ps();
+    c[t][0] = c[t][1] = 0.f;
+  }
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
+    const int slot = int(blk & 1);
+    const UnsignedBlock u = Unpack(b[blk]);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8Act &xb = x[t * xStride + blk];
+      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
+      const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(
+          _mm256_maddubs_epi16(u.q, x0), _mm256_set1_epi16(1)));
+      c[t][slot] += u.c * xb.s;
+      a[t][slot] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * xb.d), p, a[t][slot]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1])) -
+             float(Offset) * (c[t][0] + c[t][1]);
+}
+
+// The one-token and kTokensAtOnce-token kernels of such a format.
+template <class B, UnsignedBlock (*Unpack)(const B &), int Offset>
 PINFER_AVX2 inline float dotOffsetBlocksAvx2(const void *row,
                                              const BlockQ8Act *x, int64_t n) {
-  const B *b = static_cast<const B *>(row);
-  const int64_t nb = n / QK8_0;
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  float c0 = 0, c1 = 0;
-  int64_t blk = 0;
-  for (; blk + 2 <= nb; blk += 2) {
-    a0 = Block(b[blk], x[blk], a0, c0);
-    a1 = Block(b[blk + 1], x[blk + 1], a1, c1);
-  }
-  for (; blk < nb; ++blk)
-    a0 = Block(b[blk], x[blk], a0, c0);
-  return hsum(_mm256_add_ps(a0, a1)) - float(Offset) * (c0 + c1);
+  float out;
+  dotOffsetBlocksNAvx2<B, Unpack, Offset, 1>(row, x, 0, n, &out);
+  return out;
 }
-
-PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
-                                       int64_t n) {
-  return dotOffsetBlocksAvx2<BlockQ4_0, q4Block, 8>(row, x, n);
+template <class B, UnsignedBlock (*Unpack)(const B &), int Offset>
+PINFER_AVX2 inline void
+dotOffsetBlocksX4Avx2(const void *row, const BlockQ8Act *x, int64_t xStride,
+                      int64_t n, float *out) {
+  dotOffsetBlocksNAvx2<B, Unpack, Offset, kTokensAtOnce>(row, x, xStride, n,
+                                                         out);
 }
 
 // 32 bits -> 32 bytes, byte j 0x10 where bit j is set: each byte picks the
@@ -420,20 +459,18 @@ PINFER_AVX2 inline __m256i fifthBits(uint32_t bits) {
   return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
 }
 
-// As q4Block, with the fifth bits or-ed in and an offset of 16.
-PINFER_AVX2 inline __m256 q5Block(const BlockQ5_0 &b, const BlockQ8Act &x,
-                                  __m256 acc, float &corr) {
+// Q5_0: as Q4_0 with the fifth bits or-ed in, offset 16.
+PINFER_AVX2 inline UnsignedBlock q5Block(const BlockQ5_0 &b) {
   const float dw = halfToFloat(b.d);
   uint32_t qh;
   std::memcpy(&qh, b.qh, 4);
-  const __m256i q = _mm256_or_si256(unpackQ4(b.qs), fifthBits(qh));
-  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
-  __m256i p16 = _mm256_maddubs_epi16(q, x0);
-  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-  corr += dw * x.s;
-  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), p, acc);
+  return {_mm256_or_si256(unpackQ4(b.qs), fifthBits(qh)), dw, dw};
 }
 
+PINFER_AVX2 inline float dotQ4_0Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return dotOffsetBlocksAvx2<BlockQ4_0, q4Block, 8>(row, x, n);
+}
 PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
   return dotOffsetBlocksAvx2<BlockQ5_0, q5Block, 16>(row, x, n);

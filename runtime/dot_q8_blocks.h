@@ -205,22 +205,17 @@ PINFER_AVX2 inline __m256i scalePairs(__m256i p16, int16_t s0, int16_t s1) {
       p16, _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0)));
 }
 
-// As q4Block with the min added: Q4_1/Q5_1 blocks (x = d q + m).
+// Q4_1/Q5_1 blocks (x = d q + m): the nibbles (and fifth bits), their min
+// as the offset term, added (Offset -1 in dotOffsetBlocksNAvx2).
 template <class B, bool Five>
-PINFER_AVX2 inline __m256 affineBlock(const B &b, const BlockQ8Act &x,
-                                      __m256 acc, float &corr) {
+PINFER_AVX2 inline UnsignedBlock affineBlock(const B &b) {
   __m256i q = unpackQ4(b.qs);
   if constexpr (Five) {
     uint32_t qh;
     std::memcpy(&qh, b.qh, 4);
     q = _mm256_or_si256(q, fifthBits(qh));
   }
-  __m256i x0 = _mm256_loadu_si256((const __m256i *)x.qs);
-  __m256i p16 = _mm256_maddubs_epi16(q, x0);
-  __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-  // dotOffsetBlocksAvx2 subtracts Offset * corr: Offset -1 adds the mins.
-  corr += halfToFloat(b.m) * x.s;
-  return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d) * x.d), p, acc);
+  return {q, halfToFloat(b.d), halfToFloat(b.m)};
 }
 
 PINFER_AVX2 inline float dotQ4_1Q8Avx2(const void *row, const BlockQ8Act *x,
@@ -235,39 +230,70 @@ PINFER_AVX2 inline float dotQ5_1Q8Avx2(const void *row, const BlockQ8Act *x,
 }
 
 // Q4_K/Q5_K: a 32-byte load of nibbles serves two sub-blocks (low and high
-// nibbles); the fifth bits of sub-block j are bit j of each qh byte.
-template <bool Five>
-PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
-                                       int64_t n) {
+// nibbles), unpacked once for NT tokens (see dotQ8_0Q8NAvx2).
+template <bool Five, int NT>
+PINFER_AVX2 inline void dotK4K5Q8NAvx2(const void *row, const BlockQ8Act *x,
+                                       int64_t xStride, int64_t n, float *out) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  __m256 acc = _mm256_setzero_ps();
-  float corr = 0;
+  __m256 acc[NT];
+  float corr[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    corr[t] = 0.f;
+  }
   for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; ++j)
       qblk::scaleMinK4(j, p + 4, sc[j], m[j]);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    float sm = 0;
+    __m256 s0[NT], s1[NT];
+    float sm[NT];
+    for (int t = 0; t < NT; ++t) {
+      s0[t] = s1[t] = _mm256_setzero_ps();
+      sm[t] = 0.f;
+    }
     for (int g = 0; g < 4; ++g) {
       __m256i lo, hi;
       qblk::unpackK4K5<Five>(p, g, lo, hi);
-      const BlockQ8Act &a = x[2 * g], &b = x[2 * g + 1];
-      const __m256i pa = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a.qs)),
-          _mm256_set1_epi16(int16_t(sc[2 * g])));
-      const __m256i pb = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)b.qs)),
-          _mm256_set1_epi16(int16_t(sc[2 * g + 1])));
-      s0 = _mm256_fmadd_ps(_mm256_set1_ps(a.d), _mm256_cvtepi32_ps(pa), s0);
-      s1 = _mm256_fmadd_ps(_mm256_set1_ps(b.d), _mm256_cvtepi32_ps(pb), s1);
-      sm += float(m[2 * g]) * a.s + float(m[2 * g + 1]) * b.s;
+      for (int t = 0; t < NT; ++t) {
+        const BlockQ8Act &a = x[t * xStride + 2 * g],
+                         &b = x[t * xStride + 2 * g + 1];
+        const __m256i pa = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a.qs)),
+            _mm256_set1_epi16(int16_t(sc[2 * g])));
+        const __m256i pb = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)b.qs)),
+            _mm256_set1_epi16(int16_t(sc[2 * g + 1])));
+        s0[t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(a.d), _mm256_cvtepi32_ps(pa), s0[t]);
+        s1[t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(b.d), _mm256_cvtepi32_ps(pb), s1[t]);
+        sm[t] += float(m[2 * g]) * a.s + float(m[2 * g + 1]) * b.s;
+      }
     }
-    acc =
-        _mm256_fmadd_ps(_mm256_set1_ps(halfAt(p)), _mm256_add_ps(s0, s1), acc);
-    corr += halfAt(p + 2) * sm;
+    const float d = halfAt(p), dmin = halfAt(p + 2);
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_add_ps(s0[t], s1[t]),
+                               acc[t]);
+      corr[t] += dmin * sm[t];
+    }
   }
-  return hsum(acc) - corr;
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(acc[t]) - corr[t];
+}
+
+template <bool Five>
+PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  float out;
+  dotK4K5Q8NAvx2<Five, 1>(row, x, 0, n, &out);
+  return out;
+}
+template <bool Five>
+PINFER_AVX2 inline void dotK4K5Q8x4Avx2(const void *row, const BlockQ8Act *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  dotK4K5Q8NAvx2<Five, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 PINFER_AVX2 inline float dotQ4_KQ8Avx2(const void *row, const BlockQ8Act *x,
@@ -281,35 +307,54 @@ PINFER_AVX2 inline float dotQ5_KQ8Avx2(const void *row, const BlockQ8Act *x,
 
 // Q6_K: the unsigned 6-bit values go into maddubs and the offset of 32
 // comes off in the int16 pair sums (maddubs of 32 with the activation),
-// both within int16: |63 * 127 * 2| + |32 * 127 * 2| < 2^15.
-PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
-                                       int64_t n) {
+// both within int16: |63 * 127 * 2| + |32 * 127 * 2| < 2^15. Unpacked once
+// for NT tokens (see dotQ8_0Q8NAvx2).
+template <int NT>
+PINFER_AVX2 inline void dotQ6_KQ8NAvx2(const void *row, const BlockQ8Act *x,
+                                       int64_t xStride, int64_t n, float *out) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
   const __m256i c32 = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K)) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t)
+    acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x += 8) {
     const int8_t *scales = reinterpret_cast<const int8_t *>(p + 192);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    for (int h = 0; h < 2; ++h, x += 4) {
+    __m256 s[NT][2];
+    for (int t = 0; t < NT; ++t)
+      s[t][0] = s[t][1] = _mm256_setzero_ps();
+    for (int h = 0; h < 2; ++h) {
       __m256i v[4];
       qblk::unpackQ6K(p, h, v);
       const int8_t *sc = scales + 8 * h;
-      for (int k = 0; k < 4; ++k) {
-        const __m256i a = _mm256_loadu_si256((const __m256i *)x[k].qs);
-        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], a),
-                                             _mm256_maddubs_epi16(c32, a));
-        const __m256 s =
-            _mm256_cvtepi32_ps(scalePairs(p16, sc[2 * k], sc[2 * k + 1]));
-        if (k & 1)
-          s1 = _mm256_fmadd_ps(_mm256_set1_ps(x[k].d), s, s1);
-        else
-          s0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k].d), s, s0);
-      }
+      for (int k = 0; k < 4; ++k)
+        for (int t = 0; t < NT; ++t) {
+          const BlockQ8Act &xb = x[t * xStride + 4 * h + k];
+          const __m256i a = _mm256_loadu_si256((const __m256i *)xb.qs);
+          const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], a),
+                                               _mm256_maddubs_epi16(c32, a));
+          const __m256 sum =
+              _mm256_cvtepi32_ps(scalePairs(p16, sc[2 * k], sc[2 * k + 1]));
+          s[t][k & 1] = _mm256_fmadd_ps(_mm256_set1_ps(xb.d), sum, s[t][k & 1]);
+        }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(halfAt(p + 208)),
-                          _mm256_add_ps(s0, s1), acc);
+    const __m256 d = _mm256_set1_ps(halfAt(p + 208));
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(d, _mm256_add_ps(s[t][0], s[t][1]), acc[t]);
   }
-  return hsum(acc);
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(acc[t]);
+}
+
+PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  float out;
+  dotQ6_KQ8NAvx2<1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX2 inline void dotQ6_KQ8x4Avx2(const void *row, const BlockQ8Act *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  dotQ6_KQ8NAvx2<kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 #endif // PINFER_X86

@@ -230,11 +230,42 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const float *xb = bXb_.data();
   const BlockQ8Act *xq = bXq_.data();
   float *h = bH_.data();
+  // Unpredicted rows take kTokensAtOnce tokens at a time where the types
+  // have such kernels (bitwise the one-token products): the gates of all,
+  // the ups of all when all pass the test, else one by one.
+  const bool several = gateDot.hasX4() && upDot.hasX4();
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
+    float g4[kTokensAtOnce], u4[kTokensAtOnce];
     for (int64_t k = k0; k < k1; ++k) {
       const uint8_t *gateRow = b.gate.row(k), *upRow = b.up.row(k);
       const bool predicted = predict && k >= nHot;
-      for (int t = 0; t < n; ++t) {
+      int t0 = 0;
+      for (; several && !predicted && t0 + kTokensAtOnce <= n;
+           t0 += kTokensAtOnce) {
+        const float *x = xb + size_t(t0) * nEmbd;
+        const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
+        gateDot.x4(gateRow, x, nEmbd, xqt, nBlk, nEmbd, g4);
+        bool all = true;
+        for (int j = 0; j < kTokensAtOnce; ++j) {
+          g4[j] = ffnActivate(act, g4[j]);
+          all = all && !(exact && std::fabs(g4[j]) <= skipAtOrBelow);
+        }
+        if (all)
+          upDot.x4(upRow, x, nEmbd, xqt, nBlk, nEmbd, u4);
+        for (int j = 0; j < kTokensAtOnce; ++j) {
+          float &ht = h[size_t(t0 + j) * nFF + k];
+          const float a = g4[j];
+          if (exact && std::fabs(a) <= skipAtOrBelow) {
+            ht = 0.f;
+            continue;
+          }
+          const float u = all ? u4[j]
+                              : upDot(upRow, x + size_t(j) * nEmbd,
+                                      xqt + size_t(j) * nBlk, nEmbd);
+          ht = a * ffnUpFactor(act, u);
+        }
+      }
+      for (int t = t0; t < n; ++t) {
         float &ht = h[size_t(t) * nFF + k];
         if (predicted && !chosen[size_t(t) * nFF + k]) {
           ht = 0.f;

@@ -128,11 +128,25 @@ using AxpyFn = void (*)(const void *row, float a, float *y, int64_t c0,
 using AxpyRowsFn = void (*)(const void *const *rows, const float *a, int n,
                             float *y, int64_t c0, int64_t c1);
 
+// Tokens a multi-token kernel takes at once.
+constexpr int kTokensAtOnce = 4;
+
+// The same for kTokensAtOnce tokens at once, x_t = x + t * xStride
+// (floats, or BlockQ8Act blocks): out[t] bitwise the one-token kernel's.
+using Dot4Fn = void (*)(const void *row, const float *x, int64_t xStride,
+                        int64_t n, float *out);
+using DotQ8Act4Fn = void (*)(const void *row, const BlockQ8Act *x,
+                             int64_t xStride, int64_t n, float *out);
+
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
   DotFn dot = nullptr;           // every computable type
   DotQ8ActFn dotQ8 = nullptr;    // types whose products use ActFormat::Q8
   AxpyRowsFn axpyRows = nullptr; // the sparse down projection's fast path
+  // Several tokens' products of one row (prompts, runtime/kernels.h):
+  // where unpacking a block costs more than multiplying it.
+  Dot4Fn dot4 = nullptr;
+  DotQ8Act4Fn dotQ84 = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

@@ -107,21 +107,28 @@ namespace {
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
-  if (xq) {
-    DotQ8ActFn fn = dotQ8ActKernel(w.type);
-    const int64_t nb = w.cols / QK8_0;
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t *row = w.row(r);
-      for (int t = 0; t < nTok; ++t)
-        y[t * yStride + r] = fn(row, xq + t * nb, w.cols);
-    }
-    return;
+  RowDot dot = rowDot(w.type);
+  if (!xq) { // f32 activations whatever the type
+    dot.q8 = nullptr;
+    dot.q84 = nullptr;
   }
-  DotFn fn = selectDot(w.type);
+  const int64_t nb = w.cols / QK8_0;
+  float out[kTokensAtOnce];
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t *row = w.row(r);
-    for (int t = 0; t < nTok; ++t)
-      y[t * yStride + r] = fn(row, x + t * xStride, w.cols);
+    int t = 0;
+    // Tokens kTokensAtOnce at a time where the type has such a kernel:
+    // the same results as one by one.
+    if (dot.hasX4())
+      for (; t + kTokensAtOnce <= nTok; t += kTokensAtOnce) {
+        dot.x4(row, x + t * xStride, xStride, xq ? xq + t * nb : nullptr, nb,
+               w.cols, out);
+        for (int k = 0; k < kTokensAtOnce; ++k)
+          y[(t + k) * yStride + r] = out[k];
+      }
+    for (; t < nTok; ++t)
+      y[t * yStride + r] =
+          dot(row, x + t * xStride, xq ? xq + t * nb : nullptr, w.cols);
   }
 }
 
@@ -227,7 +234,12 @@ DotQ8ActFn dotQ8ActKernel(GGMLType type) {
   return k ? k->dotQ8 : nullptr;
 }
 
-RowDot rowDot(GGMLType type) { return RowDot{dotQ8ActKernel(type), selectDot(type)}; }
+RowDot rowDot(GGMLType type) {
+  const TypeKernels *k = kernelsOf(type);
+  if (!k)
+    return RowDot{};
+  return RowDot{k->dotQ8, k->dot, k->dotQ84, k->dot4};
+}
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {
   double ss = 0;

@@ -78,9 +78,23 @@ inline bool usesQ8Act(GGMLType type) {
 struct RowDot {
   DotQ8ActFn q8 = nullptr; // set for ActFormat::Q8 types
   DotFn f32 = nullptr;
+  // kTokensAtOnce tokens at once, bitwise q8 / f32 per token; null where
+  // the type has no such kernel at this level.
+  DotQ8Act4Fn q84 = nullptr;
+  Dot4Fn f324 = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
+  }
+  // Whether kTokensAtOnce tokens can go at once.
+  bool hasX4() const { return q8 ? q84 != nullptr : f324 != nullptr; }
+  // kTokensAtOnce tokens: x_t = x + t * xStride, xq_t = xq + t * xqStride.
+  void x4(const uint8_t *row, const float *x, int64_t xStride,
+          const BlockQ8Act *xq, int64_t xqStride, int64_t n, float *out) const {
+    if (q8)
+      q84(row, xq, xqStride, n, out);
+    else
+      f324(row, x, xStride, n, out);
   }
 };
 RowDot rowDot(GGMLType type);

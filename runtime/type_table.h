@@ -142,6 +142,9 @@ constexpr TypeTraits q8_0() {
             PINFER_IF_X86(dotk::dotQ8_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ8_0Q8Avx512);
+  // Several tokens at once at the AVX2 level only: at the AVX-512 level
+  // the one-token kernel is another.
+  t.avx2.dotQ84 = PINFER_IF_X86(dotk::dotQ8_0Q8x4Avx2);
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q8_0.
   t.keepsTransposedRows = true;
   t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q8_0>);
@@ -170,6 +173,8 @@ constexpr TypeTraits q4_0() {
             PINFER_IF_X86(dotk::dotQ4_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ4_0Q8Avx512);
+  t.avx2.dotQ84 =
+      PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<BlockQ4_0, dotk::q4Block, 8>));
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q4_0.
   t.keepsTransposedRows = true;
   t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q4_0>);
@@ -209,10 +214,11 @@ constexpr TypeTraits decoded(const char *name, const char *enumerator,
 // these types. Q2_K and Q3_K have no AVX2 loop: their AVX2 set names the
 // portable one.
 constexpr TypeTraits withQ8Act(TypeTraits t, DotQ8ActFn portable,
-                               DotQ8ActFn avx2) {
+                               DotQ8ActFn avx2, DotQ8Act4Fn avx2x4 = nullptr) {
   t.act = ActFormat::Q8;
   t.portable.dotQ8 = portable;
   t.avx2.dotQ8 = avx2;
+  t.avx2.dotQ84 = avx2x4;
   return t;
 }
 
@@ -225,7 +231,9 @@ constexpr TypeTraits q4_1() {
   return withQ8Act(
       decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
           "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512),
-      dotk::dotQ4_1Q8, PINFER_IF_X86(dotk::dotQ4_1Q8Avx2));
+      dotk::dotQ4_1Q8, PINFER_IF_X86(dotk::dotQ4_1Q8Avx2),
+      PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
+                     BlockQ4_1, dotk::affineBlock<BlockQ4_1, false>, -1>)));
 }
 constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
@@ -233,13 +241,17 @@ constexpr TypeTraits q5_0() {
   return withQ8Act(
       decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
           "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024),
-      dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2));
+      dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2),
+      PINFER_IF_X86(
+          (dotk::dotOffsetBlocksX4Avx2<BlockQ5_0, dotk::q5Block, 16>)));
 }
 constexpr TypeTraits q5_1() {
   return withQ8Act(
       decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
           "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512),
-      dotk::dotQ5_1Q8, PINFER_IF_X86(dotk::dotQ5_1Q8Avx2));
+      dotk::dotQ5_1Q8, PINFER_IF_X86(dotk::dotQ5_1Q8Avx2),
+      PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
+                     BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
 }
 constexpr TypeTraits q2_K() {
   return withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
@@ -255,30 +267,33 @@ constexpr TypeTraits q4_K() {
   TypeTraits t =
       withQ8Act(decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
                     "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
-                dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2));
+                dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2),
+                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>));
   // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(
-      (dotk::dotBlocksAvx2<qblk::decodeQ4_KAvx2, QK_K, sizeof(BlockQ4_K)>));
+  t.avx2.dot = PINFER_IF_X86(dotk::dotQ4_KF32Avx2);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2);
   return t;
 }
 constexpr TypeTraits q5_K() {
   TypeTraits t =
       withQ8Act(decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
                     "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
-                dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2));
+                dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2),
+                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>));
   // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(
-      (dotk::dotBlocksAvx2<qblk::decodeQ5_KAvx2, QK_K, sizeof(BlockQ5_K)>));
+  t.avx2.dot = PINFER_IF_X86(dotk::dotQ5_KF32Avx2);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2);
   return t;
 }
 constexpr TypeTraits q6_K() {
   TypeTraits t =
       withQ8Act(decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
                     "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
-                dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2));
+                dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2),
+                PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2));
   // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(
-      (dotk::dotBlocksAvx2<qblk::decodeQ6_KAvx2, QK_K, sizeof(BlockQ6_K)>));
+  t.avx2.dot = PINFER_IF_X86(dotk::dotQ6_KF32Avx2);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2);
   return t;
 }
 

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -218,6 +219,59 @@ TEST(KernelsFast, Avx512VnniMatchesScalar) {
       EXPECT_NEAR(wide, avx2, 1e-6 * mag) << typeName(type) << " n=" << n;
     }
   }
+}
+
+// Tests that every kernel taking kTokensAtOnce tokens at once gives each
+// token bitwise its one-token product, at every level this CPU runs, with
+// quantised and with f32 activations, over even and odd block counts.
+TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
+  int checked = 0;
+  for (KernelIsa isa : {KernelIsa::Scalar, KernelIsa::Avx2, KernelIsa::Auto}) {
+    IsaGuard guard(isa);
+    for (uint32_t i = 0; i < kNumTypes; ++i) {
+      const GGMLType type = GGMLType(i);
+      if (!isComputable(type))
+        continue;
+      const int64_t n = typeTraits(type)->blockSize == 1 ? 96 : 768;
+      for (bool quantised : {true, false}) {
+        RowDot dot = rowDot(type);
+        if (!quantised) {
+          dot.q8 = nullptr;
+          dot.q84 = nullptr;
+        } else if (!dot.q8) {
+          continue;
+        }
+        if (!dot.hasX4())
+          continue;
+        std::vector<uint8_t> row = encodeRows(type, randomVector(n, 31), n);
+        std::vector<float> x = randomVector(size_t(n) * kTokensAtOnce, 32);
+        std::vector<BlockQ8Act> xq(size_t(n / QK8_0) * kTokensAtOnce);
+        for (int t = 0; t < kTokensAtOnce; ++t)
+          quantizeActQ8(x.data() + t * n, xq.data() + t * (n / QK8_0), n);
+        float got[kTokensAtOnce];
+        dot.x4(row.data(), x.data(), n, xq.data(), n / QK8_0, n, got);
+        for (int t = 0; t < kTokensAtOnce; ++t) {
+          const float one =
+              dot(row.data(), x.data() + t * n, xq.data() + t * (n / QK8_0), n);
+          EXPECT_EQ(std::memcmp(&one, &got[t], sizeof(float)), 0)
+              << typeName(type) << (quantised ? " q8" : " f32") << " at "
+              << kernelIsaName() << " token " << t << ": " << got[t] << " vs "
+              << one;
+        }
+        ++checked;
+      }
+    }
+  }
+  // The AVX2 level has them for the types of common downloads.
+  setKernelIsa(KernelIsa::Avx2);
+  if (kernelLevel() == 1) {
+    EXPECT_TRUE(rowDot(GGMLType::Q8_0).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q5_0).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q4_K).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q6_K).hasX4());
+    EXPECT_GT(checked, 0);
+  }
+  setKernelIsa(KernelIsa::Auto);
 }
 
 // Tests that matvecs over a pool gives, for every row of every job,

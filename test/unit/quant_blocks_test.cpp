@@ -177,10 +177,10 @@ TEST(QuantBlocks, QuantisersKeepDegenerateRows) {
 }
 
 #ifdef PINFER_X86
-// The AVX2 decoders of the f32 products (runtime/decode_blocks_avx2.h) give
-// the reference decoders' floats bit for bit, on random bytes (every scale,
-// min and sign the formats can hold).
-TEST(QuantBlocks, Avx2DecodersAreBitwiseTheReference) {
+// The AVX2 f32 products (runtime/decode_blocks_avx2.h) are bitwise the
+// decode-then-multiply product over the reference decoders, on random bytes
+// (every scale, min and sign the formats can hold) and a random activation.
+TEST(QuantBlocks, Avx2F32ProductsAreBitwiseTheDecodedOnes) {
   setKernelIsa(KernelIsa::Avx2);
   const bool avx2 = kernelLevel() == 1;
   setKernelIsa(KernelIsa::Auto);
@@ -188,24 +188,36 @@ TEST(QuantBlocks, Avx2DecodersAreBitwiseTheReference) {
     GTEST_SKIP() << "no AVX2 on this CPU";
   struct Pair {
     GGMLType type;
-    DecodeBlockFn ref, avx2;
+    DotFn decoded, fused;
   };
   const Pair pairs[] = {
-      {GGMLType::Q4_K, qblk::decodeQ4_K, qblk::decodeQ4_KAvx2},
-      {GGMLType::Q5_K, qblk::decodeQ5_K, qblk::decodeQ5_KAvx2},
-      {GGMLType::Q6_K, qblk::decodeQ6_K, qblk::decodeQ6_KAvx2}};
+      {GGMLType::Q4_K,
+       dotk::dotBlocksAvx2<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>,
+       dotk::dotQ4_KF32Avx2},
+      {GGMLType::Q5_K,
+       dotk::dotBlocksAvx2<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>,
+       dotk::dotQ5_KF32Avx2},
+      {GGMLType::Q6_K,
+       dotk::dotBlocksAvx2<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>,
+       dotk::dotQ6_KF32Avx2}};
   for (const Pair &p : pairs) {
     const Format &f =
         *std::find_if(std::begin(kFormats), std::end(kFormats),
                       [&](const Format &g) { return g.type == p.type; });
     const TypeTraits &t = *typeTraits(p.type);
     SCOPED_TRACE(t.name);
-    const std::vector<uint8_t> row = randomBlocks(f, 32, 7);
-    for (int b = 0; b < 32; ++b) {
-      float want[QK_K], got[QK_K];
-      p.ref(row.data() + size_t(b) * t.typeSize, want);
-      p.avx2(row.data() + size_t(b) * t.typeSize, got);
-      ASSERT_EQ(std::memcmp(want, got, sizeof(want)), 0) << "block " << b;
+    EXPECT_EQ(t.avx2.dot, p.fused);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> dist(0.f, 1.f);
+    for (int nBlocks : {1, 3, 8}) {
+      const std::vector<uint8_t> row = randomBlocks(f, nBlocks, 7 + nBlocks);
+      std::vector<float> x(size_t(nBlocks) * QK_K);
+      for (float &v : x)
+        v = dist(rng);
+      const float want = p.decoded(row.data(), x.data(), int64_t(x.size()));
+      const float got = p.fused(row.data(), x.data(), int64_t(x.size()));
+      EXPECT_EQ(std::memcmp(&want, &got, sizeof(float)), 0)
+          << nBlocks << " blocks: " << got << ", decoded " << want;
     }
   }
 }
