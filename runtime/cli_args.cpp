@@ -1,6 +1,7 @@
 // Parser for the generation flags shared by `pinferc run` and executables.
 #include "runtime/cli_args.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
@@ -37,6 +38,9 @@ static bool parseFloat(const std::string &flag, const std::string &s, float lo,
 bool parseGenerateFlags(const std::vector<std::string> &args,
                         GenerateFlags &out, std::string &error) {
   GenerateOptions &g = out.gen;
+  // -b (llama.cpp's logical batch) and -ub (its physical one): a prompt
+  // chunk is the smaller of the two given.
+  int batch = 0, ubatch = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i], value;
     bool hasInline = false;
@@ -103,6 +107,12 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
                 "(0, 100] (1 disables the penalty)";
         return false;
       }
+    } else if (flag == "-b" || flag == "--batch-size") {
+      if (!next(v) || !parseInt(flag, v, 1, 512, batch, error))
+        return false;
+    } else if (flag == "-ub" || flag == "--ubatch-size") {
+      if (!next(v) || !parseInt(flag, v, 1, 512, ubatch, error))
+        return false;
     } else if (flag == "--min-p") {
       if (!next(v) || !parseFloat(flag, v, 0.f, 1.f, g.sampling.minP, error))
         return false;
@@ -143,6 +153,9 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       out.positional.push_back(flag);
     }
   }
+  if (batch > 0 || ubatch > 0)
+    g.nBatch = batch > 0 && ubatch > 0 ? std::min(batch, ubatch)
+                                       : std::max(batch, ubatch);
   return true;
 }
 
@@ -158,6 +171,10 @@ std::string generateFlagsHelp() {
          "  -n, --n-predict N       tokens to generate (-1: until end of text "
          "or full context; default 128)\n"
          "  -t, --threads N         CPU threads (default: all cores)\n"
+         "  -b, --batch-size N      prompt tokens that go through the layers "
+         "together, 1-512 (default 32)\n"
+         "  -ub, --ubatch-size N    the same (the smaller of -b and -ub "
+         "counts)\n"
          "      --poll US           microseconds a waiting thread polls before "
          "it sleeps;\n"
          "                          0 on machines shared with other work "

@@ -268,6 +268,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   Executor exec(program, *weights, g.nThreads);
   exec.setPollMicros(g.pollMicros);
   exec.setGpuSyncDebug(gpuSyncDebug);
+  if (g.nBatch > 0)
+    exec.setBatchSize(g.nBatch);
   if (!exec.init(nCtx, !noGpu, error))
     return fail(prog, error);
   warnAboutFlags(g, nCtx, int(program.nCtxTrain), std::cerr);

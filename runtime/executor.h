@@ -63,6 +63,8 @@ public:
   // Before init: synchronise after every GPU launch, so that a kernel fault
   // names its kernel and layer (--gpu-sync-debug).
   void setGpuSyncDebug(bool on) { gpuSyncDebug_ = on; }
+  // Before init: prompt chunks of `n` tokens (-b/-ub; default 32).
+  void setBatchSize(int n) { nBatch_ = n; }
 
   int nCtx() const override { return nCtx_; }
   int nVocab() const override { return int(program_.nVocab); }

@@ -97,8 +97,8 @@ ReferenceDecoder::ReferenceDecoder(const Model &model, int nThreads)
     : model_(model),
       pool_(nThreads < 1 ? ThreadPool::hardwareThreads() : nThreads) {}
 
-bool ReferenceDecoder::init(int nCtx, std::string &error) {
-  return state_.init(model_, nCtx, error);
+bool ReferenceDecoder::init(int nCtx, std::string &error, int nBatch) {
+  return state_.init(model_, nCtx, error, nBatch);
 }
 
 bool ReferenceDecoder::evalBatch(const int32_t *tokens, int n, int pos,
@@ -122,7 +122,9 @@ int generate(const Model &model, const Tokenizer &tokenizer,
   if (nCtx < 1)
     nCtx = std::min(model.params().nCtxTrain, 4096);
   std::string error;
-  if (!decoder.init(nCtx, error)) {
+  if (!decoder.init(nCtx, error,
+                    opts.nBatch > 0 ? opts.nBatch
+                                    : ForwardState::kDefaultBatch)) {
     err << (opts.program.empty() ? "" : opts.program + ": ") << "error: "
         << error << "\n";
     return 1;

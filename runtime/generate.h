@@ -47,8 +47,10 @@ class ReferenceDecoder : public Decoder {
 public:
   // `nThreads` < 1: all hardware threads.
   ReferenceDecoder(const Model &model, int nThreads);
-  // Sizes the KV cache; must succeed before eval().
-  bool init(int nCtx, std::string &error);
+  // Sizes the KV cache and the prompt batches (`nBatch` tokens); must
+  // succeed before eval().
+  bool init(int nCtx, std::string &error,
+            int nBatch = ForwardState::kDefaultBatch);
 
   int nCtx() const override { return state_.nCtx; }
   int nVocab() const override;
@@ -79,6 +81,9 @@ struct GenerateOptions {
   static constexpr int kDefaultPollMicros = 200;
   int pollMicros = kDefaultPollMicros;
   int nCtx = 0;        // < 1: the model's context length, at most 4096
+  // Tokens of a prompt that go through the layers together, each weight row
+  // read once for them (-b/-ub, as llama.cpp's physical batch); < 1: 32.
+  int nBatch = 0;
   SamplerOptions sampling;
   bool json = false;       // one JSON object on `out` instead of text + report
   bool addBos = true;      // add BOS when the vocabulary asks for it

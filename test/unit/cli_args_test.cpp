@@ -79,6 +79,26 @@ TEST(CliArgs, LlamaCppHabits) {
   EXPECT_FALSE(parse({"--min-p", "2"}, f, error));
 }
 
+// Tests -b/-ub: a prompt chunk is the smaller of the two given, either
+// alone sets it, neither leaves the default (0: 32 tokens).
+TEST(CliArgs, BatchSizes) {
+  GenerateFlags f;
+  std::string error;
+  ASSERT_TRUE(parse({}, f, error)) << error;
+  EXPECT_EQ(f.gen.nBatch, 0);
+  ASSERT_TRUE(parse({"-b", "8", "-ub", "3"}, f, error)) << error;
+  EXPECT_EQ(f.gen.nBatch, 3);
+  GenerateFlags g;
+  ASSERT_TRUE(parse({"--ubatch-size=64", "--batch-size", "16"}, g, error))
+      << error;
+  EXPECT_EQ(g.gen.nBatch, 16);
+  GenerateFlags h;
+  ASSERT_TRUE(parse({"-ub", "7"}, h, error)) << error;
+  EXPECT_EQ(h.gen.nBatch, 7);
+  EXPECT_FALSE(parse({"-b", "0"}, h, error));
+  EXPECT_EQ(error, "-b: expected an integer in [1, 512], got '0'");
+}
+
 TEST(CliArgs, BadInputIsOneLineNamingTheFlag) {
   struct Case {
     std::vector<std::string> args;

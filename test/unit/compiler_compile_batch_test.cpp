@@ -149,8 +149,10 @@ public:
     return true;
   }
 
-  std::unique_ptr<Executor> executor(std::string &error) const {
+  std::unique_ptr<Executor> executor(std::string &error, int batch = 0) const {
     auto e = std::make_unique<Executor>(program_, *weights_, kThreads);
+    if (batch > 0)
+      e->setBatchSize(batch);
     if (!e->init(128, false, error))
       return nullptr;
     return e;
@@ -254,6 +256,13 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   auto whole = fx.executor(error), parts = fx.executor(error);
   ASSERT_TRUE(whole && parts) << error;
   ASSERT_EQ(whole->batchSize(), 32);
+  // Chunks of 5 (-ub 5): 8 of them, the same logits.
+  auto fives = fx.executor(error, 5);
+  ASSERT_TRUE(fives) << error;
+  ASSERT_EQ(fives->batchSize(), 5);
+  ASSERT_TRUE(fives->evalBatch(prompt.data(), kPrompt, 0, true, error))
+      << error;
+  EXPECT_TRUE(sameLogits(*one, *fives));
   ASSERT_TRUE(whole->evalBatch(prompt.data(), kPrompt, 0, true, error))
       << error;
   ASSERT_TRUE(parts->evalBatch(prompt.data(), 5, 0, false, error)) << error;
