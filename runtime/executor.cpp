@@ -723,24 +723,12 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
 
 void Executor::sourceDown(const LayerBinding &b, const float *h, int n,
                           float *y) {
-  const int64_t nEmbd = params_.nEmbd, nFF = b.downT.cols;
-  RowDot dot = rowDot(b.downT.type);
-  dot.q8 = nullptr; // the input stays f32, as in the reference
-  dot.q84 = nullptr;
+  // The reference's own product (f32 input, the same kernels, four tokens
+  // at a time where the type has them), outputs split over threads.
+  const int64_t nEmbd = params_.nEmbd;
   pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
-    float out[kTokensAtOnce];
-    for (int64_t e = e0; e < e1; ++e) {
-      const uint8_t *row = b.downT.row(e);
-      int t = 0;
-      if (dot.hasX4())
-        for (; t + kTokensAtOnce <= n; t += kTokensAtOnce) {
-          dot.x4(row, h + size_t(t) * nFF, nFF, nullptr, 0, nFF, out);
-          for (int k = 0; k < kTokensAtOnce; ++k)
-            y[size_t(t + k) * nEmbd + e] += out[k];
-        }
-      for (; t < n; ++t)
-        y[size_t(t) * nEmbd + e] += dot.f32(row, h + size_t(t) * nFF, nFF);
-    }
+    matvecRows(b.downT, h, b.downT.cols, y, nEmbd, n, e0, e1,
+               /*f32Act=*/true);
   });
 }
 

@@ -195,9 +195,9 @@ private:
                uint32_t first, uint32_t count, const float *h, float *y,
                bool skipZero);
   // The down projection of DownLayout::Source for `n` tokens, as the dense
-  // reference multiplies it: y_t[e] += row e . h_t, h [n][n_ff] in source
-  // order, y [n][n_embd]; outputs split over threads, each output row
-  // applied to every token.
+  // reference multiplies it (matvecRows): y_t[e] = row e . h_t, h
+  // [n][n_ff] in source order, y [n][n_embd] (the caller's zeroed output,
+  // which only this half writes).
   void sourceDown(const LayerBinding &b, const float *h, int n, float *y);
   // What one layer's steps hand each other within one token, beyond the
   // decoder's buffers.
