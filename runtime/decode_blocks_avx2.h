@@ -159,21 +159,15 @@ PINFER_AVX2 inline void dotQ6_KF32NAvx2(const void *row, const float *x,
 
 PINFER_AVX2 inline float dotQ4_KF32Avx2(const void *row, const float *x,
                                         int64_t n) {
-  float out;
-  dotK4K5F32NAvx2<false, 1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<float, dotK4K5F32NAvx2<false, 1>>(row, x, n);
 }
 PINFER_AVX2 inline float dotQ5_KF32Avx2(const void *row, const float *x,
                                         int64_t n) {
-  float out;
-  dotK4K5F32NAvx2<true, 1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<float, dotK4K5F32NAvx2<true, 1>>(row, x, n);
 }
 PINFER_AVX2 inline float dotQ6_KF32Avx2(const void *row, const float *x,
                                         int64_t n) {
-  float out;
-  dotQ6_KF32NAvx2<1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<float, dotQ6_KF32NAvx2<1>>(row, x, n);
 }
 PINFER_AVX2 inline void dotQ4_KF32x4Avx2(const void *row, const float *x,
                                          int64_t xStride, int64_t n,

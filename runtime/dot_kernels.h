@@ -339,6 +339,15 @@ PINFER_AVX2 inline __m256 mulSumI8(__m256i w, __m256i x) {
 // one do. NT = 1 is the one-token kernel; kTokensAtOnce (ggml_types.h)
 // the multi-token one.
 
+// The one-token kernel of a multi-token one: its NT = 1 instantiation.
+template <class X,
+          void (*Kernel)(const void *, const X *, int64_t, int64_t, float *)>
+PINFER_AVX2 inline float oneToken(const void *row, const X *x, int64_t n) {
+  float out;
+  Kernel(row, x, 0, n, &out);
+  return out;
+}
+
 template <int NT>
 PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
                                        int64_t xStride, int64_t n, float *out) {
@@ -364,9 +373,7 @@ PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
 
 PINFER_AVX2 inline float dotQ8_0Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
-  float out;
-  dotQ8_0Q8NAvx2<1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<BlockQ8Act, dotQ8_0Q8NAvx2<1>>(row, x, n);
 }
 PINFER_AVX2 inline void dotQ8_0Q8x4Avx2(const void *row, const BlockQ8Act *x,
                                         int64_t xStride, int64_t n,
@@ -433,9 +440,8 @@ dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
 template <class B, UnsignedBlock (*Unpack)(const B &), int Offset>
 PINFER_AVX2 inline float dotOffsetBlocksAvx2(const void *row,
                                              const BlockQ8Act *x, int64_t n) {
-  float out;
-  dotOffsetBlocksNAvx2<B, Unpack, Offset, 1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<BlockQ8Act, dotOffsetBlocksNAvx2<B, Unpack, Offset, 1>>(row,
+                                                                          x, n);
 }
 template <class B, UnsignedBlock (*Unpack)(const B &), int Offset>
 PINFER_AVX2 inline void

@@ -285,9 +285,7 @@ PINFER_AVX2 inline void dotK4K5Q8NAvx2(const void *row, const BlockQ8Act *x,
 template <bool Five>
 PINFER_AVX2 inline float dotK4K5Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
-  float out;
-  dotK4K5Q8NAvx2<Five, 1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<BlockQ8Act, dotK4K5Q8NAvx2<Five, 1>>(row, x, n);
 }
 template <bool Five>
 PINFER_AVX2 inline void dotK4K5Q8x4Avx2(const void *row, const BlockQ8Act *x,
@@ -347,9 +345,7 @@ PINFER_AVX2 inline void dotQ6_KQ8NAvx2(const void *row, const BlockQ8Act *x,
 
 PINFER_AVX2 inline float dotQ6_KQ8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
-  float out;
-  dotQ6_KQ8NAvx2<1>(row, x, 0, n, &out);
-  return out;
+  return oneToken<BlockQ8Act, dotQ6_KQ8NAvx2<1>>(row, x, n);
 }
 PINFER_AVX2 inline void dotQ6_KQ8x4Avx2(const void *row, const BlockQ8Act *x,
                                         int64_t xStride, int64_t n,
