@@ -10,6 +10,8 @@ PACKAGES=(
   clang-$LLVM lld-$LLVM libclang-rt-$LLVM-dev libzstd-dev
   libz3-dev libcli11-dev googletest libgtest-dev
   libcpp-httplib-dev nlohmann-json3-dev curl
+  # the plan picture test renders its SVG
+  librsvg2-bin
 )
 
 missing=()

@@ -231,7 +231,7 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   // Mandatory bill.
   const uint64_t kvLayer = kvCacheVram(opts.nCtx, shape.nKVDim);
   if (gpu) {
-    p.mandatory.push_back({"CUDA context reserve", target.contextReserveBytes});
+    p.mandatory.push_back({kContextReserveBill, target.contextReserveBytes});
     // One batch of activations through one layer (x, attention and FFN
     // outputs, gate/up of every neuron at worst) plus one row of logits.
     uint64_t scratch = uint64_t(opts.nBatch) *

@@ -46,6 +46,10 @@ struct BillLine {
   uint64_t bytes = 0;
 };
 
+// The bill line of the VRAM the CUDA context takes before any weight: a
+// fixed reserve, drawn apart in the plan picture.
+inline constexpr const char *kContextReserveBill = "CUDA context reserve";
+
 struct PlacementProblem {
   std::vector<LayerProblem> layers;
   std::vector<OptionalItem> globals; // e.g. the output head

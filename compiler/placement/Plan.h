@@ -81,6 +81,12 @@ bool writePlanJson(const std::string &path, const Plan &plan,
                    std::string &error);
 bool readPlanJson(const std::string &path, Plan &plan, std::string &error);
 
+// Seconds a token is expected to take under `plan` on `target`: its weight
+// bytes per token at the target table's bandwidths, plus the launches and
+// the wait of each layer with a GPU part. A memory-bound estimate from
+// published figures, not a measurement.
+double expectedSecondsPerToken(const Plan &plan, const Target &target);
+
 // Layers x (hot neurons, granules, coverage, attention), then the bill.
 void printPlanTable(std::ostream &os, const Plan &plan);
 // Why a layer of `plan` got no GPU neuron (its nHot is 0), in one clause.

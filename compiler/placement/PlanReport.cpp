@@ -22,6 +22,19 @@ std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp) {
          " neurons would have to move for the layer to pay)";
 }
 
+double expectedSecondsPerToken(const Plan &plan, const Target &target) {
+  double secs = 0;
+  if (target.host.memBandwidthGBs > 0)
+    secs += plan.cpuBytesPerToken / (target.host.memBandwidthGBs * 1e9);
+  if (target.gpuBandwidthGBs > 0)
+    secs += plan.gpuBytesPerToken / (target.gpuBandwidthGBs * 1e9);
+  // Each layer with a GPU part: its kernels (two at least) and one wait.
+  for (const LayerPlan &lp : plan.layers)
+    if (lp.nHot || lp.attentionOnGPU)
+      secs += (2 * target.launchUs + target.syncUs) * 1e-6;
+  return secs;
+}
+
 void printPlanTable(std::ostream &os, const Plan &plan) {
   char line[256];
   os << "placement for target " << plan.target << ": budget "
@@ -58,6 +71,17 @@ void printPlanTable(std::ostream &os, const Plan &plan) {
      << formatBytes(uint64_t(plan.gpuBytesPerToken)) << ", CPU "
      << formatBytes(uint64_t(plan.cpuBytesPerToken)) << line;
   os << "output head: " << (plan.outputOnGPU ? "GPU" : "CPU") << "\n";
+  std::string unknown;
+  if (const Target *t = findTarget(plan.target, unknown)) {
+    double secs = expectedSecondsPerToken(plan, *t);
+    if (secs > 0) {
+      std::snprintf(line, sizeof line,
+                    "expected speed: about %.1f tokens/s on %s (weight bytes "
+                    "at the target table's bandwidths; an estimate)\n",
+                    1.0 / secs, t->name.c_str());
+      os << line;
+    }
+  }
   os << "VRAM bill:\n";
   for (const BillLine &b : plan.bill) {
     std::snprintf(line, sizeof line, "  %-44s %12s\n", b.what.c_str(),

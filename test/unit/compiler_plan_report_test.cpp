@@ -273,3 +273,48 @@ TEST(PlanReport, SvgIsWellFormedXml) {
                      "m.parse(sys.argv[1])' " + broken + " 2>/dev/null";
   EXPECT_NE(std::system(cmd2.c_str()), 0);
 }
+
+// Tests that the picture says what it shows (axes with units, where
+// attention, the KV cache and the head run, bytes and tokens/s, the unused
+// budget), draws the CUDA context's fixed reserve apart when to scale it
+// would crush the neurons, and renders (rsvg-convert, librsvg2-bin).
+TEST(PlanReport, SvgSaysWhatItShowsAndRenders) {
+  Plan plan = smallPlan();
+  std::string svg = planToSvg(plan);
+  for (const char *said :
+       {"neuron rank", "firings per token", "serving ", " of firings",
+        "attention+KV on ", "output head on the ", "tokens/s at 1008 GB/s GPU",
+        "the GPU reads ", "the CPU reads ", "unused: ",
+        "CUDA context reserve: 400.0 MiB (fixed; drawn not to scale)"})
+    EXPECT_NE(svg.find(said), std::string::npos) << said;
+  // 400 MiB of a 405 MiB budget: to scale the neurons would be slivers.
+  Plan roomy = plan;
+  roomy.budgetBytes = 24ull << 30;
+  EXPECT_EQ(planToSvg(roomy).find("not to scale"), std::string::npos);
+
+  if (std::system("command -v rsvg-convert >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "rsvg-convert not installed (librsvg2-bin): not rendered";
+  const std::string path = tempPath("render.svg"), png = tempPath("render.png");
+  std::string err;
+  ASSERT_TRUE(writePlanSvg(path, plan, err)) << err;
+  ASSERT_EQ(std::system(("rsvg-convert " + path + " -o " + png).c_str()), 0);
+  std::string image = readFile(png);
+  ASSERT_GT(image.size(), 24u);
+  EXPECT_EQ(image.compare(0, 8, "\x89PNG\r\n\x1a\n"), 0);
+  // The IHDR's width and height, big-endian at bytes 16 and 20.
+  auto be32 = [&](size_t at) {
+    return uint32_t(uint8_t(image[at])) << 24 |
+           uint32_t(uint8_t(image[at + 1])) << 16 |
+           uint32_t(uint8_t(image[at + 2])) << 8 | uint8_t(image[at + 3]);
+  };
+  EXPECT_GE(be32(16), 640u);
+  EXPECT_GE(be32(20), 300u);
+  // A broken document does not render: the check can fail.
+  std::ofstream(path) << svg.substr(0, svg.size() / 2);
+  EXPECT_NE(
+      std::system(
+          ("rsvg-convert " + path + " -o " + png + " 2>/dev/null").c_str()),
+      0);
+  std::remove(path.c_str());
+  std::remove(png.c_str());
+}
