@@ -166,12 +166,14 @@ void packSplitDownScales(const Weight &down, uint16_t *out) {
   }
 }
 
-bool writePackedWeights(const Model &model, const ProgramDesc &program,
-                        const std::string &path, PackedWeightsInfo &info,
-                        std::string &error) {
+bool writePackedWeights(
+    const Model &model, const ProgramDesc &program, const std::string &path,
+    PackedWeightsInfo &info, std::string &error,
+    const std::function<void(uint64_t, uint64_t)> &progress) {
   const GGUFFile &src = model.file();
   const ModelParams &p = model.params();
   GGUFWriter w;
+  w.setProgress(progress);
   w.setAlignment(uint32_t(src.alignment()));
   for (const GGUFKV &kv : src.metadata())
     if (kv.key != "general.alignment" &&

@@ -12,6 +12,7 @@
 #include "codegen/ProgramDesc.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,12 @@ struct PackedWeightsInfo {
 };
 
 // Writes the packed file for `model` and `program` at `path` (through
-// PATH.tmp). False with one line in `error` on any failure.
-bool writePackedWeights(const Model &model, const ProgramDesc &program,
-                        const std::string &path, PackedWeightsInfo &info,
-                        std::string &error);
+// PATH.tmp). False with one line in `error` on any failure. `progress`, if
+// set, hears the bytes written so far and the file's size.
+bool writePackedWeights(
+    const Model &model, const ProgramDesc &program, const std::string &path,
+    PackedWeightsInfo &info, std::string &error,
+    const std::function<void(uint64_t, uint64_t)> &progress = nullptr);
 
 // The split down layouts (runtime/ggml_types.h, DownLayout::SplitQ8/SplitQ4)
 // of a Q8_0 or Q4_0 down projection {n_ff, n_embd}, copied bit for bit:

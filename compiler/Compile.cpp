@@ -7,16 +7,17 @@
 #include "codegen/PackedWeights.h"
 #include "codegen/ProgramDesc.h"
 #include "compiler/Calibration.h"
+#include "compiler/LowerToProgram.h"
+#include "compiler/ModelSpec.h"
+#include "compiler/Pipeline.h"
 #include "compiler/Profile.h"
+#include "compiler/Progress.h"
 #include "compiler/RuntimeInstall.h"
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
-#include "compiler/LowerToProgram.h"
+#include "compiler/placement/Plan.h"
 #include "compiler/predictor/PredictorAttach.h"
 #include "compiler/predictor/PredictorFile.h"
-#include "compiler/ModelSpec.h"
-#include "compiler/Pipeline.h"
-#include "compiler/placement/Plan.h"
 #include "runtime/executor.h"
 #include "runtime/gguf.h"
 #include "runtime/output_files.h"
@@ -27,10 +28,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -190,12 +192,10 @@ bool readUserTrace(const CompileArgs &args, const Model &model, Trace &trace,
 
 // Profiles the built-in calibration text, keeping `samples` (input, mask)
 // pairs per layer and setting SiLU thresholds at --target-sparsity when
-// given. `why` starts the progress line.
+// given. `why` names the progress step.
 bool profileCalibration(const CompileArgs &args, const Model &model,
                         uint32_t samples, const char *why, Trace &trace,
-                        std::string &error) {
-  if (!args.quiet)
-    std::cerr << "pinferc: " << why << "\n";
+                        Progress &progress, std::string &error) {
   auto tok = Tokenizer::fromGGUF(model.file(), error);
   if (!tok)
     return false;
@@ -204,8 +204,14 @@ bool profileCalibration(const CompileArgs &args, const Model &model,
   popts.samplesPerLayer = samples;
   if (args.targetSparsity >= 0.f)
     popts.targetSparsity = args.targetSparsity;
-  return profileModel(model, *tok, modelIdentity(model.file()),
-                      calibrationText(), popts, trace, error);
+  popts.progress = [&progress](uint64_t done, uint64_t total) {
+    progress.update(done, total);
+  };
+  progress.beginOnUpdate("profile", why, Progress::Unit::Items, "tokens");
+  bool ok = profileModel(model, *tok, modelIdentity(model.file()),
+                         calibrationText(), popts, trace, error);
+  progress.end();
+  return ok;
 }
 
 // Threshold mode is for SiLU and GELU models: ReLU-family activations are
@@ -228,7 +234,7 @@ bool thresholdModeFits(const CompileArgs &args, const Model &model,
 // those of a profile of the built-in text at that target.
 bool thresholdsFor(const CompileArgs &args, const Model &model,
                    const Trace *profile, std::vector<float> &out,
-                   std::string &error) {
+                   Progress &progress, std::string &error) {
   if (!thresholdModeFits(args, model, error))
     return false;
   const size_t nLayer = size_t(model.params().nLayer);
@@ -247,7 +253,7 @@ bool thresholdsFor(const CompileArgs &args, const Model &model,
   if (!profileCalibration(args, model, 0,
                           "calibrating activation thresholds on the built-in "
                           "text",
-                          calibrated, error))
+                          calibrated, progress, error))
     return false;
   if (calibrated.thresholds.size() != nLayer) {
     error = "the calibration profile has no activation thresholds";
@@ -266,12 +272,13 @@ bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
            checkPlanFits(plan, args.plan, modelIdentity(model.file()),
                          model.params(), target, error);
   Trace trace;
-  if (!args.trace.empty() ? !readUserTrace(args, model, trace, error)
-                          : !profileCalibration(
-                                args, model, 0,
+  Progress progress(Progress::styleFor(args.quiet));
+  if (!args.trace.empty()
+          ? !readUserTrace(args, model, trace, error)
+          : !profileCalibration(args, model, 0,
                                 "no --trace given; profiling the built-in "
                                 "calibration text",
-                                trace, error))
+                                trace, progress, error))
     return false;
   return planFromTrace(args, model, target, trace,
                        resolvedMode(args, model, trace), plan, error);
@@ -351,7 +358,7 @@ namespace {
 // returns its path: those of --predictors, or ones trained from the
 // samples of `profile`.
 bool attachPredictors(const CompileArgs &args, const Model &model,
-                      const Trace &profile, TempPath &copy,
+                      const Trace &profile, TempPath &copy, Progress &progress,
                       std::string &error) {
   const ModelParams &p = model.params();
   std::string predPath = args.predictors;
@@ -372,11 +379,17 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
       return false;
     else
       predPath = trained.path();
-    if (!args.quiet)
-      std::cerr << "pinferc: training predictors from " << profile.nTokens
-                << " profiled tokens\n";
-    if (!trainPredictorFile(profile, predPath, args.nThreads, args.quiet,
-                            error))
+    progress.begin("train",
+                   "training predictors from " +
+                       std::to_string(profile.nTokens) + " profiled tokens",
+                   Progress::Unit::Items, "layer epochs");
+    bool trainedOk =
+        trainPredictorFile(profile, predPath, args.nThreads, args.quiet, error,
+                           [&progress](uint64_t done, uint64_t total) {
+                             progress.update(done, total);
+                           });
+    progress.end();
+    if (!trainedOk)
       return false;
   }
   LoadedPredictors loaded;
@@ -405,6 +418,9 @@ struct CompileJob {
   SparsityMode mode = SparsityMode::Exact; // auto resolved
   Plan plan;                    // all cold without a GPU
   PipelineOptions pipeline;     // the pass options, budget and thresholds
+  Progress progress;            // the job's steps on stderr
+
+  explicit CompileJob(Progress::Style style) : progress(style) {}
 };
 
 bool prepareJob(const CompileArgs &args, const Target &target,
@@ -454,21 +470,22 @@ bool prepareJob(const CompileArgs &args, const Target &target,
                     "training samples"
                   : "no --trace given; profiling the built-in calibration "
                     "text",
-          profile, error))
+          profile, job.progress, error))
     return false;
 
   // Threshold mode: per-layer thresholds on |silu(gate x)| calibrated at the
   // target sparsity.
   if (mode == SparsityMode::Threshold &&
       !thresholdsFor(args, *model, &profile, job.pipeline.actThresholds,
-                     error))
+                     job.progress, error))
     return false;
 
   // Predicted mode for a model that stores no predictors: compile from a
   // copy of the model that carries trained (or given) ones. The copy is
   // removed on every exit.
   if (mode == SparsityMode::Predicted && !storedPredictors) {
-    if (!attachPredictors(args, *model, profile, job.withPredictors, error))
+    if (!attachPredictors(args, *model, profile, job.withPredictors,
+                          job.progress, error))
       return false;
     model = Model::open(job.withPredictors.path(), error);
     if (!model)
@@ -481,13 +498,17 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   if (!tp->hasGPU())
     plan = coldPlan(uint32_t(model->params().nLayer),
                     uint32_t(model->params().nFF), tp->name, identity);
-  else if (!args.plan.empty()
-               ? !readPlanJson(args.plan, plan, error) ||
-                     !checkPlanFits(plan, args.plan, identity,
-                                    model->params(), *tp, error)
-               : !planFromTrace(args, *model, *tp, profile, mode, plan,
-                                error))
-    return false;
+  else if (!args.plan.empty()) {
+    if (!readPlanJson(args.plan, plan, error) ||
+        !checkPlanFits(plan, args.plan, identity, model->params(), *tp, error))
+      return false;
+  } else {
+    job.progress.begin("place", "placing neurons under the VRAM budget");
+    bool placed = planFromTrace(args, *model, *tp, profile, mode, plan, error);
+    job.progress.end();
+    if (!placed)
+      return false;
+  }
   // pinfer-plan-memory's bill excludes the CUDA context, which the
   // executable finds already taken when it measures free VRAM.
   PipelineOptions &popts = job.pipeline;
@@ -573,7 +594,7 @@ int compileModel(const CompileArgs &args) {
       return fail(error);
     return 0;
   }
-  CompileJob job;
+  CompileJob job(Progress::styleFor(args.quiet));
   if (!prepareJob(args, *target, job, error))
     return fail(error);
   if (args.emit == "mlir-placed") {
@@ -583,12 +604,16 @@ int compileModel(const CompileArgs &args) {
     return 0;
   }
   // The program is what the scheduled, memory-planned IR says.
+  Progress &progress = job.progress;
+  if (args.emit.empty())
+    progress.begin("lower", "lowering the model through the pinfer pipeline");
   ProgramDesc program;
-  if (!compileToProgram(job.spec, job.modelName, job.plan, job.mode,
-                        target->name, target->smArch, job.pipeline, program,
-                        error,
-                        args.emit == "mlir-scheduled" ? &std::cout
-                                                      : args.loweredIr))
+  bool lowered = compileToProgram(
+      job.spec, job.modelName, job.plan, job.mode, target->name, target->smArch,
+      job.pipeline, program, error,
+      args.emit == "mlir-scheduled" ? &std::cout : args.loweredIr);
+  progress.end();
+  if (!lowered)
     return fail(error);
   if (args.emit == "mlir-scheduled")
     return 0;
@@ -629,7 +654,13 @@ int compileModel(const CompileArgs &args) {
     std::string unit =
         (args.output.empty() ? std::string("program") : baseName(args.output)) +
         ".cu";
-    if (!compileCudaImages(cuda.source, unit, target->smArch, gpuImages, error))
+    if (args.emit.empty())
+      progress.begin("nvrtc", "compiling the GPU kernels with NVRTC for " +
+                                  target->smArch);
+    bool compiled =
+        compileCudaImages(cuda.source, unit, target->smArch, gpuImages, error);
+    progress.end();
+    if (!compiled)
       return fail(error);
     if (!gpuImages.cubinNote.empty())
       std::cerr << "pinferc: note: " << gpuImages.cubinNote
@@ -678,7 +709,15 @@ int compileModel(const CompileArgs &args) {
   if (!makeTempBeside(weightsPath, weightsTmp, error))
     return fail(error);
   PackedWeightsInfo packed;
-  if (!writePackedWeights(*model, program, weightsTmp.path(), packed, error))
+  progress.begin("pack", "packing the weights into " + weightsPath,
+                 Progress::Unit::Bytes);
+  bool packedOk =
+      writePackedWeights(*model, program, weightsTmp.path(), packed, error,
+                         [&progress](uint64_t done, uint64_t total) {
+                           progress.update(done, total);
+                         });
+  progress.end();
+  if (!packedOk)
     return fail(error);
   host.weightsHash = packed.hash;
   host.weightsFile = baseName(weightsPath);
@@ -711,7 +750,10 @@ int compileModel(const CompileArgs &args) {
                                   "-lcpp-httplib",
                                   "-lpthread", "-ldl",
                                   "-o",        exe.path()};
+  progress.begin("host compile",
+                 "compiling the host code (" + cxx + " " + march + ")");
   int rc = runProgram(cmd, error, log.path());
+  progress.end();
   if (rc == -1)
     return fail(error);
   if (rc != 0) {
@@ -746,7 +788,8 @@ int compileModel(const CompileArgs &args) {
               << target->name << ": " << hot << " of "
               << uint64_t(program.params.nFF) * program.params.nLayer
               << " FFN neurons on the GPU, sparsity " << sparsityModeName(mode)
-              << ", " << secs << " s\n";
+              << ", " << std::fixed << std::setprecision(1) << secs << " s ("
+              << progress.times() << ")\n";
   }
   return 0;
 }

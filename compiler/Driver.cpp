@@ -4,19 +4,20 @@
 
 #include "compiler/Calibration.h"
 #include "compiler/Compile.h"
+#include "compiler/Inspect.h"
 #include "compiler/ModelSpec.h"
 #include "compiler/Pipeline.h"
-#include "compiler/Inspect.h"
 #include "compiler/Profile.h"
+#include "compiler/Progress.h"
 #include "compiler/Targets.h"
 #include "compiler/Trace.h"
 #include "compiler/placement/CostModel.h"
 #include "compiler/placement/Plan.h"
 #include "compiler/predictor/PredictorAttach.h"
 #include "runtime/gguf.h"
+#include "runtime/json.h"
 #include "runtime/model.h"
 #include "runtime/output_files.h"
-#include "runtime/json.h"
 #include "runtime/perplexity.h"
 #include "runtime/tokenizer.h"
 
@@ -144,18 +145,26 @@ int runProfile(const ProfileArgs &args) {
     return fail(error);
   if (fileExists(args.output) && !args.force)
     return fail(args.output + ": already exists (pass --force to overwrite)");
-  if (args.corpus.empty())
-    std::cerr << "pinferc: no --corpus given; profiling the built-in "
-                 "calibration text\n";
   ProfileOptions opts;
   opts.maxTokens = args.maxTokens;
   opts.nThreads = args.nThreads;
   opts.nCtx = args.nCtx;
   opts.samplesPerLayer = args.samples;
   opts.targetSparsity = args.targetSparsity;
-  opts.progress = ::isatty(2);
+  Progress progress(Progress::styleFor(false));
+  opts.progress = [&](uint64_t done, uint64_t total) {
+    progress.update(done, total);
+  };
+  progress.beginOnUpdate("profile",
+                         args.corpus.empty()
+                             ? "no --corpus given; profiling the built-in "
+                               "calibration text"
+                             : "profiling " + args.corpus,
+                         Progress::Unit::Items, "tokens");
   Trace trace;
-  if (!profileToTrace(args.model, args.corpus, opts, trace, error))
+  bool profiled = profileToTrace(args.model, args.corpus, opts, trace, error);
+  progress.end();
+  if (!profiled)
     return fail(error);
   if (!writeTrace(args.output, trace, error))
     return fail(error);

@@ -7,7 +7,6 @@
 #include "runtime/tokenizer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -15,42 +14,6 @@
 namespace pinfer {
 
 namespace {
-
-// A one-line progress bar with tokens/s and ETA, redrawn at most 10 times a
-// second so that it costs nothing next to a forward pass.
-class ProgressBar {
-public:
-  ProgressBar(bool enabled, uint64_t total) : enabled_(enabled), total_(total) {
-    start_ = last_ = std::chrono::steady_clock::now();
-  }
-  void update(uint64_t done, bool force = false) {
-    if (!enabled_)
-      return;
-    auto now = std::chrono::steady_clock::now();
-    if (!force && now - last_ < std::chrono::milliseconds(100))
-      return;
-    last_ = now;
-    double secs = std::chrono::duration<double>(now - start_).count();
-    double rate = secs > 0 ? done / secs : 0;
-    double eta = rate > 0 ? (total_ - done) / rate : 0;
-    int width = 30, filled = total_ ? int(width * done / total_) : width;
-    std::fprintf(stderr, "\rprofiling [%-*s] %llu/%llu tokens, %.1f tok/s, ETA %.0fs ",
-                 width, std::string(filled, '#').c_str(),
-                 (unsigned long long)done, (unsigned long long)total_, rate, eta);
-    std::fflush(stderr);
-  }
-  void finish(uint64_t done) {
-    if (!enabled_)
-      return;
-    update(done, true);
-    std::fputc('\n', stderr);
-  }
-
-private:
-  bool enabled_;
-  uint64_t total_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
 
 // Keeps a uniform random subset of at most `cap` items per layer
 // (reservoir sampling), so samples span the whole corpus.
@@ -184,10 +147,11 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
     calMagnitudes.clear();
   };
 
-  ProgressBar bar(opts.progress, tokens.size());
   const int32_t bos = tokenizer.bos();
   const bool addBos = tokenizer.addBosByDefault() && bos >= 0;
   size_t next = 0;
+  if (opts.progress)
+    opts.progress(0, tokens.size());
   while (next < tokens.size()) {
     decoder.reset();
     int pos = 0;
@@ -206,12 +170,12 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
       ++tokenIndex;
       if (!relu && tokenIndex == uint64_t(calTokens))
         calibrate();
-      bar.update(tokenIndex);
+      if (opts.progress)
+        opts.progress(tokenIndex, tokens.size());
     }
   }
   if (!relu && tokenIndex < uint64_t(calTokens))
     calibrate(); // a corpus shorter than the calibration window
-  bar.finish(tokenIndex);
   state.ffnHook = nullptr;
 
   trace.nTokens = tokenIndex;

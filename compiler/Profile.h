@@ -11,6 +11,7 @@
 #include "compiler/Trace.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace pinfer {
@@ -25,7 +26,8 @@ struct ProfileOptions {
   uint32_t samplesPerLayer = 0; // (input, mask) pairs kept for predictors
   float targetSparsity = 0.5f;  // SiLU families only
   int calibrationTokens = 32;   // SiLU families: tokens used to set thresholds
-  bool progress = false;        // progress bar on stderr
+  // Hears the tokens profiled so far and the corpus's token count.
+  std::function<void(uint64_t, uint64_t)> progress;
   uint32_t seed = 1234;         // sample selection
 };
 

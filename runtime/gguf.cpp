@@ -1210,6 +1210,8 @@ bool GGUFWriter::write(const std::string &path, std::string &error) const {
     if (!writeAll(f, buf.data(), buf.size()))
       return abandon("write failed");
     written += l.nbytes;
+    if (progress_)
+      progress_(head.bytes.size() + written, head.bytes.size() + dataSize);
   }
   while (written < dataSize) { // trailing padding of the last tensor
     size_t n = static_cast<size_t>(

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pinfer {
@@ -181,6 +182,12 @@ public:
                      const std::vector<int64_t> &ne, const void *src,
                      size_t nbytes);
 
+  // Called with the bytes written so far and the file's size after each
+  // tensor (the main job's packing bar).
+  void setProgress(std::function<void(uint64_t, uint64_t)> progress) {
+    progress_ = std::move(progress);
+  }
+
   bool write(const std::string &path, std::string &error) const;
 
 private:
@@ -196,6 +203,7 @@ private:
   };
   bool powerInfer_ = false;
   uint32_t alignment_ = 32;
+  std::function<void(uint64_t, uint64_t)> progress_;
   std::vector<GGUFKV> kvs_;
   std::vector<PendingTensor> tensors_;
 };

@@ -78,8 +78,10 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
   return w.write(path, error);
 }
 
-bool trainPredictorFile(const Trace &trace, const std::string &path,
-                        int nThreads, bool quiet, std::string &error) {
+bool trainPredictorFile(
+    const Trace &trace, const std::string &path, int nThreads, bool quiet,
+    std::string &error,
+    const std::function<void(uint64_t, uint64_t)> &progress) {
   if (trace.samples.empty()) {
     error = "the trace holds no (input, firing mask) samples to train "
             "predictors from; profile with --samples N (e.g. 4000)";
@@ -87,9 +89,15 @@ bool trainPredictorFile(const Trace &trace, const std::string &path,
   }
   PredictorOptions opts;
   opts.nThreads = nThreads;
-  const bool bar = !quiet && ::isatty(2);
+  const bool bar = !quiet && !progress && ::isatty(2);
   if (bar)
     opts.progress = terminalPredictorProgress();
+  else if (progress)
+    opts.progress = [&progress](const PredictorProgress &p) {
+      if (!p.evaluated)
+        progress(uint64_t(p.layer) * uint64_t(p.epochs) + uint64_t(p.epoch),
+                 uint64_t(p.nLayer) * uint64_t(p.epochs));
+    };
   PredictorSet set;
   bool ok = trainPredictors(trace, opts, set, error);
   if (bar)

@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace pinfer {
@@ -23,8 +25,12 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
                               const std::string &path, std::string &error);
 
 // Trains predictors from `trace` (which must hold samples) and writes them
-// to `path`, printing the per-layer report unless `quiet`.
-bool trainPredictorFile(const Trace &trace, const std::string &path,
-                        int nThreads, bool quiet, std::string &error);
+// to `path`, printing the per-layer report unless `quiet`. `progress`, if
+// set, hears the (layer, epoch) steps done of all, in place of the
+// trainer's own bar on a terminal.
+bool trainPredictorFile(
+    const Trace &trace, const std::string &path, int nThreads, bool quiet,
+    std::string &error,
+    const std::function<void(uint64_t, uint64_t)> &progress = nullptr);
 
 } // namespace pinfer
