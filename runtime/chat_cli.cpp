@@ -16,6 +16,10 @@ int runChat(Decoder &decoder, const Tokenizer &tokenizer,
     messages.push_back({"system", system});
   gen.echoPrompt = false;
   gen.json = false;
+  // Each turn's prompt is the whole conversation: the KV cache keeps the
+  // turns before, so only the new ones are evaluated.
+  std::vector<int32_t> cache;
+  gen.cache = &cache;
   std::string line;
   for (;;) {
     out << "\n> " << std::flush;

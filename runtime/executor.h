@@ -19,6 +19,7 @@
 #include "runtime/sparse_kernels.h"
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
@@ -78,7 +79,10 @@ public:
                  std::string &error) override;
   int batchSize() const { return nBatch_; }
   const float *logits() const override { return logits_.data(); }
-  void reset() override { nPast_ = 0; }
+  int nPast() const override { return nPast_; }
+  void truncate(int nKeep) override {
+    nPast_ = std::max(0, std::min(nPast_, nKeep));
+  }
 
   // Predicted mode: also compute the neurons the predictor skipped, only to
   // count those that would have fired (recall). Costs what exact mode does.

@@ -184,10 +184,25 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   }
 
   std::string error;
-  decoder.reset();
+  // The prompt's common prefix with what the decoder holds stays cached;
+  // its last token is always evaluated, for the logits.
+  int keep = 0;
+  if (opts.cache) {
+    const std::vector<int32_t> &held = *opts.cache;
+    const int most = std::min({nPrompt - 1, int(held.size()), decoder.nPast()});
+    while (keep < most && held[size_t(keep)] == r.promptTokens[size_t(keep)])
+      ++keep;
+    // Until the evaluation succeeds the decoder holds only the prefix.
+    opts.cache->resize(size_t(keep));
+  }
+  decoder.truncate(keep);
+  r.promptCached = keep;
   Clock::time_point t0 = Clock::now();
-  if (!decoder.evalBatch(r.promptTokens.data(), nPrompt, 0, true, error))
+  if (!decoder.evalBatch(r.promptTokens.data() + keep, nPrompt - keep, keep,
+                         true, error))
     return fail(error);
+  if (opts.cache)
+    *opts.cache = r.promptTokens;
   for (int32_t t : r.promptTokens)
     sampler.accept(t);
   r.promptMs = msSince(t0);
@@ -241,19 +256,23 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     Clock::time_point te = Clock::now();
     if (!decoder.eval(tok, pos, true, error))
       return fail(error);
+    if (opts.cache)
+      opts.cache->push_back(tok);
     r.genMs += msSince(te);
     ++r.genEvals;
     ++pos;
   }
 
   if (opts.json) {
-    double promptTps = r.promptMs > 0 ? 1000.0 * nPrompt / r.promptMs : 0;
+    const int nEvaluated = nPrompt - r.promptCached;
+    double promptTps = r.promptMs > 0 ? 1000.0 * nEvaluated / r.promptMs : 0;
     double genTps = r.genMs > 0 ? 1000.0 * r.genEvals / r.genMs : 0;
     JsonWriter w(out, false);
     w.beginObject();
     // What this object is (docs/json.md): pinferc run's and executables'.
     w.field("format", "pinferc-generation").field("version", uint64_t(1));
     w.field("prompt_tokens", nPrompt);
+    w.field("prompt_cached", r.promptCached);
     w.array("tokens", r.tokens);
     w.field("text", r.text);
     w.field("stop", r.stopReason);
@@ -284,7 +303,8 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
       err << load;
     }
     err << speedLine("sampling time", r.sampleMs, int(r.tokens.size()), "runs")
-        << speedLine("prompt eval time", r.promptMs, nPrompt, "tokens")
+        << speedLine("prompt eval time", r.promptMs, nPrompt - r.promptCached,
+                     "tokens")
         << speedLine("eval time", r.genMs, r.genEvals, "runs");
     char buf[128];
     std::snprintf(buf, sizeof(buf), "%16s = %10.2f ms / %5d tokens\n",

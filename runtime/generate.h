@@ -10,6 +10,7 @@
 #include "runtime/sampler.h"
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -39,7 +40,12 @@ public:
   virtual bool evalBatch(const int32_t *tokens, int n, int pos,
                          bool wantLogits, std::string &error);
   virtual const float *logits() const = 0; // [n_vocab]
-  virtual void reset() = 0;                 // forget all positions
+  // Positions held in the KV cache: the next eval() is at this position.
+  virtual int nPast() const = 0;
+  // Forgets the positions from `nKeep` on; those before stay cached, so
+  // that a prompt sharing them evaluates only what follows.
+  virtual void truncate(int nKeep) = 0;
+  void reset() { truncate(0); } // forget all positions
 };
 
 // The dense reference as a Decoder.
@@ -59,7 +65,10 @@ public:
   bool evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
                  std::string &error) override;
   const float *logits() const override { return state_.logits.data(); }
-  void reset() override { state_.reset(); }
+  int nPast() const override { return state_.nPast; }
+  void truncate(int nKeep) override {
+    state_.nPast = std::max(0, std::min(state_.nPast, nKeep));
+  }
 
   ForwardState &state() { return state_; } // for instrumentation
   ThreadPool &pool() { return pool_; }
@@ -110,10 +119,18 @@ struct GenerateOptions {
   // With json: writes extra fields into the result object (placement, measured
   // sparsity...), called after generation, e.g. w.field("sparsity", 0.8).
   std::function<void(JsonWriter &w)> extraJson;
+  // The tokens the decoder holds in its KV cache, kept by the caller across
+  // generations (a chat's turns, the server's requests): the prompt's
+  // common prefix with them is not evaluated again, and on return they are
+  // what the decoder then holds. Null: the decoder starts empty. Each
+  // token's logits are those of a fresh evaluation (batches are bitwise
+  // token-by-token evaluation).
+  std::vector<int32_t> *cache = nullptr;
 };
 
 struct GenerateResult {
   std::vector<int32_t> promptTokens;
+  int promptCached = 0;        // of them, taken from the KV cache
   std::vector<int32_t> tokens; // generated, EOG excluded
   std::string text;            // pieces of `tokens`, concatenated
   std::string stopReason;      // "eog", "stop", "length", "context",

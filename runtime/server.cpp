@@ -208,6 +208,10 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
   }
   httplib::Server server;
   std::mutex decoderMutex; // one generation at a time, in arrival order
+  // What the decoder's KV cache holds (guarded by decoderMutex): a request
+  // that starts as the previous conversation did (the same system prompt,
+  // a chat's earlier turns) evaluates only what follows.
+  std::vector<int32_t> cached;
   std::atomic<uint64_t> nextId{1};
   server.set_payload_max_length(opts.maxBodyBytes);
   server.set_read_timeout(30, 0);
@@ -294,6 +298,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       std::lock_guard<std::mutex> lock(decoderMutex);
       std::ostringstream sink;
       r.gen.out = r.gen.err = &sink;
+      r.gen.cache = &cached;
       r.gen.onToken = [&](const std::string &) {
         return std::chrono::steady_clock::now() < deadline;
       };
@@ -310,9 +315,11 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       json out = head;
       out["choices"] = json::array({choice});
       const int nGen = int(result.tokens.size());
-      out["usage"] = {{"prompt_tokens", result.promptTokens.size()},
-                      {"completion_tokens", nGen},
-                      {"total_tokens", int(result.promptTokens.size()) + nGen}};
+      out["usage"] = {
+          {"prompt_tokens", result.promptTokens.size()},
+          {"completion_tokens", nGen},
+          {"total_tokens", int(result.promptTokens.size()) + nGen},
+          {"prompt_tokens_details", {{"cached_tokens", result.promptCached}}}};
       res.set_content(dump(out), "application/json");
       return;
     }
@@ -351,6 +358,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           bool stopped = false, gone = false;
           std::ostringstream log;
           r.gen.out = r.gen.err = &log;
+          r.gen.cache = &cached;
           r.gen.onToken = [&](const std::string &piece) {
             pending += piece;
             size_t at = std::string::npos;

@@ -83,6 +83,17 @@ curl -s -N --max-time 30 "$url/v1/completions" \
 again="$(post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" | field 'd["choices"][0]["text"]')"
 [ "$again" = "$want" ] || fail "after a disconnect: '$again'"
 
+# A prompt that extends the previous request's conversation reuses its KV
+# cache (usage.prompt_tokens_details.cached_tokens) and answers as the
+# executable's own fresh run does.
+post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" >/dev/null
+longer="$prompt$want and then"
+want_longer="$("$work/exe" -p "$longer" -n 8 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+reply="$(post /v1/completions "$(python3 -c 'import json,sys; print(json.dumps({"prompt": sys.argv[1], "max_tokens": 8, "temperature": 0}))' "$longer")")"
+[ "$(field 'd["choices"][0]["text"]' <<<"$reply")" = "$want_longer" ] || fail "cached prefix: $reply, expected '$want_longer'"
+[ "$(field 'd["usage"]["prompt_tokens_details"]["cached_tokens"] > 5' <<<"$reply")" = True ] \
+  || fail "cached prefix: no cached tokens: $reply"
+
 # Parallel clients: each answer is its own prompt's greedy run.
 other="The little dog"
 want2="$("$work/exe" -p "$other" -n 12 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
@@ -101,6 +112,12 @@ chat_out="$(printf 'Hello there\nAgain\n' | timeout 60 "$work/exe" -cnv -n 4 --t
   || fail "-cnv exited with an error"
 [ "$(grep -c '^> ' <<<"$chat_out")" = 3 ] || fail "-cnv: expected 3 prompts: $chat_out"
 grep -qF -- "> $answer" <<<"$chat_out" || fail "-cnv: first answer is not '$answer': $chat_out"
+# The second turn runs over the first one's KV cache and answers as a fresh
+# run of the whole conversation does.
+turn2="$turn$answer"$'<|im_end|>\n<|im_start|>user\nAgain<|im_end|>\n<|im_start|>assistant\n'
+answer2="$("$work/exe" -p "$turn2" -n 4 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+[ "$(grep '^> ' <<<"$chat_out" | sed -n 2p)" = "> $answer2" ] \
+  || fail "-cnv: second answer is not '$answer2': $chat_out"
 
 # The OpenAI Python client (scripts/install-models.sh installs it into the
 # cache's venv): whole and streamed, completion and chat.

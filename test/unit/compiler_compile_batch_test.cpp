@@ -270,6 +270,23 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
       << error;
   EXPECT_TRUE(sameLogits(*one, *whole));
   EXPECT_TRUE(sameLogits(*one, *parts));
+  // A KV cache that held another prompt sharing the first 20 tokens (a
+  // chat's earlier turn): truncated to them, only the rest is evaluated,
+  // and the logits are those of the whole prompt evaluated afresh.
+  auto reused = fx.executor(error);
+  ASSERT_TRUE(reused) << error;
+  std::vector<int32_t> other = prompt;
+  for (int i = 20; i < kPrompt; ++i)
+    other[size_t(i)] = prompt[size_t(kPrompt - 1 - (i - 20))];
+  ASSERT_NE(other, prompt);
+  ASSERT_TRUE(reused->evalBatch(other.data(), kPrompt, 0, true, error))
+      << error;
+  reused->truncate(20);
+  ASSERT_EQ(reused->nPast(), 20);
+  ASSERT_TRUE(
+      reused->evalBatch(prompt.data() + 20, kPrompt - 20, 20, true, error))
+      << error;
+  EXPECT_TRUE(sameLogits(*one, *reused));
   expectSameStats(*one, *whole, "after the prompt");
   expectSameStats(*one, *parts, "after the prompt in two calls");
 

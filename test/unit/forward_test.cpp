@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <sstream>
@@ -847,6 +848,69 @@ TEST(Generate, JsonOutputAndSeededSampling) {
   EXPECT_NE(j.find("\"prompt_tokens\":" + std::to_string(r1.promptTokens.size())),
             std::string::npos);
   EXPECT_EQ(err.str(), ""); // no speed report in JSON mode
+}
+
+// Tests generation over a kept KV cache (a chat's turns, the server's
+// requests): a prompt that extends the last conversation evaluates only
+// what follows the shared prefix, and the tokens and the last logits are
+// bitwise those of a fresh decoder; a prompt sharing only BOS starts over.
+TEST(Generate, CachedPrefixGivesTheFreshResult) {
+  Loaded l = loadWithTokenizer("gencache.gguf");
+  ASSERT_TRUE(l.tok);
+  std::string error;
+  ReferenceDecoder kept(*l.model, 1), fresh(*l.model, 1);
+  ASSERT_TRUE(kept.init(128, error)) << error;
+  ASSERT_TRUE(fresh.init(128, error)) << error;
+  GenerateOptions o;
+  o.nPredict = 6;
+  o.ignoreEos = true;
+  o.sampling.temperature = 0;
+  o.json = true;
+  std::ostringstream out, err;
+  o.out = &out;
+  o.err = &err;
+  std::vector<int32_t> cache;
+  o.cache = &cache;
+
+  o.prompt = "Once upon a time";
+  GenerateResult first;
+  ASSERT_EQ(generate(kept, *l.tok, o, &first), 0) << err.str();
+  EXPECT_EQ(first.promptCached, 0);
+  // The cache holds the prompt and every generated token evaluated (the
+  // last one sampled is not).
+  std::vector<int32_t> held = first.promptTokens;
+  held.insert(held.end(), first.tokens.begin(), first.tokens.end() - 1);
+  EXPECT_EQ(cache, held);
+  EXPECT_EQ(kept.nPast(), int(held.size()));
+
+  for (const std::string &prompt :
+       {"Once upon a time" + first.text + " and then", std::string("a dog"),
+        std::string("a dog is")}) {
+    o.prompt = prompt;
+    GenerateResult again, alone;
+    out.str("");
+    ASSERT_EQ(generate(kept, *l.tok, o, &again), 0) << err.str();
+    const std::string json = out.str();
+    o.cache = nullptr;
+    ASSERT_EQ(generate(fresh, *l.tok, o, &alone), 0) << err.str();
+    o.cache = &cache;
+    EXPECT_EQ(again.tokens, alone.tokens) << prompt;
+    EXPECT_EQ(std::memcmp(kept.logits(), fresh.logits(),
+                          sizeof(float) * size_t(kept.nVocab())),
+              0)
+        << prompt;
+    EXPECT_EQ(alone.promptCached, 0);
+    EXPECT_NE(
+        json.find("\"prompt_cached\":" + std::to_string(again.promptCached)),
+        std::string::npos)
+        << json;
+    if (prompt.compare(0, 4, "Once") == 0)
+      EXPECT_GE(again.promptCached, int(first.promptTokens.size()) - 1);
+    else if (prompt == "a dog")
+      EXPECT_LE(again.promptCached, 1) << "only BOS is shared";
+    else // "a dog is" after "a dog": all of "a dog"
+      EXPECT_GE(again.promptCached, 2);
+  }
 }
 
 // Tests the loop's refusals: empty prompt, prompt longer than the context,
