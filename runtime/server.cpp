@@ -2,6 +2,7 @@
 // JSON nlohmann-json (llama-server's own choices).
 #include "runtime/server.h"
 
+#include "runtime/arrival_order.h"
 #include "runtime/chat_template.h"
 
 #include <httplib.h>
@@ -207,8 +208,8 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
     }
   }
   httplib::Server server;
-  std::mutex decoderMutex; // one generation at a time, in arrival order
-  // What the decoder's KV cache holds (guarded by decoderMutex): a request
+  ArrivalOrder decoderTurn; // one generation at a time, in arrival order
+  // What the decoder's KV cache holds (guarded by decoderTurn): a request
   // that starts as the previous conversation did (the same system prompt,
   // a chat's earlier turns) evaluates only what follows.
   std::vector<int32_t> cached;
@@ -295,7 +296,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                         int64_t(opts.requestSeconds * 1000));
 
     if (!r.stream) {
-      std::lock_guard<std::mutex> lock(decoderMutex);
+      std::lock_guard<ArrivalOrder> lock(decoderTurn);
       std::ostringstream sink;
       r.gen.out = r.gen.err = &sink;
       r.gen.cache = &cached;
@@ -351,7 +352,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           size_t hold = 0;
           for (const std::string &s : r.stops)
             hold = std::max(hold, s.size() - 1);
-          std::lock_guard<std::mutex> lock(decoderMutex);
+          std::lock_guard<ArrivalOrder> lock(decoderTurn);
           if (chat && !chunk("", nullptr))
             return false;
           std::string pending;
