@@ -1,8 +1,7 @@
-// Implementation of the streaming JSON writer.
+// UTF-8 repair, and the JSON writer over nlohmann-json (runtime/json.h).
 #include "runtime/json.h"
 
-#include <cmath>
-#include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace pinfer {
 
@@ -36,142 +35,94 @@ std::string sanitizeUtf8(const std::string &s) {
   return out;
 }
 
-std::string jsonQuote(const std::string &raw) {
-  // JSON text is UTF-8: metadata strings from model files may not be.
-  const std::string s = sanitizeUtf8(raw);
-  std::string out;
-  out.reserve(s.size() + 2);
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-    case '"': out += "\\\""; break;
-    case '\\': out += "\\\\"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
-    case '\b': out += "\\b"; break;
-    case '\f': out += "\\f"; break;
-    default:
-      if (c < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-        out += buf;
-      } else {
-        out.push_back(static_cast<char>(c));
-      }
+using Json = nlohmann::ordered_json;
+
+struct JsonWriter::Document {
+  Json root;
+  std::vector<Json *> open; // the containers being written, outermost first
+  std::string key;          // of the next value in an object
+
+  // Puts `v` where the document is: the root, the open array's next
+  // element or the open object's value under the last key.
+  Json *place(Json v) {
+    if (open.empty()) {
+      root = std::move(v);
+      return &root;
     }
+    Json &parent = *open.back();
+    if (parent.is_object())
+      return &(parent[key] = std::move(v));
+    parent.push_back(std::move(v));
+    return &parent.back();
   }
-  out.push_back('"');
-  return out;
-}
+};
 
-void JsonWriter::newline() {
-  if (!pretty_)
-    return;
-  os_ << '\n';
-  for (size_t i = 0; i < first_.size(); ++i)
-    os_ << "  ";
-}
+JsonWriter::JsonWriter(std::ostream &os, bool pretty)
+    : os_(os), pretty_(pretty), doc_(std::make_unique<Document>()) {}
 
-void JsonWriter::separator() {
-  if (afterKey_) {
-    afterKey_ = false;
-    return;
-  }
-  if (first_.empty())
-    return;
-  if (!first_.back())
-    os_ << ',';
-  first_.back() = false;
-  newline();
-}
+JsonWriter::~JsonWriter() = default;
 
 JsonWriter &JsonWriter::beginObject() {
-  separator();
-  os_ << '{';
-  first_.push_back(true);
-  return *this;
-}
-
-JsonWriter &JsonWriter::endObject() {
-  bool empty = first_.back();
-  first_.pop_back();
-  if (!empty)
-    newline();
-  os_ << '}';
-  if (first_.empty() && pretty_)
-    os_ << '\n';
+  doc_->open.push_back(doc_->place(Json::object()));
   return *this;
 }
 
 JsonWriter &JsonWriter::beginArray() {
-  separator();
-  os_ << '[';
-  first_.push_back(true);
+  doc_->open.push_back(doc_->place(Json::array()));
   return *this;
 }
 
-JsonWriter &JsonWriter::endArray() {
-  bool empty = first_.back();
-  first_.pop_back();
-  if (!empty)
-    newline();
-  os_ << ']';
-  return *this;
+JsonWriter &JsonWriter::endObject() {
+  doc_->open.pop_back();
+  return finishIfDone();
 }
+
+JsonWriter &JsonWriter::endArray() { return endObject(); }
 
 JsonWriter &JsonWriter::key(const std::string &k) {
-  separator();
-  os_ << jsonQuote(k) << (pretty_ ? ": " : ":");
-  afterKey_ = true;
+  doc_->key = sanitizeUtf8(k);
   return *this;
 }
 
 JsonWriter &JsonWriter::value(const std::string &v) {
-  separator();
-  os_ << jsonQuote(v);
-  return *this;
+  // JSON text is UTF-8: metadata strings from model files may not be.
+  doc_->place(sanitizeUtf8(v));
+  return finishIfDone();
 }
 
 JsonWriter &JsonWriter::value(int64_t v) {
-  separator();
-  os_ << v;
-  return *this;
+  doc_->place(v);
+  return finishIfDone();
 }
 
 JsonWriter &JsonWriter::value(uint64_t v) {
-  separator();
-  os_ << v;
-  return *this;
+  doc_->place(v);
+  return finishIfDone();
 }
 
 JsonWriter &JsonWriter::value(double v) {
-  separator();
-  if (!std::isfinite(v)) {
-    os_ << "null";
-    return *this;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", v);
-  os_ << buf;
-  return *this;
+  doc_->place(v); // written as null when not finite
+  return finishIfDone();
 }
 
 JsonWriter &JsonWriter::value(bool v) {
-  separator();
-  os_ << (v ? "true" : "false");
-  return *this;
+  doc_->place(v);
+  return finishIfDone();
 }
 
 JsonWriter &JsonWriter::null() {
-  separator();
-  os_ << "null";
-  return *this;
+  doc_->place(nullptr);
+  return finishIfDone();
 }
 
-JsonWriter &JsonWriter::raw(const std::string &json) {
-  separator();
-  os_ << json;
+// Writes the document once nothing is open (a lone scalar is one too).
+JsonWriter &JsonWriter::finishIfDone() {
+  if (doc_->open.empty()) {
+    os_ << doc_->root.dump(pretty_ ? 2 : -1, ' ', false,
+                           Json::error_handler_t::replace);
+    if (pretty_)
+      os_ << '\n';
+  }
   return *this;
 }
 

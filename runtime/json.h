@@ -1,9 +1,8 @@
-// A small streaming JSON writer used for every --json output (pinferc verbs
-// and generated executables), so that escaping and number formatting are
-// done one way everywhere.
+// UTF-8 repair, and the writer of every --json output.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -15,15 +14,18 @@ namespace pinfer {
 // by U+FFFD.
 std::string sanitizeUtf8(const std::string &s);
 
-// Escapes a string for a JSON string literal (quotes included). Invalid
-// UTF-8 becomes U+FFFD (sanitizeUtf8), so the output is always valid JSON
-// text; control characters become \uXXXX.
-std::string jsonQuote(const std::string &s);
-
+// Writes one JSON document to a stream, value by value, for every --json
+// output (pinferc verbs and generated executables). The document is built
+// with nlohmann-json and written by it when its outermost container closes,
+// so that escaping and number formatting are done one way everywhere.
+// Keys keep the order they were written in; invalid UTF-8 in strings
+// (metadata of model files) becomes U+FFFD; non-finite numbers, null.
 class JsonWriter {
 public:
-  explicit JsonWriter(std::ostream &os, bool pretty = true)
-      : os_(os), pretty_(pretty) {}
+  explicit JsonWriter(std::ostream &os, bool pretty = true);
+  ~JsonWriter();
+  JsonWriter(const JsonWriter &) = delete;
+  JsonWriter &operator=(const JsonWriter &) = delete;
 
   JsonWriter &beginObject();
   JsonWriter &endObject();
@@ -37,11 +39,9 @@ public:
   JsonWriter &value(uint64_t v);
   JsonWriter &value(int v) { return value(static_cast<int64_t>(v)); }
   JsonWriter &value(unsigned v) { return value(static_cast<uint64_t>(v)); }
-  JsonWriter &value(double v); // non-finite values are written as null
+  JsonWriter &value(double v);
   JsonWriter &value(bool v);
   JsonWriter &null();
-  // A value already serialised as JSON text.
-  JsonWriter &raw(const std::string &json);
 
   template <typename T> JsonWriter &field(const std::string &k, const T &v) {
     key(k);
@@ -57,12 +57,11 @@ public:
   }
 
 private:
-  void separator();
-  void newline();
+  JsonWriter &finishIfDone();
+  struct Document; // the nlohmann-json value being built
   std::ostream &os_;
   bool pretty_;
-  std::vector<bool> first_; // per open container: no element written yet
-  bool afterKey_ = false;
+  std::unique_ptr<Document> doc_;
 };
 
 } // namespace pinfer

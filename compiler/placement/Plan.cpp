@@ -7,6 +7,8 @@
 #include "compiler/Trace.h"
 #include "runtime/output_files.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <stdexcept>
 #include <sys/stat.h>
 
 namespace pinfer {
@@ -243,128 +246,11 @@ bool planPlacement(const Trace &trace, const ModelShape &shape,
   return true;
 }
 
-// ---------------------------------------------------------------- JSON out
+// ------------------------------------------------------------------- JSON
 
 namespace {
 
-void jsonString(std::string &o, const std::string &s) {
-  o += '"';
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += char(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += char(c);
-    }
-  }
-  o += '"';
-}
-
-void jsonDouble(std::string &o, double v) {
-  if (!std::isfinite(v))
-    v = 0; // never produced; keeps the output valid JSON regardless
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  o += buf;
-}
-
-struct JsonOut {
-  std::string o;
-  bool first = true;
-  void key(const char *k) {
-    o += first ? "\n  " : ",\n  ";
-    first = false;
-    jsonString(o, k);
-    o += ": ";
-  }
-  void str(const char *k, const std::string &v) { key(k); jsonString(o, v); }
-  void u64(const char *k, uint64_t v) { key(k); o += std::to_string(v); }
-  void dbl(const char *k, double v) { key(k); jsonDouble(o, v); }
-  void boolean(const char *k, bool v) { key(k); o += v ? "true" : "false"; }
-};
-
-} // namespace
-
-std::string planToJson(const Plan &plan) {
-  JsonOut j;
-  j.o = "{";
-  j.str("format", "pinferc-plan");
-  j.u64("version", plan.version);
-  j.str("target", plan.target);
-  j.str("model_identity", plan.modelIdentity);
-  j.u64("n_layer", plan.nLayer);
-  j.u64("n_ff", plan.nFF);
-  j.u64("n_ctx", plan.nCtx);
-  j.u64("granule_size", plan.granuleSize);
-  j.u64("budget_bytes", plan.budgetBytes);
-  j.u64("bill_bytes", plan.billBytes);
-  j.boolean("output_on_gpu", plan.outputOnGPU);
-  j.dbl("gpu_bytes_per_token", plan.gpuBytesPerToken);
-  j.dbl("cpu_bytes_per_token", plan.cpuBytesPerToken);
-  j.dbl("objective", plan.objective);
-  j.dbl("upper_bound", plan.upperBound);
-  j.dbl("gap", plan.gap);
-  j.boolean("proven_optimal", plan.provenOptimal);
-  j.str("solver", plan.solver);
-  j.str("status", plan.status);
-  j.str("dp_status", plan.dpStatus);
-  j.str("z3_status", plan.z3Status);
-  j.dbl("dp_seconds", plan.dpSeconds);
-  j.dbl("z3_seconds", plan.z3Seconds);
-  j.key("bill");
-  j.o += "[";
-  for (size_t i = 0; i < plan.bill.size(); ++i) {
-    j.o += i ? ",\n    {\"what\": " : "\n    {\"what\": ";
-    jsonString(j.o, plan.bill[i].what);
-    j.o += ", \"bytes\": " + std::to_string(plan.bill[i].bytes) + "}";
-  }
-  j.o += plan.bill.empty() ? "]" : "\n  ]";
-  j.key("layers");
-  j.o += "[";
-  for (size_t l = 0; l < plan.layers.size(); ++l) {
-    const LayerPlan &lp = plan.layers[l];
-    std::string &o = j.o;
-    o += l ? ",\n    {" : "\n    {";
-    o += "\"n_hot\": " + std::to_string(lp.nHot);
-    o += ", \"hot_granules\": " + std::to_string(lp.hotGranules);
-    o += ", \"n_granules\": " + std::to_string(lp.nGranules);
-    o += ", \"min_granules\": " + std::to_string(lp.minGranules);
-    o += ", \"coverage\": ";
-    jsonDouble(o, lp.coverage);
-    o += ", \"attention_on_gpu\": ";
-    o += lp.attentionOnGPU ? "true" : "false";
-    o += ", \"vram_bytes\": " + std::to_string(lp.vramBytes);
-    o += ", \"gpu_bytes_per_token\": ";
-    jsonDouble(o, lp.gpuBytesPerToken);
-    o += ", \"cpu_bytes_per_token\": ";
-    jsonDouble(o, lp.cpuBytesPerToken);
-    o += ",\n     \"curve\": [";
-    for (size_t i = 0; i < lp.curve.size(); ++i) {
-      o += i ? ", [" : "[";
-      o += std::to_string(lp.curve[i].first) + ", ";
-      jsonDouble(o, lp.curve[i].second);
-      o += "]";
-    }
-    o += "],\n     \"order\": [";
-    for (size_t i = 0; i < lp.order.size(); ++i) {
-      if (i)
-        o += ',';
-      o += std::to_string(lp.order[i]);
-    }
-    o += "]}";
-  }
-  j.o += plan.layers.empty() ? "]" : "\n  ]";
-  j.o += "\n}\n";
-  return j.o;
-}
-
-// ----------------------------------------------------------------- JSON in
-
-namespace {
+using Json = nlohmann::ordered_json;
 
 // Control characters of the input quoted in an error (a bad escape, a
 // wrong key's value) as \xNN, so that the error stays one line.
@@ -382,276 +268,191 @@ std::string oneLine(const std::string &what) {
   return out;
 }
 
-class JsonIn {
-public:
-  JsonIn(const std::string &s, const std::string &name, std::string &error)
-      : s_(s), name_(name), error_(error) {}
+} // namespace
 
-  bool fail(const std::string &what) {
-    if (!failed_)
-      error_ = name_ + ": at offset " + std::to_string(pos_) + ": " +
-               oneLine(what);
-    failed_ = true;
-    return false;
+std::string planToJson(const Plan &plan) {
+  Json j;
+  j["format"] = "pinferc-plan";
+  j["version"] = plan.version;
+  j["target"] = plan.target;
+  j["model_identity"] = plan.modelIdentity;
+  j["n_layer"] = plan.nLayer;
+  j["n_ff"] = plan.nFF;
+  j["n_ctx"] = plan.nCtx;
+  j["granule_size"] = plan.granuleSize;
+  j["budget_bytes"] = plan.budgetBytes;
+  j["bill_bytes"] = plan.billBytes;
+  j["output_on_gpu"] = plan.outputOnGPU;
+  j["gpu_bytes_per_token"] = plan.gpuBytesPerToken;
+  j["cpu_bytes_per_token"] = plan.cpuBytesPerToken;
+  j["objective"] = plan.objective;
+  j["upper_bound"] = plan.upperBound;
+  j["gap"] = plan.gap;
+  j["proven_optimal"] = plan.provenOptimal;
+  j["solver"] = plan.solver;
+  j["status"] = plan.status;
+  j["dp_status"] = plan.dpStatus;
+  j["z3_status"] = plan.z3Status;
+  j["dp_seconds"] = plan.dpSeconds;
+  j["z3_seconds"] = plan.z3Seconds;
+  Json &bill = j["bill"] = Json::array();
+  for (const BillLine &b : plan.bill)
+    bill.push_back({{"what", b.what}, {"bytes", b.bytes}});
+  Json &layers = j["layers"] = Json::array();
+  for (const LayerPlan &lp : plan.layers) {
+    Json curve = Json::array();
+    for (const auto &[rank, freq] : lp.curve)
+      curve.push_back({rank, freq});
+    layers.push_back({{"n_hot", lp.nHot},
+                      {"hot_granules", lp.hotGranules},
+                      {"n_granules", lp.nGranules},
+                      {"min_granules", lp.minGranules},
+                      {"coverage", lp.coverage},
+                      {"attention_on_gpu", lp.attentionOnGPU},
+                      {"vram_bytes", lp.vramBytes},
+                      {"gpu_bytes_per_token", lp.gpuBytesPerToken},
+                      {"cpu_bytes_per_token", lp.cpuBytesPerToken},
+                      {"curve", std::move(curve)},
+                      {"order", lp.order}});
   }
-  void ws() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' ||
-                                s_[pos_] == '\t' || s_[pos_] == '\r'))
-      ++pos_;
+  // One line: the orders are n_layer x n_ff numbers. Doubles are written
+  // in their shortest exact form, so a round trip is exact; strings from
+  // the model (its name in the status) with invalid UTF-8 repaired.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+namespace {
+
+// Reads the members of one JSON object into typed fields, each by name,
+// with one error line naming the first member of the wrong type; members
+// it is not asked for are ignored.
+class Fields {
+public:
+  Fields(const Json &obj, std::string where, std::string &error)
+      : obj_(obj), where_(std::move(where)), error_(error) {}
+
+  bool str(const char *k, std::string &out) {
+    const Json *v = find(k);
+    if (!v)
+      return ok_;
+    if (!v->is_string())
+      return wrong(k, "a string");
+    out = v->get<std::string>();
+    return ok_;
   }
-  bool peek(char c) {
-    ws();
-    return pos_ < s_.size() && s_[pos_] == c;
+  bool u64(const char *k, uint64_t &out, uint64_t max = UINT64_MAX) {
+    const Json *v = find(k);
+    if (!v)
+      return ok_;
+    if (!v->is_number_unsigned())
+      return wrong(k, "a non-negative integer");
+    out = v->get<uint64_t>();
+    if (out > max)
+      return fail(std::string("key ") + k + ": integer " + std::to_string(out) +
+                  " above the maximum " + std::to_string(max));
+    return ok_;
   }
-  bool expect(char c) {
-    ws();
-    if (pos_ >= s_.size())
-      return fail(std::string("end of input, expected '") + c + "'");
-    if (s_[pos_] != c)
-      return fail(std::string("found '") + s_[pos_] + "', expected '" + c +
-                  "'");
-    ++pos_;
-    return true;
-  }
-  bool str(std::string &out) {
-    if (!expect('"'))
-      return false;
-    out.clear();
-    while (pos_ < s_.size() && s_[pos_] != '"') {
-      char c = s_[pos_++];
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ >= s_.size())
-        break;
-      char e = s_[pos_++];
-      switch (e) {
-      case '"': case '\\': case '/': out += e; break;
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'u': {
-        if (s_.size() - pos_ < 4)
-          return fail("truncated \\u escape");
-        unsigned v = 0;
-        for (int i = 0; i < 4; ++i) {
-          char h = s_[pos_++];
-          v <<= 4;
-          if (h >= '0' && h <= '9') v |= unsigned(h - '0');
-          else if (h >= 'a' && h <= 'f') v |= unsigned(h - 'a' + 10);
-          else if (h >= 'A' && h <= 'F') v |= unsigned(h - 'A' + 10);
-          else return fail("bad \\u escape, expected 4 hex digits");
-        }
-        if (v < 0x80) {
-          out += char(v);
-        } else if (v < 0x800) {
-          out += char(0xC0 | (v >> 6));
-          out += char(0x80 | (v & 0x3F));
-        } else {
-          out += char(0xE0 | (v >> 12));
-          out += char(0x80 | ((v >> 6) & 0x3F));
-          out += char(0x80 | (v & 0x3F));
-        }
-        break;
-      }
-      default:
-        --pos_;
-        return fail(std::string("bad escape '\\") + e + "' in a string");
-      }
-    }
-    if (pos_ >= s_.size())
-      return fail("unterminated string");
-    ++pos_;
-    return true;
-  }
-  bool number(double &out) {
-    ws();
-    size_t start = pos_;
-    while (pos_ < s_.size() && std::strchr("+-0123456789.eE", s_[pos_]) &&
-           s_[pos_] != '\0')
-      ++pos_;
-    if (start == pos_)
-      return fail("expected a number");
-    std::string text = s_.substr(start, pos_ - start);
-    char *end = nullptr;
-    errno = 0;
-    out = std::strtod(text.c_str(), &end);
-    if (*end != '\0' || errno == ERANGE || !std::isfinite(out)) {
-      pos_ = start;
-      return fail("malformed number '" + text + "'");
-    }
-    return true;
-  }
-  bool u64(uint64_t &out, uint64_t max = UINT64_MAX) {
-    ws();
-    size_t start = pos_;
-    out = 0;
-    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-      uint64_t d = uint64_t(s_[pos_] - '0');
-      if (out > (UINT64_MAX - d) / 10)
-        return fail("integer overflows 64 bits");
-      out = out * 10 + d;
-      ++pos_;
-    }
-    if (start == pos_)
-      return fail("expected a non-negative integer");
-    if (out > max) {
-      pos_ = start;
-      return fail("integer " + std::to_string(out) + " above the maximum " +
-                  std::to_string(max));
-    }
-    return true;
-  }
-  bool u32(uint32_t &out) {
-    uint64_t v;
-    if (!u64(v, UINT32_MAX))
+  bool u32(const char *k, uint32_t &out) {
+    uint64_t v = out;
+    if (!u64(k, v, UINT32_MAX))
       return false;
     out = uint32_t(v);
-    return true;
+    return ok_;
   }
-  bool boolean(bool &out) {
-    ws();
-    if (s_.compare(pos_, 4, "true") == 0) {
-      pos_ += 4;
-      out = true;
-      return true;
-    }
-    if (s_.compare(pos_, 5, "false") == 0) {
-      pos_ += 5;
-      out = false;
-      return true;
-    }
-    return fail("expected true or false");
+  bool number(const char *k, double &out) {
+    const Json *v = find(k);
+    if (!v)
+      return ok_;
+    if (!v->is_number())
+      return wrong(k, "a number");
+    out = v->get<double>();
+    return ok_;
   }
-  // '{' ("key": value)* '}', calling `field` for each key at its value.
-  bool object(const std::function<bool(const std::string &)> &field) {
-    if (depth_ > 64)
-      return fail("nesting deeper than 64");
-    ++depth_;
-    if (!expect('{'))
-      return false;
-    if (peek('}')) {
-      ++pos_;
-      --depth_;
-      return true;
-    }
-    for (;;) {
-      std::string key;
-      if (!str(key) || !expect(':') || !field(key))
-        return false;
-      if (peek(',')) {
-        ++pos_;
-        continue;
-      }
-      if (!expect('}'))
-        return false;
-      --depth_;
-      return true;
-    }
+  bool boolean(const char *k, bool &out) {
+    const Json *v = find(k);
+    if (!v)
+      return ok_;
+    if (!v->is_boolean())
+      return wrong(k, "true or false");
+    out = v->get<bool>();
+    return ok_;
   }
-  bool array(const std::function<bool()> &elem) {
-    if (depth_ > 64)
-      return fail("nesting deeper than 64");
-    ++depth_;
-    if (!expect('['))
-      return false;
-    if (peek(']')) {
-      ++pos_;
-      --depth_;
-      return true;
+  // The member `k` when it is an array, else null (absent: an empty one).
+  const Json *array(const char *k) {
+    static const Json kEmpty = Json::array();
+    const Json *v = find(k);
+    if (!v)
+      return ok_ ? &kEmpty : nullptr;
+    if (!v->is_array()) {
+      wrong(k, "an array");
+      return nullptr;
     }
-    for (;;) {
-      if (!elem())
-        return false;
-      if (peek(',')) {
-        ++pos_;
-        continue;
-      }
-      if (!expect(']'))
-        return false;
-      --depth_;
-      return true;
-    }
+    return v;
   }
-  bool skip() {
-    ws();
-    if (pos_ >= s_.size())
-      return fail("end of input, expected a value");
-    char c = s_[pos_];
-    if (c == '{')
-      return object([&](const std::string &) { return skip(); });
-    if (c == '[')
-      return array([&] { return skip(); });
-    if (c == '"') {
-      std::string ignored;
-      return str(ignored);
-    }
-    if (c == 't' || c == 'f') {
-      bool ignored;
-      return boolean(ignored);
-    }
-    if (s_.compare(pos_, 4, "null") == 0) {
-      pos_ += 4;
-      return true;
-    }
-    double ignored;
-    return number(ignored);
+  bool fail(const std::string &what) {
+    if (ok_)
+      error_ = where_ + oneLine(what);
+    ok_ = false;
+    return false;
   }
-  bool atEnd() {
-    ws();
-    return pos_ == s_.size() || fail("trailing characters after the plan");
-  }
-  size_t pos() const { return pos_; }
 
 private:
-  const std::string &s_;
-  const std::string &name_;
+  const Json *find(const char *k) {
+    if (!ok_)
+      return nullptr;
+    auto it = obj_.find(k);
+    return it == obj_.end() ? nullptr : &*it;
+  }
+  bool wrong(const char *k, const char *expected) {
+    return fail(std::string("key ") + k + ": found " + obj_.at(k).type_name() +
+                ", expected " + expected);
+  }
+
+  const Json &obj_;
+  std::string where_;
   std::string &error_;
-  size_t pos_ = 0;
-  int depth_ = 0;
-  bool failed_ = false;
+  bool ok_ = true;
 };
 
-bool readLayer(JsonIn &in, LayerPlan &lp) {
-  return in.object([&](const std::string &k) -> bool {
-    if (k == "n_hot") return in.u32(lp.nHot);
-    if (k == "hot_granules") return in.u32(lp.hotGranules);
-    if (k == "n_granules") return in.u32(lp.nGranules);
-    if (k == "min_granules") return in.u32(lp.minGranules);
-    if (k == "coverage") return in.number(lp.coverage);
-    if (k == "attention_on_gpu") return in.boolean(lp.attentionOnGPU);
-    if (k == "vram_bytes") return in.u64(lp.vramBytes);
-    if (k == "gpu_bytes_per_token") return in.number(lp.gpuBytesPerToken);
-    if (k == "cpu_bytes_per_token") return in.number(lp.cpuBytesPerToken);
-    if (k == "curve")
-      return in.array([&] {
-        std::pair<uint32_t, double> pt;
-        size_t n = 0;
-        bool ok = in.array([&] {
-          ++n;
-          if (n == 1) return in.u32(pt.first);
-          if (n == 2) return in.number(pt.second);
-          return in.fail("a curve point has more than 2 numbers");
-        });
-        if (ok && n != 2)
-          return in.fail("a curve point has " + std::to_string(n) +
-                         " numbers, expected 2");
-        lp.curve.push_back(pt);
-        return ok;
-      });
-    if (k == "order")
-      return in.array([&] {
-        uint32_t v;
-        if (!in.u32(v))
-          return false;
-        lp.order.push_back(v);
-        return true;
-      });
-    return in.skip();
-  });
+bool readLayer(const Json &j, const std::string &where, LayerPlan &lp,
+               std::string &error) {
+  if (!j.is_object()) {
+    error = where + "found " + j.type_name() + ", expected an object";
+    return false;
+  }
+  Fields f(j, where, error);
+  if (!f.u32("n_hot", lp.nHot) || !f.u32("hot_granules", lp.hotGranules) ||
+      !f.u32("n_granules", lp.nGranules) ||
+      !f.u32("min_granules", lp.minGranules) ||
+      !f.number("coverage", lp.coverage) ||
+      !f.boolean("attention_on_gpu", lp.attentionOnGPU) ||
+      !f.u64("vram_bytes", lp.vramBytes) ||
+      !f.number("gpu_bytes_per_token", lp.gpuBytesPerToken) ||
+      !f.number("cpu_bytes_per_token", lp.cpuBytesPerToken))
+    return false;
+  const Json *curve = f.array("curve");
+  const Json *order = f.array("order");
+  if (!curve || !order)
+    return false;
+  for (const Json &pt : *curve) {
+    if (!pt.is_array() || pt.size() != 2 || !pt[0].is_number_unsigned() ||
+        pt[0].get<uint64_t>() > UINT32_MAX || !pt[1].is_number())
+      return f.fail("key curve: a point is " +
+                    pt.dump(-1, ' ', false, Json::error_handler_t::replace)
+                        .substr(0, 40) +
+                    ", expected [rank, frequency]");
+    lp.curve.push_back({pt[0].get<uint32_t>(), pt[1].get<double>()});
+  }
+  lp.order.reserve(order->size());
+  for (const Json &v : *order) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > UINT32_MAX)
+      return f.fail(
+          "key order: found " + std::string(v.type_name()) + " " +
+          v.dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, 40) +
+          ", expected a neuron id");
+    lp.order.push_back(v.get<uint32_t>());
+  }
+  return true;
 }
 
 } // namespace
@@ -659,58 +460,75 @@ bool readLayer(JsonIn &in, LayerPlan &lp) {
 bool planFromJson(const std::string &text, const std::string &name, Plan &plan,
                   std::string &error) {
   plan = Plan();
-  JsonIn in(text, name, error);
-  std::string format;
-  bool haveVersion = false;
-  bool ok = in.object([&](const std::string &k) -> bool {
-    if (k == "format") return in.str(format);
-    if (k == "version") {
-      haveVersion = true;
-      return in.u32(plan.version);
-    }
-    if (k == "target") return in.str(plan.target);
-    if (k == "model_identity") return in.str(plan.modelIdentity);
-    if (k == "n_layer") return in.u32(plan.nLayer);
-    if (k == "n_ff") return in.u32(plan.nFF);
-    if (k == "n_ctx") return in.u32(plan.nCtx);
-    if (k == "granule_size") return in.u32(plan.granuleSize);
-    if (k == "budget_bytes") return in.u64(plan.budgetBytes);
-    if (k == "bill_bytes") return in.u64(plan.billBytes);
-    if (k == "output_on_gpu") return in.boolean(plan.outputOnGPU);
-    if (k == "gpu_bytes_per_token") return in.number(plan.gpuBytesPerToken);
-    if (k == "cpu_bytes_per_token") return in.number(plan.cpuBytesPerToken);
-    if (k == "objective") return in.number(plan.objective);
-    if (k == "upper_bound") return in.number(plan.upperBound);
-    if (k == "gap") return in.number(plan.gap);
-    if (k == "proven_optimal") return in.boolean(plan.provenOptimal);
-    if (k == "solver") return in.str(plan.solver);
-    if (k == "status") return in.str(plan.status);
-    if (k == "dp_status") return in.str(plan.dpStatus);
-    if (k == "z3_status") return in.str(plan.z3Status);
-    if (k == "dp_seconds") return in.number(plan.dpSeconds);
-    if (k == "z3_seconds") return in.number(plan.z3Seconds);
-    if (k == "bill")
-      return in.array([&] {
-        BillLine b;
-        bool ok = in.object([&](const std::string &bk) -> bool {
-          if (bk == "what") return in.str(b.what);
-          if (bk == "bytes") return in.u64(b.bytes);
-          return in.skip();
-        });
-        plan.bill.push_back(b);
-        return ok;
-      });
-    if (k == "layers")
-      return in.array([&] {
-        if (plan.layers.size() >= 100000)
-          return in.fail("more than 100000 layers");
-        plan.layers.emplace_back();
-        return readLayer(in, plan.layers.back());
-      });
-    return in.skip();
-  });
-  if (!ok || !in.atEnd())
+  Json j;
+  try {
+    // A plan nests four deep; deeper input is refused before it is built
+    // (destroying a deeply nested value recurses).
+    j = Json::parse(text, [](int depth, Json::parse_event_t, Json &) {
+      if (depth > 64)
+        throw std::length_error("nesting deeper than 64");
+      return true;
+    });
+  } catch (const std::length_error &e) {
+    error = name + ": " + e.what();
     return false;
+  } catch (const Json::exception &e) {
+    std::string why = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, ..."
+    size_t at = why.find("] ");
+    error = name + ": not a plan (invalid JSON): " +
+            oneLine(at == std::string::npos ? why : why.substr(at + 2));
+    return false;
+  }
+  if (!j.is_object()) {
+    error = name + ": found " + j.type_name() + ", expected a plan object";
+    return false;
+  }
+  std::string format;
+  bool haveVersion = j.contains("version");
+  Fields f(j, name + ": ", error);
+  if (!f.str("format", format) || !f.u32("version", plan.version) ||
+      !f.str("target", plan.target) ||
+      !f.str("model_identity", plan.modelIdentity) ||
+      !f.u32("n_layer", plan.nLayer) || !f.u32("n_ff", plan.nFF) ||
+      !f.u32("n_ctx", plan.nCtx) || !f.u32("granule_size", plan.granuleSize) ||
+      !f.u64("budget_bytes", plan.budgetBytes) ||
+      !f.u64("bill_bytes", plan.billBytes) ||
+      !f.boolean("output_on_gpu", plan.outputOnGPU) ||
+      !f.number("gpu_bytes_per_token", plan.gpuBytesPerToken) ||
+      !f.number("cpu_bytes_per_token", plan.cpuBytesPerToken) ||
+      !f.number("objective", plan.objective) ||
+      !f.number("upper_bound", plan.upperBound) || !f.number("gap", plan.gap) ||
+      !f.boolean("proven_optimal", plan.provenOptimal) ||
+      !f.str("solver", plan.solver) || !f.str("status", plan.status) ||
+      !f.str("dp_status", plan.dpStatus) ||
+      !f.str("z3_status", plan.z3Status) ||
+      !f.number("dp_seconds", plan.dpSeconds) ||
+      !f.number("z3_seconds", plan.z3Seconds))
+    return false;
+  const Json *billJson = f.array("bill");
+  const Json *layersJson = f.array("layers");
+  if (!billJson || !layersJson)
+    return false;
+  for (const Json &b : *billJson) {
+    BillLine line;
+    if (!b.is_object())
+      return f.fail("key bill: found " + std::string(b.type_name()) +
+                    ", expected {\"what\", \"bytes\"} objects");
+    Fields bf(b, name + ": bill: ", error);
+    if (!bf.str("what", line.what) || !bf.u64("bytes", line.bytes))
+      return false;
+    plan.bill.push_back(std::move(line));
+  }
+  if (layersJson->size() > 100000)
+    return f.fail("key layers: more than 100000 layers");
+  for (size_t l = 0; l < layersJson->size(); ++l) {
+    plan.layers.emplace_back();
+    if (!readLayer((*layersJson)[l],
+                   name + ": layers[" + std::to_string(l) + "]: ",
+                   plan.layers.back(), error))
+      return false;
+  }
   auto fail = [&](const std::string &what) {
     error = name + ": " + oneLine(what);
     return false;
