@@ -219,7 +219,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
   server.set_write_timeout(30, 0);
 
   server.Get("/health", [](const httplib::Request &, httplib::Response &res) {
-    res.set_content("{\"status\":\"ok\"}", "application/json");
+    res.set_content(dump(json{{"status", "ok"}}), "application/json");
   });
   server.Get("/v1/models", [&](const httplib::Request &,
                                httplib::Response &res) {
