@@ -516,37 +516,65 @@ PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
 }
 
 // Rows of 8-bit blocks (Q8_0, offset 128) or 4-bit ones (Q4_0, offset 8)
-// times an 8-bit activation. The offset comes off in the integers
+// times NT 8-bit activations (x_t = x + t * xStride), each pair of blocks
+// unpacked once for all of them. The offset comes off in the integers
 // (vpdpbusd of the offset byte with the activation), and an odd last block
 // runs as a pair with an empty one, so the only float operations are the
-// explicit FMAs and the final sum: no scalar expression the compiler could
-// contract differently where the kernel is inlined into generated code,
-// which must multiply bitwise as the runtime does.
-template <class B, int Offset>
-PINFER_AVX512 inline float
-dotOffsetPairsAvx512(const void *row, const BlockQ8Act *x, int64_t n) {
+// explicit FMAs and the final sum, the same for every NT: a token's result
+// is bitwise its one-token product, and no scalar expression is left that
+// the compiler could contract differently where the kernel is inlined into
+// generated code, which must multiply bitwise as the runtime does.
+template <class B, int Offset, int NT>
+PINFER_AVX512 inline void
+dotOffsetPairsNAvx512(const void *row, const BlockQ8Act *x, int64_t xStride,
+                      int64_t n, float *out) {
   const B *b = static_cast<const B *>(row);
   const int64_t nb = n / QK8_0;
   const __m512i offset = _mm512_set1_epi8(char(Offset));
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t)
+    acc[t] = _mm512_setzero_ps();
   for (int64_t blk = 0; blk < nb; blk += 2) {
     const bool pair = blk + 1 < nb;
-    const float s0 = halfToFloat(b[blk].d) * x[blk].d;
-    const float s1 = pair ? halfToFloat(b[blk + 1].d) * x[blk + 1].d : 0.f;
+    const float d0 = halfToFloat(b[blk].d);
+    const float d1 = pair ? halfToFloat(b[blk + 1].d) : 0.f;
     const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
     const __m256i w1 =
         pair ? offsetBytes<B, Offset>(b[blk + 1]) : _mm256_setzero_si256();
     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-    const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
-                            : _mm256_setzero_si256();
-    const __m512i xs = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-    const __m512i p = _mm512_sub_epi32(
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs),
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xs));
-    acc = _mm512_fmadd_ps(pairScales(s0, s1), _mm512_cvtepi32_ps(p), acc);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8Act *xt = x + t * xStride;
+      const float s0 = d0 * xt[blk].d;
+      const float s1 = pair ? d1 * xt[blk + 1].d : 0.f;
+      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xt[blk].qs);
+      const __m256i x1 =
+          pair ? _mm256_loadu_si256((const __m256i *)xt[blk + 1].qs)
+               : _mm256_setzero_si256();
+      const __m512i xs = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+      const __m512i p = _mm512_sub_epi32(
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs),
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xs));
+      acc[t] =
+          _mm512_fmadd_ps(pairScales(s0, s1), _mm512_cvtepi32_ps(p), acc[t]);
+    }
   }
-  return hsum512(acc);
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum512(acc[t]);
+}
+
+// The one-token and kTokensAtOnce-token kernels of a block type.
+template <class B, int Offset>
+PINFER_AVX512 inline float
+dotOffsetPairsAvx512(const void *row, const BlockQ8Act *x, int64_t n) {
+  float out;
+  dotOffsetPairsNAvx512<B, Offset, 1>(row, x, 0, n, &out);
+  return out;
+}
+template <class B, int Offset>
+PINFER_AVX512 inline void
+dotOffsetPairsX4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
+                       int64_t n, float *out) {
+  dotOffsetPairsNAvx512<B, Offset, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row, const BlockQ8Act *x,

@@ -262,6 +262,13 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
       }
     }
   }
+  // The AVX-512 level (where this CPU has it) for Q8_0 and Q4_0, whose
+  // one-token kernels are its own there.
+  setKernelIsa(KernelIsa::Auto);
+  if (kernelLevel() == 2) {
+    EXPECT_TRUE(rowDot(GGMLType::Q8_0).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q4_0).hasX4());
+  }
   // The AVX2 level has them for the types of common downloads.
   setKernelIsa(KernelIsa::Avx2);
   if (kernelLevel() == 1) {
