@@ -89,8 +89,7 @@ public:
     // Layer 0: 200 hot neurons (not a multiple of 32, so row blocks and
     // source blocks straddle the halves) in a scrambled order; layer 1: all
     // cold, also scrambled, but where the lowering keeps the source's down
-    // matrix (a dense all-CPU layer of a decoded block type), whose
-    // neurons stay in source order.
+    // matrix (a dense all-CPU layer), whose neurons stay in source order.
     for (int l = 0; l < p.nLayer && !asLowered; ++l) {
       std::vector<uint32_t> order;
       for (int i = 0; i < p.nFF; ++i)
@@ -240,9 +239,9 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   std::string error;
   ASSERT_TRUE(fx.make(c, error)) << error;
   const std::vector<int32_t> prompt = fx.prompt();
-  // Which down layout layer 1 runs: the source's matrix only for a dense
-  // decoded block type.
-  const bool source = c.type == GGMLType::Q4_1 && c.mode == SparsityMode::Dense;
+  // Which down layout layer 1 (all on the CPU) runs: the source's matrix
+  // in dense mode.
+  const bool source = c.mode == SparsityMode::Dense;
   EXPECT_EQ(fx.packedHas("blk.1.ffn_down.weight"), source);
   EXPECT_EQ(fx.packedHas("blk.1.ffn_down_t.weight"), !source);
 

@@ -109,15 +109,15 @@ inline void fillExpectedSteps(ProgramDesc &desc) {
     d.steps = expectedSteps(d);
 }
 
-// A dense layer with no GPU neuron keeps the source's down matrix where
-// its transposed rows would be f32 but the source is a block format
-// (runtime/ggml_types.h, DownLayout::Source); its neurons are then in id
-// order.
-inline void fillSourceDown(ProgramDesc &desc) {
-  for (LayerDesc &d : desc.layers) {
-    const TypeTraits *t = typeTraits(d.downType);
-    d.sourceDown = desc.mode == SparsityMode::Dense && d.hot.empty() &&
-                   t->blockSize > 1 && t->downLayout == DownLayout::Rows;
+// A dense layer with no GPU neuron keeps the source's down matrix, when
+// the file has one (runtime/ggml_types.h, DownLayout::Source); its neurons
+// are then in id order.
+inline void fillSourceDown(const Model &model, ProgramDesc &desc) {
+  for (size_t l = 0; l < desc.layers.size(); ++l) {
+    LayerDesc &d = desc.layers[l];
+    d.sourceDown =
+        desc.mode == SparsityMode::Dense && d.hot.empty() &&
+        model.file().tensor(tensorName(TensorKind::FfnDown, int(l))) != nullptr;
     if (d.sourceDown)
       for (uint32_t i = 0; i < d.cold.size(); ++i)
         d.cold[i] = i;
@@ -133,7 +133,7 @@ inline bool programAllCold(const Model &model, SparsityMode mode,
   for (LayerDesc &d : out.layers)
     for (int i = 0; i < out.params.nFF; ++i)
       d.cold.push_back(uint32_t(i));
-  fillSourceDown(out);
+  fillSourceDown(model, out);
   fillExpectedSteps(out);
   return true;
 }
@@ -197,7 +197,7 @@ inline bool programFromPlan(const Model &model, const Plan &plan,
       out.predictorThreshold = 0.f;
     }
   }
-  fillSourceDown(out);
+  fillSourceDown(model, out);
   fillExpectedSteps(out);
   return true;
 }
