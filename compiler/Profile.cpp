@@ -85,15 +85,19 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
     trace.samples.assign(p.nLayer, {});
   }
 
-  uint64_t tokenIndex = 0;
-  auto record = [&](int layer, const float *input, const uint8_t *fired) {
+  uint64_t tokenIndex = 0; // text tokens evaluated
+  // The hook sees positions in the chunk; chunkBase + pos is the token's
+  // index in the text (BOS at position 0 is not a text token).
+  int64_t chunkBase = 0;
+  auto record = [&](int layer, uint64_t token, const float *input,
+                    const uint8_t *fired) {
     const uint8_t *bits = fired;
     if (!relu) {
       // The hook sees silu(g) * u and u for this token; |silu(g)| = |h / u|.
       const float *h = state.hookProduct, *u = state.hookUp;
       for (int i = 0; i < p.nFF; ++i)
         magnitude[i] = u[i] != 0.f ? std::fabs(h[i] / u[i]) : 0.f;
-      if (tokenIndex < uint64_t(calTokens)) {
+      if (token < uint64_t(calTokens)) {
         auto &cal = calMagnitudes[layer];
         cal.insert(cal.end(), magnitude.begin(), magnitude.end());
         return; // counted after calibration
@@ -123,8 +127,10 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
         held[slot] = std::move(s);
     }
   };
-  state.ffnHook = [&](int layer, int, const float *input,
-                      const uint8_t *fired) { record(layer, input, fired); };
+  state.ffnHook = [&](int layer, int pos, const float *input,
+                      const uint8_t *fired) {
+    record(layer, uint64_t(chunkBase + pos), input, fired);
+  };
 
   // Thresholds at the target sparsity: the magnitude below which that share
   // of the calibration activations fall.
@@ -164,10 +170,24 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
         return false;
       state.ffnHook = std::move(hook);
     }
-    for (; pos < nCtx && next < tokens.size(); ++pos, ++next) {
-      if (!decoder.eval(tokens[next], pos, false, error))
+    // The text in prompt batches (the reference's batches are bitwise
+    // its token-by-token evaluation, so the counts are those of one token
+    // at a time), at most kReportEvery tokens a call so that progress
+    // moves.
+    const size_t kReportEvery = 128;
+    while (pos < nCtx && next < tokens.size()) {
+      size_t n =
+          std::min({size_t(nCtx - pos), tokens.size() - next, kReportEvery});
+      // The calibration tokens end a batch: the thresholds must be known
+      // before any later token is counted.
+      if (!relu && tokenIndex < uint64_t(calTokens))
+        n = std::min(n, size_t(uint64_t(calTokens) - tokenIndex));
+      chunkBase = int64_t(tokenIndex) - pos;
+      if (!decoder.evalBatch(tokens.data() + next, int(n), pos, false, error))
         return false;
-      ++tokenIndex;
+      pos += int(n);
+      next += n;
+      tokenIndex += n;
       if (!relu && tokenIndex == uint64_t(calTokens))
         calibrate();
       if (opts.progress)

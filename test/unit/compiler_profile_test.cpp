@@ -4,6 +4,7 @@
 #include "compiler/Calibration.h"
 #include "compiler/Profile.h"
 #include "compiler/Trace.h"
+#include "runtime/generate.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
@@ -13,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -135,4 +137,83 @@ TEST(Profile, SiluThresholdsReachTargetSparsity) {
     EXPECT_NEAR(rate, 0.30, 0.06) << "layer " << l;
   }
   std::remove(path.c_str());
+}
+
+// Tests that profiling in prompt batches counts exactly what evaluating the
+// text one token at a time does (chunks of a short context, BOS opening
+// each, the SiLU calibration window ending mid-batch), and that the SiLU
+// thresholds are those of the first tokens' magnitudes.
+TEST(Profile, BatchedCountsAreThoseOfOneTokenAtATime) {
+  for (FfnActivation act : {FfnActivation::ReLU, FfnActivation::SiLU}) {
+    SCOPED_TRACE(activationName(act));
+    std::string path = makeModel(act, "profile_batched.gguf"), err;
+    auto model = Model::open(path, err);
+    ASSERT_NE(model, nullptr) << err;
+    auto tok = Tokenizer::fromGGUF(model->file(), err);
+    ASSERT_NE(tok, nullptr) << err;
+    const ModelParams &p = model->params();
+    ProfileOptions opts;
+    opts.nThreads = 2;
+    opts.nCtx = 45; // chunks of 44 text tokens after BOS
+    opts.maxTokens = 150;
+    opts.calibrationTokens = 21;
+    opts.targetSparsity = 0.6f;
+    Trace trace;
+    ASSERT_TRUE(profileModel(*model, *tok, modelIdentity(model->file()),
+                             calibrationText(), opts, trace, err))
+        << err;
+    ASSERT_EQ(trace.nTokens, 150u);
+
+    // The oracle: one eval() per token, as a prompt-less loop would.
+    const bool relu = act == FfnActivation::ReLU;
+    std::vector<int32_t> tokens = tok->encode(calibrationText(), false, false);
+    tokens.resize(150);
+    ReferenceDecoder dec(*model, 2);
+    ASSERT_TRUE(dec.init(45, err)) << err;
+    ForwardState &st = dec.state();
+    std::vector<std::vector<uint64_t>> fired(p.nLayer,
+                                             std::vector<uint64_t>(p.nFF));
+    std::vector<std::vector<float>> magnitudes(p.nLayer);
+    std::vector<std::vector<float>> cal(p.nLayer);
+    bool counting = false;
+    st.ffnHook = [&](int l, int, const float *, const uint8_t *bits) {
+      if (!counting)
+        return;
+      std::vector<float> &m = magnitudes[l];
+      m.assign(p.nFF, 0.f);
+      for (int i = 0; i < p.nFF; ++i)
+        m[i] = st.hookUp[i] != 0.f ? std::fabs(st.hookProduct[i] / st.hookUp[i])
+                                   : 0.f;
+      for (int i = 0; i < p.nFF; ++i)
+        fired[l][i] += relu ? bits[i] : 0;
+    };
+    size_t next = 0;
+    std::vector<std::vector<std::vector<float>>> perToken; // SiLU: [tok][l]
+    while (next < tokens.size()) {
+      dec.reset();
+      counting = false;
+      ASSERT_TRUE(dec.eval(tok->bos(), 0, false, err)) << err;
+      counting = true;
+      for (int pos = 1; pos < 45 && next < tokens.size(); ++pos, ++next) {
+        ASSERT_TRUE(dec.eval(tokens[next], pos, false, err)) << err;
+        if (!relu)
+          perToken.push_back(magnitudes);
+      }
+    }
+    if (!relu) {
+      for (int l = 0; l < p.nLayer; ++l) {
+        std::vector<float> v;
+        for (size_t t = 0; t < 21; ++t)
+          v.insert(v.end(), perToken[t][l].begin(), perToken[t][l].end());
+        size_t k = std::min(v.size() - 1, size_t(0.6 * double(v.size())));
+        std::nth_element(v.begin(), v.begin() + k, v.end());
+        EXPECT_EQ(trace.thresholds.at(l), v[k]) << "layer " << l;
+        for (const auto &m : perToken)
+          for (int i = 0; i < p.nFF; ++i)
+            fired[l][i] += m[l][i] > trace.thresholds[l];
+      }
+    }
+    EXPECT_EQ(trace.fired, fired);
+    std::remove(path.c_str());
+  }
 }
