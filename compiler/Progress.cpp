@@ -100,12 +100,9 @@ void Progress::begin(const char *name, const std::string &what, Unit unit,
     return;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    setStep(name, what, unit, noun);
     open_ = true;
-    name_ = name;
     stop_ = false;
-    what_ = what;
-    unit_ = unit;
-    noun_ = noun;
     done_ = total_ = 0;
     drawnWidth_ = 0;
     start_ = std::chrono::steady_clock::now();
@@ -129,6 +126,11 @@ void Progress::beginOnUpdate(const char *name, const std::string &what,
     return;
   std::lock_guard<std::mutex> lock(mu_);
   pending_ = true;
+  setStep(name, what, unit, noun);
+}
+
+void Progress::setStep(const char *name, const std::string &what, Unit unit,
+                       const char *noun) {
   name_ = name;
   what_ = what;
   unit_ = unit;

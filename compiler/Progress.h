@@ -65,6 +65,8 @@ private:
   static std::string barTail(Unit unit, const char *noun, uint64_t done,
                              uint64_t total, double seconds);
   void draw(bool final); // with mu_ held
+  void setStep(const char *name, const std::string &what, Unit unit,
+               const char *noun); // with mu_ held
   void tick();
 
   Style style_;

@@ -332,21 +332,11 @@ public:
       : obj_(obj), where_(std::move(where)), error_(error) {}
 
   bool str(const char *k, std::string &out) {
-    const Json *v = find(k);
-    if (!v)
-      return ok_;
-    if (!v->is_string())
-      return wrong(k, "a string");
-    out = v->get<std::string>();
-    return ok_;
+    return typed(k, out, &Json::is_string, "a string");
   }
   bool u64(const char *k, uint64_t &out, uint64_t max = UINT64_MAX) {
-    const Json *v = find(k);
-    if (!v)
-      return ok_;
-    if (!v->is_number_unsigned())
-      return wrong(k, "a non-negative integer");
-    out = v->get<uint64_t>();
+    if (!typed(k, out, &Json::is_number_unsigned, "a non-negative integer"))
+      return false;
     if (out > max)
       return fail(std::string("key ") + k + ": integer " + std::to_string(out) +
                   " above the maximum " + std::to_string(max));
@@ -360,22 +350,10 @@ public:
     return ok_;
   }
   bool number(const char *k, double &out) {
-    const Json *v = find(k);
-    if (!v)
-      return ok_;
-    if (!v->is_number())
-      return wrong(k, "a number");
-    out = v->get<double>();
-    return ok_;
+    return typed(k, out, &Json::is_number, "a number");
   }
   bool boolean(const char *k, bool &out) {
-    const Json *v = find(k);
-    if (!v)
-      return ok_;
-    if (!v->is_boolean())
-      return wrong(k, "true or false");
-    out = v->get<bool>();
-    return ok_;
+    return typed(k, out, &Json::is_boolean, "true or false");
   }
   // The member `k` when it is an array, else null (absent: an empty one).
   const Json *array(const char *k) {
@@ -397,6 +375,19 @@ public:
   }
 
 private:
+  // The member `k` into `out` when `is` says its type is right; absent, the
+  // member leaves `out` as it was.
+  template <class T>
+  bool typed(const char *k, T &out, bool (Json::*is)() const noexcept,
+             const char *expected) {
+    const Json *v = find(k);
+    if (!v)
+      return ok_;
+    if (!(v->*is)())
+      return wrong(k, expected);
+    out = v->get<T>();
+    return ok_;
+  }
   const Json *find(const char *k) {
     if (!ok_)
       return nullptr;
