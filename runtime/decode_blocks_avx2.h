@@ -1,12 +1,11 @@
-// AVX2 decoding of the K-quants of common downloads (Q4_K, Q5_K, Q6_K;
-// runtime/quant_blocks.h): the unpacking of a block's values, 32 bytes at
-// a time, which their integer products share (runtime/dot_q8_blocks.h),
-// and their f32-activation products (the dense down projection, whose
-// input stays in f32), which decode every block they read: each value is
-// the reference decoder's float, bit for bit (the same product, and
-// difference, of the same operands: (d * sc) * q, or (d * sc) * q - dmin *
-// m), multiplied in the order dotk::dotBlocksAvx2 multiplies a decoded
-// block, without the round trip through a buffer.
+// AVX2 decoding of the K-quants (Q2_K..Q6_K; runtime/quant_blocks.h): the
+// unpacking of a block's values, 32 bytes at a time, which their integer
+// products share (runtime/dot_q8_blocks.h), and their f32-activation products
+// (the dense down projection, whose input stays in f32), which decode every
+// block they read: each value is the reference decoder's float, bit for bit
+// (the same product, and difference, of the same operands: (d * sc) * q, or (d
+// * sc) * q - dmin * m), multiplied in the order dotk::dotBlocksAvx2 multiplies
+// a decoded block, without the round trip through a buffer.
 #pragma once
 
 #include "runtime/dot_kernels.h"
@@ -155,6 +154,67 @@ PINFER_AVX2 inline void dotQ6_KF32NAvx2(const void *row, const float *x,
   }
   for (int t = 0; t < NT; ++t)
     out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+}
+
+// Q2_K and Q3_K: a half's 32 bytes of 2-bit values hold four 32-value
+// chunks (bit pair k), each two 16-value sub-blocks with their own scale;
+// Q3_K's values are q - 4 where the hmask bit is clear.
+template <bool Three, int NT>
+PINFER_AVX2 inline void dotK2K3F32NAvx2(const void *row, const float *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Three ? sizeof(BlockQ3_K) : sizeof(BlockQ2_K);
+  const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+  __m256 a[NT][2];
+  for (int t = 0; t < NT; ++t)
+    a[t][0] = a[t][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b, p += bytes) {
+    int8_t scales[16];
+    if constexpr (Three)
+      qblk::scalesQ3_K(p + 96, scales);
+    const float d = halfAt(p + (Three ? 108 : 80));
+    const float min = Three ? 0.f : halfAt(p + 82);
+    const __m256i hmask =
+        Three ? _mm256_loadu_si256((const __m256i *)p) : _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q =
+          _mm256_loadu_si256((const __m256i *)(p + (Three ? 32 : 16) + 32 * h));
+      for (int k = 0; k < 4; ++k, x += 32) {
+        __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), three);
+        __m256 w[4];
+        if constexpr (Three) {
+          const __m256i bit = _mm256_set1_epi8(char(1u << (4 * h + k)));
+          const __m256i set =
+              _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit);
+          v = _mm256_sub_epi8(v, _mm256_andnot_si256(set, four));
+          qblk::values32<true, false>(v, d * (scales[8 * h + 2 * k] - 32),
+                                      d * (scales[8 * h + 2 * k + 1] - 32), 0.f,
+                                      0.f, w);
+        } else {
+          const uint8_t s0 = p[8 * h + 2 * k], s1 = p[8 * h + 2 * k + 1];
+          qblk::values32<false, true>(v, d * (s0 & 0xF), d * (s1 & 0xF),
+                                      min * (s0 >> 4), min * (s1 >> 4), w);
+        }
+        for (int t = 0; t < NT; ++t)
+          qblk::fma32(w, x + t * xStride, a[t][0], a[t][1]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+}
+
+template <bool Three>
+PINFER_AVX2 inline float dotK2K3F32Avx2(const void *row, const float *x,
+                                        int64_t n) {
+  return oneToken<float, dotK2K3F32NAvx2<Three, 1>>(row, x, n);
+}
+template <bool Three>
+PINFER_AVX2 inline void dotK2K3F32x4Avx2(const void *row, const float *x,
+                                         int64_t xStride, int64_t n,
+                                         float *out) {
+  dotK2K3F32NAvx2<Three, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 PINFER_AVX2 inline float dotQ4_KF32Avx2(const void *row, const float *x,

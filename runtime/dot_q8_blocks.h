@@ -14,10 +14,9 @@
 // activation block's sum (BlockQ8Act::s) or, for 16-element sub-blocks,
 // an integer sum of its half.
 //
-// Portable loops, plus AVX2 versions of the types of common downloads
-// (Q4_K, Q5_K, Q6_K, Q4_1, Q5_1); Q2_K and Q3_K use the portable loops at
-// every level. Each AVX2 kernel computes the same integer sums as its
-// portable twin; only the order of the f32 accumulation differs.
+// Portable loops, plus AVX2 versions of every type. Each AVX2 kernel
+// computes the same integer sums as its portable twin; only the order of
+// the f32 accumulation differs.
 #pragma once
 
 #include "runtime/decode_blocks_avx2.h"
@@ -227,6 +226,95 @@ PINFER_AVX2 inline float dotQ5_1Q8Avx2(const void *row, const BlockQ8Act *x,
                                        int64_t n) {
   return dotOffsetBlocksAvx2<BlockQ5_1, affineBlock<BlockQ5_1, true>, -1>(row,
                                                                           x, n);
+}
+
+// Q2_K and Q3_K: a half's 32 bytes of 2-bit values are loaded once and
+// give its four activation blocks (bit pair k), each block's two 16-value
+// sub-blocks weighted by their scales in the int16 pair sums
+// (scalePairs), unpacked once for NT tokens (see dotQ8_0Q8NAvx2). Q2_K's
+// mins come off through the activation's 16-value sums (maddubs of ones,
+// weighted by the mins the same way); Q3_K's values are q + 4 (0..7,
+// unsigned for maddubs) where the hmask bit is set, and 4 comes off as
+// Q6_K's 32 does. Within int16: |7 * 127 * 2| + |4 * 127 * 2|.
+template <bool Three, int NT>
+PINFER_AVX2 inline void dotK2K3Q8NAvx2(const void *row, const BlockQ8Act *x,
+                                       int64_t xStride, int64_t n, float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Three ? sizeof(BlockQ3_K) : sizeof(BlockQ2_K);
+  const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1),
+                four = _mm256_set1_epi8(4);
+  __m256 acc[NT], accMin[NT];
+  for (int t = 0; t < NT; ++t)
+    acc[t] = accMin[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    int8_t scales[16]; // Q3_K: minus 32 applied below
+    if constexpr (Three)
+      qblk::scalesQ3_K(p + 96, scales);
+    __m256 s[NT], m[NT];
+    for (int t = 0; t < NT; ++t)
+      s[t] = m[t] = _mm256_setzero_ps();
+    const __m256i hmask =
+        Three ? _mm256_loadu_si256((const __m256i *)p) : _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q =
+          _mm256_loadu_si256((const __m256i *)(p + (Three ? 32 : 16) + 32 * h));
+      for (int k = 0; k < 4; ++k) {
+        __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), three);
+        int16_t sc0, sc1, mn0 = 0, mn1 = 0;
+        if constexpr (Three) {
+          const __m256i bit = _mm256_set1_epi8(char(1u << (4 * h + k)));
+          const __m256i set =
+              _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit);
+          v = _mm256_or_si256(v, _mm256_and_si256(set, four));
+          sc0 = int16_t(scales[8 * h + 2 * k] - 32);
+          sc1 = int16_t(scales[8 * h + 2 * k + 1] - 32);
+        } else {
+          const uint8_t a = p[8 * h + 2 * k], b = p[8 * h + 2 * k + 1];
+          sc0 = int16_t(a & 0x0F);
+          sc1 = int16_t(b & 0x0F);
+          mn0 = int16_t(a >> 4);
+          mn1 = int16_t(b >> 4);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const BlockQ8Act &xb = x[t * xStride + 4 * h + k];
+          const __m256i a = _mm256_loadu_si256((const __m256i *)xb.qs);
+          __m256i p16 = _mm256_maddubs_epi16(v, a);
+          if constexpr (Three)
+            p16 = _mm256_sub_epi16(p16, _mm256_maddubs_epi16(four, a));
+          const __m256 dx = _mm256_set1_ps(xb.d);
+          s[t] = _mm256_fmadd_ps(
+              dx, _mm256_cvtepi32_ps(scalePairs(p16, sc0, sc1)), s[t]);
+          if constexpr (!Three)
+            m[t] =
+                _mm256_fmadd_ps(dx,
+                                _mm256_cvtepi32_ps(scalePairs(
+                                    _mm256_maddubs_epi16(ones, a), mn0, mn1)),
+                                m[t]);
+        }
+      }
+    }
+    const __m256 d = _mm256_set1_ps(halfAt(p + (Three ? 108 : 80)));
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm256_fmadd_ps(d, s[t], acc[t]);
+      if constexpr (!Three)
+        accMin[t] =
+            _mm256_fmadd_ps(_mm256_set1_ps(halfAt(p + 82)), m[t], accMin[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_sub_ps(acc[t], accMin[t]));
+}
+
+template <bool Three>
+PINFER_AVX2 inline float dotK2K3Q8Avx2(const void *row, const BlockQ8Act *x,
+                                       int64_t n) {
+  return oneToken<BlockQ8Act, dotK2K3Q8NAvx2<Three, 1>>(row, x, n);
+}
+template <bool Three>
+PINFER_AVX2 inline void dotK2K3Q8x4Avx2(const void *row, const BlockQ8Act *x,
+                                        int64_t xStride, int64_t n,
+                                        float *out) {
+  dotK2K3Q8NAvx2<Three, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 // Q4_K/Q5_K: a 32-byte load of nibbles serves two sub-blocks (low and high

@@ -212,8 +212,7 @@ constexpr TypeTraits decoded(const char *name, const char *enumerator,
 
 // Products quantise the activation to 8 bits and multiply integers
 // (runtime/dot_q8_blocks.h), as for Q8_0/Q4_0 and as llama.cpp does for
-// these types. Q2_K and Q3_K have no AVX2 loop: their AVX2 set names the
-// portable one.
+// these types.
 constexpr TypeTraits withQ8Act(TypeTraits t, DotQ8ActFn portable,
                                DotQ8ActFn avx2, DotQ8Act4Fn avx2x4 = nullptr) {
   t.act = ActFormat::Q8;
@@ -255,14 +254,25 @@ constexpr TypeTraits q5_1() {
                      BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
 }
 constexpr TypeTraits q2_K() {
-  return withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
-                       "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f),
-                   dotk::dotQ2_KQ8, PINFER_IF_X86(dotk::dotQ2_KQ8));
+  TypeTraits t =
+      withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
+                    "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f),
+                dotk::dotQ2_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<false>),
+                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<false>));
+  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
+  t.avx2.dot = PINFER_IF_X86(dotk::dotK2K3F32Avx2<false>);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<false>);
+  return t;
 }
 constexpr TypeTraits q3_K() {
-  return withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
-                       "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f),
-                   dotk::dotQ3_KQ8, PINFER_IF_X86(dotk::dotQ3_KQ8));
+  TypeTraits t =
+      withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
+                    "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f),
+                dotk::dotQ3_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<true>),
+                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<true>));
+  t.avx2.dot = PINFER_IF_X86(dotk::dotK2K3F32Avx2<true>);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<true>);
+  return t;
 }
 constexpr TypeTraits q4_K() {
   TypeTraits t =

@@ -191,6 +191,12 @@ TEST(QuantBlocks, Avx2F32ProductsAreBitwiseTheDecodedOnes) {
     DotFn decoded, fused;
   };
   const Pair pairs[] = {
+      {GGMLType::Q2_K,
+       dotk::dotBlocksAvx2<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>,
+       dotk::dotK2K3F32Avx2<false>},
+      {GGMLType::Q3_K,
+       dotk::dotBlocksAvx2<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>,
+       dotk::dotK2K3F32Avx2<true>},
       {GGMLType::Q4_K,
        dotk::dotBlocksAvx2<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>,
        dotk::dotQ4_KF32Avx2},
