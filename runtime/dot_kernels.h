@@ -276,53 +276,6 @@ PINFER_AVX2 inline __m256 q8BlockF32(const BlockQ8_0 &b, const float *x,
   return _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b.d)), s, acc);
 }
 
-PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x,
-                                     int64_t n) {
-  const BlockQ8_0 *b = static_cast<const BlockQ8_0 *>(row);
-  const int64_t nb = n / QK8_0;
-  // Two accumulators: consecutive blocks do not wait for each other.
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  int64_t blk = 0;
-  for (; blk + 2 <= nb; blk += 2) {
-    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
-    a1 = q8BlockF32(b[blk + 1], x + (blk + 1) * QK8_0, a1);
-  }
-  for (; blk < nb; ++blk)
-    a0 = q8BlockF32(b[blk], x + blk * QK8_0, a0);
-  return hsum(_mm256_add_ps(a0, a1));
-}
-
-PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x,
-                                     int64_t n) {
-  const BlockQ4_0 *b = static_cast<const BlockQ4_0 *>(row);
-  const __m256i mask = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t blk = 0; blk < n / QK4_0; ++blk, x += QK4_0) {
-    // Bytes j..j+7 widened to 32-bit lanes straight from memory: their low
-    // nibbles are elements j..j+7, their high nibbles j+16..j+23. One
-    // widening per 16 elements instead of one per 8.
-    __m256i v0 =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
-    __m256i v1 =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
-    __m256 e0 =
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
-    __m256 e1 =
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
-    __m256 e2 =
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
-    __m256 e3 =
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
-    __m256 s = _mm256_mul_ps(e0, _mm256_loadu_ps(x));
-    s = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x + 8), s);
-    s = _mm256_fmadd_ps(e2, _mm256_loadu_ps(x + 16), s);
-    s = _mm256_fmadd_ps(e3, _mm256_loadu_ps(x + 24), s);
-    acc[blk & 1] =
-        _mm256_fmadd_ps(_mm256_set1_ps(halfToFloat(b[blk].d)), s, acc[blk & 1]);
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
-}
-
 // Quantised-activation kernels. sign(w) is moved onto x so that maddubs
 // (unsigned x signed bytes) can multiply two signed operands: |w| * (x *
 // sign w) = w * x. Pairs of products fit in int16 (2 * 128 * 127 < 2^15).
@@ -346,6 +299,72 @@ PINFER_AVX2 inline float oneToken(const void *row, const X *x, int64_t n) {
   float out;
   Kernel(row, x, 0, n, &out);
   return out;
+}
+
+// Q8_0 and Q4_0 rows times NT f32 activations (x_t = x + t * xStride): the
+// down projection of a dense layer, whose input stays f32, in prompts. A
+// block's 32 values are widened to floats once for all tokens; each
+// token's float operations are those of the one-token kernel (NT = 1), so
+// its result is bitwise that product. Consecutive blocks alternate between
+// two accumulators.
+template <class B, int NT>
+PINFER_AVX2 inline void dotBlocksF32NAvx2(const void *row, const float *x,
+                                          int64_t xStride, int64_t n,
+                                          float *out) {
+  const B *b = static_cast<const B *>(row);
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t)
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
+    __m256 e[4]; // elements 8i..8i+7
+    if constexpr (std::is_same_v<B, BlockQ8_0>) {
+      for (int i = 0; i < 4; ++i)
+        e[i] = load8BytesPs(b[blk].qs + 8 * i);
+    } else {
+      // Bytes j..j+7 widened to 32-bit lanes straight from memory: their
+      // low nibbles are elements j..j+7, their high nibbles j+16..j+23.
+      const __m256i mask = _mm256_set1_epi32(0x0F),
+                    eight = _mm256_set1_epi32(8);
+      const __m256i v0 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
+      const __m256i v1 = _mm256_cvtepu8_epi32(
+          _mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
+      e[0] = _mm256_cvtepi32_ps(
+          _mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
+      e[1] = _mm256_cvtepi32_ps(
+          _mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
+      e[2] =
+          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
+      e[3] =
+          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
+    }
+    const __m256 d = _mm256_set1_ps(halfToFloat(b[blk].d));
+    for (int t = 0; t < NT; ++t) {
+      const float *xt = x + t * xStride + blk * QK8_0;
+      __m256 s = _mm256_mul_ps(e[0], _mm256_loadu_ps(xt));
+      s = _mm256_fmadd_ps(e[1], _mm256_loadu_ps(xt + 8), s);
+      s = _mm256_fmadd_ps(e[2], _mm256_loadu_ps(xt + 16), s);
+      s = _mm256_fmadd_ps(e[3], _mm256_loadu_ps(xt + 24), s);
+      acc[t][blk & 1] = _mm256_fmadd_ps(d, s, acc[t][blk & 1]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+PINFER_AVX2 inline float dotQ8_0Avx2(const void *row, const float *x,
+                                     int64_t n) {
+  return oneToken<float, dotBlocksF32NAvx2<BlockQ8_0, 1>>(row, x, n);
+}
+PINFER_AVX2 inline float dotQ4_0Avx2(const void *row, const float *x,
+                                     int64_t n) {
+  return oneToken<float, dotBlocksF32NAvx2<BlockQ4_0, 1>>(row, x, n);
+}
+template <class B>
+PINFER_AVX2 inline void dotBlocksF32x4Avx2(const void *row, const float *x,
+                                           int64_t xStride, int64_t n,
+                                           float *out) {
+  dotBlocksF32NAvx2<B, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 template <int NT>

@@ -143,6 +143,8 @@ constexpr TypeTraits q8_0() {
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ8_0Q8Avx512);
   t.avx2.dotQ84 = PINFER_IF_X86(dotk::dotQ8_0Q8x4Avx2);
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ8_0>);
+  t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 =
       PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ8_0, 128>));
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q8_0.
@@ -175,6 +177,8 @@ constexpr TypeTraits q4_0() {
   t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ4_0Q8Avx512);
   t.avx2.dotQ84 =
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<BlockQ4_0, dotk::q4Block, 8>));
+  t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ4_0>);
+  t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 = PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ4_0, 8>));
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q4_0.
   t.keepsTransposedRows = true;
