@@ -204,9 +204,7 @@ bool profileCalibration(const CompileArgs &args, const Model &model,
   popts.samplesPerLayer = samples;
   if (args.targetSparsity >= 0.f)
     popts.targetSparsity = args.targetSparsity;
-  popts.progress = [&progress](uint64_t done, uint64_t total) {
-    progress.update(done, total);
-  };
+  popts.progress = progress.reporter();
   progress.beginOnUpdate("profile", why, Progress::Unit::Items, "tokens");
   bool ok = profileModel(model, *tok, modelIdentity(model.file()),
                          calibrationText(), popts, trace, error);
@@ -379,17 +377,8 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
       return false;
     else
       predPath = trained.path();
-    progress.begin("train",
-                   "training predictors from " +
-                       std::to_string(profile.nTokens) + " profiled tokens",
-                   Progress::Unit::Items, "layer epochs");
-    bool trainedOk =
-        trainPredictorFile(profile, predPath, args.nThreads, args.quiet, error,
-                           [&progress](uint64_t done, uint64_t total) {
-                             progress.update(done, total);
-                           });
-    progress.end();
-    if (!trainedOk)
+    if (!trainPredictorFile(profile, predPath, args.nThreads, progress,
+                            !args.quiet, error))
       return false;
   }
   LoadedPredictors loaded;
@@ -711,11 +700,8 @@ int compileModel(const CompileArgs &args) {
   PackedWeightsInfo packed;
   progress.begin("pack", "packing the weights into " + weightsPath,
                  Progress::Unit::Bytes);
-  bool packedOk =
-      writePackedWeights(*model, program, weightsTmp.path(), packed, error,
-                         [&progress](uint64_t done, uint64_t total) {
-                           progress.update(done, total);
-                         });
+  bool packedOk = writePackedWeights(*model, program, weightsTmp.path(), packed,
+                                     error, progress.reporter());
   progress.end();
   if (!packedOk)
     return fail(error);

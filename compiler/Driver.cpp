@@ -152,9 +152,7 @@ int runProfile(const ProfileArgs &args) {
   opts.samplesPerLayer = args.samples;
   opts.targetSparsity = args.targetSparsity;
   Progress progress(Progress::styleFor(false));
-  opts.progress = [&](uint64_t done, uint64_t total) {
-    progress.update(done, total);
-  };
+  opts.progress = progress.reporter();
   progress.beginOnUpdate("profile",
                          args.corpus.empty()
                              ? "no --corpus given; profiling the built-in "
@@ -272,7 +270,9 @@ int runTrainPredictors(const TrainPredictorsArgs &args) {
       !checkTraceMatchesModel(trace, modelIdentity(*file), shape.nLayer,
                               shape.nFF, error, args.trace, args.model))
     return fail(error);
-  if (!trainPredictorFile(trace, args.output, args.nThreads, false, error))
+  Progress progress(Progress::styleFor(false));
+  if (!trainPredictorFile(trace, args.output, args.nThreads, progress,
+                          /*report=*/true, error))
     return fail(args.trace + ": " + error);
   std::cerr << "pinferc: wrote " << args.output << "\n";
   return 0;

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -47,6 +48,11 @@ public:
   // `done` of `total` (total 0: size unknown). Any thread; cheap: the bar is
   // drawn by its own thread at most four times a second.
   void update(uint64_t done, uint64_t total);
+  // update() as a callback, for the work that reports (profiling, training,
+  // packing).
+  std::function<void(uint64_t, uint64_t)> reporter() {
+    return [this](uint64_t done, uint64_t total) { update(done, total); };
+  }
   // Ends the open step (none open: nothing) and records its time. On a
   // terminal the bar's line is finished, so an error line that follows
   // starts on a line of its own.

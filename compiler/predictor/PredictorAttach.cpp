@@ -2,6 +2,7 @@
 
 #include "compiler/predictor/PredictorAttach.h"
 
+#include "compiler/Progress.h"
 #include "compiler/Trace.h"
 #include "compiler/predictor/PredictorFile.h"
 #include "compiler/predictor/PredictorTrainer.h"
@@ -10,7 +11,6 @@
 
 #include <cstring>
 #include <iostream>
-#include <unistd.h>
 
 namespace pinfer {
 
@@ -78,10 +78,9 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
   return w.write(path, error);
 }
 
-bool trainPredictorFile(
-    const Trace &trace, const std::string &path, int nThreads, bool quiet,
-    std::string &error,
-    const std::function<void(uint64_t, uint64_t)> &progress) {
+bool trainPredictorFile(const Trace &trace, const std::string &path,
+                        int nThreads, Progress &progress, bool report,
+                        std::string &error) {
   if (trace.samples.empty()) {
     error = "the trace holds no (input, firing mask) samples to train "
             "predictors from; profile with --samples N (e.g. 4000)";
@@ -89,22 +88,22 @@ bool trainPredictorFile(
   }
   PredictorOptions opts;
   opts.nThreads = nThreads;
-  const bool bar = !quiet && !progress && ::isatty(2);
-  if (bar)
-    opts.progress = terminalPredictorProgress();
-  else if (progress)
-    opts.progress = [&progress](const PredictorProgress &p) {
-      if (!p.evaluated)
-        progress(uint64_t(p.layer) * uint64_t(p.epochs) + uint64_t(p.epoch),
-                 uint64_t(p.nLayer) * uint64_t(p.epochs));
-    };
+  opts.progress = [&progress](const PredictorProgress &p) {
+    if (!p.evaluated)
+      progress.update(uint64_t(p.layer) * uint64_t(p.epochs) +
+                          uint64_t(p.epoch),
+                      uint64_t(p.nLayer) * uint64_t(p.epochs));
+  };
+  progress.begin("train",
+                 "training predictors from " + std::to_string(trace.nTokens) +
+                     " profiled tokens",
+                 Progress::Unit::Items, "layer epochs");
   PredictorSet set;
   bool ok = trainPredictors(trace, opts, set, error);
-  if (bar)
-    std::cerr << "\n";
+  progress.end();
   if (!ok)
     return false;
-  if (!quiet)
+  if (report)
     printPredictorReport(set, std::cerr);
   return writePredictorFile(path, set, error);
 }

@@ -8,13 +8,12 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
-#include <cstdint>
-#include <functional>
 #include <string>
 
 namespace pinfer {
 
 class GGUFFile;
+class Progress;
 struct Trace;
 
 // Writes `path`: every key and tensor of `model` plus the predictor tensors
@@ -25,12 +24,11 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
                               const std::string &path, std::string &error);
 
 // Trains predictors from `trace` (which must hold samples) and writes them
-// to `path`, printing the per-layer report unless `quiet`. `progress`, if
-// set, hears the (layer, epoch) steps done of all, in place of the
-// trainer's own bar on a terminal.
-bool trainPredictorFile(
-    const Trace &trace, const std::string &path, int nThreads, bool quiet,
-    std::string &error,
-    const std::function<void(uint64_t, uint64_t)> &progress = nullptr);
+// to `path`: a "train" step of `progress` counting (layer, epoch) steps,
+// then, with `report`, the per-layer report on stderr once the step's line
+// is finished.
+bool trainPredictorFile(const Trace &trace, const std::string &path,
+                        int nThreads, Progress &progress, bool report,
+                        std::string &error);
 
 } // namespace pinfer

@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <ostream>
 #include <random>
-#include <unistd.h>
 
 namespace pinfer {
 
@@ -767,26 +766,6 @@ void printPredictorReport(const PredictorSet &set, std::ostream &os) {
                 set.layers.size(), double(set.bytes()) / (1024.0 * 1024.0),
                 typeName(set.type), rec / n, ps / n, ts / n, set.seconds);
   os << line;
-}
-
-std::function<void(const PredictorProgress &)> terminalPredictorProgress() {
-  if (!isatty(STDERR_FILENO))
-    return {};
-  return [](const PredictorProgress &p) {
-    if (p.evaluated)
-      return;
-    const int width = 30;
-    double done = (double(p.layer) + double(p.epoch) / std::max(1, p.epochs)) /
-                  std::max<uint32_t>(1, p.nLayer);
-    int filled = int(done * width);
-    std::string bar(size_t(filled), '#');
-    bar.resize(width, '.');
-    std::fprintf(stderr,
-                 "\rpredictors [%s] layer %u/%u rank %u epoch %d/%d %.0f s ",
-                 bar.c_str(), p.layer + 1, p.nLayer, p.rank, p.epoch,
-                 p.epochs, p.seconds);
-    std::fflush(stderr);
-  };
 }
 
 } // namespace pinfer

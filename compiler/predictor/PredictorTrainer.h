@@ -114,8 +114,4 @@ bool trainPredictors(const Trace &trace, const PredictorOptions &opts,
 // epochs, seconds) and totals.
 void printPredictorReport(const PredictorSet &set, std::ostream &os);
 
-// A progress callback that redraws one line on stderr when it is a
-// terminal (empty otherwise); the caller ends the line after training.
-std::function<void(const PredictorProgress &)> terminalPredictorProgress();
-
 } // namespace pinfer
