@@ -257,59 +257,58 @@ constexpr TypeTraits q5_1() {
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
 }
+// The K-quants' f32 products (the dense down projection, whose input stays
+// f32) decode with AVX2 (runtime/decode_blocks_avx2.h).
+constexpr TypeTraits withAvx2F32(TypeTraits t, DotFn dot, Dot4Fn dot4) {
+  t.avx2.dot = dot;
+  t.avx2.dot4 = dot4;
+  return t;
+}
+
 constexpr TypeTraits q2_K() {
-  TypeTraits t =
+  return withAvx2F32(
       withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
                     "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f),
                 dotk::dotQ2_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<false>),
-                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<false>));
-  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(dotk::dotK2K3F32Avx2<false>);
-  t.avx2.dot4 = PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<false>);
-  return t;
+                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<false>)),
+      PINFER_IF_X86(dotk::dotK2K3F32Avx2<false>),
+      PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<false>));
 }
 constexpr TypeTraits q3_K() {
-  TypeTraits t =
+  return withAvx2F32(
       withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
                     "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f),
                 dotk::dotQ3_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<true>),
-                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<true>));
-  t.avx2.dot = PINFER_IF_X86(dotk::dotK2K3F32Avx2<true>);
-  t.avx2.dot4 = PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<true>);
-  return t;
+                PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<true>)),
+      PINFER_IF_X86(dotk::dotK2K3F32Avx2<true>),
+      PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<true>));
 }
 constexpr TypeTraits q4_K() {
-  TypeTraits t =
+  return withAvx2F32(
       withQ8Act(decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
                     "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
                 dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>));
-  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(dotk::dotQ4_KF32Avx2);
-  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2);
-  return t;
+                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>)),
+      PINFER_IF_X86(dotk::dotQ4_KF32Avx2),
+      PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2));
 }
 constexpr TypeTraits q5_K() {
-  TypeTraits t =
+  return withAvx2F32(
       withQ8Act(decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
                     "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
                 dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>));
-  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(dotk::dotQ5_KF32Avx2);
-  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2);
-  return t;
+                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>)),
+      PINFER_IF_X86(dotk::dotQ5_KF32Avx2),
+      PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2));
 }
 constexpr TypeTraits q6_K() {
-  TypeTraits t =
+  return withAvx2F32(
       withQ8Act(decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
                     "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
                 dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2));
-  // The f32 products decode with AVX2 (runtime/decode_blocks_avx2.h).
-  t.avx2.dot = PINFER_IF_X86(dotk::dotQ6_KF32Avx2);
-  t.avx2.dot4 = PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2);
-  return t;
+                PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2)),
+      PINFER_IF_X86(dotk::dotQ6_KF32Avx2),
+      PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2));
 }
 
 #undef PINFER_IF_X86
