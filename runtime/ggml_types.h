@@ -138,6 +138,19 @@ using Dot4Fn = void (*)(const void *row, const float *x, int64_t xStride,
 using DotQ8Act4Fn = void (*)(const void *row, const BlockQ8Act *x,
                              int64_t xStride, int64_t n, float *out);
 
+// Rows a multi-row kernel takes at once.
+constexpr int kRowsAtOnce = 4;
+
+// kRowsAtOnce rows (row r at row + r * rowBytes) times kTokensAtOnce tokens:
+// out[t * kRowsAtOnce + r] bitwise the one-row, one-token kernel's. The
+// prompt's dense products, where reusing each loaded activation block for
+// several rows pays.
+using DotRowsFn = void (*)(const void *row, int64_t rowBytes, const float *x,
+                           int64_t xStride, int64_t n, float *out);
+using DotQ8ActRowsFn = void (*)(const void *row, int64_t rowBytes,
+                                const BlockQ8Act *x, int64_t xStride, int64_t n,
+                                float *out);
+
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
   DotFn dot = nullptr;           // every computable type
@@ -147,6 +160,8 @@ struct TypeKernels {
   // where unpacking a block costs more than multiplying it.
   Dot4Fn dot4 = nullptr;
   DotQ8Act4Fn dotQ84 = nullptr;
+  DotRowsFn dotRows = nullptr;
+  DotQ8ActRowsFn dotQ8Rows = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

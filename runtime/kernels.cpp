@@ -111,10 +111,31 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   if (!xq) { // f32 activations whatever the type
     dot.q8 = nullptr;
     dot.q84 = nullptr;
+    dot.q8Rows = nullptr;
   }
   const int64_t nb = w.cols / QK8_0;
-  float out[kTokensAtOnce];
-  for (int64_t r = r0; r < r1; ++r) {
+  float out[kRowsAtOnce * kTokensAtOnce];
+  // Where the type has a multi-row kernel, kRowsAtOnce rows take the whole
+  // batch's tokens (in fours) before the next rows: each activation block
+  // loaded serves several rows. The same results as row by row.
+  int64_t r = r0;
+  const int nTok4 = nTok - nTok % kTokensAtOnce;
+  if (dot.hasRows() && nTok4 > 0)
+    for (; r + kRowsAtOnce <= r1; r += kRowsAtOnce) {
+      const uint8_t *row = w.row(r);
+      for (int t = 0; t < nTok4; t += kTokensAtOnce) {
+        dot.rows(row, w.rowBytes, x + t * xStride, xStride,
+                 xq ? xq + t * nb : nullptr, nb, w.cols, out);
+        for (int k = 0; k < kTokensAtOnce; ++k)
+          for (int j = 0; j < kRowsAtOnce; ++j)
+            y[(t + k) * yStride + r + j] = out[k * kRowsAtOnce + j];
+      }
+      for (int j = 0; j < kRowsAtOnce; ++j)
+        for (int t = nTok4; t < nTok; ++t)
+          y[t * yStride + r + j] = dot(w.row(r + j), x + t * xStride,
+                                       xq ? xq + t * nb : nullptr, w.cols);
+    }
+  for (; r < r1; ++r) {
     const uint8_t *row = w.row(r);
     int t = 0;
     // Tokens kTokensAtOnce at a time where the type has such a kernel:
@@ -238,7 +259,7 @@ RowDot rowDot(GGMLType type) {
   const TypeKernels *k = kernelsOf(type);
   if (!k)
     return RowDot{};
-  return RowDot{k->dotQ8, k->dot, k->dotQ84, k->dot4};
+  return RowDot{k->dotQ8, k->dot, k->dotQ84, k->dot4, k->dotQ8Rows, k->dotRows};
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

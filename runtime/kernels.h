@@ -82,12 +82,27 @@ struct RowDot {
   // the type has no such kernel at this level.
   DotQ8Act4Fn q84 = nullptr;
   Dot4Fn f324 = nullptr;
+  // kRowsAtOnce rows x kTokensAtOnce tokens, bitwise as above; null where
+  // the type has no such kernel at this level.
+  DotQ8ActRowsFn q8Rows = nullptr;
+  DotRowsFn f32Rows = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
   }
   // Whether kTokensAtOnce tokens can go at once.
   bool hasX4() const { return q8 ? q84 != nullptr : f324 != nullptr; }
+  // Whether kRowsAtOnce rows x kTokensAtOnce tokens can go at once.
+  bool hasRows() const { return q8 ? q8Rows != nullptr : f32Rows != nullptr; }
+  // Rows row + r * rowBytes, tokens as in x4; out[t * kRowsAtOnce + r].
+  void rows(const uint8_t *row, int64_t rowBytes, const float *x,
+            int64_t xStride, const BlockQ8Act *xq, int64_t xqStride, int64_t n,
+            float *out) const {
+    if (q8)
+      q8Rows(row, rowBytes, xq, xqStride, n, out);
+    else
+      f32Rows(row, rowBytes, x, xStride, n, out);
+  }
   // kTokensAtOnce tokens: x_t = x + t * xStride, xq_t = xq + t * xqStride.
   void x4(const uint8_t *row, const float *x, int64_t xStride,
           const BlockQ8Act *xq, int64_t xqStride, int64_t n, float *out) const {

@@ -147,6 +147,9 @@ constexpr TypeTraits q8_0() {
   t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 =
       PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ8_0, 128>));
+  t.avx512.dotQ8Rows =
+      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ8_0, 128>));
+  t.avx512.dotRows = PINFER_IF_X86(dotk::dotBlocksF32RowsX4Avx512<BlockQ8_0>);
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q8_0.
   t.keepsTransposedRows = true;
   t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q8_0>);
@@ -180,6 +183,9 @@ constexpr TypeTraits q4_0() {
   t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ4_0>);
   t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 = PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ4_0, 8>));
+  t.avx512.dotQ8Rows =
+      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ4_0, 8>));
+  t.avx512.dotRows = PINFER_IF_X86(dotk::dotBlocksF32RowsX4Avx512<BlockQ4_0>);
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q4_0.
   t.keepsTransposedRows = true;
   t.avx2.axpyRows = PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::Q4_0>);

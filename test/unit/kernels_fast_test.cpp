@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -279,6 +280,86 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
     EXPECT_GT(checked, 0);
   }
   setKernelIsa(KernelIsa::Auto);
+}
+
+// Tests that the multi-row kernels give each row and token bitwise its
+// one-row, one-token product, over rows with an odd number of blocks (the
+// AVX-512 kernels go in pairs of blocks), and that matvecRows, which uses
+// them for whole groups of rows, gives the same as token by token with a
+// row range that leaves a remainder.
+TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
+  int checked = 0;
+  for (uint32_t i = 0; i < kNumTypes; ++i) {
+    const GGMLType type = GGMLType(i);
+    if (!isComputable(type))
+      continue;
+    const int64_t n = typeTraits(type)->blockSize == 1 ? 96 : 288;
+    for (bool quantised : {true, false}) {
+      RowDot dot = rowDot(type);
+      if (!quantised) {
+        dot.q8 = nullptr;
+        dot.q84 = nullptr;
+        dot.q8Rows = nullptr;
+      } else if (!dot.q8) {
+        continue;
+      }
+      if (!dot.hasRows())
+        continue;
+      const size_t rb = rowBytes(type, n);
+      std::vector<uint8_t> rows =
+          encodeRows(type, randomVector(size_t(n) * kRowsAtOnce, 41), n);
+      std::vector<float> x = randomVector(size_t(n) * kTokensAtOnce, 42);
+      std::vector<BlockQ8Act> xq(size_t(n / QK8_0) * kTokensAtOnce);
+      for (int t = 0; t < kTokensAtOnce; ++t)
+        quantizeActQ8(x.data() + t * n, xq.data() + t * (n / QK8_0), n);
+      float got[kRowsAtOnce * kTokensAtOnce];
+      dot.rows(rows.data(), int64_t(rb), x.data(), n, xq.data(), n / QK8_0, n,
+               got);
+      for (int r = 0; r < kRowsAtOnce; ++r)
+        for (int t = 0; t < kTokensAtOnce; ++t) {
+          const float one = dot(rows.data() + r * rb, x.data() + t * n,
+                                xq.data() + t * (n / QK8_0), n);
+          const float &g = got[t * kRowsAtOnce + r];
+          EXPECT_EQ(std::memcmp(&one, &g, sizeof(float)), 0)
+              << typeName(type) << (quantised ? " q8" : " f32") << " row " << r
+              << " token " << t << ": " << g << " vs " << one;
+        }
+      ++checked;
+    }
+  }
+  if (kernelLevel() == 2)
+    EXPECT_EQ(checked, 4) << "Q8_0 and Q4_0, quantised and f32";
+  else
+    std::printf("[ SKIPPED  ] no multi-row kernels at level %s\n",
+                kernelIsaName());
+
+  // Through matvecRows: 11 tokens (two fours and a remainder), rows 1..14
+  // (three groups of four and a remainder after an unaligned start).
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+    const int64_t cols = 288, nRows = 16;
+    const int nTok = 11;
+    std::vector<uint8_t> data =
+        encodeRows(type, randomVector(size_t(cols) * nRows, 43), cols);
+    Weight w;
+    w.type = type;
+    w.rows = nRows;
+    w.cols = cols;
+    w.rowBytes = rowBytes(type, cols);
+    w.data = data.data();
+    std::vector<float> x = randomVector(size_t(cols) * nTok, 44);
+    for (bool f32Act : {false, true}) {
+      std::vector<float> batch(size_t(nRows) * nTok, 0.f),
+          single(batch.size(), 0.f);
+      matvecRows(w, x.data(), cols, batch.data(), nRows, nTok, 1, 15, f32Act);
+      for (int t = 0; t < nTok; ++t)
+        matvecRows(w, x.data() + t * cols, cols, single.data() + t * nRows,
+                   nRows, 1, 1, 15, f32Act);
+      EXPECT_EQ(std::memcmp(batch.data(), single.data(),
+                            batch.size() * sizeof(float)),
+                0)
+          << typeName(type) << (f32Act ? " f32" : " q8");
+    }
+  }
 }
 
 // Tests that matvecs over a pool gives, for every row of every job,
