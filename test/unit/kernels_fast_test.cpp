@@ -293,7 +293,9 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     const GGMLType type = GGMLType(i);
     if (!isComputable(type))
       continue;
-    const int64_t n = typeTraits(type)->blockSize == 1 ? 96 : 288;
+    // 9 blocks of 32 (an odd count) or 2 super-blocks of 256.
+    const uint32_t qk = typeTraits(type)->blockSize;
+    const int64_t n = qk == 1 ? 96 : qk == QK_K ? 2 * QK_K : 288;
     for (bool quantised : {true, false}) {
       RowDot dot = rowDot(type);
       if (!quantised) {
