@@ -301,6 +301,40 @@ PINFER_AVX2 inline float oneToken(const void *row, const X *x, int64_t n) {
   return out;
 }
 
+// A Q8_0 or Q4_0 block's 32 values as floats (not yet scaled): e[i] holds
+// elements 8i..8i+7.
+template <class B> PINFER_AVX2 inline void widenBlock(const B &b, __m256 *e) {
+  if constexpr (std::is_same_v<B, BlockQ8_0>) {
+    for (int i = 0; i < 4; ++i)
+      e[i] = load8BytesPs(b.qs + 8 * i);
+  } else {
+    // Bytes j..j+7 widened to 32-bit lanes straight from memory: their
+    // low nibbles are elements j..j+7, their high nibbles j+16..j+23.
+    const __m256i mask = _mm256_set1_epi32(0x0F), eight = _mm256_set1_epi32(8);
+    const __m256i v0 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b.qs));
+    const __m256i v1 =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b.qs + 8)));
+    e[0] =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
+    e[1] =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
+    e[2] =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
+    e[3] =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
+  }
+}
+
+// The widened block's unscaled product with 32 activations xv[0..4), in
+// the order every f32 Q8_0/Q4_0 kernel keeps.
+PINFER_AVX2 inline __m256 widenedDot(const __m256 *e, const __m256 *xv) {
+  __m256 s = _mm256_mul_ps(e[0], xv[0]);
+  s = _mm256_fmadd_ps(e[1], xv[1], s);
+  s = _mm256_fmadd_ps(e[2], xv[2], s);
+  return _mm256_fmadd_ps(e[3], xv[3], s);
+}
+
 // Q8_0 and Q4_0 rows times NT f32 activations (x_t = x + t * xStride): the
 // down projection of a dense layer, whose input stays f32, in prompts. A
 // block's 32 values are widened to floats once for all tokens; each
@@ -317,35 +351,13 @@ PINFER_AVX2 inline void dotBlocksF32NAvx2(const void *row, const float *x,
     acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
     __m256 e[4]; // elements 8i..8i+7
-    if constexpr (std::is_same_v<B, BlockQ8_0>) {
-      for (int i = 0; i < 4; ++i)
-        e[i] = load8BytesPs(b[blk].qs + 8 * i);
-    } else {
-      // Bytes j..j+7 widened to 32-bit lanes straight from memory: their
-      // low nibbles are elements j..j+7, their high nibbles j+16..j+23.
-      const __m256i mask = _mm256_set1_epi32(0x0F),
-                    eight = _mm256_set1_epi32(8);
-      const __m256i v0 =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b[blk].qs));
-      const __m256i v1 = _mm256_cvtepu8_epi32(
-          _mm_loadl_epi64((const __m128i *)(b[blk].qs + 8)));
-      e[0] = _mm256_cvtepi32_ps(
-          _mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
-      e[1] = _mm256_cvtepi32_ps(
-          _mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
-      e[2] =
-          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
-      e[3] =
-          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
-    }
+    widenBlock(b[blk], e);
     const __m256 d = _mm256_set1_ps(halfToFloat(b[blk].d));
     for (int t = 0; t < NT; ++t) {
       const float *xt = x + t * xStride + blk * QK8_0;
-      __m256 s = _mm256_mul_ps(e[0], _mm256_loadu_ps(xt));
-      s = _mm256_fmadd_ps(e[1], _mm256_loadu_ps(xt + 8), s);
-      s = _mm256_fmadd_ps(e[2], _mm256_loadu_ps(xt + 16), s);
-      s = _mm256_fmadd_ps(e[3], _mm256_loadu_ps(xt + 24), s);
-      acc[t][blk & 1] = _mm256_fmadd_ps(d, s, acc[t][blk & 1]);
+      const __m256 xv[4] = {_mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8),
+                            _mm256_loadu_ps(xt + 16), _mm256_loadu_ps(xt + 24)};
+      acc[t][blk & 1] = _mm256_fmadd_ps(d, widenedDot(e, xv), acc[t][blk & 1]);
     }
   }
   for (int t = 0; t < NT; ++t)
@@ -685,39 +697,16 @@ dotBlocksF32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
     for (int r = 0; r < R; ++r) {
       const B &b = reinterpret_cast<const B *>(
           static_cast<const uint8_t *>(row) + r * rowBytes)[blk];
-      if constexpr (std::is_same_v<B, BlockQ8_0>) {
-        for (int i = 0; i < 4; ++i)
-          e[r][i] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-              _mm_loadl_epi64((const __m128i *)(b.qs + 8 * i))));
-      } else {
-        const __m256i mask = _mm256_set1_epi32(0x0F),
-                      eight = _mm256_set1_epi32(8);
-        const __m256i v0 =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)b.qs));
-        const __m256i v1 =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b.qs + 8)));
-        e[r][0] = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(_mm256_and_si256(v0, mask), eight));
-        e[r][1] = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(_mm256_and_si256(v1, mask), eight));
-        e[r][2] = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight));
-        e[r][3] = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight));
-      }
+      widenBlock(b, e[r]);
       d[r] = _mm256_set1_ps(halfToFloat(b.d));
     }
     for (int t = 0; t < NT; ++t) {
       const float *xt = x + t * xStride + blk * QK8_0;
-      const __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8),
-                   x2 = _mm256_loadu_ps(xt + 16), x3 = _mm256_loadu_ps(xt + 24);
-      for (int r = 0; r < R; ++r) {
-        __m256 s = _mm256_mul_ps(e[r][0], x0);
-        s = _mm256_fmadd_ps(e[r][1], x1, s);
-        s = _mm256_fmadd_ps(e[r][2], x2, s);
-        s = _mm256_fmadd_ps(e[r][3], x3, s);
-        acc[r][t][blk & 1] = _mm256_fmadd_ps(d[r], s, acc[r][t][blk & 1]);
-      }
+      const __m256 xv[4] = {_mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8),
+                            _mm256_loadu_ps(xt + 16), _mm256_loadu_ps(xt + 24)};
+      for (int r = 0; r < R; ++r)
+        acc[r][t][blk & 1] =
+            _mm256_fmadd_ps(d[r], widenedDot(e[r], xv), acc[r][t][blk & 1]);
     }
   }
   for (int r = 0; r < R; ++r)

@@ -241,31 +241,29 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const int n4 = n - n % kTokensAtOnce;
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
+    auto put = [&](int t, int64_t k, float g, float u) {
+      h[size_t(t) * nFF + k] = ffnActivate(act, g) * ffnUpFactor(act, u);
+    };
     int64_t kRest = k0;
     for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce) {
       float gr[kRowsAtOnce * kTokensAtOnce], ur[kRowsAtOnce * kTokensAtOnce];
-      for (int t0 = 0; t0 < n; t0 += kTokensAtOnce)
-        for (int j = 0; j < kRowsAtOnce; ++j) {
-          const int64_t k = kRest + j;
-          if (t0 < n4 && j == 0) {
-            const float *x = xb + size_t(t0) * nEmbd;
-            const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
-            gateDot.rows(b.gate.row(k), int64_t(b.gate.rowBytes), x, nEmbd, xqt,
-                         nBlk, nEmbd, gr);
-            upDot.rows(b.up.row(k), int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk,
-                       nEmbd, ur);
-          }
-          for (int t = t0; t < std::min(t0 + kTokensAtOnce, n); ++t) {
-            const int i = (t - t0) * kRowsAtOnce + j;
-            if (t0 >= n4) { // the tokens after the last four, one by one
-              const float *x = xb + size_t(t) * nEmbd;
-              const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-              gr[i] = gateDot(b.gate.row(k), x, xqt, nEmbd);
-              ur[i] = upDot(b.up.row(k), x, xqt, nEmbd);
-            }
-            h[size_t(t) * nFF + k] =
-                ffnActivate(act, gr[i]) * ffnUpFactor(act, ur[i]);
-          }
+      for (int t0 = 0; t0 < n4; t0 += kTokensAtOnce) {
+        const float *x = xb + size_t(t0) * nEmbd;
+        const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
+        gateDot.rows(b.gate.row(kRest), int64_t(b.gate.rowBytes), x, nEmbd, xqt,
+                     nBlk, nEmbd, gr);
+        upDot.rows(b.up.row(kRest), int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk,
+                   nEmbd, ur);
+        for (int i = 0; i < kRowsAtOnce * kTokensAtOnce; ++i)
+          put(t0 + i / kRowsAtOnce, kRest + i % kRowsAtOnce, gr[i], ur[i]);
+      }
+      // The tokens after the last four, one by one.
+      for (int t = n4; t < n; ++t)
+        for (int64_t k = kRest; k < kRest + kRowsAtOnce; ++k) {
+          const float *x = xb + size_t(t) * nEmbd;
+          const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
+          put(t, k, gateDot(b.gate.row(k), x, xqt, nEmbd),
+              upDot(b.up.row(k), x, xqt, nEmbd));
         }
     }
     for (int64_t k = kRest; k < k1; ++k) {

@@ -107,12 +107,7 @@ namespace {
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
-  RowDot dot = rowDot(w.type);
-  if (!xq) { // f32 activations whatever the type
-    dot.q8 = nullptr;
-    dot.q84 = nullptr;
-    dot.q8Rows = nullptr;
-  }
+  const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   const int64_t nb = w.cols / QK8_0;
   float out[kRowsAtOnce * kTokensAtOnce];
   // Where the type has a multi-row kernel, kRowsAtOnce rows take the whole

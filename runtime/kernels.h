@@ -90,6 +90,14 @@ struct RowDot {
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
   }
+  // The same row's products with the f32 activation whatever the type.
+  RowDot withF32Act() const {
+    RowDot d = *this;
+    d.q8 = nullptr;
+    d.q84 = nullptr;
+    d.q8Rows = nullptr;
+    return d;
+  }
   // Whether kTokensAtOnce tokens can go at once.
   bool hasX4() const { return q8 ? q84 != nullptr : f324 != nullptr; }
   // Whether kRowsAtOnce rows x kTokensAtOnce tokens can go at once.

@@ -52,6 +52,20 @@ std::vector<GGMLType> q8ActTypes() {
   return out;
 }
 
+// kTokensAtOnce random tokens of n activations, back to back, and their
+// quantised copies (n / QK8_0 blocks each).
+struct Tokens {
+  std::vector<float> x;
+  std::vector<BlockQ8Act> xq;
+};
+Tokens randomTokens(int64_t n, uint32_t seed) {
+  Tokens t{randomVector(size_t(n) * kTokensAtOnce, seed),
+           std::vector<BlockQ8Act>(size_t(n / QK8_0) * kTokensAtOnce)};
+  for (int k = 0; k < kTokensAtOnce; ++k)
+    quantizeActQ8(t.x.data() + k * n, t.xq.data() + k * (n / QK8_0), n);
+  return t;
+}
+
 struct IsaGuard {
   explicit IsaGuard(KernelIsa isa) { setKernelIsa(isa); }
   ~IsaGuard() { setKernelIsa(KernelIsa::Auto); }
@@ -235,20 +249,13 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
         continue;
       const int64_t n = typeTraits(type)->blockSize == 1 ? 96 : 768;
       for (bool quantised : {true, false}) {
-        RowDot dot = rowDot(type);
-        if (!quantised) {
-          dot.q8 = nullptr;
-          dot.q84 = nullptr;
-        } else if (!dot.q8) {
+        const RowDot dot = quantised ? rowDot(type) : rowDot(type).withF32Act();
+        if (quantised && !dot.q8)
           continue;
-        }
         if (!dot.hasX4())
           continue;
         std::vector<uint8_t> row = encodeRows(type, randomVector(n, 31), n);
-        std::vector<float> x = randomVector(size_t(n) * kTokensAtOnce, 32);
-        std::vector<BlockQ8Act> xq(size_t(n / QK8_0) * kTokensAtOnce);
-        for (int t = 0; t < kTokensAtOnce; ++t)
-          quantizeActQ8(x.data() + t * n, xq.data() + t * (n / QK8_0), n);
+        const auto [x, xq] = randomTokens(n, 32);
         float got[kTokensAtOnce];
         dot.x4(row.data(), x.data(), n, xq.data(), n / QK8_0, n, got);
         for (int t = 0; t < kTokensAtOnce; ++t) {
@@ -297,23 +304,15 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     const uint32_t qk = typeTraits(type)->blockSize;
     const int64_t n = qk == 1 ? 96 : qk == QK_K ? 2 * QK_K : 288;
     for (bool quantised : {true, false}) {
-      RowDot dot = rowDot(type);
-      if (!quantised) {
-        dot.q8 = nullptr;
-        dot.q84 = nullptr;
-        dot.q8Rows = nullptr;
-      } else if (!dot.q8) {
+      const RowDot dot = quantised ? rowDot(type) : rowDot(type).withF32Act();
+      if (quantised && !dot.q8)
         continue;
-      }
       if (!dot.hasRows())
         continue;
       const size_t rb = rowBytes(type, n);
       std::vector<uint8_t> rows =
           encodeRows(type, randomVector(size_t(n) * kRowsAtOnce, 41), n);
-      std::vector<float> x = randomVector(size_t(n) * kTokensAtOnce, 42);
-      std::vector<BlockQ8Act> xq(size_t(n / QK8_0) * kTokensAtOnce);
-      for (int t = 0; t < kTokensAtOnce; ++t)
-        quantizeActQ8(x.data() + t * n, xq.data() + t * (n / QK8_0), n);
+      const auto [x, xq] = randomTokens(n, 42);
       float got[kRowsAtOnce * kTokensAtOnce];
       dot.rows(rows.data(), int64_t(rb), x.data(), n, xq.data(), n / QK8_0, n,
                got);
