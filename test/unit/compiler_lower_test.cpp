@@ -45,8 +45,9 @@ const char *kArch = "sm_89";
 
 std::string tempDir() {
   static std::string dir = [] {
-    char tmpl[] = "/tmp/pinfer-lower-test-XXXXXX";
-    return std::string(::mkdtemp(tmpl) ? tmpl : "/tmp");
+    // The process's private directory (test_main.cpp), removed at exit.
+    std::string tmpl = testing::TempDir() + "pinfer-lower-test-XXXXXX";
+    return ::mkdtemp(&tmpl[0]) ? tmpl : testing::TempDir();
   }();
   return dir;
 }
