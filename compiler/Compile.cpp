@@ -132,8 +132,11 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
 }
 
 // The mode the program runs: --sparsity, or for auto predicted when
-// predictors are stored, given or trainable from the profile's samples,
-// else exact for the ReLU family and dense for SiLU and GELU models: their
+// predictors are stored, given or trainable from the profile's samples (a
+// user's trace made with --samples, or for a ReLU-family model without
+// --trace the built-in text's profile, which then keeps samples: predicted
+// mode is the fastest there, PowerInfer's default), else exact for the
+// ReLU family and dense for SiLU and GELU models: their
 // activations are (almost) never exactly zero, so exact mode would test
 // every neuron and skip none, and dense lets an all-CPU layer keep the
 // source's down matrix (DownLayout::Source). Threshold mode, their
@@ -146,7 +149,8 @@ SparsityMode resolvedMode(const CompileArgs &args, const Model &model,
   if (args.sparsity != "auto")
     parseSparsityMode(args.sparsity.c_str(), mode);
   else if (hasStoredPredictors(model.file()) || !args.predictors.empty() ||
-           !profile.samples.empty())
+           !profile.samples.empty() ||
+           (args.trace.empty() && args.plan.empty() && isReluFamily(act)))
     mode = SparsityMode::Predicted;
   else if (act == FfnActivation::SiLU || act == FfnActivation::GeluTanh)
     mode = SparsityMode::Dense;
@@ -354,10 +358,12 @@ namespace {
 
 // Writes `model` with predictors to a temporary file beside the output and
 // returns its path: those of --predictors, or ones trained from the
-// samples of `profile`.
+// samples of `profile`. Trained ones are left in `kept`: with -o a
+// temporary beside OUT.predictors.gguf, put in place with the other outputs
+// (so that a failed compile leaves the previous ones), empty for --emit.
 bool attachPredictors(const CompileArgs &args, const Model &model,
-                      const Trace &profile, TempPath &copy, Progress &progress,
-                      std::string &error) {
+                      const Trace &profile, TempPath &copy, TempPath &kept,
+                      Progress &progress, std::string &error) {
   const ModelParams &p = model.params();
   std::string predPath = args.predictors;
   TempPath trained;
@@ -370,13 +376,13 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
     }
     // Kept beside the executable (like its weights) with -o; a temporary
     // for --emit.
-    if (!args.output.empty())
-      predPath = predictorsPathFor(args.output);
-    else if (!makeTempBeside(tempDirectory() + "/pinferc-predictors.gguf",
-                             trained, error))
+    TempPath &into = args.output.empty() ? trained : kept;
+    if (!makeTempBeside(args.output.empty()
+                            ? tempDirectory() + "/pinferc-predictors.gguf"
+                            : predictorsPathFor(args.output),
+                        into, error))
       return false;
-    else
-      predPath = trained.path();
+    predPath = into.path();
     if (!trainPredictorFile(profile, predPath, args.nThreads, progress,
                             !args.quiet, error))
       return false;
@@ -401,6 +407,7 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
 struct CompileJob {
   std::unique_ptr<Model> model; // the user's, or its copy with predictors
   TempPath withPredictors;      // that copy, removed with the job
+  TempPath trainedPredictors;   // to become OUT.predictors.gguf, or empty
   ModelSpec spec;               // of `model`
   std::string modelName;        // its general.name
   Trace profile;                // the trace, or the built-in text's profile
@@ -455,6 +462,10 @@ bool prepareJob(const CompileArgs &args, const Target &target,
           args, *model, train ? 4000 : 0,
           mode == SparsityMode::Threshold
               ? "calibrating activation thresholds on the built-in text"
+          : train && args.sparsity == "auto"
+              ? "profiling the built-in calibration text for predictor "
+                "training samples (--sparsity auto on a ReLU-family model: "
+                "predicted; exact gives the dense reference's results)"
           : train ? "profiling the built-in calibration text for predictor "
                     "training samples"
                   : "no --trace given; profiling the built-in calibration "
@@ -474,7 +485,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   // removed on every exit.
   if (mode == SparsityMode::Predicted && !storedPredictors) {
     if (!attachPredictors(args, *model, profile, job.withPredictors,
-                          job.progress, error))
+                          job.trainedPredictors, job.progress, error))
       return false;
     model = Model::open(job.withPredictors.path(), error);
     if (!model)
@@ -761,7 +772,12 @@ int compileModel(const CompileArgs &args) {
   if (::chmod(exe.path().c_str(), 0755) != 0)
     return fail(args.output + ": cannot make it executable: " +
                 std::strerror(errno));
-  if (!commitOutputs({{&weightsTmp, weightsPath}, {&exe, args.output}}, error))
+  std::vector<std::pair<TempPath *, std::string>> outputs = {
+      {&weightsTmp, weightsPath}, {&exe, args.output}};
+  const bool trained = !job.trainedPredictors.empty();
+  if (trained)
+    outputs.push_back({&job.trainedPredictors, predictorsPathFor(args.output)});
+  if (!commitOutputs(outputs, error))
     return fail(error);
 
   if (!args.quiet) {
@@ -771,9 +787,10 @@ int compileModel(const CompileArgs &args) {
     double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
-    std::cerr << "pinferc: wrote " << args.output << " and " << weightsPath
-              << " (" << formatBytes(packed.fileBytes) << ") for "
-              << target->name << ": " << hot << " of "
+    std::cerr << "pinferc: wrote " << args.output << (trained ? ", " : " and ")
+              << weightsPath << " (" << formatBytes(packed.fileBytes) << ")"
+              << (trained ? " and " + predictorsPathFor(args.output) : "")
+              << " for " << target->name << ": " << hot << " of "
               << uint64_t(program.params.nFF) * program.params.nLayer
               << " FFN neurons on the GPU, sparsity " << sparsityModeName(mode)
               << ", " << std::fixed << std::setprecision(1) << secs << " s ("

@@ -231,6 +231,51 @@ TEST_F(OutputsTest, FailedCompileKeepsThePreviousPair) {
   ASSERT_EQ(run(exe + " -p hi -n 2 --temp 0", out, err, dir_), 0) << err;
 }
 
+// Tests that the main job without --trace compiles a ReLU model in predicted
+// mode (--sparsity auto) with predictors trained on the built-in text, that
+// the trained predictors are an output like the pair (OUT.predictors.gguf,
+// named in the summary line) and that a failed recompile keeps all three.
+TEST_F(OutputsTest, TrainedPredictorsAreReplacedWithThePair) {
+  const std::string exe = dir_ + "/auto";
+  std::string err, out;
+  ASSERT_EQ(pinferc(model_ + " --target cpu -o " + exe, err), 0) << err;
+  EXPECT_NE(err.find("sparsity predicted"), std::string::npos) << err;
+  EXPECT_NE(err.find(" and " + exe + ".predictors.gguf for cpu"),
+            std::string::npos)
+      << err;
+  const std::string files[] = {exe, exe + ".weights.gguf",
+                               exe + ".predictors.gguf"};
+  std::vector<std::string> bytes;
+  for (const std::string &f : files) {
+    bytes.push_back(readFile(f));
+    EXPECT_FALSE(bytes.back().empty()) << f;
+  }
+  const std::string other = dir_ + "/other-auto.gguf";
+  ASSERT_EQ(
+      run(kGenmodel + " --preset tiny --seed 9 -o " + other, out, err, dir_), 0)
+      << err;
+  auto before = listDir(dir_);
+  const std::string failing = dir_ + "/failing-cxx-auto";
+  {
+    std::ofstream f(failing);
+    f << "#!/bin/sh\n"
+         "case \"$*\" in *-fsyntax-only*) exit 0;; esac\nexit 1\n";
+  }
+  ::chmod(failing.c_str(), 0755);
+  before.insert("failing-cxx-auto");
+  EXPECT_NE(
+      pinferc(other + " --target cpu -q -o " + exe, err, "CXX=" + failing), 0);
+  std::system(("rm -rf " + tmp_ + "/*").c_str()); // the kept sources
+  for (size_t i = 0; i < bytes.size(); ++i)
+    EXPECT_EQ(readFile(files[i]), bytes[i]) << files[i];
+  EXPECT_EQ(listDir(dir_), before);
+  ASSERT_EQ(run(exe + " -p hi -n 2 --temp 0", out, err, dir_), 0) << err;
+  std::remove(failing.c_str());
+  std::remove(other.c_str());
+  for (const std::string &f : files)
+    std::remove(f.c_str());
+}
+
 // Tests that a plan is used only for the model and target it was made for.
 TEST_F(OutputsTest, PlanMustMatchModelAndTarget) {
   const std::string plan = dir_ + "/m.plan.json";

@@ -73,8 +73,10 @@ static int compileVerb(int argc, char **argv) {
                  "predictors call off; threshold: skip neurons whose "
                  "|activation| is at most the layer's calibrated threshold "
                  "(SiLU models); auto: predicted when predictors are "
-                 "stored, given or trainable from the trace, else exact "
-                 "for ReLU models and dense for SiLU and GELU models")
+                 "stored, given or trainable from the trace (or, without "
+                 "--trace, for ReLU models: trained on the built-in text), "
+                 "else exact for ReLU models and dense for SiLU and GELU "
+                 "models")
       ->check(
           CLI::IsMember({"dense", "exact", "predicted", "threshold", "auto"}))
       ->capture_default_str();
