@@ -1,6 +1,7 @@
 // Exact dynamic programme over the separable core of the placement problem:
-// a multiple-choice knapsack whose groups are each layer's granule prefix,
-// each layer's attention and each global optional tensor. VRAM is counted in
+// a multiple-choice knapsack whose groups are each layer's granule prefix
+// with its attention (together, as the granule minimum depends on where the
+// attention runs) and each global optional tensor. VRAM is counted in
 // units; when a unit divides every size (the common case in tests, and
 // whenever the gcd is coarse enough) the answer is exact, otherwise sizes are
 // rounded up (the answer always fits) and a second pass with sizes rounded
@@ -47,6 +48,12 @@ double assignmentUtility(const PlacementProblem &p, const Assignment &a) {
   return u;
 }
 
+uint32_t minHotGranules(const LayerProblem &lp, bool attentionOnGpu) {
+  return lp.hasAttention && attentionOnGpu
+             ? 1
+             : std::max<uint32_t>(1, lp.minGranules);
+}
+
 bool assignmentFeasible(const PlacementProblem &p, const Assignment &a,
                         std::string &why) {
   if (a.hotGranules.size() != p.layers.size() ||
@@ -64,10 +71,10 @@ bool assignmentFeasible(const PlacementProblem &p, const Assignment &a,
             " hot granules of " + std::to_string(lp.granules.size());
       return false;
     }
-    if (k > 0 && k < lp.minGranules) {
+    if (k > 0 && k < minHotGranules(lp, a.attention[l])) {
       why = "layer " + std::to_string(l) + " has " + std::to_string(k) +
             " hot granules, below its minimum " +
-            std::to_string(lp.minGranules);
+            std::to_string(lp.minGranules) + " with its attention on the CPU";
       return false;
     }
     if (a.attention[l] && !lp.hasAttention) {
@@ -93,36 +100,60 @@ bool assignmentFeasible(const PlacementProblem &p, const Assignment &a,
 namespace {
 
 // One group of the multiple-choice knapsack: option 0 costs and yields
-// nothing; option i > 0 has an exact size and a value.
+// nothing; option i > 0 has an exact size and a value; options are sorted
+// by size.
 struct Group {
   size_t layer;  // owning layer, or the global index for globals
-  int kind;      // 0 = FFN prefix, 1 = attention, 2 = global
-  std::vector<uint32_t> choice; // option -> granules (FFN) or 1
+  int kind;      // 0 = FFN prefix, 1 = FFN prefix and attention, 2 = global
+  std::vector<uint32_t> choice; // option -> granules (FFN, layer) or 1
   std::vector<uint64_t> bytes;
   std::vector<double> value;
+  std::vector<bool> attention; // kind 1: option -> attention on the GPU
 };
+
+// A layer's FFN prefixes (kind 0), or with optional attention both
+// together (kind 1): the granule minimum holds only while the attention
+// stays on the CPU, which couples the two.
+Group layerGroup(size_t l, const LayerProblem &lp) {
+  struct Option {
+    uint32_t k;
+    bool attn;
+    uint64_t bytes;
+    double value;
+  };
+  std::vector<Option> opts;
+  for (int attn = 0; attn <= int(lp.hasAttention); ++attn) {
+    uint64_t bytes = attn ? lp.attention.bytes : 0;
+    double value = attn ? lp.attention.utility : 0;
+    if (attn)
+      opts.push_back({0, true, bytes, value});
+    bytes += lp.hotFixedBytes;
+    for (uint32_t k = 1; k <= lp.granules.size(); ++k) {
+      bytes += lp.granules[k - 1].bytes;
+      value += lp.granules[k - 1].utility;
+      if (k >= minHotGranules(lp, attn))
+        opts.push_back({k, bool(attn), bytes, value});
+    }
+  }
+  std::stable_sort(
+      opts.begin(), opts.end(),
+      [](const Option &a, const Option &b) { return a.bytes < b.bytes; });
+  Group g{l, lp.hasAttention ? 1 : 0, {0}, {0}, {0}, {false}};
+  for (const Option &o : opts) {
+    g.choice.push_back(o.k);
+    g.bytes.push_back(o.bytes);
+    g.value.push_back(o.value);
+    g.attention.push_back(o.attn);
+  }
+  return g;
+}
 
 std::vector<Group> makeGroups(const PlacementProblem &p) {
   std::vector<Group> groups;
   for (size_t l = 0; l < p.layers.size(); ++l) {
-    const LayerProblem &lp = p.layers[l];
-    Group g{l, 0, {0}, {0}, {0}};
-    uint64_t bytes = lp.hotFixedBytes;
-    double value = 0;
-    for (uint32_t k = 1; k <= lp.granules.size(); ++k) {
-      bytes += lp.granules[k - 1].bytes;
-      value += lp.granules[k - 1].utility;
-      if (k >= std::max<uint32_t>(1, lp.minGranules)) {
-        g.choice.push_back(k);
-        g.bytes.push_back(bytes);
-        g.value.push_back(value);
-      }
-    }
+    Group g = layerGroup(l, p.layers[l]);
     if (g.choice.size() > 1)
       groups.push_back(std::move(g));
-    if (lp.hasAttention)
-      groups.push_back(
-          {l, 1, {0, 1}, {0, lp.attention.bytes}, {0, lp.attention.utility}});
   }
   for (size_t j = 0; j < p.globals.size(); ++j)
     groups.push_back(
@@ -184,12 +215,12 @@ Assignment toAssignment(const PlacementProblem &p,
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const Group &g = groups[gi];
     uint32_t v = g.choice[pick[gi]];
-    if (g.kind == 0)
-      a.hotGranules[g.layer] = v;
-    else if (g.kind == 1)
-      a.attention[g.layer] = v != 0;
-    else
+    if (g.kind == 2)
       a.globals[g.layer] = v != 0;
+    else
+      a.hotGranules[g.layer] = v;
+    if (g.kind == 1)
+      a.attention[g.layer] = g.attention[pick[gi]];
   }
   return a;
 }
@@ -222,7 +253,7 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
       const LayerProblem &lp = p.layers[l];
       uint32_t k = a.hotGranules[l];
       if (k == 0) {
-        uint32_t m = std::max<uint32_t>(1, lp.minGranules);
+        uint32_t m = minHotGranules(lp, a.attention[l]);
         bool capped = p.maxGpuLayers && gpuLayers >= p.maxGpuLayers;
         if (m <= lp.granules.size() && !capped) {
           uint64_t bytes = lp.hotFixedBytes;
@@ -247,7 +278,7 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
     if (bestKind == 0) {
       uint32_t &k = a.hotGranules[bestIndex];
       if (k == 0) {
-        k = std::max<uint32_t>(1, p.layers[bestIndex].minGranules);
+        k = minHotGranules(p.layers[bestIndex], a.attention[bestIndex]);
         ++gpuLayers;
       } else {
         ++k;
@@ -273,9 +304,10 @@ bool lagrangianLayerLimit(const PlacementProblem &p,
   auto solve = [&](double penalty, uint64_t u, uint64_t cap, Assignment &a) {
     std::vector<Group> pen = groups;
     for (Group &g : pen)
-      if (g.kind == 0)
+      if (g.kind != 2)
         for (size_t o = 1; o < g.value.size(); ++o)
-          g.value[o] -= penalty;
+          if (g.choice[o] > 0)
+            g.value[o] -= penalty;
     std::vector<uint32_t> pick;
     runDP(pen, cap, [u](uint64_t b) { return (b + u - 1) / u; }, pick);
     a = toAssignment(p, groups, pick);
@@ -286,8 +318,8 @@ bool lagrangianLayerLimit(const PlacementProblem &p,
   };
   double hi = 0;
   for (const Group &g : groups)
-    if (g.kind == 0)
-      hi = std::max(hi, g.value.back());
+    if (g.kind != 2)
+      hi = std::max(hi, *std::max_element(g.value.begin(), g.value.end()));
   hi = hi * 1.01 + 1; // above every layer's value: no GPU layer is worth it
   double lo = 0;
   Assignment a;

@@ -29,9 +29,11 @@ struct OptionalItem {
 
 struct LayerProblem {
   std::vector<Granule> granules; // hottest first
-  // "Zero or at least minGranules": a thinner GPU slice costs more in
-  // launches and synchronisation than it saves. A value above the granule
-  // count keeps the layer's FFN on the CPU.
+  // "Zero or at least minGranules" while the layer's attention is on the
+  // CPU: a thinner GPU slice costs more in launches and synchronisation than
+  // it saves. A value above the granule count keeps such a layer's FFN on
+  // the CPU. With the attention on the GPU the layer crosses to the GPU
+  // anyway, so any count goes (and all of them leave it no CPU step).
   uint32_t minGranules = 1;
   // Charged once when at least one granule is on the GPU (the layer's
   // predictor, which must sit next to the GPU half it gates).
@@ -78,6 +80,9 @@ struct Assignment {
 uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a);
 // Objective value of an assignment (expected GPU bytes read per token).
 double assignmentUtility(const PlacementProblem &p, const Assignment &a);
+// The fewest granules layer `l` may put on the GPU once it puts any: its
+// minimum, or 1 when its attention is on the GPU in `a`.
+uint32_t minHotGranules(const LayerProblem &lp, bool attentionOnGpu);
 // True when `a` meets every constraint (budget, minimums, maxGpuLayers);
 // otherwise `why` says which one fails.
 bool assignmentFeasible(const PlacementProblem &p, const Assignment &a,

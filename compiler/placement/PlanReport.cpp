@@ -9,6 +9,9 @@ namespace pinfer {
 
 // Why layer `lp` got no GPU neuron, from what the plan records.
 std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp) {
+  if (lp.attentionOnGPU)
+    return "the budget went to what saves more CPU time per byte (other "
+           "layers' neurons, attention, the output head)";
   if (lp.minGranules > lp.nGranules)
     return lp.minGranules == lp.nGranules + 1 && plan.budgetBytes == 0
                ? "the target has no GPU"
@@ -28,10 +31,13 @@ double expectedSecondsPerToken(const Plan &plan, const Target &target) {
     secs += plan.cpuBytesPerToken / (target.host.memBandwidthGBs * 1e9);
   if (target.gpuBandwidthGBs > 0)
     secs += plan.gpuBytesPerToken / (target.gpuBandwidthGBs * 1e9);
-  // Each layer with a GPU part: its kernels (two at least) and one wait.
+  // Each layer with a GPU part: its kernels (two at least), and one wait
+  // unless the whole layer is there.
   for (const LayerPlan &lp : plan.layers)
     if (lp.nHot || lp.attentionOnGPU)
-      secs += (2 * target.launchUs + target.syncUs) * 1e-6;
+      secs += (2 * target.launchUs +
+               (lp.attentionOnGPU && lp.nHot == plan.nFF ? 0 : target.syncUs)) *
+              1e-6;
   return secs;
 }
 

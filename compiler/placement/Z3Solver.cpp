@@ -102,17 +102,19 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
         bytesTerm(x[l][g], lp.granules[g].bytes);
         soft(x[l][g], lp.granules[g].utility);
       }
+      std::string name = "attn_" + std::to_string(l);
+      att.push_back(ctx.bool_const(name.c_str()));
       if (!x[l].empty()) {
+        // The minimum holds while the attention is on the CPU.
+        z3::expr cpuAttn = lp.hasAttention ? !att[l] : ctx.bool_val(true);
         if (lp.minGranules > lp.granules.size())
-          opt.add(!x[l][0]);
+          opt.add(z3::implies(cpuAttn, !x[l][0]));
         else if (lp.minGranules > 1)
-          opt.add(z3::implies(x[l][0], x[l][lp.minGranules - 1]));
+          opt.add(z3::implies(cpuAttn && x[l][0], x[l][lp.minGranules - 1]));
         if (lp.hotFixedBytes)
           bytesTerm(x[l][0], lp.hotFixedBytes);
         firstHot.push_back(x[l][0]);
       }
-      std::string name = "attn_" + std::to_string(l);
-      att.push_back(ctx.bool_const(name.c_str()));
       if (lp.hasAttention) {
         bytesTerm(att[l], lp.attention.bytes);
         soft(att[l], lp.attention.utility);

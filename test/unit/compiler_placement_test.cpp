@@ -324,7 +324,8 @@ TEST(PlacementPlan, SevenBAnd70BLikeShapesPlanInSeconds) {
     EXPECT_LT(plan.gap, 0.01);
     ASSERT_EQ(plan.layers.size(), sh.nLayer);
     for (const LayerPlan &lp : plan.layers) {
-      EXPECT_TRUE(lp.hotGranules == 0 || lp.hotGranules >= lp.minGranules);
+      EXPECT_TRUE(lp.hotGranules == 0 || lp.attentionOnGPU ||
+                  lp.hotGranules >= lp.minGranules);
       EXPECT_EQ(lp.order.size(), sh.nFF);
     }
   }
@@ -402,6 +403,36 @@ TEST(PlacementCost, GranulesOrderAndMinimums) {
   EXPECT_EQ(plan.status.rfind("no VRAM left after the mandatory parts", 0),
             0u)
       << plan.status;
+}
+
+// Tests that a layer whose FFN alone cannot pay for a GPU round trip still
+// goes to the GPU whole when its attention does: with the attention there
+// the layer crosses anyway, so the granule minimum no longer holds, and a
+// card that holds the whole model gets every neuron, every attention and the
+// head (a program with no CPU step per layer). With the attention kept on
+// the CPU the minimum holds again.
+TEST(PlacementPlan, WholeLayersGoToTheGpuWithTheirAttention) {
+  Trace t = powerLawTrace(3, 1000, 1.2, 9);
+  ModelShape s = syntheticShape(3, 1000, 256, 256, 1000, GGMLType::Q4_0);
+  std::string err;
+  const Target *target = findTarget("rtx4090", err);
+  PlacementOptions o;
+  PlacementInput in;
+  ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
+  for (const LayerProblem &lp : in.problem.layers)
+    ASSERT_GT(lp.minGranules, lp.granules.size()); // FFN alone never pays
+  Plan plan;
+  ASSERT_TRUE(planPlacement(t, s, *target, o, plan, err)) << err;
+  EXPECT_TRUE(plan.outputOnGPU);
+  for (const LayerPlan &lp : plan.layers) {
+    EXPECT_TRUE(lp.attentionOnGPU);
+    EXPECT_EQ(lp.nHot, 1000u);
+  }
+  EXPECT_EQ(plan.cpuBytesPerToken, 0.0);
+  o.attention = AttentionPolicy::CPU;
+  ASSERT_TRUE(planPlacement(t, s, *target, o, plan, err)) << err;
+  for (const LayerPlan &lp : plan.layers)
+    EXPECT_EQ(lp.nHot, 0u);
 }
 
 // Tests that a granule's utility prices what the mode reads: firing rows
