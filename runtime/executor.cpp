@@ -4,6 +4,7 @@
 #include "runtime/gguf.h"
 #include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
+#include "runtime/packed_format.h"
 #include "runtime/sparse_kernels.h"
 
 #include <algorithm>
@@ -228,11 +229,33 @@ bool Executor::bind(std::string &error) {
   p.slidingWindowPattern = arch->slidingWindowPattern;
   p.ropeBaseLocal = arch->ropeBaseLocal;
   const GGUFFile &f = weights_;
+  // The Q4_0 matrices the packer stored scales first (only the CPU reads
+  // them: attention of CPU layers, the output head on the CPU).
+  std::vector<std::string> scalesFirst;
+  if (f.find(kPackedScalesFirstKey) &&
+      !f.getStringArray(kPackedScalesFirstKey, scalesFirst, error))
+    return false;
   // A tensor of the table, of the shape the table gives for this program.
   auto weight = [&](TensorKind kind, int layer, Weight &out) {
     const TensorInfo &t = tensorInfo(kind);
-    return bindWeight(f, tensorName(kind, layer), dimValue(t.ne0, p),
-                      dimValue(t.ne1, p), out, error);
+    if (!bindWeight(f, tensorName(kind, layer), dimValue(t.ne0, p),
+                    dimValue(t.ne1, p), out, error))
+      return false;
+    if (std::find(scalesFirst.begin(), scalesFirst.end(), out.name) ==
+        scalesFirst.end())
+      return true;
+    const bool cpuOnly = kind == TensorKind::Output
+                             ? !pr.headOnGPU
+                             : layer >= 0 && layer < p.nLayer &&
+                                   !pr.layers[layer].attentionOnGPU;
+    if (out.type != GGMLType::Q4_0 || out.cols % QK8_0 != 0 || !cpuOnly) {
+      error = std::string(out.name) +
+              ": stored scales first, expected a Q4_0 matrix that only the "
+              "CPU multiplies (recompile with pinferc)";
+      return false;
+    }
+    out.scalesFirst = true;
+    return true;
   };
   auto vector = [&](TensorKind kind, int layer, std::vector<float> &out) {
     return bindVector(f, tensorName(kind, layer),

@@ -293,6 +293,27 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 layout");
 
+// A Q4_0 row of nb blocks with its scales first: the nb f16 scales, then
+// the nb x 16 quant bytes, the same 18 * nb bytes as the blocks. The packed
+// weights store the rows that only the CPU multiplies this way (attention,
+// the output head): the AVX-512 product then loads two blocks' quants at
+// once and sixteen scales with one conversion (runtime/dot_kernels.h,
+// dotQ4SfQ8Avx512), with the blocks' products unchanged.
+inline void q4_0ToScalesFirst(const uint8_t *blocks, uint8_t *row, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_0 &blk = reinterpret_cast<const BlockQ4_0 *>(blocks)[b];
+    std::memcpy(row + 2 * b, &blk.d, 2);
+    std::memcpy(row + 2 * nb + 16 * b, blk.qs, 16);
+  }
+}
+inline void scalesFirstToQ4_0(const uint8_t *row, uint8_t *blocks, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) {
+    BlockQ4_0 &blk = reinterpret_cast<BlockQ4_0 *>(blocks)[b];
+    std::memcpy(&blk.d, row + 2 * b, 2);
+    std::memcpy(blk.qs, row + 2 * nb + 16 * b, 16);
+  }
+}
+
 // IEEE half <-> float, round to nearest even.
 float fp16ToF32(uint16_t h);
 uint16_t f32ToFp16(float f);

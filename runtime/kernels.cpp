@@ -104,9 +104,17 @@ namespace {
 // The rows [r0, r1) of one product for `nTok` tokens, from f32 inputs or,
 // when `xq` is set, from their quantised copies (w.cols/QK8_0 blocks per
 // token, back to back).
+void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
+                     const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
+                     int64_t r0, int64_t r1);
+
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
+  if (w.scalesFirst) {
+    scalesFirstRows(w, x, xStride, xq, y, yStride, nTok, r0, r1);
+    return;
+  }
   const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   const int64_t nb = w.cols / QK8_0;
   float out[kRowsAtOnce * kTokensAtOnce];
@@ -145,6 +153,40 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
     for (; t < nTok; ++t)
       y[t * yStride + r] =
           dot(row, x + t * xStride, xq ? xq + t * nb : nullptr, w.cols);
+  }
+}
+
+// rowsKernel for rows stored scales first (Weight::scalesFirst): at the
+// AVX-512 level with quantised activations their own kernel, each token's
+// activations prepared once for the rows; otherwise each row back in blocks
+// through the type's kernels. Bitwise the blocks' products either way.
+void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
+                     const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
+                     int64_t r0, int64_t r1) {
+  const int64_t nb = w.cols / QK8_0;
+#ifdef PINFER_X86
+  if (xq && kernelLevel() == 2) {
+    static thread_local std::vector<dotk::Q4SfActPair> prep;
+    const int64_t pairs = (nb + 1) / 2;
+    prep.resize(size_t(nTok * pairs));
+    for (int t = 0; t < nTok; ++t)
+      dotk::prepQ4SfAct(xq + t * nb, w.cols, prep.data() + t * pairs);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int t = 0; t < nTok; ++t)
+        y[t * yStride + r] =
+            dotk::dotQ4SfQ8Avx512(w.row(r), prep.data() + t * pairs, w.cols);
+    return;
+  }
+#endif
+  static thread_local std::vector<uint8_t> blocks;
+  blocks.resize(w.rowBytes);
+  Weight one = w;
+  one.scalesFirst = false;
+  one.data = blocks.data();
+  one.rows = 1;
+  for (int64_t r = r0; r < r1; ++r) {
+    scalesFirstToQ4_0(w.row(r), blocks.data(), nb);
+    rowsKernel(one, x, xStride, xq, y + r, yStride, nTok, 0, 1);
   }
 }
 

@@ -16,7 +16,11 @@ class GGUFFile;
 constexpr const char *kPackedVersionKey = "pinfer.packed.version";
 constexpr const char *kPackedHashKey = "pinfer.packed.hash"; // 16 hex digits
 constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
-constexpr uint32_t kPackedVersion = 2; // 2: split down layouts
+// The names of the Q4_0 tensors stored with their rows scales first
+// (runtime/ggml_types.h, q4_0ToScalesFirst): those only the CPU multiplies.
+constexpr const char *kPackedScalesFirstKey = "pinfer.packed.scales_first";
+// 2: split down layouts; 3: Q4_0 CPU rows scales first.
+constexpr uint32_t kPackedVersion = 3;
 
 // 64-bit content hash of the file's tensor data section (everything from
 // dataOffset() to the end of the file) in chunks of `chunkBytes` (the
