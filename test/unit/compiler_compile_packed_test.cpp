@@ -8,6 +8,7 @@
 #include "runtime/executor.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/packed_format.h"
 #include "tools/genmodel/model_generator.h"
 
 #include "program_desc_oracle.h"
@@ -189,10 +190,27 @@ TEST_P(PackedWeights, LayoutAndHash) {
   for (int k = 0; k < p.nFF; ++k)
     ASSERT_EQ(reinterpret_cast<const float *>(bias->data)[k], float(order[k]))
         << "fc2 bias " << k;
-  // Tensors outside the FFN are copied byte for byte.
+  // Tensors outside the FFN are copied byte for byte, except that Q4_0
+  // attention rows only the CPU multiplies go scales first (listed), with
+  // the same bytes in each row.
   const GGUFTensor *q = f->tensor("blk.0.attn_q.weight");
   ASSERT_TRUE(q);
-  EXPECT_EQ(std::memcmp(q->data, w.wq.data, q->nbytes), 0);
+  std::vector<std::string> scalesFirst;
+  ASSERT_TRUE(f->getStringArray(kPackedScalesFirstKey, scalesFirst, error))
+      << error;
+  const bool sf = std::find(scalesFirst.begin(), scalesFirst.end(),
+                            "blk.0.attn_q.weight") != scalesFirst.end();
+  EXPECT_EQ(sf, w.wq.type == GGMLType::Q4_0);
+  if (sf) {
+    std::vector<uint8_t> back(q->nbytes);
+    for (int64_t r = 0; r < w.wq.rows; ++r)
+      scalesFirstToQ4_0(q->data + r * w.wq.rowBytes,
+                        back.data() + r * w.wq.rowBytes, w.wq.cols / QK8_0);
+    EXPECT_EQ(std::memcmp(back.data(), w.wq.data, q->nbytes), 0);
+    EXPECT_NE(std::memcmp(q->data, w.wq.data, q->nbytes), 0);
+  } else {
+    EXPECT_EQ(std::memcmp(q->data, w.wq.data, q->nbytes), 0);
+  }
 
   // Any change to the data changes the hash.
   f.reset();
