@@ -244,10 +244,12 @@ bool Executor::bind(std::string &error) {
     if (std::find(scalesFirst.begin(), scalesFirst.end(), out.name) ==
         scalesFirst.end())
       return true;
-    const bool cpuOnly = kind == TensorKind::Output
-                             ? !pr.headOnGPU
-                             : layer >= 0 && layer < p.nLayer &&
-                                   !pr.layers[layer].attentionOnGPU;
+    const bool inLayer = layer >= 0 && layer < p.nLayer;
+    const bool cpuOnly =
+        kind == TensorKind::Output ? !pr.headOnGPU
+        : kind == TensorKind::FfnGate || kind == TensorKind::FfnUp
+            ? inLayer && pr.layers[layer].nHot == 0
+            : inLayer && !pr.layers[layer].attentionOnGPU;
     if (out.type != GGMLType::Q4_0 || out.cols % QK8_0 != 0 || !cpuOnly) {
       error = std::string(out.name) +
               ": stored scales first, expected a Q4_0 matrix that only the "
@@ -342,6 +344,13 @@ bool Executor::bind(std::string &error) {
       }
       if (!ok)
         return false;
+    }
+    // The FFN loops take gate and up scales first together or not at all.
+    if (b.gate.scalesFirst != b.up.scalesFirst) {
+      error = f.path() + ": layer " + std::to_string(l) +
+              ": only one of gate and up is stored scales first, expected "
+              "both or neither (recompile with pinferc)";
+      return false;
     }
     if (isSplitDown(b.downLayout)) {
       groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
@@ -601,17 +610,30 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // bitwise the reference's.
   const RowDot gateRow = rowDot(b.gate.type), upRow = rowDot(b.up.type);
   const BlockQ8Act *xq = xq_.data();
+  // Rows stored scales first (a layer with no hot neuron, Q4_0 gate and
+  // up): their product with the input prepared once.
+  const bool sf = b.gate.scalesFirst;
+  const Q4SfAct *sfAct = nullptr;
+  if (sf) {
+    sfAct_.resize(size_t(q4SfActCount(nEmbd)));
+    if (prepQ4SfAct(xq, nEmbd, sfAct_.data()))
+      sfAct = sfAct_.data();
+  }
   auto gateDot = [&](int64_t r) {
-    return gateRow(b.gate.row(r), x, xq, nEmbd);
+    return sf ? dotQ4Sf(b.gate.row(r), xq, sfAct, nEmbd)
+              : gateRow(b.gate.row(r), x, xq, nEmbd);
   };
-  auto upDot = [&](int64_t r) { return upRow(b.up.row(r), x, xq, nEmbd); };
+  auto upDot = [&](int64_t r) {
+    return sf ? dotQ4Sf(b.up.row(r), xq, sfAct, nEmbd)
+              : upRow(b.up.row(r), x, xq, nEmbd);
+  };
   // The generated code's specialised loop for this layer, when there is
   // one, compiled with the kernels the runtime picked (an executable built
   // for a CPU without AVX2 but run on one with it would otherwise multiply
   // its generated tokens differently from its prompt), and not while
   // measuring recall, which also scores skipped neurons.
   const ProgramLayer &pl = program_.layers[l];
-  if (pl.cpuGateUp && pl.cpuGateUpLevel == kernelLevel() && !recall) {
+  if (pl.cpuGateUp && pl.cpuGateUpLevel == kernelLevel() && !recall && !sf) {
     GateUpArgs args;
     args.gate = b.gate.data;
     args.up = b.up.data;

@@ -286,6 +286,7 @@ private:
   std::vector<float> q_, attnOut_;           // [n_head*head_dim]
   std::vector<float> scores_;                // [n_head][n_ctx]
   std::vector<float> hHot_, hCold_;          // [n_ff] activations of each half
+  std::vector<Q4SfAct> sfAct_;               // xq_ for scales-first rows
   std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
   // Split layouts: the neurons that fired, grouped by source block.
   std::vector<uint32_t> firedRows_, firedStart_, firedBlock_;
@@ -317,6 +318,7 @@ private:
   std::vector<float> bX_, bXb_, bXb2_;       // [nBatch][n_embd]
   std::vector<float> bQ_, bAttnOut_;         // [nBatch][n_head*head_dim]
   std::vector<float> bScores_;               // [nBatch][n_head][n_ctx]
+  std::vector<Q4SfAct> bSfAct_;              // bXq_ for scales-first rows
   std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
   std::vector<float> bH_;                    // [nBatch][n_ff] packed order
   std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's

@@ -229,15 +229,35 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const RowDot gateDot = rowDot(b.gate.type), upDot = rowDot(b.up.type);
   const float *xb = bXb_.data();
   const BlockQ8Act *xq = bXq_.data();
+  // Rows stored scales first (a layer with no hot neuron, Q4_0 gate and
+  // up): one by one with each token's input prepared once, as cpuHalf.
+  const bool sf = b.gate.scalesFirst;
+  const int64_t sfPairs = q4SfActCount(nEmbd);
+  const Q4SfAct *sfAct = nullptr;
+  if (sf) {
+    bSfAct_.resize(size_t(n * sfPairs));
+    bool prepared = true;
+    for (int t = 0; t < n && prepared; ++t)
+      prepared = prepQ4SfAct(xq + size_t(t) * nBlk, nEmbd,
+                             bSfAct_.data() + t * sfPairs);
+    if (prepared)
+      sfAct = bSfAct_.data();
+  }
+  // One token's product of a gate (or up) row.
+  auto rowDotAt = [&](const RowDot &dot, const uint8_t *row, int t) {
+    const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
+    return sf ? dotQ4Sf(row, xqt, sfAct ? sfAct + t * sfPairs : nullptr, nEmbd)
+              : dot(row, xb + size_t(t) * nEmbd, xqt, nEmbd);
+  };
   float *h = bH_.data();
   // Unpredicted rows take kTokensAtOnce tokens at a time where the types
   // have such kernels (bitwise the one-token products): the gates of all,
   // the ups of all when all pass the test, else one by one.
-  const bool several = gateDot.hasX4() && upDot.hasX4();
+  const bool several = !sf && gateDot.hasX4() && upDot.hasX4();
   // Dense mode computes every pair: kRowsAtOnce rows at a time where the
   // types have such kernels (bitwise the same products), as matvecRows.
   const bool rowsAtOnce =
-      !exact && !predict && gateDot.hasRows() && upDot.hasRows();
+      !sf && !exact && !predict && gateDot.hasRows() && upDot.hasRows();
   const int n4 = n - n % kTokensAtOnce;
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
@@ -301,15 +321,13 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
           ht = 0.f;
           continue;
         }
-        const float *x = xb + size_t(t) * nEmbd;
-        const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-        float g = gateDot(gateRow, x, xqt, nEmbd);
+        float g = rowDotAt(gateDot, gateRow, t);
         float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
-        float u = upDot(upRow, x, xqt, nEmbd);
+        float u = rowDotAt(upDot, upRow, t);
         ht = a * ffnUpFactor(act, u);
       }
     }

@@ -156,28 +156,28 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   }
 }
 
-// rowsKernel for rows stored scales first (Weight::scalesFirst): at the
-// AVX-512 level with quantised activations their own kernel, each token's
-// activations prepared once for the rows; otherwise each row back in blocks
-// through the type's kernels. Bitwise the blocks' products either way.
+// rowsKernel for rows stored scales first (Weight::scalesFirst): with
+// quantised activations their own product, each token's activation prepared
+// once for the rows; with f32 ones each row back in blocks through the
+// type's kernels. Bitwise the blocks' products either way.
 void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                      int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / QK8_0;
-#ifdef PINFER_X86
-  if (xq && kernelLevel() == 2) {
-    static thread_local std::vector<dotk::Q4SfActPair> prep;
-    const int64_t pairs = (nb + 1) / 2;
+  if (xq) {
+    static thread_local std::vector<Q4SfAct> prep;
+    const int64_t pairs = q4SfActCount(w.cols);
     prep.resize(size_t(nTok * pairs));
-    for (int t = 0; t < nTok; ++t)
-      dotk::prepQ4SfAct(xq + t * nb, w.cols, prep.data() + t * pairs);
+    bool prepared = true;
+    for (int t = 0; t < nTok && prepared; ++t)
+      prepared = prepQ4SfAct(xq + t * nb, w.cols, prep.data() + t * pairs);
     for (int64_t r = r0; r < r1; ++r)
       for (int t = 0; t < nTok; ++t)
         y[t * yStride + r] =
-            dotk::dotQ4SfQ8Avx512(w.row(r), prep.data() + t * pairs, w.cols);
+            dotQ4Sf(w.row(r), xq + t * nb,
+                    prepared ? prep.data() + t * pairs : nullptr, w.cols);
     return;
   }
-#endif
   static thread_local std::vector<uint8_t> blocks;
   blocks.resize(w.rowBytes);
   Weight one = w;
@@ -186,7 +186,7 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
   one.rows = 1;
   for (int64_t r = r0; r < r1; ++r) {
     scalesFirstToQ4_0(w.row(r), blocks.data(), nb);
-    rowsKernel(one, x, xStride, xq, y + r, yStride, nTok, 0, 1);
+    rowsKernel(one, x, xStride, nullptr, y + r, yStride, nTok, 0, 1);
   }
 }
 
@@ -268,6 +268,34 @@ void matvecs(const MatvecJob *jobs, int nJobs, ThreadPool &pool, int nTok) {
       base += job.w->rows;
     }
   });
+}
+
+bool prepQ4SfAct(const BlockQ8Act *xq, int64_t n, Q4SfAct *out) {
+#ifdef PINFER_X86
+  static_assert(sizeof(Q4SfAct) == sizeof(dotk::Q4SfActPair) &&
+                    alignof(Q4SfAct) == alignof(dotk::Q4SfActPair),
+                "Q4SfAct holds one Q4SfActPair");
+  if (kernelLevel() == 2) {
+    dotk::prepQ4SfAct(xq, n, reinterpret_cast<dotk::Q4SfActPair *>(out));
+    return true;
+  }
+#endif
+  (void)xq, (void)n, (void)out;
+  return false;
+}
+
+float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
+              int64_t n) {
+#ifdef PINFER_X86
+  if (prep)
+    return dotk::dotQ4SfQ8Avx512(
+        row, reinterpret_cast<const dotk::Q4SfActPair *>(prep), n);
+#endif
+  // Below the AVX-512 level: the row back in blocks, the type's product.
+  static thread_local std::vector<uint8_t> blocks;
+  blocks.resize(rowBytes(GGMLType::Q4_0, n));
+  scalesFirstToQ4_0(row, blocks.data(), n / QK8_0);
+  return rowDot(GGMLType::Q4_0).q8(blocks.data(), xq, n);
 }
 
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n) {

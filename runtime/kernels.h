@@ -122,6 +122,23 @@ struct RowDot {
 };
 RowDot rowDot(GGMLType type);
 
+// ---- Q4_0 rows stored scales first (Weight::scalesFirst) -------------------
+//
+// An activation prepared for scales-first rows: one per pair of blocks, as
+// the AVX-512 product reads it (runtime/dot_kernels.h, Q4SfActPair).
+struct alignas(64) Q4SfAct {
+  unsigned char bytes[192];
+};
+inline int64_t q4SfActCount(int64_t n) { return (n / QK8_0 + 1) / 2; }
+// Prepares the quantised activation xq[0 .. n/QK8_0) into
+// out[0 .. q4SfActCount(n)); false (nothing written) where the level in use
+// has no scales-first product, and the rows are then multiplied as blocks.
+bool prepQ4SfAct(const BlockQ8Act *xq, int64_t n, Q4SfAct *out);
+// A scales-first Q4_0 row times xq, with `prep` from prepQ4SfAct (or null
+// when it returned false): bitwise the blocks' product at the level in use.
+float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
+              int64_t n);
+
 // y[t*yStride + r] = w.row(r) . x_t for r in [r0, r1) and each of `nTok`
 // tokens t, x_t = x + t*xStride; with quantised activations for
 // ActFormat::Q8 weights unless `f32Act`. Rows are the outer loop so that a row

@@ -14,6 +14,7 @@
 #include "runtime/forward.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/packed_format.h"
 #include "runtime/thread_pool.h"
 #include "tools/genmodel/model_generator.h"
 
@@ -179,6 +180,13 @@ public:
   bool packedHas(const std::string &tensor) const {
     return weights_->tensor(tensor) != nullptr;
   }
+  // The tensors the packed file stores scales first.
+  std::vector<std::string> scalesFirst() const {
+    std::vector<std::string> names;
+    std::string error;
+    weights_->getStringArray(kPackedScalesFirstKey, names, error);
+    return names;
+  }
 
   // Replaces layer l's steps (kept by the fixture).
   void setSteps(int l, std::vector<ProgramStep> steps) {
@@ -328,13 +336,10 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
 // Tests that a dense all-CPU program of a decoded block type, whose
 // layers keep the source's down matrix, gives bitwise the dense
 // reference's logits: the same products of the same rows in the same order.
-TEST(SourceDown, BitwiseTheDenseReference) {
-  BatchFixture fx;
+// The dense reference's logits, bitwise, from the executor of `fx`: a
+// prompt as one batch, then greedy tokens one by one.
+void expectDenseReferenceLogits(BatchFixture &fx) {
   std::string error;
-  ASSERT_TRUE(fx.make({GGMLType::Q4_1, SparsityMode::Dense}, error, true))
-      << error;
-  ASSERT_TRUE(fx.packedHas("blk.0.ffn_down.weight"));
-  ASSERT_TRUE(fx.packedHas("blk.1.ffn_down.weight"));
   auto exe = fx.executor(error);
   ASSERT_TRUE(exe) << error;
   ForwardState ref;
@@ -356,6 +361,32 @@ TEST(SourceDown, BitwiseTheDenseReference) {
         forwardBatch(fx.model(), ref, pool, &next, 1, kPrompt + i, true, error))
         << error;
   }
+}
+
+TEST(SourceDown, BitwiseTheDenseReference) {
+  BatchFixture fx;
+  std::string error;
+  ASSERT_TRUE(fx.make({GGMLType::Q4_1, SparsityMode::Dense}, error, true))
+      << error;
+  ASSERT_TRUE(fx.packedHas("blk.0.ffn_down.weight"));
+  ASSERT_TRUE(fx.packedHas("blk.1.ffn_down.weight"));
+  expectDenseReferenceLogits(fx);
+}
+
+// Tests that a dense all-CPU Q4_0 program, whose attention, gate, up and
+// output-head rows the packed file stores scales first, gives bitwise the
+// dense reference's logits, prompt and generation.
+TEST(ScalesFirst, BitwiseTheDenseReference) {
+  BatchFixture fx;
+  std::string error;
+  ASSERT_TRUE(fx.make({GGMLType::Q4_0, SparsityMode::Dense}, error, true))
+      << error;
+  const std::vector<std::string> sf = fx.scalesFirst();
+  for (const char *name :
+       {"blk.0.attn_q.weight", "blk.1.attn_output.weight",
+        "blk.0.ffn_gate.weight", "blk.1.ffn_up.weight", "output.weight"})
+    EXPECT_NE(std::find(sf.begin(), sf.end(), name), sf.end()) << name;
+  expectDenseReferenceLogits(fx);
 }
 
 std::vector<Case> allCases() {
