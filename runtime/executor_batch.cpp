@@ -230,8 +230,12 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const float *xb = bXb_.data();
   const BlockQ8Act *xq = bXq_.data();
   // Rows stored scales first (a layer with no hot neuron, Q4_0 gate and
-  // up): one by one with each token's input prepared once, as cpuHalf.
-  const bool sf = b.gate.scalesFirst;
+  // up): for fewer than kTokensAtOnce tokens one by one with each token's
+  // input prepared once, as cpuHalf; for more, each row (or group of
+  // kRowsAtOnce) back in blocks once for the chunk, through the rows x
+  // tokens kernels below, which outrun the scales-first product there.
+  const bool sfBlocks = b.gate.scalesFirst && n >= kTokensAtOnce;
+  const bool sf = b.gate.scalesFirst && !sfBlocks;
   const int64_t sfPairs = q4SfActCount(nEmbd);
   const Q4SfAct *sfAct = nullptr;
   if (sf) {
@@ -261,19 +265,33 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const int n4 = n - n % kTokensAtOnce;
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
+    // Rows k .. k + count - 1 of w as blocks: the packed rows, or their
+    // scales-first rows converted into `buf`.
+    static thread_local std::vector<uint8_t> gateBuf, upBuf;
+    auto blocksAt = [&](const Weight &w, int64_t k, int64_t count,
+                        std::vector<uint8_t> &buf) -> const uint8_t * {
+      if (!sfBlocks)
+        return w.row(k);
+      buf.resize(size_t(count) * w.rowBytes);
+      for (int64_t i = 0; i < count; ++i)
+        scalesFirstToQ4_0(w.row(k + i), buf.data() + i * w.rowBytes, nBlk);
+      return buf.data();
+    };
     auto put = [&](int t, int64_t k, float g, float u) {
       h[size_t(t) * nFF + k] = ffnActivate(act, g) * ffnUpFactor(act, u);
     };
     int64_t kRest = k0;
     for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce) {
       float gr[kRowsAtOnce * kTokensAtOnce], ur[kRowsAtOnce * kTokensAtOnce];
+      const uint8_t *gateRows = blocksAt(b.gate, kRest, kRowsAtOnce, gateBuf),
+                    *upRows = blocksAt(b.up, kRest, kRowsAtOnce, upBuf);
       for (int t0 = 0; t0 < n4; t0 += kTokensAtOnce) {
         const float *x = xb + size_t(t0) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
-        gateDot.rows(b.gate.row(kRest), int64_t(b.gate.rowBytes), x, nEmbd, xqt,
-                     nBlk, nEmbd, gr);
-        upDot.rows(b.up.row(kRest), int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk,
-                   nEmbd, ur);
+        gateDot.rows(gateRows, int64_t(b.gate.rowBytes), x, nEmbd, xqt, nBlk,
+                     nEmbd, gr);
+        upDot.rows(upRows, int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk, nEmbd,
+                   ur);
         for (int i = 0; i < kRowsAtOnce * kTokensAtOnce; ++i)
           put(t0 + i / kRowsAtOnce, kRest + i % kRowsAtOnce, gr[i], ur[i]);
       }
@@ -282,12 +300,14 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
         for (int64_t k = kRest; k < kRest + kRowsAtOnce; ++k) {
           const float *x = xb + size_t(t) * nEmbd;
           const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-          put(t, k, gateDot(b.gate.row(k), x, xqt, nEmbd),
-              upDot(b.up.row(k), x, xqt, nEmbd));
+          put(t, k,
+              gateDot(gateRows + (k - kRest) * b.gate.rowBytes, x, xqt, nEmbd),
+              upDot(upRows + (k - kRest) * b.up.rowBytes, x, xqt, nEmbd));
         }
     }
     for (int64_t k = kRest; k < k1; ++k) {
-      const uint8_t *gateRow = b.gate.row(k), *upRow = b.up.row(k);
+      const uint8_t *gateRow = blocksAt(b.gate, k, 1, gateBuf),
+                    *upRow = blocksAt(b.up, k, 1, upBuf);
       const bool predicted = predict && k >= nHot;
       int t0 = 0;
       for (; several && !predicted && t0 + kTokensAtOnce <= n;

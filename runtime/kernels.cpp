@@ -156,15 +156,17 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   }
 }
 
-// rowsKernel for rows stored scales first (Weight::scalesFirst): with
-// quantised activations their own product, each token's activation prepared
-// once for the rows; with f32 ones each row back in blocks through the
-// type's kernels. Bitwise the blocks' products either way.
+// rowsKernel for rows stored scales first (Weight::scalesFirst). One token
+// or a few, with quantised activations: their own product, each token's
+// activation prepared once for the rows. Prompts (kTokensAtOnce tokens or
+// more) and f32 activations: kRowsAtOnce rows at a time back in blocks
+// through the type's kernels, whose rows x tokens products outrun the
+// scales-first one there. Bitwise the blocks' products either way.
 void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                      int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / QK8_0;
-  if (xq) {
+  if (xq && nTok < kTokensAtOnce) {
     static thread_local std::vector<Q4SfAct> prep;
     const int64_t pairs = q4SfActCount(w.cols);
     prep.resize(size_t(nTok * pairs));
@@ -179,14 +181,16 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
     return;
   }
   static thread_local std::vector<uint8_t> blocks;
-  blocks.resize(w.rowBytes);
-  Weight one = w;
-  one.scalesFirst = false;
-  one.data = blocks.data();
-  one.rows = 1;
-  for (int64_t r = r0; r < r1; ++r) {
-    scalesFirstToQ4_0(w.row(r), blocks.data(), nb);
-    rowsKernel(one, x, xStride, nullptr, y + r, yStride, nTok, 0, 1);
+  blocks.resize(w.rowBytes * kRowsAtOnce);
+  Weight some = w;
+  some.scalesFirst = false;
+  some.data = blocks.data();
+  for (int64_t r = r0; r < r1; r += kRowsAtOnce) {
+    const int64_t count = std::min<int64_t>(kRowsAtOnce, r1 - r);
+    for (int64_t i = 0; i < count; ++i)
+      scalesFirstToQ4_0(w.row(r + i), blocks.data() + i * w.rowBytes, nb);
+    some.rows = count;
+    rowsKernel(some, x, xStride, xq, y + r, yStride, nTok, 0, count);
   }
 }
 

@@ -367,56 +367,57 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
 // multiply bitwise as their blocks at every level the machine has, through
 // matvecRows and matvecs, with quantised and f32 activations, odd block
 // counts (a pair with an empty block), more and fewer than sixteen blocks,
-// and several tokens.
+// and one, a few and a prompt's worth of tokens (rows back in blocks).
 TEST(KernelsFast, ScalesFirstQ4_0RowsAreBitwiseTheBlocks) {
   int levels = 0;
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
     ++levels;
-    for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)}) {
-      const int64_t nRows = 7, nb = cols / QK8_0;
-      const int nTok = 3;
-      std::vector<uint8_t> data = encodeRows(
-          GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 51), cols);
-      std::vector<uint8_t> sf(data.size());
-      const size_t rb = rowBytes(GGMLType::Q4_0, cols);
-      for (int64_t r = 0; r < nRows; ++r)
-        q4_0ToScalesFirst(data.data() + r * rb, sf.data() + r * rb, nb);
-      std::vector<uint8_t> back(data.size());
-      for (int64_t r = 0; r < nRows; ++r)
-        scalesFirstToQ4_0(sf.data() + r * rb, back.data() + r * rb, nb);
-      EXPECT_EQ(back, data);
-      Weight w;
-      w.type = GGMLType::Q4_0;
-      w.rows = nRows;
-      w.cols = cols;
-      w.rowBytes = rb;
-      w.data = data.data();
-      Weight wsf = w;
-      wsf.data = sf.data();
-      wsf.scalesFirst = true;
-      std::vector<float> x = randomVector(size_t(cols) * nTok, 52);
-      for (bool f32Act : {false, true}) {
-        std::vector<float> want(size_t(nRows) * nTok), got(want.size(), 0.f);
-        matvecRows(w, x.data(), cols, want.data(), nRows, nTok, 0, nRows,
-                   f32Act);
-        matvecRows(wsf, x.data(), cols, got.data(), nRows, nTok, 0, nRows,
-                   f32Act);
-        EXPECT_EQ(
-            std::memcmp(want.data(), got.data(), want.size() * sizeof(float)),
-            0)
-            << kernelIsaName() << " cols " << cols << (f32Act ? " f32" : " q8");
-        ThreadPool pool(2);
-        std::fill(got.begin(), got.end(), 0.f);
-        MatvecJob job{&wsf, x.data(), got.data()};
-        job.f32Act = f32Act;
-        matvecs(&job, 1, pool, nTok);
-        EXPECT_EQ(
-            std::memcmp(want.data(), got.data(), want.size() * sizeof(float)),
-            0)
-            << kernelIsaName() << " cols " << cols << " matvecs";
+    for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)})
+      for (int nTok : {1, 3, 6}) {
+        const int64_t nRows = 7, nb = cols / QK8_0;
+        std::vector<uint8_t> data = encodeRows(
+            GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 51), cols);
+        std::vector<uint8_t> sf(data.size());
+        const size_t rb = rowBytes(GGMLType::Q4_0, cols);
+        for (int64_t r = 0; r < nRows; ++r)
+          q4_0ToScalesFirst(data.data() + r * rb, sf.data() + r * rb, nb);
+        std::vector<uint8_t> back(data.size());
+        for (int64_t r = 0; r < nRows; ++r)
+          scalesFirstToQ4_0(sf.data() + r * rb, back.data() + r * rb, nb);
+        EXPECT_EQ(back, data);
+        Weight w;
+        w.type = GGMLType::Q4_0;
+        w.rows = nRows;
+        w.cols = cols;
+        w.rowBytes = rb;
+        w.data = data.data();
+        Weight wsf = w;
+        wsf.data = sf.data();
+        wsf.scalesFirst = true;
+        std::vector<float> x = randomVector(size_t(cols) * nTok, 52);
+        for (bool f32Act : {false, true}) {
+          std::vector<float> want(size_t(nRows) * nTok), got(want.size(), 0.f);
+          matvecRows(w, x.data(), cols, want.data(), nRows, nTok, 0, nRows,
+                     f32Act);
+          matvecRows(wsf, x.data(), cols, got.data(), nRows, nTok, 0, nRows,
+                     f32Act);
+          EXPECT_EQ(
+              std::memcmp(want.data(), got.data(), want.size() * sizeof(float)),
+              0)
+              << kernelIsaName() << " cols " << cols
+              << (f32Act ? " f32" : " q8");
+          ThreadPool pool(2);
+          std::fill(got.begin(), got.end(), 0.f);
+          MatvecJob job{&wsf, x.data(), got.data()};
+          job.f32Act = f32Act;
+          matvecs(&job, 1, pool, nTok);
+          EXPECT_EQ(
+              std::memcmp(want.data(), got.data(), want.size() * sizeof(float)),
+              0)
+              << kernelIsaName() << " cols " << cols << " matvecs";
+        }
       }
-    }
   }
   EXPECT_EQ(levels, 3);
   if (kernelLevel() != 2)
