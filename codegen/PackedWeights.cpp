@@ -189,11 +189,12 @@ bool writePackedWeights(
     nHot.push_back(int32_t(l.hot.size()));
   w.set(kPackedHotKey, GGUFValue::ofI32s(nHot));
 
-  // Q4_0 matrices that only the CPU multiplies (the GPU and the host
-  // fallback of a GPU part read the blocks) go scales first: the AVX-512
-  // product reads them 1.9x as fast. Attention of layers whose attention is
-  // not on the GPU, a head on the CPU, and gate and up of layers with no
-  // hot neuron when both are Q4_0.
+  // Q4_0 rows that only the CPU multiplies (the GPU and the host fallback
+  // of a GPU part read the blocks) go scales first: the AVX-512 product
+  // reads them 1.9x as fast. Attention of layers whose attention is not on
+  // the GPU, a head on the CPU, and when both are Q4_0 the cold rows of
+  // gate and up (those after the layer's hot rows; the tensor is listed
+  // when it has any).
   std::vector<std::string> scalesFirst;
   for (const GGUFTensor &t : src.tensors()) {
     int layer = -1;
@@ -208,7 +209,7 @@ bool writePackedWeights(
     const bool gateUp =
         kind == TensorKind::FfnGate || kind == TensorKind::FfnUp;
     if ((attention && inLayer && !program.layers[layer].attentionOnGPU) ||
-        (gateUp && inLayer && program.layers[layer].hot.empty() &&
+        (gateUp && inLayer && !program.layers[layer].cold.empty() &&
          model.layer(layer).gate.type == GGMLType::Q4_0 &&
          model.layer(layer).up.type == GGMLType::Q4_0) ||
         (kind == TensorKind::Output && !program.headOnGPU))
@@ -297,11 +298,15 @@ bool writePackedWeights(
       const size_t rb = perNeuronRow ? rowBytes(t.type, t.ne[0])
                                      : size_t(typeTraits(t.type)->typeSize);
       const std::vector<uint32_t> *order = &orders[layer];
-      const bool sf = isScalesFirst(t.name);
+      // Gate and up: the cold rows, after the hot ones.
+      const size_t sfFrom = isScalesFirst(t.name)
+                                ? program.layers[layer].hot.size()
+                                : order->size();
       w.addTensor(
-          t.name, t.type, dims(t), [tp, rb, order, sf](uint8_t *dst, size_t) {
+          t.name, t.type, dims(t),
+          [tp, rb, order, sfFrom](uint8_t *dst, size_t) {
             for (size_t r = 0; r < order->size(); ++r)
-              if (sf)
+              if (r >= sfFrom)
                 q4_0ToScalesFirst(tp->data + (*order)[r] * rb, dst + r * rb,
                                   tp->ne[0] / QK8_0);
               else

@@ -245,11 +245,12 @@ bool Executor::bind(std::string &error) {
         scalesFirst.end())
       return true;
     const bool inLayer = layer >= 0 && layer < p.nLayer;
-    const bool cpuOnly =
-        kind == TensorKind::Output ? !pr.headOnGPU
-        : kind == TensorKind::FfnGate || kind == TensorKind::FfnUp
-            ? inLayer && pr.layers[layer].nHot == 0
-            : inLayer && !pr.layers[layer].attentionOnGPU;
+    const bool gateUp =
+        kind == TensorKind::FfnGate || kind == TensorKind::FfnUp;
+    // Gate and up: the rows after the hot ones (the GPU's, as blocks).
+    const bool cpuOnly = kind == TensorKind::Output ? !pr.headOnGPU
+                         : gateUp ? inLayer && pr.layers[layer].nCold > 0
+                                  : inLayer && !pr.layers[layer].attentionOnGPU;
     if (out.type != GGMLType::Q4_0 || out.cols % QK8_0 != 0 || !cpuOnly) {
       error = std::string(out.name) +
               ": stored scales first, expected a Q4_0 matrix that only the "
@@ -257,6 +258,7 @@ bool Executor::bind(std::string &error) {
       return false;
     }
     out.scalesFirst = true;
+    out.scalesFirstFrom = gateUp ? int64_t(pr.layers[layer].nHot) : 0;
     return true;
   };
   auto vector = [&](TensorKind kind, int layer, std::vector<float> &out) {
@@ -610,9 +612,9 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // bitwise the reference's.
   const RowDot gateRow = rowDot(b.gate.type), upRow = rowDot(b.up.type);
   const BlockQ8Act *xq = xq_.data();
-  // Rows stored scales first (a layer with no hot neuron, Q4_0 gate and
-  // up): their product with the input prepared once.
-  const bool sf = b.gate.scalesFirst;
+  // Rows stored scales first (the cold rows of Q4_0 gate and up): their
+  // product with the input prepared once. The hot rows are blocks.
+  const bool sf = b.gate.rowScalesFirst(first);
   const Q4SfAct *sfAct = nullptr;
   if (sf) {
     sfAct_.resize(size_t(q4SfActCount(nEmbd)));

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace pinfer {
 
@@ -229,9 +230,9 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const RowDot gateDot = rowDot(b.gate.type), upDot = rowDot(b.up.type);
   const float *xb = bXb_.data();
   const BlockQ8Act *xq = bXq_.data();
-  // Rows stored scales first (a layer with no hot neuron, Q4_0 gate and
-  // up): for fewer than kTokensAtOnce tokens one by one with each token's
-  // input prepared once, as cpuHalf; for more, each row (or group of
+  // Rows stored scales first (the cold rows of Q4_0 gate and up): for
+  // fewer than kTokensAtOnce tokens one by one with each token's input
+  // prepared once, as cpuHalf; for more, each row (or group of
   // kRowsAtOnce) back in blocks once for the chunk, through the rows x
   // tokens kernels below, which outrun the scales-first product there.
   const bool sfBlocks = b.gate.scalesFirst && n >= kTokensAtOnce;
@@ -247,11 +248,12 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     if (prepared)
       sfAct = bSfAct_.data();
   }
-  // One token's product of a gate (or up) row.
-  auto rowDotAt = [&](const RowDot &dot, const uint8_t *row, int t) {
+  // One token's product of gate (or up) row k.
+  auto rowDotAt = [&](const RowDot &dot, const uint8_t *row, int64_t k, int t) {
     const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-    return sf ? dotQ4Sf(row, xqt, sfAct ? sfAct + t * sfPairs : nullptr, nEmbd)
-              : dot(row, xb + size_t(t) * nEmbd, xqt, nEmbd);
+    return sf && b.gate.rowScalesFirst(k)
+               ? dotQ4Sf(row, xqt, sfAct ? sfAct + t * sfPairs : nullptr, nEmbd)
+               : dot(row, xb + size_t(t) * nEmbd, xqt, nEmbd);
   };
   float *h = bH_.data();
   // Unpredicted rows take kTokensAtOnce tokens at a time where the types
@@ -270,11 +272,14 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     static thread_local std::vector<uint8_t> gateBuf, upBuf;
     auto blocksAt = [&](const Weight &w, int64_t k, int64_t count,
                         std::vector<uint8_t> &buf) -> const uint8_t * {
-      if (!sfBlocks)
+      if (!sfBlocks || !w.rowScalesFirst(k + count - 1))
         return w.row(k);
       buf.resize(size_t(count) * w.rowBytes);
       for (int64_t i = 0; i < count; ++i)
-        scalesFirstToQ4_0(w.row(k + i), buf.data() + i * w.rowBytes, nBlk);
+        if (w.rowScalesFirst(k + i))
+          scalesFirstToQ4_0(w.row(k + i), buf.data() + i * w.rowBytes, nBlk);
+        else
+          std::memcpy(buf.data() + i * w.rowBytes, w.row(k + i), w.rowBytes);
       return buf.data();
     };
     auto put = [&](int t, int64_t k, float g, float u) {
@@ -341,13 +346,13 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
           ht = 0.f;
           continue;
         }
-        float g = rowDotAt(gateDot, gateRow, t);
+        float g = rowDotAt(gateDot, gateRow, k, t);
         float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
-        float u = rowDotAt(upDot, upRow, t);
+        float u = rowDotAt(upDot, upRow, k, t);
         ht = a * ffnUpFactor(act, u);
       }
     }

@@ -296,10 +296,10 @@ static_assert(sizeof(BlockQ4_0) == 18, "block_q4_0 layout");
 // A Q4_0 row of nb blocks with its scales first: the nb f16 scales, then
 // the nb x 16 quant bytes, the same 18 * nb bytes as the blocks. The packed
 // weights store the rows that only the CPU multiplies this way (attention
-// of CPU layers, a head on the CPU, gate and up of layers with no hot
-// neuron): the AVX-512 product then loads two blocks' quants at once and
-// sixteen scales with one conversion (runtime/dot_kernels.h,
-// dotQ4SfQ8Avx512), with the blocks' products unchanged.
+// of CPU layers, a head on the CPU, the cold rows of gate and up): the AVX-512
+// product then loads two blocks' quants at once and sixteen scales with one
+// conversion (runtime/dot_kernels.h, dotQ4SfQ8Avx512), with the blocks'
+// products unchanged.
 inline void q4_0ToScalesFirst(const uint8_t *blocks, uint8_t *row, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ4_0 &blk = reinterpret_cast<const BlockQ4_0 *>(blocks)[b];

@@ -112,7 +112,15 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
   if (w.scalesFirst) {
-    scalesFirstRows(w, x, xStride, xq, y, yStride, nTok, r0, r1);
+    // Rows before scalesFirstFrom are blocks.
+    const int64_t split = std::clamp(w.scalesFirstFrom, r0, r1);
+    if (r0 < split) {
+      Weight blocks = w;
+      blocks.scalesFirst = false;
+      rowsKernel(blocks, x, xStride, xq, y, yStride, nTok, r0, split);
+    }
+    if (split < r1)
+      scalesFirstRows(w, x, xStride, xq, y, yStride, nTok, split, r1);
     return;
   }
   const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();

@@ -55,10 +55,16 @@ struct Weight {
   int64_t rows = 0; // ne1 (output width of a matvec)
   size_t rowBytes = 0;
   const uint8_t *data = nullptr;
-  // Q4_0 rows stored scales first (ggml_types.h, q4_0ToScalesFirst), as the
-  // packed weights keep the rows only the CPU multiplies; matvecRows and
-  // matvecs read them, with the same results as the blocks.
+  // Q4_0 rows from row scalesFirstFrom on stored scales first (ggml_types.h,
+  // q4_0ToScalesFirst), as the packed weights keep the rows only the CPU
+  // multiplies (a split layer's gate and up: its cold rows, after the hot
+  // ones the GPU reads as blocks); matvecRows and matvecs read them, with
+  // the same results as the blocks.
   bool scalesFirst = false;
+  int64_t scalesFirstFrom = 0;
+  bool rowScalesFirst(int64_t r) const {
+    return scalesFirst && r >= scalesFirstFrom;
+  }
 
   const uint8_t *row(int64_t r) const { return data + r * rowBytes; }
 };
