@@ -311,9 +311,18 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
         }
     }
     for (int64_t k = kRest; k < k1; ++k) {
+      const bool predicted = predict && k >= nHot;
+      // A predicted row no token chose is not read (nor converted).
+      bool chosenBySome = !predicted;
+      for (int t = 0; t < n && !chosenBySome; ++t)
+        chosenBySome = chosen[size_t(t) * nFF + k];
+      if (!chosenBySome) {
+        for (int t = 0; t < n; ++t)
+          h[size_t(t) * nFF + k] = 0.f;
+        continue;
+      }
       const uint8_t *gateRow = blocksAt(b.gate, k, 1, gateBuf),
                     *upRow = blocksAt(b.up, k, 1, upBuf);
-      const bool predicted = predict && k >= nHot;
       int t0 = 0;
       for (; several && !predicted && t0 + kTokensAtOnce <= n;
            t0 += kTokensAtOnce) {
