@@ -615,12 +615,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // Rows stored scales first (the cold rows of Q4_0 gate and up): their
   // product with the input prepared once. The hot rows are blocks.
   const bool sf = b.gate.rowScalesFirst(first);
-  const Q4SfAct *sfAct = nullptr;
-  if (sf) {
-    sfAct_.resize(size_t(q4SfActCount(nEmbd)));
-    if (prepQ4SfAct(xq, nEmbd, sfAct_.data()))
-      sfAct = sfAct_.data();
-  }
+  const Q4SfAct *sfAct = sf ? prepQ4SfActs(xq, nEmbd, 1, sfAct_) : nullptr;
   auto gateDot = [&](int64_t r) {
     return sf ? dotQ4Sf(b.gate.row(r), xq, sfAct, nEmbd)
               : gateRow(b.gate.row(r), x, xq, nEmbd);

@@ -238,16 +238,7 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const bool sfBlocks = b.gate.scalesFirst && n >= kTokensAtOnce;
   const bool sf = b.gate.scalesFirst && !sfBlocks;
   const int64_t sfPairs = q4SfActCount(nEmbd);
-  const Q4SfAct *sfAct = nullptr;
-  if (sf) {
-    bSfAct_.resize(size_t(n * sfPairs));
-    bool prepared = true;
-    for (int t = 0; t < n && prepared; ++t)
-      prepared = prepQ4SfAct(xq + size_t(t) * nBlk, nEmbd,
-                             bSfAct_.data() + t * sfPairs);
-    if (prepared)
-      sfAct = bSfAct_.data();
-  }
+  const Q4SfAct *sfAct = sf ? prepQ4SfActs(xq, nEmbd, n, bSfAct_) : nullptr;
   // One token's product of gate (or up) row k.
   auto rowDotAt = [&](const RowDot &dot, const uint8_t *row, int64_t k, int t) {
     const BlockQ8Act *xqt = xq + size_t(t) * nBlk;

@@ -175,17 +175,13 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / QK8_0;
   if (xq && nTok < kTokensAtOnce) {
-    static thread_local std::vector<Q4SfAct> prep;
+    static thread_local std::vector<Q4SfAct> buf;
+    const Q4SfAct *prep = prepQ4SfActs(xq, w.cols, nTok, buf);
     const int64_t pairs = q4SfActCount(w.cols);
-    prep.resize(size_t(nTok * pairs));
-    bool prepared = true;
-    for (int t = 0; t < nTok && prepared; ++t)
-      prepared = prepQ4SfAct(xq + t * nb, w.cols, prep.data() + t * pairs);
     for (int64_t r = r0; r < r1; ++r)
       for (int t = 0; t < nTok; ++t)
-        y[t * yStride + r] =
-            dotQ4Sf(w.row(r), xq + t * nb,
-                    prepared ? prep.data() + t * pairs : nullptr, w.cols);
+        y[t * yStride + r] = dotQ4Sf(w.row(r), xq + t * nb,
+                                     prep ? prep + t * pairs : nullptr, w.cols);
     return;
   }
   static thread_local std::vector<uint8_t> blocks;
@@ -294,6 +290,16 @@ bool prepQ4SfAct(const BlockQ8Act *xq, int64_t n, Q4SfAct *out) {
 #endif
   (void)xq, (void)n, (void)out;
   return false;
+}
+
+const Q4SfAct *prepQ4SfActs(const BlockQ8Act *xq, int64_t n, int nTok,
+                            std::vector<Q4SfAct> &out) {
+  const int64_t pairs = q4SfActCount(n);
+  out.resize(size_t(nTok * pairs));
+  for (int t = 0; t < nTok; ++t)
+    if (!prepQ4SfAct(xq + t * (n / QK8_0), n, out.data() + t * pairs))
+      return nullptr;
+  return out.data();
 }
 
 float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace pinfer {
 
@@ -134,6 +135,10 @@ inline int64_t q4SfActCount(int64_t n) { return (n / QK8_0 + 1) / 2; }
 // out[0 .. q4SfActCount(n)); false (nothing written) where the level in use
 // has no scales-first product, and the rows are then multiplied as blocks.
 bool prepQ4SfAct(const BlockQ8Act *xq, int64_t n, Q4SfAct *out);
+// The same for nTok tokens (xq's blocks back to back), token t's at
+// out + t * q4SfActCount(n); out is resized. Null where nothing is prepared.
+const Q4SfAct *prepQ4SfActs(const BlockQ8Act *xq, int64_t n, int nTok,
+                            std::vector<Q4SfAct> &out);
 // A scales-first Q4_0 row times xq, with `prep` from prepQ4SfAct (or null
 // when it returned false): bitwise the blocks' product at the level in use.
 float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
