@@ -107,12 +107,13 @@ PINFER_AVX2 inline void dotK4K5F32NAvx2(const void *row, const float *x,
     a[t][0] = a[t][1] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; ++b, p += bytes) {
     const float d = halfAt(p), min = halfAt(p + 2);
+    const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
+    uint8_t sc[8], m[8];
+    std::memcpy(sc, &sm.sc, 8);
+    std::memcpy(m, &sm.m, 8);
     for (int g = 0; g < 4; ++g, x += 64) {
-      uint8_t sc, m;
-      qblk::scaleMinK4(2 * g, p + 4, sc, m);
-      const float d1 = d * sc, m1 = min * m;
-      qblk::scaleMinK4(2 * g + 1, p + 4, sc, m);
-      const float d2 = d * sc, m2 = min * m;
+      const float d1 = d * sc[2 * g], m1 = min * m[2 * g];
+      const float d2 = d * sc[2 * g + 1], m2 = min * m[2 * g + 1];
       __m256i lo, hi;
       qblk::unpackK4K5<Five>(p, g, lo, hi);
       __m256 wl[4], wh[4];

@@ -14,9 +14,9 @@
 // activation block's sum (BlockQ8Act::s) or, for 16-element sub-blocks,
 // an integer sum of its half.
 //
-// Portable loops, plus AVX2 versions of every type. Each AVX2 kernel
-// computes the same integer sums as its portable twin; only the order of
-// the f32 accumulation differs.
+// Portable loops, plus AVX2 versions of every type and AVX-512 VNNI ones of
+// Q4_K, Q5_K and Q6_K. Each kernel computes the same integer sums as its
+// portable twin; only the order of the f32 accumulation differs.
 #pragma once
 
 #include "runtime/decode_blocks_avx2.h"
@@ -331,9 +331,10 @@ PINFER_AVX2 inline void dotK4K5Q8NAvx2(const void *row, const BlockQ8Act *x,
     corr[t] = 0.f;
   }
   for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    const qblk::ScalesMinsK4 sm4 = qblk::scalesMinsK4(p + 4);
     uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j)
-      qblk::scaleMinK4(j, p + 4, sc[j], m[j]);
+    std::memcpy(sc, &sm4.sc, 8);
+    std::memcpy(m, &sm4.m, 8);
     __m256 s0[NT], s1[NT];
     float sm[NT];
     for (int t = 0; t < NT; ++t) {
@@ -439,6 +440,193 @@ PINFER_AVX2 inline void dotQ6_KQ8x4Avx2(const void *row, const BlockQ8Act *x,
                                         int64_t xStride, int64_t n,
                                         float *out) {
   dotQ6_KQ8NAvx2<kTokensAtOnce>(row, x, xStride, n, out);
+}
+
+// ---- AVX-512 VNNI kernels --------------------------------------------------
+//
+// Two 32-value activation blocks per 512-bit register and one vpdpbusd
+// (unsigned x signed bytes, summed in fours into int32) per pair, as for
+// Q8_0/Q4_0 (runtime/dot_kernels.h): per lane an exact integer sum of four
+// products. Where AVX2 widens each sub-block's sums through int16 pairs,
+// scales them with an integer multiply and converts them block by block,
+// here the sub-block's integer scale joins its f32 factor instead (d * sc
+// times the activation block's scale, one factor per lane), so a pair of
+// blocks costs one conversion and one FMA per token. Only explicit vector
+// operations touch floats, as in the Q4_0 kernels, so the products are
+// bitwise the same wherever they are inlined; the NT-token forms give each
+// token its one-token product, bitwise.
+
+static_assert(sizeof(BlockQ8Act) == 10 * sizeof(float),
+              "the gathers below step 10 floats from block to block");
+
+// A float field of 8 activation blocks in a row (&x[0].d or &x[0].s).
+PINFER_AVX512 inline __m256 actBlocks8(const float *first) {
+  return _mm256_i32gather_ps(
+      first, _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70), 4);
+}
+
+// Lanes 0-7 take element j0 of v, lanes 8-15 element j0 + 1.
+PINFER_AVX512 inline __m512 pairOf(__m512 v, int j0) {
+  return _mm512_permutexvar_ps(
+      _mm512_setr_epi32(j0, j0, j0, j0, j0, j0, j0, j0, j0 + 1, j0 + 1, j0 + 1,
+                        j0 + 1, j0 + 1, j0 + 1, j0 + 1, j0 + 1),
+      v);
+}
+
+// Activation blocks x[0] and x[1]'s scales over lanes 0-7 and 8-15: two
+// broadcasts from memory, the second merged under a mask.
+PINFER_AVX512 inline __m512 actPairScales(const BlockQ8Act *x) {
+  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(x[0].d), 0xFF00,
+                                    _mm_load_ss(&x[1].d));
+}
+
+// Sub-blocks 2g (low nibbles, bytes 0-31) and 2g+1 (high, bytes 32-63) of
+// a Q4_K/Q5_K block as unsigned bytes: for Q4_K the 32 bytes broadcast to
+// both halves and the upper half shifted, one mask for all (two operations
+// where unpacking the halves apart and joining them takes four).
+template <bool Five>
+PINFER_AVX512 inline __m512i unpackK4K5Pair(const uint8_t *p, int g) {
+  if constexpr (Five) {
+    __m256i lo, hi;
+    qblk::unpackK4K5<true>(p, g, lo, hi);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  } else {
+    const __m512i q = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * g)));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4),
+                            _mm512_set1_epi8(0x0F));
+  }
+}
+
+// Q4_K/Q5_K: the 32 bytes of nibbles that hold sub-blocks 2g (low) and
+// 2g+1 (high) make one register of unsigned values against activation
+// blocks 2g and 2g+1. The mins' share, dmin m_j s_j, accumulates in 8 f32
+// lanes, one per sub-block, and comes off at the end.
+template <bool Five, int NT>
+PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
+                                           int64_t xStride, int64_t n,
+                                           float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  __m512 acc[NT];
+  __m256 accMin[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    accMin[t] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
+    const __m512 dsc = _mm512_castps256_ps512(
+        _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                          _mm_cvtsi64_si128(static_cast<long long>(sm.sc))))));
+    const __m256 dm =
+        _mm256_mul_ps(_mm256_set1_ps(halfAt(p + 2)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                          _mm_cvtsi64_si128(static_cast<long long>(sm.m)))));
+    for (int g = 0; g < 4; ++g) {
+      const __m512i w = unpackK4K5Pair<Five>(p, g);
+      const __m512 wd = pairOf(dsc, 2 * g);
+      for (int t = 0; t < NT; ++t) {
+        const BlockQ8Act *xt = x + t * xStride + 2 * g;
+        const __m512i xs = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_loadu_si256((const __m256i *)xt[0].qs)),
+            _mm256_loadu_si256((const __m256i *)xt[1].qs), 1);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, actPairScales(xt)),
+                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                                     _mm512_setzero_si512(), w, xs)),
+                                 acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      accMin[t] = _mm256_fmadd_ps(dm, actBlocks8(&x[t * xStride].s), accMin[t]);
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum512(acc[t]) - hsum(accMin[t]);
+}
+
+template <bool Five>
+PINFER_AVX512 inline float dotK4K5Q8Avx512(const void *row, const BlockQ8Act *x,
+                                           int64_t n) {
+  float out;
+  dotK4K5Q8NAvx512<Five, 1>(row, x, 0, n, &out);
+  return out;
+}
+template <bool Five>
+PINFER_AVX512 inline void
+dotK4K5Q8x4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
+                  int64_t n, float *out) {
+  dotK4K5Q8NAvx512<Five, kTokensAtOnce>(row, x, xStride, n, out);
+}
+
+// Q6_K: the 6-bit values minus 32 as signed bytes against the activation
+// offset by 128 (unsigned); the offset's products, -128 times each lane's
+// four weights, seed the integer sum, computed once for all NT tokens. A
+// pair of activation blocks spans four 16-value sub-blocks, four lanes
+// each, whose signed scales join the lanes' f32 factors.
+template <int NT>
+PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
+                                           int64_t xStride, int64_t n,
+                                           float *out) {
+  const uint8_t *p = static_cast<const uint8_t *>(row);
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m512i sub = _mm512_set1_epi8(32);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t)
+    acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x += 8) {
+    const __m512 dsc =
+        _mm512_mul_ps(_mm512_set1_ps(halfAt(p + 208)),
+                      _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                          _mm_loadu_si128((const __m128i *)(p + 192)))));
+    for (int h = 0; h < 2; ++h) {
+      __m256i v[4];
+      qblk::unpackQ6K(p, h, v);
+      for (int q = 0; q < 2; ++q) {
+        const int k = 4 * h + 2 * q; // activation blocks k, k + 1
+        const __m512i w =
+            _mm512_sub_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(v[2 * q]),
+                                               v[2 * q + 1], 1),
+                            sub);
+        const __m512i corr = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w));
+        const int j = 2 * k; // sub-blocks j .. j + 3
+        const __m512 wd = _mm512_permutexvar_ps(
+            _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2,
+                              j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3),
+            dsc);
+        for (int t = 0; t < NT; ++t) {
+          const BlockQ8Act *xt = x + t * xStride + k;
+          const __m512i xs = _mm512_xor_si512(
+              _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(
+                                     (const __m256i *)xt[0].qs)),
+                                 _mm256_loadu_si256((const __m256i *)xt[1].qs),
+                                 1),
+              flip);
+          acc[t] = _mm512_fmadd_ps(
+              _mm512_mul_ps(wd, actPairScales(xt)),
+              _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, xs, w)), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    out[t] = hsum512(acc[t]);
+}
+
+PINFER_AVX512 inline float dotQ6_KQ8Avx512(const void *row, const BlockQ8Act *x,
+                                           int64_t n) {
+  float out;
+  dotQ6_KQ8NAvx512<1>(row, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
+                                            const BlockQ8Act *x,
+                                            int64_t xStride, int64_t n,
+                                            float *out) {
+  dotQ6_KQ8NAvx512<kTokensAtOnce>(row, x, xStride, n, out);
 }
 
 #endif // PINFER_X86

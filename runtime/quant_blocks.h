@@ -111,6 +111,26 @@ inline void scaleMinK4(int j, const uint8_t *q, uint8_t &d, uint8_t &m) {
   }
 }
 
+// All eight 6-bit scales and mins of a Q4_K/Q5_K block at once, as
+// scaleMinK4 reads them one by one: sc[j], m[j] in byte j. The 12 bytes
+// are three words A, B, C: sub-blocks 0-3 keep the low 6 bits of A (scales)
+// and B (mins); sub-blocks 4-7 take C's low (scales) and high (mins)
+// nibbles with the top two bits of A's and B's bytes above them.
+struct ScalesMinsK4 {
+  uint64_t sc, m;
+};
+inline ScalesMinsK4 scalesMinsK4(const uint8_t *q) {
+  uint32_t a, b, c;
+  std::memcpy(&a, q, 4);
+  std::memcpy(&b, q + 4, 4);
+  std::memcpy(&c, q + 8, 4);
+  const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, top2 = 0x03030303;
+  const uint32_t sc47 = (c & low4) | (((a >> 6) & top2) << 4);
+  const uint32_t m47 = ((c >> 4) & low4) | (((b >> 6) & top2) << 4);
+  return {uint64_t(a & low6) | uint64_t(sc47) << 32,
+          uint64_t(b & low6) | uint64_t(m47) << 32};
+}
+
 // Each decoder writes the block's elements to y[0 .. block size).
 
 inline void decodeQ4_1(const uint8_t *p, float *y) {

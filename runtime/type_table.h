@@ -12,6 +12,7 @@
 #pragma once
 
 #include "runtime/decode_blocks_avx2.h"
+#include "runtime/decode_blocks_avx512.h"
 #include "runtime/dot_kernels.h"
 #include "runtime/dot_q8_blocks.h"
 #include "runtime/ggml_types.h"
@@ -263,6 +264,24 @@ constexpr TypeTraits q5_1() {
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
 }
+// AVX-512 VNNI products of the 8-bit activation (runtime/dot_q8_blocks.h);
+// the row's other kernels stay its AVX2 ones at that level.
+constexpr TypeTraits withAvx512Q8(TypeTraits t, DotQ8ActFn dotQ8,
+                                  DotQ8Act4Fn dotQ84) {
+  t.avx512 = t.avx2;
+  t.avx512.dotQ8 = dotQ8;
+  t.avx512.dotQ84 = dotQ84;
+  t.hasAvx512 = true;
+  return t;
+}
+
+// And their f32-activation products (runtime/decode_blocks_avx512.h).
+constexpr TypeTraits withAvx512F32(TypeTraits t, DotFn dot, Dot4Fn dot4) {
+  t.avx512.dot = dot;
+  t.avx512.dot4 = dot4;
+  return t;
+}
+
 // The K-quants' f32 products (the dense down projection, whose input stays
 // f32) decode with AVX2 (runtime/decode_blocks_avx2.h).
 constexpr TypeTraits withAvx2F32(TypeTraits t, DotFn dot, Dot4Fn dot4) {
@@ -290,31 +309,52 @@ constexpr TypeTraits q3_K() {
       PINFER_IF_X86(dotk::dotK2K3F32x4Avx2<true>));
 }
 constexpr TypeTraits q4_K() {
-  return withAvx2F32(
-      withQ8Act(decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
-                    "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
-                dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>)),
-      PINFER_IF_X86(dotk::dotQ4_KF32Avx2),
-      PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2));
+  return withAvx512F32(
+      withAvx512Q8(
+          withAvx2F32(
+              withQ8Act(
+                  decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
+                      "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
+                  dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2),
+                  PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>)),
+              PINFER_IF_X86(dotk::dotQ4_KF32Avx2),
+              PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2)),
+          PINFER_IF_X86(dotk::dotK4K5Q8Avx512<false>),
+          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<false>)),
+      PINFER_IF_X86(dotk::dotK4K5F32Avx512<false>),
+      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<false>));
 }
 constexpr TypeTraits q5_K() {
-  return withAvx2F32(
-      withQ8Act(decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
-                    "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
-                dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>)),
-      PINFER_IF_X86(dotk::dotQ5_KF32Avx2),
-      PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2));
+  return withAvx512F32(
+      withAvx512Q8(
+          withAvx2F32(
+              withQ8Act(
+                  decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
+                      "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
+                  dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2),
+                  PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>)),
+              PINFER_IF_X86(dotk::dotQ5_KF32Avx2),
+              PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2)),
+          PINFER_IF_X86(dotk::dotK4K5Q8Avx512<true>),
+          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<true>)),
+      PINFER_IF_X86(dotk::dotK4K5F32Avx512<true>),
+      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<true>));
 }
 constexpr TypeTraits q6_K() {
-  return withAvx2F32(
-      withQ8Act(decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
-                    "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
-                dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2),
-                PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2)),
-      PINFER_IF_X86(dotk::dotQ6_KF32Avx2),
-      PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2));
+  return withAvx512F32(
+      withAvx512Q8(
+          withAvx2F32(
+              withQ8Act(
+                  decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
+                      "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
+                  dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2),
+                  PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2)),
+              PINFER_IF_X86(dotk::dotQ6_KF32Avx2),
+              PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2)),
+          PINFER_IF_X86(dotk::dotQ6_KQ8Avx512),
+          PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx512)),
+      PINFER_IF_X86(dotk::dotQ6_KF32Avx512),
+      PINFER_IF_X86(dotk::dotQ6_KF32x4Avx512));
 }
 
 #undef PINFER_IF_X86

@@ -201,14 +201,19 @@ TEST(KernelsFast, Avx2MatchesScalar) {
 // Tests that the AVX-512 VNNI kernels agree with the portable ones as the
 // AVX2 ones do (exact per-block integer sums, only the f32 accumulation
 // order differs), over odd and even block counts (the pair loop's tail),
-// with blocks at the integer extremes; and with the AVX2 ones.
+// with blocks at the integer extremes; and with the AVX2 ones. Every type
+// with kernels of its own at that level: Q8_0, Q4_0 and the K-quants.
 TEST(KernelsFast, Avx512VnniMatchesScalar) {
   setKernelIsa(KernelIsa::Auto);
   if (kernelLevel() < 2)
     GTEST_SKIP() << "no AVX-512 VNNI on this CPU (kernels: " << kernelIsaName()
                  << ")";
-  for (int64_t n : {32, 96, 4096, 5632}) {
-    for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
+  int checked = 0;
+  for (int64_t n : {32, 96, 256, 768, 4096, 5632}) {
+    for (GGMLType type : q8ActTypes()) {
+      if (!typeTraits(type)->hasAvx512 || n % typeTraits(type)->blockSize)
+        continue;
+      ++checked;
       std::vector<float> w = randomVector(n, 21), x = randomVector(n, 22);
       // Extremes: a block of +/-max weights against +/-max activations.
       for (int j = 0; j < 32; ++j) {
@@ -234,6 +239,8 @@ TEST(KernelsFast, Avx512VnniMatchesScalar) {
       EXPECT_NEAR(wide, avx2, 1e-6 * mag) << typeName(type) << " n=" << n;
     }
   }
+  // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K at each length they divide.
+  EXPECT_EQ(checked, 2 * 6 + 3 * 4);
 }
 
 // Tests that every kernel taking kTokensAtOnce tokens at once gives each
@@ -270,12 +277,14 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
       }
     }
   }
-  // The AVX-512 level (where this CPU has it) for Q8_0 and Q4_0, whose
-  // one-token kernels are its own there.
+  // The AVX-512 level (where this CPU has it) for Q8_0, Q4_0 and the
+  // K-quants, whose one-token kernels are their own there.
   setKernelIsa(KernelIsa::Auto);
   if (kernelLevel() == 2) {
     EXPECT_TRUE(rowDot(GGMLType::Q8_0).hasX4());
     EXPECT_TRUE(rowDot(GGMLType::Q4_0).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q4_K).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::Q6_K).hasX4());
   }
   // The AVX2 level has them for the types of common downloads.
   setKernelIsa(KernelIsa::Avx2);

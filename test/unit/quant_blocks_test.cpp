@@ -154,6 +154,25 @@ TEST(QuantBlocks, DecodersAgreeWithElementwiseReading) {
   }
 }
 
+// The eight scales and mins of a Q4_K/Q5_K block read at once are those
+// read one by one, over random scale bytes (every bit pattern of a byte
+// appears in each position).
+TEST(QuantBlocks, ScalesAndMinsAtOnceAreOneByOne) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20000; ++trial) {
+    uint8_t q[12];
+    for (uint8_t &b : q)
+      b = uint8_t(rng());
+    const qblk::ScalesMinsK4 all = qblk::scalesMinsK4(q);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      qblk::scaleMinK4(j, q, sc, m);
+      ASSERT_EQ(uint8_t(all.sc >> (8 * j)), sc) << "scale " << j;
+      ASSERT_EQ(uint8_t(all.m >> (8 * j)), m) << "min " << j;
+    }
+  }
+}
+
 // Every element of a quantised row decodes to a value its quantiser chose
 // from the block's own range: a constant row comes back (nearly) constant,
 // and a zero row exactly zero, in every format.
@@ -224,6 +243,58 @@ TEST(QuantBlocks, Avx2F32ProductsAreBitwiseTheDecodedOnes) {
       const float got = p.fused(row.data(), x.data(), int64_t(x.size()));
       EXPECT_EQ(std::memcmp(&want, &got, sizeof(float)), 0)
           << nBlocks << " blocks: " << got << ", decoded " << want;
+    }
+  }
+}
+
+// The same for the AVX-512 f32 products (runtime/decode_blocks_avx512.h)
+// against dotBlocksAvx512's order, one token and four at once.
+TEST(QuantBlocks, Avx512F32ProductsAreBitwiseTheDecodedOnes) {
+  if (kernelLevel() < 2)
+    GTEST_SKIP() << "no AVX-512 VNNI on this CPU (kernels: " << kernelIsaName()
+                 << ")";
+  struct Pair {
+    GGMLType type;
+    DotFn decoded, fused;
+    Dot4Fn fused4;
+  };
+  const Pair pairs[] = {
+      {GGMLType::Q4_K,
+       dotk::dotBlocksAvx512<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>,
+       dotk::dotK4K5F32Avx512<false>, dotk::dotK4K5F32x4Avx512<false>},
+      {GGMLType::Q5_K,
+       dotk::dotBlocksAvx512<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>,
+       dotk::dotK4K5F32Avx512<true>, dotk::dotK4K5F32x4Avx512<true>},
+      {GGMLType::Q6_K,
+       dotk::dotBlocksAvx512<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>,
+       dotk::dotQ6_KF32Avx512, dotk::dotQ6_KF32x4Avx512}};
+  for (const Pair &p : pairs) {
+    const Format &f =
+        *std::find_if(std::begin(kFormats), std::end(kFormats),
+                      [&](const Format &g) { return g.type == p.type; });
+    const TypeTraits &t = *typeTraits(p.type);
+    SCOPED_TRACE(t.name);
+    EXPECT_EQ(t.avx512.dot, p.fused);
+    EXPECT_EQ(t.avx512.dot4, p.fused4);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> dist(0.f, 1.f);
+    for (int nBlocks : {1, 3, 8}) {
+      const std::vector<uint8_t> row = randomBlocks(f, nBlocks, 9 + nBlocks);
+      const int64_t n = int64_t(nBlocks) * QK_K;
+      std::vector<float> x(size_t(n) * kTokensAtOnce);
+      for (float &v : x)
+        v = dist(rng);
+      float four[kTokensAtOnce];
+      p.fused4(row.data(), x.data(), n, n, four);
+      for (int tok = 0; tok < kTokensAtOnce; ++tok) {
+        const float *xt = x.data() + tok * n;
+        const float want = p.decoded(row.data(), xt, n);
+        const float got = p.fused(row.data(), xt, n);
+        EXPECT_EQ(std::memcmp(&want, &got, sizeof(float)), 0)
+            << nBlocks << " blocks: " << got << ", decoded " << want;
+        EXPECT_EQ(std::memcmp(&want, &four[tok], sizeof(float)), 0)
+            << nBlocks << " blocks, token " << tok << " of four";
+      }
     }
   }
 }
