@@ -233,9 +233,9 @@ void usage(FILE *out) {
                "  --reps N     timed passes per thread count, median kept "
                "(default 7)\n"
                "  --json       one JSON object instead of text lines\n"
-               "  --kernels    also time the matvec kernels (f16, q8_0, q4_0)"
-               " against\n"
-               "               the probe over the same bytes\n"
+               "  --kernels    also time the matvec kernels (f16, q8_0, q4_0,\n"
+               "               q4_K, q5_K, q6_K) against the probe over the\n"
+               "               same bytes\n"
                "  --pool       time small parallel steps (cache-resident "
                "matvecs, as\n"
                "               in one token of a small model) with the pool "
@@ -368,19 +368,30 @@ int main(int argc, char **argv) {
     std::printf("kernels (%s): GB/s of weights, median of %d, and share of "
                 "the probe over the same bytes in the same rounds\n",
                 pinfer::kernelIsaName(), reps);
-    for (GGMLType type : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0}) {
+    // Where the widest level is AVX-512, the products are timed at the AVX2
+    // level too, in the same rounds.
+    const bool wide = pinfer::kernelLevel() == 2;
+    for (GGMLType type : {GGMLType::F16, GGMLType::Q8_0, GGMLType::Q4_0,
+                          GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
       std::vector<pinfer::Weight> ws =
           makeWeights(type, reinterpret_cast<uint8_t *>(buf), bytes);
       const size_t used = ws.size() * ws[0].rowBytes * size_t(ws[0].rows);
       for (int nt : threadCounts) {
         pinfer::ThreadPool pool(nt);
-        std::vector<double> probe, f32, q8;
+        std::vector<double> probe, f32, q8, f32Avx2, q8Avx2;
         kernelPass(ws, x.data(), y.data(), false, pool); // warm-up
         for (int r = 0; r < reps; ++r) {
           probe.push_back(onePass(buf, used / 8, pool, sum, sink));
           f32.push_back(kernelPass(ws, x.data(), y.data(), false, pool));
           if (pinfer::usesQ8Act(type))
             q8.push_back(kernelPass(ws, x.data(), y.data(), true, pool));
+          if (wide) {
+            pinfer::setKernelIsa(pinfer::KernelIsa::Avx2);
+            f32Avx2.push_back(kernelPass(ws, x.data(), y.data(), false, pool));
+            if (pinfer::usesQ8Act(type))
+              q8Avx2.push_back(kernelPass(ws, x.data(), y.data(), true, pool));
+            pinfer::setKernelIsa(pinfer::KernelIsa::Auto);
+          }
         }
         double p = median(probe), a = median(f32);
         std::printf("  %-5s threads %d: probe %.2f GB/s | f32-act %.2f GB/s "
@@ -389,6 +400,10 @@ int main(int argc, char **argv) {
         if (!q8.empty())
           std::printf(" | q8-act %.2f GB/s (%.0f%%)", median(q8),
                       100 * median(q8) / p);
+        if (!f32Avx2.empty())
+          std::printf(" | f32-act at avx2 %.2f GB/s", median(f32Avx2));
+        if (!q8Avx2.empty())
+          std::printf(" | q8-act at avx2 %.2f GB/s", median(q8Avx2));
         std::printf("\n");
       }
     }
