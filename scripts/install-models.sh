@@ -34,11 +34,27 @@ if [ ! -f "$MODEL" ] || ! echo "$MODEL_SHA256  $MODEL" | sha256sum -c --status; 
     || { echo "install-models: $MODEL: sha256 mismatch" >&2; rm -f "$MODEL"; exit 1; }
 fi
 
-if ! "$PY" -c 'import llama_cpp' 2>/dev/null; then
+# On CPUs with AMX, llama.cpp's AMX matrix products (built in by
+# GGML_NATIVE) stop the process with SIGILL here at the first prompt: they
+# run tile instructions on a thread that has loaded no tile configuration.
+# The build leaves AMX out there (GCC keeps an explicit -mno-* over what
+# -march=native implies) and so measures llama.cpp's AVX-512 kernels; the
+# flavour is recorded so that a build of the other flavour is redone.
+LLAMA_FLAGS=""
+grep -qw amx_int8 /proc/cpuinfo && LLAMA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+LLAMA_STAMP="$VENV/llama-cpp-build-flags"
+if ! "$PY" -c 'import llama_cpp' 2>/dev/null \
+    || [ "$(cat "$LLAMA_STAMP" 2>/dev/null)" != "native $LLAMA_FLAGS" ]; then
   echo "install-models: building llama-cpp-python (llama.cpp from source, CPU; several minutes)" >&2
+  # A stale build is rebuilt alone; a first install brings its dependencies.
+  again=""
+  "$PY" -c 'import llama_cpp' 2>/dev/null && again="--force-reinstall --no-deps"
+  # shellcheck disable=SC2086
   CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DLLAMA_CURL=OFF" \
+    CFLAGS="$LLAMA_FLAGS" CXXFLAGS="$LLAMA_FLAGS" \
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$PY" -m pip install -q --no-cache-dir llama-cpp-python
+    "$PY" -m pip install -q --no-cache-dir $again llama-cpp-python
+  echo "native $LLAMA_FLAGS" > "$LLAMA_STAMP"
 fi
 
 # The `openai` client, which the server's test drives the server with.
