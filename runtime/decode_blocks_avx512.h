@@ -77,9 +77,7 @@ PINFER_AVX512 inline void dotK4K5F32NAvx512(const void *row, const float *x,
   for (int64_t b = 0; b < n / QK_K; ++b, p += bytes) {
     const float d = halfAt(p), min = halfAt(p + 2);
     const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
-    uint8_t sc[8], m[8];
-    std::memcpy(sc, &sm.sc, 8);
-    std::memcpy(m, &sm.m, 8);
+    const uint8_t *sc = sm.sc, *m = sm.m;
     for (int g = 0; g < 4; ++g, x += 64) {
       __m256i lo, hi;
       qblk::unpackK4K5<Five>(p, g, lo, hi);

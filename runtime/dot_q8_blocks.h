@@ -332,9 +332,7 @@ PINFER_AVX2 inline void dotK4K5Q8NAvx2(const void *row, const BlockQ8Act *x,
   }
   for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
     const qblk::ScalesMinsK4 sm4 = qblk::scalesMinsK4(p + 4);
-    uint8_t sc[8], m[8];
-    std::memcpy(sc, &sm4.sc, 8);
-    std::memcpy(m, &sm4.m, 8);
+    const uint8_t *sc = sm4.sc, *m = sm4.m;
     __m256 s0[NT], s1[NT];
     float sm[NT];
     for (int t = 0; t < NT; ++t) {
@@ -519,11 +517,11 @@ PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
     const __m512 dsc = _mm512_castps256_ps512(
         _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
                       _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                          _mm_cvtsi64_si128(static_cast<long long>(sm.sc))))));
+                          _mm_loadl_epi64((const __m128i *)sm.sc)))));
     const __m256 dm =
         _mm256_mul_ps(_mm256_set1_ps(halfAt(p + 2)),
                       _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                          _mm_cvtsi64_si128(static_cast<long long>(sm.m)))));
+                          _mm_loadl_epi64((const __m128i *)sm.m))));
     for (int g = 0; g < 4; ++g) {
       const __m512i w = unpackK4K5Pair<Five>(p, g);
       const __m512 wd = pairOf(dsc, 2 * g);

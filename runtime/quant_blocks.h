@@ -117,7 +117,7 @@ inline void scaleMinK4(int j, const uint8_t *q, uint8_t &d, uint8_t &m) {
 // and B (mins); sub-blocks 4-7 take C's low (scales) and high (mins)
 // nibbles with the top two bits of A's and B's bytes above them.
 struct ScalesMinsK4 {
-  uint64_t sc, m;
+  uint8_t sc[8], m[8];
 };
 inline ScalesMinsK4 scalesMinsK4(const uint8_t *q) {
   uint32_t a, b, c;
@@ -125,10 +125,13 @@ inline ScalesMinsK4 scalesMinsK4(const uint8_t *q) {
   std::memcpy(&b, q + 4, 4);
   std::memcpy(&c, q + 8, 4);
   const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, top2 = 0x03030303;
-  const uint32_t sc47 = (c & low4) | (((a >> 6) & top2) << 4);
-  const uint32_t m47 = ((c >> 4) & low4) | (((b >> 6) & top2) << 4);
-  return {uint64_t(a & low6) | uint64_t(sc47) << 32,
-          uint64_t(b & low6) | uint64_t(m47) << 32};
+  const uint32_t words[4] = {a & low6, (c & low4) | (((a >> 6) & top2) << 4),
+                             b & low6,
+                             ((c >> 4) & low4) | (((b >> 6) & top2) << 4)};
+  ScalesMinsK4 out;
+  std::memcpy(out.sc, words, 8); // little-endian: byte j of the words is j
+  std::memcpy(out.m, words + 2, 8);
+  return out;
 }
 
 // Each decoder writes the block's elements to y[0 .. block size).

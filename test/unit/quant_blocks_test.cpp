@@ -167,8 +167,8 @@ TEST(QuantBlocks, ScalesAndMinsAtOnceAreOneByOne) {
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
       qblk::scaleMinK4(j, q, sc, m);
-      ASSERT_EQ(uint8_t(all.sc >> (8 * j)), sc) << "scale " << j;
-      ASSERT_EQ(uint8_t(all.m >> (8 * j)), m) << "min " << j;
+      ASSERT_EQ(all.sc[j], sc) << "scale " << j;
+      ASSERT_EQ(all.m[j], m) << "min " << j;
     }
   }
 }
