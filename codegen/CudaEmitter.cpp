@@ -218,14 +218,60 @@ template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int
 template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int lane) {
   return pf_dot_by_element<N, pf_at_q3_K>(row, x, lane);
 }
+// Q4_K/Q5_K by super-block: lane l takes byte l of each 32-byte group g of
+// nibbles, element l of sub-block 2g (low nibble) and of 2g+1 (high), so a
+// warp's loads are 32 consecutive bytes and each lane decodes the scales
+// once per super-block rather than once per element. Each value is the
+// one pf_at_ gives.
+template <int N, bool Five>
+__device__ __forceinline__ float pf_dot_k4k5(const u8 *row, const float *x, int lane) {
+  constexpr int kBytes = Five ? 176 : 144;
+  float s = 0.f;
+  for (int b = 0; b < N / 256; ++b) {
+    const u8 *blk = row + b * kBytes;
+    const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
+    const u8 *qs = blk + (Five ? 48 : 16);
+    const int high = Five ? blk[16 + lane] : 0;
+    const float *xb = x + b * 256;
+    for (int g = 0; g < 4; ++g) {
+      int sc0, m0, sc1, m1;
+      pf_scale_min_k4(2 * g, blk + 4, sc0, m0);
+      pf_scale_min_k4(2 * g + 1, blk + 4, sc1, m1);
+      const u8 q = qs[32 * g + lane];
+      const int lo = (q & 15) + (((high >> (2 * g)) & 1) << 4);
+      const int hi = (q >> 4) + (((high >> (2 * g + 1)) & 1) << 4);
+      s += (d * (float)sc0 * (float)lo - dmin * (float)m0) * xb[64 * g + lane];
+      s += (d * (float)sc1 * (float)hi - dmin * (float)m1) * xb[64 * g + 32 + lane];
+    }
+  }
+  return pf_warp_sum(s);
+}
 template <int N> __device__ float pf_dot_q4_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q4_K>(row, x, lane);
+  return pf_dot_k4k5<N, false>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q5_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q5_K>(row, x, lane);
+  return pf_dot_k4k5<N, true>(row, x, lane);
 }
+// Q6_K by super-block: lane l takes element l of each 32-value run k of
+// each half n (low bits from ql, two high bits from qh byte l of the half).
 template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q6_K>(row, x, lane);
+  float s = 0.f;
+  for (int b = 0; b < N / 256; ++b) {
+    const u8 *blk = row + b * 210;
+    const float d = pf_h2f(pf_ld16(blk + 208));
+    const float *xb = x + b * 256;
+    for (int n = 0; n < 2; ++n) {
+      const int qh = blk[128 + 32 * n + lane];
+      for (int k = 0; k < 4; ++k) {
+        const u8 q = blk[64 * n + 32 * (k & 1) + lane];
+        const int lo = k >= 2 ? (q >> 4) : (q & 15);
+        const int sc = (signed char)blk[192 + 8 * n + lane / 16 + 2 * k];
+        s += d * (float)sc * (float)((lo | (((qh >> (2 * k)) & 3) << 4)) - 32) *
+             xb[128 * n + 32 * k + lane];
+      }
+    }
+  }
+  return pf_warp_sum(s);
 }
 
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
