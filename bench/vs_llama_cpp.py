@@ -109,6 +109,13 @@ def main():
 
     print(f"CPU: {cpu_name()}; {args.threads} threads, {args.rounds} rounds, "
           f"prompt {len(PROMPT)} chars, {args.n} generated tokens")
+    # How scripts/install-models.sh built llama.cpp (without its AMX
+    # products on AMX CPUs, where they fault): part of what the ratios mean.
+    try:
+        with open(os.path.join(cache, "venv", "llama-cpp-build-flags")) as f:
+            print(f"llama.cpp build: {f.read().strip() or 'native'}")
+    except OSError:
+        pass
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
