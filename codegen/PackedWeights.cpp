@@ -174,7 +174,18 @@ bool writePackedWeights(
   const GGUFFile &src = model.file();
   const ModelParams &p = model.params();
   GGUFWriter w;
-  w.setProgress(progress);
+  // The source's pages leave the resident set every 256 MiB written: read
+  // once, they would otherwise count as the compiler's memory, as much as
+  // the model again (the written bytes go through a buffer of one tensor).
+  uint64_t released = 0;
+  w.setProgress([&](uint64_t done, uint64_t total) {
+    if (done - released >= (uint64_t(256) << 20) || done == total) {
+      src.releasePages();
+      released = done;
+    }
+    if (progress)
+      progress(done, total);
+  });
   w.setAlignment(uint32_t(src.alignment()));
   for (const GGUFKV &kv : src.metadata())
     if (kv.key != "general.alignment" &&
@@ -339,7 +350,7 @@ bool writePackedWeights(
   std::unique_ptr<GGUFFile> written = GGUFFile::open(path, error);
   if (!written)
     return false;
-  info.hash = packedWeightsHash(*written);
+  info.hash = packedWeightsHash(*written, 1, size_t(64) << 20, true);
   info.fileBytes = written->fileSize();
   written.reset();
   return patchHash(path, info.hash, error);

@@ -507,6 +507,17 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string &path,
   return f;
 }
 
+void GGUFFile::releasePages(uint64_t offset, uint64_t n) const {
+  if (!mapping_ || offset >= size_)
+    return;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t end = std::min<uint64_t>(size_, offset + n) / page * page;
+  const uint64_t begin = (offset + page - 1) / page * page;
+  if (begin < end)
+    madvise(static_cast<uint8_t *>(mapping_) + begin, size_t(end - begin),
+            MADV_DONTNEED);
+}
+
 std::unique_ptr<GGUFFile> GGUFFile::fromMemory(const uint8_t *data, size_t size,
                                                const std::string &name,
                                                std::string &error) {

@@ -108,6 +108,14 @@ public:
   uint64_t dataOffset() const { return dataOffset_; }
   uint64_t fileSize() const { return size_; }
   const uint8_t *base() const { return base_; }
+  // Drops the mapped pages of bytes [offset, offset + n) from the process's
+  // resident set (whole pages inside the range; nothing for a caller's
+  // buffer). The bytes stay readable: the next read maps them again from
+  // the page cache or the file. For passes that stream through a large
+  // file once (packing, hashing), whose pages would otherwise all count as
+  // the compiler's memory.
+  void releasePages(uint64_t offset, uint64_t n) const;
+  void releasePages() const { releasePages(0, size_); }
 
   const std::vector<GGUFKV> &metadata() const { return kvs_; }
   const std::vector<GGUFTensor> &tensors() const { return tensors_; }

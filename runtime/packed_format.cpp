@@ -40,7 +40,7 @@ uint64_t hashChunk(const uint8_t *p, size_t n) {
 } // namespace
 
 uint64_t packedWeightsHash(const GGUFFile &file, int nThreads,
-                           size_t chunkBytes) {
+                           size_t chunkBytes, bool releasePages) {
   // Chunks hashed independently, by up to nThreads threads, then combined
   // in order: the start-up check of a large file reads it with every
   // core's share of the memory (or disk) bandwidth.
@@ -51,8 +51,12 @@ uint64_t packedWeightsHash(const GGUFFile &file, int nThreads,
   const size_t nChunks = (n + kChunk - 1) / kChunk;
   std::vector<uint64_t> chunks(nChunks);
   auto work = [&](size_t first, size_t step) {
-    for (size_t c = first; c < nChunks; c += step)
-      chunks[c] = hashChunk(p + c * kChunk, std::min(kChunk, n - c * kChunk));
+    for (size_t c = first; c < nChunks; c += step) {
+      const size_t len = std::min(kChunk, n - c * kChunk);
+      chunks[c] = hashChunk(p + c * kChunk, len);
+      if (releasePages)
+        file.releasePages(begin + c * kChunk, len);
+    }
   };
   const size_t nt = std::max<size_t>(1, std::min<size_t>(size_t(std::max(nThreads, 1)), nChunks));
   std::vector<std::thread> threads;

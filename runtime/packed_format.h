@@ -26,8 +26,11 @@ constexpr uint32_t kPackedVersion = 3;
 // dataOffset() to the end of the file) in chunks of `chunkBytes` (the
 // format's value is the default), computed by up to `nThreads` threads;
 // the value does not depend on the thread count.
+// With `releasePages`, each chunk's pages leave the resident set once hashed
+// (GGUFFile::releasePages): for the compiler, which only writes the file.
 uint64_t packedWeightsHash(const GGUFFile &file, int nThreads = 1,
-                           size_t chunkBytes = size_t(64) << 20);
+                           size_t chunkBytes = size_t(64) << 20,
+                           bool releasePages = false);
 std::string formatPackedHash(uint64_t hash); // 16 lower-case hex digits
 bool parsePackedHash(const std::string &text, uint64_t &out);
 

@@ -924,6 +924,46 @@ TEST(GGUFWrite, CustomAlignmentAndPowerInfer) {
   std::remove(path.c_str());
 }
 
+// Released pages leave the process's resident set (as /proc/self/statm
+// counts it) and read back the same bytes.
+TEST(GGUFWrite, ReleasedPagesLeaveTheResidentSetAndReadTheSame) {
+  const int64_t n = int64_t(8) << 20; // 32 MiB of f32
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    x[size_t(i)] = float(i % 1009) * 0.5f;
+  GGUFWriter w;
+  w.addTensorData("t", GGMLType::F32, {n}, x.data(), size_t(n) * 4);
+  std::string path = tempPath("release.gguf"), err;
+  ASSERT_TRUE(w.write(path, err)) << err;
+  std::vector<float>().swap(x);
+  auto f = GGUFFile::open(path, err);
+  ASSERT_NE(f, nullptr) << err;
+  auto resident = [] {
+    long size = 0, pages = 0;
+    FILE *m = std::fopen("/proc/self/statm", "r");
+    if (m && std::fscanf(m, "%ld %ld", &size, &pages) != 2)
+      pages = 0;
+    if (m)
+      std::fclose(m);
+    return int64_t(pages) * sysconf(_SC_PAGESIZE);
+  };
+  const float *v = reinterpret_cast<const float *>(f->base() + f->dataOffset());
+  auto sum = [&] {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i)
+      s += v[i];
+    return s;
+  };
+  const double first = sum();
+  const int64_t touched = resident();
+  f->releasePages();
+  const int64_t released = resident();
+  EXPECT_LT(released, touched - (int64_t(24) << 20))
+      << "resident " << touched << " -> " << released << " bytes";
+  EXPECT_EQ(sum(), first);
+  std::remove(path.c_str());
+}
+
 TEST(GGUFWrite, EveryTruncationIsRefusedWithOneLine) {
   GGUFWriter w;
   w.setString("general.architecture", "llama");
