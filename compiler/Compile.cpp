@@ -184,6 +184,37 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
   return planPlacement(trace, shape, target, opts, plan, error);
 }
 
+// The placement when the whole model fits the GPU, solved without a
+// profile: one in which every neuron fires on every token. If that plan
+// puts every neuron on the GPU, any profile's would (a neuron that ever
+// fires is worth its bytes there), so the job needs none for placement; and
+// predicted mode, whose predictors only serve the CPU's neurons, would
+// have nothing to predict. False (and `plan` untouched) otherwise.
+bool wholeModelPlan(const CompileArgs &args, const Model &model,
+                    const Target &target, SparsityMode mode, Plan &plan) {
+  const ModelParams &p = model.params();
+  Trace all;
+  all.modelIdentity = modelIdentity(model.file());
+  all.nLayer = uint32_t(p.nLayer);
+  all.nFF = uint32_t(p.nFF);
+  all.nTokens = 1;
+  all.activation = activationName(p.activation);
+  all.fired.assign(all.nLayer, std::vector<uint64_t>(all.nFF, 1));
+  Plan whole;
+  std::string ignored; // a budget that cannot hold it fails later, the same
+  CompileArgs dpOnly = args; // the exact DP settles whether all of it fits
+  dpOnly.noZ3 = true;
+  if (!planFromTrace(dpOnly, model, target, all, mode, whole, ignored))
+    return false;
+  for (const LayerPlan &lp : whole.layers)
+    if (lp.nHot != all.nFF || !lp.attentionOnGPU)
+      return false;
+  if (!whole.outputOnGPU)
+    return false;
+  plan = std::move(whole);
+  return true;
+}
+
 // Reads the user's trace and checks it against the model the user gave
 // (never against a copy made later in the job).
 bool readUserTrace(const CompileArgs &args, const Model &model, Trace &trace,
@@ -448,14 +479,35 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   Trace &profile = job.profile;
   if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
     return false;
-  const SparsityMode mode = resolvedMode(args, *model, profile);
+  // Without a trace or plan, a model the GPU holds whole is placed at once
+  // and, under --sparsity auto, runs exact (ReLU family) or dense: no
+  // profile of the built-in text and no predictor training.
+  Plan &plan = job.plan;
+  const bool whole =
+      args.trace.empty() && args.plan.empty() && tp->hasGPU() &&
+      (args.sparsity == "auto" || args.sparsity == "exact" ||
+       args.sparsity == "dense") &&
+      wholeModelPlan(args, *model, *tp,
+                     args.sparsity == "dense" ? SparsityMode::Dense
+                                              : SparsityMode::Exact,
+                     plan);
+  SparsityMode mode = resolvedMode(args, *model, profile);
+  if (whole && args.sparsity == "auto")
+    mode = isReluFamily(model->params().activation) ? SparsityMode::Exact
+                                                    : SparsityMode::Dense;
+  if (whole) {
+    job.progress.begin("place", "the whole model fits the GPU: every neuron "
+                                "goes there, no profile needed (sparsity " +
+                                    std::string(sparsityModeName(mode)) + ")");
+    job.progress.end();
+  }
   job.mode = mode;
   if (mode == SparsityMode::Threshold &&
       !thresholdModeFits(args, *model, error))
     return false;
   const bool train = mode == SparsityMode::Predicted && !storedPredictors &&
                      args.predictors.empty();
-  const bool place = tp->hasGPU() && args.plan.empty();
+  const bool place = tp->hasGPU() && args.plan.empty() && !whole;
   if (args.trace.empty() &&
       (train || place || mode == SparsityMode::Threshold) &&
       !profileCalibration(
@@ -494,8 +546,9 @@ bool prepareJob(const CompileArgs &args, const Target &target,
 
   // Placement. A target without a GPU puts every neuron on the CPU: the
   // same IR with an all-cold plan.
-  Plan &plan = job.plan;
-  if (!tp->hasGPU())
+  if (whole)
+    ; // placed above
+  else if (!tp->hasGPU())
     plan = coldPlan(uint32_t(model->params().nLayer),
                     uint32_t(model->params().nFF), tp->name, identity);
   else if (!args.plan.empty()) {

@@ -130,9 +130,10 @@ TEST(Progress, BarLineSaysHowFarAndHowLong) {
 
 // Tests the main job's steps in a log: profiling (no --trace), placing,
 // lowering, NVRTC, packing and host compiling, one line each, in order,
-// then the summary with each step's time; -q leaves only errors. (Exact
-// mode: auto would train predictors for this ReLU model, which prints its
-// own table.)
+// then the summary with each step's time, for a budget that splits the
+// model; with the whole card, no profile, and the line that says why; -q
+// leaves only errors. (Exact mode: auto would train predictors for this
+// ReLU model when it is split, which prints its own table.)
 TEST(Progress, MainJobSaysEachStep) {
   const std::string dir = ::testing::TempDir() + "/pinfer-progress";
   std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
@@ -141,8 +142,9 @@ TEST(Progress, MainJobSaysEachStep) {
       run(kGenmodel + " --preset tiny -o " + dir + "/m.gguf", out, err, dir), 0)
       << err;
   ASSERT_EQ(run(kPinferc + " " + dir +
-                    "/m.gguf --target rtx4090 --sparsity exact -o " + dir +
-                    "/e",
+                    "/m.gguf --target rtx4090 --sparsity exact "
+                    "--vram-budget 405MiB -o " +
+                    dir + "/e",
                 out, err, dir),
             0)
       << err;
@@ -164,6 +166,21 @@ TEST(Progress, MainJobSaysEachStep) {
   EXPECT_NE(err.find("(profile "), std::string::npos) << err;
   EXPECT_NE(err.find(", host compile "), std::string::npos) << err;
   EXPECT_EQ(err.find('\r'), std::string::npos) << err;
+
+  ASSERT_EQ(
+      run(kPinferc + " " + dir + "/m.gguf --target rtx4090 -o " + dir + "/e",
+          out, err, dir),
+      0)
+      << err;
+  EXPECT_NE(err.find("pinferc: the whole model fits the GPU: every neuron "
+                     "goes there, no profile needed (sparsity exact)\n"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("profiling"), std::string::npos) << err;
+  EXPECT_EQ(err.find("(profile "), std::string::npos) << err;
+  EXPECT_EQ(err.find("train"), std::string::npos) << err;
+  EXPECT_NE(err.find("1024 of 1024 FFN neurons on the GPU"), std::string::npos)
+      << err;
 
   ASSERT_EQ(
       run(kPinferc + " " + dir + "/m.gguf --target rtx4090 -q -o " + dir + "/e",

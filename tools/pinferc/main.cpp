@@ -76,7 +76,9 @@ static int compileVerb(int argc, char **argv) {
                  "stored, given or trainable from the trace (or, without "
                  "--trace, for ReLU models: trained on the built-in text), "
                  "else exact for ReLU models and dense for SiLU and GELU "
-                 "models")
+                 "models; without --trace, a model the GPU holds whole runs "
+                 "exact or dense (nothing left on the CPU to predict) and "
+                 "needs no profile")
       ->check(
           CLI::IsMember({"dense", "exact", "predicted", "threshold", "auto"}))
       ->capture_default_str();
