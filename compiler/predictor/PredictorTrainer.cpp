@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ostream>
 #include <random>
 
@@ -66,20 +67,32 @@ inline void axpy(float *y, float a, const float *x, int64_t n) {
 #define PINFER_CLONES
 #endif
 
-// out[j] = dot(w, x[j]) for j < 4.
+// Eight floats as one value (GCC's vector extension): each operation is
+// the same lane by lane in every clone, so the result does not depend on
+// which one the CPU runs (the compiler's own vectorisation of the loops
+// below shuffled more than it multiplied).
+typedef float Vec8 __attribute__((vector_size(32), aligned(4)));
+
+inline Vec8 load8(const float *p) {
+  Vec8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// out[j] = dot(w, x[j]) for j < 4: lane k of each partial sum takes the
+// elements i = k mod 8, the lanes summed in order at the end.
 PINFER_CLONES void dot4(const float *w, const float *const x[4], int64_t n,
                         float out[4]) {
-  float a0[8] = {}, a1[8] = {}, a2[8] = {}, a3[8] = {};
+  Vec8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
   const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      float wv = w[i + k];
-      a0[k] += wv * x0[i + k];
-      a1[k] += wv * x1[i + k];
-      a2[k] += wv * x2[i + k];
-      a3[k] += wv * x3[i + k];
-    }
+  for (; i + 8 <= n; i += 8) {
+    const Vec8 wv = load8(w + i);
+    a0 += wv * load8(x0 + i);
+    a1 += wv * load8(x1 + i);
+    a2 += wv * load8(x2 + i);
+    a3 += wv * load8(x3 + i);
+  }
   float s[4] = {};
   for (int k = 0; k < 8; ++k) {
     s[0] += a0[k];
@@ -117,6 +130,49 @@ PINFER_CLONES void scatter4(float *const y[4], const float c[4],
     y1[i] += c1 * v;
     y2[i] += c2 * v;
     y3[i] += c3 * v;
+  }
+}
+
+// The output layer goes by blocks of kBlock neurons: with R as short as 64,
+// a dot product per (neuron, sample) spends as much on its final sums as on
+// its products. A block's weights transposed to [R][kBlock] let each sample
+// broadcast its hidden units against kBlock neurons at once, every sum
+// running over r in order, and the same for the block's weight gradients.
+constexpr int kBlock = 16;
+
+static_assert(kBlock == 16, "a block is two Vec8");
+
+// z[j][k] = sum_r h_j[r] * wt[r][k] for the Bp samples h_j.
+PINFER_CLONES void blockLogits(const float *wt, const float *const *h, int Bp,
+                               int64_t R, float *z) {
+  for (int j = 0; j < Bp; ++j) {
+    Vec8 a0 = {}, a1 = {};
+    const float *hj = h[j];
+    for (int64_t r = 0; r < R; ++r) {
+      const Vec8 *w = reinterpret_cast<const Vec8 *>(wt + r * kBlock);
+      const float hv = hj[r];
+      a0 += hv * w[0];
+      a1 += hv * w[1];
+    }
+    Vec8 *out = reinterpret_cast<Vec8 *>(z + size_t(j) * kBlock);
+    out[0] = a0;
+    out[1] = a1;
+  }
+}
+
+// gwt[r][k] += sum_j g[j][k] * h_j[r], over the samples in order.
+PINFER_CLONES void blockGradients(float *gwt, const float *g,
+                                  const float *const *h, int Bp, int64_t R) {
+  for (int j = 0; j < Bp; ++j) {
+    const Vec8 *gj = reinterpret_cast<const Vec8 *>(g + size_t(j) * kBlock);
+    const Vec8 g0 = gj[0], g1 = gj[1];
+    const float *hj = h[j];
+    for (int64_t r = 0; r < R; ++r) {
+      Vec8 *gw = reinterpret_cast<Vec8 *>(gwt + r * kBlock);
+      const float hv = hj[r];
+      gw[0] += g0 * hv;
+      gw[1] += g1 * hv;
+    }
   }
 }
 
@@ -406,33 +462,44 @@ void LayerTrainer::step(const uint32_t *batch, int B) {
       }
   });
   // Output layer, loss gradient and output-layer gradients, split over
-  // neurons.
-  pool_.parallelFor(F_, [&](int64_t f0, int64_t f1) {
-    float z[kLanes], g[kLanes];
-    const float *hrow[kLanes];
-    for (int64_t f = f0; f < f1; ++f) {
-      const float *w = &w2_[f * R_];
-      float *gw = &gw2_[f * R_];
-      float gb = 0;
-      for (int b = 0; b < Bp; b += kLanes) {
-        for (int j = 0; j < kLanes; ++j)
-          hrow[j] = &h_[size_t(b + j) * R_];
-        dot4(w, hrow, R_, z);
-        for (int j = 0; j < kLanes; ++j) {
-          if (b + j >= B) {
-            g[j] = 0;
-            continue;
-          }
-          float zz = z[j] + b2_[f];
-          bool y = samples_[batch[b + j]].fired(uint32_t(f));
+  // blocks of neurons (a last block of fewer neurons has zero weights in
+  // its other lanes, and they are not written back).
+  std::vector<const float *> hrow(Bp);
+  for (int b = 0; b < Bp; ++b)
+    hrow[b] = &h_[size_t(b) * R_];
+  const int64_t nBlocks = (F_ + kBlock - 1) / kBlock;
+  pool_.parallelFor(nBlocks, [&](int64_t q0, int64_t q1) {
+    std::vector<float> wt(size_t(R_) * kBlock), gwt(size_t(R_) * kBlock),
+        z(size_t(Bp) * kBlock), g(size_t(Bp) * kBlock);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t f0 = q * kBlock;
+      const int nf = int(std::min<int64_t>(kBlock, F_ - f0));
+      std::fill(wt.begin(), wt.end(), 0.f);
+      for (int k = 0; k < nf; ++k)
+        for (int64_t r = 0; r < R_; ++r)
+          wt[size_t(r) * kBlock + k] = w2_[(f0 + k) * R_ + r];
+      blockLogits(wt.data(), hrow.data(), Bp, R_, z.data());
+      std::fill(g.begin(), g.end(), 0.f);
+      for (int k = 0; k < nf; ++k) {
+        const int64_t f = f0 + k;
+        float gb = 0;
+        for (int j = 0; j < B; ++j) {
+          const float zz = z[size_t(j) * kBlock + k] + b2_[f];
+          const bool y = samples_[batch[j]].fired(uint32_t(f));
           // d/dz of -[pw*y*log s(z) + (1-y)*log(1-s(z))]
-          g[j] = (y ? posWeight_ * (sigmoid(zz) - 1.f) : sigmoid(zz)) * invB;
-          g_[size_t(b + j) * F_ + f] = g[j];
-          gb += g[j];
+          const float gj =
+              (y ? posWeight_ * (sigmoid(zz) - 1.f) : sigmoid(zz)) * invB;
+          g[size_t(j) * kBlock + k] = gj;
+          g_[size_t(j) * F_ + f] = gj;
+          gb += gj;
         }
-        gather4(gw, g, hrow, R_);
+        gb2_[f] = gb;
       }
-      gb2_[f] = gb;
+      std::fill(gwt.begin(), gwt.end(), 0.f);
+      blockGradients(gwt.data(), g.data(), hrow.data(), Bp, R_);
+      for (int k = 0; k < nf; ++k)
+        for (int64_t r = 0; r < R_; ++r)
+          gw2_[(f0 + k) * R_ + r] = gwt[size_t(r) * kBlock + k];
     }
   });
   // Back into the hidden layer, split over groups of samples.
