@@ -119,9 +119,7 @@ PINFER_AVX512 inline void dotQ6_KF32NAvx512(const void *row, const float *x,
 template <bool Five>
 PINFER_AVX512 inline float dotK4K5F32Avx512(const void *row, const float *x,
                                             int64_t n) {
-  float out;
-  dotK4K5F32NAvx512<Five, 1>(row, x, 0, n, &out);
-  return out;
+  return oneTokenAvx512<float, dotK4K5F32NAvx512<Five, 1>>(row, x, n);
 }
 template <bool Five>
 PINFER_AVX512 inline void dotK4K5F32x4Avx512(const void *row, const float *x,
@@ -131,9 +129,7 @@ PINFER_AVX512 inline void dotK4K5F32x4Avx512(const void *row, const float *x,
 }
 PINFER_AVX512 inline float dotQ6_KF32Avx512(const void *row, const float *x,
                                             int64_t n) {
-  float out;
-  dotQ6_KF32NAvx512<1>(row, x, 0, n, &out);
-  return out;
+  return oneTokenAvx512<float, dotQ6_KF32NAvx512<1>>(row, x, n);
 }
 PINFER_AVX512 inline void dotQ6_KF32x4Avx512(const void *row, const float *x,
                                              int64_t xStride, int64_t n,

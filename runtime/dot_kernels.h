@@ -529,6 +529,17 @@ PINFER_AVX2 inline float dotQ5_0Q8Avx2(const void *row, const BlockQ8Act *x,
 
 PINFER_AVX512 inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// oneToken for kernels under the AVX-512 target, which an AVX2 caller
+// could not inline.
+template <class X,
+          void (*Kernel)(const void *, const X *, int64_t, int64_t, float *)>
+PINFER_AVX512 inline float oneTokenAvx512(const void *row, const X *x,
+                                          int64_t n) {
+  float out;
+  Kernel(row, x, 0, n, &out);
+  return out;
+}
+
 // Each block's two scales multiplied, spread over its 8 int32 lanes.
 PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
   return _mm512_castpd_ps(_mm512_insertf64x4(
@@ -735,9 +746,8 @@ dotBlocksF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
 template <class B, int Offset>
 PINFER_AVX512 inline float
 dotOffsetPairsAvx512(const void *row, const BlockQ8Act *x, int64_t n) {
-  float out;
-  dotOffsetPairsNAvx512<B, Offset, 1>(row, x, 0, n, &out);
-  return out;
+  return oneTokenAvx512<BlockQ8Act, dotOffsetPairsNAvx512<B, Offset, 1>>(row, x,
+                                                                         n);
 }
 template <class B, int Offset>
 PINFER_AVX512 inline void

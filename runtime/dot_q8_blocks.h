@@ -471,6 +471,13 @@ PINFER_AVX512 inline __m512 pairOf(__m512 v, int j0) {
       v);
 }
 
+// Activation blocks x[0] and x[1]'s bytes, in lanes 0-31 and 32-63.
+PINFER_AVX512 inline __m512i actPairBytes(const BlockQ8Act *x) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].qs)),
+      _mm256_loadu_si256((const __m256i *)x[1].qs), 1);
+}
+
 // Activation blocks x[0] and x[1]'s scales over lanes 0-7 and 8-15: two
 // broadcasts from memory, the second merged under a mask.
 PINFER_AVX512 inline __m512 actPairScales(const BlockQ8Act *x) {
@@ -527,10 +534,7 @@ PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
       const __m512 wd = pairOf(dsc, 2 * g);
       for (int t = 0; t < NT; ++t) {
         const BlockQ8Act *xt = x + t * xStride + 2 * g;
-        const __m512i xs = _mm512_inserti64x4(
-            _mm512_castsi256_si512(
-                _mm256_loadu_si256((const __m256i *)xt[0].qs)),
-            _mm256_loadu_si256((const __m256i *)xt[1].qs), 1);
+        const __m512i xs = actPairBytes(xt);
         acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, actPairScales(xt)),
                                  _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
                                      _mm512_setzero_si512(), w, xs)),
@@ -547,9 +551,7 @@ PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
 template <bool Five>
 PINFER_AVX512 inline float dotK4K5Q8Avx512(const void *row, const BlockQ8Act *x,
                                            int64_t n) {
-  float out;
-  dotK4K5Q8NAvx512<Five, 1>(row, x, 0, n, &out);
-  return out;
+  return oneTokenAvx512<BlockQ8Act, dotK4K5Q8NAvx512<Five, 1>>(row, x, n);
 }
 template <bool Five>
 PINFER_AVX512 inline void
@@ -597,12 +599,7 @@ PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
             dsc);
         for (int t = 0; t < NT; ++t) {
           const BlockQ8Act *xt = x + t * xStride + k;
-          const __m512i xs = _mm512_xor_si512(
-              _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(
-                                     (const __m256i *)xt[0].qs)),
-                                 _mm256_loadu_si256((const __m256i *)xt[1].qs),
-                                 1),
-              flip);
+          const __m512i xs = _mm512_xor_si512(actPairBytes(xt), flip);
           acc[t] = _mm512_fmadd_ps(
               _mm512_mul_ps(wd, actPairScales(xt)),
               _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, xs, w)), acc[t]);
@@ -616,9 +613,7 @@ PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
 
 PINFER_AVX512 inline float dotQ6_KQ8Avx512(const void *row, const BlockQ8Act *x,
                                            int64_t n) {
-  float out;
-  dotQ6_KQ8NAvx512<1>(row, x, 0, n, &out);
-  return out;
+  return oneTokenAvx512<BlockQ8Act, dotQ6_KQ8NAvx512<1>>(row, x, n);
 }
 PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
                                             const BlockQ8Act *x,

@@ -32,15 +32,17 @@ fi
 # see near_tie.py), else, or without llama.cpp to ask, it fails.
 tie=0.5
 PY="$CACHE/venv/bin/python"
-ref_ids="$("$pinferc" run "$MODEL" -p "$prompt" -n 16 --temp 0 --json 2>/dev/null |
-  python3 -c 'import json, sys; print(",".join(map(str, json.load(sys.stdin)["tokens"])))')"
+# The generated token ids of a --json run on stdin, comma-separated.
+token_ids() {
+  python3 -c 'import json, sys; print(",".join(map(str, json.load(sys.stdin)["tokens"])))'
+}
+ref_ids="$("$pinferc" run "$MODEL" -p "$prompt" -n 16 --temp 0 --json 2>/dev/null | token_ids)"
 for exe in dense exact; do
   got="$("$work/$exe" -p "$prompt" -n 16 --temp 0 2>/dev/null)"
   echo "$exe: $got"
   [ "$got" = "$ref" ] && continue
   if [ "$exe" = exact ] && "$PY" -c 'import llama_cpp' 2>/dev/null; then
-    ids="$("$work/$exe" -p "$prompt" -n 16 --temp 0 --json 2>/dev/null |
-      python3 -c 'import json, sys; print(",".join(map(str, json.load(sys.stdin)["tokens"])))')"
+    ids="$("$work/$exe" -p "$prompt" -n 16 --temp 0 --json 2>/dev/null | token_ids)"
     read -r k a b < <(python3 -c '
 import sys
 r, g = sys.argv[1].split(","), sys.argv[2].split(",")
