@@ -48,72 +48,142 @@ PINFER_AVX512 inline __m512 values16(__m128i v, float s, float m) {
   return f;
 }
 
-// One 32-value sub-block (bytes of v, one scale and min) into the chains.
-template <bool Signed, bool Min, int NT>
-PINFER_AVX512 inline void fmaSub32(__m256i v, float s0, float s1, float m,
-                                   const float *x, int64_t xStride,
-                                   __m512 (*a)[2]) {
-  const __m512 w0 = values16<Signed, Min>(_mm256_castsi256_si128(v), s0, m);
-  const __m512 w1 =
-      values16<Signed, Min>(_mm256_extracti128_si256(v, 1), s1, m);
+// One 32-value sub-block of R rows (bytes v[r], scales and mins) into each
+// row's chains: token t's activation loaded once for the R rows.
+template <bool Signed, bool Min, int R, int NT>
+PINFER_AVX512 inline void
+fmaSub32(const __m256i *v, const float *s0, const float *s1, const float *m,
+         const float *x, int64_t xStride, __m512 (*a)[NT][2]) {
+  __m512 w0[R], w1[R];
+  for (int r = 0; r < R; ++r) {
+    w0[r] = values16<Signed, Min>(_mm256_castsi256_si128(v[r]), s0[r], m[r]);
+    w1[r] =
+        values16<Signed, Min>(_mm256_extracti128_si256(v[r], 1), s1[r], m[r]);
+  }
   for (int t = 0; t < NT; ++t) {
-    a[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * xStride), a[t][0]);
-    a[t][1] =
-        _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * xStride + 16), a[t][1]);
+    const __m512 x0 = _mm512_loadu_ps(x + t * xStride);
+    const __m512 x1 = _mm512_loadu_ps(x + t * xStride + 16);
+    for (int r = 0; r < R; ++r) {
+      a[r][t][0] = _mm512_fmadd_ps(w0[r], x0, a[r][t][0]);
+      a[r][t][1] = _mm512_fmadd_ps(w1[r], x1, a[r][t][1]);
+    }
   }
 }
 
+template <int R, int NT>
+PINFER_AVX512 inline void sumChains(__m512 (*a)[NT][2], float *out) {
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      out[t * R + r] = hsum512(_mm512_add_ps(a[r][t][0], a[r][t][1]));
+}
+
 // Q4_K/Q5_K: sub-blocks 2g and 2g+1 are the low and high nibbles of one
-// 32-byte load (runtime/decode_blocks_avx2.h, unpackK4K5).
+// 32-byte load (runtime/decode_blocks_avx2.h, unpackK4K5). R rows at
+// row + r * rowBytes, NT tokens; out[t * R + r]. Each row's and token's
+// chains take the same values in the same order whatever R and NT are.
+template <bool Five, int R, int NT>
+PINFER_AVX512 inline void
+dotK4K5F32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
+                     int64_t xStride, int64_t n, float *out) {
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  __m512 a[R][NT][2];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const uint8_t *p[R];
+    float d[R], min[R];
+    qblk::ScalesMinsK4 sm[R];
+    for (int r = 0; r < R; ++r) {
+      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes + b * bytes;
+      d[r] = halfAt(p[r]);
+      min[r] = halfAt(p[r] + 2);
+      sm[r] = qblk::scalesMinsK4(p[r] + 4);
+    }
+    for (int g = 0; g < 4; ++g, x += 64) {
+      __m256i lo[R], hi[R];
+      float d1[R], m1[R], d2[R], m2[R];
+      for (int r = 0; r < R; ++r) {
+        qblk::unpackK4K5<Five>(p[r], g, lo[r], hi[r]);
+        d1[r] = d[r] * sm[r].sc[2 * g];
+        m1[r] = min[r] * sm[r].m[2 * g];
+        d2[r] = d[r] * sm[r].sc[2 * g + 1];
+        m2[r] = min[r] * sm[r].m[2 * g + 1];
+      }
+      fmaSub32<false, true, R, NT>(lo, d1, d1, m1, x, xStride, a);
+      fmaSub32<false, true, R, NT>(hi, d2, d2, m2, x + 32, xStride, a);
+    }
+  }
+  sumChains<R, NT>(a, out);
+}
 template <bool Five, int NT>
 PINFER_AVX512 inline void dotK4K5F32NAvx512(const void *row, const float *x,
                                             int64_t xStride, int64_t n,
                                             float *out) {
-  const uint8_t *p = static_cast<const uint8_t *>(row);
-  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  __m512 a[NT][2];
-  for (int t = 0; t < NT; ++t)
-    a[t][0] = a[t][1] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; ++b, p += bytes) {
-    const float d = halfAt(p), min = halfAt(p + 2);
-    const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
-    const uint8_t *sc = sm.sc, *m = sm.m;
-    for (int g = 0; g < 4; ++g, x += 64) {
-      __m256i lo, hi;
-      qblk::unpackK4K5<Five>(p, g, lo, hi);
-      const float d1 = d * sc[2 * g], m1 = min * m[2 * g];
-      const float d2 = d * sc[2 * g + 1], m2 = min * m[2 * g + 1];
-      fmaSub32<false, true, NT>(lo, d1, d1, m1, x, xStride, a);
-      fmaSub32<false, true, NT>(hi, d2, d2, m2, x + 32, xStride, a);
-    }
-  }
-  for (int t = 0; t < NT; ++t)
-    out[t] = hsum512(_mm512_add_ps(a[t][0], a[t][1]));
+  dotK4K5F32RowsAvx512<Five, 1, NT>(row, 0, x, xStride, n, out);
 }
 
 // Q6_K: 32 values (signed, q - 32) of two 16-value sub-blocks at a time.
+template <int R, int NT>
+PINFER_AVX512 inline void
+dotQ6_KF32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
+                     int64_t xStride, int64_t n, float *out) {
+  const __m256i c32 = _mm256_set1_epi8(32);
+  const float zero[R] = {};
+  __m512 a[R][NT][2];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const uint8_t *p[R];
+    float d[R];
+    for (int r = 0; r < R; ++r) {
+      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes +
+             b * sizeof(BlockQ6_K);
+      d[r] = halfAt(p[r] + 208);
+    }
+    for (int h = 0; h < 2; ++h) {
+      __m256i v[R][4];
+      for (int r = 0; r < R; ++r)
+        qblk::unpackQ6K(p[r], h, v[r]);
+      for (int k = 0; k < 4; ++k, x += 32) {
+        __m256i vk[R];
+        float s0[R], s1[R];
+        for (int r = 0; r < R; ++r) {
+          const int8_t *sc =
+              reinterpret_cast<const int8_t *>(p[r] + 192) + 8 * h;
+          vk[r] = _mm256_sub_epi8(v[r][k], c32);
+          s0[r] = d[r] * sc[2 * k];
+          s1[r] = d[r] * sc[2 * k + 1];
+        }
+        fmaSub32<true, false, R, NT>(vk, s0, s1, zero, x, xStride, a);
+      }
+    }
+  }
+  sumChains<R, NT>(a, out);
+}
 template <int NT>
 PINFER_AVX512 inline void dotQ6_KF32NAvx512(const void *row, const float *x,
                                             int64_t xStride, int64_t n,
                                             float *out) {
-  const uint8_t *p = static_cast<const uint8_t *>(row);
-  const __m256i c32 = _mm256_set1_epi8(32);
-  __m512 a[NT][2];
-  for (int t = 0; t < NT; ++t)
-    a[t][0] = a[t][1] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; ++b, p += sizeof(BlockQ6_K)) {
-    const int8_t *sc = reinterpret_cast<const int8_t *>(p + 192);
-    const float d = halfAt(p + 208);
-    for (int h = 0; h < 2; ++h, sc += 8) {
-      __m256i v[4];
-      qblk::unpackQ6K(p, h, v);
-      for (int k = 0; k < 4; ++k, x += 32)
-        fmaSub32<true, false, NT>(_mm256_sub_epi8(v[k], c32), d * sc[2 * k],
-                                  d * sc[2 * k + 1], 0.f, x, xStride, a);
-    }
-  }
-  for (int t = 0; t < NT; ++t)
-    out[t] = hsum512(_mm512_add_ps(a[t][0], a[t][1]));
+  dotQ6_KF32RowsAvx512<1, NT>(row, 0, x, xStride, n, out);
+}
+
+// kRowsAtOnce rows x kTokensAtOnce tokens (prompts' dense down projection):
+// each activation load serves four rows, which is what bounds the one-row
+// products once four tokens share a row's decoding.
+template <bool Five>
+PINFER_AVX512 inline void
+dotK4K5F32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
+                       int64_t xStride, int64_t n, float *out) {
+  dotK4K5F32RowsAvx512<Five, kRowsAtOnce, kTokensAtOnce>(row, rowBytes, x,
+                                                         xStride, n, out);
+}
+PINFER_AVX512 inline void
+dotQ6_KF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
+                       int64_t xStride, int64_t n, float *out) {
+  dotQ6_KF32RowsAvx512<kRowsAtOnce, kTokensAtOnce>(row, rowBytes, x, xStride, n,
+                                                   out);
 }
 
 template <bool Five>

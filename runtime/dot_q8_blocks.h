@@ -503,14 +503,50 @@ PINFER_AVX512 inline __m512i unpackK4K5Pair(const uint8_t *p, int g) {
   }
 }
 
-// Q4_K/Q5_K: the 32 bytes of nibbles that hold sub-blocks 2g (low) and
-// 2g+1 (high) make one register of unsigned values against activation
-// blocks 2g and 2g+1. The mins' share, dmin m_j s_j, accumulates in 8 f32
-// lanes, one per sub-block, and comes off at the end.
-template <bool Five, int NT>
-PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
-                                           int64_t xStride, int64_t n,
-                                           float *out) {
+// Where a kernel reads a token's activation: from BlockQ8Act blocks (one
+// token, or a few) or from a prompt's ActPairQ8 pairs (the same numbers,
+// loaded as they are). Token t, pair k of the current super-block.
+struct BlockAct {
+  const BlockQ8Act *x;
+  int64_t stride; // blocks per token
+  PINFER_AVX512 __m512i bytes(int t, int k) const {
+    return actPairBytes(x + t * stride + 2 * k);
+  }
+  PINFER_AVX512 __m512 scales(int t, int k) const {
+    return actPairScales(x + t * stride + 2 * k);
+  }
+  PINFER_AVX512 __m256 sums8(int t) const {
+    return actBlocks8(&x[t * stride].s);
+  }
+  void next() { x += QK_K / QK8_0; }
+};
+struct PairAct {
+  const ActPairQ8 *x;
+  const float *sums;
+  int64_t stride; // pairs per token
+  PINFER_AVX512 __m512i bytes(int t, int k) const {
+    return _mm512_load_si512(x[t * stride + k].qs);
+  }
+  PINFER_AVX512 __m512 scales(int t, int k) const {
+    return _mm512_load_ps(x[t * stride + k].d);
+  }
+  PINFER_AVX512 __m256 sums8(int t) const {
+    return _mm256_loadu_ps(sums + t * 2 * stride);
+  }
+  void next() {
+    x += QK_K / (2 * QK8_0);
+    sums += QK_K / QK8_0;
+  }
+};
+
+// Q4_K/Q5_K: a pair of activation blocks spans sub-blocks 2g and 2g+1
+// (the low and high nibbles of 32 bytes); their scales d * sc_j join the
+// lanes' f32 factors, 0-7 from sub-block 2g and 8-15 from sub-block 2g+1.
+// The mins' share, dmin m_j s_j, accumulates in 8 f32 lanes, one per
+// sub-block, and comes off at the end.
+template <bool Five, int NT, class Act>
+PINFER_AVX512 inline void dotK4K5Q8ActAvx512(const void *row, Act x, int64_t n,
+                                             float *out) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   __m512 acc[NT];
@@ -519,7 +555,7 @@ PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
     acc[t] = _mm512_setzero_ps();
     accMin[t] = _mm256_setzero_ps();
   }
-  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x.next()) {
     const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
     const __m512 dsc = _mm512_castps256_ps512(
         _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
@@ -532,20 +568,23 @@ PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
     for (int g = 0; g < 4; ++g) {
       const __m512i w = unpackK4K5Pair<Five>(p, g);
       const __m512 wd = pairOf(dsc, 2 * g);
-      for (int t = 0; t < NT; ++t) {
-        const BlockQ8Act *xt = x + t * xStride + 2 * g;
-        const __m512i xs = actPairBytes(xt);
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, actPairScales(xt)),
+      for (int t = 0; t < NT; ++t)
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, x.scales(t, g)),
                                  _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
-                                     _mm512_setzero_si512(), w, xs)),
+                                     _mm512_setzero_si512(), w, x.bytes(t, g))),
                                  acc[t]);
-      }
     }
     for (int t = 0; t < NT; ++t)
-      accMin[t] = _mm256_fmadd_ps(dm, actBlocks8(&x[t * xStride].s), accMin[t]);
+      accMin[t] = _mm256_fmadd_ps(dm, x.sums8(t), accMin[t]);
   }
   for (int t = 0; t < NT; ++t)
     out[t] = hsum512(acc[t]) - hsum(accMin[t]);
+}
+template <bool Five, int NT>
+PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
+                                           int64_t xStride, int64_t n,
+                                           float *out) {
+  dotK4K5Q8ActAvx512<Five, NT>(row, BlockAct{x, xStride}, n, out);
 }
 
 template <bool Five>
@@ -559,23 +598,29 @@ dotK4K5Q8x4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
                   int64_t n, float *out) {
   dotK4K5Q8NAvx512<Five, kTokensAtOnce>(row, x, xStride, n, out);
 }
+template <bool Five>
+PINFER_AVX512 inline void
+dotK4K5Q8Pairs4Avx512(const void *row, const ActPairQ8 *x, const float *sums,
+                      int64_t xStride, int64_t n, float *out) {
+  dotK4K5Q8ActAvx512<Five, kTokensAtOnce>(row, PairAct{x, sums, xStride}, n,
+                                          out);
+}
 
 // Q6_K: the 6-bit values minus 32 as signed bytes against the activation
 // offset by 128 (unsigned); the offset's products, -128 times each lane's
 // four weights, seed the integer sum, computed once for all NT tokens. A
 // pair of activation blocks spans four 16-value sub-blocks, four lanes
 // each, whose signed scales join the lanes' f32 factors.
-template <int NT>
-PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
-                                           int64_t xStride, int64_t n,
-                                           float *out) {
+template <int NT, class Act>
+PINFER_AVX512 inline void dotQ6_KQ8ActAvx512(const void *row, Act x, int64_t n,
+                                             float *out) {
   const uint8_t *p = static_cast<const uint8_t *>(row);
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   const __m512i sub = _mm512_set1_epi8(32);
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t)
     acc[t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x += 8) {
+  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x.next()) {
     const __m512 dsc =
         _mm512_mul_ps(_mm512_set1_ps(halfAt(p + 208)),
                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
@@ -584,7 +629,7 @@ PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
       __m256i v[4];
       qblk::unpackQ6K(p, h, v);
       for (int q = 0; q < 2; ++q) {
-        const int k = 4 * h + 2 * q; // activation blocks k, k + 1
+        const int k = 2 * h + q; // pair k: activation blocks 2k, 2k + 1
         const __m512i w =
             _mm512_sub_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(v[2 * q]),
                                                v[2 * q + 1], 1),
@@ -592,16 +637,15 @@ PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
         const __m512i corr = _mm512_sub_epi32(
             _mm512_setzero_si512(),
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w));
-        const int j = 2 * k; // sub-blocks j .. j + 3
+        const int j = 4 * k; // sub-blocks j .. j + 3
         const __m512 wd = _mm512_permutexvar_ps(
             _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2,
                               j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3),
             dsc);
         for (int t = 0; t < NT; ++t) {
-          const BlockQ8Act *xt = x + t * xStride + k;
-          const __m512i xs = _mm512_xor_si512(actPairBytes(xt), flip);
+          const __m512i xs = _mm512_xor_si512(x.bytes(t, k), flip);
           acc[t] = _mm512_fmadd_ps(
-              _mm512_mul_ps(wd, actPairScales(xt)),
+              _mm512_mul_ps(wd, x.scales(t, k)),
               _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, xs, w)), acc[t]);
         }
       }
@@ -609,6 +653,12 @@ PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
   }
   for (int t = 0; t < NT; ++t)
     out[t] = hsum512(acc[t]);
+}
+template <int NT>
+PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
+                                           int64_t xStride, int64_t n,
+                                           float *out) {
+  dotQ6_KQ8ActAvx512<NT>(row, BlockAct{x, xStride}, n, out);
 }
 
 PINFER_AVX512 inline float dotQ6_KQ8Avx512(const void *row, const BlockQ8Act *x,
@@ -620,6 +670,11 @@ PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
                                             int64_t xStride, int64_t n,
                                             float *out) {
   dotQ6_KQ8NAvx512<kTokensAtOnce>(row, x, xStride, n, out);
+}
+PINFER_AVX512 inline void
+dotQ6_KQ8Pairs4Avx512(const void *row, const ActPairQ8 *x, const float *sums,
+                      int64_t xStride, int64_t n, float *out) {
+  dotQ6_KQ8ActAvx512<kTokensAtOnce>(row, PairAct{x, sums, xStride}, n, out);
 }
 
 #endif // PINFER_X86

@@ -151,6 +151,23 @@ using DotQ8ActRowsFn = void (*)(const void *row, int64_t rowBytes,
                                 const BlockQ8Act *x, int64_t xStride, int64_t n,
                                 float *out);
 
+// A prompt's quantised activation laid out for the AVX-512 K-quant products
+// (runtime/kernels.cpp, pairActivations): BlockQ8Act blocks 2i and 2i+1 as
+// one aligned 64-byte load and their scales spread over 16 lanes, so that a
+// token's share of a pair of blocks costs no joining or spreading per row.
+// The same numbers as the blocks.
+struct alignas(64) ActPairQ8 {
+  int8_t qs[2 * QK8_0];
+  float d[16]; // block 2i's scale in 0-7, block 2i+1's in 8-15
+};
+
+// kTokensAtOnce tokens x_t = x + t * xStride (pairs), their blocks' sums
+// (BlockQ8Act::s) at sums + t * 2 * xStride: out[t] bitwise the one-token
+// kernel's over the blocks.
+using DotQ8Pairs4Fn = void (*)(const void *row, const ActPairQ8 *x,
+                               const float *sums, int64_t xStride, int64_t n,
+                               float *out);
+
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
   DotFn dot = nullptr;           // every computable type
@@ -162,6 +179,7 @@ struct TypeKernels {
   DotQ8Act4Fn dotQ84 = nullptr;
   DotRowsFn dotRows = nullptr;
   DotQ8ActRowsFn dotQ8Rows = nullptr;
+  DotQ8Pairs4Fn dotQ8Pairs4 = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

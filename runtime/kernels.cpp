@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -108,6 +109,27 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                      int64_t r0, int64_t r1);
 
+// Rows from which rowsKernel lays a prompt's activation out in pairs.
+constexpr int64_t kPairRowsMin = 8;
+
+// The first nTok tokens' blocks (nb per token) as ActPairQ8 pairs, and
+// their sums (BlockQ8Act::s) in a row per token.
+void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
+                     std::vector<ActPairQ8> &pairs, std::vector<float> &sums) {
+  assert(nb % 2 == 0);
+  pairs.resize(size_t(nTok) * size_t(nb / 2));
+  sums.resize(size_t(nTok) * size_t(nb));
+  for (int64_t i = 0; i < int64_t(nTok) * nb; i += 2) {
+    ActPairQ8 &p = pairs[size_t(i / 2)];
+    std::memcpy(p.qs, xq[i].qs, QK8_0);
+    std::memcpy(p.qs + QK8_0, xq[i + 1].qs, QK8_0);
+    std::fill(p.d, p.d + 8, xq[i].d);
+    std::fill(p.d + 8, p.d + 16, xq[i + 1].d);
+    sums[size_t(i)] = xq[i].s;
+    sums[size_t(i) + 1] = xq[i + 1].s;
+  }
+}
+
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
@@ -146,6 +168,26 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
           y[t * yStride + r + j] = dot(w.row(r + j), x + t * xStride,
                                        xq ? xq + t * nb : nullptr, w.cols);
     }
+  // A prompt's quantised activation rearranged once for the rows that
+  // follow (ActPairQ8), where the type reads that layout faster: a few
+  // rows do not pay for it.
+  if (xq && dot.q8Pairs4 && nTok4 > 0 && r1 - r >= kPairRowsMin) {
+    static thread_local std::vector<ActPairQ8> pairs;
+    static thread_local std::vector<float> sums;
+    pairActivations(xq, nb, nTok4, pairs, sums);
+    const int64_t np = nb / 2;
+    for (; r < r1; ++r) {
+      const uint8_t *row = w.row(r);
+      for (int t = 0; t < nTok4; t += kTokensAtOnce) {
+        dot.q8Pairs4(row, pairs.data() + t * np, sums.data() + t * nb, np,
+                     w.cols, out);
+        for (int k = 0; k < kTokensAtOnce; ++k)
+          y[(t + k) * yStride + r] = out[k];
+      }
+      for (int t = nTok4; t < nTok; ++t)
+        y[t * yStride + r] = dot(row, x + t * xStride, xq + t * nb, w.cols);
+    }
+  }
   for (; r < r1; ++r) {
     const uint8_t *row = w.row(r);
     int t = 0;
@@ -342,7 +384,8 @@ RowDot rowDot(GGMLType type) {
   const TypeKernels *k = kernelsOf(type);
   if (!k)
     return RowDot{};
-  return RowDot{k->dotQ8, k->dot, k->dotQ84, k->dot4, k->dotQ8Rows, k->dotRows};
+  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,     k->dot4,
+                k->dotQ8Rows, k->dotRows, k->dotQ8Pairs4};
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

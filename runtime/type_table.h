@@ -267,18 +267,22 @@ constexpr TypeTraits q5_1() {
 // AVX-512 VNNI products of the 8-bit activation (runtime/dot_q8_blocks.h);
 // the row's other kernels stay its AVX2 ones at that level.
 constexpr TypeTraits withAvx512Q8(TypeTraits t, DotQ8ActFn dotQ8,
-                                  DotQ8Act4Fn dotQ84) {
+                                  DotQ8Act4Fn dotQ84,
+                                  DotQ8Pairs4Fn dotQ8Pairs4) {
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = dotQ8;
   t.avx512.dotQ84 = dotQ84;
+  t.avx512.dotQ8Pairs4 = dotQ8Pairs4;
   t.hasAvx512 = true;
   return t;
 }
 
 // And their f32-activation products (runtime/decode_blocks_avx512.h).
-constexpr TypeTraits withAvx512F32(TypeTraits t, DotFn dot, Dot4Fn dot4) {
+constexpr TypeTraits withAvx512F32(TypeTraits t, DotFn dot, Dot4Fn dot4,
+                                   DotRowsFn dotRows) {
   t.avx512.dot = dot;
   t.avx512.dot4 = dot4;
+  t.avx512.dotRows = dotRows;
   return t;
 }
 
@@ -320,9 +324,11 @@ constexpr TypeTraits q4_K() {
               PINFER_IF_X86(dotk::dotQ4_KF32Avx2),
               PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotK4K5Q8Avx512<false>),
-          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<false>)),
+          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<false>),
+          PINFER_IF_X86(dotk::dotK4K5Q8Pairs4Avx512<false>)),
       PINFER_IF_X86(dotk::dotK4K5F32Avx512<false>),
-      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<false>));
+      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<false>),
+      PINFER_IF_X86(dotk::dotK4K5F32RowsX4Avx512<false>));
 }
 constexpr TypeTraits q5_K() {
   return withAvx512F32(
@@ -336,9 +342,11 @@ constexpr TypeTraits q5_K() {
               PINFER_IF_X86(dotk::dotQ5_KF32Avx2),
               PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotK4K5Q8Avx512<true>),
-          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<true>)),
+          PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<true>),
+          PINFER_IF_X86(dotk::dotK4K5Q8Pairs4Avx512<true>)),
       PINFER_IF_X86(dotk::dotK4K5F32Avx512<true>),
-      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<true>));
+      PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<true>),
+      PINFER_IF_X86(dotk::dotK4K5F32RowsX4Avx512<true>));
 }
 constexpr TypeTraits q6_K() {
   return withAvx512F32(
@@ -352,9 +360,11 @@ constexpr TypeTraits q6_K() {
               PINFER_IF_X86(dotk::dotQ6_KF32Avx2),
               PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotQ6_KQ8Avx512),
-          PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx512)),
+          PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx512),
+          PINFER_IF_X86(dotk::dotQ6_KQ8Pairs4Avx512)),
       PINFER_IF_X86(dotk::dotQ6_KF32Avx512),
-      PINFER_IF_X86(dotk::dotQ6_KF32x4Avx512));
+      PINFER_IF_X86(dotk::dotQ6_KF32x4Avx512),
+      PINFER_IF_X86(dotk::dotQ6_KF32RowsX4Avx512));
 }
 
 #undef PINFER_IF_X86

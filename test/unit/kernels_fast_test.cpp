@@ -338,15 +338,23 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     }
   }
   if (kernelLevel() == 2)
-    EXPECT_EQ(checked, 4) << "Q8_0 and Q4_0, quantised and f32";
+    EXPECT_EQ(checked, 7)
+        << "Q8_0 and Q4_0, quantised and f32; Q4_K, Q5_K and Q6_K f32";
   else
     std::printf("[ SKIPPED  ] no multi-row kernels at level %s\n",
                 kernelIsaName());
 
   // Through matvecRows: 11 tokens (two fours and a remainder), rows 1..14
-  // (three groups of four and a remainder after an unaligned start).
-  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0}) {
-    const int64_t cols = 288, nRows = 16;
+  // (three groups of four and a remainder after an unaligned start). The
+  // K-quants' quantised products go through the prompt's paired activation
+  // layout there (ActPairQ8) at the AVX-512 level.
+  if (kernelLevel() == 2)
+    for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
+      EXPECT_NE(rowDot(type).q8Pairs4, nullptr) << typeName(type);
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q4_K,
+                        GGMLType::Q5_K, GGMLType::Q6_K}) {
+    const int64_t cols = typeTraits(type)->blockSize == QK_K ? 512 : 288;
+    const int64_t nRows = 16;
     const int nTok = 11;
     std::vector<uint8_t> data =
         encodeRows(type, randomVector(size_t(cols) * nRows, 43), cols);
