@@ -9,6 +9,8 @@
 // weights' format (keys, content hash) is runtime/packed_format.h.
 #pragma once
 
+#include "runtime/aligned_vector.h"
+
 #include "runtime/cuda_driver.h"
 #include "runtime/generate.h"
 #include "runtime/kernels.h"
@@ -282,10 +284,10 @@ private:
   bool measureRecall_ = false;
   int nCtx_ = 0;
   int nPast_ = 0;
-  std::vector<float> x_, xb_, xb2_;          // [n_embd]
-  std::vector<float> q_, attnOut_;           // [n_head*head_dim]
+  AlignedVector<float> x_, xb_, xb2_;        // [n_embd]
+  AlignedVector<float> q_, attnOut_;         // [n_head*head_dim]
   std::vector<float> scores_;                // [n_head][n_ctx]
-  std::vector<float> hHot_, hCold_;          // [n_ff] activations of each half
+  AlignedVector<float> hHot_, hCold_;        // [n_ff] activations of each half
   std::vector<Q4SfAct> sfAct_;               // xq_ for scales-first rows
   std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
   // Split layouts: the neurons that fired, grouped by source block.
@@ -315,12 +317,12 @@ private:
 
   // Batched prompt evaluation (executor_batch.cpp); sized by sizeBatch().
   int nBatch_ = ForwardState::kDefaultBatch; // tokens per chunk
-  std::vector<float> bX_, bXb_, bXb2_;       // [nBatch][n_embd]
-  std::vector<float> bQ_, bAttnOut_;         // [nBatch][n_head*head_dim]
+  AlignedVector<float> bX_, bXb_, bXb2_;     // [nBatch][n_embd]
+  AlignedVector<float> bQ_, bAttnOut_;       // [nBatch][n_head*head_dim]
   std::vector<float> bScores_;               // [nBatch][n_head][n_ctx]
   std::vector<Q4SfAct> bSfAct_;              // bXq_ for scales-first rows
   std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
-  std::vector<float> bH_;                    // [nBatch][n_ff] packed order
+  AlignedVector<float> bH_;                  // [nBatch][n_ff] packed order
   std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's
   std::vector<float> bPredHidden_;           // [nBatch][predictor rank]
   std::vector<float> bPredLogits_;           // [nBatch][n_ff]

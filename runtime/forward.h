@@ -4,6 +4,8 @@
 // of `pinferc run` and `pinferc profile`: straightforward before fast.
 #pragma once
 
+#include "runtime/aligned_vector.h"
+
 #include "runtime/model.h"
 
 #include <cstdint>
@@ -47,14 +49,16 @@ struct ForwardState {
   int nBatch = 0;
   int nPast = 0; // positions held in the KV cache
 
-  std::vector<float> x;        // [n_batch][n_embd] residual stream
-  std::vector<float> xb;       // [n_batch][n_embd] normed input of a block
-  std::vector<float> xb2;      // [n_batch][n_embd] block output before the residual add
-  std::vector<float> q;        // [n_batch][n_head*head_dim]
-  std::vector<float> attnOut;  // [n_batch][n_head*head_dim]
+  AlignedVector<float> x;  // [n_batch][n_embd] residual stream
+  AlignedVector<float> xb; // [n_batch][n_embd] normed input of a block
+  AlignedVector<float>
+      xb2; // [n_batch][n_embd] block output before the residual add
+  AlignedVector<float> q;       // [n_batch][n_head*head_dim]
+  AlignedVector<float> attnOut; // [n_batch][n_head*head_dim]
   std::vector<float> scores;   // [n_batch][n_head][n_ctx] attention weights
-  std::vector<float> hGate;    // [n_batch][n_ff] gate projection, then activation product
-  std::vector<float> hUp;      // [n_batch][n_ff]
+  AlignedVector<float>
+      hGate; // [n_batch][n_ff] gate projection, then activation product
+  AlignedVector<float> hUp;    // [n_batch][n_ff]
   std::vector<uint8_t> fired;  // [n_ff] firing mask of one token in one layer
   std::vector<float> logits;   // [n_vocab] of the last token evaluated with wantLogits
   std::vector<float> keyCache;   // [n_layer][n_ctx][n_kv_head*head_dim]
