@@ -547,17 +547,31 @@ PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
       _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
 }
 
-// A block's 32 weights as unsigned bytes: Q8_0's plus 128, Q4_0's nibbles.
+// Q5_0's 5-bit values: the nibbles with bit j of qh as byte j's 0x10, one
+// masked move where AVX2 spreads the bits with a shuffle and a compare.
+PINFER_AVX512 inline __m256i q5Values(const BlockQ5_0 &b) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  return _mm256_or_si256(
+      unpackQ4(b.qs),
+      _mm256_maskz_mov_epi8(_cvtu32_mask32(qh), _mm256_set1_epi8(0x10)));
+}
+
+// A block's 32 weights as unsigned bytes: Q8_0's plus 128, Q4_0's nibbles,
+// Q5_0's 5-bit values.
 template <class B, int Offset>
 PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
   if constexpr (Offset == 128)
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk.qs),
                             _mm256_set1_epi8(char(0x80)));
+  else if constexpr (Offset == 16)
+    return q5Values(blk);
   else
     return unpackQ4(blk.qs);
 }
 
-// Rows of 8-bit blocks (Q8_0, offset 128) or 4-bit ones (Q4_0, offset 8)
+// Rows of 8-bit blocks (Q8_0, offset 128), 4-bit ones (Q4_0, offset 8) or
+// 5-bit ones (Q5_0, offset 16)
 // times NT 8-bit activations (x_t = x + t * xStride), each pair of blocks
 // unpacked once for all of them. The offset comes off in the integers
 // (vpdpbusd of the offset byte with the activation), and an odd last block
@@ -604,7 +618,8 @@ dotOffsetPairsNAvx512(const void *row, const BlockQ8Act *x, int64_t xStride,
     out[t] = hsum512(acc[t]);
 }
 
-// A pair of blocks' signed values (Q8_0's bytes, Q4_0's nibbles minus 8),
+// A pair of blocks' signed values (Q8_0's bytes, Q4_0's and Q5_0's values less
+// their offset),
 // the pair's two f16 scales spread over their lanes, and the integers that
 // take the activations' offset back off: -128 * (the sum of each lane's
 // four weights). Signed weights times activations offset by 128 (unsigned)
@@ -620,7 +635,8 @@ PINFER_AVX512 inline __m256i signedBytes(const B &b) {
   if constexpr (Offset == 128)
     return _mm256_loadu_si256((const __m256i *)b.qs);
   else
-    return _mm256_sub_epi8(unpackQ4(b.qs), _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(offsetBytes<B, Offset>(b),
+                           _mm256_set1_epi8(char(Offset)));
 }
 template <class B, int Offset>
 PINFER_AVX512 inline SignedPair signedPair(const B *b, int64_t blk, bool pair) {
@@ -764,6 +780,10 @@ PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row, const BlockQ8Act *x,
 PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row, const BlockQ8Act *x,
                                            int64_t n) {
   return dotOffsetPairsAvx512<BlockQ4_0, 8>(row, x, n);
+}
+PINFER_AVX512 inline float dotQ5_0Q8Avx512(const void *row, const BlockQ8Act *x,
+                                           int64_t n) {
+  return dotOffsetPairsAvx512<BlockQ5_0, 16>(row, x, n);
 }
 
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------

@@ -249,12 +249,22 @@ constexpr TypeTraits q4_1() {
 constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
   // a whole step of max/16.
-  return withQ8Act(
+  TypeTraits t = withQ8Act(
       decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
           "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024),
       dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2),
       PINFER_IF_X86(
           (dotk::dotOffsetBlocksX4Avx2<BlockQ5_0, dotk::q5Block, 16>)));
+  // The AVX-512 VNNI products of Q8_0 and Q4_0 (runtime/dot_kernels.h),
+  // pairs of blocks offset by 16.
+  t.avx512 = t.avx2;
+  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0Q8Avx512);
+  t.avx512.dotQ84 =
+      PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ5_0, 16>));
+  t.avx512.dotQ8Rows =
+      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ5_0, 16>));
+  t.hasAvx512 = true;
+  return t;
 }
 constexpr TypeTraits q5_1() {
   return withQ8Act(

@@ -202,7 +202,7 @@ TEST(KernelsFast, Avx2MatchesScalar) {
 // AVX2 ones do (exact per-block integer sums, only the f32 accumulation
 // order differs), over odd and even block counts (the pair loop's tail),
 // with blocks at the integer extremes; and with the AVX2 ones. Every type
-// with kernels of its own at that level: Q8_0, Q4_0 and the K-quants.
+// with kernels of its own at that level: Q8_0, Q4_0, Q5_0 and the K-quants.
 TEST(KernelsFast, Avx512VnniMatchesScalar) {
   setKernelIsa(KernelIsa::Auto);
   if (kernelLevel() < 2)
@@ -239,8 +239,8 @@ TEST(KernelsFast, Avx512VnniMatchesScalar) {
       EXPECT_NEAR(wide, avx2, 1e-6 * mag) << typeName(type) << " n=" << n;
     }
   }
-  // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K at each length they divide.
-  EXPECT_EQ(checked, 2 * 6 + 3 * 4);
+  // Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K at each length they divide.
+  EXPECT_EQ(checked, 3 * 6 + 3 * 4);
 }
 
 // Tests that every kernel taking kTokensAtOnce tokens at once gives each
@@ -338,8 +338,8 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     }
   }
   if (kernelLevel() == 2)
-    EXPECT_EQ(checked, 7)
-        << "Q8_0 and Q4_0, quantised and f32; Q4_K, Q5_K and Q6_K f32";
+    EXPECT_EQ(checked, 8) << "Q8_0 and Q4_0, quantised and f32; Q5_0 "
+                             "quantised; Q4_K, Q5_K and Q6_K f32";
   else
     std::printf("[ SKIPPED  ] no multi-row kernels at level %s\n",
                 kernelIsaName());
@@ -351,8 +351,8 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
   if (kernelLevel() == 2)
     for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
       EXPECT_NE(rowDot(type).q8Pairs4, nullptr) << typeName(type);
-  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q4_K,
-                        GGMLType::Q5_K, GGMLType::Q6_K}) {
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q5_0,
+                        GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
     const int64_t cols = typeTraits(type)->blockSize == QK_K ? 512 : 288;
     const int64_t nRows = 16;
     const int nTok = 11;
