@@ -571,9 +571,8 @@ PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
 }
 
 // Rows of 8-bit blocks (Q8_0, offset 128), 4-bit ones (Q4_0, offset 8) or
-// 5-bit ones (Q5_0, offset 16)
-// times NT 8-bit activations (x_t = x + t * xStride), each pair of blocks
-// unpacked once for all of them. The offset comes off in the integers
+// 5-bit ones (Q5_0, offset 16) times NT 8-bit activations (x_t = x + t *
+// xStride), each pair of blocks unpacked once for all of them. The offset comes off in the integers
 // (vpdpbusd of the offset byte with the activation), and an odd last block
 // runs as a pair with an empty one, so the only float operations are the
 // explicit FMAs and the final sum, the same for every NT: a token's result
@@ -618,14 +617,13 @@ dotOffsetPairsNAvx512(const void *row, const BlockQ8Act *x, int64_t xStride,
     out[t] = hsum512(acc[t]);
 }
 
-// A pair of blocks' signed values (Q8_0's bytes, Q4_0's and Q5_0's values less
-// their offset),
-// the pair's two f16 scales spread over their lanes, and the integers that
-// take the activations' offset back off: -128 * (the sum of each lane's
-// four weights). Signed weights times activations offset by 128 (unsigned)
-// give the same exact int32 lanes as dotOffsetPairsNAvx512's unsigned
-// weights times signed activations, so the float operations that follow are
-// that kernel's, bitwise.
+// A pair of blocks' signed values (Q8_0's bytes, Q4_0's and Q5_0's values
+// less their offset), the pair's two f16 scales spread over their lanes,
+// and the integers that take the activations' offset back off: -128 * (the
+// sum of each lane's four weights). Signed weights times activations offset
+// by 128 (unsigned) give the same exact int32 lanes as
+// dotOffsetPairsNAvx512's unsigned weights times signed activations, so the
+// float operations that follow are that kernel's, bitwise.
 struct SignedPair {
   __m512i w, corr;
   __m512 d;
