@@ -543,48 +543,67 @@ struct PairAct {
 // (the low and high nibbles of 32 bytes); their scales d * sc_j join the
 // lanes' f32 factors, 0-7 from sub-block 2g and 8-15 from sub-block 2g+1.
 // The mins' share, dmin m_j s_j, accumulates in 8 f32 lanes, one per
-// sub-block, and comes off at the end.
-template <bool Five, int NT, class Act>
-PINFER_AVX512 inline void dotK4K5Q8ActAvx512(const void *row, Act x, int64_t n,
-                                             float *out) {
-  const uint8_t *p = static_cast<const uint8_t *>(row);
+// sub-block, and comes off at the end. R rows (row r at row + r *
+// rowBytes) share each token's activation loads; out[t * R + r]. A row's
+// and token's operations are the same whatever R and NT are.
+template <bool Five, int R, int NT, class Act>
+PINFER_AVX512 inline void dotK4K5Q8ActAvx512(const void *row, int64_t rowBytes,
+                                             Act x, int64_t n, float *out) {
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  __m512 acc[NT];
-  __m256 accMin[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    accMin[t] = _mm256_setzero_ps();
-  }
-  for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x.next()) {
-    const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
-    const __m512 dsc = _mm512_castps256_ps512(
-        _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                          _mm_loadl_epi64((const __m128i *)sm.sc)))));
-    const __m256 dm =
-        _mm256_mul_ps(_mm256_set1_ps(halfAt(p + 2)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                          _mm_loadl_epi64((const __m128i *)sm.m))));
-    for (int g = 0; g < 4; ++g) {
-      const __m512i w = unpackK4K5Pair<Five>(p, g);
-      const __m512 wd = pairOf(dsc, 2 * g);
-      for (int t = 0; t < NT; ++t)
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(wd, x.scales(t, g)),
-                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
-                                     _mm512_setzero_si512(), w, x.bytes(t, g))),
-                                 acc[t]);
+  __m512 acc[R][NT];
+  __m256 accMin[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) {
+      acc[r][t] = _mm512_setzero_ps();
+      accMin[r][t] = _mm256_setzero_ps();
     }
-    for (int t = 0; t < NT; ++t)
-      accMin[t] = _mm256_fmadd_ps(dm, x.sums8(t), accMin[t]);
+  for (int64_t i = 0; i < n / QK_K; ++i, x.next()) {
+    const uint8_t *p[R];
+    __m512 dsc[R];
+    __m256 dm[R];
+    for (int r = 0; r < R; ++r) {
+      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes + i * bytes;
+      const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p[r] + 4);
+      dsc[r] = _mm512_castps256_ps512(
+          _mm256_mul_ps(_mm256_set1_ps(halfAt(p[r])),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                            _mm_loadl_epi64((const __m128i *)sm.sc)))));
+      dm[r] = _mm256_mul_ps(_mm256_set1_ps(halfAt(p[r] + 2)),
+                            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                _mm_loadl_epi64((const __m128i *)sm.m))));
+    }
+    for (int g = 0; g < 4; ++g) {
+      __m512i w[R];
+      __m512 wd[R];
+      for (int r = 0; r < R; ++r) {
+        w[r] = unpackK4K5Pair<Five>(p[r], g);
+        wd[r] = pairOf(dsc[r], 2 * g);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m512 xd = x.scales(t, g);
+        const __m512i xs = x.bytes(t, g);
+        for (int r = 0; r < R; ++r)
+          acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(wd[r], xd),
+                                      _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                                          _mm512_setzero_si512(), w[r], xs)),
+                                      acc[r][t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256 sums = x.sums8(t);
+      for (int r = 0; r < R; ++r)
+        accMin[r][t] = _mm256_fmadd_ps(dm[r], sums, accMin[r][t]);
+    }
   }
-  for (int t = 0; t < NT; ++t)
-    out[t] = hsum512(acc[t]) - hsum(accMin[t]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      out[t * R + r] = hsum512(acc[r][t]) - hsum(accMin[r][t]);
 }
 template <bool Five, int NT>
 PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
                                            int64_t xStride, int64_t n,
                                            float *out) {
-  dotK4K5Q8ActAvx512<Five, NT>(row, BlockAct{x, xStride}, n, out);
+  dotK4K5Q8ActAvx512<Five, 1, NT>(row, 0, BlockAct{x, xStride}, n, out);
 }
 
 template <bool Five>
@@ -598,67 +617,75 @@ dotK4K5Q8x4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
                   int64_t n, float *out) {
   dotK4K5Q8NAvx512<Five, kTokensAtOnce>(row, x, xStride, n, out);
 }
-template <bool Five>
-PINFER_AVX512 inline void
-dotK4K5Q8Pairs4Avx512(const void *row, const ActPairQ8 *x, const float *sums,
-                      int64_t xStride, int64_t n, float *out) {
-  dotK4K5Q8ActAvx512<Five, kTokensAtOnce>(row, PairAct{x, sums, xStride}, n,
-                                          out);
-}
 
 // Q6_K: the 6-bit values minus 32 as signed bytes against the activation
 // offset by 128 (unsigned); the offset's products, -128 times each lane's
 // four weights, seed the integer sum, computed once for all NT tokens. A
 // pair of activation blocks spans four 16-value sub-blocks, four lanes
-// each, whose signed scales join the lanes' f32 factors.
-template <int NT, class Act>
-PINFER_AVX512 inline void dotQ6_KQ8ActAvx512(const void *row, Act x, int64_t n,
-                                             float *out) {
-  const uint8_t *p = static_cast<const uint8_t *>(row);
+// each, whose signed scales join the lanes' f32 factors. R rows as above.
+template <int R, int NT, class Act>
+PINFER_AVX512 inline void dotQ6_KQ8ActAvx512(const void *row, int64_t rowBytes,
+                                             Act x, int64_t n, float *out) {
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   const __m512i sub = _mm512_set1_epi8(32);
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t)
-    acc[t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x.next()) {
-    const __m512 dsc =
-        _mm512_mul_ps(_mm512_set1_ps(halfAt(p + 208)),
-                      _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                          _mm_loadu_si128((const __m128i *)(p + 192)))));
+  __m512 acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      acc[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; ++i, x.next()) {
+    const uint8_t *p[R];
+    __m512 dsc[R];
+    for (int r = 0; r < R; ++r) {
+      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes +
+             i * sizeof(BlockQ6_K);
+      dsc[r] =
+          _mm512_mul_ps(_mm512_set1_ps(halfAt(p[r] + 208)),
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)(p[r] + 192)))));
+    }
     for (int h = 0; h < 2; ++h) {
-      __m256i v[4];
-      qblk::unpackQ6K(p, h, v);
+      __m256i v[R][4];
+      for (int r = 0; r < R; ++r)
+        qblk::unpackQ6K(p[r], h, v[r]);
       for (int q = 0; q < 2; ++q) {
         const int k = 2 * h + q; // pair k: activation blocks 2k, 2k + 1
-        const __m512i w =
-            _mm512_sub_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(v[2 * q]),
-                                               v[2 * q + 1], 1),
-                            sub);
-        const __m512i corr = _mm512_sub_epi32(
-            _mm512_setzero_si512(),
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w));
-        const int j = 4 * k; // sub-blocks j .. j + 3
-        const __m512 wd = _mm512_permutexvar_ps(
+        const int j = 4 * k;     // sub-blocks j .. j + 3
+        const __m512i spread =
             _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2,
-                              j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3),
-            dsc);
+                              j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3);
+        __m512i w[R], corr[R];
+        __m512 wd[R];
+        for (int r = 0; r < R; ++r) {
+          w[r] = _mm512_sub_epi8(
+              _mm512_inserti64x4(_mm512_castsi256_si512(v[r][2 * q]),
+                                 v[r][2 * q + 1], 1),
+              sub);
+          corr[r] = _mm512_sub_epi32(
+              _mm512_setzero_si512(),
+              _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w[r]));
+          wd[r] = _mm512_permutexvar_ps(spread, dsc[r]);
+        }
         for (int t = 0; t < NT; ++t) {
           const __m512i xs = _mm512_xor_si512(x.bytes(t, k), flip);
-          acc[t] = _mm512_fmadd_ps(
-              _mm512_mul_ps(wd, x.scales(t, k)),
-              _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, xs, w)), acc[t]);
+          const __m512 xd = x.scales(t, k);
+          for (int r = 0; r < R; ++r)
+            acc[r][t] = _mm512_fmadd_ps(
+                _mm512_mul_ps(wd[r], xd),
+                _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[r], xs, w[r])),
+                acc[r][t]);
         }
       }
     }
   }
-  for (int t = 0; t < NT; ++t)
-    out[t] = hsum512(acc[t]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      out[t * R + r] = hsum512(acc[r][t]);
 }
 template <int NT>
 PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
                                            int64_t xStride, int64_t n,
                                            float *out) {
-  dotQ6_KQ8ActAvx512<NT>(row, BlockAct{x, xStride}, n, out);
+  dotQ6_KQ8ActAvx512<1, NT>(row, 0, BlockAct{x, xStride}, n, out);
 }
 
 PINFER_AVX512 inline float dotQ6_KQ8Avx512(const void *row, const BlockQ8Act *x,
@@ -671,10 +698,40 @@ PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
                                             float *out) {
   dotQ6_KQ8NAvx512<kTokensAtOnce>(row, x, xStride, n, out);
 }
+
+// kRowsAtOnce rows x kTokensAtOnce tokens of a prompt's paired activation
+// (ActPairQ8), R rows at a time. Q4_K/Q5_K take two (the activation's
+// loads, 128 bytes per token and pair of blocks, bound the one-row product
+// there; four rows need more registers than there are); Q6_K, whose rows
+// need more registers each, one.
+template <int R, class Kernel>
+PINFER_AVX512 inline void pairRowsBy(Kernel kernel, const void *row,
+                                     int64_t rowBytes, PairAct x, int64_t n,
+                                     float *out) {
+  static_assert(kRowsAtOnce % R == 0, "whole groups of R rows");
+  float some[R * kTokensAtOnce];
+  for (int r = 0; r < kRowsAtOnce; r += R) {
+    kernel(static_cast<const uint8_t *>(row) + r * rowBytes, rowBytes, x, n,
+           some);
+    for (int t = 0; t < kTokensAtOnce; ++t)
+      for (int j = 0; j < R; ++j)
+        out[t * kRowsAtOnce + r + j] = some[t * R + j];
+  }
+}
+template <bool Five>
 PINFER_AVX512 inline void
-dotQ6_KQ8Pairs4Avx512(const void *row, const ActPairQ8 *x, const float *sums,
-                      int64_t xStride, int64_t n, float *out) {
-  dotQ6_KQ8ActAvx512<kTokensAtOnce>(row, PairAct{x, sums, xStride}, n, out);
+dotK4K5Q8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
+                         const float *sums, int64_t xStride, int64_t n,
+                         float *out) {
+  pairRowsBy<2>(dotK4K5Q8ActAvx512<Five, 2, kTokensAtOnce, PairAct>, row,
+                rowBytes, PairAct{x, sums, xStride}, n, out);
+}
+PINFER_AVX512 inline void
+dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
+                         const float *sums, int64_t xStride, int64_t n,
+                         float *out) {
+  pairRowsBy<1>(dotQ6_KQ8ActAvx512<1, kTokensAtOnce, PairAct>, row, rowBytes,
+                PairAct{x, sums, xStride}, n, out);
 }
 
 #endif // PINFER_X86

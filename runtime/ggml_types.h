@@ -161,12 +161,13 @@ struct alignas(64) ActPairQ8 {
   float d[16]; // block 2i's scale in 0-7, block 2i+1's in 8-15
 };
 
-// kTokensAtOnce tokens x_t = x + t * xStride (pairs), their blocks' sums
-// (BlockQ8Act::s) at sums + t * 2 * xStride: out[t] bitwise the one-token
-// kernel's over the blocks.
-using DotQ8Pairs4Fn = void (*)(const void *row, const ActPairQ8 *x,
-                               const float *sums, int64_t xStride, int64_t n,
-                               float *out);
+// kRowsAtOnce rows (as DotRowsFn) x kTokensAtOnce tokens x_t = x + t *
+// xStride (pairs), their blocks' sums (BlockQ8Act::s) at sums + t * 2 *
+// xStride: out[t * kRowsAtOnce + r] bitwise the one-row, one-token kernel's
+// over the blocks.
+using DotQ8PairsRowsFn = void (*)(const void *row, int64_t rowBytes,
+                                  const ActPairQ8 *x, const float *sums,
+                                  int64_t xStride, int64_t n, float *out);
 
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
@@ -179,7 +180,7 @@ struct TypeKernels {
   DotQ8Act4Fn dotQ84 = nullptr;
   DotRowsFn dotRows = nullptr;
   DotQ8ActRowsFn dotQ8Rows = nullptr;
-  DotQ8Pairs4Fn dotQ8Pairs4 = nullptr;
+  DotQ8PairsRowsFn dotQ8PairsRows = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

@@ -171,21 +171,23 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   // A prompt's quantised activation rearranged once for the rows that
   // follow (ActPairQ8), where the type reads that layout faster: a few
   // rows do not pay for it.
-  if (xq && dot.q8Pairs4 && nTok4 > 0 && r1 - r >= kPairRowsMin) {
+  if (xq && dot.q8PairsRows && nTok4 > 0 && r1 - r >= kPairRowsMin) {
     static thread_local std::vector<ActPairQ8> pairs;
     static thread_local std::vector<float> sums;
     pairActivations(xq, nb, nTok4, pairs, sums);
     const int64_t np = nb / 2;
-    for (; r < r1; ++r) {
-      const uint8_t *row = w.row(r);
+    for (; r + kRowsAtOnce <= r1; r += kRowsAtOnce) {
       for (int t = 0; t < nTok4; t += kTokensAtOnce) {
-        dot.q8Pairs4(row, pairs.data() + t * np, sums.data() + t * nb, np,
-                     w.cols, out);
+        dot.q8PairsRows(w.row(r), w.rowBytes, pairs.data() + t * np,
+                        sums.data() + t * nb, np, w.cols, out);
         for (int k = 0; k < kTokensAtOnce; ++k)
-          y[(t + k) * yStride + r] = out[k];
+          for (int j = 0; j < kRowsAtOnce; ++j)
+            y[(t + k) * yStride + r + j] = out[k * kRowsAtOnce + j];
       }
-      for (int t = nTok4; t < nTok; ++t)
-        y[t * yStride + r] = dot(row, x + t * xStride, xq + t * nb, w.cols);
+      for (int j = 0; j < kRowsAtOnce; ++j)
+        for (int t = nTok4; t < nTok; ++t)
+          y[t * yStride + r + j] =
+              dot(w.row(r + j), x + t * xStride, xq + t * nb, w.cols);
     }
   }
   for (; r < r1; ++r) {
@@ -384,8 +386,8 @@ RowDot rowDot(GGMLType type) {
   const TypeKernels *k = kernelsOf(type);
   if (!k)
     return RowDot{};
-  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,     k->dot4,
-                k->dotQ8Rows, k->dotRows, k->dotQ8Pairs4};
+  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,        k->dot4,
+                k->dotQ8Rows, k->dotRows, k->dotQ8PairsRows};
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -87,9 +87,10 @@ struct RowDot {
   // the type has no such kernel at this level.
   DotQ8ActRowsFn q8Rows = nullptr;
   DotRowsFn f32Rows = nullptr;
-  // kTokensAtOnce tokens from a prompt's ActPairQ8 layout (pairActivations),
-  // bitwise q8 per token; null where the type has none at this level.
-  DotQ8Pairs4Fn q8Pairs4 = nullptr;
+  // kRowsAtOnce rows x kTokensAtOnce tokens from a prompt's ActPairQ8
+  // layout, bitwise q8 per row and token; null where the type has none at
+  // this level.
+  DotQ8PairsRowsFn q8PairsRows = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
@@ -100,7 +101,7 @@ struct RowDot {
     d.q8 = nullptr;
     d.q84 = nullptr;
     d.q8Rows = nullptr;
-    d.q8Pairs4 = nullptr;
+    d.q8PairsRows = nullptr;
     return d;
   }
   // Whether kTokensAtOnce tokens can go at once.

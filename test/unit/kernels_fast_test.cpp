@@ -350,7 +350,7 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
   // layout there (ActPairQ8) at the AVX-512 level.
   if (kernelLevel() == 2)
     for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
-      EXPECT_NE(rowDot(type).q8Pairs4, nullptr) << typeName(type);
+      EXPECT_NE(rowDot(type).q8PairsRows, nullptr) << typeName(type);
   for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q5_0,
                         GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
     const int64_t cols = typeTraits(type)->blockSize == QK_K ? 512 : 288;
