@@ -97,7 +97,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-n", type=int, default=32, help="tokens to generate")
+    ap.add_argument("--prompt-repeat", type=int, default=1,
+                    help="the prompt this many times over (longer prompts "
+                    "weigh prompt evaluation over per-call costs)")
     args = ap.parse_args()
+    global PROMPT
+    PROMPT = " ".join([PROMPT] * max(1, args.prompt_repeat))
 
     cache = cache_dir()
     py = os.path.join(cache, "venv", "bin", "python")
