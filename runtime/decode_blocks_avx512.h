@@ -71,6 +71,12 @@ fmaSub32(const __m256i *v, const float *s0, const float *s1, const float *m,
 }
 
 template <int R, int NT>
+PINFER_AVX512 inline void zeroChains(__m512 (*a)[NT][2]) {
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+}
+template <int R, int NT>
 PINFER_AVX512 inline void sumChains(__m512 (*a)[NT][2], float *out) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
@@ -87,9 +93,7 @@ dotK4K5F32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
                      int64_t xStride, int64_t n, float *out) {
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   __m512 a[R][NT][2];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t)
-      a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+  zeroChains<R, NT>(a);
   for (int64_t b = 0; b < n / QK_K; ++b) {
     const uint8_t *p[R];
     float d[R], min[R];
@@ -131,9 +135,7 @@ dotQ6_KF32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
   const __m256i c32 = _mm256_set1_epi8(32);
   const float zero[R] = {};
   __m512 a[R][NT][2];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t)
-      a[r][t][0] = a[r][t][1] = _mm512_setzero_ps();
+  zeroChains<R, NT>(a);
   for (int64_t b = 0; b < n / QK_K; ++b) {
     const uint8_t *p[R];
     float d[R];
