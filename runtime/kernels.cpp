@@ -148,17 +148,15 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   const int64_t nb = w.cols / QK8_0;
   float out[kRowsAtOnce * kTokensAtOnce];
-  // Where the type has a multi-row kernel, kRowsAtOnce rows take the whole
-  // batch's tokens (in fours) before the next rows: each activation block
-  // loaded serves several rows. The same results as row by row.
   int64_t r = r0;
   const int nTok4 = nTok - nTok % kTokensAtOnce;
-  if (dot.hasRows() && nTok4 > 0)
+  // Groups of kRowsAtOnce rows from r on take the whole batch's tokens (in
+  // fours, `group(row, t)` filling out[] for rows r.. and tokens t..,
+  // then the remainder one by one) before the next rows.
+  auto rowGroups = [&](auto group) {
     for (; r + kRowsAtOnce <= r1; r += kRowsAtOnce) {
-      const uint8_t *row = w.row(r);
       for (int t = 0; t < nTok4; t += kTokensAtOnce) {
-        dot.rows(row, w.rowBytes, x + t * xStride, xStride,
-                 xq ? xq + t * nb : nullptr, nb, w.cols, out);
+        group(w.row(r), t);
         for (int k = 0; k < kTokensAtOnce; ++k)
           for (int j = 0; j < kRowsAtOnce; ++j)
             y[(t + k) * yStride + r + j] = out[k * kRowsAtOnce + j];
@@ -168,6 +166,14 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
           y[t * yStride + r + j] = dot(w.row(r + j), x + t * xStride,
                                        xq ? xq + t * nb : nullptr, w.cols);
     }
+  };
+  // Where the type has a multi-row kernel: each activation block loaded
+  // serves several rows. The same results as row by row.
+  if (dot.hasRows() && nTok4 > 0)
+    rowGroups([&](const uint8_t *row, int t) {
+      dot.rows(row, w.rowBytes, x + t * xStride, xStride,
+               xq ? xq + t * nb : nullptr, nb, w.cols, out);
+    });
   // A prompt's quantised activation rearranged once for the rows that
   // follow (ActPairQ8), where the type reads that layout faster: a few
   // rows do not pay for it.
@@ -176,19 +182,10 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
     static thread_local std::vector<float> sums;
     pairActivations(xq, nb, nTok4, pairs, sums);
     const int64_t np = nb / 2;
-    for (; r + kRowsAtOnce <= r1; r += kRowsAtOnce) {
-      for (int t = 0; t < nTok4; t += kTokensAtOnce) {
-        dot.q8PairsRows(w.row(r), w.rowBytes, pairs.data() + t * np,
-                        sums.data() + t * nb, np, w.cols, out);
-        for (int k = 0; k < kTokensAtOnce; ++k)
-          for (int j = 0; j < kRowsAtOnce; ++j)
-            y[(t + k) * yStride + r + j] = out[k * kRowsAtOnce + j];
-      }
-      for (int j = 0; j < kRowsAtOnce; ++j)
-        for (int t = nTok4; t < nTok; ++t)
-          y[t * yStride + r + j] =
-              dot(w.row(r + j), x + t * xStride, xq + t * nb, w.cols);
-    }
+    rowGroups([&](const uint8_t *row, int t) {
+      dot.q8PairsRows(row, w.rowBytes, pairs.data() + t * np,
+                      sums.data() + t * nb, np, w.cols, out);
+    });
   }
   for (; r < r1; ++r) {
     const uint8_t *row = w.row(r);
