@@ -738,22 +738,29 @@ dotBlocksF32RowsAvx512(const void *row, int64_t rowBytes, const float *x,
     for (int t = 0; t < NT; ++t)
       out[t * R + r] = hsum(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
 }
+// kRowsAtOnce rows (as DotRowsFn) x kTokensAtOnce tokens from a kernel of
+// R rows, called as kernel(row r, rowBytes, args..., its out[t * R + j])
+// for r = 0, R, ...: where four rows at once would need more registers
+// than there are.
+template <int R, class Kernel, class... Args>
+PINFER_AVX512 inline void rowsBy(Kernel kernel, const void *row,
+                                 int64_t rowBytes, float *out, Args... args) {
+  static_assert(kRowsAtOnce % R == 0, "whole groups of R rows");
+  float some[R * kTokensAtOnce];
+  for (int r = 0; r < kRowsAtOnce; r += R) {
+    kernel(static_cast<const uint8_t *>(row) + r * rowBytes, rowBytes, args...,
+           some);
+    for (int t = 0; t < kTokensAtOnce; ++t)
+      for (int j = 0; j < R; ++j)
+        out[t * kRowsAtOnce + r + j] = some[t * R + j];
+  }
+}
 template <class B>
 PINFER_AVX512 inline void
 dotBlocksF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
                          int64_t xStride, int64_t n, float *out) {
-  // Two rows at a time: four would need more registers than there are.
-  static_assert(kRowsAtOnce % 2 == 0, "rows go in pairs");
-  float two[2 * kTokensAtOnce];
-  for (int r = 0; r < kRowsAtOnce; r += 2) {
-    dotBlocksF32RowsAvx512<B, 2, kTokensAtOnce>(
-        static_cast<const uint8_t *>(row) + r * rowBytes, rowBytes, x, xStride,
-        n, two);
-    for (int t = 0; t < kTokensAtOnce; ++t) {
-      out[t * kRowsAtOnce + r] = two[t * 2];
-      out[t * kRowsAtOnce + r + 1] = two[t * 2 + 1];
-    }
-  }
+  rowsBy<2>(dotBlocksF32RowsAvx512<B, 2, kTokensAtOnce>, row, rowBytes, out, x,
+            xStride, n);
 }
 
 // The one-token and kTokensAtOnce-token kernels of a block type.

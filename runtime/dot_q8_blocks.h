@@ -700,38 +700,24 @@ PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
 }
 
 // kRowsAtOnce rows x kTokensAtOnce tokens of a prompt's paired activation
-// (ActPairQ8), R rows at a time. Q4_K/Q5_K take two (the activation's
-// loads, 128 bytes per token and pair of blocks, bound the one-row product
-// there; four rows need more registers than there are); Q6_K, whose rows
-// need more registers each, one.
-template <int R, class Kernel>
-PINFER_AVX512 inline void pairRowsBy(Kernel kernel, const void *row,
-                                     int64_t rowBytes, PairAct x, int64_t n,
-                                     float *out) {
-  static_assert(kRowsAtOnce % R == 0, "whole groups of R rows");
-  float some[R * kTokensAtOnce];
-  for (int r = 0; r < kRowsAtOnce; r += R) {
-    kernel(static_cast<const uint8_t *>(row) + r * rowBytes, rowBytes, x, n,
-           some);
-    for (int t = 0; t < kTokensAtOnce; ++t)
-      for (int j = 0; j < R; ++j)
-        out[t * kRowsAtOnce + r + j] = some[t * R + j];
-  }
-}
+// (ActPairQ8), R rows at a time (rowsBy). Q4_K/Q5_K take two (the
+// activation's loads, 128 bytes per token and pair of blocks, bound the
+// one-row product there; four rows need more registers than there are);
+// Q6_K, whose rows need more registers each, one.
 template <bool Five>
 PINFER_AVX512 inline void
 dotK4K5Q8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
                          const float *sums, int64_t xStride, int64_t n,
                          float *out) {
-  pairRowsBy<2>(dotK4K5Q8ActAvx512<Five, 2, kTokensAtOnce, PairAct>, row,
-                rowBytes, PairAct{x, sums, xStride}, n, out);
+  rowsBy<2>(dotK4K5Q8ActAvx512<Five, 2, kTokensAtOnce, PairAct>, row, rowBytes,
+            out, PairAct{x, sums, xStride}, n);
 }
 PINFER_AVX512 inline void
 dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
                          const float *sums, int64_t xStride, int64_t n,
                          float *out) {
-  pairRowsBy<1>(dotQ6_KQ8ActAvx512<1, kTokensAtOnce, PairAct>, row, rowBytes,
-                PairAct{x, sums, xStride}, n, out);
+  rowsBy<1>(dotQ6_KQ8ActAvx512<1, kTokensAtOnce, PairAct>, row, rowBytes, out,
+            PairAct{x, sums, xStride}, n);
 }
 
 #endif // PINFER_X86
