@@ -4,6 +4,7 @@
 #include "codegen/PackedWeights.h"
 
 #include "runtime/gguf.h"
+#include "runtime/kernels.h"
 #include "runtime/packed_format.h"
 
 #include <algorithm>
@@ -199,6 +200,10 @@ bool writePackedWeights(
   for (const LayerDesc &l : program.layers)
     nHot.push_back(int32_t(l.hot.size()));
   w.set(kPackedHotKey, GGUFValue::ofI32s(nHot));
+  std::vector<int32_t> downQ8;
+  for (int l = 0; l < p.nLayer; ++l)
+    downQ8.push_back(usesQ8Act(model.layer(l).down.type) ? 1 : 0);
+  w.set(kPackedDownQ8Key, GGUFValue::ofI32s(downQ8));
 
   // Q4_0 rows that only the CPU multiplies (the GPU and the host fallback
   // of a GPU part read the blocks) go scales first: the AVX-512 product

@@ -8,6 +8,7 @@
 #include "runtime/sparse_kernels.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -235,6 +236,17 @@ bool Executor::bind(std::string &error) {
   if (f.find(kPackedScalesFirstKey) &&
       !f.getStringArray(kPackedScalesFirstKey, scalesFirst, error))
     return false;
+  // Per layer: does the source's down projection quantise its input.
+  std::vector<int32_t> downQ8;
+  if (f.find(kPackedDownQ8Key) &&
+      !f.getI32Array(kPackedDownQ8Key, downQ8, error))
+    return false;
+  if (!downQ8.empty() && downQ8.size() != size_t(p.nLayer)) {
+    error = f.path() + ": key " + kPackedDownQ8Key + " has " +
+            std::to_string(downQ8.size()) + " values, expected " +
+            std::to_string(p.nLayer);
+    return false;
+  }
   // A tensor of the table, of the shape the table gives for this program.
   auto weight = [&](TensorKind kind, int layer, Weight &out) {
     const TensorInfo &t = tensorInfo(kind);
@@ -354,6 +366,8 @@ bool Executor::bind(std::string &error) {
               "both or neither (recompile with pinferc)";
       return false;
     }
+    b.quantDown = pl.nHot == 0 && size_t(l) < downQ8.size() && downQ8[l] &&
+                  p.nFF % QK8_0 == 0;
     if (isSplitDown(b.downLayout)) {
       groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
       groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
@@ -545,6 +559,9 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   firedBlock_.reserve(p.nFF / QK8_0);
   hHot_.assign(p.nFF, 0.f);
   hCold_.assign(p.nFF, 0.f);
+  hSource_.assign(p.nFF, 0.f);
+  hBlocks_.resize(size_t(p.nFF / QK8_0));
+  hDown_.assign(p.nFF, 0.f);
   yHot_.assign(p.nEmbd, 0.f);
   yCold_.assign(p.nEmbd, 0.f);
   yFfn_.assign(p.nEmbd, 0.f);
@@ -683,7 +700,15 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
       }
     });
   }
-  cpuDown(b, first < pl.nHot ? b.hotGroups : b.coldGroups, first, count, h, y,
+  // The neurons that fired are those of h; the down projection multiplies
+  // its quantised copy where the reference does.
+  const float *hd = h;
+  if (b.quantDown && b.downLayout != DownLayout::Source) {
+    assert(first == 0 && count == uint32_t(params_.nFF));
+    downInput(l, h, hDown_.data());
+    hd = hDown_.data();
+  }
+  cpuDown(b, first < pl.nHot ? b.hotGroups : b.coldGroups, first, count, hd, y,
           exact);
   uint64_t fired = 0;
   for (uint32_t k = 0; k < count; ++k)
@@ -765,13 +790,25 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
 
 void Executor::sourceDown(const LayerBinding &b, const float *h, int n,
                           float *y) {
-  // The reference's own product (f32 input, the same kernels, four tokens
-  // at a time where the type has them), outputs split over threads.
+  // The reference's own product (the same input format and kernels, four
+  // tokens at a time where the type has them), outputs split over threads.
   const int64_t nEmbd = params_.nEmbd;
   pool_.parallelFor(nEmbd, [&](int64_t e0, int64_t e1) {
     matvecRows(b.downT, h, b.downT.cols, y, nEmbd, n, e0, e1,
-               /*f32Act=*/true);
+               /*f32Act=*/!b.quantDown);
   });
+}
+
+void Executor::downInput(int l, const float *h, float *out) {
+  const uint32_t *ids = program_.layers[l].neuronIds;
+  const int64_t nFF = params_.nFF;
+  for (int64_t k = 0; k < nFF; ++k)
+    hSource_[ids[k]] = h[k];
+  quantizeActQ8(hSource_.data(), hBlocks_.data(), nFF);
+  for (int64_t k = 0; k < nFF; ++k) {
+    const BlockQ8Act &blk = hBlocks_[ids[k] / QK8_0];
+    out[k] = blk.d * float(blk.qs[ids[k] % QK8_0]);
+  }
 }
 
 void Executor::quantiseFfnInput(int l) {

@@ -127,6 +127,11 @@ private:
     DownLayout downLayout = DownLayout::Rows;
     SplitDown split; // split layouts: quants and block scales
     BlockGroups hotGroups, coldGroups; // split layouts
+    // The down input quantised to 8 bits in source blocks of 32 neurons, as
+    // the dense reference multiplies it: a block type's layer wholly on the
+    // CPU (a layer split across devices keeps f32: a block's scale would
+    // need activations from both).
+    bool quantDown = false;
     PredictorWeights predictor; // fc2 rows and bias in packed order
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
@@ -205,6 +210,10 @@ private:
   // [n][n_ff] in source order, y [n][n_embd] (the caller's zeroed output,
   // which only this half writes).
   void sourceDown(const LayerBinding &b, const float *h, int n, float *y);
+  // Layer l's activations h [n_ff] (packed order) as its down projection
+  // multiplies them where LayerBinding::quantDown: quantised in source
+  // blocks (quantizeActQ8) and scaled back, into out [n_ff].
+  void downInput(int l, const float *h, float *out);
   // What one layer's steps hand each other within one token, beyond the
   // decoder's buffers.
   struct LayerRun {
@@ -290,6 +299,9 @@ private:
   AlignedVector<float> hHot_, hCold_;        // [n_ff] activations of each half
   std::vector<Q4SfAct> sfAct_;               // xq_ for scales-first rows
   std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
+  std::vector<float> hSource_;               // [n_ff] downInput's, source order
+  std::vector<BlockQ8Act> hBlocks_;          // [n_ff/32] downInput's blocks
+  AlignedVector<float> hDown_;               // [n_ff] cpuHalf's down input
   // Split layouts: the neurons that fired, grouped by source block.
   std::vector<uint32_t> firedRows_, firedStart_, firedBlock_;
   std::vector<float> firedCoef_;
@@ -323,6 +335,7 @@ private:
   std::vector<Q4SfAct> bSfAct_;              // bXq_ for scales-first rows
   std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
   AlignedVector<float> bH_;                  // [nBatch][n_ff] packed order
+  AlignedVector<float> bHDown_;              // [nBatch][n_ff] down input
   std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's
   std::vector<float> bPredHidden_;           // [nBatch][predictor rank]
   std::vector<float> bPredLogits_;           // [nBatch][n_ff]

@@ -51,6 +51,7 @@ void Executor::sizeBatch() {
   bScores_.assign(nb * p.nHead * size_t(nCtx_), 0.f);
   bXq_.resize(nb * (nEmbd / QK8_0));
   bH_.assign(nb * nFF, 0.f);
+  bHDown_.assign(nb * nFF, 0.f);
   bChosen_.assign(nb * nFF, 0);
   bYHot_.assign(nb * nEmbd, 0.f);
   bYCold_.assign(nb * nEmbd, 0.f);
@@ -402,7 +403,15 @@ void Executor::downBatch(int l, int n) {
   const int64_t nHot = pl.nHot;
   const bool skipZero = program_.mode != SparsityMode::Dense;
   const bool split = isSplitDown(b.downLayout);
-  const float *h = bH_.data();
+  // Fired counts read the activations; the down products their quantised
+  // copies where the layer has them (as cpuHalf).
+  const float *hAct = bH_.data();
+  const float *h = hAct;
+  if (b.quantDown && b.downLayout != DownLayout::Source) {
+    for (int t = 0; t < n; ++t)
+      downInput(l, hAct + size_t(t) * nFF, bHDown_.data() + size_t(t) * nFF);
+    h = bHDown_.data();
+  }
   std::fill(bYHot_.begin(), bYHot_.begin() + size_t(n) * nEmbd, 0.f);
   std::fill(bYCold_.begin(), bYCold_.begin() + size_t(n) * nEmbd, 0.f);
 
@@ -446,7 +455,7 @@ void Executor::downBatch(int l, int n) {
   };
   pool_.parallelFor(n, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const float *ht = h + size_t(t) * nFF;
+      const float *ht = hAct + size_t(t) * nFF;
       uint64_t firedHot = 0, firedCold = 0;
       for (int64_t k = 0; k < nHot; ++k)
         firedHot += ht[k] != 0.f;
@@ -462,7 +471,7 @@ void Executor::downBatch(int l, int n) {
   });
 
   if (b.downLayout == DownLayout::Source) {
-    sourceDown(b, h, n, bYCold_.data()); // as cpuDown
+    sourceDown(b, hAct, n, bYCold_.data()); // as cpuDown
     return;
   }
   if (!split) {

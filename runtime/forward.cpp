@@ -197,11 +197,8 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
         }
       }
     }
-    // The down projection keeps its input in f32: the compiled executors
-    // split it across devices by neuron, and a quantised copy would need
-    // every neuron's activation in each 32-neuron block on one device.
     MatvecJob down{&w.down, h, s.xb2.data()};
-    down.f32Act = true;
+    down.f32Act = size_t(l) < s.f32DownLayers.size() && s.f32DownLayers[l];
     matvecs(&down, 1, pool, n);
     for (int t = 0; t < n; ++t)
       addFfnOutput(p, w.postFfnNorm, s.x.data() + size_t(t) * nEmbd,

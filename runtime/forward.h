@@ -73,6 +73,14 @@ struct ForwardState {
   // and hUp (up projection), [n_ff] each; row 0 when one token is evaluated.
   const float *hookProduct = nullptr;
   const float *hookUp = nullptr;
+
+  // Layers whose down projection multiplies its f32 input, [n_layer] (empty:
+  // none). Elsewhere the input is quantised to 8 bits per 32 values for
+  // block types, as for every other product (and as llama.cpp does). A
+  // compiled program keeps f32 where a layer's neurons are split across
+  // devices (a block's scale would need activations from both); this makes
+  // the reference such a program's oracle.
+  std::vector<uint8_t> f32DownLayers;
 };
 
 // Runs `n` tokens at positions pos..pos+n-1 (pos must equal state.nPast:

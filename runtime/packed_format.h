@@ -19,8 +19,13 @@ constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
 // The names of the Q4_0 tensors stored with their rows scales first
 // (runtime/ggml_types.h, q4_0ToScalesFirst): those only the CPU multiplies.
 constexpr const char *kPackedScalesFirstKey = "pinfer.packed.scales_first";
-// 2: split down layouts; 3: Q4_0 CPU rows scales first.
-constexpr uint32_t kPackedVersion = 3;
+// i32 per layer: 1 where the source's down projection multiplies an 8-bit
+// quantised input (a block type, runtime/kernels.h usesQ8Act), which the
+// executable then quantises in source blocks where the layer is wholly on
+// the CPU, as the dense reference does.
+constexpr const char *kPackedDownQ8Key = "pinfer.packed.down_q8";
+// 2: split down layouts; 3: Q4_0 CPU rows scales first; 4: down_q8.
+constexpr uint32_t kPackedVersion = 4;
 
 // 64-bit content hash of the file's tensor data section (everything from
 // dataOffset() to the end of the file) in chunks of `chunkBytes` (the

@@ -80,10 +80,14 @@ inline double sumField(const std::string &json, const std::string &key) {
   return std::accumulate(v.begin(), v.end(), 0.0);
 }
 
-// The dense reference's greedy tokens for `prompt`.
+// The dense reference's greedy tokens for `prompt`. `f32Down` [n_layer]
+// marks the layers whose down projection multiplies f32 activations, as a
+// program's do where the plan splits a layer's neurons across devices
+// (ForwardState::f32DownLayers); empty: none.
 inline bool referenceTokens(const Model &model, const Tokenizer &tok,
                             const std::string &prompt, int n,
-                            std::vector<int32_t> &tokens, std::string &log) {
+                            std::vector<int32_t> &tokens, std::string &log,
+                            const std::vector<uint8_t> &f32Down = {}) {
   GenerateOptions opts;
   opts.prompt = prompt;
   opts.nPredict = n;
@@ -91,11 +95,25 @@ inline bool referenceTokens(const Model &model, const Tokenizer &tok,
   std::ostringstream sink;
   opts.out = &sink;
   opts.err = &sink;
+  ReferenceDecoder decoder(model, 0);
+  std::string error;
+  if (!decoder.init(std::min(model.params().nCtxTrain, 4096), error)) {
+    log = error;
+    return false;
+  }
+  decoder.state().f32DownLayers = f32Down;
   GenerateResult result;
-  int rc = generate(model, tok, opts, &result);
+  int rc = generate(decoder, tok, opts, &result);
   log = sink.str();
   tokens = result.tokens;
   return rc == 0;
+}
+
+// Every layer's down projection on f32 activations: the oracle of programs
+// whose plan gives every layer GPU neurons (writeSplitPlan, whole-model
+// plans).
+inline std::vector<uint8_t> allLayersF32Down(const Model &model) {
+  return std::vector<uint8_t>(size_t(model.params().nLayer), 1);
 }
 
 // A plan for the tiny preset (2 layers of 512 neurons) that splits each

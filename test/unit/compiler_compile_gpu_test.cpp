@@ -65,7 +65,9 @@ protected:
     ASSERT_TRUE(tok) << error;
     std::vector<int32_t> tokens;
     std::string log;
-    ASSERT_TRUE(referenceTokens(*model, *tok, kPrompt, kTokens, tokens, log))
+    // Every plan of these tests gives each layer GPU neurons.
+    ASSERT_TRUE(referenceTokens(*model, *tok, kPrompt, kTokens, tokens, log,
+                                allLayersF32Down(*model)))
         << log;
     reference_ = new std::vector<int32_t>(tokens);
     Trace trace;
@@ -206,7 +208,8 @@ TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
     auto tok = Tokenizer::fromGGUF(m->file(), error);
     ASSERT_TRUE(tok) << error;
     std::string log;
-    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kTokens, reference, log))
+    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kTokens, reference, log,
+                                allLayersF32Down(*m)))
         << log;
     ASSERT_TRUE(writeSplitPlan(dir_ + "/pwri.plan.json",
                                modelIdentity(m->file()), error))

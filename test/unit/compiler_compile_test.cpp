@@ -81,6 +81,11 @@ protected:
         << log;
     reference_ = new std::vector<int32_t>(tokens);
     ASSERT_EQ(int(reference_->size()), kTokens);
+    // The split plan's oracle: its layers' down projections multiply f32.
+    ASSERT_TRUE(referenceTokens(*model, *tok, kPrompt, kTokens, tokens, log,
+                                allLayersF32Down(*model)))
+        << log;
+    splitReference_ = new std::vector<int32_t>(tokens);
 
     Trace trace;
     ProfileOptions popts;
@@ -100,6 +105,7 @@ protected:
   static void TearDownTestSuite() {
     std::system(("rm -rf " + dir_).c_str());
     delete reference_;
+    delete splitReference_;
   }
 
   // Compiles for `target` in `mode`, runs the executable greedily and
@@ -127,12 +133,13 @@ protected:
   }
 
   static std::string dir_, model_, trace_, plan_;
-  static std::vector<int32_t> *reference_;
+  static std::vector<int32_t> *reference_, *splitReference_;
 };
 
 std::string CompileTest::dir_, CompileTest::model_, CompileTest::trace_,
     CompileTest::plan_;
 std::vector<int32_t> *CompileTest::reference_ = nullptr;
+std::vector<int32_t> *CompileTest::splitReference_ = nullptr;
 
 // Tests that the CPU-only executable gives the reference's greedy tokens in
 // exact and dense modes, and reports all neurons on the CPU.
@@ -155,13 +162,15 @@ TEST_F(CompileTest, CpuTargetMatchesReference) {
 }
 
 // Tests that the GPU target, with a plan that splits the layers, gives
-// the reference's tokens in both modes; without a GPU the hot half runs on
-// the CPU and the executable says so once.
+// the reference's tokens in both modes (down projections on f32
+// activations, as split layers multiply them); without a GPU the hot half runs
+// on the CPU and the executable says so once.
 TEST_F(CompileTest, GpuTargetMatchesReference) {
   for (const char *mode : {"exact", "dense"}) {
     std::string err;
     std::string json = compileAndRun("rtx4090", mode, plan_, err);
-    EXPECT_EQ(jsonInts(json, "tokens"), *reference_) << mode << "\n" << json;
+    EXPECT_EQ(jsonInts(json, "tokens"), *splitReference_) << mode << "\n"
+                                                          << json;
     // The plan puts part of each layer on the GPU.
     EXPECT_GT(sumField(json, "hot_neurons"), 0) << json;
     EXPECT_GT(sumField(json, "cold_neurons"), 0) << json;

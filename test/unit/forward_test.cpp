@@ -198,7 +198,7 @@ Vec quantAct(const Vec &x) {
   return y;
 }
 
-// The input a product with tensor `name` sees: quantised for Q8_0/Q4_0.
+// The input a product with tensor `name` sees: quantised for block types.
 Vec actFor(const RefModel &m, const std::string &name, const Vec &x) {
   const GGUFTensor *t = m.file->tensor(name);
   return t && usesQ8Act(t->type) ? quantAct(x) : x;
@@ -295,7 +295,7 @@ Vec refLogits(const RefModel &m, const std::vector<int32_t> &tokens,
         if (fired && a[i] != 0)
           (*fired)[size_t(l) * m.nFF + i]++;
       }
-      Vec d = matmul(down, a, m.nEmbd);
+      Vec d = matmul(down, actFor(m, b + "ffn_down.weight", a), m.nEmbd);
       for (int i = 0; i < m.nEmbd; ++i)
         x[t][i] += d[i];
     }
