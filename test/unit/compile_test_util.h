@@ -120,9 +120,11 @@ inline std::vector<uint8_t> allLayersF32Down(const Model &model) {
 // layer: 200 + 8 l hot neurons in a scrambled order, so that the packing's
 // permutation is exercised. `identity` is the model's (modelIdentity): the
 // compiler refuses a plan made for another model. With `attentionOnGPU`
-// each layer's attention (and KV cache) is on the GPU too.
+// each layer's attention (and KV cache) is on the GPU too; layer
+// `cpuLayer`, if any, gets no hot neuron (its order still scrambled).
 inline bool writeSplitPlan(const std::string &path, const std::string &identity,
-                           std::string &error, bool attentionOnGPU = false) {
+                           std::string &error, bool attentionOnGPU = false,
+                           int cpuLayer = -1) {
   Plan plan;
   plan.target = "rtx4090";
   plan.modelIdentity = identity;
@@ -133,7 +135,7 @@ inline bool writeSplitPlan(const std::string &path, const std::string &identity,
   plan.billBytes = 1 << 20;
   plan.layers.resize(2);
   for (int l = 0; l < 2; ++l) {
-    plan.layers[l].nHot = 200 + 8 * l;
+    plan.layers[l].nHot = l == cpuLayer ? 0 : 200 + 8 * l;
     plan.layers[l].attentionOnGPU = attentionOnGPU;
     for (uint32_t i = 0; i < 512; ++i)
       plan.layers[l].order.push_back((i * 37 + l) % 512);

@@ -196,6 +196,28 @@ TEST_F(CompileTest, GpuTargetMatchesReference) {
   }
 }
 
+// Tests the down projection's input per layer in a GPU program: a layer
+// wholly on the CPU quantises it in source blocks (its neurons packed in
+// another order), as the reference does; a split layer multiplies f32.
+TEST_F(CompileTest, CpuLayerOfAGpuProgramQuantisesItsDownInput) {
+  std::string error, log;
+  auto model = Model::open(model_, error);
+  ASSERT_TRUE(model) << error;
+  auto tok = Tokenizer::fromGGUF(model->file(), error);
+  ASSERT_TRUE(tok) << error;
+  std::vector<int32_t> expected;
+  ASSERT_TRUE(
+      referenceTokens(*model, *tok, kPrompt, kTokens, expected, log, {0, 1}))
+      << log;
+  const std::string plan = dir_ + "/cpu-layer.plan.json";
+  ASSERT_TRUE(writeSplitPlan(plan, modelIdentity(model->file()), error, false,
+                             /*cpuLayer=*/0))
+      << error;
+  std::string err;
+  std::string json = compileAndRun("rtx4090", "exact", plan, err);
+  EXPECT_EQ(jsonInts(json, "tokens"), expected) << json;
+}
+
 // Tests that exact mode skips work: it computes up and down only for the
 // neurons that fired, dense mode for all, and both measure the same
 // sparsity.
