@@ -712,6 +712,23 @@ dotK4K5Q8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
   rowsBy<2>(dotK4K5Q8ActAvx512<Five, 2, kTokensAtOnce, PairAct>, row, rowBytes,
             out, PairAct{x, sums, xStride}, n);
 }
+// One row, one token's paired activation (a generated token's products,
+// the layout made once per token for all rows).
+template <bool Five>
+PINFER_AVX512 inline float dotK4K5Q8PairsAvx512(const void *row,
+                                                const ActPairQ8 *x,
+                                                const float *sums, int64_t n) {
+  float out;
+  dotK4K5Q8ActAvx512<Five, 1, 1>(row, 0, PairAct{x, sums, 0}, n, &out);
+  return out;
+}
+PINFER_AVX512 inline float dotQ6_KQ8PairsAvx512(const void *row,
+                                                const ActPairQ8 *x,
+                                                const float *sums, int64_t n) {
+  float out;
+  dotQ6_KQ8ActAvx512<1, 1>(row, 0, PairAct{x, sums, 0}, n, &out);
+  return out;
+}
 PINFER_AVX512 inline void
 dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
                          const float *sums, int64_t xStride, int64_t n,

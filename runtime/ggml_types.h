@@ -169,6 +169,11 @@ using DotQ8PairsRowsFn = void (*)(const void *row, int64_t rowBytes,
                                   const ActPairQ8 *x, const float *sums,
                                   int64_t xStride, int64_t n, float *out);
 
+// One row times one token's activation in ActPairQ8 pairs, its blocks'
+// sums at `sums`: bitwise the one-row kernel over the blocks.
+using DotQ8PairsFn = float (*)(const void *row, const ActPairQ8 *x,
+                               const float *sums, int64_t n);
+
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
   DotFn dot = nullptr;           // every computable type
@@ -181,6 +186,7 @@ struct TypeKernels {
   DotRowsFn dotRows = nullptr;
   DotQ8ActRowsFn dotQ8Rows = nullptr;
   DotQ8PairsRowsFn dotQ8PairsRows = nullptr;
+  DotQ8PairsFn dotQ8Pairs = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

@@ -174,18 +174,29 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
       dot.rows(row, w.rowBytes, x + t * xStride, xStride,
                xq ? xq + t * nb : nullptr, nb, w.cols, out);
     });
-  // A prompt's quantised activation rearranged once for the rows that
-  // follow (ActPairQ8), where the type reads that layout faster: a few
-  // rows do not pay for it.
-  if (xq && dot.q8PairsRows && nTok4 > 0 && r1 - r >= kPairRowsMin) {
-    static thread_local std::vector<ActPairQ8> pairs;
-    static thread_local std::vector<float> sums;
-    pairActivations(xq, nb, nTok4, pairs, sums);
-    const int64_t np = nb / 2;
+  // The quantised activation rearranged once for the rows that follow
+  // (ActPairQ8), where the type reads that layout faster: a prompt's rows x
+  // tokens, a generated token's rows one by one. A few rows do not pay
+  // for it.
+  static thread_local std::vector<ActPairQ8> pairs;
+  static thread_local std::vector<float> sums;
+  const int64_t np = nb / 2;
+  const bool paired =
+      xq && r1 - r >= kPairRowsMin &&
+      ((dot.q8PairsRows && nTok4 > 0) || (dot.q8Pairs && nTok < kTokensAtOnce));
+  if (paired)
+    pairActivations(xq, nb, nTok, pairs, sums);
+  if (paired && dot.q8PairsRows && nTok4 > 0)
     rowGroups([&](const uint8_t *row, int t) {
       dot.q8PairsRows(row, w.rowBytes, pairs.data() + t * np,
                       sums.data() + t * nb, np, w.cols, out);
     });
+  if (paired && dot.q8Pairs && nTok < kTokensAtOnce) {
+    for (; r < r1; ++r)
+      for (int t = 0; t < nTok; ++t)
+        y[t * yStride + r] = dot.q8Pairs(w.row(r), pairs.data() + t * np,
+                                         sums.data() + t * nb, w.cols);
+    return;
   }
   for (; r < r1; ++r) {
     const uint8_t *row = w.row(r);
@@ -383,8 +394,8 @@ RowDot rowDot(GGMLType type) {
   const TypeKernels *k = kernelsOf(type);
   if (!k)
     return RowDot{};
-  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,        k->dot4,
-                k->dotQ8Rows, k->dotRows, k->dotQ8PairsRows};
+  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,         k->dot4,
+                k->dotQ8Rows, k->dotRows, k->dotQ8PairsRows, k->dotQ8Pairs};
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

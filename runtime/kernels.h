@@ -91,6 +91,8 @@ struct RowDot {
   // layout, bitwise q8 per row and token; null where the type has none at
   // this level.
   DotQ8PairsRowsFn q8PairsRows = nullptr;
+  // One row and token from that layout, bitwise q8; null likewise.
+  DotQ8PairsFn q8Pairs = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
@@ -102,6 +104,7 @@ struct RowDot {
     d.q84 = nullptr;
     d.q8Rows = nullptr;
     d.q8PairsRows = nullptr;
+    d.q8Pairs = nullptr;
     return d;
   }
   // Whether kTokensAtOnce tokens can go at once.

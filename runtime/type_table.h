@@ -278,11 +278,13 @@ constexpr TypeTraits q5_1() {
 // the row's other kernels stay its AVX2 ones at that level.
 constexpr TypeTraits withAvx512Q8(TypeTraits t, DotQ8ActFn dotQ8,
                                   DotQ8Act4Fn dotQ84,
-                                  DotQ8PairsRowsFn dotQ8PairsRows) {
+                                  DotQ8PairsRowsFn dotQ8PairsRows,
+                                  DotQ8PairsFn dotQ8Pairs) {
   t.avx512 = t.avx2;
   t.avx512.dotQ8 = dotQ8;
   t.avx512.dotQ84 = dotQ84;
   t.avx512.dotQ8PairsRows = dotQ8PairsRows;
+  t.avx512.dotQ8Pairs = dotQ8Pairs;
   t.hasAvx512 = true;
   return t;
 }
@@ -335,7 +337,8 @@ constexpr TypeTraits q4_K() {
               PINFER_IF_X86(dotk::dotQ4_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotK4K5Q8Avx512<false>),
           PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<false>),
-          PINFER_IF_X86(dotk::dotK4K5Q8PairsRowsAvx512<false>)),
+          PINFER_IF_X86(dotk::dotK4K5Q8PairsRowsAvx512<false>),
+          PINFER_IF_X86(dotk::dotK4K5Q8PairsAvx512<false>)),
       PINFER_IF_X86(dotk::dotK4K5F32Avx512<false>),
       PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<false>),
       PINFER_IF_X86(dotk::dotK4K5F32RowsX4Avx512<false>));
@@ -353,7 +356,8 @@ constexpr TypeTraits q5_K() {
               PINFER_IF_X86(dotk::dotQ5_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotK4K5Q8Avx512<true>),
           PINFER_IF_X86(dotk::dotK4K5Q8x4Avx512<true>),
-          PINFER_IF_X86(dotk::dotK4K5Q8PairsRowsAvx512<true>)),
+          PINFER_IF_X86(dotk::dotK4K5Q8PairsRowsAvx512<true>),
+          PINFER_IF_X86(dotk::dotK4K5Q8PairsAvx512<true>)),
       PINFER_IF_X86(dotk::dotK4K5F32Avx512<true>),
       PINFER_IF_X86(dotk::dotK4K5F32x4Avx512<true>),
       PINFER_IF_X86(dotk::dotK4K5F32RowsX4Avx512<true>));
@@ -371,7 +375,8 @@ constexpr TypeTraits q6_K() {
               PINFER_IF_X86(dotk::dotQ6_KF32x4Avx2)),
           PINFER_IF_X86(dotk::dotQ6_KQ8Avx512),
           PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx512),
-          PINFER_IF_X86(dotk::dotQ6_KQ8PairsRowsAvx512)),
+          PINFER_IF_X86(dotk::dotQ6_KQ8PairsRowsAvx512),
+          PINFER_IF_X86(dotk::dotQ6_KQ8PairsAvx512)),
       PINFER_IF_X86(dotk::dotQ6_KF32Avx512),
       PINFER_IF_X86(dotk::dotQ6_KF32x4Avx512),
       PINFER_IF_X86(dotk::dotQ6_KF32RowsX4Avx512));

@@ -346,11 +346,14 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
 
   // Through matvecRows: 11 tokens (two fours and a remainder), rows 1..14
   // (three groups of four and a remainder after an unaligned start). The
-  // K-quants' quantised products go through the prompt's paired activation
-  // layout there (ActPairQ8) at the AVX-512 level.
+  // K-quants' quantised products go through the paired activation layout
+  // there (ActPairQ8) at the AVX-512 level: the prompt's rows x tokens, and
+  // one token's rows one by one.
   if (kernelLevel() == 2)
-    for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
+    for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
       EXPECT_NE(rowDot(type).q8PairsRows, nullptr) << typeName(type);
+      EXPECT_NE(rowDot(type).q8Pairs, nullptr) << typeName(type);
+    }
   for (GGMLType type : {GGMLType::Q8_0, GGMLType::Q4_0, GGMLType::Q5_0,
                         GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
     const int64_t cols = typeTraits(type)->blockSize == QK_K ? 512 : 288;
