@@ -334,6 +334,8 @@ private:
   std::vector<float> bScores_;               // [nBatch][n_head][n_ctx]
   std::vector<Q4SfAct> bSfAct_;              // bXq_ for scales-first rows
   std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
+  std::vector<ActPairQ8> bXPairs_;           // bXq_ in pairs (K-quant tiles)
+  std::vector<float> bXPairSums_;            // their block sums
   AlignedVector<float> bH_;                  // [nBatch][n_ff] packed order
   AlignedVector<float> bHDown_;              // [nBatch][n_ff] down input
   std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's

@@ -254,9 +254,16 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const bool several = !sf && gateDot.hasX4() && upDot.hasX4();
   // Dense mode computes every pair: kRowsAtOnce rows at a time where the
   // types have such kernels (bitwise the same products), as matvecRows.
-  const bool rowsAtOnce =
-      !sf && !exact && !predict && gateDot.hasRows() && upDot.hasRows();
+  // Where both types have them (the K-quants), from the chunk's quantised
+  // input laid out in pairs of blocks once for every thread's rows.
+  const bool pairsRows =
+      gateDot.q8 && upDot.q8 && gateDot.q8PairsRows && upDot.q8PairsRows;
+  const bool rowsAtOnce = !sf && !exact && !predict &&
+                          ((gateDot.hasRows() && upDot.hasRows()) || pairsRows);
   const int n4 = n - n % kTokensAtOnce;
+  const bool pairs = rowsAtOnce && pairsRows && n4 > 0;
+  if (pairs)
+    pairActivations(xq, nBlk, n4, bXPairs_, bXPairSums_);
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
     // Rows k .. k + count - 1 of w as blocks: the packed rows, or their
@@ -285,10 +292,19 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
       for (int t0 = 0; t0 < n4; t0 += kTokensAtOnce) {
         const float *x = xb + size_t(t0) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
-        gateDot.rows(gateRows, int64_t(b.gate.rowBytes), x, nEmbd, xqt, nBlk,
-                     nEmbd, gr);
-        upDot.rows(upRows, int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk, nEmbd,
-                   ur);
+        if (pairs) {
+          const ActPairQ8 *xp = bXPairs_.data() + size_t(t0) * (nBlk / 2);
+          const float *sums = bXPairSums_.data() + size_t(t0) * nBlk;
+          gateDot.q8PairsRows(gateRows, int64_t(b.gate.rowBytes), xp, sums,
+                              nBlk / 2, nEmbd, gr);
+          upDot.q8PairsRows(upRows, int64_t(b.up.rowBytes), xp, sums, nBlk / 2,
+                            nEmbd, ur);
+        } else {
+          gateDot.rows(gateRows, int64_t(b.gate.rowBytes), x, nEmbd, xqt, nBlk,
+                       nEmbd, gr);
+          upDot.rows(upRows, int64_t(b.up.rowBytes), x, nEmbd, xqt, nBlk, nEmbd,
+                     ur);
+        }
         for (int i = 0; i < kRowsAtOnce * kTokensAtOnce; ++i)
           put(t0 + i / kRowsAtOnce, kRest + i % kRowsAtOnce, gr[i], ur[i]);
       }

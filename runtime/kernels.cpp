@@ -112,24 +112,6 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
 // Rows from which rowsKernel lays a prompt's activation out in pairs.
 constexpr int64_t kPairRowsMin = 8;
 
-// The first nTok tokens' blocks (nb per token) as ActPairQ8 pairs, and
-// their sums (BlockQ8Act::s) in a row per token.
-void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
-                     std::vector<ActPairQ8> &pairs, std::vector<float> &sums) {
-  assert(nb % 2 == 0);
-  pairs.resize(size_t(nTok) * size_t(nb / 2));
-  sums.resize(size_t(nTok) * size_t(nb));
-  for (int64_t i = 0; i < int64_t(nTok) * nb; i += 2) {
-    ActPairQ8 &p = pairs[size_t(i / 2)];
-    std::memcpy(p.qs, xq[i].qs, QK8_0);
-    std::memcpy(p.qs + QK8_0, xq[i + 1].qs, QK8_0);
-    std::fill(p.d, p.d + 8, xq[i].d);
-    std::fill(p.d + 8, p.d + 16, xq[i + 1].d);
-    sums[size_t(i)] = xq[i].s;
-    sums[size_t(i) + 1] = xq[i + 1].s;
-  }
-}
-
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
@@ -257,6 +239,22 @@ void quantizeTokens(const float *x, int64_t xStride, int64_t cols, int nTok,
 }
 
 } // namespace
+
+void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
+                     std::vector<ActPairQ8> &pairs, std::vector<float> &sums) {
+  assert(nb % 2 == 0);
+  pairs.resize(size_t(nTok) * size_t(nb / 2));
+  sums.resize(size_t(nTok) * size_t(nb));
+  for (int64_t i = 0; i < int64_t(nTok) * nb; i += 2) {
+    ActPairQ8 &p = pairs[size_t(i / 2)];
+    std::memcpy(p.qs, xq[i].qs, QK8_0);
+    std::memcpy(p.qs + QK8_0, xq[i + 1].qs, QK8_0);
+    std::fill(p.d, p.d + 8, xq[i].d);
+    std::fill(p.d + 8, p.d + 16, xq[i + 1].d);
+    sums[size_t(i)] = xq[i].s;
+    sums[size_t(i) + 1] = xq[i + 1].s;
+  }
+}
 
 void matvecRows(const Weight &w, const float *x, int64_t xStride, float *y,
                 int64_t yStride, int nTok, int64_t r0, int64_t r1,

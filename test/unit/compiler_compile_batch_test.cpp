@@ -70,6 +70,9 @@ public:
     if (!applyPreset("tiny", cfg, error))
       return false;
     cfg.type = c.type;
+    // Super-block types need rows of 256.
+    if (typeTraits(c.type)->blockSize == QK_K)
+      cfg.nEmbd = 256;
     // Threshold mode is the SiLU models' sparsity; the others run on a
     // ReLU model, with predictors for predicted mode.
     cfg.activation = c.mode == SparsityMode::Threshold ? FfnActivation::SiLU
@@ -370,6 +373,18 @@ TEST(SourceDown, BitwiseTheDenseReference) {
       << error;
   ASSERT_TRUE(fx.packedHas("blk.0.ffn_down.weight"));
   ASSERT_TRUE(fx.packedHas("blk.1.ffn_down.weight"));
+  expectDenseReferenceLogits(fx);
+}
+
+// Tests a dense all-CPU Q4_K program (its prompt's gate and up rows x
+// tokens from the paired activation layout, its down input quantised):
+// bitwise the dense reference's logits, prompt and generation.
+TEST(SourceDown, KQuantBitwiseTheDenseReference) {
+  BatchFixture fx;
+  std::string error;
+  ASSERT_TRUE(fx.make({GGMLType::Q4_K, SparsityMode::Dense}, error, true))
+      << error;
+  ASSERT_TRUE(fx.packedHas("blk.0.ffn_down.weight"));
   expectDenseReferenceLogits(fx);
 }
 
