@@ -633,14 +633,16 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   // product with the input prepared once. The hot rows are blocks.
   const bool sf = b.gate.rowScalesFirst(first);
   const Q4SfAct *sfAct = sf ? prepQ4SfActs(xq, nEmbd, 1, sfAct_) : nullptr;
-  auto gateDot = [&](int64_t r) {
-    return sf ? dotQ4Sf(b.gate.row(r), xq, sfAct, nEmbd)
-              : gateRow(b.gate.row(r), x, xq, nEmbd);
+  // K-quant rows from the input in pairs of blocks (bitwise the same).
+  const ActPairQ8 *xp = xPairsMade_ ? xPairs_.data() : nullptr;
+  const float *xpSums = xPairsMade_ ? xPairSums_.data() : nullptr;
+  auto rowAt = [&](const RowDot &dot, const uint8_t *row) {
+    return sf                  ? dotQ4Sf(row, xq, sfAct, nEmbd)
+           : xp && dot.q8Pairs ? dot.q8Pairs(row, xp, xpSums, nEmbd)
+                               : dot(row, x, xq, nEmbd);
   };
-  auto upDot = [&](int64_t r) {
-    return sf ? dotQ4Sf(b.up.row(r), xq, sfAct, nEmbd)
-              : upRow(b.up.row(r), x, xq, nEmbd);
-  };
+  auto gateDot = [&](int64_t r) { return rowAt(gateRow, b.gate.row(r)); };
+  auto upDot = [&](int64_t r) { return rowAt(upRow, b.up.row(r)); };
   // The generated code's specialised loop for this layer, when there is
   // one, compiled with the kernels the runtime picked (an executable built
   // for a CPU without AVX2 but run on one with it would otherwise multiply
@@ -655,6 +657,8 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     args.upRowBytes = b.up.rowBytes;
     args.x = x;
     args.xq = xq;
+    args.xp = xp;
+    args.xpSums = xpSums;
     args.first = first;
     args.skipAtOrBelow = skipAtOrBelow;
     args.logits = predict ? logits : nullptr;
@@ -819,6 +823,11 @@ void Executor::quantiseFfnInput(int l) {
     return;
   quantizeActQ8(xb_.data(), xq_.data(), params_.nEmbd);
   xqReady_ = true;
+  const int64_t nb = params_.nEmbd / QK8_0;
+  xPairsMade_ =
+      nb % 2 == 0 && (rowDot(b.gate.type).q8Pairs || rowDot(b.up.type).q8Pairs);
+  if (xPairsMade_)
+    pairActivations(xq_.data(), nb, 1, xPairs_, xPairSums_);
 }
 
 namespace {

@@ -299,6 +299,11 @@ private:
   AlignedVector<float> hHot_, hCold_;        // [n_ff] activations of each half
   std::vector<Q4SfAct> sfAct_;               // xq_ for scales-first rows
   std::vector<BlockQ8Act> xq_;               // quantised FFN input (Q8_0/Q4_0)
+  // xq_ in pairs of blocks where gate or up reads them (K-quants at the
+  // AVX-512 level), made with it; xPairsMade_: for this xq_.
+  std::vector<ActPairQ8> xPairs_;
+  std::vector<float> xPairSums_;
+  bool xPairsMade_ = false;
   std::vector<float> hSource_;               // [n_ff] downInput's, source order
   std::vector<BlockQ8Act> hBlocks_;          // [n_ff/32] downInput's blocks
   AlignedVector<float> hDown_;               // [n_ff] cpuHalf's down input

@@ -43,17 +43,21 @@ namespace pinfer {
 // direct (inlinable) call of the very function the runtime reaches through
 // the row.
 template <GGMLType T, int64_t N>
-inline float ffnDot(const uint8_t *row, const float *x, const BlockQ8Act *xq) {
+inline float ffnDot(const uint8_t *row, const GateUpArgs &a) {
   constexpr const TypeTraits &t = traitsOf<T>();
   static_assert(t.computable, "gateUpRows needs a computable type");
   constexpr TypeKernels k = t.kernelsAt(PINFER_FFN_LEVEL);
   // Every computable row has the kernels its activation format needs
   // (compiler_type_traits_test); a function pointer's null test is not a
   // constant expression in a sanitised build, so it is not asserted here.
-  if constexpr (t.act == ActFormat::Q8)
-    return k.dotQ8(row, xq, N);
-  else
-    return k.dot(row, x, N);
+  if constexpr (t.act == ActFormat::Q8) {
+    if constexpr (k.readsPairs)
+      if (a.xp)
+        return k.dotQ8Pairs(row, a.xp, a.xpSums, N);
+    return k.dotQ8(row, a.xq, N);
+  } else {
+    return k.dot(row, a.x, N);
+  }
 }
 
 // Neurons [first + k0, first + k1): gate, activation, the mode's test, up
@@ -72,14 +76,13 @@ void gateUpRows(const GateUpArgs &a, int64_t k0, int64_t k1) {
         continue;
       }
     }
-    const float g =
-        ffnDot<Gate, N>(a.gate + size_t(r) * a.gateRowBytes, a.x, a.xq);
+    const float g = ffnDot<Gate, N>(a.gate + size_t(r) * a.gateRowBytes, a);
     const float act = ffnGate<Act>(g);
     if (Skip && std::fabs(act) <= a.skipAtOrBelow) {
       a.h[k] = 0.f;
       continue;
     }
-    const float u = ffnDot<Up, N>(a.up + size_t(r) * a.upRowBytes, a.x, a.xq);
+    const float u = ffnDot<Up, N>(a.up + size_t(r) * a.upRowBytes, a);
     a.h[k] = act * ffnUp<Act>(u);
   }
 }

@@ -187,6 +187,9 @@ struct TypeKernels {
   DotQ8ActRowsFn dotQ8Rows = nullptr;
   DotQ8PairsRowsFn dotQ8PairsRows = nullptr;
   DotQ8PairsFn dotQ8Pairs = nullptr;
+  // dotQ8Pairs is set: a constant the generated code can branch on (a
+  // function pointer's null test is not one in a sanitised build).
+  bool readsPairs = false;
 };
 
 // One row of the table. Recognised types set the first three fields only.

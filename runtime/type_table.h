@@ -285,6 +285,8 @@ constexpr TypeTraits withAvx512Q8(TypeTraits t, DotQ8ActFn dotQ8,
   t.avx512.dotQ84 = dotQ84;
   t.avx512.dotQ8PairsRows = dotQ8PairsRows;
   t.avx512.dotQ8Pairs = dotQ8Pairs;
+  // The AVX-512 level exists only on x86, where every caller passes one.
+  t.avx512.readsPairs = true;
   t.hasAvx512 = true;
   return t;
 }

@@ -34,9 +34,21 @@ template <GGMLType T, int64_t N> void expectBitwise(int rows) {
                             packed.data() + r * rb, N));
   std::vector<BlockQ8Act> xq(N / QK8_0);
   quantizeActQ8(x.data(), xq.data(), N);
-  std::vector<float> inlined(rows), runtime(rows);
-  for (int r = 0; r < rows; ++r)
-    inlined[r] = ffnDot<T, N>(packed.data() + r * rb, x.data(), xq.data());
+  // And in pairs of blocks, which the K-quants read at the AVX-512 level.
+  std::vector<ActPairQ8> pairs;
+  std::vector<float> sums;
+  if ((N / QK8_0) % 2 == 0)
+    pairActivations(xq.data(), N / QK8_0, 1, pairs, sums);
+  GateUpArgs blocks, paired;
+  blocks.x = paired.x = x.data();
+  blocks.xq = paired.xq = xq.data();
+  paired.xp = pairs.empty() ? nullptr : pairs.data();
+  paired.xpSums = sums.empty() ? nullptr : sums.data();
+  std::vector<float> inlined(rows), runtime(rows), inlinedPairs(rows);
+  for (int r = 0; r < rows; ++r) {
+    inlined[r] = ffnDot<T, N>(packed.data() + r * rb, blocks);
+    inlinedPairs[r] = ffnDot<T, N>(packed.data() + r * rb, paired);
+  }
   for (int r = 0; r < rows; ++r)
     runtime[r] =
         usesQ8Act(T)
@@ -46,6 +58,10 @@ template <GGMLType T, int64_t N> void expectBitwise(int rows) {
     EXPECT_EQ(std::memcmp(&inlined[r], &runtime[r], sizeof(float)), 0)
         << typeName(T) << " n=" << N << " row " << r << ": " << inlined[r]
         << " inlined, " << runtime[r] << " through the table";
+  for (int r = 0; r < rows; ++r)
+    EXPECT_EQ(std::memcmp(&inlinedPairs[r], &runtime[r], sizeof(float)), 0)
+        << typeName(T) << " n=" << N << " row " << r << ": " << inlinedPairs[r]
+        << " inlined from pairs, " << runtime[r] << " through the table";
 }
 
 TEST(KernelsInlined, BitwiseTheRuntimesAtItsLevel) {
