@@ -819,7 +819,11 @@ void Executor::quantiseFfnInput(int l) {
   // Q8_0/Q4_0 gate and up rows multiply the 8-bit quantised input, as in the
   // dense reference; the GPU kernels get its dequantised values.
   const LayerBinding &b = layers_[l];
-  if (xqReady_ || !(usesQ8Act(b.gate.type) || usesQ8Act(b.up.type)))
+  if (xqReady_)
+    return;
+  // The paired copy, when made, is of this input only.
+  xPairsMade_ = false;
+  if (!(usesQ8Act(b.gate.type) || usesQ8Act(b.up.type)))
     return;
   quantizeActQ8(xb_.data(), xq_.data(), params_.nEmbd);
   xqReady_ = true;

@@ -109,7 +109,7 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                      int64_t r0, int64_t r1);
 
-// Rows from which rowsKernel lays a prompt's activation out in pairs.
+// Rows from which rowsKernel lays the activation out in pairs.
 constexpr int64_t kPairRowsMin = 8;
 
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
