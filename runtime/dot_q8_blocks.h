@@ -442,17 +442,18 @@ PINFER_AVX2 inline void dotQ6_KQ8x4Avx2(const void *row, const BlockQ8Act *x,
 
 // ---- AVX-512 VNNI kernels --------------------------------------------------
 //
-// Two 32-value activation blocks per 512-bit register and one vpdpbusd
-// (unsigned x signed bytes, summed in fours into int32) per pair, as for
-// Q8_0/Q4_0 (runtime/dot_kernels.h): per lane an exact integer sum of four
-// products. Where AVX2 widens each sub-block's sums through int16 pairs,
-// scales them with an integer multiply and converts them block by block,
-// here the sub-block's integer scale joins its f32 factor instead (d * sc
-// times the activation block's scale, one factor per lane), so a pair of
-// blocks costs one conversion and one FMA per token. Only explicit vector
-// operations touch floats, as in the Q4_0 kernels, so the products are
-// bitwise the same wherever they are inlined; the NT-token forms give each
-// token its one-token product, bitwise.
+// Each 32-value activation block's product with the row is an exact
+// integer -- vpdpbusd (unsigned x signed bytes, summed in fours into int32
+// lanes), the lanes of a block added, sub-block scales applied as integers
+// -- and meets the floats once: for block j of a super-block,
+//   acc_j = fma(d sc_j * xd_j, I_j, acc_j), then acc_j -= dmin m_j * xs_j
+// (Q4_K/Q5_K; Q6_K has no mins and its d is per super-block), in eight f32
+// lanes, one per block position j, summed at the end in hsum's order. The
+// AMX tiles (runtime/amx_tiles.h) compute the same integers sixteen rows by
+// sixteen tokens at a time and apply the same float operations lane by
+// lane, so every form -- one token, NT tokens, R rows, tiles -- gives each
+// row and token bitwise the same number. Only explicit vector operations
+// touch floats, so the products are the same wherever they are inlined.
 
 static_assert(sizeof(BlockQ8Act) == 10 * sizeof(float),
               "the gathers below step 10 floats from block to block");
@@ -463,14 +464,6 @@ PINFER_AVX512 inline __m256 actBlocks8(const float *first) {
       first, _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70), 4);
 }
 
-// Lanes 0-7 take element j0 of v, lanes 8-15 element j0 + 1.
-PINFER_AVX512 inline __m512 pairOf(__m512 v, int j0) {
-  return _mm512_permutexvar_ps(
-      _mm512_setr_epi32(j0, j0, j0, j0, j0, j0, j0, j0, j0 + 1, j0 + 1, j0 + 1,
-                        j0 + 1, j0 + 1, j0 + 1, j0 + 1, j0 + 1),
-      v);
-}
-
 // Activation blocks x[0] and x[1]'s bytes, in lanes 0-31 and 32-63.
 PINFER_AVX512 inline __m512i actPairBytes(const BlockQ8Act *x) {
   return _mm512_inserti64x4(
@@ -478,11 +471,53 @@ PINFER_AVX512 inline __m512i actPairBytes(const BlockQ8Act *x) {
       _mm256_loadu_si256((const __m256i *)x[1].qs), 1);
 }
 
-// Activation blocks x[0] and x[1]'s scales over lanes 0-7 and 8-15: two
-// broadcasts from memory, the second merged under a mask.
-PINFER_AVX512 inline __m512 actPairScales(const BlockQ8Act *x) {
-  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(x[0].d), 0xFF00,
-                                    _mm_load_ss(&x[1].d));
+// Lanes 4q .. 4q + 3 of a and b (a's for q < 4, b's for q >= 4 as 0-3).
+PINFER_AVX512 inline __m512i addHalves(__m512i a, __m512i b, __m512i lo,
+                                       __m512i hi) {
+  return _mm512_add_epi32(_mm512_permutex2var_epi32(a, lo, b),
+                          _mm512_permutex2var_epi32(a, hi, b));
+}
+
+// The 8 block sums of four registers of vpdpbusd lanes (register g: lanes
+// 0-7 block 2g, 8-15 block 2g+1), as 8 int32 lanes in block order.
+PINFER_AVX512 inline __m256i blockSums8(__m512i d0, __m512i d1, __m512i d2,
+                                        __m512i d3) {
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19,
+                                       24, 25, 26, 27);
+  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22,
+                                       23, 28, 29, 30, 31);
+  // Four lanes per block: blocks 0-3, then 4-7.
+  const __m512i a = addHalves(d0, d1, lo, hi), b = addHalves(d2, d3, lo, hi);
+  const __m512i lo2 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
+                                        21, 24, 25, 28, 29);
+  const __m512i hi2 = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
+                                        23, 26, 27, 30, 31);
+  const __m512i two = addHalves(a, b, lo2, hi2); // two lanes per block
+  // Each even lane plus its odd neighbour, then the even lanes.
+  return _mm512_cvtepi64_epi32(
+      _mm512_add_epi32(two, _mm512_shuffle_epi32(two, _MM_PERM_CDAB)));
+}
+
+// The 16 sub-block sums of four registers of vpdpbusd lanes (register k:
+// lanes 4q .. 4q + 3 sub-block 4k + q), in order.
+PINFER_AVX512 inline __m512i subBlockSums16(__m512i d0, __m512i d1, __m512i d2,
+                                            __m512i d3) {
+  const __m512i lo = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21,
+                                       24, 25, 28, 29);
+  const __m512i hi = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
+                                       23, 26, 27, 30, 31);
+  const __m512i a = addHalves(d0, d1, lo, hi), b = addHalves(d2, d3, lo, hi);
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                       22, 24, 26, 28, 30);
+  const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                       23, 25, 27, 29, 31);
+  return addHalves(a, b, ev, od);
+}
+
+// Pairs of sub-block sums added: 8 block sums.
+PINFER_AVX512 inline __m256i pairSums8(__m512i s16) {
+  return _mm512_cvtepi64_epi32(
+      _mm512_add_epi32(s16, _mm512_shuffle_epi32(s16, _MM_PERM_CDAB)));
 }
 
 // Sub-blocks 2g (low nibbles, bytes 0-31) and 2g+1 (high, bytes 32-63) of
@@ -503,17 +538,28 @@ PINFER_AVX512 inline __m512i unpackK4K5Pair(const uint8_t *p, int g) {
   }
 }
 
+// Q6_K values 128h .. 128h + 127 (sub-blocks 8h .. 8h + 7) minus 32, as
+// signed bytes: w[2h] and w[2h + 1], 64 values each.
+PINFER_AVX512 inline void unpackQ6KHalf(const uint8_t *p, int h, __m512i *w) {
+  __m256i v[4];
+  qblk::unpackQ6K(p, h, v);
+  for (int q = 0; q < 2; ++q)
+    w[2 * h + q] = _mm512_sub_epi8(
+        _mm512_inserti64x4(_mm512_castsi256_si512(v[2 * q]), v[2 * q + 1], 1),
+        _mm512_set1_epi8(32));
+}
+
 // Where a kernel reads a token's activation: from BlockQ8Act blocks (one
-// token, or a few) or from a prompt's ActPairQ8 pairs (the same numbers,
-// loaded as they are). Token t, pair k of the current super-block.
+// token, or a few) or from the ActPairQ8 layout (the same numbers, loaded
+// as they are). Token t, pair k of the current super-block.
 struct BlockAct {
   const BlockQ8Act *x;
   int64_t stride; // blocks per token
   PINFER_AVX512 __m512i bytes(int t, int k) const {
     return actPairBytes(x + t * stride + 2 * k);
   }
-  PINFER_AVX512 __m512 scales(int t, int k) const {
-    return actPairScales(x + t * stride + 2 * k);
+  PINFER_AVX512 __m256 scales8(int t) const {
+    return actBlocks8(&x[t * stride].d);
   }
   PINFER_AVX512 __m256 sums8(int t) const {
     return actBlocks8(&x[t * stride].s);
@@ -522,82 +568,70 @@ struct BlockAct {
 };
 struct PairAct {
   const ActPairQ8 *x;
-  const float *sums;
+  const float *f; // per 8 blocks: their scales, then their sums
   int64_t stride; // pairs per token
   PINFER_AVX512 __m512i bytes(int t, int k) const {
     return _mm512_load_si512(x[t * stride + k].qs);
   }
-  PINFER_AVX512 __m512 scales(int t, int k) const {
-    return _mm512_load_ps(x[t * stride + k].d);
+  PINFER_AVX512 __m256 scales8(int t) const {
+    return _mm256_loadu_ps(f + t * 4 * stride);
   }
   PINFER_AVX512 __m256 sums8(int t) const {
-    return _mm256_loadu_ps(sums + t * 2 * stride);
+    return _mm256_loadu_ps(f + t * 4 * stride + 8);
   }
   void next() {
     x += QK_K / (2 * QK8_0);
-    sums += QK_K / QK8_0;
+    f += 2 * QK_K / QK8_0;
   }
 };
 
-// Q4_K/Q5_K: a pair of activation blocks spans sub-blocks 2g and 2g+1
-// (the low and high nibbles of 32 bytes); their scales d * sc_j join the
-// lanes' f32 factors, 0-7 from sub-block 2g and 8-15 from sub-block 2g+1.
-// The mins' share, dmin m_j s_j, accumulates in 8 f32 lanes, one per
-// sub-block, and comes off at the end. R rows (row r at row + r *
-// rowBytes) share each token's activation loads; out[t * R + r]. A row's
-// and token's operations are the same whatever R and NT are.
+// Q4_K/Q5_K: pair g of activation blocks spans sub-blocks 2g and 2g+1 (the
+// low and high nibbles of 32 bytes); a sub-block's 6-bit scale joins the
+// f32 factor d sc_j (exact: an integer below 2^6 times an f16). R rows (row
+// r at row + r * rowBytes) share each token's activation loads; out[t * R
+// + r].
 template <bool Five, int R, int NT, class Act>
 PINFER_AVX512 inline void dotK4K5Q8ActAvx512(const void *row, int64_t rowBytes,
                                              Act x, int64_t n, float *out) {
   const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  __m512 acc[R][NT];
-  __m256 accMin[R][NT];
+  __m256 acc[R][NT];
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t) {
-      acc[r][t] = _mm512_setzero_ps();
-      accMin[r][t] = _mm256_setzero_ps();
-    }
+    for (int t = 0; t < NT; ++t)
+      acc[r][t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i, x.next()) {
-    const uint8_t *p[R];
-    __m512 dsc[R];
-    __m256 dm[R];
+    __m512i w[R][4];
+    __m256 dsc[R], dm[R];
     for (int r = 0; r < R; ++r) {
-      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes + i * bytes;
-      const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p[r] + 4);
-      dsc[r] = _mm512_castps256_ps512(
-          _mm256_mul_ps(_mm256_set1_ps(halfAt(p[r])),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                            _mm_loadl_epi64((const __m128i *)sm.sc)))));
-      dm[r] = _mm256_mul_ps(_mm256_set1_ps(halfAt(p[r] + 2)),
+      const uint8_t *p =
+          static_cast<const uint8_t *>(row) + r * rowBytes + i * bytes;
+      const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
+      dsc[r] = _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
+                             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                 _mm_loadl_epi64((const __m128i *)sm.sc))));
+      dm[r] = _mm256_mul_ps(_mm256_set1_ps(halfAt(p + 2)),
                             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
                                 _mm_loadl_epi64((const __m128i *)sm.m))));
-    }
-    for (int g = 0; g < 4; ++g) {
-      __m512i w[R];
-      __m512 wd[R];
-      for (int r = 0; r < R; ++r) {
-        w[r] = unpackK4K5Pair<Five>(p[r], g);
-        wd[r] = pairOf(dsc[r], 2 * g);
-      }
-      for (int t = 0; t < NT; ++t) {
-        const __m512 xd = x.scales(t, g);
-        const __m512i xs = x.bytes(t, g);
-        for (int r = 0; r < R; ++r)
-          acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(wd[r], xd),
-                                      _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
-                                          _mm512_setzero_si512(), w[r], xs)),
-                                      acc[r][t]);
-      }
+      for (int g = 0; g < 4; ++g)
+        w[r][g] = unpackK4K5Pair<Five>(p, g);
     }
     for (int t = 0; t < NT; ++t) {
-      const __m256 sums = x.sums8(t);
-      for (int r = 0; r < R; ++r)
-        accMin[r][t] = _mm256_fmadd_ps(dm[r], sums, accMin[r][t]);
+      const __m256 xd = x.scales8(t), xs = x.sums8(t);
+      for (int r = 0; r < R; ++r) {
+        const __m512i z = _mm512_setzero_si512();
+        const __m256i s =
+            blockSums8(_mm512_dpbusd_epi32(z, w[r][0], x.bytes(t, 0)),
+                       _mm512_dpbusd_epi32(z, w[r][1], x.bytes(t, 1)),
+                       _mm512_dpbusd_epi32(z, w[r][2], x.bytes(t, 2)),
+                       _mm512_dpbusd_epi32(z, w[r][3], x.bytes(t, 3)));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dsc[r], xd),
+                                    _mm256_cvtepi32_ps(s), acc[r][t]);
+        acc[r][t] = _mm256_fnmadd_ps(dm[r], xs, acc[r][t]);
+      }
     }
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
-      out[t * R + r] = hsum512(acc[r][t]) - hsum(accMin[r][t]);
+      out[t * R + r] = hsum(acc[r][t]);
 }
 template <bool Five, int NT>
 PINFER_AVX512 inline void dotK4K5Q8NAvx512(const void *row, const BlockQ8Act *x,
@@ -620,66 +654,55 @@ dotK4K5Q8x4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
 
 // Q6_K: the 6-bit values minus 32 as signed bytes against the activation
 // offset by 128 (unsigned); the offset's products, -128 times each lane's
-// four weights, seed the integer sum, computed once for all NT tokens. A
-// pair of activation blocks spans four 16-value sub-blocks, four lanes
-// each, whose signed scales join the lanes' f32 factors. R rows as above.
+// four weights, seed the integer sum, computed once for all NT tokens. The
+// 16-value sub-blocks' sums meet their signed 8-bit scales as integers;
+// a block's two scaled sums stay below 2^24 in magnitude (2 * 128 * 16 *
+// 32 * 127), so their f32 conversion is exact. R rows as above.
 template <int R, int NT, class Act>
 PINFER_AVX512 inline void dotQ6_KQ8ActAvx512(const void *row, int64_t rowBytes,
                                              Act x, int64_t n, float *out) {
   const __m512i flip = _mm512_set1_epi8(char(0x80));
-  const __m512i sub = _mm512_set1_epi8(32);
-  __m512 acc[R][NT];
+  __m256 acc[R][NT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
-      acc[r][t] = _mm512_setzero_ps();
+      acc[r][t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i, x.next()) {
-    const uint8_t *p[R];
-    __m512 dsc[R];
+    __m512i w[R][4], corr[R][4], sc[R];
+    __m256 d[R];
     for (int r = 0; r < R; ++r) {
-      p[r] = static_cast<const uint8_t *>(row) + r * rowBytes +
-             i * sizeof(BlockQ6_K);
-      dsc[r] =
-          _mm512_mul_ps(_mm512_set1_ps(halfAt(p[r] + 208)),
-                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                            _mm_loadu_si128((const __m128i *)(p[r] + 192)))));
+      const uint8_t *p = static_cast<const uint8_t *>(row) + r * rowBytes +
+                         i * sizeof(BlockQ6_K);
+      d[r] = _mm256_set1_ps(halfAt(p + 208));
+      sc[r] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192)));
+      unpackQ6KHalf(p, 0, w[r]);
+      unpackQ6KHalf(p, 1, w[r]);
+      for (int k = 0; k < 4; ++k) {
+        corr[r][k] = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w[r][k]));
+      }
     }
-    for (int h = 0; h < 2; ++h) {
-      __m256i v[R][4];
-      for (int r = 0; r < R; ++r)
-        qblk::unpackQ6K(p[r], h, v[r]);
-      for (int q = 0; q < 2; ++q) {
-        const int k = 2 * h + q; // pair k: activation blocks 2k, 2k + 1
-        const int j = 4 * k;     // sub-blocks j .. j + 3
-        const __m512i spread =
-            _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2,
-                              j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3);
-        __m512i w[R], corr[R];
-        __m512 wd[R];
-        for (int r = 0; r < R; ++r) {
-          w[r] = _mm512_sub_epi8(
-              _mm512_inserti64x4(_mm512_castsi256_si512(v[r][2 * q]),
-                                 v[r][2 * q + 1], 1),
-              sub);
-          corr[r] = _mm512_sub_epi32(
-              _mm512_setzero_si512(),
-              _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, w[r]));
-          wd[r] = _mm512_permutexvar_ps(spread, dsc[r]);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const __m512i xs = _mm512_xor_si512(x.bytes(t, k), flip);
-          const __m512 xd = x.scales(t, k);
-          for (int r = 0; r < R; ++r)
-            acc[r][t] = _mm512_fmadd_ps(
-                _mm512_mul_ps(wd[r], xd),
-                _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[r], xs, w[r])),
-                acc[r][t]);
-        }
+    for (int t = 0; t < NT; ++t) {
+      __m512i xs[4];
+      for (int k = 0; k < 4; ++k)
+        xs[k] = _mm512_xor_si512(x.bytes(t, k), flip);
+      const __m256 xd = x.scales8(t);
+      for (int r = 0; r < R; ++r) {
+        const __m512i s16 = _mm512_mullo_epi32(
+            subBlockSums16(_mm512_dpbusd_epi32(corr[r][0], xs[0], w[r][0]),
+                           _mm512_dpbusd_epi32(corr[r][1], xs[1], w[r][1]),
+                           _mm512_dpbusd_epi32(corr[r][2], xs[2], w[r][2]),
+                           _mm512_dpbusd_epi32(corr[r][3], xs[3], w[r][3])),
+            sc[r]);
+        acc[r][t] =
+            _mm256_fmadd_ps(_mm256_mul_ps(d[r], xd),
+                            _mm256_cvtepi32_ps(pairSums8(s16)), acc[r][t]);
       }
     }
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
-      out[t * R + r] = hsum512(acc[r][t]);
+      out[t * R + r] = hsum(acc[r][t]);
 }
 template <int NT>
 PINFER_AVX512 inline void dotQ6_KQ8NAvx512(const void *row, const BlockQ8Act *x,
@@ -699,42 +722,40 @@ PINFER_AVX512 inline void dotQ6_KQ8x4Avx512(const void *row,
   dotQ6_KQ8NAvx512<kTokensAtOnce>(row, x, xStride, n, out);
 }
 
-// kRowsAtOnce rows x kTokensAtOnce tokens of a prompt's paired activation
-// (ActPairQ8), R rows at a time (rowsBy). Q4_K/Q5_K take two (the
-// activation's loads, 128 bytes per token and pair of blocks, bound the
-// one-row product there; four rows need more registers than there are);
-// Q6_K, whose rows need more registers each, one.
+// kRowsAtOnce rows x kTokensAtOnce tokens of the ActPairQ8 layout, R rows
+// at a time (rowsBy). Q4_K/Q5_K take two; Q6_K, whose rows need more
+// registers each, one.
 template <bool Five>
 PINFER_AVX512 inline void
 dotK4K5Q8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
-                         const float *sums, int64_t xStride, int64_t n,
+                         const float *f, int64_t xStride, int64_t n,
                          float *out) {
   rowsBy<2>(dotK4K5Q8ActAvx512<Five, 2, kTokensAtOnce, PairAct>, row, rowBytes,
-            out, PairAct{x, sums, xStride}, n);
+            out, PairAct{x, f, xStride}, n);
 }
-// One row, one token's paired activation (a generated token's products,
-// the layout made once per token for all rows).
+// One row, one token's activation in that layout (a generated token's
+// products, the layout made once per token for all rows).
 template <bool Five>
 PINFER_AVX512 inline float dotK4K5Q8PairsAvx512(const void *row,
                                                 const ActPairQ8 *x,
-                                                const float *sums, int64_t n) {
+                                                const float *f, int64_t n) {
   float out;
-  dotK4K5Q8ActAvx512<Five, 1, 1>(row, 0, PairAct{x, sums, 0}, n, &out);
+  dotK4K5Q8ActAvx512<Five, 1, 1>(row, 0, PairAct{x, f, 0}, n, &out);
   return out;
 }
 PINFER_AVX512 inline float dotQ6_KQ8PairsAvx512(const void *row,
                                                 const ActPairQ8 *x,
-                                                const float *sums, int64_t n) {
+                                                const float *f, int64_t n) {
   float out;
-  dotQ6_KQ8ActAvx512<1, 1>(row, 0, PairAct{x, sums, 0}, n, &out);
+  dotQ6_KQ8ActAvx512<1, 1>(row, 0, PairAct{x, f, 0}, n, &out);
   return out;
 }
 PINFER_AVX512 inline void
 dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
-                         const float *sums, int64_t xStride, int64_t n,
+                         const float *f, int64_t xStride, int64_t n,
                          float *out) {
   rowsBy<1>(dotQ6_KQ8ActAvx512<1, kTokensAtOnce, PairAct>, row, rowBytes, out,
-            PairAct{x, sums, xStride}, n);
+            PairAct{x, f, xStride}, n);
 }
 
 #endif // PINFER_X86

@@ -635,10 +635,10 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
   const Q4SfAct *sfAct = sf ? prepQ4SfActs(xq, nEmbd, 1, sfAct_) : nullptr;
   // K-quant rows from the input in pairs of blocks (bitwise the same).
   const ActPairQ8 *xp = xPairsMade_ ? xPairs_.data() : nullptr;
-  const float *xpSums = xPairsMade_ ? xPairSums_.data() : nullptr;
+  const float *xpScales = xPairsMade_ ? xPairScales_.data() : nullptr;
   auto rowAt = [&](const RowDot &dot, const uint8_t *row) {
     return sf                  ? dotQ4Sf(row, xq, sfAct, nEmbd)
-           : xp && dot.q8Pairs ? dot.q8Pairs(row, xp, xpSums, nEmbd)
+           : xp && dot.q8Pairs ? dot.q8Pairs(row, xp, xpScales, nEmbd)
                                : dot(row, x, xq, nEmbd);
   };
   auto gateDot = [&](int64_t r) { return rowAt(gateRow, b.gate.row(r)); };
@@ -658,7 +658,7 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     args.x = x;
     args.xq = xq;
     args.xp = xp;
-    args.xpSums = xpSums;
+    args.xpScales = xpScales;
     args.first = first;
     args.skipAtOrBelow = skipAtOrBelow;
     args.logits = predict ? logits : nullptr;
@@ -831,7 +831,7 @@ void Executor::quantiseFfnInput(int l) {
   xPairsMade_ =
       nb % 2 == 0 && (rowDot(b.gate.type).q8Pairs || rowDot(b.up.type).q8Pairs);
   if (xPairsMade_)
-    pairActivations(xq_.data(), nb, 1, xPairs_, xPairSums_);
+    pairActivations(xq_.data(), nb, 1, xPairs_, xPairScales_);
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "runtime/aligned_vector.h"
+#include "runtime/amx_tiles.h"
 
 #include "runtime/cuda_driver.h"
 #include "runtime/generate.h"
@@ -302,7 +303,7 @@ private:
   // xq_ in pairs of blocks where gate or up reads them (K-quants at the
   // AVX-512 level), made with it; xPairsMade_: for this xq_.
   std::vector<ActPairQ8> xPairs_;
-  std::vector<float> xPairSums_;
+  std::vector<float> xPairScales_;
   bool xPairsMade_ = false;
   std::vector<float> hSource_;               // [n_ff] downInput's, source order
   std::vector<BlockQ8Act> hBlocks_;          // [n_ff/32] downInput's blocks
@@ -340,7 +341,8 @@ private:
   std::vector<Q4SfAct> bSfAct_;              // bXq_ for scales-first rows
   std::vector<BlockQ8Act> bXq_;              // [nBatch][n_embd/32]
   std::vector<ActPairQ8> bXPairs_;           // bXq_ in pairs (K-quant tiles)
-  std::vector<float> bXPairSums_;            // their block sums
+  std::vector<float> bXPairScales_;          // their block scales and sums
+  AmxActs bAmx_;                             // bXq_ for AMX tiles (K-quants)
   AlignedVector<float> bH_;                  // [nBatch][n_ff] packed order
   AlignedVector<float> bHDown_;              // [nBatch][n_ff] down input
   std::vector<uint8_t> bChosen_;             // [nBatch][n_ff] predictor's

@@ -13,6 +13,8 @@
 // those of evaluating the prompt token by token.
 #include "runtime/executor.h"
 
+#include "runtime/amx_tiles.h"
+
 #include "runtime/kernels.h"
 #include "runtime/sparse_kernels.h"
 
@@ -263,7 +265,16 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const int n4 = n - n % kTokensAtOnce;
   const bool pairs = rowsAtOnce && pairsRows && n4 > 0;
   if (pairs)
-    pairActivations(xq, nBlk, n4, bXPairs_, bXPairSums_);
+    pairActivations(xq, nBlk, n4, bXPairs_, bXPairScales_);
+  // Sixteen rows by sixteen tokens per AMX tile multiply where the CPU has
+  // them (runtime/amx_tiles.h, bitwise the same products), the chunk's
+  // input laid out once for every thread's rows; the tokens after the last
+  // sixteen as above.
+  const bool amx = rowsAtOnce && pairsRows && n >= kAmxPadFrom &&
+                   amxReads(b.gate.type) && amxReads(b.up.type) && amxActive();
+  if (amx)
+    amxPrepare(xq, nBlk, n, bAmx_);
+  const int tiled = amx ? bAmx_.tokens : 0;
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
     // Rows k .. k + count - 1 of w as blocks: the packed rows, or their
@@ -284,20 +295,22 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     auto put = [&](int t, int64_t k, float g, float u) {
       h[size_t(t) * nFF + k] = ffnActivate(act, g) * ffnUpFactor(act, u);
     };
-    int64_t kRest = k0;
-    for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce) {
+    // Rows k .. k + kRowsAtOnce - 1 for tokens tBegin .. n - 1: in fours,
+    // then one by one.
+    auto rowGroup = [&](int64_t k, int tBegin) {
       float gr[kRowsAtOnce * kTokensAtOnce], ur[kRowsAtOnce * kTokensAtOnce];
-      const uint8_t *gateRows = blocksAt(b.gate, kRest, kRowsAtOnce, gateBuf),
-                    *upRows = blocksAt(b.up, kRest, kRowsAtOnce, upBuf);
-      for (int t0 = 0; t0 < n4; t0 += kTokensAtOnce) {
+      const uint8_t *gateRows = blocksAt(b.gate, k, kRowsAtOnce, gateBuf),
+                    *upRows = blocksAt(b.up, k, kRowsAtOnce, upBuf);
+      int t0 = tBegin;
+      for (; t0 + kTokensAtOnce <= n; t0 += kTokensAtOnce) {
         const float *x = xb + size_t(t0) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
         if (pairs) {
           const ActPairQ8 *xp = bXPairs_.data() + size_t(t0) * (nBlk / 2);
-          const float *sums = bXPairSums_.data() + size_t(t0) * nBlk;
-          gateDot.q8PairsRows(gateRows, int64_t(b.gate.rowBytes), xp, sums,
+          const float *f = bXPairScales_.data() + size_t(t0) * 2 * nBlk;
+          gateDot.q8PairsRows(gateRows, int64_t(b.gate.rowBytes), xp, f,
                               nBlk / 2, nEmbd, gr);
-          upDot.q8PairsRows(upRows, int64_t(b.up.rowBytes), xp, sums, nBlk / 2,
+          upDot.q8PairsRows(upRows, int64_t(b.up.rowBytes), xp, f, nBlk / 2,
                             nEmbd, ur);
         } else {
           gateDot.rows(gateRows, int64_t(b.gate.rowBytes), x, nEmbd, xqt, nBlk,
@@ -306,18 +319,36 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
                      ur);
         }
         for (int i = 0; i < kRowsAtOnce * kTokensAtOnce; ++i)
-          put(t0 + i / kRowsAtOnce, kRest + i % kRowsAtOnce, gr[i], ur[i]);
+          put(t0 + i / kRowsAtOnce, k + i % kRowsAtOnce, gr[i], ur[i]);
       }
       // The tokens after the last four, one by one.
-      for (int t = n4; t < n; ++t)
-        for (int64_t k = kRest; k < kRest + kRowsAtOnce; ++k) {
+      for (int t = t0; t < n; ++t)
+        for (int64_t j = k; j < k + kRowsAtOnce; ++j) {
           const float *x = xb + size_t(t) * nEmbd;
           const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-          put(t, k,
-              gateDot(gateRows + (k - kRest) * b.gate.rowBytes, x, xqt, nEmbd),
-              upDot(upRows + (k - kRest) * b.up.rowBytes, x, xqt, nEmbd));
+          put(t, j,
+              gateDot(gateRows + (j - k) * b.gate.rowBytes, x, xqt, nEmbd),
+              upDot(upRows + (j - k) * b.up.rowBytes, x, xqt, nEmbd));
         }
+    };
+    int64_t kRest = k0;
+    static thread_local std::vector<float> gTile, uTile;
+    for (; tiled > 0 && kRest + kAmxRows <= k1; kRest += kAmxRows) {
+      gTile.resize(size_t(tiled) * kAmxRows);
+      uTile.resize(size_t(tiled) * kAmxRows);
+      amxRows(b.gate.type, b.gate.row(kRest), int64_t(b.gate.rowBytes),
+              kAmxRows, bAmx_, nEmbd, gTile.data(), kAmxRows);
+      amxRows(b.up.type, b.up.row(kRest), int64_t(b.up.rowBytes), kAmxRows,
+              bAmx_, nEmbd, uTile.data(), kAmxRows);
+      for (int t = 0; t < tiled; ++t)
+        for (int m = 0; m < kAmxRows; ++m)
+          put(t, kRest + m, gTile[size_t(t) * kAmxRows + m],
+              uTile[size_t(t) * kAmxRows + m]);
+      for (int m = 0; m < kAmxRows; m += kRowsAtOnce)
+        rowGroup(kRest + m, tiled);
     }
+    for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce)
+      rowGroup(kRest, 0);
     for (int64_t k = kRest; k < k1; ++k) {
       const bool predicted = predict && k >= nHot;
       // A predicted row no token chose is not read (nor converted).

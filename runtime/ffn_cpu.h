@@ -53,7 +53,7 @@ inline float ffnDot(const uint8_t *row, const GateUpArgs &a) {
   if constexpr (t.act == ActFormat::Q8) {
     if constexpr (k.readsPairs)
       if (a.xp)
-        return k.dotQ8Pairs(row, a.xp, a.xpSums, N);
+        return k.dotQ8Pairs(row, a.xp, a.xpScales, N);
     return k.dotQ8(row, a.xq, N);
   } else {
     return k.dot(row, a.x, N);

@@ -151,28 +151,28 @@ using DotQ8ActRowsFn = void (*)(const void *row, int64_t rowBytes,
                                 const BlockQ8Act *x, int64_t xStride, int64_t n,
                                 float *out);
 
-// A prompt's quantised activation laid out for the AVX-512 K-quant products
-// (runtime/kernels.cpp, pairActivations): BlockQ8Act blocks 2i and 2i+1 as
-// one aligned 64-byte load and their scales spread over 16 lanes, so that a
-// token's share of a pair of blocks costs no joining or spreading per row.
-// The same numbers as the blocks.
+// The quantised activation laid out for the AVX-512 K-quant products
+// (runtime/kernels.cpp, pairActivations): the bytes of BlockQ8Act blocks 2i
+// and 2i+1 as one aligned 64-byte load, and beside the pairs, per eight
+// blocks (a K-quant super-block), their scales (BlockQ8Act::d) and then
+// their sums (BlockQ8Act::s), so that each eight are one load. The same
+// numbers as the blocks.
 struct alignas(64) ActPairQ8 {
   int8_t qs[2 * QK8_0];
-  float d[16]; // block 2i's scale in 0-7, block 2i+1's in 8-15
 };
 
 // kRowsAtOnce rows (as DotRowsFn) x kTokensAtOnce tokens x_t = x + t *
-// xStride (pairs), their blocks' sums (BlockQ8Act::s) at sums + t * 2 *
-// xStride: out[t * kRowsAtOnce + r] bitwise the one-row, one-token kernel's
-// over the blocks.
+// xStride (pairs), their blocks' scales and sums at f + t * 4 * xStride:
+// out[t * kRowsAtOnce + r] bitwise the one-row, one-token kernel's over
+// the blocks.
 using DotQ8PairsRowsFn = void (*)(const void *row, int64_t rowBytes,
-                                  const ActPairQ8 *x, const float *sums,
+                                  const ActPairQ8 *x, const float *f,
                                   int64_t xStride, int64_t n, float *out);
 
 // One row times one token's activation in ActPairQ8 pairs, its blocks'
-// sums at `sums`: bitwise the one-row kernel over the blocks.
+// scales and sums at `f`: bitwise the one-row kernel over the blocks.
 using DotQ8PairsFn = float (*)(const void *row, const ActPairQ8 *x,
-                               const float *sums, int64_t n);
+                               const float *f, int64_t n);
 
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {

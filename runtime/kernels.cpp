@@ -4,6 +4,7 @@
 // builds the products, norms and attention on them.
 #include "runtime/kernels.h"
 
+#include "runtime/amx_tiles.h"
 #include "runtime/dot_kernels.h" // PINFER_X86
 #include "runtime/model.h"
 #include "runtime/thread_pool.h"
@@ -127,8 +128,27 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
       scalesFirstRows(w, x, xStride, xq, y, yStride, nTok, split, r1);
     return;
   }
-  const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   const int64_t nb = w.cols / QK8_0;
+  // Sixteen rows by sixteen tokens per AMX tile multiply where the CPU has
+  // them: bitwise the kernels below (runtime/amx_tiles.h); the tokens and
+  // rows left over go the ways below.
+  if (xq && nTok >= kAmxPadFrom && r1 - r0 >= kAmxRows && amxReads(w.type) &&
+      amxActive()) {
+    static thread_local AmxActs acts;
+    amxPrepare(xq, nb, nTok, acts);
+    const int64_t rows = (r1 - r0) / kAmxRows * kAmxRows;
+    const int tiled = acts.tokens;
+    if (tiled > 0 && amxRows(w.type, w.row(r0), int64_t(w.rowBytes), rows, acts,
+                             w.cols, y + r0, yStride)) {
+      if (tiled < nTok)
+        rowsKernel(w, x + tiled * xStride, xStride, xq + tiled * nb,
+                   y + tiled * yStride, yStride, nTok - tiled, r0, r0 + rows);
+      if (r0 + rows < r1)
+        rowsKernel(w, x, xStride, xq, y, yStride, nTok, r0 + rows, r1);
+      return;
+    }
+  }
+  const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   float out[kRowsAtOnce * kTokensAtOnce];
   int64_t r = r0;
   const int nTok4 = nTok - nTok % kTokensAtOnce;
@@ -161,23 +181,23 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   // tokens, a generated token's rows one by one. A few rows do not pay
   // for it.
   static thread_local std::vector<ActPairQ8> pairs;
-  static thread_local std::vector<float> sums;
+  static thread_local std::vector<float> scales;
   const int64_t np = nb / 2;
   const bool paired =
       xq && r1 - r >= kPairRowsMin &&
       ((dot.q8PairsRows && nTok4 > 0) || (dot.q8Pairs && nTok < kTokensAtOnce));
   if (paired)
-    pairActivations(xq, nb, nTok, pairs, sums);
+    pairActivations(xq, nb, nTok, pairs, scales);
   if (paired && dot.q8PairsRows && nTok4 > 0)
     rowGroups([&](const uint8_t *row, int t) {
       dot.q8PairsRows(row, w.rowBytes, pairs.data() + t * np,
-                      sums.data() + t * nb, np, w.cols, out);
+                      scales.data() + t * 2 * nb, np, w.cols, out);
     });
   if (paired && dot.q8Pairs && nTok < kTokensAtOnce) {
     for (; r < r1; ++r)
       for (int t = 0; t < nTok; ++t)
         y[t * yStride + r] = dot.q8Pairs(w.row(r), pairs.data() + t * np,
-                                         sums.data() + t * nb, w.cols);
+                                         scales.data() + t * 2 * nb, w.cols);
     return;
   }
   for (; r < r1; ++r) {
@@ -241,18 +261,17 @@ void quantizeTokens(const float *x, int64_t xStride, int64_t cols, int nTok,
 } // namespace
 
 void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
-                     std::vector<ActPairQ8> &pairs, std::vector<float> &sums) {
-  assert(nb % 2 == 0);
+                     std::vector<ActPairQ8> &pairs, std::vector<float> &f) {
+  assert(nb % 8 == 0);
   pairs.resize(size_t(nTok) * size_t(nb / 2));
-  sums.resize(size_t(nTok) * size_t(nb));
-  for (int64_t i = 0; i < int64_t(nTok) * nb; i += 2) {
-    ActPairQ8 &p = pairs[size_t(i / 2)];
-    std::memcpy(p.qs, xq[i].qs, QK8_0);
-    std::memcpy(p.qs + QK8_0, xq[i + 1].qs, QK8_0);
-    std::fill(p.d, p.d + 8, xq[i].d);
-    std::fill(p.d + 8, p.d + 16, xq[i + 1].d);
-    sums[size_t(i)] = xq[i].s;
-    sums[size_t(i) + 1] = xq[i + 1].s;
+  // (Whole groups of eight even where a caller broke the contract.)
+  f.resize((size_t(nTok) * size_t(nb) + 7) / 8 * 16);
+  for (int64_t i = 0; i < int64_t(nTok) * nb; ++i) {
+    std::memcpy(pairs[size_t(i / 2)].qs + QK8_0 * (i % 2), xq[i].qs, QK8_0);
+    // Eight blocks' scales, then their sums.
+    float *group = f.data() + size_t(i / 8) * 16;
+    group[i % 8] = xq[i].d;
+    group[8 + i % 8] = xq[i].s;
   }
 }
 

@@ -63,11 +63,12 @@ void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
 // max|x| / 127 per block, values rounded to nearest.
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
 
-// The first nTok tokens' quantised blocks (nb per token, nb even) as
-// ActPairQ8 pairs, and their sums (BlockQ8Act::s) in a row per token: the
-// layout TypeKernels::dotQ8PairsRows / dotQ8Pairs read.
+// The first nTok tokens' quantised blocks (nb per token, a multiple of 8
+// as in K-quant rows) as ActPairQ8 pairs, and per eight blocks their
+// scales then their sums (2 * nb floats per token, token t's at f + t * 2
+// * nb): the layout TypeKernels::dotQ8PairsRows / dotQ8Pairs read.
 void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
-                     std::vector<ActPairQ8> &pairs, std::vector<float> &sums);
+                     std::vector<ActPairQ8> &pairs, std::vector<float> &f);
 
 // The quantised-activation dot product of `type`'s row under the current
 // ISA setting; null for a type whose products use f32 activations.

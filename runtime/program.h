@@ -35,10 +35,10 @@ struct GateUpArgs {
   size_t gateRowBytes = 0, upRowBytes = 0;
   const float *x = nullptr;       // the FFN input [n_embd]
   const BlockQ8Act *xq = nullptr; // its 8-bit copy (ActFormat::Q8 rows)
-  // That copy in pairs of blocks (ActPairQ8) and their sums, for rows whose
-  // type reads them (TypeKernels::dotQ8Pairs); null: not made.
+  // That copy in pairs of blocks (ActPairQ8) and their scales and sums, for
+  // rows whose type reads them (TypeKernels::dotQ8Pairs); null: not made.
   const ActPairQ8 *xp = nullptr;
-  const float *xpSums = nullptr;
+  const float *xpScales = nullptr;
   int64_t first = 0;              // the half's first packed row
   float skipAtOrBelow = 0.f;      // exact: 0; threshold: the layer's
   const float *logits = nullptr;  // predicted: scores in packed order

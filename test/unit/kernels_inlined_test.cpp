@@ -36,14 +36,14 @@ template <GGMLType T, int64_t N> void expectBitwise(int rows) {
   quantizeActQ8(x.data(), xq.data(), N);
   // And in pairs of blocks, which the K-quants read at the AVX-512 level.
   std::vector<ActPairQ8> pairs;
-  std::vector<float> sums;
-  if ((N / QK8_0) % 2 == 0)
-    pairActivations(xq.data(), N / QK8_0, 1, pairs, sums);
+  std::vector<float> scales;
+  if ((N / QK8_0) % 8 == 0)
+    pairActivations(xq.data(), N / QK8_0, 1, pairs, scales);
   GateUpArgs blocks, paired;
   blocks.x = paired.x = x.data();
   blocks.xq = paired.xq = xq.data();
   paired.xp = pairs.empty() ? nullptr : pairs.data();
-  paired.xpSums = sums.empty() ? nullptr : sums.data();
+  paired.xpScales = scales.empty() ? nullptr : scales.data();
   std::vector<float> inlined(rows), runtime(rows), inlinedPairs(rows);
   for (int r = 0; r < rows; ++r) {
     inlined[r] = ffnDot<T, N>(packed.data() + r * rb, blocks);

@@ -1,0 +1,407 @@
+// AMX tile products; see amx_tiles.h.
+#include "runtime/amx_tiles.h"
+
+#include "runtime/dot_q8_blocks.h"
+#include "runtime/kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(PINFER_X86) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define PINFER_HAS_AMX 1
+#endif
+
+namespace pinfer {
+
+#ifdef PINFER_HAS_AMX
+
+namespace {
+
+// CPUID leaf 7: AMX-TILE is EDX bit 24, AMX-INT8 bit 25.
+bool cpuHasAmx() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return false;
+  return (d >> 24 & 1) && (d >> 25 & 1);
+}
+
+// Linux hands out the 8 KiB of tile state only to a process that asks
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA); without it the first
+// tile instruction faults.
+bool osGrantsTiles() {
+  constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+}
+
+bool amxUsable() {
+  static const bool usable = cpuHasAmx() && osGrantsTiles();
+  return usable;
+}
+
+bool startEnabled() {
+  const char *v = std::getenv("PINFER_AMX");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+std::atomic<bool> gEnabled{startEnabled()};
+
+#define PINFER_AMX                                                             \
+  __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,"         \
+                        "avx512vnni,avx512dq,avx2,fma,f16c")))
+
+// Palette 1. Q4_K/Q5_K: two sets of a 32-value block's operands, tiles 1,
+// 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0 and 5 (16 x 16
+// int32), one set multiplying while the other's result is read. Q6_K: two
+// sets for the two 16-value halves of a block (16 x 16 bytes, 4 x 64),
+// into 0, 5 and 1, 2 alike.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t startRow = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+constexpr TileConfig tileConfig(bool halves) {
+  TileConfig c;
+  for (int t : {0, 5})
+    c.colsb[t] = 64, c.rows[t] = 16;
+  if (!halves) {
+    for (int t : {1, 3})
+      c.colsb[t] = 32, c.rows[t] = 16;
+    for (int t : {2, 4})
+      c.colsb[t] = 64, c.rows[t] = 8;
+  } else {
+    for (int t : {1, 2})
+      c.colsb[t] = 64, c.rows[t] = 16;
+    for (int t : {3, 6})
+      c.colsb[t] = 16, c.rows[t] = 16;
+    for (int t : {4, 7})
+      c.colsb[t] = 64, c.rows[t] = 4;
+  }
+  return c;
+}
+
+// One group of kAmxRows rows unpacked: their values as bytes, block by
+// block, each block's 16 rows x 32 bytes together (an A operand is 512
+// contiguous bytes, 8 cache lines, not 16 lines' halves), and their
+// factors, row m's for block b (Q6_K: super-block i, sub-block k) at
+// [b * 16 + m].
+struct RowGroup {
+  std::vector<int8_t> u;
+  std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
+                             // Q6_K: d per super-block
+  std::vector<float> sc;     // Q6_K: the scales per 16-value sub-block
+};
+
+// Where row m's values 32 b .. 32 b + 31 go.
+inline int8_t *blockRow(RowGroup &g, int64_t b, int m) {
+  return g.u.data() + (b * kAmxRows + m) * QK8_0;
+}
+
+template <bool Five>
+PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
+                               RowGroup &g) {
+  const int64_t nb = n / QK8_0;
+  const size_t bytes = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  g.u.resize(size_t(kAmxRows) * n);
+  g.f1.resize(size_t(kAmxRows) * nb);
+  g.f2.resize(size_t(kAmxRows) * nb);
+  // Super-block by super-block, so that the 16 rows' 4 KiB of unpacked
+  // values are written while in L1.
+  for (int64_t i = 0; i < n / QK_K; ++i)
+    for (int m = 0; m < kAmxRows; ++m) {
+      const uint8_t *p = row + m * rowBytes + i * bytes;
+      // As dotK4K5Q8ActAvx512 computes them.
+      const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
+      alignas(32) float f1[8], f2[8];
+      _mm256_store_ps(
+          f1, _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p)),
+                            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                _mm_loadl_epi64((const __m128i *)sm.sc)))));
+      _mm256_store_ps(
+          f2, _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p + 2)),
+                            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                _mm_loadl_epi64((const __m128i *)sm.m)))));
+      for (int j = 0; j < 8; ++j) {
+        g.f1[(8 * i + j) * kAmxRows + m] = f1[j];
+        g.f2[(8 * i + j) * kAmxRows + m] = f2[j];
+      }
+      for (int q = 0; q < 4; ++q) {
+        const __m512i v = dotk::unpackK4K5Pair<Five>(p, q);
+        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * q, m),
+                            _mm512_castsi512_si256(v));
+        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * q + 1, m),
+                            _mm512_extracti64x4_epi64(v, 1));
+      }
+    }
+}
+
+PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
+                              RowGroup &g) {
+  const int64_t nsb = n / QK_K, nsub = n / 16;
+  g.u.resize(size_t(kAmxRows) * n);
+  g.f1.resize(size_t(kAmxRows) * nsb);
+  g.sc.resize(size_t(kAmxRows) * nsub);
+  for (int64_t i = 0; i < nsb; ++i)
+    for (int m = 0; m < kAmxRows; ++m) {
+      const uint8_t *p = row + m * rowBytes + i * sizeof(BlockQ6_K);
+      g.f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
+      for (int k = 0; k < 16; ++k)
+        g.sc[(16 * i + k) * kAmxRows + m] = float(int8_t(p[192 + k]));
+      __m512i w[4];
+      dotk::unpackQ6KHalf(p, 0, w);
+      dotk::unpackQ6KHalf(p, 1, w);
+      for (int k = 0; k < 4; ++k) {
+        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * k, m),
+                            _mm512_castsi512_si256(w[k]));
+        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * k + 1, m),
+                            _mm512_extracti64x4_epi64(w[k], 1));
+      }
+    }
+}
+
+// The eight lanes of each row and token summed in hsum's order
+// (runtime/dot_kernels.h): ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)).
+// acc[j][m]: lane j of row m over the 16 tokens.
+PINFER_AMX void finish(const __m512 (*acc)[kAmxRows], float *y, int64_t yStride,
+                       int tokens) {
+  for (int m = 0; m < kAmxRows; ++m) {
+    const __m512 v =
+        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0][m], acc[4][m]),
+                                    _mm512_add_ps(acc[2][m], acc[6][m])),
+                      _mm512_add_ps(_mm512_add_ps(acc[1][m], acc[5][m]),
+                                    _mm512_add_ps(acc[3][m], acc[7][m])));
+    alignas(64) float out[kAmxTokens];
+    _mm512_store_ps(out, v);
+    for (int t = 0; t < tokens; ++t)
+      y[t * yStride + m] = out[t];
+  }
+}
+
+// The blocks of one row group and token group go in order of their lane j
+// (block position in the super-block), then super-block i, so that each
+// lane's sixteen rows accumulate in registers; the next block's tile
+// multiply is issued before the current one's result is read.
+
+// One row group times one token group, Q4_K/Q5_K: per block, TDPBUSD
+// (unsigned values, signed activations) then, per row, acc_j = fma(d sc_j *
+// xd_j, I_j, acc_j) - dmin m_j * xs_j over the 16 tokens, as
+// dotK4K5Q8ActAvx512 does lane j.
+PINFER_AMX void tilesK4K5(const RowGroup &g, const int8_t *xb, const float *xf,
+                          int64_t n, float *y, int64_t yStride, int tokens) {
+  const int64_t nb = n / QK8_0, nsb = n / QK_K;
+  alignas(64) int32_t c[kAmxRows][kAmxTokens];
+  alignas(64) __m512 acc[8][kAmxRows];
+  auto block = [&](int64_t s) { return (s % nsb) * 8 + s / nsb; };
+  const int8_t *u = g.u.data();
+  _tile_zero(0);
+  _tile_loadd(1, u, QK8_0);
+  _tile_loadd(2, xb, 64);
+  _tile_dpbusd(0, 1, 2);
+  __m512 a[kAmxRows];
+  for (int64_t s = 0; s < nb; ++s) {
+    const int64_t b = block(s);
+    if (s % nsb == 0)
+      for (int m = 0; m < kAmxRows; ++m)
+        a[m] = _mm512_setzero_ps();
+    const bool more = s + 1 < nb;
+    const int64_t next = more ? block(s + 1) : 0;
+    if (s % 2 == 0) {
+      if (more) {
+        _tile_zero(5);
+        _tile_loadd(3, u + next * 512, QK8_0);
+        _tile_loadd(4, xb + next * 512, 64);
+        _tile_dpbusd(5, 3, 4);
+      }
+      _tile_stored(0, c, 64);
+    } else {
+      if (more) {
+        _tile_zero(0);
+        _tile_loadd(1, u + next * 512, QK8_0);
+        _tile_loadd(2, xb + next * 512, 64);
+        _tile_dpbusd(0, 1, 2);
+      }
+      _tile_stored(5, c, 64);
+    }
+    const __m512 xd = _mm512_loadu_ps(xf + b * 32),
+                 xs = _mm512_loadu_ps(xf + b * 32 + 16);
+    for (int m = 0; m < kAmxRows; ++m) {
+      a[m] = _mm512_fmadd_ps(
+          _mm512_mul_ps(_mm512_set1_ps(g.f1[b * kAmxRows + m]), xd),
+          _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
+      a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(g.f2[b * kAmxRows + m]), xs, a[m]);
+    }
+    if ((s + 1) % nsb == 0)
+      for (int m = 0; m < kAmxRows; ++m)
+        acc[s / nsb][m] = a[m];
+  }
+  finish(acc, y, yStride, tokens);
+}
+
+// Q6_K: per 16-value sub-block, TDPBSSD (values minus 32 and activations,
+// both signed); a block's two sums meet their scales as integers, then
+// acc_j = fma(d * xd_j, S_j, acc_j), as dotQ6_KQ8ActAvx512 does lane j.
+PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
+                         int64_t n, float *y, int64_t yStride, int tokens) {
+  const int64_t nb = n / QK8_0, nsb = n / QK_K;
+  alignas(64) int32_t c0[kAmxRows][kAmxTokens], c1[kAmxRows][kAmxTokens];
+  alignas(64) __m512 acc[8][kAmxRows];
+  auto block = [&](int64_t s) { return (s % nsb) * 8 + s / nsb; };
+  const int8_t *u = g.u.data();
+  _tile_zero(0);
+  _tile_zero(5);
+  _tile_loadd(3, u, QK8_0);
+  _tile_loadd(4, xb, 64);
+  _tile_dpbssd(0, 3, 4);
+  _tile_loadd(6, u + 16, QK8_0);
+  _tile_loadd(7, xb + 256, 64);
+  _tile_dpbssd(5, 6, 7);
+  __m512 a[kAmxRows];
+  for (int64_t s = 0; s < nb; ++s) {
+    const int64_t b = block(s);
+    if (s % nsb == 0)
+      for (int m = 0; m < kAmxRows; ++m)
+        a[m] = _mm512_setzero_ps();
+    const bool more = s + 1 < nb;
+    const int64_t next = more ? block(s + 1) : 0;
+    // The operand tiles are reloaded once the multiplies have read them.
+    if (s % 2 == 0) {
+      if (more) {
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_loadd(3, u + next * 512, QK8_0);
+        _tile_loadd(4, xb + next * 512, 64);
+        _tile_dpbssd(1, 3, 4);
+        _tile_loadd(6, u + next * 512 + 16, QK8_0);
+        _tile_loadd(7, xb + next * 512 + 256, 64);
+        _tile_dpbssd(2, 6, 7);
+      }
+      _tile_stored(0, c0, 64);
+      _tile_stored(5, c1, 64);
+    } else {
+      if (more) {
+        _tile_zero(0);
+        _tile_zero(5);
+        _tile_loadd(3, u + next * 512, QK8_0);
+        _tile_loadd(4, xb + next * 512, 64);
+        _tile_dpbssd(0, 3, 4);
+        _tile_loadd(6, u + next * 512 + 16, QK8_0);
+        _tile_loadd(7, xb + next * 512 + 256, 64);
+        _tile_dpbssd(5, 6, 7);
+      }
+      _tile_stored(1, c0, 64);
+      _tile_stored(2, c1, 64);
+    }
+    const __m512 xd = _mm512_loadu_ps(xf + b * 32);
+    const int64_t i = b / 8;
+    for (int m = 0; m < kAmxRows; ++m) {
+      // sc0 I0 + sc1 I1 in f32, exact: each product and the sum are
+      // integers below 2^24 in magnitude (see dotQ6_KQ8ActAvx512), so this
+      // is the integer sum the AVX-512 kernel converts.
+      const __m512 sum = _mm512_fmadd_ps(
+          _mm512_set1_ps(g.sc[(2 * b + 1) * kAmxRows + m]),
+          _mm512_cvtepi32_ps(_mm512_load_si512(c1[m])),
+          _mm512_mul_ps(_mm512_set1_ps(g.sc[2 * b * kAmxRows + m]),
+                        _mm512_cvtepi32_ps(_mm512_load_si512(c0[m]))));
+      a[m] = _mm512_fmadd_ps(
+          _mm512_mul_ps(_mm512_set1_ps(g.f1[i * kAmxRows + m]), xd), sum, a[m]);
+    }
+    if ((s + 1) % nsb == 0)
+      for (int m = 0; m < kAmxRows; ++m)
+        acc[s / nsb][m] = a[m];
+  }
+  finish(acc, y, yStride, tokens);
+}
+
+PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
+                          int64_t nRows, const AmxActs &acts, int64_t n,
+                          float *y, int64_t yStride) {
+  static thread_local RowGroup g;
+  static constexpr TileConfig kBlocks = tileConfig(false),
+                              kHalves = tileConfig(true);
+  _tile_loadconfig(type == GGMLType::Q6_K ? &kHalves : &kBlocks);
+  for (int64_t r = 0; r < nRows; r += kAmxRows) {
+    const uint8_t *rows = row + r * rowBytes;
+    if (type == GGMLType::Q4_K)
+      unpackK4K5Rows<false>(rows, rowBytes, n, g);
+    else if (type == GGMLType::Q5_K)
+      unpackK4K5Rows<true>(rows, rowBytes, n, g);
+    else
+      unpackQ6KRows(rows, rowBytes, n, g);
+    for (int G = 0; G < acts.groups; ++G) {
+      const int8_t *xb = acts.bytes.data() + size_t(G) * acts.nb * 512;
+      const float *xf = acts.scales.data() + size_t(G) * acts.nb * 32;
+      float *yg = y + int64_t(G) * kAmxTokens * yStride + r;
+      const int tokens = std::min(kAmxTokens, acts.tokens - G * kAmxTokens);
+      if (type == GGMLType::Q6_K)
+        tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
+      else
+        tilesK4K5(g, xb, xf, n, yg, yStride, tokens);
+    }
+  }
+  _tile_release();
+}
+
+} // namespace
+
+bool amxActive() {
+  return gEnabled.load(std::memory_order_relaxed) && kernelLevel() == 2 &&
+         amxUsable();
+}
+
+void setAmxEnabled(bool on) { gEnabled.store(on); }
+
+bool amxReads(GGMLType type) {
+  return type == GGMLType::Q4_K || type == GGMLType::Q5_K ||
+         type == GGMLType::Q6_K;
+}
+
+bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
+             const AmxActs &acts, int64_t n, float *y, int64_t yStride) {
+  if (!amxActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
+      n % QK_K != 0 || acts.nb != n / QK8_0)
+    return false;
+  amxRowsOn(type, row, rowBytes, nRows, acts, n, y, yStride);
+  return true;
+}
+
+#else // no AMX on this build's target
+
+bool amxActive() { return false; }
+void setAmxEnabled(bool) {}
+bool amxReads(GGMLType) { return false; }
+bool amxRows(GGMLType, const uint8_t *, int64_t, int64_t, const AmxActs &,
+             int64_t, float *, int64_t) {
+  return false;
+}
+
+#endif
+
+void amxPrepare(const BlockQ8Act *xq, int64_t nb, int nTok, AmxActs &out) {
+  out.nb = nb;
+  out.groups = nTok / kAmxTokens + (nTok % kAmxTokens >= kAmxPadFrom);
+  out.tokens = std::min(nTok, out.groups * kAmxTokens);
+  out.bytes.assign(size_t(out.groups) * size_t(nb) * 512, 0);
+  out.scales.assign(size_t(out.groups) * size_t(nb) * 32, 0.f);
+  for (int G = 0; G < out.groups; ++G)
+    for (int64_t b = 0; b < nb; ++b) {
+      int8_t *dst = out.bytes.data() + (size_t(G) * nb + b) * 512;
+      float *f = out.scales.data() + (size_t(G) * nb + b) * 32;
+      for (int t = 0; t < std::min(kAmxTokens, out.tokens - G * kAmxTokens);
+           ++t) {
+        const BlockQ8Act &x = xq[(int64_t(G) * kAmxTokens + t) * nb + b];
+        // Row k of the B operand: every token's values 4k .. 4k + 3.
+        for (int k = 0; k < QK8_0 / 4; ++k)
+          std::memcpy(dst + k * 64 + t * 4, x.qs + 4 * k, 4);
+        f[t] = x.d;
+        f[16 + t] = x.s;
+      }
+    }
+}
+
+} // namespace pinfer

@@ -1,0 +1,64 @@
+// Prompt products on AMX tiles (Intel's tile registers and TDPBUSD /
+// TDPBSSD, in Sapphire Rapids and later Xeons): sixteen rows of a Q4_K,
+// Q5_K or Q6_K matrix times sixteen tokens' 8-bit activations per tile
+// multiply, where the AVX-512 VNNI kernels do one row and token per vector
+// instruction. A tile multiply gives the exact integer products of one
+// activation block (or Q6_K sub-block) for all 256 pairs; the f32 steps
+// that follow are those of the AVX-512 kernels (runtime/dot_q8_blocks.h),
+// lane by lane, so each row and token comes out bitwise as the one-row,
+// one-token kernel computes it: prompts and generated tokens, and any
+// split of a prompt into chunks, agree.
+//
+// Used where the CPU has AMX-TILE and AMX-INT8 and the kernel grants the
+// process its tile state (Linux 5.16 and later), at the AVX-512 kernel
+// level; PINFER_AMX=0 turns it off (to compare).
+#pragma once
+
+#include "runtime/ggml_types.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace pinfer {
+
+// Rows and tokens of one tile multiply.
+constexpr int kAmxRows = 16;
+constexpr int kAmxTokens = 16;
+
+// Whether products use the tiles now: the CPU and the OS allow it, the
+// kernel level is AVX-512 and nothing turned it off.
+bool amxActive();
+// Turns the tiles off or back on (tests compare both ways); on only where
+// the CPU and OS allow.
+void setAmxEnabled(bool on);
+
+// Whether `type`'s rows have a tile product.
+bool amxReads(GGMLType type);
+
+// Groups of kAmxTokens tokens of a quantised activation, laid out as the
+// tiles read them: per group and 32-value block, the 16 tokens' bytes in
+// the B operand's order (4-byte groups of the 16 tokens side by side, 8
+// rows of 64 bytes), then the 16 tokens' block scales and block sums. A
+// last group of at least kAmxPadFrom tokens is filled up with zeros (a
+// tile multiply of a few tokens still beats the vector kernels).
+constexpr int kAmxPadFrom = 6;
+struct AmxActs {
+  std::vector<int8_t> bytes;
+  std::vector<float> scales; // per group and block: 16 scales, 16 sums
+  int64_t nb = 0;            // blocks per token
+  int groups = 0;
+  int tokens = 0; // the tokens the groups hold: the first `tokens` of xq
+};
+// The first tokens of xq (nb blocks per token, a multiple of 8), nTok in
+// all: whole groups, and a last partial one from kAmxPadFrom tokens.
+void amxPrepare(const BlockQ8Act *xq, int64_t nb, int nTok, AmxActs &out);
+
+// Rows [0, nRows) (a multiple of kAmxRows; row r at row + r * rowBytes) of
+// `type` times the prepared tokens, n values each:
+// y[t * yStride + r] for t < acts.tokens. Bitwise the AVX-512
+// one-row, one-token product. False (nothing written) where tiles are not
+// active or the type has none.
+bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
+             const AmxActs &acts, int64_t n, float *y, int64_t yStride);
+
+} // namespace pinfer
