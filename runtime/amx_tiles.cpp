@@ -89,8 +89,9 @@ constexpr TileConfig tileConfig(bool halves) {
 // One group of kAmxRows rows unpacked: their values as bytes, block by
 // block, each block's 16 rows x 32 bytes together (an A operand is 512
 // contiguous bytes, 8 cache lines, not 16 lines' halves), and their
-// factors, row m's for block b (Q6_K: super-block i, sub-block k) at
-// [b * 16 + m].
+// factors row by row within a super-block i: row m's for block j of it
+// at [(i * 16 + m) * 8 + j] (Q6_K: d at [i * 16 + m], sub-block k's scale
+// at [(i * 16 + m) * 16 + k]), each row's one vector store.
 struct RowGroup {
   std::vector<int8_t> u;
   std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
@@ -101,6 +102,14 @@ struct RowGroup {
 // Where row m's values 32 b .. 32 b + 31 go.
 inline int8_t *blockRow(RowGroup &g, int64_t b, int m) {
   return g.u.data() + (b * kAmxRows + m) * QK8_0;
+}
+
+// The 16 rows are read super-block by super-block, 16 streams the
+// hardware prefetchers follow poorly: each row's block two super-blocks
+// ahead is asked for.
+inline void prefetchAhead(const uint8_t *p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64)
+    __builtin_prefetch(p + 2 * bytes + o);
 }
 
 template <bool Five>
@@ -118,19 +127,17 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
       const uint8_t *p = row + m * rowBytes + i * bytes;
       // As dotK4K5Q8ActAvx512 computes them.
       const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
-      alignas(32) float f1[8], f2[8];
-      _mm256_store_ps(
-          f1, _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p)),
-                            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                _mm_loadl_epi64((const __m128i *)sm.sc)))));
-      _mm256_store_ps(
-          f2, _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p + 2)),
-                            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                _mm_loadl_epi64((const __m128i *)sm.m)))));
-      for (int j = 0; j < 8; ++j) {
-        g.f1[(8 * i + j) * kAmxRows + m] = f1[j];
-        g.f2[(8 * i + j) * kAmxRows + m] = f2[j];
-      }
+      _mm256_storeu_ps(
+          &g.f1[(i * kAmxRows + m) * 8],
+          _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                            _mm_loadl_epi64((const __m128i *)sm.sc)))));
+      _mm256_storeu_ps(
+          &g.f2[(i * kAmxRows + m) * 8],
+          _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p + 2)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                            _mm_loadl_epi64((const __m128i *)sm.m)))));
+      prefetchAhead(p, bytes);
       for (int q = 0; q < 4; ++q) {
         const __m512i v = dotk::unpackK4K5Pair<Five>(p, q);
         _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * q, m),
@@ -151,8 +158,10 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
     for (int m = 0; m < kAmxRows; ++m) {
       const uint8_t *p = row + m * rowBytes + i * sizeof(BlockQ6_K);
       g.f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
-      for (int k = 0; k < 16; ++k)
-        g.sc[(16 * i + k) * kAmxRows + m] = float(int8_t(p[192 + k]));
+      _mm512_storeu_ps(&g.sc[(i * kAmxRows + m) * 16],
+                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                           _mm_loadu_si128((const __m128i *)(p + 192)))));
+      prefetchAhead(p, sizeof(BlockQ6_K));
       __m512i w[4];
       dotk::unpackQ6KHalf(p, 0, w);
       dotk::unpackQ6KHalf(p, 1, w);
@@ -230,11 +239,12 @@ PINFER_AMX void tilesK4K5(const RowGroup &g, const int8_t *xb, const float *xf,
     }
     const __m512 xd = _mm512_loadu_ps(xf + b * 32),
                  xs = _mm512_loadu_ps(xf + b * 32 + 16);
+    const float *f1 = g.f1.data() + (b / 8) * kAmxRows * 8 + b % 8,
+                *f2 = g.f2.data() + (b / 8) * kAmxRows * 8 + b % 8;
     for (int m = 0; m < kAmxRows; ++m) {
-      a[m] = _mm512_fmadd_ps(
-          _mm512_mul_ps(_mm512_set1_ps(g.f1[b * kAmxRows + m]), xd),
-          _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
-      a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(g.f2[b * kAmxRows + m]), xs, a[m]);
+      a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f1[m * 8]), xd),
+                             _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
+      a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(f2[m * 8]), xs, a[m]);
     }
     if ((s + 1) % nsb == 0)
       for (int m = 0; m < kAmxRows; ++m)
@@ -299,17 +309,19 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
     }
     const __m512 xd = _mm512_loadu_ps(xf + b * 32);
     const int64_t i = b / 8;
+    const float *sc = g.sc.data() + i * kAmxRows * 16 + 2 * (b % 8),
+                *d = g.f1.data() + i * kAmxRows;
     for (int m = 0; m < kAmxRows; ++m) {
       // sc0 I0 + sc1 I1 in f32, exact: each product and the sum are
       // integers below 2^24 in magnitude (see dotQ6_KQ8ActAvx512), so this
       // is the integer sum the AVX-512 kernel converts.
       const __m512 sum = _mm512_fmadd_ps(
-          _mm512_set1_ps(g.sc[(2 * b + 1) * kAmxRows + m]),
+          _mm512_set1_ps(sc[m * 16 + 1]),
           _mm512_cvtepi32_ps(_mm512_load_si512(c1[m])),
-          _mm512_mul_ps(_mm512_set1_ps(g.sc[2 * b * kAmxRows + m]),
+          _mm512_mul_ps(_mm512_set1_ps(sc[m * 16]),
                         _mm512_cvtepi32_ps(_mm512_load_si512(c0[m]))));
-      a[m] = _mm512_fmadd_ps(
-          _mm512_mul_ps(_mm512_set1_ps(g.f1[i * kAmxRows + m]), xd), sum, a[m]);
+      a[m] =
+          _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d[m]), xd), sum, a[m]);
     }
     if ((s + 1) % nsb == 0)
       for (int m = 0; m < kAmxRows; ++m)
