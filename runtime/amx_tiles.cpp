@@ -54,9 +54,9 @@ std::atomic<bool> gEnabled{startEnabled()};
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,"         \
                         "avx512vnni,avx512dq,avx2,fma,f16c")))
 
-// Palette 1. Q4_K/Q5_K: two sets of a 32-value block's operands, tiles 1,
-// 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0 and 5 (16 x 16
-// int32), one set multiplying while the other's result is read. Q6_K: two
+// Palette 1. 32-value blocks (Q4_K/Q5_K, Q5_0): two sets of a block's operands,
+// tiles 1, 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0 and 5 (16 x
+// 16 int32), one set multiplying while the other's result is read. Q6_K: two
 // sets for the two 16-value halves of a block (16 x 16 bytes, 4 x 64),
 // into 0, 5 and 1, 2 alike.
 struct alignas(64) TileConfig {
@@ -148,6 +148,25 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
     }
 }
 
+PINFER_AMX void unpackQ5_0Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
+                               RowGroup &g) {
+  const int64_t nb = n / QK8_0, groups = (nb + 7) / 8;
+  g.u.resize(size_t(kAmxRows) * n);
+  g.f1.assign(size_t(groups) * kAmxRows * 8, 0.f);
+  for (int64_t gi = 0; gi < groups; ++gi)
+    for (int m = 0; m < kAmxRows; ++m) {
+      const BlockQ5_0 *blk =
+          reinterpret_cast<const BlockQ5_0 *>(row + m * rowBytes);
+      for (int64_t b = 8 * gi; b < std::min(nb, 8 * gi + 8); ++b) {
+        g.f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
+        _mm256_storeu_si256((__m256i *)blockRow(g, b, m),
+                            dotk::signedBytes<BlockQ5_0, 16>(blk[b]));
+      }
+      prefetchAhead(reinterpret_cast<const uint8_t *>(blk + 8 * gi),
+                    8 * sizeof(BlockQ5_0));
+    }
+}
+
 PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
                               RowGroup &g) {
   const int64_t nsb = n / QK_K, nsub = n / 16;
@@ -197,58 +216,83 @@ PINFER_AMX void finish(const __m512 (*acc)[kAmxRows], float *y, int64_t yStride,
 // lane's sixteen rows accumulate in registers; the next block's tile
 // multiply is issued before the current one's result is read.
 
-// One row group times one token group, Q4_K/Q5_K: per block, TDPBUSD
-// (unsigned values, signed activations) then, per row, acc_j = fma(d sc_j *
-// xd_j, I_j, acc_j) - dmin m_j * xs_j over the 16 tokens, as
-// dotK4K5Q8ActAvx512 does lane j.
-PINFER_AMX void tilesK4K5(const RowGroup &g, const int8_t *xb, const float *xf,
-                          int64_t n, float *y, int64_t yStride, int tokens) {
-  const int64_t nb = n / QK8_0, nsb = n / QK_K;
+// One row group times one token group of 32-value blocks. Q4_K/Q5_K
+// (Mins): per block TDPBUSD (unsigned values, signed activations), then
+// per row acc_j = fma(d sc_j * xd_j, I_j, acc_j) - dmin m_j * xs_j over
+// the 16 tokens, as dotK4K5Q8ActAvx512 does lane j. Q5_0: TDPBSSD (values
+// less 16, signed) and acc_j = fma(d * xd_j, I_j, acc_j), as
+// dotQ5_0BlocksAvx512; its blocks need not fill the last eight.
+template <bool Mins>
+PINFER_AMX void tilesBlocks(const RowGroup &g, const int8_t *xb,
+                            const float *xf, int64_t n, float *y,
+                            int64_t yStride, int tokens) {
+  const int64_t nb = n / QK8_0;
   alignas(64) int32_t c[kAmxRows][kAmxTokens];
   alignas(64) __m512 acc[8][kAmxRows];
-  auto block = [&](int64_t s) { return (s % nsb) * 8 + s / nsb; };
+  for (int j = 0; j < 8; ++j)
+    for (int m = 0; m < kAmxRows; ++m)
+      acc[j][m] = _mm512_setzero_ps();
+  // Lane by lane: blocks j, j + 8, ...
+  static thread_local std::vector<int32_t> order;
+  order.clear();
+  for (int j = 0; j < 8; ++j)
+    for (int64_t b = j; b < nb; b += 8)
+      order.push_back(int32_t(b));
   const int8_t *u = g.u.data();
-  _tile_zero(0);
-  _tile_loadd(1, u, QK8_0);
-  _tile_loadd(2, xb, 64);
-  _tile_dpbusd(0, 1, 2);
+  auto multiply = [&](int64_t b, bool second) {
+    if (second) {
+      _tile_zero(5);
+      _tile_loadd(3, u + b * 512, QK8_0);
+      _tile_loadd(4, xb + b * 512, 64);
+      if constexpr (Mins)
+        _tile_dpbusd(5, 3, 4);
+      else
+        _tile_dpbssd(5, 3, 4);
+    } else {
+      _tile_zero(0);
+      _tile_loadd(1, u + b * 512, QK8_0);
+      _tile_loadd(2, xb + b * 512, 64);
+      if constexpr (Mins)
+        _tile_dpbusd(0, 1, 2);
+      else
+        _tile_dpbssd(0, 1, 2);
+    }
+  };
+  multiply(order[0], false);
   __m512 a[kAmxRows];
-  for (int64_t s = 0; s < nb; ++s) {
-    const int64_t b = block(s);
-    if (s % nsb == 0)
+  const size_t steps = order.size();
+  for (size_t s = 0; s < steps; ++s) {
+    const int64_t b = order[s];
+    if (s == 0 || order[s - 1] % 8 != b % 8)
       for (int m = 0; m < kAmxRows; ++m)
         a[m] = _mm512_setzero_ps();
-    const bool more = s + 1 < nb;
-    const int64_t next = more ? block(s + 1) : 0;
-    if (s % 2 == 0) {
-      if (more) {
-        _tile_zero(5);
-        _tile_loadd(3, u + next * 512, QK8_0);
-        _tile_loadd(4, xb + next * 512, 64);
-        _tile_dpbusd(5, 3, 4);
-      }
+    // The next block's multiply runs while this one's result is read.
+    if (s + 1 < steps)
+      multiply(order[s + 1], s % 2 == 0);
+    if (s % 2 == 0)
       _tile_stored(0, c, 64);
-    } else {
-      if (more) {
-        _tile_zero(0);
-        _tile_loadd(1, u + next * 512, QK8_0);
-        _tile_loadd(2, xb + next * 512, 64);
-        _tile_dpbusd(0, 1, 2);
-      }
+    else
       _tile_stored(5, c, 64);
-    }
-    const __m512 xd = _mm512_loadu_ps(xf + b * 32),
-                 xs = _mm512_loadu_ps(xf + b * 32 + 16);
-    const float *f1 = g.f1.data() + (b / 8) * kAmxRows * 8 + b % 8,
-                *f2 = g.f2.data() + (b / 8) * kAmxRows * 8 + b % 8;
-    for (int m = 0; m < kAmxRows; ++m) {
-      a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f1[m * 8]), xd),
-                             _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
-      a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(f2[m * 8]), xs, a[m]);
-    }
-    if ((s + 1) % nsb == 0)
+    const __m512 xd = _mm512_loadu_ps(xf + b * 32);
+    const float *f1 = g.f1.data() + (b / 8) * kAmxRows * 8 + b % 8;
+    if constexpr (Mins) {
+      const __m512 xs = _mm512_loadu_ps(xf + b * 32 + 16);
+      const float *f2 = g.f2.data() + (b / 8) * kAmxRows * 8 + b % 8;
+      for (int m = 0; m < kAmxRows; ++m) {
+        a[m] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f1[m * 8]), xd),
+                            _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
+        a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(f2[m * 8]), xs, a[m]);
+      }
+    } else {
       for (int m = 0; m < kAmxRows; ++m)
-        acc[s / nsb][m] = a[m];
+        a[m] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f1[m * 8]), xd),
+                            _mm512_cvtepi32_ps(_mm512_load_si512(c[m])), a[m]);
+    }
+    if (s + 1 == steps || order[s + 1] % 8 != b % 8)
+      for (int m = 0; m < kAmxRows; ++m)
+        acc[b % 8][m] = a[m];
   }
   finish(acc, y, yStride, tokens);
 }
@@ -343,6 +387,8 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       unpackK4K5Rows<false>(rows, rowBytes, n, g);
     else if (type == GGMLType::Q5_K)
       unpackK4K5Rows<true>(rows, rowBytes, n, g);
+    else if (type == GGMLType::Q5_0)
+      unpackQ5_0Rows(rows, rowBytes, n, g);
     else
       unpackQ6KRows(rows, rowBytes, n, g);
     for (int G = 0; G < acts.groups; ++G) {
@@ -352,8 +398,10 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       const int tokens = std::min(kAmxTokens, acts.tokens - G * kAmxTokens);
       if (type == GGMLType::Q6_K)
         tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
+      else if (type == GGMLType::Q5_0)
+        tilesBlocks<false>(g, xb, xf, n, yg, yStride, tokens);
       else
-        tilesK4K5(g, xb, xf, n, yg, yStride, tokens);
+        tilesBlocks<true>(g, xb, xf, n, yg, yStride, tokens);
     }
   }
   _tile_release();
@@ -370,13 +418,14 @@ void setAmxEnabled(bool on) { gEnabled.store(on); }
 
 bool amxReads(GGMLType type) {
   return type == GGMLType::Q4_K || type == GGMLType::Q5_K ||
-         type == GGMLType::Q6_K;
+         type == GGMLType::Q6_K || type == GGMLType::Q5_0;
 }
 
 bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
              const AmxActs &acts, int64_t n, float *y, int64_t yStride) {
+  const int64_t block = type == GGMLType::Q5_0 ? QK8_0 : QK_K;
   if (!amxActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
-      n % QK_K != 0 || acts.nb != n / QK8_0)
+      n % block != 0 || acts.nb != n / QK8_0)
     return false;
   amxRowsOn(type, row, rowBytes, nRows, acts, n, y, yStride);
   return true;

@@ -1,8 +1,8 @@
 // Prompt products on AMX tiles (Intel's tile registers and TDPBUSD /
 // TDPBSSD, in Sapphire Rapids and later Xeons): sixteen rows of a Q4_K,
-// Q5_K or Q6_K matrix times sixteen tokens' 8-bit activations per tile
-// multiply, where the AVX-512 VNNI kernels do one row and token per vector
-// instruction. A tile multiply gives the exact integer products of one
+// Q5_K, Q6_K or Q5_0 matrix times sixteen tokens' 8-bit activations per
+// tile multiply, where the AVX-512 VNNI kernels do one row and token per
+// vector instruction. A tile multiply gives the exact integer products of one
 // activation block (or Q6_K sub-block) for all 256 pairs; the f32 steps
 // that follow are those of the AVX-512 kernels (runtime/dot_q8_blocks.h),
 // lane by lane, so each row and token comes out bitwise as the one-row,
@@ -49,8 +49,8 @@ struct AmxActs {
   int groups = 0;
   int tokens = 0; // the tokens the groups hold: the first `tokens` of xq
 };
-// The first tokens of xq (nb blocks per token, a multiple of 8), nTok in
-// all: whole groups, and a last partial one from kAmxPadFrom tokens.
+// The first tokens of xq (nb blocks per token), nTok in all: whole
+// groups, and a last partial one from kAmxPadFrom tokens.
 void amxPrepare(const BlockQ8Act *xq, int64_t nb, int nTok, AmxActs &out);
 
 // Rows [0, nRows) (a multiple of kAmxRows; row r at row + r * rowBytes) of

@@ -786,10 +786,6 @@ PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row, const BlockQ8Act *x,
                                            int64_t n) {
   return dotOffsetPairsAvx512<BlockQ4_0, 8>(row, x, n);
 }
-PINFER_AVX512 inline float dotQ5_0Q8Avx512(const void *row, const BlockQ8Act *x,
-                                           int64_t n) {
-  return dotOffsetPairsAvx512<BlockQ5_0, 16>(row, x, n);
-}
 
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------
 //

@@ -758,6 +758,97 @@ dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
             PairAct{x, f, xStride}, n);
 }
 
+// Q5_0 (32-value blocks with an f16 scale each) the same way: each
+// block's product an exact integer (its values less 16 as signed bytes
+// against the activation offset by 128, the offset's share seeding the
+// sum as in dotOffsetPairsRowsAvx512), then acc_j = fma(d_b * xd_b, I_b,
+// acc_j) in lane j = b mod 8, the row's blocks taken eight at a time; a
+// last group of fewer leaves the other lanes as they are. The AMX tiles
+// (runtime/amx_tiles.h) do the same. R rows x NT tokens (x_t = x + t *
+// xStride); out[t * R + r].
+template <int R, int NT>
+PINFER_AVX512 inline void
+dotQ5_0BlocksAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
+                    int64_t xStride, int64_t n, float *out) {
+  const int64_t nb = n / QK8_0;
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m256i spread = _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70);
+  __m256 acc[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      acc[r][t] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 8) {
+    const int cnt = int(std::min<int64_t>(8, nb - g));
+    __m512i w[R][4], corr[R][4];
+    __m256 dw[R];
+    for (int r = 0; r < R; ++r) {
+      const BlockQ5_0 *b = reinterpret_cast<const BlockQ5_0 *>(
+          static_cast<const uint8_t *>(row) + r * rowBytes);
+      alignas(32) float d[8] = {};
+      for (int j = 0; j < cnt; ++j)
+        d[j] = halfToFloat(b[g + j].d);
+      dw[r] = _mm256_load_ps(d);
+      for (int k = 0; k < 4; ++k) {
+        if (2 * k < cnt) {
+          const SignedPair sp =
+              signedPair<BlockQ5_0, 16>(b, g + 2 * k, 2 * k + 1 < cnt);
+          w[r][k] = sp.w;
+          corr[r][k] = sp.corr;
+        } else {
+          w[r][k] = corr[r][k] = _mm512_setzero_si512();
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8Act *xt = x + t * xStride + g;
+      __m512i xs[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m256i x0 =
+            2 * k < cnt ? _mm256_loadu_si256((const __m256i *)xt[2 * k].qs)
+                        : _mm256_setzero_si256();
+        const __m256i x1 =
+            2 * k + 1 < cnt
+                ? _mm256_loadu_si256((const __m256i *)xt[2 * k + 1].qs)
+                : _mm256_setzero_si256();
+        xs[k] = _mm512_xor_si512(
+            _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1), flip);
+      }
+      const __m256 xd = _mm256_mmask_i32gather_ps(
+          _mm256_setzero_ps(), __mmask8((1u << cnt) - 1), spread, &xt[0].d, 4);
+      for (int r = 0; r < R; ++r) {
+        const __m256i s =
+            blockSums8(_mm512_dpbusd_epi32(corr[r][0], xs[0], w[r][0]),
+                       _mm512_dpbusd_epi32(corr[r][1], xs[1], w[r][1]),
+                       _mm512_dpbusd_epi32(corr[r][2], xs[2], w[r][2]),
+                       _mm512_dpbusd_epi32(corr[r][3], xs[3], w[r][3]));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], xd),
+                                    _mm256_cvtepi32_ps(s), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      out[t * R + r] = hsum(acc[r][t]);
+}
+PINFER_AVX512 inline float
+dotQ5_0BlocksQ8Avx512(const void *row, const BlockQ8Act *x, int64_t n) {
+  float out;
+  dotQ5_0BlocksAvx512<1, 1>(row, 0, x, 0, n, &out);
+  return out;
+}
+PINFER_AVX512 inline void dotQ5_0BlocksQ8x4Avx512(const void *row,
+                                                  const BlockQ8Act *x,
+                                                  int64_t xStride, int64_t n,
+                                                  float *out) {
+  dotQ5_0BlocksAvx512<1, kTokensAtOnce>(row, 0, x, xStride, n, out);
+}
+PINFER_AVX512 inline void
+dotQ5_0BlocksRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
+                        int64_t xStride, int64_t n, float *out) {
+  rowsBy<2>(dotQ5_0BlocksAvx512<2, kTokensAtOnce>, row, rowBytes, out, x,
+            xStride, n);
+}
+
 #endif // PINFER_X86
 
 } // namespace dotk

@@ -270,7 +270,7 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // them (runtime/amx_tiles.h, bitwise the same products), the chunk's
   // input laid out once for every thread's rows; the tokens after the last
   // sixteen as above.
-  const bool amx = rowsAtOnce && pairsRows && n >= kAmxPadFrom &&
+  const bool amx = rowsAtOnce && gateDot.q8 && upDot.q8 && n >= kAmxPadFrom &&
                    amxReads(b.gate.type) && amxReads(b.up.type) && amxActive();
   if (amx)
     amxPrepare(xq, nBlk, n, bAmx_);

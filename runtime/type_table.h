@@ -255,14 +255,12 @@ constexpr TypeTraits q5_0() {
       dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2),
       PINFER_IF_X86(
           (dotk::dotOffsetBlocksX4Avx2<BlockQ5_0, dotk::q5Block, 16>)));
-  // The AVX-512 VNNI products of Q8_0 and Q4_0 (runtime/dot_kernels.h),
-  // pairs of blocks offset by 16.
+  // AVX-512 VNNI products with an exact integer per block, as the
+  // K-quants' (runtime/dot_q8_blocks.h), which AMX tiles can match.
   t.avx512 = t.avx2;
-  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0Q8Avx512);
-  t.avx512.dotQ84 =
-      PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ5_0, 16>));
-  t.avx512.dotQ8Rows =
-      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ5_0, 16>));
+  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0BlocksQ8Avx512);
+  t.avx512.dotQ84 = PINFER_IF_X86(dotk::dotQ5_0BlocksQ8x4Avx512);
+  t.avx512.dotQ8Rows = PINFER_IF_X86(dotk::dotQ5_0BlocksRowsAvx512);
   t.hasAvx512 = true;
   return t;
 }
