@@ -54,11 +54,11 @@ std::atomic<bool> gEnabled{startEnabled()};
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,"         \
                         "avx512vnni,avx512dq,avx2,fma,f16c")))
 
-// Palette 1. 32-value blocks (Q4_K/Q5_K, Q5_0): two sets of a block's operands,
-// tiles 1, 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0 and 5 (16 x
-// 16 int32), one set multiplying while the other's result is read. Q6_K: two
-// sets for the two 16-value halves of a block (16 x 16 bytes, 4 x 64),
-// into 0, 5 and 1, 2 alike.
+// Palette 1. 32-value blocks (Q4_K/Q5_K, Q5_0, Q8_0): two sets of a block's
+// operands, tiles 1, 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0
+// and 5 (16 x 16 int32), one set multiplying while the other's result is read.
+// Q6_K: two sets for the two 16-value halves of a block (16 x 16 bytes, 4 x
+// 64), into 0, 5 and 1, 2 alike.
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t startRow = 0;
@@ -148,22 +148,23 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
     }
 }
 
-PINFER_AMX void unpackQ5_0Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
-                               RowGroup &g) {
+// Q5_0 and Q8_0: each block's values less their offset, signed.
+template <class B, int Offset>
+PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
+                                RowGroup &g) {
   const int64_t nb = n / QK8_0, groups = (nb + 7) / 8;
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.assign(size_t(groups) * kAmxRows * 8, 0.f);
   for (int64_t gi = 0; gi < groups; ++gi)
     for (int m = 0; m < kAmxRows; ++m) {
-      const BlockQ5_0 *blk =
-          reinterpret_cast<const BlockQ5_0 *>(row + m * rowBytes);
+      const B *blk = reinterpret_cast<const B *>(row + m * rowBytes);
       for (int64_t b = 8 * gi; b < std::min(nb, 8 * gi + 8); ++b) {
         g.f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
         _mm256_storeu_si256((__m256i *)blockRow(g, b, m),
-                            dotk::signedBytes<BlockQ5_0, 16>(blk[b]));
+                            dotk::signedBytes<B, Offset>(blk[b]));
       }
       prefetchAhead(reinterpret_cast<const uint8_t *>(blk + 8 * gi),
-                    8 * sizeof(BlockQ5_0));
+                    8 * sizeof(B));
     }
 }
 
@@ -219,9 +220,10 @@ PINFER_AMX void finish(const __m512 (*acc)[kAmxRows], float *y, int64_t yStride,
 // One row group times one token group of 32-value blocks. Q4_K/Q5_K
 // (Mins): per block TDPBUSD (unsigned values, signed activations), then
 // per row acc_j = fma(d sc_j * xd_j, I_j, acc_j) - dmin m_j * xs_j over
-// the 16 tokens, as dotK4K5Q8ActAvx512 does lane j. Q5_0: TDPBSSD (values
-// less 16, signed) and acc_j = fma(d * xd_j, I_j, acc_j), as
-// dotQ5_0BlocksAvx512; its blocks need not fill the last eight.
+// the 16 tokens, as dotK4K5Q8ActAvx512 does lane j. Q5_0 and Q8_0:
+// TDPBSSD (values less their offset, signed) and acc_j = fma(d * xd_j,
+// I_j, acc_j), as dotBlocksIntAvx512; their blocks need not fill the last
+// eight.
 template <bool Mins>
 PINFER_AMX void tilesBlocks(const RowGroup &g, const int8_t *xb,
                             const float *xf, int64_t n, float *y,
@@ -388,7 +390,9 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
     else if (type == GGMLType::Q5_K)
       unpackK4K5Rows<true>(rows, rowBytes, n, g);
     else if (type == GGMLType::Q5_0)
-      unpackQ5_0Rows(rows, rowBytes, n, g);
+      unpackBlockRows<BlockQ5_0, 16>(rows, rowBytes, n, g);
+    else if (type == GGMLType::Q8_0)
+      unpackBlockRows<BlockQ8_0, 128>(rows, rowBytes, n, g);
     else
       unpackQ6KRows(rows, rowBytes, n, g);
     for (int G = 0; G < acts.groups; ++G) {
@@ -398,7 +402,7 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       const int tokens = std::min(kAmxTokens, acts.tokens - G * kAmxTokens);
       if (type == GGMLType::Q6_K)
         tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
-      else if (type == GGMLType::Q5_0)
+      else if (type == GGMLType::Q5_0 || type == GGMLType::Q8_0)
         tilesBlocks<false>(g, xb, xf, n, yg, yStride, tokens);
       else
         tilesBlocks<true>(g, xb, xf, n, yg, yStride, tokens);
@@ -418,12 +422,14 @@ void setAmxEnabled(bool on) { gEnabled.store(on); }
 
 bool amxReads(GGMLType type) {
   return type == GGMLType::Q4_K || type == GGMLType::Q5_K ||
-         type == GGMLType::Q6_K || type == GGMLType::Q5_0;
+         type == GGMLType::Q6_K || type == GGMLType::Q5_0 ||
+         type == GGMLType::Q8_0;
 }
 
 bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
              const AmxActs &acts, int64_t n, float *y, int64_t yStride) {
-  const int64_t block = type == GGMLType::Q5_0 ? QK8_0 : QK_K;
+  const int64_t block =
+      type == GGMLType::Q5_0 || type == GGMLType::Q8_0 ? QK8_0 : QK_K;
   if (!amxActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
       n % block != 0 || acts.nb != n / QK8_0)
     return false;

@@ -1,7 +1,7 @@
 // Prompt products on AMX tiles (Intel's tile registers and TDPBUSD /
 // TDPBSSD, in Sapphire Rapids and later Xeons): sixteen rows of a Q4_K,
-// Q5_K, Q6_K or Q5_0 matrix times sixteen tokens' 8-bit activations per
-// tile multiply, where the AVX-512 VNNI kernels do one row and token per
+// Q5_K, Q6_K, Q5_0 or Q8_0 matrix times sixteen tokens' 8-bit activations
+// per tile multiply, where the AVX-512 VNNI kernels do one row and token per
 // vector instruction. A tile multiply gives the exact integer products of one
 // activation block (or Q6_K sub-block) for all 256 pairs; the f32 steps
 // that follow are those of the AVX-512 kernels (runtime/dot_q8_blocks.h),

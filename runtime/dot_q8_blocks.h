@@ -23,6 +23,9 @@
 #include "runtime/dot_kernels.h"
 #include "runtime/quant_blocks.h"
 
+#include <algorithm>
+#include <cstddef>
+
 namespace pinfer {
 namespace dotk {
 
@@ -758,18 +761,18 @@ dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
             PairAct{x, f, xStride}, n);
 }
 
-// Q5_0 (32-value blocks with an f16 scale each) the same way: each
-// block's product an exact integer (its values less 16 as signed bytes
-// against the activation offset by 128, the offset's share seeding the
-// sum as in dotOffsetPairsRowsAvx512), then acc_j = fma(d_b * xd_b, I_b,
-// acc_j) in lane j = b mod 8, the row's blocks taken eight at a time; a
+// Q5_0 and Q8_0 (32-value blocks with an f16 scale each) the same way:
+// each block's product an exact integer (its values less their offset as
+// signed bytes against the activation offset by 128, the offset's share
+// seeding the sum as in dotOffsetPairsRowsAvx512), then acc_j = fma(d_b * xd_b,
+// I_b, acc_j) in lane j = b mod 8, the row's blocks taken eight at a time; a
 // last group of fewer leaves the other lanes as they are. The AMX tiles
 // (runtime/amx_tiles.h) do the same. R rows x NT tokens (x_t = x + t *
 // xStride); out[t * R + r].
-template <int R, int NT>
+template <class B, int Offset, int R, int NT>
 PINFER_AVX512 inline void
-dotQ5_0BlocksAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
-                    int64_t xStride, int64_t n, float *out) {
+dotBlocksIntAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
+                   int64_t xStride, int64_t n, float *out) {
   const int64_t nb = n / QK8_0;
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   const __m256i spread = _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70);
@@ -777,21 +780,27 @@ dotQ5_0BlocksAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
       acc[r][t] = _mm256_setzero_ps();
+  static_assert(offsetof(B, d) == 0, "the scale gather reads from each "
+                                     "block's start");
+  const __m256i blockStarts = _mm256_mullo_epi32(
+      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sizeof(B)));
   for (int64_t g = 0; g < nb; g += 8) {
     const int cnt = int(std::min<int64_t>(8, nb - g));
+    const __mmask8 live = __mmask8((1u << cnt) - 1);
     __m512i w[R][4], corr[R][4];
     __m256 dw[R];
     for (int r = 0; r < R; ++r) {
-      const BlockQ5_0 *b = reinterpret_cast<const BlockQ5_0 *>(
+      const B *b = reinterpret_cast<const B *>(
           static_cast<const uint8_t *>(row) + r * rowBytes);
-      alignas(32) float d[8] = {};
-      for (int j = 0; j < cnt; ++j)
-        d[j] = halfToFloat(b[g + j].d);
-      dw[r] = _mm256_load_ps(d);
+      // The group's f16 scales: a 32-bit gather from each block's start,
+      // its low halves converted.
+      dw[r] =
+          _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_mmask_i32gather_epi32(
+              _mm256_setzero_si256(), live, blockStarts, &b[g], 1)));
       for (int k = 0; k < 4; ++k) {
         if (2 * k < cnt) {
           const SignedPair sp =
-              signedPair<BlockQ5_0, 16>(b, g + 2 * k, 2 * k + 1 < cnt);
+              signedPair<B, Offset>(b, g + 2 * k, 2 * k + 1 < cnt);
           w[r][k] = sp.w;
           corr[r][k] = sp.corr;
         } else {
@@ -813,8 +822,8 @@ dotQ5_0BlocksAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
         xs[k] = _mm512_xor_si512(
             _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1), flip);
       }
-      const __m256 xd = _mm256_mmask_i32gather_ps(
-          _mm256_setzero_ps(), __mmask8((1u << cnt) - 1), spread, &xt[0].d, 4);
+      const __m256 xd = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live,
+                                                  spread, &xt[0].d, 4);
       for (int r = 0; r < R; ++r) {
         const __m256i s =
             blockSums8(_mm512_dpbusd_epi32(corr[r][0], xs[0], w[r][0]),
@@ -830,23 +839,26 @@ dotQ5_0BlocksAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
     for (int t = 0; t < NT; ++t)
       out[t * R + r] = hsum(acc[r][t]);
 }
+// Its one-token, kTokensAtOnce-token and rows x tokens forms.
+template <class B, int Offset>
 PINFER_AVX512 inline float
-dotQ5_0BlocksQ8Avx512(const void *row, const BlockQ8Act *x, int64_t n) {
+dotBlocksIntQ8Avx512(const void *row, const BlockQ8Act *x, int64_t n) {
   float out;
-  dotQ5_0BlocksAvx512<1, 1>(row, 0, x, 0, n, &out);
+  dotBlocksIntAvx512<B, Offset, 1, 1>(row, 0, x, 0, n, &out);
   return out;
 }
-PINFER_AVX512 inline void dotQ5_0BlocksQ8x4Avx512(const void *row,
-                                                  const BlockQ8Act *x,
-                                                  int64_t xStride, int64_t n,
-                                                  float *out) {
-  dotQ5_0BlocksAvx512<1, kTokensAtOnce>(row, 0, x, xStride, n, out);
-}
+template <class B, int Offset>
 PINFER_AVX512 inline void
-dotQ5_0BlocksRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
-                        int64_t xStride, int64_t n, float *out) {
-  rowsBy<2>(dotQ5_0BlocksAvx512<2, kTokensAtOnce>, row, rowBytes, out, x,
-            xStride, n);
+dotBlocksIntQ8x4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
+                       int64_t n, float *out) {
+  dotBlocksIntAvx512<B, Offset, 1, kTokensAtOnce>(row, 0, x, xStride, n, out);
+}
+template <class B, int Offset>
+PINFER_AVX512 inline void
+dotBlocksIntRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
+                       int64_t xStride, int64_t n, float *out) {
+  rowsBy<2>(dotBlocksIntAvx512<B, Offset, 2, kTokensAtOnce>, row, rowBytes, out,
+            x, xStride, n);
 }
 
 #endif // PINFER_X86

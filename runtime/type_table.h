@@ -142,14 +142,16 @@ constexpr TypeTraits q8_0() {
   t.avx2 = {PINFER_IF_X86(dotk::dotQ8_0Avx2),
             PINFER_IF_X86(dotk::dotQ8_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
-  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ8_0Q8Avx512);
+  // Exact integers per block (runtime/dot_q8_blocks.h), which AMX tiles
+  // can match.
+  t.avx512.dotQ8 = PINFER_IF_X86((dotk::dotBlocksIntQ8Avx512<BlockQ8_0, 128>));
   t.avx2.dotQ84 = PINFER_IF_X86(dotk::dotQ8_0Q8x4Avx2);
   t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ8_0>);
   t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 =
-      PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ8_0, 128>));
+      PINFER_IF_X86((dotk::dotBlocksIntQ8x4Avx512<BlockQ8_0, 128>));
   t.avx512.dotQ8Rows =
-      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ8_0, 128>));
+      PINFER_IF_X86((dotk::dotBlocksIntRowsAvx512<BlockQ8_0, 128>));
   t.avx512.dotRows = PINFER_IF_X86(dotk::dotBlocksF32RowsX4Avx512<BlockQ8_0>);
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q8_0.
   t.keepsTransposedRows = true;
@@ -258,9 +260,11 @@ constexpr TypeTraits q5_0() {
   // AVX-512 VNNI products with an exact integer per block, as the
   // K-quants' (runtime/dot_q8_blocks.h), which AMX tiles can match.
   t.avx512 = t.avx2;
-  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ5_0BlocksQ8Avx512);
-  t.avx512.dotQ84 = PINFER_IF_X86(dotk::dotQ5_0BlocksQ8x4Avx512);
-  t.avx512.dotQ8Rows = PINFER_IF_X86(dotk::dotQ5_0BlocksRowsAvx512);
+  t.avx512.dotQ8 = PINFER_IF_X86((dotk::dotBlocksIntQ8Avx512<BlockQ5_0, 16>));
+  t.avx512.dotQ84 =
+      PINFER_IF_X86((dotk::dotBlocksIntQ8x4Avx512<BlockQ5_0, 16>));
+  t.avx512.dotQ8Rows =
+      PINFER_IF_X86((dotk::dotBlocksIntRowsAvx512<BlockQ5_0, 16>));
   t.hasAvx512 = true;
   return t;
 }
