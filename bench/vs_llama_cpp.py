@@ -65,8 +65,14 @@ def cpu_name():
         with open("/proc/cpuinfo") as f:
             flags = next((l for l in f if l.startswith("flags")), "").split()
         isa = [x for x in ("avx2", "fma", "f16c", "avx512f", "avx512bw",
-                           "avx512_vnni", "avx512_bf16") if x in flags]
-        return f"{name} ({os.cpu_count()} CPUs; {' '.join(isa)})"
+                           "avx512_vnni", "avx512_bf16", "amx_int8")
+               if x in flags]
+        # pinferc's prompts use AMX tiles where the CPU has them, unless
+        # PINFER_AMX=0 says otherwise.
+        tiles = ("amx_int8" in flags
+                 and os.environ.get("PINFER_AMX", "") != "0")
+        return (f"{name} ({os.cpu_count()} CPUs; {' '.join(isa)}); "
+                f"pinferc AMX tiles: {'on' if tiles else 'off'}")
     except OSError:
         return "unknown CPU"
 

@@ -148,7 +148,7 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
     }
 }
 
-// Q5_0 and Q8_0: each block's values less their offset, signed.
+// Q5_0, Q8_0 and Q4_0: each block's values less their offset, signed.
 template <class B, int Offset>
 PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
                                 RowGroup &g) {
@@ -300,8 +300,9 @@ PINFER_AMX void tilesBlocks(const RowGroup &g, const int8_t *xb,
 }
 
 // Q6_K: per 16-value sub-block, TDPBSSD (values minus 32 and activations,
-// both signed); a block's two sums meet their scales as integers, then
-// acc_j = fma(d * xd_j, S_j, acc_j), as dotQ6_KQ8ActAvx512 does lane j.
+// both signed); a block's two sums meet their scales (exactly, see below),
+// then acc_j = fma(d * xd_j, S_j, acc_j), as dotQ6_KQ8ActAvx512 does lane
+// j. Blocks lane by lane as in tilesBlocks (whole super-blocks here).
 PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
                          int64_t n, float *y, int64_t yStride, int tokens) {
   const int64_t nb = n / QK8_0, nsb = n / QK_K;
@@ -309,47 +310,42 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
   alignas(64) __m512 acc[8][kAmxRows];
   auto block = [&](int64_t s) { return (s % nsb) * 8 + s / nsb; };
   const int8_t *u = g.u.data();
-  _tile_zero(0);
-  _tile_zero(5);
-  _tile_loadd(3, u, QK8_0);
-  _tile_loadd(4, xb, 64);
-  _tile_dpbssd(0, 3, 4);
-  _tile_loadd(6, u + 16, QK8_0);
-  _tile_loadd(7, xb + 256, 64);
-  _tile_dpbssd(5, 6, 7);
+  // Block b's two halves into results 0 and 5, or (second) 1 and 2; the
+  // operand tiles are reloaded once the previous multiplies have read them.
+  auto multiply = [&](int64_t b, bool second) {
+    if (second) {
+      _tile_zero(1);
+      _tile_zero(2);
+    } else {
+      _tile_zero(0);
+      _tile_zero(5);
+    }
+    _tile_loadd(3, u + b * 512, QK8_0);
+    _tile_loadd(4, xb + b * 512, 64);
+    if (second)
+      _tile_dpbssd(1, 3, 4);
+    else
+      _tile_dpbssd(0, 3, 4);
+    _tile_loadd(6, u + b * 512 + 16, QK8_0);
+    _tile_loadd(7, xb + b * 512 + 256, 64);
+    if (second)
+      _tile_dpbssd(2, 6, 7);
+    else
+      _tile_dpbssd(5, 6, 7);
+  };
+  multiply(0, false);
   __m512 a[kAmxRows];
   for (int64_t s = 0; s < nb; ++s) {
     const int64_t b = block(s);
     if (s % nsb == 0)
       for (int m = 0; m < kAmxRows; ++m)
         a[m] = _mm512_setzero_ps();
-    const bool more = s + 1 < nb;
-    const int64_t next = more ? block(s + 1) : 0;
-    // The operand tiles are reloaded once the multiplies have read them.
+    if (s + 1 < nb)
+      multiply(block(s + 1), s % 2 == 0);
     if (s % 2 == 0) {
-      if (more) {
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_loadd(3, u + next * 512, QK8_0);
-        _tile_loadd(4, xb + next * 512, 64);
-        _tile_dpbssd(1, 3, 4);
-        _tile_loadd(6, u + next * 512 + 16, QK8_0);
-        _tile_loadd(7, xb + next * 512 + 256, 64);
-        _tile_dpbssd(2, 6, 7);
-      }
       _tile_stored(0, c0, 64);
       _tile_stored(5, c1, 64);
     } else {
-      if (more) {
-        _tile_zero(0);
-        _tile_zero(5);
-        _tile_loadd(3, u + next * 512, QK8_0);
-        _tile_loadd(4, xb + next * 512, 64);
-        _tile_dpbssd(0, 3, 4);
-        _tile_loadd(6, u + next * 512 + 16, QK8_0);
-        _tile_loadd(7, xb + next * 512 + 256, 64);
-        _tile_dpbssd(5, 6, 7);
-      }
       _tile_stored(1, c0, 64);
       _tile_stored(2, c1, 64);
     }
@@ -393,6 +389,8 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       unpackBlockRows<BlockQ5_0, 16>(rows, rowBytes, n, g);
     else if (type == GGMLType::Q8_0)
       unpackBlockRows<BlockQ8_0, 128>(rows, rowBytes, n, g);
+    else if (type == GGMLType::Q4_0)
+      unpackBlockRows<BlockQ4_0, 8>(rows, rowBytes, n, g);
     else
       unpackQ6KRows(rows, rowBytes, n, g);
     for (int G = 0; G < acts.groups; ++G) {
@@ -402,7 +400,8 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       const int tokens = std::min(kAmxTokens, acts.tokens - G * kAmxTokens);
       if (type == GGMLType::Q6_K)
         tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
-      else if (type == GGMLType::Q5_0 || type == GGMLType::Q8_0)
+      else if (type == GGMLType::Q5_0 || type == GGMLType::Q8_0 ||
+               type == GGMLType::Q4_0)
         tilesBlocks<false>(g, xb, xf, n, yg, yStride, tokens);
       else
         tilesBlocks<true>(g, xb, xf, n, yg, yStride, tokens);
@@ -423,13 +422,15 @@ void setAmxEnabled(bool on) { gEnabled.store(on); }
 bool amxReads(GGMLType type) {
   return type == GGMLType::Q4_K || type == GGMLType::Q5_K ||
          type == GGMLType::Q6_K || type == GGMLType::Q5_0 ||
-         type == GGMLType::Q8_0;
+         type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
 }
 
 bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
              const AmxActs &acts, int64_t n, float *y, int64_t yStride) {
   const int64_t block =
-      type == GGMLType::Q5_0 || type == GGMLType::Q8_0 ? QK8_0 : QK_K;
+      type == GGMLType::Q5_0 || type == GGMLType::Q8_0 || type == GGMLType::Q4_0
+          ? QK8_0
+          : QK_K;
   if (!amxActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
       n % block != 0 || acts.nb != n / QK8_0)
     return false;

@@ -782,24 +782,13 @@ PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row, const BlockQ8Act *x,
   return dotOffsetPairsAvx512<BlockQ8_0, 128>(row, x, n);
 }
 
-PINFER_AVX512 inline float dotQ4_0Q8Avx512(const void *row, const BlockQ8Act *x,
-                                           int64_t n) {
-  return dotOffsetPairsAvx512<BlockQ4_0, 8>(row, x, n);
-}
-
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------
 //
-// The product of dotOffsetPairsNAvx512<BlockQ4_0, 8, 1>, bitwise, for rows
-// stored scales first, with the activation's share prepared once per token
-// (Q4SfAct): per pair of blocks its bytes in the order the row's quants
-// unpack to (block 0's elements 0-15, block 1's 0-15, block 0's 16-31,
-// block 1's 16-31), their offset products and their scales. The int32
-// lanes are the source kernel's with 128-bit lanes 1 and 2 swapped, and
-// are swapped back before the same final sum. A row then costs one 32-byte
-// load and two masks per pair of blocks and one conversion per sixteen
-// scales, where the source layout needs two unpacks, two scale conversions
-// and three lane inserts: 1.9x the source kernel on Zen 4
-// (docs/performance.md).
+// The activation's share of a product with rows stored scales first,
+// prepared once per token (Q4SfAct): per pair of blocks its bytes in the
+// order the row's quants unpack to (block 0's elements 0-15, block 1's
+// 0-15, block 0's 16-31, block 1's 16-31), their offset products and their
+// scales. The product itself is dotQ4SfIntAvx512 (runtime/dot_q8_blocks.h).
 struct alignas(64) Q4SfActPair {
   __m512i xs, off;
   __m512 xd;
@@ -825,52 +814,6 @@ PINFER_AVX512 inline void prepQ4SfAct(const BlockQ8Act *x, int64_t n,
     p.xd = sfLaneScales(x[blk].d, pair ? x[blk + 1].d : 0.f);
   }
 }
-PINFER_AVX512 inline __m512 sfPairProduct(__m256i q, const Q4SfActPair &p,
-                                          __m512 wd, __m512 acc) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m512i w =
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
-                         _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
-  const __m512i iq = _mm512_sub_epi32(
-      _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, p.xs), p.off);
-  return _mm512_fmadd_ps(_mm512_mul_ps(wd, p.xd), _mm512_cvtepi32_ps(iq), acc);
-}
-PINFER_AVX512 inline float dotQ4SfQ8Avx512(const uint8_t *row,
-                                           const Q4SfActPair *xp, int64_t n) {
-  const int64_t nb = n / QK8_0;
-  const uint16_t *sc = reinterpret_cast<const uint16_t *>(row);
-  const uint8_t *qs = row + 2 * nb;
-  __m512 acc = _mm512_setzero_ps();
-  int64_t blk = 0;
-  // Lanes [s0 x4, s1 x4, s0 x4, s1 x4] of pair j of sixteen scales.
-  const __m512i lanes =
-      _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-  for (; blk + 16 <= nb; blk += 16) {
-    __m256i h;
-    std::memcpy(&h, sc + blk, sizeof h);
-    const __m512 s16 = _mm512_cvtph_ps(h);
-    for (int j = 0; j < 8; ++j) {
-      const __m512 wd = _mm512_permutexvar_ps(
-          _mm512_add_epi32(lanes, _mm512_set1_epi32(2 * j)), s16);
-      acc = sfPairProduct(
-          _mm256_loadu_si256((const __m256i *)(qs + (blk + 2 * j) * 16)),
-          xp[blk / 2 + j], wd, acc);
-    }
-  }
-  for (; blk < nb; blk += 2) {
-    const bool pair = blk + 1 < nb;
-    const __m128i q0 = _mm_loadu_si128((const __m128i *)(qs + blk * 16));
-    const __m128i q1 =
-        pair ? _mm_loadu_si128((const __m128i *)(qs + (blk + 1) * 16))
-             : _mm_setzero_si128();
-    acc = sfPairProduct(_mm256_set_m128i(q1, q0), xp[blk / 2],
-                        sfLaneScales(halfToFloat(sc[blk]),
-                                     pair ? halfToFloat(sc[blk + 1]) : 0.f),
-                        acc);
-  }
-  return hsum512(_mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
 // ---- transposed down rows -------------------------------------------------
 
 // 8 elements of a row from column c (a multiple of 8), as floats: a float

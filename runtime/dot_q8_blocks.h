@@ -861,6 +861,53 @@ dotBlocksIntRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
             x, xStride, n);
 }
 
+// Q4_0 rows stored scales first (Weight::scalesFirst): the product of
+// dotBlocksIntAvx512<BlockQ4_0, 8>, bitwise, from the prepared activation
+// (Q4SfActPair, runtime/dot_kernels.h). A pair's int32 lanes come in the
+// prepared order (block 0's first 16 values, block 1's, block 0's last 16,
+// block 1's), 128-bit lanes 1 and 2 swapped back before the blocks' sums;
+// eight blocks' scales are one 16-byte load.
+PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
+                                            const BlockQ8Act *x,
+                                            const Q4SfActPair *xp, int64_t n) {
+  const int64_t nb = n / QK8_0;
+  const uint16_t *sc = reinterpret_cast<const uint16_t *>(row);
+  const uint8_t *qs = row + 2 * nb;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i spread = _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 8) {
+    const int cnt = int(std::min<int64_t>(8, nb - g));
+    const __mmask8 live = __mmask8((1u << cnt) - 1);
+    __m512i d[4];
+    for (int k = 0; k < 4; ++k) {
+      if (2 * k >= cnt) {
+        d[k] = _mm512_setzero_si512();
+        continue;
+      }
+      const int64_t blk = g + 2 * k;
+      const __m256i q =
+          2 * k + 1 < cnt ? _mm256_loadu_si256((const __m256i *)(qs + blk * 16))
+                          : _mm256_zextsi128_si256(_mm_loadu_si128(
+                                (const __m128i *)(qs + blk * 16)));
+      const __m512i w =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
+                             _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
+      const Q4SfActPair &p = xp[blk / 2];
+      const __m512i iq = _mm512_sub_epi32(
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, p.xs), p.off);
+      d[k] = _mm512_shuffle_i64x2(iq, iq, _MM_SHUFFLE(3, 1, 2, 0));
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(live, sc + g));
+    const __m256 xd = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live,
+                                                spread, &x[g].d, 4);
+    acc = _mm256_fmadd_ps(
+        _mm256_mul_ps(dw, xd),
+        _mm256_cvtepi32_ps(blockSums8(d[0], d[1], d[2], d[3])), acc);
+  }
+  return hsum(acc);
+}
+
 #endif // PINFER_X86
 
 } // namespace dotk

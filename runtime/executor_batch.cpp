@@ -336,10 +336,12 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     for (; tiled > 0 && kRest + kAmxRows <= k1; kRest += kAmxRows) {
       gTile.resize(size_t(tiled) * kAmxRows);
       uTile.resize(size_t(tiled) * kAmxRows);
-      amxRows(b.gate.type, b.gate.row(kRest), int64_t(b.gate.rowBytes),
-              kAmxRows, bAmx_, nEmbd, gTile.data(), kAmxRows);
-      amxRows(b.up.type, b.up.row(kRest), int64_t(b.up.rowBytes), kAmxRows,
-              bAmx_, nEmbd, uTile.data(), kAmxRows);
+      amxRows(b.gate.type, blocksAt(b.gate, kRest, kAmxRows, gateBuf),
+              int64_t(b.gate.rowBytes), kAmxRows, bAmx_, nEmbd, gTile.data(),
+              kAmxRows);
+      amxRows(b.up.type, blocksAt(b.up, kRest, kAmxRows, upBuf),
+              int64_t(b.up.rowBytes), kAmxRows, bAmx_, nEmbd, uTile.data(),
+              kAmxRows);
       for (int t = 0; t < tiled; ++t)
         for (int m = 0; m < kAmxRows; ++m)
           put(t, kRest + m, gTile[size_t(t) * kAmxRows + m],

@@ -6,6 +6,7 @@
 
 #include "runtime/amx_tiles.h"
 #include "runtime/dot_kernels.h" // PINFER_X86
+#include "runtime/dot_q8_blocks.h" // dotQ4SfIntAvx512
 #include "runtime/model.h"
 #include "runtime/thread_pool.h"
 
@@ -375,8 +376,8 @@ float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
               int64_t n) {
 #ifdef PINFER_X86
   if (prep)
-    return dotk::dotQ4SfQ8Avx512(
-        row, reinterpret_cast<const dotk::Q4SfActPair *>(prep), n);
+    return dotk::dotQ4SfIntAvx512(
+        row, xq, reinterpret_cast<const dotk::Q4SfActPair *>(prep), n);
 #endif
   // Below the AVX-512 level: the row back in blocks, the type's product.
   static thread_local std::vector<uint8_t> blocks;

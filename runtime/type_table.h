@@ -180,14 +180,16 @@ constexpr TypeTraits q4_0() {
   t.avx2 = {PINFER_IF_X86(dotk::dotQ4_0Avx2),
             PINFER_IF_X86(dotk::dotQ4_0Q8Avx2), nullptr};
   t.avx512 = t.avx2;
-  t.avx512.dotQ8 = PINFER_IF_X86(dotk::dotQ4_0Q8Avx512);
+  // Exact integers per block (runtime/dot_q8_blocks.h), which AMX tiles
+  // can match.
+  t.avx512.dotQ8 = PINFER_IF_X86((dotk::dotBlocksIntQ8Avx512<BlockQ4_0, 8>));
   t.avx2.dotQ84 =
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<BlockQ4_0, dotk::q4Block, 8>));
   t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ4_0>);
   t.avx512.dot4 = t.avx2.dot4;
-  t.avx512.dotQ84 = PINFER_IF_X86((dotk::dotOffsetPairsX4Avx512<BlockQ4_0, 8>));
+  t.avx512.dotQ84 = PINFER_IF_X86((dotk::dotBlocksIntQ8x4Avx512<BlockQ4_0, 8>));
   t.avx512.dotQ8Rows =
-      PINFER_IF_X86((dotk::dotOffsetPairsRowsX4Avx512<BlockQ4_0, 8>));
+      PINFER_IF_X86((dotk::dotBlocksIntRowsAvx512<BlockQ4_0, 8>));
   t.avx512.dotRows = PINFER_IF_X86(dotk::dotBlocksF32RowsX4Avx512<BlockQ4_0>);
   // A file's own transposed rows (PowerInfer's ffn_down_t) stay q4_0.
   t.keepsTransposedRows = true;

@@ -44,10 +44,10 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
   // Rows 3..46 of 48: two tile groups of 16 from an unaligned start and 12
   // left over.
   const int64_t nRows = 48, r0 = 3, r1 = 47;
-  // Q5_0 and Q8_0 also with 640 values (20 blocks: the last group of
+  // Q5_0, Q8_0 and Q4_0 also with 640 values (20 blocks: the last group of
   // eight lanes holds four).
   for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K,
-                        GGMLType::Q5_0, GGMLType::Q8_0})
+                        GGMLType::Q5_0, GGMLType::Q8_0, GGMLType::Q4_0})
     for (int nTok : {37, 45, 7})
       for (int64_t cols : {int64_t(256), int64_t(768), int64_t(640)}) {
         if (cols % int64_t(typeTraits(type)->blockSize) != 0)
