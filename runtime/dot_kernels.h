@@ -540,13 +540,6 @@ PINFER_AVX512 inline float oneTokenAvx512(const void *row, const X *x,
   return out;
 }
 
-// Each block's two scales multiplied, spread over its 8 int32 lanes.
-PINFER_AVX512 inline __m512 pairScales(float s0, float s1) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(
-      _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(s0))),
-      _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
-}
-
 // Q5_0's 5-bit values: the nibbles with bit j of qh as byte j's 0x10, one
 // masked move where AVX2 spreads the bits with a shuffle and a compare.
 PINFER_AVX512 inline __m256i q5Values(const BlockQ5_0 &b) {
@@ -570,63 +563,14 @@ PINFER_AVX512 inline __m256i offsetBytes(const B &blk) {
     return unpackQ4(blk.qs);
 }
 
-// Rows of 8-bit blocks (Q8_0, offset 128), 4-bit ones (Q4_0, offset 8) or
-// 5-bit ones (Q5_0, offset 16) times NT 8-bit activations (x_t = x + t *
-// xStride), each pair of blocks unpacked once for all of them. The offset comes off in the integers
-// (vpdpbusd of the offset byte with the activation), and an odd last block
-// runs as a pair with an empty one, so the only float operations are the
-// explicit FMAs and the final sum, the same for every NT: a token's result
-// is bitwise its one-token product, and no scalar expression is left that
-// the compiler could contract differently where the kernel is inlined into
-// generated code, which must multiply bitwise as the runtime does.
-template <class B, int Offset, int NT>
-PINFER_AVX512 inline void
-dotOffsetPairsNAvx512(const void *row, const BlockQ8Act *x, int64_t xStride,
-                      int64_t n, float *out) {
-  const B *b = static_cast<const B *>(row);
-  const int64_t nb = n / QK8_0;
-  const __m512i offset = _mm512_set1_epi8(char(Offset));
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t)
-    acc[t] = _mm512_setzero_ps();
-  for (int64_t blk = 0; blk < nb; blk += 2) {
-    const bool pair = blk + 1 < nb;
-    const float d0 = halfToFloat(b[blk].d);
-    const float d1 = pair ? halfToFloat(b[blk + 1].d) : 0.f;
-    const __m256i w0 = offsetBytes<B, Offset>(b[blk]);
-    const __m256i w1 =
-        pair ? offsetBytes<B, Offset>(b[blk + 1]) : _mm256_setzero_si256();
-    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8Act *xt = x + t * xStride;
-      const float s0 = d0 * xt[blk].d;
-      const float s1 = pair ? d1 * xt[blk + 1].d : 0.f;
-      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xt[blk].qs);
-      const __m256i x1 =
-          pair ? _mm256_loadu_si256((const __m256i *)xt[blk + 1].qs)
-               : _mm256_setzero_si256();
-      const __m512i xs = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-      const __m512i p = _mm512_sub_epi32(
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xs),
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xs));
-      acc[t] =
-          _mm512_fmadd_ps(pairScales(s0, s1), _mm512_cvtepi32_ps(p), acc[t]);
-    }
-  }
-  for (int t = 0; t < NT; ++t)
-    out[t] = hsum512(acc[t]);
-}
-
 // A pair of blocks' signed values (Q8_0's bytes, Q4_0's and Q5_0's values
-// less their offset), the pair's two f16 scales spread over their lanes,
-// and the integers that take the activations' offset back off: -128 * (the
-// sum of each lane's four weights). Signed weights times activations offset
-// by 128 (unsigned) give the same exact int32 lanes as
-// dotOffsetPairsNAvx512's unsigned weights times signed activations, so the
-// float operations that follow are that kernel's, bitwise.
+// less their offset) and the integers that take the activations' offset
+// back off: -128 * (the sum of each lane's four weights). Signed weights
+// times activations offset by 128 (unsigned) give the exact int32 lanes of
+// the values times the activations (runtime/dot_q8_blocks.h,
+// dotBlocksIntAvx512).
 struct SignedPair {
   __m512i w, corr;
-  __m512 d;
 };
 template <class B, int Offset>
 PINFER_AVX512 inline __m256i signedBytes(const B &b) {
@@ -647,61 +591,7 @@ PINFER_AVX512 inline SignedPair signedPair(const B *b, int64_t blk, bool pair) {
       _mm512_sub_epi32(_mm512_setzero_si512(),
                        _mm512_dpbusd_epi32(_mm512_setzero_si512(),
                                            _mm512_set1_epi8(char(0x80)), s.w));
-  s.d =
-      pairScales(halfToFloat(b[blk].d), pair ? halfToFloat(b[blk + 1].d) : 0.f);
   return s;
-}
-
-// R rows (row r at row + r * rowBytes) times NT tokens, out[t * R + r]
-// bitwise dotOffsetPairsNAvx512's product of row r with token t. Each pair
-// of activation blocks is loaded once for the R rows, and each pair of
-// weight blocks once for the NT tokens: in a prompt this is about 1.4x the
-// one-row kernel's speed on Zen 4 (docs/performance.md).
-template <class B, int Offset, int R, int NT>
-PINFER_AVX512 inline void
-dotOffsetPairsRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
-                         int64_t xStride, int64_t n, float *out) {
-  const int64_t nb = n / QK8_0;
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
-  __m512 acc[R][NT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t)
-      acc[r][t] = _mm512_setzero_ps();
-  for (int64_t blk = 0; blk < nb; blk += 2) {
-    const bool pair = blk + 1 < nb;
-    SignedPair w[R];
-    for (int r = 0; r < R; ++r)
-      w[r] = signedPair<B, Offset>(
-          reinterpret_cast<const B *>(static_cast<const uint8_t *>(row) +
-                                      r * rowBytes),
-          blk, pair);
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8Act *xt = x + t * xStride;
-      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xt[blk].qs);
-      const __m256i x1 =
-          pair ? _mm256_loadu_si256((const __m256i *)xt[blk + 1].qs)
-               : _mm256_setzero_si256();
-      const __m512i xs = _mm512_xor_si512(
-          _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1), flip);
-      const __m512 da = pairScales(xt[blk].d, pair ? xt[blk + 1].d : 0.f);
-      for (int r = 0; r < R; ++r)
-        acc[r][t] = _mm512_fmadd_ps(
-            _mm512_mul_ps(w[r].d, da),
-            _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(w[r].corr, xs, w[r].w)),
-            acc[r][t]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < NT; ++t)
-      out[t * R + r] = hsum512(acc[r][t]);
-}
-template <class B, int Offset>
-PINFER_AVX512 inline void
-dotOffsetPairsRowsX4Avx512(const void *row, int64_t rowBytes,
-                           const BlockQ8Act *x, int64_t xStride, int64_t n,
-                           float *out) {
-  dotOffsetPairsRowsAvx512<B, Offset, kRowsAtOnce, kTokensAtOnce>(
-      row, rowBytes, x, xStride, n, out);
 }
 
 // Q8_0 and Q4_0 rows times f32 activations as dotBlocksF32NAvx2 multiplies
@@ -763,40 +653,17 @@ dotBlocksF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
             xStride, n);
 }
 
-// The one-token and kTokensAtOnce-token kernels of a block type.
-template <class B, int Offset>
-PINFER_AVX512 inline float
-dotOffsetPairsAvx512(const void *row, const BlockQ8Act *x, int64_t n) {
-  return oneTokenAvx512<BlockQ8Act, dotOffsetPairsNAvx512<B, Offset, 1>>(row, x,
-                                                                         n);
-}
-template <class B, int Offset>
-PINFER_AVX512 inline void
-dotOffsetPairsX4Avx512(const void *row, const BlockQ8Act *x, int64_t xStride,
-                       int64_t n, float *out) {
-  dotOffsetPairsNAvx512<B, Offset, kTokensAtOnce>(row, x, xStride, n, out);
-}
-
-PINFER_AVX512 inline float dotQ8_0Q8Avx512(const void *row, const BlockQ8Act *x,
-                                           int64_t n) {
-  return dotOffsetPairsAvx512<BlockQ8_0, 128>(row, x, n);
-}
-
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------
 //
 // The activation's share of a product with rows stored scales first,
 // prepared once per token (Q4SfAct): per pair of blocks its bytes in the
 // order the row's quants unpack to (block 0's elements 0-15, block 1's
-// 0-15, block 0's 16-31, block 1's 16-31), their offset products and their
-// scales. The product itself is dotQ4SfIntAvx512 (runtime/dot_q8_blocks.h).
+// 0-15, block 0's 16-31, block 1's 16-31) and their offset products. The
+// product itself is dotQ4SfIntAvx512 (runtime/dot_q8_blocks.h), which reads
+// the blocks' scales from the activation.
 struct alignas(64) Q4SfActPair {
   __m512i xs, off;
-  __m512 xd;
 };
-PINFER_AVX512 inline __m512 sfLaneScales(float s0, float s1) {
-  return _mm512_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1, s0, s0, s0, s0, s1, s1,
-                        s1, s1);
-}
 // out[0 .. (n/QK8_0 + 1)/2) from the quantised activation x.
 PINFER_AVX512 inline void prepQ4SfAct(const BlockQ8Act *x, int64_t n,
                                       Q4SfActPair *out) {
@@ -811,7 +678,6 @@ PINFER_AVX512 inline void prepQ4SfAct(const BlockQ8Act *x, int64_t n,
     p.xs = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
     p.off =
         _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), p.xs);
-    p.xd = sfLaneScales(x[blk].d, pair ? x[blk + 1].d : 0.f);
   }
 }
 // ---- transposed down rows -------------------------------------------------

@@ -764,7 +764,7 @@ dotQ6_KQ8PairsRowsAvx512(const void *row, int64_t rowBytes, const ActPairQ8 *x,
 // Q5_0 and Q8_0 (32-value blocks with an f16 scale each) the same way:
 // each block's product an exact integer (its values less their offset as
 // signed bytes against the activation offset by 128, the offset's share
-// seeding the sum as in dotOffsetPairsRowsAvx512), then acc_j = fma(d_b * xd_b,
+// seeding the sum, dot_kernels.h's signedPair), then acc_j = fma(d_b * xd_b,
 // I_b, acc_j) in lane j = b mod 8, the row's blocks taken eight at a time; a
 // last group of fewer leaves the other lanes as they are. The AMX tiles
 // (runtime/amx_tiles.h) do the same. R rows x NT tokens (x_t = x + t *

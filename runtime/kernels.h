@@ -143,7 +143,7 @@ RowDot rowDot(GGMLType type);
 // An activation prepared for scales-first rows: one per pair of blocks, as
 // the AVX-512 product reads it (runtime/dot_kernels.h, Q4SfActPair).
 struct alignas(64) Q4SfAct {
-  unsigned char bytes[192];
+  unsigned char bytes[128];
 };
 inline int64_t q4SfActCount(int64_t n) { return (n / QK8_0 + 1) / 2; }
 // Prepares the quantised activation xq[0 .. n/QK8_0) into
