@@ -97,6 +97,8 @@ struct RowGroup {
   std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
                              // Q6_K: d per super-block
   std::vector<float> sc;     // Q6_K: the scales per 16-value sub-block
+  // tilesBlocks' blocks lane by lane: j, j + 8, ... for j = 0..7.
+  std::vector<int32_t> order;
 };
 
 // Where row m's values 32 b .. 32 b + 31 go.
@@ -226,20 +228,14 @@ PINFER_AMX void finish(const __m512 (*acc)[kAmxRows], float *y, int64_t yStride,
 // eight.
 template <bool Mins>
 PINFER_AMX void tilesBlocks(const RowGroup &g, const int8_t *xb,
-                            const float *xf, int64_t n, float *y,
-                            int64_t yStride, int tokens) {
-  const int64_t nb = n / QK8_0;
+                            const float *xf, float *y, int64_t yStride,
+                            int tokens) {
   alignas(64) int32_t c[kAmxRows][kAmxTokens];
   alignas(64) __m512 acc[8][kAmxRows];
   for (int j = 0; j < 8; ++j)
     for (int m = 0; m < kAmxRows; ++m)
       acc[j][m] = _mm512_setzero_ps();
-  // Lane by lane: blocks j, j + 8, ...
-  static thread_local std::vector<int32_t> order;
-  order.clear();
-  for (int j = 0; j < 8; ++j)
-    for (int64_t b = j; b < nb; b += 8)
-      order.push_back(int32_t(b));
+  const std::vector<int32_t> &order = g.order;
   const int8_t *u = g.u.data();
   auto multiply = [&](int64_t b, bool second) {
     if (second) {
@@ -379,6 +375,11 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
   static constexpr TileConfig kBlocks = tileConfig(false),
                               kHalves = tileConfig(true);
   _tile_loadconfig(type == GGMLType::Q6_K ? &kHalves : &kBlocks);
+  // The order tilesBlocks takes the blocks in, the same for every group.
+  g.order.clear();
+  for (int j = 0; j < 8; ++j)
+    for (int64_t b = j; b < n / QK8_0; b += 8)
+      g.order.push_back(int32_t(b));
   for (int64_t r = 0; r < nRows; r += kAmxRows) {
     const uint8_t *rows = row + r * rowBytes;
     if (type == GGMLType::Q4_K)
@@ -402,9 +403,9 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
         tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
       else if (type == GGMLType::Q5_0 || type == GGMLType::Q8_0 ||
                type == GGMLType::Q4_0)
-        tilesBlocks<false>(g, xb, xf, n, yg, yStride, tokens);
+        tilesBlocks<false>(g, xb, xf, yg, yStride, tokens);
       else
-        tilesBlocks<true>(g, xb, xf, n, yg, yStride, tokens);
+        tilesBlocks<true>(g, xb, xf, yg, yStride, tokens);
     }
   }
   _tile_release();

@@ -346,7 +346,8 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
         for (int m = 0; m < kAmxRows; ++m)
           put(t, kRest + m, gTile[size_t(t) * kAmxRows + m],
               uTile[size_t(t) * kAmxRows + m]);
-      for (int m = 0; m < kAmxRows; m += kRowsAtOnce)
+      // (Only where tokens are left: rowGroup converts scales-first rows.)
+      for (int m = 0; tiled < n && m < kAmxRows; m += kRowsAtOnce)
         rowGroup(kRest + m, tiled);
     }
     for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce)
