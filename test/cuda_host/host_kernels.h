@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../unit/temp_dir.h"
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -66,7 +67,8 @@ inline std::string useHostKernels(const std::string &source,
     return "";
   static std::string dir;
   if (dir.empty()) {
-    char tmpl[] = "/tmp/pinfer-host-kernels-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-host-kernels");
+    char *tmpl = tmplBuf.data();
     if (!::mkdtemp(tmpl))
       return "cannot make a temporary directory";
     dir = tmpl;

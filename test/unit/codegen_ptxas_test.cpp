@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -112,7 +113,8 @@ TEST(PtxasResources, EveryKernelWithinLimits) {
   const std::string ptxas = PINFER_PTXAS;
   if (ptxas.empty() || access(ptxas.c_str(), X_OK) != 0)
     GTEST_SKIP() << "no ptxas in the CUDA toolkit";
-  char tmpl[] = "/tmp/pinfer-ptxas-test-XXXXXX";
+  std::string tmplBuf = pinfer::test::tempTemplate("pinfer-ptxas-test");
+  char *tmpl = tmplBuf.data();
   ASSERT_TRUE(::mkdtemp(tmpl));
   const std::string dir = tmpl;
   int checked = 0;

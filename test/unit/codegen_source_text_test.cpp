@@ -8,10 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
@@ -47,7 +48,8 @@ std::vector<std::string> hostileStrings() {
 // per line, and returns what it printed.
 std::string roundTrip(const std::vector<std::string> &strings,
                       const std::string &flags) {
-  char dir[] = "/tmp/pinfer-src-text-XXXXXX";
+  std::string dirBuf = pinfer::test::tempTemplate("pinfer-src-text");
+  char *dir = dirBuf.data();
   EXPECT_NE(::mkdtemp(dir), nullptr);
   const std::string cpp = std::string(dir) + "/t.cpp";
   const std::string exe = std::string(dir) + "/t";

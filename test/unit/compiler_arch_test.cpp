@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -34,7 +35,8 @@ const char *const kUnknown =
 class ArchTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-arch-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-arch-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     model_ = dir_ + "/tiny.gguf";

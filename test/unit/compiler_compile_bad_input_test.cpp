@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -28,7 +29,8 @@ namespace {
 class BadInputTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-bad-input-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-bad-input-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     model_ = dir_ + "/m.gguf";

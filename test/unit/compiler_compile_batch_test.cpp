@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -60,7 +61,8 @@ public:
   // `asLowered`: the all-CPU program as the lowering gives it (neurons in
   // id order, no hot half), instead of the scrambled split below.
   bool make(const Case &c, std::string &error, bool asLowered = false) {
-    char tmpl[] = "/tmp/pinfer-batch-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-batch-test");
+    char *tmpl = tmplBuf.data();
     if (!::mkdtemp(tmpl)) {
       error = "mkdtemp failed";
       return false;

@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -48,7 +49,8 @@ std::map<std::string, long> readReport(const std::string &path) {
 class CompileGpuTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-compile-gpu-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-compile-gpu-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     model_ = dir_ + "/tiny.gguf";

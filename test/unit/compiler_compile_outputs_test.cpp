@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <dirent.h>
 #include <set>
 #include <sys/stat.h>
@@ -35,7 +36,8 @@ std::set<std::string> listDir(const std::string &dir) {
 class OutputsTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-outputs-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-outputs-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     // Where the job's private temporary directories go, to see that none

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -33,7 +34,8 @@ class PackedWeights
     : public ::testing::TestWithParam<std::tuple<GGMLType, bool>> {};
 
 TEST_P(PackedWeights, LayoutAndHash) {
-  char tmpl[] = "/tmp/pinfer-packed-test-XXXXXX";
+  std::string tmplBuf = pinfer::test::tempTemplate("pinfer-packed-test");
+  char *tmpl = tmplBuf.data();
   ASSERT_TRUE(::mkdtemp(tmpl));
   const std::string dir = tmpl;
   GenModelConfig cfg;

@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -37,7 +38,8 @@ constexpr int kTokens = 16;
 class PowerInferLayout : public ::testing::Test {
 protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pinfer-pwri-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-pwri-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
   }

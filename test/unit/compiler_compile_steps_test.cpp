@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -68,7 +69,8 @@ struct TestModel {
 class StepsTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-steps-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-steps-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     relu_ = new TestModel;

@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -58,7 +59,8 @@ constexpr int kTokens = 24;
 class CompileTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-compile-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-compile-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     model_ = dir_ + "/tiny.gguf";

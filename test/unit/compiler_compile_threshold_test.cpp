@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -48,7 +49,8 @@ double lastNumber(const std::string &json, const std::string &key) {
 class ThresholdTest : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-threshold-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-threshold-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     model_ = dir_ + "/tiny-silu.gguf";

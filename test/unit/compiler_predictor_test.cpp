@@ -158,7 +158,9 @@ PredictionCounts measure(const PredictorWeights &p,
 }
 
 std::string tempPath(const char *name) {
-  return "/tmp/pinfer-predictor-" + std::to_string(getpid()) + "-" + name;
+  const char *base = std::getenv("TMPDIR");
+  return std::string(base && *base ? base : "/tmp") + "/pinfer-predictor-" +
+         std::to_string(getpid()) + "-" + name;
 }
 
 PredictorOptions quickOptions() {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -19,7 +20,8 @@ namespace {
 class RuntimeInstall : public ::testing::Test {
 protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pinfer-runtime-install-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-runtime-install");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     // An installed tree and a build tree, each complete.

@@ -11,6 +11,7 @@
 
 #include <dlfcn.h>
 
+#include "temp_dir.h"
 #include <cstdlib>
 #include <string>
 #include <unistd.h>
@@ -75,7 +76,8 @@ extern "C" __global__ void __launch_bounds__(32) read_past_end(const float *x, f
 class CudaHostShim : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pinfer-shim-test-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-shim-test");
+    char *tmpl = tmplBuf.data();
     ASSERT_TRUE(::mkdtemp(tmpl));
     dir_ = tmpl;
     ASSERT_EQ(buildHostKernels(kSource, dir_, "shim"), "");

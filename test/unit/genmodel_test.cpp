@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -31,7 +32,8 @@ const std::string kVocab =
 class GenModelTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pinfer-genmodel-XXXXXX";
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-genmodel");
+    char *tmpl = tmplBuf.data();
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
   }
