@@ -270,11 +270,18 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // them (runtime/amx_tiles.h, bitwise the same products), the chunk's
   // input laid out once for every thread's rows; the tokens after the last
   // sixteen as above.
-  const bool amx = rowsAtOnce && gateDot.q8 && upDot.q8 && n >= kAmxPadFrom &&
-                   amxReads(b.gate.type) && amxReads(b.up.type) && amxActive();
+  // Sparse modes take the gates of their unpredicted rows (every row, or
+  // the hot ones in predicted mode) the same way, and the ups of a group
+  // of rows too where enough of its pairs pass the mode's test; the pairs
+  // that do not pass are set to zero as below.
+  const bool amxTypes = gateDot.q8 && upDot.q8 && n >= kAmxPadFrom &&
+                        amxReads(b.gate.type) && amxReads(b.up.type) &&
+                        amxActive();
+  const bool amx = amxTypes && (rowsAtOnce || (exact && !sf));
   if (amx)
     amxPrepare(xq, nBlk, n, bAmx_);
   const int tiled = amx ? bAmx_.tokens : 0;
+  const int64_t tiledRowsEnd = predict ? nHot : nFF;
   pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
     // Rows k .. k + count - 1 of w as blocks: the packed rows, or their
@@ -331,41 +338,22 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
               upDot(upRows + (j - k) * b.up.rowBytes, x, xqt, nEmbd));
         }
     };
-    int64_t kRest = k0;
-    static thread_local std::vector<float> gTile, uTile;
-    for (; tiled > 0 && kRest + kAmxRows <= k1; kRest += kAmxRows) {
-      gTile.resize(size_t(tiled) * kAmxRows);
-      uTile.resize(size_t(tiled) * kAmxRows);
-      amxRows(b.gate.type, blocksAt(b.gate, kRest, kAmxRows, gateBuf),
-              int64_t(b.gate.rowBytes), kAmxRows, bAmx_, nEmbd, gTile.data(),
-              kAmxRows);
-      amxRows(b.up.type, blocksAt(b.up, kRest, kAmxRows, upBuf),
-              int64_t(b.up.rowBytes), kAmxRows, bAmx_, nEmbd, uTile.data(),
-              kAmxRows);
-      for (int t = 0; t < tiled; ++t)
-        for (int m = 0; m < kAmxRows; ++m)
-          put(t, kRest + m, gTile[size_t(t) * kAmxRows + m],
-              uTile[size_t(t) * kAmxRows + m]);
-      // (Only where tokens are left: rowGroup converts scales-first rows.)
-      for (int m = 0; tiled < n && m < kAmxRows; m += kRowsAtOnce)
-        rowGroup(kRest + m, tiled);
-    }
-    for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce)
-      rowGroup(kRest, 0);
-    for (int64_t k = kRest; k < k1; ++k) {
+    // Row k for tokens tBegin .. n - 1 as the sparse modes run it (and the
+    // rows dense mode cannot take in groups).
+    auto sparseRow = [&](int64_t k, int tBegin) {
       const bool predicted = predict && k >= nHot;
       // A predicted row no token chose is not read (nor converted).
       bool chosenBySome = !predicted;
-      for (int t = 0; t < n && !chosenBySome; ++t)
+      for (int t = tBegin; t < n && !chosenBySome; ++t)
         chosenBySome = chosen[size_t(t) * nFF + k];
       if (!chosenBySome) {
-        for (int t = 0; t < n; ++t)
+        for (int t = tBegin; t < n; ++t)
           h[size_t(t) * nFF + k] = 0.f;
-        continue;
+        return;
       }
       const uint8_t *gateRow = blocksAt(b.gate, k, 1, gateBuf),
                     *upRow = blocksAt(b.up, k, 1, upBuf);
-      int t0 = 0;
+      int t0 = tBegin;
       for (; several && !predicted && t0 + kTokensAtOnce <= n;
            t0 += kTokensAtOnce) {
         const float *x = xb + size_t(t0) * nEmbd;
@@ -406,7 +394,68 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
         float u = rowDotAt(upDot, upRow, k, t);
         ht = a * ffnUpFactor(act, u);
       }
+    };
+    int64_t kRest = k0;
+    static thread_local std::vector<float> gTile, uTile;
+    for (; tiled > 0 && !rowsAtOnce && kRest + kAmxRows <= k1 &&
+           kRest + kAmxRows <= tiledRowsEnd;
+         kRest += kAmxRows) {
+      gTile.resize(size_t(tiled) * kAmxRows);
+      uTile.resize(size_t(tiled) * kAmxRows);
+      const uint8_t *gateRows = blocksAt(b.gate, kRest, kAmxRows, gateBuf),
+                    *upRows = blocksAt(b.up, kRest, kAmxRows, upBuf);
+      amxRows(b.gate.type, gateRows, int64_t(b.gate.rowBytes), kAmxRows, bAmx_,
+              nEmbd, gTile.data(), kAmxRows);
+      int passing = 0;
+      for (float &g : gTile) {
+        g = ffnActivate(act, g);
+        passing += !(std::fabs(g) <= skipAtOrBelow);
+      }
+      // The tiles multiply every pair for about the time a quarter of
+      // them take one by one (AVX-512, in cache).
+      const bool upTiles = 4 * passing >= tiled * kAmxRows;
+      if (upTiles)
+        amxRows(b.up.type, upRows, int64_t(b.up.rowBytes), kAmxRows, bAmx_,
+                nEmbd, uTile.data(), kAmxRows);
+      for (int t = 0; t < tiled; ++t)
+        for (int m = 0; m < kAmxRows; ++m) {
+          const float a = gTile[size_t(t) * kAmxRows + m];
+          float &ht = h[size_t(t) * nFF + kRest + m];
+          if (std::fabs(a) <= skipAtOrBelow) {
+            ht = 0.f;
+            continue;
+          }
+          const float u = upTiles ? uTile[size_t(t) * kAmxRows + m]
+                                  : upDot(upRows + m * b.up.rowBytes,
+                                          xb + size_t(t) * nEmbd,
+                                          xq + size_t(t) * nBlk, nEmbd);
+          ht = a * ffnUpFactor(act, u);
+        }
+      for (int64_t k = kRest; tiled < n && k < kRest + kAmxRows; ++k)
+        sparseRow(k, tiled);
     }
+    for (; tiled > 0 && rowsAtOnce && kRest + kAmxRows <= k1;
+         kRest += kAmxRows) {
+      gTile.resize(size_t(tiled) * kAmxRows);
+      uTile.resize(size_t(tiled) * kAmxRows);
+      amxRows(b.gate.type, blocksAt(b.gate, kRest, kAmxRows, gateBuf),
+              int64_t(b.gate.rowBytes), kAmxRows, bAmx_, nEmbd, gTile.data(),
+              kAmxRows);
+      amxRows(b.up.type, blocksAt(b.up, kRest, kAmxRows, upBuf),
+              int64_t(b.up.rowBytes), kAmxRows, bAmx_, nEmbd, uTile.data(),
+              kAmxRows);
+      for (int t = 0; t < tiled; ++t)
+        for (int m = 0; m < kAmxRows; ++m)
+          put(t, kRest + m, gTile[size_t(t) * kAmxRows + m],
+              uTile[size_t(t) * kAmxRows + m]);
+      // (Only where tokens are left: rowGroup converts scales-first rows.)
+      for (int m = 0; tiled < n && m < kAmxRows; m += kRowsAtOnce)
+        rowGroup(kRest + m, tiled);
+    }
+    for (; rowsAtOnce && kRest + kRowsAtOnce <= k1; kRest += kRowsAtOnce)
+      rowGroup(kRest, 0);
+    for (int64_t k = kRest; k < k1; ++k)
+      sparseRow(k, 0);
   });
 
   downBatch(l, n);

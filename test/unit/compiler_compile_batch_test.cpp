@@ -275,6 +275,14 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   ASSERT_TRUE(fives->evalBatch(prompt.data(), kPrompt, 0, true, error))
       << error;
   EXPECT_TRUE(sameLogits(*one, *fives));
+  // Chunks of 20: where the CPU has AMX tiles, sixteen tokens on them and
+  // four after them by the other kernels.
+  auto twenties = fx.executor(error, 20);
+  ASSERT_TRUE(twenties) << error;
+  ASSERT_TRUE(twenties->evalBatch(prompt.data(), kPrompt, 0, true, error))
+      << error;
+  EXPECT_TRUE(sameLogits(*one, *twenties));
+  expectSameStats(*one, *twenties, "after the prompt in chunks of 20");
   ASSERT_TRUE(whole->evalBatch(prompt.data(), kPrompt, 0, true, error))
       << error;
   ASSERT_TRUE(parts->evalBatch(prompt.data(), 5, 0, false, error)) << error;
