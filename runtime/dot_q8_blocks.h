@@ -861,18 +861,25 @@ dotBlocksIntRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
             x, xStride, n);
 }
 
-// Q4_0 rows stored scales first (Weight::scalesFirst): the product of
-// dotBlocksIntAvx512<BlockQ4_0, 8>, bitwise, from the prepared activation
-// (Q4SfActPair, runtime/dot_kernels.h). A pair's int32 lanes come in the
-// prepared order (block 0's first 16 values, block 1's, block 0's last 16,
-// block 1's), 128-bit lanes 1 and 2 swapped back before the blocks' sums;
-// eight blocks' scales are one 16-byte load.
-PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
-                                            const BlockQ8Act *x,
-                                            const Q4SfActPair *xp, int64_t n) {
+// Q4_0 rows, stored scales first (Weight::scalesFirst) or in blocks: the
+// product of dotBlocksIntAvx512<BlockQ4_0, 8>, bitwise, from the prepared
+// activation (Q4SfActPair, runtime/dot_kernels.h): the nibbles multiply
+// the activation as unsigned bytes as they are, the prepared offsets
+// taking 8 times the activation's sums back out. A pair's int32 lanes come
+// in the prepared order (block 0's first 16 values, block 1's, block 0's
+// last 16, block 1's), 128-bit lanes 1 and 2 swapped back before the
+// blocks' sums.
+template <bool ScalesFirst>
+PINFER_AVX512 inline float
+dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
+                   const Q4SfActPair *xp, int64_t n) {
   const int64_t nb = n / QK8_0;
   const uint16_t *sc = reinterpret_cast<const uint16_t *>(row);
   const uint8_t *qs = row + 2 * nb;
+  const BlockQ4_0 *b = reinterpret_cast<const BlockQ4_0 *>(row);
+  const __m256i blockStarts =
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                         _mm256_set1_epi32(sizeof(BlockQ4_0)));
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i spread = _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70);
   __m256 acc = _mm256_setzero_ps();
@@ -886,10 +893,17 @@ PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
         continue;
       }
       const int64_t blk = g + 2 * k;
+      // The pair's 32 bytes of nibbles: contiguous scales first, two
+      // 16-byte loads from the blocks otherwise.
+      const uint8_t *q0 = ScalesFirst ? qs + blk * 16 : b[blk].qs;
+      const __m128i lo = _mm_loadu_si128((const __m128i *)q0);
       const __m256i q =
-          2 * k + 1 < cnt ? _mm256_loadu_si256((const __m256i *)(qs + blk * 16))
-                          : _mm256_zextsi128_si256(_mm_loadu_si128(
-                                (const __m128i *)(qs + blk * 16)));
+          2 * k + 1 >= cnt ? _mm256_zextsi128_si256(lo)
+          : ScalesFirst
+              ? _mm256_loadu_si256((const __m256i *)q0)
+              : _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(lo),
+                    _mm_loadu_si128((const __m128i *)b[blk + 1].qs), 1);
       const __m512i w =
           _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
                              _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
@@ -898,7 +912,14 @@ PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
           _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, p.xs), p.off);
       d[k] = _mm512_shuffle_i64x2(iq, iq, _MM_SHUFFLE(3, 1, 2, 0));
     }
-    const __m256 dw = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(live, sc + g));
+    // Eight f16 scales: one load scales first, else a 32-bit gather from
+    // each block's start.
+    const __m256 dw =
+        ScalesFirst
+            ? _mm256_cvtph_ps(_mm_maskz_loadu_epi16(live, sc + g))
+            : _mm256_cvtph_ps(
+                  _mm256_cvtepi32_epi16(_mm256_mmask_i32gather_epi32(
+                      _mm256_setzero_si256(), live, blockStarts, &b[g], 1)));
     const __m256 xd = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live,
                                                 spread, &x[g].d, 4);
     acc = _mm256_fmadd_ps(
@@ -906,6 +927,20 @@ PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
         _mm256_cvtepi32_ps(blockSums8(d[0], d[1], d[2], d[3])), acc);
   }
   return hsum(acc);
+}
+PINFER_AVX512 inline float dotQ4SfIntAvx512(const uint8_t *row,
+                                            const BlockQ8Act *x,
+                                            const Q4SfActPair *xp, int64_t n) {
+  return dotQ4PrepIntAvx512<true>(row, x, xp, n);
+}
+// A Q4_0 row in blocks from the same prepared activation: bitwise
+// dotBlocksIntAvx512<BlockQ4_0, 8> (a generated token's rows, the
+// activation prepared once for them all).
+PINFER_AVX512 inline float dotQ4_0PrepIntAvx512(const uint8_t *row,
+                                                const BlockQ8Act *x,
+                                                const Q4SfActPair *xp,
+                                                int64_t n) {
+  return dotQ4PrepIntAvx512<false>(row, x, xp, n);
 }
 
 #endif // PINFER_X86

@@ -149,6 +149,25 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
       return;
     }
   }
+#ifdef PINFER_X86
+  // Q4_0 rows for a token or a few: the activation prepared once for the
+  // rows (as for rows stored scales first), which spares each row's
+  // product the activation's rearranging and its offset's correction.
+  if (xq && w.type == GGMLType::Q4_0 && nTok < kTokensAtOnce &&
+      r1 - r0 >= kPairRowsMin) {
+    static thread_local std::vector<Q4SfAct> buf;
+    if (const Q4SfAct *prep = prepQ4SfActs(xq, w.cols, nTok, buf)) {
+      const int64_t pairs = q4SfActCount(w.cols);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int t = 0; t < nTok; ++t)
+          y[t * yStride + r] = dotk::dotQ4_0PrepIntAvx512(
+              w.row(r), xq + t * nb,
+              reinterpret_cast<const dotk::Q4SfActPair *>(prep + t * pairs),
+              w.cols);
+      return;
+    }
+  }
+#endif
   const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   float out[kRowsAtOnce * kTokensAtOnce];
   int64_t r = r0;

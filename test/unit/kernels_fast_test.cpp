@@ -445,6 +445,44 @@ TEST(KernelsFast, ScalesFirstQ4_0RowsAreBitwiseTheBlocks) {
                 "checked the blocks' fallback only\n");
 }
 
+// Tests that Q4_0 rows in blocks for a token or a few (a generated
+// token's rows: the activation prepared once for them at the AVX-512
+// level) give bitwise each row's own product, at every level the machine
+// has, with odd block counts and more and fewer than sixteen blocks.
+TEST(KernelsFast, Q4_0TokenRowsAreBitwiseTheRowProduct) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
+    IsaGuard guard(isa);
+    for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)})
+      for (int nTok : {1, 3}) {
+        const int64_t nRows = 19, nb = cols / QK8_0;
+        std::vector<uint8_t> data = encodeRows(
+            GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 53), cols);
+        Weight w;
+        w.type = GGMLType::Q4_0;
+        w.rows = nRows;
+        w.cols = cols;
+        w.rowBytes = rowBytes(GGMLType::Q4_0, cols);
+        w.data = data.data();
+        std::vector<float> x = randomVector(size_t(cols) * nTok, 54);
+        std::vector<BlockQ8Act> xq(size_t(nb) * nTok);
+        for (int t = 0; t < nTok; ++t)
+          quantizeActQ8(x.data() + t * cols, xq.data() + t * nb, cols);
+        std::vector<float> got(size_t(nRows) * nTok);
+        matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
+        const RowDot dot = rowDot(GGMLType::Q4_0);
+        for (int t = 0; t < nTok; ++t)
+          for (int64_t r = 0; r < nRows; ++r) {
+            const float want = dot.q8(w.row(r), xq.data() + t * nb, cols);
+            EXPECT_EQ(
+                std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want), 0)
+                << kernelIsaName() << " cols " << cols << " row " << r
+                << " token " << t << ": " << want << " vs "
+                << got[size_t(t) * nRows + r];
+          }
+      }
+  }
+}
+
 // Tests that matvecs over a pool gives, for every row of every job,
 // exactly the serial result: the quantised kernel for Q8_0/Q4_0 (jobs that
 // share an input and one with its own input) and the f32 kernel for F16,
