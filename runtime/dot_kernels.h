@@ -653,6 +653,77 @@ dotBlocksF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
             xStride, n);
 }
 
+// F16 rows times f32 activations, R rows x NT tokens (row r at row + r *
+// rowBytes, x_t = x + t * xStride; out[t * R + r]), each product bitwise
+// dotF16Avx2's: its accumulators a0|a1 and a2|a3 are the halves of two
+// 512-bit registers (the same FMAs lane by lane), summed as it sums them.
+// Each weight conversion serves NT tokens and each activation load R rows.
+// Rows whose length is not a multiple of 32 (never in a model: heads and
+// embeddings are) go one product at a time.
+PINFER_AVX512 inline __m256 upperHalf(__m512 v) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+template <int R, int NT>
+PINFER_AVX512 inline void dotF16RowsAvx512(const void *row, int64_t rowBytes,
+                                           const float *x, int64_t xStride,
+                                           int64_t n, float *out) {
+  auto rowAt = [&](int r) {
+    return reinterpret_cast<const uint16_t *>(
+        static_cast<const uint8_t *>(row) + r * rowBytes);
+  };
+  if (n % 32 != 0) {
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t)
+        out[t * R + r] = dotF16Avx2(rowAt(r), x + t * xStride, n);
+    return;
+  }
+  __m512 a01[R][NT], a23[R][NT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t)
+      a01[r][t] = a23[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 32) {
+    __m512 w01[R], w23[R];
+    for (int r = 0; r < R; ++r) {
+      const uint16_t *w = rowAt(r) + i;
+      w01[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
+      w23[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 16)));
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m512 x01 = _mm512_loadu_ps(x + t * xStride + i),
+                   x23 = _mm512_loadu_ps(x + t * xStride + i + 16);
+      for (int r = 0; r < R; ++r) {
+        a01[r][t] = _mm512_fmadd_ps(w01[r], x01, a01[r][t]);
+        a23[r][t] = _mm512_fmadd_ps(w23[r], x23, a23[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) {
+      const __m256 a0 = _mm512_castps512_ps256(a01[r][t]),
+                   a1 = upperHalf(a01[r][t]),
+                   a2 = _mm512_castps512_ps256(a23[r][t]),
+                   a3 = upperHalf(a23[r][t]);
+      out[t * R + r] =
+          hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    }
+}
+// Its kTokensAtOnce-token and rows x tokens forms.
+PINFER_AVX512 inline void dotF16x4Avx512(const void *row, const float *x,
+                                         int64_t xStride, int64_t n,
+                                         float *out) {
+  dotF16RowsAvx512<1, kTokensAtOnce>(row, 0, x, xStride, n, out);
+}
+// Four rows share each activation load (the activations of a prompt's
+// chunk come from L2, the rows from L1), two tokens at a time.
+PINFER_AVX512 inline void dotF16RowsX4Avx512(const void *row, int64_t rowBytes,
+                                             const float *x, int64_t xStride,
+                                             int64_t n, float *out) {
+  static_assert(kRowsAtOnce == 4 && kTokensAtOnce % 2 == 0);
+  for (int t = 0; t < kTokensAtOnce; t += 2)
+    dotF16RowsAvx512<4, 2>(row, rowBytes, x + t * xStride, xStride, n,
+                           out + t * kRowsAtOnce);
+}
+
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------
 //
 // The activation's share of a product with rows stored scales first,

@@ -102,6 +102,11 @@ constexpr TypeTraits f16() {
   t.portable = {dotk::dotF16, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86(dotk::dotF16Avx2), nullptr,
             PINFER_IF_X86(dotk::axpyRowsAvx2<GGMLType::F16>)};
+  // Prompts: rows x tokens, bitwise the one-token product.
+  t.avx512 = t.avx2;
+  t.avx512.dot4 = PINFER_IF_X86(dotk::dotF16x4Avx512);
+  t.avx512.dotRows = PINFER_IF_X86(dotk::dotF16RowsX4Avx512);
+  t.hasAvx512 = true;
   return t;
 }
 

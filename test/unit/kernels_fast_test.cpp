@@ -285,6 +285,7 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
     EXPECT_TRUE(rowDot(GGMLType::Q4_0).hasX4());
     EXPECT_TRUE(rowDot(GGMLType::Q4_K).hasX4());
     EXPECT_TRUE(rowDot(GGMLType::Q6_K).hasX4());
+    EXPECT_TRUE(rowDot(GGMLType::F16).hasX4());
   }
   // The AVX2 level has them for the types of common downloads.
   setKernelIsa(KernelIsa::Avx2);
@@ -338,8 +339,8 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     }
   }
   if (kernelLevel() == 2)
-    EXPECT_EQ(checked, 8) << "Q8_0 and Q4_0, quantised and f32; Q5_0 "
-                             "quantised; Q4_K, Q5_K and Q6_K f32";
+    EXPECT_EQ(checked, 9) << "Q8_0 and Q4_0, quantised and f32; Q5_0 "
+                             "quantised; Q4_K, Q5_K, Q6_K and F16 f32";
   else
     std::printf("[ SKIPPED  ] no multi-row kernels at level %s\n",
                 kernelIsaName());
