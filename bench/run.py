@@ -24,11 +24,21 @@ Both models run the dense reference (`pinferc run`); the sparse one also
 runs the compiled executable (`pinferc MODEL --target cpu --sparsity
 dense|exact|predicted -o OUT`) in each mode. When compiling fails the row
 says so. The "runner" column says which program produced each row.
+
+In the same rounds, on the same weights: llama.cpp (PyPI's
+llama-cpp-python, which scripts/install-models.sh builds from source for
+this CPU; left out with one line where it is absent) on every model, and,
+with --powerinfer-main PATH, PowerInfer's CPU build on each ReLU model's
+PowerInfer file. Cells run in interleaved rounds (every cell once per
+round, --reps rounds). A second table then gives decode and prompt tokens/s
+of llama.cpp, PowerInfer, the dense reference and the fastest executable,
+each as a ratio to llama.cpp.
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import struct
@@ -175,6 +185,95 @@ def last_json(text):
     return None
 
 
+# llama.cpp through llama-cpp-python, timed by its own counters (prompt
+# evaluation and generation, no Python sampling in them).
+LLAMA_CPP = r"""
+import json, sys, llama_cpp
+path, prompt, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, verbose=False,
+                      n_threads=threads, n_threads_batch=threads)
+llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+llm.create_completion(prompt, max_tokens=n, temperature=0.0)
+p = llama_cpp.llama_perf_context(llm._ctx.ctx)
+print(json.dumps({"prompt_tps": 1000.0 * p.n_p_eval / p.t_p_eval_ms,
+                  "gen_tps": 1000.0 * p.n_eval / p.t_eval_ms}))
+"""
+
+
+def cache_dir():
+    if os.environ.get("PINFERC_CACHE"):
+        return os.environ["PINFERC_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return os.path.join(base, "pinferc")
+
+
+def parse_timings(kind, rc, out, err):
+    """{"prompt_tps", "gen_tps", "json"} of one run, or why it has none."""
+    if rc != 0:
+        msg = (err.strip().splitlines() or ["?"])[-1]
+        return f"exit {rc}: {msg[:80]}"
+    if kind == "powerinfer":
+        # PowerInfer (a llama.cpp of late 2023) prints its timings on
+        # stderr: "prompt eval time = ... ( ..., X tokens per second)" and
+        # "eval time = ... runs ( ..., X tokens per second)".
+        pp = re.search(r"prompt eval time.*?([\d.]+) tokens per second", err)
+        tg = re.search(r"\s eval time.*?([\d.]+) tokens per second", err)
+        if not pp or not tg:
+            return "no timings in its output"
+        return dict(prompt_tps=float(pp.group(1)), gen_tps=float(tg.group(1)))
+    js = last_json(out)
+    if not js:
+        return "no JSON in its output"
+    if kind == "llama.cpp":
+        return dict(js)
+    t = js["timings"]
+    return dict(prompt_tps=t["prompt_tokens_per_s"],
+                gen_tps=t["gen_tokens_per_s"], json=js)
+
+
+def print_ratios(rows, types, threads):
+    """The issue-style summary: per type and thread count, llama.cpp,
+    PowerInfer, the dense reference and the fastest executable, each with
+    its ratio to llama.cpp on the same weights."""
+    def get(ty, act, runner, mode=None, nt=None, key="gen_tps"):
+        best = None
+        for r in rows:
+            if ("skipped" in r or r["type"] != ty or r["act"] != act
+                    or r["runner"] != runner or r["threads"] != nt
+                    or (mode and r["mode"] != mode)):
+                continue
+            if best is None or r[key] > best[key]:
+                best = r
+        return best
+
+    for nt in threads:
+        print(f"\n{nt} thread(s): tok/s (x llama.cpp on the same weights)")
+        print("| | llama.cpp | PowerInfer | pinferc run | best executable |")
+        print("|---|---|---|---|---|")
+        for label, act, key in (("decode, dense (SiLU)", "silu", "gen_tps"),
+                                ("decode, ReLU 90 % sparse", "relu",
+                                 "gen_tps"),
+                                ("prompt eval, dense (SiLU)", "silu",
+                                 "prompt_tps"),
+                                ("prompt eval, ReLU 90 % sparse", "relu",
+                                 "prompt_tps")):
+            cells = []
+            for runner in ("llama.cpp", "PowerInfer", "pinferc run",
+                           "executable"):
+                col = []
+                for ty in types:
+                    base = get(ty, act, "llama.cpp", nt=nt)
+                    r = get(ty, act, runner, nt=nt, key=key)
+                    if r is None:
+                        col.append("-")
+                    elif base is None or runner == "llama.cpp":
+                        col.append(f"{r[key]:.1f}")
+                    else:
+                        col.append(f"{r[key]:.1f} ({r[key] / base[key]:.2f}x)")
+                cells.append(" / ".join(col))
+            print(f"| {label} {'/'.join(types)} | " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default="build",
@@ -194,6 +293,12 @@ def main():
     ap.add_argument("--modes", default="dense,exact,predicted",
                     help="modes for the ReLU models (SiLU is dense only)")
     ap.add_argument("--json", help="also write all results to this file")
+    ap.add_argument("--no-llama-cpp", action="store_true",
+                    help="leave out llama.cpp (default: run it on the same "
+                    "weights when scripts/install-models.sh installed it)")
+    ap.add_argument("--powerinfer-main", metavar="PATH",
+                    help="PowerInfer's `main` (a CPU build of it): also run "
+                    "it on each ReLU model's PowerInfer file")
     args = ap.parse_args()
 
     bd = os.path.abspath(args.build_dir)
@@ -216,25 +321,46 @@ def main():
     tag = "1b-4l" if args.quick else "1b"
     t_start = time.time()
 
-    # Models, generated once and reused.
-    models = []
+    llama_py = None
+    if not args.no_llama_cpp:
+        py = os.path.join(cache_dir(), "venv", "bin", "python")
+        if os.access(py, os.X_OK) and run_child(
+                [py, "-c", "import llama_cpp"], 60)[0] == 0:
+            llama_py = py
+        else:
+            print("bench/run.py: llama.cpp left out: scripts/install-models.sh "
+                  "has not installed llama-cpp-python", file=sys.stderr)
+    if args.powerinfer_main and not os.access(args.powerinfer_main, os.X_OK):
+        sys.exit(f"bench/run.py: {args.powerinfer_main}: not an executable")
+
+    def generate(path, ty, act, extra):
+        if os.path.exists(path):
+            return
+        cmd = [genmodel, *shape, "--type", ty, "--activation", act,
+               "--active-fraction", "0.10", *extra, "-o", path + ".tmp"]
+        print(f"generating {os.path.basename(path)} ...", flush=True)
+        rc, out, err, _ = run_child(cmd, 1800)
+        if rc != 0:
+            sys.exit(f"bench/run.py: {' '.join(cmd)}: exit {rc}: "
+                     f"{err.strip().splitlines()[-1:]}")
+        os.replace(path + ".tmp", path)
+
+    # Models, generated once and reused. The ReLU model is a PowerInfer file
+    # with ffn_down kept beside ffn_down_t (quantised downs are then packed
+    # at their own size); llama.cpp reads its plain twin and PowerInfer its
+    # own layout (ffn_down_t only), both of the same seed and weights.
+    models, twins, pwri = [], {}, {}
     for ty in types:
         for act in ("silu", "relu"):
             path = os.path.join(mdir, f"{tag}-{ty}-{act}.gguf")
-            if not os.path.exists(path):
-                # ffn_down kept beside PowerInfer's ffn_down_t: quantised
-                # downs are then packed at their own size, as in the
-                # numbers of docs/performance.md.
-                extra = (["--powerinfer", "--with-ffn-down"]
-                         if act == "relu" else [])
-                cmd = [genmodel, *shape, "--type", ty, "--activation", act,
-                       "--active-fraction", "0.10", *extra, "-o", path + ".tmp"]
-                print(f"generating {os.path.basename(path)} ...", flush=True)
-                rc, out, err, _ = run_child(cmd, 1800)
-                if rc != 0:
-                    sys.exit(f"bench/run.py: {' '.join(cmd)}: exit {rc}: "
-                             f"{err.strip().splitlines()[-1:]}")
-                os.replace(path + ".tmp", path)
+            generate(path, ty, act, ["--powerinfer", "--with-ffn-down"]
+                     if act == "relu" else [])
+            if act == "relu" and llama_py:
+                twins[path] = path[:-5] + "-plain.gguf"
+                generate(twins[path], ty, act, [])
+            if act == "relu" and args.powerinfer_main:
+                pwri[path] = path[:-5] + "-powerinfer.gguf"
+                generate(pwri[path], ty, act, ["--powerinfer"])
             models.append((ty, act, path))
 
     # Bandwidth, measured now, under the same load as the runs.
@@ -262,72 +388,107 @@ def main():
                     continue
             exes[(path, mode)] = (exe, None)
 
-    rows = []
+    # Every cell's command and how to read its timings; run in interleaved
+    # rounds (each cell once per round) so that the machine's noise falls
+    # on all runners alike.
+    cells = []
     for ty, act, path in models:
         tensors, _ = _read_gguf_tensors(path)
-        # The dense reference for both models; the compiled executable in
-        # every mode (dense included) for the sparse one.
-        cells = [("dense", "ref")] if "dense" in modes else []
+        kinds = [("dense", "ref")] if "dense" in modes else []
         if act == "relu":
-            cells += [(m, "exe") for m in modes]
-        for mode, kind in cells:
+            kinds += [(m, "exe") for m in modes]
+        if llama_py:
+            kinds.append(("dense", "llama.cpp"))
+        if act == "relu" and args.powerinfer_main:
+            kinds.append(("sparse", "PowerInfer"))
+        for mode, kind in kinds:
             for nt in threads:
+                cell = dict(type=ty, act=act, mode=mode, threads=nt,
+                            tensors=tensors, pp=[], tg=[], rss=[], sp=None,
+                            frac=None, counted=None)
                 if kind == "ref":
-                    cmd = [pinferc, "run", path]
-                    runner = "pinferc run"
-                else:
+                    cell.update(runner="pinferc run", cmd=[pinferc, "run", path])
+                elif kind == "exe":
                     exe, why = exes.get((path, mode), (None, "not compiled"))
                     if exe is None:
-                        rows.append(dict(type=ty, act=act, mode=mode,
-                                         threads=nt, skipped=why))
-                        continue
-                    cmd = [exe]
-                    runner = "executable"
-                cmd += ["-p", PROMPT, "-n", str(gen), "-t", str(nt),
-                        "--temp", "0", "--json"]
-                pp, tg, rss, sp, frac, counted = [], [], [], None, None, None
-                for _ in range(reps):
-                    rc, out, err, peak = run_child(cmd, 600)
-                    js = last_json(out)
-                    if rc != 0 or not js:
-                        msg = (err.strip().splitlines() or ["?"])[-1]
-                        rows.append(dict(type=ty, act=act, mode=mode,
-                                         threads=nt, skipped=f"exit {rc}: {msg[:80]}"))
-                        break
-                    t = js["timings"]
-                    pp.append(t["prompt_tokens_per_s"])
-                    tg.append(t["gen_tokens_per_s"])
-                    rss.append(peak)
-                    if "sparsity" in js:
-                        sp = js["sparsity"]
-                    if "cpu_weight_bytes_per_token" in js:
-                        counted = js["cpu_weight_bytes_per_token"] + \
-                            js.get("gpu_weight_bytes_per_token", 0)
-                    if "layers" in js:
-                        frac = {}
-                        n_ff = None
-                        for L in js["layers"]:
-                            tok = max(L.get("tokens", 0), 1)
-                            comp = L.get("neurons_computed_cpu", 0) + \
-                                L.get("neurons_computed_gpu", 0)
-                            if n_ff is None:
-                                n_ff = tensors[f"blk.{L['layer']}.ffn_up.weight"][1][-1]
-                            frac[L["layer"]] = comp / (tok * n_ff)
+                        cell["skipped"] = why
+                    cell.update(runner="executable", cmd=[exe])
+                elif kind == "llama.cpp":
+                    # llama.cpp cannot read PowerInfer's extras: the ReLU
+                    # model's plain twin (same seed, same weights). Its
+                    # llama architecture runs SiLU whatever the file says:
+                    # a dense token of the same bytes.
+                    src = twins.get(path, path)
+                    cell.update(runner="llama.cpp", parse="llama.cpp",
+                                cmd=[llama_py, "-c", LLAMA_CPP, src, PROMPT,
+                                     str(gen), str(nt)])
+                    cells.append(cell)
+                    continue
                 else:
-                    # The executable counts what it read; the reference
-                    # reads every matrix.
-                    bpt = counted if counted else weight_bytes(tensors, mode,
-                                                               frac)
-                    g = statistics.median(tg)
-                    rows.append(dict(
-                        type=ty, act=act, mode=mode, threads=nt, runner=runner,
-                        prompt_tps=statistics.median(pp), gen_tps=g,
-                        bytes_per_token=bpt, gbps=bpt * g / 1e9,
-                        ratio=bpt * g / 1e9 / bw[nt], peak_rss_mib=max(rss),
-                        sparsity=sp))
-                print(f"  {ty} {act} {mode} t={nt} done "
-                      f"({time.time() - t_start:.0f} s)", file=sys.stderr,
-                      flush=True)
+                    cell.update(runner="PowerInfer", parse="powerinfer",
+                                cmd=[args.powerinfer_main, "-m",
+                                     pwri[path], "-p", PROMPT, "-n", str(gen),
+                                     "-t", str(nt), "--temp", "0", "-c", "512",
+                                     "--ignore-eos"])
+                    cells.append(cell)
+                    continue
+                cell["cmd"] = cell["cmd"] + ["-p", PROMPT, "-n", str(gen),
+                                             "-t", str(nt), "--temp", "0",
+                                             "--json"]
+                cells.append(cell)
+
+    for rep in range(reps):
+        for c in cells:
+            if "skipped" in c:
+                continue
+            rc, out, err, peak = run_child(c["cmd"], 600)
+            t = parse_timings(c.get("parse"), rc, out, err)
+            if isinstance(t, str):
+                c["skipped"] = t
+                continue
+            c["pp"].append(t["prompt_tps"])
+            c["tg"].append(t["gen_tps"])
+            c["rss"].append(peak)
+            js = t.get("json") or {}
+            if "sparsity" in js:
+                c["sp"] = js["sparsity"]
+            if "cpu_weight_bytes_per_token" in js:
+                c["counted"] = js["cpu_weight_bytes_per_token"] + \
+                    js.get("gpu_weight_bytes_per_token", 0)
+            if "layers" in js:
+                frac, n_ff = {}, None
+                for L in js["layers"]:
+                    tok = max(L.get("tokens", 0), 1)
+                    comp = L.get("neurons_computed_cpu", 0) + \
+                        L.get("neurons_computed_gpu", 0)
+                    if n_ff is None:
+                        n_ff = c["tensors"][
+                            f"blk.{L['layer']}.ffn_up.weight"][1][-1]
+                    frac[L["layer"]] = comp / (tok * n_ff)
+                c["frac"] = frac
+        print(f"  round {rep + 1} of {reps} done "
+              f"({time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
+
+    rows = []
+    for c in cells:
+        base = dict(type=c["type"], act=c["act"], mode=c["mode"],
+                    threads=c["threads"], runner=c["runner"])
+        if "skipped" in c or not c["tg"]:
+            rows.append(dict(base, skipped=c.get("skipped", "no run")))
+            continue
+        # The executable counts what it read; the reference and llama.cpp
+        # read every matrix; PowerInfer's share is not known from outside.
+        if c["runner"] == "PowerInfer":
+            bpt = None
+        else:
+            bpt = c["counted"] or weight_bytes(c["tensors"], c["mode"],
+                                               c["frac"])
+        g = statistics.median(c["tg"])
+        rows.append(dict(
+            base, prompt_tps=statistics.median(c["pp"]), gen_tps=g,
+            bytes_per_token=bpt, gbps=bpt * g / 1e9 if bpt else None,
+            ratio=bpt * g / 1e9 / bw[c["threads"]] if bpt else None,
+            peak_rss_mib=max(c["rss"]), sparsity=c["sp"]))
 
     cpu = "?"
     try:
@@ -348,13 +509,18 @@ def main():
     for r in rows:
         if "skipped" in r:
             print(f"| {r['type']} | {r['act']} | {r['mode']} | {r['threads']} "
-                  f"| skipped: {r['skipped']} |||||||")
+                  f"| {r['runner']} | skipped: {r['skipped']} ||||||")
             continue
         sp = f"{r['sparsity']:.3f}" if r["sparsity"] is not None else "-"
+        mb, gbs, of = "-", "-", "-"
+        if r["bytes_per_token"]:
+            mb = f"{r['bytes_per_token'] / 1e6:.0f}"
+            gbs, of = f"{r['gbps']:.2f}", f"{r['ratio'] * 100:.0f}%"
         print(f"| {r['type']} | {r['act']} | {r['mode']} | {r['threads']} | "
               f"{r['runner']} | {r['prompt_tps']:.2f} | {r['gen_tps']:.2f} | "
-              f"{r['bytes_per_token'] / 1e6:.0f} | {r['gbps']:.2f} | "
-              f"{r['ratio'] * 100:.0f}% | {r['peak_rss_mib']:.0f} | {sp} |")
+              f"{mb} | {gbs} | {of} | {r['peak_rss_mib']:.0f} | {sp} |")
+    if llama_py:
+        print_ratios(rows, types, threads)
     print(f"\ntotal {time.time() - t_start:.0f} s", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
