@@ -153,10 +153,10 @@ def weight_bytes(tensors, mode, frac_computed):
 
 # ---- running --------------------------------------------------------------
 
-def run_child(cmd, timeout):
+def run_child(cmd, timeout, cwd=None):
     """Runs cmd; returns (rc, stdout, stderr, peak RSS in MiB)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd)
         deadline = time.time() + timeout
         while True:
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
@@ -315,7 +315,10 @@ def main():
     threads = [int(t) for t in args.threads.split(",")]
     types = args.types.split(",")
     modes = args.modes.split(",")
-    mdir = args.models_dir or os.path.join(bd, "bench-models")
+    # Absolute paths: the runs go in temporary working directories.
+    mdir = os.path.abspath(args.models_dir or os.path.join(bd, "bench-models"))
+    if args.powerinfer_main:
+        args.powerinfer_main = os.path.abspath(args.powerinfer_main)
     os.makedirs(mdir, exist_ok=True)
     shape = ["--preset", "1b"] + (["--n-layer", "4"] if args.quick else [])
     tag = "1b-4l" if args.quick else "1b"
@@ -441,7 +444,9 @@ def main():
         for c in cells:
             if "skipped" in c:
                 continue
-            rc, out, err, peak = run_child(c["cmd"], 600)
+            # (PowerInfer writes a log file where it runs.)
+            with tempfile.TemporaryDirectory() as where:
+                rc, out, err, peak = run_child(c["cmd"], 600, cwd=where)
             t = parse_timings(c.get("parse"), rc, out, err)
             if isinstance(t, str):
                 c["skipped"] = t
