@@ -238,15 +238,22 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // prepared once, as cpuHalf; for more, each row (or group of
   // kRowsAtOnce) back in blocks once for the chunk, through the rows x
   // tokens kernels below, which outrun the scales-first product there.
+  // The pairs the sparse modes still take one by one (predicted rows, the
+  // tokens after the last group) come from the scales-first rows as they
+  // are, each token's input prepared once.
   const bool sfBlocks = b.gate.scalesFirst && n >= kTokensAtOnce;
   const bool sf = b.gate.scalesFirst && !sfBlocks;
+  const bool sfOne = b.gate.scalesFirst && (sf || exact);
   const int64_t sfPairs = q4SfActCount(nEmbd);
-  const Q4SfAct *sfAct = sf ? prepQ4SfActs(xq, nEmbd, n, bSfAct_) : nullptr;
-  // One token's product of gate (or up) row k.
-  auto rowDotAt = [&](const RowDot &dot, const uint8_t *row, int64_t k, int t) {
+  const Q4SfAct *sfAct = sfOne ? prepQ4SfActs(xq, nEmbd, n, bSfAct_) : nullptr;
+  // One token's product of row k of w (`row`: that row in blocks where it
+  // is stored scales first and sfOne does not hold).
+  auto rowDotAt = [&](const RowDot &dot, const Weight &w, const uint8_t *row,
+                      int64_t k, int t) {
     const BlockQ8Act *xqt = xq + size_t(t) * nBlk;
-    return sf && b.gate.rowScalesFirst(k)
-               ? dotQ4Sf(row, xqt, sfAct ? sfAct + t * sfPairs : nullptr, nEmbd)
+    return sfOne && w.rowScalesFirst(k)
+               ? dotQ4Sf(w.row(k), xqt, sfAct ? sfAct + t * sfPairs : nullptr,
+                         nEmbd)
                : dot(row, xb + size_t(t) * nEmbd, xqt, nEmbd);
   };
   float *h = bH_.data();
@@ -351,8 +358,12 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
           h[size_t(t) * nFF + k] = 0.f;
         return;
       }
-      const uint8_t *gateRow = blocksAt(b.gate, k, 1, gateBuf),
-                    *upRow = blocksAt(b.up, k, 1, upBuf);
+      // (Predicted rows go one pair at a time: from the rows as stored.)
+      const bool asStored = predicted && sfOne;
+      const uint8_t *gateRow = asStored ? b.gate.row(k)
+                                        : blocksAt(b.gate, k, 1, gateBuf),
+                    *upRow =
+                        asStored ? b.up.row(k) : blocksAt(b.up, k, 1, upBuf);
       int t0 = tBegin;
       for (; several && !predicted && t0 + kTokensAtOnce <= n;
            t0 += kTokensAtOnce) {
@@ -385,13 +396,13 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
           ht = 0.f;
           continue;
         }
-        float g = rowDotAt(gateDot, gateRow, k, t);
+        float g = rowDotAt(gateDot, b.gate, gateRow, k, t);
         float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
-        float u = rowDotAt(upDot, upRow, k, t);
+        float u = rowDotAt(upDot, b.up, upRow, k, t);
         ht = a * ffnUpFactor(act, u);
       }
     };

@@ -258,16 +258,33 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                                      prep ? prep + t * pairs : nullptr, w.cols);
     return;
   }
+  // Sixteen rows at a time where the AMX tiles take them (as rowsKernel
+  // does, the activation laid out for them once for all groups).
+  const bool tiles =
+      xq && nTok >= kAmxPadFrom && amxReads(w.type) && amxActive();
+  const int64_t group = tiles ? kAmxRows : kRowsAtOnce;
+  static thread_local AmxActs acts;
+  if (tiles)
+    amxPrepare(xq, nb, nTok, acts);
+  const int tiled = tiles ? acts.tokens : 0;
   static thread_local std::vector<uint8_t> blocks;
-  blocks.resize(w.rowBytes * kRowsAtOnce);
+  blocks.resize(w.rowBytes * group);
   Weight some = w;
   some.scalesFirst = false;
   some.data = blocks.data();
-  for (int64_t r = r0; r < r1; r += kRowsAtOnce) {
-    const int64_t count = std::min<int64_t>(kRowsAtOnce, r1 - r);
+  for (int64_t r = r0; r < r1; r += group) {
+    const int64_t count = std::min<int64_t>(group, r1 - r);
     for (int64_t i = 0; i < count; ++i)
       scalesFirstToQ4_0(w.row(r + i), blocks.data() + i * w.rowBytes, nb);
     some.rows = count;
+    if (tiled > 0 && count == kAmxRows &&
+        amxRows(w.type, blocks.data(), int64_t(w.rowBytes), kAmxRows, acts,
+                w.cols, y + r, yStride)) {
+      if (tiled < nTok)
+        rowsKernel(some, x + tiled * xStride, xStride, xq + tiled * nb,
+                   y + tiled * yStride + r, yStride, nTok - tiled, 0, count);
+      continue;
+    }
     rowsKernel(some, x, xStride, xq, y + r, yStride, nTok, 0, count);
   }
 }

@@ -395,8 +395,8 @@ TEST(KernelsFast, ScalesFirstQ4_0RowsAreBitwiseTheBlocks) {
     IsaGuard guard(isa);
     ++levels;
     for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)})
-      for (int nTok : {1, 3, 6}) {
-        const int64_t nRows = 7, nb = cols / QK8_0;
+      for (int nTok : {1, 3, 6, 20}) {
+        const int64_t nRows = 37, nb = cols / QK8_0;
         std::vector<uint8_t> data = encodeRows(
             GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 51), cols);
         std::vector<uint8_t> sf(data.size());
