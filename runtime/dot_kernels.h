@@ -729,11 +729,15 @@ PINFER_AVX512 inline void dotF16RowsX4Avx512(const void *row, int64_t rowBytes,
 // The activation's share of a product with rows stored scales first,
 // prepared once per token (Q4SfAct): per pair of blocks its bytes in the
 // order the row's quants unpack to (block 0's elements 0-15, block 1's
-// 0-15, block 0's 16-31, block 1's 16-31) and their offset products. The
-// product itself is dotQ4SfIntAvx512 (runtime/dot_q8_blocks.h), which reads
-// the blocks' scales from the activation.
+// 0-15, block 0's 16-31, block 1's 16-31), and per eight blocks their
+// scales and offset corrections. The product itself is dotQ4PrepIntAvx512
+// (runtime/dot_q8_blocks.h).
 struct alignas(64) Q4SfActPair {
-  __m512i xs, off;
+  __m512i xs;
+  // In a group's first pair (blocks 8g and 8g + 1): the group's eight
+  // activation scales (f32), then eight times each block's sum of quants
+  // (int32), zero past the row's last block. Unused in the other pairs.
+  __m512i group;
 };
 // out[0 .. (n/QK8_0 + 1)/2) from the quantised activation x.
 PINFER_AVX512 inline void prepQ4SfAct(const BlockQ8Act *x, int64_t n,
@@ -745,10 +749,21 @@ PINFER_AVX512 inline void prepQ4SfAct(const BlockQ8Act *x, int64_t n,
     const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
                             : _mm256_setzero_si256();
     const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-    Q4SfActPair &p = out[blk / 2];
-    p.xs = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-    p.off =
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), p.xs);
+    out[blk / 2].xs = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  for (int64_t g = 0; g < nb; g += 8) {
+    alignas(32) float scales[8] = {};
+    alignas(32) int32_t corr[8] = {};
+    for (int64_t j = 0; j < 8 && g + j < nb; ++j) {
+      scales[j] = x[g + j].d;
+      int32_t sum = 0;
+      for (int i = 0; i < QK8_0; ++i)
+        sum += x[g + j].qs[i];
+      corr[j] = 8 * sum;
+    }
+    out[g / 2].group = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_castps_si256(_mm256_load_ps(scales))),
+        _mm256_load_si256((const __m256i *)corr), 1);
   }
 }
 // ---- transposed down rows -------------------------------------------------

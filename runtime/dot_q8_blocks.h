@@ -501,6 +501,25 @@ PINFER_AVX512 inline __m256i blockSums8(__m512i d0, __m512i d1, __m512i d2,
       _mm512_add_epi32(two, _mm512_shuffle_epi32(two, _MM_PERM_CDAB)));
 }
 
+// blockSums8 of registers whose 128-bit lanes hold block 2g's first half,
+// block 2g+1's, block 2g's second half, block 2g+1's (integer sums: the
+// order of the additions does not change them).
+PINFER_AVX512 inline __m256i blockSums8Interleaved(__m512i d0, __m512i d1,
+                                                   __m512i d2, __m512i d3) {
+  const __m512i lo =
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26,
+                                       27, 28, 29, 30, 31);
+  const __m512i a = addHalves(d0, d1, lo, hi), b = addHalves(d2, d3, lo, hi);
+  const __m512i lo2 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
+                                        21, 24, 25, 28, 29);
+  const __m512i hi2 = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
+                                        23, 26, 27, 30, 31);
+  const __m512i two = addHalves(a, b, lo2, hi2);
+  return _mm512_cvtepi64_epi32(
+      _mm512_add_epi32(two, _mm512_shuffle_epi32(two, _MM_PERM_CDAB)));
+}
+
 // The 16 sub-block sums of four registers of vpdpbusd lanes (register k:
 // lanes 4q .. 4q + 3 sub-block 4k + q), in order.
 PINFER_AVX512 inline __m512i subBlockSums16(__m512i d0, __m512i d1, __m512i d2,
@@ -864,11 +883,11 @@ dotBlocksIntRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
 // Q4_0 rows, stored scales first (Weight::scalesFirst) or in blocks: the
 // product of dotBlocksIntAvx512<BlockQ4_0, 8>, bitwise, from the prepared
 // activation (Q4SfActPair, runtime/dot_kernels.h): the nibbles multiply
-// the activation as unsigned bytes as they are, the prepared offsets
-// taking 8 times the activation's sums back out. A pair's int32 lanes come
-// in the prepared order (block 0's first 16 values, block 1's, block 0's
-// last 16, block 1's), 128-bit lanes 1 and 2 swapped back before the
-// blocks' sums.
+// the activation as unsigned bytes as they are, and eight times each
+// block's activation sum (prepared) comes off the block's integer. A
+// pair's int32 lanes come in the prepared order (block 0's first 16
+// values, block 1's, block 0's last 16, block 1's), which
+// blockSums8Interleaved sums as they are.
 template <bool ScalesFirst>
 PINFER_AVX512 inline float
 dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
@@ -881,7 +900,6 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                          _mm256_set1_epi32(sizeof(BlockQ4_0)));
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i spread = _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t g = 0; g < nb; g += 8) {
     const int cnt = int(std::min<int64_t>(8, nb - g));
@@ -907,10 +925,7 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
       const __m512i w =
           _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
                              _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
-      const Q4SfActPair &p = xp[blk / 2];
-      const __m512i iq = _mm512_sub_epi32(
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, p.xs), p.off);
-      d[k] = _mm512_shuffle_i64x2(iq, iq, _MM_SHUFFLE(3, 1, 2, 0));
+      d[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xp[blk / 2].xs);
     }
     // Eight f16 scales: one load scales first, else a 32-bit gather from
     // each block's start.
@@ -920,11 +935,15 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
             : _mm256_cvtph_ps(
                   _mm256_cvtepi32_epi16(_mm256_mmask_i32gather_epi32(
                       _mm256_setzero_si256(), live, blockStarts, &b[g], 1)));
-    const __m256 xd = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live,
-                                                spread, &x[g].d, 4);
+    // The group's activation scales and offset corrections (prepared).
+    const __m512i group = xp[g / 2].group;
+    const __m256 xd = _mm256_castsi256_ps(_mm512_castsi512_si256(group));
+    const __m256i corr = _mm512_extracti64x4_epi64(group, 1);
     acc = _mm256_fmadd_ps(
         _mm256_mul_ps(dw, xd),
-        _mm256_cvtepi32_ps(blockSums8(d[0], d[1], d[2], d[3])), acc);
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(
+            blockSums8Interleaved(d[0], d[1], d[2], d[3]), corr)),
+        acc);
   }
   return hsum(acc);
 }
