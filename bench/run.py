@@ -47,6 +47,8 @@ import sys
 import tempfile
 import time
 
+from llama_runner import LLAMA_CPP, cache_dir  # bench/llama_runner.py
+
 # ggml type id -> (block elements, block bytes) for the types genmodel writes.
 GGML_BLOCK = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18)}
 TYPE_NAMES = {0: "f32", 1: "f16", 30: "bf16", 8: "q8_0", 2: "q4_0"}
@@ -183,28 +185,6 @@ def last_json(text):
             except json.JSONDecodeError:
                 pass
     return None
-
-
-# llama.cpp through llama-cpp-python, timed by its own counters (prompt
-# evaluation and generation, no Python sampling in them).
-LLAMA_CPP = r"""
-import json, sys, llama_cpp
-path, prompt, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, verbose=False,
-                      n_threads=threads, n_threads_batch=threads)
-llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
-llm.create_completion(prompt, max_tokens=n, temperature=0.0)
-p = llama_cpp.llama_perf_context(llm._ctx.ctx)
-print(json.dumps({"prompt_tps": 1000.0 * p.n_p_eval / p.t_p_eval_ms,
-                  "gen_tps": 1000.0 * p.n_eval / p.t_eval_ms}))
-"""
-
-
-def cache_dir():
-    if os.environ.get("PINFERC_CACHE"):
-        return os.environ["PINFERC_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    return os.path.join(base, "pinferc")
 
 
 def parse_timings(kind, rc, out, err):

@@ -29,28 +29,11 @@ import subprocess
 import sys
 import tempfile
 
+from llama_runner import LLAMA_CPP, cache_dir  # bench/llama_runner.py
+
 PROMPT = ("The history of the city begins with a small settlement on the "
           "river, where traders from the north and the south met to exchange "
           "grain, salt and cloth")
-
-LLAMA_CPP = r"""
-import json, sys, llama_cpp
-path, prompt, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, verbose=False,
-                      n_threads=threads, n_threads_batch=threads)
-llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
-llm.create_completion(prompt, max_tokens=n, temperature=0.0)
-p = llama_cpp.llama_perf_context(llm._ctx.ctx)
-print(json.dumps({"prompt_tps": 1000.0 * p.n_p_eval / p.t_p_eval_ms,
-                  "gen_tps": 1000.0 * p.n_eval / p.t_eval_ms}))
-"""
-
-
-def cache_dir():
-    if os.environ.get("PINFERC_CACHE"):
-        return os.environ["PINFERC_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
-    return os.path.join(base, "pinferc")
 
 
 def cpu_name():

@@ -481,16 +481,9 @@ PINFER_AVX512 inline __m512i addHalves(__m512i a, __m512i b, __m512i lo,
                           _mm512_permutex2var_epi32(a, hi, b));
 }
 
-// The 8 block sums of four registers of vpdpbusd lanes (register g: lanes
-// 0-7 block 2g, 8-15 block 2g+1), as 8 int32 lanes in block order.
-PINFER_AVX512 inline __m256i blockSums8(__m512i d0, __m512i d1, __m512i d2,
-                                        __m512i d3) {
-  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19,
-                                       24, 25, 26, 27);
-  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22,
-                                       23, 28, 29, 30, 31);
-  // Four lanes per block: blocks 0-3, then 4-7.
-  const __m512i a = addHalves(d0, d1, lo, hi), b = addHalves(d2, d3, lo, hi);
+// The 8 block sums, as 8 int32 lanes in block order, of four lanes per
+// block (a: blocks 0-3, b: blocks 4-7, four lanes each in order).
+PINFER_AVX512 inline __m256i blockSumsOfFours(__m512i a, __m512i b) {
   const __m512i lo2 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
                                         21, 24, 25, 28, 29);
   const __m512i hi2 = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
@@ -499,6 +492,17 @@ PINFER_AVX512 inline __m256i blockSums8(__m512i d0, __m512i d1, __m512i d2,
   // Each even lane plus its odd neighbour, then the even lanes.
   return _mm512_cvtepi64_epi32(
       _mm512_add_epi32(two, _mm512_shuffle_epi32(two, _MM_PERM_CDAB)));
+}
+
+// The 8 block sums of four registers of vpdpbusd lanes (register g: lanes
+// 0-7 block 2g, 8-15 block 2g+1), as 8 int32 lanes in block order.
+PINFER_AVX512 inline __m256i blockSums8(__m512i d0, __m512i d1, __m512i d2,
+                                        __m512i d3) {
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19,
+                                       24, 25, 26, 27);
+  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22,
+                                       23, 28, 29, 30, 31);
+  return blockSumsOfFours(addHalves(d0, d1, lo, hi), addHalves(d2, d3, lo, hi));
 }
 
 // blockSums8 of registers whose 128-bit lanes hold block 2g's first half,
@@ -510,14 +514,7 @@ PINFER_AVX512 inline __m256i blockSums8Interleaved(__m512i d0, __m512i d1,
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
   const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26,
                                        27, 28, 29, 30, 31);
-  const __m512i a = addHalves(d0, d1, lo, hi), b = addHalves(d2, d3, lo, hi);
-  const __m512i lo2 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20,
-                                        21, 24, 25, 28, 29);
-  const __m512i hi2 = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22,
-                                        23, 26, 27, 30, 31);
-  const __m512i two = addHalves(a, b, lo2, hi2);
-  return _mm512_cvtepi64_epi32(
-      _mm512_add_epi32(two, _mm512_shuffle_epi32(two, _MM_PERM_CDAB)));
+  return blockSumsOfFours(addHalves(d0, d1, lo, hi), addHalves(d2, d3, lo, hi));
 }
 
 // The 16 sub-block sums of four registers of vpdpbusd lanes (register k:
