@@ -100,6 +100,9 @@ int runRun(RunArgs args) {
   auto model = Model::open(args.model, error);
   if (!model)
     return fail(error);
+  // Every weight is read: mapped in at load, as llama.cpp's warm-up does,
+  // not by page faults during the prompt.
+  model->file().prefault();
   auto tok = Tokenizer::fromGGUF(model->file(), error);
   if (!tok)
     return fail(error);
@@ -229,6 +232,7 @@ int runPerplexity(const PerplexityArgs &args) {
   auto model = Model::open(args.model, error);
   if (!model)
     return fail(error);
+  model->file().prefault(); // every weight is read (runRun)
   auto tok = Tokenizer::fromGGUF(model->file(), error);
   if (!tok)
     return fail(error);

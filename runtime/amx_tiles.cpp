@@ -101,9 +101,11 @@ struct RowGroup {
   std::vector<int32_t> order;
 };
 
-// Where row m's values 32 b .. 32 b + 31 go.
-inline int8_t *blockRow(RowGroup &g, int64_t b, int m) {
-  return g.u.data() + (b * kAmxRows + m) * QK8_0;
+// Where row m's values 32 b .. 32 b + 31 go in RowGroup::u (its data()
+// held in a local by the unpackers: through the vectors, every byte store
+// would make the compiler reload their pointers).
+inline int8_t *blockRow(int8_t *u, int64_t b, int m) {
+  return u + (b * kAmxRows + m) * QK8_0;
 }
 
 // The 16 rows are read super-block by super-block, 16 streams the
@@ -122,6 +124,8 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.resize(size_t(kAmxRows) * nb);
   g.f2.resize(size_t(kAmxRows) * nb);
+  int8_t *const u = g.u.data();
+  float *const f1 = g.f1.data(), *const f2 = g.f2.data();
   // Super-block by super-block, so that the 16 rows' 4 KiB of unpacked
   // values are written while in L1.
   for (int64_t i = 0; i < n / QK_K; ++i)
@@ -130,21 +134,21 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
       // As dotK4K5Q8ActAvx512 computes them.
       const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
       _mm256_storeu_ps(
-          &g.f1[(i * kAmxRows + m) * 8],
+          &f1[(i * kAmxRows + m) * 8],
           _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p)),
                         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
                             _mm_loadl_epi64((const __m128i *)sm.sc)))));
       _mm256_storeu_ps(
-          &g.f2[(i * kAmxRows + m) * 8],
+          &f2[(i * kAmxRows + m) * 8],
           _mm256_mul_ps(_mm256_set1_ps(dotk::halfAt(p + 2)),
                         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
                             _mm_loadl_epi64((const __m128i *)sm.m)))));
       prefetchAhead(p, bytes);
       for (int q = 0; q < 4; ++q) {
         const __m512i v = dotk::unpackK4K5Pair<Five>(p, q);
-        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * q, m),
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * q, m),
                             _mm512_castsi512_si256(v));
-        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * q + 1, m),
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * q + 1, m),
                             _mm512_extracti64x4_epi64(v, 1));
       }
     }
@@ -157,12 +161,14 @@ PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   const int64_t nb = n / QK8_0, groups = (nb + 7) / 8;
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.assign(size_t(groups) * kAmxRows * 8, 0.f);
+  int8_t *const u = g.u.data();
+  float *const f1 = g.f1.data();
   for (int64_t gi = 0; gi < groups; ++gi)
     for (int m = 0; m < kAmxRows; ++m) {
       const B *blk = reinterpret_cast<const B *>(row + m * rowBytes);
       for (int64_t b = 8 * gi; b < std::min(nb, 8 * gi + 8); ++b) {
-        g.f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
-        _mm256_storeu_si256((__m256i *)blockRow(g, b, m),
+        f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
+        _mm256_storeu_si256((__m256i *)blockRow(u, b, m),
                             dotk::signedBytes<B, Offset>(blk[b]));
       }
       prefetchAhead(reinterpret_cast<const uint8_t *>(blk + 8 * gi),
@@ -176,11 +182,13 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.resize(size_t(kAmxRows) * nsb);
   g.sc.resize(size_t(kAmxRows) * nsub);
+  int8_t *const u = g.u.data();
+  float *const f1 = g.f1.data(), *const sc = g.sc.data();
   for (int64_t i = 0; i < nsb; ++i)
     for (int m = 0; m < kAmxRows; ++m) {
       const uint8_t *p = row + m * rowBytes + i * sizeof(BlockQ6_K);
-      g.f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
-      _mm512_storeu_ps(&g.sc[(i * kAmxRows + m) * 16],
+      f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
+      _mm512_storeu_ps(&sc[(i * kAmxRows + m) * 16],
                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                            _mm_loadu_si128((const __m128i *)(p + 192)))));
       prefetchAhead(p, sizeof(BlockQ6_K));
@@ -188,9 +196,9 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
       dotk::unpackQ6KHalf(p, 0, w);
       dotk::unpackQ6KHalf(p, 1, w);
       for (int k = 0; k < 4; ++k) {
-        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * k, m),
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * k, m),
                             _mm512_castsi512_si256(w[k]));
-        _mm256_storeu_si256((__m256i *)blockRow(g, 8 * i + 2 * k + 1, m),
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * k + 1, m),
                             _mm512_extracti64x4_epi64(w[k], 1));
       }
     }

@@ -518,6 +518,16 @@ void GGUFFile::releasePages(uint64_t offset, uint64_t n) const {
             MADV_DONTNEED);
 }
 
+void GGUFFile::prefault() const {
+  if (!mapping_)
+    return;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 // Linux 5.14
+#endif
+  if (madvise(mapping_, size_, MADV_POPULATE_READ) != 0)
+    madvise(mapping_, size_, MADV_WILLNEED);
+}
+
 std::unique_ptr<GGUFFile> GGUFFile::fromMemory(const uint8_t *data, size_t size,
                                                const std::string &name,
                                                std::string &error) {

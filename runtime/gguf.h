@@ -116,6 +116,12 @@ public:
   // the compiler's memory.
   void releasePages(uint64_t offset, uint64_t n) const;
   void releasePages() const { releasePages(0, size_); }
+  // Maps every page of the file in now (from the page cache, reading the
+  // file where it is not there), for runs that read all weights anyway:
+  // one pass at load time instead of a page fault at each first touch in
+  // the prompt. Where the kernel cannot do that at once, asks it to read
+  // ahead. Nothing for a caller's buffer.
+  void prefault() const;
 
   const std::vector<GGUFKV> &metadata() const { return kvs_; }
   const std::vector<GGUFTensor> &tensors() const { return tensors_; }
