@@ -484,6 +484,38 @@ TEST(KernelsFast, Q4_0TokenRowsAreBitwiseTheRowProduct) {
   }
 }
 
+// Tests that F16 rows for a prompt (at the AVX-512 level converted to f32
+// once for all tokens) give bitwise each row's one-token product, with row
+// counts that leave rows after the groups of four and odd token counts.
+TEST(KernelsFast, F16PromptRowsAreBitwiseTheRowProduct) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
+    IsaGuard guard(isa);
+    for (int nTok : {2, 5, 32}) {
+      const int64_t cols = 288, nRows = 11;
+      std::vector<uint8_t> data = encodeRows(
+          GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
+      Weight w;
+      w.type = GGMLType::F16;
+      w.rows = nRows;
+      w.cols = cols;
+      w.rowBytes = rowBytes(GGMLType::F16, cols);
+      w.data = data.data();
+      std::vector<float> x = randomVector(size_t(cols) * nTok, 56);
+      std::vector<float> got(size_t(nRows) * nTok);
+      matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
+      const RowDot dot = rowDot(GGMLType::F16);
+      for (int t = 0; t < nTok; ++t)
+        for (int64_t r = 0; r < nRows; ++r) {
+          const float want = dot.f32(w.row(r), x.data() + t * cols, cols);
+          EXPECT_EQ(
+              std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want), 0)
+              << kernelIsaName() << " row " << r << " token " << t << " of "
+              << nTok;
+        }
+    }
+  }
+}
+
 // Tests that matvecs over a pool gives, for every row of every job,
 // exactly the serial result: the quantised kernel for Q8_0/Q4_0 (jobs that
 // share an input and one with its own input) and the f32 kernel for F16,
