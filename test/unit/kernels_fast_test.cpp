@@ -52,6 +52,18 @@ std::vector<GGMLType> q8ActTypes() {
   return out;
 }
 
+// A weight over `data`: nRows rows of `cols` elements of `type`.
+Weight weightOver(GGMLType type, int64_t cols, int64_t nRows,
+                  const std::vector<uint8_t> &data) {
+  Weight w;
+  w.type = type;
+  w.rows = nRows;
+  w.cols = cols;
+  w.rowBytes = rowBytes(type, cols);
+  w.data = data.data();
+  return w;
+}
+
 // kTokensAtOnce random tokens of n activations, back to back, and their
 // quantised copies (n / QK8_0 blocks each).
 struct Tokens {
@@ -362,12 +374,7 @@ TEST(KernelsFast, SeveralRowsAtOnceAreBitwiseOneByOne) {
     const int nTok = 11;
     std::vector<uint8_t> data =
         encodeRows(type, randomVector(size_t(cols) * nRows, 43), cols);
-    Weight w;
-    w.type = type;
-    w.rows = nRows;
-    w.cols = cols;
-    w.rowBytes = rowBytes(type, cols);
-    w.data = data.data();
+    Weight w = weightOver(type, cols, nRows, data);
     std::vector<float> x = randomVector(size_t(cols) * nTok, 44);
     for (bool f32Act : {false, true}) {
       std::vector<float> batch(size_t(nRows) * nTok, 0.f),
@@ -407,12 +414,7 @@ TEST(KernelsFast, ScalesFirstQ4_0RowsAreBitwiseTheBlocks) {
         for (int64_t r = 0; r < nRows; ++r)
           scalesFirstToQ4_0(sf.data() + r * rb, back.data() + r * rb, nb);
         EXPECT_EQ(back, data);
-        Weight w;
-        w.type = GGMLType::Q4_0;
-        w.rows = nRows;
-        w.cols = cols;
-        w.rowBytes = rb;
-        w.data = data.data();
+        Weight w = weightOver(GGMLType::Q4_0, cols, nRows, data);
         Weight wsf = w;
         wsf.data = sf.data();
         wsf.scalesFirst = true;
@@ -458,12 +460,7 @@ TEST(KernelsFast, Q4_0TokenRowsAreBitwiseTheRowProduct) {
         const int64_t nRows = 19, nb = cols / QK8_0;
         std::vector<uint8_t> data = encodeRows(
             GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 53), cols);
-        Weight w;
-        w.type = GGMLType::Q4_0;
-        w.rows = nRows;
-        w.cols = cols;
-        w.rowBytes = rowBytes(GGMLType::Q4_0, cols);
-        w.data = data.data();
+        Weight w = weightOver(GGMLType::Q4_0, cols, nRows, data);
         std::vector<float> x = randomVector(size_t(cols) * nTok, 54);
         std::vector<BlockQ8Act> xq(size_t(nb) * nTok);
         for (int t = 0; t < nTok; ++t)
@@ -494,12 +491,7 @@ TEST(KernelsFast, F16PromptRowsAreBitwiseTheRowProduct) {
       const int64_t cols = 288, nRows = 11;
       std::vector<uint8_t> data = encodeRows(
           GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
-      Weight w;
-      w.type = GGMLType::F16;
-      w.rows = nRows;
-      w.cols = cols;
-      w.rowBytes = rowBytes(GGMLType::F16, cols);
-      w.data = data.data();
+      Weight w = weightOver(GGMLType::F16, cols, nRows, data);
       std::vector<float> x = randomVector(size_t(cols) * nTok, 56);
       std::vector<float> got(size_t(nRows) * nTok);
       matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
