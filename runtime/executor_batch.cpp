@@ -413,15 +413,18 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
          kRest += kAmxRows) {
       gTile.resize(size_t(tiled) * kAmxRows);
       uTile.resize(size_t(tiled) * kAmxRows);
-      const uint8_t *gateRows = blocksAt(b.gate, kRest, kAmxRows, gateBuf),
-                    *upRows = blocksAt(b.up, kRest, kAmxRows, upBuf);
-      amxRows(b.gate.type, gateRows, int64_t(b.gate.rowBytes), kAmxRows, bAmx_,
-              nEmbd, gTile.data(), kAmxRows);
+      amxRows(b.gate.type, blocksAt(b.gate, kRest, kAmxRows, gateBuf),
+              int64_t(b.gate.rowBytes), kAmxRows, bAmx_, nEmbd, gTile.data(),
+              kAmxRows);
       int passing = 0;
       for (float &g : gTile) {
         g = ffnActivate(act, g);
         passing += !(std::fabs(g) <= skipAtOrBelow);
       }
+      // The up rows are read (and converted, where stored scales first)
+      // only where some pair passes.
+      const uint8_t *upRows =
+          passing > 0 ? blocksAt(b.up, kRest, kAmxRows, upBuf) : nullptr;
       // The tiles multiply every pair for about the time a quarter of
       // them take one by one (AVX-512, in cache).
       const bool upTiles = 4 * passing >= tiled * kAmxRows;

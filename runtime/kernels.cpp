@@ -114,6 +114,35 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
 // Rows from which rowsKernel lays the activation out in pairs.
 constexpr int64_t kPairRowsMin = 8;
 
+// Q4_0 rows r0 .. r1 - 1 (stored scales first or in blocks) for a token
+// or a few, each token's quantised activation prepared once for all the
+// rows (Q4SfAct). Bitwise the blocks' products. False, with nothing
+// written, for rows in blocks below the AVX-512 level (no prepared form
+// there); rows stored scales first go back to blocks one by one there.
+bool preparedQ4Rows(const Weight &w, const BlockQ8Act *xq, float *y,
+                    int64_t yStride, int nTok, int64_t r0, int64_t r1) {
+  static thread_local std::vector<Q4SfAct> buf;
+  const Q4SfAct *prep = prepQ4SfActs(xq, w.cols, nTok, buf);
+  if (!prep && !w.scalesFirst)
+    return false;
+  const int64_t nb = w.cols / QK8_0, pairs = q4SfActCount(w.cols);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int t = 0; t < nTok; ++t) {
+      const Q4SfAct *p = prep ? prep + t * pairs : nullptr;
+      float &out = y[t * yStride + r];
+      if (w.scalesFirst) {
+        out = dotQ4Sf(w.row(r), xq + t * nb, p, w.cols);
+        continue;
+      }
+#ifdef PINFER_X86
+      out = dotk::dotQ4_0PrepIntAvx512(
+          w.row(r), xq + t * nb,
+          reinterpret_cast<const dotk::Q4SfActPair *>(p), w.cols);
+#endif
+    }
+  return true;
+}
+
 void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                 const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                 int64_t r0, int64_t r1) {
@@ -149,25 +178,12 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
       return;
     }
   }
-#ifdef PINFER_X86
   // Q4_0 rows for a token or a few: the activation prepared once for the
   // rows (as for rows stored scales first), which spares each row's
   // product the activation's rearranging and its offset's correction.
   if (xq && w.type == GGMLType::Q4_0 && nTok < kTokensAtOnce &&
-      r1 - r0 >= kPairRowsMin) {
-    static thread_local std::vector<Q4SfAct> buf;
-    if (const Q4SfAct *prep = prepQ4SfActs(xq, w.cols, nTok, buf)) {
-      const int64_t pairs = q4SfActCount(w.cols);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int t = 0; t < nTok; ++t)
-          y[t * yStride + r] = dotk::dotQ4_0PrepIntAvx512(
-              w.row(r), xq + t * nb,
-              reinterpret_cast<const dotk::Q4SfActPair *>(prep + t * pairs),
-              w.cols);
-      return;
-    }
-  }
-#endif
+      r1 - r0 >= kPairRowsMin && preparedQ4Rows(w, xq, y, yStride, nTok, r0, r1))
+    return;
   const RowDot dot = xq ? rowDot(w.type) : rowDot(w.type).withF32Act();
   float out[kRowsAtOnce * kTokensAtOnce];
   int64_t r = r0;
@@ -248,16 +264,9 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
                      const BlockQ8Act *xq, float *y, int64_t yStride, int nTok,
                      int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / QK8_0;
-  if (xq && nTok < kTokensAtOnce) {
-    static thread_local std::vector<Q4SfAct> buf;
-    const Q4SfAct *prep = prepQ4SfActs(xq, w.cols, nTok, buf);
-    const int64_t pairs = q4SfActCount(w.cols);
-    for (int64_t r = r0; r < r1; ++r)
-      for (int t = 0; t < nTok; ++t)
-        y[t * yStride + r] = dotQ4Sf(w.row(r), xq + t * nb,
-                                     prep ? prep + t * pairs : nullptr, w.cols);
+  if (xq && nTok < kTokensAtOnce &&
+      preparedQ4Rows(w, xq, y, yStride, nTok, r0, r1))
     return;
-  }
   // Sixteen rows at a time where the AMX tiles take them (as rowsKernel
   // does, the activation laid out for them once for all groups).
   const bool tiles =
