@@ -51,44 +51,134 @@ __device__ __forceinline__ float pf_warp_sum(float s) {
   return s;
 }
 
+// Wide loads: 16 bytes per lane where the row and x are 16-byte aligned
+// (rows start at multiples of 16 bytes when their byte size is one, and
+// device buffers are 256-aligned), so that a warp's load instruction moves
+// 512 bytes, not 64 or 32. Blocks of 34 or 18 bytes are only 2-aligned:
+// their quants are read as pairs of 16-bit loads (4 bytes per lane).
+struct alignas(16) pf_f4 { float x, y, z, w; };
+struct alignas(16) pf_u4 { unsigned x, y, z, w; };
+__device__ __forceinline__ bool pf_al16(const void *p) {
+  return ((unsigned long long)p & 15u) == 0u;
+}
+__device__ __forceinline__ pf_f4 pf_ldf4(const float *p) {
+  return *reinterpret_cast<const pf_f4 *>(p);
+}
+__device__ __forceinline__ pf_u4 pf_ldu4(const u8 *p) {
+  return *reinterpret_cast<const pf_u4 *>(p);
+}
+__device__ __forceinline__ unsigned pf_ld32h(const u8 *p) {
+  const u16 *h = reinterpret_cast<const u16 *>(p);
+  return (unsigned)h[0] | ((unsigned)h[1] << 16);
+}
+__device__ __forceinline__ float pf_dot4(pf_f4 a, pf_f4 b) {
+  return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
+// Four values a*v[k]+b for the four bytes of q shifted right by `shift`
+// and masked, dotted with x.
+__device__ __forceinline__ float pf_dot_bytes(unsigned q, int shift,
+                                              unsigned mask, int off,
+                                              pf_f4 x) {
+  return (float)((int)((q >> shift) & mask) - off) * x.x +
+         (float)((int)((q >> (shift + 8)) & mask) - off) * x.y +
+         (float)((int)((q >> (shift + 16)) & mask) - off) * x.z +
+         (float)((int)((q >> (shift + 24)) & mask) - off) * x.w;
+}
+// The four signed bytes of q dotted with x.
+__device__ __forceinline__ float pf_dot_i8(unsigned q, pf_f4 x) {
+  return (float)(signed char)(q & 255u) * x.x +
+         (float)(signed char)((q >> 8) & 255u) * x.y +
+         (float)(signed char)((q >> 16) & 255u) * x.z +
+         (float)(signed char)(q >> 24) * x.w;
+}
+// The two halves packed in u are f16 (or bfloat16) values; dotted with
+// two x values.
+__device__ __forceinline__ float pf_h2dot(unsigned u, float a, float b) {
+  return pf_h2f((u16)(u & 0xffffu)) * a + pf_h2f((u16)(u >> 16)) * b;
+}
+__device__ __forceinline__ float pf_b2dot(unsigned u, float a, float b) {
+  return pf_bf2f((u16)(u & 0xffffu)) * a + pf_bf2f((u16)(u >> 16)) * b;
+}
+
 // Dot product of one row of N elements with x; the 32 lanes of a warp share
 // the row and every lane returns the sum.
 template <int N> __device__ float pf_dot_f32(const u8 *row, const float *x, int lane) {
   const float *r = reinterpret_cast<const float *>(row);
   float s = 0.f;
-  for (int i = lane; i < N; i += 32) s += r[i] * x[i];
+  if (N % 4 == 0 && pf_al16(r) && pf_al16(x)) {
+    for (int i = 4 * lane; i < N; i += 128) s += pf_dot4(pf_ldf4(r + i), pf_ldf4(x + i));
+  } else {
+    for (int i = lane; i < N; i += 32) s += r[i] * x[i];
+  }
+  return pf_warp_sum(s);
+}
+// f16 and bfloat16: eight values (16 bytes) per lane.
+template <int N, bool Bf>
+__device__ __forceinline__ float pf_dot_half(const u8 *row, const float *x, int lane) {
+  const u16 *r = reinterpret_cast<const u16 *>(row);
+  float s = 0.f;
+  if (N % 8 == 0 && pf_al16(r) && pf_al16(x)) {
+    for (int i = 8 * lane; i < N; i += 256) {
+      const pf_u4 w = pf_ldu4(row + 2 * i);
+      const pf_f4 a = pf_ldf4(x + i), b = pf_ldf4(x + i + 4);
+      s += Bf ? pf_b2dot(w.x, a.x, a.y) + pf_b2dot(w.y, a.z, a.w) +
+                    pf_b2dot(w.z, b.x, b.y) + pf_b2dot(w.w, b.z, b.w)
+              : pf_h2dot(w.x, a.x, a.y) + pf_h2dot(w.y, a.z, a.w) +
+                    pf_h2dot(w.z, b.x, b.y) + pf_h2dot(w.w, b.z, b.w);
+    }
+  } else {
+    for (int i = lane; i < N; i += 32)
+      s += (Bf ? pf_bf2f(r[i]) : pf_h2f(r[i])) * x[i];
+  }
   return pf_warp_sum(s);
 }
 template <int N> __device__ float pf_dot_f16(const u8 *row, const float *x, int lane) {
-  const u16 *r = reinterpret_cast<const u16 *>(row);
-  float s = 0.f;
-  for (int i = lane; i < N; i += 32) s += pf_h2f(r[i]) * x[i];
-  return pf_warp_sum(s);
+  return pf_dot_half<N, false>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_bf16(const u8 *row, const float *x, int lane) {
-  const u16 *r = reinterpret_cast<const u16 *>(row);
-  float s = 0.f;
-  for (int i = lane; i < N; i += 32) s += pf_bf2f(r[i]) * x[i];
-  return pf_warp_sum(s);
+  return pf_dot_half<N, true>(row, x, lane);
 }
-// q8_0: blocks of 34 bytes (f16 scale, 32 int8); lane j takes element j.
+// q8_0: blocks of 34 bytes (f16 scale, 32 int8); eight lanes per block,
+// lane j taking elements 4j..4j+3, four blocks per step of the warp.
 template <int N> __device__ float pf_dot_q8_0(const u8 *row, const float *x, int lane) {
   float s = 0.f;
-  for (int b = 0; b < N / 32; ++b) {
-    const u8 *blk = row + b * 34;
-    s += pf_h2f(pf_ld16(blk)) * (float)(signed char)blk[2 + lane] * x[b * 32 + lane];
+  const int j = lane & 7;
+  if (pf_al16(x)) {
+    for (int b = lane >> 3; b < N / 32; b += 4) {
+      const u8 *blk = row + b * 34;
+      const unsigned q = pf_ld32h(blk + 2 + 4 * j);
+      s += pf_h2f(pf_ld16(blk)) * pf_dot_i8(q, pf_ldf4(x + b * 32 + 4 * j));
+    }
+  } else {
+    for (int b = 0; b < N / 32; ++b) {
+      const u8 *blk = row + b * 34;
+      s += pf_h2f(pf_ld16(blk)) * (float)(signed char)blk[2 + lane] * x[b * 32 + lane];
+    }
   }
   return pf_warp_sum(s);
 }
 // q4_0: blocks of 18 bytes (f16 scale, 16 bytes of nibbles); element j < 16
-// is the low nibble of byte j, element j + 16 the high nibble.
+// is the low nibble of byte j, element j + 16 the high nibble. Four lanes
+// per block, lane j taking bytes 4j..4j+3 (elements 4j.. and 16+4j..),
+// eight blocks per step of the warp.
 template <int N> __device__ float pf_dot_q4_0(const u8 *row, const float *x, int lane) {
   float s = 0.f;
-  for (int b = 0; b < N / 32; ++b) {
-    const u8 *blk = row + b * 18;
-    u8 q = blk[2 + (lane & 15)];
-    int v = (lane < 16 ? (q & 15) : (q >> 4)) - 8;
-    s += pf_h2f(pf_ld16(blk)) * (float)v * x[b * 32 + lane];
+  if (pf_al16(x)) {
+    const int j = lane & 3;
+    for (int b = lane >> 2; b < N / 32; b += 8) {
+      const u8 *blk = row + b * 18;
+      const unsigned q = pf_ld32h(blk + 2 + 4 * j);
+      const float *xb = x + b * 32 + 4 * j;
+      s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
+                                   pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
+    }
+  } else {
+    for (int b = 0; b < N / 32; ++b) {
+      const u8 *blk = row + b * 18;
+      u8 q = blk[2 + (lane & 15)];
+      int v = (lane < 16 ? (q & 15) : (q >> 4)) - 8;
+      s += pf_h2f(pf_ld16(blk)) * (float)v * x[b * 32 + lane];
+    }
   }
   return pf_warp_sum(s);
 }
@@ -203,14 +293,50 @@ __device__ __forceinline__ float pf_dot_by_element(const u8 *row, const float *x
     s += At(row, i) * x[i];
   return pf_warp_sum(s);
 }
+// Q4_1, Q5_0, Q5_1 as Q4_0: four lanes per block, lane j taking bytes
+// 4j..4j+3 of the nibbles (elements 4j.. and 16+4j..); the fifth bits of
+// Q5 are bits 4j.. and 16+4j.. of the block's 32-bit qh, moved to bit 4 of
+// each byte.
+__device__ __forceinline__ unsigned pf_bit4s(unsigned bits) {
+  return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) |
+         ((bits & 8u) << 25);
+}
+__device__ __forceinline__ float pf_sum4(pf_f4 x) { return x.x + x.y + x.z + x.w; }
+template <int N, int Bytes, bool Min, bool Five, float (*At)(const u8 *, int)>
+__device__ __forceinline__ float pf_dot_legacy(const u8 *row, const float *x, int lane) {
+  float s = 0.f;
+  if (pf_al16(x)) {
+    const int j = lane & 3;
+    constexpr int kQs = (Min ? 4 : 2) + (Five ? 4 : 0);
+    for (int b = lane >> 2; b < N / 32; b += 8) {
+      const u8 *blk = row + b * Bytes;
+      const unsigned q = pf_ld32h(blk + kQs + 4 * j);
+      unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+      if (Five) {
+        const unsigned qh = pf_ld32h(blk + (Min ? 4 : 2));
+        lo |= pf_bit4s((qh >> (4 * j)) & 15u);
+        hi |= pf_bit4s((qh >> (16 + 4 * j)) & 15u);
+      }
+      const float *xb = x + b * 32 + 4 * j;
+      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
+      constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
+      s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
+                                   pf_dot_bytes(hi, 0, 255u, kOff, xh));
+      if (Min) s += pf_h2f(pf_ld16(blk + 2)) * (pf_sum4(xl) + pf_sum4(xh));
+    }
+  } else {
+    for (int i = lane; i < N; i += 32) s += At(row, i) * x[i];
+  }
+  return pf_warp_sum(s);
+}
 template <int N> __device__ float pf_dot_q4_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q4_1>(row, x, lane);
+  return pf_dot_legacy<N, 20, true, false, pf_at_q4_1>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q5_0(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q5_0>(row, x, lane);
+  return pf_dot_legacy<N, 22, false, true, pf_at_q5_0>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q5_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q5_1>(row, x, lane);
+  return pf_dot_legacy<N, 24, true, true, pf_at_q5_1>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int lane) {
   return pf_dot_by_element<N, pf_at_q2_K>(row, x, lane);
@@ -218,15 +344,39 @@ template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int
 template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int lane) {
   return pf_dot_by_element<N, pf_at_q3_K>(row, x, lane);
 }
-// Q4_K/Q5_K by super-block: lane l takes byte l of each 32-byte group g of
-// nibbles, element l of sub-block 2g (low nibble) and of 2g+1 (high), so a
-// warp's loads are 32 consecutive bytes and each lane decodes the scales
-// once per super-block rather than once per element. Each value is the
-// one pf_at_ gives.
+// Q4_K/Q5_K by super-block: lane 8g+j takes bytes 4j..4j+3 of the 32-byte
+// group g of nibbles (32-bit loads: the blocks' sizes and offsets are
+// multiples of 4), elements 4j.. of sub-block 2g (low nibbles) and of
+// 2g+1 (high), so each lane decodes two sub-blocks' scales per super-block
+// and a warp's load covers the whole group of 128 bytes.
 template <int N, bool Five>
 __device__ __forceinline__ float pf_dot_k4k5(const u8 *row, const float *x, int lane) {
   constexpr int kBytes = Five ? 176 : 144;
   float s = 0.f;
+  if (pf_al16(x) && pf_al16(row)) {
+    const int g = lane >> 3, j = lane & 7;
+    for (int b = 0; b < N / 256; ++b) {
+      const u8 *blk = row + b * kBytes;
+      const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
+      int sc0, m0, sc1, m1;
+      pf_scale_min_k4(2 * g, blk + 4, sc0, m0);
+      pf_scale_min_k4(2 * g + 1, blk + 4, sc1, m1);
+      const unsigned q =
+          *reinterpret_cast<const unsigned *>(blk + (Five ? 48 : 16) + 32 * g + 4 * j);
+      unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+      if (Five) {
+        const unsigned qh = *reinterpret_cast<const unsigned *>(blk + 16 + 4 * j);
+        lo |= ((qh >> (2 * g)) & 0x01010101u) << 4;
+        hi |= ((qh >> (2 * g + 1)) & 0x01010101u) << 4;
+      }
+      const float *xb = x + b * 256 + 64 * g + 4 * j;
+      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
+      s += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
+      s += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
+    }
+    return pf_warp_sum(s);
+  }
+  // Unaligned: lane l takes byte l of each group.
   for (int b = 0; b < N / 256; ++b) {
     const u8 *blk = row + b * kBytes;
     const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
@@ -252,10 +402,32 @@ template <int N> __device__ float pf_dot_q4_K(const u8 *row, const float *x, int
 template <int N> __device__ float pf_dot_q5_K(const u8 *row, const float *x, int lane) {
   return pf_dot_k4k5<N, true>(row, x, lane);
 }
-// Q6_K by super-block: lane l takes element l of each 32-value run k of
-// each half n (low bits from ql, two high bits from qh byte l of the half).
+// Q6_K by super-block: sixteen lanes per super-block (two per warp step),
+// lane 8n+j taking elements 4j..4j+3 of each 32-value run k of half n: the
+// low bits from ql bytes 4j.. of the half's two 32-byte runs, the two high
+// bits from its qh bytes 4j.. (pairs of 16-bit loads: blocks are 210
+// bytes).
 template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int lane) {
   float s = 0.f;
+  if (pf_al16(x)) {
+    const int n = (lane >> 3) & 1, j = lane & 7;
+    for (int b = lane >> 4; b < N / 256; b += 2) {
+      const u8 *blk = row + b * 210;
+      const float d = pf_h2f(pf_ld16(blk + 208));
+      const unsigned ql0 = pf_ld32h(blk + 64 * n + 4 * j);
+      const unsigned ql1 = pf_ld32h(blk + 64 * n + 32 + 4 * j);
+      const unsigned qh = pf_ld32h(blk + 128 + 32 * n + 4 * j);
+      const signed char *sc =
+          reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
+      const float *xb = x + b * 256 + 128 * n + 4 * j;
+      for (int k = 0; k < 4; ++k) {
+        const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
+        const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
+        s += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + 32 * k));
+      }
+    }
+    return pf_warp_sum(s);
+  }
   for (int b = 0; b < N / 256; ++b) {
     const u8 *blk = row + b * 210;
     const float d = pf_h2f(pf_ld16(blk + 208));

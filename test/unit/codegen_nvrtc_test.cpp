@@ -233,4 +233,38 @@ TEST(Nvrtc, RejectsBadArch) {
   EXPECT_FALSE(error.empty());
 }
 
+// Tests that the hot gate/up kernels read their rows and input with wide
+// loads (16 bytes per lane for f32/f16 rows and the input, 32 bits for
+// Q4_K's nibbles, 16-bit pairs for the 2-aligned Q8_0 blocks) rather than
+// element by element: the loads a warp issues per byte decide how near a
+// bandwidth-bound matvec gets to the card's bandwidth.
+TEST(Nvrtc, GateUpKernelsUseWideLoads) {
+  if (!nvrtcAvailable())
+    GTEST_SKIP() << "built without NVRTC";
+  const struct {
+    GGMLType type;
+    const char *load;
+  } cases[] = {{GGMLType::F32, "ld.global.nc.v4.f32"},
+               {GGMLType::F16, "ld.global.nc.v4.u32"},
+               {GGMLType::Q4_K, "ld.global.nc.u32"},
+               {GGMLType::Q8_0, "ld.global.nc.u16"}};
+  for (const auto &c : cases) {
+    CudaModule m =
+        emitCuda(makeProgram(c.type, FfnActivation::ReLU, SparsityMode::Dense));
+    NvrtcOutput out;
+    std::string error;
+    ASSERT_TRUE(compileCuda(m.source, "program.cu", "sm_89", GpuImageKind::PTX,
+                            out, error))
+        << error;
+    const std::string ptx(out.image.begin(), out.image.end());
+    const size_t at = ptx.find(".entry ffn_hot_l0_gate_up(");
+    ASSERT_NE(at, std::string::npos);
+    const std::string kernel = ptx.substr(at, ptx.find(".entry", at + 1) - at);
+    EXPECT_NE(kernel.find(c.load), std::string::npos) << typeName(c.type);
+    // The input as four floats per load.
+    EXPECT_NE(kernel.find("ld.global.nc.v4.f32"), std::string::npos)
+        << typeName(c.type);
+  }
+}
+
 } // namespace

@@ -63,6 +63,10 @@ struct Case {
   GGMLType downType; // transposed down
   FfnActivation act;
   SparsityMode mode;
+  // Rows of n_embd elements; the input 4 bytes past a 16-byte boundary
+  // (the kernels' element-wise fallback where wide loads would fault).
+  int embd = kEmbd;
+  bool unalignedX = false;
 };
 
 class CudaKernels : public ::testing::TestWithParam<Case> {
@@ -79,6 +83,7 @@ protected:
 // projection within 1e-4 normalised error.
 TEST_P(CudaKernels, MatchCpuTwin) {
   const Case &c = GetParam();
+  const int kEmbd = c.embd;
   ProgramDesc d;
   d.params.nEmbd = kEmbd;
   d.params.nFF = kHot;
@@ -158,14 +163,17 @@ TEST_P(CudaKernels, MatchCpuTwin) {
               gpu_.upload(dUp, upBytes.data(), upBytes.size(), error) &&
               gpu_.alloc(dDown, downBytes.size(), error) &&
               gpu_.upload(dDown, downBytes.data(), downBytes.size(), error) &&
-              gpu_.alloc(dX, sizeof(float) * kEmbd, error) &&
-              gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
-              gpu_.alloc(dH, sizeof(float) * kHot, error) &&
-              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
-              gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock,
-                         error) &&
-              gpu_.alloc(dDone, 4 * k.downGrid, error) &&
-              gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
+              gpu_.alloc(dX, sizeof(float) * (kEmbd + 1), error))
+      << error;
+  if (c.unalignedX)
+    dX += sizeof(float);
+  ASSERT_TRUE(
+      gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
+      gpu_.alloc(dH, sizeof(float) * kHot, error) &&
+      gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+      gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock, error) &&
+      gpu_.alloc(dDone, 4 * k.downGrid, error) &&
+      gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
   void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH};
   void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone};
@@ -217,18 +225,36 @@ std::vector<Case> allCases() {
                        SparsityMode::Exact});
   cases.push_back(Case{GGMLType::Q8_0, GGMLType::F32, FfnActivation::SiLU,
                        SparsityMode::Threshold});
+  // Rows whose blocks do not fill the kernels' last step (11 blocks of 32:
+  // eight lanes per Q8_0 block, four per Q4_0-like block, eight values per
+  // f16 lane), with the input aligned and not.
+  for (GGMLType t :
+       {GGMLType::F32, GGMLType::F16, GGMLType::BF16, GGMLType::Q8_0,
+        GGMLType::Q4_0, GGMLType::Q4_1, GGMLType::Q5_0, GGMLType::Q5_1})
+    for (bool unaligned : {false, true})
+      cases.push_back(Case{t, GGMLType::F32, FfnActivation::GeluTanh,
+                           SparsityMode::Dense, 352, unaligned});
+  // K-quants over two super-blocks (Q6_K: its two lanes groups), unaligned.
+  for (GGMLType t : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
+    for (bool unaligned : {false, true})
+      cases.push_back(Case{t, GGMLType::F32, FfnActivation::SiLU,
+                           SparsityMode::Dense, 512, unaligned});
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
-    // Readable names, e.g. q4_0_f32_silu_exact.
-    [](const ::testing::TestParamInfo<Case> &info) {
-      return std::string(typeName(info.param.type)) + "_" +
-             typeName(info.param.downType) + "_" +
-             activationName(info.param.act) + "_" +
-             sparsityModeName(info.param.mode);
-    });
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
+                         // Readable names, e.g. q4_0_f32_silu_exact.
+                         [](const ::testing::TestParamInfo<Case> &info) {
+                           std::string name =
+                               std::string(typeName(info.param.type)) + "_" +
+                               typeName(info.param.downType) + "_" +
+                               activationName(info.param.act) + "_" +
+                               sparsityModeName(info.param.mode);
+                           if (info.param.embd != kEmbd)
+                             name += "_" + std::to_string(info.param.embd);
+                           return name +
+                                  (info.param.unalignedX ? "_unaligned" : "");
+                         });
 
 class CudaSplitDown : public ::testing::TestWithParam<GGMLType> {
 protected:
