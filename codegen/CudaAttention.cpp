@@ -146,17 +146,30 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
 
   // RoPE pairs: adjacent, or half the rotated span apart (NeoX).
   const bool neox = p.ropeStyle == RopeStyle::Neox;
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kRopeBlock
-     << ") " << kernelName(layer, "rope")
-     << "(float *__restrict__ q, float *__restrict__ k,\n"
-     << "    const float *__restrict__ qNorm, const float *__restrict__ "
-        "kNorm,\n"
-     << "    const float *__restrict__ cs) {\n"
+  // The K and V projections' rows go into the cache at the position read
+  // from device memory, so that a token's launches take the same
+  // arguments at every position (one CUDA graph serves them all).
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kRopeBlock << ") "
+     << kernelName(layer, "rope")
+     << "(float *__restrict__ q, const float *__restrict__ kIn,\n"
+     << "    const float *__restrict__ vIn, float *__restrict__ keys,\n"
+     << "    float *__restrict__ values, const float *__restrict__ qNorm,\n"
+     << "    const float *__restrict__ kNorm, const float *__restrict__ cs,\n"
+     << "    const int *__restrict__ pos) {\n"
      << "  constexpr int kHeads = " << p.nHead << ", kHeadDim = " << p.headDim
-     << ", kRot = " << p.nRot << ";\n"
+     << ", kRot = " << p.nRot << ", kKvDim = " << kvDim << ";\n"
      << "  const int h = blockIdx.x, lane = threadIdx.x;\n"
-     << "  float *v = h < kHeads ? q + h * kHeadDim : k + (h - kHeads) * "
-        "kHeadDim;\n";
+     << "  float *v = q + h * kHeadDim;\n"
+     << "  if (h >= kHeads) {\n"
+     << "    const int kv = (h - kHeads) * kHeadDim;\n"
+     << "    const long at = (long)*pos * kKvDim + kv;\n"
+     << "    v = keys + at;\n"
+     << "    for (int i = lane; i < kHeadDim; i += 32) {\n"
+     << "      v[i] = kIn[kv + i];\n"
+     << "      values[at + i] = vIn[kv + i];\n"
+     << "    }\n"
+     << "    __syncwarp();\n"
+     << "  }\n";
   if (a.qkNorm)
     os << "  const float *nw = h < kHeads ? qNorm : kNorm;\n"
        << "  float ss = 0.f;\n"
@@ -180,18 +193,17 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "}\n";
 
   os << "extern \"C\" __global__ void __launch_bounds__(" << kAttendBlock
-     << ") " << kernelName(layer, "attend")
-     << "(const float *__restrict__ q,\n"
+     << ") " << kernelName(layer, "attend") << "(const float *__restrict__ q,\n"
      << "    const float *__restrict__ keys, const float *__restrict__ "
         "values,\n"
-     << "    float *__restrict__ scores, float *__restrict__ out, int pos, "
-        "int nCtx) {\n"
+     << "    float *__restrict__ scores, float *__restrict__ out,\n"
+     << "    const int *__restrict__ posp, int nCtx) {\n"
      << "  constexpr int kHeadDim = " << p.headDim << ", kKvDim = " << kvDim
      << ", kGroup = " << p.nHead / p.nKvHead << ", kWindow = " << a.window
      << ";\n"
      << "  __shared__ float red[" << kAttendBlock / 32 << "];\n"
      << "  const int h = blockIdx.x, t = threadIdx.x;\n"
-     << "  const int end = pos + 1;\n"
+     << "  const int end = *posp + 1;\n"
      << "  const int first = kWindow > 0 && end > kWindow ? end - kWindow : "
         "0;\n"
      << "  const int n = end - first;\n"

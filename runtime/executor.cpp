@@ -522,14 +522,17 @@ bool Executor::openGpu(std::string &error) {
   if (!attention)
     return gpu_->createEvent(attnCopied_, error);
   void *ax = nullptr, *ay = nullptr;
-  if (!gpu_->alloc(dAttnX_, f * (2 * p.nEmbd + p.nRot), error) ||
+  const size_t attnX = f * (2 * p.nEmbd + p.nRot) + sizeof(int32_t);
+  if (!gpu_->alloc(dAttnX_, attnX, error) ||
       !gpu_->alloc(dAttnY_, f * p.nEmbd, error) ||
       !gpu_->alloc(dQ_, f * p.qDim(), error) ||
+      !gpu_->alloc(dK_, f * p.kvDim(), error) ||
+      !gpu_->alloc(dV_, f * p.kvDim(), error) ||
       !gpu_->alloc(dScores_, f * size_t(p.nHead) * nCtx_, error) ||
       !gpu_->alloc(dAttnOut_, f * p.qDim(), error) ||
       !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error))
     return outOfMemory("the attention buffers");
-  if (!gpu_->allocHost(ax, f * (2 * p.nEmbd + p.nRot), error) ||
+  if (!gpu_->allocHost(ax, attnX, error) ||
       !gpu_->allocHost(ay, f * p.nEmbd, error) ||
       !gpu_->createEvent(attnCopied_, error))
     return false;

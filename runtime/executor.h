@@ -176,6 +176,8 @@ private:
   // Layer l's count of hot neurons that fired, in dTok_; the launch that
   // adds the non-zero h[0..nHot) to it.
   CudaDriver::DevPtr firedCounter(int l) const;
+  // Where the token's position is on the GPU (an int in dTok_).
+  CudaDriver::DevPtr tokenPosition() const;
   bool countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,
                      std::string &error);
   // Launches resid_norm (x -> y, weights w), then resid_quant on y in
@@ -264,10 +266,11 @@ private:
   // The down kernels' partial sums and per-tile counters (CudaEmitter.h).
   CudaDriver::DevPtr dPart_ = 0, dDone_ = 0;
   // Attention on the GPU: its input (f32, then 8-bit quantised values, then
-  // the position's RoPE cos/sin pairs) and output, their page-locked twins,
-  // and scratch.
-  CudaDriver::DevPtr dAttnX_ = 0, dAttnY_ = 0, dQ_ = 0, dScores_ = 0,
-                     dAttnOut_ = 0, dAttnOutQ_ = 0;
+  // the position's RoPE cos/sin pairs, then the position as an int) and
+  // output, their page-locked twins, and scratch (dK_/dV_: the token's K
+  // and V rows before the rope kernel puts them in the cache).
+  CudaDriver::DevPtr dAttnX_ = 0, dAttnY_ = 0, dQ_ = 0, dK_ = 0, dV_ = 0,
+                     dScores_ = 0, dAttnOut_ = 0, dAttnOutQ_ = 0;
   float *hostAttnX_ = nullptr, *hostAttnY_ = nullptr;
   void *attnCopied_ = nullptr; // event: the output is on the host
   std::vector<BlockQ8Act> attnXq_;  // the input quantised, as matvecs do
@@ -281,9 +284,9 @@ private:
 
   // The residual stream on the GPU: the steps say so (resident_), a GPU is
   // open (residentOn_). dTok_: the residual [n_embd], the position's RoPE
-  // cos/sin pairs [n_rot] (then the sliding layers' [n_rot]), and each
-  // layer's count of hot neurons that fired [n_layer]; hostTok_ its
-  // page-locked twin.
+  // cos/sin pairs [n_rot] (then the sliding layers' [n_rot]), the position
+  // (an int), and each layer's count of hot neurons that fired [n_layer];
+  // hostTok_ its page-locked twin.
   bool resident_ = false, residentOn_ = false;
   void *fnResNorm_ = nullptr, *fnResAdd_ = nullptr, *fnResQuant_ = nullptr,
        *fnResCount_ = nullptr;

@@ -8,6 +8,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace pinfer {
 
@@ -72,10 +73,12 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   const bool local = p.isSlidingLayer(l) && !invFreqLocal_.empty();
   CudaDriver::DevPtr x32 = dAttnX_, x8 = dAttnX_ + sizeof(float) * nEmbd;
   CudaDriver::DevPtr cs = dAttnX_ + sizeof(float) * 2 * nEmbd;
+  CudaDriver::DevPtr posAt = cs + sizeof(float) * p.nRot;
   if (residentOn_) {
     // The input is already there (the attn_norm step's), and the
-    // position's RoPE tables came up with the token.
+    // position's RoPE tables and the position came up with the token.
     cs = dTok_ + sizeof(float) * (nEmbd + (local ? p.nRot : 0));
+    posAt = tokenPosition();
   } else {
     // The input, f32 and as the 8-bit values the CPU's matvecs multiply for
     // Q8_0/Q4_0/Q5_0 rows; each projection reads the one its type reads.
@@ -84,19 +87,22 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
     // After the input: this position's RoPE cos/sin pairs for the layer.
     gpuattn::ropeAngles(local ? invFreqLocal_.data() : invFreq_.data(),
                         p.nRot, pos, hostAttnX_ + 2 * nEmbd);
+    const int32_t position = pos;
+    std::memcpy(hostAttnX_ + 2 * nEmbd + p.nRot, &position, sizeof position);
   }
   auto input = [&](const Weight &w) { return usesQ8Act(w.type) ? &x8 : &x32; };
-  CudaDriver::DevPtr kRow = b.dKeys + sizeof(float) * size_t(pos) * kvDim;
-  CudaDriver::DevPtr vRow = b.dValues + sizeof(float) * size_t(pos) * kvDim;
+  // Every argument is the same at every position (the position is read
+  // from device memory): the resident path replays a token as one graph.
   CudaDriver::DevPtr noBias = 0;
   CudaDriver::DevPtr woIn = usesQ8Act(b.wo.type) ? dAttnOutQ_ : dAttnOut_;
-  int position = pos, nCtx = nCtx_;
+  int nCtx = nCtx_;
   void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dQ_};
-  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &kRow};
-  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &vRow};
-  void *ar[] = {&dQ_, &kRow, &b.dQNorm, &b.dKNorm, &cs};
-  void *aa[] = {&dQ_,       &b.dKeys,   &b.dValues, &dScores_,
-                &dAttnOut_, &position, &nCtx};
+  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &dK_};
+  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dV_};
+  void *ar[] = {&dQ_,      &dK_,      &dV_, &b.dKeys, &b.dValues,
+                &b.dQNorm, &b.dKNorm, &cs,  &posAt};
+  void *aa[] = {&dQ_,       &b.dKeys, &b.dValues, &dScores_,
+                &dAttnOut_, &posAt,   &nCtx};
   void *an[] = {&dAttnOut_, &dAttnOutQ_};
   void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_};
   using namespace gpuattn;
@@ -106,7 +112,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                               kernelName(l, "wo")};
   if ((!residentOn_ &&
        !gpu.uploadAsync(dAttnX_, hostAttnX_,
-                        sizeof(float) * (2 * nEmbd + p.nRot), error)) ||
+                        sizeof(float) * (2 * nEmbd + p.nRot) + sizeof(int32_t),
+                        error)) ||
       !gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
                   name[0].c_str(), l) ||
       !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,

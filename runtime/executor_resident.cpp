@@ -10,6 +10,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace pinfer {
 
@@ -19,9 +20,10 @@ size_t tokFloats(const ModelParams &p) {
   return size_t(p.nEmbd) + 2 * size_t(p.nRot);
 }
 
-// Bytes of dTok_: those floats, then the per-layer counters.
+// Bytes of dTok_: those floats, the position, then the per-layer counters.
 size_t tokBytes(const ModelParams &p) {
-  return sizeof(float) * tokFloats(p) + sizeof(uint32_t) * size_t(p.nLayer);
+  return sizeof(float) * tokFloats(p) + sizeof(int32_t) +
+         sizeof(uint32_t) * size_t(p.nLayer);
 }
 
 } // namespace
@@ -63,14 +65,19 @@ bool Executor::beginResidentToken(int pos, std::string &error) {
   if (!invFreqLocal_.empty())
     gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos,
                         hostTok_ + p.nEmbd + p.nRot);
-  std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p)),
+  const int32_t position = pos;
+  std::memcpy(hostTok_ + tokFloats(p), &position, sizeof position);
+  std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p) + 1),
               p.nLayer, 0u);
   return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
 }
 
+CudaDriver::DevPtr Executor::tokenPosition() const {
+  return dTok_ + sizeof(float) * tokFloats(params_);
+}
+
 CudaDriver::DevPtr Executor::firedCounter(int l) const {
-  return dTok_ + sizeof(float) * tokFloats(params_) +
-         sizeof(uint32_t) * size_t(l);
+  return tokenPosition() + sizeof(int32_t) + sizeof(uint32_t) * size_t(l);
 }
 
 bool Executor::countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,

@@ -5,15 +5,19 @@
 //
 // Per layer L, in launch order:
 //   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y): one warp per
-//                                     output row (+ bias); K and V rows go
-//                                     straight into the KV cache at pos
-//   attn_L_rope(q, k, qNorm, kNorm, cs): one warp per head, the per-head
-//                                     norms (Gemma 3), then RoPE with the
-//                                     cos/sin pairs the host made for the
-//                                     position (ropeAngles)
+//                                     output row (+ bias)
+//   attn_L_rope(q, kIn, vIn, keys, values, qNorm, kNorm, cs, pos): one warp
+//                                     per head: K and V rows into the cache
+//                                     at *pos, the per-head norms (Gemma 3),
+//                                     then RoPE with the cos/sin pairs the
+//                                     host made for the position
+//                                     (ropeAngles)
 //   attn_L_attend(q, keys, values, scores, out, pos, nCtx): one block per
 //                                     query head (GQA), the causal softmax
-//                                     over the window and the weighted sum
+//                                     over the window at *pos and the
+//                                     weighted sum
+// The position is read from device memory, so a token's launches take the
+// same arguments at every position.
 //   attn_L_quant(x, xq)              Q8_0/Q4_0/Q5_0 output projections: the
 //                                     input quantised to 8 bits per 32 as
 //                                     the CPU does (quantizeActQ8)

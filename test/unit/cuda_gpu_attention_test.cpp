@@ -158,21 +158,22 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
            (!src || gpu_.upload(dst, src, bytes, error));
   };
   Ptr dWq, dWk, dWv, dWo, dBq = 0, dBk = 0, dBv = 0, dQn = 0, dKn = 0, dCs,
-      dKeys, dValues, dX, dQ, dScores, dOut, dOutQ, dY;
+                          dPos, dKeys, dValues, dX, dQ, dK, dV, dScores, dOut,
+                          dOutQ, dY;
   const size_t f = sizeof(float);
-  ASSERT_TRUE(upload(wq.bytes.data(), wq.bytes.size(), dWq) &&
-              upload(wk.bytes.data(), wk.bytes.size(), dWk) &&
-              upload(wv.bytes.data(), wv.bytes.size(), dWv) &&
-              upload(wo.bytes.data(), wo.bytes.size(), dWo) &&
-              upload(nullptr, f * p.nRot, dCs) &&
-              upload(nullptr, f * keys.size(), dKeys) &&
-              upload(nullptr, f * keys.size(), dValues) &&
-              upload(nullptr, f * 2 * s.nEmbd, dX) &&
-              upload(nullptr, f * qDim, dQ) &&
-              upload(nullptr, f * scores.size(), dScores) &&
-              upload(nullptr, f * qDim, dOut) &&
-              upload(nullptr, f * qDim, dOutQ) &&
-              upload(nullptr, f * s.nEmbd, dY))
+  ASSERT_TRUE(
+      upload(wq.bytes.data(), wq.bytes.size(), dWq) &&
+      upload(wk.bytes.data(), wk.bytes.size(), dWk) &&
+      upload(wv.bytes.data(), wv.bytes.size(), dWv) &&
+      upload(wo.bytes.data(), wo.bytes.size(), dWo) &&
+      upload(nullptr, f * p.nRot, dCs) && upload(nullptr, sizeof(int), dPos) &&
+      upload(nullptr, f * kvDim, dK) && upload(nullptr, f * kvDim, dV) &&
+      upload(nullptr, f * keys.size(), dKeys) &&
+      upload(nullptr, f * keys.size(), dValues) &&
+      upload(nullptr, f * 2 * s.nEmbd, dX) && upload(nullptr, f * qDim, dQ) &&
+      upload(nullptr, f * scores.size(), dScores) &&
+      upload(nullptr, f * qDim, dOut) && upload(nullptr, f * qDim, dOutQ) &&
+      upload(nullptr, f * s.nEmbd, dY))
       << error;
   if (s.bias)
     ASSERT_TRUE(upload(bq.data(), f * qDim, dBq) &&
@@ -198,22 +199,22 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     for (int i = 0; i < s.nEmbd; ++i)
       hostX[s.nEmbd + i] = xq[i / QK8_0].d * float(xq[i / QK8_0].qs[i % QK8_0]);
     Ptr x32 = dX, x8 = dX + f * s.nEmbd;
-    Ptr kRow = dKeys + f * size_t(pos) * kvDim,
-        vRow = dValues + f * size_t(pos) * kvDim, noBias = 0;
+    Ptr kRow = dKeys + f * size_t(pos) * kvDim, noBias = 0;
     Ptr woIn = usesQ8Act(s.wo) ? dOutQ : dOut;
     int position = pos, nCtx = kCtx;
     void *aq[] = {&dWq, &dBq, usesQ8Act(s.wq) ? &x8 : &x32, &dQ};
-    void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &kRow};
-    void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &vRow};
+    void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &dK};
+    void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &dV};
     std::vector<float> cs(p.nRot);
     ropeAngles(invFreq.data(), p.nRot, pos, cs.data());
-    void *ar[] = {&dQ, &kRow, &dQn, &dKn, &dCs};
-    void *aa[] = {&dQ, &dKeys, &dValues, &dScores, &dOut, &position, &nCtx};
+    void *ar[] = {&dQ, &dK, &dV, &dKeys, &dValues, &dQn, &dKn, &dCs, &dPos};
+    void *aa[] = {&dQ, &dKeys, &dValues, &dScores, &dOut, &dPos, &nCtx};
     void *an[] = {&dOut, &dOutQ};
     void *ao[] = {&dWo, &noBias, &woIn, &dY};
     ASSERT_TRUE(
         gpu_.upload(dX, hostX.data(), f * hostX.size(), error) &&
         gpu_.upload(dCs, cs.data(), f * cs.size(), error) &&
+        gpu_.upload(dPos, &position, sizeof position, error) &&
         gpu_.launch(fn[0], matvecGrid(qDim), kMatvecBlock, aq, error) &&
         gpu_.launch(fn[1], matvecGrid(kvDim), kMatvecBlock, ak, error) &&
         gpu_.launch(fn[2], matvecGrid(kvDim), kMatvecBlock, av, error) &&
@@ -230,6 +231,12 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     std::vector<float> kGot(kvDim);
     ASSERT_TRUE(gpu_.download(kGot.data(), kRow, f * kvDim, error)) << error;
     EXPECT_LT(normalisedError(kGot.data(), keys.data() + size_t(pos) * kvDim,
+                              kvDim),
+              1e-5);
+    ASSERT_TRUE(gpu_.download(kGot.data(), dValues + f * size_t(pos) * kvDim,
+                              f * kvDim, error))
+        << error;
+    EXPECT_LT(normalisedError(kGot.data(), values.data() + size_t(pos) * kvDim,
                               kvDim),
               1e-5);
   }
