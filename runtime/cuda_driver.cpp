@@ -52,6 +52,7 @@ CudaDriver::~CudaDriver() {
     if (current(ignored)) {
       if (stream_)
         cuStreamSynchronize_(stream_);
+      destroyGraphs();
       for (void *e : events_)
         cuEventDestroy_(e);
       for (DevPtr p : allocs_)
@@ -154,6 +155,19 @@ bool CudaDriver::open(std::string &error) {
       return false;
     }
   }
+  // Graphs where the driver has them all (else graphsUsable() is false).
+  const Sym graphSyms[] = {
+      {(void **)&cuFuncGetParamInfo_, "cuFuncGetParamInfo"},
+      {(void **)&cuStreamBeginCapture_, "cuStreamBeginCapture_v2"},
+      {(void **)&cuStreamEndCapture_, "cuStreamEndCapture"},
+      {(void **)&cuGraphInstantiateWithFlags_, "cuGraphInstantiateWithFlags"},
+      {(void **)&cuGraphLaunch_, "cuGraphLaunch"},
+      {(void **)&cuGraphDestroy_, "cuGraphDestroy"},
+      {(void **)&cuGraphExecDestroy_, "cuGraphExecDestroy"},
+  };
+  for (const Sym &s : graphSyms)
+    if (!(*s.slot = dlsym(lib_, s.name)))
+      graphsOff_ = true;
   int count = 0;
   if (!check(cuInit_(0), "cuInit", error))
     return false;
@@ -269,6 +283,15 @@ bool CudaDriver::download(void *dst, DevPtr src, size_t bytes,
 
 bool CudaDriver::uploadAsync(DevPtr dst, const void *src, size_t bytes,
                              std::string &error) {
+  if (graphSlot_ >= 0) {
+    HeldOp op;
+    op.kind = HeldOp::Upload;
+    op.dev = dst;
+    op.host = const_cast<void *>(src);
+    op.bytes = bytes;
+    held_.push_back(std::move(op));
+    return true;
+  }
   return current(error) &&
          check(cuMemcpyHtoDAsync_(dst, src, bytes, stream_),
                "cuMemcpyHtoDAsync", error);
@@ -276,6 +299,15 @@ bool CudaDriver::uploadAsync(DevPtr dst, const void *src, size_t bytes,
 
 bool CudaDriver::downloadAsync(void *dst, DevPtr src, size_t bytes,
                                std::string &error) {
+  if (graphSlot_ >= 0) {
+    HeldOp op;
+    op.kind = HeldOp::Download;
+    op.dev = src;
+    op.host = dst;
+    op.bytes = bytes;
+    held_.push_back(std::move(op));
+    return true;
+  }
   return current(error) &&
          check(cuMemcpyDtoHAsync_(dst, src, bytes, stream_),
                "cuMemcpyDtoHAsync", error);
@@ -288,6 +320,8 @@ bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
   std::string what = *name ? std::string("kernel ") + name : "a kernel";
   if (layer >= 0)
     what += " (layer " + std::to_string(layer) + ")";
+  if (graphSlot_ >= 0)
+    return hold(fn, grid, block, args, what, error);
   if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
                              nullptr),
              "cuLaunchKernel", error)) {
@@ -307,17 +341,34 @@ bool CudaDriver::createEvent(void *&event, std::string &error) {
   return true;
 }
 
+namespace {
+// Held work runs at endGraph: a wait before then would wait for nothing.
+bool holding(int slot, const char *call, std::string &error) {
+  if (slot < 0)
+    return false;
+  error = std::string("internal error: ") + call +
+          " between beginGraph and endGraph";
+  return true;
+}
+} // namespace
+
 bool CudaDriver::record(void *event, std::string &error) {
+  if (holding(graphSlot_, "cuEventRecord", error))
+    return false;
   return current(error) &&
          check(cuEventRecord_(event, stream_), "cuEventRecord", error);
 }
 
 bool CudaDriver::wait(void *event, std::string &error) {
+  if (holding(graphSlot_, "cuEventSynchronize", error))
+    return false;
   return current(error) &&
          checkSync(cuEventSynchronize_(event), "cuEventSynchronize", error);
 }
 
 bool CudaDriver::synchronize(std::string &error) {
+  if (holding(graphSlot_, "cuStreamSynchronize", error))
+    return false;
   return current(error) &&
          checkSync(cuStreamSynchronize_(stream_), "cuStreamSynchronize",
                    error);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pinfer {
@@ -83,6 +84,31 @@ public:
   // Waits for everything enqueued.
   bool synchronize(std::string &error);
 
+  // CUDA graphs (runtime/cuda_graph.cpp). The launches and asynchronous
+  // copies made between beginGraph(slot) and endGraph() are held, not
+  // enqueued (no waits in between). endGraph compares them with the slot's
+  // graph: the kernels, launch shapes, every argument's bytes, the copies'
+  // addresses and sizes. The same work launches that graph as one call;
+  // other work is captured into a new graph for the slot, which is then
+  // launched. So a caller whose work is the same every time (a decoded
+  // token's layers) pays the launches once, and a caller whose work
+  // changed still gets exactly what it asked for. graphsUsable() is false
+  // where the driver lacks the entry points (cuFuncGetParamInfo: CUDA
+  // 12.4), with sync debugging (each launch apart), after a capture the
+  // driver refused (graphNote() says why; the held work then ran
+  // directly), or where PINFER_CUDA_GRAPHS=0.
+  bool graphsUsable() const;
+  void beginGraph(int slot);
+  bool endGraph(std::string &error);
+  // Drops held work (a caller that failed before endGraph).
+  void cancelGraph() {
+    graphSlot_ = -1;
+    held_.clear();
+  }
+  const std::string &graphNote() const { return graphNote_; }
+  long graphLaunches() const { return graphLaunches_; }
+  long graphCaptures() const { return graphCaptures_; }
+
 private:
   bool check(int rc, const char *call, std::string &error) const;
   // check() for a call that completes earlier work: a failure names the
@@ -105,6 +131,39 @@ private:
   std::vector<DevPtr> allocs_;
   std::vector<void *> hostAllocs_, events_;
   std::vector<std::string> pending_; // kernels since the last sync
+
+  // One held launch or copy.
+  struct HeldOp {
+    enum Kind { Kernel, Upload, Download } kind = Kernel;
+    void *fn = nullptr;
+    unsigned grid = 0, block = 0;
+    std::vector<unsigned char> args; // the arguments' bytes, packed
+    std::vector<size_t> offsets;     // where each starts in args
+    DevPtr dev = 0;
+    void *host = nullptr;
+    size_t bytes = 0;
+    std::string what; // the kernel and layer, for errors
+    bool sameWork(const HeldOp &o) const;
+  };
+  struct Graph {
+    void *exec = nullptr; // CUgraphExec
+    std::vector<HeldOp> ops;
+  };
+  static constexpr int kGraphSlots = 2;
+  Graph graphs_[kGraphSlots];
+  int graphSlot_ = -1; // held work goes to this slot's graph
+  std::vector<HeldOp> held_;
+  bool graphsOff_ = false;
+  std::string graphNote_;
+  long graphLaunches_ = 0, graphCaptures_ = 0;
+  // Each kernel's parameter sizes, from cuFuncGetParamInfo.
+  std::unordered_map<void *, std::vector<size_t>> paramSizes_;
+  bool hold(void *fn, unsigned grid, unsigned block, void **args,
+            const std::string &what, std::string &error);
+  // Enqueues held work for real.
+  bool issue(const HeldOp &op, std::string &error);
+  bool launchGraph(Graph &g, std::string &error);
+  void destroyGraphs();
 
   // Driver entry points (CUresult is an int).
   int (*cuInit_)(unsigned) = nullptr;
@@ -138,6 +197,15 @@ private:
                          unsigned, unsigned, unsigned, void *, void **,
                          void **) = nullptr;
   int (*cuGetErrorString_)(int, const char **) = nullptr;
+  // Optional: graphs.
+  int (*cuFuncGetParamInfo_)(void *, size_t, size_t *, size_t *) = nullptr;
+  int (*cuStreamBeginCapture_)(void *, int) = nullptr;
+  int (*cuStreamEndCapture_)(void *, void **) = nullptr;
+  int (*cuGraphInstantiateWithFlags_)(void **, void *,
+                                      unsigned long long) = nullptr;
+  int (*cuGraphLaunch_)(void *, void *) = nullptr;
+  int (*cuGraphDestroy_)(void *) = nullptr;
+  int (*cuGraphExecDestroy_)(void *) = nullptr;
 };
 
 } // namespace pinfer

@@ -336,8 +336,11 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       w.field("sparsity_mode", sparsityModeName(program.mode));
       w.field("device", exec.deviceName());
       w.field("gpu_active", exec.gpuActive());
-      if (exec.gpuActive())
+      if (exec.gpuActive()) {
         w.field("gpu_image", exec.gpuImageKind());
+        w.field("gpu_graph_launches", int64_t(exec.gpuGraphLaunches()));
+        w.field("gpu_graph_captures", int64_t(exec.gpuGraphCaptures()));
+      }
       w.field("output_head_device", exec.headOnGpu() ? "gpu" : "cpu");
       // What one generated token read, counted by the decoder as it ran.
       w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());

@@ -1188,8 +1188,16 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
   cpuBytes_ += tokEmbd_.rowBytes;
   rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
   scaleEmbeddings(p, x_.data(), 1);
-  if (residentOn_ && !beginResidentToken(pos, error))
+  if (residentOn_ && !beginResidentToken(pos, wantLogits, error))
     return false;
+  // A token that fails half-way leaves no held GPU work behind.
+  struct Held {
+    CudaDriver *gpu;
+    ~Held() {
+      if (gpu)
+        gpu->cancelGraph();
+    }
+  } held{residentOn_ ? gpu_.get() : nullptr};
   // Each layer runs its steps in the program's order, and records them.
   for (int l = 0; l < p.nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];

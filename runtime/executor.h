@@ -99,6 +99,10 @@ public:
   bool headOnGpu() const { return headOnGpu_; }
   // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
   const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }
+  // Decoded tokens that ran as one CUDA graph launch (the residual stream
+  // on the GPU; cuda_driver.h), and the graphs captured for them.
+  long gpuGraphLaunches() const { return gpu_ ? gpu_->graphLaunches() : 0; }
+  long gpuGraphCaptures() const { return gpu_ ? gpu_->graphCaptures() : 0; }
   const std::string &gpuNote() const { return gpuNote_; }
   std::string deviceName() const;
   const std::vector<LayerStats> &stats() const { return stats_; }
@@ -170,7 +174,7 @@ private:
   // the token's end (final norm, head, the logits and counters down, one
   // wait).
   bool uploadResident(std::string &error);
-  bool beginResidentToken(int pos, std::string &error);
+  bool beginResidentToken(int pos, bool wantLogits, std::string &error);
   bool residentStep(int l, const ProgramStep &s, std::string &error);
   bool endResidentToken(bool wantLogits, std::string &error);
   // Layer l's count of hot neurons that fired, in dTok_; the launch that
@@ -293,6 +297,7 @@ private:
   CudaDriver::DevPtr dTok_ = 0, dOutNorm_ = 0;
   float *hostTok_ = nullptr;
   uint32_t *hostFired_ = nullptr;
+  bool graphNoted_ = false; // the driver's graph note went to stderr
 
   bool measureRecall_ = false;
   int nCtx_ = 0;

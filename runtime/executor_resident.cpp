@@ -10,6 +10,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace pinfer {
@@ -57,7 +58,8 @@ bool Executor::uploadResident(std::string &error) {
   return true;
 }
 
-bool Executor::beginResidentToken(int pos, std::string &error) {
+bool Executor::beginResidentToken(int pos, bool wantLogits,
+                                  std::string &error) {
   const ModelParams &p = params_;
   // The last token's wait has completed every copy from hostTok_.
   std::copy(x_.begin(), x_.end(), hostTok_);
@@ -69,6 +71,10 @@ bool Executor::beginResidentToken(int pos, std::string &error) {
   std::memcpy(hostTok_ + tokFloats(p), &position, sizeof position);
   std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p) + 1),
               p.nLayer, 0u);
+  // The token's work from its upload to its copy down is one graph: the
+  // same launches with the same arguments at every position (the position
+  // is read on the device), with or without the head.
+  gpu_->beginGraph(wantLogits ? 1 : 0);
   return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
 }
 
@@ -154,7 +160,13 @@ bool Executor::endResidentToken(bool wantLogits, std::string &error) {
     return false;
   if (!gpu.downloadAsync(hostFired_, firedCounter(0),
                          sizeof(uint32_t) * size_t(p.nLayer), error) ||
-      !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+      !gpu.endGraph(error))
+    return false;
+  if (!graphNoted_ && !gpu.graphNote().empty()) {
+    std::fprintf(stderr, "%s\n", gpu.graphNote().c_str());
+    graphNoted_ = true;
+  }
+  if (!gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
     return false;
   for (int l = 0; l < p.nLayer; ++l) {
     LayerRun run;

@@ -11,18 +11,21 @@
 // on streams (launches, asynchronous copies, events) runs only when the host
 // synchronises with it, so a host that reads a result it has not waited for
 // sees stale data, as it may on a GPU. Every call that needs a context fails
-// on a thread where none is current.
+// on a thread where none is current. Stream capture and graphs: the work
+// enqueued during a capture becomes the graph's, launched as a whole.
 //
 // Environment:
 //   PINFER_CUDA_STANDIN_KERNELS  the kernels' shared object
 //   PINFER_CUDA_STANDIN_VRAM_MIB total memory (default 24564, an RTX 4090)
 //   PINFER_CUDA_STANDIN_CC       compute capability (default 89)
 //   PINFER_CUDA_STANDIN_FAIL     KIND=N: the Nth call of a kind fails
-//                                (alloc, copy, launch, load; launch fails
-//                                as a kernel fault seen at the next sync)
+//                                (alloc, copy, launch, load, graph; launch
+//                                fails as a kernel fault seen at the next
+//                                sync, graph at instantiation)
 //   PINFER_CUDA_STANDIN_REPORT   file that gets counts at exit: launches,
 //                                leaked allocations, modules left loaded,
-//                                asynchronous copies from pageable memory
+//                                asynchronous copies from pageable memory,
+//                                graph launches, graphs left instantiated
 #include <dlfcn.h>
 
 #include <atomic>
@@ -43,7 +46,8 @@ namespace {
 constexpr int kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
               kNotInitialized = 3, kInvalidContext = 201, kInvalidImage = 200,
               kInvalidHandle = 400, kNotFound = 500, kIllegalAddress = 700,
-              kLaunchFailed = 719;
+              kLaunchFailed = 719, kCaptureUnsupported = 900,
+              kCaptureInvalidated = 901;
 
 struct Module;
 struct Function {
@@ -71,6 +75,10 @@ struct Op {
   uint64_t seq;
   std::function<int()> run;
 };
+// A captured graph and an instantiated one alike: the work, in order.
+struct Graph {
+  std::vector<std::function<int()>> work;
+};
 
 struct State {
   std::mutex mu;
@@ -86,6 +94,8 @@ struct State {
   std::map<std::string, int> calls, failAt;
   long launches = 0, pageableAsync = 0, modulesLoaded = 0, modulesUnloaded = 0;
   long hostWaits = 0; // event, stream and context synchronisations
+  Graph *capturing = nullptr; // work goes here while a capture is open
+  long graphLaunches = 0, graphExecs = 0;
   std::vector<std::unique_ptr<Module>> modules; // loaded, not yet unloaded
   std::string lastError;
 };
@@ -125,6 +135,10 @@ int drain(State &s, uint64_t seq) {
 int drainAll(State &s) { return drain(s, UINT64_MAX); }
 
 uint64_t enqueue(State &s, std::function<int()> fn) {
+  if (s.capturing) {
+    s.capturing->work.push_back(std::move(fn));
+    return 0;
+  }
   uint64_t seq = s.nextSeq++;
   s.queue.push_back(Op{seq, std::move(fn)});
   return seq;
@@ -158,9 +172,11 @@ void writeReport() {
   fprintf(f,
           "launches %ld\nleaked_allocations %zu\nleaked_pinned %zu\n"
           "modules_loaded %ld\nmodules_unloaded %ld\ncontext_retains %d\n"
-          "pageable_async_copies %ld\nhost_waits %ld\n",
+          "pageable_async_copies %ld\nhost_waits %ld\ngraph_launches %ld\n"
+          "leaked_graph_execs %ld\n",
           s.launches, s.allocs.size(), s.pinned.size(), s.modulesLoaded,
-          s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits);
+          s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits,
+          s.graphLaunches, s.graphExecs);
   fclose(f);
 }
 
@@ -251,6 +267,8 @@ int cuCtxGetCurrent(void **ctx) {
 int cuCtxSynchronize() {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  if (s.capturing)
+    return kCaptureUnsupported;
   s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
@@ -414,6 +432,8 @@ static bool isPinned(State &s, const void *p, size_t bytes) {
 int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  if (s.capturing)
+    return kCaptureUnsupported;
   if (int rc = ready(s))
     return rc;
   if (int rc = drainAll(s))
@@ -426,6 +446,8 @@ int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
 int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  if (s.capturing)
+    return kCaptureUnsupported;
   if (int rc = ready(s))
     return rc;
   if (int rc = drainAll(s))
@@ -488,6 +510,8 @@ int cuStreamDestroy_v2(void *stream) {
 int cuStreamSynchronize(void *) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  if (s.capturing)
+    return kCaptureUnsupported;
   s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
@@ -517,6 +541,8 @@ int cuEventRecord(void *event, void *) {
 int cuEventSynchronize(void *event) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
+  if (s.capturing)
+    return kCaptureUnsupported;
   s.hostWaits += 1;
   if (int rc = ready(s))
     return rc;
@@ -571,6 +597,83 @@ int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz,
   return kSuccess;
 }
 
+// The parameters of a kernel as cuFuncGetParamInfo reports them: each at
+// the next multiple of its size.
+int cuFuncGetParamInfo(void *fn, size_t index, size_t *offset, size_t *size) {
+  const Function *f = static_cast<const Function *>(fn);
+  if (!f || index >= f->sizes.size())
+    return kInvalidValue;
+  size_t at = 0;
+  for (size_t i = 0; i <= index; ++i) {
+    at = (at + f->sizes[i] - 1) / f->sizes[i] * f->sizes[i];
+    if (i < index)
+      at += f->sizes[i];
+  }
+  *offset = at;
+  *size = f->sizes[index];
+  return kSuccess;
+}
+
+// Graphs: a capture takes the work enqueued until it ends (every stream:
+// they share one queue); a launch enqueues the graph's work in order.
+// Waiting for anything while a capture is open is refused, as the driver
+// refuses synchronising a capturing stream.
+int cuStreamBeginCapture_v2(void *, int) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (s.capturing)
+    return kCaptureUnsupported;
+  s.capturing = new Graph;
+  return kSuccess;
+}
+int cuStreamEndCapture(void *, void **graph) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (!s.capturing)
+    return kCaptureInvalidated;
+  *graph = s.capturing;
+  s.capturing = nullptr;
+  return kSuccess;
+}
+int cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (!graph)
+    return kInvalidValue;
+  if (failNow(s, "graph"))
+    return kOutOfMemory;
+  *exec = new Graph(*static_cast<Graph *>(graph));
+  ++s.graphExecs;
+  return kSuccess;
+}
+int cuGraphLaunch(void *exec, void *) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  if (!exec || s.capturing)
+    return kInvalidValue;
+  ++s.graphLaunches;
+  for (const auto &w : static_cast<Graph *>(exec)->work)
+    enqueue(s, w);
+  return kSuccess;
+}
+int cuGraphDestroy(void *graph) {
+  delete static_cast<Graph *>(graph);
+  return kSuccess;
+}
+int cuGraphExecDestroy(void *exec) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  delete static_cast<Graph *>(exec);
+  --s.graphExecs;
+  return kSuccess;
+}
+
 int cuGetErrorString(int rc, const char **msg) {
   switch (rc) {
   case kSuccess:
@@ -602,6 +705,12 @@ int cuGetErrorString(int rc, const char **msg) {
     return kSuccess;
   case kLaunchFailed:
     *msg = "unspecified launch failure";
+    return kSuccess;
+  case kCaptureUnsupported:
+    *msg = "operation not permitted when stream is capturing";
+    return kSuccess;
+  case kCaptureInvalidated:
+    *msg = "operation failed due to a previous error during capture";
     return kSuccess;
   default:
     *msg = nullptr;

@@ -258,12 +258,14 @@ TEST_F(CompileGpuTest, AttentionRunsOnTheGpu) {
   EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
 }
 
+void expectOneLine(const std::string &stderrText, const std::string &exe);
+
 // Tests that where the whole model fits (the job's own placement on a
 // 24 GiB target), attention, every FFN neuron and the output head run on
 // the GPU: the CPU reads only the token's embedding row, and the tokens
 // are the reference's. The residual stream stays there too: norms and adds
 // are GPU steps, and the host waits once per token (not after each
-// attention and FFN).
+// attention and FFN), and a decoded token is one CUDA graph launch.
 TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   const std::string exe = compile("exact", "");
   std::string out, err;
@@ -292,6 +294,54 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   EXPECT_LE(report["host_waits"], evaluated + 1) << out;
   EXPECT_GE(report["host_waits"], kFew) << out;
   EXPECT_EQ(report["pageable_async_copies"], 0);
+  // A token is one graph launch after the first of its kind (the prompt's
+  // without the head, then those with it): the kernels were launched one
+  // by one only while the two graphs were captured.
+  const long evals =
+      sumField(out, "prompt_tokens") + sumField(out, "gen_evals");
+  EXPECT_EQ(sumField(out, "gpu_graph_captures"), 2) << out;
+  EXPECT_EQ(sumField(out, "gpu_graph_launches"), evals) << out;
+  EXPECT_EQ(report["graph_launches"], evals);
+  EXPECT_EQ(report["leaked_graph_execs"], 0);
+  const long graphed = report["launches"];
+
+  // Launched one by one: the same tokens, every kernel of every token.
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_CUDA_GRAPHS=0", "", out, err,
+                         report, kFew),
+            0)
+      << err;
+  EXPECT_EQ(
+      jsonInts(out, "tokens"),
+      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
+      << out;
+  EXPECT_EQ(sumField(out, "gpu_graph_launches"), 0) << out;
+  EXPECT_EQ(report["graph_launches"], 0);
+  EXPECT_GE(report["launches"], graphed * evals / 3) << graphed;
+
+  // A driver that refuses the graph: one note, then the same tokens with
+  // the kernels launched one by one.
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=graph=1", "",
+                         out, err, report, kFew),
+            0)
+      << err;
+  EXPECT_EQ(
+      jsonInts(out, "tokens"),
+      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
+      << out;
+  EXPECT_NE(err.find("cuGraphInstantiateWithFlags failed: out of memory; "
+                     "launching kernels one by one"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(report["graph_launches"], 0);
+
+  // A kernel fault inside a graph names the token's kernels.
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=3", "",
+                         out, err, report, kFew),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("unspecified launch failure"), std::string::npos) << err;
+  EXPECT_NE(err.find("kernel attn_l0_wv (layer 0)"), std::string::npos) << err;
+
   // Without the GPU the same steps run on the host, with the same tokens.
   ASSERT_EQ(runOnStandin(exe, "exact", "", "--cpu", out, err, report, kFew),
             0)

@@ -385,3 +385,98 @@ TEST(CudaDriverProbe, OpenReportsReason) {
 }
 
 } // namespace
+
+namespace {
+
+// A kernel for the graph test: x[i] += v for i < n.
+const char *kAddSource =
+    "extern \"C\" __global__ void __launch_bounds__(32) add_to(float *x, "
+    "float v, int n) {\n"
+    "  const int i = threadIdx.x;\n"
+    "  if (i < n) x[i] += v;\n"
+    "}\n";
+
+// Tests CudaDriver's graphs: the same held work replays the slot's graph
+// (one capture, many launches), work whose arguments changed is captured
+// again and does what it now says, held copies read and write the host
+// buffers when the graph runs, and a wait between beginGraph and endGraph
+// is refused.
+TEST(CudaGraphs, ReplayTheSameWorkAndRecaptureChangedWork) {
+  CudaDriver gpu;
+  const std::string why = gpuSkipReason(gpu);
+  if (!why.empty())
+    GTEST_SKIP() << why;
+  if (!gpu.graphsUsable())
+    GTEST_SKIP() << "this CUDA driver has no graphs with parameter info";
+  const std::string arch = "sm_" + std::to_string(gpu.computeCapability());
+  NvrtcOutput ptx;
+  std::string error;
+  ASSERT_TRUE(
+      compileCuda(kAddSource, "add.cu", arch, GpuImageKind::PTX, ptx, error))
+      << error;
+  ASSERT_EQ(useHostKernels(kAddSource, "graph_add"), "");
+  ASSERT_TRUE(gpu.loadModule(ptx.image.data(), error)) << error;
+  void *fn = gpu.function("add_to", error);
+  ASSERT_TRUE(fn) << error;
+  CudaDriver::DevPtr a = 0, b = 0;
+  const std::vector<float> zeros(4, 0.f);
+  ASSERT_TRUE(gpu.alloc(a, 16, error) &&
+              gpu.upload(a, zeros.data(), 16, error) &&
+              gpu.alloc(b, 16, error) && gpu.upload(b, zeros.data(), 16, error))
+      << error;
+  auto add = [&](CudaDriver::DevPtr x, float v, int n) {
+    gpu.beginGraph(0);
+    void *args[] = {&x, &v, &n};
+    return gpu.launch(fn, 1, 32, args, error, "add_to") &&
+           gpu.endGraph(error) && gpu.synchronize(error);
+  };
+  auto read = [&](CudaDriver::DevPtr x) {
+    std::vector<float> v(4);
+    EXPECT_TRUE(gpu.download(v.data(), x, 16, error)) << error;
+    return v;
+  };
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(add(a, 1.f, 4)) << error;
+  EXPECT_EQ(read(a), std::vector<float>(4, 3.f));
+  EXPECT_EQ(gpu.graphCaptures(), 1);
+  EXPECT_EQ(gpu.graphLaunches(), 3);
+  // Another pointer, value, count: each captured again, each as asked.
+  ASSERT_TRUE(add(b, 1.f, 4)) << error;
+  ASSERT_TRUE(add(b, 2.f, 4)) << error;
+  ASSERT_TRUE(add(b, 4.f, 2)) << error;
+  EXPECT_EQ(read(b), (std::vector<float>{7.f, 7.f, 3.f, 3.f}));
+  EXPECT_EQ(gpu.graphCaptures(), 4);
+  ASSERT_TRUE(add(b, 4.f, 2)) << error;
+  EXPECT_EQ(gpu.graphCaptures(), 4);
+
+  // Held copies: the graph reads the page-locked input when it runs.
+  void *hin = nullptr, *hout = nullptr;
+  ASSERT_TRUE(gpu.allocHost(hin, 16, error) && gpu.allocHost(hout, 16, error))
+      << error;
+  void *done = nullptr;
+  ASSERT_TRUE(gpu.createEvent(done, error)) << error;
+  for (float start : {5.f, 7.f}) {
+    std::fill_n(static_cast<float *>(hin), 4, start);
+    gpu.beginGraph(1);
+    float v = 1.f;
+    int n = 4;
+    void *args[] = {&a, &v, &n};
+    ASSERT_TRUE(gpu.uploadAsync(a, hin, 16, error) &&
+                gpu.launch(fn, 1, 32, args, error, "add_to") &&
+                gpu.downloadAsync(hout, a, 16, error) && gpu.endGraph(error) &&
+                gpu.record(done, error) && gpu.wait(done, error))
+        << error;
+    EXPECT_EQ(static_cast<float *>(hout)[3], start + 1.f);
+  }
+  EXPECT_EQ(gpu.graphCaptures(), 5);
+
+  // No waiting for held work.
+  gpu.beginGraph(0);
+  EXPECT_FALSE(gpu.synchronize(error));
+  EXPECT_NE(error.find("between beginGraph and endGraph"), std::string::npos)
+      << error;
+  gpu.cancelGraph();
+  EXPECT_TRUE(gpu.synchronize(error)) << error;
+}
+
+} // namespace
