@@ -529,10 +529,17 @@ bool Executor::openGpu(std::string &error) {
       !gpu_->alloc(dK_, f * p.kvDim(), error) ||
       !gpu_->alloc(dV_, f * p.kvDim(), error) ||
       !gpu_->alloc(dScores_, f * size_t(p.nHead) * nCtx_, error) ||
+      !gpu_->alloc(dAttnPart_,
+                   f * gpuattn::attendPartFloats(p.nHead, nCtx_, p.headDim),
+                   error) ||
+      !gpu_->alloc(dAttnDone_, sizeof(uint32_t) * p.nHead, error) ||
       !gpu_->alloc(dAttnOut_, f * p.qDim(), error) ||
       !gpu_->alloc(dAttnOutQ_, f * p.qDim(), error))
     return outOfMemory("the attention buffers");
-  if (!gpu_->allocHost(ax, attnX, error) ||
+  const std::vector<uint32_t> noneDone(size_t(p.nHead), 0u);
+  if (!gpu_->upload(dAttnDone_, noneDone.data(), sizeof(uint32_t) * p.nHead,
+                    error) ||
+      !gpu_->allocHost(ax, attnX, error) ||
       !gpu_->allocHost(ay, f * p.nEmbd, error) ||
       !gpu_->createEvent(attnCopied_, error))
     return false;

@@ -275,6 +275,8 @@ private:
   // and V rows before the rope kernel puts them in the cache).
   CudaDriver::DevPtr dAttnX_ = 0, dAttnY_ = 0, dQ_ = 0, dK_ = 0, dV_ = 0,
                      dScores_ = 0, dAttnOut_ = 0, dAttnOutQ_ = 0;
+  // The attend kernel's per-chunk results and per-head counters.
+  CudaDriver::DevPtr dAttnPart_ = 0, dAttnDone_ = 0;
   float *hostAttnX_ = nullptr, *hostAttnY_ = nullptr;
   void *attnCopied_ = nullptr; // event: the output is on the host
   std::vector<BlockQ8Act> attnXq_;  // the input quantised, as matvecs do

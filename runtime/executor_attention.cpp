@@ -101,8 +101,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dV_};
   void *ar[] = {&dQ_,      &dK_,      &dV_, &b.dKeys, &b.dValues,
                 &b.dQNorm, &b.dKNorm, &cs,  &posAt};
-  void *aa[] = {&dQ_,       &b.dKeys, &b.dValues, &dScores_,
-                &dAttnOut_, &posAt,   &nCtx};
+  void *aa[] = {&dQ_,        &b.dKeys,   &b.dValues, &dScores_, &dAttnPart_,
+                &dAttnDone_, &dAttnOut_, &posAt,     &nCtx};
   void *an[] = {&dAttnOut_, &dAttnOutQ_};
   void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_};
   using namespace gpuattn;
@@ -122,8 +122,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                   name[2].c_str(), l) ||
       !gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
                   error, name[3].c_str(), l) ||
-      !gpu.launch(b.fnAttend, unsigned(p.nHead), kAttendBlock, aa, error,
-                  name[4].c_str(), l))
+      !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
+                  error, name[4].c_str(), l))
     return false;
   if (usesQ8Act(b.wo.type) &&
       !gpu.launch(b.fnQuant, quantGrid(qDim), kQuantBlock, an, error,

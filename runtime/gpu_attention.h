@@ -12,10 +12,14 @@
 //                                     then RoPE with the cos/sin pairs the
 //                                     host made for the position
 //                                     (ropeAngles)
-//   attn_L_attend(q, keys, values, scores, out, pos, nCtx): one block per
-//                                     query head (GQA), the causal softmax
-//                                     over the window at *pos and the
-//                                     weighted sum
+//   attn_L_attend(q, keys, values, scores, part, done, out, pos, nCtx):
+//                                     attendGrid blocks: per query head
+//                                     (GQA) and chunk of kAttendChunk
+//                                     positions, the chunk's scores, max,
+//                                     sum and weighted values into part;
+//                                     the head's last block combines them
+//                                     (done: a counter per head, zero
+//                                     between launches)
 // The position is read from device memory, so a token's launches take the
 // same arguments at every position.
 //   attn_L_quant(x, xq)              Q8_0/Q4_0/Q5_0 output projections: the
@@ -25,6 +29,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -34,6 +39,20 @@ constexpr unsigned kMatvecBlock = 256; // 8 warps, one output row each
 constexpr unsigned kRopeBlock = 32;    // one warp per head
 constexpr unsigned kAttendBlock = 128; // per query head
 constexpr unsigned kQuantBlock = 256;  // one warp per block of 32 values
+constexpr int kAttendChunk = 64;       // positions per attend block
+
+// The attend kernel's blocks for a context of nCtx: every head times the
+// chunks of the context (those past the position find no work).
+inline int attendSplits(int nCtx) {
+  return (nCtx + kAttendChunk - 1) / kAttendChunk;
+}
+inline unsigned attendGrid(int nHead, int nCtx) {
+  return unsigned(nHead * attendSplits(nCtx));
+}
+// Floats of the attend kernel's partial results (part).
+inline size_t attendPartFloats(int nHead, int nCtx, int headDim) {
+  return size_t(nHead) * size_t(attendSplits(nCtx)) * size_t(headDim + 2);
+}
 
 inline unsigned matvecGrid(int64_t rows) {
   return unsigned((rows * 32 + kMatvecBlock - 1) / kMatvecBlock);
