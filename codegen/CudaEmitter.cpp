@@ -67,6 +67,15 @@ __device__ __forceinline__ pf_f4 pf_ldf4(const float *p) {
 __device__ __forceinline__ pf_u4 pf_ldu4(const u8 *p) {
   return *reinterpret_cast<const pf_u4 *>(p);
 }
+struct alignas(8) pf_u2 { unsigned x, y; };
+__device__ __forceinline__ pf_u2 pf_ldu2(const u8 *p) {
+  return *reinterpret_cast<const pf_u2 *>(p);
+}
+// The low and high halves of a 32-bit word as f16 or bfloat16 values.
+__device__ __forceinline__ float pf_f16_lo(unsigned u) { return pf_h2f((u16)(u & 0xffffu)); }
+__device__ __forceinline__ float pf_f16_hi(unsigned u) { return pf_h2f((u16)(u >> 16)); }
+__device__ __forceinline__ float pf_bf16_lo(unsigned u) { return pf_bf2f((u16)(u & 0xffffu)); }
+__device__ __forceinline__ float pf_bf16_hi(unsigned u) { return pf_bf2f((u16)(u >> 16)); }
 __device__ __forceinline__ unsigned pf_ld32h(const u8 *p) {
   const u16 *h = reinterpret_cast<const u16 *>(p);
   return (unsigned)h[0] | ((unsigned)h[1] << 16);
@@ -537,10 +546,21 @@ CudaModule emitCuda(const ProgramDesc &program) {
     // last block of a tile to finish adds the chunks in chunk order (the
     // same order whichever block is last: the sum is deterministic) and
     // resets the tile's counter for the next launch.
-    const unsigned tiles = (unsigned(p.nEmbd) + kDownBlock - 1) / kDownBlock;
+    const DownLayout layout = downLayoutFor(d.downType);
+    // Four consecutive outputs per thread (one 16/8/4-byte load per row
+    // for f32/f16/bf16 rows and the split layouts' quants and scales)
+    // where n_embd allows; the other row types element by element.
+    const char *rowSuffix =
+        layout == DownLayout::Rows ? typeSuffix(d.downTType) : nullptr;
+    const bool wideRow =
+        layout != DownLayout::Rows || d.downTType == GGMLType::F32 ||
+        d.downTType == GGMLType::F16 || d.downTType == GGMLType::BF16;
+    const unsigned cols =
+        p.nEmbd % gpuattn::kDownCols == 0 ? gpuattn::kDownCols : 1;
+    const unsigned tileCols = kDownBlock * cols;
+    const unsigned tiles = (unsigned(p.nEmbd) + tileCols - 1) / tileCols;
     const unsigned splits = downSplits(nHot, tiles);
     k.downGrid = tiles * splits;
-    const DownLayout layout = downLayoutFor(d.downType);
     os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
        << ") " << k.down << "(const u8 *__restrict__ downT,\n";
     if (layout != DownLayout::Rows)
@@ -551,42 +571,90 @@ CudaModule emitCuda(const ProgramDesc &program) {
             "ids,\n";
     os << "    const float *__restrict__ h, float *__restrict__ y,\n"
        << "    float *__restrict__ part, unsigned *__restrict__ done) {\n"
-       << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot
-       << ";\n"
+       << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kRow = "
        << (layout == DownLayout::Rows
                ? rowBytes(d.downTType, p.nEmbd)
                : transposedDownRowBytes(d.downType, p.nEmbd))
        << ";\n"
        << "  constexpr int kTiles = " << tiles << ", kSplits = " << splits
-       << ", kChunk = " << (nHot + splits - 1) / splits << ";\n"
+       << ", kChunk = " << (nHot + splits - 1) / splits << ", kCols = " << cols
+       << ";\n"
        << "  const int tile = blockIdx.x % kTiles, split = blockIdx.x / "
           "kTiles;\n"
-       << "  const int c = tile * " << kDownBlock << " + threadIdx.x;\n"
+       << "  const int c = (tile * " << kDownBlock
+       << " + threadIdx.x) * kCols; // outputs c .. c + kCols - 1\n"
        << "  const int k0 = split * kChunk;\n"
        << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n"
        << "  if (c < kEmbd) {\n"
-       << "    float s = 0.f;\n"
+       << "    float s[kCols];\n"
+       << "    for (int i = 0; i < kCols; ++i) s[i] = 0.f;\n"
        << "    for (int k = k0; k < k1; ++k) {\n"
        << "      const float hk = h[k];\n";
     if (exact)
       os << "      if (hk == 0.f) continue;\n";
-    if (layout == DownLayout::Rows) {
-      os << "      s += hk * pf_at_" << typeSuffix(d.downTType)
-         << "(downT + (long)k * kRow, c);\n";
+    os << "      const u8 *row = downT + (long)k * kRow;\n";
+    if (cols > 1 && wideRow) {
+      if (layout == DownLayout::Rows && d.downTType == GGMLType::F32)
+        os << "      const pf_f4 w = pf_ldf4(reinterpret_cast<const float "
+              "*>(row) "
+              "+ c);\n"
+           << "      s[0] += hk * w.x;\n      s[1] += hk * w.y;\n"
+           << "      s[2] += hk * w.z;\n      s[3] += hk * w.w;\n";
+      else if (layout == DownLayout::Rows)
+        os << "      const pf_u2 w = pf_ldu2(row + 2 * c);\n"
+           << "      s[0] += hk * pf_" << rowSuffix
+           << "_lo(w.x);\n      s[1] += hk * pf_" << rowSuffix
+           << "_hi(w.x);\n      s[2] += hk * pf_" << rowSuffix
+           << "_lo(w.y);\n      s[3] += hk * pf_" << rowSuffix << "_hi(w.y);\n";
+      else {
+        if (layout == DownLayout::SplitQ8)
+          os << "      const unsigned q = *reinterpret_cast<const unsigned "
+                "*>(row "
+                "+ c);\n"
+             << "      const int sh = 0;\n";
+        else
+          os << "      const unsigned q = *reinterpret_cast<const unsigned "
+                "*>(row "
+                "+ (c >> 5) * 16 + (c & 15));\n"
+             << "      const int sh = (c & 31) < 16 ? 0 : 4;\n";
+        os << "      const pf_u2 sc = pf_ldu2(reinterpret_cast<const u8 "
+              "*>(scales "
+              "+ (long)(ids[k] >> 5) * kEmbd + c));\n"
+           << "      const unsigned scw[2] = {sc.x, sc.y};\n"
+           << "      for (int i = 0; i < 4; ++i) {\n";
+        if (layout == DownLayout::SplitQ8)
+          os << "        const float v = (float)(signed char)((q >> (8 * i)) & "
+                "255u);\n";
+        else
+          os << "        const float v = (float)((int)((q >> (8 * i + sh)) & "
+                "15u) "
+                "- 8);\n";
+        os << "        s[i] += hk * pf_h2f((u16)(scw[i >> 1] >> (16 * (i & "
+              "1)))) "
+              "* v;\n"
+           << "      }\n";
+      }
+    } else if (layout == DownLayout::Rows) {
+      os << "      for (int i = 0; i < kCols; ++i) s[i] += hk * pf_at_"
+         << rowSuffix << "(row, c + i);\n";
     } else {
-      os << "      const u8 *q = downT + (long)k * kRow;\n";
+      os << "      for (int i = 0; i < kCols; ++i) {\n"
+         << "        const int ci = c + i;\n";
       if (layout == DownLayout::SplitQ8)
-        os << "      const float v = (float)(signed char)q[c];\n";
+        os << "        const float v = (float)(signed char)row[ci];\n";
       else
-        os << "      const u8 b = q[(c >> 5) * 16 + (c & 15)];\n"
-           << "      const float v = (float)(((c & 31) < 16 ? (b & 15) : (b "
+        os << "        const u8 b = row[(ci >> 5) * 16 + (ci & 15)];\n"
+           << "        const float v = (float)(((ci & 31) < 16 ? (b & 15) : (b "
               ">> 4)) - 8);\n";
-      os << "      s += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + c]) "
-            "* v;\n";
+      os << "        s[i] += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + "
+            "ci]) * v;\n"
+         << "      }\n";
     }
     os << "    }\n"
-       << "    part[(long)split * kEmbd + c] = s;\n"
+       << "    for (int i = 0; i < kCols; ++i) part[(long)split * kEmbd + c + "
+          "i] "
+          "= s[i];\n"
        << "  }\n"
        << "  // Every thread reaches the barriers: the partial sums are\n"
        << "  // visible before the tile's counter moves.\n"
@@ -600,10 +668,13 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "  if (c < kEmbd) {\n"
        << "    // Past L1: the other blocks' sums were written on other SMs.\n"
        << "    const volatile float *pv = part;\n"
-       << "    float t = 0.f;\n"
-       << "    for (int q = 0; q < kSplits; ++q) t += pv[(long)q * kEmbd + "
-          "c];\n"
-       << "    y[c] = t;\n"
+       << "    for (int i = 0; i < kCols; ++i) {\n"
+       << "      float t = 0.f;\n"
+       << "      for (int q = 0; q < kSplits; ++q) t += pv[(long)q * kEmbd + c "
+          "+ "
+          "i];\n"
+       << "      y[c + i] = t;\n"
+       << "    }\n"
        << "  }\n"
        << "  if (threadIdx.x == 0) done[tile] = 0u;\n"
        << "}\n";

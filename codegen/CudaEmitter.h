@@ -35,13 +35,14 @@ struct CudaModule {
 // [nHot] activations and y [n_embd] the hot half's down projection (split
 // layouts also take the block scales and the hot neurons' ids). The down
 // kernel's grid is column tiles x chunks of hot neurons: `part` holds
-// downGrid * downBlock floats of partial sums, `done` downGrid counters
-// that must be zero before the first launch (each launch leaves them so).
+// downGrid * downBlock * gpuattn::kDownCols floats of partial sums, `done`
+// downGrid counters that must be zero before the first launch (each
+// launch leaves them so).
 
 CudaModule emitCuda(const ProgramDesc &program);
 
 // The chunks of hot neurons a down kernel splits its `nHot` neurons into,
-// for `tiles` column tiles of 128 outputs.
+// for `tiles` column tiles.
 unsigned downSplits(unsigned nHot, unsigned tiles);
 
 // The name of the kernel whose body holds line `line` (1-based) of

@@ -474,7 +474,8 @@ bool Executor::openGpu(std::string &error) {
   void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
       !gpu->alloc(dOut_, sizeof(float) * outFloats, error) ||
-      !gpu->alloc(dPart_, sizeof(float) * maxDownThreads, error) ||
+      !gpu->alloc(dPart_, sizeof(float) * maxDownThreads * gpuattn::kDownCols,
+                  error) ||
       !gpu->alloc(dDone_, sizeof(uint32_t) * maxDownGrid, error))
     return outOfMemory("the activation buffers");
   // The down kernels' counters start at zero; each launch leaves them so.

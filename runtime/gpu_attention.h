@@ -40,6 +40,10 @@ constexpr unsigned kRopeBlock = 32;    // one warp per head
 constexpr unsigned kAttendBlock = 128; // per query head
 constexpr unsigned kQuantBlock = 256;  // one warp per block of 32 values
 constexpr int kAttendChunk = 64;       // positions per attend block
+// The hot FFN's down kernel: outputs per thread where n_embd is a multiple
+// of it (else 1); its partial sums take downGrid * downBlock * kDownCols
+// floats at most.
+constexpr unsigned kDownCols = 4;
 
 // The attend kernel's blocks for a context of nCtx: every head times the
 // chunks of the context (those past the position find no work).

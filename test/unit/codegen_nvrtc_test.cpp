@@ -76,7 +76,7 @@ TEST(CudaEmitter, KernelsPerHotLayer) {
   EXPECT_NE(m.source.find("kHot = 70"), std::string::npos);
   EXPECT_NE(m.source.find("pf_dot_q4_0<kEmbd>"), std::string::npos);
   // q4_0 downs: the split layout's quants and per-block scales.
-  EXPECT_NE(m.source.find("scales[(long)(ids[k] >> 5) * kEmbd + c]"),
+  EXPECT_NE(m.source.find("scales + (long)(ids[k] >> 5) * kEmbd + c"),
             std::string::npos);
   EXPECT_EQ(m.source.find("ffn_hot_l1_"), std::string::npos);
 }

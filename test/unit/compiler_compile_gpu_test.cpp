@@ -220,7 +220,7 @@ TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
   std::string cuda;
   const std::string exe = compileModelAs(
       model, "", "exact", dir_ + "/pwri.plan.json", "pwri", &cuda);
-  EXPECT_NE(cuda.find("pf_at_q4_0(downT"), std::string::npos);
+  EXPECT_NE(cuda.find("pf_at_q4_0(row, c + i)"), std::string::npos);
   auto packed = GGUFFile::open(exe + ".weights.gguf", error);
   ASSERT_TRUE(packed) << error;
   const GGUFTensor *downT = packed->tensor("blk.0.ffn_down_t.weight");

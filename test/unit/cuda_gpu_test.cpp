@@ -7,9 +7,10 @@
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "codegen/PackedWeights.h"
-#include "runtime/program.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
+#include "runtime/program.h"
 #include "runtime/sparse_kernels.h"
 
 #include "host_kernels.h"
@@ -171,7 +172,9 @@ TEST_P(CudaKernels, MatchCpuTwin) {
       gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
       gpu_.alloc(dH, sizeof(float) * kHot, error) &&
       gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
-      gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock, error) &&
+      gpu_.alloc(dPart,
+                 sizeof(float) * k.downGrid * k.downBlock * gpuattn::kDownCols,
+                 error) &&
       gpu_.alloc(dDone, 4 * k.downGrid, error) &&
       gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
@@ -234,6 +237,11 @@ std::vector<Case> allCases() {
     for (bool unaligned : {false, true})
       cases.push_back(Case{t, GGMLType::F32, FfnActivation::GeluTanh,
                            SparsityMode::Dense, 352, unaligned});
+  // Rows of an odd length: element-wise loads, one output per down thread.
+  cases.push_back(Case{GGMLType::F16, GGMLType::F16, FfnActivation::ReLU,
+                       SparsityMode::Exact, 90});
+  cases.push_back(Case{GGMLType::F32, GGMLType::BF16, FfnActivation::SiLU,
+                       SparsityMode::Dense, 90});
   // K-quants over two super-blocks (Q6_K: its two lanes groups), unaligned.
   for (GGMLType t : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
     for (bool unaligned : {false, true})
@@ -343,19 +351,21 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_TRUE(fnDown) << error;
   CudaDriver::DevPtr dRows, dScales, dIds, dH, dY, dPart, dDone;
   std::vector<uint32_t> zeros(k.downGrid, 0);
-  ASSERT_TRUE(gpu_.alloc(dRows, rows.size(), error) &&
-              gpu_.upload(dRows, rows.data(), rows.size(), error) &&
-              gpu_.alloc(dScales, scales.size() * 2, error) &&
-              gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
-              gpu_.alloc(dIds, ids.size() * 4, error) &&
-              gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
-              gpu_.alloc(dH, sizeof(float) * kFF, error) &&
-              gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
-              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
-              gpu_.alloc(dPart, sizeof(float) * k.downGrid * k.downBlock,
-                         error) &&
-              gpu_.alloc(dDone, 4 * k.downGrid, error) &&
-              gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
+  ASSERT_TRUE(
+      gpu_.alloc(dRows, rows.size(), error) &&
+      gpu_.upload(dRows, rows.data(), rows.size(), error) &&
+      gpu_.alloc(dScales, scales.size() * 2, error) &&
+      gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
+      gpu_.alloc(dIds, ids.size() * 4, error) &&
+      gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
+      gpu_.alloc(dH, sizeof(float) * kFF, error) &&
+      gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
+      gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+      gpu_.alloc(dPart,
+                 sizeof(float) * k.downGrid * k.downBlock * gpuattn::kDownCols,
+                 error) &&
+      gpu_.alloc(dDone, 4 * k.downGrid, error) &&
+      gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
   void *args[] = {&dRows, &dScales, &dIds, &dH, &dY, &dPart, &dDone};
   ASSERT_TRUE(gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
