@@ -15,7 +15,10 @@ and reports:
   decode tokens/s, the weight bytes it read per token on each device (its
   own --json counts), the achieved GPU bandwidth (GPU bytes/token x
   tokens/s) and its ratio to the card's (the target table's GB/s),
-  the speed-up over the CPU-only dense executable, and where attention ran.
+  the speed-up over the CPU-only dense executable, where attention ran, and
+  for executables that decode each token as one CUDA graph launch, their
+  speed over the same run with the kernels launched one by one
+  (PINFER_CUDA_GRAPHS=0: 'graphs').
 
 Rows stop at --deadline seconds (default 270) so the whole check stays under
 5 minutes on one GPU; rows left out are listed. With --standin the same runs
@@ -89,7 +92,8 @@ def detect_target():
 
 HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
           f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
-          f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8}")
+          f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8} "
+          f"{'graphs':>6}")
 
 
 def format_row(r, card_gbs, rows):
@@ -107,7 +111,8 @@ def format_row(r, card_gbs, rows):
             f"{r['gbs']:8.1f} {100 * r['gbs'] / card_gbs:6.1f}% "
             f"{speedup} {r['same']:>6} "
             + (f"{100 * r['dppl']:7.3f}%" if r.get("dppl") is not None
-               else f"{'-':>8}"))
+               else f"{'-':>8}")
+            + (f" {r['graph_x']:5.2f}x" if r.get("graph_x") else f" {'-':>6}"))
 
 
 def compile_row(cmd, exe, standin, env):
@@ -269,6 +274,17 @@ def main():
                     continue
                 j = json.loads(out)
                 tps = j.get("timings", {}).get("gen_tokens_per_s", 0.0)
+                # Decoded as CUDA graphs: the same run with the kernels
+                # launched one by one, for the graphs' share ('graphs').
+                graph_x = None
+                if j.get("gpu_graph_launches", 0) > 0:
+                    rc0, out0, _ = run([exe, "-p", PROMPT, "-n",
+                                        str(args.tokens), "--temp", "0",
+                                        "--json"],
+                                       env=dict(env, PINFER_CUDA_GRAPHS="0"))
+                    tps0 = (json.loads(out0).get("timings", {})
+                            .get("gen_tokens_per_s", 0.0) if rc0 == 0 else 0)
+                    graph_x = tps / tps0 if tps0 else None
                 gpu_b = j.get("gpu_weight_bytes_per_token", 0.0)
                 same = reference is not None and reference == j["tokens"]
                 ppl = None
@@ -287,7 +303,7 @@ def main():
                     "?" if dppl is None else
                     "ppl" if dppl <= PPL_TOLERANCE else
                     "no" if row["mode"] != "predicted" else "approx",
-                    gpu=j.get("gpu_active", False))
+                    gpu=j.get("gpu_active", False), graph_x=graph_x)
                 remove_exe(exe)
                 print(format_row(row, card_gbs, rows), flush=True)
         if args.clean:
