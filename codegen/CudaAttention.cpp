@@ -48,10 +48,10 @@ void emitQuant(std::ostream &os, const std::string &name, unsigned block,
                int64_t n, const char *restrict) {
   os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") "
      << name << "(const float *" << restrict << "x, float *" << restrict
-     << "xq) {\n"
-     << "  constexpr int kN = " << n << ";\n"
+     << "xq, int nTok) {\n"
+     << "  constexpr int kN = " << n << "; // per token\n"
      << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-     << "  if ((i & ~31) >= kN) return; // whole warps\n"
+     << "  if ((i & ~31) >= kN * nTok) return; // whole warps\n"
      << "  const float v = x[i];\n"
      << "  float amax = fabsf(v);\n"
      << "  for (int o = 16; o > 0; o >>= 1)\n"
@@ -70,15 +70,22 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ") " << name
      << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-     << "    const float *__restrict__ x, float *__restrict__ y) {\n"
+     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) {\n"
      << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
      << "  const int lane = threadIdx.x & 31;\n"
      << "  if (r >= kRows) return; // whole warps\n"
-     << "  const float s = pf_dot_" << suffix(type)
-     << "<kCols>(w + (long)r * kRow, x, lane);\n"
-     << "  if (lane == 0) y[r] = s" << (bias ? " + bias[r]" : "") << ";\n"
+     << "  const u8 *row = w + (long)r * kRow;\n"
+     << "  const float b = " << (bias ? "bias[r]" : "0.f") << ";\n"
+     << "  // Tokens one after another: the row comes from memory once.\n"
+     << "#pragma unroll 1\n"
+     << "  for (int t = 0; t < nTok; ++t) {\n"
+     << "    const float s = pf_dot_" << suffix(type)
+     << "<kCols>(row, x + (long)t * kCols, lane);\n"
+     << "    if (lane == 0) y[(long)t * kRows + r] = s" << (bias ? " + b" : "")
+     << ";\n"
+     << "  }\n"
      << "}\n";
 }
 
@@ -93,6 +100,9 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << ") " << kResidNorm
      << "(const float *x, const float *__restrict__ w, float *y) {\n"
      << "  constexpr int kN = " << p.nEmbd << ";\n"
+     << "  // One block per token.\n"
+     << "  x += (long)blockIdx.x * kN;\n"
+     << "  y += (long)blockIdx.x * kN;\n"
      << "  __shared__ double red[" << kResidNormBlock / 32 << "];\n"
      << "  double ss = 0.0;\n"
      << "  for (int i = threadIdx.x; i < kN; i += blockDim.x)\n"
@@ -108,11 +118,11 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << "  for (int i = threadIdx.x; i < kN; i += blockDim.x)\n"
      << "    y[i] = x[i] * scale * w[i];\n"
      << "}\n";
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
-     << ") " << kResidAdd
-     << "(float *__restrict__ x, const float *__restrict__ y) {\n"
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock << ") "
+     << kResidAdd
+     << "(float *__restrict__ x, const float *__restrict__ y, int nTok) {\n"
      << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-     << "  if (i < " << p.nEmbd << ") x[i] += y[i];\n"
+     << "  if (i < " << p.nEmbd << " * nTok) x[i] += y[i];\n"
      << "}\n";
   // In place (xq == x) too: each thread reads its value before the
   // shuffles and writes only its own.

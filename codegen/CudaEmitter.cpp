@@ -51,16 +51,15 @@ __device__ __forceinline__ float pf_warp_sum(float s) {
   return s;
 }
 
-// Wide loads: 16 bytes per lane where the row and x are 16-byte aligned
-// (rows start at multiples of 16 bytes when their byte size is one, and
-// device buffers are 256-aligned), so that a warp's load instruction moves
-// 512 bytes, not 64 or 32. Blocks of 34 or 18 bytes are only 2-aligned:
-// their quants are read as pairs of 16-bit loads (4 bytes per lane).
+// Wide loads: 16 bytes per lane, so that a warp's load instruction moves
+// 512 bytes, not 64 or 32. x must be 16-byte aligned (every caller's is: a
+// device allocation, 256-aligned, at a multiple of its row length, and a
+// row of block types is a multiple of 32 values); f32/f16/bf16 rows take
+// element-wise loads where their length is not a multiple of 4 (8). Blocks
+// of 34 or 18 bytes are only 2-aligned: their quants are read as pairs of
+// 16-bit loads (4 bytes per lane).
 struct alignas(16) pf_f4 { float x, y, z, w; };
 struct alignas(16) pf_u4 { unsigned x, y, z, w; };
-__device__ __forceinline__ bool pf_al16(const void *p) {
-  return ((unsigned long long)p & 15u) == 0u;
-}
 __device__ __forceinline__ pf_f4 pf_ldf4(const float *p) {
   return *reinterpret_cast<const pf_f4 *>(p);
 }
@@ -114,7 +113,7 @@ __device__ __forceinline__ float pf_b2dot(unsigned u, float a, float b) {
 template <int N> __device__ float pf_dot_f32(const u8 *row, const float *x, int lane) {
   const float *r = reinterpret_cast<const float *>(row);
   float s = 0.f;
-  if (N % 4 == 0 && pf_al16(r) && pf_al16(x)) {
+  if (N % 4 == 0) {
     for (int i = 4 * lane; i < N; i += 128) s += pf_dot4(pf_ldf4(r + i), pf_ldf4(x + i));
   } else {
     for (int i = lane; i < N; i += 32) s += r[i] * x[i];
@@ -126,7 +125,7 @@ template <int N, bool Bf>
 __device__ __forceinline__ float pf_dot_half(const u8 *row, const float *x, int lane) {
   const u16 *r = reinterpret_cast<const u16 *>(row);
   float s = 0.f;
-  if (N % 8 == 0 && pf_al16(r) && pf_al16(x)) {
+  if (N % 8 == 0) {
     for (int i = 8 * lane; i < N; i += 256) {
       const pf_u4 w = pf_ldu4(row + 2 * i);
       const pf_f4 a = pf_ldf4(x + i), b = pf_ldf4(x + i + 4);
@@ -152,17 +151,10 @@ template <int N> __device__ float pf_dot_bf16(const u8 *row, const float *x, int
 template <int N> __device__ float pf_dot_q8_0(const u8 *row, const float *x, int lane) {
   float s = 0.f;
   const int j = lane & 7;
-  if (pf_al16(x)) {
-    for (int b = lane >> 3; b < N / 32; b += 4) {
-      const u8 *blk = row + b * 34;
-      const unsigned q = pf_ld32h(blk + 2 + 4 * j);
-      s += pf_h2f(pf_ld16(blk)) * pf_dot_i8(q, pf_ldf4(x + b * 32 + 4 * j));
-    }
-  } else {
-    for (int b = 0; b < N / 32; ++b) {
-      const u8 *blk = row + b * 34;
-      s += pf_h2f(pf_ld16(blk)) * (float)(signed char)blk[2 + lane] * x[b * 32 + lane];
-    }
+  for (int b = lane >> 3; b < N / 32; b += 4) {
+    const u8 *blk = row + b * 34;
+    const unsigned q = pf_ld32h(blk + 2 + 4 * j);
+    s += pf_h2f(pf_ld16(blk)) * pf_dot_i8(q, pf_ldf4(x + b * 32 + 4 * j));
   }
   return pf_warp_sum(s);
 }
@@ -172,22 +164,13 @@ template <int N> __device__ float pf_dot_q8_0(const u8 *row, const float *x, int
 // eight blocks per step of the warp.
 template <int N> __device__ float pf_dot_q4_0(const u8 *row, const float *x, int lane) {
   float s = 0.f;
-  if (pf_al16(x)) {
-    const int j = lane & 3;
-    for (int b = lane >> 2; b < N / 32; b += 8) {
-      const u8 *blk = row + b * 18;
-      const unsigned q = pf_ld32h(blk + 2 + 4 * j);
-      const float *xb = x + b * 32 + 4 * j;
-      s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
-                                   pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
-    }
-  } else {
-    for (int b = 0; b < N / 32; ++b) {
-      const u8 *blk = row + b * 18;
-      u8 q = blk[2 + (lane & 15)];
-      int v = (lane < 16 ? (q & 15) : (q >> 4)) - 8;
-      s += pf_h2f(pf_ld16(blk)) * (float)v * x[b * 32 + lane];
-    }
+  const int j = lane & 3;
+  for (int b = lane >> 2; b < N / 32; b += 8) {
+    const u8 *blk = row + b * 18;
+    const unsigned q = pf_ld32h(blk + 2 + 4 * j);
+    const float *xb = x + b * 32 + 4 * j;
+    s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
+                                 pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
   }
   return pf_warp_sum(s);
 }
@@ -258,13 +241,12 @@ __device__ __forceinline__ float pf_at_q3_K(const u8 *row, int i) {
   return pf_h2f(pf_ld16(blk + 108)) * (float)((lo | (hi << 4)) - 32) * (float)q;
 }
 __device__ __forceinline__ void pf_scale_min_k4(int j, const u8 *q, int &d, int &m) {
-  if (j < 4) {
-    d = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    d = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
+  // Without branches: sub-block j < 4 keeps six bits of bytes j and j + 4;
+  // the others take four bits of byte j + 4 and the top two of j - 4 / j.
+  const int hi = j >> 2, k = j & 3;
+  const int a = q[k], b = q[k + 4], c = q[8 + k];
+  d = hi ? (c & 15) | ((a >> 6) << 4) : a & 63;
+  m = hi ? (c >> 4) | ((b >> 6) << 4) : b & 63;
 }
 __device__ __forceinline__ float pf_at_q4_K(const u8 *row, int i) {
   const u8 *blk = row + (i / 256) * 144;
@@ -311,41 +293,37 @@ __device__ __forceinline__ unsigned pf_bit4s(unsigned bits) {
          ((bits & 8u) << 25);
 }
 __device__ __forceinline__ float pf_sum4(pf_f4 x) { return x.x + x.y + x.z + x.w; }
-template <int N, int Bytes, bool Min, bool Five, float (*At)(const u8 *, int)>
+template <int N, int Bytes, bool Min, bool Five>
 __device__ __forceinline__ float pf_dot_legacy(const u8 *row, const float *x, int lane) {
   float s = 0.f;
-  if (pf_al16(x)) {
-    const int j = lane & 3;
-    constexpr int kQs = (Min ? 4 : 2) + (Five ? 4 : 0);
-    for (int b = lane >> 2; b < N / 32; b += 8) {
-      const u8 *blk = row + b * Bytes;
-      const unsigned q = pf_ld32h(blk + kQs + 4 * j);
-      unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
-      if (Five) {
-        const unsigned qh = pf_ld32h(blk + (Min ? 4 : 2));
-        lo |= pf_bit4s((qh >> (4 * j)) & 15u);
-        hi |= pf_bit4s((qh >> (16 + 4 * j)) & 15u);
-      }
-      const float *xb = x + b * 32 + 4 * j;
-      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
-      constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
-      s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
-                                   pf_dot_bytes(hi, 0, 255u, kOff, xh));
-      if (Min) s += pf_h2f(pf_ld16(blk + 2)) * (pf_sum4(xl) + pf_sum4(xh));
+  const int j = lane & 3;
+  constexpr int kQs = (Min ? 4 : 2) + (Five ? 4 : 0);
+  constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
+  for (int b = lane >> 2; b < N / 32; b += 8) {
+    const u8 *blk = row + b * Bytes;
+    const unsigned q = pf_ld32h(blk + kQs + 4 * j);
+    unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+    if (Five) {
+      const unsigned qh = pf_ld32h(blk + (Min ? 4 : 2));
+      lo |= pf_bit4s((qh >> (4 * j)) & 15u);
+      hi |= pf_bit4s((qh >> (16 + 4 * j)) & 15u);
     }
-  } else {
-    for (int i = lane; i < N; i += 32) s += At(row, i) * x[i];
+    const float *xb = x + b * 32 + 4 * j;
+    const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
+    s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
+                                 pf_dot_bytes(hi, 0, 255u, kOff, xh));
+    if (Min) s += pf_h2f(pf_ld16(blk + 2)) * (pf_sum4(xl) + pf_sum4(xh));
   }
   return pf_warp_sum(s);
 }
 template <int N> __device__ float pf_dot_q4_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 20, true, false, pf_at_q4_1>(row, x, lane);
+  return pf_dot_legacy<N, 20, true, false>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q5_0(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 22, false, true, pf_at_q5_0>(row, x, lane);
+  return pf_dot_legacy<N, 22, false, true>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q5_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 24, true, true, pf_at_q5_1>(row, x, lane);
+  return pf_dot_legacy<N, 24, true, true>(row, x, lane);
 }
 template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int lane) {
   return pf_dot_by_element<N, pf_at_q2_K>(row, x, lane);
@@ -362,46 +340,25 @@ template <int N, bool Five>
 __device__ __forceinline__ float pf_dot_k4k5(const u8 *row, const float *x, int lane) {
   constexpr int kBytes = Five ? 176 : 144;
   float s = 0.f;
-  if (pf_al16(x) && pf_al16(row)) {
-    const int g = lane >> 3, j = lane & 7;
-    for (int b = 0; b < N / 256; ++b) {
-      const u8 *blk = row + b * kBytes;
-      const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
-      int sc0, m0, sc1, m1;
-      pf_scale_min_k4(2 * g, blk + 4, sc0, m0);
-      pf_scale_min_k4(2 * g + 1, blk + 4, sc1, m1);
-      const unsigned q =
-          *reinterpret_cast<const unsigned *>(blk + (Five ? 48 : 16) + 32 * g + 4 * j);
-      unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
-      if (Five) {
-        const unsigned qh = *reinterpret_cast<const unsigned *>(blk + 16 + 4 * j);
-        lo |= ((qh >> (2 * g)) & 0x01010101u) << 4;
-        hi |= ((qh >> (2 * g + 1)) & 0x01010101u) << 4;
-      }
-      const float *xb = x + b * 256 + 64 * g + 4 * j;
-      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
-      s += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
-      s += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
-    }
-    return pf_warp_sum(s);
-  }
-  // Unaligned: lane l takes byte l of each group.
+  const int g = lane >> 3, j = lane & 7;
   for (int b = 0; b < N / 256; ++b) {
     const u8 *blk = row + b * kBytes;
     const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
-    const u8 *qs = blk + (Five ? 48 : 16);
-    const int high = Five ? blk[16 + lane] : 0;
-    const float *xb = x + b * 256;
-    for (int g = 0; g < 4; ++g) {
-      int sc0, m0, sc1, m1;
-      pf_scale_min_k4(2 * g, blk + 4, sc0, m0);
-      pf_scale_min_k4(2 * g + 1, blk + 4, sc1, m1);
-      const u8 q = qs[32 * g + lane];
-      const int lo = (q & 15) + (((high >> (2 * g)) & 1) << 4);
-      const int hi = (q >> 4) + (((high >> (2 * g + 1)) & 1) << 4);
-      s += (d * (float)sc0 * (float)lo - dmin * (float)m0) * xb[64 * g + lane];
-      s += (d * (float)sc1 * (float)hi - dmin * (float)m1) * xb[64 * g + 32 + lane];
+    int sc0, m0, sc1, m1;
+    pf_scale_min_k4(2 * g, blk + 4, sc0, m0);
+    pf_scale_min_k4(2 * g + 1, blk + 4, sc1, m1);
+    const unsigned q =
+        *reinterpret_cast<const unsigned *>(blk + (Five ? 48 : 16) + 32 * g + 4 * j);
+    unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+    if (Five) {
+      const unsigned qh = *reinterpret_cast<const unsigned *>(blk + 16 + 4 * j);
+      lo |= ((qh >> (2 * g)) & 0x01010101u) << 4;
+      hi |= ((qh >> (2 * g + 1)) & 0x01010101u) << 4;
     }
+    const float *xb = x + b * 256 + 64 * g + 4 * j;
+    const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
+    s += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
+    s += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
   }
   return pf_warp_sum(s);
 }
@@ -418,38 +375,20 @@ template <int N> __device__ float pf_dot_q5_K(const u8 *row, const float *x, int
 // bytes).
 template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int lane) {
   float s = 0.f;
-  if (pf_al16(x)) {
-    const int n = (lane >> 3) & 1, j = lane & 7;
-    for (int b = lane >> 4; b < N / 256; b += 2) {
-      const u8 *blk = row + b * 210;
-      const float d = pf_h2f(pf_ld16(blk + 208));
-      const unsigned ql0 = pf_ld32h(blk + 64 * n + 4 * j);
-      const unsigned ql1 = pf_ld32h(blk + 64 * n + 32 + 4 * j);
-      const unsigned qh = pf_ld32h(blk + 128 + 32 * n + 4 * j);
-      const signed char *sc =
-          reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
-      const float *xb = x + b * 256 + 128 * n + 4 * j;
-      for (int k = 0; k < 4; ++k) {
-        const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
-        const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
-        s += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + 32 * k));
-      }
-    }
-    return pf_warp_sum(s);
-  }
-  for (int b = 0; b < N / 256; ++b) {
+  const int n = (lane >> 3) & 1, j = lane & 7;
+  for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 210;
     const float d = pf_h2f(pf_ld16(blk + 208));
-    const float *xb = x + b * 256;
-    for (int n = 0; n < 2; ++n) {
-      const int qh = blk[128 + 32 * n + lane];
-      for (int k = 0; k < 4; ++k) {
-        const u8 q = blk[64 * n + 32 * (k & 1) + lane];
-        const int lo = k >= 2 ? (q >> 4) : (q & 15);
-        const int sc = (signed char)blk[192 + 8 * n + lane / 16 + 2 * k];
-        s += d * (float)sc * (float)((lo | (((qh >> (2 * k)) & 3) << 4)) - 32) *
-             xb[128 * n + 32 * k + lane];
-      }
+    const unsigned ql0 = pf_ld32h(blk + 64 * n + 4 * j);
+    const unsigned ql1 = pf_ld32h(blk + 64 * n + 32 + 4 * j);
+    const unsigned qh = pf_ld32h(blk + 128 + 32 * n + 4 * j);
+    const signed char *sc =
+        reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
+    const float *xb = x + b * 256 + 128 * n + 4 * j;
+    for (int k = 0; k < 4; ++k) {
+      const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
+      const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
+      s += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + 32 * k));
     }
   }
   return pf_warp_sum(s);
@@ -521,25 +460,35 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "extern \"C\" __global__ void __launch_bounds__(" << kGateUpBlock
        << ") " << k.gateUp
        << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
-       << "    const float *__restrict__ x, float *__restrict__ h) {\n"
+       << "    const float *__restrict__ x, float *__restrict__ h, int nTok) "
+          "{\n"
        << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kGateRow = " << rowBytes(d.gateType, p.nEmbd)
        << ", kUpRow = " << rowBytes(d.upType, p.nEmbd) << ";\n"
        << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
        << "  const int lane = threadIdx.x & 31;\n"
        << "  if (n >= kHot) return;\n"
-       << "  const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
-       << "<kEmbd>(gate + (long)n * kGateRow, x, lane));\n";
+       << "  const u8 *gateRow = gate + (long)n * kGateRow;\n"
+       << "  const u8 *upRow = up + (long)n * kUpRow;\n"
+       << "  // Tokens one after another: the rows come from memory once, "
+          "from\n"
+       << "  // L1 for the later tokens of a prompt's chunk.\n"
+       << "#pragma unroll 1\n"
+       << "  for (int t = 0; t < nTok; ++t) {\n"
+       << "    const float *xt = x + (long)t * kEmbd;\n"
+       << "    float *ht = h + (long)t * kHot;\n"
+       << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
+       << "<kEmbd>(gateRow, xt, lane));\n";
     if (program.mode == SparsityMode::Threshold)
-      os << "  // The layer's calibrated threshold on |activation|.\n"
-         << "  if (fabsf(a) <= " << floatLiteral(d.actThreshold)
-         << ") { if (lane == 0) h[n] = 0.f; return; }\n";
+      os << "    // The layer's calibrated threshold on |activation|.\n"
+         << "    if (fabsf(a) <= " << floatLiteral(d.actThreshold)
+         << ") { if (lane == 0) ht[n] = 0.f; continue; }\n";
     else if (exact)
-      os << "  if (a == 0.f) { if (lane == 0) h[n] = 0.f; return; }\n";
-    os << "  const float u = pf_dot_" << typeSuffix(d.upType)
-       << "<kEmbd>(up + (long)n * kUpRow, x, lane);\n"
-       << "  if (lane == 0) h[n] = a * " << (drelu ? "pf_relu(u)" : "u")
-       << ";\n}\n";
+      os << "    if (a == 0.f) { if (lane == 0) ht[n] = 0.f; continue; }\n";
+    os << "    const float u = pf_dot_" << typeSuffix(d.upType)
+       << "<kEmbd>(upRow, xt, lane);\n"
+       << "    if (lane == 0) ht[n] = a * " << (drelu ? "pf_relu(u)" : "u")
+       << ";\n  }\n}\n";
     // The down projection over every SM: block b takes column tile
     // b % kTiles (128 outputs, coalesced along each row) and chunk
     // b / kTiles of the hot neurons; each writes its partial sums, and the
@@ -570,7 +519,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
       os << "    const u16 *__restrict__ scales, const unsigned *__restrict__ "
             "ids,\n";
     os << "    const float *__restrict__ h, float *__restrict__ y,\n"
-       << "    float *__restrict__ part, unsigned *__restrict__ done) {\n"
+       << "    float *__restrict__ part, unsigned *__restrict__ done, int "
+          "nTok) "
+          "{\n"
        << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kRow = "
        << (layout == DownLayout::Rows
@@ -586,11 +537,15 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << " + threadIdx.x) * kCols; // outputs c .. c + kCols - 1\n"
        << "  const int k0 = split * kChunk;\n"
        << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n"
-       << "  if (c < kEmbd) {\n"
+       << "  // Tokens one after another: the chunk's rows come from memory "
+          "once.\n"
+       << "#pragma unroll 1\n"
+       << "  for (int t = 0; c < kEmbd && t < nTok; ++t) {\n"
+       << "    const float *ht = h + (long)t * kHot;\n"
        << "    float s[kCols];\n"
        << "    for (int i = 0; i < kCols; ++i) s[i] = 0.f;\n"
        << "    for (int k = k0; k < k1; ++k) {\n"
-       << "      const float hk = h[k];\n";
+       << "      const float hk = ht[k];\n";
     if (exact)
       os << "      if (hk == 0.f) continue;\n";
     os << "      const u8 *row = downT + (long)k * kRow;\n";
@@ -652,9 +607,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
          << "      }\n";
     }
     os << "    }\n"
-       << "    for (int i = 0; i < kCols; ++i) part[(long)split * kEmbd + c + "
-          "i] "
-          "= s[i];\n"
+       << "    for (int i = 0; i < kCols; ++i)\n"
+       << "      part[((long)t * kSplits + split) * kEmbd + c + i] = s[i];\n"
        << "  }\n"
        << "  // Every thread reaches the barriers: the partial sums are\n"
        << "  // visible before the tile's counter moves.\n"
@@ -665,17 +619,15 @@ CudaModule emitCuda(const ProgramDesc &program) {
           "kSplits - 1;\n"
        << "  __syncthreads();\n"
        << "  if (!last) return;\n"
-       << "  if (c < kEmbd) {\n"
-       << "    // Past L1: the other blocks' sums were written on other SMs.\n"
-       << "    const volatile float *pv = part;\n"
+       << "  // Past L1: the other blocks' sums were written on other SMs.\n"
+       << "  const volatile float *pv = part;\n"
+       << "  for (int t = 0; c < kEmbd && t < nTok; ++t)\n"
        << "    for (int i = 0; i < kCols; ++i) {\n"
-       << "      float t = 0.f;\n"
-       << "      for (int q = 0; q < kSplits; ++q) t += pv[(long)q * kEmbd + c "
-          "+ "
-          "i];\n"
-       << "      y[c + i] = t;\n"
+       << "      float sum = 0.f;\n"
+       << "      for (int q = 0; q < kSplits; ++q)\n"
+       << "        sum += pv[((long)t * kSplits + q) * kEmbd + c + i];\n"
+       << "      y[(long)t * kEmbd + c + i] = sum;\n"
        << "    }\n"
-       << "  }\n"
        << "  if (threadIdx.x == 0) done[tile] = 0u;\n"
        << "}\n";
     m.kernels.push_back(k);

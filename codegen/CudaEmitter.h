@@ -28,14 +28,17 @@ struct CudaModule {
 };
 
 // The kernels' parameters, as the executor passes them:
-//   gateUp(const uint8 *gate, const uint8 *up, const float *x, float *h)
+//   gateUp(const uint8 *gate, const uint8 *up, const float *x, float *h,
+//          int nTok)
 //   down(const uint8 *downT, [const u16 *scales, const unsigned *ids,]
-//        const float *h, float *y, float *part, unsigned *done)
+//        const float *h, float *y, float *part, unsigned *done, int nTok)
 // with gate/up/downT the layer's first nHot packed rows, x [n_embd], h
 // [nHot] activations and y [n_embd] the hot half's down projection (split
 // layouts also take the block scales and the hot neurons' ids). The down
 // kernel's grid is column tiles x chunks of hot neurons: `part` holds
-// downGrid * downBlock * gpuattn::kDownCols floats of partial sums, `done`
+// nTok * downGrid * downBlock * gpuattn::kDownCols floats of partial sums
+// at most (nTok tokens: x [nTok][n_embd], h [nTok][nHot], y
+// [nTok][n_embd], each token's as alone), `done`
 // downGrid counters that must be zero before the first launch (each
 // launch leaves them so).
 

@@ -940,10 +940,11 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // activations, which count the neurons that fired) run while the
       // host goes on to the next steps; the event marks the copy's end.
       CudaDriver::DevPtr dY = dOut_, dH = dOut_ + sizeof(float) * nEmbd;
-      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH};
-      void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dPart_, &dDone_};
+      int one = 1;
+      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH, &one};
+      void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dPart_, &dDone_, &one};
       void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
-                               &dY,       &dPart_,   &dDone_};
+                               &dY,       &dPart_,   &dDone_, &one};
       void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
       if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                         error, pl.gateUpKernel, l) ||

@@ -95,16 +95,16 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   // from device memory): the resident path replays a token as one graph.
   CudaDriver::DevPtr noBias = 0;
   CudaDriver::DevPtr woIn = usesQ8Act(b.wo.type) ? dAttnOutQ_ : dAttnOut_;
-  int nCtx = nCtx_;
-  void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dQ_};
-  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &dK_};
-  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dV_};
+  int nCtx = nCtx_, one = 1;
+  void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dQ_, &one};
+  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &dK_, &one};
+  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dV_, &one};
   void *ar[] = {&dQ_,      &dK_,      &dV_, &b.dKeys, &b.dValues,
                 &b.dQNorm, &b.dKNorm, &cs,  &posAt};
   void *aa[] = {&dQ_,        &b.dKeys,   &b.dValues, &dScores_, &dAttnPart_,
                 &dAttnDone_, &dAttnOut_, &posAt,     &nCtx};
-  void *an[] = {&dAttnOut_, &dAttnOutQ_};
-  void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_};
+  void *an[] = {&dAttnOut_, &dAttnOutQ_, &one};
+  void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_, &one};
   using namespace gpuattn;
   const std::string name[] = {kernelName(l, "wq"),   kernelName(l, "wk"),
                               kernelName(l, "wv"),   kernelName(l, "rope"),
@@ -176,7 +176,8 @@ bool Executor::enqueueHead(std::string &error) {
                              ? dHeadX_ + sizeof(float) * p.nEmbd
                              : dHeadX_;
   CudaDriver::DevPtr noBias = 0;
-  void *args[] = {&dHeadW_, &noBias, &x, &dLogits_};
+  int one = 1;
+  void *args[] = {&dHeadW_, &noBias, &x, &dLogits_, &one};
   return gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
                       gpuattn::kMatvecBlock, args, error,
                       gpuattn::kHeadKernel) &&

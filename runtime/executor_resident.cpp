@@ -107,7 +107,8 @@ bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
   if (!q8 && !q8Beside)
     return true;
   CudaDriver::DevPtr yq = q8Beside ? y + sizeof(float) * params_.nEmbd : y;
-  void *quant[] = {&y, &yq};
+  int one = 1;
+  void *quant[] = {&y, &yq, &one};
   return gpu_->launch(fnResQuant_, residGrid(params_.nEmbd), kResidBlock,
                       quant, error, kResidQuant, l);
 }
@@ -116,7 +117,8 @@ bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
   LayerBinding &b = layers_[l];
   using namespace gpuattn;
   auto add = [&](CudaDriver::DevPtr y) {
-    void *args[] = {&dTok_, &y};
+    int one = 1;
+    void *args[] = {&dTok_, &y, &one};
     return gpu_->launch(fnResAdd_, residGrid(params_.nEmbd), kResidBlock,
                         args, error, kResidAdd, l);
   };

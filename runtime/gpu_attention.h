@@ -4,7 +4,7 @@
 // them), so that the two cannot disagree.
 //
 // Per layer L, in launch order:
-//   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y): one warp per
+//   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y, nTok): one warp per
 //                                     output row (+ bias)
 //   attn_L_rope(q, kIn, vIn, keys, values, qNorm, kNorm, cs, pos): one warp
 //                                     per head: K and V rows into the cache
@@ -22,10 +22,14 @@
 //                                     between launches)
 // The position is read from device memory, so a token's launches take the
 // same arguments at every position.
-//   attn_L_quant(x, xq)              Q8_0/Q4_0/Q5_0 output projections: the
+//   attn_L_quant(x, xq, nTok)        Q8_0/Q4_0/Q5_0 output projections: the
 //                                     input quantised to 8 bits per 32 as
 //                                     the CPU does (quantizeActQ8)
-//   attn_L_wo(w, bias, x, y)         the output projection
+//   attn_L_wo(w, bias, x, y, nTok)   the output projection
+// Matvecs, their quantisation and the FFN's kernels take nTok: that many
+// tokens' rows one after another (x and y: [nTok][their length]), each
+// token's result the same as alone; decoding passes 1, a prompt's chunk on
+// a whole-GPU program more.
 #pragma once
 
 #include <cmath>
@@ -64,7 +68,7 @@ inline unsigned matvecGrid(int64_t rows) {
 inline unsigned quantGrid(int64_t n) {
   return unsigned((n + kQuantBlock - 1) / kQuantBlock);
 }
-// The output head: matvec(w, bias, x, y) over n_vocab rows, its input the
+// The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";
 
@@ -81,11 +85,12 @@ inline void ropeAngles(const float *invFreq, int nRot, int pos, float *cs) {
 
 // The residual stream on the GPU (a program whose norm and add steps run
 // there): one of each for the whole program, shapes baked in.
-//   resid_norm(x, w, y)      y = rmsNorm(x) * w over n_embd, one block,
+//   resid_norm(x, w, y)      y = rmsNorm(x) * w over n_embd, one block per
+//                            token (rows of n_embd),
 //                            summed in double as the CPU's rmsNorm; y may
 //                            be x
-//   resid_add(x, y)          x += y over n_embd
-//   resid_quant(x, xq)       x quantised to 8 bits per 32 values as the CPU
+//   resid_add(x, y, nTok)    x += y over nTok rows of n_embd
+//   resid_quant(x, xq, nTok) x quantised to 8 bits per 32 values as the CPU
 //                            does (quantizeActQ8), dequantised; xq may be x
 //   resid_count(h, n, c)     *c += the number of non-zero h[0..n) (the
 //                            neurons of a hot half that fired)

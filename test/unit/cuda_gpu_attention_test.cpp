@@ -206,17 +206,17 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     Ptr x32 = dX, x8 = dX + f * s.nEmbd;
     Ptr kRow = dKeys + f * size_t(pos) * kvDim, noBias = 0;
     Ptr woIn = usesQ8Act(s.wo) ? dOutQ : dOut;
-    int position = pos, nCtx = kCtx;
-    void *aq[] = {&dWq, &dBq, usesQ8Act(s.wq) ? &x8 : &x32, &dQ};
-    void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &dK};
-    void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &dV};
+    int position = pos, nCtx = kCtx, one = 1;
+    void *aq[] = {&dWq, &dBq, usesQ8Act(s.wq) ? &x8 : &x32, &dQ, &one};
+    void *ak[] = {&dWk, &dBk, usesQ8Act(s.wkv) ? &x8 : &x32, &dK, &one};
+    void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &dV, &one};
     std::vector<float> cs(p.nRot);
     ropeAngles(invFreq.data(), p.nRot, pos, cs.data());
     void *ar[] = {&dQ, &dK, &dV, &dKeys, &dValues, &dQn, &dKn, &dCs, &dPos};
     void *aa[] = {&dQ,    &dKeys, &dValues, &dScores, &dPart,
                   &dDone, &dOut,  &dPos,    &nCtx};
-    void *an[] = {&dOut, &dOutQ};
-    void *ao[] = {&dWo, &noBias, &woIn, &dY};
+    void *an[] = {&dOut, &dOutQ, &one};
+    void *ao[] = {&dWo, &noBias, &woIn, &dY, &one};
     ASSERT_TRUE(
         gpu_.upload(dX, hostX.data(), f * hostX.size(), error) &&
         gpu_.upload(dCs, cs.data(), f * cs.size(), error) &&

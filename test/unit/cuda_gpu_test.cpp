@@ -64,10 +64,8 @@ struct Case {
   GGMLType downType; // transposed down
   FfnActivation act;
   SparsityMode mode;
-  // Rows of n_embd elements; the input 4 bytes past a 16-byte boundary
-  // (the kernels' element-wise fallback where wide loads would fault).
+  // Rows of n_embd elements.
   int embd = kEmbd;
-  bool unalignedX = false;
 };
 
 class CudaKernels : public ::testing::TestWithParam<Case> {
@@ -164,10 +162,8 @@ TEST_P(CudaKernels, MatchCpuTwin) {
               gpu_.upload(dUp, upBytes.data(), upBytes.size(), error) &&
               gpu_.alloc(dDown, downBytes.size(), error) &&
               gpu_.upload(dDown, downBytes.data(), downBytes.size(), error) &&
-              gpu_.alloc(dX, sizeof(float) * (kEmbd + 1), error))
+              gpu_.alloc(dX, sizeof(float) * kEmbd, error))
       << error;
-  if (c.unalignedX)
-    dX += sizeof(float);
   ASSERT_TRUE(
       gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
       gpu_.alloc(dH, sizeof(float) * kHot, error) &&
@@ -178,8 +174,9 @@ TEST_P(CudaKernels, MatchCpuTwin) {
       gpu_.alloc(dDone, 4 * k.downGrid, error) &&
       gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
-  void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH};
-  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone};
+  int one = 1;
+  void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &one};
+  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone, &one};
   ASSERT_TRUE(
       gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs, error) &&
       gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
@@ -230,23 +227,21 @@ std::vector<Case> allCases() {
                        SparsityMode::Threshold});
   // Rows whose blocks do not fill the kernels' last step (11 blocks of 32:
   // eight lanes per Q8_0 block, four per Q4_0-like block, eight values per
-  // f16 lane), with the input aligned and not.
+  // f16 lane).
   for (GGMLType t :
        {GGMLType::F32, GGMLType::F16, GGMLType::BF16, GGMLType::Q8_0,
         GGMLType::Q4_0, GGMLType::Q4_1, GGMLType::Q5_0, GGMLType::Q5_1})
-    for (bool unaligned : {false, true})
-      cases.push_back(Case{t, GGMLType::F32, FfnActivation::GeluTanh,
-                           SparsityMode::Dense, 352, unaligned});
+    cases.push_back(Case{t, GGMLType::F32, FfnActivation::GeluTanh,
+                         SparsityMode::Dense, 352});
   // Rows of an odd length: element-wise loads, one output per down thread.
   cases.push_back(Case{GGMLType::F16, GGMLType::F16, FfnActivation::ReLU,
                        SparsityMode::Exact, 90});
   cases.push_back(Case{GGMLType::F32, GGMLType::BF16, FfnActivation::SiLU,
                        SparsityMode::Dense, 90});
-  // K-quants over two super-blocks (Q6_K: its two lanes groups), unaligned.
+  // K-quants over two super-blocks (Q6_K: its two groups of lanes).
   for (GGMLType t : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
-    for (bool unaligned : {false, true})
-      cases.push_back(Case{t, GGMLType::F32, FfnActivation::SiLU,
-                           SparsityMode::Dense, 512, unaligned});
+    cases.push_back(
+        Case{t, GGMLType::F32, FfnActivation::SiLU, SparsityMode::Dense, 512});
   return cases;
 }
 
@@ -260,8 +255,7 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
                                sparsityModeName(info.param.mode);
                            if (info.param.embd != kEmbd)
                              name += "_" + std::to_string(info.param.embd);
-                           return name +
-                                  (info.param.unalignedX ? "_unaligned" : "");
+                           return name;
                          });
 
 class CudaSplitDown : public ::testing::TestWithParam<GGMLType> {
@@ -367,7 +361,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
       gpu_.alloc(dDone, 4 * k.downGrid, error) &&
       gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
       << error;
-  void *args[] = {&dRows, &dScales, &dIds, &dH, &dY, &dPart, &dDone};
+  int one = 1;
+  void *args[] = {&dRows, &dScales, &dIds, &dH, &dY, &dPart, &dDone, &one};
   ASSERT_TRUE(gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
               gpu_.synchronize(error))
       << error;
