@@ -1017,7 +1017,7 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
   return false;
 }
 
-void Executor::countFfn(int l, const LayerRun &run) {
+void Executor::countFfn(int l, const LayerRun &run, int tokens) {
   const ProgramLayer &pl = program_.layers[l];
   const LayerBinding &b = layers_[l];
   LayerStats &st = stats_[l];
@@ -1032,7 +1032,7 @@ void Executor::countFfn(int l, const LayerRun &run) {
                       ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
                       : 0);
   }
-  st.tokens += 1;
+  st.tokens += uint64_t(tokens);
   st.fired += run.firedHot + run.firedCold;
   st.gpuNeurons += run.onGpu ? (exact ? run.firedHot : pl.nHot) : 0;
   // Exact and predicted modes run up and down for the neurons that fired.

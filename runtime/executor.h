@@ -177,6 +177,21 @@ private:
   bool beginResidentToken(int pos, bool wantLogits, std::string &error);
   bool residentStep(int l, const ProgramStep &s, std::string &error);
   bool endResidentToken(bool wantLogits, std::string &error);
+  // executor_resident_batch.cpp: a prompt on a whole-GPU program, in
+  // chunks of up to gpuChunk_ tokens (0: token by token; no room for the
+  // chunk's buffers, or -b 1).
+  void allocResidentBatch();
+  bool evalResidentBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
+                         std::string &error);
+  bool residentChunk(const int32_t *tokens, int m, int pos0, bool wantLogits,
+                     std::string &error);
+  bool residentBatchStep(int l, const ProgramStep &s, int m,
+                         std::string &error);
+  bool attentionGpuBatch(int l, int m, std::string &error);
+  // Where the chunk's RoPE tables (the sliding layers' with `local`) and
+  // positions start in dBTok_, in floats.
+  size_t batchCsOffset(bool local) const;
+  size_t batchPosOffset() const;
   // Layer l's count of hot neurons that fired, in dTok_; the launch that
   // adds the non-zero h[0..nHot) to it.
   CudaDriver::DevPtr firedCounter(int l) const;
@@ -238,7 +253,7 @@ private:
   bool runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
                std::string &error);
   // The layer's FFN counters (LayerStats, bytes) once its steps have run.
-  void countFfn(int l, const LayerRun &run);
+  void countFfn(int l, const LayerRun &run, int tokens = 1);
   // The quantised FFN input of Q8_0/Q4_0 rows, made once per token from xb_.
   void quantiseFfnInput(int l);
   // Checks that every layer's steps are ones this runtime runs, and finds
@@ -300,6 +315,16 @@ private:
   float *hostTok_ = nullptr;
   uint32_t *hostFired_ = nullptr;
   bool graphNoted_ = false; // the driver's graph note went to stderr
+  // A prompt's chunk on a whole-GPU program: dBTok_ the residuals
+  // [T][n_embd], RoPE tables [T][n_rot] (then the sliding layers'),
+  // positions [T] and counters [n_layer]; the others the token-major twins
+  // of the one-token buffers (dBAttnX_: f32 [T][n_embd], then 8-bit values;
+  // dBOut_: y [T][n_embd], then h [T][max hot]).
+  int gpuChunk_ = 0;
+  CudaDriver::DevPtr dBTok_ = 0, dBAttnX_ = 0, dBQ_ = 0, dBK_ = 0, dBV_ = 0,
+                     dBAttnOut_ = 0, dBAttnOutQ_ = 0, dBAttnY_ = 0, dBX_ = 0,
+                     dBOut_ = 0, dBPart_ = 0;
+  float *hostBTok_ = nullptr;
 
   bool measureRecall_ = false;
   int nCtx_ = 0;

@@ -84,8 +84,11 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
   // Measuring recall evaluates the neurons the predictor skipped, only to
   // count misses; that diagnostic runs token by token. So does a program
   // whose steps this path cannot take in its order (see checkSteps).
-  if ((measureRecall_ && program_.mode == SparsityMode::Predicted) ||
-      !batchable_)
+  const bool recall =
+      measureRecall_ && program_.mode == SparsityMode::Predicted;
+  if (residentOn_ && gpuChunk_ > 0 && !recall)
+    return evalResidentBatch(tokens, n, pos, wantLogits, error);
+  if (recall || !batchable_)
     return Decoder::evalBatch(tokens, n, pos, wantLogits, error);
   const ModelParams &p = params_;
   if (!checkBatch(tokens, n, pos, nPast_, nCtx_, p.nVocab, error))

@@ -55,6 +55,7 @@ bool Executor::uploadResident(std::string &error) {
     return false;
   hostTok_ = static_cast<float *>(ht);
   hostFired_ = static_cast<uint32_t *>(hf);
+  allocResidentBatch();
   return true;
 }
 

@@ -1,0 +1,276 @@
+// A prompt's chunk on a whole-GPU program; see executor.h. The chunk's
+// tokens go up together (embeddings, RoPE tables, positions); each matvec,
+// gate/up and down kernel then reads its rows once for the chunk (the
+// kernels' nTok), the norms run a block per token, and the rope and attend
+// kernels run token by token (each token's K and V rows reach the cache
+// before the next token attends). Every kernel computes each token as it
+// does alone, so the chunk's logits and KV cache are bitwise those of
+// token-by-token evaluation.
+#include "runtime/executor.h"
+
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace pinfer {
+
+namespace {
+// Tokens per chunk on the GPU at most (the -b batch size caps it too).
+constexpr int kGpuChunk = 32;
+} // namespace
+
+// Offsets (in floats) in dBTok_ / hostBTok_ for a chunk of capacity T.
+size_t Executor::batchCsOffset(bool local) const {
+  const size_t T = size_t(gpuChunk_);
+  return T * size_t(params_.nEmbd) + (local ? T * size_t(params_.nRot) : 0);
+}
+size_t Executor::batchPosOffset() const {
+  return batchCsOffset(true) + size_t(gpuChunk_) * size_t(params_.nRot);
+}
+
+void Executor::allocResidentBatch() {
+  CudaDriver &gpu = *gpu_;
+  const ModelParams &p = params_;
+  const int T = std::min(nBatch_, kGpuChunk);
+  if (T < 2)
+    return;
+  gpuChunk_ = T;
+  const size_t f = sizeof(float), t = size_t(T);
+  size_t maxHot = 0, maxDownThreads = 0;
+  for (uint32_t l = 0; l < program_.nLayer; ++l) {
+    const ProgramLayer &pl = program_.layers[l];
+    maxHot = std::max<size_t>(maxHot, pl.nHot);
+    maxDownThreads =
+        std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
+  }
+  const size_t tokBytes =
+      f * batchPosOffset() + sizeof(int32_t) * t + sizeof(uint32_t) * p.nLayer;
+  std::string ignored;
+  void *host = nullptr;
+  // A card without room for the chunk's buffers runs prompts token by
+  // token, as before.
+  if (!gpu.alloc(dBTok_, tokBytes, ignored) ||
+      !gpu.allocHost(host, tokBytes, ignored) ||
+      !gpu.alloc(dBAttnX_, f * 2 * t * p.nEmbd, ignored) ||
+      !gpu.alloc(dBQ_, f * t * p.qDim(), ignored) ||
+      !gpu.alloc(dBK_, f * t * p.kvDim(), ignored) ||
+      !gpu.alloc(dBV_, f * t * p.kvDim(), ignored) ||
+      !gpu.alloc(dBAttnOut_, f * t * p.qDim(), ignored) ||
+      !gpu.alloc(dBAttnOutQ_, f * t * p.qDim(), ignored) ||
+      !gpu.alloc(dBAttnY_, f * t * p.nEmbd, ignored) ||
+      !gpu.alloc(dBX_, f * t * p.nEmbd, ignored) ||
+      !gpu.alloc(dBOut_, f * t * (p.nEmbd + maxHot), ignored) ||
+      !gpu.alloc(dBPart_, f * t * maxDownThreads * gpuattn::kDownCols,
+                 ignored)) {
+    gpuChunk_ = 0;
+    return;
+  }
+  hostBTok_ = static_cast<float *>(host);
+}
+
+bool Executor::evalResidentBatch(const int32_t *tokens, int n, int pos,
+                                 bool wantLogits, std::string &error) {
+  const ModelParams &p = params_;
+  if (!checkBatch(tokens, n, pos, nPast_, nCtx_, p.nVocab, error))
+    return false;
+  for (int done = 0; done < n; done += gpuChunk_) {
+    const int m = std::min(gpuChunk_, n - done);
+    if (!residentChunk(tokens + done, m, pos + done,
+                       wantLogits && done + m == n, error))
+      return false;
+  }
+  return true;
+}
+
+bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
+                             bool wantLogits, std::string &error) {
+  const ModelParams &p = params_;
+  const int nEmbd = p.nEmbd;
+  CudaDriver &gpu = *gpu_;
+  float *host = hostBTok_;
+  for (int t = 0; t < m; ++t)
+    rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]), host + size_t(t) * nEmbd,
+             nEmbd);
+  scaleEmbeddings(p, host, m);
+  for (int t = 0; t < m; ++t) {
+    gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos0 + t,
+                        host + batchCsOffset(false) + size_t(t) * p.nRot);
+    if (!invFreqLocal_.empty())
+      gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos0 + t,
+                          host + batchCsOffset(true) + size_t(t) * p.nRot);
+    const int32_t position = pos0 + t;
+    std::memcpy(host + batchPosOffset() + t, &position, sizeof position);
+  }
+  uint32_t *counters =
+      reinterpret_cast<uint32_t *>(host + batchPosOffset() + gpuChunk_);
+  std::fill_n(counters, p.nLayer, 0u);
+  const size_t bytes = sizeof(float) * batchPosOffset() +
+                       sizeof(int32_t) * size_t(gpuChunk_) +
+                       sizeof(uint32_t) * size_t(p.nLayer);
+  if (!gpu.uploadAsync(dBTok_, host, bytes, error))
+    return false;
+  for (int l = 0; l < p.nLayer; ++l) {
+    const ProgramLayer &pl = program_.layers[l];
+    for (uint32_t k = 0; k < pl.nSteps; ++k)
+      if (!residentBatchStep(l, pl.steps[k], m, error))
+        return false;
+  }
+  // The last token's final norm and head, as a decoded token's.
+  const CudaDriver::DevPtr last =
+      dBTok_ + sizeof(float) * size_t(m - 1) * size_t(nEmbd);
+  if (wantLogits && (!residentNorm(last, dOutNorm_, dHeadX_, false,
+                                   usesQ8Act(output_.type), -1, error) ||
+                     !enqueueHead(error)))
+    return false;
+  const CudaDriver::DevPtr dCounters =
+      dBTok_ + sizeof(float) * (batchPosOffset() + size_t(gpuChunk_));
+  if (!gpu.downloadAsync(hostFired_, dCounters,
+                         sizeof(uint32_t) * size_t(p.nLayer), error) ||
+      !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
+    return false;
+  for (int l = 0; l < p.nLayer; ++l) {
+    LayerRun run;
+    run.onGpu = true;
+    run.firedHot = hostFired_[l];
+    countFfn(l, run, m);
+  }
+  nPast_ = pos0 + m;
+  if (wantLogits)
+    takeLogits();
+  return true;
+}
+
+bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
+                                 std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ProgramLayer &pl = program_.layers[l];
+  CudaDriver &gpu = *gpu_;
+  using namespace gpuattn;
+  const int64_t nEmbd = params_.nEmbd;
+  const size_t f = sizeof(float);
+  // Norms: one block per token; then the 8-bit values in place or, for
+  // attention's input, in the second half of dBAttnX_.
+  auto norm = [&](CudaDriver::DevPtr x, CudaDriver::DevPtr w,
+                  CudaDriver::DevPtr y, CudaDriver::DevPtr yq) {
+    void *args[] = {&x, &w, &y};
+    if (!gpu.launch(fnResNorm_, unsigned(m), kResidNormBlock, args, error,
+                    kResidNorm, l))
+      return false;
+    if (!yq)
+      return true;
+    void *quant[] = {&y, &yq, &m};
+    return gpu.launch(fnResQuant_, residGrid(int64_t(m) * nEmbd), kResidBlock,
+                      quant, error, kResidQuant, l);
+  };
+  auto add = [&](CudaDriver::DevPtr y) {
+    void *args[] = {&dBTok_, &y, &m};
+    return gpu.launch(fnResAdd_, residGrid(int64_t(m) * nEmbd), kResidBlock,
+                      args, error, kResidAdd, l);
+  };
+  const CudaDriver::DevPtr x8 = dBAttnX_ + f * size_t(gpuChunk_) * nEmbd;
+  const CudaDriver::DevPtr dY = dBOut_,
+                           dH = dBOut_ + f * size_t(gpuChunk_) * nEmbd;
+  switch (s.kind) {
+  case StepKind::AttnNorm:
+    return norm(dBTok_, b.dAttnNorm, dBAttnX_,
+                usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
+                        usesQ8Act(b.wv.type)
+                    ? x8
+                    : 0);
+  case StepKind::Attention:
+    return attentionGpuBatch(l, m, error);
+  case StepKind::AttnPostNorm:
+    return norm(dBAttnY_, b.dPostAttnNorm, dBAttnY_, 0);
+  case StepKind::AttnAdd:
+    return add(dBAttnY_);
+  case StepKind::FfnNorm:
+    return norm(dBTok_, b.dFfnNorm, dBX_,
+                usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dBX_ : 0);
+  case StepKind::FfnHalf: {
+    CudaDriver::DevPtr y = dY, h = dH;
+    void *gateUpArgs[] = {&b.dGate, &b.dUp, &dBX_, &h, &m};
+    void *downRowArgs[] = {&b.dDownT, &h, &y, &dBPart_, &dDone_, &m};
+    void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
+                             &y,        &dBPart_,  &dDone_, &m};
+    void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
+    int n = m * int(pl.nHot);
+    CudaDriver::DevPtr counter = dBTok_ +
+                                 f * (batchPosOffset() + size_t(gpuChunk_)) +
+                                 sizeof(uint32_t) * size_t(l);
+    void *countArgs[] = {&h, &n, &counter};
+    return gpu.launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
+                      error, pl.gateUpKernel, l) &&
+           gpu.launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
+                      pl.downKernel, l) &&
+           gpu.launch(fnResCount_, residGrid(n), kResidBlock, countArgs, error,
+                      kResidCount, l);
+  }
+  case StepKind::FfnPostNorm:
+    return norm(dY, b.dPostFfnNorm, dY, 0);
+  case StepKind::FfnAdd:
+    return add(dY);
+  default:
+    error = "program layer " + std::to_string(l) + ", step " +
+            stepsText(&s, 1) + ": no GPU routine for it in a prompt's chunk";
+    return false;
+  }
+}
+
+bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ModelParams &p = params_;
+  const int64_t nEmbd = p.nEmbd, qDim = p.qDim(), kvDim = p.kvDim();
+  CudaDriver &gpu = *gpu_;
+  using namespace gpuattn;
+  const size_t f = sizeof(float);
+  const bool local = p.isSlidingLayer(l) && !invFreqLocal_.empty();
+  CudaDriver::DevPtr x32 = dBAttnX_,
+                     x8 = dBAttnX_ + f * size_t(gpuChunk_) * nEmbd;
+  auto input = [&](const Weight &w) { return usesQ8Act(w.type) ? &x8 : &x32; };
+  CudaDriver::DevPtr noBias = 0;
+  CudaDriver::DevPtr woIn = usesQ8Act(b.wo.type) ? dBAttnOutQ_ : dBAttnOut_;
+  int nCtx = nCtx_;
+  void *aq[] = {&b.dWq, &b.dBq, input(b.wq), &dBQ_, &m};
+  void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &dBK_, &m};
+  void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dBV_, &m};
+  const std::string name[] = {kernelName(l, "wq"),     kernelName(l, "wk"),
+                              kernelName(l, "wv"),     kernelName(l, "rope"),
+                              kernelName(l, "attend"), kernelName(l, "quant"),
+                              kernelName(l, "wo")};
+  if (!gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
+                  name[0].c_str(), l) ||
+      !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
+                  name[1].c_str(), l) ||
+      !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
+                  name[2].c_str(), l))
+    return false;
+  for (int t = 0; t < m; ++t) {
+    CudaDriver::DevPtr q = dBQ_ + f * size_t(t) * qDim,
+                       k = dBK_ + f * size_t(t) * kvDim,
+                       v = dBV_ + f * size_t(t) * kvDim,
+                       out = dBAttnOut_ + f * size_t(t) * qDim,
+                       cs = dBTok_ +
+                            f * (batchCsOffset(local) + size_t(t) * p.nRot),
+                       pos = dBTok_ + f * batchPosOffset() + 4 * size_t(t);
+    void *ar[] = {&q,        &k,        &v,  &b.dKeys, &b.dValues,
+                  &b.dQNorm, &b.dKNorm, &cs, &pos};
+    void *aa[] = {&q,          &b.dKeys, &b.dValues, &dScores_, &dAttnPart_,
+                  &dAttnDone_, &out,     &pos,       &nCtx};
+    if (!gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
+                    error, name[3].c_str(), l) ||
+        !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
+                    error, name[4].c_str(), l))
+      return false;
+  }
+  void *an[] = {&dBAttnOut_, &dBAttnOutQ_, &m};
+  void *ao[] = {&b.dWo, &noBias, &woIn, &dBAttnY_, &m};
+  return (!usesQ8Act(b.wo.type) ||
+          gpu.launch(b.fnQuant, quantGrid(qDim * m), kQuantBlock, an, error,
+                     name[5].c_str(), l)) &&
+         gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
+                    name[6].c_str(), l);
+}
+
+} // namespace pinfer
