@@ -323,7 +323,8 @@ private:
   int gpuChunk_ = 0;
   CudaDriver::DevPtr dBTok_ = 0, dBAttnX_ = 0, dBQ_ = 0, dBK_ = 0, dBV_ = 0,
                      dBAttnOut_ = 0, dBAttnOutQ_ = 0, dBAttnY_ = 0, dBX_ = 0,
-                     dBOut_ = 0, dBPart_ = 0;
+                     dBOut_ = 0, dBPart_ = 0, dBScores_ = 0, dBAttnPart_ = 0,
+                     dBAttnDone_ = 0;
   float *hostBTok_ = nullptr;
 
   bool measureRecall_ = false;

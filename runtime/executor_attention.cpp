@@ -100,9 +100,9 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
   void *ak[] = {&b.dWk, &b.dBk, input(b.wk), &dK_, &one};
   void *av[] = {&b.dWv, &b.dBv, input(b.wv), &dV_, &one};
   void *ar[] = {&dQ_,      &dK_,      &dV_, &b.dKeys, &b.dValues,
-                &b.dQNorm, &b.dKNorm, &cs,  &posAt};
+                &b.dQNorm, &b.dKNorm, &cs,  &posAt,   &one};
   void *aa[] = {&dQ_,        &b.dKeys,   &b.dValues, &dScores_, &dAttnPart_,
-                &dAttnDone_, &dAttnOut_, &posAt,     &nCtx};
+                &dAttnDone_, &dAttnOut_, &posAt,     &nCtx,     &one};
   void *an[] = {&dAttnOut_, &dAttnOutQ_, &one};
   void *ao[] = {&b.dWo, &noBias, &woIn, &dAttnY_, &one};
   using namespace gpuattn;

@@ -63,7 +63,16 @@ void Executor::allocResidentBatch() {
       !gpu.alloc(dBX_, f * t * p.nEmbd, ignored) ||
       !gpu.alloc(dBOut_, f * t * (p.nEmbd + maxHot), ignored) ||
       !gpu.alloc(dBPart_, f * t * maxDownThreads * gpuattn::kDownCols,
-                 ignored)) {
+                 ignored) ||
+      !gpu.alloc(dBScores_, f * t * size_t(p.nHead) * size_t(nCtx_), ignored) ||
+      !gpu.alloc(dBAttnPart_,
+                 f * t * gpuattn::attendPartFloats(p.nHead, nCtx_, p.headDim),
+                 ignored) ||
+      !gpu.alloc(dBAttnDone_, sizeof(uint32_t) * t * size_t(p.nHead),
+                 ignored) ||
+      !gpu.upload(dBAttnDone_,
+                  std::vector<uint32_t>(t * size_t(p.nHead), 0u).data(),
+                  sizeof(uint32_t) * t * size_t(p.nHead), ignored)) {
     gpuChunk_ = 0;
     return;
   }
@@ -246,24 +255,19 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
       !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
                   name[2].c_str(), l))
     return false;
-  for (int t = 0; t < m; ++t) {
-    CudaDriver::DevPtr q = dBQ_ + f * size_t(t) * qDim,
-                       k = dBK_ + f * size_t(t) * kvDim,
-                       v = dBV_ + f * size_t(t) * kvDim,
-                       out = dBAttnOut_ + f * size_t(t) * qDim,
-                       cs = dBTok_ +
-                            f * (batchCsOffset(local) + size_t(t) * p.nRot),
-                       pos = dBTok_ + f * batchPosOffset() + 4 * size_t(t);
-    void *ar[] = {&q,        &k,        &v,  &b.dKeys, &b.dValues,
-                  &b.dQNorm, &b.dKNorm, &cs, &pos};
-    void *aa[] = {&q,          &b.dKeys, &b.dValues, &dScores_, &dAttnPart_,
-                  &dAttnDone_, &out,     &pos,       &nCtx};
-    if (!gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
-                    error, name[3].c_str(), l) ||
-        !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
-                    error, name[4].c_str(), l))
-      return false;
-  }
+  // Every token's K and V rows reach the cache (rope) before any token
+  // attends; each attends up to its own position.
+  CudaDriver::DevPtr cs = dBTok_ + f * batchCsOffset(local),
+                     pos = dBTok_ + f * batchPosOffset();
+  void *ar[] = {&dBQ_,     &dBK_,     &dBV_, &b.dKeys, &b.dValues,
+                &b.dQNorm, &b.dKNorm, &cs,   &pos,     &m};
+  void *aa[] = {&dBQ_,        &b.dKeys,    &b.dValues, &dBScores_, &dBAttnPart_,
+                &dBAttnDone_, &dBAttnOut_, &pos,       &nCtx,      &m};
+  if (!gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead) * unsigned(m),
+                  kRopeBlock, ar, error, name[3].c_str(), l) ||
+      !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_) * unsigned(m),
+                  kAttendBlock, aa, error, name[4].c_str(), l))
+    return false;
   void *an[] = {&dBAttnOut_, &dBAttnOutQ_, &m};
   void *ao[] = {&b.dWo, &noBias, &woIn, &dBAttnY_, &m};
   return (!usesQ8Act(b.wo.type) ||

@@ -6,14 +6,18 @@
 // Per layer L, in launch order:
 //   attn_L_wq, attn_L_wk, attn_L_wv  matvec(w, bias, x, y, nTok): one warp per
 //                                     output row (+ bias)
-//   attn_L_rope(q, kIn, vIn, keys, values, qNorm, kNorm, cs, pos): one warp
-//                                     per head: K and V rows into the cache
+//   attn_L_rope(q, kIn, vIn, keys, values, qNorm, kNorm, cs, pos, nTok):
+//                                     one warp per head and token (q, kIn,
+//                                     vIn, cs and pos token-major): K and V
+//                                     rows into the cache
 //                                     at *pos, the per-head norms (Gemma 3),
 //                                     then RoPE with the cos/sin pairs the
 //                                     host made for the position
 //                                     (ropeAngles)
-//   attn_L_attend(q, keys, values, scores, part, done, out, pos, nCtx):
-//                                     attendGrid blocks: per query head
+//   attn_L_attend(q, keys, values, scores, part, done, out, pos, nCtx,
+//                                     nTok): attendGrid blocks per token
+//                                     (q, out, pos, scores, part and done
+//                                     token-major): per query head
 //                                     (GQA) and chunk of kAttendChunk
 //                                     positions, the chunk's scores, max,
 //                                     sum and weighted values into part;

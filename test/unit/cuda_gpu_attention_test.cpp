@@ -212,9 +212,10 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     void *av[] = {&dWv, &dBv, usesQ8Act(s.wkv) ? &x8 : &x32, &dV, &one};
     std::vector<float> cs(p.nRot);
     ropeAngles(invFreq.data(), p.nRot, pos, cs.data());
-    void *ar[] = {&dQ, &dK, &dV, &dKeys, &dValues, &dQn, &dKn, &dCs, &dPos};
+    void *ar[] = {&dQ,  &dK,  &dV,  &dKeys, &dValues,
+                  &dQn, &dKn, &dCs, &dPos,  &one};
     void *aa[] = {&dQ,    &dKeys, &dValues, &dScores, &dPart,
-                  &dDone, &dOut,  &dPos,    &nCtx};
+                  &dDone, &dOut,  &dPos,    &nCtx,    &one};
     void *an[] = {&dOut, &dOutQ, &one};
     void *ao[] = {&dWo, &noBias, &woIn, &dY, &one};
     ASSERT_TRUE(
