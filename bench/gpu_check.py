@@ -18,7 +18,9 @@ and reports:
   the speed-up over the CPU-only dense executable, where attention ran, and
   for executables that decode each token as one CUDA graph launch, their
   speed over the same run with the kernels launched one by one
-  (PINFER_CUDA_GRAPHS=0: 'graphs').
+  (PINFER_CUDA_GRAPHS=0: 'graphs'), and the prompt speed on a 256-token
+  prompt ('prompt/s') with its ratio to the same prompt token by token
+  (-b 1: 'chunked').
 
 Rows stop at --deadline seconds (default 270) so the whole check stays under
 5 minutes on one GPU; rows left out are listed. With --standin the same runs
@@ -35,6 +37,8 @@ import sys
 import time
 
 PROMPT = "Once upon a time there was a little girl who lived in a village"
+# About 256 tokens: the prompt speed of whole-GPU programs ('prompt/s').
+LONG_PROMPT = " ".join([PROMPT] * 16)
 # Scored by the reference and by each executable: greedy tokens of a
 # random-weight model can part on a near tie after a few dozen tokens from
 # a mere change of summation order, so an executable whose tokens differ
@@ -93,7 +97,7 @@ def detect_target():
 HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
           f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
           f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8} "
-          f"{'graphs':>6}")
+          f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7}")
 
 
 def format_row(r, card_gbs, rows):
@@ -112,7 +116,10 @@ def format_row(r, card_gbs, rows):
             f"{speedup} {r['same']:>6} "
             + (f"{100 * r['dppl']:7.3f}%" if r.get("dppl") is not None
                else f"{'-':>8}")
-            + (f" {r['graph_x']:5.2f}x" if r.get("graph_x") else f" {'-':>6}"))
+            + (f" {r['graph_x']:5.2f}x" if r.get("graph_x") else f" {'-':>6}")
+            + (f" {r['prompt_tps']:8.1f} {r['chunk_x']:6.2f}x"
+               if r.get("prompt_tps") and r.get("chunk_x") else
+               f" {'-':>8} {'-':>7}"))
 
 
 def compile_row(cmd, exe, standin, env):
@@ -285,6 +292,20 @@ def main():
                     tps0 = (json.loads(out0).get("timings", {})
                             .get("gen_tokens_per_s", 0.0) if rc0 == 0 else 0)
                     graph_x = tps / tps0 if tps0 else None
+                # Whole-GPU programs evaluate prompts in chunks: a long
+                # prompt's speed, and its ratio to token by token (-b 1).
+                prompt_tps = chunk_x = None
+                if j.get("gpu_graph_launches", 0) > 0:
+                    speeds = []
+                    for batch in ("32", "1"):
+                        rc1, out1, _ = run([exe, "-p", LONG_PROMPT, "-n", "1",
+                                            "--temp", "0", "--json", "-b",
+                                            batch], env=env)
+                        speeds.append(json.loads(out1).get("timings", {})
+                                      .get("prompt_tokens_per_s", 0.0)
+                                      if rc1 == 0 else 0.0)
+                    prompt_tps = speeds[0]
+                    chunk_x = speeds[0] / speeds[1] if speeds[1] else None
                 gpu_b = j.get("gpu_weight_bytes_per_token", 0.0)
                 same = reference is not None and reference == j["tokens"]
                 ppl = None
@@ -303,7 +324,8 @@ def main():
                     "?" if dppl is None else
                     "ppl" if dppl <= PPL_TOLERANCE else
                     "no" if row["mode"] != "predicted" else "approx",
-                    gpu=j.get("gpu_active", False), graph_x=graph_x)
+                    gpu=j.get("gpu_active", False), graph_x=graph_x,
+                    prompt_tps=prompt_tps, chunk_x=chunk_x)
                 remove_exe(exe)
                 print(format_row(row, card_gbs, rows), flush=True)
         if args.clean:
