@@ -322,6 +322,11 @@ bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
     what += " (layer " + std::to_string(layer) + ")";
   if (graphSlot_ >= 0)
     return hold(fn, grid, block, args, what, error);
+  return launchNow(fn, grid, block, args, what, error);
+}
+
+bool CudaDriver::launchNow(void *fn, unsigned grid, unsigned block, void **args,
+                           const std::string &what, std::string &error) {
   if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
                              nullptr),
              "cuLaunchKernel", error)) {

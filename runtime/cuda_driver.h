@@ -160,8 +160,12 @@ private:
   std::unordered_map<void *, std::vector<size_t>> paramSizes_;
   bool hold(void *fn, unsigned grid, unsigned block, void **args,
             const std::string &what, std::string &error);
-  // Enqueues held work for real.
+  // Enqueues held work for real (issueAll: and names its kernels for the
+  // errors of the next synchronisation).
   bool issue(const HeldOp &op, std::string &error);
+  bool issueAll(const std::vector<HeldOp> &ops, std::string &error);
+  bool launchNow(void *fn, unsigned grid, unsigned block, void **args,
+                 const std::string &what, std::string &error);
   bool launchGraph(Graph &g, std::string &error);
   void destroyGraphs();
 

@@ -61,20 +61,8 @@ bool CudaDriver::hold(void *fn, unsigned grid, unsigned block, void **args,
     graphSlot_ = -1;
     std::vector<HeldOp> ops;
     ops.swap(held_);
-    for (const HeldOp &op : ops) {
-      if (!issue(op, error))
-        return false;
-      if (op.kind == HeldOp::Kernel)
-        pending_.push_back(op.what);
-    }
-    if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
-                               nullptr),
-               "cuLaunchKernel", error)) {
-      error += ", launching " + what;
-      return false;
-    }
-    pending_.push_back(what);
-    return true;
+    return issueAll(ops, error) &&
+           launchNow(fn, grid, block, args, what, error);
   }
   HeldOp op;
   op.fn = fn;
@@ -109,6 +97,16 @@ bool CudaDriver::issue(const HeldOp &op, std::string &error) {
              "cuLaunchKernel", error)) {
     error += ", launching " + op.what;
     return false;
+  }
+  return true;
+}
+
+bool CudaDriver::issueAll(const std::vector<HeldOp> &ops, std::string &error) {
+  for (const HeldOp &op : ops) {
+    if (!issue(op, error))
+      return false;
+    if (op.kind == HeldOp::Kernel)
+      pending_.push_back(op.what);
   }
   return true;
 }
@@ -163,13 +161,7 @@ bool CudaDriver::endGraph(std::string &error) {
     graphsOff_ = true;
     graphNote_ = why + "; launching kernels one by one";
     destroyGraphs();
-    for (const HeldOp &op : ops) {
-      if (!issue(op, error))
-        return false;
-      if (op.kind == HeldOp::Kernel)
-        pending_.push_back(op.what);
-    }
-    return true;
+    return issueAll(ops, error);
   }
   if (g.exec)
     cuGraphExecDestroy_(g.exec);
