@@ -487,6 +487,21 @@ bool Executor::openGpu(std::string &error) {
     return false;
   hostX_ = static_cast<float *>(hx);
   hostOut_ = static_cast<float *>(hout);
+  // A prompt's chunk through the hot halves at once, where the card has
+  // room for these (else the hot halves take the chunk token by token).
+  const size_t T = size_t(std::min(nBatch_, 32));
+  std::string ignored;
+  if (T > 1 && gpu->alloc(dHX_, sizeof(float) * T * params_.nEmbd, ignored) &&
+      gpu->alloc(dHOut_, sizeof(float) * T * outFloats, ignored) &&
+      gpu->alloc(dHPart_,
+                 sizeof(float) * T * maxDownThreads * gpuattn::kDownCols,
+                 ignored) &&
+      gpu->allocHost(hx, sizeof(float) * T * params_.nEmbd, ignored) &&
+      gpu->allocHost(hout, sizeof(float) * T * outFloats, ignored)) {
+    hotChunk_ = int(T);
+    hostHX_ = static_cast<float *>(hx);
+    hostHOut_ = static_cast<float *>(hout);
+  }
   gpu_ = std::move(gpu);
   // Attention of the layers the plan puts on the GPU, then what they share:
   // input and output buffers, scratch, the RoPE tables.

@@ -266,7 +266,14 @@ private:
   // Layer l's FFN steps [first, last] for a chunk of n tokens at pos0...
   bool ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
                 std::string &error);
-  void downBatch(int l, int n);
+  // gpuHot: the hot half's down products are the GPU's (hotChunkGpu), so
+  // only the cold half's are made here.
+  void downBatch(int l, int n, bool gpuHot = false);
+  // The hot half of layer l for a chunk of n tokens on the GPU: input up,
+  // kernels, output down, enqueued (b.outCopied recorded after); then,
+  // after the wait, its y into bYHot_ and fired counts into bFired_.
+  bool hotChunkGpu(int l, int n, std::string &error);
+  bool hotChunkDone(int l, int n, std::string &error);
   void predictBatch(const PredictorWeights &pw, int n, int64_t first);
 
   const Program &program_;
@@ -302,6 +309,12 @@ private:
   CudaDriver::DevPtr dHeadW_ = 0, dHeadX_ = 0, dLogits_ = 0;
   float *hostHeadX_ = nullptr, *hostLogits_ = nullptr;
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
+  // The hot halves of a prompt's chunk of up to hotChunk_ tokens (0: token
+  // by token): x [T][n_embd]; y [T][n_embd], then h [T][max hot]; the down
+  // kernels' partial sums; page-locked twins.
+  int hotChunk_ = 0;
+  CudaDriver::DevPtr dHX_ = 0, dHOut_ = 0, dHPart_ = 0;
+  float *hostHX_ = nullptr, *hostHOut_ = nullptr;
 
   // The residual stream on the GPU: the steps say so (resident_), a GPU is
   // open (residentOn_). dTok_: the residual [n_embd], the position's RoPE

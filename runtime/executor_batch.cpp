@@ -186,9 +186,10 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   const ProgramLayer &pl = program_.layers[l];
   const LayerBinding &b = layers_[l];
   const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
-  if (gpu_ && pl.nHot > 0) {
-    // With the hot half on the GPU the FFN steps run token by token,
-    // exactly as eval() runs them.
+  const bool gpuHot = gpu_ && pl.nHot > 0 && hotChunk_ >= n;
+  if (gpu_ && pl.nHot > 0 && !gpuHot) {
+    // Without room for a chunk on the GPU the FFN steps run token by
+    // token, exactly as eval() runs them.
     for (int t = 0; t < n; ++t) {
       float *xt = bX_.data() + size_t(t) * nEmbd;
       std::copy(bXb_.data() + size_t(t) * nEmbd,
@@ -227,6 +228,10 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // cold half as exact mode does.
   const bool predict = hasPredict_[l] && nCold > 0;
   uint8_t *chosen = bChosen_.data();
+  // The hot half on the GPU for the whole chunk (the kernels compute each
+  // token as alone), while the cold half runs here.
+  if (gpuHot && !hotChunkGpu(l, n, error))
+    return false;
   if (predict)
     predictBatch(b.predictor, n, nHot);
 
@@ -292,7 +297,10 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     amxPrepare(xq, nBlk, n, bAmx_);
   const int tiled = amx ? bAmx_.tokens : 0;
   const int64_t tiledRowsEnd = predict ? nHot : nFF;
-  pool_.parallelFor(nFF, [&](int64_t k0, int64_t k1) {
+  // Rows [kFirst, n_ff): the hot ones are the GPU's where it has them.
+  const int64_t kFirst = gpuHot ? nHot : 0;
+  pool_.parallelFor(nFF - kFirst, [&](int64_t a0, int64_t a1) {
+    const int64_t k0 = a0 + kFirst, k1 = a1 + kFirst;
     float g4[kTokensAtOnce], u4[kTokensAtOnce];
     // Rows k .. k + count - 1 of w as blocks: the packed rows, or their
     // scales-first rows converted into `buf`.
@@ -475,7 +483,9 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
       sparseRow(k, 0);
   });
 
-  downBatch(l, n);
+  downBatch(l, n, gpuHot);
+  if (gpuHot && !hotChunkDone(l, n, error))
+    return false;
 
   // The ffn_add step: the merge's sum, or the layer's one half, as eval()
   // adds it.
@@ -489,14 +499,16 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
         yh[i] += yc[i];
     addFfnOutput(params_, b.postFfnNorm, bX_.data() + size_t(t) * nEmbd, y);
   }
-  // The counters ffn() keeps, token by token (the hot half ran on the CPU).
+  // The counters ffn() keeps, token by token.
   LayerStats &st = stats_[l];
   for (int t = 0; t < n; ++t) {
     const uint64_t firedHot = bFired_[2 * t], firedCold = bFired_[2 * t + 1];
+    const uint64_t hotRun = exact ? firedHot : uint64_t(nHot);
     st.tokens += 1;
     st.fired += firedHot + firedCold;
-    st.cpuNeurons += (exact ? firedCold : uint64_t(nCold)) +
-                     (exact ? firedHot : uint64_t(nHot));
+    st.cpuNeurons +=
+        (exact ? firedCold : uint64_t(nCold)) + (gpuHot ? 0 : hotRun);
+    st.gpuNeurons += gpuHot ? hotRun : 0;
     if (predict) {
       const uint8_t *ct = chosen + size_t(t) * nFF;
       for (int64_t k = nHot; k < nFF; ++k)
@@ -512,7 +524,8 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
 // them; a thread takes a few rows (or source blocks) at a time and applies
 // them to every token before the next few, which keeps each token's
 // accumulation order that of cpuDown.
-void Executor::downBatch(int l, int n) {
+void Executor::downBatch(int l, int n, bool gpuHot) {
+  static const BlockGroups kNoGroups;
   const ProgramLayer &pl = program_.layers[l];
   const LayerBinding &b = layers_[l];
   const int64_t nEmbd = params_.nEmbd, nFF = params_.nFF;
@@ -573,14 +586,14 @@ void Executor::downBatch(int l, int n) {
     for (int64_t t = t0; t < t1; ++t) {
       const float *ht = hAct + size_t(t) * nFF;
       uint64_t firedHot = 0, firedCold = 0;
-      for (int64_t k = 0; k < nHot; ++k)
+      for (int64_t k = 0; k < nHot && !gpuHot; ++k)
         firedHot += ht[k] != 0.f;
       for (int64_t k = nHot; k < nFF; ++k)
         firedCold += ht[k] != 0.f;
       bFired_[2 * t] = firedHot;
       bFired_[2 * t + 1] = firedCold;
       if (split) {
-        group(t, 0, b.hotGroups, 0);
+        group(t, 0, gpuHot ? kNoGroups : b.hotGroups, 0);
         group(t, 1, b.coldGroups, nHot);
       }
     }
@@ -597,7 +610,8 @@ void Executor::downBatch(int l, int n) {
       const int64_t c0 = u0 * unit, c1 = u1 * unit;
       for (int64_t r0 = 0; r0 < nFF; r0 += kRowBlock) {
         const int64_t r1 = std::min(r0 + kRowBlock, nFF);
-        const int64_t hot1 = std::min(r1, nHot), cold0 = std::max(r0, nHot);
+        const int64_t hot1 = gpuHot ? 0 : std::min(r1, nHot),
+                      cold0 = std::max(r0, nHot);
         for (int t = 0; t < n; ++t) {
           const float *ht = h + size_t(t) * nFF;
           if (r0 < hot1)

@@ -164,7 +164,9 @@ std::string CompileGpuTest::dir_, CompileGpuTest::model_,
 std::vector<int32_t> *CompileGpuTest::reference_ = nullptr;
 
 // Tests that the GPU path gives the reference's tokens in dense and exact
-// modes (threshold mode's kernels: cuda_gpu_test), with the hot halves computed by kernels, and that the
+// modes (threshold mode's kernels: cuda_gpu_test), with the hot halves
+// computed by kernels (a prompt's chunk at once, as token by token), and
+// that the
 // executable frees what it allocated, unloads its module, releases the
 // context and copies asynchronously only from page-locked memory.
 TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
@@ -187,6 +189,17 @@ TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
     EXPECT_EQ(report["modules_unloaded"], 1);
     EXPECT_EQ(report["context_retains"], 0);
     EXPECT_EQ(report["pageable_async_copies"], 0);
+    // The prompt's chunk through the hot halves at once gives what token
+    // by token (-b 1) gives: the tokens, and per layer the neurons that
+    // fired on each device.
+    const std::vector<double> gpuFired =
+        jsonNumbers(out, "neurons_computed_gpu");
+    const std::vector<double> cpuFired =
+        jsonNumbers(out, "neurons_computed_cpu");
+    ASSERT_EQ(runOnStandin(exe, mode, "", "-b 1", out, err, report), 0) << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
+    EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), gpuFired) << out;
+    EXPECT_EQ(jsonNumbers(out, "neurons_computed_cpu"), cpuFired) << out;
   }
 }
 
@@ -417,10 +430,10 @@ TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
   EXPECT_NE(err.find("MiB were free at start"), std::string::npos) << err;
   EXPECT_EQ(report["leaked_allocations"], 0) << err;
 
-  // The prompt runs layer by layer over its tokens: launches 3 and 4 are
-  // layer 0's gate/up and down kernels of its second token. The fault
-  // surfaces at the layer's wait, which names both ...
-  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=4", "",
+  // The prompt goes as one chunk: launches 1 and 2 are layer 0's gate/up
+  // and down kernels over its tokens. The fault surfaces at the layer's
+  // wait, which names both ...
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=2", "",
                          out, err, report),
             0);
   expectOneLine(err, exe);
@@ -431,7 +444,7 @@ TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
       << err;
   EXPECT_NE(err.find("--gpu-sync-debug"), std::string::npos) << err;
   // ... and --gpu-sync-debug the one that failed.
-  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=4",
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=2",
                          "--gpu-sync-debug", out, err, report),
             0);
   expectOneLine(err, exe);

@@ -1,0 +1,74 @@
+// The hot half of a prompt's chunk on the GPU for a program with a CPU
+// part; see executor.h. One copy up of the chunk's FFN input, the layer's
+// gate/up and down kernels over the chunk's tokens (each row read once per
+// chunk, each token computed as alone), one copy down of y and the
+// activations; the cold half runs on the CPU meanwhile (ffnBatch), and the
+// two merge as eval() merges them, so the chunk's results are bitwise those
+// of token-by-token evaluation.
+#include "runtime/executor.h"
+
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+
+#include <algorithm>
+
+namespace pinfer {
+
+bool Executor::hotChunkGpu(int l, int n, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ProgramLayer &pl = program_.layers[l];
+  const int64_t nEmbd = params_.nEmbd, nBlk = nEmbd / QK8_0;
+  // The input each token's hot half reads alone (the Transfer step): the
+  // 8-bit values where both gate and up rows multiply them, else f32.
+  const bool q8 = usesQ8Act(b.gate.type) && usesQ8Act(b.up.type);
+  for (int t = 0; t < n; ++t) {
+    float *dst = hostHX_ + size_t(t) * nEmbd;
+    if (q8) {
+      const BlockQ8Act *xq = bXq_.data() + size_t(t) * nBlk;
+      for (int64_t blk = 0; blk < nBlk; ++blk)
+        for (int j = 0; j < QK8_0; ++j)
+          dst[blk * QK8_0 + j] = xq[blk].d * float(xq[blk].qs[j]);
+    } else {
+      std::copy(bXb_.data() + size_t(t) * nEmbd,
+                bXb_.data() + size_t(t + 1) * nEmbd, dst);
+    }
+  }
+  CudaDriver &gpu = *gpu_;
+  CudaDriver::DevPtr dY = dHOut_,
+                     dH = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
+  int m = n;
+  void *gateUpArgs[] = {&b.dGate, &b.dUp, &dHX_, &dH, &m};
+  void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dHPart_, &dDone_, &m};
+  void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
+                           &dY,       &dHPart_,  &dDone_, &m};
+  void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
+  return gpu.uploadAsync(dHX_, hostHX_, sizeof(float) * size_t(n) * nEmbd,
+                         error) &&
+         gpu.launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
+                    error, pl.gateUpKernel, l) &&
+         gpu.launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
+                    pl.downKernel, l) &&
+         gpu.downloadAsync(hostHOut_, dHOut_,
+                           sizeof(float) * size_t(n) * (nEmbd + pl.nHot),
+                           error) &&
+         gpu.record(b.outCopied, error);
+}
+
+bool Executor::hotChunkDone(int l, int n, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ProgramLayer &pl = program_.layers[l];
+  const int64_t nEmbd = params_.nEmbd;
+  if (!gpu_->wait(b.outCopied, error))
+    return false;
+  std::copy(hostHOut_, hostHOut_ + size_t(n) * nEmbd, bYHot_.begin());
+  const float *h = hostHOut_ + size_t(n) * nEmbd;
+  for (int t = 0; t < n; ++t) {
+    uint64_t fired = 0;
+    for (uint32_t k = 0; k < pl.nHot; ++k)
+      fired += h[size_t(t) * pl.nHot + k] != 0.f;
+    bFired_[2 * t] = fired;
+  }
+  return true;
+}
+
+} // namespace pinfer
