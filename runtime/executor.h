@@ -332,12 +332,11 @@ private:
   // [T][n_embd], RoPE tables [T][n_rot] (then the sliding layers'),
   // positions [T] and counters [n_layer]; the others the token-major twins
   // of the one-token buffers (dBAttnX_: f32 [T][n_embd], then 8-bit values;
-  // dBOut_: y [T][n_embd], then h [T][max hot]).
+  // the FFN's input and output: dHX_, dHOut_).
   int gpuChunk_ = 0;
   CudaDriver::DevPtr dBTok_ = 0, dBAttnX_ = 0, dBQ_ = 0, dBK_ = 0, dBV_ = 0,
-                     dBAttnOut_ = 0, dBAttnOutQ_ = 0, dBAttnY_ = 0, dBX_ = 0,
-                     dBOut_ = 0, dBPart_ = 0, dBScores_ = 0, dBAttnPart_ = 0,
-                     dBAttnDone_ = 0;
+                     dBAttnOut_ = 0, dBAttnOutQ_ = 0, dBAttnY_ = 0,
+                     dBScores_ = 0, dBAttnPart_ = 0, dBAttnDone_ = 0;
   float *hostBTok_ = nullptr;
 
   bool measureRecall_ = false;

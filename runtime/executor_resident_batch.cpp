@@ -1,10 +1,10 @@
 // A prompt's chunk on a whole-GPU program; see executor.h. The chunk's
 // tokens go up together (embeddings, RoPE tables, positions); each matvec,
 // gate/up and down kernel then reads its rows once for the chunk (the
-// kernels' nTok), the norms run a block per token, and the rope and attend
-// kernels run token by token (each token's K and V rows reach the cache
-// before the next token attends). Every kernel computes each token as it
-// does alone, so the chunk's logits and KV cache are bitwise those of
+// kernels' nTok), the norms run a block per token, the rope kernel puts
+// every token's K and V rows in the cache and the attend kernel runs a
+// group of blocks per token. Every kernel computes each token as it does
+// alone, so the chunk's logits and KV cache are bitwise those of
 // token-by-token evaluation.
 #include "runtime/executor.h"
 
@@ -33,18 +33,13 @@ size_t Executor::batchPosOffset() const {
 void Executor::allocResidentBatch() {
   CudaDriver &gpu = *gpu_;
   const ModelParams &p = params_;
+  // The FFN's input, output and partial sums are the split programs'
+  // chunk buffers (hotChunk_), sized alike.
   const int T = std::min(nBatch_, kGpuChunk);
-  if (T < 2)
+  if (T < 2 || hotChunk_ < T)
     return;
   gpuChunk_ = T;
   const size_t f = sizeof(float), t = size_t(T);
-  size_t maxHot = 0, maxDownThreads = 0;
-  for (uint32_t l = 0; l < program_.nLayer; ++l) {
-    const ProgramLayer &pl = program_.layers[l];
-    maxHot = std::max<size_t>(maxHot, pl.nHot);
-    maxDownThreads =
-        std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
-  }
   const size_t tokBytes =
       f * batchPosOffset() + sizeof(int32_t) * t + sizeof(uint32_t) * p.nLayer;
   std::string ignored;
@@ -60,10 +55,6 @@ void Executor::allocResidentBatch() {
       !gpu.alloc(dBAttnOut_, f * t * p.qDim(), ignored) ||
       !gpu.alloc(dBAttnOutQ_, f * t * p.qDim(), ignored) ||
       !gpu.alloc(dBAttnY_, f * t * p.nEmbd, ignored) ||
-      !gpu.alloc(dBX_, f * t * p.nEmbd, ignored) ||
-      !gpu.alloc(dBOut_, f * t * (p.nEmbd + maxHot), ignored) ||
-      !gpu.alloc(dBPart_, f * t * maxDownThreads * gpuattn::kDownCols,
-                 ignored) ||
       !gpu.alloc(dBScores_, f * t * size_t(p.nHead) * size_t(nCtx_), ignored) ||
       !gpu.alloc(dBAttnPart_,
                  f * t * gpuattn::attendPartFloats(p.nHead, nCtx_, p.headDim),
@@ -179,8 +170,8 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
                       args, error, kResidAdd, l);
   };
   const CudaDriver::DevPtr x8 = dBAttnX_ + f * size_t(gpuChunk_) * nEmbd;
-  const CudaDriver::DevPtr dY = dBOut_,
-                           dH = dBOut_ + f * size_t(gpuChunk_) * nEmbd;
+  const CudaDriver::DevPtr dY = dHOut_,
+                           dH = dHOut_ + f * size_t(gpuChunk_) * nEmbd;
   switch (s.kind) {
   case StepKind::AttnNorm:
     return norm(dBTok_, b.dAttnNorm, dBAttnX_,
@@ -195,14 +186,14 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
   case StepKind::AttnAdd:
     return add(dBAttnY_);
   case StepKind::FfnNorm:
-    return norm(dBTok_, b.dFfnNorm, dBX_,
-                usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dBX_ : 0);
+    return norm(dBTok_, b.dFfnNorm, dHX_,
+                usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dHX_ : 0);
   case StepKind::FfnHalf: {
     CudaDriver::DevPtr y = dY, h = dH;
-    void *gateUpArgs[] = {&b.dGate, &b.dUp, &dBX_, &h, &m};
-    void *downRowArgs[] = {&b.dDownT, &h, &y, &dBPart_, &dDone_, &m};
+    void *gateUpArgs[] = {&b.dGate, &b.dUp, &dHX_, &h, &m};
+    void *downRowArgs[] = {&b.dDownT, &h, &y, &dHPart_, &dDone_, &m};
     void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
-                             &y,        &dBPart_,  &dDone_, &m};
+                             &y,        &dHPart_,  &dDone_, &m};
     void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
     int n = m * int(pl.nHot);
     CudaDriver::DevPtr counter = dBTok_ +
