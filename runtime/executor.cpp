@@ -619,10 +619,15 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   }
   residentOn_ = resident_ && gpu_;
   // The KV cache of a layer whose attention runs on the GPU is there: the
-  // prompt's attention then runs token by token too.
+  // prompt's attention runs there in chunks, or (without room for a
+  // chunk's buffers) token by token.
+  bool attnOnGpu = false;
   for (const LayerBinding &b : layers_)
-    if (b.attnOnGpu)
-      batchable_ = false;
+    attnOnGpu |= b.attnOnGpu;
+  if (attnOnGpu && !resident_)
+    allocResidentBatch();
+  if (attnOnGpu && gpuChunk_ == 0)
+    batchable_ = false;
   return true;
 }
 

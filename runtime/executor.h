@@ -188,6 +188,12 @@ private:
   bool residentBatchStep(int l, const ProgramStep &s, int m,
                          std::string &error);
   bool attentionGpuBatch(int l, int m, std::string &error);
+  // A chunk's attention on the GPU for a program whose residual stream is
+  // on the host: bXb_ rows up, the batched attention kernels, the output
+  // projections down into bXb2_ (one wait).
+  bool attentionGpuChunk(int l, int n, int pos0, std::string &error);
+  // Tokens [first, first + n) of the chunk, n <= gpuChunk_.
+  bool attentionGpuPart(int l, int first, int n, int pos0, std::string &error);
   // Where the chunk's RoPE tables (the sliding layers' with `local`) and
   // positions start in dBTok_, in floats.
   size_t batchCsOffset(bool local) const;
@@ -338,6 +344,7 @@ private:
                      dBAttnOut_ = 0, dBAttnOutQ_ = 0, dBAttnY_ = 0,
                      dBScores_ = 0, dBAttnPart_ = 0, dBAttnDone_ = 0;
   float *hostBTok_ = nullptr;
+  float *hostBAttnX_ = nullptr, *hostBAttnY_ = nullptr; // attention's chunk
 
   bool measureRecall_ = false;
   int nCtx_ = 0;

@@ -128,6 +128,11 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
                     p.normEps);
         break;
       case StepKind::Attention:
+        if (b.attnOnGpu) {
+          if (!attentionGpuChunk(l, n, pos0, error))
+            return false;
+          break;
+        }
         attentionCore(p,
                       attentionFor(l, bXb_.data(), bXb2_.data(), bQ_.data(),
                                    bAttnOut_.data(), bScores_.data()),

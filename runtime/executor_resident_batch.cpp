@@ -34,21 +34,23 @@ void Executor::allocResidentBatch() {
   CudaDriver &gpu = *gpu_;
   const ModelParams &p = params_;
   // The FFN's input, output and partial sums are the split programs'
-  // chunk buffers (hotChunk_), sized alike.
+  // chunk buffers (hotChunk_), sized alike: a whole-GPU program needs them.
   const int T = std::min(nBatch_, kGpuChunk);
-  if (T < 2 || hotChunk_ < T)
+  if (T < 2 || (resident_ && hotChunk_ < T))
     return;
   gpuChunk_ = T;
   const size_t f = sizeof(float), t = size_t(T);
   const size_t tokBytes =
       f * batchPosOffset() + sizeof(int32_t) * t + sizeof(uint32_t) * p.nLayer;
   std::string ignored;
-  void *host = nullptr;
+  void *host = nullptr, *hostX = nullptr, *hostY = nullptr;
   // A card without room for the chunk's buffers runs prompts token by
   // token, as before.
   if (!gpu.alloc(dBTok_, tokBytes, ignored) ||
       !gpu.allocHost(host, tokBytes, ignored) ||
       !gpu.alloc(dBAttnX_, f * 2 * t * p.nEmbd, ignored) ||
+      !gpu.allocHost(hostX, f * 2 * t * p.nEmbd, ignored) ||
+      !gpu.allocHost(hostY, f * t * p.nEmbd, ignored) ||
       !gpu.alloc(dBQ_, f * t * p.qDim(), ignored) ||
       !gpu.alloc(dBK_, f * t * p.kvDim(), ignored) ||
       !gpu.alloc(dBV_, f * t * p.kvDim(), ignored) ||
@@ -68,6 +70,59 @@ void Executor::allocResidentBatch() {
     return;
   }
   hostBTok_ = static_cast<float *>(host);
+  hostBAttnX_ = static_cast<float *>(hostX);
+  hostBAttnY_ = static_cast<float *>(hostY);
+}
+
+bool Executor::attentionGpuChunk(int l, int n, int pos0, std::string &error) {
+  // A prompt chunk (-b) larger than the GPU's goes in parts.
+  for (int s = 0; s < n; s += gpuChunk_)
+    if (!attentionGpuPart(l, s, std::min(gpuChunk_, n - s), pos0 + s, error))
+      return false;
+  return true;
+}
+
+bool Executor::attentionGpuPart(int l, int first, int n, int pos0,
+                                std::string &error) {
+  const LayerBinding &b = layers_[l];
+  const ModelParams &p = params_;
+  const int64_t nEmbd = p.nEmbd;
+  const size_t f = sizeof(float), T = size_t(gpuChunk_);
+  // Each token's input as a token's attention stages it (stageInput): f32,
+  // then the 8-bit values where a projection multiplies them; its RoPE
+  // tables and position as a whole-GPU chunk has them.
+  const bool q8 =
+      usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) || usesQ8Act(b.wv.type);
+  attnXq_.resize(size_t(nEmbd / QK8_0));
+  for (int t = 0; t < n; ++t) {
+    const float *x = bXb_.data() + size_t(first + t) * nEmbd;
+    std::copy(x, x + nEmbd, hostBAttnX_ + size_t(t) * nEmbd);
+    if (q8) {
+      quantizeActQ8(x, attnXq_.data(), nEmbd);
+      float *x8 = hostBAttnX_ + (T + size_t(t)) * nEmbd;
+      for (int64_t i = 0; i < nEmbd; ++i)
+        x8[i] = attnXq_[i / QK8_0].d * float(attnXq_[i / QK8_0].qs[i % QK8_0]);
+    }
+    gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos0 + t,
+                        hostBTok_ + batchCsOffset(false) + size_t(t) * p.nRot);
+    if (!invFreqLocal_.empty())
+      gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos0 + t,
+                          hostBTok_ + batchCsOffset(true) + size_t(t) * p.nRot);
+    const int32_t position = pos0 + t;
+    std::memcpy(hostBTok_ + batchPosOffset() + t, &position, sizeof position);
+  }
+  CudaDriver &gpu = *gpu_;
+  const size_t tables = batchCsOffset(false);
+  return gpu.uploadAsync(dBAttnX_, hostBAttnX_, f * 2 * T * nEmbd, error) &&
+         gpu.uploadAsync(dBTok_ + f * tables, hostBTok_ + tables,
+                         f * (batchPosOffset() - tables) + 4 * T, error) &&
+         attentionGpuBatch(l, n, error) &&
+         gpu.downloadAsync(hostBAttnY_, dBAttnY_, f * size_t(n) * nEmbd,
+                           error) &&
+         gpu.record(attnCopied_, error) && gpu.wait(attnCopied_, error) &&
+         (std::copy(hostBAttnY_, hostBAttnY_ + size_t(n) * nEmbd,
+                    bXb2_.begin() + size_t(first) * nEmbd),
+          true);
 }
 
 bool Executor::evalResidentBatch(const int32_t *tokens, int n, int pos,
