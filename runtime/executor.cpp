@@ -930,13 +930,10 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // The previous layer's wait has completed the last copy from
       // hostX_, so it can be written.
       quantiseFfnInput(l);
-      if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type)) {
-        for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
-          for (int j = 0; j < QK8_0; ++j)
-            hostX_[blk * QK8_0 + j] = xq_[blk].d * float(xq_[blk].qs[j]);
-      } else {
+      if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type))
+        dequantizeActQ8(xq_.data(), hostX_, nEmbd);
+      else
         std::copy(xb_.data(), xb_.data() + nEmbd, hostX_);
-      }
       return gpu_->uploadAsync(dX_, hostX_, sizeof(float) * nEmbd, error);
     }
   case StepKind::FfnHalf:

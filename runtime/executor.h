@@ -198,6 +198,9 @@ private:
   // positions start in dBTok_, in floats.
   size_t batchCsOffset(bool local) const;
   size_t batchPosOffset() const;
+  // The RoPE tables and positions of tokens pos0 .. pos0 + n - 1 into
+  // hostBTok_.
+  void stageChunkTables(int pos0, int n);
   // Layer l's count of hot neurons that fired, in dTok_; the launch that
   // adds the non-zero h[0..nHot) to it.
   CudaDriver::DevPtr firedCounter(int l) const;

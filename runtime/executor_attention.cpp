@@ -59,10 +59,7 @@ void Executor::stageInput(float *host, bool withQ8) {
     return;
   attnXq_.resize(size_t(nEmbd / QK8_0));
   quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
-  for (int blk = 0; blk < nEmbd / QK8_0; ++blk)
-    for (int j = 0; j < QK8_0; ++j)
-      host[nEmbd + blk * QK8_0 + j] =
-          attnXq_[blk].d * float(attnXq_[blk].qs[j]);
+  dequantizeActQ8(attnXq_.data(), host + nEmbd, nEmbd);
 }
 
 bool Executor::attentionGpu(int l, int pos, std::string &error) {

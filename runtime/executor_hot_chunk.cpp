@@ -23,15 +23,11 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
   const bool q8 = usesQ8Act(b.gate.type) && usesQ8Act(b.up.type);
   for (int t = 0; t < n; ++t) {
     float *dst = hostHX_ + size_t(t) * nEmbd;
-    if (q8) {
-      const BlockQ8Act *xq = bXq_.data() + size_t(t) * nBlk;
-      for (int64_t blk = 0; blk < nBlk; ++blk)
-        for (int j = 0; j < QK8_0; ++j)
-          dst[blk * QK8_0 + j] = xq[blk].d * float(xq[blk].qs[j]);
-    } else {
+    if (q8)
+      dequantizeActQ8(bXq_.data() + size_t(t) * nBlk, dst, nEmbd);
+    else
       std::copy(bXb_.data() + size_t(t) * nEmbd,
                 bXb_.data() + size_t(t + 1) * nEmbd, dst);
-    }
   }
   CudaDriver &gpu = *gpu_;
   CudaDriver::DevPtr dY = dHOut_,

@@ -99,18 +99,11 @@ bool Executor::attentionGpuPart(int l, int first, int n, int pos0,
     std::copy(x, x + nEmbd, hostBAttnX_ + size_t(t) * nEmbd);
     if (q8) {
       quantizeActQ8(x, attnXq_.data(), nEmbd);
-      float *x8 = hostBAttnX_ + (T + size_t(t)) * nEmbd;
-      for (int64_t i = 0; i < nEmbd; ++i)
-        x8[i] = attnXq_[i / QK8_0].d * float(attnXq_[i / QK8_0].qs[i % QK8_0]);
+      dequantizeActQ8(attnXq_.data(), hostBAttnX_ + (T + size_t(t)) * nEmbd,
+                      nEmbd);
     }
-    gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos0 + t,
-                        hostBTok_ + batchCsOffset(false) + size_t(t) * p.nRot);
-    if (!invFreqLocal_.empty())
-      gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos0 + t,
-                          hostBTok_ + batchCsOffset(true) + size_t(t) * p.nRot);
-    const int32_t position = pos0 + t;
-    std::memcpy(hostBTok_ + batchPosOffset() + t, &position, sizeof position);
   }
+  stageChunkTables(pos0, n);
   CudaDriver &gpu = *gpu_;
   const size_t tables = batchCsOffset(false);
   return gpu.uploadAsync(dBAttnX_, hostBAttnX_, f * 2 * T * nEmbd, error) &&
@@ -123,6 +116,19 @@ bool Executor::attentionGpuPart(int l, int first, int n, int pos0,
          (std::copy(hostBAttnY_, hostBAttnY_ + size_t(n) * nEmbd,
                     bXb2_.begin() + size_t(first) * nEmbd),
           true);
+}
+
+void Executor::stageChunkTables(int pos0, int n) {
+  const ModelParams &p = params_;
+  for (int t = 0; t < n; ++t) {
+    gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos0 + t,
+                        hostBTok_ + batchCsOffset(false) + size_t(t) * p.nRot);
+    if (!invFreqLocal_.empty())
+      gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos0 + t,
+                          hostBTok_ + batchCsOffset(true) + size_t(t) * p.nRot);
+    const int32_t position = pos0 + t;
+    std::memcpy(hostBTok_ + batchPosOffset() + t, &position, sizeof position);
+  }
 }
 
 bool Executor::evalResidentBatch(const int32_t *tokens, int n, int pos,
@@ -149,15 +155,7 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
     rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]), host + size_t(t) * nEmbd,
              nEmbd);
   scaleEmbeddings(p, host, m);
-  for (int t = 0; t < m; ++t) {
-    gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos0 + t,
-                        host + batchCsOffset(false) + size_t(t) * p.nRot);
-    if (!invFreqLocal_.empty())
-      gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos0 + t,
-                          host + batchCsOffset(true) + size_t(t) * p.nRot);
-    const int32_t position = pos0 + t;
-    std::memcpy(host + batchPosOffset() + t, &position, sizeof position);
-  }
+  stageChunkTables(pos0, m);
   uint32_t *counters =
       reinterpret_cast<uint32_t *>(host + batchPosOffset() + gpuChunk_);
   std::fill_n(counters, p.nLayer, 0u);

@@ -431,6 +431,11 @@ float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
   return rowDot(GGMLType::Q4_0).q8(blocks.data(), xq, n);
 }
 
+void dequantizeActQ8(const BlockQ8Act *xq, float *out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = xq[i / QK8_0].d * float(xq[i / QK8_0].qs[i % QK8_0]);
+}
+
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n) {
   for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
     float amax = 0;

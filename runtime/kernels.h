@@ -62,6 +62,9 @@ void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
 // Quantises x[0..n) (n a multiple of QK8_0) into n/QK8_0 blocks, scale =
 // max|x| / 127 per block, values rounded to nearest.
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
+// Its values back as floats (d * q): what a GPU matvec multiplies where the
+// CPU's multiplies the 8-bit values.
+void dequantizeActQ8(const BlockQ8Act *xq, float *out, int64_t n);
 
 // The first nTok tokens' quantised blocks (nb per token, a multiple of 8
 // as in K-quant rows) as ActPairQ8 pairs, and per eight blocks their

@@ -245,8 +245,9 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
     std::vector<float> yWant(s.nEmbd);
     matvec(wo.w, outGot.data(), yWant.data(), pool);
     EXPECT_LT(normalisedError(got.data(), yWant.data(), s.nEmbd), 1e-4);
-    if (!usesQ8Act(s.wo))
+    if (!usesQ8Act(s.wo)) {
       EXPECT_LT(normalisedError(got.data(), xb2.data(), s.nEmbd), 1e-4);
+    }
     // The cache rows the GPU wrote are the CPU's.
     std::vector<float> kGot(kvDim);
     ASSERT_TRUE(gpu_.download(kGot.data(), kRow, f * kvDim, error)) << error;
