@@ -276,14 +276,6 @@ __device__ __forceinline__ float pf_at_q6_K(const u8 *row, int i) {
   int sc = (signed char)blk[192 + 8 * n + l / 16 + 2 * k];
   return pf_h2f(pf_ld16(blk + 208)) * (float)sc * (float)((lo | (hi << 4)) - 32);
 }
-// Their dot products: each lane takes every 32nd element.
-template <int N, float (*At)(const u8 *, int)>
-__device__ __forceinline__ float pf_dot_by_element(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
-  for (int i = lane; i < N; i += 32)
-    s += At(row, i) * x[i];
-  return pf_warp_sum(s);
-}
 // Q4_1, Q5_0, Q5_1 as Q4_0: four lanes per block, lane j taking bytes
 // 4j..4j+3 of the nibbles (elements 4j.. and 16+4j..); the fifth bits of
 // Q5 are bits 4j.. and 16+4j.. of the block's 32-bit qh, moved to bit 4 of
@@ -325,11 +317,49 @@ template <int N> __device__ float pf_dot_q5_0(const u8 *row, const float *x, int
 template <int N> __device__ float pf_dot_q5_1(const u8 *row, const float *x, int lane) {
   return pf_dot_legacy<N, 24, true, true>(row, x, lane);
 }
+// Q2_K and Q3_K by super-block as Q6_K: sixteen lanes per super-block, lane
+// 8n+j taking elements 4j..4j+3 of each 32-value run k of half n (two bits
+// each from byte 4j.. of the half's quants, shifted by 2k; Q3_K's third
+// bit from its hmask bytes 4j.., bit 4n+k), the 16-value sub-block
+// 8n + 2k + j/4 giving the scale (and Q2_K's min).
 template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q2_K>(row, x, lane);
+  float s = 0.f;
+  const int n = (lane >> 3) & 1, j = lane & 7;
+  for (int b = lane >> 4; b < N / 256; b += 2) {
+    const u8 *blk = row + b * 84; // 4-aligned: 84-byte blocks
+    const float d = pf_h2f(pf_ld16(blk + 80)), dmin = pf_h2f(pf_ld16(blk + 82));
+    const unsigned q = *reinterpret_cast<const unsigned *>(blk + 16 + 32 * n + 4 * j);
+    const float *xb = x + b * 256 + 128 * n + 4 * j;
+    for (int k = 0; k < 4; ++k) {
+      const int sc = blk[8 * n + 2 * k + (j >> 2)];
+      const pf_f4 xv = pf_ldf4(xb + 32 * k);
+      s += d * (float)(sc & 15) * pf_dot_bytes(q, 2 * k, 3u, 0, xv) -
+           dmin * (float)(sc >> 4) * pf_sum4(xv);
+    }
+  }
+  return pf_warp_sum(s);
 }
 template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_by_element<N, pf_at_q3_K>(row, x, lane);
+  float s = 0.f;
+  const int n = (lane >> 3) & 1, j = lane & 7;
+  for (int b = lane >> 4; b < N / 256; b += 2) {
+    const u8 *blk = row + b * 110; // 2-aligned: 110-byte blocks
+    const float d = pf_h2f(pf_ld16(blk + 108));
+    const unsigned q = pf_ld32h(blk + 32 + 32 * n + 4 * j);
+    const unsigned hm = pf_ld32h(blk + 4 * j);
+    const float *xb = x + b * 256 + 128 * n + 4 * j;
+#pragma unroll 1
+    for (int k = 0; k < 4; ++k) {
+      const int is = 8 * n + 2 * k + (j >> 2);
+      const int lo = is < 8 ? (blk[96 + is] & 15) : (blk[96 + is - 8] >> 4);
+      const int hi = (blk[104 + is % 4] >> (2 * (is / 4))) & 3;
+      // Two bits, plus 4 where the hmask bit is set, minus 4.
+      const unsigned v = ((q >> (2 * k)) & 0x03030303u) |
+                         (((hm >> (4 * n + k)) & 0x01010101u) << 2);
+      s += d * (float)((lo | (hi << 4)) - 32) * pf_dot_bytes(v, 0, 255u, 4, pf_ldf4(xb + 32 * k));
+    }
+  }
+  return pf_warp_sum(s);
 }
 // Q4_K/Q5_K by super-block: lane 8g+j takes bytes 4j..4j+3 of the 32-byte
 // group g of nibbles (32-bit loads: the blocks' sizes and offsets are

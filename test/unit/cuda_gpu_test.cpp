@@ -238,8 +238,10 @@ std::vector<Case> allCases() {
                        SparsityMode::Exact, 90});
   cases.push_back(Case{GGMLType::F32, GGMLType::BF16, FfnActivation::SiLU,
                        SparsityMode::Dense, 90});
-  // K-quants over two super-blocks (Q6_K: its two groups of lanes).
-  for (GGMLType t : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K})
+  // K-quants over two super-blocks (Q2_K/Q3_K/Q6_K: their two groups of
+  // lanes).
+  for (GGMLType t : {GGMLType::Q2_K, GGMLType::Q3_K, GGMLType::Q4_K,
+                     GGMLType::Q5_K, GGMLType::Q6_K})
     cases.push_back(
         Case{t, GGMLType::F32, FfnActivation::SiLU, SparsityMode::Dense, 512});
   return cases;
