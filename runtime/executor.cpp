@@ -956,23 +956,14 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // Enqueued: the kernels and the copy of their output (y, then the
       // activations, which count the neurons that fired) run while the
       // host goes on to the next steps; the event marks the copy's end.
-      CudaDriver::DevPtr dY = dOut_, dH = dOut_ + sizeof(float) * nEmbd;
-      int one = 1;
-      void *gateUpArgs[] = {&b.dGate, &b.dUp, &dX_, &dH, &one};
-      void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dPart_, &dDone_, &one};
-      void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
-                               &dY,       &dPart_,   &dDone_, &one};
-      void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
-      if (!gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                        error, pl.gateUpKernel, l) ||
-          !gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                        pl.downKernel, l))
+      const CudaDriver::DevPtr dH = dOut_ + sizeof(float) * nEmbd;
+      if (!launchHotHalf(l, dX_, dH, dOut_, dPart_, 1, error))
         return false;
       // With the residual stream on the GPU the output stays for the next
       // steps, and the neurons that fired are counted into the token's
       // counters, which come down at its end.
       if (residentOn_)
-        return countHotFired(l, dH, pl.nHot, error);
+        return countHotFired(l, dH, int(pl.nHot), firedCounter(l), error);
       return gpu_->downloadAsync(hostOut_, dOut_,
                                  sizeof(float) * (nEmbd + pl.nHot), error) &&
              gpu_->record(b.outCopied, error);

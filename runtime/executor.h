@@ -206,13 +206,24 @@ private:
   CudaDriver::DevPtr firedCounter(int l) const;
   // Where the token's position is on the GPU (an int in dTok_).
   CudaDriver::DevPtr tokenPosition() const;
-  bool countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,
-                     std::string &error);
-  // Launches resid_norm (x -> y, weights w), then resid_quant on y in
-  // place when `q8` (or into y + n_embd when `q8Beside`).
+  // Adds the non-zero h[0..n) to the counter at `counter`.
+  bool countHotFired(int l, CudaDriver::DevPtr h, int n,
+                     CudaDriver::DevPtr counter, std::string &error);
+  // For nTok tokens (rows of n_embd): resid_norm (x -> y, weights w), then
+  // resid_quant of y into yq (y itself allowed; 0: none).
   bool residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
-                    CudaDriver::DevPtr y, bool q8, bool q8Beside, int l,
-                    std::string &error);
+                    CudaDriver::DevPtr y, CudaDriver::DevPtr yq, int nTok,
+                    int l, std::string &error);
+  // The final norm of the residual row x and the head, enqueued.
+  bool residentHead(CudaDriver::DevPtr x, std::string &error);
+  // x += y over nTok rows of n_embd.
+  bool residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok, int l,
+                   std::string &error);
+  // Layer l's hot half for nTok tokens: gate/up from x into h, down from h
+  // into y (the down kernel's partial sums in `part`).
+  bool launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
+                     CudaDriver::DevPtr y, CudaDriver::DevPtr part, int nTok,
+                     std::string &error);
   // Writes xb_ to `host` [n_embd], then, `withQ8`, the 8-bit values the
   // CPU's matvecs multiply for Q8_0/Q4_0/Q5_0 rows [n_embd] after it: the
   // input a GPU matvec reads (attention, the head).

@@ -30,20 +30,10 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
                 bXb_.data() + size_t(t + 1) * nEmbd, dst);
   }
   CudaDriver &gpu = *gpu_;
-  CudaDriver::DevPtr dY = dHOut_,
-                     dH = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
-  int m = n;
-  void *gateUpArgs[] = {&b.dGate, &b.dUp, &dHX_, &dH, &m};
-  void *downRowArgs[] = {&b.dDownT, &dH, &dY, &dHPart_, &dDone_, &m};
-  void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &dH,
-                           &dY,       &dHPart_,  &dDone_, &m};
-  void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
+  const CudaDriver::DevPtr dH = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
   return gpu.uploadAsync(dHX_, hostHX_, sizeof(float) * size_t(n) * nEmbd,
                          error) &&
-         gpu.launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                    error, pl.gateUpKernel, l) &&
-         gpu.launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                    pl.downKernel, l) &&
+         launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n, error) &&
          gpu.downloadAsync(hostHOut_, dHOut_,
                            sizeof(float) * size_t(n) * (nEmbd + pl.nHot),
                            error) &&

@@ -87,64 +87,79 @@ CudaDriver::DevPtr Executor::firedCounter(int l) const {
   return tokenPosition() + sizeof(int32_t) + sizeof(uint32_t) * size_t(l);
 }
 
-bool Executor::countHotFired(int l, CudaDriver::DevPtr h, uint32_t nHot,
-                             std::string &error) {
+bool Executor::countHotFired(int l, CudaDriver::DevPtr h, int n,
+                             CudaDriver::DevPtr counter, std::string &error) {
   using namespace gpuattn;
-  int n = int(nHot);
-  CudaDriver::DevPtr counter = firedCounter(l);
   void *args[] = {&h, &n, &counter};
   return gpu_->launch(fnResCount_, residGrid(n), kResidBlock, args, error,
                       kResidCount, l);
 }
 
 bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
-                            CudaDriver::DevPtr y, bool q8, bool q8Beside,
-                            int l, std::string &error) {
+                            CudaDriver::DevPtr y, CudaDriver::DevPtr yq,
+                            int nTok, int l, std::string &error) {
   using namespace gpuattn;
   void *norm[] = {&x, &w, &y};
-  if (!gpu_->launch(fnResNorm_, 1, kResidNormBlock, norm, error, kResidNorm,
-                    l))
+  if (!gpu_->launch(fnResNorm_, unsigned(nTok), kResidNormBlock, norm, error,
+                    kResidNorm, l))
     return false;
-  if (!q8 && !q8Beside)
+  if (!yq)
     return true;
-  CudaDriver::DevPtr yq = q8Beside ? y + sizeof(float) * params_.nEmbd : y;
-  int one = 1;
-  void *quant[] = {&y, &yq, &one};
-  return gpu_->launch(fnResQuant_, residGrid(params_.nEmbd), kResidBlock,
-                      quant, error, kResidQuant, l);
+  void *quant[] = {&y, &yq, &nTok};
+  return gpu_->launch(fnResQuant_, residGrid(int64_t(nTok) * params_.nEmbd),
+                      kResidBlock, quant, error, kResidQuant, l);
+}
+
+bool Executor::residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok,
+                           int l, std::string &error) {
+  using namespace gpuattn;
+  void *args[] = {&x, &y, &nTok};
+  return gpu_->launch(fnResAdd_, residGrid(int64_t(nTok) * params_.nEmbd),
+                      kResidBlock, args, error, kResidAdd, l);
+}
+
+bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
+                             CudaDriver::DevPtr y, CudaDriver::DevPtr part,
+                             int nTok, std::string &error) {
+  LayerBinding &b = layers_[l];
+  const ProgramLayer &pl = program_.layers[l];
+  void *gateUpArgs[] = {&b.dGate, &b.dUp, &x, &h, &nTok};
+  void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok};
+  void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
+                           &y,        &part,     &dDone_, &nTok};
+  void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
+  return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
+                      error, pl.gateUpKernel, l) &&
+         gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
+                      pl.downKernel, l);
 }
 
 bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
   LayerBinding &b = layers_[l];
-  using namespace gpuattn;
-  auto add = [&](CudaDriver::DevPtr y) {
-    int one = 1;
-    void *args[] = {&dTok_, &y, &one};
-    return gpu_->launch(fnResAdd_, residGrid(params_.nEmbd), kResidBlock,
-                        args, error, kResidAdd, l);
-  };
+  const CudaDriver::DevPtr f = sizeof(float);
   switch (s.kind) {
   case StepKind::AttnNorm:
     // Into the attention's input: f32, then its 8-bit values beside.
-    return residentNorm(dTok_, b.dAttnNorm, dAttnX_, false,
+    return residentNorm(dTok_, b.dAttnNorm, dAttnX_,
                         usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
-                            usesQ8Act(b.wv.type),
-                        l, error);
+                                usesQ8Act(b.wv.type)
+                            ? dAttnX_ + f * params_.nEmbd
+                            : 0,
+                        1, l, error);
   case StepKind::AttnPostNorm:
-    return residentNorm(dAttnY_, b.dPostAttnNorm, dAttnY_, false, false, l,
-                        error);
+    return residentNorm(dAttnY_, b.dPostAttnNorm, dAttnY_, 0, 1, l, error);
   case StepKind::AttnAdd:
-    return add(dAttnY_);
+    return residentAdd(dTok_, dAttnY_, 1, l, error);
   case StepKind::FfnNorm:
     // Into the hot half's input, which reads one form for both rows (see
     // the Transfer step).
-    return residentNorm(dTok_, b.dFfnNorm, dX_,
-                        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type), false,
-                        l, error);
+    return residentNorm(
+        dTok_, b.dFfnNorm, dX_,
+        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dX_ : 0, 1, l, error);
   case StepKind::FfnPostNorm:
-    return residentNorm(dOut_, b.dPostFfnNorm, dOut_, false, false, l, error);
+    return residentNorm(dOut_, b.dPostFfnNorm, dOut_, 0, 1, l, error);
   case StepKind::FfnAdd:
-    return add(dOut_);
+    return residentAdd(dTok_, dOut_, 1, l, error);
   default:
     error = "program layer " + std::to_string(l) + ", step " +
             stepsText(&s, 1) + ": no GPU routine for it";
@@ -152,14 +167,20 @@ bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
   }
 }
 
+bool Executor::residentHead(CudaDriver::DevPtr x, std::string &error) {
+  // The final norm into the head's input (f32, then its 8-bit values).
+  return residentNorm(x, dOutNorm_, dHeadX_,
+                      usesQ8Act(output_.type)
+                          ? dHeadX_ + sizeof(float) * params_.nEmbd
+                          : 0,
+                      1, -1, error) &&
+         enqueueHead(error);
+}
+
 bool Executor::endResidentToken(bool wantLogits, std::string &error) {
   const ModelParams &p = params_;
   CudaDriver &gpu = *gpu_;
-  // The final norm into the head's input (f32, then its 8-bit values).
-  if (wantLogits &&
-      (!residentNorm(dTok_, dOutNorm_, dHeadX_, false,
-                     usesQ8Act(output_.type), -1, error) ||
-       !enqueueHead(error)))
+  if (wantLogits && !residentHead(dTok_, error))
     return false;
   if (!gpu.downloadAsync(hostFired_, firedCounter(0),
                          sizeof(uint32_t) * size_t(p.nLayer), error) ||

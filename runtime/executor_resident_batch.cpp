@@ -173,9 +173,7 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
   // The last token's final norm and head, as a decoded token's.
   const CudaDriver::DevPtr last =
       dBTok_ + sizeof(float) * size_t(m - 1) * size_t(nEmbd);
-  if (wantLogits && (!residentNorm(last, dOutNorm_, dHeadX_, false,
-                                   usesQ8Act(output_.type), -1, error) ||
-                     !enqueueHead(error)))
+  if (wantLogits && !residentHead(last, error))
     return false;
   const CudaDriver::DevPtr dCounters =
       dBTok_ + sizeof(float) * (batchPosOffset() + size_t(gpuChunk_));
@@ -199,71 +197,42 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
                                  std::string &error) {
   LayerBinding &b = layers_[l];
   const ProgramLayer &pl = program_.layers[l];
-  CudaDriver &gpu = *gpu_;
-  using namespace gpuattn;
   const int64_t nEmbd = params_.nEmbd;
   const size_t f = sizeof(float);
   // Norms: one block per token; then the 8-bit values in place or, for
   // attention's input, in the second half of dBAttnX_.
-  auto norm = [&](CudaDriver::DevPtr x, CudaDriver::DevPtr w,
-                  CudaDriver::DevPtr y, CudaDriver::DevPtr yq) {
-    void *args[] = {&x, &w, &y};
-    if (!gpu.launch(fnResNorm_, unsigned(m), kResidNormBlock, args, error,
-                    kResidNorm, l))
-      return false;
-    if (!yq)
-      return true;
-    void *quant[] = {&y, &yq, &m};
-    return gpu.launch(fnResQuant_, residGrid(int64_t(m) * nEmbd), kResidBlock,
-                      quant, error, kResidQuant, l);
-  };
-  auto add = [&](CudaDriver::DevPtr y) {
-    void *args[] = {&dBTok_, &y, &m};
-    return gpu.launch(fnResAdd_, residGrid(int64_t(m) * nEmbd), kResidBlock,
-                      args, error, kResidAdd, l);
-  };
   const CudaDriver::DevPtr x8 = dBAttnX_ + f * size_t(gpuChunk_) * nEmbd;
   const CudaDriver::DevPtr dY = dHOut_,
                            dH = dHOut_ + f * size_t(gpuChunk_) * nEmbd;
   switch (s.kind) {
   case StepKind::AttnNorm:
-    return norm(dBTok_, b.dAttnNorm, dBAttnX_,
-                usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
-                        usesQ8Act(b.wv.type)
-                    ? x8
-                    : 0);
+    return residentNorm(dBTok_, b.dAttnNorm, dBAttnX_,
+                        usesQ8Act(b.wq.type) || usesQ8Act(b.wk.type) ||
+                                usesQ8Act(b.wv.type)
+                            ? x8
+                            : 0,
+                        m, l, error);
   case StepKind::Attention:
     return attentionGpuBatch(l, m, error);
   case StepKind::AttnPostNorm:
-    return norm(dBAttnY_, b.dPostAttnNorm, dBAttnY_, 0);
+    return residentNorm(dBAttnY_, b.dPostAttnNorm, dBAttnY_, 0, m, l, error);
   case StepKind::AttnAdd:
-    return add(dBAttnY_);
+    return residentAdd(dBTok_, dBAttnY_, m, l, error);
   case StepKind::FfnNorm:
-    return norm(dBTok_, b.dFfnNorm, dHX_,
-                usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dHX_ : 0);
+    return residentNorm(
+        dBTok_, b.dFfnNorm, dHX_,
+        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dHX_ : 0, m, l, error);
   case StepKind::FfnHalf: {
-    CudaDriver::DevPtr y = dY, h = dH;
-    void *gateUpArgs[] = {&b.dGate, &b.dUp, &dHX_, &h, &m};
-    void *downRowArgs[] = {&b.dDownT, &h, &y, &dHPart_, &dDone_, &m};
-    void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
-                             &y,        &dHPart_,  &dDone_, &m};
-    void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
-    int n = m * int(pl.nHot);
-    CudaDriver::DevPtr counter = dBTok_ +
-                                 f * (batchPosOffset() + size_t(gpuChunk_)) +
-                                 sizeof(uint32_t) * size_t(l);
-    void *countArgs[] = {&h, &n, &counter};
-    return gpu.launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                      error, pl.gateUpKernel, l) &&
-           gpu.launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                      pl.downKernel, l) &&
-           gpu.launch(fnResCount_, residGrid(n), kResidBlock, countArgs, error,
-                      kResidCount, l);
+    const CudaDriver::DevPtr counter =
+        dBTok_ + f * (batchPosOffset() + size_t(gpuChunk_)) +
+        sizeof(uint32_t) * size_t(l);
+    return launchHotHalf(l, dHX_, dH, dY, dHPart_, m, error) &&
+           countHotFired(l, dH, m * int(pl.nHot), counter, error);
   }
   case StepKind::FfnPostNorm:
-    return norm(dY, b.dPostFfnNorm, dY, 0);
+    return residentNorm(dY, b.dPostFfnNorm, dY, 0, m, l, error);
   case StepKind::FfnAdd:
-    return add(dY);
+    return residentAdd(dBTok_, dY, m, l, error);
   default:
     error = "program layer " + std::to_string(l) + ", step " +
             stepsText(&s, 1) + ": no GPU routine for it in a prompt's chunk";
