@@ -283,15 +283,8 @@ bool CudaDriver::download(void *dst, DevPtr src, size_t bytes,
 
 bool CudaDriver::uploadAsync(DevPtr dst, const void *src, size_t bytes,
                              std::string &error) {
-  if (graphSlot_ >= 0) {
-    HeldOp op;
-    op.kind = HeldOp::Upload;
-    op.dev = dst;
-    op.host = const_cast<void *>(src);
-    op.bytes = bytes;
-    held_.push_back(std::move(op));
-    return true;
-  }
+  if (graphSlot_ >= 0)
+    return holdCopy(HeldOp::Upload, dst, const_cast<void *>(src), bytes);
   return current(error) &&
          check(cuMemcpyHtoDAsync_(dst, src, bytes, stream_),
                "cuMemcpyHtoDAsync", error);
@@ -299,15 +292,8 @@ bool CudaDriver::uploadAsync(DevPtr dst, const void *src, size_t bytes,
 
 bool CudaDriver::downloadAsync(void *dst, DevPtr src, size_t bytes,
                                std::string &error) {
-  if (graphSlot_ >= 0) {
-    HeldOp op;
-    op.kind = HeldOp::Download;
-    op.dev = src;
-    op.host = dst;
-    op.bytes = bytes;
-    held_.push_back(std::move(op));
-    return true;
-  }
+  if (graphSlot_ >= 0)
+    return holdCopy(HeldOp::Download, src, dst, bytes);
   return current(error) &&
          check(cuMemcpyDtoHAsync_(dst, src, bytes, stream_),
                "cuMemcpyDtoHAsync", error);
@@ -325,14 +311,21 @@ bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
   return launchNow(fn, grid, block, args, what, error);
 }
 
+bool CudaDriver::launchCall(void *fn, unsigned grid, unsigned block,
+                            void **args, const std::string &what,
+                            std::string &error) {
+  if (check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
+                            nullptr),
+            "cuLaunchKernel", error))
+    return true;
+  error += ", launching " + what;
+  return false;
+}
+
 bool CudaDriver::launchNow(void *fn, unsigned grid, unsigned block, void **args,
                            const std::string &what, std::string &error) {
-  if (!check(cuLaunchKernel_(fn, grid, 1, 1, block, 1, 1, 0, stream_, args,
-                             nullptr),
-             "cuLaunchKernel", error)) {
-    error += ", launching " + what;
+  if (!launchCall(fn, grid, block, args, what, error))
     return false;
-  }
   pending_.push_back(what);
   return !syncDebug_ || synchronize(error);
 }

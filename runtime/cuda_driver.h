@@ -164,6 +164,12 @@ private:
   // errors of the next synchronisation).
   bool issue(const HeldOp &op, std::string &error);
   bool issueAll(const std::vector<HeldOp> &ops, std::string &error);
+  // An asynchronous copy held (kind: HeldOp::Upload or Download).
+  bool holdCopy(int kind, DevPtr dev, void *host, size_t bytes);
+  // cuLaunchKernel on the stream (launchNow: and the kernel named for the
+  // next synchronisation's errors, and the sync-debug wait).
+  bool launchCall(void *fn, unsigned grid, unsigned block, void **args,
+                  const std::string &what, std::string &error);
   bool launchNow(void *fn, unsigned grid, unsigned block, void **args,
                  const std::string &what, std::string &error);
   bool launchGraph(Graph &g, std::string &error);

@@ -92,12 +92,16 @@ bool CudaDriver::issue(const HeldOp &op, std::string &error) {
   std::vector<void *> args;
   for (size_t off : op.offsets)
     args.push_back(const_cast<unsigned char *>(op.args.data()) + off);
-  if (!check(cuLaunchKernel_(op.fn, op.grid, 1, 1, op.block, 1, 1, 0, stream_,
-                             args.data(), nullptr),
-             "cuLaunchKernel", error)) {
-    error += ", launching " + op.what;
-    return false;
-  }
+  return launchCall(op.fn, op.grid, op.block, args.data(), op.what, error);
+}
+
+bool CudaDriver::holdCopy(int kind, DevPtr dev, void *host, size_t bytes) {
+  HeldOp op;
+  op.kind = HeldOp::Kind(kind);
+  op.dev = dev;
+  op.host = host;
+  op.bytes = bytes;
+  held_.push_back(std::move(op));
   return true;
 }
 

@@ -489,7 +489,7 @@ bool Executor::openGpu(std::string &error) {
   hostOut_ = static_cast<float *>(hout);
   // A prompt's chunk through the hot halves at once, where the card has
   // room for these (else the hot halves take the chunk token by token).
-  const size_t T = size_t(std::min(nBatch_, 32));
+  const size_t T = size_t(std::min(nBatch_, kGpuChunk));
   std::string ignored;
   if (T > 1 && gpu->alloc(dHX_, sizeof(float) * T * params_.nEmbd, ignored) &&
       gpu->alloc(dHOut_, sizeof(float) * T * outFloats, ignored) &&

@@ -333,6 +333,8 @@ private:
   // by token): x [T][n_embd]; y [T][n_embd], then h [T][max hot]; the down
   // kernels' partial sums; page-locked twins.
   int hotChunk_ = 0;
+  // Tokens per GPU chunk at most (the -b batch size caps it too).
+  static constexpr int kGpuChunk = 32;
   CudaDriver::DevPtr dHX_ = 0, dHOut_ = 0, dHPart_ = 0;
   float *hostHX_ = nullptr, *hostHOut_ = nullptr;
 

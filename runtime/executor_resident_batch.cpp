@@ -16,11 +16,6 @@
 
 namespace pinfer {
 
-namespace {
-// Tokens per chunk on the GPU at most (the -b batch size caps it too).
-constexpr int kGpuChunk = 32;
-} // namespace
-
 // Offsets (in floats) in dBTok_ / hostBTok_ for a chunk of capacity T.
 size_t Executor::batchCsOffset(bool local) const {
   const size_t T = size_t(gpuChunk_);
