@@ -53,6 +53,19 @@ std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
   return bytes;
 }
 
+// The down kernel's partial sums and its tile counters, zeroed.
+bool allocDownScratch(CudaDriver &gpu, const CudaKernel &k,
+                      CudaDriver::DevPtr &part, CudaDriver::DevPtr &done,
+                      std::string &error) {
+  const std::vector<uint32_t> zeros(k.downGrid, 0);
+  return gpu.alloc(part,
+                   sizeof(float) * k.downGrid * k.downBlock *
+                       gpuattn::kDownCols,
+                   error) &&
+         gpu.alloc(done, 4 * k.downGrid, error) &&
+         gpu.upload(done, zeros.data(), 4 * k.downGrid, error);
+}
+
 double normalisedError(const std::vector<float> &got,
                        const std::vector<float> &want) {
   return pinfer::testutil::normalisedError(got.data(), want.data(),
@@ -155,7 +168,6 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   sparseDownAxpy(downT, nullptr, 0, kHot, hWant.data(), yWant.data(), 0, kEmbd);
 
   CudaDriver::DevPtr dGate, dUp, dDown, dX, dH, dY, dPart, dDone;
-  std::vector<uint32_t> zeros(k.downGrid, 0);
   ASSERT_TRUE(gpu_.alloc(dGate, gateBytes.size(), error) &&
               gpu_.upload(dGate, gateBytes.data(), gateBytes.size(), error) &&
               gpu_.alloc(dUp, upBytes.size(), error) &&
@@ -164,15 +176,10 @@ TEST_P(CudaKernels, MatchCpuTwin) {
               gpu_.upload(dDown, downBytes.data(), downBytes.size(), error) &&
               gpu_.alloc(dX, sizeof(float) * kEmbd, error))
       << error;
-  ASSERT_TRUE(
-      gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
-      gpu_.alloc(dH, sizeof(float) * kHot, error) &&
-      gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
-      gpu_.alloc(dPart,
-                 sizeof(float) * k.downGrid * k.downBlock * gpuattn::kDownCols,
-                 error) &&
-      gpu_.alloc(dDone, 4 * k.downGrid, error) &&
-      gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
+  ASSERT_TRUE(gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
+              gpu_.alloc(dH, sizeof(float) * kHot, error) &&
+              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+              allocDownScratch(gpu_, k, dPart, dDone, error))
       << error;
   int one = 1;
   void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &one};
@@ -346,22 +353,16 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   void *fnDown = gpu_.function(k.down.c_str(), error);
   ASSERT_TRUE(fnDown) << error;
   CudaDriver::DevPtr dRows, dScales, dIds, dH, dY, dPart, dDone;
-  std::vector<uint32_t> zeros(k.downGrid, 0);
-  ASSERT_TRUE(
-      gpu_.alloc(dRows, rows.size(), error) &&
-      gpu_.upload(dRows, rows.data(), rows.size(), error) &&
-      gpu_.alloc(dScales, scales.size() * 2, error) &&
-      gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
-      gpu_.alloc(dIds, ids.size() * 4, error) &&
-      gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
-      gpu_.alloc(dH, sizeof(float) * kFF, error) &&
-      gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
-      gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
-      gpu_.alloc(dPart,
-                 sizeof(float) * k.downGrid * k.downBlock * gpuattn::kDownCols,
-                 error) &&
-      gpu_.alloc(dDone, 4 * k.downGrid, error) &&
-      gpu_.upload(dDone, zeros.data(), 4 * k.downGrid, error))
+  ASSERT_TRUE(gpu_.alloc(dRows, rows.size(), error) &&
+              gpu_.upload(dRows, rows.data(), rows.size(), error) &&
+              gpu_.alloc(dScales, scales.size() * 2, error) &&
+              gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
+              gpu_.alloc(dIds, ids.size() * 4, error) &&
+              gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
+              gpu_.alloc(dH, sizeof(float) * kFF, error) &&
+              gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
+              gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
+              allocDownScratch(gpu_, k, dPart, dDone, error))
       << error;
   int one = 1;
   void *args[] = {&dRows, &dScales, &dIds, &dH, &dY, &dPart, &dDone, &one};
