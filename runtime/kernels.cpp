@@ -5,8 +5,9 @@
 #include "runtime/kernels.h"
 
 #include "runtime/amx_tiles.h"
-#include "runtime/dot_kernels.h" // PINFER_X86
+#include "runtime/dot_kernels.h"   // PINFER_X86
 #include "runtime/dot_q8_blocks.h" // dotQ4SfIntAvx512
+#include "runtime/f16_tiles.h"
 #include "runtime/model.h"
 #include "runtime/thread_pool.h"
 
@@ -178,6 +179,12 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
       return;
     }
   }
+  // F16 rows for a prompt's tokens: eight tokens per weight conversion,
+  // bitwise the kernels below (runtime/f16_tiles.h).
+  if (w.type == GGMLType::F16 && nTok >= kF16TileTokensMin &&
+      f16TokenTiles(w.row(r0), int64_t(w.rowBytes), r1 - r0, x, xStride, nTok,
+                    w.cols, y + r0, yStride))
+    return;
   // Q4_0 rows for a token or a few: the activation prepared once for the
   // rows (as for rows stored scales first), which spares each row's
   // product the activation's rearranging and its offset's correction.

@@ -481,14 +481,16 @@ TEST(KernelsFast, Q4_0TokenRowsAreBitwiseTheRowProduct) {
   }
 }
 
-// Tests that F16 rows for a prompt (at the AVX-512 level converted to f32
-// once for all tokens) give bitwise each row's one-token product, with row
-// counts that leave rows after the groups of four and odd token counts.
+// Tests that F16 rows for a prompt (at the AVX-512 level in token tiles,
+// runtime/f16_tiles.h) give bitwise each row's one-token product: rows
+// past one row block and not in whole groups of four, token counts below
+// a tile, of whole tiles and with a partial last tile, and rows of a
+// K-block and a part.
 TEST(KernelsFast, F16PromptRowsAreBitwiseTheRowProduct) {
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
-    for (int nTok : {2, 5, 32}) {
-      const int64_t cols = 288, nRows = 11;
+    for (int nTok : {2, 5, 13, 32}) {
+      const int64_t cols = 288, nRows = 37;
       std::vector<uint8_t> data = encodeRows(
           GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
       Weight w = weightOver(GGMLType::F16, cols, nRows, data);
