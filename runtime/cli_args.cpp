@@ -172,7 +172,7 @@ std::string generateFlagsHelp() {
          "or full context; default 128)\n"
          "  -t, --threads N         CPU threads (default: all cores)\n"
          "  -b, --batch-size N      prompt tokens that go through the layers "
-         "together, 1-512 (default 32)\n"
+         "together, 1-512 (default 128)\n"
          "  -ub, --ubatch-size N    the same (the smaller of -b and -ub "
          "counts)\n"
          "      --poll US           microseconds a waiting thread polls before "

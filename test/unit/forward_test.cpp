@@ -607,7 +607,7 @@ TEST(Forward, RefusesKvCacheLargerThanMemory) {
   if (need <= mem)
     GTEST_SKIP() << "this machine has more memory than the test asks for";
   ForwardState st;
-  EXPECT_FALSE(st.init(*model, 1 << 24, error));
+  EXPECT_FALSE(st.init(*model, 1 << 24, error, 32)); // chunks of 32 tokens
   EXPECT_NE(error.find("a context of 16777216 tokens needs 516.12 GiB (KV "
                        "cache and attention scores)"),
             std::string::npos)
@@ -627,14 +627,13 @@ TEST(Forward, RefusesAttentionScoresLargerThanMemory) {
   std::string error;
   auto model = Model::open(writeTinyModel(s, "wide.gguf"), error);
   ASSERT_TRUE(model) << error;
-  const uint64_t need = contextBytes(model->params(), 1 << 24,
-                                     ForwardState::kDefaultBatch);
+  const uint64_t need = contextBytes(model->params(), 1 << 24, 32);
   EXPECT_EQ(need, 4ull * (2 * 2 + 33 * 32) * (1 << 24));
   double mem = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
   if (double(need) <= mem)
     GTEST_SKIP() << "this machine has more memory than the test asks for";
   ForwardState st;
-  EXPECT_FALSE(st.init(*model, 1 << 24, error));
+  EXPECT_FALSE(st.init(*model, 1 << 24, error, 32));
   EXPECT_NE(error.find("a context of 16777216 tokens needs 66.25 GiB"),
             std::string::npos)
       << error;
