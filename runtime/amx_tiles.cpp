@@ -57,8 +57,8 @@ std::atomic<bool> gEnabled{startEnabled()};
 // Palette 1. 32-value blocks (Q4_K/Q5_K, Q5_0, Q8_0): two sets of a block's
 // operands, tiles 1, 2 and 3, 4 (16 rows x 32 bytes, 8 x 64), into results 0
 // and 5 (16 x 16 int32), one set multiplying while the other's result is read.
-// Q6_K: two sets for the two 16-value halves of a block (16 x 16 bytes, 4 x
-// 64), into 0, 5 and 1, 2 alike.
+// Q6_K (splitHalves): per block two A operands (tiles 1 and 3, the scaled
+// values' high and low parts), B in 2 or 4, into results 0, 5 or 6, 7.
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t startRow = 0;
@@ -66,23 +66,17 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
-constexpr TileConfig tileConfig(bool halves) {
+constexpr TileConfig tileConfig(bool split) {
   TileConfig c;
   for (int t : {0, 5})
     c.colsb[t] = 64, c.rows[t] = 16;
-  if (!halves) {
-    for (int t : {1, 3})
-      c.colsb[t] = 32, c.rows[t] = 16;
-    for (int t : {2, 4})
-      c.colsb[t] = 64, c.rows[t] = 8;
-  } else {
-    for (int t : {1, 2})
+  for (int t : {1, 3})
+    c.colsb[t] = 32, c.rows[t] = 16;
+  for (int t : {2, 4})
+    c.colsb[t] = 64, c.rows[t] = 8;
+  if (split)
+    for (int t : {6, 7})
       c.colsb[t] = 64, c.rows[t] = 16;
-    for (int t : {3, 6})
-      c.colsb[t] = 16, c.rows[t] = 16;
-    for (int t : {4, 7})
-      c.colsb[t] = 64, c.rows[t] = 4;
-  }
   return c;
 }
 
@@ -90,13 +84,14 @@ constexpr TileConfig tileConfig(bool halves) {
 // block, each block's 16 rows x 32 bytes together (an A operand is 512
 // contiguous bytes, 8 cache lines, not 16 lines' halves), and their
 // factors row by row within a super-block i: row m's for block j of it
-// at [(i * 16 + m) * 8 + j] (Q6_K: d at [i * 16 + m], sub-block k's scale
-// at [(i * 16 + m) * 16 + k]), each row's one vector store.
+// at [(i * 16 + m) * 8 + j] (Q6_K: d at [i * 16 + m]), each row's one
+// vector store. Q6_K's values are its sub-block scale times (q - 32),
+// split as 64 hi + lo: hi (signed) in u, lo (0..63) in lo.
 struct RowGroup {
   std::vector<int8_t> u;
+  std::vector<uint8_t> lo;   // Q6_K
   std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
                              // Q6_K: d per super-block
-  std::vector<float> sc;     // Q6_K: the scales per 16-value sub-block
   // tilesBlocks' blocks lane by lane: j, j + 8, ... for j = 0..7.
   std::vector<int32_t> order;
 };
@@ -176,30 +171,46 @@ PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
     }
 }
 
+// Q6_K: a value times its sub-block's scale is within [-4064, 4096]
+// (|sc| <= 128, q - 32 in [-32, 31]), so hi = floor(w / 64) fits a signed
+// byte and lo = w mod 64 an unsigned one, and a block's two scaled
+// sub-block sums are 64 (hi . x) + (lo . x) exactly.
 PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
                               RowGroup &g) {
-  const int64_t nsb = n / QK_K, nsub = n / 16;
+  const int64_t nsb = n / QK_K;
   g.u.resize(size_t(kAmxRows) * n);
+  g.lo.resize(size_t(kAmxRows) * n);
   g.f1.resize(size_t(kAmxRows) * nsb);
-  g.sc.resize(size_t(kAmxRows) * nsub);
   int8_t *const u = g.u.data();
-  float *const f1 = g.f1.data(), *const sc = g.sc.data();
+  int8_t *const lo = reinterpret_cast<int8_t *>(g.lo.data());
+  float *const f1 = g.f1.data();
+  // Lane j of block b's scales: sub-block 2 b + (j >= 16).
+  const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                        1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                        0, 0, 0, 0, 0, 0, 0);
+  const __m512i low6 = _mm512_set1_epi16(63);
   for (int64_t i = 0; i < nsb; ++i)
     for (int m = 0; m < kAmxRows; ++m) {
       const uint8_t *p = row + m * rowBytes + i * sizeof(BlockQ6_K);
       f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
-      _mm512_storeu_ps(&sc[(i * kAmxRows + m) * 16],
-                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                           _mm_loadu_si128((const __m128i *)(p + 192)))));
+      const __m512i sc = _mm512_castsi256_si512(
+          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + 192))));
       prefetchAhead(p, sizeof(BlockQ6_K));
       __m512i w[4];
       dotk::unpackQ6KHalf(p, 0, w);
       dotk::unpackQ6KHalf(p, 1, w);
-      for (int k = 0; k < 4; ++k) {
-        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * k, m),
-                            _mm512_castsi512_si256(w[k]));
-        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + 2 * k + 1, m),
-                            _mm512_extracti64x4_epi64(w[k], 1));
+      for (int b = 0; b < 8; ++b) {
+        const __m256i v = b % 2 == 0 ? _mm512_castsi512_si256(w[b / 2])
+                                     : _mm512_extracti64x4_epi64(w[b / 2], 1);
+        const __m512i scaled = _mm512_mullo_epi16(
+            _mm512_cvtepi8_epi16(v),
+            _mm512_permutexvar_epi16(
+                _mm512_add_epi16(half, _mm512_set1_epi16(short(2 * b))), sc));
+        _mm256_storeu_si256(
+            (__m256i *)blockRow(u, 8 * i + b, m),
+            _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6)));
+        _mm256_storeu_si256((__m256i *)blockRow(lo, 8 * i + b, m),
+                            _mm512_cvtepi16_epi8(_mm512_and_si512(scaled, low6)));
       }
     }
 }
@@ -303,39 +314,39 @@ PINFER_AMX void tilesBlocks(const RowGroup &g, const int8_t *xb,
   finish(acc, y, yStride, tokens);
 }
 
-// Q6_K: per 16-value sub-block, TDPBSSD (values minus 32 and activations,
-// both signed); a block's two sums meet their scales (exactly, see below),
-// then acc_j = fma(d * xd_j, S_j, acc_j), as dotQ6_KQ8ActAvx512 does lane
-// j. Blocks lane by lane as in tilesBlocks (whole super-blocks here).
+// Q6_K: per block TDPBSSD (hi parts, signed) and TDPBUSD (lo parts,
+// unsigned) with the same activations, S = 64 Ih + Il as integers (the
+// integer sum of the block's two scaled sub-block sums), then acc_j =
+// fma(d * xd_j, S, acc_j), as dotQ6_KQ8ActAvx512 does lane j. Blocks lane
+// by lane as in tilesBlocks (whole super-blocks here).
 PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
                          int64_t n, float *y, int64_t yStride, int tokens) {
   const int64_t nb = n / QK8_0, nsb = n / QK_K;
-  alignas(64) int32_t c0[kAmxRows][kAmxTokens], c1[kAmxRows][kAmxTokens];
+  alignas(64) int32_t ch[kAmxRows][kAmxTokens], cl[kAmxRows][kAmxTokens];
   alignas(64) __m512 acc[8][kAmxRows];
   auto block = [&](int64_t s) { return (s % nsb) * 8 + s / nsb; };
   const int8_t *u = g.u.data();
-  // Block b's two halves into results 0 and 5, or (second) 1 and 2; the
+  const int8_t *lo = reinterpret_cast<const int8_t *>(g.lo.data());
+  // Block b's two products into results 0 and 5, or (second) 6 and 7; the
   // operand tiles are reloaded once the previous multiplies have read them.
   auto multiply = [&](int64_t b, bool second) {
     if (second) {
-      _tile_zero(1);
-      _tile_zero(2);
+      _tile_zero(6);
+      _tile_zero(7);
+      _tile_loadd(4, xb + b * 512, 64);
+      _tile_loadd(1, u + b * 512, QK8_0);
+      _tile_dpbssd(6, 1, 4);
+      _tile_loadd(3, lo + b * 512, QK8_0);
+      _tile_dpbusd(7, 3, 4);
     } else {
       _tile_zero(0);
       _tile_zero(5);
+      _tile_loadd(2, xb + b * 512, 64);
+      _tile_loadd(1, u + b * 512, QK8_0);
+      _tile_dpbssd(0, 1, 2);
+      _tile_loadd(3, lo + b * 512, QK8_0);
+      _tile_dpbusd(5, 3, 2);
     }
-    _tile_loadd(3, u + b * 512, QK8_0);
-    _tile_loadd(4, xb + b * 512, 64);
-    if (second)
-      _tile_dpbssd(1, 3, 4);
-    else
-      _tile_dpbssd(0, 3, 4);
-    _tile_loadd(6, u + b * 512 + 16, QK8_0);
-    _tile_loadd(7, xb + b * 512 + 256, 64);
-    if (second)
-      _tile_dpbssd(2, 6, 7);
-    else
-      _tile_dpbssd(5, 6, 7);
   };
   multiply(0, false);
   __m512 a[kAmxRows];
@@ -347,27 +358,21 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
     if (s + 1 < nb)
       multiply(block(s + 1), s % 2 == 0);
     if (s % 2 == 0) {
-      _tile_stored(0, c0, 64);
-      _tile_stored(5, c1, 64);
+      _tile_stored(0, ch, 64);
+      _tile_stored(5, cl, 64);
     } else {
-      _tile_stored(1, c0, 64);
-      _tile_stored(2, c1, 64);
+      _tile_stored(6, ch, 64);
+      _tile_stored(7, cl, 64);
     }
     const __m512 xd = _mm512_loadu_ps(xf + b * 32);
-    const int64_t i = b / 8;
-    const float *sc = g.sc.data() + i * kAmxRows * 16 + 2 * (b % 8),
-                *d = g.f1.data() + i * kAmxRows;
+    const float *d = g.f1.data() + (b / 8) * kAmxRows;
     for (int m = 0; m < kAmxRows; ++m) {
-      // sc0 I0 + sc1 I1 in f32, exact: each product and the sum are
-      // integers below 2^24 in magnitude (see dotQ6_KQ8ActAvx512), so this
-      // is the integer sum the AVX-512 kernel converts.
-      const __m512 sum = _mm512_fmadd_ps(
-          _mm512_set1_ps(sc[m * 16 + 1]),
-          _mm512_cvtepi32_ps(_mm512_load_si512(c1[m])),
-          _mm512_mul_ps(_mm512_set1_ps(sc[m * 16]),
-                        _mm512_cvtepi32_ps(_mm512_load_si512(c0[m]))));
-      a[m] =
-          _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d[m]), xd), sum, a[m]);
+      // Below 2^24 in magnitude (see dotQ6_KQ8ActAvx512): exact in f32.
+      const __m512i sum =
+          _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(ch[m]), 6),
+                           _mm512_load_si512(cl[m]));
+      a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d[m]), xd),
+                             _mm512_cvtepi32_ps(sum), a[m]);
     }
     if ((s + 1) % nsb == 0)
       for (int m = 0; m < kAmxRows; ++m)
@@ -381,8 +386,8 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
                           float *y, int64_t yStride) {
   static thread_local RowGroup g;
   static constexpr TileConfig kBlocks = tileConfig(false),
-                              kHalves = tileConfig(true);
-  _tile_loadconfig(type == GGMLType::Q6_K ? &kHalves : &kBlocks);
+                              kSplit = tileConfig(true);
+  _tile_loadconfig(type == GGMLType::Q6_K ? &kSplit : &kBlocks);
   // The order tilesBlocks takes the blocks in, the same for every group.
   g.order.clear();
   for (int j = 0; j < 8; ++j)

@@ -3,8 +3,8 @@
 // Q5_K, Q6_K, Q5_0, Q8_0 or Q4_0 matrix times sixteen tokens' 8-bit
 // activations per tile multiply, where the AVX-512 VNNI kernels do one row and
 // token per vector instruction. A tile multiply gives the exact integer
-// products of one activation block (or Q6_K sub-block) for all 256 pairs; the
-// f32 steps that follow are those of the AVX-512 kernels
+// products of one activation block for all 256 pairs (Q6_K: two, of the
+// scaled values' high and low parts); the f32 steps that follow are those of the AVX-512 kernels
 // (runtime/dot_q8_blocks.h), lane by lane, so each row and token comes out
 // bitwise as the one-row, one-token kernel computes it: prompts and generated
 // tokens, and any split of a prompt into chunks, agree.

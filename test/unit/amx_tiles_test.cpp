@@ -6,6 +6,7 @@
 #include "runtime/ggml_types.h"
 #include "runtime/kernels.h"
 #include "runtime/model.h"
+#include "runtime/quant_blocks.h"
 
 #include <gtest/gtest.h>
 
@@ -49,8 +50,10 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
   for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K,
                         GGMLType::Q5_0, GGMLType::Q8_0, GGMLType::Q4_0})
     for (int nTok : {37, 45, 7})
-      for (int64_t cols : {int64_t(256), int64_t(768), int64_t(640)}) {
-        if (cols % int64_t(typeTraits(type)->blockSize) != 0)
+      for (int64_t cols : {int64_t(256), int64_t(768), int64_t(640)})
+      for (bool raw : {false, true}) {
+        if (cols % int64_t(typeTraits(type)->blockSize) != 0 ||
+            (raw && type != GGMLType::Q6_K))
           continue;
         ASSERT_TRUE(amxReads(type));
         // Rows of mixed magnitudes, activations with outliers, so that
@@ -63,6 +66,15 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
         for (int64_t r = 0; r < nRows; ++r)
           ASSERT_TRUE(quantizeRow(type, values.data() + r * cols,
                                   data.data() + r * rb, cols));
+        // Q6_K also from random bytes (each block's d kept): every scale,
+        // -128 included, meets every quant, so the scaled values reach both
+        // ends of their range (4096 and -4064) that the tiles split.
+        if (raw) {
+          std::mt19937 bytes(uint32_t(nTok * 1000 + cols));
+          for (size_t b = 0; b < data.size(); b += sizeof(BlockQ6_K))
+            for (size_t i = 0; i < 208; ++i)
+              data[b + i] = uint8_t(bytes());
+        }
         Weight w;
         w.type = type;
         w.rows = nRows;
@@ -93,8 +105,8 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
                   << ": token " << i / nRows << " row " << i % nRows
                   << ": tiles " << tiled[i] << ", AVX-512 rows " << plain[i]
                   << ", one token " << single[i];
-        EXPECT_EQ(differ, 0)
-            << typeName(type) << " n=" << cols << " tokens " << nTok;
+        EXPECT_EQ(differ, 0) << typeName(type) << " n=" << cols << " tokens "
+                             << nTok << (raw ? " (random bytes)" : "");
         // Against the dequantised rows in double: the tiles compute the
         // product, not just something consistent.
         std::vector<float> row(cols);
