@@ -443,7 +443,62 @@ void dequantizeActQ8(const BlockQ8Act *xq, float *out, int64_t n) {
     out[i] = xq[i / QK8_0].d * float(xq[i / QK8_0].qs[i % QK8_0]);
 }
 
+namespace {
+
+#ifdef PINFER_X86
+// quantizeActQ8's numbers eight lanes at a time: the maximum of |x| is
+// exact in any order, the product x * inv is the same single rounding, and
+// the conversion rounds to nearest even as lrint does (the default MXCSR).
+PINFER_AVX2 void quantizeActQ8Avx2(const float *x, BlockQ8Act *out,
+                                   int64_t n) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
+    __m256 v[4];
+    for (int k = 0; k < 4; ++k)
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+    const __m256 m = _mm256_max_ps(
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[2]),
+                      _mm256_andnot_ps(sign, v[3])));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h);
+    const float d = amax / 127.f;
+    const float inv = d > 0 ? 1.f / d : 0.f;
+    out[blk].d = d;
+    const __m256 iv = _mm256_set1_ps(inv);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k)
+      q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], iv));
+    // |q| <= 127: the saturating packs keep every value; they interleave
+    // 128-bit lanes, which the permutation undoes.
+    const __m256i bytes = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+                           _mm256_packs_epi32(q[2], q[3])),
+        order);
+    _mm256_storeu_si256((__m256i *)out[blk].qs, bytes);
+    const __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
+                                        _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s4),
+                              _mm256_extracti128_si256(s4, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    out[blk].s = d * float(_mm_cvtsi128_si32(s));
+  }
+}
+#endif
+
+} // namespace
+
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n) {
+#ifdef PINFER_X86
+  if (kernelLevel() >= 1) {
+    quantizeActQ8Avx2(x, out, n);
+    return;
+  }
+#endif
   for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
     float amax = 0;
     for (int j = 0; j < QK8_0; ++j)

@@ -113,6 +113,37 @@ TEST(KernelsFast, QuantizeActQ8IsWithinHalfAStep) {
   EXPECT_EQ(q[2].d, 0.f);
 }
 
+// Tests that the vector quantisers give the portable loop's blocks bit for
+// bit: codes, scales and sums, on random blocks, an all-zero block, an
+// outlier, negative maxima, and values at exact half steps (127 / 2 k
+// scaled by the block's maximum: ties, which both round to even).
+TEST(KernelsFast, QuantizeActQ8IsBitwiseOnEveryIsa) {
+  std::vector<float> x = randomVector(64 * QK8_0, 12, 2.f);
+  for (int j = 64; j < 96; ++j)
+    x[j] = 0.f;
+  x[300] = -1000.f;
+  // Block 5: maximum 127 (scale 1), so k + 0.5 is a tie for each k.
+  for (int j = 0; j < QK8_0; ++j)
+    x[5 * QK8_0 + j] = j == 0 ? 127.f : float(j % 2 ? -1 : 1) * (j + 0.5f);
+  std::vector<BlockQ8Act> want(x.size() / QK8_0), got(want.size());
+  {
+    IsaGuard guard(KernelIsa::Scalar);
+    quantizeActQ8(x.data(), want.data(), int64_t(x.size()));
+  }
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2}) {
+    IsaGuard guard(isa);
+    std::fill(got.begin(), got.end(), BlockQ8Act{});
+    quantizeActQ8(x.data(), got.data(), int64_t(x.size()));
+    for (size_t b = 0; b < want.size(); ++b)
+      EXPECT_EQ(std::memcmp(&want[b], &got[b], sizeof(BlockQ8Act)), 0)
+          << kernelIsaName() << " block " << b << ": scale " << got[b].d
+          << " vs " << want[b].d << ", sum " << got[b].s << " vs "
+          << want[b].s;
+  }
+  EXPECT_EQ(want[5].qs[1], -2); // -1.5 rounds to the even -2
+  EXPECT_EQ(want[5].qs[2], 2);  // 2.5 to 2
+}
+
 // Tests the Q8_0 and Q4_0 quantised-activation dot products, on both ISAs,
 // against the double-precision product of the dequantised row and the f32
 // activation. Bound: sum over blocks of d_x/2 * sum |w| (activation
