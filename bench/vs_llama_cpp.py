@@ -50,12 +50,17 @@ def cpu_name():
         isa = [x for x in ("avx2", "fma", "f16c", "avx512f", "avx512bw",
                            "avx512_vnni", "avx512_bf16", "amx_int8")
                if x in flags]
-        # pinferc's prompts use AMX tiles where the CPU has them, unless
-        # PINFER_AMX=0 says otherwise.
-        tiles = ("amx_int8" in flags
-                 and os.environ.get("PINFER_AMX", "") != "0")
+        # pinferc's prompts use AMX tiles where the CPU has them, their
+        # VNNI form at the AVX-512 kernel level without them, unless
+        # PINFER_AMX says otherwise (0: off, vnni: the VNNI form).
+        env = os.environ.get("PINFER_AMX", "")
+        avx512 = all(f in flags for f in ("avx512f", "avx512bw", "avx512vl",
+                                          "avx512_vnni"))
+        tiles = ("off" if env == "0" or not avx512 else
+                 "amx" if "amx_int8" in flags and "amx_tile" in flags
+                 and env != "vnni" else "vnni")
         return (f"{name} ({os.cpu_count()} CPUs; {' '.join(isa)}); "
-                f"pinferc AMX tiles: {'on' if tiles else 'off'}")
+                f"pinferc tiles: {tiles}")
     except OSError:
         return "unknown CPU"
 

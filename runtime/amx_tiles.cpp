@@ -43,12 +43,18 @@ bool amxUsable() {
   return usable;
 }
 
-bool startEnabled() {
+// PINFER_AMX=0 turns the tiles off, PINFER_AMX=vnni asks for the VNNI
+// form where the CPU has AMX too (to compare); otherwise the best there is.
+TileMode startMode() {
   const char *v = std::getenv("PINFER_AMX");
-  return !(v && std::strcmp(v, "0") == 0);
+  if (v && std::strcmp(v, "0") == 0)
+    return TileMode::Off;
+  if (v && std::strcmp(v, "vnni") == 0)
+    return TileMode::Vnni;
+  return TileMode::Amx;
 }
 
-std::atomic<bool> gEnabled{startEnabled()};
+std::atomic<TileMode> gMode{startMode()};
 
 #define PINFER_AMX                                                             \
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,"         \
@@ -90,6 +96,9 @@ constexpr TileConfig tileConfig(bool split) {
 struct RowGroup {
   std::vector<int8_t> u;
   std::vector<uint8_t> lo;   // Q6_K
+  // Signed values' sums per block and row, at [b * 16 + m] (Q5_0, Q8_0,
+  // Q4_0; Q6_K's hi parts): the VNNI tiles' offset correction.
+  std::vector<int32_t> wsum;
   std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
                              // Q6_K: d per super-block
   // tilesBlocks' blocks lane by lane: j, j + 8, ... for j = 0..7.
@@ -149,6 +158,16 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
     }
 }
 
+// The sum of 32 signed bytes: their unsigned sum (each plus 128) less
+// 32 * 128.
+PINFER_AMX inline int32_t signedSum(__m256i v) {
+  const __m256i s = _mm256_sad_epu8(
+      _mm256_xor_si256(v, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
+  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s),
+                                  _mm256_extracti128_si256(s, 1));
+  return int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
+}
+
 // Q5_0, Q8_0 and Q4_0: each block's values less their offset, signed.
 template <class B, int Offset>
 PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
@@ -156,15 +175,18 @@ PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   const int64_t nb = n / QK8_0, groups = (nb + 7) / 8;
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.assign(size_t(groups) * kAmxRows * 8, 0.f);
+  g.wsum.resize(size_t(kAmxRows) * nb);
   int8_t *const u = g.u.data();
   float *const f1 = g.f1.data();
+  int32_t *const wsum = g.wsum.data();
   for (int64_t gi = 0; gi < groups; ++gi)
     for (int m = 0; m < kAmxRows; ++m) {
       const B *blk = reinterpret_cast<const B *>(row + m * rowBytes);
       for (int64_t b = 8 * gi; b < std::min(nb, 8 * gi + 8); ++b) {
         f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
-        _mm256_storeu_si256((__m256i *)blockRow(u, b, m),
-                            dotk::signedBytes<B, Offset>(blk[b]));
+        const __m256i v = dotk::signedBytes<B, Offset>(blk[b]);
+        _mm256_storeu_si256((__m256i *)blockRow(u, b, m), v);
+        wsum[b * kAmxRows + m] = signedSum(v);
       }
       prefetchAhead(reinterpret_cast<const uint8_t *>(blk + 8 * gi),
                     8 * sizeof(B));
@@ -181,9 +203,11 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   g.u.resize(size_t(kAmxRows) * n);
   g.lo.resize(size_t(kAmxRows) * n);
   g.f1.resize(size_t(kAmxRows) * nsb);
+  g.wsum.resize(size_t(kAmxRows) * (n / QK8_0));
   int8_t *const u = g.u.data();
   int8_t *const lo = reinterpret_cast<int8_t *>(g.lo.data());
   float *const f1 = g.f1.data();
+  int32_t *const wsum = g.wsum.data();
   // Lane j of block b's scales: sub-block 2 b + (j >= 16).
   const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                         1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -206,9 +230,9 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
             _mm512_cvtepi8_epi16(v),
             _mm512_permutexvar_epi16(
                 _mm512_add_epi16(half, _mm512_set1_epi16(short(2 * b))), sc));
-        _mm256_storeu_si256(
-            (__m256i *)blockRow(u, 8 * i + b, m),
-            _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6)));
+        const __m256i hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6));
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + b, m), hi);
+        wsum[(8 * i + b) * kAmxRows + m] = signedSum(hi);
         _mm256_storeu_si256((__m256i *)blockRow(lo, 8 * i + b, m),
                             _mm512_cvtepi16_epi8(_mm512_and_si512(scaled, low6)));
       }
@@ -381,13 +405,106 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
   finish(acc, y, yStride, tokens);
 }
 
+// The tiles' products on AVX-512 VNNI registers, for CPUs without AMX:
+// per block, one row's four values broadcast against the sixteen tokens'
+// four activations (the B operand's rows as they are) in one VPDPBUSD, so
+// eight instructions give a row's block sums for all sixteen tokens, the
+// integers the tile multiply gives. VPDPBUSD multiplies unsigned by
+// signed bytes: signed values go against the activations plus 128, less
+// 128 times the values' sum (RowGroup::wsum). The f32 steps and their
+// order are tilesBlocks' and tilesQ6K's, so the results are bitwise
+// theirs. Rows go eight at a time, their sums and accumulators in
+// registers.
+enum class VnniKind { Mins, Signed, Q6K };
+
+// Four bytes at p in every 32-bit lane.
+PINFER_AMX inline __m512i bcast(const int8_t *p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm512_set1_epi32(v);
+}
+
+template <VnniKind Kind>
+PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
+                          int64_t nb, float *y, int64_t yStride, int tokens) {
+  constexpr int kPass = 8;
+  alignas(64) __m512 acc[8][kAmxRows];
+  for (int j = 0; j < 8; ++j)
+    for (int m = 0; m < kAmxRows; ++m)
+      acc[j][m] = _mm512_setzero_ps();
+  const int8_t *u = g.u.data();
+  const int8_t *lo = reinterpret_cast<const int8_t *>(g.lo.data());
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  for (int m0 = 0; m0 < kAmxRows; m0 += kPass)
+    for (int j = 0; j < 8; ++j) {
+      __m512 a[kPass];
+      for (int m = 0; m < kPass; ++m)
+        a[m] = _mm512_setzero_ps();
+      for (int64_t b = j; b < nb; b += 8) {
+        const int8_t *A = u + b * 512 + m0 * QK8_0;
+        const int8_t *L = lo + b * 512 + m0 * QK8_0;
+        const int8_t *B = xb + b * 512;
+        __m512i c[kPass], cl[kPass];
+        for (int m = 0; m < kPass; ++m)
+          c[m] = cl[m] = _mm512_setzero_si512();
+        for (int k = 0; k < QK8_0 / 4; ++k) {
+          const __m512i bk = _mm512_loadu_si512(B + 64 * k);
+          const __m512i bu = _mm512_xor_si512(bk, flip);
+          for (int m = 0; m < kPass; ++m) {
+            if constexpr (Kind == VnniKind::Mins)
+              c[m] = _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
+            else
+              c[m] = _mm512_dpbusd_epi32(c[m], bu, bcast(A + m * QK8_0 + 4 * k));
+            if constexpr (Kind == VnniKind::Q6K)
+              cl[m] =
+                  _mm512_dpbusd_epi32(cl[m], bcast(L + m * QK8_0 + 4 * k), bk);
+          }
+        }
+        const __m512 xd = _mm512_loadu_ps(xf + b * 32);
+        const __m512 xs = _mm512_loadu_ps(xf + b * 32 + 16);
+        for (int m = 0; m < kPass; ++m) {
+          const int row = m0 + m;
+          if constexpr (Kind == VnniKind::Mins) {
+            const float *f = g.f1.data() + ((b / 8) * kAmxRows + row) * 8 + b % 8;
+            const float *f2 =
+                g.f2.data() + ((b / 8) * kAmxRows + row) * 8 + b % 8;
+            a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(*f), xd),
+                                   _mm512_cvtepi32_ps(c[m]), a[m]);
+            a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(*f2), xs, a[m]);
+            continue;
+          }
+          const __m512i sum = _mm512_sub_epi32(
+              c[m], _mm512_set1_epi32(128 * g.wsum[b * kAmxRows + row]));
+          if constexpr (Kind == VnniKind::Signed) {
+            const float f =
+                g.f1[((b / 8) * kAmxRows + row) * 8 + b % 8];
+            a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f), xd),
+                                   _mm512_cvtepi32_ps(sum), a[m]);
+          } else {
+            const __m512i s =
+                _mm512_add_epi32(_mm512_slli_epi32(sum, 6), cl[m]);
+            a[m] = _mm512_fmadd_ps(
+                _mm512_mul_ps(_mm512_set1_ps(g.f1[(b / 8) * kAmxRows + row]),
+                              xd),
+                _mm512_cvtepi32_ps(s), a[m]);
+          }
+        }
+      }
+      for (int m = 0; m < kPass; ++m)
+        acc[j][m0 + m] = a[m];
+    }
+  finish(acc, y, yStride, tokens);
+}
+
 PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
                           int64_t nRows, const AmxActs &acts, int64_t n,
                           float *y, int64_t yStride) {
   static thread_local RowGroup g;
   static constexpr TileConfig kBlocks = tileConfig(false),
                               kSplit = tileConfig(true);
-  _tile_loadconfig(type == GGMLType::Q6_K ? &kSplit : &kBlocks);
+  const bool amx = tileMode() == TileMode::Amx;
+  if (amx)
+    _tile_loadconfig(type == GGMLType::Q6_K ? &kSplit : &kBlocks);
   // The order tilesBlocks takes the blocks in, the same for every group.
   g.order.clear();
   for (int j = 0; j < 8; ++j)
@@ -412,26 +529,37 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       const float *xf = acts.scales.data() + size_t(G) * acts.nb * 32;
       float *yg = y + int64_t(G) * kAmxTokens * yStride + r;
       const int tokens = std::min(kAmxTokens, acts.tokens - G * kAmxTokens);
-      if (type == GGMLType::Q6_K)
+      const bool signedValues = type == GGMLType::Q5_0 ||
+                                type == GGMLType::Q8_0 ||
+                                type == GGMLType::Q4_0;
+      if (!amx && type == GGMLType::Q6_K)
+        tilesVnni<VnniKind::Q6K>(g, xb, xf, acts.nb, yg, yStride, tokens);
+      else if (!amx && signedValues)
+        tilesVnni<VnniKind::Signed>(g, xb, xf, acts.nb, yg, yStride, tokens);
+      else if (!amx)
+        tilesVnni<VnniKind::Mins>(g, xb, xf, acts.nb, yg, yStride, tokens);
+      else if (type == GGMLType::Q6_K)
         tilesQ6K(g, xb, xf, n, yg, yStride, tokens);
-      else if (type == GGMLType::Q5_0 || type == GGMLType::Q8_0 ||
-               type == GGMLType::Q4_0)
+      else if (signedValues)
         tilesBlocks<false>(g, xb, xf, yg, yStride, tokens);
       else
         tilesBlocks<true>(g, xb, xf, yg, yStride, tokens);
     }
   }
-  _tile_release();
+  if (amx)
+    _tile_release();
 }
 
 } // namespace
 
-bool amxActive() {
-  return gEnabled.load(std::memory_order_relaxed) && kernelLevel() == 2 &&
-         amxUsable();
+TileMode tileMode() {
+  const TileMode want = gMode.load(std::memory_order_relaxed);
+  if (want == TileMode::Off || kernelLevel() != 2)
+    return TileMode::Off;
+  return want == TileMode::Amx && amxUsable() ? TileMode::Amx : TileMode::Vnni;
 }
 
-void setAmxEnabled(bool on) { gEnabled.store(on); }
+void setTileMode(TileMode mode) { gMode.store(mode); }
 
 bool amxReads(GGMLType type) {
   return type == GGMLType::Q4_K || type == GGMLType::Q5_K ||
@@ -445,7 +573,7 @@ bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
       type == GGMLType::Q5_0 || type == GGMLType::Q8_0 || type == GGMLType::Q4_0
           ? QK8_0
           : QK_K;
-  if (!amxActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
+  if (!tilesActive() || !amxReads(type) || nRows % kAmxRows != 0 ||
       n % block != 0 || acts.nb != n / QK8_0)
     return false;
   amxRowsOn(type, row, rowBytes, nRows, acts, n, y, yStride);
@@ -454,8 +582,8 @@ bool amxRows(GGMLType type, const uint8_t *row, int64_t rowBytes, int64_t nRows,
 
 #else // no AMX on this build's target
 
-bool amxActive() { return false; }
-void setAmxEnabled(bool) {}
+TileMode tileMode() { return TileMode::Off; }
+void setTileMode(TileMode) {}
 bool amxReads(GGMLType) { return false; }
 bool amxRows(GGMLType, const uint8_t *, int64_t, int64_t, const AmxActs &,
              int64_t, float *, int64_t) {

@@ -11,7 +11,12 @@
 //
 // Used where the CPU has AMX-TILE and AMX-INT8 and the kernel grants the
 // process its tile state (Linux 5.16 and later), at the AVX-512 kernel
-// level; PINFER_AMX=0 turns it off (to compare).
+// level. Elsewhere at that level (AVX-512 VNNI without AMX) the same
+// products run on vector registers in the tiles' shape: one VPDPBUSD
+// multiplies four values of a row by the sixteen tokens' four activations,
+// so eight give a row's block for all sixteen tokens, the integers a tile
+// multiply gives, and the f32 steps are the same. PINFER_AMX=0 turns both
+// off, PINFER_AMX=vnni asks for the vector form (to compare).
 #pragma once
 
 #include "runtime/ggml_types.h"
@@ -25,12 +30,16 @@ namespace pinfer {
 constexpr int kAmxRows = 16;
 constexpr int kAmxTokens = 16;
 
-// Whether products use the tiles now: the CPU and the OS allow it, the
-// kernel level is AVX-512 and nothing turned it off.
-bool amxActive();
-// Turns the tiles off or back on (tests compare both ways); on only where
-// the CPU and OS allow.
-void setAmxEnabled(bool on);
+// How prompt products use the tiles: not at all, on AVX-512 VNNI
+// registers, or on AMX.
+enum class TileMode { Off, Vnni, Amx };
+// What products use now: the mode asked for, at most what the CPU, the OS
+// and the kernel level allow (Amx falls back to Vnni, both to Off below
+// the AVX-512 level).
+TileMode tileMode();
+// Asks for a mode (tests and benchmarks compare them).
+void setTileMode(TileMode mode);
+inline bool tilesActive() { return tileMode() != TileMode::Off; }
 
 // Whether `type`'s rows have a tile product.
 bool amxReads(GGMLType type);

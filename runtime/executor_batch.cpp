@@ -296,7 +296,7 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // that do not pass are set to zero as below.
   const bool amxTypes = gateDot.q8 && upDot.q8 && n >= kAmxPadFrom &&
                         amxReads(b.gate.type) && amxReads(b.up.type) &&
-                        amxActive();
+                        tilesActive();
   const bool amx = amxTypes && (rowsAtOnce || (exact && !sf));
   if (amx)
     amxPrepare(xq, nBlk, n, bAmx_);

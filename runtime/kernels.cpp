@@ -164,7 +164,7 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
   // them: bitwise the kernels below (runtime/amx_tiles.h); the tokens and
   // rows left over go the ways below.
   if (xq && nTok >= kAmxPadFrom && r1 - r0 >= kAmxRows && amxReads(w.type) &&
-      amxActive()) {
+      tilesActive()) {
     static thread_local AmxActs acts;
     amxPrepare(xq, nb, nTok, acts);
     const int64_t rows = (r1 - r0) / kAmxRows * kAmxRows;
@@ -277,7 +277,7 @@ void scalesFirstRows(const Weight &w, const float *x, int64_t xStride,
   // Sixteen rows at a time where the AMX tiles take them (as rowsKernel
   // does, the activation laid out for them once for all groups).
   const bool tiles =
-      xq && nTok >= kAmxPadFrom && amxReads(w.type) && amxActive();
+      xq && nTok >= kAmxPadFrom && amxReads(w.type) && tilesActive();
   const int64_t group = tiles ? kAmxRows : kRowsAtOnce;
   static thread_local AmxActs acts;
   if (tiles)

@@ -30,15 +30,17 @@ std::vector<float> randomVector(size_t n, uint32_t seed, float scale = 1.f) {
 
 // Restores the tiles' switch however a test ends.
 struct AmxSwitch {
-  ~AmxSwitch() { setAmxEnabled(true); }
+  ~AmxSwitch() { setTileMode(TileMode::Amx); }
 };
 
 TEST(AmxTiles, BitwiseTheOneTokenKernel) {
-  if (!amxActive()) {
-    std::printf("[ SKIPPED  ] no AMX tiles here (kernels: %s)\n",
+  if (!tilesActive()) {
+    std::printf("[ SKIPPED  ] no tiles here, AMX or VNNI (kernels: %s)\n",
                 kernelIsaName());
     GTEST_SKIP();
   }
+  if (tileMode() != TileMode::Amx)
+    std::printf("[ NOTE     ] no AMX here: the VNNI tiles only\n");
   AmxSwitch restore;
   // 37 tokens: two tile groups and 5 left over for the vector kernels; 45:
   // a third group of 13 filled up with zeros; 7: one such group alone.
@@ -85,26 +87,33 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
         for (size_t i = 0; i < x.size(); i += 61)
           x[i] *= 20.f;
 
+        // The AMX tiles where the CPU has them, and their VNNI form.
         std::vector<float> tiled(size_t(nRows) * nTok, 0.f),
-            plain(tiled.size(), 0.f), single(tiled.size(), 0.f);
-        setAmxEnabled(true);
+            vnni(tiled.size(), 0.f), plain(tiled.size(), 0.f),
+            single(tiled.size(), 0.f);
+        setTileMode(TileMode::Amx);
         matvecRows(w, x.data(), cols, tiled.data(), nRows, nTok, r0, r1);
-        setAmxEnabled(false);
+        setTileMode(TileMode::Vnni);
+        ASSERT_EQ(tileMode(), TileMode::Vnni);
+        matvecRows(w, x.data(), cols, vnni.data(), nRows, nTok, r0, r1);
+        setTileMode(TileMode::Off);
         matvecRows(w, x.data(), cols, plain.data(), nRows, nTok, r0, r1);
         for (int t = 0; t < nTok; ++t)
           matvecRows(w, x.data() + t * cols, cols, single.data() + t * nRows,
                      nRows, 1, r0, r1);
-        setAmxEnabled(true);
+        setTileMode(TileMode::Amx);
         int differ = 0;
         for (size_t i = 0; i < tiled.size(); ++i)
           if (std::memcmp(&tiled[i], &single[i], sizeof(float)) != 0 ||
+              std::memcmp(&vnni[i], &single[i], sizeof(float)) != 0 ||
               std::memcmp(&plain[i], &single[i], sizeof(float)) != 0)
             if (differ++ < 3)
               ADD_FAILURE()
                   << typeName(type) << " n=" << cols << " tokens " << nTok
                   << ": token " << i / nRows << " row " << i % nRows
-                  << ": tiles " << tiled[i] << ", AVX-512 rows " << plain[i]
-                  << ", one token " << single[i];
+                  << ": tiles " << tiled[i] << ", VNNI tiles " << vnni[i]
+                  << ", AVX-512 rows " << plain[i] << ", one token "
+                  << single[i];
         EXPECT_EQ(differ, 0) << typeName(type) << " n=" << cols << " tokens "
                              << nTok << (raw ? " (random bytes)" : "");
         // Against the dequantised rows in double: the tiles compute the
@@ -129,13 +138,15 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
       }
 }
 
-// Rows outside [r0, r1) and tokens of a batch are never written.
+// Rows outside [r0, r1) and tokens of a batch are never written, by the
+// AMX tiles (where the CPU has them) or their VNNI form.
 TEST(AmxTiles, WritesOnlyItsRows) {
-  if (!amxActive()) {
-    std::printf("[ SKIPPED  ] no AMX tiles here (kernels: %s)\n",
+  if (!tilesActive()) {
+    std::printf("[ SKIPPED  ] no tiles here, AMX or VNNI (kernels: %s)\n",
                 kernelIsaName());
     GTEST_SKIP();
   }
+  AmxSwitch restore;
   const int64_t cols = 512, nRows = 40;
   const int nTok = 16;
   std::vector<float> values = randomVector(size_t(cols) * nRows, 9);
@@ -152,14 +163,17 @@ TEST(AmxTiles, WritesOnlyItsRows) {
   w.data = data.data();
   std::vector<float> x = randomVector(size_t(cols) * nTok, 10);
   const float kUntouched = -12345.f;
-  std::vector<float> y(size_t(nRows + 3) * nTok, kUntouched);
-  matvecRows(w, x.data(), cols, y.data(), nRows + 3, nTok, 4, 36);
-  for (int t = 0; t < nTok; ++t)
-    for (int64_t r = 0; r < nRows + 3; ++r) {
-      const bool inside = r >= 4 && r < 36;
-      EXPECT_EQ(y[size_t(t) * (nRows + 3) + r] == kUntouched, !inside)
-          << "token " << t << " row " << r;
-    }
+  for (TileMode mode : {TileMode::Amx, TileMode::Vnni}) {
+    setTileMode(mode);
+    std::vector<float> y(size_t(nRows + 3) * nTok, kUntouched);
+    matvecRows(w, x.data(), cols, y.data(), nRows + 3, nTok, 4, 36);
+    for (int t = 0; t < nTok; ++t)
+      for (int64_t r = 0; r < nRows + 3; ++r) {
+        const bool inside = r >= 4 && r < 36;
+        EXPECT_EQ(y[size_t(t) * (nRows + 3) + r] == kUntouched, !inside)
+            << "mode " << int(tileMode()) << " token " << t << " row " << r;
+      }
+  }
 }
 
 } // namespace
