@@ -94,8 +94,8 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
   if (!checkBatch(tokens, n, pos, nPast_, nCtx_, p.nVocab, error))
     return false;
   int last = 0; // the last token's row in the last chunk
-  for (int done = 0; done < n; done += nBatch_) {
-    const int m = std::min(nBatch_, n - done);
+  for (int done = 0, m = 0; done < n; done += m) {
+    m = nextChunk(n - done, nBatch_);
     if (!evalChunk(tokens + done, m, pos + done, error))
       return false;
     last = m - 1;

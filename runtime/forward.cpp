@@ -325,13 +325,15 @@ bool forwardBatch(const Model &model, ForwardState &s, ThreadPool &pool,
   }
   if (!checkBatch(tokens, n, pos, s.nPast, s.nCtx, p.nVocab, error))
     return false;
-  for (int done = 0; done < n; done += s.nBatch)
-    forwardChunk(model, s, pool, tokens + done, std::min(s.nBatch, n - done),
-                 pos + done);
+  int m = 0;
+  for (int done = 0; done < n; done += m) {
+    m = nextChunk(n - done, s.nBatch);
+    forwardChunk(model, s, pool, tokens + done, m, pos + done);
+  }
 
   if (wantLogits) {
-    // The last token's hidden state is row (n-1) % nBatch of the last chunk.
-    const float *last = s.x.data() + size_t((n - 1) % s.nBatch) * p.nEmbd;
+    // The last token's hidden state is the last chunk's last row.
+    const float *last = s.x.data() + size_t(m - 1) * p.nEmbd;
     rmsNorm(s.xb.data(), last, model.outputNorm().data(), p.nEmbd, p.normEps);
     matvec(model.output(), s.xb.data(), s.logits.data(), pool);
   }

@@ -34,6 +34,15 @@ uint64_t contextBytes(const ModelParams &p, int nCtx, int nBatch);
 bool checkContextSize(const ModelParams &p, int nCtx, int nBatch,
                       std::string &error);
 
+// The size of the next chunk of a prompt with `left` tokens to go: the
+// fewest chunks of at most nBatch tokens, of sizes that differ by one at
+// most (129 tokens in chunks of 128 go as 65 + 64: a chunk of one token
+// would read every weight for that token alone).
+inline int nextChunk(int left, int nBatch) {
+  const int chunks = (left + nBatch - 1) / nBatch;
+  return (left + chunks - 1) / chunks;
+}
+
 // Everything one sequence needs between tokens: the KV cache and scratch
 // buffers, all sized once by init() so that a token allocates nothing.
 struct ForwardState {

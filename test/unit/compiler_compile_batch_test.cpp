@@ -263,8 +263,8 @@ TEST_P(BatchPrompt, BitwiseTokenByToken) {
   ASSERT_TRUE(one) << error;
   for (int i = 0; i < kPrompt; ++i)
     ASSERT_TRUE(one->eval(prompt[i], i, i == kPrompt - 1, error)) << error;
-  // The whole prompt in one call (chunks of 32 + 8), and in two calls
-  // (5, then 35 from position 5: chunks of 32 + 3).
+  // The whole prompt in one call (chunks of at most 32: 20 + 20), and in
+  // two calls (5, then 35 from position 5: 18 + 17).
   auto whole = fx.executor(error, 32), parts = fx.executor(error, 32);
   ASSERT_TRUE(whole && parts) << error;
   // Chunks of 5 (-ub 5): 8 of them, the same logits.
