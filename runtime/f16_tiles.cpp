@@ -21,14 +21,15 @@ constexpr int64_t kBlockK = 256;
 constexpr int64_t kBlockRows = 32;
 
 // One row times T tokens over weights [k0, k1), the accumulators (T pairs
-// of 16 lanes) loaded from and stored back to acc.
+// of 16 lanes) loaded from (zero at the row's start) and stored back to
+// acc.
 template <int T>
 PINFER_AVX512 void rowTile(const uint16_t *w, const float *x, int64_t xStride,
                            int64_t k0, int64_t k1, float *acc) {
   __m512 a01[T], a23[T];
   for (int t = 0; t < T; ++t) {
-    a01[t] = _mm512_load_ps(acc + t * 32);
-    a23[t] = _mm512_load_ps(acc + t * 32 + 16);
+    a01[t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + t * 32);
+    a23[t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + t * 32 + 16);
   }
   for (int64_t i = k0; i < k1; i += 32) {
     const __m512 w01 =
@@ -54,7 +55,6 @@ PINFER_AVX512 void rowBlock(const uint8_t *row, int64_t rowBytes, int64_t nRows,
                             const float *x, int64_t xStride, int64_t n,
                             float *y, int64_t yStride) {
   alignas(64) float acc[kBlockRows * kTileTokens * 32];
-  std::fill_n(acc, nRows * T * 32, 0.f);
   for (int64_t k0 = 0; k0 < n; k0 += kBlockK)
     for (int64_t r = 0; r < nRows; ++r)
       rowTile<T>(reinterpret_cast<const uint16_t *>(row + r * rowBytes), x,
