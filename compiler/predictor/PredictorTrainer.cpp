@@ -62,7 +62,8 @@ inline void axpy(float *y, float a, const float *x, int64_t n) {
 // with eight independent partial sums so that they vectorise without
 // reassociating (results are the same whatever the thread count).
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define PINFER_CLONES __attribute__((target_clones("avx2,fma", "default")))
+#define PINFER_CLONES                                                          \
+  __attribute__((target_clones("avx512f", "avx2,fma", "default")))
 #else
 #define PINFER_CLONES
 #endif
@@ -72,6 +73,10 @@ inline void axpy(float *y, float a, const float *x, int64_t n) {
 // which one the CPU runs (the compiler's own vectorisation of the loops
 // below shuffled more than it multiplied).
 typedef float Vec8 __attribute__((vector_size(32), aligned(4)));
+// A block of 16 output neurons' lanes (kBlock), one value: the same
+// operations lane by lane as two Vec8, one instruction where the CPU has
+// 512-bit vectors.
+typedef float Vec16 __attribute__((vector_size(64), aligned(4)));
 
 inline Vec8 load8(const float *p) {
   Vec8 v;
@@ -119,18 +124,36 @@ PINFER_CLONES void gather4(float *y, const float c[4],
     y[i] += c0 * x0[i] + c1 * x1[i] + c2 * x2[i] + c3 * x3[i];
 }
 
-// y[j] += c[j] * x for four rows y[j].
-PINFER_CLONES void scatter4(float *const y[4], const float c[4],
-                            const float *x, int64_t n) {
-  const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
-  float *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
-  for (int64_t i = 0; i < n; ++i) {
-    float v = x[i];
-    y0[i] += c0 * v;
-    y1[i] += c1 * v;
-    y2[i] += c2 * v;
-    y3[i] += c3 * v;
+// y[j][i] += sum_f c[j][f] * w[f][i] for four rows y[j] of n values, over
+// the F rows w[f] (n apart) in order: each element takes the products one
+// by one as a row-by-row scatter would, but 64 elements of the four rows
+// stay in registers over all F rows instead of going through memory for
+// each.
+PINFER_CLONES void scatterRows4(float *const y[4], const float *const c[4],
+                                const float *w, int64_t F, int64_t n) {
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    Vec16 a[4][4];
+    for (int j = 0; j < 4; ++j)
+      for (int q = 0; q < 4; ++q)
+        std::memcpy(&a[j][q], y[j] + i + 16 * q, sizeof(Vec16));
+    for (int64_t f = 0; f < F; ++f) {
+      Vec16 v[4];
+      std::memcpy(v, w + f * n + i, sizeof v);
+      for (int j = 0; j < 4; ++j) {
+        const float cj = c[j][f];
+        for (int q = 0; q < 4; ++q)
+          a[j][q] += cj * v[q];
+      }
+    }
+    for (int j = 0; j < 4; ++j)
+      for (int q = 0; q < 4; ++q)
+        std::memcpy(y[j] + i + 16 * q, &a[j][q], sizeof(Vec16));
   }
+  for (int64_t f = 0; f < F; ++f)
+    for (int j = 0; j < 4; ++j)
+      for (int64_t k = i; k < n; ++k)
+        y[j][k] += c[j][f] * w[f * n + k];
 }
 
 // The output layer goes by blocks of kBlock neurons: with R as short as 64,
@@ -140,39 +163,68 @@ PINFER_CLONES void scatter4(float *const y[4], const float c[4],
 // running over r in order, and the same for the block's weight gradients.
 constexpr int kBlock = 16;
 
-static_assert(kBlock == 16, "a block is two Vec8");
+static_assert(kBlock == 16, "a block is one Vec16");
 
-// z[j][k] = sum_r h_j[r] * wt[r][k] for the Bp samples h_j.
+// z[j][k] = sum_r h_j[r] * wt[r][k] for the Bp samples h_j (a multiple of
+// four). Four samples at a time: four sums in flight, where one would wait
+// for each addition.
 PINFER_CLONES void blockLogits(const float *wt, const float *const *h, int Bp,
                                int64_t R, float *z) {
-  for (int j = 0; j < Bp; ++j) {
-    Vec8 a0 = {}, a1 = {};
-    const float *hj = h[j];
+  for (int j = 0; j < Bp; j += 4) {
+    Vec16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    const float *h0 = h[j], *h1 = h[j + 1], *h2 = h[j + 2], *h3 = h[j + 3];
     for (int64_t r = 0; r < R; ++r) {
-      const Vec8 *w = reinterpret_cast<const Vec8 *>(wt + r * kBlock);
-      const float hv = hj[r];
-      a0 += hv * w[0];
-      a1 += hv * w[1];
+      const Vec16 w = *reinterpret_cast<const Vec16 *>(wt + r * kBlock);
+      a0 += h0[r] * w;
+      a1 += h1[r] * w;
+      a2 += h2[r] * w;
+      a3 += h3[r] * w;
     }
-    Vec8 *out = reinterpret_cast<Vec8 *>(z + size_t(j) * kBlock);
+    Vec16 *out = reinterpret_cast<Vec16 *>(z + size_t(j) * kBlock);
     out[0] = a0;
     out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
   }
 }
 
-// gwt[r][k] += sum_j g[j][k] * h_j[r], over the samples in order.
+// gwt[r][k] += sum_j g[j][k] * h_j[r], over the samples in order; four r
+// at a time, each sum in a register over the samples.
 PINFER_CLONES void blockGradients(float *gwt, const float *g,
                                   const float *const *h, int Bp, int64_t R) {
-  for (int j = 0; j < Bp; ++j) {
-    const Vec8 *gj = reinterpret_cast<const Vec8 *>(g + size_t(j) * kBlock);
-    const Vec8 g0 = gj[0], g1 = gj[1];
-    const float *hj = h[j];
-    for (int64_t r = 0; r < R; ++r) {
-      Vec8 *gw = reinterpret_cast<Vec8 *>(gwt + r * kBlock);
-      const float hv = hj[r];
-      gw[0] += g0 * hv;
-      gw[1] += g1 * hv;
+  int64_t r = 0;
+  for (; r + 4 <= R; r += 4) {
+    Vec16 *gw = reinterpret_cast<Vec16 *>(gwt + r * kBlock);
+    Vec16 a0 = gw[0], a1 = gw[1], a2 = gw[2], a3 = gw[3];
+    for (int j = 0; j < Bp; ++j) {
+      const Vec16 gj = *reinterpret_cast<const Vec16 *>(g + size_t(j) * kBlock);
+      const float *hj = h[j] + r;
+      a0 += gj * hj[0];
+      a1 += gj * hj[1];
+      a2 += gj * hj[2];
+      a3 += gj * hj[3];
     }
+    gw[0] = a0;
+    gw[1] = a1;
+    gw[2] = a2;
+    gw[3] = a3;
+  }
+  for (; r < R; ++r)
+    for (int j = 0; j < Bp; ++j)
+      *reinterpret_cast<Vec16 *>(gwt + r * kBlock) +=
+          *reinterpret_cast<const Vec16 *>(g + size_t(j) * kBlock) * h[j][r];
+}
+
+// One Adam step over n parameters (m, v: their moments; c1, c2: the bias
+// corrections), element by element.
+PINFER_CLONES void adamStep(float *p, const float *g, float *m, float *v,
+                            int64_t n, float lr, float beta1, float beta2,
+                            float eps, float c1, float c2) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+    p[i] -= lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + eps);
   }
 }
 
@@ -480,21 +532,27 @@ void LayerTrainer::step(const uint32_t *batch, int B) {
           wt[size_t(r) * kBlock + k] = w2_[(f0 + k) * R_ + r];
       blockLogits(wt.data(), hrow.data(), Bp, R_, z.data());
       std::fill(g.begin(), g.end(), 0.f);
-      for (int k = 0; k < nf; ++k) {
-        const int64_t f = f0 + k;
-        float gb = 0;
-        for (int j = 0; j < B; ++j) {
+      // Sample by sample, so that each writes its block's 16 gradients
+      // into one stretch of g_; each neuron's bias gradient still sums its
+      // samples in order.
+      float gb[kBlock] = {};
+      for (int j = 0; j < B; ++j) {
+        const TraceSample &sample = samples_[batch[j]];
+        float *gRow = &g_[size_t(j) * F_ + f0];
+        for (int k = 0; k < nf; ++k) {
+          const int64_t f = f0 + k;
           const float zz = z[size_t(j) * kBlock + k] + b2_[f];
-          const bool y = samples_[batch[j]].fired(uint32_t(f));
+          const bool y = sample.fired(uint32_t(f));
           // d/dz of -[pw*y*log s(z) + (1-y)*log(1-s(z))]
           const float gj =
               (y ? posWeight_ * (sigmoid(zz) - 1.f) : sigmoid(zz)) * invB;
           g[size_t(j) * kBlock + k] = gj;
-          g_[size_t(j) * F_ + f] = gj;
-          gb += gj;
+          gRow[k] = gj;
+          gb[k] += gj;
         }
-        gb2_[f] = gb;
       }
+      for (int k = 0; k < nf; ++k)
+        gb2_[f0 + k] = gb[k];
       std::fill(gwt.begin(), gwt.end(), 0.f);
       blockGradients(gwt.data(), g.data(), hrow.data(), Bp, R_);
       for (int k = 0; k < nf; ++k)
@@ -504,17 +562,15 @@ void LayerTrainer::step(const uint32_t *batch, int B) {
   });
   // Back into the hidden layer, split over groups of samples.
   pool_.parallelFor(Bp / kLanes, [&](int64_t q0, int64_t q1) {
-    float c[kLanes];
+    const float *c[kLanes];
     float *dh[kLanes];
     for (int64_t q = q0; q < q1; ++q) {
       int64_t b = q * kLanes;
-      for (int j = 0; j < kLanes; ++j)
+      for (int j = 0; j < kLanes; ++j) {
         dh[j] = &dh_[size_t(b + j) * R_];
-      for (int64_t f = 0; f < F_; ++f) {
-        for (int j = 0; j < kLanes; ++j)
-          c[j] = g_[size_t(b + j) * F_ + f];
-        scatter4(dh, c, &w2_[f * R_], R_);
+        c[j] = &g_[size_t(b + j) * F_];
       }
+      scatterRows4(dh, c, w2_.data(), F_, R_);
       for (int j = 0; j < kLanes; ++j) {
         const float *h = &h_[size_t(b + j) * R_];
         for (int64_t r = 0; r < R_; ++r)
@@ -560,12 +616,8 @@ void LayerTrainer::step(const uint32_t *batch, int B) {
   for (const Part &part : parts) {
     float *m = &m_[offset], *v = &v_[offset];
     pool_.parallelFor(int64_t(part.n), [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        float g = part.g[i];
-        m[i] = beta1 * m[i] + (1 - beta1) * g;
-        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-        part.p[i] -= lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + eps);
-      }
+      adamStep(part.p + i0, part.g + i0, m + i0, v + i0, i1 - i0, lr, beta1,
+               beta2, eps, c1, c2);
     });
     offset += part.n;
   }
