@@ -3,6 +3,7 @@
 #include "compiler/Profile.h"
 
 #include "runtime/generate.h"
+#include "runtime/gguf.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
 
@@ -131,6 +132,19 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
                       const uint8_t *fired) {
     record(layer, uint64_t(chunkBase + pos), input, fired);
   };
+  // Each chunk reads every layer's weights once: a layer's pages leave the
+  // resident set when the chunk is through it (the next chunk maps them
+  // back from the page cache), so the profile holds one layer of the model
+  // at a time besides its KV cache and samples, not the whole file.
+  state.layerDone = [&](int layer) {
+    const LayerWeights &w = model.layer(layer);
+    const GGUFFile &file = model.file();
+    for (const Weight *t : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up,
+                            &w.down})
+      if (t->data)
+        file.releasePages(uint64_t(t->data - file.base()),
+                          uint64_t(t->rows) * t->rowBytes);
+  };
 
   // Thresholds at the target sparsity: the magnitude below which that share
   // of the calibration activations fall.
@@ -197,6 +211,7 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
   if (!relu && tokenIndex < uint64_t(calTokens))
     calibrate(); // a corpus shorter than the calibration window
   state.ffnHook = nullptr;
+  state.layerDone = nullptr;
 
   trace.nTokens = tokenIndex;
   trace.fired.assign(p.nLayer, {});

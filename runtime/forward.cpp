@@ -203,6 +203,8 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     for (int t = 0; t < n; ++t)
       addFfnOutput(p, w.postFfnNorm, s.x.data() + size_t(t) * nEmbd,
                    s.xb2.data() + size_t(t) * nEmbd);
+    if (s.layerDone)
+      s.layerDone(l);
   }
   s.nPast = pos0 + n;
 }

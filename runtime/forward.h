@@ -85,6 +85,9 @@ struct ForwardState {
   // and hUp (up projection), [n_ff] each; row 0 when one token is evaluated.
   const float *hookProduct = nullptr;
   const float *hookUp = nullptr;
+  // Called with each layer's index once a chunk is through it (the
+  // profiler lets the layer's weight pages go).
+  std::function<void(int layer)> layerDone;
 
   // Layers whose down projection multiplies its f32 input, [n_layer] (empty:
   // none). Elsewhere the input is quantised to 8 bits per 32 values for

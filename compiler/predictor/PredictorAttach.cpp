@@ -37,23 +37,28 @@ bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
     if (kv.key != "general.alignment")
       w.set(kv.key, kv.value);
   w.setF32(kSparseThresholdKey, 0.f);
-  auto copy = [&](const GGUFTensor &t) {
+  // Each source tensor's pages leave the resident set once copied: the
+  // copy of a model of several GiB holds one tensor at a time, not the
+  // whole source mapped.
+  auto copy = [&](const GGUFTensor &t, const GGUFFile &file) {
     std::vector<int64_t> ne(t.ne, t.ne + t.nDims);
     const uint8_t *src = t.data;
-    w.addTensor(t.name, t.type, ne, [src](uint8_t *dst, size_t n) {
+    const GGUFFile *from = &file;
+    w.addTensor(t.name, t.type, ne, [src, from](uint8_t *dst, size_t n) {
       std::memcpy(dst, src, n);
+      from->releasePages(uint64_t(src - from->base()), n);
     });
   };
   for (const GGUFTensor &t : model.tensors())
     if (!isPredictorTensor(t.name))
-      copy(t);
+      copy(t, model);
   for (const GGUFTensor &t : predictors.tensors()) {
     TensorKind kind;
     int layer;
     if (!isPredictorTensor(t.name, kind, layer))
       continue;
     if (kind != TensorKind::PredFc2Bias) {
-      copy(t);
+      copy(t, predictors);
       continue;
     }
     // Active where logit > threshold  <=>  logit - threshold > 0.

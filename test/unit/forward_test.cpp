@@ -523,8 +523,12 @@ TEST(Forward, BatchesMatchOneTokenCallsBitwise) {
   ASSERT_TRUE(model) << error;
   const ModelParams &p = model->params();
   ThreadPool pool(2);
-  auto run = [&](int nBatch, int split, ForwardState &st,
+  // chunks: the chunks the two calls take (each through every layer, in
+  // order, as layerDone sees them).
+  auto run = [&](int nBatch, int split, int chunks, ForwardState &st,
                  std::vector<uint64_t> &counts, std::vector<int> &hookSeen) {
+    std::vector<int> layersDone;
+    st.layerDone = [&](int layer) { layersDone.push_back(layer); };
     ASSERT_TRUE(st.init(*model, 16, error, nBatch)) << error;
     counts.assign(size_t(p.nLayer) * p.nFF, 0);
     hookSeen.assign(size_t(p.nLayer) * kSeq.size(), 0);
@@ -542,13 +546,17 @@ TEST(Forward, BatchesMatchOneTokenCallsBitwise) {
                              int(kSeq.size()) - split, split, true, error))
         << error;
     EXPECT_EQ(st.nPast, int(kSeq.size()));
+    ASSERT_EQ(layersDone.size(), size_t(chunks * p.nLayer)) << nBatch;
+    for (size_t i = 0; i < layersDone.size(); ++i)
+      EXPECT_EQ(layersDone[i], int(i % size_t(p.nLayer))) << i;
+    st.layerDone = nullptr;
   };
   ForwardState one, chunked, whole;
   std::vector<uint64_t> c1, c2, c3;
   std::vector<int> h1, h2, h3;
-  run(1, 1, one, c1, h1);
-  run(3, 2, chunked, c2, h2);
-  run(32, 5, whole, c3, h3);
+  run(1, 1, 8, one, c1, h1);
+  run(3, 2, 3, chunked, c2, h2); // 2, then 6 as 3 + 3
+  run(32, 5, 2, whole, c3, h3);
   EXPECT_EQ(one.logits, chunked.logits);
   EXPECT_EQ(one.logits, whole.logits);
   EXPECT_EQ(one.keyCache, whole.keyCache);
