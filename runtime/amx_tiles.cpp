@@ -97,8 +97,11 @@ struct RowGroup {
   std::vector<int8_t> u;
   std::vector<uint8_t> lo;   // Q6_K
   // Signed values' sums per block and row, at [b * 16 + m] (Q5_0, Q8_0,
-  // Q4_0; Q6_K's hi parts): the VNNI tiles' offset correction.
+  // Q4_0): the VNNI tiles' offset correction.
   std::vector<int32_t> wsum;
+  // Q6_K's VNNI form: the sub-block scales of block b, row m at
+  // [(b * 16 + m) * 2 + h] (u holds the unsigned 6-bit values).
+  std::vector<int32_t> sc32;
   std::vector<float> f1, f2; // Q4_K/Q5_K: d sc and dmin m per block;
                              // Q6_K: d per super-block
   // tilesBlocks' blocks lane by lane: j, j + 8, ... for j = 0..7.
@@ -203,11 +206,9 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   g.u.resize(size_t(kAmxRows) * n);
   g.lo.resize(size_t(kAmxRows) * n);
   g.f1.resize(size_t(kAmxRows) * nsb);
-  g.wsum.resize(size_t(kAmxRows) * (n / QK8_0));
   int8_t *const u = g.u.data();
   int8_t *const lo = reinterpret_cast<int8_t *>(g.lo.data());
   float *const f1 = g.f1.data();
-  int32_t *const wsum = g.wsum.data();
   // Lane j of block b's scales: sub-block 2 b + (j >= 16).
   const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
                                         1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -230,11 +231,42 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
             _mm512_cvtepi8_epi16(v),
             _mm512_permutexvar_epi16(
                 _mm512_add_epi16(half, _mm512_set1_epi16(short(2 * b))), sc));
-        const __m256i hi = _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6));
-        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + b, m), hi);
-        wsum[(8 * i + b) * kAmxRows + m] = signedSum(hi);
+        _mm256_storeu_si256(
+            (__m256i *)blockRow(u, 8 * i + b, m),
+            _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6)));
         _mm256_storeu_si256((__m256i *)blockRow(lo, 8 * i + b, m),
                             _mm512_cvtepi16_epi8(_mm512_and_si512(scaled, low6)));
+      }
+    }
+}
+
+// Q6_K for the VNNI tiles: the unsigned 6-bit values as they are (the
+// offset of 32 is taken out against the activations' sums) and the
+// sub-block scales as integers.
+PINFER_AMX void unpackQ6KRowsVnni(const uint8_t *row, int64_t rowBytes,
+                                  int64_t n, RowGroup &g) {
+  const int64_t nsb = n / QK_K;
+  g.u.resize(size_t(kAmxRows) * n);
+  g.f1.resize(size_t(kAmxRows) * nsb);
+  g.sc32.resize(size_t(kAmxRows) * (n / 16));
+  int8_t *const u = g.u.data();
+  float *const f1 = g.f1.data();
+  int32_t *const sc32 = g.sc32.data();
+  for (int64_t i = 0; i < nsb; ++i)
+    for (int m = 0; m < kAmxRows; ++m) {
+      const uint8_t *p = row + m * rowBytes + i * sizeof(BlockQ6_K);
+      f1[i * kAmxRows + m] = dotk::halfAt(p + 208);
+      prefetchAhead(p, sizeof(BlockQ6_K));
+      for (int h = 0; h < 2; ++h) {
+        __m256i v[4];
+        qblk::unpackQ6K(p, h, v);
+        for (int q = 0; q < 4; ++q) {
+          const int64_t b = 8 * i + 4 * h + q;
+          _mm256_storeu_si256((__m256i *)blockRow(u, b, m), v[q]);
+          for (int k = 0; k < 2; ++k)
+            sc32[(b * kAmxRows + m) * 2 + k] =
+                int8_t(p[192 + 2 * (4 * h + q) + k]);
+        }
       }
     }
 }
@@ -433,7 +465,6 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
     for (int m = 0; m < kAmxRows; ++m)
       acc[j][m] = _mm512_setzero_ps();
   const int8_t *u = g.u.data();
-  const int8_t *lo = reinterpret_cast<const int8_t *>(g.lo.data());
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   for (int m0 = 0; m0 < kAmxRows; m0 += kPass)
     for (int j = 0; j < 8; ++j) {
@@ -442,22 +473,35 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
         a[m] = _mm512_setzero_ps();
       for (int64_t b = j; b < nb; b += 8) {
         const int8_t *A = u + b * 512 + m0 * QK8_0;
-        const int8_t *L = lo + b * 512 + m0 * QK8_0;
         const int8_t *B = xb + b * 512;
-        __m512i c[kPass], cl[kPass];
+        // Q6_K: c for the first sub-block (k < 4), cl for the second, and
+        // 32 times the tokens' activation sums over each.
+        __m512i c[kPass], cl[kPass], x32[2];
         for (int m = 0; m < kPass; ++m)
           c[m] = cl[m] = _mm512_setzero_si512();
+        if constexpr (Kind == VnniKind::Q6K) {
+          const __m512i ones = _mm512_set1_epi8(1);
+          for (int h = 0; h < 2; ++h) {
+            __m512i sum = _mm512_setzero_si512();
+            for (int k = 4 * h; k < 4 * h + 4; ++k)
+              sum = _mm512_dpbusd_epi32(sum, ones,
+                                        _mm512_loadu_si512(B + 64 * k));
+            x32[h] = _mm512_slli_epi32(sum, 5);
+          }
+        }
         for (int k = 0; k < QK8_0 / 4; ++k) {
           const __m512i bk = _mm512_loadu_si512(B + 64 * k);
           const __m512i bu = _mm512_xor_si512(bk, flip);
           for (int m = 0; m < kPass; ++m) {
             if constexpr (Kind == VnniKind::Mins)
               c[m] = _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
-            else
+            else if constexpr (Kind == VnniKind::Signed)
               c[m] = _mm512_dpbusd_epi32(c[m], bu, bcast(A + m * QK8_0 + 4 * k));
-            if constexpr (Kind == VnniKind::Q6K)
+            else if (k < 4)
+              c[m] = _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
+            else
               cl[m] =
-                  _mm512_dpbusd_epi32(cl[m], bcast(L + m * QK8_0 + 4 * k), bk);
+                  _mm512_dpbusd_epi32(cl[m], bcast(A + m * QK8_0 + 4 * k), bk);
           }
         }
         const __m512 xd = _mm512_loadu_ps(xf + b * 32);
@@ -473,16 +517,22 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
             a[m] = _mm512_fnmadd_ps(_mm512_set1_ps(*f2), xs, a[m]);
             continue;
           }
-          const __m512i sum = _mm512_sub_epi32(
-              c[m], _mm512_set1_epi32(128 * g.wsum[b * kAmxRows + row]));
           if constexpr (Kind == VnniKind::Signed) {
+            const __m512i sum = _mm512_sub_epi32(
+                c[m], _mm512_set1_epi32(128 * g.wsum[b * kAmxRows + row]));
             const float f =
                 g.f1[((b / 8) * kAmxRows + row) * 8 + b % 8];
             a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f), xd),
                                    _mm512_cvtepi32_ps(sum), a[m]);
           } else {
-            const __m512i s =
-                _mm512_add_epi32(_mm512_slli_epi32(sum, 6), cl[m]);
+            // sc0 (I0 - 32 X0) + sc1 (I1 - 32 X1): the block's two scaled
+            // sub-block sums of (q - 32) x, as integers.
+            const int32_t *sc = &g.sc32[(b * kAmxRows + row) * 2];
+            const __m512i s = _mm512_add_epi32(
+                _mm512_mullo_epi32(_mm512_sub_epi32(c[m], x32[0]),
+                                   _mm512_set1_epi32(sc[0])),
+                _mm512_mullo_epi32(_mm512_sub_epi32(cl[m], x32[1]),
+                                   _mm512_set1_epi32(sc[1])));
             a[m] = _mm512_fmadd_ps(
                 _mm512_mul_ps(_mm512_set1_ps(g.f1[(b / 8) * kAmxRows + row]),
                               xd),
@@ -522,8 +572,10 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
       unpackBlockRows<BlockQ8_0, 128>(rows, rowBytes, n, g);
     else if (type == GGMLType::Q4_0)
       unpackBlockRows<BlockQ4_0, 8>(rows, rowBytes, n, g);
-    else
+    else if (amx)
       unpackQ6KRows(rows, rowBytes, n, g);
+    else
+      unpackQ6KRowsVnni(rows, rowBytes, n, g);
     for (int G = 0; G < acts.groups; ++G) {
       const int8_t *xb = acts.bytes.data() + size_t(G) * acts.nb * 512;
       const float *xf = acts.scales.data() + size_t(G) * acts.nb * 32;
