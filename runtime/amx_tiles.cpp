@@ -385,6 +385,8 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
   const int8_t *lo = reinterpret_cast<const int8_t *>(g.lo.data());
   // Block b's two products into results 0 and 5, or (second) 6 and 7; the
   // operand tiles are reloaded once the previous multiplies have read them.
+  // (The tile intrinsics paste their tile numbers into the instruction's
+  // text, so each set is spelled out.)
   auto multiply = [&](int64_t b, bool second) {
     if (second) {
       _tile_zero(6);

@@ -20,6 +20,8 @@
 #include "runtime/tokenizer.h"
 #include "tools/genmodel/model_generator.h"
 
+#include "resident_bytes.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -587,15 +589,7 @@ TEST(PredictorAttach, RanksDifferPerLayer) {
   // The copy lets each source tensor's pages go once copied, so a model of
   // several GiB is never held whole: touched in full before, most of its
   // bytes leave the resident set (/proc/self/statm) during the copy.
-  auto resident = [] {
-    long size = 0, pages = 0;
-    FILE *m = std::fopen("/proc/self/statm", "r");
-    if (m && std::fscanf(m, "%ld %ld", &size, &pages) != 2)
-      pages = 0;
-    if (m)
-      std::fclose(m);
-    return int64_t(pages) * sysconf(_SC_PAGESIZE);
-  };
+  auto resident = test::residentBytes;
   const int64_t dataBytes = int64_t(model->fileSize() - model->dataOffset());
   uint8_t touch = 0;
   for (int64_t o = 0; o < dataBytes; o += 4096)

@@ -4,6 +4,7 @@
 // and tensor type, version 2 files, PowerInfer magic, the typed getters and
 // the writer's own validation.
 #include "runtime/gguf.h"
+#include "resident_bytes.h"
 
 #include <gtest/gtest.h>
 
@@ -938,15 +939,7 @@ TEST(GGUFWrite, ReleasedPagesLeaveTheResidentSetAndReadTheSame) {
   std::vector<float>().swap(x);
   auto f = GGUFFile::open(path, err);
   ASSERT_NE(f, nullptr) << err;
-  auto resident = [] {
-    long size = 0, pages = 0;
-    FILE *m = std::fopen("/proc/self/statm", "r");
-    if (m && std::fscanf(m, "%ld %ld", &size, &pages) != 2)
-      pages = 0;
-    if (m)
-      std::fclose(m);
-    return int64_t(pages) * sysconf(_SC_PAGESIZE);
-  };
+  auto resident = test::residentBytes;
   const float *v = reinterpret_cast<const float *>(f->base() + f->dataOffset());
   auto sum = [&] {
     double s = 0;
