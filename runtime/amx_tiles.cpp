@@ -171,14 +171,15 @@ PINFER_AMX inline int32_t signedSum(__m256i v) {
   return int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
 }
 
-// Q5_0, Q8_0 and Q4_0: each block's values less their offset, signed.
+// Q5_0, Q8_0 and Q4_0: each block's values less their offset, signed;
+// with `sums` (the VNNI tiles) also their sums.
 template <class B, int Offset>
 PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
-                                RowGroup &g) {
+                                bool sums, RowGroup &g) {
   const int64_t nb = n / QK8_0, groups = (nb + 7) / 8;
   g.u.resize(size_t(kAmxRows) * n);
   g.f1.assign(size_t(groups) * kAmxRows * 8, 0.f);
-  g.wsum.resize(size_t(kAmxRows) * nb);
+  g.wsum.resize(sums ? size_t(kAmxRows) * nb : 0);
   int8_t *const u = g.u.data();
   float *const f1 = g.f1.data();
   int32_t *const wsum = g.wsum.data();
@@ -189,7 +190,8 @@ PINFER_AMX void unpackBlockRows(const uint8_t *row, int64_t rowBytes, int64_t n,
         f1[(gi * kAmxRows + m) * 8 + b % 8] = dotk::halfToFloat(blk[b].d);
         const __m256i v = dotk::signedBytes<B, Offset>(blk[b]);
         _mm256_storeu_si256((__m256i *)blockRow(u, b, m), v);
-        wsum[b * kAmxRows + m] = signedSum(v);
+        if (sums)
+          wsum[b * kAmxRows + m] = signedSum(v);
       }
       prefetchAhead(reinterpret_cast<const uint8_t *>(blk + 8 * gi),
                     8 * sizeof(B));
@@ -445,7 +447,10 @@ PINFER_AMX void tilesQ6K(const RowGroup &g, const int8_t *xb, const float *xf,
 // eight instructions give a row's block sums for all sixteen tokens, the
 // integers the tile multiply gives. VPDPBUSD multiplies unsigned by
 // signed bytes: signed values go against the activations plus 128, less
-// 128 times the values' sum (RowGroup::wsum). The f32 steps and their
+// 128 times the values' sum (RowGroup::wsum); Q6_K's unsigned 6-bit
+// values go against the activations as they are, per 16-value sub-block,
+// less 32 times the activations' sums there, and the two sub-block sums
+// meet their scales as integers. The f32 steps and their
 // order are tilesBlocks' and tilesQ6K's, so the results are bitwise
 // theirs. Rows go eight at a time, their sums and accumulators in
 // registers.
@@ -569,11 +574,11 @@ PINFER_AMX void amxRowsOn(GGMLType type, const uint8_t *row, int64_t rowBytes,
     else if (type == GGMLType::Q5_K)
       unpackK4K5Rows<true>(rows, rowBytes, n, g);
     else if (type == GGMLType::Q5_0)
-      unpackBlockRows<BlockQ5_0, 16>(rows, rowBytes, n, g);
+      unpackBlockRows<BlockQ5_0, 16>(rows, rowBytes, n, !amx, g);
     else if (type == GGMLType::Q8_0)
-      unpackBlockRows<BlockQ8_0, 128>(rows, rowBytes, n, g);
+      unpackBlockRows<BlockQ8_0, 128>(rows, rowBytes, n, !amx, g);
     else if (type == GGMLType::Q4_0)
-      unpackBlockRows<BlockQ4_0, 8>(rows, rowBytes, n, g);
+      unpackBlockRows<BlockQ4_0, 8>(rows, rowBytes, n, !amx, g);
     else if (amx)
       unpackQ6KRows(rows, rowBytes, n, g);
     else
