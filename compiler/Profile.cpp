@@ -139,8 +139,8 @@ bool profileModel(const Model &model, const Tokenizer &tokenizer,
   state.layerDone = [&](int layer) {
     const LayerWeights &w = model.layer(layer);
     const GGUFFile &file = model.file();
-    for (const Weight *t : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up,
-                            &w.down})
+    for (const Weight *t :
+         {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down})
       if (t->data)
         file.releasePages(uint64_t(t->data - file.base()),
                           uint64_t(t->rows) * t->rowBytes);

@@ -95,7 +95,7 @@ constexpr TileConfig tileConfig(bool split) {
 // split as 64 hi + lo: hi (signed) in u, lo (0..63) in lo.
 struct RowGroup {
   std::vector<int8_t> u;
-  std::vector<uint8_t> lo;   // Q6_K
+  std::vector<uint8_t> lo; // Q6_K
   // Signed values' sums per block and row, at [b * 16 + m] (Q5_0, Q8_0,
   // Q4_0): the VNNI tiles' offset correction.
   std::vector<int32_t> wsum;
@@ -164,10 +164,11 @@ PINFER_AMX void unpackK4K5Rows(const uint8_t *row, int64_t rowBytes, int64_t n,
 // The sum of 32 signed bytes: their unsigned sum (each plus 128) less
 // 32 * 128.
 PINFER_AMX inline int32_t signedSum(__m256i v) {
-  const __m256i s = _mm256_sad_epu8(
-      _mm256_xor_si256(v, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
-  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s),
-                                  _mm256_extracti128_si256(s, 1));
+  const __m256i s =
+      _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8(char(0x80))),
+                      _mm256_setzero_si256());
+  const __m128i h =
+      _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
   return int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
 }
 
@@ -212,9 +213,9 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
   int8_t *const lo = reinterpret_cast<int8_t *>(g.lo.data());
   float *const f1 = g.f1.data();
   // Lane j of block b's scales: sub-block 2 b + (j >= 16).
-  const __m512i half = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                        1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                        0, 0, 0, 0, 0, 0, 0);
+  const __m512i half =
+      _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i low6 = _mm512_set1_epi16(63);
   for (int64_t i = 0; i < nsb; ++i)
     for (int m = 0; m < kAmxRows; ++m) {
@@ -233,11 +234,11 @@ PINFER_AMX void unpackQ6KRows(const uint8_t *row, int64_t rowBytes, int64_t n,
             _mm512_cvtepi8_epi16(v),
             _mm512_permutexvar_epi16(
                 _mm512_add_epi16(half, _mm512_set1_epi16(short(2 * b))), sc));
+        _mm256_storeu_si256((__m256i *)blockRow(u, 8 * i + b, m),
+                            _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6)));
         _mm256_storeu_si256(
-            (__m256i *)blockRow(u, 8 * i + b, m),
-            _mm512_cvtepi16_epi8(_mm512_srai_epi16(scaled, 6)));
-        _mm256_storeu_si256((__m256i *)blockRow(lo, 8 * i + b, m),
-                            _mm512_cvtepi16_epi8(_mm512_and_si512(scaled, low6)));
+            (__m256i *)blockRow(lo, 8 * i + b, m),
+            _mm512_cvtepi16_epi8(_mm512_and_si512(scaled, low6)));
       }
     }
 }
@@ -501,11 +502,14 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
           const __m512i bu = _mm512_xor_si512(bk, flip);
           for (int m = 0; m < kPass; ++m) {
             if constexpr (Kind == VnniKind::Mins)
-              c[m] = _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
+              c[m] =
+                  _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
             else if constexpr (Kind == VnniKind::Signed)
-              c[m] = _mm512_dpbusd_epi32(c[m], bu, bcast(A + m * QK8_0 + 4 * k));
+              c[m] =
+                  _mm512_dpbusd_epi32(c[m], bu, bcast(A + m * QK8_0 + 4 * k));
             else if (k < 4)
-              c[m] = _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
+              c[m] =
+                  _mm512_dpbusd_epi32(c[m], bcast(A + m * QK8_0 + 4 * k), bk);
             else
               cl[m] =
                   _mm512_dpbusd_epi32(cl[m], bcast(A + m * QK8_0 + 4 * k), bk);
@@ -516,7 +520,8 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
         for (int m = 0; m < kPass; ++m) {
           const int row = m0 + m;
           if constexpr (Kind == VnniKind::Mins) {
-            const float *f = g.f1.data() + ((b / 8) * kAmxRows + row) * 8 + b % 8;
+            const float *f =
+                g.f1.data() + ((b / 8) * kAmxRows + row) * 8 + b % 8;
             const float *f2 =
                 g.f2.data() + ((b / 8) * kAmxRows + row) * 8 + b % 8;
             a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(*f), xd),
@@ -527,8 +532,7 @@ PINFER_AMX void tilesVnni(const RowGroup &g, const int8_t *xb, const float *xf,
           if constexpr (Kind == VnniKind::Signed) {
             const __m512i sum = _mm512_sub_epi32(
                 c[m], _mm512_set1_epi32(128 * g.wsum[b * kAmxRows + row]));
-            const float f =
-                g.f1[((b / 8) * kAmxRows + row) * 8 + b % 8];
+            const float f = g.f1[((b / 8) * kAmxRows + row) * 8 + b % 8];
             a[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(f), xd),
                                    _mm512_cvtepi32_ps(sum), a[m]);
           } else {

@@ -4,10 +4,10 @@
 // activations per tile multiply, where the AVX-512 VNNI kernels do one row and
 // token per vector instruction. A tile multiply gives the exact integer
 // products of one activation block for all 256 pairs (Q6_K: two, of the
-// scaled values' high and low parts); the f32 steps that follow are those of the AVX-512 kernels
-// (runtime/dot_q8_blocks.h), lane by lane, so each row and token comes out
-// bitwise as the one-row, one-token kernel computes it: prompts and generated
-// tokens, and any split of a prompt into chunks, agree.
+// scaled values' high and low parts); the f32 steps that follow are those of
+// the AVX-512 kernels (runtime/dot_q8_blocks.h), lane by lane, so each row and
+// token comes out bitwise as the one-row, one-token kernel computes it: prompts
+// and generated tokens, and any split of a prompt into chunks, agree.
 //
 // Used where the CPU has AMX-TILE and AMX-INT8 and the kernel grants the
 // process its tile state (Linux 5.16 and later), at the AVX-512 kernel

@@ -449,19 +449,19 @@ namespace {
 // quantizeActQ8's numbers eight lanes at a time: the maximum of |x| is
 // exact in any order, the product x * inv is the same single rounding, and
 // the conversion rounds to nearest even as lrint does (the default MXCSR).
-PINFER_AVX2 void quantizeActQ8Avx2(const float *x, BlockQ8Act *out,
-                                   int64_t n) {
+PINFER_AVX2 void quantizeActQ8Avx2(const float *x, BlockQ8Act *out, int64_t n) {
   const __m256 sign = _mm256_set1_ps(-0.f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t blk = 0; blk < n / QK8_0; ++blk, x += QK8_0) {
     __m256 v[4];
     for (int k = 0; k < 4; ++k)
       v[k] = _mm256_loadu_ps(x + 8 * k);
-    const __m256 m = _mm256_max_ps(
-        _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-        _mm256_max_ps(_mm256_andnot_ps(sign, v[2]),
-                      _mm256_andnot_ps(sign, v[3])));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]),
+                                                 _mm256_andnot_ps(sign, v[1])),
+                                   _mm256_max_ps(_mm256_andnot_ps(sign, v[2]),
+                                                 _mm256_andnot_ps(sign, v[3])));
+    __m128 h =
+        _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
     const float amax = _mm_cvtss_f32(h);

@@ -53,89 +53,88 @@ TEST(AmxTiles, BitwiseTheOneTokenKernel) {
                         GGMLType::Q5_0, GGMLType::Q8_0, GGMLType::Q4_0})
     for (int nTok : {37, 45, 7})
       for (int64_t cols : {int64_t(256), int64_t(768), int64_t(640)})
-      for (bool raw : {false, true}) {
-        if (cols % int64_t(typeTraits(type)->blockSize) != 0 ||
-            (raw && type != GGMLType::Q6_K))
-          continue;
-        ASSERT_TRUE(amxReads(type));
-        // Rows of mixed magnitudes, activations with outliers, so that
-        // scales and mins differ from block to block.
-        std::vector<float> values = randomVector(size_t(cols) * nRows, 7);
-        for (size_t i = 0; i < values.size(); i += 97)
-          values[i] *= 12.f;
-        const size_t rb = rowBytes(type, cols);
-        std::vector<uint8_t> data(rb * nRows);
-        for (int64_t r = 0; r < nRows; ++r)
-          ASSERT_TRUE(quantizeRow(type, values.data() + r * cols,
-                                  data.data() + r * rb, cols));
-        // Q6_K also from random bytes (each block's d kept): every scale,
-        // -128 included, meets every quant, so the scaled values reach both
-        // ends of their range (4096 and -4064) that the tiles split.
-        if (raw) {
-          std::mt19937 bytes(uint32_t(nTok * 1000 + cols));
-          for (size_t b = 0; b < data.size(); b += sizeof(BlockQ6_K))
-            for (size_t i = 0; i < 208; ++i)
-              data[b + i] = uint8_t(bytes());
-        }
-        Weight w;
-        w.type = type;
-        w.rows = nRows;
-        w.cols = cols;
-        w.rowBytes = rb;
-        w.data = data.data();
-        std::vector<float> x = randomVector(size_t(cols) * nTok, 8);
-        for (size_t i = 0; i < x.size(); i += 61)
-          x[i] *= 20.f;
-
-        // The AMX tiles where the CPU has them, and their VNNI form.
-        std::vector<float> tiled(size_t(nRows) * nTok, 0.f),
-            vnni(tiled.size(), 0.f), plain(tiled.size(), 0.f),
-            single(tiled.size(), 0.f);
-        setTileMode(TileMode::Amx);
-        matvecRows(w, x.data(), cols, tiled.data(), nRows, nTok, r0, r1);
-        setTileMode(TileMode::Vnni);
-        ASSERT_EQ(tileMode(), TileMode::Vnni);
-        matvecRows(w, x.data(), cols, vnni.data(), nRows, nTok, r0, r1);
-        setTileMode(TileMode::Off);
-        matvecRows(w, x.data(), cols, plain.data(), nRows, nTok, r0, r1);
-        for (int t = 0; t < nTok; ++t)
-          matvecRows(w, x.data() + t * cols, cols, single.data() + t * nRows,
-                     nRows, 1, r0, r1);
-        setTileMode(TileMode::Amx);
-        int differ = 0;
-        for (size_t i = 0; i < tiled.size(); ++i)
-          if (std::memcmp(&tiled[i], &single[i], sizeof(float)) != 0 ||
-              std::memcmp(&vnni[i], &single[i], sizeof(float)) != 0 ||
-              std::memcmp(&plain[i], &single[i], sizeof(float)) != 0)
-            if (differ++ < 3)
-              ADD_FAILURE()
-                  << typeName(type) << " n=" << cols << " tokens " << nTok
-                  << ": token " << i / nRows << " row " << i % nRows
-                  << ": tiles " << tiled[i] << ", VNNI tiles " << vnni[i]
-                  << ", AVX-512 rows " << plain[i] << ", one token "
-                  << single[i];
-        EXPECT_EQ(differ, 0) << typeName(type) << " n=" << cols << " tokens "
-                             << nTok << (raw ? " (random bytes)" : "");
-        // Against the dequantised rows in double: the tiles compute the
-        // product, not just something consistent.
-        std::vector<float> row(cols);
-        std::vector<BlockQ8Act> xq(cols / QK8_0);
-        double err = 0, norm = 0;
-        for (int t = 0; t < nTok; ++t) {
-          quantizeActQ8(x.data() + t * cols, xq.data(), cols);
-          for (int64_t r = r0; r < r1; ++r) {
-            rowToF32(type, w.row(r), row.data(), cols);
-            double ref = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-              const BlockQ8Act &b = xq[c / QK8_0];
-              ref += double(row[c]) * b.d * b.qs[c % QK8_0];
-            }
-            err += std::abs(ref - tiled[size_t(t) * nRows + r]);
-            norm += std::abs(ref);
+        for (bool raw : {false, true}) {
+          if (cols % int64_t(typeTraits(type)->blockSize) != 0 ||
+              (raw && type != GGMLType::Q6_K))
+            continue;
+          ASSERT_TRUE(amxReads(type));
+          // Rows of mixed magnitudes, activations with outliers, so that
+          // scales and mins differ from block to block.
+          std::vector<float> values = randomVector(size_t(cols) * nRows, 7);
+          for (size_t i = 0; i < values.size(); i += 97)
+            values[i] *= 12.f;
+          const size_t rb = rowBytes(type, cols);
+          std::vector<uint8_t> data(rb * nRows);
+          for (int64_t r = 0; r < nRows; ++r)
+            ASSERT_TRUE(quantizeRow(type, values.data() + r * cols,
+                                    data.data() + r * rb, cols));
+          // Q6_K also from random bytes (each block's d kept): every scale,
+          // -128 included, meets every quant, so the scaled values reach both
+          // ends of their range (4096 and -4064) that the tiles split.
+          if (raw) {
+            std::mt19937 bytes(uint32_t(nTok * 1000 + cols));
+            for (size_t b = 0; b < data.size(); b += sizeof(BlockQ6_K))
+              for (size_t i = 0; i < 208; ++i)
+                data[b + i] = uint8_t(bytes());
           }
+          Weight w;
+          w.type = type;
+          w.rows = nRows;
+          w.cols = cols;
+          w.rowBytes = rb;
+          w.data = data.data();
+          std::vector<float> x = randomVector(size_t(cols) * nTok, 8);
+          for (size_t i = 0; i < x.size(); i += 61)
+            x[i] *= 20.f;
+
+          // The AMX tiles where the CPU has them, and their VNNI form.
+          std::vector<float> tiled(size_t(nRows) * nTok, 0.f),
+              vnni(tiled.size(), 0.f), plain(tiled.size(), 0.f),
+              single(tiled.size(), 0.f);
+          setTileMode(TileMode::Amx);
+          matvecRows(w, x.data(), cols, tiled.data(), nRows, nTok, r0, r1);
+          setTileMode(TileMode::Vnni);
+          ASSERT_EQ(tileMode(), TileMode::Vnni);
+          matvecRows(w, x.data(), cols, vnni.data(), nRows, nTok, r0, r1);
+          setTileMode(TileMode::Off);
+          matvecRows(w, x.data(), cols, plain.data(), nRows, nTok, r0, r1);
+          for (int t = 0; t < nTok; ++t)
+            matvecRows(w, x.data() + t * cols, cols, single.data() + t * nRows,
+                       nRows, 1, r0, r1);
+          setTileMode(TileMode::Amx);
+          int differ = 0;
+          for (size_t i = 0; i < tiled.size(); ++i)
+            if (std::memcmp(&tiled[i], &single[i], sizeof(float)) != 0 ||
+                std::memcmp(&vnni[i], &single[i], sizeof(float)) != 0 ||
+                std::memcmp(&plain[i], &single[i], sizeof(float)) != 0)
+              if (differ++ < 3)
+                ADD_FAILURE() << typeName(type) << " n=" << cols << " tokens "
+                              << nTok << ": token " << i / nRows << " row "
+                              << i % nRows << ": tiles " << tiled[i]
+                              << ", VNNI tiles " << vnni[i] << ", AVX-512 rows "
+                              << plain[i] << ", one token " << single[i];
+          EXPECT_EQ(differ, 0) << typeName(type) << " n=" << cols << " tokens "
+                               << nTok << (raw ? " (random bytes)" : "");
+          // Against the dequantised rows in double: the tiles compute the
+          // product, not just something consistent.
+          std::vector<float> row(cols);
+          std::vector<BlockQ8Act> xq(cols / QK8_0);
+          double err = 0, norm = 0;
+          for (int t = 0; t < nTok; ++t) {
+            quantizeActQ8(x.data() + t * cols, xq.data(), cols);
+            for (int64_t r = r0; r < r1; ++r) {
+              rowToF32(type, w.row(r), row.data(), cols);
+              double ref = 0;
+              for (int64_t c = 0; c < cols; ++c) {
+                const BlockQ8Act &b = xq[c / QK8_0];
+                ref += double(row[c]) * b.d * b.qs[c % QK8_0];
+              }
+              err += std::abs(ref - tiled[size_t(t) * nRows + r]);
+              norm += std::abs(ref);
+            }
+          }
+          EXPECT_LT(err / norm, 1e-5) << typeName(type) << " n=" << cols;
         }
-        EXPECT_LT(err / norm, 1e-5) << typeName(type) << " n=" << cols;
-      }
 }
 
 // Rows outside [r0, r1) and tokens of a batch are never written, by the

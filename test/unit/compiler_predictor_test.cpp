@@ -603,8 +603,8 @@ TEST(PredictorAttach, RanksDifferPerLayer) {
   ASSERT_GT(dataBytes, int64_t(4) << 20) << "too small to see the release";
   ASSERT_GE(before, dataBytes / 2) << "the touched model is not mapped in";
   EXPECT_LT(after, dataBytes / 4)
-      << "model file resident " << before << " -> " << after
-      << " bytes, data " << dataBytes << " (touched " << int(touch) << ")";
+      << "model file resident " << before << " -> " << after << " bytes, data "
+      << dataBytes << " (touched " << int(touch) << ")";
 
   auto with = Model::open(withPath, err);
   ASSERT_TRUE(with) << err;

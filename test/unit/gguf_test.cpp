@@ -3,8 +3,8 @@
 // or tensor and what was expected), write/read round trips of every value
 // and tensor type, version 2 files, PowerInfer magic, the typed getters and
 // the writer's own validation.
-#include "runtime/gguf.h"
 #include "resident_bytes.h"
+#include "runtime/gguf.h"
 
 #include <gtest/gtest.h>
 

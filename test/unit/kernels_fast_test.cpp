@@ -137,8 +137,7 @@ TEST(KernelsFast, QuantizeActQ8IsBitwiseOnEveryIsa) {
     for (size_t b = 0; b < want.size(); ++b)
       EXPECT_EQ(std::memcmp(&want[b], &got[b], sizeof(BlockQ8Act)), 0)
           << kernelIsaName() << " block " << b << ": scale " << got[b].d
-          << " vs " << want[b].d << ", sum " << got[b].s << " vs "
-          << want[b].s;
+          << " vs " << want[b].d << ", sum " << got[b].s << " vs " << want[b].s;
   }
   EXPECT_EQ(want[5].qs[1], -2); // -1.5 rounds to the even -2
   EXPECT_EQ(want[5].qs[2], 2);  // 2.5 to 2
