@@ -41,9 +41,8 @@ const char *suffix(GGMLType t) {
   return row && row->computable ? row->cudaSuffix : "f32";
 }
 
+} // namespace
 
-// x[0, n) quantised to 8 bits per 32 values exactly as the CPU's
-// quantizeActQ8 does, dequantised into xq: one warp per block of 32.
 void emitQuant(std::ostream &os, const std::string &name, unsigned block,
                int64_t n, const char *restrict) {
   os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") "
@@ -62,10 +61,8 @@ void emitQuant(std::ostream &os, const std::string &name, unsigned block,
      << "}\n";
 }
 
-} // namespace
-
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
-                int64_t rows, int64_t cols, bool bias) {
+                int64_t rows, int64_t cols, bool bias, bool relu) {
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ") " << name
@@ -83,12 +80,11 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  for (int t = 0; t < nTok; ++t) {\n"
      << "    const float s = pf_dot_" << suffix(type)
      << "<kCols>(row, x + (long)t * kCols, lane);\n"
-     << "    if (lane == 0) y[(long)t * kRows + r] = s" << (bias ? " + b" : "")
-     << ";\n"
+     << "    if (lane == 0) y[(long)t * kRows + r] = "
+     << (relu ? "pf_relu(s" : "(s") << (bias ? " + b" : "") << ");\n"
      << "  }\n"
      << "}\n";
 }
-
 
 void emitAttentionHelpers(std::ostream &os) { os << kHelpers; }
 

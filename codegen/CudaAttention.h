@@ -14,9 +14,14 @@ void emitAttentionHelpers(std::ostream &os);
 // program whose norm and add steps run on the GPU.
 void emitResidualKernels(std::ostream &os, const ModelParams &p);
 // One matvec kernel: y[r] = row r of w (rows x cols of `type`) . x
-// (+ bias[r]); one warp per row.
+// (+ bias[r]), through ReLU where `relu`; one warp per row.
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
-                int64_t rows, int64_t cols, bool bias);
+                int64_t rows, int64_t cols, bool bias, bool relu = false);
+// x[0, n) of each of nTok tokens quantised to 8 bits per 32 values exactly
+// as the CPU's quantizeActQ8 does, dequantised into xq (which may be x when
+// `restrict` is empty); one warp per block of 32, n a multiple of 32.
+void emitQuant(std::ostream &os, const std::string &name, unsigned block,
+               int64_t n, const char *restrict);
 // Layer `layer`'s kernels, every shape a constant.
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
                           const AttentionDesc &a);

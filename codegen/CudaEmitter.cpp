@@ -3,8 +3,9 @@
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
 #include "codegen/CudaAttention.h"
-#include "runtime/gpu_attention.h"
 #include "codegen/SourceText.h"
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
 
 #include <algorithm>
 #include <iomanip>
@@ -441,6 +442,27 @@ const char *typeSuffix(GGMLType t) {
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 constexpr unsigned kDownBlock = 128;
 
+// Layer l's predictor kernels (runtime/gpu_attention.h, before
+// predictorKernelName): the input quantised where fc1 needs 8-bit values
+// the hot half's input is not, fc1 with its bias and ReLU, the hidden
+// values quantised where fc2 needs them so.
+void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
+                          const LayerDesc &d) {
+  using namespace gpuattn;
+  const bool inputQ8 = usesQ8Act(d.gateType) && usesQ8Act(d.upType);
+  os << "\n// Layer " << l << "'s predictor: fc1 " << typeName(d.fc1Type)
+     << " {" << p.nEmbd << ", " << d.predictorRank << "}, fc2 "
+     << typeName(d.fc2Type) << " rows of the hot neurons.\n";
+  if (predictorQuantisesInput(usesQ8Act(d.fc1Type), inputQ8))
+    emitQuant(os, predictorKernelName(l, "xq"), kQuantBlock, p.nEmbd,
+              "__restrict__ ");
+  emitMatvec(os, predictorKernelName(l, "fc1"), d.fc1Type, d.predictorRank,
+             p.nEmbd, true, true);
+  if (usesQ8Act(d.fc2Type))
+    emitQuant(os, predictorKernelName(l, "hq"), kQuantBlock, d.predictorRank,
+              "");
+}
+
 } // namespace
 
 unsigned downSplits(unsigned nHot, unsigned tiles) {
@@ -482,32 +504,58 @@ CudaModule emitCuda(const ProgramDesc &program) {
     k.gateUpGrid = (nHot * 32 + kGateUpBlock - 1) / kGateUpBlock;
     k.downBlock = kDownBlock;
 
+    // The hot half's own predictor (a predict@gpu step): its kernels
+    // before gate/up, which scores each neuron from their hidden values.
+    const bool predicts =
+        d.predictorRank > 0 && hasStep(d.steps.data(), uint32_t(d.steps.size()),
+                                       StepKind::Predict, StepDevice::Gpu);
+    if (predicts)
+      emitPredictorKernels(os, p, int(l), d);
     os << "\n// Layer " << l << ": " << nHot << " hot neurons of " << p.nFF
        << "; gate " << typeName(d.gateType) << ", up " << typeName(d.upType)
        << ", down_t " << typeName(d.downTType) << ", "
        << activationName(p.activation) << ", " << sparsityModeName(program.mode)
-       << ".\n";
+       << (predicts ? " (its predictor on the GPU)" : "") << ".\n";
     os << "extern \"C\" __global__ void __launch_bounds__(" << kGateUpBlock
        << ") " << k.gateUp
        << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
-       << "    const float *__restrict__ x, float *__restrict__ h, int nTok) "
-          "{\n"
+       << "    const float *__restrict__ x, float *__restrict__ h, int nTok";
+    if (predicts)
+      os << ",\n    const u8 *__restrict__ fc2, const float *__restrict__ b2,\n"
+         << "    const float *__restrict__ hid";
+    os << ") {\n"
        << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kGateRow = " << rowBytes(d.gateType, p.nEmbd)
-       << ", kUpRow = " << rowBytes(d.upType, p.nEmbd) << ";\n"
-       << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
+       << ", kUpRow = " << rowBytes(d.upType, p.nEmbd) << ";\n";
+    if (predicts)
+      os << "  constexpr int kRank = " << d.predictorRank
+         << ", kFc2Row = " << rowBytes(d.fc2Type, d.predictorRank) << ";\n"
+         << "  constexpr float kThreshold = "
+         << floatLiteral(program.predictorThreshold) << ";\n";
+    os << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
        << "  const int lane = threadIdx.x & 31;\n"
        << "  if (n >= kHot) return;\n"
        << "  const u8 *gateRow = gate + (long)n * kGateRow;\n"
-       << "  const u8 *upRow = up + (long)n * kUpRow;\n"
-       << "  // Tokens one after another: the rows come from memory once, "
+       << "  const u8 *upRow = up + (long)n * kUpRow;\n";
+    if (predicts)
+      os << "  const u8 *fc2Row = fc2 + (long)n * kFc2Row;\n";
+    os << "  // Tokens one after another: the rows come from memory once, "
           "from\n"
        << "  // L1 for the later tokens of a prompt's chunk.\n"
        << "#pragma unroll 1\n"
        << "  for (int t = 0; t < nTok; ++t) {\n"
        << "    const float *xt = x + (long)t * kEmbd;\n"
-       << "    float *ht = h + (long)t * kHot;\n"
-       << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
+       << "    float *ht = h + (long)t * kHot;\n";
+    if (predicts)
+      os << "    // The predictor's score, as the CPU's: the neuron runs only "
+            "when\n"
+         << "    // it is above the threshold; its gate row is not read "
+            "otherwise.\n"
+         << "    const float score = pf_dot_" << typeSuffix(d.fc2Type)
+         << "<kRank>(fc2Row, hid + (long)t * kRank, lane) + b2[n];\n"
+         << "    if (!(score > kThreshold)) { if (lane == 0) ht[n] = 0.f; "
+            "continue; }\n";
+    os << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
        << "<kEmbd>(gateRow, xt, lane));\n";
     if (program.mode == SparsityMode::Threshold)
       os << "    // The layer's calibrated threshold on |activation|.\n"

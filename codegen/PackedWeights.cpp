@@ -281,17 +281,15 @@ bool writePackedWeights(
                          t.nDims == 1 && t.ne[0] == p.nFF &&
                          typeTraits(t.type) &&
                          typeTraits(t.type)->blockSize == 1;
-    // Predictor matrices go 8-bit where their rows allow: a predicted-mode
-    // token reads every row of both (on the benchmark's 1B shape, f16
-    // predictors were 86 of the 466 MB a token read), and the scores only
-    // rank neurons against a threshold. Only unquantised (one element per
-    // block) computable types are converted.
+    // Predictor matrices go 8-bit where their rows allow
+    // (packedPredictorType): a predicted-mode token reads every row of both
+    // (on the benchmark's 1B shape, f16 predictors were 86 of the 466 MB a
+    // token read), and the VRAM bill of a GPU half's predictor counts them
+    // so.
     bool predictorMatrix =
         kind == TensorKind::PredFc1 || kind == TensorKind::PredFc2;
-    const TypeTraits *tt = typeTraits(t.type);
-    bool unquantised = tt && tt->computable && tt->blockSize == 1;
-    if (inLayer && predictorMatrix && t.nDims == 2 && t.ne[0] % QK8_0 == 0 &&
-        unquantised) {
+    if (inLayer && predictorMatrix && t.nDims == 2 &&
+        packedPredictorType(t.type, t.ne[0]) != t.type) {
       const GGUFTensor *tp = &t;
       const std::vector<uint32_t> *order =
           perNeuronRow ? &orders[layer] : nullptr;

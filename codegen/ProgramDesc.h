@@ -38,6 +38,10 @@ struct LayerDesc {
   std::vector<uint32_t> hot;  // neuron ids on the GPU, hottest first
   std::vector<uint32_t> cold; // neuron ids on the CPU, hottest first
   uint32_t predictorRank = 0; // 0: no predictor
+  // The predictor's fc1 and fc2 as the packed weights store them
+  // (packedPredictorType); a hot half with a predict@gpu step runs them on
+  // the GPU.
+  GGMLType fc1Type = GGMLType::F32, fc2Type = GGMLType::F32;
   bool attentionOnGPU = false;
   AttentionDesc attention; // set where attentionOnGPU
   // Threshold mode: skip neurons with |act(gate x)| <= this (calibrated).

@@ -187,9 +187,10 @@ bool planFromTrace(const CompileArgs &args, const Model &model,
 // The placement when the whole model fits the GPU, solved without a
 // profile: one in which every neuron fires on every token. If that plan
 // puts every neuron on the GPU, any profile's would (a neuron that ever
-// fires is worth its bytes there), so the job needs none for placement; and
-// predicted mode, whose predictors only serve the CPU's neurons, would
-// have nothing to predict. False (and `plan` untouched) otherwise.
+// fires is worth its bytes there), so the job needs none for placement
+// (under --sparsity auto the program is then exact: the reference's
+// results without training predictors). False (and `plan` untouched)
+// otherwise.
 bool wholeModelPlan(const CompileArgs &args, const Model &model,
                     const Target &target, SparsityMode mode, Plan &plan) {
   const ModelParams &p = model.params();

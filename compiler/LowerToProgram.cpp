@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/LowerToProgram.h"
+#include "runtime/kernels.h"
 
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/Support/raw_os_ostream.h"
@@ -451,11 +452,13 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
   for (int64_t l = 0; l < nLayer; ++l) {
     const LayerDesc &d = layers[l];
     int count[kNumStepKinds] = {};
-    int halves[3] = {};
+    int halves[3] = {}, predicts[3] = {};
     for (const ProgramStep &s : d.steps) {
       count[int(s.kind)] += 1;
       if (s.kind == StepKind::FfnHalf)
         halves[int(s.device)] += 1;
+      if (s.kind == StepKind::Predict)
+        predicts[int(s.device)] += 1;
     }
     const bool both = !d.hot.empty() && !d.cold.empty();
     struct {
@@ -466,7 +469,6 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
                 {StepKind::AttnAdd, 1},
                 {StepKind::FfnNorm, 1},
                 {StepKind::Merge, both ? 1 : 0},
-                {StepKind::Predict, d.predictorRank ? 1 : 0},
                 {StepKind::FfnAdd, 1},
                 {StepKind::Wait, count[int(StepKind::Record)]},
                 // Post norms where the layer has them, once.
@@ -487,6 +489,21 @@ bool readSteps(ModuleOp module, std::vector<LayerDesc> &layers,
       error = "scheduled IR: layer " + std::to_string(l) +
               ": the FFN half steps do not match the halves, expected one "
               "per device that owns neurons";
+      return false;
+    }
+    // A predictor per predicted half, on the half's device, and one at
+    // least where the layer has a predictor.
+    const int nPredicts =
+        predicts[int(StepDevice::Cpu)] + predicts[int(StepDevice::Gpu)];
+    if (predicts[int(StepDevice::None)] != 0 ||
+        predicts[int(StepDevice::Cpu)] > halves[int(StepDevice::Cpu)] ||
+        predicts[int(StepDevice::Gpu)] > halves[int(StepDevice::Gpu)] ||
+        (d.predictorRank > 0) != (nPredicts > 0)) {
+      error = "scheduled IR: layer " + std::to_string(l) + " has " +
+              std::to_string(nPredicts) +
+              " predict steps, expected one on the device of each "
+              "predicted half" +
+              (d.predictorRank ? "" : " (the layer has no predictor)");
       return false;
     }
   }
@@ -602,8 +619,9 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
                        "one per device");
     slot = part;
     SparsityMode m = toMode(part.getSparsity());
-    // In a predicted program the GPU halves skip exact zeros (only the CPU
-    // half has a predictor): they agree with either mode.
+    // In a predicted program a GPU half may skip exact zeros instead of
+    // running a predictor (as pinferc before its GPU predictors made
+    // them): it agrees with either mode.
     const bool gpuExact =
         part.getDevice() == Device::gpu && m == SparsityMode::Exact;
     if (sawMode && m != mode &&
@@ -753,7 +771,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     // Both halves' predictors share fc1/fc2; fc2's rows must follow the
     // weights' permutation so that bit i scores packed neuron i.
     for (FFNPartOp part : {gpu, cpu}) {
-      if (!part || !part.getMask()) // GPU halves skip exact zeros
+      if (!part || !part.getMask()) // a GPU half that skips exact zeros
         continue;
       auto predict = part.getMask().getDefiningOp<PredictOp>();
       auto fc1 = cast<WeightType>(predict.getWeights()[0].getType());
@@ -776,6 +794,20 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
         return false;
       }
       d.predictorRank = rank;
+      // As the packed weights store them (packedPredictorType).
+      auto fc2 = cast<WeightType>(predict.getWeights()[1].getType());
+      d.fc1Type = packedPredictorType(fc1.getDtype(), fc1.getRowLength());
+      d.fc2Type = packedPredictorType(fc2.getDtype(), fc2.getRowLength());
+      // The GPU's fc1 multiplies the hot half's input as it goes up: its
+      // 8-bit values where gate and up take those.
+      if (part == gpu && usesQ8Act(d.gateType) && usesQ8Act(d.upType) &&
+          !usesQ8Act(d.fc1Type)) {
+        error = where(l, "pinfer.predict") + "fc1 of type " +
+                typeName(d.fc1Type) +
+                " on the GPU beside 8-bit gate and up inputs, expected an "
+                "fc1 that multiplies 8-bit activations";
+        return false;
+      }
       if (part.getOffsetAttr() && fc2w && gatew &&
           fc2w.getNeuronOrderAttr() != gatew.getNeuronOrderAttr()) {
         error = where(l, "pinfer.predict") +

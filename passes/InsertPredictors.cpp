@@ -2,11 +2,13 @@
 //
 // Sparsity is a per-program choice: dense halves reproduce the reference
 // bit for bit, exact skipping gives the same result faster on ReLU models,
-// predicted skipping is fastest but approximate. Only the CPU half gets a
-// predictor: the hot (GPU) neurons fire often enough that predicting them
-// saves little, so the GPU half skips exactly-zero activations instead, and
-// no predictor is uploaded or billed in VRAM. The predictors are the
-// model's learned fc1/fc2 ones: the runtime has no other kind. Threshold
+// predicted skipping is fastest but approximate. In predicted mode each
+// half gets its own pinfer.predict on its device, as PowerInfer runs them:
+// the GPU's predictor spares the gate rows of the hot neurons that will not
+// fire (a third of a ReLU FFN's bytes that exact skipping still reads),
+// for its fc1 and the hot neurons' fc2 rows in VRAM (pinfer-plan-memory
+// bills them). The predictors are the model's learned fc1/fc2 ones: the
+// runtime has no other kind. Threshold
 // skipping is the SiLU models' approximate mode: each layer skips neurons
 // whose |activation| falls at or below a threshold calibrated from a
 // profile, which the module carries as `pinfer.act_thresholds`.
@@ -112,10 +114,7 @@ void InsertPredictorsPass::runOnOperation() {
   for (FFNPartOp part : parts) {
     if (part.getMask())
       continue; // already predicted
-    const bool gpuHalf = part.getDevice() == Device::gpu;
-    part.setSparsityAttr(SparsityAttr::get(
-        ctx, sparsity == Sparsity::predicted && gpuHalf ? Sparsity::exact
-                                                        : sparsity));
+    part.setSparsityAttr(SparsityAttr::get(ctx, sparsity));
     if (sparsity == Sparsity::threshold) {
       int64_t layer = part.getLayer();
       if (layer >= int64_t(actThresholds.size())) {
@@ -130,7 +129,7 @@ void InsertPredictorsPass::runOnOperation() {
         return signalPassFailure();
       continue;
     }
-    if (sparsity != Sparsity::predicted || gpuHalf)
+    if (sparsity != Sparsity::predicted)
       continue;
     OpBuilder b(part);
     SmallVector<Value, 2> weights;

@@ -91,11 +91,6 @@ void PlanMemoryPass::runOnOperation() {
     if (op && wholeOnGPU.insert(op.getName()).second)
       weightBytes += storedBytes(cast<WeightType>(w.getType()));
   };
-  // Rows of a weight that a GPU half owns, `n` elements each.
-  auto addRows = [&](Value w, int64_t rows, int64_t n) {
-    weightBytes +=
-        rows * storedRowBytes(cast<WeightType>(w.getType()).getDtype(), n);
-  };
 
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
@@ -143,13 +138,18 @@ void PlanMemoryPass::runOnOperation() {
               hotFfnVram(dtype(part.getGate()), dtype(part.getUp()),
                          dtype(part.getDown()), nEmbd, part.getNumNeurons())
                   .bytes(uint64_t(part.getCount())));
+          // Its own predictor, as the packed weights store it
+          // (runtime/vram_bill.h, predictorVram): fc1 and b1 whole, the hot
+          // neurons' fc2 rows and biases.
           if (Value mask = part.getMask())
             if (auto predict = mask.getDefiningOp<PredictOp>())
               if (predict.getWeights().size() == 2) {
-                Value fc2 = predict.getWeights()[1];
-                addWhole(predict.getWeights()[0]);
-                addRows(fc2, part.getCount(),
-                        cast<WeightType>(fc2.getType()).getRowLength());
+                auto fc1 = cast<WeightType>(predict.getWeights()[0].getType());
+                auto fc2 = cast<WeightType>(predict.getWeights()[1].getType());
+                weightBytes +=
+                    int64_t(predictorVram(fc1.getDtype(), fc2.getDtype(), nEmbd,
+                                          fc2.getRowLength())
+                                .bytes(uint64_t(part.getCount())));
               }
         }
       }

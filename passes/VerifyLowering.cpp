@@ -46,17 +46,16 @@ void VerifyLoweringPass::runOnOperation() {
   }
   module.walk([&](Operation *op) {
     if (auto predict = dyn_cast<PredictOp>(op)) {
-      if (predict.getDevice() == Device::gpu)
-        refuse(op, "on the GPU: the runtime predicts for the CPU half only; "
-                   "expected device cpu");
-      else if (predict.getWeights().size() != 2)
+      if (predict.getWeights().size() != 2)
         refuse(op, "predicts from the gate magnitude: the runtime runs "
                    "only the model's fc1/fc2 predictors");
-    } else if (auto part = dyn_cast<FFNPartOp>(op)) {
-      if (part.getDevice() == Device::gpu &&
-          part.getSparsity() == Sparsity::predicted)
-        refuse(op, "on the GPU with predicted sparsity: the runtime's GPU "
-                   "half skips exact zeros; expected sparsity exact");
+      for (Operation *user : predict.getMask().getUsers()) {
+        auto part = dyn_cast<FFNPartOp>(user);
+        if (!part ||
+            part.getDevice() != predict.getDevice().value_or(Device::cpu))
+          refuse(op, "feeds an op on another device: the runtime runs a "
+                     "half's predictor where the half runs");
+      }
     } else if (auto record = dyn_cast<RecordOp>(op)) {
       auto users = record.getEvent().getUsers();
       int64_t waits = std::distance(users.begin(), users.end());

@@ -384,6 +384,9 @@ bool Executor::bind(std::string &error) {
                 std::to_string(pl.predictorRank) + " for this program";
         return false;
       }
+      b.gpuPredicts =
+          pl.nHot > 0 &&
+          hasStep(pl.steps, pl.nSteps, StepKind::Predict, StepDevice::Gpu);
     }
   }
   return true;
@@ -427,7 +430,7 @@ bool Executor::openGpu(std::string &error) {
             std::to_string(freeB >> 20) + " MiB were free at start";
     return false;
   };
-  size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0;
+  size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0, maxRank = 0;
   for (int l = 0; l < params_.nLayer; ++l) {
     LayerBinding &b = layers_[l];
     const ProgramLayer &pl = program_.layers[l];
@@ -469,7 +472,15 @@ bool Executor::openGpu(std::string &error) {
           !gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
         return false;
     }
+    if (b.gpuPredicts) {
+      if (!uploadPredictor(l, *gpu, error))
+        return error.find("cuMemAlloc") != std::string::npos
+                   ? outOfMemory(rowsOf + "predictor")
+                   : false;
+      maxRank = std::max<size_t>(maxRank, size_t(b.predictor.rank()));
+    }
   }
+
   const size_t outFloats = size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1);
   void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
@@ -502,6 +513,12 @@ bool Executor::openGpu(std::string &error) {
     hostHX_ = static_cast<float *>(hx);
     hostHOut_ = static_cast<float *>(hout);
   }
+  // The predictors' scratch, for a chunk's tokens at most.
+  const size_t predTok = std::max<size_t>(T, 1);
+  if (maxRank > 0 &&
+      (!gpu->alloc(dPredX_, sizeof(float) * predTok * params_.nEmbd, error) ||
+       !gpu->alloc(dPredH_, sizeof(float) * predTok * maxRank, error)))
+    return outOfMemory("the predictors' buffers");
   gpu_ = std::move(gpu);
   // Attention of the layers the plan puts on the GPU, then what they share:
   // input and output buffers, scratch, the RoPE tables.
@@ -939,16 +956,15 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
   case StepKind::FfnHalf:
     quantiseFfnInput(l);
     if (s.device == StepDevice::Cpu) {
-      // The predictor, when there is one, serves the cold half only: the
-      // hot neurons fire often enough that predicting them saves little.
+      // Predicted: the neurons the cold half's predict step chose.
       run.firedCold = cpuHalf(l, pl.nHot, pl.nCold, xb_.data(), hCold_.data(),
                               yCold_.data(), run.predicted);
       run.coldReady = true;
       return true;
     }
     if (!run.onGpu) {
-      run.firedHot =
-          cpuHalf(l, 0, pl.nHot, xb_.data(), hHot_.data(), yHot_.data(), false);
+      run.firedHot = cpuHalf(l, 0, pl.nHot, xb_.data(), hHot_.data(),
+                             yHot_.data(), run.hotPredicted);
       run.hotReady = true;
       return true;
     }
@@ -971,15 +987,22 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
   case StepKind::Record:
     run.copyRecorded = run.copyPending;
     return true;
-  case StepKind::Predict:
-    // The scores of every neuron, in packed order like fc2's rows (those of
-    // the other half too: a few percent of the cold half's gate work).
-    predictorLogits(b.predictor, xb_.data(), predScratch_, &pool_);
+  case StepKind::Predict: {
+    // The scores of the step's half, in packed order like fc2's rows: the
+    // hot rows [0, nHot) for the GPU half's, made there (its input went up
+    // with the transfer before) or, without a GPU, here; the cold rows for
+    // the CPU half's.
+    const bool hot = s.device == StepDevice::Gpu;
+    if (hot && run.onGpu)
+      return launchPredictor(l, dX_, 1, error);
+    const int64_t first = hot ? 0 : pl.nHot, end = hot ? pl.nHot : p.nFF;
+    predictorLogits(b.predictor, xb_.data(), predScratch_, &pool_, first, end);
     if (countBytes_)
       cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
-                   b.predictor.fc2.rows * b.predictor.fc2.rowBytes;
-    run.predicted = true;
+                   (end - first) * b.predictor.fc2.rowBytes;
+    (hot ? run.hotPredicted : run.predicted) = true;
     return true;
+  }
   case StepKind::Wait:
     if (!run.copyRecorded)
       return true;
@@ -1032,9 +1055,15 @@ void Executor::countFfn(int l, const LayerRun &run, int tokens) {
   const bool exact = program_.mode != SparsityMode::Dense;
   if (run.onGpu && countBytes_) {
     // The hot kernels read every gate row, up and down rows where the
-    // neuron fired (all of them in dense mode), and the scale table.
+    // neuron fired (all of them in dense mode), and the scale table. With
+    // the predictor on the GPU: fc1, every hot fc2 row, and the gate rows
+    // of the neurons it chose, counted as those that fired (the device
+    // reports no other count; a chosen neuron that did not fire is missed).
     uint64_t rows = exact ? run.firedHot : pl.nHot;
-    gpuBytes_ += pl.nHot * b.gate.rowBytes +
+    if (b.gpuPredicts)
+      gpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
+                   pl.nHot * b.predictor.fc2.rowBytes;
+    gpuBytes_ += (b.gpuPredicts ? rows : pl.nHot) * b.gate.rowBytes +
                  rows * (b.up.rowBytes + b.downT.rowBytes) +
                  (isSplitDown(b.downLayout)
                       ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
@@ -1102,8 +1131,8 @@ bool Executor::checkSteps(std::string &error) {
       // the rest at compile time).
       const bool gpu = s.device == StepDevice::Gpu;
       std::string why;
-      if (s.kind == StepKind::Predict && gpu)
-        why = "the runtime runs it on the CPU only";
+      if (s.kind == StepKind::Predict && gpu && pl.nHot == 0)
+        why = "the layer has no neurons on the GPU";
       else if (s.kind == StepKind::Attention && gpu != pl.attentionOnGPU)
         why = "the program's table puts the layer's attention on the other "
               "device";

@@ -47,7 +47,7 @@ struct LayerStats {
   uint64_t gpuNeurons = 0; // neurons whose up and down ran in the hot half
   uint64_t cpuNeurons = 0; // ... in the cold half
   uint64_t fired = 0;      // neurons with a non-zero activation, both halves
-  // Predicted mode, cold half only.
+  // Predicted mode, the halves predicted on the CPU.
   uint64_t predicted = 0; // neurons the predictor chose
   uint64_t coldFired = 0; // of those, the ones that fired
   uint64_t missed = 0;    // fired but not chosen (with measureRecall only)
@@ -138,6 +138,12 @@ private:
     // need activations from both).
     bool quantDown = false;
     PredictorWeights predictor; // fc2 rows and bias in packed order
+    // The hot half runs its own predictor (a predict@gpu step): on the GPU
+    // fc1 and b1 whole, fc2's and b2's hot rows (zeros for an absent bias)
+    // and its kernels (runtime/gpu_attention.h, predictorKernelName).
+    bool gpuPredicts = false;
+    CudaDriver::DevPtr dFc1 = 0, dB1 = 0, dFc2 = 0, dB2 = 0;
+    void *fnPredXq = nullptr, *fnPredFc1 = nullptr, *fnPredHq = nullptr;
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
@@ -219,8 +225,16 @@ private:
   // x += y over nTok rows of n_embd.
   bool residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok, int l,
                    std::string &error);
-  // Layer l's hot half for nTok tokens: gate/up from x into h, down from h
-  // into y (the down kernel's partial sums in `part`).
+  // Layer l's predictor for its hot half, nTok tokens of its input x:
+  // the hidden values into dPredH_ (the input's 8-bit copy in dPredX_
+  // where fc1 needs one), read by the layer's gate/up kernel.
+  bool launchPredictor(int l, CudaDriver::DevPtr x, int nTok,
+                       std::string &error);
+  // Uploads layer l's predictor for its hot half and finds its kernels.
+  bool uploadPredictor(int l, CudaDriver &gpu, std::string &error);
+  // Layer l's hot half for nTok tokens: gate/up from x into h (scoring
+  // each neuron from dPredH_ where the layer's GPU half predicts), down
+  // from h into y (the down kernel's partial sums in `part`).
   bool launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                      CudaDriver::DevPtr y, CudaDriver::DevPtr part, int nTok,
                      std::string &error);
@@ -265,7 +279,8 @@ private:
     bool hotReady = false;     // yHot_/hHot_ hold this token's hot half
     bool coldReady = false;    // yCold_/hCold_ the cold half's
     bool merged = false;       // yFfn_ holds their sum
-    bool predicted = false;    // the predictor's scores are this token's
+    bool predicted = false;    // the cold half's scores are this token's
+    bool hotPredicted = false; // the hot half's, made on the CPU
     uint64_t firedHot = 0, firedCold = 0;
   };
   // Runs step `s` of layer `l` for the token at `pos` (buffers x_, xb_...).
@@ -336,6 +351,9 @@ private:
   // Tokens per GPU chunk at most (the -b batch size caps it too).
   static constexpr int kGpuChunk = 32;
   CudaDriver::DevPtr dHX_ = 0, dHOut_ = 0, dHPart_ = 0;
+  // The hot halves' predictors: the input's 8-bit copy [T][n_embd] and the
+  // hidden values [T][max rank], T = max(1, the chunk's tokens).
+  CudaDriver::DevPtr dPredX_ = 0, dPredH_ = 0;
   float *hostHX_ = nullptr, *hostHOut_ = nullptr;
 
   // The residual stream on the GPU: the steps say so (resident_), a GPU is

@@ -162,7 +162,7 @@ bool Executor::evalChunk(const int32_t *tokens, int n, int pos0,
   return true;
 }
 
-// The predictor's choice for the cold rows [first, n_ff) of every token of
+// The predictor's choice for rows [first, n_ff) of every token of
 // the chunk into bChosen_: predictorLogits' two products for all tokens at
 // once (matvecs gives each token bitwise what matvec gives it alone), its
 // bias and ReLU steps per token in its order.
@@ -229,16 +229,19 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     for (int t = 0; t < n; ++t)
       quantizeActQ8(bXb_.data() + size_t(t) * nEmbd,
                     bXq_.data() + size_t(t) * nBlk, nEmbd);
-  // The predictor serves the cold half only; a layer without one runs its
+  // The predictor chooses the cold half's rows, and the hot half's where
+  // that half has its own (a predict@gpu step) and runs here (from
+  // predFirst on); a layer without one runs its
   // cold half as exact mode does.
-  const bool predict = hasPredict_[l] && nCold > 0;
+  const int64_t predFirst = b.gpuPredicts && !gpuHot ? 0 : nHot;
+  const bool predict = hasPredict_[l] && predFirst < nFF;
   uint8_t *chosen = bChosen_.data();
   // The hot half on the GPU for the whole chunk (the kernels compute each
   // token as alone), while the cold half runs here.
   if (gpuHot && !hotChunkGpu(l, n, error))
     return false;
   if (predict)
-    predictBatch(b.predictor, n, nHot);
+    predictBatch(b.predictor, n, predFirst);
 
   // Gate for every (chosen) neuron and token, up only for the pairs whose
   // activation passes the mode's test: rows outer, tokens inner, so each
@@ -301,7 +304,7 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   if (amx)
     amxPrepare(xq, nBlk, n, bAmx_);
   const int tiled = amx ? bAmx_.tokens : 0;
-  const int64_t tiledRowsEnd = predict ? nHot : nFF;
+  const int64_t tiledRowsEnd = predict ? predFirst : nFF;
   // Rows [kFirst, n_ff): the hot ones are the GPU's where it has them.
   const int64_t kFirst = gpuHot ? nHot : 0;
   pool_.parallelFor(nFF - kFirst, [&](int64_t a0, int64_t a1) {
@@ -364,7 +367,7 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     // Row k for tokens tBegin .. n - 1 as the sparse modes run it (and the
     // rows dense mode cannot take in groups).
     auto sparseRow = [&](int64_t k, int tBegin) {
-      const bool predicted = predict && k >= nHot;
+      const bool predicted = predict && k >= predFirst;
       // A predicted row no token chose is not read (nor converted).
       bool chosenBySome = !predicted;
       for (int t = tBegin; t < n && !chosenBySome; ++t)
@@ -516,9 +519,11 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
     st.gpuNeurons += gpuHot ? hotRun : 0;
     if (predict) {
       const uint8_t *ct = chosen + size_t(t) * nFF;
-      for (int64_t k = nHot; k < nFF; ++k)
+      for (int64_t k = predFirst; k < nFF; ++k)
         st.predicted += ct[k];
-      st.coldFired += firedCold;
+      // The neurons that fired among those predicted here (the hot ones
+      // too where their half's predictor ran here).
+      st.coldFired += firedCold + (predFirst < nHot ? firedHot : 0);
     }
   }
   return true;

@@ -1,6 +1,7 @@
 // The hot half of a prompt's chunk on the GPU for a program with a CPU
 // part; see executor.h. One copy up of the chunk's FFN input, the layer's
-// gate/up and down kernels over the chunk's tokens (each row read once per
+// predictor where its steps put one there, its gate/up and down kernels
+// over the chunk's tokens (each row read once per
 // chunk, each token computed as alone), one copy down of y and the
 // activations; the cold half runs on the CPU meanwhile (ffnBatch), and the
 // two merge as eval() merges them, so the chunk's results are bitwise those
@@ -33,6 +34,7 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
   const CudaDriver::DevPtr dH = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
   return gpu.uploadAsync(dHX_, hostHX_, sizeof(float) * size_t(n) * nEmbd,
                          error) &&
+         (!b.gpuPredicts || launchPredictor(l, dHX_, n, error)) &&
          launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n, error) &&
          gpu.downloadAsync(hostHOut_, dHOut_,
                            sizeof(float) * size_t(n) * (nEmbd + pl.nHot),

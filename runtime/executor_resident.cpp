@@ -123,7 +123,10 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              int nTok, std::string &error) {
   LayerBinding &b = layers_[l];
   const ProgramLayer &pl = program_.layers[l];
-  void *gateUpArgs[] = {&b.dGate, &b.dUp, &x, &h, &nTok};
+  // With the layer's predictor on the GPU the kernel also scores each
+  // neuron from the hidden values launchPredictor left in dPredH_.
+  void *gateUpArgs[] = {&b.dGate, &b.dUp,  &x,     &h,
+                        &nTok,    &b.dFc2, &b.dB2, &dPredH_};
   void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok};
   void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
                            &y,        &part,     &dDone_, &nTok};
@@ -156,6 +159,8 @@ bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
     return residentNorm(
         dTok_, b.dFfnNorm, dX_,
         usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dX_ : 0, 1, l, error);
+  case StepKind::Predict:
+    return launchPredictor(l, dX_, 1, error);
   case StepKind::FfnPostNorm:
     return residentNorm(dOut_, b.dPostFfnNorm, dOut_, 0, 1, l, error);
   case StepKind::FfnAdd:

@@ -217,6 +217,8 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
     return residentNorm(
         dBTok_, b.dFfnNorm, dHX_,
         usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dHX_ : 0, m, l, error);
+  case StepKind::Predict:
+    return launchPredictor(l, dHX_, m, error);
   case StepKind::FfnHalf: {
     const CudaDriver::DevPtr counter =
         dBTok_ + f * (batchPosOffset() + size_t(gpuChunk_)) +

@@ -292,6 +292,18 @@ inline GGMLType downTypeFromTransposed(GGMLType downT) {
   return t && t->blockSize == 1 ? downT : GGMLType::F32;
 }
 
+// The type the packed weights store a predictor matrix in (fc1 {n_embd, R}
+// or fc2 {R, n_ff}, rows of `cols` values, of type `source`): Q8_0 for an
+// unquantised computable type whose rows are whole blocks of 32 (a
+// predicted token reads every row of both, and the scores only rank
+// neurons against a threshold), else the source type.
+inline GGMLType packedPredictorType(GGMLType source, int64_t cols) {
+  const TypeTraits *t = typeTraits(source);
+  return t && t->computable && t->blockSize == 1 && cols % 32 == 0
+             ? GGMLType::Q8_0
+             : source;
+}
+
 // Bytes of one neuron's row of ffn_down_t (n_embd outputs).
 inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   switch (downLayoutFor(source)) {

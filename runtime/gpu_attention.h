@@ -108,6 +108,31 @@ inline unsigned residGrid(int64_t n) {
   return unsigned((n + kResidBlock - 1) / kResidBlock);
 }
 
+// A hot half with its own predictor (predicted mode: the layer has a
+// predict@gpu step), per layer L, in launch order:
+//   ffn_pred_lL_xq(x, xq, nTok)   only where fc1's rows multiply 8-bit
+//                                  activations and the hot half's input is
+//                                  f32 (predictorQuantisesInput): that
+//                                  input quantised as the CPU's
+//                                  quantizeActQ8, into xq
+//   ffn_pred_lL_fc1(w, bias, x, y, nTok)
+//                                  hidden [nTok][R] = relu(fc1 . x + b1),
+//                                  a matvec (one warp per row) whose x is
+//                                  xq or the hot half's input
+//   ffn_pred_lL_hq(x, xq, nTok)   only where fc2's rows multiply 8-bit
+//                                  activations: the hidden values so
+//                                  quantised, in place
+// The layer's gate/up kernel then takes (fc2, b2, hidden) after its own
+// arguments: the warp of hot neuron n scores it (fc2 row n . hidden +
+// b2[n]) and runs it only when the score is above the threshold, as the
+// CPU's predictor chooses.
+inline std::string predictorKernelName(int layer, const char *what) {
+  return "ffn_pred_l" + std::to_string(layer) + "_" + what;
+}
+inline bool predictorQuantisesInput(bool fc1Q8Act, bool hotInputQ8) {
+  return fc1Q8Act && !hotInputQ8;
+}
+
 inline std::string kernelName(int layer, const char *what) {
   return "attn_l" + std::to_string(layer) + "_" + what;
 }

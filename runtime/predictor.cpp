@@ -6,6 +6,8 @@
 #include "runtime/kernels.h"
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
+
 namespace pinfer {
 
 namespace {
@@ -85,6 +87,12 @@ bool bindPredictor(const GGUFFile &file, uint32_t layer, float threshold,
 
 void predictorLogits(const PredictorWeights &p, const float *x,
                      PredictorScratch &s, ThreadPool *pool) {
+  predictorLogits(p, x, s, pool, 0, p.nFF());
+}
+
+void predictorLogits(const PredictorWeights &p, const float *x,
+                     PredictorScratch &s, ThreadPool *pool, int64_t first,
+                     int64_t end) {
   s.hidden.resize(size_t(p.rank()));
   s.logits.resize(size_t(p.nFF()));
   if (pool) {
@@ -94,12 +102,21 @@ void predictorLogits(const PredictorWeights &p, const float *x,
   }
   for (int64_t r = 0; r < p.rank(); ++r)
     s.hidden[r] = relu(s.hidden[r] + (p.b1 ? p.b1[r] : 0.f));
+  if (end <= first)
+    return;
+  // fc2's rows [first, end) as a matrix of their own: each row's product is
+  // the one the whole matrix gives it.
+  Weight rows = p.fc2;
+  rows.data = p.fc2.row(first);
+  rows.rows = end - first;
+  rows.scalesFirstFrom = std::max<int64_t>(0, p.fc2.scalesFirstFrom - first);
+  float *out = s.logits.data() + first;
   if (pool)
-    matvec(p.fc2, s.hidden.data(), s.logits.data(), *pool);
+    matvec(rows, s.hidden.data(), out, *pool);
   else
-    matvecRows(p.fc2, s.hidden.data(), s.logits.data(), 0, p.nFF());
+    matvecRows(rows, s.hidden.data(), out, 0, rows.rows);
   if (p.b2)
-    for (int64_t i = 0; i < p.nFF(); ++i)
+    for (int64_t i = first; i < end; ++i)
       s.logits[i] += p.b2[i];
 }
 

@@ -50,6 +50,12 @@ struct PredictorScratch {
 // calling thread.
 void predictorLogits(const PredictorWeights &p, const float *x,
                      PredictorScratch &scratch, ThreadPool *pool = nullptr);
+// The same for the scores of neurons [first, end) only (scratch.logits
+// still holds n_ff values; the others are left as they were): a half's
+// predict step scores its own rows.
+void predictorLogits(const PredictorWeights &p, const float *x,
+                     PredictorScratch &scratch, ThreadPool *pool, int64_t first,
+                     int64_t end);
 
 // Predicted-active neurons of `x`, ascending, into `active` (cleared first).
 // Returns their number.

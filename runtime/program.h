@@ -20,8 +20,10 @@ namespace pinfer {
 enum class SparsityMode {
   Dense,     // every neuron's gate, up and down computed
   Exact,     // gate for all; up and down only where the activation is non-zero
-  Predicted, // cold half: a per-layer predictor chooses the neurons whose
-             // gate, up and down run; hot half as Exact
+  Predicted, // a per-layer predictor chooses the neurons whose gate, up
+             // and down run (each half whose steps have a predict step:
+             // the cold half's on the CPU, the hot half's on the GPU;
+             // a hot half without one runs as Exact)
   Threshold, // gate for all; up and down only where |activation| exceeds
              // the layer's calibrated actThreshold (SiLU models' sparsity)
 };
@@ -65,7 +67,9 @@ enum class StepKind : uint8_t {
              // cpu: the GPU half's output down, complete at the next wait)
   FfnHalf,   // pinfer.ffn_part on `device`: the hot (gpu) or cold (cpu) half
   Record,    // pinfer.record: an event after the GPU work issued so far
-  Predict,   // pinfer.predict: the cold half's predictor scores
+  Predict,   // pinfer.predict: the predictor's scores of the half on
+             // `device` (cpu: the cold half's, gpu: the hot half's, made
+             // and used on the GPU)
   Wait,      // pinfer.wait: the host blocks until the recorded event
   Merge,     // pinfer.merge: the sum of the two halves' outputs
   FfnAdd,    // pinfer.add of the FFN output (`from`) into the residual
@@ -89,6 +93,15 @@ struct ProgramStep {
   // executor's buffers are still fixed ones (docs/architecture.md).
   int64_t arenaOffset = -1;
 };
+
+// Whether these steps hold a step of `kind` on `device`.
+inline bool hasStep(const ProgramStep *steps, uint32_t n, StepKind kind,
+                    StepDevice device) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (steps[i].kind == kind && steps[i].device == device)
+      return true;
+  return false;
+}
 
 // Whether these steps keep the residual stream on the GPU: their norms and
 // adds run there (pinfer-schedule does so for a program whose every layer

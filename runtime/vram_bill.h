@@ -43,6 +43,21 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
   return v;
 }
 
+// A hot half's own predictor (predicted mode, a predict@gpu step): fc1
+// {n_embd, R} and its bias [R] whole per layer, and per hot neuron its fc2
+// row of R and bias, in the types the packed weights store them
+// (packedPredictorType). Biases are billed (and uploaded, as zeros) where
+// the model has none, so that every program bills the same shape.
+inline HotFfnVram predictorVram(GGMLType fc1, GGMLType fc2, int64_t nEmbd,
+                                int64_t rank) {
+  HotFfnVram v;
+  v.perLayer =
+      rowBytes(packedPredictorType(fc1, nEmbd), nEmbd) * uint64_t(rank) +
+      sizeof(float) * uint64_t(rank);
+  v.perNeuron = rowBytes(packedPredictorType(fc2, rank), rank) + sizeof(float);
+  return v;
+}
+
 // One layer's KV cache for `nCtx` positions: K and V rows of `kvDim`
 // (n_kv_head * head_dim) values, f32 as the CPU's cache, so that the two
 // devices attend alike.

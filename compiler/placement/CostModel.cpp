@@ -125,6 +125,16 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       if (l == 0)
         ffnTypes[2] = t.type;
       break;
+    case TensorKind::PredFc1:
+      // {n_embd, R}; with fc2 {R, n_ff} below.
+      if (const GGUFTensor *fc2 =
+              file.tensor(tensorName(TensorKind::PredFc2, l))) {
+        if (out.predictorVram.size() < nLayer)
+          out.predictorVram.resize(nLayer);
+        out.predictorVram[l] =
+            predictorVram(t.type, fc2->type, t.ne[0], t.ne[1]);
+      }
+      break;
     case TensorKind::FfnDownT:
       // A layer stored as PowerInfer's converter writes it, with no
       // ffn_down: its {n_embd, n_ff} transpose stands for it, as the
@@ -288,6 +298,11 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       f[r] = trace.frequency(l, order[r]);
 
     LayerProblem &lp = p.layers[l];
+    // Predicted mode: the layer's GPU half runs its own predictor.
+    const HotFfnVram predictor =
+        opts.reads == NeuronReads::WhenFiring && l < shape.predictorVram.size()
+            ? shape.predictorVram[l]
+            : HotFfnVram();
     // A neuron the trace never saw fire may still fire: its value is that
     // of the rule of succession, (fired + 1) / (tokens + 2), so that VRAM
     // left over holds the tail too (a layer then needs no CPU half) while
@@ -297,7 +312,7 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       Granule g;
       g.firstRank = first;
       g.count = std::min(G, shape.nFF - first);
-      g.bytes = g.count * shape.hotNeuronBytes;
+      g.bytes = g.count * (shape.hotNeuronBytes + predictor.perNeuron);
       double expected = 0;
       for (uint32_t r = first; r < first + g.count; ++r) {
         g.firings += f[r];
@@ -306,11 +321,13 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       g.utility = expected * firingBytes + g.count * alwaysBytes;
       lp.granules.push_back(g);
     }
-    // Predictors stay on the CPU (only the cold half is predicted: see
-    // pinfer-insert-predictors), so a layer's GPU half needs only the
-    // down projection's block scales whole.
-    lp.hotFixedBytes = shape.downScaleBytes;
-    lp.hotFixedName = "down scales";
+    // A layer's GPU half needs the down projection's block scales whole
+    // and, in predicted mode, its predictor's fc1 (pinfer-insert-predictors
+    // gives each half its own).
+    lp.hotFixedBytes = shape.downScaleBytes + predictor.perLayer;
+    lp.hotFixedName = predictor.perLayer == 0 ? "down scales"
+                      : shape.downScaleBytes  ? "down scales + predictors"
+                                              : "predictors";
     if (opts.minGranules >= 0) {
       lp.minGranules = uint32_t(std::max(1, opts.minGranules));
     } else {

@@ -7,6 +7,7 @@
 #include "compiler/Targets.h"
 #include "compiler/placement/PlacementProblem.h"
 #include "runtime/ggml_types.h"
+#include "runtime/vram_bill.h"
 
 #include <cstdint>
 #include <string>
@@ -33,6 +34,10 @@ struct ModelShape {
   // apart from the neurons' rows (runtime/ggml_types.h, DownLayout).
   uint64_t hotNeuronBytes = 0;
   uint64_t downScaleBytes = 0;
+  // Per layer, the VRAM of a GPU half's own predictor in predicted mode
+  // (runtime/vram_bill.h, predictorVram: fc1 per layer, an fc2 row per hot
+  // neuron); empty for a model without predictors.
+  std::vector<HotFfnVram> predictorVram;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   uint64_t outputBytes = 0;    // output head (the embedding when tied)
   uint64_t embeddingBytes = 0; // token embedding: always on the CPU

@@ -309,8 +309,11 @@ int cuModuleLoadData(void **mod, const void *image) {
     m->image = static_cast<const char *>(image);
   }
   m->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!m->so)
+  if (!m->so) {
+    // The test that built the kernels needs to know why they do not load.
+    std::fprintf(stderr, "cuda stand-in: %s\n", dlerror());
     return kInvalidImage;
+  }
   m->params = reinterpret_cast<int (*)(const char *, unsigned *)>(
       dlsym(m->so, "pf_shim_params"));
   m->launch =

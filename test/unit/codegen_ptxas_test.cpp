@@ -1,7 +1,8 @@
 // Resource checks of the emitted kernels by the toolkit's ptxas, for the
 // architectures of the targets (sm_80, sm_86, sm_89, sm_90): every kernel
 // kind for every computable weight type, split down layouts included, in
-// every sparsity mode. Limits (what a kernel may use):
+// every sparsity mode (predicted: with each layer's predictor on the GPU).
+// Limits (what a kernel may use):
 //   - no spills and no stack frame: a spill is a local-memory round trip
 //     per use, on kernels that are bound by memory bandwidth already;
 //   - at most 64 registers per thread: at the kernels' block sizes (256
@@ -12,6 +13,7 @@
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "runtime/ggml_types.h"
+#include "runtime/kernels.h"
 
 #include <gtest/gtest.h>
 
@@ -95,6 +97,20 @@ ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
                                 turn % 3 == 2 ? 4 : 0};
     for (uint32_t i = 0; i < 300; ++i)
       l.hot.push_back(i * 3);
+    if (mode == SparsityMode::Predicted) {
+      // The predictor's types taking turns (fc1 8-bit beside 8-bit gate
+      // and up inputs, as the packed weights store it).
+      l.predictorRank = turn % 2 ? 128 : 96;
+      l.fc1Type =
+          usesQ8Act(GGMLType(t)) || turn % 2 ? GGMLType::Q8_0 : GGMLType::F16;
+      l.fc2Type = turn % 3 == 0   ? GGMLType::Q8_0
+                  : turn % 3 == 1 ? GGMLType::F16
+                                  : GGMLType::F32;
+      ProgramStep predict;
+      predict.kind = StepKind::Predict;
+      predict.device = StepDevice::Gpu;
+      l.steps.push_back(predict);
+    }
     if (mode == SparsityMode::Dense) {
       ProgramStep norm;
       norm.kind = StepKind::AttnNorm;
@@ -119,11 +135,13 @@ TEST(PtxasResources, EveryKernelWithinLimits) {
   const std::string dir = tmpl;
   int checked = 0;
   for (const char *arch : {"sm_80", "sm_86", "sm_89", "sm_90"}) {
-    for (SparsityMode mode : {SparsityMode::Dense, SparsityMode::Exact,
-                              SparsityMode::Threshold}) {
-      ProgramDesc d = everyType(mode, mode == SparsityMode::Threshold
-                                          ? FfnActivation::GeluTanh
-                                          : FfnActivation::SiLU);
+    for (SparsityMode mode :
+         {SparsityMode::Dense, SparsityMode::Exact, SparsityMode::Threshold,
+          SparsityMode::Predicted}) {
+      ProgramDesc d = everyType(
+          mode, mode == SparsityMode::Threshold   ? FfnActivation::GeluTanh
+                : mode == SparsityMode::Predicted ? FfnActivation::ReLU
+                                                  : FfnActivation::SiLU);
       d.smArch = arch;
       CudaModule m = emitCuda(d);
       NvrtcOutput ptx;

@@ -476,13 +476,13 @@ TEST(ExecutorSteps, RunsTheProgramOrder) {
       << error;
   ASSERT_EQ(stepsText(fx.steps(0).data(), fx.steps(0).size()),
             "attn_norm attention@cpu attn_add ffn_norm transfer@gpu "
-            "ffn_half@gpu transfer@cpu record predict@cpu ffn_half@cpu wait "
-            "merge ffn_add");
+            "predict@gpu ffn_half@gpu transfer@cpu record predict@cpu "
+            "ffn_half@cpu wait merge ffn_add");
   const std::vector<std::string> cpuFirst = {
       "attn_norm",    "attention@cpu", "attn_add",     "ffn_norm",
-      "predict@cpu",  "ffn_half@cpu",  "transfer@gpu", "ffn_half@gpu",
-      "transfer@cpu", "record",        "wait",         "merge",
-      "ffn_add"};
+      "predict@cpu",  "ffn_half@cpu",  "transfer@gpu", "predict@gpu",
+      "ffn_half@gpu", "transfer@cpu",  "record",       "wait",
+      "merge",        "ffn_add"};
   moved.setSteps(0, reorder(fx.steps(0), cpuFirst));
   ASSERT_EQ(moved.steps(0).size(), cpuFirst.size());
 
@@ -507,11 +507,12 @@ TEST(ExecutorSteps, RunsTheProgramOrder) {
             stepsText(fx.steps(1).data(), fx.steps(1).size()));
 
   // The merge before the CPU half it sums.
-  moved.setSteps(
-      0, reorder(fx.steps(0),
-                 {"attn_norm", "attention@cpu", "attn_add", "ffn_norm",
-                  "transfer@gpu", "ffn_half@gpu", "transfer@cpu", "record",
-                  "wait", "merge", "predict@cpu", "ffn_half@cpu", "ffn_add"}));
+  moved.setSteps(0,
+                 reorder(fx.steps(0),
+                         {"attn_norm", "attention@cpu", "attn_add", "ffn_norm",
+                          "transfer@gpu", "predict@gpu", "ffn_half@gpu",
+                          "transfer@cpu", "record", "wait", "merge",
+                          "predict@cpu", "ffn_half@cpu", "ffn_add"}));
   auto bad = moved.executor(error);
   ASSERT_TRUE(bad) << error;
   EXPECT_FALSE(bad->eval(prompt[0], 0, true, error));

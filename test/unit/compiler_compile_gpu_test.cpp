@@ -289,6 +289,75 @@ TEST_F(CompileGpuTest, AttentionRunsOnTheGpu) {
   EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
 }
 
+// Tests predicted mode with each hot half's own predictor on the GPU (a
+// PowerInfer file and its predictors): the steps put a predict step on each
+// device, the emitted module has the predictor kernels, and the executable
+// gives the tokens of its CPU twin (--cpu: the same steps on the host, the
+// GPU half's predictor among them), a prompt's chunk as token by token, for
+// a split plan and for the whole model on the GPU (the residual stream
+// there too, decoded tokens as CUDA graphs).
+TEST_F(CompileGpuTest, PredictorsRunOnTheGpu) {
+  GenModelConfig cfg;
+  std::string error;
+  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+  cfg.type = GGMLType::Q8_0;
+  cfg.powerInfer = true;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string model = dir_ + "/pwri-pred.gguf";
+  GenModelReport genReport;
+  ASSERT_TRUE(generateModel(cfg, model, genReport, error)) << error;
+  {
+    auto m = Model::open(model, error);
+    ASSERT_TRUE(m) << error;
+    ASSERT_TRUE(writeSplitPlan(dir_ + "/pwri-pred.plan.json",
+                               modelIdentity(m->file()), error))
+        << error;
+  }
+  struct {
+    const char *tag, *plan, *steps;
+    int tokens;
+  } runs[] = {
+      {"pred-split", "pwri-pred.plan.json",
+       "ffn_norm transfer@gpu predict@gpu ffn_half@gpu transfer@cpu record "
+       "predict@cpu ffn_half@cpu wait merge ffn_add",
+       kTokens},
+      // The head's 32,000 rows are most of the stand-in's work: few tokens.
+      {"pred-whole", "", "ffn_norm@gpu predict@gpu ffn_half@gpu ffn_add@gpu",
+       4}};
+  for (const auto &r : runs) {
+    SCOPED_TRACE(r.tag);
+    std::string cuda;
+    const std::string exe =
+        compileModelAs(model, "", "predicted",
+                       *r.plan ? dir_ + "/" + r.plan : "", r.tag, &cuda);
+    EXPECT_NE(cuda.find("ffn_pred_l0_fc1"), std::string::npos);
+    EXPECT_NE(cuda.find("ffn_pred_l1_fc1"), std::string::npos);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(
+        runOnStandin(exe, r.tag, "", "--verbose", out, err, report, r.tokens),
+        0)
+        << err;
+    EXPECT_NE(err.find(r.steps), std::string::npos) << err;
+    EXPECT_NE(out.find("\"gpu_active\":true"), std::string::npos) << out;
+    EXPECT_EQ(report["leaked_allocations"], 0);
+    EXPECT_EQ(report["pageable_async_copies"], 0);
+    const std::vector<int32_t> tokens = jsonInts(out, "tokens");
+    const std::vector<double> gpuFired =
+        jsonNumbers(out, "neurons_computed_gpu");
+    EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+    ASSERT_EQ(runOnStandin(exe, r.tag, "", "-b 1", out, err, report, r.tokens),
+              0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
+    EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), gpuFired) << out;
+    ASSERT_EQ(runOnStandin(exe, r.tag, "", "--cpu", out, err, report, r.tokens),
+              0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
+  }
+}
+
 void expectOneLine(const std::string &stderrText, const std::string &exe);
 
 // Tests that where the whole model fits (the job's own placement on a

@@ -195,8 +195,8 @@ bool everyLayerHas(const std::string &steps, const std::string &what) {
 // Tests each mode on its model, on a GPU target whose plan splits every
 // layer and on a CPU target: the executable ran the lowered steps; the
 // split layers have both halves, the transfers, the record, the wait and
-// the merge; the CPU target's have none of them; predicted mode has the
-// cold half's predictor.
+// the merge; the CPU target's have none of them; predicted mode has each
+// half's predictor, on its device.
 TEST_F(StepsTest, ExecutableRunsTheLoweredSteps) {
   struct {
     const char *mode;
@@ -207,18 +207,20 @@ TEST_F(StepsTest, ExecutableRunsTheLoweredSteps) {
                {"threshold", silu_}};
   for (const auto &c : cases) {
     SCOPED_TRACE(c.mode);
+    const bool predicted = std::string(c.mode) == "predicted";
     const std::string gpu =
         compileRunCompare(argsFor(*c.model, "rtx4090", c.mode));
     EXPECT_TRUE(everyLayerHas(
-        gpu, "attn_norm attention@cpu attn_add ffn_norm transfer@gpu "
-             "ffn_half@gpu transfer@cpu record "))
+        gpu, std::string("attn_norm attention@cpu attn_add ffn_norm "
+                         "transfer@gpu ") +
+                 (predicted ? "predict@gpu " : "") +
+                 "ffn_half@gpu transfer@cpu record "))
         << gpu;
     EXPECT_TRUE(everyLayerHas(gpu, " ffn_half@cpu wait merge ffn_add")) << gpu;
     const std::string cpu = compileRunCompare(argsFor(*c.model, "cpu", c.mode));
     EXPECT_EQ(cpu.find("@gpu"), std::string::npos) << cpu;
     EXPECT_EQ(cpu.find("wait"), std::string::npos) << cpu;
     EXPECT_TRUE(everyLayerHas(cpu, "ffn_half@cpu ffn_add")) << cpu;
-    const bool predicted = std::string(c.mode) == "predicted";
     EXPECT_EQ(everyLayerHas(gpu, "record predict@cpu ffn_half@cpu"), predicted)
         << gpu;
     EXPECT_EQ(everyLayerHas(cpu, "ffn_norm predict@cpu ffn_half@cpu"),

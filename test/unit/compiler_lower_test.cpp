@@ -202,8 +202,9 @@ void compareOne(const Model &model, const Plan &plan, SparsityMode mode,
 
 // The VRAM bill's FFN weights, worked out from the description alone:
 // gate, up and packed down rows of the hot neurons, and the predictor rows
-// they use (fc1 whole, owned fc2 rows).
-uint64_t hotWeightBytes(const ProgramDesc &d, GGMLType predType) {
+// they use (fc1 and its f32 bias whole, owned fc2 rows and biases, in the
+// packed types).
+uint64_t hotWeightBytes(const ProgramDesc &d) {
   uint64_t bytes = 0;
   int64_t n = d.params.nEmbd;
   for (const LayerDesc &l : d.layers) {
@@ -212,8 +213,8 @@ uint64_t hotWeightBytes(const ProgramDesc &d, GGMLType predType) {
     bytes += l.hot.size() * (rowBytes(l.gateType, n) + rowBytes(l.upType, n) +
                              rowBytes(l.downTType, n));
     if (l.predictorRank)
-      bytes += l.predictorRank * rowBytes(predType, n) +
-               l.hot.size() * rowBytes(predType, l.predictorRank);
+      bytes += l.predictorRank * (rowBytes(l.fc1Type, n) + 4) +
+               l.hot.size() * (rowBytes(l.fc2Type, l.predictorRank) + 4);
   }
   return bytes;
 }
@@ -349,10 +350,11 @@ TEST(CompilerLower, PredictorThresholdKeepsEveryDigit) {
 }
 
 // Tests predicted sparsity on a PowerInfer model: predictor rank and
-// threshold come from the CPU halves' predict ops, equal to the file's; the
-// GPU halves skip exact zeros, so a layer wholly on the GPU has no
-// predictor, a program wholly on the GPU is exact, and no predictor is
-// billed in VRAM. A model without predictors is refused on both paths.
+// threshold come from the halves' predict ops, equal to the file's; each
+// half runs its own predictor, the GPU's too, so a program wholly on the
+// GPU is predicted and bills its predictors in VRAM (fc1 as Q8_0 where its
+// f16 rows of n_embd allow, fc2's rows of 16 kept f16). A model without
+// predictors is refused on both paths.
 TEST(CompilerLower, PredictedModeMatchesProgramFromPlan) {
   const Model &pwri = tinyModel(GGMLType::F16, true);
   ProgramDesc ir;
@@ -360,15 +362,17 @@ TEST(CompilerLower, PredictedModeMatchesProgramFromPlan) {
                     makePlan({0, 0, 0}, {false, false, false}, 8),
                     makePlan({kFF, kFF, kFF}, {false, false, false}, 9)}) {
     compareOne(pwri, plan, SparsityMode::Predicted, kArch, ir);
-    const bool allHot = plan.layers[0].nHot == kFF;
-    EXPECT_EQ(ir.mode, allHot ? SparsityMode::Exact : SparsityMode::Predicted);
-    EXPECT_EQ(ir.predictorThreshold, allHot ? 0.f : kThreshold);
-    for (const LayerDesc &l : ir.layers)
-      EXPECT_EQ(l.predictorRank, l.cold.empty() ? 0u : 16u);
+    EXPECT_EQ(ir.mode, SparsityMode::Predicted);
+    EXPECT_EQ(ir.predictorThreshold, kThreshold);
+    for (const LayerDesc &l : ir.layers) {
+      EXPECT_EQ(l.predictorRank, 16u);
+      EXPECT_EQ(l.fc1Type, GGMLType::Q8_0);
+      EXPECT_EQ(l.fc2Type, GGMLType::F16);
+    }
   }
   // The last plan: everything hot, attention on the CPU. The bill is the
-  // hot rows plus the GPU arena (a few vectors): no predictor.
-  uint64_t weights = hotWeightBytes(ir, GGMLType::F16);
+  // hot rows and the predictors plus the GPU arena (a few vectors).
+  uint64_t weights = hotWeightBytes(ir);
   EXPECT_GT(ir.vramBillBytes, weights);
   EXPECT_LT(ir.vramBillBytes, weights + 64 * 1024);
 

@@ -59,6 +59,8 @@ inline bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
       return false;
     }
     d.predictorRank = uint32_t(fc1->ne[1]);
+    d.fc1Type = packedPredictorType(fc1->type, fc1->ne[0]);
+    d.fc2Type = packedPredictorType(fc2->type, fc2->ne[0]);
   }
   if (mode == SparsityMode::Predicted &&
       !f.getOptF32(kSparseThresholdKey, out.predictorThreshold, error))
@@ -67,7 +69,8 @@ inline bool fillTypes(const Model &model, SparsityMode mode, ProgramDesc &out,
 }
 
 // The steps pinfer-schedule gives a layer, stated from its halves alone:
-// the GPU half is enqueued first, the CPU half (after its predictor) runs
+// the GPU half (after its predictor) is enqueued first, the CPU half (after
+// its own) runs
 // between the GPU half's record and the one wait, and the FFN's output (the
 // merge of two halves, or the one half) is added to the residual last.
 inline std::vector<ProgramStep> expectedSteps(const LayerDesc &d) {
@@ -84,9 +87,12 @@ inline std::vector<ProgramStep> expectedSteps(const LayerDesc &d) {
       step(StepKind::AttnNorm), step(StepKind::Attention, StepDevice::Cpu),
       step(StepKind::AttnAdd), step(StepKind::FfnNorm)};
   if (hot)
+    steps.push_back(step(StepKind::Transfer, StepDevice::Gpu));
+  if (hot && d.predictorRank)
+    steps.push_back(step(StepKind::Predict, StepDevice::Gpu));
+  if (hot)
     for (ProgramStep s :
-         {step(StepKind::Transfer, StepDevice::Gpu),
-          step(StepKind::FfnHalf, StepDevice::Gpu),
+         {step(StepKind::FfnHalf, StepDevice::Gpu),
           step(StepKind::Transfer, StepDevice::Cpu), step(StepKind::Record)})
       steps.push_back(s);
   if (cold && d.predictorRank)
@@ -183,20 +189,7 @@ inline bool programFromPlan(const Model &model, const Plan &plan,
     d.cold.assign(lp.order.begin() + nHot, lp.order.end());
     d.attentionOnGPU = !smArch.empty() && lp.attentionOnGPU;
   }
-  // Predictors serve the cold (CPU) halves only: a layer without one has
-  // none, and a program without any is exact.
-  if (mode == SparsityMode::Predicted) {
-    bool anyCold = false;
-    for (LayerDesc &d : out.layers) {
-      if (d.cold.empty())
-        d.predictorRank = 0;
-      anyCold |= !d.cold.empty();
-    }
-    if (!anyCold) {
-      out.mode = SparsityMode::Exact;
-      out.predictorThreshold = 0.f;
-    }
-  }
+  // Predicted mode: each half runs its own predictor, the GPU's too.
   fillSourceDown(model, out);
   fillExpectedSteps(out);
   return true;

@@ -1,0 +1,306 @@
+// Tests a hot half's predictor on the GPU (runtime/gpu_attention.h,
+// predictorKernelName) against its CPU twin: the runtime's predictorLogits
+// chooses the neurons, exact-mode gate/up and the down projection compute
+// the chosen ones. On a real GPU and, in ctest's ".standin" runs, through
+// the libcuda stand-in with the emitted source built as host C++.
+#include "codegen/CudaEmitter.h"
+#include "codegen/Nvrtc.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
+#include "runtime/predictor.h"
+#include "runtime/sparse_kernels.h"
+
+#include "host_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace pinfer;
+using pinfer::testutil::gpuSkipReason;
+using pinfer::testutil::useHostKernels;
+
+namespace {
+
+constexpr int kEmbd = 256, kHot = 200, kTok = 3;
+
+std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
+                                uint32_t seed, float scale, Weight &w) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, scale);
+  const size_t rb = rowBytes(type, cols);
+  std::vector<uint8_t> bytes(rb * rows);
+  std::vector<float> src(cols);
+  for (int r = 0; r < rows; ++r) {
+    for (float &v : src)
+      v = dist(rng);
+    quantizeRow(type, src.data(), bytes.data() + r * rb, cols);
+  }
+  w.type = type;
+  w.cols = cols;
+  w.rows = rows;
+  w.rowBytes = rb;
+  w.data = bytes.data();
+  return bytes;
+}
+
+struct PredCase {
+  GGMLType gate; // and up
+  GGMLType fc1, fc2;
+  int rank;
+};
+
+// The steps that put layer 0's predictor on the GPU.
+std::vector<ProgramStep> predictOnGpuSteps() {
+  std::vector<ProgramStep> steps(2);
+  steps[0].kind = StepKind::Predict;
+  steps[0].device = StepDevice::Gpu;
+  steps[1].kind = StepKind::FfnHalf;
+  steps[1].device = StepDevice::Gpu;
+  return steps;
+}
+
+ProgramDesc predictedDesc(const PredCase &c, int cc, float threshold) {
+  ProgramDesc d;
+  d.params.nEmbd = kEmbd;
+  d.params.nFF = kHot;
+  d.params.nLayer = 1;
+  d.params.activation = FfnActivation::ReLU;
+  d.mode = SparsityMode::Predicted;
+  d.predictorThreshold = threshold;
+  d.smArch = "sm_" + std::to_string(cc);
+  d.layers.resize(1);
+  LayerDesc &l = d.layers[0];
+  l.gateType = l.upType = c.gate;
+  l.downTType = GGMLType::F32;
+  l.predictorRank = uint32_t(c.rank);
+  l.fc1Type = c.fc1;
+  l.fc2Type = c.fc2;
+  l.steps = predictOnGpuSteps();
+  for (uint32_t i = 0; i < kHot; ++i)
+    l.hot.push_back(i);
+  return d;
+}
+
+class CudaPredictor : public ::testing::TestWithParam<PredCase> {
+protected:
+  void SetUp() override {
+    const std::string why = gpuSkipReason(gpu_);
+    if (!why.empty())
+      GTEST_SKIP() << why;
+  }
+  CudaDriver gpu_;
+};
+
+// Tests that the predictor kernels and the predicted gate/up kernel choose
+// the CPU predictor's neurons for each of three tokens (launched as one
+// chunk) and give the CPU twin's activations and down projection within
+// 1e-4 normalised error.
+TEST_P(CudaPredictor, MatchesCpuTwin) {
+  const PredCase &c = GetParam();
+  Weight gate, up, downT;
+  PredictorWeights pw;
+  auto gateBytes = randomRows(c.gate, kEmbd, kHot, 1, 1.f, gate);
+  auto upBytes = randomRows(c.gate, kEmbd, kHot, 2, 1.f, up);
+  auto downBytes = randomRows(GGMLType::F32, kEmbd, kHot, 3, 1.f, downT);
+  auto fc1Bytes = randomRows(c.fc1, kEmbd, c.rank, 4, 1.f, pw.fc1);
+  auto fc2Bytes = randomRows(c.fc2, c.rank, kHot, 5, 0.1f, pw.fc2);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> dist(0.f, 0.3f);
+  std::vector<float> b1(c.rank), b2(kHot), x(size_t(kTok) * kEmbd);
+  for (float &v : b1)
+    v = dist(rng);
+  for (float &v : b2)
+    v = dist(rng);
+  for (float &v : x)
+    v = dist(rng);
+  pw.b1 = b1.data();
+  pw.b2 = b2.data();
+
+  // The CPU predictor's scores of every token; the threshold in the middle
+  // of their widest gap around the median, so that rounding differences
+  // between the devices cannot move a neuron across it.
+  std::vector<std::vector<float>> logits(kTok);
+  std::vector<float> all;
+  PredictorScratch scratch;
+  for (int t = 0; t < kTok; ++t) {
+    predictorLogits(pw, x.data() + size_t(t) * kEmbd, scratch);
+    logits[t] = scratch.logits;
+    all.insert(all.end(), scratch.logits.begin(), scratch.logits.end());
+  }
+  std::sort(all.begin(), all.end());
+  float threshold = 0.f, gap = -1.f;
+  for (size_t i = all.size() / 4; i + 1 < 3 * all.size() / 4; ++i)
+    if (all[i + 1] - all[i] > gap) {
+      gap = all[i + 1] - all[i];
+      threshold = 0.5f * (all[i] + all[i + 1]);
+    }
+  pw.threshold = threshold;
+
+  // The hot half's input as the executor sends it up: 8-bit values where
+  // gate and up multiply them, else f32.
+  const bool inputQ8 = usesQ8Act(c.gate);
+  std::vector<float> xIn = x;
+  if (inputQ8) {
+    std::vector<BlockQ8Act> q(kEmbd / 32);
+    for (int t = 0; t < kTok; ++t) {
+      quantizeActQ8(x.data() + size_t(t) * kEmbd, q.data(), kEmbd);
+      dequantizeActQ8(q.data(), xIn.data() + size_t(t) * kEmbd, kEmbd);
+    }
+  }
+  // The CPU twin: chosen neurons as exact mode computes them, gate and up
+  // from the input the GPU gets, the predictor from the f32 input as the
+  // CPU's predict step reads it.
+  std::vector<float> hWant(size_t(kTok) * kHot, 0.f),
+      yWant(size_t(kTok) * kEmbd, 0.f);
+  int chosen = 0;
+  for (int t = 0; t < kTok; ++t) {
+    const float *xt = xIn.data() + size_t(t) * kEmbd;
+    float *ht = hWant.data() + size_t(t) * kHot;
+    for (int n = 0; n < kHot; ++n) {
+      if (!(logits[t][n] > threshold))
+        continue;
+      ++chosen;
+      const float a = ffnActivate(FfnActivation::ReLU,
+                                  dotRow(gate.type, gate.row(n), xt, kEmbd));
+      if (a != 0.f)
+        ht[n] = a * dotRow(up.type, up.row(n), xt, kEmbd);
+    }
+    sparseDownAxpy(downT, nullptr, 0, kHot, ht,
+                   yWant.data() + size_t(t) * kEmbd, 0, kEmbd);
+  }
+  ASSERT_GT(chosen, kTok * kHot / 8);
+  ASSERT_LT(chosen, kTok * kHot * 7 / 8);
+
+  ProgramDesc d = predictedDesc(c, gpu_.computeCapability(), threshold);
+  CudaModule m = emitCuda(d);
+  NvrtcOutput ptx;
+  std::string error;
+  ASSERT_TRUE(
+      compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
+      << error;
+  const std::string name =
+      ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  ASSERT_EQ(useHostKernels(
+                m.source, "p" + std::to_string(std::hash<std::string>()(name))),
+            "");
+  ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  using namespace gpuattn;
+  // Which kernels the layer has follows from the types (gpu_attention.h).
+  const bool quantX = predictorQuantisesInput(usesQ8Act(c.fc1), inputQ8);
+  const std::string xqName = predictorKernelName(0, "xq"),
+                    fc1Name = predictorKernelName(0, "fc1"),
+                    hqName = predictorKernelName(0, "hq");
+  void *fnXq = quantX ? gpu_.function(xqName.c_str(), error) : nullptr;
+  void *fnFc1 = gpu_.function(fc1Name.c_str(), error);
+  void *fnHq =
+      usesQ8Act(c.fc2) ? gpu_.function(hqName.c_str(), error) : nullptr;
+  const CudaKernel &k = m.kernels[0];
+  void *fnGateUp = gpu_.function(k.gateUp.c_str(), error);
+  void *fnDown = gpu_.function(k.down.c_str(), error);
+  ASSERT_TRUE(fnFc1 && fnGateUp && fnDown && (fnXq || !quantX) &&
+              (fnHq || !usesQ8Act(c.fc2)))
+      << error;
+  EXPECT_EQ(m.source.find(xqName) != std::string::npos, quantX);
+
+  auto up1 = [&](CudaDriver::DevPtr &dst, const void *src, size_t bytes) {
+    return gpu_.alloc(dst, bytes, error) && gpu_.upload(dst, src, bytes, error);
+  };
+  CudaDriver::DevPtr dGate, dUp, dDown, dFc1, dB1, dFc2, dB2, dX, dPX, dPH, dH,
+      dY, dPart, dDone;
+  const std::vector<uint32_t> zeros(k.downGrid, 0);
+  const size_t f = sizeof(float);
+  ASSERT_TRUE(up1(dGate, gateBytes.data(), gateBytes.size()) &&
+              up1(dUp, upBytes.data(), upBytes.size()) &&
+              up1(dDown, downBytes.data(), downBytes.size()) &&
+              up1(dFc1, fc1Bytes.data(), fc1Bytes.size()) &&
+              up1(dB1, b1.data(), f * b1.size()) &&
+              up1(dFc2, fc2Bytes.data(), fc2Bytes.size()) &&
+              up1(dB2, b2.data(), f * b2.size()) &&
+              up1(dX, xIn.data(), f * xIn.size()) &&
+              gpu_.alloc(dPX, f * kTok * kEmbd, error) &&
+              gpu_.alloc(dPH, f * kTok * c.rank, error) &&
+              gpu_.alloc(dH, f * kTok * kHot, error) &&
+              gpu_.alloc(dY, f * kTok * kEmbd, error) &&
+              gpu_.alloc(dPart, f * kTok * k.downGrid * k.downBlock * kDownCols,
+                         error) &&
+              up1(dDone, zeros.data(), 4 * zeros.size()))
+      << error;
+  int nTok = kTok;
+  CudaDriver::DevPtr fc1In = quantX ? dPX : dX;
+  void *xqArgs[] = {&dX, &dPX, &nTok};
+  void *fc1Args[] = {&dFc1, &dB1, &fc1In, &dPH, &nTok};
+  void *hqArgs[] = {&dPH, &dPH, &nTok};
+  void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &nTok, &dFc2, &dB2, &dPH};
+  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone, &nTok};
+  ASSERT_TRUE(
+      (!quantX || gpu_.launch(fnXq, quantGrid(kEmbd * kTok), kQuantBlock,
+                              xqArgs, error)) &&
+      gpu_.launch(fnFc1, matvecGrid(c.rank), kMatvecBlock, fc1Args, error) &&
+      (!fnHq || gpu_.launch(fnHq, quantGrid(c.rank * kTok), kQuantBlock, hqArgs,
+                            error)) &&
+      gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs, error) &&
+      gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
+      gpu_.synchronize(error))
+      << error;
+  std::vector<float> hGot(hWant.size()), yGot(yWant.size());
+  ASSERT_TRUE(gpu_.download(hGot.data(), dH, f * hGot.size(), error) &&
+              gpu_.download(yGot.data(), dY, f * yGot.size(), error))
+      << error;
+  for (int t = 0; t < kTok; ++t) {
+    SCOPED_TRACE("token " + std::to_string(t));
+    const size_t h0 = size_t(t) * kHot, y0 = size_t(t) * kEmbd;
+    EXPECT_LT(
+        testutil::normalisedError(hGot.data() + h0, hWant.data() + h0, kHot),
+        1e-4);
+    EXPECT_LT(
+        testutil::normalisedError(yGot.data() + y0, yWant.data() + y0, kEmbd),
+        1e-4);
+    // A neuron the predictor skipped is exactly zero on both; so is one
+    // whose gate the ReLU zeroed.
+    int mismatched = 0;
+    for (int n = 0; n < kHot; ++n)
+      mismatched += (hGot[h0 + n] == 0.f) != (hWant[h0 + n] == 0.f);
+    EXPECT_LE(mismatched, 1);
+  }
+}
+
+// Gate/up types whose input goes up f32 and as 8-bit values; predictor
+// matrices quantised (their inputs quantised on the device, one of them
+// in place) and not, with ranks that fill the kernels' last step and ranks
+// that do not. (fc1 multiplies 8-bit values wherever gate and up do: the
+// packed weights store it so, packedPredictorType.)
+INSTANTIATE_TEST_SUITE_P(
+    Predictors, CudaPredictor,
+    ::testing::Values(
+        PredCase{GGMLType::F16, GGMLType::Q8_0, GGMLType::Q8_0, 64},
+        PredCase{GGMLType::Q8_0, GGMLType::Q8_0, GGMLType::F16, 48},
+        PredCase{GGMLType::Q4_0, GGMLType::Q8_0, GGMLType::Q8_0, 96},
+        PredCase{GGMLType::Q4_K, GGMLType::Q8_0, GGMLType::F16, 40},
+        PredCase{GGMLType::F32, GGMLType::F16, GGMLType::F32, 20},
+        PredCase{GGMLType::F32, GGMLType::F32, GGMLType::F16, 37}),
+    [](const ::testing::TestParamInfo<PredCase> &info) {
+      return std::string(typeName(info.param.gate)) + "_" +
+             typeName(info.param.fc1) + "_" + typeName(info.param.fc2) + "_" +
+             std::to_string(info.param.rank);
+    });
+
+// Tests that the steps decide: without a predict@gpu step the layer has no
+// predictor kernels and its gate/up kernel takes no predictor arguments.
+TEST(CudaPredictorSource, OnlyWithAPredictStepOnTheGpu) {
+  ProgramDesc d = predictedDesc(
+      PredCase{GGMLType::F16, GGMLType::Q8_0, GGMLType::Q8_0, 64}, 89, 0.f);
+  const std::string with = emitCuda(d).source;
+  EXPECT_NE(with.find("ffn_pred_l0_fc1"), std::string::npos);
+  EXPECT_NE(with.find("const u8 *__restrict__ fc2"), std::string::npos);
+  d.layers[0].steps[0].device = StepDevice::Cpu;
+  const std::string without = emitCuda(d).source;
+  EXPECT_EQ(without.find("ffn_pred_l0"), std::string::npos);
+  EXPECT_EQ(without.find("fc2"), std::string::npos);
+}
+
+} // namespace
