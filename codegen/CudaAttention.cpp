@@ -157,9 +157,9 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
   // arguments at every position (one CUDA graph serves them all).
   os << "extern \"C\" __global__ void __launch_bounds__(" << kRopeBlock << ") "
      << kernelName(layer, "rope")
-     << "(float *__restrict__ q, const float *__restrict__ kIn,\n"
-     << "    const float *__restrict__ vIn, float *__restrict__ keys,\n"
-     << "    float *__restrict__ values, const float *__restrict__ qNorm,\n"
+     << "(float *__restrict__ q, float *__restrict__ kIn,\n"
+     << "    const float *__restrict__ vIn, u16 *__restrict__ keys,\n"
+     << "    u16 *__restrict__ values, const float *__restrict__ qNorm,\n"
      << "    const float *__restrict__ kNorm, const float *__restrict__ cs,\n"
      << "    const int *__restrict__ pos, int nTok) {\n"
      << "  constexpr int kHeads = " << p.nHead << ", kHeadDim = " << p.headDim
@@ -175,17 +175,10 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  vIn += (long)tok * kKvDim;\n"
      << "  cs += (long)tok * kRot;\n"
      << "  pos += tok;\n"
-     << "  float *v = q + h * kHeadDim;\n"
-     << "  if (h >= kHeads) {\n"
-     << "    const int kv = (h - kHeads) * kHeadDim;\n"
-     << "    const long at = (long)*pos * kKvDim + kv;\n"
-     << "    v = keys + at;\n"
-     << "    for (int i = lane; i < kHeadDim; i += 32) {\n"
-     << "      v[i] = kIn[kv + i];\n"
-     << "      values[at + i] = vIn[kv + i];\n"
-     << "    }\n"
-     << "    __syncwarp();\n"
-     << "  }\n";
+     << "  // A key head is normed and rotated in kIn, then stored in the\n"
+     << "  // cache as f16 with its value row (below).\n"
+     << "  float *v = h < kHeads ? q + h * kHeadDim : kIn + (h - kHeads) * "
+        "kHeadDim;\n";
   if (a.qkNorm)
     os << "  const float *nw = h < kHeads ? qNorm : kNorm;\n"
        << "  float ss = 0.f;\n"
@@ -206,6 +199,14 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "    e[0] = x0 * c - x1 * s;\n"
      << "    e[" << (neox ? "kRot / 2" : "1") << "] = x0 * s + x1 * c;\n"
      << "  }\n"
+     << "  if (h < kHeads) return;\n"
+     << "  __syncwarp(); // the rotated pairs are other lanes'\n"
+     << "  const int kv = (h - kHeads) * kHeadDim;\n"
+     << "  const long at = (long)*pos * kKvDim + kv;\n"
+     << "  for (int i = lane; i < kHeadDim; i += 32) {\n"
+     << "    keys[at + i] = pf_f2h(v[i]);\n"
+     << "    values[at + i] = pf_f2h(vIn[kv + i]);\n"
+     << "  }\n"
      << "}\n";
 
   // Split over the context (flash decoding): block (h, c) takes chunk c of
@@ -216,7 +217,7 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
   // in chunk order, so the result does not depend on which block is last.
   os << "extern \"C\" __global__ void __launch_bounds__(" << kAttendBlock
      << ") " << kernelName(layer, "attend") << "(const float *__restrict__ q,\n"
-     << "    const float *__restrict__ keys, const float *__restrict__ "
+     << "    const u16 *__restrict__ keys, const u16 *__restrict__ "
         "values,\n"
      << "    float *__restrict__ scores, float *__restrict__ part,\n"
      << "    unsigned *__restrict__ done, float *__restrict__ out,\n"
@@ -254,9 +255,10 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  const float scale = 1.f / sqrtf((float)kHeadDim);\n"
      << "  float mx = -3.402823466e38f;\n"
      << "  for (int j = j0 + warp; j < j1; j += kWarps) {\n"
-     << "    const float *kj = keys + (long)j * kKvDim + kvHead;\n"
+     << "    const u16 *kj = keys + (long)j * kKvDim + kvHead;\n"
      << "    float s = 0.f;\n"
-     << "    for (int d = lane; d < kHeadDim; d += 32) s += kj[d] * qh[d];\n"
+     << "    for (int d = lane; d < kHeadDim; d += 32) s += pf_h2f(kj[d]) * "
+        "qh[d];\n"
      << "    s = pf_warp_sum(s) * scale;\n"
      << "    if (lane == 0) sc[j] = s;\n"
      << "    mx = fmaxf(mx, s);\n"
@@ -272,8 +274,9 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  float *ph = part + ((long)h * nSplit + c) * kPart;\n"
      << "  for (int d = t; d < kHeadDim; d += blockDim.x) {\n"
      << "    float o = 0.f;\n"
-     << "    for (int j = j0; j < j1; ++j) o += sc[j] * values[(long)j * "
-        "kKvDim + kvHead + d];\n"
+     << "    for (int j = j0; j < j1; ++j) o += sc[j] * pf_h2f(values[(long)j "
+        "* "
+        "kKvDim + kvHead + d]);\n"
      << "    ph[d] = o;\n"
      << "  }\n"
      << "  if (t == 0) {\n"

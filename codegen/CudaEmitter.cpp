@@ -40,6 +40,33 @@ __device__ __forceinline__ float pf_h2f(u16 h) {
   return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
 #endif
 }
+// f32 to f16, rounded to nearest even (the KV cache's values), as the
+// CPU's f32ToFp16 rounds them.
+__device__ __forceinline__ u16 pf_f2h(float f) {
+#ifdef __CUDA_ARCH__
+  u16 h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  unsigned x = __float_as_uint(f), sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return (u16)(sign | (x == 0x7f800000u ? 0x7c00u : 0x7e00u));
+  const unsigned e = x >> 23;
+  if (e >= 143u) return (u16)(sign | 0x7c00u);
+  if (e >= 113u) {
+    unsigned h = ((e - 112u) << 10) | ((x >> 13) & 0x3ffu);
+    const unsigned rem = x & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+    return (u16)(sign | h);
+  }
+  if (e < 102u) return (u16)sign;
+  const unsigned m = (x & 0x7fffffu) | 0x800000u, shift = 126u - e;
+  unsigned q = m >> shift;
+  const unsigned rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (q & 1u))) ++q;
+  return (u16)(sign | q);
+#endif
+}
 __device__ __forceinline__ float pf_bf2f(u16 h) {
   return __uint_as_float(((unsigned)h) << 16);
 }

@@ -612,8 +612,8 @@ bool Executor::init(int nCtx, bool useGpu, std::string &error) {
   logits_.assign(p.nVocab, 0.f);
   chosen_.assign(p.nFF, 1);
   wouldFire_.assign(p.nFF, 0);
-  keyCache_.assign(size_t(p.nLayer) * nCtx * p.kvDim(), 0.f);
-  valueCache_.assign(size_t(p.nLayer) * nCtx * p.kvDim(), 0.f);
+  keyCache_.assign(size_t(p.nLayer) * nCtx * p.kvDim(), 0);
+  valueCache_.assign(size_t(p.nLayer) * nCtx * p.kvDim(), 0);
   invFreq_.resize(p.nRot / 2);
   ropeInvFreq(invFreq_.data(), p.nRot, p.ropeBase);
   invFreqLocal_.clear();
@@ -1202,6 +1202,8 @@ AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
                     nCtx_};
   setLayerAttention(params_, l, b, invFreq_.data(),
                     invFreqLocal_.empty() ? nullptr : invFreqLocal_.data(), ab);
+  ab.kNew = kNew_.data();
+  ab.vNew = vNew_.data();
   return ab;
 }
 

@@ -407,7 +407,8 @@ private:
   PredictorScratch predScratch_;             // logits of all n_ff neurons
   std::vector<uint8_t> chosen_;              // [n_ff] predictor's choice
   std::vector<uint8_t> wouldFire_;           // [n_ff] skipped but firing
-  std::vector<float> keyCache_, valueCache_; // [n_layer][n_ctx][kv_dim]
+  std::vector<uint16_t> keyCache_, valueCache_; // [n_layer][n_ctx][kv_dim] f16
+  AlignedVector<float> kNew_, vNew_; // [max(nBatch, 1)][kv_dim] new K, V rows
   std::vector<float> invFreq_;               // [n_rot/2]
   std::vector<float> invFreqLocal_;          // [n_rot/2] of sliding layers; or empty
   std::vector<LayerStats> stats_;            // [n_layer]

@@ -6,6 +6,7 @@
 
 #include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
+#include "runtime/vram_bill.h"
 
 #include <algorithm>
 #include <cstring>
@@ -45,7 +46,7 @@ bool Executor::uploadAttention(int l, std::string &error) {
     if (!gpu.alloc(*part.dst, part.bytes, error) ||
         !gpu.upload(*part.dst, part.src, part.bytes, error))
       return false;
-  const size_t cache = sizeof(float) * size_t(nCtx_) * p.kvDim();
+  const size_t cache = kvCacheVram(nCtx_, p.kvDim()) / 2; // K or V, f16
   if (!gpu.alloc(b.dKeys, cache, error) || !gpu.alloc(b.dValues, cache, error))
     return false;
   b.attnOnGpu = true;

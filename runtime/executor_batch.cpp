@@ -51,6 +51,8 @@ void Executor::sizeBatch() {
   bQ_.assign(nb * qDim, 0.f);
   bAttnOut_.assign(nb * qDim, 0.f);
   bScores_.assign(nb * p.nHead * size_t(nCtx_), 0.f);
+  kNew_.assign(std::max<size_t>(nb, 1) * size_t(p.kvDim()), 0.f);
+  vNew_.assign(std::max<size_t>(nb, 1) * size_t(p.kvDim()), 0.f);
   bXq_.resize(nb * (nEmbd / QK8_0));
   bH_.assign(nb * nFF, 0.f);
   bHDown_.assign(nb * nFF, 0.f);

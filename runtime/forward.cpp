@@ -68,8 +68,7 @@ void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
   const int headDim = p.headDim, kvDim = p.kvDim();
   const int qDim = p.nHead * headDim;
   const int groupSize = p.nHead / p.nKvHead;         // query heads per KV head
-  float *kRows = b.layerKeys + size_t(pos0) * kvDim; // [n][kvDim] in the cache
-  float *vRows = b.layerValues + size_t(pos0) * kvDim;
+  float *kRows = b.kNew, *vRows = b.vNew; // [n][kvDim], then to the cache
   MatvecJob qkv[3] = {
       {b.wq, b.xb, b.q}, {b.wk, b.xb, kRows}, {b.wv, b.xb, vRows}};
   matvecs(qkv, 3, pool, n);
@@ -95,6 +94,9 @@ void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
                 p.normEps);
     rope(qt, p.nHead, headDim, p.nRot, pos0 + t, b.invFreq, p.ropeStyle);
     rope(kt, p.nKvHead, headDim, p.nRot, pos0 + t, b.invFreq, p.ropeStyle);
+    // Into the cache in f16 (rounded to nearest even, as the GPU's cvt.rn).
+    storeF16(kt, b.layerKeys + size_t(pos0 + t) * kvDim, kvDim);
+    storeF16(vt, b.layerValues + size_t(pos0 + t) * kvDim, kvDim);
   }
   pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
@@ -131,8 +133,8 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
 
   for (int l = 0; l < p.nLayer; ++l) {
     const LayerWeights &w = model.layer(l);
-    float *layerKeys = s.keyCache.data() + size_t(l) * s.nCtx * kvDim;
-    float *layerValues = s.valueCache.data() + size_t(l) * s.nCtx * kvDim;
+    uint16_t *layerKeys = s.keyCache.data() + size_t(l) * s.nCtx * kvDim;
+    uint16_t *layerValues = s.valueCache.data() + size_t(l) * s.nCtx * kvDim;
     AttentionBlock ab{w.attnNorm.data(),
                       &w.wq,
                       &w.wk,
@@ -150,6 +152,8 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
     setLayerAttention(p, l, w, s.invFreq.data(),
                       s.invFreqLocal.empty() ? nullptr : s.invFreqLocal.data(),
                       ab);
+    ab.kNew = s.kNew.data();
+    ab.vNew = s.vNew.data();
     attentionBlock(p, ab, s.x.data(), n, pos0, pool);
 
     // FFN block.
@@ -286,8 +290,10 @@ bool ForwardState::init(const Model &model, int nCtxIn, std::string &error,
   fired.assign(p.nFF, 0);
   logits.assign(p.nVocab, 0.f);
   size_t cache = size_t(p.nLayer) * nCtx * p.kvDim();
-  keyCache.assign(cache, 0.f);
-  valueCache.assign(cache, 0.f);
+  keyCache.assign(cache, 0);
+  valueCache.assign(cache, 0);
+  kNew.assign(b * p.kvDim(), 0.f);
+  vNew.assign(b * p.kvDim(), 0.f);
   invFreq.resize(p.nRot / 2);
   ropeInvFreq(invFreq.data(), p.nRot, p.ropeBase);
   invFreqLocal.clear();

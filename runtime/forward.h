@@ -73,8 +73,11 @@ struct ForwardState {
   AlignedVector<float> hUp;    // [n_batch][n_ff]
   std::vector<uint8_t> fired;  // [n_ff] firing mask of one token in one layer
   std::vector<float> logits;   // [n_vocab] of the last token evaluated with wantLogits
-  std::vector<float> keyCache;   // [n_layer][n_ctx][n_kv_head*head_dim]
-  std::vector<float> valueCache; // [n_layer][n_ctx][n_kv_head*head_dim]
+  // The KV cache in f16, as llama.cpp keeps it (half the bytes a token's
+  // attention reads); the GPU's holds the same values.
+  std::vector<uint16_t> keyCache;   // [n_layer][n_ctx][n_kv_head*head_dim]
+  std::vector<uint16_t> valueCache; // [n_layer][n_ctx][n_kv_head*head_dim]
+  AlignedVector<float> kNew, vNew;  // [n_batch][n_kv_head*head_dim]
   std::vector<float> invFreq;    // [n_rot/2] rotary frequencies
   std::vector<float> invFreqLocal; // [n_rot/2] of sliding layers; empty: none
 
@@ -119,8 +122,8 @@ bool forwardBatch(const Model &model, ForwardState &state, ThreadPool &pool,
 struct AttentionBlock {
   const float *norm; // [n_embd]
   const Weight *wq, *wk, *wv, *wo;
-  float *layerKeys;     // [n_ctx][n_kv_head*head_dim]
-  float *layerValues;   // [n_ctx][n_kv_head*head_dim]
+  uint16_t *layerKeys;   // [n_ctx][n_kv_head*head_dim], f16
+  uint16_t *layerValues; // [n_ctx][n_kv_head*head_dim], f16
   float *xb, *xb2;      // [n][n_embd] scratch
   float *q, *attnOut;   // [n][n_head*head_dim] scratch
   float *scores;        // [n][n_head][n_ctx] scratch
@@ -133,6 +136,9 @@ struct AttentionBlock {
   int window = 0;
   // Qwen2 (null elsewhere): biases of the Q, K and V projections.
   const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
+  // [n][n_kv_head*head_dim] scratch: the new positions' keys and values in
+  // f32 until they are biased, normed, rotated and stored in f16.
+  float *kNew = nullptr, *vNew = nullptr;
 };
 // The attention block of layer `l`: its window, its rope table (the local
 // one on sliding layers) and the layer's extras where it has them (empty

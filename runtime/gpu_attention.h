@@ -8,12 +8,12 @@
 //                                     output row (+ bias)
 //   attn_L_rope(q, kIn, vIn, keys, values, qNorm, kNorm, cs, pos, nTok):
 //                                     one warp per head and token (q, kIn,
-//                                     vIn, cs and pos token-major): K and V
-//                                     rows into the cache
-//                                     at *pos, the per-head norms (Gemma 3),
-//                                     then RoPE with the cos/sin pairs the
-//                                     host made for the position
-//                                     (ropeAngles)
+//                                     vIn, cs and pos token-major): the
+//                                     per-head norms (Gemma 3), RoPE with
+//                                     the cos/sin pairs the host made for
+//                                     the position (ropeAngles), then the
+//                                     K and V rows into the f16 cache at
+//                                     *pos (kIn is rotated in place)
 //   attn_L_attend(q, keys, values, scores, part, done, out, pos, nCtx,
 //                                     nTok): attendGrid blocks per token
 //                                     (q, out, pos, scores, part and done

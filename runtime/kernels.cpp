@@ -573,21 +573,31 @@ void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
   }
 }
 
-void attendHead(const float *q, const float *keys, const float *values,
+void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
                 int64_t stride, int nPos, int headDim, float *scores,
                 float *out) {
   const float scale = 1.f / std::sqrt(float(headDim));
-  DotFn dot = selectDot(GGMLType::F32);
+  DotFn dot = selectDot(GGMLType::F16);
   for (int t = 0; t < nPos; ++t)
     scores[t] = dot(keys + t * stride, q, headDim) * scale;
   softmax(scores, nPos);
   std::fill_n(out, headDim, 0.f);
-  for (int t = 0; t < nPos; ++t) {
-    const float *v = values + t * stride;
-    const float a = scores[t];
-    for (int d = 0; d < headDim; ++d)
-      out[d] += a * v[d];
+  // Each value row in f32 (exact) before its weighted add.
+  float v[512];
+  for (int d0 = 0; d0 < headDim; d0 += 512) {
+    const int n = std::min(512, headDim - d0);
+    for (int t = 0; t < nPos; ++t) {
+      rowToF32(GGMLType::F16, values + t * stride + d0, v, n);
+      const float a = scores[t];
+      for (int d = 0; d < n; ++d)
+        out[d0 + d] += a * v[d];
+    }
   }
+}
+
+void storeF16(const float *x, uint16_t *out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = f32ToFp16(x[i]);
 }
 
 } // namespace pinfer

@@ -218,10 +218,13 @@ void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
 
 // Causal attention of one query head over positions [0, nPos):
 // out = sum_t softmax_t(q . k_t / sqrt(headDim)) v_t, where k_t is at
-// keys + t*stride and v_t at values + t*stride. scores: [nPos] scratch.
-void attendHead(const float *q, const float *keys, const float *values,
+// keys + t*stride and v_t at values + t*stride, both f16 (the KV cache).
+// scores: [nPos] scratch.
+void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
                 int64_t stride, int nPos, int headDim, float *scores,
                 float *out);
+// x[0, n) as f16 (round to nearest even) into out.
+void storeF16(const float *x, uint16_t *out, int64_t n);
 
 inline float silu(float x) { return x / (1.f + std::exp(-x)); }
 inline float relu(float x) { return x > 0.f ? x : 0.f; }

@@ -59,10 +59,10 @@ inline HotFfnVram predictorVram(GGMLType fc1, GGMLType fc2, int64_t nEmbd,
 }
 
 // One layer's KV cache for `nCtx` positions: K and V rows of `kvDim`
-// (n_kv_head * head_dim) values, f32 as the CPU's cache, so that the two
-// devices attend alike.
+// (n_kv_head * head_dim) values, f16 as the CPU's cache (and llama.cpp's),
+// so that the two devices attend alike.
 inline uint64_t kvCacheVram(int64_t nCtx, int64_t kvDim) {
-  return 2 * uint64_t(nCtx) * uint64_t(kvDim) * sizeof(float);
+  return 2 * uint64_t(nCtx) * uint64_t(kvDim) * sizeof(uint16_t);
 }
 
 } // namespace pinfer

@@ -342,11 +342,10 @@ TEST(PlacementCost, BudgetTooSmallNamesTheBill) {
   o.vramBudget = 6ull << 30;
   Plan plan;
   EXPECT_FALSE(planPlacement(t, s, *target, o, plan, err));
-  // KV: 2 * 32 layers * 8192 * 4096 * 4 bytes (f32) = 8 GiB
+  // KV: 2 * 32 layers * 8192 * 4096 * 2 bytes (f16) = 4 GiB
   EXPECT_EQ(err.find('\n'), std::string::npos);
   EXPECT_EQ(err.rfind("VRAM bill of mandatory parts is ", 0), 0u) << err;
-  EXPECT_NE(err.find("KV cache at -c 8192 8.00 GiB"), std::string::npos)
-      << err;
+  EXPECT_NE(err.find("KV cache at -c 8192 4.00 GiB"), std::string::npos) << err;
   EXPECT_NE(err.find("CUDA context reserve 400.0 MiB"), std::string::npos)
       << err;
   EXPECT_NE(err.find("; budget is 6.00 GiB (--vram-budget)"),

@@ -255,6 +255,10 @@ Vec refLogits(const RefModel &m, const std::vector<int32_t> &tokens,
       v[t] = matmul(wv, actFor(m, b + "attn_v.weight", h), kvDim);
       ropeRef(q[t], m.nHead, m.headDim, m.nRot, int(t), m.base);
       ropeRef(k[t], m.nKvHead, m.headDim, m.nRot, int(t), m.base);
+      // The KV cache holds f16 values (rounded to nearest even).
+      for (Vec *kv : {&k[t], &v[t]})
+        for (double &e : *kv)
+          e = fp16ToF32(f32ToFp16(float(e)));
     }
     for (size_t t = 0; t < n; ++t) {
       Vec att(m.nEmbd, 0.0);
@@ -358,8 +362,12 @@ const char *typeTag(GGMLType t) { return typeName(t); }
 // each weight type and kernel ISA (the reference uses the same dequantised
 // weights and, for Q8_0/Q4_0 products other than the down projection, the
 // same 8-bit quantisation of the input).
-// Bound: normalised error 1e-5 (f32 arithmetic through two layers; measured
-// 2.6e-7 to 3.7e-7).
+// Bound: normalised error 3e-4. f32 arithmetic through two layers measured
+// 2.6e-7 to 3.7e-7 with an f32 KV cache; in f16, a key or value whose f32
+// and double values round to neighbouring halves (one half's step is 2^-11
+// of it) moves the logits ~1e-4, which the f16 scalar run meets once.
+// Errors in the arithmetic itself are larger (a lost rounding of the cache
+// measured 2.4e-2 on the 8-bit types).
 TEST(Forward, MatchesDoubleReferenceForEachType) {
   for (GGMLType type : {GGMLType::F32, GGMLType::F16, GGMLType::BF16,
                         GGMLType::Q8_0, GGMLType::Q4_0}) {
@@ -383,7 +391,7 @@ TEST(Forward, MatchesDoubleReferenceForEachType) {
       double worst = 0;
       for (size_t i = 0; i < kSeq.size(); ++i)
         worst = std::max(worst, normErr(got[i].data(), expect[i]));
-      EXPECT_LE(worst, 1e-5) << typeTag(type) << " " << kernelIsaName();
+      EXPECT_LE(worst, 3e-4) << typeTag(type) << " " << kernelIsaName();
     }
     setKernelIsa(KernelIsa::Auto);
   }

@@ -243,15 +243,23 @@ TEST(Kernels, RopeRotatesAdjacentPairs) {
 }
 
 // Tests attendHead against a double softmax-weighted sum over interleaved
-// (strided) keys and values. Bound 1e-5 absolute.
+// (strided) f16 keys and values (the values the halves hold). Bound 1e-5
+// absolute. And storeF16 rounds to nearest even.
 TEST(Kernels, AttendHeadMatchesDouble) {
   const int headDim = 32, nPos = 9, stride = 3 * headDim;
   std::vector<float> q = randomVector(headDim, 20);
   std::vector<float> k = randomVector(nPos * stride, 21, -2.f, 2.f);
   std::vector<float> v = randomVector(nPos * stride, 22);
+  std::vector<uint16_t> kh(k.size()), vh(v.size());
+  storeF16(k.data(), kh.data(), int64_t(k.size()));
+  storeF16(v.data(), vh.data(), int64_t(v.size()));
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = fp16ToF32(kh[i]);
+    v[i] = fp16ToF32(vh[i]);
+  }
   std::vector<float> scores(nPos), out(headDim);
   const int off = headDim; // second of three heads per position
-  attendHead(q.data(), k.data() + off, v.data() + off, stride, nPos, headDim,
+  attendHead(q.data(), kh.data() + off, vh.data() + off, stride, nPos, headDim,
              scores.data(), out.data());
   std::vector<double> s(nPos);
   double mx = -1e300, sum = 0;
@@ -270,6 +278,13 @@ TEST(Kernels, AttendHeadMatchesDouble) {
       ref += s[t] / sum * v[t * stride + off + i];
     EXPECT_NEAR(out[i], ref, 1e-5) << i;
   }
+  // 1 + 2^-11 is halfway between two halves: to the even one, 1; 1 + 3 *
+  // 2^-11 to 1 + 2^-9.
+  const float ties[2] = {1.f + 0x1p-11f, 1.f + 3 * 0x1p-11f};
+  uint16_t h[2];
+  storeF16(ties, h, 2);
+  EXPECT_EQ(h[0], 0x3c00);
+  EXPECT_EQ(h[1], 0x3c02);
 }
 
 // Tests the activations against their definitions.

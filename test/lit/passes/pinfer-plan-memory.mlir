@@ -1,15 +1,15 @@
 // RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-plan-memory=context-length=16 | FileCheck %s
-// RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-plan-memory="context-length=16 vram-budget=7040" | FileCheck %s
-// RUN: not pinfer-opt %s -split-input-file -pinfer-plan-memory="context-length=16 vram-budget=7039" 2>&1 | FileCheck %s --check-prefix=OVER
+// RUN: pinfer-opt %s -split-input-file -verify-diagnostics -pinfer-plan-memory="context-length=16 vram-budget=4992" | FileCheck %s
+// RUN: not pinfer-opt %s -split-input-file -pinfer-plan-memory="context-length=16 vram-budget=4991" 2>&1 | FileCheck %s --check-prefix=OVER
 
 // Tests the VRAM bill, which must fit a budget of exactly its size and not
 // one byte less: attention weights whole and counted once by name (2048),
-// the GPU half's 2 of 4 rows of gate, up and down (3 x 128), the f32 KV
-// cache of GPU attention (K and V x 16 tokens x 2 heads x 16 x 4 bytes =
-// 4096), and a 256-aligned GPU arena whose offsets are reused once values
+// the GPU half's 2 of 4 rows of gate, up and down (3 x 128), the f16 KV
+// cache of GPU attention (K and V x 16 tokens x 2 heads x 16 x 2 bytes =
+// 2048), and a 256-aligned GPU arena whose offsets are reused once values
 // are dead (512).
-// OVER: error: VRAM bill of 7040 bytes (weights 2432, KV cache 4096 for 16 tokens, arena 512) exceeds the budget of 7039 bytes
-// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_kv_cache = 4096 : i64, vram_total = 7040 : i64, vram_weights = 2432 : i64}}
+// OVER: error: VRAM bill of 4992 bytes (weights 2432, KV cache 2048 for 16 tokens, arena 512) exceeds the budget of 4991 bytes
+// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_kv_cache = 2048 : i64, vram_total = 4992 : i64, vram_weights = 2432 : i64}}
 // CHECK-LABEL: func.func @bill
 func.func @bill(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
@@ -48,7 +48,7 @@ func.func @bill(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
 
 // Tests that a program wholly on the CPU bills no VRAM and keeps its KV
 // cache on the host.
-// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 256 : i64, gpu_arena = 0 : i64, host_kv_cache = 4096 : i64, vram_kv_cache = 0 : i64, vram_total = 0 : i64, vram_weights = 0 : i64}}
+// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 256 : i64, gpu_arena = 0 : i64, host_kv_cache = 2048 : i64, vram_kv_cache = 0 : i64, vram_total = 0 : i64, vram_weights = 0 : i64}}
 func.func @cpu_only(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
   %a = pinfer.attention %x, %pos, %wq, %wq, %wq, %wq {layer = 0 : i64, n_head = 2 : i64, n_kv_head = 2 : i64, head_dim = 16 : i64, rope_base = 1.0e+04 : f32, rope_dim = 16 : i64}
