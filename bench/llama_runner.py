@@ -9,7 +9,10 @@ import os
 LLAMA_CPP = r"""
 import json, sys, llama_cpp
 path, prompt, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, verbose=False,
+# 512 positions, or what a long prompt needs (never fewer tokens than a
+# third of its characters), in steps of 512.
+n_ctx = max(512, -(-(len(prompt) // 3 + n + 16) // 512) * 512)
+llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=512, verbose=False,
                       n_threads=threads, n_threads_batch=threads)
 llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
 llm.create_completion(prompt, max_tokens=n, temperature=0.0)

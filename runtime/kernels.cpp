@@ -573,29 +573,97 @@ void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
   }
 }
 
+namespace {
+
+#ifdef PINFER_X86
+PINFER_AVX2 inline __m256 halves8(const uint16_t *p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+
+// attendHead over the f16 cache, eight halves per conversion.
+PINFER_AVX2 void attendHeadAvx2(const float *q, const uint16_t *keys,
+                                const uint16_t *values, int64_t stride,
+                                int nPos, int headDim, float *scores,
+                                float *out) {
+  const float scale = 1.f / std::sqrt(float(headDim));
+  const int d8 = headDim & ~7;
+  for (int t = 0; t < nPos; ++t) {
+    const uint16_t *k = keys + t * stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 16 <= d8; d += 16) {
+      a0 = _mm256_fmadd_ps(halves8(k + d), _mm256_loadu_ps(q + d), a0);
+      a1 = _mm256_fmadd_ps(halves8(k + d + 8), _mm256_loadu_ps(q + d + 8), a1);
+    }
+    for (; d < d8; d += 8)
+      a0 = _mm256_fmadd_ps(halves8(k + d), _mm256_loadu_ps(q + d), a0);
+    float sum = dotk::hsum(_mm256_add_ps(a0, a1));
+    for (; d < headDim; ++d)
+      sum += dotk::halfToFloat(k[d]) * q[d];
+    scores[t] = sum * scale;
+  }
+  softmax(scores, nPos);
+  std::fill_n(out, headDim, 0.f);
+  for (int t = 0; t < nPos; ++t) {
+    const uint16_t *v = values + t * stride;
+    const __m256 a = _mm256_set1_ps(scores[t]);
+    int d = 0;
+    for (; d < d8; d += 8)
+      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(a, halves8(v + d),
+                                                _mm256_loadu_ps(out + d)));
+    for (; d < headDim; ++d)
+      out[d] += scores[t] * dotk::halfToFloat(v[d]);
+  }
+}
+
+PINFER_AVX2 void storeF16Avx2(const float *x, uint16_t *out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i *>(out + i),
+        _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i)
+    out[i] = f32ToFp16(x[i]);
+}
+#endif
+
+} // namespace
+
 void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
                 int64_t stride, int nPos, int headDim, float *scores,
                 float *out) {
+#ifdef PINFER_X86
+  if (kernelLevel() >= 1) {
+    attendHeadAvx2(q, keys, values, stride, nPos, headDim, scores, out);
+    return;
+  }
+#endif
   const float scale = 1.f / std::sqrt(float(headDim));
-  DotFn dot = selectDot(GGMLType::F16);
-  for (int t = 0; t < nPos; ++t)
-    scores[t] = dot(keys + t * stride, q, headDim) * scale;
+  for (int t = 0; t < nPos; ++t) {
+    const uint16_t *k = keys + t * stride;
+    float sum = 0.f;
+    for (int d = 0; d < headDim; ++d)
+      sum += fp16ToF32(k[d]) * q[d];
+    scores[t] = sum * scale;
+  }
   softmax(scores, nPos);
   std::fill_n(out, headDim, 0.f);
-  // Each value row in f32 (exact) before its weighted add.
-  float v[512];
-  for (int d0 = 0; d0 < headDim; d0 += 512) {
-    const int n = std::min(512, headDim - d0);
-    for (int t = 0; t < nPos; ++t) {
-      rowToF32(GGMLType::F16, values + t * stride + d0, v, n);
-      const float a = scores[t];
-      for (int d = 0; d < n; ++d)
-        out[d0 + d] += a * v[d];
-    }
+  for (int t = 0; t < nPos; ++t) {
+    const uint16_t *v = values + t * stride;
+    const float a = scores[t];
+    for (int d = 0; d < headDim; ++d)
+      out[d] += a * fp16ToF32(v[d]);
   }
 }
 
 void storeF16(const float *x, uint16_t *out, int64_t n) {
+#ifdef PINFER_X86
+  // F16C rounds to nearest even as f32ToFp16 does: the same halves.
+  if (kernelLevel() >= 1) {
+    storeF16Avx2(x, out, n);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < n; ++i)
     out[i] = f32ToFp16(x[i]);
 }

@@ -257,8 +257,14 @@ TEST(Kernels, AttendHeadMatchesDouble) {
     k[i] = fp16ToF32(kh[i]);
     v[i] = fp16ToF32(vh[i]);
   }
-  std::vector<float> scores(nPos), out(headDim);
+  std::vector<float> scores(nPos), out(headDim), outScalar(headDim);
   const int off = headDim; // second of three heads per position
+  // The portable loops, then the kernels this CPU runs.
+  {
+    IsaGuard scalar(KernelIsa::Scalar);
+    attendHead(q.data(), kh.data() + off, vh.data() + off, stride, nPos,
+               headDim, scores.data(), outScalar.data());
+  }
   attendHead(q.data(), kh.data() + off, vh.data() + off, stride, nPos, headDim,
              scores.data(), out.data());
   std::vector<double> s(nPos);
@@ -277,6 +283,7 @@ TEST(Kernels, AttendHeadMatchesDouble) {
     for (int t = 0; t < nPos; ++t)
       ref += s[t] / sum * v[t * stride + off + i];
     EXPECT_NEAR(out[i], ref, 1e-5) << i;
+    EXPECT_NEAR(outScalar[i], ref, 1e-5) << i;
   }
   // 1 + 2^-11 is halfway between two halves: to the even one, 1; 1 + 3 *
   // 2^-11 to 1 + 2^-9.
@@ -285,6 +292,12 @@ TEST(Kernels, AttendHeadMatchesDouble) {
   storeF16(ties, h, 2);
   EXPECT_EQ(h[0], 0x3c00);
   EXPECT_EQ(h[1], 0x3c02);
+  // Eight at a time (F16C where the CPU has it) as one by one.
+  std::vector<float> wide = randomVector(203, 23, -70000.f, 70000.f);
+  std::vector<uint16_t> fast(wide.size());
+  storeF16(wide.data(), fast.data(), int64_t(wide.size()));
+  for (size_t i = 0; i < wide.size(); ++i)
+    EXPECT_EQ(fast[i], f32ToFp16(wide[i])) << wide[i];
 }
 
 // Tests the activations against their definitions.
