@@ -98,18 +98,24 @@ void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
     storeF16(kt, b.layerKeys + size_t(pos0 + t) * kvDim, kvDim);
     storeF16(vt, b.layerValues + size_t(pos0 + t) * kvDim, kvDim);
   }
-  pool.parallelFor(int64_t(n) * p.nHead, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
+  // The query heads of a KV head read the same rows: together (each
+  // row converted once) where there are enough such groups to share out
+  // among the threads; one by one otherwise (a decoded token of a model
+  // with one KV head). Either gives each head the same bits.
+  const int per =
+      int64_t(n) * p.nKvHead >= 2 * int64_t(pool.size()) ? groupSize : 1;
+  pool.parallelFor(int64_t(n) * p.nHead / per, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0 * per; i < i1 * per; i += per) {
       int64_t t = i / p.nHead, h = i % p.nHead;
       int64_t kvOff = (h / groupSize) * headDim;
       // A sliding layer sees the last `window` positions, its own included.
       const int end = pos0 + int(t) + 1;
       const int first = b.window > 0 ? std::max(0, end - b.window) : 0;
-      attendHead(b.q + t * qDim + h * headDim,
-                 b.layerKeys + size_t(first) * kvDim + kvOff,
-                 b.layerValues + size_t(first) * kvDim + kvOff, kvDim,
-                 end - first, headDim, b.scores + i * b.nCtx,
-                 b.attnOut + t * qDim + h * headDim);
+      attendHeads(b.q + t * qDim + h * headDim, per,
+                  b.layerKeys + size_t(first) * kvDim + kvOff,
+                  b.layerValues + size_t(first) * kvDim + kvOff, kvDim,
+                  end - first, headDim, b.scores + i * b.nCtx, b.nCtx,
+                  b.attnOut + t * qDim + h * headDim);
     }
   });
   MatvecJob wo{b.wo, b.attnOut, b.xb2};

@@ -580,39 +580,162 @@ PINFER_AVX2 inline __m256 halves8(const uint16_t *p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
 }
 
-// attendHead over the f16 cache, eight halves per conversion.
-PINFER_AVX2 void attendHeadAvx2(const float *q, const uint16_t *keys,
-                                const uint16_t *values, int64_t stride,
-                                int nPos, int headDim, float *scores,
-                                float *out) {
-  const float scale = 1.f / std::sqrt(float(headDim));
-  const int d8 = headDim & ~7;
-  for (int t = 0; t < nPos; ++t) {
-    const uint16_t *k = keys + t * stride;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int d = 0;
-    for (; d + 16 <= d8; d += 16) {
-      a0 = _mm256_fmadd_ps(halves8(k + d), _mm256_loadu_ps(q + d), a0);
-      a1 = _mm256_fmadd_ps(halves8(k + d + 8), _mm256_loadu_ps(q + d + 8), a1);
-    }
-    for (; d < d8; d += 8)
-      a0 = _mm256_fmadd_ps(halves8(k + d), _mm256_loadu_ps(q + d), a0);
-    float sum = dotk::hsum(_mm256_add_ps(a0, a1));
-    for (; d < headDim; ++d)
-      sum += dotk::halfToFloat(k[d]) * q[d];
-    scores[t] = sum * scale;
+// exp(x) for x <= 0 (softmax's x - max), eight at a time: x = n ln2 + r,
+// |r| <= ln2 / 2, exp(r) by its degree-6 Taylor polynomial (relative error
+// under 2e-7), 2^n into the exponent; 0 below -87.
+PINFER_AVX2 inline __m256 expNonPositive8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n =
+      _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - n ln2 in two steps (ln2's high part is exact in n * hi).
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(under, y);
+}
+
+// softmax in place, the exponentials eight at a time, their sum in double.
+PINFER_AVX2 void softmaxAvx2(float *x, int n) {
+  __m256 m8 = _mm256_set1_ps(x[0]);
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+  float mx = x[0];
+  for (int k = i; k < n; ++k)
+    mx = std::max(mx, x[k]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m8);
+  for (float l : lanes)
+    mx = std::max(mx, l);
+  const __m256 mv = _mm256_set1_ps(mx);
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = expNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
   }
-  softmax(scores, nPos);
-  std::fill_n(out, headDim, 0.f);
-  for (int t = 0; t < nPos; ++t) {
-    const uint16_t *v = values + t * stride;
-    const __m256 a = _mm256_set1_ps(scores[t]);
-    int d = 0;
-    for (; d < d8; d += 8)
-      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(a, halves8(v + d),
-                                                _mm256_loadu_ps(out + d)));
-    for (; d < headDim; ++d)
-      out[d] += scores[t] * dotk::halfToFloat(v[d]);
+  if (i < n) {
+    // The tail as a padded vector of the same function: every element's
+    // exponential is the same whichever lane it falls in.
+    alignas(32) float t[8];
+    for (int k = 0; k < 8; ++k)
+      t[k] = i + k < n ? x[i + k] - mx : -100.f;
+    _mm256_store_ps(t, expNonPositive8(_mm256_load_ps(t)));
+    for (int k = 0; i + k < n; ++k)
+      x[i + k] = t[k];
+    const __m256 e = _mm256_load_ps(t);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double d[4];
+  _mm256_store_pd(d, _mm256_add_pd(s0, s1));
+  const __m256 inv =
+      _mm256_set1_ps(float(1.0 / ((d[0] + d[1]) + (d[2] + d[3]))));
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+  for (; i < n; ++i)
+    x[i] *= _mm256_cvtss_f32(inv);
+}
+
+// n halves into row (32-byte aligned), exactly.
+PINFER_AVX2 inline void halvesToF32(const uint16_t *h, float *row, int n) {
+  int d = 0;
+  for (; d + 8 <= n; d += 8)
+    _mm256_store_ps(row + d, halves8(h + d));
+  for (; d < n; ++d)
+    row[d] = dotk::halfToFloat(h[d]);
+}
+
+// attendHeads over the f16 cache: each key and value row converted once
+// (eight halves per conversion) for the `nHeads` query heads that read it,
+// every head's products in the same order as alone.
+PINFER_AVX2 void attendHeadsAvx2(const float *q, int nHeads,
+                                 const uint16_t *keys, const uint16_t *values,
+                                 int64_t stride, int nPos, int headDim,
+                                 float *scores, int64_t scoreStride,
+                                 float *out) {
+  const float scale = 1.f / std::sqrt(float(headDim));
+  const int d8 = headDim & ~7, hp = (headDim + 7) & ~7;
+  // Rows converted a block at a time (16 KB), so that the weighted sums
+  // stay in registers over a block's positions.
+  alignas(32) float rows[4096];
+  const int block = 4096 / hp;
+  for (int t0 = 0; t0 < nPos; t0 += block) {
+    const int nb = std::min(block, nPos - t0);
+    for (int j = 0; j < nb; ++j)
+      halvesToF32(keys + (t0 + j) * stride, rows + j * hp, headDim);
+    for (int g = 0; g < nHeads; ++g) {
+      const float *qg = q + g * headDim;
+      for (int j = 0; j < nb; ++j) {
+        const float *row = rows + j * hp;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= d8; d += 16) {
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d),
+                               a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(row + d + 8),
+                               _mm256_loadu_ps(qg + d + 8), a1);
+        }
+        for (; d < d8; d += 8)
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d),
+                               a0);
+        float sum = dotk::hsum(_mm256_add_ps(a0, a1));
+        for (; d < headDim; ++d)
+          sum += row[d] * qg[d];
+        scores[g * scoreStride + t0 + j] = sum * scale;
+      }
+    }
+  }
+  for (int g = 0; g < nHeads; ++g)
+    softmaxAvx2(scores + g * scoreStride, nPos);
+  std::fill_n(out, size_t(nHeads) * headDim, 0.f);
+  // Each output element adds the positions' weighted values in position
+  // order, as one position at a time would.
+  for (int t0 = 0; t0 < nPos; t0 += block) {
+    const int nb = std::min(block, nPos - t0);
+    for (int j = 0; j < nb; ++j)
+      halvesToF32(values + (t0 + j) * stride, rows + j * hp, headDim);
+    for (int g = 0; g < nHeads; ++g) {
+      float *og = out + g * headDim;
+      const float *sg = scores + g * scoreStride + t0;
+      int d = 0;
+      for (; d + 64 <= d8; d += 64) {
+        __m256 c[8];
+        for (int k = 0; k < 8; ++k)
+          c[k] = _mm256_loadu_ps(og + d + 8 * k);
+        for (int j = 0; j < nb; ++j) {
+          const __m256 a = _mm256_broadcast_ss(sg + j);
+          const float *row = rows + j * hp + d;
+          for (int k = 0; k < 8; ++k)
+            c[k] = _mm256_fmadd_ps(a, _mm256_load_ps(row + 8 * k), c[k]);
+        }
+        for (int k = 0; k < 8; ++k)
+          _mm256_storeu_ps(og + d + 8 * k, c[k]);
+      }
+      for (; d < d8; d += 8) {
+        __m256 c = _mm256_loadu_ps(og + d);
+        for (int j = 0; j < nb; ++j)
+          c = _mm256_fmadd_ps(_mm256_broadcast_ss(sg + j),
+                              _mm256_load_ps(rows + j * hp + d), c);
+        _mm256_storeu_ps(og + d, c);
+      }
+      for (; d < headDim; ++d)
+        for (int j = 0; j < nb; ++j)
+          og[d] += sg[j] * rows[j * hp + d];
+    }
   }
 }
 
@@ -629,31 +752,42 @@ PINFER_AVX2 void storeF16Avx2(const float *x, uint16_t *out, int64_t n) {
 
 } // namespace
 
-void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
-                int64_t stride, int nPos, int headDim, float *scores,
-                float *out) {
+void attendHeads(const float *q, int nHeads, const uint16_t *keys,
+                 const uint16_t *values, int64_t stride, int nPos, int headDim,
+                 float *scores, int64_t scoreStride, float *out) {
 #ifdef PINFER_X86
-  if (kernelLevel() >= 1) {
-    attendHeadAvx2(q, keys, values, stride, nPos, headDim, scores, out);
+  if (kernelLevel() >= 1 && headDim <= 1024) {
+    attendHeadsAvx2(q, nHeads, keys, values, stride, nPos, headDim, scores,
+                    scoreStride, out);
     return;
   }
 #endif
   const float scale = 1.f / std::sqrt(float(headDim));
-  for (int t = 0; t < nPos; ++t) {
-    const uint16_t *k = keys + t * stride;
-    float sum = 0.f;
-    for (int d = 0; d < headDim; ++d)
-      sum += fp16ToF32(k[d]) * q[d];
-    scores[t] = sum * scale;
+  for (int g = 0; g < nHeads; ++g) {
+    const float *qg = q + g * headDim;
+    float *sg = scores + g * scoreStride, *og = out + g * headDim;
+    for (int t = 0; t < nPos; ++t) {
+      const uint16_t *k = keys + t * stride;
+      float sum = 0.f;
+      for (int d = 0; d < headDim; ++d)
+        sum += fp16ToF32(k[d]) * qg[d];
+      sg[t] = sum * scale;
+    }
+    softmax(sg, nPos);
+    std::fill_n(og, headDim, 0.f);
+    for (int t = 0; t < nPos; ++t) {
+      const uint16_t *v = values + t * stride;
+      const float a = sg[t];
+      for (int d = 0; d < headDim; ++d)
+        og[d] += a * fp16ToF32(v[d]);
+    }
   }
-  softmax(scores, nPos);
-  std::fill_n(out, headDim, 0.f);
-  for (int t = 0; t < nPos; ++t) {
-    const uint16_t *v = values + t * stride;
-    const float a = scores[t];
-    for (int d = 0; d < headDim; ++d)
-      out[d] += a * fp16ToF32(v[d]);
-  }
+}
+
+void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
+                int64_t stride, int nPos, int headDim, float *scores,
+                float *out) {
+  attendHeads(q, 1, keys, values, stride, nPos, headDim, scores, nPos, out);
 }
 
 void storeF16(const float *x, uint16_t *out, int64_t n) {

@@ -300,6 +300,52 @@ TEST(Kernels, AttendHeadMatchesDouble) {
     EXPECT_EQ(fast[i], f32ToFp16(wide[i])) << wide[i];
 }
 
+// Tests that attendHeads gives each head of a group bitwise what
+// attendHead gives it alone, on the portable loops and the kernels this CPU
+// runs, over 203 positions (full vectors and a tail) and a head of 72
+// (likewise), and that the result is the double sum's.
+TEST(Kernels, AttendHeadsGroupIsEachHeadAlone) {
+  const int headDim = 72, nPos = 203, nHeads = 4, stride = 2 * headDim;
+  std::vector<float> q = randomVector(nHeads * headDim, 30);
+  std::vector<float> kf = randomVector(nPos * stride, 31, -3.f, 3.f);
+  std::vector<float> vf = randomVector(nPos * stride, 32);
+  std::vector<uint16_t> k(kf.size()), v(vf.size());
+  storeF16(kf.data(), k.data(), int64_t(k.size()));
+  storeF16(vf.data(), v.data(), int64_t(v.size()));
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar}) {
+    IsaGuard guard(isa);
+    std::vector<float> scores(size_t(nHeads) * 256), out(nHeads * headDim);
+    attendHeads(q.data(), nHeads, k.data(), v.data(), stride, nPos, headDim,
+                scores.data(), 256, out.data());
+    for (int g = 0; g < nHeads; ++g) {
+      std::vector<float> one(headDim), sc(nPos);
+      attendHead(q.data() + g * headDim, k.data(), v.data(), stride, nPos,
+                 headDim, sc.data(), one.data());
+      EXPECT_EQ(one, std::vector<float>(out.begin() + g * headDim,
+                                        out.begin() + (g + 1) * headDim))
+          << kernelIsaName() << " head " << g;
+      // The double sum over the same halves.
+      std::vector<double> s(nPos);
+      double mx = -1e300, sum = 0;
+      for (int t = 0; t < nPos; ++t) {
+        double d = 0;
+        for (int i = 0; i < headDim; ++i)
+          d += double(q[g * headDim + i]) * fp16ToF32(k[t * stride + i]);
+        s[t] = d / std::sqrt(double(headDim));
+        mx = std::max(mx, s[t]);
+      }
+      for (double &x : s)
+        sum += (x = std::exp(x - mx));
+      for (int i = 0; i < headDim; ++i) {
+        double ref = 0;
+        for (int t = 0; t < nPos; ++t)
+          ref += s[t] / sum * fp16ToF32(v[t * stride + i]);
+        EXPECT_NEAR(one[i], ref, 1e-5) << kernelIsaName() << " " << i;
+      }
+    }
+  }
+}
+
 // Tests the activations against their definitions.
 TEST(Kernels, Activations) {
   for (float x : {-20.f, -3.f, -0.5f, 0.f, 0.25f, 2.f, 15.f}) {
