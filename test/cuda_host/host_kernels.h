@@ -7,12 +7,15 @@
 
 #include "codegen/Nvrtc.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/ggml_types.h"
+#include "runtime/model.h"
 
 #include <gtest/gtest.h>
 
 #include "../unit/temp_dir.h"
 #include <cmath>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,5 +113,42 @@ inline double normalisedError(const float *got, const float *want,
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
+
+// `rows` rows of `cols` elements of `type` (normal values of standard
+// deviation `scale`, quantised), bound into `w`, which points into the
+// returned bytes.
+inline std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
+                                       uint32_t seed, Weight &w,
+                                       float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, scale);
+  const size_t rb = rowBytes(type, cols);
+  std::vector<uint8_t> bytes(rb * rows);
+  std::vector<float> src(cols);
+  for (int r = 0; r < rows; ++r) {
+    for (float &v : src)
+      v = dist(rng);
+    quantizeRow(type, src.data(), bytes.data() + r * rb, cols);
+  }
+  w.type = type;
+  w.cols = cols;
+  w.rows = rows;
+  w.rowBytes = rb;
+  w.data = bytes.data();
+  return bytes;
+}
+
+// A parameterised test of GPU code: skipped, with the reason, where no GPU
+// (nor the stand-in) opens; gpu_ is open otherwise.
+template <class Param>
+class GpuTestWithParam : public ::testing::TestWithParam<Param> {
+protected:
+  void SetUp() override {
+    const std::string why = gpuSkipReason(gpu_);
+    if (!why.empty())
+      GTEST_SKIP() << why;
+  }
+  CudaDriver gpu_;
+};
 
 } // namespace pinfer::testutil

@@ -23,7 +23,6 @@
 #include <vector>
 
 using namespace pinfer;
-using pinfer::testutil::gpuSkipReason;
 using pinfer::testutil::normalisedError;
 using pinfer::testutil::useHostKernels;
 
@@ -73,15 +72,7 @@ std::vector<float> randomVector(int n, uint32_t seed, float mean = 0.f) {
   return v;
 }
 
-class CudaAttention : public ::testing::TestWithParam<Shape> {
-protected:
-  void SetUp() override {
-    const std::string why = gpuSkipReason(gpu_);
-    if (!why.empty())
-      GTEST_SKIP() << why;
-  }
-  CudaDriver gpu_;
-};
+using CudaAttention = testutil::GpuTestWithParam<Shape>;
 
 TEST_P(CudaAttention, MatchesAttentionCore) {
   const Shape &s = GetParam();

@@ -21,32 +21,12 @@
 #include <vector>
 
 using namespace pinfer;
-using pinfer::testutil::gpuSkipReason;
+using pinfer::testutil::randomRows;
 using pinfer::testutil::useHostKernels;
 
 namespace {
 
 constexpr int kEmbd = 256, kHot = 200, kTok = 3;
-
-std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
-                                uint32_t seed, float scale, Weight &w) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.f, scale);
-  const size_t rb = rowBytes(type, cols);
-  std::vector<uint8_t> bytes(rb * rows);
-  std::vector<float> src(cols);
-  for (int r = 0; r < rows; ++r) {
-    for (float &v : src)
-      v = dist(rng);
-    quantizeRow(type, src.data(), bytes.data() + r * rb, cols);
-  }
-  w.type = type;
-  w.cols = cols;
-  w.rows = rows;
-  w.rowBytes = rb;
-  w.data = bytes.data();
-  return bytes;
-}
 
 struct PredCase {
   GGMLType gate; // and up
@@ -86,15 +66,7 @@ ProgramDesc predictedDesc(const PredCase &c, int cc, float threshold) {
   return d;
 }
 
-class CudaPredictor : public ::testing::TestWithParam<PredCase> {
-protected:
-  void SetUp() override {
-    const std::string why = gpuSkipReason(gpu_);
-    if (!why.empty())
-      GTEST_SKIP() << why;
-  }
-  CudaDriver gpu_;
-};
+using CudaPredictor = testutil::GpuTestWithParam<PredCase>;
 
 // Tests that the predictor kernels and the predicted gate/up kernel choose
 // the CPU predictor's neurons for each of three tokens (launched as one
@@ -104,11 +76,11 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   const PredCase &c = GetParam();
   Weight gate, up, downT;
   PredictorWeights pw;
-  auto gateBytes = randomRows(c.gate, kEmbd, kHot, 1, 1.f, gate);
-  auto upBytes = randomRows(c.gate, kEmbd, kHot, 2, 1.f, up);
-  auto downBytes = randomRows(GGMLType::F32, kEmbd, kHot, 3, 1.f, downT);
-  auto fc1Bytes = randomRows(c.fc1, kEmbd, c.rank, 4, 1.f, pw.fc1);
-  auto fc2Bytes = randomRows(c.fc2, c.rank, kHot, 5, 0.1f, pw.fc2);
+  auto gateBytes = randomRows(c.gate, kEmbd, kHot, 1, gate);
+  auto upBytes = randomRows(c.gate, kEmbd, kHot, 2, up);
+  auto downBytes = randomRows(GGMLType::F32, kEmbd, kHot, 3, downT);
+  auto fc1Bytes = randomRows(c.fc1, kEmbd, c.rank, 4, pw.fc1);
+  auto fc2Bytes = randomRows(c.fc2, c.rank, kHot, 5, pw.fc2, 0.1f);
   std::mt19937 rng(6);
   std::normal_distribution<float> dist(0.f, 0.3f);
   std::vector<float> b1(c.rank), b2(kHot), x(size_t(kTok) * kEmbd);

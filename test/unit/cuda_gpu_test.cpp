@@ -25,33 +25,13 @@
 
 using namespace pinfer;
 using pinfer::testutil::gpuSkipReason;
+using pinfer::testutil::randomRows;
 using pinfer::testutil::useHostKernels;
 
 namespace {
 
 // n_embd a multiple of the K-quants' 256-element blocks.
 constexpr int kEmbd = 256, kHot = 300;
-
-// kHot rows of `cols` elements of `type`, random normal values.
-std::vector<uint8_t> randomRows(GGMLType type, int cols, int rows,
-                                uint32_t seed, Weight &w) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  size_t rb = rowBytes(type, cols);
-  std::vector<uint8_t> bytes(rb * rows);
-  std::vector<float> src(cols);
-  for (int r = 0; r < rows; ++r) {
-    for (float &v : src)
-      v = dist(rng);
-    quantizeRow(type, src.data(), bytes.data() + r * rb, cols);
-  }
-  w.type = type;
-  w.cols = cols;
-  w.rows = rows;
-  w.rowBytes = rb;
-  w.data = bytes.data();
-  return bytes;
-}
 
 // The down kernel's partial sums and its tile counters, zeroed.
 bool allocDownScratch(CudaDriver &gpu, const CudaKernel &k,
@@ -81,15 +61,7 @@ struct Case {
   int embd = kEmbd;
 };
 
-class CudaKernels : public ::testing::TestWithParam<Case> {
-protected:
-  void SetUp() override {
-    const std::string why = gpuSkipReason(gpu_);
-    if (!why.empty())
-      GTEST_SKIP() << why;
-  }
-  CudaDriver gpu_;
-};
+using CudaKernels = testutil::GpuTestWithParam<Case>;
 
 // Tests that the hot-half kernels give the CPU twin's activations and down
 // projection within 1e-4 normalised error.
@@ -267,15 +239,7 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
                            return name;
                          });
 
-class CudaSplitDown : public ::testing::TestWithParam<GGMLType> {
-protected:
-  void SetUp() override {
-    const std::string why = gpuSkipReason(gpu_);
-    if (!why.empty())
-      GTEST_SKIP() << why;
-  }
-  CudaDriver gpu_;
-};
+using CudaSplitDown = testutil::GpuTestWithParam<GGMLType>;
 
 // Tests the hot down kernel of the split layouts (Q8_0/Q4_0 sources: each
 // neuron's quants, the block scales apart, looked up through the hot

@@ -242,6 +242,27 @@ TEST(Kernels, RopeRotatesAdjacentPairs) {
   EXPECT_EQ(z, v);
 }
 
+// One head's attention over f16 keys and values, in double.
+static std::vector<double> attendDouble(const float *q, const uint16_t *k,
+                                 const uint16_t *v, int stride, int nPos,
+                                 int headDim) {
+  std::vector<double> s(nPos), out(headDim, 0.0);
+  double mx = -1e300, sum = 0;
+  for (int t = 0; t < nPos; ++t) {
+    double d = 0;
+    for (int i = 0; i < headDim; ++i)
+      d += double(q[i]) * fp16ToF32(k[t * stride + i]);
+    s[t] = d / std::sqrt(double(headDim));
+    mx = std::max(mx, s[t]);
+  }
+  for (double &x : s)
+    sum += (x = std::exp(x - mx));
+  for (int i = 0; i < headDim; ++i)
+    for (int t = 0; t < nPos; ++t)
+      out[i] += s[t] / sum * fp16ToF32(v[t * stride + i]);
+  return out;
+}
+
 // Tests attendHead against a double softmax-weighted sum over interleaved
 // (strided) f16 keys and values (the values the halves hold). Bound 1e-5
 // absolute. And storeF16 rounds to nearest even.
@@ -253,10 +274,6 @@ TEST(Kernels, AttendHeadMatchesDouble) {
   std::vector<uint16_t> kh(k.size()), vh(v.size());
   storeF16(k.data(), kh.data(), int64_t(k.size()));
   storeF16(v.data(), vh.data(), int64_t(v.size()));
-  for (size_t i = 0; i < k.size(); ++i) {
-    k[i] = fp16ToF32(kh[i]);
-    v[i] = fp16ToF32(vh[i]);
-  }
   std::vector<float> scores(nPos), out(headDim), outScalar(headDim);
   const int off = headDim; // second of three heads per position
   // The portable loops, then the kernels this CPU runs.
@@ -267,23 +284,11 @@ TEST(Kernels, AttendHeadMatchesDouble) {
   }
   attendHead(q.data(), kh.data() + off, vh.data() + off, stride, nPos, headDim,
              scores.data(), out.data());
-  std::vector<double> s(nPos);
-  double mx = -1e300, sum = 0;
-  for (int t = 0; t < nPos; ++t) {
-    double d = 0;
-    for (int i = 0; i < headDim; ++i)
-      d += double(q[i]) * k[t * stride + off + i];
-    s[t] = d / std::sqrt(double(headDim));
-    mx = std::max(mx, s[t]);
-  }
-  for (double &x : s)
-    sum += (x = std::exp(x - mx));
+  const std::vector<double> ref = attendDouble(
+      q.data(), kh.data() + off, vh.data() + off, stride, nPos, headDim);
   for (int i = 0; i < headDim; ++i) {
-    double ref = 0;
-    for (int t = 0; t < nPos; ++t)
-      ref += s[t] / sum * v[t * stride + off + i];
-    EXPECT_NEAR(out[i], ref, 1e-5) << i;
-    EXPECT_NEAR(outScalar[i], ref, 1e-5) << i;
+    EXPECT_NEAR(out[i], ref[i], 1e-5) << i;
+    EXPECT_NEAR(outScalar[i], ref[i], 1e-5) << i;
   }
   // 1 + 2^-11 is halfway between two halves: to the even one, 1; 1 + 3 *
   // 2^-11 to 1 + 2^-9.
@@ -324,24 +329,11 @@ TEST(Kernels, AttendHeadsGroupIsEachHeadAlone) {
       EXPECT_EQ(one, std::vector<float>(out.begin() + g * headDim,
                                         out.begin() + (g + 1) * headDim))
           << kernelIsaName() << " head " << g;
-      // The double sum over the same halves.
-      std::vector<double> s(nPos);
-      double mx = -1e300, sum = 0;
-      for (int t = 0; t < nPos; ++t) {
-        double d = 0;
-        for (int i = 0; i < headDim; ++i)
-          d += double(q[g * headDim + i]) * fp16ToF32(k[t * stride + i]);
-        s[t] = d / std::sqrt(double(headDim));
-        mx = std::max(mx, s[t]);
-      }
-      for (double &x : s)
-        sum += (x = std::exp(x - mx));
-      for (int i = 0; i < headDim; ++i) {
-        double ref = 0;
-        for (int t = 0; t < nPos; ++t)
-          ref += s[t] / sum * fp16ToF32(v[t * stride + i]);
-        EXPECT_NEAR(one[i], ref, 1e-5) << kernelIsaName() << " " << i;
-      }
+      const std::vector<double> ref =
+          attendDouble(q.data() + g * headDim, k.data(), v.data(), stride,
+                       nPos, headDim);
+      for (int i = 0; i < headDim; ++i)
+        EXPECT_NEAR(one[i], ref[i], 1e-5) << kernelIsaName() << " " << i;
     }
   }
 }
