@@ -98,24 +98,41 @@ void attentionCore(const ModelParams &p, const AttentionBlock &b, int n,
     storeF16(kt, b.layerKeys + size_t(pos0 + t) * kvDim, kvDim);
     storeF16(vt, b.layerValues + size_t(pos0 + t) * kvDim, kvDim);
   }
-  // The query heads of a KV head read the same rows: together (each
-  // row converted once) where there are enough such groups to share out
-  // among the threads; one by one otherwise (a decoded token of a model
-  // with one KV head). Either gives each head the same bits.
+  // Each item: `per` query heads of one KV head (the whole group where
+  // there are enough groups to share among the threads; one head at a time
+  // for a decoded token of a model with one KV head) over a range of the
+  // chunk's tokens, converting each key and value row it reads once.
+  // Ranges of early and late tokens alternate, so that a thread's run of
+  // items mixes short and long causal windows. Every head of every token
+  // gets the same bits whatever the items (attendChunk).
   const int per =
       int64_t(n) * p.nKvHead >= 2 * int64_t(pool.size()) ? groupSize : 1;
-  pool.parallelFor(int64_t(n) * p.nHead / per, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0 * per; i < i1 * per; i += per) {
-      int64_t t = i / p.nHead, h = i % p.nHead;
-      int64_t kvOff = (h / groupSize) * headDim;
-      // A sliding layer sees the last `window` positions, its own included.
-      const int end = pos0 + int(t) + 1;
-      const int first = b.window > 0 ? std::max(0, end - b.window) : 0;
-      attendHeads(b.q + t * qDim + h * headDim, per,
-                  b.layerKeys + size_t(first) * kvDim + kvOff,
-                  b.layerValues + size_t(first) * kvDim + kvOff, kvDim,
-                  end - first, headDim, b.scores + i * b.nCtx, b.nCtx,
-                  b.attnOut + t * qDim + h * headDim);
+  const int headItems = p.nHead / per, span = 16;
+  const int ranges = (n + span - 1) / span;
+  pool.parallelFor(int64_t(headItems) * ranges, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int r = int(i % ranges);
+      const int range = r % 2 == 0 ? r / 2 : ranges - 1 - r / 2;
+      const int h = int(i / ranges) * per;
+      const int64_t kvOff = int64_t(h / groupSize) * headDim;
+      AttendChunk c;
+      c.q = b.q + h * headDim;
+      c.qStride = qDim;
+      c.nHeads = per;
+      c.keys = b.layerKeys + kvOff;
+      c.values = b.layerValues + kvOff;
+      c.stride = kvDim;
+      c.headDim = headDim;
+      c.pos0 = pos0;
+      c.t0 = range * span;
+      c.t1 = std::min(n, c.t0 + span);
+      c.window = b.window; // the last `window` positions, its own included
+      c.scores = b.scores + int64_t(h) * b.nCtx;
+      c.scoreTokStride = int64_t(p.nHead) * b.nCtx;
+      c.scoreHeadStride = b.nCtx;
+      c.out = b.attnOut + h * headDim;
+      c.outStride = qDim;
+      attendChunk(c);
     }
   });
   MatvecJob wo{b.wo, b.attnOut, b.xb2};

@@ -659,82 +659,108 @@ PINFER_AVX2 inline void halvesToF32(const uint16_t *h, float *row, int n) {
     row[d] = dotk::halfToFloat(h[d]);
 }
 
-// attendHeads over the f16 cache: each key and value row converted once
-// (eight halves per conversion) for the `nHeads` query heads that read it,
-// every head's products in the same order as alone.
-PINFER_AVX2 void attendHeadsAvx2(const float *q, int nHeads,
-                                 const uint16_t *keys, const uint16_t *values,
-                                 int64_t stride, int nPos, int headDim,
-                                 float *scores, int64_t scoreStride,
-                                 float *out) {
+// One score: a head's query against a key row (converted), two chains of
+// FMAs over 16 values, then one horizontal sum.
+PINFER_AVX2 inline float scoreRow(const float *row, const float *qg,
+                                  int headDim, int d8) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 16 <= d8; d += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d), a0);
+    a1 = _mm256_fmadd_ps(_mm256_load_ps(row + d + 8),
+                         _mm256_loadu_ps(qg + d + 8), a1);
+  }
+  for (; d < d8; d += 8)
+    a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d), a0);
+  float sum = dotk::hsum(_mm256_add_ps(a0, a1));
+  for (; d < headDim; ++d)
+    sum += row[d] * qg[d];
+  return sum;
+}
+
+// og += the weighted value rows j = 0 .. nb - 1 (rows hp apart, weights
+// sg[j]), each element adding them in order, the sums in registers.
+PINFER_AVX2 inline void addWeighted(float *og, const float *sg,
+                                    const float *rows, int nb, int hp,
+                                    int headDim, int d8) {
+  int d = 0;
+  for (; d + 64 <= d8; d += 64) {
+    __m256 c[8];
+    for (int k = 0; k < 8; ++k)
+      c[k] = _mm256_loadu_ps(og + d + 8 * k);
+    for (int j = 0; j < nb; ++j) {
+      const __m256 a = _mm256_broadcast_ss(sg + j);
+      const float *row = rows + j * hp + d;
+      for (int k = 0; k < 8; ++k)
+        c[k] = _mm256_fmadd_ps(a, _mm256_load_ps(row + 8 * k), c[k]);
+    }
+    for (int k = 0; k < 8; ++k)
+      _mm256_storeu_ps(og + d + 8 * k, c[k]);
+  }
+  for (; d < d8; d += 8) {
+    __m256 c = _mm256_loadu_ps(og + d);
+    for (int j = 0; j < nb; ++j)
+      c = _mm256_fmadd_ps(_mm256_broadcast_ss(sg + j),
+                          _mm256_load_ps(rows + j * hp + d), c);
+    _mm256_storeu_ps(og + d, c);
+  }
+  for (; d < headDim; ++d)
+    for (int j = 0; j < nb; ++j)
+      og[d] += sg[j] * rows[j * hp + d];
+}
+
+// attendChunk over the f16 cache: the key and value rows converted a block
+// at a time (16 KB) for every token and head of the call that reads them;
+// each score and each output element is computed as attendHead computes it
+// alone (block boundaries change no operation's order).
+PINFER_AVX2 void attendChunkAvx2(const AttendChunk &c) {
+  const int headDim = c.headDim;
   const float scale = 1.f / std::sqrt(float(headDim));
   const int d8 = headDim & ~7, hp = (headDim + 7) & ~7;
-  // Rows converted a block at a time (16 KB), so that the weighted sums
-  // stay in registers over a block's positions.
   alignas(32) float rows[4096];
   const int block = 4096 / hp;
-  for (int t0 = 0; t0 < nPos; t0 += block) {
-    const int nb = std::min(block, nPos - t0);
+  auto firstOf = [&](int t) {
+    const int end = c.pos0 + t + 1;
+    return c.window > 0 ? std::max(0, end - c.window) : 0;
+  };
+  const int lo = firstOf(c.t0), hi = c.pos0 + c.t1;
+  for (int pb = lo; pb < hi; pb += block) {
+    const int nb = std::min(block, hi - pb);
     for (int j = 0; j < nb; ++j)
-      halvesToF32(keys + (t0 + j) * stride, rows + j * hp, headDim);
-    for (int g = 0; g < nHeads; ++g) {
-      const float *qg = q + g * headDim;
-      for (int j = 0; j < nb; ++j) {
-        const float *row = rows + j * hp;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int d = 0;
-        for (; d + 16 <= d8; d += 16) {
-          a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d),
-                               a0);
-          a1 = _mm256_fmadd_ps(_mm256_load_ps(row + d + 8),
-                               _mm256_loadu_ps(qg + d + 8), a1);
-        }
-        for (; d < d8; d += 8)
-          a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d),
-                               a0);
-        float sum = dotk::hsum(_mm256_add_ps(a0, a1));
-        for (; d < headDim; ++d)
-          sum += row[d] * qg[d];
-        scores[g * scoreStride + t0 + j] = sum * scale;
+      halvesToF32(c.keys + int64_t(pb + j) * c.stride, rows + j * hp, headDim);
+    for (int t = c.t0; t < c.t1; ++t) {
+      const int ft = firstOf(t), ja = std::max(pb, ft),
+                jb = std::min(pb + nb, c.pos0 + t + 1);
+      for (int g = 0; g < c.nHeads; ++g) {
+        const float *qg = c.q + t * c.qStride + g * headDim;
+        float *sg =
+            c.scores + t * c.scoreTokStride + g * c.scoreHeadStride - ft;
+        for (int j = ja; j < jb; ++j)
+          sg[j] = scoreRow(rows + (j - pb) * hp, qg, headDim, d8) * scale;
       }
     }
   }
-  for (int g = 0; g < nHeads; ++g)
-    softmaxAvx2(scores + g * scoreStride, nPos);
-  std::fill_n(out, size_t(nHeads) * headDim, 0.f);
-  // Each output element adds the positions' weighted values in position
-  // order, as one position at a time would.
-  for (int t0 = 0; t0 < nPos; t0 += block) {
-    const int nb = std::min(block, nPos - t0);
+  for (int t = c.t0; t < c.t1; ++t)
+    for (int g = 0; g < c.nHeads; ++g) {
+      softmaxAvx2(c.scores + t * c.scoreTokStride + g * c.scoreHeadStride,
+                  c.pos0 + t + 1 - firstOf(t));
+      std::fill_n(c.out + t * c.outStride + g * headDim, headDim, 0.f);
+    }
+  for (int pb = lo; pb < hi; pb += block) {
+    const int nb = std::min(block, hi - pb);
     for (int j = 0; j < nb; ++j)
-      halvesToF32(values + (t0 + j) * stride, rows + j * hp, headDim);
-    for (int g = 0; g < nHeads; ++g) {
-      float *og = out + g * headDim;
-      const float *sg = scores + g * scoreStride + t0;
-      int d = 0;
-      for (; d + 64 <= d8; d += 64) {
-        __m256 c[8];
-        for (int k = 0; k < 8; ++k)
-          c[k] = _mm256_loadu_ps(og + d + 8 * k);
-        for (int j = 0; j < nb; ++j) {
-          const __m256 a = _mm256_broadcast_ss(sg + j);
-          const float *row = rows + j * hp + d;
-          for (int k = 0; k < 8; ++k)
-            c[k] = _mm256_fmadd_ps(a, _mm256_load_ps(row + 8 * k), c[k]);
-        }
-        for (int k = 0; k < 8; ++k)
-          _mm256_storeu_ps(og + d + 8 * k, c[k]);
-      }
-      for (; d < d8; d += 8) {
-        __m256 c = _mm256_loadu_ps(og + d);
-        for (int j = 0; j < nb; ++j)
-          c = _mm256_fmadd_ps(_mm256_broadcast_ss(sg + j),
-                              _mm256_load_ps(rows + j * hp + d), c);
-        _mm256_storeu_ps(og + d, c);
-      }
-      for (; d < headDim; ++d)
-        for (int j = 0; j < nb; ++j)
-          og[d] += sg[j] * rows[j * hp + d];
+      halvesToF32(c.values + int64_t(pb + j) * c.stride, rows + j * hp,
+                  headDim);
+    for (int t = c.t0; t < c.t1; ++t) {
+      const int ft = firstOf(t), ja = std::max(pb, ft),
+                jb = std::min(pb + nb, c.pos0 + t + 1);
+      if (ja >= jb)
+        continue;
+      for (int g = 0; g < c.nHeads; ++g)
+        addWeighted(c.out + t * c.outStride + g * headDim,
+                    c.scores + t * c.scoreTokStride + g * c.scoreHeadStride -
+                        ft + ja,
+                    rows + (ja - pb) * hp, jb - ja, hp, headDim, d8);
     }
   }
 }
@@ -752,36 +778,59 @@ PINFER_AVX2 void storeF16Avx2(const float *x, uint16_t *out, int64_t n) {
 
 } // namespace
 
-void attendHeads(const float *q, int nHeads, const uint16_t *keys,
-                 const uint16_t *values, int64_t stride, int nPos, int headDim,
-                 float *scores, int64_t scoreStride, float *out) {
+void attendChunk(const AttendChunk &c) {
 #ifdef PINFER_X86
-  if (kernelLevel() >= 1 && headDim <= 1024) {
-    attendHeadsAvx2(q, nHeads, keys, values, stride, nPos, headDim, scores,
-                    scoreStride, out);
+  if (kernelLevel() >= 1 && c.headDim <= 1024) {
+    attendChunkAvx2(c);
     return;
   }
 #endif
+  const int headDim = c.headDim;
   const float scale = 1.f / std::sqrt(float(headDim));
-  for (int g = 0; g < nHeads; ++g) {
-    const float *qg = q + g * headDim;
-    float *sg = scores + g * scoreStride, *og = out + g * headDim;
-    for (int t = 0; t < nPos; ++t) {
-      const uint16_t *k = keys + t * stride;
-      float sum = 0.f;
-      for (int d = 0; d < headDim; ++d)
-        sum += fp16ToF32(k[d]) * qg[d];
-      sg[t] = sum * scale;
-    }
-    softmax(sg, nPos);
-    std::fill_n(og, headDim, 0.f);
-    for (int t = 0; t < nPos; ++t) {
-      const uint16_t *v = values + t * stride;
-      const float a = sg[t];
-      for (int d = 0; d < headDim; ++d)
-        og[d] += a * fp16ToF32(v[d]);
+  for (int t = c.t0; t < c.t1; ++t) {
+    const int end = c.pos0 + t + 1;
+    const int first = c.window > 0 ? std::max(0, end - c.window) : 0;
+    for (int g = 0; g < c.nHeads; ++g) {
+      const float *qg = c.q + t * c.qStride + g * headDim;
+      float *sg = c.scores + t * c.scoreTokStride + g * c.scoreHeadStride;
+      float *og = c.out + t * c.outStride + g * headDim;
+      for (int j = first; j < end; ++j) {
+        const uint16_t *k = c.keys + j * c.stride;
+        float sum = 0.f;
+        for (int d = 0; d < headDim; ++d)
+          sum += fp16ToF32(k[d]) * qg[d];
+        sg[j - first] = sum * scale;
+      }
+      softmax(sg, end - first);
+      std::fill_n(og, headDim, 0.f);
+      for (int j = first; j < end; ++j) {
+        const uint16_t *v = c.values + j * c.stride;
+        const float a = sg[j - first];
+        for (int d = 0; d < headDim; ++d)
+          og[d] += a * fp16ToF32(v[d]);
+      }
     }
   }
+}
+
+void attendHeads(const float *q, int nHeads, const uint16_t *keys,
+                 const uint16_t *values, int64_t stride, int nPos, int headDim,
+                 float *scores, int64_t scoreStride, float *out) {
+  // One token at position nPos - 1 that sees every row from `keys` on.
+  AttendChunk c;
+  c.q = q;
+  c.nHeads = nHeads;
+  c.keys = keys;
+  c.values = values;
+  c.stride = stride;
+  c.headDim = headDim;
+  c.pos0 = nPos - 1;
+  c.t0 = 0;
+  c.t1 = 1;
+  c.scores = scores;
+  c.scoreHeadStride = scoreStride;
+  c.out = out;
+  attendChunk(c);
 }
 
 void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,

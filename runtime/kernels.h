@@ -230,6 +230,29 @@ void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
 void attendHeads(const float *q, int nHeads, const uint16_t *keys,
                  const uint16_t *values, int64_t stride, int nPos, int headDim,
                  float *scores, int64_t scoreStride, float *out);
+// Tokens [t0, t1) of a prompt's chunk for nHeads query heads of one KV
+// head: token t is at position pos0 + t and sees positions [first, pos0 +
+// t] (first = pos0 + t + 1 - window where window > 0 and that is > 0, else
+// 0) of keys/values (rows `stride` apart, from position 0). Token t's
+// queries at q + t * qStride (nHeads rows of headDim), its scores for head
+// g at scores + t * scoreTokStride + g * scoreHeadStride (from `first`
+// on), its outputs at out + t * outStride + g * headDim. Each token and
+// head gets bitwise what attendHead gives it alone; each row is converted
+// once for all of them.
+struct AttendChunk {
+  const float *q = nullptr;
+  int64_t qStride = 0;
+  int nHeads = 1;
+  const uint16_t *keys = nullptr, *values = nullptr;
+  int64_t stride = 0;
+  int headDim = 0;
+  int pos0 = 0, t0 = 0, t1 = 0, window = 0;
+  float *scores = nullptr;
+  int64_t scoreTokStride = 0, scoreHeadStride = 0;
+  float *out = nullptr;
+  int64_t outStride = 0;
+};
+void attendChunk(const AttendChunk &c);
 // x[0, n) as f16 (round to nearest even) into out.
 void storeF16(const float *x, uint16_t *out, int64_t n);
 

@@ -338,6 +338,63 @@ TEST(Kernels, AttendHeadsGroupIsEachHeadAlone) {
   }
 }
 
+// Tests that attendChunk gives each token of a chunk range and each head
+// bitwise what attendHead gives it alone over its causal window (with and
+// without a sliding window), on the portable loops and this CPU's.
+TEST(Kernels, AttendChunkIsEachTokenAlone) {
+  const int headDim = 64, nHeads = 3, pos0 = 150, nTok = 37, nCtx = 256,
+            kvStride = 2 * headDim;
+  std::vector<float> q = randomVector(nTok * nHeads * headDim, 40);
+  std::vector<float> kf = randomVector(nCtx * kvStride, 41, -3.f, 3.f);
+  std::vector<float> vf = randomVector(nCtx * kvStride, 42);
+  std::vector<uint16_t> k(kf.size()), v(vf.size());
+  storeF16(kf.data(), k.data(), int64_t(k.size()));
+  storeF16(vf.data(), v.data(), int64_t(v.size()));
+  const int off = headDim; // the second KV head of each row
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar})
+    for (int window : {0, 60}) {
+      IsaGuard guard(isa);
+      std::vector<float> scores(size_t(nTok) * nHeads * nCtx),
+          out(size_t(nTok) * nHeads * headDim, -1.f);
+      AttendChunk c;
+      c.q = q.data();
+      c.qStride = nHeads * headDim;
+      c.nHeads = nHeads;
+      c.keys = k.data() + off;
+      c.values = v.data() + off;
+      c.stride = kvStride;
+      c.headDim = headDim;
+      c.pos0 = pos0;
+      c.t0 = 5; // tokens 5 .. 36 of the chunk
+      c.t1 = nTok;
+      c.window = window;
+      c.scores = scores.data();
+      c.scoreTokStride = int64_t(nHeads) * nCtx;
+      c.scoreHeadStride = nCtx;
+      c.out = out.data();
+      c.outStride = nHeads * headDim;
+      attendChunk(c);
+      for (int t = 0; t < nTok; ++t)
+        for (int g = 0; g < nHeads; ++g) {
+          const float *got = out.data() + (t * nHeads + g) * headDim;
+          if (t < c.t0) { // outside the range: untouched
+            EXPECT_EQ(got[0], -1.f);
+            continue;
+          }
+          const int end = pos0 + t + 1,
+                    first = window > 0 ? std::max(0, end - window) : 0;
+          std::vector<float> one(headDim), sc(nCtx);
+          attendHead(q.data() + (t * nHeads + g) * headDim,
+                     k.data() + off + first * kvStride,
+                     v.data() + off + first * kvStride, kvStride, end - first,
+                     headDim, sc.data(), one.data());
+          EXPECT_EQ(one, std::vector<float>(got, got + headDim))
+              << kernelIsaName() << " window " << window << " token " << t
+              << " head " << g;
+        }
+    }
+}
+
 // Tests the activations against their definitions.
 TEST(Kernels, Activations) {
   for (float x : {-20.f, -3.f, -0.5f, 0.f, 0.25f, 2.f, 15.f}) {
