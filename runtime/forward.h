@@ -1,5 +1,5 @@
 // The dense reference forward pass: one token at a time through every layer
-// of a LLaMA-family model, with an f32 KV cache. This is the oracle the
+// of a LLaMA-family model, with an f16 KV cache. This is the oracle the
 // specialised (placed, sparse, GPU) paths are tested against, and the engine
 // of `pinferc run` and `pinferc profile`: straightforward before fast.
 #pragma once
