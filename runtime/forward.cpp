@@ -240,9 +240,10 @@ void forwardChunk(const Model &model, ForwardState &s, ThreadPool &pool,
 
 uint64_t contextBytes(const ModelParams &p, int nCtx, int nBatch) {
   const uint64_t ctx = uint64_t(nCtx > 0 ? nCtx : 0);
+  // Keys and values in f16; the scores in f32.
   const uint64_t cache = 2ull * p.nLayer * ctx * uint64_t(p.kvDim());
   const uint64_t scores = (uint64_t(nBatch) + 1) * uint64_t(p.nHead) * ctx;
-  return sizeof(float) * (cache + scores);
+  return sizeof(uint16_t) * cache + sizeof(float) * scores;
 }
 
 namespace {

@@ -607,7 +607,8 @@ TEST(Forward, RejectsBadTokensAndPositions) {
 }
 
 // Tests that a KV cache larger than the machine's memory is refused up front
-// with a message, not attempted: 256 layers at 16M positions need 512 GiB.
+// with a message, not attempted: 256 layers at 16M positions need 256 GiB
+// of f16 keys and values.
 TEST(Forward, RefusesKvCacheLargerThanMemory) {
   TinySpec s;
   s.nLayer = 256;
@@ -618,13 +619,13 @@ TEST(Forward, RefusesKvCacheLargerThanMemory) {
   std::string error;
   auto model = Model::open(writeTinyModel(s, "huge.gguf"), error);
   ASSERT_TRUE(model) << error;
-  double need = 2.0 * 4 * 256 * double(1 << 24) * 16;
+  double need = 2.0 * 2 * 256 * double(1 << 24) * 16;
   double mem = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
   if (need <= mem)
     GTEST_SKIP() << "this machine has more memory than the test asks for";
   ForwardState st;
   EXPECT_FALSE(st.init(*model, 1 << 24, error, 32)); // chunks of 32 tokens
-  EXPECT_NE(error.find("a context of 16777216 tokens needs 516.12 GiB (KV "
+  EXPECT_NE(error.find("a context of 16777216 tokens needs 260.12 GiB (KV "
                        "cache and attention scores)"),
             std::string::npos)
       << error;
@@ -644,13 +645,14 @@ TEST(Forward, RefusesAttentionScoresLargerThanMemory) {
   auto model = Model::open(writeTinyModel(s, "wide.gguf"), error);
   ASSERT_TRUE(model) << error;
   const uint64_t need = contextBytes(model->params(), 1 << 24, 32);
-  EXPECT_EQ(need, 4ull * (2 * 2 + 33 * 32) * (1 << 24));
+  // f16 keys and values (2 x 2 values per position), f32 scores.
+  EXPECT_EQ(need, (2ull * 2 * 2 + 4ull * 33 * 32) * (1 << 24));
   double mem = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
   if (double(need) <= mem)
     GTEST_SKIP() << "this machine has more memory than the test asks for";
   ForwardState st;
   EXPECT_FALSE(st.init(*model, 1 << 24, error, 32));
-  EXPECT_NE(error.find("a context of 16777216 tokens needs 66.25 GiB"),
+  EXPECT_NE(error.find("a context of 16777216 tokens needs 66.12 GiB"),
             std::string::npos)
       << error;
 }
