@@ -513,10 +513,16 @@ bool Executor::openGpu(std::string &error) {
     hostHX_ = static_cast<float *>(hx);
     hostHOut_ = static_cast<float *>(hout);
   }
-  // The predictors' scratch, for a chunk's tokens at most.
+  // The predictors' scratch, for a chunk's tokens at most: the hidden
+  // values, and the input's 8-bit copy where some layer's fc1 needs one.
   const size_t predTok = std::max<size_t>(T, 1);
+  const bool predX = std::any_of(layers_.begin(), layers_.end(),
+                                 [](const LayerBinding &b) {
+                                   return b.fnPredXq != nullptr;
+                                 });
   if (maxRank > 0 &&
-      (!gpu->alloc(dPredX_, sizeof(float) * predTok * params_.nEmbd, error) ||
+      ((predX && !gpu->alloc(dPredX_, sizeof(float) * predTok * params_.nEmbd,
+                             error)) ||
        !gpu->alloc(dPredH_, sizeof(float) * predTok * maxRank, error)))
     return outOfMemory("the predictors' buffers");
   gpu_ = std::move(gpu);

@@ -351,8 +351,9 @@ private:
   // Tokens per GPU chunk at most (the -b batch size caps it too).
   static constexpr int kGpuChunk = 32;
   CudaDriver::DevPtr dHX_ = 0, dHOut_ = 0, dHPart_ = 0;
-  // The hot halves' predictors: the input's 8-bit copy [T][n_embd] and the
-  // hidden values [T][max rank], T = max(1, the chunk's tokens).
+  // The hot halves' predictors: the input's 8-bit copy [T][n_embd] (where
+  // some layer's fc1 needs one) and the hidden values [T][max rank], T =
+  // max(1, the chunk's tokens).
   CudaDriver::DevPtr dPredX_ = 0, dPredH_ = 0;
   float *hostHX_ = nullptr, *hostHOut_ = nullptr;
 

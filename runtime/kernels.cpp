@@ -813,13 +813,12 @@ void attendChunk(const AttendChunk &c) {
   }
 }
 
-void attendHeads(const float *q, int nHeads, const uint16_t *keys,
-                 const uint16_t *values, int64_t stride, int nPos, int headDim,
-                 float *scores, int64_t scoreStride, float *out) {
+void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
+                int64_t stride, int nPos, int headDim, float *scores,
+                float *out) {
   // One token at position nPos - 1 that sees every row from `keys` on.
   AttendChunk c;
   c.q = q;
-  c.nHeads = nHeads;
   c.keys = keys;
   c.values = values;
   c.stride = stride;
@@ -828,15 +827,8 @@ void attendHeads(const float *q, int nHeads, const uint16_t *keys,
   c.t0 = 0;
   c.t1 = 1;
   c.scores = scores;
-  c.scoreHeadStride = scoreStride;
   c.out = out;
   attendChunk(c);
-}
-
-void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
-                int64_t stride, int nPos, int headDim, float *scores,
-                float *out) {
-  attendHeads(q, 1, keys, values, stride, nPos, headDim, scores, nPos, out);
 }
 
 void storeF16(const float *x, uint16_t *out, int64_t n) {

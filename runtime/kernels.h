@@ -223,13 +223,6 @@ void rope(float *vec, int nHeads, int headDim, int nRot, int pos,
 void attendHead(const float *q, const uint16_t *keys, const uint16_t *values,
                 int64_t stride, int nPos, int headDim, float *scores,
                 float *out);
-// The same for `nHeads` query heads that read the same key and value rows
-// (a grouped-query attention's group): q and out [nHeads][headDim], head
-// g's scores at scores + g * scoreStride. Each head's result is bitwise
-// what attendHead gives it alone; the rows are converted once for all.
-void attendHeads(const float *q, int nHeads, const uint16_t *keys,
-                 const uint16_t *values, int64_t stride, int nPos, int headDim,
-                 float *scores, int64_t scoreStride, float *out);
 // Tokens [t0, t1) of a prompt's chunk for nHeads query heads of one KV
 // head: token t is at position pos0 + t and sees positions [first, pos0 +
 // t] (first = pos0 + t + 1 - window where window > 0 and that is > 0, else

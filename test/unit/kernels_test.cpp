@@ -305,10 +305,11 @@ TEST(Kernels, AttendHeadMatchesDouble) {
     EXPECT_EQ(fast[i], f32ToFp16(wide[i])) << wide[i];
 }
 
-// Tests that attendHeads gives each head of a group bitwise what
-// attendHead gives it alone, on the portable loops and the kernels this CPU
-// runs, over 203 positions (full vectors and a tail) and a head of 72
-// (likewise), and that the result is the double sum's.
+// Tests that attendChunk, for one token and a KV head's group of query
+// heads, gives each head bitwise what attendHead gives it alone, on the
+// portable loops and the kernels this CPU runs, over 203 positions (full
+// vectors and a tail) and a head of 72 (likewise), and that the result is
+// the double sum's.
 TEST(Kernels, AttendHeadsGroupIsEachHeadAlone) {
   const int headDim = 72, nPos = 203, nHeads = 4, stride = 2 * headDim;
   std::vector<float> q = randomVector(nHeads * headDim, 30);
@@ -320,8 +321,20 @@ TEST(Kernels, AttendHeadsGroupIsEachHeadAlone) {
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
     std::vector<float> scores(size_t(nHeads) * 256), out(nHeads * headDim);
-    attendHeads(q.data(), nHeads, k.data(), v.data(), stride, nPos, headDim,
-                scores.data(), 256, out.data());
+    AttendChunk c;
+    c.q = q.data();
+    c.nHeads = nHeads;
+    c.keys = k.data();
+    c.values = v.data();
+    c.stride = stride;
+    c.headDim = headDim;
+    c.pos0 = nPos - 1; // one token that sees every row
+    c.t0 = 0;
+    c.t1 = 1;
+    c.scores = scores.data();
+    c.scoreHeadStride = 256;
+    c.out = out.data();
+    attendChunk(c);
     for (int g = 0; g < nHeads; ++g) {
       std::vector<float> one(headDim), sc(nPos);
       attendHead(q.data() + g * headDim, k.data(), v.data(), stride, nPos,
