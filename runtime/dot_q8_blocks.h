@@ -623,6 +623,8 @@ PINFER_AVX512 inline void dotK4K5Q8ActAvx512(const void *row, int64_t rowBytes,
     for (int r = 0; r < R; ++r) {
       const uint8_t *p =
           static_cast<const uint8_t *>(row) + r * rowBytes + i * bytes;
+      if (NT == 1) // a generated token: memory-bound
+        prefetchAhead<3>(p);
       const qblk::ScalesMinsK4 sm = qblk::scalesMinsK4(p + 4);
       dsc[r] = _mm256_mul_ps(_mm256_set1_ps(halfAt(p)),
                              _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
@@ -691,6 +693,8 @@ PINFER_AVX512 inline void dotQ6_KQ8ActAvx512(const void *row, int64_t rowBytes,
     for (int r = 0; r < R; ++r) {
       const uint8_t *p = static_cast<const uint8_t *>(row) + r * rowBytes +
                          i * sizeof(BlockQ6_K);
+      if (NT == 1) // a generated token: memory-bound
+        prefetchAhead<4>(p);
       d[r] = _mm256_set1_ps(halfAt(p + 208));
       sc[r] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192)));
       unpackQ6KHalf(p, 0, w[r]);
@@ -808,6 +812,8 @@ dotBlocksIntAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
     for (int r = 0; r < R; ++r) {
       const B *b = reinterpret_cast<const B *>(
           static_cast<const uint8_t *>(row) + r * rowBytes);
+      if (NT == 1) // a generated token: memory-bound
+        prefetchAhead<(8 * sizeof(B) + 63) / 64>(b + g);
       // The group's f16 scales: a 32-bit gather from each block's start,
       // its low halves converted.
       dw[r] =
@@ -901,6 +907,11 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
   for (int64_t g = 0; g < nb; g += 8) {
     const int cnt = int(std::min<int64_t>(8, nb - g));
     const __mmask8 live = __mmask8((1u << cnt) - 1);
+    // The group's 128 (scales first) or 144 bytes, that far ahead.
+    if (ScalesFirst)
+      prefetchAhead<2>(qs + g * 16);
+    else
+      prefetchAhead<3>(b + g);
     __m512i d[4];
     for (int k = 0; k < 4; ++k) {
       if (2 * k >= cnt) {
@@ -957,6 +968,68 @@ PINFER_AVX512 inline float dotQ4_0PrepIntAvx512(const uint8_t *row,
                                                 const Q4SfActPair *xp,
                                                 int64_t n) {
   return dotQ4PrepIntAvx512<false>(row, x, xp, n);
+}
+
+// R Q8_0 rows (row r at row + r * rowBytes; out[r]) times one token's
+// prepared activation (prepQ8_0Act): the row's bytes flipped to unsigned
+// (w + 128) multiply the activation's signed bytes, and 128 times each
+// block's activation sum (prepared, shared by every row) comes off. Each
+// block's integer is dotBlocksIntAvx512<BlockQ8_0, 128>'s, in the same
+// lanes and order, so each result is bitwise its product; per row it
+// spares that kernel's offset correction (a second VPDPBUSD per pair).
+template <int R>
+PINFER_AVX512 inline void
+dotQ8_0PrepRowsAvx512(const uint8_t *row, int64_t rowBytes,
+                      const Q4SfActPair *xp, int64_t n, float *out) {
+  const int64_t nb = n / QK8_0;
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  const __m256i blockStarts =
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                         _mm256_set1_epi32(sizeof(BlockQ8_0)));
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r)
+    acc[r] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 8) {
+    const int cnt = int(std::min<int64_t>(8, nb - g));
+    const __mmask8 live = __mmask8((1u << cnt) - 1);
+    const __m512i group = xp[g / 2].group;
+    const __m256 xd = _mm256_castsi256_ps(_mm512_castsi512_si256(group));
+    const __m256i corr = _mm512_extracti64x4_epi64(group, 1);
+    for (int r = 0; r < R; ++r) {
+      const BlockQ8_0 *b =
+          reinterpret_cast<const BlockQ8_0 *>(row + r * rowBytes);
+      prefetchAhead<5>(b + g); // the group's 272 bytes, that far ahead
+      __m512i d[4];
+      for (int k = 0; k < 4; ++k) {
+        if (2 * k >= cnt) {
+          d[k] = _mm512_setzero_si512();
+          continue;
+        }
+        const int64_t blk = g + 2 * k;
+        const __m256i w0 = _mm256_xor_si256(
+            _mm256_loadu_si256((const __m256i *)b[blk].qs), flip);
+        // A lone last block: its partner's lanes multiply zero activations.
+        const __m256i w1 =
+            2 * k + 1 < cnt
+                ? _mm256_xor_si256(
+                      _mm256_loadu_si256((const __m256i *)b[blk + 1].qs), flip)
+                : _mm256_setzero_si256();
+        d[k] = _mm512_dpbusd_epi32(
+            _mm512_setzero_si512(),
+            _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1),
+            xp[blk / 2].xs);
+      }
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_mmask_i32gather_epi32(
+              _mm256_setzero_si256(), live, blockStarts, &b[g], 1)));
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, xd),
+                               _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                   blockSums8(d[0], d[1], d[2], d[3]), corr)),
+                               acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    out[r] = hsum(acc[r]);
 }
 
 #endif // PINFER_X86

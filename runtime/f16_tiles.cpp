@@ -92,10 +92,35 @@ bool f16TokenTiles(const uint8_t *row, int64_t rowBytes, int64_t nRows,
   return true;
 }
 
+bool f16FewTokens(const uint8_t *row, int64_t rowBytes, int64_t nRows,
+                  const float *x, int64_t xStride, int nTok, int64_t n,
+                  float *y, int64_t yStride) {
+  if (kernelLevel() != 2 || n % 32 != 0)
+    return false;
+  float out[kFewRows];
+  int64_t r = 0;
+  for (; r + kFewRows <= nRows; r += kFewRows)
+    for (int t = 0; t < nTok; ++t) {
+      dotk::dotF16RowsAvx512<kFewRows, 1>(row + r * rowBytes, rowBytes,
+                                          x + t * xStride, 0, n, out);
+      for (int j = 0; j < kFewRows; ++j)
+        y[t * yStride + r + j] = out[j];
+    }
+  for (; r < nRows; ++r)
+    for (int t = 0; t < nTok; ++t)
+      dotk::dotF16RowsAvx512<1, 1>(row + r * rowBytes, rowBytes,
+                                   x + t * xStride, 0, n, y + t * yStride + r);
+  return true;
+}
+
 #else
 
 bool f16TokenTiles(const uint8_t *, int64_t, int64_t, const float *, int64_t,
                    int, int64_t, float *, int64_t) {
+  return false;
+}
+bool f16FewTokens(const uint8_t *, int64_t, int64_t, const float *, int64_t,
+                  int, int64_t, float *, int64_t) {
   return false;
 }
 

@@ -478,48 +478,52 @@ TEST(KernelsFast, ScalesFirstQ4_0RowsAreBitwiseTheBlocks) {
                 "checked the blocks' fallback only\n");
 }
 
-// Tests that Q4_0 rows in blocks for a token or a few (a generated
-// token's rows: the activation prepared once for them at the AVX-512
-// level) give bitwise each row's own product, at every level the machine
-// has, with odd block counts and more and fewer than sixteen blocks.
-TEST(KernelsFast, Q4_0TokenRowsAreBitwiseTheRowProduct) {
-  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
-    IsaGuard guard(isa);
-    for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)})
-      for (int nTok : {1, 3}) {
-        const int64_t nRows = 19, nb = cols / QK8_0;
-        std::vector<uint8_t> data = encodeRows(
-            GGMLType::Q4_0, randomVector(size_t(cols) * nRows, 53), cols);
-        Weight w = weightOver(GGMLType::Q4_0, cols, nRows, data);
-        std::vector<float> x = randomVector(size_t(cols) * nTok, 54);
-        std::vector<BlockQ8Act> xq(size_t(nb) * nTok);
-        for (int t = 0; t < nTok; ++t)
-          quantizeActQ8(x.data() + t * cols, xq.data() + t * nb, cols);
-        std::vector<float> got(size_t(nRows) * nTok);
-        matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
-        const RowDot dot = rowDot(GGMLType::Q4_0);
-        for (int t = 0; t < nTok; ++t)
-          for (int64_t r = 0; r < nRows; ++r) {
-            const float want = dot.q8(w.row(r), xq.data() + t * nb, cols);
-            EXPECT_EQ(
-                std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want), 0)
-                << kernelIsaName() << " cols " << cols << " row " << r
-                << " token " << t << ": " << want << " vs "
-                << got[size_t(t) * nRows + r];
-          }
-      }
-  }
+// Tests that Q4_0 and Q8_0 rows in blocks for a token or a few (a
+// generated token's rows: the activation prepared once for them at the
+// AVX-512 level, Q8_0's rows four at a time) give bitwise each row's own
+// product, at every level the machine has, with odd block counts, more and
+// fewer than sixteen blocks, and rows not in whole fours.
+TEST(KernelsFast, Q4_0AndQ8_0TokenRowsAreBitwiseTheRowProduct) {
+  for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar})
+    for (GGMLType type : {GGMLType::Q4_0, GGMLType::Q8_0}) {
+      IsaGuard guard(isa);
+      for (int64_t cols : {int64_t(96), int64_t(288), int64_t(1056)})
+        for (int nTok : {1, 3}) {
+          const int64_t nRows = 19, nb = cols / QK8_0;
+          std::vector<uint8_t> data =
+              encodeRows(type, randomVector(size_t(cols) * nRows, 53), cols);
+          Weight w = weightOver(type, cols, nRows, data);
+          std::vector<float> x = randomVector(size_t(cols) * nTok, 54);
+          std::vector<BlockQ8Act> xq(size_t(nb) * nTok);
+          for (int t = 0; t < nTok; ++t)
+            quantizeActQ8(x.data() + t * cols, xq.data() + t * nb, cols);
+          std::vector<float> got(size_t(nRows) * nTok);
+          matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows,
+                     false);
+          const RowDot dot = rowDot(type);
+          for (int t = 0; t < nTok; ++t)
+            for (int64_t r = 0; r < nRows; ++r) {
+              const float want = dot.q8(w.row(r), xq.data() + t * nb, cols);
+              EXPECT_EQ(
+                  std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want),
+                  0)
+                  << kernelIsaName() << " " << typeName(type) << " cols "
+                  << cols << " row " << r << " token " << t << ": " << want
+                  << " vs " << got[size_t(t) * nRows + r];
+            }
+        }
+    }
 }
 
 // Tests that F16 rows for a prompt (at the AVX-512 level in token tiles,
-// runtime/f16_tiles.h) give bitwise each row's one-token product: rows
-// past one row block and not in whole groups of four, token counts below
-// a tile, of whole tiles and with a partial last tile, and rows of a
-// K-block and a part.
+// runtime/f16_tiles.h) and for a generated token or a few (four rows at a
+// time) give bitwise each row's one-token product: rows past one row block
+// and not in whole groups of four, token counts below a tile, of whole
+// tiles and with a partial last tile, and rows of a K-block and a part.
 TEST(KernelsFast, F16PromptRowsAreBitwiseTheRowProduct) {
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
-    for (int nTok : {2, 5, 13, 32}) {
+    for (int nTok : {1, 2, 5, 13, 32}) {
       const int64_t cols = 288, nRows = 37;
       std::vector<uint8_t> data = encodeRows(
           GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
