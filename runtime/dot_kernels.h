@@ -30,6 +30,19 @@
 namespace pinfer {
 namespace dotk {
 
+// Bytes ahead of a row's reads that a generated token's products ask for
+// (prefetchAhead below).
+constexpr int kPrefetchAhead = 1024;
+// The first min(bytes, kPrefetchAhead) bytes of a row that a product will
+// read next (the next chosen neuron of a sparse FFN: scattered rows, whose
+// starts no hardware prefetcher foresees).
+inline void prefetchRowStart(const void *row, size_t bytes) {
+  const char *p = static_cast<const char *>(row);
+  const size_t n = bytes < size_t(kPrefetchAhead) ? bytes : kPrefetchAhead;
+  for (size_t o = 0; o < n; o += 64)
+    __builtin_prefetch(p + o, 0, 3);
+}
+
 // ---- portable kernels ------------------------------------------------------
 
 inline float dotF32(const void *row, const float *x, int64_t n) {
@@ -177,10 +190,14 @@ inline float dotQ5_0Q8(const void *row, const BlockQ8Act *x, int64_t n) {
 // A generated token's products read rows that are not in any cache, a few
 // streams at a time; the hardware prefetchers alone kept them at 55-70 %
 // of the bandwidth probe's rate (pinfer-bench-bandwidth --kernels), and
-// asking for the lines this far ahead brought F16 to 84 %, Q8_0 to 68 %.
-constexpr int kPrefetchAhead = 1024;
+// asking for the lines kPrefetchAhead bytes ahead brought F16 to 84 %,
+// Q8_0 to 68 %.
 // Lines [p + kPrefetchAhead, + Lines * 64) towards L1. A hint: lines past
-// the end of a mapping are dropped, not faulted.
+// the end of a mapping are dropped, not faulted. Past a row's end they are
+// the next row's, which a dense product reads next (bounding them by the
+// row cost dense Q4_0 rows, shorter than the distance, a quarter of their
+// rate); a sparse FFN's loop asks for each chosen row's start itself
+// (prefetchRowStart).
 template <int Lines> inline void prefetchAhead(const void *p) {
   for (int l = 0; l < Lines; ++l)
     _mm_prefetch(static_cast<const char *>(p) + kPrefetchAhead + 64 * l,

@@ -1,6 +1,7 @@
 // The specialised decoder; see executor.h.
 #include "runtime/executor.h"
 
+#include "runtime/dot_kernels.h"
 #include "runtime/gguf.h"
 #include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
@@ -725,10 +726,26 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     // Gate for every (chosen) neuron; up only where the activation can be
     // non-zero.
     pool_.parallelFor(count, [&](int64_t k0, int64_t k1) {
+      // The next chosen neuron's gate row and this one's up row asked for
+      // ahead, as the generated loop does (runtime/ffn_cpu.h).
+      int64_t next = k0;
+      auto chosenFrom = [&](int64_t k) {
+        while (k < k1 && !(logits[first + k] > threshold))
+          ++k;
+        return k;
+      };
+      if (predict)
+        next = chosenFrom(k0);
       for (int64_t k = k0; k < k1; ++k) {
         if (predict) {
-          chosen_[k] = logits[first + k] > threshold;
+          chosen_[k] = k == next;
           wouldFire_[k] = 0;
+          if (chosen_[k]) {
+            next = chosenFrom(k + 1);
+            if (next < k1)
+              dotk::prefetchRowStart(b.gate.row(first + next), b.gate.rowBytes);
+            dotk::prefetchRowStart(b.up.row(first + k), b.up.rowBytes);
+          }
           if (!chosen_[k]) {
             h[k] = 0.f;
             if (!recall)

@@ -67,14 +67,29 @@ inline float ffnDot(const uint8_t *row, const GateUpArgs &a) {
 // dense computes every up.
 template <int64_t N, GGMLType Gate, GGMLType Up, FfnActivation Act, bool Skip>
 void gateUpRows(const GateUpArgs &a, int64_t k0, int64_t k1) {
+  // With a predictor the rows read are scattered: the next chosen
+  // neuron's gate row and this one's up row are asked for ahead.
+  int64_t next = k0;
+  auto chosenFrom = [&](int64_t k) {
+    while (k < k1 && !(a.logits[a.first + k] > a.predictorThreshold))
+      ++k;
+    return k;
+  };
+  if (a.logits)
+    next = chosenFrom(k0);
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t r = a.first + k;
     if (a.logits) {
-      a.chosen[k] = a.logits[r] > a.predictorThreshold;
+      a.chosen[k] = k == next;
       if (!a.chosen[k]) {
         a.h[k] = 0.f;
         continue;
       }
+      next = chosenFrom(k + 1);
+      if (next < k1)
+        dotk::prefetchRowStart(a.gate + size_t(a.first + next) * a.gateRowBytes,
+                               a.gateRowBytes);
+      dotk::prefetchRowStart(a.up + size_t(r) * a.upRowBytes, a.upRowBytes);
     }
     const float g = ffnDot<Gate, N>(a.gate + size_t(r) * a.gateRowBytes, a);
     const float act = ffnGate<Act>(g);
