@@ -691,10 +691,9 @@ dotBlocksF32RowsX4Avx512(const void *row, int64_t rowBytes, const float *x,
 // F16 rows times f32 activations, R rows x NT tokens (row r at row + r *
 // rowBytes, x_t = x + t * xStride; out[t * R + r]), each product bitwise
 // dotF16Avx2's: its accumulators a0|a1 and a2|a3 are the halves of two
-// 512-bit registers (the same FMAs lane by lane), summed as it sums them.
+// 512-bit registers (the same FMAs lane by lane), its eight-value steps
+// past the last 32 go into a0, and the sum and the scalar tail are its own.
 // Each weight conversion serves NT tokens and each activation load R rows.
-// Rows whose length is not a multiple of 32 (never in a model: heads and
-// embeddings are) go one product at a time.
 PINFER_AVX512 inline __m256 upperHalf(__m512 v) {
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
@@ -706,17 +705,12 @@ PINFER_AVX512 inline void dotF16RowsAvx512(const void *row, int64_t rowBytes,
     return reinterpret_cast<const uint16_t *>(
         static_cast<const uint8_t *>(row) + r * rowBytes);
   };
-  if (n % 32 != 0) {
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < NT; ++t)
-        out[t * R + r] = dotF16Avx2(rowAt(r), x + t * xStride, n);
-    return;
-  }
   __m512 a01[R][NT], a23[R][NT];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t)
       a01[r][t] = a23[r][t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 32) {
+  const int64_t n32 = n / 32 * 32;
+  for (int64_t i = 0; i < n32; i += 32) {
     __m512 w01[R], w23[R];
     for (int r = 0; r < R; ++r) {
       const uint16_t *w = rowAt(r) + i;
@@ -736,12 +730,22 @@ PINFER_AVX512 inline void dotF16RowsAvx512(const void *row, int64_t rowBytes,
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < NT; ++t) {
-      const __m256 a0 = _mm512_castps512_ps256(a01[r][t]),
-                   a1 = upperHalf(a01[r][t]),
+      const uint16_t *w = rowAt(r);
+      const float *xt = x + t * xStride;
+      __m256 a0 = _mm512_castps512_ps256(a01[r][t]);
+      const __m256 a1 = upperHalf(a01[r][t]),
                    a2 = _mm512_castps512_ps256(a23[r][t]),
                    a3 = upperHalf(a23[r][t]);
-      out[t * R + r] =
+      int64_t i = n32;
+      for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))),
+            _mm256_loadu_ps(xt + i), a0);
+      float sum =
           hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+      for (; i < n; ++i)
+        sum += halfToFloat(w[i]) * xt[i];
+      out[t * R + r] = sum;
     }
 }
 // Its kTokensAtOnce-token and rows x tokens forms.

@@ -95,7 +95,7 @@ bool f16TokenTiles(const uint8_t *row, int64_t rowBytes, int64_t nRows,
 bool f16FewTokens(const uint8_t *row, int64_t rowBytes, int64_t nRows,
                   const float *x, int64_t xStride, int nTok, int64_t n,
                   float *y, int64_t yStride) {
-  if (kernelLevel() != 2 || n % 32 != 0)
+  if (kernelLevel() != 2)
     return false;
   float out[kFewRows];
   int64_t r = 0;

@@ -30,8 +30,9 @@ bool f16TokenTiles(const uint8_t *row, int64_t rowBytes, int64_t nRows,
 // time per token, each activation load serving them all and the rows read
 // as that many streams, which the hardware prefetchers keep fuller than
 // one row after another (the one-row loop read 55 % of the bandwidth
-// probe's rate). Bitwise dotF16Avx2 per row and token; false, with nothing
-// written, where f16TokenTiles is.
+// probe's rate). Bitwise dotF16Avx2 per row and token, for any row length
+// (a predictor's fc2 rows are its rank long); false, with nothing written,
+// below the AVX-512 kernel level.
 constexpr int kFewRows = 4;
 bool f16FewTokens(const uint8_t *row, int64_t rowBytes, int64_t nRows,
                   const float *x, int64_t xStride, int nTok, int64_t n,

@@ -519,28 +519,32 @@ TEST(KernelsFast, Q4_0AndQ8_0TokenRowsAreBitwiseTheRowProduct) {
 // runtime/f16_tiles.h) and for a generated token or a few (four rows at a
 // time) give bitwise each row's one-token product: rows past one row block
 // and not in whole groups of four, token counts below a tile, of whole
-// tiles and with a partial last tile, and rows of a K-block and a part.
+// tiles and with a partial last tile, rows of a K-block and a part, and
+// rows whose length is no multiple of 32 (a predictor's rank), shorter
+// than 32 and than 8.
 TEST(KernelsFast, F16PromptRowsAreBitwiseTheRowProduct) {
   for (KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Scalar}) {
     IsaGuard guard(isa);
-    for (int nTok : {1, 2, 5, 13, 32}) {
-      const int64_t cols = 288, nRows = 37;
-      std::vector<uint8_t> data = encodeRows(
-          GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
-      Weight w = weightOver(GGMLType::F16, cols, nRows, data);
-      std::vector<float> x = randomVector(size_t(cols) * nTok, 56);
-      std::vector<float> got(size_t(nRows) * nTok);
-      matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
-      const RowDot dot = rowDot(GGMLType::F16);
-      for (int t = 0; t < nTok; ++t)
-        for (int64_t r = 0; r < nRows; ++r) {
-          const float want = dot.f32(w.row(r), x.data() + t * cols, cols);
-          EXPECT_EQ(
-              std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want), 0)
-              << kernelIsaName() << " row " << r << " token " << t << " of "
-              << nTok;
-        }
-    }
+    for (int nTok : {1, 2, 5, 13, 32})
+      for (int64_t cols :
+           {int64_t(288), int64_t(257), int64_t(45), int64_t(7)}) {
+        const int64_t nRows = 37;
+        std::vector<uint8_t> data = encodeRows(
+            GGMLType::F16, randomVector(size_t(cols) * nRows, 55), cols);
+        Weight w = weightOver(GGMLType::F16, cols, nRows, data);
+        std::vector<float> x = randomVector(size_t(cols) * nTok, 56);
+        std::vector<float> got(size_t(nRows) * nTok);
+        matvecRows(w, x.data(), cols, got.data(), nRows, nTok, 0, nRows, false);
+        const RowDot dot = rowDot(GGMLType::F16);
+        for (int t = 0; t < nTok; ++t)
+          for (int64_t r = 0; r < nRows; ++r) {
+            const float want = dot.f32(w.row(r), x.data() + t * cols, cols);
+            EXPECT_EQ(
+                std::memcmp(&want, &got[size_t(t) * nRows + r], sizeof want), 0)
+                << kernelIsaName() << " cols " << cols << " row " << r
+                << " token " << t << " of " << nTok;
+          }
+      }
   }
 }
 
