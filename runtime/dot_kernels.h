@@ -768,35 +768,50 @@ PINFER_AVX512 inline void dotF16RowsX4Avx512(const void *row, int64_t rowBytes,
 // ---- Q4_0 rows with their scales first (ggml_types.h) ----------------------
 //
 // The activation's share of a product with rows stored scales first,
-// prepared once per token (Q4SfAct): per pair of blocks its bytes in the
-// order the row's quants unpack to (block 0's elements 0-15, block 1's
-// 0-15, block 0's 16-31, block 1's 16-31), and per eight blocks their
-// scales and offset corrections. The product itself is dotQ4PrepIntAvx512
+// prepared once per token (Q4SfAct): 64 bytes per pair of blocks, and per
+// eight blocks their scales and offset corrections. For Q4_0 the pairs 2q
+// and 2q + 1 hold blocks 4q .. 4q + 3's elements 0-15 and then their
+// elements 16-31 (the low and the high nibbles of the four blocks' 64
+// bytes, in order); for Q8_0 a pair holds its two blocks as they are. The
+// products are dotQ4PrepIntAvx512 and dotQ8_0PrepRowsAvx512
 // (runtime/dot_q8_blocks.h).
 struct alignas(64) Q4SfActPair {
   __m512i xs;
   // In a group's first pair (blocks 8g and 8g + 1): the group's eight
-  // activation scales (f32), then eight times each block's sum of quants
-  // (int32), zero past the row's last block. Unused in the other pairs.
+  // activation scales (f32), then CorrScale times each block's sum of
+  // quants (int32), zero past the row's last block. Unused in the others.
   __m512i group;
 };
-// out[0 .. (n/QK8_0 + 1)/2) from the quantised activation x: each pair's
-// bytes in the order a Q4_0 pair unpacks to (Interleave) or as they are
-// (Q8_0's), and CorrScale times each block's sum of quants: 8 for Q4_0's
-// nibbles (their offset), 128 for Q8_0's bytes taken as unsigned (w + 128).
-template <bool Interleave, int CorrScale>
+// out[0 .. q4SfActCount(n)) (runtime/kernels.h: whole fours of blocks) from the
+// quantised activation x (zeros past its last block), and CorrScale times each
+// block's sum of quants: 8 for Q4_0's nibbles (their offset), 128 for Q8_0's
+// bytes taken as unsigned (w + 128). Bytes 16h .. 16h + 15 of block blk of x
+// (zeros from block nb on).
+PINFER_AVX512 inline __m128i actHalf(const BlockQ8Act *x, int64_t nb,
+                                     int64_t blk, int h) {
+  return blk < nb ? _mm_loadu_si128((const __m128i *)(x[blk].qs + 16 * h))
+                  : _mm_setzero_si128();
+}
+template <bool Q4, int CorrScale>
 PINFER_AVX512 inline void prepActPairs(const BlockQ8Act *x, int64_t n,
                                        Q4SfActPair *out) {
   const int64_t nb = n / QK8_0;
-  for (int64_t blk = 0; blk < nb; blk += 2) {
-    const bool pair = blk + 1 < nb;
-    const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[blk].qs);
-    const __m256i x1 = pair ? _mm256_loadu_si256((const __m256i *)x[blk + 1].qs)
-                            : _mm256_setzero_si256();
-    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-    out[blk / 2].xs =
-        Interleave ? _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)) : v;
-  }
+  for (int64_t blk = 0; blk < 4 * ((nb + 3) / 4); blk += 4)
+    for (int k = 0; k < 2; ++k) {
+      // Q4_0: k = 0 the four blocks' first halves, k = 1 their second;
+      // Q8_0: k = 0 blocks blk and blk + 1, k = 1 the next two.
+      const __m128i p0 = Q4 ? actHalf(x, nb, blk, k)
+                            : actHalf(x, nb, blk + 2 * k, 0),
+                    p1 = Q4 ? actHalf(x, nb, blk + 1, k)
+                            : actHalf(x, nb, blk + 2 * k, 1),
+                    p2 = Q4 ? actHalf(x, nb, blk + 2, k)
+                            : actHalf(x, nb, blk + 2 * k + 1, 0),
+                    p3 = Q4 ? actHalf(x, nb, blk + 3, k)
+                            : actHalf(x, nb, blk + 2 * k + 1, 1);
+      out[blk / 2 + k].xs =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(p1, p0)),
+                             _mm256_set_m128i(p3, p2), 1);
+    }
   for (int64_t g = 0; g < nb; g += 8) {
     alignas(32) float scales[8] = {};
     alignas(32) int32_t corr[8] = {};

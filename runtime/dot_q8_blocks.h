@@ -885,12 +885,30 @@ dotBlocksIntRowsAvx512(const void *row, int64_t rowBytes, const BlockQ8Act *x,
 
 // Q4_0 rows, stored scales first (Weight::scalesFirst) or in blocks: the
 // product of dotBlocksIntAvx512<BlockQ4_0, 8>, bitwise, from the prepared
-// activation (Q4SfActPair, runtime/dot_kernels.h): the nibbles multiply
-// the activation as unsigned bytes as they are, and eight times each
-// block's activation sum (prepared) comes off the block's integer. A
-// pair's int32 lanes come in the prepared order (block 0's first 16
-// values, block 1's, block 0's last 16, block 1's), which
-// blockSums8Interleaved sums as they are.
+// activation (Q4SfActPair, runtime/dot_kernels.h): four blocks' nibbles
+// (64 bytes: one load scales first, four from the blocks otherwise) split
+// into their low and high halves multiply the activation as unsigned bytes
+// as they are, both into one register whose lanes 4j .. 4j + 3 hold block
+// j's sums, and eight times each block's activation sum (prepared) comes
+// off the block's integer.
+// The nibbles of Q4_0 blocks blk .. blk + 3 (those before block nb, zeros
+// after): 64 bytes from qs scales first, four blocks' 16 from b otherwise.
+template <bool ScalesFirst>
+PINFER_AVX512 inline __m512i q4Quad(const uint8_t *qs, const BlockQ4_0 *b,
+                                    int64_t nb, int64_t blk) {
+  const int64_t have = std::min<int64_t>(4, nb - blk);
+  if (ScalesFirst)
+    return have == 4 ? _mm512_loadu_si512(qs + blk * 16)
+                     : _mm512_maskz_loadu_epi8(
+                           (__mmask64(1) << (16 * have)) - 1, qs + blk * 16);
+  __m128i p[4];
+  for (int j = 0; j < 4; ++j)
+    p[j] = j < have ? _mm_loadu_si128((const __m128i *)b[blk + j].qs)
+                    : _mm_setzero_si128();
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_set_m128i(p[1], p[0])),
+      _mm256_set_m128i(p[3], p[2]), 1);
+}
 template <bool ScalesFirst>
 PINFER_AVX512 inline float
 dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
@@ -902,7 +920,7 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
   const __m256i blockStarts =
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                          _mm256_set1_epi32(sizeof(BlockQ4_0)));
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t g = 0; g < nb; g += 8) {
     const int cnt = int(std::min<int64_t>(8, nb - g));
@@ -912,28 +930,17 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
       prefetchAhead<2>(qs + g * 16);
     else
       prefetchAhead<3>(b + g);
-    __m512i d[4];
-    for (int k = 0; k < 4; ++k) {
-      if (2 * k >= cnt) {
-        d[k] = _mm512_setzero_si512();
+    __m512i d[2];
+    for (int k = 0; k < 2; ++k) {
+      d[k] = _mm512_setzero_si512();
+      if (4 * k >= cnt)
         continue;
-      }
-      const int64_t blk = g + 2 * k;
-      // The pair's 32 bytes of nibbles: contiguous scales first, two
-      // 16-byte loads from the blocks otherwise.
-      const uint8_t *q0 = ScalesFirst ? qs + blk * 16 : b[blk].qs;
-      const __m128i lo = _mm_loadu_si128((const __m128i *)q0);
-      const __m256i q =
-          2 * k + 1 >= cnt ? _mm256_zextsi128_si256(lo)
-          : ScalesFirst
-              ? _mm256_loadu_si256((const __m256i *)q0)
-              : _mm256_inserti128_si256(
-                    _mm256_castsi128_si256(lo),
-                    _mm_loadu_si128((const __m128i *)b[blk + 1].qs), 1);
-      const __m512i w =
-          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
-                             _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
-      d[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xp[blk / 2].xs);
+      const int64_t blk = g + 4 * k;
+      const __m512i q = q4Quad<ScalesFirst>(qs, b, nb, blk);
+      d[k] = _mm512_dpbusd_epi32(d[k], _mm512_and_si512(q, m4), xp[blk / 2].xs);
+      d[k] = _mm512_dpbusd_epi32(d[k],
+                                 _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                                 xp[blk / 2 + 1].xs);
     }
     // Eight f16 scales: one load scales first, else a 32-bit gather from
     // each block's start.
@@ -947,11 +954,10 @@ dotQ4PrepIntAvx512(const uint8_t *row, const BlockQ8Act *x,
     const __m512i group = xp[g / 2].group;
     const __m256 xd = _mm256_castsi256_ps(_mm512_castsi512_si256(group));
     const __m256i corr = _mm512_extracti64x4_epi64(group, 1);
-    acc = _mm256_fmadd_ps(
-        _mm256_mul_ps(dw, xd),
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(
-            blockSums8Interleaved(d[0], d[1], d[2], d[3]), corr)),
-        acc);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, xd),
+                          _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                              blockSumsOfFours(d[0], d[1]), corr)),
+                          acc);
   }
   return hsum(acc);
 }

@@ -143,12 +143,13 @@ RowDot rowDot(GGMLType type);
 
 // ---- Q4_0 rows stored scales first (Weight::scalesFirst) -------------------
 //
-// An activation prepared for scales-first rows: one per pair of blocks, as
-// the AVX-512 product reads it (runtime/dot_kernels.h, Q4SfActPair).
+// An activation prepared for scales-first rows: one per pair of blocks
+// (whole fours of them), as the AVX-512 product reads it
+// (runtime/dot_kernels.h, Q4SfActPair).
 struct alignas(64) Q4SfAct {
   unsigned char bytes[128];
 };
-inline int64_t q4SfActCount(int64_t n) { return (n / QK8_0 + 1) / 2; }
+inline int64_t q4SfActCount(int64_t n) { return 2 * ((n / QK8_0 + 3) / 4); }
 // Prepares the quantised activation xq[0 .. n/QK8_0) into
 // out[0 .. q4SfActCount(n)); false (nothing written) where the level in use
 // has no scales-first product, and the rows are then multiplied as blocks.
