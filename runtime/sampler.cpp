@@ -90,23 +90,85 @@ int32_t Sampler::sample(const float *logits) {
       penalised_[t] = -std::numeric_limits<float>::infinity();
 
   if (opts_.temperature <= 0.f) {
-    // Greedy; the lowest id wins a tie.
+    // Greedy; the lowest id wins a tie (choose()'s order, without building
+    // the candidates).
     return int32_t(std::max_element(penalised_.begin(), penalised_.end()) -
                    penalised_.begin());
   }
-
   for (int i = 0; i < nVocab_; ++i)
     cand_[i] = {i, penalised_[i], 0.f};
+  return choose(size_t(nVocab_));
+}
+
+int Sampler::candidatesNeeded() const {
+  const int k = opts_.temperature <= 0.f ? 1 : opts_.topK;
+  if (k <= 0 || k >= nVocab_)
+    return 0;
+  const size_t moved = penalised().size() + opts_.banned.size();
+  return int(std::min<size_t>(size_t(nVocab_), size_t(k) + moved));
+}
+
+std::vector<int32_t> Sampler::penalised() const {
+  std::vector<int32_t> ids;
+  if (opts_.repeatPenalty == 1.0f)
+    return ids;
+  for (int32_t t : recent_)
+    if (t >= 0 && t < nVocab_)
+      ids.push_back(t);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+int32_t Sampler::sampleFrom(const int32_t *ids, const float *logits, int n) {
+  // The candidates once each, then sample()'s penalty and bans on them.
+  size_t m = 0;
+  for (int i = 0; i < n; ++i) {
+    const int32_t t = ids[i];
+    if (t < 0 || t >= nVocab_ || seen_[t])
+      continue;
+    seen_[t] = 1;
+    cand_[m++] = {t, logits[i], 0.f};
+  }
+  for (size_t i = 0; i < m; ++i)
+    seen_[cand_[i].id] = 0;
+  if (opts_.repeatPenalty != 1.0f)
+    for (int32_t t : penalised())
+      seen_[t] = 1;
+  for (size_t i = 0; i < m; ++i)
+    if (seen_[cand_[i].id]) {
+      float &l = cand_[i].logit;
+      l = l <= 0.f ? l * opts_.repeatPenalty : l / opts_.repeatPenalty;
+    }
+  if (opts_.repeatPenalty != 1.0f)
+    for (int32_t t : penalised())
+      seen_[t] = 0;
+  for (int32_t t : opts_.banned)
+    if (t >= 0 && t < nVocab_)
+      seen_[t] = 1;
+  for (size_t i = 0; i < m; ++i)
+    if (seen_[cand_[i].id])
+      cand_[i].logit = -std::numeric_limits<float>::infinity();
+  for (int32_t t : opts_.banned)
+    if (t >= 0 && t < nVocab_)
+      seen_[t] = 0;
+  return m ? choose(m) : 0;
+}
+
+int32_t Sampler::choose(size_t n) {
   auto byLogit = [](const Candidate &a, const Candidate &b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
-  size_t n = nVocab_;
+  if (opts_.temperature <= 0.f) {
+    // Greedy; the lowest id wins a tie.
+    return std::min_element(cand_.begin(), cand_.begin() + n, byLogit)->id;
+  }
   if (opts_.topK > 0 && size_t(opts_.topK) < n) {
-    std::partial_sort(cand_.begin(), cand_.begin() + opts_.topK, cand_.end(),
-                      byLogit);
+    std::partial_sort(cand_.begin(), cand_.begin() + opts_.topK,
+                      cand_.begin() + n, byLogit);
     n = opts_.topK;
   } else {
-    std::sort(cand_.begin(), cand_.end(), byLogit);
+    std::sort(cand_.begin(), cand_.begin() + n, byLogit);
   }
 
   if (opts_.topP < 1.f) {

@@ -32,6 +32,21 @@ public:
   // Picks a token from `logits` [n_vocab], which are left untouched. Does not
   // record the token: call accept() with what was actually used.
   int32_t sample(const float *logits);
+
+  // How many of the best logits (by logit, then lowest id) sample() reads
+  // to choose, counted before the penalty and the bans: top-k (1 when
+  // greedy), plus one for each token the penalty or a ban may move out of
+  // them. 0 where it reads them all (no top-k limit). A decoder that
+  // computes the logits elsewhere (the output head on a GPU) brings back
+  // those and the penalised tokens' (penalised()), and sampleFrom() then
+  // chooses exactly what sample() would from all of them.
+  int candidatesNeeded() const;
+  // The distinct tokens the penalty will move (none when it is off).
+  std::vector<int32_t> penalised() const;
+  // sample() from ids[0..n) and their logits: at least the
+  // candidatesNeeded() best of the full logits and every penalised() token
+  // (ids may repeat, with the same logit).
+  int32_t sampleFrom(const int32_t *ids, const float *logits, int n);
   // Appends a token (prompt or generated) to the penalty window.
   void accept(int32_t token);
   // Clears the penalty window and reseeds the RNG.
@@ -46,6 +61,9 @@ private:
     float logit;
     float p;
   };
+  // Top-k, top-p, min-p, the temperature and the draw over cand_[0..n),
+  // the penalty and the bans already in their logits.
+  int32_t choose(size_t n);
 
   SamplerOptions opts_;
   int nVocab_;

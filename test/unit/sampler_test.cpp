@@ -1,11 +1,16 @@
 // Tests the sampler: greedy choice, seeded determinism, the top-k and top-p
-// cut-offs, temperature, and llama.cpp's repetition penalty.
+// cut-offs, temperature, llama.cpp's repetition penalty, and sampling from
+// the best candidates alone.
 #include "runtime/sampler.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
+#include <numeric>
+#include <random>
 #include <vector>
 
 using namespace pinfer;
@@ -192,4 +197,66 @@ TEST(Sampler, RepetitionPenalty) {
   EXPECT_EQ(u.sample(l.data()), 1);
   u.accept(2);
   EXPECT_EQ(u.sample(l.data()), 0);
+}
+
+// Tests that sampling from the best candidatesNeeded() logits and the
+// penalised tokens' (what a GPU head brings back) chooses what sampling
+// from all of them does, token after token: greedy and temperature
+// sampling with top-k, top-p and min-p, penalties above and below 1, banned
+// tokens, logits with many ties (the cut falls inside a run of equal
+// values), and candidate lists in any order, with repeats and more than
+// needed.
+TEST(Sampler, BestCandidatesChooseAsAllLogits) {
+  constexpr int kVocab = 500;
+  std::mt19937 rng(7);
+  int checked = 0;
+  for (int c = 0; c < 96; ++c) {
+    SamplerOptions o;
+    o.seed = 100 + c;
+    o.temperature = c % 4 == 0 ? 0.f : 0.7f + 0.1f * (c % 3);
+    o.topK = std::array<int, 4>{1, 5, 40, 60}[c % 4];
+    o.topP = c % 3 == 0 ? 1.f : 0.9f;
+    o.minP = c % 5 == 0 ? 0.05f : 0.f;
+    o.repeatPenalty = std::array<float, 3>{1.f, 1.3f, 0.8f}[c % 3];
+    o.repeatLastN = 16;
+    if (c % 2)
+      o.banned = {3, int32_t(c), 77};
+    Sampler all(o, kVocab), some(o, kVocab);
+    ASSERT_GT(some.candidatesNeeded(), 0);
+    std::vector<float> logits(kVocab);
+    for (int step = 0; step < 24; ++step) {
+      // Few distinct values (ties), some of them the largest.
+      for (float &l : logits)
+        l = float(int(rng() % 12)) * 0.5f - 2.f;
+      const int need = some.candidatesNeeded();
+      std::vector<int32_t> order(kVocab);
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+      });
+      // The best `need` (sometimes a few more), the penalised tokens, a
+      // repeat, shuffled.
+      std::vector<int32_t> ids(order.begin(),
+                               order.begin() + need + int(rng() % 3));
+      for (int32_t t : some.penalised())
+        ids.push_back(t);
+      ids.push_back(ids[0]);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      std::vector<float> values;
+      for (int32_t t : ids)
+        values.push_back(logits[t]);
+      const int32_t want = all.sample(logits.data());
+      const int32_t got =
+          some.sampleFrom(ids.data(), values.data(), int(ids.size()));
+      ASSERT_EQ(got, want) << "case " << c << " step " << step;
+      all.accept(want);
+      some.accept(got);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 96 * 24);
+  // No top-k limit: every logit is needed.
+  SamplerOptions o;
+  o.topK = 0;
+  EXPECT_EQ(Sampler(o, kVocab).candidatesNeeded(), 0);
 }
