@@ -134,6 +134,100 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << "}\n";
 }
 
+void emitHeadSelect(std::ostream &os, int64_t nVocab) {
+  using namespace gpuattn;
+  // The record's layout is HeadSel's: every member four bytes wide, so
+  // both compilers lay it out alike.
+  os << "\n// The head's best logits, chosen here (runtime/gpu_attention.h).\n"
+     << "struct pf_sel_cand { int id; float logit; };\n"
+     << "struct pf_sel {\n"
+     << "  int k, nExtra, cut;\n"
+     << "  unsigned count;\n"
+     << "  int bad, pad[3];\n"
+     << "  int extraIds[" << kSelExtraMax << "];\n"
+     << "  float extraLogits[" << kSelExtraMax << "];\n"
+     << "  pf_sel_cand cand[" << kSelCap << "];\n"
+     << "  unsigned hist[" << kSelBins << "];\n"
+     << "};\n"
+     << "// A logit's bin: the 12 high bits of its order-preserving key.\n"
+     << "__device__ __forceinline__ int pf_sel_bin(float v) {\n"
+     << "  const unsigned u = __float_as_uint(v);\n"
+     << "  return (int)(((u & 0x80000000u) ? ~u : (u | 0x80000000u)) >> 20);\n"
+     << "}\n";
+  const std::string n = std::to_string(nVocab);
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kSelBlock << ") "
+     << kHeadHist
+     << "(const float *__restrict__ logits, pf_sel *__restrict__ sel) {\n"
+     << "  __shared__ unsigned h[" << kSelBins << "];\n"
+     << "  for (int b = threadIdx.x; b < " << kSelBins
+     << "; b += blockDim.x) h[b] = 0u;\n"
+     << "  __syncthreads();\n"
+     << "  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < " << n
+     << ";\n"
+     << "       i += gridDim.x * blockDim.x) {\n"
+     << "    const float v = logits[i];\n"
+     << "    if (!(fabsf(v) <= 3.402823466e38f)) atomicMin(&sel->bad, i);\n"
+     << "    atomicAdd(&h[pf_sel_bin(v)], 1u);\n"
+     << "  }\n"
+     << "  __syncthreads();\n"
+     << "  for (int b = threadIdx.x; b < " << kSelBins << "; b += blockDim.x)\n"
+     << "    if (h[b]) atomicAdd(&sel->hist[b], h[b]);\n"
+     << "}\n";
+  static_assert(kSelCutBlock * 4 == unsigned(kSelBins), "four bins a thread");
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kSelCutBlock
+     << ") " << kHeadCut << "(pf_sel *__restrict__ sel) {\n"
+     << "  // Thread t: bins 4t .. 4t + 3 counted from the highest down.\n"
+     << "  __shared__ unsigned sums[" << kSelCutBlock << "];\n"
+     << "  const int t = threadIdx.x, top = " << kSelBins - 1 << " - 4 * t;\n"
+     << "  unsigned mine = 0u;\n"
+     << "  for (int j = 0; j < 4; ++j) mine += sel->hist[top - j];\n"
+     << "  sums[t] = mine;\n"
+     << "  __syncthreads();\n"
+     << "  // Inclusive prefix sums over the threads.\n"
+     << "  for (int o = 1; o < " << kSelCutBlock << "; o <<= 1) {\n"
+     << "    const unsigned v = t >= o ? sums[t - o] : 0u;\n"
+     << "    __syncthreads();\n"
+     << "    sums[t] += v;\n"
+     << "    __syncthreads();\n"
+     << "  }\n"
+     << "  const unsigned k = (unsigned)sel->k;\n"
+     << "  const unsigned before = t > 0 ? sums[t - 1] : 0u;\n"
+     << "  if (before < k && sums[t] >= k) {\n"
+     << "    unsigned c = before;\n"
+     << "    int b = top;\n"
+     << "    for (int j = 0; j < 4; ++j) {\n"
+     << "      b = top - j;\n"
+     << "      c += sel->hist[b];\n"
+     << "      if (c >= k) break;\n"
+     << "    }\n"
+     << "    sel->cut = b;\n"
+     << "  }\n"
+     << "  // Fewer logits than k: all of them.\n"
+     << "  if (t == " << kSelCutBlock - 1 << " && sums[t] < k) sel->cut = 0;\n"
+     << "  __syncthreads();\n"
+     << "  for (int j = 0; j < 4; ++j) sel->hist[top - j] = 0u;\n"
+     << "}\n";
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kSelBlock << ") "
+     << kHeadPick
+     << "(const float *__restrict__ logits, pf_sel *__restrict__ sel) {\n"
+     << "  const int cut = sel->cut;\n"
+     << "  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < " << n
+     << ";\n"
+     << "       i += gridDim.x * blockDim.x) {\n"
+     << "    const float v = logits[i];\n"
+     << "    if (pf_sel_bin(v) < cut) continue;\n"
+     << "    const unsigned slot = atomicAdd(&sel->count, 1u);\n"
+     << "    if (slot < " << kSelCap << "u) {\n"
+     << "      sel->cand[slot].id = i;\n"
+     << "      sel->cand[slot].logit = v;\n"
+     << "    }\n"
+     << "  }\n"
+     << "  if (blockIdx.x == 0)\n"
+     << "    for (int j = threadIdx.x; j < sel->nExtra; j += blockDim.x)\n"
+     << "      sel->extraLogits[j] = logits[sel->extraIds[j]];\n"
+     << "}\n";
+}
+
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
                           const AttentionDesc &a) {
   using namespace gpuattn;

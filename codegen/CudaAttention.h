@@ -22,6 +22,9 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
 // `restrict` is empty); one warp per block of 32, n a multiple of 32.
 void emitQuant(std::ostream &os, const std::string &name, unsigned block,
                int64_t n, const char *restrict);
+// The head's selection kernels (runtime/gpu_attention.h, head_hist,
+// head_cut, head_pick) over n_vocab logits; beside the head's matvec.
+void emitHeadSelect(std::ostream &os, int64_t nVocab);
 // Layer `layer`'s kernels, every shape a constant.
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
                           const AttentionDesc &a);

@@ -745,6 +745,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << typeName(program.headType) << ".\n";
     emitMatvec(os, gpuattn::kHeadKernel, program.headType, p.nVocab, p.nEmbd,
                false);
+    emitHeadSelect(os, p.nVocab);
   }
   m.source = os.str();
   return m;

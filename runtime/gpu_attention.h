@@ -36,6 +36,7 @@
 // a whole-GPU program more.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +76,60 @@ inline unsigned quantGrid(int64_t n) {
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";
+
+// The head's best logits chosen on the device, so that a generated token
+// brings back a few hundred (id, logit) pairs where it brought back n_vocab
+// logits (1 MiB for Gemma 3's 262,144) and the host sorted them all. The
+// sampler says how many it needs (runtime/sampler.h, candidatesNeeded:
+// top-k plus the tokens a penalty or ban may move) and which tokens'
+// logits the penalty reads (the extra ids). Order: a logit's 12 high bits
+// of its order-preserving key (larger key, larger logit) are its bin.
+//   head_hist(logits, sel)  counts each bin over n_vocab (sel->hist, zero
+//                           before), and the lowest index of a NaN or
+//                           infinite logit into sel->bad
+//   head_cut(sel)           one block: the highest bin `cut` whose bins
+//                           from it up hold at least sel->k logits; the
+//                           histogram zeroed for the next launch
+//   head_pick(logits, sel)  every logit of bin >= cut into sel->cand (up to
+//                           kSelCap; sel->count counts them all), and the
+//                           extra ids' logits into sel->extraLogits
+// The candidates are a superset of the k best (every logit at least the
+// k-th best shares its bin or one above), in no particular order; the
+// sampler sorts them. More than kSelCap: the host takes all the logits.
+constexpr const char *kHeadHist = "head_hist";
+constexpr const char *kHeadCut = "head_cut";
+constexpr const char *kHeadPick = "head_pick";
+constexpr unsigned kSelBlock = 256;
+constexpr unsigned kSelCutBlock = 1024; // four bins per thread
+constexpr int kSelBins = 4096;
+constexpr int kSelExtraMax = 256; // penalised tokens a request may name
+constexpr int kSelFirst = 1024;   // candidates in the token's copy down
+constexpr int kSelCap = 16384;    // candidates kept
+inline unsigned selGrid(int64_t nVocab) {
+  const int64_t blocks = (nVocab + 16 * kSelBlock - 1) / (16 * kSelBlock);
+  return unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), 128));
+}
+// The device's selection record. The host uploads the request (the first
+// kSelRequestBytes: k, the extra ids, count 0, bad INT32_MAX) and copies
+// down the first kSelResultBytes (request, extra logits, the first
+// kSelFirst candidates), the rest of the candidates only when there are
+// more.
+struct HeadSelCand {
+  int32_t id;
+  float logit;
+};
+struct HeadSel {
+  int32_t k, nExtra, cut;
+  uint32_t count;
+  int32_t bad, pad[3];
+  int32_t extraIds[kSelExtraMax];
+  float extraLogits[kSelExtraMax];
+  HeadSelCand cand[kSelCap];
+  uint32_t hist[kSelBins];
+};
+constexpr size_t kSelRequestBytes = offsetof(HeadSel, extraLogits);
+constexpr size_t kSelResultBytes =
+    offsetof(HeadSel, cand) + sizeof(HeadSelCand) * kSelFirst;
 
 // The cos and sin of every rotated pair's angle at `pos` (cs: [nRot]),
 // computed exactly as the CPU's rope() computes them, so that both devices
