@@ -84,7 +84,7 @@ void PlanMemoryPass::runOnOperation() {
   }
 
   Arena cpu{64}, gpu{256};
-  int64_t weightBytes = 0, kvGPU = 0, kvCPU = 0;
+  int64_t weightBytes = 0, kvGPU = 0, kvCPU = 0, headSelect = 0;
   llvm::StringSet<> wholeOnGPU; // names of weights held whole in VRAM
   auto addWhole = [&](Value w) {
     auto op = w.getDefiningOp<WeightOp>();
@@ -125,6 +125,7 @@ void PlanMemoryPass::runOnOperation() {
         if (head.getDevice() == Device::gpu) {
           addWhole(head.getNorm());
           addWhole(head.getOutput());
+          headSelect = int64_t(headSelectVram());
         }
       } else if (auto part = dyn_cast<FFNPartOp>(op)) {
         if (gpuOp) {
@@ -174,7 +175,7 @@ void PlanMemoryPass::runOnOperation() {
   }
 
   int64_t budget = vramBudget, tokens = contextLength;
-  int64_t total = weightBytes + kvGPU + gpu.size;
+  int64_t total = weightBytes + kvGPU + gpu.size + headSelect;
   auto i64 = [&](int64_t v) {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
@@ -183,6 +184,7 @@ void PlanMemoryPass::runOnOperation() {
   memory.append("cpu_arena", i64(cpu.size));
   memory.append("gpu_arena", i64(gpu.size));
   memory.append("host_kv_cache", i64(kvCPU));
+  memory.append("vram_head_select", i64(headSelect));
   memory.append("vram_kv_cache", i64(kvGPU));
   memory.append("vram_total", i64(total));
   memory.append("vram_weights", i64(weightBytes));
@@ -192,7 +194,8 @@ void PlanMemoryPass::runOnOperation() {
     module.emitError("VRAM bill of ")
         << total << " bytes (weights " << weightBytes << ", KV cache " << kvGPU
         << " for " << tokens << " tokens, arena " << gpu.size
-        << ") exceeds the budget of " << budget << " bytes";
+        << ", head selection " << headSelect << ") exceeds the budget of "
+        << budget << " bytes";
     return signalPassFailure();
   }
 }

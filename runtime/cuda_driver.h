@@ -149,7 +149,7 @@ private:
     void *exec = nullptr; // CUgraphExec
     std::vector<HeldOp> ops;
   };
-  static constexpr int kGraphSlots = 2;
+  static constexpr int kGraphSlots = 3;
   Graph graphs_[kGraphSlots];
   int graphSlot_ = -1; // held work goes to this slot's graph
   std::vector<HeldOp> held_;

@@ -558,6 +558,21 @@ bool Executor::openGpu(std::string &error) {
     hostHeadX_ = static_cast<float *>(hx);
     hostLogits_ = static_cast<float *>(hl);
     headOnGpu_ = true;
+    // Its selection kernels and their record, the histogram zero.
+    void *hq = nullptr, *hs = nullptr;
+    const std::vector<unsigned char> zero(sizeof(gpuattn::HeadSel), 0);
+    if (!(fnHeadHist_ = gpu_->function(gpuattn::kHeadHist, error)) ||
+        !(fnHeadCut_ = gpu_->function(gpuattn::kHeadCut, error)) ||
+        !(fnHeadPick_ = gpu_->function(gpuattn::kHeadPick, error)))
+      return false;
+    if (!gpu_->alloc(dSel_, zero.size(), error))
+      return outOfMemory("the output head");
+    if (!gpu_->upload(dSel_, zero.data(), zero.size(), error) ||
+        !gpu_->allocHost(hq, gpuattn::kSelRequestBytes, error) ||
+        !gpu_->allocHost(hs, sizeof(gpuattn::HeadSel), error))
+      return false;
+    hostSelReq_ = static_cast<gpuattn::HeadSel *>(hq);
+    hostSel_ = static_cast<gpuattn::HeadSel *>(hs);
   }
   if (!attention)
     return gpu_->createEvent(attnCopied_, error);
@@ -1228,6 +1243,40 @@ AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
   ab.kNew = kNew_.data();
   ab.vNew = vNew_.data();
   return ab;
+}
+
+bool Executor::evalSelect(int32_t token, int pos, int k,
+                          const std::vector<int32_t> &extra, HeadSelection &out,
+                          std::string &error) {
+  if (!selects() || k < 1 || int(extra.size()) > gpuattn::kSelExtraMax) {
+    error = "the head cannot choose " + std::to_string(k) + " logits and " +
+            std::to_string(extra.size()) + " more on this device";
+    return false;
+  }
+  // The request (HeadSel's first kSelRequestBytes), uploaded with the
+  // head's work; hostSelReq_ is free again: the last token's wait drained
+  // its copy.
+  gpuattn::HeadSel &req = *hostSelReq_;
+  req.k = std::min(k, params_.nVocab);
+  req.nExtra = int(extra.size());
+  req.cut = 0;
+  req.count = 0;
+  req.bad = INT32_MAX;
+  for (size_t j = 0; j < extra.size(); ++j) {
+    if (extra[j] < 0 || extra[j] >= params_.nVocab) {
+      error =
+          "token " + std::to_string(extra[j]) + " is outside the vocabulary";
+      return false;
+    }
+    req.extraIds[j] = extra[j];
+  }
+  out = HeadSelection{};
+  selOut_ = &out;
+  struct Clear {
+    HeadSelection *&sel;
+    ~Clear() { sel = nullptr; }
+  } clear{selOut_};
+  return eval(token, pos, true, error);
 }
 
 bool Executor::eval(int32_t token, int pos, bool wantLogits,

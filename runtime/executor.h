@@ -14,6 +14,7 @@
 
 #include "runtime/cuda_driver.h"
 #include "runtime/generate.h"
+#include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
 #include "runtime/model.h"
 #include "runtime/packed_format.h"
@@ -82,6 +83,13 @@ public:
                  std::string &error) override;
   int batchSize() const { return nBatch_; }
   const float *logits() const override { return logits_.data(); }
+  // The head on the GPU chooses the best logits there (head_hist, head_cut,
+  // head_pick): a generated token brings back a few hundred where it
+  // brought back n_vocab.
+  bool selects() const override { return headOnGpu_ && fnHeadPick_; }
+  bool evalSelect(int32_t token, int pos, int k,
+                  const std::vector<int32_t> &extra, HeadSelection &out,
+                  std::string &error) override;
   int nPast() const override { return nPast_; }
   void truncate(int nKeep) override {
     nPast_ = std::max(0, std::min(nPast_, nKeep));
@@ -250,6 +258,10 @@ private:
   // after the wait, those logits into logits_ (and the head's bytes).
   bool enqueueHead(std::string &error);
   void takeLogits();
+  // After the wait: the logits, or with a selection asked for (selOut_),
+  // the candidates into it (the rest of them, or all the logits where there
+  // were too many, copied down first).
+  bool takeHead(std::string &error);
   // Computes neurons [first, first+count) of layer `l` on the CPU: their
   // activations into h [count] and their down projection into y [n_embd].
   // Returns the number of neurons that fired. With `predict`, only the
@@ -343,6 +355,13 @@ private:
   void *fnHead_ = nullptr;
   CudaDriver::DevPtr dHeadW_ = 0, dHeadX_ = 0, dLogits_ = 0;
   float *hostHeadX_ = nullptr, *hostLogits_ = nullptr;
+  // The selection kernels, their record (gpuattn::HeadSel), the request
+  // uploaded and the result copied down (page-locked), and while a
+  // selecting evaluation runs, where its result goes.
+  void *fnHeadHist_ = nullptr, *fnHeadCut_ = nullptr, *fnHeadPick_ = nullptr;
+  CudaDriver::DevPtr dSel_ = 0;
+  gpuattn::HeadSel *hostSelReq_ = nullptr, *hostSel_ = nullptr;
+  HeadSelection *selOut_ = nullptr;
   float *hostX_ = nullptr, *hostOut_ = nullptr; // page-locked twins
   // The hot halves of a prompt's chunk of up to hotChunk_ tokens (0: token
   // by token): x [T][n_embd]; y [T][n_embd], then h [T][max hot]; the down

@@ -164,8 +164,7 @@ bool Executor::computeLogits(std::string &error) {
       !enqueueHead(error) || !gpu_->record(attnCopied_, error) ||
       !gpu_->wait(attnCopied_, error))
     return false;
-  takeLogits();
-  return true;
+  return takeHead(error);
 }
 
 bool Executor::enqueueHead(std::string &error) {
@@ -176,17 +175,69 @@ bool Executor::enqueueHead(std::string &error) {
   CudaDriver::DevPtr noBias = 0;
   int one = 1;
   void *args[] = {&dHeadW_, &noBias, &x, &dLogits_, &one};
-  return gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
-                      gpuattn::kMatvecBlock, args, error,
-                      gpuattn::kHeadKernel) &&
-         gpu_->downloadAsync(hostLogits_, dLogits_,
-                             sizeof(float) * p.nVocab, error);
+  if (!gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
+                    gpuattn::kMatvecBlock, args, error, gpuattn::kHeadKernel))
+    return false;
+  if (!selOut_)
+    return gpu_->downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,
+                               error);
+  // The best logits chosen here; the same launches and copies at every
+  // token (the request's contents change, not its address).
+  using namespace gpuattn;
+  void *both[] = {&dLogits_, &dSel_};
+  void *sel[] = {&dSel_};
+  return gpu_->uploadAsync(dSel_, hostSelReq_, kSelRequestBytes, error) &&
+         gpu_->launch(fnHeadHist_, selGrid(p.nVocab), kSelBlock, both, error,
+                      kHeadHist) &&
+         gpu_->launch(fnHeadCut_, 1, kSelCutBlock, sel, error, kHeadCut) &&
+         gpu_->launch(fnHeadPick_, selGrid(p.nVocab), kSelBlock, both, error,
+                      kHeadPick) &&
+         gpu_->downloadAsync(hostSel_, dSel_, kSelResultBytes, error);
 }
 
 void Executor::takeLogits() {
   std::copy(hostLogits_, hostLogits_ + params_.nVocab, logits_.begin());
   if (countBytes_)
     gpuBytes_ += output_.rows * output_.rowBytes;
+}
+
+bool Executor::takeHead(std::string &error) {
+  if (!selOut_) {
+    takeLogits();
+    return true;
+  }
+  using namespace gpuattn;
+  const HeadSel &sel = *hostSel_;
+  HeadSelection &out = *selOut_;
+  out.nonFinite = sel.bad == INT32_MAX ? -1 : sel.bad;
+  if (sel.count > uint32_t(kSelCap)) {
+    // Too many share the cut's bin (a flat distribution): all the logits.
+    if (!gpu_->download(hostLogits_, dLogits_, sizeof(float) * params_.nVocab,
+                        error))
+      return false;
+    takeLogits();
+    out.all = true;
+    return true;
+  }
+  if (sel.count > uint32_t(kSelFirst) &&
+      !gpu_->download(hostSel_->cand + kSelFirst,
+                      dSel_ + offsetof(HeadSel, cand) +
+                          sizeof(HeadSelCand) * kSelFirst,
+                      sizeof(HeadSelCand) * (sel.count - kSelFirst), error))
+    return false;
+  out.ids.resize(sel.count + size_t(sel.nExtra));
+  out.logits.resize(out.ids.size());
+  for (uint32_t i = 0; i < sel.count; ++i) {
+    out.ids[i] = sel.cand[i].id;
+    out.logits[i] = sel.cand[i].logit;
+  }
+  for (int j = 0; j < sel.nExtra; ++j) {
+    out.ids[sel.count + j] = hostSelReq_->extraIds[j];
+    out.logits[sel.count + j] = sel.extraLogits[j];
+  }
+  if (countBytes_)
+    gpuBytes_ += output_.rows * output_.rowBytes;
+  return true;
 }
 
 } // namespace pinfer

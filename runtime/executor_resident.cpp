@@ -75,7 +75,7 @@ bool Executor::beginResidentToken(int pos, bool wantLogits,
   // The token's work from its upload to its copy down is one graph: the
   // same launches with the same arguments at every position (the position
   // is read on the device), with or without the head.
-  gpu_->beginGraph(wantLogits ? 1 : 0);
+  gpu_->beginGraph(!wantLogits ? 0 : selOut_ ? 2 : 1);
   return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
 }
 
@@ -203,9 +203,7 @@ bool Executor::endResidentToken(bool wantLogits, std::string &error) {
     run.firedHot = hostFired_[l];
     countFfn(l, run);
   }
-  if (wantLogits)
-    takeLogits();
-  return true;
+  return !wantLogits || takeHead(error);
 }
 
 } // namespace pinfer

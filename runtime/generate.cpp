@@ -1,6 +1,7 @@
 // The generation loop; see generate.h.
 #include "runtime/generate.h"
 
+#include "runtime/gpu_attention.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -61,6 +63,10 @@ struct InterruptScope {
   ~InterruptScope() { ::sigaction(SIGINT, &previous, nullptr); }
 };
 
+// Penalised tokens a selecting evaluation may ask for (gpuattn::
+// kSelExtraMax); a longer penalty window takes all the logits.
+constexpr int kMaxSelectExtra = gpuattn::kSelExtraMax;
+
 // Index of the first logit that is NaN or infinite, or -1.
 int firstNonFinite(const float *logits, int n) {
   for (int i = 0; i < n; ++i)
@@ -83,6 +89,12 @@ void warnAboutFlags(const GenerateOptions &opts, int nCtx, int nCtxTrain,
         << " hardware threads of this machine; generation will be slower "
            "than with -t "
         << hw << "\n";
+}
+
+bool Decoder::evalSelect(int32_t, int, int, const std::vector<int32_t> &,
+                         HeadSelection &, std::string &error) {
+  error = "this decoder chooses no logits where it computes them";
+  return false;
 }
 
 bool Decoder::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
@@ -207,6 +219,12 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     sampler.accept(t);
   r.promptMs = msSince(t0);
 
+  const char *deviceSampling = std::getenv("PINFER_DEVICE_SAMPLING");
+  const bool selectOnDevice =
+      decoder.selects() &&
+      !(deviceSampling && std::string(deviceSampling) == "0");
+  bool selected = false; // the last evaluation chose the best logits
+  HeadSelection best;
   const int limit = opts.nPredict >= 0 ? opts.nPredict : nCtx - nPrompt;
   int pos = nPrompt;
   r.stopReason = opts.nPredict >= 0 ? "length" : "context";
@@ -215,14 +233,22 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
       r.stopReason = "interrupted";
       break;
     }
-    const int bad = firstNonFinite(decoder.logits(), decoder.nVocab());
+    // The token's logits: the best of them where the decoder chose them
+    // (selected), else all of them.
+    const bool fromBest = selected && !best.all;
+    const int bad = fromBest
+                        ? best.nonFinite
+                        : firstNonFinite(decoder.logits(), decoder.nVocab());
     if (bad >= 0)
       return fail("the model computed a non-finite logit (token " +
                   std::to_string(bad) + ") at position " +
                   std::to_string(pos - 1) +
                   ": its weights hold NaN or infinite values, or overflow");
     Clock::time_point ts = Clock::now();
-    int32_t tok = sampler.sample(decoder.logits());
+    int32_t tok = fromBest
+                      ? sampler.sampleFrom(best.ids.data(), best.logits.data(),
+                                           int(best.ids.size()))
+                      : sampler.sample(decoder.logits());
     r.sampleMs += msSince(ts);
     if (tokenizer.isEog(tok)) {
       r.stopReason = "eog";
@@ -254,7 +280,14 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     if (int(r.tokens.size()) == limit || pos >= nCtx)
       break;
     Clock::time_point te = Clock::now();
-    if (!decoder.eval(tok, pos, true, error))
+    // Where the head runs on a GPU, only the logits the sampler reads come
+    // back (PINFER_DEVICE_SAMPLING=0: all of them).
+    const int need = selectOnDevice ? sampler.candidatesNeeded() : 0;
+    const std::vector<int32_t> extra =
+        need > 0 ? sampler.penalised() : std::vector<int32_t>();
+    selected = need > 0 && int(extra.size()) <= kMaxSelectExtra;
+    if (selected ? !decoder.evalSelect(tok, pos, need, extra, best, error)
+                 : !decoder.eval(tok, pos, true, error))
       return fail(error);
     if (opts.cache)
       opts.cache->push_back(tok);

@@ -24,6 +24,17 @@ class JsonWriter;
 class Model;
 class Tokenizer;
 
+// The best of a token's logits, chosen where the head computed them
+// (runtime/gpu_attention.h): a superset of the k best by logit (ties to
+// the lowest id), and the logits of the tokens asked for besides.
+struct HeadSelection {
+  std::vector<int32_t> ids;
+  std::vector<float> logits;
+  // Too many candidates to bring back: Decoder::logits() holds every logit.
+  bool all = false;
+  int nonFinite = -1; // a token whose logit is NaN or infinite, or -1
+};
+
 // Evaluates tokens in order, keeping its own KV cache.
 class Decoder {
 public:
@@ -40,6 +51,14 @@ public:
   virtual bool evalBatch(const int32_t *tokens, int n, int pos,
                          bool wantLogits, std::string &error);
   virtual const float *logits() const = 0; // [n_vocab]
+  // Whether evalSelect() chooses the best logits where the head runs (a
+  // GPU), so that a token brings back those alone.
+  virtual bool selects() const { return false; }
+  // eval() that brings back the `k` best logits (Sampler::candidatesNeeded)
+  // and those of `extra` (Sampler::penalised) into `out`, not logits().
+  virtual bool evalSelect(int32_t token, int pos, int k,
+                          const std::vector<int32_t> &extra, HeadSelection &out,
+                          std::string &error);
   // Positions held in the KV cache: the next eval() is at this position.
   virtual int nPast() const = 0;
   // Forgets the positions from `nKeep` on; those before stay cached, so

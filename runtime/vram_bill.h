@@ -7,6 +7,7 @@
 #pragma once
 
 #include "runtime/ggml_types.h"
+#include "runtime/gpu_attention.h"
 
 #include <cstdint>
 
@@ -64,5 +65,9 @@ inline HotFfnVram predictorVram(GGMLType fc1, GGMLType fc2, int64_t nEmbd,
 inline uint64_t kvCacheVram(int64_t nCtx, int64_t kvDim) {
   return 2 * uint64_t(nCtx) * uint64_t(kvDim) * sizeof(uint16_t);
 }
+
+// Beside an output head on the GPU: the record its selection kernels
+// choose the best logits in (gpuattn::HeadSel, about 150 KiB).
+inline uint64_t headSelectVram() { return sizeof(gpuattn::HeadSel); }
 
 } // namespace pinfer

@@ -357,7 +357,8 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   }
   if (gpu && opts.outputMayUseGPU) {
     out.outputName = "output head";
-    p.globals.push_back({out.outputName, shape.outputBytes,
+    // With the record its selection kernels fill (runtime/vram_bill.h).
+    p.globals.push_back({out.outputName, shape.outputBytes + headSelectVram(),
                          double(shape.outputBytes)});
   } else {
     out.fixedCpuBytesPerToken += double(shape.outputBytes);

@@ -25,7 +25,8 @@
 //   PINFER_CUDA_STANDIN_REPORT   file that gets counts at exit: launches,
 //                                leaked allocations, modules left loaded,
 //                                asynchronous copies from pageable memory,
-//                                graph launches, graphs left instantiated
+//                                graph launches, graphs left instantiated,
+//                                bytes copied device to host
 #include <dlfcn.h>
 
 #include <atomic>
@@ -94,6 +95,7 @@ struct State {
   std::map<std::string, int> calls, failAt;
   long launches = 0, pageableAsync = 0, modulesLoaded = 0, modulesUnloaded = 0;
   long hostWaits = 0; // event, stream and context synchronisations
+  long bytesDown = 0; // copied device to host, as the copies ran
   Graph *capturing = nullptr; // work goes here while a capture is open
   long graphLaunches = 0, graphExecs = 0;
   std::vector<std::unique_ptr<Module>> modules; // loaded, not yet unloaded
@@ -173,10 +175,10 @@ void writeReport() {
           "launches %ld\nleaked_allocations %zu\nleaked_pinned %zu\n"
           "modules_loaded %ld\nmodules_unloaded %ld\ncontext_retains %d\n"
           "pageable_async_copies %ld\nhost_waits %ld\ngraph_launches %ld\n"
-          "leaked_graph_execs %ld\n",
+          "leaked_graph_execs %ld\nbytes_down %ld\n",
           s.launches, s.allocs.size(), s.pinned.size(), s.modulesLoaded,
           s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits,
-          s.graphLaunches, s.graphExecs);
+          s.graphLaunches, s.graphExecs, s.bytesDown);
   fclose(f);
 }
 
@@ -458,6 +460,7 @@ int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
   if (int rc = copyCheck(s, uintptr_t(src), bytes))
     return rc;
   memcpy(dst, reinterpret_cast<void *>(src), bytes);
+  s.bytesDown += long(bytes);
   return kSuccess;
 }
 int cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src,
@@ -488,6 +491,7 @@ int cuMemcpyDtoHAsync_v2(void *dst, unsigned long long src, size_t bytes,
     ++s.pageableAsync;
   enqueue(s, [=] {
     memcpy(dst, reinterpret_cast<void *>(src), bytes);
+    st().bytesDown += long(bytes);
     return kSuccess;
   });
   return kSuccess;

@@ -420,7 +420,9 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
         << out;
     EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), fired) << out;
   }
-  EXPECT_EQ(sumField(out, "gpu_graph_captures"), 2) << out;
+  // Three kinds of graph with -b 1: a prompt token without logits, the
+  // last one with them all, a generated token with the head's best only.
+  EXPECT_EQ(sumField(out, "gpu_graph_captures"), 3) << out;
   EXPECT_EQ(report["host_waits"], sumField(out, "prompt_tokens") + evals + 1)
       << out;
 
@@ -469,6 +471,40 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
             std::vector<int32_t>(reference_->begin(),
                                  reference_->begin() + kFew))
       << out;
+}
+
+// Tests that a head on the GPU chooses the best logits there when the
+// sampler needs only those (top-k, a repetition penalty, banned
+// end-of-generation tokens): the same tokens as with every logit brought
+// back (PINFER_DEVICE_SAMPLING=0), for less than half the bytes copied
+// down, and greedy decoding keeps the reference's tokens (above).
+TEST_F(CompileGpuTest, HeadChoosesOnTheGpu) {
+  const std::string exe = compile("exact", "");
+  constexpr int kFew = 4;
+  const std::string flags =
+      "--temp 0.9 --top-k 40 --repeat-penalty 1.5 --seed 7 --ignore-eos";
+  std::string out, err;
+  std::map<std::string, long> chosen, all;
+  ASSERT_EQ(runOnStandin(exe, "exact", "", flags, out, err, chosen, kFew), 0)
+      << err;
+  const std::vector<int32_t> tokens = jsonInts(out, "tokens");
+  ASSERT_EQ(tokens.size(), size_t(kFew)) << out;
+  EXPECT_EQ(sumField(out, "gpu_graph_captures"), 1) << out;
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_DEVICE_SAMPLING=0", flags, out,
+                         err, all, kFew),
+            0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
+  EXPECT_GT(chosen["bytes_down"], 0);
+  EXPECT_LT(2 * chosen["bytes_down"], all["bytes_down"])
+      << chosen["bytes_down"] << " vs " << all["bytes_down"];
+  EXPECT_EQ(chosen["leaked_allocations"], 0);
+  EXPECT_EQ(chosen["pageable_async_copies"], 0);
+  // Without the GPU: the same tokens from the CPU's logits.
+  ASSERT_EQ(
+      runOnStandin(exe, "exact", "", flags + " --cpu", out, err, all, kFew), 0)
+      << err;
+  EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
 }
 
 // Tests that a device that cannot run the CUBIN gets the PTX, with the

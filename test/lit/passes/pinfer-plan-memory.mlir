@@ -8,8 +8,8 @@
 // cache of GPU attention (K and V x 16 tokens x 2 heads x 16 x 2 bytes =
 // 2048), and a 256-aligned GPU arena whose offsets are reused once values
 // are dead (512).
-// OVER: error: VRAM bill of 4992 bytes (weights 2432, KV cache 2048 for 16 tokens, arena 512) exceeds the budget of 4991 bytes
-// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_kv_cache = 2048 : i64, vram_total = 4992 : i64, vram_weights = 2432 : i64}}
+// OVER: error: VRAM bill of 4992 bytes (weights 2432, KV cache 2048 for 16 tokens, arena 512, head selection 0) exceeds the budget of 4991 bytes
+// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_head_select = 0 : i64, vram_kv_cache = 2048 : i64, vram_total = 4992 : i64, vram_weights = 2432 : i64}}
 // CHECK-LABEL: func.func @bill
 func.func @bill(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
@@ -48,7 +48,7 @@ func.func @bill(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
 
 // Tests that a program wholly on the CPU bills no VRAM and keeps its KV
 // cache on the host.
-// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 256 : i64, gpu_arena = 0 : i64, host_kv_cache = 2048 : i64, vram_kv_cache = 0 : i64, vram_total = 0 : i64, vram_weights = 0 : i64}}
+// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 256 : i64, gpu_arena = 0 : i64, host_kv_cache = 2048 : i64, vram_head_select = 0 : i64, vram_kv_cache = 0 : i64, vram_total = 0 : i64, vram_weights = 0 : i64}}
 func.func @cpu_only(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
   %a = pinfer.attention %x, %pos, %wq, %wq, %wq, %wq {layer = 0 : i64, n_head = 2 : i64, n_kv_head = 2 : i64, head_dim = 16 : i64, rope_base = 1.0e+04 : f32, rope_dim = 16 : i64}
