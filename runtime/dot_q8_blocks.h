@@ -334,6 +334,8 @@ PINFER_AVX2 inline void dotK4K5Q8NAvx2(const void *row, const BlockQ8Act *x,
     corr[t] = 0.f;
   }
   for (int64_t i = 0; i < n / QK_K; ++i, p += bytes, x += 8) {
+    if (NT == 1) // a generated token: memory-bound
+      prefetchAhead<3>(p);
     const qblk::ScalesMinsK4 sm4 = qblk::scalesMinsK4(p + 4);
     const uint8_t *sc = sm4.sc, *m = sm4.m;
     __m256 s0[NT], s1[NT];
@@ -406,6 +408,8 @@ PINFER_AVX2 inline void dotQ6_KQ8NAvx2(const void *row, const BlockQ8Act *x,
   for (int t = 0; t < NT; ++t)
     acc[t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i, p += sizeof(BlockQ6_K), x += 8) {
+    if (NT == 1) // a generated token: memory-bound
+      prefetchAhead<4>(p);
     const int8_t *scales = reinterpret_cast<const int8_t *>(p + 192);
     __m256 s[NT][2];
     for (int t = 0; t < NT; ++t)
