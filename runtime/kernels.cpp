@@ -703,23 +703,35 @@ PINFER_AVX2 inline void halvesToF32(const uint16_t *h, float *row, int n) {
     row[d] = dotk::halfToFloat(h[d]);
 }
 
-// One score: a head's query against a key row (converted), two chains of
-// FMAs over 16 values, then one horizontal sum.
-PINFER_AVX2 inline float scoreRow(const float *row, const float *qg,
-                                  int headDim, int d8) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  int d = 0;
-  for (; d + 16 <= d8; d += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d), a0);
-    a1 = _mm256_fmadd_ps(_mm256_load_ps(row + d + 8),
-                         _mm256_loadu_ps(qg + d + 8), a1);
+// Four queries' scores against sixteen keys, transposed (element d of key
+// j0 + k at kT[d * ldk + j0 + k]): each score one chain of FMAs over d in
+// order, whatever the keys and queries around it, so a score is the same
+// in any tile, block or chunk. No horizontal sums: lane k is key j0 + k.
+PINFER_AVX2 inline void scoreTile(const float *kT, int ldk, int j0, int headDim,
+                                  const float *const *q, __m256 a[4][2]) {
+  // Accumulators in registers (not in `a`, which the compiler would keep
+  // in memory across the loop).
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+         c21 = c00, c30 = c00, c31 = c00;
+  const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+  for (int d = 0; d < headDim; ++d) {
+    const float *k = kT + int64_t(d) * ldk + j0;
+    const __m256 k0 = _mm256_load_ps(k), k1 = _mm256_load_ps(k + 8);
+    __m256 qb = _mm256_broadcast_ss(q0 + d);
+    c00 = _mm256_fmadd_ps(k0, qb, c00);
+    c01 = _mm256_fmadd_ps(k1, qb, c01);
+    qb = _mm256_broadcast_ss(q1 + d);
+    c10 = _mm256_fmadd_ps(k0, qb, c10);
+    c11 = _mm256_fmadd_ps(k1, qb, c11);
+    qb = _mm256_broadcast_ss(q2 + d);
+    c20 = _mm256_fmadd_ps(k0, qb, c20);
+    c21 = _mm256_fmadd_ps(k1, qb, c21);
+    qb = _mm256_broadcast_ss(q3 + d);
+    c30 = _mm256_fmadd_ps(k0, qb, c30);
+    c31 = _mm256_fmadd_ps(k1, qb, c31);
   }
-  for (; d < d8; d += 8)
-    a0 = _mm256_fmadd_ps(_mm256_load_ps(row + d), _mm256_loadu_ps(qg + d), a0);
-  float sum = dotk::hsum(_mm256_add_ps(a0, a1));
-  for (; d < headDim; ++d)
-    sum += row[d] * qg[d];
-  return sum;
+  a[0][0] = c00, a[0][1] = c01, a[1][0] = c10, a[1][1] = c11;
+  a[2][0] = c20, a[2][1] = c21, a[3][0] = c30, a[3][1] = c31;
 }
 
 // og += the weighted value rows j = 0 .. nb - 1 (rows hp apart, weights
@@ -761,26 +773,76 @@ PINFER_AVX2 void attendChunkAvx2(const AttendChunk &c) {
   const int headDim = c.headDim;
   const float scale = 1.f / std::sqrt(float(headDim));
   const int d8 = headDim & ~7, hp = (headDim + 7) & ~7;
+  // A block of rows: values converted (rows hp apart), keys converted and
+  // transposed (kT, ldk apart, zero past the block's last key).
   alignas(32) float rows[4096];
-  const int block = 4096 / hp;
+  alignas(32) float kT[4096 + 16 * 1024];
+  const int block = std::max(1, 4096 / hp);
   auto firstOf = [&](int t) {
     const int end = c.pos0 + t + 1;
     return c.window > 0 ? std::max(0, end - c.window) : 0;
   };
   const int lo = firstOf(c.t0), hi = c.pos0 + c.t1;
+  // The queries with keys in the block: their query, score row (indexed by
+  // position) and key range [ja, jb).
+  struct Query {
+    const float *q;
+    float *s;
+    int ja, jb;
+  };
+  static thread_local std::vector<Query> qs;
   for (int pb = lo; pb < hi; pb += block) {
-    const int nb = std::min(block, hi - pb);
-    for (int j = 0; j < nb; ++j)
-      halvesToF32(c.keys + int64_t(pb + j) * c.stride, rows + j * hp, headDim);
+    const int nb = std::min(block, hi - pb), ldk = (nb + 15) & ~15;
+    for (int j = 0; j < nb; ++j) {
+      halvesToF32(c.keys + int64_t(pb + j) * c.stride, rows, headDim);
+      for (int d = 0; d < headDim; ++d)
+        kT[int64_t(d) * ldk + j] = rows[d];
+    }
+    for (int d = 0; d < headDim; ++d)
+      std::fill(kT + int64_t(d) * ldk + nb, kT + int64_t(d) * ldk + ldk, 0.f);
+    qs.clear();
     for (int t = c.t0; t < c.t1; ++t) {
       const int ft = firstOf(t), ja = std::max(pb, ft),
                 jb = std::min(pb + nb, c.pos0 + t + 1);
-      for (int g = 0; g < c.nHeads; ++g) {
-        const float *qg = c.q + t * c.qStride + g * headDim;
-        float *sg =
-            c.scores + t * c.scoreTokStride + g * c.scoreHeadStride - ft;
-        for (int j = ja; j < jb; ++j)
-          sg[j] = scoreRow(rows + (j - pb) * hp, qg, headDim, d8) * scale;
+      if (ja >= jb)
+        continue;
+      for (int g = 0; g < c.nHeads; ++g)
+        qs.push_back(
+            {c.q + t * c.qStride + g * headDim,
+             c.scores + t * c.scoreTokStride + g * c.scoreHeadStride - ft,
+             ja - pb, jb - pb});
+    }
+    // Four queries at a time (the last four padded with the last query),
+    // over the sixteen-key groups any of them needs.
+    for (size_t i = 0; i < qs.size(); i += 4) {
+      const Query *g4[4];
+      int from = nb, to = 0;
+      for (int k = 0; k < 4; ++k) {
+        g4[k] = &qs[std::min(i + k, qs.size() - 1)];
+        from = std::min(from, g4[k]->ja);
+        to = std::max(to, g4[k]->jb);
+      }
+      const float *q4[4] = {g4[0]->q, g4[1]->q, g4[2]->q, g4[3]->q};
+      for (int j0 = from & ~15; j0 < to; j0 += 16) {
+        __m256 a[4][2];
+        scoreTile(kT, ldk, j0, headDim, q4, a);
+        for (int k = 0; k < 4 && i + k < qs.size(); ++k) {
+          const Query &qq = *g4[k];
+          float *s = qq.s + pb + j0;
+          const __m256 s0 = _mm256_mul_ps(a[k][0], _mm256_set1_ps(scale)),
+                       s1 = _mm256_mul_ps(a[k][1], _mm256_set1_ps(scale));
+          if (qq.ja <= j0 && j0 + 16 <= qq.jb) {
+            _mm256_storeu_ps(s, s0);
+            _mm256_storeu_ps(s + 8, s1);
+            continue;
+          }
+          alignas(32) float lane[16];
+          _mm256_store_ps(lane, s0);
+          _mm256_store_ps(lane + 8, s1);
+          for (int l = std::max(0, qq.ja - j0); l < std::min(16, qq.jb - j0);
+               ++l)
+            s[l] = lane[l];
+        }
       }
     }
   }
