@@ -1034,10 +1034,16 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
     if (hot && run.onGpu)
       return launchPredictor(l, dX_, 1, error);
     const int64_t first = hot ? 0 : pl.nHot, end = hot ? pl.nHot : p.nFF;
-    predictorLogits(b.predictor, xb_.data(), predScratch_, &pool_, first, end);
+    // Both halves' steps on the CPU (a GPU program without its GPU): fc1
+    // once for the two.
+    const bool reuse = run.predHidden;
+    predictorLogits(b.predictor, xb_.data(), predScratch_, &pool_, first, end,
+                    reuse);
     if (countBytes_)
-      cpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
-                   (end - first) * b.predictor.fc2.rowBytes;
+      cpuBytes_ +=
+          (reuse ? 0 : b.predictor.fc1.rows * b.predictor.fc1.rowBytes) +
+          (end - first) * b.predictor.fc2.rowBytes;
+    run.predHidden = true;
     (hot ? run.hotPredicted : run.predicted) = true;
     return true;
   }

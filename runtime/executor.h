@@ -293,6 +293,7 @@ private:
     bool merged = false;       // yFfn_ holds their sum
     bool predicted = false;    // the cold half's scores are this token's
     bool hotPredicted = false; // the hot half's, made on the CPU
+    bool predHidden = false;   // predScratch_.hidden is this token's fc1
     uint64_t firedHot = 0, firedCold = 0;
   };
   // Runs step `s` of layer `l` for the token at `pos` (buffers x_, xb_...).

@@ -92,16 +92,18 @@ void predictorLogits(const PredictorWeights &p, const float *x,
 
 void predictorLogits(const PredictorWeights &p, const float *x,
                      PredictorScratch &s, ThreadPool *pool, int64_t first,
-                     int64_t end) {
-  s.hidden.resize(size_t(p.rank()));
+                     int64_t end, bool hiddenReady) {
   s.logits.resize(size_t(p.nFF()));
-  if (pool) {
-    matvec(p.fc1, x, s.hidden.data(), *pool);
-  } else {
-    matvecRows(p.fc1, x, s.hidden.data(), 0, p.rank());
+  if (!hiddenReady || s.hidden.size() != size_t(p.rank())) {
+    s.hidden.resize(size_t(p.rank()));
+    if (pool) {
+      matvec(p.fc1, x, s.hidden.data(), *pool);
+    } else {
+      matvecRows(p.fc1, x, s.hidden.data(), 0, p.rank());
+    }
+    for (int64_t r = 0; r < p.rank(); ++r)
+      s.hidden[r] = relu(s.hidden[r] + (p.b1 ? p.b1[r] : 0.f));
   }
-  for (int64_t r = 0; r < p.rank(); ++r)
-    s.hidden[r] = relu(s.hidden[r] + (p.b1 ? p.b1[r] : 0.f));
   if (end <= first)
     return;
   // fc2's rows [first, end) as a matrix of their own: each row's product is

@@ -52,10 +52,12 @@ void predictorLogits(const PredictorWeights &p, const float *x,
                      PredictorScratch &scratch, ThreadPool *pool = nullptr);
 // The same for the scores of neurons [first, end) only (scratch.logits
 // still holds n_ff values; the others are left as they were): a half's
-// predict step scores its own rows.
+// predict step scores its own rows. `hiddenReady`: scratch.hidden already
+// holds fc1's output for this x (the other half's step made it), and only
+// fc2's rows run.
 void predictorLogits(const PredictorWeights &p, const float *x,
                      PredictorScratch &scratch, ThreadPool *pool, int64_t first,
-                     int64_t end);
+                     int64_t end, bool hiddenReady = false);
 
 // Predicted-active neurons of `x`, ascending, into `active` (cleared first).
 // Returns their number.
