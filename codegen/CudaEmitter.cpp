@@ -476,7 +476,7 @@ constexpr unsigned kDownBlock = 128;
 void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
                           const LayerDesc &d) {
   using namespace gpuattn;
-  const bool inputQ8 = usesQ8Act(d.gateType) && usesQ8Act(d.upType);
+  const bool inputQ8 = hotInputQ8(d.gateType, d.upType);
   os << "\n// Layer " << l << "'s predictor: fc1 " << typeName(d.fc1Type)
      << " {" << p.nEmbd << ", " << d.predictorRank << "}, fc2 "
      << typeName(d.fc2Type) << " rows of the hot neurons.\n";

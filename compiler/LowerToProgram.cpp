@@ -800,7 +800,7 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       d.fc2Type = packedPredictorType(fc2.getDtype(), fc2.getRowLength());
       // The GPU's fc1 multiplies the hot half's input as it goes up: its
       // 8-bit values where gate and up take those.
-      if (part == gpu && usesQ8Act(d.gateType) && usesQ8Act(d.upType) &&
+      if (part == gpu && hotInputQ8(d.gateType, d.upType) &&
           !usesQ8Act(d.fc1Type)) {
         error = where(l, "pinfer.predict") + "fc1 of type " +
                 typeName(d.fc1Type) +

@@ -985,7 +985,7 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // The previous layer's wait has completed the last copy from
       // hostX_, so it can be written.
       quantiseFfnInput(l);
-      if (usesQ8Act(b.gate.type) && usesQ8Act(b.up.type))
+      if (hotInputQ8(b.gate.type, b.up.type))
         dequantizeActQ8(xq_.data(), hostX_, nEmbd);
       else
         std::copy(xb_.data(), xb_.data() + nEmbd, hostX_);

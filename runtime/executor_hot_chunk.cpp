@@ -21,7 +21,7 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
   const int64_t nEmbd = params_.nEmbd, nBlk = nEmbd / QK8_0;
   // The input each token's hot half reads alone (the Transfer step): the
   // 8-bit values where both gate and up rows multiply them, else f32.
-  const bool q8 = usesQ8Act(b.gate.type) && usesQ8Act(b.up.type);
+  const bool q8 = hotInputQ8(b.gate.type, b.up.type);
   for (int t = 0; t < n; ++t) {
     float *dst = hostHX_ + size_t(t) * nEmbd;
     if (q8)

@@ -19,7 +19,7 @@ bool Executor::uploadPredictor(int l, CudaDriver &gpu, std::string &error) {
   const ProgramLayer &pl = program_.layers[l];
   const PredictorWeights &pw = b.predictor;
   const bool quantX = predictorQuantisesInput(
-      usesQ8Act(pw.fc1.type), usesQ8Act(b.gate.type) && usesQ8Act(b.up.type));
+      usesQ8Act(pw.fc1.type), hotInputQ8(b.gate.type, b.up.type));
   const std::string xq = predictorKernelName(l, "xq"),
                     fc1 = predictorKernelName(l, "fc1"),
                     hq = predictorKernelName(l, "hq");

@@ -156,9 +156,9 @@ bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {
   case StepKind::FfnNorm:
     // Into the hot half's input, which reads one form for both rows (see
     // the Transfer step).
-    return residentNorm(
-        dTok_, b.dFfnNorm, dX_,
-        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dX_ : 0, 1, l, error);
+    return residentNorm(dTok_, b.dFfnNorm, dX_,
+                        hotInputQ8(b.gate.type, b.up.type) ? dX_ : 0, 1, l,
+                        error);
   case StepKind::Predict:
     return launchPredictor(l, dX_, 1, error);
   case StepKind::FfnPostNorm:

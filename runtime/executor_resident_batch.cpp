@@ -214,9 +214,9 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
   case StepKind::AttnAdd:
     return residentAdd(dBTok_, dBAttnY_, m, l, error);
   case StepKind::FfnNorm:
-    return residentNorm(
-        dBTok_, b.dFfnNorm, dHX_,
-        usesQ8Act(b.gate.type) && usesQ8Act(b.up.type) ? dHX_ : 0, m, l, error);
+    return residentNorm(dBTok_, b.dFfnNorm, dHX_,
+                        hotInputQ8(b.gate.type, b.up.type) ? dHX_ : 0, m, l,
+                        error);
   case StepKind::Predict:
     return launchPredictor(l, dHX_, m, error);
   case StepKind::FfnHalf: {

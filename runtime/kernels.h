@@ -82,6 +82,11 @@ inline bool usesQ8Act(GGMLType type) {
   const TypeTraits *t = typeTraits(type);
   return t && t->computable && t->act == ActFormat::Q8;
 }
+// Whether a hot FFN half's input goes to the GPU as 8-bit values (dequantised
+// into f32): both its gate and up rows multiply those, as on the CPU.
+inline bool hotInputQ8(GGMLType gate, GGMLType up) {
+  return usesQ8Act(gate) && usesQ8Act(up);
+}
 
 // One row of `type` times an input, as the products above multiply it: the
 // 8-bit copy for ActFormat::Q8 rows, the f32 vector otherwise. For loops
