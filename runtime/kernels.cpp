@@ -782,6 +782,11 @@ PINFER_AVX2 void attendChunkAvx2(const AttendChunk &c) {
     const int end = c.pos0 + t + 1;
     return c.window > 0 ? std::max(0, end - c.window) : 0;
   };
+  // Token t's keys in the block of nb from pb: [keysFrom, keysTo).
+  auto keysFrom = [&](int t, int pb) { return std::max(pb, firstOf(t)); };
+  auto keysTo = [&](int t, int pb, int nb) {
+    return std::min(pb + nb, c.pos0 + t + 1);
+  };
   const int lo = firstOf(c.t0), hi = c.pos0 + c.t1;
   // The queries with keys in the block: their query, score row (indexed by
   // position) and key range [ja, jb).
@@ -802,8 +807,7 @@ PINFER_AVX2 void attendChunkAvx2(const AttendChunk &c) {
       std::fill(kT + int64_t(d) * ldk + nb, kT + int64_t(d) * ldk + ldk, 0.f);
     qs.clear();
     for (int t = c.t0; t < c.t1; ++t) {
-      const int ft = firstOf(t), ja = std::max(pb, ft),
-                jb = std::min(pb + nb, c.pos0 + t + 1);
+      const int ft = firstOf(t), ja = keysFrom(t, pb), jb = keysTo(t, pb, nb);
       if (ja >= jb)
         continue;
       for (int g = 0; g < c.nHeads; ++g)
@@ -858,8 +862,7 @@ PINFER_AVX2 void attendChunkAvx2(const AttendChunk &c) {
       halvesToF32(c.values + int64_t(pb + j) * c.stride, rows + j * hp,
                   headDim);
     for (int t = c.t0; t < c.t1; ++t) {
-      const int ft = firstOf(t), ja = std::max(pb, ft),
-                jb = std::min(pb + nb, c.pos0 + t + 1);
+      const int ft = firstOf(t), ja = keysFrom(t, pb), jb = keysTo(t, pb, nb);
       if (ja >= jb)
         continue;
       for (int g = 0; g < c.nHeads; ++g)
