@@ -1254,10 +1254,16 @@ AttentionBlock Executor::attentionFor(int l, float *xb, float *xb2, float *q,
 bool Executor::evalSelect(int32_t token, int pos, int k,
                           const std::vector<int32_t> &extra, HeadSelection &out,
                           std::string &error) {
-  if (!selects() || k < 1 || int(extra.size()) > gpuattn::kSelExtraMax) {
-    error = "the head cannot choose " + std::to_string(k) + " logits and " +
-            std::to_string(extra.size()) + " more on this device";
+  if (!selects() || k < 1) {
+    error = "the head cannot choose " + std::to_string(k) + " logits on this "
+            "device";
     return false;
+  }
+  // More penalised tokens than the record holds: every logit comes back.
+  if (int(extra.size()) > gpuattn::kSelExtraMax) {
+    out = HeadSelection{};
+    out.all = true;
+    return eval(token, pos, true, error);
   }
   // The request (HeadSel's first kSelRequestBytes), uploaded with the
   // head's work; hostSelReq_ is free again: the last token's wait drained

@@ -1,7 +1,6 @@
 // The generation loop; see generate.h.
 #include "runtime/generate.h"
 
-#include "runtime/gpu_attention.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
@@ -62,10 +61,6 @@ struct InterruptScope {
   }
   ~InterruptScope() { ::sigaction(SIGINT, &previous, nullptr); }
 };
-
-// Penalised tokens a selecting evaluation may ask for (gpuattn::
-// kSelExtraMax); a longer penalty window takes all the logits.
-constexpr int kMaxSelectExtra = gpuattn::kSelExtraMax;
 
 // Index of the first logit that is NaN or infinite, or -1.
 int firstNonFinite(const float *logits, int n) {
@@ -285,7 +280,7 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     const int need = selectOnDevice ? sampler.candidatesNeeded() : 0;
     const std::vector<int32_t> extra =
         need > 0 ? sampler.penalised() : std::vector<int32_t>();
-    selected = need > 0 && int(extra.size()) <= kMaxSelectExtra;
+    selected = need > 0;
     if (selected ? !decoder.evalSelect(tok, pos, need, extra, best, error)
                  : !decoder.eval(tok, pos, true, error))
       return fail(error);

@@ -55,7 +55,8 @@ public:
   // GPU), so that a token brings back those alone.
   virtual bool selects() const { return false; }
   // eval() that brings back the `k` best logits (Sampler::candidatesNeeded)
-  // and those of `extra` (Sampler::penalised) into `out`, not logits().
+  // and those of `extra` (Sampler::penalised) into `out`, not logits();
+  // or, where it cannot (out.all), every logit into logits().
   virtual bool evalSelect(int32_t token, int pos, int k,
                           const std::vector<int32_t> &extra, HeadSelection &out,
                           std::string &error);
