@@ -77,8 +77,7 @@ int32_t Sampler::sample(const float *logits) {
       if (t < 0 || t >= nVocab_ || seen_[t])
         continue;
       seen_[t] = 1;
-      float &l = penalised_[t];
-      l = l <= 0.f ? l * opts_.repeatPenalty : l / opts_.repeatPenalty;
+      penalise(penalised_[t]);
     }
     for (int32_t t : recent_)
       if (t >= 0 && t < nVocab_)
@@ -121,7 +120,8 @@ std::vector<int32_t> Sampler::penalised() const {
 }
 
 int32_t Sampler::sampleFrom(const int32_t *ids, const float *logits, int n) {
-  // The candidates once each, then sample()'s penalty and bans on them.
+  // The candidates once each (flag 1 in seen_ while gathering), then
+  // sample()'s penalty (flag 2) and bans (flag 4) on them.
   size_t m = 0;
   for (int i = 0; i < n; ++i) {
     const int32_t t = ids[i];
@@ -130,25 +130,23 @@ int32_t Sampler::sampleFrom(const int32_t *ids, const float *logits, int n) {
     seen_[t] = 1;
     cand_[m++] = {t, logits[i], 0.f};
   }
-  for (size_t i = 0; i < m; ++i)
-    seen_[cand_[i].id] = 0;
-  if (opts_.repeatPenalty != 1.0f)
-    for (int32_t t : penalised())
-      seen_[t] = 1;
-  for (size_t i = 0; i < m; ++i)
-    if (seen_[cand_[i].id]) {
-      float &l = cand_[i].logit;
-      l = l <= 0.f ? l * opts_.repeatPenalty : l / opts_.repeatPenalty;
-    }
-  if (opts_.repeatPenalty != 1.0f)
-    for (int32_t t : penalised())
-      seen_[t] = 0;
+  const std::vector<int32_t> pen = penalised();
+  for (int32_t t : pen)
+    seen_[t] |= 2;
   for (int32_t t : opts_.banned)
     if (t >= 0 && t < nVocab_)
-      seen_[t] = 1;
-  for (size_t i = 0; i < m; ++i)
-    if (seen_[cand_[i].id])
+      seen_[t] |= 4;
+  for (size_t i = 0; i < m; ++i) {
+    const uint8_t f = seen_[cand_[i].id];
+    if (f & 2)
+      penalise(cand_[i].logit);
+    if (f & 4)
       cand_[i].logit = -std::numeric_limits<float>::infinity();
+  }
+  for (size_t i = 0; i < m; ++i)
+    seen_[cand_[i].id] = 0;
+  for (int32_t t : pen)
+    seen_[t] = 0;
   for (int32_t t : opts_.banned)
     if (t >= 0 && t < nVocab_)
       seen_[t] = 0;

@@ -61,6 +61,11 @@ private:
     float logit;
     float p;
   };
+  // llama.cpp's penalty on one logit: divided by it when positive,
+  // multiplied by it when not.
+  void penalise(float &l) const {
+    l = l <= 0.f ? l * opts_.repeatPenalty : l / opts_.repeatPenalty;
+  }
   // Top-k, top-p, min-p, the temperature and the draw over cand_[0..n),
   // the penalty and the bans already in their logits.
   int32_t choose(size_t n);
