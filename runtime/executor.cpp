@@ -1255,8 +1255,8 @@ bool Executor::evalSelect(int32_t token, int pos, int k,
                           const std::vector<int32_t> &extra, HeadSelection &out,
                           std::string &error) {
   if (!selects() || k < 1) {
-    error = "the head cannot choose " + std::to_string(k) + " logits on this "
-            "device";
+    error = "the head cannot choose " + std::to_string(k) +
+            " logits on this device";
     return false;
   }
   // More penalised tokens than the record holds: every logit comes back.
