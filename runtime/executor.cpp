@@ -743,14 +743,10 @@ uint64_t Executor::cpuHalf(int l, uint32_t first, uint32_t count,
     pool_.parallelFor(count, [&](int64_t k0, int64_t k1) {
       // The next chosen neuron's gate row and this one's up row asked for
       // ahead, as the generated loop does (runtime/ffn_cpu.h).
-      int64_t next = k0;
       auto chosenFrom = [&](int64_t k) {
-        while (k < k1 && !(logits[first + k] > threshold))
-          ++k;
-        return k;
+        return nextChosen(logits, first, threshold, k, k1);
       };
-      if (predict)
-        next = chosenFrom(k0);
+      int64_t next = predict ? chosenFrom(k0) : k0;
       for (int64_t k = k0; k < k1; ++k) {
         if (predict) {
           chosen_[k] = k == next;

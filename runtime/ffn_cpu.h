@@ -69,14 +69,10 @@ template <int64_t N, GGMLType Gate, GGMLType Up, FfnActivation Act, bool Skip>
 void gateUpRows(const GateUpArgs &a, int64_t k0, int64_t k1) {
   // With a predictor the rows read are scattered: the next chosen
   // neuron's gate row and this one's up row are asked for ahead.
-  int64_t next = k0;
   auto chosenFrom = [&](int64_t k) {
-    while (k < k1 && !(a.logits[a.first + k] > a.predictorThreshold))
-      ++k;
-    return k;
+    return nextChosen(a.logits, a.first, a.predictorThreshold, k, k1);
   };
-  if (a.logits)
-    next = chosenFrom(k0);
+  int64_t next = a.logits ? chosenFrom(k0) : k0;
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t r = a.first + k;
     if (a.logits) {

@@ -50,6 +50,16 @@ struct GateUpArgs {
 };
 using GateUpFn = void (*)(const GateUpArgs &args, int64_t k0, int64_t k1);
 
+// The first neuron k in [from, end) the predictor chose (logits[first + k]
+// above the threshold), or end: the loops over a predicted half step from
+// one chosen neuron to the next, to ask for its rows ahead.
+inline int64_t nextChosen(const float *logits, int64_t first, float threshold,
+                          int64_t from, int64_t end) {
+  while (from < end && !(logits[first + from] > threshold))
+    ++from;
+  return from;
+}
+
 // One step of a layer's program: one op of the scheduled IR, in the order
 // the IR lists them (compiler/LowerToProgram.cpp reads them off; the
 // executor runs them in that order and decides none of it). Every step
