@@ -474,7 +474,7 @@ constexpr unsigned kDownBlock = 128;
 // the hot half's input is not, fc1 with its bias and ReLU, the hidden
 // values quantised where fc2 needs them so.
 void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
-                          const LayerDesc &d) {
+                          const LayerDesc &d, float threshold) {
   using namespace gpuattn;
   const bool inputQ8 = hotInputQ8(d.gateType, d.upType);
   os << "\n// Layer " << l << "'s predictor: fc1 " << typeName(d.fc1Type)
@@ -488,6 +488,77 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
   if (usesQ8Act(d.fc2Type))
     emitQuant(os, predictorKernelName(l, "hq"), kQuantBlock, d.predictorRank,
               "");
+  const unsigned nHot = unsigned(d.hot.size());
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kPickBlock << ") "
+     << predictorKernelName(l, "pick") << "(const u8 *__restrict__ fc2,\n"
+     << "    const float *__restrict__ b2, const float *__restrict__ hid,\n"
+     << "    float *__restrict__ h, unsigned *__restrict__ pick, int nTok) "
+        "{\n"
+     << "  constexpr int kHot = " << nHot << ", kRank = " << d.predictorRank
+     << ", kFc2Row = " << rowBytes(d.fc2Type, d.predictorRank) << ";\n"
+     << "  constexpr float kThreshold = " << floatLiteral(threshold) << ";\n"
+     << "  constexpr int kThreads = " << kPickBlock
+     << ", kRun = (kHot + kThreads - 1) / kThreads;\n"
+     << "  u8 *sel = reinterpret_cast<u8 *>(pick + " << kPickListAt
+     << " + kHot);\n"
+     << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
+     << "  const int lane = threadIdx.x & 31;\n"
+     << "  if (n < kHot) {\n"
+     << "    const u8 *fc2Row = fc2 + (long)n * kFc2Row;\n"
+     << "#pragma unroll 1\n"
+     << "    for (int t = 0; t < nTok; ++t) {\n"
+     << "      // The predictor's score, as the CPU's.\n"
+     << "      const float score = pf_dot_" << typeSuffix(d.fc2Type)
+     << "<kRank>(fc2Row, hid + (long)t * kRank, lane) + b2[n];\n"
+     << "      const bool chosen = score > kThreshold;\n"
+     << "      if (lane == 0) {\n"
+     << "        sel[(long)t * kHot + n] = chosen ? 1 : 0;\n"
+     << "        if (!chosen) h[(long)t * kHot + n] = 0.f;\n"
+     << "      }\n"
+     << "    }\n"
+     << "  }\n"
+     << "  // Every thread reaches the barriers: the choices are visible\n"
+     << "  // before the counter moves.\n"
+     << "  __shared__ unsigned last;\n"
+     << "  __shared__ unsigned runs[kThreads];\n"
+     << "  __threadfence();\n"
+     << "  __syncthreads();\n"
+     << "  if (threadIdx.x == 0) last = atomicAdd(&pick[1], 1u) == gridDim.x "
+        "- 1;\n"
+     << "  __syncthreads();\n"
+     << "  if (!last) return;\n"
+     << "  // The last block lists them: each thread a run of kRun neurons,\n"
+     << "  // its first list entry from a scan of the runs' counts. Past L1:\n"
+     << "  // the other blocks' choices were written on other SMs.\n"
+     << "  const volatile u8 *vs = sel;\n"
+     << "  const int n0 = threadIdx.x * kRun;\n"
+     << "  const int n1 = n0 + kRun < kHot ? n0 + kRun : kHot;\n"
+     << "  unsigned count = 0;\n"
+     << "  for (int m = n0; m < n1; ++m) {\n"
+     << "    unsigned any = 0;\n"
+     << "    for (int t = 0; t < nTok; ++t) any |= vs[(long)t * kHot + m];\n"
+     << "    count += any;\n"
+     << "  }\n"
+     << "  runs[threadIdx.x] = count;\n"
+     << "  __syncthreads();\n"
+     << "  for (int d = 1; d < kThreads; d <<= 1) {\n"
+     << "    const unsigned v = (int)threadIdx.x >= d ? runs[threadIdx.x - d] "
+        ": 0u;\n"
+     << "    __syncthreads();\n"
+     << "    runs[threadIdx.x] += v;\n"
+     << "    __syncthreads();\n"
+     << "  }\n"
+     << "  unsigned at = " << kPickListAt << " + runs[threadIdx.x] - count;\n"
+     << "  for (int m = n0; m < n1; ++m) {\n"
+     << "    unsigned any = 0;\n"
+     << "    for (int t = 0; t < nTok; ++t) any |= vs[(long)t * kHot + m];\n"
+     << "    if (any) pick[at++] = (unsigned)m;\n"
+     << "  }\n"
+     << "  if (threadIdx.x == kThreads - 1) {\n"
+     << "    pick[0] = runs[kThreads - 1];\n"
+     << "    pick[1] = 0u;\n"
+     << "  }\n"
+     << "}\n";
 }
 
 } // namespace
@@ -532,12 +603,13 @@ CudaModule emitCuda(const ProgramDesc &program) {
     k.downBlock = kDownBlock;
 
     // The hot half's own predictor (a predict@gpu step): its kernels
-    // before gate/up, which scores each neuron from their hidden values.
+    // before gate/up, the last of which lists the chosen neurons for
+    // gate/up and down.
     const bool predicts =
         d.predictorRank > 0 && hasStep(d.steps.data(), uint32_t(d.steps.size()),
                                        StepKind::Predict, StepDevice::Gpu);
     if (predicts)
-      emitPredictorKernels(os, p, int(l), d);
+      emitPredictorKernels(os, p, int(l), d, program.predictorThreshold);
     os << "\n// Layer " << l << ": " << nHot << " hot neurons of " << p.nFF
        << "; gate " << typeName(d.gateType) << ", up " << typeName(d.upType)
        << ", down_t " << typeName(d.downTType) << ", "
@@ -548,24 +620,25 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
        << "    const float *__restrict__ x, float *__restrict__ h, int nTok";
     if (predicts)
-      os << ",\n    const u8 *__restrict__ fc2, const float *__restrict__ b2,\n"
-         << "    const float *__restrict__ hid";
+      os << ",\n    const unsigned *__restrict__ pick";
     os << ") {\n"
        << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kGateRow = " << rowBytes(d.gateType, p.nEmbd)
        << ", kUpRow = " << rowBytes(d.upType, p.nEmbd) << ";\n";
     if (predicts)
-      os << "  constexpr int kRank = " << d.predictorRank
-         << ", kFc2Row = " << rowBytes(d.fc2Type, d.predictorRank) << ";\n"
-         << "  constexpr float kThreshold = "
-         << floatLiteral(program.predictorThreshold) << ";\n";
-    os << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
-       << "  const int lane = threadIdx.x & 31;\n"
-       << "  if (n >= kHot) return;\n"
+      // The pick kernel's list (runtime/gpu_attention.h): warp w runs the
+      // w-th chosen neuron.
+      os << "  const int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
+         << "  if (w >= (int)pick[0]) return;\n"
+         << "  const int n = (int)pick[" << gpuattn::kPickListAt << " + w];\n"
+         << "  const u8 *sel = reinterpret_cast<const u8 *>(pick + "
+         << gpuattn::kPickListAt << " + kHot);\n";
+    else
+      os << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
+         << "  if (n >= kHot) return;\n";
+    os << "  const int lane = threadIdx.x & 31;\n"
        << "  const u8 *gateRow = gate + (long)n * kGateRow;\n"
        << "  const u8 *upRow = up + (long)n * kUpRow;\n";
-    if (predicts)
-      os << "  const u8 *fc2Row = fc2 + (long)n * kFc2Row;\n";
     os << "  // Tokens one after another: the rows come from memory once, "
           "from\n"
        << "  // L1 for the later tokens of a prompt's chunk.\n"
@@ -574,14 +647,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << "    const float *xt = x + (long)t * kEmbd;\n"
        << "    float *ht = h + (long)t * kHot;\n";
     if (predicts)
-      os << "    // The predictor's score, as the CPU's: the neuron runs only "
-            "when\n"
-         << "    // it is above the threshold; its gate row is not read "
-            "otherwise.\n"
-         << "    const float score = pf_dot_" << typeSuffix(d.fc2Type)
-         << "<kRank>(fc2Row, hid + (long)t * kRank, lane) + b2[n];\n"
-         << "    if (!(score > kThreshold)) { if (lane == 0) ht[n] = 0.f; "
-            "continue; }\n";
+      os << "    // A token that did not choose the neuron: its h is zero "
+            "already.\n"
+         << "    if (!sel[(long)t * kHot + n]) continue;\n";
     os << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
        << "<kEmbd>(gateRow, xt, lane));\n";
     if (program.mode == SparsityMode::Threshold)
@@ -625,8 +693,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
             "ids,\n";
     os << "    const float *__restrict__ h, float *__restrict__ y,\n"
        << "    float *__restrict__ part, unsigned *__restrict__ done, int "
-          "nTok) "
-          "{\n"
+          "nTok"
+       << (predicts ? ",\n    const unsigned *__restrict__ pick" : "")
+       << ") {\n"
        << "  constexpr int kEmbd = " << p.nEmbd << ", kHot = " << nHot << ";\n"
        << "  constexpr int kRow = "
        << (layout == DownLayout::Rows
@@ -634,23 +703,37 @@ CudaModule emitCuda(const ProgramDesc &program) {
                : transposedDownRowBytes(d.downType, p.nEmbd))
        << ";\n"
        << "  constexpr int kTiles = " << tiles << ", kSplits = " << splits
-       << ", kChunk = " << (nHot + splits - 1) / splits << ", kCols = " << cols
-       << ";\n"
+       << ", kCols = " << cols << ";\n"
        << "  const int tile = blockIdx.x % kTiles, split = blockIdx.x / "
           "kTiles;\n"
        << "  const int c = (tile * " << kDownBlock
-       << " + threadIdx.x) * kCols; // outputs c .. c + kCols - 1\n"
-       << "  const int k0 = split * kChunk;\n"
-       << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n"
-       << "  // Tokens one after another: the chunk's rows come from memory "
+       << " + threadIdx.x) * kCols; // outputs c .. c + kCols - 1\n";
+    if (predicts)
+      // The chosen neurons' list (the pick kernel's), split evenly.
+      os << "  const int kListed = (int)pick[0];\n"
+         << "  const int kChunk = (kListed + kSplits - 1) / kSplits;\n"
+         << "  const int k0 = split * kChunk < kListed ? split * kChunk : "
+            "kListed;\n"
+         << "  const int k1 = k0 + kChunk < kListed ? k0 + kChunk : "
+            "kListed;\n";
+    else
+      os << "  constexpr int kChunk = " << (nHot + splits - 1) / splits << ";\n"
+         << "  const int k0 = split * kChunk;\n"
+         << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n";
+    os << "  // Tokens one after another: the chunk's rows come from memory "
           "once.\n"
        << "#pragma unroll 1\n"
        << "  for (int t = 0; c < kEmbd && t < nTok; ++t) {\n"
        << "    const float *ht = h + (long)t * kHot;\n"
        << "    float s[kCols];\n"
        << "    for (int i = 0; i < kCols; ++i) s[i] = 0.f;\n"
-       << "    for (int k = k0; k < k1; ++k) {\n"
-       << "      const float hk = ht[k];\n";
+       << "    for (int j = k0; j < k1; ++j) {\n";
+    if (predicts)
+      os << "      const int k = (int)pick[" << gpuattn::kPickListAt
+         << " + j];\n";
+    else
+      os << "      const int k = j;\n";
+    os << "      const float hk = ht[k];\n";
     if (exact)
       os << "      if (hk == 0.f) continue;\n";
     os << "      const u8 *row = downT + (long)k * kRow;\n";

@@ -431,7 +431,8 @@ bool Executor::openGpu(std::string &error) {
             std::to_string(freeB >> 20) + " MiB were free at start";
     return false;
   };
-  size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0, maxRank = 0;
+  size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0, maxRank = 0,
+         maxPredHot = 0;
   for (int l = 0; l < params_.nLayer; ++l) {
     LayerBinding &b = layers_[l];
     const ProgramLayer &pl = program_.layers[l];
@@ -479,6 +480,7 @@ bool Executor::openGpu(std::string &error) {
                    ? outOfMemory(rowsOf + "predictor")
                    : false;
       maxRank = std::max<size_t>(maxRank, size_t(b.predictor.rank()));
+      maxPredHot = std::max<size_t>(maxPredHot, pl.nHot);
     }
   }
 
@@ -522,10 +524,16 @@ bool Executor::openGpu(std::string &error) {
                                    return b.fnPredXq != nullptr;
                                  });
   if (maxRank > 0 &&
-      ((predX && !gpu->alloc(dPredX_, sizeof(float) * predTok * params_.nEmbd,
-                             error)) ||
-       !gpu->alloc(dPredH_, sizeof(float) * predTok * maxRank, error)))
+      ((predX &&
+        !gpu->alloc(dPredX_, sizeof(float) * predTok * params_.nEmbd, error)) ||
+       !gpu->alloc(dPredH_, sizeof(float) * predTok * maxRank, error) ||
+       !gpu->alloc(dPick_, gpuattn::pickBytes(maxPredHot, predTok), error)))
     return outOfMemory("the predictors' buffers");
+  // The pick record's counter of finished blocks starts at zero; each
+  // launch leaves it so.
+  const uint32_t pickHead[gpuattn::kPickListAt] = {};
+  if (maxRank > 0 && !gpu->upload(dPick_, pickHead, sizeof pickHead, error))
+    return false;
   gpu_ = std::move(gpu);
   // Attention of the layers the plan puts on the GPU, then what they share:
   // input and output buffers, scratch, the RoPE tables.

@@ -151,7 +151,8 @@ private:
     // and its kernels (runtime/gpu_attention.h, predictorKernelName).
     bool gpuPredicts = false;
     CudaDriver::DevPtr dFc1 = 0, dB1 = 0, dFc2 = 0, dB2 = 0;
-    void *fnPredXq = nullptr, *fnPredFc1 = nullptr, *fnPredHq = nullptr;
+    void *fnPredXq = nullptr, *fnPredFc1 = nullptr, *fnPredHq = nullptr,
+         *fnPredPick = nullptr;
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
@@ -240,9 +241,11 @@ private:
                        std::string &error);
   // Uploads layer l's predictor for its hot half and finds its kernels.
   bool uploadPredictor(int l, CudaDriver &gpu, std::string &error);
-  // Layer l's hot half for nTok tokens: gate/up from x into h (scoring
-  // each neuron from dPredH_ where the layer's GPU half predicts), down
-  // from h into y (the down kernel's partial sums in `part`).
+  // Layer l's hot half for nTok tokens: gate/up from x into h (where the
+  // layer's GPU half predicts, first its pick kernel: each neuron scored
+  // from dPredH_, the chosen ones listed in dPick_, and gate/up and down
+  // over that list), down from h into y (the down kernel's partial sums
+  // in `part`).
   bool launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                      CudaDriver::DevPtr y, CudaDriver::DevPtr part, int nTok,
                      std::string &error);
@@ -375,6 +378,9 @@ private:
   // some layer's fc1 needs one) and the hidden values [T][max rank], T =
   // max(1, the chunk's tokens).
   CudaDriver::DevPtr dPredX_ = 0, dPredH_ = 0;
+  // Their pick record (gpuattn::pickBytes for the most hot neurons of a
+  // predicting layer and T tokens): the chosen neurons' list.
+  CudaDriver::DevPtr dPick_ = 0;
   float *hostHX_ = nullptr, *hostHOut_ = nullptr;
 
   // The residual stream on the GPU: the steps say so (resident_), a GPU is

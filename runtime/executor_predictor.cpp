@@ -1,9 +1,10 @@
 // A hot half's own predictor on the GPU; see executor.h. In predicted mode
 // a layer whose steps hold predict@gpu scores its hot neurons there, as the
 // CPU's predictor scores the cold ones: fc1 with its bias and ReLU over the
-// hot half's input, then, inside the gate/up kernel, each neuron's fc2 row
-// over those hidden values, so that a neuron predicted not to fire costs
-// its fc2 row and no gate, up or down row.
+// hot half's input, then, launched with the hot half, each neuron's fc2
+// row over those hidden values and the list of the chosen neurons, so
+// that a neuron predicted not to fire costs its fc2 row and no gate, up or
+// down row, and gate/up and down run over the list.
 #include "runtime/executor.h"
 
 #include "runtime/gpu_attention.h"
@@ -22,9 +23,11 @@ bool Executor::uploadPredictor(int l, CudaDriver &gpu, std::string &error) {
       usesQ8Act(pw.fc1.type), hotInputQ8(b.gate.type, b.up.type));
   const std::string xq = predictorKernelName(l, "xq"),
                     fc1 = predictorKernelName(l, "fc1"),
-                    hq = predictorKernelName(l, "hq");
+                    hq = predictorKernelName(l, "hq"),
+                    pick = predictorKernelName(l, "pick");
   if ((quantX && !(b.fnPredXq = gpu.function(xq.c_str(), error))) ||
       !(b.fnPredFc1 = gpu.function(fc1.c_str(), error)) ||
+      !(b.fnPredPick = gpu.function(pick.c_str(), error)) ||
       (usesQ8Act(pw.fc2.type) &&
        !(b.fnPredHq = gpu.function(hq.c_str(), error))))
     return false;

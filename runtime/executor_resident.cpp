@@ -123,14 +123,21 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              int nTok, std::string &error) {
   LayerBinding &b = layers_[l];
   const ProgramLayer &pl = program_.layers[l];
-  // With the layer's predictor on the GPU the kernel also scores each
-  // neuron from the hidden values launchPredictor left in dPredH_.
-  void *gateUpArgs[] = {&b.dGate, &b.dUp,  &x,     &h,
-                        &nTok,    &b.dFc2, &b.dB2, &dPredH_};
-  void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok};
-  void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,
-                           &y,        &part,     &dDone_, &nTok};
+  // With the layer's predictor on the GPU its pick kernel first scores
+  // each neuron from the hidden values launchPredictor left in dPredH_
+  // and lists the chosen ones in dPick_, which gate/up and down then
+  // take as their last argument.
+  void *pickArgs[] = {&b.dFc2, &b.dB2, &dPredH_, &h, &dPick_, &nTok};
+  void *gateUpArgs[] = {&b.dGate, &b.dUp, &x, &h, &nTok, &dPick_};
+  void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok, &dPick_};
+  void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,     &y,
+                           &part,     &dDone_,   &nTok,   &dPick_};
   void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
+  if (b.gpuPredicts &&
+      !gpu_->launch(b.fnPredPick, gpuattn::pickGrid(pl.nHot),
+                    gpuattn::kPickBlock, pickArgs, error,
+                    gpuattn::predictorKernelName(l, "pick").c_str(), l))
+    return false;
   return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                       error, pl.gateUpKernel, l) &&
          gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,

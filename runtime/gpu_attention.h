@@ -177,10 +177,35 @@ inline unsigned residGrid(int64_t n) {
 //   ffn_pred_lL_hq(x, xq, nTok)   only where fc2's rows multiply 8-bit
 //                                  activations: the hidden values so
 //                                  quantised, in place
-// The layer's gate/up kernel then takes (fc2, b2, hidden) after its own
-// arguments: the warp of hot neuron n scores it (fc2 row n . hidden +
-// b2[n]) and runs it only when the score is above the threshold, as the
-// CPU's predictor chooses.
+//   ffn_pred_lL_pick(fc2, b2, hidden, h, pick, nTok)
+//                                  launched with the hot half, before its
+//                                  gate/up kernel: pickGrid(nHot) blocks
+//                                  of kPickBlock, the warp of hot neuron n
+//                                  scoring it for every token (fc2 row n .
+//                                  hidden + b2[n]) and choosing it when
+//                                  the score is above the threshold, as
+//                                  the CPU's predictor chooses; h [nTok]
+//                                  [nHot] is zero where a token did not
+//                                  choose the neuron. The last block to
+//                                  finish lists the neurons some token
+//                                  chose, in order, in the pick record.
+// The pick record (pickBytes): the list's length, a counter of finished
+// blocks (zero between launches), the list [nHot] (u32 each), then one
+// byte per token and hot neuron, 1 where the token chose it. The layer's
+// gate/up kernel takes the record after its own arguments and runs its
+// warps over the list (warps past its length exit at once), so that the
+// busy warps are packed into the first blocks whichever neurons were
+// chosen; its down kernel splits the list, not every hot neuron, among
+// its blocks.
+constexpr unsigned kPickBlock = 256; // 8 warps, one hot neuron each
+inline unsigned pickGrid(int64_t nHot) {
+  return unsigned((nHot * 32 + kPickBlock - 1) / kPickBlock);
+}
+constexpr size_t kPickListAt = 2; // u32s before the list
+inline size_t pickBytes(int64_t nHot, int64_t nTok) {
+  return sizeof(uint32_t) * (kPickListAt + size_t(nHot)) +
+         size_t(nTok) * size_t(nHot);
+}
 inline std::string predictorKernelName(int layer, const char *what) {
   return "ffn_pred_l" + std::to_string(layer) + "_" + what;
 }

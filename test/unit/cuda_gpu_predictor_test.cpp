@@ -26,7 +26,9 @@ using pinfer::testutil::useHostKernels;
 
 namespace {
 
-constexpr int kEmbd = 256, kHot = 200, kTok = 3;
+// More hot neurons than the pick kernel has threads: each lists a run of
+// three (the last ones none).
+constexpr int kEmbd = 256, kHot = 700, kTok = 3;
 
 struct PredCase {
   GGMLType gate; // and up
@@ -70,8 +72,9 @@ using CudaPredictor = testutil::GpuTestWithParam<PredCase>;
 
 // Tests that the predictor kernels and the predicted gate/up kernel choose
 // the CPU predictor's neurons for each of three tokens (launched as one
-// chunk) and give the CPU twin's activations and down projection within
-// 1e-4 normalised error.
+// chunk), list the neurons any of them chose, and give the CPU twin's
+// activations and down projection within 1e-4 normalised error; then the
+// same for one token through the same record.
 TEST_P(CudaPredictor, MatchesCpuTwin) {
   const PredCase &c = GetParam();
   Weight gate, up, downT;
@@ -166,15 +169,17 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   const bool quantX = predictorQuantisesInput(usesQ8Act(c.fc1), inputQ8);
   const std::string xqName = predictorKernelName(0, "xq"),
                     fc1Name = predictorKernelName(0, "fc1"),
-                    hqName = predictorKernelName(0, "hq");
+                    hqName = predictorKernelName(0, "hq"),
+                    pickName = predictorKernelName(0, "pick");
   void *fnXq = quantX ? gpu_.function(xqName.c_str(), error) : nullptr;
   void *fnFc1 = gpu_.function(fc1Name.c_str(), error);
   void *fnHq =
       usesQ8Act(c.fc2) ? gpu_.function(hqName.c_str(), error) : nullptr;
+  void *fnPick = gpu_.function(pickName.c_str(), error);
   const CudaKernel &k = m.kernels[0];
   void *fnGateUp = gpu_.function(k.gateUp.c_str(), error);
   void *fnDown = gpu_.function(k.down.c_str(), error);
-  ASSERT_TRUE(fnFc1 && fnGateUp && fnDown && (fnXq || !quantX) &&
+  ASSERT_TRUE(fnFc1 && fnPick && fnGateUp && fnDown && (fnXq || !quantX) &&
               (fnHq || !usesQ8Act(c.fc2)))
       << error;
   EXPECT_EQ(m.source.find(xqName) != std::string::npos, quantX);
@@ -183,8 +188,9 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
     return gpu_.alloc(dst, bytes, error) && gpu_.upload(dst, src, bytes, error);
   };
   CudaDriver::DevPtr dGate, dUp, dDown, dFc1, dB1, dFc2, dB2, dX, dPX, dPH, dH,
-      dY, dPart, dDone;
-  const std::vector<uint32_t> zeros(k.downGrid, 0);
+      dY, dPart, dDone, dPick;
+  const std::vector<uint32_t> zeros(std::max<size_t>(k.downGrid, kPickListAt),
+                                    0);
   const size_t f = sizeof(float);
   ASSERT_TRUE(up1(dGate, gateBytes.data(), gateBytes.size()) &&
               up1(dUp, upBytes.data(), upBytes.size()) &&
@@ -200,24 +206,32 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
               gpu_.alloc(dY, f * kTok * kEmbd, error) &&
               gpu_.alloc(dPart, f * kTok * k.downGrid * k.downBlock * kDownCols,
                          error) &&
-              up1(dDone, zeros.data(), 4 * zeros.size()))
+              up1(dDone, zeros.data(), 4 * zeros.size()) &&
+              gpu_.alloc(dPick, pickBytes(kHot, kTok), error) &&
+              gpu_.upload(dPick, zeros.data(), 4 * kPickListAt, error))
       << error;
   int nTok = kTok;
   CudaDriver::DevPtr fc1In = quantX ? dPX : dX;
   void *xqArgs[] = {&dX, &dPX, &nTok};
   void *fc1Args[] = {&dFc1, &dB1, &fc1In, &dPH, &nTok};
   void *hqArgs[] = {&dPH, &dPH, &nTok};
-  void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &nTok, &dFc2, &dB2, &dPH};
-  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone, &nTok};
+  void *pickArgs[] = {&dFc2, &dB2, &dPH, &dH, &dPick, &nTok};
+  void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &nTok, &dPick};
+  void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone, &nTok, &dPick};
+  // The hot half after the predictor: pick, gate/up over its list, down.
+  auto hotHalf = [&] {
+    return gpu_.launch(fnPick, pickGrid(kHot), kPickBlock, pickArgs, error) &&
+           gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs,
+                       error) &&
+           gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error);
+  };
   ASSERT_TRUE(
       (!quantX || gpu_.launch(fnXq, quantGrid(kEmbd * kTok), kQuantBlock,
                               xqArgs, error)) &&
       gpu_.launch(fnFc1, matvecGrid(c.rank), kMatvecBlock, fc1Args, error) &&
       (!fnHq || gpu_.launch(fnHq, quantGrid(c.rank * kTok), kQuantBlock, hqArgs,
                             error)) &&
-      gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs, error) &&
-      gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
-      gpu_.synchronize(error))
+      hotHalf() && gpu_.synchronize(error))
       << error;
   std::vector<float> hGot(hWant.size()), yGot(yWant.size());
   ASSERT_TRUE(gpu_.download(hGot.data(), dH, f * hGot.size(), error) &&
@@ -239,6 +253,35 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
       mismatched += (hGot[h0 + n] == 0.f) != (hWant[h0 + n] == 0.f);
     EXPECT_LE(mismatched, 1);
   }
+  // The list: every neuron some token chose, in order, and nothing else.
+  auto listWanted = [&](int tokens) {
+    std::vector<uint32_t> want;
+    for (int n = 0; n < kHot; ++n)
+      for (int t = 0; t < tokens; ++t)
+        if (logits[t][n] > threshold) {
+          want.push_back(uint32_t(n));
+          break;
+        }
+    return want;
+  };
+  auto listGot = [&] {
+    std::vector<uint32_t> rec(kPickListAt + kHot);
+    EXPECT_TRUE(gpu_.download(rec.data(), dPick, 4 * rec.size(), error))
+        << error;
+    EXPECT_EQ(rec[1], 0u) << "the finished blocks' counter is reset";
+    return std::vector<uint32_t>(rec.begin() + kPickListAt,
+                                 rec.begin() + kPickListAt +
+                                     std::min<uint32_t>(rec[0], kHot));
+  };
+  EXPECT_EQ(listGot(), listWanted(kTok));
+  // Again with the first token alone: the record serves the next launch,
+  // and the shorter list gives that token's down projection.
+  nTok = 1;
+  ASSERT_TRUE(hotHalf() && gpu_.synchronize(error) &&
+              gpu_.download(yGot.data(), dY, f * kEmbd, error))
+      << error;
+  EXPECT_EQ(listGot(), listWanted(1));
+  EXPECT_LT(testutil::normalisedError(yGot.data(), yWant.data(), kEmbd), 1e-4);
 }
 
 // Gate/up types whose input goes up f32 and as 8-bit values; predictor
@@ -268,11 +311,12 @@ TEST(CudaPredictorSource, OnlyWithAPredictStepOnTheGpu) {
       PredCase{GGMLType::F16, GGMLType::Q8_0, GGMLType::Q8_0, 64}, 89, 0.f);
   const std::string with = emitCuda(d).source;
   EXPECT_NE(with.find("ffn_pred_l0_fc1"), std::string::npos);
-  EXPECT_NE(with.find("const u8 *__restrict__ fc2"), std::string::npos);
+  EXPECT_NE(with.find("ffn_pred_l0_pick"), std::string::npos);
+  EXPECT_NE(with.find("const unsigned *__restrict__ pick"), std::string::npos);
   d.layers[0].steps[0].device = StepDevice::Cpu;
   const std::string without = emitCuda(d).source;
   EXPECT_EQ(without.find("ffn_pred_l0"), std::string::npos);
-  EXPECT_EQ(without.find("fc2"), std::string::npos);
+  EXPECT_EQ(without.find("pick"), std::string::npos);
 }
 
 } // namespace
