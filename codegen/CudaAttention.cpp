@@ -65,7 +65,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu) {
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
-     << ") " << name
+     << ", " << kRowKernelMinBlocks << ") " << name
      << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
      << "    const float *__restrict__ x, float *__restrict__ y, int nTok) {\n"
      << "  constexpr int kRows = " << rows << ", kCols = " << cols
@@ -74,14 +74,32 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  const int lane = threadIdx.x & 31;\n"
      << "  if (r >= kRows) return; // whole warps\n"
      << "  const u8 *row = w + (long)r * kRow;\n"
-     << "  const float b = " << (bias ? "bias[r]" : "0.f") << ";\n"
-     << "  // Tokens one after another: the row comes from memory once.\n"
+     << (bias ? "  const float b = bias[r];\n" : "")
+     << "  // A prompt's tokens " << kTokenGroup
+     << " at a time, each lane loading and decoding its share\n"
+     << "  // of the row once for them; the rest one by one. Each token's "
+        "sum is\n"
+     << "  // the same either way.\n"
+     << "  int t = 0;\n"
      << "#pragma unroll 1\n"
-     << "  for (int t = 0; t < nTok; ++t) {\n"
-     << "    const float s = pf_dot_" << suffix(type)
+     << "  for (; t + " << kTokenGroup << " <= nTok; t += " << kTokenGroup
+     << ") {\n"
+     << "    float s[" << kTokenGroup << "] = {};\n"
+     << "    pf_dots_" << suffix(type) << "<kCols, " << kTokenGroup
+     << ">(row, x + (long)t * kCols, kCols, lane, s);\n"
+     << "#pragma unroll\n"
+     << "    for (int i = 0; i < " << kTokenGroup << "; ++i) {\n"
+     << "      const float v = pf_warp_sum(s[i]);\n"
+     << "      if (lane == 0) y[(long)(t + i) * kRows + r] = "
+     << (relu ? "pf_relu(v" : "(v") << (bias ? " + b" : "") << ");\n"
+     << "    }\n"
+     << "  }\n"
+     << "#pragma unroll 1\n"
+     << "  for (; t < nTok; ++t) {\n"
+     << "    const float v = pf_dot_" << suffix(type)
      << "<kCols>(row, x + (long)t * kCols, lane);\n"
      << "    if (lane == 0) y[(long)t * kRows + r] = "
-     << (relu ? "pf_relu(s" : "(s") << (bias ? " + b" : "") << ");\n"
+     << (relu ? "pf_relu(v" : "(v") << (bias ? " + b" : "") << ");\n"
      << "  }\n"
      << "}\n";
 }

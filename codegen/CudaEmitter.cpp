@@ -136,71 +136,108 @@ __device__ __forceinline__ float pf_b2dot(unsigned u, float a, float b) {
   return pf_bf2f((u16)(u & 0xffffu)) * a + pf_bf2f((u16)(u >> 16)) * b;
 }
 
-// Dot product of one row of N elements with x; the 32 lanes of a warp share
-// the row and every lane returns the sum.
-template <int N> __device__ float pf_dot_f32(const u8 *row, const float *x, int lane) {
+// Dot products of one row of N elements with T tokens' x (each xs floats
+// after the last): s[t] += this lane's share for token t; the 32 lanes of
+// a warp share the row, which each lane loads and decodes once for the T
+// tokens. Each token's share is the same sequence of operations whatever
+// T is, so a prompt's token gets the bits it gets alone (pf_dot_*, T = 1).
+// The row loops unroll by four for one token (four loads in flight per
+// lane) and not for a group, whose tokens are the independent work
+// (unrolled too, a group's loads and sums took past 64 registers and
+// spilled).
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_f32(const u8 *row, const float *x, long xs,
+                                            int lane, float (&s)[T]) {
   const float *r = reinterpret_cast<const float *>(row);
-  float s = 0.f;
   if (N % 4 == 0) {
-    for (int i = 4 * lane; i < N; i += 128) s += pf_dot4(pf_ldf4(r + i), pf_ldf4(x + i));
-  } else {
-    for (int i = lane; i < N; i += 32) s += r[i] * x[i];
-  }
-  return pf_warp_sum(s);
-}
-// f16 and bfloat16: eight values (16 bytes) per lane.
-template <int N, bool Bf>
-__device__ __forceinline__ float pf_dot_half(const u8 *row, const float *x, int lane) {
-  const u16 *r = reinterpret_cast<const u16 *>(row);
-  float s = 0.f;
-  if (N % 8 == 0) {
-    for (int i = 8 * lane; i < N; i += 256) {
-      const pf_u4 w = pf_ldu4(row + 2 * i);
-      const pf_f4 a = pf_ldf4(x + i), b = pf_ldf4(x + i + 4);
-      s += Bf ? pf_b2dot(w.x, a.x, a.y) + pf_b2dot(w.y, a.z, a.w) +
-                    pf_b2dot(w.z, b.x, b.y) + pf_b2dot(w.w, b.z, b.w)
-              : pf_h2dot(w.x, a.x, a.y) + pf_h2dot(w.y, a.z, a.w) +
-                    pf_h2dot(w.z, b.x, b.y) + pf_h2dot(w.w, b.z, b.w);
+#pragma unroll (T > 1 ? 1 : 4)
+    for (int i = 4 * lane; i < N; i += 128) {
+      const pf_f4 w = pf_ldf4(r + i);
+#pragma unroll
+      for (int t = 0; t < T; ++t) s[t] += pf_dot4(w, pf_ldf4(x + t * xs + i));
     }
   } else {
-    for (int i = lane; i < N; i += 32)
-      s += (Bf ? pf_bf2f(r[i]) : pf_h2f(r[i])) * x[i];
+#pragma unroll (T > 1 ? 1 : 4)
+    for (int i = lane; i < N; i += 32) {
+      const float w = r[i];
+#pragma unroll
+      for (int t = 0; t < T; ++t) s[t] += w * x[t * xs + i];
+    }
   }
-  return pf_warp_sum(s);
 }
-template <int N> __device__ float pf_dot_f16(const u8 *row, const float *x, int lane) {
-  return pf_dot_half<N, false>(row, x, lane);
+// f16 and bfloat16: eight values (16 bytes) per lane.
+template <int N, int T, bool Bf>
+__device__ __forceinline__ void pf_dots_half(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  const u16 *r = reinterpret_cast<const u16 *>(row);
+  if (N % 8 == 0) {
+#pragma unroll (T > 1 ? 1 : 4)
+    for (int i = 8 * lane; i < N; i += 256) {
+      const pf_u4 w = pf_ldu4(row + 2 * i);
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        const pf_f4 a = pf_ldf4(x + t * xs + i), b = pf_ldf4(x + t * xs + i + 4);
+        s[t] += Bf ? pf_b2dot(w.x, a.x, a.y) + pf_b2dot(w.y, a.z, a.w) +
+                         pf_b2dot(w.z, b.x, b.y) + pf_b2dot(w.w, b.z, b.w)
+                   : pf_h2dot(w.x, a.x, a.y) + pf_h2dot(w.y, a.z, a.w) +
+                         pf_h2dot(w.z, b.x, b.y) + pf_h2dot(w.w, b.z, b.w);
+      }
+    }
+  } else {
+#pragma unroll (T > 1 ? 1 : 4)
+    for (int i = lane; i < N; i += 32) {
+      const float w = Bf ? pf_bf2f(r[i]) : pf_h2f(r[i]);
+#pragma unroll
+      for (int t = 0; t < T; ++t) s[t] += w * x[t * xs + i];
+    }
+  }
 }
-template <int N> __device__ float pf_dot_bf16(const u8 *row, const float *x, int lane) {
-  return pf_dot_half<N, true>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_f16(const u8 *row, const float *x, long xs,
+                                            int lane, float (&s)[T]) {
+  pf_dots_half<N, T, false>(row, x, xs, lane, s);
+}
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_bf16(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_half<N, T, true>(row, x, xs, lane, s);
 }
 // q8_0: blocks of 34 bytes (f16 scale, 32 int8); eight lanes per block,
 // lane j taking elements 4j..4j+3, four blocks per step of the warp.
-template <int N> __device__ float pf_dot_q8_0(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q8_0(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   const int j = lane & 7;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 3; b < N / 32; b += 4) {
     const u8 *blk = row + b * 34;
     const unsigned q = pf_ld32h(blk + 2 + 4 * j);
-    s += pf_h2f(pf_ld16(blk)) * pf_dot_i8(q, pf_ldf4(x + b * 32 + 4 * j));
+    const float d = pf_h2f(pf_ld16(blk));
+#pragma unroll
+    for (int t = 0; t < T; ++t)
+      s[t] += d * pf_dot_i8(q, pf_ldf4(x + t * xs + b * 32 + 4 * j));
   }
-  return pf_warp_sum(s);
 }
 // q4_0: blocks of 18 bytes (f16 scale, 16 bytes of nibbles); element j < 16
 // is the low nibble of byte j, element j + 16 the high nibble. Four lanes
 // per block, lane j taking bytes 4j..4j+3 (elements 4j.. and 16+4j..),
 // eight blocks per step of the warp.
-template <int N> __device__ float pf_dot_q4_0(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q4_0(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   const int j = lane & 3;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 2; b < N / 32; b += 8) {
     const u8 *blk = row + b * 18;
     const unsigned q = pf_ld32h(blk + 2 + 4 * j);
-    const float *xb = x + b * 32 + 4 * j;
-    s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
-                                 pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
+    const float d = pf_h2f(pf_ld16(blk));
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float *xb = x + t * xs + b * 32 + 4 * j;
+      s[t] += d * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
+                   pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
+    }
   }
-  return pf_warp_sum(s);
 }
 
 // Element i of one row.
@@ -313,12 +350,13 @@ __device__ __forceinline__ unsigned pf_bit4s(unsigned bits) {
          ((bits & 8u) << 25);
 }
 __device__ __forceinline__ float pf_sum4(pf_f4 x) { return x.x + x.y + x.z + x.w; }
-template <int N, int Bytes, bool Min, bool Five>
-__device__ __forceinline__ float pf_dot_legacy(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T, int Bytes, bool Min, bool Five>
+__device__ __forceinline__ void pf_dots_legacy(const u8 *row, const float *x, long xs,
+                                               int lane, float (&s)[T]) {
   const int j = lane & 3;
   constexpr int kQs = (Min ? 4 : 2) + (Five ? 4 : 0);
   constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 2; b < N / 32; b += 8) {
     const u8 *blk = row + b * Bytes;
     const unsigned q = pf_ld32h(blk + kQs + 4 * j);
@@ -328,48 +366,64 @@ __device__ __forceinline__ float pf_dot_legacy(const u8 *row, const float *x, in
       lo |= pf_bit4s((qh >> (4 * j)) & 15u);
       hi |= pf_bit4s((qh >> (16 + 4 * j)) & 15u);
     }
-    const float *xb = x + b * 32 + 4 * j;
-    const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
-    s += pf_h2f(pf_ld16(blk)) * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
-                                 pf_dot_bytes(hi, 0, 255u, kOff, xh));
-    if (Min) s += pf_h2f(pf_ld16(blk + 2)) * (pf_sum4(xl) + pf_sum4(xh));
+    const float d = pf_h2f(pf_ld16(blk)), m = Min ? pf_h2f(pf_ld16(blk + 2)) : 0.f;
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float *xb = x + t * xs + b * 32 + 4 * j;
+      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
+      s[t] += d * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
+                   pf_dot_bytes(hi, 0, 255u, kOff, xh));
+      if (Min) s[t] += m * (pf_sum4(xl) + pf_sum4(xh));
+    }
   }
-  return pf_warp_sum(s);
 }
-template <int N> __device__ float pf_dot_q4_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 20, true, false>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q4_1(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_legacy<N, T, 20, true, false>(row, x, xs, lane, s);
 }
-template <int N> __device__ float pf_dot_q5_0(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 22, false, true>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q5_0(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_legacy<N, T, 22, false, true>(row, x, xs, lane, s);
 }
-template <int N> __device__ float pf_dot_q5_1(const u8 *row, const float *x, int lane) {
-  return pf_dot_legacy<N, 24, true, true>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q5_1(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_legacy<N, T, 24, true, true>(row, x, xs, lane, s);
 }
 // Q2_K and Q3_K by super-block as Q6_K: sixteen lanes per super-block, lane
 // 8n+j taking elements 4j..4j+3 of each 32-value run k of half n (two bits
 // each from byte 4j.. of the half's quants, shifted by 2k; Q3_K's third
 // bit from its hmask bytes 4j.., bit 4n+k), the 16-value sub-block
 // 8n + 2k + j/4 giving the scale (and Q2_K's min).
-template <int N> __device__ float pf_dot_q2_K(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q2_K(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 84; // 4-aligned: 84-byte blocks
     const float d = pf_h2f(pf_ld16(blk + 80)), dmin = pf_h2f(pf_ld16(blk + 82));
     const unsigned q = *reinterpret_cast<const unsigned *>(blk + 16 + 32 * n + 4 * j);
     const float *xb = x + b * 256 + 128 * n + 4 * j;
+#pragma unroll (T > 1 ? 1 : 4)
     for (int k = 0; k < 4; ++k) {
       const int sc = blk[8 * n + 2 * k + (j >> 2)];
-      const pf_f4 xv = pf_ldf4(xb + 32 * k);
-      s += d * (float)(sc & 15) * pf_dot_bytes(q, 2 * k, 3u, 0, xv) -
-           dmin * (float)(sc >> 4) * pf_sum4(xv);
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        const pf_f4 xv = pf_ldf4(xb + t * xs + 32 * k);
+        s[t] += d * (float)(sc & 15) * pf_dot_bytes(q, 2 * k, 3u, 0, xv) -
+                dmin * (float)(sc >> 4) * pf_sum4(xv);
+      }
     }
   }
-  return pf_warp_sum(s);
 }
-template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q3_K(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 110; // 2-aligned: 110-byte blocks
     const float d = pf_h2f(pf_ld16(blk + 108));
@@ -384,21 +438,24 @@ template <int N> __device__ float pf_dot_q3_K(const u8 *row, const float *x, int
       // Two bits, plus 4 where the hmask bit is set, minus 4.
       const unsigned v = ((q >> (2 * k)) & 0x03030303u) |
                          (((hm >> (4 * n + k)) & 0x01010101u) << 2);
-      s += d * (float)((lo | (hi << 4)) - 32) * pf_dot_bytes(v, 0, 255u, 4, pf_ldf4(xb + 32 * k));
+#pragma unroll
+      for (int t = 0; t < T; ++t)
+        s[t] += d * (float)((lo | (hi << 4)) - 32) *
+                pf_dot_bytes(v, 0, 255u, 4, pf_ldf4(xb + t * xs + 32 * k));
     }
   }
-  return pf_warp_sum(s);
 }
 // Q4_K/Q5_K by super-block: lane 8g+j takes bytes 4j..4j+3 of the 32-byte
 // group g of nibbles (32-bit loads: the blocks' sizes and offsets are
 // multiples of 4), elements 4j.. of sub-block 2g (low nibbles) and of
 // 2g+1 (high), so each lane decodes two sub-blocks' scales per super-block
 // and a warp's load covers the whole group of 128 bytes.
-template <int N, bool Five>
-__device__ __forceinline__ float pf_dot_k4k5(const u8 *row, const float *x, int lane) {
+template <int N, int T, bool Five>
+__device__ __forceinline__ void pf_dots_k4k5(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   constexpr int kBytes = Five ? 176 : 144;
-  float s = 0.f;
   const int g = lane >> 3, j = lane & 7;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = 0; b < N / 256; ++b) {
     const u8 *blk = row + b * kBytes;
     const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
@@ -413,27 +470,35 @@ __device__ __forceinline__ float pf_dot_k4k5(const u8 *row, const float *x, int 
       lo |= ((qh >> (2 * g)) & 0x01010101u) << 4;
       hi |= ((qh >> (2 * g + 1)) & 0x01010101u) << 4;
     }
-    const float *xb = x + b * 256 + 64 * g + 4 * j;
-    const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
-    s += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
-    s += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float *xb = x + t * xs + b * 256 + 64 * g + 4 * j;
+      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
+      s[t] += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
+      s[t] += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
+    }
   }
-  return pf_warp_sum(s);
 }
-template <int N> __device__ float pf_dot_q4_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_k4k5<N, false>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q4_K(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_k4k5<N, T, false>(row, x, xs, lane, s);
 }
-template <int N> __device__ float pf_dot_q5_K(const u8 *row, const float *x, int lane) {
-  return pf_dot_k4k5<N, true>(row, x, lane);
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q5_K(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
+  pf_dots_k4k5<N, T, true>(row, x, xs, lane, s);
 }
 // Q6_K by super-block: sixteen lanes per super-block (two per warp step),
 // lane 8n+j taking elements 4j..4j+3 of each 32-value run k of half n: the
 // low bits from ql bytes 4j.. of the half's two 32-byte runs, the two high
 // bits from its qh bytes 4j.. (pairs of 16-bit loads: blocks are 210
 // bytes).
-template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int lane) {
-  float s = 0.f;
+template <int N, int T>
+__device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long xs,
+                                             int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
+#pragma unroll (T > 1 ? 1 : 4)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 210;
     const float d = pf_h2f(pf_ld16(blk + 208));
@@ -443,14 +508,38 @@ template <int N> __device__ float pf_dot_q6_K(const u8 *row, const float *x, int
     const signed char *sc =
         reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
     const float *xb = x + b * 256 + 128 * n + 4 * j;
+#pragma unroll (T > 1 ? 1 : 4)
     for (int k = 0; k < 4; ++k) {
       const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
       const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
-      s += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + 32 * k));
+#pragma unroll
+      for (int t = 0; t < T; ++t)
+        s[t] += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + t * xs + 32 * k));
     }
   }
-  return pf_warp_sum(s);
 }
+// One token's dot product, every lane returning the sum.
+#define PF_DOT1(X)                                                             \
+  template <int N>                                                             \
+  __device__ float pf_dot_##X(const u8 *row, const float *x, int lane) {       \
+    float s[1] = {0.f};                                                        \
+    pf_dots_##X<N, 1>(row, x, 0, lane, s);                                     \
+    return pf_warp_sum(s[0]);                                                  \
+  }
+PF_DOT1(f32)
+PF_DOT1(f16)
+PF_DOT1(bf16)
+PF_DOT1(q8_0)
+PF_DOT1(q4_0)
+PF_DOT1(q4_1)
+PF_DOT1(q5_0)
+PF_DOT1(q5_1)
+PF_DOT1(q2_K)
+PF_DOT1(q3_K)
+PF_DOT1(q4_K)
+PF_DOT1(q5_K)
+PF_DOT1(q6_K)
+#undef PF_DOT1
 
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
@@ -616,7 +705,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << activationName(p.activation) << ", " << sparsityModeName(program.mode)
        << (predicts ? " (its predictor on the GPU)" : "") << ".\n";
     os << "extern \"C\" __global__ void __launch_bounds__(" << kGateUpBlock
-       << ") " << k.gateUp
+       << ", " << gpuattn::kRowKernelMinBlocks << ") " << k.gateUp
        << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
        << "    const float *__restrict__ x, float *__restrict__ h, int nTok";
     if (predicts)
@@ -639,11 +728,57 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "  const int lane = threadIdx.x & 31;\n"
        << "  const u8 *gateRow = gate + (long)n * kGateRow;\n"
        << "  const u8 *upRow = up + (long)n * kUpRow;\n";
-    os << "  // Tokens one after another: the rows come from memory once, "
-          "from\n"
-       << "  // L1 for the later tokens of a prompt's chunk.\n"
+    // Whether a token skips the neuron, from its activation `a` (the
+    // mode's test; dense mode runs every neuron).
+    auto skips = [&](const std::string &a) {
+      return program.mode == SparsityMode::Threshold
+                 ? "fabsf(" + a + ") <= " + floatLiteral(d.actThreshold)
+             : exact ? a + " == 0.f"
+                     : std::string("false");
+    };
+    const std::string upFactor = drelu ? "pf_relu(u)" : "u";
+    const int G = gpuattn::kTokenGroup;
+    os << "  // A prompt's tokens " << G
+       << " at a time: each lane loads and decodes its share\n"
+       << "  // of the rows once for them (each token's sums are the bits it "
+          "gets\n"
+       << "  // alone); the rest one by one, the rows from L1.\n"
+       << "  int t = 0;\n"
        << "#pragma unroll 1\n"
-       << "  for (int t = 0; t < nTok; ++t) {\n"
+       << "  for (; t + " << G << " <= nTok; t += " << G << ") {\n";
+    if (predicts)
+      os << "    bool chosen[" << G << "], any = false;\n"
+         << "    for (int i = 0; i < " << G << "; ++i) {\n"
+         << "      chosen[i] = sel[(long)(t + i) * kHot + n] != 0;\n"
+         << "      any |= chosen[i];\n"
+         << "    }\n"
+         << "    if (!any) continue; // their h is zero already\n";
+    os << "    float g[" << G << "] = {}, uu[" << G << "] = {}, a[" << G
+       << "];\n"
+       << "    bool run[" << G << "], anyRun = false;\n"
+       << "    pf_dots_" << typeSuffix(d.gateType) << "<kEmbd, " << G
+       << ">(gateRow, x + (long)t * kEmbd, kEmbd, lane, g);\n"
+       << "#pragma unroll\n"
+       << "    for (int i = 0; i < " << G << "; ++i) {\n"
+       << "      a[i] = " << act << "(pf_warp_sum(g[i]));\n"
+       << "      run[i] = " << (predicts ? "chosen[i] && " : "")
+       << (exact ? "!(" + skips("a[i]") + ")" : std::string("true")) << ";\n"
+       << "      anyRun |= run[i];\n"
+       << "      if (!run[i] && lane == 0) h[(long)(t + i) * kHot + n] = "
+          "0.f;\n"
+       << "    }\n"
+       << "    if (!anyRun) continue;\n"
+       << "    pf_dots_" << typeSuffix(d.upType) << "<kEmbd, " << G
+       << ">(upRow, x + (long)t * kEmbd, kEmbd, lane, uu);\n"
+       << "#pragma unroll\n"
+       << "    for (int i = 0; i < " << G << "; ++i) {\n"
+       << "      const float u = pf_warp_sum(uu[i]);\n"
+       << "      if (run[i] && lane == 0) h[(long)(t + i) * kHot + n] = a[i] * "
+       << upFactor << ";\n"
+       << "    }\n"
+       << "  }\n"
+       << "#pragma unroll 1\n"
+       << "  for (; t < nTok; ++t) {\n"
        << "    const float *xt = x + (long)t * kEmbd;\n"
        << "    float *ht = h + (long)t * kHot;\n";
     if (predicts)
@@ -653,15 +788,13 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
        << "<kEmbd>(gateRow, xt, lane));\n";
     if (program.mode == SparsityMode::Threshold)
-      os << "    // The layer's calibrated threshold on |activation|.\n"
-         << "    if (fabsf(a) <= " << floatLiteral(d.actThreshold)
-         << ") { if (lane == 0) ht[n] = 0.f; continue; }\n";
-    else if (exact)
-      os << "    if (a == 0.f) { if (lane == 0) ht[n] = 0.f; continue; }\n";
+      os << "    // The layer's calibrated threshold on |activation|.\n";
+    if (exact)
+      os << "    if (" << skips("a") << ") { if (lane == 0) ht[n] = 0.f; "
+         << "continue; }\n";
     os << "    const float u = pf_dot_" << typeSuffix(d.upType)
        << "<kEmbd>(upRow, xt, lane);\n"
-       << "    if (lane == 0) ht[n] = a * " << (drelu ? "pf_relu(u)" : "u")
-       << ";\n  }\n}\n";
+       << "    if (lane == 0) ht[n] = a * " << upFactor << ";\n  }\n}\n";
     // The down projection over every SM: block b takes column tile
     // b % kTiles (128 outputs, coalesced along each row) and chunk
     // b / kTiles of the hot neurons; each writes its partial sums, and the

@@ -31,9 +31,10 @@
 //                                     the CPU does (quantizeActQ8)
 //   attn_L_wo(w, bias, x, y, nTok)   the output projection
 // Matvecs, their quantisation and the FFN's kernels take nTok: that many
-// tokens' rows one after another (x and y: [nTok][their length]), each
-// token's result the same as alone; decoding passes 1, a prompt's chunk on
-// a whole-GPU program more.
+// tokens' rows (x and y: [nTok][their length]), each token's result the
+// same as alone; decoding passes 1, a prompt's chunk more. Matvecs and
+// gate/up take a chunk's tokens kTokenGroup at a time, loading and
+// decoding a row's weights once for them.
 #pragma once
 
 #include <algorithm>
@@ -48,6 +49,12 @@ constexpr unsigned kMatvecBlock = 256; // 8 warps, one output row each
 constexpr unsigned kRopeBlock = 32;    // one warp per head
 constexpr unsigned kAttendBlock = 128; // per query head
 constexpr unsigned kQuantBlock = 256;  // one warp per block of 32 values
+constexpr int kTokenGroup = 4;         // a chunk's tokens per pass on a row
+// Blocks of 256 threads the matvec and gate/up kernels ask an SM to hold at
+// once (__launch_bounds__'s second figure): 64 registers per thread, where
+// a group's accumulators and loads would otherwise let the compiler take
+// twice that and halve the warps resident to hide their loads.
+constexpr unsigned kRowKernelMinBlocks = 4;
 constexpr int kAttendChunk = 64;       // positions per attend block
 // The hot FFN's down kernel: outputs per thread where n_embd is a multiple
 // of it (else 1); its partial sums take downGrid * downBlock * kDownCols

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -28,7 +29,8 @@ namespace {
 
 // More hot neurons than the pick kernel has threads: each lists a run of
 // three (the last ones none).
-constexpr int kEmbd = 256, kHot = 700, kTok = 3;
+// Tokens: a group of gpuattn::kTokenGroup in gate/up, then two alone.
+constexpr int kEmbd = 256, kHot = 700, kTok = 6;
 
 struct PredCase {
   GGMLType gate; // and up
@@ -71,10 +73,11 @@ ProgramDesc predictedDesc(const PredCase &c, int cc, float threshold) {
 using CudaPredictor = testutil::GpuTestWithParam<PredCase>;
 
 // Tests that the predictor kernels and the predicted gate/up kernel choose
-// the CPU predictor's neurons for each of three tokens (launched as one
+// the CPU predictor's neurons for each of six tokens (launched as one
 // chunk), list the neurons any of them chose, and give the CPU twin's
 // activations and down projection within 1e-4 normalised error; then the
-// same for one token through the same record.
+// same for one token through the same record, its activations the bits it
+// got in the chunk.
 TEST_P(CudaPredictor, MatchesCpuTwin) {
   const PredCase &c = GetParam();
   Weight gate, up, downT;
@@ -277,10 +280,14 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   // Again with the first token alone: the record serves the next launch,
   // and the shorter list gives that token's down projection.
   nTok = 1;
+  std::vector<float> hOne(kHot);
   ASSERT_TRUE(hotHalf() && gpu_.synchronize(error) &&
-              gpu_.download(yGot.data(), dY, f * kEmbd, error))
+              gpu_.download(yGot.data(), dY, f * kEmbd, error) &&
+              gpu_.download(hOne.data(), dH, f * kHot, error))
       << error;
   EXPECT_EQ(listGot(), listWanted(1));
+  // Its activations are the bits it got in the chunk's group.
+  EXPECT_EQ(std::memcmp(hOne.data(), hGot.data(), f * kHot), 0);
   EXPECT_LT(testutil::normalisedError(yGot.data(), yWant.data(), kEmbd), 1e-4);
 }
 

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -64,7 +65,8 @@ struct Case {
 using CudaKernels = testutil::GpuTestWithParam<Case>;
 
 // Tests that the hot-half kernels give the CPU twin's activations and down
-// projection within 1e-4 normalised error.
+// projection within 1e-4 normalised error, and that a prompt's chunk gives
+// each token the bits it gets alone.
 TEST_P(CudaKernels, MatchCpuTwin) {
   const Case &c = GetParam();
   const int kEmbd = c.embd;
@@ -80,6 +82,10 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   d.layers[0].downTType = c.downType;
   for (uint32_t i = 0; i < kHot; ++i)
     d.layers[0].hot.push_back(i);
+  // An output head of the gate's type and rows: a matvec of every type.
+  d.headOnGPU = true;
+  d.headType = c.type;
+  d.params.nVocab = kHot;
 
   Weight gate, up, downT;
   auto gateBytes = randomRows(c.type, kEmbd, kHot, 1, gate);
@@ -180,6 +186,66 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   for (int n = 0; n < kHot; ++n)
     mismatched += (hGot[n] == 0.f) != (hWant[n] == 0.f);
   EXPECT_LE(mismatched, 1);
+
+  // A prompt's chunk (a group of kTokenGroup tokens, then two alone)
+  // gives each token the bits it gets alone from gate/up, down and the
+  // head's matvec (the gate rows).
+  constexpr int kChunk = gpuattn::kTokenGroup + 2;
+  void *fnHead = gpu_.function(gpuattn::kHeadKernel, error);
+  ASSERT_TRUE(fnHead) << error;
+  std::vector<float> xs(size_t(kChunk) * kEmbd);
+  for (int t = 0; t < kChunk; ++t)
+    for (int i = 0; i < kEmbd; ++i)
+      xs[size_t(t) * kEmbd + i] =
+          0.1f * std::cos(0.7f * float(i) + 0.9f * float(t));
+  const size_t f = sizeof(float);
+  CudaDriver::DevPtr dXs, dHs, dYs, dLs, dL, dPs, noBias = 0;
+  ASSERT_TRUE(
+      gpu_.alloc(dXs, f * xs.size(), error) &&
+      gpu_.upload(dXs, xs.data(), f * xs.size(), error) &&
+      gpu_.alloc(dHs, f * kChunk * kHot, error) &&
+      gpu_.alloc(dYs, f * kChunk * kEmbd, error) &&
+      gpu_.alloc(dLs, f * kChunk * kHot, error) &&
+      gpu_.alloc(dL, f * kHot, error) &&
+      gpu_.alloc(dPs,
+                 f * kChunk * k.downGrid * k.downBlock * gpuattn::kDownCols,
+                 error))
+      << error;
+  int chunk = kChunk;
+  void *chunkGateUp[] = {&dGate, &dUp, &dXs, &dHs, &chunk};
+  void *chunkDown[] = {&dDown, &dHs, &dYs, &dPs, &dDone, &chunk};
+  void *chunkHead[] = {&dGate, &noBias, &dXs, &dLs, &chunk};
+  void *oneHead[] = {&dGate, &noBias, &dX, &dL, &one};
+  const unsigned headGrid = gpuattn::matvecGrid(kHot);
+  ASSERT_TRUE(
+      gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, chunkGateUp, error) &&
+      gpu_.launch(fnDown, k.downGrid, k.downBlock, chunkDown, error) &&
+      gpu_.launch(fnHead, headGrid, gpuattn::kMatvecBlock, chunkHead, error))
+      << error;
+  std::vector<float> hs(size_t(kChunk) * kHot), ys(size_t(kChunk) * kEmbd),
+      ls(size_t(kChunk) * kHot), lOne(kHot);
+  ASSERT_TRUE(gpu_.download(hs.data(), dHs, f * hs.size(), error) &&
+              gpu_.download(ys.data(), dYs, f * ys.size(), error) &&
+              gpu_.download(ls.data(), dLs, f * ls.size(), error))
+      << error;
+  for (int t = 0; t < kChunk; ++t) {
+    SCOPED_TRACE("token " + std::to_string(t));
+    ASSERT_TRUE(
+        gpu_.upload(dX, xs.data() + size_t(t) * kEmbd, f * kEmbd, error) &&
+        gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, gateUpArgs, error) &&
+        gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error) &&
+        gpu_.launch(fnHead, headGrid, gpuattn::kMatvecBlock, oneHead, error) &&
+        gpu_.download(hGot.data(), dH, f * kHot, error) &&
+        gpu_.download(yGot.data(), dY, f * kEmbd, error) &&
+        gpu_.download(lOne.data(), dL, f * kHot, error))
+        << error;
+    EXPECT_EQ(std::memcmp(hGot.data(), hs.data() + size_t(t) * kHot, f * kHot),
+              0);
+    EXPECT_EQ(
+        std::memcmp(yGot.data(), ys.data() + size_t(t) * kEmbd, f * kEmbd), 0);
+    EXPECT_EQ(std::memcmp(lOne.data(), ls.data() + size_t(t) * kHot, f * kHot),
+              0);
+  }
 }
 
 // Every computable type as gate/up and as the transposed down rows, in
