@@ -192,16 +192,16 @@ __device__ __forceinline__ void pf_dots_half(const u8 *row, const float *x, long
     }
   }
 }
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_f16(const u8 *row, const float *x, long xs,
-                                            int lane, float (&s)[T]) {
-  pf_dots_half<N, T, false>(row, x, xs, lane, s);
-}
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_bf16(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_half<N, T, true>(row, x, xs, lane, s);
-}
+// A type's dot products through a body shared with other types.
+#define PF_DOTS_AS(X, BODY, ...)                                               \
+  template <int N, int T>                                                      \
+  __device__ __forceinline__ void pf_dots_##X(const u8 *row, const float *x,   \
+                                              long xs, int lane,               \
+                                              float (&s)[T]) {                 \
+    BODY<N, T, __VA_ARGS__>(row, x, xs, lane, s);                              \
+  }
+PF_DOTS_AS(f16, pf_dots_half, false)
+PF_DOTS_AS(bf16, pf_dots_half, true)
 // q8_0: blocks of 34 bytes (f16 scale, 32 int8); eight lanes per block,
 // lane j taking elements 4j..4j+3, four blocks per step of the warp.
 template <int N, int T>
@@ -377,21 +377,9 @@ __device__ __forceinline__ void pf_dots_legacy(const u8 *row, const float *x, lo
     }
   }
 }
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q4_1(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_legacy<N, T, 20, true, false>(row, x, xs, lane, s);
-}
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q5_0(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_legacy<N, T, 22, false, true>(row, x, xs, lane, s);
-}
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q5_1(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_legacy<N, T, 24, true, true>(row, x, xs, lane, s);
-}
+PF_DOTS_AS(q4_1, pf_dots_legacy, 20, true, false)
+PF_DOTS_AS(q5_0, pf_dots_legacy, 22, false, true)
+PF_DOTS_AS(q5_1, pf_dots_legacy, 24, true, true)
 // Q2_K and Q3_K by super-block as Q6_K: sixteen lanes per super-block, lane
 // 8n+j taking elements 4j..4j+3 of each 32-value run k of half n (two bits
 // each from byte 4j.. of the half's quants, shifted by 2k; Q3_K's third
@@ -479,16 +467,8 @@ __device__ __forceinline__ void pf_dots_k4k5(const u8 *row, const float *x, long
     }
   }
 }
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q4_K(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_k4k5<N, T, false>(row, x, xs, lane, s);
-}
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q5_K(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
-  pf_dots_k4k5<N, T, true>(row, x, xs, lane, s);
-}
+PF_DOTS_AS(q4_K, pf_dots_k4k5, false)
+PF_DOTS_AS(q5_K, pf_dots_k4k5, true)
 // Q6_K by super-block: sixteen lanes per super-block (two per warp step),
 // lane 8n+j taking elements 4j..4j+3 of each 32-value run k of half n: the
 // low bits from ql bytes 4j.. of the half's two 32-byte runs, the two high
@@ -540,6 +520,7 @@ PF_DOT1(q4_K)
 PF_DOT1(q5_K)
 PF_DOT1(q6_K)
 #undef PF_DOT1
+#undef PF_DOTS_AS
 
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
@@ -588,23 +569,29 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << "  constexpr float kThreshold = " << floatLiteral(threshold) << ";\n"
      << "  constexpr int kThreads = " << kPickBlock
      << ", kRun = (kHot + kThreads - 1) / kThreads;\n"
-     << "  u8 *sel = reinterpret_cast<u8 *>(pick + " << kPickListAt
+     << "  // After the list: whether any token chose each neuron, then each\n"
+     << "  // token's choices.\n"
+     << "  u8 *chosenAny = reinterpret_cast<u8 *>(pick + " << kPickListAt
      << " + kHot);\n"
+     << "  u8 *sel = chosenAny + kHot;\n"
      << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
      << "  const int lane = threadIdx.x & 31;\n"
      << "  if (n < kHot) {\n"
      << "    const u8 *fc2Row = fc2 + (long)n * kFc2Row;\n"
+     << "    unsigned any = 0;\n"
      << "#pragma unroll 1\n"
      << "    for (int t = 0; t < nTok; ++t) {\n"
      << "      // The predictor's score, as the CPU's.\n"
      << "      const float score = pf_dot_" << typeSuffix(d.fc2Type)
      << "<kRank>(fc2Row, hid + (long)t * kRank, lane) + b2[n];\n"
      << "      const bool chosen = score > kThreshold;\n"
+     << "      any |= chosen ? 1u : 0u;\n"
      << "      if (lane == 0) {\n"
      << "        sel[(long)t * kHot + n] = chosen ? 1 : 0;\n"
      << "        if (!chosen) h[(long)t * kHot + n] = 0.f;\n"
      << "      }\n"
      << "    }\n"
+     << "    if (lane == 0) chosenAny[n] = (u8)any;\n"
      << "  }\n"
      << "  // Every thread reaches the barriers: the choices are visible\n"
      << "  // before the counter moves.\n"
@@ -619,15 +606,11 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << "  // The last block lists them: each thread a run of kRun neurons,\n"
      << "  // its first list entry from a scan of the runs' counts. Past L1:\n"
      << "  // the other blocks' choices were written on other SMs.\n"
-     << "  const volatile u8 *vs = sel;\n"
+     << "  const volatile u8 *va = chosenAny;\n"
      << "  const int n0 = threadIdx.x * kRun;\n"
      << "  const int n1 = n0 + kRun < kHot ? n0 + kRun : kHot;\n"
      << "  unsigned count = 0;\n"
-     << "  for (int m = n0; m < n1; ++m) {\n"
-     << "    unsigned any = 0;\n"
-     << "    for (int t = 0; t < nTok; ++t) any |= vs[(long)t * kHot + m];\n"
-     << "    count += any;\n"
-     << "  }\n"
+     << "  for (int m = n0; m < n1; ++m) count += va[m];\n"
      << "  runs[threadIdx.x] = count;\n"
      << "  __syncthreads();\n"
      << "  for (int d = 1; d < kThreads; d <<= 1) {\n"
@@ -638,11 +621,8 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << "    __syncthreads();\n"
      << "  }\n"
      << "  unsigned at = " << kPickListAt << " + runs[threadIdx.x] - count;\n"
-     << "  for (int m = n0; m < n1; ++m) {\n"
-     << "    unsigned any = 0;\n"
-     << "    for (int t = 0; t < nTok; ++t) any |= vs[(long)t * kHot + m];\n"
-     << "    if (any) pick[at++] = (unsigned)m;\n"
-     << "  }\n"
+     << "  for (int m = n0; m < n1; ++m)\n"
+     << "    if (va[m]) pick[at++] = (unsigned)m;\n"
      << "  if (threadIdx.x == kThreads - 1) {\n"
      << "    pick[0] = runs[kThreads - 1];\n"
      << "    pick[1] = 0u;\n"
@@ -721,7 +701,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
          << "  if (w >= (int)pick[0]) return;\n"
          << "  const int n = (int)pick[" << gpuattn::kPickListAt << " + w];\n"
          << "  const u8 *sel = reinterpret_cast<const u8 *>(pick + "
-         << gpuattn::kPickListAt << " + kHot);\n";
+         << gpuattn::kPickListAt << " + kHot) + kHot;\n";
     else
       os << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
          << "  if (n >= kHot) return;\n";

@@ -197,8 +197,9 @@ inline unsigned residGrid(int64_t n) {
 //                                  finish lists the neurons some token
 //                                  chose, in order, in the pick record.
 // The pick record (pickBytes): the list's length, a counter of finished
-// blocks (zero between launches), the list [nHot] (u32 each), then one
-// byte per token and hot neuron, 1 where the token chose it. The layer's
+// blocks (zero between launches), the list [nHot] (u32 each), a byte per
+// hot neuron (1 where some token chose it: what the last block reads),
+// then a byte per token and hot neuron, 1 where the token chose it. The layer's
 // gate/up kernel takes the record after its own arguments and runs its
 // warps over the list (warps past its length exit at once), so that the
 // busy warps are packed into the first blocks whichever neurons were
@@ -211,7 +212,7 @@ inline unsigned pickGrid(int64_t nHot) {
 constexpr size_t kPickListAt = 2; // u32s before the list
 inline size_t pickBytes(int64_t nHot, int64_t nTok) {
   return sizeof(uint32_t) * (kPickListAt + size_t(nHot)) +
-         size_t(nTok) * size_t(nHot);
+         size_t(1 + nTok) * size_t(nHot);
 }
 inline std::string predictorKernelName(int layer, const char *what) {
   return "ffn_pred_l" + std::to_string(layer) + "_" + what;
