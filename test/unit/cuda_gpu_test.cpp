@@ -311,7 +311,7 @@ using CudaSplitDown = testutil::GpuTestWithParam<GGMLType>;
 // neuron's quants, the block scales apart, looked up through the hot
 // neurons' original ids) against the CPU half's splitDownAxpy over the same
 // packed data, with hot neurons in shuffled order and a third of the
-// activations exactly zero.
+// activations exactly zero; and a prompt's chunk against each token alone.
 TEST_P(CudaSplitDown, MatchesCpuTwin) {
   const GGMLType type = GetParam();
   constexpr int kFF = 320; // every neuron hot
@@ -403,6 +403,42 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_TRUE(gpu_.download(yGot.data(), dY, sizeof(float) * kEmbd, error))
       << error;
   EXPECT_LT(normalisedError(yGot, yWant), 1e-5);
+
+  // A prompt's chunk (a group of kTokenGroup tokens, then two alone), each
+  // token's zeros elsewhere: each token's outputs are the bits it gets
+  // alone.
+  constexpr int kChunk = gpuattn::kTokenGroup + 2;
+  std::vector<float> hs(size_t(kChunk) * kFF);
+  for (int t = 0; t < kChunk; ++t)
+    for (int k = 0; k < kFF; ++k)
+      hs[size_t(t) * kFF + k] =
+          (k + t) % 3 ? 0.05f * std::sin(0.3f * float(k) + float(t)) : 0.f;
+  const size_t f = sizeof(float);
+  CudaDriver::DevPtr dHs, dYs, dPs;
+  ASSERT_TRUE(
+      gpu_.alloc(dHs, f * hs.size(), error) &&
+      gpu_.upload(dHs, hs.data(), f * hs.size(), error) &&
+      gpu_.alloc(dYs, f * kChunk * kEmbd, error) &&
+      gpu_.alloc(dPs,
+                 f * kChunk * k.downGrid * k.downBlock * gpuattn::kDownCols,
+                 error))
+      << error;
+  int chunk = kChunk;
+  void *chunkArgs[] = {&dRows, &dScales, &dIds,  &dHs,
+                       &dYs,   &dPs,     &dDone, &chunk};
+  std::vector<float> ys(size_t(kChunk) * kEmbd);
+  ASSERT_TRUE(gpu_.launch(fnDown, k.downGrid, k.downBlock, chunkArgs, error) &&
+              gpu_.download(ys.data(), dYs, f * ys.size(), error))
+      << error;
+  for (int t = 0; t < kChunk; ++t) {
+    SCOPED_TRACE("token " + std::to_string(t));
+    ASSERT_TRUE(gpu_.upload(dH, hs.data() + size_t(t) * kFF, f * kFF, error) &&
+                gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
+                gpu_.download(yGot.data(), dY, f * kEmbd, error))
+        << error;
+    EXPECT_EQ(
+        std::memcmp(yGot.data(), ys.data() + size_t(t) * kEmbd, f * kEmbd), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaSplitDown,
