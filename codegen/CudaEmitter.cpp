@@ -145,19 +145,20 @@ __device__ __forceinline__ float pf_b2dot(unsigned u, float a, float b) {
 // lane) and not for a group, whose tokens are the independent work
 // (unrolled too, a group's loads and sums took past 64 registers and
 // spilled).
+template <int T> constexpr int pf_row_unroll = T > 1 ? 1 : 4;
 template <int N, int T>
 __device__ __forceinline__ void pf_dots_f32(const u8 *row, const float *x, long xs,
                                             int lane, float (&s)[T]) {
   const float *r = reinterpret_cast<const float *>(row);
   if (N % 4 == 0) {
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int i = 4 * lane; i < N; i += 128) {
       const pf_f4 w = pf_ldf4(r + i);
 #pragma unroll
       for (int t = 0; t < T; ++t) s[t] += pf_dot4(w, pf_ldf4(x + t * xs + i));
     }
   } else {
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int i = lane; i < N; i += 32) {
       const float w = r[i];
 #pragma unroll
@@ -171,7 +172,7 @@ __device__ __forceinline__ void pf_dots_half(const u8 *row, const float *x, long
                                              int lane, float (&s)[T]) {
   const u16 *r = reinterpret_cast<const u16 *>(row);
   if (N % 8 == 0) {
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int i = 8 * lane; i < N; i += 256) {
       const pf_u4 w = pf_ldu4(row + 2 * i);
 #pragma unroll
@@ -184,7 +185,7 @@ __device__ __forceinline__ void pf_dots_half(const u8 *row, const float *x, long
       }
     }
   } else {
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int i = lane; i < N; i += 32) {
       const float w = Bf ? pf_bf2f(r[i]) : pf_h2f(r[i]);
 #pragma unroll
@@ -208,7 +209,7 @@ template <int N, int T>
 __device__ __forceinline__ void pf_dots_q8_0(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   const int j = lane & 7;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 3; b < N / 32; b += 4) {
     const u8 *blk = row + b * 34;
     const unsigned q = pf_ld32h(blk + 2 + 4 * j);
@@ -226,7 +227,7 @@ template <int N, int T>
 __device__ __forceinline__ void pf_dots_q4_0(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   const int j = lane & 3;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 2; b < N / 32; b += 8) {
     const u8 *blk = row + b * 18;
     const unsigned q = pf_ld32h(blk + 2 + 4 * j);
@@ -356,7 +357,7 @@ __device__ __forceinline__ void pf_dots_legacy(const u8 *row, const float *x, lo
   const int j = lane & 3;
   constexpr int kQs = (Min ? 4 : 2) + (Five ? 4 : 0);
   constexpr int kOff = Min ? 0 : (Five ? 16 : 8);
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 2; b < N / 32; b += 8) {
     const u8 *blk = row + b * Bytes;
     const unsigned q = pf_ld32h(blk + kQs + 4 * j);
@@ -389,13 +390,13 @@ template <int N, int T>
 __device__ __forceinline__ void pf_dots_q2_K(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 84; // 4-aligned: 84-byte blocks
     const float d = pf_h2f(pf_ld16(blk + 80)), dmin = pf_h2f(pf_ld16(blk + 82));
     const unsigned q = *reinterpret_cast<const unsigned *>(blk + 16 + 32 * n + 4 * j);
     const float *xb = x + b * 256 + 128 * n + 4 * j;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int k = 0; k < 4; ++k) {
       const int sc = blk[8 * n + 2 * k + (j >> 2)];
 #pragma unroll
@@ -411,7 +412,7 @@ template <int N, int T>
 __device__ __forceinline__ void pf_dots_q3_K(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 110; // 2-aligned: 110-byte blocks
     const float d = pf_h2f(pf_ld16(blk + 108));
@@ -443,7 +444,7 @@ __device__ __forceinline__ void pf_dots_k4k5(const u8 *row, const float *x, long
                                              int lane, float (&s)[T]) {
   constexpr int kBytes = Five ? 176 : 144;
   const int g = lane >> 3, j = lane & 7;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = 0; b < N / 256; ++b) {
     const u8 *blk = row + b * kBytes;
     const float d = pf_h2f(pf_ld16(blk)), dmin = pf_h2f(pf_ld16(blk + 2));
@@ -478,7 +479,7 @@ template <int N, int T>
 __device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 210;
     const float d = pf_h2f(pf_ld16(blk + 208));
@@ -488,7 +489,7 @@ __device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long
     const signed char *sc =
         reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
     const float *xb = x + b * 256 + 128 * n + 4 * j;
-#pragma unroll (T > 1 ? 1 : 4)
+#pragma unroll (pf_row_unroll<T>)
     for (int k = 0; k < 4; ++k) {
       const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
       const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
@@ -571,9 +572,10 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << ", kRun = (kHot + kThreads - 1) / kThreads;\n"
      << "  // After the list: whether any token chose each neuron, then each\n"
      << "  // token's choices.\n"
-     << "  u8 *chosenAny = reinterpret_cast<u8 *>(pick + " << kPickListAt
-     << " + kHot);\n"
-     << "  u8 *sel = chosenAny + kHot;\n"
+     << "  u8 *chosenAny = reinterpret_cast<u8 *>(pick) + " << pickMarksAt(nHot)
+     << ";\n"
+     << "  u8 *sel = reinterpret_cast<u8 *>(pick) + " << pickChoicesAt(nHot)
+     << ";\n"
      << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
      << "  const int lane = threadIdx.x & 31;\n"
      << "  if (n < kHot) {\n"
@@ -700,21 +702,20 @@ CudaModule emitCuda(const ProgramDesc &program) {
       os << "  const int w = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
          << "  if (w >= (int)pick[0]) return;\n"
          << "  const int n = (int)pick[" << gpuattn::kPickListAt << " + w];\n"
-         << "  const u8 *sel = reinterpret_cast<const u8 *>(pick + "
-         << gpuattn::kPickListAt << " + kHot) + kHot;\n";
+         << "  const u8 *sel = reinterpret_cast<const u8 *>(pick) + "
+         << gpuattn::pickChoicesAt(nHot) << ";\n";
     else
       os << "  const int n = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
          << "  if (n >= kHot) return;\n";
     os << "  const int lane = threadIdx.x & 31;\n"
        << "  const u8 *gateRow = gate + (long)n * kGateRow;\n"
        << "  const u8 *upRow = up + (long)n * kUpRow;\n";
-    // Whether a token skips the neuron, from its activation `a` (the
-    // mode's test; dense mode runs every neuron).
+    // Whether a token skips the neuron, from its activation `a` (exact
+    // and threshold modes; dense mode runs every neuron).
     auto skips = [&](const std::string &a) {
       return program.mode == SparsityMode::Threshold
                  ? "fabsf(" + a + ") <= " + floatLiteral(d.actThreshold)
-             : exact ? a + " == 0.f"
-                     : std::string("false");
+                 : a + " == 0.f";
     };
     const std::string upFactor = drelu ? "pf_relu(u)" : "u";
     const int G = gpuattn::kTokenGroup;

@@ -210,9 +210,15 @@ inline unsigned pickGrid(int64_t nHot) {
   return unsigned((nHot * 32 + kPickBlock - 1) / kPickBlock);
 }
 constexpr size_t kPickListAt = 2; // u32s before the list
+// Byte offsets of the marks and of the tokens' choices, and the size.
+inline size_t pickMarksAt(int64_t nHot) {
+  return sizeof(uint32_t) * (kPickListAt + size_t(nHot));
+}
+inline size_t pickChoicesAt(int64_t nHot) {
+  return pickMarksAt(nHot) + size_t(nHot);
+}
 inline size_t pickBytes(int64_t nHot, int64_t nTok) {
-  return sizeof(uint32_t) * (kPickListAt + size_t(nHot)) +
-         size_t(1 + nTok) * size_t(nHot);
+  return pickChoicesAt(nHot) + size_t(nTok) * size_t(nHot);
 }
 inline std::string predictorKernelName(int layer, const char *what) {
   return "ffn_pred_l" + std::to_string(layer) + "_" + what;
