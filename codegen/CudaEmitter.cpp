@@ -8,6 +8,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <iomanip>
 #include <sstream>
 
@@ -632,6 +633,31 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << "}\n";
 }
 
+// The token embedding rows gathered from the head's matrix, a tied output's
+// token_embd (runtime/gpu_attention.h, kEmbedGather). The ids were checked
+// against the vocabulary on the host before they went up.
+void emitEmbedGather(std::ostream &os, GGMLType type, const ModelParams &p) {
+  using namespace gpuattn;
+  os << "\n// A token's embedding row, from the head's " << typeName(type)
+     << " rows.\n"
+     << "extern \"C\" __global__ void __launch_bounds__(" << kEmbedBlock << ") "
+     << kEmbedGather
+     << "(const u8 *__restrict__ w, const int *__restrict__ tok,\n"
+     << "    float *__restrict__ x) {\n"
+     << "  constexpr int kN = " << p.nEmbd << ";\n"
+     << "  constexpr long kRow = " << rowBytes(type, p.nEmbd) << ";\n"
+     << "  const u8 *row = w + (long)tok[blockIdx.x] * kRow;\n"
+     << "  x += (long)blockIdx.x * kN;\n"
+     << "  for (int i = threadIdx.x; i < kN; i += blockDim.x)\n";
+  // Gemma's sqrt(n_embd), the float the CPU's scaleEmbeddings multiplies by.
+  if (p.scaleEmbedding)
+    os << "    x[i] = pf_at_" << typeSuffix(type) << "(row, i) * "
+       << floatLiteral(std::sqrt(float(p.nEmbd))) << ";\n";
+  else
+    os << "    x[i] = pf_at_" << typeSuffix(type) << "(row, i);\n";
+  os << "}\n";
+}
+
 } // namespace
 
 unsigned downSplits(unsigned nHot, unsigned tiles) {
@@ -944,6 +970,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
                false);
     emitHeadSelect(os, p.nVocab);
   }
+  if (program.embedOnGPU)
+    emitEmbedGather(os, program.headType, p);
   m.source = os.str();
   return m;
 }

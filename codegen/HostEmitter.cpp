@@ -212,6 +212,7 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
   os << "  p.smArch = " << cppStringLiteral(program.smArch) << ";\n"
      << "  p.vramBillBytes = " << program.vramBillBytes << "ull;\n"
      << "  p.headOnGPU = " << (program.headOnGPU ? "true" : "false") << ";\n"
+     << "  p.embedOnGPU = " << (program.embedOnGPU ? "true" : "false") << ";\n"
      << "  return p;\n}\n\n"
      << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n"

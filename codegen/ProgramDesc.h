@@ -63,6 +63,10 @@ struct ProgramDesc {
   // its matrix's type (token_embd's where the output is tied).
   bool headOnGPU = false;
   GGMLType headType = GGMLType::F32;
+  // A token's embedding row gathered on the GPU from the head's matrix
+  // (kEmbedGather): the output is tied to token_embd, the head is on the
+  // GPU and so is the residual stream.
+  bool embedOnGPU = false;
   std::vector<LayerDesc> layers; // [n_layer]
 
   bool hasGpuPart() const;

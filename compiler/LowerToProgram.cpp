@@ -817,7 +817,12 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       }
     }
   }
-  return readSteps(scheduled, out.layers, error);
+  if (!readSteps(scheduled, out.layers, error))
+    return false;
+  out.embedOnGPU = out.headOnGPU && spec.tiedOutput && !out.layers.empty() &&
+                   residualOnGpu(out.layers[0].steps.data(),
+                                 uint32_t(out.layers[0].steps.size()));
+  return true;
 }
 
 bool modelSpecOf(const Model &model, ModelSpec &spec, std::string &name,

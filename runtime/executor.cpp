@@ -287,6 +287,13 @@ bool Executor::bind(std::string &error) {
   } else {
     output_ = tokEmbd_;
   }
+  // The emitted gather decodes the head's rows as token_embd's.
+  if (pr.embedOnGPU && output_.data != tokEmbd_.data) {
+    error = "the program gathers token embeddings from the output head's "
+            "matrix, but the weights hold an output matrix of their own "
+            "(recompile with pinferc)";
+    return false;
+  }
   layers_.resize(p.nLayer);
   for (int l = 0; l < p.nLayer; ++l) {
     LayerBinding &b = layers_[l];
@@ -1149,6 +1156,11 @@ bool Executor::checkSteps(std::string &error) {
   resident_ =
       nLayer > 0 && program_.layers[0].steps &&
       residualOnGpu(program_.layers[0].steps, program_.layers[0].nSteps);
+  if (program_.embedOnGPU && !resident_) {
+    error = "the program gathers token embeddings on the GPU, expected its "
+            "residual stream there";
+    return false;
+  }
   for (uint32_t l = 0; l < nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];
     if (resident_ && (!residentLayerOk(pl) || !program_.headOnGPU)) {
@@ -1321,10 +1333,14 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
     ~Stop() { flag = false; }
   } stop{countBytes_};
   tokenEvals_ += 1;
-  cpuBytes_ += tokEmbd_.rowBytes;
-  rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
-  scaleEmbeddings(p, x_.data(), 1);
-  if (residentOn_ && !beginResidentToken(pos, wantLogits, error))
+  if (residentOn_ && embedOnGpu_) {
+    gpuBytes_ += tokEmbd_.rowBytes;
+  } else {
+    cpuBytes_ += tokEmbd_.rowBytes;
+    rowToF32(tokEmbd_.type, tokEmbd_.row(token), x_.data(), nEmbd);
+    scaleEmbeddings(p, x_.data(), 1);
+  }
+  if (residentOn_ && !beginResidentToken(token, pos, wantLogits, error))
     return false;
   // A token that fails half-way leaves no held GPU work behind.
   struct Held {

@@ -1,9 +1,10 @@
 // The residual stream on the GPU; see executor.h. When the program's norm
 // and add steps run on the GPU (every layer's attention and FFN and the
-// head are there), a token costs one upload (its embedding row, the RoPE
-// tables of its position, zeroed counters), the layers' kernels back to
-// back on the stream, and one copy down (the logits and the per-layer
-// counts of hot neurons that fired) with the token's only wait.
+// head are there), a token costs one upload (its embedding row, or its id
+// where the head's matrix is token_embd; the RoPE tables of its position,
+// zeroed counters), the layers' kernels back to back on the stream, and one
+// copy down (the logits and the per-layer counts of hot neurons that fired)
+// with the token's only wait.
 #include "runtime/executor.h"
 
 #include "runtime/gpu_attention.h"
@@ -21,11 +22,13 @@ size_t tokFloats(const ModelParams &p) {
   return size_t(p.nEmbd) + 2 * size_t(p.nRot);
 }
 
-// Bytes of dTok_: those floats, the position, then the per-layer counters.
-size_t tokBytes(const ModelParams &p) {
+// Bytes of dTok_: those floats, the position, the per-layer counters, then
+// the token's id.
+size_t tokIdAt(const ModelParams &p) {
   return sizeof(float) * tokFloats(p) + sizeof(int32_t) +
          sizeof(uint32_t) * size_t(p.nLayer);
 }
+size_t tokBytes(const ModelParams &p) { return tokIdAt(p) + sizeof(int32_t); }
 
 } // namespace
 
@@ -37,6 +40,9 @@ bool Executor::uploadResident(std::string &error) {
       !(fnResAdd_ = gpu.function(kResidAdd, error)) ||
       !(fnResQuant_ = gpu.function(kResidQuant, error)) ||
       !(fnResCount_ = gpu.function(kResidCount, error)))
+    return false;
+  embedOnGpu_ = program_.embedOnGPU;
+  if (embedOnGpu_ && !(fnEmbed_ = gpu.function(kEmbedGather, error)))
     return false;
   auto put = [&](const std::vector<float> &v, CudaDriver::DevPtr &dst) {
     return v.empty() || (gpu.alloc(dst, sizeof(float) * v.size(), error) &&
@@ -59,11 +65,12 @@ bool Executor::uploadResident(std::string &error) {
   return true;
 }
 
-bool Executor::beginResidentToken(int pos, bool wantLogits,
+bool Executor::beginResidentToken(int token, int pos, bool wantLogits,
                                   std::string &error) {
   const ModelParams &p = params_;
   // The last token's wait has completed every copy from hostTok_.
-  std::copy(x_.begin(), x_.end(), hostTok_);
+  if (!embedOnGpu_)
+    std::copy(x_.begin(), x_.end(), hostTok_);
   gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos, hostTok_ + p.nEmbd);
   if (!invFreqLocal_.empty())
     gpuattn::ropeAngles(invFreqLocal_.data(), p.nRot, pos,
@@ -72,11 +79,23 @@ bool Executor::beginResidentToken(int pos, bool wantLogits,
   std::memcpy(hostTok_ + tokFloats(p), &position, sizeof position);
   std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p) + 1),
               p.nLayer, 0u);
+  std::memcpy(reinterpret_cast<char *>(hostTok_) + tokIdAt(p), &token,
+              sizeof token);
   // The token's work from its upload to its copy down is one graph: the
   // same launches with the same arguments at every position (the position
-  // is read on the device), with or without the head.
+  // and the token's id are read on the device), with or without the head.
   gpu_->beginGraph(!wantLogits ? 0 : selOut_ ? 2 : 1);
-  return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
+  if (!embedOnGpu_)
+    return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
+  // Everything after the residual, which the gather then writes.
+  const size_t skip = sizeof(float) * size_t(p.nEmbd);
+  CudaDriver::DevPtr ids = dTok_ + tokIdAt(p);
+  void *args[] = {&dHeadW_, &ids, &dTok_};
+  return gpu_->uploadAsync(dTok_ + skip,
+                           reinterpret_cast<char *>(hostTok_) + skip,
+                           tokBytes(p) - skip, error) &&
+         gpu_->launch(fnEmbed_, 1, gpuattn::kEmbedBlock, args, error,
+                      gpuattn::kEmbedGather, -1);
 }
 
 CudaDriver::DevPtr Executor::tokenPosition() const {

@@ -1,5 +1,6 @@
 // A prompt's chunk on a whole-GPU program; see executor.h. The chunk's
-// tokens go up together (embeddings, RoPE tables, positions); each matvec,
+// tokens go up together (embeddings or, with embedOnGpu_, ids; RoPE tables,
+// positions); each matvec,
 // gate/up and down kernel then reads its rows once for the chunk (the
 // kernels' nTok), the norms run a block per token, the rope kernel puts
 // every token's K and V rows in the cache and the attend kernel runs a
@@ -25,6 +26,17 @@ size_t Executor::batchPosOffset() const {
   return batchCsOffset(true) + size_t(gpuChunk_) * size_t(params_.nRot);
 }
 
+namespace {
+
+// Bytes of dBTok_ / hostBTok_ before the token ids, after the positions
+// [T] and the counters [n_layer]; the ids [T] end them.
+size_t batchIdsAt(size_t posOffset, size_t T, int nLayer) {
+  return sizeof(float) * posOffset + sizeof(int32_t) * T +
+         sizeof(uint32_t) * size_t(nLayer);
+}
+
+} // namespace
+
 void Executor::allocResidentBatch() {
   CudaDriver &gpu = *gpu_;
   const ModelParams &p = params_;
@@ -36,7 +48,7 @@ void Executor::allocResidentBatch() {
   gpuChunk_ = T;
   const size_t f = sizeof(float), t = size_t(T);
   const size_t tokBytes =
-      f * batchPosOffset() + sizeof(int32_t) * t + sizeof(uint32_t) * p.nLayer;
+      batchIdsAt(batchPosOffset(), t, p.nLayer) + sizeof(int32_t) * t;
   std::string ignored;
   void *host = nullptr, *hostX = nullptr, *hostY = nullptr;
   // A card without room for the chunk's buffers runs prompts token by
@@ -146,19 +158,32 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
   const int nEmbd = p.nEmbd;
   CudaDriver &gpu = *gpu_;
   float *host = hostBTok_;
-  for (int t = 0; t < m; ++t)
-    rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]), host + size_t(t) * nEmbd,
-             nEmbd);
-  scaleEmbeddings(p, host, m);
+  if (!embedOnGpu_) {
+    for (int t = 0; t < m; ++t)
+      rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]), host + size_t(t) * nEmbd,
+               nEmbd);
+    scaleEmbeddings(p, host, m);
+  }
   stageChunkTables(pos0, m);
   uint32_t *counters =
       reinterpret_cast<uint32_t *>(host + batchPosOffset() + gpuChunk_);
   std::fill_n(counters, p.nLayer, 0u);
-  const size_t bytes = sizeof(float) * batchPosOffset() +
-                       sizeof(int32_t) * size_t(gpuChunk_) +
-                       sizeof(uint32_t) * size_t(p.nLayer);
-  if (!gpu.uploadAsync(dBTok_, host, bytes, error))
+  const size_t idsAt = batchIdsAt(batchPosOffset(), gpuChunk_, p.nLayer);
+  std::memcpy(reinterpret_cast<char *>(host) + idsAt, tokens,
+              sizeof(int32_t) * size_t(m));
+  // With the gather, everything after the residuals goes up, and the
+  // gather writes them.
+  const size_t skip = embedOnGpu_ ? sizeof(float) * batchCsOffset(false) : 0;
+  if (!gpu.uploadAsync(dBTok_ + skip, reinterpret_cast<char *>(host) + skip,
+                       idsAt + sizeof(int32_t) * size_t(m) - skip, error))
     return false;
+  if (embedOnGpu_) {
+    CudaDriver::DevPtr ids = dBTok_ + idsAt;
+    void *args[] = {&dHeadW_, &ids, &dBTok_};
+    if (!gpu.launch(fnEmbed_, unsigned(m), gpuattn::kEmbedBlock, args, error,
+                    gpuattn::kEmbedGather, -1))
+      return false;
+  }
   for (int l = 0; l < p.nLayer; ++l) {
     const ProgramLayer &pl = program_.layers[l];
     for (uint32_t k = 0; k < pl.nSteps; ++k)

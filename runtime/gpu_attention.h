@@ -83,6 +83,14 @@ inline unsigned quantGrid(int64_t n) {
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";
+// A program whose output is tied to token_embd, with the head and the
+// residual stream on the GPU, gathers its tokens' embedding rows there from
+// the head's matrix, so that a token goes up as its id:
+//   embed_gather(w, tok, x)  x [nTok][n_embd] = row tok[t] of w, decoded as
+//                            the CPU's rowToF32 and scaled as its
+//                            scaleEmbeddings; one block per token
+constexpr const char *kEmbedGather = "embed_gather";
+constexpr unsigned kEmbedBlock = 256;
 
 // The head's best logits chosen on the device, so that a generated token
 // brings back a few hundred (id, logit) pairs where it brought back n_vocab

@@ -204,6 +204,9 @@ struct Program {
   const char *smArch = "";    // "sm_89"
   uint64_t vramBillBytes = 0; // the plan's VRAM bill
   bool headOnGPU = false;      // the output head's matvec runs on the GPU
+  // A token's embedding row is gathered on the GPU from the head's matrix
+  // (the output tied to token_embd; the residual stream on the GPU).
+  bool embedOnGPU = false;
 };
 
 } // namespace pinfer

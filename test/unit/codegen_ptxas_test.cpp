@@ -66,8 +66,8 @@ std::map<std::string, Resources> parsePtxas(const std::string &log) {
 // A program with one layer per computable type (gate, up and down of that
 // type; Q8_0/Q4_0 also in their split down layouts), each layer's
 // attention on the GPU in that type too (biases, Q/K norms and a sliding
-// window taking turns), the output head and the residual stream's kernels
-// in dense mode.
+// window taking turns), the output head, the embedding gather and the
+// residual stream's kernels in dense mode.
 ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
   ProgramDesc d;
   d.params.nEmbd = 512;
@@ -81,6 +81,7 @@ ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
   d.mode = mode;
   d.headOnGPU = mode == SparsityMode::Dense;
   d.headType = GGMLType::Q6_K;
+  d.embedOnGPU = d.headOnGPU; // tied: the head's rows are the embeddings
   for (uint32_t t = 0; t < 64; ++t) {
     const TypeTraits *row = typeTraits(t);
     if (!row || !row->computable)

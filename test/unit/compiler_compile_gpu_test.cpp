@@ -15,6 +15,7 @@
 #include "compiler/Profile.h"
 #include "compiler/Trace.h"
 #include "runtime/gguf.h"
+#include "runtime/gpu_attention.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
 #include "tools/genmodel/model_generator.h"
@@ -245,6 +246,59 @@ TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
   ASSERT_EQ(runOnStandin(exe, "pwri", "", "", out, err, report), 0) << err;
   EXPECT_NE(out.find("\"gpu_active\":true"), std::string::npos) << out;
   EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+  EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+}
+
+// Tests a model whose output is tied to token_embd, whole on the GPU: the
+// head's matrix is the embedding table, so each token goes up as its id and
+// the embed_gather kernel writes its row; the CPU reads no weight byte, and
+// the tokens are the reference's, prompt in one chunk or token by token.
+TEST_F(CompileGpuTest, TiedEmbeddingGatheredOnTheGpu) {
+  GenModelConfig cfg;
+  std::string error;
+  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+  cfg.type = GGMLType::Q8_0;
+  cfg.tiedOutput = true;
+  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+  const std::string model = dir_ + "/tied.gguf";
+  GenModelReport genReport;
+  ASSERT_TRUE(generateModel(cfg, model, genReport, error)) << error;
+  constexpr int kFew = 4;
+  std::vector<int32_t> reference;
+  {
+    auto m = Model::open(model, error);
+    ASSERT_TRUE(m) << error;
+    ASSERT_EQ(m->file().tensor("output.weight"), nullptr);
+    auto tok = Tokenizer::fromGGUF(m->file(), error);
+    ASSERT_TRUE(tok) << error;
+    std::string log;
+    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kFew, reference, log,
+                                allLayersF32Down(*m)))
+        << log;
+  }
+  std::string cuda;
+  const std::string exe = compileModelAs(model, "", "dense", "", "tied", &cuda);
+  EXPECT_NE(cuda.find(gpuattn::kEmbedGather), std::string::npos);
+  for (const char *batch : {"", "-b 1"}) {
+    SCOPED_TRACE(batch);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(runOnStandin(exe, "tied", "", std::string("--verbose ") + batch,
+                           out, err, report, kFew),
+              0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+    EXPECT_NE(err.find("steps layer 1: attn_norm@gpu"), std::string::npos)
+        << err;
+    EXPECT_EQ(sumField(out, "cpu_weight_bytes_per_token"), 0) << out;
+    EXPECT_GT(sumField(out, "gpu_weight_bytes_per_token"), 1 << 20) << out;
+    EXPECT_EQ(report["leaked_allocations"], 0);
+  }
+  // The CPU path of the same executable gives them too.
+  std::string out, err;
+  std::map<std::string, long> report;
+  ASSERT_EQ(runOnStandin(exe, "tied", "", "--cpu", out, err, report, kFew), 0)
+      << err;
   EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
 }
 

@@ -8,6 +8,7 @@
 #include "codegen/Nvrtc.h"
 #include "codegen/PackedWeights.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/forward.h"
 #include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
 #include "runtime/program.h"
@@ -82,10 +83,14 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   d.layers[0].downTType = c.downType;
   for (uint32_t i = 0; i < kHot; ++i)
     d.layers[0].hot.push_back(i);
-  // An output head of the gate's type and rows: a matvec of every type.
+  // An output head of the gate's type and rows: a matvec of every type;
+  // tied to the token embedding, whose rows are gathered (scaled, as
+  // Gemma's, in dense mode).
   d.headOnGPU = true;
   d.headType = c.type;
   d.params.nVocab = kHot;
+  d.embedOnGPU = true;
+  d.params.scaleEmbedding = c.mode == SparsityMode::Dense;
 
   Weight gate, up, downT;
   auto gateBytes = randomRows(c.type, kEmbd, kHot, 1, gate);
@@ -246,6 +251,27 @@ TEST_P(CudaKernels, MatchCpuTwin) {
     EXPECT_EQ(std::memcmp(lOne.data(), ls.data() + size_t(t) * kHot, f * kHot),
               0);
   }
+
+  // The embedding gather: three tokens' rows of the head's matrix, decoded
+  // as the CPU decodes them (and scaled as it scales them).
+  void *fnEmbed = gpu_.function(gpuattn::kEmbedGather, error);
+  ASSERT_TRUE(fnEmbed) << error;
+  const int32_t ids[] = {kHot - 1, 0, 7};
+  constexpr int kIds = 3;
+  std::vector<float> embWant(size_t(kIds) * kEmbd), embGot(embWant.size());
+  for (int t = 0; t < kIds; ++t)
+    rowToF32(gate.type, gate.row(ids[t]), embWant.data() + size_t(t) * kEmbd,
+             kEmbd);
+  scaleEmbeddings(d.params, embWant.data(), kIds);
+  CudaDriver::DevPtr dIds;
+  void *embedArgs[] = {&dGate, &dIds, &dXs};
+  ASSERT_TRUE(
+      gpu_.alloc(dIds, sizeof ids, error) &&
+      gpu_.upload(dIds, ids, sizeof ids, error) &&
+      gpu_.launch(fnEmbed, kIds, gpuattn::kEmbedBlock, embedArgs, error) &&
+      gpu_.download(embGot.data(), dXs, f * embGot.size(), error))
+      << error;
+  EXPECT_LT(normalisedError(embGot, embWant), 1e-6);
 }
 
 // Every computable type as gate/up and as the transposed down rows, in

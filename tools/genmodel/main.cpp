@@ -27,6 +27,7 @@ Weights:
                                                                (default f16)
   --activation A         relu | drelu | silu | gelu           (default relu)
   --arch A               llama | qwen2 (Q/K/V biases)         (default llama)
+  --tied-output          no output.weight: the head reuses token_embd
   --seed N               same seed, same bytes                   (default 1)
   --vocab PATH           GGUF whose tokenizer.* keys are copied
                          (default: the LLaMA SentencePiece fixture)
@@ -112,6 +113,10 @@ int main(int argc, char **argv) {
     }
     if (!std::strcmp(a, "--with-ffn-down")) {
       cfg.withFfnDown = true;
+      continue;
+    }
+    if (!std::strcmp(a, "--tied-output")) {
+      cfg.tiedOutput = true;
       continue;
     }
     if (!std::strcmp(a, "--dry-run")) {

@@ -209,7 +209,8 @@ std::vector<TensorSpec> tensorList(const GenModelConfig &cfg, int64_t nVocab) {
     out.push_back({tensorName(K::FfnDownT, l), t, {n, cfg.nFF}});
   }
   out.push_back({tensorName(K::OutputNorm), GGMLType::F32, {n}});
-  out.push_back({tensorName(K::Output), t, {n, nVocab}});
+  if (!cfg.tiedOutput)
+    out.push_back({tensorName(K::Output), t, {n, nVocab}});
   return out;
 }
 
@@ -692,6 +693,8 @@ void Generator::addTensors(GGUFWriter &w) {
   }
   w.addTensorData(tensorName(K::OutputNorm), GGMLType::F32, {n},
                   outputNorm_.data(), n * sizeof(float));
+  if (cfg_.tiedOutput)
+    return;
   w.addTensor(tensorName(K::Output), t, {n, nv}, [=](uint8_t *dst, size_t) {
     fillRows(dst, t, n, nv, [&](int64_t r, float *row, Tmp &) {
       plainRow(Stream::Output, 0, r, sigmaOut_, row);

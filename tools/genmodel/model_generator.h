@@ -59,6 +59,9 @@ struct GenModelConfig {
 
   float rmsEps = 1e-5f;
   float ropeFreqBase = 10000.0f;
+  // No output.weight: the head reuses token_embd, as in Gemma's and
+  // smaller LLaMA-family files.
+  bool tiedOutput = false;
   int threads = 0; // 0: all hardware threads; the output never depends on it
 };
 
