@@ -410,6 +410,25 @@ PINFER_AVX2 inline void dotBlocksF32x4Avx2(const void *row, const float *x,
   dotBlocksF32NAvx2<B, kTokensAtOnce>(row, x, xStride, n, out);
 }
 
+// Block `blk` of a Q8_0 row into each token's accumulator `Slot`. The
+// slot is a template argument: indexed at run time (blk & 1), the
+// accumulators lived on the stack, each product a load and a store.
+template <int NT, int Slot>
+PINFER_AVX2 inline void q8_0Q8Step(const BlockQ8_0 *b, const BlockQ8Act *x,
+                                   int64_t xStride, int64_t blk,
+                                   __m256 (&a)[NT][2]) {
+  if (NT == 1 && blk % 2 == 0) // a generated token: memory-bound
+    prefetchAhead<2>(b + blk);
+  const __m256i w = _mm256_loadu_si256((const __m256i *)b[blk].qs);
+  const float dw = halfToFloat(b[blk].d);
+  for (int t = 0; t < NT; ++t) {
+    const BlockQ8Act &xb = x[t * xStride + blk];
+    const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
+    a[t][Slot] =
+        _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), mulSumI8(w, x0), a[t][Slot]);
+  }
+}
+
 template <int NT>
 PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
                                        int64_t xStride, int64_t n, float *out) {
@@ -418,19 +437,14 @@ PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
   for (int t = 0; t < NT; ++t)
     a[t][0] = a[t][1] = _mm256_setzero_ps();
   // Consecutive blocks alternate between two accumulators.
-  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
-    if (NT == 1 && blk % 2 == 0) // a generated token: memory-bound
-      prefetchAhead<2>(b + blk);
-    const __m256i w = _mm256_loadu_si256((const __m256i *)b[blk].qs);
-    const float dw = halfToFloat(b[blk].d);
-    __m256 *slot = &a[0][blk & 1];
-    for (int t = 0; t < NT; ++t, slot += 2) {
-      const BlockQ8Act &xb = x[t * xStride + blk];
-      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
-      *slot =
-          _mm256_fmadd_ps(_mm256_set1_ps(dw * xb.d), mulSumI8(w, x0), *slot);
-    }
+  const int64_t nb = n / QK8_0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    q8_0Q8Step<NT, 0>(b, x, xStride, blk, a);
+    q8_0Q8Step<NT, 1>(b, x, xStride, blk + 1, a);
   }
+  if (blk < nb)
+    q8_0Q8Step<NT, 0>(b, x, xStride, blk, a);
   for (int t = 0; t < NT; ++t)
     out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1]));
 }
@@ -472,6 +486,25 @@ PINFER_AVX2 inline UnsignedBlock q4Block(const BlockQ4_0 &b) {
 // A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16; Q4_1/Q5_1: -1, their
 // mins added) times NT tokens' 8-bit activations: two accumulators over
 // the blocks (consecutive blocks alternate), per token.
+// Block `blk` of such a row into each token's accumulators `Slot` (a
+// template argument, as in q8_0Q8Step).
+template <class B, UnsignedBlock (*Unpack)(const B &), int NT, int Slot>
+PINFER_AVX2 inline void offsetBlockStep(const B *b, const BlockQ8Act *x,
+                                        int64_t xStride, int64_t blk,
+                                        __m256 (&a)[NT][2], float (&c)[NT][2]) {
+  if (NT == 1 && blk % 4 == 0) // a generated token: memory-bound
+    prefetchAhead<2>(b + blk);
+  const UnsignedBlock u = Unpack(b[blk]);
+  for (int t = 0; t < NT; ++t) {
+    const BlockQ8Act &xb = x[t * xStride + blk];
+    const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
+    const __m256 p = _mm256_cvtepi32_ps(
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u.q, x0), _mm256_set1_epi16(1)));
+    c[t][Slot] += u.c * xb.s;
+    a[t][Slot] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * xb.d), p, a[t][Slot]);
+  }
+}
+
 template <class B, UnsignedBlock (*Unpack)(const B &), int Offset, int NT>
 PINFER_AVX2 inline void
 dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
@@ -483,20 +516,14 @@ dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
     a[t][0] = a[t][1] = _mm256_setzero_ps();
     c[t][0] = c[t][1] = 0.f;
   }
-  for (int64_t blk = 0; blk < n / QK8_0; ++blk) {
-    if (NT == 1 && blk % 4 == 0) // a generated token: memory-bound
-      prefetchAhead<2>(b + blk);
-    const int slot = int(blk & 1);
-    const UnsignedBlock u = Unpack(b[blk]);
-    for (int t = 0; t < NT; ++t) {
-      const BlockQ8Act &xb = x[t * xStride + blk];
-      const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
-      const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-          _mm256_maddubs_epi16(u.q, x0), _mm256_set1_epi16(1)));
-      c[t][slot] += u.c * xb.s;
-      a[t][slot] = _mm256_fmadd_ps(_mm256_set1_ps(u.d * xb.d), p, a[t][slot]);
-    }
+  const int64_t nb = n / QK8_0;
+  int64_t blk = 0;
+  for (; blk + 2 <= nb; blk += 2) {
+    offsetBlockStep<B, Unpack, NT, 0>(b, x, xStride, blk, a, c);
+    offsetBlockStep<B, Unpack, NT, 1>(b, x, xStride, blk + 1, a, c);
   }
+  if (blk < nb)
+    offsetBlockStep<B, Unpack, NT, 0>(b, x, xStride, blk, a, c);
   for (int t = 0; t < NT; ++t)
     out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1])) -
              float(Offset) * (c[t][0] + c[t][1]);
