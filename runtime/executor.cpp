@@ -491,7 +491,9 @@ bool Executor::openGpu(std::string &error) {
     }
   }
 
-  const size_t outFloats = size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1);
+  // y [n_embd], h [nHot], then a predicting layer's count of chosen neurons.
+  const size_t outFloats =
+      size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1) + 1;
   void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
       !gpu->alloc(dOut_, sizeof(float) * outFloats, error) ||
@@ -1022,15 +1024,19 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // activations, which count the neurons that fired) run while the
       // host goes on to the next steps; the event marks the copy's end.
       const CudaDriver::DevPtr dH = dOut_ + sizeof(float) * nEmbd;
-      if (!launchHotHalf(l, dX_, dH, dOut_, dPart_, 1, error))
+      const CudaDriver::DevPtr chosen =
+          residentOn_ ? chosenCounter(l) : dH + sizeof(float) * pl.nHot;
+      if (!launchHotHalf(l, dX_, dH, dOut_, dPart_, 1, chosen, error))
         return false;
       // With the residual stream on the GPU the output stays for the next
       // steps, and the neurons that fired are counted into the token's
       // counters, which come down at its end.
       if (residentOn_)
         return countHotFired(l, dH, int(pl.nHot), firedCounter(l), error);
-      return gpu_->downloadAsync(hostOut_, dOut_,
-                                 sizeof(float) * (nEmbd + pl.nHot), error) &&
+      return gpu_->downloadAsync(
+                 hostOut_, dOut_,
+                 sizeof(float) * (nEmbd + pl.nHot + (b.gpuPredicts ? 1 : 0)),
+                 error) &&
              gpu_->record(b.outCopied, error);
     }
   case StepKind::Record:
@@ -1067,6 +1073,11 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
     std::copy(hostOut_ + nEmbd, hostOut_ + nEmbd + pl.nHot, hHot_.data());
     for (uint32_t k = 0; k < pl.nHot; ++k)
       run.firedHot += hHot_[k] != 0.f;
+    if (b.gpuPredicts) {
+      uint32_t chosen;
+      std::memcpy(&chosen, hostOut_ + nEmbd + pl.nHot, sizeof chosen);
+      run.chosenHot = chosen;
+    }
     run.copyPending = run.copyRecorded = false;
     run.hotReady = true;
     return true;
@@ -1112,13 +1123,12 @@ void Executor::countFfn(int l, const LayerRun &run, int tokens) {
     // The hot kernels read every gate row, up and down rows where the
     // neuron fired (all of them in dense mode), and the scale table. With
     // the predictor on the GPU: fc1, every hot fc2 row, and the gate rows
-    // of the neurons it chose, counted as those that fired (the device
-    // reports no other count; a chosen neuron that did not fire is missed).
+    // of the neurons it chose.
     uint64_t rows = exact ? run.firedHot : pl.nHot;
     if (b.gpuPredicts)
       gpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
                    pl.nHot * b.predictor.fc2.rowBytes;
-    gpuBytes_ += (b.gpuPredicts ? rows : pl.nHot) * b.gate.rowBytes +
+    gpuBytes_ += (b.gpuPredicts ? run.chosenHot : pl.nHot) * b.gate.rowBytes +
                  rows * (b.up.rowBytes + b.downT.rowBytes) +
                  (isSplitDown(b.downLayout)
                       ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
@@ -1126,6 +1136,8 @@ void Executor::countFfn(int l, const LayerRun &run, int tokens) {
   }
   st.tokens += uint64_t(tokens);
   st.fired += run.firedHot + run.firedCold;
+  if (run.onGpu && b.gpuPredicts)
+    st.predicted += run.chosenHot;
   st.gpuNeurons += run.onGpu ? (exact ? run.firedHot : pl.nHot) : 0;
   // Exact and predicted modes run up and down for the neurons that fired.
   st.cpuNeurons += (exact ? run.firedCold : pl.nCold) +

@@ -218,8 +218,10 @@ private:
   // hostBTok_.
   void stageChunkTables(int pos0, int n);
   // Layer l's count of hot neurons that fired, in dTok_; the launch that
-  // adds the non-zero h[0..nHot) to it.
+  // adds the non-zero h[0..nHot) to it. Then, for a layer whose GPU half
+  // predicts, the count of neurons its predictor chose.
   CudaDriver::DevPtr firedCounter(int l) const;
+  CudaDriver::DevPtr chosenCounter(int l) const;
   // Where the token's position is on the GPU (an int in dTok_).
   CudaDriver::DevPtr tokenPosition() const;
   // Adds the non-zero h[0..n) to the counter at `counter`.
@@ -245,11 +247,11 @@ private:
   // Layer l's hot half for nTok tokens: gate/up from x into h (where the
   // layer's GPU half predicts, first its pick kernel: each neuron scored
   // from dPredH_, the chosen ones listed in dPick_, and gate/up and down
-  // over that list), down from h into y (the down kernel's partial sums
-  // in `part`).
+  // over that list, the tokens' choices summed into the u32 at `chosen`),
+  // down from h into y (the down kernel's partial sums in `part`).
   bool launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                      CudaDriver::DevPtr y, CudaDriver::DevPtr part, int nTok,
-                     std::string &error);
+                     CudaDriver::DevPtr chosen, std::string &error);
   // Writes xb_ to `host` [n_embd], then, `withQ8`, the 8-bit values the
   // CPU's matvecs multiply for Q8_0/Q4_0/Q5_0 rows [n_embd] after it: the
   // input a GPU matvec reads (attention, the head).
@@ -299,6 +301,8 @@ private:
     bool hotPredicted = false; // the hot half's, made on the CPU
     bool predHidden = false;   // predScratch_.hidden is this token's fc1
     uint64_t firedHot = 0, firedCold = 0;
+    // The neurons the hot half's GPU predictor chose (gpuPredicts).
+    uint64_t chosenHot = 0;
   };
   // Runs step `s` of layer `l` for the token at `pos` (buffers x_, xb_...).
   // False with one line in `error`.

@@ -12,6 +12,7 @@
 #include "runtime/kernels.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace pinfer {
 
@@ -35,9 +36,11 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
   return gpu.uploadAsync(dHX_, hostHX_, sizeof(float) * size_t(n) * nEmbd,
                          error) &&
          (!b.gpuPredicts || launchPredictor(l, dHX_, n, error)) &&
-         launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n, error) &&
+         launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n,
+                       dH + sizeof(float) * size_t(n) * pl.nHot, error) &&
          gpu.downloadAsync(hostHOut_, dHOut_,
-                           sizeof(float) * size_t(n) * (nEmbd + pl.nHot),
+                           sizeof(float) * (size_t(n) * (nEmbd + pl.nHot) +
+                                            (b.gpuPredicts ? 1 : 0)),
                            error) &&
          gpu.record(b.outCopied, error);
 }
@@ -55,6 +58,13 @@ bool Executor::hotChunkDone(int l, int n, std::string &error) {
     for (uint32_t k = 0; k < pl.nHot; ++k)
       fired += h[size_t(t) * pl.nHot + k] != 0.f;
     bFired_[2 * t] = fired;
+  }
+  // The neurons the GPU's predictor chose, over the chunk's tokens (after
+  // the activations).
+  if (b.gpuPredicts) {
+    uint32_t chosen;
+    std::memcpy(&chosen, h + size_t(n) * pl.nHot, sizeof chosen);
+    stats_[l].predicted += chosen;
   }
   return true;
 }

@@ -22,11 +22,11 @@ size_t tokFloats(const ModelParams &p) {
   return size_t(p.nEmbd) + 2 * size_t(p.nRot);
 }
 
-// Bytes of dTok_: those floats, the position, the per-layer counters, then
-// the token's id.
+// Bytes of dTok_: those floats, the position, the per-layer counters (the
+// hot neurons fired, then chosen), then the token's id.
 size_t tokIdAt(const ModelParams &p) {
   return sizeof(float) * tokFloats(p) + sizeof(int32_t) +
-         sizeof(uint32_t) * size_t(p.nLayer);
+         2 * sizeof(uint32_t) * size_t(p.nLayer);
 }
 size_t tokBytes(const ModelParams &p) { return tokIdAt(p) + sizeof(int32_t); }
 
@@ -57,7 +57,7 @@ bool Executor::uploadResident(std::string &error) {
   void *ht = nullptr, *hf = nullptr;
   if (!put(outputNorm_, dOutNorm_) || !gpu.alloc(dTok_, tokBytes(p), error) ||
       !gpu.allocHost(ht, tokBytes(p), error) ||
-      !gpu.allocHost(hf, sizeof(uint32_t) * size_t(p.nLayer), error))
+      !gpu.allocHost(hf, 2 * sizeof(uint32_t) * size_t(p.nLayer), error))
     return false;
   hostTok_ = static_cast<float *>(ht);
   hostFired_ = static_cast<uint32_t *>(hf);
@@ -78,7 +78,7 @@ bool Executor::beginResidentToken(int token, int pos, bool wantLogits,
   const int32_t position = pos;
   std::memcpy(hostTok_ + tokFloats(p), &position, sizeof position);
   std::fill_n(reinterpret_cast<uint32_t *>(hostTok_ + tokFloats(p) + 1),
-              p.nLayer, 0u);
+              2 * p.nLayer, 0u);
   std::memcpy(reinterpret_cast<char *>(hostTok_) + tokIdAt(p), &token,
               sizeof token);
   // The token's work from its upload to its copy down is one graph: the
@@ -104,6 +104,10 @@ CudaDriver::DevPtr Executor::tokenPosition() const {
 
 CudaDriver::DevPtr Executor::firedCounter(int l) const {
   return tokenPosition() + sizeof(int32_t) + sizeof(uint32_t) * size_t(l);
+}
+
+CudaDriver::DevPtr Executor::chosenCounter(int l) const {
+  return firedCounter(params_.nLayer + l);
 }
 
 bool Executor::countHotFired(int l, CudaDriver::DevPtr h, int n,
@@ -139,14 +143,15 @@ bool Executor::residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok,
 
 bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              CudaDriver::DevPtr y, CudaDriver::DevPtr part,
-                             int nTok, std::string &error) {
+                             int nTok, CudaDriver::DevPtr chosen,
+                             std::string &error) {
   LayerBinding &b = layers_[l];
   const ProgramLayer &pl = program_.layers[l];
   // With the layer's predictor on the GPU its pick kernel first scores
   // each neuron from the hidden values launchPredictor left in dPredH_
   // and lists the chosen ones in dPick_, which gate/up and down then
   // take as their last argument.
-  void *pickArgs[] = {&b.dFc2, &b.dB2, &dPredH_, &h, &dPick_, &nTok};
+  void *pickArgs[] = {&b.dFc2, &b.dB2, &dPredH_, &h, &dPick_, &chosen, &nTok};
   void *gateUpArgs[] = {&b.dGate, &b.dUp, &x, &h, &nTok, &dPick_};
   void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok, &dPick_};
   void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,     &y,
@@ -214,7 +219,7 @@ bool Executor::endResidentToken(bool wantLogits, std::string &error) {
   if (wantLogits && !residentHead(dTok_, error))
     return false;
   if (!gpu.downloadAsync(hostFired_, firedCounter(0),
-                         sizeof(uint32_t) * size_t(p.nLayer), error) ||
+                         2 * sizeof(uint32_t) * size_t(p.nLayer), error) ||
       !gpu.endGraph(error))
     return false;
   if (!graphNoted_ && !gpu.graphNote().empty()) {
@@ -227,6 +232,7 @@ bool Executor::endResidentToken(bool wantLogits, std::string &error) {
     LayerRun run;
     run.onGpu = true;
     run.firedHot = hostFired_[l];
+    run.chosenHot = hostFired_[p.nLayer + l];
     countFfn(l, run);
   }
   return !wantLogits || takeHead(error);

@@ -29,10 +29,11 @@ size_t Executor::batchPosOffset() const {
 namespace {
 
 // Bytes of dBTok_ / hostBTok_ before the token ids, after the positions
-// [T] and the counters [n_layer]; the ids [T] end them.
+// [T] and the counters (fired [n_layer], then chosen [n_layer]); the ids
+// [T] end them.
 size_t batchIdsAt(size_t posOffset, size_t T, int nLayer) {
   return sizeof(float) * posOffset + sizeof(int32_t) * T +
-         sizeof(uint32_t) * size_t(nLayer);
+         2 * sizeof(uint32_t) * size_t(nLayer);
 }
 
 } // namespace
@@ -167,7 +168,7 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
   stageChunkTables(pos0, m);
   uint32_t *counters =
       reinterpret_cast<uint32_t *>(host + batchPosOffset() + gpuChunk_);
-  std::fill_n(counters, p.nLayer, 0u);
+  std::fill_n(counters, 2 * p.nLayer, 0u);
   const size_t idsAt = batchIdsAt(batchPosOffset(), gpuChunk_, p.nLayer);
   std::memcpy(reinterpret_cast<char *>(host) + idsAt, tokens,
               sizeof(int32_t) * size_t(m));
@@ -198,13 +199,14 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
   const CudaDriver::DevPtr dCounters =
       dBTok_ + sizeof(float) * (batchPosOffset() + size_t(gpuChunk_));
   if (!gpu.downloadAsync(hostFired_, dCounters,
-                         sizeof(uint32_t) * size_t(p.nLayer), error) ||
+                         2 * sizeof(uint32_t) * size_t(p.nLayer), error) ||
       !gpu.record(attnCopied_, error) || !gpu.wait(attnCopied_, error))
     return false;
   for (int l = 0; l < p.nLayer; ++l) {
     LayerRun run;
     run.onGpu = true;
     run.firedHot = hostFired_[l];
+    run.chosenHot = hostFired_[p.nLayer + l];
     countFfn(l, run, m);
   }
   nPast_ = pos0 + m;
@@ -248,7 +250,9 @@ bool Executor::residentBatchStep(int l, const ProgramStep &s, int m,
     const CudaDriver::DevPtr counter =
         dBTok_ + f * (batchPosOffset() + size_t(gpuChunk_)) +
         sizeof(uint32_t) * size_t(l);
-    return launchHotHalf(l, dHX_, dH, dY, dHPart_, m, error) &&
+    const CudaDriver::DevPtr chosen =
+        counter + sizeof(uint32_t) * size_t(params_.nLayer);
+    return launchHotHalf(l, dHX_, dH, dY, dHPart_, m, chosen, error) &&
            countHotFired(l, dH, m * int(pl.nHot), counter, error);
   }
   case StepKind::FfnPostNorm:

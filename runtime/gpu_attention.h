@@ -192,7 +192,7 @@ inline unsigned residGrid(int64_t n) {
 //   ffn_pred_lL_hq(x, xq, nTok)   only where fc2's rows multiply 8-bit
 //                                  activations: the hidden values so
 //                                  quantised, in place
-//   ffn_pred_lL_pick(fc2, b2, hidden, h, pick, nTok)
+//   ffn_pred_lL_pick(fc2, b2, hidden, h, pick, nChosen, nTok)
 //                                  launched with the hot half, before its
 //                                  gate/up kernel: pickGrid(nHot) blocks
 //                                  of kPickBlock, the warp of hot neuron n
@@ -203,9 +203,14 @@ inline unsigned residGrid(int64_t n) {
 //                                  [nHot] is zero where a token did not
 //                                  choose the neuron. The last block to
 //                                  finish lists the neurons some token
-//                                  chose, in order, in the pick record.
+//                                  chose, in order, in the pick record,
+//                                  and writes *nChosen: the choices
+//                                  summed over the tokens (the layer's
+//                                  predicted neurons, for the statistics,
+//                                  and a token's gate rows read).
 // The pick record (pickBytes): the list's length, a counter of finished
-// blocks (zero between launches), the list [nHot] (u32 each), a byte per
+// blocks and the choices' running sum (both zero between launches), the
+// list [nHot] (u32 each), a byte per
 // hot neuron (1 where some token chose it: what the last block reads),
 // then a byte per token and hot neuron, 1 where the token chose it. The layer's
 // gate/up kernel takes the record after its own arguments and runs its
@@ -217,7 +222,7 @@ constexpr unsigned kPickBlock = 256; // 8 warps, one hot neuron each
 inline unsigned pickGrid(int64_t nHot) {
   return unsigned((nHot * 32 + kPickBlock - 1) / kPickBlock);
 }
-constexpr size_t kPickListAt = 2; // u32s before the list
+constexpr size_t kPickListAt = 3; // u32s before the list
 // Byte offsets of the marks and of the tokens' choices, and the size.
 inline size_t pickMarksAt(int64_t nHot) {
   return sizeof(uint32_t) * (kPickListAt + size_t(nHot));

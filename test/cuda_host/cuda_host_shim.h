@@ -452,6 +452,11 @@ template <class T> T atomicAdd(T *p, T v) {
   *p = old + v;
   return old;
 }
+template <class T> T atomicExch(T *p, T v) {
+  T old = *p;
+  *p = v;
+  return old;
+}
 template <class T> T atomicMin(T *p, T v) {
   T old = *p;
   *p = v < old ? v : old;

@@ -400,15 +400,25 @@ TEST_F(CompileGpuTest, PredictorsRunOnTheGpu) {
     const std::vector<double> gpuFired =
         jsonNumbers(out, "neurons_computed_gpu");
     EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+    // Per layer, the neurons both halves' predictors chose (the GPU's
+    // counted by its pick kernel): at least those that ran.
+    const std::vector<double> chosen = jsonNumbers(out, "predicted_neurons");
+    const std::vector<double> cpuRan = jsonNumbers(out, "neurons_computed_cpu");
+    ASSERT_EQ(chosen.size(), gpuFired.size()) << out;
+    for (size_t l = 0; l < chosen.size(); ++l)
+      EXPECT_GE(chosen[l], gpuFired[l] + cpuRan[l]) << "layer " << l;
     ASSERT_EQ(runOnStandin(exe, r.tag, "", "-b 1", out, err, report, r.tokens),
               0)
         << err;
     EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
     EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), gpuFired) << out;
+    EXPECT_EQ(jsonNumbers(out, "predicted_neurons"), chosen) << out;
     ASSERT_EQ(runOnStandin(exe, r.tag, "", "--cpu", out, err, report, r.tokens),
               0)
         << err;
     EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
+    // The CPU's predictors choose the same neurons.
+    EXPECT_EQ(jsonNumbers(out, "predicted_neurons"), chosen) << out;
   }
 }
 

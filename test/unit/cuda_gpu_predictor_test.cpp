@@ -191,7 +191,7 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
     return gpu_.alloc(dst, bytes, error) && gpu_.upload(dst, src, bytes, error);
   };
   CudaDriver::DevPtr dGate, dUp, dDown, dFc1, dB1, dFc2, dB2, dX, dPX, dPH, dH,
-      dY, dPart, dDone, dPick;
+      dY, dPart, dDone, dPick, dChosen;
   const std::vector<uint32_t> zeros(std::max<size_t>(k.downGrid, kPickListAt),
                                     0);
   const size_t f = sizeof(float);
@@ -211,14 +211,15 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
                          error) &&
               up1(dDone, zeros.data(), 4 * zeros.size()) &&
               gpu_.alloc(dPick, pickBytes(kHot, kTok), error) &&
-              gpu_.upload(dPick, zeros.data(), 4 * kPickListAt, error))
+              gpu_.upload(dPick, zeros.data(), 4 * kPickListAt, error) &&
+              gpu_.alloc(dChosen, 4, error))
       << error;
   int nTok = kTok;
   CudaDriver::DevPtr fc1In = quantX ? dPX : dX;
   void *xqArgs[] = {&dX, &dPX, &nTok};
   void *fc1Args[] = {&dFc1, &dB1, &fc1In, &dPH, &nTok};
   void *hqArgs[] = {&dPH, &dPH, &nTok};
-  void *pickArgs[] = {&dFc2, &dB2, &dPH, &dH, &dPick, &nTok};
+  void *pickArgs[] = {&dFc2, &dB2, &dPH, &dH, &dPick, &dChosen, &nTok};
   void *gateUpArgs[] = {&dGate, &dUp, &dX, &dH, &nTok, &dPick};
   void *downArgs[] = {&dDown, &dH, &dY, &dPart, &dDone, &nTok, &dPick};
   // The hot half after the predictor: pick, gate/up over its list, down.
@@ -267,16 +268,32 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
         }
     return want;
   };
+  // The choices over the tokens: what the statistics count.
+  auto choicesWanted = [&](int tokens) {
+    uint32_t n = 0;
+    for (int t = 0; t < tokens; ++t)
+      for (int k = 0; k < kHot; ++k)
+        n += logits[t][k] > threshold;
+    return n;
+  };
   auto listGot = [&] {
     std::vector<uint32_t> rec(kPickListAt + kHot);
     EXPECT_TRUE(gpu_.download(rec.data(), dPick, 4 * rec.size(), error))
         << error;
     EXPECT_EQ(rec[1], 0u) << "the finished blocks' counter is reset";
+    EXPECT_EQ(rec[2], 0u) << "the choices' running sum is reset";
     return std::vector<uint32_t>(rec.begin() + kPickListAt,
                                  rec.begin() + kPickListAt +
                                      std::min<uint32_t>(rec[0], kHot));
   };
+  auto choicesGot = [&] {
+    uint32_t n = 0;
+    EXPECT_TRUE(gpu_.download(&n, dChosen, 4, error)) << error;
+    return n;
+  };
   EXPECT_EQ(listGot(), listWanted(kTok));
+  EXPECT_EQ(choicesGot(), choicesWanted(kTok));
+  EXPECT_GT(choicesGot(), listWanted(kTok).size()); // tokens share neurons
   // Again with the first token alone: the record serves the next launch,
   // and the shorter list gives that token's down projection.
   nTok = 1;
@@ -286,6 +303,7 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
               gpu_.download(hOne.data(), dH, f * kHot, error))
       << error;
   EXPECT_EQ(listGot(), listWanted(1));
+  EXPECT_EQ(choicesGot(), listWanted(1).size());
   // Its activations are the bits it got in the chunk's group.
   EXPECT_EQ(std::memcmp(hOne.data(), hGot.data(), f * kHot), 0);
   EXPECT_LT(testutil::normalisedError(yGot.data(), yWant.data(), kEmbd), 1e-4);
