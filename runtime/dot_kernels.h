@@ -483,18 +483,12 @@ PINFER_AVX2 inline UnsignedBlock q4Block(const BlockQ4_0 &b) {
   return {unpackQ4(b.qs), dw, dw};
 }
 
-// A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16; Q4_1/Q5_1: -1, their
-// mins added) times NT tokens' 8-bit activations: two accumulators over
-// the blocks (consecutive blocks alternate), per token.
-// Block `blk` of such a row into each token's accumulators `Slot` (a
-// template argument, as in q8_0Q8Step).
-template <class B, UnsignedBlock (*Unpack)(const B &), int NT, int Slot>
-PINFER_AVX2 inline void offsetBlockStep(const B *b, const BlockQ8Act *x,
-                                        int64_t xStride, int64_t blk,
-                                        __m256 (&a)[NT][2], float (&c)[NT][2]) {
-  if (NT == 1 && blk % 4 == 0) // a generated token: memory-bound
-    prefetchAhead<2>(b + blk);
-  const UnsignedBlock u = Unpack(b[blk]);
+// Unpacked block `u` (block `blk` of a row) into each token's accumulators
+// `Slot`. The slot is a template argument, as in q8_0Q8Step.
+template <int NT, int Slot>
+PINFER_AVX2 inline void
+offsetBlockMul(const UnsignedBlock &u, const BlockQ8Act *x, int64_t xStride,
+               int64_t blk, __m256 (&a)[NT][2], float (&c)[NT][2]) {
   for (int t = 0; t < NT; ++t) {
     const BlockQ8Act &xb = x[t * xStride + blk];
     const __m256i x0 = _mm256_loadu_si256((const __m256i *)xb.qs);
@@ -505,6 +499,15 @@ PINFER_AVX2 inline void offsetBlockStep(const B *b, const BlockQ8Act *x,
   }
 }
 
+// A block as prepareOffsetRow left it.
+PINFER_AVX2 inline UnsignedBlock preparedBlock(const PreparedBlock &b) {
+  return {_mm256_loadu_si256((const __m256i *)b.q), b.d, b.c};
+}
+
+// A row of unsigned-offset blocks (Q4_0: 8, Q5_0: 16; Q4_1/Q5_1: -1, their
+// mins added; or such a row's PreparedBlock, Unpack preparedBlock) times NT
+// tokens' 8-bit activations: two accumulators over the blocks (consecutive
+// blocks alternate), per token.
 template <class B, UnsignedBlock (*Unpack)(const B &), int Offset, int NT>
 PINFER_AVX2 inline void
 dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
@@ -519,11 +522,13 @@ dotOffsetBlocksNAvx2(const void *row, const BlockQ8Act *x, int64_t xStride,
   const int64_t nb = n / QK8_0;
   int64_t blk = 0;
   for (; blk + 2 <= nb; blk += 2) {
-    offsetBlockStep<B, Unpack, NT, 0>(b, x, xStride, blk, a, c);
-    offsetBlockStep<B, Unpack, NT, 1>(b, x, xStride, blk + 1, a, c);
+    if (NT == 1 && blk % 4 == 0) // a generated token: memory-bound
+      prefetchAhead<2>(b + blk);
+    offsetBlockMul<NT, 0>(Unpack(b[blk]), x, xStride, blk, a, c);
+    offsetBlockMul<NT, 1>(Unpack(b[blk + 1]), x, xStride, blk + 1, a, c);
   }
   if (blk < nb)
-    offsetBlockStep<B, Unpack, NT, 0>(b, x, xStride, blk, a, c);
+    offsetBlockMul<NT, 0>(Unpack(b[blk]), x, xStride, blk, a, c);
   for (int t = 0; t < NT; ++t)
     out[t] = hsum(_mm256_add_ps(a[t][0], a[t][1])) -
              float(Offset) * (c[t][0] + c[t][1]);
@@ -542,6 +547,35 @@ dotOffsetBlocksX4Avx2(const void *row, const BlockQ8Act *x, int64_t xStride,
                       int64_t n, float *out) {
   dotOffsetBlocksNAvx2<B, Unpack, Offset, kTokensAtOnce>(row, x, xStride, n,
                                                          out);
+}
+
+// A prompt's rows: each row unpacked once (prepareOffsetRow), then
+// multiplied with every four tokens from the PreparedBlocks, which skips
+// a block's unpacking (for Q5_0 about a third of a four-token product's
+// instructions) for all but the first four. The same numbers in the same
+// operations: bitwise the kernels above.
+template <class B, UnsignedBlock (*Unpack)(const B &)>
+PINFER_AVX2 inline void prepareOffsetRow(const void *row, int64_t n,
+                                         PreparedBlock *out) {
+  const B *b = static_cast<const B *>(row);
+  for (int64_t i = 0; i < n / QK8_0; ++i) {
+    const UnsignedBlock u = Unpack(b[i]);
+    _mm256_storeu_si256((__m256i *)out[i].q, u.q);
+    out[i].d = u.d;
+    out[i].c = u.c;
+  }
+}
+template <int Offset>
+PINFER_AVX2 inline float dotOffsetPreparedAvx2(const void *row,
+                                               const BlockQ8Act *x, int64_t n) {
+  return dotOffsetBlocksAvx2<PreparedBlock, preparedBlock, Offset>(row, x, n);
+}
+template <int Offset>
+PINFER_AVX2 inline void
+dotOffsetPreparedX4Avx2(const void *row, const BlockQ8Act *x, int64_t xStride,
+                        int64_t n, float *out) {
+  dotOffsetBlocksX4Avx2<PreparedBlock, preparedBlock, Offset>(row, x, xStride,
+                                                              n, out);
 }
 
 // 32 bits -> 32 bytes, byte j 0x10 where bit j is set: each byte picks the

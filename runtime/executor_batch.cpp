@@ -279,6 +279,10 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
   // have such kernels (bitwise the one-token products): the gates of all,
   // the ups of all when all pass the test, else one by one.
   const bool several = !sf && gateDot.hasX4() && upDot.hasX4();
+  // Their rows unpacked once for the chunk's tokens where the types can
+  // (RowDot::prepared, the same products): the gates of the unpredicted
+  // rows, and in dense mode the ups.
+  const RowDot gatePrepared = gateDot.prepared(), upPrepared = upDot.prepared();
   // Dense mode computes every pair: kRowsAtOnce rows at a time where the
   // types have such kernels (bitwise the same products), as matvecRows.
   // Where both types have them (the K-quants), from the chunk's quantised
@@ -385,19 +389,35 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
                                         : blocksAt(b.gate, k, 1, gateBuf),
                     *upRow =
                         asStored ? b.up.row(k) : blocksAt(b.up, k, 1, upBuf);
+      const bool prepGate =
+          several && !predicted && gateDot.preparesFor(n - tBegin);
+      const bool prepUp = prepGate && !exact && upDot.preparesFor(n - tBegin);
+      static thread_local std::vector<PreparedBlock> gatePrep, upPrep;
+      if (prepGate) {
+        gatePrep.resize(size_t(nBlk));
+        gateDot.prepare(gateRow, nEmbd, gatePrep.data());
+        gateRow = reinterpret_cast<const uint8_t *>(gatePrep.data());
+      }
+      if (prepUp) {
+        upPrep.resize(size_t(nBlk));
+        upDot.prepare(upRow, nEmbd, upPrep.data());
+        upRow = reinterpret_cast<const uint8_t *>(upPrep.data());
+      }
+      const RowDot &gd = prepGate ? gatePrepared : gateDot;
+      const RowDot &ud = prepUp ? upPrepared : upDot;
       int t0 = tBegin;
       for (; several && !predicted && t0 + kTokensAtOnce <= n;
            t0 += kTokensAtOnce) {
         const float *x = xb + size_t(t0) * nEmbd;
         const BlockQ8Act *xqt = xq + size_t(t0) * nBlk;
-        gateDot.x4(gateRow, x, nEmbd, xqt, nBlk, nEmbd, g4);
+        gd.x4(gateRow, x, nEmbd, xqt, nBlk, nEmbd, g4);
         bool all = true;
         for (int j = 0; j < kTokensAtOnce; ++j) {
           g4[j] = ffnActivate(act, g4[j]);
           all = all && !(exact && std::fabs(g4[j]) <= skipAtOrBelow);
         }
         if (all)
-          upDot.x4(upRow, x, nEmbd, xqt, nBlk, nEmbd, u4);
+          ud.x4(upRow, x, nEmbd, xqt, nBlk, nEmbd, u4);
         for (int j = 0; j < kTokensAtOnce; ++j) {
           float &ht = h[size_t(t0 + j) * nFF + k];
           const float a = g4[j];
@@ -406,8 +426,8 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
             continue;
           }
           const float u = all ? u4[j]
-                              : upDot(upRow, x + size_t(j) * nEmbd,
-                                      xqt + size_t(j) * nBlk, nEmbd);
+                              : ud(upRow, x + size_t(j) * nEmbd,
+                                   xqt + size_t(j) * nBlk, nEmbd);
           ht = a * ffnUpFactor(act, u);
         }
       }
@@ -417,13 +437,13 @@ bool Executor::ffnBatch(int l, int n, int pos0, uint32_t first, uint32_t last,
           ht = 0.f;
           continue;
         }
-        float g = rowDotAt(gateDot, b.gate, gateRow, k, t);
+        float g = rowDotAt(gd, b.gate, gateRow, k, t);
         float a = ffnActivate(act, g);
         if (exact && std::fabs(a) <= skipAtOrBelow) {
           ht = 0.f;
           continue;
         }
-        float u = rowDotAt(upDot, b.up, upRow, k, t);
+        float u = rowDotAt(ud, b.up, upRow, k, t);
         ht = a * ffnUpFactor(act, u);
       }
     };

@@ -174,6 +174,16 @@ using DotQ8PairsRowsFn = void (*)(const void *row, int64_t rowBytes,
 using DotQ8PairsFn = float (*)(const void *row, const ActPairQ8 *x,
                                const float *f, int64_t n);
 
+// A block of a row unpacked once for many tokens' products (prompts): its
+// 32 values as unsigned bytes and the two numbers that turn their integer
+// sum with an activation block into the product (runtime/dot_kernels.h,
+// UnsignedBlock). PrepareRowFn writes n / 32 of them.
+struct PreparedBlock {
+  uint8_t q[32];
+  float d, c;
+};
+using PrepareRowFn = void (*)(const void *row, int64_t n, PreparedBlock *out);
+
 // The kernels of one instruction set. Null where the set has none.
 struct TypeKernels {
   DotFn dot = nullptr;           // every computable type
@@ -190,6 +200,13 @@ struct TypeKernels {
   // dotQ8Pairs is set: a constant the generated code can branch on (a
   // function pointer's null test is not one in a sanitised build).
   bool readsPairs = false;
+  // A row unpacked once (prepareRow), then its products with one token
+  // and with kTokensAtOnce tokens from those blocks (the row argument):
+  // bitwise dotQ8 and dotQ84 of the row, without unpacking each block
+  // again for every four tokens.
+  PrepareRowFn prepareRow = nullptr;
+  DotQ8ActFn dotQ8Prepared = nullptr;
+  DotQ8Act4Fn dotQ84Prepared = nullptr;
 };
 
 // One row of the table. Recognised types set the first three fields only.

@@ -287,21 +287,32 @@ void rowsKernel(const Weight &w, const float *x, int64_t xStride,
                                          scales.data() + t * 2 * nb, w.cols);
     return;
   }
+  // A prompt's row unpacked once for all its tokens where the type can
+  // (the same products).
+  static thread_local std::vector<PreparedBlock> prepared;
+  const bool prepares = dot.preparesFor(nTok);
+  const RowDot rowKernels = prepares ? dot.prepared() : dot;
+  if (prepares)
+    prepared.resize(size_t(nb));
   for (; r < r1; ++r) {
     const uint8_t *row = w.row(r);
+    if (prepares) {
+      dot.prepare(row, w.cols, prepared.data());
+      row = reinterpret_cast<const uint8_t *>(prepared.data());
+    }
     int t = 0;
     // Tokens kTokensAtOnce at a time where the type has such a kernel:
     // the same results as one by one.
-    if (dot.hasX4())
+    if (rowKernels.hasX4())
       for (; t + kTokensAtOnce <= nTok; t += kTokensAtOnce) {
-        dot.x4(row, x + t * xStride, xStride, xq ? xq + t * nb : nullptr, nb,
-               w.cols, out);
+        rowKernels.x4(row, x + t * xStride, xStride, xq ? xq + t * nb : nullptr,
+                      nb, w.cols, out);
         for (int k = 0; k < kTokensAtOnce; ++k)
           y[(t + k) * yStride + r] = out[k];
       }
     for (; t < nTok; ++t)
       y[t * yStride + r] =
-          dot(row, x + t * xStride, xq ? xq + t * nb : nullptr, w.cols);
+          rowKernels(row, x + t * xStride, xq ? xq + t * nb : nullptr, w.cols);
   }
 }
 
@@ -568,8 +579,10 @@ RowDot rowDot(GGMLType type) {
   const TypeKernels *k = kernelsOf(type);
   if (!k)
     return RowDot{};
-  return RowDot{k->dotQ8,     k->dot,     k->dotQ84,         k->dot4,
-                k->dotQ8Rows, k->dotRows, k->dotQ8PairsRows, k->dotQ8Pairs};
+  return RowDot{k->dotQ8,          k->dot,           k->dotQ84,
+                k->dot4,           k->dotQ8Rows,     k->dotRows,
+                k->dotQ8PairsRows, k->dotQ8Pairs,    k->prepareRow,
+                k->dotQ8Prepared,  k->dotQ84Prepared};
 }
 
 void rmsNorm(float *out, const float *x, const float *w, int n, float eps) {

@@ -108,6 +108,12 @@ struct RowDot {
   DotQ8PairsRowsFn q8PairsRows = nullptr;
   // One row and token from that layout, bitwise q8; null likewise.
   DotQ8PairsFn q8Pairs = nullptr;
+  // A row unpacked once for many tokens (TypeKernels::prepareRow), then
+  // one or kTokensAtOnce tokens' products from it, bitwise q8 / q84; null
+  // where the type has none at this level.
+  PrepareRowFn prepare = nullptr;
+  DotQ8ActFn q8Prepared = nullptr;
+  DotQ8Act4Fn q84Prepared = nullptr;
   float operator()(const uint8_t *row, const float *x, const BlockQ8Act *xq,
                    int64_t n) const {
     return q8 ? q8(row, xq, n) : f32(row, x, n);
@@ -120,7 +126,28 @@ struct RowDot {
     d.q8Rows = nullptr;
     d.q8PairsRows = nullptr;
     d.q8Pairs = nullptr;
+    d.prepare = nullptr;
+    d.q8Prepared = nullptr;
+    d.q84Prepared = nullptr;
     return d;
+  }
+  // The same products from `row` as prepare() left it: q8 and q84 are the
+  // prepared kernels (quantised activations only).
+  RowDot prepared() const {
+    RowDot d = *this;
+    d.q8 = q8Prepared;
+    d.q84 = q84Prepared;
+    d.q8Rows = nullptr;
+    d.q8PairsRows = nullptr;
+    d.q8Pairs = nullptr;
+    d.prepare = nullptr;
+    return d;
+  }
+  // Whether preparing a row pays for `tokens` tokens: it costs about one
+  // four-token product's unpacking, which the products after the first
+  // four then skip.
+  bool preparesFor(int tokens) const {
+    return q8 && prepare && tokens >= 2 * kTokensAtOnce;
   }
   // Whether kTokensAtOnce tokens can go at once.
   bool hasX4() const { return q8 ? q84 != nullptr : f324 != nullptr; }

@@ -166,6 +166,16 @@ constexpr TypeTraits q8_0() {
   return t;
 }
 
+// Rows unpacked once for a prompt's tokens (TypeKernels::prepareRow), at
+// the level whose dotQ8 / dotQ84 they are bitwise.
+constexpr TypeKernels withPreparedRows(TypeKernels k, PrepareRowFn prepare,
+                                       DotQ8ActFn one, DotQ8Act4Fn four) {
+  k.prepareRow = prepare;
+  k.dotQ8Prepared = one;
+  k.dotQ84Prepared = four;
+  return k;
+}
+
 constexpr TypeTraits q4_0() {
   TypeTraits t = known("q4_0", QK4_0, sizeof(BlockQ4_0));
   t.computable = true;
@@ -190,6 +200,10 @@ constexpr TypeTraits q4_0() {
   t.avx512.dotQ8 = PINFER_IF_X86((dotk::dotBlocksIntQ8Avx512<BlockQ4_0, 8>));
   t.avx2.dotQ84 =
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<BlockQ4_0, dotk::q4Block, 8>));
+  t.avx2 = withPreparedRows(
+      t.avx2, PINFER_IF_X86((dotk::prepareOffsetRow<BlockQ4_0, dotk::q4Block>)),
+      PINFER_IF_X86(dotk::dotOffsetPreparedAvx2<8>),
+      PINFER_IF_X86(dotk::dotOffsetPreparedX4Avx2<8>));
   t.avx2.dot4 = PINFER_IF_X86(dotk::dotBlocksF32x4Avx2<BlockQ4_0>);
   t.avx512.dot4 = t.avx2.dot4;
   t.avx512.dotQ84 = PINFER_IF_X86((dotk::dotBlocksIntQ8x4Avx512<BlockQ4_0, 8>));
@@ -248,12 +262,20 @@ constexpr TypeTraits withQ8Act(TypeTraits t, DotQ8ActFn portable,
 // rounding of the super-block scales.
 constexpr TypeTraits q4_1() {
   // (max - min) / 15 steps, max - min <= 2 max|x|.
-  return withQ8Act(
+  TypeTraits t = withQ8Act(
       decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
           "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512),
       dotk::dotQ4_1Q8, PINFER_IF_X86(dotk::dotQ4_1Q8Avx2),
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ4_1, dotk::affineBlock<BlockQ4_1, false>, -1>)));
+  t.avx2 = withPreparedRows(
+      t.avx2,
+      PINFER_IF_X86(
+          (dotk::prepareOffsetRow<BlockQ4_1,
+                                  dotk::affineBlock<BlockQ4_1, false>>)),
+      PINFER_IF_X86(dotk::dotOffsetPreparedAvx2<-1>),
+      PINFER_IF_X86(dotk::dotOffsetPreparedX4Avx2<-1>));
+  return t;
 }
 constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
@@ -264,9 +286,14 @@ constexpr TypeTraits q5_0() {
       dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2),
       PINFER_IF_X86(
           (dotk::dotOffsetBlocksX4Avx2<BlockQ5_0, dotk::q5Block, 16>)));
+  t.avx2 = withPreparedRows(
+      t.avx2, PINFER_IF_X86((dotk::prepareOffsetRow<BlockQ5_0, dotk::q5Block>)),
+      PINFER_IF_X86(dotk::dotOffsetPreparedAvx2<16>),
+      PINFER_IF_X86(dotk::dotOffsetPreparedX4Avx2<16>));
   // AVX-512 VNNI products with an exact integer per block, as the
-  // K-quants' (runtime/dot_q8_blocks.h), which AMX tiles can match.
-  t.avx512 = t.avx2;
+  // K-quants' (runtime/dot_q8_blocks.h), which AMX tiles can match (not
+  // the AVX2 level's prepared rows).
+  t.avx512 = withPreparedRows(t.avx2, nullptr, nullptr, nullptr);
   t.avx512.dotQ8 = PINFER_IF_X86((dotk::dotBlocksIntQ8Avx512<BlockQ5_0, 16>));
   t.avx512.dotQ84 =
       PINFER_IF_X86((dotk::dotBlocksIntQ8x4Avx512<BlockQ5_0, 16>));
@@ -276,12 +303,20 @@ constexpr TypeTraits q5_0() {
   return t;
 }
 constexpr TypeTraits q5_1() {
-  return withQ8Act(
+  TypeTraits t = withQ8Act(
       decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
           "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512),
       dotk::dotQ5_1Q8, PINFER_IF_X86(dotk::dotQ5_1Q8Avx2),
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
+  t.avx2 = withPreparedRows(
+      t.avx2,
+      PINFER_IF_X86(
+          (dotk::prepareOffsetRow<BlockQ5_1,
+                                  dotk::affineBlock<BlockQ5_1, true>>)),
+      PINFER_IF_X86(dotk::dotOffsetPreparedAvx2<-1>),
+      PINFER_IF_X86(dotk::dotOffsetPreparedX4Avx2<-1>));
+  return t;
 }
 // AVX-512 VNNI products of the 8-bit activation (runtime/dot_q8_blocks.h);
 // the row's other kernels stay its AVX2 ones at that level.

@@ -341,6 +341,56 @@ TEST(KernelsFast, SeveralTokensAtOnceAreBitwiseOneByOne) {
   setKernelIsa(KernelIsa::Auto);
 }
 
+// Tests that a row unpacked once (RowDot::prepare) gives each token bitwise
+// the product of the row as stored, one token and four at once, over odd
+// and even block counts, at every level this CPU runs; and that the AVX2
+// level prepares the offset formats (Q4_0, Q5_0, Q4_1, Q5_1).
+TEST(KernelsFast, PreparedRowsAreBitwiseTheStoredOnes) {
+  int checked = 0;
+  for (KernelIsa isa : {KernelIsa::Avx2, KernelIsa::Auto}) {
+    IsaGuard guard(isa);
+    for (uint32_t i = 0; i < kNumTypes; ++i) {
+      const GGMLType type = GGMLType(i);
+      if (!isComputable(type))
+        continue;
+      const RowDot dot = rowDot(type);
+      if (!dot.preparesFor(2 * kTokensAtOnce))
+        continue;
+      for (int64_t n : {int64_t(96), int64_t(768)}) {
+        std::vector<uint8_t> row = encodeRows(type, randomVector(n, 41), n);
+        const auto [x, xq] = randomTokens(n, 42);
+        std::vector<PreparedBlock> prepared(size_t(n / QK8_0));
+        dot.prepare(row.data(), n, prepared.data());
+        const RowDot pd = dot.prepared();
+        const uint8_t *prow =
+            reinterpret_cast<const uint8_t *>(prepared.data());
+        float want[kTokensAtOnce], got[kTokensAtOnce];
+        dot.x4(row.data(), x.data(), n, xq.data(), n / QK8_0, n, want);
+        pd.x4(prow, x.data(), n, xq.data(), n / QK8_0, n, got);
+        EXPECT_EQ(std::memcmp(want, got, sizeof want), 0)
+            << typeName(type) << " at " << kernelIsaName() << " n=" << n;
+        for (int t = 0; t < kTokensAtOnce; ++t) {
+          const float one = dot(row.data(), nullptr,
+                                xq.data() + t * (n / QK8_0), n),
+                      prep = pd(prow, nullptr, xq.data() + t * (n / QK8_0), n);
+          EXPECT_EQ(std::memcmp(&one, &prep, sizeof one), 0)
+              << typeName(type) << " at " << kernelIsaName() << " n=" << n
+              << " token " << t;
+        }
+        ++checked;
+      }
+    }
+  }
+  setKernelIsa(KernelIsa::Avx2);
+  if (kernelLevel() == 1) {
+    for (GGMLType t :
+         {GGMLType::Q4_0, GGMLType::Q5_0, GGMLType::Q4_1, GGMLType::Q5_1})
+      EXPECT_TRUE(rowDot(t).preparesFor(2 * kTokensAtOnce)) << typeName(t);
+    EXPECT_GE(checked, 8);
+  }
+  setKernelIsa(KernelIsa::Auto);
+}
+
 // Tests that the multi-row kernels give each row and token bitwise its
 // one-row, one-token product, over rows with an odd number of blocks (the
 // AVX-512 kernels go in pairs of blocks), and that matvecRows, which uses
