@@ -156,6 +156,32 @@ protected:
     return rc;
   }
 
+  // The tiny preset as `cfg` sets it (its type, layout...) in dir_/NAME,
+  // and the reference's first `nTokens` tokens for kPrompt; with `plan`,
+  // a plan that splits every layer at dir_/PLAN too.
+  static void generateTiny(GenModelConfig cfg, const std::string &name,
+                           int nTokens, std::vector<int32_t> &reference,
+                           const std::string &plan = "") {
+    std::string error;
+    ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+    cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
+    GenModelReport genReport;
+    ASSERT_TRUE(generateModel(cfg, dir_ + "/" + name, genReport, error))
+        << error;
+    auto m = Model::open(dir_ + "/" + name, error);
+    ASSERT_TRUE(m) << error;
+    auto tok = Tokenizer::fromGGUF(m->file(), error);
+    ASSERT_TRUE(tok) << error;
+    std::string log;
+    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, nTokens, reference, log,
+                                allLayersF32Down(*m)))
+        << log;
+    if (!plan.empty())
+      ASSERT_TRUE(
+          writeSplitPlan(dir_ + "/" + plan, modelIdentity(m->file()), error))
+          << error;
+  }
+
   static std::string dir_, model_, trace_, plan_, attnPlan_;
   static std::vector<int32_t> *reference_;
 };
@@ -209,28 +235,13 @@ TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
 // GPU path and the executable gives the reference's tokens.
 TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
   GenModelConfig cfg;
-  std::string error;
-  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
   cfg.type = GGMLType::Q4_0;
   cfg.powerInfer = true;
-  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
-  const std::string model = dir_ + "/pwri.gguf";
-  GenModelReport genReport;
-  ASSERT_TRUE(generateModel(cfg, model, genReport, error)) << error;
   std::vector<int32_t> reference;
-  {
-    auto m = Model::open(model, error);
-    ASSERT_TRUE(m) << error;
-    auto tok = Tokenizer::fromGGUF(m->file(), error);
-    ASSERT_TRUE(tok) << error;
-    std::string log;
-    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kTokens, reference, log,
-                                allLayersF32Down(*m)))
-        << log;
-    ASSERT_TRUE(writeSplitPlan(dir_ + "/pwri.plan.json",
-                               modelIdentity(m->file()), error))
-        << error;
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      generateTiny(cfg, "pwri.gguf", kTokens, reference, "pwri.plan.json"));
+  const std::string model = dir_ + "/pwri.gguf";
+  std::string error;
   std::string cuda;
   const std::string exe = compileModelAs(
       model, "", "exact", dir_ + "/pwri.plan.json", "pwri", &cuda);
@@ -255,26 +266,17 @@ TEST_F(CompileGpuTest, PowerInferQ4RowsOnTheGpu) {
 // the tokens are the reference's, prompt in one chunk or token by token.
 TEST_F(CompileGpuTest, TiedEmbeddingGatheredOnTheGpu) {
   GenModelConfig cfg;
-  std::string error;
-  ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
   cfg.type = GGMLType::Q8_0;
   cfg.tiedOutput = true;
-  cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
-  const std::string model = dir_ + "/tied.gguf";
-  GenModelReport genReport;
-  ASSERT_TRUE(generateModel(cfg, model, genReport, error)) << error;
   constexpr int kFew = 4;
   std::vector<int32_t> reference;
+  ASSERT_NO_FATAL_FAILURE(generateTiny(cfg, "tied.gguf", kFew, reference));
+  const std::string model = dir_ + "/tied.gguf";
   {
-    auto m = Model::open(model, error);
-    ASSERT_TRUE(m) << error;
-    ASSERT_EQ(m->file().tensor("output.weight"), nullptr);
-    auto tok = Tokenizer::fromGGUF(m->file(), error);
-    ASSERT_TRUE(tok) << error;
-    std::string log;
-    ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kFew, reference, log,
-                                allLayersF32Down(*m)))
-        << log;
+    std::string error;
+    auto f = GGUFFile::open(model, error);
+    ASSERT_TRUE(f) << error;
+    ASSERT_EQ(f->tensor("output.weight"), nullptr);
   }
   std::string cuda;
   const std::string exe = compileModelAs(model, "", "dense", "", "tied", &cuda);
