@@ -1,12 +1,11 @@
 // A prompt's chunk on a whole-GPU program; see executor.h. The chunk's
-// tokens go up together (embeddings or, with embedOnGpu_, ids; RoPE tables,
-// positions); each matvec,
-// gate/up and down kernel then reads its rows once for the chunk (the
-// kernels' nTok), the norms run a block per token, the rope kernel puts
-// every token's K and V rows in the cache and the attend kernel runs a
-// group of blocks per token. Every kernel computes each token as it does
-// alone, so the chunk's logits and KV cache are bitwise those of
-// token-by-token evaluation.
+// tokens go up together (embeddings or, with embedOnGpu_, ids; RoPE
+// tables, positions); each matvec, gate/up and down kernel then reads its
+// rows once for the chunk (the kernels' nTok), the norms run a block per
+// token, the rope kernel puts every token's K and V rows in the cache and
+// the attend kernel runs a group of blocks per token. Every kernel computes
+// each token as it does alone, so the chunk's logits and KV cache are
+// bitwise those of token-by-token evaluation.
 #include "runtime/executor.h"
 
 #include "runtime/gpu_attention.h"
