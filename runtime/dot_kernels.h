@@ -417,8 +417,6 @@ template <int NT, int Slot>
 PINFER_AVX2 inline void q8_0Q8Step(const BlockQ8_0 *b, const BlockQ8Act *x,
                                    int64_t xStride, int64_t blk,
                                    __m256 (&a)[NT][2]) {
-  if (NT == 1 && blk % 2 == 0) // a generated token: memory-bound
-    prefetchAhead<2>(b + blk);
   const __m256i w = _mm256_loadu_si256((const __m256i *)b[blk].qs);
   const float dw = halfToFloat(b[blk].d);
   for (int t = 0; t < NT; ++t) {
@@ -440,6 +438,8 @@ PINFER_AVX2 inline void dotQ8_0Q8NAvx2(const void *row, const BlockQ8Act *x,
   const int64_t nb = n / QK8_0;
   int64_t blk = 0;
   for (; blk + 2 <= nb; blk += 2) {
+    if (NT == 1) // a generated token: memory-bound
+      prefetchAhead<2>(b + blk);
     q8_0Q8Step<NT, 0>(b, x, xStride, blk, a);
     q8_0Q8Step<NT, 1>(b, x, xStride, blk + 1, a);
   }

@@ -1345,7 +1345,7 @@ bool Executor::eval(int32_t token, int pos, bool wantLogits,
     ~Stop() { flag = false; }
   } stop{countBytes_};
   tokenEvals_ += 1;
-  if (residentOn_ && embedOnGpu_) {
+  if (residentOn_ && program_.embedOnGPU) {
     gpuBytes_ += tokEmbd_.rowBytes;
   } else {
     cpuBytes_ += tokEmbd_.rowBytes;

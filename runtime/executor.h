@@ -185,8 +185,8 @@ private:
   bool attentionGpu(int l, int pos, std::string &error);
   // executor_resident.cpp: the residual stream on the GPU (resident_): its
   // kernels, buffers and norm weights; a token's upload (the embedding or,
-  // with embedOnGpu_, the token's id; the position's RoPE tables, zeroed
-  // counters); a norm/add step on the GPU; the token's end (final norm,
+  // with Program::embedOnGPU, the token's id; the position's RoPE tables,
+  // zeroed counters); a norm/add step on the GPU; the token's end (final norm,
   // head, the logits and counters down, one wait).
   bool uploadResident(std::string &error);
   bool beginResidentToken(int token, int pos, bool wantLogits,
@@ -391,12 +391,13 @@ private:
   // The residual stream on the GPU: the steps say so (resident_), a GPU is
   // open (residentOn_). dTok_: the residual [n_embd], the position's RoPE
   // cos/sin pairs [n_rot] (then the sliding layers' [n_rot]), the position
-  // (an int), each layer's count of hot neurons that fired [n_layer] and
-  // the token's id; hostTok_ its page-locked twin. With embedOnGpu_
-  // (Program::embedOnGPU) the id goes up and embed_gather writes the
-  // residual from the head's copy of token_embd; without, the residual
-  // goes up.
-  bool resident_ = false, residentOn_ = false, embedOnGpu_ = false;
+  // (an int), each layer's count of hot neurons that fired [n_layer], each
+  // layer's count of neurons its GPU predictor chose [n_layer], and the
+  // token's id; hostTok_ its page-locked twin. With Program::embedOnGPU
+  // (checkSteps: only where resident_) the id goes up and embed_gather
+  // writes the residual from the head's copy of token_embd; without, the
+  // residual goes up.
+  bool resident_ = false, residentOn_ = false;
   void *fnResNorm_ = nullptr, *fnResAdd_ = nullptr, *fnResQuant_ = nullptr,
        *fnResCount_ = nullptr, *fnEmbed_ = nullptr;
   CudaDriver::DevPtr dTok_ = 0, dOutNorm_ = 0;

@@ -41,8 +41,7 @@ bool Executor::uploadResident(std::string &error) {
       !(fnResQuant_ = gpu.function(kResidQuant, error)) ||
       !(fnResCount_ = gpu.function(kResidCount, error)))
     return false;
-  embedOnGpu_ = program_.embedOnGPU;
-  if (embedOnGpu_ && !(fnEmbed_ = gpu.function(kEmbedGather, error)))
+  if (program_.embedOnGPU && !(fnEmbed_ = gpu.function(kEmbedGather, error)))
     return false;
   auto put = [&](const std::vector<float> &v, CudaDriver::DevPtr &dst) {
     return v.empty() || (gpu.alloc(dst, sizeof(float) * v.size(), error) &&
@@ -69,7 +68,7 @@ bool Executor::beginResidentToken(int token, int pos, bool wantLogits,
                                   std::string &error) {
   const ModelParams &p = params_;
   // The last token's wait has completed every copy from hostTok_.
-  if (!embedOnGpu_)
+  if (!program_.embedOnGPU)
     std::copy(x_.begin(), x_.end(), hostTok_);
   gpuattn::ropeAngles(invFreq_.data(), p.nRot, pos, hostTok_ + p.nEmbd);
   if (!invFreqLocal_.empty())
@@ -85,7 +84,7 @@ bool Executor::beginResidentToken(int token, int pos, bool wantLogits,
   // same launches with the same arguments at every position (the position
   // and the token's id are read on the device), with or without the head.
   gpu_->beginGraph(!wantLogits ? 0 : selOut_ ? 2 : 1);
-  if (!embedOnGpu_)
+  if (!program_.embedOnGPU)
     return gpu_->uploadAsync(dTok_, hostTok_, tokBytes(p), error);
   // Everything after the residual, which the gather then writes.
   const size_t skip = sizeof(float) * size_t(p.nEmbd);

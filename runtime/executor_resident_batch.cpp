@@ -1,5 +1,5 @@
 // A prompt's chunk on a whole-GPU program; see executor.h. The chunk's
-// tokens go up together (embeddings or, with embedOnGpu_, ids; RoPE
+// tokens go up together (embeddings or, with Program::embedOnGPU, ids; RoPE
 // tables, positions); each matvec, gate/up and down kernel then reads its
 // rows once for the chunk (the kernels' nTok), the norms run a block per
 // token, the rope kernel puts every token's K and V rows in the cache and
@@ -158,7 +158,7 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
   const int nEmbd = p.nEmbd;
   CudaDriver &gpu = *gpu_;
   float *host = hostBTok_;
-  if (!embedOnGpu_) {
+  if (!program_.embedOnGPU) {
     for (int t = 0; t < m; ++t)
       rowToF32(tokEmbd_.type, tokEmbd_.row(tokens[t]), host + size_t(t) * nEmbd,
                nEmbd);
@@ -173,11 +173,12 @@ bool Executor::residentChunk(const int32_t *tokens, int m, int pos0,
               sizeof(int32_t) * size_t(m));
   // With the gather, everything after the residuals goes up, and the
   // gather writes them.
-  const size_t skip = embedOnGpu_ ? sizeof(float) * batchCsOffset(false) : 0;
+  const size_t skip =
+      program_.embedOnGPU ? sizeof(float) * batchCsOffset(false) : 0;
   if (!gpu.uploadAsync(dBTok_ + skip, reinterpret_cast<char *>(host) + skip,
                        idsAt + sizeof(int32_t) * size_t(m) - skip, error))
     return false;
-  if (embedOnGpu_) {
+  if (program_.embedOnGPU) {
     CudaDriver::DevPtr ids = dBTok_ + idsAt;
     void *args[] = {&dHeadW_, &ids, &dBTok_};
     if (!gpu.launch(fnEmbed_, unsigned(m), gpuattn::kEmbedBlock, args, error,
