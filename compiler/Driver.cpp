@@ -14,6 +14,7 @@
 #include "compiler/placement/CostModel.h"
 #include "compiler/placement/Plan.h"
 #include "compiler/predictor/PredictorAttach.h"
+#include "runtime/cli_args.h"
 #include "runtime/gguf.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
@@ -95,7 +96,7 @@ int runRun(RunArgs args) {
   std::string error;
   const auto loadStart = std::chrono::steady_clock::now();
   if (!args.promptFile.empty() &&
-      !readTextFile(args.promptFile, args.gen.prompt, error))
+      !readPromptFile(args.promptFile, args.gen.prompt, error))
     return fail(error);
   auto model = Model::open(args.model, error);
   if (!model)

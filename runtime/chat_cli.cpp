@@ -9,8 +9,8 @@ namespace pinfer {
 
 int runChat(Decoder &decoder, const Tokenizer &tokenizer,
             const std::string &family, const std::string &system,
-            GenerateOptions gen, std::istream &in, std::ostream &out,
-            std::ostream &err) {
+            const std::string &firstUser, GenerateOptions gen, std::istream &in,
+            std::ostream &out, std::ostream &err) {
   std::vector<ChatMessage> messages;
   if (!system.empty())
     messages.push_back({"system", system});
@@ -21,9 +21,14 @@ int runChat(Decoder &decoder, const Tokenizer &tokenizer,
   std::vector<int32_t> cache;
   gen.cache = &cache;
   std::string line;
+  bool first = !firstUser.empty();
   for (;;) {
     out << "\n> " << std::flush;
-    if (!std::getline(in, line))
+    if (first) {
+      line = firstUser; // answered before the terminal's first line
+      out << line << "\n";
+      first = false;
+    } else if (!std::getline(in, line))
       break;
     if (line.empty())
       continue;

@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <sys/stat.h>
 
 namespace pinfer {
 
@@ -35,9 +39,45 @@ static bool parseFloat(const std::string &flag, const std::string &s, float lo,
   return true;
 }
 
+std::string processEscapes(const std::string &text) {
+  std::string out;
+  out.reserve(text.size());
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c != '\\' || i + 1 == text.size()) {
+      out += c;
+      continue;
+    }
+    const char e = text[i + 1];
+    const char *simple = "n\nt\tr\r\\\\\"\"''";
+    const char *at = nullptr;
+    for (const char *k = simple; *k; k += 2)
+      if (*k == e)
+        at = k;
+    if (at) {
+      out += at[1];
+      ++i;
+    } else if (e == 'x' && i + 3 < text.size() && hex(text[i + 2]) >= 0 &&
+               hex(text[i + 3]) >= 0) {
+      out += char(hex(text[i + 2]) * 16 + hex(text[i + 3]));
+      i += 3;
+    } else {
+      out += c; // kept, as llama.cpp keeps an unknown escape
+    }
+  }
+  return out;
+}
+
 bool parseGenerateFlags(const std::vector<std::string> &args,
                         GenerateFlags &out, std::string &error) {
   GenerateOptions &g = out.gen;
+  bool escape = true;
   // -b (llama.cpp's logical batch) and -ub (its physical one): a prompt
   // chunk is the smaller of the two given.
   int batch = 0, ubatch = 0;
@@ -66,7 +106,6 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       return true;
     };
     std::string v;
-    int seed = 0;
     if (flag == "-h" || flag == "--help") {
       out.help = true;
     } else if (flag == "-p" || flag == "--prompt") {
@@ -85,7 +124,8 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       if (!next(v) || !parseInt(flag, v, 0, 1000000, g.pollMicros, error))
         return false;
     } else if (flag == "-c" || flag == "--ctx-size") {
-      if (!next(v) || !parseInt(flag, v, 1, 1 << 24, g.nCtx, error))
+      // 0: the model's trained context, as llama.cpp's -c 0.
+      if (!next(v) || !parseInt(flag, v, 0, 1 << 24, g.nCtx, error))
         return false;
     } else if (flag == "--temp") {
       if (!next(v) ||
@@ -133,11 +173,35 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
           !parseInt(flag, v, 0, 1 << 20, g.sampling.repeatLastN, error))
         return false;
     } else if (flag == "-s" || flag == "--seed") {
-      // -1 asks for a seed drawn from the clock, as in llama.cpp.
-      if (!next(v) || !parseInt(flag, v, -1, 0x7fffffff, seed, error))
+      // Any 32-bit seed, so that every seed a run reports replays; -1
+      // (and 4294967295, as in llama.cpp) draws one from the clock.
+      errno = 0;
+      char *end = nullptr;
+      if (!next(v))
         return false;
+      const long long seed = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || errno || seed < -1 || seed > 4294967295LL) {
+        error =
+            flag + ": expected an integer in [-1, 4294967295], got '" + v + "'";
+        return false;
+      }
       g.sampling.seed =
           seed < 0 ? SamplerOptions::kRandomSeed : uint32_t(seed);
+    } else if (flag == "-e" || flag == "--escape") {
+      escape = true;
+    } else if (flag == "--no-escape") {
+      escape = false;
+    } else if (flag == "-no-cnv" || flag == "--no-conversation" ||
+               flag == "--no-warmup") {
+      // What these executables do anyway: no chat unless -cnv, no warm-up.
+    } else if (flag == "-ngl" || flag == "--n-gpu-layers" ||
+               flag == "--gpu-layers") {
+      int layers = 0;
+      if (!next(v) || !parseInt(flag, v, -1, 1 << 20, layers, error))
+        return false;
+      out.notes.push_back(flag + " has no effect: what runs on the GPU was "
+                                 "decided at compile time (pinferc "
+                                 "--vram-budget)");
     } else if (flag == "--json") {
       g.json = true;
     } else if (flag == "--no-bos") {
@@ -153,9 +217,35 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       out.positional.push_back(flag);
     }
   }
+  if (escape)
+    g.prompt = processEscapes(g.prompt);
   if (batch > 0 || ubatch > 0)
     g.nBatch = batch > 0 && ubatch > 0 ? std::min(batch, ubatch)
                                        : std::max(batch, ubatch);
+  return true;
+}
+
+bool readPromptFile(const std::string &path, std::string &prompt,
+                    std::string &error) {
+  std::stringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+  } else {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      error = path + ": is a directory, expected a prompt file (-f)";
+      return false;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      error = path + ": cannot read the prompt file (-f)";
+      return false;
+    }
+    ss << in.rdbuf();
+  }
+  prompt = ss.str();
+  if (!prompt.empty() && prompt.back() == '\n')
+    prompt.pop_back();
   return true;
 }
 
@@ -163,6 +253,9 @@ std::string generateFlagsHelp() {
   return "  -p, --prompt TEXT       prompt to start generation with\n"
          "  -f, --file FILE         read the prompt from FILE (- : standard "
          "input)\n"
+         "  -e, --escape            turn \\n, \\t, \\\" ... in -p into "
+         "characters (default)\n"
+         "      --no-escape         take -p's backslashes literally\n"
          "  -r, --reverse-prompt S  stop once the generated text contains S "
          "(repeatable)\n"
          "      --ignore-eos        never sample end-of-generation tokens\n"
@@ -180,7 +273,8 @@ std::string generateFlagsHelp() {
          "                          0 on machines shared with other work "
          "(default 200)\n"
          "  -c, --ctx-size N        context length (default: the model's, at "
-         "most 4096)\n"
+         "most 4096;\n"
+         "                          0: the model's)\n"
          "      --temp X            temperature; 0 is greedy (default 0.8)\n"
          "      --top-k K           top-k sampling; 0 disables (default 40)\n"
          "      --top-p P           top-p sampling; 1 disables (default 0.95)\n"
@@ -188,7 +282,8 @@ std::string generateFlagsHelp() {
          "(default 1.0)\n"
          "      --repeat-last-n N   tokens the penalty looks back over "
          "(default 64)\n"
-         "  -s, --seed S            RNG seed; -1 draws one (default -1)\n"
+         "  -s, --seed S            RNG seed, 0-4294967295; -1 draws one "
+         "(default -1)\n"
          "      --json              print one JSON object instead of text\n"
          "      --no-bos            do not add the BOS token\n"
          "      --no-parse-special  keep special-token text in the prompt as "

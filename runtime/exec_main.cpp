@@ -15,9 +15,9 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <sstream>
 #include <string>
-#include <new>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -187,6 +187,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   std::string error;
   if (!parseGenerateFlags(rest, flags, error))
     return fail(prog, error);
+  for (const std::string &note : flags.notes)
+    std::cerr << prog << ": note: " << note << "\n";
   if (flags.help) {
     std::cout
         << "usage: " << prog << " [flags]\n"
@@ -202,12 +204,14 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         << "  -sys, --system-prompt T the chat's system message\n"
         << "      --server            serve an OpenAI-compatible HTTP API "
            "(docs/server.md)\n"
-        << "      --host H, --port P  where it listens (default 127.0.0.1:8080; "
+        << "      --host H, --port P  where it listens (default "
+           "127.0.0.1:8080; "
            "port 0: any)\n"
         << "      --chat-template T   chatml, llama3, gemma, phi3, llama2 or "
            "mistral\n"
         << "                          (default: the model's)\n"
-        << "      --gpu-sync-debug    wait for each GPU kernel, so that a fault "
+        << "      --gpu-sync-debug    wait for each GPU kernel, so that a "
+           "fault "
            "names\n"
         << "                          its kernel and layer (slower)\n"
         << "      --perplexity FILE   print the perplexity of FILE (chunks of "
@@ -231,18 +235,9 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
               << pinferVersion() << "\n";
     return 0;
   }
-  if (flags.promptFile == "-") { // standard input, as llama.cpp's -f -
-    std::stringstream ss;
-    ss << std::cin.rdbuf();
-    flags.gen.prompt = ss.str();
-  } else if (!flags.promptFile.empty()) {
-    std::ifstream in(flags.promptFile, std::ios::binary);
-    if (!in)
-      return fail(prog, flags.promptFile + ": cannot read the prompt file");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    flags.gen.prompt = ss.str();
-  }
+  if (!flags.promptFile.empty() &&
+      !readPromptFile(flags.promptFile, flags.gen.prompt, error))
+    return fail(prog, error);
   if (weightsPath.empty())
     weightsPath = executableDir(argv[0]) + "/" + program.weightsFile;
   const auto loadStart = std::chrono::steady_clock::now();
@@ -260,9 +255,11 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
 
   GenerateOptions &g = flags.gen;
   int nCtx = g.nCtx;
-  if (nCtx < 1 && !pplFile.empty())
+  if (nCtx < 0 && !pplFile.empty())
     nCtx = 256; // as pinferc perplexity, so the two compare
-  if (nCtx < 1)
+  if (nCtx == GenerateOptions::kModelContext)
+    nCtx = program.nCtxTrain ? int(program.nCtxTrain) : 4096;
+  if (nCtx < 0)
     nCtx =
         std::min<int>(program.nCtxTrain ? int(program.nCtxTrain) : 4096, 4096);
   Executor exec(program, *weights, g.nThreads);
@@ -318,10 +315,22 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
     g.program = prog;
     if (flags.gen.nPredict == GenerateOptions().nPredict)
       g.nPredict = -1; // each answer to its end, as llama-cli
-    return runChat(exec, *tok, family, systemPrompt, g, std::cin, std::cout,
-                   std::cerr);
+    // As llama-cli: -p is the system message, or with -sys the first
+    // user turn.
+    std::string firstUser;
+    if (systemPrompt.empty())
+      systemPrompt = g.prompt;
+    else
+      firstUser = g.prompt;
+    if (g.json)
+      std::cerr << prog << ": note: --json has no effect in a chat\n";
+    return runChat(exec, *tok, family, systemPrompt, firstUser, g, std::cin,
+                   std::cout, std::cerr);
   }
   if (serve) {
+    if (!g.prompt.empty() || g.json)
+      std::cerr << prog << ": note: " << (g.json ? "--json" : "-p")
+                << " has no effect with --server (requests bring their own)\n";
     std::string tmpl;
     weights->getString("tokenizer.chat_template", tmpl, ignored);
     server.modelName = program.modelName;

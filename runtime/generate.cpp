@@ -126,7 +126,9 @@ int generate(const Model &model, const Tokenizer &tokenizer,
   ReferenceDecoder decoder(model, opts.nThreads);
   decoder.pool().setSpinMicros(opts.pollMicros);
   int nCtx = opts.nCtx;
-  if (nCtx < 1)
+  if (nCtx == GenerateOptions::kModelContext)
+    nCtx = model.params().nCtxTrain > 0 ? model.params().nCtxTrain : 4096;
+  if (nCtx < 0)
     nCtx = std::min(model.params().nCtxTrain, 4096);
   std::string error;
   if (!decoder.init(nCtx, error,
@@ -165,10 +167,14 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
   if (nPrompt >= nCtx)
     return fail("prompt is " + std::to_string(nPrompt) +
                 " tokens but the context is " + std::to_string(nCtx) + " (-c)");
-  if (opts.nPredict >= 0 && nPrompt + opts.nPredict > nCtx)
-    return fail("prompt is " + std::to_string(nPrompt) + " tokens and -n asks for " +
-                std::to_string(opts.nPredict) + " more, but the context is " +
-                std::to_string(nCtx) + " (-c)");
+  // More than the context leaves: generate until it is full, as llama.cpp
+  // does, and say so first.
+  const bool fillsContext = opts.nPredict < 0 || nPrompt + opts.nPredict > nCtx;
+  if (opts.nPredict >= 0 && fillsContext)
+    err << (opts.program.empty() ? "" : opts.program + ": ")
+        << "warning: prompt is " << nPrompt << " tokens and -n asks for "
+        << opts.nPredict << " more, but the context is " << nCtx
+        << " (-c): generating until it is full\n";
   for (int32_t t : r.promptTokens)
     if (t < 0 || t >= decoder.nVocab())
       return fail("the tokenizer produced token " + std::to_string(t) +
@@ -220,9 +226,9 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
       !(deviceSampling && std::string(deviceSampling) == "0");
   bool selected = false; // the last evaluation chose the best logits
   HeadSelection best;
-  const int limit = opts.nPredict >= 0 ? opts.nPredict : nCtx - nPrompt;
+  const int limit = fillsContext ? nCtx - nPrompt : opts.nPredict;
   int pos = nPrompt;
-  r.stopReason = opts.nPredict >= 0 ? "length" : "context";
+  r.stopReason = fillsContext ? "context" : "length";
   while (int(r.tokens.size()) < limit) {
     if (gInterrupted.load()) {
       r.stopReason = "interrupted";
@@ -324,6 +330,9 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     out << "\n";
     out.flush();
     err << "\n";
+    if (r.stopReason == "context")
+      err << (opts.program.empty() ? "" : opts.program + ": ")
+          << "stopped: the context of " << nCtx << " tokens is full (-c)\n";
     if (opts.loadMs >= 0) {
       char load[96];
       std::snprintf(load, sizeof load, "%16s = %10.2f ms\n", "load time",

@@ -109,7 +109,10 @@ struct GenerateOptions {
   // machines whose cores other work needs.
   static constexpr int kDefaultPollMicros = 200;
   int pollMicros = kDefaultPollMicros;
-  int nCtx = 0;        // < 1: the model's context length, at most 4096
+  // Context length (-c); kModelContext: the model's trained one, as
+  // llama.cpp's -c 0; < 0: that, at most 4096.
+  static constexpr int kModelContext = 0;
+  int nCtx = -1;
   // Tokens of a prompt that go through the layers together, each weight row
   // read once for them (-b/-ub, as llama.cpp's physical batch); < 1: 32.
   int nBatch = 0;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <iomanip>
 #include <mutex>
 #include <sstream>
 
@@ -57,11 +58,28 @@ struct Request {
 // (the field named) for a wrong type or value, or a field it does not know.
 bool readRequest(const json &body, bool chat, const ServerOptions &opts,
                  const std::string &family, Request &r, std::string &error) {
-  static const char *common[] = {
-      "model", "max_tokens", "temperature", "top_p", "top_k", "min_p",
-      "seed", "stop", "stream", "n", "user", "presence_penalty",
-      "frequency_penalty", "repeat_penalty", "stream_options", "logprobs",
-      "max_completion_tokens"};
+  static const char *common[] = {"model",
+                                 "max_tokens",
+                                 "temperature",
+                                 "top_p",
+                                 "top_k",
+                                 "min_p",
+                                 "seed",
+                                 "stop",
+                                 "stream",
+                                 "n",
+                                 "user",
+                                 "presence_penalty",
+                                 "frequency_penalty",
+                                 "repeat_penalty",
+                                 "stream_options",
+                                 "logprobs",
+                                 "max_completion_tokens",
+                                 "n_predict",
+                                 "cache_prompt",
+                                 "echo",
+                                 "logit_bias",
+                                 "response_format"};
   if (!body.is_object()) {
     error = "the request body must be a JSON object";
     return false;
@@ -88,27 +106,49 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
     out = body[key].get<double>();
     if (!(out >= lo && out <= hi)) {
       std::ostringstream range;
-      range << "field '" << key << "' is out of range [" << lo << ", " << hi
-            << "]";
+      range << std::setprecision(12) << "field '" << key
+            << "' is out of range [" << lo << ", " << hi << "]";
       error = range.str();
       return false;
     }
     return true;
   };
-  if (body.contains("max_tokens") && body["max_tokens"].is_number() &&
-      body["max_tokens"].get<double>() < 0) {
-    error = "field 'max_tokens' must not be negative";
+  // What the request leaves out comes from the executable's flags, as
+  // llama-server's do; the length, where -n was not given, as OpenAI's
+  // (16 tokens for a completion, an answer to its end for chat).
+  const SamplerOptions &flags = opts.defaults.sampling;
+  double maxTokens = opts.defaults.nPredict, temperature = flags.temperature,
+         topP = flags.topP, topK = std::max(0, flags.topK), minP = flags.minP,
+         seed = flags.seed == SamplerOptions::kRandomSeed ? -1.0
+                                                          : double(flags.seed),
+         n = 1, penalty = flags.repeatPenalty, zero = 0;
+  if (opts.defaults.nPredict == GenerateOptions().nPredict)
+    maxTokens = chat ? -1 : 16;
+  // Fields llama-server clients send, where they ask for what is done
+  // anyway: the KV cache is always reused (cache_prompt), text comes back
+  // without the prompt, plain.
+  auto onlyDefault = [&](const char *key, const json &dflt) {
+    if (!body.contains(key) || body[key].is_null() || body[key] == dflt)
+      return true;
+    error =
+        std::string("field '") + key + "' is supported only as " + dflt.dump();
+    return false;
+  };
+  if (body.contains("cache_prompt") && !body["cache_prompt"].is_boolean()) {
+    error = "field 'cache_prompt' must be true or false";
     return false;
   }
-  double maxTokens = 16, temperature = 1.0, topP = 1.0, topK = 0, minP = 0,
-         seed = -1, n = 1, penalty = 1.0, zero = 0;
-  if (chat)
-    maxTokens = -1; // until the end of the answer or the context
-  if (!number("max_tokens", -1, 1 << 24, maxTokens) ||
-      !number("max_completion_tokens", -1, 1 << 24, maxTokens) ||
+  if (!onlyDefault("echo", false) ||
+      !onlyDefault("logit_bias", json::object()) ||
+      !onlyDefault("response_format", json{{"type", "text"}}))
+    return false;
+  // llama-server's own name for the length; -1: to the end.
+  if (!number("n_predict", -1, 1 << 24, maxTokens) ||
+      !number("max_tokens", 0, 1 << 24, maxTokens) ||
+      !number("max_completion_tokens", 0, 1 << 24, maxTokens) ||
       !number("temperature", 0, 100, temperature) ||
       !number("top_p", 0, 1, topP) || !number("top_k", 0, 1 << 30, topK) ||
-      !number("min_p", 0, 1, minP) || !number("seed", -1, 0x7fffffff, seed) ||
+      !number("min_p", 0, 1, minP) || !number("seed", -1, 4294967295.0, seed) ||
       !number("n", 1, 1, n) || !number("repeat_penalty", 0.01, 100, penalty) ||
       !number("presence_penalty", 0, 0, zero) ||
       !number("frequency_penalty", 0, 0, zero))
@@ -120,7 +160,7 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
   r.gen.sampling.minP = float(minP);
   r.gen.sampling.repeatPenalty = float(penalty);
   r.gen.sampling.seed =
-      seed < 0 ? SamplerOptions::kRandomSeed : uint32_t(seed);
+      seed < 0 ? SamplerOptions::kRandomSeed : uint32_t(int64_t(seed));
   if (body.contains("stream")) {
     if (!body["stream"].is_boolean()) {
       error = "field 'stream' must be true or false";
@@ -152,11 +192,19 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
   }
   r.gen.stopStrings = r.stops;
   if (!chat) {
-    if (!body.contains("prompt") || !body["prompt"].is_string()) {
-      error = "field 'prompt' must be a string";
+    // One prompt: a string, or an array holding one (OpenAI's batch form).
+    const json *prompt = body.contains("prompt") ? &body["prompt"] : nullptr;
+    if (prompt && prompt->is_array() && prompt->size() == 1 &&
+        (*prompt)[0].is_string())
+      prompt = &(*prompt)[0];
+    if (!prompt || !prompt->is_string()) {
+      error = prompt && prompt->is_array() && !prompt->empty() &&
+                      (*prompt)[0].is_number_integer()
+                  ? "field 'prompt': token ids are not supported, send text"
+                  : "field 'prompt' must be a string (or an array of one)";
       return false;
     }
-    r.prompt = body["prompt"].get<std::string>();
+    r.prompt = prompt->get<std::string>();
     return true;
   }
   if (!body.contains("messages") || !body["messages"].is_array() ||
@@ -167,12 +215,31 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
   std::vector<ChatMessage> messages;
   for (const json &m : body["messages"]) {
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-        !m.contains("content") || !m["content"].is_string()) {
+        !m.contains("content")) {
       error = "each message must have a string 'role' and 'content'";
       return false;
     }
-    messages.push_back({m["role"].get<std::string>(),
-                        m["content"].get<std::string>()});
+    // Content as a string, or as OpenAI's parts, of which text only.
+    std::string content;
+    const json &c = m["content"];
+    if (c.is_string())
+      content = c.get<std::string>();
+    else if (c.is_array()) {
+      for (const json &part : c) {
+        if (!part.is_object() || !part.contains("type") ||
+            part["type"] != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
+          error = "a message's content parts must be {\"type\": \"text\", "
+                  "\"text\": ...}: only text is supported";
+          return false;
+        }
+        content += part["text"].get<std::string>();
+      }
+    } else {
+      error = "each message must have a string 'role' and 'content'";
+      return false;
+    }
+    messages.push_back({m["role"].get<std::string>(), content});
   }
   return applyChatTemplate(family, messages, r.prompt, error);
 }

@@ -15,6 +15,7 @@ work="$(mktemp -d)"
 pid=""
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  [ -n "${pid2:-}" ] && kill "$pid2" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -119,6 +120,14 @@ answer2="$("$work/exe" -p "$turn2" -n 4 --temp 0 --json -t 1 2>/dev/null | field
 [ "$(grep '^> ' <<<"$chat_out" | sed -n 2p)" = "> $answer2" ] \
   || fail "-cnv: second answer is not '$answer2': $chat_out"
 
+# As llama-cli: -cnv's -p is the system message, or with -sys the first
+# user turn, answered before any line is read (and shown after the "> ").
+as_p="$(printf 'Hello there\n' | timeout 60 "$work/exe" -cnv -p 'Be brief.' -n 4 --temp 0 -t 1 2>/dev/null)"
+as_sys="$(printf 'Hello there\n' | timeout 60 "$work/exe" -cnv -sys 'Be brief.' -n 4 --temp 0 -t 1 2>/dev/null)"
+[ "$as_p" = "$as_sys" ] || fail "-cnv -p is not the system message: '$as_p' vs '$as_sys'"
+first="$(timeout 60 "$work/exe" -cnv -sys 'Be brief.' -p 'Hello there' -n 4 --temp 0 -t 1 </dev/null 2>/dev/null)"
+[ "$first" = "${as_sys/> /> Hello there$'\n'}" ] || fail "-cnv -sys -p: '$first', expected the answer to 'Hello there'"
+
 # The OpenAI Python client (scripts/install-models.sh installs it into the
 # cache's venv): whole and streamed, completion and chat.
 CACHE="${PINFERC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinferc}"
@@ -156,6 +165,31 @@ PYEOF
 else
   echo "openai client absent (scripts/install-models.sh): that part skipped"
 fi
+
+# What llama-server clients send: a prompt as an array of one, the length
+# as n_predict, chat content as text parts, fields asking for what is done
+# anyway; other values of those fields are refused by name.
+got="$(post /v1/completions "{\"prompt\":[\"$prompt\"],\"n_predict\":12,\"temperature\":0,\"cache_prompt\":true,\"logit_bias\":{}}" | field 'd["choices"][0]["text"]')"
+[ "$got" = "$want" ] || fail "llama-server fields: '$got', expected '$want'"
+plain="$(post /v1/chat/completions '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":5,"temperature":0}' | field 'd["choices"][0]["message"]["content"]')"
+parts="$(post /v1/chat/completions '{"messages":[{"role":"user","content":[{"type":"text","text":"Hel"},{"type":"text","text":"lo"}]}],"max_tokens":5,"temperature":0}' | field 'd["choices"][0]["message"]["content"]')"
+[ "$parts" = "$plain" ] || fail "content parts: '$parts', expected '$plain'"
+expect 400 '{"prompt":"x","logit_bias":{"5":10}}'
+expect 400 '{"prompt":[1,2,3]}'
+expect 400 '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' /v1/chat/completions
+
+# The executable's flags are the requests' defaults, as llama-server's:
+# started greedy with -n 12, a bare request is the greedy run.
+"$work/exe" --server --port 0 -t 1 -c 256 --temp 0 -n 12 2>"$work/log2" &
+pid2=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$work/log2" && break
+  sleep 0.1
+done
+port2="$(grep -o '127.0.0.1:[0-9]*' "$work/log2" | cut -d: -f2)"
+got="$(curl -s --max-time 60 "http://127.0.0.1:$port2/v1/completions" -d "{\"prompt\":\"$prompt\"}" | field 'd["choices"][0]["text"]')"
+kill "$pid2" 2>/dev/null || true
+[ "$got" = "$want" ] || fail "flag defaults: '$got', expected '$want'"
 
 [ $status = 0 ] && echo "server: all checks passed (port $port)"
 exit $status

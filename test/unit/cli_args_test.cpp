@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 using namespace pinfer;
 
 namespace {
@@ -119,4 +122,60 @@ TEST(CliArgs, BadInputIsOneLineNamingTheFlag) {
     EXPECT_NE(error.find(c.mentions), std::string::npos) << error;
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+}
+
+// Tests what llama-cli users type: -p's escapes (on unless --no-escape),
+// any 32-bit seed (so every reported seed replays), -c 0 for the model's
+// context, and flags without effect here taken with a note or silently.
+TEST(CliArgs, LlamaCliCompatibility) {
+  GenerateFlags f;
+  std::string error;
+  ASSERT_TRUE(parse({"-p", "a\\nb\\tc\\\\d\\\"e\\x41\\q"}, f, error)) << error;
+  EXPECT_EQ(f.gen.prompt, "a\nb\tc\\d\"eA\\q");
+  ASSERT_TRUE(parse({"-e", "-p", "x\\n"}, f, error)) << error;
+  EXPECT_EQ(f.gen.prompt, "x\n");
+  ASSERT_TRUE(parse({"--no-escape", "-p", "x\\n"}, f, error)) << error;
+  EXPECT_EQ(f.gen.prompt, "x\\n");
+  // A trailing backslash, a short \x: kept.
+  EXPECT_EQ(processEscapes("end\\"), "end\\");
+  EXPECT_EQ(processEscapes("\\x4"), "\\x4");
+
+  ASSERT_TRUE(parse({"-s", "3826093120"}, f, error)) << error;
+  EXPECT_EQ(f.gen.sampling.seed, 3826093120u);
+  ASSERT_TRUE(parse({"-s", "-1"}, f, error)) << error;
+  EXPECT_EQ(f.gen.sampling.seed, SamplerOptions::kRandomSeed);
+  EXPECT_FALSE(parse({"-s", "4294967296"}, f, error));
+  EXPECT_EQ(error, "-s: expected an integer in [-1, 4294967295], got "
+                   "'4294967296'");
+
+  ASSERT_TRUE(parse({}, f, error)) << error;
+  EXPECT_LT(f.gen.nCtx, 0); // the model's, at most 4096
+  ASSERT_TRUE(parse({"-c", "0"}, f, error)) << error;
+  EXPECT_EQ(f.gen.nCtx, GenerateOptions::kModelContext);
+
+  ASSERT_TRUE(parse({"-no-cnv", "--no-warmup", "-ngl", "99"}, f, error))
+      << error;
+  ASSERT_EQ(f.notes.size(), 1u);
+  EXPECT_NE(f.notes[0].find("-ngl has no effect"), std::string::npos)
+      << f.notes[0];
+  EXPECT_FALSE(parse({"-ngl", "many"}, f, error));
+}
+
+// Tests -f's file: its last newline off, as llama.cpp reads it; a
+// directory or a missing file is one line.
+TEST(CliArgs, PromptFile) {
+  const std::string path = ::testing::TempDir() + "/prompt.txt";
+  {
+    std::ofstream out(path);
+    out << "The capital of France is\n";
+  }
+  std::string prompt, error;
+  ASSERT_TRUE(readPromptFile(path, prompt, error)) << error;
+  EXPECT_EQ(prompt, "The capital of France is");
+  EXPECT_FALSE(readPromptFile(::testing::TempDir(), prompt, error));
+  EXPECT_NE(error.find("is a directory"), std::string::npos) << error;
+  EXPECT_FALSE(readPromptFile(path + ".missing", prompt, error));
+  EXPECT_NE(error.find("cannot read the prompt file"), std::string::npos)
+      << error;
+  std::remove(path.c_str());
 }

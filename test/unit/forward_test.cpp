@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -930,8 +931,9 @@ TEST(Generate, CachedPrefixGivesTheFreshResult) {
   }
 }
 
-// Tests the loop's refusals: empty prompt, prompt longer than the context,
-// prompt plus -n longer than the context.
+// Tests the loop's refusals (an empty prompt, a prompt longer than the
+// context) and that a prompt plus -n longer than the context generates
+// until the context is full, with a warning.
 TEST(Generate, RefusesPromptsThatDoNotFit) {
   Loaded l = loadWithTokenizer("generr.gguf");
   ASSERT_TRUE(l.tok);
@@ -954,13 +956,28 @@ TEST(Generate, RefusesPromptsThatDoNotFit) {
             std::string::npos)
       << err.str();
   err.str("");
+  EXPECT_EQ(out.str(), "");
+  // More than the context leaves: a warning, then tokens until it is full,
+  // as llama.cpp generates them.
   o.prompt = "the cat";
   o.nPredict = 15;
-  EXPECT_EQ(generate(*l.model, *l.tok, o), 1);
-  EXPECT_NE(err.str().find("-n asks for 15 more, but the context is 16 (-c)"),
+  o.json = true;
+  const int inPrompt = int(l.tok->encode(o.prompt, true, false).size());
+  EXPECT_EQ(generate(*l.model, *l.tok, o), 0) << err.str();
+  EXPECT_NE(err.str().find("warning: prompt is " + std::to_string(inPrompt) +
+                           " tokens and -n asks for 15 more, but the context "
+                           "is 16 (-c): generating until it is full"),
             std::string::npos)
       << err.str();
-  EXPECT_EQ(out.str(), "");
+  EXPECT_NE(out.str().find("\"stop\":\"context\""), std::string::npos)
+      << out.str();
+  const std::string json = out.str();
+  const size_t open = json.find("\"tokens\":["), close = json.find(']', open);
+  ASSERT_NE(open, std::string::npos) << json;
+  const std::string list = json.substr(open + 10, close - open - 10);
+  const size_t generated =
+      list.empty() ? 0 : size_t(std::count(list.begin(), list.end(), ',')) + 1;
+  EXPECT_EQ(generated + size_t(inPrompt), 16u) << json;
 }
 
 // Tests that invalid UTF-8 becomes U+FFFD and valid text is kept.
