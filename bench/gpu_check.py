@@ -208,6 +208,7 @@ def main():
           + ("; through the stand-in (speeds meaningless)" if args.standin
              else ""), flush=True)
     rows, skipped = [], []
+    profiled = set()  # models whose kernels were timed
     for spec in args.models.split(","):
         preset, wtype = spec.split(":")
         model = f"{work}/{preset}-{wtype}.gguf"
@@ -306,6 +307,23 @@ def main():
                                       if rc1 == 0 else 0.0)
                     prompt_tps = speeds[0]
                     chunk_x = speeds[0] / speeds[1] if speeds[1] else None
+                # Each model's first whole-GPU row once more with
+                # --gpu-profile: the kernels' own times, to read against
+                # the card's bandwidth.
+                if (j.get("gpu_graph_launches", 0) > 0
+                        and row["model"] not in profiled):
+                    profiled.add(row["model"])
+                    rc2, _, err2 = run([exe, "-p", PROMPT, "-n",
+                                        str(args.tokens), "--temp", "0",
+                                        "--gpu-profile"], env=env)
+                    lines = err2.splitlines()
+                    at = next((i for i, l in enumerate(lines)
+                               if "GPU kernels:" in l), None)
+                    if rc2 == 0 and at is not None:
+                        row["profile"] = lines[at:at + 12]
+                        print(f"{row['model']} {row['budget']} {row['mode']}"
+                              f" --gpu-profile (the 10 longest):\n  " +
+                              "\n  ".join(row["profile"]), flush=True)
                 gpu_b = j.get("gpu_weight_bytes_per_token", 0.0)
                 same = reference is not None and reference == j["tokens"]
                 ppl = None

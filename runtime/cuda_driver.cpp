@@ -168,6 +168,11 @@ bool CudaDriver::open(std::string &error) {
   for (const Sym &s : graphSyms)
     if (!(*s.slot = dlsym(lib_, s.name)))
       graphsOff_ = true;
+  // Event times for --gpu-profile; CUDA 12.8 renamed the entry point.
+  if (!(cuEventElapsedTime_ = reinterpret_cast<decltype(cuEventElapsedTime_)>(
+            dlsym(lib_, "cuEventElapsedTime_v2"))))
+    cuEventElapsedTime_ = reinterpret_cast<decltype(cuEventElapsedTime_)>(
+        dlsym(lib_, "cuEventElapsedTime"));
   int count = 0;
   if (!check(cuInit_(0), "cuInit", error))
     return false;
@@ -300,7 +305,8 @@ bool CudaDriver::downloadAsync(void *dst, DevPtr src, size_t bytes,
 }
 
 bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
-                        std::string &error, const char *name, int layer) {
+                        std::string &error, const char *name, int layer,
+                        uint64_t bytes) {
   if (!current(error))
     return false;
   std::string what = *name ? std::string("kernel ") + name : "a kernel";
@@ -308,6 +314,8 @@ bool CudaDriver::launch(void *fn, unsigned grid, unsigned block, void **args,
     what += " (layer " + std::to_string(layer) + ")";
   if (graphSlot_ >= 0)
     return hold(fn, grid, block, args, what, error);
+  if (profile_)
+    return launchTimed(fn, grid, block, args, what, name, bytes, error);
   return launchNow(fn, grid, block, args, what, error);
 }
 
@@ -361,7 +369,8 @@ bool CudaDriver::wait(void *event, std::string &error) {
   if (holding(graphSlot_, "cuEventSynchronize", error))
     return false;
   return current(error) &&
-         checkSync(cuEventSynchronize_(event), "cuEventSynchronize", error);
+         checkSync(cuEventSynchronize_(event), "cuEventSynchronize", error) &&
+         (timed_.empty() || readTimes(false, error));
 }
 
 bool CudaDriver::synchronize(std::string &error) {
@@ -369,7 +378,8 @@ bool CudaDriver::synchronize(std::string &error) {
     return false;
   return current(error) &&
          checkSync(cuStreamSynchronize_(stream_), "cuStreamSynchronize",
-                   error);
+                   error) &&
+         (timed_.empty() || readTimes(true, error));
 }
 
 } // namespace pinfer

@@ -44,6 +44,23 @@ public:
   // Synchronise after every launch, so that a fault names its kernel
   // (executables' --gpu-sync-debug).
   void setSyncDebug(bool on) { syncDebug_ = on; }
+  // Kernel times (executables' --gpu-profile): each launch goes alone, not
+  // in a graph, between two timing events, which are read after later
+  // synchronisations. False where the driver cannot time events.
+  bool setProfile(bool on, std::string &error);
+  bool profiling() const { return profile_; }
+  // What the following launches belong to ("prompt", "decode"), for the
+  // table.
+  void setProfilePhase(const char *phase) { profPhase_ = phase; }
+  struct KernelTime {
+    std::string phase, kernel; // kernel: its name, layers together
+    long launches = 0;
+    double ms = 0;      // on the GPU, start to end of each launch
+    uint64_t bytes = 0; // weight bytes the launches read, where named
+  };
+  // Waits for the stream, then the times so far by phase and kernel, the
+  // longest first.
+  bool kernelTimes(std::vector<KernelTime> &out, std::string &error);
 
   // Loads a PTX (NUL-terminated) or CUBIN image.
   bool loadModule(const void *image, std::string &error);
@@ -73,10 +90,11 @@ public:
                    std::string &error);
   bool downloadAsync(void *dst, DevPtr src, size_t bytes, std::string &error);
   // Enqueues kernel `fn` on the stream; args as for cuLaunchKernel. `name`
-  // and `layer` name the work in the errors of later synchronisations.
+  // and `layer` name the work in the errors of later synchronisations;
+  // `bytes`, the weight bytes the launch reads, goes to kernelTimes.
   bool launch(void *fn, unsigned grid, unsigned block, void **args,
-              std::string &error, const char *name = "",
-              int layer = -1);
+              std::string &error, const char *name = "", int layer = -1,
+              uint64_t bytes = 0);
   // An event (freed with the driver), recorded on the stream, waited for.
   bool createEvent(void *&event, std::string &error);
   bool record(void *event, std::string &error);
@@ -94,9 +112,9 @@ public:
   // token's layers) pays the launches once, and a caller whose work
   // changed still gets exactly what it asked for. graphsUsable() is false
   // where the driver lacks the entry points (cuFuncGetParamInfo: CUDA
-  // 12.4), with sync debugging (each launch apart), after a capture the
-  // driver refused (graphNote() says why; the held work then ran
-  // directly), or where PINFER_CUDA_GRAPHS=0.
+  // 12.4), with sync debugging or kernel times (each launch apart), after
+  // a capture the driver refused (graphNote() says why; the held work then
+  // ran directly), or where PINFER_CUDA_GRAPHS=0.
   bool graphsUsable() const;
   void beginGraph(int slot);
   bool endGraph(std::string &error);
@@ -175,6 +193,24 @@ private:
   bool launchGraph(Graph &g, std::string &error);
   void destroyGraphs();
 
+  // --gpu-profile (runtime/cuda_profile.cpp).
+  bool profile_ = false;
+  const char *profPhase_ = "";
+  struct Timed {
+    size_t slot; // in times_
+    void *start, *end;
+  };
+  std::vector<Timed> timed_;       // launched, times not read yet
+  std::vector<void *> freeEvents_; // timing events to reuse
+  std::vector<KernelTime> times_;
+  bool launchTimed(void *fn, unsigned grid, unsigned block, void **args,
+                   const std::string &what, const char *name, uint64_t bytes,
+                   std::string &error);
+  bool timingEvent(void *&event, std::string &error);
+  // The launches whose end events have passed; all of them when `all`
+  // (after the stream was waited for).
+  bool readTimes(bool all, std::string &error);
+
   // Driver entry points (CUresult is an int).
   int (*cuInit_)(unsigned) = nullptr;
   int (*cuDeviceGetCount_)(int *) = nullptr;
@@ -207,6 +243,7 @@ private:
                          unsigned, unsigned, unsigned, void *, void **,
                          void **) = nullptr;
   int (*cuGetErrorString_)(int, const char **) = nullptr;
+  int (*cuEventElapsedTime_)(float *, void *, void *) = nullptr;
   // Optional: graphs.
   int (*cuFuncGetParamInfo_)(void *, size_t, size_t *, size_t *) = nullptr;
   int (*cuStreamBeginCapture_)(void *, int) = nullptr;

@@ -25,7 +25,7 @@ bool CudaDriver::HeldOp::sameWork(const HeldOp &o) const {
 }
 
 bool CudaDriver::graphsUsable() const {
-  if (graphsOff_ || syncDebug_ || !ctx_)
+  if (graphsOff_ || syncDebug_ || profile_ || !ctx_)
     return false;
   const char *env = std::getenv("PINFER_CUDA_GRAPHS");
   return !(env && std::strcmp(env, "0") == 0);

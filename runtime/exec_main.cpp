@@ -13,6 +13,7 @@
 #include "runtime/tokenizer.h"
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <new>
@@ -99,6 +100,39 @@ std::unique_ptr<GGUFFile> openWeights(const std::string &path,
   return f;
 }
 
+// --gpu-profile's table on `os`: each kind of kernel's launches and time,
+// prompt and generated tokens apart, and the rate it read weights at where
+// the launches name their bytes.
+void printKernelTimes(std::ostream &os, const std::string &prog,
+                      const std::vector<CudaDriver::KernelTime> &times) {
+  double total = 0;
+  long launches = 0;
+  for (const CudaDriver::KernelTime &t : times) {
+    total += t.ms;
+    launches += t.launches;
+  }
+  char line[160];
+  std::snprintf(line, sizeof line,
+                "%s: GPU kernels: %ld launches, %.3f ms on the GPU\n",
+                prog.c_str(), launches, total);
+  os << line;
+  std::snprintf(line, sizeof line, "  %-7s %-22s %9s %11s %7s %10s %9s\n",
+                "phase", "kernel", "launches", "total ms", "share", "mean us",
+                "GB/s");
+  os << line;
+  for (const CudaDriver::KernelTime &t : times) {
+    char rate[32] = "-";
+    if (t.bytes && t.ms > 0)
+      std::snprintf(rate, sizeof rate, "%.1f", double(t.bytes) / t.ms * 1e-6);
+    std::snprintf(line, sizeof line,
+                  "  %-7s %-22s %9ld %11.3f %6.1f%% %10.2f %9s\n",
+                  t.phase.c_str(), t.kernel.c_str(), t.launches, t.ms,
+                  total > 0 ? 100.0 * t.ms / total : 0.0,
+                  1e3 * t.ms / double(t.launches), rate);
+    os << line;
+  }
+}
+
 } // namespace
 
 namespace {
@@ -123,6 +157,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   std::string weightsPath;
   bool noGpu = false;
   bool gpuSyncDebug = false;
+  bool gpuProfile = false;
   bool serve = false; // --server
   bool chat = false;  // -cnv
   std::string systemPrompt;
@@ -142,6 +177,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       noGpu = true;
     else if (a == "--gpu-sync-debug")
       gpuSyncDebug = true;
+    else if (a == "--gpu-profile")
+      gpuProfile = true;
     else if (a == "--server")
       serve = true;
     else if (a == "-cnv" || a == "--conversation")
@@ -214,6 +251,9 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
            "fault "
            "names\n"
         << "                          its kernel and layer (slower)\n"
+        << "      --gpu-profile       time each GPU kernel and print a table "
+           "at the end\n"
+        << "                          (on stderr; --json: gpu_kernels)\n"
         << "      --perplexity FILE   print the perplexity of FILE (chunks of "
            "-c, default 256)\n"
         << "      --check-sparsity    predicted sparsity: also count the "
@@ -265,6 +305,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   Executor exec(program, *weights, g.nThreads);
   exec.setPollMicros(g.pollMicros);
   exec.setGpuSyncDebug(gpuSyncDebug);
+  exec.setGpuProfile(gpuProfile);
   if (g.nBatch > 0)
     exec.setBatchSize(g.nBatch);
   if (!exec.init(nCtx, !noGpu, error))
@@ -349,6 +390,20 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         w.field("gpu_image", exec.gpuImageKind());
         w.field("gpu_graph_launches", int64_t(exec.gpuGraphLaunches()));
         w.field("gpu_graph_captures", int64_t(exec.gpuGraphCaptures()));
+        std::vector<CudaDriver::KernelTime> times;
+        std::string timesError;
+        if (gpuProfile && exec.gpuKernelTimes(times, timesError)) {
+          w.key("gpu_kernels").beginArray();
+          for (const CudaDriver::KernelTime &t : times) {
+            w.beginObject();
+            w.field("phase", t.phase).field("kernel", t.kernel);
+            w.field("launches", int64_t(t.launches)).field("ms", t.ms);
+            if (t.bytes)
+              w.field("bytes", t.bytes);
+            w.endObject();
+          }
+          w.endArray();
+        }
       }
       w.field("output_head_device", exec.headOnGpu() ? "gpu" : "cpu");
       // What one generated token read, counted by the decoder as it ran.
@@ -402,6 +457,12 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
                  std::chrono::steady_clock::now() - loadStart)
                  .count();
   const int rc = generate(exec, *tok, g);
+  if (gpuProfile && exec.gpuActive()) {
+    std::vector<CudaDriver::KernelTime> times;
+    if (!exec.gpuKernelTimes(times, error))
+      return fail(prog, error);
+    printKernelTimes(std::cerr, prog, times);
+  }
   if (verbose)
     for (uint32_t l = 0; l < program.nLayer; ++l) {
       const std::vector<ProgramStep> &ran = exec.ranSteps()[l];

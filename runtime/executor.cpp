@@ -56,6 +56,12 @@ std::string Executor::deviceName() const {
   return gpu_ ? gpu_->deviceName() : std::string("cpu");
 }
 
+bool Executor::gpuKernelTimes(std::vector<CudaDriver::KernelTime> &out,
+                              std::string &error) {
+  out.clear();
+  return !gpu_ || gpu_->kernelTimes(out, error);
+}
+
 void Executor::resetStats() {
   stats_.assign(params_.nLayer, LayerStats());
   cpuBytes_ = gpuBytes_ = tokenEvals_ = 0;
@@ -418,6 +424,9 @@ bool Executor::openGpu(std::string &error) {
     return false;
   }
   gpu->setSyncDebug(gpuSyncDebug_);
+  if (!gpu->setProfile(gpuProfile_, error))
+    return false;
+  gpu->setProfilePhase("decode");
   if (!gpu->loadModuleFor(program_.gpuCubin, program_.gpuCubinSize,
                           program_.smArch, program_.gpuImage, error)) {
     error += std::string(" (GPU code for ") + program_.smArch + " on " +

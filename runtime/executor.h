@@ -68,6 +68,12 @@ public:
   // Before init: synchronise after every GPU launch, so that a kernel fault
   // names its kernel and layer (--gpu-sync-debug).
   void setGpuSyncDebug(bool on) { gpuSyncDebug_ = on; }
+  // Before init: time every GPU kernel (--gpu-profile; cuda_driver.h).
+  void setGpuProfile(bool on) { gpuProfile_ = on; }
+  // The kernel times so far, prompt chunks and generated tokens apart; an
+  // empty table without a GPU.
+  bool gpuKernelTimes(std::vector<CudaDriver::KernelTime> &out,
+                      std::string &error);
   // Before init: prompt chunks of `n` tokens (-b/-ub; default 32).
   void setBatchSize(int n) { nBatch_ = n; }
 
@@ -342,6 +348,7 @@ private:
   std::unique_ptr<CudaDriver> gpu_;
   std::string gpuNote_;
   bool gpuSyncDebug_ = false;
+  bool gpuProfile_ = false;
   // The hot half's input x [n_embd] and output: y [n_embd], then the hot
   // activations h [max hot] (one copy back brings both).
   CudaDriver::DevPtr dX_ = 0, dOut_ = 0;

@@ -113,11 +113,11 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                         sizeof(float) * (2 * nEmbd + p.nRot) + sizeof(int32_t),
                         error)) ||
       !gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
-                  name[0].c_str(), l) ||
+                  name[0].c_str(), l, b.wq.bytes()) ||
       !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
-                  name[1].c_str(), l) ||
+                  name[1].c_str(), l, b.wk.bytes()) ||
       !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
-                  name[2].c_str(), l) ||
+                  name[2].c_str(), l, b.wv.bytes()) ||
       !gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
                   error, name[3].c_str(), l) ||
       !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
@@ -128,7 +128,7 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                   name[5].c_str(), l))
     return false;
   if (!gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
-                  name[6].c_str(), l))
+                  name[6].c_str(), l, b.wo.bytes()))
     return false;
   // The output stays on the GPU for the residual stream's next steps, or
   // comes down for the host's.
@@ -176,7 +176,8 @@ bool Executor::enqueueHead(std::string &error) {
   int one = 1;
   void *args[] = {&dHeadW_, &noBias, &x, &dLogits_, &one};
   if (!gpu_->launch(fnHead_, gpuattn::matvecGrid(p.nVocab),
-                    gpuattn::kMatvecBlock, args, error, gpuattn::kHeadKernel))
+                    gpuattn::kMatvecBlock, args, error, gpuattn::kHeadKernel,
+                    -1, output_.bytes()))
     return false;
   if (!selOut_)
     return gpu_->downloadAsync(hostLogits_, dLogits_, sizeof(float) * p.nVocab,

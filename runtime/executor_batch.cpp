@@ -88,6 +88,19 @@ bool Executor::evalBatch(const int32_t *tokens, int n, int pos, bool wantLogits,
   // whose steps this path cannot take in its order (see checkSteps).
   const bool recall =
       measureRecall_ && program_.mode == SparsityMode::Predicted;
+  // --gpu-profile's table keeps a prompt's kernels apart from a generated
+  // token's, whichever way the prompt goes.
+  struct Phase {
+    CudaDriver *gpu;
+    explicit Phase(CudaDriver *g) : gpu(g) {
+      if (gpu)
+        gpu->setProfilePhase("prompt");
+    }
+    ~Phase() {
+      if (gpu)
+        gpu->setProfilePhase("decode");
+    }
+  } phase{gpu_.get()};
   if (residentOn_ && gpuChunk_ > 0 && !recall)
     return evalResidentBatch(tokens, n, pos, wantLogits, error);
   if (recall || !batchable_)

@@ -71,7 +71,7 @@ bool Executor::launchPredictor(int l, CudaDriver::DevPtr x, int nTok,
   }
   void *fc1Args[] = {&b.dFc1, &b.dB1, &in, &dPredH_, &nTok};
   if (!gpu.launch(b.fnPredFc1, matvecGrid(rank), kMatvecBlock, fc1Args, error,
-                  fc1.c_str(), l))
+                  fc1.c_str(), l, b.predictor.fc1.bytes()))
     return false;
   if (!b.fnPredHq)
     return true;

@@ -161,10 +161,19 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                     gpuattn::kPickBlock, pickArgs, error,
                     gpuattn::predictorKernelName(l, "pick").c_str(), l))
     return false;
+  // The rows read, for --gpu-profile: in dense mode every hot row, once
+  // per launch whatever its tokens; the sparse modes' rows depend on what
+  // fired, and go uncounted.
+  const bool dense = program_.mode == SparsityMode::Dense;
+  const uint64_t gateUpBytes =
+      dense ? uint64_t(pl.nHot) * (b.gate.rowBytes + b.up.rowBytes) : 0;
+  const uint64_t downBytes = dense && !isSplitDown(b.downLayout)
+                                 ? uint64_t(pl.nHot) * b.downT.rowBytes
+                                 : 0;
   return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                      error, pl.gateUpKernel, l) &&
+                      error, pl.gateUpKernel, l, gateUpBytes) &&
          gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                      pl.downKernel, l);
+                      pl.downKernel, l, downBytes);
 }
 
 bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {

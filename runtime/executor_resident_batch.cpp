@@ -288,11 +288,11 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
                               kernelName(l, "attend"), kernelName(l, "quant"),
                               kernelName(l, "wo")};
   if (!gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
-                  name[0].c_str(), l) ||
+                  name[0].c_str(), l, b.wq.bytes()) ||
       !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
-                  name[1].c_str(), l) ||
+                  name[1].c_str(), l, b.wk.bytes()) ||
       !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
-                  name[2].c_str(), l))
+                  name[2].c_str(), l, b.wv.bytes()))
     return false;
   // Every token's K and V rows reach the cache (rope) before any token
   // attends; each attends up to its own position.
@@ -313,7 +313,7 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
           gpu.launch(b.fnQuant, quantGrid(qDim * m), kQuantBlock, an, error,
                      name[5].c_str(), l)) &&
          gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
-                    name[6].c_str(), l);
+                    name[6].c_str(), l, b.wo.bytes());
 }
 
 } // namespace pinfer

@@ -55,6 +55,7 @@ struct Weight {
   int64_t rows = 0; // ne1 (output width of a matvec)
   size_t rowBytes = 0;
   const uint8_t *data = nullptr;
+  uint64_t bytes() const { return uint64_t(rows) * rowBytes; }
   // Q4_0 rows from row scalesFirstFrom on stored scales first (ggml_types.h,
   // q4_0ToScalesFirst), as the packed weights keep the rows only the CPU
   // multiplies (a split layer's gate and up: its cold rows, after the hot

@@ -10,7 +10,8 @@
 // found only when the loaded PTX or CUBIN image names it too. Work enqueued
 // on streams (launches, asynchronous copies, events) runs only when the host
 // synchronises with it, so a host that reads a result it has not waited for
-// sees stale data, as it may on a GPU. Every call that needs a context fails
+// sees stale data, as it may on a GPU; an event's time is when that work
+// reached it here. Every call that needs a context fails
 // on a thread where none is current. Stream capture and graphs: the work
 // enqueued during a capture becomes the graph's, launched as a whole.
 //
@@ -30,6 +31,7 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -46,9 +48,9 @@ namespace {
 // CUresult values used here.
 constexpr int kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2,
               kNotInitialized = 3, kInvalidContext = 201, kInvalidImage = 200,
-              kInvalidHandle = 400, kNotFound = 500, kIllegalAddress = 700,
-              kLaunchFailed = 719, kCaptureUnsupported = 900,
-              kCaptureInvalidated = 901;
+              kInvalidHandle = 400, kNotFound = 500, kNotReady = 600,
+              kIllegalAddress = 700, kLaunchFailed = 719,
+              kCaptureUnsupported = 900, kCaptureInvalidated = 901;
 
 struct Module;
 struct Function {
@@ -70,7 +72,17 @@ struct Module {
 };
 struct Event {
   uint64_t recordedAt = 0; // queue position; 0: never recorded
+  bool timing = true;      // not created with CU_EVENT_DISABLE_TIMING
+  double reachedMs = 0;    // when the queue reached the last record
 };
+
+// Milliseconds on a steady clock: an event's time is when the work queued
+// before it had run here.
+double nowMs() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 struct Op {
   uint64_t seq;
@@ -524,12 +536,14 @@ int cuStreamSynchronize(void *) {
     return rc;
   return drainAll(s);
 }
-int cuEventCreate(void **event, unsigned) {
+int cuEventCreate(void **event, unsigned flags) {
   State &s = st();
   std::lock_guard<std::mutex> g(s.mu);
   if (int rc = ready(s))
     return rc;
-  *event = new Event;
+  Event *e = new Event;
+  e->timing = (flags & 2u) == 0; // CU_EVENT_DISABLE_TIMING
+  *event = e;
   return kSuccess;
 }
 int cuEventDestroy_v2(void *event) {
@@ -541,8 +555,11 @@ int cuEventRecord(void *event, void *) {
   std::lock_guard<std::mutex> g(s.mu);
   if (int rc = ready(s))
     return rc;
-  static_cast<Event *>(event)->recordedAt =
-      enqueue(s, [] { return kSuccess; });
+  Event *e = static_cast<Event *>(event);
+  e->recordedAt = enqueue(s, [e] {
+    e->reachedMs = nowMs();
+    return kSuccess;
+  });
   return kSuccess;
 }
 int cuEventSynchronize(void *event) {
@@ -554,6 +571,27 @@ int cuEventSynchronize(void *event) {
   if (int rc = ready(s))
     return rc;
   return drain(s, static_cast<Event *>(event)->recordedAt);
+}
+// As the driver's: an event created without timing, or never recorded, is
+// an invalid handle; one the queue has not reached is not ready (never
+// waited for here).
+int cuEventElapsedTime_v2(float *ms, void *start, void *end) {
+  State &s = st();
+  std::lock_guard<std::mutex> g(s.mu);
+  if (int rc = ready(s))
+    return rc;
+  const Event *a = static_cast<const Event *>(start),
+              *b = static_cast<const Event *>(end);
+  if (!ms || !a || !b || !a->timing || !b->timing || !a->recordedAt ||
+      !b->recordedAt)
+    return kInvalidHandle;
+  if (s.doneSeq < a->recordedAt || s.doneSeq < b->recordedAt)
+    return kNotReady;
+  *ms = float(b->reachedMs - a->reachedMs);
+  return kSuccess;
+}
+int cuEventElapsedTime(float *ms, void *start, void *end) {
+  return cuEventElapsedTime_v2(ms, start, end);
 }
 int cuStreamWaitEvent(void *, void *, unsigned) {
   // One queue in issue order: the event's work runs before what follows.
@@ -706,6 +744,9 @@ int cuGetErrorString(int rc, const char **msg) {
     return kSuccess;
   case kNotFound:
     *msg = "named symbol not found";
+    return kSuccess;
+  case kNotReady:
+    *msg = "device not ready";
     return kSuccess;
   case kIllegalAddress:
     *msg = "an illegal memory access was encountered";

@@ -25,6 +25,7 @@
 #include "temp_dir.h"
 #include <iostream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <unistd.h>
 
@@ -504,6 +505,46 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   EXPECT_EQ(sumField(out, "gpu_graph_launches"), 0) << out;
   EXPECT_EQ(report["graph_launches"], 0);
   EXPECT_GT(report["launches"], graphed) << graphed;
+  const long oneByOne = report["launches"];
+
+  // --gpu-profile: the same kernels, one by one between timing events, and
+  // the same tokens; the table counts every launch, by phase and kind.
+  ASSERT_EQ(
+      runOnStandin(exe, "exact", "", "--gpu-profile", out, err, report, kFew),
+      0)
+      << err;
+  EXPECT_EQ(
+      jsonInts(out, "tokens"),
+      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
+      << out;
+  EXPECT_EQ(report["graph_launches"], 0);
+  EXPECT_EQ(report["launches"], oneByOne);
+  EXPECT_EQ(sumField(out, "launches"), oneByOne) << out;
+  const long layers = long(jsonNumbers(out, "hot_neurons").size());
+  auto launchesOf = [&](const char *phase, const char *kernel) {
+    std::smatch m;
+    const std::regex row(std::string("\"phase\":\"") + phase +
+                         "\",\"kernel\":\"" + kernel +
+                         "\",\"launches\":([0-9]+),\"ms\":[-0-9.e+]+"
+                         "(,\"bytes\":([0-9]+))?");
+    if (!std::regex_search(out, m, row))
+      return std::make_pair(-1L, -1L);
+    return std::make_pair(std::stol(m[1]), m[3].matched ? std::stol(m[3]) : 0L);
+  };
+  // The prompt is one chunk: each layer's projections once; a generated
+  // token, once per layer.
+  const auto promptWq = launchesOf("prompt", "attn_wq");
+  const auto decodeWq = launchesOf("decode", "attn_wq");
+  EXPECT_EQ(promptWq.first, layers) << out;
+  EXPECT_EQ(decodeWq.first, layers * evals) << out;
+  // Each launch reads the layer's whole matrix, whatever its tokens.
+  EXPECT_GT(promptWq.second, 0) << out;
+  EXPECT_EQ(decodeWq.second, promptWq.second * evals) << out;
+  EXPECT_EQ(launchesOf("decode", "lm_head").first, evals) << out;
+  EXPECT_NE(err.find("GPU kernels: " + std::to_string(oneByOne) + " launches"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("decode  attn_wq"), std::string::npos) << err;
 
   // A driver that refuses the graph: one note, then the same tokens with
   // the kernels launched one by one.
