@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -31,8 +33,16 @@ static bool parseFloat(const std::string &flag, const std::string &s, float lo,
   char *end = nullptr;
   float v = std::strtof(s.c_str(), &end);
   if (s.empty() || *end || errno || !(v >= lo && v <= hi)) {
-    error = flag + ": expected a number in [" + std::to_string(lo) + ", " +
-            std::to_string(hi) + "], got '" + s + "'";
+    // Shortest forms ("0.5", "100"); no lower bound: "at most".
+    auto num = [](float x) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", double(x));
+      return std::string(buf);
+    };
+    error = flag + ": expected a number " +
+            (std::isinf(lo) ? "of at most " + num(hi)
+                            : "in [" + num(lo) + ", " + num(hi) + "]") +
+            ", got '" + s + "'";
     return false;
   }
   out = v;
@@ -128,12 +138,16 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       if (!next(v) || !parseInt(flag, v, 0, 1 << 24, g.nCtx, error))
         return false;
     } else if (flag == "--temp") {
+      // At or below 0: greedy, as llama.cpp takes any negative value.
       if (!next(v) ||
-          !parseFloat(flag, v, 0.f, 100.f, g.sampling.temperature, error))
+          !parseFloat(flag, v, -INFINITY, 100.f, g.sampling.temperature, error))
         return false;
+      g.sampling.temperature = std::max(0.f, g.sampling.temperature);
     } else if (flag == "--top-k") {
-      if (!next(v) || !parseInt(flag, v, 0, 1 << 30, g.sampling.topK, error))
+      // At or below 0: no limit, as llama.cpp's -1.
+      if (!next(v) || !parseInt(flag, v, -1, 1 << 30, g.sampling.topK, error))
         return false;
+      g.sampling.topK = std::max(0, g.sampling.topK);
     } else if (flag == "--top-p") {
       if (!next(v) || !parseFloat(flag, v, 0.f, 1.f, g.sampling.topP, error))
         return false;

@@ -52,7 +52,18 @@ struct Request {
   GenerateOptions gen;
   std::vector<std::string> stops;
   bool stream = false;
+  bool streamUsage = false; // stream_options.include_usage
 };
+
+// OpenAI's usage object for a finished generation.
+json usageOf(const GenerateResult &result) {
+  const int nPrompt = int(result.promptTokens.size()),
+            nGen = int(result.tokens.size());
+  return {{"prompt_tokens", nPrompt},
+          {"completion_tokens", nGen},
+          {"total_tokens", nPrompt + nGen},
+          {"prompt_tokens_details", {{"cached_tokens", result.promptCached}}}};
+}
 
 // Reads the OpenAI fields of `body` into `r`; false with an error message
 // (the field named) for a wrong type or value, or a field it does not know.
@@ -168,6 +179,16 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
     }
     r.stream = body["stream"].get<bool>();
   }
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    const json &so = body["stream_options"];
+    if (!so.is_object() ||
+        (so.contains("include_usage") && !so["include_usage"].is_boolean())) {
+      error = "field 'stream_options' must be {\"include_usage\": true or "
+              "false}";
+      return false;
+    }
+    r.streamUsage = so.value("include_usage", false);
+  }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const json &s = body["stop"];
     if (s.is_string())
@@ -261,6 +282,9 @@ const char *finishReason(const std::string &stop) {
 
 } // namespace
 
+// Connections served at once (threads that mostly wait).
+constexpr size_t kHttpThreads = 64;
+
 int runServer(Decoder &decoder, const Tokenizer &tokenizer,
               const std::string &templateText, const ServerOptions &opts,
               std::ostream &log) {
@@ -282,6 +306,10 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
   std::vector<int32_t> cached;
   std::atomic<uint64_t> nextId{1};
   server.set_payload_max_length(opts.maxBodyBytes);
+  // Each connection holds a thread while it reads (30 s for a slow client)
+  // or waits for its turn at the decoder; with the library's 8, eight
+  // stalled clients would keep /health and everyone else waiting.
+  server.new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
   server.set_read_timeout(30, 0);
   server.set_write_timeout(30, 0);
 
@@ -295,6 +323,43 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
     res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}),
                     "application/json");
   });
+
+  // llama-server's /tokenize and /detokenize: the model's tokenizer alone,
+  // without the decoder (no turn to wait for).
+  server.Post(
+      "/tokenize", [&](const httplib::Request &req, httplib::Response &res) {
+        json body = json::parse(req.body, nullptr, false);
+        if (!body.is_object() || !body.contains("content") ||
+            !body["content"].is_string())
+          return sendError(res, 400, "expected {\"content\": TEXT}",
+                           "invalid_request_error");
+        const bool addSpecial = body.value("add_special", false);
+        const std::vector<int32_t> ids =
+            tokenizer.encode(body["content"].get<std::string>(),
+                             addSpecial && tokenizer.addBosByDefault(), true);
+        res.set_content(dump(json{{"tokens", ids}}), "application/json");
+      });
+  server.Post("/detokenize",
+              [&](const httplib::Request &req, httplib::Response &res) {
+                json body = json::parse(req.body, nullptr, false);
+                if (!body.is_object() || !body.contains("tokens") ||
+                    !body["tokens"].is_array())
+                  return sendError(res, 400, "expected {\"tokens\": [ID, ...]}",
+                                   "invalid_request_error");
+                std::vector<int32_t> ids;
+                for (const json &t : body["tokens"]) {
+                  if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+                      t.get<int64_t>() >= tokenizer.nVocab())
+                    return sendError(res, 400,
+                                     "field 'tokens' holds " + t.dump() +
+                                         ", not a token id below " +
+                                         std::to_string(tokenizer.nVocab()),
+                                     "invalid_request_error");
+                  ids.push_back(int32_t(t.get<int64_t>()));
+                }
+                res.set_content(dump(json{{"content", tokenizer.decode(ids)}}),
+                                "application/json");
+              });
 
   auto handle = [&](const httplib::Request &req, httplib::Response &res,
                     bool chat) {
@@ -382,12 +447,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
         choice["text"] = text;
       json out = head;
       out["choices"] = json::array({choice});
-      const int nGen = int(result.tokens.size());
-      out["usage"] = {
-          {"prompt_tokens", result.promptTokens.size()},
-          {"completion_tokens", nGen},
-          {"total_tokens", int(result.promptTokens.size()) + nGen},
-          {"prompt_tokens_details", {{"cached_tokens", result.promptCached}}}};
+      out["usage"] = usageOf(result);
       res.set_content(dump(out), "application/json");
       return;
     }
@@ -459,6 +519,13 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
             if (!pending.empty() && !stopped)
               chunk(pending, nullptr);
             chunk("", stopped ? "stop" : finishReason(result.stopReason));
+            // As OpenAI's: one more chunk, without choices, with the usage.
+            if (r.streamUsage) {
+              json j = head;
+              j["choices"] = json::array();
+              j["usage"] = usageOf(result);
+              event(j);
+            }
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());
           }

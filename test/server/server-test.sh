@@ -53,9 +53,22 @@ for line in sys.stdin:
         text += json.loads(line[6:])["choices"][0]["text"]
 print(text)' <<<"$streamed")"
 [ "$joined" = "$want" ] || fail "streamed completion: '$joined', expected '$want'"
+# stream_options.include_usage: a last chunk with the usage, no choices.
+usage="$(curl -s -N --max-time 60 "$url/v1/completions" \
+  -d "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
+  | grep '^data: {' | tail -1 | cut -c7-)"
+[ "$(field 'len(d["choices"]), d["usage"]["completion_tokens"]' <<<"$usage")" = "0 12" ] \
+  || fail "include_usage: last chunk $usage"
 chat="$(post /v1/chat/completions '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello"}],"max_tokens":5,"temperature":0}')"
 [ "$(field 'd["usage"]["completion_tokens"]' <<<"$chat")" = 5 ] || fail "chat: $chat"
 [ "$(field 'd["choices"][0]["message"]["role"]' <<<"$chat")" = assistant ] || fail "chat role: $chat"
+
+# /tokenize and /detokenize: the executable's own tokens, and back.
+ids="$(curl -s --max-time 10 "$url/tokenize" -d "{\"content\":\"$prompt\"}" | field 'd["tokens"]')"
+[ "$(curl -s --max-time 10 "$url/tokenize" -d "{\"content\":\"$prompt\",\"add_special\":true}" | field 'd["tokens"][1:]')" = "$ids" ] \
+  || fail "/tokenize add_special: no BOS in front of $ids"
+back="$(curl -s --max-time 10 "$url/detokenize" -d "{\"tokens\":$ids}" | field 'd["content"]')"
+[ "$back" = "$prompt" ] || fail "/detokenize: '$back', expected '$prompt'"
 
 # Bad requests: status, error type, and the next request still served.
 expect() { # STATUS BODY [PATH]
@@ -72,11 +85,33 @@ expect 400 '{"prompt":"x","surprise":1}'
 expect 400 '{"prompt":7}'
 expect 400 '{"prompt":"x","max_tokens":100000}'
 expect 404 '{"prompt":"x","model":"gpt-9"}'
+expect 400 '{"tokens":[99999999]}' /detokenize
+expect 400 '{"text":"x"}' /tokenize
 expect 400 '{"messages":[{"role":"robot","content":"x"}]}' /v1/chat/completions
 head -c 2000000 /dev/zero | tr '\0' a >"$work/big"
 expect 413 "@$work/big"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/nothing")"
 [ "$code" = 404 ] || fail "unknown path: $code"
+
+# Clients that stall in the middle of their request hold a connection each,
+# not the server: /health still answers at once beside twelve of them.
+python3 - "$port" <<'PYEOF' || fail "stalled clients kept /health waiting"
+import socket, sys, time, urllib.request
+port = int(sys.argv[1])
+stalled = []
+for _ in range(12):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 100\r\n\r\n{\"prompt\":")
+    stalled.append(s)
+time.sleep(0.3)
+t0 = time.time()
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+    assert r.status == 200
+assert time.time() - t0 < 2, time.time() - t0
+for s in stalled:
+    s.close()
+PYEOF
 
 # A client that goes away mid-stream: the next request is served at once.
 curl -s -N --max-time 30 "$url/v1/completions" \

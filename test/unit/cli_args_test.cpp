@@ -153,6 +153,11 @@ TEST(CliArgs, LlamaCliCompatibility) {
   ASSERT_TRUE(parse({"-c", "0"}, f, error)) << error;
   EXPECT_EQ(f.gen.nCtx, GenerateOptions::kModelContext);
 
+  // llama.cpp's negative temperature (greedy) and top-k (no limit).
+  ASSERT_TRUE(parse({"--temp", "-1", "--top-k", "-1"}, f, error)) << error;
+  EXPECT_EQ(f.gen.sampling.temperature, 0.f);
+  EXPECT_EQ(f.gen.sampling.topK, 0);
+
   ASSERT_TRUE(parse({"-no-cnv", "--no-warmup", "-ngl", "99"}, f, error))
       << error;
   ASSERT_EQ(f.notes.size(), 1u);
