@@ -98,6 +98,8 @@ int runRun(RunArgs args) {
   if (!args.promptFile.empty() &&
       !readPromptFile(args.promptFile, args.gen.prompt, error))
     return fail(error);
+  if (!args.promptFile.empty() && args.escape)
+    args.gen.prompt = processEscapes(args.gen.prompt);
   auto model = Model::open(args.model, error);
   if (!model)
     return fail(error);

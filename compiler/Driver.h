@@ -33,6 +33,7 @@ struct RunArgs {
   std::string model;
   GenerateOptions gen;
   std::string promptFile; // -f: read the prompt from a file
+  bool escape = true;     // llama.cpp's escapes in the file's text
 };
 int runRun(RunArgs args);
 

@@ -50,6 +50,13 @@ int runChat(Decoder &decoder, const Tokenizer &tokenizer,
     }
     if (r.stopReason == "interrupted")
       break;
+    // An answer cut by the end of the context: no later turn fits either.
+    if (r.stopReason == "context") {
+      out << "\n";
+      err << gen.program << ": error: the context of " << decoder.nCtx()
+          << " tokens (-c) is full; the chat ends\n";
+      return 1;
+    }
     messages.push_back({"assistant", r.text});
   }
   out << "\n";

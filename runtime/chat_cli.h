@@ -16,8 +16,8 @@ namespace pinfer {
 // `family`: a chat_template.h family; `system`: the system message, or "";
 // `firstUser`: a first user message answered before any line is read, or
 // "". `gen` gives the sampling and -n per answer (-1: until the end of the
-// turn or the context). Returns the exit status; an answer that no longer
-// fits the context ends the chat with one line on `err`.
+// turn or the context). Returns the exit status; an answer that reaches
+// the end of the context ends the chat with one line on `err`.
 int runChat(Decoder &decoder, const Tokenizer &tokenizer,
             const std::string &family, const std::string &system,
             const std::string &firstUser, GenerateOptions gen, std::istream &in,

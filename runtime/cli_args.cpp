@@ -87,7 +87,7 @@ std::string processEscapes(const std::string &text) {
 bool parseGenerateFlags(const std::vector<std::string> &args,
                         GenerateFlags &out, std::string &error) {
   GenerateOptions &g = out.gen;
-  bool escape = true;
+  bool &escape = out.escape;
   // -b (llama.cpp's logical batch) and -ub (its physical one): a prompt
   // chunk is the smaller of the two given.
   int batch = 0, ubatch = 0;
@@ -127,6 +127,7 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
     } else if (flag == "-n" || flag == "--n-predict") {
       if (!next(v) || !parseInt(flag, v, -1, 1 << 24, g.nPredict, error))
         return false;
+      out.nPredictGiven = true;
     } else if (flag == "-t" || flag == "--threads") {
       if (!next(v) || !parseInt(flag, v, 1, 1024, g.nThreads, error))
         return false;
@@ -144,8 +145,9 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
         return false;
       g.sampling.temperature = std::max(0.f, g.sampling.temperature);
     } else if (flag == "--top-k") {
-      // At or below 0: no limit, as llama.cpp's -1.
-      if (!next(v) || !parseInt(flag, v, -1, 1 << 30, g.sampling.topK, error))
+      // At or below 0: no limit, as llama.cpp's.
+      if (!next(v) ||
+          !parseInt(flag, v, -(1 << 30), 1 << 30, g.sampling.topK, error))
         return false;
       g.sampling.topK = std::max(0, g.sampling.topK);
     } else if (flag == "--top-p") {
@@ -213,9 +215,9 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       int layers = 0;
       if (!next(v) || !parseInt(flag, v, -1, 1 << 20, layers, error))
         return false;
-      out.notes.push_back(flag + " has no effect: what runs on the GPU was "
-                                 "decided at compile time (pinferc "
-                                 "--vram-budget)");
+      out.notes.push_back(flag + " has no effect: pinferc decides what runs "
+                                 "on the GPU when it compiles "
+                                 "(--vram-budget)");
     } else if (flag == "--json") {
       g.json = true;
     } else if (flag == "--no-bos") {
@@ -231,8 +233,13 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
       out.positional.push_back(flag);
     }
   }
-  if (escape)
+  // As llama.cpp: the prompt and the stop strings (-f's text, read by the
+  // caller, too).
+  if (escape) {
     g.prompt = processEscapes(g.prompt);
+    for (std::string &stop : g.stopStrings)
+      stop = processEscapes(stop);
+  }
   if (batch > 0 || ubatch > 0)
     g.nBatch = batch > 0 && ubatch > 0 ? std::min(batch, ubatch)
                                        : std::max(batch, ubatch);
@@ -267,13 +274,13 @@ std::string generateFlagsHelp() {
   return "  -p, --prompt TEXT       prompt to start generation with\n"
          "  -f, --file FILE         read the prompt from FILE (- : standard "
          "input)\n"
-         "  -e, --escape            turn \\n, \\t, \\\" ... in -p into "
+         "  -e, --escape            turn \\n, \\t, \\\" ... in -p, -r, -f into "
          "characters (default)\n"
-         "      --no-escape         take -p's backslashes literally\n"
+         "      --no-escape         take their backslashes literally\n"
          "  -r, --reverse-prompt S  stop once the generated text contains S "
          "(repeatable)\n"
          "      --ignore-eos        never sample end-of-generation tokens\n"
-         "      --min-p P           min-p sampling; 0 disables (default 0)\n"
+         "      --min-p P           min-p sampling; 0 disables (default 0.05)\n"
          "      --version           print the version and exit\n"
          "  -n, --n-predict N       tokens to generate (-1: until end of text "
          "or full context; default 128)\n"
@@ -289,14 +296,16 @@ std::string generateFlagsHelp() {
          "  -c, --ctx-size N        context length (default: the model's, at "
          "most 4096;\n"
          "                          0: the model's)\n"
-         "      --temp X            temperature; 0 is greedy (default 0.8)\n"
-         "      --top-k K           top-k sampling; 0 disables (default 40)\n"
+         "      --temp X            temperature; 0 or less is greedy (default "
+         "0.8)\n"
+         "      --top-k K           top-k sampling; 0 or less disables "
+         "(default 40)\n"
          "      --top-p P           top-p sampling; 1 disables (default 0.95)\n"
          "      --repeat-penalty X  penalise repeated tokens; 1 disables "
          "(default 1.0)\n"
          "      --repeat-last-n N   tokens the penalty looks back over "
          "(default 64)\n"
-         "  -s, --seed S            RNG seed, 0-4294967295; -1 draws one "
+         "  -s, --seed S            RNG seed; -1 (or 4294967295) draws one "
          "(default -1)\n"
          "      --json              print one JSON object instead of text\n"
          "      --no-bos            do not add the BOS token\n"

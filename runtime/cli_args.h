@@ -13,6 +13,9 @@ namespace pinfer {
 struct GenerateFlags {
   GenerateOptions gen;
   std::string promptFile; // -f
+  bool nPredictGiven = false; // -n was on the command line
+  // llama.cpp's escapes in -p, -r and -f's text (on unless --no-escape).
+  bool escape = true;
   // Notes for the user about flags taken but without effect (-ngl).
   std::vector<std::string> notes;
   bool help = false;

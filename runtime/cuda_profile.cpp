@@ -72,14 +72,25 @@ bool CudaDriver::launchTimed(void *fn, unsigned grid, unsigned block,
   }
   times_[slot].bytes += bytes;
   void *start = nullptr, *end = nullptr;
-  if (!timingEvent(start, error) || !timingEvent(end, error))
+  if (!timingEvent(start, error))
     return false;
-  // The events are in timed_ before anything can fail, so that they
-  // return to the pool whatever happens.
+  if (!timingEvent(end, error)) {
+    freeEvents_.push_back(start);
+    return false;
+  }
+  // Both events are recorded before the pair is listed for readTimes (a
+  // --gpu-sync-debug wait comes after both); until then a failure gives
+  // them back.
+  if (!check(cuEventRecord_(start, stream_), "cuEventRecord", error) ||
+      !launchCall(fn, grid, block, args, what, error) ||
+      !check(cuEventRecord_(end, stream_), "cuEventRecord", error)) {
+    freeEvents_.push_back(start);
+    freeEvents_.push_back(end);
+    return false;
+  }
+  pending_.push_back(what);
   timed_.push_back({slot, start, end});
-  return check(cuEventRecord_(start, stream_), "cuEventRecord", error) &&
-         launchNow(fn, grid, block, args, what, error) &&
-         check(cuEventRecord_(end, stream_), "cuEventRecord", error);
+  return !syncDebug_ || synchronize(error);
 }
 
 bool CudaDriver::readTimes(bool all, std::string &error) {
@@ -90,8 +101,10 @@ bool CudaDriver::readTimes(bool all, std::string &error) {
     const int rc = cuEventElapsedTime_(&ms, t.start, t.end);
     if (rc == kNotReady && !all)
       break;
-    if (!check(rc, "cuEventElapsedTime", error))
+    if (!check(rc, "cuEventElapsedTime", error)) {
+      timed_.clear(); // the times are lost; later waits need not fail too
       return false;
+    }
     times_[t.slot].launches += 1;
     times_[t.slot].ms += ms;
     freeEvents_.push_back(t.start);

@@ -133,6 +133,18 @@ void printKernelTimes(std::ostream &os, const std::string &prog,
   }
 }
 
+// With --gpu-profile and a GPU, the table on stderr; the exit status.
+int printKernelTimesIf(bool profile, Executor &exec, const std::string &prog) {
+  if (!profile || !exec.gpuActive())
+    return 0;
+  std::vector<CudaDriver::KernelTime> times;
+  std::string error;
+  if (!exec.gpuKernelTimes(times, error))
+    return fail(prog, error);
+  printKernelTimes(std::cerr, prog, times);
+  return 0;
+}
+
 } // namespace
 
 namespace {
@@ -183,6 +195,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       serve = true;
     else if (a == "-cnv" || a == "--conversation")
       chat = true;
+    else if (a == "-no-cnv" || a == "--no-conversation")
+      chat = false; // the last of the two counts, as in llama-cli
     else if ((a == "-sys" || a == "--system-prompt") && i + 1 < argc)
       systemPrompt = argv[++i];
     else if (a == "-sys" || a == "--system-prompt")
@@ -278,6 +292,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   if (!flags.promptFile.empty() &&
       !readPromptFile(flags.promptFile, flags.gen.prompt, error))
     return fail(prog, error);
+  if (!flags.promptFile.empty() && flags.escape)
+    flags.gen.prompt = processEscapes(flags.gen.prompt);
   if (weightsPath.empty())
     weightsPath = executableDir(argv[0]) + "/" + program.weightsFile;
   const auto loadStart = std::chrono::steady_clock::now();
@@ -305,6 +321,11 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
   Executor exec(program, *weights, g.nThreads);
   exec.setPollMicros(g.pollMicros);
   exec.setGpuSyncDebug(gpuSyncDebug);
+  if (gpuProfile && (chat || serve)) {
+    std::cerr << prog << ": note: --gpu-profile has no effect with "
+              << (serve ? "--server" : "-cnv") << "\n";
+    gpuProfile = false;
+  }
   exec.setGpuProfile(gpuProfile);
   if (g.nBatch > 0)
     exec.setBatchSize(g.nBatch);
@@ -338,7 +359,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
                       w.field("sparsity_mode", sparsityModeName(program.mode))
                           .field("sparsity", sparsity);
                     });
-    return 0;
+    return printKernelTimesIf(gpuProfile, exec, prog);
   }
 
   std::string arch, ignored;
@@ -354,18 +375,12 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
                         "gemma, phi3, llama2, mistral: choose one with "
                         "--chat-template NAME");
     g.program = prog;
-    if (flags.gen.nPredict == GenerateOptions().nPredict)
+    if (!flags.nPredictGiven)
       g.nPredict = -1; // each answer to its end, as llama-cli
-    // As llama-cli: -p is the system message, or with -sys the first
-    // user turn.
-    std::string firstUser;
-    if (systemPrompt.empty())
-      systemPrompt = g.prompt;
-    else
-      firstUser = g.prompt;
     if (g.json)
       std::cerr << prog << ": note: --json has no effect in a chat\n";
-    return runChat(exec, *tok, family, systemPrompt, firstUser, g, std::cin,
+    // As llama-cli: -p is the first user turn (-sys the system message).
+    return runChat(exec, *tok, family, systemPrompt, g.prompt, g, std::cin,
                    std::cout, std::cerr);
   }
   if (serve) {
@@ -377,6 +392,7 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
     server.modelName = program.modelName;
     server.architecture = arch;
     server.defaults = g;
+    server.lengthGiven = flags.nPredictGiven;
     server.program = prog;
     return runServer(exec, *tok, tmpl, server, std::cerr);
   }
@@ -457,12 +473,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
                  std::chrono::steady_clock::now() - loadStart)
                  .count();
   const int rc = generate(exec, *tok, g);
-  if (gpuProfile && exec.gpuActive()) {
-    std::vector<CudaDriver::KernelTime> times;
-    if (!exec.gpuKernelTimes(times, error))
-      return fail(prog, error);
-    printKernelTimes(std::cerr, prog, times);
-  }
+  if (const int profiled = printKernelTimesIf(gpuProfile, exec, prog))
+    return profiled;
   if (verbose)
     for (uint32_t l = 0; l < program.nLayer; ++l) {
       const std::vector<ProgramStep> &ran = exec.ranSteps()[l];

@@ -16,8 +16,8 @@ struct SamplerOptions {
   float repeatPenalty = 1.0f; // 1: off; llama.cpp's --repeat-penalty
   int repeatLastN = 64;       // tokens the penalty looks back over
   // llama.cpp's min-p: keep tokens whose probability is at least this
-  // share of the likeliest one's; 0: off.
-  float minP = 0.f;
+  // share of the likeliest one's; 0: off. Its default, as llama.cpp's.
+  float minP = 0.05f;
   // Tokens never sampled (--ignore-eos: the end-of-generation tokens).
   std::vector<int32_t> banned;
   // The RNG seed; kRandomSeed draws one from the clock (see Sampler::seed()).

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <iomanip>
 #include <mutex>
 #include <sstream>
@@ -53,6 +54,7 @@ struct Request {
   std::vector<std::string> stops;
   bool stream = false;
   bool streamUsage = false; // stream_options.include_usage
+  bool lengthGiven = false; // by the request (else -n's or the default)
 };
 
 // OpenAI's usage object for a finished generation.
@@ -107,7 +109,10 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
   r.gen = opts.defaults;
   r.gen.json = false;
   r.gen.echoPrompt = false;
-  auto number = [&](const char *key, double lo, double hi, double &out) {
+  // A number in [lo, hi]; an integer where `integer` (lengths, top_k,
+  // seeds: 12.5 tokens is a mistake, not 12).
+  auto number = [&](const char *key, double lo, double hi, double &out,
+                    bool integer = false) {
     if (!body.contains(key) || body[key].is_null())
       return true;
     if (!body[key].is_number()) {
@@ -115,6 +120,10 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
       return false;
     }
     out = body[key].get<double>();
+    if (integer && out != std::floor(out)) {
+      error = std::string("field '") + key + "' must be an integer";
+      return false;
+    }
     if (!(out >= lo && out <= hi)) {
       std::ostringstream range;
       range << std::setprecision(12) << "field '" << key
@@ -133,8 +142,10 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
          seed = flags.seed == SamplerOptions::kRandomSeed ? -1.0
                                                           : double(flags.seed),
          n = 1, penalty = flags.repeatPenalty, zero = 0;
-  if (opts.defaults.nPredict == GenerateOptions().nPredict)
+  if (!opts.lengthGiven)
     maxTokens = chat ? -1 : 16;
+  for (const char *k : {"n_predict", "max_tokens", "max_completion_tokens"})
+    r.lengthGiven |= body.contains(k) && !body[k].is_null();
   // Fields llama-server clients send, where they ask for what is done
   // anyway: the KV cache is always reused (cache_prompt), text comes back
   // without the prompt, plain.
@@ -154,20 +165,23 @@ bool readRequest(const json &body, bool chat, const ServerOptions &opts,
       !onlyDefault("response_format", json{{"type", "text"}}))
     return false;
   // llama-server's own name for the length; -1: to the end.
-  if (!number("n_predict", -1, 1 << 24, maxTokens) ||
-      !number("max_tokens", 0, 1 << 24, maxTokens) ||
-      !number("max_completion_tokens", 0, 1 << 24, maxTokens) ||
-      !number("temperature", 0, 100, temperature) ||
-      !number("top_p", 0, 1, topP) || !number("top_k", 0, 1 << 30, topK) ||
-      !number("min_p", 0, 1, minP) || !number("seed", -1, 4294967295.0, seed) ||
-      !number("n", 1, 1, n) || !number("repeat_penalty", 0.01, 100, penalty) ||
+  // Negative temperatures (greedy) and top_k (no limit) as llama-server.
+  if (!number("n_predict", -1, 1 << 24, maxTokens, true) ||
+      !number("max_tokens", 0, 1 << 24, maxTokens, true) ||
+      !number("max_completion_tokens", 0, 1 << 24, maxTokens, true) ||
+      !number("temperature", -1e9, 100, temperature) ||
+      !number("top_p", 0, 1, topP) ||
+      !number("top_k", -(1 << 30), 1 << 30, topK, true) ||
+      !number("min_p", 0, 1, minP) ||
+      !number("seed", -1, 4294967295.0, seed, true) || !number("n", 1, 1, n) ||
+      !number("repeat_penalty", 0.01, 100, penalty) ||
       !number("presence_penalty", 0, 0, zero) ||
       !number("frequency_penalty", 0, 0, zero))
     return false;
   r.gen.nPredict = int(maxTokens);
-  r.gen.sampling.temperature = float(temperature);
+  r.gen.sampling.temperature = float(std::max(0.0, temperature));
   r.gen.sampling.topP = float(topP);
-  r.gen.sampling.topK = int(topK);
+  r.gen.sampling.topK = int(std::max(0.0, topK));
   r.gen.sampling.minP = float(minP);
   r.gen.sampling.repeatPenalty = float(penalty);
   r.gen.sampling.seed =
@@ -333,6 +347,10 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
             !body["content"].is_string())
           return sendError(res, 400, "expected {\"content\": TEXT}",
                            "invalid_request_error");
+        if (body.contains("add_special") && !body["add_special"].is_boolean())
+          return sendError(res, 400,
+                           "field 'add_special' must be true or false",
+                           "invalid_request_error");
         const bool addSpecial = body.value("add_special", false);
         const std::vector<int32_t> ids =
             tokenizer.encode(body["content"].get<std::string>(),
@@ -394,6 +412,10 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
             .encode(r.prompt, r.gen.addBos && tokenizer.addBosByDefault(),
                     r.gen.parseSpecial)
             .size());
+    // A length the request did not give ends where the context does, as
+    // llama-server's; one it gave must fit, as OpenAI's.
+    if (!r.lengthGiven && r.gen.nPredict > decoder.nCtx() - nPrompt)
+      r.gen.nPredict = -1;
     const int want = r.gen.nPredict >= 0 ? r.gen.nPredict : 1;
     if (r.prompt.empty())
       return sendError(res, 400, "the prompt is empty",

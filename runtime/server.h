@@ -20,6 +20,7 @@ struct ServerOptions {
   std::string chatTemplate;       // family (chat_template.h); "" detect
   std::string architecture;       // general.architecture, for detection
   GenerateOptions defaults;       // sampling, threads, context from flags
+  bool lengthGiven = false;       // -n was given: the requests' default
   size_t maxBodyBytes = 1 << 20;  // larger requests get 413
   double requestSeconds = 600;    // a generation past this is ended
   std::string program;            // names the program in its lines

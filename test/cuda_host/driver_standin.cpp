@@ -73,7 +73,9 @@ struct Module {
 struct Event {
   uint64_t recordedAt = 0; // queue position; 0: never recorded
   bool timing = true;      // not created with CU_EVENT_DISABLE_TIMING
-  double reachedMs = 0;    // when the queue reached the last record
+  // When the queue reached the last record; shared with the queued
+  // record, which may run after the event is destroyed.
+  std::shared_ptr<double> reachedMs = std::make_shared<double>(0);
 };
 
 // Milliseconds on a steady clock: an event's time is when the work queued
@@ -556,8 +558,8 @@ int cuEventRecord(void *event, void *) {
   if (int rc = ready(s))
     return rc;
   Event *e = static_cast<Event *>(event);
-  e->recordedAt = enqueue(s, [e] {
-    e->reachedMs = nowMs();
+  e->recordedAt = enqueue(s, [at = e->reachedMs] {
+    *at = nowMs();
     return kSuccess;
   });
   return kSuccess;
@@ -587,7 +589,7 @@ int cuEventElapsedTime_v2(float *ms, void *start, void *end) {
     return kInvalidHandle;
   if (s.doneSeq < a->recordedAt || s.doneSeq < b->recordedAt)
     return kNotReady;
-  *ms = float(b->reachedMs - a->reachedMs);
+  *ms = float(*b->reachedMs - *a->reachedMs);
   return kSuccess;
 }
 int cuEventElapsedTime(float *ms, void *start, void *end) {

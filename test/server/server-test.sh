@@ -15,20 +15,31 @@ work="$(mktemp -d)"
 pid=""
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  [ -n "${pid2:-}" ] && kill "$pid2" 2>/dev/null || true
+  for p in "${pid2:-}" "${started_pid:-}"; do
+    [ -z "$p" ] || kill "$p" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 "$genmodel" -o "$work/m.gguf" --vocab "$vocab" >/dev/null
 "$pinferc" "$work/m.gguf" --target cpu -q -o "$work/exe"
-"$work/exe" --server --port 0 -t 1 -c 256 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/log" && break
-  sleep 0.1
-done
-port="$(grep -o '127.0.0.1:[0-9]*' "$work/log" | cut -d: -f2)"
-[ -n "$port" ] || { cat "$work/log"; echo "FAIL: the server did not start"; exit 1; }
+# Starts the executable's server with "$@" added, its log in $work/$1;
+# sets started_pid and started_port.
+start_server() {
+  local log="$work/$1"
+  shift
+  "$work/exe" --server --port 0 -t 1 -c 256 "$@" 2>"$log" &
+  started_pid=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$log" && break
+    sleep 0.1
+  done
+  started_port="$(grep -o '127.0.0.1:[0-9]*' "$log" | cut -d: -f2)"
+  [ -n "$started_port" ] || { cat "$log"; echo "FAIL: the server did not start"; exit 1; }
+}
+start_server log
+pid=$started_pid
+port=$started_port
 url="http://127.0.0.1:$port"
 status=0
 fail() { echo "FAIL: $*"; status=1; }
@@ -155,13 +166,14 @@ answer2="$("$work/exe" -p "$turn2" -n 4 --temp 0 --json -t 1 2>/dev/null | field
 [ "$(grep '^> ' <<<"$chat_out" | sed -n 2p)" = "> $answer2" ] \
   || fail "-cnv: second answer is not '$answer2': $chat_out"
 
-# As llama-cli: -cnv's -p is the system message, or with -sys the first
-# user turn, answered before any line is read (and shown after the "> ").
-as_p="$(printf 'Hello there\n' | timeout 60 "$work/exe" -cnv -p 'Be brief.' -n 4 --temp 0 -t 1 2>/dev/null)"
-as_sys="$(printf 'Hello there\n' | timeout 60 "$work/exe" -cnv -sys 'Be brief.' -n 4 --temp 0 -t 1 2>/dev/null)"
-[ "$as_p" = "$as_sys" ] || fail "-cnv -p is not the system message: '$as_p' vs '$as_sys'"
+# As llama-cli: -cnv's -p is the first user turn, answered before any line
+# is read (and shown after the "> "); -no-cnv after -cnv: no chat.
+typed="$(printf 'Hello there\n' | timeout 60 "$work/exe" -cnv -sys 'Be brief.' -n 4 --temp 0 -t 1 2>/dev/null)"
 first="$(timeout 60 "$work/exe" -cnv -sys 'Be brief.' -p 'Hello there' -n 4 --temp 0 -t 1 </dev/null 2>/dev/null)"
-[ "$first" = "${as_sys/> /> Hello there$'\n'}" ] || fail "-cnv -sys -p: '$first', expected the answer to 'Hello there'"
+[ "$first" = "${typed/> /> Hello there$'\n'}" ] || fail "-cnv -p: '$first', expected the answer to 'Hello there'"
+plain="$("$work/exe" -p "$prompt" -n 4 --temp 0 -t 1 2>/dev/null </dev/null)"
+[ "$("$work/exe" -cnv -no-cnv -p "$prompt" -n 4 --temp 0 -t 1 2>/dev/null </dev/null)" = "$plain" ] \
+  || fail "-cnv -no-cnv still chats"
 
 # The OpenAI Python client (scripts/install-models.sh installs it into the
 # cache's venv): whole and streamed, completion and chat.
@@ -213,16 +225,41 @@ expect 400 '{"prompt":"x","logit_bias":{"5":10}}'
 expect 400 '{"prompt":[1,2,3]}'
 expect 400 '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' /v1/chat/completions
 
+# A length the request leaves out ends with the context (-c 256), as
+# llama-server's; one it gives must fit, as OpenAI's.
+python3 - "$url" <<'PYEOF' || fail "lengths near the end of the context"
+import json, sys, urllib.error, urllib.request
+url = sys.argv[1]
+def post(path, body):
+    req = urllib.request.Request(url + path, json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+text = "one two three four five six seven eight nine ten " * 40
+while len(post("/tokenize", {"content": text, "add_special": True})[1]["tokens"]) > 248:
+    text = text[:-6]
+status, r = post("/v1/completions", {"prompt": text, "temperature": 0})
+assert status == 200, r
+assert r["usage"]["total_tokens"] == 256, r["usage"]
+assert r["choices"][0]["finish_reason"] == "length", r
+status, r = post("/v1/completions", {"prompt": text, "max_tokens": 16})
+assert status == 400 and r["error"]["code"] == "context_length_exceeded", r
+# Integers where the field counts; llama-server's negative temperature and
+# top_k are greedy and no limit.
+assert post("/v1/completions", {"prompt": "x", "max_tokens": 2.5})[0] == 400
+status, r = post("/v1/completions", {"prompt": "x", "max_tokens": 2,
+                                     "temperature": -1, "top_k": -1})
+assert status == 200 and r["usage"]["completion_tokens"] == 2, r
+assert post("/tokenize", {"content": "x", "add_special": "yes"})[0] == 400
+PYEOF
+
 # The executable's flags are the requests' defaults, as llama-server's:
 # started greedy with -n 12, a bare request is the greedy run.
-"$work/exe" --server --port 0 -t 1 -c 256 --temp 0 -n 12 2>"$work/log2" &
-pid2=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/log2" && break
-  sleep 0.1
-done
-port2="$(grep -o '127.0.0.1:[0-9]*' "$work/log2" | cut -d: -f2)"
-got="$(curl -s --max-time 60 "http://127.0.0.1:$port2/v1/completions" -d "{\"prompt\":\"$prompt\"}" | field 'd["choices"][0]["text"]')"
+start_server log2 --temp 0 -n 12
+pid2=$started_pid
+got="$(curl -s --max-time 60 "http://127.0.0.1:$started_port/v1/completions" -d "{\"prompt\":\"$prompt\"}" | field 'd["choices"][0]["text"]')"
 kill "$pid2" 2>/dev/null || true
 [ "$got" = "$want" ] || fail "flag defaults: '$got', expected '$want'"
 

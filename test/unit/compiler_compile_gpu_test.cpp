@@ -545,6 +545,17 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
             std::string::npos)
       << err;
   EXPECT_NE(err.find("decode  attn_wq"), std::string::npos) << err;
+  // With --gpu-sync-debug as well: a wait after each launch, every time
+  // read, the same tokens.
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "--gpu-profile --gpu-sync-debug",
+                         out, err, report, kFew),
+            0)
+      << err;
+  EXPECT_EQ(
+      jsonInts(out, "tokens"),
+      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
+      << out;
+  EXPECT_EQ(sumField(out, "launches"), oneByOne) << out;
 
   // A driver that refuses the graph: one note, then the same tokens with
   // the kernels launched one by one.

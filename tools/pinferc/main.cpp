@@ -27,6 +27,8 @@ static int runVerb(int argc, char **argv) {
     std::cerr << "pinferc run: error: " << error << "\n";
     return 2;
   }
+  for (const std::string &note : flags.notes)
+    std::cerr << "pinferc run: note: " << note << "\n";
   if (flags.version) {
     std::cout << "pinferc " << pinfer::pinferVersion() << "\n";
     return 0;
@@ -46,6 +48,7 @@ static int runVerb(int argc, char **argv) {
   run.model = flags.positional[0];
   run.gen = flags.gen;
   run.promptFile = flags.promptFile;
+  run.escape = flags.escape;
   return pinfer::runRun(run);
 }
 
