@@ -116,20 +116,34 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << sparsityModeName(program.mode) << ").\n"
      << "#include \"runtime/exec_main.h\"\n"
      << "#include \"runtime/ffn_cpu.h\"\n\n"
-     << "#include <cstdint>\n\n"
-     << "namespace {\n\n";
+     << "#include <cstdint>\n\n";
+  // The images as the assembler's files: fixed names, found through the
+  // directory the host compiler's command line gives (no path in here).
+  auto incbin = [&](const char *symbol, const char *file, size_t bytes,
+                    const std::string &what) {
+    os << "// " << what << ", " << bytes << " bytes.\n"
+       << "__asm__(\".section .rodata\\n.balign 64\\n.globl " << symbol << "\\n"
+       << symbol << ":\\n.incbin \\\"" << file << "\\\"\\n.previous\\n\");\n"
+       << "extern \"C\" const unsigned char " << symbol << "[];\n\n";
+  };
+  if (in.imagesAsFiles && !in.gpuImage.empty())
+    incbin("pinferGpuImage", kGpuImageFile, in.gpuImage.size(), "The GPU part");
+  if (in.imagesAsFiles && !in.gpuCubin.empty())
+    incbin("pinferGpuCubin", kGpuCubinFile, in.gpuCubin.size(),
+           "The GPU part as a CUBIN");
+  os << "namespace {\n\n";
   // Index tables: packed row -> original neuron id, hot rows first.
   for (size_t l = 0; l < program.layers.size(); ++l)
     emitArray(os, "uint32_t", "kNeuronIds" + std::to_string(l),
               program.packedOrder(int(l)));
   for (size_t l = 0; l < program.layers.size(); ++l)
     emitSteps(os, "kSteps" + std::to_string(l), program.layers[l].steps);
-  if (!in.gpuImage.empty()) {
+  if (!in.imagesAsFiles && !in.gpuImage.empty()) {
     os << "\n// The GPU part, " << in.gpuImage.size() << " bytes.\n"
        << "alignas(64) ";
     emitArray(os, "unsigned char", "kGpuImage", in.gpuImage);
   }
-  if (!in.gpuCubin.empty()) {
+  if (!in.imagesAsFiles && !in.gpuCubin.empty()) {
     os << "\n// The GPU part as a CUBIN for " << program.smArch << ", "
        << in.gpuCubin.size() << " bytes.\n"
        << "alignas(64) ";
@@ -203,10 +217,16 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "  p.predictorThreshold = " << floatLiteral(program.predictorThreshold)
      << ";\n"
      << "  p.layers = layers();\n";
-  if (!in.gpuImage.empty())
+  if (!in.gpuImage.empty() && in.imagesAsFiles)
+    os << "  p.gpuImage = pinferGpuImage;\n"
+       << "  p.gpuImageSize = " << in.gpuImage.size() << "ull;\n";
+  else if (!in.gpuImage.empty())
     os << "  p.gpuImage = kGpuImage;\n"
        << "  p.gpuImageSize = sizeof kGpuImage;\n";
-  if (!in.gpuCubin.empty())
+  if (!in.gpuCubin.empty() && in.imagesAsFiles)
+    os << "  p.gpuCubin = pinferGpuCubin;\n"
+       << "  p.gpuCubinSize = " << in.gpuCubin.size() << "ull;\n";
+  else if (!in.gpuCubin.empty())
     os << "  p.gpuCubin = kGpuCubin;\n"
        << "  p.gpuCubinSize = sizeof kGpuCubin;\n";
   os << "  p.smArch = " << cppStringLiteral(program.smArch) << ";\n"

@@ -779,6 +779,24 @@ int compileModel(const CompileArgs &args) {
     return fail(error);
   cpp.adopt(dir.path() + "/main.cpp");
   log.adopt(dir.path() + "/compile.log");
+  // The GPU images go to the assembler as files (HostInputs::imagesAsFiles)
+  // unless the directory's name has a comma, which -Wa,-I,DIR would split.
+  TempPath imageFile, cubinFile;
+  if (!host.gpuImage.empty() && dir.path().find(',') == std::string::npos) {
+    auto write = [&](TempPath &file, const char *name,
+                     const std::vector<uint8_t> &bytes) {
+      file.adopt(dir.path() + "/" + name);
+      std::ofstream out(file.path(), std::ios::binary);
+      out.write(reinterpret_cast<const char *>(bytes.data()),
+                std::streamsize(bytes.size()));
+      return bool(out.flush());
+    };
+    if (!write(imageFile, kGpuImageFile, host.gpuImage) ||
+        (!host.gpuCubin.empty() &&
+         !write(cubinFile, kGpuCubinFile, host.gpuCubin)))
+      return fail(dir.path() + ": cannot write the GPU images");
+    host.imagesAsFiles = true;
+  }
   {
     std::ofstream out(cpp.path());
     out << emitHostCpp(program, host);
@@ -803,6 +821,8 @@ int compileModel(const CompileArgs &args) {
                                   "-lcpp-httplib",
                                   "-lpthread", "-ldl",
                                   "-o",        exe.path()};
+  if (host.imagesAsFiles)
+    cmd.push_back("-Wa,-I," + dir.path());
   progress.begin("host compile",
                  "compiling the host code (" + cxx + " " + march + ")");
   int rc = runProgram(cmd, error, log.path());

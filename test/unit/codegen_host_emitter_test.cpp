@@ -85,6 +85,31 @@ TEST(HostEmitter, EmbedsPtxAndCubin) {
   EXPECT_NE(cpp.find("p.smArch = \"sm_89\";"), std::string::npos);
 }
 
+// Tests that images given as files are taken in by the assembler under
+// their fixed names (no path in the source), 64-byte aligned, with their
+// sizes, and that no byte array is left.
+TEST(HostEmitter, ImagesAsFilesAreAssembledIn) {
+  ProgramDesc d = makeProgram(true);
+  CudaModule cuda = emitCuda(d);
+  HostInputs in;
+  in.cuda = &cuda;
+  in.gpuImage = kPtx;
+  in.gpuCubin = cubinBytes();
+  in.weightsFile = "x.weights.gguf";
+  in.imagesAsFiles = true;
+  std::string cpp = emitHostCpp(d, in);
+  EXPECT_EQ(cpp.find("kGpuImage"), std::string::npos);
+  EXPECT_EQ(cpp.find("kGpuCubin"), std::string::npos);
+  for (const char *file : {kGpuImageFile, kGpuCubinFile})
+    EXPECT_NE(cpp.find(std::string(".incbin \\\"") + file + "\\\""),
+              std::string::npos)
+        << cpp.substr(0, 2000);
+  EXPECT_NE(cpp.find(".balign 64\\n.globl pinferGpuCubin"), std::string::npos);
+  EXPECT_NE(cpp.find("p.gpuImage = pinferGpuImage;"), std::string::npos);
+  EXPECT_NE(cpp.find("p.gpuImageSize = 9ull;"), std::string::npos);
+  EXPECT_NE(cpp.find("p.gpuCubinSize = 309ull;"), std::string::npos);
+}
+
 // Tests that a toolkit that gave no CUBIN leaves the PTX alone in the
 // executable, and that a CPU-only program embeds no GPU image at all.
 TEST(HostEmitter, PtxOnlyAndCpuOnly) {
