@@ -62,9 +62,9 @@ std::vector<uint8_t> cubinBytes() {
   return c;
 }
 
-// Tests that both images are embedded byte for byte, aligned, and set on
-// the Program with their sizes.
-TEST(HostEmitter, EmbedsPtxAndCubin) {
+// The host code of a GPU program with both images, as byte arrays or as
+// the assembler's files.
+std::string emitWithImages(bool asFiles) {
   ProgramDesc d = makeProgram(true);
   CudaModule cuda = emitCuda(d);
   HostInputs in;
@@ -72,7 +72,14 @@ TEST(HostEmitter, EmbedsPtxAndCubin) {
   in.gpuImage = kPtx;
   in.gpuCubin = cubinBytes();
   in.weightsFile = "x.weights.gguf";
-  std::string cpp = emitHostCpp(d, in);
+  in.imagesAsFiles = asFiles;
+  return emitHostCpp(d, in);
+}
+
+// Tests that both images are embedded byte for byte, aligned, and set on
+// the Program with their sizes.
+TEST(HostEmitter, EmbedsPtxAndCubin) {
+  std::string cpp = emitWithImages(false);
   EXPECT_EQ(arrayBytes(cpp, "kGpuImage"), kPtx);
   EXPECT_EQ(arrayBytes(cpp, "kGpuCubin"), cubinBytes());
   EXPECT_NE(cpp.find("alignas(64) const unsigned char kGpuCubin[]"),
@@ -89,15 +96,7 @@ TEST(HostEmitter, EmbedsPtxAndCubin) {
 // their fixed names (no path in the source), 64-byte aligned, with their
 // sizes, and that no byte array is left.
 TEST(HostEmitter, ImagesAsFilesAreAssembledIn) {
-  ProgramDesc d = makeProgram(true);
-  CudaModule cuda = emitCuda(d);
-  HostInputs in;
-  in.cuda = &cuda;
-  in.gpuImage = kPtx;
-  in.gpuCubin = cubinBytes();
-  in.weightsFile = "x.weights.gguf";
-  in.imagesAsFiles = true;
-  std::string cpp = emitHostCpp(d, in);
+  std::string cpp = emitWithImages(true);
   EXPECT_EQ(cpp.find("kGpuImage"), std::string::npos);
   EXPECT_EQ(cpp.find("kGpuCubin"), std::string::npos);
   for (const char *file : {kGpuImageFile, kGpuCubinFile})

@@ -440,6 +440,12 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   // A few tokens: the head's 32,000 rows are most of the work through the
   // stand-in's fibers.
   constexpr int kFew = 4;
+  auto expectReferenceTokens = [&] {
+    EXPECT_EQ(
+        jsonInts(out, "tokens"),
+        std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
+        << out;
+  };
   ASSERT_EQ(
       runOnStandin(exe, "exact", "", "--verbose", out, err, report, kFew), 0)
       << err;
@@ -498,10 +504,7 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
                          report, kFew),
             0)
       << err;
-  EXPECT_EQ(
-      jsonInts(out, "tokens"),
-      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
-      << out;
+  expectReferenceTokens();
   EXPECT_EQ(sumField(out, "gpu_graph_launches"), 0) << out;
   EXPECT_EQ(report["graph_launches"], 0);
   EXPECT_GT(report["launches"], graphed) << graphed;
@@ -513,10 +516,7 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
       runOnStandin(exe, "exact", "", "--gpu-profile", out, err, report, kFew),
       0)
       << err;
-  EXPECT_EQ(
-      jsonInts(out, "tokens"),
-      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
-      << out;
+  expectReferenceTokens();
   EXPECT_EQ(report["graph_launches"], 0);
   EXPECT_EQ(report["launches"], oneByOne);
   EXPECT_EQ(sumField(out, "launches"), oneByOne) << out;
@@ -551,10 +551,7 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
                          out, err, report, kFew),
             0)
       << err;
-  EXPECT_EQ(
-      jsonInts(out, "tokens"),
-      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
-      << out;
+  expectReferenceTokens();
   EXPECT_EQ(sumField(out, "launches"), oneByOne) << out;
 
   // A driver that refuses the graph: one note, then the same tokens with
@@ -563,10 +560,7 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
                          out, err, report, kFew),
             0)
       << err;
-  EXPECT_EQ(
-      jsonInts(out, "tokens"),
-      std::vector<int32_t>(reference_->begin(), reference_->begin() + kFew))
-      << out;
+  expectReferenceTokens();
   EXPECT_NE(err.find("cuGraphInstantiateWithFlags failed: out of memory; "
                      "launching kernels one by one"),
             std::string::npos)
