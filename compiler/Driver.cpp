@@ -23,9 +23,7 @@
 #include "runtime/tokenizer.h"
 
 #include <chrono>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,25 +32,6 @@ namespace pinfer {
 static int fail(const std::string &error) {
   std::cerr << "pinferc: error: " << error << "\n";
   return 1;
-}
-
-static bool readTextFile(const std::string &path, std::string &out,
-                         std::string &error) {
-  if (path == "-") { // standard input, as llama.cpp's -f -
-    std::ostringstream ss;
-    ss << std::cin.rdbuf();
-    out = ss.str();
-    return true;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = path + ": cannot open for reading";
-    return false;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return true;
 }
 
 static bool fileExists(const std::string &path) {
@@ -135,7 +114,7 @@ static bool profileToTrace(const std::string &modelPath,
   std::string text;
   if (corpusPath.empty()) {
     text = calibrationText();
-  } else if (!readTextFile(corpusPath, text, error)) {
+  } else if (!readTextInput(corpusPath, text, error, "the corpus")) {
     return false;
   }
   return profileModel(*model, *tok, modelIdentity(model->file()), text, opts,
@@ -242,7 +221,7 @@ int runPerplexity(const PerplexityArgs &args) {
   std::string text;
   if (args.textFile.empty())
     text = calibrationText();
-  else if (!readTextFile(args.textFile, text, error))
+  else if (!readTextInput(args.textFile, text, error))
     return fail(error);
   ReferenceDecoder decoder(*model, args.nThreads);
   if (!decoder.init(args.nCtx, error))

@@ -246,25 +246,32 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
   return true;
 }
 
-bool readPromptFile(const std::string &path, std::string &prompt,
-                    std::string &error) {
+bool readTextInput(const std::string &path, std::string &text,
+                   std::string &error, const char *what) {
   std::stringstream ss;
   if (path == "-") {
     ss << std::cin.rdbuf();
   } else {
     struct stat st;
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      error = path + ": is a directory, expected a prompt file (-f)";
+      error = path + ": is a directory, expected " + what;
       return false;
     }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-      error = path + ": cannot read the prompt file (-f)";
+      error = path + ": cannot read " + what;
       return false;
     }
     ss << in.rdbuf();
   }
-  prompt = ss.str();
+  text = ss.str();
+  return true;
+}
+
+bool readPromptFile(const std::string &path, std::string &prompt,
+                    std::string &error) {
+  if (!readTextInput(path, prompt, error, "the prompt file (-f)"))
+    return false;
   if (!prompt.empty() && prompt.back() == '\n')
     prompt.pop_back();
   return true;

@@ -34,6 +34,11 @@ bool parseGenerateFlags(const std::vector<std::string> &args,
 // any other backslash is kept.
 std::string processEscapes(const std::string &text);
 
+// The whole text of PATH ("-": standard input) into `text`; false with one
+// line in `error` naming `what` (missing, unreadable, a directory).
+bool readTextInput(const std::string &path, std::string &text,
+                   std::string &error, const char *what = "the text file");
+
 // The prompt of -f PATH ("-": standard input) into `prompt`, without its
 // last newline, as llama.cpp's -f reads it (an editor or echo adds one).
 // False with one line in `error` (missing, unreadable, a directory).
