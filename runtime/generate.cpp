@@ -72,6 +72,39 @@ int firstNonFinite(const float *logits, int n) {
 
 } // namespace
 
+TokenLogprobs logprobsOf(const float *logits, int nVocab, int32_t chosen,
+                         int nTop) {
+  float most = -INFINITY;
+  for (int i = 0; i < nVocab; ++i)
+    most = std::max(most, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < nVocab; ++i)
+    sum += std::exp(double(logits[i]) - most);
+  const double logZ = most + std::log(sum);
+  TokenLogprobs t;
+  t.id = chosen;
+  t.logprob = float(double(logits[chosen]) - logZ);
+  // The nTop best by logit, then lower id: a sorted window kept small.
+  const size_t k = size_t(std::max(0, std::min(nTop, nVocab)));
+  auto better = [](const std::pair<int32_t, float> &a,
+                   const std::pair<int32_t, float> &b) {
+    return a.second > b.second || (a.second == b.second && a.first < b.first);
+  };
+  std::vector<std::pair<int32_t, float>> &top = t.top;
+  top.reserve(k + 1);
+  for (int i = 0; i < nVocab && k > 0; ++i) {
+    if (top.size() == k && !(logits[i] > top.back().second))
+      continue; // ties keep the lower id already held
+    std::pair<int32_t, float> c{i, logits[i]};
+    top.insert(std::upper_bound(top.begin(), top.end(), c, better), c);
+    if (top.size() > k)
+      top.pop_back();
+  }
+  for (auto &c : top)
+    c.second = float(double(c.second) - logZ);
+  return t;
+}
+
 void warnAboutFlags(const GenerateOptions &opts, int nCtx, int nCtxTrain,
                     std::ostream &err) {
   if (nCtxTrain > 0 && nCtx > nCtxTrain)
@@ -155,11 +188,14 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     return 1;
   };
 
-  if (opts.prompt.empty())
+  if (opts.prompt.empty() && opts.promptTokens.empty())
     return fail("the prompt is empty, expected some text (-p)");
-  r.promptTokens = tokenizer.encode(
-      opts.prompt, opts.addBos && tokenizer.addBosByDefault(),
-      opts.parseSpecial);
+  r.promptTokens =
+      !opts.promptTokens.empty()
+          ? opts.promptTokens
+          : tokenizer.encode(opts.prompt,
+                             opts.addBos && tokenizer.addBosByDefault(),
+                             opts.parseSpecial);
   const int nPrompt = int(r.promptTokens.size());
   const int nCtx = decoder.nCtx();
   if (nPrompt == 0)
@@ -257,6 +293,9 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
     }
     sampler.accept(tok);
     r.tokens.push_back(tok);
+    if (opts.nProbs >= 0)
+      r.logprobs.push_back(
+          logprobsOf(decoder.logits(), decoder.nVocab(), tok, opts.nProbs));
     std::string piece = tokenizer.tokenToPiece(tok, false);
     r.text += piece;
     if (!opts.json) {
@@ -282,8 +321,10 @@ int generate(Decoder &decoder, const Tokenizer &tokenizer,
       break;
     Clock::time_point te = Clock::now();
     // Where the head runs on a GPU, only the logits the sampler reads come
-    // back (PINFER_DEVICE_SAMPLING=0: all of them).
-    const int need = selectOnDevice ? sampler.candidatesNeeded() : 0;
+    // back (PINFER_DEVICE_SAMPLING=0, or log-probabilities asked for: all
+    // of them).
+    const int need =
+        selectOnDevice && opts.nProbs < 0 ? sampler.candidatesNeeded() : 0;
     const std::vector<int32_t> extra =
         need > 0 ? sampler.penalised() : std::vector<int32_t>();
     selected = need > 0;

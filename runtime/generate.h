@@ -16,6 +16,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pinfer {
@@ -99,8 +100,29 @@ private:
   ForwardState state_;
 };
 
+// One generated token's log-probability and its likeliest alternatives:
+// the log-softmax of the model's logits, before the penalty, the
+// temperature and the cuts (as OpenAI's and llama-server's logprobs).
+struct TokenLogprobs {
+  int32_t id = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top; // likeliest first, ties: lower id
+};
+
+// `chosen`'s log-probability under logits[0..nVocab) and the `nTop`
+// likeliest tokens'.
+TokenLogprobs logprobsOf(const float *logits, int nVocab, int32_t chosen,
+                         int nTop);
+
 struct GenerateOptions {
   std::string prompt;
+  // The prompt as token ids (the server's token prompts), used as they are
+  // in place of `prompt`'s text, which is then only echoed.
+  std::vector<int32_t> promptTokens;
+  // >= 0: each generated token's TokenLogprobs (with this many
+  // alternatives) in GenerateResult::logprobs. Every logit then comes back
+  // from a decoder that would choose the best on the GPU.
+  int nProbs = -1;
   int nPredict = 128;  // tokens to generate; < 0: until EOG or the context is full
   int nThreads = 0;    // < 1: all hardware threads (reference decoder)
   // Microseconds a thread waiting for the next parallel step polls before
@@ -156,6 +178,7 @@ struct GenerateResult {
   int promptCached = 0;        // of them, taken from the KV cache
   std::vector<int32_t> tokens; // generated, EOG excluded
   std::string text;            // pieces of `tokens`, concatenated
+  std::vector<TokenLogprobs> logprobs; // one per token where opts.nProbs >= 0
   std::string stopReason;      // "eog", "stop", "length", "context",
                                // "interrupted" or "cancelled"
   uint32_t seed = 0;

@@ -4,6 +4,9 @@
 
 #include "runtime/arrival_order.h"
 #include "runtime/chat_template.h"
+#include "runtime/server_answer.h"
+#include "runtime/server_request.h"
+#include "runtime/version.h"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -19,19 +22,14 @@ namespace pinfer {
 
 namespace {
 
-using json = nlohmann::json;
-
-// Invalid UTF-8 (a token may end inside a character) becomes U+FFFD.
-std::string dump(const json &j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+using json = nlohmann::ordered_json;
 
 void sendError(httplib::Response &res, int status, const std::string &message,
                const char *type, const char *code = nullptr) {
   json e = {{"message", message}, {"type", type}};
   e["code"] = code ? json(code) : json(nullptr);
   res.status = status;
-  res.set_content(dump(json{{"error", e}}), "application/json");
+  res.set_content(dumpJson(json{{"error", e}}), "application/json");
 }
 
 // The longest prefix of `s` that ends on a whole UTF-8 character.
@@ -45,238 +43,6 @@ size_t wholeCharacters(const std::string &s) {
   const uint8_t lead = uint8_t(s[i - 1]);
   const size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
   return n - (i - 1) >= need ? n : i - 1;
-}
-
-// One request, checked: the prompt and the sampling fields.
-struct Request {
-  std::string prompt;
-  GenerateOptions gen;
-  std::vector<std::string> stops;
-  bool stream = false;
-  bool streamUsage = false; // stream_options.include_usage
-  bool lengthGiven = false; // by the request (else -n's or the default)
-};
-
-// OpenAI's usage object for a finished generation.
-json usageOf(const GenerateResult &result) {
-  const int nPrompt = int(result.promptTokens.size()),
-            nGen = int(result.tokens.size());
-  return {{"prompt_tokens", nPrompt},
-          {"completion_tokens", nGen},
-          {"total_tokens", nPrompt + nGen},
-          {"prompt_tokens_details", {{"cached_tokens", result.promptCached}}}};
-}
-
-// Reads the OpenAI fields of `body` into `r`; false with an error message
-// (the field named) for a wrong type or value, or a field it does not know.
-bool readRequest(const json &body, bool chat, const ServerOptions &opts,
-                 const std::string &family, Request &r, std::string &error) {
-  static const char *common[] = {"model",
-                                 "max_tokens",
-                                 "temperature",
-                                 "top_p",
-                                 "top_k",
-                                 "min_p",
-                                 "seed",
-                                 "stop",
-                                 "stream",
-                                 "n",
-                                 "user",
-                                 "presence_penalty",
-                                 "frequency_penalty",
-                                 "repeat_penalty",
-                                 "stream_options",
-                                 "logprobs",
-                                 "max_completion_tokens",
-                                 "n_predict",
-                                 "cache_prompt",
-                                 "echo",
-                                 "logit_bias",
-                                 "response_format"};
-  if (!body.is_object()) {
-    error = "the request body must be a JSON object";
-    return false;
-  }
-  for (auto it = body.begin(); it != body.end(); ++it) {
-    bool known = it.key() == (chat ? "messages" : "prompt");
-    for (const char *k : common)
-      known |= it.key() == k;
-    if (!known) {
-      error = "unknown field '" + it.key() + "'";
-      return false;
-    }
-  }
-  r.gen = opts.defaults;
-  r.gen.json = false;
-  r.gen.echoPrompt = false;
-  // A number in [lo, hi]; an integer where `integer` (lengths, top_k,
-  // seeds: 12.5 tokens is a mistake, not 12).
-  auto number = [&](const char *key, double lo, double hi, double &out,
-                    bool integer = false) {
-    if (!body.contains(key) || body[key].is_null())
-      return true;
-    if (!body[key].is_number()) {
-      error = std::string("field '") + key + "' must be a number";
-      return false;
-    }
-    out = body[key].get<double>();
-    if (integer && out != std::floor(out)) {
-      error = std::string("field '") + key + "' must be an integer";
-      return false;
-    }
-    if (!(out >= lo && out <= hi)) {
-      std::ostringstream range;
-      range << std::setprecision(12) << "field '" << key
-            << "' is out of range [" << lo << ", " << hi << "]";
-      error = range.str();
-      return false;
-    }
-    return true;
-  };
-  // What the request leaves out comes from the executable's flags, as
-  // llama-server's do; the length, where -n was not given, as OpenAI's
-  // (16 tokens for a completion, an answer to its end for chat).
-  const SamplerOptions &flags = opts.defaults.sampling;
-  double maxTokens = opts.defaults.nPredict, temperature = flags.temperature,
-         topP = flags.topP, topK = std::max(0, flags.topK), minP = flags.minP,
-         seed = flags.seed == SamplerOptions::kRandomSeed ? -1.0
-                                                          : double(flags.seed),
-         n = 1, penalty = flags.repeatPenalty, zero = 0;
-  if (!opts.lengthGiven)
-    maxTokens = chat ? -1 : 16;
-  for (const char *k : {"n_predict", "max_tokens", "max_completion_tokens"})
-    r.lengthGiven |= body.contains(k) && !body[k].is_null();
-  // Fields llama-server clients send, where they ask for what is done
-  // anyway: the KV cache is always reused (cache_prompt), text comes back
-  // without the prompt, plain.
-  auto onlyDefault = [&](const char *key, const json &dflt) {
-    if (!body.contains(key) || body[key].is_null() || body[key] == dflt)
-      return true;
-    error =
-        std::string("field '") + key + "' is supported only as " + dflt.dump();
-    return false;
-  };
-  if (body.contains("cache_prompt") && !body["cache_prompt"].is_boolean()) {
-    error = "field 'cache_prompt' must be true or false";
-    return false;
-  }
-  if (!onlyDefault("echo", false) ||
-      !onlyDefault("logit_bias", json::object()) ||
-      !onlyDefault("response_format", json{{"type", "text"}}))
-    return false;
-  // llama-server's own name for the length; -1: to the end.
-  // Negative temperatures (greedy) and top_k (no limit) as llama-server.
-  if (!number("n_predict", -1, 1 << 24, maxTokens, true) ||
-      !number("max_tokens", 0, 1 << 24, maxTokens, true) ||
-      !number("max_completion_tokens", 0, 1 << 24, maxTokens, true) ||
-      !number("temperature", -1e9, 100, temperature) ||
-      !number("top_p", 0, 1, topP) ||
-      !number("top_k", -(1 << 30), 1 << 30, topK, true) ||
-      !number("min_p", 0, 1, minP) ||
-      !number("seed", -1, 4294967295.0, seed, true) || !number("n", 1, 1, n) ||
-      !number("repeat_penalty", 0.01, 100, penalty) ||
-      !number("presence_penalty", 0, 0, zero) ||
-      !number("frequency_penalty", 0, 0, zero))
-    return false;
-  r.gen.nPredict = int(maxTokens);
-  r.gen.sampling.temperature = float(std::max(0.0, temperature));
-  r.gen.sampling.topP = float(topP);
-  r.gen.sampling.topK = int(std::max(0.0, topK));
-  r.gen.sampling.minP = float(minP);
-  r.gen.sampling.repeatPenalty = float(penalty);
-  r.gen.sampling.seed =
-      seed < 0 ? SamplerOptions::kRandomSeed : uint32_t(int64_t(seed));
-  if (body.contains("stream")) {
-    if (!body["stream"].is_boolean()) {
-      error = "field 'stream' must be true or false";
-      return false;
-    }
-    r.stream = body["stream"].get<bool>();
-  }
-  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
-    const json &so = body["stream_options"];
-    if (!so.is_object() ||
-        (so.contains("include_usage") && !so["include_usage"].is_boolean())) {
-      error = "field 'stream_options' must be {\"include_usage\": true or "
-              "false}";
-      return false;
-    }
-    r.streamUsage = so.value("include_usage", false);
-  }
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json &s = body["stop"];
-    if (s.is_string())
-      r.stops.push_back(s.get<std::string>());
-    else if (s.is_array() && s.size() <= 4) {
-      for (const json &x : s) {
-        if (!x.is_string()) {
-          error = "field 'stop' must be a string or an array of strings";
-          return false;
-        }
-        r.stops.push_back(x.get<std::string>());
-      }
-    } else {
-      error = "field 'stop' must be a string or up to 4 strings";
-      return false;
-    }
-    for (const std::string &x : r.stops)
-      if (x.empty()) {
-        error = "field 'stop' has an empty string";
-        return false;
-      }
-  }
-  r.gen.stopStrings = r.stops;
-  if (!chat) {
-    // One prompt: a string, or an array holding one (OpenAI's batch form).
-    const json *prompt = body.contains("prompt") ? &body["prompt"] : nullptr;
-    if (prompt && prompt->is_array() && prompt->size() == 1 &&
-        (*prompt)[0].is_string())
-      prompt = &(*prompt)[0];
-    if (!prompt || !prompt->is_string()) {
-      error = prompt && prompt->is_array() && !prompt->empty() &&
-                      (*prompt)[0].is_number_integer()
-                  ? "field 'prompt': token ids are not supported, send text"
-                  : "field 'prompt' must be a string (or an array of one)";
-      return false;
-    }
-    r.prompt = prompt->get<std::string>();
-    return true;
-  }
-  if (!body.contains("messages") || !body["messages"].is_array() ||
-      body["messages"].empty()) {
-    error = "field 'messages' must be a non-empty array";
-    return false;
-  }
-  std::vector<ChatMessage> messages;
-  for (const json &m : body["messages"]) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
-        !m.contains("content")) {
-      error = "each message must have a string 'role' and 'content'";
-      return false;
-    }
-    // Content as a string, or as OpenAI's parts, of which text only.
-    std::string content;
-    const json &c = m["content"];
-    if (c.is_string())
-      content = c.get<std::string>();
-    else if (c.is_array()) {
-      for (const json &part : c) {
-        if (!part.is_object() || !part.contains("type") ||
-            part["type"] != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
-          error = "a message's content parts must be {\"type\": \"text\", "
-                  "\"text\": ...}: only text is supported";
-          return false;
-        }
-        content += part["text"].get<std::string>();
-      }
-    } else {
-      error = "each message must have a string 'role' and 'content'";
-      return false;
-    }
-    messages.push_back({m["role"].get<std::string>(), content});
-  }
-  return applyChatTemplate(family, messages, r.prompt, error);
 }
 
 // The last non-empty line of generate()'s error output, without "error: ".
@@ -328,14 +94,38 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
   server.set_write_timeout(30, 0);
 
   server.Get("/health", [](const httplib::Request &, httplib::Response &res) {
-    res.set_content(dump(json{{"status", "ok"}}), "application/json");
+    res.set_content(dumpJson(json{{"status", "ok"}}), "application/json");
   });
   server.Get("/v1/models", [&](const httplib::Request &,
                                httplib::Response &res) {
     json m = {{"id", opts.modelName}, {"object", "model"},
               {"created", 0}, {"owned_by", "pinferc"}};
-    res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}),
-                    "application/json");
+    res.set_content(
+        dumpJson(json{{"object", "list"}, {"data", json::array({m})}}),
+        "application/json");
+  });
+
+  // llama-server's /props: what its web page and clients read first.
+  server.Get("/props", [&](const httplib::Request &, httplib::Response &res) {
+    GenerateOptions dflt = opts.defaults;
+    if (!opts.lengthGiven)
+      dflt.nPredict = -1;
+    auto piece = [&](int32_t t) {
+      return t < 0 ? std::string() : tokenizer.tokenToPiece(t, true);
+    };
+    json props = {{"default_generation_settings",
+                   {{"n_ctx", decoder.nCtx()},
+                    {"params", settingsJson(dflt, decoder.nCtx())}}},
+                  {"total_slots", 1},
+                  {"model_alias", opts.modelName},
+                  {"model_path", opts.modelName},
+                  {"chat_template", templateText},
+                  {"chat_template_family", family},
+                  {"bos_token", piece(tokenizer.bos())},
+                  {"eos_token", piece(tokenizer.eos())},
+                  {"modalities", {{"vision", false}, {"audio", false}}},
+                  {"build_info", std::string("pinferc ") + pinferVersion()}};
+    res.set_content(dumpJson(props), "application/json");
   });
 
   // llama-server's /tokenize and /detokenize: the model's tokenizer alone,
@@ -355,7 +145,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
         const std::vector<int32_t> ids =
             tokenizer.encode(body["content"].get<std::string>(),
                              addSpecial && tokenizer.addBosByDefault(), true);
-        res.set_content(dump(json{{"tokens", ids}}), "application/json");
+        res.set_content(dumpJson(json{{"tokens", ids}}), "application/json");
       });
   server.Post("/detokenize",
               [&](const httplib::Request &req, httplib::Response &res) {
@@ -375,12 +165,15 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                                      "invalid_request_error");
                   ids.push_back(int32_t(t.get<int64_t>()));
                 }
-                res.set_content(dump(json{{"content", tokenizer.decode(ids)}}),
-                                "application/json");
+                res.set_content(
+                    dumpJson(json{{"content", tokenizer.decode(ids)}}),
+                    "application/json");
               });
 
   auto handle = [&](const httplib::Request &req, httplib::Response &res,
-                    bool chat) {
+                    Endpoint endpoint) {
+    const bool chat = endpoint == Endpoint::Chat,
+               native = endpoint == Endpoint::Native;
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded())
       return sendError(res, 400, "the request body is not valid JSON",
@@ -404,20 +197,19 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                        "invalid_request_error", "model_not_found");
     Request r;
     std::string error;
-    if (!readRequest(body, chat, opts, family, r, error))
+    if (!readRequest(body, endpoint, opts, family, tokenizer, r, error))
       return sendError(res, 400, error, "invalid_request_error");
     r.gen.prompt = r.prompt;
-    const int nPrompt = int(
-        tokenizer
-            .encode(r.prompt, r.gen.addBos && tokenizer.addBosByDefault(),
-                    r.gen.parseSpecial)
-            .size());
+    r.gen.promptTokens = r.promptIds;
+    r.gen.sampling.repeatLastN =
+        std::min(r.gen.sampling.repeatLastN, decoder.nCtx());
+    const int nPrompt = int(r.promptIds.size());
     // A length the request did not give ends where the context does, as
     // llama-server's; one it gave must fit, as OpenAI's.
     if (!r.lengthGiven && r.gen.nPredict > decoder.nCtx() - nPrompt)
       r.gen.nPredict = -1;
     const int want = r.gen.nPredict >= 0 ? r.gen.nPredict : 1;
-    if (r.prompt.empty())
+    if (nPrompt == 0)
       return sendError(res, 400, "the prompt is empty",
                        "invalid_request_error");
     if (nPrompt + want > decoder.nCtx())
@@ -438,13 +230,10 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                  {"object", chat ? "chat.completion" : "text_completion"},
                  {"created", created},
                  {"model", opts.modelName}};
-    // Text up to the first stop string (OpenAI leaves it out).
-    auto cut = [&](const std::string &text) {
-      size_t at = std::string::npos;
-      for (const std::string &s : r.stops)
-        at = std::min(at, text.find(s));
-      return at == std::string::npos ? text : text.substr(0, at);
-    };
+    // OpenAI's text offsets count from the prompt's start.
+    Pieces promptText;
+    promptText.add(r.prompt);
+    const size_t promptChars = promptText.chars;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(
                         int64_t(opts.requestSeconds * 1000));
@@ -460,32 +249,75 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       GenerateResult result;
       if (generate(decoder, tokenizer, r.gen, &result) != 0)
         return sendError(res, 500, lastLine(sink.str()), "server_error");
-      const std::string text = cut(result.text);
+      // OpenAI leaves the stop string out, and the tokens of it.
+      const StopAt stop = findStop(result.text, r.stops);
+      const std::string text = result.text.substr(0, stop.at);
+      Pieces pieces;
+      for (int32_t t : result.tokens)
+        pieces.add(tokenizer.tokenToPiece(t, false));
+      const size_t shown = pieces.countBefore(text.size());
+      if (native) {
+        res.set_content(
+            dumpJson(nativeAnswer(r, result, text, stop, tokenizer, pieces, 0,
+                                  shown, decoder.nCtx(), opts.modelName)),
+            "application/json");
+        return;
+      }
       json choice = {{"index", 0},
                      {"finish_reason", finishReason(result.stopReason)}};
       if (chat)
         choice["message"] = {{"role", "assistant"}, {"content", text}};
       else
         choice["text"] = text;
+      choice["logprobs"] =
+          r.nProbs >= 0 ? logprobsJson(endpoint, tokenizer, result.logprobs,
+                                       pieces, 0, shown, promptChars)
+                        : json(nullptr);
       json out = head;
       out["choices"] = json::array({choice});
       out["usage"] = usageOf(result);
-      res.set_content(dump(out), "application/json");
+      res.set_content(dumpJson(out), "application/json");
       return;
     }
 
     // Streamed: one event per piece of text, held back while it could be
-    // the start of a stop string or ends inside a character.
+    // the start of a stop string or ends inside a character. Each event
+    // lists the tokens whose text begins in what has been sent.
     head["object"] = chat ? "chat.completion.chunk" : "text_completion";
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [&, r, head, chat, deadline](size_t, httplib::DataSink &sink) mutable {
+        [&, r, head, endpoint, chat, native, deadline,
+         promptChars](size_t, httplib::DataSink &sink) mutable {
+          GenerateResult result;
+          Pieces pieces;
+          size_t sent = 0, shown = 0; // bytes of text, tokens listed
           auto event = [&](const json &j) {
-            const std::string s = "data: " + dump(j) + "\n\n";
+            const std::string s = "data: " + dumpJson(j) + "\n\n";
             return sink.is_writable() && sink.write(s.data(), s.size());
           };
           auto chunk = [&](const std::string &text, const char *finish) {
+            sent += text.size();
+            const size_t from = shown;
+            shown = pieces.countBefore(sent);
+            if (native) {
+              json j = {{"index", 0},
+                        {"content", text},
+                        {"tokens", json::array()},
+                        {"stop", false},
+                        {"id_slot", 0},
+                        {"tokens_predicted", result.tokens.size()},
+                        {"tokens_evaluated", result.promptTokens.size()}};
+              if (r.returnTokens)
+                j["tokens"] = std::vector<int32_t>(
+                    result.tokens.begin() + std::ptrdiff_t(from),
+                    result.tokens.begin() + std::ptrdiff_t(shown));
+              if (r.nProbs > 0)
+                j["completion_probabilities"] =
+                    logprobsJson(endpoint, tokenizer, result.logprobs, pieces,
+                                 from, shown, 0);
+              return event(j);
+            }
             json c = {{"index", 0}};
             if (chat)
               c["delta"] = text.empty() && !finish
@@ -493,6 +325,11 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                                : json{{"content", text}};
             else
               c["text"] = text;
+            c["logprobs"] =
+                r.nProbs >= 0 && shown > from
+                    ? logprobsJson(endpoint, tokenizer, result.logprobs, pieces,
+                                   from, shown, promptChars)
+                    : json(nullptr);
             c["finish_reason"] = finish ? json(finish) : json(nullptr);
             json j = head;
             j["choices"] = json::array({c});
@@ -510,13 +347,12 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           r.gen.out = r.gen.err = &log;
           r.gen.cache = &cached;
           r.gen.onToken = [&](const std::string &piece) {
+            pieces.add(piece);
             pending += piece;
-            size_t at = std::string::npos;
-            for (const std::string &s : r.stops)
-              at = std::min(at, pending.find(s));
-            if (at != std::string::npos) {
+            const StopAt stop = findStop(pending, r.stops);
+            if (stop.at != std::string::npos) {
               stopped = true;
-              pending.resize(at);
+              pending.resize(stop.at);
             }
             size_t send = stopped ? pending.size()
                                   : (pending.size() > hold
@@ -530,13 +366,21 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
             pending.erase(0, send);
             return !stopped && std::chrono::steady_clock::now() < deadline;
           };
-          GenerateResult result;
           const int rc = generate(decoder, tokenizer, r.gen, &result);
           if (gone)
             return false;
           if (rc != 0) {
             event(json{{"error", {{"message", lastLine(log.str())},
                                   {"type", "server_error"}}}});
+          } else if (native) {
+            if (!pending.empty() && !stopped)
+              chunk(pending, nullptr);
+            // llama-server's last event: the whole answer's fields, no text.
+            const size_t from = shown;
+            shown = pieces.countBefore(sent);
+            event(nativeAnswer(r, result, "", findStop(result.text, r.stops),
+                               tokenizer, pieces, from, shown, decoder.nCtx(),
+                               opts.modelName));
           } else {
             if (!pending.empty() && !stopped)
               chunk(pending, nullptr);
@@ -555,14 +399,18 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           return true;
         });
   };
-  server.Post("/v1/completions",
-              [&](const httplib::Request &q, httplib::Response &s) {
-                handle(q, s, false);
-              });
-  server.Post("/v1/chat/completions",
-              [&](const httplib::Request &q, httplib::Response &s) {
-                handle(q, s, true);
-              });
+  auto route = [&](const char *path, Endpoint endpoint) {
+    server.Post(path,
+                [&, endpoint](const httplib::Request &q, httplib::Response &s) {
+                  handle(q, s, endpoint);
+                });
+  };
+  // llama-server's paths: /completion(s) its own, the others OpenAI's.
+  route("/v1/completions", Endpoint::Completions);
+  route("/v1/chat/completions", Endpoint::Chat);
+  route("/chat/completions", Endpoint::Chat);
+  route("/completion", Endpoint::Native);
+  route("/completions", Endpoint::Native);
   server.set_error_handler([](const httplib::Request &req,
                               httplib::Response &res) {
     if (!res.body.empty())

@@ -1,6 +1,8 @@
 // The executables' OpenAI-compatible HTTP server (--server), as llama-server
-// serves: /health, /v1/models, /v1/completions and /v1/chat/completions,
-// whole or streamed (server-sent events), with OpenAI-style JSON errors.
+// serves: /health, /v1/models, /props, /tokenize, /detokenize,
+// /v1/completions, /v1/chat/completions and llama-server's /completion,
+// whole or streamed (server-sent events), with log-probabilities where
+// asked and OpenAI-style JSON errors.
 // Requests run one at a time in arrival order on the one decoder; a client
 // that goes away mid-stream ends its generation. docs/server.md.
 #pragma once

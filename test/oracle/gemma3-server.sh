@@ -2,8 +2,11 @@
 # The real Gemma 3 270M as a chat server and in -cnv: the openai client's
 # chat call, whole and streamed, and the first -cnv answer are the greedy
 # continuation of the conversation in Gemma's turns (the file carries no
-# chat template: the architecture's family is used). Skips (77) without
-# the model or the openai package (scripts/install-models.sh).
+# chat template: the architecture's family is used); a completion's
+# log-probabilities are llama.cpp's (llama-cpp-python's create_completion
+# with logprobs) within 0.3 nats, on the same tokens at the same text
+# offsets. Skips (77) without the model or the openai package
+# (scripts/install-models.sh).
 #
 #   gemma3-server.sh PINFERC
 set -euo pipefail
@@ -36,11 +39,11 @@ done
 grep "listening on" "$work/log" | grep -q "chat template gemma" \
   || { cat "$work/log"; echo "FAIL: not serving with Gemma's template"; exit 1; }
 port="$(grep -o '127.0.0.1:[0-9]*' "$work/log" | cut -d: -f2)"
-"$PY" - "http://127.0.0.1:$port/v1" "$question" "$want" <<'PYEOF'
+"$PY" - "http://127.0.0.1:$port/v1" "$question" "$want" "$MODEL" <<'PYEOF'
 import sys
 import openai
 
-base, question, want = sys.argv[1:4]
+base, question, want, model_file = sys.argv[1:5]
 client = openai.OpenAI(base_url=base, api_key="none", timeout=120)
 model = client.models.list().data[0].id
 messages = [{"role": "user", "content": question}]
@@ -54,6 +57,30 @@ parts = client.chat.completions.create(model=model, messages=messages,
                                        stream=True)
 streamed = "".join(c.choices[0].delta.content or "" for c in parts)
 assert streamed == want, (streamed, want)
+
+# Log-probabilities against llama.cpp's, token by token until the first
+# token the two choose differently, which must be a near-tie by llama.cpp's
+# own numbers (their quantised products differ).
+import llama_cpp
+prompt = "The capital of France is"
+ours = client.completions.create(model=model, prompt=prompt, max_tokens=8,
+                                 temperature=0, logprobs=3).choices[0].logprobs
+llm = llama_cpp.Llama(model_path=model_file, n_ctx=512, logits_all=True,
+                      verbose=False)
+theirs = llm.create_completion(prompt, max_tokens=8, temperature=0,
+                               logprobs=3)["choices"][0]["logprobs"]
+compared = 0
+for i, (a, b) in enumerate(zip(ours.tokens, theirs["tokens"])):
+    if a != b:
+        top = theirs["top_logprobs"][i]
+        assert a in top and abs(top[a] - top[b]) < 0.5, (i, a, b, top)
+        break
+    assert ours.text_offset[i] == theirs["text_offset"][i], (i, ours, theirs)
+    gap = abs(ours.token_logprobs[i] - float(theirs["token_logprobs"][i]))
+    assert gap < 0.3, (i, a, ours.token_logprobs[i], theirs["token_logprobs"][i])
+    compared += 1
+assert compared >= 1, (ours, theirs)
+print(f"logprobs: {compared} tokens within 0.3 nats of llama.cpp's")
 PYEOF
 cnv="$(printf '%s\n' "$question" | "$work/gemma" -cnv -n 16 --temp 0 2>/dev/null)"
 grep -qF -- "> $want" <<<"$cnv" || { echo "FAIL: -cnv answered: $cnv"; exit 1; }

@@ -50,7 +50,9 @@ post() { curl -s --max-time 60 "$url$1" -d "$2"; }
 [ "$(curl -s "$url/v1/models" | field 'd["data"][0]["id"]')" = pinfer-synthetic ] || fail "/v1/models"
 
 prompt="Once upon a time there was"
-want="$("$work/exe" -p "$prompt" -n 12 --temp 0 --json -t 1 2>/dev/null | field 'd["text"]')"
+greedy_json="$("$work/exe" -p "$prompt" -n 12 --temp 0 --json -t 1 2>/dev/null)"
+want="$(field 'd["text"]' <<<"$greedy_json")"
+want_ids="$(field 'd["tokens"]' <<<"$greedy_json")"
 got="$(post /v1/completions "{\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0}" | field 'd["choices"][0]["text"]')"
 [ "$got" = "$want" ] || fail "whole completion: '$got', expected '$want'"
 streamed="$(curl -s -N --max-time 60 "$url/v1/completions" \
@@ -80,6 +82,107 @@ ids="$(curl -s --max-time 10 "$url/tokenize" -d "{\"content\":\"$prompt\"}" | fi
   || fail "/tokenize add_special: no BOS in front of $ids"
 back="$(curl -s --max-time 10 "$url/detokenize" -d "{\"tokens\":$ids}" | field 'd["content"]')"
 [ "$back" = "$prompt" ] || fail "/detokenize: '$back', expected '$prompt'"
+
+# Token prompts, llama-server's /completion and /props, log-probabilities.
+python3 - "$url" "$prompt" "$want" "$ids" "$want_ids" <<'PYEOF' || fail "token prompts, /completion, /props or logprobs (above)"
+import json, math, sys, urllib.request
+url, prompt, want = sys.argv[1:4]
+ids, want_ids = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+
+def post(path, body, stream=False):
+    req = urllib.request.Request(url + path, json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=60) as r:
+        text = r.read().decode()
+    if not stream:
+        return json.loads(text)
+    events = [l[6:] for l in text.split("\n") if l.startswith("data: ")]
+    return [json.loads(e) for e in events if e != "[DONE]"], events
+
+greedy = {"temperature": 0}
+# The prompt as ids (BOS included where the vocabulary adds it) and as a mix.
+bos = post("/tokenize", {"content": prompt, "add_special": True})["tokens"]
+by_ids = post("/v1/completions", {"prompt": bos, "max_tokens": 12, **greedy})
+assert by_ids["choices"][0]["text"] == want, by_ids
+# llama-server's mix: text (BOS in front) then an id.
+mixed = post("/v1/completions", {"prompt": [prompt, ids[0]], "max_tokens": 6, **greedy})
+plain = post("/v1/completions", {"prompt": bos + [ids[0]], "max_tokens": 6, **greedy})
+assert mixed["choices"][0]["text"] == plain["choices"][0]["text"], (mixed, plain)
+assert mixed["usage"]["prompt_tokens"] == len(bos) + 1, mixed
+
+# /completion: the same text, whole and streamed; llama-server's fields.
+native = post("/completion", {"prompt": prompt, "n_predict": 12, "return_tokens": True, **greedy})
+assert native["content"] == want and native["stop"] is True, native
+assert native["stop_type"] == "limit" and native["tokens_predicted"] == 12, native
+assert native["tokens"] == want_ids, native
+assert native["generation_settings"]["n_ctx"] == 256, native
+events, raw = post("/completion", {"prompt": prompt, "n_predict": 12, "stream": True,
+                                   "return_tokens": True, **greedy}, stream=True)
+assert "".join(e["content"] for e in events) == want, events
+assert events[-1]["stop"] is True and all(not e["stop"] for e in events[:-1]), events
+assert sum((e["tokens"] for e in events), []) == native["tokens"], events
+assert raw[-1] != "[DONE]"
+# A stop word: cut, named, llama-server's stop_type.
+word = want.split()[2]
+cut = post("/completion", {"prompt": prompt, "n_predict": 12, "stop": [word], **greedy})
+assert cut["content"] == want[: want.index(word)], cut
+assert cut["stop_type"] == "word" and cut["stopping_word"] == word, cut
+# Neutral values of samplers not built are taken; others refused by name.
+assert post("/completion", {"prompt": prompt, "n_predict": 2, "mirostat": 0,
+                            "typical_p": 1.0, "logit_bias": [], **greedy})["content"]
+
+props = json.loads(urllib.request.urlopen(url + "/props", timeout=10).read())
+assert props["default_generation_settings"]["n_ctx"] == 256, props
+assert props["total_slots"] == 1 and props["model_path"] == "pinfer-synthetic", props
+
+# Log-probabilities: the chosen token's is the likeliest under greedy
+# sampling, each is at most 0, the alternatives' probabilities sum to at
+# most 1, the tokens spell the text; streamed lists the same.
+def check_entries(chosen, tops, k):
+    for lp, top in zip(chosen, tops):
+        assert lp <= 0, (lp, top)
+        assert len(top) == k and abs(max(top) - lp) < 1e-6, (lp, top)
+        assert top == sorted(top, reverse=True), top
+        assert sum(math.exp(x) for x in top) <= 1 + 1e-5, top
+
+whole = post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "logprobs": 3, **greedy})
+lp = whole["choices"][0]["logprobs"]
+assert "".join(lp["tokens"]) == want, lp
+assert lp["text_offset"][0] == len(prompt), lp["text_offset"]
+assert all(t in top and top[t] == v for t, v, top in
+           zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])), lp
+check_entries(lp["token_logprobs"],
+              [sorted(t.values(), reverse=True)[:3] for t in lp["top_logprobs"]], 3)
+events, _ = post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "logprobs": 3,
+                                     "stream": True, **greedy}, stream=True)
+streamed = sum((e["choices"][0]["logprobs"]["token_logprobs"] for e in events
+                if e["choices"] and e["choices"][0]["logprobs"]), [])
+assert streamed == lp["token_logprobs"], (streamed, lp)
+
+chat_body = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6,
+             "logprobs": True, "top_logprobs": 2, **greedy}
+chat = post("/v1/chat/completions", chat_body)
+content = chat["choices"][0]["logprobs"]["content"]
+assert "".join(c["token"] for c in content) == chat["choices"][0]["message"]["content"], chat
+assert all(bytes(c["bytes"]).decode("utf-8", "replace") == c["token"] for c in content)
+check_entries([c["logprob"] for c in content],
+              [[t["logprob"] for t in c["top_logprobs"]] for c in content], 2)
+events, _ = post("/v1/chat/completions", {**chat_body, "stream": True}, stream=True)
+assert sum((e["choices"][0]["logprobs"]["content"] for e in events
+            if e["choices"][0].get("logprobs")), []) == content, events
+
+probs = post("/completion", {"prompt": prompt, "n_predict": 4, "n_probs": 2, **greedy})
+entries = probs["completion_probabilities"]
+assert [e["id"] for e in entries] == post("/completion", {"prompt": prompt, "n_predict": 4,
+        "return_tokens": True, **greedy})["tokens"], entries
+check_entries([e["logprob"] for e in entries],
+              [[t["logprob"] for t in e["top_logprobs"]] for e in entries], 2)
+# A stop string's tokens are not listed.
+cut = post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "logprobs": 1,
+                               "stop": word, **greedy})["choices"][0]
+assert "".join(cut["logprobs"]["tokens"]).startswith(cut["text"]), cut
+assert len("".join(cut["logprobs"]["tokens"][:-1])) < len(cut["text"]) or not cut["text"], cut
+print("token prompts, /completion, /props, logprobs: ok")
+PYEOF
 
 # Bad requests: status, error type, and the next request still served.
 expect() { # STATUS BODY [PATH]
@@ -222,7 +325,12 @@ plain="$(post /v1/chat/completions '{"messages":[{"role":"user","content":"Hello
 parts="$(post /v1/chat/completions '{"messages":[{"role":"user","content":[{"type":"text","text":"Hel"},{"type":"text","text":"lo"}]}],"max_tokens":5,"temperature":0}' | field 'd["choices"][0]["message"]["content"]')"
 [ "$parts" = "$plain" ] || fail "content parts: '$parts', expected '$plain'"
 expect 400 '{"prompt":"x","logit_bias":{"5":10}}'
-expect 400 '{"prompt":[1,2,3]}'
+expect 400 '{"prompt":[1,99999999]}'
+expect 400 '{"prompt":["one","two"]}'
+expect 400 '{"prompt":"x","logprobs":50}'
+expect 400 '{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}' /v1/chat/completions
+expect 400 '{"prompt":"x","mirostat":2}' /completion
+expect 400 '{"prompt":"x","surprise":1}' /completion
 expect 400 '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' /v1/chat/completions
 
 # A length the request leaves out ends with the context (-c 256), as

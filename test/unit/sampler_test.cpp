@@ -1,6 +1,7 @@
 // Tests the sampler: greedy choice, seeded determinism, the top-k and top-p
 // cut-offs, temperature, llama.cpp's repetition penalty, and sampling from
-// the best candidates alone.
+// the best candidates alone; the log-probabilities the server reports.
+#include "runtime/generate.h"
 #include "runtime/sampler.h"
 
 #include <gtest/gtest.h>
@@ -259,4 +260,44 @@ TEST(Sampler, BestCandidatesChooseAsAllLogits) {
   SamplerOptions o;
   o.topK = 0;
   EXPECT_EQ(Sampler(o, kVocab).candidatesNeeded(), 0);
+}
+
+// Tests logprobsOf against the log-softmax in long double and a full sort:
+// the chosen token's value, the k likeliest (ties to the lower id), their
+// values, and counts of 0 and beyond the vocabulary.
+TEST(Logprobs, AreTheLogSoftmaxAndItsLikeliest) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.f, 4.f);
+  std::vector<float> logits(1000);
+  for (float &l : logits)
+    l = dist(rng);
+  logits[10] = logits[900] = logits[500] = 30.f; // a three-way tie at the top
+  logits[11] = logits[12] = 20.f;
+  long double z = 0;
+  for (float l : logits)
+    z += std::exp((long double)l - 30.L);
+  const long double logZ = 30.L + std::log(z);
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return logits[size_t(a)] > logits[size_t(b)];
+  });
+  for (int32_t chosen : {0, 11, 900}) {
+    const TokenLogprobs t = logprobsOf(logits.data(), 1000, chosen, 5);
+    EXPECT_EQ(t.id, chosen);
+    EXPECT_NEAR(t.logprob, double(logits[size_t(chosen)] - logZ), 1e-5);
+    ASSERT_EQ(t.top.size(), 5u);
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(t.top[i].first, order[i]) << i;
+      EXPECT_NEAR(t.top[i].second, double(logits[size_t(order[i])] - logZ),
+                  1e-5);
+    }
+  }
+  EXPECT_TRUE(logprobsOf(logits.data(), 1000, 3, 0).top.empty());
+  const TokenLogprobs all = logprobsOf(logits.data(), 3, 1, 10);
+  ASSERT_EQ(all.top.size(), 3u);
+  long double sum = 0;
+  for (const auto &[id, lp] : all.top)
+    sum += std::exp((long double)lp);
+  EXPECT_NEAR(double(sum), 1.0, 1e-6);
 }
