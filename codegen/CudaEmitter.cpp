@@ -976,7 +976,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
   }
   if (program.embedOnGPU)
     emitEmbedGather(os, program.headType, p);
-  m.source = os.str();
+  m.source = dedupeKernels(os.str(), m.aliases);
   return m;
 }
 

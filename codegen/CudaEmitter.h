@@ -8,6 +8,7 @@
 // constant of the emitted code. `pinferc --emit=cuda` prints it.
 #pragma once
 
+#include "codegen/KernelDedupe.h"
 #include "codegen/ProgramDesc.h"
 
 #include <string>
@@ -25,6 +26,9 @@ struct CudaKernel {
 struct CudaModule {
   std::string source;
   std::vector<CudaKernel> kernels; // layers with hot neurons, in order
+  // Kernels (of any kind) whose code another kernel of `source` already
+  // has, and that kernel (dedupeKernels): the runtime looks them up as it.
+  std::vector<KernelAlias> aliases;
 };
 
 // The kernels' parameters, as the executor passes them:

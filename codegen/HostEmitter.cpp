@@ -149,6 +149,16 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
        << "alignas(64) ";
     emitArray(os, "unsigned char", "kGpuCubin", in.gpuCubin);
   }
+  const bool aliases = in.cuda && !in.cuda->aliases.empty();
+  if (aliases) {
+    os << "\n// Kernels the GPU part holds under another's name (the same "
+          "code).\n"
+       << "const char *const kKernelAliases[] = {\n";
+    for (const KernelAlias &a : in.cuda->aliases)
+      os << "    " << cppStringLiteral(a.first) << ", "
+         << cppStringLiteral(a.second) << ",\n";
+    os << "};\n";
+  }
   os << "\nconst pinfer::ProgramLayer *layers() {\n"
      << "  static pinfer::ProgramLayer l[" << program.layers.size() << "];\n";
   for (size_t l = 0; l < program.layers.size(); ++l) {
@@ -229,6 +239,9 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
   else if (!in.gpuCubin.empty())
     os << "  p.gpuCubin = kGpuCubin;\n"
        << "  p.gpuCubinSize = sizeof kGpuCubin;\n";
+  if (aliases)
+    os << "  p.kernelAliases = kKernelAliases;\n"
+       << "  p.nKernelAliases = " << in.cuda->aliases.size() << ";\n";
   os << "  p.smArch = " << cppStringLiteral(program.smArch) << ";\n"
      << "  p.vramBillBytes = " << program.vramBillBytes << "ull;\n"
      << "  p.headOnGPU = " << (program.headOnGPU ? "true" : "false") << ";\n"

@@ -246,11 +246,23 @@ bool CudaDriver::loadModuleFor(const uint8_t *cubin, size_t cubinSize,
   return true;
 }
 
+void CudaDriver::setKernelAliases(const char *const *pairs, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    aliases_[pairs[2 * i]] = pairs[2 * i + 1];
+}
+
+void CudaDriver::setKernelAliases(
+    const std::vector<std::pair<std::string, std::string>> &pairs) {
+  for (const auto &[name, inModule] : pairs)
+    aliases_[name] = inModule;
+}
+
 void *CudaDriver::function(const char *name, std::string &error) {
   void *fn = nullptr;
-  if (!current(error) ||
-      !check(cuModuleGetFunction_(&fn, module_, name), "cuModuleGetFunction",
-             error)) {
+  const auto alias = aliases_.find(name);
+  const char *inModule = alias == aliases_.end() ? name : alias->second.c_str();
+  if (!current(error) || !check(cuModuleGetFunction_(&fn, module_, inModule),
+                                "cuModuleGetFunction", error)) {
     error += std::string(" (kernel ") + name + ")";
     return nullptr;
   }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace pinfer {
@@ -74,7 +75,13 @@ public:
   const char *moduleKind() const { return moduleKind_; }
   // Why a CUBIN that should have run was not loaded; else "".
   const std::string &moduleNote() const { return moduleNote_; }
-  // A kernel of the loaded module; null with `error` when absent.
+  // Names the module holds under another kernel's name: `n` pairs {name,
+  // the module's name} (Program::kernelAliases).
+  void setKernelAliases(const char *const *pairs, size_t n);
+  void setKernelAliases(
+      const std::vector<std::pair<std::string, std::string>> &pairs);
+  // A kernel of the loaded module (through the aliases); null with
+  // `error` when absent.
   void *function(const char *name, std::string &error);
 
   bool alloc(DevPtr &out, size_t bytes, std::string &error);
@@ -146,6 +153,7 @@ private:
   std::string deviceName_;
   const char *moduleKind_ = "";
   std::string moduleNote_;
+  std::unordered_map<std::string, std::string> aliases_;
   std::vector<DevPtr> allocs_;
   std::vector<void *> hostAllocs_, events_;
   std::vector<std::string> pending_; // kernels since the last sync

@@ -437,6 +437,7 @@ bool Executor::openGpu(std::string &error) {
   }
   if (!gpu->moduleNote().empty())
     gpuNote_ = gpu->moduleNote();
+  gpu->setKernelAliases(program_.kernelAliases, program_.nKernelAliases);
   // An allocation that fails despite the check above (another process took
   // the memory, or fragmentation) names what was being uploaded.
   const std::string device = gpu->deviceName();

@@ -202,6 +202,10 @@ struct Program {
   const uint8_t *gpuCubin = nullptr;
   size_t gpuCubinSize = 0;
   const char *smArch = "";    // "sm_89"
+  // Kernel names the module holds under another kernel's name (the same
+  // code, compiled once): nKernelAliases pairs {name, the module's name}.
+  const char *const *kernelAliases = nullptr;
+  size_t nKernelAliases = 0;
   uint64_t vramBillBytes = 0; // the plan's VRAM bill
   bool headOnGPU = false;      // the output head's matvec runs on the GPU
   // A token's embedding row is gathered on the GPU from the head's matrix

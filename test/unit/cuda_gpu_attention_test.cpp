@@ -141,6 +141,7 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
       << error;
   ASSERT_EQ(useHostKernels(m.source, std::string("attn_") + s.name), "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  gpu_.setKernelAliases(m.aliases);
   using namespace gpuattn;
   void *fn[7];
   const char *names[] = {"wq", "wk", "wv", "rope", "attend", "quant", "wo"};

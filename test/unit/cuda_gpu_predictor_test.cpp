@@ -167,6 +167,7 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
                 m.source, "p" + std::to_string(std::hash<std::string>()(name))),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  gpu_.setKernelAliases(m.aliases);
   using namespace gpuattn;
   // Which kernels the layer has follows from the types (gpu_attention.h).
   const bool quantX = predictorQuantisesInput(usesQ8Act(c.fc1), inputQ8);

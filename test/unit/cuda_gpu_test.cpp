@@ -132,6 +132,7 @@ TEST_P(CudaKernels, MatchCpuTwin) {
                                ->name();
   ASSERT_EQ(useHostKernels(m.source, "k" + std::to_string(std::hash<std::string>()(name))), "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  gpu_.setKernelAliases(m.aliases);
   const CudaKernel &k = m.kernels[0];
   void *fnGateUp = gpu_.function(k.gateUp.c_str(), error);
   void *fnDown = gpu_.function(k.down.c_str(), error);
@@ -405,6 +406,7 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type)),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
+  gpu_.setKernelAliases(m.aliases);
   const CudaKernel &k = m.kernels[0];
   void *fnDown = gpu_.function(k.down.c_str(), error);
   ASSERT_TRUE(fnDown) << error;
