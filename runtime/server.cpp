@@ -14,6 +14,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <iomanip>
 #include <mutex>
 #include <sstream>
@@ -128,11 +130,49 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
     res.set_content(dumpJson(props), "application/json");
   });
 
+  // POST handlers read their body themselves: the library's own reading
+  // refuses a body sent as a form (curl's -d without a Content-Type, as
+  // the docs' examples send) past 8 KiB, where a prompt may take 1 MiB.
+  using Handler =
+      std::function<void(const httplib::Request &, httplib::Response &)>;
+  auto post = [&](const char *path, Handler handler) {
+    const size_t limit = opts.maxBodyBytes;
+    server.Post(path, [handler, limit](const httplib::Request &req,
+                                       httplib::Response &res,
+                                       const httplib::ContentReader &read) {
+      if (req.is_multipart_form_data())
+        return sendError(res, 400, "expected a JSON body, not a multipart form",
+                         "invalid_request_error");
+      httplib::Request withBody = req;
+      // The library skips a body whose Content-Length is over the limit
+      // without calling the receiver; a chunked one is counted here.
+      bool tooLarge =
+          std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr,
+                        10) > limit;
+      const bool whole = !tooLarge && read([&](const char *data, size_t n) {
+        tooLarge = withBody.body.size() + n > limit;
+        if (!tooLarge)
+          withBody.body.append(data, n);
+        return !tooLarge;
+      });
+      if (tooLarge)
+        return sendError(res, 413, "the request body is too large",
+                         "invalid_request_error", "payload_too_large");
+      if (!whole)
+        return sendError(res, 400, "the request body could not be read",
+                         "invalid_request_error");
+      handler(withBody, res);
+    });
+  };
+
   // llama-server's /tokenize and /detokenize: the model's tokenizer alone,
   // without the decoder (no turn to wait for).
-  server.Post(
+  post(
       "/tokenize", [&](const httplib::Request &req, httplib::Response &res) {
-        json body = json::parse(req.body, nullptr, false);
+        std::string error;
+        json body = parseRequestBody(req.body, error);
+        if (body.is_discarded())
+          return sendError(res, 400, error, "invalid_request_error");
         if (!body.is_object() || !body.contains("content") ||
             !body["content"].is_string())
           return sendError(res, 400, "expected {\"content\": TEXT}",
@@ -147,37 +187,38 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                              addSpecial && tokenizer.addBosByDefault(), true);
         res.set_content(dumpJson(json{{"tokens", ids}}), "application/json");
       });
-  server.Post("/detokenize",
-              [&](const httplib::Request &req, httplib::Response &res) {
-                json body = json::parse(req.body, nullptr, false);
-                if (!body.is_object() || !body.contains("tokens") ||
-                    !body["tokens"].is_array())
-                  return sendError(res, 400, "expected {\"tokens\": [ID, ...]}",
-                                   "invalid_request_error");
-                std::vector<int32_t> ids;
-                for (const json &t : body["tokens"]) {
-                  if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-                      t.get<int64_t>() >= tokenizer.nVocab())
-                    return sendError(res, 400,
-                                     "field 'tokens' holds " + t.dump() +
-                                         ", not a token id below " +
-                                         std::to_string(tokenizer.nVocab()),
-                                     "invalid_request_error");
-                  ids.push_back(int32_t(t.get<int64_t>()));
-                }
-                res.set_content(
-                    dumpJson(json{{"content", tokenizer.decode(ids)}}),
+  post("/detokenize", [&](const httplib::Request &req, httplib::Response &res) {
+    std::string error;
+    json body = parseRequestBody(req.body, error);
+    if (body.is_discarded())
+      return sendError(res, 400, error, "invalid_request_error");
+    if (!body.is_object() || !body.contains("tokens") ||
+        !body["tokens"].is_array())
+      return sendError(res, 400, "expected {\"tokens\": [ID, ...]}",
+                       "invalid_request_error");
+    std::vector<int32_t> ids;
+    for (const json &t : body["tokens"]) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+          t.get<int64_t>() >= tokenizer.nVocab())
+        return sendError(res, 400,
+                         "field 'tokens' holds " + t.dump() +
+                             ", not a token id below " +
+                             std::to_string(tokenizer.nVocab()),
+                         "invalid_request_error");
+      ids.push_back(int32_t(t.get<int64_t>()));
+    }
+    res.set_content(dumpJson(json{{"content", tokenizer.decode(ids)}}),
                     "application/json");
-              });
+  });
 
   auto handle = [&](const httplib::Request &req, httplib::Response &res,
                     Endpoint endpoint) {
     const bool chat = endpoint == Endpoint::Chat,
                native = endpoint == Endpoint::Native;
-    json body = json::parse(req.body, nullptr, false);
+    std::string error;
+    json body = parseRequestBody(req.body, error);
     if (body.is_discarded())
-      return sendError(res, 400, "the request body is not valid JSON",
-                       "invalid_request_error");
+      return sendError(res, 400, error, "invalid_request_error");
     if (chat && family.empty())
       return sendError(res, 400,
                        "the model's chat template is not one this server "
@@ -196,7 +237,6 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                            opts.modelName + "'",
                        "invalid_request_error", "model_not_found");
     Request r;
-    std::string error;
     if (!readRequest(body, endpoint, opts, family, tokenizer, r, error))
       return sendError(res, 400, error, "invalid_request_error");
     r.gen.prompt = r.prompt;
@@ -243,19 +283,23 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       std::ostringstream sink;
       r.gen.out = r.gen.err = &sink;
       r.gen.cache = &cached;
+      bool late = false; // past the request's time: ended as at a length
       r.gen.onToken = [&](const std::string &) {
-        return std::chrono::steady_clock::now() < deadline;
+        late = std::chrono::steady_clock::now() >= deadline;
+        return !late;
       };
       GenerateResult result;
       if (generate(decoder, tokenizer, r.gen, &result) != 0)
         return sendError(res, 500, lastLine(sink.str()), "server_error");
+      if (late)
+        result.stopReason = "length";
       // OpenAI leaves the stop string out, and the tokens of it.
       const StopAt stop = findStop(result.text, r.stops);
       const std::string text = result.text.substr(0, stop.at);
       Pieces pieces;
       for (int32_t t : result.tokens)
         pieces.add(tokenizer.tokenToPiece(t, false));
-      const size_t shown = pieces.countBefore(text.size());
+      const size_t shown = pieces.countWithin(text.size());
       if (native) {
         res.set_content(
             dumpJson(nativeAnswer(r, result, text, stop, tokenizer, pieces, 0,
@@ -299,7 +343,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           auto chunk = [&](const std::string &text, const char *finish) {
             sent += text.size();
             const size_t from = shown;
-            shown = pieces.countBefore(sent);
+            shown = pieces.countWithin(sent);
             if (native) {
               json j = {{"index", 0},
                         {"content", text},
@@ -342,7 +386,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
           if (chat && !chunk("", nullptr))
             return false;
           std::string pending;
-          bool stopped = false, gone = false;
+          bool stopped = false, gone = false, late = false;
           std::ostringstream log;
           r.gen.out = r.gen.err = &log;
           r.gen.cache = &cached;
@@ -364,11 +408,17 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
               return false;
             }
             pending.erase(0, send);
-            return !stopped && std::chrono::steady_clock::now() < deadline;
+            late = std::chrono::steady_clock::now() >= deadline;
+            return !stopped && !late;
           };
           const int rc = generate(decoder, tokenizer, r.gen, &result);
           if (gone)
             return false;
+          // Ended here, not by generate: say why as it would have.
+          if (stopped)
+            result.stopReason = "stop";
+          else if (late)
+            result.stopReason = "length";
           if (rc != 0) {
             event(json{{"error", {{"message", lastLine(log.str())},
                                   {"type", "server_error"}}}});
@@ -377,14 +427,14 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
               chunk(pending, nullptr);
             // llama-server's last event: the whole answer's fields, no text.
             const size_t from = shown;
-            shown = pieces.countBefore(sent);
+            shown = pieces.countWithin(sent);
             event(nativeAnswer(r, result, "", findStop(result.text, r.stops),
                                tokenizer, pieces, from, shown, decoder.nCtx(),
                                opts.modelName));
           } else {
             if (!pending.empty() && !stopped)
               chunk(pending, nullptr);
-            chunk("", stopped ? "stop" : finishReason(result.stopReason));
+            chunk("", finishReason(result.stopReason));
             // As OpenAI's: one more chunk, without choices, with the usage.
             if (r.streamUsage) {
               json j = head;
@@ -400,10 +450,9 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
         });
   };
   auto route = [&](const char *path, Endpoint endpoint) {
-    server.Post(path,
-                [&, endpoint](const httplib::Request &q, httplib::Response &s) {
-                  handle(q, s, endpoint);
-                });
+    post(path, [&, endpoint](const httplib::Request &q, httplib::Response &s) {
+      handle(q, s, endpoint);
+    });
   };
   // llama-server's paths: /completion(s) its own, the others OpenAI's.
   route("/v1/completions", Endpoint::Completions);

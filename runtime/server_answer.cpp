@@ -35,17 +35,17 @@ StopAt findStop(const std::string &text,
 
 void Pieces::add(const std::string &piece) {
   text.push_back(piece);
-  byteAt.push_back(bytes);
   charAt.push_back(chars);
   bytes += piece.size();
+  byteEnd.push_back(bytes);
   // A character begins at every byte but continuation bytes (10xxxxxx).
   for (char c : piece)
     chars += (uint8_t(c) & 0xC0) != 0x80;
 }
 
-size_t Pieces::countBefore(size_t end) const {
-  return size_t(std::lower_bound(byteAt.begin(), byteAt.end(), end) -
-                byteAt.begin());
+size_t Pieces::countWithin(size_t end) const {
+  return size_t(std::upper_bound(byteEnd.begin(), byteEnd.end(), end) -
+                byteEnd.begin());
 }
 
 namespace {
@@ -78,7 +78,9 @@ json logprobsJson(Endpoint endpoint, const Tokenizer &tokenizer,
         if (!top.contains(piece))
           top[piece] = lp;
       }
-      top[pieces.text[i]] = t.logprob; // OpenAI's: the chosen token too
+      // OpenAI's: the chosen token too (unless a likelier one has its text).
+      if (!top.contains(pieces.text[i]))
+        top[pieces.text[i]] = t.logprob;
       tops.push_back(top);
       offsets.push_back(promptChars + pieces.charAt[i]);
     }
@@ -153,7 +155,7 @@ json nativeAnswer(const Request &r, const GenerateResult &result,
       {"model", model},
       {"tokens_predicted", nGen},
       {"tokens_evaluated", nPrompt},
-      {"tokens_cached", nPrompt + nGen},
+      {"tokens_cached", nPrompt + result.genEvals},
       {"generation_settings", settings},
       {"prompt", r.prompt},
       {"has_new_line", text.find('\n') != std::string::npos},
@@ -169,7 +171,7 @@ json nativeAnswer(const Request &r, const GenerateResult &result,
         {"predicted_n", nGen},
         {"predicted_ms", result.genMs},
         {"predicted_per_token_ms", nGen > 0 ? result.genMs / nGen : 0.0},
-        {"predicted_per_second", rate(result.genEvals, result.genMs)}}}};
+        {"predicted_per_second", rate(nGen, result.genMs)}}}};
   if (r.returnTokens)
     out["tokens"] = std::vector<int32_t>(
         result.tokens.begin() +

@@ -28,16 +28,16 @@ struct StopAt {
 };
 StopAt findStop(const std::string &text, const std::vector<std::string> &stops);
 
-// Generated tokens' text, each with the byte and the character (OpenAI's
-// text_offset) it begins at.
+// Generated tokens' text, each with the character it begins at (OpenAI's
+// text_offset) and the byte it ends at.
 struct Pieces {
   std::vector<std::string> text;
-  std::vector<size_t> byteAt, charAt;
+  std::vector<size_t> byteEnd, charAt;
   size_t bytes = 0, chars = 0;
   void add(const std::string &piece);
-  // Tokens whose text begins before byte `end` (those a text cut there
-  // shows).
-  size_t countBefore(size_t end) const;
+  // Tokens whose text lies wholly within bytes [0, end): those a text cut
+  // there (at a stop string), or sent up to there, shows.
+  size_t countWithin(size_t end) const;
 };
 
 // Log-probabilities of the generated tokens [from, to): OpenAI's

@@ -31,7 +31,6 @@ const char *const kCommon[] = {"model",
                                "repeat_penalty",
                                "repeat_last_n",
                                "stream_options",
-                               "logprobs",
                                "max_completion_tokens",
                                "n_predict",
                                "cache_prompt",
@@ -40,9 +39,10 @@ const char *const kCommon[] = {"model",
                                "response_format",
                                "ignore_eos"};
 
-// llama-server's /completion fields for samplers and features this server
-// does not have, taken at the value that turns them off (clients such as
-// its own web page send them all), refused at any other.
+// llama-server's fields for samplers and features this server does not
+// have, taken at the value that turns them off (clients such as its own
+// web page send them all, to /completion and to chat), refused at any
+// other.
 struct Neutral {
   const char *key;
   json off;
@@ -60,6 +60,19 @@ const Neutral kNeutral[] = {{"typical_p", 1.0},
                             {"top_n_sigma", -1.0},
                             {"penalize_nl", false}};
 
+// Settings of those samplers, taken at any value and unused while the
+// sampler is off; and llama-server's sampler order (the order here is
+// fixed: penalty, top-k, top-p, min-p, temperature).
+const char *const kSettingsOfOff[] = {"mirostat_tau",
+                                      "mirostat_eta",
+                                      "dynatemp_exponent",
+                                      "dry_base",
+                                      "dry_allowed_length",
+                                      "dry_penalty_last_n",
+                                      "dry_sequence_breakers",
+                                      "xtc_threshold",
+                                      "samplers"};
+
 // /completion's own fields besides kCommon and kNeutral.
 const char *const kNative[] = {"prompt", "n_probs", "return_tokens", "n_keep",
                                "id_slot"};
@@ -68,17 +81,20 @@ bool knownField(const std::string &key, Endpoint endpoint) {
   for (const char *k : kCommon)
     if (key == k)
       return true;
+  for (const Neutral &n : kNeutral)
+    if (key == n.key)
+      return true;
+  for (const char *k : kSettingsOfOff)
+    if (key == k)
+      return true;
   switch (endpoint) {
   case Endpoint::Completions:
-    return key == "prompt";
+    return key == "prompt" || key == "logprobs";
   case Endpoint::Chat:
-    return key == "messages" || key == "top_logprobs";
+    return key == "messages" || key == "logprobs" || key == "top_logprobs";
   case Endpoint::Native:
     for (const char *k : kNative)
       if (key == k)
-        return true;
-    for (const Neutral &n : kNeutral)
-      if (key == n.key)
         return true;
     return false;
   }
@@ -175,6 +191,34 @@ bool readMessages(const json &body, const std::string &family,
 }
 
 } // namespace
+
+json parseRequestBody(const std::string &text, std::string &error) {
+  int depth = 0;
+  bool inString = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (inString) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        error = "the request body nests arrays and objects deeper than " +
+                std::to_string(kMaxJsonDepth) + " levels";
+        return json(json::value_t::discarded);
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  json body = json::parse(text, nullptr, false);
+  if (body.is_discarded())
+    error = "the request body is not valid JSON";
+  return body;
+}
 
 bool readRequest(const json &body, Endpoint endpoint, const ServerOptions &opts,
                  const std::string &family, const Tokenizer &tokenizer,
@@ -273,8 +317,8 @@ bool readRequest(const json &body, Endpoint endpoint, const ServerOptions &opts,
   // llama-server's own name for the length; -1: to the end.
   // Negative temperatures (greedy) and top_k (no limit) as llama-server.
   if (!number("n_predict", -1, 1 << 24, maxTokens, true) ||
-      !number("max_tokens", 0, 1 << 24, maxTokens, true) ||
-      !number("max_completion_tokens", 0, 1 << 24, maxTokens, true) ||
+      !number("max_tokens", -1, 1 << 24, maxTokens, true) ||
+      !number("max_completion_tokens", -1, 1 << 24, maxTokens, true) ||
       !number("temperature", -1e9, 100, temperature) ||
       !number("top_p", 0, 1, topP) ||
       !number("top_k", -(1 << 30), 1 << 30, topK, true) ||

@@ -35,6 +35,16 @@ struct Request {
 // Most alternatives a request may ask for per token (OpenAI's top_logprobs).
 constexpr int kMaxLogprobs = 20;
 
+// Deepest nesting of arrays and objects a request body may have.
+constexpr int kMaxJsonDepth = 64;
+
+// A request body parsed, or a discarded value with `error` set: text that
+// is not JSON, or that nests deeper than kMaxJsonDepth (the parser's
+// values recurse as deep as the text nests: a body of a few hundred
+// kilobytes of brackets would exhaust the stack).
+nlohmann::ordered_json parseRequestBody(const std::string &text,
+                                        std::string &error);
+
 // Reads `body` into `r`: the prompt (text, token ids, or llama-server's
 // mix of both; a chat's messages in template `family`), tokenised, and
 // the sampling fields, with what the request leaves out from `opts`.

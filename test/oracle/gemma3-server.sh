@@ -13,8 +13,8 @@ set -euo pipefail
 pinferc="$1"
 source "$(dirname "$0")/gemma3-model.sh"
 PY="$CACHE/venv/bin/python"
-if [ ! -f "$MODEL" ] || ! "$PY" -c 'import openai' 2>/dev/null; then
-  echo "skipped: the model or the openai package is absent (bash scripts/install-models.sh)"
+if [ ! -f "$MODEL" ] || ! "$PY" -c 'import openai, llama_cpp' 2>/dev/null; then
+  echo "skipped: the model, the openai package or llama_cpp is absent (bash scripts/install-models.sh)"
   exit 77
 fi
 work="$(mktemp -d)"

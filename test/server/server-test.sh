@@ -127,8 +127,19 @@ cut = post("/completion", {"prompt": prompt, "n_predict": 12, "stop": [word], **
 assert cut["content"] == want[: want.index(word)], cut
 assert cut["stop_type"] == "word" and cut["stopping_word"] == word, cut
 # Neutral values of samplers not built are taken; others refused by name.
-assert post("/completion", {"prompt": prompt, "n_predict": 2, "mirostat": 0,
-                            "typical_p": 1.0, "logit_bias": [], **greedy})["content"]
+# Streamed, a stop word ends it the same way.
+events, _ = post("/completion", {"prompt": prompt, "n_predict": 12, "stop": [word],
+                                 "stream": True, **greedy}, stream=True)
+assert "".join(e["content"] for e in events) == cut["content"], events
+assert events[-1]["stop_type"] == "word" and events[-1]["stopping_word"] == word, events[-1]
+# Neutral values of samplers not built are taken, with their settings (as
+# llama-server's web page sends them, to chat too); others refused by name.
+web = {"mirostat": 0, "mirostat_tau": 5.0, "typical_p": 1.0, "logit_bias": [],
+       "dry_multiplier": 0.0, "dry_base": 1.75, "xtc_threshold": 0.1,
+       "samplers": ["top_k", "top_p", "min_p", "temperature"]}
+assert post("/completion", {"prompt": prompt, "n_predict": 2, **web, **greedy})["content"]
+assert post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                     "max_tokens": -1, **web, **greedy})["choices"]
 
 props = json.loads(urllib.request.urlopen(url + "/props", timeout=10).read())
 assert props["default_generation_settings"]["n_ctx"] == 256, props
@@ -150,8 +161,9 @@ assert "".join(lp["tokens"]) == want, lp
 assert lp["text_offset"][0] == len(prompt), lp["text_offset"]
 assert all(t in top and top[t] == v for t, v, top in
            zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])), lp
+# Greedy: the chosen token is among the 3 likeliest, so no fourth key.
 check_entries(lp["token_logprobs"],
-              [sorted(t.values(), reverse=True)[:3] for t in lp["top_logprobs"]], 3)
+              [sorted(t.values(), reverse=True) for t in lp["top_logprobs"]], 3)
 events, _ = post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "logprobs": 3,
                                      "stream": True, **greedy}, stream=True)
 streamed = sum((e["choices"][0]["logprobs"]["token_logprobs"] for e in events
@@ -174,13 +186,22 @@ probs = post("/completion", {"prompt": prompt, "n_predict": 4, "n_probs": 2, **g
 entries = probs["completion_probabilities"]
 assert [e["id"] for e in entries] == post("/completion", {"prompt": prompt, "n_predict": 4,
         "return_tokens": True, **greedy})["tokens"], entries
+events, _ = post("/completion", {"prompt": prompt, "n_predict": 4, "n_probs": 2,
+                                 "stream": True, **greedy}, stream=True)
+assert sum((e.get("completion_probabilities", []) for e in events), []) == entries, events
 check_entries([e["logprob"] for e in entries],
               [[t["logprob"] for t in e["top_logprobs"]] for e in entries], 2)
-# A stop string's tokens are not listed.
-cut = post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "logprobs": 1,
-                               "stop": word, **greedy})["choices"][0]
-assert "".join(cut["logprobs"]["tokens"]).startswith(cut["text"]), cut
-assert len("".join(cut["logprobs"]["tokens"][:-1])) < len(cut["text"]) or not cut["text"], cut
+# Listed are the tokens wholly in the text a stop string cut, all of them
+# up to the token that reaches into the stop string; streamed, the same.
+body = {"prompt": prompt, "max_tokens": 12, "logprobs": 1, "stop": word, **greedy}
+cut = post("/v1/completions", body)["choices"][0]
+listed = cut["logprobs"]["tokens"]
+assert cut["text"].startswith("".join(listed)), cut
+assert not cut["text"].startswith("".join(lp["tokens"][: len(listed) + 1])), (cut, lp)
+assert lp["tokens"][: len(listed)] == listed, (cut, lp)
+events, _ = post("/v1/completions", {**body, "stream": True}, stream=True)
+assert sum((e["choices"][0]["logprobs"]["tokens"] for e in events
+            if e["choices"] and e["choices"][0]["logprobs"]), []) == listed, events
 print("token prompts, /completion, /props, logprobs: ok")
 PYEOF
 
@@ -204,6 +225,18 @@ expect 400 '{"text":"x"}' /tokenize
 expect 400 '{"messages":[{"role":"robot","content":"x"}]}' /v1/chat/completions
 head -c 2000000 /dev/zero | tr '\0' a >"$work/big"
 expect 413 "@$work/big"
+# Chunked, the body is counted as it comes.
+code="$(curl -s -o "$work/err" -w '%{http_code}' --max-time 30 -H 'Transfer-Encoding: chunked' \
+  "$url/v1/completions" --data-binary "@$work/big")"
+[ "$code" = 413 ] || fail "a chunked body over the limit: $code $(cat "$work/err")"
+expect 400 '' /v1/completions
+code="$(curl -s -o "$work/err" -w '%{http_code}' --max-time 30 "$url/v1/completions" -F prompt=x)"
+[ "$code" = 400 ] || fail "a multipart form: $code $(cat "$work/err")"
+# curl's -d sends a form's Content-Type; past 8 KiB the HTTP library would
+# refuse it as too large by itself.
+python3 -c 'import json; print(json.dumps({"prompt": "Hello", "max_tokens": 2, "user": "u" * 20000}))' >"$work/long"
+[ "$(curl -s --max-time 30 "$url/v1/completions" -d "@$work/long" | field 'd["usage"]["completion_tokens"]')" = 2 ] \
+  || fail "a 20 KB body sent as curl -d does"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/nothing")"
 [ "$code" = 404 ] || fail "unknown path: $code"
 
@@ -306,7 +339,7 @@ parts = [c.choices[0].delta.content or "" for c in client.chat.completions.creat
     max_tokens=5, temperature=0, stream=True)]
 assert "".join(parts) == chat.choices[0].message.content
 try:
-    client.completions.create(model=model, prompt=prompt, max_tokens=-1)
+    client.completions.create(model=model, prompt=prompt, max_tokens=-2)
     raise SystemExit("a negative max_tokens was accepted")
 except openai.BadRequestError as e:
     assert "max_tokens" in str(e)
@@ -330,6 +363,10 @@ expect 400 '{"prompt":["one","two"]}'
 expect 400 '{"prompt":"x","logprobs":50}'
 expect 400 '{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}' /v1/chat/completions
 expect 400 '{"prompt":"x","mirostat":2}' /completion
+expect 400 '{"prompt":"x","logprobs":2}' /completion
+python3 -c 'print("{\"prompt\":\"x\",\"user\":" + "[" * 100000 + "]" * 100000 + "}")' >"$work/deep"
+expect 400 "@$work/deep"
+expect 400 "@$work/deep" /tokenize
 expect 400 '{"prompt":"x","surprise":1}' /completion
 expect 400 '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' /v1/chat/completions
 
