@@ -104,6 +104,28 @@ const char *activationEnumerator(FfnActivation a) {
   return "SiLU";
 }
 
+// The generated main's first lines: for each instruction set the host
+// compiler was told it may use, a check that this CPU has it (names both
+// g++ and clang++ take in __builtin_cpu_supports).
+std::string cpuFeatureChecks() {
+  static const char *const kFeatures[][2] = {{"__AVX__", "avx"},
+                                             {"__AVX2__", "avx2"},
+                                             {"__FMA__", "fma"},
+                                             {"__BMI2__", "bmi2"},
+                                             {"__AVX512F__", "avx512f"},
+                                             {"__AVX512BW__", "avx512bw"},
+                                             {"__AVX512VL__", "avx512vl"},
+                                             {"__AVX512DQ__", "avx512dq"},
+                                             {"__AVX512VNNI__", "avx512vnni"},
+                                             {"__AVX512BF16__", "avx512bf16"}};
+  std::string s = "#if defined(__x86_64__)\n";
+  for (const auto &f : kFeatures)
+    s += std::string("#ifdef ") + f[0] + "\n  if (!__builtin_cpu_supports(\"" +
+         f[1] + "\"))\n    return pinfer::cpuLacks(argv[0], \"" + f[1] +
+         "\");\n#endif\n";
+  return s + "#endif\n";
+}
+
 } // namespace
 
 std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
@@ -249,6 +271,10 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
      << "  return p;\n}\n\n"
      << "} // namespace\n\n"
      << "int main(int argc, char **argv) {\n"
+     // Compiled for the CPU --march named: where one of its features is
+     // missing the first such instruction would stop the process (SIGILL)
+     // without a word.
+     << cpuFeatureChecks()
      << "  static const pinfer::Program kProgram = program();\n"
      << "  return pinfer::execMain(argc, argv, kProgram);\n}\n";
   return os.str();

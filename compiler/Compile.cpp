@@ -32,6 +32,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -128,6 +129,25 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
     return true;
   error = path + ": exists and is not a packed weights file written by "
                  "pinferc; not overwriting it (choose another -o)";
+  return false;
+}
+
+// An executable pinferc may replace: absent, or an executable (ELF) file.
+// Anything else at -o (a model, a text) is more likely a slip of the
+// user's than an output to replace.
+bool mayReplaceExecutable(const std::string &path, std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return true;
+  char magic[4] = {};
+  in.read(magic, 4);
+  if (in.gcount() == 4 && std::memcmp(magic,
+                                      "\x7f"
+                                      "ELF",
+                                      4) == 0)
+    return true;
+  error = path + ": exists and is not an executable; not overwriting it "
+                 "(choose another -o, or remove it first)";
   return false;
 }
 
@@ -336,7 +356,9 @@ bool parseVramBudget(const std::string &text, const Target &target,
             " has no GPU, expected no budget (or a GPU target)";
     return false;
   }
-  if (!parseSize(text, bytes, error)) {
+  // A bare number is GiB, as PowerInfer's --vram-budget reads it.
+  const bool bare = text.find_first_not_of("0123456789.") == std::string::npos;
+  if (!parseSize(bare ? text + "GiB" : text, bytes, error)) {
     error = "--vram-budget: " + error;
     return false;
   }
@@ -350,6 +372,14 @@ bool parseVramBudget(const std::string &text, const Target &target,
     error = "--vram-budget: " + formatBytes(bytes) + " exceeds the " +
             formatBytes(target.vramBytes) + " of " + target.name +
             ", expected at most that";
+    return false;
+  }
+  // Said before any profiling: nothing fits under the context itself.
+  if (bytes <= target.contextReserveBytes) {
+    error = "--vram-budget: " + formatBytes(bytes) + " is no more than the " +
+            formatBytes(target.contextReserveBytes) +
+            " the CUDA context itself takes on " + target.name +
+            ", expected more";
     return false;
   }
   return true;
@@ -578,7 +608,39 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   return modelSpecOf(*model, job.spec, job.modelName, error);
 }
 
+namespace {
+int compileOrEmit(const CompileArgs &args);
+} // namespace
+
 int compileModel(const CompileArgs &args) {
+  if (args.emit.empty() || args.output.empty())
+    return compileOrEmit(args);
+  // --emit with -o: what would be printed goes to the file, written as
+  // every output is (whole or not at all, never onto an input).
+  std::string error;
+  if (!checkOutputsAreNotInputs({{args.output, "-o"}},
+                                {{args.model, "the model"},
+                                 {args.trace, "the --trace file"},
+                                 {args.plan, "the --plan file"},
+                                 {args.predictors, "the --predictors file"}},
+                                error))
+    return fail(error);
+  std::ostringstream text;
+  std::streambuf *out = std::cout.rdbuf(text.rdbuf());
+  CompileArgs emitOnly = args;
+  emitOnly.output.clear();
+  const int rc = compileOrEmit(emitOnly);
+  std::cout.rdbuf(out);
+  if (rc != 0)
+    return rc;
+  if (!writeTextFile(args.output, text.str(), error))
+    return fail(error);
+  return 0;
+}
+
+namespace {
+
+int compileOrEmit(const CompileArgs &args) {
   std::string error;
   auto t0 = std::chrono::steady_clock::now();
   const Target *target = findTarget(args.target, error);
@@ -633,6 +695,8 @@ int compileModel(const CompileArgs &args) {
              {args.plan, "the --plan file"},
              {args.predictors, "the --predictors file"}},
             error))
+      return fail(error);
+    if (!mayReplaceExecutable(args.output, error))
       return fail(error);
     TempPath probe;
     if (!makeTempBeside(args.output, probe, error))
@@ -872,5 +936,7 @@ int compileModel(const CompileArgs &args) {
   }
   return 0;
 }
+
+} // namespace
 
 } // namespace pinfer

@@ -151,6 +151,16 @@ namespace {
 int execMainUnguarded(int argc, char **argv, const Program &program);
 } // namespace
 
+int cpuLacks(const char *argv0, const char *feature) {
+  std::cerr << baseName(argv0 ? argv0 : "pinfer")
+            << ": error: this executable was compiled (pinferc --march) for "
+               "a CPU with "
+            << feature
+            << ", which this CPU lacks; compile it again on this machine, or "
+               "with --march naming this CPU\n";
+  return 1;
+}
+
 // Every allocation a flag or a file decides is sized and checked before it
 // is made; this catches what is left (memory taken by other programs in
 // the meantime) as one line instead of an abort.

@@ -13,4 +13,8 @@ namespace pinfer {
 // Returns the process exit code.
 int execMain(int argc, char **argv, const Program &program);
 
+// One line on stderr: the executable was compiled for a CPU with `feature`
+// (pinferc --march), which this one lacks. Returns 1, the exit code.
+int cpuLacks(const char *argv0, const char *feature);
+
 } // namespace pinfer

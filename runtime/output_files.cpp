@@ -174,8 +174,33 @@ bool makeTempDir(const std::string &prefix, TempPath &out,
   return true;
 }
 
+namespace {
+
+// A destination a rename may replace: absent, a regular file or a link
+// (the rename replaces the link, not what it points to). A device or a
+// pipe would be replaced by a regular file: /dev/null, for one.
+bool replaceable(const std::string &dest, std::string &error) {
+  struct stat st;
+  if (::lstat(dest.c_str(), &st) != 0 || S_ISREG(st.st_mode) ||
+      S_ISLNK(st.st_mode))
+    return true;
+  error = dest + (S_ISDIR(st.st_mode)
+                      ? ": is a directory, expected a file path"
+                      : ": exists and is not a regular file (a device, pipe "
+                        "or socket); not replacing it, choose another path");
+  return false;
+}
+
+} // namespace
+
 bool commitOutputs(std::vector<std::pair<TempPath *, std::string>> outputs,
                    std::string &error) {
+  for (auto &o : outputs)
+    if (!replaceable(o.second, error)) {
+      for (auto &p : outputs)
+        p.first->remove();
+      return false;
+    }
   SignalHold hold;
   // Per output: the previous file's backup name ("" when there was none).
   std::vector<std::string> backups;
@@ -239,6 +264,10 @@ bool checkOutputsAreNotInputs(
       continue;
     if (S_ISDIR(so.st_mode)) {
       error = outWhat + " " + out + ": is a directory, expected a file path";
+      return false;
+    }
+    if (!replaceable(out, error)) {
+      error = outWhat + " " + error;
       return false;
     }
     auto same = [&](const std::string &other) {

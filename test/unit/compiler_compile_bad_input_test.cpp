@@ -16,6 +16,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -107,6 +108,13 @@ TEST_F(BadInputTest, FlagValuesOutOfRange) {
               "--vram-budget: 0 leaves nothing to place");
   expectError(job + "--target rtx4090 --vram-budget 30GiB",
               "--vram-budget: 30.00 GiB exceeds the 24.00 GiB of rtx4090");
+  // A bare number is GiB, as PowerInfer's; under the CUDA context's own
+  // reserve is said before any work.
+  expectError(job + "--target rtx4090 --vram-budget 30",
+              "--vram-budget: 30.00 GiB exceeds the 24.00 GiB of rtx4090");
+  expectError(job + "--target rtx4090 --vram-budget 0.3",
+              "--vram-budget: 307.2 MiB is no more than the 400.0 MiB the "
+              "CUDA context itself takes on rtx4090");
   expectError(job + "--target cpu --vram-budget 1GiB",
               "--vram-budget: target cpu has no GPU");
   expectError(job + "--target cpu -c 100000000", "-c");
@@ -274,3 +282,50 @@ TEST_F(BadInputTest, InterruptedGenerationStillReports) {
 }
 
 } // namespace
+
+// Tests that -o replaces neither a device, a pipe nor a file that is not an
+// executable (a slip of the user's: a model, notes), each refused in one
+// line and left as it was; and that --emit writes to -o, never onto an
+// input.
+TEST_F(BadInputTest, OutputsReplaceOnlyWhatTheyMayReplace) {
+  const std::string job =
+      kPinferc + " " + model_ + " --trace " + trace_ + " --target cpu -q -o ";
+  const std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expectError(job + fifo, "exists and is not a regular file");
+  struct stat st;
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  expectError(kPinferc + " plan " + model_ + " --trace " + trace_ +
+                  " --target rtx4090 --json " + fifo,
+              "exists and is not a regular file");
+  const std::string notes = dir_ + "/notes.txt";
+  std::ofstream(notes) << "my notes\n";
+  expectError(job + notes, "exists and is not an executable");
+  EXPECT_EQ(readFile(notes), "my notes\n");
+  std::string out, err;
+  ASSERT_EQ(run(job + dir_ + "/steps.txt --emit steps", out, err, dir_), 0)
+      << err;
+  EXPECT_TRUE(out.empty()) << out;
+  EXPECT_EQ(readFile(dir_ + "/steps.txt").rfind("steps layer 0:", 0), 0u);
+  expectError(job + model_ + " --emit steps", "is the model");
+}
+
+// Tests that an executable compiled for CPU features this CPU lacks says
+// so in one line instead of dying of SIGILL at the first such instruction.
+TEST_F(BadInputTest, ExecutableForAnotherCpuSaysWhatItLacks) {
+  __builtin_cpu_init();
+  const char *march = !__builtin_cpu_supports("avx512f")      ? "skylake-avx512"
+                      : !__builtin_cpu_supports("avx512bf16") ? "cooperlake"
+                                                              : nullptr;
+  if (!march)
+    GTEST_SKIP() << "this CPU has every feature the test's --march uses";
+  std::string out, err;
+  const std::string exe = dir_ + "/other-cpu";
+  ASSERT_EQ(run(kPinferc + " " + model_ + " --trace " + trace_ +
+                    " --target cpu -q --march " + march + " -o " + exe,
+                out, err, dir_),
+            0)
+      << err;
+  expectError(exe + " -p hi -n 2", "which this CPU lacks");
+}

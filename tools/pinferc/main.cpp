@@ -97,7 +97,9 @@ static int compileVerb(int argc, char **argv) {
       ->check(CLI::IsMember(
           {"mlir", "mlir-placed", "mlir-scheduled", "steps", "cuda", "cpp"}));
   app.add_option("--vram-budget", c.vramBudget,
-                 "VRAM to plan for, e.g. 6GiB (default: the target's)");
+                 "VRAM to plan for: GiB as a bare number, as PowerInfer's "
+                 "(6), or with a unit (6GiB, 7500MiB; default: the "
+                 "target's)");
   app.add_option("-c,--ctx-size", c.nCtx, "Context length the plan reserves")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
@@ -239,7 +241,8 @@ static int pinfercMain(int argc, char **argv) {
   planCmd->add_option("--target", plan.target, "Target (see pinferc targets)")
       ->capture_default_str();
   planCmd->add_option("--vram-budget", plan.vramBudget,
-                      "VRAM to plan for, e.g. 6GiB (default: the target's)");
+                      "VRAM to plan for: GiB as a bare number (6), or with a "
+                      "unit (6GiB, 7500MiB; default: the target's)");
   planCmd->add_option("-c,--ctx-size", plan.nCtx, "Context length (KV cache)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
