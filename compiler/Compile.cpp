@@ -77,6 +77,9 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
     return -1;
   }
   if (pid == 0) {
+    // Its own process group, so that pinferc's cleanup can end it with
+    // whatever it started (the compiler proper, the assembler).
+    ::setpgid(0, 0);
     ::close(pipefd[0]);
     if (!logPath.empty()) {
       int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -91,12 +94,15 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
     (void)!::write(pipefd[1], &c, 1);
     ::_exit(127);
   }
+  ::setpgid(pid, pid); // also here: whichever runs first
+  ChildGroup child(pid);
   ::close(pipefd[1]);
   char c;
   bool execFailed = ::read(pipefd[0], &c, 1) == 1;
   ::close(pipefd[0]);
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (execFailed) {
     error = "host compiler '" + argv[0] +
             "' not found (set CXX to a C++17 compiler)";

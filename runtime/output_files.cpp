@@ -33,6 +33,13 @@ std::mutex gRegistryMutex;
 std::atomic<int> gCommitting{0};
 std::atomic<int> gPendingSignal{0};
 
+// Process groups of running children (the host compiler): a cleanup
+// signal ends them too, or a `kill -INT` of pinferc alone (not its
+// terminal's group) would leave the compiler running, writing its
+// temporaries, after pinferc is gone.
+constexpr int kChildSlots = 8;
+std::atomic<int> gChildren[kChildSlots];
+
 void removeRegistered() {
   // Files first, then the (by then empty) directories that held them.
   for (Slot &s : gSlots)
@@ -48,6 +55,9 @@ void onSignal(int sig) {
     gPendingSignal.store(sig);
     return;
   }
+  for (std::atomic<int> &c : gChildren)
+    if (int pid = c.load())
+      ::kill(-pid, SIGTERM);
   removeRegistered();
   // Die of the same signal, as the default action would have.
   ::signal(sig, SIG_DFL);
@@ -108,6 +118,21 @@ void installTempCleanup() {
     for (int sig : {SIGINT, SIGTERM, SIGHUP})
       ::sigaction(sig, &sa, nullptr);
   });
+}
+
+ChildGroup::ChildGroup(int pid) {
+  for (std::atomic<int> &c : gChildren) {
+    int none = 0;
+    if (c.compare_exchange_strong(none, pid)) {
+      slot_ = int(&c - gChildren);
+      return;
+    }
+  }
+}
+
+ChildGroup::~ChildGroup() {
+  if (slot_ >= 0)
+    gChildren[slot_].store(0);
 }
 
 void TempPath::adopt(const std::string &path, bool isDir) {

@@ -16,6 +16,20 @@ namespace pinfer {
 // SIGINT, SIGTERM and SIGHUP before the signal takes its default course.
 void installTempCleanup();
 
+// A child process that leads its own process group (setpgid), ended with
+// SIGTERM, with its whole group, when a cleanup signal arrives while this
+// lives.
+class ChildGroup {
+public:
+  explicit ChildGroup(int pid);
+  ChildGroup(const ChildGroup &) = delete;
+  ChildGroup &operator=(const ChildGroup &) = delete;
+  ~ChildGroup();
+
+private:
+  int slot_ = -1;
+};
+
 // A temporary file or directory that is removed when this goes out of scope
 // (or the process is interrupted) unless it was committed or released.
 class TempPath {

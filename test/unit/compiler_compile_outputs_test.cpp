@@ -205,15 +205,20 @@ TEST_F(OutputsTest, FailedCompileKeepsThePreviousPair) {
   EXPECT_EQ(readFile(exe), exeBytes);
   EXPECT_EQ(readFile(exe + ".weights.gguf"), weightsBytes);
 
-  // A host compiler during which the user presses Ctrl-C: pinferc dies of
-  // SIGINT and removes the new weights, the half-linked executable and its
-  // temporary directory.
+  // A host compiler during which pinferc alone gets SIGINT (kill -INT, not
+  // a terminal's Ctrl-C to the whole group): pinferc dies of SIGINT, ends
+  // the compiler with what it started (its process group), and removes the
+  // new weights, the half-linked executable and its temporary directory.
   const std::string interrupted = dir_ + "/interrupted-cxx";
+  const std::string ended = tmp_ + "-cxx-ended";
   {
     std::ofstream f(interrupted);
     f << "#!/bin/sh\n"
          "case \"$*\" in *-fsyntax-only*) exit 0;; esac\n"
-         "kill -INT $PPID\nsleep 5\nexit 1\n";
+         "trap 'echo ended > "
+      << ended
+      << "; exit 1' TERM\n"
+         "kill -INT $PPID\nsleep 5 &\nwait\nexit 1\n";
   }
   ::chmod(interrupted.c_str(), 0755);
   int rc = std::system(("TMPDIR=" + tmp_ + " CXX=" + interrupted + " " +
@@ -222,6 +227,10 @@ TEST_F(OutputsTest, FailedCompileKeepsThePreviousPair) {
   EXPECT_TRUE(WIFSIGNALED(rc) ? WTERMSIG(rc) == SIGINT
                               : WEXITSTATUS(rc) == 128 + SIGINT)
       << rc;
+  for (int i = 0; i < 40 && readFile(ended).empty(); ++i)
+    ::usleep(50000);
+  EXPECT_EQ(readFile(ended), "ended\n") << "the host compiler kept running";
+  std::remove(ended.c_str());
   EXPECT_EQ(readFile(exe), exeBytes);
   EXPECT_EQ(readFile(exe + ".weights.gguf"), weightsBytes);
   std::remove(failing.c_str());
