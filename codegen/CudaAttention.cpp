@@ -62,13 +62,20 @@ void emitQuant(std::ostream &os, const std::string &name, unsigned block,
 }
 
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
-                int64_t rows, int64_t cols, bool bias, bool relu) {
+                int64_t rows, int64_t cols, bool bias, bool relu,
+                bool downParams) {
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
-     << ", " << kRowKernelMinBlocks << ") " << name
-     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) {\n"
-     << "  constexpr int kRows = " << rows << ", kCols = " << cols
+     << ", " << kRowKernelMinBlocks << ") " << name;
+  if (downParams) // the split down kernels' list; part and done unused
+    os << "(const u8 *__restrict__ w, const float *__restrict__ x,\n"
+       << "    float *__restrict__ y, float *part, unsigned *done, int nTok) "
+          "{\n";
+  else
+    os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+       << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
+          "{\n";
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
      << "  const int lane = threadIdx.x & 31;\n"

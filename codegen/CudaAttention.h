@@ -14,9 +14,13 @@ void emitAttentionHelpers(std::ostream &os);
 // program whose norm and add steps run on the GPU.
 void emitResidualKernels(std::ostream &os, const ModelParams &p);
 // One matvec kernel: y[r] = row r of w (rows x cols of `type`) . x
-// (+ bias[r]), through ReLU where `relu`; one warp per row.
+// (+ bias[r]), through ReLU where `relu`; one warp per row. With
+// `downParams` it takes a down kernel's parameters (w, x, y, part, done,
+// nTok; CudaEmitter.h), bias-free: a layer's down projection over the
+// source's rows (DownLayout::Source).
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
-                int64_t rows, int64_t cols, bool bias, bool relu = false);
+                int64_t rows, int64_t cols, bool bias, bool relu = false,
+                bool downParams = false);
 // x[0, n) of each of nTok tokens quantised to 8 bits per 32 values exactly
 // as the CPU's quantizeActQ8 does, dequantised into xq (which may be x when
 // `restrict` is empty); one warp per block of 32, n a multiple of 32.

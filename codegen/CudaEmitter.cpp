@@ -806,6 +806,20 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "    const float u = pf_dot_" << typeSuffix(d.upType)
        << "<kEmbd>(upRow, xt, lane);\n"
        << "    if (lane == 0) ht[n] = a * " << upFactor << ";\n  }\n}\n";
+    if (d.sourceDown) {
+      // A dense layer wholly here keeps the source's down rows (n_embd
+      // rows of n_ff, in their block type: DownLayout::Source), multiplied
+      // as the attention projections are, one warp per output; the
+      // neuron-major rows would be f32 for block types, up to 7x the
+      // bytes a token reads.
+      os << "// Layer " << l << "'s down projection: the source's "
+         << typeName(d.downType) << " rows.\n";
+      emitMatvec(os, k.down, d.downType, p.nEmbd, p.nFF, false, false, true);
+      k.downBlock = gpuattn::kMatvecBlock;
+      k.downGrid = gpuattn::matvecGrid(p.nEmbd);
+      m.kernels.push_back(k);
+      continue;
+    }
     // The down projection over every SM: block b takes column tile
     // b % kTiles (128 outputs, coalesced along each row) and chunk
     // b / kTiles of the hot neurons; each writes its partial sums, and the

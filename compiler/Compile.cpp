@@ -327,10 +327,21 @@ bool thresholdsFor(const CompileArgs &args, const Model &model,
 
 bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
               Plan &plan, std::string &error) {
-  if (!args.plan.empty())
-    return readPlanJson(args.plan, plan, error) &&
-           checkPlanFits(plan, args.plan, modelIdentity(model.file()),
-                         model.params(), target, error);
+  if (!args.plan.empty()) {
+    if (!readPlanJson(args.plan, plan, error) ||
+        !checkPlanFits(plan, args.plan, modelIdentity(model.file()),
+                       model.params(), target, error))
+      return false;
+    if (args.nCtxGiven && plan.nCtx && plan.nCtx != uint32_t(args.nCtx)) {
+      error = args.plan + ": reserves the KV cache for -c " +
+              std::to_string(plan.nCtx) + ", and -c " +
+              std::to_string(args.nCtx) +
+              " disagrees (make the plan again with pinferc plan -c " +
+              std::to_string(args.nCtx) + ")";
+      return false;
+    }
+    return true;
+  }
   Trace trace;
   Progress progress(Progress::styleFor(args.quiet));
   if (!args.trace.empty()
@@ -508,6 +519,12 @@ bool prepareJob(const CompileArgs &args, const Target &target,
       return false;
     }
   const bool storedPredictors = hasStoredPredictors(model->file());
+  if (storedPredictors && !args.predictors.empty()) {
+    error = "--predictors: " + args.model +
+            " stores its own predictors (a PowerInfer file), which are used; "
+            "drop --predictors";
+    return false;
+  }
 
   // The profile every decision below reads, obtained once: the user's trace,
   // checked against the model the user gave (before predictors may be
@@ -529,6 +546,15 @@ bool prepareJob(const CompileArgs &args, const Target &target,
                                               : SparsityMode::Exact,
                      plan);
   SparsityMode mode = resolvedMode(args, *model, profile);
+  // A user's trace without samples gives up predicted mode, which the
+  // built-in text's profile would have given: said, not silent.
+  if (args.sparsity == "auto" && !args.trace.empty() &&
+      mode != SparsityMode::Predicted && !storedPredictors &&
+      isReluFamily(model->params().activation) && !args.quiet)
+    std::cerr << "pinferc: note: " << args.trace
+              << " holds no samples to train predictors from, so the "
+                 "executable runs exact, not predicted, sparsity (pinferc "
+                 "profile --samples N makes a trace that has them)\n";
   if (whole && args.sparsity == "auto")
     mode = isReluFamily(model->params().activation) ? SparsityMode::Exact
                                                     : SparsityMode::Dense;
@@ -589,8 +615,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
     plan = coldPlan(uint32_t(model->params().nLayer),
                     uint32_t(model->params().nFF), tp->name, identity);
   else if (!args.plan.empty()) {
-    if (!readPlanJson(args.plan, plan, error) ||
-        !checkPlanFits(plan, args.plan, identity, model->params(), *tp, error))
+    if (!loadPlan(args, *model, *tp, plan, error))
       return false;
   } else {
     job.progress.begin("place", "placing neurons under the VRAM budget");
@@ -603,7 +628,10 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   // executable finds already taken when it measures free VRAM.
   PipelineOptions &popts = job.pipeline;
   popts.sparsity = sparsityModeName(mode);
-  popts.contextLength = args.nCtx;
+  // A plan's own context where -c was not given: its KV cache is billed.
+  popts.contextLength = !args.plan.empty() && !args.nCtxGiven && plan.nCtx
+                            ? int(plan.nCtx)
+                            : args.nCtx;
   popts.vramBudget = plan.budgetBytes > tp->contextReserveBytes
                          ? int64_t(plan.budgetBytes - tp->contextReserveBytes)
                          : 0;
@@ -669,6 +697,22 @@ int compileOrEmit(const CompileArgs &args) {
                 "steps, cuda or cpp");
   if (args.emit.empty() && args.output.empty())
     return fail("no output named, expected -o PATH");
+  // Flags that the job would otherwise drop without a word.
+  if (!args.plan.empty() && !target->hasGPU())
+    return fail("--plan: a plan places the model on a GPU, and target " +
+                target->name + " has none; drop --plan, or name its target");
+  if (!args.plan.empty() && !args.vramBudget.empty())
+    return fail("--plan: the plan fixes the VRAM budget, so --vram-budget "
+                "would be ignored; drop one of them");
+  if (args.targetSparsity >= 0.f && args.sparsity != "threshold")
+    return fail("--target-sparsity: used by --sparsity threshold only");
+  if (!args.predictors.empty() && args.sparsity != "auto" &&
+      args.sparsity != "predicted")
+    return fail("--predictors: used in predicted mode only (--sparsity "
+                "predicted or auto), not " +
+                args.sparsity);
+  if (!args.predictors.empty() && !exists(args.predictors))
+    return fail(args.predictors + ": predictor file not found (--predictors)");
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
   uint64_t budget = 0;

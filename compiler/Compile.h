@@ -40,6 +40,7 @@ struct CompileArgs {
   std::string emit;
   std::string vramBudget; // "6GiB"; empty: the target's VRAM
   int nCtx = 4096;        // the context the plan reserves KV cache for
+  bool nCtxGiven = false; // -c was given (else a --plan's is taken)
   int nThreads = 0;       // profiling threads
   double z3Seconds = 10;
   int minGranules = -1; // per-layer minimum GPU granules; -1: cost model

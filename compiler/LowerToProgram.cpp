@@ -750,6 +750,17 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       d.sourceDown = true;
       std::sort(d.cold.begin(), d.cold.end());
     }
+    // So does a dense layer wholly on the GPU where those rows would be
+    // f32 (K-quants and the other block types without a split layout):
+    // its down kernel is then a matvec over the source rows, which a
+    // token reads at the source's size, not at 4 bytes a weight.
+    if (mode == SparsityMode::Dense && d.cold.empty() && !d.hot.empty() &&
+        d.downTType == GGMLType::F32 && d.downType != GGMLType::F32 &&
+        downLayoutFor(d.downType) == DownLayout::Rows &&
+        spec.tensor(tensorName(TensorKind::FfnDown, int(l)))) {
+      d.sourceDown = true;
+      std::sort(d.hot.begin(), d.hot.end());
+    }
 
     if (mode == SparsityMode::Threshold) {
       // One threshold per layer: both halves skip the same neurons they

@@ -28,12 +28,23 @@ std::vector<Target> makeTargets() {
   std::vector<Target> t;
   t.push_back({"rtx4090", "NVIDIA GeForce RTX 4090 (Ada, 24 GiB GDDR6X)",
                "sm_89", 24 * GiB, 1008, 25, 4, 10, 400 * MiB, desktopDDR5});
+  t.push_back({"rtx4080", "NVIDIA GeForce RTX 4080 (Ada, 16 GiB GDDR6X)",
+               "sm_89", 16 * GiB, 717, 25, 4, 10, 400 * MiB, desktopDDR5});
   t.push_back({"rtx3090", "NVIDIA GeForce RTX 3090 (Ampere, 24 GiB GDDR6X)",
                "sm_86", 24 * GiB, 936, 25, 5, 12, 400 * MiB, desktopDDR4});
+  t.push_back({"rtx3080", "NVIDIA GeForce RTX 3080 (Ampere, 10 GiB GDDR6X)",
+               "sm_86", 10 * GiB, 760, 25, 5, 12, 400 * MiB, desktopDDR4});
   t.push_back({"rtx2080ti", "NVIDIA GeForce RTX 2080 Ti (Turing, 11 GiB GDDR6)",
                "sm_75", 11 * GiB, 616, 12, 5, 15, 350 * MiB, olderDesktop});
   t.push_back({"a100-40g", "NVIDIA A100 40GB (Ampere, HBM2)", "sm_80",
                40 * GiB, 1555, 25, 4, 10, 500 * MiB, serverDDR4});
+  t.push_back({"a100-80g", "NVIDIA A100 80GB PCIe (Ampere, HBM2e)", "sm_80",
+               80 * GiB, 1935, 25, 4, 10, 500 * MiB, serverDDR4});
+  // Server Ada cards: GDDR6 on PCIe 4.0.
+  t.push_back({"l40s", "NVIDIA L40S (Ada, 48 GiB GDDR6)", "sm_89", 48 * GiB,
+               864, 25, 4, 10, 500 * MiB, serverDDR5});
+  t.push_back({"rtx6000ada", "NVIDIA RTX 6000 Ada (48 GiB GDDR6)", "sm_89",
+               48 * GiB, 960, 25, 4, 10, 500 * MiB, desktopDDR5});
   // The PCIe H100 (80 GB HBM2e, 2.0 TB/s), not the SXM part (3.35 TB/s):
   // pinferc's split runs over a PCIe link, and that card is the one found in
   // hosts with one.

@@ -154,16 +154,17 @@ bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
   const GGUFTensor *scales = f.tensor(scalesName);
   const std::string sourceName = tensorName(TensorKind::FfnDown, layer);
   if (!f.tensor(name) && f.tensor(sourceName)) {
-    // DownLayout::Source: only a dense layer wholly on the CPU, whose
-    // neurons the packed file keeps in source order.
+    // DownLayout::Source: only a dense layer wholly on one device (the
+    // CPU, or the GPU), whose neurons the packed file keeps in source
+    // order.
     const ProgramLayer &pl = program_.layers[layer];
-    bool identity = pl.nHot == 0;
-    for (uint32_t k = 0; identity && k < pl.nCold; ++k)
+    bool identity = pl.nHot == 0 || pl.nCold == 0;
+    for (uint32_t k = 0; identity && k < pl.nHot + pl.nCold; ++k)
       identity = pl.neuronIds[k] == k;
     if (program_.mode != SparsityMode::Dense || !identity) {
       error = f.path() + ": tensor " + sourceName +
               ": the source's down projection, expected only for a dense "
-              "layer on the CPU with its neurons in source order";
+              "layer wholly on one device with its neurons in source order";
       return false;
     }
     b.downLayout = DownLayout::Source;
@@ -473,7 +474,11 @@ bool Executor::openGpu(std::string &error) {
                   {&b.up, &b.dUp, "up"},
                   {&b.downT, &b.dDownT, "down"}};
     for (auto &part : parts) {
-      size_t bytes = part.w->rowBytes * pl.nHot;
+      // The source's down rows are outputs, every one of them needed.
+      size_t bytes = part.w->rowBytes *
+                     (part.w == &b.downT && b.downLayout == DownLayout::Source
+                          ? size_t(params_.nEmbd)
+                          : size_t(pl.nHot));
       if (!gpu->alloc(*part.dst, bytes, error))
         return outOfMemory(rowsOf + "hot " + part.name + " rows");
       if (!gpu->upload(*part.dst, part.w->data, bytes, error))

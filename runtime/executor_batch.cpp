@@ -645,7 +645,10 @@ void Executor::downBatch(int l, int n, bool gpuHot) {
   });
 
   if (b.downLayout == DownLayout::Source) {
-    sourceDown(b, hAct, n, bYCold_.data()); // as cpuDown
+    // The whole layer, on one device: its half's output (as cpuDown), or
+    // nothing here when the GPU computes it.
+    if (!(gpuHot && nHot > 0))
+      sourceDown(b, hAct, n, (nHot > 0 ? bYHot_ : bYCold_).data());
     return;
   }
   if (!split) {

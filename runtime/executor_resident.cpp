@@ -167,9 +167,10 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
   const bool dense = program_.mode == SparsityMode::Dense;
   const uint64_t gateUpBytes =
       dense ? uint64_t(pl.nHot) * (b.gate.rowBytes + b.up.rowBytes) : 0;
-  const uint64_t downBytes = dense && !isSplitDown(b.downLayout)
-                                 ? uint64_t(pl.nHot) * b.downT.rowBytes
-                                 : 0;
+  const uint64_t downBytes = !dense || isSplitDown(b.downLayout) ? 0
+                             : b.downLayout == DownLayout::Source
+                                 ? uint64_t(params_.nEmbd) * b.downT.rowBytes
+                                 : uint64_t(pl.nHot) * b.downT.rowBytes;
   return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                       error, pl.gateUpKernel, l, gateUpBytes) &&
          gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,

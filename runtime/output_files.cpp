@@ -285,6 +285,19 @@ bool checkOutputsAreNotInputs(
   struct stat so, si;
   for (size_t i = 0; i < outputs.size(); ++i) {
     const auto &[out, outWhat] = outputs[i];
+    // A flag taken as the path (plan --json -q): no file of that name was
+    // meant.
+    if (!out.empty() && out[0] == '-') {
+      error = outWhat + ": expected a file path, got '" + out + "' (write ./" +
+              out + " for a file of that name)";
+      return false;
+    }
+    for (size_t j = i + 1; j < outputs.size(); ++j)
+      if (!out.empty() && out == outputs[j].first) {
+        error = outWhat + " " + out + ": is also " + outputs[j].second +
+                "; expected two different files";
+        return false;
+      }
     if (out.empty() || ::stat(out.c_str(), &so) != 0)
       continue;
     if (S_ISDIR(so.st_mode)) {

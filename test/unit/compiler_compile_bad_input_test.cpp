@@ -329,3 +329,48 @@ TEST_F(BadInputTest, ExecutableForAnotherCpuSaysWhatItLacks) {
       << err;
   expectError(exe + " -p hi -n 2", "which this CPU lacks");
 }
+
+// Tests that flags the job would have dropped without a word are refused
+// in one line: a plan with a CPU target, another budget or another
+// context; predictors in a mode that has none, or absent; a threshold
+// mode's share without that mode; and that llama.cpp's generation flags
+// and a mistyped verb get a line that says what pinferc does.
+TEST_F(BadInputTest, FlagsThatWouldBeIgnoredAreRefused) {
+  const std::string plan = dir_ + "/p.json";
+  std::string out, err;
+  ASSERT_EQ(run(kPinferc + " plan " + model_ + " --trace " + trace_ +
+                    " --target rtx4090 --json " + plan,
+                out, err, dir_),
+            0)
+      << err;
+  const std::string job =
+      kPinferc + " " + model_ + " -q -o " + dir_ + "/never ";
+  expectError(job + "--plan " + plan + " --target cpu",
+              "--plan: a plan places the model on a GPU, and target cpu has "
+              "none");
+  expectError(job + "--plan " + plan + " --vram-budget 10",
+              "--plan: the plan fixes the VRAM budget");
+  expectError(job + "--plan " + plan + " -c 8192",
+              "reserves the KV cache for -c 4096, and -c 8192 disagrees");
+  expectError(job + "--trace " + trace_ + " --sparsity exact --predictors " +
+                  model_,
+              "--predictors: used in predicted mode only");
+  expectError(job + "--trace " + trace_ + " --predictors " + dir_ +
+                  "/absent.gguf",
+              "predictor file not found");
+  expectError(job + "--trace " + trace_ +
+                  " --sparsity exact "
+                  "--target-sparsity 0.5",
+              "--target-sparsity: used by --sparsity threshold only");
+  expectError(kPinferc + " " + model_ + " -p hi -n 8",
+              "whose executable generates (./OUT -p TEXT -n N)");
+  expectError(kPinferc + " profil " + model_,
+              "'profil' is neither a file nor a verb");
+  // plan's --json takes a path: a flag after it is no file name, and one
+  // file cannot be both outputs.
+  const std::string planJob =
+      kPinferc + " plan " + model_ + " --trace " + trace_ + " ";
+  expectError(planJob + "--json -q", "--json: expected a file path, got '-q'");
+  expectError(planJob + "--json " + dir_ + "/a --svg " + dir_ + "/a",
+              "is also --svg; expected two different files");
+}

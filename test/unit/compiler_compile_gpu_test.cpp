@@ -162,9 +162,11 @@ protected:
   // a plan that splits every layer at dir_/PLAN too.
   static void generateTiny(GenModelConfig cfg, const std::string &name,
                            int nTokens, std::vector<int32_t> &reference,
-                           const std::string &plan = "") {
+                           const std::string &plan = "", int64_t nEmbd = 0) {
     std::string error;
     ASSERT_TRUE(applyPreset("tiny", cfg, error)) << error;
+    if (nEmbd)
+      cfg.nEmbd = nEmbd;
     cfg.vocabPath = PINFER_FIXTURES_DIR "/vocab/ggml-vocab-llama-spm.gguf";
     GenModelReport genReport;
     ASSERT_TRUE(generateModel(cfg, dir_ + "/" + name, genReport, error))
@@ -303,6 +305,52 @@ TEST_F(CompileGpuTest, TiedEmbeddingGatheredOnTheGpu) {
   ASSERT_EQ(runOnStandin(exe, "tied", "", "--cpu", out, err, report, kFew), 0)
       << err;
   EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+}
+
+// Tests that a dense K-quant layer wholly on the GPU keeps the source's
+// down rows (DownLayout::Source: a matvec over n_embd rows of q4_K, where
+// the neuron-major rows would be f32, 7x the bytes), packs at the source's
+// size, and gives the reference's tokens on the GPU path and its CPU path.
+TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
+  GenModelConfig cfg;
+  cfg.type = GGMLType::Q4_K;
+  cfg.activation = FfnActivation::SiLU;
+  constexpr int kFew = 4;
+  std::vector<int32_t> reference;
+  std::string error;
+  // n_embd 256: a q4_K block along each row.
+  ASSERT_NO_FATAL_FAILURE(
+      generateTiny(cfg, "kquant.gguf", kFew, reference, "", 256));
+  const std::string model = dir_ + "/kquant.gguf";
+  std::string cuda;
+  const std::string exe =
+      compileModelAs(model, "", "dense", "", "kquant", &cuda);
+  EXPECT_NE(cuda.find("down projection: the source's q4_K rows"),
+            std::string::npos);
+  auto packed = GGUFFile::open(exe + ".weights.gguf", error);
+  ASSERT_TRUE(packed) << error;
+  EXPECT_NE(packed->tensor("blk.0.ffn_down.weight"), nullptr);
+  EXPECT_EQ(packed->tensor("blk.0.ffn_down_t.weight"), nullptr);
+  // The CPU path multiplies the source rows with the reference's own
+  // product (sourceDown), the GPU path with f32 activations.
+  auto m = Model::open(model, error);
+  ASSERT_TRUE(m) << error;
+  auto tok = Tokenizer::fromGGUF(m->file(), error);
+  ASSERT_TRUE(tok) << error;
+  std::vector<int32_t> plain;
+  std::string log;
+  ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, kFew, plain, log)) << log;
+  for (const char *flags : {"--verbose", "--cpu"}) {
+    SCOPED_TRACE(flags);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(runOnStandin(exe, "kquant", "", flags, out, err, report, kFew), 0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"),
+              std::string(flags) == "--cpu" ? plain : reference)
+        << out;
+    EXPECT_EQ(report["leaked_allocations"], 0);
+  }
 }
 
 // Tests that with attention on the GPU (the plan puts each layer's there,

@@ -161,7 +161,7 @@ void expectSameDesc(const ProgramDesc &ir, const ProgramDesc &ref) {
     EXPECT_EQ(a.downTType, b.downTType);
     EXPECT_EQ(a.sourceDown, b.sourceDown);
     if (b.sourceDown)
-      EXPECT_TRUE(isIdentity(a.cold, 0));
+      EXPECT_TRUE(isIdentity(a.hot.empty() ? a.cold : a.hot, 0));
     EXPECT_EQ(a.predictorRank, b.predictorRank);
     EXPECT_EQ(a.attentionOnGPU, b.attentionOnGPU);
     // The steps, in order: what each is, where it runs, what an add adds.
@@ -261,11 +261,13 @@ TEST(CompilerLower, MixedPlanMatchesProgramFromPlan) {
                                         : type == GGMLType::Q4_1
                                             ? GGMLType::F32
                                             : GGMLType::I8);
-      // Only the all-CPU layer of a dense program keeps the source's down
-      // matrix.
+      // The all-CPU layer of a dense program keeps the source's down
+      // matrix, and so does its all-GPU one where the neuron-major rows
+      // would be f32 (q4_1).
       for (int l = 0; l < kLayers; ++l)
         EXPECT_EQ(ir.layers[l].sourceDown,
-                  mode == SparsityMode::Dense && l == 1)
+                  mode == SparsityMode::Dense &&
+                      (l == 1 || (l == 2 && type == GGMLType::Q4_1)))
             << "layer " << l;
     }
 }

@@ -23,6 +23,11 @@ TEST(Targets, RequiredTargetsHaveTheirFigures) {
   } wants[] = {{"rtx3090", "sm_86", 24ull << 30, 936},
                {"rtx2080ti", "sm_75", 11ull << 30, 616},
                {"a100-40g", "sm_80", 40ull << 30, 1555},
+               {"a100-80g", "sm_80", 80ull << 30, 1935},
+               {"rtx4080", "sm_89", 16ull << 30, 717},
+               {"rtx3080", "sm_86", 10ull << 30, 760},
+               {"l40s", "sm_89", 48ull << 30, 864},
+               {"rtx6000ada", "sm_89", 48ull << 30, 960},
                {"h100", "sm_90", 80ull << 30, 2000},
                {"h200", "sm_90", 141000000000ull, 4800}};
   for (const Want &w : wants) {

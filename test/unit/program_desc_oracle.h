@@ -116,17 +116,23 @@ inline void fillExpectedSteps(ProgramDesc &desc) {
 }
 
 // A dense layer with no GPU neuron keeps the source's down matrix, when
-// the file has one (runtime/ggml_types.h, DownLayout::Source); its neurons
-// are then in id order.
+// the file has one (runtime/ggml_types.h, DownLayout::Source); so does one
+// with no CPU neuron whose neuron-major rows would be f32 decoded from a
+// block type. Its neurons are then in id order.
 inline void fillSourceDown(const Model &model, ProgramDesc &desc) {
   for (size_t l = 0; l < desc.layers.size(); ++l) {
     LayerDesc &d = desc.layers[l];
-    d.sourceDown =
-        desc.mode == SparsityMode::Dense && d.hot.empty() &&
+    const bool hasDown =
         model.file().tensor(tensorName(TensorKind::FfnDown, int(l))) != nullptr;
+    const bool f32Rows = d.downTType == GGMLType::F32 &&
+                         d.downType != GGMLType::F32 &&
+                         downLayoutFor(d.downType) == DownLayout::Rows;
+    d.sourceDown = desc.mode == SparsityMode::Dense && hasDown &&
+                   (d.hot.empty() || (d.cold.empty() && f32Rows));
+    std::vector<uint32_t> &ids = d.hot.empty() ? d.cold : d.hot;
     if (d.sourceDown)
-      for (uint32_t i = 0; i < d.cold.size(); ++i)
-        d.cold[i] = i;
+      for (uint32_t i = 0; i < ids.size(); ++i)
+        ids[i] = i;
   }
 }
 

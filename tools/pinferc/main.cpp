@@ -18,6 +18,7 @@
 #include <cstring>
 #include <iostream>
 #include <new>
+#include <sys/stat.h>
 
 static int runVerb(int argc, char **argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
@@ -53,6 +54,8 @@ static int runVerb(int argc, char **argv) {
 }
 
 // The main job: pinferc MODEL.gguf --target T -o OUT.
+static std::string compileHint(int argc, char **argv);
+
 static int compileVerb(int argc, char **argv) {
   CLI::App app{"pinferc: compiles a GGUF language model and its activation "
                "profile into one executable split between GPU and CPU.\n"
@@ -124,10 +127,36 @@ static int compileVerb(int argc, char **argv) {
   } catch (const CLI::ParseError &e) {
     if (e.get_exit_code() == 0)
       return app.exit(e);
-    std::cerr << "pinferc: error: " << e.what() << " (see pinferc --help)\n";
+    std::cerr << "pinferc: error: " << e.what() << compileHint(argc, argv)
+              << " (see pinferc --help)\n";
     return 2;
   }
+  c.nCtxGiven = app.count("-c") > 0;
   return pinfer::compileModel(c);
+}
+
+static bool isVerb(const char *arg);
+
+// What a command line that did not parse as a compile was likely meant to
+// be: a mistyped verb, or llama.cpp's generation flags given to the
+// compiler.
+static std::string compileHint(int argc, char **argv) {
+  const std::string first = argc > 1 ? argv[1] : "";
+  struct stat st;
+  if (!first.empty() && first[0] != '-' &&
+      first.find_first_of("./") == std::string::npos &&
+      ::stat(first.c_str(), &st) != 0)
+    return "; '" + first +
+           "' is neither a file nor a verb (inspect, tokenize, targets, "
+           "profile, plan, perplexity, train-predictors, run)";
+  for (int i = 1; i < argc; ++i)
+    for (const char *gen :
+         {"-p", "--prompt", "-n", "--n-predict", "-m", "--model"})
+      if (std::strcmp(argv[i], gen) == 0)
+        return "; pinferc compiles MODEL.gguf -o OUT, whose executable "
+               "generates (./OUT -p TEXT -n N), as does pinferc run MODEL "
+               "-p TEXT";
+  return "";
 }
 
 static bool isVerb(const char *arg) {
