@@ -15,6 +15,7 @@
 #include "compiler/placement/Plan.h"
 #include "compiler/predictor/PredictorAttach.h"
 #include "runtime/cli_args.h"
+#include "runtime/generate.h"
 #include "runtime/gguf.h"
 #include "runtime/json.h"
 #include "runtime/model.h"
@@ -226,6 +227,11 @@ int runPerplexity(const PerplexityArgs &args) {
   ReferenceDecoder decoder(*model, args.nThreads);
   if (!decoder.init(args.nCtx, error))
     return fail(error);
+  // As generation warns (warnAboutFlags): chunks past the trained context
+  // score a model outside what it learned.
+  GenerateOptions flags;
+  flags.nThreads = args.nThreads;
+  warnAboutFlags(flags, args.nCtx, model->params().nCtxTrain, std::cerr);
   PerplexityResult r;
   if (!perplexity(decoder, *tok, text, args.maxChunks, r, error))
     return fail(error);

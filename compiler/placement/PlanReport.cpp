@@ -12,6 +12,16 @@ std::string noGpuNeuronReason(const Plan &plan, const LayerPlan &lp) {
   if (lp.attentionOnGPU)
     return "the budget went to what saves more CPU time per byte (other "
            "layers' neurons, attention, the output head)";
+  // Another layer wholly on the GPU with its attention pays no round trip:
+  // this one would have too, had the budget held all of it.
+  bool wholeElsewhere = false;
+  for (const LayerPlan &other : plan.layers)
+    wholeElsewhere |= other.attentionOnGPU && other.nHot == plan.nFF;
+  if (lp.minGranules > lp.nGranules && plan.budgetBytes > 0 && wholeElsewhere)
+    return "a part of it would save the CPU less time than the layer's GPU "
+           "round trip costs, and the budget had no room left for the whole "
+           "layer with its attention, which pays none (a larger "
+           "--vram-budget would place it)";
   if (lp.minGranules > lp.nGranules)
     return lp.minGranules == lp.nGranules + 1 && plan.budgetBytes == 0
                ? "the target has no GPU"

@@ -155,6 +155,15 @@ TEST_F(BadInputTest, ContextsAndThreads) {
       << err;
   EXPECT_NE(err.find("warning: -t 1000 is more than the"), std::string::npos)
       << err;
+  // perplexity too: chunks past the trained context.
+  ASSERT_EQ(run(kPinferc + " perplexity " + model_ + " -c 512 --chunks 1", out,
+                err, dir_),
+            0)
+      << err;
+  EXPECT_NE(err.find("warning: the context of 512 tokens (-c) exceeds the "
+                     "model's trained context of 256"),
+            std::string::npos)
+      << err;
 }
 
 // Tests models whose metadata contradicts their tensors, and NaN weights.

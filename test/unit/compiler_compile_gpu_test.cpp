@@ -179,10 +179,11 @@ protected:
     ASSERT_TRUE(referenceTokens(*m, *tok, kPrompt, nTokens, reference, log,
                                 allLayersF32Down(*m)))
         << log;
-    if (!plan.empty())
+    if (!plan.empty()) {
       ASSERT_TRUE(
           writeSplitPlan(dir_ + "/" + plan, modelIdentity(m->file()), error))
           << error;
+    }
   }
 
   static std::string dir_, model_, trace_, plan_, attnPlan_;

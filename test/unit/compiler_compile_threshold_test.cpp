@@ -269,6 +269,7 @@ TEST_F(ThresholdTest, PerplexityNearDense) {
 // code the per-layer table.
 TEST_F(ThresholdTest, EmittedSourcesCarryThresholds) {
   CompileArgs args = argsFor("rtx4090", "threshold", "emit");
+  args.output.clear(); // printed (with -o, --emit writes the file)
   args.emit = "cuda";
   ::testing::internal::CaptureStdout();
   EXPECT_EQ(compileModel(args), 0);

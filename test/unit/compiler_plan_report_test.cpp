@@ -248,6 +248,18 @@ TEST(PlanReport, SaysWhyALayerHasNoGpuNeuron) {
       << text;
   EXPECT_EQ(text.find("layer 0 has no GPU neuron"), std::string::npos)
       << text;
+  // Where another layer is wholly on the GPU with its attention (no round
+  // trip), the reason is the budget, not the layer.
+  plan.layers[0].nHot = plan.nFF;
+  plan.layers[0].attentionOnGPU = true;
+  std::ostringstream whole;
+  printPlanTable(whole, plan);
+  EXPECT_NE(whole.str().find("layer 2 has no GPU neuron: a part of it would "
+                             "save the CPU less time than the layer's GPU "
+                             "round trip costs, and the budget had no room "
+                             "left for the whole layer"),
+            std::string::npos)
+      << whole.str();
 }
 
 TEST(PlanReport, SvgIsWellFormedXml) {
