@@ -108,16 +108,24 @@ const char *activationEnumerator(FfnActivation a) {
 // compiler was told it may use, a check that this CPU has it (names both
 // g++ and clang++ take in __builtin_cpu_supports).
 std::string cpuFeatureChecks() {
-  static const char *const kFeatures[][2] = {{"__AVX__", "avx"},
-                                             {"__AVX2__", "avx2"},
-                                             {"__FMA__", "fma"},
-                                             {"__BMI2__", "bmi2"},
-                                             {"__AVX512F__", "avx512f"},
-                                             {"__AVX512BW__", "avx512bw"},
-                                             {"__AVX512VL__", "avx512vl"},
-                                             {"__AVX512DQ__", "avx512dq"},
-                                             {"__AVX512VNNI__", "avx512vnni"},
-                                             {"__AVX512BF16__", "avx512bf16"}};
+  static const char *const kFeatures[][2] = {
+      {"__AVX__", "avx"},
+      {"__AVX2__", "avx2"},
+      {"__FMA__", "fma"},
+      {"__BMI2__", "bmi2"},
+      {"__AVX512F__", "avx512f"},
+      {"__AVX512BW__", "avx512bw"},
+      {"__AVX512VL__", "avx512vl"},
+      {"__AVX512DQ__", "avx512dq"},
+      {"__AVX512VNNI__", "avx512vnni"},
+      {"__AVX512CD__", "avx512cd"},
+      {"__AVX512VBMI__", "avx512vbmi"},
+      {"__AVX512VBMI2__", "avx512vbmi2"},
+      {"__AVX512IFMA__", "avx512ifma"},
+      {"__AVX512BITALG__", "avx512bitalg"},
+      {"__AVX512VPOPCNTDQ__", "avx512vpopcntdq"},
+      {"__GFNI__", "gfni"},
+      {"__AVX512BF16__", "avx512bf16"}};
   std::string s = "#if defined(__x86_64__)\n";
   for (const auto &f : kFeatures)
     s += std::string("#ifdef ") + f[0] + "\n  if (!__builtin_cpu_supports(\"" +

@@ -48,7 +48,7 @@ std::string kernelName(const std::string &s, size_t start, size_t &nameAt) {
       return "";
     ++i;
   }
-  while (i < s.size() && s[i] == ' ')
+  while (i < s.size() && std::isspace(uint8_t(s[i])))
     ++i;
   nameAt = i;
   while (i < s.size() && (std::isalnum(uint8_t(s[i])) || s[i] == '_'))
@@ -72,7 +72,7 @@ std::string dedupeKernels(const std::string &source,
     const std::string name = kernelName(source, at, nameAt);
     const size_t open = source.find('{', nameAt);
     const size_t end = name.empty() || open == std::string::npos
-                           ? open
+                           ? std::string::npos
                            : blockEnd(source, open);
     if (end == std::string::npos)
       break; // not a kernel this understands: the rest as it is

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -71,8 +72,16 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
     error = "cannot create a pipe";
     return -1;
   }
+  // The cleanup signals wait until the child is registered (ChildGroup),
+  // so that none can end pinferc with the child not yet known to it.
+  sigset_t cleanup, before;
+  sigemptyset(&cleanup);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP})
+    sigaddset(&cleanup, sig);
+  ::sigprocmask(SIG_BLOCK, &cleanup, &before);
   pid_t pid = ::fork();
   if (pid < 0) {
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
     error = "cannot fork";
     return -1;
   }
@@ -80,6 +89,10 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
     // Its own process group, so that pinferc's cleanup can end it with
     // whatever it started (the compiler proper, the assembler).
     ::setpgid(0, 0);
+    // Not pinferc's cleanup (its temporaries are the parent's) until exec.
+    for (int sig : {SIGINT, SIGTERM, SIGHUP})
+      ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
     ::close(pipefd[0]);
     if (!logPath.empty()) {
       int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -96,6 +109,7 @@ int runProgram(const std::vector<std::string> &argv, std::string &error,
   }
   ::setpgid(pid, pid); // also here: whichever runs first
   ChildGroup child(pid);
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
   ::close(pipefd[1]);
   char c;
   bool execFailed = ::read(pipefd[0], &c, 1) == 1;
@@ -142,6 +156,11 @@ bool mayReplaceWeights(const std::string &path, std::string &error) {
 // Anything else at -o (a model, a text) is more likely a slip of the
 // user's than an output to replace.
 bool mayReplaceExecutable(const std::string &path, std::string &error) {
+  // Only a regular file is read (a link to a pipe would block); an empty
+  // one (mktemp's) holds nothing to lose.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+    return true;
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return true;
@@ -644,6 +663,15 @@ bool prepareJob(const CompileArgs &args, const Target &target,
 
 namespace {
 int compileOrEmit(const CompileArgs &args);
+
+// The files the job reads, which none of its outputs may be.
+std::vector<std::pair<std::string, std::string>>
+jobInputs(const CompileArgs &args) {
+  return {{args.model, "the model"},
+          {args.trace, "the --trace file"},
+          {args.plan, "the --plan file"},
+          {args.predictors, "the --predictors file"}};
+}
 } // namespace
 
 int compileModel(const CompileArgs &args) {
@@ -652,19 +680,18 @@ int compileModel(const CompileArgs &args) {
   // --emit with -o: what would be printed goes to the file, written as
   // every output is (whole or not at all, never onto an input).
   std::string error;
-  if (!checkOutputsAreNotInputs({{args.output, "-o"}},
-                                {{args.model, "the model"},
-                                 {args.trace, "the --trace file"},
-                                 {args.plan, "the --plan file"},
-                                 {args.predictors, "the --predictors file"}},
-                                error))
+  if (!checkOutputsAreNotInputs({{args.output, "-o"}}, jobInputs(args), error))
     return fail(error);
   std::ostringstream text;
-  std::streambuf *out = std::cout.rdbuf(text.rdbuf());
+  // Put back however the compile ends (an exception too).
+  struct Redirect {
+    std::streambuf *saved;
+    ~Redirect() { std::cout.rdbuf(saved); }
+  } redirect{std::cout.rdbuf(text.rdbuf())};
   CompileArgs emitOnly = args;
   emitOnly.output.clear();
   const int rc = compileOrEmit(emitOnly);
-  std::cout.rdbuf(out);
+  std::cout.rdbuf(redirect.saved);
   if (rc != 0)
     return rc;
   if (!writeTextFile(args.output, text.str(), error))
@@ -736,15 +763,10 @@ int compileOrEmit(const CompileArgs &args) {
     const std::string trainedPath = args.predictors.empty() && args.plan.empty()
                                         ? predictorsPathFor(args.output)
                                         : "";
-    if (!checkOutputsAreNotInputs(
-            {{args.output, "-o"},
-             {weightsPath, "the packed weights"},
-             {trainedPath, "the trained predictors"}},
-            {{args.model, "the model"},
-             {args.trace, "the --trace file"},
-             {args.plan, "the --plan file"},
-             {args.predictors, "the --predictors file"}},
-            error))
+    if (!checkOutputsAreNotInputs({{args.output, "-o"},
+                                   {weightsPath, "the packed weights"},
+                                   {trainedPath, "the trained predictors"}},
+                                  jobInputs(args), error))
       return fail(error);
     if (!mayReplaceExecutable(args.output, error))
       return fail(error);

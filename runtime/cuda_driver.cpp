@@ -215,6 +215,7 @@ bool CudaDriver::loadModule(const void *image, std::string &error) {
     cuModuleUnload_(module_);
     module_ = nullptr;
   }
+  aliases_.clear(); // the previous module's
   return check(cuModuleLoadData_(&module_, image), "cuModuleLoadData", error);
 }
 

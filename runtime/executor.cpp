@@ -455,9 +455,12 @@ bool Executor::openGpu(std::string &error) {
     LayerBinding &b = layers_[l];
     const ProgramLayer &pl = program_.layers[l];
     maxHot = std::max<size_t>(maxHot, pl.nHot);
-    maxDownThreads =
-        std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
-    maxDownGrid = std::max<size_t>(maxDownGrid, pl.downGrid);
+    // A source-rows down kernel (a matvec) keeps no partial sums.
+    if (b.downLayout != DownLayout::Source) {
+      maxDownThreads =
+          std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
+      maxDownGrid = std::max<size_t>(maxDownGrid, pl.downGrid);
+    }
     if (pl.nHot == 0)
       continue;
     if (!(b.fnGateUp = gpu->function(pl.gateUpKernel, error)) ||
@@ -1144,7 +1147,10 @@ void Executor::countFfn(int l, const LayerRun &run, int tokens) {
       gpuBytes_ += b.predictor.fc1.rows * b.predictor.fc1.rowBytes +
                    pl.nHot * b.predictor.fc2.rowBytes;
     gpuBytes_ += (b.gpuPredicts ? run.chosenHot : pl.nHot) * b.gate.rowBytes +
-                 rows * (b.up.rowBytes + b.downT.rowBytes) +
+                 rows * b.up.rowBytes +
+                 (b.downLayout == DownLayout::Source
+                      ? size_t(params_.nEmbd) * b.downT.rowBytes
+                      : rows * b.downT.rowBytes) +
                  (isSplitDown(b.downLayout)
                       ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
                       : 0);

@@ -312,7 +312,15 @@ TEST_F(BadInputTest, OutputsReplaceOnlyWhatTheyMayReplace) {
   std::ofstream(notes) << "my notes\n";
   expectError(job + notes, "exists and is not an executable");
   EXPECT_EQ(readFile(notes), "my notes\n");
+  // An empty file (mktemp's) holds nothing to lose.
+  const std::string empty = dir_ + "/empty";
+  std::ofstream(empty).close();
   std::string out, err;
+  EXPECT_EQ(run(job + empty, out, err, dir_), 0) << err;
+  EXPECT_EQ(readFile(empty).rfind("\x7f"
+                                  "ELF",
+                                  0),
+            0u);
   ASSERT_EQ(run(job + dir_ + "/steps.txt --emit steps", out, err, dir_), 0)
       << err;
   EXPECT_TRUE(out.empty()) << out;
