@@ -133,8 +133,9 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
   // POST handlers read their body themselves: the library's own reading
   // refuses a body sent as a form (curl's -d without a Content-Type, as
   // the docs' examples send) past 8 KiB, where a prompt may take 1 MiB.
-  using Handler =
-      std::function<void(const httplib::Request &, httplib::Response &)>;
+  // Each handler gets the body parsed (parseRequestBody): one that is not
+  // JSON, or nests too deep, is answered here.
+  using Handler = std::function<void(const json &, httplib::Response &)>;
   auto post = [&](const char *path, Handler handler) {
     const size_t limit = opts.maxBodyBytes;
     server.Post(path, [handler, limit](const httplib::Request &req,
@@ -143,16 +144,16 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       if (req.is_multipart_form_data())
         return sendError(res, 400, "expected a JSON body, not a multipart form",
                          "invalid_request_error");
-      httplib::Request withBody = req;
+      std::string text;
       // The library skips a body whose Content-Length is over the limit
       // without calling the receiver; a chunked one is counted here.
       bool tooLarge =
           std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr,
                         10) > limit;
       const bool whole = !tooLarge && read([&](const char *data, size_t n) {
-        tooLarge = withBody.body.size() + n > limit;
+        tooLarge = text.size() + n > limit;
         if (!tooLarge)
-          withBody.body.append(data, n);
+          text.append(data, n);
         return !tooLarge;
       });
       if (tooLarge)
@@ -161,18 +162,18 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
       if (!whole)
         return sendError(res, 400, "the request body could not be read",
                          "invalid_request_error");
-      handler(withBody, res);
+      std::string error;
+      const json body = parseRequestBody(text, error);
+      if (body.is_discarded())
+        return sendError(res, 400, error, "invalid_request_error");
+      handler(body, res);
     });
   };
 
   // llama-server's /tokenize and /detokenize: the model's tokenizer alone,
   // without the decoder (no turn to wait for).
   post(
-      "/tokenize", [&](const httplib::Request &req, httplib::Response &res) {
-        std::string error;
-        json body = parseRequestBody(req.body, error);
-        if (body.is_discarded())
-          return sendError(res, 400, error, "invalid_request_error");
+      "/tokenize", [&](const json &body, httplib::Response &res) {
         if (!body.is_object() || !body.contains("content") ||
             !body["content"].is_string())
           return sendError(res, 400, "expected {\"content\": TEXT}",
@@ -187,11 +188,7 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                              addSpecial && tokenizer.addBosByDefault(), true);
         res.set_content(dumpJson(json{{"tokens", ids}}), "application/json");
       });
-  post("/detokenize", [&](const httplib::Request &req, httplib::Response &res) {
-    std::string error;
-    json body = parseRequestBody(req.body, error);
-    if (body.is_discarded())
-      return sendError(res, 400, error, "invalid_request_error");
+  post("/detokenize", [&](const json &body, httplib::Response &res) {
     if (!body.is_object() || !body.contains("tokens") ||
         !body["tokens"].is_array())
       return sendError(res, 400, "expected {\"tokens\": [ID, ...]}",
@@ -211,14 +208,11 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
                     "application/json");
   });
 
-  auto handle = [&](const httplib::Request &req, httplib::Response &res,
+  auto handle = [&](const json &body, httplib::Response &res,
                     Endpoint endpoint) {
     const bool chat = endpoint == Endpoint::Chat,
                native = endpoint == Endpoint::Native;
     std::string error;
-    json body = parseRequestBody(req.body, error);
-    if (body.is_discarded())
-      return sendError(res, 400, error, "invalid_request_error");
     if (chat && family.empty())
       return sendError(res, 400,
                        "the model's chat template is not one this server "
@@ -450,8 +444,8 @@ int runServer(Decoder &decoder, const Tokenizer &tokenizer,
         });
   };
   auto route = [&](const char *path, Endpoint endpoint) {
-    post(path, [&, endpoint](const httplib::Request &q, httplib::Response &s) {
-      handle(q, s, endpoint);
+    post(path, [&, endpoint](const json &body, httplib::Response &s) {
+      handle(body, s, endpoint);
     });
   };
   // llama-server's paths: /completion(s) its own, the others OpenAI's.
