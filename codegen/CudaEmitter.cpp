@@ -111,22 +111,27 @@ __device__ __forceinline__ unsigned pf_ld32h(const u8 *p) {
 __device__ __forceinline__ float pf_dot4(pf_f4 a, pf_f4 b) {
   return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
 }
-// Four values a*v[k]+b for the four bytes of q shifted right by `shift`
-// and masked, dotted with x.
+// 2^23 plus byte k of v, exactly: the byte put into the low mantissa of
+// 2^23 by one byte permute. Less 2^23 + c it is the byte less c, exactly,
+// without an integer-to-float conversion, which issues at a quarter of the
+// float rate or less: at one per weight the quantised dot products were
+// bound by conversions, not by memory (docs/codegen.md).
+__device__ __forceinline__ float pf_b2f(unsigned v, int k) {
+  return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7650u + k));
+}
+// Four values v[k] - off for the four bytes of q shifted right by `shift`
+// and masked (mask < 256), dotted with x.
 __device__ __forceinline__ float pf_dot_bytes(unsigned q, int shift,
                                               unsigned mask, int off,
                                               pf_f4 x) {
-  return (float)((int)((q >> shift) & mask) - off) * x.x +
-         (float)((int)((q >> (shift + 8)) & mask) - off) * x.y +
-         (float)((int)((q >> (shift + 16)) & mask) - off) * x.z +
-         (float)((int)((q >> (shift + 24)) & mask) - off) * x.w;
+  const unsigned v = (q >> shift) & (mask * 0x01010101u);
+  const float c = 8388608.f + (float)off;
+  return (pf_b2f(v, 0) - c) * x.x + (pf_b2f(v, 1) - c) * x.y +
+         (pf_b2f(v, 2) - c) * x.z + (pf_b2f(v, 3) - c) * x.w;
 }
-// The four signed bytes of q dotted with x.
+// The four signed bytes of q dotted with x (biased to unsigned bytes).
 __device__ __forceinline__ float pf_dot_i8(unsigned q, pf_f4 x) {
-  return (float)(signed char)(q & 255u) * x.x +
-         (float)(signed char)((q >> 8) & 255u) * x.y +
-         (float)(signed char)((q >> 16) & 255u) * x.z +
-         (float)(signed char)(q >> 24) * x.w;
+  return pf_dot_bytes(q ^ 0x80808080u, 0, 255u, 128, x);
 }
 // The two halves packed in u are f16 (or bfloat16) values; dotted with
 // two x values.
@@ -914,6 +919,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
                 "*>(row "
                 "+ c);\n"
              << "      const int sh = 0;\n";
+        // The quants as biased bytes, each a float by pf_b2f.
         else
           os << "      const unsigned q = *reinterpret_cast<const unsigned "
                 "*>(row "
@@ -925,12 +931,11 @@ CudaModule emitCuda(const ProgramDesc &program) {
            << "      const unsigned scw[2] = {sc.x, sc.y};\n"
            << "      for (int i = 0; i < 4; ++i) {\n";
         if (layout == DownLayout::SplitQ8)
-          os << "        const float v = (float)(signed char)((q >> (8 * i)) & "
-                "255u);\n";
+          os << "        const float v = pf_b2f(q ^ 0x80808080u, i) - "
+                "8388736.f;\n";
         else
-          os << "        const float v = (float)((int)((q >> (8 * i + sh)) & "
-                "15u) "
-                "- 8);\n";
+          os << "        const float v = pf_b2f((q >> sh) & 0x0f0f0f0fu, i) - "
+                "8388616.f;\n";
         os << "        s[i] += hk * pf_h2f((u16)(scw[i >> 1] >> (16 * (i & "
               "1)))) "
               "* v;\n"

@@ -437,6 +437,14 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 }
 inline void __syncthreads() { pf_shim::syncthreads(); }
 template <class T> T __ldg(const T *p) { return *p; }
+// Result byte i is byte (s >> 4i) & 7 of the eight bytes of y:x.
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const uint64_t v = uint64_t(x) | (uint64_t(y) << 32);
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i)
+    r |= unsigned((v >> (8 * ((s >> (4 * i)) & 7u))) & 255u) << (8 * i);
+  return r;
+}
 inline int __dp4a(int a, int b, int c) {
   for (int i = 0; i < 4; ++i)
     c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));

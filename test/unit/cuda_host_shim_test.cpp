@@ -68,6 +68,12 @@ extern "C" __global__ void __launch_bounds__(64) deadlock(const float *x, float 
   if (threadIdx.x == 0) __syncthreads();
   else y[threadIdx.x] = warp_sum(x[threadIdx.x]);
 }
+// y[i] = __byte_perm(a, b, selector) for the (a, b, selector) triples of x.
+extern "C" __global__ void __launch_bounds__(32) byte_perm(const float *x, float *y) {
+  const unsigned *in = reinterpret_cast<const unsigned *>(x);
+  const int i = threadIdx.x;
+  reinterpret_cast<unsigned *>(y)[i] = __byte_perm(in[3 * i], in[3 * i + 1], in[3 * i + 2]);
+}
 extern "C" __global__ void __launch_bounds__(32) read_past_end(const float *x, float *y) {
   y[threadIdx.x] = x[threadIdx.x + 1];
 }
@@ -126,6 +132,30 @@ TEST_F(CudaHostShim, ShufflesAndBarriersMoveValues) {
   ASSERT_EQ(launch("shift_down", 1, 64, in.data(), out.data()), "");
   for (int i = 0; i < 64; ++i)
     EXPECT_EQ(out[i], float((i & 31) + 3 < 32 ? i + 3 : i)) << i;
+}
+
+// Tests the byte permute against its documented examples (the selector's
+// nibble n, bits 2:0, picks result byte n of the eight bytes of b:a; bit 3
+// and the upper half are ignored) and the use the dot products make of it:
+// a byte into the low mantissa of 2^23.
+TEST_F(CudaHostShim, BytePermuteSelectsAsDocumented) {
+  const unsigned cases[][4] = {
+      {0x03020100u, 0x07060504u, 0x7531u, 0x07050301u},
+      {0x03020100u, 0x07060504u, 0x3210u, 0x03020100u},
+      {0x03020100u, 0x07060504u, 0xfedcu, 0x07060504u},
+      {0x03020100u, 0x07060504u, 0xffff0123u, 0x00010203u},
+      {0x12345678u, 0x4B000000u, 0x7652u, 0x4B000034u},
+  };
+  constexpr int kN = sizeof cases / sizeof cases[0];
+  std::vector<unsigned> in(3 * 32, 0), out(32, 0);
+  for (int i = 0; i < kN; ++i)
+    for (int k = 0; k < 3; ++k)
+      in[3 * i + k] = cases[i][k];
+  ASSERT_EQ(launch("byte_perm", 1, 32, reinterpret_cast<float *>(in.data()),
+                   reinterpret_cast<float *>(out.data())),
+            "");
+  for (int i = 0; i < kN; ++i)
+    EXPECT_EQ(out[i], cases[i][3]) << "case " << i;
 }
 
 // Tests that undefined uses of shuffles and barriers stop the launch with
