@@ -222,13 +222,16 @@ static int pinfercMain(int argc, char **argv) {
   tokenizeCmd->add_flag("--ids", tokenize.idsOnly,
                         "Print only the ids, as [1, 2, 3]");
   tokenizeCmd->add_flag("--no-bos", tokenize.noBos, "Do not add BOS");
-  tokenizeCmd->add_flag("!--no-parse-special", tokenize.parseSpecial,
-                        "Keep special-token text as text (by default it "
-                        "becomes the special token, as in llama-tokenize)");
+  // Callbacks, not a negated flag bound to the bool, whose help showed the
+  // flag's stored value ("{false}") as if it were a default.
+  tokenizeCmd->add_flag_callback(
+      "--no-parse-special", [&tokenize] { tokenize.parseSpecial = false; },
+      "Keep special-token text as text (by default it becomes the special "
+      "token, as in llama-tokenize)");
   // The old opt-in, now the default; accepted so that scripts keep working.
-  tokenizeCmd->add_flag("--parse-special", tokenize.parseSpecial,
-                        "Turn special-token text into special tokens "
-                        "(the default)");
+  tokenizeCmd->add_flag_callback(
+      "--parse-special", [] {},
+      "Turn special-token text into special tokens (the default)");
 
   app.add_subcommand("run", "Generate with the dense reference (see pinferc "
                             "run --help)");
