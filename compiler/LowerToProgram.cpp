@@ -19,6 +19,7 @@
 #include "dialects/PInfer/IR/PInferOps.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/vram_bill.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -753,10 +754,10 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     // So does a dense layer wholly on the GPU where those rows would be
     // f32 (K-quants and the other block types without a split layout):
     // its down kernel is then a matvec over the source rows, which a
-    // token reads at the source's size, not at 4 bytes a weight.
+    // token reads at the source's size, not at 4 bytes a weight. The VRAM
+    // bills (placement, pinfer-plan-memory) ask the same predicate.
     if (mode == SparsityMode::Dense && d.cold.empty() && !d.hot.empty() &&
-        d.downTType == GGMLType::F32 && d.downType != GGMLType::F32 &&
-        downLayoutFor(d.downType) == DownLayout::Rows &&
+        denseGpuKeepsSourceDown(d.downType) &&
         spec.tensor(tensorName(TensorKind::FfnDown, int(l)))) {
       d.sourceDown = true;
       std::sort(d.hot.begin(), d.hot.end());

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
+#include "runtime/arch.h"
 #include "runtime/vram_bill.h"
 
 #include "llvm/ADT/DenseMap.h"
@@ -135,10 +136,27 @@ void PlanMemoryPass::runOnOperation() {
           auto dtype = [](Value w) {
             return cast<WeightType>(w.getType()).getDtype();
           };
-          weightBytes += int64_t(
-              hotFfnVram(dtype(part.getGate()), dtype(part.getUp()),
-                         dtype(part.getDown()), nEmbd, part.getNumNeurons())
-                  .bytes(uint64_t(part.getCount())));
+          // A dense layer wholly here keeps the source's down matrix where
+          // its packed rows would be f32 (the lowering asks the same).
+          auto down = part.getDown().getDefiningOp<WeightOp>();
+          TensorKind downKind;
+          int downLayer;
+          bool sourceDown =
+              part.getSparsity() == Sparsity::dense &&
+              int64_t(part.getCount()) == part.getNumNeurons() && down &&
+              parseTensorName(down.getName().str(), downKind, downLayer) &&
+              downKind == TensorKind::FfnDown &&
+              denseGpuKeepsSourceDown(dtype(part.getDown()));
+          weightBytes +=
+              sourceDown
+                  ? int64_t(denseSourceFfnVram(
+                        dtype(part.getGate()), dtype(part.getUp()),
+                        dtype(part.getDown()), nEmbd, part.getNumNeurons()))
+                  : int64_t(hotFfnVram(dtype(part.getGate()),
+                                       dtype(part.getUp()),
+                                       dtype(part.getDown()), nEmbd,
+                                       part.getNumNeurons())
+                                .bytes(uint64_t(part.getCount())));
           // Its own predictor, as the packed weights store it
           // (runtime/vram_bill.h, predictorVram): fc1 and b1 whole, the hot
           // neurons' fc2 rows and biases.

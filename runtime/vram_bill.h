@@ -45,6 +45,25 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
 }
 
 // A hot half's own predictor (predicted mode, a predict@gpu step): fc1
+// Whether a dense FFN layer wholly on the GPU keeps the file's ffn_down (of
+// type `down`) as the file has it (DownLayout::Source,
+// compiler/LowerToProgram.cpp): where the packed transposed rows would be
+// f32, 4 bytes a weight (block types without a split layout: K-quants,
+// Q4_1, Q5_0, Q5_1), a matvec over the source's rows reads them at the
+// source's size. Only where the file has ffn_down, not only its transpose.
+inline bool denseGpuKeepsSourceDown(GGMLType down) {
+  return down != GGMLType::F32 && downLayoutFor(down) == DownLayout::Rows &&
+         transposedDownType(down) == GGMLType::F32;
+}
+
+// What such a layer keeps in VRAM: gate and up rows of every neuron, and
+// the source's down matrix, n_embd rows of n_ff.
+inline uint64_t denseSourceFfnVram(GGMLType gate, GGMLType up, GGMLType down,
+                                   int64_t nEmbd, int64_t nFF) {
+  return uint64_t(nFF) * (rowBytes(gate, nEmbd) + rowBytes(up, nEmbd)) +
+         uint64_t(nEmbd) * rowBytes(down, nFF);
+}
+
 // {n_embd, R} and its bias [R] whole per layer, and per hot neuron its fc2
 // row of R and bias, in the types the packed weights store them
 // (packedPredictorType). Biases are billed (and uploaded, as zeros) where

@@ -35,6 +35,14 @@ uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
                                     : 0;
 }
 
+// A dense layer's f32 down rows of every neuron less the source's down
+// matrix {n_ff, n_embd} of `type` (runtime/vram_bill.h).
+uint64_t sourceDownSaving(GGMLType type, int64_t nEmbd, int64_t nFF) {
+  const uint64_t rows = uint64_t(nFF) * transposedDownRowBytes(type, nEmbd),
+                 source = uint64_t(nEmbd) * rowBytes(type, nFF);
+  return rows > source ? rows - source : 0;
+}
+
 // The VRAM figures of a shape whose FFN weights are stored as gate, up and
 // down: the bill's (runtime/vram_bill.h).
 void setHotVram(ModelShape &s, GGMLType gate, GGMLType up, GGMLType down) {
@@ -129,6 +137,11 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       // {n_embd, R}; with fc2 {R, n_ff} below.
       if (const GGUFTensor *fc2 =
               file.tensor(tensorName(TensorKind::PredFc2, l))) {
+      if (denseGpuKeepsSourceDown(t.type) && rowBytesOr0(t.type, t.ne[0]) &&
+          downRowBytes(t.type, out.nEmbd)) {
+        out.sourceDownSaving.resize(nLayer);
+        out.sourceDownSaving[l] = sourceDownSaving(t.type, out.nEmbd, t.ne[0]);
+      }
         if (out.predictorVram.size() < nLayer)
           out.predictorVram.resize(nLayer);
         out.predictorVram[l] =
@@ -192,6 +205,8 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   return s;
 }
 
+  if (denseGpuKeepsSourceDown(type) && row && rowBytesOr0(type, nFF))
+    s.sourceDownSaving.assign(nLayer, sourceDownSaving(type, nEmbd, nFF));
 CostModel costModelFor(const Target &target, const ModelShape &shape) {
   CostModel c;
   c.cpuBytesPerSecond = target.host.memBandwidthGBs * 1e9;
@@ -345,6 +360,8 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       }
     }
     if (!gpu)
+    if (opts.reads == NeuronReads::Always && l < shape.sourceDownSaving.size())
+      lp.wholeSavingBytes = shape.sourceDownSaving[l];
       lp.minGranules = uint32_t(lp.granules.size()) + 1;
     if (gpu && opts.attention == AttentionPolicy::Optional) {
       lp.hasAttention = true;
@@ -366,6 +383,15 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   double attention = std::accumulate(shape.attentionBytes.begin(),
                                      shape.attentionBytes.end(), 0.0) +
                      shape.nLayer * (kvLayer / 2.0); // KV reads, as above
+    // What a layer split between the devices costs per token, as
+    // expectedSecondsPerToken counts it: two launches the CPU waits on and
+    // one wait. (With every attention on the GPU no layer is whole, and
+    // the cost is the same for every plan.) A minimum given by the user
+    // (--min-granules) takes that judgement over.
+    if (gpu && opts.attention != AttentionPolicy::GPU && opts.minGranules < 0 &&
+        out.cost.savedPerByte() > 0)
+      lp.splitCost = (2 * target.launchUs + target.syncUs) * 1e-6 /
+                     out.cost.savedPerByte();
   if (gpu && opts.attention == AttentionPolicy::GPU)
     out.fixedGpuBytesPerToken += attention;
   else if (!gpu || opts.attention == AttentionPolicy::CPU)

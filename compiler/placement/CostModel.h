@@ -40,6 +40,11 @@ struct ModelShape {
   std::vector<HotFfnVram> predictorVram;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   uint64_t outputBytes = 0;    // output head (the embedding when tied)
+  // Per layer, what its FFN's bill shrinks by when a dense program holds
+  // all its neurons on the GPU: the source's down matrix instead of the
+  // neurons' f32 down rows (runtime/vram_bill.h, denseGpuKeepsSourceDown);
+  // 0 for other types.
+  std::vector<uint64_t> sourceDownSaving;
   uint64_t embeddingBytes = 0; // token embedding: always on the CPU
 };
 

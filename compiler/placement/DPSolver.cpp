@@ -15,15 +15,23 @@
 
 namespace pinfer {
 
+uint64_t hotLayerBytes(const LayerProblem &lp, uint32_t k) {
+  k = std::min<uint32_t>(k, uint32_t(lp.granules.size()));
+  if (k == 0)
+    return 0;
+  uint64_t total = lp.hotFixedBytes;
+  for (uint32_t g = 0; g < k; ++g)
+    total += lp.granules[g].bytes;
+  if (k == lp.granules.size())
+    total -= std::min(total, lp.wholeSavingBytes);
+  return total;
+}
+
 uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a) {
   uint64_t total = p.mandatoryBytes();
   for (size_t l = 0; l < p.layers.size(); ++l) {
     const LayerProblem &lp = p.layers[l];
-    uint32_t k = a.hotGranules[l];
-    if (k > 0)
-      total += lp.hotFixedBytes;
-    for (uint32_t g = 0; g < k && g < lp.granules.size(); ++g)
-      total += lp.granules[g].bytes;
+    total += hotLayerBytes(lp, a.hotGranules[l]);
     if (lp.hasAttention && a.attention[l])
       total += lp.attention.bytes;
   }
@@ -33,15 +41,23 @@ uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a) {
   return total;
 }
 
+double layerUtility(const LayerProblem &lp, uint32_t k, bool attention) {
+  k = std::min<uint32_t>(k, uint32_t(lp.granules.size()));
+  attention = attention && lp.hasAttention;
+  double u = 0;
+  for (uint32_t g = 0; g < k; ++g)
+    u += lp.granules[g].utility;
+  if (attention)
+    u += lp.attention.utility;
+  if ((k > 0 || attention) && !(attention && k == lp.granules.size()))
+    u -= lp.splitCost;
+  return u;
+}
+
 double assignmentUtility(const PlacementProblem &p, const Assignment &a) {
   double u = 0;
-  for (size_t l = 0; l < p.layers.size(); ++l) {
-    const LayerProblem &lp = p.layers[l];
-    for (uint32_t g = 0; g < a.hotGranules[l] && g < lp.granules.size(); ++g)
-      u += lp.granules[g].utility;
-    if (lp.hasAttention && a.attention[l])
-      u += lp.attention.utility;
-  }
+  for (size_t l = 0; l < p.layers.size(); ++l)
+    u += layerUtility(p.layers[l], a.hotGranules[l], a.attention[l]);
   for (size_t j = 0; j < p.globals.size(); ++j)
     if (a.globals[j])
       u += p.globals[j].utility;
@@ -124,16 +140,12 @@ Group layerGroup(size_t l, const LayerProblem &lp) {
   std::vector<Option> opts;
   for (int attn = 0; attn <= int(lp.hasAttention); ++attn) {
     uint64_t bytes = attn ? lp.attention.bytes : 0;
-    double value = attn ? lp.attention.utility : 0;
     if (attn)
-      opts.push_back({0, true, bytes, value});
-    bytes += lp.hotFixedBytes;
-    for (uint32_t k = 1; k <= lp.granules.size(); ++k) {
-      bytes += lp.granules[k - 1].bytes;
-      value += lp.granules[k - 1].utility;
+      opts.push_back({0, true, bytes, layerUtility(lp, 0, true)});
+    for (uint32_t k = 1; k <= lp.granules.size(); ++k)
       if (k >= minHotGranules(lp, attn))
-        opts.push_back({k, bool(attn), bytes, value});
-    }
+        opts.push_back({k, bool(attn), bytes + hotLayerBytes(lp, k),
+                        layerUtility(lp, k, attn)});
   }
   std::stable_sort(
       opts.begin(), opts.end(),
@@ -237,7 +249,6 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
     double bestRatio = -1;
     int bestKind = -1;
     size_t bestIndex = 0;
-    uint64_t bestBytes = 0;
     auto consider = [&](int kind, size_t index, uint64_t bytes, double util) {
       if (bytes > p.budget - used || util <= 0)
         return;
@@ -246,29 +257,31 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
         bestRatio = ratio;
         bestKind = kind;
         bestIndex = index;
-        bestBytes = bytes;
       }
     };
     for (size_t l = 0; l < p.layers.size(); ++l) {
       const LayerProblem &lp = p.layers[l];
-      uint32_t k = a.hotGranules[l];
+      const uint32_t k = a.hotGranules[l];
+      const bool attn = a.attention[l];
+      // Each step's bytes and utility as the layer's before and after: the
+      // last granule brings the whole layer's saving (which may leave it
+      // smaller than before) and, with its attention there, spares its
+      // round trip; the first part there costs it.
+      const double now = layerUtility(lp, k, attn);
+      const uint64_t nowBytes = hotLayerBytes(lp, k);
+      uint32_t next = k + 1;
       if (k == 0) {
-        uint32_t m = minHotGranules(lp, a.attention[l]);
-        bool capped = p.maxGpuLayers && gpuLayers >= p.maxGpuLayers;
-        if (m <= lp.granules.size() && !capped) {
-          uint64_t bytes = lp.hotFixedBytes;
-          double util = 0;
-          for (uint32_t g = 0; g < m; ++g) {
-            bytes += lp.granules[g].bytes;
-            util += lp.granules[g].utility;
-          }
-          consider(0, l, bytes, util);
-        }
-      } else if (k < lp.granules.size()) {
-        consider(0, l, lp.granules[k].bytes, lp.granules[k].utility);
+        next = minHotGranules(lp, attn);
+        if (p.maxGpuLayers && gpuLayers >= p.maxGpuLayers)
+          next = uint32_t(lp.granules.size()) + 1;
       }
-      if (lp.hasAttention && !a.attention[l])
-        consider(1, l, lp.attention.bytes, lp.attention.utility);
+      if (next <= lp.granules.size()) {
+        const uint64_t bytes = hotLayerBytes(lp, next);
+        consider(0, l, bytes > nowBytes ? bytes - nowBytes : 0,
+                 layerUtility(lp, next, attn) - now);
+      }
+      if (lp.hasAttention && !attn)
+        consider(1, l, lp.attention.bytes, layerUtility(lp, k, true) - now);
     }
     for (size_t j = 0; j < p.globals.size(); ++j)
       if (!a.globals[j])
@@ -288,7 +301,7 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
     } else {
       a.globals[bestIndex] = true;
     }
-    used += bestBytes;
+    used = assignmentBytes(p, a);
   }
 }
 

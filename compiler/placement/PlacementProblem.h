@@ -39,8 +39,20 @@ struct LayerProblem {
   // predictor, which must sit next to the GPU half it gates).
   uint64_t hotFixedBytes = 0;
   std::string hotFixedName;
+  // Billed less when every granule is on the GPU: a dense layer wholly
+  // there keeps the source's down matrix, smaller than the neurons' f32
+  // down rows its granules are billed at (runtime/vram_bill.h,
+  // denseGpuKeepsSourceDown). At most the granules' bytes.
+  uint64_t wholeSavingBytes = 0;
   bool hasAttention = false; // attention is an optional item of this layer
   OptionalItem attention;
+  // What a layer with a part on the GPU but not wholly there (its attention
+  // and every granule) costs per token, in the utility's unit (the bytes
+  // the GPU would read in that time instead of the CPU): the launches the
+  // CPU waits on and the wait for the other device. Without it a layer
+  // could take its attention to the GPU for less than its round trip
+  // costs. (A whole layer's launches queue behind the GPU's work.)
+  double splitCost = 0;
 };
 
 struct BillLine {
@@ -76,6 +88,13 @@ struct Assignment {
   std::vector<bool> globals;         // [globals]
 };
 
+// The VRAM of layer `lp`'s FFN with its first `k` granules on the GPU: the
+// granules, what a layer with any pays once, less the saving of a whole
+// layer.
+uint64_t hotLayerBytes(const LayerProblem &lp, uint32_t k);
+// The utility of layer `lp` with its first `k` granules and, if `attention`,
+// its attention on the GPU, less what that costs it (splitCost).
+double layerUtility(const LayerProblem &lp, uint32_t k, bool attention);
 // Exact bill of an assignment in bytes, mandatory parts included.
 uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a);
 // Objective value of an assignment (expected GPU bytes read per token).

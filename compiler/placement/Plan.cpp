@@ -75,7 +75,6 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     lay.minGranules = lp.minGranules;
     lay.attentionOnGPU = lp.hasAttention && a.attention[l];
     double hotU = 0, allU = 0, hotF = 0, allF = 0;
-    uint64_t hotBytes = 0;
     for (uint32_t g = 0; g < lp.granules.size(); ++g) {
       const Granule &gr = lp.granules[g];
       allU += gr.utility;
@@ -83,16 +82,15 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
       if (g < lay.hotGranules) {
         hotU += gr.utility;
         hotF += gr.firings;
-        hotBytes += gr.bytes;
         lay.nHot += gr.count;
       }
     }
     lay.coverage = allF > 0 ? hotF / allF : 0;
-    lay.vramBytes = hotBytes;
+    lay.vramBytes = hotLayerBytes(lp, lay.hotGranules);
     if (lay.hotGranules) {
-      lay.vramBytes += lp.hotFixedBytes;
       hotFixedBytes += lp.hotFixedBytes;
-      ffnBytes += hotBytes;
+      // A whole layer's saving comes off its rows.
+      ffnBytes += lay.vramBytes - std::min(lay.vramBytes, lp.hotFixedBytes);
       ++ffnLayers;
     }
     lay.gpuBytesPerToken = hotU;

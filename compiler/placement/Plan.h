@@ -83,8 +83,10 @@ bool readPlanJson(const std::string &path, Plan &plan, std::string &error);
 
 // Seconds a token is expected to take under `plan` on `target`: its weight
 // bytes per token at the target table's bandwidths, plus the launches and
-// the wait of each layer with a GPU part. A memory-bound estimate from
-// published figures, not a measurement.
+// the wait of each layer split between the devices. A memory-bound estimate
+// from published figures, not a measurement. The solver's objective charges
+// the same launches and waits (LayerProblem::splitCost), so that the plan it
+// picks is the one this rates fastest.
 double expectedSecondsPerToken(const Plan &plan, const Target &target);
 
 // Layers x (hot neurons, granules, coverage, attention), then the bill.

@@ -41,13 +41,14 @@ double expectedSecondsPerToken(const Plan &plan, const Target &target) {
     secs += plan.cpuBytesPerToken / (target.host.memBandwidthGBs * 1e9);
   if (target.gpuBandwidthGBs > 0)
     secs += plan.gpuBytesPerToken / (target.gpuBandwidthGBs * 1e9);
-  // Each layer with a GPU part: its kernels (two at least), and one wait
-  // unless the whole layer is there.
+  // Each layer with a GPU part but not wholly there: its kernels (two at
+  // least), launched while the CPU waits, and one wait. A whole layer's
+  // launches queue behind the GPU's work. The solver's objective charges
+  // the same (LayerProblem::splitCost).
   for (const LayerPlan &lp : plan.layers)
-    if (lp.nHot || lp.attentionOnGPU)
-      secs += (2 * target.launchUs +
-               (lp.attentionOnGPU && lp.nHot == plan.nFF ? 0 : target.syncUs)) *
-              1e-6;
+    if ((lp.nHot || lp.attentionOnGPU) &&
+        !(lp.attentionOnGPU && lp.nHot == plan.nFF))
+      secs += (2 * target.launchUs + target.syncUs) * 1e-6;
   return secs;
 }
 

@@ -47,6 +47,7 @@ Weights makeWeights(const PlacementProblem &p) {
       maxU = std::max(maxU, g.utility);
     if (lp.hasAttention)
       maxU = std::max(maxU, lp.attention.utility);
+    maxU = std::max(maxU, lp.splitCost);
   }
   for (const OptionalItem &o : p.globals)
     maxU = std::max(maxU, o.utility);
@@ -75,12 +76,12 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
     uint64_t freeBytes = p.budget - p.mandatoryBytes();
     z3::expr_vector terms(ctx);  // bytes on the GPU
     z3::expr_vector billVars(ctx);
-    std::vector<uint64_t> billBytes;
+    std::vector<int64_t> billBytes; // the saving of a whole layer < 0
     z3::expr_vector valueTerms(ctx);
     std::vector<std::vector<z3::expr>> x(p.layers.size());
     std::vector<z3::expr> att;
     z3::expr_vector firstHot(ctx);
-    auto bytesTerm = [&](const z3::expr &b, uint64_t bytes) {
+    auto bytesTerm = [&](const z3::expr &b, int64_t bytes) {
       billVars.push_back(b);
       billBytes.push_back(bytes);
     };
@@ -99,7 +100,7 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
         x[l].push_back(ctx.bool_const(name.c_str()));
         if (g > 0)
           opt.add(z3::implies(x[l][g], x[l][g - 1]));
-        bytesTerm(x[l][g], lp.granules[g].bytes);
+        bytesTerm(x[l][g], int64_t(lp.granules[g].bytes));
         soft(x[l][g], lp.granules[g].utility);
       }
       std::string name = "attn_" + std::to_string(l);
@@ -112,7 +113,14 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
         else if (lp.minGranules > 1)
           opt.add(z3::implies(cpuAttn && x[l][0], x[l][lp.minGranules - 1]));
         if (lp.hotFixedBytes)
-          bytesTerm(x[l][0], lp.hotFixedBytes);
+          bytesTerm(x[l][0], int64_t(lp.hotFixedBytes));
+        // The last granule (which implies all) takes the whole layer's
+        // saving, as far as hotLayerBytes applies it.
+        uint64_t all = lp.hotFixedBytes;
+        for (const Granule &gr : lp.granules)
+          all += gr.bytes;
+        if (uint64_t saving = all - hotLayerBytes(lp, uint32_t(x[l].size())))
+          bytesTerm(x[l].back(), -int64_t(saving));
         firstHot.push_back(x[l][0]);
       }
       if (lp.hasAttention) {
@@ -121,6 +129,13 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
       } else {
         opt.add(!att[l]);
       }
+      // The layer's round trip (layerUtility) as a reward, the same up to
+      // a constant: for no part on the GPU, or the whole layer there.
+      z3::expr any = x[l].empty() ? att[l] : (att[l] || x[l][0]);
+      z3::expr whole = !x[l].empty() && lp.hasAttention
+                           ? (att[l] && x[l].back())
+                           : ctx.bool_val(false);
+      soft(!any || whole, lp.splitCost);
     }
     std::vector<z3::expr> glob;
     for (size_t j = 0; j < p.globals.size(); ++j) {
@@ -132,22 +147,23 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
     // The budget as a pseudo-boolean constraint when the sizes divided by
     // their gcd fit Z3's int coefficients (its PB solver is far faster than
     // linear arithmetic here); otherwise as an exact integer sum.
+    auto magnitude = [](int64_t b) { return uint64_t(b < 0 ? -b : b); };
     uint64_t g = freeBytes;
-    for (uint64_t b : billBytes)
-      g = std::gcd(g, b);
+    for (int64_t b : billBytes)
+      g = std::gcd(g, magnitude(b));
     if (g == 0)
       g = 1;
     bool pb = freeBytes / g <= uint64_t(INT32_MAX);
-    for (uint64_t b : billBytes)
-      pb = pb && b / g <= uint64_t(INT32_MAX);
+    for (int64_t b : billBytes)
+      pb = pb && magnitude(b) / g <= uint64_t(INT32_MAX);
     if (billVars.size() && pb) {
       std::vector<int> coeffs;
-      for (uint64_t b : billBytes)
-        coeffs.push_back(int(b / g));
+      for (int64_t b : billBytes)
+        coeffs.push_back(int(b / int64_t(g)));
       opt.add(z3::pble(billVars, coeffs.data(), int(freeBytes / g)));
     } else if (billVars.size()) {
       for (size_t i = 0; i < billVars.size(); ++i)
-        terms.push_back(z3::ite(billVars[i], ctx.int_val(billBytes[i]),
+        terms.push_back(z3::ite(billVars[i], ctx.int_val(int64_t(billBytes[i])),
                                 ctx.int_val(0)));
       opt.add(z3::sum(terms) <= ctx.int_val(freeBytes));
     }
@@ -160,8 +176,14 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
       for (size_t l = 0; l < p.layers.size(); ++l) {
         for (uint32_t g = 0; g < seed->hotGranules[l]; ++g)
           seedValue += w.of(p.layers[l].granules[g].utility);
-        if (p.layers[l].hasAttention && seed->attention[l])
-          seedValue += w.of(p.layers[l].attention.utility);
+        const LayerProblem &lp = p.layers[l];
+        const bool attn = lp.hasAttention && seed->attention[l];
+        if (attn)
+          seedValue += w.of(lp.attention.utility);
+        if ((!attn && seed->hotGranules[l] == 0) ||
+            (attn && seed->hotGranules[l] == lp.granules.size() &&
+             !lp.granules.empty()))
+          seedValue += w.of(lp.splitCost);
       }
       for (size_t j = 0; j < p.globals.size(); ++j)
         if (seed->globals[j])

@@ -61,6 +61,30 @@ PlacementProblem randomProblem(uint32_t seed, uint32_t nLayer = 3,
   return p;
 }
 
+// Gives some layers a whole-layer saving (a dense K-quant layer wholly on
+// the GPU keeps the source's down matrix), up to all of its granules'
+// bytes, so that a whole layer may bill less than it does one granule short.
+void addWholeSavings(PlacementProblem &p, uint32_t seed) {
+  std::mt19937 rng(seed * 7919u + 1);
+  for (LayerProblem &lp : p.layers) {
+    if (rng() % 3 == 0)
+      continue;
+    uint64_t all = 0;
+    for (const Granule &g : lp.granules)
+      all += g.bytes;
+    lp.wholeSavingBytes = rng() % (all + 1);
+  }
+}
+
+// Gives some layers the cost of a layer split between the devices (a round
+// trip), of the granules' order of magnitude.
+void addGpuCosts(PlacementProblem &p, uint32_t seed) {
+  std::mt19937 rng(seed * 104729u + 7);
+  for (LayerProblem &lp : p.layers)
+    if (rng() % 4)
+      lp.splitCost = double(rng() % 120);
+}
+
 // Enumerates every assignment.
 double bruteForce(const PlacementProblem &p, Assignment &best) {
   Assignment a;
@@ -147,6 +171,10 @@ double seconds(std::chrono::steady_clock::time_point since) {
 TEST(PlacementDP, MatchesBruteForceOnRandomInstances) {
   for (uint32_t seed = 1; seed <= 300; ++seed) {
     PlacementProblem p = randomProblem(seed);
+    if (seed % 2 == 0)
+      addWholeSavings(p, seed);
+    if (seed % 3 != 0)
+      addGpuCosts(p, seed);
     Assignment bf;
     double want = bruteForce(p, bf);
     DPResult dp;
@@ -187,6 +215,10 @@ TEST(PlacementDP, CoarseUnitsStayFeasibleAndBounded) {
 TEST(PlacementZ3, MatchesBruteForceOnRandomInstances) {
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     PlacementProblem p = randomProblem(seed);
+    if (seed % 4 < 2)
+      addWholeSavings(p, seed);
+    if (seed % 3 != 0)
+      addGpuCosts(p, seed);
     Assignment bf;
     double want = bruteForce(p, bf);
     Z3Result z;
@@ -208,6 +240,10 @@ TEST(PlacementZ3, CarriesTheLayerLimitTheDPCannot) {
       lp.minGranules = 1;
     p.budget += 60;
     p.maxGpuLayers = 2;
+    if (seed % 2)
+      addWholeSavings(p, seed);
+    if (seed % 3 == 1)
+      addGpuCosts(p, seed);
     Assignment bf;
     double want = bruteForce(p, bf);
     DPResult dp;
@@ -443,6 +479,102 @@ TEST(PlacementCost, UtilityFollowsTheModesReads) {
   ModelShape s = syntheticShape(2, 1000, 256, 256, 1000, GGMLType::F16);
   const double row = 256 * 2; // one f16 row of n_embd
   std::string err;
+// Tests that a dense K-quant layer is billed the source's down matrix when
+// all its neurons are on the GPU (the bill pinfer-plan-memory makes and the
+// executable uploads): a budget that holds every layer so fits them all
+// whole in dense mode, where exact mode, which keeps f32 down rows, fits
+// only some.
+TEST(PlacementCost, DenseKQuantLayersBillTheSourceDownWhole) {
+  const uint32_t nLayer = 4, nFF = 1024, nEmbd = 256;
+  Trace t = powerLawTrace(nLayer, nFF, 1.2, 3);
+  ModelShape s =
+      syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, GGMLType::Q4_K);
+  ASSERT_EQ(s.sourceDownSaving.size(), nLayer);
+  // f32 rows of n_embd per neuron against n_embd q4_K rows of n_ff.
+  EXPECT_EQ(s.sourceDownSaving[0],
+            uint64_t(nFF) * nEmbd * 4 - uint64_t(nEmbd) * (nFF / 256) * 144);
+  const uint64_t whole = denseSourceFfnVram(GGMLType::Q4_K, GGMLType::Q4_K,
+                                            GGMLType::Q4_K, nEmbd, nFF);
+  std::string err;
+  const Target *target = findTarget("rtx4090", err);
+  PlacementOptions o;
+  o.attention = AttentionPolicy::CPU;
+  o.outputMayUseGPU = false;
+  o.minGranules = 1;
+  o.reads = NeuronReads::Always;
+  PlacementInput in;
+  ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
+  const LayerProblem &lp = in.problem.layers[0];
+  EXPECT_EQ(hotLayerBytes(lp, uint32_t(lp.granules.size())), whole);
+  o.vramBudget = in.problem.mandatoryBytes() + nLayer * whole;
+  Plan plan;
+  ASSERT_TRUE(planPlacement(t, s, *target, o, plan, err)) << err;
+  for (const LayerPlan &l : plan.layers) {
+    EXPECT_EQ(l.nHot, nFF);
+    EXPECT_EQ(l.vramBytes, whole);
+  }
+  EXPECT_EQ(plan.billBytes, o.vramBudget);
+  // Exact mode at the same budget: f32 down rows, no saving.
+  o.reads = NeuronReads::GateAlways;
+  ASSERT_TRUE(planPlacement(t, s, *target, o, plan, err)) << err;
+  uint32_t whole32 = 0;
+  for (const LayerPlan &l : plan.layers)
+    whole32 += l.nHot == nFF;
+  EXPECT_LT(whole32, 2u);
+  EXPECT_LE(plan.billBytes, o.vramBudget);
+  // Types with a split layout (q4_0) or f16 rows have no saving.
+  for (GGMLType type : {GGMLType::Q4_0, GGMLType::Q8_0, GGMLType::F16})
+    EXPECT_TRUE(syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, type)
+                    .sourceDownSaving.empty())
+        << typeName(type);
+}
+
+// Tests that the solver's objective is the plan's own estimate: at budgets
+// from nothing to the whole model, no layer's GPU part (its attention, its
+// neurons) could be dropped for a faster estimate, as one with its
+// attention and a few neurons there, which pays a round trip for less than
+// it saves, could be before the objective charged launches and waits.
+TEST(PlacementPlan, NoGpuPartCostsTheEstimateMoreThanItSaves) {
+  Trace t = powerLawTrace(4, 2048, 1.2, 11);
+  ModelShape s = syntheticShape(4, 2048, 512, 512, 4000, GGMLType::Q4_0);
+  std::string err;
+  const Target *target = findTarget("rtx4090", err);
+  ASSERT_NE(target, nullptr) << err;
+  PlacementOptions o;
+  o.nCtx = 512;
+  PlacementInput in;
+  ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
+  uint64_t all = in.problem.mandatoryBytes() + in.problem.globals[0].bytes;
+  for (const LayerProblem &lp : in.problem.layers)
+    all += hotLayerBytes(lp, uint32_t(lp.granules.size())) + lp.attention.bytes;
+  int checked = 0;
+  for (int step = 0; step <= 24; ++step) {
+    o.vramBudget = in.problem.mandatoryBytes() +
+                   (all - in.problem.mandatoryBytes()) * step / 24;
+    PlacementInput at;
+    ASSERT_TRUE(buildPlacementInput(t, s, *target, o, at, err)) << err;
+    DPResult dp;
+    ASSERT_TRUE(solveDP(at.problem, dp, err)) << err;
+    if (!dp.optimal)
+      continue;
+    const double best =
+        expectedSecondsPerToken(makePlan(at, dp.best, target->name), *target);
+    for (size_t l = 0; l < at.problem.layers.size(); ++l) {
+      if (!dp.best.hotGranules[l] && !dp.best.attention[l])
+        continue;
+      Assignment less = dp.best;
+      less.hotGranules[l] = 0;
+      less.attention[l] = false;
+      const double without =
+          expectedSecondsPerToken(makePlan(at, less, target->name), *target);
+      EXPECT_GE(without, best * (1 - 1e-9))
+          << "budget step " << step << ", layer " << l;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
   const Target *target = findTarget("rtx3090", err);
   PlacementOptions o;
   for (NeuronReads reads : {NeuronReads::WhenFiring, NeuronReads::GateAlways,

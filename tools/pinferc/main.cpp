@@ -114,8 +114,9 @@ static int compileVerb(int argc, char **argv) {
       ->check(CLI::Range(0.1, 86400.0));
   app.add_flag("--no-z3", c.noZ3, "Use the exact DP only");
   app.add_option("--min-granules", c.minGranules,
-                 "A layer gets no GPU neurons or at least N granules "
-                 "(default: from the target's sync cost)")
+                 "A layer gets no GPU neurons or at least N granules, "
+                 "whatever its round trip costs (default: the target's "
+                 "launch and sync costs decide)")
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--march", c.march,
                  "CPU the executable's host code is compiled for (the host "
@@ -285,9 +286,11 @@ static int pinfercMain(int argc, char **argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.1, 86400.0));
   planCmd->add_flag("--no-z3", plan.noZ3, "Use the exact DP only");
-  planCmd->add_option("--min-granules", plan.minGranules,
-                      "A layer gets no GPU neurons or at least N granules "
-                      "(default: from the target's sync cost)")
+  planCmd
+      ->add_option("--min-granules", plan.minGranules,
+                   "A layer gets no GPU neurons or at least N granules, "
+                   "whatever its round trip costs (default: the "
+                   "target's launch and sync costs decide)")
       ->check(CLI::Range(0, 1 << 20));
   planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads")
       ->check(CLI::Range(1, 1024));
