@@ -544,7 +544,7 @@ const char *typeSuffix(GGMLType t) {
 }
 
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
-constexpr unsigned kDownBlock = 128;
+using gpuattn::kDownBlock;
 
 // Layer l's predictor kernels (runtime/gpu_attention.h, before
 // predictorKernelName): the input quantised where fc1 needs 8-bit values
@@ -668,15 +668,6 @@ void emitEmbedGather(std::ostream &os, GGMLType type, const ModelParams &p) {
 }
 
 } // namespace
-
-unsigned downSplits(unsigned nHot, unsigned tiles) {
-  // Chunks of at least 32 hot neurons (each block's loop must outweigh
-  // its share of the reduction), and enough blocks to fill the largest
-  // targets' SMs a few times over: 512 blocks, or 64 chunks at most.
-  unsigned splits = std::max(1u, nHot / 32);
-  splits = std::min(splits, std::max(1u, 512u / std::max(1u, tiles)));
-  return std::min(splits, 64u);
-}
 
 CudaModule emitCuda(const ProgramDesc &program) {
   CudaModule m;
@@ -842,9 +833,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
         d.downTType == GGMLType::F16 || d.downTType == GGMLType::BF16;
     const unsigned cols =
         p.nEmbd % gpuattn::kDownCols == 0 ? gpuattn::kDownCols : 1;
-    const unsigned tileCols = kDownBlock * cols;
-    const unsigned tiles = (unsigned(p.nEmbd) + tileCols - 1) / tileCols;
-    const unsigned splits = downSplits(nHot, tiles);
+    const unsigned tiles = gpuattn::downTiles(p.nEmbd);
+    const unsigned splits = gpuattn::downSplits(nHot, tiles);
     k.downGrid = tiles * splits;
     os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
        << ") " << k.down << "(const u8 *__restrict__ downT,\n";
@@ -919,7 +909,6 @@ CudaModule emitCuda(const ProgramDesc &program) {
                 "*>(row "
                 "+ c);\n"
              << "      const int sh = 0;\n";
-        // The quants as biased bytes, each a float by pf_b2f.
         else
           os << "      const unsigned q = *reinterpret_cast<const unsigned "
                 "*>(row "
@@ -930,6 +919,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
               "+ (long)(ids[k] >> 5) * kEmbd + c));\n"
            << "      const unsigned scw[2] = {sc.x, sc.y};\n"
            << "      for (int i = 0; i < 4; ++i) {\n";
+        // The quants as biased bytes, each a float by pf_b2f.
         if (layout == DownLayout::SplitQ8)
           os << "        const float v = pf_b2f(q ^ 0x80808080u, i) - "
                 "8388736.f;\n";

@@ -48,10 +48,6 @@ struct CudaModule {
 
 CudaModule emitCuda(const ProgramDesc &program);
 
-// The chunks of hot neurons a down kernel splits its `nHot` neurons into,
-// for `tiles` column tiles.
-unsigned downSplits(unsigned nHot, unsigned tiles);
-
 // The name of the kernel whose body holds line `line` (1-based) of
 // `source`, or "" (used to name the kernel in compiler errors).
 std::string kernelAtLine(const std::string &source, int line);

@@ -192,8 +192,49 @@ void PlanMemoryPass::runOnOperation() {
     });
   }
 
+  // What the executable allocates beside the weights and caches
+  // (runtime/vram_bill.h, gpuWorkspaceVram), from the IR's shapes and where
+  // its ops run; nothing for a program without a GPU part.
+  GpuWorkspace ws;
+  bool anyGpu = false;
+  module.walk([&](Operation *op) {
+    auto device = op->getAttrOfType<DeviceAttr>("device");
+    const bool onGpu = device && device.getValue() == Device::gpu;
+    anyGpu = anyGpu || onGpu;
+    if (auto attn = dyn_cast<AttentionOp>(op)) {
+      const int64_t nHead = int64_t(attn.getNHead()),
+                    headDim = int64_t(attn.getHeadDim());
+      ws.nHead = std::max(ws.nHead, nHead);
+      ws.headDim = std::max(ws.headDim, headDim);
+      ws.qDim = std::max(ws.qDim, nHead * headDim);
+      ws.kvDim = std::max(ws.kvDim, int64_t(attn.getNKvHead()) * headDim);
+      ws.nRot = std::max(ws.nRot, int64_t(attn.getRopeDim()));
+      ++ws.nLayer;
+      ws.attentionLayers += attn.getDevice() == Device::gpu;
+    } else if (auto part = dyn_cast<FFNPartOp>(op)) {
+      ws.nEmbd = std::max(ws.nEmbd,
+                          cast<RankedTensorType>(part.getType()).getDimSize(0));
+      ws.nFF = std::max(ws.nFF, part.getNumNeurons());
+    } else if (auto head = dyn_cast<LMHeadOp>(op)) {
+      ws.nVocab = std::max(
+          ws.nVocab, cast<RankedTensorType>(head.getType()).getDimSize(0));
+      ws.head = ws.head || head.getDevice() == Device::gpu;
+    } else if (isa<RmsNormOp>(op)) {
+      ws.resident = ws.resident || onGpu;
+    } else if (auto predict = dyn_cast<PredictOp>(op)) {
+      if (onGpu && predict.getWeights().size() == 2)
+        ws.maxRank = std::max(
+            ws.maxRank,
+            cast<WeightType>(predict.getWeights()[1].getType()).getRowLength());
+    } else if (auto transfer = dyn_cast<TransferOp>(op)) {
+      anyGpu = anyGpu || transfer.getTo() == Device::gpu;
+    }
+  });
+  ws.nCtx = contextLength;
+  const int64_t workspace = anyGpu ? int64_t(gpuWorkspaceVram(ws)) : 0;
+
   int64_t budget = vramBudget, tokens = contextLength;
-  int64_t total = weightBytes + kvGPU + gpu.size + headSelect;
+  int64_t total = weightBytes + kvGPU + gpu.size + headSelect + workspace;
   auto i64 = [&](int64_t v) {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
@@ -206,14 +247,15 @@ void PlanMemoryPass::runOnOperation() {
   memory.append("vram_kv_cache", i64(kvGPU));
   memory.append("vram_total", i64(total));
   memory.append("vram_weights", i64(weightBytes));
+  memory.append("vram_workspace", i64(workspace));
   module->setAttr("pinfer.memory", memory.getDictionary(ctx));
   LLVM_DEBUG(llvm::dbgs() << "VRAM bill " << total << " bytes\n");
   if (budget > 0 && total > budget) {
     module.emitError("VRAM bill of ")
         << total << " bytes (weights " << weightBytes << ", KV cache " << kvGPU
         << " for " << tokens << " tokens, arena " << gpu.size
-        << ", head selection " << headSelect << ") exceeds the budget of "
-        << budget << " bytes";
+        << ", head selection " << headSelect << ", workspace " << workspace
+        << ") exceeds the budget of " << budget << " bytes";
     return signalPassFailure();
   }
 }

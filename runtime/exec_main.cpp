@@ -432,6 +432,10 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         }
       }
       w.field("output_head_device", exec.headOnGpu() ? "gpu" : "cpu");
+      // The VRAM the plan bills (what the start checks is free); 0 when
+      // the GPU part runs on the CPU.
+      w.field("vram_bill_bytes",
+              exec.gpuActive() ? program.vramBillBytes : uint64_t(0));
       // What one generated token read, counted by the decoder as it ran.
       w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());
       w.field("gpu_weight_bytes_per_token", exec.gpuBytesPerToken());

@@ -384,7 +384,7 @@ private:
   // kernels' partial sums; page-locked twins.
   int hotChunk_ = 0;
   // Tokens per GPU chunk at most (the -b batch size caps it too).
-  static constexpr int kGpuChunk = 32;
+  static constexpr int kGpuChunk = gpuattn::kGpuChunk;
   CudaDriver::DevPtr dHX_ = 0, dHOut_ = 0, dHPart_ = 0;
   // The hot halves' predictors: the input's 8-bit copy [T][n_embd] (where
   // some layer's fc1 needs one) and the hidden values [T][max rank], T =

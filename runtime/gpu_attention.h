@@ -60,6 +60,26 @@ constexpr int kAttendChunk = 64;       // positions per attend block
 // of it (else 1); its partial sums take downGrid * downBlock * kDownCols
 // floats at most.
 constexpr unsigned kDownCols = 4;
+// Threads of a down kernel's block; a tile is kDownBlock x the columns per
+// thread of outputs.
+constexpr unsigned kDownBlock = 128;
+// The down kernel's chunks of hot neurons for `tiles` column tiles: chunks
+// of at least 32 hot neurons (each block's loop must outweigh its share of
+// the reduction), and enough blocks to fill the largest targets' SMs a few
+// times over: 512 blocks, or 64 chunks at most. Its grid is tiles x that,
+// so never more than max(tiles, 512) blocks.
+inline unsigned downSplits(unsigned nHot, unsigned tiles) {
+  unsigned splits = std::max(1u, nHot / 32);
+  splits = std::min(splits, std::max(1u, 512u / std::max(1u, tiles)));
+  return std::min(splits, 64u);
+}
+inline unsigned downTiles(int64_t nEmbd) {
+  const unsigned cols = nEmbd % kDownCols == 0 ? kDownCols : 1;
+  return unsigned((nEmbd + int64_t(kDownBlock * cols) - 1) /
+                  int64_t(kDownBlock * cols));
+}
+// A prompt's tokens the GPU takes at once (a chunk), whatever -b is.
+constexpr int kGpuChunk = 32;
 
 // The attend kernel's blocks for a context of nCtx: every head times the
 // chunks of the context (those past the position find no work).

@@ -9,6 +9,7 @@
 #include "runtime/ggml_types.h"
 #include "runtime/gpu_attention.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace pinfer {
@@ -44,7 +45,6 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
   return v;
 }
 
-// A hot half's own predictor (predicted mode, a predict@gpu step): fc1
 // Whether a dense FFN layer wholly on the GPU keeps the file's ffn_down (of
 // type `down`) as the file has it (DownLayout::Source,
 // compiler/LowerToProgram.cpp): where the packed transposed rows would be
@@ -64,6 +64,7 @@ inline uint64_t denseSourceFfnVram(GGMLType gate, GGMLType up, GGMLType down,
          uint64_t(nEmbd) * rowBytes(down, nFF);
 }
 
+// A hot half's own predictor (predicted mode, a predict@gpu step): fc1
 // {n_embd, R} and its bias [R] whole per layer, and per hot neuron its fc2
 // row of R and bias, in the types the packed weights store them
 // (packedPredictorType). Biases are billed (and uploaded, as zeros) where
@@ -83,6 +84,66 @@ inline HotFfnVram predictorVram(GGMLType fc1, GGMLType fc2, int64_t nEmbd,
 // so that the two devices attend alike.
 inline uint64_t kvCacheVram(int64_t nCtx, int64_t kvDim) {
   return 2 * uint64_t(nCtx) * uint64_t(kvDim) * sizeof(uint16_t);
+}
+
+// The shapes behind what an executable allocates on the GPU beside the
+// weights and KV caches (gpuWorkspaceVram).
+struct GpuWorkspace {
+  int64_t nEmbd = 0, nFF = 0, nVocab = 0;
+  int64_t nHead = 0, qDim = 0, kvDim = 0, headDim = 0, nRot = 0;
+  int64_t nLayer = 0, nCtx = 0;
+  int64_t maxRank = 0;         // the largest GPU predictor's rank, or 0
+  int64_t attentionLayers = 0; // layers whose attention is on the GPU
+  bool head = false;           // the output head on the GPU
+  bool resident = false;       // every step there (the residual stream too)
+};
+
+// What an executable allocates on the GPU beside the weights, the KV caches
+// and the head's selection record: the hot halves' input, output and the
+// down kernels' partial sums, for one token and a prompt chunk's
+// (gpuattn::kGpuChunk); the predictors' scratch; the head's input and
+// logits; the attention's staging, scores and partial results; a whole-GPU
+// program's norms, token uploads and chunk buffers. An upper bound from the
+// shapes of what Executor::openGpu and its helpers allocate (the hot
+// neurons of a layer at most n_ff, so its down grid at most that of n_ff
+// hot neurons), so that the bill the executable checks against free VRAM at its
+// start is what it takes. CompileGpuTest checks every executable's peak
+// device memory against its bill.
+inline uint64_t gpuWorkspaceVram(const GpuWorkspace &w) {
+  using namespace gpuattn;
+  const uint64_t f = sizeof(float), u = sizeof(uint32_t), T = kGpuChunk;
+  const uint64_t E = uint64_t(w.nEmbd), F = uint64_t(w.nFF);
+  const unsigned tiles = downTiles(w.nEmbd);
+  const uint64_t grid = uint64_t(tiles) * downSplits(unsigned(w.nFF), tiles);
+  const uint64_t part = grid * kDownBlock * kDownCols;
+  // x; y, h and a count; the partial sums: a token's, then a chunk's.
+  uint64_t bytes = (1 + T) * f * (E + (E + F + 1) + part) + u * grid;
+  if (w.maxRank)
+    bytes += T * f * (E + uint64_t(w.maxRank)) + pickBytes(w.nFF, T);
+  if (w.head)
+    bytes += f * (2 * E + uint64_t(w.nVocab));
+  // A token's attention scratch: input and RoPE tables, output, q, k, v,
+  // the output projection's input and its 8-bit copy, scores, partial
+  // results and their counters.
+  const uint64_t attend =
+      f * (3 * E + uint64_t(w.nRot) + 3 * uint64_t(w.qDim) +
+           2 * uint64_t(w.kvDim) + uint64_t(w.nHead) * uint64_t(w.nCtx) +
+           attendPartFloats(int(w.nHead), int(w.nCtx), int(w.headDim))) +
+      u * uint64_t(w.nHead) + sizeof(int32_t);
+  if (w.attentionLayers)
+    // Per layer: q, k and v biases and q/k norms (a head's or all heads')
+    // where the model has them.
+    bytes += attend + uint64_t(w.attentionLayers) * f *
+                          (2 * uint64_t(w.qDim) + 3 * uint64_t(w.kvDim));
+  if (w.resident)
+    // Four norms a layer and the output norm; a token's and a chunk's
+    // uploads (inputs, RoPE tables, positions, ids, per-layer counters);
+    // the chunk's attention scratch.
+    bytes += f * E * (4 * uint64_t(w.nLayer) + 1) +
+             (1 + T) * (f * (E + 2 * uint64_t(w.nRot)) + 2 * sizeof(int32_t) +
+                        2 * u * uint64_t(w.nLayer)) +
+             T * attend;
+  return bytes;
 }
 
 // Beside an output head on the GPU: the record its selection kernels

@@ -57,7 +57,10 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
                         std::string &error) {
   out = ModelShape();
   const std::string &path = file.path();
-  if (!archOf(file, error))
+  // The head count sizes the attention's buffers in the GPU workspace; a
+  // file without it places (the loader refuses it later).
+  const ArchInfo *arch = archOf(file, error);
+  if (!arch || !file.getOptU32(arch->key(ArchKey::HeadCount), out.nHead, error))
     return false;
   const GGUFTensor *embd = nullptr, *output = nullptr;
   uint32_t nLayer = 0;
@@ -111,6 +114,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       out.attentionBytes[l] += t.nbytes;
       if (kind == TensorKind::AttnK)
         out.nKVDim = uint32_t(t.ne[1]);
+      if (kind == TensorKind::AttnQ)
+        out.qDim = std::max(out.qDim, uint32_t(t.ne[1]));
       break;
     case TensorKind::FfnGate:
     case TensorKind::FfnUp:
@@ -132,20 +137,21 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       neuron[l] += downRowBytes(t.type, out.nEmbd);
       if (l == 0)
         ffnTypes[2] = t.type;
-      break;
-    case TensorKind::PredFc1:
-      // {n_embd, R}; with fc2 {R, n_ff} below.
-      if (const GGUFTensor *fc2 =
-              file.tensor(tensorName(TensorKind::PredFc2, l))) {
       if (denseGpuKeepsSourceDown(t.type) && rowBytesOr0(t.type, t.ne[0]) &&
           downRowBytes(t.type, out.nEmbd)) {
         out.sourceDownSaving.resize(nLayer);
         out.sourceDownSaving[l] = sourceDownSaving(t.type, out.nEmbd, t.ne[0]);
       }
+      break;
+    case TensorKind::PredFc1:
+      // {n_embd, R}; with fc2 {R, n_ff} below.
+      if (const GGUFTensor *fc2 =
+              file.tensor(tensorName(TensorKind::PredFc2, l))) {
         if (out.predictorVram.size() < nLayer)
           out.predictorVram.resize(nLayer);
         out.predictorVram[l] =
             predictorVram(t.type, fc2->type, t.ne[0], t.ne[1]);
+        out.maxRank = std::max(out.maxRank, uint32_t(t.ne[1]));
       }
       break;
     case TensorKind::FfnDownT:
@@ -192,11 +198,15 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   s.nEmbd = nEmbd;
   s.nKVDim = nKVDim;
   s.nVocab = nVocab;
+  s.nHead = std::max(1u, nEmbd / 64);
+  s.qDim = nEmbd;
   s.ffnType = type;
   uint64_t row = rowBytesOr0(type, nEmbd);
   s.neuronBytes = 2 * row + downRowBytes(type, nEmbd);
   s.gateBytes = row;
   setHotVram(s, type, type, type);
+  if (denseGpuKeepsSourceDown(type) && row && rowBytesOr0(type, nFF))
+    s.sourceDownSaving.assign(nLayer, sourceDownSaving(type, nEmbd, nFF));
   uint64_t norms = 2ull * nEmbd * 4;
   s.attentionBytes.assign(nLayer, 2 * uint64_t(nEmbd) * row +
                                       2 * uint64_t(nKVDim) * row + norms);
@@ -205,8 +215,6 @@ ModelShape syntheticShape(uint32_t nLayer, uint32_t nFF, uint32_t nEmbd,
   return s;
 }
 
-  if (denseGpuKeepsSourceDown(type) && row && rowBytesOr0(type, nFF))
-    s.sourceDownSaving.assign(nLayer, sourceDownSaving(type, nEmbd, nFF));
 CostModel costModelFor(const Target &target, const ModelShape &shape) {
   CostModel c;
   c.cpuBytesPerSecond = target.host.memBandwidthGBs * 1e9;
@@ -257,14 +265,26 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   const uint64_t kvLayer = kvCacheVram(opts.nCtx, shape.nKVDim);
   if (gpu) {
     p.mandatory.push_back({kContextReserveBill, target.contextReserveBytes});
-    // One batch of activations through one layer (x, attention and FFN
-    // outputs, gate/up of every neuron at worst) plus one row of logits.
-    uint64_t scratch = uint64_t(opts.nBatch) *
-                           (3ull * shape.nEmbd + 2ull * shape.nFF) * 4 +
-                       uint64_t(shape.nVocab) * 4;
-    p.mandatory.push_back({"scratch buffers (batch " +
-                               std::to_string(opts.nBatch) + ")",
-                           scratch});
+    // The executable's buffers beside the weights and caches
+    // (runtime/vram_bill.h), as for a program wholly on the GPU: at least
+    // what pinfer-plan-memory bills for the plan chosen.
+    GpuWorkspace ws;
+    ws.nEmbd = shape.nEmbd;
+    ws.nFF = shape.nFF;
+    ws.nVocab = shape.nVocab;
+    ws.nHead = std::max(1u, shape.nHead);
+    ws.qDim = shape.qDim ? shape.qDim : shape.nEmbd;
+    ws.kvDim = shape.nKVDim;
+    ws.headDim = ws.qDim / ws.nHead;
+    ws.nRot = ws.headDim;
+    ws.nLayer = shape.nLayer;
+    ws.nCtx = opts.nCtx;
+    ws.maxRank = opts.reads == NeuronReads::WhenFiring ? shape.maxRank : 0;
+    ws.attentionLayers = shape.nLayer;
+    ws.head = ws.resident = true;
+    p.mandatory.push_back(
+        {"GPU workspace (buffers at -c " + std::to_string(opts.nCtx) + ")",
+         gpuWorkspaceVram(ws)});
     if (opts.attention == AttentionPolicy::GPU) {
       uint64_t attn = std::accumulate(shape.attentionBytes.begin(),
                                       shape.attentionBytes.end(), uint64_t(0));
@@ -340,6 +360,8 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     // and, in predicted mode, its predictor's fc1 (pinfer-insert-predictors
     // gives each half its own).
     lp.hotFixedBytes = shape.downScaleBytes + predictor.perLayer;
+    if (opts.reads == NeuronReads::Always && l < shape.sourceDownSaving.size())
+      lp.wholeSavingBytes = shape.sourceDownSaving[l];
     lp.hotFixedName = predictor.perLayer == 0 ? "down scales"
                       : shape.downScaleBytes  ? "down scales + predictors"
                                               : "predictors";
@@ -360,9 +382,16 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       }
     }
     if (!gpu)
-    if (opts.reads == NeuronReads::Always && l < shape.sourceDownSaving.size())
-      lp.wholeSavingBytes = shape.sourceDownSaving[l];
       lp.minGranules = uint32_t(lp.granules.size()) + 1;
+    // What a layer split between the devices costs per token, as
+    // expectedSecondsPerToken counts it: two launches the CPU waits on and
+    // one wait. (With every attention on the GPU no layer is whole, and
+    // the cost is the same for every plan.) A minimum given by the user
+    // (--min-granules) takes that judgement over.
+    if (gpu && opts.attention != AttentionPolicy::GPU && opts.minGranules < 0 &&
+        out.cost.savedPerByte() > 0)
+      lp.splitCost = (2 * target.launchUs + target.syncUs) * 1e-6 /
+                     out.cost.savedPerByte();
     if (gpu && opts.attention == AttentionPolicy::Optional) {
       lp.hasAttention = true;
       lp.attention.name = "attention + KV cache";
@@ -383,15 +412,6 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   double attention = std::accumulate(shape.attentionBytes.begin(),
                                      shape.attentionBytes.end(), 0.0) +
                      shape.nLayer * (kvLayer / 2.0); // KV reads, as above
-    // What a layer split between the devices costs per token, as
-    // expectedSecondsPerToken counts it: two launches the CPU waits on and
-    // one wait. (With every attention on the GPU no layer is whole, and
-    // the cost is the same for every plan.) A minimum given by the user
-    // (--min-granules) takes that judgement over.
-    if (gpu && opts.attention != AttentionPolicy::GPU && opts.minGranules < 0 &&
-        out.cost.savedPerByte() > 0)
-      lp.splitCost = (2 * target.launchUs + target.syncUs) * 1e-6 /
-                     out.cost.savedPerByte();
   if (gpu && opts.attention == AttentionPolicy::GPU)
     out.fixedGpuBytesPerToken += attention;
   else if (!gpu || opts.attention == AttentionPolicy::CPU)

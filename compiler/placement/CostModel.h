@@ -25,6 +25,8 @@ struct ModelShape {
   uint32_t nEmbd = 0;
   uint32_t nKVDim = 0; // n_kv_head * head_dim
   uint32_t nVocab = 0;
+  uint32_t nHead = 0, qDim = 0;       // query heads, n_head * head_dim
+  uint32_t maxRank = 0;               // the largest stored predictor's rank
   GGMLType ffnType = GGMLType::F16;   // stored type of the FFN weights
   uint64_t neuronBytes = 0;           // gate+up+down rows of one neuron
   uint64_t gateBytes = 0;             // of which the gate row
@@ -38,13 +40,13 @@ struct ModelShape {
   // (runtime/vram_bill.h, predictorVram: fc1 per layer, an fc2 row per hot
   // neuron); empty for a model without predictors.
   std::vector<HotFfnVram> predictorVram;
-  std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
-  uint64_t outputBytes = 0;    // output head (the embedding when tied)
   // Per layer, what its FFN's bill shrinks by when a dense program holds
   // all its neurons on the GPU: the source's down matrix instead of the
   // neurons' f32 down rows (runtime/vram_bill.h, denseGpuKeepsSourceDown);
   // 0 for other types.
   std::vector<uint64_t> sourceDownSaving;
+  std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
+  uint64_t outputBytes = 0;    // output head (the embedding when tied)
   uint64_t embeddingBytes = 0; // token embedding: always on the CPU
 };
 
@@ -75,7 +77,6 @@ enum class NeuronReads {
 struct PlacementOptions {
   uint64_t vramBudget = 0;    // 0: the target's VRAM
   uint32_t nCtx = 4096;       // KV cache length (-c)
-  uint32_t nBatch = 512;      // prompt batch, sizes the scratch buffers
   uint32_t granuleSize = 0;   // 0: a multiple of 32 giving <= 256 per layer
   NeuronReads reads = NeuronReads::WhenFiring;
   int minGranules = -1;       // -1: from the cost model

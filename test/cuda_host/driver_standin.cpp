@@ -30,6 +30,7 @@
 //                                bytes copied device to host
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -102,6 +103,7 @@ struct State {
   std::map<uintptr_t, size_t> allocs; // device memory
   std::map<uintptr_t, size_t> pinned; // page-locked host memory
   size_t used = 0, total = 0;
+  size_t peakUsed = 0;   // the most device memory held at once
   std::vector<Op> queue; // enqueued work, in issue order
   uint64_t nextSeq = 1, doneSeq = 0;
   int sticky = 0; // a kernel fault: every later call fails with it
@@ -189,10 +191,10 @@ void writeReport() {
           "launches %ld\nleaked_allocations %zu\nleaked_pinned %zu\n"
           "modules_loaded %ld\nmodules_unloaded %ld\ncontext_retains %d\n"
           "pageable_async_copies %ld\nhost_waits %ld\ngraph_launches %ld\n"
-          "leaked_graph_execs %ld\nbytes_down %ld\n",
+          "leaked_graph_execs %ld\nbytes_down %ld\npeak_device_bytes %zu\n",
           s.launches, s.allocs.size(), s.pinned.size(), s.modulesLoaded,
           s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits,
-          s.graphLaunches, s.graphExecs, s.bytesDown);
+          s.graphLaunches, s.graphExecs, s.bytesDown, s.peakUsed);
   fclose(f);
 }
 
@@ -396,6 +398,7 @@ int cuMemAlloc_v2(unsigned long long *p, size_t bytes) {
   memset(m, 0xa5, bytes);
   s.allocs[uintptr_t(m)] = bytes;
   s.used += bytes;
+  s.peakUsed = std::max(s.peakUsed, s.used);
   *p = uintptr_t(m);
   return kSuccess;
 }

@@ -150,7 +150,6 @@ bool planSeeds(const std::string &dir, const std::string &seeds) {
       PlacementOptions opts;
       opts.minGranules = 1; // this model's rows are too small to pay a sync
       opts.nCtx = 64;
-      opts.nBatch = 32;
       opts.z3Seconds = 5;
       opts.reads = act == FfnActivation::SiLU ? NeuronReads::GateAlways
                                               : NeuronReads::WhenFiring;

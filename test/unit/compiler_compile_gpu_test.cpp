@@ -154,6 +154,13 @@ protected:
         std::to_string(nTokens) + " --temp 0 --json -t 2 " + flags;
     const int rc = run(cmd, out, err, dir_);
     report = readReport(reportPath);
+    // Whatever the program, it never holds more device memory than its
+    // plan bills (what its start checked was free).
+    if (rc == 0 && out.find("\"vram_bill_bytes\"") != std::string::npos) {
+      const double bill = sumField(out, "vram_bill_bytes");
+      if (bill > 0)
+        EXPECT_LE(double(report["peak_device_bytes"]), bill) << cmd;
+    }
     return rc;
   }
 

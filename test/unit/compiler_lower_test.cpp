@@ -15,6 +15,7 @@
 #include "dialects/PInfer/IR/PInferOps.h"
 #include "runtime/gguf.h"
 #include "runtime/model.h"
+#include "runtime/vram_bill.h"
 #include "tools/genmodel/model_generator.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -219,6 +220,36 @@ uint64_t hotWeightBytes(const ProgramDesc &d) {
   return bytes;
 }
 
+// What the executable allocates beside its weights (runtime/vram_bill.h,
+// gpuWorkspaceVram), worked out from the description: the model's shapes
+// and where the program runs.
+uint64_t workspaceBytes(const ProgramDesc &d, int64_t nCtx) {
+  if (!d.hasGpuPart())
+    return 0;
+  const ModelParams &p = d.params;
+  GpuWorkspace w;
+  w.nEmbd = p.nEmbd;
+  w.nFF = p.nFF;
+  w.nVocab = p.nVocab;
+  w.nHead = p.nHead;
+  w.qDim = p.qDim();
+  w.kvDim = p.kvDim();
+  w.headDim = p.headDim;
+  w.nRot = p.nRot;
+  w.nLayer = p.nLayer;
+  w.nCtx = nCtx;
+  w.head = d.headOnGPU;
+  for (const LayerDesc &l : d.layers) {
+    w.attentionLayers += l.attentionOnGPU;
+    if (!l.hot.empty())
+      w.maxRank = std::max<int64_t>(w.maxRank, l.predictorRank);
+    w.resident = w.resident ||
+                 stepsText(l.steps.data(), l.steps.size()).find("norm@gpu") !=
+                     std::string::npos;
+  }
+  return gpuWorkspaceVram(w);
+}
+
 struct Scheduled {
   mlir::DialectRegistry registry;
   std::unique_ptr<mlir::MLIRContext> ctx;
@@ -373,8 +404,9 @@ TEST(CompilerLower, PredictedModeMatchesProgramFromPlan) {
     }
   }
   // The last plan: everything hot, attention on the CPU. The bill is the
-  // hot rows and the predictors plus the GPU arena (a few vectors).
-  uint64_t weights = hotWeightBytes(ir);
+  // hot rows and the predictors, the executable's workspace and the GPU
+  // arena (a few vectors).
+  uint64_t weights = hotWeightBytes(ir) + workspaceBytes(ir, 128);
   EXPECT_GT(ir.vramBillBytes, weights);
   EXPECT_LT(ir.vramBillBytes, weights + 64 * 1024);
 
@@ -635,7 +667,7 @@ TEST(CompilerLower, SevenBLikeShape) {
   // 32 blocks x 4096 outputs, f16); attention stays on the CPU.
   uint64_t ffn =
       31ull * 3000 * (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 / 2 + 4) +
-      31ull * (11008 / 32) * 4096 * 2;
+      31ull * (11008 / 32) * 4096 * 2 + workspaceBytes(out, 2048);
   EXPECT_GT(out.vramBillBytes, ffn);
   EXPECT_LT(out.vramBillBytes, ffn + (1 << 20));
 }
@@ -778,15 +810,17 @@ TEST(CompilerLower, PlanBillAgainstPlanMemoryBill) {
   EXPECT_LE(plan.billBytes, opts.vramBudget);
   // What the program keeps in VRAM: per hot neuron its q4_0 gate and up
   // rows, its packed down row (4-bit quants) and its id, per layer with hot
-  // neurons the down block scales, the head the plan put on the GPU, and a
-  // GPU arena of a few vectors. The plan bills the same weights, plus the
-  // CUDA context reserve and its worst-case scratch buffers.
+  // neurons the down block scales, the head the plan put on the GPU, the
+  // executable's workspace and a GPU arena of a few vectors. The plan bills
+  // the same weights, plus the CUDA context reserve and the workspace of a
+  // program wholly on the GPU (an upper bound).
   uint64_t perNeuron = 2 * rowBytes(GGMLType::Q4_0, nEmbd) + nEmbd / 2 +
                        4; // + its original id (the block of its scales)
   uint64_t scales = hotLayers * (nFF / 32) * uint64_t(nEmbd) * 2;
   uint64_t head =
       plan.outputOnGPU ? 32000 * rowBytes(GGMLType::Q4_0, nEmbd) : 0;
-  uint64_t weights = hot * perNeuron + scales + head;
+  uint64_t weights =
+      hot * perNeuron + scales + head + workspaceBytes(out, 2048);
   EXPECT_GT(out.vramBillBytes, weights);
   EXPECT_LT(out.vramBillBytes, weights + (1 << 20));
   EXPECT_LE(out.vramBillBytes, plan.billBytes);

@@ -384,6 +384,15 @@ TEST(PlacementCost, BudgetTooSmallNamesTheBill) {
   EXPECT_NE(err.find("KV cache at -c 8192 4.00 GiB"), std::string::npos) << err;
   EXPECT_NE(err.find("CUDA context reserve 400.0 MiB"), std::string::npos)
       << err;
+  // The executable's buffers (runtime/vram_bill.h) at -c 8192, for a chunk
+  // of 32 tokens most: 64 heads x 8192 scores and 64 x 128 partial results
+  // of 66 floats, a token's and the chunk's.
+  EXPECT_NE(err.find("GPU workspace (buffers at -c 8192) 178.8 MiB"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("VRAM bill of mandatory parts is 8.57 GiB"),
+            std::string::npos)
+      << err;
   EXPECT_NE(err.find("; budget is 6.00 GiB (--vram-budget)"),
             std::string::npos)
       << err;
@@ -470,15 +479,6 @@ TEST(PlacementPlan, WholeLayersGoToTheGpuWithTheirAttention) {
     EXPECT_EQ(lp.nHot, 0u);
 }
 
-// Tests that a granule's utility prices what the mode reads: firing rows
-// only (predicted), every gate row plus firing up/down rows (exact,
-// threshold), or every row (dense); and that a Q8_0 model's down block
-// scales are a per-layer cost of putting any neuron of it on the GPU.
-TEST(PlacementCost, UtilityFollowsTheModesReads) {
-  Trace t = powerLawTrace(2, 1000, 1.2, 9);
-  ModelShape s = syntheticShape(2, 1000, 256, 256, 1000, GGMLType::F16);
-  const double row = 256 * 2; // one f16 row of n_embd
-  std::string err;
 // Tests that a dense K-quant layer is billed the source's down matrix when
 // all its neurons are on the GPU (the bill pinfer-plan-memory makes and the
 // executable uploads): a budget that holds every layer so fits them all
@@ -575,6 +575,15 @@ TEST(PlacementPlan, NoGpuPartCostsTheEstimateMoreThanItSaves) {
   EXPECT_GT(checked, 10);
 }
 
+// Tests that a granule's utility prices what the mode reads: firing rows
+// only (predicted), every gate row plus firing up/down rows (exact,
+// threshold), or every row (dense); and that a Q8_0 model's down block
+// scales are a per-layer cost of putting any neuron of it on the GPU.
+TEST(PlacementCost, UtilityFollowsTheModesReads) {
+  Trace t = powerLawTrace(2, 1000, 1.2, 9);
+  ModelShape s = syntheticShape(2, 1000, 256, 256, 1000, GGMLType::F16);
+  const double row = 256 * 2; // one f16 row of n_embd
+  std::string err;
   const Target *target = findTarget("rtx3090", err);
   PlacementOptions o;
   for (NeuronReads reads : {NeuronReads::WhenFiring, NeuronReads::GateAlways,
