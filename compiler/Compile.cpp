@@ -344,12 +344,13 @@ bool thresholdsFor(const CompileArgs &args, const Model &model,
 
 } // namespace
 
-bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
-              Plan &plan, std::string &error) {
+bool loadPlan(const CompileArgs &args, const Model &model,
+              const std::string &identity, const Target &target, Plan &plan,
+              std::string &error) {
   if (!args.plan.empty()) {
     if (!readPlanJson(args.plan, plan, error) ||
-        !checkPlanFits(plan, args.plan, modelIdentity(model.file()),
-                       model.params(), target, error))
+        !checkPlanFits(plan, args.plan, identity, model.params(), target,
+                       error))
       return false;
     if (args.nCtxGiven && plan.nCtx && plan.nCtx != uint32_t(args.nCtx)) {
       error = args.plan + ": reserves the KV cache for -c " +
@@ -634,7 +635,9 @@ bool prepareJob(const CompileArgs &args, const Target &target,
     plan = coldPlan(uint32_t(model->params().nLayer),
                     uint32_t(model->params().nFF), tp->name, identity);
   else if (!args.plan.empty()) {
-    if (!loadPlan(args, *model, *tp, plan, error))
+    // Checked against the model the user gave, not its copy with the
+    // predictors attached above.
+    if (!loadPlan(args, *model, identity, *tp, plan, error))
       return false;
   } else {
     job.progress.begin("place", "placing neurons under the VRAM budget");
@@ -659,6 +662,15 @@ bool prepareJob(const CompileArgs &args, const Target &target,
     return false;
   popts.threshold = threshold;
   return modelSpecOf(*model, job.spec, job.modelName, error);
+}
+
+bool planAsTheJobWould(const CompileArgs &args, const Target &target,
+                       Plan &plan, std::string &error) {
+  CompileJob job(Progress::styleFor(args.quiet));
+  if (!prepareJob(args, target, job, error))
+    return false;
+  plan = std::move(job.plan);
+  return true;
 }
 
 namespace {

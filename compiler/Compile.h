@@ -75,11 +75,21 @@ bool checkPlanFits(const Plan &plan, const std::string &planPath,
                    const std::string &identity, const ModelParams &p,
                    const Target &target, std::string &error);
 
+// The placement the main job with `args` would make on `target`: the same
+// profile, sparsity mode, predictors (trained, where the job would train
+// them, and billed) and solver, for `pinferc plan`. False with one line.
+bool planAsTheJobWould(const CompileArgs &args, const Target &target,
+                       Plan &plan, std::string &error);
+
 // The placement the job uses for a GPU target: args.plan if given, else a
 // plan solved from args.trace (or from a profile of the built-in calibration
-// text) under args.vramBudget / args.nCtx. False with one line in `error`.
-bool loadPlan(const CompileArgs &args, const Model &model, const Target &target,
-              Plan &plan, std::string &error);
+// text) under args.vramBudget / args.nCtx. A given plan must be for the
+// model whose identity (modelIdentity) is `identity`: the user's, which
+// `model` may be a copy of with predictors attached. False with one line in
+// `error`.
+bool loadPlan(const CompileArgs &args, const Model &model,
+              const std::string &identity, const Target &target, Plan &plan,
+              std::string &error);
 
 // Runs the job. Returns the exit code after printing at most one error line
 // "pinferc: error: ..." on stderr.

@@ -193,10 +193,16 @@ int runPlan(const PlanArgs &args) {
   c.z3Seconds = args.z3Seconds;
   c.noZ3 = args.noZ3;
   c.minGranules = args.minGranules;
+  c.sparsity = args.sparsity;
   if (args.nCtx < 1)
     return fail("-c must be at least 1");
+  // On a GPU target, the plan the compile with these flags would make: in
+  // predicted mode that trains the predictors the compile would train, so
+  // that their VRAM is billed here as there.
   Plan plan;
-  if (!loadPlan(c, *model, *target, plan, error))
+  if (target->hasGPU() ? !planAsTheJobWould(c, *target, plan, error)
+                       : !loadPlan(c, *model, modelIdentity(model->file()),
+                                   *target, plan, error))
     return fail(error);
   printPlanTable(std::cout, plan);
   // Both files or neither.

@@ -63,6 +63,7 @@ struct PlanArgs {
   bool noZ3 = false;
   int nThreads = 0;
   int minGranules = -1;
+  std::string sparsity = "auto"; // the mode the compile would run
 };
 int runPlan(const PlanArgs &args);
 

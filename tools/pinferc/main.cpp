@@ -294,6 +294,14 @@ static int pinfercMain(int argc, char **argv) {
       ->check(CLI::Range(0, 1 << 20));
   planCmd->add_option("-t,--threads", plan.nThreads, "CPU threads")
       ->check(CLI::Range(1, 1024));
+  planCmd
+      ->add_option("--sparsity", plan.sparsity,
+                   "The mode the compile will run (as pinferc's "
+                   "--sparsity): what a CPU neuron costs, and in "
+                   "predicted mode the predictors billed")
+      ->check(
+          CLI::IsMember({"dense", "exact", "predicted", "threshold", "auto"}))
+      ->capture_default_str();
 
   pinfer::PerplexityArgs ppl;
   CLI::App *pplCmd = app.add_subcommand(

@@ -1,0 +1,88 @@
+// Tests `pinferc plan` against the main job: the plan it prints is the one
+// the compile with the same flags makes, predictors included (trained and
+// billed where the compile would train them), and its sparsity mode is the
+// compile's --sparsity.
+#include "compile_test_util.h"
+
+#include "compiler/placement/Plan.h"
+
+#include <gtest/gtest.h>
+
+#include "temp_dir.h"
+#include <cstdlib>
+#include <unistd.h>
+
+using namespace pinfer;
+using namespace pinfer::testutil;
+
+namespace {
+
+class PlanVerbTest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    std::string tmplBuf = pinfer::test::tempTemplate("pinfer-plan-verb-test");
+    char *tmpl = tmplBuf.data();
+    ASSERT_TRUE(::mkdtemp(tmpl));
+    dir_ = tmpl;
+    model_ = dir_ + "/m.gguf";
+    std::string out, err;
+    // The tiny preset: a ReLU model without stored predictors.
+    ASSERT_EQ(run(kGenmodel + " --preset tiny -o " + model_, out, err, dir_), 0)
+        << err;
+  }
+  static void TearDownTestSuite() { std::system(("rm -rf " + dir_).c_str()); }
+
+  // `pinferc plan` with `flags`, its JSON read back.
+  static void plan(const std::string &flags, Plan &p) {
+    const std::string json = dir_ + "/p.json";
+    std::string out, err;
+    ASSERT_EQ(run(kPinferc + " plan " + model_ +
+                      " --target rtx4090 --vram-budget 408MiB --json " + json +
+                      " " + flags,
+                  out, err, dir_),
+              0)
+        << err;
+    std::string error;
+    ASSERT_TRUE(readPlanJson(json, p, error)) << error;
+  }
+  static bool billNames(const Plan &p, const std::string &what) {
+    for (const BillLine &b : p.bill)
+      if (b.what.find(what) != std::string::npos)
+        return true;
+    return false;
+  }
+
+  static std::string dir_, model_;
+};
+std::string PlanVerbTest::dir_, PlanVerbTest::model_;
+
+// Tests that under --sparsity auto a ReLU model's plan is predicted mode's,
+// as the compile's: the predictors the compile trains sit beside each GPU
+// half and are billed; --sparsity exact bills none. The plan compiles
+// under its own budget (pinfer-plan-memory bills the same and refuses a
+// byte more).
+TEST_F(PlanVerbTest, BillsThePredictorsTheCompileTrains) {
+  Plan predicted, exact;
+  ASSERT_NO_FATAL_FAILURE(plan("", predicted));
+  ASSERT_NO_FATAL_FAILURE(plan("--sparsity exact", exact));
+  uint32_t hot = 0;
+  for (const LayerPlan &l : predicted.layers)
+    hot += l.nHot;
+  ASSERT_GT(hot, 0u);
+  EXPECT_TRUE(billNames(predicted, "predictors")) << planToJson(predicted);
+  EXPECT_FALSE(billNames(exact, "predictors")) << planToJson(exact);
+  EXPECT_GT(predicted.billBytes, exact.billBytes);
+  EXPECT_LE(predicted.billBytes, predicted.budgetBytes);
+  // The compile with that plan trains the same predictors and fits.
+  const std::string json = dir_ + "/predicted.json";
+  std::string error, out, err;
+  ASSERT_TRUE(writePlanJson(json, predicted, error)) << error;
+  EXPECT_EQ(run(kPinferc + " " + model_ + " --plan " + json +
+                    " --sparsity predicted -q --emit=steps",
+                out, err, dir_),
+            0)
+      << err;
+  EXPECT_NE(out.find("predict@gpu"), std::string::npos) << out;
+}
+
+} // namespace
