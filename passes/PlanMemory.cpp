@@ -93,6 +93,45 @@ void PlanMemoryPass::runOnOperation() {
       weightBytes += storedBytes(cast<WeightType>(w.getType()));
   };
 
+  // What the executable allocates beside the weights and caches
+  // (runtime/vram_bill.h, gpuWorkspaceVram), from the IR's shapes and where
+  // its ops run; nothing for a program without a GPU part.
+  GpuWorkspace ws;
+  bool anyGpu = false;
+  auto noteShapes = [&](Operation *op) {
+    auto device = op->getAttrOfType<DeviceAttr>("device");
+    const bool onGpu = device && device.getValue() == Device::gpu;
+    anyGpu = anyGpu || onGpu;
+    if (auto attn = dyn_cast<AttentionOp>(op)) {
+      const int64_t nHead = int64_t(attn.getNHead()),
+                    headDim = int64_t(attn.getHeadDim());
+      ws.nHead = std::max(ws.nHead, nHead);
+      ws.headDim = std::max(ws.headDim, headDim);
+      ws.qDim = std::max(ws.qDim, nHead * headDim);
+      ws.kvDim = std::max(ws.kvDim, int64_t(attn.getNKvHead()) * headDim);
+      ws.nRot = std::max(ws.nRot, int64_t(attn.getRopeDim()));
+      ++ws.nLayer;
+      ws.attentionLayers += attn.getDevice() == Device::gpu;
+    } else if (auto part = dyn_cast<FFNPartOp>(op)) {
+      ws.nEmbd = std::max(ws.nEmbd,
+                          cast<RankedTensorType>(part.getType()).getDimSize(0));
+      ws.nFF = std::max(ws.nFF, part.getNumNeurons());
+    } else if (auto head = dyn_cast<LMHeadOp>(op)) {
+      ws.nVocab = std::max(
+          ws.nVocab, cast<RankedTensorType>(head.getType()).getDimSize(0));
+      ws.head = ws.head || head.getDevice() == Device::gpu;
+    } else if (isa<RmsNormOp>(op)) {
+      ws.resident = ws.resident || onGpu;
+    } else if (auto predict = dyn_cast<PredictOp>(op)) {
+      if (onGpu && predict.getWeights().size() == 2)
+        ws.maxRank = std::max(
+            ws.maxRank,
+            cast<WeightType>(predict.getWeights()[1].getType()).getRowLength());
+    } else if (auto transfer = dyn_cast<TransferOp>(op)) {
+      anyGpu = anyGpu || transfer.getTo() == Device::gpu;
+    }
+  };
+
   for (auto func : module.getOps<func::FuncOp>()) {
     if (func.isExternal())
       continue;
@@ -111,6 +150,7 @@ void PlanMemoryPass::runOnOperation() {
       return it == waits.end() ? i : *it;
     };
     func.walk([&](Operation *op) {
+      noteShapes(op);
       auto device = op->getAttrOfType<DeviceAttr>("device");
       bool gpuOp = device && device.getValue() == Device::gpu;
       if (auto attn = dyn_cast<AttentionOp>(op)) {
@@ -192,44 +232,6 @@ void PlanMemoryPass::runOnOperation() {
     });
   }
 
-  // What the executable allocates beside the weights and caches
-  // (runtime/vram_bill.h, gpuWorkspaceVram), from the IR's shapes and where
-  // its ops run; nothing for a program without a GPU part.
-  GpuWorkspace ws;
-  bool anyGpu = false;
-  module.walk([&](Operation *op) {
-    auto device = op->getAttrOfType<DeviceAttr>("device");
-    const bool onGpu = device && device.getValue() == Device::gpu;
-    anyGpu = anyGpu || onGpu;
-    if (auto attn = dyn_cast<AttentionOp>(op)) {
-      const int64_t nHead = int64_t(attn.getNHead()),
-                    headDim = int64_t(attn.getHeadDim());
-      ws.nHead = std::max(ws.nHead, nHead);
-      ws.headDim = std::max(ws.headDim, headDim);
-      ws.qDim = std::max(ws.qDim, nHead * headDim);
-      ws.kvDim = std::max(ws.kvDim, int64_t(attn.getNKvHead()) * headDim);
-      ws.nRot = std::max(ws.nRot, int64_t(attn.getRopeDim()));
-      ++ws.nLayer;
-      ws.attentionLayers += attn.getDevice() == Device::gpu;
-    } else if (auto part = dyn_cast<FFNPartOp>(op)) {
-      ws.nEmbd = std::max(ws.nEmbd,
-                          cast<RankedTensorType>(part.getType()).getDimSize(0));
-      ws.nFF = std::max(ws.nFF, part.getNumNeurons());
-    } else if (auto head = dyn_cast<LMHeadOp>(op)) {
-      ws.nVocab = std::max(
-          ws.nVocab, cast<RankedTensorType>(head.getType()).getDimSize(0));
-      ws.head = ws.head || head.getDevice() == Device::gpu;
-    } else if (isa<RmsNormOp>(op)) {
-      ws.resident = ws.resident || onGpu;
-    } else if (auto predict = dyn_cast<PredictOp>(op)) {
-      if (onGpu && predict.getWeights().size() == 2)
-        ws.maxRank = std::max(
-            ws.maxRank,
-            cast<WeightType>(predict.getWeights()[1].getType()).getRowLength());
-    } else if (auto transfer = dyn_cast<TransferOp>(op)) {
-      anyGpu = anyGpu || transfer.getTo() == Device::gpu;
-    }
-  });
   ws.nCtx = contextLength;
   const int64_t workspace = anyGpu ? int64_t(gpuWorkspaceVram(ws)) : 0;
 
