@@ -15,16 +15,40 @@
 
 namespace pinfer {
 
-uint64_t hotLayerBytes(const LayerProblem &lp, uint32_t k) {
-  k = std::min<uint32_t>(k, uint32_t(lp.granules.size()));
+namespace {
+
+// A layer's FFN bill (hotLayerBytes) with k granules whose bytes sum to
+// `granules`, for callers that keep the prefix sums.
+uint64_t hotBytesOf(const LayerProblem &lp, uint32_t k, uint64_t granules) {
   if (k == 0)
     return 0;
-  uint64_t total = lp.hotFixedBytes;
-  for (uint32_t g = 0; g < k; ++g)
-    total += lp.granules[g].bytes;
+  uint64_t total = lp.hotFixedBytes + granules;
   if (k == lp.granules.size())
     total -= std::min(total, lp.wholeSavingBytes);
   return total;
+}
+
+// A layer's utility (layerUtility) with k granules whose utilities sum to
+// `granules`.
+double utilityOf(const LayerProblem &lp, uint32_t k, bool attention,
+                 double granules) {
+  attention = attention && lp.hasAttention;
+  double u = granules;
+  if (attention)
+    u += lp.attention.utility;
+  if ((k > 0 || attention) && !(attention && k == lp.granules.size()))
+    u -= lp.splitCost;
+  return u;
+}
+
+} // namespace
+
+uint64_t hotLayerBytes(const LayerProblem &lp, uint32_t k) {
+  k = std::min<uint32_t>(k, uint32_t(lp.granules.size()));
+  uint64_t granules = 0;
+  for (uint32_t g = 0; g < k; ++g)
+    granules += lp.granules[g].bytes;
+  return hotBytesOf(lp, k, granules);
 }
 
 uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a) {
@@ -43,15 +67,10 @@ uint64_t assignmentBytes(const PlacementProblem &p, const Assignment &a) {
 
 double layerUtility(const LayerProblem &lp, uint32_t k, bool attention) {
   k = std::min<uint32_t>(k, uint32_t(lp.granules.size()));
-  attention = attention && lp.hasAttention;
-  double u = 0;
+  double granules = 0;
   for (uint32_t g = 0; g < k; ++g)
-    u += lp.granules[g].utility;
-  if (attention)
-    u += lp.attention.utility;
-  if ((k > 0 || attention) && !(attention && k == lp.granules.size()))
-    u -= lp.splitCost;
-  return u;
+    granules += lp.granules[g].utility;
+  return utilityOf(lp, k, attention, granules);
 }
 
 double assignmentUtility(const PlacementProblem &p, const Assignment &a) {
@@ -139,13 +158,18 @@ Group layerGroup(size_t l, const LayerProblem &lp) {
   };
   std::vector<Option> opts;
   for (int attn = 0; attn <= int(lp.hasAttention); ++attn) {
-    uint64_t bytes = attn ? lp.attention.bytes : 0;
+    const uint64_t bytes = attn ? lp.attention.bytes : 0;
     if (attn)
-      opts.push_back({0, true, bytes, layerUtility(lp, 0, true)});
-    for (uint32_t k = 1; k <= lp.granules.size(); ++k)
+      opts.push_back({0, true, bytes, utilityOf(lp, 0, true, 0)});
+    uint64_t granuleBytes = 0;
+    double granuleUtility = 0;
+    for (uint32_t k = 1; k <= lp.granules.size(); ++k) {
+      granuleBytes += lp.granules[k - 1].bytes;
+      granuleUtility += lp.granules[k - 1].utility;
       if (k >= minHotGranules(lp, attn))
-        opts.push_back({k, bool(attn), bytes + hotLayerBytes(lp, k),
-                        layerUtility(lp, k, attn)});
+        opts.push_back({k, bool(attn), bytes + hotBytesOf(lp, k, granuleBytes),
+                        utilityOf(lp, k, attn, granuleUtility)});
+    }
   }
   std::stable_sort(
       opts.begin(), opts.end(),
@@ -245,10 +269,40 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
   uint32_t gpuLayers = 0;
   for (uint32_t k : a.hotGranules)
     gpuLayers += k > 0;
+  // Per layer the sums of its granules on the GPU, kept as steps are taken
+  // (each step then costs the same whatever the layer's granule count).
+  const size_t nLayer = p.layers.size();
+  std::vector<uint64_t> sumBytes(nLayer, 0);
+  std::vector<double> sumUtility(nLayer, 0);
+  for (size_t l = 0; l < nLayer; ++l)
+    for (uint32_t g = 0; g < a.hotGranules[l]; ++g) {
+      sumBytes[l] += p.layers[l].granules[g].bytes;
+      sumUtility[l] += p.layers[l].granules[g].utility;
+    }
+  // What the next step of layer l would make k and its sums.
+  struct Step {
+    uint32_t k = 0;
+    uint64_t bytes = 0;
+    double utility = 0;
+  };
+  auto nextStep = [&](size_t l) {
+    const LayerProblem &lp = p.layers[l];
+    Step s{a.hotGranules[l], sumBytes[l], sumUtility[l]};
+    const uint32_t to =
+        s.k ? s.k + 1 : minHotGranules(lp, a.attention[l]);
+    for (; s.k < to && s.k < lp.granules.size(); ++s.k) {
+      s.bytes += lp.granules[s.k].bytes;
+      s.utility += lp.granules[s.k].utility;
+    }
+    if (s.k < to)
+      s.k = uint32_t(lp.granules.size()) + 1; // no such step
+    return s;
+  };
   for (;;) {
     double bestRatio = -1;
     int bestKind = -1;
     size_t bestIndex = 0;
+    uint64_t bestBytes = 0;
     auto consider = [&](int kind, size_t index, uint64_t bytes, double util) {
       if (bytes > p.budget - used || util <= 0)
         return;
@@ -257,9 +311,10 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
         bestRatio = ratio;
         bestKind = kind;
         bestIndex = index;
+        bestBytes = bytes;
       }
     };
-    for (size_t l = 0; l < p.layers.size(); ++l) {
+    for (size_t l = 0; l < nLayer; ++l) {
       const LayerProblem &lp = p.layers[l];
       const uint32_t k = a.hotGranules[l];
       const bool attn = a.attention[l];
@@ -267,21 +322,19 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
       // last granule brings the whole layer's saving (which may leave it
       // smaller than before) and, with its attention there, spares its
       // round trip; the first part there costs it.
-      const double now = layerUtility(lp, k, attn);
-      const uint64_t nowBytes = hotLayerBytes(lp, k);
-      uint32_t next = k + 1;
-      if (k == 0) {
-        next = minHotGranules(lp, attn);
-        if (p.maxGpuLayers && gpuLayers >= p.maxGpuLayers)
-          next = uint32_t(lp.granules.size()) + 1;
-      }
-      if (next <= lp.granules.size()) {
-        const uint64_t bytes = hotLayerBytes(lp, next);
+      const double now = utilityOf(lp, k, attn, sumUtility[l]);
+      const uint64_t nowBytes = hotBytesOf(lp, k, sumBytes[l]);
+      const bool capped =
+          k == 0 && p.maxGpuLayers && gpuLayers >= p.maxGpuLayers;
+      const Step next = nextStep(l);
+      if (!capped && next.k <= lp.granules.size()) {
+        const uint64_t bytes = hotBytesOf(lp, next.k, next.bytes);
         consider(0, l, bytes > nowBytes ? bytes - nowBytes : 0,
-                 layerUtility(lp, next, attn) - now);
+                 utilityOf(lp, next.k, attn, next.utility) - now);
       }
       if (lp.hasAttention && !attn)
-        consider(1, l, lp.attention.bytes, layerUtility(lp, k, true) - now);
+        consider(1, l, lp.attention.bytes,
+                 utilityOf(lp, k, true, sumUtility[l]) - now);
     }
     for (size_t j = 0; j < p.globals.size(); ++j)
       if (!a.globals[j])
@@ -289,19 +342,23 @@ void greedyFill(const PlacementProblem &p, Assignment &a) {
     if (bestKind < 0)
       return;
     if (bestKind == 0) {
+      const LayerProblem &lp = p.layers[bestIndex];
       uint32_t &k = a.hotGranules[bestIndex];
-      if (k == 0) {
-        k = minHotGranules(p.layers[bestIndex], a.attention[bestIndex]);
-        ++gpuLayers;
-      } else {
-        ++k;
-      }
-    } else if (bestKind == 1) {
-      a.attention[bestIndex] = true;
+      const uint64_t before = hotBytesOf(lp, k, sumBytes[bestIndex]);
+      const Step next = nextStep(bestIndex);
+      gpuLayers += k == 0;
+      k = next.k;
+      sumBytes[bestIndex] = next.bytes;
+      sumUtility[bestIndex] = next.utility;
+      // The saving of a whole layer may make the step shrink the bill.
+      used = used - before + hotBytesOf(lp, k, next.bytes);
     } else {
-      a.globals[bestIndex] = true;
+      if (bestKind == 1)
+        a.attention[bestIndex] = true;
+      else
+        a.globals[bestIndex] = true;
+      used += bestBytes;
     }
-    used = assignmentBytes(p, a);
   }
 }
 
