@@ -9,7 +9,6 @@
 #include "runtime/ggml_types.h"
 #include "runtime/gpu_attention.h"
 
-#include <algorithm>
 #include <cstdint>
 
 namespace pinfer {
@@ -106,8 +105,8 @@ struct GpuWorkspace {
 // program's norms, token uploads and chunk buffers. An upper bound from the
 // shapes of what Executor::openGpu and its helpers allocate (the hot
 // neurons of a layer at most n_ff, so its down grid at most that of n_ff
-// hot neurons), so that the bill the executable checks against free VRAM at its
-// start is what it takes. CompileGpuTest checks every executable's peak
+// hot neurons), so that the bill the executable checks against free VRAM
+// at its start is what it takes. CompileGpuTest checks every executable's peak
 // device memory against its bill.
 inline uint64_t gpuWorkspaceVram(const GpuWorkspace &w) {
   using namespace gpuattn;
