@@ -97,7 +97,8 @@ def detect_target():
 HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
           f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
           f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8} "
-          f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7}")
+          f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7} "
+          f"{'bill MiB':>8} {'taken MiB':>9}")
 
 
 def format_row(r, card_gbs, rows):
@@ -119,7 +120,11 @@ def format_row(r, card_gbs, rows):
             + (f" {r['graph_x']:5.2f}x" if r.get("graph_x") else f" {'-':>6}")
             + (f" {r['prompt_tps']:8.1f} {r['chunk_x']:6.2f}x"
                if r.get("prompt_tps") and r.get("chunk_x") else
-               f" {'-':>8} {'-':>7}"))
+               f" {'-':>8} {'-':>7}")
+            # The VRAM the plan bills at the run's -c, and what the driver
+            # says the executable took (the bill in its pages, the GPU code).
+            + (f" {r['bill_mib']:8.1f} {r['taken_mib']:9.1f}"
+               if r.get("bill_mib") else f" {'-':>8} {'-':>9}"))
 
 
 def compile_row(cmd, exe, standin, env):
@@ -343,7 +348,9 @@ def main():
                     "ppl" if dppl <= PPL_TOLERANCE else
                     "no" if row["mode"] != "predicted" else "approx",
                     gpu=j.get("gpu_active", False), graph_x=graph_x,
-                    prompt_tps=prompt_tps, chunk_x=chunk_x)
+                    prompt_tps=prompt_tps, chunk_x=chunk_x,
+                    bill_mib=j.get("vram_bill_bytes", 0) / 2**20,
+                    taken_mib=j.get("vram_taken_bytes", 0) / 2**20)
                 remove_exe(exe)
                 print(format_row(row, card_gbs, rows), flush=True)
         if args.clean:

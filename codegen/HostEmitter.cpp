@@ -273,8 +273,29 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
     os << "  p.kernelAliases = kKernelAliases;\n"
        << "  p.nKernelAliases = " << in.cuda->aliases.size() << ";\n";
   os << "  p.smArch = " << cppStringLiteral(program.smArch) << ";\n"
-     << "  p.vramBillBytes = " << program.vramBillBytes << "ull;\n"
-     << "  p.headOnGPU = " << (program.headOnGPU ? "true" : "false") << ";\n"
+     << "  p.vramBillBytes = " << program.vramBillBytes << "ull;\n";
+  const VramBill &bill = program.vramBill;
+  const GpuWorkspace &ws = bill.workspace;
+  os << "  p.vramBill.gpu = " << (bill.gpu ? "true" : "false") << ";\n"
+     << "  p.vramBill.fixed = " << bill.fixed << "ull;\n"
+     << "  p.vramBill.kvPerPosition = " << bill.kvPerPosition << "ull;\n"
+     << "  p.vramBill.workspace.head = " << (ws.head ? "true" : "false")
+     << ";\n"
+     << "  p.vramBill.workspace.resident = " << (ws.resident ? "true" : "false")
+     << ";\n";
+  for (auto [name, value] : {std::pair{"nEmbd", ws.nEmbd},
+                             {"nFF", ws.nFF},
+                             {"nVocab", ws.nVocab},
+                             {"nHead", ws.nHead},
+                             {"qDim", ws.qDim},
+                             {"kvDim", ws.kvDim},
+                             {"headDim", ws.headDim},
+                             {"nRot", ws.nRot},
+                             {"nLayer", ws.nLayer},
+                             {"maxRank", ws.maxRank},
+                             {"attentionLayers", ws.attentionLayers}})
+    os << "  p.vramBill.workspace." << name << " = " << value << ";\n";
+  os << "  p.headOnGPU = " << (program.headOnGPU ? "true" : "false") << ";\n"
      << "  p.embedOnGPU = " << (program.embedOnGPU ? "true" : "false") << ";\n"
      << "  return p;\n}\n\n"
      << "} // namespace\n\n"

@@ -58,7 +58,8 @@ struct ProgramDesc {
   std::string smArch; // "sm_89"; empty: no GPU part
   SparsityMode mode = SparsityMode::Exact;
   float predictorThreshold = 0.f; // powerinfer.sparse_threshold
-  uint64_t vramBillBytes = 0;
+  uint64_t vramBillBytes = 0;     // at the compile's context
+  VramBill vramBill;              // at any context (the executable's -c)
   // The output head on the GPU (runtime/gpu_attention.h, kHeadKernel):
   // its matrix's type (token_embd's where the output is tied).
   bool headOnGPU = false;

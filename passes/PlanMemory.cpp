@@ -85,7 +85,8 @@ void PlanMemoryPass::runOnOperation() {
   }
 
   Arena cpu{64}, gpu{256};
-  int64_t weightBytes = 0, kvGPU = 0, kvCPU = 0, headSelect = 0;
+  int64_t weightBytes = 0, kvGPU = 0, kvCPU = 0, headSelect = 0,
+          kvGPUPerPosition = 0;
   llvm::StringSet<> wholeOnGPU; // names of weights held whole in VRAM
   auto addWhole = [&](Value w) {
     auto op = w.getDefiningOp<WeightOp>();
@@ -158,6 +159,9 @@ void PlanMemoryPass::runOnOperation() {
             kvCacheVram(contextLength, attn.getNKvHead() * attn.getHeadDim()));
         bool onGPU = attn.getDevice() == Device::gpu;
         (onGPU ? kvGPU : kvCPU) += kv;
+        if (onGPU)
+          kvGPUPerPosition +=
+              int64_t(kvCacheVram(1, attn.getNKvHead() * attn.getHeadDim()));
         if (onGPU)
           for (Value w :
                {attn.getWq(), attn.getWk(), attn.getWv(), attn.getWo()})
@@ -235,21 +239,52 @@ void PlanMemoryPass::runOnOperation() {
   ws.nCtx = contextLength;
   const int64_t workspace = anyGpu ? int64_t(gpuWorkspaceVram(ws)) : 0;
 
+  // The executable evaluates the same bill at its own -c
+  // (runtime/vram_bill.h): one device allocation, whole pages, room for
+  // every buffer's alignment and guard.
+  VramBill bill;
+  bill.gpu = anyGpu;
+  bill.fixed = uint64_t(weightBytes + gpu.size + headSelect);
+  bill.kvPerPosition = uint64_t(kvGPUPerPosition);
+  bill.workspace = ws;
+  const int64_t buffers =
+      anyGpu
+          ? int64_t((kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(ws.nLayer))
+          : 0;
   int64_t budget = vramBudget, tokens = contextLength;
-  int64_t total = weightBytes + kvGPU + gpu.size + headSelect + workspace;
+  int64_t total = int64_t(bill.at(contextLength));
   auto i64 = [&](int64_t v) {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
+  NamedAttrList shapes;
+  for (auto [name, value] : {std::pair{"n_embd", ws.nEmbd},
+                             {"n_ff", ws.nFF},
+                             {"n_vocab", ws.nVocab},
+                             {"n_head", ws.nHead},
+                             {"q_dim", ws.qDim},
+                             {"kv_dim", ws.kvDim},
+                             {"head_dim", ws.headDim},
+                             {"n_rot", ws.nRot},
+                             {"n_layer", ws.nLayer},
+                             {"max_rank", ws.maxRank},
+                             {"attention_layers", ws.attentionLayers},
+                             {"head", int64_t(ws.head)},
+                             {"resident", int64_t(ws.resident)}})
+    shapes.append(name, i64(value));
   NamedAttrList memory;
   memory.append("context_length", i64(tokens));
   memory.append("cpu_arena", i64(cpu.size));
   memory.append("gpu_arena", i64(gpu.size));
   memory.append("host_kv_cache", i64(kvCPU));
+  memory.append("vram_buffers", i64(buffers));
+  memory.append("vram_fixed", i64(int64_t(bill.fixed)));
   memory.append("vram_head_select", i64(headSelect));
   memory.append("vram_kv_cache", i64(kvGPU));
+  memory.append("vram_kv_per_position", i64(kvGPUPerPosition));
   memory.append("vram_total", i64(total));
   memory.append("vram_weights", i64(weightBytes));
   memory.append("vram_workspace", i64(workspace));
+  memory.append("vram_workspace_shape", shapes.getDictionary(ctx));
   module->setAttr("pinfer.memory", memory.getDictionary(ctx));
   LLVM_DEBUG(llvm::dbgs() << "VRAM bill " << total << " bytes\n");
   if (budget > 0 && total > budget) {
@@ -257,7 +292,9 @@ void PlanMemoryPass::runOnOperation() {
         << total << " bytes (weights " << weightBytes << ", KV cache " << kvGPU
         << " for " << tokens << " tokens, arena " << gpu.size
         << ", head selection " << headSelect << ", workspace " << workspace
-        << ") exceeds the budget of " << budget << " bytes";
+        << ", buffers' alignment " << buffers
+        << ", rounded up to whole 2 MiB pages) exceeds the budget of " << budget
+        << " bytes";
     return signalPassFailure();
   }
 }

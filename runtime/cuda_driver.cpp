@@ -1,5 +1,6 @@
 // The CUDA driver API through dlopen; see cuda_driver.h.
 #include "runtime/cuda_driver.h"
+#include "runtime/vram_bill.h"
 
 #include <cstring>
 #include <dlfcn.h>
@@ -270,10 +271,32 @@ void *CudaDriver::function(const char *name, std::string &error) {
   return fn;
 }
 
+bool CudaDriver::reserve(size_t bytes, std::string &error) {
+  if (arena_) {
+    error = "device memory reserved twice";
+    return false;
+  }
+  if (!current(error) ||
+      !check(cuMemAlloc_(&arena_, bytes ? bytes : 4), "cuMemAlloc", error))
+    return false;
+  allocs_.push_back(arena_);
+  arenaBytes_ = bytes;
+  return true;
+}
+
 bool CudaDriver::alloc(DevPtr &out, size_t bytes, std::string &error) {
+  ++buffers_;
+  const size_t at =
+      (arenaUsed_ + kDeviceAlign - 1) / kDeviceAlign * kDeviceAlign;
+  if (arena_ && at + bytes <= arenaBytes_) {
+    out = arena_ + at;
+    arenaUsed_ = at + bytes + kDeviceGuard;
+    return true;
+  }
   if (!current(error) ||
       !check(cuMemAlloc_(&out, bytes ? bytes : 4), "cuMemAlloc", error))
     return false;
+  ++beyond_;
   allocs_.push_back(out);
   return true;
 }

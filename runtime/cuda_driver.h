@@ -84,7 +84,16 @@ public:
   // `error` when absent.
   void *function(const char *name, std::string &error);
 
+  // Reserves `bytes` of device memory as one allocation that the
+  // following alloc() calls are carved from (runtime/vram_bill.h: each
+  // buffer kDeviceAlign-aligned, a kDeviceGuard gap after it). Once.
+  bool reserve(size_t bytes, std::string &error);
+  // A buffer from the reservation; past its end (or without one) its own
+  // allocation, which the bill did not count.
   bool alloc(DevPtr &out, size_t bytes, std::string &error);
+  // Buffers alloc() has given, and those that did not fit the reservation.
+  size_t buffers() const { return buffers_; }
+  size_t buffersBeyondReserve() const { return beyond_; }
   // Page-locked host memory, which asynchronous copies need to overlap.
   bool allocHost(void *&out, size_t bytes, std::string &error);
   // Synchronous copies (weights at load time, tests).
@@ -155,6 +164,9 @@ private:
   std::string moduleNote_;
   std::unordered_map<std::string, std::string> aliases_;
   std::vector<DevPtr> allocs_;
+  DevPtr arena_ = 0; // the reservation
+  size_t arenaBytes_ = 0, arenaUsed_ = 0;
+  size_t buffers_ = 0, beyond_ = 0;
   std::vector<void *> hostAllocs_, events_;
   std::vector<std::string> pending_; // kernels since the last sync
 

@@ -432,10 +432,14 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
         }
       }
       w.field("output_head_device", exec.headOnGpu() ? "gpu" : "cpu");
-      // The VRAM the plan bills (what the start checks is free); 0 when
-      // the GPU part runs on the CPU.
-      w.field("vram_bill_bytes",
-              exec.gpuActive() ? program.vramBillBytes : uint64_t(0));
+      // The VRAM the plan bills at this -c (what the start checks is free
+      // and reserves), what the driver says was taken, the buffers carved
+      // from the bill and any it did not hold; 0 when the GPU part runs on
+      // the CPU.
+      w.field("vram_bill_bytes", exec.vramBill());
+      w.field("vram_taken_bytes", exec.vramTaken());
+      w.field("gpu_buffers", int64_t(exec.gpuBuffers()));
+      w.field("gpu_buffers_beyond_bill", int64_t(exec.gpuBuffersBeyondBill()));
       // What one generated token read, counted by the decoder as it ran.
       w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());
       w.field("gpu_weight_bytes_per_token", exec.gpuBytesPerToken());

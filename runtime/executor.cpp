@@ -417,11 +417,26 @@ bool Executor::openGpu(std::string &error) {
   size_t freeB = 0, totalB = 0;
   if (!gpu->memInfo(freeB, totalB, error))
     return false;
-  if (program_.vramBillBytes > freeB) {
-    error = "not enough free VRAM on " + gpu->deviceName() + ": the plan for " +
-            program_.target + " needs " +
-            std::to_string(program_.vramBillBytes >> 20) + " MiB, " +
-            std::to_string(freeB >> 20) + " MiB are free";
+  // The plan's bill at this run's context (its KV caches and attention
+  // scratch grow with -c), held as one allocation that every buffer below
+  // is carved from.
+  vramBill_ = program_.vramBill.at(nCtx_);
+  vramFreeAtStart_ = freeB;
+  const std::string billed = std::string("the plan for ") + program_.target +
+                             " needs " + std::to_string(vramBill_ >> 20) +
+                             " MiB at -c " + std::to_string(nCtx_);
+  if (vramBill_ > freeB) {
+    error = "not enough free VRAM on " + gpu->deviceName() + ": " + billed +
+            ", " + std::to_string(freeB >> 20) + " MiB are free" +
+            (vramBill_ > program_.vramBillBytes
+                 ? " (a smaller -c needs less)"
+                 : " (pinferc --vram-budget sets what a plan may bill)");
+    return false;
+  }
+  if (!gpu->reserve(vramBill_, error)) {
+    error = "out of GPU memory on " + gpu->deviceName() + " (" + error +
+            "): " + billed + " and " + std::to_string(freeB >> 20) +
+            " MiB were free at start";
     return false;
   }
   gpu->setSyncDebug(gpuSyncDebug_);
@@ -439,14 +454,14 @@ bool Executor::openGpu(std::string &error) {
   if (!gpu->moduleNote().empty())
     gpuNote_ = gpu->moduleNote();
   gpu->setKernelAliases(program_.kernelAliases, program_.nKernelAliases);
-  // An allocation that fails despite the check above (another process took
-  // the memory, or fragmentation) names what was being uploaded.
+  // A buffer the reservation does not hold (a bill short of what is
+  // carved below, which the stand-in tests rule out) takes an allocation
+  // of its own; where that fails, the error names what it was for.
   const std::string device = gpu->deviceName();
-  auto outOfMemory = [&, device](const std::string &what) {
+  auto outOfMemory = [&, device, billed](const std::string &what) {
     error = "out of GPU memory on " + device + " uploading " + what + " (" +
-            error + "): the plan for " + program_.target + " bills " +
-            std::to_string(program_.vramBillBytes >> 20) + " MiB and " +
-            std::to_string(freeB >> 20) + " MiB were free at start";
+            error + "): " + billed + " and " + std::to_string(freeB >> 20) +
+            " MiB were free at start";
     return false;
   };
   size_t maxHot = 0, maxDownThreads = 0, maxDownGrid = 0, maxRank = 0,
@@ -636,6 +651,15 @@ bool Executor::openGpu(std::string &error) {
   hostAttnX_ = static_cast<float *>(ax);
   hostAttnY_ = static_cast<float *>(ay);
   return !resident_ || uploadResident(error);
+}
+
+uint64_t Executor::vramTaken() const {
+  size_t freeB = 0, totalB = 0;
+  std::string ignored;
+  if (!gpu_ || !gpu_->memInfo(freeB, totalB, ignored) ||
+      freeB > vramFreeAtStart_)
+    return 0;
+  return vramFreeAtStart_ - freeB;
 }
 
 bool Executor::init(int nCtx, bool useGpu, std::string &error) {

@@ -110,6 +110,19 @@ public:
   void setPollMicros(int us) { pool_.setSpinMicros(us); }
 
   bool gpuActive() const { return gpu_ != nullptr; }
+  // The VRAM bill at this run's -c (VramBill::at), what the start checked
+  // is free and reserved; 0 without a GPU.
+  uint64_t vramBill() const { return gpu_ ? vramBill_ : 0; }
+  // Free VRAM at the start less free VRAM now, as the driver reports it:
+  // the reservation in the driver's pages, the GPU code, any buffer beyond
+  // the bill (and whatever another process took meanwhile); 0 without a
+  // GPU. What the bill is checked against on a real card.
+  uint64_t vramTaken() const;
+  // The device buffers carved from it, and those it did not hold.
+  size_t gpuBuffers() const { return gpu_ ? gpu_->buffers() : 0; }
+  size_t gpuBuffersBeyondBill() const {
+    return gpu_ ? gpu_->buffersBeyondReserve() : 0;
+  }
   bool headOnGpu() const { return headOnGpu_; }
   // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
   const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }
@@ -347,6 +360,8 @@ private:
   std::vector<float> outputNorm_;
   std::unique_ptr<CudaDriver> gpu_;
   std::string gpuNote_;
+  uint64_t vramBill_ = 0; // VramBill::at(nCtx_), reserved on the device
+  size_t vramFreeAtStart_ = 0;
   bool gpuSyncDebug_ = false;
   bool gpuProfile_ = false;
   // The hot half's input x [n_embd] and output: y [n_embd], then the hot

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "runtime/ggml_types.h"
+#include "runtime/vram_bill.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -206,7 +207,8 @@ struct Program {
   // code, compiled once): nKernelAliases pairs {name, the module's name}.
   const char *const *kernelAliases = nullptr;
   size_t nKernelAliases = 0;
-  uint64_t vramBillBytes = 0; // the plan's VRAM bill
+  uint64_t vramBillBytes = 0;  // the plan's VRAM bill at the compile's -c
+  VramBill vramBill;           // the same at any -c (VramBill::at)
   bool headOnGPU = false;      // the output head's matvec runs on the GPU
   // A token's embedding row is gathered on the GPU from the head's matrix
   // (the output tied to token_embd; the residual stream on the GPU).

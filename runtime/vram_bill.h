@@ -9,6 +9,7 @@
 #include "runtime/ggml_types.h"
 #include "runtime/gpu_attention.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace pinfer {
@@ -148,5 +149,60 @@ inline uint64_t gpuWorkspaceVram(const GpuWorkspace &w) {
 // Beside an output head on the GPU: the record its selection kernels
 // choose the best logits in (gpuattn::HeadSel, about 150 KiB).
 inline uint64_t headSelectVram() { return sizeof(gpuattn::HeadSel); }
+
+// An executable holds its device memory as one allocation of its bill
+// (CudaDriver::reserve), carved into buffers there. One allocation because
+// the driver rounds each up to its page size, undocumented for cuMemAlloc
+// and 2 MiB in practice: the hundreds of buffers a 7B program uploads
+// (weights, caches, scratch) would each lose part of a page, where one
+// arena loses less than one page. Each buffer starts kDeviceAlign-aligned
+// and is followed by a kDeviceGuard gap, so that a kernel that runs past
+// its buffer's end lands in no other buffer.
+constexpr uint64_t kDeviceAlign = 256;
+constexpr uint64_t kDeviceGuard = 256;
+constexpr uint64_t kDevicePage = uint64_t(2) << 20;
+
+// The most buffers a program carves: per layer its hot FFN rows (gate, up,
+// down, the split layout's scales and ids: 5), its predictor (fc1, fc2 and
+// their biases: 4), its attention (4 matrices, up to 5 biases and norms,
+// K and V caches: 11) and a whole-GPU program's 4 norms (24, bounded by
+// 32); beside the layers, under 48 (activations, chunk buffers, the head,
+// attention and predictor scratch, a whole-GPU program's uploads), bounded
+// by 64. Executor::openGpu and its helpers are what this counts;
+// CompileGpuTest checks an executable's count against it.
+constexpr uint64_t kBuffersPerLayer = 32, kBuffersBeside = 64;
+inline uint64_t maxDeviceBuffers(int64_t nLayer) {
+  return kBuffersPerLayer * uint64_t(std::max<int64_t>(nLayer, 0)) +
+         kBuffersBeside;
+}
+
+// A program's VRAM bill as a function of the context it runs at (-c):
+// its KV caches and attention scratch grow with it, the rest not.
+// pinfer-plan-memory fills it from the IR, the executable evaluates it at
+// its -c, so that a context longer than the compile's is billed (and
+// checked against free VRAM) at its size.
+struct VramBill {
+  // Weights, the IR's arena, the head's selection record: the bytes that
+  // do not depend on the context.
+  uint64_t fixed = 0;
+  // The GPU layers' KV caches, per position.
+  uint64_t kvPerPosition = 0;
+  // The workspace's shapes (nCtx is set by at()); meaningful where gpu.
+  GpuWorkspace workspace;
+  bool gpu = false; // some op runs on the GPU
+
+  // The bill at `nCtx` positions: the device allocation the executable
+  // makes, whole pages, with every buffer's alignment and guard.
+  uint64_t at(int64_t nCtx) const {
+    if (!gpu)
+      return 0;
+    GpuWorkspace ws = workspace;
+    ws.nCtx = nCtx;
+    const uint64_t bytes =
+        fixed + kvPerPosition * uint64_t(nCtx) + gpuWorkspaceVram(ws) +
+        (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(ws.nLayer);
+    return (bytes + kDevicePage - 1) / kDevicePage * kDevicePage;
+  }
+};
 
 } // namespace pinfer

@@ -285,6 +285,12 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     p.mandatory.push_back(
         {"GPU workspace (buffers at -c " + std::to_string(opts.nCtx) + ")",
          gpuWorkspaceVram(ws)});
+    // The executable's one device allocation: every buffer's alignment and
+    // guard, and the rounding to whole pages (at most one page).
+    p.mandatory.push_back(
+        {"alignment and 2 MiB pages",
+         (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(shape.nLayer) +
+             kDevicePage});
     if (opts.attention == AttentionPolicy::GPU) {
       uint64_t attn = std::accumulate(shape.attentionBytes.begin(),
                                       shape.attentionBytes.end(), uint64_t(0));

@@ -27,7 +27,9 @@
 //                                leaked allocations, modules left loaded,
 //                                asynchronous copies from pageable memory,
 //                                graph launches, graphs left instantiated,
-//                                bytes copied device to host
+//                                bytes copied device to host, the peak of
+//                                device memory held (each allocation in
+//                                whole 2 MiB pages)
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -196,6 +198,14 @@ void writeReport() {
           s.modulesUnloaded, s.ctxRetains, s.pageableAsync, s.hostWaits,
           s.graphLaunches, s.graphExecs, s.bytesDown, s.peakUsed);
   fclose(f);
+}
+
+// What an allocation takes from the device's memory: whole 2 MiB pages,
+// as the driver's large pages (small allocations may share a page on a
+// GPU; counting each whole bounds what a program of many buffers takes).
+size_t held(size_t bytes) {
+  const size_t page = size_t(2) << 20;
+  return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
 }
 
 } // namespace
@@ -389,7 +399,7 @@ int cuMemAlloc_v2(unsigned long long *p, size_t bytes) {
   std::lock_guard<std::mutex> g(s.mu);
   if (int rc = ready(s))
     return rc;
-  if (failNow(s, "alloc") || bytes > s.total - s.used)
+  if (failNow(s, "alloc") || held(bytes) > s.total - s.used)
     return kOutOfMemory;
   void *m = aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!m)
@@ -397,7 +407,7 @@ int cuMemAlloc_v2(unsigned long long *p, size_t bytes) {
   // Fresh device memory holds garbage, not zeros.
   memset(m, 0xa5, bytes);
   s.allocs[uintptr_t(m)] = bytes;
-  s.used += bytes;
+  s.used += held(bytes);
   s.peakUsed = std::max(s.peakUsed, s.used);
   *p = uintptr_t(m);
   return kSuccess;
@@ -409,7 +419,7 @@ int cuMemFree_v2(unsigned long long p) {
   auto it = s.allocs.find(uintptr_t(p));
   if (it == s.allocs.end())
     return kInvalidValue;
-  s.used -= it->second;
+  s.used -= held(it->second);
   s.allocs.erase(it);
   free(reinterpret_cast<void *>(p));
   return kSuccess;

@@ -47,7 +47,7 @@ score qwen2 "$work/q.gguf"
 ref="$("$pinferc" run "$work/q4.gguf" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)"
 "$pinferc" "$work/q4.gguf" --target cpu --sparsity dense -o "$work/dense" >/dev/null
 "$pinferc" "$work/q4.gguf" --target rtx4090 --sparsity exact \
-  --vram-budget 406MiB --min-granules 1 -o "$work/exact" | tail -1
+  --vram-budget 408.1MiB --min-granules 1 -o "$work/exact" | tail -1
 for exe in dense exact; do
   got="$("$work/$exe" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)"
   if [ "$got" = "$ref" ]; then

@@ -154,12 +154,23 @@ protected:
         std::to_string(nTokens) + " --temp 0 --json -t 2 " + flags;
     const int rc = run(cmd, out, err, dir_);
     report = readReport(reportPath);
-    // Whatever the program, it never holds more device memory than its
-    // plan bills (what its start checked was free).
+    // Whatever the program and its -c, it never holds more device memory
+    // than its plan bills (what its start checked was free), the stand-in
+    // counting each allocation in whole 2 MiB pages: every buffer is
+    // carved from the one reservation of the bill.
     if (rc == 0 && out.find("\"vram_bill_bytes\"") != std::string::npos) {
       const double bill = sumField(out, "vram_bill_bytes");
-      if (bill > 0)
+      if (bill > 0) {
         EXPECT_LE(double(report["peak_device_bytes"]), bill) << cmd;
+        // The driver's free memory fell by the reservation, no more.
+        EXPECT_EQ(sumField(out, "vram_taken_bytes"), bill) << cmd;
+        EXPECT_EQ(sumField(out, "gpu_buffers_beyond_bill"), 0) << cmd;
+        EXPECT_GT(sumField(out, "gpu_buffers"), 0) << cmd;
+        EXPECT_LE(sumField(out, "gpu_buffers"),
+                  double(maxDeviceBuffers(
+                      int64_t(jsonNumbers(out, "ffn_hot_device").size()))))
+            << cmd;
+      }
     }
     return rc;
   }
@@ -555,6 +566,33 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
   EXPECT_EQ(report["host_waits"], sumField(out, "prompt_tokens") + evals + 1)
       << out;
 
+  // The bill follows the run's -c, not the compile's (256): the KV caches
+  // and attention scratch of a longer context are billed, checked against
+  // free VRAM and held (runOnStandin checks the peak against the bill at
+  // each -c); a card with room for a short context only refuses a long
+  // one, saying what would fit.
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "-c 64", out, err, report, kFew), 0)
+      << err;
+  expectReferenceTokens();
+  const double shortBill = sumField(out, "vram_bill_bytes");
+  ASSERT_EQ(runOnStandin(exe, "exact", "", "-c 8192", out, err, report, kFew),
+            0)
+      << err;
+  expectReferenceTokens();
+  const double longBill = sumField(out, "vram_bill_bytes");
+  EXPECT_GT(longBill, shortBill);
+  const std::string room =
+      "PINFER_CUDA_STANDIN_VRAM_MIB=" + std::to_string(long(shortBill) >> 20);
+  ASSERT_NE(runOnStandin(exe, "exact", room, "-c 8192", out, err, report, kFew),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("MiB at -c 8192"), std::string::npos) << err;
+  EXPECT_NE(err.find("(a smaller -c needs less)"), std::string::npos) << err;
+  ASSERT_EQ(runOnStandin(exe, "exact", room, "-c 64", out, err, report, kFew),
+            0)
+      << err;
+  expectReferenceTokens();
+
   // Launched one by one: the same tokens, every kernel of every token.
   ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_CUDA_GRAPHS=0", "", out, err,
                          report, kFew),
@@ -702,22 +740,24 @@ void expectOneLine(const std::string &stderrText, const std::string &exe) {
 }
 
 // Tests that injected faults end the run with one line that says what
-// failed: an allocation names what it was for, the bill and the free
-// memory; a kernel fault names the kernels and layer since the last
-// synchronisation, and the one kernel under --gpu-sync-debug.
+// failed: an allocation names the bill and the free memory; a kernel fault
+// names the kernels and layer since the last synchronisation, and the one
+// kernel under --gpu-sync-debug.
 TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
   const std::string exe = compile("exact");
   std::string out, err;
   std::map<std::string, long> report;
 
-  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=alloc=2", "",
+  // The executable's one device allocation, its bill (every buffer is
+  // carved from it), fails despite the free memory its start saw.
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=alloc=1", "",
                          out, err, report),
             0);
   expectOneLine(err, exe);
   EXPECT_NE(err.find("out of GPU memory on pinfer host stand-in"),
             std::string::npos)
       << err;
-  EXPECT_NE(err.find("layer 0's hot up rows"), std::string::npos) << err;
+  EXPECT_NE(err.find("the plan for rtx4090 needs"), std::string::npos) << err;
   EXPECT_NE(err.find("MiB were free at start"), std::string::npos) << err;
   EXPECT_EQ(report["leaked_allocations"], 0) << err;
 

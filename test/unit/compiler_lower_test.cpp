@@ -250,6 +250,27 @@ uint64_t workspaceBytes(const ProgramDesc &d, int64_t nCtx) {
   return gpuWorkspaceVram(w);
 }
 
+// The bill worked out by hand: what the program keeps (`kept`, and at most
+// `slack` more: the IR's arena of a few vectors) and room for each of its
+// buffers' alignment and guard (runtime/vram_bill.h), in whole 2 MiB pages.
+// The bill the executable evaluates at its -c (ProgramDesc::vramBill) gives
+// the same at the compile's context, and at another context the workspace
+// of the description's shapes.
+void expectBill(const ProgramDesc &d, uint64_t kept, uint64_t slack,
+                int64_t nCtx) {
+  const uint64_t buffers =
+      (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(d.params.nLayer);
+  auto pages = [](uint64_t b) {
+    return (b + kDevicePage - 1) / kDevicePage * kDevicePage;
+  };
+  EXPECT_GE(d.vramBillBytes, pages(kept + buffers));
+  EXPECT_LE(d.vramBillBytes, pages(kept + buffers + slack));
+  EXPECT_EQ(d.vramBill.at(nCtx), d.vramBillBytes);
+  GpuWorkspace ws = d.vramBill.workspace;
+  ws.nCtx = 16 * nCtx;
+  EXPECT_EQ(gpuWorkspaceVram(ws), workspaceBytes(d, 16 * nCtx));
+}
+
 struct Scheduled {
   mlir::DialectRegistry registry;
   std::unique_ptr<mlir::MLIRContext> ctx;
@@ -407,8 +428,7 @@ TEST(CompilerLower, PredictedModeMatchesProgramFromPlan) {
   // hot rows and the predictors, the executable's workspace and the GPU
   // arena (a few vectors).
   uint64_t weights = hotWeightBytes(ir) + workspaceBytes(ir, 128);
-  EXPECT_GT(ir.vramBillBytes, weights);
-  EXPECT_LT(ir.vramBillBytes, weights + 64 * 1024);
+  expectBill(ir, weights, 64 * 1024, 128);
 
   const Model &plain = tinyModel(GGMLType::F16, false);
   Plan plan = makePlan({40, 0, kFF}, {false, false, false}, 7);
@@ -668,8 +688,7 @@ TEST(CompilerLower, SevenBLikeShape) {
   uint64_t ffn =
       31ull * 3000 * (2 * rowBytes(GGMLType::Q4_0, 4096) + 4096 / 2 + 4) +
       31ull * (11008 / 32) * 4096 * 2 + workspaceBytes(out, 2048);
-  EXPECT_GT(out.vramBillBytes, ffn);
-  EXPECT_LT(out.vramBillBytes, ffn + (1 << 20));
+  expectBill(out, ffn, 1 << 20, 2048);
 }
 
 // Tests that the placement's cost model and pinfer-plan-memory bill the
@@ -821,7 +840,6 @@ TEST(CompilerLower, PlanBillAgainstPlanMemoryBill) {
       plan.outputOnGPU ? 32000 * rowBytes(GGMLType::Q4_0, nEmbd) : 0;
   uint64_t weights =
       hot * perNeuron + scales + head + workspaceBytes(out, 2048);
-  EXPECT_GT(out.vramBillBytes, weights);
-  EXPECT_LT(out.vramBillBytes, weights + (1 << 20));
+  expectBill(out, weights, 1 << 20, 2048);
   EXPECT_LE(out.vramBillBytes, plan.billBytes);
 }

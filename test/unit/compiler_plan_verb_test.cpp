@@ -37,7 +37,7 @@ protected:
     const std::string json = dir_ + "/p.json";
     std::string out, err;
     ASSERT_EQ(run(kPinferc + " plan " + model_ +
-                      " --target rtx4090 --vram-budget 408MiB --json " + json +
+                      " --target rtx4090 --vram-budget 411MiB --json " + json +
                       " " + flags,
                   out, err, dir_),
               0)

@@ -143,7 +143,7 @@ TEST(Progress, MainJobSaysEachStep) {
       << err;
   ASSERT_EQ(run(kPinferc + " " + dir +
                     "/m.gguf --target rtx4090 --sparsity exact "
-                    "--vram-budget 408MiB -o " +
+                    "--vram-budget 411MiB -o " +
                     dir + "/e",
                 out, err, dir),
             0)

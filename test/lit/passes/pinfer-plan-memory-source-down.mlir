@@ -5,7 +5,7 @@
 // 256, one q4_K block (144 bytes) a row. Gate and up: 256 rows each; down:
 // the source's 256 rows of n_ff, 256 x 144 = 36864 bytes where the neurons'
 // f32 rows would be 256 x 1024. 3 x 36864 = 110592.
-// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 110592 : i64, vram_workspace = {{[0-9]+}} : i64}}
+// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 110592 : i64, vram_workspace = {{[0-9]+}} : i64{{.*}}}}
 func.func @dense_source_down(%x: tensor<256xf32>) -> tensor<256xf32> {
   %g = pinfer.weight "blk.0.ffn_gate.weight" : !pinfer.weight<q4_K, [256, 256]>
   %d = pinfer.weight "blk.0.ffn_down.weight" : !pinfer.weight<q4_K, [256, 256]>
@@ -23,7 +23,7 @@ func.func @dense_source_down(%x: tensor<256xf32>) -> tensor<256xf32> {
 // Tests that the same layer keeps f32 down rows, and is billed them, where
 // it is not dense (exact mode reads a neuron's row only when it fires):
 // 256 x (144 + 144 + 1024) = 335872.
-// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 335872 : i64, vram_workspace = {{[0-9]+}} : i64}}
+// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 335872 : i64, vram_workspace = {{[0-9]+}} : i64{{.*}}}}
 func.func @exact_rows_down(%x: tensor<256xf32>) -> tensor<256xf32> {
   %g = pinfer.weight "blk.0.ffn_gate.weight" : !pinfer.weight<q4_K, [256, 256]>
   %d = pinfer.weight "blk.0.ffn_down.weight" : !pinfer.weight<q4_K, [256, 256]>
