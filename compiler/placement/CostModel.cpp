@@ -28,9 +28,14 @@ uint64_t rowBytesOr0(GGMLType type, int64_t n) {
   return rowBytes(type, n);
 }
 
-// One neuron's row of the packed transposed down projection; 0 when the
-// source type has no whole rows of n_embd.
+// One neuron's row of the packed transposed down projection; 0 when its
+// type has no whole rows of n_embd: a split layout's quants run in the
+// source's blocks, decoded rows in their own type (f32 for the block
+// formats, whatever n_embd: Gemma 3 270M's 640 is no multiple of a
+// K-quant's 256, and its f32 rows are what a token reads).
 uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
+  if (downLayoutFor(source) == DownLayout::Rows)
+    return rowBytesOr0(transposedDownType(source), nEmbd);
   return rowBytesOr0(source, nEmbd) ? transposedDownRowBytes(source, nEmbd)
                                     : 0;
 }
@@ -366,8 +371,22 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     // and, in predicted mode, its predictor's fc1 (pinfer-insert-predictors
     // gives each half its own).
     lp.hotFixedBytes = shape.downScaleBytes + predictor.perLayer;
-    if (opts.reads == NeuronReads::Always && l < shape.sourceDownSaving.size())
+    if (opts.reads == NeuronReads::Always &&
+        l < shape.sourceDownSaving.size()) {
       lp.wholeSavingBytes = shape.sourceDownSaving[l];
+      // The same bytes are read per token: a dense layer wholly on the CPU
+      // multiplies the source's down matrix too (compiler/LowerToProgram,
+      // sourceDown), and only a layer split between the devices reads its
+      // neurons' f32 rows, on both sides. Without this charge a split
+      // looked like a saving where it slows the CPU: a Q4_K layer with a
+      // few neurons on the GPU reads about three times the bytes it read
+      // whole on the CPU.
+      lp.sourceReadBytes = double(shape.sourceDownSaving[l]);
+      const CostModel &c = out.cost;
+      if (gpu && c.gpuBytesPerSecond > c.cpuBytesPerSecond)
+        lp.splitReadCost = lp.sourceReadBytes * c.cpuBytesPerSecond /
+                           (c.gpuBytesPerSecond - c.cpuBytesPerSecond);
+    }
     lp.hotFixedName = predictor.perLayer == 0 ? "down scales"
                       : shape.downScaleBytes  ? "down scales + predictors"
                                               : "predictors";
@@ -381,7 +400,10 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       double u = 0;
       for (uint32_t k = 0; k < lp.granules.size(); ++k) {
         u += lp.granules[k].utility;
-        if (u * saved >= need) {
+        // Net of what leaving the source's rows costs (layerUtility).
+        const double net = u - lp.sourceReadBytes -
+                           (k + 1 < lp.granules.size() ? lp.splitReadCost : 0);
+        if (net * saved >= need) {
           lp.minGranules = k + 1;
           break;
         }

@@ -38,6 +38,10 @@ double utilityOf(const LayerProblem &lp, uint32_t k, bool attention,
     u += lp.attention.utility;
   if ((k > 0 || attention) && !(attention && k == lp.granules.size()))
     u -= lp.splitCost;
+  if (k > 0)
+    u -= lp.sourceReadBytes;
+  if (k > 0 && k < lp.granules.size())
+    u -= lp.splitReadCost;
   return u;
 }
 

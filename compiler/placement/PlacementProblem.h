@@ -44,6 +44,17 @@ struct LayerProblem {
   // down rows its granules are billed at (runtime/vram_bill.h,
   // denseGpuKeepsSourceDown). At most the granules' bytes.
   uint64_t wholeSavingBytes = 0;
+  // The same layers read less per token where their FFN is wholly on one
+  // device: the source's down matrix where the CPU or the GPU has every
+  // neuron, the neurons' f32 down rows on both sides where the layer is
+  // split. Granules' utilities count f32 rows, so a layer with any granule
+  // on the GPU is charged `sourceReadBytes` (what a token's CPU read of
+  // the whole layer was, less what it would have been at f32), and one
+  // split between the devices `splitReadCost` more (the GPU reads its f32
+  // rows: sourceReadBytes x cpu / (gpu - cpu) bandwidth in the utility's
+  // unit). Both 0 where no layer keeps the source's rows.
+  double sourceReadBytes = 0;
+  double splitReadCost = 0;
   bool hasAttention = false; // attention is an optional item of this layer
   OptionalItem attention;
   // What a layer with a part on the GPU but not wholly there (its attention

@@ -95,6 +95,14 @@ Plan makePlan(const PlacementInput &in, const Assignment &a,
     }
     lay.gpuBytesPerToken = hotU;
     lay.cpuBytesPerToken = allU - hotU;
+    // Wholly on one device, a dense layer reads the source's down matrix,
+    // not its neurons' f32 rows (LayerProblem::sourceReadBytes).
+    if (lay.hotGranules == 0)
+      lay.cpuBytesPerToken -=
+          std::min(lay.cpuBytesPerToken, lp.sourceReadBytes);
+    else if (lay.hotGranules == lp.granules.size())
+      lay.gpuBytesPerToken -=
+          std::min(lay.gpuBytesPerToken, lp.sourceReadBytes);
     if (lp.hasAttention) {
       if (lay.attentionOnGPU) {
         lay.vramBytes += lp.attention.bytes;

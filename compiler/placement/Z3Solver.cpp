@@ -47,7 +47,7 @@ Weights makeWeights(const PlacementProblem &p) {
       maxU = std::max(maxU, g.utility);
     if (lp.hasAttention)
       maxU = std::max(maxU, lp.attention.utility);
-    maxU = std::max(maxU, lp.splitCost);
+    maxU = std::max({maxU, lp.splitCost, lp.sourceReadBytes, lp.splitReadCost});
   }
   for (const OptionalItem &o : p.globals)
     maxU = std::max(maxU, o.utility);
@@ -122,6 +122,11 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
         if (uint64_t saving = all - hotLayerBytes(lp, uint32_t(x[l].size())))
           bytesTerm(x[l].back(), -int64_t(saving));
         firstHot.push_back(x[l][0]);
+        // The reads a layer keeps wholly on one device save
+        // (layerUtility), as rewards: for no granule on the GPU, and for
+        // none or all of them.
+        soft(!x[l][0], lp.sourceReadBytes);
+        soft(!x[l][0] || x[l].back(), lp.splitReadCost);
       }
       if (lp.hasAttention) {
         bytesTerm(att[l], lp.attention.bytes);
@@ -184,6 +189,11 @@ std::string solveInChild(const PlacementProblem &p, const Assignment *seed,
             (attn && seed->hotGranules[l] == lp.granules.size() &&
              !lp.granules.empty()))
           seedValue += w.of(lp.splitCost);
+        const uint32_t k = seed->hotGranules[l];
+        if (k == 0 && !lp.granules.empty())
+          seedValue += w.of(lp.sourceReadBytes);
+        if ((k == 0 || k == lp.granules.size()) && !lp.granules.empty())
+          seedValue += w.of(lp.splitReadCost);
       }
       for (size_t j = 0; j < p.globals.size(); ++j)
         if (seed->globals[j])

@@ -77,12 +77,22 @@ void addWholeSavings(PlacementProblem &p, uint32_t seed) {
 }
 
 // Gives some layers the cost of a layer split between the devices (a round
-// trip), of the granules' order of magnitude.
+// trip), of the granules' order of magnitude, and some the costs of
+// leaving the source's down rows (a dense K-quant layer: any granule on
+// the GPU, and a split), up to what all its granules are worth.
 void addGpuCosts(PlacementProblem &p, uint32_t seed) {
   std::mt19937 rng(seed * 104729u + 7);
-  for (LayerProblem &lp : p.layers)
+  for (LayerProblem &lp : p.layers) {
     if (rng() % 4)
       lp.splitCost = double(rng() % 120);
+    if (rng() % 3 == 0) {
+      double all = 0;
+      for (const Granule &g : lp.granules)
+        all += g.utility;
+      lp.sourceReadBytes = double(rng() % (uint32_t(all) + 1));
+      lp.splitReadCost = double(rng() % 60);
+    }
+  }
 }
 
 // Enumerates every assignment.
@@ -533,46 +543,103 @@ TEST(PlacementCost, DenseKQuantLayersBillTheSourceDownWhole) {
 // from nothing to the whole model, no layer's GPU part (its attention, its
 // neurons) could be dropped for a faster estimate, as one with its
 // attention and a few neurons there, which pays a round trip for less than
-// it saves, could be before the objective charged launches and waits.
+// it saves, could be before the objective charged launches and waits; and
+// a dense Q4_K model's, which reads its neurons' f32 down rows where it is
+// split and the source's matrix where it is whole on either device, as
+// could be before the objective charged leaving the source's rows. And
+// that the two agree exactly: over random assignments, the objective times
+// the seconds a byte moved saves, plus the estimate, is one constant.
 TEST(PlacementPlan, NoGpuPartCostsTheEstimateMoreThanItSaves) {
   Trace t = powerLawTrace(4, 2048, 1.2, 11);
-  ModelShape s = syntheticShape(4, 2048, 512, 512, 4000, GGMLType::Q4_0);
   std::string err;
   const Target *target = findTarget("rtx4090", err);
   ASSERT_NE(target, nullptr) << err;
-  PlacementOptions o;
-  o.nCtx = 512;
-  PlacementInput in;
-  ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
-  uint64_t all = in.problem.mandatoryBytes() + in.problem.globals[0].bytes;
-  for (const LayerProblem &lp : in.problem.layers)
-    all += hotLayerBytes(lp, uint32_t(lp.granules.size())) + lp.attention.bytes;
-  int checked = 0;
-  for (int step = 0; step <= 24; ++step) {
-    o.vramBudget = in.problem.mandatoryBytes() +
-                   (all - in.problem.mandatoryBytes()) * step / 24;
-    PlacementInput at;
-    ASSERT_TRUE(buildPlacementInput(t, s, *target, o, at, err)) << err;
-    DPResult dp;
-    ASSERT_TRUE(solveDP(at.problem, dp, err)) << err;
-    if (!dp.optimal)
-      continue;
-    const double best =
-        expectedSecondsPerToken(makePlan(at, dp.best, target->name), *target);
-    for (size_t l = 0; l < at.problem.layers.size(); ++l) {
-      if (!dp.best.hotGranules[l] && !dp.best.attention[l])
+  for (auto [type, reads] : {std::pair{GGMLType::Q4_0, NeuronReads::GateAlways},
+                             {GGMLType::Q4_K, NeuronReads::Always}}) {
+    SCOPED_TRACE(typeName(type));
+    ModelShape s = syntheticShape(4, 2048, 512, 512, 4000, type);
+    PlacementOptions o;
+    o.nCtx = 512;
+    o.reads = reads;
+    PlacementInput in;
+    ASSERT_TRUE(buildPlacementInput(t, s, *target, o, in, err)) << err;
+    uint64_t all = in.problem.mandatoryBytes() + in.problem.globals[0].bytes;
+    for (const LayerProblem &lp : in.problem.layers)
+      all +=
+          hotLayerBytes(lp, uint32_t(lp.granules.size())) + lp.attention.bytes;
+    int checked = 0;
+    for (int step = 0; step <= 24; ++step) {
+      o.vramBudget = in.problem.mandatoryBytes() +
+                     (all - in.problem.mandatoryBytes()) * step / 24;
+      PlacementInput at;
+      ASSERT_TRUE(buildPlacementInput(t, s, *target, o, at, err)) << err;
+      DPResult dp;
+      ASSERT_TRUE(solveDP(at.problem, dp, err)) << err;
+      if (!dp.optimal)
         continue;
-      Assignment less = dp.best;
-      less.hotGranules[l] = 0;
-      less.attention[l] = false;
-      const double without =
-          expectedSecondsPerToken(makePlan(at, less, target->name), *target);
-      EXPECT_GE(without, best * (1 - 1e-9))
-          << "budget step " << step << ", layer " << l;
-      ++checked;
+      const double best =
+          expectedSecondsPerToken(makePlan(at, dp.best, target->name), *target);
+      for (size_t l = 0; l < at.problem.layers.size(); ++l) {
+        if (!dp.best.hotGranules[l] && !dp.best.attention[l])
+          continue;
+        Assignment less = dp.best;
+        less.hotGranules[l] = 0;
+        less.attention[l] = false;
+        const double without =
+            expectedSecondsPerToken(makePlan(at, less, target->name), *target);
+        EXPECT_GE(without, best * (1 - 1e-9))
+            << "budget step " << step << ", layer " << l;
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 10);
+
+    // Budget aside, any assignment: objective and estimate move together.
+    std::mt19937 rng(5);
+    const double saved = in.cost.savedPerByte();
+    double constant = 0;
+    for (int i = 0; i < 200; ++i) {
+      Assignment a;
+      for (const LayerProblem &lp : in.problem.layers) {
+        const uint32_t n = uint32_t(lp.granules.size());
+        // Often none or all: the cases the source's rows make special.
+        const uint32_t pick = rng() % 4;
+        a.hotGranules.push_back(pick == 0   ? 0
+                                : pick == 1 ? n
+                                            : rng() % (n + 1));
+        a.attention.push_back(rng() % 2);
+      }
+      a.globals.assign(in.problem.globals.size(), rng() % 2);
+      const Plan plan = makePlan(in, a, target->name);
+      const double sum = assignmentUtility(in.problem, a) * saved +
+                         expectedSecondsPerToken(plan, *target);
+      if (i == 0)
+        constant = sum;
+      EXPECT_NEAR(sum, constant, constant * 1e-9) << "assignment " << i;
+      if (type != GGMLType::Q4_K)
+        continue;
+      // What each device reads of the layer's FFN, from the shapes alone:
+      // the source's down matrix where all neurons are on one device,
+      // their f32 rows where the layer is split.
+      const double row = double(rowBytes(type, 512)), f32Row = 4.0 * 512,
+                   source = 512.0 * double(rowBytes(type, 2048));
+      for (size_t l = 0; l < plan.layers.size(); ++l) {
+        const LayerPlan &lp = plan.layers[l];
+        const double attn = in.problem.layers[l].attention.utility;
+        const double cold = 2048.0 - lp.nHot;
+        EXPECT_DOUBLE_EQ(lp.cpuBytesPerToken,
+                         (lp.nHot == 0 ? 2048 * 2 * row + source
+                                       : cold * (2 * row + f32Row)) +
+                             (lp.attentionOnGPU ? 0 : attn))
+            << "assignment " << i << ", layer " << l;
+        EXPECT_DOUBLE_EQ(lp.gpuBytesPerToken,
+                         (lp.nHot == 2048 ? 2048 * 2 * row + source
+                                          : lp.nHot * (2 * row + f32Row)) +
+                             (lp.attentionOnGPU ? attn : 0))
+            << "assignment " << i << ", layer " << l;
+      }
     }
   }
-  EXPECT_GT(checked, 10);
 }
 
 // Tests that a granule's utility prices what the mode reads: firing rows
@@ -702,4 +769,42 @@ TEST(PlacementCost, ShapeFromGGUF) {
   EXPECT_FALSE(modelShapeFromGGUF(*g, s, err));
   EXPECT_NE(err.find("token_embd.weight: missing"), std::string::npos) << err;
   EXPECT_EQ(err.find('\n'), std::string::npos);
+}
+
+// Tests that a K-quant down projection over an n_embd no K-quant block
+// divides (Gemma 3 270M: 640) is priced as the packed file stores and a
+// token reads it: f32 rows of n_embd per neuron where a layer is split,
+// the source's matrix where it is whole (a saving, in VRAM and in bytes
+// read); not as a neuron with no down row at all.
+TEST(PlacementCost, KQuantDownOfAnyWidthIsPriced) {
+  GGUFWriter w;
+  w.setString("general.architecture", "llama");
+  auto add = [&](const std::string &name, GGMLType type,
+                 std::vector<int64_t> ne) {
+    w.addTensor(name, type, ne, [](uint8_t *, size_t) {});
+  };
+  add("token_embd.weight", GGMLType::Q8_0, {320, 50});
+  for (int l = 0; l < 2; ++l) {
+    std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "attn_q.weight", GGMLType::Q8_0, {320, 320});
+    add(b + "attn_k.weight", GGMLType::Q8_0, {320, 64});
+    add(b + "attn_v.weight", GGMLType::Q8_0, {320, 64});
+    add(b + "attn_output.weight", GGMLType::Q8_0, {320, 320});
+    add(b + "ffn_gate.weight", GGMLType::Q5_0, {320, 512});
+    add(b + "ffn_up.weight", GGMLType::Q5_0, {320, 512});
+    add(b + "ffn_down.weight", l ? GGMLType::Q4_K : GGMLType::Q6_K, {512, 320});
+  }
+  std::string path = testing::TempDir() + "/pinfer_kdown_" +
+                     std::to_string(getpid()) + ".gguf",
+              err;
+  ASSERT_TRUE(w.write(path, err)) << err;
+  auto f = GGUFFile::open(path, err);
+  ASSERT_NE(f, nullptr) << err;
+  ModelShape s;
+  ASSERT_TRUE(modelShapeFromGGUF(*f, s, err)) << err;
+  // q5_0 rows of 320: 10 blocks of 22 bytes; f32 down rows of 320.
+  EXPECT_EQ(s.neuronBytes, 2u * 220 + 320 * 4);
+  ASSERT_EQ(s.sourceDownSaving.size(), 2u);
+  EXPECT_EQ(s.sourceDownSaving[0], 512u * 320 * 4 - 320u * 2 * 210);
+  EXPECT_EQ(s.sourceDownSaving[1], 512u * 320 * 4 - 320u * 2 * 144);
 }
