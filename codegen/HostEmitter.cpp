@@ -278,23 +278,12 @@ std::string emitHostCpp(const ProgramDesc &program, const HostInputs &in) {
   const GpuWorkspace &ws = bill.workspace;
   os << "  p.vramBill.gpu = " << (bill.gpu ? "true" : "false") << ";\n"
      << "  p.vramBill.fixed = " << bill.fixed << "ull;\n"
-     << "  p.vramBill.kvPerPosition = " << bill.kvPerPosition << "ull;\n"
-     << "  p.vramBill.workspace.head = " << (ws.head ? "true" : "false")
-     << ";\n"
-     << "  p.vramBill.workspace.resident = " << (ws.resident ? "true" : "false")
-     << ";\n";
-  for (auto [name, value] : {std::pair{"nEmbd", ws.nEmbd},
-                             {"nFF", ws.nFF},
-                             {"nVocab", ws.nVocab},
-                             {"nHead", ws.nHead},
-                             {"qDim", ws.qDim},
-                             {"kvDim", ws.kvDim},
-                             {"headDim", ws.headDim},
-                             {"nRot", ws.nRot},
-                             {"nLayer", ws.nLayer},
-                             {"maxRank", ws.maxRank},
-                             {"attentionLayers", ws.attentionLayers}})
-    os << "  p.vramBill.workspace." << name << " = " << value << ";\n";
+     << "  p.vramBill.kvPerPosition = " << bill.kvPerPosition << "ull;\n";
+  for (const WorkspaceField &f : kWorkspaceFields)
+    os << "  p.vramBill.workspace." << f.cpp << " = " << ws.*f.member << ";\n";
+  for (const WorkspaceFlag &f : kWorkspaceFlags)
+    os << "  p.vramBill.workspace." << f.cpp << " = "
+       << (ws.*f.member ? "true" : "false") << ";\n";
   os << "  p.headOnGPU = " << (program.headOnGPU ? "true" : "false") << ";\n"
      << "  p.embedOnGPU = " << (program.embedOnGPU ? "true" : "false") << ";\n"
      << "  return p;\n}\n\n"

@@ -572,21 +572,20 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
     return true;
   };
   auto shape = memory.getAs<DictionaryAttr>("vram_workspace_shape");
-  int64_t fixed = 0, kvPerPosition = 0, head = 0, resident = 0;
+  int64_t fixed = 0, kvPerPosition = 0;
   GpuWorkspace &ws = out.vramBill.workspace;
   if (!part(memory, "vram_fixed", fixed) ||
-      !part(memory, "vram_kv_per_position", kvPerPosition) ||
-      !part(shape, "n_embd", ws.nEmbd) || !part(shape, "n_ff", ws.nFF) ||
-      !part(shape, "n_vocab", ws.nVocab) || !part(shape, "n_head", ws.nHead) ||
-      !part(shape, "q_dim", ws.qDim) || !part(shape, "kv_dim", ws.kvDim) ||
-      !part(shape, "head_dim", ws.headDim) || !part(shape, "n_rot", ws.nRot) ||
-      !part(shape, "n_layer", ws.nLayer) ||
-      !part(shape, "max_rank", ws.maxRank) ||
-      !part(shape, "attention_layers", ws.attentionLayers) ||
-      !part(shape, "head", head) || !part(shape, "resident", resident))
+      !part(memory, "vram_kv_per_position", kvPerPosition))
     return false;
-  ws.head = head != 0;
-  ws.resident = resident != 0;
+  for (const WorkspaceField &f : kWorkspaceFields)
+    if (!part(shape, f.ir, ws.*f.member))
+      return false;
+  for (const WorkspaceFlag &f : kWorkspaceFlags) {
+    int64_t flag = 0;
+    if (!part(shape, f.ir, flag))
+      return false;
+    ws.*f.member = flag != 0;
+  }
   out.vramBill.fixed = uint64_t(fixed);
   out.vramBill.kvPerPosition = uint64_t(kvPerPosition);
   out.vramBill.gpu = out.vramBillBytes > 0;

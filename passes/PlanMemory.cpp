@@ -257,20 +257,10 @@ void PlanMemoryPass::runOnOperation() {
     return IntegerAttr::get(IntegerType::get(ctx, 64), v);
   };
   NamedAttrList shapes;
-  for (auto [name, value] : {std::pair{"n_embd", ws.nEmbd},
-                             {"n_ff", ws.nFF},
-                             {"n_vocab", ws.nVocab},
-                             {"n_head", ws.nHead},
-                             {"q_dim", ws.qDim},
-                             {"kv_dim", ws.kvDim},
-                             {"head_dim", ws.headDim},
-                             {"n_rot", ws.nRot},
-                             {"n_layer", ws.nLayer},
-                             {"max_rank", ws.maxRank},
-                             {"attention_layers", ws.attentionLayers},
-                             {"head", int64_t(ws.head)},
-                             {"resident", int64_t(ws.resident)}})
-    shapes.append(name, i64(value));
+  for (const WorkspaceField &f : kWorkspaceFields)
+    shapes.append(f.ir, i64(ws.*f.member));
+  for (const WorkspaceFlag &f : kWorkspaceFlags)
+    shapes.append(f.ir, i64(ws.*f.member));
   NamedAttrList memory;
   memory.append("context_length", i64(tokens));
   memory.append("cpu_arena", i64(cpu.size));

@@ -98,6 +98,34 @@ struct GpuWorkspace {
   bool resident = false;       // every step there (the residual stream too)
 };
 
+// The workspace's shapes by name: in pinfer-plan-memory's
+// pinfer.memory.vram_workspace_shape (snake case) and in the generated
+// program's p.vramBill.workspace (C++), so that the pass, the lowering and
+// the host emitter carry the same fields (nCtx is the run's).
+struct WorkspaceField {
+  const char *ir, *cpp;
+  int64_t GpuWorkspace::*member;
+};
+inline constexpr WorkspaceField kWorkspaceFields[] = {
+    {"n_embd", "nEmbd", &GpuWorkspace::nEmbd},
+    {"n_ff", "nFF", &GpuWorkspace::nFF},
+    {"n_vocab", "nVocab", &GpuWorkspace::nVocab},
+    {"n_head", "nHead", &GpuWorkspace::nHead},
+    {"q_dim", "qDim", &GpuWorkspace::qDim},
+    {"kv_dim", "kvDim", &GpuWorkspace::kvDim},
+    {"head_dim", "headDim", &GpuWorkspace::headDim},
+    {"n_rot", "nRot", &GpuWorkspace::nRot},
+    {"n_layer", "nLayer", &GpuWorkspace::nLayer},
+    {"max_rank", "maxRank", &GpuWorkspace::maxRank},
+    {"attention_layers", "attentionLayers", &GpuWorkspace::attentionLayers}};
+struct WorkspaceFlag {
+  const char *ir, *cpp;
+  bool GpuWorkspace::*member;
+};
+inline constexpr WorkspaceFlag kWorkspaceFlags[] = {
+    {"head", "head", &GpuWorkspace::head},
+    {"resident", "resident", &GpuWorkspace::resident}};
+
 // What an executable allocates on the GPU beside the weights, the KV caches
 // and the head's selection record: the hot halves' input, output and the
 // down kernels' partial sums, for one token and a prompt chunk's
