@@ -203,12 +203,14 @@ SparsityMode resolvedMode(const CompileArgs &args, const Model &model,
 }
 
 // Solves a placement from `trace` under args.vramBudget / args.nCtx for a
-// program running in `mode`.
+// program running in `mode`; with `predictors`, a predictor file whose
+// fc1/fc2 the program will carry (the model has none of its own).
 bool planFromTrace(const CompileArgs &args, const Model &model,
-                   const Target &target, const Trace &trace,
-                   SparsityMode mode, Plan &plan, std::string &error) {
+                   const Target &target, const Trace &trace, SparsityMode mode,
+                   Plan &plan, std::string &error,
+                   const GGUFFile *predictors = nullptr) {
   ModelShape shape;
-  if (!modelShapeFromGGUF(model.file(), shape, error))
+  if (!modelShapeFromGGUF(model.file(), shape, error, predictors))
     return false;
   PlacementOptions opts;
   if (!parseVramBudget(args.vramBudget, target, opts.vramBudget, error))
@@ -455,17 +457,17 @@ bool checkPlanFits(const Plan &plan, const std::string &planPath,
 
 namespace {
 
-// Writes `model` with predictors to a temporary file beside the output and
-// returns its path: those of --predictors, or ones trained from the
-// samples of `profile`. Trained ones are left in `kept`: with -o a
-// temporary beside OUT.predictors.gguf, put in place with the other outputs
-// (so that a failed compile leaves the previous ones), empty for --emit.
-bool attachPredictors(const CompileArgs &args, const Model &model,
-                      const Trace &profile, TempPath &copy, TempPath &kept,
-                      Progress &progress, std::string &error) {
+// The predictors a predicted-mode job gives a model that stores none:
+// those of --predictors, or ones trained from the samples of `profile`.
+// Trained ones are left in `kept`: with -o a temporary beside
+// OUT.predictors.gguf, put in place with the other outputs (so that a
+// failed compile leaves the previous ones); else in `trained`, a temporary.
+bool loadPredictors(const CompileArgs &args, const Model &model,
+                    const Trace &profile, TempPath &kept, TempPath &trained,
+                    LoadedPredictors &loaded, Progress &progress,
+                    std::string &error) {
   const ModelParams &p = model.params();
   std::string predPath = args.predictors;
-  TempPath trained;
   if (predPath.empty()) {
     if (profile.samples.empty()) {
       error = args.trace + ": holds no samples to train predictors from "
@@ -473,8 +475,6 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
               "use --sparsity exact)";
       return false;
     }
-    // Kept beside the executable (like its weights) with -o; a temporary
-    // for --emit.
     TempPath &into = args.output.empty() ? trained : kept;
     if (!makeTempBeside(args.output.empty()
                             ? tempDirectory() + "/pinferc-predictors.gguf"
@@ -486,9 +486,19 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
                             !args.quiet, error))
       return false;
   }
+  return readPredictorFile(predPath, modelIdentity(model.file()), p.nLayer,
+                           p.nEmbd, p.nFF, loaded, error);
+}
+
+// Writes `model` with its predictors (loadPredictors) to a temporary file
+// beside the output, `copy`.
+bool attachPredictors(const CompileArgs &args, const Model &model,
+                      const Trace &profile, TempPath &copy, TempPath &kept,
+                      Progress &progress, std::string &error) {
+  TempPath trained;
   LoadedPredictors loaded;
-  if (!readPredictorFile(predPath, modelIdentity(model.file()), p.nLayer,
-                         p.nEmbd, p.nFF, loaded, error))
+  if (!loadPredictors(args, model, profile, kept, trained, loaded, progress,
+                      error))
     return false;
   if (!makeTempBeside(args.output.empty()
                           ? tempDirectory() + "/pinferc-model.gguf"
@@ -514,6 +524,12 @@ struct CompileJob {
   Plan plan;                    // all cold without a GPU
   PipelineOptions pipeline;     // the pass options, budget and thresholds
   Progress progress;            // the job's steps on stderr
+  // Only the plan is wanted (pinferc plan): predictors a predicted-mode
+  // job trains are billed from their own file, with no copy of the model
+  // (which for a 7B is gigabytes written and removed).
+  bool planOnly = false;
+  TempPath planPredictorsFile;
+  LoadedPredictors planPredictors;
 
   explicit CompileJob(Progress::Style style) : progress(style) {}
 };
@@ -619,12 +635,19 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   // copy of the model that carries trained (or given) ones. The copy is
   // removed on every exit.
   if (mode == SparsityMode::Predicted && !storedPredictors) {
-    if (!attachPredictors(args, *model, profile, job.withPredictors,
-                          job.trainedPredictors, job.progress, error))
-      return false;
-    model = Model::open(job.withPredictors.path(), error);
-    if (!model)
-      return false;
+    if (job.planOnly) {
+      if (!loadPredictors(args, *model, profile, job.trainedPredictors,
+                          job.planPredictorsFile, job.planPredictors,
+                          job.progress, error))
+        return false;
+    } else {
+      if (!attachPredictors(args, *model, profile, job.withPredictors,
+                            job.trainedPredictors, job.progress, error))
+        return false;
+      model = Model::open(job.withPredictors.path(), error);
+      if (!model)
+        return false;
+    }
   }
 
   // Placement. A target without a GPU puts every neuron on the CPU: the
@@ -641,11 +664,14 @@ bool prepareJob(const CompileArgs &args, const Target &target,
       return false;
   } else {
     job.progress.begin("place", "placing neurons under the VRAM budget");
-    bool placed = planFromTrace(args, *model, *tp, profile, mode, plan, error);
+    bool placed = planFromTrace(args, *model, *tp, profile, mode, plan, error,
+                                job.planPredictors.file.get());
     job.progress.end();
     if (!placed)
       return false;
   }
+  if (job.planOnly)
+    return true;
   // pinfer-plan-memory's bill excludes the CUDA context, which the
   // executable finds already taken when it measures free VRAM.
   PipelineOptions &popts = job.pipeline;
@@ -667,6 +693,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
 bool planAsTheJobWould(const CompileArgs &args, const Target &target,
                        Plan &plan, std::string &error) {
   CompileJob job(Progress::styleFor(args.quiet));
+  job.planOnly = true;
   if (!prepareJob(args, target, job, error))
     return false;
   plan = std::move(job.plan);

@@ -117,6 +117,10 @@ void installTempCleanup() {
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP})
       ::sigaction(sig, &sa, nullptr);
+    // A write past the file-size limit (ulimit -f) fails with EFBIG, to be
+    // reported and cleaned up as a full disk is, instead of ending the
+    // process with its temporaries left behind.
+    ::signal(SIGXFSZ, SIG_IGN);
   });
 }
 

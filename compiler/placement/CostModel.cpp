@@ -59,7 +59,7 @@ void setHotVram(ModelShape &s, GGMLType gate, GGMLType up, GGMLType down) {
 } // namespace
 
 bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
-                        std::string &error) {
+                        std::string &error, const GGUFFile *predictors) {
   out = ModelShape();
   const std::string &path = file.path();
   // The head count sizes the attention's buffers in the GPU workspace; a
@@ -104,6 +104,25 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
   std::vector<uint64_t> neuron(nLayer, 0);
   std::vector<uint32_t> nFF(nLayer, 0);
   GGMLType ffnTypes[3] = {GGMLType::F32, GGMLType::F32, GGMLType::F32};
+  // A layer's predictor: fc1 {n_embd, R} `t` of `from`, with its fc2
+  // {R, n_ff} there.
+  auto addPredictor = [&](const GGUFFile &from, const GGUFTensor &t, int l) {
+    const GGUFTensor *fc2 = from.tensor(tensorName(TensorKind::PredFc2, l));
+    if (!fc2 || uint32_t(l) >= nLayer)
+      return;
+    if (out.predictorVram.size() < nLayer)
+      out.predictorVram.resize(nLayer);
+    out.predictorVram[l] = predictorVram(t.type, fc2->type, t.ne[0], t.ne[1]);
+    out.maxRank = std::max(out.maxRank, uint32_t(t.ne[1]));
+  };
+  if (predictors)
+    for (const GGUFTensor &t : predictors->tensors()) {
+      TensorKind kind;
+      int l;
+      if (parseTensorName(t.name, kind, l) && l >= 0 &&
+          kind == TensorKind::PredFc1)
+        addPredictor(*predictors, t, l);
+    }
   for (const GGUFTensor &t : file.tensors()) {
     TensorKind kind;
     int l;
@@ -149,15 +168,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       }
       break;
     case TensorKind::PredFc1:
-      // {n_embd, R}; with fc2 {R, n_ff} below.
-      if (const GGUFTensor *fc2 =
-              file.tensor(tensorName(TensorKind::PredFc2, l))) {
-        if (out.predictorVram.size() < nLayer)
-          out.predictorVram.resize(nLayer);
-        out.predictorVram[l] =
-            predictorVram(t.type, fc2->type, t.ne[0], t.ne[1]);
-        out.maxRank = std::max(out.maxRank, uint32_t(t.ne[1]));
-      }
+      if (!predictors)
+        addPredictor(file, t, l);
       break;
     case TensorKind::FfnDownT:
       // A layer stored as PowerInfer's converter writes it, with no

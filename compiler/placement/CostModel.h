@@ -51,9 +51,13 @@ struct ModelShape {
 };
 
 // Reads the shape from a LLaMA-family GGUF's tensor table (token_embd,
-// blk.N.attn_*, blk.N.ffn_{gate,up,down}, blk.N.fc1/fc2, output).
+// blk.N.attn_*, blk.N.ffn_{gate,up,down}, blk.N.fc1/fc2, output). With
+// `predictors` (a predictor file, compiler/predictor/PredictorFile.h), its
+// fc1/fc2 stand for the model's own: the shape of the model with them
+// attached, without writing that copy.
 bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
-                        std::string &error);
+                        std::string &error,
+                        const GGUFFile *predictors = nullptr);
 
 // A LLaMA-like shape for synthetic instances and tests: q and o are
 // n_embd x n_embd, k and v n_embd x nKVDim, all in `type`.

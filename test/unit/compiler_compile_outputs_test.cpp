@@ -205,6 +205,18 @@ TEST_F(OutputsTest, FailedCompileKeepsThePreviousPair) {
   EXPECT_EQ(readFile(exe), exeBytes);
   EXPECT_EQ(readFile(exe + ".weights.gguf"), weightsBytes);
 
+  // A write that fails (past the file-size limit, as a full disk fails
+  // it): one line that says so, the pair untouched, no temporary left.
+  EXPECT_NE(
+      run("ulimit -f 1024; TMPDIR=" + tmp_ + " " + kPinferc + " " + recompile,
+          out, err, dir_),
+      0);
+  EXPECT_NE(err.find("File too large"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(readFile(exe), exeBytes);
+  EXPECT_EQ(readFile(exe + ".weights.gguf"), weightsBytes);
+  EXPECT_TRUE(listDir(tmp_).empty());
+
   // A host compiler during which pinferc alone gets SIGINT (kill -INT, not
   // a terminal's Ctrl-C to the whole group): pinferc dies of SIGINT, ends
   // the compiler with what it started (its process group), and removes the

@@ -10,6 +10,7 @@
 
 #include "temp_dir.h"
 #include <cstdlib>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace pinfer;
@@ -83,6 +84,28 @@ TEST_F(PlanVerbTest, BillsThePredictorsTheCompileTrains) {
             0)
       << err;
   EXPECT_NE(out.find("predict@gpu"), std::string::npos) << out;
+
+  // The plan bills the trained predictors from their own file: no copy of
+  // the model with them attached is written (for a 7B, gigabytes), so it
+  // is made under a file-size limit a tenth of the model's, as the compile,
+  // which writes that copy, is not.
+  struct stat st;
+  ASSERT_EQ(::stat(model_.c_str(), &st), 0);
+  const std::string limited =
+      "ulimit -f " + std::to_string(st.st_size / 1024 / 10) + "; ";
+  ASSERT_EQ(run(limited + kPinferc + " plan " + model_ +
+                    " --target rtx4090 --vram-budget 411MiB --json " + json,
+                out, err, dir_),
+            0)
+      << err;
+  Plan again;
+  ASSERT_TRUE(readPlanJson(json, again, error)) << error;
+  EXPECT_EQ(again.billBytes, predicted.billBytes);
+  EXPECT_NE(run(limited + kPinferc + " " + model_ +
+                    " --target rtx4090 --vram-budget 411MiB -q --emit=steps",
+                out, err, dir_),
+            0);
+  EXPECT_NE(err.find("File too large"), std::string::npos) << err;
 }
 
 } // namespace
