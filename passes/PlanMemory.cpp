@@ -247,10 +247,7 @@ void PlanMemoryPass::runOnOperation() {
   bill.fixed = uint64_t(weightBytes + gpu.size + headSelect);
   bill.kvPerPosition = uint64_t(kvGPUPerPosition);
   bill.workspace = ws;
-  const int64_t buffers =
-      anyGpu
-          ? int64_t((kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(ws.nLayer))
-          : 0;
+  const int64_t buffers = anyGpu ? int64_t(deviceBuffersVram(ws.nLayer)) : 0;
   int64_t budget = vramBudget, tokens = contextLength;
   int64_t total = int64_t(bill.at(contextLength));
   auto i64 = [&](int64_t v) {

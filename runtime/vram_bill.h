@@ -203,6 +203,11 @@ inline uint64_t maxDeviceBuffers(int64_t nLayer) {
   return kBuffersPerLayer * uint64_t(std::max<int64_t>(nLayer, 0)) +
          kBuffersBeside;
 }
+// The room a program of `nLayer` layers keeps for its buffers' alignment
+// and guards.
+inline uint64_t deviceBuffersVram(int64_t nLayer) {
+  return (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(nLayer);
+}
 
 // A program's VRAM bill as a function of the context it runs at (-c):
 // its KV caches and attention scratch grow with it, the rest not.
@@ -226,9 +231,8 @@ struct VramBill {
       return 0;
     GpuWorkspace ws = workspace;
     ws.nCtx = nCtx;
-    const uint64_t bytes =
-        fixed + kvPerPosition * uint64_t(nCtx) + gpuWorkspaceVram(ws) +
-        (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(ws.nLayer);
+    const uint64_t bytes = fixed + kvPerPosition * uint64_t(nCtx) +
+                           gpuWorkspaceVram(ws) + deviceBuffersVram(ws.nLayer);
     return (bytes + kDevicePage - 1) / kDevicePage * kDevicePage;
   }
 };

@@ -304,10 +304,8 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
          gpuWorkspaceVram(ws)});
     // The executable's one device allocation: every buffer's alignment and
     // guard, and the rounding to whole pages (at most one page).
-    p.mandatory.push_back(
-        {"alignment and 2 MiB pages",
-         (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(shape.nLayer) +
-             kDevicePage});
+    p.mandatory.push_back({"alignment and 2 MiB pages",
+                           deviceBuffersVram(shape.nLayer) + kDevicePage});
     if (opts.attention == AttentionPolicy::GPU) {
       uint64_t attn = std::accumulate(shape.attentionBytes.begin(),
                                       shape.attentionBytes.end(), uint64_t(0));

@@ -258,8 +258,7 @@ uint64_t workspaceBytes(const ProgramDesc &d, int64_t nCtx) {
 // of the description's shapes.
 void expectBill(const ProgramDesc &d, uint64_t kept, uint64_t slack,
                 int64_t nCtx) {
-  const uint64_t buffers =
-      (kDeviceAlign + kDeviceGuard) * maxDeviceBuffers(d.params.nLayer);
+  const uint64_t buffers = deviceBuffersVram(d.params.nLayer);
   auto pages = [](uint64_t b) {
     return (b + kDevicePage - 1) / kDevicePage * kDevicePage;
   };
