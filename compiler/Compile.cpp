@@ -264,7 +264,7 @@ bool wholeModelPlan(const CompileArgs &args, const Model &model,
 }
 
 // Reads the user's trace and checks it against the model the user gave
-// (never against a copy made later in the job).
+// (never against a view of it made later in the job).
 bool readUserTrace(const CompileArgs &args, const Model &model, Trace &trace,
                    std::string &error) {
   const ModelParams &p = model.params();
@@ -490,23 +490,21 @@ bool loadPredictors(const CompileArgs &args, const Model &model,
                            p.nEmbd, p.nFF, loaded, error);
 }
 
-// Writes `model` with its predictors (loadPredictors) to a temporary file
-// beside the output, `copy`.
-bool attachPredictors(const CompileArgs &args, const Model &model,
-                      const Trace &profile, TempPath &copy, TempPath &kept,
+// `model` with its predictors (loadPredictors): a view of its file that
+// holds them too (modelWithPredictors), nothing written.
+bool attachPredictors(const CompileArgs &args, std::unique_ptr<Model> &model,
+                      const Trace &profile, TempPath &kept, TempPath &trained,
                       Progress &progress, std::string &error) {
-  TempPath trained;
   LoadedPredictors loaded;
-  if (!loadPredictors(args, model, profile, kept, trained, loaded, progress,
+  if (!loadPredictors(args, *model, profile, kept, trained, loaded, progress,
                       error))
     return false;
-  if (!makeTempBeside(args.output.empty()
-                          ? tempDirectory() + "/pinferc-model.gguf"
-                          : args.output + ".with-predictors.gguf",
-                      copy, error))
+  std::unique_ptr<GGUFFile> view = modelWithPredictors(
+      Model::release(std::move(model)), std::move(loaded.file), error);
+  if (!view)
     return false;
-  return writeModelWithPredictors(model.file(), *loaded.file, copy.path(),
-                                  error);
+  model = Model::load(std::move(view), error);
+  return model != nullptr;
 }
 
 } // namespace
@@ -514,9 +512,10 @@ bool attachPredictors(const CompileArgs &args, const Model &model,
 // Everything the job decides before code generation, decided once from the
 // flags and used by the main job and every --emit.
 struct CompileJob {
-  std::unique_ptr<Model> model; // the user's, or its copy with predictors
-  TempPath withPredictors;      // that copy, removed with the job
+  // The user's, or a view of it that holds predictors (attachPredictors).
+  std::unique_ptr<Model> model;
   TempPath trainedPredictors;   // to become OUT.predictors.gguf, or empty
+  TempPath predictorsTemp;      // trained without -o, removed with the job
   ModelSpec spec;               // of `model`
   std::string modelName;        // its general.name
   Trace profile;                // the trace, or the built-in text's profile
@@ -525,10 +524,8 @@ struct CompileJob {
   PipelineOptions pipeline;     // the pass options, budget and thresholds
   Progress progress;            // the job's steps on stderr
   // Only the plan is wanted (pinferc plan): predictors a predicted-mode
-  // job trains are billed from their own file, with no copy of the model
-  // (which for a 7B is gigabytes written and removed).
+  // job trains are billed from their own file, the model left as it is.
   bool planOnly = false;
-  TempPath planPredictorsFile;
   LoadedPredictors planPredictors;
 
   explicit CompileJob(Progress::Style style) : progress(style) {}
@@ -564,7 +561,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
 
   // The profile every decision below reads, obtained once: the user's trace,
   // checked against the model the user gave (before predictors may be
-  // added to a copy of it), or one profile of the built-in text made with
+  // added to a view of it), or one profile of the built-in text made with
   // what the job needs.
   Trace &profile = job.profile;
   if (!args.trace.empty() && !readUserTrace(args, *model, profile, error))
@@ -632,22 +629,15 @@ bool prepareJob(const CompileArgs &args, const Target &target,
     return false;
 
   // Predicted mode for a model that stores no predictors: compile from a
-  // copy of the model that carries trained (or given) ones. The copy is
-  // removed on every exit.
+  // view of the model that carries trained (or given) ones.
   if (mode == SparsityMode::Predicted && !storedPredictors) {
-    if (job.planOnly) {
-      if (!loadPredictors(args, *model, profile, job.trainedPredictors,
-                          job.planPredictorsFile, job.planPredictors,
-                          job.progress, error))
-        return false;
-    } else {
-      if (!attachPredictors(args, *model, profile, job.withPredictors,
-                            job.trainedPredictors, job.progress, error))
-        return false;
-      model = Model::open(job.withPredictors.path(), error);
-      if (!model)
-        return false;
-    }
+    if (job.planOnly
+            ? !loadPredictors(args, *model, profile, job.trainedPredictors,
+                              job.predictorsTemp, job.planPredictors,
+                              job.progress, error)
+            : !attachPredictors(args, model, profile, job.trainedPredictors,
+                                job.predictorsTemp, job.progress, error))
+      return false;
   }
 
   // Placement. A target without a GPU puts every neuron on the CPU: the
@@ -658,7 +648,7 @@ bool prepareJob(const CompileArgs &args, const Target &target,
     plan = coldPlan(uint32_t(model->params().nLayer),
                     uint32_t(model->params().nFF), tp->name, identity);
   else if (!args.plan.empty()) {
-    // Checked against the model the user gave, not its copy with the
+    // Checked against the model the user gave, not its view with the
     // predictors attached above.
     if (!loadPlan(args, *model, identity, *tp, plan, error))
       return false;

@@ -85,7 +85,7 @@ bool planAsTheJobWould(const CompileArgs &args, const Target &target,
 // plan solved from args.trace (or from a profile of the built-in calibration
 // text) under args.vramBudget / args.nCtx. A given plan must be for the
 // model whose identity (modelIdentity) is `identity`: the user's, which
-// `model` may be a copy of with predictors attached. False with one line in
+// `model` may be a view of with predictors attached. False with one line in
 // `error`.
 bool loadPlan(const CompileArgs &args, const Model &model,
               const std::string &identity, const Target &target, Plan &plan,

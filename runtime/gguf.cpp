@@ -462,8 +462,54 @@ std::string GGUFTensor::shapeString() const { return dimsString(ne, nDims); }
 // Reader
 
 GGUFFile::~GGUFFile() {
-  if (mapping_ != nullptr)
+  // A view's mapping is its underlying file's, unmapped by that file.
+  if (mapping_ != nullptr && !under_)
     munmap(mapping_, size_);
+}
+
+std::unique_ptr<GGUFFile>
+GGUFFile::view(std::unique_ptr<GGUFFile> file,
+               const std::function<bool(const GGUFTensor &)> &keepOwn,
+               std::vector<GGUFTensor> added, std::vector<GGUFKV> kvs,
+               std::shared_ptr<const void> keepAlive, std::string &error) {
+  std::unique_ptr<GGUFFile> v(new GGUFFile());
+  v->path_ = file->path_;
+  v->base_ = file->base_;
+  v->size_ = file->size_;
+  v->mapping_ = file->mapping_;
+  v->version_ = file->version_;
+  v->powerInfer_ = file->powerInfer_;
+  v->alignment_ = file->alignment_;
+  v->dataOffset_ = file->dataOffset_;
+  v->kvs_ = file->kvs_;
+  v->kvIndex_ = file->kvIndex_;
+  for (GGUFKV &kv : kvs) {
+    auto it = v->kvIndex_.find(kv.key);
+    if (it != v->kvIndex_.end()) {
+      v->kvs_[it->second].value = std::move(kv.value);
+      continue;
+    }
+    v->kvIndex_.emplace(kv.key, v->kvs_.size());
+    v->kvs_.push_back(std::move(kv));
+  }
+  auto add = [&](GGUFTensor t) {
+    if (!v->tensorIndex_.emplace(t.name, v->tensors_.size()).second) {
+      error = v->path_ + ": tensor " + quoted(t.name) +
+              " would be held twice by a view of the file";
+      return false;
+    }
+    v->tensors_.push_back(std::move(t));
+    return true;
+  };
+  for (const GGUFTensor &t : file->tensors_)
+    if (keepOwn(t) && !add(t))
+      return nullptr;
+  for (GGUFTensor &t : added)
+    if (!add(std::move(t)))
+      return nullptr;
+  v->under_ = std::move(file);
+  v->keepAlive_ = std::move(keepAlive);
+  return v;
 }
 
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string &path,

@@ -99,6 +99,20 @@ public:
                                               const std::string &name,
                                               std::string &error);
 
+  // A view of `file` that reads as the file would with `added` tensors
+  // after those of its own that `keepOwn` keeps, and `kvs` set (each
+  // replacing its key or added): what a copy carrying those tensors would
+  // read, without writing one. The added tensors' data lie in memory that
+  // `keepAlive` holds (another file's mapping, a buffer); the view owns
+  // `file` and `keepAlive`. Path, mapping and data section are `file`'s,
+  // so pages released through the view are its own. Null, with `error`,
+  // for a name the view would hold twice.
+  static std::unique_ptr<GGUFFile>
+  view(std::unique_ptr<GGUFFile> file,
+       const std::function<bool(const GGUFTensor &)> &keepOwn,
+       std::vector<GGUFTensor> added, std::vector<GGUFKV> kvs,
+       std::shared_ptr<const void> keepAlive, std::string &error);
+
   const std::string &path() const { return path_; }
   uint32_t version() const { return version_; }
   bool isPowerInfer() const { return powerInfer_; } // magic "PWRI"
@@ -165,6 +179,10 @@ private:
   std::vector<GGUFTensor> tensors_;
   std::map<std::string, size_t> kvIndex_;
   std::map<std::string, size_t> tensorIndex_;
+  // A view's (view()): the file whose mapping it reads, and the memory of
+  // its added tensors.
+  std::unique_ptr<GGUFFile> under_;
+  std::shared_ptr<const void> keepAlive_;
 };
 
 // Writes GGUF v3 files (or PWRI with `setPowerInfer`). Tensor data is

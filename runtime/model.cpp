@@ -253,6 +253,15 @@ std::unique_ptr<Model> Model::open(const std::string &path,
   std::unique_ptr<GGUFFile> file = GGUFFile::open(path, error);
   if (!file)
     return nullptr;
+  return load(std::move(file), error);
+}
+
+std::unique_ptr<GGUFFile> Model::release(std::unique_ptr<Model> model) {
+  return model ? std::move(model->owned_) : nullptr;
+}
+
+std::unique_ptr<Model> Model::load(std::unique_ptr<GGUFFile> file,
+                                   std::string &error) {
   std::unique_ptr<Model> model = load(*file, error);
   if (model)
     model->owned_ = std::move(file);

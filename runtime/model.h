@@ -101,6 +101,12 @@ public:
   // Opens `path` and loads it; the model keeps the file open.
   static std::unique_ptr<Model> open(const std::string &path,
                                      std::string &error);
+  // Loads `file` (an opened file or a view of one) and keeps it.
+  static std::unique_ptr<Model> load(std::unique_ptr<GGUFFile> file,
+                                     std::string &error);
+  // The file `model` kept (open(), load() of a file it owns), the model
+  // gone; null for a model that did not own its file.
+  static std::unique_ptr<GGUFFile> release(std::unique_ptr<Model> model);
   ~Model();
 
   const GGUFFile &file() const { return *file_; }

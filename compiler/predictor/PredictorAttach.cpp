@@ -11,6 +11,8 @@
 
 #include <cstring>
 #include <iostream>
+#include <memory>
+#include <vector>
 
 namespace pinfer {
 
@@ -28,59 +30,48 @@ static bool isPredictorTensor(const std::string &name) {
   return isPredictorTensor(name, kind, layer);
 }
 
-bool writeModelWithPredictors(const GGUFFile &model, const GGUFFile &predictors,
-                              const std::string &path, std::string &error) {
-  GGUFWriter w;
-  w.setPowerInfer(model.isPowerInfer());
-  w.setAlignment(uint32_t(model.alignment()));
-  for (const GGUFKV &kv : model.metadata())
-    if (kv.key != "general.alignment")
-      w.set(kv.key, kv.value);
-  w.setF32(kSparseThresholdKey, 0.f);
-  // Each source tensor's pages leave the resident set once copied: the
-  // copy of a model of several GiB holds one tensor at a time, not the
-  // whole source mapped.
-  auto copy = [&](const GGUFTensor &t, const GGUFFile &file) {
-    std::vector<int64_t> ne(t.ne, t.ne + t.nDims);
-    const uint8_t *src = t.data;
-    const GGUFFile *from = &file;
-    w.addTensor(t.name, t.type, ne, [src, from](uint8_t *dst, size_t n) {
-      std::memcpy(dst, src, n);
-      from->releasePages(uint64_t(src - from->base()), n);
-    });
+std::unique_ptr<GGUFFile>
+modelWithPredictors(std::unique_ptr<GGUFFile> model,
+                    std::unique_ptr<GGUFFile> predictors, std::string &error) {
+  // What the view's added tensors read: the predictor file's mapping, and
+  // the fc2 biases with their thresholds folded in.
+  struct Held {
+    std::unique_ptr<GGUFFile> predictors;
+    std::vector<std::vector<float>> biases;
   };
-  for (const GGUFTensor &t : model.tensors())
-    if (!isPredictorTensor(t.name))
-      copy(t, model);
-  for (const GGUFTensor &t : predictors.tensors()) {
+  auto held = std::make_shared<Held>();
+  std::vector<GGUFTensor> added;
+  for (const GGUFTensor &t : predictors->tensors()) {
     TensorKind kind;
     int layer;
     if (!isPredictorTensor(t.name, kind, layer))
       continue;
-    if (kind != TensorKind::PredFc2Bias) {
-      copy(t, predictors);
+    added.push_back(t);
+    if (kind != TensorKind::PredFc2Bias)
       continue;
-    }
     // Active where logit > threshold  <=>  logit - threshold > 0.
     float threshold = 0;
-    if (!predictors.getF32("pinfer.predictor.threshold." +
-                               std::to_string(layer),
-                           threshold, error))
-      return false;
-    if (t.type != GGMLType::F32) {
-      error = predictors.path() + ": tensor " + t.name +
+    if (!predictors->getF32("pinfer.predictor.threshold." +
+                                std::to_string(layer),
+                            threshold, error))
+      return nullptr;
+    if (t.type != GGMLType::F32 || t.nbytes != uint64_t(t.nelements()) * 4) {
+      error = predictors->path() + ": tensor " + t.name +
               " is not f32, expected an f32 bias";
-      return false;
+      return nullptr;
     }
-    std::vector<int64_t> ne(t.ne, t.ne + t.nDims);
-    const float *src = reinterpret_cast<const float *>(t.data);
-    w.addTensor(t.name, t.type, ne, [src, threshold](uint8_t *dst, size_t n) {
-      float *out = reinterpret_cast<float *>(dst);
-      for (size_t i = 0; i < n / sizeof(float); ++i)
-        out[i] = src[i] - threshold;
-    });
+    std::vector<float> &bias = held->biases.emplace_back(t.nelements());
+    std::memcpy(bias.data(), t.data, t.nbytes);
+    for (float &b : bias)
+      b -= threshold;
+    added.back().data = reinterpret_cast<const uint8_t *>(bias.data());
   }
-  return w.write(path, error);
+  held->predictors = std::move(predictors);
+  std::vector<GGUFKV> kvs{{kSparseThresholdKey, GGUFValue::ofF32(0.f)}};
+  return GGUFFile::view(
+      std::move(model),
+      [](const GGUFTensor &t) { return !isPredictorTensor(t.name); },
+      std::move(added), std::move(kvs), std::move(held), error);
 }
 
 bool trainPredictorFile(const Trace &trace, const std::string &path,

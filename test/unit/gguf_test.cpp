@@ -1267,4 +1267,58 @@ TEST(GGUFValueTest, Conversions) {
   EXPECT_STREQ(valueTypeName(static_cast<GGUFValueType>(77)), "unknown");
 }
 
+// A view reads as its file with tensors dropped, added or replaced and keys
+// set, owns what its added tensors' bytes lie in, and refuses a name twice.
+TEST(GGUFView, AddsTensorsAndKeys) {
+  GGUFWriter w;
+  w.setString("general.architecture", "llama");
+  w.setF32("k.f", 1.5f);
+  const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6};
+  w.addTensorData("a", GGMLType::F32, {4}, a.data(), sizeof(float) * 4);
+  w.addTensorData("b", GGMLType::F32, {2}, b.data(), sizeof(float) * 2);
+  std::string path = tempPath("view.gguf"), err;
+  ASSERT_TRUE(w.write(path, err)) << err;
+  auto keep = std::make_shared<std::vector<float>>(std::vector<float>{7, 8});
+  GGUFTensor c;
+  c.name = "c";
+  c.nDims = 1;
+  c.ne[0] = 2;
+  c.nbytes = 8;
+  c.data = reinterpret_cast<const uint8_t *>(keep->data());
+  std::vector<GGUFKV> kvs{{"k.f", GGUFValue::ofF32(0.f)},
+                          {"k.new", GGUFValue::ofU32(9)}};
+  auto f = GGUFFile::open(path, err);
+  ASSERT_TRUE(f) << err;
+  const uint8_t *mapped = f->base();
+  auto v = GGUFFile::view(
+      std::move(f), [](const GGUFTensor &t) { return t.name != "b"; }, {c}, kvs,
+      keep, err);
+  ASSERT_TRUE(v) << err;
+  keep.reset();              // the view holds the added bytes
+  std::remove(path.c_str()); // and the mapping of its file
+  EXPECT_EQ(v->path(), path);
+  EXPECT_EQ(v->base(), mapped);
+  ASSERT_EQ(v->tensors().size(), 2u);
+  EXPECT_EQ(v->tensors()[0].name, "a");
+  EXPECT_EQ(v->tensors()[1].name, "c");
+  EXPECT_EQ(v->tensor("b"), nullptr);
+  ASSERT_TRUE(v->tensor("a") && v->tensor("c"));
+  EXPECT_EQ(std::memcmp(v->tensor("a")->data, a.data(), 16), 0);
+  EXPECT_EQ(reinterpret_cast<const float *>(v->tensor("c")->data)[1], 8.f);
+  float x = -1;
+  uint32_t u = 0;
+  std::string arch;
+  EXPECT_TRUE(v->getF32("k.f", x, err) && x == 0.f) << err;
+  EXPECT_TRUE(v->getU32("k.new", u, err) && u == 9) << err;
+  EXPECT_TRUE(v->getString("general.architecture", arch, err)) << err;
+  EXPECT_EQ(v->metadata().size(), 3u); // architecture, k.f, k.new
+  // A view of a view, adding a name it holds: refused.
+  auto twice = GGUFFile::view(
+      std::move(v), [](const GGUFTensor &) { return true; }, {c}, {}, nullptr,
+      err);
+  EXPECT_EQ(twice, nullptr);
+  EXPECT_NE(err.find("tensor 'c' would be held twice"), std::string::npos)
+      << err;
+}
+
 } // namespace
