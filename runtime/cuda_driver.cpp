@@ -291,7 +291,12 @@ bool CudaDriver::alloc(DevPtr &out, size_t bytes, std::string &error) {
   if (arena_ && at + bytes <= arenaBytes_) {
     out = arena_ + at;
     arenaUsed_ = at + bytes + kDeviceGuard;
-    return true;
+    if (!syncDebug_ || arenaUsed_ > arenaBytes_)
+      return true;
+    // The guard, which --gpu-sync-debug checks after each launch.
+    static const std::vector<uint8_t> guard(kDeviceGuard, kDeviceGuardByte);
+    guarded_.emplace(out, bytes);
+    return upload(out + bytes, guard.data(), kDeviceGuard, error);
   }
   if (!current(error) ||
       !check(cuMemAlloc_(&out, bytes ? bytes : 4), "cuMemAlloc", error))
@@ -371,7 +376,79 @@ bool CudaDriver::launchNow(void *fn, unsigned grid, unsigned block, void **args,
   if (!launchCall(fn, grid, block, args, what, error))
     return false;
   pending_.push_back(what);
-  return !syncDebug_ || synchronize(error);
+  return afterLaunch(fn, args, what, error);
+}
+
+bool CudaDriver::afterLaunch(void *fn, void **args, const std::string &what,
+                             std::string &error) {
+  return !syncDebug_ ||
+         (synchronize(error) && checkGuards(fn, args, what, error));
+}
+
+const std::vector<size_t> &CudaDriver::paramSizes(void *fn) {
+  auto it = paramSizes_.find(fn);
+  if (it == paramSizes_.end()) {
+    // The driver says where each parameter is, and where none is left.
+    std::vector<size_t> sizes;
+    for (size_t i = 0; cuFuncGetParamInfo_; ++i) {
+      size_t offset = 0, size = 0;
+      if (cuFuncGetParamInfo_(fn, i, &offset, &size) != 0)
+        break;
+      sizes.push_back(size);
+    }
+    it = paramSizes_.emplace(fn, std::move(sizes)).first;
+  }
+  return it->second;
+}
+
+bool CudaDriver::checkGuards(void *fn, void **args, const std::string &what,
+                             std::string &error) {
+  if (guarded_.empty())
+    return true;
+  const std::vector<size_t> &sizes = paramSizes(fn);
+  if (sizes.empty() || !args) {
+    for (auto b = guarded_.cbegin(); b != guarded_.cend(); ++b)
+      if (!checkGuard(b, what, error))
+        return false;
+    return true;
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] != sizeof(DevPtr))
+      continue;
+    DevPtr v;
+    std::memcpy(&v, args[i], sizeof v);
+    // The buffer whose span (with its guard) holds v, and the one before.
+    auto b = guarded_.upper_bound(v);
+    if (b == guarded_.cbegin())
+      continue;
+    --b;
+    if (v >= b->first + b->second + kDeviceGuard)
+      continue;
+    if (!checkGuard(b, what, error) ||
+        (b != guarded_.cbegin() && !checkGuard(std::prev(b), what, error)))
+      return false;
+  }
+  return true;
+}
+
+bool CudaDriver::checkGuard(std::map<DevPtr, size_t>::const_iterator buffer,
+                            const std::string &what, std::string &error) {
+  uint8_t got[kDeviceGuard];
+  if (!checkSync(
+          cuMemcpyDtoH_(got, buffer->first + buffer->second, kDeviceGuard),
+          "cuMemcpyDtoH", error))
+    return false;
+  ++guardChecks_;
+  for (size_t i = 0; i < kDeviceGuard; ++i)
+    if (got[i] != kDeviceGuardByte) {
+      error = what + " wrote outside its device buffers: byte " +
+              std::to_string(i) + " of the guard after the " +
+              std::to_string(buffer->second) + "-byte buffer at offset " +
+              std::to_string(buffer->first - arena_) +
+              " of the reservation changed";
+      return false;
+    }
+  return true;
 }
 
 bool CudaDriver::createEvent(void *&event, std::string &error) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -43,8 +44,12 @@ public:
   int computeCapability() const { return cc_; }
   bool memInfo(size_t &freeBytes, size_t &totalBytes, std::string &error);
   // Synchronise after every launch, so that a fault names its kernel
-  // (executables' --gpu-sync-debug).
+  // (executables' --gpu-sync-debug); and fill the guard after each buffer
+  // alloc() carves from the reservation, checked after each launch
+  // (checkGuards). Set before the buffers are carved.
   void setSyncDebug(bool on) { syncDebug_ = on; }
+  // Guards checked so far (--gpu-sync-debug), for the run's report.
+  size_t guardChecks() const { return guardChecks_; }
   // Kernel times (executables' --gpu-profile): each launch goes alone, not
   // in a graph, between two timing events, which are read after later
   // synchronisations. False where the driver cannot time events.
@@ -210,6 +215,25 @@ private:
                   const std::string &what, std::string &error);
   bool launchNow(void *fn, unsigned grid, unsigned block, void **args,
                  const std::string &what, std::string &error);
+  // The --gpu-sync-debug wait after a launch, then checkGuards.
+  bool afterLaunch(void *fn, void **args, const std::string &what,
+                   std::string &error);
+  // --gpu-sync-debug: after launch `what` has completed, the guards of the
+  // buffers its arguments point into (and of the buffer before each, which
+  // a write before a buffer's start reaches) hold kDeviceGuardByte; every
+  // guard where the driver gives no parameter sizes. A changed byte is an
+  // error naming the kernel, the buffer and the byte.
+  bool checkGuards(void *fn, void **args, const std::string &what,
+                   std::string &error);
+  bool checkGuard(std::map<DevPtr, size_t>::const_iterator buffer,
+                  const std::string &what, std::string &error);
+  // The parameter sizes of `fn` (cuFuncGetParamInfo), cached; empty where
+  // the driver gives none.
+  const std::vector<size_t> &paramSizes(void *fn);
+  // Buffers carved from the reservation under --gpu-sync-debug: start ->
+  // size; each one's guard follows it.
+  std::map<DevPtr, size_t> guarded_;
+  size_t guardChecks_ = 0;
   bool launchGraph(Graph &g, std::string &error);
   void destroyGraphs();
 

@@ -40,19 +40,8 @@ void CudaDriver::beginGraph(int slot) {
 
 bool CudaDriver::hold(void *fn, unsigned grid, unsigned block, void **args,
                       const std::string &what, std::string &error) {
-  auto it = paramSizes_.find(fn);
-  if (it == paramSizes_.end()) {
-    // The driver says where each parameter is, and where none is left.
-    std::vector<size_t> sizes;
-    for (size_t i = 0;; ++i) {
-      size_t offset = 0, size = 0;
-      if (cuFuncGetParamInfo_(fn, i, &offset, &size) != 0)
-        break;
-      sizes.push_back(size);
-    }
-    it = paramSizes_.emplace(fn, std::move(sizes)).first;
-  }
-  if (it->second.empty() && args) {
+  const std::vector<size_t> &sizes = paramSizes(fn);
+  if (sizes.empty() && args) {
     // No parameter layout from this driver: graphs off, the held work and
     // this launch go as they came.
     graphsOff_ = true;
@@ -69,10 +58,10 @@ bool CudaDriver::hold(void *fn, unsigned grid, unsigned block, void **args,
   op.grid = grid;
   op.block = block;
   op.what = what;
-  for (size_t i = 0; i < it->second.size(); ++i) {
+  for (size_t i = 0; i < sizes.size(); ++i) {
     op.offsets.push_back(op.args.size());
     const auto *p = static_cast<const unsigned char *>(args[i]);
-    op.args.insert(op.args.end(), p, p + it->second[i]);
+    op.args.insert(op.args.end(), p, p + sizes[i]);
   }
   held_.push_back(std::move(op));
   return true;

@@ -90,7 +90,7 @@ bool CudaDriver::launchTimed(void *fn, unsigned grid, unsigned block,
   }
   pending_.push_back(what);
   timed_.push_back({slot, start, end});
-  return !syncDebug_ || synchronize(error);
+  return afterLaunch(fn, args, what, error);
 }
 
 bool CudaDriver::readTimes(bool all, std::string &error) {

@@ -272,9 +272,10 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
            "mistral\n"
         << "                          (default: the model's)\n"
         << "      --gpu-sync-debug    wait for each GPU kernel, so that a "
-           "fault "
-           "names\n"
-        << "                          its kernel and layer (slower)\n"
+           "fault names\n"
+        << "                          its kernel and layer, and check that "
+           "it wrote\n"
+        << "                          nothing past its buffers (slower)\n"
         << "      --gpu-profile       time each GPU kernel and print a table "
            "at the end\n"
         << "                          (on stderr; --json: gpu_kernels)\n"
@@ -440,6 +441,8 @@ int execMainUnguarded(int argc, char **argv, const Program &program) {
       w.field("vram_taken_bytes", exec.vramTaken());
       w.field("gpu_buffers", int64_t(exec.gpuBuffers()));
       w.field("gpu_buffers_beyond_bill", int64_t(exec.gpuBuffersBeyondBill()));
+      if (gpuSyncDebug)
+        w.field("gpu_guard_checks", int64_t(exec.gpuGuardChecks()));
       // What one generated token read, counted by the decoder as it ran.
       w.field("cpu_weight_bytes_per_token", exec.cpuBytesPerToken());
       w.field("gpu_weight_bytes_per_token", exec.gpuBytesPerToken());

@@ -123,6 +123,8 @@ public:
   size_t gpuBuffersBeyondBill() const {
     return gpu_ ? gpu_->buffersBeyondReserve() : 0;
   }
+  // Buffer guards --gpu-sync-debug has checked after launches.
+  size_t gpuGuardChecks() const { return gpu_ ? gpu_->guardChecks() : 0; }
   bool headOnGpu() const { return headOnGpu_; }
   // The GPU image the hot half runs from: "cubin", "ptx"; "" without a GPU.
   const char *gpuImageKind() const { return gpu_ ? gpu_->moduleKind() : ""; }

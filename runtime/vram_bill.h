@@ -188,6 +188,9 @@ inline uint64_t headSelectVram() { return sizeof(gpuattn::HeadSel); }
 // its buffer's end lands in no other buffer.
 constexpr uint64_t kDeviceAlign = 256;
 constexpr uint64_t kDeviceGuard = 256;
+// What a guard holds under --gpu-sync-debug, which checks after each
+// launch that the guards of the buffers the kernel was given still do.
+constexpr uint8_t kDeviceGuardByte = 0xA5;
 constexpr uint64_t kDevicePage = uint64_t(2) << 20;
 
 // The most buffers a program carves: per layer its hot FFN rows (gate, up,

@@ -22,7 +22,11 @@
 //   PINFER_CUDA_STANDIN_FAIL     KIND=N: the Nth call of a kind fails
 //                                (alloc, copy, launch, load, graph; launch
 //                                fails as a kernel fault seen at the next
-//                                sync, graph at instantiation)
+//                                sync, graph at instantiation; overrun:
+//                                the launch runs, then writes one byte
+//                                into the guard after the buffer of its
+//                                first pointer argument, as a kernel
+//                                running past its buffer would)
 //   PINFER_CUDA_STANDIN_REPORT   file that gets counts at exit: launches,
 //                                leaked allocations, modules left loaded,
 //                                asynchronous copies from pageable memory,
@@ -30,6 +34,8 @@
 //                                bytes copied device to host, the peak of
 //                                device memory held (each allocation in
 //                                whole 2 MiB pages)
+#include "runtime/vram_bill.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -134,6 +140,37 @@ bool failNow(State &s, const char *kind) {
   int n = ++s.calls[kind];
   auto it = s.failAt.find(kind);
   return it != s.failAt.end() && it->second == n;
+}
+
+// The "overrun" fault: the first pointer argument that points into device
+// memory has the guard after its buffer (the first kDeviceGuard bytes of
+// kDeviceGuardByte from there, which --gpu-sync-debug fills) changed in
+// its first byte. Nothing where no guard follows (no --gpu-sync-debug).
+void overrunFirstBuffer(State &s,
+                        const std::vector<std::vector<char>> &values) {
+  for (const std::vector<char> &v : values) {
+    uintptr_t p = 0;
+    if (v.size() != sizeof p)
+      continue;
+    std::memcpy(&p, v.data(), sizeof p);
+    auto a = s.allocs.upper_bound(p);
+    if (a == s.allocs.begin())
+      continue;
+    --a;
+    const uintptr_t end = a->first + a->second;
+    if (p >= end)
+      continue;
+    auto *b = reinterpret_cast<uint8_t *>(p);
+    size_t run = 0;
+    for (uintptr_t q = p; q < end; ++q) {
+      run = b[q - p] == pinfer::kDeviceGuardByte ? run + 1 : 0;
+      if (run == pinfer::kDeviceGuard) {
+        b[q - p - (run - 1)] ^= 0xff;
+        return;
+      }
+    }
+    return;
+  }
 }
 
 // Runs queued work up to and including `seq`; the first fault is sticky.
@@ -630,12 +667,13 @@ int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz,
     return kInvalidValue;
   ++s.launches;
   const bool fault = failNow(s, "launch");
+  const bool overrun = failNow(s, "overrun");
   // The parameters' values, copied now as the driver does.
   std::vector<std::vector<char>> values;
   for (size_t i = 0; i < f->sizes.size(); ++i)
     values.emplace_back(static_cast<char *>(params[i]),
                         static_cast<char *>(params[i]) + f->sizes[i]);
-  enqueue(s, [f, fault, values, gx, gy, gz, bx, by, bz]() mutable {
+  enqueue(s, [f, fault, overrun, values, gx, gy, gz, bx, by, bz]() mutable {
     State &s = st();
     if (fault) {
       s.stickyWhat = "injected fault in " + f->name;
@@ -652,6 +690,8 @@ int cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz,
       s.stickyWhat = error;
       return kIllegalAddress;
     }
+    if (overrun)
+      overrunFirstBuffer(s, values);
     return kSuccess;
   });
   return kSuccess;

@@ -240,12 +240,18 @@ TEST_F(CompileGpuTest, StandinRunsTheGpuPath) {
     EXPECT_EQ(report["pageable_async_copies"], 0);
     // The prompt's chunk through the hot halves at once gives what token
     // by token (-b 1) gives: the tokens, and per layer the neurons that
-    // fired on each device.
+    // fired on each device. With --gpu-sync-debug, which checks after each
+    // launch that the kernel wrote nothing into the guards after its
+    // buffers.
     const std::vector<double> gpuFired =
         jsonNumbers(out, "neurons_computed_gpu");
     const std::vector<double> cpuFired =
         jsonNumbers(out, "neurons_computed_cpu");
-    ASSERT_EQ(runOnStandin(exe, mode, "", "-b 1", out, err, report), 0) << err;
+    ASSERT_EQ(
+        runOnStandin(exe, mode, "", "-b 1 --gpu-sync-debug", out, err, report),
+        0)
+        << err;
+    EXPECT_GE(sumField(out, "gpu_guard_checks"), report["launches"]) << out;
     EXPECT_EQ(jsonInts(out, "tokens"), *reference_) << out;
     EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), gpuFired) << out;
     EXPECT_EQ(jsonNumbers(out, "neurons_computed_cpu"), cpuFired) << out;
@@ -477,9 +483,12 @@ TEST_F(CompileGpuTest, PredictorsRunOnTheGpu) {
     ASSERT_EQ(chosen.size(), gpuFired.size()) << out;
     for (size_t l = 0; l < chosen.size(); ++l)
       EXPECT_GE(chosen[l], gpuFired[l] + cpuRan[l]) << "layer " << l;
-    ASSERT_EQ(runOnStandin(exe, r.tag, "", "-b 1", out, err, report, r.tokens),
+    // Token by token, each launch's buffer guards checked.
+    ASSERT_EQ(runOnStandin(exe, r.tag, "", "-b 1 --gpu-sync-debug", out, err,
+                           report, r.tokens),
               0)
         << err;
+    EXPECT_GE(sumField(out, "gpu_guard_checks"), report["launches"]) << out;
     EXPECT_EQ(jsonInts(out, "tokens"), tokens) << out;
     EXPECT_EQ(jsonNumbers(out, "neurons_computed_gpu"), gpuFired) << out;
     EXPECT_EQ(jsonNumbers(out, "predicted_neurons"), chosen) << out;
@@ -640,13 +649,15 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
       << err;
   EXPECT_NE(err.find("decode  attn_wq"), std::string::npos) << err;
   // With --gpu-sync-debug as well: a wait after each launch, every time
-  // read, the same tokens.
+  // read, the same tokens, and no kernel wrote into the guards after the
+  // buffers it was given.
   ASSERT_EQ(runOnStandin(exe, "exact", "", "--gpu-profile --gpu-sync-debug",
                          out, err, report, kFew),
             0)
       << err;
   expectReferenceTokens();
   EXPECT_EQ(sumField(out, "launches"), oneByOne) << out;
+  EXPECT_GE(sumField(out, "gpu_guard_checks"), oneByOne) << out;
 
   // A driver that refuses the graph: one note, then the same tokens with
   // the kernels launched one by one.
@@ -783,6 +794,18 @@ TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
             std::string::npos)
       << err;
   EXPECT_EQ(err.find("gate_up"), std::string::npos) << err;
+
+  // A kernel that writes one byte past its buffer: --gpu-sync-debug's
+  // guard after that buffer names it, the buffer and the byte.
+  ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=overrun=2",
+                         "--gpu-sync-debug", out, err, report),
+            0);
+  expectOneLine(err, exe);
+  EXPECT_NE(err.find("kernel ffn_hot_l0_down (layer 0) wrote outside its "
+                     "device buffers: byte 0 of the guard after the "),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(report["leaked_allocations"], 0) << err;
 
   ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=copy=1", "",
                          out, err, report),
