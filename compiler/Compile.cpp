@@ -499,8 +499,13 @@ bool attachPredictors(const CompileArgs &args, std::unique_ptr<Model> &model,
   if (!loadPredictors(args, *model, profile, kept, trained, loaded, progress,
                       error))
     return false;
-  std::unique_ptr<GGUFFile> view = modelWithPredictors(
-      Model::release(std::move(model)), std::move(loaded.file), error);
+  std::unique_ptr<GGUFFile> file = Model::release(std::move(model));
+  if (!file) {
+    error = args.model + ": the model's file is not held by the job";
+    return false;
+  }
+  std::unique_ptr<GGUFFile> view =
+      modelWithPredictors(std::move(file), std::move(loaded.file), error);
   if (!view)
     return false;
   model = Model::load(std::move(view), error);
