@@ -403,8 +403,8 @@ bool parseVramBudget(const std::string &text, const Target &target,
   }
   if (bytes == 0) {
     error = "--vram-budget: 0 leaves nothing to place, expected a positive "
-            "size (default: the " +
-            formatBytes(target.vramBytes) + " of " + target.name + ")";
+            "size (default: " +
+            formatBytes(target.defaultBudget()) + " for " + target.name + ")";
     return false;
   }
   if (bytes > target.vramBytes) {
@@ -738,9 +738,11 @@ namespace {
 int compileOrEmit(const CompileArgs &args) {
   std::string error;
   auto t0 = std::chrono::steady_clock::now();
-  const Target *target = findTarget(args.target, error);
+  const Target *target = resolveTarget(args.target, error);
   if (!target)
     return fail(error);
+  if (target->name == "native" && !args.quiet)
+    std::cerr << "pinferc: " << nativeTargetNote() << "\n";
   SparsityMode parsed = SparsityMode::Exact;
   if (args.sparsity != "auto" &&
       !parseSparsityMode(args.sparsity.c_str(), parsed))

@@ -174,9 +174,11 @@ int runPlan(const PlanArgs &args) {
                                  {args.trace, "the --trace file"}},
                                 error))
     return fail(error);
-  const Target *target = findTarget(args.target, error);
+  const Target *target = resolveTarget(args.target, error);
   if (!target)
     return fail(error);
+  if (target->name == "native")
+    std::cerr << "pinferc: " << nativeTargetNote() << "\n";
   uint64_t budget = 0;
   if (!parseVramBudget(args.vramBudget, *target, budget, error))
     return fail(error);

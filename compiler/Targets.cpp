@@ -79,7 +79,8 @@ const Target *findTarget(const std::string &name, std::string &error) {
       return &t;
     known += known.empty() ? t.name : ", " + t.name;
   }
-  error = "unknown target '" + name + "'; known targets: " + known;
+  error = "unknown target '" + name + "'; known targets: " + known +
+          ", native (this machine's GPU)";
   return nullptr;
 }
 
@@ -163,6 +164,10 @@ void printTargets(std::ostream &os) {
     }
     os << line;
   }
+  os << "native     this machine's first CUDA GPU, as its driver reports it "
+        "(the row of its name or\n"
+        "           architecture, its VRAM, a budget of what is free), or "
+        "cpu where there is none\n";
 }
 
 } // namespace pinfer

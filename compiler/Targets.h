@@ -32,16 +32,36 @@ struct Target {
   uint64_t contextReserveBytes = 0; // VRAM the CUDA context and cuBLAS-free
                                     // runtime take before any weight
   HostCPU host;
+  // The VRAM a plan may bill without --vram-budget; 0: vramBytes.
+  uint64_t defaultBudgetBytes = 0;
 
   bool hasGPU() const { return vramBytes != 0; }
+  uint64_t defaultBudget() const {
+    return defaultBudgetBytes ? defaultBudgetBytes : vramBytes;
+  }
 };
 
 // Every known target, in table order.
 const std::vector<Target> &allTargets();
 
-// The target called `name` (case-insensitive). On failure returns null and
-// sets `error` to one line listing the known names.
+// The table's target called `name` (case-insensitive). On failure returns
+// null and sets `error` to one line listing the known names.
 const Target *findTarget(const std::string &name, std::string &error);
+// The same, and "native": this machine's GPU as its CUDA driver reports it
+// (nativeTarget, compiler/NativeTarget.cpp), measured once per process.
+const Target *resolveTarget(const std::string &name, std::string &error);
+
+// "native": the table's row for this machine's first CUDA device (its
+// name, else the row of its architecture, or the nearest older one whose
+// PTX it runs), with the VRAM the device has and, as the default budget,
+// what is free now plus the row's CUDA context reserve (the executable
+// checks its bill, which leaves the context out, against the free memory
+// it finds with its own context made), at most the whole card. The CPU
+// row where there is no CUDA device. `note` says what was found, for the
+// compile's log. False with one line for a device older than any row.
+bool nativeTarget(Target &out, std::string &note, std::string &error);
+// What the native target's measurement found ("" before one was made).
+const std::string &nativeTargetNote();
 
 // Parses a size as given to --vram-budget: "123" (bytes), "6GiB"/"512MiB"/
 // "64KiB" (binary), "6G"/"512M"/"64K" (binary, as ulimit and docker read

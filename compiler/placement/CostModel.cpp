@@ -275,7 +275,9 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
   out.cost = costModelFor(target, shape);
   // A target without a GPU places nothing there, whatever the budget says.
   bool gpu = target.hasGPU();
-  p.budget = !gpu ? 0 : opts.vramBudget ? opts.vramBudget : target.vramBytes;
+  p.budget = !gpu              ? 0
+             : opts.vramBudget ? opts.vramBudget
+                               : target.defaultBudget();
   p.maxGpuLayers = opts.maxGpuLayers;
 
   // Mandatory bill.

@@ -19,6 +19,7 @@
 //   PINFER_CUDA_STANDIN_KERNELS  the kernels' shared object
 //   PINFER_CUDA_STANDIN_VRAM_MIB total memory (default 24564, an RTX 4090)
 //   PINFER_CUDA_STANDIN_CC       compute capability (default 89)
+//   PINFER_CUDA_STANDIN_NAME     the device's name (default: says what it is)
 //   PINFER_CUDA_STANDIN_FAIL     KIND=N: the Nth call of a kind fails
 //                                (alloc, copy, launch, load, graph; launch
 //                                fails as a kernel fault seen at the next
@@ -285,7 +286,9 @@ int cuDeviceGet(int *dev, int ordinal) {
   return kSuccess;
 }
 int cuDeviceGetName(char *name, int len, int) {
-  snprintf(name, size_t(len), "pinfer host stand-in (test only)");
+  const char *given = getenv("PINFER_CUDA_STANDIN_NAME");
+  snprintf(name, size_t(len), "%s",
+           given ? given : "pinfer host stand-in (test only)");
   return kSuccess;
 }
 int cuDeviceGetAttribute(int *v, int attr, int) {

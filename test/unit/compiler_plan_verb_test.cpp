@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "temp_dir.h"
 #include <cstdlib>
 #include <sys/stat.h>
@@ -107,6 +109,81 @@ TEST_F(PlanVerbTest, BillsThePredictorsTheCompileTrains) {
             0)
       << err;
   EXPECT_NE(out.find("predict@gpu"), std::string::npos) << out;
+}
+
+// Tests --target native: the device the CUDA driver reports (the stand-in
+// here, given a name, a compute capability and its memory) picks the
+// table's row by name, else by architecture; the card's VRAM is the
+// target's and what is free, plus the context reserve, the default budget;
+// a device older than every row is one line; no driver means the CPU.
+TEST_F(PlanVerbTest, NativeTargetIsTheMachinesGpu) {
+  const std::string json = dir_ + "/native.json";
+  auto native = [&](const std::string &env, Plan &p, std::string &err) {
+    std::string out, error;
+    const int rc = run("env LD_LIBRARY_PATH=" PINFER_CUDA_STANDIN_DIR " " +
+                           env + " " + kPinferc + " plan " + model_ +
+                           " --target native --sparsity exact --json " + json,
+                       out, err, dir_);
+    if (rc == 0)
+      EXPECT_TRUE(readPlanJson(json, p, error)) << error;
+    return rc;
+  };
+  constexpr uint64_t MiB = uint64_t(1) << 20;
+  Plan p;
+  std::string err;
+  // A 4090 by its name, with 600 MiB: the tiny model whole.
+  ASSERT_EQ(native("PINFER_CUDA_STANDIN_VRAM_MIB=600 "
+                   "PINFER_CUDA_STANDIN_NAME='NVIDIA GeForce RTX 4090'",
+                   p, err),
+            0)
+      << err;
+  EXPECT_EQ(p.target, "native");
+  EXPECT_EQ(p.budgetBytes, 600 * MiB);
+  EXPECT_NE(err.find("--target native: NVIDIA GeForce RTX 4090 (compute "
+                     "capability 8.9), 600.0 MiB with 600.0 MiB free: the "
+                     "rtx4090 row by its name, budget 600.0 MiB"),
+            std::string::npos)
+      << err;
+  uint32_t hot = 0;
+  for (const LayerPlan &l : p.layers)
+    hot += l.nHot;
+  EXPECT_EQ(hot, p.nLayer * p.nFF);
+  // An unknown name: the row of its architecture (8.6: the first sm_86
+  // row); a smaller card: the plan splits under its memory.
+  ASSERT_EQ(native("PINFER_CUDA_STANDIN_VRAM_MIB=408 PINFER_CUDA_STANDIN_CC=86",
+                   p, err),
+            0)
+      << err;
+  EXPECT_EQ(p.budgetBytes, 408 * MiB);
+  EXPECT_NE(err.find("the rtx3090 row by its architecture"), std::string::npos)
+      << err;
+  EXPECT_LE(p.billBytes, p.budgetBytes);
+  hot = 0;
+  for (const LayerPlan &l : p.layers)
+    hot += l.nHot;
+  EXPECT_LT(hot, p.nLayer * p.nFF);
+  // Older than every row: one line.
+  EXPECT_NE(native("PINFER_CUDA_STANDIN_CC=70", p, err), 0);
+  EXPECT_NE(err.find("pinferc: error: --target native: pinfer host stand-in "
+                     "(test only) is compute capability 7.0, older than "
+                     "every target's (the oldest is sm_75"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  // No driver: the CPU (where this machine has a real one, not tested).
+  std::string out;
+  ASSERT_EQ(run("env LD_LIBRARY_PATH= " + kPinferc + " plan " + model_ +
+                    " --target native --sparsity exact --json " + json,
+                out, err, dir_),
+            0)
+      << err;
+  if (err.find("compiling for the CPU") == std::string::npos)
+    return;
+  std::string error;
+  ASSERT_TRUE(readPlanJson(json, p, error)) << error;
+  EXPECT_EQ(p.budgetBytes, 0u);
+  EXPECT_NE(err.find("--target native: no CUDA driver"), std::string::npos)
+      << err;
 }
 
 } // namespace
