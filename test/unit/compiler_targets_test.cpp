@@ -120,7 +120,8 @@ TEST(Targets, TableHasEveryTarget) {
     EXPECT_NE(text.find(t.name), std::string::npos) << t.name;
   EXPECT_NE(text.find("sm_89"), std::string::npos);
   EXPECT_NE(text.find("24.00 GiB"), std::string::npos);
-  // header + one line per target
+  // header + one line per target + two saying what native is
   EXPECT_EQ(size_t(std::count(text.begin(), text.end(), '\n')),
-            allTargets().size() + 1);
+            allTargets().size() + 3);
+  EXPECT_NE(text.find("\nnative "), std::string::npos);
 }
