@@ -20,7 +20,9 @@ and reports:
   speed over the same run with the kernels launched one by one
   (PINFER_CUDA_GRAPHS=0: 'graphs'), and the prompt speed on a 256-token
   prompt ('prompt/s') with its ratio to the same prompt token by token
-  (-b 1: 'chunked').
+  (-b 1: 'chunked'), and for rows that ran on the GPU the buffer guards
+  a 4-token run under --gpu-sync-debug checked after its launches
+  ('guards'; a kernel that wrote past a buffer fails the row).
 
 Rows stop at --deadline seconds (default 270) so the whole check stays under
 5 minutes on one GPU; rows left out are listed. With --standin the same runs
@@ -98,7 +100,7 @@ HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
           f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
           f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8} "
           f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7} "
-          f"{'bill MiB':>8} {'taken MiB':>9}")
+          f"{'bill MiB':>8} {'taken MiB':>9} {'guards':>7}")
 
 
 def format_row(r, card_gbs, rows):
@@ -124,7 +126,9 @@ def format_row(r, card_gbs, rows):
             # The VRAM the plan bills at the run's -c, and what the driver
             # says the executable took (the bill in its pages, the GPU code).
             + (f" {r['bill_mib']:8.1f} {r['taken_mib']:9.1f}"
-               if r.get("bill_mib") else f" {'-':>8} {'-':>9}"))
+               if r.get("bill_mib") else f" {'-':>8} {'-':>9}")
+            + (f" {r['guards']:7d}" if r.get("guards") is not None
+               else f" {'-':>7}"))
 
 
 def compile_row(cmd, exe, standin, env):
@@ -329,6 +333,23 @@ def main():
                         print(f"{row['model']} {row['budget']} {row['mode']}"
                               f" --gpu-profile (the 10 longest):\n  " +
                               "\n  ".join(row["profile"]), flush=True)
+                # A few tokens under --gpu-sync-debug: a wait after each
+                # launch, and the guards after the kernel's buffers read
+                # back ('guards': how many were checked; a kernel that
+                # wrote past a buffer fails the row with its line).
+                guards = None
+                if j.get("gpu_active", False):
+                    rc3, out3, err3 = run([exe, "-p", PROMPT, "-n", "4",
+                                           "--temp", "0", "--json",
+                                           "--gpu-sync-debug"], env=env)
+                    if rc3:
+                        row["note"] = err3.strip().splitlines()[-1][:120]
+                        print(f"{row['model']} {row['budget']} {row['mode']}"
+                              f" --gpu-sync-debug failed:\n  "
+                              + err3.strip().splitlines()[-1], flush=True)
+                        remove_exe(exe)
+                        continue
+                    guards = json.loads(out3).get("gpu_guard_checks", 0)
                 gpu_b = j.get("gpu_weight_bytes_per_token", 0.0)
                 same = reference is not None and reference == j["tokens"]
                 ppl = None
@@ -350,7 +371,8 @@ def main():
                     gpu=j.get("gpu_active", False), graph_x=graph_x,
                     prompt_tps=prompt_tps, chunk_x=chunk_x,
                     bill_mib=j.get("vram_bill_bytes", 0) / 2**20,
-                    taken_mib=j.get("vram_taken_bytes", 0) / 2**20)
+                    taken_mib=j.get("vram_taken_bytes", 0) / 2**20,
+                    guards=guards)
                 remove_exe(exe)
                 print(format_row(row, card_gbs, rows), flush=True)
         if args.clean:
