@@ -98,6 +98,12 @@ int runRun(RunArgs args) {
 
 int runTargets() {
   printTargets(std::cout);
+  // What native is on this machine.
+  std::string error;
+  if (resolveTarget("native", error))
+    std::cout << "\nhere, " << nativeTargetNote() << "\n";
+  else
+    std::cout << "\nhere, " << error << "\n";
   return 0;
 }
 

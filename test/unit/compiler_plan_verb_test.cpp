@@ -148,6 +148,18 @@ TEST_F(PlanVerbTest, NativeTargetIsTheMachinesGpu) {
   for (const LayerPlan &l : p.layers)
     hot += l.nHot;
   EXPECT_EQ(hot, p.nLayer * p.nFF);
+  // pinferc targets says what native is here.
+  std::string out;
+  ASSERT_EQ(run("env LD_LIBRARY_PATH=" PINFER_CUDA_STANDIN_DIR
+                " PINFER_CUDA_STANDIN_VRAM_MIB=600 " +
+                    kPinferc + " targets",
+                out, err, dir_),
+            0)
+      << err;
+  EXPECT_NE(out.find("\nhere, --target native: pinfer host stand-in (test "
+                     "only) (compute capability 8.9), 600.0 MiB"),
+            std::string::npos)
+      << out;
   // An unknown name: the row of its architecture (8.6: the first sm_86
   // row); a smaller card: the plan splits under its memory.
   ASSERT_EQ(native("PINFER_CUDA_STANDIN_VRAM_MIB=408 PINFER_CUDA_STANDIN_CC=86",
@@ -171,7 +183,6 @@ TEST_F(PlanVerbTest, NativeTargetIsTheMachinesGpu) {
       << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   // No driver: the CPU (where this machine has a real one, not tested).
-  std::string out;
   ASSERT_EQ(run("env LD_LIBRARY_PATH= " + kPinferc + " plan " + model_ +
                     " --target native --sparsity exact --json " + json,
                 out, err, dir_),
