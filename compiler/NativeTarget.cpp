@@ -13,13 +13,6 @@
 namespace pinfer {
 
 namespace {
-std::string lower(const std::string &s) {
-  std::string r = s;
-  for (char &c : r)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return r;
-}
-
 // Letters and digits of `s`, lower case, without the vendor's words: "NVIDIA
 // GeForce RTX 4090" -> "rtx4090", as the table's names are spelled.
 std::string squeezed(const std::string &s) {

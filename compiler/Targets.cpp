@@ -57,14 +57,14 @@ std::vector<Target> makeTargets() {
   return t;
 }
 
+} // namespace
+
 std::string lower(const std::string &s) {
   std::string r = s;
   for (char &c : r)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return r;
 }
-
-} // namespace
 
 const std::vector<Target> &allTargets() {
   static const std::vector<Target> targets = makeTargets();

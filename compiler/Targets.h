@@ -68,6 +68,9 @@ const std::string &nativeTargetNote();
 // them), "6GB"/"6000MB"/"64kB" (decimal), "5.5GiB" (fractions allowed).
 bool parseSize(const std::string &text, uint64_t &out, std::string &error);
 
+// `s` in lower case (ASCII), as target names and size units are compared.
+std::string lower(const std::string &s);
+
 // "7.20 GiB", "300 MiB", "12 KiB", "17 B": for reports and errors.
 std::string formatBytes(uint64_t bytes);
 
