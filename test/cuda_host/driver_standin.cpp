@@ -143,6 +143,16 @@ bool failNow(State &s, const char *kind) {
   return it != s.failAt.end() && it->second == n;
 }
 
+// The end of the last device allocation that starts at or before `p` (p
+// lies in it when below the end); 0 where none does.
+uintptr_t allocationEnd(State &s, uintptr_t p) {
+  auto it = s.allocs.upper_bound(p);
+  if (it == s.allocs.begin())
+    return 0;
+  --it;
+  return it->first + it->second;
+}
+
 // The "overrun" fault: the first pointer argument that points into device
 // memory has the guard after its buffer (the first kDeviceGuard bytes of
 // kDeviceGuardByte from there, which --gpu-sync-debug fills) changed in
@@ -154,11 +164,7 @@ void overrunFirstBuffer(State &s,
     if (v.size() != sizeof p)
       continue;
     std::memcpy(&p, v.data(), sizeof p);
-    auto a = s.allocs.upper_bound(p);
-    if (a == s.allocs.begin())
-      continue;
-    --a;
-    const uintptr_t end = a->first + a->second;
+    const uintptr_t end = allocationEnd(s, p);
     if (p >= end)
       continue;
     auto *b = reinterpret_cast<uint8_t *>(p);
@@ -212,11 +218,8 @@ int ready(State &s) {
 }
 
 bool inDevice(State &s, uintptr_t p, size_t bytes) {
-  auto it = s.allocs.upper_bound(p);
-  if (it == s.allocs.begin())
-    return false;
-  --it;
-  return p >= it->first && p + bytes <= it->first + it->second;
+  const uintptr_t end = allocationEnd(s, p);
+  return end && p + bytes <= end;
 }
 
 void writeReport() {
