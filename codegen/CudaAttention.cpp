@@ -6,6 +6,7 @@
 
 #include "codegen/SourceText.h"
 #include "runtime/gpu_attention.h"
+#include "runtime/kernels.h"
 
 namespace pinfer {
 
@@ -43,21 +44,38 @@ const char *suffix(GGMLType t) {
 
 } // namespace
 
-void emitQuant(std::ostream &os, const std::string &name, unsigned block,
-               int64_t n, const char *restrict) {
-  os << "extern \"C\" __global__ void __launch_bounds__(" << block << ") "
-     << name << "(const float *" << restrict << "x, float *" << restrict
-     << "xq, int nTok) {\n"
+void emitQuant(std::ostream &os, const std::string &name, int64_t n) {
+  using gpuattn::kQuantBlock;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kQuantBlock << ") "
+     << name << "(const float *x, float *xq, int nTok) {\n"
      << "  constexpr int kN = " << n << "; // per token\n"
-     << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
-     << "  if ((i & ~31) >= kN * nTok) return; // whole warps\n"
-     << "  const float v = x[i];\n"
-     << "  float amax = fabsf(v);\n"
-     << "  for (int o = 16; o > 0; o >>= 1)\n"
-     << "    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
-     << "  const float d = amax / 127.f;\n"
-     << "  const float inv = d > 0.f ? 1.f / d : 0.f;\n"
-     << "  xq[i] = d * (float)(int)rintf(v * inv);\n"
+     << "  constexpr int kPer = " << (n + kQuantBlock - 1) / kQuantBlock
+     << ";\n"
+     << "  // One block per token, which reads every value before it writes\n"
+     << "  // any: xq may be x.\n"
+     << "  const float *xt = x + (long)blockIdx.x * kN;\n"
+     << "  signed char *q = reinterpret_cast<signed char *>(xq + "
+        "(long)blockIdx.x * kN);\n"
+     << "  float *dq = reinterpret_cast<float *>(q + kN);\n"
+     << "  float v[kPer];\n"
+     << "#pragma unroll\n"
+     << "  for (int k = 0; k < kPer; ++k) {\n"
+     << "    const int i = threadIdx.x + k * " << kQuantBlock << ";\n"
+     << "    v[k] = i < kN ? xt[i] : 0.f;\n"
+     << "  }\n"
+     << "  __syncthreads();\n"
+     << "#pragma unroll\n"
+     << "  for (int k = 0; k < kPer; ++k) {\n"
+     << "    const int i = threadIdx.x + k * " << kQuantBlock << ";\n"
+     << "    if (i >= kN) break; // whole warps: kN is a multiple of 32\n"
+     << "    float amax = fabsf(v[k]);\n"
+     << "    for (int o = 16; o > 0; o >>= 1)\n"
+     << "      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));\n"
+     << "    const float d = amax / 127.f;\n"
+     << "    const float inv = d > 0.f ? 1.f / d : 0.f;\n"
+     << "    q[i] = (signed char)(int)rintf(v[k] * inv);\n"
+     << "    if ((i & 31) == 0) dq[i >> 5] = d;\n"
+     << "  }\n"
      << "}\n";
 }
 
@@ -75,6 +93,10 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
     os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
        << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
           "{\n";
+  // The source's down rows multiply gate and up's f32 products; every
+  // other input of a block type is its 8-bit layout (emitQuant).
+  const std::string dot =
+      std::string(suffix(type)) + (downParams && usesQ8Act(type) ? "_f" : "");
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
@@ -92,7 +114,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  for (; t + " << kTokenGroup << " <= nTok; t += " << kTokenGroup
      << ") {\n"
      << "    float s[" << kTokenGroup << "] = {};\n"
-     << "    pf_dots_" << suffix(type) << "<kCols, " << kTokenGroup
+     << "    pf_dots_" << dot << "<kCols, " << kTokenGroup
      << ">(row, x + (long)t * kCols, kCols, lane, s);\n"
      << "#pragma unroll\n"
      << "    for (int i = 0; i < " << kTokenGroup << "; ++i) {\n"
@@ -103,7 +125,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  }\n"
      << "#pragma unroll 1\n"
      << "  for (; t < nTok; ++t) {\n"
-     << "    const float v = pf_dot_" << suffix(type)
+     << "    const float v = pf_dot_" << dot
      << "<kCols>(row, x + (long)t * kCols, lane);\n"
      << "    if (lane == 0) y[(long)t * kRows + r] = "
      << (relu ? "pf_relu(v" : "(v") << (bias ? " + b" : "") << ");\n"
@@ -145,9 +167,7 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << "  const int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
      << "  if (i < " << p.nEmbd << " * nTok) x[i] += y[i];\n"
      << "}\n";
-  // In place (xq == x) too: each thread reads its value before the
-  // shuffles and writes only its own.
-  emitQuant(os, kResidQuant, kResidBlock, p.nEmbd, "");
+  emitQuant(os, kResidQuant, p.nEmbd);
   os << "extern \"C\" __global__ void __launch_bounds__(" << kResidBlock
      << ") " << kResidCount
      << "(const float *__restrict__ h, int n, unsigned *__restrict__ c) {\n"
@@ -433,8 +453,7 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "  if (t == 0) done[h] = 0u;\n"
      << "}\n";
 
-  emitQuant(os, kernelName(layer, "quant"), kQuantBlock, qDim,
-            "__restrict__ ");
+  emitQuant(os, kernelName(layer, "quant"), qDim);
   emitMatvec(os, kernelName(layer, "wo"), a.wo, p.nEmbd, qDim, false);
 }
 

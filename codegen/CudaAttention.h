@@ -22,10 +22,11 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu = false,
                 bool downParams = false);
 // x[0, n) of each of nTok tokens quantised to 8 bits per 32 values exactly
-// as the CPU's quantizeActQ8 does, dequantised into xq (which may be x when
-// `restrict` is empty); one warp per block of 32, n a multiple of 32.
-void emitQuant(std::ostream &os, const std::string &name, unsigned block,
-               int64_t n, const char *restrict);
+// as the CPU's quantizeActQ8 does, into xq in the layout packActQ8 gives
+// (runtime/kernels.h), each token's at the start of its n floats; xq may
+// be x. One block of gpuattn::kQuantBlock threads per token, n a multiple
+// of 32.
+void emitQuant(std::ostream &os, const std::string &name, int64_t n);
 // The head's selection kernels (runtime/gpu_attention.h, head_hist,
 // head_cut, head_pick) over n_vocab logits; beside the head's matvec.
 void emitHeadSelect(std::ostream &os, int64_t nVocab);

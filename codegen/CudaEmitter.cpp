@@ -133,6 +133,71 @@ __device__ __forceinline__ float pf_dot_bytes(unsigned q, int shift,
 __device__ __forceinline__ float pf_dot_i8(unsigned q, pf_f4 x) {
   return pf_dot_bytes(q ^ 0x80808080u, 0, 255u, 128, x);
 }
+__device__ __forceinline__ float pf_sum4(pf_f4 x) { return x.x + x.y + x.z + x.w; }
+
+// 8-bit activations, as block types' products read them (the device
+// layout of runtime/kernels.h packActQ8: a vector's quants, then one f32
+// scale per 32 values): four quants of one block and the block's scale.
+// Four weights then cost one dp4a (two with the type's offset) where f32
+// activations cost four conversions and four multiplies, and a warp reads
+// a quarter of the activation bytes (docs/codegen.md).
+struct pf_a4 { int q; float d; };
+// An integer of magnitude below 2^22 as a float, exactly: one add puts it
+// in the low mantissa of 1.5 * 2^23 (no conversion instruction, as
+// pf_b2f). A dot of four quants and four weight bytes stays below 2^17.
+__device__ __forceinline__ float pf_i2f(int v) {
+  return __int_as_float(0x4B400000 + v) - 12582912.f;
+}
+// As the f32 forms: the weight bytes (below 128 for every mask given) less
+// off, dotted with the quants, times the block's scale.
+__device__ __forceinline__ float pf_dot_bytes(unsigned q, int shift,
+                                              unsigned mask, int off,
+                                              pf_a4 x) {
+  const int v = (int)((q >> shift) & (mask * 0x01010101u));
+  int s = __dp4a(v, x.q, 0);
+  if (off) s -= off * __dp4a(0x01010101, x.q, 0);
+  return x.d * pf_i2f(s);
+}
+__device__ __forceinline__ float pf_dot_i8(unsigned q, pf_a4 x) {
+  return x.d * pf_i2f(__dp4a((int)q, x.q, 0));
+}
+__device__ __forceinline__ float pf_sum4(pf_a4 x) {
+  return x.d * pf_i2f(__dp4a(0x01010101, x.q, 0));
+}
+// Two runs of four bytes of one block (off subtracted from each), dotted
+// with their activations: one conversion and one scale for the eight.
+__device__ __forceinline__ float pf_dot_pair(unsigned lo, unsigned hi, int off,
+                                             pf_f4 xl, pf_f4 xh) {
+  return pf_dot_bytes(lo, 0, 255u, off, xl) + pf_dot_bytes(hi, 0, 255u, off, xh);
+}
+__device__ __forceinline__ float pf_dot_pair(unsigned lo, unsigned hi, int off,
+                                             pf_a4 xl, pf_a4 xh) {
+  int s = __dp4a((int)lo, xl.q, __dp4a((int)hi, xh.q, 0));
+  if (off) s -= off * __dp4a(0x01010101, xl.q, __dp4a(0x01010101, xh.q, 0));
+  return xl.d * pf_i2f(s);
+}
+// The eight activations' sum.
+__device__ __forceinline__ float pf_sum_pair(pf_f4 xl, pf_f4 xh) {
+  return pf_sum4(xl) + pf_sum4(xh);
+}
+__device__ __forceinline__ float pf_sum_pair(pf_a4 xl, pf_a4 xh) {
+  return xl.d * pf_i2f(__dp4a(0x01010101, xl.q, __dp4a(0x01010101, xh.q, 0)));
+}
+// Four activations of one token from element e on (e a multiple of 4, in
+// 32-value block blk = e / 32, which the callers know without a shift):
+// f32 values, or with Q the 8-bit layout of an N-value vector.
+template <int N, bool Q> struct pf_x {
+  static __device__ __forceinline__ pf_f4 at(const float *x, int e, int) {
+    return pf_ldf4(x + e);
+  }
+};
+template <int N> struct pf_x<N, true> {
+  static __device__ __forceinline__ pf_a4 at(const float *x, int e, int blk) {
+    const signed char *q = reinterpret_cast<const signed char *>(x);
+    return {*reinterpret_cast<const int *>(q + e),
+            reinterpret_cast<const float *>(q + N)[blk]};
+  }
+};
 // The two halves packed in u are f16 (or bfloat16) values; dotted with
 // two x values.
 __device__ __forceinline__ float pf_h2dot(unsigned u, float a, float b) {
@@ -199,21 +264,31 @@ __device__ __forceinline__ void pf_dots_half(const u8 *row, const float *x, long
     }
   }
 }
-// A type's dot products through a body shared with other types.
-#define PF_DOTS_AS(X, BODY, ...)                                               \
+// NAME, a type's dot products through a body shared with other types.
+#define PF_DOTS_FN(NAME, BODY, ...)                                            \
   template <int N, int T>                                                      \
-  __device__ __forceinline__ void pf_dots_##X(const u8 *row, const float *x,   \
-                                              long xs, int lane,               \
-                                              float (&s)[T]) {                 \
+  __device__ __forceinline__ void NAME(const u8 *row, const float *x, long xs, \
+                                       int lane, float (&s)[T]) {              \
     BODY<N, T, __VA_ARGS__>(row, x, xs, lane, s);                              \
   }
+#define PF_DOTS_AS(X, BODY, ...) PF_DOTS_FN(pf_dots_##X, BODY, __VA_ARGS__)
 PF_DOTS_AS(f16, pf_dots_half, false)
 PF_DOTS_AS(bf16, pf_dots_half, true)
+// A block type's products: pf_dots_X multiplies the 8-bit activations, as
+// the CPU's do; pf_dots_X_f f32 values, where its input is f32 (one half
+// of a hot pair whose other half multiplies f32 values, a dense layer's
+// source down rows over gate and up's products). PF_DOTS_Q8A for bodies
+// with more parameters.
+#define PF_DOTS_Q8(X, BODY)                                                    \
+  PF_DOTS_FN(pf_dots_##X, BODY, true) PF_DOTS_FN(pf_dots_##X##_f, BODY, false)
+#define PF_DOTS_Q8A(X, BODY, ...)                                              \
+  PF_DOTS_FN(pf_dots_##X, BODY, true, __VA_ARGS__)                             \
+  PF_DOTS_FN(pf_dots_##X##_f, BODY, false, __VA_ARGS__)
 // q8_0: blocks of 34 bytes (f16 scale, 32 int8); eight lanes per block,
 // lane j taking elements 4j..4j+3, four blocks per step of the warp.
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q8_0(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
+template <int N, int T, bool Q>
+__device__ __forceinline__ void pf_dots_q8_0_as(const u8 *row, const float *x, long xs,
+                                                int lane, float (&s)[T]) {
   const int j = lane & 7;
 #pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 3; b < N / 32; b += 4) {
@@ -222,16 +297,17 @@ __device__ __forceinline__ void pf_dots_q8_0(const u8 *row, const float *x, long
     const float d = pf_h2f(pf_ld16(blk));
 #pragma unroll
     for (int t = 0; t < T; ++t)
-      s[t] += d * pf_dot_i8(q, pf_ldf4(x + t * xs + b * 32 + 4 * j));
+      s[t] += d * pf_dot_i8(q, pf_x<N, Q>::at(x + t * xs, b * 32 + 4 * j, b));
   }
 }
+PF_DOTS_Q8(q8_0, pf_dots_q8_0_as)
 // q4_0: blocks of 18 bytes (f16 scale, 16 bytes of nibbles); element j < 16
 // is the low nibble of byte j, element j + 16 the high nibble. Four lanes
 // per block, lane j taking bytes 4j..4j+3 (elements 4j.. and 16+4j..),
 // eight blocks per step of the warp.
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q4_0(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
+template <int N, int T, bool Q>
+__device__ __forceinline__ void pf_dots_q4_0_as(const u8 *row, const float *x, long xs,
+                                                int lane, float (&s)[T]) {
   const int j = lane & 3;
 #pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 2; b < N / 32; b += 8) {
@@ -240,12 +316,15 @@ __device__ __forceinline__ void pf_dots_q4_0(const u8 *row, const float *x, long
     const float d = pf_h2f(pf_ld16(blk));
 #pragma unroll
     for (int t = 0; t < T; ++t) {
-      const float *xb = x + t * xs + b * 32 + 4 * j;
-      s[t] += d * (pf_dot_bytes(q, 0, 15u, 8, pf_ldf4(xb)) +
-                   pf_dot_bytes(q, 4, 15u, 8, pf_ldf4(xb + 16)));
+      const float *xt = x + t * xs;
+      const int e = b * 32 + 4 * j;
+      s[t] += d * pf_dot_pair(q & 0x0f0f0f0fu, (q >> 4) & 0x0f0f0f0fu, 8,
+                              pf_x<N, Q>::at(xt, e, b),
+                              pf_x<N, Q>::at(xt, e + 16, b));
     }
   }
 }
+PF_DOTS_Q8(q4_0, pf_dots_q4_0_as)
 
 // Element i of one row.
 __device__ __forceinline__ float pf_at_f32(const u8 *row, int i) {
@@ -356,8 +435,7 @@ __device__ __forceinline__ unsigned pf_bit4s(unsigned bits) {
   return ((bits & 1u) << 4) | ((bits & 2u) << 11) | ((bits & 4u) << 18) |
          ((bits & 8u) << 25);
 }
-__device__ __forceinline__ float pf_sum4(pf_f4 x) { return x.x + x.y + x.z + x.w; }
-template <int N, int T, int Bytes, bool Min, bool Five>
+template <int N, int T, bool Q, int Bytes, bool Min, bool Five>
 __device__ __forceinline__ void pf_dots_legacy(const u8 *row, const float *x, long xs,
                                                int lane, float (&s)[T]) {
   const int j = lane & 3;
@@ -376,47 +454,48 @@ __device__ __forceinline__ void pf_dots_legacy(const u8 *row, const float *x, lo
     const float d = pf_h2f(pf_ld16(blk)), m = Min ? pf_h2f(pf_ld16(blk + 2)) : 0.f;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
-      const float *xb = x + t * xs + b * 32 + 4 * j;
-      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 16);
-      s[t] += d * (pf_dot_bytes(lo, 0, 255u, kOff, xl) +
-                   pf_dot_bytes(hi, 0, 255u, kOff, xh));
-      if (Min) s[t] += m * (pf_sum4(xl) + pf_sum4(xh));
+      const float *xt = x + t * xs;
+      const auto xl = pf_x<N, Q>::at(xt, b * 32 + 4 * j, b),
+                 xh = pf_x<N, Q>::at(xt, b * 32 + 4 * j + 16, b);
+      s[t] += d * pf_dot_pair(lo, hi, kOff, xl, xh);
+      if (Min) s[t] += m * pf_sum_pair(xl, xh);
     }
   }
 }
-PF_DOTS_AS(q4_1, pf_dots_legacy, 20, true, false)
-PF_DOTS_AS(q5_0, pf_dots_legacy, 22, false, true)
-PF_DOTS_AS(q5_1, pf_dots_legacy, 24, true, true)
+PF_DOTS_Q8A(q4_1, pf_dots_legacy, 20, true, false)
+PF_DOTS_Q8A(q5_0, pf_dots_legacy, 22, false, true)
+PF_DOTS_Q8A(q5_1, pf_dots_legacy, 24, true, true)
 // Q2_K and Q3_K by super-block as Q6_K: sixteen lanes per super-block, lane
 // 8n+j taking elements 4j..4j+3 of each 32-value run k of half n (two bits
 // each from byte 4j.. of the half's quants, shifted by 2k; Q3_K's third
 // bit from its hmask bytes 4j.., bit 4n+k), the 16-value sub-block
 // 8n + 2k + j/4 giving the scale (and Q2_K's min).
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q2_K(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
+template <int N, int T, bool Q>
+__device__ __forceinline__ void pf_dots_q2_K_as(const u8 *row, const float *x, long xs,
+                                                int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
 #pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 84; // 4-aligned: 84-byte blocks
     const float d = pf_h2f(pf_ld16(blk + 80)), dmin = pf_h2f(pf_ld16(blk + 82));
     const unsigned q = *reinterpret_cast<const unsigned *>(blk + 16 + 32 * n + 4 * j);
-    const float *xb = x + b * 256 + 128 * n + 4 * j;
+    const int e = b * 256 + 128 * n + 4 * j;
 #pragma unroll (pf_row_unroll<T>)
     for (int k = 0; k < 4; ++k) {
       const int sc = blk[8 * n + 2 * k + (j >> 2)];
 #pragma unroll
       for (int t = 0; t < T; ++t) {
-        const pf_f4 xv = pf_ldf4(xb + t * xs + 32 * k);
+        const auto xv = pf_x<N, Q>::at(x + t * xs, e + 32 * k, 8 * b + 4 * n + k);
         s[t] += d * (float)(sc & 15) * pf_dot_bytes(q, 2 * k, 3u, 0, xv) -
                 dmin * (float)(sc >> 4) * pf_sum4(xv);
       }
     }
   }
 }
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q3_K(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
+PF_DOTS_Q8(q2_K, pf_dots_q2_K_as)
+template <int N, int T, bool Q>
+__device__ __forceinline__ void pf_dots_q3_K_as(const u8 *row, const float *x, long xs,
+                                                int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
 #pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
@@ -424,7 +503,7 @@ __device__ __forceinline__ void pf_dots_q3_K(const u8 *row, const float *x, long
     const float d = pf_h2f(pf_ld16(blk + 108));
     const unsigned q = pf_ld32h(blk + 32 + 32 * n + 4 * j);
     const unsigned hm = pf_ld32h(blk + 4 * j);
-    const float *xb = x + b * 256 + 128 * n + 4 * j;
+    const int e = b * 256 + 128 * n + 4 * j;
 #pragma unroll 1
     for (int k = 0; k < 4; ++k) {
       const int is = 8 * n + 2 * k + (j >> 2);
@@ -436,16 +515,18 @@ __device__ __forceinline__ void pf_dots_q3_K(const u8 *row, const float *x, long
 #pragma unroll
       for (int t = 0; t < T; ++t)
         s[t] += d * (float)((lo | (hi << 4)) - 32) *
-                pf_dot_bytes(v, 0, 255u, 4, pf_ldf4(xb + t * xs + 32 * k));
+                pf_dot_bytes(v, 0, 255u, 4,
+                             pf_x<N, Q>::at(x + t * xs, e + 32 * k, 8 * b + 4 * n + k));
     }
   }
 }
+PF_DOTS_Q8(q3_K, pf_dots_q3_K_as)
 // Q4_K/Q5_K by super-block: lane 8g+j takes bytes 4j..4j+3 of the 32-byte
 // group g of nibbles (32-bit loads: the blocks' sizes and offsets are
 // multiples of 4), elements 4j.. of sub-block 2g (low nibbles) and of
 // 2g+1 (high), so each lane decodes two sub-blocks' scales per super-block
 // and a warp's load covers the whole group of 128 bytes.
-template <int N, int T, bool Five>
+template <int N, int T, bool Q, bool Five>
 __device__ __forceinline__ void pf_dots_k4k5(const u8 *row, const float *x, long xs,
                                              int lane, float (&s)[T]) {
   constexpr int kBytes = Five ? 176 : 144;
@@ -467,23 +548,25 @@ __device__ __forceinline__ void pf_dots_k4k5(const u8 *row, const float *x, long
     }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
-      const float *xb = x + t * xs + b * 256 + 64 * g + 4 * j;
-      const pf_f4 xl = pf_ldf4(xb), xh = pf_ldf4(xb + 32);
+      const float *xt = x + t * xs;
+      const auto xl = pf_x<N, Q>::at(xt, b * 256 + 64 * g + 4 * j, 8 * b + 2 * g),
+                 xh = pf_x<N, Q>::at(xt, b * 256 + 64 * g + 4 * j + 32,
+                                     8 * b + 2 * g + 1);
       s[t] += d * (float)sc0 * pf_dot_bytes(lo, 0, 255u, 0, xl) - dmin * (float)m0 * pf_sum4(xl);
       s[t] += d * (float)sc1 * pf_dot_bytes(hi, 0, 255u, 0, xh) - dmin * (float)m1 * pf_sum4(xh);
     }
   }
 }
-PF_DOTS_AS(q4_K, pf_dots_k4k5, false)
-PF_DOTS_AS(q5_K, pf_dots_k4k5, true)
+PF_DOTS_Q8A(q4_K, pf_dots_k4k5, false)
+PF_DOTS_Q8A(q5_K, pf_dots_k4k5, true)
 // Q6_K by super-block: sixteen lanes per super-block (two per warp step),
 // lane 8n+j taking elements 4j..4j+3 of each 32-value run k of half n: the
 // low bits from ql bytes 4j.. of the half's two 32-byte runs, the two high
 // bits from its qh bytes 4j.. (pairs of 16-bit loads: blocks are 210
 // bytes).
-template <int N, int T>
-__device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long xs,
-                                             int lane, float (&s)[T]) {
+template <int N, int T, bool Q>
+__device__ __forceinline__ void pf_dots_q6_K_as(const u8 *row, const float *x, long xs,
+                                                int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
 #pragma unroll (pf_row_unroll<T>)
   for (int b = lane >> 4; b < N / 256; b += 2) {
@@ -494,17 +577,20 @@ __device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long
     const unsigned qh = pf_ld32h(blk + 128 + 32 * n + 4 * j);
     const signed char *sc =
         reinterpret_cast<const signed char *>(blk + 192 + 8 * n + (j >> 2));
-    const float *xb = x + b * 256 + 128 * n + 4 * j;
+    const int e = b * 256 + 128 * n + 4 * j;
 #pragma unroll (pf_row_unroll<T>)
     for (int k = 0; k < 4; ++k) {
       const unsigned lo = ((k & 1 ? ql1 : ql0) >> (k >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
       const unsigned v = lo | (((qh >> (2 * k)) & 0x03030303u) << 4);
 #pragma unroll
       for (int t = 0; t < T; ++t)
-        s[t] += d * (float)sc[2 * k] * pf_dot_bytes(v, 0, 255u, 32, pf_ldf4(xb + t * xs + 32 * k));
+        s[t] += d * (float)sc[2 * k] *
+                pf_dot_bytes(v, 0, 255u, 32,
+                             pf_x<N, Q>::at(x + t * xs, e + 32 * k, 8 * b + 4 * n + k));
     }
   }
 }
+PF_DOTS_Q8(q6_K, pf_dots_q6_K_as)
 // One token's dot product, every lane returning the sum.
 #define PF_DOT1(X)                                                             \
   template <int N>                                                             \
@@ -513,20 +599,25 @@ __device__ __forceinline__ void pf_dots_q6_K(const u8 *row, const float *x, long
     pf_dots_##X<N, 1>(row, x, 0, lane, s);                                     \
     return pf_warp_sum(s[0]);                                                  \
   }
+#define PF_DOT1_Q8(X) PF_DOT1(X) PF_DOT1(X##_f)
 PF_DOT1(f32)
 PF_DOT1(f16)
 PF_DOT1(bf16)
-PF_DOT1(q8_0)
-PF_DOT1(q4_0)
-PF_DOT1(q4_1)
-PF_DOT1(q5_0)
-PF_DOT1(q5_1)
-PF_DOT1(q2_K)
-PF_DOT1(q3_K)
-PF_DOT1(q4_K)
-PF_DOT1(q5_K)
-PF_DOT1(q6_K)
+PF_DOT1_Q8(q8_0)
+PF_DOT1_Q8(q4_0)
+PF_DOT1_Q8(q4_1)
+PF_DOT1_Q8(q5_0)
+PF_DOT1_Q8(q5_1)
+PF_DOT1_Q8(q2_K)
+PF_DOT1_Q8(q3_K)
+PF_DOT1_Q8(q4_K)
+PF_DOT1_Q8(q5_K)
+PF_DOT1_Q8(q6_K)
+#undef PF_DOT1_Q8
 #undef PF_DOT1
+#undef PF_DOTS_Q8A
+#undef PF_DOTS_Q8
+#undef PF_DOTS_FN
 #undef PF_DOTS_AS
 
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
@@ -558,13 +649,11 @@ void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
      << " {" << p.nEmbd << ", " << d.predictorRank << "}, fc2 "
      << typeName(d.fc2Type) << " rows of the hot neurons.\n";
   if (predictorQuantisesInput(usesQ8Act(d.fc1Type), inputQ8))
-    emitQuant(os, predictorKernelName(l, "xq"), kQuantBlock, p.nEmbd,
-              "__restrict__ ");
+    emitQuant(os, predictorKernelName(l, "xq"), p.nEmbd);
   emitMatvec(os, predictorKernelName(l, "fc1"), d.fc1Type, d.predictorRank,
              p.nEmbd, true, true);
   if (usesQ8Act(d.fc2Type))
-    emitQuant(os, predictorKernelName(l, "hq"), kQuantBlock, d.predictorRank,
-              "");
+    emitQuant(os, predictorKernelName(l, "hq"), d.predictorRank);
   const unsigned nHot = unsigned(d.hot.size());
   os << "extern \"C\" __global__ void __launch_bounds__(" << kPickBlock << ") "
      << predictorKernelName(l, "pick") << "(const u8 *__restrict__ fc2,\n"
@@ -707,6 +796,15 @@ CudaModule emitCuda(const ProgramDesc &program) {
                                        StepKind::Predict, StepDevice::Gpu);
     if (predicts)
       emitPredictorKernels(os, p, int(l), d, program.predictorThreshold);
+    // The pair's input is 8-bit where both rows multiply those; a block
+    // type beside f32-input rows multiplies the f32 values.
+    const bool inputQ8 = hotInputQ8(d.gateType, d.upType);
+    auto dotSuffix = [&](GGMLType t) {
+      return std::string(typeSuffix(t)) +
+             (usesQ8Act(t) && !inputQ8 ? "_f" : "");
+    };
+    const std::string gateDot = dotSuffix(d.gateType),
+                      upDot = dotSuffix(d.upType);
     os << "\n// Layer " << l << ": " << nHot << " hot neurons of " << p.nFF
        << "; gate " << typeName(d.gateType) << ", up " << typeName(d.upType)
        << ", down_t " << typeName(d.downTType) << ", "
@@ -763,7 +861,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "    float g[" << G << "] = {}, uu[" << G << "] = {}, a[" << G
        << "];\n"
        << "    bool run[" << G << "], anyRun = false;\n"
-       << "    pf_dots_" << typeSuffix(d.gateType) << "<kEmbd, " << G
+       << "    pf_dots_" << gateDot << "<kEmbd, " << G
        << ">(gateRow, x + (long)t * kEmbd, kEmbd, lane, g);\n"
        << "#pragma unroll\n"
        << "    for (int i = 0; i < " << G << "; ++i) {\n"
@@ -775,7 +873,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
           "0.f;\n"
        << "    }\n"
        << "    if (!anyRun) continue;\n"
-       << "    pf_dots_" << typeSuffix(d.upType) << "<kEmbd, " << G
+       << "    pf_dots_" << upDot << "<kEmbd, " << G
        << ">(upRow, x + (long)t * kEmbd, kEmbd, lane, uu);\n"
        << "#pragma unroll\n"
        << "    for (int i = 0; i < " << G << "; ++i) {\n"
@@ -792,14 +890,14 @@ CudaModule emitCuda(const ProgramDesc &program) {
       os << "    // A token that did not choose the neuron: its h is zero "
             "already.\n"
          << "    if (!sel[(long)t * kHot + n]) continue;\n";
-    os << "    const float a = " << act << "(pf_dot_" << typeSuffix(d.gateType)
+    os << "    const float a = " << act << "(pf_dot_" << gateDot
        << "<kEmbd>(gateRow, xt, lane));\n";
     if (program.mode == SparsityMode::Threshold)
       os << "    // The layer's calibrated threshold on |activation|.\n";
     if (exact)
       os << "    if (" << skips("a") << ") { if (lane == 0) ht[n] = 0.f; "
          << "continue; }\n";
-    os << "    const float u = pf_dot_" << typeSuffix(d.upType)
+    os << "    const float u = pf_dot_" << upDot
        << "<kEmbd>(upRow, xt, lane);\n"
        << "    if (lane == 0) ht[n] = a * " << upFactor << ";\n  }\n}\n";
     if (d.sourceDown) {

@@ -1,9 +1,9 @@
 // Emits the CUDA C++ source of a program's GPU part: for every layer with
 // hot neurons, a gate/up kernel (one warp per hot neuron row: dot products
-// of the packed gate and up rows with the layer's FFN input, dequantised
-// block by block, then the activation) and a down kernel (the transposed
-// down rows of the hot neurons weighted by their activations, spread over
-// column tiles x chunks of neurons, with a deterministic reduction of the
+// of the packed gate and up rows with the layer's FFN input, block types
+// with its 8-bit values and dp4a, then the activation) and a down kernel (the
+// transposed down rows of the hot neurons weighted by their activations, spread
+// over column tiles x chunks of neurons, with a deterministic reduction of the
 // chunks). Every shape, count, row size and weight type is a compile-time
 // constant of the emitted code. `pinferc --emit=cuda` prints it.
 #pragma once

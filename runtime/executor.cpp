@@ -958,7 +958,7 @@ void Executor::downInput(int l, const float *h, float *out) {
 
 void Executor::quantiseFfnInput(int l) {
   // Q8_0/Q4_0 gate and up rows multiply the 8-bit quantised input, as in the
-  // dense reference; the GPU kernels get its dequantised values.
+  // dense reference; the GPU kernels get the same 8-bit values.
   const LayerBinding &b = layers_[l];
   if (xqReady_)
     return;
@@ -1034,16 +1034,18 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
     }
     {
       // The GPU's gate/up kernel reads one input for both rows: the 8-bit
-      // values when both are Q8_0/Q4_0, else f32 (a model mixing the two in
-      // one FFN then differs from the reference in that row by the
+      // values (packActQ8's layout, 1.125 bytes a value) when both rows'
+      // types multiply those, else f32 (a model mixing the two in one FFN
+      // then differs from the reference in the block-type row by the
       // activation quantisation).
       // The previous layer's wait has completed the last copy from
       // hostX_, so it can be written.
       quantiseFfnInput(l);
-      if (hotInputQ8(b.gate.type, b.up.type))
-        dequantizeActQ8(xq_.data(), hostX_, nEmbd);
-      else
-        std::copy(xb_.data(), xb_.data() + nEmbd, hostX_);
+      if (hotInputQ8(b.gate.type, b.up.type)) {
+        packActQ8(xq_.data(), hostX_, nEmbd);
+        return gpu_->uploadAsync(dX_, hostX_, packedActQ8Bytes(nEmbd), error);
+      }
+      std::copy(xb_.data(), xb_.data() + nEmbd, hostX_);
       return gpu_->uploadAsync(dX_, hostX_, sizeof(float) * nEmbd, error);
     }
   case StepKind::FfnHalf:

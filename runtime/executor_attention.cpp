@@ -60,7 +60,7 @@ void Executor::stageInput(float *host, bool withQ8) {
     return;
   attnXq_.resize(size_t(nEmbd / QK8_0));
   quantizeActQ8(xb_.data(), attnXq_.data(), nEmbd);
-  dequantizeActQ8(attnXq_.data(), host + nEmbd, nEmbd);
+  packActQ8(attnXq_.data(), host + nEmbd, nEmbd);
 }
 
 bool Executor::attentionGpu(int l, int pos, std::string &error) {
@@ -123,9 +123,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
       !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
                   error, name[4].c_str(), l))
     return false;
-  if (usesQ8Act(b.wo.type) &&
-      !gpu.launch(b.fnQuant, quantGrid(qDim), kQuantBlock, an, error,
-                  name[5].c_str(), l))
+  if (usesQ8Act(b.wo.type) && !gpu.launch(b.fnQuant, quantGrid(1), kQuantBlock,
+                                          an, error, name[5].c_str(), l))
     return false;
   if (!gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
                   name[6].c_str(), l, b.wo.bytes()))

@@ -26,7 +26,7 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
   for (int t = 0; t < n; ++t) {
     float *dst = hostHX_ + size_t(t) * nEmbd;
     if (q8)
-      dequantizeActQ8(bXq_.data() + size_t(t) * nBlk, dst, nEmbd);
+      packActQ8(bXq_.data() + size_t(t) * nBlk, dst, nEmbd);
     else
       std::copy(bXb_.data() + size_t(t) * nEmbd,
                 bXb_.data() + size_t(t + 1) * nEmbd, dst);

@@ -64,8 +64,8 @@ bool Executor::launchPredictor(int l, CudaDriver::DevPtr x, int nTok,
   CudaDriver::DevPtr in = x;
   if (b.fnPredXq) {
     void *args[] = {&x, &dPredX_, &nTok};
-    if (!gpu.launch(b.fnPredXq, quantGrid(params_.nEmbd * nTok), kQuantBlock,
-                    args, error, xq.c_str(), l))
+    if (!gpu.launch(b.fnPredXq, quantGrid(nTok), kQuantBlock, args, error,
+                    xq.c_str(), l))
       return false;
     in = dPredX_;
   }
@@ -76,8 +76,8 @@ bool Executor::launchPredictor(int l, CudaDriver::DevPtr x, int nTok,
   if (!b.fnPredHq)
     return true;
   void *hqArgs[] = {&dPredH_, &dPredH_, &nTok};
-  return gpu.launch(b.fnPredHq, quantGrid(rank * nTok), kQuantBlock, hqArgs,
-                    error, hq.c_str(), l);
+  return gpu.launch(b.fnPredHq, quantGrid(nTok), kQuantBlock, hqArgs, error,
+                    hq.c_str(), l);
 }
 
 } // namespace pinfer

@@ -128,8 +128,8 @@ bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
   if (!yq)
     return true;
   void *quant[] = {&y, &yq, &nTok};
-  return gpu_->launch(fnResQuant_, residGrid(int64_t(nTok) * params_.nEmbd),
-                      kResidBlock, quant, error, kResidQuant, l);
+  return gpu_->launch(fnResQuant_, quantGrid(nTok), kQuantBlock, quant, error,
+                      kResidQuant, l);
 }
 
 bool Executor::residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok,

@@ -106,8 +106,7 @@ bool Executor::attentionGpuPart(int l, int first, int n, int pos0,
     std::copy(x, x + nEmbd, hostBAttnX_ + size_t(t) * nEmbd);
     if (q8) {
       quantizeActQ8(x, attnXq_.data(), nEmbd);
-      dequantizeActQ8(attnXq_.data(), hostBAttnX_ + (T + size_t(t)) * nEmbd,
-                      nEmbd);
+      packActQ8(attnXq_.data(), hostBAttnX_ + (T + size_t(t)) * nEmbd, nEmbd);
     }
   }
   stageChunkTables(pos0, n);
@@ -310,7 +309,7 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
   void *an[] = {&dBAttnOut_, &dBAttnOutQ_, &m};
   void *ao[] = {&b.dWo, &noBias, &woIn, &dBAttnY_, &m};
   return (!usesQ8Act(b.wo.type) ||
-          gpu.launch(b.fnQuant, quantGrid(qDim * m), kQuantBlock, an, error,
+          gpu.launch(b.fnQuant, quantGrid(m), kQuantBlock, an, error,
                      name[5].c_str(), l)) &&
          gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
                     name[6].c_str(), l, b.wo.bytes());

@@ -48,7 +48,7 @@ namespace pinfer::gpuattn {
 constexpr unsigned kMatvecBlock = 256; // 8 warps, one output row each
 constexpr unsigned kRopeBlock = 32;    // one warp per head
 constexpr unsigned kAttendBlock = 128; // per query head
-constexpr unsigned kQuantBlock = 256;  // one warp per block of 32 values
+constexpr unsigned kQuantBlock = 1024; // one block per token (emitQuant)
 constexpr int kTokenGroup = 4;         // a chunk's tokens per pass on a row
 // Blocks of 256 threads the matvec and gate/up kernels ask an SM to hold at
 // once (__launch_bounds__'s second figure): 64 registers per thread, where
@@ -97,9 +97,7 @@ inline size_t attendPartFloats(int nHead, int nCtx, int headDim) {
 inline unsigned matvecGrid(int64_t rows) {
   return unsigned((rows * 32 + kMatvecBlock - 1) / kMatvecBlock);
 }
-inline unsigned quantGrid(int64_t n) {
-  return unsigned((n + kQuantBlock - 1) / kQuantBlock);
-}
+inline unsigned quantGrid(int64_t nTok) { return unsigned(nTok); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";
@@ -185,7 +183,8 @@ inline void ropeAngles(const float *invFreq, int nRot, int pos, float *cs) {
 //                            be x
 //   resid_add(x, y, nTok)    x += y over nTok rows of n_embd
 //   resid_quant(x, xq, nTok) x quantised to 8 bits per 32 values as the CPU
-//                            does (quantizeActQ8), dequantised; xq may be x
+//                            does (quantizeActQ8), in packActQ8's layout;
+//                            one block per token; xq may be x
 //   resid_count(h, n, c)     *c += the number of non-zero h[0..n) (the
 //                            neurons of a hot half that fired)
 constexpr const char *kResidNorm = "resid_norm";

@@ -493,9 +493,12 @@ float dotQ4Sf(const uint8_t *row, const BlockQ8Act *xq, const Q4SfAct *prep,
   return rowDot(GGMLType::Q4_0).q8(blocks.data(), xq, n);
 }
 
-void dequantizeActQ8(const BlockQ8Act *xq, float *out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = xq[i / QK8_0].d * float(xq[i / QK8_0].qs[i % QK8_0]);
+void packActQ8(const BlockQ8Act *xq, float *out, int64_t n) {
+  auto *q = reinterpret_cast<int8_t *>(out);
+  for (int64_t b = 0; b < n / QK8_0; ++b) {
+    std::memcpy(q + b * QK8_0, xq[b].qs, QK8_0);
+    std::memcpy(q + n + b * int64_t(sizeof(float)), &xq[b].d, sizeof(float));
+  }
 }
 
 namespace {

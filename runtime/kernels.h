@@ -62,9 +62,12 @@ void rowToF32(GGMLType type, const void *row, float *out, int64_t n);
 // Quantises x[0..n) (n a multiple of QK8_0) into n/QK8_0 blocks, scale =
 // max|x| / 127 per block, values rounded to nearest.
 void quantizeActQ8(const float *x, BlockQ8Act *out, int64_t n);
-// Its values back as floats (d * q): what a GPU matvec multiplies where the
-// CPU's multiplies the 8-bit values.
-void dequantizeActQ8(const BlockQ8Act *xq, float *out, int64_t n);
+// The same n values in the GPU's 8-bit layout, which its block-type
+// matvecs multiply (with dp4a) as the CPU's multiply the blocks: the n
+// quants as bytes from out on, then each block's scale d as a float (n +
+// n / 8 bytes in all, within out's n floats).
+void packActQ8(const BlockQ8Act *xq, float *out, int64_t n);
+inline size_t packedActQ8Bytes(int64_t n) { return size_t(n + n / 8); }
 
 // The first nTok tokens' quantised blocks (nb per token, a multiple of 8
 // as in K-quant rows) as ActPairQ8 pairs, and per eight blocks their
@@ -82,8 +85,8 @@ inline bool usesQ8Act(GGMLType type) {
   const TypeTraits *t = typeTraits(type);
   return t && t->computable && t->act == ActFormat::Q8;
 }
-// Whether a hot FFN half's input goes to the GPU as 8-bit values (dequantised
-// into f32): both its gate and up rows multiply those, as on the CPU.
+// Whether a hot FFN half's input goes to the GPU as 8-bit values (packActQ8's
+// layout): both its gate and up rows multiply those, as on the CPU.
 inline bool hotInputQ8(GGMLType gate, GGMLType up) {
   return usesQ8Act(gate) && usesQ8Act(up);
 }

@@ -8,6 +8,7 @@
 #include "codegen/Nvrtc.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/ggml_types.h"
+#include "runtime/kernels.h"
 #include "runtime/model.h"
 
 #include <gtest/gtest.h>
@@ -112,6 +113,20 @@ inline double normalisedError(const float *got, const float *want,
     den += double(want[i]) * want[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// x[0, n) as a block type's GPU products take it: quantised to 8 bits as
+// the CPU's products quantise it, in the device layout (packActQ8) into
+// `device`, and the same values back as floats into `values`, which a CPU
+// twin multiplies (either may be x).
+inline void quantisedInput(const float *x, int64_t n, float *device,
+                           float *values) {
+  std::vector<BlockQ8Act> q(size_t(n / QK8_0));
+  quantizeActQ8(x, q.data(), n);
+  for (int64_t i = 0; i < n; ++i)
+    values[i] =
+        q[size_t(i / QK8_0)].d * float(q[size_t(i / QK8_0)].qs[i % QK8_0]);
+  packActQ8(q.data(), device, n);
 }
 
 // `rows` rows of `cols` elements of `type` (normal values of standard

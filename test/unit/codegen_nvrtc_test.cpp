@@ -6,6 +6,7 @@
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "compiler/Targets.h"
+#include "runtime/kernels.h"
 
 #include <gtest/gtest.h>
 
@@ -234,10 +235,11 @@ TEST(Nvrtc, RejectsBadArch) {
 }
 
 // Tests that the hot gate/up kernels read their rows and input with wide
-// loads (16 bytes per lane for f32/f16 rows and the input, 32 bits for
-// Q4_K's nibbles, 16-bit pairs for the 2-aligned Q8_0 blocks) rather than
-// element by element: the loads a warp issues per byte decide how near a
-// bandwidth-bound matvec gets to the card's bandwidth.
+// loads (16 bytes per lane for f32/f16 rows and their f32 input, 32 bits
+// for Q4_K's nibbles, 16-bit pairs for the 2-aligned Q8_0 blocks) rather
+// than element by element: the loads a warp issues per byte decide how
+// near a bandwidth-bound matvec gets to the card's bandwidth. Block types
+// multiply the input's 8-bit quants with dp4a, four to a 32-bit load.
 TEST(Nvrtc, GateUpKernelsUseWideLoads) {
   if (!nvrtcAvailable())
     GTEST_SKIP() << "built without NVRTC";
@@ -261,9 +263,16 @@ TEST(Nvrtc, GateUpKernelsUseWideLoads) {
     ASSERT_NE(at, std::string::npos);
     const std::string kernel = ptx.substr(at, ptx.find(".entry", at + 1) - at);
     EXPECT_NE(kernel.find(c.load), std::string::npos) << typeName(c.type);
-    // The input as four floats per load.
-    EXPECT_NE(kernel.find("ld.global.nc.v4.f32"), std::string::npos)
-        << typeName(c.type);
+    if (usesQ8Act(c.type)) {
+      EXPECT_NE(kernel.find("dp4a.s32.s32"), std::string::npos)
+          << typeName(c.type);
+      EXPECT_EQ(kernel.find("ld.global.nc.v4.f32"), std::string::npos)
+          << typeName(c.type);
+    } else {
+      // The input as four floats per load.
+      EXPECT_NE(kernel.find("ld.global.nc.v4.f32"), std::string::npos)
+          << typeName(c.type);
+    }
   }
 }
 

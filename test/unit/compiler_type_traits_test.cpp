@@ -329,11 +329,19 @@ TEST(TypeTraits, CudaPreludeDefinesTheRowsDeviceFunctions) {
   for (GGMLType type : computableTypes()) {
     const std::string s = typeTraits(type)->cudaSuffix;
     // A row's dot products with a group of tokens (its own body or one
-    // shared with other types), and with one.
-    EXPECT_TRUE(source.find("void pf_dots_" + s + "(") != std::string::npos ||
-                source.find("PF_DOTS_AS(" + s + ",") != std::string::npos)
-        << s;
-    EXPECT_NE(source.find("PF_DOT1(" + s + ")"), std::string::npos) << s;
+    // shared with other types), and with one; block types' with 8-bit
+    // and with f32 activations.
+    if (usesQ8Act(type)) {
+      EXPECT_TRUE(source.find("PF_DOTS_Q8(" + s + ",") != std::string::npos ||
+                  source.find("PF_DOTS_Q8A(" + s + ",") != std::string::npos)
+          << s;
+      EXPECT_NE(source.find("PF_DOT1_Q8(" + s + ")"), std::string::npos) << s;
+    } else {
+      EXPECT_TRUE(source.find("void pf_dots_" + s + "(") != std::string::npos ||
+                  source.find("PF_DOTS_AS(" + s + ",") != std::string::npos)
+          << s;
+      EXPECT_NE(source.find("PF_DOT1(" + s + ")"), std::string::npos) << s;
+    }
     EXPECT_NE(source.find("float pf_at_" + s + "("), std::string::npos) << s;
   }
 }

@@ -122,14 +122,13 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   // The hot half's input as the executor sends it up: 8-bit values where
   // gate and up multiply them, else f32.
   const bool inputQ8 = usesQ8Act(c.gate);
-  std::vector<float> xIn = x;
-  if (inputQ8) {
-    std::vector<BlockQ8Act> q(kEmbd / 32);
-    for (int t = 0; t < kTok; ++t) {
-      quantizeActQ8(x.data() + size_t(t) * kEmbd, q.data(), kEmbd);
-      dequantizeActQ8(q.data(), xIn.data() + size_t(t) * kEmbd, kEmbd);
-    }
-  }
+  // The twin's gate and up multiply the same 8-bit values, as floats.
+  std::vector<float> xIn = x, xTwin = x;
+  if (inputQ8)
+    for (int t = 0; t < kTok; ++t)
+      testutil::quantisedInput(x.data() + size_t(t) * kEmbd, kEmbd,
+                               xIn.data() + size_t(t) * kEmbd,
+                               xTwin.data() + size_t(t) * kEmbd);
   // The CPU twin: chosen neurons as exact mode computes them, gate and up
   // from the input the GPU gets, the predictor from the f32 input as the
   // CPU's predict step reads it.
@@ -137,7 +136,7 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
       yWant(size_t(kTok) * kEmbd, 0.f);
   int chosen = 0;
   for (int t = 0; t < kTok; ++t) {
-    const float *xt = xIn.data() + size_t(t) * kEmbd;
+    const float *xt = xTwin.data() + size_t(t) * kEmbd;
     float *ht = hWant.data() + size_t(t) * kHot;
     for (int n = 0; n < kHot; ++n) {
       if (!(logits[t][n] > threshold))
@@ -231,11 +230,11 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
            gpu_.launch(fnDown, k.downGrid, k.downBlock, downArgs, error);
   };
   ASSERT_TRUE(
-      (!quantX || gpu_.launch(fnXq, quantGrid(kEmbd * kTok), kQuantBlock,
-                              xqArgs, error)) &&
+      (!quantX ||
+       gpu_.launch(fnXq, quantGrid(kTok), kQuantBlock, xqArgs, error)) &&
       gpu_.launch(fnFc1, matvecGrid(c.rank), kMatvecBlock, fc1Args, error) &&
-      (!fnHq || gpu_.launch(fnHq, quantGrid(c.rank * kTok), kQuantBlock, hqArgs,
-                            error)) &&
+      (!fnHq ||
+       gpu_.launch(fnHq, quantGrid(kTok), kQuantBlock, hqArgs, error)) &&
       hotHalf() && gpu_.synchronize(error))
       << error;
   std::vector<float> hGot(hWant.size()), yGot(yWant.size());

@@ -61,6 +61,9 @@ struct Case {
   SparsityMode mode;
   // Rows of n_embd elements.
   int embd = kEmbd;
+  // Up rows of f16 beside block-type gate rows: the pair's input is f32,
+  // which the gate rows then multiply (and the head is the up rows).
+  bool upF16 = false;
 };
 
 using CudaKernels = testutil::GpuTestWithParam<Case>;
@@ -79,7 +82,9 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   d.mode = c.mode;
   d.smArch = "sm_" + std::to_string(gpu_.computeCapability());
   d.layers.resize(1);
-  d.layers[0].gateType = d.layers[0].upType = c.type;
+  const GGMLType upType = c.upF16 ? GGMLType::F16 : c.type;
+  d.layers[0].gateType = c.type;
+  d.layers[0].upType = upType;
   d.layers[0].downTType = c.downType;
   for (uint32_t i = 0; i < kHot; ++i)
     d.layers[0].hot.push_back(i);
@@ -87,18 +92,24 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   // tied to the token embedding, whose rows are gathered (scaled, as
   // Gemma's, in dense mode).
   d.headOnGPU = true;
-  d.headType = c.type;
+  d.headType = upType;
   d.params.nVocab = kHot;
   d.embedOnGPU = true;
   d.params.scaleEmbedding = c.mode == SparsityMode::Dense;
 
   Weight gate, up, downT;
   auto gateBytes = randomRows(c.type, kEmbd, kHot, 1, gate);
-  auto upBytes = randomRows(c.type, kEmbd, kHot, 2, up);
+  auto upBytes = randomRows(upType, kEmbd, kHot, 2, up);
   auto downBytes = randomRows(c.downType, kEmbd, kHot, 3, downT);
+  // Block types multiply the input's 8-bit values on both devices: the
+  // twin takes them back as floats, the kernels their device layout.
+  const bool q8 = hotInputQ8(c.type, upType);
   std::vector<float> x(kEmbd);
   for (int i = 0; i < kEmbd; ++i)
     x[i] = 0.1f * std::cos(0.7f * float(i));
+  std::vector<float> xDev = x;
+  if (q8)
+    testutil::quantisedInput(x.data(), kEmbd, xDev.data(), x.data());
   std::vector<float> act(kHot);
   for (int n = 0; n < kHot; ++n) {
     float g = dotRow(gate.type, gate.row(n), x.data(), kEmbd);
@@ -160,7 +171,7 @@ TEST_P(CudaKernels, MatchCpuTwin) {
               gpu_.upload(dDown, downBytes.data(), downBytes.size(), error) &&
               gpu_.alloc(dX, sizeof(float) * kEmbd, error))
       << error;
-  ASSERT_TRUE(gpu_.upload(dX, x.data(), sizeof(float) * kEmbd, error) &&
+  ASSERT_TRUE(gpu_.upload(dX, xDev.data(), sizeof(float) * kEmbd, error) &&
               gpu_.alloc(dH, sizeof(float) * kHot, error) &&
               gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
               allocDownScratch(gpu_, k, dPart, dDone, error))
@@ -200,10 +211,15 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   void *fnHead = gpu_.function(gpuattn::kHeadKernel, error);
   ASSERT_TRUE(fnHead) << error;
   std::vector<float> xs(size_t(kChunk) * kEmbd);
-  for (int t = 0; t < kChunk; ++t)
+  for (int t = 0; t < kChunk; ++t) {
+    std::vector<float> v(kEmbd);
     for (int i = 0; i < kEmbd; ++i)
-      xs[size_t(t) * kEmbd + i] =
-          0.1f * std::cos(0.7f * float(i) + 0.9f * float(t));
+      v[i] = 0.1f * std::cos(0.7f * float(i) + 0.9f * float(t));
+    std::copy(v.begin(), v.end(), xs.begin() + size_t(t) * kEmbd);
+    if (q8)
+      testutil::quantisedInput(v.data(), kEmbd, xs.data() + size_t(t) * kEmbd,
+                               v.data());
+  }
   const size_t f = sizeof(float);
   CudaDriver::DevPtr dXs, dHs, dYs, dLs, dL, dPs, noBias = 0;
   ASSERT_TRUE(
@@ -220,8 +236,10 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   int chunk = kChunk;
   void *chunkGateUp[] = {&dGate, &dUp, &dXs, &dHs, &chunk};
   void *chunkDown[] = {&dDown, &dHs, &dYs, &dPs, &dDone, &chunk};
-  void *chunkHead[] = {&dGate, &noBias, &dXs, &dLs, &chunk};
-  void *oneHead[] = {&dGate, &noBias, &dX, &dL, &one};
+  // The head's (and the embedding's) rows: the up rows, of the head's type.
+  CudaDriver::DevPtr &dHead = c.upF16 ? dUp : dGate;
+  void *chunkHead[] = {&dHead, &noBias, &dXs, &dLs, &chunk};
+  void *oneHead[] = {&dHead, &noBias, &dX, &dL, &one};
   const unsigned headGrid = gpuattn::matvecGrid(kHot);
   ASSERT_TRUE(
       gpu_.launch(fnGateUp, k.gateUpGrid, k.gateUpBlock, chunkGateUp, error) &&
@@ -261,11 +279,11 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   constexpr int kIds = 3;
   std::vector<float> embWant(size_t(kIds) * kEmbd), embGot(embWant.size());
   for (int t = 0; t < kIds; ++t)
-    rowToF32(gate.type, gate.row(ids[t]), embWant.data() + size_t(t) * kEmbd,
-             kEmbd);
+    rowToF32(upType, (c.upF16 ? up : gate).row(ids[t]),
+             embWant.data() + size_t(t) * kEmbd, kEmbd);
   scaleEmbeddings(d.params, embWant.data(), kIds);
   CudaDriver::DevPtr dIds;
-  void *embedArgs[] = {&dGate, &dIds, &dXs};
+  void *embedArgs[] = {&dHead, &dIds, &dXs};
   ASSERT_TRUE(
       gpu_.alloc(dIds, sizeof ids, error) &&
       gpu_.upload(dIds, ids, sizeof ids, error) &&
@@ -305,6 +323,11 @@ std::vector<Case> allCases() {
         GGMLType::Q4_0, GGMLType::Q4_1, GGMLType::Q5_0, GGMLType::Q5_1})
     cases.push_back(Case{t, GGMLType::F32, FfnActivation::GeluTanh,
                          SparsityMode::Dense, 352});
+  // Block-type gate rows beside f16 up rows: f32 input for both.
+  for (GGMLType t : {GGMLType::Q4_0, GGMLType::Q4_K})
+    cases.push_back(Case{t, GGMLType::F32, FfnActivation::ReLU,
+                         SparsityMode::Exact, t == GGMLType::Q4_K ? 512 : kEmbd,
+                         true});
   // Rows of an odd length: element-wise loads, one output per down thread.
   cases.push_back(Case{GGMLType::F16, GGMLType::F16, FfnActivation::ReLU,
                        SparsityMode::Exact, 90});
@@ -329,6 +352,8 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
                                sparsityModeName(info.param.mode);
                            if (info.param.embd != kEmbd)
                              name += "_" + std::to_string(info.param.embd);
+                           if (info.param.upF16)
+                             name += "_up_f16";
                            return name;
                          });
 
