@@ -93,10 +93,8 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
     os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
        << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
           "{\n";
-  // The source's down rows multiply gate and up's f32 products; every
-  // other input of a block type is its 8-bit layout (emitQuant).
-  const std::string dot =
-      std::string(suffix(type)) + (downParams && usesQ8Act(type) ? "_f" : "");
+  // A block type's input is its 8-bit layout (emitQuant).
+  const std::string dot = suffix(type);
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"

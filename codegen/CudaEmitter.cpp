@@ -906,8 +906,12 @@ CudaModule emitCuda(const ProgramDesc &program) {
       // as the attention projections are, one warp per output; the
       // neuron-major rows would be f32 for block types, up to 7x the
       // bytes a token reads.
+      // Block-type rows multiply the activations' 8-bit values, as the
+      // CPU's do, quantised into the down kernel's scratch.
       os << "// Layer " << l << "'s down projection: the source's "
          << typeName(d.downType) << " rows.\n";
+      if (usesQ8Act(d.downType))
+        emitQuant(os, gpuattn::downQuantKernelName(int(l)), p.nFF);
       emitMatvec(os, k.down, d.downType, p.nEmbd, p.nFF, false, false, true);
       k.downBlock = gpuattn::kMatvecBlock;
       k.downGrid = gpuattn::matvecGrid(p.nEmbd);

@@ -470,16 +470,29 @@ bool Executor::openGpu(std::string &error) {
     LayerBinding &b = layers_[l];
     const ProgramLayer &pl = program_.layers[l];
     maxHot = std::max<size_t>(maxHot, pl.nHot);
-    // A source-rows down kernel (a matvec) keeps no partial sums.
+    // A source-rows down kernel (a matvec) keeps no partial sums; where
+    // its rows are a block type, the scratch holds its 8-bit input, n_ff
+    // values a token in n_ff floats (within the bill's partial sums, those
+    // of n_ff hot neurons: at least 16 x n_ff, or 32768 x the column tiles,
+    // floats).
+    const bool quantDown = b.downLayout == DownLayout::Source && pl.nHot > 0 &&
+                           usesQ8Act(b.downT.type);
     if (b.downLayout != DownLayout::Source) {
       maxDownThreads =
           std::max<size_t>(maxDownThreads, size_t(pl.downGrid) * pl.downBlock);
       maxDownGrid = std::max<size_t>(maxDownGrid, pl.downGrid);
+    } else if (quantDown) {
+      maxDownThreads = std::max<size_t>(
+          maxDownThreads,
+          (size_t(params_.nFF) + gpuattn::kDownCols - 1) / gpuattn::kDownCols);
     }
     if (pl.nHot == 0)
       continue;
+    const std::string quantName = gpuattn::downQuantKernelName(l);
     if (!(b.fnGateUp = gpu->function(pl.gateUpKernel, error)) ||
         !(b.fnDown = gpu->function(pl.downKernel, error)) ||
+        (quantDown &&
+         !(b.fnDownQuant = gpu->function(quantName.c_str(), error))) ||
         !gpu->createEvent(b.outCopied, error))
       return false;
     const std::string rowsOf = "layer " + std::to_string(l) + "'s ";

@@ -177,6 +177,7 @@ private:
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
+    void *fnDownQuant = nullptr; // gpuattn::downQuantKernelName's, or null
     void *outCopied = nullptr; // event: the hot half's output is on the host
     // Attention on the GPU (runtime/gpu_attention.h): weights, extras, the
     // layer's KV cache [n_ctx][kv_dim] and kernels.

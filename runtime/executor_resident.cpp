@@ -152,7 +152,12 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
   // take as their last argument.
   void *pickArgs[] = {&b.dFc2, &b.dB2, &dPredH_, &h, &dPick_, &chosen, &nTok};
   void *gateUpArgs[] = {&b.dGate, &b.dUp, &x, &h, &nTok, &dPick_};
-  void *downRowArgs[] = {&b.dDownT, &h, &y, &part, &dDone_, &nTok, &dPick_};
+  // Source rows of a block type take h's 8-bit values, in the scratch.
+  CudaDriver::DevPtr downIn = b.fnDownQuant ? part : h;
+  void *downRowArgs[] = {&b.dDownT, &downIn, &y,     &part,
+                         &dDone_,   &nTok,   &dPick_};
+  void *quantArgs[] = {&h, &part, &nTok};
+  const std::string quantName = gpuattn::downQuantKernelName(l);
   void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,     &y,
                            &part,     &dDone_,   &nTok,   &dPick_};
   void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
@@ -173,6 +178,10 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                                  : uint64_t(pl.nHot) * b.downT.rowBytes;
   return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
                       error, pl.gateUpKernel, l, gateUpBytes) &&
+         (!b.fnDownQuant ||
+          gpu_->launch(b.fnDownQuant, gpuattn::quantGrid(nTok),
+                       gpuattn::kQuantBlock, quantArgs, error,
+                       quantName.c_str(), l)) &&
          gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
                       pl.downKernel, l, downBytes);
 }

@@ -252,6 +252,13 @@ inline size_t pickChoicesAt(int64_t nHot) {
 inline size_t pickBytes(int64_t nHot, int64_t nTok) {
   return pickChoicesAt(nHot) + size_t(nTok) * size_t(nHot);
 }
+// A dense layer's source down rows of a block type (DownLayout::Source)
+// take gate and up's products quantised by this kernel (quant(h, xq,
+// nTok), emitQuant) into the down kernel's partial sums, which a matvec
+// over source rows leaves unused.
+inline std::string downQuantKernelName(int layer) {
+  return "ffn_l" + std::to_string(layer) + "_down_quant";
+}
 inline std::string predictorKernelName(int layer, const char *what) {
   return "ffn_pred_l" + std::to_string(layer) + "_" + what;
 }

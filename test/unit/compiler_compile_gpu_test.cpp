@@ -352,12 +352,16 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
       compileModelAs(model, "", "dense", "", "kquant", &cuda);
   EXPECT_NE(cuda.find("down projection: the source's q4_K rows"),
             std::string::npos);
+  // Which multiply the 8-bit values of gate and up's products.
+  EXPECT_NE(cuda.find(gpuattn::downQuantKernelName(0) + "("),
+            std::string::npos);
   auto packed = GGUFFile::open(exe + ".weights.gguf", error);
   ASSERT_TRUE(packed) << error;
   EXPECT_NE(packed->tensor("blk.0.ffn_down.weight"), nullptr);
   EXPECT_EQ(packed->tensor("blk.0.ffn_down_t.weight"), nullptr);
   // The CPU path multiplies the source rows with the reference's own
-  // product (sourceDown), the GPU path with f32 activations.
+  // product (sourceDown), the GPU path with dp4a over the same 8-bit
+  // activations.
   auto m = Model::open(model, error);
   ASSERT_TRUE(m) << error;
   auto tok = Tokenizer::fromGGUF(m->file(), error);
