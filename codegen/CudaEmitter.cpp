@@ -975,81 +975,123 @@ CudaModule emitCuda(const ProgramDesc &program) {
       os << "  constexpr int kChunk = " << (nHot + splits - 1) / splits << ";\n"
          << "  const int k0 = split * kChunk;\n"
          << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n";
-    os << "  // Tokens one after another: the chunk's rows come from memory "
-          "once.\n"
+    // A row's kCols values as wa[i] (times wb[i] for the split layouts:
+    // a block's scale and the quant), decoded once for a group of tokens;
+    // each token's sum then takes hk * wa[i] (* wb[i]), the operations it
+    // takes alone.
+    std::ostringstream load;
+    bool twoFactors = false;
+    load << "      const u8 *row = downT + (long)k * kRow;\n"
+         << "      float wa[kCols];\n";
+    if (cols > 1 && wideRow) {
+      if (layout == DownLayout::Rows && d.downTType == GGMLType::F32)
+        load << "      const pf_f4 w = pf_ldf4(reinterpret_cast<const float "
+                "*>(row) + c);\n"
+             << "      wa[0] = w.x; wa[1] = w.y; wa[2] = w.z; wa[3] = w.w;\n";
+      else if (layout == DownLayout::Rows)
+        load << "      const pf_u2 w = pf_ldu2(row + 2 * c);\n"
+             << "      wa[0] = pf_" << rowSuffix << "_lo(w.x); wa[1] = pf_"
+             << rowSuffix << "_hi(w.x);\n"
+             << "      wa[2] = pf_" << rowSuffix << "_lo(w.y); wa[3] = pf_"
+             << rowSuffix << "_hi(w.y);\n";
+      else {
+        twoFactors = true;
+        if (layout == DownLayout::SplitQ8)
+          load << "      const unsigned q = *reinterpret_cast<const unsigned "
+                  "*>(row + c);\n"
+               << "      const int sh = 0;\n";
+        else
+          load << "      const unsigned q = *reinterpret_cast<const unsigned "
+                  "*>(row + (c >> 5) * 16 + (c & 15));\n"
+               << "      const int sh = (c & 31) < 16 ? 0 : 4;\n";
+        load << "      const pf_u2 sc = pf_ldu2(reinterpret_cast<const u8 "
+                "*>(scales + (long)(ids[k] >> 5) * kEmbd + c));\n"
+             << "      float wb[kCols];\n"
+             << "#pragma unroll\n"
+             << "      for (int i = 0; i < 4; ++i) {\n";
+        // The quants as biased bytes, each a float by pf_b2f.
+        if (layout == DownLayout::SplitQ8)
+          load << "        wb[i] = pf_b2f(q ^ 0x80808080u, i) - 8388736.f;\n";
+        else
+          load << "        wb[i] = pf_b2f((q >> sh) & 0x0f0f0f0fu, i) - "
+                  "8388616.f;\n";
+        load << "        wa[i] = pf_h2f((u16)((i < 2 ? sc.x : sc.y) >> (16 * "
+                "(i & 1))));\n"
+             << "      }\n";
+      }
+    } else if (layout == DownLayout::Rows) {
+      load << "#pragma unroll\n"
+           << "      for (int i = 0; i < kCols; ++i) wa[i] = pf_at_"
+           << rowSuffix << "(row, c + i);\n";
+    } else {
+      twoFactors = true;
+      load << "      float wb[kCols];\n"
+           << "#pragma unroll\n"
+           << "      for (int i = 0; i < kCols; ++i) {\n"
+           << "        const int ci = c + i;\n";
+      if (layout == DownLayout::SplitQ8)
+        load << "        wb[i] = (float)(signed char)row[ci];\n";
+      else
+        load << "        const u8 b = row[(ci >> 5) * 16 + (ci & 15)];\n"
+             << "        wb[i] = (float)(((ci & 31) < 16 ? (b & 15) : (b >> "
+                "4)) - 8);\n";
+      load << "        wa[i] = pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + "
+              "ci]);\n"
+           << "      }\n";
+    }
+    const std::string term = twoFactors ? " * wa[i] * wb[i]" : " * wa[i]";
+    const std::string pickK =
+        predicts ? "      const int k = (int)pick[" +
+                       std::to_string(gpuattn::kPickListAt) + " + j];\n"
+                 : "      const int k = j;\n";
+    os << "  // A prompt's tokens " << G
+       << " at a time, each row's values decoded once for them; the\n"
+       << "  // rest one by one (each token's sums the same either way).\n"
+       << "  int t = 0;\n"
        << "#pragma unroll 1\n"
-       << "  for (int t = 0; c < kEmbd && t < nTok; ++t) {\n"
+       << "  for (; c < kEmbd && t + " << G << " <= nTok; t += " << G << ") {\n"
+       << "    float s[" << G << "][kCols] = {};\n"
+       << "    const float *hg = h + (long)t * kHot;\n"
+       << "    // Not unrolled: unrolled, ptxas spilled on sm_80.\n"
+       << "#pragma unroll 1\n"
+       << "    for (int j = k0; j < k1; ++j) {\n"
+       << pickK << "      float hk[" << G << "];\n"
+       << "      bool any = false;\n"
+       << "#pragma unroll\n"
+       << "      for (int g = 0; g < " << G << "; ++g) {\n"
+       << "        hk[g] = hg[g * kHot + k];\n"
+       << "        any |= hk[g] != 0.f;\n"
+       << "      }\n";
+    if (exact)
+      os << "      if (!any) continue;\n";
+    // A token of the group whose neuron did not fire adds hk = 0 times
+    // finite weights, exactly zero: its sums are the bits it gets alone,
+    // where it skips the row (a guard per token here made ptxas spill).
+    os << load.str() << "#pragma unroll\n"
+       << "      for (int g = 0; g < " << G << "; ++g)\n"
+       << "#pragma unroll\n"
+       << "        for (int i = 0; i < kCols; ++i) s[g][i] += hk[g]" << term
+       << ";\n"
+       << "    }\n"
+       << "#pragma unroll\n"
+       << "    for (int g = 0; g < " << G << "; ++g)\n"
+       << "#pragma unroll\n"
+       << "      for (int i = 0; i < kCols; ++i)\n"
+       << "        part[((long)(t + g) * kSplits + split) * kEmbd + c + i] = "
+          "s[g][i];\n"
+       << "  }\n"
+       << "#pragma unroll 1\n"
+       << "  for (; c < kEmbd && t < nTok; ++t) {\n"
        << "    const float *ht = h + (long)t * kHot;\n"
        << "    float s[kCols];\n"
        << "    for (int i = 0; i < kCols; ++i) s[i] = 0.f;\n"
-       << "    for (int j = k0; j < k1; ++j) {\n";
-    if (predicts)
-      os << "      const int k = (int)pick[" << gpuattn::kPickListAt
-         << " + j];\n";
-    else
-      os << "      const int k = j;\n";
-    os << "      const float hk = ht[k];\n";
+       << "    for (int j = k0; j < k1; ++j) {\n"
+       << pickK << "      const float hk = ht[k];\n";
     if (exact)
       os << "      if (hk == 0.f) continue;\n";
-    os << "      const u8 *row = downT + (long)k * kRow;\n";
-    if (cols > 1 && wideRow) {
-      if (layout == DownLayout::Rows && d.downTType == GGMLType::F32)
-        os << "      const pf_f4 w = pf_ldf4(reinterpret_cast<const float "
-              "*>(row) "
-              "+ c);\n"
-           << "      s[0] += hk * w.x;\n      s[1] += hk * w.y;\n"
-           << "      s[2] += hk * w.z;\n      s[3] += hk * w.w;\n";
-      else if (layout == DownLayout::Rows)
-        os << "      const pf_u2 w = pf_ldu2(row + 2 * c);\n"
-           << "      s[0] += hk * pf_" << rowSuffix
-           << "_lo(w.x);\n      s[1] += hk * pf_" << rowSuffix
-           << "_hi(w.x);\n      s[2] += hk * pf_" << rowSuffix
-           << "_lo(w.y);\n      s[3] += hk * pf_" << rowSuffix << "_hi(w.y);\n";
-      else {
-        if (layout == DownLayout::SplitQ8)
-          os << "      const unsigned q = *reinterpret_cast<const unsigned "
-                "*>(row "
-                "+ c);\n"
-             << "      const int sh = 0;\n";
-        else
-          os << "      const unsigned q = *reinterpret_cast<const unsigned "
-                "*>(row "
-                "+ (c >> 5) * 16 + (c & 15));\n"
-             << "      const int sh = (c & 31) < 16 ? 0 : 4;\n";
-        os << "      const pf_u2 sc = pf_ldu2(reinterpret_cast<const u8 "
-              "*>(scales "
-              "+ (long)(ids[k] >> 5) * kEmbd + c));\n"
-           << "      const unsigned scw[2] = {sc.x, sc.y};\n"
-           << "      for (int i = 0; i < 4; ++i) {\n";
-        // The quants as biased bytes, each a float by pf_b2f.
-        if (layout == DownLayout::SplitQ8)
-          os << "        const float v = pf_b2f(q ^ 0x80808080u, i) - "
-                "8388736.f;\n";
-        else
-          os << "        const float v = pf_b2f((q >> sh) & 0x0f0f0f0fu, i) - "
-                "8388616.f;\n";
-        os << "        s[i] += hk * pf_h2f((u16)(scw[i >> 1] >> (16 * (i & "
-              "1)))) "
-              "* v;\n"
-           << "      }\n";
-      }
-    } else if (layout == DownLayout::Rows) {
-      os << "      for (int i = 0; i < kCols; ++i) s[i] += hk * pf_at_"
-         << rowSuffix << "(row, c + i);\n";
-    } else {
-      os << "      for (int i = 0; i < kCols; ++i) {\n"
-         << "        const int ci = c + i;\n";
-      if (layout == DownLayout::SplitQ8)
-        os << "        const float v = (float)(signed char)row[ci];\n";
-      else
-        os << "        const u8 b = row[(ci >> 5) * 16 + (ci & 15)];\n"
-           << "        const float v = (float)(((ci & 31) < 16 ? (b & 15) : (b "
-              ">> 4)) - 8);\n";
-      os << "        s[i] += hk * pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + "
-            "ci]) * v;\n"
-         << "      }\n";
-    }
-    os << "    }\n"
+    os << load.str() << "      for (int i = 0; i < kCols; ++i) s[i] += hk"
+       << term << ";\n"
+       << "    }\n"
        << "    for (int i = 0; i < kCols; ++i)\n"
        << "      part[((long)t * kSplits + split) * kEmbd + c + i] = s[i];\n"
        << "  }\n"
