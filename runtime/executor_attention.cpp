@@ -120,8 +120,8 @@ bool Executor::attentionGpu(int l, int pos, std::string &error) {
                   name[2].c_str(), l, b.wv.bytes()) ||
       !gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
                   error, name[3].c_str(), l) ||
-      !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_), kAttendBlock, aa,
-                  error, name[4].c_str(), l))
+      !gpu.launch(b.fnAttend, attendGrid(p.nHead, p.nKvHead, nCtx_),
+                  kAttendBlock, aa, error, name[4].c_str(), l))
     return false;
   if (usesQ8Act(b.wo.type) && !gpu.launch(b.fnQuant, quantGrid(1), kQuantBlock,
                                           an, error, name[5].c_str(), l))

@@ -303,7 +303,8 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
                 &dBAttnDone_, &dBAttnOut_, &pos,       &nCtx,      &m};
   if (!gpu.launch(b.fnRope, unsigned(p.nHead + p.nKvHead) * unsigned(m),
                   kRopeBlock, ar, error, name[3].c_str(), l) ||
-      !gpu.launch(b.fnAttend, attendGrid(p.nHead, nCtx_) * unsigned(m),
+      !gpu.launch(b.fnAttend,
+                  attendGrid(p.nHead, p.nKvHead, nCtx_) * unsigned(m),
                   kAttendBlock, aa, error, name[4].c_str(), l))
     return false;
   void *an[] = {&dBAttnOut_, &dBAttnOutQ_, &m};

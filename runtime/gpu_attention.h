@@ -17,13 +17,15 @@
 //   attn_L_attend(q, keys, values, scores, part, done, out, pos, nCtx,
 //                                     nTok): attendGrid blocks per token
 //                                     (q, out, pos, scores, part and done
-//                                     token-major): per query head
-//                                     (GQA) and chunk of kAttendChunk
-//                                     positions, the chunk's scores, max,
-//                                     sum and weighted values into part;
-//                                     the head's last block combines them
-//                                     (done: a counter per head, zero
-//                                     between launches)
+//                                     token-major): per group of query
+//                                     heads sharing a KV head
+//                                     (attendHeads) and chunk of
+//                                     kAttendChunk positions, the chunk's
+//                                     scores, max, sum and weighted values
+//                                     of each head into part; the group's
+//                                     last block combines them (done: a
+//                                     counter per group at its first head,
+//                                     zero between launches)
 // The position is read from device memory, so a token's launches take the
 // same arguments at every position.
 //   attn_L_quant(x, xq, nTok)        Q8_0/Q4_0/Q5_0 output projections: the
@@ -81,13 +83,25 @@ inline unsigned downTiles(int64_t nEmbd) {
 // A prompt's tokens the GPU takes at once (a chunk), whatever -b is.
 constexpr int kGpuChunk = 32;
 
-// The attend kernel's blocks for a context of nCtx: every head times the
-// chunks of the context (those past the position find no work).
+// The query heads one attend block takes: those sharing one KV head (GQA),
+// which then reads the chunk's keys and values once for them; at most 8 (a
+// divisor of the group), each head's sums held in registers.
+inline int attendHeads(int nHead, int nKvHead) {
+  const int group = nKvHead > 0 ? nHead / nKvHead : 1;
+  int sub = 1;
+  for (int d = 1; d <= 8 && d <= group; ++d)
+    if (group % d == 0)
+      sub = d;
+  return sub;
+}
+// The attend kernel's blocks for a context of nCtx: every group of
+// attendHeads query heads times the chunks of the context (those past the
+// position find no work).
 inline int attendSplits(int nCtx) {
   return (nCtx + kAttendChunk - 1) / kAttendChunk;
 }
-inline unsigned attendGrid(int nHead, int nCtx) {
-  return unsigned(nHead * attendSplits(nCtx));
+inline unsigned attendGrid(int nHead, int nKvHead, int nCtx) {
+  return unsigned(nHead / attendHeads(nHead, nKvHead) * attendSplits(nCtx));
 }
 // Floats of the attend kernel's partial results (part).
 inline size_t attendPartFloats(int nHead, int nCtx, int headDim) {

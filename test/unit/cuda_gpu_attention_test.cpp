@@ -221,8 +221,8 @@ TEST_P(CudaAttention, MatchesAttentionCore) {
         gpu_.launch(fn[2], matvecGrid(kvDim), kMatvecBlock, av, error) &&
         gpu_.launch(fn[3], unsigned(p.nHead + p.nKvHead), kRopeBlock, ar,
                     error) &&
-        gpu_.launch(fn[4], attendGrid(p.nHead, kCtx), kAttendBlock, aa,
-                    error) &&
+        gpu_.launch(fn[4], attendGrid(p.nHead, p.nKvHead, kCtx), kAttendBlock,
+                    aa, error) &&
         (!usesQ8Act(s.wo) ||
          gpu_.launch(fn[5], quantGrid(1), kQuantBlock, an, error)) &&
         gpu_.launch(fn[6], matvecGrid(s.nEmbd), kMatvecBlock, ao, error) &&
