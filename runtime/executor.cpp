@@ -381,8 +381,11 @@ bool Executor::bind(std::string &error) {
               "both or neither (recompile with pinferc)";
       return false;
     }
-    b.quantDown = pl.nHot == 0 && size_t(l) < downQ8.size() && downQ8[l] &&
-                  p.nFF % QK8_0 == 0;
+    // A CPU layer's down rows multiply the 8-bit values of gate and up's
+    // products, as the reference's; so do the source's rows of a layer
+    // wholly on the GPU, there (ffn_lN_down_quant) and in its CPU twin.
+    b.quantDown = (pl.nHot == 0 || b.downLayout == DownLayout::Source) &&
+                  size_t(l) < downQ8.size() && downQ8[l] && p.nFF % QK8_0 == 0;
     if (isSplitDown(b.downLayout)) {
       groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
       groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
