@@ -6,7 +6,6 @@
 
 #include "codegen/SourceText.h"
 #include "runtime/gpu_attention.h"
-#include "runtime/kernels.h"
 
 namespace pinfer {
 
@@ -93,8 +92,6 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
     os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
        << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
           "{\n";
-  // A block type's input is its 8-bit layout (emitQuant).
-  const std::string dot = suffix(type);
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"
@@ -112,7 +109,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  for (; t + " << kTokenGroup << " <= nTok; t += " << kTokenGroup
      << ") {\n"
      << "    float s[" << kTokenGroup << "] = {};\n"
-     << "    pf_dots_" << dot << "<kCols, " << kTokenGroup
+     << "    pf_dots_" << suffix(type) << "<kCols, " << kTokenGroup
      << ">(row, x + (long)t * kCols, kCols, lane, s);\n"
      << "#pragma unroll\n"
      << "    for (int i = 0; i < " << kTokenGroup << "; ++i) {\n"
@@ -123,7 +120,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
      << "  }\n"
      << "#pragma unroll 1\n"
      << "  for (; t < nTok; ++t) {\n"
-     << "    const float v = pf_dot_" << dot
+     << "    const float v = pf_dot_" << suffix(type)
      << "<kCols>(row, x + (long)t * kCols, lane);\n"
      << "    if (lane == 0) y[(long)t * kRows + r] = "
      << (relu ? "pf_relu(v" : "(v") << (bias ? " + b" : "") << ");\n"
