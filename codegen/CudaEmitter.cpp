@@ -276,9 +276,8 @@ PF_DOTS_AS(f16, pf_dots_half, false)
 PF_DOTS_AS(bf16, pf_dots_half, true)
 // A block type's products: pf_dots_X multiplies the 8-bit activations, as
 // the CPU's do; pf_dots_X_f f32 values, where its input is f32 (one half
-// of a hot pair whose other half multiplies f32 values, a dense layer's
-// source down rows over gate and up's products). PF_DOTS_Q8A for bodies
-// with more parameters.
+// of a hot pair whose other half multiplies f32 values). PF_DOTS_Q8A for
+// bodies with more parameters.
 #define PF_DOTS_Q8(X, BODY)                                                    \
   PF_DOTS_FN(pf_dots_##X, BODY, true) PF_DOTS_FN(pf_dots_##X##_f, BODY, false)
 #define PF_DOTS_Q8A(X, BODY, ...)                                              \

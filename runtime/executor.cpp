@@ -491,11 +491,10 @@ bool Executor::openGpu(std::string &error) {
     }
     if (pl.nHot == 0)
       continue;
-    const std::string quantName = gpuattn::downQuantKernelName(l);
     if (!(b.fnGateUp = gpu->function(pl.gateUpKernel, error)) ||
         !(b.fnDown = gpu->function(pl.downKernel, error)) ||
-        (quantDown &&
-         !(b.fnDownQuant = gpu->function(quantName.c_str(), error))) ||
+        (quantDown && !(b.fnDownQuant = gpu->function(
+                            gpuattn::downQuantKernelName(l).c_str(), error))) ||
         !gpu->createEvent(b.outCopied, error))
       return false;
     const std::string rowsOf = "layer " + std::to_string(l) + "'s ";

@@ -157,7 +157,6 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
   void *downRowArgs[] = {&b.dDownT, &downIn, &y,     &part,
                          &dDone_,   &nTok,   &dPick_};
   void *quantArgs[] = {&h, &part, &nTok};
-  const std::string quantName = gpuattn::downQuantKernelName(l);
   void *downSplitArgs[] = {&b.dDownT, &b.dDownS, &b.dIds, &h,     &y,
                            &part,     &dDone_,   &nTok,   &dPick_};
   void **downArgs = isSplitDown(b.downLayout) ? downSplitArgs : downRowArgs;
@@ -181,7 +180,7 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
          (!b.fnDownQuant ||
           gpu_->launch(b.fnDownQuant, gpuattn::quantGrid(nTok),
                        gpuattn::kQuantBlock, quantArgs, error,
-                       quantName.c_str(), l)) &&
+                       gpuattn::downQuantKernelName(l).c_str(), l)) &&
          gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
                       pl.downKernel, l, downBytes);
 }
