@@ -640,6 +640,88 @@ using gpuattn::kDownBlock;
 // predictorKernelName): the input quantised where fc1 needs 8-bit values
 // the hot half's input is not, fc1 with its bias and ReLU, the hidden
 // values quantised where fc2 needs them so.
+// DownLayout::SplitK's tables as the down kernel reads them
+// (SplitDown::tables): group scales, group mins, block scales, block mins,
+// one after the other, each [groups or blocks][n_embd].
+struct SplitKTables {
+  int64_t group, block; // G and S
+  bool mins;
+  int64_t m, d, dm; // byte offsets of the mins and the block tables
+};
+SplitKTables splitKTables(GGMLType type, int64_t nEmbd, int64_t nFF) {
+  const TypeTraits &t = *typeTraits(type);
+  SplitKTables k{t.splitK.group, t.blockSize, t.splitK.mins, 0, 0, 0};
+  const int64_t groups = nFF / k.group, blocks = nFF / k.block;
+  k.m = groups * nEmbd;
+  k.d = k.m * (k.mins ? 2 : 1);
+  k.dm = k.d + blocks * nEmbd * int64_t(sizeof(float));
+  return k;
+}
+
+void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
+                         int64_t nFF) {
+  const SplitKTables k = splitKTables(type, nEmbd, nFF);
+  os << "  // " << typeName(type) << " split: w = (d * sc) * q"
+     << (k.mins ? " + dm * m" : "") << ", sc" << (k.mins ? " and m" : "")
+     << " per " << k.group << " neurons, d" << (k.mins ? " and dm" : "")
+     << " per " << k.block << ".\n"
+     << "  constexpr int kGroup = " << k.group << ", kBlock = " << k.block
+     << ";\n"
+     << "  const float *const dT = reinterpret_cast<const float *>(scales + "
+     << k.d << "L);\n";
+  if (k.mins)
+    os << "  const float *const dmT = reinterpret_cast<const float *>(scales "
+          "+ "
+       << k.dm << "L);\n";
+}
+
+// Hot neuron k's kCols weights at column c into wa[]: its quants, its
+// group's scale (and min) and its block's d (and dm), decoded as the
+// type's decoder does (the same products, in the same order).
+void emitSplitKLoad(std::ostream &load, GGMLType type, int64_t nEmbd,
+                    int64_t nFF, unsigned cols) {
+  const SplitKTables k = splitKTables(type, nEmbd, nFF);
+  load << "      const long gRow = (long)(ids[k] / kGroup) * kEmbd;\n"
+       << "      const long bRow = (long)(ids[k] / kBlock) * kEmbd;\n";
+  // Four bytes of each byte table per load where the columns come in
+  // fours; the float tables as one 16-byte load where aligned.
+  const bool wideF = cols > 1 && k.d % 16 == 0 && k.dm % 16 == 0;
+  if (cols > 1) {
+    load << "      const unsigned qv = *reinterpret_cast<const unsigned "
+            "*>(row + c);\n"
+         << "      const unsigned sv = *reinterpret_cast<const unsigned "
+            "*>(scales + gRow + c);\n";
+    if (k.mins)
+      load << "      const unsigned mv = *reinterpret_cast<const unsigned "
+              "*>(scales + "
+           << k.m << "L + gRow + c);\n";
+  }
+  if (wideF) {
+    load << "      const pf_f4 dv = pf_ldf4(dT + bRow + c);\n"
+         << "      const float dd[4] = {dv.x, dv.y, dv.z, dv.w};\n";
+    if (k.mins)
+      load << "      const pf_f4 mmv = pf_ldf4(dmT + bRow + c);\n"
+           << "      const float dmm[4] = {mmv.x, mmv.y, mmv.z, mmv.w};\n";
+  }
+  load << "#pragma unroll\n"
+       << "      for (int i = 0; i < kCols; ++i) {\n";
+  auto byteAt = [&](const char *word, const char *table) {
+    return cols > 1
+               ? std::string("(float)(signed char)(") + word + " >> (8 * i))"
+               : std::string("(float)(signed char)") + table + "[c + i]";
+  };
+  const std::string q = byteAt("qv", "row");
+  const std::string sc = byteAt("sv", "(scales + gRow)");
+  const std::string m =
+      byteAt("mv", ("(scales + " + std::to_string(k.m) + "L + gRow)").c_str());
+  const std::string d = wideF ? "dd[i]" : "dT[bRow + c + i]";
+  const std::string dm = wideF ? "dmm[i]" : "dmT[bRow + c + i]";
+  load << "        wa[i] = (" << d << " * " << sc << ") * " << q;
+  if (k.mins)
+    load << " + " << dm << " * " << m;
+  load << ";\n      }\n";
+}
+
 void emitPredictorKernels(std::ostream &os, const ModelParams &p, int l,
                           const LayerDesc &d, float threshold) {
   using namespace gpuattn;
@@ -941,10 +1023,11 @@ CudaModule emitCuda(const ProgramDesc &program) {
        << ") " << k.down << "(const u8 *__restrict__ downT,\n";
     if (layout != DownLayout::Rows)
       // Split layout (runtime/ggml_types.h, DownLayout): the quants of each
-      // hot neuron and the scales of every source block; ids[k] is hot
+      // hot neuron and the scales of every source block (SplitK: its
+      // tables one after the other, SplitDown::tables); ids[k] is hot
       // neuron k's original id, whose block holds its scales.
-      os << "    const u16 *__restrict__ scales, const unsigned *__restrict__ "
-            "ids,\n";
+      os << "    const " << (layout == DownLayout::SplitK ? "u8" : "u16")
+         << " *__restrict__ scales, const unsigned *__restrict__ ids,\n";
     os << "    const float *__restrict__ h, float *__restrict__ y,\n"
        << "    float *__restrict__ part, unsigned *__restrict__ done, int "
           "nTok"
@@ -982,7 +1065,10 @@ CudaModule emitCuda(const ProgramDesc &program) {
     bool twoFactors = false;
     load << "      const u8 *row = downT + (long)k * kRow;\n"
          << "      float wa[kCols];\n";
-    if (cols > 1 && wideRow) {
+    if (layout == DownLayout::SplitK) {
+      emitSplitKConstants(os, d.downType, p.nEmbd, p.nFF);
+      emitSplitKLoad(load, d.downType, p.nEmbd, p.nFF, cols);
+    } else if (cols > 1 && wideRow) {
       if (layout == DownLayout::Rows && d.downTType == GGMLType::F32)
         load << "      const pf_f4 w = pf_ldf4(reinterpret_cast<const float "
                 "*>(row) + c);\n"

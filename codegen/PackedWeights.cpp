@@ -86,6 +86,38 @@ void addPackedDown(GGUFWriter &w, const Weight &down, int layer,
                 });
     return;
   }
+  if (layout == DownLayout::SplitK) {
+    const SplitKTraits &k = typeTraits(down.type)->splitK;
+    const int64_t nBlocks = nFF / typeTraits(down.type)->blockSize;
+    w.addTensor(downT, GGMLType::I8, {nEmbd, nFF},
+                [src, ord](uint8_t *dst, size_t) {
+                  packSplitKRows(*src, *ord, reinterpret_cast<int8_t *>(dst));
+                });
+    const struct {
+      TensorKind kind;
+      SplitKTable table;
+      bool present;
+    } tables[] = {
+        {TensorKind::FfnDownS, SplitKTable::Scales, true},
+        {TensorKind::FfnDownM, SplitKTable::Mins, k.mins},
+        {TensorKind::FfnDownD, SplitKTable::BlockScales, true},
+        {TensorKind::FfnDownDm, SplitKTable::BlockMins, k.mins},
+    };
+    for (const auto &t : tables) {
+      if (!t.present)
+        continue;
+      const bool perBlock = t.table == SplitKTable::BlockScales ||
+                            t.table == SplitKTable::BlockMins;
+      const SplitKTable table = t.table;
+      w.addTensor(tensorName(t.kind, layer),
+                  perBlock ? GGMLType::F32 : GGMLType::I8,
+                  {nEmbd, perBlock ? nBlocks : nFF / k.group},
+                  [src, table](uint8_t *dst, size_t) {
+                    packSplitKTable(*src, table, dst);
+                  });
+    }
+    return;
+  }
   const size_t rb = transposedDownRowBytes(down.type, nEmbd);
   w.addTensor(
       downT, GGMLType::I8, {int64_t(rb), nFF},
@@ -166,6 +198,50 @@ void packSplitDownScales(const Weight &down, uint16_t *out) {
       out[b * nEmbd + e] = q4 ? reinterpret_cast<const BlockQ4_0 *>(row)[b].d
                               : reinterpret_cast<const BlockQ8_0 *>(row)[b].d;
   }
+}
+
+void packSplitKRows(const Weight &down, const std::vector<uint32_t> &order,
+                    int8_t *dst) {
+  const int64_t nEmbd = down.rows, nFF = down.cols; // down is {n_ff, n_embd}
+  const TypeTraits &t = *typeTraits(down.type);
+  const int64_t qk = t.blockSize;
+  std::vector<uint32_t> packedRow(nFF);
+  for (size_t k = 0; k < order.size(); ++k)
+    packedRow[order[k]] = uint32_t(k);
+  SplitKBlock b;
+  for (int64_t blk = 0; blk < nFF / qk; ++blk)
+    for (int64_t e = 0; e < nEmbd; ++e) {
+      t.splitK.block(down.row(e) + blk * t.typeSize, b);
+      for (int64_t i = 0; i < qk; ++i)
+        dst[size_t(packedRow[blk * qk + i]) * nEmbd + e] = b.q[i];
+    }
+}
+
+void packSplitKTable(const Weight &down, SplitKTable table, uint8_t *dst) {
+  const int64_t nEmbd = down.rows, nFF = down.cols;
+  const TypeTraits &t = *typeTraits(down.type);
+  const int64_t qk = t.blockSize, groups = qk / t.splitK.group;
+  float *f = reinterpret_cast<float *>(dst);
+  int8_t *i8 = reinterpret_cast<int8_t *>(dst);
+  SplitKBlock b;
+  for (int64_t e = 0; e < nEmbd; ++e)
+    for (int64_t blk = 0; blk < nFF / qk; ++blk) {
+      t.splitK.block(down.row(e) + blk * t.typeSize, b);
+      switch (table) {
+      case SplitKTable::BlockScales:
+        f[blk * nEmbd + e] = b.d;
+        break;
+      case SplitKTable::BlockMins:
+        f[blk * nEmbd + e] = b.dm;
+        break;
+      case SplitKTable::Scales:
+      case SplitKTable::Mins:
+        for (int64_t g = 0; g < groups; ++g)
+          i8[(blk * groups + g) * nEmbd + e] =
+              table == SplitKTable::Scales ? b.sc[g] : b.m[g];
+        break;
+      }
+    }
 }
 
 bool writePackedWeights(

@@ -2,11 +2,11 @@
 // the source model's metadata and tensors, except that each layer's FFN is
 // stored in the program's neuron order (hot rows, then cold rows, each
 // contiguous) and the down projection is stored transposed, one row per
-// neuron (blk.N.ffn_down_t.weight; Q8_0/Q4_0 sources keep their block
-// scales apart in blk.N.ffn_down_s.weight, see runtime/ggml_types.h,
-// DownLayout), so that both halves read whole rows. A content hash of the
-// tensor data is stored under pinfer.packed.hash and baked into the executable,
-// which checks it at start-up.
+// neuron (blk.N.ffn_down_t.weight; block-type sources keep their scales
+// apart in blk.N.ffn_down_s.weight and, for SplitK, _m/_d/_dm, see
+// runtime/ggml_types.h, DownLayout), so that both halves read whole rows. A
+// content hash of the tensor data is stored under pinfer.packed.hash and baked
+// into the executable, which checks it at start-up.
 #pragma once
 
 #include "codegen/ProgramDesc.h"
@@ -38,5 +38,13 @@ bool writePackedWeights(
 void packSplitDownRows(const Weight &down, const std::vector<uint32_t> &order,
                        uint8_t *rows);
 void packSplitDownScales(const Weight &down, uint16_t *scales);
+
+// DownLayout::SplitK of a down projection {n_ff, n_embd} of a type with a
+// SplitK form: packed row k holds neuron order[k]'s quants (n_embd bytes);
+// each table is [groups or blocks][n_embd] (runtime/ggml_types.h).
+enum class SplitKTable { Scales, Mins, BlockScales, BlockMins };
+void packSplitKRows(const Weight &down, const std::vector<uint32_t> &order,
+                    int8_t *rows);
+void packSplitKTable(const Weight &down, SplitKTable table, uint8_t *dst);
 
 } // namespace pinfer

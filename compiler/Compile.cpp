@@ -546,9 +546,11 @@ bool prepareJob(const CompileArgs &args, const Target &target,
   // The model the user gave, by content: plans are checked against it.
   const std::string identity = modelIdentity(model->file());
   // The packed Q8_0/Q4_0 down projection keeps each neuron's quants in
-  // 32-output chunks (runtime/ggml_types.h, DownLayout).
+  // 32-output chunks (runtime/ggml_types.h, DownLayout); SplitK's take any
+  // n_embd.
   for (int l = 0; l < model->params().nLayer; ++l)
-    if (downLayoutFor(model->layer(l).down.type) != DownLayout::Rows &&
+    if ((downLayoutFor(model->layer(l).down.type) == DownLayout::SplitQ8 ||
+         downLayoutFor(model->layer(l).down.type) == DownLayout::SplitQ4) &&
         model->params().nEmbd % 32 != 0) {
       error = args.model + ": tensor " + tensorName(TensorKind::FfnDown, l) +
               ": " + typeName(model->layer(l).down.type) + " with n_embd " +

@@ -781,10 +781,10 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       std::sort(d.cold.begin(), d.cold.end());
     }
     // So does a dense layer wholly on the GPU where those rows would be
-    // f32 (K-quants and the other block types without a split layout):
-    // its down kernel is then a matvec over the source rows, which a
-    // token reads at the source's size, not at 4 bytes a weight. The VRAM
-    // bills (placement, pinfer-plan-memory) ask the same predicate.
+    // SplitK's (K-quants, Q4_1, Q5_x): its down kernel is then a matvec
+    // over the source rows, which a token reads at the source's size, not
+    // a byte a weight and the tables. The VRAM bills (placement,
+    // pinfer-plan-memory) ask the same predicate.
     if (mode == SparsityMode::Dense && d.cold.empty() && !d.hot.empty() &&
         denseGpuKeepsSourceDown(d.downType) &&
         spec.tensor(tensorName(TensorKind::FfnDown, int(l)))) {

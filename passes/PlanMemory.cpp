@@ -181,7 +181,7 @@ void PlanMemoryPass::runOnOperation() {
             return cast<WeightType>(w.getType()).getDtype();
           };
           // A dense layer wholly here keeps the source's down matrix where
-          // its packed rows would be f32 (the lowering asks the same).
+          // its packed rows would be SplitK's (the lowering asks the same).
           auto down = part.getDown().getDefiningOp<WeightOp>();
           TensorKind downKind;
           int downLayer;

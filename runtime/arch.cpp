@@ -60,6 +60,12 @@ constexpr TensorInfo kTensors[] = {
      Dim::FF},
     {TensorKind::FfnDownS, "blk.%d.ffn_down_s.weight", true, false, Dim::None,
      Dim::None},
+    {TensorKind::FfnDownM, "blk.%d.ffn_down_m.weight", true, false, Dim::None,
+     Dim::None},
+    {TensorKind::FfnDownD, "blk.%d.ffn_down_d.weight", true, false, Dim::None,
+     Dim::None},
+    {TensorKind::FfnDownDm, "blk.%d.ffn_down_dm.weight", true, false, Dim::None,
+     Dim::None},
 };
 static_assert(sizeof(kTensors) / sizeof(kTensors[0]) == kTensorKindCount,
               "one kTensors row per TensorKind");

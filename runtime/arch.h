@@ -101,10 +101,13 @@ enum class TensorKind {
   // The down projection transposed, one row per neuron: PowerInfer's, and
   // the packed weights' (runtime/program.h, DownLayout); the packed split
   // layouts keep its block scales beside it.
-  FfnDownT, // blk.N.ffn_down_t.weight
-  FfnDownS, // blk.N.ffn_down_s.weight
+  FfnDownT,  // blk.N.ffn_down_t.weight
+  FfnDownS,  // blk.N.ffn_down_s.weight
+  FfnDownM,  // blk.N.ffn_down_m.weight (DownLayout::SplitK)
+  FfnDownD,  // blk.N.ffn_down_d.weight (DownLayout::SplitK)
+  FfnDownDm, // blk.N.ffn_down_dm.weight (DownLayout::SplitK)
 };
-inline constexpr int kTensorKindCount = int(TensorKind::FfnDownS) + 1;
+inline constexpr int kTensorKindCount = int(TensorKind::FfnDownDm) + 1;
 
 // A tensor dimension in terms of the hyperparameters.
 enum class Dim {

@@ -120,20 +120,21 @@ bool bindVector(const GGUFFile &f, const std::string &name, int64_t n,
 }
 
 // Neurons [first, first+count) of a layer grouped by the source block
-// (32 neurons of the original order) they come from; rows relative to first.
+// (`size` neurons of the original order: 32, or a SplitK type's group) they
+// come from; rows relative to first.
 void groupByBlock(const uint32_t *ids, uint32_t first, uint32_t count,
-                  BlockGroups &g) {
+                  uint32_t size, BlockGroups &g) {
   std::vector<uint32_t> order(count);
   for (uint32_t k = 0; k < count; ++k)
     order[k] = k;
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return ids[first + a] / QK8_0 < ids[first + b] / QK8_0;
+    return ids[first + a] / size < ids[first + b] / size;
   });
   g.rows = order;
   g.start.clear();
   g.block.clear();
   for (uint32_t i = 0; i < count; ++i) {
-    uint32_t blk = ids[first + order[i]] / QK8_0;
+    uint32_t blk = ids[first + order[i]] / size;
     if (g.block.empty() || g.block.back() != blk) {
       g.block.push_back(blk);
       g.start.push_back(i);
@@ -174,6 +175,8 @@ bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
     b.downLayout = DownLayout::Rows;
     return bindWeight(f, name, nEmbd, nFF, b.downT, error);
   }
+  if (scales->type == GGMLType::I8)
+    return bindSplitK(f, layer, nEmbd, nFF, b, error);
   if (nEmbd % 32 != 0 || nFF % QK8_0 != 0) {
     error = f.path() + ": tensor " + name + ": split down layout with n_embd " +
             std::to_string(nEmbd) + " and n_ff " + std::to_string(nFF) +
@@ -204,6 +207,75 @@ bool Executor::bindDown(const GGUFFile &f, int layer, int64_t nEmbd,
   b.split.rowBytes = size_t(t->ne[0]);
   b.split.scales = reinterpret_cast<const uint16_t *>(scales->data);
   b.split.nEmbd = nEmbd;
+  return true;
+}
+
+namespace {
+
+// A tensor of `type`, one byte or float a value, of shape [ne0, ne1] with
+// ne1 dividing `of` (any ne1 where `of` is 0); one error line otherwise.
+const GGUFTensor *findTable(const GGUFFile &f, const std::string &name,
+                            GGMLType type, int64_t ne0, int64_t ne1, int64_t of,
+                            std::string &error) {
+  const GGUFTensor *t = f.tensor(name);
+  const size_t size = type == GGMLType::F32 ? 4 : 1;
+  if (t && t->type == type && t->ne[0] == ne0 && t->ne[2] == 1 &&
+      t->ne[3] == 1 && t->ne[1] > 0 &&
+      (of ? of % t->ne[1] == 0 : t->ne[1] == ne1) && t->data &&
+      t->nbytes >= size * size_t(t->ne[0]) * size_t(t->ne[1]))
+    return t;
+  error = f.path() + ": tensor " + name +
+          (t ? " has shape " + t->shapeString() + " of " + typeName(t->type)
+             : std::string(" is missing")) +
+          ", expected " + typeName(type) + " [" + std::to_string(ne0) + ", " +
+          (of ? "a divisor of " + std::to_string(of) : std::to_string(ne1)) +
+          "] for the split down layout";
+  return nullptr;
+}
+
+} // namespace
+
+// DownLayout::SplitK: the quants, the groups' scales (whose count gives
+// G), the blocks' scales (S), and both mins or neither.
+bool Executor::bindSplitK(const GGUFFile &f, int layer, int64_t nEmbd,
+                          int64_t nFF, LayerBinding &b, std::string &error) {
+  auto name = [&](TensorKind k) { return tensorName(k, layer); };
+  const GGUFTensor *q, *sc, *d, *m = nullptr, *dm = nullptr;
+  if (!(q = findTable(f, name(TensorKind::FfnDownT), GGMLType::I8, nEmbd, nFF,
+                      0, error)) ||
+      !(sc = findTable(f, name(TensorKind::FfnDownS), GGMLType::I8, nEmbd, 0,
+                       nFF, error)) ||
+      !(d = findTable(f, name(TensorKind::FfnDownD), GGMLType::F32, nEmbd, 0,
+                      nFF, error)))
+    return false;
+  const int64_t group = nFF / sc->ne[1], block = nFF / d->ne[1];
+  if (block % group != 0) {
+    error = f.path() + ": tensor " + name(TensorKind::FfnDownD) +
+            ": blocks of " + std::to_string(block) +
+            " neurons, expected a multiple of the groups' " +
+            std::to_string(group);
+    return false;
+  }
+  if ((f.tensor(name(TensorKind::FfnDownM)) ||
+       f.tensor(name(TensorKind::FfnDownDm))) &&
+      (!(m = findTable(f, name(TensorKind::FfnDownM), GGMLType::I8, nEmbd,
+                       sc->ne[1], 0, error)) ||
+       !(dm = findTable(f, name(TensorKind::FfnDownDm), GGMLType::F32, nEmbd,
+                        d->ne[1], 0, error))))
+    return false;
+  b.downLayout = DownLayout::SplitK;
+  b.downT =
+      Weight{q->name.c_str(), q->type, nEmbd, nFF, size_t(nEmbd), q->data};
+  b.split = SplitDown{};
+  b.split.rows = q->data;
+  b.split.rowBytes = size_t(nEmbd);
+  b.split.nEmbd = nEmbd;
+  b.split.groupScales = reinterpret_cast<const int8_t *>(sc->data);
+  b.split.groupMins = m ? reinterpret_cast<const int8_t *>(m->data) : nullptr;
+  b.split.blockScales = reinterpret_cast<const float *>(d->data);
+  b.split.blockMins = dm ? reinterpret_cast<const float *>(dm->data) : nullptr;
+  b.split.groupsPerBlock = block / group;
+  b.split.group = group;
   return true;
 }
 
@@ -387,8 +459,9 @@ bool Executor::bind(std::string &error) {
     b.quantDown = (pl.nHot == 0 || b.downLayout == DownLayout::Source) &&
                   size_t(l) < downQ8.size() && downQ8[l] && p.nFF % QK8_0 == 0;
     if (isSplitDown(b.downLayout)) {
-      groupByBlock(pl.neuronIds, 0, pl.nHot, b.hotGroups);
-      groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, b.coldGroups);
+      const uint32_t size = uint32_t(b.split.group);
+      groupByBlock(pl.neuronIds, 0, pl.nHot, size, b.hotGroups);
+      groupByBlock(pl.neuronIds, pl.nHot, pl.nCold, size, b.coldGroups);
     }
     if (pr.mode == SparsityMode::Predicted && pl.predictorRank > 0) {
       if (!bindPredictor(f, uint32_t(l), pr.predictorThreshold, b.predictor,
@@ -518,15 +591,20 @@ bool Executor::openGpu(std::string &error) {
         return false;
     }
     if (isSplitDown(b.downLayout)) {
-      // The split layout's kernel also needs every source block's scales
-      // and each hot neuron's original id (its block).
-      size_t scaleBytes = size_t(params_.nFF / QK8_0) * params_.nEmbd * 2;
+      // The split layout's kernel also needs every source block's tables,
+      // one after the other (SplitDown::tables), and each hot neuron's
+      // original id (its block).
       size_t idBytes = sizeof(uint32_t) * pl.nHot;
-      if (!gpu->alloc(b.dDownS, scaleBytes, error) ||
+      if (!gpu->alloc(b.dDownS, splitTableBytes(b), error) ||
           !gpu->alloc(b.dIds, idBytes, error))
         return outOfMemory(rowsOf + "down scales");
-      if (!gpu->upload(b.dDownS, b.split.scales, scaleBytes, error) ||
-          !gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
+      CudaDriver::DevPtr at = b.dDownS;
+      for (const SplitDown::Part &t : b.split.tables(params_.nFF)) {
+        if (!gpu->upload(at, t.data, t.bytes, error))
+          return false;
+        at += t.bytes;
+      }
+      if (!gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
         return false;
     }
     if (b.gpuPredicts) {
@@ -937,15 +1015,32 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
     }
   }
   firedStart_.push_back(uint32_t(firedRows_.size()));
-  if (countBytes_) // the scale rows of the blocks the neurons come from
-    cpuBytes_ += firedBlock_.size() * size_t(nEmbd) * 2;
+  if (countBytes_) // the table rows of the groups the neurons come from
+    cpuBytes_ +=
+        firedBlock_.size() * size_t(nEmbd) * b.split.tableBytesPerGroup();
   const DownGroups groups{firedRows_.data(), firedCoef_.data(),
                           firedStart_.data(), firedBlock_.data(),
                           int64_t(firedBlock_.size())};
-  // Output columns split over threads in chunks of 32.
+  splitDownColumns(b.split, groups, y);
+}
+
+size_t Executor::splitTableBytes(const LayerBinding &b) const {
+  size_t bytes = 0;
+  for (const SplitDown::Part &t : b.split.tables(params_.nFF))
+    bytes += t.bytes;
+  return bytes;
+}
+
+void Executor::splitDownColumns(const SplitDown &d, const DownGroups &groups,
+                                float *y) {
+  // Output columns split over threads in chunks of 32; a SplitK layer's
+  // last n_embd % 32 after them.
+  const int64_t nEmbd = params_.nEmbd, whole = nEmbd / 32 * 32;
   pool_.parallelFor(nEmbd / 32, [&](int64_t u0, int64_t u1) {
-    splitDownAxpy(b.split, groups, y, u0 * 32, u1 * 32);
+    splitDownAxpy(d, groups, y, u0 * 32, u1 * 32);
   });
+  if (whole < nEmbd)
+    splitDownAxpy(d, groups, y, whole, nEmbd);
 }
 
 void Executor::sourceDown(const LayerBinding &b, const float *h, int n,
@@ -1192,9 +1287,7 @@ void Executor::countFfn(int l, const LayerRun &run, int tokens) {
                  (b.downLayout == DownLayout::Source
                       ? size_t(params_.nEmbd) * b.downT.rowBytes
                       : rows * b.downT.rowBytes) +
-                 (isSplitDown(b.downLayout)
-                      ? size_t(params_.nFF / QK8_0) * params_.nEmbd * 2
-                      : 0);
+                 (isSplitDown(b.downLayout) ? splitTableBytes(b) : 0);
   }
   st.tokens += uint64_t(tokens);
   st.fired += run.firedHot + run.firedCold;

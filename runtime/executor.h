@@ -199,6 +199,8 @@ private:
                               float *attnOut, float *scores);
   bool bindDown(const GGUFFile &f, int layer, int64_t nEmbd, int64_t nFF,
                 LayerBinding &b, std::string &error);
+  bool bindSplitK(const GGUFFile &f, int layer, int64_t nEmbd, int64_t nFF,
+                  LayerBinding &b, std::string &error);
   bool openGpu(std::string &error);
   // executor_attention.cpp: uploads layer l's attention (weights, extras,
   // an empty KV cache) and finds its kernels; runs it for the token at pos
@@ -301,6 +303,10 @@ private:
   void cpuDown(const LayerBinding &b, const BlockGroups &groups,
                uint32_t first, uint32_t count, const float *h, float *y,
                bool skipZero);
+  // Bytes of a split layout's tables (SplitDown::tables).
+  size_t splitTableBytes(const LayerBinding &b) const;
+  // A split layout's groups into y, every output column.
+  void splitDownColumns(const SplitDown &d, const DownGroups &groups, float *y);
   // The down projection of DownLayout::Source for `n` tokens, as the dense
   // reference multiplies it (matvecRows): y_t[e] = row e . h_t, h
   // [n][n_ff] in source order, y [n][n_embd] (the caller's zeroed output,
@@ -506,8 +512,8 @@ private:
   // and where each window of source blocks starts in the groups.
   std::vector<uint32_t> bFiredRows_;         // [nBatch][n_ff]
   std::vector<float> bFiredCoef_;            // [nBatch][n_ff]
-  std::vector<uint32_t> bFiredStart_;        // [nBatch][2][n_ff/32 + 1]
-  std::vector<uint32_t> bFiredBlock_;        // [nBatch][2][n_ff/32]
+  std::vector<uint32_t> bFiredStart_;        // [nBatch][2][n_ff/16 + 1]
+  std::vector<uint32_t> bFiredBlock_;        // [nBatch][2][n_ff/16]
   std::vector<uint32_t> bWindowStart_;       // [nBatch][2][nWindows + 1]
 };
 

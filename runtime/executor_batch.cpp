@@ -31,6 +31,9 @@ namespace {
 // on: the slices of those neurons' rows in a thread's columns stay in cache
 // while the chunk's tokens use them.
 constexpr uint32_t kWindowBlocks = 4;
+// The smallest group of a split layout (SplitK's G of 16): the stride of
+// the per-token group arrays.
+constexpr size_t kMinGroup = 16;
 // Packed rows per pass of the Rows layout's down accumulation, likewise.
 constexpr int64_t kRowBlock = 32;
 
@@ -73,7 +76,7 @@ void Executor::sizeBatch() {
     split |= isSplitDown(b.downLayout);
   if (!split)
     return;
-  const size_t nBlocks = nFF / QK8_0;
+  const size_t nBlocks = nFF / kMinGroup;
   bFiredRows_.assign(nb * nFF, 0);
   bFiredCoef_.assign(nb * nFF, 0.f);
   bFiredStart_.assign(nb * 2 * (nBlocks + 1), 0);
@@ -589,7 +592,9 @@ void Executor::downBatch(int l, int n, bool gpuHot) {
   std::fill(bYHot_.begin(), bYHot_.begin() + size_t(n) * nEmbd, 0.f);
   std::fill(bYCold_.begin(), bYCold_.begin() + size_t(n) * nEmbd, 0.f);
 
-  const uint32_t nBlocks = uint32_t(nFF / QK8_0), nWindows = windowCount(nFF);
+  const uint32_t nBlocks = uint32_t(nFF / kMinGroup),
+                 nWindows = windowCount(nFF);
+  const uint32_t groupSize = uint32_t(b.split.group);
   // Split layouts: the neurons that fired, grouped by source block exactly
   // as cpuDown groups them, per token and half; plus where each window of
   // kWindowBlocks source blocks starts in those groups.
@@ -622,7 +627,7 @@ void Executor::downBatch(int l, int n, bool gpuHot) {
     start[nGroups] = nRows;
     // Groups come in ascending source block order (groupByBlock).
     for (uint32_t w = 0, g = 0; w <= nWindows; ++w) {
-      while (g < nGroups && block[g] < w * kWindowBlocks)
+      while (g < nGroups && block[g] * groupSize < w * kWindowBlocks * QK8_0)
         ++g;
       window[w] = g;
     }
@@ -674,11 +679,11 @@ void Executor::downBatch(int l, int n, bool gpuHot) {
     });
     return;
   }
-  // Output columns split over threads in chunks of 32, as cpuDown does;
-  // splitDownAxpy applies group after group, so running a window's groups
-  // at a time keeps each token's result.
-  pool_.parallelFor(nEmbd / 32, [&](int64_t u0, int64_t u1) {
-    const int64_t c0 = u0 * 32, c1 = u1 * 32;
+  // Output columns split over threads in chunks of 32, as cpuDown does
+  // (a SplitK layer's last n_embd % 32 after them); splitDownAxpy applies
+  // group after group, so running a window's groups at a time keeps each
+  // token's result.
+  auto columns = [&](int64_t c0, int64_t c1) {
     for (uint32_t w = 0; w < nWindows; ++w)
       for (int t = 0; t < n; ++t)
         for (int half = 0; half < 2; ++half) {
@@ -695,7 +700,11 @@ void Executor::downBatch(int l, int n, bool gpuHot) {
           float *y = (half ? bYCold_ : bYHot_).data() + size_t(t) * nEmbd;
           splitDownAxpy(b.split, groups, y, c0, c1);
         }
-  });
+  };
+  pool_.parallelFor(nEmbd / 32,
+                    [&](int64_t u0, int64_t u1) { columns(u0 * 32, u1 * 32); });
+  if (nEmbd % 32)
+    columns(nEmbd / 32 * 32, nEmbd);
 }
 
 } // namespace pinfer

@@ -96,6 +96,19 @@ enum class DownLayout : uint8_t {
   // output, i.e. of neurons 32b..32b+31).
   SplitQ8,
   SplitQ4,
+  // The other block types (Q4_1, Q5_0, Q5_1, the K-quants), whose value is
+  // w = (d * sc) * q + dm * m: a quant q per weight, a scale sc and a min
+  // m per group of G neurons (16 or 32), d and dm per source block of S
+  // neurons (TypeTraits::splitK; for the legacy types S = G = 32, sc = m =
+  // 1, dm their min). Kept apart, each is stored once per output and
+  // group, and the decoded value is the type's decoder's, bit for bit:
+  // blk.N.ffn_down_t.weight the quants (I8 {n_embd, n_ff}, signed),
+  // blk.N.ffn_down_s.weight sc (I8 {n_embd, n_ff/G}), blk.N.ffn_down_m.weight
+  // m (I8 {n_embd, n_ff/G}), blk.N.ffn_down_d.weight d (F32 {n_embd,
+  // n_ff/S}), blk.N.ffn_down_dm.weight dm (F32 {n_embd, n_ff/S}); types
+  // without mins (Q5_0, Q3_K, Q6_K) have no _m and _dm. About 1.1 to 1.3
+  // bytes a weight, against f32 rows' 4.
+  SplitK,
   // A dense layer wholly on the CPU whose transposed rows would be decoded
   // f32 (the block formats of runtime/quant_blocks.h, 4 bytes a weight
   // against the source's 0.3 to 0.8): blk.N.ffn_down.weight {n_ff, n_embd}
@@ -108,8 +121,27 @@ enum class DownLayout : uint8_t {
 
 // The layouts that keep quants and block scales apart.
 inline bool isSplitDown(DownLayout l) {
-  return l == DownLayout::SplitQ8 || l == DownLayout::SplitQ4;
+  return l == DownLayout::SplitQ8 || l == DownLayout::SplitQ4 ||
+         l == DownLayout::SplitK;
 }
+
+// One source block's numbers in DownLayout::SplitK's form, written by a
+// type's SplitKBlockFn: its quants q[0 .. S), and per group of G, sc[] and
+// m[]; d and dm the block's (see DownLayout::SplitK).
+struct SplitKBlock {
+  int8_t q[256];
+  int8_t sc[16], m[16];
+  float d = 0.f, dm = 0.f;
+};
+using SplitKBlockFn = void (*)(const uint8_t *block, SplitKBlock &out);
+
+// A type's SplitK form: group size G, whether it has mins, and its block's
+// numbers. G == 0: the type has no such form.
+struct SplitKTraits {
+  uint32_t group = 0;
+  bool mins = false;
+  SplitKBlockFn block = nullptr;
+};
 
 // The kernel signatures a row holds. `n` is a multiple of the block size.
 // sum_i row[i] * x[i] with an f32 activation:
@@ -231,12 +263,11 @@ struct TypeTraits {
   AxpyFn axpy = nullptr;
   ActFormat act = ActFormat::F32;           // what the dot products multiply
   DownLayout downLayout = DownLayout::Rows; // of a transposed down projection
-  // The type of a Rows-layout transposed down projection: the source type
-  // for float types; F32 for block formats whose blocks run along the
-  // neuron axis (the K-quants' 256-neuron super-blocks cannot be re-cut
-  // into rows of n_embd without requantising, and f32 holds every decoded
-  // value exactly).
+  // The type of a Rows-layout transposed down projection (the float
+  // types): the source type.
   GGMLType downRowsType = GGMLType::F32;
+  // DownLayout::SplitK's numbers of a block of this type.
+  SplitKTraits splitK;
   // A transposed down projection a file already stores in this type (a
   // PowerInfer file's blk.N.ffn_down_t, rows along n_embd) is packed and
   // multiplied in it, row by row (its axpyRows): the float types and
@@ -328,11 +359,34 @@ inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
     return size_t(nEmbd);
   case DownLayout::SplitQ4:
     return size_t(nEmbd / 2);
+  case DownLayout::SplitK:
+    return size_t(nEmbd);
   case DownLayout::Rows:
   case DownLayout::Source: // a layer's choice, never a type's layout
     break;
   }
   return rowBytes(transposedDownType(source), nEmbd);
+}
+
+// Bytes of a split layout's per-layer tables beside the rows (the block
+// scales of SplitQ8/SplitQ4, the groups' and blocks' numbers of SplitK),
+// needed whole by any of the layer's neurons; 0 for the other layouts.
+inline uint64_t splitDownTableBytes(GGMLType source, int64_t nEmbd,
+                                    int64_t nFF) {
+  const TypeTraits *t = typeTraits(source);
+  switch (downLayoutFor(source)) {
+  case DownLayout::SplitQ8:
+  case DownLayout::SplitQ4:
+    return uint64_t(nFF / t->blockSize) * uint64_t(nEmbd) * 2;
+  case DownLayout::SplitK: {
+    const uint64_t parts = t->splitK.mins ? 2 : 1;
+    return uint64_t(nEmbd) * parts *
+           (uint64_t(nFF / t->splitK.group) +
+            sizeof(float) * uint64_t(nFF / t->blockSize));
+  }
+  default:
+    return 0;
+  }
 }
 
 // ggml block_q8_0: x[i] = d * qs[i].

@@ -304,6 +304,125 @@ inline void decodeQ6_K(const uint8_t *p, float *y) {
   }
 }
 
+// Each block in DownLayout::SplitK's form (runtime/ggml_types.h): the
+// numbers its decoder above multiplies, so that (d * sc) * q + dm * m is
+// the decoded value (dm * m the negated product where the decoder
+// subtracts one: the same magnitude, exactly).
+
+inline void splitKQ4_1(const uint8_t *p, SplitKBlock &o) {
+  o.d = half(p);
+  o.dm = half(p + 2);
+  o.sc[0] = o.m[0] = 1;
+  for (int j = 0; j < QK4_1 / 2; ++j) {
+    o.q[j] = int8_t(p[4 + j] & 0x0F);
+    o.q[j + QK4_1 / 2] = int8_t(p[4 + j] >> 4);
+  }
+}
+
+// Q5_0/Q5_1's 5-bit values, unsigned.
+inline void fiveBits(const uint8_t *qh4, const uint8_t *qs, int8_t *q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = int8_t((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
+    q[j + 16] = int8_t((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+  }
+}
+
+inline void splitKQ5_0(const uint8_t *p, SplitKBlock &o) {
+  o.d = half(p);
+  o.sc[0] = 1;
+  fiveBits(p + 2, p + 6, o.q);
+  for (int j = 0; j < QK5_0; ++j)
+    o.q[j] = int8_t(o.q[j] - 16);
+}
+
+inline void splitKQ5_1(const uint8_t *p, SplitKBlock &o) {
+  o.d = half(p);
+  o.dm = half(p + 2);
+  o.sc[0] = o.m[0] = 1;
+  fiveBits(p + 4, p + 8, o.q);
+}
+
+inline void splitKQ2_K(const uint8_t *p, SplitKBlock &o) {
+  const uint8_t *q = p + QK_K / 16;
+  o.d = half(p + 80);
+  o.dm = -half(p + 82);
+  for (int g = 0; g < 16; ++g) {
+    o.sc[g] = int8_t(p[g] & 0xF);
+    o.m[g] = int8_t(p[g] >> 4);
+  }
+  // Element 128h + 32j + l (l < 32) is bits 2j of byte 32h + l.
+  for (int i = 0; i < QK_K; ++i) {
+    const int h = i / 128, j = (i % 128) / 32, l = i % 32;
+    o.q[i] = int8_t((q[32 * h + l] >> (2 * j)) & 3);
+  }
+}
+
+inline void splitKQ3_K(const uint8_t *p, SplitKBlock &o) {
+  const uint8_t *hm = p, *q = p + QK_K / 8;
+  o.d = half(p + 108);
+  int8_t scales[16];
+  scalesQ3_K(p + 96, scales);
+  for (int g = 0; g < 16; ++g)
+    o.sc[g] = int8_t(scales[g] - 32);
+  for (int i = 0; i < QK_K; ++i) {
+    const int h = i / 128, j = (i % 128) / 32, l = i % 32;
+    const int low = (q[32 * h + l] >> (2 * j)) & 3;
+    o.q[i] = int8_t(low - ((hm[l] >> (4 * h + j)) & 1 ? 0 : 4));
+  }
+}
+
+// Q4_K/Q5_K: sub-block j of 32 has its scale and min.
+inline void scalesMinsK(const uint8_t *p, SplitKBlock &o) {
+  o.d = half(p);
+  o.dm = -half(p + 2);
+  for (int g = 0; g < 8; ++g) {
+    uint8_t sc, m;
+    scaleMinK4(g, p + 4, sc, m);
+    o.sc[g] = int8_t(sc);
+    o.m[g] = int8_t(m);
+  }
+}
+
+inline void splitKQ4_K(const uint8_t *p, SplitKBlock &o) {
+  scalesMinsK(p, o);
+  const uint8_t *q = p + 16;
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      o.q[64 * c + l] = int8_t(q[32 * c + l] & 0xF);
+      o.q[64 * c + 32 + l] = int8_t(q[32 * c + l] >> 4);
+    }
+}
+
+inline void splitKQ5_K(const uint8_t *p, SplitKBlock &o) {
+  scalesMinsK(p, o);
+  const uint8_t *qh = p + 16, *ql = p + 48;
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      o.q[64 * c + l] =
+          int8_t((ql[32 * c + l] & 0xF) + ((qh[l] >> (2 * c)) & 1 ? 16 : 0));
+      o.q[64 * c + 32 + l] =
+          int8_t((ql[32 * c + l] >> 4) + ((qh[l] >> (2 * c + 1)) & 1 ? 16 : 0));
+    }
+}
+
+inline void splitKQ6_K(const uint8_t *p, SplitKBlock &o) {
+  const uint8_t *ql = p, *qh = p + QK_K / 2;
+  o.d = half(p + 208);
+  std::memcpy(o.sc, p + 192, 16);
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t *L = ql + 64 * h;
+      const uint8_t H = qh[32 * h + l];
+      int8_t *q = o.q + 128 * h;
+      q[l] = int8_t(((L[l] & 0xF) | (((H >> 0) & 3) << 4)) - 32);
+      q[l + 32] = int8_t(((L[l + 32] & 0xF) | (((H >> 2) & 3) << 4)) - 32);
+      q[l + 64] = int8_t(((L[l] >> 4) | (((H >> 4) & 3) << 4)) - 32);
+      q[l + 96] = int8_t(((L[l + 32] >> 4) | (((H >> 6) & 3) << 4)) - 32);
+    }
+}
+
 } // namespace qblk
 
 // A decoder and its block shape, for the kernels templated on a format.

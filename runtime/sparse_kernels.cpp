@@ -88,6 +88,41 @@ void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
 
 namespace {
 
+// The coefficients' sum of group gi, in order: what SplitK's mins multiply.
+float groupCoefSum(const DownGroups &g, int64_t gi) {
+  float sum = 0.f;
+  for (uint32_t i = g.start[gi]; i < g.start[gi + 1]; ++i)
+    sum += g.coef[i];
+  return sum;
+}
+
+// SplitK's tables of group gi: its scales and mins, its block's d and dm.
+struct SplitKRows {
+  const int8_t *sc, *m;
+  const float *d, *dm;
+};
+SplitKRows splitKRows(const SplitDown &d, const DownGroups &g, int64_t gi) {
+  const size_t grp = g.block[gi], blk = grp / size_t(d.groupsPerBlock);
+  const size_t n = size_t(d.nEmbd);
+  return {
+      d.groupScales + grp * n, d.groupMins ? d.groupMins + grp * n : nullptr,
+      d.blockScales + blk * n, d.blockMins ? d.blockMins + blk * n : nullptr};
+}
+
+// y[c] += (d * sc) * acc[c] (+ (dm * m) * the coefficients' sum): the
+// group's sums, scaled as the type's decoder scales each of its values.
+void splitKScalar(const SplitDown &d, const DownGroups &g, int64_t gi,
+                  const float *acc, float *y, int64_t c0, int64_t c1) {
+  const SplitKRows t = splitKRows(d, g, gi);
+  const float sum = t.m ? groupCoefSum(g, gi) : 0.f;
+  for (int64_t c = c0; c < c1; ++c) {
+    float u = (t.d[c] * float(t.sc[c])) * acc[c];
+    if (t.m)
+      u = std::fma(t.dm[c] * float(t.m[c]), sum, u);
+    y[c] += u;
+  }
+}
+
 void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
                      int64_t c0, int64_t c1) {
   static thread_local std::vector<float> accBuf;
@@ -111,6 +146,10 @@ void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
         }
       }
     }
+    if (!d.scales) {
+      splitKScalar(d, g, gi, acc, y, c0, c1);
+      continue;
+    }
     const uint16_t *s = d.scales + size_t(g.block[gi]) * d.nEmbd;
     for (int64_t c = c0; c < c1; ++c)
       y[c] += fp16ToF32(s[c]) * acc[c];
@@ -118,6 +157,30 @@ void splitDownScalar(const SplitDown &d, const DownGroups &g, float *y,
 }
 
 #ifdef PINFER_X86
+// splitKScalar's operations on 8 columns at c + 8 * part: the
+// multiplications, then the mins' FMA, then the add.
+PINFER_AVX2 inline __m256 splitKTerm8(const SplitKRows &t, float sum,
+                                      __m256 acc, int64_t c) {
+  __m256 u = _mm256_mul_ps(
+      _mm256_mul_ps(_mm256_loadu_ps(t.d + c), dotk::load8BytesPs(t.sc + c)),
+      acc);
+  if (t.m)
+    u = _mm256_fmadd_ps(
+        _mm256_mul_ps(_mm256_loadu_ps(t.dm + c), dotk::load8BytesPs(t.m + c)),
+        _mm256_set1_ps(sum), u);
+  return u;
+}
+
+PINFER_AVX2 inline void splitKAvx2(const SplitKRows &t, float sum,
+                                   const __m256 *acc, float *y, int64_t c) {
+  for (int part = 0; part < 4; ++part) {
+    float *yp = y + c + 8 * part;
+    _mm256_storeu_ps(
+        yp, _mm256_add_ps(_mm256_loadu_ps(yp),
+                          splitKTerm8(t, sum, acc[part], c + 8 * part)));
+  }
+}
+
 // Columns in chunks of 32 held in four registers while the group's rows
 // stream past: each row is read once, the output once per group.
 PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
@@ -125,7 +188,10 @@ PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
   const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
   for (int64_t gi = 0; gi < g.nGroups; ++gi) {
     const uint32_t k0 = g.start[gi], k1 = g.start[gi + 1];
-    const uint16_t *s = d.scales + size_t(g.block[gi]) * d.nEmbd;
+    const uint16_t *s =
+        d.scales ? d.scales + size_t(g.block[gi]) * d.nEmbd : nullptr;
+    const SplitKRows kt = s ? SplitKRows{} : splitKRows(d, g, gi);
+    const float kSum = kt.m ? groupCoefSum(g, gi) : 0.f;
     for (int64_t c = c0; c < c1; c += 32) {
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (uint32_t i = k0; i < k1; ++i) {
@@ -151,6 +217,10 @@ PINFER_AVX2 void splitDownAvx2(const SplitDown &d, const DownGroups &g,
         a3 = _mm256_fmadd_ps(coef, dotk::bytesToPs(_mm_srli_si128(hi, 8)), a3);
       }
       __m256 acc[4] = {a0, a1, a2, a3};
+      if (!s) {
+        splitKAvx2(kt, kSum, acc, y, c);
+        continue;
+      }
       for (int part = 0; part < 4; ++part) {
         __m256 sc = _mm256_cvtph_ps(
             _mm_loadu_si128((const __m128i *)(s + c + 8 * part)));
@@ -174,7 +244,10 @@ PINFER_AVX512 void splitDownAvx512(const SplitDown &d, const DownGroups &g,
   const int64_t c64 = c0 + (c1 - c0) / 64 * 64;
   for (int64_t gi = 0; gi < g.nGroups; ++gi) {
     const uint32_t k0 = g.start[gi], k1 = g.start[gi + 1];
-    const uint16_t *s = d.scales + size_t(g.block[gi]) * d.nEmbd;
+    const uint16_t *s =
+        d.scales ? d.scales + size_t(g.block[gi]) * d.nEmbd : nullptr;
+    const SplitKRows kt = s ? SplitKRows{} : splitKRows(d, g, gi);
+    const float kSum = kt.m ? groupCoefSum(g, gi) : 0.f;
     for (int64_t c = c0; c < c64; c += 64) {
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (uint32_t i = k0; i < k1; ++i) {
@@ -204,6 +277,27 @@ PINFER_AVX512 void splitDownAvx512(const SplitDown &d, const DownGroups &g,
                              bytesToPs512(_mm256_extracti128_si256(hi, 1)), a3);
       }
       const __m512 acc[4] = {a0, a1, a2, a3};
+      if (!s) {
+        for (int part = 0; part < 4; ++part) {
+          float *yp = y + c + 16 * part;
+          const int64_t cp = c + 16 * part;
+          __m512 u = _mm512_mul_ps(
+              _mm512_mul_ps(
+                  _mm512_loadu_ps(kt.d + cp),
+                  bytesToPs512(_mm_loadu_si128(
+                      reinterpret_cast<const __m128i *>(kt.sc + cp)))),
+              acc[part]);
+          if (kt.m)
+            u = _mm512_fmadd_ps(
+                _mm512_mul_ps(
+                    _mm512_loadu_ps(kt.dm + cp),
+                    bytesToPs512(_mm_loadu_si128(
+                        reinterpret_cast<const __m128i *>(kt.m + cp)))),
+                _mm512_set1_ps(kSum), u);
+          _mm512_storeu_ps(yp, _mm512_add_ps(_mm512_loadu_ps(yp), u));
+        }
+        continue;
+      }
       for (int part = 0; part < 4; ++part) {
         const __m512 sc = _mm512_cvtph_ps(
             _mm256_loadu_si256((const __m256i *)(s + c + 16 * part)));
@@ -222,10 +316,20 @@ PINFER_AVX512 void splitDownAvx512(const SplitDown &d, const DownGroups &g,
 void splitDownAxpy(const SplitDown &down, const DownGroups &groups, float *y,
                    int64_t c0, int64_t c1) {
 #ifdef PINFER_X86
-  if (kernelLevel() == 2)
-    return splitDownAvx512(down, groups, y, c0, c1);
-  if (kernelIsaIsAvx2())
-    return splitDownAvx2(down, groups, y, c0, c1);
+  // Whole chunks of 32 columns in vectors; a SplitK layer's last
+  // n_embd % 32 one by one.
+  const int64_t whole = c0 + (c1 - c0) / 32 * 32;
+  if (kernelLevel() == 2 || kernelIsaIsAvx2()) {
+    if (whole > c0) {
+      if (kernelLevel() == 2)
+        splitDownAvx512(down, groups, y, c0, whole);
+      else
+        splitDownAvx2(down, groups, y, c0, whole);
+    }
+    if (whole < c1)
+      splitDownScalar(down, groups, y, whole, c1);
+    return;
+  }
 #endif
   splitDownScalar(down, groups, y, c0, c1);
 }

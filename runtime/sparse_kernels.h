@@ -13,6 +13,7 @@
 #include "runtime/model.h"
 
 #include <cstdint>
+#include <vector>
 
 namespace pinfer {
 
@@ -40,22 +41,57 @@ void sparseDownAxpy(const Weight &downT, const uint32_t *rows, int64_t first,
                     int64_t c1, bool skipZero = true);
 
 // The down projection of a split layout (ggml_types.h, DownLayout::SplitQ8 /
-// SplitQ4): neurons come in groups that share a source block, and for each
-// group g, y[c] += scale[g][c] * sum_k coef[k] * q_k[c] over the group's
-// neurons k, for c in [c0, c1) (multiples of 32). This is the reference's
-// per-block association: the block's partial sum, scaled once.
+// SplitQ4 / SplitK): neurons come in groups that share a source block (or
+// SplitK group), and for each group g, y[c] += scale[g][c] * sum_k coef[k] *
+// q_k[c] over the group's neurons k, for c in [c0, c1) (multiples of 32;
+// SplitK any range).
+// This is the reference's per-block association: the block's partial sum,
+// scaled once. SplitK's scale is d[c] * sc[g][c], and its mins add
+// dm[c] * m[g][c] * sum_k coef[k].
 struct SplitDown {
   bool q4 = false;               // SplitQ4 (nibbles) or SplitQ8 (bytes)
   const uint8_t *rows = nullptr; // packed neuron k's quants at rows + k*rowBytes
   size_t rowBytes = 0;
   const uint16_t *scales = nullptr; // f16 [n_ff/32][nEmbd], by source block
   int64_t nEmbd = 0;
+  // SplitK (rows as SplitQ8's, signed bytes; scales null): per group of
+  // its type's G neurons [n_ff/G][nEmbd], per source block [n_ff/S][nEmbd];
+  // the mins null for types without.
+  const int8_t *groupScales = nullptr, *groupMins = nullptr;
+  const float *blockScales = nullptr, *blockMins = nullptr;
+  int64_t groupsPerBlock = 1; // S / G
+  int64_t group = 32;         // G: neurons a DownGroups group may hold
+
+  // Bytes of the tables a group's product reads, per output.
+  size_t tableBytesPerGroup() const {
+    return scales ? 2 : (groupMins ? 2 : 1) + (blockMins ? 8 : 4);
+  }
+  // The tables of a layer of nFF neurons as the GPU holds them, one after
+  // the other: SplitQ8/SplitQ4's scales; SplitK's group scales, group mins,
+  // block scales, block mins (those it has). `size_t` bytes each.
+  struct Part {
+    const void *data;
+    size_t bytes;
+  };
+  std::vector<Part> tables(int64_t nFF) const {
+    const size_t n = size_t(nEmbd), groups = size_t(nFF / group),
+                 blocks = groups / size_t(groupsPerBlock);
+    if (scales)
+      return {{scales, size_t(nFF / 32) * n * 2}};
+    std::vector<Part> out = {{groupScales, groups * n}};
+    if (groupMins)
+      out.push_back({groupMins, groups * n});
+    out.push_back({blockScales, blocks * n * sizeof(float)});
+    if (blockMins)
+      out.push_back({blockMins, blocks * n * sizeof(float)});
+    return out;
+  }
 };
 struct DownGroups {
   const uint32_t *rows;  // packed rows, group after group
   const float *coef;     // their coefficients
   const uint32_t *start; // [nGroups + 1] into rows/coef
-  const uint32_t *block; // [nGroups] source block of each group
+  const uint32_t *block; // [nGroups] source block (SplitK: group) of each
   int64_t nGroups;
 };
 void splitDownAxpy(const SplitDown &down, const DownGroups &groups, float *y,

@@ -220,9 +220,10 @@ constexpr TypeTraits q4_0() {
 
 // The formats of runtime/quant_blocks.h: f32-activation kernels generated
 // from the block decoder (the dense down projection multiplies the f32
-// activation); the transposed down projection is stored as f32 rows
-// (downRowsType).
-template <DecodeBlockFn Decode, int QK, int Bytes>
+// activation); the transposed down projection is stored split
+// (DownLayout::SplitK: groups of Group neurons, with or without mins).
+template <DecodeBlockFn Decode, int QK, int Bytes, SplitKBlockFn Split,
+          int Group, bool Mins>
 constexpr TypeTraits decoded(const char *name, const char *enumerator,
                              const char *cudaSuffix, uint32_t fileType,
                              RowFromF32Fn quantize, float roundTripError) {
@@ -236,8 +237,8 @@ constexpr TypeTraits decoded(const char *name, const char *enumerator,
   t.roundTripError = roundTripError;
   t.axpy = rowk::axpyBlocks<Decode, QK, Bytes>;
   t.act = ActFormat::F32;
-  t.downLayout = DownLayout::Rows;
-  t.downRowsType = GGMLType::F32;
+  t.downLayout = DownLayout::SplitK;
+  t.splitK = {Group, Mins, Split};
   t.portable = {dotk::dotBlocks<Decode, QK, Bytes>, nullptr, nullptr};
   t.avx2 = {PINFER_IF_X86((dotk::dotBlocksAvx2<Decode, QK, Bytes>)), nullptr,
             nullptr};
@@ -263,8 +264,9 @@ constexpr TypeTraits withQ8Act(TypeTraits t, DotQ8ActFn portable,
 constexpr TypeTraits q4_1() {
   // (max - min) / 15 steps, max - min <= 2 max|x|.
   TypeTraits t = withQ8Act(
-      decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1)>(
-          "q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1, 1.f / 15 + 1.f / 512),
+      decoded<qblk::decodeQ4_1, QK4_1, sizeof(BlockQ4_1), qblk::splitKQ4_1, 32,
+              true>("q4_1", "Q4_1", "q4_1", 3, rowk::quantizeQ4_1,
+                    1.f / 15 + 1.f / 512),
       dotk::dotQ4_1Q8, PINFER_IF_X86(dotk::dotQ4_1Q8Avx2),
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ4_1, dotk::affineBlock<BlockQ4_1, false>, -1>)));
@@ -281,8 +283,9 @@ constexpr TypeTraits q5_0() {
   // ggml maps the signed extreme to -16: the other extreme may clip to 15,
   // a whole step of max/16.
   TypeTraits t = withQ8Act(
-      decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0)>(
-          "q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0, 1.f / 16 + 1.f / 1024),
+      decoded<qblk::decodeQ5_0, QK5_0, sizeof(BlockQ5_0), qblk::splitKQ5_0, 32,
+              false>("q5_0", "Q5_0", "q5_0", 8, rowk::quantizeQ5_0,
+                     1.f / 16 + 1.f / 1024),
       dotk::dotQ5_0Q8, PINFER_IF_X86(dotk::dotQ5_0Q8Avx2),
       PINFER_IF_X86(
           (dotk::dotOffsetBlocksX4Avx2<BlockQ5_0, dotk::q5Block, 16>)));
@@ -304,8 +307,9 @@ constexpr TypeTraits q5_0() {
 }
 constexpr TypeTraits q5_1() {
   TypeTraits t = withQ8Act(
-      decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1)>(
-          "q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1, 1.f / 31 + 1.f / 512),
+      decoded<qblk::decodeQ5_1, QK5_1, sizeof(BlockQ5_1), qblk::splitKQ5_1, 32,
+              true>("q5_1", "Q5_1", "q5_1", 9, rowk::quantizeQ5_1,
+                    1.f / 31 + 1.f / 512),
       dotk::dotQ5_1Q8, PINFER_IF_X86(dotk::dotQ5_1Q8Avx2),
       PINFER_IF_X86((dotk::dotOffsetBlocksX4Avx2<
                      BlockQ5_1, dotk::affineBlock<BlockQ5_1, true>, -1>)));
@@ -354,8 +358,9 @@ constexpr TypeTraits withAvx2F32(TypeTraits t, DotFn dot, Dot4Fn dot4) {
 
 constexpr TypeTraits q2_K() {
   return withAvx2F32(
-      withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K)>(
-                    "q2_K", "Q2_K", "q2_K", 10, rowk::quantizeQ2_K, 0.42f),
+      withQ8Act(decoded<qblk::decodeQ2_K, QK_K, sizeof(BlockQ2_K),
+                        qblk::splitKQ2_K, 16, true>("q2_K", "Q2_K", "q2_K", 10,
+                                                    rowk::quantizeQ2_K, 0.42f),
                 dotk::dotQ2_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<false>),
                 PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<false>)),
       PINFER_IF_X86(dotk::dotK2K3F32Avx2<false>),
@@ -363,8 +368,9 @@ constexpr TypeTraits q2_K() {
 }
 constexpr TypeTraits q3_K() {
   return withAvx2F32(
-      withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K)>(
-                    "q3_K", "Q3_K", "q3_K", 12, rowk::quantizeQ3_K, 0.16f),
+      withQ8Act(decoded<qblk::decodeQ3_K, QK_K, sizeof(BlockQ3_K),
+                        qblk::splitKQ3_K, 16, false>("q3_K", "Q3_K", "q3_K", 12,
+                                                     rowk::quantizeQ3_K, 0.16f),
                 dotk::dotQ3_KQ8, PINFER_IF_X86(dotk::dotK2K3Q8Avx2<true>),
                 PINFER_IF_X86(dotk::dotK2K3Q8x4Avx2<true>)),
       PINFER_IF_X86(dotk::dotK2K3F32Avx2<true>),
@@ -375,7 +381,8 @@ constexpr TypeTraits q4_K() {
       withAvx512Q8(
           withAvx2F32(
               withQ8Act(
-                  decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K)>(
+                  decoded<qblk::decodeQ4_K, QK_K, sizeof(BlockQ4_K),
+                          qblk::splitKQ4_K, 32, true>(
                       "q4_K", "Q4_K", "q4_K", 15, rowk::quantizeQ4_K, 0.085f),
                   dotk::dotQ4_KQ8, PINFER_IF_X86(dotk::dotQ4_KQ8Avx2),
                   PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<false>)),
@@ -394,7 +401,8 @@ constexpr TypeTraits q5_K() {
       withAvx512Q8(
           withAvx2F32(
               withQ8Act(
-                  decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K)>(
+                  decoded<qblk::decodeQ5_K, QK_K, sizeof(BlockQ5_K),
+                          qblk::splitKQ5_K, 32, true>(
                       "q5_K", "Q5_K", "q5_K", 17, rowk::quantizeQ5_K, 0.045f),
                   dotk::dotQ5_KQ8, PINFER_IF_X86(dotk::dotQ5_KQ8Avx2),
                   PINFER_IF_X86(dotk::dotK4K5Q8x4Avx2<true>)),
@@ -413,7 +421,8 @@ constexpr TypeTraits q6_K() {
       withAvx512Q8(
           withAvx2F32(
               withQ8Act(
-                  decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K)>(
+                  decoded<qblk::decodeQ6_K, QK_K, sizeof(BlockQ6_K),
+                          qblk::splitKQ6_K, 16, false>(
                       "q6_K", "Q6_K", "q6_K", 18, rowk::quantizeQ6_K, 0.018f),
                   dotk::dotQ6_KQ8, PINFER_IF_X86(dotk::dotQ6_KQ8Avx2),
                   PINFER_IF_X86(dotk::dotQ6_KQ8x4Avx2)),

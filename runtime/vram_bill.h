@@ -36,24 +36,23 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
   HotFfnVram v;
   v.perNeuron = rowBytes(gate, nEmbd) + rowBytes(up, nEmbd) +
                 transposedDownRowBytes(down, nEmbd);
-  if (downLayoutFor(down) != DownLayout::Rows) {
+  if (isSplitDown(downLayoutFor(down))) {
     v.perNeuron += sizeof(uint32_t);
-    // One f16 scale per source block of every output.
-    v.perLayer =
-        uint64_t(nFF / typeTraits(down)->blockSize) * uint64_t(nEmbd) * 2;
+    // The scales (and mins) of every source block or group of each output.
+    v.perLayer = splitDownTableBytes(down, nEmbd, nFF);
   }
   return v;
 }
 
 // Whether a dense FFN layer wholly on the GPU keeps the file's ffn_down (of
 // type `down`) as the file has it (DownLayout::Source,
-// compiler/LowerToProgram.cpp): where the packed transposed rows would be
-// f32, 4 bytes a weight (block types without a split layout: K-quants,
-// Q4_1, Q5_0, Q5_1), a matvec over the source's rows reads them at the
-// source's size. Only where the file has ffn_down, not only its transpose.
+// compiler/LowerToProgram.cpp): where the packed transposed rows are
+// SplitK's (K-quants, Q4_1, Q5_0, Q5_1: a byte a weight and the tables,
+// read one neuron's column at a time), a matvec over the source's rows
+// reads every weight once at the source's size. Only where the file has
+// ffn_down, not only its transpose.
 inline bool denseGpuKeepsSourceDown(GGMLType down) {
-  return down != GGMLType::F32 && downLayoutFor(down) == DownLayout::Rows &&
-         transposedDownType(down) == GGMLType::F32;
+  return downLayoutFor(down) == DownLayout::SplitK;
 }
 
 // What such a layer keeps in VRAM: gate and up rows of every neuron, and

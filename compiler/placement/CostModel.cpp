@@ -29,13 +29,14 @@ uint64_t rowBytesOr0(GGMLType type, int64_t n) {
 }
 
 // One neuron's row of the packed transposed down projection; 0 when its
-// type has no whole rows of n_embd: a split layout's quants run in the
-// source's blocks, decoded rows in their own type (f32 for the block
-// formats, whatever n_embd: Gemma 3 270M's 640 is no multiple of a
-// K-quant's 256, and its f32 rows are what a token reads).
+// type has no whole rows of n_embd: SplitQ8/SplitQ4's quants run in the
+// source's blocks; rows in their own type; SplitK's a byte an output,
+// whatever n_embd (Gemma 3 270M's 640 is no multiple of a K-quant's 256).
 uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
   if (downLayoutFor(source) == DownLayout::Rows)
     return rowBytesOr0(transposedDownType(source), nEmbd);
+  if (downLayoutFor(source) == DownLayout::SplitK)
+    return transposedDownRowBytes(source, nEmbd);
   return rowBytesOr0(source, nEmbd) ? transposedDownRowBytes(source, nEmbd)
                                     : 0;
 }
@@ -161,6 +162,8 @@ bool modelShapeFromGGUF(const GGUFFile &file, ModelShape &out,
       neuron[l] += downRowBytes(t.type, out.nEmbd);
       if (l == 0)
         ffnTypes[2] = t.type;
+      out.downTableBytes.resize(nLayer);
+      out.downTableBytes[l] = splitDownTableBytes(t.type, out.nEmbd, t.ne[0]);
       if (denseGpuKeepsSourceDown(t.type) && rowBytesOr0(t.type, t.ne[0]) &&
           downRowBytes(t.type, out.nEmbd)) {
         out.sourceDownSaving.resize(nLayer);
@@ -382,10 +385,15 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     // A layer's GPU half needs the down projection's block scales whole
     // and, in predicted mode, its predictor's fc1 (pinfer-insert-predictors
     // gives each half its own).
-    lp.hotFixedBytes = shape.downScaleBytes + predictor.perLayer;
+    const uint64_t tables = l < shape.downTableBytes.size()
+                                ? shape.downTableBytes[l]
+                                : shape.downScaleBytes;
+    lp.hotFixedBytes = tables + predictor.perLayer;
     if (opts.reads == NeuronReads::Always &&
         l < shape.sourceDownSaving.size()) {
-      lp.wholeSavingBytes = shape.sourceDownSaving[l];
+      // Whole, the layer holds neither the SplitK tables nor the ids.
+      lp.wholeSavingBytes = shape.sourceDownSaving[l] + tables +
+                            sizeof(uint32_t) * uint64_t(shape.nFF);
       // The same bytes are read per token: a dense layer wholly on the CPU
       // multiplies the source's down matrix too (compiler/LowerToProgram,
       // sourceDown), and only a layer split between the devices reads its

@@ -36,14 +36,19 @@ struct ModelShape {
   // apart from the neurons' rows (runtime/ggml_types.h, DownLayout).
   uint64_t hotNeuronBytes = 0;
   uint64_t downScaleBytes = 0;
+  // Per layer, its split down layout's tables where read from a file
+  // (layers' down types may differ: Q4_K_M's Q4_K and Q6_K); empty: every
+  // layer's are downScaleBytes.
+  std::vector<uint64_t> downTableBytes;
   // Per layer, the VRAM of a GPU half's own predictor in predicted mode
   // (runtime/vram_bill.h, predictorVram: fc1 per layer, an fc2 row per hot
   // neuron); empty for a model without predictors.
   std::vector<HotFfnVram> predictorVram;
   // Per layer, what its FFN's bill shrinks by when a dense program holds
   // all its neurons on the GPU: the source's down matrix instead of the
-  // neurons' f32 down rows (runtime/vram_bill.h, denseGpuKeepsSourceDown);
-  // 0 for other types.
+  // neurons' SplitK down rows (runtime/vram_bill.h,
+  // denseGpuKeepsSourceDown), and so what a token reads; 0 for other
+  // types. The bill also drops the layer's tables and neuron ids.
   std::vector<uint64_t> sourceDownSaving;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   uint64_t outputBytes = 0;    // output head (the embedding when tied)

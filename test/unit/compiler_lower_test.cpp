@@ -308,13 +308,11 @@ TEST(CompilerLower, MixedPlanMatchesProgramFromPlan) {
       ASSERT_EQ(ir.layers.size(), size_t(kLayers));
       EXPECT_EQ(ir.layers[0].hot.size(), 40u);
       EXPECT_EQ(ir.modelName, "lower-tiny");
-      EXPECT_EQ(ir.layers[0].downTType, type == GGMLType::F16 ? GGMLType::F16
-                                        : type == GGMLType::Q4_1
-                                            ? GGMLType::F32
-                                            : GGMLType::I8);
+      EXPECT_EQ(ir.layers[0].downTType,
+                type == GGMLType::F16 ? GGMLType::F16 : GGMLType::I8);
       // The all-CPU layer of a dense program keeps the source's down
       // matrix, and so does its all-GPU one where the neuron-major rows
-      // would be f32 (q4_1).
+      // would be SplitK's (q4_1).
       for (int l = 0; l < kLayers; ++l)
         EXPECT_EQ(ir.layers[l].sourceDown,
                   mode == SparsityMode::Dense &&

@@ -15,6 +15,7 @@
 #include "runtime/sparse_kernels.h"
 
 #include "host_kernels.h"
+#include "test/unit/split_down_pack.h"
 
 #include <gtest/gtest.h>
 
@@ -357,16 +358,20 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
                            return name;
                          });
 
-using CudaSplitDown = testutil::GpuTestWithParam<GGMLType>;
+// A down type and an n_embd (one no multiple of 4 takes the kernel's
+// column-by-column loads).
+using SplitCase = std::pair<GGMLType, int>;
+using CudaSplitDown = testutil::GpuTestWithParam<SplitCase>;
 
-// Tests the hot down kernel of the split layouts (Q8_0/Q4_0 sources: each
-// neuron's quants, the block scales apart, looked up through the hot
-// neurons' original ids) against the CPU half's splitDownAxpy over the same
-// packed data, with hot neurons in shuffled order and a third of the
-// activations exactly zero; and a prompt's chunk against each token alone.
+// Tests the hot down kernel of the split layouts (block-type sources: each
+// neuron's quants, the block scales (SplitK: its tables) apart, looked up
+// through the hot neurons' original ids) against the CPU half's
+// splitDownAxpy over the same packed data, with hot neurons in shuffled
+// order and a third of the activations exactly zero; and a prompt's chunk
+// against each token alone.
 TEST_P(CudaSplitDown, MatchesCpuTwin) {
-  const GGMLType type = GetParam();
-  constexpr int kFF = 320; // every neuron hot
+  const auto [type, kEmbd] = GetParam();
+  constexpr int kFF = 512; // every neuron hot; two K-quant blocks
   ProgramDesc d;
   d.params.nEmbd = kEmbd;
   d.params.nFF = kFF;
@@ -386,41 +391,16 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   // The source down {n_ff, n_embd}: kEmbd rows of kFF elements.
   Weight down;
   auto downBytes = randomRows(type, kFF, kEmbd, 9, down);
-  std::vector<uint8_t> rows(transposedDownRowBytes(type, kEmbd) * kFF);
-  std::vector<uint16_t> scales(size_t(kFF / 32) * kEmbd);
-  packSplitDownRows(down, ids, rows.data());
-  packSplitDownScales(down, scales.data());
+  const testutil::PackedSplitDown packed(down, ids);
+  const std::vector<uint8_t> &rows = packed.rows, &scales = packed.tables;
   std::vector<float> h(kFF);
   for (int k = 0; k < kFF; ++k)
     h[k] = k % 3 ? 0.05f * std::sin(0.3f * float(k)) : 0.f;
 
   // CPU twin: the packed rows grouped by source block, as the executor does.
-  std::vector<uint32_t> gRows, gStart, gBlock;
-  std::vector<float> gCoef;
-  for (uint32_t blk = 0; blk < kFF / 32; ++blk) {
-    uint32_t before = uint32_t(gRows.size());
-    for (uint32_t k = 0; k < uint32_t(kFF); ++k)
-      if (ids[k] / 32 == blk && h[k] != 0.f) {
-        gRows.push_back(k);
-        gCoef.push_back(h[k]);
-      }
-    if (gRows.size() > before) {
-      gStart.push_back(before);
-      gBlock.push_back(blk);
-    }
-  }
-  gStart.push_back(uint32_t(gRows.size()));
-  SplitDown sd;
-  sd.q4 = type == GGMLType::Q4_0;
-  sd.rows = rows.data();
-  sd.rowBytes = transposedDownRowBytes(type, kEmbd);
-  sd.scales = scales.data();
-  sd.nEmbd = kEmbd;
+  const testutil::FiredGroups fired(ids, h.data(), packed.group);
   std::vector<float> yWant(kEmbd, 0.f);
-  splitDownAxpy(sd,
-                DownGroups{gRows.data(), gCoef.data(), gStart.data(),
-                           gBlock.data(), int64_t(gBlock.size())},
-                yWant.data(), 0, kEmbd);
+  splitDownAxpy(packed.split, fired.groups(), yWant.data(), 0, kEmbd);
 
   CudaModule m = emitCuda(d);
   NvrtcOutput ptx;
@@ -428,7 +408,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_TRUE(
       compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
       << error;
-  ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type)),
+  ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type) +
+                                         "_" + std::to_string(kEmbd)),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   gpu_.setKernelAliases(m.aliases);
@@ -438,8 +419,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   CudaDriver::DevPtr dRows, dScales, dIds, dH, dY, dPart, dDone;
   ASSERT_TRUE(gpu_.alloc(dRows, rows.size(), error) &&
               gpu_.upload(dRows, rows.data(), rows.size(), error) &&
-              gpu_.alloc(dScales, scales.size() * 2, error) &&
-              gpu_.upload(dScales, scales.data(), scales.size() * 2, error) &&
+              gpu_.alloc(dScales, scales.size(), error) &&
+              gpu_.upload(dScales, scales.data(), scales.size(), error) &&
               gpu_.alloc(dIds, ids.size() * 4, error) &&
               gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
               gpu_.alloc(dH, sizeof(float) * kFF, error) &&
@@ -495,9 +476,20 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaSplitDown,
-                         ::testing::Values(GGMLType::Q8_0, GGMLType::Q4_0),
-                         [](const ::testing::TestParamInfo<GGMLType> &info) {
-                           return std::string(typeName(info.param));
+                         ::testing::Values(SplitCase{GGMLType::Q8_0, 256},
+                                           SplitCase{GGMLType::Q4_0, 256},
+                                           SplitCase{GGMLType::Q4_1, 256},
+                                           SplitCase{GGMLType::Q5_0, 256},
+                                           SplitCase{GGMLType::Q5_1, 256},
+                                           SplitCase{GGMLType::Q2_K, 256},
+                                           SplitCase{GGMLType::Q3_K, 256},
+                                           SplitCase{GGMLType::Q4_K, 256},
+                                           SplitCase{GGMLType::Q5_K, 256},
+                                           SplitCase{GGMLType::Q6_K, 256},
+                                           SplitCase{GGMLType::Q4_K, 250}),
+                         [](const ::testing::TestParamInfo<SplitCase> &info) {
+                           return std::string(typeName(info.param.first)) +
+                                  "_" + std::to_string(info.param.second);
                          });
 
 // Tests that without a driver or device the driver says why instead of
