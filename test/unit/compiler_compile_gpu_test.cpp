@@ -382,6 +382,56 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
   }
 }
 
+// Tests K-quant layers split between the devices (exact mode): the packed
+// down projection is SplitK's (i8 quants, the groups' scales and mins, the
+// blocks' d and dm), the hot halves' kernels decode it on the GPU path and
+// the CPU halves multiply it by groups, and the executable gives the
+// reference's tokens, a prompt's chunk at once as token by token.
+TEST_F(CompileGpuTest, SplitKQuantLayersTakeSplitKRows) {
+  GenModelConfig cfg;
+  cfg.type = GGMLType::Q4_K;
+  constexpr int kFew = 6;
+  std::vector<int32_t> reference;
+  ASSERT_NO_FATAL_FAILURE(generateTiny(cfg, "ksplit.gguf", kFew, reference,
+                                       "ksplit.plan.json", 256));
+  std::string error, cuda;
+  const std::string exe =
+      compileModelAs(dir_ + "/ksplit.gguf", "", "exact",
+                     dir_ + "/ksplit.plan.json", "ksplit", &cuda);
+  EXPECT_NE(cuda.find("q4_K split: w = (d * sc) * q + dm * m"),
+            std::string::npos);
+  auto packed = GGUFFile::open(exe + ".weights.gguf", error);
+  ASSERT_TRUE(packed) << error;
+  const struct {
+    const char *name;
+    GGMLType type;
+    int64_t ne1;
+  } tables[] = {{"blk.0.ffn_down_t.weight", GGMLType::I8, 512},
+                {"blk.0.ffn_down_s.weight", GGMLType::I8, 512 / 32},
+                {"blk.0.ffn_down_m.weight", GGMLType::I8, 512 / 32},
+                {"blk.0.ffn_down_d.weight", GGMLType::F32, 512 / 256},
+                {"blk.0.ffn_down_dm.weight", GGMLType::F32, 512 / 256}};
+  for (const auto &t : tables) {
+    const GGUFTensor *got = packed->tensor(t.name);
+    ASSERT_TRUE(got) << t.name;
+    EXPECT_EQ(got->type, t.type) << t.name;
+    EXPECT_EQ(got->ne[0], 256) << t.name;
+    EXPECT_EQ(got->ne[1], t.ne1) << t.name;
+  }
+  packed.reset();
+  for (const char *flags : {"--gpu-sync-debug", "-b 1 --gpu-sync-debug"}) {
+    SCOPED_TRACE(flags);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(runOnStandin(exe, "ksplit", "", flags, out, err, report, kFew), 0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+    EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
+    EXPECT_GT(sumField(out, "neurons_computed_cpu"), 0) << out;
+    EXPECT_EQ(report["leaked_allocations"], 0);
+  }
+}
+
 // Tests that with attention on the GPU (the plan puts each layer's there,
 // with its KV cache) the executable runs the attention kernels, reads no
 // attention weight on the CPU and still gives the reference's tokens.
