@@ -1016,8 +1016,8 @@ void Executor::cpuDown(const LayerBinding &b, const BlockGroups &all,
   }
   firedStart_.push_back(uint32_t(firedRows_.size()));
   if (countBytes_) // the table rows of the groups the neurons come from
-    cpuBytes_ +=
-        firedBlock_.size() * size_t(nEmbd) * b.split.tableBytesPerGroup();
+    cpuBytes_ += size_t(nEmbd) *
+                 b.split.tableBytesRead(firedBlock_.data(), firedBlock_.size());
   const DownGroups groups{firedRows_.data(), firedCoef_.data(),
                           firedStart_.data(), firedBlock_.data(),
                           int64_t(firedBlock_.size())};

@@ -62,9 +62,17 @@ struct SplitDown {
   int64_t groupsPerBlock = 1; // S / G
   int64_t group = 32;         // G: neurons a DownGroups group may hold
 
-  // Bytes of the tables a group's product reads, per output.
-  size_t tableBytesPerGroup() const {
-    return scales ? 2 : (groupMins ? 2 : 1) + (blockMins ? 8 : 4);
+  // Bytes of the tables the products of groups `group[0 .. n)` (ascending)
+  // read per output: a scale (and min) per group, SplitK's d (and dm) once
+  // per block they fall in.
+  size_t tableBytesRead(const uint32_t *group, size_t n) const {
+    if (scales)
+      return 2 * n;
+    size_t blocks = 0;
+    for (size_t i = 0; i < n; ++i)
+      blocks +=
+          i == 0 || group[i] / groupsPerBlock != group[i - 1] / groupsPerBlock;
+    return n * (groupMins ? 2 : 1) + blocks * (blockMins ? 8 : 4);
   }
   // The tables of a layer of nFF neurons as the GPU holds them, one after
   // the other: SplitQ8/SplitQ4's scales; SplitK's group scales, group mins,
