@@ -174,6 +174,28 @@ void emitResidualKernels(std::ostream &os, const ModelParams &p) {
      << "}\n";
 }
 
+void emitHotCount(std::ostream &os) {
+  using namespace gpuattn;
+  os << "\n// The hot neurons that fired, counted where they are.\n"
+     << "extern \"C\" __global__ void __launch_bounds__(" << kHotCountBlock
+     << ") " << kHotCount
+     << "(const float *__restrict__ h, int n, unsigned *__restrict__ c) {\n"
+     << "  __shared__ unsigned warps[" << kHotCountBlock / 32 << "];\n"
+     << "  unsigned count = 0;\n"
+     << "  for (int i = threadIdx.x; i < n; i += blockDim.x)\n"
+     << "    count += h[i] != 0.f ? 1u : 0u;\n"
+     << "  for (int o = 16; o > 0; o >>= 1)\n"
+     << "    count += __shfl_xor_sync(0xffffffffu, count, o);\n"
+     << "  if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = count;\n"
+     << "  __syncthreads();\n"
+     << "  if (threadIdx.x != 0) return;\n"
+     << "  unsigned total = 0;\n"
+     << "  for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += "
+        "warps[w];\n"
+     << "  *c = total;\n"
+     << "}\n";
+}
+
 void emitHeadSelect(std::ostream &os, int64_t nVocab) {
   using namespace gpuattn;
   // The record's layout is HeadSel's: every member four bytes wide, so

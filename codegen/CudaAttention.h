@@ -13,6 +13,8 @@ void emitAttentionHelpers(std::ostream &os);
 // The residual stream's kernels (runtime/gpu_attention.h, resid_*), for a
 // program whose norm and add steps run on the GPU.
 void emitResidualKernels(std::ostream &os, const ModelParams &p);
+// gpuattn::kHotCount, for programs whose residual stream stays on the CPU.
+void emitHotCount(std::ostream &os);
 // One matvec kernel: y[r] = row r of w (rows x cols of `type`) . x
 // (+ bias[r]), through ReLU where `relu`; one warp per row. With
 // `downParams` it takes a down kernel's parameters (w, x, y, part, done,

@@ -1205,6 +1205,9 @@ CudaModule emitCuda(const ProgramDesc &program) {
   const LayerDesc *first = program.layers.empty() ? nullptr : &program.layers[0];
   if (first && residualOnGpu(first->steps.data(), uint32_t(first->steps.size())))
     emitResidualKernels(os, p);
+  else if (std::any_of(program.layers.begin(), program.layers.end(),
+                       [](const LayerDesc &d) { return !d.hot.empty(); }))
+    emitHotCount(os);
   if (program.headOnGPU) {
     os << "\n// The output head: " << p.nVocab << " rows of "
        << typeName(program.headType) << ".\n";

@@ -249,6 +249,13 @@ bool Executor::bindSplitK(const GGUFFile &f, int layer, int64_t nEmbd,
                       nFF, error)))
     return false;
   const int64_t group = nFF / sc->ne[1], block = nFF / d->ne[1];
+  // The batch path's group arrays hold n_ff/16 groups a token.
+  if (group < 16) {
+    error = f.path() + ": tensor " + name(TensorKind::FfnDownS) +
+            ": groups of " + std::to_string(group) +
+            " neurons, expected at least 16";
+    return false;
+  }
   if (block % group != 0) {
     error = f.path() + ": tensor " + name(TensorKind::FfnDownD) +
             ": blocks of " + std::to_string(block) +
@@ -617,9 +624,13 @@ bool Executor::openGpu(std::string &error) {
     }
   }
 
-  // y [n_embd], h [nHot], then a predicting layer's count of chosen neurons.
+  // y [n_embd], a predicting layer's count of chosen neurons and the
+  // count of hot neurons that fired (what comes down), then h [nHot].
   const size_t outFloats =
-      size_t(params_.nEmbd) + std::max<size_t>(maxHot, 1) + 1;
+      size_t(params_.nEmbd) + kOutCounts + std::max<size_t>(maxHot, 1);
+  if (maxHot > 0 && !resident_ &&
+      !(fnHotCount_ = gpu->function(gpuattn::kHotCount, error)))
+    return false;
   void *hx = nullptr, *hout = nullptr;
   if (!gpu->alloc(dX_, sizeof(float) * params_.nEmbd, error) ||
       !gpu->alloc(dOut_, sizeof(float) * outFloats, error) ||
@@ -1177,9 +1188,9 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // Enqueued: the kernels and the copy of their output (y, then the
       // activations, which count the neurons that fired) run while the
       // host goes on to the next steps; the event marks the copy's end.
-      const CudaDriver::DevPtr dH = dOut_ + sizeof(float) * nEmbd;
-      const CudaDriver::DevPtr chosen =
-          residentOn_ ? chosenCounter(l) : dH + sizeof(float) * pl.nHot;
+      const CudaDriver::DevPtr counts = dOut_ + sizeof(float) * nEmbd;
+      const CudaDriver::DevPtr dH = counts + sizeof(float) * kOutCounts;
+      const CudaDriver::DevPtr chosen = residentOn_ ? chosenCounter(l) : counts;
       if (!launchHotHalf(l, dX_, dH, dOut_, dPart_, 1, chosen, error))
         return false;
       // With the residual stream on the GPU the output stays for the next
@@ -1187,10 +1198,11 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
       // counters, which come down at its end.
       if (residentOn_)
         return countHotFired(l, dH, int(pl.nHot), firedCounter(l), error);
-      return gpu_->downloadAsync(
-                 hostOut_, dOut_,
-                 sizeof(float) * (nEmbd + pl.nHot + (b.gpuPredicts ? 1 : 0)),
-                 error) &&
+      // Else y and the counts come down, not the activations.
+      return countHotInto(l, dH, int(pl.nHot), counts + sizeof(uint32_t),
+                          error) &&
+             gpu_->downloadAsync(hostOut_, dOut_,
+                                 sizeof(float) * (nEmbd + kOutCounts), error) &&
              gpu_->record(b.outCopied, error);
     }
   case StepKind::Record:
@@ -1224,13 +1236,12 @@ bool Executor::runStep(int l, const ProgramStep &s, int pos, LayerRun &run,
     if (!gpu_->wait(b.outCopied, error))
       return false;
     std::copy(hostOut_, hostOut_ + nEmbd, yHot_.data());
-    std::copy(hostOut_ + nEmbd, hostOut_ + nEmbd + pl.nHot, hHot_.data());
-    for (uint32_t k = 0; k < pl.nHot; ++k)
-      run.firedHot += hHot_[k] != 0.f;
-    if (b.gpuPredicts) {
-      uint32_t chosen;
-      std::memcpy(&chosen, hostOut_ + nEmbd + pl.nHot, sizeof chosen);
-      run.chosenHot = chosen;
+    {
+      uint32_t counts[kOutCounts];
+      std::memcpy(counts, hostOut_ + nEmbd, sizeof counts);
+      run.firedHot = counts[1];
+      if (b.gpuPredicts)
+        run.chosenHot = counts[0];
     }
     run.copyPending = run.copyRecorded = false;
     run.hotReady = true;

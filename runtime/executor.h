@@ -251,6 +251,13 @@ private:
   // Adds the non-zero h[0..n) to the counter at `counter`.
   bool countHotFired(int l, CudaDriver::DevPtr h, int n,
                      CudaDriver::DevPtr counter, std::string &error);
+  // *c = the number of non-zero h[0..n) (kHotCount, one block): a hot half
+  // whose output comes down to the CPU.
+  bool countHotInto(int l, CudaDriver::DevPtr h, int64_t n,
+                    CudaDriver::DevPtr c, std::string &error);
+  // The counts after y in the hot halves' output buffers (dOut_, dHOut_):
+  // the predictor's chosen neurons, the hot neurons that fired.
+  static constexpr size_t kOutCounts = 2;
   // For nTok tokens (rows of n_embd): resid_norm (x -> y, weights w), then
   // resid_quant of y into yq (y itself allowed; 0: none).
   bool residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
@@ -431,6 +438,8 @@ private:
   bool resident_ = false, residentOn_ = false;
   void *fnResNorm_ = nullptr, *fnResAdd_ = nullptr, *fnResQuant_ = nullptr,
        *fnResCount_ = nullptr, *fnEmbed_ = nullptr;
+  // gpuattn::kHotCount: a program whose residual stream stays on the CPU.
+  void *fnHotCount_ = nullptr;
   CudaDriver::DevPtr dTok_ = 0, dOutNorm_ = 0;
   float *hostTok_ = nullptr;
   uint32_t *hostFired_ = nullptr;
@@ -506,7 +515,8 @@ private:
   std::vector<float> bPredHidden_;           // [nBatch][predictor rank]
   std::vector<float> bPredLogits_;           // [nBatch][n_ff]
   std::vector<float> bYHot_, bYCold_;        // [nBatch][n_embd]
-  std::vector<uint64_t> bFired_;             // [nBatch][2] hot, cold
+  std::vector<uint64_t>
+      bFired_; // [nBatch][2] hot (a GPU chunk: its sum first), cold
   // Split layouts, per token and half (hot rows at 0, cold at n_hot): the
   // neurons that fired grouped by source block, as cpuDown groups them,
   // and where each window of source blocks starts in the groups.

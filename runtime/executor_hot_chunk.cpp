@@ -2,8 +2,9 @@
 // part; see executor.h. One copy up of the chunk's FFN input, the layer's
 // predictor where its steps put one there, its gate/up and down kernels
 // over the chunk's tokens (each row read once per
-// chunk, each token computed as alone), one copy down of y and the
-// activations; the cold half runs on the CPU meanwhile (ffnBatch), and the
+// chunk, each token computed as alone), the count of hot neurons that fired,
+// one copy down of y and the counts; the cold half runs on the CPU
+// meanwhile (ffnBatch), and the
 // two merge as eval() merges them, so the chunk's results are bitwise those
 // of token-by-token evaluation.
 #include "runtime/executor.h"
@@ -32,40 +33,37 @@ bool Executor::hotChunkGpu(int l, int n, std::string &error) {
                 bXb_.data() + size_t(t + 1) * nEmbd, dst);
   }
   CudaDriver &gpu = *gpu_;
-  const CudaDriver::DevPtr dH = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
+  // y of the chunk's tokens, the counts, then their activations (which
+  // stay).
+  const CudaDriver::DevPtr counts = dHOut_ + sizeof(float) * size_t(n) * nEmbd;
+  const CudaDriver::DevPtr dH = counts + sizeof(float) * kOutCounts;
   return gpu.uploadAsync(dHX_, hostHX_, sizeof(float) * size_t(n) * nEmbd,
                          error) &&
          (!b.gpuPredicts || launchPredictor(l, dHX_, n, error)) &&
-         launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n,
-                       dH + sizeof(float) * size_t(n) * pl.nHot, error) &&
+         launchHotHalf(l, dHX_, dH, dHOut_, dHPart_, n, counts, error) &&
+         countHotInto(l, dH, int64_t(n) * pl.nHot, counts + sizeof(uint32_t),
+                      error) &&
          gpu.downloadAsync(hostHOut_, dHOut_,
-                           sizeof(float) * (size_t(n) * (nEmbd + pl.nHot) +
-                                            (b.gpuPredicts ? 1 : 0)),
+                           sizeof(float) * (size_t(n) * nEmbd + kOutCounts),
                            error) &&
          gpu.record(b.outCopied, error);
 }
 
 bool Executor::hotChunkDone(int l, int n, std::string &error) {
   LayerBinding &b = layers_[l];
-  const ProgramLayer &pl = program_.layers[l];
   const int64_t nEmbd = params_.nEmbd;
   if (!gpu_->wait(b.outCopied, error))
     return false;
   std::copy(hostHOut_, hostHOut_ + size_t(n) * nEmbd, bYHot_.begin());
-  const float *h = hostHOut_ + size_t(n) * nEmbd;
-  for (int t = 0; t < n; ++t) {
-    uint64_t fired = 0;
-    for (uint32_t k = 0; k < pl.nHot; ++k)
-      fired += h[size_t(t) * pl.nHot + k] != 0.f;
-    bFired_[2 * t] = fired;
-  }
-  // The neurons the GPU's predictor chose, over the chunk's tokens (after
-  // the activations).
-  if (b.gpuPredicts) {
-    uint32_t chosen;
-    std::memcpy(&chosen, h + size_t(n) * pl.nHot, sizeof chosen);
-    stats_[l].predicted += chosen;
-  }
+  uint32_t counts[kOutCounts];
+  std::memcpy(counts, hostHOut_ + size_t(n) * nEmbd, sizeof counts);
+  // The hot neurons that fired over the chunk's tokens: the layer's
+  // counters take only their sum (ffnBatch), so the first token carries it.
+  for (int t = 0; t < n; ++t)
+    bFired_[2 * t] = t == 0 ? counts[1] : 0;
+  // The neurons the GPU's predictor chose, over the chunk's tokens.
+  if (b.gpuPredicts)
+    stats_[l].predicted += counts[0];
   return true;
 }
 

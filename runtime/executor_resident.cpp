@@ -117,6 +117,14 @@ bool Executor::countHotFired(int l, CudaDriver::DevPtr h, int n,
                       kResidCount, l);
 }
 
+bool Executor::countHotInto(int l, CudaDriver::DevPtr h, int64_t n,
+                            CudaDriver::DevPtr c, std::string &error) {
+  int count = int(n);
+  void *args[] = {&h, &count, &c};
+  return gpu_->launch(fnHotCount_, 1, gpuattn::kHotCountBlock, args, error,
+                      gpuattn::kHotCount, l);
+}
+
 bool Executor::residentNorm(CudaDriver::DevPtr x, CudaDriver::DevPtr w,
                             CudaDriver::DevPtr y, CudaDriver::DevPtr yq,
                             int nTok, int l, std::string &error) {

@@ -205,6 +205,14 @@ constexpr const char *kResidNorm = "resid_norm";
 constexpr const char *kResidAdd = "resid_add";
 constexpr const char *kResidQuant = "resid_quant";
 constexpr const char *kResidCount = "resid_count";
+
+// A hot half's fired neurons where the residual stream stays on the CPU:
+//   hot_count(h, n, c)       *c = the number of non-zero h[0..n), one block
+//                            (a layer's hot activations of a token or a
+//                            prompt's chunk), written, not added: the
+//                            count comes down beside y instead of h.
+constexpr const char *kHotCount = "hot_count";
+constexpr unsigned kHotCountBlock = 1024;
 constexpr unsigned kResidNormBlock = 1024;
 constexpr unsigned kResidBlock = 256;
 inline unsigned residGrid(int64_t n) {

@@ -143,8 +143,9 @@ inline uint64_t gpuWorkspaceVram(const GpuWorkspace &w) {
   const unsigned tiles = downTiles(w.nEmbd);
   const uint64_t grid = uint64_t(tiles) * downSplits(unsigned(w.nFF), tiles);
   const uint64_t part = grid * kDownBlock * kDownCols;
-  // x; y, h and a count; the partial sums: a token's, then a chunk's.
-  uint64_t bytes = (1 + T) * f * (E + (E + F + 1) + part) + u * grid;
+  // x; y, two counts and h (Executor::kOutCounts); the partial sums: a
+  // token's, then a chunk's.
+  uint64_t bytes = (1 + T) * f * (E + (E + 2 + F) + part) + u * grid;
   if (w.maxRank)
     bytes += T * f * (E + uint64_t(w.maxRank)) + pickBytes(w.nFF, T);
   if (w.head)

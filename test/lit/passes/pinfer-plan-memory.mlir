@@ -9,19 +9,19 @@
 // 2048, 128 a position), and a 256-aligned GPU arena whose offsets are
 // reused once values are dead (512); what the executable allocates beside
 // them (runtime/vram_bill.h, gpuWorkspaceVram): for the FFN half, for a
-// token and a chunk's 32, its input (32), output (32 + 4 neurons + a count)
-// and the partial sums of its down kernel's one block (128 x 4), 33 x 581
-// floats, and the block's counter (4 bytes): 76696; for the attention, its
+// token and a chunk's 32, its input (32), output (32 + two counts + 4 neurons)
+// and the partial sums of its down kernel's one block (128 x 4), 33 x 582
+// floats, and the block's counter (4 bytes): 76828; for the attention, its
 // input, RoPE tables, output, q, k, v, the output projection's input and
 // 8-bit copy, 2 heads x 16 scores, 2 x 18 partial results (340 floats),
 // two counters and the position (12 bytes), and the layer's biases and q/k
 // norms at most (160 floats): 2012; and room for the alignment and guard of
 // each buffer carved from the executable's one allocation (512 bytes each,
 // 32 a layer and 64 beside: 49152). The weights and the arena do not grow
-// with the context (2944). Their sum, 132852 bytes, is billed in whole
+// with the context (2944). Their sum, 132984 bytes, is billed in whole
 // 2 MiB pages: 2097152.
-// OVER: error: VRAM bill of 2097152 bytes (weights 2432, KV cache 2048 for 16 tokens, arena 512, head selection 0, workspace 78708, buffers' alignment 49152, rounded up to whole 2 MiB pages) exceeds the budget of 2097151 bytes
-// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_buffers = 49152 : i64, vram_fixed = 2944 : i64, vram_head_select = 0 : i64, vram_kv_cache = 2048 : i64, vram_kv_per_position = 128 : i64, vram_total = 2097152 : i64, vram_weights = 2432 : i64, vram_workspace = 78708 : i64, vram_workspace_shape = {attention_layers = 1 : i64, head = 0 : i64, head_dim = 16 : i64, kv_dim = 32 : i64, max_rank = 0 : i64, n_embd = 32 : i64, n_ff = 4 : i64, n_head = 2 : i64, n_layer = 1 : i64, n_rot = 16 : i64, n_vocab = 0 : i64, q_dim = 32 : i64, resident = 0 : i64}}}
+// OVER: error: VRAM bill of 2097152 bytes (weights 2432, KV cache 2048 for 16 tokens, arena 512, head selection 0, workspace 78840, buffers' alignment 49152, rounded up to whole 2 MiB pages) exceeds the budget of 2097151 bytes
+// CHECK-LABEL: module attributes {pinfer.memory = {context_length = 16 : i64, cpu_arena = 512 : i64, gpu_arena = 512 : i64, host_kv_cache = 0 : i64, vram_buffers = 49152 : i64, vram_fixed = 2944 : i64, vram_head_select = 0 : i64, vram_kv_cache = 2048 : i64, vram_kv_per_position = 128 : i64, vram_total = 2097152 : i64, vram_weights = 2432 : i64, vram_workspace = 78840 : i64, vram_workspace_shape = {attention_layers = 1 : i64, head = 0 : i64, head_dim = 16 : i64, kv_dim = 32 : i64, max_rank = 0 : i64, n_embd = 32 : i64, n_ff = 4 : i64, n_head = 2 : i64, n_layer = 1 : i64, n_rot = 16 : i64, n_vocab = 0 : i64, q_dim = 32 : i64, resident = 0 : i64}}}
 // CHECK-LABEL: func.func @bill
 func.func @bill(%x: tensor<32xf32>, %pos: i32) -> tensor<32xf32> {
   %wq = pinfer.weight "wq" : !pinfer.weight<f16, [32, 32]>
