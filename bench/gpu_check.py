@@ -222,8 +222,14 @@ def main():
         preset, wtype = spec.split(":")
         model = f"{work}/{preset}-{wtype}.gguf"
         if not os.path.exists(model):
+            # Block types other than q8_0/q4_0 keep ffn_down beside
+            # PowerInfer's transpose: their packed down rows are then
+            # SplitK's, as for a llama.cpp file (from the transpose alone
+            # they would be decoded to f32).
+            keep = [] if wtype in ("f32", "f16", "bf16", "q8_0", "q4_0") \
+                else ["--with-ffn-down"]
             rc, _, err = run([genmodel, "--preset", preset, "--type", wtype,
-                              "--powerinfer", "-o", model])
+                              "--powerinfer", *keep, "-o", model])
             if rc:
                 sys.exit(f"gpu_check: genmodel failed: {err.strip()}")
         trace = model + ".trace"
