@@ -368,6 +368,16 @@ inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   return rowBytes(transposedDownType(source), nEmbd);
 }
 
+// Bytes a hot neuron of a split layout adds on the GPU: its original id
+// (its block's scales), and for SplitK its place in the order that takes
+// the hot neurons group by group; 0 for the other layouts.
+inline uint64_t splitDownIdBytes(GGMLType source) {
+  const DownLayout l = downLayoutFor(source);
+  return l == DownLayout::SplitK ? 2 * sizeof(uint32_t)
+         : isSplitDown(l)        ? sizeof(uint32_t)
+                                 : 0;
+}
+
 // Bytes of a split layout's per-layer tables beside the rows (the block
 // scales of SplitQ8/SplitQ4, the groups' and blocks' numbers of SplitK),
 // needed whole by any of the layer's neurons; 0 for the other layouts.
