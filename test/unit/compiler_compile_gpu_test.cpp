@@ -428,6 +428,11 @@ TEST_F(CompileGpuTest, SplitKQuantLayersTakeSplitKRows) {
     EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
     EXPECT_GT(sumField(out, "neurons_computed_gpu"), 0) << out;
     EXPECT_GT(sumField(out, "neurons_computed_cpu"), 0) << out;
+    // The tables and each hot neuron's id and place are billed as taken.
+    EXPECT_EQ(sumField(out, "vram_taken_bytes"),
+              sumField(out, "vram_bill_bytes"))
+        << out;
+    EXPECT_EQ(sumField(out, "gpu_buffers_beyond_bill"), 0) << out;
     EXPECT_EQ(report["leaked_allocations"], 0);
   }
 }
