@@ -636,29 +636,11 @@ const char *typeSuffix(GGMLType t) {
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 using gpuattn::kDownBlock;
 
-// DownLayout::SplitK's tables as the down kernel reads them
-// (SplitDown::tables): group scales, group mins, block scales, block mins,
-// one after the other, each [groups or blocks][n_embd].
-struct SplitKTables {
-  int64_t group, block; // G and S
-  bool mins;
-  int64_t m, d, dm; // byte offsets of the mins and the block tables
-};
-SplitKTables splitKTables(GGMLType type, int64_t nEmbd, int64_t nFF) {
-  const TypeTraits &t = *typeTraits(type);
-  SplitKTables k{t.splitK.group, t.blockSize, t.splitK.mins, 0, 0, 0};
-  const int64_t groups = nFF / k.group, blocks = nFF / k.block;
-  k.m = groups * nEmbd;
-  k.d = k.m * (k.mins ? 2 : 1);
-  k.dm = k.d + blocks * nEmbd * int64_t(sizeof(float));
-  return k;
-}
-
 // The down kernel's SplitK state: the tables' places, and a thread's
 // columns' d * sc (ga) and dm * m (gb) of the group it last read (gAt).
 void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
                          int64_t nFF) {
-  const SplitKTables k = splitKTables(type, nEmbd, nFF);
+  const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
   os << "  // " << typeName(type) << " split: w = (d * sc) * q"
      << (k.mins ? " + dm * m" : "") << ", sc" << (k.mins ? " and m" : "")
      << " per " << k.group << " neurons, d" << (k.mins ? " and dm" : "")
@@ -682,7 +664,7 @@ void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
 // (ids[kHot + j], the executor's order) outside predicted mode.
 void emitSplitKLoad(std::ostream &load, GGMLType type, int64_t nEmbd,
                     int64_t nFF, unsigned cols) {
-  const SplitKTables k = splitKTables(type, nEmbd, nFF);
+  const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
   // Four bytes of each byte table per load where the columns come in
   // fours; the float tables as one 16-byte load where aligned.
   const bool wideF = cols > 1 && k.d % 16 == 0 && k.dm % 16 == 0;

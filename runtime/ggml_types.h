@@ -378,22 +378,41 @@ inline uint64_t splitDownIdBytes(GGMLType source) {
                                  : 0;
 }
 
+// DownLayout::SplitK's tables of a layer as one buffer holds them (the
+// GPU's; SplitDown::tables lists them in this order): group scales, group
+// mins, block scales, block mins (the mins only for types with them), each
+// [groups or blocks][n_embd]. Byte offsets, and the whole size.
+struct SplitKLayout {
+  int64_t group = 0, block = 0; // G and S
+  bool mins = false;
+  int64_t m = 0, d = 0, dm = 0, bytes = 0;
+};
+inline SplitKLayout splitKLayout(GGMLType source, int64_t nEmbd, int64_t nFF) {
+  const TypeTraits &t = *typeTraits(source);
+  SplitKLayout k;
+  k.group = t.splitK.group;
+  k.block = t.blockSize;
+  k.mins = t.splitK.mins;
+  const int64_t groups = nFF / k.group, blocks = nFF / k.block;
+  const int64_t f = int64_t(sizeof(float));
+  k.m = groups * nEmbd;
+  k.d = k.m * (k.mins ? 2 : 1);
+  k.dm = k.d + blocks * nEmbd * f;
+  k.bytes = k.dm + (k.mins ? blocks * nEmbd * f : 0);
+  return k;
+}
+
 // Bytes of a split layout's per-layer tables beside the rows (the block
 // scales of SplitQ8/SplitQ4, the groups' and blocks' numbers of SplitK),
 // needed whole by any of the layer's neurons; 0 for the other layouts.
 inline uint64_t splitDownTableBytes(GGMLType source, int64_t nEmbd,
                                     int64_t nFF) {
-  const TypeTraits *t = typeTraits(source);
   switch (downLayoutFor(source)) {
   case DownLayout::SplitQ8:
   case DownLayout::SplitQ4:
-    return uint64_t(nFF / t->blockSize) * uint64_t(nEmbd) * 2;
-  case DownLayout::SplitK: {
-    const uint64_t parts = t->splitK.mins ? 2 : 1;
-    return uint64_t(nEmbd) * parts *
-           (uint64_t(nFF / t->splitK.group) +
-            sizeof(float) * uint64_t(nFF / t->blockSize));
-  }
+    return uint64_t(nFF / typeTraits(source)->blockSize) * uint64_t(nEmbd) * 2;
+  case DownLayout::SplitK:
+    return uint64_t(splitKLayout(source, nEmbd, nFF).bytes);
   default:
     return 0;
   }
