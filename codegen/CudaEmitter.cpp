@@ -636,8 +636,7 @@ const char *typeSuffix(GGMLType t) {
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 using gpuattn::kDownBlock;
 
-// The down kernel's SplitK state: the tables' places, and a thread's
-// columns' d * sc (ga) and dm * m (gb) of the group it last read (gAt).
+// The down kernel's SplitK constants: the tables' places.
 void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
                          int64_t nFF) {
   const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
@@ -653,65 +652,53 @@ void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
     os << "  const float *const dmT = reinterpret_cast<const float *>(scales "
           "+ "
        << k.dm << "L);\n";
-  os << "  int gAt = -1;\n"
-     << "  float ga[kCols], gb[kCols];\n";
 }
 
-// Hot neuron k's kCols weights at column c into wa[]: its quants times
-// its group's d * sc, plus dm * m, as the type's decoder computes them.
-// The group's two numbers are read and multiplied only where the neuron's
-// group is not the last one's: the hot neurons come group by group
-// (ids[kHot + j], the executor's order) outside predicted mode.
+// Hot neuron k's kCols weights at column c into wa[]: its quants, its
+// group's scale (and min) and its block's d (and dm), decoded as the
+// type's decoder does (the same products, in the same order).
 void emitSplitKLoad(std::ostream &load, GGMLType type, int64_t nEmbd,
                     int64_t nFF, unsigned cols) {
   const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
+  load << "      const long gRow = (long)(ids[k] / kGroup) * kEmbd;\n"
+       << "      const long bRow = (long)(ids[k] / kBlock) * kEmbd;\n";
   // Four bytes of each byte table per load where the columns come in
   // fours; the float tables as one 16-byte load where aligned.
   const bool wideF = cols > 1 && k.d % 16 == 0 && k.dm % 16 == 0;
-  auto byteAt = [&](const char *word, const std::string &table) {
-    return cols > 1
-               ? std::string("(float)(signed char)(") + word + " >> (8 * i))"
-               : "(float)(signed char)" + table + "[c + i]";
-  };
-  load << "      const int g = (int)(ids[k] / kGroup);\n"
-       << "      if (g != gAt) {\n"
-       << "        gAt = g;\n"
-       << "        const long gRow = (long)g * kEmbd;\n"
-       << "        const long bRow = (long)(g / (kBlock / kGroup)) * kEmbd;\n";
   if (cols > 1) {
-    load << "        const unsigned sv = *reinterpret_cast<const unsigned "
+    load << "      const unsigned qv = *reinterpret_cast<const unsigned "
+            "*>(row + c);\n"
+         << "      const unsigned sv = *reinterpret_cast<const unsigned "
             "*>(scales + gRow + c);\n";
     if (k.mins)
-      load << "        const unsigned mv = *reinterpret_cast<const unsigned "
+      load << "      const unsigned mv = *reinterpret_cast<const unsigned "
               "*>(scales + "
            << k.m << "L + gRow + c);\n";
   }
   if (wideF) {
-    load << "        const pf_f4 dv = pf_ldf4(dT + bRow + c);\n"
-         << "        const float dd[4] = {dv.x, dv.y, dv.z, dv.w};\n";
+    load << "      const pf_f4 dv = pf_ldf4(dT + bRow + c);\n"
+         << "      const float dd[4] = {dv.x, dv.y, dv.z, dv.w};\n";
     if (k.mins)
-      load << "        const pf_f4 mmv = pf_ldf4(dmT + bRow + c);\n"
-           << "        const float dmm[4] = {mmv.x, mmv.y, mmv.z, mmv.w};\n";
+      load << "      const pf_f4 mmv = pf_ldf4(dmT + bRow + c);\n"
+           << "      const float dmm[4] = {mmv.x, mmv.y, mmv.z, mmv.w};\n";
   }
+  load << "#pragma unroll\n"
+       << "      for (int i = 0; i < kCols; ++i) {\n";
+  auto byteAt = [&](const char *word, const char *table) {
+    return cols > 1
+               ? std::string("(float)(signed char)(") + word + " >> (8 * i))"
+               : std::string("(float)(signed char)") + table + "[c + i]";
+  };
+  const std::string q = byteAt("qv", "row");
+  const std::string sc = byteAt("sv", "(scales + gRow)");
+  const std::string m =
+      byteAt("mv", ("(scales + " + std::to_string(k.m) + "L + gRow)").c_str());
   const std::string d = wideF ? "dd[i]" : "dT[bRow + c + i]";
   const std::string dm = wideF ? "dmm[i]" : "dmT[bRow + c + i]";
-  load << "#pragma unroll\n"
-       << "        for (int i = 0; i < kCols; ++i) {\n"
-       << "          ga[i] = " << d << " * " << byteAt("sv", "(scales + gRow)")
-       << ";\n";
+  load << "        wa[i] = (" << d << " * " << sc << ") * " << q;
   if (k.mins)
-    load << "          gb[i] = " << dm << " * "
-         << byteAt("mv", "(scales + " + std::to_string(k.m) + "L + gRow)")
-         << ";\n";
-  load << "        }\n"
-       << "      }\n";
-  if (cols > 1)
-    load << "      const unsigned qv = *reinterpret_cast<const unsigned "
-            "*>(row + c);\n";
-  load << "#pragma unroll\n"
-       << "      for (int i = 0; i < kCols; ++i)\n"
-       << "        wa[i] = ga[i] * " << byteAt("qv", "row")
-       << (k.mins ? " + gb[i]" : "") << ";\n";
+    load << " + " << dm << " * " << m;
+  load << ";\n      }\n";
 }
 
 // Layer l's predictor kernels (runtime/gpu_attention.h, before
@@ -1121,15 +1108,10 @@ CudaModule emitCuda(const ProgramDesc &program) {
            << "      }\n";
     }
     const std::string term = twoFactors ? " * wa[i] * wb[i]" : " * wa[i]";
-    // SplitK outside predicted mode takes the hot neurons group by group
-    // (the executor's order after their ids), so that each group's numbers
-    // are read once for its neurons.
     const std::string pickK =
         predicts ? "      const int k = (int)pick[" +
                        std::to_string(gpuattn::kPickListAt) + " + j];\n"
-        : layout == DownLayout::SplitK
-            ? "      const int k = (int)ids[kHot + j];\n"
-            : "      const int k = j;\n";
+                 : "      const int k = j;\n";
     os << "  // A prompt's tokens " << G
        << " at a time, each row's values decoded once for them; the\n"
        << "  // rest one by one (each token's sums the same either way).\n"

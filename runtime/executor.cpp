@@ -601,12 +601,7 @@ bool Executor::openGpu(std::string &error) {
       // The split layout's kernel also needs every source block's tables,
       // one after the other (SplitDown::tables), and each hot neuron's
       // original id (its block).
-      // SplitK's kernel also takes the hot neurons group by group: their
-      // order after the ids (splitDownIdBytes).
-      std::vector<uint32_t> ids(pl.neuronIds, pl.neuronIds + pl.nHot);
-      if (b.downLayout == DownLayout::SplitK)
-        ids.insert(ids.end(), b.hotGroups.rows.begin(), b.hotGroups.rows.end());
-      const size_t idBytes = sizeof(uint32_t) * ids.size();
+      size_t idBytes = sizeof(uint32_t) * pl.nHot;
       if (!gpu->alloc(b.dDownS, splitTableBytes(b), error) ||
           !gpu->alloc(b.dIds, idBytes, error))
         return outOfMemory(rowsOf + "down scales");
@@ -616,7 +611,7 @@ bool Executor::openGpu(std::string &error) {
           return false;
         at += t.bytes;
       }
-      if (!gpu->upload(b.dIds, ids.data(), idBytes, error))
+      if (!gpu->upload(b.dIds, pl.neuronIds, idBytes, error))
         return false;
     }
     if (b.gpuPredicts) {

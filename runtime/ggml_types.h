@@ -368,16 +368,6 @@ inline size_t transposedDownRowBytes(GGMLType source, int64_t nEmbd) {
   return rowBytes(transposedDownType(source), nEmbd);
 }
 
-// Bytes a hot neuron of a split layout adds on the GPU: its original id
-// (its block's scales), and for SplitK its place in the order that takes
-// the hot neurons group by group; 0 for the other layouts.
-inline uint64_t splitDownIdBytes(GGMLType source) {
-  const DownLayout l = downLayoutFor(source);
-  return l == DownLayout::SplitK ? 2 * sizeof(uint32_t)
-         : isSplitDown(l)        ? sizeof(uint32_t)
-                                 : 0;
-}
-
 // DownLayout::SplitK's tables of a layer as one buffer holds them (the
 // GPU's; SplitDown::tables lists them in this order): group scales, group
 // mins, block scales, block mins (the mins only for types with them), each

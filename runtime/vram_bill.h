@@ -17,7 +17,7 @@ namespace pinfer {
 struct HotFfnVram {
   // One hot neuron: its gate and up rows, its row of the packed transposed
   // down projection and, for split down layouts, its original id (the
-  // source block of its scales; SplitK also its place in group order).
+  // source block of its scales).
   uint64_t perNeuron = 0;
   // Split down layouts: the layer's down block scales, needed whole as soon
   // as one of its neurons is hot.
@@ -37,7 +37,7 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
   v.perNeuron = rowBytes(gate, nEmbd) + rowBytes(up, nEmbd) +
                 transposedDownRowBytes(down, nEmbd);
   if (isSplitDown(downLayoutFor(down))) {
-    v.perNeuron += splitDownIdBytes(down);
+    v.perNeuron += sizeof(uint32_t);
     // The scales (and mins) of every source block or group of each output.
     v.perLayer = splitDownTableBytes(down, nEmbd, nFF);
   }

@@ -391,11 +391,9 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     lp.hotFixedBytes = tables + predictor.perLayer;
     if (opts.reads == NeuronReads::Always &&
         l < shape.sourceDownSaving.size()) {
-      // Whole, the layer holds neither the SplitK tables nor each
-      // neuron's id and place in group order (splitDownIdBytes: the
-      // saving is only SplitK types').
+      // Whole, the layer holds neither the SplitK tables nor the ids.
       lp.wholeSavingBytes = shape.sourceDownSaving[l] + tables +
-                            2 * sizeof(uint32_t) * uint64_t(shape.nFF);
+                            sizeof(uint32_t) * uint64_t(shape.nFF);
       // The same bytes are read per token: a dense layer wholly on the CPU
       // multiplies the source's down matrix too (compiler/LowerToProgram,
       // sourceDown), and only a layer split between the devices reads its

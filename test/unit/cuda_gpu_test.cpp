@@ -399,17 +399,6 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
 
   // CPU twin: the packed rows grouped by source block, as the executor does.
   const testutil::FiredGroups fired(ids, h.data(), packed.group);
-  // The kernel's ids: each hot neuron's original id, and for SplitK then
-  // the hot neurons group by group, as the executor uploads them.
-  std::vector<uint32_t> devIds = ids;
-  if (downLayoutFor(type) == DownLayout::SplitK) {
-    std::vector<uint32_t> order(kFF);
-    std::iota(order.begin(), order.end(), 0u);
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-      return ids[a] / packed.group < ids[b] / packed.group;
-    });
-    devIds.insert(devIds.end(), order.begin(), order.end());
-  }
   std::vector<float> yWant(kEmbd, 0.f);
   splitDownAxpy(packed.split, fired.groups(), yWant.data(), 0, kEmbd);
 
@@ -432,8 +421,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
               gpu_.upload(dRows, rows.data(), rows.size(), error) &&
               gpu_.alloc(dScales, scales.size(), error) &&
               gpu_.upload(dScales, scales.data(), scales.size(), error) &&
-              gpu_.alloc(dIds, devIds.size() * 4, error) &&
-              gpu_.upload(dIds, devIds.data(), devIds.size() * 4, error) &&
+              gpu_.alloc(dIds, ids.size() * 4, error) &&
+              gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
               gpu_.alloc(dH, sizeof(float) * kFF, error) &&
               gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
               gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&

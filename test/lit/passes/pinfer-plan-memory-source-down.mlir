@@ -22,10 +22,10 @@ func.func @dense_source_down(%x: tensor<256xf32>) -> tensor<256xf32> {
 
 // Tests that the same layer keeps SplitK down rows, and is billed them,
 // where it is not dense (exact mode reads a neuron's row only when it
-// fires): 256 x (144 + 144 + 256 + 8 (its id and place in group order))
-// = 141312, and the tables: per output 8 group scales and mins, one
-// block's d and dm: 256 x (16 + 8) = 6144. 147456.
-// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 147456 : i64, vram_workspace = {{[0-9]+}} : i64{{.*}}}}
+// fires): 256 x (144 + 144 + 256 + 4 (its id)) = 140288, and the tables:
+// per output 8 group scales and mins, one block's d and dm: 256 x (16 + 8)
+// = 6144. 146432.
+// CHECK-LABEL: module attributes {pinfer.memory = {{{.*}}vram_weights = 146432 : i64, vram_workspace = {{[0-9]+}} : i64{{.*}}}}
 func.func @exact_rows_down(%x: tensor<256xf32>) -> tensor<256xf32> {
   %g = pinfer.weight "blk.0.ffn_gate.weight" : !pinfer.weight<q4_K, [256, 256]>
   %d = pinfer.weight "blk.0.ffn_down.weight" : !pinfer.weight<q4_K, [256, 256]>
