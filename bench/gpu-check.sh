@@ -38,6 +38,6 @@ BUILD_DIR=${BUILD_DIR:-build}
 if [ ! -x "$BUILD_DIR/tools/pinferc/pinferc" ]; then
   bash scripts/build.sh
 fi
-ctest --test-dir "$BUILD_DIR" -R 'CudaKernels|CudaSplitDown|CudaAttention|CudaDriverProbe' \
+ctest --test-dir "$BUILD_DIR" -R 'CudaKernels|CudaSplitDown|CudaAttention|CudaTiles|CudaDriverProbe' \
   -E 'standin' --output-on-failure
 exec python3 bench/gpu_check.py --build-dir "$BUILD_DIR" "$@"

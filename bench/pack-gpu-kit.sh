@@ -60,7 +60,8 @@ patchelf --force-rpath \
   --set-rpath '$ORIGIN/../lib/deps:/usr/local/cuda/lib64:/usr/local/cuda/lib' \
   "$kit/bin/pinferc"
 
-for t in cuda_gpu_test cuda_gpu_attention_test cuda_gpu_image_test; do
+for t in cuda_gpu_test cuda_gpu_attention_test cuda_gpu_tiles_test \
+  cuda_gpu_image_test; do
   cp "$BUILD_DIR/test/unit/$t" "$kit/tests/"
   patchelf --force-rpath --set-rpath '/usr/local/cuda/lib64:/usr/local/cuda/lib' \
     "$kit/tests/$t"

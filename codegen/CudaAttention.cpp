@@ -7,6 +7,8 @@
 #include "codegen/SourceText.h"
 #include "runtime/gpu_attention.h"
 
+#include <cstdlib>
+
 namespace pinfer {
 
 namespace {
@@ -78,9 +80,112 @@ void emitQuant(std::ostream &os, const std::string &name, int64_t n) {
      << "}\n";
 }
 
+void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
+                  const std::vector<TileOperand> &ops, int groups,
+                  const std::string &store) {
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
+     << "  if (r0 >= kRows) return; // whole warps\n"
+     << "  // Rows past the last read the last row; their sums are not "
+        "stored.\n"
+     << "  const int ra = r0 + g < kRows ? r0 + g : kRows - 1;\n"
+     << "  const int rb = r0 + g + 8 < kRows ? r0 + g + 8 : kRows - 1;\n";
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "  const u8 *rowA" << i << " = " << ops[i].matrix << " + (long)ra * "
+       << rowBytes(ops[i].type, cols) << ", *rowB" << i << " = "
+       << ops[i].matrix << " + (long)rb * " << rowBytes(ops[i].type, cols)
+       << ";\n";
+  os << "  // A token's 8-bit values, then its scales (packActQ8), kCols "
+        "floats apart.\n"
+     << "  const u8 *xq = reinterpret_cast<const u8 *>(x);\n"
+     << "  constexpr long kTok = 4L * kCols;\n"
+     << "  constexpr int kGroups = " << groups << ";\n"
+     << "#pragma unroll 1\n"
+     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
+     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
+        "t0 + 7) / 8;\n";
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "    float acc" << i << "[kGroups][4] = {};\n";
+  os << "#pragma unroll 1\n"
+     << "    for (int blk = 0; blk < kCols / 32; ++blk) {\n";
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "      unsigned a" << i << "[4];\n"
+       << "      float da" << i << ", db" << i << ";\n"
+       << "      pf_tile_" << typeTraits(ops[i].type)->cudaSuffix << "(rowA"
+       << i << ", rowB" << i << ", blk, t4, a" << i << ", da" << i << ", db"
+       << i << ");\n";
+  os << "#pragma unroll\n"
+     << "      for (int G = 0; G < kGroups; ++G) {\n"
+     << "        if (G >= groups) break; // the warp's lanes together\n"
+     << "        // B: token tb's values; C: tokens tc and tc + 1.\n"
+     << "        const int tb = t0 + 8 * G + g, tc = t0 + 8 * G + 2 * t4;\n"
+     << "        unsigned b[2] = {0u, 0u};\n"
+     << "        if (tb < nTok) {\n"
+     << "          const u8 *v = xq + tb * kTok + blk * 32 + 4 * t4;\n"
+     << "          b[0] = *reinterpret_cast<const unsigned *>(v);\n"
+     << "          b[1] = *reinterpret_cast<const unsigned *>(v + 16);\n"
+     << "        }\n"
+     << "        const float s0 = tc < nTok ? reinterpret_cast<const float "
+        "*>(xq + tc * kTok + kCols)[blk] : 0.f;\n"
+     << "        const float s1 = tc + 1 < nTok ? reinterpret_cast<const "
+        "float *>(xq + (tc + 1) * kTok + kCols)[blk] : 0.f;\n";
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string n = std::to_string(i);
+    os << "        {\n"
+       << "          int c[4] = {0, 0, 0, 0};\n"
+       << "          pf_mma_s8(c, a" << n << ", b);\n"
+       << "          acc" << n << "[G][0] += da" << n
+       << " * (s0 * pf_i2f(c[0]));\n"
+       << "          acc" << n << "[G][1] += da" << n
+       << " * (s1 * pf_i2f(c[1]));\n"
+       << "          acc" << n << "[G][2] += db" << n
+       << " * (s0 * pf_i2f(c[2]));\n"
+       << "          acc" << n << "[G][3] += db" << n
+       << " * (s1 * pf_i2f(c[3]));\n"
+       << "        }\n";
+  }
+  os << "      }\n"
+     << "    }\n"
+     << "#pragma unroll\n"
+     << "    for (int G = 0; G < kGroups; ++G)\n"
+     << "#pragma unroll\n"
+     << "      for (int e = 0; e < 4; ++e) {\n"
+     << "        const int r = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * t4 "
+        "+ (e & 1);\n"
+     << "        if (r >= kRows || t >= nTok) continue;\n";
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "        const float v" << i << " = acc" << i << "[G][e];\n";
+  os << store << "      }\n"
+     << "  }\n";
+}
+
+namespace {
+
+// NAME + kTilesSuffix (runtime/gpu_attention.h): the matvec on tensor
+// cores, for a prompt's chunk.
+void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
+                     int64_t rows, int64_t cols, bool bias, bool relu) {
+  using namespace gpuattn;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kTileBlock << ", "
+     << kTileMinBlocks << ") " << name << kTilesSuffix
+     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
+        "{\n";
+  emitTileBody(os, rows, cols, {{"w", type}}, 4,
+               std::string("        y[(long)t * kRows + r] = ") +
+                   (relu ? "pf_relu(v0" : "(v0") + (bias ? " + bias[r]" : "") +
+                   ");\n");
+  os << "}\n";
+}
+
+} // namespace
+
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu,
-                bool downParams) {
+                bool downParams, bool tiles) {
+  if (tiles && !downParams && gpuattn::hasTiles(type))
+    emitMatvecTiles(os, name, type, rows, cols, bias, relu);
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ", " << kRowKernelMinBlocks << ") " << name;
@@ -290,8 +395,12 @@ void emitHeadSelect(std::ostream &os, int64_t nVocab) {
      << "}\n";
 }
 
+bool smHasIntMma(const std::string &smArch) {
+  return smArch.rfind("sm_", 0) == 0 && std::atoi(smArch.c_str() + 3) >= 80;
+}
+
 void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
-                          const AttentionDesc &a) {
+                          const AttentionDesc &a, bool tiles) {
   using namespace gpuattn;
   const int64_t qDim = p.qDim(), kvDim = p.kvDim();
   os << "\n// Layer " << layer << "'s attention: " << p.nHead << " heads ("
@@ -302,9 +411,12 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
   if (a.window)
     os << ", window " << a.window;
   os << ".\n";
-  emitMatvec(os, kernelName(layer, "wq"), a.wq, qDim, p.nEmbd, a.bias);
-  emitMatvec(os, kernelName(layer, "wk"), a.wk, kvDim, p.nEmbd, a.bias);
-  emitMatvec(os, kernelName(layer, "wv"), a.wv, kvDim, p.nEmbd, a.bias);
+  emitMatvec(os, kernelName(layer, "wq"), a.wq, qDim, p.nEmbd, a.bias, false,
+             false, tiles);
+  emitMatvec(os, kernelName(layer, "wk"), a.wk, kvDim, p.nEmbd, a.bias, false,
+             false, tiles);
+  emitMatvec(os, kernelName(layer, "wv"), a.wv, kvDim, p.nEmbd, a.bias, false,
+             false, tiles);
 
   // RoPE pairs: adjacent, or half the rotated span apart (NeoX).
   const bool neox = p.ropeStyle == RopeStyle::Neox;
@@ -509,7 +621,8 @@ void emitAttentionKernels(std::ostream &os, const ModelParams &p, int layer,
      << "}\n";
 
   emitQuant(os, kernelName(layer, "quant"), qDim);
-  emitMatvec(os, kernelName(layer, "wo"), a.wo, p.nEmbd, qDim, false);
+  emitMatvec(os, kernelName(layer, "wo"), a.wo, p.nEmbd, qDim, false, false,
+             false, tiles);
 }
 
 } // namespace pinfer

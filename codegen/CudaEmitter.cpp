@@ -619,6 +619,58 @@ PF_DOT1_Q8(q6_K)
 #undef PF_DOTS_FN
 #undef PF_DOTS_AS
 
+// Tensor-core tiles for a prompt's Q8_0 and Q4_0 products (sm_80 and
+// newer): one mma.m16n8k32 (s8 x s8 -> s32) gives 16 rows x 8 tokens the
+// exact integer dot of one 32-value block. Fragments, as the PTX ISA's
+// "Matrix Fragments for mma.m16n8k32" lays them out, with g = lane / 4
+// and t = lane % 4 (bytes in value order within a register):
+//   a[0] row g, values 4t..4t+3     a[1] row g + 8, values 4t..
+//   a[2] row g, values 16 + 4t..    a[3] row g + 8, values 16 + 4t..
+//   b[0] token g, values 4t..       b[1] token g, values 16 + 4t..
+//   c[0], c[1] row g, tokens 2t and 2t + 1; c[2], c[3] row g + 8.
+// ctest's host build (test/cuda_host) defines pf_mma_s8 from that table.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
+                                          const unsigned (&b)[2]) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+// Four nibbles (bytes 0..15) less 8 as signed bytes: with bit 7 set first
+// no byte borrows from the next.
+__device__ __forceinline__ unsigned pf_nib_s8(unsigned v) {
+  return ((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u;
+}
+// A warp's share of one block for its rows g and g + 8 (rows ra and rb,
+// rows bytes each): the A fragment and the two rows' block scales.
+__device__ __forceinline__ void pf_tile_q8_0(const u8 *ra, const u8 *rb, int blk,
+                                             int t, unsigned (&a)[4], float &da,
+                                             float &db) {
+  const u8 *pa = ra + blk * 34, *pb = rb + blk * 34;
+  a[0] = pf_ld32h(pa + 2 + 4 * t);
+  a[1] = pf_ld32h(pb + 2 + 4 * t);
+  a[2] = pf_ld32h(pa + 18 + 4 * t);
+  a[3] = pf_ld32h(pb + 18 + 4 * t);
+  da = pf_h2f(pf_ld16(pa));
+  db = pf_h2f(pf_ld16(pb));
+}
+// Value j < 16 of a q4_0 block is the low nibble of byte j, j + 16 the
+// high one: one load gives a row's two registers.
+__device__ __forceinline__ void pf_tile_q4_0(const u8 *ra, const u8 *rb, int blk,
+                                             int t, unsigned (&a)[4], float &da,
+                                             float &db) {
+  const u8 *pa = ra + blk * 18, *pb = rb + blk * 18;
+  const unsigned qa = pf_ld32h(pa + 2 + 4 * t), qb = pf_ld32h(pb + 2 + 4 * t);
+  a[0] = pf_nib_s8(qa & 0x0f0f0f0fu);
+  a[1] = pf_nib_s8(qb & 0x0f0f0f0fu);
+  a[2] = pf_nib_s8((qa >> 4) & 0x0f0f0f0fu);
+  a[3] = pf_nib_s8((qb >> 4) & 0x0f0f0f0fu);
+  da = pf_h2f(pf_ld16(pa));
+  db = pf_h2f(pf_ld16(pb));
+}
+
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
 __device__ __forceinline__ float pf_relu(float v) { return v > 0.f ? v : 0.f; }
 __device__ __forceinline__ float pf_gelu(float v) {
@@ -839,7 +891,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
       if (!helpers)
         emitAttentionHelpers(os);
       helpers = true;
-      emitAttentionKernels(os, p, int(l), d.attention);
+      emitAttentionKernels(os, p, int(l), d.attention,
+                           smHasIntMma(program.smArch));
     }
     if (d.hot.empty())
       continue;
@@ -964,6 +1017,32 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "    const float u = pf_dot_" << upDot
        << "<kEmbd>(upRow, xt, lane);\n"
        << "    if (lane == 0) ht[n] = a * " << upFactor << ";\n  }\n}\n";
+    // The pair on tensor cores for a prompt's chunk, where both rows have
+    // a tile form and no predictor's list picks the neurons: gate and up
+    // of all kHot neurons for every token (a chunk's tokens fire most of
+    // them between them), h as above.
+    const bool pairTiles = smHasIntMma(program.smArch) && !predicts &&
+                           inputQ8 && gpuattn::hasTiles(d.gateType) &&
+                           gpuattn::hasTiles(d.upType);
+    if (pairTiles) {
+      os << "extern \"C\" __global__ void __launch_bounds__("
+         << gpuattn::kTileBlock << ", " << gpuattn::kTileMinBlocks << ") "
+         << k.gateUp << gpuattn::kTilesSuffix
+         << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
+         << "    const float *__restrict__ x, float *__restrict__ h, int nTok) "
+            "{\n";
+      std::string store =
+          "        const float a = " + std::string(act) + "(v0), u = v1;\n";
+      store += exact
+                   ? "        h[(long)t * kRows + r] = " + skips("a") +
+                         " ? 0.f : a * " + upFactor + ";\n"
+                   : "        h[(long)t * kRows + r] = a * " + upFactor + ";\n";
+      // Two groups of 8 tokens a pass: the pair's 32 sums of four groups
+      // spilled at 64 registers.
+      emitTileBody(os, nHot, p.nEmbd, {{"gate", d.gateType}, {"up", d.upType}},
+                   2, store);
+      os << "}\n";
+    }
     if (d.sourceDown) {
       // A dense layer wholly here keeps the source's down rows (n_embd
       // rows of n_ff, in their block type: DownLayout::Source), multiplied

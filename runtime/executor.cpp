@@ -577,6 +577,13 @@ bool Executor::openGpu(std::string &error) {
                             gpuattn::downQuantKernelName(l).c_str(), error))) ||
         !gpu->createEvent(b.outCopied, error))
       return false;
+    // The tile form exists only for some types, modes and GPUs: absent,
+    // the rows' kernel takes every launch.
+    std::string absent;
+    if (gpuattn::hasTiles(b.gate.type) && gpuattn::hasTiles(b.up.type))
+      b.fnGateUpTiles = gpu->function(
+          (std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix).c_str(),
+          absent);
     const std::string rowsOf = "layer " + std::to_string(l) + "'s ";
     // Hot rows are the first nHot rows of each packed tensor: one upload.
     struct {

@@ -25,6 +25,18 @@ bool Executor::uploadAttention(int l, std::string &error) {
     if (!(*fns[k] = gpu.function(gpuattn::kernelName(l, kKernels[k]).c_str(),
                                  error)))
       return false;
+  // A module compiled for an older GPU has no tiles: their absence is no
+  // error, the chunk takes the one-row kernels.
+  static const char *kTiled[] = {"wq", "wk", "wv", "wo"};
+  void **tiled[] = {&b.fnWqTiles, &b.fnWkTiles, &b.fnWvTiles, &b.fnWoTiles};
+  for (int k = 0; k < 4; ++k) {
+    const Weight &w = k == 0 ? b.wq : k == 1 ? b.wk : k == 2 ? b.wv : b.wo;
+    std::string absent;
+    if (gpuattn::hasTiles(w.type))
+      *tiled[k] = gpu.function(
+          (gpuattn::kernelName(l, kTiled[k]) + gpuattn::kTilesSuffix).c_str(),
+          absent);
+  }
   struct Part {
     const void *src;
     size_t bytes;

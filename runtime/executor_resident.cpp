@@ -183,8 +183,16 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              : b.downLayout == DownLayout::Source
                                  ? uint64_t(params_.nEmbd) * b.downT.rowBytes
                                  : uint64_t(pl.nHot) * b.downT.rowBytes;
-  return gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock, gateUpArgs,
-                      error, pl.gateUpKernel, l, gateUpBytes) &&
+  // Two tokens or more take the pair's tile form where it has one.
+  const std::string gateUpTiles =
+      std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix;
+  return (nTok > 1 && b.fnGateUpTiles
+              ? gpu_->launch(b.fnGateUpTiles, gpuattn::tileGrid(pl.nHot),
+                             gpuattn::kTileBlock, gateUpArgs, error,
+                             gateUpTiles.c_str(), l, gateUpBytes)
+              : gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
+                             gateUpArgs, error, pl.gateUpKernel, l,
+                             gateUpBytes)) &&
          (!b.fnDownQuant ||
           gpu_->launch(b.fnDownQuant, gpuattn::quantGrid(nTok),
                        gpuattn::kQuantBlock, quantArgs, error,

@@ -286,12 +286,19 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
                               kernelName(l, "wv"),     kernelName(l, "rope"),
                               kernelName(l, "attend"), kernelName(l, "quant"),
                               kernelName(l, "wo")};
-  if (!gpu.launch(b.fnWq, matvecGrid(qDim), kMatvecBlock, aq, error,
-                  name[0].c_str(), l, b.wq.bytes()) ||
-      !gpu.launch(b.fnWk, matvecGrid(kvDim), kMatvecBlock, ak, error,
-                  name[1].c_str(), l, b.wk.bytes()) ||
-      !gpu.launch(b.fnWv, matvecGrid(kvDim), kMatvecBlock, av, error,
-                  name[2].c_str(), l, b.wv.bytes()))
+  // Two tokens or more take a projection's tensor-core form, if it has
+  // one.
+  auto matvec = [&](void *rows, void *tiles, int64_t n, void **args,
+                    const std::string &kernel, const Weight &w) {
+    return tiles && m > 1
+               ? gpu.launch(tiles, tileGrid(n), kTileBlock, args, error,
+                            (kernel + kTilesSuffix).c_str(), l, w.bytes())
+               : gpu.launch(rows, matvecGrid(n), kMatvecBlock, args, error,
+                            kernel.c_str(), l, w.bytes());
+  };
+  if (!matvec(b.fnWq, b.fnWqTiles, qDim, aq, name[0], b.wq) ||
+      !matvec(b.fnWk, b.fnWkTiles, kvDim, ak, name[1], b.wk) ||
+      !matvec(b.fnWv, b.fnWvTiles, kvDim, av, name[2], b.wv))
     return false;
   // Every token's K and V rows reach the cache (rope) before any token
   // attends; each attends up to its own position.
@@ -312,8 +319,7 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
   return (!usesQ8Act(b.wo.type) ||
           gpu.launch(b.fnQuant, quantGrid(m), kQuantBlock, an, error,
                      name[5].c_str(), l)) &&
-         gpu.launch(b.fnWo, matvecGrid(nEmbd), kMatvecBlock, ao, error,
-                    name[6].c_str(), l, b.wo.bytes());
+         matvec(b.fnWo, b.fnWoTiles, nEmbd, ao, name[6], b.wo);
 }
 
 } // namespace pinfer

@@ -39,6 +39,8 @@
 // decoding a row's weights once for them.
 #pragma once
 
+#include "runtime/ggml_types.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -112,6 +114,20 @@ inline unsigned matvecGrid(int64_t rows) {
   return unsigned((rows * 32 + kMatvecBlock - 1) / kMatvecBlock);
 }
 inline unsigned quantGrid(int64_t nTok) { return unsigned(nTok); }
+// A prompt's Q8_0 and Q4_0 matvecs on tensor cores (targets of sm_80 and
+// newer): NAME + kTilesSuffix takes NAME's arguments, each warp 16 rows and
+// each row's blocks once for 32 tokens, 8 at a time (mma.m16n8k32 on the
+// tokens' 8-bit values); a token's sums are the same bits in any chunk,
+// other bits than the one-token kernel's.
+constexpr const char *kTilesSuffix = "_tiles";
+constexpr unsigned kTileBlock = 128; // 4 warps of 16 rows
+// Blocks per SM the tile kernels ask for: 64 registers a thread at most,
+// as the row kernels.
+constexpr unsigned kTileMinBlocks = 8;
+inline bool hasTiles(GGMLType type) {
+  return type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
+}
+inline unsigned tileGrid(int64_t rows) { return unsigned((rows + 63) / 64); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).
 constexpr const char *kHeadKernel = "lm_head";

@@ -188,8 +188,9 @@ inline void threadMain() {
 
 // The value of `v` held by lane `src` of the calling warp, once every lane
 // of `mask` has arrived.
-inline unsigned long long exchange(unsigned mask, unsigned long long v,
-                                   int src) {
+// With `all`, every lane's value of the round is copied there too.
+inline unsigned long long exchange(unsigned mask, unsigned long long v, int src,
+                                   unsigned long long *all = nullptr) {
   Launch &L = *active();
   Thread &t = self();
   const unsigned lane = t.linear & 31, warp = t.linear >> 5;
@@ -222,6 +223,8 @@ inline unsigned long long exchange(unsigned mask, unsigned long long v,
   if (!(mask >> from & 1))
     fail("shuffle: reads lane %u, which is not in the mask", from);
   const unsigned long long r = w.slot[p][from];
+  if (all)
+    memcpy(all, w.slot[p], sizeof w.slot[p]);
   w.consumed[p] |= 1u << lane;
   ++L.progress;
   if (w.consumed[p] == mask)
@@ -454,6 +457,50 @@ inline int __dp4a(int a, int b, int c) {
   for (int i = 0; i < 4; ++i)
     c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
   return c;
+}
+// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 (the emitted source
+// defines pf_mma_s8 so on the GPU): the whole warp's fragments gathered,
+// each element placed by the PTX ISA's formulas ("Matrix Fragments for
+// mma.m16n8k32", integer types), with groupID = lane >> 2 and
+// threadID_in_group = lane % 4:
+//   A a_i (register i / 4, byte i % 4): row groupID for i < 4 or
+//     8 <= i < 12, else groupID + 8; column threadID_in_group * 4 + (i & 3),
+//     plus 16 for i >= 8
+//   B b_i: row threadID_in_group * 4 + (i & 3), plus 16 for i >= 4;
+//     column groupID
+//   C c_i: row groupID for i < 2, else groupID + 8; column
+//     threadID_in_group * 2 + (i & 1)
+// Every lane of the warp must take part (a shuffle over the full mask).
+inline void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
+                      const unsigned (&b)[2]) {
+  unsigned long long a01[32], a23[32], bs[32];
+  const unsigned full = 0xffffffffu;
+  pf_shim::exchange(full, a[0] | (unsigned long long)a[1] << 32, 0, a01);
+  pf_shim::exchange(full, a[2] | (unsigned long long)a[3] << 32, 0, a23);
+  pf_shim::exchange(full, b[0] | (unsigned long long)b[1] << 32, 0, bs);
+  int A[16][32], B[32][8];
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    const int group = int(lane >> 2), tig = int(lane % 4);
+    const unsigned regs[4] = {unsigned(a01[lane]), unsigned(a01[lane] >> 32),
+                              unsigned(a23[lane]), unsigned(a23[lane] >> 32)};
+    for (int i = 0; i < 16; ++i) {
+      const int row = (i < 4 || (i >= 8 && i < 12)) ? group : group + 8;
+      const int col = tig * 4 + (i & 3) + (i >= 8 ? 16 : 0);
+      A[row][col] = int(int8_t(regs[i / 4] >> (8 * (i % 4))));
+    }
+    const unsigned bregs[2] = {unsigned(bs[lane]), unsigned(bs[lane] >> 32)};
+    for (int i = 0; i < 8; ++i) {
+      const int row = tig * 4 + (i & 3) + (i >= 4 ? 16 : 0);
+      B[row][group] = int(int8_t(bregs[i / 4] >> (8 * (i % 4))));
+    }
+  }
+  const int group = int(pf_shim::laneId() >> 2),
+            tig = int(pf_shim::laneId() % 4);
+  for (int i = 0; i < 4; ++i) {
+    const int row = i < 2 ? group : group + 8, col = tig * 2 + (i & 1);
+    for (int k = 0; k < 32; ++k)
+      c[i] += A[row][k] * B[k][col];
+  }
 }
 // Blocks run one after another: memory written by one is visible to the
 // next without a fence.

@@ -111,8 +111,12 @@ TEST_P(NvrtcCompile, AllArchitectures) {
   if (!nvrtcAvailable())
     GTEST_SKIP() << "built without NVRTC";
   const Case &c = GetParam();
-  CudaModule m = emitCuda(makeProgram(c.type, c.act, c.mode));
   for (const char *arch : kArchs) {
+    // Emitted for the architecture, as the compiler does for its target
+    // (sm_80 and newer get the tensor-core tiles).
+    ProgramDesc program = makeProgram(c.type, c.act, c.mode);
+    program.smArch = arch;
+    CudaModule m = emitCuda(program);
     for (GpuImageKind kind : {GpuImageKind::PTX, GpuImageKind::CUBIN}) {
       NvrtcOutput out;
       std::string error;

@@ -693,9 +693,10 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
       return std::make_pair(-1L, -1L);
     return std::make_pair(std::stol(m[1]), m[3].matched ? std::stol(m[3]) : 0L);
   };
-  // The prompt is one chunk: each layer's projections once; a generated
-  // token, once per layer.
-  const auto promptWq = launchesOf("prompt", "attn_wq");
+  // The prompt is one chunk: each layer's projections once (their tensor-
+  // core form: Q8_0 rows for sm_89); a generated token, once per layer.
+  const auto promptWq = launchesOf("prompt", "attn_wq_tiles");
+  EXPECT_EQ(launchesOf("prompt", "attn_wq").first, -1) << out;
   const auto decodeWq = launchesOf("decode", "attn_wq");
   EXPECT_EQ(promptWq.first, layers) << out;
   EXPECT_EQ(decodeWq.first, layers * evals) << out;
@@ -731,13 +732,15 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
       << err;
   EXPECT_EQ(report["graph_launches"], 0);
 
-  // A kernel fault inside a graph names the token's kernels.
+  // A kernel fault (the third launch, in the prompt's chunk) names the
+  // kernels launched since the last wait.
   ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=3", "",
                          out, err, report, kFew),
             0);
   expectOneLine(err, exe);
   EXPECT_NE(err.find("unspecified launch failure"), std::string::npos) << err;
-  EXPECT_NE(err.find("kernel attn_l0_wv (layer 0)"), std::string::npos) << err;
+  EXPECT_NE(err.find("kernel attn_l0_wv_tiles (layer 0)"), std::string::npos)
+      << err;
 
   // Without the GPU the same steps run on the host, with the same tokens.
   ASSERT_EQ(runOnStandin(exe, "exact", "", "--cpu", out, err, report, kFew),
@@ -832,14 +835,14 @@ TEST_F(CompileGpuTest, FaultsEndWithOneClearLine) {
   EXPECT_EQ(report["leaked_allocations"], 0) << err;
 
   // The prompt goes as one chunk: launches 1 and 2 are layer 0's gate/up
-  // and down kernels over its tokens. The fault surfaces at the layer's
-  // wait, which names both ...
+  // (its tensor-core form: Q8_0 rows for sm_89) and down kernels over its
+  // tokens. The fault surfaces at the layer's wait, which names both ...
   ASSERT_NE(runOnStandin(exe, "exact", "PINFER_CUDA_STANDIN_FAIL=launch=2", "",
                          out, err, report),
             0);
   expectOneLine(err, exe);
   EXPECT_NE(err.find("unspecified launch failure"), std::string::npos) << err;
-  EXPECT_NE(err.find("kernel ffn_hot_l0_gate_up (layer 0), kernel "
+  EXPECT_NE(err.find("kernel ffn_hot_l0_gate_up_tiles (layer 0), kernel "
                      "ffn_hot_l0_down (layer 0)"),
             std::string::npos)
       << err;

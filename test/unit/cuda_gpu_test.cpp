@@ -4,6 +4,7 @@
 // ".standin" runs through the libcuda stand-in with the emitted source
 // built as host C++ (test/cuda_host). Skipped where the CUDA driver finds no
 // GPU (and no stand-in) or pinferc was built without NVRTC.
+#include "codegen/CudaAttention.h"
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "codegen/PackedWeights.h"
@@ -269,6 +270,44 @@ TEST_P(CudaKernels, MatchCpuTwin) {
     EXPECT_EQ(
         std::memcmp(yGot.data(), ys.data() + size_t(t) * kEmbd, f * kEmbd), 0);
     EXPECT_EQ(std::memcmp(lOne.data(), ls.data() + size_t(t) * kHot, f * kHot),
+              0);
+  }
+
+  // The pair's tensor-core form (Q8_0/Q4_0 rows on sm_80 and newer),
+  // which the executor launches for two tokens or more: the rows' sums
+  // within rounding, the same neurons firing but where a gate sum is a
+  // rounding from zero, and a token's bits the same in any chunk.
+  std::string absent;
+  void *fnTiles =
+      gpu_.function((k.gateUp + gpuattn::kTilesSuffix).c_str(), absent);
+  EXPECT_EQ(fnTiles != nullptr, smHasIntMma(d.smArch) && q8 &&
+                                    gpuattn::hasTiles(c.type) &&
+                                    gpuattn::hasTiles(upType));
+  if (fnTiles) {
+    constexpr int kLast = 3;
+    CudaDriver::DevPtr dHt, dHtLast,
+        dXsLast = dXs + f * size_t(kChunk - kLast) * kEmbd;
+    int last = kLast;
+    void *tileArgs[] = {&dGate, &dUp, &dXs, &dHt, &chunk};
+    void *lastArgs[] = {&dGate, &dUp, &dXsLast, &dHtLast, &last};
+    std::vector<float> ht(hs.size()), htLast(size_t(kLast) * kHot);
+    ASSERT_TRUE(gpu_.alloc(dHt, f * ht.size(), error) &&
+                gpu_.alloc(dHtLast, f * htLast.size(), error) &&
+                gpu_.launch(fnTiles, gpuattn::tileGrid(kHot),
+                            gpuattn::kTileBlock, tileArgs, error) &&
+                gpu_.launch(fnTiles, gpuattn::tileGrid(kHot),
+                            gpuattn::kTileBlock, lastArgs, error) &&
+                gpu_.download(ht.data(), dHt, f * ht.size(), error) &&
+                gpu_.download(htLast.data(), dHtLast, f * htLast.size(), error))
+        << error;
+    EXPECT_LT(normalisedError(ht, hs), 1e-5);
+    int flipped = 0;
+    for (size_t i = 0; i < hs.size(); ++i)
+      flipped += (ht[i] == 0.f) != (hs[i] == 0.f);
+    EXPECT_LE(flipped, kChunk);
+    EXPECT_EQ(std::memcmp(htLast.data(),
+                          ht.data() + size_t(kChunk - kLast) * kHot,
+                          f * htLast.size()),
               0);
   }
 
