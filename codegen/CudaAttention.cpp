@@ -80,9 +80,43 @@ void emitQuant(std::ostream &os, const std::string &name, int64_t n) {
      << "}\n";
 }
 
+namespace {
+
+// How a type's 32-value block meets the floats in a tile (pf_tile): one
+// scale or a scale per 16-value half, and whether a min term multiplies
+// the tokens' sums.
+struct TileForm {
+  bool halves, mins;
+};
+TileForm tileForm(GGMLType type) {
+  switch (type) {
+  case GGMLType::Q4_1:
+  case GGMLType::Q5_1:
+  case GGMLType::Q4_K:
+  case GGMLType::Q5_K:
+    return {false, true};
+  case GGMLType::Q2_K:
+    return {true, true};
+  case GGMLType::Q3_K:
+  case GGMLType::Q6_K:
+    return {true, false};
+  default:
+    return {false, false};
+  }
+}
+
+} // namespace
+
+bool tileHalves(GGMLType type) { return tileForm(type).halves; }
+
 void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
                   const std::vector<TileOperand> &ops, int groups,
                   const std::string &store) {
+  bool mins = false, halfMins = false;
+  for (const TileOperand &op : ops) {
+    mins |= tileForm(op.type).mins;
+    halfMins |= tileForm(op.type).mins && tileForm(op.type).halves;
+  }
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
      << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
      << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
@@ -100,8 +134,15 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
         "floats apart.\n"
      << "  const u8 *xq = reinterpret_cast<const u8 *>(x);\n"
      << "  constexpr long kTok = 4L * kCols;\n"
-     << "  constexpr int kGroups = " << groups << ";\n"
-     << "#pragma unroll 1\n"
+     << "  constexpr int kGroups = " << groups << ";\n";
+  if (mins)
+    os << "  // Ones as A: the tokens' sums of their values (for the mins).\n"
+       << "  const unsigned kOnes[4] = {0x01010101u, 0x01010101u, "
+       << (halfMins ? "0u, 0u" : "0x01010101u, 0x01010101u") << "};\n";
+  if (halfMins)
+    os << "  const unsigned kOnesHi[4] = {0u, 0u, 0x01010101u, "
+          "0x01010101u};\n";
+  os << "#pragma unroll 1\n"
      << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
      << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
         "t0 + 7) / 8;\n";
@@ -110,11 +151,9 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
   os << "#pragma unroll 1\n"
      << "    for (int blk = 0; blk < kCols / 32; ++blk) {\n";
   for (size_t i = 0; i < ops.size(); ++i)
-    os << "      unsigned a" << i << "[4];\n"
-       << "      float da" << i << ", db" << i << ";\n"
+    os << "      pf_tile p" << i << ";\n"
        << "      pf_tile_" << typeTraits(ops[i].type)->cudaSuffix << "(rowA"
-       << i << ", rowB" << i << ", blk, t4, a" << i << ", da" << i << ", db"
-       << i << ");\n";
+       << i << ", rowB" << i << ", blk, t4, p" << i << ");\n";
   os << "#pragma unroll\n"
      << "      for (int G = 0; G < kGroups; ++G) {\n"
      << "        if (G >= groups) break; // the warp's lanes together\n"
@@ -126,23 +165,53 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
      << "          b[0] = *reinterpret_cast<const unsigned *>(v);\n"
      << "          b[1] = *reinterpret_cast<const unsigned *>(v + 16);\n"
      << "        }\n"
-     << "        const float s0 = tc < nTok ? reinterpret_cast<const float "
-        "*>(xq + tc * kTok + kCols)[blk] : 0.f;\n"
-     << "        const float s1 = tc + 1 < nTok ? reinterpret_cast<const "
-        "float *>(xq + (tc + 1) * kTok + kCols)[blk] : 0.f;\n";
+     << "        const float s[2] = {\n"
+     << "            tc < nTok ? reinterpret_cast<const float *>(xq + tc * "
+        "kTok + kCols)[blk] : 0.f,\n"
+     << "            tc + 1 < nTok ? reinterpret_cast<const float *>(xq + (tc "
+        "+ 1) * kTok + kCols)[blk] : 0.f};\n";
+  if (mins) {
+    os << "        int sum[4] = {0, 0, 0, 0};\n"
+       << "        pf_mma_s8(sum, kOnes, b);\n";
+    if (halfMins)
+      os << "        int sumHi[4] = {0, 0, 0, 0};\n"
+         << "        pf_mma_s8(sumHi, kOnesHi, b);\n";
+  }
+  // Element e: row g (fa, ma) for e < 2, else g + 8 (fb, mb); token tc +
+  // (e & 1).
   for (size_t i = 0; i < ops.size(); ++i) {
-    const std::string n = std::to_string(i);
-    os << "        {\n"
-       << "          int c[4] = {0, 0, 0, 0};\n"
-       << "          pf_mma_s8(c, a" << n << ", b);\n"
-       << "          acc" << n << "[G][0] += da" << n
-       << " * (s0 * pf_i2f(c[0]));\n"
-       << "          acc" << n << "[G][1] += da" << n
-       << " * (s1 * pf_i2f(c[1]));\n"
-       << "          acc" << n << "[G][2] += db" << n
-       << " * (s0 * pf_i2f(c[2]));\n"
-       << "          acc" << n << "[G][3] += db" << n
-       << " * (s1 * pf_i2f(c[3]));\n"
+    const std::string n = std::to_string(i), p = "p" + n;
+    const TileForm form = tileForm(ops[i].type);
+    os << "        {\n";
+    if (form.halves)
+      os << "          const unsigned lo[4] = {" << p << ".a[0], " << p
+         << ".a[1], 0u, 0u}, hi[4] = {0u, 0u, " << p << ".a[2], " << p
+         << ".a[3]};\n"
+         << "          int c[4] = {0, 0, 0, 0}, cHi[4] = {0, 0, 0, 0};\n"
+         << "          pf_mma_s8(c, lo, b);\n"
+         << "          pf_mma_s8(cHi, hi, b);\n";
+    else
+      os << "          int c[4] = {0, 0, 0, 0};\n"
+         << "          pf_mma_s8(c, " << p << ".a, b);\n";
+    os << "#pragma unroll\n"
+       << "          for (int e = 0; e < 4; ++e) {\n"
+       << "            const float *f = e < 2 ? " << p << ".fa : " << p
+       << ".fb;\n";
+    if (form.mins)
+      os << "            const float *m = e < 2 ? " << p << ".ma : " << p
+         << ".mb;\n";
+    os << "            const float se = s[e & 1];\n"
+       << "            acc" << n << "[G][e] += f[0] * (se * pf_i2f(c[e]));\n";
+    if (form.halves)
+      os << "            acc" << n
+         << "[G][e] += f[1] * (se * pf_i2f(cHi[e]));\n";
+    if (form.mins)
+      os << "            acc" << n
+         << "[G][e] += m[0] * (se * pf_i2f(sum[e]));\n";
+    if (form.mins && form.halves)
+      os << "            acc" << n
+         << "[G][e] += m[1] * (se * pf_i2f(sumHi[e]));\n";
+    os << "          }\n"
        << "        }\n";
   }
   os << "      }\n"
@@ -172,7 +241,9 @@ void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
      << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
      << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
         "{\n";
-  emitTileBody(os, rows, cols, {{"w", type}}, 4,
+  // Four groups of 8 tokens a pass; Q2_K's two products and two sums a
+  // block spilled at four (ptxas, 64 registers), two.
+  emitTileBody(os, rows, cols, {{"w", type}}, type == GGMLType::Q2_K ? 2 : 4,
                std::string("        y[(long)t * kRows + r] = ") +
                    (relu ? "pf_relu(v0" : "(v0") + (bias ? " + bias[r]" : "") +
                    ");\n");

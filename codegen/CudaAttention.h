@@ -45,6 +45,9 @@ struct TileOperand {
 void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
                   const std::vector<TileOperand> &ops, int groups,
                   const std::string &store);
+// Whether a type's tiles take each 32-value block as two 16-value halves
+// of their own scales (Q2_K, Q3_K, Q6_K): two products a block.
+bool tileHalves(GGMLType type);
 // Whether `smArch` ("sm_89") has the integer mma.m16n8k32 (sm_80 on).
 bool smHasIntMma(const std::string &smArch);
 // x[0, n) of each of nTok tokens quantised to 8 bits per 32 values exactly

@@ -619,9 +619,10 @@ PF_DOT1_Q8(q6_K)
 #undef PF_DOTS_FN
 #undef PF_DOTS_AS
 
-// Tensor-core tiles for a prompt's Q8_0 and Q4_0 products (sm_80 and
-// newer): one mma.m16n8k32 (s8 x s8 -> s32) gives 16 rows x 8 tokens the
-// exact integer dot of one 32-value block. Fragments, as the PTX ISA's
+// Tensor-core tiles for a prompt's block-type products (sm_80 and newer):
+// one mma.m16n8k32 (s8 x s8 -> s32) gives 16 rows x 8 tokens the exact
+// integer dot of one 32-value block (or, with the other half's values
+// zero, of a 16-value half). Fragments, as the PTX ISA's
 // "Matrix Fragments for mma.m16n8k32" lays them out, with g = lane / 4
 // and t = lane % 4 (bytes in value order within a register):
 //   a[0] row g, values 4t..4t+3     a[1] row g + 8, values 4t..
@@ -638,37 +639,172 @@ __device__ __forceinline__ void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 #endif
-// Four nibbles (bytes 0..15) less 8 as signed bytes: with bit 7 set first
-// no byte borrows from the next.
-__device__ __forceinline__ unsigned pf_nib_s8(unsigned v) {
-  return ((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u;
+// Four bytes (each below 128) less off as signed bytes: with bit 7 set
+// first no byte borrows from the next.
+__device__ __forceinline__ unsigned pf_sub_s8(unsigned v, unsigned off) {
+  return ((v | 0x80808080u) - off * 0x01010101u) ^ 0x80808080u;
 }
-// A warp's share of one block for its rows g and g + 8 (rows ra and rb,
-// rows bytes each): the A fragment and the two rows' block scales.
+// One 32-value block of a warp's rows g and g + 8 (rows ra and rb): the A
+// fragment of the block's integer values q (a[0], a[2] row g's values
+// 4t.. and 16 + 4t..; a[1], a[3] row g + 8's), and per half h (values
+// 0..15, 16..31) what the type's decoder makes of them, w = f * q + m:
+// fa/ma for row g, fb/mb for row g + 8. Types with one scale per 32
+// values give both halves the same f; types without mins leave m unset.
+struct pf_tile {
+  unsigned a[4];
+  float fa[2], fb[2], ma[2], mb[2];
+};
 __device__ __forceinline__ void pf_tile_q8_0(const u8 *ra, const u8 *rb, int blk,
-                                             int t, unsigned (&a)[4], float &da,
-                                             float &db) {
+                                             int t, pf_tile &p) {
   const u8 *pa = ra + blk * 34, *pb = rb + blk * 34;
-  a[0] = pf_ld32h(pa + 2 + 4 * t);
-  a[1] = pf_ld32h(pb + 2 + 4 * t);
-  a[2] = pf_ld32h(pa + 18 + 4 * t);
-  a[3] = pf_ld32h(pb + 18 + 4 * t);
-  da = pf_h2f(pf_ld16(pa));
-  db = pf_h2f(pf_ld16(pb));
+  p.a[0] = pf_ld32h(pa + 2 + 4 * t);
+  p.a[1] = pf_ld32h(pb + 2 + 4 * t);
+  p.a[2] = pf_ld32h(pa + 18 + 4 * t);
+  p.a[3] = pf_ld32h(pb + 18 + 4 * t);
+  p.fa[0] = p.fa[1] = pf_h2f(pf_ld16(pa));
+  p.fb[0] = p.fb[1] = pf_h2f(pf_ld16(pb));
 }
-// Value j < 16 of a q4_0 block is the low nibble of byte j, j + 16 the
-// high one: one load gives a row's two registers.
+// Q4_0, Q4_1, Q5_0, Q5_1 (Bytes a block; the nibbles at Qs, Q5's 32 fifth
+// bits at Qh): value j < 16 is the low nibble of byte j, j + 16 the high
+// one, so one load gives a row's two registers; Q4_0/Q5_0 values less 8 /
+// 16, Q4_1/Q5_1's min from the block.
+template <int Bytes, int Qs, int Qh, int Off, bool Min>
+__device__ __forceinline__ void pf_tile_legacy(const u8 *ra, const u8 *rb, int blk,
+                                               int t, pf_tile &p) {
+  const u8 *r[2] = {ra + blk * Bytes, rb + blk * Bytes};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const unsigned q = pf_ld32h(r[i] + Qs + 4 * t);
+    unsigned lo = q & 0x0f0f0f0fu, hi = (q >> 4) & 0x0f0f0f0fu;
+    if (Qh) {
+      const unsigned qh = pf_ld32h(r[i] + Qh);
+      lo |= pf_bit4s((qh >> (4 * t)) & 15u);
+      hi |= pf_bit4s((qh >> (16 + 4 * t)) & 15u);
+    }
+    p.a[i] = Off ? pf_sub_s8(lo, Off) : lo;
+    p.a[2 + i] = Off ? pf_sub_s8(hi, Off) : hi;
+    const float d = pf_h2f(pf_ld16(r[i]));
+    (i ? p.fb : p.fa)[0] = (i ? p.fb : p.fa)[1] = d;
+    if (Min) {
+      const float m = pf_h2f(pf_ld16(r[i] + 2));
+      (i ? p.mb : p.ma)[0] = (i ? p.mb : p.ma)[1] = m;
+    }
+  }
+}
 __device__ __forceinline__ void pf_tile_q4_0(const u8 *ra, const u8 *rb, int blk,
-                                             int t, unsigned (&a)[4], float &da,
-                                             float &db) {
-  const u8 *pa = ra + blk * 18, *pb = rb + blk * 18;
-  const unsigned qa = pf_ld32h(pa + 2 + 4 * t), qb = pf_ld32h(pb + 2 + 4 * t);
-  a[0] = pf_nib_s8(qa & 0x0f0f0f0fu);
-  a[1] = pf_nib_s8(qb & 0x0f0f0f0fu);
-  a[2] = pf_nib_s8((qa >> 4) & 0x0f0f0f0fu);
-  a[3] = pf_nib_s8((qb >> 4) & 0x0f0f0f0fu);
-  da = pf_h2f(pf_ld16(pa));
-  db = pf_h2f(pf_ld16(pb));
+                                             int t, pf_tile &p) {
+  pf_tile_legacy<18, 2, 0, 8, false>(ra, rb, blk, t, p);
+}
+__device__ __forceinline__ void pf_tile_q4_1(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  pf_tile_legacy<20, 4, 0, 0, true>(ra, rb, blk, t, p);
+}
+__device__ __forceinline__ void pf_tile_q5_0(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  pf_tile_legacy<22, 6, 2, 16, false>(ra, rb, blk, t, p);
+}
+__device__ __forceinline__ void pf_tile_q5_1(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  pf_tile_legacy<24, 8, 4, 0, true>(ra, rb, blk, t, p);
+}
+// Q4_K/Q5_K: block blk is sub-block j = blk % 8 of super-block blk / 8,
+// the nibbles of bytes 32 (j / 2).. (low for even j), Q5_K's fifth bit
+// bit j of qh byte l; w = (d sc_j) q - dmin m_j.
+template <bool Five>
+__device__ __forceinline__ void pf_tile_k4k5(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  constexpr int kBytes = Five ? 176 : 144, kQs = Five ? 48 : 16;
+  const int j = blk & 7;
+  const u8 *r[2] = {ra + (blk >> 3) * kBytes, rb + (blk >> 3) * kBytes};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const u8 *qs = r[i] + kQs + 32 * (j >> 1) + 16 * h + 4 * t;
+      unsigned v = (*reinterpret_cast<const unsigned *>(qs) >> (4 * (j & 1))) &
+                   0x0f0f0f0fu;
+      if (Five)
+        v |= ((*reinterpret_cast<const unsigned *>(r[i] + 16 + 16 * h + 4 * t) >>
+               j) & 0x01010101u) << 4;
+      p.a[2 * h + i] = v;
+    }
+    int sc, m;
+    pf_scale_min_k4(j, r[i] + 4, sc, m);
+    const float d = pf_h2f(pf_ld16(r[i])), dmin = pf_h2f(pf_ld16(r[i] + 2));
+    (i ? p.fb : p.fa)[0] = (i ? p.fb : p.fa)[1] = d * (float)sc;
+    (i ? p.mb : p.ma)[0] = (i ? p.mb : p.ma)[1] = -(dmin * (float)m);
+  }
+}
+__device__ __forceinline__ void pf_tile_q4_K(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  pf_tile_k4k5<false>(ra, rb, blk, t, p);
+}
+__device__ __forceinline__ void pf_tile_q5_K(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  pf_tile_k4k5<true>(ra, rb, blk, t, p);
+}
+// Q2_K, Q3_K, Q6_K: block blk is run k = blk % 4 of half n = blk / 4 % 2
+// of super-block blk / 8; its values l < 16 and l >= 16 are 16-value
+// sub-blocks 8n + 2k and 8n + 2k + 1, each with its scale.
+__device__ __forceinline__ void pf_tile_q6_K(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  const int n = (blk >> 2) & 1, k = blk & 3;
+  const u8 *r[2] = {ra + (blk >> 3) * 210, rb + (blk >> 3) * 210};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned ql = pf_ld32h(r[i] + 64 * n + 32 * (k & 1) + 16 * h + 4 * t);
+      const unsigned qh = pf_ld32h(r[i] + 128 + 32 * n + 16 * h + 4 * t);
+      const unsigned v = ((ql >> (4 * (k >> 1))) & 0x0f0f0f0fu) |
+                         (((qh >> (2 * k)) & 0x03030303u) << 4);
+      p.a[2 * h + i] = pf_sub_s8(v, 32);
+      const signed char *sc = reinterpret_cast<const signed char *>(r[i] + 192);
+      (i ? p.fb : p.fa)[h] =
+          pf_h2f(pf_ld16(r[i] + 208)) * (float)sc[8 * n + 2 * k + h];
+    }
+  }
+}
+__device__ __forceinline__ void pf_tile_q3_K(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  const int n = (blk >> 2) & 1, k = blk & 3;
+  const u8 *r[2] = {ra + (blk >> 3) * 110, rb + (blk >> 3) * 110};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float d = pf_h2f(pf_ld16(r[i] + 108));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned q = pf_ld32h(r[i] + 32 + 32 * n + 16 * h + 4 * t);
+      const unsigned hm = pf_ld32h(r[i] + 16 * h + 4 * t);
+      // Two bits, plus 4 where the hmask bit is set, minus 4.
+      const unsigned v = ((q >> (2 * k)) & 0x03030303u) |
+                         (((hm >> (4 * n + k)) & 0x01010101u) << 2);
+      p.a[2 * h + i] = pf_sub_s8(v, 4);
+      const int is = 8 * n + 2 * k + h;
+      const u8 *sc = r[i] + 96;
+      const int lo = is < 8 ? (sc[is] & 15) : (sc[is - 8] >> 4);
+      const int hi = (sc[8 + is % 4] >> (2 * (is / 4))) & 3;
+      (i ? p.fb : p.fa)[h] = d * (float)((lo | (hi << 4)) - 32);
+    }
+  }
+}
+__device__ __forceinline__ void pf_tile_q2_K(const u8 *ra, const u8 *rb, int blk,
+                                             int t, pf_tile &p) {
+  const int n = (blk >> 2) & 1, k = blk & 3;
+  const u8 *r[2] = {ra + (blk >> 3) * 84, rb + (blk >> 3) * 84};
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float d = pf_h2f(pf_ld16(r[i] + 80)), dmin = pf_h2f(pf_ld16(r[i] + 82));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned q =
+          *reinterpret_cast<const unsigned *>(r[i] + 16 + 32 * n + 16 * h + 4 * t);
+      p.a[2 * h + i] = (q >> (2 * k)) & 0x03030303u;
+      const int sc = r[i][8 * n + 2 * k + h];
+      (i ? p.fb : p.fa)[h] = d * (float)(sc & 15);
+      (i ? p.mb : p.ma)[h] = -(dmin * (float)(sc >> 4));
+    }
+  }
 }
 
 __device__ __forceinline__ float pf_silu(float v) { return v / (1.f + expf(-v)); }
@@ -1037,10 +1173,12 @@ CudaModule emitCuda(const ProgramDesc &program) {
                    ? "        h[(long)t * kRows + r] = " + skips("a") +
                          " ? 0.f : a * " + upFactor + ";\n"
                    : "        h[(long)t * kRows + r] = a * " + upFactor + ";\n";
-      // Two groups of 8 tokens a pass: the pair's 32 sums of four groups
-      // spilled at 64 registers.
+      // Two groups of 8 tokens a pass (the pair's 32 sums of four groups
+      // spilled at 64 registers), one for types with a scale per 16
+      // values (two products a block, and their scales, spilled at two).
       emitTileBody(os, nHot, p.nEmbd, {{"gate", d.gateType}, {"up", d.upType}},
-                   2, store);
+                   tileHalves(d.gateType) || tileHalves(d.upType) ? 1 : 2,
+                   store);
       os << "}\n";
     }
     if (d.sourceDown) {

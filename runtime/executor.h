@@ -178,7 +178,7 @@ private:
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
     // The pair's tensor-core form for two tokens or more (gpuattn::
-    // kTilesSuffix: Q8_0/Q4_0 rows on sm_80 and newer), or null.
+    // kTilesSuffix: block-type rows on sm_80 and newer), or null.
     void *fnGateUpTiles = nullptr;
     void *fnDownQuant = nullptr; // gpuattn::downQuantKernelName's, or null
     void *outCopied = nullptr; // event: the hot half's output is on the host
@@ -190,8 +190,8 @@ private:
     CudaDriver::DevPtr dKeys = 0, dValues = 0;
     void *fnWq = nullptr, *fnWk = nullptr, *fnWv = nullptr, *fnRope = nullptr,
          *fnAttend = nullptr, *fnQuant = nullptr, *fnWo = nullptr;
-    // The projections' tensor-core forms for two tokens or more (Q8_0 and
-    // Q4_0 on sm_80 and newer: gpuattn::kTilesSuffix), or null.
+    // The projections' tensor-core forms for two tokens or more (block
+    // types on sm_80 and newer: gpuattn::kTilesSuffix), or null.
     void *fnWqTiles = nullptr, *fnWkTiles = nullptr, *fnWvTiles = nullptr,
          *fnWoTiles = nullptr;
     // The residual stream on the GPU: the layer's norm weights.

@@ -114,7 +114,7 @@ inline unsigned matvecGrid(int64_t rows) {
   return unsigned((rows * 32 + kMatvecBlock - 1) / kMatvecBlock);
 }
 inline unsigned quantGrid(int64_t nTok) { return unsigned(nTok); }
-// A prompt's Q8_0 and Q4_0 matvecs on tensor cores (targets of sm_80 and
+// A prompt's block-type matvecs on tensor cores (targets of sm_80 and
 // newer): NAME + kTilesSuffix takes NAME's arguments, each warp 16 rows and
 // each row's blocks once for 32 tokens, 8 at a time (mma.m16n8k32 on the
 // tokens' 8-bit values); a token's sums are the same bits in any chunk,
@@ -124,8 +124,24 @@ constexpr unsigned kTileBlock = 128; // 4 warps of 16 rows
 // Blocks per SM the tile kernels ask for: 64 registers a thread at most,
 // as the row kernels.
 constexpr unsigned kTileMinBlocks = 8;
+// The block types whose products take 8-bit activations (every
+// ActFormat::Q8 type of runtime/type_table.h).
 inline bool hasTiles(GGMLType type) {
-  return type == GGMLType::Q8_0 || type == GGMLType::Q4_0;
+  switch (type) {
+  case GGMLType::Q8_0:
+  case GGMLType::Q4_0:
+  case GGMLType::Q4_1:
+  case GGMLType::Q5_0:
+  case GGMLType::Q5_1:
+  case GGMLType::Q2_K:
+  case GGMLType::Q3_K:
+  case GGMLType::Q4_K:
+  case GGMLType::Q5_K:
+  case GGMLType::Q6_K:
+    return true;
+  default:
+    return false;
+  }
 }
 inline unsigned tileGrid(int64_t rows) { return unsigned((rows + 63) / 64); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the

@@ -1,5 +1,6 @@
-// Tests the tensor-core form of a prompt's Q8_0 and Q4_0 matvecs
-// (gpuattn::kTilesSuffix, codegen/CudaAttention.cpp) against the exact
+// Tests the tensor-core form of a prompt's block-type matvecs (every type
+// whose products take 8-bit activations: gpuattn::kTilesSuffix,
+// codegen/CudaAttention.cpp) against the exact
 // product in double of the rows' and the tokens' 8-bit values, against the
 // one-row kernel, and for the same bits whatever chunk a token comes in.
 // On a GPU of sm_80 or newer, and in ctest's ".standin" runs through the
@@ -153,12 +154,16 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
             0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, CudaTiles,
-                         ::testing::Values(Case{GGMLType::Q8_0, false},
-                                           Case{GGMLType::Q4_0, true}),
-                         [](const ::testing::TestParamInfo<Case> &info) {
-                           return std::string(typeName(info.param.type)) +
-                                  (info.param.bias ? "_bias" : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Types, CudaTiles,
+    ::testing::Values(Case{GGMLType::Q8_0, false}, Case{GGMLType::Q4_0, true},
+                      Case{GGMLType::Q4_1, false}, Case{GGMLType::Q5_0, true},
+                      Case{GGMLType::Q5_1, false}, Case{GGMLType::Q2_K, true},
+                      Case{GGMLType::Q3_K, false}, Case{GGMLType::Q4_K, true},
+                      Case{GGMLType::Q5_K, false}, Case{GGMLType::Q6_K, true}),
+    [](const ::testing::TestParamInfo<Case> &info) {
+      return std::string(typeName(info.param.type)) +
+             (info.param.bias ? "_bias" : "");
+    });
 
 } // namespace
