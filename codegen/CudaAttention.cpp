@@ -111,7 +111,7 @@ bool tileHalves(GGMLType type) { return tileForm(type).halves; }
 
 void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
                   const std::vector<TileOperand> &ops, int groups,
-                  const std::string &store) {
+                  const std::string &store, const std::string &list) {
   bool mins = false, halfMins = false;
   for (const TileOperand &op : ops) {
     mins |= tileForm(op.type).mins;
@@ -119,12 +119,22 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
   }
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
      << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
-     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
-     << "  if (r0 >= kRows) return; // whole warps\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
+  if (list.empty())
+    os << "  const int listed = kRows;\n"
+       << "  auto rowOf = [](int i) { return i; };\n";
+  else
+    os << "  // The warps' rows: entries of the list (its length first).\n"
+       << "  const unsigned *const rowList = " << list << ";\n"
+       << "  const int listed = (int)rowList[0];\n"
+       << "  auto rowOf = [rowList](int i) { return (int)rowList["
+       << gpuattn::kPickListAt << " + i]; };\n";
+  os << "  if (r0 >= listed) return; // whole warps\n"
      << "  // Rows past the last read the last row; their sums are not "
         "stored.\n"
-     << "  const int ra = r0 + g < kRows ? r0 + g : kRows - 1;\n"
-     << "  const int rb = r0 + g + 8 < kRows ? r0 + g + 8 : kRows - 1;\n";
+     << "  const int ra = rowOf(r0 + g < listed ? r0 + g : listed - 1);\n"
+     << "  const int rb = rowOf(r0 + g + 8 < listed ? r0 + g + 8 : listed - "
+        "1);\n";
   for (size_t i = 0; i < ops.size(); ++i)
     os << "  const u8 *rowA" << i << " = " << ops[i].matrix << " + (long)ra * "
        << rowBytes(ops[i].type, cols) << ", *rowB" << i << " = "
@@ -220,9 +230,10 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
      << "    for (int G = 0; G < kGroups; ++G)\n"
      << "#pragma unroll\n"
      << "      for (int e = 0; e < 4; ++e) {\n"
-     << "        const int r = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * t4 "
-        "+ (e & 1);\n"
-     << "        if (r >= kRows || t >= nTok) continue;\n";
+     << "        const int i = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * "
+        "t4 + (e & 1);\n"
+     << "        if (i >= listed || t >= nTok) continue;\n"
+     << "        const int r = rowOf(i);\n";
   for (size_t i = 0; i < ops.size(); ++i)
     os << "        const float v" << i << " = acc" << i << "[G][e];\n";
   os << store << "      }\n"

@@ -37,14 +37,16 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
 // mma.m16n8k32: the block's exact integer dots), and each (row, token)
 // meets the floats once per block: acc += d_row * (d_token * I). Then
 // `store` runs for each row r < kRows and token t < nTok with operand i's
-// sum in v<i>.
+// sum in v<i>. With `list` (an expression: a pick record, runtime/
+// gpu_attention.h) the rows are the record's list of chosen neurons, r
+// the list's entry.
 struct TileOperand {
   std::string matrix;
   GGMLType type;
 };
 void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
                   const std::vector<TileOperand> &ops, int groups,
-                  const std::string &store);
+                  const std::string &store, const std::string &list = "");
 // Whether a type's tiles take each 32-value block as two 16-value halves
 // of their own scales (Q2_K, Q3_K, Q6_K): two products a block.
 bool tileHalves(GGMLType type);

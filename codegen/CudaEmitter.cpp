@@ -1153,21 +1153,31 @@ CudaModule emitCuda(const ProgramDesc &program) {
     os << "    const float u = pf_dot_" << upDot
        << "<kEmbd>(upRow, xt, lane);\n"
        << "    if (lane == 0) ht[n] = a * " << upFactor << ";\n  }\n}\n";
-    // The pair on tensor cores for a prompt's chunk, where both rows have
-    // a tile form and no predictor's list picks the neurons: gate and up
-    // of all kHot neurons for every token (a chunk's tokens fire most of
-    // them between them), h as above.
-    const bool pairTiles = smHasIntMma(program.smArch) && !predicts &&
-                           inputQ8 && gpuattn::hasTiles(d.gateType) &&
-                           gpuattn::hasTiles(d.upType);
+    // The pair on tensor cores for two tokens or more, where both rows
+    // have a tile form: gate and up of every hot neuron (or of every one
+    // the predictor's list names) for every token (a chunk's tokens fire
+    // most of them between them), h as above.
+    // (Not for a list over types with a scale per 16 values: one group
+    // of 8 tokens a pass still spilled.)
+    const bool halves = tileHalves(d.gateType) || tileHalves(d.upType);
+    const bool pairTiles = smHasIntMma(program.smArch) && inputQ8 &&
+                           gpuattn::hasTiles(d.gateType) &&
+                           gpuattn::hasTiles(d.upType) && !(predicts && halves);
     if (pairTiles) {
       os << "extern \"C\" __global__ void __launch_bounds__("
          << gpuattn::kTileBlock << ", " << gpuattn::kTileMinBlocks << ") "
          << k.gateUp << gpuattn::kTilesSuffix
          << "(const u8 *__restrict__ gate, const u8 *__restrict__ up,\n"
-         << "    const float *__restrict__ x, float *__restrict__ h, int nTok) "
-            "{\n";
-      std::string store =
+         << "    const float *__restrict__ x, float *__restrict__ h, int nTok"
+         << (predicts ? ",\n    const unsigned *__restrict__ pick" : "")
+         << ") {\n";
+      std::string store;
+      if (predicts)
+        // A token that did not choose the neuron: its h is zero already.
+        store = "        if (!(reinterpret_cast<const u8 *>(pick) + " +
+                std::to_string(gpuattn::pickChoicesAt(nHot)) +
+                ")[(long)t * kRows + r]) continue;\n";
+      store +=
           "        const float a = " + std::string(act) + "(v0), u = v1;\n";
       store += exact
                    ? "        h[(long)t * kRows + r] = " + skips("a") +
@@ -1175,10 +1185,11 @@ CudaModule emitCuda(const ProgramDesc &program) {
                    : "        h[(long)t * kRows + r] = a * " + upFactor + ";\n";
       // Two groups of 8 tokens a pass (the pair's 32 sums of four groups
       // spilled at 64 registers), one for types with a scale per 16
-      // values (two products a block, and their scales, spilled at two).
+      // values (two products a block, and their scales) and with a list
+      // (its pointers): both spilled at two.
+      const bool oneGroup = predicts || halves;
       emitTileBody(os, nHot, p.nEmbd, {{"gate", d.gateType}, {"up", d.upType}},
-                   tileHalves(d.gateType) || tileHalves(d.upType) ? 1 : 2,
-                   store);
+                   oneGroup ? 1 : 2, store, predicts ? "pick" : "");
       os << "}\n";
     }
     if (d.sourceDown) {

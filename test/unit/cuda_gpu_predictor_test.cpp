@@ -3,6 +3,7 @@
 // chooses the neurons, exact-mode gate/up and the down projection compute
 // the chosen ones. On a real GPU and, in ctest's ".standin" runs, through
 // the libcuda stand-in with the emitted source built as host C++.
+#include "codegen/CudaAttention.h"
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
 #include "runtime/cuda_driver.h"
@@ -294,6 +295,31 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   EXPECT_EQ(listGot(), listWanted(kTok));
   EXPECT_EQ(choicesGot(), choicesWanted(kTok));
   EXPECT_GT(choicesGot(), listWanted(kTok).size()); // tokens share neurons
+  // The pair's tensor-core form (block-type rows on sm_80 and newer), over
+  // the same record: the rows' activations within rounding, zero where a
+  // token did not choose the neuron, the same neurons firing but where a
+  // gate sum is a rounding from zero.
+  std::string absent;
+  void *fnTiles = gpu_.function((k.gateUp + kTilesSuffix).c_str(), absent);
+  EXPECT_EQ(fnTiles != nullptr, smHasIntMma(d.smArch) && inputQ8 &&
+                                    hasTiles(c.gate) && !tileHalves(c.gate));
+  if (fnTiles) {
+    const std::vector<float> zeroH(hGot.size(), 0.f);
+    std::vector<float> ht(hGot.size());
+    CudaDriver::DevPtr dHt;
+    void *tileArgs[] = {&dGate, &dUp, &dX, &dHt, &nTok, &dPick};
+    ASSERT_TRUE(
+        up1(dHt, zeroH.data(), f * zeroH.size()) &&
+        gpu_.launch(fnTiles, tileGrid(kHot), kTileBlock, tileArgs, error) &&
+        gpu_.download(ht.data(), dHt, f * ht.size(), error))
+        << error;
+    EXPECT_LT(testutil::normalisedError(ht.data(), hGot.data(), ht.size()),
+              1e-5);
+    int flipped = 0;
+    for (size_t i = 0; i < ht.size(); ++i)
+      flipped += (ht[i] == 0.f) != (hGot[i] == 0.f);
+    EXPECT_LE(flipped, kTok);
+  }
   // Again with the first token alone: the record serves the next launch,
   // and the shorter list gives that token's down projection.
   nTok = 1;
