@@ -691,22 +691,16 @@ __device__ __forceinline__ void pf_tile_legacy(const u8 *ra, const u8 *rb, int b
     }
   }
 }
-__device__ __forceinline__ void pf_tile_q4_0(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_legacy<18, 2, 0, 8, false>(ra, rb, blk, t, p);
-}
-__device__ __forceinline__ void pf_tile_q4_1(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_legacy<20, 4, 0, 0, true>(ra, rb, blk, t, p);
-}
-__device__ __forceinline__ void pf_tile_q5_0(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_legacy<22, 6, 2, 16, false>(ra, rb, blk, t, p);
-}
-__device__ __forceinline__ void pf_tile_q5_1(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_legacy<24, 8, 4, 0, true>(ra, rb, blk, t, p);
-}
+// pf_tile_X: a type's tile through a body shared with other types.
+#define PF_TILE_AS(X, BODY, ...)                                               \
+  __device__ __forceinline__ void pf_tile_##X(const u8 *ra, const u8 *rb,      \
+                                              int blk, int t, pf_tile &p) {    \
+    BODY<__VA_ARGS__>(ra, rb, blk, t, p);                                      \
+  }
+PF_TILE_AS(q4_0, pf_tile_legacy, 18, 2, 0, 8, false)
+PF_TILE_AS(q4_1, pf_tile_legacy, 20, 4, 0, 0, true)
+PF_TILE_AS(q5_0, pf_tile_legacy, 22, 6, 2, 16, false)
+PF_TILE_AS(q5_1, pf_tile_legacy, 24, 8, 4, 0, true)
 // Q4_K/Q5_K: block blk is sub-block j = blk % 8 of super-block blk / 8,
 // the nibbles of bytes 32 (j / 2).. (low for even j), Q5_K's fifth bit
 // bit j of qh byte l; w = (d sc_j) q - dmin m_j.
@@ -735,14 +729,9 @@ __device__ __forceinline__ void pf_tile_k4k5(const u8 *ra, const u8 *rb, int blk
     (i ? p.mb : p.ma)[0] = (i ? p.mb : p.ma)[1] = -(dmin * (float)m);
   }
 }
-__device__ __forceinline__ void pf_tile_q4_K(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_k4k5<false>(ra, rb, blk, t, p);
-}
-__device__ __forceinline__ void pf_tile_q5_K(const u8 *ra, const u8 *rb, int blk,
-                                             int t, pf_tile &p) {
-  pf_tile_k4k5<true>(ra, rb, blk, t, p);
-}
+PF_TILE_AS(q4_K, pf_tile_k4k5, false)
+PF_TILE_AS(q5_K, pf_tile_k4k5, true)
+#undef PF_TILE_AS
 // Q2_K, Q3_K, Q6_K: block blk is run k = blk % 4 of half n = blk / 4 % 2
 // of super-block blk / 8; its values l < 16 and l >= 16 are 16-value
 // sub-blocks 8n + 2k and 8n + 2k + 1, each with its scale.
