@@ -20,7 +20,8 @@ and reports:
   speed over the same run with the kernels launched one by one
   (PINFER_CUDA_GRAPHS=0: 'graphs'), and the prompt speed on a 256-token
   prompt ('prompt/s') with its ratio to the same prompt token by token
-  (-b 1: 'chunked'), and for rows that ran on the GPU the buffer guards
+  (-b 1: 'chunked') and to the same chunks without the tensor-core tiles
+  (PINFER_GPU_TILES=0: 'tiles'), and for rows that ran on the GPU the buffer guards
   a 4-token run under --gpu-sync-debug checked after its launches
   ('guards'; a kernel that wrote past a buffer fails the row).
 
@@ -99,7 +100,7 @@ def detect_target():
 HEADER = (f"{'model':10} {'budget':>6} {'mode':9} {'GPU':>3} {'attn':>4} "
           f"{'tok/s':>8} {'GPU MiB/t':>9} {'CPU MiB/t':>9} {'GPU GB/s':>8} "
           f"{'of card':>7} {'x CPU':>6} {'=ref':>6} {'ppl diff':>8} "
-          f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7} "
+          f"{'graphs':>6} {'prompt/s':>8} {'chunked':>7} {'tiles':>5} "
           f"{'bill MiB':>8} {'taken MiB':>9} {'guards':>7}")
 
 
@@ -123,6 +124,7 @@ def format_row(r, card_gbs, rows):
             + (f" {r['prompt_tps']:8.1f} {r['chunk_x']:6.2f}x"
                if r.get("prompt_tps") and r.get("chunk_x") else
                f" {'-':>8} {'-':>7}")
+            + (f" {r['tiles_x']:4.2f}x" if r.get("tiles_x") else f" {'-':>5}")
             # The VRAM the plan bills at the run's -c, and what the driver
             # says the executable took (the bill in its pages, the GPU code).
             + (f" {r['bill_mib']:8.1f} {r['taken_mib']:9.1f}"
@@ -310,18 +312,23 @@ def main():
                     graph_x = tps / tps0 if tps0 else None
                 # Whole-GPU programs evaluate prompts in chunks: a long
                 # prompt's speed, and its ratio to token by token (-b 1).
-                prompt_tps = chunk_x = None
+                # And in chunks without the tensor-core tiles ('tiles').
+                prompt_tps = chunk_x = tiles_x = None
                 if j.get("gpu_graph_launches", 0) > 0:
                     speeds = []
-                    for batch in ("32", "1"):
+                    for batch, tiles in (("32", "1"), ("1", "1"),
+                                         ("32", "0")):
                         rc1, out1, _ = run([exe, "-p", LONG_PROMPT, "-n", "1",
                                             "--temp", "0", "--json", "-b",
-                                            batch], env=env)
+                                            batch],
+                                           env=dict(env,
+                                                    PINFER_GPU_TILES=tiles))
                         speeds.append(json.loads(out1).get("timings", {})
                                       .get("prompt_tokens_per_s", 0.0)
                                       if rc1 == 0 else 0.0)
                     prompt_tps = speeds[0]
                     chunk_x = speeds[0] / speeds[1] if speeds[1] else None
+                    tiles_x = speeds[0] / speeds[2] if speeds[2] else None
                 # Each model's first whole-GPU row once more with
                 # --gpu-profile: the kernels' own times, to read against
                 # the card's bandwidth.
@@ -375,7 +382,7 @@ def main():
                     "ppl" if dppl <= PPL_TOLERANCE else
                     "no" if row["mode"] != "predicted" else "approx",
                     gpu=j.get("gpu_active", False), graph_x=graph_x,
-                    prompt_tps=prompt_tps, chunk_x=chunk_x,
+                    prompt_tps=prompt_tps, chunk_x=chunk_x, tiles_x=tiles_x,
                     bill_mib=j.get("vram_bill_bytes", 0) / 2**20,
                     taken_mib=j.get("vram_taken_bytes", 0) / 2**20,
                     guards=guards)

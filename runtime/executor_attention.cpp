@@ -32,7 +32,7 @@ bool Executor::uploadAttention(int l, std::string &error) {
   for (int k = 0; k < 4; ++k) {
     const Weight &w = k == 0 ? b.wq : k == 1 ? b.wk : k == 2 ? b.wv : b.wo;
     std::string absent;
-    if (gpuattn::hasTiles(w.type))
+    if (gpuattn::hasTiles(w.type) && gpuattn::tilesWanted())
       *tiled[k] = gpu.function(
           (gpuattn::kernelName(l, kTiled[k]) + gpuattn::kTilesSuffix).c_str(),
           absent);

@@ -45,6 +45,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 namespace pinfer::gpuattn {
@@ -121,6 +122,12 @@ inline unsigned quantGrid(int64_t nTok) { return unsigned(nTok); }
 // other bits than the one-token kernel's.
 constexpr const char *kTilesSuffix = "_tiles";
 constexpr unsigned kTileBlock = 128; // 4 warps of 16 rows
+// PINFER_GPU_TILES=0 leaves the tiles unused (the one-row kernels take
+// every launch): to measure what they gain, side by side.
+inline bool tilesWanted() {
+  const char *env = std::getenv("PINFER_GPU_TILES");
+  return !(env && std::string(env) == "0");
+}
 // Blocks per SM the tile kernels ask for: 64 registers a thread at most,
 // as the row kernels.
 constexpr unsigned kTileMinBlocks = 8;
