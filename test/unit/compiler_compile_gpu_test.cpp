@@ -708,6 +708,15 @@ TEST_F(CompileGpuTest, WholeModelOnTheGpu) {
             std::string::npos)
       << err;
   EXPECT_NE(err.find("decode  attn_wq"), std::string::npos) << err;
+  // PINFER_GPU_TILES=0: the prompt's chunk through the one-row kernels,
+  // the same tokens.
+  ASSERT_EQ(runOnStandin(exe, "exact", "PINFER_GPU_TILES=0", "--gpu-profile",
+                         out, err, report, kFew),
+            0)
+      << err;
+  expectReferenceTokens();
+  EXPECT_EQ(launchesOf("prompt", "attn_wq").first, layers) << out;
+  EXPECT_EQ(launchesOf("prompt", "attn_wq_tiles").first, -1) << out;
   // With --gpu-sync-debug as well: a wait after each launch, every time
   // read, the same tokens, and no kernel wrote into the guards after the
   // buffers it was given.
