@@ -29,10 +29,10 @@ bool Executor::uploadAttention(int l, std::string &error) {
   // error, the chunk takes the one-row kernels.
   static const char *kTiled[] = {"wq", "wk", "wv", "wo"};
   void **tiled[] = {&b.fnWqTiles, &b.fnWkTiles, &b.fnWvTiles, &b.fnWoTiles};
+  const Weight *ws[] = {&b.wq, &b.wk, &b.wv, &b.wo};
   for (int k = 0; k < 4; ++k) {
-    const Weight &w = k == 0 ? b.wq : k == 1 ? b.wk : k == 2 ? b.wv : b.wo;
     std::string absent;
-    if (gpuattn::hasTiles(w.type) && gpuattn::tilesWanted())
+    if (gpuattn::hasTiles(ws[k]->type) && gpuattn::tilesWanted())
       *tiled[k] = gpu.function(
           (gpuattn::kernelName(l, kTiled[k]) + gpuattn::kTilesSuffix).c_str(),
           absent);
@@ -45,7 +45,6 @@ bool Executor::uploadAttention(int l, std::string &error) {
   auto vec = [](const std::vector<float> &v, CudaDriver::DevPtr *dst) {
     return Part{v.data(), v.size() * sizeof(float), dst};
   };
-  const Weight *ws[] = {&b.wq, &b.wk, &b.wv, &b.wo};
   CudaDriver::DevPtr *ds[] = {&b.dWq, &b.dWk, &b.dWv, &b.dWo};
   std::vector<Part> parts;
   for (int k = 0; k < 4; ++k)

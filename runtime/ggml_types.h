@@ -291,6 +291,11 @@ const TypeTraits *typeTraits(uint32_t type);
 inline const TypeTraits *typeTraits(GGMLType type) {
   return typeTraits(static_cast<uint32_t>(type));
 }
+// True when products with `type` weights use quantised activations.
+inline bool usesQ8Act(GGMLType type) {
+  const TypeTraits *t = typeTraits(type);
+  return t && t->computable && t->act == ActFormat::Q8;
+}
 // Whether pinfer computes with `type` (false for unknown numbers).
 inline bool isComputable(GGMLType type) {
   const TypeTraits *t = typeTraits(type);

@@ -131,25 +131,10 @@ inline bool tilesWanted() {
 // Blocks per SM the tile kernels ask for: 64 registers a thread at most,
 // as the row kernels.
 constexpr unsigned kTileMinBlocks = 8;
-// The block types whose products take 8-bit activations (every
-// ActFormat::Q8 type of runtime/type_table.h).
-inline bool hasTiles(GGMLType type) {
-  switch (type) {
-  case GGMLType::Q8_0:
-  case GGMLType::Q4_0:
-  case GGMLType::Q4_1:
-  case GGMLType::Q5_0:
-  case GGMLType::Q5_1:
-  case GGMLType::Q2_K:
-  case GGMLType::Q3_K:
-  case GGMLType::Q4_K:
-  case GGMLType::Q5_K:
-  case GGMLType::Q6_K:
-    return true;
-  default:
-    return false;
-  }
-}
+// The types with a tile form: every block type whose products take 8-bit
+// activations (usesQ8Act; a new one needs its pf_tile_<suffix> in the
+// emitted prelude, codegen/CudaEmitter.cpp).
+inline bool hasTiles(GGMLType type) { return usesQ8Act(type); }
 inline unsigned tileGrid(int64_t rows) { return unsigned((rows + 63) / 64); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).

@@ -80,11 +80,6 @@ void pairActivations(const BlockQ8Act *xq, int64_t nb, int nTok,
 // ISA setting; null for a type whose products use f32 activations.
 DotQ8ActFn dotQ8ActKernel(GGMLType type);
 
-// True when products with `type` weights use quantised activations.
-inline bool usesQ8Act(GGMLType type) {
-  const TypeTraits *t = typeTraits(type);
-  return t && t->computable && t->act == ActFormat::Q8;
-}
 // Whether a hot FFN half's input goes to the GPU as 8-bit values (packActQ8's
 // layout): both its gate and up rows multiply those, as on the CPU.
 inline bool hotInputQ8(GGMLType gate, GGMLType up) {

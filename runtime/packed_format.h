@@ -20,7 +20,7 @@ constexpr const char *kPackedHotKey = "pinfer.packed.n_hot"; // i32 per layer
 // (runtime/ggml_types.h, q4_0ToScalesFirst): those only the CPU multiplies.
 constexpr const char *kPackedScalesFirstKey = "pinfer.packed.scales_first";
 // i32 per layer: 1 where the source's down projection multiplies an 8-bit
-// quantised input (a block type, runtime/kernels.h usesQ8Act), which the
+// quantised input (a block type, runtime/ggml_types.h usesQ8Act), which the
 // executable then quantises in source blocks where the layer is wholly on
 // the CPU, as the dense reference does.
 constexpr const char *kPackedDownQ8Key = "pinfer.packed.down_q8";
