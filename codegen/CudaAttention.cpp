@@ -84,25 +84,16 @@ namespace {
 
 // How a type's 32-value block meets the floats in a tile (pf_tile): one
 // scale or a scale per 16-value half, and whether a min term multiplies
-// the tokens' sums.
+// the tokens' sums: the decoder's groups and mins, as the type table's
+// SplitK traits describe them (Q8_0/Q4_0: neither).
 struct TileForm {
   bool halves, mins;
 };
 TileForm tileForm(GGMLType type) {
-  switch (type) {
-  case GGMLType::Q4_1:
-  case GGMLType::Q5_1:
-  case GGMLType::Q4_K:
-  case GGMLType::Q5_K:
-    return {false, true};
-  case GGMLType::Q2_K:
-    return {true, true};
-  case GGMLType::Q3_K:
-  case GGMLType::Q6_K:
-    return {true, false};
-  default:
+  const TypeTraits *t = typeTraits(type);
+  if (!t)
     return {false, false};
-  }
+  return {t->splitK.group == 16, t->splitK.mins};
 }
 
 } // namespace
