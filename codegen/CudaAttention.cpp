@@ -234,15 +234,22 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
 namespace {
 
 // NAME + kTilesSuffix (runtime/gpu_attention.h): the matvec on tensor
-// cores, for a prompt's chunk.
+// cores, for a prompt's chunk; with `downParams` the down kernels'
+// parameters, as emitMatvec's.
 void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
-                     int64_t rows, int64_t cols, bool bias, bool relu) {
+                     int64_t rows, int64_t cols, bool bias, bool relu,
+                     bool downParams) {
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kTileBlock << ", "
-     << kTileMinBlocks << ") " << name << kTilesSuffix
-     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
-        "{\n";
+     << kTileMinBlocks << ") " << name << kTilesSuffix;
+  if (downParams) // part and done unused
+    os << "(const u8 *__restrict__ w, const float *__restrict__ x,\n"
+       << "    float *__restrict__ y, float *part, unsigned *done, int nTok) "
+          "{\n";
+  else
+    os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+       << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
+          "{\n";
   // Four groups of 8 tokens a pass; Q2_K's two products and two sums a
   // block spilled at four (ptxas, 64 registers), two.
   emitTileBody(os, rows, cols, {{"w", type}}, type == GGMLType::Q2_K ? 2 : 4,
@@ -257,8 +264,8 @@ void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu,
                 bool downParams, bool tiles) {
-  if (tiles && !downParams && gpuattn::hasTiles(type))
-    emitMatvecTiles(os, name, type, rows, cols, bias, relu);
+  if (tiles && gpuattn::hasTiles(type))
+    emitMatvecTiles(os, name, type, rows, cols, bias, relu, downParams);
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ", " << kRowKernelMinBlocks << ") " << name;

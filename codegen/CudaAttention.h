@@ -22,9 +22,10 @@ void emitHotCount(std::ostream &os);
 // `downParams` it takes a down kernel's parameters (w, x, y, part, done,
 // nTok; CudaEmitter.h), bias-free: a layer's down projection over the
 // source's rows (DownLayout::Source).
-// With `tiles` (a target of sm_80 or newer), a type of gpuattn::hasTiles
-// and no `downParams`, also NAME + gpuattn::kTilesSuffix, the same product
-// on tensor cores for two tokens or more (runtime/gpu_attention.h).
+// With `tiles` (a target of sm_80 or newer) and a type of
+// gpuattn::hasTiles, also NAME + gpuattn::kTilesSuffix, the same product
+// on tensor cores for two tokens or more, of the same parameters
+// (runtime/gpu_attention.h).
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu = false,
                 bool downParams = false, bool tiles = false);

@@ -1193,7 +1193,10 @@ CudaModule emitCuda(const ProgramDesc &program) {
          << typeName(d.downType) << " rows.\n";
       if (usesQ8Act(d.downType))
         emitQuant(os, gpuattn::downQuantKernelName(int(l)), p.nFF);
-      emitMatvec(os, k.down, d.downType, p.nEmbd, p.nFF, false, false, true);
+      // Its tiles (a prompt's products on tensor cores) take the same 8-bit
+      // input.
+      emitMatvec(os, k.down, d.downType, p.nEmbd, p.nFF, false, false, true,
+                 smHasIntMma(program.smArch));
       k.downBlock = gpuattn::kMatvecBlock;
       k.downGrid = gpuattn::matvecGrid(p.nEmbd);
       m.kernels.push_back(k);

@@ -585,6 +585,9 @@ bool Executor::openGpu(std::string &error) {
       b.fnGateUpTiles = gpu->function(
           (std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix).c_str(),
           absent);
+    if (quantDown && gpuattn::hasTiles(b.downT.type) && gpuattn::tilesWanted())
+      b.fnDownTiles = gpu->function(
+          (std::string(pl.downKernel) + gpuattn::kTilesSuffix).c_str(), absent);
     const std::string rowsOf = "layer " + std::to_string(l) + "'s ";
     // Hot rows are the first nHot rows of each packed tensor: one upload.
     struct {

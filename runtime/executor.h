@@ -177,9 +177,10 @@ private:
     CudaDriver::DevPtr dGate = 0, dUp = 0, dDownT = 0;
     CudaDriver::DevPtr dDownS = 0, dIds = 0; // split layouts: scales, hot ids
     void *fnGateUp = nullptr, *fnDown = nullptr;
-    // The pair's tensor-core form for two tokens or more (gpuattn::
-    // kTilesSuffix: block-type rows on sm_80 and newer), or null.
-    void *fnGateUpTiles = nullptr;
+    // The pair's and the source down rows' tensor-core forms for two
+    // tokens or more (gpuattn::kTilesSuffix: block-type rows on sm_80 and
+    // newer), or null.
+    void *fnGateUpTiles = nullptr, *fnDownTiles = nullptr;
     void *fnDownQuant = nullptr; // gpuattn::downQuantKernelName's, or null
     void *outCopied = nullptr; // event: the hot half's output is on the host
     // Attention on the GPU (runtime/gpu_attention.h): weights, extras, the

@@ -183,9 +183,12 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              : b.downLayout == DownLayout::Source
                                  ? uint64_t(params_.nEmbd) * b.downT.rowBytes
                                  : uint64_t(pl.nHot) * b.downT.rowBytes;
-  // Two tokens or more take the pair's tile form where it has one.
+  // Two tokens or more take the pair's and the down rows' tile forms
+  // where they have them.
   const std::string gateUpTiles =
       std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix;
+  const std::string downTiles =
+      std::string(pl.downKernel) + gpuattn::kTilesSuffix;
   return (nTok > 1 && b.fnGateUpTiles
               ? gpu_->launch(b.fnGateUpTiles, gpuattn::tileGrid(pl.nHot),
                              gpuattn::kTileBlock, gateUpArgs, error,
@@ -197,8 +200,12 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
           gpu_->launch(b.fnDownQuant, gpuattn::quantGrid(nTok),
                        gpuattn::kQuantBlock, quantArgs, error,
                        gpuattn::downQuantKernelName(l).c_str(), l)) &&
-         gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs, error,
-                      pl.downKernel, l, downBytes);
+         (nTok > 1 && b.fnDownTiles
+              ? gpu_->launch(b.fnDownTiles, gpuattn::tileGrid(params_.nEmbd),
+                             gpuattn::kTileBlock, downArgs, error,
+                             downTiles.c_str(), l, downBytes)
+              : gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs,
+                             error, pl.downKernel, l, downBytes));
 }
 
 bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {

@@ -14,6 +14,7 @@
 #include "codegen/Nvrtc.h"
 #include "runtime/ggml_types.h"
 #include "runtime/kernels.h"
+#include "runtime/vram_bill.h"
 
 #include <gtest/gtest.h>
 
@@ -64,7 +65,8 @@ std::map<std::string, Resources> parsePtxas(const std::string &log) {
 }
 
 // A program with one layer per computable type (gate, up and down of that
-// type; Q8_0/Q4_0 also in their split down layouts), each layer's
+// type; Q8_0/Q4_0 also in their split down layouts, SplitK types in dense
+// mode as the source's rows), each layer's
 // attention on the GPU in that type too (biases, Q/K norms and a sliding
 // window taking turns), the output head, the embedding gather and the
 // residual stream's kernels in dense mode.
@@ -96,8 +98,12 @@ ProgramDesc everyType(SparsityMode mode, FfnActivation act) {
     l.attention = AttentionDesc{GGMLType(t), GGMLType(t), GGMLType(t),
                                 GGMLType(t),  turn % 3 == 0, turn % 3 == 1,
                                 turn % 3 == 2 ? 4 : 0};
-    for (uint32_t i = 0; i < 300; ++i)
-      l.hot.push_back(i * 3);
+    // Dense layers wholly on the GPU keep SplitK types' source down rows
+    // (a matvec, and its tiles), every neuron hot in source order.
+    l.sourceDown =
+        mode == SparsityMode::Dense && denseGpuKeepsSourceDown(GGMLType(t));
+    for (uint32_t i = 0; i < (l.sourceDown ? 1024u : 300u); ++i)
+      l.hot.push_back(l.sourceDown ? i : i * 3);
     if (mode == SparsityMode::Predicted) {
       // The predictor's types taking turns (fc1 8-bit beside 8-bit gate
       // and up inputs, as the packed weights store it).

@@ -380,6 +380,31 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
         << out;
     EXPECT_EQ(report["leaked_allocations"], 0);
   }
+  // A prompt's chunk takes the down rows' tensor-core form (rtx4090:
+  // sm_89), a generated token the matvec; PINFER_GPU_TILES=0 the matvec
+  // for both, with the same tokens.
+  for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
+    SCOPED_TRACE(env);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(runOnStandin(exe, "kquant", env, "--gpu-profile", out, err,
+                           report, kFew),
+              0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+    const bool tiles = *env == 0;
+    for (const char *kind : {"ffn_hot_down_tiles", "ffn_hot_down"}) {
+      const bool want = std::string(kind) == "ffn_hot_down" ? !tiles : tiles;
+      EXPECT_EQ(out.find(std::string("\"phase\":\"prompt\",\"kernel\":\"") +
+                         kind + "\"") != std::string::npos,
+                want)
+          << kind << "\n"
+          << out;
+    }
+    EXPECT_NE(out.find("\"phase\":\"decode\",\"kernel\":\"ffn_hot_down\""),
+              std::string::npos)
+        << out;
+  }
 }
 
 // Tests K-quant layers split between the devices (exact mode): the packed

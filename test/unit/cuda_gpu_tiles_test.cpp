@@ -32,6 +32,9 @@ namespace {
 struct Case {
   GGMLType type;
   bool bias;
+  // The down kernels' parameters (w, x, y, part, done, nTok), bias-free: a
+  // dense layer's source down rows on the GPU.
+  bool down = false;
 };
 
 using CudaTiles = testutil::GpuTestWithParam<Case>;
@@ -49,7 +52,7 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
   ProgramDesc empty;
   std::ostringstream src;
   src << emitCuda(empty).source;
-  emitMatvec(src, "mv", c.type, kRows, kCols, c.bias, false, false, true);
+  emitMatvec(src, "mv", c.type, kRows, kCols, c.bias, false, c.down, true);
   const std::string source = src.str();
   NvrtcOutput ptx;
   std::string error;
@@ -57,7 +60,8 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
       compileCuda(source, "tiles.cu", arch, GpuImageKind::PTX, ptx, error))
       << error;
   ASSERT_EQ(useHostKernels(source, std::string("tiles_") + typeName(c.type) +
-                                       (c.bias ? "b" : "")),
+                                       (c.bias ? "b" : "") +
+                                       (c.down ? "d" : "")),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   void *rows = gpu_.function("mv", error);
@@ -122,8 +126,13 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
   constexpr int kLast = 7, kFrom = kTokens - kLast;
   int nPart = kLast;
   Ptr dXPart = dX + f * size_t(kFrom) * kCols;
+  // The down kernels' partial sums and counters, which a matvec leaves
+  // untouched.
+  Ptr dUnused = 0;
   auto argsFor = [&](Ptr &x, Ptr &y, int &tokens) {
-    return std::vector<void *>{&dW, &dB, &x, &y, &tokens};
+    return c.down
+               ? std::vector<void *>{&dW, &x, &y, &dUnused, &dUnused, &tokens}
+               : std::vector<void *>{&dW, &dB, &x, &y, &tokens};
   };
   std::vector<void *> args = argsFor(dX, dY, n),
                       rowArgs = argsFor(dX, dYRows, n),
@@ -160,10 +169,16 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GGMLType::Q4_1, false}, Case{GGMLType::Q5_0, true},
                       Case{GGMLType::Q5_1, false}, Case{GGMLType::Q2_K, true},
                       Case{GGMLType::Q3_K, false}, Case{GGMLType::Q4_K, true},
-                      Case{GGMLType::Q5_K, false}, Case{GGMLType::Q6_K, true}),
+                      Case{GGMLType::Q5_K, false}, Case{GGMLType::Q6_K, true},
+                      // One type of each form in the down kernels' frame.
+                      Case{GGMLType::Q8_0, false, true},
+                      Case{GGMLType::Q4_1, false, true},
+                      Case{GGMLType::Q4_K, false, true},
+                      Case{GGMLType::Q6_K, false, true}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(typeName(info.param.type)) +
-             (info.param.bias ? "_bias" : "");
+             (info.param.bias ? "_bias" : "") +
+             (info.param.down ? "_down" : "");
     });
 
 } // namespace
