@@ -780,11 +780,13 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
       d.sourceDown = true;
       std::sort(d.cold.begin(), d.cold.end());
     }
-    // So does a dense layer wholly on the GPU where those rows would be
-    // SplitK's (K-quants, Q4_1, Q5_x): its down kernel is then a matvec
-    // over the source rows, which a token reads at the source's size, not
-    // a byte a weight and the tables. The VRAM bills (placement,
-    // pinfer-plan-memory) ask the same predicate.
+    // So does a dense layer wholly on the GPU of a block type
+    // (runtime/vram_bill.h): its down kernel is then a matvec over the
+    // source rows, of the reference's 8-bit products and with tensor-core
+    // tiles for a prompt, which a token reads at the source's size (SplitK's
+    // rows, of the K-quants, Q4_1 and Q5_x, are a byte a weight and the
+    // tables). The VRAM bills (placement, pinfer-plan-memory) ask the same
+    // predicate.
     if (mode == SparsityMode::Dense && d.cold.empty() && !d.hot.empty() &&
         denseGpuKeepsSourceDown(d.downType) &&
         spec.tensor(tensorName(TensorKind::FfnDown, int(l)))) {

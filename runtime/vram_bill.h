@@ -46,13 +46,16 @@ inline HotFfnVram hotFfnVram(GGMLType gate, GGMLType up, GGMLType down,
 
 // Whether a dense FFN layer wholly on the GPU keeps the file's ffn_down (of
 // type `down`) as the file has it (DownLayout::Source,
-// compiler/LowerToProgram.cpp): where the packed transposed rows are
-// SplitK's (K-quants, Q4_1, Q5_0, Q5_1: a byte a weight and the tables,
-// read one neuron's column at a time), a matvec over the source's rows
-// reads every weight once at the source's size. Only where the file has
-// ffn_down, not only its transpose.
+// compiler/LowerToProgram.cpp): every block type. Where the packed
+// transposed rows are SplitK's (K-quants, Q4_1, Q5_0, Q5_1: a byte a
+// weight and the tables, read one neuron's column at a time), a matvec
+// over the source's rows reads every weight once at the source's size;
+// Q8_0/Q4_0's split rows hold the source's bytes, but multiply f32
+// activations where the reference multiplies their 8-bit values, and
+// a prompt's products over them cannot take tensor-core tiles. Only
+// where the file has ffn_down, not only its transpose.
 inline bool denseGpuKeepsSourceDown(GGMLType down) {
-  return downLayoutFor(down) == DownLayout::SplitK;
+  return downLayoutFor(down) != DownLayout::Rows;
 }
 
 // What such a layer keeps in VRAM: gate and up rows of every neuron, and

@@ -41,10 +41,13 @@ uint64_t downRowBytes(GGMLType source, int64_t nEmbd) {
                                     : 0;
 }
 
-// A dense layer's f32 down rows of every neuron less the source's down
-// matrix {n_ff, n_embd} of `type` (runtime/vram_bill.h).
+// A dense layer's split down rows of every neuron and their tables less
+// the source's down matrix {n_ff, n_embd} of `type` (runtime/vram_bill.h):
+// SplitK's a byte a weight beside the source's few bits, Q8_0/Q4_0's the
+// same bytes (0).
 uint64_t sourceDownSaving(GGMLType type, int64_t nEmbd, int64_t nFF) {
-  const uint64_t rows = uint64_t(nFF) * transposedDownRowBytes(type, nEmbd),
+  const uint64_t rows = uint64_t(nFF) * transposedDownRowBytes(type, nEmbd) +
+                        splitDownTableBytes(type, nEmbd, nFF),
                  source = uint64_t(nEmbd) * rowBytes(type, nFF);
   return rows > source ? rows - source : 0;
 }
@@ -391,9 +394,10 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
     lp.hotFixedBytes = tables + predictor.perLayer;
     if (opts.reads == NeuronReads::Always &&
         l < shape.sourceDownSaving.size()) {
-      // Whole, the layer holds neither the SplitK tables nor the ids.
-      lp.wholeSavingBytes = shape.sourceDownSaving[l] + tables +
-                            sizeof(uint32_t) * uint64_t(shape.nFF);
+      // Whole, the layer holds neither the split rows' tables (in the
+      // saving) nor the ids.
+      lp.wholeSavingBytes =
+          shape.sourceDownSaving[l] + sizeof(uint32_t) * uint64_t(shape.nFF);
       // The same bytes are read per token: a dense layer wholly on the CPU
       // multiplies the source's down matrix too (compiler/LowerToProgram,
       // sourceDown), and only a layer split between the devices reads its
@@ -401,7 +405,10 @@ bool buildPlacementInput(const Trace &trace, const ModelShape &shape,
       // looked like a saving where it slows the CPU: a Q4_K layer with a
       // few neurons on the GPU reads about three times the bytes it read
       // whole on the CPU.
-      lp.sourceReadBytes = double(shape.sourceDownSaving[l]);
+      // (The neurons' rows against the source's matrix, the tables aside
+      // as the granules' bytes count them: 0 for Q8_0/Q4_0.)
+      lp.sourceReadBytes = double(shape.sourceDownSaving[l] -
+                                  std::min(shape.sourceDownSaving[l], tables));
       const CostModel &c = out.cost;
       if (gpu && c.gpuBytesPerSecond > c.cpuBytesPerSecond)
         lp.splitReadCost = lp.sourceReadBytes * c.cpuBytesPerSecond /

@@ -46,9 +46,10 @@ struct ModelShape {
   std::vector<HotFfnVram> predictorVram;
   // Per layer, what its FFN's bill shrinks by when a dense program holds
   // all its neurons on the GPU: the source's down matrix instead of the
-  // neurons' SplitK down rows (runtime/vram_bill.h,
-  // denseGpuKeepsSourceDown), and so what a token reads; 0 for other
-  // types. The bill also drops the layer's tables and neuron ids.
+  // neurons' split down rows and their tables (runtime/vram_bill.h,
+  // denseGpuKeepsSourceDown), and so what a token reads; 0 for Q8_0/Q4_0
+  // (the same bytes), empty for f32/f16/bf16. The bill also drops the
+  // neuron ids.
   std::vector<uint64_t> sourceDownSaving;
   std::vector<uint64_t> attentionBytes; // [n_layer] q,k,v,o + both norms
   uint64_t outputBytes = 0;    // output head (the embedding when tied)

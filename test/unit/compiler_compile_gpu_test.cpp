@@ -204,6 +204,9 @@ protected:
     }
   }
 
+  // DenseBlockTypeLayersKeepTheSourceDownRows for one type.
+  void expectSourceDownRows(GGMLType type);
+
   static std::string dir_, model_, trace_, plan_, attnPlan_;
   static std::vector<int32_t> *reference_;
 };
@@ -332,25 +335,34 @@ TEST_F(CompileGpuTest, TiedEmbeddingGatheredOnTheGpu) {
   EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
 }
 
-// Tests that a dense K-quant layer wholly on the GPU keeps the source's
-// down rows (DownLayout::Source: a matvec over n_embd rows of q4_K, where
-// the neuron-major rows would be f32, 7x the bytes), packs at the source's
+// Tests that a dense layer of a block type wholly on the GPU keeps the
+// source's down rows (DownLayout::Source: a matvec over n_embd rows of
+// q4_K, where the neuron-major rows would be a byte a weight, 7x the bytes;
+// of q4_0, the same bytes as its split rows, multiplied as the reference
+// multiplies them and on tensor cores in a prompt), packs at the source's
 // size, and gives the reference's tokens on the GPU path and its CPU path.
-TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
+TEST_F(CompileGpuTest, DenseBlockTypeLayersKeepTheSourceDownRows) {
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q4_0})
+    ASSERT_NO_FATAL_FAILURE(expectSourceDownRows(type));
+}
+
+void CompileGpuTest::expectSourceDownRows(GGMLType type) {
+  SCOPED_TRACE(typeName(type));
+  const std::string name = std::string("dense_") + typeName(type);
   GenModelConfig cfg;
-  cfg.type = GGMLType::Q4_K;
+  cfg.type = type;
   cfg.activation = FfnActivation::SiLU;
   constexpr int kFew = 4;
   std::vector<int32_t> reference;
   std::string error;
   // n_embd 256: a q4_K block along each row.
   ASSERT_NO_FATAL_FAILURE(
-      generateTiny(cfg, "kquant.gguf", kFew, reference, "", 256));
-  const std::string model = dir_ + "/kquant.gguf";
+      generateTiny(cfg, name + ".gguf", kFew, reference, "", 256));
+  const std::string model = dir_ + "/" + name + ".gguf";
   std::string cuda;
-  const std::string exe =
-      compileModelAs(model, "", "dense", "", "kquant", &cuda);
-  EXPECT_NE(cuda.find("down projection: the source's q4_K rows"),
+  const std::string exe = compileModelAs(model, "", "dense", "", name, &cuda);
+  EXPECT_NE(cuda.find(std::string("down projection: the source's ") +
+                      typeName(type) + " rows"),
             std::string::npos);
   // Which multiply the 8-bit values of gate and up's products.
   EXPECT_NE(cuda.find(gpuattn::downQuantKernelName(0) + "("),
@@ -361,7 +373,9 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
   EXPECT_EQ(packed->tensor("blk.0.ffn_down_t.weight"), nullptr);
   // The CPU path multiplies the source rows with the reference's own
   // product (sourceDown), the GPU path with dp4a over the same 8-bit
-  // activations.
+  // activations: both the plain reference's tokens (down products over
+  // gate and up's 8-bit values), not those of f32 down activations, which
+  // the split layouts' rows take.
   auto m = Model::open(model, error);
   ASSERT_TRUE(m) << error;
   auto tok = Tokenizer::fromGGUF(m->file(), error);
@@ -373,11 +387,9 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
     SCOPED_TRACE(flags);
     std::string out, err;
     std::map<std::string, long> report;
-    ASSERT_EQ(runOnStandin(exe, "kquant", "", flags, out, err, report, kFew), 0)
+    ASSERT_EQ(runOnStandin(exe, name, "", flags, out, err, report, kFew), 0)
         << err;
-    EXPECT_EQ(jsonInts(out, "tokens"),
-              std::string(flags) == "--cpu" ? plain : reference)
-        << out;
+    EXPECT_EQ(jsonInts(out, "tokens"), plain) << out;
     EXPECT_EQ(report["leaked_allocations"], 0);
   }
   // A prompt's chunk takes the down rows' tensor-core form (rtx4090:
@@ -387,11 +399,11 @@ TEST_F(CompileGpuTest, DenseKQuantLayersKeepTheSourceDownRows) {
     SCOPED_TRACE(env);
     std::string out, err;
     std::map<std::string, long> report;
-    ASSERT_EQ(runOnStandin(exe, "kquant", env, "--gpu-profile", out, err,
-                           report, kFew),
-              0)
+    ASSERT_EQ(
+        runOnStandin(exe, name, env, "--gpu-profile", out, err, report, kFew),
+        0)
         << err;
-    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+    EXPECT_EQ(jsonInts(out, "tokens"), plain) << out;
     const bool tiles = *env == 0;
     for (const char *kind : {"ffn_hot_down_tiles", "ffn_hot_down"}) {
       const bool want = std::string(kind) == "ffn_hot_down" ? !tiles : tiles;

@@ -500,10 +500,12 @@ TEST(PlacementCost, DenseKQuantLayersBillTheSourceDownWhole) {
   ModelShape s =
       syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, GGMLType::Q4_K);
   ASSERT_EQ(s.sourceDownSaving.size(), nLayer);
-  // SplitK rows of n_embd bytes per neuron against n_embd q4_K rows of
-  // n_ff.
+  // SplitK rows of n_embd bytes per neuron and their tables against n_embd
+  // q4_K rows of n_ff.
   EXPECT_EQ(s.sourceDownSaving[0],
-            uint64_t(nFF) * nEmbd - uint64_t(nEmbd) * (nFF / 256) * 144);
+            uint64_t(nFF) * nEmbd +
+                splitDownTableBytes(GGMLType::Q4_K, nEmbd, nFF) -
+                uint64_t(nEmbd) * (nFF / 256) * 144);
   const uint64_t whole = denseSourceFfnVram(GGMLType::Q4_K, GGMLType::Q4_K,
                                             GGMLType::Q4_K, nEmbd, nFF);
   std::string err;
@@ -533,11 +535,15 @@ TEST(PlacementCost, DenseKQuantLayersBillTheSourceDownWhole) {
     wholeSplit += l.nHot == nFF;
   EXPECT_LT(wholeSplit, nLayer);
   EXPECT_LE(plan.billBytes, o.vramBudget);
-  // Types with a split layout (q4_0) or f16 rows have no saving.
-  for (GGMLType type : {GGMLType::Q4_0, GGMLType::Q8_0, GGMLType::F16})
-    EXPECT_TRUE(syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, type)
-                    .sourceDownSaving.empty())
+  // Q8_0/Q4_0's split rows and scales hold the source's bytes: whole, a
+  // layer saves only its ids. F16 rows keep no source down matrix.
+  for (GGMLType type : {GGMLType::Q4_0, GGMLType::Q8_0})
+    EXPECT_EQ(
+        syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, type).sourceDownSaving,
+        std::vector<uint64_t>(nLayer, 0))
         << typeName(type);
+  EXPECT_TRUE(syntheticShape(nLayer, nFF, nEmbd, nEmbd, 1000, GGMLType::F16)
+                  .sourceDownSaving.empty());
 }
 
 // Tests that the solver's objective is the plan's own estimate: at budgets
@@ -808,6 +814,10 @@ TEST(PlacementCost, KQuantDownOfAnyWidthIsPriced) {
   // bytes.
   EXPECT_EQ(s.neuronBytes, 2u * 220 + 320);
   ASSERT_EQ(s.sourceDownSaving.size(), 2u);
-  EXPECT_EQ(s.sourceDownSaving[0], 512u * 320 - 320u * 2 * 210);
-  EXPECT_EQ(s.sourceDownSaving[1], 512u * 320 - 320u * 2 * 144);
+  EXPECT_EQ(s.sourceDownSaving[0],
+            512u * 320 + splitDownTableBytes(GGMLType::Q6_K, 320, 512) -
+                320u * 2 * 210);
+  EXPECT_EQ(s.sourceDownSaving[1],
+            512u * 320 + splitDownTableBytes(GGMLType::Q4_K, 320, 512) -
+                320u * 2 * 144);
 }

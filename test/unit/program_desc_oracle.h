@@ -117,16 +117,16 @@ inline void fillExpectedSteps(ProgramDesc &desc) {
 
 // A dense layer with no GPU neuron keeps the source's down matrix, when
 // the file has one (runtime/ggml_types.h, DownLayout::Source); so does one
-// with no CPU neuron whose neuron-major rows would be SplitK's (the block
-// types but Q8_0/Q4_0). Its neurons are then in id order.
+// with no CPU neuron of a block type (whose neuron-major rows would be a
+// split layout's). Its neurons are then in id order.
 inline void fillSourceDown(const Model &model, ProgramDesc &desc) {
   for (size_t l = 0; l < desc.layers.size(); ++l) {
     LayerDesc &d = desc.layers[l];
     const bool hasDown =
         model.file().tensor(tensorName(TensorKind::FfnDown, int(l))) != nullptr;
-    const bool splitKRows = downLayoutFor(d.downType) == DownLayout::SplitK;
+    const bool splitRows = downLayoutFor(d.downType) != DownLayout::Rows;
     d.sourceDown = desc.mode == SparsityMode::Dense && hasDown &&
-                   (d.hot.empty() || (d.cold.empty() && splitKRows));
+                   (d.hot.empty() || (d.cold.empty() && splitRows));
     std::vector<uint32_t> &ids = d.hot.empty() ? d.cold : d.hot;
     if (d.sourceDown)
       for (uint32_t i = 0; i < ids.size(); ++i)
