@@ -9,7 +9,8 @@ set -euo pipefail
 pinferc="$1" genmodel="$2" vocab="$3" text="$4"
 source "$(dirname "$0")/gemma3-model.sh"
 PY="$CACHE/venv/bin/python"
-if [ ! -x "$PY" ]; then
+# The venv alone (install-models.sh --model-only) holds no llama.cpp.
+if [ ! -x "$PY" ] || ! "$PY" -c 'import llama_cpp' 2>/dev/null; then
   echo "skipped: no llama.cpp in $CACHE (bash scripts/install-models.sh)"
   exit 77
 fi
