@@ -259,6 +259,85 @@ void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
   os << "}\n";
 }
 
+// The tiles of f16 rows (cols a multiple of 16): per step of 16 values a
+// warp loads its 16 rows' halves once (A fragments straight from the
+// rows), and for each group of 8 tokens splits their f32 values into two
+// f16 parts at a power-of-two scale (pf_split_f16: hi + lo holds 22 bits
+// of each, as near f32's 24 as two products get) and multiplies both on
+// tensor cores; each (row, token) then takes the step's sum once, times
+// 1 / scale. Four groups of 8 tokens a pass.
+void emitMatvecTilesF16(std::ostream &os, const std::string &name, int64_t rows,
+                        int64_t cols, bool bias, bool relu) {
+  using namespace gpuattn;
+  os << "extern \"C\" __global__ void __launch_bounds__(" << kTileBlock << ", "
+     << kTileMinBlocks << ") " << name << kTilesSuffix
+     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
+        "{\n"
+     << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+     << "  constexpr int kGroups = 4;\n"
+     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
+     << "  if (r0 >= kRows) return; // whole warps\n"
+     << "  // Rows past the last read the last row; their sums are not "
+        "stored.\n"
+     << "  const int ra = r0 + g < kRows ? r0 + g : kRows - 1;\n"
+     << "  const int rb = r0 + g + 8 < kRows ? r0 + g + 8 : kRows - 1;\n"
+     << "  const unsigned *rowA = reinterpret_cast<const unsigned *>(w + "
+        "(long)ra * (2 * kCols)) + t4;\n"
+     << "  const unsigned *rowB = reinterpret_cast<const unsigned *>(w + "
+        "(long)rb * (2 * kCols)) + t4;\n"
+     << "#pragma unroll 1\n"
+     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
+     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
+        "t0 + 7) / 8;\n"
+     << "    float acc[kGroups][4] = {};\n"
+     << "    // Token t0 + g's values 2t.. (8-aligned); group G's 8G tokens "
+        "on.\n"
+     << "    const float *xg = x + (long)(t0 + g) * kCols + 2 * t4;\n"
+     << "    const int here = nTok - t0 - g;\n"
+     << "#pragma unroll 1\n"
+     << "    for (int k0 = 0; k0 < kCols; k0 += 16) {\n"
+     << "      // Values k0 + 2t, + 1 and k0 + 8 + 2t, + 1 of rows g, g + 8.\n"
+     << "      const unsigned a[4] = {rowA[k0 / 2], rowB[k0 / 2], rowA[k0 / 2 "
+        "+ 4], rowB[k0 / 2 + 4]};\n"
+     << "#pragma unroll\n"
+     << "      for (int G = 0; G < kGroups; ++G) {\n"
+     << "        if (G >= groups) break; // the warp's lanes together\n"
+     << "        float v[4] = {0.f, 0.f, 0.f, 0.f};\n"
+     << "        if (8 * G < here) {\n"
+     << "          const float *xv = xg + 8L * G * kCols + k0;\n"
+     << "          const pf_f2 p = pf_ldf2(xv), q = pf_ldf2(xv + 8);\n"
+     << "          v[0] = p.x;\n"
+     << "          v[1] = p.y;\n"
+     << "          v[2] = q.x;\n"
+     << "          v[3] = q.y;\n"
+     << "        }\n"
+     << "        unsigned hi[2], lo[2];\n"
+     << "        float inv[2];\n"
+     << "        pf_split_f16(v, hi, lo, inv);\n"
+     << "        float c[4] = {0.f, 0.f, 0.f, 0.f};\n"
+     << "        pf_mma_f16(c, a, hi);\n"
+     << "        pf_mma_f16(c, a, lo);\n"
+     << "#pragma unroll\n"
+     << "        for (int e = 0; e < 4; ++e) acc[G][e] += c[e] * inv[e & 1];\n"
+     << "      }\n"
+     << "    }\n"
+     << "#pragma unroll\n"
+     << "    for (int G = 0; G < kGroups; ++G)\n"
+     << "#pragma unroll\n"
+     << "      for (int e = 0; e < 4; ++e) {\n"
+     << "        const int r = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * t4 "
+        "+ (e & 1);\n"
+     << "        if (r >= kRows || t >= nTok) continue;\n"
+     << "        y[(long)t * kRows + r] = "
+     << (relu ? "pf_relu(acc[G][e]" : "(acc[G][e]")
+     << (bias ? " + bias[r]" : "") << ");\n"
+     << "      }\n"
+     << "  }\n"
+     << "}\n";
+}
+
 } // namespace
 
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
@@ -266,6 +345,8 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 bool downParams, bool tiles) {
   if (tiles && gpuattn::hasTiles(type))
     emitMatvecTiles(os, name, type, rows, cols, bias, relu, downParams);
+  else if (tiles && !downParams && gpuattn::hasMatvecTiles(type, cols))
+    emitMatvecTilesF16(os, name, rows, cols, bias, relu);
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ", " << kRowKernelMinBlocks << ") " << name;

@@ -95,6 +95,10 @@ __device__ __forceinline__ pf_f4 pf_ldf4(const float *p) {
 __device__ __forceinline__ pf_u4 pf_ldu4(const u8 *p) {
   return *reinterpret_cast<const pf_u4 *>(p);
 }
+struct alignas(8) pf_f2 { float x, y; };
+__device__ __forceinline__ pf_f2 pf_ldf2(const float *p) {
+  return *reinterpret_cast<const pf_f2 *>(p);
+}
 struct alignas(8) pf_u2 { unsigned x, y; };
 __device__ __forceinline__ pf_u2 pf_ldu2(const u8 *p) {
   return *reinterpret_cast<const pf_u2 *>(p);
@@ -638,7 +642,65 @@ __device__ __forceinline__ void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// f16 rows on tensor cores: one mma.m16n8k16 (f16 x f16 -> f32) gives
+// 16 rows x 8 tokens the dot of 16 values. Fragments ("Matrix Fragments
+// for mma.m16n8k16 with floating point type"), two halves a register, the
+// lower value in the low 16 bits:
+//   a[0] row g, values 2t, 2t + 1      a[1] row g + 8, values 2t..
+//   a[2] row g, values 8 + 2t..        a[3] row g + 8, values 8 + 2t..
+//   b[0] token g, values 2t, 2t + 1    b[1] token g, values 8 + 2t..
+//   c as pf_mma_s8's (f32).
+// ctest's host build (test/cuda_host) defines pf_mma_f16 from that table.
+__device__ __forceinline__ void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
+                                           const unsigned (&b)[2]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
 #endif
+// Two floats as f16, rounded to nearest even: lo in the low half.
+__device__ __forceinline__ unsigned pf_f2h2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned h;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(h) : "f"(hi), "f"(lo));
+  return h;
+#else
+  return (unsigned)pf_f2h(lo) | (unsigned)pf_f2h(hi) << 16;
+#endif
+}
+// A token's 16 values of an f16 tile's step as B fragments (v: this
+// lane's 2t, 2t + 1, 8 + 2t, 9 + 2t of token g) in two f16 parts, v * s =
+// hi + lo, where s is a power of two that puts the largest of the 16 in
+// [2^14, 2^15) (the four lanes of the token agree on it): hi + lo holds
+// 22 bits of each value, and no value overflows f16. inv: 1 / s of tokens
+// 2t and 2t + 1, the C fragment's columns. Every lane of the warp takes
+// part.
+__device__ __forceinline__ void pf_split_f16(const float (&v)[4], unsigned (&hi)[2],
+                                             unsigned (&lo)[2], float (&inv)[2]) {
+  float m = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+  // The biased exponent, at least 15 so that 1 / s is a normal float.
+  const unsigned eb = __float_as_uint(m) >> 23, e = eb > 15u ? eb : 15u;
+  const float s = __uint_as_float((268u - e) << 23); // 2^(141 - e)
+  float sv[4], r[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) sv[i] = v[i] * s;
+  hi[0] = pf_f2h2(sv[0], sv[1]);
+  hi[1] = pf_f2h2(sv[2], sv[3]);
+  r[0] = sv[0] - pf_f16_lo(hi[0]);
+  r[1] = sv[1] - pf_f16_hi(hi[0]);
+  r[2] = sv[2] - pf_f16_lo(hi[1]);
+  r[3] = sv[3] - pf_f16_hi(hi[1]);
+  lo[0] = pf_f2h2(r[0], r[1]);
+  lo[1] = pf_f2h2(r[2], r[3]);
+  const int t = (int)(threadIdx.x & 3);
+  const unsigned e0 = __shfl_sync(0xffffffffu, e, 8 * t),
+                 e1 = __shfl_sync(0xffffffffu, e, 8 * t + 4);
+  inv[0] = __uint_as_float((e0 - 14u) << 23);
+  inv[1] = __uint_as_float((e1 - 14u) << 23);
+}
 // Four bytes (each below 128) less off as signed bytes: with bit 7 set
 // first no byte borrows from the next.
 __device__ __forceinline__ unsigned pf_sub_s8(unsigned v, unsigned off) {

@@ -32,7 +32,8 @@ bool Executor::uploadAttention(int l, std::string &error) {
   const Weight *ws[] = {&b.wq, &b.wk, &b.wv, &b.wo};
   for (int k = 0; k < 4; ++k) {
     std::string absent;
-    if (gpuattn::hasTiles(ws[k]->type) && gpuattn::tilesWanted())
+    if (gpuattn::hasMatvecTiles(ws[k]->type, ws[k]->cols) &&
+        gpuattn::tilesWanted())
       *tiled[k] = gpu.function(
           (gpuattn::kernelName(l, kTiled[k]) + gpuattn::kTilesSuffix).c_str(),
           absent);

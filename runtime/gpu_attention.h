@@ -135,6 +135,11 @@ constexpr unsigned kTileMinBlocks = 8;
 // activations (usesQ8Act; a new one needs its pf_tile_<suffix> in the
 // emitted prelude, codegen/CudaEmitter.cpp).
 inline bool hasTiles(GGMLType type) { return usesQ8Act(type); }
+// The matvecs' tiles also take f16 rows whose length is a multiple of 16
+// (mma.m16n8k16 on f16 parts of the f32 activations, CudaAttention.cpp).
+inline bool hasMatvecTiles(GGMLType type, int64_t cols) {
+  return hasTiles(type) || (type == GGMLType::F16 && cols % 16 == 0);
+}
 inline unsigned tileGrid(int64_t rows) { return unsigned((rows + 63) / 64); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the
 // final norm's output (f32, then 8-bit quantised for Q8_0/Q4_0/Q5_0 rows).

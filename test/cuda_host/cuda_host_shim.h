@@ -502,6 +502,61 @@ inline void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
       c[i] += A[row][k] * B[k][col];
   }
 }
+namespace pf_shim {
+// An IEEE half's value, written apart from the emitted source's pf_h2f.
+inline double halfValue(unsigned h) {
+  const int e = int((h >> 10) & 31u), m = int(h & 0x3ffu);
+  const double v = e == 31  ? (m ? NAN : INFINITY)
+                   : e == 0 ? ldexp(double(m), -24)
+                            : ldexp(double(1024 + m), e - 25);
+  return (h & 0x8000u) ? -v : v;
+}
+} // namespace pf_shim
+// mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (pf_mma_f16 on the
+// GPU), by the PTX ISA's formulas ("Matrix Fragments for mma.m16n8k16
+// with floating point type"), element i of a register pair of halves in
+// register i / 2, the lower index in the low 16 bits:
+//   A a_i: row groupID for i in {0, 1, 4, 5}, else groupID + 8; column
+//     threadID_in_group * 2 + (i & 1), plus 8 for i >= 4
+//   B b_i: row threadID_in_group * 2 + (i & 1), plus 8 for i >= 2;
+//     column groupID
+//   C as mma.m16n8k32's, f32
+// The products are exact and summed in double, rounded once into c.
+inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
+                       const unsigned (&b)[2]) {
+  unsigned long long a01[32], a23[32], bs[32];
+  const unsigned full = 0xffffffffu;
+  pf_shim::exchange(full, a[0] | (unsigned long long)a[1] << 32, 0, a01);
+  pf_shim::exchange(full, a[2] | (unsigned long long)a[3] << 32, 0, a23);
+  pf_shim::exchange(full, b[0] | (unsigned long long)b[1] << 32, 0, bs);
+  double A[16][16], B[16][8];
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    const int group = int(lane >> 2), tig = int(lane % 4);
+    const unsigned regs[4] = {unsigned(a01[lane]), unsigned(a01[lane] >> 32),
+                              unsigned(a23[lane]), unsigned(a23[lane] >> 32)};
+    for (int i = 0; i < 8; ++i) {
+      const int row = (i % 4 < 2) ? group : group + 8;
+      const int col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+      A[row][col] =
+          pf_shim::halfValue((regs[i / 2] >> (16 * (i % 2))) & 0xffffu);
+    }
+    const unsigned bregs[2] = {unsigned(bs[lane]), unsigned(bs[lane] >> 32)};
+    for (int i = 0; i < 4; ++i) {
+      const int row = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+      B[row][group] =
+          pf_shim::halfValue((bregs[i / 2] >> (16 * (i % 2))) & 0xffffu);
+    }
+  }
+  const int group = int(pf_shim::laneId() >> 2),
+            tig = int(pf_shim::laneId() % 4);
+  for (int i = 0; i < 4; ++i) {
+    const int row = i < 2 ? group : group + 8, col = tig * 2 + (i & 1);
+    double sum = c[i];
+    for (int k = 0; k < 16; ++k)
+      sum += A[row][k] * B[k][col];
+    c[i] = float(sum);
+  }
+}
 // Blocks run one after another: memory written by one is visible to the
 // next without a fence.
 inline void __threadfence() {}

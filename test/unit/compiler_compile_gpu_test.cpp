@@ -419,6 +419,45 @@ void CompileGpuTest::expectSourceDownRows(GGMLType type) {
   }
 }
 
+// Tests that an f16 model's attention projections take their tensor-core
+// form in a prompt (f16 parts of the f32 activations, mma.m16n8k16) and a
+// generated token the one-row kernels, with the reference's tokens, and
+// that PINFER_GPU_TILES=0 leaves the prompt on the one-row kernels.
+TEST_F(CompileGpuTest, F16ProjectionsTakeTilesInAPrompt) {
+  GenModelConfig cfg;
+  cfg.type = GGMLType::F16;
+  cfg.activation = FfnActivation::SiLU;
+  constexpr int kFew = 4;
+  std::vector<int32_t> reference;
+  ASSERT_NO_FATAL_FAILURE(generateTiny(cfg, "f16.gguf", kFew, reference));
+  std::string cuda;
+  const std::string exe =
+      compileModelAs(dir_ + "/f16.gguf", "", "dense", "", "f16", &cuda);
+  EXPECT_NE(cuda.find("attn_l0_wq_tiles("), std::string::npos);
+  for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
+    SCOPED_TRACE(env);
+    std::string out, err;
+    std::map<std::string, long> report;
+    ASSERT_EQ(
+        runOnStandin(exe, "f16", env, "--gpu-profile", out, err, report, kFew),
+        0)
+        << err;
+    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
+    const bool tiles = *env == 0;
+    auto launched = [&](const char *phase, const char *kernel) {
+      return out.find(std::string("\"phase\":\"") + phase + "\",\"kernel\":\"" +
+                      kernel + "\"") != std::string::npos;
+    };
+    for (const char *k : {"attn_wq", "attn_wk", "attn_wv", "attn_wo"}) {
+      EXPECT_EQ(launched("prompt", (std::string(k) + "_tiles").c_str()), tiles)
+          << k << "\n"
+          << out;
+      EXPECT_EQ(launched("prompt", k), !tiles) << k << "\n" << out;
+      EXPECT_TRUE(launched("decode", k)) << k << "\n" << out;
+    }
+  }
+}
+
 // Tests K-quant layers split between the devices (exact mode): the packed
 // down projection is SplitK's (i8 quants, the groups' scales and mins, the
 // blocks' d and dm), the hot halves' kernels decode it on the GPU path and

@@ -1,11 +1,12 @@
-// Tests the tensor-core form of a prompt's block-type matvecs (every type
-// whose products take 8-bit activations: gpuattn::kTilesSuffix,
+// Tests the tensor-core form of a prompt's matvecs (every type whose
+// products take 8-bit activations, and f16: gpuattn::kTilesSuffix,
 // codegen/CudaAttention.cpp) against the exact
-// product in double of the rows' and the tokens' 8-bit values, against the
-// one-row kernel, and for the same bits whatever chunk a token comes in.
-// On a GPU of sm_80 or newer, and in ctest's ".standin" runs through the
-// libcuda stand-in, whose host build multiplies the fragments as the PTX
-// ISA lays them out (test/cuda_host/cuda_host_shim.h, pf_mma_s8).
+// product in double of the rows' and the tokens' 8-bit (f16: f32) values,
+// against the one-row kernel, and for the same bits whatever chunk a
+// token comes in. On a GPU of sm_80 or newer, and in ctest's ".standin"
+// runs through the libcuda stand-in, whose host build multiplies the
+// fragments as the PTX ISA lays them out (test/cuda_host/cuda_host_shim.h,
+// pf_mma_s8, pf_mma_f16).
 #include "codegen/CudaAttention.h"
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
@@ -17,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -84,10 +86,22 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
   std::vector<double> xv(xs.size());
   for (int t = 0; t < kTokens; ++t) {
     std::vector<float> x(kCols), v(kCols);
+    // f16 rows also take a token past f16's range and one below its
+    // normal values: the tiles' parts are scaled per token and 16 values.
+    const float scale = c.type == GGMLType::F16 && t == 5   ? 1e6f
+                        : c.type == GGMLType::F16 && t == 6 ? 1e-7f
+                        : t % 3 == 0                        ? 10.f
+                                                            : 0.1f;
     for (float &e : x)
-      e = dist(rng) * (t % 3 == 0 ? 10.f : 0.1f);
-    testutil::quantisedInput(x.data(), kCols, xs.data() + size_t(t) * kCols,
-                             v.data());
+      e = dist(rng) * scale;
+    // f16 rows multiply the f32 values themselves.
+    if (c.type == GGMLType::F16) {
+      v = x;
+      std::copy(x.begin(), x.end(), xs.begin() + size_t(t) * kCols);
+    } else {
+      testutil::quantisedInput(x.data(), kCols, xs.data() + size_t(t) * kCols,
+                               v.data());
+    }
     for (int i = 0; i < kCols; ++i)
       xv[size_t(t) * kCols + i] = v[i];
   }
@@ -170,6 +184,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GGMLType::Q5_1, false}, Case{GGMLType::Q2_K, true},
                       Case{GGMLType::Q3_K, false}, Case{GGMLType::Q4_K, true},
                       Case{GGMLType::Q5_K, false}, Case{GGMLType::Q6_K, true},
+                      Case{GGMLType::F16, false}, Case{GGMLType::F16, true},
                       // One type of each form in the down kernels' frame.
                       Case{GGMLType::Q8_0, false, true},
                       Case{GGMLType::Q4_1, false, true},
