@@ -233,23 +233,34 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
 
 namespace {
 
+// A matvec's parameters and the body's brace: with `downParams` the down
+// kernels' (the split down kernels' list; part and done unused), else
+// (w, bias, x, y, nTok).
+const char *matvecParams(bool downParams) {
+  return downParams
+             ? "(const u8 *__restrict__ w, const float *__restrict__ x,\n"
+               "    float *__restrict__ y, float *part, unsigned *done, int "
+               "nTok) {\n"
+             : "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
+               "    const float *__restrict__ x, float *__restrict__ y, int "
+               "nTok) {\n";
+}
+
+// NAME + kTilesSuffix's signature, matvecParams'.
+void emitTilesSignature(std::ostream &os, const std::string &name,
+                        bool downParams) {
+  os << "extern \"C\" __global__ void __launch_bounds__(" << gpuattn::kTileBlock
+     << ", " << gpuattn::kTileMinBlocks << ") " << name << gpuattn::kTilesSuffix
+     << matvecParams(downParams);
+}
+
 // NAME + kTilesSuffix (runtime/gpu_attention.h): the matvec on tensor
 // cores, for a prompt's chunk; with `downParams` the down kernels'
 // parameters, as emitMatvec's.
 void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
                      int64_t rows, int64_t cols, bool bias, bool relu,
                      bool downParams) {
-  using namespace gpuattn;
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kTileBlock << ", "
-     << kTileMinBlocks << ") " << name << kTilesSuffix;
-  if (downParams) // part and done unused
-    os << "(const u8 *__restrict__ w, const float *__restrict__ x,\n"
-       << "    float *__restrict__ y, float *part, unsigned *done, int nTok) "
-          "{\n";
-  else
-    os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-       << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
-          "{\n";
+  emitTilesSignature(os, name, downParams);
   // Four groups of 8 tokens a pass; Q2_K's two products and two sums a
   // block spilled at four (ptxas, 64 registers), two.
   emitTileBody(os, rows, cols, {{"w", type}}, type == GGMLType::Q2_K ? 2 : 4,
@@ -268,13 +279,8 @@ void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
 // 1 / scale. Four groups of 8 tokens a pass.
 void emitMatvecTilesF16(std::ostream &os, const std::string &name, int64_t rows,
                         int64_t cols, bool bias, bool relu) {
-  using namespace gpuattn;
-  os << "extern \"C\" __global__ void __launch_bounds__(" << kTileBlock << ", "
-     << kTileMinBlocks << ") " << name << kTilesSuffix
-     << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-     << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
-        "{\n"
-     << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+  emitTilesSignature(os, name, false);
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
      << "  constexpr int kGroups = 4;\n"
      << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
      << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
@@ -350,14 +356,7 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ", " << kRowKernelMinBlocks << ") " << name;
-  if (downParams) // the split down kernels' list; part and done unused
-    os << "(const u8 *__restrict__ w, const float *__restrict__ x,\n"
-       << "    float *__restrict__ y, float *part, unsigned *done, int nTok) "
-          "{\n";
-  else
-    os << "(const u8 *__restrict__ w, const float *__restrict__ bias,\n"
-       << "    const float *__restrict__ x, float *__restrict__ y, int nTok) "
-          "{\n";
+  os << matvecParams(downParams);
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols
      << ", kRow = " << rowBytes(type, cols) << ";\n"
      << "  const int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n"

@@ -471,24 +471,42 @@ inline int __dp4a(int a, int b, int c) {
 //   C c_i: row groupID for i < 2, else groupID + 8; column
 //     threadID_in_group * 2 + (i & 1)
 // Every lane of the warp must take part (a shuffle over the full mask).
-inline void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
-                      const unsigned (&b)[2]) {
+namespace pf_shim {
+// Every lane's A (four registers) and B (two) fragments, gathered.
+struct WarpFragments {
+  unsigned a[32][4], b[32][2];
+};
+inline WarpFragments gatherFragments(const unsigned (&a)[4],
+                                     const unsigned (&b)[2]) {
   unsigned long long a01[32], a23[32], bs[32];
   const unsigned full = 0xffffffffu;
-  pf_shim::exchange(full, a[0] | (unsigned long long)a[1] << 32, 0, a01);
-  pf_shim::exchange(full, a[2] | (unsigned long long)a[3] << 32, 0, a23);
-  pf_shim::exchange(full, b[0] | (unsigned long long)b[1] << 32, 0, bs);
+  exchange(full, a[0] | (unsigned long long)a[1] << 32, 0, a01);
+  exchange(full, a[2] | (unsigned long long)a[3] << 32, 0, a23);
+  exchange(full, b[0] | (unsigned long long)b[1] << 32, 0, bs);
+  WarpFragments f;
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    const unsigned regs[4] = {unsigned(a01[lane]), unsigned(a01[lane] >> 32),
+                              unsigned(a23[lane]), unsigned(a23[lane] >> 32)};
+    memcpy(f.a[lane], regs, sizeof regs);
+    f.b[lane][0] = unsigned(bs[lane]);
+    f.b[lane][1] = unsigned(bs[lane] >> 32);
+  }
+  return f;
+}
+} // namespace pf_shim
+inline void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
+                      const unsigned (&b)[2]) {
+  const pf_shim::WarpFragments f = pf_shim::gatherFragments(a, b);
   int A[16][32], B[32][8];
   for (unsigned lane = 0; lane < 32; ++lane) {
     const int group = int(lane >> 2), tig = int(lane % 4);
-    const unsigned regs[4] = {unsigned(a01[lane]), unsigned(a01[lane] >> 32),
-                              unsigned(a23[lane]), unsigned(a23[lane] >> 32)};
+    const unsigned *regs = f.a[lane];
     for (int i = 0; i < 16; ++i) {
       const int row = (i < 4 || (i >= 8 && i < 12)) ? group : group + 8;
       const int col = tig * 4 + (i & 3) + (i >= 8 ? 16 : 0);
       A[row][col] = int(int8_t(regs[i / 4] >> (8 * (i % 4))));
     }
-    const unsigned bregs[2] = {unsigned(bs[lane]), unsigned(bs[lane] >> 32)};
+    const unsigned *bregs = f.b[lane];
     for (int i = 0; i < 8; ++i) {
       const int row = tig * 4 + (i & 3) + (i >= 4 ? 16 : 0);
       B[row][group] = int(int8_t(bregs[i / 4] >> (8 * (i % 4))));
@@ -524,23 +542,18 @@ inline double halfValue(unsigned h) {
 // The products are exact and summed in double, rounded once into c.
 inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
                        const unsigned (&b)[2]) {
-  unsigned long long a01[32], a23[32], bs[32];
-  const unsigned full = 0xffffffffu;
-  pf_shim::exchange(full, a[0] | (unsigned long long)a[1] << 32, 0, a01);
-  pf_shim::exchange(full, a[2] | (unsigned long long)a[3] << 32, 0, a23);
-  pf_shim::exchange(full, b[0] | (unsigned long long)b[1] << 32, 0, bs);
+  const pf_shim::WarpFragments f = pf_shim::gatherFragments(a, b);
   double A[16][16], B[16][8];
   for (unsigned lane = 0; lane < 32; ++lane) {
     const int group = int(lane >> 2), tig = int(lane % 4);
-    const unsigned regs[4] = {unsigned(a01[lane]), unsigned(a01[lane] >> 32),
-                              unsigned(a23[lane]), unsigned(a23[lane] >> 32)};
+    const unsigned *regs = f.a[lane];
     for (int i = 0; i < 8; ++i) {
       const int row = (i % 4 < 2) ? group : group + 8;
       const int col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
       A[row][col] =
           pf_shim::halfValue((regs[i / 2] >> (16 * (i % 2))) & 0xffffu);
     }
-    const unsigned bregs[2] = {unsigned(bs[lane]), unsigned(bs[lane] >> 32)};
+    const unsigned *bregs = f.b[lane];
     for (int i = 0; i < 4; ++i) {
       const int row = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
       B[row][group] =
