@@ -96,21 +96,9 @@ TileForm tileForm(GGMLType type) {
   return {t->splitK.group == 16, t->splitK.mins};
 }
 
-} // namespace
-
-bool tileHalves(GGMLType type) { return tileForm(type).halves; }
-
-void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
-                  const std::vector<TileOperand> &ops, int groups,
-                  const std::string &store, const std::string &list) {
-  bool mins = false, halfMins = false;
-  for (const TileOperand &op : ops) {
-    mins |= tileForm(op.type).mins;
-    halfMins |= tileForm(op.type).mins && tileForm(op.type).halves;
-  }
-  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
-     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
-     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
+// A tile body's rows: `listed` of them, row i of the warp's 16 at
+// rowOf(r0 + i); ra and rb those of lanes' rows g and g + 8.
+void emitTileRows(std::ostream &os, const std::string &list) {
   if (list.empty())
     os << "  const int listed = kRows;\n"
        << "  auto rowOf = [](int i) { return i; };\n";
@@ -126,6 +114,115 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
      << "  const int ra = rowOf(r0 + g < listed ? r0 + g : listed - 1);\n"
      << "  const int rb = rowOf(r0 + g + 8 < listed ? r0 + g + 8 : listed - "
         "1);\n";
+}
+
+// After a pass's steps: `store` for each (row, token) of the C fragments,
+// operand i's sum in v<i>.
+void emitTileStores(std::ostream &os, size_t nOps, const std::string &store) {
+  os << "#pragma unroll\n"
+     << "    for (int G = 0; G < kGroups; ++G)\n"
+     << "#pragma unroll\n"
+     << "      for (int e = 0; e < 4; ++e) {\n"
+     << "        const int i = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * "
+        "t4 + (e & 1);\n"
+     << "        if (i >= listed || t >= nTok) continue;\n"
+     << "        const int r = rowOf(i);\n";
+  for (size_t i = 0; i < nOps; ++i)
+    os << "        const float v" << i << " = acc" << i << "[G][e];\n";
+  os << store << "      }\n";
+}
+
+// The tiles of f16 rows (cols a multiple of 16; emitTileBody's contract):
+// per step of 16 values a warp loads its 16 rows' halves of each operand
+// once (A fragments straight from the rows), and for each group of 8
+// tokens splits their f32 values into two f16 parts at a power-of-two
+// scale (pf_split_f16: hi + lo holds 22 bits of each, as near f32's 24 as
+// two products get) and multiplies both on tensor cores; each (row,
+// token) then takes the step's sum once, times 1 / scale.
+void emitTileBodyF16(std::ostream &os, int64_t rows, int64_t cols,
+                     const std::vector<TileOperand> &ops, int groups,
+                     const std::string &store, const std::string &list) {
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+     << "  constexpr int kGroups = " << groups << ";\n"
+     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
+  emitTileRows(os, list);
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "  const unsigned *rowA" << i
+       << " = reinterpret_cast<const unsigned *>(" << ops[i].matrix
+       << " + (long)ra * (2 * kCols)) + t4;\n"
+       << "  const unsigned *rowB" << i
+       << " = reinterpret_cast<const unsigned *>(" << ops[i].matrix
+       << " + (long)rb * (2 * kCols)) + t4;\n";
+  os << "#pragma unroll 1\n"
+     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
+     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
+        "t0 + 7) / 8;\n";
+  for (size_t i = 0; i < ops.size(); ++i)
+    os << "    float acc" << i << "[kGroups][4] = {};\n";
+  os << "    // Token t0 + g's values 2t.. (8-aligned); group G's 8G tokens "
+        "on.\n"
+     << "    const float *xg = x + (long)(t0 + g) * kCols + 2 * t4;\n"
+     << "    const int here = nTok - t0 - g;\n"
+     << "#pragma unroll 1\n"
+     << "    for (int k0 = 0; k0 < kCols; k0 += 16) {\n"
+     << "      // Values k0 + 2t, + 1 and k0 + 8 + 2t, + 1 of rows g, g + 8.\n";
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string n = std::to_string(i);
+    os << "      const unsigned a" << n << "[4] = {rowA" << n
+       << "[k0 / 2], rowB" << n << "[k0 / 2], rowA" << n << "[k0 / 2 + 4], rowB"
+       << n << "[k0 / 2 + 4]};\n";
+  }
+  os << "#pragma unroll\n"
+     << "      for (int G = 0; G < kGroups; ++G) {\n"
+     << "        if (G >= groups) break; // the warp's lanes together\n"
+     << "        float v[4] = {0.f, 0.f, 0.f, 0.f};\n"
+     << "        if (8 * G < here) {\n"
+     << "          const float *xv = xg + 8L * G * kCols + k0;\n"
+     << "          const pf_f2 p = pf_ldf2(xv), q = pf_ldf2(xv + 8);\n"
+     << "          v[0] = p.x;\n"
+     << "          v[1] = p.y;\n"
+     << "          v[2] = q.x;\n"
+     << "          v[3] = q.y;\n"
+     << "        }\n"
+     << "        unsigned hi[2], lo[2];\n"
+     << "        float inv[2];\n"
+     << "        pf_split_f16(v, hi, lo, inv);\n";
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string n = std::to_string(i);
+    os << "        {\n"
+       << "          float c[4] = {0.f, 0.f, 0.f, 0.f};\n"
+       << "          pf_mma_f16(c, a" << n << ", hi);\n"
+       << "          pf_mma_f16(c, a" << n << ", lo);\n"
+       << "#pragma unroll\n"
+       << "          for (int e = 0; e < 4; ++e) acc" << n
+       << "[G][e] += c[e] * inv[e & 1];\n"
+       << "        }\n";
+  }
+  os << "      }\n"
+     << "    }\n";
+  emitTileStores(os, ops.size(), store);
+  os << "  }\n";
+}
+
+} // namespace
+
+bool tileHalves(GGMLType type) { return tileForm(type).halves; }
+
+void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
+                  const std::vector<TileOperand> &ops, int groups,
+                  const std::string &store, const std::string &list) {
+  if (ops[0].type == GGMLType::F16)
+    return emitTileBodyF16(os, rows, cols, ops, groups, store, list);
+  bool mins = false, halfMins = false;
+  for (const TileOperand &op : ops) {
+    mins |= tileForm(op.type).mins;
+    halfMins |= tileForm(op.type).mins && tileForm(op.type).halves;
+  }
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
+  emitTileRows(os, list);
   for (size_t i = 0; i < ops.size(); ++i)
     os << "  const u8 *rowA" << i << " = " << ops[i].matrix << " + (long)ra * "
        << rowBytes(ops[i].type, cols) << ", *rowB" << i << " = "
@@ -216,19 +313,9 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
        << "        }\n";
   }
   os << "      }\n"
-     << "    }\n"
-     << "#pragma unroll\n"
-     << "    for (int G = 0; G < kGroups; ++G)\n"
-     << "#pragma unroll\n"
-     << "      for (int e = 0; e < 4; ++e) {\n"
-     << "        const int i = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * "
-        "t4 + (e & 1);\n"
-     << "        if (i >= listed || t >= nTok) continue;\n"
-     << "        const int r = rowOf(i);\n";
-  for (size_t i = 0; i < ops.size(); ++i)
-    os << "        const float v" << i << " = acc" << i << "[G][e];\n";
-  os << store << "      }\n"
-     << "  }\n";
+     << "    }\n";
+  emitTileStores(os, ops.size(), store);
+  os << "  }\n";
 }
 
 namespace {
@@ -270,89 +357,13 @@ void emitMatvecTiles(std::ostream &os, const std::string &name, GGMLType type,
   os << "}\n";
 }
 
-// The tiles of f16 rows (cols a multiple of 16): per step of 16 values a
-// warp loads its 16 rows' halves once (A fragments straight from the
-// rows), and for each group of 8 tokens splits their f32 values into two
-// f16 parts at a power-of-two scale (pf_split_f16: hi + lo holds 22 bits
-// of each, as near f32's 24 as two products get) and multiplies both on
-// tensor cores; each (row, token) then takes the step's sum once, times
-// 1 / scale. Four groups of 8 tokens a pass.
-void emitMatvecTilesF16(std::ostream &os, const std::string &name, int64_t rows,
-                        int64_t cols, bool bias, bool relu) {
-  emitTilesSignature(os, name, false);
-  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
-     << "  constexpr int kGroups = 4;\n"
-     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
-     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n"
-     << "  if (r0 >= kRows) return; // whole warps\n"
-     << "  // Rows past the last read the last row; their sums are not "
-        "stored.\n"
-     << "  const int ra = r0 + g < kRows ? r0 + g : kRows - 1;\n"
-     << "  const int rb = r0 + g + 8 < kRows ? r0 + g + 8 : kRows - 1;\n"
-     << "  const unsigned *rowA = reinterpret_cast<const unsigned *>(w + "
-        "(long)ra * (2 * kCols)) + t4;\n"
-     << "  const unsigned *rowB = reinterpret_cast<const unsigned *>(w + "
-        "(long)rb * (2 * kCols)) + t4;\n"
-     << "#pragma unroll 1\n"
-     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
-     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
-        "t0 + 7) / 8;\n"
-     << "    float acc[kGroups][4] = {};\n"
-     << "    // Token t0 + g's values 2t.. (8-aligned); group G's 8G tokens "
-        "on.\n"
-     << "    const float *xg = x + (long)(t0 + g) * kCols + 2 * t4;\n"
-     << "    const int here = nTok - t0 - g;\n"
-     << "#pragma unroll 1\n"
-     << "    for (int k0 = 0; k0 < kCols; k0 += 16) {\n"
-     << "      // Values k0 + 2t, + 1 and k0 + 8 + 2t, + 1 of rows g, g + 8.\n"
-     << "      const unsigned a[4] = {rowA[k0 / 2], rowB[k0 / 2], rowA[k0 / 2 "
-        "+ 4], rowB[k0 / 2 + 4]};\n"
-     << "#pragma unroll\n"
-     << "      for (int G = 0; G < kGroups; ++G) {\n"
-     << "        if (G >= groups) break; // the warp's lanes together\n"
-     << "        float v[4] = {0.f, 0.f, 0.f, 0.f};\n"
-     << "        if (8 * G < here) {\n"
-     << "          const float *xv = xg + 8L * G * kCols + k0;\n"
-     << "          const pf_f2 p = pf_ldf2(xv), q = pf_ldf2(xv + 8);\n"
-     << "          v[0] = p.x;\n"
-     << "          v[1] = p.y;\n"
-     << "          v[2] = q.x;\n"
-     << "          v[3] = q.y;\n"
-     << "        }\n"
-     << "        unsigned hi[2], lo[2];\n"
-     << "        float inv[2];\n"
-     << "        pf_split_f16(v, hi, lo, inv);\n"
-     << "        float c[4] = {0.f, 0.f, 0.f, 0.f};\n"
-     << "        pf_mma_f16(c, a, hi);\n"
-     << "        pf_mma_f16(c, a, lo);\n"
-     << "#pragma unroll\n"
-     << "        for (int e = 0; e < 4; ++e) acc[G][e] += c[e] * inv[e & 1];\n"
-     << "      }\n"
-     << "    }\n"
-     << "#pragma unroll\n"
-     << "    for (int G = 0; G < kGroups; ++G)\n"
-     << "#pragma unroll\n"
-     << "      for (int e = 0; e < 4; ++e) {\n"
-     << "        const int r = r0 + g + (e >> 1) * 8, t = t0 + 8 * G + 2 * t4 "
-        "+ (e & 1);\n"
-     << "        if (r >= kRows || t >= nTok) continue;\n"
-     << "        y[(long)t * kRows + r] = "
-     << (relu ? "pf_relu(acc[G][e]" : "(acc[G][e]")
-     << (bias ? " + bias[r]" : "") << ");\n"
-     << "      }\n"
-     << "  }\n"
-     << "}\n";
-}
-
 } // namespace
 
 void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 int64_t rows, int64_t cols, bool bias, bool relu,
                 bool downParams, bool tiles) {
-  if (tiles && gpuattn::hasTiles(type))
+  if (tiles && gpuattn::hasMatvecTiles(type, cols))
     emitMatvecTiles(os, name, type, rows, cols, bias, relu, downParams);
-  else if (tiles && !downParams && gpuattn::hasMatvecTiles(type, cols))
-    emitMatvecTilesF16(os, name, rows, cols, bias, relu);
   using namespace gpuattn;
   os << "extern \"C\" __global__ void __launch_bounds__(" << kMatvecBlock
      << ", " << kRowKernelMinBlocks << ") " << name;

@@ -31,12 +31,14 @@ void emitMatvec(std::ostream &os, const std::string &name, GGMLType type,
                 bool downParams = false, bool tiles = false);
 // A tile kernel's body (gpuattn::kTilesSuffix), after its signature, which
 // names `x` (the tokens' 8-bit values, packActQ8's layout, kCols floats a
-// token) and `nTok`: each warp takes 16 of `rows` rows and the tokens
-// 8 * `groups` at a time; per 32-value block of `cols` it loads each
-// operand's rows (param `matrix`, a type of gpuattn::hasTiles) once and
-// multiplies them by each group of 8 tokens on tensor cores (one
-// mma.m16n8k32: the block's exact integer dots), and each (row, token)
-// meets the floats once per block: acc += d_row * (d_token * I). Then
+// token; f16 operands: their f32 values) and `nTok`: each warp takes 16
+// of `rows` rows and the tokens 8 * `groups` at a time; per 32-value
+// block of `cols` it loads each operand's rows (param `matrix`, a type of
+// gpuattn::hasTiles, or every operand f16) once and multiplies them by
+// each group of 8 tokens on tensor cores (one mma.m16n8k32: the block's
+// exact integer dots; f16: per 16 values, two mma.m16n8k16 over two f16
+// parts of the activations), and each (row, token) meets the floats once
+// per block: acc += d_row * (d_token * I). Then
 // `store` runs for each row r < kRows and token t < nTok with operand i's
 // sum in v<i>. With `list` (an expression: a pick record, runtime/
 // gpu_attention.h) the rows are the record's list of chosen neurons, r

@@ -1210,10 +1210,16 @@ CudaModule emitCuda(const ProgramDesc &program) {
     // most of them between them), h as above.
     // (Not for a list over types with a scale per 16 values: one group
     // of 8 tokens a pass still spilled.)
+    // f16 pairs (rows a multiple of 16 values) take the f32 input.
     const bool halves = tileHalves(d.gateType) || tileHalves(d.upType);
-    const bool pairTiles = smHasIntMma(program.smArch) && inputQ8 &&
-                           gpuattn::hasTiles(d.gateType) &&
-                           gpuattn::hasTiles(d.upType) && !(predicts && halves);
+    const bool f16Pair = d.gateType == GGMLType::F16 &&
+                         d.upType == GGMLType::F16 &&
+                         gpuattn::hasMatvecTiles(GGMLType::F16, p.nEmbd);
+    const bool pairTiles =
+        smHasIntMma(program.smArch) &&
+        ((inputQ8 && gpuattn::hasTiles(d.gateType) &&
+          gpuattn::hasTiles(d.upType) && !(predicts && halves)) ||
+         f16Pair);
     if (pairTiles) {
       os << "extern \"C\" __global__ void __launch_bounds__("
          << gpuattn::kTileBlock << ", " << gpuattn::kTileMinBlocks << ") "

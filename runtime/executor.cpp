@@ -580,7 +580,8 @@ bool Executor::openGpu(std::string &error) {
     // The tile form exists only for some types, modes and GPUs: absent,
     // the rows' kernel takes every launch.
     std::string absent;
-    if (gpuattn::hasTiles(b.gate.type) && gpuattn::hasTiles(b.up.type) &&
+    if (gpuattn::hasMatvecTiles(b.gate.type, params_.nEmbd) &&
+        gpuattn::hasMatvecTiles(b.up.type, params_.nEmbd) &&
         gpuattn::tilesWanted())
       b.fnGateUpTiles = gpu->function(
           (std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix).c_str(),

@@ -163,13 +163,17 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(NvrtcImages, EveryTargetGetsCubinAndPtx) {
   if (!nvrtcAvailable())
     GTEST_SKIP() << "built without NVRTC";
-  CudaModule m = emitCuda(
-      makeProgram(GGMLType::F16, FfnActivation::ReLU, SparsityMode::Exact));
   int gpuTargets = 0;
   for (const Target &t : allTargets()) {
     if (!t.hasGPU())
       continue;
     ++gpuTargets;
+    // The source as the compiler emits it for the target (sm_80 and newer
+    // get the tensor-core forms).
+    ProgramDesc d =
+        makeProgram(GGMLType::F16, FfnActivation::ReLU, SparsityMode::Exact);
+    d.smArch = t.smArch;
+    CudaModule m = emitCuda(d);
     NvrtcImages images;
     std::string error;
     ASSERT_TRUE(

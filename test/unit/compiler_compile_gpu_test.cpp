@@ -419,11 +419,12 @@ void CompileGpuTest::expectSourceDownRows(GGMLType type) {
   }
 }
 
-// Tests that an f16 model's attention projections take their tensor-core
-// form in a prompt (f16 parts of the f32 activations, mma.m16n8k16) and a
-// generated token the one-row kernels, with the reference's tokens, and
-// that PINFER_GPU_TILES=0 leaves the prompt on the one-row kernels.
-TEST_F(CompileGpuTest, F16ProjectionsTakeTilesInAPrompt) {
+// Tests that an f16 model's attention projections and gate/up pairs take
+// their tensor-core form in a prompt (f16 parts of the f32 activations,
+// mma.m16n8k16) and a generated token the one-row kernels, with the
+// reference's tokens, and that PINFER_GPU_TILES=0 leaves the prompt on the
+// one-row kernels.
+TEST_F(CompileGpuTest, F16ProductsTakeTilesInAPrompt) {
   GenModelConfig cfg;
   cfg.type = GGMLType::F16;
   cfg.activation = FfnActivation::SiLU;
@@ -434,6 +435,7 @@ TEST_F(CompileGpuTest, F16ProjectionsTakeTilesInAPrompt) {
   const std::string exe =
       compileModelAs(dir_ + "/f16.gguf", "", "dense", "", "f16", &cuda);
   EXPECT_NE(cuda.find("attn_l0_wq_tiles("), std::string::npos);
+  EXPECT_NE(cuda.find("ffn_hot_l0_gate_up_tiles("), std::string::npos);
   for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
     SCOPED_TRACE(env);
     std::string out, err;
@@ -448,7 +450,8 @@ TEST_F(CompileGpuTest, F16ProjectionsTakeTilesInAPrompt) {
       return out.find(std::string("\"phase\":\"") + phase + "\",\"kernel\":\"" +
                       kernel + "\"") != std::string::npos;
     };
-    for (const char *k : {"attn_wq", "attn_wk", "attn_wv", "attn_wo"}) {
+    for (const char *k :
+         {"attn_wq", "attn_wk", "attn_wv", "attn_wo", "ffn_hot_gate_up"}) {
       EXPECT_EQ(launched("prompt", (std::string(k) + "_tiles").c_str()), tiles)
           << k << "\n"
           << out;

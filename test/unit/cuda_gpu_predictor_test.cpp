@@ -295,14 +295,16 @@ TEST_P(CudaPredictor, MatchesCpuTwin) {
   EXPECT_EQ(listGot(), listWanted(kTok));
   EXPECT_EQ(choicesGot(), choicesWanted(kTok));
   EXPECT_GT(choicesGot(), listWanted(kTok).size()); // tokens share neurons
-  // The pair's tensor-core form (block-type rows on sm_80 and newer), over
-  // the same record: the rows' activations within rounding, zero where a
-  // token did not choose the neuron, the same neurons firing but where a
-  // gate sum is a rounding from zero.
+  // The pair's tensor-core form (block-type rows and f16 rows on sm_80
+  // and newer), over the same record: the rows' activations within
+  // rounding, zero where a token did not choose the neuron, the same
+  // neurons firing but where a gate sum is a rounding from zero.
   std::string absent;
   void *fnTiles = gpu_.function((k.gateUp + kTilesSuffix).c_str(), absent);
-  EXPECT_EQ(fnTiles != nullptr, smHasIntMma(d.smArch) && inputQ8 &&
-                                    hasTiles(c.gate) && !tileHalves(c.gate));
+  EXPECT_EQ(fnTiles != nullptr,
+            smHasIntMma(d.smArch) &&
+                ((inputQ8 && hasTiles(c.gate) && !tileHalves(c.gate)) ||
+                 c.gate == GGMLType::F16));
   if (fnTiles) {
     const std::vector<float> zeroH(hGot.size(), 0.f);
     std::vector<float> ht(hGot.size());
