@@ -96,9 +96,13 @@ TileForm tileForm(GGMLType type) {
   return {t->splitK.group == 16, t->splitK.mins};
 }
 
-// A tile body's rows: `listed` of them, row i of the warp's 16 at
-// rowOf(r0 + i); ra and rb those of lanes' rows g and g + 8.
-void emitTileRows(std::ostream &os, const std::string &list) {
+// A tile body's shape and rows: `listed` of them, row i of the warp's 16
+// at rowOf(r0 + i); ra and rb those of lanes' rows g and g + 8.
+void emitTileRows(std::ostream &os, int64_t rows, int64_t cols,
+                  const std::string &list) {
+  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
+     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
+     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
   if (list.empty())
     os << "  const int listed = kRows;\n"
        << "  auto rowOf = [](int i) { return i; };\n";
@@ -142,11 +146,8 @@ void emitTileStores(std::ostream &os, size_t nOps, const std::string &store) {
 void emitTileBodyF16(std::ostream &os, int64_t rows, int64_t cols,
                      const std::vector<TileOperand> &ops, int groups,
                      const std::string &store, const std::string &list) {
-  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
-     << "  constexpr int kGroups = " << groups << ";\n"
-     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
-     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
-  emitTileRows(os, list);
+  emitTileRows(os, rows, cols, list);
+  os << "  constexpr int kGroups = " << groups << ";\n";
   for (size_t i = 0; i < ops.size(); ++i)
     os << "  const unsigned *rowA" << i
        << " = reinterpret_cast<const unsigned *>(" << ops[i].matrix
@@ -219,10 +220,7 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
     mins |= tileForm(op.type).mins;
     halfMins |= tileForm(op.type).mins && tileForm(op.type).halves;
   }
-  os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
-     << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
-     << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
-  emitTileRows(os, list);
+  emitTileRows(os, rows, cols, list);
   for (size_t i = 0; i < ops.size(); ++i)
     os << "  const u8 *rowA" << i << " = " << ops[i].matrix << " + (long)ra * "
        << rowBytes(ops[i].type, cols) << ", *rowB" << i << " = "
