@@ -136,16 +136,18 @@ void emitTileStores(std::ostream &os, size_t nOps, const std::string &store) {
   os << store << "      }\n";
 }
 
-// The tiles of f16 rows (cols a multiple of 16; emitTileBody's contract):
-// per step of 16 values a warp loads its 16 rows' halves of each operand
-// once (A fragments straight from the rows), and for each group of 8
-// tokens splits their f32 values into two f16 parts at a power-of-two
-// scale (pf_split_f16: hi + lo holds 22 bits of each, as near f32's 24 as
-// two products get) and multiplies both on tensor cores; each (row,
-// token) then takes the step's sum once, times 1 / scale.
-void emitTileBodyF16(std::ostream &os, int64_t rows, int64_t cols,
-                     const std::vector<TileOperand> &ops, int groups,
-                     const std::string &store, const std::string &list) {
+// The tiles of f16 and bfloat16 rows (cols a multiple of 16;
+// emitTileBody's contract): per step of 16 values a warp loads its 16
+// rows' halves of each operand once (A fragments straight from the rows),
+// and for each group of 8 tokens splits their f32 values into parts of
+// the rows' type and multiplies each on tensor cores: f16, two parts at a
+// power-of-two scale (pf_split_f16: 22 bits of each value, as near f32's
+// 24 as two products get), the step's sum then times 1 / scale; bfloat16,
+// three parts of f32's range (pf_split_bf16: all 24 bits).
+void emitTileBodyHalf(std::ostream &os, int64_t rows, int64_t cols,
+                      const std::vector<TileOperand> &ops, int groups,
+                      const std::string &store, const std::string &list) {
+  const bool bf16 = ops[0].type == GGMLType::BF16;
   emitTileRows(os, rows, cols, list);
   os << "  constexpr int kGroups = " << groups << ";\n";
   for (size_t i = 0; i < ops.size(); ++i)
@@ -186,18 +188,21 @@ void emitTileBodyF16(std::ostream &os, int64_t rows, int64_t cols,
      << "          v[2] = q.x;\n"
      << "          v[3] = q.y;\n"
      << "        }\n"
-     << "        unsigned hi[2], lo[2];\n"
-     << "        float inv[2];\n"
-     << "        pf_split_f16(v, hi, lo, inv);\n";
+     << (bf16 ? "        unsigned part[3][2];\n"
+                "        pf_split_bf16(v, part);\n"
+              : "        unsigned part[2][2];\n"
+                "        float inv[2];\n"
+                "        pf_split_f16(v, part[0], part[1], inv);\n");
   for (size_t i = 0; i < ops.size(); ++i) {
     const std::string n = std::to_string(i);
     os << "        {\n"
-       << "          float c[4] = {0.f, 0.f, 0.f, 0.f};\n"
-       << "          pf_mma_f16(c, a" << n << ", hi);\n"
-       << "          pf_mma_f16(c, a" << n << ", lo);\n"
-       << "#pragma unroll\n"
+       << "          float c[4] = {0.f, 0.f, 0.f, 0.f};\n";
+    for (int k = 0; k < (bf16 ? 3 : 2); ++k)
+      os << "          pf_mma_" << (bf16 ? "bf16" : "f16") << "(c, a" << n
+         << ", part[" << k << "]);\n";
+    os << "#pragma unroll\n"
        << "          for (int e = 0; e < 4; ++e) acc" << n
-       << "[G][e] += c[e] * inv[e & 1];\n"
+       << "[G][e] += " << (bf16 ? "c[e]" : "c[e] * inv[e & 1]") << ";\n"
        << "        }\n";
   }
   os << "      }\n"
@@ -213,8 +218,8 @@ bool tileHalves(GGMLType type) { return tileForm(type).halves; }
 void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
                   const std::vector<TileOperand> &ops, int groups,
                   const std::string &store, const std::string &list) {
-  if (ops[0].type == GGMLType::F16)
-    return emitTileBodyF16(os, rows, cols, ops, groups, store, list);
+  if (ops[0].type == GGMLType::F16 || ops[0].type == GGMLType::BF16)
+    return emitTileBodyHalf(os, rows, cols, ops, groups, store, list);
   bool mins = false, halfMins = false;
   for (const TileOperand &op : ops) {
     mins |= tileForm(op.type).mins;

@@ -658,7 +658,48 @@ __device__ __forceinline__ void pf_mma_f16(float (&c)[4], const unsigned (&a)[4]
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// The same for bfloat16 rows and parts.
+__device__ __forceinline__ void pf_mma_bf16(float (&c)[4], const unsigned (&a)[4],
+                                            const unsigned (&b)[2]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
 #endif
+// Two floats as bfloat16, rounded to nearest even: lo in the low half.
+__device__ __forceinline__ unsigned pf_f2bf2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned h;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(h) : "f"(hi), "f"(lo));
+  return h;
+#else
+  unsigned r[2];
+  const float f[2] = {lo, hi};
+  for (int i = 0; i < 2; ++i) {
+    const unsigned u = __float_as_uint(f[i]);
+    r[i] = (u & 0x7fffffffu) > 0x7f800000u
+               ? (u >> 16) | 0x40u // NaN stays NaN
+               : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  }
+  return r[0] | r[1] << 16;
+#endif
+}
+// A token's 16 values of a bfloat16 tile's step (pf_split_f16's v) as three
+// bfloat16 parts, v = p[0] + p[1] + p[2]: 24 bits of each value, all of
+// f32's, at f32's range (no scale).
+__device__ __forceinline__ void pf_split_bf16(const float (&v)[4], unsigned (&p)[3][2]) {
+  float r[4] = {v[0], v[1], v[2], v[3]};
+#pragma unroll
+  for (int k = 0; k < 3; ++k) {
+    p[k][0] = pf_f2bf2(r[0], r[1]);
+    p[k][1] = pf_f2bf2(r[2], r[3]);
+    r[0] -= pf_bf16_lo(p[k][0]);
+    r[1] -= pf_bf16_hi(p[k][0]);
+    r[2] -= pf_bf16_lo(p[k][1]);
+    r[3] -= pf_bf16_hi(p[k][1]);
+  }
+}
 // Two floats as f16, rounded to nearest even: lo in the low half.
 __device__ __forceinline__ unsigned pf_f2h2(float lo, float hi) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -1210,16 +1251,17 @@ CudaModule emitCuda(const ProgramDesc &program) {
     // most of them between them), h as above.
     // (Not for a list over types with a scale per 16 values: one group
     // of 8 tokens a pass still spilled.)
-    // f16 pairs (rows a multiple of 16 values) take the f32 input.
+    // f16 and bfloat16 pairs of one type (rows a multiple of 16 values)
+    // take the f32 input.
     const bool halves = tileHalves(d.gateType) || tileHalves(d.upType);
-    const bool f16Pair = d.gateType == GGMLType::F16 &&
-                         d.upType == GGMLType::F16 &&
-                         gpuattn::hasMatvecTiles(GGMLType::F16, p.nEmbd);
+    const bool halfPair = d.gateType == d.upType &&
+                          !gpuattn::hasTiles(d.gateType) &&
+                          gpuattn::hasMatvecTiles(d.gateType, p.nEmbd);
     const bool pairTiles =
         smHasIntMma(program.smArch) &&
         ((inputQ8 && gpuattn::hasTiles(d.gateType) &&
           gpuattn::hasTiles(d.upType) && !(predicts && halves)) ||
-         f16Pair);
+         halfPair);
     if (pairTiles) {
       os << "extern \"C\" __global__ void __launch_bounds__("
          << gpuattn::kTileBlock << ", " << gpuattn::kTileMinBlocks << ") "

@@ -135,10 +135,12 @@ constexpr unsigned kTileMinBlocks = 8;
 // activations (usesQ8Act; a new one needs its pf_tile_<suffix> in the
 // emitted prelude, codegen/CudaEmitter.cpp).
 inline bool hasTiles(GGMLType type) { return usesQ8Act(type); }
-// The matvecs' tiles also take f16 rows whose length is a multiple of 16
-// (mma.m16n8k16 on f16 parts of the f32 activations, CudaAttention.cpp).
+// The matvecs' and pairs' tiles also take f16 and bfloat16 rows whose
+// length is a multiple of 16 (mma.m16n8k16 on parts of the f32
+// activations in the rows' type, CudaAttention.cpp).
 inline bool hasMatvecTiles(GGMLType type, int64_t cols) {
-  return hasTiles(type) || (type == GGMLType::F16 && cols % 16 == 0);
+  return hasTiles(type) ||
+         ((type == GGMLType::F16 || type == GGMLType::BF16) && cols % 16 == 0);
 }
 inline unsigned tileGrid(int64_t rows) { return unsigned((rows + 63) / 64); }
 // The output head: matvec(w, bias, x, y, 1) over n_vocab rows, its input the

@@ -530,19 +530,28 @@ inline double halfValue(unsigned h) {
   return (h & 0x8000u) ? -v : v;
 }
 } // namespace pf_shim
-// mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (pf_mma_f16 on the
-// GPU), by the PTX ISA's formulas ("Matrix Fragments for mma.m16n8k16
-// with floating point type"), element i of a register pair of halves in
-// register i / 2, the lower index in the low 16 bits:
+namespace pf_shim {
+// A bfloat16's value: the high half of an f32.
+inline double bfloatValue(unsigned h) {
+  float f;
+  const unsigned u = h << 16;
+  memcpy(&f, &u, 4);
+  return f;
+}
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32
+// (pf_mma_f16, pf_mma_bf16 on the GPU), by the PTX ISA's formulas
+// ("Matrix Fragments for mma.m16n8k16 with floating point type"), element
+// i of a register pair of halves in register i / 2, the lower index in the
+// low 16 bits:
 //   A a_i: row groupID for i in {0, 1, 4, 5}, else groupID + 8; column
 //     threadID_in_group * 2 + (i & 1), plus 8 for i >= 4
 //   B b_i: row threadID_in_group * 2 + (i & 1), plus 8 for i >= 2;
 //     column groupID
 //   C as mma.m16n8k32's, f32
 // The products are exact and summed in double, rounded once into c.
-inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
-                       const unsigned (&b)[2]) {
-  const pf_shim::WarpFragments f = pf_shim::gatherFragments(a, b);
+inline void mma16816(float (&c)[4], const unsigned (&a)[4],
+                     const unsigned (&b)[2], double (*value)(unsigned)) {
+  const WarpFragments f = gatherFragments(a, b);
   double A[16][16], B[16][8];
   for (unsigned lane = 0; lane < 32; ++lane) {
     const int group = int(lane >> 2), tig = int(lane % 4);
@@ -550,18 +559,15 @@ inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
     for (int i = 0; i < 8; ++i) {
       const int row = (i % 4 < 2) ? group : group + 8;
       const int col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
-      A[row][col] =
-          pf_shim::halfValue((regs[i / 2] >> (16 * (i % 2))) & 0xffffu);
+      A[row][col] = value((regs[i / 2] >> (16 * (i % 2))) & 0xffffu);
     }
     const unsigned *bregs = f.b[lane];
     for (int i = 0; i < 4; ++i) {
       const int row = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
-      B[row][group] =
-          pf_shim::halfValue((bregs[i / 2] >> (16 * (i % 2))) & 0xffffu);
+      B[row][group] = value((bregs[i / 2] >> (16 * (i % 2))) & 0xffffu);
     }
   }
-  const int group = int(pf_shim::laneId() >> 2),
-            tig = int(pf_shim::laneId() % 4);
+  const int group = int(laneId() >> 2), tig = int(laneId() % 4);
   for (int i = 0; i < 4; ++i) {
     const int row = i < 2 ? group : group + 8, col = tig * 2 + (i & 1);
     double sum = c[i];
@@ -569,6 +575,15 @@ inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
       sum += A[row][k] * B[k][col];
     c[i] = float(sum);
   }
+}
+} // namespace pf_shim
+inline void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
+                       const unsigned (&b)[2]) {
+  pf_shim::mma16816(c, a, b, pf_shim::halfValue);
+}
+inline void pf_mma_bf16(float (&c)[4], const unsigned (&a)[4],
+                        const unsigned (&b)[2]) {
+  pf_shim::mma16816(c, a, b, pf_shim::bfloatValue);
 }
 // Blocks run one after another: memory written by one is visible to the
 // next without a fence.

@@ -206,6 +206,8 @@ protected:
 
   // DenseBlockTypeLayersKeepTheSourceDownRows for one type.
   void expectSourceDownRows(GGMLType type);
+  // HalfProductsTakeTilesInAPrompt for one type.
+  void expectHalfTiles(GGMLType type);
 
   static std::string dir_, model_, trace_, plan_, attnPlan_;
   static std::vector<int32_t> *reference_;
@@ -419,21 +421,28 @@ void CompileGpuTest::expectSourceDownRows(GGMLType type) {
   }
 }
 
-// Tests that an f16 model's attention projections and gate/up pairs take
-// their tensor-core form in a prompt (f16 parts of the f32 activations,
-// mma.m16n8k16) and a generated token the one-row kernels, with the
-// reference's tokens, and that PINFER_GPU_TILES=0 leaves the prompt on the
-// one-row kernels.
-TEST_F(CompileGpuTest, F16ProductsTakeTilesInAPrompt) {
+// Tests that an f16 (and a bf16) model's attention projections and gate/up
+// pairs take their tensor-core form in a prompt (parts of the f32
+// activations in the rows' type, mma.m16n8k16) and a generated token the
+// one-row kernels, with the reference's tokens, and that
+// PINFER_GPU_TILES=0 leaves the prompt on the one-row kernels.
+TEST_F(CompileGpuTest, HalfProductsTakeTilesInAPrompt) {
+  for (GGMLType type : {GGMLType::F16, GGMLType::BF16})
+    ASSERT_NO_FATAL_FAILURE(expectHalfTiles(type));
+}
+
+void CompileGpuTest::expectHalfTiles(GGMLType type) {
+  SCOPED_TRACE(typeName(type));
+  const std::string name = typeName(type);
   GenModelConfig cfg;
-  cfg.type = GGMLType::F16;
+  cfg.type = type;
   cfg.activation = FfnActivation::SiLU;
   constexpr int kFew = 4;
   std::vector<int32_t> reference;
-  ASSERT_NO_FATAL_FAILURE(generateTiny(cfg, "f16.gguf", kFew, reference));
+  ASSERT_NO_FATAL_FAILURE(generateTiny(cfg, name + ".gguf", kFew, reference));
   std::string cuda;
   const std::string exe =
-      compileModelAs(dir_ + "/f16.gguf", "", "dense", "", "f16", &cuda);
+      compileModelAs(dir_ + "/" + name + ".gguf", "", "dense", "", name, &cuda);
   EXPECT_NE(cuda.find("attn_l0_wq_tiles("), std::string::npos);
   EXPECT_NE(cuda.find("ffn_hot_l0_gate_up_tiles("), std::string::npos);
   for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
@@ -441,7 +450,7 @@ TEST_F(CompileGpuTest, F16ProductsTakeTilesInAPrompt) {
     std::string out, err;
     std::map<std::string, long> report;
     ASSERT_EQ(
-        runOnStandin(exe, "f16", env, "--gpu-profile", out, err, report, kFew),
+        runOnStandin(exe, name, env, "--gpu-profile", out, err, report, kFew),
         0)
         << err;
     EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;

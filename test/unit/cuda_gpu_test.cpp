@@ -274,19 +274,19 @@ TEST_P(CudaKernels, MatchCpuTwin) {
   }
 
   // The pair's tensor-core form (block-type rows of 8-bit input, or f16
-  // rows of a multiple of 16 values, on sm_80 and newer), which the
+  // or bf16 rows of a multiple of 16 values, on sm_80 and newer), which the
   // executor launches for two tokens or more: the rows' sums within
   // rounding, the same neurons firing but where a gate sum is a rounding
   // from zero, and a token's bits the same in any chunk.
   std::string absent;
   void *fnTiles =
       gpu_.function((k.gateUp + gpuattn::kTilesSuffix).c_str(), absent);
-  const bool f16Pair =
-      c.type == GGMLType::F16 && upType == GGMLType::F16 && kEmbd % 16 == 0;
+  const bool halfPair = (c.type == GGMLType::F16 || c.type == GGMLType::BF16) &&
+                        upType == c.type && kEmbd % 16 == 0;
   EXPECT_EQ(fnTiles != nullptr,
             smHasIntMma(d.smArch) && ((q8 && gpuattn::hasTiles(c.type) &&
                                        gpuattn::hasTiles(upType)) ||
-                                      f16Pair));
+                                      halfPair));
   if (fnTiles) {
     constexpr int kLast = 3;
     CudaDriver::DevPtr dHt, dHtLast,

@@ -1,12 +1,12 @@
 // Tests the tensor-core form of a prompt's matvecs (every type whose
-// products take 8-bit activations, and f16: gpuattn::kTilesSuffix,
+// products take 8-bit activations, f16 and bf16: gpuattn::kTilesSuffix,
 // codegen/CudaAttention.cpp) against the exact
-// product in double of the rows' and the tokens' 8-bit (f16: f32) values,
-// against the one-row kernel, and for the same bits whatever chunk a
-// token comes in. On a GPU of sm_80 or newer, and in ctest's ".standin"
+// product in double of the rows' and the tokens' 8-bit (f16, bf16: f32)
+// values, against the one-row kernel, and for the same bits whatever chunk
+// a token comes in. On a GPU of sm_80 or newer, and in ctest's ".standin"
 // runs through the libcuda stand-in, whose host build multiplies the
 // fragments as the PTX ISA lays them out (test/cuda_host/cuda_host_shim.h,
-// pf_mma_s8, pf_mma_f16).
+// pf_mma_s8, pf_mma_f16, pf_mma_bf16).
 #include "codegen/CudaAttention.h"
 #include "codegen/CudaEmitter.h"
 #include "codegen/Nvrtc.h"
@@ -88,14 +88,15 @@ TEST_P(CudaTiles, MatchExactProductInAnyChunk) {
     std::vector<float> x(kCols), v(kCols);
     // f16 rows also take a token past f16's range and one below its
     // normal values: the tiles' parts are scaled per token and 16 values.
-    const float scale = c.type == GGMLType::F16 && t == 5   ? 1e6f
-                        : c.type == GGMLType::F16 && t == 6 ? 1e-7f
-                        : t % 3 == 0                        ? 10.f
-                                                            : 0.1f;
+    const bool halfRows = c.type == GGMLType::F16 || c.type == GGMLType::BF16;
+    const float scale = halfRows && t == 5   ? 1e6f
+                        : halfRows && t == 6 ? 1e-7f
+                        : t % 3 == 0         ? 10.f
+                                             : 0.1f;
     for (float &e : x)
       e = dist(rng) * scale;
-    // f16 rows multiply the f32 values themselves.
-    if (c.type == GGMLType::F16) {
+    // f16 and bfloat16 rows multiply the f32 values themselves.
+    if (halfRows) {
       v = x;
       std::copy(x.begin(), x.end(), xs.begin() + size_t(t) * kCols);
     } else {
@@ -185,6 +186,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{GGMLType::Q3_K, false}, Case{GGMLType::Q4_K, true},
                       Case{GGMLType::Q5_K, false}, Case{GGMLType::Q6_K, true},
                       Case{GGMLType::F16, false}, Case{GGMLType::F16, true},
+                      Case{GGMLType::BF16, false}, Case{GGMLType::BF16, true},
                       // One type of each form in the down kernels' frame.
                       Case{GGMLType::Q8_0, false, true},
                       Case{GGMLType::Q4_1, false, true},
