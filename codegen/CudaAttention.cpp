@@ -120,6 +120,17 @@ void emitTileRows(std::ostream &os, int64_t rows, int64_t cols,
         "1);\n";
 }
 
+// A pass over the next 8 * kGroups tokens (`groups` groups of 8 of them
+// here) and its sums, acc<i>[group][C fragment element] of operand i.
+void emitTilePass(std::ostream &os, size_t nOps) {
+  os << "#pragma unroll 1\n"
+     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
+     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
+        "t0 + 7) / 8;\n";
+  for (size_t i = 0; i < nOps; ++i)
+    os << "    float acc" << i << "[kGroups][4] = {};\n";
+}
+
 // After a pass's steps: `store` for each (row, token) of the C fragments,
 // operand i's sum in v<i>.
 void emitTileStores(std::ostream &os, size_t nOps, const std::string &store) {
@@ -157,12 +168,7 @@ void emitTileBodyHalf(std::ostream &os, int64_t rows, int64_t cols,
        << "  const unsigned *rowB" << i
        << " = reinterpret_cast<const unsigned *>(" << ops[i].matrix
        << " + (long)rb * (2 * kCols)) + t4;\n";
-  os << "#pragma unroll 1\n"
-     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
-     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
-        "t0 + 7) / 8;\n";
-  for (size_t i = 0; i < ops.size(); ++i)
-    os << "    float acc" << i << "[kGroups][4] = {};\n";
+  emitTilePass(os, ops.size());
   os << "    // Token t0 + g's values 2t.. (8-aligned); group G's 8G tokens "
         "on.\n"
      << "    const float *xg = x + (long)(t0 + g) * kCols + 2 * t4;\n"
@@ -243,12 +249,7 @@ void emitTileBody(std::ostream &os, int64_t rows, int64_t cols,
   if (halfMins)
     os << "  const unsigned kOnesHi[4] = {0u, 0u, 0x01010101u, "
           "0x01010101u};\n";
-  os << "#pragma unroll 1\n"
-     << "  for (int t0 = 0; t0 < nTok; t0 += 8 * kGroups) {\n"
-     << "    const int groups = nTok - t0 >= 8 * kGroups ? kGroups : (nTok - "
-        "t0 + 7) / 8;\n";
-  for (size_t i = 0; i < ops.size(); ++i)
-    os << "    float acc" << i << "[kGroups][4] = {};\n";
+  emitTilePass(os, ops.size());
   os << "#pragma unroll 1\n"
      << "    for (int blk = 0; blk < kCols / 32; ++blk) {\n";
   for (size_t i = 0; i < ops.size(); ++i)

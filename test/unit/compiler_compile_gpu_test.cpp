@@ -204,6 +204,38 @@ protected:
     }
   }
 
+  // Runs `exe` with its tiles and with PINFER_GPU_TILES=0: `want`'s tokens
+  // both times; a prompt's chunk launches each kernel kind of `kinds` in
+  // its tile form (KIND_tiles) and not the one-row kernel, or with the
+  // tiles off the other way round, and a generated token the one-row
+  // kernel.
+  void expectPromptTiles(const std::string &exe, const std::string &tag,
+                         const std::vector<int32_t> &want, int nTokens,
+                         const std::vector<std::string> &kinds) {
+    for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
+      SCOPED_TRACE(env);
+      std::string out, err;
+      std::map<std::string, long> report;
+      ASSERT_EQ(runOnStandin(exe, tag, env, "--gpu-profile", out, err, report,
+                             nTokens),
+                0)
+          << err;
+      EXPECT_EQ(jsonInts(out, "tokens"), want) << out;
+      const bool tiles = *env == 0;
+      auto launched = [&](const char *phase, const std::string &kernel) {
+        return out.find(std::string("\"phase\":\"") + phase +
+                        "\",\"kernel\":\"" + kernel + "\"") !=
+               std::string::npos;
+      };
+      for (const std::string &k : kinds) {
+        EXPECT_EQ(launched("prompt", k + gpuattn::kTilesSuffix), tiles)
+            << k << "\n"
+            << out;
+        EXPECT_EQ(launched("prompt", k), !tiles) << k << "\n" << out;
+        EXPECT_TRUE(launched("decode", k)) << k << "\n" << out;
+      }
+    }
+  }
   // DenseBlockTypeLayersKeepTheSourceDownRows for one type.
   void expectSourceDownRows(GGMLType type);
   // HalfProductsTakeTilesInAPrompt for one type.
@@ -397,28 +429,7 @@ void CompileGpuTest::expectSourceDownRows(GGMLType type) {
   // A prompt's chunk takes the down rows' tensor-core form (rtx4090:
   // sm_89), a generated token the matvec; PINFER_GPU_TILES=0 the matvec
   // for both, with the same tokens.
-  for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
-    SCOPED_TRACE(env);
-    std::string out, err;
-    std::map<std::string, long> report;
-    ASSERT_EQ(
-        runOnStandin(exe, name, env, "--gpu-profile", out, err, report, kFew),
-        0)
-        << err;
-    EXPECT_EQ(jsonInts(out, "tokens"), plain) << out;
-    const bool tiles = *env == 0;
-    for (const char *kind : {"ffn_hot_down_tiles", "ffn_hot_down"}) {
-      const bool want = std::string(kind) == "ffn_hot_down" ? !tiles : tiles;
-      EXPECT_EQ(out.find(std::string("\"phase\":\"prompt\",\"kernel\":\"") +
-                         kind + "\"") != std::string::npos,
-                want)
-          << kind << "\n"
-          << out;
-    }
-    EXPECT_NE(out.find("\"phase\":\"decode\",\"kernel\":\"ffn_hot_down\""),
-              std::string::npos)
-        << out;
-  }
+  expectPromptTiles(exe, name, plain, kFew, {"ffn_hot_down"});
 }
 
 // Tests that an f16 (and a bf16) model's attention projections and gate/up
@@ -445,29 +456,9 @@ void CompileGpuTest::expectHalfTiles(GGMLType type) {
       compileModelAs(dir_ + "/" + name + ".gguf", "", "dense", "", name, &cuda);
   EXPECT_NE(cuda.find("attn_l0_wq_tiles("), std::string::npos);
   EXPECT_NE(cuda.find("ffn_hot_l0_gate_up_tiles("), std::string::npos);
-  for (const char *env : {"", "PINFER_GPU_TILES=0"}) {
-    SCOPED_TRACE(env);
-    std::string out, err;
-    std::map<std::string, long> report;
-    ASSERT_EQ(
-        runOnStandin(exe, name, env, "--gpu-profile", out, err, report, kFew),
-        0)
-        << err;
-    EXPECT_EQ(jsonInts(out, "tokens"), reference) << out;
-    const bool tiles = *env == 0;
-    auto launched = [&](const char *phase, const char *kernel) {
-      return out.find(std::string("\"phase\":\"") + phase + "\",\"kernel\":\"" +
-                      kernel + "\"") != std::string::npos;
-    };
-    for (const char *k :
-         {"attn_wq", "attn_wk", "attn_wv", "attn_wo", "ffn_hot_gate_up"}) {
-      EXPECT_EQ(launched("prompt", (std::string(k) + "_tiles").c_str()), tiles)
-          << k << "\n"
-          << out;
-      EXPECT_EQ(launched("prompt", k), !tiles) << k << "\n" << out;
-      EXPECT_TRUE(launched("decode", k)) << k << "\n" << out;
-    }
-  }
+  expectPromptTiles(
+      exe, name, reference, kFew,
+      {"attn_wq", "attn_wk", "attn_wv", "attn_wo", "ffn_hot_gate_up"});
 }
 
 // Tests K-quant layers split between the devices (exact mode): the packed
