@@ -650,22 +650,19 @@ __device__ __forceinline__ void pf_mma_s8(int (&c)[4], const unsigned (&a)[4],
 //   a[2] row g, values 8 + 2t..        a[3] row g + 8, values 8 + 2t..
 //   b[0] token g, values 2t, 2t + 1    b[1] token g, values 8 + 2t..
 //   c as pf_mma_s8's (f32).
-// ctest's host build (test/cuda_host) defines pf_mma_f16 from that table.
-__device__ __forceinline__ void pf_mma_f16(float (&c)[4], const unsigned (&a)[4],
-                                           const unsigned (&b)[2]) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-// The same for bfloat16 rows and parts.
-__device__ __forceinline__ void pf_mma_bf16(float (&c)[4], const unsigned (&a)[4],
-                                            const unsigned (&b)[2]) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
+// The same for bfloat16 rows and parts (pf_mma_bf16). ctest's host build
+// (test/cuda_host) defines both from that table.
+#define PF_MMA_16816(T)                                                        \
+  __device__ __forceinline__ void pf_mma_##T(                                  \
+      float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {         \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." #T "." #T ".f32 "             \
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                       \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));   \
+  }
+PF_MMA_16816(f16)
+PF_MMA_16816(bf16)
+#undef PF_MMA_16816
 #endif
 // Two floats as bfloat16, rounded to nearest even: lo in the low half.
 __device__ __forceinline__ unsigned pf_f2bf2(float lo, float hi) {

@@ -577,18 +577,13 @@ bool Executor::openGpu(std::string &error) {
                             gpuattn::downQuantKernelName(l).c_str(), error))) ||
         !gpu->createEvent(b.outCopied, error))
       return false;
-    // The tile form exists only for some types, modes and GPUs: absent,
-    // the rows' kernel takes every launch.
-    std::string absent;
-    if (gpuattn::hasMatvecTiles(b.gate.type, params_.nEmbd) &&
-        gpuattn::hasMatvecTiles(b.up.type, params_.nEmbd) &&
-        gpuattn::tilesWanted())
-      b.fnGateUpTiles = gpu->function(
-          (std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix).c_str(),
-          absent);
-    if (quantDown && gpuattn::hasTiles(b.downT.type) && gpuattn::tilesWanted())
-      b.fnDownTiles = gpu->function(
-          (std::string(pl.downKernel) + gpuattn::kTilesSuffix).c_str(), absent);
+    // The tile form exists only for some types, modes and GPUs.
+    b.fnGateUpTiles =
+        tilesOf(*gpu, pl.gateUpKernel,
+                gpuattn::hasMatvecTiles(b.gate.type, params_.nEmbd) &&
+                    gpuattn::hasMatvecTiles(b.up.type, params_.nEmbd));
+    b.fnDownTiles = tilesOf(*gpu, pl.downKernel,
+                            quantDown && gpuattn::hasTiles(b.downT.type));
     const std::string rowsOf = "layer " + std::to_string(l) + "'s ";
     // Hot rows are the first nHot rows of each packed tensor: one upload.
     struct {

@@ -283,6 +283,17 @@ private:
                        std::string &error);
   // Uploads layer l's predictor for its hot half and finds its kernels.
   bool uploadPredictor(int l, CudaDriver &gpu, std::string &error);
+  // A kernel's tensor-core form (KERNEL + gpuattn::kTilesSuffix) where the
+  // rows have one (`has`), the module holds it and PINFER_GPU_TILES does
+  // not turn it off; else null (the rows' kernel takes every launch).
+  static void *tilesOf(CudaDriver &gpu, const std::string &kernel, bool has);
+  // `tiles` (over tileGrid(tileRows) blocks) for two tokens or more where
+  // there is one, else `rows` over grid x block: one launch of `kernel`.
+  static bool launchTilesOr(CudaDriver &gpu, int nTok, void *tiles,
+                            int64_t tileRows, void *rows, unsigned grid,
+                            unsigned block, void **args, std::string &error,
+                            const std::string &kernel, int layer,
+                            uint64_t bytes);
   // Layer l's hot half for nTok tokens: gate/up from x into h (where the
   // layer's GPU half predicts, first its pick kernel: each neuron scored
   // from dPredH_, the chosen ones listed in dPick_, and gate/up and down

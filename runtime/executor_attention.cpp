@@ -25,19 +25,14 @@ bool Executor::uploadAttention(int l, std::string &error) {
     if (!(*fns[k] = gpu.function(gpuattn::kernelName(l, kKernels[k]).c_str(),
                                  error)))
       return false;
-  // A module compiled for an older GPU has no tiles: their absence is no
-  // error, the chunk takes the one-row kernels.
+  // A module compiled for an older GPU has no tiles: the chunk takes the
+  // one-row kernels.
   static const char *kTiled[] = {"wq", "wk", "wv", "wo"};
   void **tiled[] = {&b.fnWqTiles, &b.fnWkTiles, &b.fnWvTiles, &b.fnWoTiles};
   const Weight *ws[] = {&b.wq, &b.wk, &b.wv, &b.wo};
-  for (int k = 0; k < 4; ++k) {
-    std::string absent;
-    if (gpuattn::hasMatvecTiles(ws[k]->type, ws[k]->cols) &&
-        gpuattn::tilesWanted())
-      *tiled[k] = gpu.function(
-          (gpuattn::kernelName(l, kTiled[k]) + gpuattn::kTilesSuffix).c_str(),
-          absent);
-  }
+  for (int k = 0; k < 4; ++k)
+    *tiled[k] = tilesOf(gpu, gpuattn::kernelName(l, kTiled[k]),
+                        gpuattn::hasMatvecTiles(ws[k]->type, ws[k]->cols));
   struct Part {
     const void *src;
     size_t bytes;

@@ -148,6 +148,28 @@ bool Executor::residentAdd(CudaDriver::DevPtr x, CudaDriver::DevPtr y, int nTok,
                       kResidBlock, args, error, kResidAdd, l);
 }
 
+void *Executor::tilesOf(CudaDriver &gpu, const std::string &kernel, bool has) {
+  // A module compiled for an older GPU has none: no error.
+  std::string absent;
+  return has && gpuattn::tilesWanted()
+             ? gpu.function((kernel + gpuattn::kTilesSuffix).c_str(), absent)
+             : nullptr;
+}
+
+bool Executor::launchTilesOr(CudaDriver &gpu, int nTok, void *tiles,
+                             int64_t tileRows, void *rows, unsigned grid,
+                             unsigned block, void **args, std::string &error,
+                             const std::string &kernel, int layer,
+                             uint64_t bytes) {
+  return nTok > 1 && tiles
+             ? gpu.launch(tiles, gpuattn::tileGrid(tileRows),
+                          gpuattn::kTileBlock, args, error,
+                          (kernel + gpuattn::kTilesSuffix).c_str(), layer,
+                          bytes)
+             : gpu.launch(rows, grid, block, args, error, kernel.c_str(), layer,
+                          bytes);
+}
+
 bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                              CudaDriver::DevPtr y, CudaDriver::DevPtr part,
                              int nTok, CudaDriver::DevPtr chosen,
@@ -185,27 +207,16 @@ bool Executor::launchHotHalf(int l, CudaDriver::DevPtr x, CudaDriver::DevPtr h,
                                  : uint64_t(pl.nHot) * b.downT.rowBytes;
   // Two tokens or more take the pair's and the down rows' tile forms
   // where they have them.
-  const std::string gateUpTiles =
-      std::string(pl.gateUpKernel) + gpuattn::kTilesSuffix;
-  const std::string downTiles =
-      std::string(pl.downKernel) + gpuattn::kTilesSuffix;
-  return (nTok > 1 && b.fnGateUpTiles
-              ? gpu_->launch(b.fnGateUpTiles, gpuattn::tileGrid(pl.nHot),
-                             gpuattn::kTileBlock, gateUpArgs, error,
-                             gateUpTiles.c_str(), l, gateUpBytes)
-              : gpu_->launch(b.fnGateUp, pl.gateUpGrid, pl.gateUpBlock,
-                             gateUpArgs, error, pl.gateUpKernel, l,
-                             gateUpBytes)) &&
+  return launchTilesOr(*gpu_, nTok, b.fnGateUpTiles, pl.nHot, b.fnGateUp,
+                       pl.gateUpGrid, pl.gateUpBlock, gateUpArgs, error,
+                       pl.gateUpKernel, l, gateUpBytes) &&
          (!b.fnDownQuant ||
           gpu_->launch(b.fnDownQuant, gpuattn::quantGrid(nTok),
                        gpuattn::kQuantBlock, quantArgs, error,
                        gpuattn::downQuantKernelName(l).c_str(), l)) &&
-         (nTok > 1 && b.fnDownTiles
-              ? gpu_->launch(b.fnDownTiles, gpuattn::tileGrid(params_.nEmbd),
-                             gpuattn::kTileBlock, downArgs, error,
-                             downTiles.c_str(), l, downBytes)
-              : gpu_->launch(b.fnDown, pl.downGrid, pl.downBlock, downArgs,
-                             error, pl.downKernel, l, downBytes));
+         launchTilesOr(*gpu_, nTok, b.fnDownTiles, params_.nEmbd, b.fnDown,
+                       pl.downGrid, pl.downBlock, downArgs, error,
+                       pl.downKernel, l, downBytes);
 }
 
 bool Executor::residentStep(int l, const ProgramStep &s, std::string &error) {

@@ -290,11 +290,8 @@ bool Executor::attentionGpuBatch(int l, int m, std::string &error) {
   // one.
   auto matvec = [&](void *rows, void *tiles, int64_t n, void **args,
                     const std::string &kernel, const Weight &w) {
-    return tiles && m > 1
-               ? gpu.launch(tiles, tileGrid(n), kTileBlock, args, error,
-                            (kernel + kTilesSuffix).c_str(), l, w.bytes())
-               : gpu.launch(rows, matvecGrid(n), kMatvecBlock, args, error,
-                            kernel.c_str(), l, w.bytes());
+    return launchTilesOr(gpu, m, tiles, n, rows, matvecGrid(n), kMatvecBlock,
+                         args, error, kernel, l, w.bytes());
   };
   if (!matvec(b.fnWq, b.fnWqTiles, qDim, aq, name[0], b.wq) ||
       !matvec(b.fnWk, b.fnWkTiles, kvDim, ak, name[1], b.wk) ||
