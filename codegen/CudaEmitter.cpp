@@ -3,6 +3,7 @@
 // compiles it without the toolkit's include directory.
 #include "codegen/CudaEmitter.h"
 #include "codegen/CudaAttention.h"
+#include "codegen/CudaDown.h"
 #include "codegen/SourceText.h"
 #include "runtime/gpu_attention.h"
 #include "runtime/kernels.h"
@@ -913,71 +914,6 @@ const char *typeSuffix(GGMLType t) {
 constexpr unsigned kGateUpBlock = 256; // 8 warps, one hot neuron each
 using gpuattn::kDownBlock;
 
-// The down kernel's SplitK constants: the tables' places.
-void emitSplitKConstants(std::ostream &os, GGMLType type, int64_t nEmbd,
-                         int64_t nFF) {
-  const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
-  os << "  // " << typeName(type) << " split: w = (d * sc) * q"
-     << (k.mins ? " + dm * m" : "") << ", sc" << (k.mins ? " and m" : "")
-     << " per " << k.group << " neurons, d" << (k.mins ? " and dm" : "")
-     << " per " << k.block << ".\n"
-     << "  constexpr int kGroup = " << k.group << ", kBlock = " << k.block
-     << ";\n"
-     << "  const float *const dT = reinterpret_cast<const float *>(scales + "
-     << k.d << "L);\n";
-  if (k.mins)
-    os << "  const float *const dmT = reinterpret_cast<const float *>(scales "
-          "+ "
-       << k.dm << "L);\n";
-}
-
-// Hot neuron k's kCols weights at column c into wa[]: its quants, its
-// group's scale (and min) and its block's d (and dm), decoded as the
-// type's decoder does (the same products, in the same order).
-void emitSplitKLoad(std::ostream &load, GGMLType type, int64_t nEmbd,
-                    int64_t nFF, unsigned cols) {
-  const SplitKLayout k = splitKLayout(type, nEmbd, nFF);
-  load << "      const long gRow = (long)(ids[k] / kGroup) * kEmbd;\n"
-       << "      const long bRow = (long)(ids[k] / kBlock) * kEmbd;\n";
-  // Four bytes of each byte table per load where the columns come in
-  // fours; the float tables as one 16-byte load where aligned.
-  const bool wideF = cols > 1 && k.d % 16 == 0 && k.dm % 16 == 0;
-  if (cols > 1) {
-    load << "      const unsigned qv = *reinterpret_cast<const unsigned "
-            "*>(row + c);\n"
-         << "      const unsigned sv = *reinterpret_cast<const unsigned "
-            "*>(scales + gRow + c);\n";
-    if (k.mins)
-      load << "      const unsigned mv = *reinterpret_cast<const unsigned "
-              "*>(scales + "
-           << k.m << "L + gRow + c);\n";
-  }
-  if (wideF) {
-    load << "      const pf_f4 dv = pf_ldf4(dT + bRow + c);\n"
-         << "      const float dd[4] = {dv.x, dv.y, dv.z, dv.w};\n";
-    if (k.mins)
-      load << "      const pf_f4 mmv = pf_ldf4(dmT + bRow + c);\n"
-           << "      const float dmm[4] = {mmv.x, mmv.y, mmv.z, mmv.w};\n";
-  }
-  load << "#pragma unroll\n"
-       << "      for (int i = 0; i < kCols; ++i) {\n";
-  auto byteAt = [&](const char *word, const char *table) {
-    return cols > 1
-               ? std::string("(float)(signed char)(") + word + " >> (8 * i))"
-               : std::string("(float)(signed char)") + table + "[c + i]";
-  };
-  const std::string q = byteAt("qv", "row");
-  const std::string sc = byteAt("sv", "(scales + gRow)");
-  const std::string m =
-      byteAt("mv", ("(scales + " + std::to_string(k.m) + "L + gRow)").c_str());
-  const std::string d = wideF ? "dd[i]" : "dT[bRow + c + i]";
-  const std::string dm = wideF ? "dmm[i]" : "dmT[bRow + c + i]";
-  load << "        wa[i] = (" << d << " * " << sc << ") * " << q;
-  if (k.mins)
-    load << " + " << dm << " * " << m;
-  load << ";\n      }\n";
-}
-
 // Layer l's predictor kernels (runtime/gpu_attention.h, before
 // predictorKernelName): the input quantised where fc1 needs 8-bit values
 // the hot half's input is not, fc1 with its bias and ReLU, the hidden
@@ -1316,14 +1252,7 @@ CudaModule emitCuda(const ProgramDesc &program) {
     // same order whichever block is last: the sum is deterministic) and
     // resets the tile's counter for the next launch.
     const DownLayout layout = downLayoutFor(d.downType);
-    // Four consecutive outputs per thread (one 16/8/4-byte load per row
-    // for f32/f16/bf16 rows and the split layouts' quants and scales)
-    // where n_embd allows; the other row types element by element.
-    const char *rowSuffix =
-        layout == DownLayout::Rows ? typeSuffix(d.downTType) : nullptr;
-    const bool wideRow =
-        layout != DownLayout::Rows || d.downTType == GGMLType::F32 ||
-        d.downTType == GGMLType::F16 || d.downTType == GGMLType::BF16;
+    // Four consecutive outputs per thread where n_embd allows.
     const unsigned cols =
         p.nEmbd % gpuattn::kDownCols == 0 ? gpuattn::kDownCols : 1;
     const unsigned tiles = gpuattn::downTiles(p.nEmbd);
@@ -1367,130 +1296,21 @@ CudaModule emitCuda(const ProgramDesc &program) {
       os << "  constexpr int kChunk = " << (nHot + splits - 1) / splits << ";\n"
          << "  const int k0 = split * kChunk;\n"
          << "  const int k1 = k0 + kChunk < kHot ? k0 + kChunk : kHot;\n";
-    // A row's kCols values as wa[i] (times wb[i] for the split layouts:
-    // a block's scale and the quant), decoded once for a group of tokens;
-    // each token's sum then takes hk * wa[i] (* wb[i]), the operations it
-    // takes alone.
-    std::ostringstream load;
-    bool twoFactors = false;
-    load << "      const u8 *row = downT + (long)k * kRow;\n"
-         << "      float wa[kCols];\n";
-    if (layout == DownLayout::SplitK) {
-      emitSplitKConstants(os, d.downType, p.nEmbd, p.nFF);
-      emitSplitKLoad(load, d.downType, p.nEmbd, p.nFF, cols);
-    } else if (cols > 1 && wideRow) {
-      if (layout == DownLayout::Rows && d.downTType == GGMLType::F32)
-        load << "      const pf_f4 w = pf_ldf4(reinterpret_cast<const float "
-                "*>(row) + c);\n"
-             << "      wa[0] = w.x; wa[1] = w.y; wa[2] = w.z; wa[3] = w.w;\n";
-      else if (layout == DownLayout::Rows)
-        load << "      const pf_u2 w = pf_ldu2(row + 2 * c);\n"
-             << "      wa[0] = pf_" << rowSuffix << "_lo(w.x); wa[1] = pf_"
-             << rowSuffix << "_hi(w.x);\n"
-             << "      wa[2] = pf_" << rowSuffix << "_lo(w.y); wa[3] = pf_"
-             << rowSuffix << "_hi(w.y);\n";
-      else {
-        twoFactors = true;
-        if (layout == DownLayout::SplitQ8)
-          load << "      const unsigned q = *reinterpret_cast<const unsigned "
-                  "*>(row + c);\n"
-               << "      const int sh = 0;\n";
-        else
-          load << "      const unsigned q = *reinterpret_cast<const unsigned "
-                  "*>(row + (c >> 5) * 16 + (c & 15));\n"
-               << "      const int sh = (c & 31) < 16 ? 0 : 4;\n";
-        load << "      const pf_u2 sc = pf_ldu2(reinterpret_cast<const u8 "
-                "*>(scales + (long)(ids[k] >> 5) * kEmbd + c));\n"
-             << "      float wb[kCols];\n"
-             << "#pragma unroll\n"
-             << "      for (int i = 0; i < 4; ++i) {\n";
-        // The quants as biased bytes, each a float by pf_b2f.
-        if (layout == DownLayout::SplitQ8)
-          load << "        wb[i] = pf_b2f(q ^ 0x80808080u, i) - 8388736.f;\n";
-        else
-          load << "        wb[i] = pf_b2f((q >> sh) & 0x0f0f0f0fu, i) - "
-                  "8388616.f;\n";
-        load << "        wa[i] = pf_h2f((u16)((i < 2 ? sc.x : sc.y) >> (16 * "
-                "(i & 1))));\n"
-             << "      }\n";
-      }
-    } else if (layout == DownLayout::Rows) {
-      load << "#pragma unroll\n"
-           << "      for (int i = 0; i < kCols; ++i) wa[i] = pf_at_"
-           << rowSuffix << "(row, c + i);\n";
-    } else {
-      twoFactors = true;
-      load << "      float wb[kCols];\n"
-           << "#pragma unroll\n"
-           << "      for (int i = 0; i < kCols; ++i) {\n"
-           << "        const int ci = c + i;\n";
-      if (layout == DownLayout::SplitQ8)
-        load << "        wb[i] = (float)(signed char)row[ci];\n";
-      else
-        load << "        const u8 b = row[(ci >> 5) * 16 + (ci & 15)];\n"
-             << "        wb[i] = (float)(((ci & 31) < 16 ? (b & 15) : (b >> "
-                "4)) - 8);\n";
-      load << "        wa[i] = pf_h2f(scales[(long)(ids[k] >> 5) * kEmbd + "
-              "ci]);\n"
-           << "      }\n";
-    }
-    const std::string term = twoFactors ? " * wa[i] * wb[i]" : " * wa[i]";
-    const std::string pickK =
-        predicts ? "      const int k = (int)pick[" +
-                       std::to_string(gpuattn::kPickListAt) + " + j];\n"
-                 : "      const int k = j;\n";
-    os << "  // A prompt's tokens " << G
-       << " at a time, each row's values decoded once for them; the\n"
-       << "  // rest one by one (each token's sums the same either way).\n"
-       << "  int t = 0;\n"
-       << "#pragma unroll 1\n"
-       << "  for (; c < kEmbd && t + " << G << " <= nTok; t += " << G << ") {\n"
-       << "    float s[" << G << "][kCols] = {};\n"
-       << "    const float *hg = h + (long)t * kHot;\n"
-       << "    // Not unrolled: unrolled, ptxas spilled on sm_80.\n"
-       << "#pragma unroll 1\n"
-       << "    for (int j = k0; j < k1; ++j) {\n"
-       << pickK << "      float hk[" << G << "];\n"
-       << "      bool any = false;\n"
-       << "#pragma unroll\n"
-       << "      for (int g = 0; g < " << G << "; ++g) {\n"
-       << "        hk[g] = hg[g * kHot + k];\n"
-       << "        any |= hk[g] != 0.f;\n"
-       << "      }\n";
-    if (exact)
-      os << "      if (!any) continue;\n";
-    // A token of the group whose neuron did not fire adds hk = 0 times
-    // finite weights, exactly zero: its sums are the bits it gets alone,
-    // where it skips the row (a guard per token here made ptxas spill).
-    os << load.str() << "#pragma unroll\n"
-       << "      for (int g = 0; g < " << G << "; ++g)\n"
-       << "#pragma unroll\n"
-       << "        for (int i = 0; i < kCols; ++i) s[g][i] += hk[g]" << term
-       << ";\n"
-       << "    }\n"
-       << "#pragma unroll\n"
-       << "    for (int g = 0; g < " << G << "; ++g)\n"
-       << "#pragma unroll\n"
-       << "      for (int i = 0; i < kCols; ++i)\n"
-       << "        part[((long)(t + g) * kSplits + split) * kEmbd + c + i] = "
-          "s[g][i];\n"
-       << "  }\n"
-       << "#pragma unroll 1\n"
-       << "  for (; c < kEmbd && t < nTok; ++t) {\n"
-       << "    const float *ht = h + (long)t * kHot;\n"
-       << "    float s[kCols];\n"
-       << "    for (int i = 0; i < kCols; ++i) s[i] = 0.f;\n"
-       << "    for (int j = k0; j < k1; ++j) {\n"
-       << pickK << "      const float hk = ht[k];\n";
-    if (exact)
-      os << "      if (hk == 0.f) continue;\n";
-    os << load.str() << "      for (int i = 0; i < kCols; ++i) s[i] += hk"
-       << term << ";\n"
-       << "    }\n"
-       << "    for (int i = 0; i < kCols; ++i)\n"
-       << "      part[((long)t * kSplits + split) * kEmbd + c + i] = s[i];\n"
-       << "  }\n"
-       << "  // Every thread reaches the barriers: the partial sums are\n"
+    if (layout != DownLayout::Rows)
+      emitSplitDownConstants(os, d.downType, p.nEmbd, p.nFF);
+    DownLoops loops;
+    loops.source = d.downType;
+    loops.rowType = d.downTType;
+    loops.layout = layout;
+    loops.nEmbd = p.nEmbd;
+    loops.nFF = p.nFF;
+    loops.cols = cols;
+    loops.listMax = (nHot + splits - 1) / splits;
+    loops.tokens = G;
+    loops.skipZero = exact;
+    loops.picked = predicts;
+    emitDownLoops(os, loops);
+    os << "  // Every thread reaches the barriers: the partial sums are\n"
        << "  // visible before the tile's counter moves.\n"
        << "  __shared__ unsigned last;\n"
        << "  __threadfence();\n"

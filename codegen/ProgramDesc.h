@@ -35,7 +35,7 @@ struct LayerDesc {
   // down (runtime/ggml_types.h, DownLayout::Source); `cold` is then in
   // source order and `hot` empty.
   bool sourceDown = false;
-  std::vector<uint32_t> hot;  // neuron ids on the GPU, hottest first
+  std::vector<uint32_t> hot;  // neuron ids on the GPU, in id order
   std::vector<uint32_t> cold; // neuron ids on the CPU, hottest first
   uint32_t predictorRank = 0; // 0: no predictor
   // The predictor's fc1 and fc2 as the packed weights store them

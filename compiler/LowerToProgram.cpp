@@ -750,6 +750,12 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
               std::to_string(nFF) + " neurons, expected all of them";
       return false;
     }
+    // The GPU half in id order: a split layout's down kernel reads the
+    // numbers of a source block once for the block's neurons that are
+    // adjacent in its list (CudaSplitDown.h), and its chunks of neurons
+    // then hold as many hot neurons of every firing rate. The plan's
+    // hottest-first order has done its work (which neurons are hot).
+    std::sort(d.hot.begin(), d.hot.end());
 
     if (!checkType(any.getGate(), spec, l, error) ||
         !checkType(any.getUp(), spec, l, error) ||
@@ -791,7 +797,6 @@ bool programFromModule(ModuleOp scheduled, const ModelSpec &spec,
         denseGpuKeepsSourceDown(d.downType) &&
         spec.tensor(tensorName(TensorKind::FfnDown, int(l)))) {
       d.sourceDown = true;
-      std::sort(d.hot.begin(), d.hot.end());
     }
 
     if (mode == SparsityMode::Threshold) {

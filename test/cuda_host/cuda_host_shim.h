@@ -443,6 +443,18 @@ template <class T> T __shfl_sync(unsigned mask, T v, int srcLane,
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   pf_shim::exchange(mask, 0, int(pf_shim::laneId()));
 }
+// Bit j set where lane j of the mask passed a true predicate; a
+// rendezvous of the mask's lanes, as a shuffle.
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  unsigned long long all[32];
+  pf_shim::exchange(mask, pred != 0, int(pf_shim::laneId()), all);
+  unsigned bits = 0;
+  for (unsigned j = 0; j < 32; ++j)
+    if ((mask >> j & 1) && all[j])
+      bits |= 1u << j;
+  return bits;
+}
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline void __syncthreads() { pf_shim::syncthreads(); }
 template <class T> T __ldg(const T *p) { return *p; }
 // Result byte i is byte (s >> 4i) & 7 of the eight bytes of y:x.

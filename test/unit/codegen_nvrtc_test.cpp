@@ -76,9 +76,11 @@ TEST(CudaEmitter, KernelsPerHotLayer) {
   EXPECT_GE(k.downGrid * k.downBlock, 96u);
   EXPECT_NE(m.source.find("kHot = 70"), std::string::npos);
   EXPECT_NE(m.source.find("pf_dot_q4_0<kEmbd>"), std::string::npos);
-  // q4_0 downs: the split layout's quants and per-block scales.
-  EXPECT_NE(m.source.find("scales + (long)(ids[k] >> 5) * kEmbd + c"),
+  // q4_0 downs: the split layout's quants and per-block scales, a run of
+  // a block's neurons (its group, through their ids) scaled once.
+  EXPECT_NE(m.source.find("pfGroup[at] = (int)(ids[k] / kGroup)"),
             std::string::npos);
+  EXPECT_NE(m.source.find("scales + (long)gi * kEmbd + c"), std::string::npos);
   EXPECT_EQ(m.source.find("ffn_hot_l1_"), std::string::npos);
 }
 

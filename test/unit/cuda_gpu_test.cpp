@@ -401,20 +401,25 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaKernels, ::testing::ValuesIn(allCases()),
                            return name;
                          });
 
-// A down type and an n_embd (one no multiple of 4 takes the kernel's
-// column-by-column loads).
-using SplitCase = std::pair<GGMLType, int>;
+// A down type, an n_embd (one no multiple of 4 takes the kernel's
+// column-by-column loads) and whether the hot neurons come in id order, as
+// LowerToProgram lists them (or shuffled: each group's neurons apart).
+struct SplitCase {
+  GGMLType type;
+  int embd;
+  bool idOrder = true;
+};
 using CudaSplitDown = testutil::GpuTestWithParam<SplitCase>;
 
 // Tests the hot down kernel of the split layouts (block-type sources: each
 // neuron's quants, the block scales (SplitK: its tables) apart, looked up
 // through the hot neurons' original ids) against the CPU half's
-// splitDownAxpy over the same packed data, with hot neurons in shuffled
-// order and a third of the activations exactly zero; and a prompt's chunk
-// against each token alone.
+// splitDownAxpy over the same packed data, with a third of the activations
+// exactly zero; and, in id order, a prompt's chunk against each token
+// alone. Shuffled, a group's neurons make many runs, each scaled apart.
 TEST_P(CudaSplitDown, MatchesCpuTwin) {
-  const auto [type, kEmbd] = GetParam();
-  constexpr int kFF = 512; // every neuron hot; two K-quant blocks
+  const auto [type, kEmbd, idOrder] = GetParam();
+  constexpr int kFF = 512; // two K-quant blocks
   ProgramDesc d;
   d.params.nEmbd = kEmbd;
   d.params.nFF = kFF;
@@ -426,18 +431,29 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   d.layers[0].gateType = d.layers[0].upType = GGMLType::F32;
   d.layers[0].downType = type;
   d.layers[0].downTType = transposedDownType(type);
-  std::vector<uint32_t> ids(kFF);
-  std::iota(ids.begin(), ids.end(), 0u);
-  std::shuffle(ids.begin(), ids.end(), std::mt19937(5));
+  // Six of every seven neurons hot: a block's chunk of the list spans
+  // groups, parts of them.
+  std::vector<uint32_t> ids;
+  for (uint32_t n = 0; n < kFF; ++n)
+    if (n % 7 != 3)
+      ids.push_back(n);
+  const int kHot = int(ids.size());
+  if (!idOrder)
+    std::shuffle(ids.begin(), ids.end(), std::mt19937(5));
   d.layers[0].hot = ids;
 
   // The source down {n_ff, n_embd}: kEmbd rows of kFF elements.
   Weight down;
   auto downBytes = randomRows(type, kFF, kEmbd, 9, down);
-  const testutil::PackedSplitDown packed(down, ids);
+  // Packed as a program packs them: the hot rows first, then the rest.
+  std::vector<uint32_t> order = ids;
+  for (uint32_t n = 0; n < kFF; ++n)
+    if (n % 7 == 3)
+      order.push_back(n);
+  const testutil::PackedSplitDown packed(down, order);
   const std::vector<uint8_t> &rows = packed.rows, &scales = packed.tables;
-  std::vector<float> h(kFF);
-  for (int k = 0; k < kFF; ++k)
+  std::vector<float> h(kHot);
+  for (int k = 0; k < kHot; ++k)
     h[k] = k % 3 ? 0.05f * std::sin(0.3f * float(k)) : 0.f;
 
   // CPU twin: the packed rows grouped by source block, as the executor does.
@@ -452,7 +468,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
       compileCuda(m.source, "test.cu", d.smArch, GpuImageKind::PTX, ptx, error))
       << error;
   ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type) +
-                                         "_" + std::to_string(kEmbd)),
+                                         "_" + std::to_string(kEmbd) +
+                                         (idOrder ? "" : "_shuffled")),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   gpu_.setKernelAliases(m.aliases);
@@ -466,8 +483,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
               gpu_.upload(dScales, scales.data(), scales.size(), error) &&
               gpu_.alloc(dIds, ids.size() * 4, error) &&
               gpu_.upload(dIds, ids.data(), ids.size() * 4, error) &&
-              gpu_.alloc(dH, sizeof(float) * kFF, error) &&
-              gpu_.upload(dH, h.data(), sizeof(float) * kFF, error) &&
+              gpu_.alloc(dH, sizeof(float) * kHot, error) &&
+              gpu_.upload(dH, h.data(), sizeof(float) * kHot, error) &&
               gpu_.alloc(dY, sizeof(float) * kEmbd, error) &&
               allocDownScratch(gpu_, k, dPart, dDone, error))
       << error;
@@ -480,15 +497,19 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
   ASSERT_TRUE(gpu_.download(yGot.data(), dY, sizeof(float) * kEmbd, error))
       << error;
   EXPECT_LT(normalisedError(yGot, yWant), 1e-5);
+  // Shuffled, a token alone may join in one run neurons of a group that
+  // a chunk's other tokens part: other sums, not the same bits.
+  if (!idOrder)
+    return;
 
   // A prompt's chunk (a group of kTokenGroup tokens, then two alone), each
   // token's zeros elsewhere: each token's outputs are the bits it gets
   // alone.
   constexpr int kChunk = gpuattn::kTokenGroup + 2;
-  std::vector<float> hs(size_t(kChunk) * kFF);
+  std::vector<float> hs(size_t(kChunk) * kHot);
   for (int t = 0; t < kChunk; ++t)
-    for (int k = 0; k < kFF; ++k)
-      hs[size_t(t) * kFF + k] =
+    for (int k = 0; k < kHot; ++k)
+      hs[size_t(t) * kHot + k] =
           (k + t) % 3 ? 0.05f * std::sin(0.3f * float(k) + float(t)) : 0.f;
   const size_t f = sizeof(float);
   CudaDriver::DevPtr dHs, dYs, dPs;
@@ -509,31 +530,32 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
       << error;
   for (int t = 0; t < kChunk; ++t) {
     SCOPED_TRACE("token " + std::to_string(t));
-    ASSERT_TRUE(gpu_.upload(dH, hs.data() + size_t(t) * kFF, f * kFF, error) &&
-                gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
-                gpu_.download(yGot.data(), dY, f * kEmbd, error))
+    ASSERT_TRUE(
+        gpu_.upload(dH, hs.data() + size_t(t) * kHot, f * kHot, error) &&
+        gpu_.launch(fnDown, k.downGrid, k.downBlock, args, error) &&
+        gpu_.download(yGot.data(), dY, f * kEmbd, error))
         << error;
     EXPECT_EQ(
         std::memcmp(yGot.data(), ys.data() + size_t(t) * kEmbd, f * kEmbd), 0);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, CudaSplitDown,
-                         ::testing::Values(SplitCase{GGMLType::Q8_0, 256},
-                                           SplitCase{GGMLType::Q4_0, 256},
-                                           SplitCase{GGMLType::Q4_1, 256},
-                                           SplitCase{GGMLType::Q5_0, 256},
-                                           SplitCase{GGMLType::Q5_1, 256},
-                                           SplitCase{GGMLType::Q2_K, 256},
-                                           SplitCase{GGMLType::Q3_K, 256},
-                                           SplitCase{GGMLType::Q4_K, 256},
-                                           SplitCase{GGMLType::Q5_K, 256},
-                                           SplitCase{GGMLType::Q6_K, 256},
-                                           SplitCase{GGMLType::Q4_K, 250}),
-                         [](const ::testing::TestParamInfo<SplitCase> &info) {
-                           return std::string(typeName(info.param.first)) +
-                                  "_" + std::to_string(info.param.second);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, CudaSplitDown,
+    ::testing::Values(
+        SplitCase{GGMLType::Q8_0, 256}, SplitCase{GGMLType::Q4_0, 256},
+        SplitCase{GGMLType::Q4_1, 256}, SplitCase{GGMLType::Q5_0, 256},
+        SplitCase{GGMLType::Q5_1, 256}, SplitCase{GGMLType::Q2_K, 256},
+        SplitCase{GGMLType::Q3_K, 256}, SplitCase{GGMLType::Q4_K, 256},
+        SplitCase{GGMLType::Q5_K, 256}, SplitCase{GGMLType::Q6_K, 256},
+        SplitCase{GGMLType::Q4_K, 250}, SplitCase{GGMLType::Q4_0, 256, false},
+        SplitCase{GGMLType::Q4_K, 256, false},
+        SplitCase{GGMLType::Q6_K, 250, false}),
+    [](const ::testing::TestParamInfo<SplitCase> &info) {
+      return std::string(typeName(info.param.type)) + "_" +
+             std::to_string(info.param.embd) +
+             (info.param.idOrder ? "" : "_shuffled");
+    });
 
 // Tests that without a driver or device the driver says why instead of
 // failing later (always runs).

@@ -12,6 +12,7 @@
 #include "runtime/gguf.h"
 #include "runtime/model.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -190,6 +191,7 @@ inline bool programFromPlan(const Model &model, const Plan &plan,
     // Without a GPU in the target the whole layer is cold.
     uint32_t nHot = smArch.empty() ? 0 : lp.nHot;
     d.hot.assign(lp.order.begin(), lp.order.begin() + nHot);
+    std::sort(d.hot.begin(), d.hot.end()); // as LowerToProgram lists them
     d.cold.assign(lp.order.begin() + nHot, lp.order.end());
     d.attentionOnGPU = !smArch.empty() && lp.attentionOnGPU;
   }

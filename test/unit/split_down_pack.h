@@ -8,6 +8,7 @@
 #include "runtime/ggml_types.h"
 #include "runtime/sparse_kernels.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -72,10 +73,13 @@ struct FiredGroups {
 
   FiredGroups(const std::vector<uint32_t> &order, const float *coefByRow,
               int64_t group) {
-    const uint32_t nFF = uint32_t(order.size());
-    for (uint32_t g = 0; g < nFF / group; ++g) {
+    const uint32_t n = uint32_t(order.size()); // all neurons or some
+    const uint32_t nGroups =
+        n ? *std::max_element(order.begin(), order.end()) / uint32_t(group) + 1
+          : 0;
+    for (uint32_t g = 0; g < nGroups; ++g) {
       const uint32_t before = uint32_t(rows.size());
-      for (uint32_t k = 0; k < nFF; ++k)
+      for (uint32_t k = 0; k < n; ++k)
         if (order[k] / group == g && coefByRow[k] != 0.f) {
           rows.push_back(k);
           coef.push_back(coefByRow[k]);
