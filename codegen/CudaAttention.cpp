@@ -99,7 +99,7 @@ TileForm tileForm(GGMLType type) {
 // A tile body's shape and rows: `listed` of them, row i of the warp's 16
 // at rowOf(r0 + i); ra and rb those of lanes' rows g and g + 8.
 void emitTileRows(std::ostream &os, int64_t rows, int64_t cols,
-                  const std::string &list) {
+                  const std::string &list, bool wholeBlocks = false) {
   os << "  constexpr int kRows = " << rows << ", kCols = " << cols << ";\n"
      << "  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;\n"
      << "  const int r0 = (blockIdx.x * 4 + (threadIdx.x >> 5)) * 16;\n";
@@ -112,7 +112,11 @@ void emitTileRows(std::ostream &os, int64_t rows, int64_t cols,
        << "  const int listed = (int)rowList[0];\n"
        << "  auto rowOf = [rowList](int i) { return (int)rowList["
        << gpuattn::kPickListAt << " + i]; };\n";
-  os << "  if (r0 >= listed) return; // whole warps\n"
+  // A kernel with barriers keeps a block's warps past the list to the
+  // end (their rows are the last one's, their sums not stored).
+  os << (wholeBlocks ? "  if (blockIdx.x * 64 >= listed) return; // whole "
+                       "blocks\n"
+                     : "  if (r0 >= listed) return; // whole warps\n")
      << "  // Rows past the last read the last row; their sums are not "
         "stored.\n"
      << "  const int ra = rowOf(r0 + g < listed ? r0 + g : listed - 1);\n"
@@ -150,17 +154,32 @@ void emitTileStores(std::ostream &os, size_t nOps, const std::string &store) {
 // The tiles of f16 and bfloat16 rows (cols a multiple of 16;
 // emitTileBody's contract): per step of 16 values a warp loads its 16
 // rows' halves of each operand once (A fragments straight from the rows),
-// and for each group of 8 tokens splits their f32 values into parts of
-// the rows' type and multiplies each on tensor cores: f16, two parts at a
-// power-of-two scale (pf_split_f16: 22 bits of each value, as near f32's
-// 24 as two products get), the step's sum then times 1 / scale; bfloat16,
-// three parts of f32's range (pf_split_bf16: all 24 bits).
+// and each group of 8 tokens' f32 values, split into parts of the rows'
+// type, multiplies them on tensor cores: f16, two parts at a power-of-two
+// scale (pf_split_f16: 22 bits of each value, as near f32's 24 as two
+// products get), the step's sum then times 1 / scale; bfloat16, three
+// parts of f32's range (pf_split_bf16: all 24 bits). The split is the
+// same for every warp of a block (the same tokens and values), so the
+// block's four warps split four steps' values once, one step each, into
+// shared memory, and each reads the B fragments of the four there: a
+// quarter of the conversions each warp made when it split every step
+// itself.
 void emitTileBodyHalf(std::ostream &os, int64_t rows, int64_t cols,
                       const std::vector<TileOperand> &ops, int groups,
                       const std::string &store, const std::string &list) {
   const bool bf16 = ops[0].type == GGMLType::BF16;
-  emitTileRows(os, rows, cols, list);
-  os << "  constexpr int kGroups = " << groups << ";\n";
+  const int warps = int(gpuattn::kTileBlock / 32);
+  emitTileRows(os, rows, cols, list, true);
+  os << "  constexpr int kGroups = " << groups << ", kWarps = " << warps
+     << ";\n"
+     << "  const int warp = threadIdx.x >> 5;\n";
+  // A lane's B fragments of one step and group: f16's two parts and the
+  // inverse scales of its C columns' tokens, or bfloat16's three parts.
+  if (bf16)
+    os << "  struct Frag { unsigned p[3][2]; };\n";
+  else
+    os << "  struct Frag { unsigned p[2][2]; float inv[2]; };\n";
+  os << "  __shared__ Frag frags[kGroups][kWarps][32];\n";
   for (size_t i = 0; i < ops.size(); ++i)
     os << "  const unsigned *rowA" << i
        << " = reinterpret_cast<const unsigned *>(" << ops[i].matrix
@@ -174,44 +193,63 @@ void emitTileBodyHalf(std::ostream &os, int64_t rows, int64_t cols,
      << "    const float *xg = x + (long)(t0 + g) * kCols + 2 * t4;\n"
      << "    const int here = nTok - t0 - g;\n"
      << "#pragma unroll 1\n"
-     << "    for (int k0 = 0; k0 < kCols; k0 += 16) {\n"
-     << "      // Values k0 + 2t, + 1 and k0 + 8 + 2t, + 1 of rows g, g + 8.\n";
+     << "    for (int kb = 0; kb < kCols; kb += 16 * kWarps) {\n"
+     << "      // Warp w splits step kb + 16w for every group; the barrier "
+        "after\n"
+     << "      // the steps keeps the last ones' readers ahead of these "
+        "writes.\n"
+     << "      const int ks = kb + 16 * warp;\n"
+     << "      if (ks < kCols) {\n"
+     << "#pragma unroll\n"
+     << "        for (int G = 0; G < kGroups; ++G) {\n"
+     << "          if (G >= groups) break; // the block's lanes together\n"
+     << "          float v[4] = {0.f, 0.f, 0.f, 0.f};\n"
+     << "          if (8 * G < here) {\n"
+     << "            const float *xv = xg + 8L * G * kCols + ks;\n"
+     << "            const pf_f2 p = pf_ldf2(xv), q = pf_ldf2(xv + 8);\n"
+     << "            v[0] = p.x;\n"
+     << "            v[1] = p.y;\n"
+     << "            v[2] = q.x;\n"
+     << "            v[3] = q.y;\n"
+     << "          }\n"
+     << "          Frag &f = frags[G][warp][lane];\n"
+     << (bf16 ? "          pf_split_bf16(v, f.p);\n"
+              : "          pf_split_f16(v, f.p[0], f.p[1], f.inv);\n")
+     << "        }\n"
+     << "      }\n"
+     << "      __syncthreads();\n"
+     << "      const int steps = kCols - kb < 16 * kWarps ? (kCols - kb) / 16 "
+        ": kWarps;\n"
+     << "#pragma unroll 1\n"
+     << "      for (int j = 0; j < steps; ++j) {\n"
+     << "        const int k0 = kb + 16 * j;\n"
+     << "        // Values k0 + 2t, + 1 and k0 + 8 + 2t, + 1 of rows g, g + "
+        "8.\n";
   for (size_t i = 0; i < ops.size(); ++i) {
     const std::string n = std::to_string(i);
-    os << "      const unsigned a" << n << "[4] = {rowA" << n
+    os << "        const unsigned a" << n << "[4] = {rowA" << n
        << "[k0 / 2], rowB" << n << "[k0 / 2], rowA" << n << "[k0 / 2 + 4], rowB"
        << n << "[k0 / 2 + 4]};\n";
   }
   os << "#pragma unroll\n"
-     << "      for (int G = 0; G < kGroups; ++G) {\n"
-     << "        if (G >= groups) break; // the warp's lanes together\n"
-     << "        float v[4] = {0.f, 0.f, 0.f, 0.f};\n"
-     << "        if (8 * G < here) {\n"
-     << "          const float *xv = xg + 8L * G * kCols + k0;\n"
-     << "          const pf_f2 p = pf_ldf2(xv), q = pf_ldf2(xv + 8);\n"
-     << "          v[0] = p.x;\n"
-     << "          v[1] = p.y;\n"
-     << "          v[2] = q.x;\n"
-     << "          v[3] = q.y;\n"
-     << "        }\n"
-     << (bf16 ? "        unsigned part[3][2];\n"
-                "        pf_split_bf16(v, part);\n"
-              : "        unsigned part[2][2];\n"
-                "        float inv[2];\n"
-                "        pf_split_f16(v, part[0], part[1], inv);\n");
+     << "        for (int G = 0; G < kGroups; ++G) {\n"
+     << "          if (G >= groups) break;\n"
+     << "          const Frag f = frags[G][j][lane];\n";
   for (size_t i = 0; i < ops.size(); ++i) {
     const std::string n = std::to_string(i);
-    os << "        {\n"
-       << "          float c[4] = {0.f, 0.f, 0.f, 0.f};\n";
+    os << "          {\n"
+       << "            float c[4] = {0.f, 0.f, 0.f, 0.f};\n";
     for (int k = 0; k < (bf16 ? 3 : 2); ++k)
-      os << "          pf_mma_" << (bf16 ? "bf16" : "f16") << "(c, a" << n
-         << ", part[" << k << "]);\n";
+      os << "            pf_mma_" << (bf16 ? "bf16" : "f16") << "(c, a" << n
+         << ", f.p[" << k << "]);\n";
     os << "#pragma unroll\n"
-       << "          for (int e = 0; e < 4; ++e) acc" << n
-       << "[G][e] += " << (bf16 ? "c[e]" : "c[e] * inv[e & 1]") << ";\n"
-       << "        }\n";
+       << "            for (int e = 0; e < 4; ++e) acc" << n
+       << "[G][e] += " << (bf16 ? "c[e]" : "c[e] * f.inv[e & 1]") << ";\n"
+       << "          }\n";
   }
-  os << "      }\n"
+  os << "        }\n"
+     << "      }\n"
+     << "      __syncthreads();\n"
      << "    }\n";
   emitTileStores(os, ops.size(), store);
   os << "  }\n";

@@ -9,7 +9,9 @@
 // stops the launch: a shuffle that names an exited lane or one outside the
 // block, lanes that disagree on a shuffle's mask, a barrier that a thread of
 // the block returned without reaching, and deadlock. Shared memory is a
-// function-local static: one block runs at a time, so it is per block.
+// function-local static: one block runs at a time, so it is per block. The
+// warps run one at a time, each to its next barrier (runBlock), so that a
+// missing barrier between warps' uses of shared memory shows.
 //
 // A file that includes this header, then the emitted source, then
 // PF_SHIM_KERNELS(PF_SHIM_ENTRY(name) ...) exports pf_shim_params and
@@ -276,24 +278,38 @@ inline bool runBlock(Launch &L) {
   L.barrierArrived = 0;
   for (;;) {
     const unsigned long long before = L.progress;
-    unsigned live = 0;
-    for (unsigned i = 0; i < n; ++i) {
-      Thread &t = L.threads[i];
-      if (t.wait == Wait::Done)
-        continue;
-      L.current = i;
+    // Warp by warp, each as far as it goes (to a barrier or its end)
+    // before the next one starts: one warp then runs as far ahead of the
+    // others as the barriers allow, so that shared memory one warp
+    // overwrites before another has read it, or reads before another has
+    // written it, for want of a barrier, gives wrong values.
+    for (unsigned w0 = 0; w0 < n; w0 += 32) {
+      const unsigned w1 = w0 + 32 < n ? w0 + 32 : n;
+      for (;;) {
+        const unsigned long long pass = L.progress;
+        for (unsigned i = w0; i < w1; ++i) {
+          Thread &t = L.threads[i];
+          if (t.wait == Wait::Done)
+            continue;
+          L.current = i;
 #ifdef PF_SHIM_ASAN
-      void *fake = nullptr;
-      __sanitizer_start_switch_fiber(&fake, t.stack, kStackBytes);
+          void *fake = nullptr;
+          __sanitizer_start_switch_fiber(&fake, t.stack, kStackBytes);
 #endif
-      swapTo(L.sched, t.ctx);
+          swapTo(L.sched, t.ctx);
 #ifdef PF_SHIM_ASAN
-      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+          __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
-      if (!L.error.empty())
-        return false;
-      live += t.wait != Wait::Done;
+          if (!L.error.empty())
+            return false;
+        }
+        if (L.progress == pass)
+          break;
+      }
     }
+    unsigned live = 0;
+    for (unsigned i = 0; i < n; ++i)
+      live += L.threads[i].wait != Wait::Done;
     if (live == 0)
       return true;
     if (L.barrierArrived > 0 && L.barrierArrived == live) {

@@ -13,6 +13,7 @@
 
 #include "temp_dir.h"
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -74,6 +75,30 @@ extern "C" __global__ void __launch_bounds__(32) byte_perm(const float *x, float
   const int i = threadIdx.x;
   reinterpret_cast<unsigned *>(y)[i] = __byte_perm(in[3 * i], in[3 * i + 1], in[3 * i + 2]);
 }
+// y[i] = the ballot of lanes with x > 0 in thread i's warp (as bits), then
+// its count below lane i.
+extern "C" __global__ void __launch_bounds__(64) ballot(const float *x, float *y) {
+  const unsigned b = __ballot_sync(0xffffffffu, x[threadIdx.x] > 0.f);
+  reinterpret_cast<unsigned *>(y)[threadIdx.x] = b;
+  y[64 + threadIdx.x] = (float)__popc(b & ((1u << (threadIdx.x & 31)) - 1u));
+}
+// Each warp writes a value to shared memory, then reads the other warp's:
+// with barriers between (ordered) and without (racing). The warp
+// rendezvous between keep warps that take turns at each one in step, so
+// that only a schedule that lets one warp run ahead shows the race.
+extern "C" __global__ void __launch_bounds__(64) neighbour(const float *x, float *y) {
+  __shared__ float slot[2];
+  const int w = threadIdx.x >> 5;
+  for (int round = 0; round < 2; ++round) {
+    if ((threadIdx.x & 31) == 0) slot[w] = x[0] + (float)(w + 2 * round);
+    if (x[1] != 0.f) __syncthreads();
+    __syncwarp();
+    const float v = slot[1 - w];
+    if ((threadIdx.x & 31) == 0) y[2 * round + w] = v;
+    if (x[1] != 0.f) __syncthreads();
+    __syncwarp();
+  }
+}
 extern "C" __global__ void __launch_bounds__(32) read_past_end(const float *x, float *y) {
   y[threadIdx.x] = x[threadIdx.x + 1];
 }
@@ -132,6 +157,39 @@ TEST_F(CudaHostShim, ShufflesAndBarriersMoveValues) {
   ASSERT_EQ(launch("shift_down", 1, 64, in.data(), out.data()), "");
   for (int i = 0; i < 64; ++i)
     EXPECT_EQ(out[i], float((i & 31) + 3 < 32 ? i + 3 : i)) << i;
+}
+
+// Tests __ballot_sync and __popc: each warp's bits of the lanes whose
+// predicate holds, and the count below a lane (a list's rank).
+TEST_F(CudaHostShim, BallotGathersEachWarpsPredicates) {
+  std::vector<float> x(64), y(128);
+  for (int i = 0; i < 64; ++i)
+    x[i] = i % 3 == 0 || i == 40 ? 1.f : -1.f;
+  ASSERT_EQ(launch("ballot", 1, 64, x.data(), y.data()), "");
+  for (int i = 0; i < 64; ++i) {
+    unsigned want = 0, below = 0;
+    for (int j = 0; j < 32; ++j)
+      if (x[(i & ~31) + j] > 0.f) {
+        want |= 1u << j;
+        below += j < (i & 31);
+      }
+    unsigned got;
+    std::memcpy(&got, &y[i], 4);
+    EXPECT_EQ(got, want) << i;
+    EXPECT_EQ(y[64 + i], float(below)) << i;
+  }
+}
+
+// Tests that warps run apart as far as the barriers allow: with them each
+// warp reads what the other wrote that round; without them, what the
+// other wrote in another round, or before it wrote at all.
+TEST_F(CudaHostShim, WarpsRaceWithoutBarriers) {
+  const float ordered[2] = {10.f, 1.f}, racing[2] = {10.f, 0.f};
+  std::vector<float> y(4, -1.f);
+  ASSERT_EQ(launch("neighbour", 1, 64, ordered, y.data()), "");
+  EXPECT_EQ(y, (std::vector<float>{11.f, 10.f, 13.f, 12.f}));
+  ASSERT_EQ(launch("neighbour", 1, 64, racing, y.data()), "");
+  EXPECT_NE(y, (std::vector<float>{11.f, 10.f, 13.f, 12.f}));
 }
 
 // Tests the byte permute against its documented examples (the selector's
