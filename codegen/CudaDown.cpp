@@ -210,10 +210,23 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
   os << "#pragma unroll 1\n"
      << "for (int x = " << (listed ? "0" : "k0") << "; x < " << x1 << ";) {\n"
      << "  // A run: the list's next neurons of one group, [x, xe).\n"
-     << "  const int gi = " << group("x") << ";\n"
-     << "  int xe = x + 1;\n"
-     << "  while (xe < " << x1 << " && " << group("xe") << " == gi) ++xe;\n"
-     << "  float acc[" << N << "][kCols] = {}"
+     << "  const int gi = " << group("x") << ";\n";
+  if (listed)
+    // The next run's start: the first bit of pfStarts past x.
+    os << "  int xe = nFired;\n"
+       << "#pragma unroll 1\n"
+       << "  for (int wd = (x + 1) >> 5, lo = (x + 1) & 31; wd * 32 < nFired; "
+          "++wd, lo = 0) {\n"
+       << "    const unsigned m = pfStarts[wd] >> lo << lo;\n"
+       << "    if (m) {\n"
+       << "      xe = wd * 32 + __ffs((int)m) - 1;\n"
+       << "      break;\n"
+       << "    }\n"
+       << "  }\n";
+  else
+    os << "  int xe = x + 1;\n"
+       << "  while (xe < " << x1 << " && " << group("xe") << " == gi) ++xe;\n";
+  os << "  float acc[" << N << "][kCols] = {}"
      << (mins ? ", hs[" + N + "] = {}" : "") << ";\n"
      << indented(unroll, 2) << "  for (; x < xe; ++x) {\n"
      << indented(body.str() + quantLoad(d.layout, d.cols), 4)
@@ -271,6 +284,19 @@ std::string compaction(const DownLoops &d, int n) {
      << (split ? "    pfGroup[at] = (int)(ids[k] / kGroup);\n" : "") << "  }\n"
      << "  __syncthreads();\n"
      << "}\n";
+  if (split)
+    // Where the list's runs start (a neuron of another group than the
+    // one before it), a bit a position: each run's end is then found
+    // once, not tested neuron by neuron.
+    os << "#pragma unroll 1\n"
+       << "for (int p0 = 0; p0 < nFired; p0 += kThreads) {\n"
+       << "  const int p = p0 + (int)threadIdx.x;\n"
+       << "  const bool start = p < nFired && (p == 0 || pfGroup[p] != "
+          "pfGroup[p - 1]);\n"
+       << "  const unsigned bits = __ballot_sync(0xffffffffu, start);\n"
+       << "  if ((threadIdx.x & 31) == 0) pfStarts[p >> 5] = bits;\n"
+       << "}\n"
+       << "__syncthreads();\n";
   return os.str();
 }
 
@@ -324,7 +350,9 @@ void emitDownLoops(std::ostream &os, const DownLoops &d) {
        << ";\n"
        << "  __shared__ int pfFired[kWindow];\n"
        << "  __shared__ float pfH[kWindow * " << d.tokens << "];\n"
-       << (split ? "  __shared__ int pfGroup[kWindow];\n" : "")
+       << (split ? "  __shared__ int pfGroup[kWindow];\n"
+                   "  __shared__ unsigned pfStarts[kWindow / 32];\n"
+                 : "")
        << "  __shared__ int pfWarpFired[kThreads / 32];\n";
     if (d.picked)
       // The chunk's start comes from the pick list: in shared memory, read

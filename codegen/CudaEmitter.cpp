@@ -572,7 +572,10 @@ template <int N, int T, bool Q>
 __device__ __forceinline__ void pf_dots_q6_K_as(const u8 *row, const float *x, long xs,
                                                 int lane, float (&s)[T]) {
   const int n = (lane >> 3) & 1, j = lane & 7;
-#pragma unroll (pf_row_unroll<T>)
+  // A block a step (its four sub-blocks unrolled): unrolled further for
+  // one token, ptxas spilled at some widths (n_embd 2048: 200 bytes on
+  // sm_90, and with a pick list on sm_86/89).
+#pragma unroll 1
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 210;
     const float d = pf_h2f(pf_ld16(blk + 208));
@@ -1259,7 +1262,8 @@ CudaModule emitCuda(const ProgramDesc &program) {
     const unsigned splits = gpuattn::downSplits(nHot, tiles);
     k.downGrid = tiles * splits;
     os << "extern \"C\" __global__ void __launch_bounds__(" << kDownBlock
-       << ") " << k.down << "(const u8 *__restrict__ downT,\n";
+       << ", " << gpuattn::kDownMinBlocks << ") " << k.down
+       << "(const u8 *__restrict__ downT,\n";
     if (layout != DownLayout::Rows)
       // Split layout (runtime/ggml_types.h, DownLayout): the quants of each
       // hot neuron and the scales of every source block (SplitK: its

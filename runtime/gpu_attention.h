@@ -68,6 +68,10 @@ constexpr unsigned kDownCols = 4;
 // Threads of a down kernel's block; a tile is kDownBlock x the columns per
 // thread of outputs.
 constexpr unsigned kDownBlock = 128;
+// Blocks per SM the hot down kernel asks for (64 registers a thread at
+// most): without it ptxas spilled the listing's kernels at 40 registers
+// rather than take more.
+constexpr unsigned kDownMinBlocks = 8;
 // The down kernel's chunks of hot neurons for `tiles` column tiles: chunks
 // of at least 32 hot neurons (each block's loop must outweigh its share of
 // the reduction), and enough blocks to fill the largest targets' SMs a few

@@ -471,6 +471,7 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
   return bits;
 }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __ffs(int v) { return __builtin_ffs(v); }
 inline void __syncthreads() { pf_shim::syncthreads(); }
 template <class T> T __ldg(const T *p) { return *p; }
 // Result byte i is byte (s >> 4i) & 7 of the eight bytes of y:x.
