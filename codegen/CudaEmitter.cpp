@@ -574,7 +574,7 @@ __device__ __forceinline__ void pf_dots_q6_K_as(const u8 *row, const float *x, l
   const int n = (lane >> 3) & 1, j = lane & 7;
   // A block a step (its four sub-blocks unrolled): unrolled further for
   // one token, ptxas spilled at some widths (n_embd 2048: 200 bytes on
-  // sm_90, and with a pick list on sm_86/89).
+  // sm_90, and in predicted mode on sm_86/89).
 #pragma unroll 1
   for (int b = lane >> 4; b < N / 256; b += 2) {
     const u8 *blk = row + b * 210;
