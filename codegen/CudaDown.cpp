@@ -173,20 +173,17 @@ std::string kAt(const DownLoops &d, const std::string &x) {
                   : x;
 }
 
-// The neurons of a pass over n tokens into s[n][]: with `listed` the
-// fired ones the listing put in shared memory (positions [0, nFired), hk
-// there too), else every neuron of the chunk [k0, k1). A split layout's
-// go in runs of one group (each run's end found first, so that its loop
-// has a count: one token's loads go four neurons ahead).
+// The neurons of a pass over n tokens into s[n][]: with `listed` those
+// the listing put in shared memory (positions [0, nFired), hk there too),
+// else (rows in dense mode) every neuron of the chunk [k0, k1). A split
+// layout's, always listed, go in runs of one group (each run's end found
+// first, so that its loop has a count: one token's loads go four neurons
+// ahead).
 std::string neurons(const DownLoops &d, int n, bool listed) {
   const std::string N = std::to_string(n);
   const std::string x1 = listed ? "nFired" : "k1";
   const std::string unroll =
       n == 1 ? "#pragma unroll 4\n" : "#pragma unroll 1\n";
-  auto group = [&](const std::string &x) {
-    return listed ? "pfGroup[" + x + "]"
-                  : "(int)(ids[" + kAt(d, x) + "] / kGroup)";
-  };
   std::ostringstream body; // neuron x's hk[] and k
   body << "const int k = " << (listed ? "pfFired[x]" : kAt(d, "x")) << ";\n"
        << "float hk[" << N << "];\n"
@@ -208,25 +205,21 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
   const bool mins = d.layout == DownLayout::SplitK &&
                     splitKLayout(d.source, d.nEmbd, d.nFF).mins;
   os << "#pragma unroll 1\n"
-     << "for (int x = " << (listed ? "0" : "k0") << "; x < " << x1 << ";) {\n"
+     << "for (int x = 0; x < nFired;) {\n"
      << "  // A run: the list's next neurons of one group, [x, xe).\n"
-     << "  const int gi = " << group("x") << ";\n";
-  if (listed)
-    // The next run's start: the first bit of pfStarts past x.
-    os << "  int xe = nFired;\n"
-       << "#pragma unroll 1\n"
-       << "  for (int wd = (x + 1) >> 5, lo = (x + 1) & 31; wd * 32 < nFired; "
-          "++wd, lo = 0) {\n"
-       << "    const unsigned m = pfStarts[wd] >> lo << lo;\n"
-       << "    if (m) {\n"
-       << "      xe = wd * 32 + __ffs((int)m) - 1;\n"
-       << "      break;\n"
-       << "    }\n"
-       << "  }\n";
-  else
-    os << "  int xe = x + 1;\n"
-       << "  while (xe < " << x1 << " && " << group("xe") << " == gi) ++xe;\n";
-  os << "  float acc[" << N << "][kCols] = {}"
+     << "  const int gi = pfGroup[x];\n"
+     // The next run's start: the first bit of pfStarts past x.
+     << "  int xe = nFired;\n"
+     << "#pragma unroll 1\n"
+     << "  for (int wd = (x + 1) >> 5, lo = (x + 1) & 31; wd * 32 < nFired; "
+        "++wd, lo = 0) {\n"
+     << "    const unsigned m = pfStarts[wd] >> lo << lo;\n"
+     << "    if (m) {\n"
+     << "      xe = wd * 32 + __ffs((int)m) - 1;\n"
+     << "      break;\n"
+     << "    }\n"
+     << "  }\n"
+     << "  float acc[" << N << "][kCols] = {}"
      << (mins ? ", hs[" + N + "] = {}" : "") << ";\n"
      << indented(unroll, 2) << "  for (; x < xe; ++x) {\n"
      << indented(body.str() + quantLoad(d.layout, d.cols), 4)
@@ -240,8 +233,9 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
   return os.str();
 }
 
-// The list positions [w0, w1) of the neurons the pass's n tokens fired,
-// in order, into pfFired[0, nFired) with their activations (pfH) and, for
+// The list positions [w0, w1) of the neurons the pass's n tokens fired
+// (in dense mode all of them: a split layout's runs are found the same
+// way), in order, into pfFired[0, nFired) with their activations (pfH) and, for
 // a split layout, their groups (pfGroup), by every thread of the block:
 // each takes one position, a ballot per warp counts, and each fired
 // neuron goes to its rank. The first barrier also keeps the last pass's
@@ -262,8 +256,8 @@ std::string compaction(const DownLoops &d, int n) {
      << "#pragma unroll\n"
      << "    for (int g = 0; g < " << N << "; ++g) {\n"
      << "      hk[g] = hg[g * kHot + k];\n"
-     << "      fired |= hk[g] != 0.f;\n"
-     << "    }\n"
+     << (d.skipZero ? "      fired |= hk[g] != 0.f;\n" : "") << "    }\n"
+     << (d.skipZero ? "" : "    fired = true; // dense: every neuron\n")
      << "  }\n"
      << "  const unsigned lanes = __ballot_sync(0xffffffffu, fired);\n"
      << "  if ((threadIdx.x & 31) == 0) pfWarpFired[threadIdx.x >> 5] = "
@@ -337,14 +331,18 @@ void emitDownLoops(std::ostream &os, const DownLoops &d) {
            "    part[((long)(t + g) * kSplits + split) * kEmbd + c + i] = "
            "s[g][i];\n";
   };
-  if (d.skipZero) {
+  // Outside dense mode, and for a split layout's runs in dense mode too,
+  // the block lists the neurons before the products.
+  const bool listing = d.skipZero || split;
+  if (listing) {
     // A window holds a block's chunk where it can (a list of ids, their
     // activations and groups in shared memory, 12 KiB at most).
     const unsigned threads = gpuattn::kDownBlock;
     const unsigned window = std::min(
         512u, (std::max(1u, d.listMax) + threads - 1) / threads * threads);
-    os << "  // The chunk's neurons the pass's tokens fired, a window at a "
-          "time:\n"
+    os << "  // The chunk's neurons to run (those the pass's tokens fired; "
+          "dense: all),\n  // a window at a time:"
+          "\n"
        << "  // listed by the whole block, then read by each thread.\n"
        << "  constexpr int kThreads = " << threads << ", kWindow = " << window
        << ";\n"
@@ -374,7 +372,7 @@ void emitDownLoops(std::ostream &os, const DownLoops &d) {
     const std::string N = std::to_string(n);
     const std::string more = n > 1 ? "t + " + N + " <= nTok; t += " + N
                                    : std::string("t < nTok; ++t");
-    if (!d.skipZero) {
+    if (!listing) {
       os << "#pragma unroll 1\n"
          << "  for (; c < kEmbd && " << more << ") {\n"
          << "    const float *hg = h + (long)t * kHot;\n"

@@ -35,12 +35,12 @@ struct DownLoops {
 // times each token's activation. With `skipZero`, the block first lists
 // the chunk's neurons any token of the pass fired (in shared memory, a
 // ballot per warp) and each thread reads those only, where it tested
-// every neuron's activation before. A split layout's neurons go in runs
-// of one group: each neuron adds hk * q to its run's sums and each run is
-// scaled once, as the CPU half's splitDownAxpy scales its fired groups
-// (the tables' numbers read and multiplied once a run, not once a
-// neuron). Hot neurons in id order (LowerToProgram) make each group one
-// run.
+// every neuron's activation before; a split layout's neurons are listed
+// in dense mode too (all of them), and go in runs of one group: each neuron
+// adds hk * q to its run's sums and each run is scaled once, as the CPU half's
+// splitDownAxpy scales its fired groups (the tables' numbers read and
+// multiplied once a run, not once a neuron). Hot neurons in id order
+// (LowerToProgram) make each group one run.
 void emitDownLoops(std::ostream &os, const DownLoops &d);
 
 } // namespace pinfer

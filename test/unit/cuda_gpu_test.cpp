@@ -408,6 +408,9 @@ struct SplitCase {
   GGMLType type;
   int embd;
   bool idOrder = true;
+  // Dense mode: every hot neuron listed, its activation zero or not (a
+  // split layer's GPU half in a dense program).
+  bool dense = false;
 };
 using CudaSplitDown = testutil::GpuTestWithParam<SplitCase>;
 
@@ -418,14 +421,14 @@ using CudaSplitDown = testutil::GpuTestWithParam<SplitCase>;
 // exactly zero; and, in id order, a prompt's chunk against each token
 // alone. Shuffled, a group's neurons make many runs, each scaled apart.
 TEST_P(CudaSplitDown, MatchesCpuTwin) {
-  const auto [type, kEmbd, idOrder] = GetParam();
+  const auto [type, kEmbd, idOrder, dense] = GetParam();
   constexpr int kFF = 512; // two K-quant blocks
   ProgramDesc d;
   d.params.nEmbd = kEmbd;
   d.params.nFF = kFF;
   d.params.nLayer = 1;
   d.params.activation = FfnActivation::ReLU;
-  d.mode = SparsityMode::Exact;
+  d.mode = dense ? SparsityMode::Dense : SparsityMode::Exact;
   d.smArch = "sm_" + std::to_string(gpu_.computeCapability());
   d.layers.resize(1);
   d.layers[0].gateType = d.layers[0].upType = GGMLType::F32;
@@ -469,7 +472,8 @@ TEST_P(CudaSplitDown, MatchesCpuTwin) {
       << error;
   ASSERT_EQ(useHostKernels(m.source, std::string("split_") + typeName(type) +
                                          "_" + std::to_string(kEmbd) +
-                                         (idOrder ? "" : "_shuffled")),
+                                         (idOrder ? "" : "_shuffled") +
+                                         (dense ? "_dense" : "")),
             "");
   ASSERT_TRUE(gpu_.loadModule(ptx.image.data(), error)) << error;
   gpu_.setKernelAliases(m.aliases);
@@ -550,11 +554,14 @@ INSTANTIATE_TEST_SUITE_P(
         SplitCase{GGMLType::Q5_K, 256}, SplitCase{GGMLType::Q6_K, 256},
         SplitCase{GGMLType::Q4_K, 250}, SplitCase{GGMLType::Q4_0, 256, false},
         SplitCase{GGMLType::Q4_K, 256, false},
-        SplitCase{GGMLType::Q6_K, 250, false}),
+        SplitCase{GGMLType::Q6_K, 250, false},
+        SplitCase{GGMLType::Q4_0, 256, true, true},
+        SplitCase{GGMLType::Q4_K, 256, true, true}),
     [](const ::testing::TestParamInfo<SplitCase> &info) {
       return std::string(typeName(info.param.type)) + "_" +
              std::to_string(info.param.embd) +
-             (info.param.idOrder ? "" : "_shuffled");
+             (info.param.idOrder ? "" : "_shuffled") +
+             (info.param.dense ? "_dense" : "");
     });
 
 // Tests that without a driver or device the driver says why instead of
