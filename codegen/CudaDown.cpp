@@ -191,7 +191,7 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
        << "for (int g = 0; g < " << N << "; ++g) hk[g] = "
        << (listed ? "pfH[x * " + N + " + g]" : "hg[g * kHot + k]") << ";\n";
   std::ostringstream os;
-  if (d.layout == DownLayout::Rows) {
+  if (downLayoutFor(d.source) == DownLayout::Rows) {
     os << unroll << "for (int x = " << (listed ? "0" : "k0") << "; x < " << x1
        << "; ++x) {\n"
        << indented(body.str() + rowLoad(d.rowType, d.cols), 2)
@@ -202,7 +202,7 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
        << "}\n";
     return os.str();
   }
-  const bool mins = d.layout == DownLayout::SplitK &&
+  const bool mins = downLayoutFor(d.source) == DownLayout::SplitK &&
                     splitKLayout(d.source, d.nEmbd, d.nFF).mins;
   os << "#pragma unroll 1\n"
      << "for (int x = 0; x < nFired;) {\n"
@@ -222,7 +222,7 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
      << "  float acc[" << N << "][kCols] = {}"
      << (mins ? ", hs[" + N + "] = {}" : "") << ";\n"
      << indented(unroll, 2) << "  for (; x < xe; ++x) {\n"
-     << indented(body.str() + quantLoad(d.layout, d.cols), 4)
+     << indented(body.str() + quantLoad(downLayoutFor(d.source), d.cols), 4)
      << "#pragma unroll\n"
      << "    for (int g = 0; g < " << N << "; ++g) {\n"
      << "#pragma unroll\n"
@@ -241,7 +241,7 @@ std::string neurons(const DownLoops &d, int n, bool listed) {
 // neuron goes to its rank. The first barrier also keeps the last pass's
 // readers ahead of the writes.
 std::string compaction(const DownLoops &d, int n) {
-  const bool split = d.layout != DownLayout::Rows;
+  const bool split = downLayoutFor(d.source) != DownLayout::Rows;
   const std::string N = std::to_string(n);
   std::ostringstream os;
   os << "int nFired = 0;\n"
@@ -320,7 +320,7 @@ void emitSplitDownConstants(std::ostream &os, GGMLType source, int64_t nEmbd,
 }
 
 void emitDownLoops(std::ostream &os, const DownLoops &d) {
-  const bool split = d.layout != DownLayout::Rows;
+  const bool split = downLayoutFor(d.source) != DownLayout::Rows;
   auto store = [](int n) {
     return "#pragma unroll\n"
            "for (int g = 0; g < " +

@@ -19,9 +19,10 @@ void emitSplitDownConstants(std::ostream &os, GGMLType source, int64_t nEmbd,
 // What the loops are over: a block's chunk [k0, k1) of the hot neurons'
 // list, or with `picked` of the pick kernel's list of chosen ones.
 struct DownLoops {
-  GGMLType source = GGMLType::F32;  // of the {n_ff, n_embd} matrix
+  // Of the {n_ff, n_embd} matrix: its layout (downLayoutFor) is the
+  // rows'.
+  GGMLType source = GGMLType::F32;
   GGMLType rowType = GGMLType::F32; // the rows' type, DownLayout::Rows
-  DownLayout layout = DownLayout::Rows;
   int64_t nEmbd = 0, nFF = 0;
   unsigned cols = 1;    // outputs per thread (1 or 4)
   unsigned listMax = 0; // the most neurons a chunk holds

@@ -1305,7 +1305,6 @@ CudaModule emitCuda(const ProgramDesc &program) {
     DownLoops loops;
     loops.source = d.downType;
     loops.rowType = d.downTType;
-    loops.layout = layout;
     loops.nEmbd = p.nEmbd;
     loops.nFF = p.nFF;
     loops.cols = cols;
